@@ -1,0 +1,102 @@
+//! Key → hash slot, exactly as Redis Cluster computes it.
+//!
+//! `CRC16-XMODEM(key) mod 16384`, where only the hash tag is hashed when the key has one: the
+//! bytes between the first `{` and the first `}` after it, provided that span is non-empty.
+//! `{}` or an unclosed `{` means the whole key is hashed.
+
+/// Number of hash slots in a Redis Cluster.
+pub const SLOT_COUNT: usize = 16384;
+
+/// A hash slot. Invariant: the value is always `< SLOT_COUNT` (16384).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Slot(u16);
+
+impl Slot {
+    /// The slot `key` hashes to, honouring `{hash tags}`.
+    #[inline]
+    pub fn of(key: &[u8]) -> Slot {
+        let hashed = hash_tag(key).unwrap_or(key);
+        Slot(crc16::State::<crc16::XMODEM>::calculate(hashed) & (SLOT_COUNT as u16 - 1))
+    }
+
+    /// `Some(slot)` when `n` is a valid slot number.
+    pub fn new(n: u16) -> Option<Slot> {
+        ((n as usize) < SLOT_COUNT).then_some(Slot(n))
+    }
+
+    /// The slot number, `0..16384`.
+    #[inline]
+    pub fn get(self) -> u16 {
+        self.0
+    }
+
+    /// The slot number as an index into a 16384-entry table.
+    #[inline]
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl std::fmt::Display for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The hash tag of `key`: the bytes between the first `{` and the next `}`, if non-empty.
+pub fn hash_tag(key: &[u8]) -> Option<&[u8]> {
+    let open = key.iter().position(|&b| b == b'{')?;
+    let rest = &key[open + 1..];
+    let close = rest.iter().position(|&b| b == b'}')?;
+    (close > 0).then(|| &rest[..close])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values read from a real redis-server 7.0 with `CLUSTER KEYSLOT <key>`.
+    const FROM_REDIS: &[(&[u8], u16)] = &[
+        (b"foo", 12182),
+        (b"bar", 5061),
+        (b"hello", 866),
+        (b"", 0),
+        (b"123456789", 12739),
+        (b"{user1000}.following", 3443),
+        (b"{user1000}.followers", 3443),
+        (b"user1000", 3443),
+        (b"foo{}{bar}", 8363),
+        (b"foo{{bar}}zap", 4015),
+        (b"foo{bar}{zap}", 5061),
+        (b"{}", 15257),
+        (b"{", 4092),
+        (b"}{a}", 15495),
+        (b"a{b", 13340),
+    ];
+
+    #[test]
+    fn matches_cluster_keyslot() {
+        for (key, want) in FROM_REDIS {
+            assert_eq!(
+                Slot::of(key).get(),
+                *want,
+                "key {:?}",
+                String::from_utf8_lossy(key)
+            );
+        }
+    }
+
+    #[test]
+    fn tag_rules() {
+        assert_eq!(hash_tag(b"{a}b"), Some(&b"a"[..]));
+        assert_eq!(hash_tag(b"x{}{a}"), None);
+        assert_eq!(hash_tag(b"x{a"), None);
+        assert_eq!(hash_tag(b"x{{a}}"), Some(&b"{a"[..]));
+    }
+
+    #[test]
+    fn slot_bounds() {
+        assert!(Slot::new(16383).is_some());
+        assert!(Slot::new(16384).is_none());
+    }
+}
