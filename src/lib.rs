@@ -1,10 +1,22 @@
 //! slotgate: a Redis sharding proxy.
 //!
-//! Plain single-node Redis clients connect to one address; slotgate routes every command by its
-//! key's hash slot to the Redis Cluster node (or standalone pool) that owns it.
+//! Plain single-node Redis clients connect to one address; slotgate routes every command by
+//! its key's hash slot to the Redis Cluster node that owns it, and answers connection-level
+//! commands itself. Start it with [`Proxy::start`]; see `docs/ARCHITECTURE.md` for the map.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod backend;
 pub mod command;
+pub mod config;
 pub mod demo;
+pub mod info;
 pub mod resp;
+pub mod server;
+pub mod session;
 pub mod slot;
+pub mod stats;
+pub mod topology;
+pub mod wake;
+pub mod worker;
+
+pub use server::{Proxy, ProxyHandle, StartError};

@@ -1,1 +1,174 @@
-fn main() {}
+//! The `slotgate` command line: run the proxy, check a config file, or run the demo.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use slotgate::config::Config;
+use slotgate::demo::{ClusterOptions, LocalCluster};
+use slotgate::{Proxy, ProxyHandle};
+
+/// A Redis sharding proxy: one address for plain Redis clients in front of a Redis Cluster.
+#[derive(Parser)]
+#[command(name = "slotgate", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a config file and report every problem with its key path.
+    CheckConfig {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
+    /// Start a local 3-master/3-replica Redis Cluster and the proxy in front of it.
+    Demo {
+        /// Masters of the demo cluster.
+        #[arg(long, default_value_t = 3)]
+        masters: usize,
+        /// Replicas per master.
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+}
+
+/// Flags that override the config file.
+#[derive(Args, Default)]
+struct RunArgs {
+    /// Config file (TOML). Without one, defaults plus these flags are used.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Client listen address, HOST:PORT (default 127.0.0.1:6380).
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// Cluster seed nodes, comma-separated HOST:PORT list.
+    #[arg(long, value_name = "HOST:PORT[,HOST:PORT…]", value_delimiter = ',')]
+    cluster: Option<Vec<String>>,
+    /// Worker threads (0 = one per core).
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+    /// Log level or tracing filter (error, warn, info, debug, trace).
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+}
+
+impl RunArgs {
+    /// The config file (if any) with the flags applied on top.
+    fn config(&self) -> Result<Config, String> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path).map_err(|e| format!("{}:\n{e}", path.display()))?,
+            None => Config::default(),
+        };
+        if let Some(listen) = &self.listen {
+            config.proxy.listen = listen.clone();
+        }
+        if let Some(seeds) = &self.cluster {
+            config.cluster.seeds = seeds.clone();
+        }
+        if let Some(workers) = self.workers {
+            config.proxy.workers = workers;
+        }
+        if let Some(level) = &self.log_level {
+            config.log.level = level.clone();
+        }
+        Ok(config)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => run(&cli.run),
+        Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::Demo {
+            masters,
+            replicas,
+            run,
+        }) => demo(masters, replicas, &run),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("slotgate: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &RunArgs) -> Result<(), String> {
+    let config = args.config()?;
+    init_logging(&config.log.level);
+    let proxy = Proxy::start(config).map_err(|e| e.to_string())?;
+    wait_for_signal()?;
+    stop(proxy);
+    Ok(())
+}
+
+fn check_config(file: &std::path::Path) -> Result<(), String> {
+    let config = Config::load(file).map_err(|e| format!("{}:\n{e}", file.display()))?;
+    config
+        .validate()
+        .map_err(|e| format!("{}:\n{e}", file.display()))?;
+    println!("{}: OK", file.display());
+    Ok(())
+}
+
+fn demo(masters: usize, replicas: usize, args: &RunArgs) -> Result<(), String> {
+    let mut config = args.config()?;
+    init_logging(&config.log.level);
+    println!("Starting a local Redis Cluster: {masters} masters, {replicas} replica(s) each …");
+    let cluster = LocalCluster::start(ClusterOptions {
+        masters,
+        replicas_per_master: replicas,
+        ..ClusterOptions::default()
+    })
+    .map_err(|e| e.to_string())?;
+    println!("Cluster nodes: {}", cluster.seeds().join(" "));
+    config.cluster.seeds = cluster.seeds();
+    let proxy = Proxy::start(config).map_err(|e| e.to_string())?;
+    let addr = proxy.local_addr();
+    println!();
+    println!("slotgate is serving the cluster on {addr}. Connect with:");
+    println!("    redis-cli -h {} -p {}", addr.ip(), addr.port());
+    println!("Press Ctrl-C to stop (the demo cluster is removed on exit).");
+    wait_for_signal()?;
+    stop(proxy);
+    drop(cluster);
+    Ok(())
+}
+
+fn stop(proxy: ProxyHandle) {
+    tracing::info!("shutting down");
+    proxy.shutdown();
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Block until SIGINT or SIGTERM.
+fn wait_for_signal() -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| e.to_string())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.map_err(|e| e.to_string()),
+            _ = term.recv() => Ok(()),
+        }
+    })
+}

@@ -1,0 +1,390 @@
+//! One multiplexed, pipelined connection from a worker to a backend node.
+//!
+//! ```text
+//!  sessions ──send()──► queued ──writer task: one write per turn──► socket
+//!                                   │ (moved to in-flight, in send order)
+//!  sessions ◄──fill()── in-flight ◄──reader task: replies matched FIFO── socket
+//! ```
+//!
+//! Many clients of one worker share the connection. Everything queued since the writer last
+//! ran goes out in a single `write`, and replies are matched to requests by order, as Redis
+//! answers a connection's commands in order. The connection is opened lazily by the first
+//! request and re-opened by the first request after it was lost.
+//!
+//! Failure: a connection that breaks, answers garbage, or leaves its oldest request
+//! unanswered past `request_timeout_ms` fails every request it holds with a clear error and is
+//! dropped (the FIFO pairing cannot survive a lost or late reply). A failed connect puts the
+//! node in a short back-off during which requests fail at once instead of piling up.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::resp::{Limits, ReplyDecoder};
+use crate::session::ReplyTarget;
+use crate::wake::LocalSignal;
+
+use super::BackendError;
+
+/// Timeouts and limits shared by a worker's backend connections.
+#[derive(Clone, Debug)]
+pub struct ConnSettings {
+    /// Time allowed to connect.
+    pub connect_timeout: Duration,
+    /// Time a request may wait for its reply.
+    pub request_timeout: Duration,
+    /// Fail-fast period after a failed connect.
+    pub reconnect_backoff: Duration,
+    /// Reply parsing limits.
+    pub limits: Limits,
+}
+
+/// Called when a connection fails, so the topology can be re-checked.
+pub type FailureHook = Rc<dyn Fn(&BackendError)>;
+
+/// Handle to one pipelined backend connection. Cheap to clone; all clones are the same
+/// connection.
+#[derive(Clone)]
+pub struct BackendConn {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    addr: Arc<str>,
+    settings: Rc<ConnSettings>,
+    on_failure: FailureHook,
+    state: RefCell<State>,
+    /// Raised when requests are queued (or the connection must wind down).
+    writer_wake: LocalSignal,
+    /// Raised when in-flight goes from empty to non-empty, so the reader arms its timer.
+    reader_wake: LocalSignal,
+}
+
+struct State {
+    phase: Phase,
+    /// Identifies the current socket; tasks of an older socket stop when it changes.
+    generation: u64,
+    /// Requests not yet written.
+    queued: VecDeque<Pending>,
+    /// Requests written and awaiting their reply, oldest first.
+    in_flight: VecDeque<Pending>,
+    /// No new requests will come; wind down once everything is answered.
+    retired: bool,
+}
+
+enum Phase {
+    /// No socket; the next request opens one.
+    Idle,
+    /// A connect is under way; requests queue up meanwhile.
+    Connecting,
+    /// Connected.
+    Up,
+    /// The last connect failed; requests fail at once until `until`.
+    BackOff { until: Instant, error: BackendError },
+}
+
+struct Pending {
+    request: Bytes,
+    reply: ReplyTarget,
+    deadline: Instant,
+}
+
+impl BackendConn {
+    /// A handle for `addr`; nothing is connected until the first request.
+    pub fn new(addr: Arc<str>, settings: Rc<ConnSettings>, on_failure: FailureHook) -> Self {
+        BackendConn {
+            inner: Rc::new(Inner {
+                addr,
+                settings,
+                on_failure,
+                state: RefCell::new(State {
+                    phase: Phase::Idle,
+                    generation: 0,
+                    queued: VecDeque::new(),
+                    in_flight: VecDeque::new(),
+                    retired: false,
+                }),
+                writer_wake: LocalSignal::new(),
+                reader_wake: LocalSignal::new(),
+            }),
+        }
+    }
+
+    /// The node's `HOST:PORT`.
+    pub fn addr(&self) -> &Arc<str> {
+        &self.inner.addr
+    }
+
+    /// Queue `request` (raw RESP, forwarded as is); its reply goes to `reply`. The request
+    /// fails with an error reply if not answered by `now + request_timeout`.
+    pub fn send(&self, request: Bytes, reply: ReplyTarget, now: Instant) {
+        let inner = &self.inner;
+        let mut state = inner.state.borrow_mut();
+        match &state.phase {
+            Phase::BackOff { until, error } if now < *until => {
+                let error = error.to_reply();
+                drop(state);
+                reply.fill(error);
+                return;
+            }
+            Phase::Idle | Phase::BackOff { .. } => {
+                state.phase = Phase::Connecting;
+                state.generation += 1;
+                tokio::task::spawn_local(connect(Rc::clone(inner), state.generation));
+            }
+            Phase::Connecting | Phase::Up => {}
+        }
+        let deadline = now + inner.settings.request_timeout;
+        state.queued.push_back(Pending {
+            request,
+            reply,
+            deadline,
+        });
+        if state.queued.len() == 1 {
+            inner.writer_wake.raise();
+        }
+    }
+
+    /// Requests queued or awaiting a reply on this connection.
+    pub fn load(&self) -> usize {
+        let state = self.inner.state.borrow();
+        state.queued.len() + state.in_flight.len()
+    }
+
+    /// No more requests will be sent: close the socket once pending replies are in.
+    pub fn retire(&self) {
+        let mut state = self.inner.state.borrow_mut();
+        state.retired = true;
+        if matches!(state.phase, Phase::Idle | Phase::BackOff { .. }) {
+            return;
+        }
+        drop(state);
+        self.inner.writer_wake.raise();
+    }
+}
+
+impl Inner {
+    /// Fail every request held, reset to `phase`, and stop the current socket's tasks.
+    fn fail(&self, generation: u64, error: BackendError, phase: Phase) {
+        let mut state = self.state.borrow_mut();
+        if state.generation != generation {
+            return; // Already handled for this socket.
+        }
+        state.generation += 1;
+        state.phase = phase;
+        let pending: Vec<Pending> = state
+            .in_flight
+            .drain(..)
+            .chain(state.queued.drain(..))
+            .collect();
+        drop(state);
+        if !pending.is_empty() {
+            tracing::warn!(
+                backend = %self.addr,
+                failed_requests = pending.len(),
+                "backend connection failed: {error}"
+            );
+        }
+        let reply = error.to_reply();
+        for p in pending {
+            p.reply.fill(reply.clone());
+        }
+        (self.on_failure)(&error);
+        // Let the other half of this socket notice the generation change and stop.
+        self.writer_wake.raise();
+        self.reader_wake.raise();
+    }
+
+    fn is_current(&self, generation: u64) -> bool {
+        self.state.borrow().generation == generation
+    }
+}
+
+/// Open the socket, then run the writer as a task and the reader in this one.
+async fn connect(inner: Rc<Inner>, generation: u64) {
+    let settings = Rc::clone(&inner.settings);
+    let addr = inner.addr.to_string();
+    let stream =
+        match tokio::time::timeout(settings.connect_timeout, TcpStream::connect(&addr)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                let error = BackendError::Connect {
+                    addr,
+                    reason: e.to_string(),
+                };
+                let until = Instant::now() + settings.reconnect_backoff;
+                inner.fail(generation, error.clone(), Phase::BackOff { until, error });
+                return;
+            }
+            Err(_) => {
+                let error = BackendError::ConnectTimeout {
+                    addr,
+                    ms: settings.connect_timeout.as_millis() as u64,
+                };
+                let until = Instant::now() + settings.reconnect_backoff;
+                inner.fail(generation, error.clone(), Phase::BackOff { until, error });
+                return;
+            }
+        };
+    let _ = stream.set_nodelay(true);
+    {
+        let mut state = inner.state.borrow_mut();
+        if state.generation != generation {
+            return;
+        }
+        state.phase = Phase::Up;
+    }
+    tracing::debug!(backend = %inner.addr, "backend connected");
+    let (reader, writer) = stream.into_split();
+    tokio::task::spawn_local(write_loop(Rc::clone(&inner), generation, writer));
+    read_loop(inner, generation, reader).await;
+}
+
+/// Move everything queued to in-flight and write it in one go; repeat while the socket lives.
+async fn write_loop(inner: Rc<Inner>, generation: u64, mut socket: OwnedWriteHalf) {
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    loop {
+        {
+            let mut state = inner.state.borrow_mut();
+            if state.generation != generation {
+                return;
+            }
+            if state.queued.is_empty() {
+                if state.retired {
+                    // Half-close: the node answers what it has, then the reader sees EOF.
+                    drop(state);
+                    let _ = socket.shutdown().await;
+                    return;
+                }
+            } else {
+                let was_idle = state.in_flight.is_empty();
+                // Order matters: requests enter in-flight in the order they are written.
+                while let Some(p) = state.queued.pop_front() {
+                    buf.extend_from_slice(&p.request);
+                    state.in_flight.push_back(p);
+                }
+                if was_idle {
+                    inner.reader_wake.raise();
+                }
+            }
+        }
+        if buf.is_empty() {
+            inner.writer_wake.wait().await;
+            continue;
+        }
+        if let Err(e) = socket.write_all(&buf).await {
+            let error = BackendError::Lost {
+                addr: inner.addr.to_string(),
+                reason: e.to_string(),
+            };
+            inner.fail(generation, error, Phase::Idle);
+            return;
+        }
+        buf.clear();
+        // Give the sessions a turn to queue more before the next write.
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Read replies and hand each to the oldest in-flight request; time out a stuck node.
+async fn read_loop(inner: Rc<Inner>, generation: u64, mut socket: OwnedReadHalf) {
+    let settings = Rc::clone(&inner.settings);
+    let mut decoder = ReplyDecoder::new(settings.limits);
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    // Armed at the oldest in-flight deadline; a stale (earlier) arming only costs a re-check.
+    let far = || Instant::now() + Duration::from_secs(86_400);
+    let timer = tokio::time::sleep_until(far());
+    tokio::pin!(timer);
+    let mut armed = false;
+    loop {
+        if !inner.is_current(generation) {
+            return;
+        }
+        if !armed {
+            let front = inner.state.borrow().in_flight.front().map(|p| p.deadline);
+            if let Some(deadline) = front {
+                timer.as_mut().reset(deadline);
+                armed = true;
+            }
+        }
+        tokio::select! {
+            biased;
+            read = socket.read_buf(&mut buf) => {
+                let lost = match read {
+                    Ok(0) => Some("closed by the node".to_string()),
+                    Ok(_) => None,
+                    Err(e) => Some(e.to_string()),
+                };
+                if let Some(reason) = lost {
+                    let retired = {
+                        let state = inner.state.borrow();
+                        state.retired && state.in_flight.is_empty() && state.queued.is_empty()
+                    };
+                    if !retired {
+                        let error = BackendError::Lost { addr: inner.addr.to_string(), reason };
+                        inner.fail(generation, error, Phase::Idle);
+                    }
+                    return;
+                }
+                if let Err(error) = deliver(&inner, &mut decoder, &mut buf) {
+                    inner.fail(generation, error, Phase::Idle);
+                    return;
+                }
+                if let Some(needed) = decoder.needed() {
+                    buf.reserve(needed.saturating_sub(buf.len()));
+                }
+            }
+            () = &mut timer, if armed => {
+                armed = false;
+                let front = inner.state.borrow().in_flight.front().map(|p| p.deadline);
+                if front.is_some_and(|d| d <= Instant::now()) {
+                    let error = BackendError::Timeout {
+                        addr: inner.addr.to_string(),
+                        ms: settings.request_timeout.as_millis() as u64,
+                    };
+                    inner.fail(generation, error, Phase::Idle);
+                    return;
+                }
+            }
+            () = inner.reader_wake.wait() => {}
+        }
+    }
+}
+
+/// Hand every complete reply in `buf` to its request.
+fn deliver(
+    inner: &Inner,
+    decoder: &mut ReplyDecoder,
+    buf: &mut BytesMut,
+) -> Result<(), BackendError> {
+    loop {
+        let reply = match decoder.decode(buf) {
+            Ok(Some(reply)) => reply,
+            Ok(None) => return Ok(()),
+            Err(source) => {
+                return Err(BackendError::Protocol {
+                    addr: inner.addr.to_string(),
+                    source,
+                })
+            }
+        };
+        let pending = inner.state.borrow_mut().in_flight.pop_front();
+        match pending {
+            Some(p) => p.reply.fill(reply.raw().clone()),
+            None => {
+                return Err(BackendError::Lost {
+                    addr: inner.addr.to_string(),
+                    reason: "reply to a request that was never sent".into(),
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Errors on the backend side of the proxy, each with a stable kind and a client-facing reply.
+
+use bytes::Bytes;
+
+use crate::resp::ParseError;
+
+/// A backend node failed to serve a request.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    /// The TCP connection could not be established.
+    #[error("backend {addr} is unreachable ({reason})")]
+    Connect {
+        /// The node.
+        addr: String,
+        /// The OS error, as text.
+        reason: String,
+    },
+    /// Connecting took longer than `backend.connect_timeout_ms`.
+    #[error("backend {addr} did not accept a connection within {ms} ms")]
+    ConnectTimeout {
+        /// The node.
+        addr: String,
+        /// The configured limit.
+        ms: u64,
+    },
+    /// The node did not answer within `backend.request_timeout_ms`.
+    #[error("backend {addr} did not answer within {ms} ms")]
+    Timeout {
+        /// The node.
+        addr: String,
+        /// The configured limit.
+        ms: u64,
+    },
+    /// The connection was closed or broke before the reply arrived.
+    #[error("connection to backend {addr} lost ({reason})")]
+    Lost {
+        /// The node.
+        addr: String,
+        /// What happened.
+        reason: String,
+    },
+    /// The node sent bytes that are not valid RESP.
+    #[error("backend {addr} sent an invalid reply ({0})", .source)]
+    Protocol {
+        /// The node.
+        addr: String,
+        /// The parse failure.
+        source: ParseError,
+    },
+    /// No node serves the request's slot.
+    #[error("hash slot {0} is not served by any node")]
+    SlotUnserved(u16),
+}
+
+impl BackendError {
+    /// A stable short label, for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BackendError::Connect { .. } => "connect",
+            BackendError::ConnectTimeout { .. } => "connect_timeout",
+            BackendError::Timeout { .. } => "timeout",
+            BackendError::Lost { .. } => "lost",
+            BackendError::Protocol { .. } => "protocol",
+            BackendError::SlotUnserved(_) => "slot_unserved",
+        }
+    }
+
+    /// The RESP error reply a client gets for a request that failed this way.
+    pub fn to_reply(&self) -> Bytes {
+        let text = match self {
+            // Same code and wording a cluster node uses for a slot nobody serves.
+            BackendError::SlotUnserved(_) => format!("-CLUSTERDOWN {self}\r\n"),
+            _ => format!("-ERR slotgate: {self}\r\n"),
+        };
+        Bytes::from(text.replace(['\r', '\n'], " ").trim_end().to_string() + "\r\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_single_line_errors() {
+        let e = BackendError::Lost {
+            addr: "127.0.0.1:7000".into(),
+            reason: "reset\r\nby peer".into(),
+        };
+        let reply = e.to_reply();
+        assert!(reply.starts_with(b"-ERR slotgate: connection to backend 127.0.0.1:7000 lost"));
+        assert_eq!(reply.iter().filter(|&&b| b == b'\n').count(), 1);
+        assert!(BackendError::SlotUnserved(5).to_reply().starts_with(b"-CLUSTERDOWN"));
+    }
+}

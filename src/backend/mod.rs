@@ -1,0 +1,11 @@
+//! The backend side: pipelined connections to Redis nodes, a worker's pool of them, and
+//! one-shot control connections.
+
+pub mod conn;
+mod error;
+pub mod oneshot;
+pub mod pool;
+
+pub use conn::{BackendConn, ConnSettings};
+pub use error::BackendError;
+pub use pool::BackendPool;

@@ -1,0 +1,85 @@
+//! A worker's backend connections, and the route from a slot table's shard to one of them.
+//!
+//! Connections are keyed by node address, so a new slot table keeps every connection to a
+//! node that is still in it. Per table version the pool caches shard index → connections, so
+//! the request path is two vector lookups, no hashing.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::conn::{BackendConn, ConnSettings, FailureHook};
+use crate::topology::SlotTable;
+
+/// The backend connections of one worker.
+pub struct BackendPool {
+    settings: Rc<ConnSettings>,
+    per_node: usize,
+    on_failure: FailureHook,
+    by_addr: HashMap<Arc<str>, Vec<BackendConn>>,
+    /// Table version the `by_shard` cache was built for (0 = none).
+    version: u64,
+    by_shard: Vec<Vec<BackendConn>>,
+}
+
+impl BackendPool {
+    /// An empty pool opening `per_node` connections to each node it is asked for.
+    pub fn new(settings: ConnSettings, per_node: usize, on_failure: FailureHook) -> Self {
+        BackendPool {
+            settings: Rc::new(settings),
+            per_node: per_node.max(1),
+            on_failure,
+            by_addr: HashMap::new(),
+            version: 0,
+            by_shard: Vec::new(),
+        }
+    }
+
+    /// The connection `client_id` uses for the master of `shard` in `table`. One client always
+    /// gets the same connection per node, so its commands to a node keep their order.
+    #[inline]
+    pub fn master_conn(&mut self, table: &SlotTable, shard: usize, client_id: u64) -> Option<&BackendConn> {
+        if self.version != table.version() {
+            self.rebuild(table);
+        }
+        let conns = self.by_shard.get(shard)?;
+        conns.get((client_id % conns.len() as u64) as usize)
+    }
+
+    fn rebuild(&mut self, table: &SlotTable) {
+        let settings = &self.settings;
+        let per_node = self.per_node;
+        let on_failure = &self.on_failure;
+        let mut next_by_addr = HashMap::with_capacity(table.shards().len());
+        for shard in table.shards() {
+            let conns = self.by_addr.remove(&shard.master).unwrap_or_else(|| {
+                (0..per_node)
+                    .map(|_| {
+                        BackendConn::new(
+                            Arc::clone(&shard.master),
+                            Rc::clone(settings),
+                            Rc::clone(on_failure),
+                        )
+                    })
+                    .collect()
+            });
+            next_by_addr.insert(Arc::clone(&shard.master), conns);
+        }
+        // Nodes no longer in the table: finish what they hold, then close.
+        for conn in self.by_addr.drain().flat_map(|(_, conns)| conns) {
+            conn.retire();
+        }
+        self.by_shard = table
+            .shards()
+            .iter()
+            .map(|s| next_by_addr.get(&s.master).cloned().unwrap_or_default())
+            .collect();
+        self.by_addr = next_by_addr;
+        self.version = table.version();
+    }
+
+    /// Number of nodes this pool has connections (open or not yet opened) for.
+    pub fn nodes(&self) -> usize {
+        self.by_addr.len()
+    }
+}

@@ -1,0 +1,96 @@
+//! The proxy's own `INFO` reply, in Redis' `# Section` / `key:value` format.
+
+use bytes::Bytes;
+
+use crate::worker::Worker;
+
+/// The Redis version whose command set and protocol slotgate presents to clients.
+pub const REDIS_VERSION: &str = "7.0.0";
+
+/// Section names, in output order, and whether plain `INFO` includes them.
+const SECTIONS: &[(&str, bool)] = &[
+    ("server", true),
+    ("clients", true),
+    ("stats", true),
+    ("proxy", true),
+    ("keyspace", true),
+];
+
+/// Render `INFO [section …]`. Unknown section names are ignored, as Redis does.
+pub fn render(args: &[Bytes], worker: &Worker) -> String {
+    let wanted = |name: &str, default: bool| {
+        if args.is_empty() {
+            return default;
+        }
+        args.iter().any(|a| {
+            a.eq_ignore_ascii_case(name.as_bytes())
+                || a.eq_ignore_ascii_case(b"all")
+                || a.eq_ignore_ascii_case(b"everything")
+                || (default && a.eq_ignore_ascii_case(b"default"))
+        })
+    };
+    let mut out = String::new();
+    for &(name, default) in SECTIONS {
+        if wanted(name, default) {
+            if !out.is_empty() {
+                out.push_str("\r\n");
+            }
+            section(name, worker, &mut out);
+        }
+    }
+    out
+}
+
+fn section(name: &str, worker: &Worker, out: &mut String) {
+    let proxy = &worker.proxy;
+    let table = worker.topology.table();
+    match name {
+        "server" => {
+            out.push_str("# Server\r\n");
+            kv(out, "redis_version", &REDIS_VERSION);
+            kv(out, "redis_mode", &"standalone");
+            kv(out, "slotgate_version", &env!("CARGO_PKG_VERSION"));
+            kv(out, "os", &std::env::consts::OS);
+            kv(out, "arch_bits", &(usize::BITS));
+            kv(out, "process_id", &std::process::id());
+            kv(out, "tcp_port", &proxy.listen.port());
+            kv(out, "uptime_in_seconds", &proxy.uptime_secs());
+            kv(out, "uptime_in_days", &(proxy.uptime_secs() / 86_400));
+        }
+        "clients" => {
+            out.push_str("# Clients\r\n");
+            kv(out, "connected_clients", &proxy.clients());
+        }
+        "stats" => {
+            out.push_str("# Stats\r\n");
+            kv(out, "total_connections_received", &proxy.connections_total());
+            kv(out, "total_commands_processed", &proxy.commands_total());
+        }
+        "proxy" => {
+            out.push_str("# Proxy\r\n");
+            kv(out, "proxy_version", &env!("CARGO_PKG_VERSION"));
+            kv(out, "proxy_uptime_in_seconds", &proxy.uptime_secs());
+            kv(out, "proxy_workers", &proxy.worker_count());
+            kv(out, "proxy_clients", &proxy.clients());
+            kv(out, "backend_masters", &table.shards().len());
+            let replicas: usize = table.shards().iter().map(|s| s.replicas.len()).sum();
+            kv(out, "backend_replicas", &replicas);
+            kv(out, "backend_nodes_this_worker", &worker.pool.borrow().nodes());
+            kv(out, "slot_table_version", &table.version());
+            kv(out, "slots_covered", &table.covered_slots());
+            for (i, shard) in table.shards().iter().enumerate() {
+                kv(out, &format!("master{i}"), &shard.master);
+            }
+        }
+        // Summing the backends' keyspaces needs fan-out, which this version does not do.
+        "keyspace" => out.push_str("# Keyspace\r\n"),
+        _ => {}
+    }
+}
+
+/// One `key:value` line.
+fn kv(out: &mut String, key: &str, value: &dyn std::fmt::Display) {
+    use std::fmt::Write;
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{key}:{value}\r\n");
+}

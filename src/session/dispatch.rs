@@ -1,0 +1,234 @@
+//! Deciding how each request is served: answered locally, forwarded by its key's slot, or
+//! refused with an error that says why.
+
+use bytes::Bytes;
+use smallvec::SmallVec;
+use tokio::time::Instant;
+
+use crate::backend::BackendError;
+use crate::command::{self, CommandSpec};
+use crate::resp::Request;
+use crate::slot::Slot;
+use crate::topology::SlotTable;
+
+use super::local::{self, Local};
+use super::Session;
+
+/// How a request is served.
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    /// Answered by the proxy itself.
+    Local(Local),
+    /// Forwarded, unchanged, to the master of this slot.
+    Slot(Slot),
+    /// Refused; the reply says why.
+    Refused(Bytes),
+}
+
+impl Session {
+    /// Serve one request: its reply takes the next place in the session's reply queue.
+    pub(super) fn dispatch(&mut self, request: Request, table: &SlotTable, now: Instant) {
+        match route(request.args()) {
+            Route::Slot(slot) => self.forward(request, slot, table, now),
+            Route::Local(cmd) => {
+                let reply = local::run(cmd, request.args(), self);
+                self.queue.push_ready(reply);
+            }
+            Route::Refused(reply) => self.queue.push_ready(reply),
+        }
+    }
+
+    fn forward(&mut self, request: Request, slot: Slot, table: &SlotTable, now: Instant) {
+        let Some(shard) = table.shard_of(slot) else {
+            self.worker.topology.request_refresh();
+            let error = BackendError::SlotUnserved(slot.get());
+            self.queue.push_ready(error.to_reply());
+            return;
+        };
+        let mut pool = self.worker.pool.borrow_mut();
+        match pool.master_conn(table, shard, self.info.id) {
+            Some(conn) => {
+                let target = self.queue.reserve();
+                conn.send(request.raw().clone(), target, now);
+            }
+            None => {
+                drop(pool);
+                let error = BackendError::SlotUnserved(slot.get());
+                self.queue.push_ready(error.to_reply());
+            }
+        }
+    }
+}
+
+/// Classify a request by its command and keys. Pure: no table, no I/O.
+fn route(args: &[Bytes]) -> Route {
+    let Some(name) = args.first() else {
+        return Route::Refused(error("ERR empty command"));
+    };
+    let Some(spec) = command::lookup(args) else {
+        return Route::Refused(unknown_command(name, &args[1..]));
+    };
+    if !spec.arity_ok(args.len()) {
+        return Route::Refused(error(&format!(
+            "ERR wrong number of arguments for '{}' command",
+            spec.name
+        )));
+    }
+    if let Some(cmd) = Local::of(spec) {
+        return Route::Local(cmd);
+    }
+    if let Some(reason) = not_served(spec, args) {
+        return Route::Refused(error(&format!(
+            "ERR slotgate: '{}' {reason}",
+            printable(name)
+        )));
+    }
+    let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
+    if let Err(e) = spec.keys(args, &mut keys) {
+        return Route::Refused(error(&format!("ERR {e}")));
+    }
+    let mut slots = keys.iter().filter_map(|&i| args.get(i)).map(|k| Slot::of(k));
+    let Some(slot) = slots.next() else {
+        return Route::Refused(error(&format!(
+            "ERR slotgate: '{}' has no key to route by; key-less commands are not served by this proxy",
+            printable(name)
+        )));
+    };
+    if slots.any(|s| s != slot) {
+        return Route::Refused(error("CROSSSLOT Keys in request don't hash to the same slot"));
+    }
+    Route::Slot(slot)
+}
+
+/// Commands that have keys but need a connection of their own (transactions, blocking,
+/// pub/sub), which this version does not provide: refused rather than allowed to stall or
+/// corrupt a shared backend connection.
+fn not_served(spec: &CommandSpec, args: &[Bytes]) -> Option<&'static str> {
+    match spec.name {
+        "multi" | "exec" | "discard" | "watch" | "unwatch" => {
+            Some("is not supported: transactions (MULTI/EXEC/WATCH) are not served by this proxy yet")
+        }
+        // XREAD and XREADGROUP only block with a BLOCK option.
+        "xread" | "xreadgroup" => args
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(b"block"))
+            .then_some("with BLOCK is not supported: blocking commands are not served by this proxy yet"),
+        _ if spec.is_blocking() => {
+            Some("is not supported: blocking commands are not served by this proxy yet")
+        }
+        _ if spec.is_pubsub() => {
+            Some("is not supported: pub/sub is not served by this proxy yet")
+        }
+        _ => None,
+    }
+}
+
+/// An error reply `-{text}\r\n`.
+pub(super) fn error(text: &str) -> Bytes {
+    let mut out = String::with_capacity(text.len() + 3);
+    out.push('-');
+    out.extend(text.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }));
+    out.push_str("\r\n");
+    Bytes::from(out)
+}
+
+/// Redis' own wording: `ERR unknown command 'x', with args beginning with: 'a' 'b' `.
+fn unknown_command(name: &[u8], rest: &[Bytes]) -> Bytes {
+    let mut text = format!(
+        "ERR unknown command '{}', with args beginning with: ",
+        printable(name)
+    );
+    for arg in rest.iter().take(16) {
+        text.push('\'');
+        text.push_str(&printable(arg));
+        text.push_str("' ");
+    }
+    error(&text)
+}
+
+/// A client-supplied name made safe to echo in an error line (bounded, no control bytes).
+pub(super) fn printable(bytes: &[u8]) -> String {
+    let cut = &bytes[..bytes.len().min(128)];
+    String::from_utf8_lossy(cut)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Vec<Bytes> {
+        words
+            .iter()
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect()
+    }
+
+    fn refused(words: &[&str]) -> String {
+        match route(&args(words)) {
+            Route::Refused(b) => String::from_utf8_lossy(&b).into_owned(),
+            other => panic!("{words:?} was not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn single_key_commands_route_by_key() {
+        assert_eq!(route(&args(&["GET", "foo"])), Route::Slot(Slot::of(b"foo")));
+        assert_eq!(
+            route(&args(&["hset", "h", "f", "v"])),
+            Route::Slot(Slot::of(b"h"))
+        );
+    }
+
+    #[test]
+    fn same_slot_multi_key_is_one_route() {
+        assert_eq!(
+            route(&args(&["MGET", "{u}a", "{u}b", "{u}c"])),
+            Route::Slot(Slot::of(b"u"))
+        );
+        assert_eq!(
+            route(&args(&["EVAL", "return 1", "2", "{t}x", "{t}y", "arg"])),
+            Route::Slot(Slot::of(b"t"))
+        );
+    }
+
+    #[test]
+    fn cross_slot_is_refused_like_redis() {
+        assert!(refused(&["MGET", "a", "b"]).starts_with("-CROSSSLOT"));
+    }
+
+    #[test]
+    fn unknown_and_bad_arity() {
+        assert_eq!(
+            refused(&["FOO", "a", "b"]),
+            "-ERR unknown command 'FOO', with args beginning with: 'a' 'b' \r\n"
+        );
+        assert_eq!(
+            refused(&["GET"]),
+            "-ERR wrong number of arguments for 'get' command\r\n"
+        );
+    }
+
+    #[test]
+    fn keyless_and_pinned_commands_are_refused_by_name() {
+        assert!(refused(&["KEYS", "*"]).contains("'KEYS' has no key"));
+        assert!(refused(&["BLPOP", "l", "0"]).contains("blocking"));
+        assert!(refused(&["WATCH", "k"]).contains("transactions"));
+        assert!(refused(&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]).contains("BLOCK"));
+        assert_eq!(
+            route(&args(&["XREAD", "COUNT", "1", "STREAMS", "s", "0"])),
+            Route::Slot(Slot::of(b"s"))
+        );
+    }
+
+    #[test]
+    fn local_commands_are_local() {
+        assert!(matches!(route(&args(&["ping"])), Route::Local(_)));
+        assert!(matches!(
+            route(&args(&["CLIENT", "SETNAME", "x"])),
+            Route::Local(_)
+        ));
+    }
+}

@@ -1,0 +1,234 @@
+//! Commands the proxy answers itself: connection handling (PING, ECHO, QUIT, SELECT, HELLO,
+//! CLIENT …), introspection (COMMAND, INFO) and TIME. Nothing here touches a backend.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::command::{introspect, CommandSpec};
+use crate::resp::encode;
+
+use super::dispatch::{error, printable};
+use super::Session;
+
+/// A command served by the proxy itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Local {
+    Ping,
+    Echo,
+    Quit,
+    Select,
+    Hello,
+    Auth,
+    Client,
+    Command,
+    Info,
+    Time,
+    /// READONLY / READWRITE: cluster-aware clients send them; harmless here.
+    Ok,
+}
+
+impl Local {
+    /// The local command `spec` names, if it is one.
+    pub(super) fn of(spec: &CommandSpec) -> Option<Local> {
+        let (base, _) = spec.name.split_once('|').unwrap_or((spec.name, ""));
+        Some(match base {
+            "ping" => Local::Ping,
+            "echo" => Local::Echo,
+            "quit" => Local::Quit,
+            "select" => Local::Select,
+            "hello" => Local::Hello,
+            "auth" => Local::Auth,
+            "client" => Local::Client,
+            "command" => Local::Command,
+            "info" => Local::Info,
+            "time" => Local::Time,
+            "readonly" | "readwrite" => Local::Ok,
+            _ => return None,
+        })
+    }
+}
+
+const OK: &[u8] = b"+OK\r\n";
+
+/// Answer a local command. `args` passed the command table's arity check.
+pub(super) fn run(cmd: Local, args: &[Bytes], session: &mut Session) -> Bytes {
+    let arg = |i: usize| args.get(i).map(|a| &a[..]).unwrap_or_default();
+    match cmd {
+        Local::Ping => match args.get(1) {
+            None => Bytes::from_static(b"+PONG\r\n"),
+            Some(msg) => bulk(msg),
+        },
+        Local::Echo => bulk(arg(1)),
+        Local::Quit => {
+            session.closing = true;
+            Bytes::from_static(OK)
+        }
+        Local::Select => match std::str::from_utf8(arg(1)).ok().and_then(|s| s.parse::<i64>().ok()) {
+            Some(0) => Bytes::from_static(OK),
+            Some(_) => error("ERR DB index is out of range (slotgate serves only DB 0, like Redis Cluster)"),
+            None => error("ERR value is not an integer or out of range"),
+        },
+        Local::Auth => error(
+            "ERR AUTH <password> called without any password configured for the default user. \
+             Are you sure your configuration is correct?",
+        ),
+        Local::Hello => hello(args, session),
+        Local::Client => client(args, session),
+        Local::Command => {
+            let mut out = BytesMut::new();
+            introspect::command_reply(args, &mut out);
+            out.freeze()
+        }
+        Local::Info => {
+            let text = crate::info::render(args.get(1..).unwrap_or_default(), &session.worker);
+            bulk(text.as_bytes())
+        }
+        Local::Time => {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            let mut out = BytesMut::new();
+            encode::array_header(&mut out, 2);
+            encode::bulk(&mut out, now.as_secs().to_string().as_bytes());
+            encode::bulk(&mut out, now.subsec_micros().to_string().as_bytes());
+            out.freeze()
+        }
+        Local::Ok => Bytes::from_static(OK),
+    }
+}
+
+fn bulk(data: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(data.len() + 16);
+    encode::bulk(&mut out, data);
+    out.freeze()
+}
+
+/// `HELLO [protover [AUTH user pass] [SETNAME name]]`. Only RESP2 is spoken.
+fn hello(args: &[Bytes], session: &mut Session) -> Bytes {
+    let mut rest = args.iter().skip(1);
+    if let Some(version) = rest.next() {
+        match std::str::from_utf8(version).ok().and_then(|v| v.parse::<i64>().ok()) {
+            Some(2) => {}
+            Some(_) => return error("NOPROTO unsupported protocol version"),
+            None => return error("ERR Protocol version is not an integer or out of range"),
+        }
+    }
+    let mut name = None;
+    while let Some(option) = rest.next() {
+        if option.eq_ignore_ascii_case(b"AUTH") {
+            // No password is configured: like Redis' `nopass` default user, any is accepted.
+            if rest.next().is_none() || rest.next().is_none() {
+                return error("ERR Syntax error in HELLO option 'AUTH'");
+            }
+        } else if option.eq_ignore_ascii_case(b"SETNAME") {
+            match rest.next() {
+                Some(n) if valid_name(n) => name = Some(n.clone()),
+                Some(_) => return error(BAD_NAME),
+                None => return error("ERR Syntax error in HELLO option 'SETNAME'"),
+            }
+        } else {
+            return error(&format!(
+                "ERR Syntax error in HELLO option '{}'",
+                printable(option)
+            ));
+        }
+    }
+    if name.is_some() {
+        session.info.name = name;
+    }
+    let mut out = BytesMut::new();
+    encode::array_header(&mut out, 14);
+    for (key, value) in [
+        ("server", "redis"),
+        ("version", crate::info::REDIS_VERSION),
+        ("proxy", concat!("slotgate ", env!("CARGO_PKG_VERSION"))),
+    ] {
+        encode::bulk(&mut out, key.as_bytes());
+        encode::bulk(&mut out, value.as_bytes());
+    }
+    encode::bulk(&mut out, b"proto");
+    encode::integer(&mut out, 2);
+    encode::bulk(&mut out, b"id");
+    encode::integer(&mut out, session.info.id as i64);
+    // "standalone": the whole point is that clients need no cluster support.
+    for (key, value) in [("mode", "standalone"), ("role", "master")] {
+        encode::bulk(&mut out, key.as_bytes());
+        encode::bulk(&mut out, value.as_bytes());
+    }
+    encode::bulk(&mut out, b"modules");
+    encode::array_header(&mut out, 0);
+    out.freeze()
+}
+
+const BAD_NAME: &str = "ERR Client names cannot contain spaces, newlines or special characters.";
+
+/// Redis' rule for client names: printable ASCII without spaces.
+fn valid_name(name: &[u8]) -> bool {
+    name.iter().all(|&b| (b'!'..=b'~').contains(&b))
+}
+
+/// CLIENT SETNAME / GETNAME / ID / INFO for the proxy's own client; other subcommands refused.
+fn client(args: &[Bytes], session: &mut Session) -> Bytes {
+    let sub = args.get(1).map(|s| s.to_ascii_lowercase()).unwrap_or_default();
+    match &sub[..] {
+        b"setname" => match args.get(2) {
+            Some(name) if valid_name(name) => {
+                session.info.name = (!name.is_empty()).then(|| name.clone());
+                Bytes::from_static(OK)
+            }
+            _ => error(BAD_NAME),
+        },
+        b"getname" => match &session.info.name {
+            Some(name) => bulk(name),
+            None => Bytes::from_static(b"$-1\r\n"),
+        },
+        b"id" => Bytes::from(format!(":{}\r\n", session.info.id)),
+        b"info" => bulk(client_line(session).as_bytes()),
+        b"help" => {
+            let lines = [
+                "CLIENT <subcommand> [<arg> [value] [opt] ...]. Served by slotgate:",
+                "GETNAME",
+                "    Return the name of the current connection.",
+                "ID",
+                "    Return the ID of the current connection.",
+                "INFO",
+                "    Return information about the current client connection.",
+                "SETNAME <connection-name>",
+                "    Assign the name <connection-name> to the current connection.",
+            ];
+            let mut out = BytesMut::new();
+            encode::array_header(&mut out, lines.len());
+            for line in lines {
+                encode::simple(&mut out, line);
+            }
+            out.freeze()
+        }
+        _ => error(&format!(
+            "ERR slotgate: CLIENT {} is not supported by the proxy",
+            printable(&sub).to_uppercase()
+        )),
+    }
+}
+
+/// One `CLIENT INFO` line in Redis' format, for the fields the proxy knows.
+fn client_line(session: &Session) -> String {
+    let info = &session.info;
+    let addr = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+    let name = info
+        .name
+        .as_ref()
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .unwrap_or_default();
+    format!(
+        "id={} addr={} laddr={} name={} age={} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 \
+         qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 obl=0 oll={} omem=0 tot-mem=0 events=r \
+         cmd=client|info user=default redir=-1 resp=2\n",
+        info.id,
+        addr(info.peer),
+        addr(info.local),
+        name,
+        info.since.elapsed().as_secs(),
+        session.queue.outstanding(),
+    )
+}

@@ -1,0 +1,152 @@
+//! One client connection: read requests, route each one, write replies back in request order.
+//!
+//! ```text
+//!  socket ──read──► RequestDecoder ──► dispatch ──► local reply ─────────┐
+//!                                          └──► backend conn … fill() ──►│ ReplyQueue (in order)
+//!  socket ◄──one write per turn── ready replies from the queue front ◄───┘
+//! ```
+//!
+//! A session lives on one worker thread for its whole life and shares nothing with other
+//! threads on the request path. All requests decoded from one read are dispatched before the
+//! worker's backend writers run, so a pipeline leaves in one write per backend.
+
+mod dispatch;
+mod local;
+mod queue;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant as StdInstant;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::resp::RequestDecoder;
+use crate::worker::Worker;
+
+pub use queue::{ReplyQueue, ReplyTarget};
+
+/// Replies at least this large are written straight from their buffer instead of being
+/// copied into the session's write buffer.
+const LARGE_REPLY: usize = 64 * 1024;
+/// Initial size of a session's read and write buffers.
+const BUFFER_SIZE: usize = 16 * 1024;
+
+/// What the proxy knows about one client, for CLIENT and INFO.
+#[derive(Debug)]
+pub struct ClientInfo {
+    /// Proxy-wide unique client id (CLIENT ID).
+    pub id: u64,
+    /// The client's address.
+    pub peer: Option<SocketAddr>,
+    /// The proxy's address this client connected to.
+    pub local: Option<SocketAddr>,
+    /// Name set with CLIENT SETNAME or HELLO SETNAME.
+    pub name: Option<Bytes>,
+    /// When the client connected.
+    pub since: StdInstant,
+}
+
+/// State of one client connection.
+pub(crate) struct Session {
+    worker: Rc<Worker>,
+    queue: Rc<ReplyQueue>,
+    decoder: RequestDecoder,
+    info: ClientInfo,
+    /// Stop reading: QUIT was received or the client broke the protocol. The session ends
+    /// once every reply before that point has been written.
+    closing: bool,
+}
+
+/// Serve one client until it disconnects, QUITs, or breaks the protocol.
+pub async fn serve(mut stream: TcpStream, worker: Rc<Worker>, id: u64) {
+    let _ = stream.set_nodelay(true);
+    let info = ClientInfo {
+        id,
+        peer: stream.peer_addr().ok(),
+        local: stream.local_addr().ok(),
+        name: None,
+        since: StdInstant::now(),
+    };
+    let mut session = Session {
+        decoder: RequestDecoder::new(worker.limits),
+        worker,
+        queue: ReplyQueue::new(),
+        info,
+        closing: false,
+    };
+    if let Err(e) = session.run(&mut stream).await {
+        tracing::debug!(client = id, "client connection ended: {e}");
+    }
+    session.queue.close();
+}
+
+impl Session {
+    async fn run(&mut self, stream: &mut TcpStream) -> std::io::Result<()> {
+        let (mut reader, mut writer) = stream.split();
+        let mut rbuf = BytesMut::with_capacity(BUFFER_SIZE);
+        let mut wbuf = BytesMut::with_capacity(BUFFER_SIZE);
+        let max_outstanding = self.worker.max_pipeline_depth;
+        loop {
+            while let Some(reply) = self.queue.pop_ready() {
+                if reply.len() >= LARGE_REPLY {
+                    if !wbuf.is_empty() {
+                        writer.write_all(&wbuf).await?;
+                        wbuf.clear();
+                    }
+                    writer.write_all(&reply).await?;
+                } else {
+                    wbuf.extend_from_slice(&reply);
+                }
+            }
+            if !wbuf.is_empty() {
+                writer.write_all(&wbuf).await?;
+                wbuf.clear();
+            }
+            if self.closing && self.queue.outstanding() == 0 {
+                return Ok(());
+            }
+            // Backpressure: a client with this many replies owed is not read until it drains.
+            let may_read = !self.closing && self.queue.outstanding() < max_outstanding;
+            tokio::select! {
+                biased;
+                () = self.queue.wait_ready() => {}
+                read = reader.read_buf(&mut rbuf), if may_read => {
+                    if read? == 0 {
+                        return Ok(());
+                    }
+                    self.process(&mut rbuf);
+                }
+            }
+        }
+    }
+
+    /// Decode and dispatch every complete request in `buf`.
+    fn process(&mut self, buf: &mut BytesMut) {
+        let now = tokio::time::Instant::now();
+        let worker = Rc::clone(&self.worker);
+        let table = worker.topology.table();
+        let mut count = 0u64;
+        while !self.closing {
+            match self.decoder.decode(buf) {
+                Ok(Some(request)) => {
+                    count += 1;
+                    self.dispatch(request, &table, now);
+                }
+                Ok(None) => {
+                    if let Some(needed) = self.decoder.needed() {
+                        buf.reserve(needed.saturating_sub(buf.len()));
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(client = self.info.id, "protocol error: {e}");
+                    self.queue.push_ready(e.to_reply());
+                    self.closing = true;
+                }
+            }
+        }
+        self.worker.stats().add_commands(count);
+    }
+}

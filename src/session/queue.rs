@@ -1,0 +1,139 @@
+//! The ordered reply queue of one client session.
+//!
+//! Each request takes the next sequence number and a place in the queue; replies may arrive in
+//! any order (different backends answer at different speeds) but leave only from the front, so
+//! the client sees them strictly in request order, including in a pipeline that spans nodes.
+//! Backend connections hold a [`ReplyTarget`] (the queue plus a sequence number) and fill it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use crate::wake::LocalSignal;
+
+/// Replies of one session, in request order. Shared (`Rc`) with the backend connections that
+/// owe it replies; all on one worker thread.
+#[derive(Debug, Default)]
+pub struct ReplyQueue {
+    slots: RefCell<VecDeque<Option<Bytes>>>,
+    /// Sequence number of the front slot.
+    base: Cell<u64>,
+    /// Set when the client is gone: late replies are dropped instead of queued.
+    closed: Cell<bool>,
+    /// Raised when the front slot becomes ready.
+    ready: LocalSignal,
+}
+
+/// Where a backend delivers one reply.
+#[derive(Debug)]
+pub struct ReplyTarget {
+    queue: Rc<ReplyQueue>,
+    seq: u64,
+}
+
+impl ReplyTarget {
+    /// Deliver the reply (raw RESP bytes).
+    #[inline]
+    pub fn fill(self, reply: Bytes) {
+        self.queue.fill(self.seq, reply);
+    }
+}
+
+impl ReplyQueue {
+    /// An empty queue.
+    pub fn new() -> Rc<ReplyQueue> {
+        Rc::new(ReplyQueue::default())
+    }
+
+    /// Reserve the next place for a reply that will arrive later.
+    pub fn reserve(self: &Rc<Self>) -> ReplyTarget {
+        let mut slots = self.slots.borrow_mut();
+        let seq = self.base.get() + slots.len() as u64;
+        slots.push_back(None);
+        ReplyTarget {
+            queue: Rc::clone(self),
+            seq,
+        }
+    }
+
+    /// Queue a reply that is already known (local commands, immediate errors).
+    pub fn push_ready(&self, reply: Bytes) {
+        let mut slots = self.slots.borrow_mut();
+        slots.push_back(Some(reply));
+        if slots.len() == 1 {
+            self.ready.raise();
+        }
+    }
+
+    fn fill(&self, seq: u64, reply: Bytes) {
+        if self.closed.get() {
+            return;
+        }
+        let mut slots = self.slots.borrow_mut();
+        let Some(index) = seq.checked_sub(self.base.get()) else {
+            return;
+        };
+        if let Some(slot) = slots.get_mut(index as usize) {
+            *slot = Some(reply);
+            if index == 0 {
+                self.ready.raise();
+            }
+        }
+    }
+
+    /// Take the next reply if the front one has arrived.
+    #[inline]
+    pub fn pop_ready(&self) -> Option<Bytes> {
+        let mut slots = self.slots.borrow_mut();
+        let reply = slots.front_mut()?.take()?;
+        slots.pop_front();
+        self.base.set(self.base.get() + 1);
+        Some(reply)
+    }
+
+    /// Requests whose replies have not yet been taken.
+    pub fn outstanding(&self) -> usize {
+        self.slots.borrow().len()
+    }
+
+    /// Wait until the front reply may have arrived.
+    pub async fn wait_ready(&self) {
+        self.ready.wait().await
+    }
+
+    /// The client is gone: drop queued replies and any that arrive later.
+    pub fn close(&self) {
+        self.closed.set(true);
+        self.slots.borrow_mut().clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_leave_in_request_order() {
+        let q = ReplyQueue::new();
+        let a = q.reserve();
+        let b = q.reserve();
+        q.push_ready(Bytes::from_static(b"+c\r\n"));
+        b.fill(Bytes::from_static(b"+b\r\n"));
+        assert_eq!(q.pop_ready(), None, "a has not answered yet");
+        a.fill(Bytes::from_static(b"+a\r\n"));
+        let got: Vec<_> = std::iter::from_fn(|| q.pop_ready()).collect();
+        assert_eq!(got, [&b"+a\r\n"[..], b"+b\r\n", b"+c\r\n"]);
+        assert_eq!(q.outstanding(), 0);
+    }
+
+    #[test]
+    fn late_replies_after_close_are_dropped() {
+        let q = ReplyQueue::new();
+        let a = q.reserve();
+        q.close();
+        a.fill(Bytes::from_static(b"+late\r\n"));
+        assert_eq!(q.outstanding(), 0);
+    }
+}

@@ -1,0 +1,282 @@
+//! Reading a cluster's layout from a node's `CLUSTER SHARDS` or `CLUSTER SLOTS` reply.
+//!
+//! Pure: these functions turn a parsed reply into [`ShardInfo`]s; fetching the reply is
+//! [`super::Topology`]'s job. A node whose endpoint is unknown (`?`) or empty is reached at the
+//! host of the node that answered, which is what Redis means by those values.
+
+use crate::resp::Frame;
+
+use super::table::ShardInfo;
+
+/// Why a discovery reply could not be understood.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unexpected {command} reply: {reason}")]
+pub struct DiscoveryError {
+    /// `CLUSTER SHARDS` or `CLUSTER SLOTS`.
+    pub command: &'static str,
+    /// What was wrong with it.
+    pub reason: String,
+}
+
+fn bad(command: &'static str, reason: impl Into<String>) -> DiscoveryError {
+    DiscoveryError {
+        command,
+        reason: reason.into(),
+    }
+}
+
+/// A string-ish field (bulk or status) as UTF-8.
+fn text(frame: &Frame) -> Option<&str> {
+    frame.as_bytes().and_then(|b| std::str::from_utf8(b).ok())
+}
+
+/// `host:port`, substituting the queried host when Redis reports the endpoint as unknown.
+fn endpoint(host: &str, port: i64, queried_host: &str) -> Option<String> {
+    let port = u16::try_from(port).ok().filter(|&p| p != 0)?;
+    let host = match host {
+        "" | "?" => queried_host,
+        h => h,
+    };
+    Some(if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    })
+}
+
+/// Parse a RESP2 `CLUSTER SHARDS` reply (Redis ≥ 7.0). Shards without slots are skipped;
+/// a shard whose master is not `online` is kept (its slots then fail clearly, and a later
+/// refresh picks up the promoted replica); replicas that are not `online` are left out.
+pub fn parse_cluster_shards(
+    reply: &Frame,
+    queried_host: &str,
+) -> Result<Vec<ShardInfo>, DiscoveryError> {
+    const CMD: &str = "CLUSTER SHARDS";
+    let shards = reply.as_array().ok_or_else(|| bad(CMD, "not an array"))?;
+    let mut out = Vec::new();
+    for shard in shards {
+        let fields = shard
+            .as_array()
+            .ok_or_else(|| bad(CMD, "shard is not an array"))?;
+        let mut ranges = Vec::new();
+        let mut master = None;
+        let mut replicas = Vec::new();
+        for pair in fields.chunks(2) {
+            let [name, value] = pair else { break };
+            match text(name) {
+                Some("slots") => {
+                    let bounds = value
+                        .as_array()
+                        .ok_or_else(|| bad(CMD, "slots is not an array"))?;
+                    for range in bounds.chunks(2) {
+                        let (Some(a), Some(b)) = (
+                            range.first().and_then(Frame::as_int),
+                            range.get(1).and_then(Frame::as_int),
+                        ) else {
+                            return Err(bad(CMD, "slot range is not two integers"));
+                        };
+                        let (Ok(a), Ok(b)) = (u16::try_from(a), u16::try_from(b)) else {
+                            return Err(bad(CMD, format!("slot range {a}-{b} out of bounds")));
+                        };
+                        ranges.push((a, b));
+                    }
+                }
+                Some("nodes") => {
+                    let nodes = value
+                        .as_array()
+                        .ok_or_else(|| bad(CMD, "nodes is not an array"))?;
+                    for node in nodes {
+                        let node = parse_shard_node(node, queried_host)?;
+                        match (node.role.as_str(), node.health.as_str()) {
+                            ("master", _) => master = Some(node.addr),
+                            (_, "online") => replicas.push(node.addr),
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if ranges.is_empty() {
+            continue;
+        }
+        let master = master.ok_or_else(|| bad(CMD, "a shard with slots has no master"))?;
+        out.push(ShardInfo {
+            ranges,
+            master,
+            replicas,
+        });
+    }
+    Ok(out)
+}
+
+struct ShardNode {
+    addr: String,
+    role: String,
+    health: String,
+}
+
+fn parse_shard_node(node: &Frame, queried_host: &str) -> Result<ShardNode, DiscoveryError> {
+    const CMD: &str = "CLUSTER SHARDS";
+    let fields = node
+        .as_array()
+        .ok_or_else(|| bad(CMD, "node is not an array"))?;
+    let (mut ip, mut endpoint_field, mut port) = (None, None, None);
+    let (mut role, mut health) = (String::new(), String::from("online"));
+    for pair in fields.chunks(2) {
+        let [name, value] = pair else { break };
+        match text(name) {
+            Some("ip") => ip = text(value),
+            Some("endpoint") => endpoint_field = text(value),
+            Some("port") => port = value.as_int(),
+            Some("role") => role = text(value).unwrap_or_default().to_string(),
+            Some("health") => health = text(value).unwrap_or_default().to_string(),
+            _ => {}
+        }
+    }
+    let host = endpoint_field.or(ip).unwrap_or("");
+    let port = port.ok_or_else(|| bad(CMD, "node without a port"))?;
+    let addr = endpoint(host, port, queried_host)
+        .ok_or_else(|| bad(CMD, format!("node with invalid port {port}")))?;
+    Ok(ShardNode { addr, role, health })
+}
+
+/// Parse a RESP2 `CLUSTER SLOTS` reply: `[[first, last, [host, port, id, …], replica…], …]`.
+pub fn parse_cluster_slots(
+    reply: &Frame,
+    queried_host: &str,
+) -> Result<Vec<ShardInfo>, DiscoveryError> {
+    const CMD: &str = "CLUSTER SLOTS";
+    let entries = reply.as_array().ok_or_else(|| bad(CMD, "not an array"))?;
+    let mut out: Vec<ShardInfo> = Vec::new();
+    for entry in entries {
+        let items = entry
+            .as_array()
+            .ok_or_else(|| bad(CMD, "entry is not an array"))?;
+        let (Some(first), Some(last)) = (
+            items.first().and_then(Frame::as_int),
+            items.get(1).and_then(Frame::as_int),
+        ) else {
+            return Err(bad(CMD, "entry does not start with two integers"));
+        };
+        let (Ok(first), Ok(last)) = (u16::try_from(first), u16::try_from(last)) else {
+            return Err(bad(CMD, format!("slot range {first}-{last} out of bounds")));
+        };
+        let mut nodes = items.iter().skip(2).map(|n| {
+            let fields = n.as_array().unwrap_or_default();
+            let host = fields.first().and_then(text).unwrap_or("");
+            let port = fields.get(1).and_then(Frame::as_int).unwrap_or(0);
+            endpoint(host, port, queried_host)
+                .ok_or_else(|| bad(CMD, format!("node with invalid port {port}")))
+        });
+        let master = nodes
+            .next()
+            .ok_or_else(|| bad(CMD, "slot range without a master"))??;
+        let replicas = nodes.collect::<Result<Vec<_>, _>>()?;
+        match out.iter_mut().find(|s| s.master == master) {
+            Some(shard) => shard.ranges.push((first, last)),
+            None => out.push(ShardInfo {
+                ranges: vec![(first, last)],
+                master,
+                replicas,
+            }),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn bulk(s: &str) -> Frame {
+        Frame::Bulk(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    fn node(ip: &str, port: i64, role: &str, health: &str) -> Frame {
+        Frame::Array(vec![
+            bulk("id"),
+            bulk("abc"),
+            bulk("port"),
+            Frame::Integer(port),
+            bulk("ip"),
+            bulk(ip),
+            bulk("endpoint"),
+            bulk(ip),
+            bulk("role"),
+            bulk(role),
+            bulk("replication-offset"),
+            Frame::Integer(0),
+            bulk("health"),
+            bulk(health),
+        ])
+    }
+
+    #[test]
+    fn shards_reply() {
+        let reply = Frame::Array(vec![
+            Frame::Array(vec![
+                bulk("slots"),
+                Frame::Array(vec![
+                    Frame::Integer(0),
+                    Frame::Integer(5460),
+                    Frame::Integer(6000),
+                    Frame::Integer(6001),
+                ]),
+                bulk("nodes"),
+                Frame::Array(vec![
+                    node("127.0.0.1", 7000, "master", "online"),
+                    node("127.0.0.1", 7003, "replica", "online"),
+                    node("127.0.0.1", 7004, "replica", "failed"),
+                ]),
+            ]),
+            Frame::Array(vec![
+                bulk("slots"),
+                Frame::Array(vec![]),
+                bulk("nodes"),
+                Frame::Array(vec![node("?", 7009, "master", "online")]),
+            ]),
+        ]);
+        let shards = parse_cluster_shards(&reply, "10.0.0.9").unwrap();
+        assert_eq!(
+            shards,
+            vec![ShardInfo {
+                ranges: vec![(0, 5460), (6000, 6001)],
+                master: "127.0.0.1:7000".into(),
+                replicas: vec!["127.0.0.1:7003".into()],
+            }]
+        );
+    }
+
+    #[test]
+    fn slots_reply_with_unknown_endpoint() {
+        let n = |h: &str, p| Frame::Array(vec![bulk(h), Frame::Integer(p), bulk("id")]);
+        let reply = Frame::Array(vec![
+            Frame::Array(vec![
+                Frame::Integer(0),
+                Frame::Integer(100),
+                n("", 7000),
+                n("127.0.0.1", 7003),
+            ]),
+            Frame::Array(vec![Frame::Integer(101), Frame::Integer(200), n("?", 7000)]),
+        ]);
+        let shards = parse_cluster_slots(&reply, "10.0.0.9").unwrap();
+        assert_eq!(shards.len(), 1);
+        assert_eq!(shards[0].master, "10.0.0.9:7000");
+        assert_eq!(shards[0].ranges, vec![(0, 100), (101, 200)]);
+        assert_eq!(shards[0].replicas, vec!["127.0.0.1:7003".to_string()]);
+    }
+
+    #[test]
+    fn malformed_replies_are_errors_not_panics() {
+        assert!(parse_cluster_shards(&Frame::Integer(1), "h").is_err());
+        assert!(parse_cluster_slots(&Frame::Array(vec![Frame::Integer(1)]), "h").is_err());
+        let neg = Frame::Array(vec![Frame::Array(vec![
+            Frame::Integer(-1),
+            Frame::Integer(5),
+            Frame::Array(vec![bulk("h"), Frame::Integer(1)]),
+        ])]);
+        assert!(parse_cluster_slots(&neg, "h").is_err());
+    }
+}

@@ -1,0 +1,246 @@
+//! The slot table: an immutable map from each of the 16384 slots to the shard serving it.
+//!
+//! A table is built once (from a discovery answer or, later, from config) and never mutated;
+//! a change of topology is a new table published through `ArcSwap`, so the request path reads
+//! it without locks and never sees a half-built map.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::slot::{Slot, SLOT_COUNT};
+
+/// Marks a slot no shard serves.
+const UNASSIGNED: u16 = u16::MAX;
+
+/// One shard as discovered: its slot ranges, its master and its replicas.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardInfo {
+    /// Inclusive slot ranges `(first, last)`.
+    pub ranges: Vec<(u16, u16)>,
+    /// The master's `HOST:PORT`.
+    pub master: String,
+    /// The replicas' `HOST:PORT`, healthy ones only.
+    pub replicas: Vec<String>,
+}
+
+/// A node of the table: the master of one shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// The master's `HOST:PORT`; also the key backend connections are pooled by.
+    pub master: Arc<str>,
+    /// The replicas' `HOST:PORT`.
+    pub replicas: Vec<Arc<str>>,
+}
+
+/// Why a set of shards does not make a table.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TableError {
+    /// A range names a slot outside 0..16384 or ends before it starts.
+    #[error("invalid slot range {0}-{1}")]
+    BadRange(u16, u16),
+    /// Two shards claim the same slot.
+    #[error("slot {slot} is claimed by both {first} and {second}")]
+    Overlap {
+        /// The slot.
+        slot: u16,
+        /// The shard that claimed it first.
+        first: String,
+        /// The shard that claimed it again.
+        second: String,
+    },
+    /// More shards than the table can index.
+    #[error("too many shards ({0})")]
+    TooManyShards(usize),
+}
+
+/// Immutable slot → shard map with a version number.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SlotTable {
+    version: u64,
+    shards: Vec<Shard>,
+    /// Slot index → index into `shards`, or `UNASSIGNED`.
+    slots: Box<[u16]>,
+}
+
+impl fmt::Debug for SlotTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SlotTable")
+            .field("version", &self.version)
+            .field("shards", &self.shards)
+            .field("covered", &self.covered_slots())
+            .finish()
+    }
+}
+
+impl SlotTable {
+    /// An empty table (no slot served), version 0.
+    pub fn empty() -> SlotTable {
+        SlotTable {
+            version: 0,
+            shards: Vec::new(),
+            slots: vec![UNASSIGNED; SLOT_COUNT].into_boxed_slice(),
+        }
+    }
+
+    /// Build a table from discovered shards. Shards with the same master are merged.
+    pub fn from_shards(shards: &[ShardInfo], version: u64) -> Result<SlotTable, TableError> {
+        let mut table = SlotTable::empty();
+        table.version = version;
+        for info in shards {
+            let index = match table.shards.iter().position(|s| *s.master == *info.master) {
+                Some(i) => i,
+                None => {
+                    if table.shards.len() >= UNASSIGNED as usize {
+                        return Err(TableError::TooManyShards(table.shards.len()));
+                    }
+                    table.shards.push(Shard {
+                        master: info.master.as_str().into(),
+                        replicas: info.replicas.iter().map(|r| r.as_str().into()).collect(),
+                    });
+                    table.shards.len() - 1
+                }
+            };
+            for &(first, last) in &info.ranges {
+                if first > last || last as usize >= SLOT_COUNT {
+                    return Err(TableError::BadRange(first, last));
+                }
+                for slot in first..=last {
+                    let entry = &mut table.slots[slot as usize];
+                    if *entry != UNASSIGNED && *entry as usize != index {
+                        return Err(TableError::Overlap {
+                            slot,
+                            first: table.shards[*entry as usize].master.to_string(),
+                            second: info.master.clone(),
+                        });
+                    }
+                    *entry = index as u16;
+                }
+            }
+        }
+        Ok(table)
+    }
+
+    /// This table with another version number.
+    pub fn with_version(mut self, version: u64) -> SlotTable {
+        self.version = version;
+        self
+    }
+
+    /// Monotonic version; a newer table has a larger number.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The index of the shard serving `slot`, if any.
+    #[inline]
+    pub fn shard_of(&self, slot: Slot) -> Option<usize> {
+        match self.slots.get(slot.index()) {
+            Some(&i) if i != UNASSIGNED => Some(i as usize),
+            _ => None,
+        }
+    }
+
+    /// All shards; indices match [`SlotTable::shard_of`].
+    pub fn shards(&self) -> &[Shard] {
+        &self.shards
+    }
+
+    /// How many slots have a shard.
+    pub fn covered_slots(&self) -> usize {
+        self.slots.iter().filter(|&&i| i != UNASSIGNED).count()
+    }
+
+    /// The first slot no shard serves, if any.
+    pub fn first_uncovered(&self) -> Option<u16> {
+        self.slots
+            .iter()
+            .position(|&i| i == UNASSIGNED)
+            .map(|p| p as u16)
+    }
+
+    /// True when both tables route every slot to the same master and list the same replicas.
+    pub fn same_routing(&self, other: &SlotTable) -> bool {
+        self.slots
+            .iter()
+            .zip(other.slots.iter())
+            .all(|(&a, &b)| self.master_at(a) == other.master_at(b))
+            && self.shards.len() == other.shards.len()
+            && self.shards.iter().all(|s| other.shards.contains(s))
+    }
+
+    fn master_at(&self, index: u16) -> Option<&str> {
+        self.shards.get(index as usize).map(|s| &*s.master)
+    }
+
+    /// Slot ranges per master, `"0-5460 → 127.0.0.1:7000"`, for log lines.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut start = 0usize;
+        while start < SLOT_COUNT {
+            let owner = self.slots[start];
+            let mut end = start;
+            while end + 1 < SLOT_COUNT && self.slots[end + 1] == owner {
+                end += 1;
+            }
+            let who = self.master_at(owner).unwrap_or("(unassigned)");
+            out.push(format!("{start}-{end} → {who}"));
+            start = end + 1;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard(ranges: &[(u16, u16)], master: &str) -> ShardInfo {
+        ShardInfo {
+            ranges: ranges.to_vec(),
+            master: master.into(),
+            replicas: vec![],
+        }
+    }
+
+    #[test]
+    fn routes_each_slot_to_its_shard() {
+        let t = SlotTable::from_shards(
+            &[
+                shard(&[(0, 5460)], "a:1"),
+                shard(&[(5461, 10922)], "b:1"),
+                shard(&[(10923, 16383)], "c:1"),
+            ],
+            7,
+        )
+        .unwrap();
+        assert_eq!(t.version(), 7);
+        assert_eq!(t.covered_slots(), SLOT_COUNT);
+        let at = |s| &*t.shards()[t.shard_of(Slot::new(s).unwrap()).unwrap()].master;
+        assert_eq!(at(0), "a:1");
+        assert_eq!(at(5461), "b:1");
+        assert_eq!(at(16383), "c:1");
+        assert_eq!(t.describe().len(), 3);
+    }
+
+    #[test]
+    fn reports_gaps_and_overlaps() {
+        let t = SlotTable::from_shards(&[shard(&[(0, 99)], "a:1")], 1).unwrap();
+        assert_eq!(t.first_uncovered(), Some(100));
+        assert!(t.shard_of(Slot::new(100).unwrap()).is_none());
+        let err =
+            SlotTable::from_shards(&[shard(&[(0, 10)], "a:1"), shard(&[(10, 20)], "b:1")], 1)
+                .unwrap_err();
+        assert!(matches!(err, TableError::Overlap { slot: 10, .. }));
+        assert!(SlotTable::from_shards(&[shard(&[(5, 16384)], "a:1")], 1).is_err());
+    }
+
+    #[test]
+    fn same_routing_ignores_version_and_order() {
+        let a = SlotTable::from_shards(&[shard(&[(0, 16383)], "a:1")], 1).unwrap();
+        let b = a.clone().with_version(2);
+        assert!(a.same_routing(&b));
+        let c = SlotTable::from_shards(&[shard(&[(0, 16382)], "a:1"), shard(&[(16383, 16383)], "b:1")], 3)
+            .unwrap();
+        assert!(!a.same_routing(&c));
+    }
+}

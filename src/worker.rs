@@ -1,0 +1,103 @@
+//! A worker: one OS thread running a single-threaded tokio runtime that owns its client
+//! sessions and its backend connections. Workers share only the slot table (`ArcSwap`), the
+//! configuration and their statistics counters; nothing on the request path crosses threads.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::backend::conn::FailureHook;
+use crate::backend::{BackendPool, ConnSettings};
+use crate::config::Config;
+use crate::resp::Limits;
+use crate::stats::{ProxyStats, WorkerStats};
+use crate::topology::Topology;
+
+/// A new client handed to a worker: the socket and its proxy-wide client id.
+pub type NewClient = (std::net::TcpStream, u64);
+
+/// Everything a session needs from its worker.
+pub struct Worker {
+    /// Index of this worker, `0..workers`.
+    pub index: usize,
+    /// The live slot table.
+    pub topology: Arc<Topology>,
+    /// This worker's backend connections.
+    pub pool: RefCell<BackendPool>,
+    /// Request parsing limits.
+    pub limits: Limits,
+    /// Replies one client may have outstanding before it is no longer read.
+    pub max_pipeline_depth: usize,
+    /// Process-wide counters and facts, for INFO.
+    pub proxy: Arc<ProxyStats>,
+}
+
+impl Worker {
+    /// This worker's own counters.
+    pub fn stats(&self) -> &WorkerStats {
+        self.proxy.worker(self.index)
+    }
+}
+
+/// Run worker `index` on the current thread until `shutdown` flips, serving the clients that
+/// arrive on `clients`.
+pub fn run(
+    index: usize,
+    config: &Config,
+    topology: Arc<Topology>,
+    proxy: Arc<ProxyStats>,
+    mut clients: mpsc::UnboundedReceiver<NewClient>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    let settings = ConnSettings {
+        connect_timeout: Duration::from_millis(config.backend.connect_timeout_ms),
+        request_timeout: Duration::from_millis(config.backend.request_timeout_ms),
+        reconnect_backoff: Duration::from_millis(config.backend.reconnect_backoff_ms),
+        limits: config.protocol.limits(),
+    };
+    let refresh = Arc::clone(&topology);
+    let on_failure: FailureHook = Rc::new(move |_| refresh.request_refresh());
+    let worker = Rc::new(Worker {
+        index,
+        topology,
+        pool: RefCell::new(BackendPool::new(
+            settings,
+            config.backend.connections_per_node,
+            on_failure,
+        )),
+        limits: config.protocol.limits(),
+        max_pipeline_depth: config.proxy.max_pipeline_depth,
+        proxy,
+    });
+    local.block_on(&runtime, async move {
+        loop {
+            tokio::select! {
+                client = clients.recv() => {
+                    let Some((stream, id)) = client else { break };
+                    let stream = match tokio::net::TcpStream::from_std(stream) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::warn!("cannot adopt client socket: {e}");
+                            continue;
+                        }
+                    };
+                    let worker = Rc::clone(&worker);
+                    tokio::task::spawn_local(async move {
+                        worker.stats().client_connected();
+                        crate::session::serve(stream, Rc::clone(&worker), id).await;
+                        worker.stats().client_disconnected();
+                    });
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! Shared test harness: a real Redis Cluster on free loopback ports (from `slotgate::demo`),
+//! slotgate in front of it, and clients: the `redis` crate, raw TCP, and `redis-cli`.
+//! Everything is torn down on drop.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use slotgate::config::Config;
+use slotgate::demo::{ClusterOptions, LocalCluster};
+use slotgate::{Proxy, ProxyHandle};
+
+/// A cluster and the proxy in front of it. Field order matters: the proxy stops first.
+pub struct Setup {
+    pub proxy: ProxyHandle,
+    pub cluster: LocalCluster,
+}
+
+impl Setup {
+    /// The proxy's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.proxy.local_addr()
+    }
+
+    /// An async client connected to the proxy.
+    pub async fn client(&self) -> redis::aio::MultiplexedConnection {
+        client(self.addr()).await
+    }
+}
+
+/// 3 masters with one replica each (the shape the issue names), proxy with 2 workers.
+pub fn start() -> Setup {
+    start_with(ClusterOptions::default(), |_| {})
+}
+
+/// A cluster from `options`, and a proxy whose test config `tune` may adjust.
+pub fn start_with(options: ClusterOptions, tune: impl FnOnce(&mut Config)) -> Setup {
+    let cluster = LocalCluster::start(options).expect("start the Redis Cluster");
+    let mut config = proxy_config(cluster.seeds());
+    tune(&mut config);
+    let proxy = Proxy::start(config).expect("start slotgate");
+    Setup { proxy, cluster }
+}
+
+/// Config for tests: ephemeral port, 2 workers, short timeouts so failures show fast.
+pub fn proxy_config(seeds: Vec<String>) -> Config {
+    let mut config = Config::default();
+    config.proxy.listen = "127.0.0.1:0".into();
+    config.proxy.workers = 2;
+    config.cluster.seeds = seeds;
+    config.backend.connect_timeout_ms = 500;
+    config.backend.request_timeout_ms = 2_000;
+    config.log.level = "warn".into();
+    config
+}
+
+/// An async `redis` client connected to `addr`.
+pub async fn client(addr: SocketAddr) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(format!("redis://{addr}/"))
+        .expect("client url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to slotgate")
+}
+
+/// A raw TCP client for exact byte-level checks.
+pub struct Raw {
+    pub stream: TcpStream,
+}
+
+impl Raw {
+    pub fn connect(addr: SocketAddr) -> Raw {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        Raw { stream }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// Read until `want` bytes arrived or the peer closed; returns what was read.
+    pub fn read_exactly(&mut self, want: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while out.len() < want {
+            match self.stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+        out
+    }
+
+    /// Read one reply line (`+…`, `-…`, `:…`) including its CRLF.
+    pub fn read_line(&mut self) -> String {
+        let mut out = Vec::new();
+        let mut byte = [0u8; 1];
+        while !out.ends_with(b"\r\n") {
+            match self.stream.read(&mut byte) {
+                Ok(1) => out.push(byte[0]),
+                _ => break,
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// True when the proxy closed the connection (EOF within the read timeout).
+    pub fn is_closed(&mut self) -> bool {
+        let mut buf = [0u8; 64];
+        matches!(self.stream.read(&mut buf), Ok(0))
+    }
+}
+
+/// Run `redis-cli -h … -p … args…` and return its stdout (trimmed).
+pub fn redis_cli(addr: SocketAddr, args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .arg("-h")
+        .arg(addr.ip().to_string())
+        .arg("-p")
+        .arg(addr.port().to_string())
+        .args(args)
+        .output()
+        .expect("run redis-cli");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A key of `prefix` that hashes to a slot served by master `port` in `cluster`.
+pub fn key_on(cluster: &LocalCluster, port: u16, prefix: &str) -> String {
+    (0..100_000)
+        .map(|i| format!("{prefix}:{i}"))
+        .find(|k| cluster.port_of_slot(slotgate::slot::Slot::of(k.as_bytes()).get()) == Some(port))
+        .expect("some key lands on every master")
+}

@@ -1,0 +1,173 @@
+//! Dead, slow and missing backends: clear errors, everyone else keeps being served, and the
+//! proxy recovers by itself.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use slotgate::demo::{ClusterOptions, RedisServer, ServerOptions};
+use slotgate::{Proxy, StartError};
+
+/// No automatic failover during these tests: a killed master stays the owner of its slots.
+fn no_failover() -> ClusterOptions {
+    ClusterOptions {
+        node_timeout_ms: 60_000,
+        ..ClusterOptions::default()
+    }
+}
+
+async fn get(c: &mut redis::aio::MultiplexedConnection, key: &str) -> redis::RedisResult<Option<String>> {
+    redis::cmd("GET").arg(key).query_async(c).await
+}
+
+async fn set(c: &mut redis::aio::MultiplexedConnection, key: &str, v: &str) -> redis::RedisResult<()> {
+    redis::cmd("SET").arg(key).arg(v).query_async(c).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_node_gives_clear_error_then_recovers() {
+    let mut setup = common::start_with(no_failover(), |_| {});
+    let masters = setup.cluster.master_ports();
+    let (victim_port, other_port) = (masters[0], masters[1]);
+    let victim = setup
+        .cluster
+        .nodes()
+        .iter()
+        .position(|n| n.port == victim_port)
+        .unwrap();
+    let dead_key = common::key_on(&setup.cluster, victim_port, "dead");
+    let live_key = common::key_on(&setup.cluster, other_port, "live");
+    let mut c = setup.client().await;
+    set(&mut c, &dead_key, "1").await.unwrap();
+    set(&mut c, &live_key, "1").await.unwrap();
+
+    setup.cluster.kill(victim).unwrap();
+    let started = Instant::now();
+    let err = get(&mut c, &dead_key).await.unwrap_err().to_string();
+    assert!(started.elapsed() < Duration::from_secs(3), "error took {:?}", started.elapsed());
+    assert!(err.contains("slotgate") && err.contains(&victim_port.to_string()), "{err}");
+    // Every other slot is still served, on the same client connection.
+    assert_eq!(get(&mut c, &live_key).await.unwrap().as_deref(), Some("1"));
+    // Repeated requests to the dead node keep failing fast.
+    for _ in 0..20 {
+        let t = Instant::now();
+        assert!(get(&mut c, &dead_key).await.is_err());
+        assert!(t.elapsed() < Duration::from_secs(2));
+    }
+
+    setup.cluster.restart(victim).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if set(&mut c, &dead_key, "2").await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery after the node came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(get(&mut c, &dead_key).await.unwrap().as_deref(), Some("2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_that_stops_answering_times_out_clearly() {
+    let setup = common::start_with(no_failover(), |config| {
+        config.backend.request_timeout_ms = 800;
+    });
+    let masters = setup.cluster.master_ports();
+    let slow_key = common::key_on(&setup.cluster, masters[0], "slow");
+    let fast_key = common::key_on(&setup.cluster, masters[1], "fast");
+    let mut c = setup.client().await;
+    set(&mut c, &fast_key, "ok").await.unwrap();
+
+    // DEBUG SLEEP blocks the node's event loop: it accepts bytes but answers nothing.
+    let port = masters[0];
+    let sleeper = tokio::spawn(async move {
+        let mut direct = common::client(format!("127.0.0.1:{port}").parse().unwrap()).await;
+        let _: redis::RedisResult<()> = redis::cmd("DEBUG").arg("SLEEP").arg(3).query_async(&mut direct).await;
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let err = get(&mut c, &slow_key).await.unwrap_err().to_string();
+    let took = started.elapsed();
+    assert!(err.contains("did not answer within 800 ms"), "{err}");
+    assert!(took < Duration::from_millis(2_000), "timeout took {took:?}");
+    assert_eq!(get(&mut c, &fast_key).await.unwrap().as_deref(), Some("ok"));
+
+    sleeper.await.unwrap();
+    set(&mut c, &slow_key, "back").await.unwrap();
+    assert_eq!(get(&mut c, &slow_key).await.unwrap().as_deref(), Some("back"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_seed_at_startup_is_skipped() {
+    let cluster = slotgate::demo::LocalCluster::start(ClusterOptions::default()).unwrap();
+    let dead = format!("127.0.0.1:{}", slotgate::demo::free_port(false).unwrap());
+    let mut seeds = vec![dead];
+    seeds.extend(cluster.seeds().into_iter().take(1));
+    let proxy = Proxy::start(common::proxy_config(seeds)).expect("one live seed is enough");
+    let mut c = common::client(proxy.local_addr()).await;
+    set(&mut c, "after-dead-seed", "x").await.unwrap();
+    assert_eq!(get(&mut c, "after-dead-seed").await.unwrap().as_deref(), Some("x"));
+}
+
+#[test]
+fn no_seed_answering_is_a_clear_startup_error() {
+    let dead: Vec<String> = (0..2)
+        .map(|_| format!("127.0.0.1:{}", slotgate::demo::free_port(false).unwrap()))
+        .collect();
+    let err = Proxy::start(common::proxy_config(dead.clone())).err().expect("must fail");
+    assert!(matches!(err, StartError::Topology(_)), "{err}");
+    let text = err.to_string();
+    for seed in &dead {
+        assert!(text.contains(seed.as_str()), "{text}");
+    }
+
+    // The binary exits non-zero with the same message.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_slotgate"))
+        .args(["--listen", "127.0.0.1:0", "--cluster", &dead.join(","), "--log-level", "error"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot discover the cluster"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_slot_coverage_is_refused_unless_allowed() {
+    let node = RedisServer::start(ServerOptions {
+        extra_args: vec![
+            "--cluster-enabled".into(),
+            "yes".into(),
+            "--cluster-config-file".into(),
+            "partial-nodes.conf".into(),
+            // Let the node itself serve its 100 slots although the rest are missing.
+            "--cluster-require-full-coverage".into(),
+            "no".into(),
+        ],
+        ..ServerOptions::default()
+    })
+    .unwrap();
+    let mut direct = common::client(node.addr().parse().unwrap()).await;
+    let _: () = redis::cmd("CLUSTER")
+        .arg("ADDSLOTSRANGE")
+        .arg(0)
+        .arg(99)
+        .query_async(&mut direct)
+        .await
+        .unwrap();
+
+    let err = Proxy::start(common::proxy_config(vec![node.addr()])).err().expect("must fail");
+    assert!(err.to_string().contains("only 100 of 16384 slots"), "{err}");
+
+    let mut config = common::proxy_config(vec![node.addr()]);
+    config.cluster.require_full_coverage = false;
+    let proxy = Proxy::start(config).expect("partial coverage allowed");
+    let mut c = common::client(proxy.local_addr()).await;
+    let covered = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| slotgate::slot::Slot::of(k.as_bytes()).get() < 100)
+        .unwrap();
+    let uncovered = "foo"; // slot 12182
+    let _: () = set(&mut c, &covered, "v").await.unwrap();
+    let err = get(&mut c, uncovered).await.unwrap_err().to_string();
+    assert!(err.contains("CLUSTERDOWN") && err.contains("12182"), "{err}");
+}
