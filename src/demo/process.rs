@@ -112,11 +112,10 @@ impl RedisProcess {
         loop {
             match proc.restart() {
                 Ok(()) => return Ok(proc),
-                Err(e) if auto_port && attempt < PORT_RETRIES && proc.lost_port_race() => {
+                Err(_) if auto_port && attempt < PORT_RETRIES && proc.lost_port_race() => {
                     tracing::debug!(port = proc.spec.port, "port taken at bind time, retrying");
                     attempt += 1;
                     proc.spec.port = ports::free_port(with_bus)?;
-                    drop(e);
                 }
                 Err(e) => return Err(e),
             }
@@ -323,6 +322,30 @@ mod tests {
         assert!(joined.contains("--cluster-enabled yes"));
         assert!(joined.contains("--cluster-node-timeout 5000"));
         assert_eq!(&args[args.len() - 2..], ["--save", "60 1"]);
+    }
+
+    /// Needs `redis-server` on PATH (scripts/ensure-redis installs it).
+    #[test]
+    fn an_automatic_port_taken_at_bind_time_is_replaced() {
+        let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = squatter.local_addr().unwrap().port();
+        let dir = std::env::temp_dir().join(format!("slotgate-race-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let spec = NodeSpec {
+            port: taken,
+            dir: dir.clone(),
+            binary: PathBuf::from("redis-server"),
+            cluster_node_timeout_ms: None,
+            extra_args: vec![],
+        };
+        let err = RedisProcess::start(spec.clone(), false).unwrap_err();
+        assert!(err.to_string().contains("Address already in use"), "{err}");
+        let mut proc = RedisProcess::start(spec, true).unwrap();
+        assert_ne!(proc.port(), taken);
+        assert!(proc.pid().is_some());
+        proc.kill().unwrap();
+        assert!(!proc.is_running());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
