@@ -1,0 +1,370 @@
+//! A throwaway Redis Cluster on loopback: [`LocalCluster`].
+//!
+//! Start-up, in order: pick ports, start every `redis-server` in cluster mode (each in its own
+//! directory under [`LocalCluster::dir`]), run `redis-cli --cluster create`, then wait until the
+//! cluster is really usable (see [`super::topology`]). Nodes can then be killed and restarted to
+//! test failure handling; everything is killed on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::error::DemoError;
+use super::ports::{self, BUS_OFFSET};
+use super::process::{self, NodeSpec, RedisProcess, POLL_INTERVAL, PROBE_TIMEOUT};
+use super::resp_probe;
+use super::scratch::ScratchDir;
+use super::topology::{self, SlotRange};
+
+/// How long `redis-cli --cluster create` may run.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long [`LocalCluster::start`] waits for the created cluster to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// File (in the cluster directory) holding redis-cli's output.
+const CREATE_LOG: &str = "cluster-create.log";
+
+/// How to start a [`LocalCluster`].
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Number of masters; `redis-cli --cluster create` needs at least 3.
+    pub masters: usize,
+    /// Replicas per master.
+    pub replicas_per_master: usize,
+    /// Ports `base_port..base_port + nodes` (bus ports +10000); `None` picks free ports.
+    pub base_port: Option<u16>,
+    /// Directory for the node directories (kept); `None` creates a temp directory that is
+    /// removed on drop. A `nodes.conf` left there by an earlier run is deleted.
+    pub dir: Option<PathBuf>,
+    /// `cluster-node-timeout`: how long a node may be unreachable before failover starts.
+    pub node_timeout_ms: u64,
+    /// The `redis-server` program (looked up in `PATH` when it has no slash).
+    pub redis_server: PathBuf,
+    /// The `redis-cli` program, used once to create the cluster.
+    pub redis_cli: PathBuf,
+    /// Extra `redis-server` arguments for every node, appended last so they override ours.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            masters: 3,
+            replicas_per_master: 1,
+            base_port: None,
+            dir: None,
+            node_timeout_ms: 5000,
+            redis_server: PathBuf::from("redis-server"),
+            redis_cli: PathBuf::from("redis-cli"),
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+impl ClusterOptions {
+    fn validate(&self) -> Result<usize, DemoError> {
+        if self.masters < 3 {
+            return Err(DemoError::InvalidOptions(format!(
+                "masters = {}: `redis-cli --cluster create` needs at least 3",
+                self.masters
+            )));
+        }
+        if self.node_timeout_ms == 0 {
+            return Err(DemoError::InvalidOptions(
+                "node_timeout_ms must be > 0".into(),
+            ));
+        }
+        let count = self
+            .replicas_per_master
+            .checked_add(1)
+            .and_then(|per| per.checked_mul(self.masters))
+            .filter(|&n| n <= 1000)
+            .ok_or_else(|| DemoError::InvalidOptions("more than 1000 nodes".into()))?;
+        if let Some(base) = self.base_port {
+            let last = usize::from(base) + count - 1 + usize::from(BUS_OFFSET);
+            if base == 0 || last > usize::from(u16::MAX) {
+                return Err(DemoError::InvalidOptions(format!(
+                    "base_port {base}: ports {base}..={} and their bus ports (+{BUS_OFFSET}) \
+                     must be valid",
+                    usize::from(base) + count - 1
+                )));
+            }
+        }
+        Ok(count)
+    }
+}
+
+/// A node's role when the cluster was created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Owns slots.
+    Master,
+    /// Replicates a master.
+    Replica,
+}
+
+/// One node as it was when [`LocalCluster::start`] returned (failovers do not update it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Its cluster node id.
+    pub id: String,
+    /// Master or replica.
+    pub role: Role,
+    /// For a replica, the index (in [`LocalCluster::nodes`]) of its master.
+    pub master: Option<usize>,
+}
+
+/// A running local Redis Cluster; every process is killed on drop.
+#[derive(Debug)]
+pub struct LocalCluster {
+    // Declared before `dir`: processes must be gone before their directories are removed.
+    procs: Vec<RedisProcess>,
+    info: Vec<NodeInfo>,
+    /// The slot map observed when start-up finished.
+    slots: Vec<SlotRange>,
+    dir: ScratchDir,
+}
+
+impl LocalCluster {
+    /// Starts masters and replicas, creates the cluster and waits until every node reports
+    /// `cluster_state:ok`, all nodes agree on the slot map (replicas included) and every replica
+    /// has finished its initial sync. Each wait is bounded; a timeout reports the last state.
+    pub fn start(opts: ClusterOptions) -> Result<LocalCluster, DemoError> {
+        let count = opts.validate()?;
+        let dir = ScratchDir::new(opts.dir.clone(), "slotgate-cluster")?;
+        let mut procs = Vec::with_capacity(count);
+        for i in 0..count {
+            let node_dir = dir.subdir(&format!("node-{i}"))?;
+            remove_stale_config(&node_dir)?;
+            let (port, auto_port) = match opts.base_port {
+                // Cannot overflow: validate() checked base + count + bus offset <= u16::MAX.
+                Some(base) => (base.saturating_add(i as u16), false),
+                None => (ports::free_port(true)?, true),
+            };
+            let spec = NodeSpec {
+                port,
+                dir: node_dir,
+                binary: opts.redis_server.clone(),
+                cluster_node_timeout_ms: Some(opts.node_timeout_ms),
+                extra_args: opts.extra_args.clone(),
+            };
+            // On error, `procs` is dropped here and kills the nodes already started.
+            procs.push(RedisProcess::start(spec, auto_port)?);
+        }
+
+        let ports: Vec<u16> = procs.iter().map(RedisProcess::port).collect();
+        create(&opts, &ports, dir.path())?;
+        let slots = wait_ready(&ports, count, true, READY_TIMEOUT)?;
+        let info = node_info(&ports)?;
+        Ok(LocalCluster {
+            procs,
+            info,
+            slots,
+            dir,
+        })
+    }
+
+    /// `"127.0.0.1:PORT"` of every node, in [`LocalCluster::nodes`] order.
+    pub fn seeds(&self) -> Vec<String> {
+        self.procs
+            .iter()
+            .map(|p| format!("127.0.0.1:{}", p.port()))
+            .collect()
+    }
+
+    /// Every node as it was at start-up.
+    pub fn nodes(&self) -> &[NodeInfo] {
+        &self.info
+    }
+
+    /// Ports of the nodes that were masters at start-up.
+    pub fn master_ports(&self) -> Vec<u16> {
+        self.info
+            .iter()
+            .filter(|n| n.role == Role::Master)
+            .map(|n| n.port)
+            .collect()
+    }
+
+    /// Port of the master that owned `slot` at start-up; `None` for `slot >= 16384`.
+    pub fn port_of_slot(&self, slot: u16) -> Option<u16> {
+        self.slots
+            .iter()
+            .find(|r| (r.start..=r.end).contains(&slot))
+            .map(|r| r.master)
+    }
+
+    /// The pid of node `idx`, `None` while it is killed or when there is no such node.
+    pub fn pid(&self, idx: usize) -> Option<u32> {
+        self.procs.get(idx).and_then(RedisProcess::pid)
+    }
+
+    /// SIGKILLs node `idx` and reaps it; its directory and `nodes.conf` are kept. Does nothing if
+    /// it is already killed.
+    pub fn kill(&mut self, idx: usize) -> Result<(), DemoError> {
+        self.node_mut(idx)?.kill()
+    }
+
+    /// Starts node `idx` again on the same port and directory (killing it first if it is still
+    /// running); it rejoins the cluster from its `nodes.conf`. Returns once it answers; call
+    /// [`LocalCluster::wait_ok`] to wait for the cluster to settle.
+    pub fn restart(&mut self, idx: usize) -> Result<(), DemoError> {
+        self.node_mut(idx)?.restart()
+    }
+
+    /// Waits until every running node reports `cluster_state:ok`, they agree on which master owns
+    /// each slot, every slot's master is running, and every running replica is in sync.
+    pub fn wait_ok(&self, timeout: Duration) -> Result<(), DemoError> {
+        let live: Vec<u16> = self
+            .procs
+            .iter()
+            .filter(|p| p.is_running())
+            .map(RedisProcess::port)
+            .collect();
+        // Replica lists are not compared: a node that was down may be listed by some nodes
+        // and not yet by others for a while, and that is not what callers wait for here.
+        wait_ready(&live, self.procs.len(), false, timeout).map(drop)
+    }
+
+    /// The directory holding one `node-<i>` directory per node (with `redis.log`, `nodes.conf`)
+    /// and `cluster-create.log`.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn node_mut(&mut self, idx: usize) -> Result<&mut RedisProcess, DemoError> {
+        let count = self.procs.len();
+        self.procs
+            .get_mut(idx)
+            .ok_or(DemoError::NoSuchNode { idx, count })
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for p in &mut self.procs {
+            // Best effort; nothing useful can be done about a failure in drop.
+            let _ = p.kill();
+        }
+    }
+}
+
+/// Deletes a `nodes.conf` left by an earlier run: a node with one would not join a new cluster.
+fn remove_stale_config(node_dir: &Path) -> Result<(), DemoError> {
+    let conf = node_dir.join("nodes.conf");
+    match std::fs::remove_file(&conf) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(DemoError::io(
+            format!("cannot remove stale {}", conf.display()),
+            e,
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Runs `redis-cli --cluster create` with a deadline; its output goes to [`CREATE_LOG`].
+fn create(opts: &ClusterOptions, ports: &[u16], dir: &Path) -> Result<(), DemoError> {
+    let log = dir.join(CREATE_LOG);
+    let out = std::fs::File::create(&log)
+        .map_err(|e| DemoError::io(format!("cannot create {}", log.display()), e))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| DemoError::io(format!("cannot dup {}", log.display()), e))?;
+    let mut cmd = Command::new(&opts.redis_cli);
+    cmd.arg("--cluster").arg("create");
+    cmd.args(ports.iter().map(|p| format!("127.0.0.1:{p}")));
+    cmd.arg("--cluster-replicas")
+        .arg(opts.replicas_per_master.to_string())
+        .arg("--cluster-yes")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    process::detach(&mut cmd);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| DemoError::spawn(&opts.redis_cli, e))?;
+
+    let failed = |reason: String| DemoError::ClusterCreate {
+        reason,
+        output_tail: process::tail(&log, 0).unwrap_or_default(),
+        log: log.clone(),
+    };
+    let deadline = Instant::now() + CREATE_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(failed(format!("exited with {status}"))),
+            Ok(None) if Instant::now() >= deadline => {
+                // Best effort: we are reporting the timeout either way.
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(failed(format!("still running after {CREATE_TIMEOUT:?}")));
+            }
+            Ok(None) => thread::sleep(POLL_INTERVAL),
+            Err(e) => return Err(DemoError::io("cannot poll redis-cli", e)),
+        }
+    }
+}
+
+/// Repeats [`topology::check`] until it passes or `timeout` runs out.
+fn wait_ready(
+    live: &[u16],
+    known_nodes: usize,
+    with_replicas: bool,
+    timeout: Duration,
+) -> Result<Vec<SlotRange>, DemoError> {
+    let started = Instant::now();
+    loop {
+        match topology::check(live, known_nodes, with_replicas) {
+            Ok(view) => return Ok(view),
+            Err(problems) if started.elapsed() >= timeout => {
+                return Err(DemoError::NotReady {
+                    waited: started.elapsed(),
+                    last_state: problems.join("\n"),
+                })
+            }
+            // Gossip moves in ~100 ms steps; polling faster only adds load.
+            Err(_) => thread::sleep(POLL_INTERVAL * 4),
+        }
+    }
+}
+
+/// Reads each node's id and master from its own `CLUSTER NODES` (`myself` line).
+fn node_info(ports: &[u16]) -> Result<Vec<NodeInfo>, DemoError> {
+    let mut selves = Vec::with_capacity(ports.len());
+    for &port in ports {
+        let not_ready = |detail: String| DemoError::NotReady {
+            waited: Duration::ZERO,
+            last_state: format!("127.0.0.1:{port}: {detail}"),
+        };
+        let nodes = resp_probe::query_text(port, &["CLUSTER", "NODES"], PROBE_TIMEOUT)
+            .map_err(|e| not_ready(format!("CLUSTER NODES: {e}")))?;
+        let me = topology::parse_myself(&nodes)
+            .ok_or_else(|| not_ready("no `myself` line in CLUSTER NODES".into()))?;
+        selves.push(me);
+    }
+    let mut info = Vec::with_capacity(ports.len());
+    for (&port, me) in ports.iter().zip(&selves) {
+        let master = match &me.master_id {
+            None => None,
+            Some(id) => Some(selves.iter().position(|m| &m.id == id).ok_or_else(|| {
+                DemoError::NotReady {
+                    waited: Duration::ZERO,
+                    last_state: format!("127.0.0.1:{port} replicates unknown node {id}"),
+                }
+            })?),
+        };
+        info.push(NodeInfo {
+            port,
+            id: me.id.clone(),
+            role: if master.is_some() {
+                Role::Replica
+            } else {
+                Role::Master
+            },
+            master,
+        });
+    }
+    Ok(info)
+}

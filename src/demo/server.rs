@@ -1,0 +1,98 @@
+//! One standalone `redis-server` on loopback, for standalone-pool tests and demos.
+
+use std::path::PathBuf;
+
+use super::error::DemoError;
+use super::ports;
+use super::process::{NodeSpec, RedisProcess};
+use super::scratch::ScratchDir;
+
+/// How to start a [`RedisServer`].
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Port to listen on; `None` picks a free one.
+    pub port: Option<u16>,
+    /// Working directory (kept); `None` creates a temp directory that is removed on drop.
+    pub dir: Option<PathBuf>,
+    /// The `redis-server` program (looked up in `PATH` when it has no slash).
+    pub redis_server: PathBuf,
+    /// Extra `redis-server` arguments, appended last so they override ours.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            port: None,
+            dir: None,
+            redis_server: PathBuf::from("redis-server"),
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// A standalone `redis-server` child (no persistence, 127.0.0.1 only), killed on drop.
+#[derive(Debug)]
+pub struct RedisServer {
+    // Declared before `dir`: the process must be gone before its directory is removed.
+    process: RedisProcess,
+    dir: ScratchDir,
+}
+
+impl RedisServer {
+    /// Starts the server and waits until it answers.
+    pub fn start(opts: ServerOptions) -> Result<RedisServer, DemoError> {
+        let dir = ScratchDir::new(opts.dir, "slotgate-redis")?;
+        let (port, auto_port) = match opts.port {
+            Some(p) => (p, false),
+            None => (ports::free_port(false)?, true),
+        };
+        let spec = NodeSpec {
+            port,
+            dir: dir.path().to_path_buf(),
+            binary: opts.redis_server,
+            cluster_node_timeout_ms: None,
+            extra_args: opts.extra_args,
+        };
+        let process = RedisProcess::start(spec, auto_port)?;
+        Ok(RedisServer { process, dir })
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.process.port()
+    }
+
+    /// `"127.0.0.1:PORT"`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port())
+    }
+
+    /// The pid of the running process, `None` after [`RedisServer::kill`].
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
+    /// The working directory (holds `redis.log`).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// SIGKILLs the server and reaps it. Does nothing if it is not running.
+    pub fn kill(&mut self) -> Result<(), DemoError> {
+        self.process.kill()
+    }
+
+    /// Starts the server again on the same port and directory (killing it first if it is still
+    /// running) and waits until it answers. Data is lost: there is no persistence.
+    pub fn restart(&mut self) -> Result<(), DemoError> {
+        self.process.restart()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        // Best effort; the field drops that follow repeat it and then remove the temp dir.
+        let _ = self.process.kill();
+    }
+}
