@@ -31,9 +31,11 @@ mod line;
 mod proptests;
 mod reply;
 mod request;
+mod request_decoder;
 
 pub use error::ParseError;
 pub use frame::{parse_frame, Frame};
 pub use limits::Limits;
 pub use reply::{Reply, ReplyDecoder, ReplyKind};
-pub use request::{Request, RequestDecoder};
+pub use request::Request;
+pub use request_decoder::RequestDecoder;
