@@ -1,0 +1,48 @@
+//! Protocol limits shared by the decoders.
+//!
+//! They bound how much a peer can make us buffer or recurse before we give up on the stream.
+//! The defaults are Redis 7's, except where noted on the field.
+
+/// Protocol limits (defaults match Redis 7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest bulk string accepted, in bytes (Redis `proto-max-bulk-len`). Applies to requests
+    /// and replies.
+    pub max_bulk_len: usize,
+    /// Largest argument count of one request. Redis 7 accepts up to `i32::MAX`; we keep Redis 6's
+    /// 1M so one client cannot queue an unbounded argument table. Reply arrays are not bounded by
+    /// this (`LRANGE` can legitimately return more), as decoding them allocates per frame only.
+    pub max_multibulk_len: usize,
+    /// Longest inline command line and longest length/integer header line, in bytes
+    /// (Redis `PROTO_INLINE_MAX_SIZE`). Guards against buffering forever while looking for a
+    /// line end.
+    pub max_inline_len: usize,
+    /// Deepest array nesting accepted in a reply (requests are never nested). Also bounds the
+    /// recursion of [`Frame`](super::Frame) encoding and dropping, so keep it small.
+    pub max_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bulk_len: 512 * 1024 * 1024,
+            max_multibulk_len: 1024 * 1024,
+            max_inline_len: 64 * 1024,
+            max_depth: 64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_redis() {
+        let l = Limits::default();
+        assert_eq!(l.max_bulk_len, 536_870_912);
+        assert_eq!(l.max_multibulk_len, 1_048_576);
+        assert_eq!(l.max_inline_len, 65_536);
+        assert_eq!(l.max_depth, 64);
+    }
+}

@@ -1,0 +1,102 @@
+//! [`Request`]: one client command, as the raw multibulk to forward plus its arguments.
+//!
+//! Whatever form a command arrived in, the proxy forwards a multibulk: for RESP input it is the
+//! client's own bytes, sliced out of the read buffer without a copy (see
+//! [`RequestDecoder`](super::RequestDecoder)); inline commands and split sub-requests are
+//! encoded once, here. Arguments are always slices of those raw bytes, so holding a request
+//! holds one buffer, and a GET or SET stores its arguments without a heap allocation.
+
+use bytes::{Bytes, BytesMut};
+use smallvec::SmallVec;
+
+use super::encode;
+
+/// Arguments stored inline in a [`Request`]: enough for `SET k v EX n NX` without a heap
+/// allocation.
+const INLINE_ARGS: usize = 6;
+
+/// One client command, decoded from the client's read buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    raw: Bytes,
+    args: SmallVec<[Bytes; INLINE_ARGS]>,
+}
+
+impl Request {
+    /// The exact bytes to forward: always a valid RESP multibulk of bulk strings.
+    pub fn raw(&self) -> &Bytes {
+        &self.raw
+    }
+
+    /// The arguments, each a zero-copy slice of [`raw`](Self::raw); `args()[0]` is the command
+    /// name, in the case the client sent it. Never empty for a decoded request.
+    pub fn args(&self) -> &[Bytes] {
+        &self.args
+    }
+
+    /// Builds a request by encoding `args` (used for split and fan-out sub-requests). With no
+    /// arguments the result is `*0\r\n`, which no backend will answer: callers must pass at
+    /// least the command name.
+    pub fn from_args<I: IntoIterator<Item = Bytes>>(args: I) -> Request {
+        let args: SmallVec<[Bytes; INLINE_ARGS]> = args.into_iter().collect();
+        encode_args(args.iter().map(|a| a.as_ref()))
+    }
+
+    /// A request whose arguments are the `spans` (start, end) of `raw`. Every span must lie
+    /// within `raw`; both callers derive them from the bytes they just checked or wrote.
+    pub(crate) fn from_spans(raw: Bytes, spans: &[(usize, usize)]) -> Request {
+        let args = spans.iter().map(|&(s, e)| raw.slice(s..e)).collect();
+        Request { raw, args }
+    }
+}
+
+/// Encodes `parts` as one multibulk and slices the arguments back out of it.
+pub(crate) fn encode_args<'a, I>(parts: I) -> Request
+where
+    I: Iterator<Item = &'a [u8]> + Clone,
+{
+    let count = parts.clone().count();
+    let size = encode::header_len(count)
+        + parts
+            .clone()
+            .map(|p| encode::bulk_len(p.len()))
+            .sum::<usize>();
+    let mut out = BytesMut::with_capacity(size);
+    encode::array_header(&mut out, count);
+    let mut spans: SmallVec<[(usize, usize); INLINE_ARGS]> = SmallVec::with_capacity(count);
+    for part in parts {
+        encode::header(&mut out, b'$', part.len());
+        let start = out.len();
+        out.extend_from_slice(part);
+        spans.push((start, out.len()));
+        out.extend_from_slice(b"\r\n");
+    }
+    Request::from_spans(out.freeze(), &spans)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_args_encodes_and_slices() {
+        let req = Request::from_args([Bytes::from_static(b"GET"), Bytes::from_static(b"a\r\nb")]);
+        assert_eq!(&req.raw()[..], b"*2\r\n$3\r\nGET\r\n$4\r\na\r\nb\r\n");
+        assert_eq!(req.args(), [&b"GET"[..], b"a\r\nb"]);
+        let raw = req.raw().as_ptr() as usize..req.raw().as_ptr() as usize + req.raw().len();
+        for a in req.args() {
+            assert!(raw.contains(&(a.as_ptr() as usize)), "arg not inside raw");
+        }
+        assert_eq!(&Request::from_args([]).raw()[..], b"*0\r\n");
+    }
+
+    #[test]
+    fn small_commands_keep_args_inline() {
+        let set = Request::from_args(
+            [&b"SET"[..], b"k", b"v", b"EX", b"10", b"NX"].map(Bytes::from_static),
+        );
+        assert!(!set.args.spilled());
+        let big = Request::from_args((0..7).map(|_| Bytes::from_static(b"x")));
+        assert_eq!(big.args().len(), 7);
+    }
+}
