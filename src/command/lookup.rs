@@ -1,0 +1,142 @@
+//! Finding a command's spec from the request's arguments, once per request.
+//!
+//! One open-addressing hash table indexes every command and every subcommand by its full
+//! lower-case name (`get`, `client|setname`). It is built once, on first use, from the static
+//! table. A lookup lower-cases the name into a stack buffer while hashing it, probes, and
+//! compares; for a container command it repeats that with `container|sub`. No heap allocation.
+
+use std::sync::OnceLock;
+
+use super::{table, CommandSpec};
+
+/// Longest full name we index. Redis' longest is `cluster|count-failure-reports` (29 bytes);
+/// anything longer cannot be a command, so it is rejected before hashing.
+const MAX_NAME: usize = 48;
+
+/// The index: `slots[h]` holds 1 + the position in `specs` of the name hashing to `h` (after
+/// linear probing), or 0 for an empty slot.
+struct Index {
+    slots: Box<[u16]>,
+    mask: usize,
+    specs: Vec<&'static CommandSpec>,
+}
+
+static INDEX: OnceLock<Index> = OnceLock::new();
+
+/// FNV-1a: short names, no attacker-controlled table growth (the key set is fixed), so a simple
+/// multiplicative hash is enough and costs a couple of cycles per byte.
+#[inline]
+fn fnv_step(h: u32, byte: u8) -> u32 {
+    (h ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+}
+
+const FNV_OFFSET: u32 = 0x811c_9dc5;
+
+fn hash(name: &[u8]) -> u32 {
+    name.iter().fold(FNV_OFFSET, |h, &b| fnv_step(h, b))
+}
+
+impl Index {
+    fn build() -> Index {
+        let mut specs = Vec::with_capacity(table::SPEC_COUNT);
+        for cmd in table::COMMANDS {
+            specs.push(cmd);
+            specs.extend(cmd.subcommands.iter());
+        }
+        // Load factor below 1/4 keeps probe chains to one or two slots.
+        let size = (specs.len() * 4).next_power_of_two();
+        let mask = size - 1;
+        let mut slots = vec![0u16; size].into_boxed_slice();
+        for (pos, spec) in specs.iter().enumerate() {
+            let mut h = hash(spec.name.as_bytes()) as usize & mask;
+            while slots[h] != 0 {
+                h = (h + 1) & mask;
+            }
+            // The table holds a few hundred specs, far below u16::MAX.
+            slots[h] = u16::try_from(pos + 1).unwrap_or(u16::MAX);
+        }
+        Index { slots, mask, specs }
+    }
+
+    /// The spec named exactly `name` (already lower case), given its hash.
+    #[inline]
+    fn get(&self, name: &[u8], h: u32) -> Option<&'static CommandSpec> {
+        let mut i = h as usize & self.mask;
+        loop {
+            let slot = *self.slots.get(i)?;
+            if slot == 0 {
+                return None;
+            }
+            let spec = *self.specs.get(usize::from(slot) - 1)?;
+            if spec.name.as_bytes() == name {
+                return Some(spec);
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+}
+
+fn index() -> &'static Index {
+    INDEX.get_or_init(Index::build)
+}
+
+/// Lower-cases `src` into `buf[at..]`, folding it into the running hash `h`.
+/// Returns the new end and hash, or `None` when it does not fit or contains `|` (which no
+/// command name does: without this check `CLIENT|KILL` would find a subcommand as a command).
+#[inline]
+fn append_lower(buf: &mut [u8; MAX_NAME], at: usize, src: &[u8], h: u32) -> Option<(usize, u32)> {
+    let end = at.checked_add(src.len())?;
+    let dst = buf.get_mut(at..end)?;
+    let mut h = h;
+    for (d, &s) in dst.iter_mut().zip(src) {
+        if s == b'|' {
+            return None;
+        }
+        let c = s.to_ascii_lowercase();
+        *d = c;
+        h = fnv_step(h, c);
+    }
+    Some((end, h))
+}
+
+/// Find the spec for a request given its args (`args[0]` = command name in any case).
+///
+/// For a container command (CLIENT, CONFIG, OBJECT, XINFO, ...) this returns the subcommand's
+/// spec when `args[1]` names a known subcommand, else the container's spec (so the caller can
+/// answer "unknown subcommand" or an arity error the way Redis does). Case-insensitive, no heap
+/// allocation.
+pub fn lookup<A: AsRef<[u8]>>(args: &[A]) -> Option<&'static CommandSpec> {
+    let index = index();
+    let mut buf = [0u8; MAX_NAME];
+    let (end, h) = append_lower(&mut buf, 0, args.first()?.as_ref(), FNV_OFFSET)?;
+    let cmd = index.get(buf.get(..end)?, h)?;
+    if cmd.subcommands.is_empty() {
+        return Some(cmd);
+    }
+    let Some(sub) = args.get(1) else {
+        return Some(cmd);
+    };
+    let sub_spec = (|| {
+        let slot = buf.get_mut(end)?;
+        *slot = b'|';
+        let h = fnv_step(h, b'|');
+        let (full_end, h) = append_lower(&mut buf, end + 1, sub.as_ref(), h)?;
+        index.get(buf.get(..full_end)?, h)
+    })();
+    Some(sub_spec.unwrap_or(cmd))
+}
+
+/// The spec with this full name (`get`, `CLIENT|kill`), case-insensitive, as `COMMAND INFO`
+/// and `COMMAND DOCS` resolve their arguments.
+pub(crate) fn lookup_full_name(name: &[u8]) -> Option<&'static CommandSpec> {
+    if name.len() > MAX_NAME {
+        return None;
+    }
+    let mut buf = [0u8; MAX_NAME];
+    let dst = buf.get_mut(..name.len())?;
+    for (d, s) in dst.iter_mut().zip(name) {
+        *d = s.to_ascii_lowercase();
+    }
+    let lower = buf.get(..name.len())?;
+    index().get(lower, hash(lower))
+}
