@@ -207,7 +207,8 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
         let mut unknown = Vec::new();
         let de = toml::Deserializer::new(text);
-        let ignoring = serde_ignored::Deserializer::new(de, |path| unknown.push(path.to_string()));
+        let mut record = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+        let ignoring = serde_ignored::Deserializer::new(de, &mut record);
         let parsed: Result<Config, _> = serde_path_to_error::deserialize(ignoring);
         let mut errors: Vec<ConfigError> = unknown
             .into_iter()

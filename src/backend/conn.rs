@@ -174,7 +174,8 @@ impl BackendConn {
 impl Inner {
     /// Fail every request held, reset to `phase`, and stop the current socket's tasks.
     fn fail(&self, generation: u64, error: BackendError, phase: Phase) {
-        let mut state = self.state.borrow_mut();
+        let mut guard = self.state.borrow_mut();
+        let state = &mut *guard;
         if state.generation != generation {
             return; // Already handled for this socket.
         }
@@ -185,7 +186,7 @@ impl Inner {
             .drain(..)
             .chain(state.queued.drain(..))
             .collect();
-        drop(state);
+        drop(guard);
         if !pending.is_empty() {
             tracing::warn!(
                 backend = %self.addr,

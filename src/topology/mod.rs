@@ -151,17 +151,14 @@ impl Topology {
             .rsplit_once(':')
             .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
             .unwrap_or(addr);
-        let query = |sub: &'static str| {
-            oneshot::command(
-                addr,
-                &["CLUSTER", sub],
-                self.settings.query_timeout,
-                self.settings.limits,
-            )
-        };
-        let shards = match query("SHARDS").await.map_err(|e| e.to_string())? {
+        let (timeout, limits) = (self.settings.query_timeout, self.settings.limits);
+        let shards_reply = oneshot::command(addr, &["CLUSTER", "SHARDS"], timeout, limits).await;
+        let shards = match shards_reply.map_err(|e| e.to_string())? {
             // Older servers (< 7.0) have no CLUSTER SHARDS.
-            Frame::Error(_) => match query("SLOTS").await.map_err(|e| e.to_string())? {
+            Frame::Error(_) => match oneshot::command(addr, &["CLUSTER", "SLOTS"], timeout, limits)
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 Frame::Error(msg) => return Err(String::from_utf8_lossy(&msg).into_owned()),
                 reply => discovery::parse_cluster_slots(&reply, host),
             },
