@@ -3,12 +3,14 @@
 //! The general path interprets the key specs of the table exactly as Redis'
 //! `getKeysUsingKeySpecs` does. Redis gives a few commands their own "getkeys" rule because
 //! their specs are `unknown`, `incomplete` or have variable flags; those rules are written out
-//! below, each saying which Redis rule it mirrors. Results match `COMMAND GETKEYS` on a
-//! 7.0.15 server for every well-formed request.
+//! below, each saying which Redis rule it mirrors. The tests hold `COMMAND GETKEYS` answers
+//! captured from redis-server 7.0.15 for every form the proxy cares about.
 //!
-//! Where Redis' GETKEYS only says "Invalid arguments" (bad numkeys), we return the error the
-//! command itself would reply with, so the proxy can answer exactly like Redis without asking a
-//! backend. Nothing here panics on client input: every index is checked.
+//! Where Redis' GETKEYS only says "Invalid arguments" or finds nothing (bad numkeys), we return
+//! the error the command itself would reply with, so the proxy can answer exactly like Redis
+//! without asking a backend. (So `EVAL s 1x k` is an error here, as when running it, although
+//! GETKEYS' lenient fallback parses "1x" as 1.) Nothing here panics on client input: every
+//! index is checked.
 
 use smallvec::SmallVec;
 
@@ -180,7 +182,7 @@ fn eq_ignore_case<A: AsRef<[u8]>>(arg: Option<&A>, word: &str) -> bool {
 
 impl CommandSpec {
     /// Indices (into args) of every key of this request, in Redis' order, written to `out`
-    /// (cleared first; left empty on error).
+    /// (cleared first; left empty on error). A request that fails the arity check is an error.
     ///
     /// Follows the key specs exactly as Redis' `getKeysUsingKeySpecs` does, with Redis' own
     /// specific rules for SORT and MIGRATE. Specs flagged `not_key` (sharded Pub/Sub channels)

@@ -392,3 +392,26 @@ fn random_args_never_panic() {
         }
     }
 }
+
+/// Every command called with just enough arguments (all "1", so numkeys parse, plus one for
+/// variadic commands so "numkeys 1" has its key) has well-defined keys.
+#[test]
+fn minimal_requests_have_keys() {
+    let mut out = SmallVec::new();
+    for spec in all()
+        .iter()
+        .flat_map(|c| std::iter::once(c).chain(c.subcommands))
+    {
+        let mut args: Vec<&str> = spec.name.split('|').collect();
+        while !spec.arity_ok(args.len()) {
+            args.push("1");
+        }
+        // One more where allowed, so "numkeys 1" has its key.
+        if spec.arity < 0 {
+            args.push("1");
+        }
+        let res = spec.keys(&args, &mut out);
+        assert!(res.is_ok(), "{args:?}: {res:?}");
+        assert!(out.iter().all(|&i| i < args.len() && i > 0), "{args:?}");
+    }
+}
