@@ -253,7 +253,10 @@ impl Config {
             fail("proxy.listen", m);
         }
         if self.proxy.workers > 1024 {
-            fail("proxy.workers", "must be at most 1024 (0 = one per core)".into());
+            fail(
+                "proxy.workers",
+                "must be at most 1024 (0 = one per core)".into(),
+            );
         }
         if self.proxy.max_pipeline_depth == 0 {
             fail("proxy.max_pipeline_depth", "must be at least 1".into());
@@ -281,8 +284,14 @@ impl Config {
             );
         }
         for (key, value) in [
-            ("backend.connect_timeout_ms", self.backend.connect_timeout_ms),
-            ("backend.request_timeout_ms", self.backend.request_timeout_ms),
+            (
+                "backend.connect_timeout_ms",
+                self.backend.connect_timeout_ms,
+            ),
+            (
+                "backend.request_timeout_ms",
+                self.backend.request_timeout_ms,
+            ),
         ] {
             if value == 0 {
                 fail(key, "must be at least 1".into());
@@ -291,9 +300,15 @@ impl Config {
 
         for (key, value) in [
             ("protocol.max_bulk_len", self.protocol.max_bulk_len),
-            ("protocol.max_multibulk_len", self.protocol.max_multibulk_len),
+            (
+                "protocol.max_multibulk_len",
+                self.protocol.max_multibulk_len,
+            ),
             ("protocol.max_inline_len", self.protocol.max_inline_len),
-            ("protocol.max_nesting_depth", self.protocol.max_nesting_depth),
+            (
+                "protocol.max_nesting_depth",
+                self.protocol.max_nesting_depth,
+            ),
         ] {
             if value == 0 {
                 fail(key, "must be at least 1".into());

@@ -63,7 +63,11 @@ fn section(name: &str, worker: &Worker, out: &mut String) {
         }
         "stats" => {
             out.push_str("# Stats\r\n");
-            kv(out, "total_connections_received", &proxy.connections_total());
+            kv(
+                out,
+                "total_connections_received",
+                &proxy.connections_total(),
+            );
             kv(out, "total_commands_processed", &proxy.commands_total());
         }
         "proxy" => {
@@ -75,7 +79,11 @@ fn section(name: &str, worker: &Worker, out: &mut String) {
             kv(out, "backend_masters", &table.shards().len());
             let replicas: usize = table.shards().iter().map(|s| s.replicas.len()).sum();
             kv(out, "backend_replicas", &replicas);
-            kv(out, "backend_nodes_this_worker", &worker.pool.borrow().nodes());
+            kv(
+                out,
+                "backend_nodes_this_worker",
+                &worker.pool.borrow().nodes(),
+            );
             kv(out, "slot_table_version", &table.version());
             kv(out, "slots_covered", &table.covered_slots());
             for (i, shard) in table.shards().iter().enumerate() {

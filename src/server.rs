@@ -193,7 +193,10 @@ fn bind(addr: &str) -> Result<std::net::TcpListener, StartError> {
 }
 
 /// Accept clients and deal them round-robin to the workers.
-async fn accept_loop(listener: tokio::net::TcpListener, workers: Vec<mpsc::UnboundedSender<NewClient>>) {
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    workers: Vec<mpsc::UnboundedSender<NewClient>>,
+) {
     let mut next_id: u64 = 1;
     let mut turn = 0usize;
     loop {

@@ -79,7 +79,10 @@ impl ProxyStats {
 
     /// Client connections accepted since start.
     pub fn connections_total(&self) -> u64 {
-        self.workers.iter().map(|w| w.connections.load(Relaxed)).sum()
+        self.workers
+            .iter()
+            .map(|w| w.connections.load(Relaxed))
+            .sum()
     }
 
     /// Commands received since start.

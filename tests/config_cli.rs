@@ -14,7 +14,11 @@ fn slotgate(args: &[&str]) -> std::process::Output {
 fn reference_config_passes_check_config() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/slotgate.toml");
     let out = slotgate(&["check-config", path]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
 }
 
@@ -29,19 +33,35 @@ fn check_config_reports_every_problem_with_its_key_path() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     // Unknown keys are reported first (all of them), before values are checked.
-    assert!(stderr.contains("proxy.listen_port: unknown key"), "{stderr}");
+    assert!(
+        stderr.contains("proxy.listen_port: unknown key"),
+        "{stderr}"
+    );
     assert!(stderr.contains("bogus: unknown key"), "{stderr}");
 
-    std::fs::write(&file, "[proxy]\nlisten = \"nowhere\"\n[cluster]\nseeds = []\n[backend]\nrequest_timeout_ms = 0\n").unwrap();
+    std::fs::write(
+        &file,
+        "[proxy]\nlisten = \"nowhere\"\n[cluster]\nseeds = []\n[backend]\nrequest_timeout_ms = 0\n",
+    )
+    .unwrap();
     let out = slotgate(&["check-config", file.to_str().unwrap()]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    for path in ["proxy.listen", "cluster.seeds", "backend.request_timeout_ms"] {
-        assert!(stderr.contains(&format!("{path}:")), "missing {path} in:\n{stderr}");
+    for path in [
+        "proxy.listen",
+        "cluster.seeds",
+        "backend.request_timeout_ms",
+    ] {
+        assert!(
+            stderr.contains(&format!("{path}:")),
+            "missing {path} in:\n{stderr}"
+        );
     }
 
     std::fs::write(&file, "[backend]\nrequest_timeout_ms = \"soon\"\n").unwrap();
-    let stderr = String::from_utf8_lossy(&slotgate(&["check-config", file.to_str().unwrap()]).stderr).into_owned();
+    let stderr =
+        String::from_utf8_lossy(&slotgate(&["check-config", file.to_str().unwrap()]).stderr)
+            .into_owned();
     assert!(stderr.contains("backend.request_timeout_ms"), "{stderr}");
     std::fs::remove_file(&file).ok();
 }

@@ -16,11 +16,18 @@ fn no_failover() -> ClusterOptions {
     }
 }
 
-async fn get(c: &mut redis::aio::MultiplexedConnection, key: &str) -> redis::RedisResult<Option<String>> {
+async fn get(
+    c: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+) -> redis::RedisResult<Option<String>> {
     redis::cmd("GET").arg(key).query_async(c).await
 }
 
-async fn set(c: &mut redis::aio::MultiplexedConnection, key: &str, v: &str) -> redis::RedisResult<()> {
+async fn set(
+    c: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    v: &str,
+) -> redis::RedisResult<()> {
     redis::cmd("SET").arg(key).arg(v).query_async(c).await
 }
 
@@ -44,8 +51,15 @@ async fn killed_node_gives_clear_error_then_recovers() {
     setup.cluster.kill(victim).unwrap();
     let started = Instant::now();
     let err = get(&mut c, &dead_key).await.unwrap_err().to_string();
-    assert!(started.elapsed() < Duration::from_secs(3), "error took {:?}", started.elapsed());
-    assert!(err.contains("slotgate") && err.contains(&victim_port.to_string()), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "error took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.contains("slotgate") && err.contains(&victim_port.to_string()),
+        "{err}"
+    );
     // Every other slot is still served, on the same client connection.
     assert_eq!(get(&mut c, &live_key).await.unwrap().as_deref(), Some("1"));
     // Repeated requests to the dead node keep failing fast.
@@ -61,7 +75,10 @@ async fn killed_node_gives_clear_error_then_recovers() {
         if set(&mut c, &dead_key, "2").await.is_ok() {
             break;
         }
-        assert!(Instant::now() < deadline, "no recovery after the node came back");
+        assert!(
+            Instant::now() < deadline,
+            "no recovery after the node came back"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(get(&mut c, &dead_key).await.unwrap().as_deref(), Some("2"));
@@ -78,13 +95,17 @@ async fn node_that_stops_answering_times_out_clearly() {
     let mut c = setup.client().await;
     set(&mut c, &fast_key, "ok").await.unwrap();
 
-    // DEBUG SLEEP blocks the node's event loop: it accepts bytes but answers nothing.
+    // CLIENT PAUSE holds every client's commands: the node accepts bytes but answers nothing.
     let port = masters[0];
-    let sleeper = tokio::spawn(async move {
-        let mut direct = common::client(format!("127.0.0.1:{port}").parse().unwrap()).await;
-        let _: redis::RedisResult<()> = redis::cmd("DEBUG").arg("SLEEP").arg(3).query_async(&mut direct).await;
-    });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut direct = common::client(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(3_000)
+        .arg("ALL")
+        .query_async(&mut direct)
+        .await
+        .unwrap();
+    let paused_at = Instant::now();
     let started = Instant::now();
     let err = get(&mut c, &slow_key).await.unwrap_err().to_string();
     let took = started.elapsed();
@@ -92,9 +113,12 @@ async fn node_that_stops_answering_times_out_clearly() {
     assert!(took < Duration::from_millis(2_000), "timeout took {took:?}");
     assert_eq!(get(&mut c, &fast_key).await.unwrap().as_deref(), Some("ok"));
 
-    sleeper.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3_200).saturating_sub(paused_at.elapsed())).await;
     set(&mut c, &slow_key, "back").await.unwrap();
-    assert_eq!(get(&mut c, &slow_key).await.unwrap().as_deref(), Some("back"));
+    assert_eq!(
+        get(&mut c, &slow_key).await.unwrap().as_deref(),
+        Some("back")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,7 +130,10 @@ async fn a_dead_seed_at_startup_is_skipped() {
     let proxy = Proxy::start(common::proxy_config(seeds)).expect("one live seed is enough");
     let mut c = common::client(proxy.local_addr()).await;
     set(&mut c, "after-dead-seed", "x").await.unwrap();
-    assert_eq!(get(&mut c, "after-dead-seed").await.unwrap().as_deref(), Some("x"));
+    assert_eq!(
+        get(&mut c, "after-dead-seed").await.unwrap().as_deref(),
+        Some("x")
+    );
 }
 
 #[test]
@@ -114,7 +141,9 @@ fn no_seed_answering_is_a_clear_startup_error() {
     let dead: Vec<String> = (0..2)
         .map(|_| format!("127.0.0.1:{}", slotgate::demo::free_port(false).unwrap()))
         .collect();
-    let err = Proxy::start(common::proxy_config(dead.clone())).err().expect("must fail");
+    let err = Proxy::start(common::proxy_config(dead.clone()))
+        .err()
+        .expect("must fail");
     assert!(matches!(err, StartError::Topology(_)), "{err}");
     let text = err.to_string();
     for seed in &dead {
@@ -123,7 +152,14 @@ fn no_seed_answering_is_a_clear_startup_error() {
 
     // The binary exits non-zero with the same message.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_slotgate"))
-        .args(["--listen", "127.0.0.1:0", "--cluster", &dead.join(","), "--log-level", "error"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--cluster",
+            &dead.join(","),
+            "--log-level",
+            "error",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -154,8 +190,27 @@ async fn partial_slot_coverage_is_refused_unless_allowed() {
         .query_async(&mut direct)
         .await
         .unwrap();
+    // The node re-evaluates its cluster state on its next cron tick.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let info: String = redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query_async(&mut direct)
+            .await
+            .unwrap();
+        if info.contains("cluster_state:ok") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "single node never reached cluster_state:ok"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
-    let err = Proxy::start(common::proxy_config(vec![node.addr()])).err().expect("must fail");
+    let err = Proxy::start(common::proxy_config(vec![node.addr()]))
+        .err()
+        .expect("must fail");
     assert!(err.to_string().contains("only 100 of 16384 slots"), "{err}");
 
     let mut config = common::proxy_config(vec![node.addr()]);
@@ -169,5 +224,8 @@ async fn partial_slot_coverage_is_refused_unless_allowed() {
     let uncovered = "foo"; // slot 12182
     let _: () = set(&mut c, &covered, "v").await.unwrap();
     let err = get(&mut c, uncovered).await.unwrap_err().to_string();
-    assert!(err.contains("CLUSTERDOWN") && err.contains("12182"), "{err}");
+    assert!(
+        err.contains("ClusterDown") && err.contains("slot 12182 is not served"),
+        "{err}"
+    );
 }

@@ -35,16 +35,29 @@ async fn connection_and_introspection_commands() {
     let err = q(c, &["SELECT", "1"]).await.unwrap_err().to_string();
     assert!(err.contains("DB index is out of range"), "{err}");
 
-    assert_eq!(text(&q(c, &["CLIENT", "SETNAME", "tester"]).await.unwrap()), "OK");
+    assert_eq!(
+        text(&q(c, &["CLIENT", "SETNAME", "tester"]).await.unwrap()),
+        "OK"
+    );
     assert_eq!(text(&q(c, &["CLIENT", "GETNAME"]).await.unwrap()), "tester");
     let id: i64 = redis::cmd("CLIENT").arg("ID").query_async(c).await.unwrap();
     assert!(id > 0);
     let info = text(&q(c, &["CLIENT", "INFO"]).await.unwrap());
-    assert!(info.starts_with(&format!("id={id} ")) && info.contains("name=tester"), "{info}");
-    let err = q(c, &["CLIENT", "SETNAME", "has space"]).await.unwrap_err().to_string();
+    assert!(
+        info.starts_with(&format!("id={id} ")) && info.contains("name=tester"),
+        "{info}"
+    );
+    let err = q(c, &["CLIENT", "SETNAME", "has space"])
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("Client names cannot contain spaces"), "{err}");
 
-    let count: i64 = redis::cmd("COMMAND").arg("COUNT").query_async(c).await.unwrap();
+    let count: i64 = redis::cmd("COMMAND")
+        .arg("COUNT")
+        .query_async(c)
+        .await
+        .unwrap();
     assert!(count > 200, "COMMAND COUNT = {count}");
     let get_info = q(c, &["COMMAND", "INFO", "get"]).await.unwrap();
     assert!(format!("{get_info:?}").contains("get"), "{get_info:?}");
@@ -52,12 +65,21 @@ async fn connection_and_introspection_commands() {
     assert!(format!("{docs:?}").contains("summary"), "{docs:?}");
 
     let time = q(c, &["TIME"]).await.unwrap();
-    let Value::Array(parts) = time else { panic!("TIME: {time:?}") };
+    let Value::Array(parts) = time else {
+        panic!("TIME: {time:?}")
+    };
     let secs: u64 = text(&parts[0]).parse().unwrap();
     assert!(secs > 1_700_000_000);
 
     let info = text(&q(c, &["INFO"]).await.unwrap());
-    for field in ["# Server", "# Clients", "# Proxy", "proxy_workers:2", "backend_masters:3", "slots_covered:16384"] {
+    for field in [
+        "# Server",
+        "# Clients",
+        "# Proxy",
+        "proxy_workers:2",
+        "backend_masters:3",
+        "slots_covered:16384",
+    ] {
         assert!(info.contains(field), "INFO lacks {field}:\n{info}");
     }
     let only_proxy = text(&q(c, &["INFO", "proxy"]).await.unwrap());
@@ -77,15 +99,24 @@ async fn hello_quit_and_refusals_over_raw_resp() {
     while !line.starts_with('-') {
         line = raw.read_line();
     }
-    assert!(line.contains("'FLUSHALL'") && line.contains("no key"), "{line}");
+    assert!(
+        line.contains("'FLUSHALL'") && line.contains("no key"),
+        "{line}"
+    );
     raw.send(b"NOSUCHCMD a b\r\n");
     assert_eq!(
         raw.read_line(),
         "-ERR unknown command 'NOSUCHCMD', with args beginning with: 'a' 'b' \r\n"
     );
     raw.send(b"GET\r\n");
-    assert_eq!(raw.read_line(), "-ERR wrong number of arguments for 'get' command\r\n");
+    assert_eq!(
+        raw.read_line(),
+        "-ERR wrong number of arguments for 'get' command\r\n"
+    );
     raw.send(b"QUIT\r\nPING\r\n");
     assert_eq!(raw.read_line(), "+OK\r\n");
-    assert!(raw.is_closed(), "QUIT closes the connection; later commands are not run");
+    assert!(
+        raw.is_closed(),
+        "QUIT closes the connection; later commands are not run"
+    );
 }

@@ -47,8 +47,17 @@ async fn five_hundred_concurrent_clients() {
             for round in 0..10 {
                 let key = format!("client:{client}:{round}");
                 let value = format!("{client}/{round}");
-                let _: () = redis::cmd("SET").arg(&key).arg(&value).query_async(&mut c).await.unwrap();
-                let got: String = redis::cmd("GET").arg(&key).query_async(&mut c).await.unwrap();
+                let _: () = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(&value)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                let got: String = redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
                 assert_eq!(got, value);
             }
             c

@@ -89,6 +89,8 @@ mod tests {
         let reply = e.to_reply();
         assert!(reply.starts_with(b"-ERR slotgate: connection to backend 127.0.0.1:7000 lost"));
         assert_eq!(reply.iter().filter(|&&b| b == b'\n').count(), 1);
-        assert!(BackendError::SlotUnserved(5).to_reply().starts_with(b"-CLUSTERDOWN"));
+        assert!(BackendError::SlotUnserved(5)
+            .to_reply()
+            .starts_with(b"-CLUSTERDOWN"));
     }
 }

@@ -38,7 +38,12 @@ impl BackendPool {
     /// The connection `client_id` uses for the master of `shard` in `table`. One client always
     /// gets the same connection per node, so its commands to a node keep their order.
     #[inline]
-    pub fn master_conn(&mut self, table: &SlotTable, shard: usize, client_id: u64) -> Option<&BackendConn> {
+    pub fn master_conn(
+        &mut self,
+        table: &SlotTable,
+        shard: usize,
+        client_id: u64,
+    ) -> Option<&BackendConn> {
         if self.version != table.version() {
             self.rebuild(table);
         }

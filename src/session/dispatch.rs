@@ -87,7 +87,10 @@ fn route(args: &[Bytes]) -> Route {
     if let Err(e) = spec.keys(args, &mut keys) {
         return Route::Refused(error(&format!("ERR {e}")));
     }
-    let mut slots = keys.iter().filter_map(|&i| args.get(i)).map(|k| Slot::of(k));
+    let mut slots = keys
+        .iter()
+        .filter_map(|&i| args.get(i))
+        .map(|k| Slot::of(k));
     let Some(slot) = slots.next() else {
         return Route::Refused(error(&format!(
             "ERR slotgate: '{}' has no key to route by; key-less commands are not served by this proxy",
@@ -95,7 +98,9 @@ fn route(args: &[Bytes]) -> Route {
         )));
     };
     if slots.any(|s| s != slot) {
-        return Route::Refused(error("CROSSSLOT Keys in request don't hash to the same slot"));
+        return Route::Refused(error(
+            "CROSSSLOT Keys in request don't hash to the same slot",
+        ));
     }
     Route::Slot(slot)
 }
@@ -105,20 +110,20 @@ fn route(args: &[Bytes]) -> Route {
 /// corrupt a shared backend connection.
 fn not_served(spec: &CommandSpec, args: &[Bytes]) -> Option<&'static str> {
     match spec.name {
-        "multi" | "exec" | "discard" | "watch" | "unwatch" => {
-            Some("is not supported: transactions (MULTI/EXEC/WATCH) are not served by this proxy yet")
-        }
+        "multi" | "exec" | "discard" | "watch" | "unwatch" => Some(
+            "is not supported: transactions (MULTI/EXEC/WATCH) are not served by this proxy yet",
+        ),
         // XREAD and XREADGROUP only block with a BLOCK option.
         "xread" | "xreadgroup" => args
             .iter()
             .any(|a| a.eq_ignore_ascii_case(b"block"))
-            .then_some("with BLOCK is not supported: blocking commands are not served by this proxy yet"),
+            .then_some(
+                "with BLOCK is not supported: blocking commands are not served by this proxy yet",
+            ),
         _ if spec.is_blocking() => {
             Some("is not supported: blocking commands are not served by this proxy yet")
         }
-        _ if spec.is_pubsub() => {
-            Some("is not supported: pub/sub is not served by this proxy yet")
-        }
+        _ if spec.is_pubsub() => Some("is not supported: pub/sub is not served by this proxy yet"),
         _ => None,
     }
 }
@@ -127,7 +132,10 @@ fn not_served(spec: &CommandSpec, args: &[Bytes]) -> Option<&'static str> {
 pub(super) fn error(text: &str) -> Bytes {
     let mut out = String::with_capacity(text.len() + 3);
     out.push('-');
-    out.extend(text.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }));
+    out.extend(
+        text.chars()
+            .map(|c| if c == '\r' || c == '\n' { ' ' } else { c }),
+    );
     out.push_str("\r\n");
     Bytes::from(out)
 }

@@ -64,9 +64,14 @@ pub(super) fn run(cmd: Local, args: &[Bytes], session: &mut Session) -> Bytes {
             session.closing = true;
             Bytes::from_static(OK)
         }
-        Local::Select => match std::str::from_utf8(arg(1)).ok().and_then(|s| s.parse::<i64>().ok()) {
+        Local::Select => match std::str::from_utf8(arg(1))
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+        {
             Some(0) => Bytes::from_static(OK),
-            Some(_) => error("ERR DB index is out of range (slotgate serves only DB 0, like Redis Cluster)"),
+            Some(_) => error(
+                "ERR DB index is out of range (slotgate serves only DB 0, like Redis Cluster)",
+            ),
             None => error("ERR value is not an integer or out of range"),
         },
         Local::Auth => error(
@@ -108,7 +113,10 @@ fn bulk(data: &[u8]) -> Bytes {
 fn hello(args: &[Bytes], session: &mut Session) -> Bytes {
     let mut rest = args.iter().skip(1);
     if let Some(version) = rest.next() {
-        match std::str::from_utf8(version).ok().and_then(|v| v.parse::<i64>().ok()) {
+        match std::str::from_utf8(version)
+            .ok()
+            .and_then(|v| v.parse::<i64>().ok())
+        {
             Some(2) => {}
             Some(_) => return error("NOPROTO unsupported protocol version"),
             None => return error("ERR Protocol version is not an integer or out of range"),
@@ -170,7 +178,10 @@ fn valid_name(name: &[u8]) -> bool {
 
 /// CLIENT SETNAME / GETNAME / ID / INFO for the proxy's own client; other subcommands refused.
 fn client(args: &[Bytes], session: &mut Session) -> Bytes {
-    let sub = args.get(1).map(|s| s.to_ascii_lowercase()).unwrap_or_default();
+    let sub = args
+        .get(1)
+        .map(|s| s.to_ascii_lowercase())
+        .unwrap_or_default();
     match &sub[..] {
         b"setname" => match args.get(2) {
             Some(name) if valid_name(name) => {

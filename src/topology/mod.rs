@@ -105,7 +105,8 @@ impl Topology {
     pub async fn run(self: Arc<Self>) {
         let mut last = Instant::now();
         loop {
-            let _ = tokio::time::timeout(self.settings.refresh_interval, self.wake.notified()).await;
+            let _ =
+                tokio::time::timeout(self.settings.refresh_interval, self.wake.notified()).await;
             // Debounce: a burst of failures costs one refresh per gap, not one each.
             let since = last.elapsed();
             if since < self.settings.refresh_min_gap {

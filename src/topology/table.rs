@@ -227,9 +227,8 @@ mod tests {
         let t = SlotTable::from_shards(&[shard(&[(0, 99)], "a:1")], 1).unwrap();
         assert_eq!(t.first_uncovered(), Some(100));
         assert!(t.shard_of(Slot::new(100).unwrap()).is_none());
-        let err =
-            SlotTable::from_shards(&[shard(&[(0, 10)], "a:1"), shard(&[(10, 20)], "b:1")], 1)
-                .unwrap_err();
+        let err = SlotTable::from_shards(&[shard(&[(0, 10)], "a:1"), shard(&[(10, 20)], "b:1")], 1)
+            .unwrap_err();
         assert!(matches!(err, TableError::Overlap { slot: 10, .. }));
         assert!(SlotTable::from_shards(&[shard(&[(5, 16384)], "a:1")], 1).is_err());
     }
@@ -239,8 +238,11 @@ mod tests {
         let a = SlotTable::from_shards(&[shard(&[(0, 16383)], "a:1")], 1).unwrap();
         let b = a.clone().with_version(2);
         assert!(a.same_routing(&b));
-        let c = SlotTable::from_shards(&[shard(&[(0, 16382)], "a:1"), shard(&[(16383, 16383)], "b:1")], 3)
-            .unwrap();
+        let c = SlotTable::from_shards(
+            &[shard(&[(0, 16382)], "a:1"), shard(&[(16383, 16383)], "b:1")],
+            3,
+        )
+        .unwrap();
         assert!(!a.same_routing(&c));
     }
 }
