@@ -253,29 +253,13 @@ async fn connect(inner: Rc<Inner>, generation: u64) {
 async fn write_loop(inner: Rc<Inner>, generation: u64, mut socket: OwnedWriteHalf) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     loop {
-        {
-            let mut state = inner.state.borrow_mut();
-            if state.generation != generation {
-                return;
-            }
-            if state.queued.is_empty() {
-                if state.retired {
-                    // Half-close: the node answers what it has, then the reader sees EOF.
-                    drop(state);
-                    let _ = socket.shutdown().await;
-                    return;
-                }
-            } else {
-                let was_idle = state.in_flight.is_empty();
-                // Order matters: requests enter in-flight in the order they are written.
-                while let Some(p) = state.queued.pop_front() {
-                    buf.extend_from_slice(&p.request);
-                    state.in_flight.push_back(p);
-                }
-                if was_idle {
-                    inner.reader_wake.raise();
-                }
-            }
+        if !take_queued(&inner, generation, &mut buf) {
+            return;
+        }
+        if buf.is_empty() && inner.state.borrow().retired {
+            // Half-close: the node answers what it has, then the reader sees EOF.
+            let _ = socket.shutdown().await;
+            return;
         }
         if buf.is_empty() {
             inner.writer_wake.wait().await;
@@ -293,6 +277,29 @@ async fn write_loop(inner: Rc<Inner>, generation: u64, mut socket: OwnedWriteHal
         // Give the sessions a turn to queue more before the next write.
         tokio::task::yield_now().await;
     }
+}
+
+/// Append every queued request to `buf` and move it to in-flight, in order. False when the
+/// socket of `generation` is no longer current.
+fn take_queued(inner: &Inner, generation: u64, buf: &mut BytesMut) -> bool {
+    let mut guard = inner.state.borrow_mut();
+    let state = &mut *guard;
+    if state.generation != generation {
+        return false;
+    }
+    if state.queued.is_empty() {
+        return true;
+    }
+    let was_idle = state.in_flight.is_empty();
+    // Order matters: requests enter in-flight in the order they are written.
+    while let Some(p) = state.queued.pop_front() {
+        buf.extend_from_slice(&p.request);
+        state.in_flight.push_back(p);
+    }
+    if was_idle {
+        inner.reader_wake.raise();
+    }
+    true
 }
 
 /// Read replies and hand each to the oldest in-flight request; time out a stuck node.
