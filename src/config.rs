@@ -60,8 +60,23 @@ pub struct ClusterConfig {
     pub require_full_coverage: bool,
     /// Period of the background topology refresh.
     pub refresh_interval_ms: u64,
-    /// Minimum gap between two on-demand refreshes (after a backend failure).
+    /// Minimum gap between two on-demand refreshes (after MOVED or a backend failure).
     pub refresh_min_gap_ms: u64,
+    /// MOVED/ASK redirects one request may follow before it fails (a loop guard).
+    pub max_redirects: u8,
+    /// What happens to requests for a node that is down: `hold` them until the node (or its
+    /// promoted replica) answers, up to `backend.request_timeout_ms`; or `fail-fast`.
+    pub when_node_down: WhenNodeDown,
+}
+
+/// Treatment of requests for a node that is down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WhenNodeDown {
+    /// Keep retrying until the request's deadline (rides out a failover).
+    Hold,
+    /// Answer with an error at once.
+    FailFast,
 }
 
 impl Default for ClusterConfig {
@@ -70,7 +85,9 @@ impl Default for ClusterConfig {
             seeds: Vec::new(),
             require_full_coverage: true,
             refresh_interval_ms: 10_000,
-            refresh_min_gap_ms: 200,
+            refresh_min_gap_ms: 100,
+            max_redirects: 5,
+            when_node_down: WhenNodeDown::Hold,
         }
     }
 }
@@ -275,6 +292,9 @@ impl Config {
         }
         if self.cluster.refresh_interval_ms == 0 {
             fail("cluster.refresh_interval_ms", "must be at least 1".into());
+        }
+        if self.cluster.max_redirects == 0 {
+            fail("cluster.max_redirects", "must be at least 1".into());
         }
 
         if !(1..=64).contains(&self.backend.connections_per_node) {

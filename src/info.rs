@@ -69,6 +69,10 @@ fn section(name: &str, worker: &Worker, out: &mut String) {
                 &proxy.connections_total(),
             );
             kv(out, "total_commands_processed", &proxy.commands_total());
+            for (key, value) in proxy.redirect_counters() {
+                kv(out, key, &value);
+            }
+            kv(out, "topology_refreshes", &worker.topology.refreshes());
         }
         "proxy" => {
             out.push_str("# Proxy\r\n");

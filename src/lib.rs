@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod info;
 pub mod resp;
+pub mod router;
 pub mod server;
 pub mod session;
 pub mod slot;

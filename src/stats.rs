@@ -11,6 +11,11 @@ pub struct WorkerStats {
     clients: AtomicU64,
     connections: AtomicU64,
     commands: AtomicU64,
+    moved: AtomicU64,
+    asked: AtomicU64,
+    try_again: AtomicU64,
+    retried: AtomicU64,
+    failed: AtomicU64,
 }
 
 impl WorkerStats {
@@ -35,6 +40,31 @@ impl WorkerStats {
     /// Clients connected now.
     pub fn clients(&self) -> u64 {
         self.clients.load(Relaxed)
+    }
+
+    /// A MOVED reply was followed.
+    pub fn moved(&self) {
+        self.moved.fetch_add(1, Relaxed);
+    }
+
+    /// An ASK reply was followed.
+    pub fn asked(&self) {
+        self.asked.fetch_add(1, Relaxed);
+    }
+
+    /// A TRYAGAIN, CLUSTERDOWN, LOADING or MASTERDOWN reply was absorbed.
+    pub fn try_again(&self) {
+        self.try_again.fetch_add(1, Relaxed);
+    }
+
+    /// A request was scheduled for another attempt.
+    pub fn retried(&self) {
+        self.retried.fetch_add(1, Relaxed);
+    }
+
+    /// A request failed with a proxy-side backend error.
+    pub fn failed(&self) {
+        self.failed.fetch_add(1, Relaxed);
     }
 }
 
@@ -87,6 +117,21 @@ impl ProxyStats {
 
     /// Commands received since start.
     pub fn commands_total(&self) -> u64 {
-        self.workers.iter().map(|w| w.commands.load(Relaxed)).sum()
+        self.sum(|w| &w.commands)
+    }
+
+    /// Redirect and retry counters summed over workers, as `(INFO field, value)` pairs.
+    pub fn redirect_counters(&self) -> [(&'static str, u64); 5] {
+        [
+            ("redirects_moved", self.sum(|w| &w.moved)),
+            ("redirects_ask", self.sum(|w| &w.asked)),
+            ("retries_tryagain", self.sum(|w| &w.try_again)),
+            ("requests_retried", self.sum(|w| &w.retried)),
+            ("requests_failed_backend", self.sum(|w| &w.failed)),
+        ]
+    }
+
+    fn sum(&self, field: impl Fn(&WorkerStats) -> &AtomicU64) -> u64 {
+        self.workers.iter().map(|w| field(w).load(Relaxed)).sum()
     }
 }

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::backend::conn::FailureHook;
 use crate::backend::{BackendPool, ConnSettings};
-use crate::config::Config;
+use crate::config::{Config, WhenNodeDown};
 use crate::resp::Limits;
+use crate::router::{self, Held, RoutePolicy, WorkerHooks};
 use crate::stats::{ProxyStats, WorkerStats};
 use crate::topology::Topology;
 
@@ -31,8 +31,14 @@ pub struct Worker {
     pub limits: Limits,
     /// Replies one client may have outstanding before it is no longer read.
     pub max_pipeline_depth: usize,
+    /// Time a request has, from its arrival, to be answered (retries included).
+    pub request_timeout: Duration,
     /// Process-wide counters and facts, for INFO.
     pub proxy: Arc<ProxyStats>,
+    /// How redirects and unavailable nodes are handled.
+    pub policy: RoutePolicy,
+    /// Requests waiting for a retry.
+    pub held: Held,
 }
 
 impl Worker {
@@ -62,20 +68,25 @@ pub fn run(
         reconnect_backoff: Duration::from_millis(config.backend.reconnect_backoff_ms),
         limits: config.protocol.limits(),
     };
-    let refresh = Arc::clone(&topology);
-    let on_failure: FailureHook = Rc::new(move |_| refresh.request_refresh());
-    let worker = Rc::new(Worker {
+    let worker = Rc::new_cyclic(|weak| Worker {
         index,
         topology,
         pool: RefCell::new(BackendPool::new(
             settings,
             config.backend.connections_per_node,
-            on_failure,
+            Rc::new(WorkerHooks(weak.clone())),
         )),
         limits: config.protocol.limits(),
         max_pipeline_depth: config.proxy.max_pipeline_depth,
+        request_timeout: Duration::from_millis(config.backend.request_timeout_ms),
         proxy,
+        policy: RoutePolicy {
+            max_redirects: config.cluster.max_redirects,
+            hold_when_down: config.cluster.when_node_down == WhenNodeDown::Hold,
+        },
+        held: Held::default(),
     });
+    local.spawn_local(router::retry_loop(Rc::downgrade(&worker)));
     local.block_on(&runtime, async move {
         loop {
             tokio::select! {

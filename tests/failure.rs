@@ -5,6 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use slotgate::config::WhenNodeDown;
 use slotgate::demo::{ClusterOptions, RedisServer, ServerOptions};
 use slotgate::{Proxy, StartError};
 
@@ -33,7 +34,9 @@ async fn set(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_node_gives_clear_error_then_recovers() {
-    let mut setup = common::start_with(no_failover(), |_| {});
+    let mut setup = common::start_with(no_failover(), |config| {
+        config.cluster.when_node_down = WhenNodeDown::FailFast;
+    });
     let masters = setup.cluster.master_ports();
     let (victim_port, other_port) = (masters[0], masters[1]);
     let victim = setup
@@ -82,6 +85,51 @@ async fn killed_node_gives_clear_error_then_recovers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(get(&mut c, &dead_key).await.unwrap().as_deref(), Some("2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_for_a_dead_node_are_held_until_their_deadline() {
+    let mut setup = common::start_with(no_failover(), |config| {
+        // Long enough to cover a restart: a master that rejoins refuses writes (CLUSTERDOWN)
+        // for its first 2 s (Redis' CLUSTER_WRITABLE_DELAY); those are retried too.
+        config.backend.request_timeout_ms = 4_000;
+    });
+    let masters = setup.cluster.master_ports();
+    let victim = setup
+        .cluster
+        .nodes()
+        .iter()
+        .position(|n| n.port == masters[0])
+        .unwrap();
+    let key = common::key_on(&setup.cluster, masters[0], "held");
+    let mut c = setup.client().await;
+    set(&mut c, &key, "before").await.unwrap();
+
+    // Dead for longer than the request timeout: the request waits it out, then fails clearly.
+    setup.cluster.kill(victim).unwrap();
+    let started = Instant::now();
+    let err = get(&mut c, &key).await.unwrap_err().to_string();
+    let waited = started.elapsed();
+    assert!(
+        err.contains("slotgate") && err.contains("unreachable"),
+        "{err}"
+    );
+    assert!(
+        waited >= Duration::from_millis(3_700) && waited < Duration::from_millis(5_000),
+        "held for {waited:?}"
+    );
+
+    // Back within the request timeout: the held request is answered, no error at all.
+    let mut c2 = setup.client().await;
+    let key2 = key.clone();
+    let pending = tokio::spawn(async move { set(&mut c2, &key2, "during").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    setup.cluster.restart(victim).unwrap();
+    pending
+        .await
+        .unwrap()
+        .expect("a request held across a short outage succeeds");
+    assert_eq!(get(&mut c, &key).await.unwrap().as_deref(), Some("during"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,10 +11,17 @@
 //! answers a connection's commands in order. The connection is opened lazily by the first
 //! request and re-opened by the first request after it was lost.
 //!
+//! Redirects: a reply that is a cluster redirect (MOVED, ASK, TRYAGAIN …) is not delivered;
+//! the request goes back to the worker through [`Hooks::redirect`] to be sent where it belongs.
+//! An ASK resend is queued as `ASKING` + request, so both leave in the same write.
+//!
 //! Failure: a connection that breaks, answers garbage, or leaves its oldest request
-//! unanswered past `request_timeout_ms` fails every request it holds with a clear error and is
-//! dropped (the FIFO pairing cannot survive a lost or late reply). A failed connect puts the
-//! node in a short back-off during which requests fail at once instead of piling up.
+//! unanswered past `request_timeout_ms` is dropped (the FIFO pairing cannot survive a lost or
+//! late reply). What it held is sorted honestly: requests never written, and read-only ones,
+//! go back to the worker to be routed again ([`Hooks::reroute`]); writes that were sent but not
+//! answered may or may not have been applied, so they fail with a clear error. A failed connect
+//! puts the node in a short back-off during which requests are handed back at once instead of
+//! piling up on a dead node.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -30,9 +37,14 @@ use tokio::time::Instant;
 
 use crate::resp::{Limits, ReplyDecoder};
 use crate::session::ReplyTarget;
+use crate::slot::Slot;
 use crate::wake::LocalSignal;
 
+use super::redirect::Redirect;
 use super::BackendError;
+
+/// The bytes of an `ASKING` command.
+const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
 
 /// Timeouts and limits shared by a worker's backend connections.
 #[derive(Clone, Debug)]
@@ -47,8 +59,41 @@ pub struct ConnSettings {
     pub limits: Limits,
 }
 
-/// Called when a connection fails, so the topology can be re-checked.
-pub type FailureHook = Rc<dyn Fn(&BackendError)>;
+/// A client request on its way to a backend, with everything needed to send it again.
+#[derive(Debug)]
+pub struct Outbound {
+    /// The request as RESP, forwarded unchanged.
+    pub request: Bytes,
+    /// Where the reply goes.
+    pub reply: ReplyTarget,
+    /// The slot the request was routed by.
+    pub slot: Slot,
+    /// The client's id: it picks the connection, so a client's commands to a node keep order.
+    pub client_id: u64,
+    /// No retry or redirect after this instant: the request then fails.
+    pub deadline: Instant,
+    /// Redirects (MOVED/ASK) followed so far.
+    pub redirects: u8,
+    /// Retries after TRYAGAIN, CLUSTERDOWN, a dead node … so far (for the back-off).
+    pub retries: u8,
+    /// Safe to execute twice (a read), so it may be resent after a connection died with it.
+    pub readonly: bool,
+    /// Send `ASKING` first (the slot is being imported by the target node).
+    pub asking: bool,
+}
+
+/// What a connection hands back to its worker. Called with no connection state borrowed, so
+/// implementations may send on any connection, this one included.
+pub trait Hooks {
+    /// The reply to `out` was a cluster redirect; `reply` is the raw error, for the client if
+    /// the redirect cannot be followed.
+    fn redirect(&self, out: Outbound, redirect: Redirect, reply: Bytes);
+    /// `out` could not be (or was not known to be) executed because of `error`; it may be
+    /// routed again.
+    fn reroute(&self, out: Outbound, error: &BackendError);
+    /// The connection failed; the topology may have changed.
+    fn failed(&self, error: &BackendError);
+}
 
 /// Handle to one pipelined backend connection. Cheap to clone; all clones are the same
 /// connection.
@@ -60,7 +105,7 @@ pub struct BackendConn {
 struct Inner {
     addr: Arc<str>,
     settings: Rc<ConnSettings>,
-    on_failure: FailureHook,
+    hooks: Rc<dyn Hooks>,
     state: RefCell<State>,
     /// Raised when requests are queued (or the connection must wind down).
     writer_wake: LocalSignal,
@@ -91,20 +136,22 @@ enum Phase {
     BackOff { until: Instant, error: BackendError },
 }
 
+/// One entry of the queued / in-flight lists: one reply is expected for each.
 struct Pending {
-    request: Bytes,
-    reply: ReplyTarget,
-    deadline: Instant,
+    /// When it was queued here: the node must answer within `request_timeout` of this.
+    queued_at: Instant,
+    /// `None` for the `ASKING` that precedes an ASK resend (its `+OK` is dropped).
+    out: Option<Outbound>,
 }
 
 impl BackendConn {
     /// A handle for `addr`; nothing is connected until the first request.
-    pub fn new(addr: Arc<str>, settings: Rc<ConnSettings>, on_failure: FailureHook) -> Self {
+    pub fn new(addr: Arc<str>, settings: Rc<ConnSettings>, hooks: Rc<dyn Hooks>) -> Self {
         BackendConn {
             inner: Rc::new(Inner {
                 addr,
                 settings,
-                on_failure,
+                hooks,
                 state: RefCell::new(State {
                     phase: Phase::Idle,
                     generation: 0,
@@ -123,16 +170,16 @@ impl BackendConn {
         &self.inner.addr
     }
 
-    /// Queue `request` (raw RESP, forwarded as is); its reply goes to `reply`. The request
-    /// fails with an error reply if not answered by `now + request_timeout`.
-    pub fn send(&self, request: Bytes, reply: ReplyTarget, now: Instant) {
+    /// Queue `out`. If the node is in its post-failure back-off, `out` goes straight back to
+    /// the worker ([`Hooks::reroute`]) instead.
+    pub fn send(&self, out: Outbound, now: Instant) {
         let inner = &self.inner;
         let mut state = inner.state.borrow_mut();
         match &state.phase {
             Phase::BackOff { until, error } if now < *until => {
-                let error = error.to_reply();
+                let error = error.clone();
                 drop(state);
-                reply.fill(error);
+                inner.hooks.reroute(out, &error);
                 return;
             }
             Phase::Idle | Phase::BackOff { .. } => {
@@ -142,15 +189,24 @@ impl BackendConn {
             }
             Phase::Connecting | Phase::Up => {}
         }
-        let deadline = now + inner.settings.request_timeout;
+        if out.asking {
+            state.queued.push_back(Pending {
+                queued_at: now,
+                out: None,
+            });
+        }
         state.queued.push_back(Pending {
-            request,
-            reply,
-            deadline,
+            queued_at: now,
+            out: Some(out),
         });
-        if state.queued.len() == 1 {
+        if state.queued.len() <= 2 {
             inner.writer_wake.raise();
         }
+    }
+
+    /// True while the node is in its post-failure back-off (requests would come straight back).
+    pub fn is_backing_off(&self, now: Instant) -> bool {
+        matches!(&self.inner.state.borrow().phase, Phase::BackOff { until, .. } if now < *until)
     }
 
     /// Requests queued or awaiting a reply on this connection.
@@ -172,7 +228,8 @@ impl BackendConn {
 }
 
 impl Inner {
-    /// Fail every request held, reset to `phase`, and stop the current socket's tasks.
+    /// Drop the socket of `generation`, reset to `phase`, and settle every request it held:
+    /// unwritten and read-only ones are handed back for rerouting, sent writes fail.
     fn fail(&self, generation: u64, error: BackendError, phase: Phase) {
         let mut guard = self.state.borrow_mut();
         let state = &mut *guard;
@@ -181,24 +238,31 @@ impl Inner {
         }
         state.generation += 1;
         state.phase = phase;
-        let pending: Vec<Pending> = state
-            .in_flight
-            .drain(..)
-            .chain(state.queued.drain(..))
-            .collect();
+        let in_flight: Vec<Pending> = state.in_flight.drain(..).collect();
+        let queued: Vec<Pending> = state.queued.drain(..).collect();
         drop(guard);
-        if !pending.is_empty() {
+        let (mut rerouted, mut failed) = (0usize, 0usize);
+        let reply = error.to_reply();
+        let sent = in_flight.into_iter().map(|p| (p, true));
+        for (pending, written) in sent.chain(queued.into_iter().map(|p| (p, false))) {
+            let Some(out) = pending.out else { continue };
+            if !written || out.readonly {
+                rerouted += 1;
+                self.hooks.reroute(out, &error);
+            } else {
+                failed += 1;
+                out.reply.fill(reply.clone());
+            }
+        }
+        if rerouted + failed > 0 {
             tracing::warn!(
                 backend = %self.addr,
-                failed_requests = pending.len(),
+                rerouted,
+                failed,
                 "backend connection failed: {error}"
             );
         }
-        let reply = error.to_reply();
-        for p in pending {
-            p.reply.fill(reply.clone());
-        }
-        (self.on_failure)(&error);
+        self.hooks.failed(&error);
         // Let the other half of this socket notice the generation change and stop.
         self.writer_wake.raise();
         self.reader_wake.raise();
@@ -293,7 +357,10 @@ fn take_queued(inner: &Inner, generation: u64, buf: &mut BytesMut) -> bool {
     let was_idle = state.in_flight.is_empty();
     // Order matters: requests enter in-flight in the order they are written.
     while let Some(p) = state.queued.pop_front() {
-        buf.extend_from_slice(&p.request);
+        match &p.out {
+            Some(out) => buf.extend_from_slice(&out.request),
+            None => buf.extend_from_slice(ASKING),
+        }
         state.in_flight.push_back(p);
     }
     if was_idle {
@@ -317,9 +384,9 @@ async fn read_loop(inner: Rc<Inner>, generation: u64, mut socket: OwnedReadHalf)
             return;
         }
         if !armed {
-            let front = inner.state.borrow().in_flight.front().map(|p| p.deadline);
-            if let Some(deadline) = front {
-                timer.as_mut().reset(deadline);
+            let front = inner.state.borrow().in_flight.front().map(|p| p.queued_at);
+            if let Some(queued_at) = front {
+                timer.as_mut().reset(queued_at + settings.request_timeout);
                 armed = true;
             }
         }
@@ -352,8 +419,8 @@ async fn read_loop(inner: Rc<Inner>, generation: u64, mut socket: OwnedReadHalf)
             }
             () = &mut timer, if armed => {
                 armed = false;
-                let front = inner.state.borrow().in_flight.front().map(|p| p.deadline);
-                if front.is_some_and(|d| d <= Instant::now()) {
+                let front = inner.state.borrow().in_flight.front().map(|p| p.queued_at);
+                if front.is_some_and(|t| t + settings.request_timeout <= Instant::now()) {
                     let error = BackendError::Timeout {
                         addr: inner.addr.to_string(),
                         ms: settings.request_timeout.as_millis() as u64,
@@ -385,14 +452,18 @@ fn deliver(
             }
         };
         let pending = inner.state.borrow_mut().in_flight.pop_front();
-        match pending {
-            Some(p) => p.reply.fill(reply.raw().clone()),
-            None => {
-                return Err(BackendError::Lost {
-                    addr: inner.addr.to_string(),
-                    reason: "reply to a request that was never sent".into(),
-                })
-            }
+        let Some(pending) = pending else {
+            return Err(BackendError::Lost {
+                addr: inner.addr.to_string(),
+                reason: "reply to a request that was never sent".into(),
+            });
+        };
+        // `None` is the ASKING before an ASK resend: its +OK is not for anyone.
+        let Some(out) = pending.out else { continue };
+        let redirect = reply.error_message().and_then(Redirect::classify);
+        match redirect {
+            Some(redirect) => inner.hooks.redirect(out, redirect, reply.raw().clone()),
+            None => out.reply.fill(reply.raw().clone()),
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod conn;
 mod error;
 pub mod oneshot;
 pub mod pool;
+pub mod redirect;
 
 pub use conn::{BackendConn, ConnSettings};
 pub use error::BackendError;

@@ -1,5 +1,5 @@
-//! A one-request connection to a node, for control traffic (topology discovery), never for
-//! client requests: connect, send one command, read one reply, close.
+//! A short-lived connection to a node, for control traffic (topology discovery), never for
+//! client requests: connect, send a few commands in one write, read their replies, close.
 
 use std::time::Duration;
 
@@ -11,24 +11,28 @@ use crate::resp::{parse_frame, Frame, Limits, ReplyDecoder, Request};
 
 use super::BackendError;
 
-/// Send `args` to `addr` and return the parsed reply. The whole exchange, connect included,
-/// is bounded by `timeout`.
-pub async fn command(
+/// Send `commands` to `addr` in one write and return their parsed replies, in order. The
+/// whole exchange, connect included, is bounded by `timeout`.
+pub async fn commands(
     addr: &str,
-    args: &[&str],
+    commands: &[&[&str]],
     timeout: Duration,
     limits: Limits,
-) -> Result<Frame, BackendError> {
+) -> Result<Vec<Frame>, BackendError> {
     let timed_out = || BackendError::Timeout {
         addr: addr.to_string(),
         ms: timeout.as_millis() as u64,
     };
-    tokio::time::timeout(timeout, exchange(addr, args, limits))
+    tokio::time::timeout(timeout, exchange(addr, commands, limits))
         .await
         .map_err(|_| timed_out())?
 }
 
-async fn exchange(addr: &str, args: &[&str], limits: Limits) -> Result<Frame, BackendError> {
+async fn exchange(
+    addr: &str,
+    commands: &[&[&str]],
+    limits: Limits,
+) -> Result<Vec<Frame>, BackendError> {
     let lost = |e: std::io::Error| BackendError::Lost {
         addr: addr.to_string(),
         reason: e.to_string(),
@@ -39,20 +43,28 @@ async fn exchange(addr: &str, args: &[&str], limits: Limits) -> Result<Frame, Ba
             addr: addr.to_string(),
             reason: e.to_string(),
         })?;
-    let request = Request::from_args(
-        args.iter()
-            .map(|a| bytes::Bytes::copy_from_slice(a.as_bytes())),
-    );
-    stream.write_all(request.raw()).await.map_err(lost)?;
+    let mut out = BytesMut::new();
+    for args in commands {
+        let request = Request::from_args(
+            args.iter()
+                .map(|a| bytes::Bytes::copy_from_slice(a.as_bytes())),
+        );
+        out.extend_from_slice(request.raw());
+    }
+    stream.write_all(&out).await.map_err(lost)?;
     let mut decoder = ReplyDecoder::new(limits);
     let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut replies = Vec::with_capacity(commands.len());
     loop {
         let protocol = |source| BackendError::Protocol {
             addr: addr.to_string(),
             source,
         };
-        if let Some(reply) = decoder.decode(&mut buf).map_err(protocol)? {
-            return parse_frame(reply.raw(), &limits).map_err(protocol);
+        while let Some(reply) = decoder.decode(&mut buf).map_err(protocol)? {
+            replies.push(parse_frame(reply.raw(), &limits).map_err(protocol)?);
+            if replies.len() == commands.len() {
+                return Ok(replies);
+            }
         }
         if stream.read_buf(&mut buf).await.map_err(lost)? == 0 {
             return Err(BackendError::Lost {

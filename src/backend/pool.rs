@@ -8,14 +8,14 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::conn::{BackendConn, ConnSettings, FailureHook};
+use super::conn::{BackendConn, ConnSettings, Hooks};
 use crate::topology::SlotTable;
 
 /// The backend connections of one worker.
 pub struct BackendPool {
     settings: Rc<ConnSettings>,
     per_node: usize,
-    on_failure: FailureHook,
+    hooks: Rc<dyn Hooks>,
     by_addr: HashMap<Arc<str>, Vec<BackendConn>>,
     /// Table version the `by_shard` cache was built for (0 = none).
     version: u64,
@@ -24,11 +24,11 @@ pub struct BackendPool {
 
 impl BackendPool {
     /// An empty pool opening `per_node` connections to each node it is asked for.
-    pub fn new(settings: ConnSettings, per_node: usize, on_failure: FailureHook) -> Self {
+    pub fn new(settings: ConnSettings, per_node: usize, hooks: Rc<dyn Hooks>) -> Self {
         BackendPool {
             settings: Rc::new(settings),
             per_node: per_node.max(1),
-            on_failure,
+            hooks,
             by_addr: HashMap::new(),
             version: 0,
             by_shard: Vec::new(),
@@ -51,23 +51,39 @@ impl BackendPool {
         conns.get((client_id % conns.len() as u64) as usize)
     }
 
+    /// The connection `client_id` uses for the node at `addr`, which need not be in the current
+    /// table (a redirect may name a node the table does not know yet).
+    pub fn conn_for_addr(&mut self, addr: &Arc<str>, client_id: u64) -> BackendConn {
+        let conns = match self.by_addr.get(addr) {
+            Some(conns) => conns,
+            None => {
+                let conns = self.open(addr);
+                self.by_addr.entry(Arc::clone(addr)).or_insert(conns)
+            }
+        };
+        // `open` never returns an empty list: per_node >= 1.
+        conns[(client_id % conns.len() as u64) as usize].clone()
+    }
+
+    fn open(&self, addr: &Arc<str>) -> Vec<BackendConn> {
+        (0..self.per_node)
+            .map(|_| {
+                BackendConn::new(
+                    Arc::clone(addr),
+                    Rc::clone(&self.settings),
+                    Rc::clone(&self.hooks),
+                )
+            })
+            .collect()
+    }
+
     fn rebuild(&mut self, table: &SlotTable) {
-        let settings = &self.settings;
-        let per_node = self.per_node;
-        let on_failure = &self.on_failure;
         let mut next_by_addr = HashMap::with_capacity(table.shards().len());
         for shard in table.shards() {
-            let conns = self.by_addr.remove(&shard.master).unwrap_or_else(|| {
-                (0..per_node)
-                    .map(|_| {
-                        BackendConn::new(
-                            Arc::clone(&shard.master),
-                            Rc::clone(settings),
-                            Rc::clone(on_failure),
-                        )
-                    })
-                    .collect()
-            });
+            let conns = match self.by_addr.remove(&shard.master) {
+                Some(conns) => conns,
+                None => self.open(&shard.master),
+            };
             next_by_addr.insert(Arc::clone(&shard.master), conns);
         }
         // Nodes no longer in the table: finish what they hold, then close.

@@ -371,7 +371,7 @@ mod tests {
             assert_eq!(decode_one(input).as_ref(), Err(want), "{input:?}");
         }
         let mut long = b":".to_vec();
-        long.extend(std::iter::repeat(b'1').take(70_000));
+        long.extend(std::iter::repeat_n(b'1', 70_000));
         assert_eq!(decode_one(&long), Err(ParseError::InvalidInteger));
         long[0] = b'$';
         assert_eq!(decode_one(&long), Err(ParseError::TooBigBulkCount));

@@ -412,7 +412,7 @@ mod tests {
             );
         }
         let mut long = b"*".to_vec();
-        long.extend(std::iter::repeat(b'1').take(70_000));
+        long.extend(std::iter::repeat_n(b'1', 70_000));
         assert_eq!(err_of(&long), ParseError::TooBigMultibulkCount);
     }
 
@@ -432,7 +432,7 @@ mod tests {
             assert_eq!(err_of(input), ParseError::InvalidBulkLength, "{input:?}");
         }
         let mut long = b"*1\r\n$".to_vec();
-        long.extend(std::iter::repeat(b'1').take(70_000));
+        long.extend(std::iter::repeat_n(b'1', 70_000));
         assert_eq!(err_of(&long), ParseError::TooBigBulkCount);
     }
 

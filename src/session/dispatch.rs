@@ -5,11 +5,10 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 use tokio::time::Instant;
 
-use crate::backend::BackendError;
+use crate::backend::conn::Outbound;
 use crate::command::{self, CommandSpec};
 use crate::resp::Request;
 use crate::slot::Slot;
-use crate::topology::SlotTable;
 
 use super::local::{self, Local};
 use super::Session;
@@ -19,43 +18,35 @@ use super::Session;
 enum Route {
     /// Answered by the proxy itself.
     Local(Local),
-    /// Forwarded, unchanged, to the master of this slot.
-    Slot(Slot),
+    /// Forwarded, unchanged, to the master of this slot; `readonly` if safe to resend.
+    Slot { slot: Slot, readonly: bool },
     /// Refused; the reply says why.
     Refused(Bytes),
 }
 
 impl Session {
     /// Serve one request: its reply takes the next place in the session's reply queue.
-    pub(super) fn dispatch(&mut self, request: Request, table: &SlotTable, now: Instant) {
+    pub(super) fn dispatch(&mut self, request: Request, now: Instant) {
         match route(request.args()) {
-            Route::Slot(slot) => self.forward(request, slot, table, now),
+            Route::Slot { slot, readonly } => {
+                let out = Outbound {
+                    request: request.raw().clone(),
+                    reply: self.queue.reserve(),
+                    slot,
+                    client_id: self.info.id,
+                    deadline: now + self.worker.request_timeout,
+                    redirects: 0,
+                    retries: 0,
+                    readonly,
+                    asking: false,
+                };
+                self.worker.route(out, now);
+            }
             Route::Local(cmd) => {
                 let reply = local::run(cmd, request.args(), self);
                 self.queue.push_ready(reply);
             }
             Route::Refused(reply) => self.queue.push_ready(reply),
-        }
-    }
-
-    fn forward(&mut self, request: Request, slot: Slot, table: &SlotTable, now: Instant) {
-        let Some(shard) = table.shard_of(slot) else {
-            self.worker.topology.request_refresh();
-            let error = BackendError::SlotUnserved(slot.get());
-            self.queue.push_ready(error.to_reply());
-            return;
-        };
-        let mut pool = self.worker.pool.borrow_mut();
-        match pool.master_conn(table, shard, self.info.id) {
-            Some(conn) => {
-                let target = self.queue.reserve();
-                conn.send(request.raw().clone(), target, now);
-            }
-            None => {
-                drop(pool);
-                let error = BackendError::SlotUnserved(slot.get());
-                self.queue.push_ready(error.to_reply());
-            }
         }
     }
 }
@@ -102,7 +93,10 @@ fn route(args: &[Bytes]) -> Route {
             "CROSSSLOT Keys in request don't hash to the same slot",
         ));
     }
-    Route::Slot(slot)
+    Route::Slot {
+        slot,
+        readonly: spec.is_readonly(),
+    }
 }
 
 /// Commands that have keys but need a connection of their own (transactions, blocking,
@@ -183,10 +177,19 @@ mod tests {
 
     #[test]
     fn single_key_commands_route_by_key() {
-        assert_eq!(route(&args(&["GET", "foo"])), Route::Slot(Slot::of(b"foo")));
+        assert_eq!(
+            route(&args(&["GET", "foo"])),
+            Route::Slot {
+                slot: Slot::of(b"foo"),
+                readonly: true
+            }
+        );
         assert_eq!(
             route(&args(&["hset", "h", "f", "v"])),
-            Route::Slot(Slot::of(b"h"))
+            Route::Slot {
+                slot: Slot::of(b"h"),
+                readonly: false
+            }
         );
     }
 
@@ -194,11 +197,17 @@ mod tests {
     fn same_slot_multi_key_is_one_route() {
         assert_eq!(
             route(&args(&["MGET", "{u}a", "{u}b", "{u}c"])),
-            Route::Slot(Slot::of(b"u"))
+            Route::Slot {
+                slot: Slot::of(b"u"),
+                readonly: true
+            }
         );
         assert_eq!(
             route(&args(&["EVAL", "return 1", "2", "{t}x", "{t}y", "arg"])),
-            Route::Slot(Slot::of(b"t"))
+            Route::Slot {
+                slot: Slot::of(b"t"),
+                readonly: false
+            }
         );
     }
 
@@ -227,7 +236,10 @@ mod tests {
         assert!(refused(&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]).contains("BLOCK"));
         assert_eq!(
             route(&args(&["XREAD", "COUNT", "1", "STREAMS", "s", "0"])),
-            Route::Slot(Slot::of(b"s"))
+            Route::Slot {
+                slot: Slot::of(b"s"),
+                readonly: true
+            }
         );
     }
 

@@ -125,14 +125,12 @@ impl Session {
     /// Decode and dispatch every complete request in `buf`.
     fn process(&mut self, buf: &mut BytesMut) {
         let now = tokio::time::Instant::now();
-        let worker = Rc::clone(&self.worker);
-        let table = worker.topology.table();
         let mut count = 0u64;
         while !self.closing {
             match self.decoder.decode(buf) {
                 Ok(Some(request)) => {
                     count += 1;
-                    self.dispatch(request, &table, now);
+                    self.dispatch(request, now);
                 }
                 Ok(None) => {
                     if let Some(needed) = self.decoder.needed() {

@@ -25,6 +25,14 @@ fn bad(command: &'static str, reason: impl Into<String>) -> DiscoveryError {
     }
 }
 
+/// A numeric `name:value` field of an INFO-style text (e.g. `CLUSTER INFO`).
+pub fn info_field(text: &[u8], name: &str) -> Option<u64> {
+    let text = std::str::from_utf8(text).ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|value| value.trim().parse().ok())
+}
+
 /// A string-ish field (bulk or status) as UTF-8.
 fn text(frame: &Frame) -> Option<&str> {
     frame.as_bytes().and_then(|b| std::str::from_utf8(b).ok())
@@ -266,6 +274,15 @@ mod tests {
         assert_eq!(shards[0].master, "10.0.0.9:7000");
         assert_eq!(shards[0].ranges, vec![(0, 100), (101, 200)]);
         assert_eq!(shards[0].replicas, vec!["127.0.0.1:7003".to_string()]);
+    }
+
+    #[test]
+    fn info_fields() {
+        let text = b"cluster_state:ok\r\ncluster_current_epoch:7\r\ncluster_my_epoch:2\r\n";
+        assert_eq!(info_field(text, "cluster_current_epoch"), Some(7));
+        assert_eq!(info_field(text, "cluster_my_epoch"), Some(2));
+        assert_eq!(info_field(text, "cluster_state"), None);
+        assert_eq!(info_field(text, "missing"), None);
     }
 
     #[test]

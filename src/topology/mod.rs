@@ -3,7 +3,13 @@
 //!
 //! Readers (every request) call [`Topology::table`], a lock-free load. One background task
 //! ([`Topology::run`]) refreshes the table on a timer and on demand; a new table is stored only
-//! when the routing actually changed, with one info log line per change.
+//! when the routing actually changed, with an info log line saying which slots moved where.
+//! A MOVED reply patches its one slot at once ([`Topology::patch_moved`], copy-on-write), so
+//! following requests go straight to the new owner before the full refresh lands.
+//!
+//! Whom to believe: a refresh collects the views of up to [`VIEWS_PER_REFRESH`] nodes and keeps
+//! the one with the highest `cluster_current_epoch`, so a node cut off from the majority (which
+//! still claims the slots it lost in a failover) cannot drag the table backwards.
 
 pub mod discovery;
 pub mod table;
@@ -29,6 +35,9 @@ pub enum TopologyError {
     NoUsableAnswer(Vec<String>),
 }
 
+/// How many nodes a refresh asks before choosing the freshest view.
+pub const VIEWS_PER_REFRESH: usize = 3;
+
 /// Settings the topology task needs, taken from [`Config`].
 #[derive(Clone, Debug)]
 struct Settings {
@@ -47,6 +56,7 @@ pub struct Topology {
     settings: Settings,
     wake: Notify,
     versions: AtomicU64,
+    refreshes: AtomicU64,
 }
 
 impl Topology {
@@ -66,6 +76,7 @@ impl Topology {
             },
             wake: Notify::new(),
             versions: AtomicU64::new(0),
+            refreshes: AtomicU64::new(0),
         })
     }
 
@@ -82,22 +93,67 @@ impl Topology {
 
     /// Discover the layout now and publish it if the routing changed. Returns whether it did.
     pub async fn refresh(&self) -> Result<bool, TopologyError> {
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("slotgate_topology_refreshes_total").increment(1);
         let found = self.discover().await?;
-        let current = self.table.load();
+        let current = self.table.load_full();
         if current.version() > 0 && current.same_routing(&found) {
             return Ok(false);
         }
-        let version = self.versions.fetch_add(1, Ordering::Relaxed) + 1;
+        let version = self.next_version();
         let next = found.with_version(version);
-        tracing::info!(
-            version,
-            shards = next.shards().len(),
-            covered = next.covered_slots(),
-            "slot table updated: {}",
-            next.describe().join(", ")
-        );
+        if current.version() == 0 {
+            tracing::info!(
+                version,
+                shards = next.shards().len(),
+                covered = next.covered_slots(),
+                "slot table loaded: {}",
+                next.describe().join(", ")
+            );
+        } else {
+            tracing::info!(
+                version,
+                shards = next.shards().len(),
+                covered = next.covered_slots(),
+                "slot table updated: {}",
+                next.changes_from(&current).join(", ")
+            );
+        }
         self.table.store(Arc::new(next));
+        metrics::gauge!("slotgate_slot_table_version").set(version as f64);
         Ok(true)
+    }
+
+    /// A node answered `MOVED slot addr`: route `slot` to `addr` from now on (copy-on-write).
+    /// The full refresh that should follow is the caller's to request.
+    pub fn patch_moved(&self, slot: crate::slot::Slot, addr: &Arc<str>) {
+        let mut patched = None;
+        self.table.rcu(|current| {
+            let owner = current.shard_of(slot).map(|i| &current.shards()[i].master);
+            if owner == Some(addr) {
+                patched = None;
+                return Arc::clone(current);
+            }
+            let next = current.with_slot(slot, addr, self.next_version());
+            patched = Some(next.version());
+            Arc::new(next)
+        });
+        if let Some(version) = patched {
+            tracing::info!(
+                version,
+                "slot table patched after MOVED: slot {slot} → {addr}"
+            );
+            metrics::gauge!("slotgate_slot_table_version").set(version as f64);
+        }
+    }
+
+    /// Refreshes attempted since start.
+    pub fn refreshes(&self) -> u64 {
+        self.refreshes.load(Ordering::Relaxed)
+    }
+
+    fn next_version(&self) -> u64 {
+        self.versions.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Refresh forever: every `refresh_interval_ms`, and soon after [`Topology::request_refresh`].
@@ -119,7 +175,8 @@ impl Topology {
         }
     }
 
-    /// Ask known masters first, then the seeds, until one gives a usable table.
+    /// Ask known masters first, then the seeds, until [`VIEWS_PER_REFRESH`] nodes gave a
+    /// usable view (or none is left); keep the view with the highest current epoch.
     async fn discover(&self) -> Result<SlotTable, TopologyError> {
         let mut candidates: Vec<String> = self
             .table
@@ -134,35 +191,67 @@ impl Topology {
             }
         }
         let mut reasons = Vec::new();
+        let mut best: Option<View> = None;
+        let mut views = 0;
         for addr in &candidates {
             match self.ask(addr).await {
-                Ok(table) => return Ok(table),
+                Ok(view) => {
+                    views += 1;
+                    if best.as_ref().is_none_or(|b| view.epoch > b.epoch) {
+                        best = Some(view);
+                    }
+                    if views == VIEWS_PER_REFRESH {
+                        break;
+                    }
+                }
                 Err(reason) => {
                     tracing::debug!("topology from {addr}: {reason}");
                     reasons.push(format!("{addr}: {reason}"));
                 }
             }
         }
-        Err(TopologyError::NoUsableAnswer(reasons))
+        best.map(|view| view.table)
+            .ok_or(TopologyError::NoUsableAnswer(reasons))
     }
 
     /// One node's view as a table, or why it is not usable.
-    async fn ask(&self, addr: &str) -> Result<SlotTable, String> {
+    async fn ask(&self, addr: &str) -> Result<View, String> {
         let host = addr
             .rsplit_once(':')
             .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
             .unwrap_or(addr);
         let (timeout, limits) = (self.settings.query_timeout, self.settings.limits);
-        let shards_reply = oneshot::command(addr, &["CLUSTER", "SHARDS"], timeout, limits).await;
-        let shards = match shards_reply.map_err(|e| e.to_string())? {
+        let replies = oneshot::commands(
+            addr,
+            &[&["CLUSTER", "INFO"], &["CLUSTER", "SHARDS"]],
+            timeout,
+            limits,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let [info, shards_reply] =
+            <[Frame; 2]>::try_from(replies).map_err(|_| "wrong number of replies".to_string())?;
+        let epoch = match &info {
+            Frame::Error(msg) => return Err(String::from_utf8_lossy(msg).into_owned()),
+            other => other
+                .as_bytes()
+                .and_then(|text| discovery::info_field(text, "cluster_current_epoch"))
+                .unwrap_or(0),
+        };
+        let shards = match shards_reply {
             // Older servers (< 7.0) have no CLUSTER SHARDS.
-            Frame::Error(_) => match oneshot::command(addr, &["CLUSTER", "SLOTS"], timeout, limits)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                Frame::Error(msg) => return Err(String::from_utf8_lossy(&msg).into_owned()),
-                reply => discovery::parse_cluster_slots(&reply, host),
-            },
+            Frame::Error(_) => {
+                let replies = oneshot::commands(addr, &[&["CLUSTER", "SLOTS"]], timeout, limits)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match replies.into_iter().next() {
+                    Some(Frame::Error(msg)) => {
+                        return Err(String::from_utf8_lossy(&msg).into_owned())
+                    }
+                    Some(reply) => discovery::parse_cluster_slots(&reply, host),
+                    None => return Err("no reply to CLUSTER SLOTS".into()),
+                }
+            }
             reply => discovery::parse_cluster_shards(&reply, host),
         }
         .map_err(|e| e.to_string())?;
@@ -176,6 +265,12 @@ impl Topology {
                 ));
             }
         }
-        Ok(table)
+        Ok(View { epoch, table })
     }
+}
+
+/// One node's answer: its layout and how recent its knowledge is.
+struct View {
+    epoch: u64,
+    table: SlotTable,
 }

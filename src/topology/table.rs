@@ -172,6 +172,52 @@ impl SlotTable {
         self.shards.get(index as usize).map(|s| &*s.master)
     }
 
+    /// A copy with `slot` served by the master at `addr` (added as a shard if new).
+    pub fn with_slot(&self, slot: Slot, addr: &Arc<str>, version: u64) -> SlotTable {
+        let mut next = self.clone();
+        next.version = version;
+        let index = match next.shards.iter().position(|s| s.master == *addr) {
+            Some(i) => i,
+            None => {
+                next.shards.push(Shard {
+                    master: Arc::clone(addr),
+                    replicas: Vec::new(),
+                });
+                next.shards.len() - 1
+            }
+        };
+        if let (Some(entry), Ok(index)) = (next.slots.get_mut(slot.index()), u16::try_from(index)) {
+            if index != UNASSIGNED {
+                *entry = index;
+            }
+        }
+        next
+    }
+
+    /// The slot ranges whose master differs from `old`, as `"0-99: a:1 → b:1"`, for log lines.
+    pub fn changes_from(&self, old: &SlotTable) -> Vec<String> {
+        let owner =
+            |t: &SlotTable, i: usize| t.master_at(t.slots[i]).unwrap_or("(none)").to_string();
+        let mut out = Vec::new();
+        let mut start = 0usize;
+        while start < SLOT_COUNT {
+            let (from, to) = (owner(old, start), owner(self, start));
+            let mut end = start;
+            while end + 1 < SLOT_COUNT && owner(old, end + 1) == from && owner(self, end + 1) == to
+            {
+                end += 1;
+            }
+            if from != to {
+                out.push(format!("{start}-{end}: {from} → {to}"));
+            }
+            start = end + 1;
+        }
+        if out.is_empty() {
+            out.push("same slot owners, replicas changed".into());
+        }
+        out
+    }
+
     /// Slot ranges per master, `"0-5460 → 127.0.0.1:7000"`, for log lines.
     pub fn describe(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -231,6 +277,24 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, TableError::Overlap { slot: 10, .. }));
         assert!(SlotTable::from_shards(&[shard(&[(5, 16384)], "a:1")], 1).is_err());
+    }
+
+    #[test]
+    fn patching_one_slot_and_describing_changes() {
+        let a = SlotTable::from_shards(
+            &[shard(&[(0, 8191)], "a:1"), shard(&[(8192, 16383)], "b:1")],
+            1,
+        )
+        .unwrap();
+        let c: Arc<str> = "c:1".into();
+        let patched = a.with_slot(Slot::new(5).unwrap(), &c, 2);
+        assert_eq!(patched.version(), 2);
+        assert_eq!(
+            &*patched.shards()[patched.shard_of(Slot::new(5).unwrap()).unwrap()].master,
+            "c:1"
+        );
+        assert_eq!(patched.changes_from(&a), ["5-5: a:1 → c:1"]);
+        assert_eq!(a.covered_slots(), patched.covered_slots());
     }
 
     #[test]

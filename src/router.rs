@@ -1,0 +1,221 @@
+//! Sending a request to the node that owns its slot, and following it when the cluster says
+//! it is elsewhere or not ready: the reason clients never see MOVED, ASK or TRYAGAIN.
+//!
+//! ```text
+//!  route(out) ── table: slot → master ──► BackendConn::send
+//!      ▲                                   │ reply is MOVED  → patch the slot, refresh soon, resend to the named node
+//!      │                                   │ reply is ASK    → resend to the named node as ASKING + request
+//!      │                                   │ TRYAGAIN, CLUSTERDOWN, LOADING, MASTERDOWN → retry later
+//!      │                                   │ node down / connection lost → reroute (never-sent and reads only)
+//!      └──── held: retried after a capped back-off, until the request's deadline ◄┘
+//! ```
+//!
+//! Every retry path ends at the request's deadline (`backend.request_timeout_ms` after it was
+//! received) or after `cluster.max_redirects` redirects, with a clear error, never a hang.
+//! Held requests are re-routed through the *current* table, so a failover's new master is
+//! used as soon as a refresh publishes it.
+
+use std::cell::RefCell;
+use std::rc::Weak;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::backend::conn::{Hooks, Outbound};
+use crate::backend::redirect::Redirect;
+use crate::backend::BackendError;
+use crate::wake::LocalSignal;
+use crate::worker::Worker;
+
+/// Longest pause between two retries of a held request.
+const RETRY_CAP: Duration = Duration::from_millis(100);
+/// First retry pause; doubled on each retry up to [`RETRY_CAP`].
+const RETRY_FIRST: Duration = Duration::from_millis(5);
+
+/// How the router treats requests it cannot send right now.
+#[derive(Clone, Copy, Debug)]
+pub struct RoutePolicy {
+    /// MOVED/ASK redirects one request may follow.
+    pub max_redirects: u8,
+    /// Hold requests for a down node (until their deadline) instead of failing them at once.
+    pub hold_when_down: bool,
+}
+
+/// Requests waiting for a retry, with the error to give if their deadline passes first.
+#[derive(Default)]
+pub struct Held {
+    entries: RefCell<Vec<HeldRequest>>,
+    wake: LocalSignal,
+}
+
+struct HeldRequest {
+    due: Instant,
+    out: Outbound,
+    /// The reply the client gets if the request cannot be retried in time.
+    error: Bytes,
+}
+
+impl Worker {
+    /// Send `out` to the master of its slot in the current table.
+    pub fn route(&self, out: Outbound, now: Instant) {
+        let table = self.topology.table();
+        let Some(shard) = table.shard_of(out.slot) else {
+            self.topology.request_refresh();
+            let error = BackendError::SlotUnserved(out.slot.get()).to_reply();
+            return self.hold_or_fail(out, error, now);
+        };
+        let conn = self
+            .pool
+            .borrow_mut()
+            .master_conn(&table, shard, out.client_id)
+            .cloned();
+        match conn {
+            Some(conn) => conn.send(out, now),
+            None => {
+                let error = BackendError::SlotUnserved(out.slot.get()).to_reply();
+                self.fail(out, error);
+            }
+        }
+    }
+
+    /// Send `out` to the node at `addr`, whatever the table says (a redirect named it).
+    fn send_to(&self, addr: &Arc<str>, out: Outbound, now: Instant) {
+        let conn = self.pool.borrow_mut().conn_for_addr(addr, out.client_id);
+        conn.send(out, now);
+    }
+
+    /// Retry `out` later if policy and deadline allow, else fail it with `error`.
+    fn hold_or_fail(&self, out: Outbound, error: Bytes, now: Instant) {
+        if self.policy.hold_when_down {
+            self.retry_later(out, error, now);
+        } else {
+            self.fail(out, error);
+        }
+    }
+
+    /// Queue `out` for another attempt after a capped back-off, unless that would pass its
+    /// deadline: then it fails now with `error`.
+    fn retry_later(&self, mut out: Outbound, error: Bytes, now: Instant) {
+        let pause = RETRY_FIRST
+            .saturating_mul(1u32 << out.retries.min(8))
+            .min(RETRY_CAP);
+        let due = now + pause;
+        if due >= out.deadline {
+            return self.fail(out, error);
+        }
+        out.retries = out.retries.saturating_add(1);
+        self.stats().retried();
+        self.held
+            .entries
+            .borrow_mut()
+            .push(HeldRequest { due, out, error });
+        self.held.wake.raise();
+    }
+
+    fn fail(&self, out: Outbound, error: Bytes) {
+        self.stats().failed();
+        out.reply.fill(error);
+    }
+
+    /// Follow a redirect or schedule a retry for a request the cluster bounced.
+    fn follow(&self, mut out: Outbound, redirect: Redirect, reply: Bytes) {
+        let now = Instant::now();
+        metrics::counter!("slotgate_redirects_total", "kind" => redirect.kind()).increment(1);
+        match redirect {
+            Redirect::Moved { slot, addr } | Redirect::Ask { slot, addr }
+                if out.redirects >= self.policy.max_redirects =>
+            {
+                tracing::warn!(%slot, %addr, "request gave up after {} redirects", out.redirects);
+                let text = format!(
+                    "-ERR slotgate: too many redirects for slot {slot} (last to {addr})\r\n"
+                );
+                self.fail(out, Bytes::from(text));
+            }
+            Redirect::Moved { slot, addr } => {
+                self.stats().moved();
+                self.topology.patch_moved(slot, &addr);
+                self.topology.request_refresh();
+                out.redirects += 1;
+                out.asking = false;
+                self.send_to(&addr, out, now);
+            }
+            Redirect::Ask { addr, .. } => {
+                self.stats().asked();
+                out.redirects += 1;
+                out.asking = true;
+                self.send_to(&addr, out, now);
+            }
+            Redirect::TryAgain | Redirect::Loading => {
+                self.stats().try_again();
+                out.asking = false;
+                self.retry_later(out, reply, now);
+            }
+            Redirect::ClusterDown | Redirect::MasterDown => {
+                self.stats().try_again();
+                self.topology.request_refresh();
+                out.asking = false;
+                self.retry_later(out, reply, now);
+            }
+        }
+    }
+}
+
+/// Retry held requests when they are due, until the worker stops.
+pub async fn retry_loop(worker: Weak<Worker>) {
+    loop {
+        let Some(w) = worker.upgrade() else { return };
+        let next = w.held.entries.borrow().iter().map(|h| h.due).min();
+        match next {
+            None => w.held.wake.wait().await,
+            Some(due) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(due) => {}
+                    () = w.held.wake.wait() => {}
+                }
+            }
+        }
+        let now = Instant::now();
+        let due: Vec<HeldRequest> = {
+            let mut entries = w.held.entries.borrow_mut();
+            let (due, waiting) = entries.drain(..).partition(|h| h.due <= now);
+            *entries = waiting;
+            due
+        };
+        for held in due {
+            if now >= held.out.deadline {
+                w.fail(held.out, held.error);
+            } else {
+                w.route(held.out, now);
+            }
+        }
+    }
+}
+
+/// The worker's side of its backend connections' [`Hooks`]. Holds the worker weakly: the
+/// worker owns the connections, which own this.
+pub struct WorkerHooks(pub Weak<Worker>);
+
+impl Hooks for WorkerHooks {
+    fn redirect(&self, out: Outbound, redirect: Redirect, reply: Bytes) {
+        match self.0.upgrade() {
+            Some(worker) => worker.follow(out, redirect, reply),
+            None => out.reply.fill(reply),
+        }
+    }
+
+    fn reroute(&self, out: Outbound, error: &BackendError) {
+        match self.0.upgrade() {
+            Some(worker) => worker.hold_or_fail(out, error.to_reply(), Instant::now()),
+            None => out.reply.fill(error.to_reply()),
+        }
+    }
+
+    fn failed(&self, error: &BackendError) {
+        metrics::counter!("slotgate_backend_failures_total", "kind" => error.kind()).increment(1);
+        if let Some(worker) = self.0.upgrade() {
+            worker.topology.request_refresh();
+        }
+    }
+}
