@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::encode;
 use super::line::{find_line, parse_int, Line};
+use super::reply::{bad_terminator, too_long};
 use super::{Limits, ParseError};
 
 /// A parsed reply tree (zero-copy slices).
@@ -153,8 +154,8 @@ impl Cursor<'_> {
         let cr = match find_line(self.raw, start, &mut scanned, max_len) {
             Line::End(cr) => cr,
             Line::Partial => return Err(ParseError::Incomplete),
-            Line::TooLong => return Err(ParseError::TooBigLine),
-            Line::BadTerminator => return Err(ParseError::MissingCrlf),
+            Line::TooLong => return Err(too_long(ty)),
+            Line::BadTerminator => return Err(bad_terminator(ty)),
         };
         let line = self.raw.get(start..cr).unwrap_or_default();
         self.pos = cr + 2;
@@ -272,6 +273,8 @@ mod tests {
             (b"$3\r\nabcde", ParseError::MissingCrlf),
             (b"%1\r\n", ParseError::InvalidReplyType { got: b'%' }),
             (b":1.5\r\n", ParseError::InvalidInteger),
+            (b":1\rx", ParseError::InvalidInteger),
+            (b"$1\rx", ParseError::InvalidBulkLength),
             (b":99999999999999999999\r\n", ParseError::InvalidInteger),
             (b"$-2\r\n", ParseError::InvalidBulkLength),
             (b"$x\r\n", ParseError::InvalidBulkLength),

@@ -179,8 +179,8 @@ impl ReplyDecoder {
                 let cr = match find_line(buf, start, &mut self.scanned, max_len) {
                     Line::End(cr) => cr,
                     Line::Partial => return Ok(None),
-                    Line::TooLong => return Err(too_long(kind)),
-                    Line::BadTerminator => return Err(bad_terminator(kind)),
+                    Line::TooLong => return Err(too_long(ty)),
+                    Line::BadTerminator => return Err(bad_terminator(ty)),
                 };
                 let line = buf.get(start..cr).unwrap_or_default();
                 self.scanned = 0;
@@ -263,20 +263,22 @@ impl ReplyDecoder {
     }
 }
 
-fn too_long(kind: ReplyKind) -> ParseError {
-    match kind {
-        ReplyKind::Integer => ParseError::InvalidInteger,
-        ReplyKind::Bulk => ParseError::TooBigBulkCount,
-        ReplyKind::Array => ParseError::TooBigMultibulkCount,
+/// The error for a header line of type `ty` (`+ - : $ *`) that runs past its length limit.
+pub(super) fn too_long(ty: u8) -> ParseError {
+    match ty {
+        b':' => ParseError::InvalidInteger,
+        b'$' => ParseError::TooBigBulkCount,
+        b'*' => ParseError::TooBigMultibulkCount,
         _ => ParseError::TooBigLine,
     }
 }
 
-fn bad_terminator(kind: ReplyKind) -> ParseError {
-    match kind {
-        ReplyKind::Integer => ParseError::InvalidInteger,
-        ReplyKind::Bulk => ParseError::InvalidBulkLength,
-        ReplyKind::Array => ParseError::InvalidMultibulkLength,
+/// The error for a header line of type `ty` whose CR is not followed by LF.
+pub(super) fn bad_terminator(ty: u8) -> ParseError {
+    match ty {
+        b':' => ParseError::InvalidInteger,
+        b'$' => ParseError::InvalidBulkLength,
+        b'*' => ParseError::InvalidMultibulkLength,
         _ => ParseError::MissingCrlf,
     }
 }

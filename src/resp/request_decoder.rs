@@ -44,9 +44,11 @@ enum State {
 // Returned by value and immediately matched; boxing the request would cost an allocation each.
 #[allow(clippy::large_enum_variant)]
 enum Step {
+    /// A request is complete and consumed.
     Done(Request),
-    /// An empty request was consumed; look at the next one.
-    Skipped,
+    /// Progress without a request (a state change, or an empty request skipped): step again.
+    Continue,
+    /// The buffer ran out; where we got to is saved in the state.
     NeedMore,
 }
 
@@ -95,7 +97,7 @@ impl RequestDecoder {
             };
             match step {
                 Step::Done(req) => return Ok(Some(req)),
-                Step::Skipped => continue,
+                Step::Continue => continue,
                 Step::NeedMore => return Ok(None),
             }
         }
@@ -122,7 +124,7 @@ impl RequestDecoder {
                     Some(b'*') => State::Count { scanned: 0 },
                     Some(_) => State::Inline { scanned: 0 },
                 };
-                Ok(Step::Skipped)
+                Ok(Step::Continue)
             }
             State::Inline { scanned } => self.inline(buf, scanned),
             State::Count { scanned } => self.count(buf, scanned),
@@ -162,7 +164,7 @@ impl RequestDecoder {
             // Redis silently ignores `*0` and any negative count.
             buf.advance(cr + 2);
             self.state = State::Start;
-            return Ok(Step::Skipped);
+            return Ok(Step::Continue);
         }
         let n = usize::try_from(n)
             .ok()
@@ -177,7 +179,7 @@ impl RequestDecoder {
             scanned: 0,
             bulk: None,
         };
-        Ok(Step::Skipped)
+        Ok(Step::Continue)
     }
 
     /// Validates arguments until the multibulk is complete (returning its length) or the buffer
@@ -267,7 +269,7 @@ impl RequestDecoder {
         buf.advance(newline + 1);
         self.state = State::Start;
         if self.spans.is_empty() {
-            return Ok(Step::Skipped);
+            return Ok(Step::Continue);
         }
         let scratch = &self.scratch;
         let req = encode_args(
