@@ -13,6 +13,7 @@
 //! [`RedisServer::start`] from a thread that outlives the servers (`main`, the test thread),
 //! never from `tokio::task::spawn_blocking`, whose threads are reaped when idle.
 
+mod cli;
 mod cluster;
 mod error;
 mod ports;
