@@ -107,14 +107,20 @@ impl LoadReport {
     /// One line for the test log, plus the first few failures of each kind.
     pub fn summary(&self) -> String {
         let min = self.task_ops.iter().min().copied().unwrap_or(0);
+        let asks = self
+            .redirects
+            .iter()
+            .filter(|f| f.reply.starts_with("ASK "))
+            .count();
         let mut out = format!(
-            "{} ops in {:.1?} by {} clients (min {min}/client), {} keys acked, {} redirects, \
-             {} errors",
+            "{} ops in {:.1?} by {} clients (min {min}/client), {} keys acked, {} redirects \
+             ({} MOVED, {asks} ASK), {} errors",
             self.ops,
             self.ran,
             self.task_ops.len(),
             self.acked.len(),
             self.redirects.len(),
+            self.redirects.len() - asks,
             self.errors.len()
         );
         for f in self.redirects.iter().take(3) {
@@ -483,7 +489,12 @@ pub async fn stat(addr: SocketAddr, name: &str) -> u64 {
 
 /// An async connection straight to the cluster node on 127.0.0.1:`port` (no proxy).
 pub async fn node(port: u16) -> MultiplexedConnection {
-    super::client(SocketAddr::from(([127, 0, 0, 1], port))).await
+    super::client(node_addr(port)).await
+}
+
+/// `127.0.0.1:port`.
+pub fn node_addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 /// Held for the whole of a topology test: these tests start 6–7 Redis nodes, 20–50 clients
