@@ -3,21 +3,23 @@
 //! Start-up, in order: pick ports, start every `redis-server` in cluster mode (each in its own
 //! directory under [`LocalCluster::dir`]), run `redis-cli --cluster create`, then wait until the
 //! cluster is really usable (see [`super::topology`]). Nodes can then be killed and restarted to
-//! test failure handling; everything is killed on drop.
+//! test failure handling, masters added, and slots moved with `redis-cli --cluster reshard` or
+//! `rebalance`; everything is killed on drop.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::cli;
 use super::error::DemoError;
 use super::ports::{self, BUS_OFFSET};
-use super::process::{self, NodeSpec, RedisProcess, POLL_INTERVAL, PROBE_TIMEOUT};
-use super::resp_probe;
+use super::process::{NodeSpec, RedisProcess, POLL_INTERVAL, PROBE_TIMEOUT};
+use super::resp_probe::{self, info_field};
 use super::scratch::ScratchDir;
 use super::topology::{self, SlotRange};
 
-/// How long `redis-cli --cluster create` may run.
+/// How long `redis-cli --cluster create` (and `add-node`) may run.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long [`LocalCluster::start`] waits for the created cluster to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -122,6 +124,8 @@ pub struct LocalCluster {
     // Declared before `dir`: processes must be gone before their directories are removed.
     procs: Vec<RedisProcess>,
     info: Vec<NodeInfo>,
+    /// What it was started with; [`LocalCluster::add_master`] starts new nodes the same way.
+    opts: ClusterOptions,
     /// The slot map observed when start-up finished.
     slots: Vec<SlotRange>,
     dir: ScratchDir,
@@ -143,26 +147,160 @@ impl LocalCluster {
                 Some(base) => (base.saturating_add(i as u16), false),
                 None => (ports::free_port(true)?, true),
             };
-            let spec = NodeSpec {
-                port,
-                dir: node_dir,
-                binary: opts.redis_server.clone(),
-                cluster_node_timeout_ms: Some(opts.node_timeout_ms),
-                extra_args: opts.extra_args.clone(),
-            };
             // On error, `procs` is dropped here and kills the nodes already started.
-            procs.push(RedisProcess::start(spec, auto_port)?);
+            procs.push(RedisProcess::start(
+                node_spec(&opts, port, node_dir),
+                auto_port,
+            )?);
         }
 
         let ports: Vec<u16> = procs.iter().map(RedisProcess::port).collect();
-        create(&opts, &ports, dir.path())?;
+        let mut args = vec!["create".to_owned()];
+        args.extend(ports.iter().map(|p| format!("127.0.0.1:{p}")));
+        args.extend([
+            "--cluster-replicas".to_owned(),
+            opts.replicas_per_master.to_string(),
+            "--cluster-yes".to_owned(),
+        ]);
+        cli::run(
+            &opts.redis_cli,
+            &args,
+            &dir.path().join(CREATE_LOG),
+            CREATE_TIMEOUT,
+        )?;
         let slots = wait_ready(&ports, count, true, READY_TIMEOUT)?;
         let info = node_info(&ports)?;
         Ok(LocalCluster {
             procs,
             info,
+            opts,
             slots,
             dir,
+        })
+    }
+
+    /// Starts a new empty cluster-enabled node, joins it with `redis-cli --cluster add-node`
+    /// (as a master without slots) and waits until every running node knows it and the cluster
+    /// is ok. Returns its index in [`LocalCluster::nodes`]. Same thread rule as
+    /// [`LocalCluster::start`] (see the module docs of `demo`).
+    pub fn add_master(&mut self) -> Result<usize, DemoError> {
+        let idx = self.procs.len();
+        let entry = self.entry_point()?;
+        let node_dir = self.dir.subdir(&format!("node-{idx}"))?;
+        remove_stale_config(&node_dir)?;
+        let port = match self.opts.base_port {
+            // Past the range validate() checked: the bind check below reports a clash.
+            Some(base) => base.checked_add(idx as u16).ok_or_else(|| {
+                DemoError::InvalidOptions(format!("no port after {base} for node {idx}"))
+            })?,
+            None => ports::free_port(true)?,
+        };
+        let auto_port = self.opts.base_port.is_none();
+        let proc = RedisProcess::start(node_spec(&self.opts, port, node_dir), auto_port)?;
+        let port = proc.port();
+        // Pushed before add-node so that a failure below still kills it on drop.
+        self.procs.push(proc);
+        self.cli(
+            &[
+                "add-node".to_owned(),
+                format!("127.0.0.1:{port}"),
+                format!("127.0.0.1:{entry}"),
+            ],
+            &format!("add-node-{idx}.log"),
+            CREATE_TIMEOUT,
+        )?;
+        self.wait_ok(READY_TIMEOUT)?;
+        let nodes = resp_probe::query_text(port, &["CLUSTER", "NODES"], PROBE_TIMEOUT)
+            .map_err(|e| DemoError::io(format!("127.0.0.1:{port} CLUSTER NODES"), e))?;
+        let me = topology::parse_myself(&nodes).ok_or_else(|| DemoError::NotReady {
+            waited: Duration::ZERO,
+            last_state: format!("127.0.0.1:{port}: no `myself` line in CLUSTER NODES"),
+        })?;
+        self.info.push(NodeInfo {
+            port,
+            id: me.id,
+            role: Role::Master,
+            master: None,
+        });
+        Ok(idx)
+    }
+
+    /// `redis-cli --cluster reshard`: moves `slots` slots from master `from_id` to master
+    /// `to_id` (node ids), 10 keys per `MIGRATE`, and returns redis-cli's output once it is
+    /// done. Blocks the calling thread (the load it runs against keeps going elsewhere).
+    pub fn reshard(
+        &self,
+        from_id: &str,
+        to_id: &str,
+        slots: usize,
+        timeout: Duration,
+    ) -> Result<String, DemoError> {
+        let entry = self.entry_point()?;
+        let args: Vec<String> = [
+            "reshard",
+            &format!("127.0.0.1:{entry}"),
+            "--cluster-from",
+            from_id,
+            "--cluster-to",
+            to_id,
+            "--cluster-slots",
+            &slots.to_string(),
+            "--cluster-pipeline",
+            "10",
+            "--cluster-yes",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        self.cli(&args, "reshard.log", timeout)
+    }
+
+    /// `redis-cli --cluster rebalance --cluster-use-empty-masters`: spreads the slots evenly
+    /// over every master, including ones without slots (e.g. from
+    /// [`LocalCluster::add_master`]). Returns redis-cli's output once it is done.
+    pub fn rebalance(&self, timeout: Duration) -> Result<String, DemoError> {
+        let entry = self.entry_point()?;
+        let args: Vec<String> = [
+            "rebalance",
+            &format!("127.0.0.1:{entry}"),
+            "--cluster-use-empty-masters",
+            "--cluster-pipeline",
+            "10",
+            "--cluster-yes",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        self.cli(&args, "rebalance.log", timeout)
+    }
+
+    /// How many slots each master serves *now* (port → count), as the first running node
+    /// reports it (`CLUSTER SLOTS`). Masters without slots are absent.
+    pub fn slot_counts(&self) -> Result<BTreeMap<u16, usize>, DemoError> {
+        let entry = self.entry_point()?;
+        let reply = resp_probe::Probe::connect(entry, PROBE_TIMEOUT)
+            .and_then(|mut p| p.call(&["CLUSTER", "SLOTS"]))
+            .map_err(|e| DemoError::io(format!("127.0.0.1:{entry} CLUSTER SLOTS"), e))?;
+        let ranges = topology::parse_slots(&reply, false).map_err(|e| DemoError::NotReady {
+            waited: Duration::ZERO,
+            last_state: format!("127.0.0.1:{entry}: {e}"),
+        })?;
+        let mut counts = BTreeMap::new();
+        for r in ranges {
+            *counts.entry(r.master).or_insert(0) += usize::from(r.end - r.start) + 1;
+        }
+        Ok(counts)
+    }
+
+    /// The role node `idx` reports *now* (`INFO replication`), unlike [`NodeInfo::role`] which
+    /// is the role at start-up. Fails when the node does not answer within 500 ms.
+    pub fn role_now(&self, idx: usize) -> Result<Role, DemoError> {
+        let port = self.node(idx)?.port();
+        let info = resp_probe::query_text(port, &["INFO", "replication"], PROBE_TIMEOUT)
+            .map_err(|e| DemoError::io(format!("127.0.0.1:{port} INFO replication"), e))?;
+        Ok(match info_field(&info, "role") {
+            Some("master") => Role::Master,
+            _ => Role::Replica,
         })
     }
 
@@ -234,6 +372,35 @@ impl LocalCluster {
         self.dir.path()
     }
 
+    /// Runs `redis-cli --cluster args…`, logging to `log_name` in [`LocalCluster::dir`].
+    fn cli(&self, args: &[String], log_name: &str, timeout: Duration) -> Result<String, DemoError> {
+        cli::run(
+            &self.opts.redis_cli,
+            args,
+            &self.dir.path().join(log_name),
+            timeout,
+        )
+    }
+
+    /// The port of the first running node: where `redis-cli --cluster` commands connect.
+    fn entry_point(&self) -> Result<u16, DemoError> {
+        self.procs
+            .iter()
+            .find(|p| p.is_running())
+            .map(RedisProcess::port)
+            .ok_or_else(|| DemoError::NotReady {
+                waited: Duration::ZERO,
+                last_state: "no node is running".into(),
+            })
+    }
+
+    fn node(&self, idx: usize) -> Result<&RedisProcess, DemoError> {
+        self.procs.get(idx).ok_or(DemoError::NoSuchNode {
+            idx,
+            count: self.procs.len(),
+        })
+    }
+
     fn node_mut(&mut self, idx: usize) -> Result<&mut RedisProcess, DemoError> {
         let count = self.procs.len();
         self.procs
@@ -263,47 +430,14 @@ fn remove_stale_config(node_dir: &Path) -> Result<(), DemoError> {
     }
 }
 
-/// Runs `redis-cli --cluster create` with a deadline; its output goes to [`CREATE_LOG`].
-fn create(opts: &ClusterOptions, ports: &[u16], dir: &Path) -> Result<(), DemoError> {
-    let log = dir.join(CREATE_LOG);
-    let out = std::fs::File::create(&log)
-        .map_err(|e| DemoError::io(format!("cannot create {}", log.display()), e))?;
-    let err = out
-        .try_clone()
-        .map_err(|e| DemoError::io(format!("cannot dup {}", log.display()), e))?;
-    let mut cmd = Command::new(&opts.redis_cli);
-    cmd.arg("--cluster").arg("create");
-    cmd.args(ports.iter().map(|p| format!("127.0.0.1:{p}")));
-    cmd.arg("--cluster-replicas")
-        .arg(opts.replicas_per_master.to_string())
-        .arg("--cluster-yes")
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err);
-    process::detach(&mut cmd);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| DemoError::spawn(&opts.redis_cli, e))?;
-
-    let failed = |reason: String| DemoError::ClusterCreate {
-        reason,
-        output_tail: process::tail(&log, 0).unwrap_or_default(),
-        log: log.clone(),
-    };
-    let deadline = Instant::now() + CREATE_TIMEOUT;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => return Err(failed(format!("exited with {status}"))),
-            Ok(None) if Instant::now() >= deadline => {
-                // Best effort: we are reporting the timeout either way.
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(failed(format!("still running after {CREATE_TIMEOUT:?}")));
-            }
-            Ok(None) => thread::sleep(POLL_INTERVAL),
-            Err(e) => return Err(DemoError::io("cannot poll redis-cli", e)),
-        }
+/// How every cluster node is started: cluster mode with the options' timeout and extra args.
+fn node_spec(opts: &ClusterOptions, port: u16, dir: PathBuf) -> NodeSpec {
+    NodeSpec {
+        port,
+        dir,
+        binary: opts.redis_server.clone(),
+        cluster_node_timeout_ms: Some(opts.node_timeout_ms),
+        extra_args: opts.extra_args.clone(),
     }
 }
 

@@ -54,11 +54,14 @@ pub enum DemoError {
         log_tail: String,
     },
 
-    /// `redis-cli --cluster create` failed or did not finish in time.
+    /// A `redis-cli --cluster …` command (create, add-node, reshard, rebalance) failed or did not
+    /// finish in time.
     #[error(
-        "`redis-cli --cluster create` failed: {reason}\n--- output tail ({log}) ---\n{output_tail}"
+        "`redis-cli --cluster {command}` failed: {reason}\n--- output tail ({log}) ---\n{output_tail}"
     )]
-    ClusterCreate {
+    ClusterCli {
+        /// The arguments after `--cluster`.
+        command: String,
         /// Exit status or timeout.
         reason: String,
         /// The file holding redis-cli's output.

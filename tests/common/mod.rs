@@ -3,6 +3,8 @@
 //! Everything is torn down on drop.
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;

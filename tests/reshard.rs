@@ -1,0 +1,188 @@
+//! Resharding under load: slots move between masters (`redis-cli --cluster reshard`, and
+//! `rebalance` onto a newly added master) while 50 plain clients keep writing and reading back
+//! 2000 keys through the proxy. The proxy must absorb every MOVED and ASK: clients see no
+//! redirect and no error, and no acknowledged write is lost.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::load::{self, Load};
+
+const CLIENTS: usize = 50;
+const KEYS: usize = 2000;
+/// Load before the change, so every key exists when its slot moves.
+const WARM_UP: Duration = Duration::from_secs(1);
+/// Load after the change: a proxy that still routes by the old table would be caught here.
+const AFTER: Duration = Duration::from_secs(1);
+/// Longest a `redis-cli --cluster reshard/rebalance` may run (a few thousand slots).
+const CLI_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a whole test may take.
+const BUDGET: Duration = Duration::from_secs(100);
+
+/// `r:0` … `r:1999`: spread over all slots, so every master holds some.
+fn keys() -> Vec<String> {
+    (0..KEYS).map(|i| format!("r:{i}")).collect()
+}
+
+/// Panics listing the first redirects and errors the clients saw.
+fn assert_invisible(report: &load::LoadReport) {
+    assert!(
+        report.redirects.is_empty(),
+        "clients saw {} MOVED/ASK replies (the proxy must follow them), first: {}",
+        report.redirects.len(),
+        report.redirects[0]
+    );
+    assert!(
+        report.errors.is_empty(),
+        "clients saw {} errors, first: {}",
+        report.errors.len(),
+        report.errors[0]
+    );
+}
+
+/// The harness check for the tests below: with no topology change, the load generator sees no
+/// error at all and every acknowledged write reads back. Passes on the current proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_state_has_no_errors() {
+    let _serial = load::serial().await;
+    let started = Instant::now();
+    let setup = common::start();
+    let load = Load::start(setup.addr(), CLIENTS, keys());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let report = load.stop().await;
+    eprintln!(
+        "steady_state_has_no_errors: {} (test {:.1?})",
+        report.summary(),
+        started.elapsed()
+    );
+
+    report.assert_progress();
+    assert_eq!(report.acked.len(), KEYS, "not every key was written");
+    assert_invisible(&report);
+    load::verify_acked(setup.addr(), &report).await;
+    assert!(started.elapsed() < BUDGET, "took {:?}", started.elapsed());
+}
+
+/// 3000 slots move from the first master to the second under load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reshard_under_load_is_invisible_to_clients() {
+    let _serial = load::serial().await;
+    let started = Instant::now();
+    let setup = common::start();
+    let addr = setup.addr();
+    let masters: Vec<_> = setup
+        .cluster
+        .nodes()
+        .iter()
+        .filter(|n| n.role == slotgate::demo::Role::Master)
+        .cloned()
+        .collect();
+    let (from, to) = (&masters[0], &masters[1]);
+    let before = setup.cluster.slot_counts().expect("slot map before");
+    let version_before = load::info_field(addr, "slot_table_version").await;
+
+    let load = Load::start(addr, CLIENTS, keys());
+    tokio::time::sleep(WARM_UP).await;
+    let t = Instant::now();
+    // Blocks this thread only; the load runs on the runtime's workers.
+    setup
+        .cluster
+        .reshard(&from.id, &to.id, 3000, CLI_TIMEOUT)
+        .expect("redis-cli --cluster reshard");
+    let reshard_took = t.elapsed();
+    tokio::time::sleep(AFTER).await;
+    let report = load.stop().await;
+    eprintln!(
+        "reshard_under_load: reshard of 3000 slots took {reshard_took:.1?}; {} (test {:.1?})",
+        report.summary(),
+        started.elapsed()
+    );
+
+    // The harness really moved the slots ...
+    let after = setup.cluster.slot_counts().expect("slot map after");
+    assert_eq!(after[&to.port], before[&to.port] + 3000, "{after:?}");
+    assert_eq!(after[&from.port], before[&from.port] - 3000, "{after:?}");
+    report.assert_progress();
+    // ... and the clients did not notice.
+    assert_invisible(&report);
+    load::verify_acked(addr, &report).await;
+
+    // Counters of the topology feature (missing before it exists).
+    let moved = load::stat(addr, "redirects_moved").await;
+    let ask = load::stat(addr, "redirects_ask").await;
+    eprintln!("reshard_under_load: proxy absorbed {moved} MOVED, {ask} ASK");
+    if load::info_field(addr, "redirects_moved").await.is_some() {
+        assert!(
+            moved + ask > 0,
+            "the proxy saw no redirect: the test did not hit a migration window"
+        );
+    }
+    let version_after = load::info_field(addr, "slot_table_version").await;
+    assert!(
+        version_after > version_before,
+        "slot table not updated: {version_before:?} -> {version_after:?}"
+    );
+    assert!(started.elapsed() < BUDGET, "took {:?}", started.elapsed());
+}
+
+/// A new empty master joins, then `rebalance --cluster-use-empty-masters` gives it a quarter of
+/// the slots (and their keys) under load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalance_onto_a_new_master_is_invisible_to_clients() {
+    let _serial = load::serial().await;
+    let started = Instant::now();
+    let mut setup = common::start();
+    let addr = setup.addr();
+
+    let load = Load::start(addr, CLIENTS, keys());
+    tokio::time::sleep(WARM_UP).await;
+    // From this (the test's) thread: the new node dies with the thread that spawned it.
+    let t = Instant::now();
+    let idx = setup.cluster.add_master().expect("add a master");
+    let added_took = t.elapsed();
+    let new_port = setup.cluster.nodes()[idx].port;
+    let t = Instant::now();
+    setup
+        .cluster
+        .rebalance(CLI_TIMEOUT)
+        .expect("redis-cli --cluster rebalance");
+    let rebalance_took = t.elapsed();
+    tokio::time::sleep(AFTER).await;
+    let report = load.stop().await;
+    eprintln!(
+        "rebalance_onto_new_master: add-node {added_took:.1?}, rebalance {rebalance_took:.1?}; \
+         {} (test {:.1?})",
+        report.summary(),
+        started.elapsed()
+    );
+
+    // The harness really added the master and moved slots and keys to it ...
+    let counts = setup.cluster.slot_counts().expect("slot map after");
+    let new_slots = counts.get(&new_port).copied().unwrap_or(0);
+    assert!(
+        new_slots > 3000,
+        "new master serves {new_slots} slots: {counts:?}"
+    );
+    let mut direct = load::node(new_port).await;
+    let dbsize: u64 = redis::cmd("DBSIZE")
+        .query_async(&mut direct)
+        .await
+        .expect("DBSIZE on the new master");
+    assert!(dbsize > 0, "no key moved to the new master");
+    eprintln!("rebalance_onto_new_master: new master has {new_slots} slots, {dbsize} keys");
+    report.assert_progress();
+    // ... and the clients did not notice.
+    assert_invisible(&report);
+    load::verify_acked(addr, &report).await;
+
+    // The proxy routes to the new master: bounded wait for its table to show it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut masters = load::info_field(addr, "backend_masters").await;
+    while masters != Some(4) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        masters = load::info_field(addr, "backend_masters").await;
+    }
+    assert_eq!(masters, Some(4), "INFO proxy backend_masters");
+    assert!(started.elapsed() < BUDGET, "took {:?}", started.elapsed());
+}
