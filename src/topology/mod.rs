@@ -35,8 +35,10 @@ pub enum TopologyError {
     NoUsableAnswer(Vec<String>),
 }
 
-/// How many nodes a refresh asks before choosing the freshest view.
+/// How many usable views a refresh collects before choosing the freshest.
 pub const VIEWS_PER_REFRESH: usize = 3;
+/// How many nodes a refresh asks concurrently.
+const ASKED_AT_ONCE: usize = 6;
 
 /// Settings the topology task needs, taken from [`Config`].
 #[derive(Clone, Debug)]
@@ -53,7 +55,7 @@ struct Settings {
 #[derive(Debug)]
 pub struct Topology {
     table: ArcSwap<SlotTable>,
-    settings: Settings,
+    settings: Arc<Settings>,
     wake: Notify,
     versions: AtomicU64,
     refreshes: AtomicU64,
@@ -64,7 +66,7 @@ impl Topology {
     pub fn new(config: &Config) -> Arc<Topology> {
         Arc::new(Topology {
             table: ArcSwap::from_pointee(SlotTable::empty()),
-            settings: Settings {
+            settings: Arc::new(Settings {
                 seeds: config.cluster.seeds.clone(),
                 require_full_coverage: config.cluster.require_full_coverage,
                 refresh_interval: Duration::from_millis(config.cluster.refresh_interval_ms),
@@ -73,7 +75,7 @@ impl Topology {
                     config.backend.connect_timeout_ms + config.backend.request_timeout_ms,
                 ),
                 limits: config.protocol.limits(),
-            },
+            }),
             wake: Notify::new(),
             versions: AtomicU64::new(0),
             refreshes: AtomicU64::new(0),
@@ -177,6 +179,10 @@ impl Topology {
 
     /// Ask known masters first, then the seeds, until [`VIEWS_PER_REFRESH`] nodes gave a
     /// usable view (or none is left); keep the view with the highest current epoch.
+    ///
+    /// Nodes are asked [`ASKED_AT_ONCE`] at a time, concurrently, and the first usable answers
+    /// decide: a node that accepts connections but never answers (frozen, partitioned) costs no
+    /// time as long as others answer.
     async fn discover(&self) -> Result<SlotTable, TopologyError> {
         let mut candidates: Vec<String> = self
             .table
@@ -193,80 +199,92 @@ impl Topology {
         let mut reasons = Vec::new();
         let mut best: Option<View> = None;
         let mut views = 0;
-        for addr in &candidates {
-            match self.ask(addr).await {
-                Ok(view) => {
-                    views += 1;
-                    if best.as_ref().is_none_or(|b| view.epoch > b.epoch) {
-                        best = Some(view);
+        for batch in candidates.chunks(ASKED_AT_ONCE) {
+            let mut asks = tokio::task::JoinSet::new();
+            for addr in batch {
+                let (settings, addr) = (Arc::clone(&self.settings), addr.clone());
+                asks.spawn(async move {
+                    let view = ask(&settings, &addr).await;
+                    (addr, view)
+                });
+            }
+            while let Some(joined) = asks.join_next().await {
+                match joined {
+                    Ok((_, Ok(view))) => {
+                        views += 1;
+                        if best.as_ref().is_none_or(|b| view.epoch > b.epoch) {
+                            best = Some(view);
+                        }
+                        if views == VIEWS_PER_REFRESH {
+                            break;
+                        }
                     }
-                    if views == VIEWS_PER_REFRESH {
-                        break;
+                    Ok((addr, Err(reason))) => {
+                        tracing::debug!("topology from {addr}: {reason}");
+                        reasons.push(format!("{addr}: {reason}"));
                     }
+                    Err(e) => reasons.push(format!("discovery task failed: {e}")),
                 }
-                Err(reason) => {
-                    tracing::debug!("topology from {addr}: {reason}");
-                    reasons.push(format!("{addr}: {reason}"));
-                }
+            }
+            if best.is_some() {
+                break;
             }
         }
         best.map(|view| view.table)
             .ok_or(TopologyError::NoUsableAnswer(reasons))
     }
+}
 
-    /// One node's view as a table, or why it is not usable.
-    async fn ask(&self, addr: &str) -> Result<View, String> {
-        let host = addr
-            .rsplit_once(':')
-            .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
-            .unwrap_or(addr);
-        let (timeout, limits) = (self.settings.query_timeout, self.settings.limits);
-        let replies = oneshot::commands(
-            addr,
-            &[&["CLUSTER", "INFO"], &["CLUSTER", "SHARDS"]],
-            timeout,
-            limits,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let [info, shards_reply] =
-            <[Frame; 2]>::try_from(replies).map_err(|_| "wrong number of replies".to_string())?;
-        let epoch = match &info {
-            Frame::Error(msg) => return Err(String::from_utf8_lossy(msg).into_owned()),
-            other => other
-                .as_bytes()
-                .and_then(|text| discovery::info_field(text, "cluster_current_epoch"))
-                .unwrap_or(0),
-        };
-        let shards = match shards_reply {
-            // Older servers (< 7.0) have no CLUSTER SHARDS.
-            Frame::Error(_) => {
-                let replies = oneshot::commands(addr, &[&["CLUSTER", "SLOTS"]], timeout, limits)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                match replies.into_iter().next() {
-                    Some(Frame::Error(msg)) => {
-                        return Err(String::from_utf8_lossy(&msg).into_owned())
-                    }
-                    Some(reply) => discovery::parse_cluster_slots(&reply, host),
-                    None => return Err("no reply to CLUSTER SLOTS".into()),
-                }
-            }
-            reply => discovery::parse_cluster_shards(&reply, host),
-        }
-        .map_err(|e| e.to_string())?;
-        let table = SlotTable::from_shards(&shards, 0).map_err(|e| e.to_string())?;
-        if self.settings.require_full_coverage {
-            if let Some(slot) = table.first_uncovered() {
-                return Err(format!(
-                    "only {} of 16384 slots are covered (first missing: {slot}); \
-                     set cluster.require_full_coverage = false to serve a partial cluster",
-                    table.covered_slots()
-                ));
+/// One node's view as a table, or why it is not usable.
+async fn ask(settings: &Settings, addr: &str) -> Result<View, String> {
+    let host = addr
+        .rsplit_once(':')
+        .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
+        .unwrap_or(addr);
+    let (timeout, limits) = (settings.query_timeout, settings.limits);
+    let replies = oneshot::commands(
+        addr,
+        &[&["CLUSTER", "INFO"], &["CLUSTER", "SHARDS"]],
+        timeout,
+        limits,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let [info, shards_reply] =
+        <[Frame; 2]>::try_from(replies).map_err(|_| "wrong number of replies".to_string())?;
+    let epoch = match &info {
+        Frame::Error(msg) => return Err(String::from_utf8_lossy(msg).into_owned()),
+        other => other
+            .as_bytes()
+            .and_then(|text| discovery::info_field(text, "cluster_current_epoch"))
+            .unwrap_or(0),
+    };
+    let shards = match shards_reply {
+        // Older servers (< 7.0) have no CLUSTER SHARDS.
+        Frame::Error(_) => {
+            let replies = oneshot::commands(addr, &[&["CLUSTER", "SLOTS"]], timeout, limits)
+                .await
+                .map_err(|e| e.to_string())?;
+            match replies.into_iter().next() {
+                Some(Frame::Error(msg)) => return Err(String::from_utf8_lossy(&msg).into_owned()),
+                Some(reply) => discovery::parse_cluster_slots(&reply, host),
+                None => return Err("no reply to CLUSTER SLOTS".into()),
             }
         }
-        Ok(View { epoch, table })
+        reply => discovery::parse_cluster_shards(&reply, host),
     }
+    .map_err(|e| e.to_string())?;
+    let table = SlotTable::from_shards(&shards, 0).map_err(|e| e.to_string())?;
+    if settings.require_full_coverage {
+        if let Some(slot) = table.first_uncovered() {
+            return Err(format!(
+                "only {} of 16384 slots are covered (first missing: {slot}); \
+                 set cluster.require_full_coverage = false to serve a partial cluster",
+                table.covered_slots()
+            ));
+        }
+    }
+    Ok(View { epoch, table })
 }
 
 /// One node's answer: its layout and how recent its knowledge is.
