@@ -212,6 +212,13 @@ impl Hooks for WorkerHooks {
         }
     }
 
+    fn lost(&self, out: Outbound, error: &BackendError) {
+        match self.0.upgrade() {
+            Some(worker) => worker.fail(out, error.to_reply()),
+            None => out.reply.fill(error.to_reply()),
+        }
+    }
+
     fn failed(&self, error: &BackendError) {
         metrics::counter!("slotgate_backend_failures_total", "kind" => error.kind()).increment(1);
         if let Some(worker) = self.0.upgrade() {

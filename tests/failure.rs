@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use slotgate::config::WhenNodeDown;
-use slotgate::demo::{ClusterOptions, RedisServer, ServerOptions};
+use slotgate::demo::ClusterOptions;
 use slotgate::{Proxy, StartError};
 
 /// No automatic failover during these tests: a killed master stays the owner of its slots.
@@ -217,45 +217,7 @@ fn no_seed_answering_is_a_clear_startup_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partial_slot_coverage_is_refused_unless_allowed() {
-    let node = RedisServer::start(ServerOptions {
-        extra_args: vec![
-            "--cluster-enabled".into(),
-            "yes".into(),
-            "--cluster-config-file".into(),
-            "partial-nodes.conf".into(),
-            // Let the node itself serve its 100 slots although the rest are missing.
-            "--cluster-require-full-coverage".into(),
-            "no".into(),
-        ],
-        ..ServerOptions::default()
-    })
-    .unwrap();
-    let mut direct = common::client(node.addr().parse().unwrap()).await;
-    let _: () = redis::cmd("CLUSTER")
-        .arg("ADDSLOTSRANGE")
-        .arg(0)
-        .arg(99)
-        .query_async(&mut direct)
-        .await
-        .unwrap();
-    // The node re-evaluates its cluster state on its next cron tick.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let info: String = redis::cmd("CLUSTER")
-            .arg("INFO")
-            .query_async(&mut direct)
-            .await
-            .unwrap();
-        if info.contains("cluster_state:ok") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "single node never reached cluster_state:ok"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-
+    let node = common::lone_cluster_node(0, 99).await;
     let err = Proxy::start(common::proxy_config(vec![node.addr()]))
         .err()
         .expect("must fail");

@@ -2,9 +2,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use slotgate::demo::{ClusterOptions, LocalCluster, RedisServer, ServerOptions};
+use slotgate::demo::{ClusterOptions, LocalCluster};
 use slotgate::Proxy;
 
 /// A node with an older view (lower current epoch) that claims every slot must not win over
@@ -14,40 +12,8 @@ async fn a_stale_view_with_a_lower_epoch_loses() {
     let cluster = LocalCluster::start(ClusterOptions::default()).unwrap();
     // A lone cluster node that claims all 16384 slots at epoch 0: what a node cut off from the
     // cluster since before the last failovers looks like from outside.
-    let impostor = RedisServer::start(ServerOptions {
-        extra_args: vec![
-            "--cluster-enabled".into(),
-            "yes".into(),
-            "--cluster-config-file".into(),
-            "impostor-nodes.conf".into(),
-        ],
-        ..ServerOptions::default()
-    })
-    .unwrap();
+    let impostor = common::lone_cluster_node(0, 16383).await;
     let mut direct = common::client(impostor.addr().parse().unwrap()).await;
-    let _: () = redis::cmd("CLUSTER")
-        .arg("ADDSLOTSRANGE")
-        .arg(0)
-        .arg(16383)
-        .query_async(&mut direct)
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let info: String = redis::cmd("CLUSTER")
-            .arg("INFO")
-            .query_async(&mut direct)
-            .await
-            .unwrap();
-        if info.contains("cluster_state:ok") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "impostor never reached cluster_state:ok"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     let mut seeds = vec![impostor.addr()];
     seeds.extend(cluster.seeds());

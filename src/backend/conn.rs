@@ -91,6 +91,9 @@ pub trait Hooks {
     /// `out` could not be (or was not known to be) executed because of `error`; it may be
     /// routed again.
     fn reroute(&self, out: Outbound, error: &BackendError);
+    /// `out`, a write, was sent but its connection failed before the reply: it may or may not
+    /// have been applied, so it must fail with `error`, not be retried.
+    fn lost(&self, out: Outbound, error: &BackendError);
     /// The connection failed; the topology may have changed.
     fn failed(&self, error: &BackendError);
 }
@@ -242,7 +245,6 @@ impl Inner {
         let queued: Vec<Pending> = state.queued.drain(..).collect();
         drop(guard);
         let (mut rerouted, mut failed) = (0usize, 0usize);
-        let reply = error.to_reply();
         let sent = in_flight.into_iter().map(|p| (p, true));
         for (pending, written) in sent.chain(queued.into_iter().map(|p| (p, false))) {
             let Some(out) = pending.out else { continue };
@@ -251,7 +253,7 @@ impl Inner {
                 self.hooks.reroute(out, &error);
             } else {
                 failed += 1;
-                out.reply.fill(reply.clone());
+                self.hooks.lost(out, &error);
             }
         }
         if rerouted + failed > 0 {

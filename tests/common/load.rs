@@ -133,6 +133,26 @@ impl LoadReport {
     }
 
     /// Panics unless every task made progress (a harness problem otherwise).
+    /// Panics, showing the first one, if any client saw a MOVED or ASK reply.
+    pub fn assert_no_redirects(&self) {
+        assert!(
+            self.redirects.is_empty(),
+            "clients saw {} MOVED/ASK replies (the proxy must follow them), first: {}",
+            self.redirects.len(),
+            self.redirects[0]
+        );
+    }
+
+    /// Panics, showing the first one, if any client saw an error reply.
+    pub fn assert_no_errors(&self) {
+        assert!(
+            self.errors.is_empty(),
+            "clients saw {} errors, first: {}",
+            self.errors.len(),
+            self.errors[0]
+        );
+    }
+
     pub fn assert_progress(&self) {
         assert!(
             !self.task_ops.is_empty() && self.task_ops.iter().all(|&n| n >= 2),
@@ -466,8 +486,7 @@ pub async fn check_acked(
 }
 
 /// A numeric field of the proxy's `INFO stats` / `INFO proxy`; `None` when it is missing (or
-/// `INFO` fails). Counters the topology feature adds (`redirects_moved`, `redirects_ask`,
-/// `retries_tryagain`, `topology_refreshes`, `requests_failed_backend`) are missing before it.
+/// `INFO` fails).
 pub async fn info_field(addr: SocketAddr, name: &str) -> Option<u64> {
     let mut c = connect(addr, Duration::from_secs(5)).await.ok()?;
     let info = redis::cmd("INFO").arg("stats").arg("proxy").clone();
@@ -482,9 +501,12 @@ pub async fn info_field(addr: SocketAddr, name: &str) -> Option<u64> {
     })
 }
 
-/// [`info_field`] with a missing field read as 0.
-pub async fn stat(addr: SocketAddr, name: &str) -> u64 {
-    info_field(addr, name).await.unwrap_or(0)
+/// A counter of the proxy's `INFO stats` / `INFO proxy` (e.g. `redirects_moved`,
+/// `retries_tryagain`, `topology_refreshes`, `slot_table_version`); panics when it is missing.
+pub async fn counter(addr: SocketAddr, name: &str) -> u64 {
+    info_field(addr, name)
+        .await
+        .unwrap_or_else(|| panic!("INFO through the proxy has no {name}"))
 }
 
 /// An async connection straight to the cluster node on 127.0.0.1:`port` (no proxy).

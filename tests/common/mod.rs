@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use slotgate::config::Config;
-use slotgate::demo::{ClusterOptions, LocalCluster};
+use slotgate::demo::{ClusterOptions, LocalCluster, RedisServer, ServerOptions};
 use slotgate::{Proxy, ProxyHandle};
 
 /// A cluster and the proxy in front of it. Field order matters: the proxy stops first.
@@ -136,4 +136,49 @@ pub fn key_on(cluster: &LocalCluster, port: u16, prefix: &str) -> String {
         .map(|i| format!("{prefix}:{i}"))
         .find(|k| cluster.port_of_slot(slotgate::slot::Slot::of(k.as_bytes()).get()) == Some(port))
         .expect("some key lands on every master")
+}
+
+/// A lone cluster-enabled redis-server that serves slots `first..=last` by itself (and has
+/// reached `cluster_state:ok`): a partial cluster, or a node with a view of its own.
+pub async fn lone_cluster_node(first: u16, last: u16) -> RedisServer {
+    let node = RedisServer::start(ServerOptions {
+        extra_args: [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "lone-nodes.conf",
+            // Serve its own slots even if the others are missing.
+            "--cluster-require-full-coverage",
+            "no",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..ServerOptions::default()
+    })
+    .expect("start a lone cluster node");
+    let mut direct = client(node.addr().parse().expect("node address")).await;
+    let _: () = redis::cmd("CLUSTER")
+        .arg("ADDSLOTSRANGE")
+        .arg(first)
+        .arg(last)
+        .query_async(&mut direct)
+        .await
+        .expect("CLUSTER ADDSLOTSRANGE");
+    // The node re-evaluates its cluster state on its next cron tick.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let info: String = redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query_async(&mut direct)
+            .await
+            .expect("CLUSTER INFO");
+        if info.contains("cluster_state:ok") {
+            return node;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "lone node never reached cluster_state:ok"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
