@@ -12,6 +12,7 @@ mod flags;
 pub mod introspect;
 mod keys;
 mod lookup;
+pub mod split;
 pub mod table;
 
 pub use flags::{Flags, KeySpecFlags};

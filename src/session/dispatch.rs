@@ -6,12 +6,13 @@ use smallvec::SmallVec;
 use tokio::time::Instant;
 
 use crate::backend::conn::Outbound;
+use crate::command::split::{self, MergeRule};
 use crate::command::{self, CommandSpec};
 use crate::resp::Request;
 use crate::slot::Slot;
 
 use super::local::{self, Local};
-use super::Session;
+use super::{Merge, ReplyTarget, Session};
 
 /// How a request is served.
 #[derive(Debug, PartialEq, Eq)]
@@ -20,6 +21,13 @@ enum Route {
     Local(Local),
     /// Forwarded, unchanged, to the master of this slot; `readonly` if safe to resend.
     Slot { slot: Slot, readonly: bool },
+    /// Keys in several slots, of a command that may be split: one sub-request per slot.
+    Split {
+        rule: MergeRule,
+        per_key: usize,
+        keys: SmallVec<[usize; 8]>,
+        readonly: bool,
+    },
     /// Refused; the reply says why.
     Refused(Bytes),
 }
@@ -29,18 +37,21 @@ impl Session {
     pub(super) fn dispatch(&mut self, request: Request, now: Instant) {
         match route(request.args()) {
             Route::Slot { slot, readonly } => {
-                let out = Outbound {
-                    request: request.raw().clone(),
-                    reply: self.queue.reserve(),
-                    slot,
-                    client_id: self.info.id,
-                    deadline: now + self.worker.request_timeout,
-                    redirects: 0,
-                    retries: 0,
-                    readonly,
-                    asking: false,
-                };
-                self.worker.route(out, now);
+                let reply = self.queue.reserve();
+                self.forward(request.raw().clone(), reply, slot, readonly, now);
+            }
+            Route::Split {
+                rule,
+                per_key,
+                keys,
+                readonly,
+            } => {
+                let split = split::split(request.args(), &keys, rule, per_key);
+                let merge = Merge::new(split, self.queue.reserve(), self.worker.limits);
+                for (index, part) in merge.split().parts.iter().enumerate() {
+                    let reply = ReplyTarget::part(&merge, index);
+                    self.forward(part.request.raw().clone(), reply, part.slot, readonly, now);
+                }
             }
             Route::Local(cmd) => {
                 let reply = local::run(cmd, request.args(), self);
@@ -48,6 +59,29 @@ impl Session {
             }
             Route::Refused(reply) => self.queue.push_ready(reply),
         }
+    }
+
+    /// Send `request` to the master of `slot`; its reply goes to `reply`.
+    fn forward(
+        &self,
+        request: Bytes,
+        reply: ReplyTarget,
+        slot: Slot,
+        readonly: bool,
+        now: Instant,
+    ) {
+        let out = Outbound {
+            request,
+            reply,
+            slot,
+            client_id: self.info.id,
+            deadline: now + self.worker.request_timeout,
+            redirects: 0,
+            retries: 0,
+            readonly,
+            asking: false,
+        };
+        self.worker.route(out, now);
     }
 }
 
@@ -89,9 +123,17 @@ fn route(args: &[Bytes]) -> Route {
         )));
     };
     if slots.any(|s| s != slot) {
-        return Route::Refused(error(
-            "CROSSSLOT Keys in request don't hash to the same slot",
-        ));
+        return match split::rule_of(spec.name) {
+            Some((rule, per_key)) => Route::Split {
+                rule,
+                per_key,
+                keys,
+                readonly: spec.is_readonly(),
+            },
+            None => Route::Refused(error(
+                "CROSSSLOT Keys in request don't hash to the same slot",
+            )),
+        };
     }
     Route::Slot {
         slot,
@@ -212,8 +254,26 @@ mod tests {
     }
 
     #[test]
-    fn cross_slot_is_refused_like_redis() {
-        assert!(refused(&["MGET", "a", "b"]).starts_with("-CROSSSLOT"));
+    fn cross_slot_is_split_when_meaningful_else_refused_like_redis() {
+        assert!(matches!(
+            route(&args(&["MGET", "a", "b"])),
+            Route::Split {
+                rule: MergeRule::Values,
+                readonly: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            route(&args(&["MSET", "a", "1", "b", "2"])),
+            Route::Split {
+                rule: MergeRule::AllOk,
+                per_key: 2,
+                readonly: false,
+                ..
+            }
+        ));
+        assert!(refused(&["MSETNX", "a", "1", "b", "2"]).starts_with("-CROSSSLOT"));
+        assert!(refused(&["RENAME", "a", "b"]).starts_with("-CROSSSLOT"));
     }
 
     #[test]

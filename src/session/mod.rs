@@ -12,6 +12,7 @@
 
 mod dispatch;
 mod local;
+mod merge;
 mod queue;
 
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use tokio::net::TcpStream;
 use crate::resp::RequestDecoder;
 use crate::worker::Worker;
 
+pub use merge::Merge;
 pub use queue::{ReplyQueue, ReplyTarget};
 
 /// Replies at least this large are written straight from their buffer instead of being

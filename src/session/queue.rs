@@ -13,6 +13,8 @@ use bytes::Bytes;
 
 use crate::wake::LocalSignal;
 
+use super::merge::Merge;
+
 /// Replies of one session, in request order. Shared (`Rc`) with the backend connections that
 /// owe it replies; all on one worker thread.
 #[derive(Debug, Default)]
@@ -26,18 +28,33 @@ pub struct ReplyQueue {
     ready: LocalSignal,
 }
 
-/// Where a backend delivers one reply.
+/// Where a backend delivers one reply: a place in a session's queue, or one part of a split
+/// request whose merged reply takes such a place.
 #[derive(Debug)]
-pub struct ReplyTarget {
-    queue: Rc<ReplyQueue>,
-    seq: u64,
+pub struct ReplyTarget(Target);
+
+#[derive(Debug)]
+enum Target {
+    Queue { queue: Rc<ReplyQueue>, seq: u64 },
+    Part { merge: Rc<Merge>, index: usize },
 }
 
 impl ReplyTarget {
+    /// The reply to part `index` of a split request.
+    pub fn part(merge: &Rc<Merge>, index: usize) -> ReplyTarget {
+        ReplyTarget(Target::Part {
+            merge: Rc::clone(merge),
+            index,
+        })
+    }
+
     /// Deliver the reply (raw RESP bytes).
     #[inline]
     pub fn fill(self, reply: Bytes) {
-        self.queue.fill(self.seq, reply);
+        match self.0 {
+            Target::Queue { queue, seq } => queue.fill(seq, reply),
+            Target::Part { merge, index } => merge.deliver(index, reply),
+        }
     }
 }
 
@@ -52,10 +69,10 @@ impl ReplyQueue {
         let mut slots = self.slots.borrow_mut();
         let seq = self.base.get() + slots.len() as u64;
         slots.push_back(None);
-        ReplyTarget {
+        ReplyTarget(Target::Queue {
             queue: Rc::clone(self),
             seq,
-        }
+        })
     }
 
     /// Queue a reply that is already known (local commands, immediate errors).

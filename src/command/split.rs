@@ -1,0 +1,267 @@
+//! Cross-slot multi-key commands: split into one sub-request per slot, and merge the replies
+//! back into the one reply a single Redis would give. Pure: no I/O.
+//!
+//! Only commands whose meaning survives splitting are split: MGET (values in key order), MSET
+//! (OK when every part is OK), DEL / UNLINK / EXISTS / TOUCH (counts summed). Commands that
+//! promise atomicity across their keys (MSETNX, RENAME, SMOVE, …) are not split: they stay
+//! `CROSSSLOT`, as on a cluster node. A split MSET is not atomic across slots, exactly like
+//! MSET on a Redis Cluster.
+//!
+//! Keys of the same slot stay together in one sub-request, in the order the client gave them.
+
+use std::collections::HashMap;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::resp::{encode, parse_frame, Frame, Limits, Request};
+use crate::slot::Slot;
+
+/// How the replies of the parts combine into one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MergeRule {
+    /// MGET: each part answers an array of values; they are placed back in key order.
+    Values,
+    /// MSET: `+OK` when every part said `+OK`.
+    AllOk,
+    /// DEL, UNLINK, EXISTS, TOUCH: the parts' integers are summed.
+    Sum,
+}
+
+/// The merge rule and the arguments per key (1 for a key, 2 for a key and its value) of a
+/// command that may be split across slots, by its table name.
+pub fn rule_of(name: &str) -> Option<(MergeRule, usize)> {
+    Some(match name {
+        "mget" => (MergeRule::Values, 1),
+        "mset" => (MergeRule::AllOk, 2),
+        "del" | "unlink" | "exists" | "touch" => (MergeRule::Sum, 1),
+        _ => return None,
+    })
+}
+
+/// One sub-request: the keys of one slot.
+#[derive(Debug)]
+pub struct Part {
+    /// The slot all of this part's keys hash to.
+    pub slot: Slot,
+    /// The sub-request: the command name, then this part's keys (with their values).
+    pub request: Request,
+    /// For each key of this part, its position among the client's keys (0-based).
+    pub positions: Vec<usize>,
+}
+
+/// A request split by slot.
+#[derive(Debug)]
+pub struct Split {
+    /// How the parts' replies merge.
+    pub rule: MergeRule,
+    /// One part per distinct slot, in order of first appearance.
+    pub parts: Vec<Part>,
+    /// Number of keys in the client's request.
+    pub keys: usize,
+}
+
+/// Split `args` (a whole request) whose keys are at `key_indices`, each key followed by
+/// `per_key - 1` more arguments (MSET's values). Indices past the end are ignored (the command
+/// table's arity check ran first).
+pub fn split(args: &[Bytes], key_indices: &[usize], rule: MergeRule, per_key: usize) -> Split {
+    let name = args.first().cloned().unwrap_or_default();
+    let mut by_slot: HashMap<Slot, usize> = HashMap::new();
+    let mut groups: Vec<(Slot, Vec<Bytes>, Vec<usize>)> = Vec::new();
+    for (position, &index) in key_indices.iter().enumerate() {
+        let Some(key_and_rest) = args.get(index..index + per_key) else {
+            continue;
+        };
+        let Some(key) = key_and_rest.first() else {
+            continue;
+        };
+        let slot = Slot::of(key);
+        let group = *by_slot.entry(slot).or_insert_with(|| {
+            groups.push((slot, vec![name.clone()], Vec::new()));
+            groups.len() - 1
+        });
+        let (_, part_args, positions) = &mut groups[group];
+        part_args.extend_from_slice(key_and_rest);
+        positions.push(position);
+    }
+    Split {
+        rule,
+        keys: key_indices.len(),
+        parts: groups
+            .into_iter()
+            .map(|(slot, args, positions)| Part {
+                slot,
+                request: Request::from_args(args),
+                positions,
+            })
+            .collect(),
+    }
+}
+
+/// Merge the parts' raw replies (in part order) into the client's reply. The first part that
+/// answered an error decides the reply: a partial answer is never returned as a whole one.
+pub fn merge(
+    rule: MergeRule,
+    parts: &[Part],
+    replies: &[Bytes],
+    keys: usize,
+    limits: &Limits,
+) -> Bytes {
+    if let Some(error) = replies.iter().find(|r| r.first() == Some(&b'-')) {
+        return error.clone();
+    }
+    match rule {
+        MergeRule::AllOk => Bytes::from_static(b"+OK\r\n"),
+        MergeRule::Sum => {
+            let mut total: i64 = 0;
+            for reply in replies {
+                match parse_frame(reply, limits) {
+                    Ok(Frame::Integer(n)) => total = total.saturating_add(n),
+                    _ => return unexpected(reply),
+                }
+            }
+            let mut out = BytesMut::with_capacity(24);
+            encode::integer(&mut out, total);
+            out.freeze()
+        }
+        MergeRule::Values => {
+            let mut values: Vec<Option<Frame>> = vec![None; keys];
+            for (part, reply) in parts.iter().zip(replies) {
+                let Ok(Frame::Array(items)) = parse_frame(reply, limits) else {
+                    return unexpected(reply);
+                };
+                if items.len() != part.positions.len() {
+                    return unexpected(reply);
+                }
+                for (&position, item) in part.positions.iter().zip(items) {
+                    if let Some(slot) = values.get_mut(position) {
+                        *slot = Some(item);
+                    }
+                }
+            }
+            let mut out = BytesMut::with_capacity(16 + 48 * keys);
+            encode::array_header(&mut out, keys);
+            for value in values {
+                match value {
+                    Some(frame) => frame.encode(&mut out),
+                    // Every position is filled when the parts' lengths matched.
+                    None => encode::null_bulk(&mut out),
+                }
+            }
+            out.freeze()
+        }
+    }
+}
+
+fn unexpected(reply: &Bytes) -> Bytes {
+    let shown = String::from_utf8_lossy(&reply[..reply.len().min(64)])
+        .escape_debug()
+        .to_string();
+    Bytes::from(format!(
+        "-ERR slotgate: unexpected reply to a split command: {shown}\r\n"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Vec<Bytes> {
+        words
+            .iter()
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect()
+    }
+
+    fn part_args(part: &Part) -> Vec<String> {
+        part.request
+            .args()
+            .iter()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn keys_of_one_slot_stay_together_in_client_order() {
+        let a = args(&["MGET", "{x}1", "foo", "{x}2", "bar", "{x}1"]);
+        let s = split(&a, &[1, 2, 3, 4, 5], MergeRule::Values, 1);
+        assert_eq!(s.keys, 5);
+        assert_eq!(s.parts.len(), 3);
+        assert_eq!(part_args(&s.parts[0]), ["MGET", "{x}1", "{x}2", "{x}1"]);
+        assert_eq!(s.parts[0].positions, [0, 2, 4]);
+        assert_eq!(s.parts[0].slot, Slot::of(b"x"));
+        assert_eq!(part_args(&s.parts[1]), ["MGET", "foo"]);
+        assert_eq!(s.parts[2].positions, [3]);
+    }
+
+    #[test]
+    fn mset_moves_values_with_their_keys() {
+        let a = args(&["MSET", "foo", "1", "bar", "2", "{foo}x", "3"]);
+        let s = split(&a, &[1, 3, 5], MergeRule::AllOk, 2);
+        assert_eq!(part_args(&s.parts[0]), ["MSET", "foo", "1", "{foo}x", "3"]);
+        assert_eq!(part_args(&s.parts[1]), ["MSET", "bar", "2"]);
+    }
+
+    #[test]
+    fn values_merge_back_in_key_order() {
+        let a = args(&["MGET", "{x}1", "foo", "{x}2"]);
+        let s = split(&a, &[1, 2, 3], MergeRule::Values, 1);
+        let replies = [
+            Bytes::from_static(b"*2\r\n$1\r\na\r\n$-1\r\n"),
+            Bytes::from_static(b"*1\r\n$1\r\nb\r\n"),
+        ];
+        let merged = merge(s.rule, &s.parts, &replies, s.keys, &Limits::default());
+        assert_eq!(&merged[..], b"*3\r\n$1\r\na\r\n$1\r\nb\r\n$-1\r\n");
+    }
+
+    #[test]
+    fn counts_sum_and_errors_win() {
+        let a = args(&["DEL", "foo", "bar"]);
+        let s = split(&a, &[1, 2], MergeRule::Sum, 1);
+        let limits = Limits::default();
+        let ok = [Bytes::from_static(b":1\r\n"), Bytes::from_static(b":0\r\n")];
+        assert_eq!(&merge(s.rule, &s.parts, &ok, 2, &limits)[..], b":1\r\n");
+        let failed = [
+            Bytes::from_static(b":1\r\n"),
+            Bytes::from_static(b"-ERR down\r\n"),
+        ];
+        assert_eq!(
+            &merge(s.rule, &s.parts, &failed, 2, &limits)[..],
+            b"-ERR down\r\n"
+        );
+        let all_ok = [
+            Bytes::from_static(b"+OK\r\n"),
+            Bytes::from_static(b"+OK\r\n"),
+        ];
+        assert_eq!(
+            &merge(MergeRule::AllOk, &s.parts, &all_ok, 2, &limits)[..],
+            b"+OK\r\n"
+        );
+    }
+
+    #[test]
+    fn a_short_or_wrong_reply_is_an_error_not_a_short_array() {
+        let a = args(&["MGET", "foo", "bar"]);
+        let s = split(&a, &[1, 2], MergeRule::Values, 1);
+        let replies = [
+            Bytes::from_static(b"*0\r\n"),
+            Bytes::from_static(b"*1\r\n$1\r\nb\r\n"),
+        ];
+        let merged = merge(s.rule, &s.parts, &replies, 2, &Limits::default());
+        assert!(merged.starts_with(b"-ERR slotgate: unexpected reply"));
+        let replies = [
+            Bytes::from_static(b"+OK\r\n"),
+            Bytes::from_static(b":1\r\n"),
+        ];
+        let merged = merge(MergeRule::Sum, &s.parts, &replies, 2, &Limits::default());
+        assert!(merged.starts_with(b"-ERR slotgate: unexpected reply"));
+    }
+
+    #[test]
+    fn only_splittable_commands_have_a_rule() {
+        assert_eq!(rule_of("mget"), Some((MergeRule::Values, 1)));
+        assert_eq!(rule_of("mset"), Some((MergeRule::AllOk, 2)));
+        assert_eq!(rule_of("exists"), Some((MergeRule::Sum, 1)));
+        assert_eq!(rule_of("msetnx"), None);
+        assert_eq!(rule_of("rename"), None);
+    }
+}
