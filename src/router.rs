@@ -58,8 +58,11 @@ struct HeldRequest {
 }
 
 impl Worker {
-    /// Send `out` to the master of its slot in the current table.
+    /// Send `out` to the master of its slot in the current table (or to its pinned node).
     pub fn route(&self, out: Outbound, now: Instant) {
+        if let Some(node) = out.node.clone() {
+            return self.send_to(&node, out, now);
+        }
         let table = self.topology.table();
         let Some(shard) = table.shard_of(out.slot) else {
             self.topology.request_refresh();

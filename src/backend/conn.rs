@@ -68,6 +68,8 @@ pub struct Outbound {
     pub reply: ReplyTarget,
     /// The slot the request was routed by.
     pub slot: Slot,
+    /// Send to this node whatever the slot table says (one part of a fan-out to every master).
+    pub node: Option<Arc<str>>,
     /// The client's id: it picks the connection, so a client's commands to a node keep order.
     pub client_id: u64,
     /// No retry or redirect after this instant: the request then fails.

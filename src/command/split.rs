@@ -2,7 +2,10 @@
 //! back into the one reply a single Redis would give. Pure: no I/O.
 //!
 //! Only commands whose meaning survives splitting are split: MGET (values in key order), MSET
-//! (OK when every part is OK), DEL / UNLINK / EXISTS / TOUCH (counts summed). Commands that
+//! (OK when every part is OK), DEL / UNLINK / EXISTS / TOUCH (counts summed). Key-less commands
+//! about the whole keyspace fan out to every master the same way ([`fan_out_rule`]): DBSIZE
+//! (summed), KEYS (concatenated), FLUSHALL / FLUSHDB / SCRIPT FLUSH (all OK), SCRIPT LOAD (the
+//! same SHA from all), SCRIPT EXISTS (a script exists only if every master has it). Commands that
 //! promise atomicity across their keys (MSETNX, RENAME, SMOVE, …) are not split: they stay
 //! `CROSSSLOT`, as on a cluster node. A split MSET is not atomic across slots, exactly like
 //! MSET on a Redis Cluster.
@@ -23,8 +26,14 @@ pub enum MergeRule {
     Values,
     /// MSET: `+OK` when every part said `+OK`.
     AllOk,
-    /// DEL, UNLINK, EXISTS, TOUCH: the parts' integers are summed.
+    /// DEL, UNLINK, EXISTS, TOUCH, DBSIZE: the parts' integers are summed.
     Sum,
+    /// KEYS: the parts' arrays are concatenated.
+    Concat,
+    /// SCRIPT LOAD: every part must give the same reply, which is the reply.
+    Same,
+    /// SCRIPT EXISTS: arrays of 0/1, combined position by position with AND.
+    AllOf,
 }
 
 /// The merge rule and the arguments per key (1 for a key, 2 for a key and its value) of a
@@ -36,6 +45,35 @@ pub fn rule_of(name: &str) -> Option<(MergeRule, usize)> {
         "del" | "unlink" | "exists" | "touch" => (MergeRule::Sum, 1),
         _ => return None,
     })
+}
+
+/// The merge rule of a key-less command answered by asking every master, by table name.
+pub fn fan_out_rule(name: &str) -> Option<MergeRule> {
+    Some(match name {
+        "dbsize" => MergeRule::Sum,
+        "keys" => MergeRule::Concat,
+        "flushall" | "flushdb" | "script|flush" => MergeRule::AllOk,
+        "script|load" => MergeRule::Same,
+        "script|exists" => MergeRule::AllOf,
+        _ => return None,
+    })
+}
+
+/// The same `request` for each master; `slots` holds one slot each master serves (it names
+/// the part in errors and retries).
+pub fn fan_out(request: &Request, slots: &[Slot], rule: MergeRule) -> Split {
+    Split {
+        rule,
+        keys: 0,
+        parts: slots
+            .iter()
+            .map(|&slot| Part {
+                slot,
+                request: request.clone(),
+                positions: Vec::new(),
+            })
+            .collect(),
+    }
 }
 
 /// One sub-request: the keys of one slot.
@@ -121,6 +159,52 @@ pub fn merge(
             }
             let mut out = BytesMut::with_capacity(24);
             encode::integer(&mut out, total);
+            out.freeze()
+        }
+        MergeRule::Concat => {
+            let mut items = Vec::new();
+            for reply in replies {
+                match parse_frame(reply, limits) {
+                    Ok(Frame::Array(part)) => items.extend(part),
+                    _ => return unexpected(reply),
+                }
+            }
+            let mut out = BytesMut::new();
+            encode::array_header(&mut out, items.len());
+            for item in items {
+                item.encode(&mut out);
+            }
+            out.freeze()
+        }
+        MergeRule::Same => match replies.split_first() {
+            Some((first, rest)) if rest.iter().all(|r| r == first) => first.clone(),
+            Some(_) => Bytes::from_static(b"-ERR slotgate: the masters answered differently\r\n"),
+            None => Bytes::from_static(b"-ERR slotgate: no master to ask\r\n"),
+        },
+        MergeRule::AllOf => {
+            let mut all: Option<Vec<i64>> = None;
+            for reply in replies {
+                let Ok(Frame::Array(items)) = parse_frame(reply, limits) else {
+                    return unexpected(reply);
+                };
+                let flags: Option<Vec<i64>> = items.iter().map(Frame::as_int).collect();
+                let Some(flags) = flags else {
+                    return unexpected(reply);
+                };
+                all = Some(match all {
+                    None => flags,
+                    Some(acc) if acc.len() == flags.len() => {
+                        acc.iter().zip(&flags).map(|(a, b)| *a.min(b)).collect()
+                    }
+                    Some(_) => return unexpected(reply),
+                });
+            }
+            let all = all.unwrap_or_default();
+            let mut out = BytesMut::new();
+            encode::array_header(&mut out, all.len());
+            for flag in all {
+                encode::integer(&mut out, flag);
+            }
             out.freeze()
         }
         MergeRule::Values => {
@@ -254,6 +338,50 @@ mod tests {
         ];
         let merged = merge(MergeRule::Sum, &s.parts, &replies, 2, &Limits::default());
         assert!(merged.starts_with(b"-ERR slotgate: unexpected reply"));
+    }
+
+    #[test]
+    fn fan_out_merges() {
+        let limits = Limits::default();
+        let request = Request::from_args(args(&["KEYS", "*"]));
+        let s = fan_out(
+            &request,
+            &[Slot::of(b"a"), Slot::of(b"b")],
+            MergeRule::Concat,
+        );
+        assert_eq!(s.parts.len(), 2);
+        let keys = [
+            Bytes::from_static(b"*1\r\n$1\r\na\r\n"),
+            Bytes::from_static(b"*2\r\n$1\r\nb\r\n$1\r\nc\r\n"),
+        ];
+        assert_eq!(
+            &merge(s.rule, &s.parts, &keys, 0, &limits)[..],
+            b"*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n"
+        );
+        let sha = [
+            Bytes::from_static(b"$2\r\nab\r\n"),
+            Bytes::from_static(b"$2\r\nab\r\n"),
+        ];
+        assert_eq!(
+            &merge(MergeRule::Same, &s.parts, &sha, 0, &limits)[..],
+            b"$2\r\nab\r\n"
+        );
+        let differ = [
+            Bytes::from_static(b"$2\r\nab\r\n"),
+            Bytes::from_static(b"$2\r\ncd\r\n"),
+        ];
+        assert!(merge(MergeRule::Same, &s.parts, &differ, 0, &limits).starts_with(b"-ERR"));
+        let exists = [
+            Bytes::from_static(b"*2\r\n:1\r\n:1\r\n"),
+            Bytes::from_static(b"*2\r\n:0\r\n:1\r\n"),
+        ];
+        assert_eq!(
+            &merge(MergeRule::AllOf, &s.parts, &exists, 0, &limits)[..],
+            b"*2\r\n:0\r\n:1\r\n"
+        );
+        assert_eq!(fan_out_rule("dbsize"), Some(MergeRule::Sum));
+        assert_eq!(fan_out_rule("script|load"), Some(MergeRule::Same));
+        assert_eq!(fan_out_rule("config|set"), None);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Deciding how each request is served: answered locally, forwarded by its key's slot, or
 //! refused with an error that says why.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use smallvec::SmallVec;
 use tokio::time::Instant;
@@ -21,6 +23,8 @@ enum Route {
     Local(Local),
     /// Forwarded, unchanged, to the master of this slot; `readonly` if safe to resend.
     Slot { slot: Slot, readonly: bool },
+    /// A key-less command about the whole keyspace: asked of every master, replies merged.
+    FanOut { rule: MergeRule, readonly: bool },
     /// Keys in several slots, of a command that may be split: one sub-request per slot.
     Split {
         rule: MergeRule,
@@ -38,7 +42,7 @@ impl Session {
         match route(request.args()) {
             Route::Slot { slot, readonly } => {
                 let reply = self.queue.reserve();
-                self.forward(request.raw().clone(), reply, slot, readonly, now);
+                self.forward(request.raw().clone(), reply, slot, readonly, now, None);
             }
             Route::Split {
                 rule,
@@ -50,7 +54,29 @@ impl Session {
                 let merge = Merge::new(split, self.queue.reserve(), self.worker.limits);
                 for (index, part) in merge.split().parts.iter().enumerate() {
                     let reply = ReplyTarget::part(&merge, index);
-                    self.forward(part.request.raw().clone(), reply, part.slot, readonly, now);
+                    let raw = part.request.raw().clone();
+                    self.forward(raw, reply, part.slot, readonly, now, None);
+                }
+            }
+            Route::FanOut { rule, readonly } => {
+                let table = self.worker.topology.table();
+                let (slots, masters): (Vec<Slot>, Vec<_>) = table
+                    .slot_per_shard()
+                    .into_iter()
+                    .zip(table.shards())
+                    .filter_map(|(slot, shard)| Some((slot?, shard.master.clone())))
+                    .unzip();
+                if masters.is_empty() {
+                    self.queue
+                        .push_ready(error("CLUSTERDOWN no master serves any slot"));
+                    return;
+                }
+                let split = split::fan_out(&request, &slots, rule);
+                let merge = Merge::new(split, self.queue.reserve(), self.worker.limits);
+                for (index, (slot, master)) in slots.into_iter().zip(masters).enumerate() {
+                    let reply = ReplyTarget::part(&merge, index);
+                    let raw = request.raw().clone();
+                    self.forward(raw, reply, slot, readonly, now, Some(master));
                 }
             }
             Route::Local(cmd) => {
@@ -61,7 +87,7 @@ impl Session {
         }
     }
 
-    /// Send `request` to the master of `slot`; its reply goes to `reply`.
+    /// Send `request` to the master of `slot` (or to `node`); its reply goes to `reply`.
     fn forward(
         &self,
         request: Bytes,
@@ -69,11 +95,13 @@ impl Session {
         slot: Slot,
         readonly: bool,
         now: Instant,
+        node: Option<Arc<str>>,
     ) {
         let out = Outbound {
             request,
             reply,
             slot,
+            node,
             client_id: self.info.id,
             deadline: now + self.worker.request_timeout,
             redirects: 0,
@@ -117,6 +145,12 @@ fn route(args: &[Bytes]) -> Route {
         .filter_map(|&i| args.get(i))
         .map(|k| Slot::of(k));
     let Some(slot) = slots.next() else {
+        if let Some(rule) = split::fan_out_rule(spec.name) {
+            return Route::FanOut {
+                rule,
+                readonly: spec.is_readonly(),
+            };
+        }
         return Route::Refused(error(&format!(
             "ERR slotgate: '{}' has no key to route by; key-less commands are not served by this proxy",
             printable(name)
@@ -290,7 +324,14 @@ mod tests {
 
     #[test]
     fn keyless_and_pinned_commands_are_refused_by_name() {
-        assert!(refused(&["KEYS", "*"]).contains("'KEYS' has no key"));
+        assert!(refused(&["RANDOMKEY"]).contains("'RANDOMKEY' has no key"));
+        assert!(matches!(
+            route(&args(&["KEYS", "*"])),
+            Route::FanOut {
+                rule: MergeRule::Concat,
+                ..
+            }
+        ));
         assert!(refused(&["BLPOP", "l", "0"]).contains("blocking"));
         assert!(refused(&["WATCH", "k"]).contains("transactions"));
         assert!(refused(&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]).contains("BLOCK"));

@@ -145,6 +145,18 @@ impl SlotTable {
         &self.shards
     }
 
+    /// One slot each shard serves (the first), in shard order; `None` for a shard left with no
+    /// slot.
+    pub fn slot_per_shard(&self) -> Vec<Option<Slot>> {
+        let mut first = vec![None; self.shards.len()];
+        for (slot, &index) in self.slots.iter().enumerate() {
+            if let Some(entry @ None) = first.get_mut(index as usize) {
+                *entry = Slot::new(slot as u16);
+            }
+        }
+        first
+    }
+
     /// How many slots have a shard.
     pub fn covered_slots(&self) -> usize {
         self.slots.iter().filter(|&&i| i != UNASSIGNED).count()

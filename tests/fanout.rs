@@ -1,0 +1,76 @@
+//! Key-less commands about the whole keyspace: asked of every master, answers merged as one
+//! Redis would give them.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+async fn q<T: redis::FromRedisValue>(
+    c: &mut redis::aio::MultiplexedConnection,
+    args: &[&str],
+) -> redis::RedisResult<T> {
+    let mut command = redis::cmd(args[0]);
+    for a in &args[1..] {
+        command.arg(*a);
+    }
+    command.query_async(c).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyspace_commands_cover_every_master() {
+    let setup = common::start();
+    let c = &mut setup.client().await;
+    let keys: Vec<String> = (0..300).map(|i| format!("fan:{i}")).collect();
+    let mut mset = redis::cmd("MSET");
+    for k in &keys {
+        mset.arg(k).arg("v");
+    }
+    let _: () = mset.query_async(c).await.unwrap();
+
+    // The keys really are spread: every master holds some.
+    for port in setup.cluster.master_ports() {
+        let mut direct = common::client(format!("127.0.0.1:{port}").parse().unwrap()).await;
+        let n: i64 = q(&mut direct, &["DBSIZE"]).await.unwrap();
+        assert!(n > 0, "master {port} holds no key");
+    }
+
+    assert_eq!(q::<i64>(c, &["DBSIZE"]).await.unwrap(), 300);
+    let listed: BTreeSet<String> = q::<Vec<String>>(c, &["KEYS", "fan:*"])
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(listed, keys.iter().cloned().collect::<BTreeSet<_>>());
+    assert!(q::<Vec<String>>(c, &["KEYS", "nomatch:*"])
+        .await
+        .unwrap()
+        .is_empty());
+
+    let sha: String = q(c, &["SCRIPT", "LOAD", "return KEYS[1]"]).await.unwrap();
+    // Loaded on every master: EVALSHA works whichever node the key lives on.
+    for k in keys.iter().take(30) {
+        let got: String = q(c, &["EVALSHA", &sha, "1", k]).await.unwrap();
+        assert_eq!(&got, k);
+    }
+    let exists: Vec<i64> = q(
+        c,
+        &[
+            "SCRIPT",
+            "EXISTS",
+            &sha,
+            "0000000000000000000000000000000000000000",
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(exists, [1, 0]);
+    assert_eq!(q::<String>(c, &["SCRIPT", "FLUSH"]).await.unwrap(), "OK");
+    let exists: Vec<i64> = q(c, &["SCRIPT", "EXISTS", &sha]).await.unwrap();
+    assert_eq!(exists, [0]);
+
+    assert_eq!(q::<String>(c, &["FLUSHDB"]).await.unwrap(), "OK");
+    assert_eq!(q::<i64>(c, &["DBSIZE"]).await.unwrap(), 0);
+    let _: () = q(c, &["SET", "again", "1"]).await.unwrap();
+    assert_eq!(q::<String>(c, &["FLUSHALL", "ASYNC"]).await.unwrap(), "OK");
+    assert_eq!(q::<i64>(c, &["DBSIZE"]).await.unwrap(), 0);
+}
