@@ -175,6 +175,61 @@ fn route(args: &[Bytes]) -> Route {
     }
 }
 
+/// How the proxy serves a command, for `docs/COMMANDS.md`: a category (`local`, `routed`,
+/// `split`, `fan-out`, `refused`) and a short reason. Derived from the same rules as [`route`],
+/// so the document cannot drift from the behaviour.
+pub fn service(spec: &CommandSpec) -> (&'static str, String) {
+    if Local::of(spec).is_some() {
+        return ("local", "answered by the proxy itself".into());
+    }
+    if spec.name == "xread" || spec.name == "xreadgroup" {
+        return (
+            "routed",
+            "by its stream keys (all in one slot); with BLOCK refused: blocking is not served yet"
+                .into(),
+        );
+    }
+    if let Some(reason) = not_served(spec, &[]) {
+        return (
+            "refused",
+            reason.trim_start_matches("is not supported: ").into(),
+        );
+    }
+    if spec.has_keys() {
+        return match split::rule_of(spec.name) {
+            Some((rule, _)) => (
+                "split",
+                format!(
+                    "one sub-request per slot, replies merged ({})",
+                    rule_text(rule)
+                ),
+            ),
+            None => (
+                "routed",
+                "by its keys; keys in different slots get CROSSSLOT, as on a cluster node".into(),
+            ),
+        };
+    }
+    match split::fan_out_rule(spec.name) {
+        Some(rule) => (
+            "fan-out",
+            format!("every master, replies merged ({})", rule_text(rule)),
+        ),
+        None => ("refused", "key-less: no key to route by".into()),
+    }
+}
+
+fn rule_text(rule: MergeRule) -> &'static str {
+    match rule {
+        MergeRule::Values => "values in key order",
+        MergeRule::AllOk => "OK when all are OK; not atomic across slots",
+        MergeRule::Sum => "sum",
+        MergeRule::Concat => "concatenated",
+        MergeRule::Same => "the same answer from all",
+        MergeRule::AllOf => "true only where true on every master",
+    }
+}
+
 /// Commands that have keys but need a connection of their own (transactions, blocking,
 /// pub/sub), which this version does not provide: refused rather than allowed to stall or
 /// corrupt a shared backend connection.

@@ -31,8 +31,13 @@ pub(super) enum Local {
 impl Local {
     /// The local command `spec` names, if it is one.
     pub(super) fn of(spec: &CommandSpec) -> Option<Local> {
-        let (base, _) = spec.name.split_once('|').unwrap_or((spec.name, ""));
+        let (base, sub) = spec.name.split_once('|').unwrap_or((spec.name, ""));
         Some(match base {
+            // Only these CLIENT subcommands are about the proxy's own client; the rest
+            // (LIST, KILL, PAUSE …) would need the proxy's view of all clients.
+            "client" if !matches!(sub, "" | "setname" | "getname" | "id" | "info" | "help") => {
+                return None
+            }
             "ping" => Local::Ping,
             "echo" => Local::Echo,
             "quit" => Local::Quit,

@@ -26,6 +26,7 @@ use tokio::net::TcpStream;
 use crate::resp::RequestDecoder;
 use crate::worker::Worker;
 
+pub use dispatch::service;
 pub use merge::Merge;
 pub use queue::{ReplyQueue, ReplyTarget};
 
