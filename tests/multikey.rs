@@ -197,22 +197,22 @@ impl Oracle {
         }
         let n = commands.len();
         // Raw replies, so one error reply does not hide the rest of the pipeline.
-        let proxy = tokio::time::timeout(
-            REPLY_TIMEOUT,
-            self.proxy.req_packed_commands(&pipe, 0, n),
-        )
-        .await
-        .expect("slotgate answered the pipeline in time")
-        .expect("slotgate answered the pipeline");
-        let single = tokio::time::timeout(
-            REPLY_TIMEOUT,
-            self.single.req_packed_commands(&pipe, 0, n),
-        )
-        .await
-        .expect("redis answered the pipeline in time")
-        .expect("redis answered the pipeline");
+        let proxy =
+            tokio::time::timeout(REPLY_TIMEOUT, self.proxy.req_packed_commands(&pipe, 0, n))
+                .await
+                .expect("slotgate answered the pipeline in time")
+                .expect("slotgate answered the pipeline");
+        let single =
+            tokio::time::timeout(REPLY_TIMEOUT, self.single.req_packed_commands(&pipe, 0, n))
+                .await
+                .expect("redis answered the pipeline in time")
+                .expect("redis answered the pipeline");
         assert_eq!(single.len(), n, "redis gave one reply per command");
-        assert_eq!(proxy.len(), n, "slotgate gave one reply per command ({context})");
+        assert_eq!(
+            proxy.len(),
+            n,
+            "slotgate gave one reply per command ({context})"
+        );
         let differing: Vec<usize> = (0..n).filter(|&i| proxy[i] != single[i]).collect();
         if let Some(&i) = differing.first() {
             panic!(
@@ -446,8 +446,7 @@ impl Generator {
             58..=62 => self.multi("TOUCH", 8, any),
             63..=75 => {
                 let lists = self.rng.gen_bool(0.1);
-                let key =
-                    self.one_key(|k| k == Kind::Str || (lists && k == Kind::List));
+                let key = self.one_key(|k| k == Kind::Str || (lists && k == Kind::List));
                 let value = self.value();
                 Command::new("SET").arg(key).arg(value)
             }
@@ -515,7 +514,12 @@ async fn random_multikey_sequences_match_a_single_redis() {
             compare_state(&mut oracle, &generator.pool, &context).await;
         }
     }
-    compare_state(&mut oracle, &generator.pool, &format!("MULTIKEY_SEED={seed}, end")).await;
+    compare_state(
+        &mut oracle,
+        &generator.pool,
+        &format!("MULTIKEY_SEED={seed}, end"),
+    )
+    .await;
     println!(
         "{STEPS} commands in {:?}: {} multi-key, {} of them across slots",
         started.elapsed(),
@@ -550,11 +554,17 @@ async fn pipelined_multikey_keeps_order() {
         let context = format!("MULTIKEY_SEED={seed}, pipeline {round}");
         let started = Instant::now();
         oracle.check_pipeline(&commands, &context).await;
-        println!("pipeline {round}: {COMMANDS} commands in {:?}", started.elapsed());
+        println!(
+            "pipeline {round}: {COMMANDS} commands in {:?}",
+            started.elapsed()
+        );
         compare_state(&mut oracle, &generator.pool, &context).await;
     }
     if !same_slot_only {
-        assert!(generator.cross_slot >= COMMANDS / 2, "enough cross-slot commands");
+        assert!(
+            generator.cross_slot >= COMMANDS / 2,
+            "enough cross-slot commands"
+        );
     }
 }
 
@@ -572,7 +582,10 @@ fn assert_crossslot(reply: &Reply, command: &Command) {
     // What a client sees: the redis crate's own wording for it.
     if let Ok(Value::ServerError(e)) = reply {
         let shown = redis::RedisError::from(e.clone()).to_string();
-        assert!(shown.contains(&format!("CrossSlot: {CROSSSLOT}")), "{shown}");
+        assert!(
+            shown.contains(&format!("CrossSlot: {CROSSSLOT}")),
+            "{shown}"
+        );
     }
 }
 
@@ -629,9 +642,18 @@ async fn atomic_multikey_commands_stay_crossslot() {
 
     // Refused means not applied, not even in part.
     let unchanged = [
-        (Command::of(&["GET", &s1]), Value::BulkString(b"one".to_vec())),
-        (Command::of(&["GET", &s2]), Value::BulkString(b"two".to_vec())),
-        (Command::of(&["GET", &s1_near]), Value::BulkString(b"near".to_vec())),
+        (
+            Command::of(&["GET", &s1]),
+            Value::BulkString(b"one".to_vec()),
+        ),
+        (
+            Command::of(&["GET", &s2]),
+            Value::BulkString(b"two".to_vec()),
+        ),
+        (
+            Command::of(&["GET", &s1_near]),
+            Value::BulkString(b"near".to_vec()),
+        ),
         (Command::of(&["EXISTS", &fresh1]), Value::Int(0)),
         (Command::of(&["EXISTS", &fresh2]), Value::Int(0)),
         (Command::of(&["SCARD", &t1]), Value::Int(1)),
@@ -667,11 +689,19 @@ async fn atomic_multikey_commands_stay_crossslot() {
         &["LRANGE", "{mk-at}l2", "0", "-1"],
         &["EVAL", script, "2", "{mk-at}e", "{mk-at}f", "lua"],
         &["MGET", "{mk-at}e", "{mk-at}f"],
-        &["EVAL", "return {KEYS[1], KEYS[2]}", "2", "{mk-at}e", "{mk-at}f"],
+        &[
+            "EVAL",
+            "return {KEYS[1], KEYS[2]}",
+            "2",
+            "{mk-at}e",
+            "{mk-at}f",
+        ],
     ];
     for (i, args) in same_slot.iter().enumerate() {
         let command = Command::of(args);
-        let reply = oracle.check(&command, &format!("same slot, step {i}")).await;
+        let reply = oracle
+            .check(&command, &format!("same slot, step {i}"))
+            .await;
         assert!(
             !matches!(reply, Value::ServerError(_)),
             "{command}: {}",
@@ -747,7 +777,11 @@ async fn wrong_type_and_errors_match() {
     check(&mut oracle, &["MSET", &list, "now-a-string", &missing, "x"]).await;
     check(&mut oracle, &["TYPE", &list]).await;
     check(&mut oracle, &["MGET", &text, &list, &missing]).await;
-    check(&mut oracle, &["DEL", &text, &list, &missing, &text, "mk:wt:never"]).await;
+    check(
+        &mut oracle,
+        &["DEL", &text, &list, &missing, &text, "mk:wt:never"],
+    )
+    .await;
     check(&mut oracle, &["MGET", &text, &list, &missing]).await;
 }
 
@@ -788,7 +822,12 @@ async fn large_mget_and_mset() {
         let reply = timed(&mut oracle, "MSET of 5000 keys", mset).await;
         assert_eq!(reply, Value::Okay);
 
-        let reply = timed(&mut oracle, "MGET of 5000 keys", Command::new("MGET").args(&keys)).await;
+        let reply = timed(
+            &mut oracle,
+            "MGET of 5000 keys",
+            Command::new("MGET").args(&keys),
+        )
+        .await;
         assert!(matches!(reply, Value::Array(ref v) if v.len() == KEYS));
 
         // Another order, with 1000 duplicates and 200 keys that do not exist.
@@ -796,16 +835,51 @@ async fn large_mget_and_mset() {
         order.extend((0..1_000).map(|_| keys.choose(&mut rng).expect("keys").clone()));
         order.extend((0..200).map(|j| format!("mk:big:missing:{j}")));
         order.shuffle(&mut rng);
-        timed(&mut oracle, "MGET shuffled", Command::new("MGET").args(&order)).await;
-        timed(&mut oracle, "EXISTS shuffled", Command::new("EXISTS").args(&order)).await;
-        timed(&mut oracle, "TOUCH shuffled", Command::new("TOUCH").args(&order)).await;
+        timed(
+            &mut oracle,
+            "MGET shuffled",
+            Command::new("MGET").args(&order),
+        )
+        .await;
+        timed(
+            &mut oracle,
+            "EXISTS shuffled",
+            Command::new("EXISTS").args(&order),
+        )
+        .await;
+        timed(
+            &mut oracle,
+            "TOUCH shuffled",
+            Command::new("TOUCH").args(&order),
+        )
+        .await;
 
         // Delete a random part (with duplicates), then read everything back.
-        let reply = timed(&mut oracle, "DEL 3000", Command::new("DEL").args(&order[..3_000])).await;
+        let reply = timed(
+            &mut oracle,
+            "DEL 3000",
+            Command::new("DEL").args(&order[..3_000]),
+        )
+        .await;
         assert!(matches!(reply, Value::Int(n) if n > 0));
-        timed(&mut oracle, "MGET after DEL", Command::new("MGET").args(&keys)).await;
-        timed(&mut oracle, "UNLINK all", Command::new("UNLINK").args(&order)).await;
-        timed(&mut oracle, "EXISTS after UNLINK", Command::new("EXISTS").args(&keys)).await;
+        timed(
+            &mut oracle,
+            "MGET after DEL",
+            Command::new("MGET").args(&keys),
+        )
+        .await;
+        timed(
+            &mut oracle,
+            "UNLINK all",
+            Command::new("UNLINK").args(&order),
+        )
+        .await;
+        timed(
+            &mut oracle,
+            "EXISTS after UNLINK",
+            Command::new("EXISTS").args(&keys),
+        )
+        .await;
     };
     tokio::time::timeout(Duration::from_secs(20), body)
         .await

@@ -158,6 +158,10 @@ fn route(args: &[Bytes]) -> Route {
     };
     if slots.any(|s| s != slot) {
         return match split::rule_of(spec.name) {
+            // MSET with a key and no value: Redis' own check, which a split must not skip.
+            Some((_, per_key)) if (args.len() - 1) % per_key != 0 => Route::Refused(error(
+                &format!("ERR wrong number of arguments for '{}' command", spec.name),
+            )),
             Some((rule, per_key)) => Route::Split {
                 rule,
                 per_key,
@@ -361,6 +365,10 @@ mod tests {
                 ..
             }
         ));
+        assert_eq!(
+            refused(&["MSET", "a", "1", "b"]),
+            "-ERR wrong number of arguments for 'mset' command\r\n"
+        );
         assert!(refused(&["MSETNX", "a", "1", "b", "2"]).starts_with("-CROSSSLOT"));
         assert!(refused(&["RENAME", "a", "b"]).starts_with("-CROSSSLOT"));
     }
