@@ -8,8 +8,9 @@
 //!
 //! Environment:
 //! - `MULTIKEY_SEED=N` replays the random tests with seed `N` (every run prints its seed).
-//! - `MULTIKEY_SAME_SLOT_ONLY=1` draws the keys of each random multi-key command from one slot:
-//!   a check of the oracle itself that needs no cross-slot support in the proxy.
+//! - `MULTIKEY_SAME_SLOT_ONLY=1` keeps the keys of every multi-key command in one slot (random
+//!   ones drawn from one slot, fixed ones given one `{tag}`): a check of the oracle and harness
+//!   that needs no cross-slot support in the proxy.
 
 mod common;
 
@@ -75,7 +76,8 @@ impl fmt::Display for Command {
             if i > 0 {
                 f.write_str(" ")?;
             }
-            let text = String::from_utf8_lossy(arg);
+            const LONG: usize = 40;
+            let text = String::from_utf8_lossy(&arg[..arg.len().min(LONG)]);
             let plain = !text.is_empty()
                 && text
                     .chars()
@@ -84,6 +86,9 @@ impl fmt::Display for Command {
                 f.write_str(&text)?;
             } else {
                 write!(f, "{text:?}")?;
+            }
+            if arg.len() > LONG {
+                write!(f, "…({} bytes)", arg.len())?;
             }
         }
         if self.0.len() > SHOWN {
@@ -400,6 +405,7 @@ impl Generator {
         }
     }
 
+    /// `name` with 1..=`max` keys; one slot in a fifth of them even in cross-slot mode.
     fn multi(&mut self, name: &str, max: usize, accept: impl Fn(Kind) -> bool) -> Command {
         let n = self.rng.gen_range(1..=max);
         let one_slot = self.same_slot_only || self.rng.gen_bool(0.2);
@@ -408,6 +414,7 @@ impl Generator {
         Command::new(name).args(&keys)
     }
 
+    /// Counts a multi-key command, and whether it spans slots.
     fn count(&mut self, keys: &[String]) {
         self.multi_key += 1;
         if distinct_slots(keys) > 1 {
@@ -415,6 +422,7 @@ impl Generator {
         }
     }
 
+    /// One key for a single-key command.
     fn one_key(&mut self, accept: impl Fn(Kind) -> bool) -> String {
         let mut keys = self.pool.draw(&mut self.rng, 1, false, accept);
         keys.pop().expect("one key")
@@ -717,7 +725,24 @@ async fn wrong_type_and_errors_match() {
     let mut oracle = Oracle::connect(&setup, &single).await;
     let masters = setup.cluster.master_ports();
     let on = |master: usize, prefix: &str| common::key_on(&setup.cluster, masters[master], prefix);
-    let (text, list, missing) = (on(0, "mk:wt:str"), on(1, "mk:wt:list"), on(2, "mk:wt:none"));
+    // Three masters; one tag under MULTIKEY_SAME_SLOT_ONLY=1 (the harness check).
+    let (text, list, missing, never) = if same_slot_only() {
+        let tagged = |name: &str| format!("{{mk-wt2}}{name}");
+        (
+            tagged("str"),
+            tagged("list"),
+            tagged("none"),
+            tagged("never"),
+        )
+    } else {
+        let never = "mk:wt:never".to_string();
+        (
+            on(0, "mk:wt:str"),
+            on(1, "mk:wt:list"),
+            on(2, "mk:wt:none"),
+            never,
+        )
+    };
     let arity = |name: &str| format!("wrong number of arguments for '{name}' command");
     let mut step = 0;
     let mut check = async |oracle: &mut Oracle, args: &[&str]| {
@@ -732,40 +757,63 @@ async fn wrong_type_and_errors_match() {
     check(&mut oracle, &["SET", "{mk-wt}s", "tagged"]).await;
     check(&mut oracle, &["RPUSH", "{mk-wt}l", "a"]).await;
 
-    // MGET answers nil for a key of another type, where GET is a WRONGTYPE error.
+    // First what needs no splitting. MGET answers nil for a key of another type, where GET is
+    // a WRONGTYPE error.
+    let got = check(
+        &mut oracle,
+        &["MGET", "{mk-wt}s", "{mk-wt}l", "{mk-wt}x", "{mk-wt}s"],
+    )
+    .await;
     let want = Value::Array(vec![
-        Value::BulkString(b"hello".to_vec()),
+        Value::BulkString(b"tagged".to_vec()),
         Value::Nil,
         Value::Nil,
-        Value::BulkString(b"hello".to_vec()),
+        Value::BulkString(b"tagged".to_vec()),
     ]);
-    let got = check(&mut oracle, &["MGET", &text, &list, &missing, &text]).await;
     assert_eq!(got, want, "a single Redis: MGET gives nil for a list");
-    check(&mut oracle, &["MGET", "{mk-wt}s", "{mk-wt}l", "{mk-wt}x"]).await;
     let got = check(&mut oracle, &["GET", &list]).await;
     assert!(error_line(&got).is_some_and(|e| e.starts_with("WRONGTYPE ")));
 
-    // Arity errors, with Redis' own text, whatever the keys' slots.
+    // Arity errors, with Redis' own text (the command's name in lower case, whatever its case
+    // in the request).
     let got = check(&mut oracle, &["MSET", &text]).await;
     assert_eq!(
         error_line(&got),
         Some(format!("ERR {}", arity("mset"))),
         "a single Redis: MSET with odd arguments"
     );
-    check(&mut oracle, &["MSET", &text, "1", &list]).await;
-    check(&mut oracle, &["mset", &text, "1", &list, "2", &missing]).await;
-    check(&mut oracle, &["MSET"]).await;
     let got = check(&mut oracle, &["EXISTS"]).await;
     assert_eq!(
         error_line(&got),
         Some(format!("ERR {}", arity("exists"))),
         "a single Redis: EXISTS with no key"
     );
-    for name in ["MGET", "DEL", "UNLINK", "TOUCH", "mget", "Exists"] {
+    for name in [
+        "MSET", "MGET", "DEL", "UNLINK", "TOUCH", "mget", "Exists", "mSeT",
+    ] {
         check(&mut oracle, &[name]).await;
     }
+    check(&mut oracle, &["mset", &text]).await;
     check(&mut oracle, &["MSETNX", &text]).await;
+    // MSET's arity is "at least 3": an odd count past that is MSET's own check, in Redis.
+    check(&mut oracle, &["MSET", "{mk-wt}s", "1", "{mk-wt}l"]).await;
 
+    // Across slots: the same answers.
+    let got = check(&mut oracle, &["MGET", &text, &list, &missing, &text]).await;
+    let want = Value::Array(vec![
+        Value::BulkString(b"hello".to_vec()),
+        Value::Nil,
+        Value::Nil,
+        Value::BulkString(b"hello".to_vec()),
+    ]);
+    assert_eq!(got, want, "MGET across slots gives nil for a list");
+    let got = check(&mut oracle, &["MSET", &text, "1", &list]).await;
+    assert_eq!(
+        error_line(&got),
+        Some(format!("ERR {}", arity("mset"))),
+        "odd MSET across slots: Redis' arity error, nothing written"
+    );
+    check(&mut oracle, &["mset", &text, "1", &list, "2", &missing]).await;
     // Nothing above wrote anything.
     check(&mut oracle, &["MGET", &text, &list, &missing]).await;
 
@@ -777,11 +825,7 @@ async fn wrong_type_and_errors_match() {
     check(&mut oracle, &["MSET", &list, "now-a-string", &missing, "x"]).await;
     check(&mut oracle, &["TYPE", &list]).await;
     check(&mut oracle, &["MGET", &text, &list, &missing]).await;
-    check(
-        &mut oracle,
-        &["DEL", &text, &list, &missing, &text, "mk:wt:never"],
-    )
-    .await;
+    check(&mut oracle, &["DEL", &text, &list, &missing, &text, &never]).await;
     check(&mut oracle, &["MGET", &text, &list, &missing]).await;
 }
 
@@ -795,12 +839,19 @@ async fn large_mget_and_mset() {
     let mut oracle = Oracle::connect(&setup, &single).await;
     let mut rng = StdRng::seed_from_u64(seed);
 
-    let keys: Vec<String> = (0..KEYS).map(|i| format!("mk:big:{i}")).collect();
+    // One tag for all keys under MULTIKEY_SAME_SLOT_ONLY=1: the harness check.
+    let same_slot_only = same_slot_only();
+    let prefix = if same_slot_only {
+        "{mk-big}"
+    } else {
+        "mk:big:"
+    };
+    let keys: Vec<String> = (0..KEYS).map(|i| format!("{prefix}{i}")).collect();
     let masters: BTreeSet<u16> = keys
         .iter()
         .filter_map(|k| setup.cluster.port_of_slot(slot(k)))
         .collect();
-    assert_eq!(masters.len(), 3);
+    assert_eq!(masters.len(), if same_slot_only { 1 } else { 3 });
     println!("{KEYS} keys over {} slots", distinct_slots(&keys));
 
     let body = async {
@@ -833,7 +884,7 @@ async fn large_mget_and_mset() {
         // Another order, with 1000 duplicates and 200 keys that do not exist.
         let mut order = keys.clone();
         order.extend((0..1_000).map(|_| keys.choose(&mut rng).expect("keys").clone()));
-        order.extend((0..200).map(|j| format!("mk:big:missing:{j}")));
+        order.extend((0..200).map(|j| format!("{prefix}missing:{j}")));
         order.shuffle(&mut rng);
         timed(
             &mut oracle,
