@@ -209,17 +209,6 @@ impl BackendConn {
         }
     }
 
-    /// True while the node is in its post-failure back-off (requests would come straight back).
-    pub fn is_backing_off(&self, now: Instant) -> bool {
-        matches!(&self.inner.state.borrow().phase, Phase::BackOff { until, .. } if now < *until)
-    }
-
-    /// Requests queued or awaiting a reply on this connection.
-    pub fn load(&self) -> usize {
-        let state = self.inner.state.borrow();
-        state.queued.len() + state.in_flight.len()
-    }
-
     /// No more requests will be sent: close the socket once pending replies are in.
     pub fn retire(&self) {
         let mut state = self.inner.state.borrow_mut();
