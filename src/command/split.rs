@@ -69,7 +69,7 @@ pub fn fan_out(request: &Request, slots: &[Slot], rule: MergeRule) -> Split {
             .iter()
             .map(|&slot| Part {
                 slot,
-                request: request.clone(),
+                raw: request.raw().clone(),
                 positions: Vec::new(),
             })
             .collect(),
@@ -81,8 +81,8 @@ pub fn fan_out(request: &Request, slots: &[Slot], rule: MergeRule) -> Split {
 pub struct Part {
     /// The slot all of this part's keys hash to.
     pub slot: Slot,
-    /// The sub-request: the command name, then this part's keys (with their values).
-    pub request: Request,
+    /// The sub-request as RESP: the command name, then this part's keys (with their values).
+    pub raw: Bytes,
     /// For each key of this part, its position among the client's keys (0-based).
     pub positions: Vec<usize>,
 }
@@ -102,37 +102,67 @@ pub struct Split {
 /// `per_key - 1` more arguments (MSET's values). Indices past the end are ignored (the command
 /// table's arity check ran first).
 pub fn split(args: &[Bytes], key_indices: &[usize], rule: MergeRule, per_key: usize) -> Split {
-    let name = args.first().cloned().unwrap_or_default();
-    let mut by_slot: HashMap<Slot, usize> = HashMap::new();
-    let mut groups: Vec<(Slot, Vec<Bytes>, Vec<usize>)> = Vec::new();
+    let name: &[u8] = args.first().map(|n| &n[..]).unwrap_or_default();
+    // Per slot: the indices of its keys' first argument, in client order.
+    let mut groups: Vec<(Slot, Vec<usize>, Vec<usize>)> = Vec::new();
+    // A linear search is cheapest for the usual handful of slots; a map bounds the big cases.
+    let mut by_slot: Option<HashMap<Slot, usize>> =
+        (key_indices.len() > 16).then(|| HashMap::with_capacity(key_indices.len()));
     for (position, &index) in key_indices.iter().enumerate() {
-        let Some(key_and_rest) = args.get(index..index + per_key) else {
+        let Some(key) = args.get(index) else { continue };
+        if args.len() < index + per_key {
             continue;
-        };
-        let Some(key) = key_and_rest.first() else {
-            continue;
-        };
+        }
         let slot = Slot::of(key);
-        let group = *by_slot.entry(slot).or_insert_with(|| {
-            groups.push((slot, vec![name.clone()], Vec::new()));
-            groups.len() - 1
-        });
-        let (_, part_args, positions) = &mut groups[group];
-        part_args.extend_from_slice(key_and_rest);
-        positions.push(position);
+        let found = match &by_slot {
+            Some(map) => map.get(&slot).copied(),
+            None => groups.iter().position(|(s, _, _)| *s == slot),
+        };
+        let group = match found {
+            Some(group) => group,
+            None => {
+                groups.push((slot, Vec::new(), Vec::new()));
+                if let Some(map) = &mut by_slot {
+                    map.insert(slot, groups.len() - 1);
+                }
+                groups.len() - 1
+            }
+        };
+        if let Some((_, indices, positions)) = groups.get_mut(group) {
+            indices.push(index);
+            positions.push(position);
+        }
     }
+    let parts = groups
+        .into_iter()
+        .map(|(slot, indices, positions)| Part {
+            slot,
+            raw: encode_part(name, args, &indices, per_key),
+            positions,
+        })
+        .collect();
     Split {
         rule,
         keys: key_indices.len(),
-        parts: groups
-            .into_iter()
-            .map(|(slot, args, positions)| Part {
-                slot,
-                request: Request::from_args(args),
-                positions,
-            })
-            .collect(),
+        parts,
     }
+}
+
+/// `name` followed by the `per_key` arguments starting at each of `indices`, as RESP.
+fn encode_part(name: &[u8], args: &[Bytes], indices: &[usize], per_key: usize) -> Bytes {
+    let chosen = || {
+        indices
+            .iter()
+            .flat_map(|&i| args.get(i..i + per_key).unwrap_or_default())
+    };
+    let size: usize = chosen().map(|a| a.len() + 16).sum::<usize>() + name.len() + 32;
+    let mut out = BytesMut::with_capacity(size);
+    encode::array_header(&mut out, 1 + indices.len() * per_key);
+    encode::bulk(&mut out, name);
+    for arg in chosen() {
+        encode::bulk(&mut out, arg);
+    }
+    out.freeze()
 }
 
 /// Merge the parts' raw replies (in part order) into the client's reply. The first part that
@@ -208,32 +238,68 @@ pub fn merge(
             out.freeze()
         }
         MergeRule::Values => {
-            let mut values: Vec<Option<Frame>> = vec![None; keys];
+            // Each part's reply is an array of bulk strings (or nils): copy each element's bytes
+            // to its client position without building a tree.
+            let mut values: Vec<&[u8]> = vec![b"$-1\r\n"; keys];
+            let mut size = 16;
             for (part, reply) in parts.iter().zip(replies) {
-                let Ok(Frame::Array(items)) = parse_frame(reply, limits) else {
+                let Some(elements) = bulk_elements(reply) else {
                     return unexpected(reply);
                 };
-                if items.len() != part.positions.len() {
+                if elements.len() != part.positions.len() {
                     return unexpected(reply);
                 }
-                for (&position, item) in part.positions.iter().zip(items) {
+                for (&position, element) in part.positions.iter().zip(elements) {
                     if let Some(slot) = values.get_mut(position) {
-                        *slot = Some(item);
+                        size += element.len();
+                        *slot = element;
                     }
                 }
             }
-            let mut out = BytesMut::with_capacity(16 + 48 * keys);
+            let mut out = BytesMut::with_capacity(size);
             encode::array_header(&mut out, keys);
             for value in values {
-                match value {
-                    Some(frame) => frame.encode(&mut out),
-                    // Every position is filled when the parts' lengths matched.
-                    None => encode::null_bulk(&mut out),
-                }
+                out.extend_from_slice(value);
             }
             out.freeze()
         }
     }
+}
+
+/// The raw bytes of each element of an array reply whose elements are all bulk strings or
+/// nils (an MGET reply); `None` if `reply` is anything else or malformed.
+fn bulk_elements(reply: &[u8]) -> Option<Vec<&[u8]>> {
+    let (count, mut at) = header(reply, b'*')?;
+    let count = usize::try_from(count).ok()?;
+    let mut elements = Vec::with_capacity(count.min(reply.len() / 4));
+    for _ in 0..count {
+        let start = at;
+        let (len, data) = header(reply.get(at..)?, b'$')?;
+        at += data;
+        if len >= 0 {
+            let end = at.checked_add(usize::try_from(len).ok()?)?;
+            if reply.get(end..end + 2)? != b"\r\n" {
+                return None;
+            }
+            at = end + 2;
+        }
+        elements.push(reply.get(start..at)?);
+    }
+    (at == reply.len()).then_some(elements)
+}
+
+/// Parse a `<kind><integer>\r\n` line at the start of `bytes`: the integer and the line's
+/// length.
+fn header(bytes: &[u8], kind: u8) -> Option<(i64, usize)> {
+    if bytes.first() != Some(&kind) {
+        return None;
+    }
+    let end = bytes.iter().position(|&b| b == b'\r')?;
+    if bytes.get(end + 1) != Some(&b'\n') {
+        return None;
+    }
+    let digits = std::str::from_utf8(bytes.get(1..end)?).ok()?;
+    Some((digits.parse().ok()?, end + 2))
 }
 
 fn unexpected(reply: &Bytes) -> Bytes {
@@ -257,7 +323,13 @@ mod tests {
     }
 
     fn part_args(part: &Part) -> Vec<String> {
-        part.request
+        let mut buf = bytes::BytesMut::from(&part.raw[..]);
+        let request = crate::resp::RequestDecoder::new(Limits::default())
+            .decode(&mut buf)
+            .unwrap()
+            .unwrap();
+        assert!(buf.is_empty());
+        request
             .args()
             .iter()
             .map(|a| String::from_utf8_lossy(a).into_owned())
@@ -275,6 +347,29 @@ mod tests {
         assert_eq!(s.parts[0].slot, Slot::of(b"x"));
         assert_eq!(part_args(&s.parts[1]), ["MGET", "foo"]);
         assert_eq!(s.parts[2].positions, [3]);
+    }
+
+    #[test]
+    fn many_keys_group_by_slot_through_the_map_too() {
+        let words: Vec<String> = (0..40).map(|i| format!("{{t{}}}k{i}", i % 5)).collect();
+        let mut all = vec!["DEL".to_string()];
+        all.extend(words.iter().cloned());
+        let a: Vec<Bytes> = all.iter().map(|w| Bytes::from(w.clone())).collect();
+        let indices: Vec<usize> = (1..=40).collect();
+        let s = split(&a, &indices, MergeRule::Sum, 1);
+        assert_eq!(s.parts.len(), 5);
+        assert_eq!(s.parts[0].positions, [0, 5, 10, 15, 20, 25, 30, 35]);
+        assert_eq!(part_args(&s.parts[1])[1], "{t1}k1");
+    }
+
+    #[test]
+    fn malformed_value_replies_are_rejected() {
+        assert_eq!(bulk_elements(b"*2\r\n$1\r\na\r\n$-1\r\n").unwrap().len(), 2);
+        assert!(bulk_elements(b"*2\r\n$1\r\na\r\n").is_none());
+        assert!(bulk_elements(b"*1\r\n$5\r\na\r\n").is_none());
+        assert!(bulk_elements(b"*1\r\n:1\r\n").is_none());
+        assert!(bulk_elements(b"*1\r\n$1\r\nab\r\n").is_none());
+        assert!(bulk_elements(b"*-1\r\n").is_none());
     }
 
     #[test]

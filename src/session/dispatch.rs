@@ -54,7 +54,7 @@ impl Session {
                 let merge = Merge::new(split, self.queue.reserve(), self.worker.limits);
                 for (index, part) in merge.split().parts.iter().enumerate() {
                     let reply = ReplyTarget::part(&merge, index);
-                    let raw = part.request.raw().clone();
+                    let raw = part.raw.clone();
                     self.forward(raw, reply, part.slot, readonly, now, None);
                 }
             }
