@@ -74,3 +74,43 @@ async fn keyspace_commands_cover_every_master() {
     assert_eq!(q::<String>(c, &["FLUSHALL", "ASYNC"]).await.unwrap(), "OK");
     assert_eq!(q::<i64>(c, &["DBSIZE"]).await.unwrap(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_walks_every_master_with_one_cursor() {
+    let setup = common::start();
+    let c = &mut setup.client().await;
+    let mut mset = redis::cmd("MSET");
+    for i in 0..500 {
+        mset.arg(format!("scan:{i}")).arg(i);
+    }
+    let _: () = mset.query_async(c).await.unwrap();
+    let _: () = q(c, &["SET", "other", "x"]).await.unwrap();
+
+    let mut seen = BTreeSet::new();
+    let mut cursor = "0".to_string();
+    let mut calls = 0;
+    loop {
+        let (next, keys): (String, Vec<String>) =
+            q(c, &["SCAN", &cursor, "MATCH", "scan:*", "COUNT", "50"])
+                .await
+                .unwrap();
+        seen.extend(keys);
+        calls += 1;
+        assert!(calls < 1_000, "SCAN never finished");
+        if next == "0" {
+            break;
+        }
+        cursor = next;
+    }
+    let want: BTreeSet<String> = (0..500).map(|i| format!("scan:{i}")).collect();
+    assert_eq!(seen, want);
+    assert!(calls > 3, "one call per master at least, got {calls}");
+
+    let err = q::<(String, Vec<String>)>(c, &["SCAN", "notanumber"])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("invalid cursor"), "{err}");
+    // A cursor past the last master ends the scan.
+    let (next, keys): (String, Vec<String>) = q(c, &["SCAN", "1023"]).await.unwrap();
+    assert_eq!((next.as_str(), keys.len()), ("0", 0));
+}

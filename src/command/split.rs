@@ -34,6 +34,36 @@ pub enum MergeRule {
     Same,
     /// SCRIPT EXISTS: arrays of 0/1, combined position by position with AND.
     AllOf,
+    /// SCAN on master `node` of `nodes` (in address order): its `[cursor, keys]` reply gets the
+    /// proxy's cursor, which moves on to the next master when this one is done.
+    Scan {
+        /// Index of the master scanned.
+        node: usize,
+        /// Number of masters.
+        nodes: usize,
+    },
+}
+
+/// Low bits of a proxy SCAN cursor that name the master; the rest is that master's cursor.
+/// Redis' own cursors stay far below 2^54 (they index its hash table).
+pub const SCAN_NODE_BITS: u32 = 10;
+
+/// Split a proxy SCAN cursor into (master index, that master's cursor); `None` if it is not a
+/// number, as Redis says `invalid cursor`.
+pub fn decode_scan_cursor(cursor: &[u8]) -> Option<(usize, u64)> {
+    let value: u64 = std::str::from_utf8(cursor).ok()?.parse().ok()?;
+    Some((
+        (value & ((1 << SCAN_NODE_BITS) - 1)) as usize,
+        value >> SCAN_NODE_BITS,
+    ))
+}
+
+/// The proxy cursor for `node_cursor` on master `node`; `None` if it does not fit.
+pub fn encode_scan_cursor(node: usize, node_cursor: u64) -> Option<u64> {
+    if node >= 1 << SCAN_NODE_BITS || node_cursor >= 1 << (64 - SCAN_NODE_BITS) {
+        return None;
+    }
+    Some(node_cursor << SCAN_NODE_BITS | node as u64)
 }
 
 /// The merge rule and the arguments per key (1 for a key, 2 for a key and its value) of a
@@ -235,6 +265,34 @@ pub fn merge(
             for flag in all {
                 encode::integer(&mut out, flag);
             }
+            out.freeze()
+        }
+        MergeRule::Scan { node, nodes } => {
+            let reply = replies.first().cloned().unwrap_or_default();
+            let Ok(Frame::Array(items)) = parse_frame(&reply, limits) else {
+                return unexpected(&reply);
+            };
+            let [cursor, keys] = &items[..] else {
+                return unexpected(&reply);
+            };
+            let Some(node_cursor) = cursor
+                .as_bytes()
+                .and_then(|c| std::str::from_utf8(c).ok()?.parse::<u64>().ok())
+            else {
+                return unexpected(&reply);
+            };
+            let next = match node_cursor {
+                0 if node + 1 < nodes => encode_scan_cursor(node + 1, 0),
+                0 => Some(0),
+                c => encode_scan_cursor(node, c),
+            };
+            let Some(next) = next else {
+                return unexpected(&reply);
+            };
+            let mut out = BytesMut::with_capacity(reply.len() + 16);
+            encode::array_header(&mut out, 2);
+            encode::bulk(&mut out, next.to_string().as_bytes());
+            keys.encode(&mut out);
             out.freeze()
         }
         MergeRule::Values => {
@@ -477,6 +535,42 @@ mod tests {
         assert_eq!(fan_out_rule("dbsize"), Some(MergeRule::Sum));
         assert_eq!(fan_out_rule("script|load"), Some(MergeRule::Same));
         assert_eq!(fan_out_rule("config|set"), None);
+    }
+
+    #[test]
+    fn scan_cursors_walk_every_master() {
+        assert_eq!(decode_scan_cursor(b"0"), Some((0, 0)));
+        let c = encode_scan_cursor(2, 17).unwrap();
+        assert_eq!(decode_scan_cursor(c.to_string().as_bytes()), Some((2, 17)));
+        assert_eq!(decode_scan_cursor(b"x"), None);
+        assert_eq!(encode_scan_cursor(1 << SCAN_NODE_BITS, 0), None);
+        let limits = Limits::default();
+        let part = |node, nodes, reply: &'static [u8]| {
+            let s = Split {
+                rule: MergeRule::Scan { node, nodes },
+                parts: Vec::new(),
+                keys: 0,
+            };
+            merge(s.rule, &s.parts, &[Bytes::from_static(reply)], 0, &limits)
+        };
+        let mid = encode_scan_cursor(0, 5).unwrap().to_string();
+        assert_eq!(
+            part(0, 3, b"*2\r\n$1\r\n5\r\n*1\r\n$1\r\na\r\n"),
+            Bytes::from(format!(
+                "*2\r\n${}\r\n{mid}\r\n*1\r\n$1\r\na\r\n",
+                mid.len()
+            ))
+        );
+        let next = encode_scan_cursor(1, 0).unwrap().to_string();
+        assert_eq!(
+            part(0, 3, b"*2\r\n$1\r\n0\r\n*0\r\n"),
+            Bytes::from(format!("*2\r\n${}\r\n{next}\r\n*0\r\n", next.len()))
+        );
+        assert_eq!(
+            &part(2, 3, b"*2\r\n$1\r\n0\r\n*0\r\n")[..],
+            b"*2\r\n$1\r\n0\r\n*0\r\n"
+        );
+        assert!(part(0, 3, b"+OK\r\n").starts_with(b"-ERR"));
     }
 
     #[test]

@@ -25,6 +25,8 @@ enum Route {
     Slot { slot: Slot, readonly: bool },
     /// A key-less command about the whole keyspace: asked of every master, replies merged.
     FanOut { rule: MergeRule, readonly: bool },
+    /// SCAN: one master at a time, with a cursor that names the master.
+    Scan,
     /// Keys in several slots, of a command that may be split: one sub-request per slot.
     Split {
         rule: MergeRule,
@@ -79,12 +81,74 @@ impl Session {
                     self.forward(raw, reply, slot, readonly, now, Some(master));
                 }
             }
+            Route::Scan => self.scan(&request, now),
             Route::Local(cmd) => {
                 let reply = local::run(cmd, request.args(), self);
                 self.queue.push_ready(reply);
             }
             Route::Refused(reply) => self.queue.push_ready(reply),
         }
+    }
+
+    /// SCAN across all masters, one after the other (in address order), with one cursor.
+    ///
+    /// Race window: a key that moves (reshard) from a master not yet scanned to one already
+    /// scanned during the scan is not returned; a key that stays on its master for the whole scan
+    /// is (Redis' own SCAN guarantee, per master). If masters are added or removed mid-scan, the
+    /// cursor's master index may point elsewhere: restart the scan after a topology change.
+    fn scan(&self, request: &Request, now: Instant) {
+        let args = request.args();
+        let Some((node, node_cursor)) = args.get(1).and_then(|c| split::decode_scan_cursor(c))
+        else {
+            return self.queue.push_ready(error("ERR invalid cursor"));
+        };
+        let table = self.worker.topology.table();
+        let mut masters: Vec<(Arc<str>, Slot)> = table
+            .slot_per_shard()
+            .into_iter()
+            .zip(table.shards())
+            .filter_map(|(slot, shard)| Some((shard.master.clone(), slot?)))
+            .collect();
+        masters.sort();
+        let Some((master, slot)) = masters.get(node).cloned() else {
+            // Past the last master (or masters went away): the scan is over.
+            return self
+                .queue
+                .push_ready(Bytes::from_static(b"*2\r\n$1\r\n0\r\n*0\r\n"));
+        };
+        let node_cursor = node_cursor.to_string();
+        let mut out = bytes::BytesMut::with_capacity(request.raw().len() + 16);
+        crate::resp::encode::array_header(&mut out, args.len());
+        for (i, arg) in args.iter().enumerate() {
+            let arg = if i == 1 {
+                node_cursor.as_bytes()
+            } else {
+                &arg[..]
+            };
+            crate::resp::encode::bulk(&mut out, arg);
+        }
+        let split = split::Split {
+            rule: MergeRule::Scan {
+                node,
+                nodes: masters.len(),
+            },
+            parts: vec![split::Part {
+                slot,
+                raw: out.freeze(),
+                positions: Vec::new(),
+            }],
+            keys: 0,
+        };
+        let merge = Merge::new(split, self.queue.reserve(), self.worker.limits);
+        let raw = merge.split().parts[0].raw.clone();
+        self.forward(
+            raw,
+            ReplyTarget::part(&merge, 0),
+            slot,
+            true,
+            now,
+            Some(master),
+        );
     }
 
     /// Send `request` to the master of `slot` (or to `node`); its reply goes to `reply`.
@@ -145,6 +209,9 @@ fn route(args: &[Bytes]) -> Route {
         .filter_map(|&i| args.get(i))
         .map(|k| Slot::of(k));
     let Some(slot) = slots.next() else {
+        if spec.name == "scan" {
+            return Route::Scan;
+        }
         if let Some(rule) = split::fan_out_rule(spec.name) {
             return Route::FanOut {
                 rule,
@@ -231,6 +298,7 @@ fn rule_text(rule: MergeRule) -> &'static str {
         MergeRule::Concat => "concatenated",
         MergeRule::Same => "the same answer from all",
         MergeRule::AllOf => "true only where true on every master",
+        MergeRule::Scan { .. } => "cursor names the master",
     }
 }
 
