@@ -120,3 +120,59 @@ async fn hello_quit_and_refusals_over_raw_resp() {
         "QUIT closes the connection; later commands are not run"
     );
 }
+
+/// A client in Redis Cluster mode discovers slotgate as a one-node cluster owning every slot
+/// and works through it; the proxy does the real routing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_mode_clients_see_a_one_node_cluster() {
+    let setup = common::start();
+    let addr = setup.addr();
+    let c = &mut setup.client().await;
+    let slot: i64 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg("foo")
+        .query_async(c)
+        .await
+        .unwrap();
+    assert_eq!(slot, 12182);
+    let nodes = text(&q(c, &["CLUSTER", "NODES"]).await.unwrap());
+    assert!(
+        nodes.contains(&format!("{addr}@0 myself,master")),
+        "{nodes}"
+    );
+
+    let client = redis::cluster::ClusterClient::new(vec![format!("redis://{addr}/")]).unwrap();
+    let mut cluster = client
+        .get_async_connection()
+        .await
+        .expect("cluster-mode connect");
+    for i in 0..100 {
+        let key = format!("cm:{i}");
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg(i)
+            .query_async(&mut cluster)
+            .await
+            .unwrap();
+        let got: i64 = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut cluster)
+            .await
+            .unwrap();
+        assert_eq!(got, i);
+    }
+    // And redis-cli in cluster mode (-c).
+    let out = std::process::Command::new("redis-cli")
+        .args([
+            "-c",
+            "-h",
+            &addr.ip().to_string(),
+            "-p",
+            &addr.port().to_string(),
+            "GET",
+            "cm:7",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "7");
+}

@@ -24,6 +24,8 @@ pub(super) enum Local {
     Command,
     Info,
     Time,
+    /// CLUSTER KEYSLOT/INFO/MYID/SLOTS/SHARDS/NODES: slotgate as a one-node cluster.
+    Cluster,
     /// READONLY / READWRITE: cluster-aware clients send them; harmless here.
     Ok,
 }
@@ -48,6 +50,7 @@ impl Local {
             "command" => Local::Command,
             "info" => Local::Info,
             "time" => Local::Time,
+            "cluster" if super::cluster_view::serves(sub) => Local::Cluster,
             "readonly" | "readwrite" => Local::Ok,
             _ => return None,
         })
@@ -103,6 +106,14 @@ pub(super) fn run(cmd: Local, args: &[Bytes], session: &mut Session) -> Bytes {
             encode::bulk(&mut out, now.as_secs().to_string().as_bytes());
             encode::bulk(&mut out, now.subsec_micros().to_string().as_bytes());
             out.freeze()
+        }
+        Local::Cluster => {
+            let sub = args
+                .get(1)
+                .map(|s| s.to_ascii_lowercase())
+                .unwrap_or_default();
+            let sub = std::str::from_utf8(&sub).unwrap_or_default();
+            super::cluster_view::reply(sub, args, session.info.local)
         }
         Local::Ok => Bytes::from_static(OK),
     }

@@ -10,6 +10,7 @@
 //! threads on the request path. All requests decoded from one read are dispatched before the
 //! worker's backend writers run, so a pipeline leaves in one write per backend.
 
+mod cluster_view;
 mod dispatch;
 mod local;
 mod merge;
