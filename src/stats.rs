@@ -16,6 +16,7 @@ pub struct WorkerStats {
     try_again: AtomicU64,
     retried: AtomicU64,
     failed: AtomicU64,
+    picks: AtomicU64,
 }
 
 impl WorkerStats {
@@ -60,6 +61,14 @@ impl WorkerStats {
     /// A request was scheduled for another attempt.
     pub fn retried(&self) {
         self.retried.fetch_add(1, Relaxed);
+    }
+
+    /// A varying number for spreading choices (RANDOMKEY's first master) over the masters.
+    pub fn next_pick(&self) -> u64 {
+        self.picks
+            .fetch_add(1, Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            >> 32
     }
 
     /// A request failed with a proxy-side backend error.

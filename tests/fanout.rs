@@ -68,7 +68,25 @@ async fn keyspace_commands_cover_every_master() {
     let exists: Vec<i64> = q(c, &["SCRIPT", "EXISTS", &sha]).await.unwrap();
     assert_eq!(exists, [0]);
 
+    // RANDOMKEY finds keys on every master, one at a time.
+    let mut picked = BTreeSet::new();
+    for _ in 0..60 {
+        let key: String = q(c, &["RANDOMKEY"]).await.unwrap();
+        assert!(keys.contains(&key), "{key}");
+        picked.insert(slotgate::slot::Slot::of(key.as_bytes()).get());
+    }
+    let masters: BTreeSet<u16> = picked
+        .iter()
+        .filter_map(|&slot| setup.cluster.port_of_slot(slot))
+        .collect();
+    assert_eq!(
+        masters.len(),
+        3,
+        "RANDOMKEY only ever answered from {masters:?}"
+    );
+
     assert_eq!(q::<String>(c, &["FLUSHDB"]).await.unwrap(), "OK");
+    assert_eq!(q::<Option<String>>(c, &["RANDOMKEY"]).await.unwrap(), None);
     assert_eq!(q::<i64>(c, &["DBSIZE"]).await.unwrap(), 0);
     let _: () = q(c, &["SET", "again", "1"]).await.unwrap();
     assert_eq!(q::<String>(c, &["FLUSHALL", "ASYNC"]).await.unwrap(), "OK");

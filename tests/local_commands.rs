@@ -94,13 +94,13 @@ async fn hello_quit_and_refusals_over_raw_resp() {
     assert_eq!(raw.read_line(), "-NOPROTO unsupported protocol version\r\n");
     raw.send(b"HELLO 2 SETNAME app\r\n");
     assert_eq!(raw.read_line(), "*14\r\n");
-    raw.send(b"RANDOMKEY\r\n");
+    raw.send(b"LASTSAVE\r\n");
     let mut line = raw.read_line();
     while !line.starts_with('-') {
         line = raw.read_line();
     }
     assert!(
-        line.contains("'RANDOMKEY'") && line.contains("no key"),
+        line.contains("'LASTSAVE'") && line.contains("no key"),
         "{line}"
     );
     raw.send(b"NOSUCHCMD a b\r\n");

@@ -34,6 +34,12 @@ pub enum MergeRule {
     Same,
     /// SCRIPT EXISTS: arrays of 0/1, combined position by position with AND.
     AllOf,
+    /// RANDOMKEY: the first non-nil reply, looking from part `start` on (the caller picks
+    /// `start` at random, so every master's keys get their turn).
+    AnyValue {
+        /// The part looked at first.
+        start: usize,
+    },
     /// SCAN on master `node` of `nodes` (in address order): its `[cursor, keys]` reply gets the
     /// proxy's cursor, which moves on to the next master when this one is done.
     Scan {
@@ -85,6 +91,7 @@ pub fn fan_out_rule(name: &str) -> Option<MergeRule> {
         "flushall" | "flushdb" | "script|flush" => MergeRule::AllOk,
         "script|load" => MergeRule::Same,
         "script|exists" => MergeRule::AllOf,
+        "randomkey" => MergeRule::AnyValue { start: 0 },
         _ => return None,
     })
 }
@@ -266,6 +273,14 @@ pub fn merge(
                 encode::integer(&mut out, flag);
             }
             out.freeze()
+        }
+        MergeRule::AnyValue { start } => {
+            let n = replies.len().max(1);
+            (0..replies.len())
+                .map(|i| &replies[(start + i) % n])
+                .find(|r| !r.starts_with(b"$-1"))
+                .cloned()
+                .unwrap_or_else(|| Bytes::from_static(b"$-1\r\n"))
         }
         MergeRule::Scan { node, nodes } => {
             let reply = replies.first().cloned().unwrap_or_default();
@@ -535,6 +550,37 @@ mod tests {
         assert_eq!(fan_out_rule("dbsize"), Some(MergeRule::Sum));
         assert_eq!(fan_out_rule("script|load"), Some(MergeRule::Same));
         assert_eq!(fan_out_rule("config|set"), None);
+    }
+
+    #[test]
+    fn random_key_takes_any_non_nil_answer() {
+        let replies = [
+            Bytes::from_static(b"$-1\r\n"),
+            Bytes::from_static(b"$1\r\nb\r\n"),
+            Bytes::from_static(b"$1\r\nc\r\n"),
+        ];
+        let pick = |start| {
+            merge(
+                MergeRule::AnyValue { start },
+                &[],
+                &replies,
+                0,
+                &Limits::default(),
+            )
+        };
+        assert_eq!(&pick(0)[..], b"$1\r\nb\r\n");
+        assert_eq!(&pick(2)[..], b"$1\r\nc\r\n");
+        let none = [Bytes::from_static(b"$-1\r\n")];
+        assert_eq!(
+            &merge(
+                MergeRule::AnyValue { start: 5 },
+                &[],
+                &none,
+                0,
+                &Limits::default()
+            )[..],
+            b"$-1\r\n"
+        );
     }
 
     #[test]

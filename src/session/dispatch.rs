@@ -61,6 +61,13 @@ impl Session {
                 }
             }
             Route::FanOut { rule, readonly } => {
+                let rule = match rule {
+                    // Start from a different master each time so every master's keys come up.
+                    MergeRule::AnyValue { .. } => MergeRule::AnyValue {
+                        start: self.worker.stats().next_pick() as usize,
+                    },
+                    other => other,
+                };
                 let table = self.worker.topology.table();
                 let (slots, masters): (Vec<Slot>, Vec<_>) = table
                     .slot_per_shard()
@@ -299,6 +306,7 @@ fn rule_text(rule: MergeRule) -> &'static str {
         MergeRule::Same => "the same answer from all",
         MergeRule::AllOf => "true only where true on every master",
         MergeRule::Scan { .. } => "cursor names the master",
+        MergeRule::AnyValue { .. } => "a key from a master picked at random",
     }
 }
 
@@ -455,7 +463,7 @@ mod tests {
 
     #[test]
     fn keyless_and_pinned_commands_are_refused_by_name() {
-        assert!(refused(&["RANDOMKEY"]).contains("'RANDOMKEY' has no key"));
+        assert!(refused(&["LASTSAVE"]).contains("'LASTSAVE' has no key"));
         assert!(matches!(
             route(&args(&["KEYS", "*"])),
             Route::FanOut {
