@@ -249,8 +249,13 @@ async fn hash_tags_keep_multi_key_commands_together() {
         "3"
     );
 
-    // Keys in different slots: the same answer a cluster node gives.
-    let cross = q::<Vec<String>>(c, &["MGET", "a", "b"]).await.unwrap_err();
+    // Keys in different slots: split and merged for MGET, and for commands that promise
+    // atomicity the same answer a cluster node gives.
+    let values: Vec<Option<String>> = q(c, &["MGET", "{user:1}:age", "nokey"]).await.unwrap();
+    assert_eq!(values, [Some("42".to_string()), None]);
+    let cross = q::<i64>(c, &["MSETNX", "a", "1", "b", "2"])
+        .await
+        .unwrap_err();
     assert!(
         cross.to_string().contains("don't hash to the same slot"),
         "{cross}"
