@@ -11,6 +11,8 @@
 //! this module builds without the `resp` module.
 
 use bytes::{BufMut, BytesMut};
+
+use crate::resp::encode;
 use smallvec::SmallVec;
 
 use super::lookup::lookup_full_name;
@@ -41,41 +43,29 @@ const HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
-/// Minimal RESP2 writer over the caller's buffer.
+/// Shorthand over [`crate::resp::encode`] for the many small writes below.
 struct Resp<'a>(&'a mut BytesMut);
 
 impl Resp<'_> {
-    fn header(&mut self, kind: u8, n: usize) {
-        self.0.put_u8(kind);
-        self.0.put_slice(n.to_string().as_bytes());
-        self.0.put_slice(b"\r\n");
-    }
-
     fn array(&mut self, n: usize) {
-        self.header(b'*', n);
+        encode::array_header(self.0, n);
     }
 
     fn bulk(&mut self, data: &[u8]) {
-        self.header(b'$', data.len());
-        self.0.put_slice(data);
-        self.0.put_slice(b"\r\n");
+        encode::bulk(self.0, data);
     }
 
     fn null_bulk(&mut self) {
-        self.0.put_slice(b"$-1\r\n");
+        encode::null_bulk(self.0);
     }
 
     /// A status line; callers only pass table data, which never contains CR or LF.
     fn simple(&mut self, s: &str) {
-        self.0.put_u8(b'+');
-        self.0.put_slice(s.as_bytes());
-        self.0.put_slice(b"\r\n");
+        encode::simple(self.0, s);
     }
 
     fn integer(&mut self, v: i64) {
-        self.0.put_u8(b':');
-        self.0.put_slice(v.to_string().as_bytes());
-        self.0.put_slice(b"\r\n");
+        encode::integer(self.0, v);
     }
 
     /// `-ERR <parts...>`. Like Redis' `addReplyErrorFormat`, CR and LF inside the message
