@@ -15,9 +15,10 @@ use super::cli;
 use super::error::DemoError;
 use super::ports::{self, BUS_OFFSET};
 use super::process::{NodeSpec, RedisProcess, POLL_INTERVAL, PROBE_TIMEOUT};
-use super::resp_probe::{self, info_field};
+use super::resp_probe;
 use super::scratch::ScratchDir;
 use super::topology::{self, SlotRange};
+use crate::topology::discovery::info_value;
 
 /// How long `redis-cli --cluster create` (and `add-node`) may run.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -298,7 +299,7 @@ impl LocalCluster {
         let port = self.node(idx)?.port();
         let info = resp_probe::query_text(port, &["INFO", "replication"], PROBE_TIMEOUT)
             .map_err(|e| DemoError::io(format!("127.0.0.1:{port} INFO replication"), e))?;
-        Ok(match info_field(&info, "role") {
+        Ok(match info_value(&info, "role") {
             Some("master") => Role::Master,
             _ => Role::Replica,
         })

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use super::error::DemoError;
 use super::ports::{self, BUS_OFFSET};
-use super::resp_probe::{self, info_field};
+use super::resp_probe;
+use crate::topology::discovery::info_value;
 
 /// Name of each node's log file inside its directory.
 pub(crate) const LOG_FILE: &str = "redis.log";
@@ -239,7 +240,7 @@ impl RedisProcess {
                 Err(e) => return Err(DemoError::io("cannot poll redis-server", e)),
             }
             match resp_probe::query_text(self.spec.port, &["INFO", "server"], PROBE_TIMEOUT) {
-                Ok(info) => match info_field(&info, "process_id") {
+                Ok(info) => match info_value(&info, "process_id") {
                     Some(p) if p == pid.to_string() => return Ok(()),
                     other => last = format!("port answered by process {other:?}, not {pid}"),
                 },

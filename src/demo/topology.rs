@@ -12,8 +12,10 @@
 use std::io;
 
 use super::process::PROBE_TIMEOUT;
-use super::resp_probe::{info_field, Probe, Reply};
+use super::resp_probe::Probe;
+use crate::resp::Frame;
 use crate::slot::SLOT_COUNT;
+use crate::topology::discovery::{info_value, parse_cluster_slots};
 
 /// One contiguous slot range and who serves it, by port.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,49 +39,39 @@ pub(crate) struct Myself {
     pub(crate) master_id: Option<String>,
 }
 
-/// Parses a `CLUSTER SLOTS` reply into ranges sorted by first slot. With `with_replicas` the
-/// replica ports are kept (sorted: nodes may list them in any order).
-pub(crate) fn parse_slots(reply: &Reply, with_replicas: bool) -> Result<Vec<SlotRange>, String> {
-    let Reply::Array(entries) = reply else {
-        return Err(format!("CLUSTER SLOTS: unexpected reply {reply}"));
-    };
-    let mut ranges = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let Reply::Array(fields) = entry else {
-            return Err(format!("CLUSTER SLOTS: unexpected entry {entry}"));
-        };
-        let (start, end, master, replicas) = match fields.as_slice() {
-            [Reply::Int(s), Reply::Int(e), master, replicas @ ..] => (s, e, master, replicas),
-            _ => return Err("CLUSTER SLOTS: malformed entry".to_owned()),
-        };
-        let slot = |n: &i64| u16::try_from(*n).map_err(|_| format!("CLUSTER SLOTS: bad slot {n}"));
-        let mut range = SlotRange {
-            start: slot(start)?,
-            end: slot(end)?,
-            master: node_port(master)?,
-            replicas: Vec::new(),
-        };
+/// Parses a `CLUSTER SLOTS` reply (with the proxy's own parser) into ranges sorted by first
+/// slot. With `with_replicas` the replica ports are kept (sorted: nodes may list them in any
+/// order).
+pub(crate) fn parse_slots(reply: &Frame, with_replicas: bool) -> Result<Vec<SlotRange>, String> {
+    let shards = parse_cluster_slots(reply, "127.0.0.1").map_err(|e| e.to_string())?;
+    let mut ranges = Vec::new();
+    for shard in shards {
+        let master = port_of(&shard.master)?;
+        let mut replicas = Vec::new();
         if with_replicas {
-            for r in replicas {
-                range.replicas.push(node_port(r)?);
+            for r in &shard.replicas {
+                replicas.push(port_of(r)?);
             }
-            range.replicas.sort_unstable();
+            replicas.sort_unstable();
         }
-        ranges.push(range);
+        for &(start, end) in &shard.ranges {
+            ranges.push(SlotRange {
+                start,
+                end,
+                master,
+                replicas: replicas.clone(),
+            });
+        }
     }
     ranges.sort_by_key(|r| r.start);
     Ok(ranges)
 }
 
-/// The port of a `[ip, port, id, ...]` node entry.
-fn node_port(node: &Reply) -> Result<u16, String> {
-    match node {
-        Reply::Array(f) => match f.get(1) {
-            Some(Reply::Int(p)) => u16::try_from(*p).map_err(|_| format!("bad port {p}")),
-            _ => Err("CLUSTER SLOTS: node entry without port".to_owned()),
-        },
-        other => Err(format!("CLUSTER SLOTS: unexpected node entry {other}")),
-    }
+/// The port of a `host:port` address.
+fn port_of(addr: &str) -> Result<u16, String> {
+    addr.rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
+        .ok_or_else(|| format!("CLUSTER SLOTS: bad node address {addr}"))
 }
 
 /// `None` when `ranges` (sorted) cover slots 0..16384 exactly once; otherwise what is wrong.
@@ -175,18 +167,18 @@ fn check_node(
     let name = format!("127.0.0.1:{port}");
 
     let info = probe.call_text(&["CLUSTER", "INFO"])?;
-    let state = info_field(&info, "cluster_state").unwrap_or("?");
+    let state = info_value(&info, "cluster_state").unwrap_or("?");
     if state != "ok" {
         problems.push(format!("{name} cluster_state:{state}"));
     }
-    let known = info_field(&info, "cluster_known_nodes").unwrap_or("?");
+    let known = info_value(&info, "cluster_known_nodes").unwrap_or("?");
     if known != known_nodes.to_string() {
         problems.push(format!("{name} knows {known} of {known_nodes} nodes"));
     }
 
     let repl = probe.call_text(&["INFO", "replication"])?;
-    if info_field(&repl, "role") == Some("slave") {
-        let link = info_field(&repl, "master_link_status").unwrap_or("?");
+    if info_value(&repl, "role") == Some("slave") {
+        let link = info_value(&repl, "master_link_status").unwrap_or("?");
         if link != "up" {
             problems.push(format!("{name} replica link to its master is {link}"));
         }
@@ -216,25 +208,26 @@ fn describe(view: &[SlotRange]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
-    fn node(port: i64, id: &str) -> Reply {
-        Reply::Array(vec![
-            Reply::Bulk(b"127.0.0.1".to_vec()),
-            Reply::Int(port),
-            Reply::Bulk(id.as_bytes().to_vec()),
-            Reply::Array(vec![]),
+    fn node(port: i64, id: &str) -> Frame {
+        Frame::Array(vec![
+            Frame::Bulk(Bytes::from_static(b"127.0.0.1")),
+            Frame::Integer(port),
+            Frame::Bulk(Bytes::copy_from_slice(id.as_bytes())),
+            Frame::Array(vec![]),
         ])
     }
 
-    fn entry(start: i64, end: i64, nodes: Vec<Reply>) -> Reply {
-        let mut fields = vec![Reply::Int(start), Reply::Int(end)];
+    fn entry(start: i64, end: i64, nodes: Vec<Frame>) -> Frame {
+        let mut fields = vec![Frame::Integer(start), Frame::Integer(end)];
         fields.extend(nodes);
-        Reply::Array(fields)
+        Frame::Array(fields)
     }
 
     #[test]
     fn parses_and_sorts_cluster_slots() {
-        let reply = Reply::Array(vec![
+        let reply = Frame::Array(vec![
             entry(
                 5461,
                 16383,
@@ -268,10 +261,10 @@ mod tests {
 
     #[test]
     fn rejects_malformed_slots() {
-        assert!(parse_slots(&Reply::Simple("OK".into()), false).is_err());
-        let bad = Reply::Array(vec![Reply::Array(vec![Reply::Int(0)])]);
+        assert!(parse_slots(&Frame::Simple(Bytes::from_static(b"OK")), false).is_err());
+        let bad = Frame::Array(vec![Frame::Array(vec![Frame::Integer(0)])]);
         assert!(parse_slots(&bad, false).is_err());
-        let bad_port = Reply::Array(vec![entry(0, 1, vec![node(70000, "a")])]);
+        let bad_port = Frame::Array(vec![entry(0, 1, vec![node(70000, "a")])]);
         assert!(parse_slots(&bad_port, false).is_err());
     }
 

@@ -27,10 +27,16 @@ fn bad(command: &'static str, reason: impl Into<String>) -> DiscoveryError {
 
 /// A numeric `name:value` field of an INFO-style text (e.g. `CLUSTER INFO`).
 pub fn info_field(text: &[u8], name: &str) -> Option<u64> {
-    let text = std::str::from_utf8(text).ok()?;
+    info_value(std::str::from_utf8(text).ok()?, name)?
+        .parse()
+        .ok()
+}
+
+/// The value of a `name:value` line of an INFO-style text (`INFO`, `CLUSTER INFO`), trimmed.
+pub fn info_value<'a>(text: &'a str, name: &str) -> Option<&'a str> {
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-        .and_then(|value| value.trim().parse().ok())
+        .map(str::trim)
 }
 
 /// A string-ish field (bulk or status) as UTF-8.
@@ -283,6 +289,10 @@ mod tests {
         assert_eq!(info_field(text, "cluster_my_epoch"), Some(2));
         assert_eq!(info_field(text, "cluster_state"), None);
         assert_eq!(info_field(text, "missing"), None);
+        let info = "# Cluster\r\ncluster_state:ok\r\ncluster_known_nodes:6\r\n";
+        assert_eq!(info_value(info, "cluster_state"), Some("ok"));
+        assert_eq!(info_value(info, "cluster_known_nodes"), Some("6"));
+        assert_eq!(info_value(info, "cluster"), None);
     }
 
     #[test]
