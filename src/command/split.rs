@@ -387,13 +387,7 @@ fn unexpected(reply: &Bytes) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(words: &[&str]) -> Vec<Bytes> {
-        words
-            .iter()
-            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
-            .collect()
-    }
+    use crate::resp::test_args as args;
 
     fn part_args(part: &Part) -> Vec<String> {
         let mut buf = bytes::BytesMut::from(&part.raw[..]);

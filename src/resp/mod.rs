@@ -39,3 +39,12 @@ pub use limits::Limits;
 pub use reply::{Reply, ReplyDecoder, ReplyKind};
 pub use request::Request;
 pub use request_decoder::RequestDecoder;
+
+/// Test helper: a request's arguments from words, as the decoder would slice them.
+#[cfg(test)]
+pub(crate) fn test_args(words: &[&str]) -> Vec<bytes::Bytes> {
+    words
+        .iter()
+        .map(|w| bytes::Bytes::copy_from_slice(w.as_bytes()))
+        .collect()
+}

@@ -97,13 +97,7 @@ fn node_id(ip: &str, port: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(words: &[&str]) -> Vec<Bytes> {
-        words
-            .iter()
-            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
-            .collect()
-    }
+    use crate::resp::test_args as args;
 
     #[test]
     fn a_one_node_cluster_owning_every_slot() {

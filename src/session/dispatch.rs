@@ -68,12 +68,12 @@ impl Session {
                     },
                     other => other,
                 };
-                let table = self.worker.topology.table();
-                let (slots, masters): (Vec<Slot>, Vec<_>) = table
-                    .slot_per_shard()
+                let (masters, slots): (Vec<_>, Vec<Slot>) = self
+                    .worker
+                    .topology
+                    .table()
+                    .serving_masters()
                     .into_iter()
-                    .zip(table.shards())
-                    .filter_map(|(slot, shard)| Some((slot?, shard.master.clone())))
                     .unzip();
                 if masters.is_empty() {
                     self.queue
@@ -109,14 +109,7 @@ impl Session {
         else {
             return self.queue.push_ready(error("ERR invalid cursor"));
         };
-        let table = self.worker.topology.table();
-        let mut masters: Vec<(Arc<str>, Slot)> = table
-            .slot_per_shard()
-            .into_iter()
-            .zip(table.shards())
-            .filter_map(|(slot, shard)| Some((shard.master.clone(), slot?)))
-            .collect();
-        masters.sort();
+        let masters = self.worker.topology.table().serving_masters();
         let Some((master, slot)) = masters.get(node).cloned() else {
             // Past the last master (or masters went away): the scan is over.
             return self
@@ -371,13 +364,7 @@ pub(super) fn printable(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(words: &[&str]) -> Vec<Bytes> {
-        words
-            .iter()
-            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
-            .collect()
-    }
+    use crate::resp::test_args as args;
 
     fn refused(words: &[&str]) -> String {
         match route(&args(words)) {

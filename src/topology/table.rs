@@ -145,16 +145,22 @@ impl SlotTable {
         &self.shards
     }
 
-    /// One slot each shard serves (the first), in shard order; `None` for a shard left with no
-    /// slot.
-    pub fn slot_per_shard(&self) -> Vec<Option<Slot>> {
+    /// Every master that serves at least one slot, with the first slot it serves, in address
+    /// order (a stable order: SCAN cursors number the masters by it).
+    pub fn serving_masters(&self) -> Vec<(Arc<str>, Slot)> {
         let mut first = vec![None; self.shards.len()];
         for (slot, &index) in self.slots.iter().enumerate() {
             if let Some(entry @ None) = first.get_mut(index as usize) {
                 *entry = Slot::new(slot as u16);
             }
         }
-        first
+        let mut masters: Vec<(Arc<str>, Slot)> = first
+            .into_iter()
+            .zip(&self.shards)
+            .filter_map(|(slot, shard)| Some((Arc::clone(&shard.master), slot?)))
+            .collect();
+        masters.sort();
+        masters
     }
 
     /// How many slots have a shard.
@@ -307,6 +313,30 @@ mod tests {
         );
         assert_eq!(patched.changes_from(&a), ["5-5: a:1 → c:1"]);
         assert_eq!(a.covered_slots(), patched.covered_slots());
+    }
+
+    #[test]
+    fn serving_masters_in_address_order_with_a_slot_each() {
+        let t = SlotTable::from_shards(
+            &[shard(&[(100, 16383)], "b:1"), shard(&[(0, 99)], "a:1")],
+            1,
+        )
+        .unwrap();
+        // A master that lost all its slots (after a MOVED patch) is left out.
+        let t = t.with_slot(Slot::new(5).unwrap(), &Arc::from("c:1"), 2);
+        let masters: Vec<(String, u16)> = t
+            .serving_masters()
+            .into_iter()
+            .map(|(m, s)| (m.to_string(), s.get()))
+            .collect();
+        assert_eq!(
+            masters,
+            [("a:1".into(), 0), ("b:1".into(), 100), ("c:1".into(), 5)]
+        );
+        let only_c = SlotTable::from_shards(&[shard(&[(0, 0)], "a:1")], 1)
+            .unwrap()
+            .with_slot(Slot::new(0).unwrap(), &Arc::from("c:1"), 2);
+        assert_eq!(only_c.serving_masters().len(), 1);
     }
 
     #[test]
