@@ -170,11 +170,6 @@ impl BackendConn {
         }
     }
 
-    /// The node's `HOST:PORT`.
-    pub fn addr(&self) -> &Arc<str> {
-        &self.inner.addr
-    }
-
     /// Queue `out`. If the node is in its post-failure back-off, `out` goes straight back to
     /// the worker ([`Hooks::reroute`]) instead.
     pub fn send(&self, out: Outbound, now: Instant) {
