@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use crate::backend::dedicated::IdleConns;
 use crate::backend::{BackendPool, ConnSettings};
 use crate::config::{Config, WhenNodeDown};
 use crate::resp::Limits;
@@ -39,6 +40,10 @@ pub struct Worker {
     pub policy: RoutePolicy,
     /// Requests waiting for a retry.
     pub held: Held,
+    /// Dedicated connections (blocking commands, transactions) free for the next client.
+    pub idle: RefCell<IdleConns>,
+    /// Time allowed to open a backend connection.
+    pub connect_timeout: Duration,
 }
 
 impl Worker {
@@ -85,6 +90,8 @@ pub fn run(
             hold_when_down: config.cluster.when_node_down == WhenNodeDown::Hold,
         },
         held: Held::default(),
+        idle: RefCell::new(IdleConns::default()),
+        connect_timeout: Duration::from_millis(config.backend.connect_timeout_ms),
     });
     local.spawn_local(router::retry_loop(Rc::downgrade(&worker)));
     local.block_on(&runtime, async move {

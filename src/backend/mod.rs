@@ -2,6 +2,7 @@
 //! one-shot control connections.
 
 pub mod conn;
+pub mod dedicated;
 mod error;
 pub mod oneshot;
 pub mod pool;

@@ -30,6 +30,10 @@ pub enum MergeRule {
     Sum,
     /// KEYS: the parts' arrays are concatenated.
     Concat,
+    /// PUBSUB CHANNELS: the parts' arrays are concatenated, each element once.
+    Union,
+    /// PUBSUB NUMSUB: arrays of `name, count` pairs, counts summed pair by pair.
+    PairSum,
     /// SCRIPT LOAD: every part must give the same reply, which is the reply.
     Same,
     /// SCRIPT EXISTS: arrays of 0/1, combined position by position with AND.
@@ -92,6 +96,11 @@ pub fn fan_out_rule(name: &str) -> Option<MergeRule> {
         "script|load" => MergeRule::Same,
         "script|exists" => MergeRule::AllOf,
         "randomkey" => MergeRule::AnyValue { start: 0 },
+        "pubsub|channels" | "pubsub|shardchannels" => MergeRule::Union,
+        "pubsub|numsub" | "pubsub|shardnumsub" => MergeRule::PairSum,
+        "pubsub|numpat" => MergeRule::Sum,
+        "function|load" | "function|list" => MergeRule::Same,
+        "function|delete" | "function|flush" | "function|restore" => MergeRule::AllOk,
         _ => return None,
     })
 }
@@ -228,7 +237,7 @@ pub fn merge(
             encode::integer(&mut out, total);
             out.freeze()
         }
-        MergeRule::Concat => {
+        MergeRule::Concat | MergeRule::Union => {
             let mut items = Vec::new();
             for reply in replies {
                 match parse_frame(reply, limits) {
@@ -236,10 +245,41 @@ pub fn merge(
                     _ => return unexpected(reply),
                 }
             }
+            if rule == MergeRule::Union {
+                let mut seen = std::collections::HashSet::new();
+                items.retain(|item| seen.insert(item.clone()));
+            }
             let mut out = BytesMut::new();
             encode::array_header(&mut out, items.len());
             for item in items {
                 item.encode(&mut out);
+            }
+            out.freeze()
+        }
+        MergeRule::PairSum => {
+            let mut pairs: Vec<(Frame, i64)> = Vec::new();
+            for reply in replies {
+                let Ok(Frame::Array(items)) = parse_frame(reply, limits) else {
+                    return unexpected(reply);
+                };
+                if items.len() % 2 != 0 || (!pairs.is_empty() && items.len() != pairs.len() * 2) {
+                    return unexpected(reply);
+                }
+                for (i, pair) in items.chunks_exact(2).enumerate() {
+                    let Some(count) = pair[1].as_int() else {
+                        return unexpected(reply);
+                    };
+                    match pairs.get_mut(i) {
+                        Some((_, total)) => *total = total.saturating_add(count),
+                        None => pairs.push((pair[0].clone(), count)),
+                    }
+                }
+            }
+            let mut out = BytesMut::new();
+            encode::array_header(&mut out, pairs.len() * 2);
+            for (name, count) in pairs {
+                name.encode(&mut out);
+                encode::integer(&mut out, count);
             }
             out.freeze()
         }

@@ -11,7 +11,7 @@ use super::reply::{bad_terminator, too_long};
 use super::{Limits, ParseError};
 
 /// A parsed reply tree (zero-copy slices).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Frame {
     /// A status reply, without `+` and CRLF.
     Simple(Bytes),

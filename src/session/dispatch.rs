@@ -14,11 +14,13 @@ use crate::resp::Request;
 use crate::slot::Slot;
 
 use super::local::{self, Local};
+use super::pinned::{Exclusive, Pinned};
+use super::pubsub::Sub;
 use super::{Merge, ReplyTarget, Session};
 
 /// How a request is served.
 #[derive(Debug, PartialEq, Eq)]
-enum Route {
+pub(super) enum Route {
     /// Answered by the proxy itself.
     Local(Local),
     /// Forwarded, unchanged, to the master of this slot; `readonly` if safe to resend.
@@ -34,6 +36,10 @@ enum Route {
         keys: SmallVec<[usize; 8]>,
         readonly: bool,
     },
+    /// Transactions, blocking commands, WAIT: session state and dedicated connections.
+    Pinned(Pinned),
+    /// SUBSCRIBE and the other subscription commands.
+    Sub(Sub),
     /// Refused; the reply says why.
     Refused(Bytes),
 }
@@ -41,8 +47,35 @@ enum Route {
 impl Session {
     /// Serve one request: its reply takes the next place in the session's reply queue.
     pub(super) fn dispatch(&mut self, request: Request, now: Instant) {
-        match route(request.args()) {
+        let route = route(request.args());
+        if self.tx.is_some() {
+            return self.in_transaction(request, route);
+        }
+        if self.subscribed() {
+            match route {
+                Route::Sub(_) | Route::Local(Local::Quit) | Route::Pinned(Pinned::Reset) => {}
+                Route::Local(Local::Ping) => {
+                    let reply = super::pubsub::subscribed_ping(request.args());
+                    return self.queue.push_ready(reply);
+                }
+                _ => {
+                    let name = request
+                        .args()
+                        .first()
+                        .map(|n| printable(n))
+                        .unwrap_or_default();
+                    return self.queue.push_ready(error(&format!(
+                        "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                        name.to_lowercase()
+                    )));
+                }
+            }
+        }
+        match route {
             Route::Slot { slot, readonly } => {
+                if !readonly {
+                    self.last_write = Some(slot);
+                }
                 let reply = self.queue.reserve();
                 self.forward(request.raw().clone(), reply, slot, readonly, now, None);
             }
@@ -93,6 +126,8 @@ impl Session {
                 let reply = local::run(cmd, request.args(), self);
                 self.queue.push_ready(reply);
             }
+            Route::Pinned(pinned) => self.pinned(request, pinned),
+            Route::Sub(sub) => self.subscription(request.args(), sub),
             Route::Refused(reply) => self.queue.push_ready(reply),
         }
     }
@@ -194,11 +229,19 @@ fn route(args: &[Bytes]) -> Route {
     if let Some(cmd) = Local::of(spec) {
         return Route::Local(cmd);
     }
-    if let Some(reason) = not_served(spec, args) {
-        return Route::Refused(error(&format!(
-            "ERR slotgate: '{}' {reason}",
-            printable(name)
-        )));
+    if let Some(pinned) = pinned_by_name(spec.name) {
+        return Route::Pinned(pinned);
+    }
+    if let Some(sub) = Sub::of(spec.name) {
+        return Route::Sub(sub);
+    }
+    if spec.name == "publish" {
+        // A cluster broadcasts PUBLISH to every node; the channel's slot names the node whose
+        // subscriber count the reply gives (where slotgate subscribes that channel).
+        return Route::Slot {
+            slot: Slot::of(&args[1]),
+            readonly: false,
+        };
     }
     let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
     if let Err(e) = spec.keys(args, &mut keys) {
@@ -223,7 +266,14 @@ fn route(args: &[Bytes]) -> Route {
             printable(name)
         )));
     };
-    if slots.any(|s| s != slot) {
+    let same_slot = !slots.any(|s| s != slot);
+    if same_slot && spec.name == "watch" {
+        return Route::Pinned(Pinned::Exclusive(Exclusive::Watch { slot }));
+    }
+    if same_slot && blocks(spec, args) {
+        return Route::Pinned(Pinned::Exclusive(Exclusive::Blocking { slot }));
+    }
+    if !same_slot {
         return match split::rule_of(spec.name) {
             // MSET with a key and no value: Redis' own check, which a split must not skip.
             Some((_, per_key)) if (args.len() - 1) % per_key != 0 => Route::Refused(error(
@@ -253,17 +303,54 @@ pub fn service(spec: &CommandSpec) -> (&'static str, String) {
     if Local::of(spec).is_some() {
         return ("local", "answered by the proxy itself".into());
     }
-    if spec.name == "xread" || spec.name == "xreadgroup" {
+    if let Some(pinned) = pinned_by_name(spec.name) {
+        let why = match pinned {
+            Pinned::Exclusive(Exclusive::Wait) => {
+                "on the master the client last wrote to: its replication offset, then ROLE \
+                 polled until enough replicas acknowledged it"
+            }
+            Pinned::Reset => "ends the transaction, the WATCH and every subscription",
+            _ => {
+                "transaction: queued by the proxy, run as MULTI…EXEC in one write on a dedicated \
+                 connection to the slot's master; commands must share one slot"
+            }
+        };
+        return ("pinned", why.into());
+    }
+    if Sub::of(spec.name).is_some() {
         return (
-            "routed",
-            "by its stream keys (all in one slot); with BLOCK refused: blocking is not served yet"
+            "pinned",
+            "subscription on a dedicated connection to the master of each channel's slot; \
+             confirmations counted by the proxy, re-subscribed after a failover"
                 .into(),
         );
     }
-    if let Some(reason) = not_served(spec, &[]) {
+    if spec.name == "publish" {
         return (
-            "refused",
-            reason.trim_start_matches("is not supported: ").into(),
+            "routed",
+            "by its channel's slot (the cluster broadcasts it to every node)".into(),
+        );
+    }
+    if spec.name == "watch" {
+        return (
+            "pinned",
+            "a dedicated connection to the keys' master, kept until EXEC/DISCARD/UNWATCH; keys \
+             in one slot"
+                .into(),
+        );
+    }
+    if spec.is_blocking() {
+        let what = if spec.name.starts_with("xread") {
+            "with BLOCK: "
+        } else {
+            ""
+        };
+        return (
+            "pinned",
+            format!(
+                "{what}alone on a dedicated connection to its keys' master (one slot), released \
+                 when it answers or the client leaves"
+            ),
         );
     }
     if spec.has_keys() {
@@ -298,31 +385,31 @@ fn rule_text(rule: MergeRule) -> &'static str {
         MergeRule::Concat => "concatenated",
         MergeRule::Same => "the same answer from all",
         MergeRule::AllOf => "true only where true on every master",
+        MergeRule::Union => "concatenated, duplicates removed",
+        MergeRule::PairSum => "counts summed per name",
         MergeRule::Scan { .. } => "cursor names the master",
         MergeRule::AnyValue { .. } => "a key from a master picked at random",
     }
 }
 
-/// Commands that have keys but need a connection of their own (transactions, blocking,
-/// pub/sub), which this version does not provide: refused rather than allowed to stall or
-/// corrupt a shared backend connection.
-fn not_served(spec: &CommandSpec, args: &[Bytes]) -> Option<&'static str> {
+/// Transaction and session commands, by table name.
+fn pinned_by_name(name: &str) -> Option<Pinned> {
+    Some(match name {
+        "multi" => Pinned::Multi,
+        "exec" => Pinned::Exclusive(Exclusive::Exec),
+        "discard" => Pinned::Discard,
+        "unwatch" => Pinned::Unwatch,
+        "reset" => Pinned::Reset,
+        "wait" => Pinned::Exclusive(Exclusive::Wait),
+        _ => return None,
+    })
+}
+
+/// A command that may block its connection: XREAD and XREADGROUP only with BLOCK.
+fn blocks(spec: &CommandSpec, args: &[Bytes]) -> bool {
     match spec.name {
-        "multi" | "exec" | "discard" | "watch" | "unwatch" => Some(
-            "is not supported: transactions (MULTI/EXEC/WATCH) are not served by this proxy yet",
-        ),
-        // XREAD and XREADGROUP only block with a BLOCK option.
-        "xread" | "xreadgroup" => args
-            .iter()
-            .any(|a| a.eq_ignore_ascii_case(b"block"))
-            .then_some(
-                "with BLOCK is not supported: blocking commands are not served by this proxy yet",
-            ),
-        _ if spec.is_blocking() => {
-            Some("is not supported: blocking commands are not served by this proxy yet")
-        }
-        _ if spec.is_pubsub() => Some("is not supported: pub/sub is not served by this proxy yet"),
-        _ => None,
+        "xread" | "xreadgroup" => args.iter().any(|a| a.eq_ignore_ascii_case(b"block")),
+        _ => spec.is_blocking(),
     }
 }
 
@@ -449,7 +536,7 @@ mod tests {
     }
 
     #[test]
-    fn keyless_and_pinned_commands_are_refused_by_name() {
+    fn keyless_commands_are_refused_and_pinned_ones_pinned() {
         assert!(refused(&["LASTSAVE"]).contains("'LASTSAVE' has no key"));
         assert!(matches!(
             route(&args(&["KEYS", "*"])),
@@ -458,9 +545,36 @@ mod tests {
                 ..
             }
         ));
-        assert!(refused(&["BLPOP", "l", "0"]).contains("blocking"));
-        assert!(refused(&["WATCH", "k"]).contains("transactions"));
-        assert!(refused(&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]).contains("BLOCK"));
+        let blocking = |slot: &[u8]| {
+            Route::Pinned(Pinned::Exclusive(Exclusive::Blocking {
+                slot: Slot::of(slot),
+            }))
+        };
+        assert_eq!(route(&args(&["BLPOP", "l", "0"])), blocking(b"l"));
+        assert_eq!(
+            route(&args(&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"])),
+            blocking(b"s")
+        );
+        assert!(refused(&["BLPOP", "a", "b", "0"]).starts_with("-CROSSSLOT"));
+        assert_eq!(
+            route(&args(&["WATCH", "{t}a", "{t}b"])),
+            Route::Pinned(Pinned::Exclusive(Exclusive::Watch {
+                slot: Slot::of(b"t")
+            }))
+        );
+        assert!(refused(&["WATCH", "a", "b"]).starts_with("-CROSSSLOT"));
+        assert_eq!(route(&args(&["MULTI"])), Route::Pinned(Pinned::Multi));
+        assert_eq!(
+            route(&args(&["PUBLISH", "ch", "m"])),
+            Route::Slot {
+                slot: Slot::of(b"ch"),
+                readonly: false
+            }
+        );
+        assert!(matches!(
+            route(&args(&["SUBSCRIBE", "a", "b"])),
+            Route::Sub(_)
+        ));
         assert_eq!(
             route(&args(&["XREAD", "COUNT", "1", "STREAMS", "s", "0"])),
             Route::Slot {

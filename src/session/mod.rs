@@ -14,7 +14,10 @@ mod cluster_view;
 mod dispatch;
 mod local;
 mod merge;
+mod pinned;
+mod pubsub;
 mod queue;
+mod wait;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -24,8 +27,12 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::resp::RequestDecoder;
+use crate::resp::{Request, RequestDecoder};
+use crate::slot::Slot;
 use crate::worker::Worker;
+
+use pinned::{Exclusive, Transaction, Watched};
+use pubsub::PubSub;
 
 pub use dispatch::service;
 pub use merge::Merge;
@@ -36,6 +43,9 @@ pub use queue::{ReplyQueue, ReplyTarget};
 const LARGE_REPLY: usize = 64 * 1024;
 /// Initial size of a session's read and write buffers.
 const BUFFER_SIZE: usize = 16 * 1024;
+/// While an exclusive request (a blocking command, EXEC …) runs, the client is still read, to
+/// notice it hanging up, but only up to this many unprocessed bytes.
+const READ_AHEAD_WHILE_PINNED: usize = 1024 * 1024;
 
 /// What the proxy knows about one client, for CLIENT and INFO.
 #[derive(Debug)]
@@ -61,6 +71,16 @@ pub(crate) struct Session {
     /// Stop reading: QUIT was received or the client broke the protocol. The session ends
     /// once every reply before that point has been written.
     closing: bool,
+    /// An exclusive request waiting for every earlier reply; nothing after it is dispatched.
+    deferred: Option<(Request, Exclusive)>,
+    /// The transaction being queued (after MULTI).
+    tx: Option<Transaction>,
+    /// The connection WATCH pinned.
+    watched: Option<Watched>,
+    /// The slot of the client's last write, for WAIT.
+    last_write: Option<Slot>,
+    /// Subscriptions, once the client subscribed.
+    pubsub: Option<PubSub>,
 }
 
 /// Serve one client until it disconnects, QUITs, or breaks the protocol.
@@ -79,6 +99,11 @@ pub async fn serve(mut stream: TcpStream, worker: Rc<Worker>, id: u64) {
         queue: ReplyQueue::new(),
         info,
         closing: false,
+        deferred: None,
+        tx: None,
+        watched: None,
+        last_write: None,
+        pubsub: None,
     };
     if let Err(e) = session.run(&mut stream).await {
         tracing::debug!(client = id, "client connection ended: {e}");
@@ -108,11 +133,20 @@ impl Session {
                 writer.write_all(&wbuf).await?;
                 wbuf.clear();
             }
+            if self.deferred.is_some() && self.queue.outstanding() == 0 {
+                if !self.run_deferred(&mut reader, &mut rbuf).await? {
+                    return Ok(()); // The client hung up meanwhile.
+                }
+                self.process(&mut rbuf);
+                continue;
+            }
             if self.closing && self.queue.outstanding() == 0 {
                 return Ok(());
             }
             // Backpressure: a client with this many replies owed is not read until it drains.
-            let may_read = !self.closing && self.queue.outstanding() < max_outstanding;
+            let may_read = !self.closing
+                && self.deferred.is_none()
+                && self.queue.outstanding() < max_outstanding;
             tokio::select! {
                 biased;
                 () = self.queue.wait_ready() => {}
@@ -126,11 +160,40 @@ impl Session {
         }
     }
 
-    /// Decode and dispatch every complete request in `buf`.
+    /// Run the deferred exclusive request and queue its reply, reading ahead from the client
+    /// meanwhile only to notice a hang-up. `false` if the client is gone (which drops the
+    /// dedicated connection and so releases the node).
+    async fn run_deferred(
+        &mut self,
+        reader: &mut tokio::net::tcp::ReadHalf<'_>,
+        rbuf: &mut BytesMut,
+    ) -> std::io::Result<bool> {
+        let Some((request, exclusive)) = self.deferred.take() else {
+            return Ok(true);
+        };
+        let reply = {
+            let run = self.exclusive(request, exclusive);
+            tokio::pin!(run);
+            loop {
+                tokio::select! {
+                    reply = &mut run => break reply,
+                    read = reader.read_buf(rbuf), if rbuf.len() < READ_AHEAD_WHILE_PINNED => {
+                        if read? == 0 {
+                            return Ok(false);
+                        }
+                    }
+                }
+            }
+        };
+        self.queue.push_ready(reply);
+        Ok(true)
+    }
+
+    /// Decode and dispatch every complete request in `buf`, up to an exclusive one.
     fn process(&mut self, buf: &mut BytesMut) {
         let now = tokio::time::Instant::now();
         let mut count = 0u64;
-        while !self.closing {
+        while !self.closing && self.deferred.is_none() {
             match self.decoder.decode(buf) {
                 Ok(Some(request)) => {
                     count += 1;

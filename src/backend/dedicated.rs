@@ -1,0 +1,175 @@
+//! Dedicated backend connections: one client's exclusive line to one node, for what cannot
+//! share the pipelined connections — blocking commands, transactions with WATCH, pub/sub.
+//!
+//! A dedicated connection is plain request/reply in order, owned by one session (or one
+//! pub/sub link task) at a time. A connection left in a clean state (no WATCH, not subscribed,
+//! no reply outstanding) goes back to its worker's [`IdleConns`] for the next client; any other
+//! is closed by dropping it, which is also how a disconnecting client releases a node blocked
+//! on its behalf.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::resp::{Limits, Reply, ReplyDecoder};
+
+use super::BackendError;
+
+/// Idle dedicated connections a worker keeps per node.
+const IDLE_PER_NODE: usize = 8;
+
+/// One exclusive connection to a node.
+#[derive(Debug)]
+pub struct DedicatedConn {
+    addr: Arc<str>,
+    stream: TcpStream,
+    buf: BytesMut,
+    decoder: ReplyDecoder,
+}
+
+impl DedicatedConn {
+    /// Connect to `addr` within `timeout`.
+    pub async fn connect(
+        addr: Arc<str>,
+        timeout: Duration,
+        limits: Limits,
+    ) -> Result<DedicatedConn, BackendError> {
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(&*addr)).await {
+            Err(_) => {
+                return Err(BackendError::ConnectTimeout {
+                    addr: addr.to_string(),
+                    ms: timeout.as_millis() as u64,
+                })
+            }
+            Ok(Err(e)) => {
+                return Err(BackendError::Connect {
+                    addr: addr.to_string(),
+                    reason: e.to_string(),
+                })
+            }
+            Ok(Ok(stream)) => stream,
+        };
+        let _ = stream.set_nodelay(true);
+        Ok(DedicatedConn {
+            addr,
+            stream,
+            buf: BytesMut::with_capacity(4096),
+            decoder: ReplyDecoder::new(limits),
+        })
+    }
+
+    /// The node this connection goes to.
+    pub fn addr(&self) -> &Arc<str> {
+        &self.addr
+    }
+
+    /// Write `bytes` (one or more complete requests).
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), BackendError> {
+        self.stream
+            .write_all(bytes)
+            .await
+            .map_err(|e| self.lost(e.to_string()))
+    }
+
+    /// The next reply, however long it takes (callers bound the wait where they need to).
+    /// Cancel-safe: a reply partly read stays buffered for the next call.
+    pub async fn read(&mut self) -> Result<Reply, BackendError> {
+        loop {
+            match self.decoder.decode(&mut self.buf) {
+                Ok(Some(reply)) => return Ok(reply),
+                Ok(None) => {}
+                Err(source) => {
+                    return Err(BackendError::Protocol {
+                        addr: self.addr.to_string(),
+                        source,
+                    })
+                }
+            }
+            if let Some(needed) = self.decoder.needed() {
+                self.buf.reserve(needed.saturating_sub(self.buf.len()));
+            }
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(0) => return Err(self.lost("closed by the node".into())),
+                Ok(_) => {}
+                Err(e) => return Err(self.lost(e.to_string())),
+            }
+        }
+    }
+
+    /// Write `bytes` and read `replies` replies.
+    pub async fn call(&mut self, bytes: &[u8], replies: usize) -> Result<Vec<Reply>, BackendError> {
+        self.write(bytes).await?;
+        let mut out = Vec::with_capacity(replies);
+        for _ in 0..replies {
+            out.push(self.read().await?);
+        }
+        Ok(out)
+    }
+
+    /// True when nothing unread is buffered (safe to hand to another client).
+    pub fn is_quiet(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// True unless the node has closed the connection (or sent something unasked) while it
+    /// sat idle. Checked before an idle connection is reused, so a write is never sent into a
+    /// connection that is already gone.
+    pub fn still_open(&mut self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(
+            self.stream.try_read(&mut probe),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        )
+    }
+
+    fn lost(&self, reason: String) -> BackendError {
+        BackendError::Lost {
+            addr: self.addr.to_string(),
+            reason,
+        }
+    }
+}
+
+/// A worker's idle dedicated connections, by node.
+#[derive(Debug, Default)]
+pub struct IdleConns {
+    by_addr: HashMap<Arc<str>, Vec<DedicatedConn>>,
+}
+
+impl IdleConns {
+    /// An idle connection to `addr` that is still open, if there is one.
+    pub fn take(&mut self, addr: &str) -> Option<DedicatedConn> {
+        let idle = self.by_addr.get_mut(addr)?;
+        while let Some(mut conn) = idle.pop() {
+            if conn.still_open() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Keep `conn` for reuse (it must be in a clean state), or close it if enough are idle.
+    pub fn put(&mut self, conn: DedicatedConn) {
+        if !conn.is_quiet() {
+            return;
+        }
+        let idle = self.by_addr.entry(Arc::clone(&conn.addr)).or_default();
+        if idle.len() < IDLE_PER_NODE {
+            idle.push(conn);
+        }
+    }
+
+    /// Idle connections held, over all nodes.
+    pub fn len(&self) -> usize {
+        self.by_addr.values().map(Vec::len).sum()
+    }
+
+    /// True when no connection is idle.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

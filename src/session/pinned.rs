@@ -1,0 +1,548 @@
+//! What the shared pipelined connections cannot carry: transactions (MULTI … EXEC, WATCH),
+//! blocking commands and WAIT. These run on dedicated backend connections.
+//!
+//! ```text
+//!  MULTI            → the session queues commands itself (+QUEUED), checking each is in the
+//!                     transaction's slot (CROSSSLOT + EXECABORT otherwise, as Redis does)
+//!  EXEC             → MULTI + queued + EXEC in one write, on a dedicated connection to the
+//!                     slot's master (the WATCH connection if there is one)
+//!  WATCH            → a dedicated connection, pinned to the session until EXEC/DISCARD/UNWATCH
+//!  BLPOP, XREAD BLOCK … → alone on a dedicated connection; released when it answers
+//! ```
+//!
+//! Ordering: an *exclusive* request (EXEC, WATCH, blocking, WAIT) starts only once every
+//! earlier request of the session has its reply, and nothing after it is dispatched until it
+//! has its own, exactly the order one Redis connection gives. While it waits the session keeps
+//! reading (up to a bound) only to notice a client that hangs up: that drops the dedicated
+//! connection, which releases whatever the node was blocking on the client's behalf.
+//!
+//! Redirects: a MOVED/ASK/TRYAGAIN answer to a blocking command or to any command of a
+//! transaction means the node executed nothing (a transaction gets EXECABORT), so the whole
+//! request is sent again where it belongs. With WATCH that would lose the watch, so EXEC then
+//! answers a null array, the reply for "a watched key changed", and the client retries.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::time::Instant;
+
+use crate::backend::dedicated::DedicatedConn;
+use crate::backend::redirect::Redirect;
+use crate::backend::BackendError;
+use crate::resp::{Reply, Request};
+use crate::slot::Slot;
+use crate::worker::Worker;
+
+use super::dispatch::{error, printable, Route};
+use super::local::Local;
+use super::Session;
+
+const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
+const EXEC: &[u8] = b"*1\r\n$4\r\nEXEC\r\n";
+const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
+const UNWATCH: &[u8] = b"*1\r\n$7\r\nUNWATCH\r\n";
+const OK: &[u8] = b"+OK\r\n";
+const QUEUED: &[u8] = b"+QUEUED\r\n";
+const NULL_ARRAY: &[u8] = b"*-1\r\n";
+const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
+const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+/// Longest pause between two attempts while a slot is unavailable.
+const RETRY_CAP: Duration = Duration::from_millis(100);
+
+/// Commands that change the session's state rather than being forwarded one by one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pinned {
+    /// MULTI: start queueing.
+    Multi,
+    /// DISCARD: drop the queued transaction.
+    Discard,
+    /// UNWATCH: release the WATCH connection.
+    Unwatch,
+    /// RESET: back to a fresh connection's state.
+    Reset,
+    /// Needs the session alone; see [`Exclusive`].
+    Exclusive(Exclusive),
+}
+
+/// Requests that run alone on a dedicated connection, in the session's request order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Exclusive {
+    /// EXEC of the queued transaction.
+    Exec,
+    /// WATCH of keys in `slot`.
+    Watch {
+        /// The slot of every watched key.
+        slot: Slot,
+    },
+    /// A blocking command whose keys are in `slot`.
+    Blocking {
+        /// The slot of its keys.
+        slot: Slot,
+    },
+    /// WAIT for replicas to acknowledge this client's writes.
+    Wait,
+}
+
+/// A transaction being queued, between MULTI and EXEC.
+#[derive(Debug, Default)]
+pub(super) struct Transaction {
+    queued: Vec<Bytes>,
+    slot: Option<Slot>,
+    /// A command was refused while queueing: EXEC answers EXECABORT.
+    failed: bool,
+}
+
+/// The connection WATCH pinned and the slot it watches. `conn` is `None` once the watch is
+/// known to be void (its slot moved, or the connection broke): EXEC then fails as if a
+/// watched key had changed.
+#[derive(Debug)]
+pub(super) struct Watched {
+    conn: Option<DedicatedConn>,
+    slot: Slot,
+}
+
+impl Session {
+    /// Serve a transaction or blocking command outside MULTI. Exclusive ones are deferred to
+    /// the session loop, which runs them once earlier replies are in.
+    pub(super) fn pinned(&mut self, request: Request, pinned: Pinned) {
+        match pinned {
+            Pinned::Multi => {
+                self.tx = Some(Transaction::default());
+                self.queue.push_ready(Bytes::from_static(OK));
+            }
+            Pinned::Discard => self.queue.push_ready(error("ERR DISCARD without MULTI")),
+            Pinned::Unwatch => {
+                self.release_watch();
+                self.queue.push_ready(Bytes::from_static(OK));
+            }
+            Pinned::Reset => {
+                self.reset();
+                self.queue.push_ready(Bytes::from_static(b"+RESET\r\n"));
+            }
+            Pinned::Exclusive(Exclusive::Exec) => {
+                self.queue.push_ready(error("ERR EXEC without MULTI"))
+            }
+            Pinned::Exclusive(exclusive) => self.deferred = Some((request, exclusive)),
+        }
+    }
+
+    /// Between MULTI and EXEC: queue the request (checking it belongs to the transaction's
+    /// slot) or act on it at once, as Redis does for EXEC, DISCARD, MULTI, WATCH, QUIT, RESET.
+    pub(super) fn in_transaction(&mut self, request: Request, route: Route) {
+        let Some(tx) = self.tx.as_mut() else { return };
+        let reply = match route {
+            Route::Pinned(Pinned::Exclusive(Exclusive::Exec)) => {
+                self.deferred = Some((request, Exclusive::Exec));
+                return;
+            }
+            Route::Pinned(Pinned::Discard) => {
+                self.tx = None;
+                self.release_watch();
+                Bytes::from_static(OK)
+            }
+            Route::Pinned(Pinned::Reset) => {
+                self.reset();
+                Bytes::from_static(b"+RESET\r\n")
+            }
+            Route::Pinned(Pinned::Multi) => error("ERR MULTI calls can not be nested"),
+            Route::Pinned(Pinned::Exclusive(Exclusive::Watch { .. })) => {
+                error("ERR WATCH inside MULTI is not allowed")
+            }
+            Route::Local(Local::Quit) => {
+                self.closing = true;
+                Bytes::from_static(OK)
+            }
+            // EXEC unwatches anyway; nothing to queue.
+            Route::Pinned(Pinned::Unwatch) => Bytes::from_static(QUEUED),
+            // Inside a transaction a blocking command does not block (Redis' rule).
+            Route::Slot { slot, .. }
+            | Route::Pinned(Pinned::Exclusive(Exclusive::Blocking { slot })) => {
+                let expected = tx.slot.or(self.watched.as_ref().map(|w| w.slot));
+                if expected.is_some_and(|s| s != slot) {
+                    tx.failed = true;
+                    error(CROSSSLOT)
+                } else {
+                    tx.slot = Some(slot);
+                    tx.queued.push(request.raw().clone());
+                    Bytes::from_static(QUEUED)
+                }
+            }
+            // Answered by the node inside EXEC like any queued command.
+            Route::Local(Local::Ping | Local::Echo | Local::Time) => {
+                tx.queued.push(request.raw().clone());
+                Bytes::from_static(QUEUED)
+            }
+            Route::Split { .. } => {
+                tx.failed = true;
+                error(CROSSSLOT)
+            }
+            Route::Refused(reply) => {
+                tx.failed = true;
+                reply
+            }
+            Route::Local(_)
+            | Route::FanOut { .. }
+            | Route::Scan
+            | Route::Sub(_)
+            | Route::Pinned(Pinned::Exclusive(Exclusive::Wait)) => {
+                tx.failed = true;
+                let name = request
+                    .args()
+                    .first()
+                    .map(|n| printable(n))
+                    .unwrap_or_default();
+                error(&format!(
+                    "ERR slotgate: '{name}' inside MULTI is not supported: a transaction runs on one node"
+                ))
+            }
+        };
+        self.queue.push_ready(reply);
+    }
+
+    /// Run an exclusive request; every earlier reply of the session has arrived.
+    pub(super) async fn exclusive(&mut self, request: Request, exclusive: Exclusive) -> Bytes {
+        match exclusive {
+            Exclusive::Exec => self.exec().await,
+            Exclusive::Watch { slot } => self.watch(request.raw(), slot).await,
+            Exclusive::Blocking { slot } => {
+                let bound =
+                    blocking_timeout(request.args()).map(|wait| wait + self.worker.request_timeout);
+                self.last_write = Some(slot);
+                match on_master(&self.worker, Some(slot), request.raw(), 1, bound).await {
+                    Ok((conn, replies)) => {
+                        self.worker.idle.borrow_mut().put(conn);
+                        last(replies)
+                    }
+                    Err(reply) => reply,
+                }
+            }
+            Exclusive::Wait => {
+                super::wait::wait(&self.worker, self.last_write, request.args()).await
+            }
+        }
+    }
+
+    async fn exec(&mut self) -> Bytes {
+        let Some(tx) = self.tx.take() else {
+            return error("ERR EXEC without MULTI");
+        };
+        let watched = self.watched.take();
+        if tx.failed {
+            self.release(watched);
+            return error(EXECABORT);
+        }
+        let mut payload = BytesMut::with_capacity(
+            MULTI.len() + EXEC.len() + tx.queued.iter().map(Bytes::len).sum::<usize>(),
+        );
+        payload.extend_from_slice(MULTI);
+        for command in &tx.queued {
+            payload.extend_from_slice(command);
+        }
+        payload.extend_from_slice(EXEC);
+        let replies = tx.queued.len() + 2;
+        let slot = tx.slot.or(watched.as_ref().map(|w| w.slot));
+        if slot.is_some() {
+            self.last_write = slot;
+        }
+        let timeout = self.worker.request_timeout;
+        match watched {
+            Some(Watched {
+                conn: Some(mut conn),
+                ..
+            }) => match exec_on(&mut conn, &payload, replies, timeout).await {
+                Ok(replies) => {
+                    self.worker.idle.borrow_mut().put(conn);
+                    if replies.iter().any(|r| redirect_of(r).is_some()) {
+                        // The watched slot moved: the watch is void, like a changed key.
+                        Bytes::from_static(NULL_ARRAY)
+                    } else {
+                        last(replies)
+                    }
+                }
+                Err(e) => e.to_reply(),
+            },
+            Some(Watched { conn: None, .. }) => Bytes::from_static(NULL_ARRAY),
+            None => match on_master(&self.worker, slot, &payload, replies, Some(timeout)).await {
+                Ok((conn, replies)) => {
+                    self.worker.idle.borrow_mut().put(conn);
+                    last(replies)
+                }
+                Err(reply) => reply,
+            },
+        }
+    }
+
+    async fn watch(&mut self, request: &Bytes, slot: Slot) -> Bytes {
+        let timeout = Some(self.worker.request_timeout);
+        if let Some(watched) = self.watched.as_mut() {
+            if watched.slot != slot {
+                return error(CROSSSLOT);
+            }
+            let Some(conn) = watched.conn.as_mut() else {
+                return Bytes::from_static(OK);
+            };
+            return match exec_on(conn, request, 1, self.worker.request_timeout).await {
+                Ok(replies) if replies.iter().any(|r| redirect_of(r).is_some()) => {
+                    watched.conn = None;
+                    Bytes::from_static(OK)
+                }
+                Ok(replies) => last(replies),
+                Err(e) => {
+                    watched.conn = None;
+                    e.to_reply()
+                }
+            };
+        }
+        match on_master(&self.worker, Some(slot), request, 1, timeout).await {
+            Ok((conn, replies)) => {
+                if !replies.iter().any(Reply::is_error) {
+                    self.watched = Some(Watched {
+                        conn: Some(conn),
+                        slot,
+                    });
+                }
+                last(replies)
+            }
+            Err(reply) => reply,
+        }
+    }
+
+    /// Back to a fresh connection's state (RESET): no transaction, no watch, no subscription.
+    fn reset(&mut self) {
+        self.tx = None;
+        self.release_watch();
+        self.unsubscribe_all();
+    }
+
+    fn release_watch(&mut self) {
+        let watched = self.watched.take();
+        self.release(watched);
+    }
+
+    /// Give a WATCH connection back to the worker's idle set once UNWATCH has cleared it.
+    fn release(&self, watched: Option<Watched>) {
+        let Some(mut conn) = watched.and_then(|w| w.conn) else {
+            return;
+        };
+        let worker = Rc::downgrade(&self.worker);
+        let timeout = self.worker.request_timeout;
+        tokio::task::spawn_local(async move {
+            if exec_on(&mut conn, UNWATCH, 1, timeout).await.is_ok() {
+                if let Some(worker) = worker.upgrade() {
+                    worker.idle.borrow_mut().put(conn);
+                }
+            }
+        });
+    }
+}
+
+/// Send `payload` (which draws `replies` replies) on a dedicated connection to the master of
+/// `slot` (any serving master when `None`), following MOVED/ASK and waiting out TRYAGAIN or
+/// CLUSTERDOWN until the request deadline. Each attempt's reading is bounded by `bound`.
+/// Returns the connection (clean, for reuse) and the replies, or the client's error reply.
+pub(super) async fn on_master(
+    worker: &Worker,
+    slot: Option<Slot>,
+    payload: &[u8],
+    replies: usize,
+    bound: Option<Duration>,
+) -> Result<(DedicatedConn, Vec<Reply>), Bytes> {
+    let deadline = Instant::now() + worker.request_timeout;
+    let mut node: Option<Arc<str>> = None;
+    let mut asking = false;
+    let mut redirects = 0u8;
+    let mut retries = 0u32;
+    loop {
+        let Some(addr) = node.take().or_else(|| master_of(worker, slot)) else {
+            worker.topology.request_refresh();
+            let slot = slot.map_or(0, Slot::get);
+            let reply = BackendError::SlotUnserved(slot).to_reply();
+            pause(deadline, &mut retries, reply).await?;
+            continue;
+        };
+        let mut conn = match lease(worker, &addr).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                worker.topology.request_refresh();
+                if !worker.policy.hold_when_down {
+                    return Err(e.to_reply());
+                }
+                pause(deadline, &mut retries, e.to_reply()).await?;
+                continue;
+            }
+        };
+        let sent: std::borrow::Cow<[u8]> = if asking {
+            [ASKING, payload].concat().into()
+        } else {
+            payload.into()
+        };
+        let expected = replies + usize::from(asking);
+        let mut got = bounded(bound, conn.call(&sent, expected), &addr)
+            .await
+            .map_err(|e| e.to_reply())?;
+        if asking {
+            got.remove(0);
+        }
+        let Some((redirect, raw)) = got
+            .iter()
+            .find_map(|r| redirect_of(r).map(|d| (d, r.raw().clone())))
+        else {
+            return Ok((conn, got));
+        };
+        // The node executed nothing (a transaction was aborted): the connection is clean.
+        worker.idle.borrow_mut().put(conn);
+        match redirect {
+            Redirect::Moved { slot, addr } | Redirect::Ask { slot, addr }
+                if redirects >= worker.policy.max_redirects =>
+            {
+                return Err(error(&format!(
+                    "ERR slotgate: too many redirects for slot {slot} (last to {addr})"
+                )));
+            }
+            Redirect::Moved { slot, addr } => {
+                worker.stats().moved();
+                worker.topology.patch_moved(slot, &addr);
+                worker.topology.request_refresh();
+                node = Some(addr);
+                asking = false;
+                redirects += 1;
+            }
+            Redirect::Ask { addr, .. } => {
+                worker.stats().asked();
+                node = Some(addr);
+                asking = true;
+                redirects += 1;
+            }
+            Redirect::TryAgain | Redirect::Loading => {
+                worker.stats().try_again();
+                asking = false;
+                pause(deadline, &mut retries, raw).await?;
+            }
+            Redirect::ClusterDown | Redirect::MasterDown => {
+                worker.stats().try_again();
+                worker.topology.request_refresh();
+                asking = false;
+                pause(deadline, &mut retries, raw).await?;
+            }
+        }
+    }
+}
+
+/// The master serving `slot`, or any serving master for `None`.
+fn master_of(worker: &Worker, slot: Option<Slot>) -> Option<Arc<str>> {
+    let table = worker.topology.table();
+    match slot {
+        Some(slot) => {
+            let shard = table.shard_of(slot)?;
+            table.shards().get(shard).map(|s| Arc::clone(&s.master))
+        }
+        None => table.serving_masters().into_iter().next().map(|(m, _)| m),
+    }
+}
+
+/// An idle dedicated connection to `addr`, or a new one.
+pub(super) async fn lease(worker: &Worker, addr: &Arc<str>) -> Result<DedicatedConn, BackendError> {
+    if let Some(conn) = worker.idle.borrow_mut().take(addr) {
+        return Ok(conn);
+    }
+    DedicatedConn::connect(Arc::clone(addr), worker.connect_timeout, worker.limits).await
+}
+
+/// Wait before another attempt, or give up with `reply` if the deadline would pass first.
+async fn pause(deadline: Instant, retries: &mut u32, reply: Bytes) -> Result<(), Bytes> {
+    let wait = Duration::from_millis(5)
+        .saturating_mul(1 << (*retries).min(8))
+        .min(RETRY_CAP);
+    if Instant::now() + wait >= deadline {
+        return Err(reply);
+    }
+    *retries += 1;
+    tokio::time::sleep(wait).await;
+    Ok(())
+}
+
+/// Await `call`, bounded by `bound` if given.
+pub(super) async fn bounded<T>(
+    bound: Option<Duration>,
+    call: impl std::future::Future<Output = Result<T, BackendError>>,
+    addr: &str,
+) -> Result<T, BackendError> {
+    match bound {
+        None => call.await,
+        Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+            Err(BackendError::Timeout {
+                addr: addr.to_string(),
+                ms: limit.as_millis() as u64,
+            })
+        }),
+    }
+}
+
+/// `call` on `conn`, bounded by `timeout`.
+async fn exec_on(
+    conn: &mut DedicatedConn,
+    payload: &[u8],
+    replies: usize,
+    timeout: Duration,
+) -> Result<Vec<Reply>, BackendError> {
+    let addr = Arc::clone(conn.addr());
+    bounded(Some(timeout), conn.call(payload, replies), &addr).await
+}
+
+fn redirect_of(reply: &Reply) -> Option<Redirect> {
+    reply.error_message().and_then(Redirect::classify)
+}
+
+fn last(mut replies: Vec<Reply>) -> Bytes {
+    replies
+        .pop()
+        .map(|r| r.raw().clone())
+        .unwrap_or_else(|| error("ERR slotgate: no reply"))
+}
+
+/// How long a blocking command may block, from its own arguments; `None` for "forever" (a
+/// zero timeout) or an argument the node will reject at once anyway.
+pub(super) fn blocking_timeout(args: &[Bytes]) -> Option<Duration> {
+    let name = args.first()?.to_ascii_lowercase();
+    let (value, unit_ms) = match &name[..] {
+        b"blmpop" | b"bzmpop" => (args.get(1)?, false),
+        b"xread" | b"xreadgroup" => {
+            let at = args.iter().position(|a| a.eq_ignore_ascii_case(b"block"))?;
+            (args.get(at + 1)?, true)
+        }
+        _ => (args.last()?, false),
+    };
+    let value: f64 = std::str::from_utf8(value).ok()?.parse().ok()?;
+    if !(value.is_finite() && value > 0.0) {
+        return None;
+    }
+    let seconds = if unit_ms { value / 1000.0 } else { value };
+    Duration::try_from_secs_f64(seconds).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resp::test_args as args;
+
+    #[test]
+    fn blocking_timeouts_come_from_the_right_argument() {
+        let t = |words: &[&str]| blocking_timeout(&args(words));
+        assert_eq!(
+            t(&["BLPOP", "a", "b", "1.5"]),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(t(&["BLPOP", "a", "0"]), None);
+        assert_eq!(
+            t(&["BLMPOP", "2", "1", "l", "LEFT"]),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            t(&["XREAD", "BLOCK", "250", "STREAMS", "s", "$"]),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(t(&["BRPOPLPUSH", "a", "b", "x"]), None);
+    }
+}
