@@ -244,7 +244,7 @@ fn route(args: &[Bytes]) -> Route {
         };
     }
     let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
-    if let Err(e) = spec.keys(args, &mut keys) {
+    if let Err(e) = spec.routing_args(args, &mut keys) {
         return Route::Refused(error(&format!("ERR {e}")));
     }
     let mut slots = keys

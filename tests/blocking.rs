@@ -1,0 +1,191 @@
+//! Blocking commands and WAIT: served on dedicated backend connections, so a client blocked
+//! for seconds never stalls anyone else; timeouts honoured; a client that hangs up releases
+//! the node.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Raw;
+use redis::aio::MultiplexedConnection;
+
+async fn q<T: redis::FromRedisValue>(
+    c: &mut MultiplexedConnection,
+    args: &[&str],
+) -> redis::RedisResult<T> {
+    let mut command = redis::cmd(args[0]);
+    for a in &args[1..] {
+        command.arg(*a);
+    }
+    command.query_async(c).await
+}
+
+/// A client of its own (not multiplexed), for commands that block.
+async fn own_client(addr: std::net::SocketAddr) -> MultiplexedConnection {
+    common::client(addr).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_clients_wake_on_push_and_stall_nobody() {
+    let setup = common::start();
+    let addr = setup.addr();
+    // 20 clients block on 20 lists spread over the masters.
+    let waiters: Vec<_> = (0..20)
+        .map(|i| {
+            tokio::spawn(async move {
+                let mut c = own_client(addr).await;
+                let got: Option<(String, String)> =
+                    q(&mut c, &["BLPOP", &format!("bl:{i}"), "10"]).await.unwrap();
+                got
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Meanwhile everyone else is served at full speed.
+    let c = &mut setup.client().await;
+    let started = Instant::now();
+    for i in 0..200 {
+        let _: () = q(c, &["SET", &format!("other:{i}"), "v"]).await.unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "other clients were stalled: {:?}",
+        started.elapsed()
+    );
+
+    for i in 0..20 {
+        let n: i64 = q(c, &["RPUSH", &format!("bl:{i}"), &format!("v{i}")])
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    for (i, waiter) in waiters.into_iter().enumerate() {
+        let got = waiter.await.unwrap();
+        assert_eq!(got, Some((format!("bl:{i}"), format!("v{i}"))));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_and_the_other_blocking_commands() {
+    let setup = common::start();
+    let c = &mut own_client(setup.addr()).await;
+    let started = Instant::now();
+    let got: Option<(String, String)> = q(c, &["BRPOP", "empty", "0.5"]).await.unwrap();
+    assert_eq!(got, None);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(450) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+
+    let _: () = q(c, &["RPUSH", "{m}src", "a", "b"]).await.unwrap();
+    let moved: String = q(c, &["BLMOVE", "{m}src", "{m}dst", "LEFT", "RIGHT", "1"])
+        .await
+        .unwrap();
+    assert_eq!(moved, "a");
+    let moved: String = q(c, &["BRPOPLPUSH", "{m}src", "{m}dst", "1"]).await.unwrap();
+    assert_eq!(moved, "b");
+    let popped: (String, Vec<String>) = q(c, &["BLMPOP", "1", "1", "{m}dst", "LEFT", "COUNT", "2"])
+        .await
+        .unwrap();
+    assert_eq!(popped, ("{m}dst".to_string(), vec!["b".into(), "a".into()]));
+
+    let _: () = q(c, &["ZADD", "z", "1", "one", "2", "two"]).await.unwrap();
+    let min: (String, String, String) = q(c, &["BZPOPMIN", "z", "1"]).await.unwrap();
+    assert_eq!(min, ("z".into(), "one".into(), "1".into()));
+    let max: (String, String, String) = q(c, &["BZPOPMAX", "z", "1"]).await.unwrap();
+    assert_eq!(max, ("z".into(), "two".into(), "2".into()));
+
+    // XREAD BLOCK wakes on XADD from another client.
+    let addr = setup.addr();
+    let reader = tokio::spawn(async move {
+        let mut c = own_client(addr).await;
+        let v: redis::Value = q(&mut c, &["XREAD", "BLOCK", "5000", "STREAMS", "st", "$"])
+            .await
+            .unwrap();
+        v
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let other = &mut setup.client().await;
+    let _: String = q(other, &["XADD", "st", "*", "f", "v"]).await.unwrap();
+    let v = tokio::time::timeout(Duration::from_secs(3), reader)
+        .await
+        .expect("XREAD BLOCK woke up")
+        .unwrap();
+    assert!(format!("{v:?}").contains("st"), "{v:?}");
+
+    // Keys in two slots: CROSSSLOT, as a cluster node says.
+    let e = q::<redis::Value>(c, &["BLPOP", "a", "b", "1"])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), redis::ErrorKind::CrossSlot, "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_order_holds_around_a_blocking_command() {
+    let setup = common::start();
+    let mut raw = Raw::connect(setup.addr());
+    // The push before BLPOP is applied first, so BLPOP finds the value at once; the GET after
+    // it runs after it, as on one Redis connection.
+    raw.send(b"RPUSH {p}l x\r\nBLPOP {p}l 0\r\nSET {p}k after\r\nGET {p}k\r\n");
+    let want = b":1\r\n*2\r\n$4\r\n{p}l\r\n$1\r\nx\r\n+OK\r\n$5\r\nafter\r\n";
+    assert_eq!(raw.read_exactly(want.len()), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_hangs_up_releases_the_node() {
+    let setup = common::start();
+    let key = "gone:list";
+    let port = setup
+        .cluster
+        .port_of_slot(slotgate::slot::Slot::of(key.as_bytes()).get())
+        .unwrap();
+    let mut master = common::client(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let blocked = |info: String| {
+        info.lines()
+            .find_map(|l| l.strip_prefix("blocked_clients:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap()
+    };
+    {
+        let mut raw = Raw::connect(setup.addr());
+        raw.send(format!("BLPOP {key} 0\r\n").as_bytes());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while blocked(q(&mut master, &["INFO", "clients"]).await.unwrap()) == 0 {
+            assert!(Instant::now() < deadline, "BLPOP never reached the node");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    } // The client hangs up.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while blocked(q(&mut master, &["INFO", "clients"]).await.unwrap()) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the node still blocks for a client that left"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // So a value pushed now stays in the list instead of going to nobody.
+    let c = &mut setup.client().await;
+    let _: () = q(c, &["RPUSH", key, "kept"]).await.unwrap();
+    assert_eq!(q::<i64>(c, &["LLEN", key]).await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_counts_replicas_that_have_the_write() {
+    let setup = common::start();
+    let c = &mut own_client(setup.addr()).await;
+    let _: () = q(c, &["SET", "waited", "v"]).await.unwrap();
+    // Each master has one replica: WAIT 1 sees it acknowledge the write.
+    let started = Instant::now();
+    let n: i64 = q(c, &["WAIT", "1", "5000"]).await.unwrap();
+    assert_eq!(n, 1);
+    assert!(started.elapsed() < Duration::from_secs(4));
+    // Asking for more replicas than exist waits out the timeout and says how many there were.
+    let started = Instant::now();
+    let n: i64 = q(c, &["WAIT", "2", "300"]).await.unwrap();
+    assert_eq!(n, 1);
+    assert!(started.elapsed() >= Duration::from_millis(290));
+    let e = q::<i64>(c, &["WAIT", "1", "-1"]).await.unwrap_err();
+    assert!(e.to_string().contains("timeout is negative"), "{e}");
+}
