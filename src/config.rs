@@ -25,6 +25,35 @@ pub struct Config {
     pub protocol: ProtocolConfig,
     /// Logging.
     pub log: LogConfig,
+    /// How particular commands are served.
+    pub commands: CommandsConfig,
+}
+
+/// How particular commands are served.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct CommandsConfig {
+    /// Serve FLUSHALL and FLUSHDB (sent to every master). `false` refuses them with an error.
+    pub allow_flush: bool,
+    /// Where EVAL/EVALSHA/FCALL without keys run: `"random"` (a different master each time)
+    /// or one node's `HOST:PORT`.
+    pub keyless_scripts: String,
+}
+
+impl Default for CommandsConfig {
+    fn default() -> Self {
+        CommandsConfig {
+            allow_flush: true,
+            keyless_scripts: "random".into(),
+        }
+    }
+}
+
+impl CommandsConfig {
+    /// The node key-less scripts are pinned to, if one is configured.
+    pub fn keyless_scripts_node(&self) -> Option<&str> {
+        (self.keyless_scripts != "random").then_some(self.keyless_scripts.as_str())
+    }
 }
 
 /// The client-facing side.
@@ -268,6 +297,11 @@ impl Config {
 
         if let Err(m) = check_host_port(&self.proxy.listen) {
             fail("proxy.listen", m);
+        }
+        if let Some(node) = self.commands.keyless_scripts_node() {
+            if let Err(m) = check_host_port(node) {
+                fail("commands.keyless_scripts", format!("\"random\" or {m}"));
+            }
         }
         if self.proxy.workers > 1024 {
             fail(

@@ -13,25 +13,34 @@ const SECTIONS: &[(&str, bool)] = &[
     ("clients", true),
     ("stats", true),
     ("proxy", true),
-    ("keyspace", true),
 ];
 
-/// Render `INFO [section …]`. Unknown section names are ignored, as Redis does.
+/// True when `INFO [section …]` asks for section `name` (`default` says whether plain INFO
+/// includes it).
+fn wanted(args: &[Bytes], name: &str, default: bool) -> bool {
+    if args.is_empty() {
+        return default;
+    }
+    args.iter().any(|a| {
+        a.eq_ignore_ascii_case(name.as_bytes())
+            || a.eq_ignore_ascii_case(b"all")
+            || a.eq_ignore_ascii_case(b"everything")
+            || (default && a.eq_ignore_ascii_case(b"default"))
+    })
+}
+
+/// True when `INFO [section …]` includes the keyspace section, which is summed over the
+/// masters (the caller asks them) rather than rendered here.
+pub fn wants_keyspace(args: &[Bytes]) -> bool {
+    wanted(args, "keyspace", true)
+}
+
+/// Render `INFO [section …]`, every section but keyspace (see [`wants_keyspace`]). Unknown
+/// section names are ignored, as Redis does.
 pub fn render(args: &[Bytes], worker: &Worker) -> String {
-    let wanted = |name: &str, default: bool| {
-        if args.is_empty() {
-            return default;
-        }
-        args.iter().any(|a| {
-            a.eq_ignore_ascii_case(name.as_bytes())
-                || a.eq_ignore_ascii_case(b"all")
-                || a.eq_ignore_ascii_case(b"everything")
-                || (default && a.eq_ignore_ascii_case(b"default"))
-        })
-    };
     let mut out = String::new();
     for &(name, default) in SECTIONS {
-        if wanted(name, default) {
+        if wanted(args, name, default) {
             if !out.is_empty() {
                 out.push_str("\r\n");
             }
@@ -94,8 +103,6 @@ fn section(name: &str, worker: &Worker, out: &mut String) {
                 kv(out, &format!("master{i}"), &shard.master);
             }
         }
-        // Summing the backends' keyspaces needs fan-out, which this version does not do.
-        "keyspace" => out.push_str("# Keyspace\r\n"),
         _ => {}
     }
 }

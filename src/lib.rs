@@ -12,6 +12,7 @@ pub mod demo;
 pub mod info;
 pub mod resp;
 pub mod router;
+pub mod scripts;
 pub mod server;
 pub mod session;
 pub mod slot;

@@ -127,6 +127,9 @@ impl Worker {
         let now = Instant::now();
         metrics::counter!("slotgate_redirects_total", "kind" => redirect.kind()).increment(1);
         match redirect {
+            Redirect::NoScript if out.redirects >= self.policy.max_redirects => {
+                self.fail(out, reply);
+            }
             Redirect::Moved { slot, addr } | Redirect::Ask { slot, addr }
                 if out.redirects >= self.policy.max_redirects =>
             {
@@ -155,6 +158,34 @@ impl Worker {
                 out.asking = false;
                 self.retry_later(out, reply, now);
             }
+            Redirect::NoScript => {
+                let script = self.script_of(&out.request);
+                let (Some(body), Some(node)) = (script, out.node.clone()) else {
+                    return out.reply.fill(reply);
+                };
+                out.redirects += 1;
+                let load = Outbound {
+                    request: crate::resp::Request::from_args([
+                        Bytes::from_static(b"SCRIPT"),
+                        Bytes::from_static(b"LOAD"),
+                        body,
+                    ])
+                    .raw()
+                    .clone(),
+                    reply: crate::session::ReplyTarget::discard(),
+                    slot: out.slot,
+                    node: Some(Arc::clone(&node)),
+                    client_id: out.client_id,
+                    deadline: out.deadline,
+                    redirects: out.redirects,
+                    retries: 0,
+                    readonly: false,
+                    asking: false,
+                };
+                // Same connection (same client id): the load runs before the resend.
+                self.send_to(&node, load, now);
+                self.send_to(&node, out, now);
+            }
             Redirect::ClusterDown | Redirect::MasterDown => {
                 self.stats().try_again();
                 self.topology.request_refresh();
@@ -162,6 +193,22 @@ impl Worker {
                 self.retry_later(out, reply, now);
             }
         }
+    }
+}
+
+impl Worker {
+    /// The body of the script an EVALSHA / EVALSHA_RO request names, if the proxy has seen it.
+    fn script_of(&self, request: &Bytes) -> Option<Bytes> {
+        let mut buf = bytes::BytesMut::from(&request[..]);
+        let request = crate::resp::RequestDecoder::new(self.limits)
+            .decode(&mut buf)
+            .ok()??;
+        let args = request.args();
+        let name = args.first()?.to_ascii_lowercase();
+        if name != b"evalsha" && name != b"evalsha_ro" {
+            return None;
+        }
+        self.scripts.body(args.get(1)?)
     }
 }
 

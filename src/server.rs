@@ -16,6 +16,7 @@ use socket2::{Domain, Socket, Type};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{self, Config, ConfigErrors};
+use crate::scripts::ScriptCache;
 use crate::stats::ProxyStats;
 use crate::topology::{Topology, TopologyError};
 use crate::worker::{self, NewClient};
@@ -56,6 +57,7 @@ impl Proxy {
         let topology = Topology::new(&config);
         let workers = config.effective_workers();
         let stats = Arc::new(ProxyStats::new(workers, local_addr));
+        let scripts = Arc::new(ScriptCache::new());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut handle = ProxyHandle {
             local_addr,
@@ -68,16 +70,18 @@ impl Proxy {
         for index in 0..workers {
             let (tx, rx) = mpsc::unbounded_channel();
             senders.push(tx);
-            let (config, topology, stats, stop) = (
+            let (config, topology, stats, scripts, stop) = (
                 config.clone(),
                 Arc::clone(&topology),
                 Arc::clone(&stats),
+                Arc::clone(&scripts),
                 shutdown_rx.clone(),
             );
             let thread = std::thread::Builder::new()
                 .name(format!("slotgate-worker-{index}"))
                 .spawn(move || {
-                    if let Err(e) = worker::run(index, &config, topology, stats, rx, stop) {
+                    if let Err(e) = worker::run(index, &config, topology, stats, scripts, rx, stop)
+                    {
                         tracing::error!("worker {index} failed to start: {e}");
                     }
                 })?;

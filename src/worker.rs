@@ -14,6 +14,7 @@ use crate::backend::{BackendPool, ConnSettings};
 use crate::config::{Config, WhenNodeDown};
 use crate::resp::Limits;
 use crate::router::{self, Held, RoutePolicy, WorkerHooks};
+use crate::scripts::ScriptCache;
 use crate::stats::{ProxyStats, WorkerStats};
 use crate::topology::Topology;
 
@@ -44,6 +45,12 @@ pub struct Worker {
     pub idle: RefCell<IdleConns>,
     /// Time allowed to open a backend connection.
     pub connect_timeout: Duration,
+    /// Script bodies seen, to answer NOSCRIPT after a failover.
+    pub scripts: Arc<ScriptCache>,
+    /// FLUSHALL / FLUSHDB are served.
+    pub allow_flush: bool,
+    /// The node key-less scripts run on (`None`: a random master).
+    pub keyless_scripts: Option<Arc<str>>,
 }
 
 impl Worker {
@@ -60,6 +67,7 @@ pub fn run(
     config: &Config,
     topology: Arc<Topology>,
     proxy: Arc<ProxyStats>,
+    scripts: Arc<ScriptCache>,
     mut clients: mpsc::UnboundedReceiver<NewClient>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -92,6 +100,9 @@ pub fn run(
         held: Held::default(),
         idle: RefCell::new(IdleConns::default()),
         connect_timeout: Duration::from_millis(config.backend.connect_timeout_ms),
+        scripts,
+        allow_flush: config.commands.allow_flush,
+        keyless_scripts: config.commands.keyless_scripts_node().map(Arc::from),
     });
     local.spawn_local(router::retry_loop(Rc::downgrade(&worker)));
     local.block_on(&runtime, async move {

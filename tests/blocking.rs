@@ -34,8 +34,9 @@ async fn blocked_clients_wake_on_push_and_stall_nobody() {
         .map(|i| {
             tokio::spawn(async move {
                 let mut c = own_client(addr).await;
-                let got: Option<(String, String)> =
-                    q(&mut c, &["BLPOP", &format!("bl:{i}"), "10"]).await.unwrap();
+                let got: Option<(String, String)> = q(&mut c, &["BLPOP", &format!("bl:{i}"), "10"])
+                    .await
+                    .unwrap();
                 got
             })
         })
@@ -84,7 +85,9 @@ async fn timeouts_and_the_other_blocking_commands() {
         .await
         .unwrap();
     assert_eq!(moved, "a");
-    let moved: String = q(c, &["BRPOPLPUSH", "{m}src", "{m}dst", "1"]).await.unwrap();
+    let moved: String = q(c, &["BRPOPLPUSH", "{m}src", "{m}dst", "1"])
+        .await
+        .unwrap();
     assert_eq!(moved, "b");
     let popped: (String, Vec<String>) = q(c, &["BLMPOP", "1", "1", "{m}dst", "LEFT", "COUNT", "2"])
         .await

@@ -37,6 +37,9 @@ fn render() -> String {
          - **split**: keys in several slots are split into one sub-request per slot and the\n  \
            replies merged as one Redis would answer.\n\
          - **fan-out**: sent to every master, replies merged.\n\
+         - **pinned**: needs a connection of its own (transactions, blocking commands,\n  \
+         pub/sub, WAIT): served on dedicated backend connections, never on the shared\n  \
+         pipelined ones.\n\
          - **refused**: a clear `-ERR` naming the command and why; nothing is sent to an\n  \
            arbitrary node.\n\n",
     );

@@ -32,7 +32,12 @@ fn confirmation(word: &str, name: &str, count: usize) -> String {
 }
 
 fn message(channel: &str, payload: &str) -> String {
-    format!("*3\r\n{}{}{}", bulk("message"), bulk(channel), bulk(payload))
+    format!(
+        "*3\r\n{}{}{}",
+        bulk("message"),
+        bulk(channel),
+        bulk(payload)
+    )
 }
 
 /// A subscriber's raw connection, read byte-exactly (replies may arrive in one read).
@@ -155,7 +160,12 @@ async fn channels_and_patterns_across_masters() {
     // Unsubscribing counts down; a message to a dropped channel no longer arrives.
     sub.send(format!("UNSUBSCRIBE {}\r\n", channels[0]).as_bytes());
     expect(&mut sub, &confirmation("unsubscribe", &channels[0], 3));
-    assert_eq!(q::<i64>(c, &["PUBLISH", &channels[0], "late"]).await.unwrap(), 0);
+    assert_eq!(
+        q::<i64>(c, &["PUBLISH", &channels[0], "late"])
+            .await
+            .unwrap(),
+        0
+    );
     sub.send(b"UNSUBSCRIBE\r\n");
     let rest = String::from_utf8_lossy(&sub.take(
         confirmation("unsubscribe", &channels[1], 2).len()
@@ -163,7 +173,10 @@ async fn channels_and_patterns_across_masters() {
     ))
     .into_owned();
     assert!(rest.contains(&bulk(&channels[1])) && rest.contains(&bulk(&channels[2])));
-    assert!(rest.contains(":2\r\n") && rest.ends_with(":1\r\n"), "{rest:?}");
+    assert!(
+        rest.contains(":2\r\n") && rest.ends_with(":1\r\n"),
+        "{rest:?}"
+    );
     sub.send(b"PUNSUBSCRIBE\r\n");
     expect(&mut sub, &confirmation("punsubscribe", "news.*", 0));
     // Out of subscribed mode: ordinary commands again.
@@ -218,12 +231,18 @@ async fn redis_crate_pubsub_client() {
             .await
             .expect("message in time")
             .expect("stream open");
-        got.push((msg.get_channel_name().to_string(), msg.get_payload::<String>().unwrap()));
+        got.push((
+            msg.get_channel_name().to_string(),
+            msg.get_payload::<String>().unwrap(),
+        ));
     }
     got.sort();
     assert_eq!(
         got,
-        [("crate-a".into(), "1".into()), ("crate-pz".into(), "2".into())]
+        [
+            ("crate-a".into(), "1".into()),
+            ("crate-pz".into(), "2".into())
+        ]
     );
 }
 

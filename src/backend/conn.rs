@@ -450,6 +450,14 @@ fn deliver(
         let Some(out) = pending.out else { continue };
         let redirect = reply.error_message().and_then(Redirect::classify);
         match redirect {
+            Some(Redirect::NoScript) => {
+                // The script must be loaded here, on this very node, before the resend.
+                let mut out = out;
+                out.node = Some(Arc::clone(&inner.addr));
+                inner
+                    .hooks
+                    .redirect(out, Redirect::NoScript, reply.raw().clone())
+            }
             Some(redirect) => inner.hooks.redirect(out, redirect, reply.raw().clone()),
             None => out.reply.fill(reply.raw().clone()),
         }

@@ -32,6 +32,9 @@ pub enum Redirect {
     Loading,
     /// `MASTERDOWN`: a replica lost its master.
     MasterDown,
+    /// `NOSCRIPT`: this node lacks the script an EVALSHA names (a promoted replica does: Redis
+    /// does not replicate scripts). Resent after loading the script, if the proxy knows it.
+    NoScript,
 }
 
 impl Redirect {
@@ -58,6 +61,7 @@ impl Redirect {
             b"CLUSTERDOWN" => Some(Redirect::ClusterDown),
             b"LOADING" => Some(Redirect::Loading),
             b"MASTERDOWN" => Some(Redirect::MasterDown),
+            b"NOSCRIPT" => Some(Redirect::NoScript),
             _ => None,
         }
     }
@@ -71,6 +75,7 @@ impl Redirect {
             Redirect::ClusterDown => "clusterdown",
             Redirect::Loading => "loading",
             Redirect::MasterDown => "masterdown",
+            Redirect::NoScript => "noscript",
         }
     }
 }

@@ -34,6 +34,10 @@ pub enum MergeRule {
     Union,
     /// PUBSUB NUMSUB: arrays of `name, count` pairs, counts summed pair by pair.
     PairSum,
+    /// INFO keyspace: each master's `dbN:keys=…,expires=…,avg_ttl=…` lines summed per
+    /// database. The merged result is the section's *text* (`# Keyspace\r\n…`), not RESP: the
+    /// caller embeds it in the proxy's own INFO reply.
+    Keyspace,
     /// SCRIPT LOAD: every part must give the same reply, which is the reply.
     Same,
     /// SCRIPT EXISTS: arrays of 0/1, combined position by position with AND.
@@ -103,6 +107,47 @@ pub fn fan_out_rule(name: &str) -> Option<MergeRule> {
         "function|delete" | "function|flush" | "function|restore" => MergeRule::AllOk,
         _ => return None,
     })
+}
+
+/// Sum INFO keyspace sections: keys and expires add up; avg_ttl is averaged weighted by the
+/// keys with an expiry.
+fn sum_keyspaces(texts: &[Bytes]) -> String {
+    use std::collections::BTreeMap;
+    let mut dbs: BTreeMap<u32, (u64, u64, u128)> = BTreeMap::new();
+    for text in texts {
+        for line in String::from_utf8_lossy(text).lines() {
+            let Some((db, fields)) = line.split_once(':') else {
+                continue;
+            };
+            let Some(Ok(index)) = db.strip_prefix("db").map(str::parse::<u32>) else {
+                continue;
+            };
+            let field = |name: &str| {
+                fields
+                    .split(',')
+                    .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            let entry = dbs.entry(index).or_default();
+            let expires = field("expires");
+            entry.0 += field("keys");
+            entry.1 += expires;
+            entry.2 += u128::from(field("avg_ttl")) * u128::from(expires);
+        }
+    }
+    let mut out = String::from("# Keyspace\r\n");
+    for (index, (keys, expires, weighted)) in dbs {
+        let avg_ttl = if expires == 0 {
+            0
+        } else {
+            weighted / u128::from(expires)
+        };
+        out.push_str(&format!(
+            "db{index}:keys={keys},expires={expires},avg_ttl={avg_ttl}\r\n"
+        ));
+    }
+    out
 }
 
 /// The same `request` for each master; `slots` holds one slot each master serves (it names
@@ -282,6 +327,16 @@ pub fn merge(
                 encode::integer(&mut out, count);
             }
             out.freeze()
+        }
+        MergeRule::Keyspace => {
+            let mut texts = Vec::with_capacity(replies.len());
+            for reply in replies {
+                match parse_frame(reply, limits) {
+                    Ok(Frame::Bulk(text)) => texts.push(text),
+                    _ => return unexpected(reply),
+                }
+            }
+            Bytes::from(sum_keyspaces(&texts))
         }
         MergeRule::Same => match replies.split_first() {
             Some((first, rest)) if rest.iter().all(|r| r == first) => first.clone(),

@@ -1,6 +1,7 @@
 //! Deciding how each request is served: answered locally, forwarded by its key's slot, or
 //! refused with an error that says why.
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -9,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::backend::conn::Outbound;
 use crate::command::split::{self, MergeRule};
-use crate::command::{self, CommandSpec};
+use crate::command::{self, CommandSpec, Flags};
 use crate::resp::Request;
 use crate::slot::Slot;
 
@@ -40,6 +41,13 @@ pub(super) enum Route {
     Pinned(Pinned),
     /// SUBSCRIBE and the other subscription commands.
     Sub(Sub),
+    /// EVAL and friends: by their keys' slot, or any master (or the configured node) when
+    /// they have none; `remember` keeps the body for NOSCRIPT recovery.
+    Script {
+        slot: Option<Slot>,
+        readonly: bool,
+        remember: bool,
+    },
     /// Refused; the reply says why.
     Refused(Bytes),
 }
@@ -94,6 +102,20 @@ impl Session {
                 }
             }
             Route::FanOut { rule, readonly } => {
+                let name = request.args().first().map(|n| n.to_ascii_lowercase());
+                let name = name.as_deref().unwrap_or_default();
+                if !self.worker.allow_flush && (name == b"flushall" || name == b"flushdb") {
+                    return self.queue.push_ready(error(&format!(
+                        "ERR slotgate: '{}' is disabled by configuration (commands.allow_flush)",
+                        printable(name).to_uppercase()
+                    )));
+                }
+                if rule == MergeRule::Same && name == b"script" {
+                    // SCRIPT LOAD: keep the body for NOSCRIPT recovery.
+                    if let Some(body) = request.args().get(2) {
+                        self.worker.scripts.remember(body);
+                    }
+                }
                 let rule = match rule {
                     // Start from a different master each time so every master's keys come up.
                     MergeRule::AnyValue { .. } => MergeRule::AnyValue {
@@ -115,20 +137,77 @@ impl Session {
                 }
                 let split = split::fan_out(&request, &slots, rule);
                 let merge = Merge::new(split, self.queue.reserve(), self.worker.limits);
-                for (index, (slot, master)) in slots.into_iter().zip(masters).enumerate() {
-                    let reply = ReplyTarget::part(&merge, index);
-                    let raw = request.raw().clone();
-                    self.forward(raw, reply, slot, readonly, now, Some(master));
+                self.fan_out(&merge, masters, readonly, now);
+            }
+            Route::Local(Local::Info) if crate::info::wants_keyspace(&request.args()[1..]) => {
+                let mut text = crate::info::render(&request.args()[1..], &self.worker);
+                if !text.is_empty() {
+                    text.push_str("\r\n");
                 }
+                let (masters, slots): (Vec<_>, Vec<Slot>) = self
+                    .worker
+                    .topology
+                    .table()
+                    .serving_masters()
+                    .into_iter()
+                    .unzip();
+                if masters.is_empty() {
+                    text.push_str("# Keyspace\r\n");
+                    return self.queue.push_ready(local::bulk(text.as_bytes()));
+                }
+                let info = Request::from_args([
+                    Bytes::from_static(b"INFO"),
+                    Bytes::from_static(b"keyspace"),
+                ]);
+                let split = split::fan_out(&info, &slots, MergeRule::Keyspace);
+                let target = self.queue.reserve();
+                let merge = Merge::with_text_prefix(split, target, self.worker.limits, text);
+                self.fan_out(&merge, masters, true, now);
             }
             Route::Scan => self.scan(&request, now),
             Route::Local(cmd) => {
                 let reply = local::run(cmd, request.args(), self);
                 self.queue.push_ready(reply);
             }
+            Route::Script {
+                slot,
+                readonly,
+                remember,
+            } => {
+                if remember {
+                    if let Some(body) = request.args().get(1) {
+                        self.worker.scripts.remember(body);
+                    }
+                }
+                if !readonly {
+                    self.last_write = slot.or(self.last_write);
+                }
+                let reply = self.queue.reserve();
+                let raw = request.raw().clone();
+                match (slot, self.worker.keyless_scripts.clone()) {
+                    (Some(slot), _) => self.forward(raw, reply, slot, readonly, now, None),
+                    (None, Some(node)) => {
+                        self.forward(raw, reply, Slot::ZERO, readonly, now, Some(node))
+                    }
+                    (None, None) => {
+                        let pick = self.worker.stats().next_pick();
+                        let slot = Slot::spread(pick);
+                        self.forward(raw, reply, slot, readonly, now, None)
+                    }
+                }
+            }
             Route::Pinned(pinned) => self.pinned(request, pinned),
             Route::Sub(sub) => self.subscription(request.args(), sub),
             Route::Refused(reply) => self.queue.push_ready(reply),
+        }
+    }
+
+    /// Send each part of `merge` to its master.
+    fn fan_out(&self, merge: &Rc<Merge>, masters: Vec<Arc<str>>, readonly: bool, now: Instant) {
+        for (index, (part, master)) in merge.split().parts.iter().zip(masters).enumerate() {
+            let reply = ReplyTarget::part(merge, index);
+            let raw = part.raw.clone();
+            self.forward(raw, reply, part.slot, readonly, now, Some(master));
         }
     }
 
@@ -229,13 +308,17 @@ fn route(args: &[Bytes]) -> Route {
     if let Some(cmd) = Local::of(spec) {
         return Route::Local(cmd);
     }
-    if let Some(pinned) = pinned_by_name(spec.name) {
-        return Route::Pinned(pinned);
+    // One flag test keeps the name comparisons below off the path of GET, SET and the like.
+    let special = spec.flags.intersects(SPECIAL);
+    if special {
+        if let Some(pinned) = pinned_by_name(spec.name) {
+            return Route::Pinned(pinned);
+        }
+        if let Some(sub) = Sub::of(spec.name) {
+            return Route::Sub(sub);
+        }
     }
-    if let Some(sub) = Sub::of(spec.name) {
-        return Route::Sub(sub);
-    }
-    if spec.name == "publish" {
+    if special && spec.name == "publish" {
         // A cluster broadcasts PUBLISH to every node; the channel's slot names the node whose
         // subscriber count the reply gives (where slotgate subscribes that channel).
         return Route::Slot {
@@ -252,6 +335,13 @@ fn route(args: &[Bytes]) -> Route {
         .filter_map(|&i| args.get(i))
         .map(|k| Slot::of(k));
     let Some(slot) = slots.next() else {
+        if special && is_script(spec.name) {
+            return Route::Script {
+                slot: None,
+                readonly: spec.is_readonly(),
+                remember: remembers_body(spec.name),
+            };
+        }
         if spec.name == "scan" {
             return Route::Scan;
         }
@@ -267,11 +357,20 @@ fn route(args: &[Bytes]) -> Route {
         )));
     };
     let same_slot = !slots.any(|s| s != slot);
-    if same_slot && spec.name == "watch" {
-        return Route::Pinned(Pinned::Exclusive(Exclusive::Watch { slot }));
-    }
-    if same_slot && blocks(spec, args) {
-        return Route::Pinned(Pinned::Exclusive(Exclusive::Blocking { slot }));
+    if special && same_slot {
+        if spec.name == "watch" {
+            return Route::Pinned(Pinned::Exclusive(Exclusive::Watch { slot }));
+        }
+        if blocks(spec, args) {
+            return Route::Pinned(Pinned::Exclusive(Exclusive::Blocking { slot }));
+        }
+        if remembers_body(spec.name) {
+            return Route::Script {
+                slot: Some(slot),
+                readonly: spec.is_readonly(),
+                remember: true,
+            };
+        }
     }
     if !same_slot {
         return match split::rule_of(spec.name) {
@@ -300,6 +399,12 @@ fn route(args: &[Bytes]) -> Route {
 /// `split`, `fan-out`, `refused`) and a short reason. Derived from the same rules as [`route`],
 /// so the document cannot drift from the behaviour.
 pub fn service(spec: &CommandSpec) -> (&'static str, String) {
+    if spec.name == "info" {
+        return (
+            "local",
+            "the proxy's own sections; keyspace summed over the masters".into(),
+        );
+    }
     if Local::of(spec).is_some() {
         return ("local", "answered by the proxy itself".into());
     }
@@ -353,7 +458,24 @@ pub fn service(spec: &CommandSpec) -> (&'static str, String) {
             ),
         );
     }
-    if spec.has_keys() {
+    if spec.name == "scan" {
+        return (
+            "fan-out",
+            "one master after the other with one cursor (its low 10 bits name the master); \
+             a key on one master for the whole scan is returned"
+                .into(),
+        );
+    }
+    if is_script(spec.name) {
+        return (
+            "routed",
+            "by its keys (one slot); without keys to a random master, or to \
+             `commands.keyless_scripts`; NOSCRIPT answered by loading the script the proxy saw"
+                .into(),
+        );
+    }
+    // `not_key` specs (SPUBLISH's channel) route by slot just like keys.
+    if !spec.key_specs.is_empty() {
         return match split::rule_of(spec.name) {
             Some((rule, _)) => (
                 "split",
@@ -387,9 +509,27 @@ fn rule_text(rule: MergeRule) -> &'static str {
         MergeRule::AllOf => "true only where true on every master",
         MergeRule::Union => "concatenated, duplicates removed",
         MergeRule::PairSum => "counts summed per name",
+        MergeRule::Keyspace => "keys and expiries summed per database",
         MergeRule::Scan { .. } => "cursor names the master",
         MergeRule::AnyValue { .. } => "a key from a master picked at random",
     }
+}
+
+/// Flags of every command [`route`] treats by name: transactions, WAIT, WATCH, RESET and
+/// scripts (`noscript`), pub/sub, blocking commands.
+const SPECIAL: Flags = Flags::NOSCRIPT.union(Flags::PUBSUB).union(Flags::BLOCKING);
+
+/// EVAL / EVALSHA / FCALL and their read-only forms.
+fn is_script(name: &str) -> bool {
+    matches!(
+        name,
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+    )
+}
+
+/// Commands that carry a script body the proxy keeps for NOSCRIPT recovery.
+fn remembers_body(name: &str) -> bool {
+    name == "eval" || name == "eval_ro"
 }
 
 /// Transaction and session commands, by table name.

@@ -119,7 +119,8 @@ pub(super) fn run(cmd: Local, args: &[Bytes], session: &mut Session) -> Bytes {
     }
 }
 
-fn bulk(data: &[u8]) -> Bytes {
+/// A bulk string reply.
+pub(super) fn bulk(data: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(data.len() + 16);
     encode::bulk(&mut out, data);
     out.freeze()

@@ -19,6 +19,8 @@ pub struct Merge {
     remaining: Cell<usize>,
     target: RefCell<Option<ReplyTarget>>,
     limits: Limits,
+    /// Text placed before the merged text, the whole sent as one bulk string (INFO).
+    prefix: Option<String>,
 }
 
 impl Merge {
@@ -31,6 +33,26 @@ impl Merge {
             remaining: Cell::new(parts),
             target: RefCell::new(Some(target)),
             limits,
+            prefix: None,
+        })
+    }
+
+    /// Like [`Merge::new`] for a rule that merges into text (INFO keyspace): the client gets
+    /// `prefix` and that text as one bulk string.
+    pub fn with_text_prefix(
+        split: Split,
+        target: ReplyTarget,
+        limits: Limits,
+        prefix: String,
+    ) -> Rc<Merge> {
+        let parts = split.parts.len();
+        Rc::new(Merge {
+            split,
+            replies: RefCell::new(vec![Bytes::new(); parts]),
+            remaining: Cell::new(parts),
+            target: RefCell::new(Some(target)),
+            limits,
+            prefix: Some(prefix),
         })
     }
 
@@ -56,6 +78,16 @@ impl Merge {
             self.split.keys,
             &self.limits,
         );
+        let merged = match &self.prefix {
+            Some(prefix) if !merged.starts_with(b"-") => {
+                let mut text = prefix.clone().into_bytes();
+                text.extend_from_slice(&merged);
+                let mut out = bytes::BytesMut::with_capacity(text.len() + 16);
+                crate::resp::encode::bulk(&mut out, &text);
+                out.freeze()
+            }
+            _ => merged,
+        };
         if let Some(target) = self.target.borrow_mut().take() {
             target.fill(merged);
         }

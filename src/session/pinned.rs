@@ -158,6 +158,9 @@ impl Session {
             Route::Pinned(Pinned::Unwatch) => Bytes::from_static(QUEUED),
             // Inside a transaction a blocking command does not block (Redis' rule).
             Route::Slot { slot, .. }
+            | Route::Script {
+                slot: Some(slot), ..
+            }
             | Route::Pinned(Pinned::Exclusive(Exclusive::Blocking { slot })) => {
                 let expected = tx.slot.or(self.watched.as_ref().map(|w| w.slot));
                 if expected.is_some_and(|s| s != slot) {
@@ -170,7 +173,7 @@ impl Session {
                 }
             }
             // Answered by the node inside EXEC like any queued command.
-            Route::Local(Local::Ping | Local::Echo | Local::Time) => {
+            Route::Local(Local::Ping | Local::Echo | Local::Time) | Route::Script { .. } => {
                 tx.queued.push(request.raw().clone());
                 Bytes::from_static(QUEUED)
             }
@@ -426,6 +429,8 @@ pub(super) async fn on_master(
                 asking = false;
                 pause(deadline, &mut retries, raw).await?;
             }
+            // Filtered out by `redirect_of`.
+            Redirect::NoScript => return Err(raw),
         }
     }
 }
@@ -491,8 +496,13 @@ async fn exec_on(
     bounded(Some(timeout), conn.call(payload, replies), &addr).await
 }
 
+/// A redirect the dedicated path follows (NOSCRIPT is passed to the client here: inside a
+/// transaction the script cannot be loaded first).
 fn redirect_of(reply: &Reply) -> Option<Redirect> {
-    reply.error_message().and_then(Redirect::classify)
+    reply
+        .error_message()
+        .and_then(Redirect::classify)
+        .filter(|r| *r != Redirect::NoScript)
 }
 
 fn last(mut replies: Vec<Reply>) -> Bytes {

@@ -37,6 +37,7 @@ pub struct ReplyTarget(Target);
 enum Target {
     Queue { queue: Rc<ReplyQueue>, seq: u64 },
     Part { merge: Rc<Merge>, index: usize },
+    Discard,
 }
 
 impl ReplyTarget {
@@ -48,12 +49,19 @@ impl ReplyTarget {
         })
     }
 
+    /// A reply nobody waits for (a command the proxy sends on its own, e.g. SCRIPT LOAD
+    /// before resending an EVALSHA).
+    pub fn discard() -> ReplyTarget {
+        ReplyTarget(Target::Discard)
+    }
+
     /// Deliver the reply (raw RESP bytes).
     #[inline]
     pub fn fill(self, reply: Bytes) {
         match self.0 {
             Target::Queue { queue, seq } => queue.fill(seq, reply),
             Target::Part { merge, index } => merge.deliver(index, reply),
+            Target::Discard => {}
         }
     }
 }
