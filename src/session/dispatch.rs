@@ -629,9 +629,18 @@ mod tests {
         );
         assert_eq!(
             route(&args(&["EVAL", "return 1", "2", "{t}x", "{t}y", "arg"])),
-            Route::Slot {
-                slot: Slot::of(b"t"),
-                readonly: false
+            Route::Script {
+                slot: Some(Slot::of(b"t")),
+                readonly: false,
+                remember: true
+            }
+        );
+        assert_eq!(
+            route(&args(&["EVALSHA_RO", "abc", "0"])),
+            Route::Script {
+                slot: None,
+                readonly: true,
+                remember: false
             }
         );
     }
