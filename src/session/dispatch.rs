@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use crate::backend::conn::Outbound;
 use crate::command::split::{self, MergeRule};
 use crate::command::{self, CommandSpec};
+use crate::placement::Placement;
 use crate::resp::Request;
 use crate::slot::Slot;
 
@@ -41,7 +42,9 @@ enum Route {
 impl Session {
     /// Serve one request: its reply takes the next place in the session's reply queue.
     pub(super) fn dispatch(&mut self, request: Request, now: Instant) {
-        match route(request.args()) {
+        let table = self.worker.topology.table();
+        let placement = table.placement();
+        match route(request.args(), placement) {
             Route::Slot { slot, readonly } => {
                 let reply = self.queue.reserve();
                 self.forward(request.raw().clone(), reply, slot, readonly, now, None);
@@ -52,7 +55,7 @@ impl Session {
                 keys,
                 readonly,
             } => {
-                let split = split::split(request.args(), &keys, rule, per_key);
+                let split = split::split(request.args(), &keys, rule, per_key, placement);
                 let merge = Merge::new(split, self.queue.reserve(), self.worker.limits);
                 for (index, part) in merge.split().parts.iter().enumerate() {
                     let reply = ReplyTarget::part(&merge, index);
@@ -177,8 +180,8 @@ impl Session {
     }
 }
 
-/// Classify a request by its command and keys. Pure: no table, no I/O.
-fn route(args: &[Bytes]) -> Route {
+/// Classify a request by its command and keys, placed by `placement`. Pure: no I/O.
+fn route(args: &[Bytes], placement: &Placement) -> Route {
     let Some(name) = args.first() else {
         return Route::Refused(error("ERR empty command"));
     };
@@ -207,7 +210,7 @@ fn route(args: &[Bytes]) -> Route {
     let mut slots = keys
         .iter()
         .filter_map(|&i| args.get(i))
-        .map(|k| Slot::of(k));
+        .map(|k| placement.unit_of(k));
     let Some(slot) = slots.next() else {
         if spec.name == "scan" {
             return Route::Scan;
@@ -365,6 +368,11 @@ pub(super) fn printable(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::resp::test_args as args;
+
+    /// `route` with cluster hash slots, the placement these tests are written for.
+    fn route(args: &[Bytes]) -> Route {
+        super::route(args, &Placement::Slots)
+    }
 
     fn refused(words: &[&str]) -> String {
         match route(&args(words)) {
