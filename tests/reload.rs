@@ -178,3 +178,80 @@ async fn start_only_settings_are_reported_and_files_are_checked() {
     let mut c = setup.client().await;
     let _: () = c.set("still", "here").await.unwrap();
 }
+
+/// The real binary: SIGHUP re-reads the file; a valid one moves the slots, a bad one is
+/// logged with its key path and changes nothing; the client connection survives both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_file_of_slotgate_run() {
+    let servers = common::standalone_servers(2);
+    let port = slotgate::demo::free_port(false).unwrap();
+    let dir = std::env::temp_dir().join(format!("slotgate-hup-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("pools.toml");
+    let write = |owner: &str, extra: &str| {
+        let text = format!(
+            "[proxy]\nlisten = \"127.0.0.1:{port}\"\nworkers = 1\n[log]\nlevel = \"info\"\n\
+             [pools.p0]\nmaster = \"{}\"\n[pools.p1]\nmaster = \"{}\"\n\
+             [slots]\n\"0-16383\" = \"{owner}\"\n{extra}",
+            servers[0].addr(),
+            servers[1].addr()
+        );
+        std::fs::write(&file, text).unwrap();
+    };
+    write("p0", "");
+    let log = std::fs::File::create(dir.join("slotgate.log")).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_slotgate"))
+        .arg("--config")
+        .arg(&file)
+        .stderr(log)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "slotgate did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut c = client(addr).await;
+    let mut on1 = client(servers[1].addr().parse().unwrap()).await;
+    let _: () = c.set("before", 1).await.unwrap();
+
+    let hup = |pid: u32| {
+        // SAFETY: kill(2) on the PID of the child this test spawned.
+        let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) };
+        assert_eq!(rc, 0);
+    };
+    write("p1", "");
+    hup(child.id());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let _: () = c.set("after", 2).await.expect("the client stays connected");
+        let v: Option<i64> = on1.get("after").await.unwrap();
+        if v == Some(2) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not move the slots to p1"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    write("p0", "[bogus]\nx = 1\n");
+    hup(child.id());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _: () = c.set("still-p1", 3).await.unwrap();
+    let v: Option<i64> = on1.get("still-p1").await.unwrap();
+    assert_eq!(v, Some(3), "a bad file changed the routing");
+
+    let _ = child.kill();
+    let _ = child.wait();
+    let logged = std::fs::read_to_string(dir.join("slotgate.log")).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(logged.contains("config reloaded"), "{logged}");
+    assert!(logged.contains("bogus: unknown key"), "{logged}");
+}
