@@ -1,15 +1,22 @@
 //! Configuration: the TOML schema, its defaults, and validation.
 //!
 //! Every key has a default, so an empty file (or no file at all, for a sidecar driven by CLI
-//! flags) is a valid configuration once a seed node is given. Unknown keys are errors, and
+//! flags) is a valid configuration once a seed node (cluster mode) or a pool (pool mode) is
+//! given. The two modes are exclusive: `[cluster] seeds` fronts a Redis Cluster, `[pools.NAME]`
+//! fronts standalone servers placed by a slot map (`[slots]`) or by Twemproxy's ketama
+//! (`[placement]`). Unknown keys are errors, and
 //! validation reports *every* problem with its key path (`backend.request_timeout_ms: …`) rather
 //! than stopping at the first. Pure: parsing and validation do no I/O beyond reading the file.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+
+use crate::placement::KeyHash;
+use crate::slot::SLOT_COUNT;
 
 /// The whole configuration tree.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
@@ -17,8 +24,15 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// The client-facing side: listener and workers.
     pub proxy: ProxyConfig,
-    /// The Redis Cluster behind the proxy.
+    /// The Redis Cluster behind the proxy (cluster mode).
     pub cluster: ClusterConfig,
+    /// Standalone Redis pools by name (pool mode): each one master and optional replicas.
+    pub pools: BTreeMap<String, PoolConfig>,
+    /// Pool mode, slot placement: slot ranges (`"0-8191"`, or one slot `"42"`) → pool name.
+    /// Empty: the 16384 slots are split evenly across the pools in name order.
+    pub slots: BTreeMap<String, String>,
+    /// Pool mode: how keys are placed on pools.
+    pub placement: PlacementConfig,
     /// Connections to backend nodes.
     pub backend: BackendConfig,
     /// RESP parsing limits for client requests and backend replies.
@@ -119,6 +133,98 @@ impl Default for ClusterConfig {
             when_node_down: WhenNodeDown::Hold,
         }
     }
+}
+
+/// One standalone pool: a master, its replicas, and how to reach them.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct PoolConfig {
+    /// The master's `HOST:PORT`.
+    pub master: String,
+    /// The replicas' `HOST:PORT` (not read from yet; listed for the table and reloads).
+    pub replicas: Vec<String>,
+    /// Ketama weight (Twemproxy's `host:port:weight`), at least 1.
+    pub weight: u32,
+    /// Ketama server name (Twemproxy's `host:port:weight name`). Without it the name is the
+    /// master's `host:port` (just `host` for port 11211, as Twemproxy does).
+    pub ketama_name: Option<String>,
+    /// Redis 6 ACL user for backend connections (needs `password`).
+    pub username: Option<String>,
+    /// Password sent with `AUTH` on every new backend connection of this pool. Never logged.
+    pub password: Option<Secret>,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            master: String::new(),
+            replicas: Vec::new(),
+            weight: 1,
+            ketama_name: None,
+            username: None,
+            password: None,
+        }
+    }
+}
+
+impl PoolConfig {
+    /// The name this pool has on a ketama continuum.
+    pub fn ketama_server_name(&self) -> String {
+        if let Some(name) = &self.ketama_name {
+            return name.clone();
+        }
+        match self.master.rsplit_once(':') {
+            Some((host, "11211")) => host.to_string(),
+            _ => self.master.clone(),
+        }
+    }
+}
+
+/// A secret string: readable through [`Secret::expose`], shown as `***` by `Debug`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// A secret holding `value`.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret value, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// How keys are placed on pools.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct PlacementConfig {
+    /// `slots` (hash slots and the slot map) or `ketama` (Twemproxy's consistent hashing).
+    pub distribution: Distribution,
+    /// Ketama key hash, Twemproxy's names (`fnv1a_64`, `md5`, `murmur`, `crc32a` …).
+    pub hash: KeyHash,
+    /// Two characters delimiting the hashed part of a key, Twemproxy's `hash_tag` (`"{}"`).
+    /// Ketama: none unless set (as Twemproxy). Slots: always `{}`, the only value accepted.
+    pub hash_tag: Option<String>,
+}
+
+/// Key distribution in pool mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Distribution {
+    /// CRC16 hash slots, assigned to pools by `[slots]`.
+    #[default]
+    Slots,
+    /// Twemproxy's ketama continuum over the pools.
+    Ketama,
 }
 
 /// Connections to backend nodes.
@@ -239,7 +345,8 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 impl ConfigErrors {
-    fn one(path: impl Into<String>, message: impl Into<String>) -> Self {
+    /// A single problem at `path`.
+    pub fn one(path: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigErrors(vec![ConfigError {
             path: path.into(),
             message: message.into(),
@@ -313,12 +420,23 @@ impl Config {
             fail("proxy.max_pipeline_depth", "must be at least 1".into());
         }
 
-        if self.cluster.seeds.is_empty() {
+        let pool_mode = self.is_pool_mode();
+        if pool_mode && !self.cluster.seeds.is_empty() {
             fail(
                 "cluster.seeds",
-                "at least one seed node is required (or pass --cluster HOST:PORT)".into(),
+                "cluster mode ([cluster] seeds) and pool mode ([pools]) are exclusive; keep one"
+                    .into(),
             );
         }
+        if !pool_mode && self.cluster.seeds.is_empty() {
+            fail(
+                "cluster.seeds",
+                "at least one seed node is required (or pass --cluster HOST:PORT, \
+                 or declare standalone pools with [pools.NAME])"
+                    .into(),
+            );
+        }
+        self.validate_pools(&mut fail);
         for (i, seed) in self.cluster.seeds.iter().enumerate() {
             if let Err(m) = check_host_port(seed) {
                 fail(&format!("cluster.seeds[{i}]"), m);
@@ -389,6 +507,157 @@ impl Config {
         }
     }
 
+    /// True when the config declares standalone pools (pool mode) rather than a cluster.
+    pub fn is_pool_mode(&self) -> bool {
+        !self.pools.is_empty()
+    }
+
+    /// Pool mode: each pool's slot ranges, pools in name order. From `[slots]`, or an even
+    /// split of the 16384 slots when it is empty. Entries that do not parse are skipped
+    /// ([`Config::validate`] reports them).
+    pub fn pool_slot_ranges(&self) -> Vec<(&str, Vec<(u16, u16)>)> {
+        let mut out: Vec<(&str, Vec<(u16, u16)>)> = self
+            .pools
+            .keys()
+            .map(|name| (name.as_str(), Vec::new()))
+            .collect();
+        if self.slots.is_empty() {
+            let n = out.len();
+            for (i, (_, ranges)) in out.iter_mut().enumerate() {
+                let first = i * SLOT_COUNT / n;
+                let last = (i + 1) * SLOT_COUNT / n;
+                if last > first {
+                    ranges.push((first as u16, (last - 1) as u16));
+                }
+            }
+            return out;
+        }
+        for (key, pool) in &self.slots {
+            let Ok(range) = parse_slot_range(key) else {
+                continue;
+            };
+            if let Some((_, ranges)) = out.iter_mut().find(|(name, _)| *name == pool) {
+                ranges.push(range);
+            }
+        }
+        out
+    }
+
+    fn validate_pools(&self, fail: &mut impl FnMut(&str, String)) {
+        let pool_mode = self.is_pool_mode();
+        let ketama = self.placement.distribution == Distribution::Ketama;
+        if self.pools.len() > SLOT_COUNT {
+            fail("pools", format!("at most {SLOT_COUNT} pools"));
+        }
+        let mut masters: BTreeMap<&str, &str> = BTreeMap::new();
+        for (name, pool) in &self.pools {
+            let at = |key: &str| format!("pools.{name}.{key}");
+            if pool.master.is_empty() {
+                fail(&at("master"), "is required (HOST:PORT)".into());
+            } else if let Err(m) = check_host_port(&pool.master) {
+                fail(&at("master"), m);
+            } else if let Some(other) = masters.insert(&pool.master, name) {
+                fail(
+                    &at("master"),
+                    format!("{} is already the master of pool {other:?}", pool.master),
+                );
+            }
+            for (i, replica) in pool.replicas.iter().enumerate() {
+                if let Err(m) = check_host_port(replica) {
+                    fail(&at(&format!("replicas[{i}]")), m);
+                }
+            }
+            if pool.weight == 0 {
+                fail(&at("weight"), "must be at least 1".into());
+            }
+            if let Some(n) = &pool.ketama_name {
+                if n.is_empty() || n.len() > crate::placement::ketama::MAX_NAME_LEN {
+                    fail(&at("ketama_name"), "must be 1 to 80 bytes long".into());
+                }
+            }
+            if pool.username.is_some() && pool.password.is_none() {
+                fail(&at("username"), "needs a password".into());
+            }
+        }
+
+        if !pool_mode {
+            if !self.slots.is_empty() {
+                fail("slots", "a slot map needs pools ([pools.NAME])".into());
+            }
+            if self.placement != PlacementConfig::default() {
+                fail(
+                    "placement",
+                    "placement settings apply to pool mode only; a cluster places keys itself"
+                        .into(),
+                );
+            }
+            return;
+        }
+
+        match (&self.placement.hash_tag, ketama) {
+            (Some(tag), true) if !(tag.is_empty() || tag.len() == 2) => fail(
+                "placement.hash_tag",
+                format!("{tag:?} must be two characters, e.g. \"{{}}\" (or empty for none)"),
+            ),
+            (Some(tag), false) if tag != "{}" => fail(
+                "placement.hash_tag",
+                "slot placement always uses \"{}\" hash tags, as Redis Cluster".into(),
+            ),
+            _ => {}
+        }
+        if ketama {
+            if !self.slots.is_empty() {
+                fail(
+                    "slots",
+                    "a slot map is not used with placement.distribution = \"ketama\"".into(),
+                );
+            }
+            return;
+        }
+
+        let mut owner: Vec<Option<&str>> = vec![None; SLOT_COUNT];
+        for (key, pool) in &self.slots {
+            let at = format!("slots.{key}");
+            let (first, last) = match parse_slot_range(key) {
+                Ok(range) => range,
+                Err(m) => {
+                    fail(&at, m);
+                    continue;
+                }
+            };
+            if !self.pools.contains_key(pool) {
+                fail(&at, format!("names pool {pool:?}, which is not declared"));
+                continue;
+            }
+            for slot in first..=last {
+                match &mut owner[slot as usize] {
+                    Some(other) => {
+                        fail(
+                            &at,
+                            format!("slot {slot} is already assigned to pool {other:?}"),
+                        );
+                        break;
+                    }
+                    entry => *entry = Some(pool),
+                }
+            }
+        }
+        if !self.slots.is_empty() {
+            if let Some(first) = owner.iter().position(Option::is_none) {
+                let last = owner[first..]
+                    .iter()
+                    .position(Option::is_some)
+                    .map_or(SLOT_COUNT - 1, |n| first + n - 1);
+                fail(
+                    "slots",
+                    format!(
+                        "slots {first}-{last} are not assigned to any pool (all 16384 must be)"
+                    ),
+                );
+            }
+        }
+    }
+
     /// The number of worker threads to run: `proxy.workers`, or one per core when 0.
     pub fn effective_workers(&self) -> usize {
         match self.proxy.workers {
@@ -409,6 +678,21 @@ fn check_host_port(value: &str) -> Result<(), String> {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
         _ => Err(format!("{value:?} is not HOST:PORT")),
     }
+}
+
+/// A `[slots]` key: `"FIRST-LAST"` (inclusive) or a single slot `"N"`.
+pub fn parse_slot_range(key: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("{key:?} is not a slot range (FIRST-LAST or N, within 0-16383)");
+    let (first, last) = match key.split_once('-') {
+        Some((a, b)) => (a.trim(), b.trim()),
+        None => (key.trim(), key.trim()),
+    };
+    let first: u16 = first.parse().map_err(|_| bad())?;
+    let last: u16 = last.parse().map_err(|_| bad())?;
+    if first > last || last as usize >= SLOT_COUNT {
+        return Err(bad());
+    }
+    Ok((first, last))
 }
 
 /// Resolve `HOST:PORT` to its first socket address.
@@ -478,6 +762,91 @@ mod tests {
     fn missing_seeds_is_an_error() {
         let err = Config::default().validate().unwrap_err();
         assert_eq!(err.0[0].path, "cluster.seeds");
+    }
+
+    fn pools(text: &str) -> Config {
+        Config::parse(text).unwrap()
+    }
+
+    #[test]
+    fn pool_config_parses_and_splits_evenly_in_name_order() {
+        let c = pools(
+            "[pools.b]\nmaster = \"127.0.0.1:7002\"\n[pools.a]\nmaster = \"127.0.0.1:7001\"\n\
+             replicas = [\"127.0.0.1:7003\"]\n",
+        );
+        c.validate().unwrap();
+        assert!(c.is_pool_mode());
+        assert_eq!(
+            c.pool_slot_ranges(),
+            [("a", vec![(0, 8191)]), ("b", vec![(8192, 16383)])]
+        );
+    }
+
+    #[test]
+    fn slot_map_assigns_ranges() {
+        let c = pools(
+            "[pools.a]\nmaster = \"127.0.0.1:7001\"\n[pools.b]\nmaster = \"127.0.0.1:7002\"\n\
+             [slots]\n\"0-99\" = \"b\"\n\"100-16383\" = \"a\"\n",
+        );
+        c.validate().unwrap();
+        assert_eq!(
+            c.pool_slot_ranges(),
+            [("a", vec![(100, 16383)]), ("b", vec![(0, 99)])]
+        );
+    }
+
+    #[test]
+    fn pool_mode_problems_are_all_reported_with_paths() {
+        let c = pools(
+            "[cluster]\nseeds = [\"127.0.0.1:7000\"]\n\
+             [pools.a]\nmaster = \"nowhere\"\nreplicas = [\"x\"]\nweight = 0\nusername = \"u\"\n\
+             [pools.b]\n\
+             [slots]\n\"0-10\" = \"a\"\n\"5-20\" = \"a\"\n\"21-16383\" = \"zz\"\n\"9-x\" = \"a\"\n\
+             [placement]\nhash_tag = \"<>\"\n",
+        );
+        let err = c.validate().unwrap_err();
+        let paths: Vec<_> = err.0.iter().map(|e| e.path.as_str()).collect();
+        for want in [
+            "cluster.seeds",
+            "pools.a.master",
+            "pools.a.replicas[0]",
+            "pools.a.weight",
+            "pools.a.username",
+            "pools.b.master",
+            "placement.hash_tag",
+            "slots.21-16383",
+            "slots.5-20",
+            "slots.9-x",
+            "slots",
+        ] {
+            assert!(paths.contains(&want), "{want} missing from {err}");
+        }
+    }
+
+    #[test]
+    fn ketama_names_follow_twemproxy() {
+        let mut p = PoolConfig {
+            master: "10.0.0.1:6379".into(),
+            ..PoolConfig::default()
+        };
+        assert_eq!(p.ketama_server_name(), "10.0.0.1:6379");
+        p.master = "10.0.0.1:11211".into();
+        assert_eq!(p.ketama_server_name(), "10.0.0.1");
+        p.ketama_name = Some("redis-a".into());
+        assert_eq!(p.ketama_server_name(), "redis-a");
+    }
+
+    #[test]
+    fn passwords_are_not_in_debug_output() {
+        let c = pools("[pools.a]\nmaster = \"127.0.0.1:1\"\npassword = \"hunter2\"\n");
+        assert_eq!(c.pools["a"].password.as_ref().unwrap().expose(), "hunter2");
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn pools_example_parses_and_validates() {
+        let text = include_str!("../conf/pools.toml");
+        Config::parse(text).unwrap().validate().unwrap();
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! slotgate: a Redis sharding proxy.
 //!
 //! Plain single-node Redis clients connect to one address; slotgate routes every command by
-//! its key's hash slot to the Redis Cluster node that owns it, and answers connection-level
-//! commands itself. Start it with [`Proxy::start`]; see `docs/ARCHITECTURE.md` for the map.
+//! its key's hash slot to the Redis Cluster node that owns it (or, in pool mode, to the
+//! standalone pool its slot map or Twemproxy-compatible ketama placement names), and answers
+//! connection-level commands itself. Start it with [`Proxy::start`]; see `docs/ARCHITECTURE.md` for the map.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod backend;
@@ -10,6 +11,7 @@ pub mod command;
 pub mod config;
 pub mod demo;
 pub mod info;
+pub mod placement;
 pub mod resp;
 pub mod router;
 pub mod scripts;
@@ -21,4 +23,4 @@ pub mod topology;
 pub mod wake;
 pub mod worker;
 
-pub use server::{Proxy, ProxyHandle, StartError};
+pub use server::{Proxy, ProxyHandle, ReloadError, Reloaded, StartError};

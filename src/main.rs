@@ -8,7 +8,8 @@ use slotgate::config::Config;
 use slotgate::demo::{ClusterOptions, LocalCluster};
 use slotgate::{Proxy, ProxyHandle};
 
-/// A Redis sharding proxy: one address for plain Redis clients in front of a Redis Cluster.
+/// A Redis sharding proxy: one address for plain Redis clients in front of a Redis Cluster
+/// or standalone Redis pools.
 #[derive(Parser)]
 #[command(name = "slotgate", version, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -105,7 +106,16 @@ fn run(args: &RunArgs) -> Result<(), String> {
     let config = args.config()?;
     init_logging(&config.log.level);
     let proxy = Proxy::start(config).map_err(|e| e.to_string())?;
-    wait_for_signal()?;
+    // SIGHUP: re-read the file (with the same flags on top) and apply what can be reloaded.
+    wait_for_signal(|| match args.config() {
+        Ok(next) => {
+            tracing::info!("SIGHUP: reloading the configuration");
+            if let Err(e) = proxy.reload(next) {
+                tracing::error!("reload failed: {e}");
+            }
+        }
+        Err(e) => tracing::error!("config reload rejected, running configuration unchanged: {e}"),
+    })?;
     stop(proxy);
     Ok(())
 }
@@ -137,7 +147,7 @@ fn demo(masters: usize, replicas: usize, args: &RunArgs) -> Result<(), String> {
     println!("slotgate is serving the cluster on {addr}. Connect with:");
     println!("    redis-cli -h {} -p {}", addr.ip(), addr.port());
     println!("Press Ctrl-C to stop (the demo cluster is removed on exit).");
-    wait_for_signal()?;
+    wait_for_signal(|| tracing::info!("SIGHUP ignored in demo mode"))?;
     stop(proxy);
     drop(cluster);
     Ok(())
@@ -157,18 +167,22 @@ fn init_logging(level: &str) {
         .init();
 }
 
-/// Block until SIGINT or SIGTERM.
-fn wait_for_signal() -> Result<(), String> {
+/// Block until SIGINT or SIGTERM, calling `on_hangup` for each SIGHUP meanwhile.
+fn wait_for_signal(mut on_hangup: impl FnMut()) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| e.to_string())?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.map_err(|e| e.to_string()),
-            _ = term.recv() => Ok(()),
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+        let mut hangup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+        loop {
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => return r.map_err(|e| e.to_string()),
+                _ = term.recv() => return Ok(()),
+                _ = hangup.recv() => on_hangup(),
+            }
         }
     })
 }

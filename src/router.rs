@@ -85,7 +85,11 @@ impl Worker {
 
     /// Send `out` to the node at `addr`, whatever the table says (a redirect named it).
     fn send_to(&self, addr: &Arc<str>, out: Outbound, now: Instant) {
-        let conn = self.pool.borrow_mut().conn_for_addr(addr, out.client_id);
+        let table = self.topology.table();
+        let conn = self
+            .pool
+            .borrow_mut()
+            .conn_for_addr(&table, addr, out.client_id);
         conn.send(out, now);
     }
 

@@ -6,9 +6,16 @@
 //! ```
 //!
 //! Handing a new socket to a worker is the only cross-thread step, once per connection.
+//!
+//! Reload ([`ProxyHandle::reload`]): a new config is validated as a whole; if valid, the pool
+//! set / slot map / placement it describes is installed as a new slot table in one
+//! `ArcSwap::store`, and settings that only take effect at start (listener, workers, limits,
+//! timeouts, cluster settings) are reported and logged as not reloaded. If invalid, nothing
+//! changes.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -18,7 +25,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::{self, Config, ConfigErrors};
 use crate::scripts::ScriptCache;
 use crate::stats::ProxyStats;
-use crate::topology::{Topology, TopologyError};
+use crate::topology::{pools, Topology, TopologyError};
 use crate::worker::{self, NewClient};
 
 /// Why the proxy did not start.
@@ -50,17 +57,24 @@ impl Proxy {
     /// Validate `config`, discover the cluster, bind the listener and start serving. Returns
     /// once clients can connect. Blocks the calling thread briefly (discovery runs on the
     /// proxy's own threads), so it may be called from inside an async runtime.
+    /// In pool mode the slot table is built from the config and no cluster is discovered.
     pub fn start(config: Config) -> Result<ProxyHandle, StartError> {
         config.validate()?;
+        let topology = Topology::new(&config);
+        if config.is_pool_mode() {
+            let table = pools::table_from_config(&config)
+                .map_err(|message| ConfigErrors::one("pools", message))?;
+            topology.install(table);
+        }
         let listener = bind(&config.proxy.listen)?;
         let local_addr = listener.local_addr()?;
-        let topology = Topology::new(&config);
         let workers = config.effective_workers();
         let stats = Arc::new(ProxyStats::new(workers, local_addr));
         let scripts = Arc::new(ScriptCache::new());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut handle = ProxyHandle {
             local_addr,
+            config: Mutex::new(config.clone()),
             topology: Arc::clone(&topology),
             shutdown,
             threads: Vec::new(),
@@ -146,6 +160,8 @@ impl Proxy {
 /// A running proxy. Dropping it stops the proxy (see [`ProxyHandle::shutdown`]).
 pub struct ProxyHandle {
     local_addr: SocketAddr,
+    /// The configuration in force (reloaded parts included).
+    config: Mutex<Config>,
     topology: Arc<Topology>,
     shutdown: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
@@ -160,6 +176,75 @@ impl ProxyHandle {
     /// The live topology (for tests and admin tooling).
     pub fn topology(&self) -> &Arc<Topology> {
         &self.topology
+    }
+
+    /// A copy of the configuration in force.
+    pub fn config(&self) -> Config {
+        self.lock_config().clone()
+    }
+
+    /// Re-read `path` and [`ProxyHandle::reload`] it.
+    pub fn reload_from_file(&self, path: &Path) -> Result<Reloaded, ReloadError> {
+        let config = Config::load(path).map_err(|errors| {
+            log_rejected(&errors);
+            ReloadError::Config(errors)
+        })?;
+        self.reload(config)
+    }
+
+    /// Apply `next` to the running proxy: validate it; if valid, install the slot table its
+    /// pools describe (pool mode) atomically, while clients stay connected and in-flight
+    /// requests finish on the backends they were sent to. Settings that cannot change while
+    /// running are left as they are, named in [`Reloaded::not_reloaded`] and logged. If
+    /// invalid, nothing changes and every problem is logged with its key path.
+    pub fn reload(&self, next: Config) -> Result<Reloaded, ReloadError> {
+        if let Err(errors) = next.validate() {
+            log_rejected(&errors);
+            return Err(ReloadError::Config(errors));
+        }
+        let mut current = self.lock_config();
+        if current.is_pool_mode() != next.is_pool_mode() {
+            let error = ReloadError::ModeChange;
+            tracing::error!("config reload rejected, running configuration unchanged: {error}");
+            return Err(error);
+        }
+        let table = if next.is_pool_mode() {
+            match pools::table_from_config(&next) {
+                Ok(table) => Some(table),
+                Err(message) => {
+                    let errors = ConfigErrors::one("pools", message);
+                    log_rejected(&errors);
+                    return Err(ReloadError::Config(errors));
+                }
+            }
+        } else {
+            None
+        };
+        let not_reloaded = not_reloadable_changes(&current, &next);
+        for key in &not_reloaded {
+            tracing::warn!("config reload: {key} changed but cannot be reloaded; restart to apply");
+        }
+        let table_version = table.and_then(|t| self.topology.install(t));
+        current.pools = next.pools;
+        current.slots = next.slots;
+        current.placement = next.placement;
+        tracing::info!(
+            "config reloaded: {}",
+            match table_version {
+                Some(v) => format!("slot table version {v} installed"),
+                None => "routing unchanged".to_string(),
+            }
+        );
+        Ok(Reloaded {
+            table_version,
+            not_reloaded,
+        })
+    }
+
+    fn lock_config(&self) -> std::sync::MutexGuard<'_, Config> {
+        // A panic while holding the lock cannot leave the config half-written: every update
+        // is a few plain assignments after all checks.
+        self.config.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Stop accepting, close every client and backend connection, and join all threads.
@@ -179,6 +264,55 @@ impl Drop for ProxyHandle {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// What a successful [`ProxyHandle::reload`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    /// The version of the slot table installed, or `None` when routing did not change.
+    pub table_version: Option<u64>,
+    /// Key paths whose new values were not applied because they only take effect at start.
+    pub not_reloaded: Vec<String>,
+}
+
+/// Why a reload was rejected; the running configuration is unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new configuration is invalid (every problem, with its key path).
+    #[error("invalid configuration:\n{0}")]
+    Config(ConfigErrors),
+    /// The new configuration switches between cluster mode and pool mode.
+    #[error("cannot switch between cluster mode and pool mode while running; restart instead")]
+    ModeChange,
+}
+
+fn log_rejected(errors: &ConfigErrors) {
+    tracing::error!(
+        "config reload rejected, running configuration unchanged:\n{}",
+        errors
+    );
+}
+
+/// The key paths of settings that differ between `running` and `next` but only take effect
+/// at start.
+fn not_reloadable_changes(running: &Config, next: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut check = |key: &str, changed: bool| {
+        if changed {
+            out.push(key.to_string());
+        }
+    };
+    check("proxy.listen", running.proxy.listen != next.proxy.listen);
+    check("proxy.workers", running.proxy.workers != next.proxy.workers);
+    check(
+        "proxy.max_pipeline_depth",
+        running.proxy.max_pipeline_depth != next.proxy.max_pipeline_depth,
+    );
+    check("cluster", running.cluster != next.cluster);
+    check("backend", running.backend != next.backend);
+    check("protocol", running.protocol != next.protocol);
+    check("log.level", running.log.level != next.log.level);
+    out
 }
 
 /// Bind the client listener: non-blocking, `SO_REUSEADDR`, a backlog sized for bursts.

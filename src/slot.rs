@@ -15,12 +15,6 @@ impl Slot {
     /// Slot 0.
     pub const ZERO: Slot = Slot(0);
 
-    /// A slot picked by `n` (a counter), spread over the whole range so that consecutive
-    /// counters land on different masters: for requests that may go anywhere.
-    pub fn spread(n: u64) -> Slot {
-        Slot((n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 50) as u16 & (SLOT_COUNT as u16 - 1))
-    }
-
     /// The slot `key` hashes to, honouring `{hash tags}`.
     #[inline]
     pub fn of(key: &[u8]) -> Slot {

@@ -80,6 +80,7 @@ pub fn run(
         request_timeout: Duration::from_millis(config.backend.request_timeout_ms),
         reconnect_backoff: Duration::from_millis(config.backend.reconnect_backoff_ms),
         limits: config.protocol.limits(),
+        follow_redirects: !config.is_pool_mode(),
     };
     let worker = Rc::new_cyclic(|weak| Worker {
         index,

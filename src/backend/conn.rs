@@ -40,6 +40,7 @@ use crate::session::ReplyTarget;
 use crate::slot::Slot;
 use crate::wake::LocalSignal;
 
+use super::auth::Credentials;
 use super::redirect::Redirect;
 use super::BackendError;
 
@@ -57,6 +58,9 @@ pub struct ConnSettings {
     pub reconnect_backoff: Duration,
     /// Reply parsing limits.
     pub limits: Limits,
+    /// Follow cluster redirects (MOVED, ASK, TRYAGAIN, CLUSTERDOWN): cluster mode. In pool
+    /// mode only LOADING and MASTERDOWN are retried; the rest reach the client as replies.
+    pub follow_redirects: bool,
 }
 
 /// A client request on its way to a backend, with everything needed to send it again.
@@ -109,6 +113,8 @@ pub struct BackendConn {
 
 struct Inner {
     addr: Arc<str>,
+    /// Sent as `AUTH` on every new socket before any request.
+    auth: Option<Arc<Credentials>>,
     settings: Rc<ConnSettings>,
     hooks: Rc<dyn Hooks>,
     state: RefCell<State>,
@@ -150,11 +156,18 @@ struct Pending {
 }
 
 impl BackendConn {
-    /// A handle for `addr`; nothing is connected until the first request.
-    pub fn new(addr: Arc<str>, settings: Rc<ConnSettings>, hooks: Rc<dyn Hooks>) -> Self {
+    /// A handle for `addr`, authenticating with `auth` if given; nothing is connected until
+    /// the first request.
+    pub fn new(
+        addr: Arc<str>,
+        auth: Option<Arc<Credentials>>,
+        settings: Rc<ConnSettings>,
+        hooks: Rc<dyn Hooks>,
+    ) -> Self {
         BackendConn {
             inner: Rc::new(Inner {
                 addr,
+                auth,
                 settings,
                 hooks,
                 state: RefCell::new(State {
@@ -265,7 +278,7 @@ impl Inner {
 async fn connect(inner: Rc<Inner>, generation: u64) {
     let settings = Rc::clone(&inner.settings);
     let addr = inner.addr.to_string();
-    let stream =
+    let mut stream =
         match tokio::time::timeout(settings.connect_timeout, TcpStream::connect(&addr)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
@@ -288,6 +301,23 @@ async fn connect(inner: Rc<Inner>, generation: u64) {
             }
         };
     let _ = stream.set_nodelay(true);
+    if let Some(auth) = inner.auth.clone() {
+        let handshake = authenticate(&mut stream, &auth, settings.limits);
+        let reason = match tokio::time::timeout(settings.connect_timeout, handshake).await {
+            Ok(Ok(())) => None,
+            Ok(Err(reason)) => Some(reason),
+            Err(_) => Some(format!(
+                "no AUTH reply within {} ms",
+                settings.connect_timeout.as_millis()
+            )),
+        };
+        if let Some(reason) = reason {
+            let error = BackendError::Auth { addr, reason };
+            let until = Instant::now() + settings.reconnect_backoff;
+            inner.fail(generation, error.clone(), Phase::BackOff { until, error });
+            return;
+        }
+    }
     {
         let mut state = inner.state.borrow_mut();
         if state.generation != generation {
@@ -299,6 +329,32 @@ async fn connect(inner: Rc<Inner>, generation: u64) {
     let (reader, writer) = stream.into_split();
     tokio::task::spawn_local(write_loop(Rc::clone(&inner), generation, writer));
     read_loop(inner, generation, reader).await;
+}
+
+/// Send `AUTH` on a fresh socket and read its one reply: `Err` holds the node's error line
+/// (Redis does not echo the password in it) or what went wrong.
+async fn authenticate(
+    stream: &mut TcpStream,
+    auth: &Credentials,
+    limits: Limits,
+) -> Result<(), String> {
+    stream
+        .write_all(&auth.auth_request())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut decoder = ReplyDecoder::new(limits);
+    let mut buf = BytesMut::with_capacity(512);
+    loop {
+        if let Some(reply) = decoder.decode(&mut buf).map_err(|e| e.to_string())? {
+            return match reply.error_message() {
+                Some(message) => Err(String::from_utf8_lossy(message).into_owned()),
+                None => Ok(()),
+            };
+        }
+        if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+            return Err("connection closed during AUTH".into());
+        }
+    }
 }
 
 /// Move everything queued to in-flight and write it in one go; repeat while the socket lives.
@@ -448,7 +504,10 @@ fn deliver(
         };
         // `None` is the ASKING before an ASK resend: its +OK is not for anyone.
         let Some(out) = pending.out else { continue };
-        let redirect = reply.error_message().and_then(Redirect::classify);
+        let redirect = reply
+            .error_message()
+            .and_then(Redirect::classify)
+            .filter(|r| inner.settings.follow_redirects || !r.is_cluster_only());
         match redirect {
             Some(Redirect::NoScript) => {
                 // The script must be loaded here, on this very node, before the resend.

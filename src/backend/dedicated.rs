@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 
 use crate::resp::{Limits, Reply, ReplyDecoder};
 
+use super::auth::Credentials;
 use super::BackendError;
 
 /// Idle dedicated connections a worker keeps per node.
@@ -32,11 +33,12 @@ pub struct DedicatedConn {
 }
 
 impl DedicatedConn {
-    /// Connect to `addr` within `timeout`.
+    /// Connect to `addr` within `timeout`, and authenticate with `auth` if given.
     pub async fn connect(
         addr: Arc<str>,
         timeout: Duration,
         limits: Limits,
+        auth: Option<Arc<Credentials>>,
     ) -> Result<DedicatedConn, BackendError> {
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(&*addr)).await {
             Err(_) => {
@@ -54,12 +56,31 @@ impl DedicatedConn {
             Ok(Ok(stream)) => stream,
         };
         let _ = stream.set_nodelay(true);
-        Ok(DedicatedConn {
+        let mut conn = DedicatedConn {
             addr,
             stream,
             buf: BytesMut::with_capacity(4096),
             decoder: ReplyDecoder::new(limits),
-        })
+        };
+        if let Some(auth) = auth {
+            let reply =
+                match tokio::time::timeout(timeout, conn.call(&auth.auth_request(), 1)).await {
+                    Ok(reply) => reply?,
+                    Err(_) => {
+                        return Err(BackendError::Auth {
+                            addr: conn.addr.to_string(),
+                            reason: format!("no AUTH reply within {} ms", timeout.as_millis()),
+                        })
+                    }
+                };
+            if let Some(message) = reply.first().and_then(Reply::error_message) {
+                return Err(BackendError::Auth {
+                    addr: conn.addr.to_string(),
+                    reason: String::from_utf8_lossy(message).into_owned(),
+                });
+            }
+        }
+        Ok(conn)
     }
 
     /// The node this connection goes to.

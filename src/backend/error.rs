@@ -47,6 +47,15 @@ pub enum BackendError {
         /// The parse failure.
         source: ParseError,
     },
+    /// The node refused the configured credentials (the reason is the node's error line;
+    /// the password is never part of it).
+    #[error("backend {addr} refused authentication ({reason})")]
+    Auth {
+        /// The node.
+        addr: String,
+        /// The node's reply.
+        reason: String,
+    },
     /// No node serves the request's slot.
     #[error("hash slot {0} is not served by any node")]
     SlotUnserved(u16),
@@ -61,6 +70,7 @@ impl BackendError {
             BackendError::Timeout { .. } => "timeout",
             BackendError::Lost { .. } => "lost",
             BackendError::Protocol { .. } => "protocol",
+            BackendError::Auth { .. } => "auth",
             BackendError::SlotUnserved(_) => "slot_unserved",
         }
     }

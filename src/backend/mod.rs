@@ -1,6 +1,7 @@
 //! The backend side: pipelined connections to Redis nodes, a worker's pool of them, and
 //! one-shot control connections.
 
+pub mod auth;
 pub mod conn;
 pub mod dedicated;
 mod error;
@@ -8,6 +9,7 @@ pub mod oneshot;
 pub mod pool;
 pub mod redirect;
 
+pub use auth::Credentials;
 pub use conn::{BackendConn, ConnSettings};
 pub use error::BackendError;
 pub use pool::BackendPool;

@@ -1,22 +1,30 @@
 //! A worker's backend connections, and the route from a slot table's shard to one of them.
 //!
 //! Connections are keyed by node address, so a new slot table keeps every connection to a
-//! node that is still in it. Per table version the pool caches shard index → connections, so
+//! node that is still in it (with the same credentials: a reload that changes a pool's
+//! password opens new connections and retires the old ones). Per table version the pool caches shard index → connections, so
 //! the request path is two vector lookups, no hashing.
 
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use super::auth::Credentials;
 use super::conn::{BackendConn, ConnSettings, Hooks};
 use crate::topology::SlotTable;
+
+/// The connections to one node and the credentials they authenticate with.
+struct Node {
+    auth: Option<Arc<Credentials>>,
+    conns: Vec<BackendConn>,
+}
 
 /// The backend connections of one worker.
 pub struct BackendPool {
     settings: Rc<ConnSettings>,
     per_node: usize,
     hooks: Rc<dyn Hooks>,
-    by_addr: HashMap<Arc<str>, Vec<BackendConn>>,
+    by_addr: HashMap<Arc<str>, Node>,
     /// Table version the `by_shard` cache was built for (0 = none).
     version: u64,
     by_shard: Vec<Vec<BackendConn>>,
@@ -51,49 +59,69 @@ impl BackendPool {
         conns.get((client_id % conns.len() as u64) as usize)
     }
 
-    /// The connection `client_id` uses for the node at `addr`, which need not be in the current
-    /// table (a redirect may name a node the table does not know yet).
-    pub fn conn_for_addr(&mut self, addr: &Arc<str>, client_id: u64) -> BackendConn {
-        let conns = match self.by_addr.get(addr) {
-            Some(conns) => conns,
+    /// The connection `client_id` uses for the node at `addr`, which need not be in `table`
+    /// (a redirect may name a node the table does not know yet; it gets no credentials).
+    pub fn conn_for_addr(
+        &mut self,
+        table: &SlotTable,
+        addr: &Arc<str>,
+        client_id: u64,
+    ) -> BackendConn {
+        if self.version != table.version() {
+            self.rebuild(table);
+        }
+        let node = match self.by_addr.get(addr) {
+            Some(node) => node,
             None => {
-                let conns = self.open(addr);
-                self.by_addr.entry(Arc::clone(addr)).or_insert(conns)
+                let node = self.open(addr, None);
+                self.by_addr.entry(Arc::clone(addr)).or_insert(node)
             }
         };
         // `open` never returns an empty list: per_node >= 1.
-        conns[(client_id % conns.len() as u64) as usize].clone()
+        node.conns[(client_id % node.conns.len() as u64) as usize].clone()
     }
 
-    fn open(&self, addr: &Arc<str>) -> Vec<BackendConn> {
-        (0..self.per_node)
+    fn open(&self, addr: &Arc<str>, auth: Option<Arc<Credentials>>) -> Node {
+        let conns = (0..self.per_node)
             .map(|_| {
                 BackendConn::new(
                     Arc::clone(addr),
+                    auth.clone(),
                     Rc::clone(&self.settings),
                     Rc::clone(&self.hooks),
                 )
             })
-            .collect()
+            .collect();
+        Node { auth, conns }
     }
 
     fn rebuild(&mut self, table: &SlotTable) {
         let mut next_by_addr = HashMap::with_capacity(table.shards().len());
         for shard in table.shards() {
-            let conns = match self.by_addr.remove(&shard.master) {
-                Some(conns) => conns,
-                None => self.open(&shard.master),
+            let node = match self.by_addr.remove(&shard.master) {
+                Some(node) if node.auth == shard.auth => node,
+                Some(stale) => {
+                    // Credentials changed: new connections, the old ones finish and close.
+                    stale.conns.iter().for_each(BackendConn::retire);
+                    self.open(&shard.master, shard.auth.clone())
+                }
+                None => self.open(&shard.master, shard.auth.clone()),
             };
-            next_by_addr.insert(Arc::clone(&shard.master), conns);
+            next_by_addr.insert(Arc::clone(&shard.master), node);
         }
         // Nodes no longer in the table: finish what they hold, then close.
-        for conn in self.by_addr.drain().flat_map(|(_, conns)| conns) {
-            conn.retire();
+        for node in self.by_addr.drain().map(|(_, node)| node) {
+            node.conns.iter().for_each(BackendConn::retire);
         }
         self.by_shard = table
             .shards()
             .iter()
-            .map(|s| next_by_addr.get(&s.master).cloned().unwrap_or_default())
+            .map(|s| {
+                next_by_addr
+                    .get(&s.master)
+                    .map(|n: &Node| n.conns.clone())
+                    .unwrap_or_default()
+            })
             .collect();
         self.by_addr = next_by_addr;
         self.version = table.version();

@@ -66,6 +66,19 @@ impl Redirect {
         }
     }
 
+    /// True for the replies only a Redis Cluster node gives (MOVED, ASK, TRYAGAIN,
+    /// CLUSTERDOWN). In pool mode they are not followed: a standalone server never sends them,
+    /// so one that does is misconfigured and the client sees the reply as it is.
+    pub fn is_cluster_only(&self) -> bool {
+        matches!(
+            self,
+            Redirect::Moved { .. }
+                | Redirect::Ask { .. }
+                | Redirect::TryAgain
+                | Redirect::ClusterDown
+        )
+    }
+
     /// A stable short label, for metrics.
     pub fn kind(&self) -> &'static str {
         match self {

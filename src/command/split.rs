@@ -11,11 +11,14 @@
 //! MSET on a Redis Cluster.
 //!
 //! Keys of the same slot stay together in one sub-request, in the order the client gave them.
+//! "Slot" here is the routing unit of the table's [`Placement`]: a hash slot, or in ketama
+//! mode a pool, so a split MGET in pool mode sends one part per pool.
 
 use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::placement::Placement;
 use crate::resp::{encode, parse_frame, Frame, Limits, Request};
 use crate::slot::Slot;
 
@@ -190,9 +193,15 @@ pub struct Split {
 }
 
 /// Split `args` (a whole request) whose keys are at `key_indices`, each key followed by
-/// `per_key - 1` more arguments (MSET's values). Indices past the end are ignored (the command
-/// table's arity check ran first).
-pub fn split(args: &[Bytes], key_indices: &[usize], rule: MergeRule, per_key: usize) -> Split {
+/// `per_key - 1` more arguments (MSET's values), grouping keys by `placement`'s unit.
+/// Indices past the end are ignored (the command table's arity check ran first).
+pub fn split(
+    args: &[Bytes],
+    key_indices: &[usize],
+    rule: MergeRule,
+    per_key: usize,
+    placement: &Placement,
+) -> Split {
     let name: &[u8] = args.first().map(|n| &n[..]).unwrap_or_default();
     // Per slot: the indices of its keys' first argument, in client order.
     let mut groups: Vec<(Slot, Vec<usize>, Vec<usize>)> = Vec::new();
@@ -204,7 +213,7 @@ pub fn split(args: &[Bytes], key_indices: &[usize], rule: MergeRule, per_key: us
         if args.len() < index + per_key {
             continue;
         }
-        let slot = Slot::of(key);
+        let slot = placement.unit_of(key);
         let found = match &by_slot {
             Some(map) => map.get(&slot).copied(),
             None => groups.iter().position(|(s, _, _)| *s == slot),
@@ -501,7 +510,13 @@ mod tests {
     #[test]
     fn keys_of_one_slot_stay_together_in_client_order() {
         let a = args(&["MGET", "{x}1", "foo", "{x}2", "bar", "{x}1"]);
-        let s = split(&a, &[1, 2, 3, 4, 5], MergeRule::Values, 1);
+        let s = split(
+            &a,
+            &[1, 2, 3, 4, 5],
+            MergeRule::Values,
+            1,
+            &Placement::Slots,
+        );
         assert_eq!(s.keys, 5);
         assert_eq!(s.parts.len(), 3);
         assert_eq!(part_args(&s.parts[0]), ["MGET", "{x}1", "{x}2", "{x}1"]);
@@ -518,7 +533,7 @@ mod tests {
         all.extend(words.iter().cloned());
         let a: Vec<Bytes> = all.iter().map(|w| Bytes::from(w.clone())).collect();
         let indices: Vec<usize> = (1..=40).collect();
-        let s = split(&a, &indices, MergeRule::Sum, 1);
+        let s = split(&a, &indices, MergeRule::Sum, 1, &Placement::Slots);
         assert_eq!(s.parts.len(), 5);
         assert_eq!(s.parts[0].positions, [0, 5, 10, 15, 20, 25, 30, 35]);
         assert_eq!(part_args(&s.parts[1])[1], "{t1}k1");
@@ -537,7 +552,7 @@ mod tests {
     #[test]
     fn mset_moves_values_with_their_keys() {
         let a = args(&["MSET", "foo", "1", "bar", "2", "{foo}x", "3"]);
-        let s = split(&a, &[1, 3, 5], MergeRule::AllOk, 2);
+        let s = split(&a, &[1, 3, 5], MergeRule::AllOk, 2, &Placement::Slots);
         assert_eq!(part_args(&s.parts[0]), ["MSET", "foo", "1", "{foo}x", "3"]);
         assert_eq!(part_args(&s.parts[1]), ["MSET", "bar", "2"]);
     }
@@ -545,7 +560,7 @@ mod tests {
     #[test]
     fn values_merge_back_in_key_order() {
         let a = args(&["MGET", "{x}1", "foo", "{x}2"]);
-        let s = split(&a, &[1, 2, 3], MergeRule::Values, 1);
+        let s = split(&a, &[1, 2, 3], MergeRule::Values, 1, &Placement::Slots);
         let replies = [
             Bytes::from_static(b"*2\r\n$1\r\na\r\n$-1\r\n"),
             Bytes::from_static(b"*1\r\n$1\r\nb\r\n"),
@@ -557,7 +572,7 @@ mod tests {
     #[test]
     fn counts_sum_and_errors_win() {
         let a = args(&["DEL", "foo", "bar"]);
-        let s = split(&a, &[1, 2], MergeRule::Sum, 1);
+        let s = split(&a, &[1, 2], MergeRule::Sum, 1, &Placement::Slots);
         let limits = Limits::default();
         let ok = [Bytes::from_static(b":1\r\n"), Bytes::from_static(b":0\r\n")];
         assert_eq!(&merge(s.rule, &s.parts, &ok, 2, &limits)[..], b":1\r\n");
@@ -582,7 +597,7 @@ mod tests {
     #[test]
     fn a_short_or_wrong_reply_is_an_error_not_a_short_array() {
         let a = args(&["MGET", "foo", "bar"]);
-        let s = split(&a, &[1, 2], MergeRule::Values, 1);
+        let s = split(&a, &[1, 2], MergeRule::Values, 1, &Placement::Slots);
         let replies = [
             Bytes::from_static(b"*0\r\n"),
             Bytes::from_static(b"*1\r\n$1\r\nb\r\n"),

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use crate::backend::conn::Outbound;
 use crate::command::split::{self, MergeRule};
 use crate::command::{self, CommandSpec, Flags};
+use crate::placement::Placement;
 use crate::resp::Request;
 use crate::slot::Slot;
 
@@ -55,7 +56,10 @@ pub(super) enum Route {
 impl Session {
     /// Serve one request: its reply takes the next place in the session's reply queue.
     pub(super) fn dispatch(&mut self, request: Request, now: Instant) {
-        let route = route(request.args());
+        let route = {
+            let table = self.worker.topology.table();
+            route(request.args(), table.placement())
+        };
         if self.tx.is_some() {
             return self.in_transaction(request, route);
         }
@@ -93,7 +97,9 @@ impl Session {
                 keys,
                 readonly,
             } => {
-                let split = split::split(request.args(), &keys, rule, per_key);
+                let table = self.worker.topology.table();
+                let split = split::split(request.args(), &keys, rule, per_key, table.placement());
+                drop(table);
                 let merge = Merge::new(split, self.queue.reserve(), self.worker.limits);
                 for (index, part) in merge.split().parts.iter().enumerate() {
                     let reply = ReplyTarget::part(&merge, index);
@@ -190,9 +196,15 @@ impl Session {
                         self.forward(raw, reply, Slot::ZERO, readonly, now, Some(node))
                     }
                     (None, None) => {
-                        let pick = self.worker.stats().next_pick();
-                        let slot = Slot::spread(pick);
-                        self.forward(raw, reply, slot, readonly, now, None)
+                        // A master picked in turn, so key-less scripts spread over them all.
+                        let masters = self.worker.topology.table().serving_masters();
+                        let pick = self.worker.stats().next_pick() as usize;
+                        match masters.get(pick % masters.len().max(1)).cloned() {
+                            Some((master, slot)) => {
+                                self.forward(raw, reply, slot, readonly, now, Some(master))
+                            }
+                            None => reply.fill(error("CLUSTERDOWN no master serves any slot")),
+                        }
                     }
                 }
             }
@@ -291,8 +303,8 @@ impl Session {
     }
 }
 
-/// Classify a request by its command and keys. Pure: no table, no I/O.
-fn route(args: &[Bytes]) -> Route {
+/// Classify a request by its command and keys, placed by `placement`. Pure: no I/O.
+fn route(args: &[Bytes], placement: &Placement) -> Route {
     let Some(name) = args.first() else {
         return Route::Refused(error("ERR empty command"));
     };
@@ -322,7 +334,7 @@ fn route(args: &[Bytes]) -> Route {
         // A cluster broadcasts PUBLISH to every node; the channel's slot names the node whose
         // subscriber count the reply gives (where slotgate subscribes that channel).
         return Route::Slot {
-            slot: Slot::of(&args[1]),
+            slot: placement.unit_of(&args[1]),
             readonly: false,
         };
     }
@@ -333,7 +345,7 @@ fn route(args: &[Bytes]) -> Route {
     let mut slots = keys
         .iter()
         .filter_map(|&i| args.get(i))
-        .map(|k| Slot::of(k));
+        .map(|k| placement.unit_of(k));
     let Some(slot) = slots.next() else {
         if special && is_script(spec.name) {
             return Route::Script {
@@ -592,6 +604,11 @@ pub(super) fn printable(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::resp::test_args as args;
+
+    /// `route` with cluster hash slots, the placement these tests are written for.
+    fn route(args: &[Bytes]) -> Route {
+        super::route(args, &Placement::Slots)
+    }
 
     fn refused(words: &[&str]) -> String {
         match route(&args(words)) {

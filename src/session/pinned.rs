@@ -452,7 +452,24 @@ pub(super) async fn lease(worker: &Worker, addr: &Arc<str>) -> Result<DedicatedC
     if let Some(conn) = worker.idle.borrow_mut().take(addr) {
         return Ok(conn);
     }
-    DedicatedConn::connect(Arc::clone(addr), worker.connect_timeout, worker.limits).await
+    let auth = credentials_for(worker, addr);
+    DedicatedConn::connect(
+        Arc::clone(addr),
+        worker.connect_timeout,
+        worker.limits,
+        auth,
+    )
+    .await
+}
+
+/// The credentials the table gives the node at `addr` (pool mode), if any.
+pub(super) fn credentials_for(
+    worker: &Worker,
+    addr: &str,
+) -> Option<Arc<crate::backend::auth::Credentials>> {
+    let table = worker.topology.table();
+    let shard = table.shards().iter().find(|s| &*s.master == addr)?;
+    shard.auth.clone()
 }
 
 /// Wait before another attempt, or give up with `reply` if the deadline would pass first.

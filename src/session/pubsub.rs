@@ -31,7 +31,6 @@ use tokio::sync::mpsc;
 use crate::backend::dedicated::DedicatedConn;
 use crate::backend::BackendError;
 use crate::resp::{encode, parse_frame, Frame, Reply};
-use crate::slot::Slot;
 use crate::worker::Worker;
 
 use super::dispatch::{error, printable};
@@ -275,7 +274,7 @@ impl Session {
 /// The master serving the slot of a channel or pattern name.
 fn master_of(worker: &Worker, name: &[u8]) -> Option<Arc<str>> {
     let table = worker.topology.table();
-    let shard = table.shard_of(Slot::of(name))?;
+    let shard = table.shard_of(table.placement().unit_of(name))?;
     table.shards().get(shard).map(|s| Arc::clone(&s.master))
 }
 
@@ -373,10 +372,12 @@ async fn serve_link(
     mut commands: mpsc::UnboundedReceiver<Bytes>,
 ) -> Result<(), BackendError> {
     let worker = &link.worker;
+    let auth = super::pinned::credentials_for(worker, &link.node);
     let mut conn = DedicatedConn::connect(
         Arc::clone(&link.node),
         worker.connect_timeout,
         worker.limits,
+        auth,
     )
     .await?;
     loop {

@@ -1,5 +1,7 @@
-//! Cluster topology: which node serves which slot, discovered from the cluster and published
-//! as an immutable [`SlotTable`] through `ArcSwap`.
+//! Topology: which node serves which slot, discovered from the cluster (cluster mode) or built
+//! from the config (pool mode, [`pools`]), and published as an immutable [`SlotTable`] through
+//! `ArcSwap`. In pool mode there is no discovery and no MOVED patching: the table changes only
+//! when a reload installs a new one ([`Topology::install`]).
 //!
 //! Readers (every request) call [`Topology::table`], a lock-free load. One background task
 //! ([`Topology::run`]) refreshes the table on a timer and on demand; a new table is stored only
@@ -12,6 +14,7 @@
 //! still claims the slots it lost in a failover) cannot drag the table backwards.
 
 pub mod discovery;
+pub mod pools;
 pub mod table;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,6 +58,8 @@ struct Settings {
 #[derive(Debug)]
 pub struct Topology {
     table: ArcSwap<SlotTable>,
+    /// Pool mode: the table comes from config, never from discovery.
+    pool_mode: bool,
     settings: Arc<Settings>,
     wake: Notify,
     versions: AtomicU64,
@@ -66,6 +71,7 @@ impl Topology {
     pub fn new(config: &Config) -> Arc<Topology> {
         Arc::new(Topology {
             table: ArcSwap::from_pointee(SlotTable::empty()),
+            pool_mode: config.is_pool_mode(),
             settings: Arc::new(Settings {
                 seeds: config.cluster.seeds.clone(),
                 require_full_coverage: config.cluster.require_full_coverage,
@@ -93,8 +99,48 @@ impl Topology {
         self.wake.notify_one();
     }
 
+    /// True in pool mode (the table comes from config).
+    pub fn is_pool_mode(&self) -> bool {
+        self.pool_mode
+    }
+
+    /// Publish `table` (built from config: pool mode, start-up or reload) unless it routes
+    /// exactly like the current one. Returns the new version, or `None` when unchanged.
+    ///
+    /// Concurrency note: one `ArcSwap::store`. Requests already handed to a backend
+    /// connection finish there; connections to nodes that left the table are retired by each
+    /// worker's pool when it first sees the new version.
+    pub fn install(&self, table: SlotTable) -> Option<u64> {
+        let current = self.table.load_full();
+        if current.version() > 0 && current.same_routing(&table) {
+            return None;
+        }
+        let version = self.next_version();
+        let next = table.with_version(version);
+        let changes = if current.version() == 0 {
+            next.describe()
+        } else {
+            next.changes_from(&current)
+        };
+        tracing::info!(
+            version,
+            shards = next.shards().len(),
+            placement = %next.placement().describe(),
+            "slot table {}: {}",
+            if current.version() == 0 { "loaded from config" } else { "reloaded from config" },
+            changes.join(", ")
+        );
+        self.table.store(Arc::new(next));
+        metrics::gauge!("slotgate_slot_table_version").set(version as f64);
+        Some(version)
+    }
+
     /// Discover the layout now and publish it if the routing changed. Returns whether it did.
+    /// In pool mode there is nothing to discover: always `Ok(false)`.
     pub async fn refresh(&self) -> Result<bool, TopologyError> {
+        if self.pool_mode {
+            return Ok(false);
+        }
         self.refreshes.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("slotgate_topology_refreshes_total").increment(1);
         let found = self.discover().await?;
@@ -129,6 +175,9 @@ impl Topology {
     /// A node answered `MOVED slot addr`: route `slot` to `addr` from now on (copy-on-write).
     /// The full refresh that should follow is the caller's to request.
     pub fn patch_moved(&self, slot: crate::slot::Slot, addr: &Arc<str>) {
+        if self.pool_mode {
+            return; // Standalone pools do not redirect; the slot map is the config's.
+        }
         let mut patched = None;
         self.table.rcu(|current| {
             let owner = current.shard_of(slot).map(|i| &current.shards()[i].master);
@@ -160,7 +209,11 @@ impl Topology {
 
     /// Refresh forever: every `refresh_interval_ms`, and soon after [`Topology::request_refresh`].
     /// Ends when its runtime is dropped.
+    /// In pool mode it never returns and does nothing (no discovery).
     pub async fn run(self: Arc<Self>) {
+        if self.pool_mode {
+            return std::future::pending().await;
+        }
         let mut last = Instant::now();
         loop {
             let _ =

@@ -1,12 +1,15 @@
 //! The slot table: an immutable map from each of the 16384 slots to the shard serving it.
 //!
-//! A table is built once (from a discovery answer or, later, from config) and never mutated;
+//! A table is built once (from a discovery answer, or from the pools of the config) and never
+//! mutated;
 //! a change of topology is a new table published through `ArcSwap`, so the request path reads
 //! it without locks and never sees a half-built map.
 
 use std::fmt;
 use std::sync::Arc;
 
+use crate::backend::Credentials;
+use crate::placement::Placement;
 use crate::slot::{Slot, SLOT_COUNT};
 
 /// Marks a slot no shard serves.
@@ -30,6 +33,8 @@ pub struct Shard {
     pub master: Arc<str>,
     /// The replicas' `HOST:PORT`.
     pub replicas: Vec<Arc<str>>,
+    /// Credentials for `AUTH` on new connections (pool mode), if configured.
+    pub auth: Option<Arc<Credentials>>,
 }
 
 /// Why a set of shards does not make a table.
@@ -53,10 +58,12 @@ pub enum TableError {
     TooManyShards(usize),
 }
 
-/// Immutable slot → shard map with a version number.
+/// Immutable slot → shard map with a version number, and the placement that turns keys into
+/// slots (routing units) for it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SlotTable {
     version: u64,
+    placement: Arc<Placement>,
     shards: Vec<Shard>,
     /// Slot index → index into `shards`, or `UNASSIGNED`.
     slots: Box<[u16]>,
@@ -66,6 +73,7 @@ impl fmt::Debug for SlotTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SlotTable")
             .field("version", &self.version)
+            .field("placement", &self.placement.describe())
             .field("shards", &self.shards)
             .field("covered", &self.covered_slots())
             .finish()
@@ -77,6 +85,7 @@ impl SlotTable {
     pub fn empty() -> SlotTable {
         SlotTable {
             version: 0,
+            placement: Arc::new(Placement::Slots),
             shards: Vec::new(),
             slots: vec![UNASSIGNED; SLOT_COUNT].into_boxed_slice(),
         }
@@ -96,6 +105,7 @@ impl SlotTable {
                     table.shards.push(Shard {
                         master: info.master.as_str().into(),
                         replicas: info.replicas.iter().map(|r| r.as_str().into()).collect(),
+                        auth: None,
                     });
                     table.shards.len() - 1
                 }
@@ -118,6 +128,26 @@ impl SlotTable {
             }
         }
         Ok(table)
+    }
+
+    /// This table with `placement` (how keys become slots) and, per shard index, the
+    /// credentials its connections authenticate with. Extra entries are ignored.
+    pub fn with_pool_settings(
+        mut self,
+        placement: Placement,
+        auth: Vec<Option<Arc<Credentials>>>,
+    ) -> SlotTable {
+        self.placement = Arc::new(placement);
+        for (shard, auth) in self.shards.iter_mut().zip(auth) {
+            shard.auth = auth;
+        }
+        self
+    }
+
+    /// How keys map to this table's slots (routing units).
+    #[inline]
+    pub fn placement(&self) -> &Placement {
+        &self.placement
     }
 
     /// This table with another version number.
@@ -183,6 +213,7 @@ impl SlotTable {
             .zip(other.slots.iter())
             .all(|(&a, &b)| self.master_at(a) == other.master_at(b))
             && self.shards.len() == other.shards.len()
+            && self.placement == other.placement
             && self.shards.iter().all(|s| other.shards.contains(s))
     }
 
@@ -200,6 +231,7 @@ impl SlotTable {
                 next.shards.push(Shard {
                     master: Arc::clone(addr),
                     replicas: Vec::new(),
+                    auth: None,
                 });
                 next.shards.len() - 1
             }

@@ -182,3 +182,67 @@ pub async fn lone_cluster_node(first: u16, last: u16) -> RedisServer {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Standalone redis-servers and slotgate in pool mode in front of them. Field order matters:
+/// the proxy stops first.
+pub struct PoolSetup {
+    pub proxy: ProxyHandle,
+    pub servers: Vec<RedisServer>,
+}
+
+impl PoolSetup {
+    /// The proxy's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.proxy.local_addr()
+    }
+
+    /// An async client connected to the proxy.
+    pub async fn client(&self) -> redis::aio::MultiplexedConnection {
+        client(self.addr()).await
+    }
+
+    /// An async client connected straight to server `i` (no proxy).
+    pub async fn direct(&self, i: usize) -> redis::aio::MultiplexedConnection {
+        client(self.servers[i].addr().parse().expect("server address")).await
+    }
+}
+
+/// `n` standalone redis-servers (killed on drop, by the harness, by PID).
+pub fn standalone_servers(n: usize) -> Vec<RedisServer> {
+    (0..n)
+        .map(|_| RedisServer::start(ServerOptions::default()).expect("start redis-server"))
+        .collect()
+}
+
+/// Pool-mode test config: pools `p0`, `p1` … on `servers` (in order), ephemeral port,
+/// 2 workers, short timeouts. `slots` lines are `("0-8191", "p0")`; empty = even split.
+pub fn pool_config(servers: &[RedisServer], slots: &[(&str, &str)]) -> Config {
+    let mut config = Config::default();
+    config.proxy.listen = "127.0.0.1:0".into();
+    config.proxy.workers = 2;
+    config.backend.connect_timeout_ms = 500;
+    config.backend.request_timeout_ms = 2_000;
+    config.log.level = "warn".into();
+    for (i, server) in servers.iter().enumerate() {
+        config.pools.insert(
+            format!("p{i}"),
+            slotgate::config::PoolConfig {
+                master: server.addr(),
+                ..Default::default()
+            },
+        );
+    }
+    for (range, pool) in slots {
+        config.slots.insert(range.to_string(), pool.to_string());
+    }
+    config
+}
+
+/// `n` standalone servers and a pool-mode proxy over them; `tune` may adjust the config.
+pub fn start_pools(n: usize, slots: &[(&str, &str)], tune: impl FnOnce(&mut Config)) -> PoolSetup {
+    let servers = standalone_servers(n);
+    let mut config = pool_config(&servers, slots);
+    tune(&mut config);
+    let proxy = Proxy::start(config).expect("start slotgate in pool mode");
+    PoolSetup { proxy, servers }
+}

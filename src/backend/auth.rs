@@ -1,0 +1,69 @@
+//! Credentials a backend connection presents with `AUTH` before any request (Redis 6 ACL
+//! user + password, or a password alone for `requirepass`).
+//!
+//! The password never appears in `Debug` output or in errors: a failed AUTH is reported with
+//! the server's own error line, which does not echo it.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::resp::Request;
+
+/// Username (optional) and password for one backend.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    username: Option<String>,
+    password: String,
+}
+
+impl Credentials {
+    /// Credentials for `AUTH [username] password`.
+    pub fn new(username: Option<String>, password: impl Into<String>) -> Credentials {
+        Credentials {
+            username,
+            password: password.into(),
+        }
+    }
+
+    /// The ACL user, if any.
+    pub fn username(&self) -> Option<&str> {
+        self.username.as_deref()
+    }
+
+    /// The `AUTH` request as RESP.
+    pub fn auth_request(&self) -> Bytes {
+        let mut args = vec![Bytes::from_static(b"AUTH")];
+        if let Some(user) = &self.username {
+            args.push(Bytes::copy_from_slice(user.as_bytes()));
+        }
+        args.push(Bytes::copy_from_slice(self.password.as_bytes()));
+        Request::from_args(args).raw().clone()
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"***")
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_request_and_redacted_debug() {
+        let c = Credentials::new(Some("app".into()), "s3cret");
+        assert_eq!(
+            &c.auth_request()[..],
+            b"*3\r\n$4\r\nAUTH\r\n$3\r\napp\r\n$6\r\ns3cret\r\n"
+        );
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let c = Credentials::new(None, "pw");
+        assert_eq!(&c.auth_request()[..], b"*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n");
+    }
+}
