@@ -25,6 +25,8 @@ pub struct Config {
     pub protocol: ProtocolConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The admin HTTP listener: health, topology, metrics, dashboard.
+    pub admin: AdminConfig,
 }
 
 /// The client-facing side.
@@ -38,6 +40,9 @@ pub struct ProxyConfig {
     /// Replies a single client may have outstanding before slotgate stops reading from it
     /// (backpressure, not an error).
     pub max_pipeline_depth: usize,
+    /// On SIGTERM/SIGINT, time in-flight requests have to finish before the remaining clients
+    /// are closed anyway.
+    pub drain_timeout_ms: u64,
 }
 
 impl Default for ProxyConfig {
@@ -46,6 +51,7 @@ impl Default for ProxyConfig {
             listen: "127.0.0.1:6380".into(),
             workers: 0,
             max_pipeline_depth: 16 * 1024,
+            drain_timeout_ms: 10_000,
         }
     }
 }
@@ -162,14 +168,50 @@ impl ProtocolConfig {
 pub struct LogConfig {
     /// `error`, `warn`, `info`, `debug` or `trace`, or a full `tracing` filter directive.
     pub level: String,
+    /// Line format on stderr.
+    pub format: LogFormat,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: "info".into(),
+            format: LogFormat::Text,
         }
     }
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("{other:?} is not a log format (text, json)")),
+        }
+    }
+}
+
+/// The admin HTTP listener.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct AdminConfig {
+    /// `HOST:PORT` of the admin HTTP listener (`/healthz`, `/readyz`, `/topology`, `/config`,
+    /// `/metrics`, `/stats`, and the dashboard at `/`). Empty (the default) disables it. It
+    /// has no authentication: keep it on loopback or a private network.
+    pub listen: String,
 }
 
 /// One problem in a configuration, with the key it concerns.
@@ -274,6 +316,11 @@ impl Config {
                 "proxy.workers",
                 "must be at most 1024 (0 = one per core)".into(),
             );
+        }
+        if !self.admin.listen.is_empty() {
+            if let Err(m) = check_host_port(&self.admin.listen) {
+                fail("admin.listen", m);
+            }
         }
         if self.proxy.max_pipeline_depth == 0 {
             fail("proxy.max_pipeline_depth", "must be at least 1".into());

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use slotgate::config::Config;
+use slotgate::config::{Config, LogConfig, LogFormat};
 use slotgate::demo::{ClusterOptions, LocalCluster};
 use slotgate::{Proxy, ProxyHandle};
 
@@ -56,6 +56,12 @@ struct RunArgs {
     /// Log level or tracing filter (error, warn, info, debug, trace).
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
+    /// Log line format: text or json.
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
+    /// Admin HTTP listener (health, metrics, topology, dashboard), HOST:PORT; "" disables it.
+    #[arg(long, value_name = "HOST:PORT")]
+    admin_listen: Option<String>,
 }
 
 impl RunArgs {
@@ -76,6 +82,12 @@ impl RunArgs {
         }
         if let Some(level) = &self.log_level {
             config.log.level = level.clone();
+        }
+        if let Some(format) = self.log_format {
+            config.log.format = format;
+        }
+        if let Some(admin) = &self.admin_listen {
+            config.admin.listen = admin.clone();
         }
         Ok(config)
     }
@@ -103,9 +115,29 @@ fn main() -> ExitCode {
 
 fn run(args: &RunArgs) -> Result<(), String> {
     let config = args.config()?;
-    init_logging(&config.log.level);
+    init_logging(&config.log);
     let proxy = Proxy::start(config).map_err(|e| e.to_string())?;
-    wait_for_signal()?;
+    let mut signals = Signals::new()?;
+    let first = signals.wait()?;
+    let timeout = proxy.drain_timeout();
+    tracing::info!(
+        "{first} received: draining for up to {} ms (send another signal to exit at once)",
+        timeout.as_millis()
+    );
+    // The drain blocks this thread; a second signal ends the process from another one.
+    std::thread::spawn(move || {
+        if let Ok(second) = signals.wait() {
+            tracing::warn!("{second} received again: exiting without finishing the drain");
+            std::process::exit(1);
+        }
+    });
+    let report = proxy.drain(timeout);
+    tracing::info!(
+        clients = report.clients_at_start,
+        left = report.clients_left,
+        elapsed_ms = report.elapsed.as_millis() as u64,
+        "drain finished"
+    );
     stop(proxy);
     Ok(())
 }
@@ -121,7 +153,7 @@ fn check_config(file: &std::path::Path) -> Result<(), String> {
 
 fn demo(masters: usize, replicas: usize, args: &RunArgs) -> Result<(), String> {
     let mut config = args.config()?;
-    init_logging(&config.log.level);
+    init_logging(&config.log);
     println!("Starting a local Redis Cluster: {masters} masters, {replicas} replica(s) each …");
     let cluster = LocalCluster::start(ClusterOptions {
         masters,
@@ -137,7 +169,7 @@ fn demo(masters: usize, replicas: usize, args: &RunArgs) -> Result<(), String> {
     println!("slotgate is serving the cluster on {addr}. Connect with:");
     println!("    redis-cli -h {} -p {}", addr.ip(), addr.port());
     println!("Press Ctrl-C to stop (the demo cluster is removed on exit).");
-    wait_for_signal()?;
+    Signals::new()?.wait()?;
     stop(proxy);
     drop(cluster);
     Ok(())
@@ -148,27 +180,54 @@ fn stop(proxy: ProxyHandle) {
     proxy.shutdown();
 }
 
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
+fn init_logging(log: &LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+    }
 }
 
-/// Block until SIGINT or SIGTERM.
-fn wait_for_signal() -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+/// SIGINT and SIGTERM, waited for on a small runtime of their own.
+struct Signals {
+    runtime: tokio::runtime::Runtime,
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Start listening (from now on the default action, exit, no longer applies).
+    fn new() -> Result<Signals, String> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
             .map_err(|e| e.to_string())?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.map_err(|e| e.to_string()),
-            _ = term.recv() => Ok(()),
-        }
-    })
+        let (int, term) = runtime
+            .block_on(async {
+                Ok::<_, std::io::Error>((
+                    signal(SignalKind::interrupt())?,
+                    signal(SignalKind::terminate())?,
+                ))
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(Signals { runtime, int, term })
+    }
+
+    /// Block until the next SIGINT or SIGTERM; returns its name.
+    fn wait(&mut self) -> Result<&'static str, String> {
+        let Signals { runtime, int, term } = self;
+        runtime
+            .block_on(async {
+                tokio::select! {
+                    s = int.recv() => s.map(|()| "SIGINT"),
+                    s = term.recv() => s.map(|()| "SIGTERM"),
+                }
+            })
+            .ok_or_else(|| "signal handling stopped".to_string())
+    }
 }

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::backend::{BackendPool, ConnSettings};
 use crate::config::{Config, WhenNodeDown};
+use crate::lifecycle::SessionDrain;
 use crate::resp::Limits;
 use crate::router::{self, Held, RoutePolicy, WorkerHooks};
 use crate::stats::{ProxyStats, WorkerStats};
@@ -39,6 +40,8 @@ pub struct Worker {
     pub policy: RoutePolicy,
     /// Requests waiting for a retry.
     pub held: Held,
+    /// Tells this worker's sessions to finish what they owe and close (graceful shutdown).
+    pub drain: SessionDrain,
 }
 
 impl Worker {
@@ -48,16 +51,29 @@ impl Worker {
     }
 }
 
-/// Run worker `index` on the current thread until `shutdown` flips, serving the clients that
-/// arrive on `clients`.
+/// The signals a worker obeys: `drain` (finish and close every client) and `shutdown` (stop
+/// at once). Each flips from `false` to `true` once.
+pub struct Signals {
+    /// Graceful: sessions stop reading and close once they owe no reply.
+    pub drain: watch::Receiver<bool>,
+    /// Immediate: the worker's runtime stops, dropping its sessions.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Run worker `index` on the current thread until `signals.shutdown` flips, serving the
+/// clients that arrive on `clients`.
 pub fn run(
     index: usize,
     config: &Config,
     topology: Arc<Topology>,
     proxy: Arc<ProxyStats>,
     mut clients: mpsc::UnboundedReceiver<NewClient>,
-    mut shutdown: watch::Receiver<bool>,
+    signals: Signals,
 ) -> std::io::Result<()> {
+    let Signals {
+        drain: mut drain_signal,
+        mut shutdown,
+    } = signals;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -85,6 +101,7 @@ pub fn run(
             hold_when_down: config.cluster.when_node_down == WhenNodeDown::Hold,
         },
         held: Held::default(),
+        drain: SessionDrain::default(),
     });
     local.spawn_local(router::retry_loop(Rc::downgrade(&worker)));
     local.block_on(&runtime, async move {
@@ -105,6 +122,11 @@ pub fn run(
                         crate::session::serve(stream, Rc::clone(&worker), id).await;
                         worker.stats().client_disconnected();
                     });
+                }
+                changed = drain_signal.changed(), if !worker.drain.is_draining() => {
+                    if changed.is_err() || *drain_signal.borrow() {
+                        worker.drain.start();
+                    }
                 }
                 _ = shutdown.changed() => break,
             }

@@ -61,6 +61,8 @@ pub(crate) struct Session {
     /// Stop reading: QUIT was received or the client broke the protocol. The session ends
     /// once every reply before that point has been written.
     closing: bool,
+    /// Reply latency for the worker's histogram (admin `/metrics`).
+    clock: crate::stats::ReplyClock,
 }
 
 /// Serve one client until it disconnects, QUITs, or breaks the protocol.
@@ -79,6 +81,7 @@ pub async fn serve(mut stream: TcpStream, worker: Rc<Worker>, id: u64) {
         queue: ReplyQueue::new(),
         info,
         closing: false,
+        clock: Default::default(),
     };
     if let Err(e) = session.run(&mut stream).await {
         tracing::debug!(client = id, "client connection ended: {e}");
@@ -92,6 +95,7 @@ impl Session {
         let mut rbuf = BytesMut::with_capacity(BUFFER_SIZE);
         let mut wbuf = BytesMut::with_capacity(BUFFER_SIZE);
         let max_outstanding = self.worker.max_pipeline_depth;
+        let drain = self.worker.drain.listen();
         loop {
             while let Some(reply) = self.queue.pop_ready() {
                 if reply.len() >= LARGE_REPLY {
@@ -108,6 +112,8 @@ impl Session {
                 writer.write_all(&wbuf).await?;
                 wbuf.clear();
             }
+            self.clock
+                .written(self.queue.outstanding(), self.worker.stats());
             if self.closing && self.queue.outstanding() == 0 {
                 return Ok(());
             }
@@ -122,6 +128,8 @@ impl Session {
                     }
                     self.process(&mut rbuf);
                 }
+                // Graceful shutdown: finish what is owed (above), read nothing more.
+                () = drain.wait(), if !self.closing => self.closing = true,
             }
         }
     }
@@ -150,5 +158,6 @@ impl Session {
             }
         }
         self.worker.stats().add_commands(count);
+        self.clock.read(now, count);
     }
 }
