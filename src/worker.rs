@@ -105,10 +105,15 @@ pub fn run(
     });
     local.spawn_local(router::retry_loop(Rc::downgrade(&worker)));
     local.block_on(&runtime, async move {
+        // The accept loop drops its senders when a drain begins: the sessions go on.
+        let mut accepting = true;
         loop {
             tokio::select! {
-                client = clients.recv() => {
-                    let Some((stream, id)) = client else { break };
+                client = clients.recv(), if accepting => {
+                    let Some((stream, id)) = client else {
+                        accepting = false;
+                        continue;
+                    };
                     let stream = match tokio::net::TcpStream::from_std(stream) {
                         Ok(s) => s,
                         Err(e) => {
