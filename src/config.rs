@@ -488,6 +488,28 @@ mod tests {
     }
 
     #[test]
+    fn admin_and_log_sections() {
+        let c = Config::parse(
+            "[admin]\nlisten = \"127.0.0.1:9180\"\n[log]\nformat = \"json\"\n[proxy]\ndrain_timeout_ms = 5\n",
+        )
+        .unwrap();
+        assert_eq!(c.admin.listen, "127.0.0.1:9180");
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.proxy.drain_timeout_ms, 5);
+        assert_eq!(Config::default().admin.listen, "", "admin is off by default");
+        let err = Config::parse("[log]\nformat = \"xml\"\n").unwrap_err();
+        assert_eq!(err.0[0].path, "log.format", "{err}");
+        assert_eq!("json".parse::<LogFormat>(), Ok(LogFormat::Json));
+        assert!("xml".parse::<LogFormat>().is_err());
+
+        let mut c = Config::default();
+        c.cluster.seeds = vec!["127.0.0.1:7000".into()];
+        c.admin.listen = "9180".into();
+        let err = c.validate().unwrap_err();
+        assert_eq!(err.0[0].path, "admin.listen", "{err}");
+    }
+
+    #[test]
     fn missing_seeds_is_an_error() {
         let err = Config::default().validate().unwrap_err();
         assert_eq!(err.0[0].path, "cluster.seeds");

@@ -38,30 +38,39 @@ enum Command {
     },
 }
 
-/// Flags that override the config file.
+/// Flags that override the config file. Each can also come from a `SLOTGATE_*` environment
+/// variable (a flag wins over its variable), so a sidecar needs no file.
 #[derive(Args, Default)]
 struct RunArgs {
     /// Config file (TOML). Without one, defaults plus these flags are used.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "SLOTGATE_CONFIG")]
     config: Option<PathBuf>,
     /// Client listen address, HOST:PORT (default 127.0.0.1:6380).
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", env = "SLOTGATE_LISTEN")]
     listen: Option<String>,
     /// Cluster seed nodes, comma-separated HOST:PORT list.
-    #[arg(long, value_name = "HOST:PORT[,HOST:PORT…]", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "HOST:PORT[,HOST:PORT…]",
+        value_delimiter = ',',
+        env = "SLOTGATE_CLUSTER"
+    )]
     cluster: Option<Vec<String>>,
     /// Worker threads (0 = one per core).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", env = "SLOTGATE_WORKERS")]
     workers: Option<usize>,
     /// Log level or tracing filter (error, warn, info, debug, trace).
-    #[arg(long, value_name = "LEVEL")]
+    #[arg(long, value_name = "LEVEL", env = "SLOTGATE_LOG_LEVEL")]
     log_level: Option<String>,
     /// Log line format: text or json.
-    #[arg(long, value_name = "FORMAT")]
+    #[arg(long, value_name = "FORMAT", env = "SLOTGATE_LOG_FORMAT")]
     log_format: Option<LogFormat>,
     /// Admin HTTP listener (health, metrics, topology, dashboard), HOST:PORT; "" disables it.
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", env = "SLOTGATE_ADMIN_LISTEN")]
     admin_listen: Option<String>,
+    /// On SIGTERM/SIGINT, time in-flight requests have to finish (proxy.drain_timeout_ms).
+    #[arg(long, value_name = "MS", env = "SLOTGATE_DRAIN_TIMEOUT_MS")]
+    drain_timeout_ms: Option<u64>,
 }
 
 impl RunArgs {
@@ -88,6 +97,9 @@ impl RunArgs {
         }
         if let Some(admin) = &self.admin_listen {
             config.admin.listen = admin.clone();
+        }
+        if let Some(ms) = self.drain_timeout_ms {
+            config.proxy.drain_timeout_ms = ms;
         }
         Ok(config)
     }
