@@ -496,7 +496,11 @@ mod tests {
         assert_eq!(c.admin.listen, "127.0.0.1:9180");
         assert_eq!(c.log.format, LogFormat::Json);
         assert_eq!(c.proxy.drain_timeout_ms, 5);
-        assert_eq!(Config::default().admin.listen, "", "admin is off by default");
+        assert_eq!(
+            Config::default().admin.listen,
+            "",
+            "admin is off by default"
+        );
         let err = Config::parse("[log]\nformat = \"xml\"\n").unwrap_err();
         assert_eq!(err.0[0].path, "log.format", "{err}");
         assert_eq!("json".parse::<LogFormat>(), Ok(LogFormat::Json));
