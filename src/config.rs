@@ -39,6 +39,8 @@ pub struct Config {
     pub protocol: ProtocolConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The admin HTTP listener: health, topology, metrics, dashboard.
+    pub admin: AdminConfig,
     /// How particular commands are served.
     pub commands: CommandsConfig,
 }
@@ -81,6 +83,9 @@ pub struct ProxyConfig {
     /// Replies a single client may have outstanding before slotgate stops reading from it
     /// (backpressure, not an error).
     pub max_pipeline_depth: usize,
+    /// On SIGTERM/SIGINT, time in-flight requests have to finish before the remaining clients
+    /// are closed anyway.
+    pub drain_timeout_ms: u64,
 }
 
 impl Default for ProxyConfig {
@@ -89,6 +94,7 @@ impl Default for ProxyConfig {
             listen: "127.0.0.1:6380".into(),
             workers: 0,
             max_pipeline_depth: 16 * 1024,
+            drain_timeout_ms: 10_000,
         }
     }
 }
@@ -297,14 +303,50 @@ impl ProtocolConfig {
 pub struct LogConfig {
     /// `error`, `warn`, `info`, `debug` or `trace`, or a full `tracing` filter directive.
     pub level: String,
+    /// Line format on stderr.
+    pub format: LogFormat,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: "info".into(),
+            format: LogFormat::Text,
         }
     }
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("{other:?} is not a log format (text, json)")),
+        }
+    }
+}
+
+/// The admin HTTP listener.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct AdminConfig {
+    /// `HOST:PORT` of the admin HTTP listener (`/healthz`, `/readyz`, `/topology`, `/config`,
+    /// `/metrics`, `/stats`, and the dashboard at `/`). Empty (the default) disables it. It
+    /// has no authentication: keep it on loopback or a private network.
+    pub listen: String,
 }
 
 /// One problem in a configuration, with the key it concerns.
@@ -415,6 +457,11 @@ impl Config {
                 "proxy.workers",
                 "must be at most 1024 (0 = one per core)".into(),
             );
+        }
+        if !self.admin.listen.is_empty() {
+            if let Err(m) = check_host_port(&self.admin.listen) {
+                fail("admin.listen", m);
+            }
         }
         if self.proxy.max_pipeline_depth == 0 {
             fail("proxy.max_pipeline_depth", "must be at least 1".into());
@@ -756,6 +803,32 @@ mod tests {
                 "log.level"
             ]
         );
+    }
+
+    #[test]
+    fn admin_and_log_sections() {
+        let c = Config::parse(
+            "[admin]\nlisten = \"127.0.0.1:9180\"\n[log]\nformat = \"json\"\n[proxy]\ndrain_timeout_ms = 5\n",
+        )
+        .unwrap();
+        assert_eq!(c.admin.listen, "127.0.0.1:9180");
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.proxy.drain_timeout_ms, 5);
+        assert_eq!(
+            Config::default().admin.listen,
+            "",
+            "admin is off by default"
+        );
+        let err = Config::parse("[log]\nformat = \"xml\"\n").unwrap_err();
+        assert_eq!(err.0[0].path, "log.format", "{err}");
+        assert_eq!("json".parse::<LogFormat>(), Ok(LogFormat::Json));
+        assert!("xml".parse::<LogFormat>().is_err());
+
+        let mut c = Config::default();
+        c.cluster.seeds = vec!["127.0.0.1:7000".into()];
+        c.admin.listen = "9180".into();
+        let err = c.validate().unwrap_err();
+        assert_eq!(err.0[0].path, "admin.listen", "{err}");
     }
 
     #[test]

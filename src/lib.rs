@@ -6,12 +6,14 @@
 //! connection-level commands itself. Start it with [`Proxy::start`]; see `docs/ARCHITECTURE.md` for the map.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod admin;
 pub mod backend;
 pub mod command;
 pub mod config;
 pub mod demo;
 pub mod info;
 pub mod placement;
+pub mod lifecycle;
 pub mod resp;
 pub mod router;
 pub mod scripts;
@@ -23,4 +25,5 @@ pub mod topology;
 pub mod wake;
 pub mod worker;
 
+pub use lifecycle::DrainReport;
 pub use server::{Proxy, ProxyHandle, ReloadError, Reloaded, StartError};

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use slotgate::config::Config;
+use slotgate::config::{Config, LogConfig, LogFormat};
 use slotgate::demo::{ClusterOptions, LocalCluster};
 use slotgate::{Proxy, ProxyHandle};
 
@@ -39,24 +39,39 @@ enum Command {
     },
 }
 
-/// Flags that override the config file.
+/// Flags that override the config file. Each can also come from a `SLOTGATE_*` environment
+/// variable (a flag wins over its variable), so a sidecar needs no file.
 #[derive(Args, Default)]
 struct RunArgs {
     /// Config file (TOML). Without one, defaults plus these flags are used.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "SLOTGATE_CONFIG")]
     config: Option<PathBuf>,
     /// Client listen address, HOST:PORT (default 127.0.0.1:6380).
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", env = "SLOTGATE_LISTEN")]
     listen: Option<String>,
     /// Cluster seed nodes, comma-separated HOST:PORT list.
-    #[arg(long, value_name = "HOST:PORT[,HOST:PORT…]", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "HOST:PORT[,HOST:PORT…]",
+        value_delimiter = ',',
+        env = "SLOTGATE_CLUSTER"
+    )]
     cluster: Option<Vec<String>>,
     /// Worker threads (0 = one per core).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", env = "SLOTGATE_WORKERS")]
     workers: Option<usize>,
     /// Log level or tracing filter (error, warn, info, debug, trace).
-    #[arg(long, value_name = "LEVEL")]
+    #[arg(long, value_name = "LEVEL", env = "SLOTGATE_LOG_LEVEL")]
     log_level: Option<String>,
+    /// Log line format: text or json.
+    #[arg(long, value_name = "FORMAT", env = "SLOTGATE_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+    /// Admin HTTP listener (health, metrics, topology, dashboard), HOST:PORT; "" disables it.
+    #[arg(long, value_name = "HOST:PORT", env = "SLOTGATE_ADMIN_LISTEN")]
+    admin_listen: Option<String>,
+    /// On SIGTERM/SIGINT, time in-flight requests have to finish (proxy.drain_timeout_ms).
+    #[arg(long, value_name = "MS", env = "SLOTGATE_DRAIN_TIMEOUT_MS")]
+    drain_timeout_ms: Option<u64>,
 }
 
 impl RunArgs {
@@ -77,6 +92,15 @@ impl RunArgs {
         }
         if let Some(level) = &self.log_level {
             config.log.level = level.clone();
+        }
+        if let Some(format) = self.log_format {
+            config.log.format = format;
+        }
+        if let Some(admin) = &self.admin_listen {
+            config.admin.listen = admin.clone();
+        }
+        if let Some(ms) = self.drain_timeout_ms {
+            config.proxy.drain_timeout_ms = ms;
         }
         Ok(config)
     }
@@ -104,10 +128,10 @@ fn main() -> ExitCode {
 
 fn run(args: &RunArgs) -> Result<(), String> {
     let config = args.config()?;
-    init_logging(&config.log.level);
+    init_logging(&config.log);
     let proxy = Proxy::start(config).map_err(|e| e.to_string())?;
     // SIGHUP: re-read the file (with the same flags on top) and apply what can be reloaded.
-    wait_for_signal(|| match args.config() {
+    let mut on_hangup = || match args.config() {
         Ok(next) => {
             tracing::info!("SIGHUP: reloading the configuration");
             if let Err(e) = proxy.reload(next) {
@@ -115,7 +139,28 @@ fn run(args: &RunArgs) -> Result<(), String> {
             }
         }
         Err(e) => tracing::error!("config reload rejected, running configuration unchanged: {e}"),
-    })?;
+    };
+    let mut signals = Signals::new()?;
+    let first = signals.wait(&mut on_hangup)?;
+    let timeout = proxy.drain_timeout();
+    tracing::info!(
+        "{first} received: draining for up to {} ms (send another signal to exit at once)",
+        timeout.as_millis()
+    );
+    // The drain blocks this thread; a second signal ends the process from another one.
+    std::thread::spawn(move || {
+        if let Ok(second) = signals.wait(&mut || {}) {
+            tracing::warn!("{second} received again: exiting without finishing the drain");
+            std::process::exit(1);
+        }
+    });
+    let report = proxy.drain(timeout);
+    tracing::info!(
+        clients = report.clients_at_start,
+        left = report.clients_left,
+        elapsed_ms = report.elapsed.as_millis() as u64,
+        "drain finished"
+    );
     stop(proxy);
     Ok(())
 }
@@ -131,7 +176,7 @@ fn check_config(file: &std::path::Path) -> Result<(), String> {
 
 fn demo(masters: usize, replicas: usize, args: &RunArgs) -> Result<(), String> {
     let mut config = args.config()?;
-    init_logging(&config.log.level);
+    init_logging(&config.log);
     println!("Starting a local Redis Cluster: {masters} masters, {replicas} replica(s) each …");
     let cluster = LocalCluster::start(ClusterOptions {
         masters,
@@ -147,7 +192,7 @@ fn demo(masters: usize, replicas: usize, args: &RunArgs) -> Result<(), String> {
     println!("slotgate is serving the cluster on {addr}. Connect with:");
     println!("    redis-cli -h {} -p {}", addr.ip(), addr.port());
     println!("Press Ctrl-C to stop (the demo cluster is removed on exit).");
-    wait_for_signal(|| tracing::info!("SIGHUP ignored in demo mode"))?;
+    Signals::new()?.wait(&mut || tracing::info!("SIGHUP ignored in demo mode"))?;
     stop(proxy);
     drop(cluster);
     Ok(())
@@ -158,31 +203,73 @@ fn stop(proxy: ProxyHandle) {
     proxy.shutdown();
 }
 
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
+fn init_logging(log: &LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+    }
 }
 
-/// Block until SIGINT or SIGTERM, calling `on_hangup` for each SIGHUP meanwhile.
-fn wait_for_signal(mut on_hangup: impl FnMut()) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(async {
+/// SIGINT, SIGTERM and SIGHUP, waited for on a small runtime of their own.
+struct Signals {
+    runtime: tokio::runtime::Runtime,
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Start listening (from now on the default action, exit, no longer applies).
+    fn new() -> Result<Signals, String> {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-        let mut hangup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
-        loop {
-            tokio::select! {
-                r = tokio::signal::ctrl_c() => return r.map_err(|e| e.to_string()),
-                _ = term.recv() => return Ok(()),
-                _ = hangup.recv() => on_hangup(),
-            }
-        }
-    })
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let (int, term, hup) = runtime
+            .block_on(async {
+                Ok::<_, std::io::Error>((
+                    signal(SignalKind::interrupt())?,
+                    signal(SignalKind::terminate())?,
+                    signal(SignalKind::hangup())?,
+                ))
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(Signals {
+            runtime,
+            int,
+            term,
+            hup,
+        })
+    }
+
+    /// Block until the next SIGINT or SIGTERM (returns its name), calling `on_hangup` for
+    /// each SIGHUP meanwhile.
+    fn wait(&mut self, on_hangup: &mut dyn FnMut()) -> Result<&'static str, String> {
+        let Signals {
+            runtime,
+            int,
+            term,
+            hup,
+        } = self;
+        runtime
+            .block_on(async {
+                loop {
+                    tokio::select! {
+                        s = int.recv() => return s.map(|()| "SIGINT"),
+                        s = term.recv() => return s.map(|()| "SIGTERM"),
+                        s = hup.recv() => match s {
+                            Some(()) => on_hangup(),
+                            None => return None,
+                        },
+                    }
+                }
+            })
+            .ok_or_else(|| "signal handling stopped".to_string())
+    }
 }

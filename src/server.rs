@@ -12,21 +12,24 @@
 //! `ArcSwap::store`, and settings that only take effect at start (listener, workers, limits,
 //! timeouts, cluster settings) are reported and logged as not reloaded. If invalid, nothing
 //! changes.
+//! The admin HTTP listener, when configured, runs on a thread of its own (`slotgate-admin`).
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
 use tokio::sync::{mpsc, watch};
 
+use crate::admin::{self, AdminState};
 use crate::config::{self, Config, ConfigErrors};
+use crate::lifecycle::DrainReport;
 use crate::scripts::ScriptCache;
 use crate::stats::ProxyStats;
 use crate::topology::{pools, Topology, TopologyError};
-use crate::worker::{self, NewClient};
+use crate::worker::{self, NewClient, Signals};
 
 /// Why the proxy did not start.
 #[derive(Debug, thiserror::Error)]
@@ -68,15 +71,34 @@ impl Proxy {
         }
         let listener = bind(&config.proxy.listen)?;
         let local_addr = listener.local_addr()?;
+        let admin_listener = match config.admin.listen.as_str() {
+            "" => None,
+            addr => Some(admin::bind(addr).map_err(|source| StartError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?),
+        };
+        let admin_addr = admin_listener
+            .as_ref()
+            .map(std::net::TcpListener::local_addr)
+            .transpose()?;
         let workers = config.effective_workers();
         let stats = Arc::new(ProxyStats::new(workers, local_addr));
         let scripts = Arc::new(ScriptCache::new());
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let (drain, drain_rx) = watch::channel(false);
+        let admin_state =
+            AdminState::new(Arc::clone(&topology), Arc::clone(&stats), config.clone());
         let mut handle = ProxyHandle {
             local_addr,
             config: Mutex::new(config.clone()),
+            admin_addr,
             topology: Arc::clone(&topology),
+            stats: Arc::clone(&stats),
+            admin: Arc::clone(&admin_state),
+            drain_timeout: Duration::from_millis(config.proxy.drain_timeout_ms),
             shutdown,
+            drain,
             threads: Vec::new(),
         };
 
@@ -84,17 +106,21 @@ impl Proxy {
         for index in 0..workers {
             let (tx, rx) = mpsc::unbounded_channel();
             senders.push(tx);
-            let (config, topology, stats, scripts, stop) = (
+            let (config, topology, stats, scripts) = (
                 config.clone(),
                 Arc::clone(&topology),
                 Arc::clone(&stats),
                 Arc::clone(&scripts),
-                shutdown_rx.clone(),
             );
+            let signals = Signals {
+                drain: drain_rx.clone(),
+                shutdown: shutdown_rx.clone(),
+            };
             let thread = std::thread::Builder::new()
                 .name(format!("slotgate-worker-{index}"))
                 .spawn(move || {
-                    if let Err(e) = worker::run(index, &config, topology, stats, scripts, rx, stop)
+                    if let Err(e) =
+                        worker::run(index, &config, topology, stats, scripts, rx, signals)
                     {
                         tracing::error!("worker {index} failed to start: {e}");
                     }
@@ -102,9 +128,18 @@ impl Proxy {
             handle.threads.push(thread);
         }
 
+        if let Some(listener) = admin_listener {
+            let stop = shutdown_rx.clone();
+            let thread = std::thread::Builder::new()
+                .name("slotgate-admin".into())
+                .spawn(move || run_admin(listener, admin_state, stop))?;
+            handle.threads.push(thread);
+        }
+
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let control_topology = Arc::clone(&topology);
         let mut stop = shutdown_rx;
+        let mut drain_accept = drain_rx;
         let control = std::thread::Builder::new()
             .name("slotgate-control".into())
             .spawn(move || {
@@ -133,7 +168,11 @@ impl Proxy {
                     let _ = ready_tx.send(Ok(()));
                     tokio::select! {
                         () = Arc::clone(&control_topology).run() => {}
-                        () = accept_loop(listener, senders) => {}
+                        () = async {
+                            // Accepting ends when the drain begins; the refresh task goes on.
+                            accept_loop(listener, senders, &mut drain_accept).await;
+                            std::future::pending::<()>().await
+                        } => {}
                         _ = stop.changed() => {}
                     }
                 });
@@ -147,6 +186,9 @@ impl Proxy {
                     workers,
                     "slotgate ready: point any Redis client at {local_addr}"
                 );
+                if let Some(admin) = admin_addr {
+                    tracing::info!(admin = %admin, "admin listener on http://{admin}/");
+                }
                 Ok(handle)
             }
             Ok(Err(e)) => Err(e),
@@ -162,8 +204,13 @@ pub struct ProxyHandle {
     local_addr: SocketAddr,
     /// The configuration in force (reloaded parts included).
     config: Mutex<Config>,
+    admin_addr: Option<SocketAddr>,
     topology: Arc<Topology>,
+    stats: Arc<ProxyStats>,
+    admin: Arc<AdminState>,
+    drain_timeout: Duration,
     shutdown: watch::Sender<bool>,
+    drain: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -171,6 +218,60 @@ impl ProxyHandle {
     /// The address clients connect to (the real port when `listen` asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The admin HTTP listener's address, when `admin.listen` is set (the real port for port 0).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The proxy's counters.
+    pub fn stats(&self) -> &Arc<ProxyStats> {
+        &self.stats
+    }
+
+    /// `proxy.drain_timeout_ms` of the configuration the proxy started with.
+    pub fn drain_timeout(&self) -> Duration {
+        self.drain_timeout
+    }
+
+    /// Graceful drain: stop accepting clients, let every client's in-flight requests finish
+    /// and close each client once it is owed nothing (idle ones at once). Blocks until no
+    /// client is left or `timeout` passed. The proxy keeps running (topology refresh, admin);
+    /// call [`ProxyHandle::shutdown`] afterwards to stop it. Calling it twice is harmless.
+    pub fn drain(&self, timeout: Duration) -> DrainReport {
+        let started = Instant::now();
+        let clients_at_start = self.stats.clients();
+        self.admin.set_draining();
+        let _ = self.drain.send(true);
+        tracing::info!(
+            clients = clients_at_start,
+            timeout_ms = timeout.as_millis() as u64,
+            "draining: no new clients; waiting for in-flight requests"
+        );
+        let mut clients_left = self.stats.clients();
+        while clients_left > 0 && started.elapsed() < timeout {
+            std::thread::sleep(Duration::from_millis(10));
+            clients_left = self.stats.clients();
+        }
+        let report = DrainReport {
+            clients_at_start,
+            clients_left,
+            elapsed: started.elapsed(),
+            timed_out: clients_left > 0,
+        };
+        if report.timed_out {
+            tracing::warn!(
+                clients_left,
+                "drain timed out; the remaining clients will be closed"
+            );
+        } else {
+            tracing::info!(
+                elapsed_ms = report.elapsed.as_millis() as u64,
+                "drained: every client finished"
+            );
+        }
+        report
     }
 
     /// The live topology (for tests and admin tooling).
@@ -330,15 +431,43 @@ fn bind(addr: &str) -> Result<std::net::TcpListener, StartError> {
     Ok(socket.into())
 }
 
-/// Accept clients and deal them round-robin to the workers.
+/// Run the admin listener on this (dedicated) thread until `stop` flips.
+fn run_admin(listener: std::net::TcpListener, state: Arc<AdminState>, stop: watch::Receiver<bool>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("admin listener failed to start: {e}");
+            return;
+        }
+    };
+    if let Err(e) = runtime.block_on(admin::serve(listener, state, stop)) {
+        tracing::error!("admin listener failed: {e}");
+    }
+}
+
+/// Accept clients and deal them round-robin to the workers, until `drain` flips (the
+/// listener is then closed: new clients are refused).
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     workers: Vec<mpsc::UnboundedSender<NewClient>>,
+    drain: &mut watch::Receiver<bool>,
 ) {
     let mut next_id: u64 = 1;
     let mut turn = 0usize;
     loop {
-        let stream = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            changed = drain.changed() => {
+                if changed.is_err() || *drain.borrow() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let stream = match accepted {
             Ok((stream, _)) => stream,
             Err(e) => {
                 // Typically EMFILE: back off briefly instead of spinning.

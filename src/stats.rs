@@ -1,8 +1,14 @@
-//! Process-wide counters for INFO: one cache-line-aligned block per worker, written only by
-//! its worker (relaxed atomics, no contention) and summed by whoever reads them.
+//! Process-wide counters for INFO and `/metrics`: one cache-line-aligned block per worker,
+//! written only by its worker (relaxed atomics, no contention) and summed by whoever reads them
+//! (an INFO reply, an admin scrape). Nothing here allocates or locks on the request path.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Buckets of the latency histogram. Bucket `i` counts replies that took less than `2^i`
+/// microseconds (and at least `2^(i-1)`); the last one also takes everything slower.
+pub const LATENCY_BUCKETS: usize = 24;
 
 /// Counters of one worker. Aligned so two workers never write the same cache line.
 #[derive(Debug, Default)]
@@ -17,6 +23,9 @@ pub struct WorkerStats {
     retried: AtomicU64,
     failed: AtomicU64,
     picks: AtomicU64,
+    /// Reply latency histogram (see [`LATENCY_BUCKETS`]) and the sum of latencies in µs.
+    latency: [AtomicU64; LATENCY_BUCKETS],
+    latency_sum_us: AtomicU64,
 }
 
 impl WorkerStats {
@@ -74,6 +83,135 @@ impl WorkerStats {
     /// A request failed with a proxy-side backend error.
     pub fn failed(&self) {
         self.failed.fetch_add(1, Relaxed);
+    }
+
+    /// `n` replies were written to their client `elapsed` after their request was read.
+    #[inline]
+    pub fn record_latency(&self, elapsed: Duration, n: u64) {
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let bucket = latency_bucket(us);
+        if let Some(b) = self.latency.get(bucket) {
+            b.fetch_add(n, Relaxed);
+        }
+        self.latency_sum_us.fetch_add(us.saturating_mul(n), Relaxed);
+    }
+}
+
+/// The histogram bucket of a latency of `us` microseconds.
+fn latency_bucket(us: u64) -> usize {
+    // 0 and 1 µs → bucket 1 (< 2 µs); 2..3 → 2; 4..7 → 3; …
+    let bits = (u64::BITS - us.leading_zeros()) as usize;
+    bits.clamp(1, LATENCY_BUCKETS - 1)
+}
+
+/// Upper bound of latency bucket `i`, in seconds (`+Inf` for the last one).
+pub fn latency_bucket_bound(i: usize) -> f64 {
+    if i + 1 >= LATENCY_BUCKETS {
+        f64::INFINITY
+    } else {
+        (1u64 << i) as f64 / 1e6
+    }
+}
+
+/// A merged latency histogram: counts per bucket, total count and sum.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LatencySnapshot {
+    /// Replies per bucket (not cumulative).
+    pub buckets: [u64; LATENCY_BUCKETS],
+    /// Sum of all latencies, in microseconds.
+    pub sum_us: u64,
+}
+
+impl LatencySnapshot {
+    /// Replies counted.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// What happened between `earlier` and `self` (both from the same proxy).
+    pub fn since(&self, earlier: &LatencySnapshot) -> LatencySnapshot {
+        let mut out = LatencySnapshot {
+            sum_us: self.sum_us.saturating_sub(earlier.sum_us),
+            ..LatencySnapshot::default()
+        };
+        for (o, (now, then)) in out
+            .buckets
+            .iter_mut()
+            .zip(self.buckets.iter().zip(&earlier.buckets))
+        {
+            *o = now.saturating_sub(*then);
+        }
+        out
+    }
+
+    /// The upper bound, in seconds, of the bucket holding quantile `q` (0..=1); `None` when
+    /// nothing was counted. The last bucket reports its lower bound (it has no upper one).
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let count = self.count();
+        if count == 0 {
+            return None;
+        }
+        let rank = ((count as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, &n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                let bound = latency_bucket_bound(i);
+                return Some(if bound.is_finite() {
+                    bound
+                } else {
+                    latency_bucket_bound(i - 1)
+                });
+            }
+        }
+        None
+    }
+}
+
+/// Times the replies of one client session: [`ReplyClock::read`] notes when each batch of
+/// requests was read, [`ReplyClock::written`] attributes the replies written since to the
+/// oldest batches (replies leave in request order) and records their latency. One clock read
+/// per write turn; the batch queue grows only with the client's pipeline depth.
+#[derive(Debug, Default)]
+pub struct ReplyClock {
+    /// (read at, requests of that read not yet answered), oldest first.
+    batches: VecDeque<(tokio::time::Instant, u64)>,
+    /// Requests read and not yet answered (the sum of `batches`).
+    pending: u64,
+}
+
+impl ReplyClock {
+    /// `count` requests were read at `at`.
+    #[inline]
+    pub fn read(&mut self, at: tokio::time::Instant, count: u64) {
+        if count > 0 {
+            self.batches.push_back((at, count));
+            self.pending += count;
+        }
+    }
+
+    /// Replies were written; `outstanding` are still owed to the client. Replies that answer
+    /// no request (a protocol error) make the count approximate, never wrong by more.
+    #[inline]
+    pub fn written(&mut self, outstanding: usize, stats: &WorkerStats) {
+        let mut done = self.pending.saturating_sub(outstanding as u64);
+        if done == 0 {
+            return;
+        }
+        self.pending -= done;
+        let now = tokio::time::Instant::now();
+        while done > 0 {
+            let Some(front) = self.batches.front_mut() else {
+                break;
+            };
+            let n = front.1.min(done);
+            stats.record_latency(now.saturating_duration_since(front.0), n);
+            done -= n;
+            front.1 -= n;
+            if front.1 == 0 {
+                self.batches.pop_front();
+            }
+        }
     }
 }
 
@@ -140,7 +278,91 @@ impl ProxyStats {
         ]
     }
 
+    /// Redirects and retries by kind, for `/metrics`: `(kind, count)`.
+    pub fn redirects_by_kind(&self) -> [(&'static str, u64); 3] {
+        [
+            ("moved", self.sum(|w| &w.moved)),
+            ("ask", self.sum(|w| &w.asked)),
+            ("tryagain", self.sum(|w| &w.try_again)),
+        ]
+    }
+
+    /// Requests scheduled for another attempt since start.
+    pub fn retried_total(&self) -> u64 {
+        self.sum(|w| &w.retried)
+    }
+
+    /// Requests that failed with a proxy-side backend error since start.
+    pub fn failed_total(&self) -> u64 {
+        self.sum(|w| &w.failed)
+    }
+
+    /// The reply latency histogram merged over all workers.
+    pub fn latency(&self) -> LatencySnapshot {
+        let mut out = LatencySnapshot::default();
+        for w in self.workers.iter() {
+            for (o, b) in out.buckets.iter_mut().zip(&w.latency) {
+                *o += b.load(Relaxed);
+            }
+            out.sum_us += w.latency_sum_us.load(Relaxed);
+        }
+        out
+    }
+
     fn sum(&self, field: impl Fn(&WorkerStats) -> &AtomicU64) -> u64 {
         self.workers.iter().map(|w| field(w).load(Relaxed)).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_powers_of_two_microseconds() {
+        assert_eq!(latency_bucket(0), 1);
+        assert_eq!(latency_bucket(1), 1);
+        assert_eq!(latency_bucket(2), 2);
+        assert_eq!(latency_bucket(3), 2);
+        assert_eq!(latency_bucket(1000), 10); // < 1024 µs
+        assert_eq!(latency_bucket(u64::MAX), LATENCY_BUCKETS - 1);
+        assert!(latency_bucket_bound(LATENCY_BUCKETS - 1).is_infinite());
+        assert_eq!(latency_bucket_bound(10), 1024.0 / 1e6);
+    }
+
+    #[test]
+    fn quantiles_come_from_merged_workers() {
+        let stats = ProxyStats::new(2, "127.0.0.1:1".parse().unwrap());
+        stats
+            .worker(0)
+            .record_latency(Duration::from_micros(100), 98);
+        stats
+            .worker(1)
+            .record_latency(Duration::from_micros(5000), 2);
+        let snap = stats.latency();
+        assert_eq!(snap.count(), 100);
+        assert_eq!(snap.quantile(0.5), Some(128.0 / 1e6));
+        assert_eq!(snap.quantile(0.99), Some(8192.0 / 1e6));
+        assert_eq!(snap.since(&snap).count(), 0);
+        assert_eq!(LatencySnapshot::default().quantile(0.99), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reply_clock_attributes_replies_to_the_oldest_batch() {
+        let stats = WorkerStats::default();
+        let mut clock = ReplyClock::default();
+        clock.read(tokio::time::Instant::now(), 3);
+        tokio::time::advance(Duration::from_millis(2)).await;
+        clock.read(tokio::time::Instant::now(), 2);
+        // Two replies written, three still owed: both from the first batch (2 ms old).
+        clock.written(3, &stats);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        clock.written(0, &stats);
+        let hist: Vec<u64> = stats.latency.iter().map(|b| b.load(Relaxed)).collect();
+        assert_eq!(hist[latency_bucket(2000)], 2);
+        assert_eq!(hist[latency_bucket(3000)], 1);
+        assert_eq!(hist[latency_bucket(1000)], 2);
+        assert!(clock.batches.is_empty());
+        assert_eq!(clock.pending, 0);
     }
 }

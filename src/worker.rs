@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 use crate::backend::dedicated::IdleConns;
 use crate::backend::{BackendPool, ConnSettings};
 use crate::config::{Config, WhenNodeDown};
+use crate::lifecycle::SessionDrain;
 use crate::resp::Limits;
 use crate::router::{self, Held, RoutePolicy, WorkerHooks};
 use crate::scripts::ScriptCache;
@@ -51,6 +52,8 @@ pub struct Worker {
     pub allow_flush: bool,
     /// The node key-less scripts run on (`None`: a random master).
     pub keyless_scripts: Option<Arc<str>>,
+    /// Tells this worker's sessions to finish what they owe and close (graceful shutdown).
+    pub drain: SessionDrain,
 }
 
 impl Worker {
@@ -60,8 +63,17 @@ impl Worker {
     }
 }
 
-/// Run worker `index` on the current thread until `shutdown` flips, serving the clients that
-/// arrive on `clients`.
+/// The signals a worker obeys: `drain` (finish and close every client) and `shutdown` (stop
+/// at once). Each flips from `false` to `true` once.
+pub struct Signals {
+    /// Graceful: sessions stop reading and close once they owe no reply.
+    pub drain: watch::Receiver<bool>,
+    /// Immediate: the worker's runtime stops, dropping its sessions.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Run worker `index` on the current thread until `signals.shutdown` flips, serving the
+/// clients that arrive on `clients`.
 pub fn run(
     index: usize,
     config: &Config,
@@ -69,8 +81,12 @@ pub fn run(
     proxy: Arc<ProxyStats>,
     scripts: Arc<ScriptCache>,
     mut clients: mpsc::UnboundedReceiver<NewClient>,
-    mut shutdown: watch::Receiver<bool>,
+    signals: Signals,
 ) -> std::io::Result<()> {
+    let Signals {
+        drain: mut drain_signal,
+        mut shutdown,
+    } = signals;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -104,13 +120,19 @@ pub fn run(
         scripts,
         allow_flush: config.commands.allow_flush,
         keyless_scripts: config.commands.keyless_scripts_node().map(Arc::from),
+        drain: SessionDrain::default(),
     });
     local.spawn_local(router::retry_loop(Rc::downgrade(&worker)));
     local.block_on(&runtime, async move {
+        // The accept loop drops its senders when a drain begins: the sessions go on.
+        let mut accepting = true;
         loop {
             tokio::select! {
-                client = clients.recv() => {
-                    let Some((stream, id)) = client else { break };
+                client = clients.recv(), if accepting => {
+                    let Some((stream, id)) = client else {
+                        accepting = false;
+                        continue;
+                    };
                     let stream = match tokio::net::TcpStream::from_std(stream) {
                         Ok(s) => s,
                         Err(e) => {
@@ -124,6 +146,11 @@ pub fn run(
                         crate::session::serve(stream, Rc::clone(&worker), id).await;
                         worker.stats().client_disconnected();
                     });
+                }
+                changed = drain_signal.changed(), if !worker.drain.is_draining() => {
+                    if changed.is_err() || *drain_signal.borrow() {
+                        worker.drain.start();
+                    }
                 }
                 _ = shutdown.changed() => break,
             }

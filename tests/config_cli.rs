@@ -80,3 +80,39 @@ fn missing_file_and_bad_flags_fail_clearly() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("log.level"));
 }
+
+#[test]
+fn environment_variables_configure_a_run_without_a_file() {
+    // Invalid values prove the variables were read: validation names their keys.
+    let out = Command::new(env!("CARGO_BIN_EXE_slotgate"))
+        .env("SLOTGATE_CLUSTER", "127.0.0.1:1")
+        .env("SLOTGATE_ADMIN_LISTEN", "no-port")
+        .env("SLOTGATE_LOG_FORMAT", "json")
+        .output()
+        .expect("run slotgate");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("admin.listen: \"no-port\" is not HOST:PORT"),
+        "{stderr}"
+    );
+
+    // A flag wins over its variable.
+    let out = Command::new(env!("CARGO_BIN_EXE_slotgate"))
+        .env("SLOTGATE_LOG_FORMAT", "xml")
+        .args([
+            "--log-format",
+            "text",
+            "--cluster",
+            "127.0.0.1:1",
+            "--listen",
+            "nowhere",
+        ])
+        .output()
+        .expect("run slotgate");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("proxy.listen: \"nowhere\" is not HOST:PORT"),
+        "{stderr}"
+    );
+}

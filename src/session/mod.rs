@@ -81,6 +81,8 @@ pub(crate) struct Session {
     last_write: Option<Slot>,
     /// Subscriptions, once the client subscribed.
     pubsub: Option<PubSub>,
+    /// Reply latency for the worker's histogram (admin `/metrics`).
+    clock: crate::stats::ReplyClock,
 }
 
 /// Serve one client until it disconnects, QUITs, or breaks the protocol.
@@ -104,6 +106,7 @@ pub async fn serve(mut stream: TcpStream, worker: Rc<Worker>, id: u64) {
         watched: None,
         last_write: None,
         pubsub: None,
+        clock: Default::default(),
     };
     if let Err(e) = session.run(&mut stream).await {
         tracing::debug!(client = id, "client connection ended: {e}");
@@ -117,6 +120,7 @@ impl Session {
         let mut rbuf = BytesMut::with_capacity(BUFFER_SIZE);
         let mut wbuf = BytesMut::with_capacity(BUFFER_SIZE);
         let max_outstanding = self.worker.max_pipeline_depth;
+        let drain = self.worker.drain.listen();
         loop {
             while let Some(reply) = self.queue.pop_ready() {
                 if reply.len() >= LARGE_REPLY {
@@ -133,6 +137,8 @@ impl Session {
                 writer.write_all(&wbuf).await?;
                 wbuf.clear();
             }
+            self.clock
+                .written(self.queue.outstanding(), self.worker.stats());
             if self.deferred.is_some() && self.queue.outstanding() == 0 {
                 if !self.run_deferred(&mut reader, &mut rbuf).await? {
                     return Ok(()); // The client hung up meanwhile.
@@ -156,6 +162,8 @@ impl Session {
                     }
                     self.process(&mut rbuf);
                 }
+                // Graceful shutdown: finish what is owed (above), read nothing more.
+                () = drain.wait(), if !self.closing => self.closing = true,
             }
         }
     }
@@ -213,5 +221,6 @@ impl Session {
             }
         }
         self.worker.stats().add_commands(count);
+        self.clock.read(now, count);
     }
 }

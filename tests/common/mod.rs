@@ -246,3 +246,32 @@ pub fn start_pools(n: usize, slots: &[(&str, &str)], tune: impl FnOnce(&mut Conf
     let proxy = Proxy::start(config).expect("start slotgate in pool mode");
     PoolSetup { proxy, servers }
 }
+
+/// `GET path` from the HTTP server at `addr` (the admin listener): `(status, body)`.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect to the admin listener");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP header in {response:?}"));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    (status, body.to_string())
+}
+
+/// A proxy config tweak: admin listener on a free loopback port.
+pub fn with_admin(config: &mut Config) {
+    config.admin.listen = "127.0.0.1:0".into();
+}

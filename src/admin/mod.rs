@@ -1,0 +1,205 @@
+//! The admin HTTP listener: health, readiness, topology, effective config, Prometheus metrics,
+//! live stats and the dashboard. Off the request path: it runs on its own thread
+//! (`slotgate-admin`, a current-thread runtime) and only *reads* what the workers publish
+//! (per-worker atomics in [`crate::stats`], the slot table's `ArcSwap`).
+//!
+//! ```text
+//!  GET /healthz   200 "ok" while the process serves
+//!  GET /readyz    200 when all 16384 slots have a master and every master answers PING, else 503 + why
+//!  GET /topology  JSON: table version, slot ranges → master/replicas, every node's role and health
+//!  GET /config    JSON: the effective configuration, secrets redacted
+//!  GET /metrics   Prometheus text
+//!  GET /stats     JSON: totals and a per-second QPS / latency history (the dashboard polls it)
+//!  GET /          the dashboard (one self-contained HTML page)
+//! ```
+//!
+//! It has no authentication: bind it to loopback or a private network.
+
+mod health;
+mod metrics;
+mod views;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::stats::ProxyStats;
+use crate::topology::Topology;
+
+pub use health::{NodeHealth, Readiness};
+pub use views::redact;
+
+/// How often node health is probed and the stats history sampled.
+const TICK: Duration = Duration::from_secs(1);
+/// Seconds of QPS / latency history kept for the dashboard.
+const HISTORY: usize = 120;
+/// Time a node has to answer a health PING.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// What the admin endpoints read: shared with the proxy, written only by the admin thread
+/// (health, history) or by the proxy handle (draining).
+pub struct AdminState {
+    topology: Arc<Topology>,
+    stats: Arc<ProxyStats>,
+    config: Config,
+    health: Mutex<health::HealthMap>,
+    history: Mutex<views::History>,
+    draining: AtomicBool,
+}
+
+impl AdminState {
+    /// State for a proxy with this topology, these counters and this effective config.
+    pub fn new(topology: Arc<Topology>, stats: Arc<ProxyStats>, config: Config) -> Arc<Self> {
+        let history = views::History::new(&stats);
+        Arc::new(AdminState {
+            topology,
+            stats,
+            config,
+            health: Mutex::new(health::HealthMap::default()),
+            history: Mutex::new(history),
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    /// The proxy began draining: readiness turns false so load balancers stop sending clients.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
+/// Lock a mutex of the admin state, shrugging off poisoning (the data is advisory).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Bind the admin listener (synchronously, so a bad address fails start-up).
+pub fn bind(addr: &str) -> std::io::Result<std::net::TcpListener> {
+    let resolved = crate::config::resolve(addr)?;
+    let listener = std::net::TcpListener::bind(resolved)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Serve the admin endpoints on `listener` until `shutdown` flips, on the current thread.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    state: Arc<AdminState>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    metrics::install();
+    let background = tokio::spawn(tick_loop(Arc::clone(&state)));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!("admin accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
+                let state = Arc::clone(&state);
+                tokio::spawn(async move {
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let service = hyper::service::service_fn(move |req| {
+                        let state = Arc::clone(&state);
+                        async move { Ok::<_, std::convert::Infallible>(handle(&state, req).await) }
+                    });
+                    if let Err(e) = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await
+                    {
+                        tracing::debug!("admin connection ended: {e}");
+                    }
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    background.abort();
+    Ok(())
+}
+
+/// Once a second: probe every node's health and sample QPS / latency.
+async fn tick_loop(state: Arc<AdminState>) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        lock(&state.history).sample(&state.stats);
+        let nodes = health::all_nodes(&state.topology.table());
+        let results = health::probe(&nodes).await;
+        lock(&state.health).update(results);
+    }
+}
+
+/// Answer one admin request.
+async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported\n");
+    }
+    match req.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" => {
+            let readiness = health::readiness(state).await;
+            let status = if readiness.ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            text(status, &format!("{}\n", readiness.reason))
+        }
+        "/topology" => json(&views::topology(state)),
+        "/config" => json(&views::config(&state.config)),
+        "/stats" => json(&views::stats(state)),
+        "/metrics" => respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics::render(state),
+        ),
+        "/" | "/dashboard" => respond(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            include_str!("dashboard.html").to_string(),
+        ),
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    respond(status, "text/plain; charset=utf-8", body.to_string())
+}
+
+fn json(value: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut body = value.to_string();
+    body.push('\n');
+    respond(StatusCode::OK, "application/json", body)
+}
+
+fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    if let Ok(value) = hyper::header::HeaderValue::from_str(content_type) {
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, value);
+    }
+    response.headers_mut().insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("no-store"),
+    );
+    response
+}

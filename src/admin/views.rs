@@ -1,0 +1,246 @@
+//! The JSON documents of `/topology`, `/stats` and `/config`, and the per-second history the
+//! dashboard charts.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::slot::{Slot, SLOT_COUNT};
+use crate::stats::{LatencySnapshot, ProxyStats};
+use crate::topology::SlotTable;
+
+use super::health::{all_nodes, now_ms};
+use super::{lock, AdminState, HISTORY};
+
+/// Keys whose values never leave the process: a key whose name contains one of these
+/// (case-insensitive) is shown as `"<redacted>"` by `/config`.
+const SECRET_KEYS: &[&str] = &["password", "secret", "token", "credential", "private_key"];
+
+/// Replace the value of every secret-looking key in `value` (recursively) by `"<redacted>"`.
+/// Empty strings and nulls stay as they are, so an operator can see a secret is *unset*.
+pub fn redact(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                let lower = key.to_ascii_lowercase();
+                let secret = SECRET_KEYS.iter().any(|s| lower.contains(s));
+                let unset = v.is_null() || v.as_str() == Some("");
+                if secret && !unset {
+                    *v = Value::String("<redacted>".into());
+                } else {
+                    redact(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+/// `/config`: the effective configuration with secrets redacted.
+pub fn config(config: &Config) -> Value {
+    let mut value = serde_json::to_value(config)
+        .unwrap_or_else(|e| json!({ "error": format!("cannot serialize the config: {e}") }));
+    redact(&mut value);
+    value
+}
+
+/// Contiguous slot ranges of `table`: `(first, last, shard index)`.
+fn slot_ranges(table: &SlotTable) -> Vec<(u16, u16, usize)> {
+    let mut ranges: Vec<(u16, u16, usize)> = Vec::new();
+    for n in 0..SLOT_COUNT as u16 {
+        let Some(shard) = Slot::new(n).and_then(|s| table.shard_of(s)) else {
+            continue;
+        };
+        match ranges.last_mut() {
+            Some((_, last, index)) if *index == shard && *last + 1 == n => *last = n,
+            _ => ranges.push((n, n, shard)),
+        }
+    }
+    ranges
+}
+
+/// `/topology`: the slot table and every node's role and last known health.
+pub fn topology(state: &AdminState) -> Value {
+    let table = state.topology.table();
+    let health = lock(&state.health);
+    let shards = table.shards();
+    let ranges = slot_ranges(&table);
+    let mut counts = vec![0usize; shards.len()];
+    for &(first, last, index) in &ranges {
+        if let Some(c) = counts.get_mut(index) {
+            *c += usize::from(last - first) + 1;
+        }
+    }
+    let slots: Vec<Value> = ranges
+        .into_iter()
+        .filter_map(|(first, last, index)| {
+            let shard = shards.get(index)?;
+            Some(json!({
+                "first": first,
+                "last": last,
+                "master": &*shard.master,
+                "replicas": shard.replicas.iter().map(|r| &**r).collect::<Vec<_>>(),
+            }))
+        })
+        .collect();
+    let nodes: Vec<Value> = all_nodes(&table)
+        .into_iter()
+        .map(|(addr, role, master)| {
+            let h = health.get(&addr);
+            let slots = shards
+                .iter()
+                .position(|s| *s.master == *addr)
+                .and_then(|i| counts.get(i).copied())
+                .unwrap_or(0);
+            json!({
+                "address": addr,
+                "role": role,
+                "master": master,
+                "slots": slots,
+                "healthy": h.map(|h| h.healthy),
+                "error": h.and_then(|h| h.error.clone()),
+                "rtt_us": h.map(|h| h.rtt_us),
+                "probed_at_ms": h.map(|h| h.probed_at_ms),
+            })
+        })
+        .collect();
+    json!({
+        "version": table.version(),
+        "covered_slots": table.covered_slots(),
+        "complete": table.covered_slots() == SLOT_COUNT,
+        "slots": slots,
+        "nodes": nodes,
+    })
+}
+
+/// One second of traffic, for the dashboard's charts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// End of the second (ms since the Unix epoch).
+    pub at_ms: u64,
+    /// Commands per second.
+    pub qps: f64,
+    /// Median reply latency in ms (bucket upper bound), if any reply was written.
+    pub p50_ms: Option<f64>,
+    /// 99th percentile reply latency in ms (bucket upper bound), if any.
+    pub p99_ms: Option<f64>,
+}
+
+/// The last [`HISTORY`] samples and the counters they were taken from.
+#[derive(Debug)]
+pub struct History {
+    samples: VecDeque<Sample>,
+    last_at: Instant,
+    last_commands: u64,
+    last_latency: LatencySnapshot,
+}
+
+impl History {
+    /// An empty history starting from the counters' current values.
+    pub fn new(stats: &ProxyStats) -> Self {
+        History {
+            samples: VecDeque::with_capacity(HISTORY),
+            last_at: Instant::now(),
+            last_commands: stats.commands_total(),
+            last_latency: stats.latency(),
+        }
+    }
+
+    /// Take one sample: what happened since the previous one.
+    pub fn sample(&mut self, stats: &ProxyStats) {
+        let now = Instant::now();
+        let secs = now.duration_since(self.last_at).as_secs_f64();
+        if secs <= 0.0 {
+            return;
+        }
+        let commands = stats.commands_total();
+        let latency = stats.latency();
+        let window = latency.since(&self.last_latency);
+        let sample = Sample {
+            at_ms: now_ms(),
+            qps: commands.saturating_sub(self.last_commands) as f64 / secs,
+            p50_ms: window.quantile(0.5).map(|s| s * 1e3),
+            p99_ms: window.quantile(0.99).map(|s| s * 1e3),
+        };
+        if self.samples.len() == HISTORY {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(sample);
+        self.last_at = now;
+        self.last_commands = commands;
+        self.last_latency = latency;
+    }
+}
+
+/// `/stats`: totals, redirect counters and the per-second history.
+pub fn stats(state: &AdminState) -> Value {
+    let s = &state.stats;
+    let history = lock(&state.history);
+    let samples: Vec<Value> = history
+        .samples
+        .iter()
+        .map(|x| json!({ "t": x.at_ms, "qps": x.qps, "p50_ms": x.p50_ms, "p99_ms": x.p99_ms }))
+        .collect();
+    let last = history.samples.back();
+    let all = s.latency();
+    let redirects: serde_json::Map<String, Value> = s
+        .redirects_by_kind()
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    json!({
+        "uptime_secs": s.uptime_secs(),
+        "listen": s.listen.to_string(),
+        "workers": s.worker_count(),
+        "clients": s.clients(),
+        "connections_total": s.connections_total(),
+        "commands_total": s.commands_total(),
+        "retries_total": s.retried_total(),
+        "failed_total": s.failed_total(),
+        "redirects": redirects,
+        "table_version": state.topology.table().version(),
+        "topology_refreshes": state.topology.refreshes(),
+        "draining": state.is_draining(),
+        "qps": last.map_or(0.0, |x| x.qps),
+        "p99_ms": last.and_then(|x| x.p99_ms),
+        "p99_ms_all_time": all.quantile(0.99).map(|s| s * 1e3),
+        "history": samples,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_wherever_they_are() {
+        let mut value = json!({
+            "backend": { "password": "hunter2", "user": "app", "tls_private_key": "x" },
+            "cluster": { "seeds": ["a:1"], "auth_token": "" },
+            "nodes": [ { "secret": "s" } ],
+            "admin": { "listen": "127.0.0.1:9180" }
+        });
+        redact(&mut value);
+        assert_eq!(value["backend"]["password"], "<redacted>");
+        assert_eq!(value["backend"]["tls_private_key"], "<redacted>");
+        assert_eq!(value["backend"]["user"], "app");
+        assert_eq!(
+            value["cluster"]["auth_token"], "",
+            "an unset secret stays visibly unset"
+        );
+        assert_eq!(value["nodes"][0]["secret"], "<redacted>");
+        assert_eq!(value["admin"]["listen"], "127.0.0.1:9180");
+    }
+
+    #[test]
+    fn effective_config_is_shown() {
+        let mut c = Config::default();
+        c.cluster.seeds = vec!["127.0.0.1:7000".into()];
+        let v = config(&c);
+        assert_eq!(v["cluster"]["seeds"][0], "127.0.0.1:7000");
+        assert_eq!(v["proxy"]["drain_timeout_ms"], 10_000);
+    }
+}

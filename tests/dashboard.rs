@@ -1,0 +1,148 @@
+//! The admin dashboard rendered by a real headless Chromium against a live cluster: the page's
+//! JavaScript must fetch `/topology` and `/stats` and draw the real nodes, the slot map and
+//! the live QPS. Needs `chromium` (scripts/ensure-browser installs it).
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{http_get, with_admin};
+
+/// `--dump-dom` of `url` after the page's scripts had 3 s of virtual time.
+fn render(url: &str) -> String {
+    let profile = std::env::temp_dir().join(format!("slotgate-chromium-{}", std::process::id()));
+    let mut child = Command::new("chromium")
+        .args([
+            "--headless",
+            "--disable-gpu",
+            "--no-sandbox",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+            "--virtual-time-budget=3000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run chromium (install it with scripts/ensure-browser)");
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
+    let started = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(40) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish within 40 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_dir_all(&profile);
+    reader.join().unwrap()
+}
+
+/// The value of attribute `attr` on the element with `id="{id}"` in `dom`.
+fn attr(dom: &str, id: &str, attr: &str) -> String {
+    let at = dom
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in the DOM"));
+    let tag_start = dom[..at].rfind('<').unwrap();
+    let tag = &dom[tag_start..tag_start + dom[tag_start..].find('>').unwrap()];
+    let key = format!("{attr}=\"");
+    let v = tag
+        .find(&key)
+        .unwrap_or_else(|| panic!("#{id} has no {attr}: {tag}"));
+    tag[v + key.len()..].split('"').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_renders_the_live_topology_and_traffic() {
+    let setup = common::start_with(Default::default(), with_admin);
+    let admin = setup.proxy.admin_addr().unwrap();
+    let (status, page) = http_get(admin, "/");
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("<svg id=\"slotmap\""),
+        "the page itself is served"
+    );
+
+    // Steady traffic while the browser watches, so QPS is live.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let load = {
+        let (stop, sent, addr) = (Arc::clone(&stop), Arc::clone(&sent), setup.addr());
+        tokio::spawn(async move {
+            let mut c = common::client(addr).await;
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let _: () = redis::cmd("SET")
+                    .arg(format!("dash:{}", i % 1000))
+                    .arg(i)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                i += 1;
+                sent.store(i, Ordering::Relaxed);
+            }
+        })
+    };
+    // Two samples of history and a health probe of every node.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let sent_before = sent.load(Ordering::Relaxed);
+    assert!(sent_before > 0);
+
+    let url = format!("http://{admin}/");
+    let dom = tokio::task::spawn_blocking(move || render(&url))
+        .await
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+
+    assert!(
+        attr(&dom, "slotmap", "data-covered") == "16384",
+        "slot map not populated:\n{dom}"
+    );
+    let version = setup.proxy.topology().table().version();
+    assert_eq!(attr(&dom, "slotmap", "data-version"), version.to_string());
+    let loads: u32 = dom
+        .split("data-loaded=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .and_then(|s| s.parse().ok())
+        .expect("body data-loaded");
+    assert!(loads >= 1, "the page never polled");
+    for port in setup.cluster.master_ports() {
+        let addr = format!("127.0.0.1:{port}");
+        // The node table lists the master, healthy, and the slot map has its colour.
+        let row = format!("<tr data-address=\"{addr}\" data-role=\"master\">");
+        let at = dom
+            .find(&row)
+            .unwrap_or_else(|| panic!("no row for {addr}:\n{dom}"));
+        let row_html = &dom[at..at + dom[at..].find("</tr>").unwrap()];
+        assert!(row_html.contains(&format!(">{addr}<")), "{row_html}");
+        assert!(
+            row_html.contains("class=\"up\""),
+            "{addr} not shown healthy: {row_html}"
+        );
+        assert!(
+            dom.contains(&format!("data-master=\"{addr}\"")),
+            "no slots of {addr} on the map"
+        );
+    }
+    let qps: f64 = attr(&dom, "qps", "data-value").parse().unwrap();
+    assert!(qps > 0.0, "QPS not live: {qps}");
+    let commands: u64 = attr(&dom, "commands", "data-value").parse().unwrap();
+    assert!(
+        commands >= sent_before,
+        "{commands} < {sent_before} commands sent"
+    );
+    let points: u32 = attr(&dom, "qps-chart", "data-points").parse().unwrap();
+    assert!(points >= 2, "QPS chart has {points} points");
+}
