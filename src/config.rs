@@ -43,6 +43,56 @@ pub struct Config {
     pub admin: AdminConfig,
     /// How particular commands are served.
     pub commands: CommandsConfig,
+    /// The TLS client listener (optionally mutual TLS).
+    pub tls: TlsConfig,
+}
+
+/// The TLS client listener. Certificate files are read at start and re-read on every reload;
+/// new connections use what was read last, established ones keep their session.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct TlsConfig {
+    /// `HOST:PORT` of the TLS listener. Empty (the default): no TLS listener. It runs beside
+    /// the plaintext `proxy.listen`; set `proxy.listen = ""` to serve TLS only.
+    pub listen: String,
+    /// PEM certificate chain presented to clients, leaf first.
+    pub cert_file: String,
+    /// PEM private key of `cert_file` (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
+    /// PEM CA certificate(s). Set: mutual TLS, every client must present a certificate
+    /// signed by one of them or the handshake fails. Empty: no client certificate asked.
+    pub client_ca_file: String,
+    /// Time a client has to complete the TLS handshake before it is disconnected.
+    pub handshake_timeout_ms: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            listen: String::new(),
+            cert_file: String::new(),
+            key_file: String::new(),
+            client_ca_file: String::new(),
+            handshake_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// TLS to the backend nodes (pipelined and dedicated connections and topology discovery).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct BackendTlsConfig {
+    /// Connect to every node with TLS (for `tls-port` servers; `tls-cluster yes` clusters).
+    pub enabled: bool,
+    /// PEM CA certificate(s) the nodes' certificates must chain to. Required when enabled.
+    pub ca_file: String,
+    /// The name node certificates are verified against (and sent as SNI). Empty: the host of
+    /// each node's address (an IP address is matched against the certificate's IP SANs).
+    pub server_name: String,
+    /// PEM client certificate chain, for nodes that require one (`tls-auth-clients yes`).
+    pub cert_file: String,
+    /// PEM private key of `cert_file`.
+    pub key_file: String,
 }
 
 /// How particular commands are served.
@@ -76,13 +126,17 @@ impl CommandsConfig {
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct ProxyConfig {
-    /// Address clients connect to, `HOST:PORT`. Port 0 picks a free port (tests).
+    /// Address clients connect to, `HOST:PORT`. Port 0 picks a free port (tests). Empty: no
+    /// plaintext listener (then `tls.listen` must be set).
     pub listen: String,
     /// Worker threads, each owning its clients and backend connections. 0 = one per core.
     pub workers: usize,
     /// Replies a single client may have outstanding before slotgate stops reading from it
     /// (backpressure, not an error).
     pub max_pipeline_depth: usize,
+    /// Clients connected at once, over both listeners. One more is told
+    /// `-ERR max number of clients reached` and closed.
+    pub max_clients: usize,
     /// On SIGTERM/SIGINT, time in-flight requests have to finish before the remaining clients
     /// are closed anyway.
     pub drain_timeout_ms: u64,
@@ -94,6 +148,7 @@ impl Default for ProxyConfig {
             listen: "127.0.0.1:6380".into(),
             workers: 0,
             max_pipeline_depth: 16 * 1024,
+            max_clients: 10_000,
             drain_timeout_ms: 10_000,
         }
     }
@@ -246,6 +301,8 @@ pub struct BackendConfig {
     pub request_timeout_ms: u64,
     /// After a failed connect, requests to that node fail fast for this long before the next try.
     pub reconnect_backoff_ms: u64,
+    /// TLS to the nodes.
+    pub tls: BackendTlsConfig,
 }
 
 impl Default for BackendConfig {
@@ -255,6 +312,7 @@ impl Default for BackendConfig {
             connect_timeout_ms: 1_000,
             request_timeout_ms: 5_000,
             reconnect_backoff_ms: 100,
+            tls: BackendTlsConfig::default(),
         }
     }
 }
@@ -444,8 +502,19 @@ impl Config {
             })
         };
 
-        if let Err(m) = check_host_port(&self.proxy.listen) {
-            fail("proxy.listen", m);
+        if self.proxy.listen.is_empty() && self.tls.listen.is_empty() {
+            fail(
+                "proxy.listen",
+                "is empty and so is tls.listen: no listener at all".into(),
+            );
+        } else if !self.proxy.listen.is_empty() {
+            if let Err(m) = check_host_port(&self.proxy.listen) {
+                fail("proxy.listen", m);
+            }
+        }
+        self.validate_tls(&mut fail);
+        if self.proxy.max_clients == 0 {
+            fail("proxy.max_clients", "must be at least 1".into());
         }
         if let Some(node) = self.commands.keyless_scripts_node() {
             if let Err(m) = check_host_port(node) {
@@ -703,6 +772,70 @@ impl Config {
                 );
             }
         }
+    }
+
+    fn validate_tls(&self, fail: &mut impl FnMut(&str, String)) {
+        let tls = &self.tls;
+        if !tls.listen.is_empty() {
+            if let Err(m) = check_host_port(&tls.listen) {
+                fail("tls.listen", m);
+            }
+            for (key, value) in [
+                ("tls.cert_file", &tls.cert_file),
+                ("tls.key_file", &tls.key_file),
+            ] {
+                if value.is_empty() {
+                    fail(key, "is required with tls.listen (a PEM file)".into());
+                }
+            }
+            if tls.handshake_timeout_ms == 0 {
+                fail("tls.handshake_timeout_ms", "must be at least 1".into());
+            }
+        }
+        let backend = &self.backend.tls;
+        if backend.enabled && backend.ca_file.is_empty() {
+            fail(
+                "backend.tls.ca_file",
+                "is required with backend.tls.enabled (the CA that signed the nodes' certificates)"
+                    .into(),
+            );
+        }
+        if backend.cert_file.is_empty() != backend.key_file.is_empty() {
+            fail(
+                "backend.tls.key_file",
+                "backend.tls.cert_file and key_file go together: set both or neither".into(),
+            );
+        }
+    }
+
+    /// Listeners reachable from other machines while no client authentication is configured:
+    /// one message per such listener, logged as a warning at start (Redis' protected mode
+    /// idea). A TLS listener with `tls.client_ca_file` authenticates its clients, so it is
+    /// not named.
+    pub fn exposure_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut check = |key: &str, addr: &str| {
+            if addr.is_empty() {
+                return;
+            }
+            let loopback = match resolve(addr) {
+                Ok(resolved) => resolved.ip().is_loopback(),
+                Err(_) => addr.starts_with("localhost:"),
+            };
+            if !loopback {
+                out.push(format!(
+                    "{key} = {addr:?} is reachable from other machines and slotgate has no \
+                     client authentication configured: anyone who can reach it can read and \
+                     write every key. Listen on 127.0.0.1, or use tls.listen with \
+                     tls.client_ca_file (mutual TLS)."
+                ));
+            }
+        };
+        check("proxy.listen", &self.proxy.listen);
+        if self.tls.client_ca_file.is_empty() {
+            check("tls.listen", &self.tls.listen);
+        }
+        out
     }
 
     /// The number of worker threads to run: `proxy.workers`, or one per core when 0.

@@ -13,6 +13,12 @@
 //! timeouts, cluster settings) are reported and logged as not reloaded. If invalid, nothing
 //! changes.
 //! The admin HTTP listener, when configured, runs on a thread of its own (`slotgate-admin`).
+//!
+//! Listeners: plaintext (`proxy.listen`) and TLS (`tls.listen`), either or both, served by one
+//! accept loop. A TLS client's handshake runs on its worker, not in the accept loop. Clients
+//! beyond `proxy.max_clients` (a semaphore; each session holds a permit) are handed to a
+//! worker too, which tells them `-ERR max number of clients reached` (over TLS for TLS
+//! clients) and closes them. Reload re-reads the certificate files ([`TlsContext::reload`]).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -21,15 +27,16 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::admin::{self, AdminState};
-use crate::config::{self, Config, ConfigErrors};
+use crate::config::{self, BackendTlsConfig, Config, ConfigErrors};
 use crate::lifecycle::DrainReport;
 use crate::scripts::ScriptCache;
 use crate::stats::ProxyStats;
+use crate::tls::TlsContext;
 use crate::topology::{pools, Topology, TopologyError};
-use crate::worker::{self, NewClient, Signals};
+use crate::worker::{self, NewClient, Shared, Signals};
 
 /// Why the proxy did not start.
 #[derive(Debug, thiserror::Error)]
@@ -63,14 +70,29 @@ impl Proxy {
     /// In pool mode the slot table is built from the config and no cluster is discovered.
     pub fn start(config: Config) -> Result<ProxyHandle, StartError> {
         config.validate()?;
-        let topology = Topology::new(&config);
+        let tls = Arc::new(TlsContext::build(&config)?);
+        let topology = Topology::new(&config, Arc::clone(&tls));
         if config.is_pool_mode() {
             let table = pools::table_from_config(&config)
                 .map_err(|message| ConfigErrors::one("pools", message))?;
             topology.install(table);
         }
-        let listener = bind(&config.proxy.listen)?;
-        let local_addr = listener.local_addr()?;
+        for warning in config.exposure_warnings() {
+            tracing::warn!("SECURITY: {warning}");
+        }
+        let listener = optional_bind(&config.proxy.listen)?;
+        let tls_listener = optional_bind(&config.tls.listen)?;
+        let tls_addr = tls_listener
+            .as_ref()
+            .map(std::net::TcpListener::local_addr)
+            .transpose()?;
+        let local_addr = match &listener {
+            Some(listener) => listener.local_addr()?,
+            None => tls_addr.ok_or_else(|| std::io::Error::other("no listener configured"))?,
+        };
+        let client_slots = Arc::new(Semaphore::new(
+            config.proxy.max_clients.min(Semaphore::MAX_PERMITS),
+        ));
         let admin_listener = match config.admin.listen.as_str() {
             "" => None,
             addr => Some(admin::bind(addr).map_err(|source| StartError::Bind {
@@ -91,6 +113,8 @@ impl Proxy {
             AdminState::new(Arc::clone(&topology), Arc::clone(&stats), config.clone());
         let mut handle = ProxyHandle {
             local_addr,
+            tls_addr,
+            tls: Arc::clone(&tls),
             config: Mutex::new(config.clone()),
             admin_addr,
             topology: Arc::clone(&topology),
@@ -106,12 +130,13 @@ impl Proxy {
         for index in 0..workers {
             let (tx, rx) = mpsc::unbounded_channel();
             senders.push(tx);
-            let (config, topology, stats, scripts) = (
-                config.clone(),
-                Arc::clone(&topology),
-                Arc::clone(&stats),
-                Arc::clone(&scripts),
-            );
+            let config = config.clone();
+            let shared = Shared {
+                topology: Arc::clone(&topology),
+                stats: Arc::clone(&stats),
+                scripts: Arc::clone(&scripts),
+                tls: Arc::clone(&tls),
+            };
             let signals = Signals {
                 drain: drain_rx.clone(),
                 shutdown: shutdown_rx.clone(),
@@ -119,9 +144,7 @@ impl Proxy {
             let thread = std::thread::Builder::new()
                 .name(format!("slotgate-worker-{index}"))
                 .spawn(move || {
-                    if let Err(e) =
-                        worker::run(index, &config, topology, stats, scripts, rx, signals)
-                    {
+                    if let Err(e) = worker::run(index, &config, shared, rx, signals) {
                         tracing::error!("worker {index} failed to start: {e}");
                     }
                 })?;
@@ -158,9 +181,16 @@ impl Proxy {
                         let _ = ready_tx.send(Err(StartError::Topology(e)));
                         return;
                     }
-                    let listener = match tokio::net::TcpListener::from_std(listener) {
-                        Ok(l) => l,
-                        Err(e) => {
+                    let adopt = |l: Option<std::net::TcpListener>| {
+                        l.map(tokio::net::TcpListener::from_std).transpose()
+                    };
+                    let listeners = match (adopt(listener), adopt(tls_listener)) {
+                        (Ok(plain), Ok(tls)) => Listeners {
+                            plain,
+                            tls,
+                            slots: client_slots,
+                        },
+                        (Err(e), _) | (_, Err(e)) => {
                             let _ = ready_tx.send(Err(StartError::Runtime(e)));
                             return;
                         }
@@ -170,7 +200,7 @@ impl Proxy {
                         () = Arc::clone(&control_topology).run() => {}
                         () = async {
                             // Accepting ends when the drain begins; the refresh task goes on.
-                            accept_loop(listener, senders, &mut drain_accept).await;
+                            accept_loop(listeners, senders, &mut drain_accept).await;
                             std::future::pending::<()>().await
                         } => {}
                         _ = stop.changed() => {}
@@ -186,6 +216,9 @@ impl Proxy {
                     workers,
                     "slotgate ready: point any Redis client at {local_addr}"
                 );
+                if let Some(tls) = tls_addr {
+                    tracing::info!(tls_listen = %tls, "TLS listener on {tls}");
+                }
                 if let Some(admin) = admin_addr {
                     tracing::info!(admin = %admin, "admin listener on http://{admin}/");
                 }
@@ -202,6 +235,8 @@ impl Proxy {
 /// A running proxy. Dropping it stops the proxy (see [`ProxyHandle::shutdown`]).
 pub struct ProxyHandle {
     local_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
+    tls: Arc<TlsContext>,
     /// The configuration in force (reloaded parts included).
     config: Mutex<Config>,
     admin_addr: Option<SocketAddr>,
@@ -215,9 +250,15 @@ pub struct ProxyHandle {
 }
 
 impl ProxyHandle {
-    /// The address clients connect to (the real port when `listen` asked for port 0).
+    /// The address clients connect to (the real port when `listen` asked for port 0): the
+    /// plaintext listener's, or the TLS listener's when there is no plaintext one.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The TLS listener's address, when `tls.listen` is set (the real port for port 0).
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// The admin HTTP listener's address, when `admin.listen` is set (the real port for port 0).
@@ -293,9 +334,10 @@ impl ProxyHandle {
         self.reload(config)
     }
 
-    /// Apply `next` to the running proxy: validate it; if valid, install the slot table its
-    /// pools describe (pool mode) atomically, while clients stay connected and in-flight
-    /// requests finish on the backends they were sent to. Settings that cannot change while
+    /// Apply `next` to the running proxy: validate it; if valid, re-read the TLS certificate
+    /// files it names (for new connections) and install the slot table its pools describe
+    /// (pool mode) atomically, while clients stay connected and in-flight requests finish on
+    /// the backends they were sent to. Settings that cannot change while
     /// running are left as they are, named in [`Reloaded::not_reloaded`] and logged. If
     /// invalid, nothing changes and every problem is logged with its key path.
     pub fn reload(&self, next: Config) -> Result<Reloaded, ReloadError> {
@@ -321,6 +363,10 @@ impl ProxyHandle {
         } else {
             None
         };
+        if let Err(errors) = self.tls.reload(&next) {
+            log_rejected(&errors);
+            return Err(ReloadError::Config(errors));
+        }
         let not_reloaded = not_reloadable_changes(&current, &next);
         for key in &not_reloaded {
             tracing::warn!("config reload: {key} changed but cannot be reloaded; restart to apply");
@@ -329,6 +375,14 @@ impl ProxyHandle {
         current.pools = next.pools;
         current.slots = next.slots;
         current.placement = next.placement;
+        // The TLS files were re-read above; what they are is now in force.
+        current.tls.cert_file = next.tls.cert_file;
+        current.tls.key_file = next.tls.key_file;
+        current.tls.client_ca_file = next.tls.client_ca_file;
+        current.backend.tls = BackendTlsConfig {
+            enabled: current.backend.tls.enabled,
+            ..next.backend.tls
+        };
         tracing::info!(
             "config reloaded: {}",
             match table_version {
@@ -404,19 +458,48 @@ fn not_reloadable_changes(running: &Config, next: &Config) -> Vec<String> {
         }
     };
     check("proxy.listen", running.proxy.listen != next.proxy.listen);
+    check(
+        "proxy.max_clients",
+        running.proxy.max_clients != next.proxy.max_clients,
+    );
+    check("tls.listen", running.tls.listen != next.tls.listen);
+    check(
+        "tls.handshake_timeout_ms",
+        running.tls.handshake_timeout_ms != next.tls.handshake_timeout_ms,
+    );
+    check(
+        "backend.tls.enabled",
+        running.backend.tls.enabled != next.backend.tls.enabled,
+    );
     check("proxy.workers", running.proxy.workers != next.proxy.workers);
     check(
         "proxy.max_pipeline_depth",
         running.proxy.max_pipeline_depth != next.proxy.max_pipeline_depth,
     );
     check("cluster", running.cluster != next.cluster);
-    check("backend", running.backend != next.backend);
+    // backend.tls is handled above (its files are reloaded).
+    let without_tls = |b: &config::BackendConfig| config::BackendConfig {
+        tls: Default::default(),
+        ..b.clone()
+    };
+    check(
+        "backend",
+        without_tls(&running.backend) != without_tls(&next.backend),
+    );
     check("protocol", running.protocol != next.protocol);
     check("log.level", running.log.level != next.log.level);
     out
 }
 
-/// Bind the client listener: non-blocking, `SO_REUSEADDR`, a backlog sized for bursts.
+/// Bind a client listener unless `addr` is empty.
+fn optional_bind(addr: &str) -> Result<Option<std::net::TcpListener>, StartError> {
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    bind(addr).map(Some)
+}
+
+/// Bind a client listener: non-blocking, `SO_REUSEADDR`, a backlog sized for bursts.
 fn bind(addr: &str) -> Result<std::net::TcpListener, StartError> {
     let fail = |source| StartError::Bind {
         addr: addr.to_string(),
@@ -448,18 +531,38 @@ fn run_admin(listener: std::net::TcpListener, state: Arc<AdminState>, stop: watc
     }
 }
 
-/// Accept clients and deal them round-robin to the workers, until `drain` flips (the
-/// listener is then closed: new clients are refused).
+/// The client listeners and the max-clients semaphore, owned by the accept loop.
+struct Listeners {
+    plain: Option<tokio::net::TcpListener>,
+    tls: Option<tokio::net::TcpListener>,
+    /// One permit per connected client (`proxy.max_clients`).
+    slots: Arc<Semaphore>,
+}
+
+/// Accept on `listener`, or never when there is none.
+async fn accept_on(
+    listener: &Option<tokio::net::TcpListener>,
+) -> std::io::Result<tokio::net::TcpStream> {
+    match listener {
+        Some(listener) => listener.accept().await.map(|(stream, _)| stream),
+        None => std::future::pending().await,
+    }
+}
+
+/// Accept clients on both listeners and deal them round-robin to the workers, until `drain`
+/// flips (the listeners are then closed: new clients are refused). Each client takes a
+/// permit; one that finds none is still handed over, to be told the limit was reached.
 async fn accept_loop(
-    listener: tokio::net::TcpListener,
+    listeners: Listeners,
     workers: Vec<mpsc::UnboundedSender<NewClient>>,
     drain: &mut watch::Receiver<bool>,
 ) {
     let mut next_id: u64 = 1;
     let mut turn = 0usize;
     loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+        let (accepted, tls) = tokio::select! {
+            accepted = accept_on(&listeners.plain) => (accepted, false),
+            accepted = accept_on(&listeners.tls) => (accepted, true),
             changed = drain.changed() => {
                 if changed.is_err() || *drain.borrow() {
                     return;
@@ -468,7 +571,7 @@ async fn accept_loop(
             }
         };
         let stream = match accepted {
-            Ok((stream, _)) => stream,
+            Ok(stream) => stream,
             Err(e) => {
                 // Typically EMFILE: back off briefly instead of spinning.
                 tracing::warn!("accept failed: {e}");
@@ -483,7 +586,17 @@ async fn accept_loop(
             return;
         };
         turn = turn.wrapping_add(1);
-        if worker.send((stream, next_id)).is_err() {
+        let permit = Arc::clone(&listeners.slots).try_acquire_owned().ok();
+        if permit.is_none() {
+            metrics::counter!("slotgate_clients_rejected_total").increment(1);
+        }
+        let client = NewClient {
+            stream,
+            id: next_id,
+            tls,
+            permit,
+        };
+        if worker.send(client).is_err() {
             return; // Shutting down.
         }
         next_id += 1;

@@ -7,7 +7,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 
 use crate::backend::dedicated::IdleConns;
 use crate::backend::{BackendPool, ConnSettings};
@@ -17,10 +18,37 @@ use crate::resp::Limits;
 use crate::router::{self, Held, RoutePolicy, WorkerHooks};
 use crate::scripts::ScriptCache;
 use crate::stats::{ProxyStats, WorkerStats};
+use crate::tls::TlsContext;
 use crate::topology::Topology;
 
-/// A new client handed to a worker: the socket and its proxy-wide client id.
-pub type NewClient = (std::net::TcpStream, u64);
+/// What a client over `proxy.max_clients` is told before it is closed (Redis' wording).
+pub const MAX_CLIENTS_REPLY: &[u8] = b"-ERR max number of clients reached\r\n";
+
+/// A new client handed to a worker by the accept loop.
+#[derive(Debug)]
+pub struct NewClient {
+    /// The accepted socket.
+    pub stream: std::net::TcpStream,
+    /// Proxy-wide client id.
+    pub id: u64,
+    /// Accepted on the TLS listener: the worker runs the handshake first.
+    pub tls: bool,
+    /// The client's place under `proxy.max_clients`, held for the session's life. `None`:
+    /// the limit was reached, so the client is told so and closed.
+    pub permit: Option<OwnedSemaphorePermit>,
+}
+
+/// What every worker shares with the others and with the control thread.
+pub struct Shared {
+    /// The live slot table.
+    pub topology: Arc<Topology>,
+    /// Process-wide counters.
+    pub stats: Arc<ProxyStats>,
+    /// Script bodies seen.
+    pub scripts: Arc<ScriptCache>,
+    /// TLS material for the listener and the backends.
+    pub tls: Arc<TlsContext>,
+}
 
 /// Everything a session needs from its worker.
 pub struct Worker {
@@ -54,12 +82,21 @@ pub struct Worker {
     pub keyless_scripts: Option<Arc<str>>,
     /// Tells this worker's sessions to finish what they owe and close (graceful shutdown).
     pub drain: SessionDrain,
+    /// TLS material (listener acceptor, backend connector), re-read on reload.
+    pub tls: Arc<TlsContext>,
+    /// Time a TLS client has to complete its handshake.
+    pub handshake_timeout: Duration,
 }
 
 impl Worker {
     /// This worker's own counters.
     pub fn stats(&self) -> &WorkerStats {
         self.proxy.worker(self.index)
+    }
+
+    /// The backend TLS connector as of now (`None`: plaintext backends).
+    pub fn backend_tls(&self) -> Option<Arc<crate::tls::BackendTls>> {
+        self.tls.backend()
     }
 }
 
@@ -77,12 +114,16 @@ pub struct Signals {
 pub fn run(
     index: usize,
     config: &Config,
-    topology: Arc<Topology>,
-    proxy: Arc<ProxyStats>,
-    scripts: Arc<ScriptCache>,
+    shared: Shared,
     mut clients: mpsc::UnboundedReceiver<NewClient>,
     signals: Signals,
 ) -> std::io::Result<()> {
+    let Shared {
+        topology,
+        stats: proxy,
+        scripts,
+        tls,
+    } = shared;
     let Signals {
         drain: mut drain_signal,
         mut shutdown,
@@ -97,6 +138,7 @@ pub fn run(
         reconnect_backoff: Duration::from_millis(config.backend.reconnect_backoff_ms),
         limits: config.protocol.limits(),
         follow_redirects: !config.is_pool_mode(),
+        tls: config.backend.tls.enabled.then(|| Arc::clone(&tls)),
     };
     let worker = Rc::new_cyclic(|weak| Worker {
         index,
@@ -121,6 +163,8 @@ pub fn run(
         allow_flush: config.commands.allow_flush,
         keyless_scripts: config.commands.keyless_scripts_node().map(Arc::from),
         drain: SessionDrain::default(),
+        tls,
+        handshake_timeout: Duration::from_millis(config.tls.handshake_timeout_ms),
     });
     local.spawn_local(router::retry_loop(Rc::downgrade(&worker)));
     local.block_on(&runtime, async move {
@@ -129,23 +173,11 @@ pub fn run(
         loop {
             tokio::select! {
                 client = clients.recv(), if accepting => {
-                    let Some((stream, id)) = client else {
+                    let Some(client) = client else {
                         accepting = false;
                         continue;
                     };
-                    let stream = match tokio::net::TcpStream::from_std(stream) {
-                        Ok(s) => s,
-                        Err(e) => {
-                            tracing::warn!("cannot adopt client socket: {e}");
-                            continue;
-                        }
-                    };
-                    let worker = Rc::clone(&worker);
-                    tokio::task::spawn_local(async move {
-                        worker.stats().client_connected();
-                        crate::session::serve(stream, Rc::clone(&worker), id).await;
-                        worker.stats().client_disconnected();
-                    });
+                    tokio::task::spawn_local(adopt(Rc::clone(&worker), client));
                 }
                 changed = drain_signal.changed(), if !worker.drain.is_draining() => {
                     if changed.is_err() || *drain_signal.borrow() {
@@ -157,4 +189,66 @@ pub fn run(
         }
     });
     Ok(())
+}
+
+/// Take over a client from the accept loop: TLS handshake if it came to the TLS listener,
+/// then its session, or the max-clients refusal.
+async fn adopt(worker: Rc<Worker>, client: NewClient) {
+    let NewClient {
+        stream,
+        id,
+        tls,
+        permit,
+    } = client;
+    let stream = match tokio::net::TcpStream::from_std(stream) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot adopt client socket: {e}");
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let (peer, local) = (stream.peer_addr().ok(), stream.local_addr().ok());
+    if !tls {
+        return serve(worker, stream, peer, local, id, permit).await;
+    }
+    let Some(acceptor) = worker.tls.acceptor() else {
+        return; // No TLS listener: cannot happen.
+    };
+    match tokio::time::timeout(worker.handshake_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => serve(worker, stream, peer, local, id, permit).await,
+        Ok(Err(e)) => {
+            metrics::counter!("slotgate_tls_handshake_failures_total").increment(1);
+            tracing::debug!(client = id, peer = ?peer, "TLS handshake failed: {e}");
+        }
+        Err(_) => {
+            metrics::counter!("slotgate_tls_handshake_failures_total").increment(1);
+            tracing::debug!(client = id, peer = ?peer, "TLS handshake timed out");
+        }
+    }
+}
+
+/// Run the session of an adopted client, or refuse it when it holds no `permit`.
+async fn serve<S>(
+    worker: Rc<Worker>,
+    mut stream: S,
+    peer: Option<std::net::SocketAddr>,
+    local: Option<std::net::SocketAddr>,
+    id: u64,
+    permit: Option<OwnedSemaphorePermit>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let Some(_permit) = permit else {
+        tracing::debug!(client = id, peer = ?peer, "refused: proxy.max_clients reached");
+        let refuse = async {
+            stream.write_all(MAX_CLIENTS_REPLY).await?;
+            stream.shutdown().await
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), refuse).await;
+        return;
+    };
+    worker.stats().client_connected();
+    crate::session::serve(stream, peer, local, Rc::clone(&worker), id).await;
+    worker.stats().client_disconnected();
 }

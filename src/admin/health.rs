@@ -1,6 +1,7 @@
 //! Node health (a PING per node per second, from the admin thread) and readiness.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::task::JoinSet;
@@ -8,6 +9,7 @@ use tokio::task::JoinSet;
 use crate::backend::oneshot;
 use crate::resp::{Frame, Limits};
 use crate::slot::SLOT_COUNT;
+use crate::tls::BackendTls;
 use crate::topology::SlotTable;
 
 use super::{lock, AdminState, PROBE_TIMEOUT};
@@ -72,14 +74,24 @@ pub fn all_nodes(table: &SlotTable) -> Vec<(String, &'static str, Option<String>
 }
 
 /// PING every node concurrently (each bounded by [`PROBE_TIMEOUT`]).
-pub async fn probe<R>(nodes: &[(String, R, Option<String>)]) -> Vec<(String, NodeHealth)> {
+pub async fn probe<R>(
+    nodes: &[(String, R, Option<String>)],
+    tls: Option<Arc<BackendTls>>,
+) -> Vec<(String, NodeHealth)> {
     let mut set = JoinSet::new();
     for (addr, _, _) in nodes {
         let addr = addr.clone();
+        let tls = tls.clone();
         set.spawn(async move {
             let started = std::time::Instant::now();
-            let result =
-                oneshot::commands(&addr, &[&["PING"]], PROBE_TIMEOUT, Limits::default()).await;
+            let result = oneshot::commands(
+                &addr,
+                &[&["PING"]],
+                PROBE_TIMEOUT,
+                Limits::default(),
+                tls.as_deref(),
+            )
+            .await;
             let rtt_us = started.elapsed().as_micros() as u64;
             let error = match result {
                 Ok(frames) => match frames.first() {
@@ -116,7 +128,7 @@ pub async fn readiness(state: &AdminState) -> Readiness {
     if state.is_draining() {
         return not("not ready: draining (shutting down)".into());
     }
-    let table: std::sync::Arc<SlotTable> = std::sync::Arc::clone(&state.topology.table());
+    let table: Arc<SlotTable> = Arc::clone(&state.topology.table());
     let covered = table.covered_slots();
     if covered < SLOT_COUNT {
         return not(format!(
@@ -129,7 +141,7 @@ pub async fn readiness(state: &AdminState) -> Readiness {
         .into_iter()
         .filter(|(_, role, _)| *role == "master")
         .collect();
-    let results = probe(&masters).await;
+    let results = probe(&masters, state.topology.backend_tls()).await;
     let down: Vec<String> = results
         .iter()
         .filter(|(_, h)| !h.healthy)

@@ -141,7 +141,7 @@ async fn tick_loop(state: Arc<AdminState>) {
         tick.tick().await;
         lock(&state.history).sample(&state.stats);
         let nodes = health::all_nodes(&state.topology.table());
-        let results = health::probe(&nodes).await;
+        let results = health::probe(&nodes, state.topology.backend_tls()).await;
         lock(&state.health).update(results);
     }
 }

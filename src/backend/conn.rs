@@ -31,13 +31,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::resp::{Limits, ReplyDecoder};
 use crate::session::ReplyTarget;
 use crate::slot::Slot;
+use crate::tls::{self, BackendTls, MaybeTls, ReadHalf, WriteHalf};
 use crate::wake::LocalSignal;
 
 use super::auth::Credentials;
@@ -61,6 +60,15 @@ pub struct ConnSettings {
     /// Follow cluster redirects (MOVED, ASK, TRYAGAIN, CLUSTERDOWN): cluster mode. In pool
     /// mode only LOADING and MASTERDOWN are retried; the rest reach the client as replies.
     pub follow_redirects: bool,
+    /// TLS to the nodes (`None`: plaintext), loaded afresh for every new socket.
+    pub tls: Option<Arc<crate::tls::TlsContext>>,
+}
+
+impl ConnSettings {
+    /// The backend TLS connector in force now, if backends use TLS.
+    pub fn backend_tls(&self) -> Option<Arc<BackendTls>> {
+        self.tls.as_ref().and_then(|t| t.backend())
+    }
 }
 
 /// A client request on its way to a backend, with everything needed to send it again.
@@ -274,33 +282,33 @@ impl Inner {
     }
 }
 
-/// Open the socket, then run the writer as a task and the reader in this one.
+/// Open the socket (TLS handshake included), then run the writer as a task and the reader in
+/// this one.
 async fn connect(inner: Rc<Inner>, generation: u64) {
     let settings = Rc::clone(&inner.settings);
     let addr = inner.addr.to_string();
-    let mut stream =
-        match tokio::time::timeout(settings.connect_timeout, TcpStream::connect(&addr)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
-                let error = BackendError::Connect {
-                    addr,
-                    reason: e.to_string(),
-                };
-                let until = Instant::now() + settings.reconnect_backoff;
-                inner.fail(generation, error.clone(), Phase::BackOff { until, error });
-                return;
-            }
-            Err(_) => {
-                let error = BackendError::ConnectTimeout {
-                    addr,
-                    ms: settings.connect_timeout.as_millis() as u64,
-                };
-                let until = Instant::now() + settings.reconnect_backoff;
-                inner.fail(generation, error.clone(), Phase::BackOff { until, error });
-                return;
-            }
-        };
-    let _ = stream.set_nodelay(true);
+    let tls = settings.backend_tls();
+    let opened = tokio::time::timeout(
+        settings.connect_timeout,
+        tls::connect(&addr, tls.as_deref()),
+    );
+    let mut stream = match opened.await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            let until = Instant::now() + settings.reconnect_backoff;
+            inner.fail(generation, error.clone(), Phase::BackOff { until, error });
+            return;
+        }
+        Err(_) => {
+            let error = BackendError::ConnectTimeout {
+                addr,
+                ms: settings.connect_timeout.as_millis() as u64,
+            };
+            let until = Instant::now() + settings.reconnect_backoff;
+            inner.fail(generation, error.clone(), Phase::BackOff { until, error });
+            return;
+        }
+    };
     if let Some(auth) = inner.auth.clone() {
         let handshake = authenticate(&mut stream, &auth, settings.limits);
         let reason = match tokio::time::timeout(settings.connect_timeout, handshake).await {
@@ -334,7 +342,7 @@ async fn connect(inner: Rc<Inner>, generation: u64) {
 /// Send `AUTH` on a fresh socket and read its one reply: `Err` holds the node's error line
 /// (Redis does not echo the password in it) or what went wrong.
 async fn authenticate(
-    stream: &mut TcpStream,
+    stream: &mut MaybeTls,
     auth: &Credentials,
     limits: Limits,
 ) -> Result<(), String> {
@@ -342,6 +350,7 @@ async fn authenticate(
         .write_all(&auth.auth_request())
         .await
         .map_err(|e| e.to_string())?;
+    stream.flush().await.map_err(|e| e.to_string())?;
     let mut decoder = ReplyDecoder::new(limits);
     let mut buf = BytesMut::with_capacity(512);
     loop {
@@ -358,7 +367,7 @@ async fn authenticate(
 }
 
 /// Move everything queued to in-flight and write it in one go; repeat while the socket lives.
-async fn write_loop(inner: Rc<Inner>, generation: u64, mut socket: OwnedWriteHalf) {
+async fn write_loop(inner: Rc<Inner>, generation: u64, mut socket: WriteHalf) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     loop {
         if !take_queued(&inner, generation, &mut buf) {
@@ -373,7 +382,12 @@ async fn write_loop(inner: Rc<Inner>, generation: u64, mut socket: OwnedWriteHal
             inner.writer_wake.wait().await;
             continue;
         }
-        if let Err(e) = socket.write_all(&buf).await {
+        // The flush is free on plain TCP; TLS may hold the tail of a record until it.
+        let written = match socket.write_all(&buf).await {
+            Ok(()) => socket.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
             let error = BackendError::Lost {
                 addr: inner.addr.to_string(),
                 reason: e.to_string(),
@@ -414,7 +428,7 @@ fn take_queued(inner: &Inner, generation: u64, buf: &mut BytesMut) -> bool {
 }
 
 /// Read replies and hand each to the oldest in-flight request; time out a stuck node.
-async fn read_loop(inner: Rc<Inner>, generation: u64, mut socket: OwnedReadHalf) {
+async fn read_loop(inner: Rc<Inner>, generation: u64, mut socket: ReadHalf) {
     let settings = Rc::clone(&inner.settings);
     let mut decoder = ReplyDecoder::new(settings.limits);
     let mut buf = BytesMut::with_capacity(16 * 1024);

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::resp::{Limits, Reply, ReplyDecoder};
+use crate::tls::{self, BackendTls, MaybeTls};
 
 use super::auth::Credentials;
 use super::BackendError;
@@ -27,35 +27,31 @@ const IDLE_PER_NODE: usize = 8;
 #[derive(Debug)]
 pub struct DedicatedConn {
     addr: Arc<str>,
-    stream: TcpStream,
+    stream: MaybeTls,
     buf: BytesMut,
     decoder: ReplyDecoder,
 }
 
 impl DedicatedConn {
-    /// Connect to `addr` within `timeout`, and authenticate with `auth` if given.
+    /// Connect to `addr` within `timeout` (with TLS when `tls` is given), and authenticate
+    /// with `auth` if given.
     pub async fn connect(
         addr: Arc<str>,
         timeout: Duration,
         limits: Limits,
         auth: Option<Arc<Credentials>>,
+        tls: Option<Arc<BackendTls>>,
     ) -> Result<DedicatedConn, BackendError> {
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(&*addr)).await {
+        let stream = match tokio::time::timeout(timeout, tls::connect(&addr, tls.as_deref())).await
+        {
             Err(_) => {
                 return Err(BackendError::ConnectTimeout {
                     addr: addr.to_string(),
                     ms: timeout.as_millis() as u64,
                 })
             }
-            Ok(Err(e)) => {
-                return Err(BackendError::Connect {
-                    addr: addr.to_string(),
-                    reason: e.to_string(),
-                })
-            }
-            Ok(Ok(stream)) => stream,
+            Ok(result) => result?,
         };
-        let _ = stream.set_nodelay(true);
         let mut conn = DedicatedConn {
             addr,
             stream,
@@ -90,10 +86,12 @@ impl DedicatedConn {
 
     /// Write `bytes` (one or more complete requests).
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), BackendError> {
-        self.stream
-            .write_all(bytes)
-            .await
-            .map_err(|e| self.lost(e.to_string()))
+        let written = match self.stream.write_all(bytes).await {
+            // Free on plain TCP; TLS may hold the tail of a record until it.
+            Ok(()) => self.stream.flush().await,
+            Err(e) => Err(e),
+        };
+        written.map_err(|e| self.lost(e.to_string()))
     }
 
     /// The next reply, however long it takes (callers bound the wait where they need to).
@@ -138,11 +136,13 @@ impl DedicatedConn {
 
     /// True unless the node has closed the connection (or sent something unasked) while it
     /// sat idle. Checked before an idle connection is reused, so a write is never sent into a
-    /// connection that is already gone.
+    /// connection that is already gone. The probe reads the TCP socket under any TLS layer:
+    /// whatever it finds (a close_notify alert included) means the connection is not reused,
+    /// so a byte taken from the TLS stream is never missed.
     pub fn still_open(&mut self) -> bool {
         let mut probe = [0u8; 1];
         matches!(
-            self.stream.try_read(&mut probe),
+            self.stream.tcp().try_read(&mut probe),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
         )
     }

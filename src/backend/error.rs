@@ -23,6 +23,14 @@ pub enum BackendError {
         /// The configured limit.
         ms: u64,
     },
+    /// The TLS handshake with the node failed (certificate not trusted, wrong name …).
+    #[error("TLS with backend {addr} failed ({reason})")]
+    Tls {
+        /// The node.
+        addr: String,
+        /// What rustls reported.
+        reason: String,
+    },
     /// The node did not answer within `backend.request_timeout_ms`.
     #[error("backend {addr} did not answer within {ms} ms")]
     Timeout {
@@ -67,6 +75,7 @@ impl BackendError {
         match self {
             BackendError::Connect { .. } => "connect",
             BackendError::ConnectTimeout { .. } => "connect_timeout",
+            BackendError::Tls { .. } => "tls",
             BackendError::Timeout { .. } => "timeout",
             BackendError::Lost { .. } => "lost",
             BackendError::Protocol { .. } => "protocol",

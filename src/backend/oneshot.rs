@@ -5,25 +5,26 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::resp::{parse_frame, Frame, Limits, ReplyDecoder, Request};
+use crate::tls::{self, BackendTls};
 
 use super::BackendError;
 
 /// Send `commands` to `addr` in one write and return their parsed replies, in order. The
-/// whole exchange, connect included, is bounded by `timeout`.
+/// whole exchange, connect (and TLS handshake, with `tls`) included, is bounded by `timeout`.
 pub async fn commands(
     addr: &str,
     commands: &[&[&str]],
     timeout: Duration,
     limits: Limits,
+    tls: Option<&BackendTls>,
 ) -> Result<Vec<Frame>, BackendError> {
     let timed_out = || BackendError::Timeout {
         addr: addr.to_string(),
         ms: timeout.as_millis() as u64,
     };
-    tokio::time::timeout(timeout, exchange(addr, commands, limits))
+    tokio::time::timeout(timeout, exchange(addr, commands, limits, tls))
         .await
         .map_err(|_| timed_out())?
 }
@@ -32,17 +33,13 @@ async fn exchange(
     addr: &str,
     commands: &[&[&str]],
     limits: Limits,
+    tls: Option<&BackendTls>,
 ) -> Result<Vec<Frame>, BackendError> {
     let lost = |e: std::io::Error| BackendError::Lost {
         addr: addr.to_string(),
         reason: e.to_string(),
     };
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| BackendError::Connect {
-            addr: addr.to_string(),
-            reason: e.to_string(),
-        })?;
+    let mut stream = tls::connect(addr, tls).await?;
     let mut out = BytesMut::new();
     for args in commands {
         let request = Request::from_args(
@@ -52,6 +49,7 @@ async fn exchange(
         out.extend_from_slice(request.raw());
     }
     stream.write_all(&out).await.map_err(lost)?;
+    stream.flush().await.map_err(lost)?;
     let mut decoder = ReplyDecoder::new(limits);
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut replies = Vec::with_capacity(commands.len());

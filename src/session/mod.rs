@@ -24,8 +24,7 @@ use std::rc::Rc;
 use std::time::Instant as StdInstant;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::resp::{Request, RequestDecoder};
 use crate::slot::Slot;
@@ -85,13 +84,22 @@ pub(crate) struct Session {
     clock: crate::stats::ReplyClock,
 }
 
-/// Serve one client until it disconnects, QUITs, or breaks the protocol.
-pub async fn serve(mut stream: TcpStream, worker: Rc<Worker>, id: u64) {
-    let _ = stream.set_nodelay(true);
+/// Serve one client until it disconnects, QUITs, or breaks the protocol. `stream` is a
+/// `TcpStream` or a TLS stream (the caller sets `TCP_NODELAY` and runs any handshake);
+/// `peer` and `local` are the TCP addresses, for CLIENT and INFO.
+pub async fn serve<S>(
+    mut stream: S,
+    peer: Option<SocketAddr>,
+    local: Option<SocketAddr>,
+    worker: Rc<Worker>,
+    id: u64,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let info = ClientInfo {
         id,
-        peer: stream.peer_addr().ok(),
-        local: stream.local_addr().ok(),
+        peer,
+        local,
         name: None,
         since: StdInstant::now(),
     };
@@ -115,32 +123,44 @@ pub async fn serve(mut stream: TcpStream, worker: Rc<Worker>, id: u64) {
 }
 
 impl Session {
-    async fn run(&mut self, stream: &mut TcpStream) -> std::io::Result<()> {
-        let (mut reader, mut writer) = stream.split();
+    /// Generic over the stream, so the plaintext path is compiled for `TcpStream` itself.
+    /// Reads and writes never overlap (writes happen between reads), so the stream is used
+    /// whole, without splitting it.
+    async fn run<S>(&mut self, stream: &mut S) -> std::io::Result<()>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         let mut rbuf = BytesMut::with_capacity(BUFFER_SIZE);
         let mut wbuf = BytesMut::with_capacity(BUFFER_SIZE);
         let max_outstanding = self.worker.max_pipeline_depth;
         let drain = self.worker.drain.listen();
         loop {
+            let mut wrote = false;
             while let Some(reply) = self.queue.pop_ready() {
                 if reply.len() >= LARGE_REPLY {
                     if !wbuf.is_empty() {
-                        writer.write_all(&wbuf).await?;
+                        stream.write_all(&wbuf).await?;
                         wbuf.clear();
                     }
-                    writer.write_all(&reply).await?;
+                    stream.write_all(&reply).await?;
+                    wrote = true;
                 } else {
                     wbuf.extend_from_slice(&reply);
                 }
             }
             if !wbuf.is_empty() {
-                writer.write_all(&wbuf).await?;
+                stream.write_all(&wbuf).await?;
                 wbuf.clear();
+                wrote = true;
+            }
+            if wrote {
+                // Free on plain TCP; TLS may hold the tail of a record until it.
+                stream.flush().await?;
             }
             self.clock
                 .written(self.queue.outstanding(), self.worker.stats());
             if self.deferred.is_some() && self.queue.outstanding() == 0 {
-                if !self.run_deferred(&mut reader, &mut rbuf).await? {
+                if !self.run_deferred(stream, &mut rbuf).await? {
                     return Ok(()); // The client hung up meanwhile.
                 }
                 self.process(&mut rbuf);
@@ -156,7 +176,7 @@ impl Session {
             tokio::select! {
                 biased;
                 () = self.queue.wait_ready() => {}
-                read = reader.read_buf(&mut rbuf), if may_read => {
+                read = stream.read_buf(&mut rbuf), if may_read => {
                     if read? == 0 {
                         return Ok(());
                     }
@@ -171,9 +191,9 @@ impl Session {
     /// Run the deferred exclusive request and queue its reply, reading ahead from the client
     /// meanwhile only to notice a hang-up. `false` if the client is gone (which drops the
     /// dedicated connection and so releases the node).
-    async fn run_deferred(
+    async fn run_deferred<R: AsyncRead + Unpin>(
         &mut self,
-        reader: &mut tokio::net::tcp::ReadHalf<'_>,
+        reader: &mut R,
         rbuf: &mut BytesMut,
     ) -> std::io::Result<bool> {
         let Some((request, exclusive)) = self.deferred.take() else {

@@ -458,6 +458,7 @@ pub(super) async fn lease(worker: &Worker, addr: &Arc<str>) -> Result<DedicatedC
         worker.connect_timeout,
         worker.limits,
         auth,
+        worker.backend_tls(),
     )
     .await
 }

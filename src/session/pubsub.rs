@@ -378,6 +378,7 @@ async fn serve_link(
         worker.connect_timeout,
         worker.limits,
         auth,
+        worker.backend_tls(),
     )
     .await?;
     loop {

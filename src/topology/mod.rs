@@ -27,6 +27,7 @@ use tokio::sync::Notify;
 use crate::backend::oneshot;
 use crate::config::Config;
 use crate::resp::{Frame, Limits};
+use crate::tls::{BackendTls, TlsContext};
 
 pub use table::{Shard, ShardInfo, SlotTable, TableError};
 
@@ -52,6 +53,8 @@ struct Settings {
     refresh_min_gap: Duration,
     query_timeout: Duration,
     limits: Limits,
+    /// TLS to the nodes, when `backend.tls` is enabled.
+    tls: Arc<TlsContext>,
 }
 
 /// The live slot table and the machinery that keeps it current.
@@ -68,7 +71,8 @@ pub struct Topology {
 
 impl Topology {
     /// A topology for `config`, starting with an empty table (call [`Topology::refresh`]).
-    pub fn new(config: &Config) -> Arc<Topology> {
+    /// Discovery connects to nodes with the backend TLS of `tls`, if any.
+    pub fn new(config: &Config, tls: Arc<TlsContext>) -> Arc<Topology> {
         Arc::new(Topology {
             table: ArcSwap::from_pointee(SlotTable::empty()),
             pool_mode: config.is_pool_mode(),
@@ -81,6 +85,7 @@ impl Topology {
                     config.backend.connect_timeout_ms + config.backend.request_timeout_ms,
                 ),
                 limits: config.protocol.limits(),
+                tls,
             }),
             wake: Notify::new(),
             versions: AtomicU64::new(0),
@@ -92,6 +97,11 @@ impl Topology {
     #[inline]
     pub fn table(&self) -> Guard<Arc<SlotTable>> {
         self.table.load()
+    }
+
+    /// The TLS connector for the nodes as of now (`None`: plaintext nodes).
+    pub fn backend_tls(&self) -> Option<Arc<BackendTls>> {
+        self.settings.tls.backend()
     }
 
     /// Ask the background task for a refresh soon (debounced by `refresh_min_gap_ms`).
@@ -295,11 +305,13 @@ async fn ask(settings: &Settings, addr: &str) -> Result<View, String> {
         .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
         .unwrap_or(addr);
     let (timeout, limits) = (settings.query_timeout, settings.limits);
+    let tls = settings.tls.backend();
     let replies = oneshot::commands(
         addr,
         &[&["CLUSTER", "INFO"], &["CLUSTER", "SHARDS"]],
         timeout,
         limits,
+        tls.as_deref(),
     )
     .await
     .map_err(|e| e.to_string())?;
@@ -315,9 +327,15 @@ async fn ask(settings: &Settings, addr: &str) -> Result<View, String> {
     let shards = match shards_reply {
         // Older servers (< 7.0) have no CLUSTER SHARDS.
         Frame::Error(_) => {
-            let replies = oneshot::commands(addr, &[&["CLUSTER", "SLOTS"]], timeout, limits)
-                .await
-                .map_err(|e| e.to_string())?;
+            let replies = oneshot::commands(
+                addr,
+                &[&["CLUSTER", "SLOTS"]],
+                timeout,
+                limits,
+                tls.as_deref(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             match replies.into_iter().next() {
                 Some(Frame::Error(msg)) => return Err(String::from_utf8_lossy(&msg).into_owned()),
                 Some(reply) => discovery::parse_cluster_slots(&reply, host),
