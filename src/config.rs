@@ -939,6 +939,55 @@ mod tests {
     }
 
     #[test]
+    fn tls_sections_are_validated_with_paths() {
+        let c = Config::parse(
+            "[cluster]\nseeds=[\"127.0.0.1:7000\"]\n[proxy]\nlisten = \"\"\nmax_clients = 0\n\
+             [tls]\nlisten = \"127.0.0.1:6390\"\nhandshake_timeout_ms = 0\n\
+             [backend.tls]\nenabled = true\ncert_file = \"c.pem\"\n",
+        )
+        .unwrap();
+        let err = c.validate().unwrap_err();
+        let paths: Vec<_> = err.0.iter().map(|e| e.path.as_str()).collect();
+        for key in [
+            "proxy.max_clients",
+            "tls.cert_file",
+            "tls.key_file",
+            "tls.handshake_timeout_ms",
+            "backend.tls.ca_file",
+            "backend.tls.key_file",
+        ] {
+            assert!(paths.contains(&key), "{key} missing in {err}");
+        }
+        assert!(!paths.contains(&"proxy.listen"), "TLS-only is fine: {err}");
+        let mut none = Config::default();
+        none.cluster.seeds = vec!["127.0.0.1:7000".into()];
+        none.proxy.listen = String::new();
+        let err = none.validate().unwrap_err();
+        assert_eq!(err.0[0].path, "proxy.listen", "{err}");
+    }
+
+    #[test]
+    fn listening_beyond_loopback_without_client_auth_is_warned_about() {
+        let mut c = Config::default();
+        assert!(c.exposure_warnings().is_empty(), "default is loopback");
+        c.proxy.listen = "localhost:6380".into();
+        assert!(c.exposure_warnings().is_empty());
+        c.proxy.listen = "[::1]:6380".into();
+        assert!(c.exposure_warnings().is_empty());
+        c.proxy.listen = "0.0.0.0:6380".into();
+        c.tls.listen = "0.0.0.0:6390".into();
+        let warnings = c.exposure_warnings();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("proxy.listen"), "{warnings:?}");
+        assert!(warnings[1].starts_with("tls.listen"), "{warnings:?}");
+        // Mutual TLS authenticates clients: only the plaintext listener is named.
+        c.tls.client_ca_file = "ca.pem".into();
+        assert_eq!(c.exposure_warnings().len(), 1);
+        c.proxy.listen = "192.0.2.7:6380".into();
+        assert_eq!(c.exposure_warnings().len(), 1);
+    }
+
+    #[test]
     fn admin_and_log_sections() {
         let c = Config::parse(
             "[admin]\nlisten = \"127.0.0.1:9180\"\n[log]\nformat = \"json\"\n[proxy]\ndrain_timeout_ms = 5\n",
