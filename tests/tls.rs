@@ -270,8 +270,21 @@ impl TlsRedis {
         auth_clients: &str,
         probe: Option<&Identity>,
     ) -> TlsRedis {
+        TlsRedis::start_with(ca, server, auth_clients, probe, false, &[]).await
+    }
+
+    /// [`TlsRedis::start`] with `extra` arguments; `cluster` picks a port whose bus port
+    /// (+10000) is free too.
+    async fn start_with(
+        ca: &Ca,
+        server: &Identity,
+        auth_clients: &str,
+        probe: Option<&Identity>,
+        cluster: bool,
+        extra: &[&str],
+    ) -> TlsRedis {
         let dir = Scratch::new("redis");
-        let port = slotgate::demo::free_port(false).expect("free port");
+        let port = slotgate::demo::free_port(cluster).expect("free port");
         let child = Command::new("redis-server")
             .args(["--port", "0", "--tls-port", &port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
@@ -280,6 +293,7 @@ impl TlsRedis {
             .args(["--tls-key-file", &server.key()])
             .args(["--tls-ca-cert-file", &ca.ca_file()])
             .args(["--tls-auth-clients", auth_clients])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -599,6 +613,93 @@ async fn backend_client_certificates_and_name_verification() {
     let mut c = common::client(proxy.local_addr()).await;
     let v: String = c.get("k").await.unwrap();
     assert_eq!(v, "v");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_cluster_is_discovered_and_served_over_tls() {
+    let dir = Scratch::new("cluster");
+    let ca = Ca::new(&dir, "cluster");
+    // One certificate for everything: nodes (server and cluster-bus client) and slotgate.
+    let cert = ca.server(&dir, "node");
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        let args = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "2000",
+            "--tls-cluster",
+            "yes",
+            "--tls-replication",
+            "yes",
+        ];
+        nodes.push(TlsRedis::start_with(&ca, &cert, "yes", Some(&cert), true, &args).await);
+    }
+    let addrs: Vec<String> = nodes.iter().map(|n| n.addr().to_string()).collect();
+    let out = Command::new("redis-cli")
+        .args(["--tls", "--cacert", &ca.ca_file()])
+        .args(["--cert", &cert.cert(), "--key", &cert.key()])
+        .args(["--cluster", "create"])
+        .args(&addrs)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .expect("redis-cli --cluster create");
+    assert!(
+        out.status.success(),
+        "cluster create failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for node in &nodes {
+        loop {
+            let mut c = tls_connect(node.addr(), &ca.file, Some(&cert))
+                .await
+                .unwrap();
+            let info = call(&mut c, &["CLUSTER", "INFO"]).await.unwrap();
+            if info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:3") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "TLS cluster never became ok: {info}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    let mut config = common::proxy_config(vec![addrs[0].clone()]);
+    config.backend.tls.enabled = true;
+    config.backend.tls.ca_file = ca.ca_file();
+    config.backend.tls.cert_file = cert.cert();
+    config.backend.tls.key_file = cert.key();
+    let proxy = Proxy::start(config).expect("start slotgate on a TLS cluster");
+    let table = proxy.topology().table();
+    let masters: Vec<String> = table
+        .shards()
+        .iter()
+        .map(|s| s.master.to_string())
+        .collect();
+    let mut expected = addrs.clone();
+    expected.sort();
+    let mut found = masters.clone();
+    found.sort();
+    assert_eq!(found, expected, "discovered masters are the TLS ports");
+
+    let mut c = common::client(proxy.local_addr()).await;
+    let keys: Vec<String> = (0..60).map(|i| format!("cluster:{i}")).collect();
+    for key in &keys {
+        let _: () = c.set(key, key).await.unwrap();
+    }
+    let values: Vec<String> = redis::cmd("MGET")
+        .arg(&keys)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(values, keys, "a cross-slot MGET split over three TLS nodes");
+    let size: i64 = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap();
+    assert_eq!(size, 60);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -61,9 +61,12 @@ fn endpoint(host: &str, port: i64, queried_host: &str) -> Option<String> {
 /// Parse a RESP2 `CLUSTER SHARDS` reply (Redis ≥ 7.0). Shards without slots are skipped;
 /// a shard whose master is not `online` is kept (its slots then fail clearly, and a later
 /// refresh picks up the promoted replica); replicas that are not `online` are left out.
+/// With `tls` (backend TLS), a node's `tls-port` is used when it reports one (a
+/// `tls-cluster yes` node; with `--port 0` it reports no `port` at all).
 pub fn parse_cluster_shards(
     reply: &Frame,
     queried_host: &str,
+    tls: bool,
 ) -> Result<Vec<ShardInfo>, DiscoveryError> {
     const CMD: &str = "CLUSTER SHARDS";
     let shards = reply.as_array().ok_or_else(|| bad(CMD, "not an array"))?;
@@ -100,7 +103,7 @@ pub fn parse_cluster_shards(
                         .as_array()
                         .ok_or_else(|| bad(CMD, "nodes is not an array"))?;
                     for node in nodes {
-                        let node = parse_shard_node(node, queried_host)?;
+                        let node = parse_shard_node(node, queried_host, tls)?;
                         match (node.role.as_str(), node.health.as_str()) {
                             ("master", _) => master = Some(node.addr),
                             (_, "online") => replicas.push(node.addr),
@@ -130,12 +133,16 @@ struct ShardNode {
     health: String,
 }
 
-fn parse_shard_node(node: &Frame, queried_host: &str) -> Result<ShardNode, DiscoveryError> {
+fn parse_shard_node(
+    node: &Frame,
+    queried_host: &str,
+    tls: bool,
+) -> Result<ShardNode, DiscoveryError> {
     const CMD: &str = "CLUSTER SHARDS";
     let fields = node
         .as_array()
         .ok_or_else(|| bad(CMD, "node is not an array"))?;
-    let (mut ip, mut endpoint_field, mut port) = (None, None, None);
+    let (mut ip, mut endpoint_field, mut port, mut tls_port) = (None, None, None, None);
     let (mut role, mut health) = (String::new(), String::from("online"));
     for pair in fields.chunks(2) {
         let [name, value] = pair else { break };
@@ -143,12 +150,14 @@ fn parse_shard_node(node: &Frame, queried_host: &str) -> Result<ShardNode, Disco
             Some("ip") => ip = text(value),
             Some("endpoint") => endpoint_field = text(value),
             Some("port") => port = value.as_int(),
+            Some("tls-port") => tls_port = value.as_int(),
             Some("role") => role = text(value).unwrap_or_default().to_string(),
             Some("health") => health = text(value).unwrap_or_default().to_string(),
             _ => {}
         }
     }
     let host = endpoint_field.or(ip).unwrap_or("");
+    let port = if tls { tls_port.or(port) } else { port };
     let port = port.ok_or_else(|| bad(CMD, "node without a port"))?;
     let addr = endpoint(host, port, queried_host)
         .ok_or_else(|| bad(CMD, format!("node with invalid port {port}")))?;
@@ -252,7 +261,7 @@ mod tests {
                 Frame::Array(vec![node("?", 7009, "master", "online")]),
             ]),
         ]);
-        let shards = parse_cluster_shards(&reply, "10.0.0.9").unwrap();
+        let shards = parse_cluster_shards(&reply, "10.0.0.9", false).unwrap();
         assert_eq!(
             shards,
             vec![ShardInfo {
@@ -296,8 +305,44 @@ mod tests {
     }
 
     #[test]
+    fn tls_port_is_used_with_backend_tls() {
+        let node = |fields: Vec<(&str, Frame)>| {
+            Frame::Array(fields.into_iter().flat_map(|(k, v)| [bulk(k), v]).collect())
+        };
+        let shard = |nodes| {
+            Frame::Array(vec![Frame::Array(vec![
+                bulk("slots"),
+                Frame::Array(vec![Frame::Integer(0), Frame::Integer(16383)]),
+                bulk("nodes"),
+                Frame::Array(nodes),
+            ])])
+        };
+        let both = shard(vec![node(vec![
+            ("ip", bulk("127.0.0.1")),
+            ("port", Frame::Integer(7000)),
+            ("tls-port", Frame::Integer(17000)),
+            ("role", bulk("master")),
+        ])]);
+        let master = |reply: &Frame, tls| {
+            parse_cluster_shards(reply, "h", tls).unwrap()[0]
+                .master
+                .clone()
+        };
+        assert_eq!(master(&both, false), "127.0.0.1:7000");
+        assert_eq!(master(&both, true), "127.0.0.1:17000");
+        // `--port 0 --tls-port P --tls-cluster yes`: only a tls-port.
+        let tls_only = shard(vec![node(vec![
+            ("ip", bulk("127.0.0.1")),
+            ("tls-port", Frame::Integer(17000)),
+            ("role", bulk("master")),
+        ])]);
+        assert_eq!(master(&tls_only, true), "127.0.0.1:17000");
+        assert!(parse_cluster_shards(&tls_only, "h", false).is_err());
+    }
+
+    #[test]
     fn malformed_replies_are_errors_not_panics() {
-        assert!(parse_cluster_shards(&Frame::Integer(1), "h").is_err());
+        assert!(parse_cluster_shards(&Frame::Integer(1), "h", false).is_err());
         assert!(parse_cluster_slots(&Frame::Array(vec![Frame::Integer(1)]), "h").is_err());
         let neg = Frame::Array(vec![Frame::Array(vec![
             Frame::Integer(-1),

@@ -342,7 +342,7 @@ async fn ask(settings: &Settings, addr: &str) -> Result<View, String> {
                 None => return Err("no reply to CLUSTER SLOTS".into()),
             }
         }
-        reply => discovery::parse_cluster_shards(&reply, host),
+        reply => discovery::parse_cluster_shards(&reply, host, tls.is_some()),
     }
     .map_err(|e| e.to_string())?;
     let table = SlotTable::from_shards(&shards, 0).map_err(|e| e.to_string())?;
