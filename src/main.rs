@@ -170,6 +170,11 @@ fn check_config(file: &std::path::Path) -> Result<(), String> {
     config
         .validate()
         .map_err(|e| format!("{}:\n{e}", file.display()))?;
+    // The TLS files it names must be readable and usable too.
+    slotgate::tls::TlsContext::build(&config).map_err(|e| format!("{}:\n{e}", file.display()))?;
+    for warning in config.exposure_warnings() {
+        eprintln!("warning: {warning}");
+    }
     println!("{}: OK", file.display());
     Ok(())
 }

@@ -116,3 +116,35 @@ fn environment_variables_configure_a_run_without_a_file() {
         "{stderr}"
     );
 }
+
+#[test]
+fn check_config_reads_the_tls_files_and_warns_about_exposure() {
+    let file = std::env::temp_dir().join(format!("slotgate-tls-{}.toml", std::process::id()));
+    std::fs::write(
+        &file,
+        "[proxy]\nlisten = \"0.0.0.0:6380\"\n[cluster]\nseeds = [\"127.0.0.1:7000\"]\n\
+         [tls]\nlisten = \"127.0.0.1:6390\"\ncert_file = \"/nonexistent/proxy.crt\"\n\
+         key_file = \"/nonexistent/proxy.key\"\n",
+    )
+    .unwrap();
+    let out = slotgate(&["check-config", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("tls.cert_file: cannot read"), "{stderr}");
+    assert!(stderr.contains("tls.key_file: cannot read"), "{stderr}");
+
+    // Valid otherwise: OK, with a warning for the listener on every interface.
+    std::fs::write(
+        &file,
+        "[proxy]\nlisten = \"0.0.0.0:6380\"\n[cluster]\nseeds = [\"127.0.0.1:7000\"]\n",
+    )
+    .unwrap();
+    let out = slotgate(&["check-config", file.to_str().unwrap()]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: proxy.listen = \"0.0.0.0:6380\" is reachable"),
+        "{stderr}"
+    );
+    std::fs::remove_file(&file).ok();
+}
