@@ -5,11 +5,11 @@
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use smallvec::SmallVec;
 use slotgate::command::{lookup, split};
 use slotgate::placement::Placement;
 use slotgate::resp::{Limits, RequestDecoder};
 use slotgate::slot::Slot;
+use smallvec::SmallVec;
 
 /// The request: RESP or inline bytes if they decode, else NUL-separated arguments (which
 /// reaches the key specs with binary arguments the decoders would not produce).
@@ -35,7 +35,12 @@ fuzz_target!(|data: &[u8]| {
     let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
     if spec.keys(&args, &mut keys).is_ok() {
         for &i in &keys {
-            assert!(i < args.len(), "{}: key index {i} past {}", spec.name, args.len());
+            assert!(
+                i < args.len(),
+                "{}: key index {i} past {}",
+                spec.name,
+                args.len()
+            );
             let _ = Slot::of(&args[i]);
         }
         if arity_ok {

@@ -54,5 +54,9 @@ fuzz_target!(|data: &[u8]| {
     let whole = decode(&[data]);
     let at = usize::from(cut) % (data.len() + 1);
     let (a, b) = data.split_at(at);
-    assert_eq!(whole, decode(&[a, b]), "cutting the input at {at} changed the result");
+    assert_eq!(
+        whole,
+        decode(&[a, b]),
+        "cutting the input at {at} changed the result"
+    );
 });

@@ -45,5 +45,8 @@ fuzz_target!(|data: &[u8]| {
     let at = usize::from(cut) % (data.len() + 1);
     let (a, b) = data.split_at(at);
     let pieces = decode(&[a, b]);
-    assert_eq!(whole, pieces, "cutting the input at {at} changed the result");
+    assert_eq!(
+        whole, pieces,
+        "cutting the input at {at} changed the result"
+    );
 });
