@@ -353,6 +353,58 @@ mod tests {
         }
     }
 
+    /// A self-signed certificate for 127.0.0.1 written to `dir` as `name.crt` / `name.key`.
+    fn identity(dir: &Path, name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (c, k) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c.display().to_string(), k.display().to_string())
+    }
+
+    #[test]
+    fn reload_swaps_only_usable_material_and_only_for_sides_that_have_tls() {
+        let dir = std::env::temp_dir().join(format!("slotgate-tls-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = identity(&dir, "a");
+        let mut config = Config::default();
+        config.tls.listen = "127.0.0.1:0".into();
+        config.tls.cert_file = cert.clone();
+        config.tls.key_file = key.clone();
+        let context = TlsContext::build(&config).unwrap();
+        let first = context.acceptor().unwrap();
+
+        // Same files: a fresh acceptor (re-read), backends still plaintext even if asked.
+        let mut next = config.clone();
+        next.backend.tls.enabled = true;
+        next.backend.tls.ca_file = cert.clone();
+        context.reload(&next).unwrap();
+        let second = context.acceptor().unwrap();
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert!(
+            context.backend().is_none(),
+            "backend TLS is decided at start"
+        );
+
+        // A key that does not parse: rejected, nothing changes.
+        std::fs::write(&key, "garbage").unwrap();
+        let errors = context.reload(&config).unwrap_err();
+        assert_eq!(errors.0[0].path, "tls.key_file", "{errors}");
+        assert!(Arc::ptr_eq(&second, &context.acceptor().unwrap()));
+        // A key from another certificate: rejected too.
+        let (_, other_key) = identity(&dir, "b");
+        std::fs::copy(&other_key, &key).unwrap();
+        assert!(context.reload(&config).is_err());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
     #[test]
     fn no_tls_configured_builds_an_empty_context() {
         let context = TlsContext::build(&Config::default()).unwrap();
