@@ -51,14 +51,6 @@ pub enum MergeRule {
         /// The part looked at first.
         start: usize,
     },
-    /// SCAN on master `node` of `nodes` (in address order): its `[cursor, keys]` reply gets the
-    /// proxy's cursor, which moves on to the next master when this one is done.
-    Scan {
-        /// Index of the master scanned.
-        node: usize,
-        /// Number of masters.
-        nodes: usize,
-    },
 }
 
 /// Low bits of a proxy SCAN cursor that name the master; the rest is that master's cursor.
@@ -386,34 +378,6 @@ pub fn merge(
                 .cloned()
                 .unwrap_or_else(|| Bytes::from_static(b"$-1\r\n"))
         }
-        MergeRule::Scan { node, nodes } => {
-            let reply = replies.first().cloned().unwrap_or_default();
-            let Ok(Frame::Array(items)) = parse_frame(&reply, limits) else {
-                return unexpected(&reply);
-            };
-            let [cursor, keys] = &items[..] else {
-                return unexpected(&reply);
-            };
-            let Some(node_cursor) = cursor
-                .as_bytes()
-                .and_then(|c| std::str::from_utf8(c).ok()?.parse::<u64>().ok())
-            else {
-                return unexpected(&reply);
-            };
-            let next = match node_cursor {
-                0 if node + 1 < nodes => encode_scan_cursor(node + 1, 0),
-                0 => Some(0),
-                c => encode_scan_cursor(node, c),
-            };
-            let Some(next) = next else {
-                return unexpected(&reply);
-            };
-            let mut out = BytesMut::with_capacity(reply.len() + 16);
-            encode::array_header(&mut out, 2);
-            encode::bulk(&mut out, next.to_string().as_bytes());
-            keys.encode(&mut out);
-            out.freeze()
-        }
         MergeRule::Values => {
             // Each part's reply is an array of bulk strings (or nils): copy each element's bytes
             // to its client position without building a tree.
@@ -694,33 +658,6 @@ mod tests {
         assert_eq!(decode_scan_cursor(c.to_string().as_bytes()), Some((2, 17)));
         assert_eq!(decode_scan_cursor(b"x"), None);
         assert_eq!(encode_scan_cursor(1 << SCAN_NODE_BITS, 0), None);
-        let limits = Limits::default();
-        let part = |node, nodes, reply: &'static [u8]| {
-            let s = Split {
-                rule: MergeRule::Scan { node, nodes },
-                parts: Vec::new(),
-                keys: 0,
-            };
-            merge(s.rule, &s.parts, &[Bytes::from_static(reply)], 0, &limits)
-        };
-        let mid = encode_scan_cursor(0, 5).unwrap().to_string();
-        assert_eq!(
-            part(0, 3, b"*2\r\n$1\r\n5\r\n*1\r\n$1\r\na\r\n"),
-            Bytes::from(format!(
-                "*2\r\n${}\r\n{mid}\r\n*1\r\n$1\r\na\r\n",
-                mid.len()
-            ))
-        );
-        let next = encode_scan_cursor(1, 0).unwrap().to_string();
-        assert_eq!(
-            part(0, 3, b"*2\r\n$1\r\n0\r\n*0\r\n"),
-            Bytes::from(format!("*2\r\n${}\r\n{next}\r\n*0\r\n", next.len()))
-        );
-        assert_eq!(
-            &part(2, 3, b"*2\r\n$1\r\n0\r\n*0\r\n")[..],
-            b"*2\r\n$1\r\n0\r\n*0\r\n"
-        );
-        assert!(part(0, 3, b"+OK\r\n").starts_with(b"-ERR"));
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod merge;
 mod pinned;
 mod pubsub;
 mod queue;
+mod scan;
 mod wait;
 
 use std::net::SocketAddr;

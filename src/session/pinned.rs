@@ -83,6 +83,8 @@ pub(super) enum Exclusive {
     },
     /// WAIT for replicas to acknowledge this client's writes.
     Wait,
+    /// SCAN, which may walk over several masters in one call.
+    Scan,
 }
 
 /// A transaction being queued, between MULTI and EXEC.
@@ -189,7 +191,7 @@ impl Session {
             | Route::FanOut { .. }
             | Route::Scan
             | Route::Sub(_)
-            | Route::Pinned(Pinned::Exclusive(Exclusive::Wait)) => {
+            | Route::Pinned(Pinned::Exclusive(Exclusive::Wait | Exclusive::Scan)) => {
                 tx.failed = true;
                 let name = request
                     .args()
@@ -224,6 +226,7 @@ impl Session {
             Exclusive::Wait => {
                 super::wait::wait(&self.worker, self.last_write, request.args()).await
             }
+            Exclusive::Scan => super::scan::scan(&self.worker, request.args()).await,
         }
     }
 

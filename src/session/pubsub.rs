@@ -1,7 +1,7 @@
 //! Pub/Sub through the proxy: SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE and their UNSUBSCRIBEs.
 //!
 //! ```text
-//!  client ──SUBSCRIBE a b──► session: a → master of slot(a), b → master of slot(b)
+//!  client ──SUBSCRIBE a b──► session: a, b → master of slot 0; SSUBSCRIBE s → master of slot(s)
 //!                              │ one link per node (a dedicated connection, its own task)
 //!  client ◄──confirmations───  │ each sent when that node confirmed, counted by the session
 //!  client ◄──messages─────────link: message / pmessage / smessage, passed through
@@ -9,10 +9,11 @@
 //!
 //! The session keeps the client's subscriptions itself and writes the confirmations (with the
 //! counts one Redis would give); the nodes' own confirmations only say when a subscription is
-//! live. Each channel or pattern is subscribed on the master of its own slot: a cluster
-//! broadcasts PUBLISH to every node, so each message arrives exactly once, and PUBLISH (routed
-//! by its channel's slot) counts the proxy's subscribers of that channel. Sharded channels
-//! must live on their slot's master anyway.
+//! live. Channels and patterns are subscribed on the master of slot 0: a cluster broadcasts
+//! PUBLISH to every node, so each message arrives exactly once wherever it was published, and
+//! PUBLISH, routed to that same master, counts every slotgate subscriber it reaches (channel
+//! and pattern alike), as one Redis would. Sharded channels live on their slot's master
+//! (SPUBLISH goes there too). The price: every slotgate subscriber sits on one master.
 //!
 //! Failover: when a link breaks, its subscriptions are made again, after a short pause and a
 //! topology refresh, on whichever node now serves their slots; messages published in between
@@ -238,7 +239,7 @@ impl Session {
                     self.queue.push_ready(reply);
                     continue;
                 }
-                let Some(node) = master_of(&self.worker, &name) else {
+                let Some(node) = master_of(&self.worker, kind, &name) else {
                     self.queue.push_ready(error(&format!(
                         "CLUSTERDOWN Hash slot of '{}' is not served by any node",
                         printable(&name)
@@ -271,10 +272,16 @@ impl Session {
     }
 }
 
-/// The master serving the slot of a channel or pattern name.
-fn master_of(worker: &Worker, name: &[u8]) -> Option<Arc<str>> {
+/// The node a subscription lives on: a sharded channel on its slot's master; channels and
+/// patterns all on the master of slot 0, where PUBLISH is routed, so that PUBLISH counts every
+/// slotgate subscriber (messages reach every node anyway: the cluster broadcasts PUBLISH).
+fn master_of(worker: &Worker, kind: SubKind, name: &[u8]) -> Option<Arc<str>> {
     let table = worker.topology.table();
-    let shard = table.shard_of(table.placement().unit_of(name))?;
+    let unit = match kind {
+        SubKind::Shard => table.placement().unit_of(name),
+        SubKind::Channel | SubKind::Pattern => crate::slot::Slot::ZERO,
+    };
+    let shard = table.shard_of(unit)?;
     table.shards().get(shard).map(|s| Arc::clone(&s.master))
 }
 
@@ -355,7 +362,7 @@ fn resubscribe(
     name: Bytes,
 ) {
     // Unknown master: keep the old node; the link to it fails and tries again.
-    let node = match master_of(worker, &name) {
+    let node = match master_of(worker, kind, &name) {
         Some(node) => node,
         None => match state.names[kind.index()].get(&name) {
             Some(old) => Arc::clone(old),
