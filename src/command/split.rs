@@ -266,7 +266,10 @@ pub fn merge(
     keys: usize,
     limits: &Limits,
 ) -> Bytes {
-    if let Some(error) = replies.iter().find(|r| r.first() == Some(&b'-')) {
+    if let Some(error) = replies
+        .iter()
+        .find(|r| matches!(r.first(), Some(b'-' | b'!')))
+    {
         return error.clone();
     }
     match rule {
@@ -287,7 +290,7 @@ pub fn merge(
             let mut items = Vec::new();
             for reply in replies {
                 match parse_frame(reply, limits) {
-                    Ok(Frame::Array(part)) => items.extend(part),
+                    Ok(Frame::Array(part) | Frame::Set(part)) => items.extend(part),
                     _ => return unexpected(reply),
                 }
             }
@@ -304,9 +307,16 @@ pub fn merge(
         }
         MergeRule::PairSum => {
             let mut pairs: Vec<(Frame, i64)> = Vec::new();
+            // RESP3 answers a map of name → count, RESP2 a flat array of pairs.
+            let mut map = false;
             for reply in replies {
-                let Ok(Frame::Array(items)) = parse_frame(reply, limits) else {
-                    return unexpected(reply);
+                let items = match parse_frame(reply, limits) {
+                    Ok(Frame::Array(items)) => items,
+                    Ok(Frame::Map(items)) => {
+                        map = true;
+                        items
+                    }
+                    _ => return unexpected(reply),
                 };
                 if items.len() % 2 != 0 || (!pairs.is_empty() && items.len() != pairs.len() * 2) {
                     return unexpected(reply);
@@ -322,7 +332,11 @@ pub fn merge(
                 }
             }
             let mut out = BytesMut::new();
-            encode::array_header(&mut out, pairs.len() * 2);
+            if map {
+                encode::length_header(&mut out, b'%', pairs.len());
+            } else {
+                encode::array_header(&mut out, pairs.len() * 2);
+            }
             for (name, count) in pairs {
                 name.encode(&mut out);
                 encode::integer(&mut out, count);
@@ -333,7 +347,7 @@ pub fn merge(
             let mut texts = Vec::with_capacity(replies.len());
             for reply in replies {
                 match parse_frame(reply, limits) {
-                    Ok(Frame::Bulk(text)) => texts.push(text),
+                    Ok(Frame::Bulk(text) | Frame::Verbatim(_, text)) => texts.push(text),
                     _ => return unexpected(reply),
                 }
             }
@@ -374,7 +388,7 @@ pub fn merge(
             let n = replies.len().max(1);
             (0..replies.len())
                 .map(|i| &replies[(start + i) % n])
-                .find(|r| !r.starts_with(b"$-1"))
+                .find(|r| !r.starts_with(b"$-1") && !r.starts_with(b"_"))
                 .cloned()
                 .unwrap_or_else(|| Bytes::from_static(b"$-1\r\n"))
         }
@@ -415,6 +429,12 @@ fn bulk_elements(reply: &[u8]) -> Option<Vec<&[u8]>> {
     let mut elements = Vec::with_capacity(count.min(reply.len() / 4));
     for _ in 0..count {
         let start = at;
+        // RESP3's null `_` for a missing key.
+        if reply.get(at..at + 3) == Some(b"_\r\n") {
+            at += 3;
+            elements.push(reply.get(start..at)?);
+            continue;
+        }
         let (len, data) = header(reply.get(at..)?, b'$')?;
         at += data;
         if len >= 0 {

@@ -251,6 +251,7 @@ impl Session {
             retries: 0,
             readonly,
             asking: false,
+            resp3: self.resp3,
         };
         self.worker.route(out, now);
     }

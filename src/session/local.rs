@@ -126,15 +126,17 @@ pub(super) fn bulk(data: &[u8]) -> Bytes {
     out.freeze()
 }
 
-/// `HELLO [protover [AUTH user pass] [SETNAME name]]`. Only RESP2 is spoken.
+/// `HELLO [protover [AUTH user pass] [SETNAME name]]`: RESP2 or RESP3.
 fn hello(args: &[Bytes], session: &mut Session) -> Bytes {
     let mut rest = args.iter().skip(1);
+    let mut resp3 = session.resp3;
     if let Some(version) = rest.next() {
         match std::str::from_utf8(version)
             .ok()
             .and_then(|v| v.parse::<i64>().ok())
         {
-            Some(2) => {}
+            Some(2) => resp3 = false,
+            Some(3) => resp3 = true,
             Some(_) => return error("NOPROTO unsupported protocol version"),
             None => return error("ERR Protocol version is not an integer or out of range"),
         }
@@ -162,8 +164,14 @@ fn hello(args: &[Bytes], session: &mut Session) -> Bytes {
     if name.is_some() {
         session.info.name = name;
     }
+    session.resp3 = resp3;
     let mut out = BytesMut::new();
-    encode::array_header(&mut out, 14);
+    // Eight fields: Redis' seven and `proxy`.
+    if resp3 {
+        encode::length_header(&mut out, b'%', 8);
+    } else {
+        encode::array_header(&mut out, 16);
+    }
     for (key, value) in [
         ("server", "redis"),
         ("version", crate::info::REDIS_VERSION),
@@ -173,7 +181,7 @@ fn hello(args: &[Bytes], session: &mut Session) -> Bytes {
         encode::bulk(&mut out, value.as_bytes());
     }
     encode::bulk(&mut out, b"proto");
-    encode::integer(&mut out, 2);
+    encode::integer(&mut out, if resp3 { 3 } else { 2 });
     encode::bulk(&mut out, b"id");
     encode::integer(&mut out, session.info.id as i64);
     // "standalone": the whole point is that clients need no cluster support.

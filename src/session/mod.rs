@@ -82,6 +82,8 @@ pub(crate) struct Session {
     last_write: Option<Slot>,
     /// Subscriptions, once the client subscribed.
     pubsub: Option<PubSub>,
+    /// The client switched to RESP3 with `HELLO 3`.
+    resp3: bool,
     /// Reply latency for the worker's histogram (admin `/metrics`).
     clock: crate::stats::ReplyClock,
 }
@@ -107,6 +109,7 @@ pub async fn serve(mut stream: TcpStream, worker: Rc<Worker>, id: u64) {
         watched: None,
         last_write: None,
         pubsub: None,
+        resp3: false,
         clock: Default::default(),
     };
     if let Err(e) = session.run(&mut stream).await {

@@ -215,7 +215,7 @@ impl Session {
                 let bound =
                     blocking_timeout(request.args()).map(|wait| wait + self.worker.request_timeout);
                 self.last_write = Some(slot);
-                match on_master(&self.worker, Some(slot), request.raw(), 1, bound).await {
+                match on_master(&self.worker, Some(slot), request.raw(), 1, bound, self.resp3).await {
                     Ok((conn, replies)) => {
                         self.worker.idle.borrow_mut().put(conn);
                         last(replies)
@@ -270,7 +270,7 @@ impl Session {
                 Err(e) => e.to_reply(),
             },
             Some(Watched { conn: None, .. }) => Bytes::from_static(NULL_ARRAY),
-            None => match on_master(&self.worker, slot, &payload, replies, Some(timeout)).await {
+            None => match on_master(&self.worker, slot, &payload, replies, Some(timeout), self.resp3).await {
                 Ok((conn, replies)) => {
                     self.worker.idle.borrow_mut().put(conn);
                     last(replies)
@@ -301,7 +301,7 @@ impl Session {
                 }
             };
         }
-        match on_master(&self.worker, Some(slot), request, 1, timeout).await {
+        match on_master(&self.worker, Some(slot), request, 1, timeout, self.resp3).await {
             Ok((conn, replies)) => {
                 if !replies.iter().any(Reply::is_error) {
                     self.watched = Some(Watched {
@@ -354,6 +354,7 @@ pub(super) async fn on_master(
     payload: &[u8],
     replies: usize,
     bound: Option<Duration>,
+    resp3: bool,
 ) -> Result<(DedicatedConn, Vec<Reply>), Bytes> {
     let deadline = Instant::now() + worker.request_timeout;
     let mut node: Option<Arc<str>> = None;
@@ -368,7 +369,7 @@ pub(super) async fn on_master(
             pause(deadline, &mut retries, reply).await?;
             continue;
         };
-        let mut conn = match lease(worker, &addr).await {
+        let mut conn = match lease(worker, &addr, resp3).await {
             Ok(conn) => conn,
             Err(e) => {
                 worker.topology.request_refresh();
@@ -451,8 +452,12 @@ fn master_of(worker: &Worker, slot: Option<Slot>) -> Option<Arc<str>> {
 }
 
 /// An idle dedicated connection to `addr`, or a new one.
-pub(super) async fn lease(worker: &Worker, addr: &Arc<str>) -> Result<DedicatedConn, BackendError> {
-    if let Some(conn) = worker.idle.borrow_mut().take(addr) {
+pub(super) async fn lease(
+    worker: &Worker,
+    addr: &Arc<str>,
+    resp3: bool,
+) -> Result<DedicatedConn, BackendError> {
+    if let Some(conn) = worker.idle.borrow_mut().take(addr, resp3) {
         return Ok(conn);
     }
     let auth = credentials_for(worker, addr);
@@ -461,6 +466,7 @@ pub(super) async fn lease(worker: &Worker, addr: &Arc<str>) -> Result<DedicatedC
         worker.connect_timeout,
         worker.limits,
         auth,
+        resp3,
     )
     .await
 }

@@ -385,6 +385,7 @@ async fn serve_link(
         worker.connect_timeout,
         worker.limits,
         auth,
+        false,
     )
     .await?;
     loop {

@@ -39,7 +39,7 @@ pub(super) async fn scan(worker: &Worker, args: &[Bytes]) -> Bytes {
     while let Some((_, slot)) = masters.get(node) {
         let request = with_cursor(args, cursor);
         let timeout = Some(worker.request_timeout);
-        let reply = match on_master(worker, Some(*slot), &request, 1, timeout).await {
+        let reply = match on_master(worker, Some(*slot), &request, 1, timeout, false).await {
             Ok((conn, mut replies)) => {
                 worker.idle.borrow_mut().put(conn);
                 match replies.pop() {
