@@ -362,10 +362,7 @@ async fn authenticate(
     request: &[u8],
     limits: Limits,
 ) -> Result<(), String> {
-    stream
-        .write_all(request)
-        .await
-        .map_err(|e| e.to_string())?;
+    stream.write_all(request).await.map_err(|e| e.to_string())?;
     let mut decoder = ReplyDecoder::new(limits);
     let mut buf = BytesMut::with_capacity(512);
     loop {

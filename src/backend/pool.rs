@@ -35,12 +35,7 @@ pub struct BackendPool {
 impl BackendPool {
     /// An empty pool opening `per_node` connections to each node it is asked for, speaking
     /// RESP3 if `resp3` (for RESP3 clients), else RESP2.
-    pub fn new(
-        settings: ConnSettings,
-        per_node: usize,
-        hooks: Rc<dyn Hooks>,
-        resp3: bool,
-    ) -> Self {
+    pub fn new(settings: ConnSettings, per_node: usize, hooks: Rc<dyn Hooks>, resp3: bool) -> Self {
         BackendPool {
             resp3,
             settings: Rc::new(settings),

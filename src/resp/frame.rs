@@ -235,7 +235,7 @@ impl Cursor<'_> {
             b'=' => {
                 let len = parse_int(line).ok_or(ParseError::InvalidBulkLength)?;
                 let data = self.bulk(len)?;
-                if data.len() < 4 || data[3] != b':' {
+                if data.get(3) != Some(&b':') {
                     return Err(ParseError::InvalidBulkLength);
                 }
                 Frame::Verbatim(data.slice(..3), data.slice(4..))

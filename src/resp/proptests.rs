@@ -91,8 +91,9 @@ fn frame() -> impl Strategy<Value = Frame> {
             vec(inner.clone(), 0..6).prop_map(Frame::Array),
             vec(inner.clone(), 0..6).prop_map(Frame::Set),
             vec(inner.clone(), 0..6).prop_map(Frame::Push),
-            vec((inner.clone(), inner), 0..4)
-                .prop_map(|pairs| Frame::Map(pairs.into_iter().flat_map(|(k, v)| [k, v]).collect())),
+            vec((inner.clone(), inner), 0..4).prop_map(|pairs| Frame::Map(
+                pairs.into_iter().flat_map(|(k, v)| [k, v]).collect()
+            )),
         ]
     })
 }

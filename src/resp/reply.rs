@@ -241,9 +241,7 @@ impl ReplyDecoder {
                 parse_int(line).ok_or(ParseError::InvalidInteger)?;
                 Ok((kind, true))
             }
-            ReplyKind::Null if !line.is_empty() => {
-                Err(ParseError::InvalidReplyType { got: b'_' })
-            }
+            ReplyKind::Null if !line.is_empty() => Err(ParseError::InvalidReplyType { got: b'_' }),
             ReplyKind::Boolean if line != b"t" && line != b"f" => {
                 Err(ParseError::InvalidReplyType { got: b'#' })
             }

@@ -63,7 +63,7 @@ impl Session {
         if self.tx.is_some() {
             return self.in_transaction(request, route);
         }
-        if self.subscribed() {
+        if !self.resp3 && self.subscribed() {
             match route {
                 Route::Sub(_) | Route::Local(Local::Quit) | Route::Pinned(Pinned::Reset) => {}
                 Route::Local(Local::Ping) => {
@@ -166,7 +166,9 @@ impl Session {
                     .unzip();
                 if masters.is_empty() {
                     text.push_str("# Keyspace\r\n");
-                    return self.queue.push_ready(local::bulk(text.as_bytes()));
+                    return self
+                        .queue
+                        .push_ready(local::text_reply(text.as_bytes(), self.resp3));
                 }
                 let info = Request::from_args([
                     Bytes::from_static(b"INFO"),
@@ -174,7 +176,8 @@ impl Session {
                 ]);
                 let split = split::fan_out(&info, &slots, MergeRule::Keyspace);
                 let target = self.queue.reserve();
-                let merge = Merge::with_text_prefix(split, target, self.worker.limits, text);
+                let merge =
+                    Merge::with_text_prefix(split, target, self.worker.limits, text, self.resp3);
                 self.fan_out(&merge, masters, true, now);
             }
             Route::Scan => self.deferred = Some((request, Exclusive::Scan)),

@@ -95,7 +95,7 @@ pub(super) fn run(cmd: Local, args: &[Bytes], session: &mut Session) -> Bytes {
         }
         Local::Info => {
             let text = crate::info::render(args.get(1..).unwrap_or_default(), &session.worker);
-            bulk(text.as_bytes())
+            text_reply(text.as_bytes(), session.resp3)
         }
         Local::Time => {
             let now = SystemTime::now()
@@ -113,10 +113,31 @@ pub(super) fn run(cmd: Local, args: &[Bytes], session: &mut Session) -> Bytes {
                 .map(|s| s.to_ascii_lowercase())
                 .unwrap_or_default();
             let sub = std::str::from_utf8(&sub).unwrap_or_default();
-            super::cluster_view::reply(sub, args, session.info.local)
+            let reply = super::cluster_view::reply(sub, args, session.info.local);
+            match sub {
+                // Text replies are verbatim strings in RESP3, as Redis sends them.
+                "info" | "nodes" if session.resp3 && reply.starts_with(b"$") => {
+                    match crate::resp::parse_frame(&reply, &session.worker.limits) {
+                        Ok(crate::resp::Frame::Bulk(text)) => text_reply(&text, true),
+                        _ => reply,
+                    }
+                }
+                _ => reply,
+            }
         }
         Local::Ok => Bytes::from_static(OK),
     }
+}
+
+/// A text reply (INFO, CLIENT INFO …): a bulk string, or in RESP3 a verbatim `txt` string.
+pub(super) fn text_reply(text: &[u8], resp3: bool) -> Bytes {
+    if !resp3 {
+        return bulk(text);
+    }
+    let mut out = BytesMut::with_capacity(text.len() + 24);
+    crate::resp::Frame::Verbatim(Bytes::from_static(b"txt"), Bytes::copy_from_slice(text))
+        .encode(&mut out);
+    out.freeze()
 }
 
 /// A bulk string reply.
@@ -220,7 +241,7 @@ fn client(args: &[Bytes], session: &mut Session) -> Bytes {
             None => Bytes::from_static(b"$-1\r\n"),
         },
         b"id" => Bytes::from(format!(":{}\r\n", session.info.id)),
-        b"info" => bulk(client_line(session).as_bytes()),
+        b"info" => text_reply(client_line(session).as_bytes(), session.resp3),
         b"help" => {
             let lines = [
                 "CLIENT <subcommand> [<arg> [value] [opt] ...]. Served by slotgate:",

@@ -215,7 +215,16 @@ impl Session {
                 let bound =
                     blocking_timeout(request.args()).map(|wait| wait + self.worker.request_timeout);
                 self.last_write = Some(slot);
-                match on_master(&self.worker, Some(slot), request.raw(), 1, bound, self.resp3).await {
+                match on_master(
+                    &self.worker,
+                    Some(slot),
+                    request.raw(),
+                    1,
+                    bound,
+                    self.resp3,
+                )
+                .await
+                {
                     Ok((conn, replies)) => {
                         self.worker.idle.borrow_mut().put(conn);
                         last(replies)
@@ -270,7 +279,16 @@ impl Session {
                 Err(e) => e.to_reply(),
             },
             Some(Watched { conn: None, .. }) => Bytes::from_static(NULL_ARRAY),
-            None => match on_master(&self.worker, slot, &payload, replies, Some(timeout), self.resp3).await {
+            None => match on_master(
+                &self.worker,
+                slot,
+                &payload,
+                replies,
+                Some(timeout),
+                self.resp3,
+            )
+            .await
+            {
                 Ok((conn, replies)) => {
                     self.worker.idle.borrow_mut().put(conn);
                     last(replies)
@@ -315,8 +333,10 @@ impl Session {
         }
     }
 
-    /// Back to a fresh connection's state (RESET): no transaction, no watch, no subscription.
+    /// Back to a fresh connection's state (RESET): RESP2, no transaction, no watch, no
+    /// subscription.
     fn reset(&mut self) {
+        self.resp3 = false;
         self.tx = None;
         self.release_watch();
         self.unsubscribe_all();
