@@ -84,6 +84,16 @@ async fn resp3_types_pass_through() {
     c.expect("RPUSH {h}l x", ":1\r\n");
     c.expect("BLPOP {h}l 1", "*2\r\n$4\r\n{h}l\r\n$1\r\nx\r\n");
     c.expect("BLPOP {h}l 0.1", "_\r\n");
+    // Nulls the proxy writes itself are RESP3 nulls too.
+    c.expect("CLIENT GETNAME", "_\r\n");
+    assert!(c.line("RANDOMKEY").starts_with('$'));
+    c.raw.read_line();
+    c.expect("WATCH {h}h", "+OK\r\n");
+    c.expect("HSET {h}h f changed", ":0\r\n");
+    c.expect("MULTI", "+OK\r\n");
+    c.expect("HGET {h}h f", "+QUEUED\r\n");
+    c.expect("EXEC", "_\r\n");
+    c.expect("HSET {h}h f v", ":0\r\n");
     // The proxy's own text replies are verbatim strings, like Redis' in RESP3.
     assert!(c.line("INFO server").starts_with('='));
     c.raw.send(b"ECHO sync\r\n");

@@ -389,6 +389,8 @@ pub fn merge(
             (0..replies.len())
                 .map(|i| &replies[(start + i) % n])
                 .find(|r| !r.starts_with(b"$-1") && !r.starts_with(b"_"))
+                // All null: a null in the protocol the masters answered in.
+                .or(replies.first())
                 .cloned()
                 .unwrap_or_else(|| Bytes::from_static(b"$-1\r\n"))
         }

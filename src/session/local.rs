@@ -129,6 +129,11 @@ pub(super) fn run(cmd: Local, args: &[Bytes], session: &mut Session) -> Bytes {
     }
 }
 
+/// The null reply: `$-1` in RESP2, `_` in RESP3.
+pub(super) fn null(resp3: bool) -> Bytes {
+    Bytes::from_static(if resp3 { b"_\r\n" } else { b"$-1\r\n" })
+}
+
 /// A text reply (INFO, CLIENT INFO …): a bulk string, or in RESP3 a verbatim `txt` string.
 pub(super) fn text_reply(text: &[u8], resp3: bool) -> Bytes {
     if !resp3 {
@@ -238,7 +243,7 @@ fn client(args: &[Bytes], session: &mut Session) -> Bytes {
         },
         b"getname" => match &session.info.name {
             Some(name) => bulk(name),
-            None => Bytes::from_static(b"$-1\r\n"),
+            None => null(session.resp3),
         },
         b"id" => Bytes::from(format!(":{}\r\n", session.info.id)),
         b"info" => text_reply(client_line(session).as_bytes(), session.resp3),

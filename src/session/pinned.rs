@@ -271,14 +271,14 @@ impl Session {
                     self.worker.idle.borrow_mut().put(conn);
                     if replies.iter().any(|r| redirect_of(r).is_some()) {
                         // The watched slot moved: the watch is void, like a changed key.
-                        Bytes::from_static(NULL_ARRAY)
+                        self.null_array()
                     } else {
                         last(replies)
                     }
                 }
                 Err(e) => e.to_reply(),
             },
-            Some(Watched { conn: None, .. }) => Bytes::from_static(NULL_ARRAY),
+            Some(Watched { conn: None, .. }) => self.null_array(),
             None => match on_master(
                 &self.worker,
                 slot,
@@ -331,6 +331,11 @@ impl Session {
             }
             Err(reply) => reply,
         }
+    }
+
+    /// EXEC's answer when a watched key changed: `*-1`, or `_` in RESP3.
+    fn null_array(&self) -> Bytes {
+        Bytes::from_static(if self.resp3 { b"_\r\n" } else { NULL_ARRAY })
     }
 
     /// Back to a fresh connection's state (RESET): RESP2, no transaction, no watch, no

@@ -305,6 +305,7 @@ fn confirmation(word: &str, name: Option<&[u8]>, count: usize, resp3: bool) -> B
     encode::bulk(&mut out, word.as_bytes());
     match name {
         Some(name) => encode::bulk(&mut out, name),
+        None if resp3 => out.extend_from_slice(b"_\r\n"),
         None => encode::null_bulk(&mut out),
     }
     encode::integer(&mut out, count as i64);
