@@ -13,6 +13,7 @@ const SECTIONS: &[(&str, bool)] = &[
     ("clients", true),
     ("stats", true),
     ("proxy", true),
+    ("cluster", true),
 ];
 
 /// True when `INFO [section …]` asks for section `name` (`default` says whether plain INFO
@@ -102,6 +103,11 @@ fn section(name: &str, worker: &Worker, out: &mut String) {
             for (i, shard) in table.shards().iter().enumerate() {
                 kv(out, &format!("master{i}"), &shard.master);
             }
+        }
+        // Clients see one standalone server: cluster support is the proxy's business.
+        "cluster" => {
+            out.push_str("# Cluster\r\n");
+            kv(out, "cluster_enabled", &0);
         }
         _ => {}
     }

@@ -70,7 +70,7 @@ impl Worker {
             return self.hold_or_fail(out, error, now);
         };
         let conn = self
-            .pool
+            .pool_for(&out)
             .borrow_mut()
             .master_conn(&table, shard, out.client_id)
             .cloned();
@@ -87,10 +87,20 @@ impl Worker {
     fn send_to(&self, addr: &Arc<str>, out: Outbound, now: Instant) {
         let table = self.topology.table();
         let conn = self
-            .pool
+            .pool_for(&out)
             .borrow_mut()
             .conn_for_addr(&table, addr, out.client_id);
         conn.send(out, now);
+    }
+
+    /// The connections for `out`'s protocol.
+    #[inline]
+    fn pool_for(&self, out: &Outbound) -> &std::cell::RefCell<crate::backend::BackendPool> {
+        if out.resp3 {
+            &self.pool3
+        } else {
+            &self.pool
+        }
     }
 
     /// Retry `out` later if policy and deadline allow, else fail it with `error`.
@@ -185,6 +195,7 @@ impl Worker {
                     retries: 0,
                     readonly: false,
                     asking: false,
+                    resp3: out.resp3,
                 };
                 // Same connection (same client id): the load runs before the resend.
                 self.send_to(&node, load, now);

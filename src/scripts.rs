@@ -41,6 +41,13 @@ impl ScriptCache {
         bodies.insert(sha, body.clone());
     }
 
+    /// Forget every script (the client flushed the nodes' caches with SCRIPT FLUSH).
+    pub fn clear(&self) {
+        if let Ok(mut bodies) = self.bodies.lock() {
+            bodies.clear();
+        }
+    }
+
     /// The body whose SHA1 is `sha` (hex, any case), if it was seen.
     pub fn body(&self, sha: &[u8]) -> Option<Bytes> {
         let key: [u8; 40] = sha.to_ascii_lowercase().try_into().ok()?;

@@ -56,8 +56,10 @@ pub struct Worker {
     pub index: usize,
     /// The live slot table.
     pub topology: Arc<Topology>,
-    /// This worker's backend connections.
+    /// This worker's backend connections (RESP2).
     pub pool: RefCell<BackendPool>,
+    /// Backend connections speaking RESP3, for RESP3 clients (opened only when one asks).
+    pub pool3: RefCell<BackendPool>,
     /// Request parsing limits.
     pub limits: Limits,
     /// Replies one client may have outstanding before it is no longer read.
@@ -144,9 +146,16 @@ pub fn run(
         index,
         topology,
         pool: RefCell::new(BackendPool::new(
+            settings.clone(),
+            config.backend.connections_per_node,
+            Rc::new(WorkerHooks(weak.clone())),
+            false,
+        )),
+        pool3: RefCell::new(BackendPool::new(
             settings,
             config.backend.connections_per_node,
             Rc::new(WorkerHooks(weak.clone())),
+            true,
         )),
         limits: config.protocol.limits(),
         max_pipeline_depth: config.proxy.max_pipeline_depth,

@@ -58,6 +58,8 @@ fn render() -> String {
         let (kind, how) = service(spec);
         out.push_str(&format!("| {} | {kind} | {how} |\n", display_name(spec)));
     }
+    // Hand-written: the results of redis-py's own suite (scripts/redis-py-suite).
+    out.push_str(include_str!("../docs/redis-py-suite.md"));
     out
 }
 

@@ -43,6 +43,9 @@ use super::auth::Credentials;
 use super::redirect::Redirect;
 use super::BackendError;
 
+/// `HELLO 3`: a connection for RESP3 clients.
+const HELLO_3: &[u8] = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
+
 /// The bytes of an `ASKING` command.
 const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
 
@@ -94,6 +97,9 @@ pub struct Outbound {
     pub readonly: bool,
     /// Send `ASKING` first (the slot is being imported by the target node).
     pub asking: bool,
+    /// The client speaks RESP3: the request goes on a connection that does too, so the
+    /// reply passes through unchanged.
+    pub resp3: bool,
 }
 
 /// What a connection hands back to its worker. Called with no connection state borrowed, so
@@ -123,6 +129,8 @@ struct Inner {
     addr: Arc<str>,
     /// Sent as `AUTH` on every new socket before any request.
     auth: Option<Arc<Credentials>>,
+    /// Speak RESP3 (`HELLO 3` after connecting), for RESP3 clients.
+    resp3: bool,
     settings: Rc<ConnSettings>,
     hooks: Rc<dyn Hooks>,
     state: RefCell<State>,
@@ -164,11 +172,12 @@ struct Pending {
 }
 
 impl BackendConn {
-    /// A handle for `addr`, authenticating with `auth` if given; nothing is connected until
-    /// the first request.
+    /// A handle for `addr`, authenticating with `auth` if given and switching to RESP3 (`HELLO
+    /// 3`) if `resp3`; nothing is connected until the first request.
     pub fn new(
         addr: Arc<str>,
         auth: Option<Arc<Credentials>>,
+        resp3: bool,
         settings: Rc<ConnSettings>,
         hooks: Rc<dyn Hooks>,
     ) -> Self {
@@ -176,6 +185,7 @@ impl BackendConn {
             inner: Rc::new(Inner {
                 addr,
                 auth,
+                resp3,
                 settings,
                 hooks,
                 state: RefCell::new(State {
@@ -310,7 +320,8 @@ async fn connect(inner: Rc<Inner>, generation: u64) {
         }
     };
     if let Some(auth) = inner.auth.clone() {
-        let handshake = authenticate(&mut stream, &auth, settings.limits);
+        let request = auth.auth_request();
+        let handshake = authenticate(&mut stream, &request, settings.limits);
         let reason = match tokio::time::timeout(settings.connect_timeout, handshake).await {
             Ok(Ok(())) => None,
             Ok(Err(reason)) => Some(reason),
@@ -321,6 +332,18 @@ async fn connect(inner: Rc<Inner>, generation: u64) {
         };
         if let Some(reason) = reason {
             let error = BackendError::Auth { addr, reason };
+            let until = Instant::now() + settings.reconnect_backoff;
+            inner.fail(generation, error.clone(), Phase::BackOff { until, error });
+            return;
+        }
+    }
+    if inner.resp3 {
+        let hello = authenticate(&mut stream, HELLO_3, settings.limits);
+        if let Err(reason) = tokio::time::timeout(settings.connect_timeout, hello)
+            .await
+            .unwrap_or_else(|_| Err("no reply to HELLO 3".into()))
+        {
+            let error = BackendError::Lost { addr, reason };
             let until = Instant::now() + settings.reconnect_backoff;
             inner.fail(generation, error.clone(), Phase::BackOff { until, error });
             return;
@@ -339,17 +362,11 @@ async fn connect(inner: Rc<Inner>, generation: u64) {
     read_loop(inner, generation, reader).await;
 }
 
-/// Send `AUTH` on a fresh socket and read its one reply: `Err` holds the node's error line
-/// (Redis does not echo the password in it) or what went wrong.
-async fn authenticate(
-    stream: &mut MaybeTls,
-    auth: &Credentials,
-    limits: Limits,
-) -> Result<(), String> {
-    stream
-        .write_all(&auth.auth_request())
-        .await
-        .map_err(|e| e.to_string())?;
+/// Send one handshake request (`AUTH …`, `HELLO 3`) on a fresh socket and read its one
+/// reply: `Err` holds the node's error line (Redis does not echo a password in it) or what
+/// went wrong.
+async fn authenticate(stream: &mut MaybeTls, request: &[u8], limits: Limits) -> Result<(), String> {
+    stream.write_all(request).await.map_err(|e| e.to_string())?;
     stream.flush().await.map_err(|e| e.to_string())?;
     let mut decoder = ReplyDecoder::new(limits);
     let mut buf = BytesMut::with_capacity(512);

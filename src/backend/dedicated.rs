@@ -20,6 +20,9 @@ use crate::tls::{self, BackendTls, MaybeTls};
 use super::auth::Credentials;
 use super::BackendError;
 
+/// `HELLO 3`.
+const HELLO_3: &[u8] = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
+
 /// Idle dedicated connections a worker keeps per node.
 const IDLE_PER_NODE: usize = 8;
 
@@ -27,19 +30,22 @@ const IDLE_PER_NODE: usize = 8;
 #[derive(Debug)]
 pub struct DedicatedConn {
     addr: Arc<str>,
+    /// Speaks RESP3 (switched with `HELLO 3`).
+    resp3: bool,
     stream: MaybeTls,
     buf: BytesMut,
     decoder: ReplyDecoder,
 }
 
 impl DedicatedConn {
-    /// Connect to `addr` within `timeout` (with TLS when `tls` is given), and authenticate
-    /// with `auth` if given.
+    /// Connect to `addr` within `timeout` (with TLS when `tls` is given), authenticate with
+    /// `auth` if given, and switch to RESP3 if `resp3`.
     pub async fn connect(
         addr: Arc<str>,
         timeout: Duration,
         limits: Limits,
         auth: Option<Arc<Credentials>>,
+        resp3: bool,
         tls: Option<Arc<BackendTls>>,
     ) -> Result<DedicatedConn, BackendError> {
         let stream = match tokio::time::timeout(timeout, tls::connect(&addr, tls.as_deref())).await
@@ -54,6 +60,7 @@ impl DedicatedConn {
         };
         let mut conn = DedicatedConn {
             addr,
+            resp3,
             stream,
             buf: BytesMut::with_capacity(4096),
             decoder: ReplyDecoder::new(limits),
@@ -76,7 +83,21 @@ impl DedicatedConn {
                 });
             }
         }
+        if resp3 {
+            let reply = match tokio::time::timeout(timeout, conn.call(HELLO_3, 1)).await {
+                Ok(reply) => reply?,
+                Err(_) => return Err(conn.lost("no reply to HELLO 3".into())),
+            };
+            if let Some(message) = reply.first().and_then(Reply::error_message) {
+                return Err(conn.lost(String::from_utf8_lossy(message).into_owned()));
+            }
+        }
         Ok(conn)
+    }
+
+    /// True when the connection speaks RESP3.
+    pub fn is_resp3(&self) -> bool {
+        self.resp3
     }
 
     /// The node this connection goes to.
@@ -162,10 +183,12 @@ pub struct IdleConns {
 }
 
 impl IdleConns {
-    /// An idle connection to `addr` that is still open, if there is one.
-    pub fn take(&mut self, addr: &str) -> Option<DedicatedConn> {
+    /// An idle connection to `addr` speaking RESP3 or not (`resp3`) that is still open, if
+    /// there is one.
+    pub fn take(&mut self, addr: &str, resp3: bool) -> Option<DedicatedConn> {
         let idle = self.by_addr.get_mut(addr)?;
-        while let Some(mut conn) = idle.pop() {
+        while let Some(at) = idle.iter().rposition(|c| c.resp3 == resp3) {
+            let mut conn = idle.swap_remove(at);
             if conn.still_open() {
                 return Some(conn);
             }

@@ -21,6 +21,8 @@ struct Node {
 
 /// The backend connections of one worker.
 pub struct BackendPool {
+    /// Its connections speak RESP3 (for RESP3 clients).
+    resp3: bool,
     settings: Rc<ConnSettings>,
     per_node: usize,
     hooks: Rc<dyn Hooks>,
@@ -31,9 +33,11 @@ pub struct BackendPool {
 }
 
 impl BackendPool {
-    /// An empty pool opening `per_node` connections to each node it is asked for.
-    pub fn new(settings: ConnSettings, per_node: usize, hooks: Rc<dyn Hooks>) -> Self {
+    /// An empty pool opening `per_node` connections to each node it is asked for, speaking
+    /// RESP3 if `resp3` (for RESP3 clients), else RESP2.
+    pub fn new(settings: ConnSettings, per_node: usize, hooks: Rc<dyn Hooks>, resp3: bool) -> Self {
         BackendPool {
+            resp3,
             settings: Rc::new(settings),
             per_node: per_node.max(1),
             hooks,
@@ -87,6 +91,7 @@ impl BackendPool {
                 BackendConn::new(
                     Arc::clone(addr),
                     auth.clone(),
+                    self.resp3,
                     Rc::clone(&self.settings),
                     Rc::clone(&self.hooks),
                 )

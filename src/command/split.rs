@@ -51,14 +51,6 @@ pub enum MergeRule {
         /// The part looked at first.
         start: usize,
     },
-    /// SCAN on master `node` of `nodes` (in address order): its `[cursor, keys]` reply gets the
-    /// proxy's cursor, which moves on to the next master when this one is done.
-    Scan {
-        /// Index of the master scanned.
-        node: usize,
-        /// Number of masters.
-        nodes: usize,
-    },
 }
 
 /// Low bits of a proxy SCAN cursor that name the master; the rest is that master's cursor.
@@ -274,7 +266,10 @@ pub fn merge(
     keys: usize,
     limits: &Limits,
 ) -> Bytes {
-    if let Some(error) = replies.iter().find(|r| r.first() == Some(&b'-')) {
+    if let Some(error) = replies
+        .iter()
+        .find(|r| matches!(r.first(), Some(b'-' | b'!')))
+    {
         return error.clone();
     }
     match rule {
@@ -295,7 +290,7 @@ pub fn merge(
             let mut items = Vec::new();
             for reply in replies {
                 match parse_frame(reply, limits) {
-                    Ok(Frame::Array(part)) => items.extend(part),
+                    Ok(Frame::Array(part) | Frame::Set(part)) => items.extend(part),
                     _ => return unexpected(reply),
                 }
             }
@@ -312,9 +307,16 @@ pub fn merge(
         }
         MergeRule::PairSum => {
             let mut pairs: Vec<(Frame, i64)> = Vec::new();
+            // RESP3 answers a map of name → count, RESP2 a flat array of pairs.
+            let mut map = false;
             for reply in replies {
-                let Ok(Frame::Array(items)) = parse_frame(reply, limits) else {
-                    return unexpected(reply);
+                let items = match parse_frame(reply, limits) {
+                    Ok(Frame::Array(items)) => items,
+                    Ok(Frame::Map(items)) => {
+                        map = true;
+                        items
+                    }
+                    _ => return unexpected(reply),
                 };
                 if items.len() % 2 != 0 || (!pairs.is_empty() && items.len() != pairs.len() * 2) {
                     return unexpected(reply);
@@ -330,7 +332,11 @@ pub fn merge(
                 }
             }
             let mut out = BytesMut::new();
-            encode::array_header(&mut out, pairs.len() * 2);
+            if map {
+                encode::length_header(&mut out, b'%', pairs.len());
+            } else {
+                encode::array_header(&mut out, pairs.len() * 2);
+            }
             for (name, count) in pairs {
                 name.encode(&mut out);
                 encode::integer(&mut out, count);
@@ -341,7 +347,7 @@ pub fn merge(
             let mut texts = Vec::with_capacity(replies.len());
             for reply in replies {
                 match parse_frame(reply, limits) {
-                    Ok(Frame::Bulk(text)) => texts.push(text),
+                    Ok(Frame::Bulk(text) | Frame::Verbatim(_, text)) => texts.push(text),
                     _ => return unexpected(reply),
                 }
             }
@@ -382,37 +388,11 @@ pub fn merge(
             let n = replies.len().max(1);
             (0..replies.len())
                 .map(|i| &replies[(start + i) % n])
-                .find(|r| !r.starts_with(b"$-1"))
+                .find(|r| !r.starts_with(b"$-1") && !r.starts_with(b"_"))
+                // All null: a null in the protocol the masters answered in.
+                .or(replies.first())
                 .cloned()
                 .unwrap_or_else(|| Bytes::from_static(b"$-1\r\n"))
-        }
-        MergeRule::Scan { node, nodes } => {
-            let reply = replies.first().cloned().unwrap_or_default();
-            let Ok(Frame::Array(items)) = parse_frame(&reply, limits) else {
-                return unexpected(&reply);
-            };
-            let [cursor, keys] = &items[..] else {
-                return unexpected(&reply);
-            };
-            let Some(node_cursor) = cursor
-                .as_bytes()
-                .and_then(|c| std::str::from_utf8(c).ok()?.parse::<u64>().ok())
-            else {
-                return unexpected(&reply);
-            };
-            let next = match node_cursor {
-                0 if node + 1 < nodes => encode_scan_cursor(node + 1, 0),
-                0 => Some(0),
-                c => encode_scan_cursor(node, c),
-            };
-            let Some(next) = next else {
-                return unexpected(&reply);
-            };
-            let mut out = BytesMut::with_capacity(reply.len() + 16);
-            encode::array_header(&mut out, 2);
-            encode::bulk(&mut out, next.to_string().as_bytes());
-            keys.encode(&mut out);
-            out.freeze()
         }
         MergeRule::Values => {
             // Each part's reply is an array of bulk strings (or nils): copy each element's bytes
@@ -451,6 +431,12 @@ fn bulk_elements(reply: &[u8]) -> Option<Vec<&[u8]>> {
     let mut elements = Vec::with_capacity(count.min(reply.len() / 4));
     for _ in 0..count {
         let start = at;
+        // RESP3's null `_` for a missing key.
+        if reply.get(at..at + 3) == Some(b"_\r\n") {
+            at += 3;
+            elements.push(reply.get(start..at)?);
+            continue;
+        }
         let (len, data) = header(reply.get(at..)?, b'$')?;
         at += data;
         if len >= 0 {
@@ -694,33 +680,6 @@ mod tests {
         assert_eq!(decode_scan_cursor(c.to_string().as_bytes()), Some((2, 17)));
         assert_eq!(decode_scan_cursor(b"x"), None);
         assert_eq!(encode_scan_cursor(1 << SCAN_NODE_BITS, 0), None);
-        let limits = Limits::default();
-        let part = |node, nodes, reply: &'static [u8]| {
-            let s = Split {
-                rule: MergeRule::Scan { node, nodes },
-                parts: Vec::new(),
-                keys: 0,
-            };
-            merge(s.rule, &s.parts, &[Bytes::from_static(reply)], 0, &limits)
-        };
-        let mid = encode_scan_cursor(0, 5).unwrap().to_string();
-        assert_eq!(
-            part(0, 3, b"*2\r\n$1\r\n5\r\n*1\r\n$1\r\na\r\n"),
-            Bytes::from(format!(
-                "*2\r\n${}\r\n{mid}\r\n*1\r\n$1\r\na\r\n",
-                mid.len()
-            ))
-        );
-        let next = encode_scan_cursor(1, 0).unwrap().to_string();
-        assert_eq!(
-            part(0, 3, b"*2\r\n$1\r\n0\r\n*0\r\n"),
-            Bytes::from(format!("*2\r\n${}\r\n{next}\r\n*0\r\n", next.len()))
-        );
-        assert_eq!(
-            &part(2, 3, b"*2\r\n$1\r\n0\r\n*0\r\n")[..],
-            b"*2\r\n$1\r\n0\r\n*0\r\n"
-        );
-        assert!(part(0, 3, b"+OK\r\n").starts_with(b"-ERR"));
     }
 
     #[test]

@@ -51,6 +51,18 @@ pub fn null_array(out: &mut BytesMut) {
 const MAX_DECIMAL: usize = 20;
 
 /// Appends `{prefix}{line}\r\n`, turning CR and LF into spaces so the frame stays valid.
+/// Appends a length header `{prefix}{n}\r\n` (RESP3 aggregates and blobs: `% ~ > = !`).
+pub fn length_header(out: &mut BytesMut, prefix: u8, n: usize) {
+    header(out, prefix, n);
+}
+
+/// Appends a length-prefixed blob `{prefix}{len}\r\n{data}\r\n` (`$`, or RESP3 `!`, `=`).
+pub fn blob(out: &mut BytesMut, prefix: u8, data: &[u8]) {
+    length_header(out, prefix, data.len());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
 pub(crate) fn one_line(out: &mut BytesMut, prefix: u8, line: &[u8]) {
     out.reserve(line.len() + 3);
     out.put_u8(prefix);

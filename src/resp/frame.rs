@@ -27,6 +27,24 @@ pub enum Frame {
     Array(Vec<Frame>),
     /// The null array `*-1`.
     NullArray,
+    /// RESP3 null `_`.
+    Nil,
+    /// RESP3 boolean `#t` / `#f`.
+    Boolean(bool),
+    /// RESP3 double `,…`, as its text.
+    Double(Bytes),
+    /// RESP3 big number `(…`, as its digits.
+    BigNumber(Bytes),
+    /// RESP3 blob error `!…`, its text.
+    BlobError(Bytes),
+    /// RESP3 verbatim string `=…`: its 3-byte format (`txt`, `mkd`) and its text.
+    Verbatim(Bytes, Bytes),
+    /// RESP3 map `%…`: keys and values alternating (flattened, like a RESP2 reply of pairs).
+    Map(Vec<Frame>),
+    /// RESP3 set `~…`.
+    Set(Vec<Frame>),
+    /// RESP3 push `>…`.
+    Push(Vec<Frame>),
 }
 
 impl Frame {
@@ -46,13 +64,37 @@ impl Frame {
                 }
             }
             Frame::NullArray => encode::null_array(out),
+            Frame::Nil => out.extend_from_slice(b"_\r\n"),
+            Frame::Boolean(b) => out.extend_from_slice(if *b { b"#t\r\n" } else { b"#f\r\n" }),
+            Frame::Double(d) => encode::one_line(out, b',', d),
+            Frame::BigNumber(n) => encode::one_line(out, b'(', n),
+            Frame::BlobError(e) => encode::blob(out, b'!', e),
+            Frame::Verbatim(format, text) => {
+                encode::length_header(out, b'=', format.len() + 1 + text.len());
+                out.extend_from_slice(format);
+                out.extend_from_slice(b":");
+                out.extend_from_slice(text);
+                out.extend_from_slice(b"\r\n");
+            }
+            Frame::Map(items) => {
+                encode::length_header(out, b'%', items.len() / 2);
+                items.iter().for_each(|item| item.encode(out));
+            }
+            Frame::Set(items) => {
+                encode::length_header(out, b'~', items.len());
+                items.iter().for_each(|item| item.encode(out));
+            }
+            Frame::Push(items) => {
+                encode::length_header(out, b'>', items.len());
+                items.iter().for_each(|item| item.encode(out));
+            }
         }
     }
 
-    /// The bytes of a `Bulk` or `Simple` string.
+    /// The bytes of a `Bulk`, `Simple` or `Verbatim` string (a verbatim string's text).
     pub fn as_bytes(&self) -> Option<&Bytes> {
         match self {
-            Frame::Bulk(b) | Frame::Simple(b) => Some(b),
+            Frame::Bulk(b) | Frame::Simple(b) | Frame::Verbatim(_, b) => Some(b),
             _ => None,
         }
     }
@@ -65,10 +107,12 @@ impl Frame {
         }
     }
 
-    /// The elements of an `Array`.
+    /// The elements of an `Array`, `Set` or `Push`, or a `Map`'s keys and values alternating.
     pub fn as_array(&self) -> Option<&[Frame]> {
         match self {
-            Frame::Array(items) => Some(items),
+            Frame::Array(items) | Frame::Set(items) | Frame::Push(items) | Frame::Map(items) => {
+                Some(items)
+            }
             _ => None,
         }
     }
@@ -84,30 +128,31 @@ pub fn parse_frame(raw: &Bytes, limits: &Limits) -> Result<Frame, ParseError> {
         pos: 0,
         limits,
     };
-    // Arrays being filled, innermost last, with the element count each expects. Explicit
-    // rather than recursive so a hostile depth limit cannot overflow the stack here.
-    let mut open: Vec<(Vec<Frame>, usize)> = Vec::new();
+    // Aggregates being filled, innermost last, with their type and the element count each
+    // expects. Explicit rather than recursive so a hostile depth limit cannot overflow the
+    // stack here.
+    let mut open: Vec<(Vec<Frame>, usize, u8)> = Vec::new();
     loop {
         let mut frame = match cursor.next()? {
             Item::Frame(frame) => frame,
-            Item::Array(n) => {
+            Item::Aggregate(ty, n) => {
                 if open.len() >= limits.max_depth {
                     return Err(ParseError::TooDeep);
                 }
                 if n == 0 {
-                    Frame::Array(Vec::new())
+                    aggregate(ty, Vec::new())
                 } else {
                     // Every element takes at least 3 bytes (`+\r\n`), so the claimed count
                     // cannot make us reserve more than the input justifies.
                     let room = raw.len().saturating_sub(cursor.pos) / 3;
-                    open.push((Vec::with_capacity(n.min(room)), n));
+                    open.push((Vec::with_capacity(n.min(room)), n, ty));
                     continue;
                 }
             }
         };
         // Hand the finished element to its array; a full array is itself a finished element.
         loop {
-            let Some((items, expected)) = open.last_mut() else {
+            let Some((items, expected, _)) = open.last_mut() else {
                 return if cursor.pos == raw.len() {
                     Ok(frame)
                 } else {
@@ -118,11 +163,21 @@ pub fn parse_frame(raw: &Bytes, limits: &Limits) -> Result<Frame, ParseError> {
             if items.len() < *expected {
                 break;
             }
-            let Some((items, _)) = open.pop() else {
+            let Some((items, _, ty)) = open.pop() else {
                 break;
             };
-            frame = Frame::Array(items);
+            frame = aggregate(ty, items);
         }
+    }
+}
+
+/// The aggregate frame of type byte `ty` (`* % ~ >`) holding `items`.
+fn aggregate(ty: u8, items: Vec<Frame>) -> Frame {
+    match ty {
+        b'%' => Frame::Map(items),
+        b'~' => Frame::Set(items),
+        b'>' => Frame::Push(items),
+        _ => Frame::Array(items),
     }
 }
 
@@ -130,8 +185,8 @@ pub fn parse_frame(raw: &Bytes, limits: &Limits) -> Result<Frame, ParseError> {
 enum Item {
     /// A complete scalar.
     Frame(Frame),
-    /// An array header announcing this many elements.
-    Array(usize),
+    /// An aggregate header (`* % ~ >`) announcing this many elements (a map: twice its pairs).
+    Aggregate(u8, usize),
 }
 
 /// Reads items from a complete frame.
@@ -148,7 +203,9 @@ impl Cursor<'_> {
         let mut scanned = 0;
         let max_len = match ty {
             b'+' | b'-' => self.limits.max_bulk_len,
-            b':' | b'$' | b'*' => self.limits.max_inline_len,
+            b':' | b'$' | b'*' | b'_' | b'#' | b',' | b'(' | b'!' | b'=' | b'%' | b'~' | b'>' => {
+                self.limits.max_inline_len
+            }
             got => return Err(ParseError::InvalidReplyType { got }),
         };
         let cr = match find_line(self.raw, start, &mut scanned, max_len) {
@@ -167,13 +224,38 @@ impl Cursor<'_> {
                 -1 => Frame::Null,
                 len => Frame::Bulk(self.bulk(len)?),
             },
-            _ => match parse_int(line).ok_or(ParseError::InvalidMultibulkLength)? {
-                -1 => Frame::NullArray,
-                n => {
-                    let n = usize::try_from(n).map_err(|_| ParseError::InvalidMultibulkLength)?;
-                    return Ok(Item::Array(n));
+            b'_' if line.is_empty() => Frame::Nil,
+            b'#' if line == b"t" || line == b"f" => Frame::Boolean(line == b"t"),
+            b',' => Frame::Double(self.raw.slice(start..cr)),
+            b'(' => Frame::BigNumber(self.raw.slice(start..cr)),
+            b'!' => {
+                let len = parse_int(line).ok_or(ParseError::InvalidBulkLength)?;
+                Frame::BlobError(self.bulk(len)?)
+            }
+            b'=' => {
+                let len = parse_int(line).ok_or(ParseError::InvalidBulkLength)?;
+                let data = self.bulk(len)?;
+                if data.get(3) != Some(&b':') {
+                    return Err(ParseError::InvalidBulkLength);
                 }
-            },
+                Frame::Verbatim(data.slice(..3), data.slice(4..))
+            }
+            b'*' | b'%' | b'~' | b'>' => {
+                match parse_int(line).ok_or(ParseError::InvalidMultibulkLength)? {
+                    -1 if ty == b'*' => Frame::NullArray,
+                    n => {
+                        let n =
+                            usize::try_from(n).map_err(|_| ParseError::InvalidMultibulkLength)?;
+                        let n = if ty == b'%' {
+                            n.checked_mul(2).ok_or(ParseError::InvalidMultibulkLength)?
+                        } else {
+                            n
+                        };
+                        return Ok(Item::Aggregate(ty, n));
+                    }
+                }
+            }
+            got => return Err(ParseError::InvalidReplyType { got }),
         };
         Ok(Item::Frame(frame))
     }
@@ -271,7 +353,9 @@ mod tests {
             (b"+OK\r\n+OK\r\n", ParseError::TrailingBytes),
             (b"+OK\rx", ParseError::MissingCrlf),
             (b"$3\r\nabcde", ParseError::MissingCrlf),
-            (b"%1\r\n", ParseError::InvalidReplyType { got: b'%' }),
+            (b"|1\r\n", ParseError::InvalidReplyType { got: b'|' }),
+            (b"_x\r\n", ParseError::InvalidReplyType { got: b'_' }),
+            (b"=3\r\ntxt\r\n", ParseError::InvalidBulkLength),
             (b":1.5\r\n", ParseError::InvalidInteger),
             (b":1\rx", ParseError::InvalidInteger),
             (b"$1\rx", ParseError::InvalidBulkLength),
@@ -284,6 +368,28 @@ mod tests {
         for (raw, want) in cases {
             assert_eq!(parse(raw).as_ref(), Err(want), "{raw:?}");
         }
+    }
+
+    #[test]
+    fn resp3_frames_round_trip() {
+        let raw: &[u8] = b"%2\r\n$1\r\na\r\n~2\r\n,1.5\r\n#t\r\n+b\r\n>2\r\n_\r\n(123\r\n";
+        let frame = parse(raw).unwrap();
+        let Frame::Map(items) = &frame else {
+            panic!("{frame:?}")
+        };
+        assert_eq!(items.len(), 4);
+        assert_eq!(
+            items[1],
+            Frame::Set(vec![
+                Frame::Double(Bytes::from_static(b"1.5")),
+                Frame::Boolean(true)
+            ])
+        );
+        let mut out = BytesMut::new();
+        frame.encode(&mut out);
+        assert_eq!(&out[..], raw);
+        let verbatim = parse(b"=7\r\ntxt:a:b\r\n").unwrap();
+        assert_eq!(verbatim.as_bytes().unwrap(), &Bytes::from_static(b"a:b"));
     }
 
     #[test]

@@ -79,8 +79,23 @@ fn frame() -> impl Strategy<Value = Frame> {
         arg().prop_map(|v| Frame::Bulk(Bytes::from(v))),
         Just(Frame::Null),
         Just(Frame::NullArray),
+        Just(Frame::Nil),
+        any::<bool>().prop_map(Frame::Boolean),
+        any::<f64>().prop_map(|d| Frame::Double(Bytes::from(d.to_string()))),
+        any::<u64>().prop_map(|n| Frame::BigNumber(Bytes::from(format!("{n}0")))),
+        arg().prop_map(|v| Frame::BlobError(Bytes::from(v))),
+        arg().prop_map(|v| Frame::Verbatim(Bytes::from_static(b"txt"), Bytes::from(v))),
     ];
-    leaf.prop_recursive(4, 40, 6, |inner| vec(inner, 0..6).prop_map(Frame::Array))
+    leaf.prop_recursive(4, 40, 6, |inner| {
+        prop_oneof![
+            vec(inner.clone(), 0..6).prop_map(Frame::Array),
+            vec(inner.clone(), 0..6).prop_map(Frame::Set),
+            vec(inner.clone(), 0..6).prop_map(Frame::Push),
+            vec((inner.clone(), inner), 0..4).prop_map(|pairs| Frame::Map(
+                pairs.into_iter().flat_map(|(k, v)| [k, v]).collect()
+            )),
+        ]
+    })
 }
 
 fn kind_of(frame: &Frame) -> ReplyKind {
@@ -92,6 +107,15 @@ fn kind_of(frame: &Frame) -> ReplyKind {
         Frame::Null => ReplyKind::NullBulk,
         Frame::Array(_) => ReplyKind::Array,
         Frame::NullArray => ReplyKind::NullArray,
+        Frame::Nil => ReplyKind::Null,
+        Frame::Boolean(_) => ReplyKind::Boolean,
+        Frame::Double(_) => ReplyKind::Double,
+        Frame::BigNumber(_) => ReplyKind::BigNumber,
+        Frame::BlobError(_) => ReplyKind::BlobError,
+        Frame::Verbatim(..) => ReplyKind::Verbatim,
+        Frame::Map(_) => ReplyKind::Map,
+        Frame::Set(_) => ReplyKind::Set,
+        Frame::Push(_) => ReplyKind::Push,
     }
 }
 

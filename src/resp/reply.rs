@@ -1,7 +1,7 @@
 //! Backend replies: the [`Reply`] type and the incremental [`ReplyDecoder`].
 //!
 //! A reply is only delimited, never taken apart: the decoder checks that the bytes form one
-//! well-formed RESP2 frame, notes its top-level kind, and hands the frame on as the raw bytes
+//! well-formed RESP2 or RESP3 frame (backends speak RESP3 on RESP3 clients' connections), notes its top-level kind, and hands the frame on as the raw bytes
 //! it arrived as. Looking inside a reply is [`parse_frame`](super::parse_frame)'s job.
 //!
 //! Like the request decoder it is resumable, so a large array or bulk arriving in many reads is
@@ -31,6 +31,24 @@ pub enum ReplyKind {
     Array,
     /// `*-1\r\n`
     NullArray,
+    /// RESP3 `_\r\n`
+    Null,
+    /// RESP3 `#t\r\n` / `#f\r\n`
+    Boolean,
+    /// RESP3 `,3.14\r\n`
+    Double,
+    /// RESP3 `(12345678901234567890\r\n`
+    BigNumber,
+    /// RESP3 `!21\r\nSYNTAX invalid syntax\r\n`
+    BlobError,
+    /// RESP3 `=15\r\ntxt:Some string\r\n`
+    Verbatim,
+    /// RESP3 `%2\r\n…` (key, value, key, value)
+    Map,
+    /// RESP3 `~2\r\n…`
+    Set,
+    /// RESP3 `>3\r\n…`: an out-of-band message (pub/sub, invalidation).
+    Push,
 }
 
 /// One complete reply frame from a backend, kept as raw bytes for pass-through.
@@ -83,8 +101,9 @@ impl Reply {
 /// Incremental, resumable decoder for backend replies.
 ///
 /// Same contract as [`RequestDecoder`](super::RequestDecoder): feed it one connection's read
-/// buffer, only ever appending to it between calls. Accepts the RESP2 types `+ - : $ *`, arrays
-/// nested up to `max_depth`; anything else is a [`ParseError`].
+/// buffer, only ever appending to it between calls. Accepts the RESP2 types `+ - : $ *` and
+/// the RESP3 types `_ # , ( ! = % ~ >`, aggregates nested up to `max_depth`; anything else
+/// (including RESP3 attributes `|`, which Redis does not send) is a [`ParseError`].
 #[derive(Debug)]
 pub struct ReplyDecoder {
     limits: Limits,
@@ -173,6 +192,15 @@ impl ReplyDecoder {
                     b':' => (ReplyKind::Integer, self.limits.max_inline_len),
                     b'$' => (ReplyKind::Bulk, self.limits.max_inline_len),
                     b'*' => (ReplyKind::Array, self.limits.max_inline_len),
+                    b'_' => (ReplyKind::Null, self.limits.max_inline_len),
+                    b'#' => (ReplyKind::Boolean, self.limits.max_inline_len),
+                    b',' => (ReplyKind::Double, self.limits.max_inline_len),
+                    b'(' => (ReplyKind::BigNumber, self.limits.max_inline_len),
+                    b'!' => (ReplyKind::BlobError, self.limits.max_inline_len),
+                    b'=' => (ReplyKind::Verbatim, self.limits.max_inline_len),
+                    b'%' => (ReplyKind::Map, self.limits.max_inline_len),
+                    b'~' => (ReplyKind::Set, self.limits.max_inline_len),
+                    b'>' => (ReplyKind::Push, self.limits.max_inline_len),
                     got => return Err(ParseError::InvalidReplyType { got }),
                 };
                 let start = self.pos + 1;
@@ -213,9 +241,13 @@ impl ReplyDecoder {
                 parse_int(line).ok_or(ParseError::InvalidInteger)?;
                 Ok((kind, true))
             }
-            ReplyKind::Bulk => {
+            ReplyKind::Null if !line.is_empty() => Err(ParseError::InvalidReplyType { got: b'_' }),
+            ReplyKind::Boolean if line != b"t" && line != b"f" => {
+                Err(ParseError::InvalidReplyType { got: b'#' })
+            }
+            ReplyKind::Bulk | ReplyKind::BlobError | ReplyKind::Verbatim => {
                 let len = parse_int(line).ok_or(ParseError::InvalidBulkLength)?;
-                if len == -1 {
+                if len == -1 && kind == ReplyKind::Bulk {
                     return Ok((ReplyKind::NullBulk, true));
                 }
                 let end = usize::try_from(len)
@@ -228,12 +260,18 @@ impl ReplyDecoder {
                 self.bulk_end = Some(end);
                 Ok((kind, false))
             }
-            ReplyKind::Array => {
+            ReplyKind::Array | ReplyKind::Map | ReplyKind::Set | ReplyKind::Push => {
                 let n = parse_int(line).ok_or(ParseError::InvalidMultibulkLength)?;
-                if n == -1 {
+                if n == -1 && kind == ReplyKind::Array {
                     return Ok((ReplyKind::NullArray, true));
                 }
                 let n = u64::try_from(n).map_err(|_| ParseError::InvalidMultibulkLength)?;
+                // A map's count is of pairs.
+                let n = if kind == ReplyKind::Map {
+                    n.checked_mul(2).ok_or(ParseError::InvalidMultibulkLength)?
+                } else {
+                    n
+                };
                 // An empty array still counts as a level of nesting.
                 if self.open.len() >= self.limits.max_depth {
                     return Err(ParseError::TooDeep);
@@ -351,9 +389,9 @@ mod tests {
     #[test]
     fn malformed_replies() {
         let cases: &[(&[u8], ParseError)] = &[
-            (b"%1\r\n", ParseError::InvalidReplyType { got: b'%' }),
-            (b"_\r\n", ParseError::InvalidReplyType { got: b'_' }),
-            (b"*1\r\n#t\r\n", ParseError::InvalidReplyType { got: b'#' }),
+            (b"|1\r\n", ParseError::InvalidReplyType { got: b'|' }),
+            (b"_1\r\n", ParseError::InvalidReplyType { got: b'_' }),
+            (b"*1\r\n#x\r\n", ParseError::InvalidReplyType { got: b'#' }),
             (b":\r\n", ParseError::InvalidInteger),
             (b":12a\r\n", ParseError::InvalidInteger),
             (b":+1\r\n", ParseError::InvalidInteger),

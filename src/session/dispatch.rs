@@ -63,7 +63,7 @@ impl Session {
         if self.tx.is_some() {
             return self.in_transaction(request, route);
         }
-        if self.subscribed() {
+        if !self.resp3 && self.subscribed() {
             match route {
                 Route::Sub(_) | Route::Local(Local::Quit) | Route::Pinned(Pinned::Reset) => {}
                 Route::Local(Local::Ping) => {
@@ -116,10 +116,17 @@ impl Session {
                         printable(name).to_uppercase()
                     )));
                 }
-                if rule == MergeRule::Same && name == b"script" {
-                    // SCRIPT LOAD: keep the body for NOSCRIPT recovery.
-                    if let Some(body) = request.args().get(2) {
-                        self.worker.scripts.remember(body);
+                if name == b"script" {
+                    match rule {
+                        // SCRIPT LOAD: keep the body for NOSCRIPT recovery.
+                        MergeRule::Same => {
+                            if let Some(body) = request.args().get(2) {
+                                self.worker.scripts.remember(body);
+                            }
+                        }
+                        // SCRIPT FLUSH: the client wants scripts gone, NOSCRIPT included.
+                        MergeRule::AllOk => self.worker.scripts.clear(),
+                        _ => {}
                     }
                 }
                 let rule = match rule {
@@ -159,7 +166,9 @@ impl Session {
                     .unzip();
                 if masters.is_empty() {
                     text.push_str("# Keyspace\r\n");
-                    return self.queue.push_ready(local::bulk(text.as_bytes()));
+                    return self
+                        .queue
+                        .push_ready(local::text_reply(text.as_bytes(), self.resp3));
                 }
                 let info = Request::from_args([
                     Bytes::from_static(b"INFO"),
@@ -167,10 +176,11 @@ impl Session {
                 ]);
                 let split = split::fan_out(&info, &slots, MergeRule::Keyspace);
                 let target = self.queue.reserve();
-                let merge = Merge::with_text_prefix(split, target, self.worker.limits, text);
+                let merge =
+                    Merge::with_text_prefix(split, target, self.worker.limits, text, self.resp3);
                 self.fan_out(&merge, masters, true, now);
             }
-            Route::Scan => self.scan(&request, now),
+            Route::Scan => self.deferred = Some((request, Exclusive::Scan)),
             Route::Local(cmd) => {
                 let reply = local::run(cmd, request.args(), self);
                 self.queue.push_ready(reply);
@@ -223,60 +233,6 @@ impl Session {
         }
     }
 
-    /// SCAN across all masters, one after the other (in address order), with one cursor.
-    ///
-    /// Race window: a key that moves (reshard) from a master not yet scanned to one already
-    /// scanned during the scan is not returned; a key that stays on its master for the whole scan
-    /// is (Redis' own SCAN guarantee, per master). If masters are added or removed mid-scan, the
-    /// cursor's master index may point elsewhere: restart the scan after a topology change.
-    fn scan(&self, request: &Request, now: Instant) {
-        let args = request.args();
-        let Some((node, node_cursor)) = args.get(1).and_then(|c| split::decode_scan_cursor(c))
-        else {
-            return self.queue.push_ready(error("ERR invalid cursor"));
-        };
-        let masters = self.worker.topology.table().serving_masters();
-        let Some((master, slot)) = masters.get(node).cloned() else {
-            // Past the last master (or masters went away): the scan is over.
-            return self
-                .queue
-                .push_ready(Bytes::from_static(b"*2\r\n$1\r\n0\r\n*0\r\n"));
-        };
-        let node_cursor = node_cursor.to_string();
-        let mut out = bytes::BytesMut::with_capacity(request.raw().len() + 16);
-        crate::resp::encode::array_header(&mut out, args.len());
-        for (i, arg) in args.iter().enumerate() {
-            let arg = if i == 1 {
-                node_cursor.as_bytes()
-            } else {
-                &arg[..]
-            };
-            crate::resp::encode::bulk(&mut out, arg);
-        }
-        let split = split::Split {
-            rule: MergeRule::Scan {
-                node,
-                nodes: masters.len(),
-            },
-            parts: vec![split::Part {
-                slot,
-                raw: out.freeze(),
-                positions: Vec::new(),
-            }],
-            keys: 0,
-        };
-        let merge = Merge::new(split, self.queue.reserve(), self.worker.limits);
-        let raw = merge.split().parts[0].raw.clone();
-        self.forward(
-            raw,
-            ReplyTarget::part(&merge, 0),
-            slot,
-            true,
-            now,
-            Some(master),
-        );
-    }
-
     /// Send `request` to the master of `slot` (or to `node`); its reply goes to `reply`.
     fn forward(
         &self,
@@ -298,6 +254,7 @@ impl Session {
             retries: 0,
             readonly,
             asking: false,
+            resp3: self.resp3,
         };
         self.worker.route(out, now);
     }
@@ -331,10 +288,11 @@ fn route(args: &[Bytes], placement: &Placement) -> Route {
         }
     }
     if special && spec.name == "publish" {
-        // A cluster broadcasts PUBLISH to every node; the channel's slot names the node whose
-        // subscriber count the reply gives (where slotgate subscribes that channel).
+        // A cluster broadcasts PUBLISH to every node. Slotgate subscribes every channel and
+        // pattern on the master of slot 0 (see `pubsub`), so PUBLISH goes there and its
+        // reply counts every slotgate subscriber that receives the message.
         return Route::Slot {
-            slot: placement.unit_of(&args[1]),
+            slot: Slot::ZERO,
             readonly: false,
         };
     }
@@ -445,7 +403,9 @@ pub fn service(spec: &CommandSpec) -> (&'static str, String) {
     if spec.name == "publish" {
         return (
             "routed",
-            "by its channel's slot (the cluster broadcasts it to every node)".into(),
+            "to the master of slot 0, where slotgate subscribes channels and patterns (the \
+             cluster broadcasts it to every node), so its count covers slotgate's subscribers"
+                .into(),
         );
     }
     if spec.name == "watch" {
@@ -522,7 +482,6 @@ fn rule_text(rule: MergeRule) -> &'static str {
         MergeRule::Union => "concatenated, duplicates removed",
         MergeRule::PairSum => "counts summed per name",
         MergeRule::Keyspace => "keys and expiries summed per database",
-        MergeRule::Scan { .. } => "cursor names the master",
         MergeRule::AnyValue { .. } => "a key from a master picked at random",
     }
 }
@@ -733,7 +692,7 @@ mod tests {
         assert_eq!(
             route(&args(&["PUBLISH", "ch", "m"])),
             Route::Slot {
-                slot: Slot::of(b"ch"),
+                slot: Slot::ZERO,
                 readonly: false
             }
         );

@@ -95,7 +95,7 @@ pub(super) fn run(cmd: Local, args: &[Bytes], session: &mut Session) -> Bytes {
         }
         Local::Info => {
             let text = crate::info::render(args.get(1..).unwrap_or_default(), &session.worker);
-            bulk(text.as_bytes())
+            text_reply(text.as_bytes(), session.resp3)
         }
         Local::Time => {
             let now = SystemTime::now()
@@ -113,10 +113,36 @@ pub(super) fn run(cmd: Local, args: &[Bytes], session: &mut Session) -> Bytes {
                 .map(|s| s.to_ascii_lowercase())
                 .unwrap_or_default();
             let sub = std::str::from_utf8(&sub).unwrap_or_default();
-            super::cluster_view::reply(sub, args, session.info.local)
+            let reply = super::cluster_view::reply(sub, args, session.info.local);
+            match sub {
+                // Text replies are verbatim strings in RESP3, as Redis sends them.
+                "info" | "nodes" if session.resp3 && reply.starts_with(b"$") => {
+                    match crate::resp::parse_frame(&reply, &session.worker.limits) {
+                        Ok(crate::resp::Frame::Bulk(text)) => text_reply(&text, true),
+                        _ => reply,
+                    }
+                }
+                _ => reply,
+            }
         }
         Local::Ok => Bytes::from_static(OK),
     }
+}
+
+/// The null reply: `$-1` in RESP2, `_` in RESP3.
+pub(super) fn null(resp3: bool) -> Bytes {
+    Bytes::from_static(if resp3 { b"_\r\n" } else { b"$-1\r\n" })
+}
+
+/// A text reply (INFO, CLIENT INFO …): a bulk string, or in RESP3 a verbatim `txt` string.
+pub(super) fn text_reply(text: &[u8], resp3: bool) -> Bytes {
+    if !resp3 {
+        return bulk(text);
+    }
+    let mut out = BytesMut::with_capacity(text.len() + 24);
+    crate::resp::Frame::Verbatim(Bytes::from_static(b"txt"), Bytes::copy_from_slice(text))
+        .encode(&mut out);
+    out.freeze()
 }
 
 /// A bulk string reply.
@@ -126,15 +152,17 @@ pub(super) fn bulk(data: &[u8]) -> Bytes {
     out.freeze()
 }
 
-/// `HELLO [protover [AUTH user pass] [SETNAME name]]`. Only RESP2 is spoken.
+/// `HELLO [protover [AUTH user pass] [SETNAME name]]`: RESP2 or RESP3.
 fn hello(args: &[Bytes], session: &mut Session) -> Bytes {
     let mut rest = args.iter().skip(1);
+    let mut resp3 = session.resp3;
     if let Some(version) = rest.next() {
         match std::str::from_utf8(version)
             .ok()
             .and_then(|v| v.parse::<i64>().ok())
         {
-            Some(2) => {}
+            Some(2) => resp3 = false,
+            Some(3) => resp3 = true,
             Some(_) => return error("NOPROTO unsupported protocol version"),
             None => return error("ERR Protocol version is not an integer or out of range"),
         }
@@ -162,8 +190,14 @@ fn hello(args: &[Bytes], session: &mut Session) -> Bytes {
     if name.is_some() {
         session.info.name = name;
     }
+    session.resp3 = resp3;
     let mut out = BytesMut::new();
-    encode::array_header(&mut out, 14);
+    // Eight fields: Redis' seven and `proxy`.
+    if resp3 {
+        encode::length_header(&mut out, b'%', 8);
+    } else {
+        encode::array_header(&mut out, 16);
+    }
     for (key, value) in [
         ("server", "redis"),
         ("version", crate::info::REDIS_VERSION),
@@ -173,7 +207,7 @@ fn hello(args: &[Bytes], session: &mut Session) -> Bytes {
         encode::bulk(&mut out, value.as_bytes());
     }
     encode::bulk(&mut out, b"proto");
-    encode::integer(&mut out, 2);
+    encode::integer(&mut out, if resp3 { 3 } else { 2 });
     encode::bulk(&mut out, b"id");
     encode::integer(&mut out, session.info.id as i64);
     // "standalone": the whole point is that clients need no cluster support.
@@ -209,10 +243,10 @@ fn client(args: &[Bytes], session: &mut Session) -> Bytes {
         },
         b"getname" => match &session.info.name {
             Some(name) => bulk(name),
-            None => Bytes::from_static(b"$-1\r\n"),
+            None => null(session.resp3),
         },
         b"id" => Bytes::from(format!(":{}\r\n", session.info.id)),
-        b"info" => bulk(client_line(session).as_bytes()),
+        b"info" => text_reply(client_line(session).as_bytes(), session.resp3),
         b"help" => {
             let lines = [
                 "CLIENT <subcommand> [<arg> [value] [opt] ...]. Served by slotgate:",

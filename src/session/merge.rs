@@ -19,8 +19,9 @@ pub struct Merge {
     remaining: Cell<usize>,
     target: RefCell<Option<ReplyTarget>>,
     limits: Limits,
-    /// Text placed before the merged text, the whole sent as one bulk string (INFO).
-    prefix: Option<String>,
+    /// Text placed before the merged text, the whole sent as one bulk string (INFO), or as a
+    /// verbatim string for a RESP3 client (the flag).
+    prefix: Option<(String, bool)>,
 }
 
 impl Merge {
@@ -38,12 +39,13 @@ impl Merge {
     }
 
     /// Like [`Merge::new`] for a rule that merges into text (INFO keyspace): the client gets
-    /// `prefix` and that text as one bulk string.
+    /// `prefix` and that text as one bulk string (a verbatim string if `resp3`).
     pub fn with_text_prefix(
         split: Split,
         target: ReplyTarget,
         limits: Limits,
         prefix: String,
+        resp3: bool,
     ) -> Rc<Merge> {
         let parts = split.parts.len();
         Rc::new(Merge {
@@ -52,7 +54,7 @@ impl Merge {
             remaining: Cell::new(parts),
             target: RefCell::new(Some(target)),
             limits,
-            prefix: Some(prefix),
+            prefix: Some((prefix, resp3)),
         })
     }
 
@@ -79,12 +81,10 @@ impl Merge {
             &self.limits,
         );
         let merged = match &self.prefix {
-            Some(prefix) if !merged.starts_with(b"-") => {
+            Some((prefix, resp3)) if !merged.starts_with(b"-") => {
                 let mut text = prefix.clone().into_bytes();
                 text.extend_from_slice(&merged);
-                let mut out = bytes::BytesMut::with_capacity(text.len() + 16);
-                crate::resp::encode::bulk(&mut out, &text);
-                out.freeze()
+                super::local::text_reply(&text, *resp3)
             }
             _ => merged,
         };

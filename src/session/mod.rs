@@ -17,6 +17,7 @@ mod merge;
 mod pinned;
 mod pubsub;
 mod queue;
+mod scan;
 mod wait;
 
 use std::net::SocketAddr;
@@ -80,6 +81,8 @@ pub(crate) struct Session {
     last_write: Option<Slot>,
     /// Subscriptions, once the client subscribed.
     pubsub: Option<PubSub>,
+    /// The client switched to RESP3 with `HELLO 3`.
+    resp3: bool,
     /// Reply latency for the worker's histogram (admin `/metrics`).
     clock: crate::stats::ReplyClock,
 }
@@ -114,6 +117,7 @@ pub async fn serve<S>(
         watched: None,
         last_write: None,
         pubsub: None,
+        resp3: false,
         clock: Default::default(),
     };
     if let Err(e) = session.run(&mut stream).await {

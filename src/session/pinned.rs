@@ -83,6 +83,8 @@ pub(super) enum Exclusive {
     },
     /// WAIT for replicas to acknowledge this client's writes.
     Wait,
+    /// SCAN, which may walk over several masters in one call.
+    Scan,
 }
 
 /// A transaction being queued, between MULTI and EXEC.
@@ -189,7 +191,7 @@ impl Session {
             | Route::FanOut { .. }
             | Route::Scan
             | Route::Sub(_)
-            | Route::Pinned(Pinned::Exclusive(Exclusive::Wait)) => {
+            | Route::Pinned(Pinned::Exclusive(Exclusive::Wait | Exclusive::Scan)) => {
                 tx.failed = true;
                 let name = request
                     .args()
@@ -213,7 +215,16 @@ impl Session {
                 let bound =
                     blocking_timeout(request.args()).map(|wait| wait + self.worker.request_timeout);
                 self.last_write = Some(slot);
-                match on_master(&self.worker, Some(slot), request.raw(), 1, bound).await {
+                match on_master(
+                    &self.worker,
+                    Some(slot),
+                    request.raw(),
+                    1,
+                    bound,
+                    self.resp3,
+                )
+                .await
+                {
                     Ok((conn, replies)) => {
                         self.worker.idle.borrow_mut().put(conn);
                         last(replies)
@@ -224,6 +235,7 @@ impl Session {
             Exclusive::Wait => {
                 super::wait::wait(&self.worker, self.last_write, request.args()).await
             }
+            Exclusive::Scan => super::scan::scan(&self.worker, request.args()).await,
         }
     }
 
@@ -259,15 +271,24 @@ impl Session {
                     self.worker.idle.borrow_mut().put(conn);
                     if replies.iter().any(|r| redirect_of(r).is_some()) {
                         // The watched slot moved: the watch is void, like a changed key.
-                        Bytes::from_static(NULL_ARRAY)
+                        self.null_array()
                     } else {
                         last(replies)
                     }
                 }
                 Err(e) => e.to_reply(),
             },
-            Some(Watched { conn: None, .. }) => Bytes::from_static(NULL_ARRAY),
-            None => match on_master(&self.worker, slot, &payload, replies, Some(timeout)).await {
+            Some(Watched { conn: None, .. }) => self.null_array(),
+            None => match on_master(
+                &self.worker,
+                slot,
+                &payload,
+                replies,
+                Some(timeout),
+                self.resp3,
+            )
+            .await
+            {
                 Ok((conn, replies)) => {
                     self.worker.idle.borrow_mut().put(conn);
                     last(replies)
@@ -298,7 +319,7 @@ impl Session {
                 }
             };
         }
-        match on_master(&self.worker, Some(slot), request, 1, timeout).await {
+        match on_master(&self.worker, Some(slot), request, 1, timeout, self.resp3).await {
             Ok((conn, replies)) => {
                 if !replies.iter().any(Reply::is_error) {
                     self.watched = Some(Watched {
@@ -312,8 +333,15 @@ impl Session {
         }
     }
 
-    /// Back to a fresh connection's state (RESET): no transaction, no watch, no subscription.
+    /// EXEC's answer when a watched key changed: `*-1`, or `_` in RESP3.
+    fn null_array(&self) -> Bytes {
+        Bytes::from_static(if self.resp3 { b"_\r\n" } else { NULL_ARRAY })
+    }
+
+    /// Back to a fresh connection's state (RESET): RESP2, no transaction, no watch, no
+    /// subscription.
     fn reset(&mut self) {
+        self.resp3 = false;
         self.tx = None;
         self.release_watch();
         self.unsubscribe_all();
@@ -351,6 +379,7 @@ pub(super) async fn on_master(
     payload: &[u8],
     replies: usize,
     bound: Option<Duration>,
+    resp3: bool,
 ) -> Result<(DedicatedConn, Vec<Reply>), Bytes> {
     let deadline = Instant::now() + worker.request_timeout;
     let mut node: Option<Arc<str>> = None;
@@ -365,7 +394,7 @@ pub(super) async fn on_master(
             pause(deadline, &mut retries, reply).await?;
             continue;
         };
-        let mut conn = match lease(worker, &addr).await {
+        let mut conn = match lease(worker, &addr, resp3).await {
             Ok(conn) => conn,
             Err(e) => {
                 worker.topology.request_refresh();
@@ -448,8 +477,12 @@ fn master_of(worker: &Worker, slot: Option<Slot>) -> Option<Arc<str>> {
 }
 
 /// An idle dedicated connection to `addr`, or a new one.
-pub(super) async fn lease(worker: &Worker, addr: &Arc<str>) -> Result<DedicatedConn, BackendError> {
-    if let Some(conn) = worker.idle.borrow_mut().take(addr) {
+pub(super) async fn lease(
+    worker: &Worker,
+    addr: &Arc<str>,
+    resp3: bool,
+) -> Result<DedicatedConn, BackendError> {
+    if let Some(conn) = worker.idle.borrow_mut().take(addr, resp3) {
         return Ok(conn);
     }
     let auth = credentials_for(worker, addr);
@@ -458,6 +491,7 @@ pub(super) async fn lease(worker: &Worker, addr: &Arc<str>) -> Result<DedicatedC
         worker.connect_timeout,
         worker.limits,
         auth,
+        resp3,
         worker.backend_tls(),
     )
     .await

@@ -1,7 +1,7 @@
 //! Pub/Sub through the proxy: SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE and their UNSUBSCRIBEs.
 //!
 //! ```text
-//!  client ──SUBSCRIBE a b──► session: a → master of slot(a), b → master of slot(b)
+//!  client ──SUBSCRIBE a b──► session: a, b → master of slot 0; SSUBSCRIBE s → master of slot(s)
 //!                              │ one link per node (a dedicated connection, its own task)
 //!  client ◄──confirmations───  │ each sent when that node confirmed, counted by the session
 //!  client ◄──messages─────────link: message / pmessage / smessage, passed through
@@ -9,10 +9,11 @@
 //!
 //! The session keeps the client's subscriptions itself and writes the confirmations (with the
 //! counts one Redis would give); the nodes' own confirmations only say when a subscription is
-//! live. Each channel or pattern is subscribed on the master of its own slot: a cluster
-//! broadcasts PUBLISH to every node, so each message arrives exactly once, and PUBLISH (routed
-//! by its channel's slot) counts the proxy's subscribers of that channel. Sharded channels
-//! must live on their slot's master anyway.
+//! live. Channels and patterns are subscribed on the master of slot 0: a cluster broadcasts
+//! PUBLISH to every node, so each message arrives exactly once wherever it was published, and
+//! PUBLISH, routed to that same master, counts every slotgate subscriber it reaches (channel
+//! and pattern alike), as one Redis would. Sharded channels live on their slot's master
+//! (SPUBLISH goes there too). The price: every slotgate subscriber sits on one master.
 //!
 //! Failover: when a link breaks, its subscriptions are made again, after a short pause and a
 //! topology refresh, on whichever node now serves their slots; messages published in between
@@ -106,6 +107,8 @@ struct State {
     worker: Rc<Worker>,
     /// Numbers links, so a broken link's clean-up never removes its successor.
     next_link: u64,
+    /// The client speaks RESP3: confirmations and messages are push frames (`>`).
+    resp3: bool,
 }
 
 /// One node's subscription connection, served by its own task.
@@ -136,6 +139,7 @@ impl PubSub {
                 queue,
                 worker,
                 next_link: 0,
+                resp3: false,
             })),
         }
     }
@@ -219,6 +223,8 @@ impl Session {
             .get_or_insert_with(|| PubSub::new(Rc::clone(&self.queue), Rc::clone(&self.worker)));
         let weak = Rc::downgrade(&pubsub.state);
         let mut state = pubsub.state.borrow_mut();
+        state.resp3 = self.resp3;
+        let resp3 = self.resp3;
         let kind = sub.kind;
         let names: Vec<Bytes> = match args.get(1..) {
             Some(names) if !names.is_empty() => names.to_vec(),
@@ -227,18 +233,19 @@ impl Session {
         };
         if names.is_empty() {
             // UNSUBSCRIBE with nothing subscribed: one reply with a nil name.
-            let reply = confirmation(kind.unsubscribe_word(), None, state.count(kind));
+            let reply = confirmation(kind.unsubscribe_word(), None, state.count(kind), resp3);
             self.queue.push_ready(reply);
             return;
         }
         for name in names {
             if sub.subscribe {
                 if state.names[kind.index()].contains_key(&name) {
-                    let reply = confirmation(kind.subscribe_word(), Some(&name), state.count(kind));
+                    let reply =
+                        confirmation(kind.subscribe_word(), Some(&name), state.count(kind), resp3);
                     self.queue.push_ready(reply);
                     continue;
                 }
-                let Some(node) = master_of(&self.worker, &name) else {
+                let Some(node) = master_of(&self.worker, kind, &name) else {
                     self.queue.push_ready(error(&format!(
                         "CLUSTERDOWN Hash slot of '{}' is not served by any node",
                         printable(&name)
@@ -246,13 +253,19 @@ impl Session {
                     continue;
                 };
                 state.names[kind.index()].insert(name.clone(), Arc::clone(&node));
-                let reply = confirmation(kind.subscribe_word(), Some(&name), state.count(kind));
+                let reply =
+                    confirmation(kind.subscribe_word(), Some(&name), state.count(kind), resp3);
                 let target = self.queue.reserve();
                 let command = request(kind.subscribe_word(), &name);
                 state.send(&weak, &node, command, Some((target, reply)));
             } else {
                 let node = state.names[kind.index()].remove(&name);
-                let reply = confirmation(kind.unsubscribe_word(), Some(&name), state.count(kind));
+                let reply = confirmation(
+                    kind.unsubscribe_word(),
+                    Some(&name),
+                    state.count(kind),
+                    resp3,
+                );
                 match node {
                     Some(node) if state.links.contains_key(&node) => {
                         let target = self.queue.reserve();
@@ -271,20 +284,28 @@ impl Session {
     }
 }
 
-/// The master serving the slot of a channel or pattern name.
-fn master_of(worker: &Worker, name: &[u8]) -> Option<Arc<str>> {
+/// The node a subscription lives on: a sharded channel on its slot's master; channels and
+/// patterns all on the master of slot 0, where PUBLISH is routed, so that PUBLISH counts every
+/// slotgate subscriber (messages reach every node anyway: the cluster broadcasts PUBLISH).
+fn master_of(worker: &Worker, kind: SubKind, name: &[u8]) -> Option<Arc<str>> {
     let table = worker.topology.table();
-    let shard = table.shard_of(table.placement().unit_of(name))?;
+    let unit = match kind {
+        SubKind::Shard => table.placement().unit_of(name),
+        SubKind::Channel | SubKind::Pattern => crate::slot::Slot::ZERO,
+    };
+    let shard = table.shard_of(unit)?;
     table.shards().get(shard).map(|s| Arc::clone(&s.master))
 }
 
-/// `[word, name-or-nil, count]`, the confirmation reply of a (un)subscription.
-fn confirmation(word: &str, name: Option<&[u8]>, count: usize) -> Bytes {
+/// `[word, name-or-nil, count]`, the confirmation reply of a (un)subscription: an array, or
+/// in RESP3 a push frame.
+fn confirmation(word: &str, name: Option<&[u8]>, count: usize, resp3: bool) -> Bytes {
     let mut out = BytesMut::with_capacity(32 + name.map_or(0, <[u8]>::len));
-    encode::array_header(&mut out, 3);
+    encode::length_header(&mut out, if resp3 { b'>' } else { b'*' }, 3);
     encode::bulk(&mut out, word.as_bytes());
     match name {
         Some(name) => encode::bulk(&mut out, name),
+        None if resp3 => out.extend_from_slice(b"_\r\n"),
         None => encode::null_bulk(&mut out),
     }
     encode::integer(&mut out, count as i64);
@@ -355,7 +376,7 @@ fn resubscribe(
     name: Bytes,
 ) {
     // Unknown master: keep the old node; the link to it fails and tries again.
-    let node = match master_of(worker, &name) {
+    let node = match master_of(worker, kind, &name) {
         Some(node) => node,
         None => match state.names[kind.index()].get(&name) {
             Some(old) => Arc::clone(old),
@@ -378,6 +399,7 @@ async fn serve_link(
         worker.connect_timeout,
         worker.limits,
         auth,
+        false,
         worker.backend_tls(),
     )
     .await?;
@@ -403,6 +425,18 @@ fn on_push(link: &LinkTask, reply: Reply) {
         .map(|w| w.to_ascii_lowercase())
         .unwrap_or_default();
     let name = || items.get(1).and_then(Frame::as_bytes).cloned();
+    // Links speak RESP2; a RESP3 client gets messages as push frames: same shape, `>` header.
+    let forward = || {
+        let resp3 = link.state.upgrade().is_some_and(|s| s.borrow().resp3);
+        let raw = reply.raw();
+        if resp3 && raw.first() == Some(&b'*') {
+            let mut push = BytesMut::from(&raw[..]);
+            push[0] = b'>';
+            link.queue.push_ready(push.freeze());
+        } else {
+            link.queue.push_ready(raw.clone());
+        }
+    };
     let subscribed = |kind: SubKind, name: Option<Bytes>| {
         let (Some(state), Some(name)) = (link.state.upgrade(), name) else {
             return false;
@@ -414,15 +448,9 @@ fn on_push(link: &LinkTask, reply: Reply) {
     };
     match &word[..] {
         // Messages for what the client still holds here; one just unsubscribed is dropped.
-        b"message" if subscribed(SubKind::Channel, name()) => {
-            link.queue.push_ready(reply.raw().clone())
-        }
-        b"pmessage" if subscribed(SubKind::Pattern, name()) => {
-            link.queue.push_ready(reply.raw().clone())
-        }
-        b"smessage" if subscribed(SubKind::Shard, name()) => {
-            link.queue.push_ready(reply.raw().clone())
-        }
+        b"message" if subscribed(SubKind::Channel, name()) => forward(),
+        b"pmessage" if subscribed(SubKind::Pattern, name()) => forward(),
+        b"smessage" if subscribed(SubKind::Shard, name()) => forward(),
         b"subscribe" | b"psubscribe" | b"ssubscribe" | b"unsubscribe" | b"punsubscribe"
         | b"sunsubscribe" => {
             let owed = link.expect.borrow_mut().pop_front();
@@ -463,13 +491,14 @@ mod tests {
     #[test]
     fn confirmations_are_redis_shaped() {
         assert_eq!(
-            &confirmation("subscribe", Some(b"news"), 1)[..],
+            &confirmation("subscribe", Some(b"news"), 1, false)[..],
             b"*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n"
         );
         assert_eq!(
-            &confirmation("unsubscribe", None, 0)[..],
+            &confirmation("unsubscribe", None, 0, false)[..],
             b"*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n"
         );
+        assert!(confirmation("subscribe", Some(b"x"), 1, true).starts_with(b">3\r\n"));
         assert_eq!(
             &subscribed_ping(&[Bytes::from_static(b"PING")])[..],
             b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"

@@ -47,11 +47,19 @@ pub(super) async fn wait(worker: &Worker, last_write: Option<Slot>, args: &[Byte
     let started = Instant::now();
     let give_up = (timeout_ms > 0).then(|| started + Duration::from_millis(timeout_ms as u64));
     let request_timeout = Some(worker.request_timeout);
-    let (mut conn, replies) =
-        match on_master(worker, last_write, INFO_REPLICATION, 1, request_timeout).await {
-            Ok(found) => found,
-            Err(reply) => return reply,
-        };
+    let (mut conn, replies) = match on_master(
+        worker,
+        last_write,
+        INFO_REPLICATION,
+        1,
+        request_timeout,
+        false,
+    )
+    .await
+    {
+        Ok(found) => found,
+        Err(reply) => return reply,
+    };
     let target = replies
         .first()
         .and_then(|r| parse_frame(r.raw(), &worker.limits).ok())
