@@ -46,6 +46,8 @@ use super::BackendError;
 
 /// The bytes of an `ASKING` command.
 const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
+/// The bytes of a `READONLY` command.
+const READONLY: &[u8] = b"*1\r\n$8\r\nREADONLY\r\n";
 
 /// Timeouts and limits shared by a worker's backend connections.
 #[derive(Clone, Debug)]
@@ -115,6 +117,9 @@ struct Inner {
     addr: Arc<str>,
     /// Sent as `AUTH` on every new socket before any request.
     auth: Option<Arc<Credentials>>,
+    /// Send `READONLY` on every new socket (after `AUTH`): a cluster replica then serves
+    /// reads of its master's slots instead of answering MOVED.
+    readonly: bool,
     settings: Rc<ConnSettings>,
     hooks: Rc<dyn Hooks>,
     state: RefCell<State>,
@@ -156,11 +161,13 @@ struct Pending {
 }
 
 impl BackendConn {
-    /// A handle for `addr`, authenticating with `auth` if given; nothing is connected until
-    /// the first request.
+    /// A handle for `addr`, authenticating with `auth` if given, and sending `READONLY` after
+    /// connecting when `readonly` (cluster replicas); nothing is connected until the first
+    /// request.
     pub fn new(
         addr: Arc<str>,
         auth: Option<Arc<Credentials>>,
+        readonly: bool,
         settings: Rc<ConnSettings>,
         hooks: Rc<dyn Hooks>,
     ) -> Self {
@@ -168,6 +175,7 @@ impl BackendConn {
             inner: Rc::new(Inner {
                 addr,
                 auth,
+                readonly,
                 settings,
                 hooks,
                 state: RefCell::new(State {
@@ -302,17 +310,20 @@ async fn connect(inner: Rc<Inner>, generation: u64) {
         };
     let _ = stream.set_nodelay(true);
     if let Some(auth) = inner.auth.clone() {
-        let handshake = authenticate(&mut stream, &auth, settings.limits);
-        let reason = match tokio::time::timeout(settings.connect_timeout, handshake).await {
-            Ok(Ok(())) => None,
-            Ok(Err(reason)) => Some(reason),
-            Err(_) => Some(format!(
-                "no AUTH reply within {} ms",
-                settings.connect_timeout.as_millis()
-            )),
-        };
-        if let Some(reason) = reason {
+        if let Err(reason) = handshake(&mut stream, &auth.auth_request(), &settings).await {
             let error = BackendError::Auth { addr, reason };
+            let until = Instant::now() + settings.reconnect_backoff;
+            inner.fail(generation, error.clone(), Phase::BackOff { until, error });
+            return;
+        }
+    }
+    if inner.readonly {
+        if let Err(reason) = handshake(&mut stream, READONLY, &settings).await {
+            let error = BackendError::Refused {
+                addr,
+                command: "READONLY",
+                reason,
+            };
             let until = Instant::now() + settings.reconnect_backoff;
             inner.fail(generation, error.clone(), Phase::BackOff { until, error });
             return;
@@ -331,29 +342,36 @@ async fn connect(inner: Rc<Inner>, generation: u64) {
     read_loop(inner, generation, reader).await;
 }
 
-/// Send `AUTH` on a fresh socket and read its one reply: `Err` holds the node's error line
-/// (Redis does not echo the password in it) or what went wrong.
-async fn authenticate(
+/// Send one control request (`AUTH`, `READONLY`) on a fresh socket and read its one reply,
+/// within the connect timeout: `Err` holds the node's error line (Redis does not echo an
+/// AUTH password in it) or what went wrong.
+async fn handshake(
     stream: &mut TcpStream,
-    auth: &Credentials,
-    limits: Limits,
+    request: &[u8],
+    settings: &ConnSettings,
 ) -> Result<(), String> {
-    stream
-        .write_all(&auth.auth_request())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut decoder = ReplyDecoder::new(limits);
-    let mut buf = BytesMut::with_capacity(512);
-    loop {
-        if let Some(reply) = decoder.decode(&mut buf).map_err(|e| e.to_string())? {
-            return match reply.error_message() {
-                Some(message) => Err(String::from_utf8_lossy(message).into_owned()),
-                None => Ok(()),
-            };
+    let exchange = async {
+        stream.write_all(request).await.map_err(|e| e.to_string())?;
+        let mut decoder = ReplyDecoder::new(settings.limits);
+        let mut buf = BytesMut::with_capacity(512);
+        loop {
+            if let Some(reply) = decoder.decode(&mut buf).map_err(|e| e.to_string())? {
+                return match reply.error_message() {
+                    Some(message) => Err(String::from_utf8_lossy(message).into_owned()),
+                    None => Ok(()),
+                };
+            }
+            if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+                return Err("connection closed during the handshake".to_string());
+            }
         }
-        if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
-            return Err("connection closed during AUTH".into());
-        }
+    };
+    match tokio::time::timeout(settings.connect_timeout, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "no reply within {} ms",
+            settings.connect_timeout.as_millis()
+        )),
     }
 }
 
