@@ -690,6 +690,14 @@ impl Config {
             if pool.weight == 0 {
                 fail(&at("weight"), "must be at least 1".into());
             }
+            if pool.read_policy.unwrap_or(self.backend.read_policy) == ReadPolicy::Replica
+                && pool.replicas.is_empty()
+            {
+                fail(
+                    &at("replicas"),
+                    "read_policy \"replica\" needs at least one replica".into(),
+                );
+            }
             if let Some(n) = &pool.ketama_name {
                 if n.is_empty() || n.len() > crate::placement::ketama::MAX_NAME_LEN {
                     fail(&at("ketama_name"), "must be 1 to 80 bytes long".into());
@@ -938,6 +946,43 @@ mod tests {
             "slots.5-20",
             "slots.9-x",
             "slots",
+        ] {
+            assert!(paths.contains(&want), "{want} missing from {err}");
+        }
+    }
+
+    #[test]
+    fn read_policy_and_sentinel_pools() {
+        let c = pools(
+            "[backend]\nread_policy = \"round-robin\"\n[health]\ninterval_ms = 200\n\
+             [pools.a]\nmaster = \"127.0.0.1:7001\"\nreplicas = [\"127.0.0.1:7101\"]\n\
+             read_policy = \"prefer-replica\"\n\
+             [pools.b]\nsentinels = [\"127.0.0.1:26379\", \"127.0.0.1:26380\"]\n\
+             master_name = \"mb\"\n",
+        );
+        c.validate().unwrap();
+        assert_eq!(c.backend.read_policy, ReadPolicy::RoundRobin);
+        assert_eq!(c.pools["a"].read_policy, Some(ReadPolicy::PreferReplica));
+        assert!(c.pools["b"].uses_sentinel());
+        assert!(Config::parse("[backend]\nread_policy = \"nearest\"\n").is_err());
+
+        let bad = pools(
+            "[health]\nfailures = 0\n\
+             [pools.a]\nmaster = \"127.0.0.1:7001\"\nread_policy = \"replica\"\n\
+             [pools.b]\nmaster = \"127.0.0.1:7002\"\nsentinels = [\"x\"]\n\
+             [pools.c]\nmaster_name = \"mc\"\n\
+             [pools.d]\nsentinels = [\"127.0.0.1:26379\"]\n",
+        );
+        let err = bad.validate().unwrap_err();
+        let paths: Vec<_> = err.0.iter().map(|e| e.path.as_str()).collect();
+        for want in [
+            "health.failures",
+            "pools.a.replicas",
+            "pools.b.master",
+            "pools.b.master_name",
+            "pools.b.sentinels[0]",
+            "pools.c.master_name",
+            "pools.d.master_name",
         ] {
             assert!(paths.contains(&want), "{want} missing from {err}");
         }

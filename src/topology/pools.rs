@@ -124,6 +124,7 @@ mod tests {
         let config = Config::parse(
             "[backend]\nread_policy = \"prefer-replica\"\n\
              [pools.a]\nmaster = \"127.0.0.1:7001\"\nread_policy = \"replica\"\n\
+             replicas = [\"127.0.0.1:7101\"]\n\
              [pools.b]\nsentinels = [\"127.0.0.1:26379\"]\nmaster_name = \"mb\"\n\
              replicas = [\"127.0.0.1:7102\"]\n",
         )
