@@ -650,8 +650,7 @@ impl Config {
                 if pool.master_name.as_deref().is_none_or(str::is_empty) {
                     fail(
                         &at("master_name"),
-                        "is required with sentinels (the name in `sentinel monitor NAME …`)"
-                            .into(),
+                        "is required with sentinels (the name in `sentinel monitor NAME …`)".into(),
                     );
                 }
                 for (i, sentinel) in pool.sentinels.iter().enumerate() {

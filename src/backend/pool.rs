@@ -146,9 +146,7 @@ impl BackendPool {
             ReadPolicy::PreferReplica => pick(&entry.master, client_id),
             ReadPolicy::Replica if healthy == 0 => return Pick::NoHealthyReplica,
             ReadPolicy::Replica => replica(client_id.wrapping_add(u64::from(attempt))),
-            ReadPolicy::RoundRobin if attempt > 0 || healthy == 0 => {
-                pick(&entry.master, client_id)
-            }
+            ReadPolicy::RoundRobin if attempt > 0 || healthy == 0 => pick(&entry.master, client_id),
             ReadPolicy::RoundRobin => {
                 self.rotation = self.rotation.wrapping_add(1);
                 match self.rotation % (healthy + 1) {

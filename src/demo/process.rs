@@ -58,28 +58,30 @@ impl NodeSpec {
             args.push(config.to_string_lossy().into_owned());
             args.push("--sentinel".into());
         }
-        args.extend([
-            "--port",
-            &self.port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            &self.dir.to_string_lossy(),
-            "--daemonize",
-            "no",
-            // Log to stdout, which we redirect to LOG_FILE.
-            "--logfile",
-            "",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            // Replicas sync at once instead of waiting 5 s for more replicas to batch with.
-            "--repl-diskless-sync-delay",
-            "0",
-        ]
-        .iter()
-        .map(|s| s.to_string()));
+        args.extend(
+            [
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                &self.dir.to_string_lossy(),
+                "--daemonize",
+                "no",
+                // Log to stdout, which we redirect to LOG_FILE.
+                "--logfile",
+                "",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                // Replicas sync at once instead of waiting 5 s for more replicas to batch with.
+                "--repl-diskless-sync-delay",
+                "0",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
         if let Some(timeout) = self.cluster_node_timeout_ms {
             for arg in [
                 "--cluster-enabled",

@@ -126,10 +126,9 @@ impl SentinelServer {
     /// Starts a sentinel on a free port and waits until it answers.
     pub fn start(opts: &SentinelOptions) -> Result<SentinelServer, DemoError> {
         let dir = ScratchDir::new(None, "slotgate-sentinel")?;
-        let (host, port) = opts
-            .master
-            .rsplit_once(':')
-            .ok_or_else(|| DemoError::io("sentinel master", std::io::Error::other("not HOST:PORT")))?;
+        let (host, port) = opts.master.rsplit_once(':').ok_or_else(|| {
+            DemoError::io("sentinel master", std::io::Error::other("not HOST:PORT"))
+        })?;
         let name = &opts.master_name;
         let config = dir.path().join("sentinel.conf");
         let text = format!(

@@ -179,8 +179,8 @@ fn nodes_of(topology: &Topology) -> Vec<Node> {
     let table = topology.table();
     let mut nodes: Vec<Node> = Vec::new();
     for shard in table.shards() {
-        let all = std::iter::once((&shard.master, true))
-            .chain(shard.replicas.iter().map(|r| (r, false)));
+        let all =
+            std::iter::once((&shard.master, true)).chain(shard.replicas.iter().map(|r| (r, false)));
         for (addr, master) in all {
             if nodes.iter().all(|n| n.addr != *addr) {
                 nodes.push(Node {
@@ -194,20 +194,33 @@ fn nodes_of(topology: &Topology) -> Vec<Node> {
     nodes
 }
 
-/// Connect, authenticate if needed, `PING`: `Err` says what went wrong.
+/// Connect, authenticate if needed, `PING`; for a replica also `INFO replication`, since a
+/// replica whose link to its master is down (restarted, still syncing, master gone) serves
+/// stale or empty data. `Err` says what went wrong.
 async fn check(node: &Node, settings: &HealthSettings) -> Result<(), String> {
     let auth_args = node.auth.as_ref().map(|a| a.args());
-    let mut commands: Vec<&[&str]> = Vec::with_capacity(2);
+    let mut commands: Vec<&[&str]> = Vec::with_capacity(3);
     if let Some(args) = &auth_args {
         commands.push(args);
     }
     commands.push(&["PING"]);
+    if !node.master {
+        commands.push(&["INFO", "replication"]);
+    }
     let replies = oneshot::commands(&node.addr, &commands, settings.timeout, settings.limits)
         .await
         .map_err(|e| e.to_string())?;
     for reply in replies {
-        if let Frame::Error(message) = reply {
-            return Err(String::from_utf8_lossy(&message).into_owned());
+        match reply {
+            Frame::Error(message) => return Err(String::from_utf8_lossy(&message).into_owned()),
+            Frame::Bulk(text) if !node.master => {
+                let text = std::str::from_utf8(&text).unwrap_or_default();
+                let link = super::discovery::info_value(text, "master_link_status");
+                if link.is_some_and(|status| status != "up") {
+                    return Err("its replication link to the master is down".into());
+                }
+            }
+            _ => {}
         }
     }
     Ok(())
@@ -233,15 +246,27 @@ mod tests {
         let mut node = Standing::default();
         assert!(!node.record(false, &s));
         assert!(!node.record(false, &s));
-        assert!(!node.record(true, &s), "a success resets the failure streak");
+        assert!(
+            !node.record(true, &s),
+            "a success resets the failure streak"
+        );
         assert!(!node.record(false, &s));
         assert!(!node.record(false, &s));
-        assert!(node.record(false, &s), "third consecutive failure marks it down");
+        assert!(
+            node.record(false, &s),
+            "third consecutive failure marks it down"
+        );
         assert!(node.down);
         assert!(!node.record(true, &s));
-        assert!(!node.record(false, &s), "a failure resets the success streak");
+        assert!(
+            !node.record(false, &s),
+            "a failure resets the success streak"
+        );
         assert!(!node.record(true, &s));
-        assert!(node.record(true, &s), "second consecutive success marks it up");
+        assert!(
+            node.record(true, &s),
+            "second consecutive success marks it up"
+        );
         assert!(!node.down);
     }
 

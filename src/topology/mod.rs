@@ -311,7 +311,10 @@ impl Topology {
         }
         self.refreshes.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("slotgate_topology_refreshes_total").increment(1);
-        let found = self.discover().await?.with_read_policy(self.settings.read_policy);
+        let found = self
+            .discover()
+            .await?
+            .with_read_policy(self.settings.read_policy);
         let current = self.table.load_full();
         if current.version() > 0 && current.same_routing(&found) {
             return Ok(false);

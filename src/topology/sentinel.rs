@@ -75,7 +75,12 @@ pub async fn watch(topology: Arc<Topology>, limits: Limits, connect_timeout: Dur
         let mut tasks = tokio::task::JoinSet::new();
         for sentinels in topology.sentinel_sets() {
             let topology = Arc::clone(&topology);
-            tasks.spawn(subscribe_forever(topology, sentinels, limits, connect_timeout));
+            tasks.spawn(subscribe_forever(
+                topology,
+                sentinels,
+                limits,
+                connect_timeout,
+            ));
         }
         topology.sentinels_changed().await;
         tasks.abort_all();
@@ -141,7 +146,9 @@ async fn subscribe(
                 tracing::debug!(%sentinel, "subscribed to +switch-master");
                 topology.request_refresh();
             }
-            [Frame::Bulk(kind), _, Frame::Bulk(payload)] if kind.eq_ignore_ascii_case(b"message") => {
+            [Frame::Bulk(kind), _, Frame::Bulk(payload)]
+                if kind.eq_ignore_ascii_case(b"message") =>
+            {
                 tracing::info!(
                     %sentinel,
                     "sentinel announced +switch-master {}",

@@ -252,7 +252,10 @@ impl SlotTable {
             Some(i) => i,
             None => {
                 // Cluster mode has one read policy for every shard: the new one shares it.
-                let read_policy = next.shards.first().map_or_else(Default::default, |s| s.read_policy);
+                let read_policy = next
+                    .shards
+                    .first()
+                    .map_or_else(Default::default, |s| s.read_policy);
                 next.shards.push(Shard {
                     master: Arc::clone(addr),
                     replicas: Vec::new(),

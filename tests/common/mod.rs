@@ -246,3 +246,59 @@ pub fn start_pools(n: usize, slots: &[(&str, &str)], tune: impl FnOnce(&mut Conf
     let proxy = Proxy::start(config).expect("start slotgate in pool mode");
     PoolSetup { proxy, servers }
 }
+
+/// `n` standalone redis-servers replicating `master` (`--replicaof`), each with its
+/// replication link up before this returns. Killed on drop, by the harness, by PID.
+pub fn replicas_of(master: &RedisServer, n: usize) -> Vec<RedisServer> {
+    let replicas: Vec<RedisServer> = (0..n)
+        .map(|_| {
+            RedisServer::start(ServerOptions {
+                extra_args: ["--replicaof", "127.0.0.1", &master.port().to_string()]
+                    .map(String::from)
+                    .to_vec(),
+                ..ServerOptions::default()
+            })
+            .expect("start a replica")
+        })
+        .collect();
+    for replica in &replicas {
+        wait_link_up(replica.addr().parse().expect("replica address"));
+    }
+    replicas
+}
+
+/// Wait (up to 10 s) until the replica at `addr` reports `master_link_status:up`.
+pub fn wait_link_up(addr: SocketAddr) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while info_value(addr, "replication", "master_link_status").as_deref() != Some("up") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replica {addr} never linked to its master"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The value of `field` in `INFO section` of the server at `addr` (via redis-cli).
+pub fn info_value(addr: SocketAddr, section: &str, field: &str) -> Option<String> {
+    let text = redis_cli(addr, &["INFO", section]);
+    text.lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .map(|v| v.trim().to_string())
+}
+
+/// How many times the server at `addr` ran `command` since its stats were last reset
+/// (`INFO commandstats`, `cmdstat_get:calls=N,…`).
+pub fn command_calls(addr: SocketAddr, command: &str) -> u64 {
+    info_value(addr, "commandstats", &format!("cmdstat_{command}"))
+        .and_then(|v| {
+            v.split(',')
+                .find_map(|kv| kv.strip_prefix("calls=")?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// `CONFIG RESETSTAT` on the server at `addr`.
+pub fn reset_stats(addr: SocketAddr) {
+    assert_eq!(redis_cli(addr, &["CONFIG", "RESETSTAT"]), "OK");
+}
