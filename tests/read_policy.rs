@@ -249,3 +249,30 @@ async fn cluster_replicas_serve_reads_after_readonly() {
     assert_eq!(on(Role::Replica), 100);
     // Without READONLY the replicas would have answered MOVED and the reads gone to masters.
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_the_read_policy() {
+    let servers = standalone_servers(1);
+    let replicas = replicas_of(&servers[0], 1);
+    let proxy = proxy(&servers[0], &replicas, ReadPolicy::Master);
+    let mut c = common::client(proxy.local_addr()).await;
+    write_keys(&mut c, 1).await;
+    wait_status(proxy.local_addr(), 0, ",up");
+    assert_eq!(gets_on(&replicas[0], &mut c).await, 0);
+    let mut next = proxy.config();
+    next.backend.read_policy = ReadPolicy::PreferReplica;
+    next.pools.get_mut("p0").expect("p0").read_policy = None;
+    let reloaded = proxy.reload(next).expect("reload");
+    assert!(reloaded.table_version.is_some(), "{reloaded:?}");
+    assert!(reloaded.not_reloaded.is_empty(), "{reloaded:?}");
+    assert_eq!(gets_on(&replicas[0], &mut c).await, 10);
+}
+
+/// Reset `node`'s stats, send 10 GETs through `c`, and count those `node` served.
+async fn gets_on(node: &RedisServer, c: &mut redis::aio::MultiplexedConnection) -> u64 {
+    reset_stats(addr(node));
+    for _ in 0..10 {
+        let _: Option<i64> = c.get("k0").await.expect("GET");
+    }
+    command_calls(addr(node), "get")
+}
