@@ -105,7 +105,6 @@ async fn prefer_replica_reads_on_replicas_writes_on_master() {
     );
     assert_eq!(on_replicas.iter().sum::<u64>(), 200, "{on_replicas:?}");
     assert!(on_replicas.iter().all(|&n| n > 0), "{on_replicas:?}");
-    // Writes never go to a replica (its SET count is replication only, not 50 more).
     let info = redis_cli(proxy.local_addr(), &["INFO", "proxy"]);
     assert!(
         info.contains("master0_read_policy:prefer-replica"),
