@@ -132,8 +132,9 @@ pub async fn run(topology: Arc<Topology>, settings: HealthSettings) {
         let mut changed = false;
         while let Some(joined) = checks.join_next().await {
             let Ok((node, result)) = joined else { continue };
-            if result.is_err() && node.master {
-                // A pool master that fails may have been replaced by Sentinel.
+            if result.is_err() && node.master && topology.is_pool_mode() {
+                // A pool master that fails may have been replaced by Sentinel. (Cluster mode
+                // needs no nudge: failed backend connections already ask for a refresh.)
                 topology.request_refresh();
             }
             let standing = standings.entry(Arc::clone(&node.addr)).or_default();
