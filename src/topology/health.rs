@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::{oneshot, Credentials};
-use crate::config::Config;
+use crate::config::{Config, ReadPolicy};
 use crate::resp::{Frame, Limits};
 
 use super::Topology;
@@ -64,10 +64,13 @@ pub struct HealthSettings {
 }
 
 impl HealthSettings {
-    /// The settings `config` describes.
+    /// The settings `config` describes. In cluster mode with `read_policy = "master"` the
+    /// checks decide nothing (masters change no routing; failed connections already ask for a
+    /// refresh), so they are off.
     pub fn from_config(config: &Config) -> HealthSettings {
+        let idle = !config.is_pool_mode() && config.backend.read_policy == ReadPolicy::Master;
         HealthSettings {
-            interval: Duration::from_millis(config.health.interval_ms),
+            interval: Duration::from_millis(if idle { 0 } else { config.health.interval_ms }),
             timeout: Duration::from_millis(config.health.timeout_ms),
             failures: config.health.failures.max(1),
             successes: config.health.successes.max(1),
