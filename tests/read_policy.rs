@@ -81,13 +81,14 @@ async fn prefer_replica_reads_on_replicas_writes_on_master() {
     }
     write_keys(&mut cs[0], 50).await;
     assert_eq!(command_calls(addr(&servers[0]), "set"), 50);
-    // Let replication catch up before reading from the replicas.
-    let _: i64 = redis::cmd("WAIT")
+    // Let replication catch up before reading from the replicas (read-your-writes caveat).
+    let acked: i64 = redis::cmd("WAIT")
         .arg(2)
-        .arg(2000)
+        .arg(10_000)
         .query_async(&mut common::client(addr(&servers[0])).await)
         .await
         .expect("WAIT on the master");
+    assert_eq!(acked, 2, "replicas did not acknowledge the writes");
     for (n, c) in cs.iter_mut().enumerate() {
         for i in 0..50 {
             let v: i64 = c.get(format!("k{i}")).await.expect("GET");
@@ -227,7 +228,7 @@ async fn cluster_replicas_serve_reads_after_readonly() {
         // Let every replica apply the writes before reading from it.
         let _: i64 = redis::cmd("WAIT")
             .arg(1)
-            .arg(2000)
+            .arg(10_000)
             .query_async(&mut common::client(node_addr(*port)).await)
             .await
             .expect("WAIT");
