@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::{
-    command_calls, pool_config, redis_cli, replicas_of, reset_stats, standalone_servers,
+    command_calls, key_on, pool_config, redis_cli, replicas_of, reset_stats, standalone_servers,
     wait_link_up,
 };
 use redis::AsyncCommands;
@@ -82,12 +82,7 @@ async fn prefer_replica_reads_on_replicas_writes_on_master() {
     write_keys(&mut cs[0], 50).await;
     assert_eq!(command_calls(addr(&servers[0]), "set"), 50);
     // Let replication catch up before reading from the replicas (read-your-writes caveat).
-    let acked: i64 = redis::cmd("WAIT")
-        .arg(2)
-        .arg(10_000)
-        .query_async(&mut common::client(addr(&servers[0])).await)
-        .await
-        .expect("WAIT on the master");
+    let acked = common::wait_replicated(addr(&servers[0]), 2, "sync").await;
     assert_eq!(acked, 2, "replicas did not acknowledge the writes");
     for (n, c) in cs.iter_mut().enumerate() {
         for i in 0..50 {
@@ -226,12 +221,10 @@ async fn cluster_replicas_serve_reads_after_readonly() {
     let masters: Vec<u16> = cluster.master_ports();
     for port in &masters {
         // Let every replica apply the writes before reading from it.
-        let _: i64 = redis::cmd("WAIT")
-            .arg(1)
-            .arg(10_000)
-            .query_async(&mut common::client(node_addr(*port)).await)
-            .await
-            .expect("WAIT");
+        assert_eq!(
+            common::wait_replicated(node_addr(*port), 1, &key_on(&cluster, *port, "sync")).await,
+            1
+        );
     }
     for i in 0..100 {
         let v: i64 = c.get(format!("k{i}")).await.expect("GET through a replica");

@@ -84,12 +84,7 @@ async fn follows_a_sentinel_failover() {
             .expect("SET before failover");
     }
     // Replication is asynchronous: only writes the replica has are promised to survive.
-    let acked: i64 = redis::cmd("WAIT")
-        .arg(1)
-        .arg(2000)
-        .query_async(&mut common::client(sock(&servers[0].addr())).await)
-        .await
-        .expect("WAIT");
+    let acked = common::wait_replicated(sock(&servers[0].addr()), 1, "sync").await;
     assert_eq!(acked, 1);
 
     let killed_at = Instant::now();

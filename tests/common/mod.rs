@@ -302,3 +302,23 @@ pub fn command_calls(addr: SocketAddr, command: &str) -> u64 {
 pub fn reset_stats(addr: SocketAddr) {
     assert_eq!(redis_cli(addr, &["CONFIG", "RESETSTAT"]), "OK");
 }
+
+/// Block until `replicas` replicas of the master at `master` have everything it has written
+/// so far: a write and `WAIT` on one direct connection (WAIT counts that connection's own
+/// writes, and replication is ordered, so earlier writes of any client are covered). Returns
+/// WAIT's count. `key` must be one the master serves (cluster: a key of its slots).
+pub async fn wait_replicated(master: SocketAddr, replicas: usize, key: &str) -> i64 {
+    let mut c = client(master).await;
+    let _: () = redis::cmd("SET")
+        .arg(key)
+        .arg(1)
+        .query_async(&mut c)
+        .await
+        .expect("SET on the master");
+    redis::cmd("WAIT")
+        .arg(replicas)
+        .arg(10_000)
+        .query_async(&mut c)
+        .await
+        .expect("WAIT on the master")
+}
