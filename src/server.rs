@@ -8,8 +8,9 @@
 //! Handing a new socket to a worker is the only cross-thread step, once per connection.
 //!
 //! Reload ([`ProxyHandle::reload`]): a new config is validated as a whole; if valid, the pool
-//! set / slot map / placement it describes is installed as a new slot table in one
-//! `ArcSwap::store`, and settings that only take effect at start (listener, workers, limits,
+//! set / slot map / placement / read policies it describes is installed as a new slot table in
+//! one `ArcSwap::store` (pools on Sentinel keep their resolved master, or are resolved in the
+//! background when new), and settings that only take effect at start (listener, workers, limits,
 //! timeouts, cluster settings) are reported and logged as not reloaded. If invalid, nothing
 //! changes.
 //! The admin HTTP listener, when configured, runs on a thread of its own (`slotgate-admin`).
@@ -28,7 +29,8 @@ use crate::config::{self, Config, ConfigErrors};
 use crate::lifecycle::DrainReport;
 use crate::scripts::ScriptCache;
 use crate::stats::ProxyStats;
-use crate::topology::{pools, Topology, TopologyError};
+use crate::topology::health::{self, HealthSettings};
+use crate::topology::{sentinel, Topology, TopologyError};
 use crate::worker::{self, NewClient, Signals};
 
 /// Why the proxy did not start.
@@ -65,10 +67,16 @@ impl Proxy {
         config.validate()?;
         let topology = Topology::new(&config);
         if config.is_pool_mode() {
-            let table = pools::table_from_config(&config)
+            // Pools on Sentinel are resolved by the control thread's first refresh, below.
+            topology
+                .install_config(&config)
                 .map_err(|message| ConfigErrors::one("pools", message))?;
-            topology.install(table);
         }
+        let health = HealthSettings::from_config(&config);
+        let (limits, connect_timeout) = (
+            config.protocol.limits(),
+            Duration::from_millis(config.backend.connect_timeout_ms),
+        );
         let listener = bind(&config.proxy.listen)?;
         let local_addr = listener.local_addr()?;
         let admin_listener = match config.admin.listen.as_str() {
@@ -168,6 +176,8 @@ impl Proxy {
                     let _ = ready_tx.send(Ok(()));
                     tokio::select! {
                         () = Arc::clone(&control_topology).run() => {}
+                        () = health::run(Arc::clone(&control_topology), health) => {}
+                        () = sentinel::watch(Arc::clone(&control_topology), limits, connect_timeout) => {}
                         () = async {
                             // Accepting ends when the drain begins; the refresh task goes on.
                             accept_loop(listener, senders, &mut drain_accept).await;
@@ -309,9 +319,9 @@ impl ProxyHandle {
             tracing::error!("config reload rejected, running configuration unchanged: {error}");
             return Err(error);
         }
-        let table = if next.is_pool_mode() {
-            match pools::table_from_config(&next) {
-                Ok(table) => Some(table),
+        let table_version = if next.is_pool_mode() {
+            match self.topology.install_config(&next) {
+                Ok(version) => version,
                 Err(message) => {
                     let errors = ConfigErrors::one("pools", message);
                     log_rejected(&errors);
@@ -325,7 +335,10 @@ impl ProxyHandle {
         for key in &not_reloaded {
             tracing::warn!("config reload: {key} changed but cannot be reloaded; restart to apply");
         }
-        let table_version = table.and_then(|t| self.topology.install(t));
+        if next.is_pool_mode() {
+            // Pool mode: the read policy is part of the table just installed.
+            current.backend.read_policy = next.backend.read_policy;
+        }
         current.pools = next.pools;
         current.slots = next.slots;
         current.placement = next.placement;
@@ -410,7 +423,13 @@ fn not_reloadable_changes(running: &Config, next: &Config) -> Vec<String> {
         running.proxy.max_pipeline_depth != next.proxy.max_pipeline_depth,
     );
     check("cluster", running.cluster != next.cluster);
-    check("backend", running.backend != next.backend);
+    let mut backend = next.backend.clone();
+    if next.is_pool_mode() {
+        // Reloaded with the pools: each pool's read policy defaults to it.
+        backend.read_policy = running.backend.read_policy;
+    }
+    check("backend", running.backend != backend);
+    check("health", running.health != next.health);
     check("protocol", running.protocol != next.protocol);
     check("log.level", running.log.level != next.log.level);
     out
