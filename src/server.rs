@@ -17,7 +17,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, watch};
 use crate::admin::{self, AdminState};
 use crate::config::{self, Config, ConfigErrors};
 use crate::lifecycle::DrainReport;
+use crate::reload::{ReloadError, Reloaded, Reloader};
 use crate::scripts::ScriptCache;
 use crate::stats::ProxyStats;
 use crate::topology::health::{self, HealthSettings};
@@ -95,11 +96,15 @@ impl Proxy {
         let scripts = Arc::new(ScriptCache::new());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (drain, drain_rx) = watch::channel(false);
-        let admin_state =
-            AdminState::new(Arc::clone(&topology), Arc::clone(&stats), config.clone());
+        let reloader = Reloader::new(config.clone(), Arc::clone(&topology));
+        let admin_state = AdminState::new(
+            Arc::clone(&topology),
+            Arc::clone(&stats),
+            Arc::clone(&reloader),
+        );
         let mut handle = ProxyHandle {
             local_addr,
-            config: Mutex::new(config.clone()),
+            reloader,
             admin_addr,
             topology: Arc::clone(&topology),
             stats: Arc::clone(&stats),
@@ -212,8 +217,8 @@ impl Proxy {
 /// A running proxy. Dropping it stops the proxy (see [`ProxyHandle::shutdown`]).
 pub struct ProxyHandle {
     local_addr: SocketAddr,
-    /// The configuration in force (reloaded parts included).
-    config: Mutex<Config>,
+    /// The configuration in force and the means to reload it.
+    reloader: Arc<Reloader>,
     admin_addr: Option<SocketAddr>,
     topology: Arc<Topology>,
     stats: Arc<ProxyStats>,
@@ -291,74 +296,26 @@ impl ProxyHandle {
 
     /// A copy of the configuration in force.
     pub fn config(&self) -> Config {
-        self.lock_config().clone()
+        self.reloader.config()
     }
 
     /// Re-read `path` and [`ProxyHandle::reload`] it.
     pub fn reload_from_file(&self, path: &Path) -> Result<Reloaded, ReloadError> {
-        let config = Config::load(path).map_err(|errors| {
-            log_rejected(&errors);
-            ReloadError::Config(errors)
-        })?;
-        self.reload(config)
+        self.reloader.reload_from_file(path)
     }
 
-    /// Apply `next` to the running proxy: validate it; if valid, install the slot table its
-    /// pools describe (pool mode) atomically, while clients stay connected and in-flight
-    /// requests finish on the backends they were sent to. Settings that cannot change while
-    /// running are left as they are, named in [`Reloaded::not_reloaded`] and logged. If
-    /// invalid, nothing changes and every problem is logged with its key path.
+    /// Apply `next` to the running proxy; see [`Reloader::reload`].
     pub fn reload(&self, next: Config) -> Result<Reloaded, ReloadError> {
-        if let Err(errors) = next.validate() {
-            log_rejected(&errors);
-            return Err(ReloadError::Config(errors));
-        }
-        let mut current = self.lock_config();
-        if current.is_pool_mode() != next.is_pool_mode() {
-            let error = ReloadError::ModeChange;
-            tracing::error!("config reload rejected, running configuration unchanged: {error}");
-            return Err(error);
-        }
-        let table_version = if next.is_pool_mode() {
-            match self.topology.install_config(&next) {
-                Ok(version) => version,
-                Err(message) => {
-                    let errors = ConfigErrors::one("pools", message);
-                    log_rejected(&errors);
-                    return Err(ReloadError::Config(errors));
-                }
-            }
-        } else {
-            None
-        };
-        let not_reloaded = not_reloadable_changes(&current, &next);
-        for key in &not_reloaded {
-            tracing::warn!("config reload: {key} changed but cannot be reloaded; restart to apply");
-        }
-        if next.is_pool_mode() {
-            // Pool mode: the read policy is part of the table just installed.
-            current.backend.read_policy = next.backend.read_policy;
-        }
-        current.pools = next.pools;
-        current.slots = next.slots;
-        current.placement = next.placement;
-        tracing::info!(
-            "config reloaded: {}",
-            match table_version {
-                Some(v) => format!("slot table version {v} installed"),
-                None => "routing unchanged".to_string(),
-            }
-        );
-        Ok(Reloaded {
-            table_version,
-            not_reloaded,
-        })
+        self.reloader.reload(next)
     }
 
-    fn lock_config(&self) -> std::sync::MutexGuard<'_, Config> {
-        // A panic while holding the lock cannot leave the config half-written: every update
-        // is a few plain assignments after all checks.
-        self.config.lock().unwrap_or_else(|e| e.into_inner())
+    /// Where `POST /reload` on the admin listener (and [`Reloader::reload_from_source`])
+    /// gets the configuration: typically the config file plus the command line.
+    pub fn set_reload_source(
+        &self,
+        source: impl Fn() -> Result<Config, ConfigErrors> + Send + Sync + 'static,
+    ) {
+        self.reloader.set_source(source);
     }
 
     /// Stop accepting, close every client and backend connection, and join all threads.
@@ -378,61 +335,6 @@ impl Drop for ProxyHandle {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// What a successful [`ProxyHandle::reload`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reloaded {
-    /// The version of the slot table installed, or `None` when routing did not change.
-    pub table_version: Option<u64>,
-    /// Key paths whose new values were not applied because they only take effect at start.
-    pub not_reloaded: Vec<String>,
-}
-
-/// Why a reload was rejected; the running configuration is unchanged.
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    /// The new configuration is invalid (every problem, with its key path).
-    #[error("invalid configuration:\n{0}")]
-    Config(ConfigErrors),
-    /// The new configuration switches between cluster mode and pool mode.
-    #[error("cannot switch between cluster mode and pool mode while running; restart instead")]
-    ModeChange,
-}
-
-fn log_rejected(errors: &ConfigErrors) {
-    tracing::error!(
-        "config reload rejected, running configuration unchanged:\n{}",
-        errors
-    );
-}
-
-/// The key paths of settings that differ between `running` and `next` but only take effect
-/// at start.
-fn not_reloadable_changes(running: &Config, next: &Config) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut check = |key: &str, changed: bool| {
-        if changed {
-            out.push(key.to_string());
-        }
-    };
-    check("proxy.listen", running.proxy.listen != next.proxy.listen);
-    check("proxy.workers", running.proxy.workers != next.proxy.workers);
-    check(
-        "proxy.max_pipeline_depth",
-        running.proxy.max_pipeline_depth != next.proxy.max_pipeline_depth,
-    );
-    check("cluster", running.cluster != next.cluster);
-    let mut backend = next.backend.clone();
-    if next.is_pool_mode() {
-        // Reloaded with the pools: each pool's read policy defaults to it.
-        backend.read_policy = running.backend.read_policy;
-    }
-    check("backend", running.backend != backend);
-    check("health", running.health != next.health);
-    check("protocol", running.protocol != next.protocol);
-    check("log.level", running.log.level != next.log.level);
-    out
 }
 
 /// Bind the client listener: non-blocking, `SO_REUSEADDR`, a backlog sized for bursts.

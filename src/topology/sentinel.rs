@@ -115,9 +115,10 @@ async fn subscribe(
     limits: Limits,
     connect_timeout: Duration,
 ) -> Result<(), String> {
-    let mut conn = DedicatedConn::connect(Arc::from(sentinel), connect_timeout, limits, None, false)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut conn =
+        DedicatedConn::connect(Arc::from(sentinel), connect_timeout, limits, None, false)
+            .await
+            .map_err(|e| e.to_string())?;
     let request = Request::from_args(["SUBSCRIBE", "+switch-master"].map(bytes::Bytes::from));
     conn.write(request.raw()).await.map_err(|e| e.to_string())?;
     let ping = Request::from_args([bytes::Bytes::from("PING")]);
