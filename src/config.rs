@@ -35,6 +35,8 @@ pub struct Config {
     pub placement: PlacementConfig,
     /// Connections to backend nodes.
     pub backend: BackendConfig,
+    /// Active health checks of backend nodes.
+    pub health: HealthConfig,
     /// RESP parsing limits for client requests and backend replies.
     pub protocol: ProtocolConfig,
     /// Logging.
@@ -200,10 +202,16 @@ impl Default for ClusterConfig {
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct PoolConfig {
-    /// The master's `HOST:PORT`.
+    /// The master's `HOST:PORT`. Empty when the pool follows Sentinel (`sentinels`).
     pub master: String,
-    /// The replicas' `HOST:PORT` (not read from yet; listed for the table and reloads).
+    /// The replicas' `HOST:PORT`: where reads go under a replica read policy.
     pub replicas: Vec<String>,
+    /// Sentinels (`HOST:PORT`) that name this pool's master, instead of a fixed `master`.
+    pub sentinels: Vec<String>,
+    /// The master name the sentinels monitor (`sentinel monitor NAME …`); needs `sentinels`.
+    pub master_name: Option<String>,
+    /// Where this pool's read-only commands go; default `backend.read_policy`.
+    pub read_policy: Option<ReadPolicy>,
     /// Ketama weight (Twemproxy's `host:port:weight`), at least 1.
     pub weight: u32,
     /// Ketama server name (Twemproxy's `host:port:weight name`). Without it the name is the
@@ -220,6 +228,9 @@ impl Default for PoolConfig {
         PoolConfig {
             master: String::new(),
             replicas: Vec::new(),
+            sentinels: Vec::new(),
+            master_name: None,
+            read_policy: None,
             weight: 1,
             ketama_name: None,
             username: None,
@@ -229,6 +240,11 @@ impl Default for PoolConfig {
 }
 
 impl PoolConfig {
+    /// True when the pool's master is named by Sentinel rather than fixed in config.
+    pub fn uses_sentinel(&self) -> bool {
+        !self.sentinels.is_empty()
+    }
+
     /// The name this pool has on a ketama continuum.
     pub fn ketama_server_name(&self) -> String {
         if let Some(name) = &self.ketama_name {
@@ -301,6 +317,8 @@ pub struct BackendConfig {
     pub request_timeout_ms: u64,
     /// After a failed connect, requests to that node fail fast for this long before the next try.
     pub reconnect_backoff_ms: u64,
+    /// Where read-only commands go (both modes; a pool's own `read_policy` overrides it).
+    pub read_policy: ReadPolicy,
     /// TLS to the nodes.
     pub tls: BackendTlsConfig,
 }
@@ -312,7 +330,65 @@ impl Default for BackendConfig {
             connect_timeout_ms: 1_000,
             request_timeout_ms: 5_000,
             reconnect_backoff_ms: 100,
+            read_policy: ReadPolicy::Master,
             tls: BackendTlsConfig::default(),
+        }
+    }
+}
+
+/// Where a shard's read-only commands go. Writes always go to the master.
+///
+/// Any policy but `master` gives up read-your-writes: a replica applies a write only when
+/// asynchronous replication brings it there, so a client may not see its own write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadPolicy {
+    /// Every command to the master.
+    #[default]
+    Master,
+    /// Reads to a healthy replica (picked per client); the master when none is healthy, and
+    /// for a read retried after its replica failed.
+    PreferReplica,
+    /// Reads to a healthy replica only; a clear error when none is healthy.
+    Replica,
+    /// Reads rotate over the master and the healthy replicas, request by request.
+    RoundRobin,
+}
+
+impl ReadPolicy {
+    /// The config spelling (`prefer-replica` …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadPolicy::Master => "master",
+            ReadPolicy::PreferReplica => "prefer-replica",
+            ReadPolicy::Replica => "replica",
+            ReadPolicy::RoundRobin => "round-robin",
+        }
+    }
+}
+
+/// Active health checks: a `PING` to every master and replica of the slot table each
+/// `interval_ms`, from one task (not per worker).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct HealthConfig {
+    /// Time between two checks of a node; 0 disables the checks (every node counts as up).
+    pub interval_ms: u64,
+    /// Time a node has to answer one check (connect, AUTH and PING).
+    pub timeout_ms: u64,
+    /// Consecutive failed checks after which an up node is marked down.
+    pub failures: u32,
+    /// Consecutive good checks after which a down node is marked up again.
+    pub successes: u32,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            interval_ms: 1_000,
+            timeout_ms: 500,
+            failures: 3,
+            successes: 2,
         }
     }
 }
@@ -586,6 +662,18 @@ impl Config {
             }
         }
 
+        if self.health.interval_ms > 0 {
+            for (key, value) in [
+                ("health.timeout_ms", self.health.timeout_ms),
+                ("health.failures", u64::from(self.health.failures)),
+                ("health.successes", u64::from(self.health.successes)),
+            ] {
+                if value == 0 {
+                    fail(key, "must be at least 1".into());
+                }
+            }
+        }
+
         for (key, value) in [
             ("protocol.max_bulk_len", self.protocol.max_bulk_len),
             (
@@ -668,8 +756,39 @@ impl Config {
         let mut masters: BTreeMap<&str, &str> = BTreeMap::new();
         for (name, pool) in &self.pools {
             let at = |key: &str| format!("pools.{name}.{key}");
-            if pool.master.is_empty() {
-                fail(&at("master"), "is required (HOST:PORT)".into());
+            if pool.uses_sentinel() {
+                if !pool.master.is_empty() {
+                    fail(
+                        &at("master"),
+                        "a pool names either a fixed master or sentinels, not both".into(),
+                    );
+                }
+                if pool.master_name.as_deref().is_none_or(str::is_empty) {
+                    fail(
+                        &at("master_name"),
+                        "is required with sentinels (the name in `sentinel monitor NAME …`)".into(),
+                    );
+                }
+                for (i, sentinel) in pool.sentinels.iter().enumerate() {
+                    if let Err(m) = check_host_port(sentinel) {
+                        fail(&at(&format!("sentinels[{i}]")), m);
+                    }
+                }
+                if ketama && pool.ketama_name.is_none() {
+                    fail(
+                        &at("ketama_name"),
+                        "is required with sentinels and ketama placement: the continuum must \
+                         not change when Sentinel promotes another server"
+                            .into(),
+                    );
+                }
+            } else if pool.master_name.is_some() {
+                fail(&at("master_name"), "needs sentinels".into());
+            } else if pool.master.is_empty() {
+                fail(
+                    &at("master"),
+                    "is required (HOST:PORT), or sentinels and master_name".into(),
+                );
             } else if let Err(m) = check_host_port(&pool.master) {
                 fail(&at("master"), m);
             } else if let Some(other) = masters.insert(&pool.master, name) {
@@ -685,6 +804,14 @@ impl Config {
             }
             if pool.weight == 0 {
                 fail(&at("weight"), "must be at least 1".into());
+            }
+            if pool.read_policy.unwrap_or(self.backend.read_policy) == ReadPolicy::Replica
+                && pool.replicas.is_empty()
+            {
+                fail(
+                    &at("replicas"),
+                    "read_policy \"replica\" needs at least one replica".into(),
+                );
             }
             if let Some(n) = &pool.ketama_name {
                 if n.is_empty() || n.len() > crate::placement::ketama::MAX_NAME_LEN {
@@ -1073,6 +1200,43 @@ mod tests {
             "slots.5-20",
             "slots.9-x",
             "slots",
+        ] {
+            assert!(paths.contains(&want), "{want} missing from {err}");
+        }
+    }
+
+    #[test]
+    fn read_policy_and_sentinel_pools() {
+        let c = pools(
+            "[backend]\nread_policy = \"round-robin\"\n[health]\ninterval_ms = 200\n\
+             [pools.a]\nmaster = \"127.0.0.1:7001\"\nreplicas = [\"127.0.0.1:7101\"]\n\
+             read_policy = \"prefer-replica\"\n\
+             [pools.b]\nsentinels = [\"127.0.0.1:26379\", \"127.0.0.1:26380\"]\n\
+             master_name = \"mb\"\n",
+        );
+        c.validate().unwrap();
+        assert_eq!(c.backend.read_policy, ReadPolicy::RoundRobin);
+        assert_eq!(c.pools["a"].read_policy, Some(ReadPolicy::PreferReplica));
+        assert!(c.pools["b"].uses_sentinel());
+        assert!(Config::parse("[backend]\nread_policy = \"nearest\"\n").is_err());
+
+        let bad = pools(
+            "[health]\nfailures = 0\n\
+             [pools.a]\nmaster = \"127.0.0.1:7001\"\nread_policy = \"replica\"\n\
+             [pools.b]\nmaster = \"127.0.0.1:7002\"\nsentinels = [\"x\"]\n\
+             [pools.c]\nmaster_name = \"mc\"\n\
+             [pools.d]\nsentinels = [\"127.0.0.1:26379\"]\n",
+        );
+        let err = bad.validate().unwrap_err();
+        let paths: Vec<_> = err.0.iter().map(|e| e.path.as_str()).collect();
+        for want in [
+            "health.failures",
+            "pools.a.replicas",
+            "pools.b.master",
+            "pools.b.master_name",
+            "pools.b.sentinels[0]",
+            "pools.c.master_name",
+            "pools.d.master_name",
         ] {
             assert!(paths.contains(&want), "{want} missing from {err}");
         }

@@ -100,8 +100,21 @@ fn section(name: &str, worker: &Worker, out: &mut String) {
             );
             kv(out, "slot_table_version", &table.version());
             kv(out, "slots_covered", &table.covered_slots());
+            let health = worker.topology.health();
+            kv(out, "backend_nodes_down", &health.down().len());
+            let status = |addr: &str| if health.is_down(addr) { "down" } else { "up" };
             for (i, shard) in table.shards().iter().enumerate() {
                 kv(out, &format!("master{i}"), &shard.master);
+                kv(out, &format!("master{i}_health"), &status(&shard.master));
+                kv(
+                    out,
+                    &format!("master{i}_read_policy"),
+                    &shard.read_policy.as_str(),
+                );
+                for (j, replica) in shard.replicas.iter().enumerate() {
+                    let line = format!("{replica},{}", status(replica));
+                    kv(out, &format!("master{i}_replica{j}"), &line);
+                }
             }
         }
         // Clients see one standalone server: cluster support is the proxy's business.

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod info;
 pub mod lifecycle;
 pub mod placement;
+pub mod reload;
 pub mod resp;
 pub mod router;
 pub mod scripts;
@@ -27,4 +28,5 @@ pub mod wake;
 pub mod worker;
 
 pub use lifecycle::DrainReport;
-pub use server::{Proxy, ProxyHandle, ReloadError, Reloaded, StartError};
+pub use reload::{ReloadError, Reloaded, Reloader};
+pub use server::{Proxy, ProxyHandle, StartError};

@@ -41,7 +41,7 @@ enum Command {
 
 /// Flags that override the config file. Each can also come from a `SLOTGATE_*` environment
 /// variable (a flag wins over its variable), so a sidecar needs no file.
-#[derive(Args, Default)]
+#[derive(Args, Default, Clone)]
 struct RunArgs {
     /// Config file (TOML). Without one, defaults plus these flags are used.
     #[arg(long, value_name = "FILE", env = "SLOTGATE_CONFIG")]
@@ -130,6 +130,13 @@ fn run(args: &RunArgs) -> Result<(), String> {
     let config = args.config()?;
     init_logging(&config.log);
     let proxy = Proxy::start(config).map_err(|e| e.to_string())?;
+    // POST /reload on the admin listener reads the same file and flags as SIGHUP.
+    let source = args.clone();
+    proxy.set_reload_source(move || {
+        source
+            .config()
+            .map_err(|message| slotgate::config::ConfigErrors::one("", message))
+    });
     // SIGHUP: re-read the file (with the same flags on top) and apply what can be reloaded.
     let mut on_hangup = || match args.config() {
         Ok(next) => {

@@ -2,7 +2,7 @@
 //! it is elsewhere or not ready: the reason clients never see MOVED, ASK or TRYAGAIN.
 //!
 //! ```text
-//!  route(out) ── table: slot → master ──► BackendConn::send
+//!  route(out) ── table: slot → master (reads: replica by read policy) ──► BackendConn::send
 //!      ▲                                   │ reply is MOVED  → patch the slot, refresh soon, resend to the named node
 //!      │                                   │ reply is ASK    → resend to the named node as ASKING + request
 //!      │                                   │ TRYAGAIN, CLUSTERDOWN, LOADING, MASTERDOWN → retry later
@@ -24,8 +24,10 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::backend::conn::{Hooks, Outbound};
+use crate::backend::pool::Pick;
 use crate::backend::redirect::Redirect;
 use crate::backend::BackendError;
+use crate::config::ReadPolicy;
 use crate::wake::LocalSignal;
 use crate::worker::Worker;
 
@@ -58,7 +60,9 @@ struct HeldRequest {
 }
 
 impl Worker {
-    /// Send `out` to the master of its slot in the current table (or to its pinned node).
+    /// Send `out` to the node of its slot in the current table (or to its pinned node): the
+    /// master, or for a read-only request the master or a replica as the shard's read policy
+    /// says.
     pub fn route(&self, out: Outbound, now: Instant) {
         if let Some(node) = out.node.clone() {
             return self.send_to(&node, out, now);
@@ -69,18 +73,60 @@ impl Worker {
             let error = BackendError::SlotUnserved(out.slot.get()).to_reply();
             return self.hold_or_fail(out, error, now);
         };
-        let conn = self
-            .pool_for(&out)
-            .borrow_mut()
-            .master_conn(&table, shard, out.client_id)
-            .cloned();
-        match conn {
-            Some(conn) => conn.send(out, now),
-            None => {
-                let error = BackendError::SlotUnserved(out.slot.get()).to_reply();
-                self.fail(out, error);
+        let mut pool = self.pool_for(&out).borrow_mut();
+        let pick = if out.readonly {
+            let topology = &self.topology;
+            pool.read_conn(
+                &table,
+                topology.health_generation(),
+                || Arc::clone(&topology.health()),
+                shard,
+                out.client_id,
+                out.retries,
+            )
+        } else {
+            match pool.master_conn(&table, shard, out.client_id) {
+                Some(conn) => Pick::Conn(conn),
+                None => Pick::NoShard,
             }
+        };
+        let conn = match pick {
+            Pick::Conn(conn) => conn.clone(),
+            Pick::NoShard => {
+                drop(pool);
+                let error = BackendError::SlotUnserved(out.slot.get()).to_reply();
+                return self.fail(out, error);
+            }
+            Pick::NoHealthyReplica => {
+                drop(pool);
+                let error = BackendError::NoReplica(out.slot.get()).to_reply();
+                return self.fail(out, error);
+            }
+        };
+        drop(pool);
+        conn.send(out, now);
+    }
+
+    /// A read handed back by a failed connection, on its first try, for a shard that reads
+    /// from replicas: send it again at once (to the master, or the next healthy replica)
+    /// rather than hold it until the health checker ejects the replica. Returns it otherwise.
+    fn reroute_read(&self, mut out: Outbound, now: Instant) -> Option<Outbound> {
+        if !out.readonly || out.node.is_some() || out.retries > 0 {
+            return Some(out);
         }
+        let table = self.topology.table();
+        let Some(shard) = table.shard_of(out.slot) else {
+            return Some(out);
+        };
+        let policy = self.pool_for(&out).borrow_mut().read_policy(&table, shard);
+        if policy == ReadPolicy::Master {
+            return Some(out);
+        }
+        drop(table);
+        out.retries = 1;
+        self.stats().retried();
+        self.route(out, now);
+        None
     }
 
     /// Send `out` to the node at `addr`, whatever the table says (a redirect named it).
@@ -272,7 +318,12 @@ impl Hooks for WorkerHooks {
 
     fn reroute(&self, out: Outbound, error: &BackendError) {
         match self.0.upgrade() {
-            Some(worker) => worker.hold_or_fail(out, error.to_reply(), Instant::now()),
+            Some(worker) => {
+                let now = Instant::now();
+                if let Some(out) = worker.reroute_read(out, now) {
+                    worker.hold_or_fail(out, error.to_reply(), now);
+                }
+            }
             None => out.reply.fill(error.to_reply()),
         }
     }

@@ -8,8 +8,9 @@
 //! Handing a new socket to a worker is the only cross-thread step, once per connection.
 //!
 //! Reload ([`ProxyHandle::reload`]): a new config is validated as a whole; if valid, the pool
-//! set / slot map / placement it describes is installed as a new slot table in one
-//! `ArcSwap::store`, and settings that only take effect at start (listener, workers, limits,
+//! set / slot map / placement / read policies it describes is installed as a new slot table in
+//! one `ArcSwap::store` (pools on Sentinel keep their resolved master, or are resolved in the
+//! background when new), and settings that only take effect at start (listener, workers, limits,
 //! timeouts, cluster settings) are reported and logged as not reloaded. If invalid, nothing
 //! changes.
 //! The admin HTTP listener, when configured, runs on a thread of its own (`slotgate-admin`).
@@ -22,7 +23,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -30,12 +31,14 @@ use socket2::{Domain, Socket, Type};
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::admin::{self, AdminState};
-use crate::config::{self, BackendTlsConfig, Config, ConfigErrors};
+use crate::config::{self, Config, ConfigErrors};
 use crate::lifecycle::DrainReport;
+use crate::reload::{ReloadError, Reloaded, Reloader};
 use crate::scripts::ScriptCache;
 use crate::stats::ProxyStats;
 use crate::tls::TlsContext;
-use crate::topology::{pools, Topology, TopologyError};
+use crate::topology::health::{self, HealthSettings};
+use crate::topology::{sentinel, Topology, TopologyError};
 use crate::worker::{self, NewClient, Shared, Signals};
 
 /// Why the proxy did not start.
@@ -73,13 +76,19 @@ impl Proxy {
         let tls = Arc::new(TlsContext::build(&config)?);
         let topology = Topology::new(&config, Arc::clone(&tls));
         if config.is_pool_mode() {
-            let table = pools::table_from_config(&config)
+            // Pools on Sentinel are resolved by the control thread's first refresh, below.
+            topology
+                .install_config(&config)
                 .map_err(|message| ConfigErrors::one("pools", message))?;
-            topology.install(table);
         }
         for warning in config.exposure_warnings() {
             tracing::warn!("SECURITY: {warning}");
         }
+        let health = HealthSettings::from_config(&config);
+        let (limits, connect_timeout) = (
+            config.protocol.limits(),
+            Duration::from_millis(config.backend.connect_timeout_ms),
+        );
         let listener = optional_bind(&config.proxy.listen)?;
         let tls_listener = optional_bind(&config.tls.listen)?;
         let tls_addr = tls_listener
@@ -109,13 +118,16 @@ impl Proxy {
         let scripts = Arc::new(ScriptCache::new());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (drain, drain_rx) = watch::channel(false);
-        let admin_state =
-            AdminState::new(Arc::clone(&topology), Arc::clone(&stats), config.clone());
+        let reloader = Reloader::new(config.clone(), Arc::clone(&topology), Arc::clone(&tls));
+        let admin_state = AdminState::new(
+            Arc::clone(&topology),
+            Arc::clone(&stats),
+            Arc::clone(&reloader),
+        );
         let mut handle = ProxyHandle {
             local_addr,
             tls_addr,
-            tls: Arc::clone(&tls),
-            config: Mutex::new(config.clone()),
+            reloader,
             admin_addr,
             topology: Arc::clone(&topology),
             stats: Arc::clone(&stats),
@@ -198,6 +210,8 @@ impl Proxy {
                     let _ = ready_tx.send(Ok(()));
                     tokio::select! {
                         () = Arc::clone(&control_topology).run() => {}
+                        () = health::run(Arc::clone(&control_topology), health) => {}
+                        () = sentinel::watch(Arc::clone(&control_topology), limits, connect_timeout) => {}
                         () = async {
                             // Accepting ends when the drain begins; the refresh task goes on.
                             accept_loop(listeners, senders, &mut drain_accept).await;
@@ -236,9 +250,8 @@ impl Proxy {
 pub struct ProxyHandle {
     local_addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
-    tls: Arc<TlsContext>,
-    /// The configuration in force (reloaded parts included).
-    config: Mutex<Config>,
+    /// The configuration in force and the means to reload it.
+    reloader: Arc<Reloader>,
     admin_addr: Option<SocketAddr>,
     topology: Arc<Topology>,
     stats: Arc<ProxyStats>,
@@ -322,84 +335,26 @@ impl ProxyHandle {
 
     /// A copy of the configuration in force.
     pub fn config(&self) -> Config {
-        self.lock_config().clone()
+        self.reloader.config()
     }
 
     /// Re-read `path` and [`ProxyHandle::reload`] it.
     pub fn reload_from_file(&self, path: &Path) -> Result<Reloaded, ReloadError> {
-        let config = Config::load(path).map_err(|errors| {
-            log_rejected(&errors);
-            ReloadError::Config(errors)
-        })?;
-        self.reload(config)
+        self.reloader.reload_from_file(path)
     }
 
-    /// Apply `next` to the running proxy: validate it; if valid, re-read the TLS certificate
-    /// files it names (for new connections) and install the slot table its pools describe
-    /// (pool mode) atomically, while clients stay connected and in-flight requests finish on
-    /// the backends they were sent to. Settings that cannot change while
-    /// running are left as they are, named in [`Reloaded::not_reloaded`] and logged. If
-    /// invalid, nothing changes and every problem is logged with its key path.
+    /// Apply `next` to the running proxy; see [`Reloader::reload`].
     pub fn reload(&self, next: Config) -> Result<Reloaded, ReloadError> {
-        if let Err(errors) = next.validate() {
-            log_rejected(&errors);
-            return Err(ReloadError::Config(errors));
-        }
-        let mut current = self.lock_config();
-        if current.is_pool_mode() != next.is_pool_mode() {
-            let error = ReloadError::ModeChange;
-            tracing::error!("config reload rejected, running configuration unchanged: {error}");
-            return Err(error);
-        }
-        let table = if next.is_pool_mode() {
-            match pools::table_from_config(&next) {
-                Ok(table) => Some(table),
-                Err(message) => {
-                    let errors = ConfigErrors::one("pools", message);
-                    log_rejected(&errors);
-                    return Err(ReloadError::Config(errors));
-                }
-            }
-        } else {
-            None
-        };
-        if let Err(errors) = self.tls.reload(&next) {
-            log_rejected(&errors);
-            return Err(ReloadError::Config(errors));
-        }
-        let not_reloaded = not_reloadable_changes(&current, &next);
-        for key in &not_reloaded {
-            tracing::warn!("config reload: {key} changed but cannot be reloaded; restart to apply");
-        }
-        let table_version = table.and_then(|t| self.topology.install(t));
-        current.pools = next.pools;
-        current.slots = next.slots;
-        current.placement = next.placement;
-        // The TLS files were re-read above; what they are is now in force.
-        current.tls.cert_file = next.tls.cert_file;
-        current.tls.key_file = next.tls.key_file;
-        current.tls.client_ca_file = next.tls.client_ca_file;
-        current.backend.tls = BackendTlsConfig {
-            enabled: current.backend.tls.enabled,
-            ..next.backend.tls
-        };
-        tracing::info!(
-            "config reloaded: {}",
-            match table_version {
-                Some(v) => format!("slot table version {v} installed"),
-                None => "routing unchanged".to_string(),
-            }
-        );
-        Ok(Reloaded {
-            table_version,
-            not_reloaded,
-        })
+        self.reloader.reload(next)
     }
 
-    fn lock_config(&self) -> std::sync::MutexGuard<'_, Config> {
-        // A panic while holding the lock cannot leave the config half-written: every update
-        // is a few plain assignments after all checks.
-        self.config.lock().unwrap_or_else(|e| e.into_inner())
+    /// Where `POST /reload` on the admin listener (and [`Reloader::reload_from_source`])
+    /// gets the configuration: typically the config file plus the command line.
+    pub fn set_reload_source(
+        &self,
+        source: impl Fn() -> Result<Config, ConfigErrors> + Send + Sync + 'static,
+    ) {
+        self.reloader.set_source(source);
     }
 
     /// Stop accepting, close every client and backend connection, and join all threads.
@@ -419,76 +374,6 @@ impl Drop for ProxyHandle {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// What a successful [`ProxyHandle::reload`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reloaded {
-    /// The version of the slot table installed, or `None` when routing did not change.
-    pub table_version: Option<u64>,
-    /// Key paths whose new values were not applied because they only take effect at start.
-    pub not_reloaded: Vec<String>,
-}
-
-/// Why a reload was rejected; the running configuration is unchanged.
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    /// The new configuration is invalid (every problem, with its key path).
-    #[error("invalid configuration:\n{0}")]
-    Config(ConfigErrors),
-    /// The new configuration switches between cluster mode and pool mode.
-    #[error("cannot switch between cluster mode and pool mode while running; restart instead")]
-    ModeChange,
-}
-
-fn log_rejected(errors: &ConfigErrors) {
-    tracing::error!(
-        "config reload rejected, running configuration unchanged:\n{}",
-        errors
-    );
-}
-
-/// The key paths of settings that differ between `running` and `next` but only take effect
-/// at start.
-fn not_reloadable_changes(running: &Config, next: &Config) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut check = |key: &str, changed: bool| {
-        if changed {
-            out.push(key.to_string());
-        }
-    };
-    check("proxy.listen", running.proxy.listen != next.proxy.listen);
-    check(
-        "proxy.max_clients",
-        running.proxy.max_clients != next.proxy.max_clients,
-    );
-    check("tls.listen", running.tls.listen != next.tls.listen);
-    check(
-        "tls.handshake_timeout_ms",
-        running.tls.handshake_timeout_ms != next.tls.handshake_timeout_ms,
-    );
-    check(
-        "backend.tls.enabled",
-        running.backend.tls.enabled != next.backend.tls.enabled,
-    );
-    check("proxy.workers", running.proxy.workers != next.proxy.workers);
-    check(
-        "proxy.max_pipeline_depth",
-        running.proxy.max_pipeline_depth != next.proxy.max_pipeline_depth,
-    );
-    check("cluster", running.cluster != next.cluster);
-    // backend.tls is handled above (its files are reloaded).
-    let without_tls = |b: &config::BackendConfig| config::BackendConfig {
-        tls: Default::default(),
-        ..b.clone()
-    };
-    check(
-        "backend",
-        without_tls(&running.backend) != without_tls(&next.backend),
-    );
-    check("protocol", running.protocol != next.protocol);
-    check("log.level", running.log.level != next.log.level);
-    out
 }
 
 /// Bind a client listener unless `addr` is empty.

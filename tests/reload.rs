@@ -185,12 +185,14 @@ async fn start_only_settings_are_reported_and_files_are_checked() {
 async fn sighup_reloads_the_file_of_slotgate_run() {
     let servers = common::standalone_servers(2);
     let port = slotgate::demo::free_port(false).unwrap();
+    let admin_port = slotgate::demo::free_port(false).unwrap();
     let dir = std::env::temp_dir().join(format!("slotgate-hup-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("pools.toml");
     let write = |owner: &str, extra: &str| {
         let text = format!(
             "[proxy]\nlisten = \"127.0.0.1:{port}\"\nworkers = 1\n[log]\nlevel = \"info\"\n\
+             [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\
              [pools.p0]\nmaster = \"{}\"\n[pools.p1]\nmaster = \"{}\"\n\
              [slots]\n\"0-16383\" = \"{owner}\"\n{extra}",
             servers[0].addr(),
@@ -248,10 +250,47 @@ async fn sighup_reloads_the_file_of_slotgate_run() {
     let v: Option<i64> = on1.get("still-p1").await.unwrap();
     assert_eq!(v, Some(3), "a bad file changed the routing");
 
+    // POST /reload on the admin listener does what SIGHUP does, and says what happened.
+    write("p0", "");
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], admin_port));
+    let (status, body) = http_post(admin, "/reload");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"reloaded\":true"), "{body}");
+    let mut on0 = client(servers[0].addr().parse().unwrap()).await;
+    let _: () = c.set("via-http", 4).await.unwrap();
+    let v: Option<i64> = on0.get("via-http").await.unwrap();
+    assert_eq!(v, Some(4), "POST /reload did not move the slots back to p0");
+    write("p1", "[bogus]\nx = 1\n");
+    let (status, body) = http_post(admin, "/reload");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("bogus: unknown key"), "{body}");
+    let _: () = c.set("still-p0", 5).await.unwrap();
+    let v: Option<i64> = on0.get("still-p0").await.unwrap();
+    assert_eq!(v, Some(5), "a rejected POST /reload changed the routing");
+
     let _ = child.kill();
     let _ = child.wait();
     let logged = std::fs::read_to_string(dir.join("slotgate.log")).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     assert!(logged.contains("config reloaded"), "{logged}");
     assert!(logged.contains("bogus: unknown key"), "{logged}");
+}
+
+/// `POST path` to the HTTP server at `addr`: `(status, body)`.
+fn http_post(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the admin listener");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
 }

@@ -29,7 +29,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::reload::{ReloadError, Reloader};
 use crate::stats::ProxyStats;
 use crate::topology::Topology;
 
@@ -48,7 +48,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 pub struct AdminState {
     topology: Arc<Topology>,
     stats: Arc<ProxyStats>,
-    config: Config,
+    reloader: Arc<Reloader>,
     health: Mutex<health::HealthMap>,
     history: Mutex<views::History>,
     draining: AtomicBool,
@@ -56,12 +56,16 @@ pub struct AdminState {
 
 impl AdminState {
     /// State for a proxy with this topology, these counters and this effective config.
-    pub fn new(topology: Arc<Topology>, stats: Arc<ProxyStats>, config: Config) -> Arc<Self> {
+    pub fn new(
+        topology: Arc<Topology>,
+        stats: Arc<ProxyStats>,
+        reloader: Arc<Reloader>,
+    ) -> Arc<Self> {
         let history = views::History::new(&stats);
         Arc::new(AdminState {
             topology,
             stats,
-            config,
+            reloader,
             health: Mutex::new(health::HealthMap::default()),
             history: Mutex::new(history),
             draining: AtomicBool::new(false),
@@ -148,6 +152,12 @@ async fn tick_loop(state: Arc<AdminState>) {
 
 /// Answer one admin request.
 async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.uri().path() == "/reload" {
+        if req.method() != Method::POST {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "use POST /reload\n");
+        }
+        return reload(state).await;
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported\n");
     }
@@ -163,7 +173,7 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
             text(status, &format!("{}\n", readiness.reason))
         }
         "/topology" => json(&views::topology(state)),
-        "/config" => json(&views::config(&state.config)),
+        "/config" => json(&views::config(&state.reloader.config())),
         "/stats" => json(&views::stats(state)),
         "/metrics" => respond(
             StatusCode::OK,
@@ -176,6 +186,31 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
             include_str!("dashboard.html").to_string(),
         ),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// `POST /reload`: re-read the configuration (file + command line) and apply it, as SIGHUP
+/// does. 200 with what was applied, 400 with every problem (nothing changed), 501 when the
+/// proxy has no file to read.
+async fn reload(state: &AdminState) -> Response<Full<Bytes>> {
+    let reloader = Arc::clone(&state.reloader);
+    // Reading the file and installing the table may block briefly: off the async thread.
+    let result = tokio::task::spawn_blocking(move || reloader.reload_from_source()).await;
+    match result {
+        Ok(Ok(done)) => json(&serde_json::json!({
+            "reloaded": true,
+            "table_version": done.table_version,
+            "not_reloaded": done.not_reloaded,
+        })),
+        Ok(Err(ReloadError::NoSource)) => text(
+            StatusCode::NOT_IMPLEMENTED,
+            &format!("{}\n", ReloadError::NoSource),
+        ),
+        Ok(Err(e)) => text(StatusCode::BAD_REQUEST, &format!("{e}\n")),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("reload failed: {e}\n"),
+        ),
     }
 }
 

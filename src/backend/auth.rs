@@ -31,6 +31,14 @@ impl Credentials {
         self.username.as_deref()
     }
 
+    /// The `AUTH` command's arguments, for control connections that build their own requests.
+    pub fn args(&self) -> Vec<&str> {
+        let mut args = vec!["AUTH"];
+        args.extend(self.username.as_deref());
+        args.push(&self.password);
+        args
+    }
+
     /// The `AUTH` request as RESP.
     pub fn auth_request(&self) -> Bytes {
         let mut args = vec![Bytes::from_static(b"AUTH")];

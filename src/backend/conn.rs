@@ -48,6 +48,8 @@ const HELLO_3: &[u8] = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
 
 /// The bytes of an `ASKING` command.
 const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
+/// The bytes of a `READONLY` command.
+const READONLY: &[u8] = b"*1\r\n$8\r\nREADONLY\r\n";
 
 /// Timeouts and limits shared by a worker's backend connections.
 #[derive(Clone, Debug)]
@@ -131,6 +133,9 @@ struct Inner {
     auth: Option<Arc<Credentials>>,
     /// Speak RESP3 (`HELLO 3` after connecting), for RESP3 clients.
     resp3: bool,
+    /// Send `READONLY` on every new socket (after `AUTH`): a cluster replica then serves
+    /// reads of its master's slots instead of answering MOVED.
+    readonly: bool,
     settings: Rc<ConnSettings>,
     hooks: Rc<dyn Hooks>,
     state: RefCell<State>,
@@ -172,11 +177,13 @@ struct Pending {
 }
 
 impl BackendConn {
-    /// A handle for `addr`, authenticating with `auth` if given and switching to RESP3 (`HELLO
-    /// 3`) if `resp3`; nothing is connected until the first request.
+    /// A handle for `addr`, authenticating with `auth` if given, sending `READONLY` after
+    /// connecting when `readonly` (cluster replicas), and switching to RESP3 (`HELLO 3`) if
+    /// `resp3`; nothing is connected until the first request.
     pub fn new(
         addr: Arc<str>,
         auth: Option<Arc<Credentials>>,
+        readonly: bool,
         resp3: bool,
         settings: Rc<ConnSettings>,
         hooks: Rc<dyn Hooks>,
@@ -185,6 +192,7 @@ impl BackendConn {
             inner: Rc::new(Inner {
                 addr,
                 auth,
+                readonly,
                 resp3,
                 settings,
                 hooks,
@@ -320,17 +328,7 @@ async fn connect(inner: Rc<Inner>, generation: u64) {
         }
     };
     if let Some(auth) = inner.auth.clone() {
-        let request = auth.auth_request();
-        let handshake = authenticate(&mut stream, &request, settings.limits);
-        let reason = match tokio::time::timeout(settings.connect_timeout, handshake).await {
-            Ok(Ok(())) => None,
-            Ok(Err(reason)) => Some(reason),
-            Err(_) => Some(format!(
-                "no AUTH reply within {} ms",
-                settings.connect_timeout.as_millis()
-            )),
-        };
-        if let Some(reason) = reason {
+        if let Err(reason) = handshake(&mut stream, &auth.auth_request(), &settings).await {
             let error = BackendError::Auth { addr, reason };
             let until = Instant::now() + settings.reconnect_backoff;
             inner.fail(generation, error.clone(), Phase::BackOff { until, error });
@@ -338,12 +336,24 @@ async fn connect(inner: Rc<Inner>, generation: u64) {
         }
     }
     if inner.resp3 {
-        let hello = authenticate(&mut stream, HELLO_3, settings.limits);
-        if let Err(reason) = tokio::time::timeout(settings.connect_timeout, hello)
-            .await
-            .unwrap_or_else(|_| Err("no reply to HELLO 3".into()))
-        {
-            let error = BackendError::Lost { addr, reason };
+        if let Err(reason) = handshake(&mut stream, HELLO_3, &settings).await {
+            let error = BackendError::Refused {
+                addr,
+                command: "HELLO 3",
+                reason,
+            };
+            let until = Instant::now() + settings.reconnect_backoff;
+            inner.fail(generation, error.clone(), Phase::BackOff { until, error });
+            return;
+        }
+    }
+    if inner.readonly {
+        if let Err(reason) = handshake(&mut stream, READONLY, &settings).await {
+            let error = BackendError::Refused {
+                addr,
+                command: "READONLY",
+                reason,
+            };
             let until = Instant::now() + settings.reconnect_backoff;
             inner.fail(generation, error.clone(), Phase::BackOff { until, error });
             return;
@@ -362,24 +372,38 @@ async fn connect(inner: Rc<Inner>, generation: u64) {
     read_loop(inner, generation, reader).await;
 }
 
-/// Send one handshake request (`AUTH …`, `HELLO 3`) on a fresh socket and read its one
-/// reply: `Err` holds the node's error line (Redis does not echo a password in it) or what
-/// went wrong.
-async fn authenticate(stream: &mut MaybeTls, request: &[u8], limits: Limits) -> Result<(), String> {
-    stream.write_all(request).await.map_err(|e| e.to_string())?;
-    stream.flush().await.map_err(|e| e.to_string())?;
-    let mut decoder = ReplyDecoder::new(limits);
-    let mut buf = BytesMut::with_capacity(512);
-    loop {
-        if let Some(reply) = decoder.decode(&mut buf).map_err(|e| e.to_string())? {
-            return match reply.error_message() {
-                Some(message) => Err(String::from_utf8_lossy(message).into_owned()),
-                None => Ok(()),
-            };
+/// Send one control request (`AUTH`, `HELLO 3`, `READONLY`) on a fresh socket and read its one reply,
+/// within the connect timeout: `Err` holds the node's error line (Redis does not echo an
+/// AUTH password in it) or what went wrong.
+async fn handshake(
+    stream: &mut MaybeTls,
+    request: &[u8],
+    settings: &ConnSettings,
+) -> Result<(), String> {
+    let exchange = async {
+        stream.write_all(request).await.map_err(|e| e.to_string())?;
+        // Free on plain TCP; TLS may hold the tail of a record until it.
+        stream.flush().await.map_err(|e| e.to_string())?;
+        let mut decoder = ReplyDecoder::new(settings.limits);
+        let mut buf = BytesMut::with_capacity(512);
+        loop {
+            if let Some(reply) = decoder.decode(&mut buf).map_err(|e| e.to_string())? {
+                return match reply.error_message() {
+                    Some(message) => Err(String::from_utf8_lossy(message).into_owned()),
+                    None => Ok(()),
+                };
+            }
+            if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+                return Err("connection closed during the handshake".to_string());
+            }
         }
-        if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
-            return Err("connection closed during AUTH".into());
-        }
+    };
+    match tokio::time::timeout(settings.connect_timeout, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "no reply within {} ms",
+            settings.connect_timeout.as_millis()
+        )),
     }
 }
 

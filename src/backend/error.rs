@@ -64,9 +64,22 @@ pub enum BackendError {
         /// The node's reply.
         reason: String,
     },
+    /// The node refused a command the proxy sends on each new connection (`READONLY`).
+    #[error("backend {addr} refused {command} ({reason})")]
+    Refused {
+        /// The node.
+        addr: String,
+        /// The command.
+        command: &'static str,
+        /// The node's reply.
+        reason: String,
+    },
     /// No node serves the request's slot.
     #[error("hash slot {0} is not served by any node")]
     SlotUnserved(u16),
+    /// `read_policy = "replica"` and no replica of the slot's shard is healthy.
+    #[error("no healthy replica serves hash slot {0} (read_policy = \"replica\")")]
+    NoReplica(u16),
 }
 
 impl BackendError {
@@ -80,7 +93,9 @@ impl BackendError {
             BackendError::Lost { .. } => "lost",
             BackendError::Protocol { .. } => "protocol",
             BackendError::Auth { .. } => "auth",
+            BackendError::Refused { .. } => "refused",
             BackendError::SlotUnserved(_) => "slot_unserved",
+            BackendError::NoReplica(_) => "no_replica",
         }
     }
 

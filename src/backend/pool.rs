@@ -1,9 +1,14 @@
-//! A worker's backend connections, and the route from a slot table's shard to one of them.
+//! A worker's backend connections, and the route from a slot table's shard to one of them:
+//! the master for writes, a master or replica for reads as the shard's read policy says.
 //!
 //! Connections are keyed by node address, so a new slot table keeps every connection to a
 //! node that is still in it (with the same credentials: a reload that changes a pool's
-//! password opens new connections and retires the old ones). Per table version the pool caches shard index → connections, so
-//! the request path is two vector lookups, no hashing.
+//! password opens new connections and retires the old ones). Masters and replicas are kept
+//! apart: a cluster replica's connections send `READONLY` first, a master's never do.
+//!
+//! Per table version the pool caches shard index → connections, and per health generation
+//! the indices of the shard's healthy replicas, so picking a connection is a few vector
+//! lookups: no hashing and no allocation per request.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -11,13 +16,38 @@ use std::sync::Arc;
 
 use super::auth::Credentials;
 use super::conn::{BackendConn, ConnSettings, Hooks};
-use crate::topology::SlotTable;
+use crate::config::ReadPolicy;
+use crate::topology::{Health, SlotTable};
 
 /// The connections to one node and the credentials they authenticate with.
 struct Node {
     auth: Option<Arc<Credentials>>,
     conns: Vec<BackendConn>,
 }
+
+/// One shard's connections, as the current table and health view describe it.
+#[derive(Default)]
+struct ShardConns {
+    master: Vec<BackendConn>,
+    policy: ReadPolicy,
+    /// Every replica the table lists, in table order.
+    replicas: Vec<(Arc<str>, Vec<BackendConn>)>,
+    /// Indices into `replicas` of those the health view does not count as down.
+    healthy: Vec<usize>,
+}
+
+/// Where a read goes, or why it cannot go anywhere.
+pub enum Pick<'a> {
+    /// Send it on this connection.
+    Conn(&'a BackendConn),
+    /// The table has no such shard.
+    NoShard,
+    /// The shard reads from replicas only and none is healthy.
+    NoHealthyReplica,
+}
+
+/// Marks the health cache as stale (no generation ever has this value).
+const STALE: u64 = u64::MAX;
 
 /// The backend connections of one worker.
 pub struct BackendPool {
@@ -26,10 +56,15 @@ pub struct BackendPool {
     settings: Rc<ConnSettings>,
     per_node: usize,
     hooks: Rc<dyn Hooks>,
-    by_addr: HashMap<Arc<str>, Node>,
+    masters: HashMap<Arc<str>, Node>,
+    replicas: HashMap<Arc<str>, Node>,
     /// Table version the `by_shard` cache was built for (0 = none).
     version: u64,
-    by_shard: Vec<Vec<BackendConn>>,
+    /// Health generation the `healthy` lists were built for.
+    health_generation: u64,
+    by_shard: Vec<ShardConns>,
+    /// Turns of the round-robin read policy.
+    rotation: u64,
 }
 
 impl BackendPool {
@@ -41,9 +76,12 @@ impl BackendPool {
             settings: Rc::new(settings),
             per_node: per_node.max(1),
             hooks,
-            by_addr: HashMap::new(),
+            masters: HashMap::new(),
+            replicas: HashMap::new(),
             version: 0,
+            health_generation: STALE,
             by_shard: Vec::new(),
+            rotation: 0,
         }
     }
 
@@ -59,8 +97,72 @@ impl BackendPool {
         if self.version != table.version() {
             self.rebuild(table);
         }
-        let conns = self.by_shard.get(shard)?;
-        conns.get((client_id % conns.len() as u64) as usize)
+        pick(&self.by_shard.get(shard)?.master, client_id)
+    }
+
+    /// The shard's read policy in the cached table (`table` is synced first).
+    pub fn read_policy(&mut self, table: &SlotTable, shard: usize) -> ReadPolicy {
+        if self.version != table.version() {
+            self.rebuild(table);
+        }
+        self.by_shard
+            .get(shard)
+            .map_or(ReadPolicy::Master, |s| s.policy)
+    }
+
+    /// The connection a read-only request of `client_id` for `shard` uses, by the shard's
+    /// read policy. `attempt` counts earlier tries of this request: a retried read goes to
+    /// the master (`prefer-replica`, `round-robin`) or to the next healthy replica
+    /// (`replica`). `health` is called only when `health_generation` differs from the one
+    /// the cache was built for.
+    pub fn read_conn(
+        &mut self,
+        table: &SlotTable,
+        health_generation: u64,
+        health: impl FnOnce() -> Arc<Health>,
+        shard: usize,
+        client_id: u64,
+        attempt: u8,
+    ) -> Pick<'_> {
+        if self.version != table.version() {
+            self.rebuild(table);
+        }
+        if self.health_generation != health_generation {
+            let health = health();
+            for entry in &mut self.by_shard {
+                entry.healthy = (0..entry.replicas.len())
+                    .filter(|&i| !health.is_down(&entry.replicas[i].0))
+                    .collect();
+            }
+            self.health_generation = health_generation;
+        }
+        let Some(entry) = self.by_shard.get(shard) else {
+            return Pick::NoShard;
+        };
+        let healthy = entry.healthy.len() as u64;
+        let replica = |turn: u64| {
+            let index = entry.healthy.get((turn % healthy.max(1)) as usize)?;
+            pick(&entry.replicas.get(*index)?.1, client_id)
+        };
+        let chosen = match entry.policy {
+            ReadPolicy::Master => pick(&entry.master, client_id),
+            ReadPolicy::PreferReplica if attempt == 0 && healthy > 0 => replica(client_id),
+            ReadPolicy::PreferReplica => pick(&entry.master, client_id),
+            ReadPolicy::Replica if healthy == 0 => return Pick::NoHealthyReplica,
+            ReadPolicy::Replica => replica(client_id.wrapping_add(u64::from(attempt))),
+            ReadPolicy::RoundRobin if attempt > 0 || healthy == 0 => pick(&entry.master, client_id),
+            ReadPolicy::RoundRobin => {
+                self.rotation = self.rotation.wrapping_add(1);
+                match self.rotation % (healthy + 1) {
+                    0 => pick(&entry.master, client_id),
+                    turn => replica(turn - 1),
+                }
+            }
+        };
+        match chosen {
+            Some(conn) => Pick::Conn(conn),
+            None => Pick::NoShard,
+        }
     }
 
     /// The connection `client_id` uses for the node at `addr`, which need not be in `table`
@@ -74,23 +176,24 @@ impl BackendPool {
         if self.version != table.version() {
             self.rebuild(table);
         }
-        let node = match self.by_addr.get(addr) {
+        let node = match self.masters.get(addr) {
             Some(node) => node,
             None => {
-                let node = self.open(addr, None);
-                self.by_addr.entry(Arc::clone(addr)).or_insert(node)
+                let node = self.open(addr, None, false);
+                self.masters.entry(Arc::clone(addr)).or_insert(node)
             }
         };
         // `open` never returns an empty list: per_node >= 1.
         node.conns[(client_id % node.conns.len() as u64) as usize].clone()
     }
 
-    fn open(&self, addr: &Arc<str>, auth: Option<Arc<Credentials>>) -> Node {
+    fn open(&self, addr: &Arc<str>, auth: Option<Arc<Credentials>>, readonly: bool) -> Node {
         let conns = (0..self.per_node)
             .map(|_| {
                 BackendConn::new(
                     Arc::clone(addr),
                     auth.clone(),
+                    readonly,
                     self.resp3,
                     Rc::clone(&self.settings),
                     Rc::clone(&self.hooks),
@@ -101,39 +204,88 @@ impl BackendPool {
     }
 
     fn rebuild(&mut self, table: &SlotTable) {
-        let mut next_by_addr = HashMap::with_capacity(table.shards().len());
+        // Cluster replicas need READONLY to serve reads; standalone replicas serve them as is.
+        let replica_readonly = self.settings.follow_redirects;
+        let mut masters = std::mem::take(&mut self.masters);
+        let mut replicas = std::mem::take(&mut self.replicas);
+        let mut next_masters = HashMap::with_capacity(table.shards().len());
+        let mut next_replicas = HashMap::new();
+        let mut by_shard = Vec::with_capacity(table.shards().len());
         for shard in table.shards() {
-            let node = match self.by_addr.remove(&shard.master) {
-                Some(node) if node.auth == shard.auth => node,
-                Some(stale) => {
-                    // Credentials changed: new connections, the old ones finish and close.
-                    stale.conns.iter().for_each(BackendConn::retire);
-                    self.open(&shard.master, shard.auth.clone())
-                }
-                None => self.open(&shard.master, shard.auth.clone()),
-            };
-            next_by_addr.insert(Arc::clone(&shard.master), node);
+            let master = self.keep_or_open(
+                &mut masters,
+                &mut next_masters,
+                &shard.master,
+                &shard.auth,
+                false,
+            );
+            let replica_conns = shard
+                .replicas
+                .iter()
+                .map(|addr| {
+                    let conns = self.keep_or_open(
+                        &mut replicas,
+                        &mut next_replicas,
+                        addr,
+                        &shard.auth,
+                        replica_readonly,
+                    );
+                    (Arc::clone(addr), conns)
+                })
+                .collect();
+            by_shard.push(ShardConns {
+                master,
+                policy: shard.read_policy,
+                replicas: replica_conns,
+                healthy: Vec::new(),
+            });
         }
         // Nodes no longer in the table: finish what they hold, then close.
-        for node in self.by_addr.drain().map(|(_, node)| node) {
+        for node in masters.into_values().chain(replicas.into_values()) {
             node.conns.iter().for_each(BackendConn::retire);
         }
-        self.by_shard = table
-            .shards()
-            .iter()
-            .map(|s| {
-                next_by_addr
-                    .get(&s.master)
-                    .map(|n: &Node| n.conns.clone())
-                    .unwrap_or_default()
-            })
-            .collect();
-        self.by_addr = next_by_addr;
+        self.masters = next_masters;
+        self.replicas = next_replicas;
+        self.by_shard = by_shard;
         self.version = table.version();
+        self.health_generation = STALE;
+    }
+
+    /// The connections to `addr` with `auth`: moved from `old` if it has them (with the same
+    /// credentials), found in `next` if already moved, or opened; recorded in `next`.
+    fn keep_or_open(
+        &self,
+        old: &mut HashMap<Arc<str>, Node>,
+        next: &mut HashMap<Arc<str>, Node>,
+        addr: &Arc<str>,
+        auth: &Option<Arc<Credentials>>,
+        readonly: bool,
+    ) -> Vec<BackendConn> {
+        if let Some(node) = next.get(addr) {
+            return node.conns.clone();
+        }
+        let node = match old.remove(addr) {
+            Some(node) if node.auth == *auth => node,
+            Some(stale) => {
+                // Credentials changed: new connections, the old ones finish and close.
+                stale.conns.iter().for_each(BackendConn::retire);
+                self.open(addr, auth.clone(), readonly)
+            }
+            None => self.open(addr, auth.clone(), readonly),
+        };
+        let conns = node.conns.clone();
+        next.insert(Arc::clone(addr), node);
+        conns
     }
 
     /// Number of nodes this pool has connections (open or not yet opened) for.
     pub fn nodes(&self) -> usize {
-        self.by_addr.len()
+        self.masters.len() + self.replicas.len()
     }
+}
+
+/// The connection of `conns` that `client_id` uses.
+#[inline]
+fn pick(conns: &[BackendConn], client_id: u64) -> Option<&BackendConn> {
+    conns.get((client_id % conns.len().max(1) as u64) as usize)
 }

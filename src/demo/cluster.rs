@@ -439,6 +439,7 @@ fn node_spec(opts: &ClusterOptions, port: u16, dir: PathBuf) -> NodeSpec {
         binary: opts.redis_server.clone(),
         cluster_node_timeout_ms: Some(opts.node_timeout_ms),
         extra_args: opts.extra_args.clone(),
+        sentinel_config: None,
     }
 }
 

@@ -28,4 +28,4 @@ mod topology;
 pub use cluster::{ClusterOptions, LocalCluster, NodeInfo, Role};
 pub use error::DemoError;
 pub use ports::free_port;
-pub use server::{RedisServer, ServerOptions};
+pub use server::{RedisServer, SentinelOptions, SentinelServer, ServerOptions};

@@ -45,34 +45,43 @@ pub(crate) struct NodeSpec {
     pub(crate) cluster_node_timeout_ms: Option<u64>,
     /// Appended last, so they override ours.
     pub(crate) extra_args: Vec<String>,
+    /// Run as a Sentinel with this (writable) config file.
+    pub(crate) sentinel_config: Option<PathBuf>,
 }
 
 impl NodeSpec {
     /// The full `redis-server` argument list.
     fn args(&self) -> Vec<String> {
-        let mut args: Vec<String> = [
-            "--port",
-            &self.port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            &self.dir.to_string_lossy(),
-            "--daemonize",
-            "no",
-            // Log to stdout, which we redirect to LOG_FILE.
-            "--logfile",
-            "",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            // Replicas sync at once instead of waiting 5 s for more replicas to batch with.
-            "--repl-diskless-sync-delay",
-            "0",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut args: Vec<String> = Vec::new();
+        if let Some(config) = &self.sentinel_config {
+            // The config file must come first; Sentinel rewrites it as it learns.
+            args.push(config.to_string_lossy().into_owned());
+            args.push("--sentinel".into());
+        }
+        args.extend(
+            [
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                &self.dir.to_string_lossy(),
+                "--daemonize",
+                "no",
+                // Log to stdout, which we redirect to LOG_FILE.
+                "--logfile",
+                "",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                // Replicas sync at once instead of waiting 5 s for more replicas to batch with.
+                "--repl-diskless-sync-delay",
+                "0",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
         if let Some(timeout) = self.cluster_node_timeout_ms {
             for arg in [
                 "--cluster-enabled",
@@ -316,6 +325,7 @@ mod tests {
             binary: PathBuf::from("redis-server"),
             cluster_node_timeout_ms: Some(5000),
             extra_args: vec!["--save".into(), "60 1".into()],
+            sentinel_config: None,
         };
         let args = spec.args();
         let joined = args.join(" ");
@@ -338,6 +348,7 @@ mod tests {
             binary: PathBuf::from("redis-server"),
             cluster_node_timeout_ms: None,
             extra_args: vec![],
+            sentinel_config: None,
         };
         let err = RedisProcess::start(spec.clone(), false).unwrap_err();
         assert!(err.to_string().contains("Address already in use"), "{err}");

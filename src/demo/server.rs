@@ -53,6 +53,7 @@ impl RedisServer {
             binary: opts.redis_server,
             cluster_node_timeout_ms: None,
             extra_args: opts.extra_args,
+            sentinel_config: None,
         };
         let process = RedisProcess::start(spec, auto_port)?;
         Ok(RedisServer { process, dir })
@@ -93,6 +94,84 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         // Best effort; the field drops that follow repeat it and then remove the temp dir.
+        let _ = self.process.kill();
+    }
+}
+
+/// A Redis Sentinel (`redis-server CONFIG --sentinel`) on loopback watching one master,
+/// killed on drop.
+#[derive(Debug)]
+pub struct SentinelServer {
+    // Declared before `dir`: the process must be gone before its directory is removed.
+    process: RedisProcess,
+    dir: ScratchDir,
+}
+
+/// What a [`SentinelServer`] monitors and how quickly it fails over.
+#[derive(Debug, Clone)]
+pub struct SentinelOptions {
+    /// The master name (`sentinel monitor NAME …`).
+    pub master_name: String,
+    /// The master's `HOST:PORT`.
+    pub master: String,
+    /// Sentinels that must agree the master is down.
+    pub quorum: u32,
+    /// `down-after-milliseconds`.
+    pub down_after_ms: u64,
+    /// `failover-timeout`.
+    pub failover_timeout_ms: u64,
+}
+
+impl SentinelServer {
+    /// Starts a sentinel on a free port and waits until it answers.
+    pub fn start(opts: &SentinelOptions) -> Result<SentinelServer, DemoError> {
+        let dir = ScratchDir::new(None, "slotgate-sentinel")?;
+        let (host, port) = opts.master.rsplit_once(':').ok_or_else(|| {
+            DemoError::io("sentinel master", std::io::Error::other("not HOST:PORT"))
+        })?;
+        let name = &opts.master_name;
+        let config = dir.path().join("sentinel.conf");
+        let text = format!(
+            "sentinel monitor {name} {host} {port} {quorum}\n\
+             sentinel down-after-milliseconds {name} {down}\n\
+             sentinel failover-timeout {name} {failover}\n\
+             sentinel parallel-syncs {name} 1\n",
+            quorum = opts.quorum,
+            down = opts.down_after_ms,
+            failover = opts.failover_timeout_ms,
+        );
+        std::fs::write(&config, text)
+            .map_err(|e| DemoError::io(format!("cannot write {}", config.display()), e))?;
+        let spec = NodeSpec {
+            port: ports::free_port(false)?,
+            dir: dir.path().to_path_buf(),
+            binary: PathBuf::from("redis-server"),
+            cluster_node_timeout_ms: None,
+            extra_args: Vec::new(),
+            sentinel_config: Some(config),
+        };
+        let process = RedisProcess::start(spec, true)?;
+        Ok(SentinelServer { process, dir })
+    }
+
+    /// `"127.0.0.1:PORT"`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.process.port())
+    }
+
+    /// The pid of the running process, `None` after it was killed.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
+    /// The working directory (holds `redis.log` and the rewritten `sentinel.conf`).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SentinelServer {
+    fn drop(&mut self) {
         let _ = self.process.kill();
     }
 }

@@ -14,22 +14,26 @@
 //! still claims the slots it lost in a failover) cannot drag the table backwards.
 
 pub mod discovery;
+pub mod health;
 pub mod pools;
+pub mod sentinel;
 pub mod table;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, Guard};
 use tokio::sync::Notify;
 
 use crate::backend::oneshot;
-use crate::config::Config;
+use crate::config::{Config, ReadPolicy};
 use crate::resp::{Frame, Limits};
 use crate::tls::{BackendTls, TlsContext};
 
-pub use table::{Shard, ShardInfo, SlotTable, TableError};
+pub use health::Health;
+pub use table::{Shard, ShardInfo, ShardSettings, SlotTable, TableError};
 
 /// Why no usable table could be obtained.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -37,6 +41,9 @@ pub enum TopologyError {
     /// No node answered with a usable layout; one reason per node tried.
     #[error("no cluster node gave a usable topology: {}", .0.join("; "))]
     NoUsableAnswer(Vec<String>),
+    /// Pool mode: no sentinel named the master of some pool; one reason per pool.
+    #[error("cannot resolve pool masters through Sentinel: {}", .0.join("; "))]
+    Sentinel(Vec<String>),
 }
 
 /// How many usable views a refresh collects before choosing the freshest.
@@ -53,20 +60,38 @@ struct Settings {
     refresh_min_gap: Duration,
     query_timeout: Duration,
     limits: Limits,
+    /// Cluster mode: the read policy of every shard.
+    read_policy: ReadPolicy,
     /// TLS to the nodes, when `backend.tls` is enabled.
     tls: Arc<TlsContext>,
+}
+
+/// Pool mode: what the table is built from. Only the control thread and reloads touch it.
+#[derive(Debug)]
+struct PoolState {
+    /// The pool configuration in force.
+    config: Arc<Config>,
+    /// Masters named by Sentinel so far, by pool name.
+    sentinel_masters: BTreeMap<String, String>,
 }
 
 /// The live slot table and the machinery that keeps it current.
 #[derive(Debug)]
 pub struct Topology {
     table: ArcSwap<SlotTable>,
-    /// Pool mode: the table comes from config, never from discovery.
+    /// Pool mode: the table comes from config (and Sentinel), never from discovery.
     pool_mode: bool,
     settings: Arc<Settings>,
     wake: Notify,
     versions: AtomicU64,
     refreshes: AtomicU64,
+    pools: Mutex<PoolState>,
+    /// Raised when a reload changes the sentinels pools follow.
+    sentinels_changed: Notify,
+    /// Nodes the health checker counts as down.
+    health: ArcSwap<Health>,
+    /// Bumped after each new [`Health`] is stored: workers compare it to skip the load.
+    health_generation: AtomicU64,
 }
 
 impl Topology {
@@ -85,12 +110,154 @@ impl Topology {
                     config.backend.connect_timeout_ms + config.backend.request_timeout_ms,
                 ),
                 limits: config.protocol.limits(),
+                read_policy: config.backend.read_policy,
                 tls,
             }),
             wake: Notify::new(),
             versions: AtomicU64::new(0),
             refreshes: AtomicU64::new(0),
+            pools: Mutex::new(PoolState {
+                config: Arc::new(config.clone()),
+                sentinel_masters: BTreeMap::new(),
+            }),
+            sentinels_changed: Notify::new(),
+            health: ArcSwap::from_pointee(Health::default()),
+            health_generation: AtomicU64::new(0),
         })
+    }
+
+    /// The nodes the health checker counts as down: a lock-free load.
+    #[inline]
+    pub fn health(&self) -> Guard<Arc<Health>> {
+        self.health.load()
+    }
+
+    /// A number that changes whenever [`Topology::health`] does (one atomic load): a reader
+    /// that saw generation `g` and [`Topology::health`] after it is current until it changes.
+    #[inline]
+    pub fn health_generation(&self) -> u64 {
+        self.health_generation.load(Ordering::Acquire)
+    }
+
+    /// Publish a new health view (the health checker's job).
+    pub fn publish_health(&self, health: Health) {
+        self.health.store(Arc::new(health));
+        // After the store: a reader that sees the new generation loads the new view.
+        self.health_generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Pool mode: build the table `config` describes (with the Sentinel masters known so far)
+    /// and publish it unless it routes like the current one. Returns the new version, or
+    /// `None` when unchanged; `Err` (nothing changed) when the pools do not make a table.
+    /// Pools that follow Sentinel and are new or changed are resolved in the background.
+    pub fn install_config(&self, config: &Config) -> Result<Option<u64>, String> {
+        let mut state = self.lock_pools();
+        let mut masters = state.sentinel_masters.clone();
+        // Keep a resolved master only while its pool still follows the same sentinels.
+        masters.retain(
+            |name, _| match (state.config.pools.get(name), config.pools.get(name)) {
+                (Some(old), Some(new)) => {
+                    new.uses_sentinel()
+                        && old.sentinels == new.sentinels
+                        && old.master_name == new.master_name
+                }
+                _ => false,
+            },
+        );
+        let table = pools::table_for(config, &masters)?;
+        let sentinels_changed = sentinel_sets(&state.config) != sentinel_sets(config);
+        let unresolved = config
+            .pools
+            .iter()
+            .any(|(name, pool)| pool.uses_sentinel() && !masters.contains_key(name));
+        state.config = Arc::new(config.clone());
+        state.sentinel_masters = masters;
+        let version = self.install(table);
+        drop(state);
+        if sentinels_changed {
+            self.sentinels_changed.notify_one();
+        }
+        if unresolved {
+            self.request_refresh();
+        }
+        Ok(version)
+    }
+
+    /// The distinct sets of sentinels the pools in force follow.
+    pub fn sentinel_sets(&self) -> Vec<Vec<String>> {
+        sentinel_sets(&self.lock_pools().config)
+    }
+
+    /// Wait until a reload changes the sentinels pools follow.
+    pub async fn sentinels_changed(&self) {
+        self.sentinels_changed.notified().await;
+    }
+
+    /// The masters Sentinel named, by pool name.
+    pub fn sentinel_masters(&self) -> BTreeMap<String, String> {
+        self.lock_pools().sentinel_masters.clone()
+    }
+
+    fn lock_pools(&self) -> MutexGuard<'_, PoolState> {
+        // Every update of the state is a few assignments after all fallible work: a panic
+        // elsewhere cannot leave it half-written.
+        self.pools.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Pool mode: ask each Sentinel pool's sentinels for its master; publish a new table if
+    /// one changed. `Err` names the pools no sentinel could resolve (the others are applied).
+    async fn resolve_sentinels(&self) -> Result<bool, TopologyError> {
+        let config = Arc::clone(&self.lock_pools().config);
+        let mut found = BTreeMap::new();
+        let mut reasons = Vec::new();
+        for (name, pool) in config.pools.iter().filter(|(_, p)| p.uses_sentinel()) {
+            let master_name = pool.master_name.as_deref().unwrap_or_default();
+            let resolved = sentinel::resolve(
+                &pool.sentinels,
+                master_name,
+                self.settings.query_timeout,
+                self.settings.limits,
+            )
+            .await;
+            match resolved {
+                Ok(addr) => {
+                    found.insert(name.clone(), addr);
+                }
+                Err(reason) => reasons.push(format!("pool {name:?} ({master_name}): {reason}")),
+            }
+        }
+        if found.is_empty() && reasons.is_empty() {
+            return Ok(false);
+        }
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.lock_pools();
+        if !Arc::ptr_eq(&state.config, &config) {
+            // A reload raced with us; it asked for another refresh, which will redo this.
+            return Ok(false);
+        }
+        let mut masters = state.sentinel_masters.clone();
+        for (name, addr) in found {
+            if masters.get(&name) != Some(&addr) {
+                tracing::info!(pool = %name, master = %addr, "Sentinel names the pool's master");
+                masters.insert(name, addr);
+            }
+        }
+        let mut changed = false;
+        if masters != state.sentinel_masters {
+            match pools::table_for(&config, &masters) {
+                Ok(table) => {
+                    state.sentinel_masters = masters;
+                    changed = self.install(table).is_some();
+                }
+                Err(reason) => reasons.push(reason),
+            }
+        }
+        drop(state);
+        if reasons.is_empty() {
+            Ok(changed)
+        } else {
+            Err(TopologyError::Sentinel(reasons))
+        }
     }
 
     /// The current table: a lock-free load, cheap enough for every request.
@@ -146,14 +313,18 @@ impl Topology {
     }
 
     /// Discover the layout now and publish it if the routing changed. Returns whether it did.
-    /// In pool mode there is nothing to discover: always `Ok(false)`.
+    /// In pool mode there is nothing to discover, but pools that follow Sentinel are resolved
+    /// again (`Ok(false)` at once when there are none).
     pub async fn refresh(&self) -> Result<bool, TopologyError> {
         if self.pool_mode {
-            return Ok(false);
+            return self.resolve_sentinels().await;
         }
         self.refreshes.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("slotgate_topology_refreshes_total").increment(1);
-        let found = self.discover().await?;
+        let found = self
+            .discover()
+            .await?
+            .with_read_policy(self.settings.read_policy);
         let current = self.table.load_full();
         if current.version() > 0 && current.same_routing(&found) {
             return Ok(false);
@@ -218,12 +389,9 @@ impl Topology {
     }
 
     /// Refresh forever: every `refresh_interval_ms`, and soon after [`Topology::request_refresh`].
-    /// Ends when its runtime is dropped.
-    /// In pool mode it never returns and does nothing (no discovery).
+    /// Ends when its runtime is dropped. In pool mode a refresh only re-resolves the pools
+    /// that follow Sentinel.
     pub async fn run(self: Arc<Self>) {
-        if self.pool_mode {
-            return std::future::pending().await;
-        }
         let mut last = Instant::now();
         loop {
             let _ =
@@ -296,6 +464,17 @@ impl Topology {
         best.map(|view| view.table)
             .ok_or(TopologyError::NoUsableAnswer(reasons))
     }
+}
+
+/// The distinct sentinel lists of `config`'s pools, in pool order.
+fn sentinel_sets(config: &Config) -> Vec<Vec<String>> {
+    let mut sets: Vec<Vec<String>> = Vec::new();
+    for pool in config.pools.values().filter(|p| p.uses_sentinel()) {
+        if !sets.contains(&pool.sentinels) {
+            sets.push(pool.sentinels.clone());
+        }
+    }
+    sets
 }
 
 /// One node's view as a table, or why it is not usable.

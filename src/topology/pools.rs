@@ -5,44 +5,70 @@
 //! the slot map gives it (or an even share); with ketama placement, routing unit `i` is pool
 //! `i`, and the table carries the continuum that maps keys to units.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::backend::Credentials;
 use crate::config::{Config, Distribution};
 use crate::placement::{Ketama, KetamaServer, Placement};
 
-use super::table::{ShardInfo, SlotTable};
+use super::table::{ShardInfo, ShardSettings, SlotTable};
 
-/// The table a pool-mode `config` describes (version 0; the topology numbers it). The config
-/// should have passed [`Config::validate`]; what still does not fit is returned as text.
+/// The table a pool-mode `config` describes (version 0; the topology numbers it), for a
+/// config whose pools all have a fixed master. See [`table_for`].
 pub fn table_from_config(config: &Config) -> Result<SlotTable, String> {
+    table_for(config, &BTreeMap::new())
+}
+
+/// The table a pool-mode `config` describes, with the masters Sentinel named so far
+/// (`sentinel_masters`: pool name → `HOST:PORT`). A Sentinel pool whose master is not known
+/// yet is left out: its slots are unserved (clients get a clear error) until it is resolved.
+/// The config should have passed [`Config::validate`]; what still does not fit is returned
+/// as text.
+pub fn table_for(
+    config: &Config,
+    sentinel_masters: &BTreeMap<String, String>,
+) -> Result<SlotTable, String> {
     let ketama = config.placement.distribution == Distribution::Ketama;
-    let shards: Vec<ShardInfo> = if ketama {
-        config
-            .pools
-            .values()
-            .enumerate()
-            .map(|(i, pool)| {
-                let unit = u16::try_from(i).map_err(|_| "too many pools".to_string())?;
-                Ok(ShardInfo {
-                    ranges: vec![(unit, unit)],
-                    master: pool.master.clone(),
-                    replicas: pool.replicas.clone(),
-                })
-            })
-            .collect::<Result<_, String>>()?
-    } else {
-        config
-            .pool_slot_ranges()
-            .into_iter()
-            .zip(config.pools.values())
-            .map(|((_, ranges), pool)| ShardInfo {
-                ranges,
-                master: pool.master.clone(),
-                replicas: pool.replicas.clone(),
-            })
-            .collect()
-    };
+    let ranges = config.pool_slot_ranges();
+    let mut shards: Vec<ShardInfo> = Vec::with_capacity(config.pools.len());
+    let mut settings: Vec<ShardSettings> = Vec::with_capacity(config.pools.len());
+    let mut owners: BTreeMap<&str, &str> = BTreeMap::new();
+    for (i, ((name, pool), (_, slot_ranges))) in config.pools.iter().zip(ranges).enumerate() {
+        let master = if pool.uses_sentinel() {
+            match sentinel_masters.get(name) {
+                Some(master) => master.as_str(),
+                None => continue,
+            }
+        } else {
+            pool.master.as_str()
+        };
+        if let Some(other) = owners.insert(master, name) {
+            return Err(format!(
+                "pools {other:?} and {name:?} both have {master} as their master"
+            ));
+        }
+        let ranges = if ketama {
+            let unit = u16::try_from(i).map_err(|_| "too many pools".to_string())?;
+            vec![(unit, unit)]
+        } else {
+            slot_ranges
+        };
+        shards.push(ShardInfo {
+            ranges,
+            master: master.to_string(),
+            replicas: pool.replicas.clone(),
+        });
+        settings.push(ShardSettings {
+            auth: pool.password.as_ref().map(|password| {
+                Arc::new(Credentials::new(
+                    pool.username.clone(),
+                    password.expose().to_string(),
+                ))
+            }),
+            read_policy: pool.read_policy.unwrap_or(config.backend.read_policy),
+        });
+    }
     let placement = if ketama {
         let servers: Vec<KetamaServer> = config
             .pools
@@ -62,25 +88,14 @@ pub fn table_from_config(config: &Config) -> Result<SlotTable, String> {
     } else {
         Placement::Slots
     };
-    let auth = config
-        .pools
-        .values()
-        .map(|pool| {
-            pool.password.as_ref().map(|password| {
-                Arc::new(Credentials::new(
-                    pool.username.clone(),
-                    password.expose().to_string(),
-                ))
-            })
-        })
-        .collect();
     let table = SlotTable::from_shards(&shards, 0).map_err(|e| e.to_string())?;
-    Ok(table.with_pool_settings(placement, auth))
+    Ok(table.with_pool_settings(placement, settings))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ReadPolicy;
     use crate::slot::Slot;
 
     #[test]
@@ -101,6 +116,33 @@ mod tests {
         assert_eq!(table.covered_slots(), 16384);
         assert!(table.shards()[1].auth.is_some());
         assert_eq!(table.placement(), &Placement::Slots);
+        assert_eq!(table.shards()[0].read_policy, ReadPolicy::Master);
+    }
+
+    #[test]
+    fn sentinel_pools_wait_for_their_master_and_policies_apply() {
+        let config = Config::parse(
+            "[backend]\nread_policy = \"prefer-replica\"\n\
+             [pools.a]\nmaster = \"127.0.0.1:7001\"\nread_policy = \"replica\"\n\
+             replicas = [\"127.0.0.1:7101\"]\n\
+             [pools.b]\nsentinels = [\"127.0.0.1:26379\"]\nmaster_name = \"mb\"\n\
+             replicas = [\"127.0.0.1:7102\"]\n",
+        )
+        .unwrap();
+        config.validate().unwrap();
+        let table = table_from_config(&config).unwrap();
+        assert_eq!(table.shards().len(), 1);
+        assert_eq!(table.shards()[0].read_policy, ReadPolicy::Replica);
+        assert!(table.shard_of(Slot::new(16383).unwrap()).is_none());
+        let masters = BTreeMap::from([("b".to_string(), "127.0.0.1:7002".to_string())]);
+        let table = table_for(&config, &masters).unwrap();
+        let b = &table.shards()[table.shard_of(Slot::new(16383).unwrap()).unwrap()];
+        assert_eq!(&*b.master, "127.0.0.1:7002");
+        assert_eq!(b.read_policy, ReadPolicy::PreferReplica);
+        assert_eq!(b.replicas, [Arc::from("127.0.0.1:7102")]);
+        // Sentinel naming another pool's master is refused, not merged.
+        let clash = BTreeMap::from([("b".to_string(), "127.0.0.1:7001".to_string())]);
+        assert!(table_for(&config, &clash).is_err());
     }
 
     #[test]

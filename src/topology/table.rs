@@ -9,6 +9,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::backend::Credentials;
+use crate::config::ReadPolicy;
 use crate::placement::Placement;
 use crate::slot::{Slot, SLOT_COUNT};
 
@@ -35,6 +36,17 @@ pub struct Shard {
     pub replicas: Vec<Arc<str>>,
     /// Credentials for `AUTH` on new connections (pool mode), if configured.
     pub auth: Option<Arc<Credentials>>,
+    /// Where this shard's read-only commands go.
+    pub read_policy: ReadPolicy,
+}
+
+/// Per-shard settings a config adds to a table: credentials and read policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShardSettings {
+    /// Credentials for `AUTH` on new connections, if any.
+    pub auth: Option<Arc<Credentials>>,
+    /// Where the shard's read-only commands go.
+    pub read_policy: ReadPolicy,
 }
 
 /// Why a set of shards does not make a table.
@@ -106,6 +118,7 @@ impl SlotTable {
                         master: info.master.as_str().into(),
                         replicas: info.replicas.iter().map(|r| r.as_str().into()).collect(),
                         auth: None,
+                        read_policy: ReadPolicy::Master,
                     });
                     table.shards.len() - 1
                 }
@@ -131,15 +144,25 @@ impl SlotTable {
     }
 
     /// This table with `placement` (how keys become slots) and, per shard index, the
-    /// credentials its connections authenticate with. Extra entries are ignored.
+    /// credentials its connections authenticate with and its read policy. Extra entries are
+    /// ignored.
     pub fn with_pool_settings(
         mut self,
         placement: Placement,
-        auth: Vec<Option<Arc<Credentials>>>,
+        settings: Vec<ShardSettings>,
     ) -> SlotTable {
         self.placement = Arc::new(placement);
-        for (shard, auth) in self.shards.iter_mut().zip(auth) {
-            shard.auth = auth;
+        for (shard, settings) in self.shards.iter_mut().zip(settings) {
+            shard.auth = settings.auth;
+            shard.read_policy = settings.read_policy;
+        }
+        self
+    }
+
+    /// This table with every shard reading by `policy` (cluster mode: one policy for all).
+    pub fn with_read_policy(mut self, policy: ReadPolicy) -> SlotTable {
+        for shard in &mut self.shards {
+            shard.read_policy = policy;
         }
         self
     }
@@ -228,10 +251,16 @@ impl SlotTable {
         let index = match next.shards.iter().position(|s| s.master == *addr) {
             Some(i) => i,
             None => {
+                // Cluster mode has one read policy for every shard: the new one shares it.
+                let read_policy = next
+                    .shards
+                    .first()
+                    .map_or_else(Default::default, |s| s.read_policy);
                 next.shards.push(Shard {
                     master: Arc::clone(addr),
                     replicas: Vec::new(),
                     auth: None,
+                    read_policy,
                 });
                 next.shards.len() - 1
             }

@@ -275,3 +275,79 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 pub fn with_admin(config: &mut Config) {
     config.admin.listen = "127.0.0.1:0".into();
 }
+
+/// `n` standalone redis-servers replicating `master` (`--replicaof`), each with its
+/// replication link up before this returns. Killed on drop, by the harness, by PID.
+pub fn replicas_of(master: &RedisServer, n: usize) -> Vec<RedisServer> {
+    let replicas: Vec<RedisServer> = (0..n)
+        .map(|_| {
+            RedisServer::start(ServerOptions {
+                extra_args: ["--replicaof", "127.0.0.1", &master.port().to_string()]
+                    .map(String::from)
+                    .to_vec(),
+                ..ServerOptions::default()
+            })
+            .expect("start a replica")
+        })
+        .collect();
+    for replica in &replicas {
+        wait_link_up(replica.addr().parse().expect("replica address"));
+    }
+    replicas
+}
+
+/// Wait (up to 10 s) until the replica at `addr` reports `master_link_status:up`.
+pub fn wait_link_up(addr: SocketAddr) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while info_value(addr, "replication", "master_link_status").as_deref() != Some("up") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replica {addr} never linked to its master"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The value of `field` in `INFO section` of the server at `addr` (via redis-cli).
+pub fn info_value(addr: SocketAddr, section: &str, field: &str) -> Option<String> {
+    let text = redis_cli(addr, &["INFO", section]);
+    text.lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .map(|v| v.trim().to_string())
+}
+
+/// How many times the server at `addr` ran `command` since its stats were last reset
+/// (`INFO commandstats`, `cmdstat_get:calls=N,…`).
+pub fn command_calls(addr: SocketAddr, command: &str) -> u64 {
+    info_value(addr, "commandstats", &format!("cmdstat_{command}"))
+        .and_then(|v| {
+            v.split(',')
+                .find_map(|kv| kv.strip_prefix("calls=")?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// `CONFIG RESETSTAT` on the server at `addr`.
+pub fn reset_stats(addr: SocketAddr) {
+    assert_eq!(redis_cli(addr, &["CONFIG", "RESETSTAT"]), "OK");
+}
+
+/// Block until `replicas` replicas of the master at `master` have everything it has written
+/// so far: a write and `WAIT` on one direct connection (WAIT counts that connection's own
+/// writes, and replication is ordered, so earlier writes of any client are covered). Returns
+/// WAIT's count. `key` must be one the master serves (cluster: a key of its slots).
+pub async fn wait_replicated(master: SocketAddr, replicas: usize, key: &str) -> i64 {
+    let mut c = client(master).await;
+    let _: () = redis::cmd("SET")
+        .arg(key)
+        .arg(1)
+        .query_async(&mut c)
+        .await
+        .expect("SET on the master");
+    redis::cmd("WAIT")
+        .arg(replicas)
+        .arg(10_000)
+        .query_async(&mut c)
+        .await
+        .expect("WAIT on the master")
+}
