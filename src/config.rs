@@ -45,6 +45,34 @@ pub struct Config {
     pub admin: AdminConfig,
     /// How particular commands are served.
     pub commands: CommandsConfig,
+    /// Client authentication and per-user permissions.
+    pub auth: AuthConfig,
+}
+
+/// Client authentication: a password for the default user and/or named users. Empty (the
+/// default): no authentication, like Redis' `nopass` default user.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// Password of the default user (`AUTH password`), like Redis' `requirepass`.
+    pub password: Option<Secret>,
+    /// Named users (`AUTH name password`).
+    pub users: Vec<UserConfig>,
+}
+
+/// One named user.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct UserConfig {
+    /// The user name.
+    pub name: String,
+    /// Its password.
+    pub password: Secret,
+    /// Command rules applied in order, as in Redis ACL: `+@all`, `-@dangerous`, `+get`,
+    /// `-config|set`, `allcommands`, `nocommands`. Nothing is allowed until a rule allows it.
+    pub commands: Vec<String>,
+    /// Key prefixes the user may touch; empty = every key.
+    pub key_prefixes: Vec<String>,
 }
 
 /// How particular commands are served.
@@ -635,6 +663,7 @@ impl Config {
             );
         }
 
+        errors.extend(crate::auth::validate(&self.auth));
         if errors.is_empty() {
             Ok(())
         } else {

@@ -7,6 +7,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admin;
+pub mod auth;
 pub mod backend;
 pub mod command;
 pub mod config;

@@ -171,6 +171,7 @@ fn not_reloadable_changes(running: &Config, next: &Config) -> Vec<String> {
         }
     };
     check("proxy.listen", running.proxy.listen != next.proxy.listen);
+    check("auth", running.auth != next.auth);
     check("proxy.workers", running.proxy.workers != next.proxy.workers);
     check(
         "proxy.max_pipeline_depth",

@@ -54,6 +54,8 @@ pub struct Worker {
     pub allow_flush: bool,
     /// The node key-less scripts run on (`None`: a random master).
     pub keyless_scripts: Option<Arc<str>>,
+    /// Who clients may authenticate as.
+    pub users: crate::auth::Users,
     /// Tells this worker's sessions to finish what they owe and close (graceful shutdown).
     pub drain: SessionDrain,
 }
@@ -129,6 +131,7 @@ pub fn run(
         scripts,
         allow_flush: config.commands.allow_flush,
         keyless_scripts: config.commands.keyless_scripts_node().map(Arc::from),
+        users: crate::auth::Users::from_config(&config.auth),
         drain: SessionDrain::default(),
     });
     local.spawn_local(router::retry_loop(Rc::downgrade(&worker)));

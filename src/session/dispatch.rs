@@ -60,6 +60,15 @@ impl Session {
             let table = self.worker.topology.table();
             route(request.args(), table.placement())
         };
+        if !self.authenticated || self.user.is_some() {
+            if let Some(refusal) = self.refusal(&route, request.args()) {
+                // Inside MULTI a refused command aborts the transaction, as in Redis.
+                if let Some(tx) = self.tx.as_mut() {
+                    tx.fail();
+                }
+                return self.queue.push_ready(refusal);
+            }
+        }
         if self.tx.is_some() {
             return self.in_transaction(request, route);
         }
@@ -222,6 +231,37 @@ impl Session {
             Route::Sub(sub) => self.subscription(request.args(), sub),
             Route::Refused(reply) => self.queue.push_ready(reply),
         }
+    }
+
+    /// The error for a client that may not run this request: not authenticated yet
+    /// (`NOAUTH`), or a user without the permission (`NOPERM`). AUTH, HELLO and QUIT are
+    /// always let through (they authenticate or leave).
+    fn refusal(&self, route: &Route, args: &[Bytes]) -> Option<Bytes> {
+        if matches!(
+            route,
+            Route::Local(Local::Auth | Local::Hello | Local::Quit) | Route::Pinned(Pinned::Reset)
+        ) {
+            return None;
+        }
+        if !self.authenticated {
+            return Some(error("NOAUTH Authentication required."));
+        }
+        let user = self.user.as_ref()?;
+        let spec = command::lookup(args)?;
+        if !user.may_run(spec) {
+            let denied = crate::auth::Denied::Command;
+            return Some(error(&denied.message(spec.name)));
+        }
+        let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
+        if spec.routing_args(args, &mut keys).is_ok()
+            && !keys
+                .iter()
+                .filter_map(|&i| args.get(i))
+                .all(|k| user.may_access(k))
+        {
+            return Some(error(&crate::auth::Denied::Key.message(spec.name)));
+        }
+        None
     }
 
     /// Send each part of `merge` to its master.

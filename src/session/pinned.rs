@@ -105,6 +105,13 @@ pub(super) struct Watched {
     slot: Slot,
 }
 
+impl Transaction {
+    /// A command was refused while queueing: EXEC will answer EXECABORT.
+    pub(super) fn fail(&mut self) {
+        self.failed = true;
+    }
+}
+
 impl Session {
     /// Serve a transaction or blocking command outside MULTI. Exclusive ones are deferred to
     /// the session loop, which runs them once earlier replies are in.
@@ -342,6 +349,11 @@ impl Session {
     /// subscription.
     fn reset(&mut self) {
         self.resp3 = false;
+        // RESET also logs the client out, where logging in is required.
+        if self.worker.users.required() {
+            self.authenticated = false;
+            self.user = None;
+        }
         self.tx = None;
         self.release_watch();
         self.unsubscribe_all();
