@@ -84,6 +84,11 @@ pub struct CommandsConfig {
     /// Where EVAL/EVALSHA/FCALL without keys run: `"random"` (a different master each time)
     /// or one node's `HOST:PORT`.
     pub keyless_scripts: String,
+    /// Commands refused with an error (by their real name).
+    pub deny: Vec<String>,
+    /// Renamed commands: real name → the name clients must use (`""` disables it), like
+    /// Redis' `rename-command`.
+    pub rename: BTreeMap<String, String>,
 }
 
 impl Default for CommandsConfig {
@@ -91,6 +96,8 @@ impl Default for CommandsConfig {
         CommandsConfig {
             allow_flush: true,
             keyless_scripts: "random".into(),
+            deny: Vec::new(),
+            rename: BTreeMap::new(),
         }
     }
 }
@@ -664,6 +671,31 @@ impl Config {
         }
 
         errors.extend(crate::auth::validate(&self.auth));
+        let known = |name: &str| {
+            let name = name.to_ascii_lowercase();
+            crate::command::all().iter().any(|c| c.name == name)
+        };
+        for (i, name) in self.commands.deny.iter().enumerate() {
+            if !known(name) {
+                errors.push(ConfigError {
+                    path: format!("commands.deny[{i}]"),
+                    message: format!("unknown command {name:?}"),
+                });
+            }
+        }
+        for (from, to) in &self.commands.rename {
+            if !known(from) {
+                errors.push(ConfigError {
+                    path: format!("commands.rename.{from}"),
+                    message: format!("unknown command {from:?}"),
+                });
+            } else if !to.is_empty() && (known(to) || to.contains(char::is_whitespace)) {
+                errors.push(ConfigError {
+                    path: format!("commands.rename.{from}"),
+                    message: format!("{to:?} is an existing command or not a valid name"),
+                });
+            }
+        }
         if errors.is_empty() {
             Ok(())
         } else {

@@ -15,6 +15,7 @@ pub mod demo;
 pub mod info;
 pub mod lifecycle;
 pub mod placement;
+pub mod policy;
 pub mod reload;
 pub mod resp;
 pub mod router;

@@ -172,6 +172,7 @@ fn not_reloadable_changes(running: &Config, next: &Config) -> Vec<String> {
     };
     check("proxy.listen", running.proxy.listen != next.proxy.listen);
     check("auth", running.auth != next.auth);
+    check("commands", running.commands != next.commands);
     check("proxy.workers", running.proxy.workers != next.proxy.workers);
     check(
         "proxy.max_pipeline_depth",

@@ -56,6 +56,8 @@ pub struct Worker {
     pub keyless_scripts: Option<Arc<str>>,
     /// Who clients may authenticate as.
     pub users: crate::auth::Users,
+    /// The deny list and rename map, when configured.
+    pub command_policy: Option<crate::policy::CommandPolicy>,
     /// Tells this worker's sessions to finish what they owe and close (graceful shutdown).
     pub drain: SessionDrain,
 }
@@ -132,6 +134,7 @@ pub fn run(
         allow_flush: config.commands.allow_flush,
         keyless_scripts: config.commands.keyless_scripts_node().map(Arc::from),
         users: crate::auth::Users::from_config(&config.auth),
+        command_policy: crate::policy::CommandPolicy::from_config(&config.commands),
         drain: SessionDrain::default(),
     });
     local.spawn_local(router::retry_loop(Rc::downgrade(&worker)));

@@ -56,6 +56,13 @@ pub(super) enum Route {
 impl Session {
     /// Serve one request: its reply takes the next place in the session's reply queue.
     pub(super) fn dispatch(&mut self, request: Request, now: Instant) {
+        let request = match &self.worker.command_policy {
+            None => request,
+            Some(policy) => match policy.check(request) {
+                crate::policy::Verdict::Serve(request) => request,
+                crate::policy::Verdict::Refuse(text) => return self.queue.push_ready(error(&text)),
+            },
+        };
         let route = {
             let table = self.worker.topology.table();
             route(request.args(), table.placement())
