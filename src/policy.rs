@@ -24,15 +24,6 @@ pub struct CommandPolicy {
     hidden: HashSet<Vec<u8>>,
 }
 
-/// What the policy says about a request.
-#[derive(Debug)]
-pub enum Verdict {
-    /// Serve it as it is.
-    Serve(Request),
-    /// Refuse it with this error text (without `-` and CRLF).
-    Refuse(String),
-}
-
 impl CommandPolicy {
     /// The policy `config` describes, or `None` when it has no deny list and no renames.
     pub fn from_config(config: &CommandsConfig) -> Option<CommandPolicy> {
@@ -52,28 +43,29 @@ impl CommandPolicy {
         })
     }
 
-    /// Apply the policy to `request`.
-    pub fn check(&self, request: Request) -> Verdict {
+    /// Apply the policy to `request`: the request to serve (renamed back to its real name), or
+    /// the error text (without `-` and CRLF) to refuse it with.
+    pub fn check(&self, request: Request) -> Result<Request, String> {
         let Some(name) = request.args().first().map(|n| n.to_ascii_lowercase()) else {
-            return Verdict::Serve(request);
+            return Ok(request);
         };
         if let Some(real) = self.renamed.get(&name) {
             if self.deny.contains(&real[..]) {
-                return Verdict::Refuse(denied(real));
+                return Err(denied(real));
             }
             let args = std::iter::once(real.clone()).chain(request.args()[1..].iter().cloned());
-            return Verdict::Serve(Request::from_args(args));
+            return Ok(Request::from_args(args));
         }
         if self.hidden.contains(&name) {
-            return Verdict::Refuse(format!(
+            return Err(format!(
                 "ERR unknown command '{}', with args beginning with: ",
                 String::from_utf8_lossy(&request.args()[0])
             ));
         }
         if self.deny.contains(&name) {
-            return Verdict::Refuse(denied(&name));
+            return Err(denied(&name));
         }
-        Verdict::Serve(request)
+        Ok(request)
     }
 }
 
@@ -103,10 +95,7 @@ mod tests {
     fn check(p: &CommandPolicy, words: &[&str]) -> Result<Vec<Bytes>, String> {
         let request =
             Request::from_args(words.iter().map(|w| Bytes::copy_from_slice(w.as_bytes())));
-        match p.check(request) {
-            Verdict::Serve(r) => Ok(r.args().to_vec()),
-            Verdict::Refuse(e) => Err(e),
-        }
+        p.check(request).map(|r| r.args().to_vec())
     }
 
     #[test]

@@ -59,8 +59,8 @@ impl Session {
         let request = match &self.worker.command_policy {
             None => request,
             Some(policy) => match policy.check(request) {
-                crate::policy::Verdict::Serve(request) => request,
-                crate::policy::Verdict::Refuse(text) => return self.queue.push_ready(error(&text)),
+                Ok(request) => request,
+                Err(text) => return self.queue.push_ready(error(&text)),
             },
         };
         let route = {
