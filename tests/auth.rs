@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::lines;
+
 use common::Raw;
 use slotgate::config::{Secret, UserConfig};
 
@@ -23,13 +25,6 @@ fn users_config(config: &mut slotgate::config::Config) {
             key_prefixes: vec![],
         },
     ];
-}
-
-fn lines(raw: &mut Raw, commands: &[&str]) -> Vec<String> {
-    for c in commands {
-        raw.send(format!("{c}\r\n").as_bytes());
-    }
-    commands.iter().map(|_| raw.read_line()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -152,13 +152,7 @@ impl Session {
                     },
                     other => other,
                 };
-                let (masters, slots): (Vec<_>, Vec<Slot>) = self
-                    .worker
-                    .topology
-                    .table()
-                    .serving_masters()
-                    .into_iter()
-                    .unzip();
+                let (masters, slots) = self.serving_masters();
                 if masters.is_empty() {
                     self.queue
                         .push_ready(error("CLUSTERDOWN no master serves any slot"));
@@ -173,13 +167,7 @@ impl Session {
                 if !text.is_empty() {
                     text.push_str("\r\n");
                 }
-                let (masters, slots): (Vec<_>, Vec<Slot>) = self
-                    .worker
-                    .topology
-                    .table()
-                    .serving_masters()
-                    .into_iter()
-                    .unzip();
+                let (masters, slots) = self.serving_masters();
                 if masters.is_empty() {
                     text.push_str("# Keyspace\r\n");
                     return self
@@ -269,6 +257,16 @@ impl Session {
             return Some(error(&crate::auth::Denied::Key.message(spec.name)));
         }
         None
+    }
+
+    /// Every master that serves slots, in address order, and one slot each serves.
+    fn serving_masters(&self) -> (Vec<Arc<str>>, Vec<Slot>) {
+        self.worker
+            .topology
+            .table()
+            .serving_masters()
+            .into_iter()
+            .unzip()
     }
 
     /// Send each part of `merge` to its master.

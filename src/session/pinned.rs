@@ -222,22 +222,7 @@ impl Session {
                 let bound =
                     blocking_timeout(request.args()).map(|wait| wait + self.worker.request_timeout);
                 self.last_write = Some(slot);
-                match on_master(
-                    &self.worker,
-                    Some(slot),
-                    request.raw(),
-                    1,
-                    bound,
-                    self.resp3,
-                )
-                .await
-                {
-                    Ok((conn, replies)) => {
-                        self.worker.idle.borrow_mut().put(conn);
-                        last(replies)
-                    }
-                    Err(reply) => reply,
-                }
+                self.run_alone(Some(slot), request.raw(), 1, bound).await
             }
             Exclusive::Wait => {
                 super::wait::wait(&self.worker, self.last_write, request.args()).await
@@ -286,22 +271,25 @@ impl Session {
                 Err(e) => e.to_reply(),
             },
             Some(Watched { conn: None, .. }) => self.null_array(),
-            None => match on_master(
-                &self.worker,
-                slot,
-                &payload,
-                replies,
-                Some(timeout),
-                self.resp3,
-            )
-            .await
-            {
-                Ok((conn, replies)) => {
-                    self.worker.idle.borrow_mut().put(conn);
-                    last(replies)
-                }
-                Err(reply) => reply,
-            },
+            None => self.run_alone(slot, &payload, replies, Some(timeout)).await,
+        }
+    }
+
+    /// [`on_master`] in the session's protocol; the connection goes back to the idle set and
+    /// the last reply (or the error) is the answer.
+    async fn run_alone(
+        &self,
+        slot: Option<Slot>,
+        payload: &[u8],
+        replies: usize,
+        bound: Option<Duration>,
+    ) -> Bytes {
+        match on_master(&self.worker, slot, payload, replies, bound, self.resp3).await {
+            Ok((conn, replies)) => {
+                self.worker.idle.borrow_mut().put(conn);
+                last(replies)
+            }
+            Err(reply) => reply,
         }
     }
 
