@@ -47,6 +47,8 @@ pub struct Config {
     pub commands: CommandsConfig,
     /// The TLS client listener (optionally mutual TLS).
     pub tls: TlsConfig,
+    /// Client authentication and per-user permissions.
+    pub auth: AuthConfig,
 }
 
 /// The TLS client listener. Certificate files are read at start and re-read on every reload;
@@ -97,6 +99,32 @@ pub struct BackendTlsConfig {
     pub key_file: String,
 }
 
+/// Client authentication: a password for the default user and/or named users. Empty (the
+/// default): no authentication, like Redis' `nopass` default user.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// Password of the default user (`AUTH password`), like Redis' `requirepass`.
+    pub password: Option<Secret>,
+    /// Named users (`AUTH name password`).
+    pub users: Vec<UserConfig>,
+}
+
+/// One named user.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct UserConfig {
+    /// The user name.
+    pub name: String,
+    /// Its password.
+    pub password: Secret,
+    /// Command rules applied in order, as in Redis ACL: `+@all`, `-@dangerous`, `+get`,
+    /// `-config|set`, `allcommands`, `nocommands`. Nothing is allowed until a rule allows it.
+    pub commands: Vec<String>,
+    /// Key prefixes the user may touch; empty = every key.
+    pub key_prefixes: Vec<String>,
+}
+
 /// How particular commands are served.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
@@ -106,6 +134,11 @@ pub struct CommandsConfig {
     /// Where EVAL/EVALSHA/FCALL without keys run: `"random"` (a different master each time)
     /// or one node's `HOST:PORT`.
     pub keyless_scripts: String,
+    /// Commands refused with an error (by their real name).
+    pub deny: Vec<String>,
+    /// Renamed commands: real name → the name clients must use (`""` disables it), like
+    /// Redis' `rename-command`.
+    pub rename: BTreeMap<String, String>,
 }
 
 impl Default for CommandsConfig {
@@ -113,6 +146,8 @@ impl Default for CommandsConfig {
         CommandsConfig {
             allow_flush: true,
             keyless_scripts: "random".into(),
+            deny: Vec::new(),
+            rename: BTreeMap::new(),
         }
     }
 }
@@ -704,6 +739,32 @@ impl Config {
             );
         }
 
+        errors.extend(crate::auth::validate(&self.auth));
+        let known = |name: &str| {
+            let name = name.to_ascii_lowercase();
+            crate::command::all().iter().any(|c| c.name == name)
+        };
+        for (i, name) in self.commands.deny.iter().enumerate() {
+            if !known(name) {
+                errors.push(ConfigError {
+                    path: format!("commands.deny[{i}]"),
+                    message: format!("unknown command {name:?}"),
+                });
+            }
+        }
+        for (from, to) in &self.commands.rename {
+            if !known(from) {
+                errors.push(ConfigError {
+                    path: format!("commands.rename.{from}"),
+                    message: format!("unknown command {from:?}"),
+                });
+            } else if !to.is_empty() && (known(to) || to.contains(char::is_whitespace)) {
+                errors.push(ConfigError {
+                    path: format!("commands.rename.{from}"),
+                    message: format!("{to:?} is an existing command or not a valid name"),
+                });
+            }
+        }
         if errors.is_empty() {
             Ok(())
         } else {
@@ -937,10 +998,13 @@ impl Config {
 
     /// Listeners reachable from other machines while no client authentication is configured:
     /// one message per such listener, logged as a warning at start (Redis' protected mode
-    /// idea). A TLS listener with `tls.client_ca_file` authenticates its clients, so it is
-    /// not named.
+    /// idea). With `[auth]` (a password or users) nothing is named; a TLS listener with
+    /// `tls.client_ca_file` authenticates its clients by certificate, so it is not named either.
     pub fn exposure_warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if self.auth.password.is_some() || !self.auth.users.is_empty() {
+            return out;
+        }
         let mut check = |key: &str, addr: &str| {
             if addr.is_empty() {
                 return;
@@ -953,8 +1017,8 @@ impl Config {
                 out.push(format!(
                     "{key} = {addr:?} is reachable from other machines and slotgate has no \
                      client authentication configured: anyone who can reach it can read and \
-                     write every key. Listen on 127.0.0.1, or use tls.listen with \
-                     tls.client_ca_file (mutual TLS)."
+                     write every key. Listen on 127.0.0.1, set [auth] password or users, or \
+                     use tls.listen with tls.client_ca_file (mutual TLS)."
                 ));
             }
         };
@@ -1112,6 +1176,9 @@ mod tests {
         assert_eq!(c.exposure_warnings().len(), 1);
         c.proxy.listen = "192.0.2.7:6380".into();
         assert_eq!(c.exposure_warnings().len(), 1);
+        // Client authentication configured: nothing to warn about.
+        c.auth.password = Some(Secret::new("pw"));
+        assert!(c.exposure_warnings().is_empty());
     }
 
     #[test]

@@ -90,6 +90,7 @@ fn section(name: &str, worker: &Worker, out: &mut String) {
             kv(out, "proxy_uptime_in_seconds", &proxy.uptime_secs());
             kv(out, "proxy_workers", &proxy.worker_count());
             kv(out, "proxy_clients", &proxy.clients());
+            kv(out, "auth_failures", &proxy.auth_failures_total());
             kv(out, "backend_masters", &table.shards().len());
             let replicas: usize = table.shards().iter().map(|s| s.replicas.len()).sum();
             kv(out, "backend_replicas", &replicas);

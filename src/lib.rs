@@ -7,6 +7,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admin;
+pub mod auth;
 pub mod backend;
 pub mod command;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod demo;
 pub mod info;
 pub mod lifecycle;
 pub mod placement;
+pub mod policy;
 pub mod reload;
 pub mod resp;
 pub mod router;

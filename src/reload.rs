@@ -204,6 +204,8 @@ fn not_reloadable_changes(running: &Config, next: &Config) -> Vec<String> {
         "backend.tls.enabled",
         running.backend.tls.enabled != next.backend.tls.enabled,
     );
+    check("auth", running.auth != next.auth);
+    check("commands", running.commands != next.commands);
     check("proxy.workers", running.proxy.workers != next.proxy.workers);
     check(
         "proxy.max_pipeline_depth",

@@ -22,6 +22,7 @@ pub struct WorkerStats {
     try_again: AtomicU64,
     retried: AtomicU64,
     failed: AtomicU64,
+    auth_failures: AtomicU64,
     picks: AtomicU64,
     /// Reply latency histogram (see [`LATENCY_BUCKETS`]) and the sum of latencies in µs.
     latency: [AtomicU64; LATENCY_BUCKETS],
@@ -83,6 +84,11 @@ impl WorkerStats {
     /// A request failed with a proxy-side backend error.
     pub fn failed(&self) {
         self.failed.fetch_add(1, Relaxed);
+    }
+
+    /// A client gave wrong credentials.
+    pub fn auth_failed(&self) {
+        self.auth_failures.fetch_add(1, Relaxed);
     }
 
     /// `n` replies were written to their client `elapsed` after their request was read.
@@ -295,6 +301,11 @@ impl ProxyStats {
     /// Requests that failed with a proxy-side backend error since start.
     pub fn failed_total(&self) -> u64 {
         self.sum(|w| &w.failed)
+    }
+
+    /// Wrong AUTH / HELLO AUTH credentials, over all workers.
+    pub fn auth_failures_total(&self) -> u64 {
+        self.sum(|w| &w.auth_failures)
     }
 
     /// The reply latency histogram merged over all workers.

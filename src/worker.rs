@@ -82,6 +82,10 @@ pub struct Worker {
     pub allow_flush: bool,
     /// The node key-less scripts run on (`None`: a random master).
     pub keyless_scripts: Option<Arc<str>>,
+    /// Who clients may authenticate as.
+    pub users: crate::auth::Users,
+    /// The deny list and rename map, when configured.
+    pub command_policy: Option<crate::policy::CommandPolicy>,
     /// Tells this worker's sessions to finish what they owe and close (graceful shutdown).
     pub drain: SessionDrain,
     /// TLS material (listener acceptor, backend connector), re-read on reload.
@@ -171,6 +175,8 @@ pub fn run(
         scripts,
         allow_flush: config.commands.allow_flush,
         keyless_scripts: config.commands.keyless_scripts_node().map(Arc::from),
+        users: crate::auth::Users::from_config(&config.auth),
+        command_policy: crate::policy::CommandPolicy::from_config(&config.commands),
         drain: SessionDrain::default(),
         tls,
         handshake_timeout: Duration::from_millis(config.tls.handshake_timeout_ms),

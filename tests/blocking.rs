@@ -4,21 +4,12 @@
 
 mod common;
 
+use common::q;
+
 use std::time::{Duration, Instant};
 
 use common::Raw;
 use redis::aio::MultiplexedConnection;
-
-async fn q<T: redis::FromRedisValue>(
-    c: &mut MultiplexedConnection,
-    args: &[&str],
-) -> redis::RedisResult<T> {
-    let mut command = redis::cmd(args[0]);
-    for a in &args[1..] {
-        command.arg(*a);
-    }
-    command.query_async(c).await
-}
 
 /// A client of its own (not multiplexed), for commands that block.
 async fn own_client(addr: std::net::SocketAddr) -> MultiplexedConnection {

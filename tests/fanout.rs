@@ -3,18 +3,9 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use common::q;
 
-async fn q<T: redis::FromRedisValue>(
-    c: &mut redis::aio::MultiplexedConnection,
-    args: &[&str],
-) -> redis::RedisResult<T> {
-    let mut command = redis::cmd(args[0]);
-    for a in &args[1..] {
-        command.arg(*a);
-    }
-    command.query_async(c).await
-}
+use std::collections::BTreeSet;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyspace_commands_cover_every_master() {

@@ -4,23 +4,13 @@
 
 mod common;
 
+use common::q;
+
 use std::time::{Duration, Instant};
 
 use common::Raw;
-use redis::aio::MultiplexedConnection;
 use slotgate::demo::{ClusterOptions, Role};
 use slotgate::Proxy;
-
-async fn q<T: redis::FromRedisValue>(
-    c: &mut MultiplexedConnection,
-    args: &[&str],
-) -> redis::RedisResult<T> {
-    let mut command = redis::cmd(args[0]);
-    for a in &args[1..] {
-        command.arg(*a);
-    }
-    command.query_async(c).await
-}
 
 fn bulk(s: &str) -> String {
     format!("${}\r\n{s}\r\n", s.len())

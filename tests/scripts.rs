@@ -4,18 +4,9 @@
 
 mod common;
 
-use redis::aio::MultiplexedConnection;
+use common::q;
 
-async fn q<T: redis::FromRedisValue>(
-    c: &mut MultiplexedConnection,
-    args: &[&str],
-) -> redis::RedisResult<T> {
-    let mut command = redis::cmd(args[0]);
-    for a in &args[1..] {
-        command.arg(*a);
-    }
-    command.query_async(c).await
-}
+use redis::aio::MultiplexedConnection;
 
 async fn direct(port: u16) -> MultiplexedConnection {
     common::client(format!("127.0.0.1:{port}").parse().unwrap()).await

@@ -4,30 +4,12 @@
 
 mod common;
 
+use common::{lines, q};
+
 use std::time::Duration;
 
 use common::Raw;
-use redis::aio::MultiplexedConnection;
 use slotgate::slot::Slot;
-
-async fn q<T: redis::FromRedisValue>(
-    c: &mut MultiplexedConnection,
-    args: &[&str],
-) -> redis::RedisResult<T> {
-    let mut command = redis::cmd(args[0]);
-    for a in &args[1..] {
-        command.arg(*a);
-    }
-    command.query_async(c).await
-}
-
-/// Send `commands` on a raw connection and read one reply line for each.
-fn lines(raw: &mut Raw, commands: &[&str]) -> Vec<String> {
-    for c in commands {
-        raw.send(format!("{c}\r\n").as_bytes());
-    }
-    commands.iter().map(|_| raw.read_line()).collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_exec_runs_queued_commands_on_the_slots_master() {

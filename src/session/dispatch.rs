@@ -56,10 +56,26 @@ pub(super) enum Route {
 impl Session {
     /// Serve one request: its reply takes the next place in the session's reply queue.
     pub(super) fn dispatch(&mut self, request: Request, now: Instant) {
+        let request = match &self.worker.command_policy {
+            None => request,
+            Some(policy) => match policy.check(request) {
+                Ok(request) => request,
+                Err(text) => return self.queue.push_ready(error(&text)),
+            },
+        };
         let route = {
             let table = self.worker.topology.table();
             route(request.args(), table.placement())
         };
+        if !self.authenticated || self.user.is_some() {
+            if let Some(refusal) = self.refusal(&route, request.args()) {
+                // Inside MULTI a refused command aborts the transaction, as in Redis.
+                if let Some(tx) = self.tx.as_mut() {
+                    tx.fail();
+                }
+                return self.queue.push_ready(refusal);
+            }
+        }
         if self.tx.is_some() {
             return self.in_transaction(request, route);
         }
@@ -136,13 +152,7 @@ impl Session {
                     },
                     other => other,
                 };
-                let (masters, slots): (Vec<_>, Vec<Slot>) = self
-                    .worker
-                    .topology
-                    .table()
-                    .serving_masters()
-                    .into_iter()
-                    .unzip();
+                let (masters, slots) = self.serving_masters();
                 if masters.is_empty() {
                     self.queue
                         .push_ready(error("CLUSTERDOWN no master serves any slot"));
@@ -157,13 +167,7 @@ impl Session {
                 if !text.is_empty() {
                     text.push_str("\r\n");
                 }
-                let (masters, slots): (Vec<_>, Vec<Slot>) = self
-                    .worker
-                    .topology
-                    .table()
-                    .serving_masters()
-                    .into_iter()
-                    .unzip();
+                let (masters, slots) = self.serving_masters();
                 if masters.is_empty() {
                     text.push_str("# Keyspace\r\n");
                     return self
@@ -222,6 +226,47 @@ impl Session {
             Route::Sub(sub) => self.subscription(request.args(), sub),
             Route::Refused(reply) => self.queue.push_ready(reply),
         }
+    }
+
+    /// The error for a client that may not run this request: not authenticated yet
+    /// (`NOAUTH`), or a user without the permission (`NOPERM`). AUTH, HELLO and QUIT are
+    /// always let through (they authenticate or leave).
+    fn refusal(&self, route: &Route, args: &[Bytes]) -> Option<Bytes> {
+        if matches!(
+            route,
+            Route::Local(Local::Auth | Local::Hello | Local::Quit) | Route::Pinned(Pinned::Reset)
+        ) {
+            return None;
+        }
+        if !self.authenticated {
+            return Some(error("NOAUTH Authentication required."));
+        }
+        let user = self.user.as_ref()?;
+        let spec = command::lookup(args)?;
+        if !user.may_run(spec) {
+            let denied = crate::auth::Denied::Command;
+            return Some(error(&denied.message(spec.name)));
+        }
+        let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
+        if spec.routing_args(args, &mut keys).is_ok()
+            && !keys
+                .iter()
+                .filter_map(|&i| args.get(i))
+                .all(|k| user.may_access(k))
+        {
+            return Some(error(&crate::auth::Denied::Key.message(spec.name)));
+        }
+        None
+    }
+
+    /// Every master that serves slots, in address order, and one slot each serves.
+    fn serving_masters(&self) -> (Vec<Arc<str>>, Vec<Slot>) {
+        self.worker
+            .topology
+            .table()
+            .serving_masters()
+            .into_iter()
+            .unzip()
     }
 
     /// Send each part of `merge` to its master.

@@ -82,10 +82,7 @@ pub(super) fn run(cmd: Local, args: &[Bytes], session: &mut Session) -> Bytes {
             ),
             None => error("ERR value is not an integer or out of range"),
         },
-        Local::Auth => error(
-            "ERR AUTH <password> called without any password configured for the default user. \
-             Are you sure your configuration is correct?",
-        ),
+        Local::Auth => auth(args, session),
         Local::Hello => hello(args, session),
         Local::Client => client(args, session),
         Local::Command => {
@@ -168,12 +165,13 @@ fn hello(args: &[Bytes], session: &mut Session) -> Bytes {
         }
     }
     let mut name = None;
+    let mut credentials = None;
     while let Some(option) = rest.next() {
         if option.eq_ignore_ascii_case(b"AUTH") {
-            // No password is configured: like Redis' `nopass` default user, any is accepted.
-            if rest.next().is_none() || rest.next().is_none() {
+            let (Some(user), Some(password)) = (rest.next(), rest.next()) else {
                 return error("ERR Syntax error in HELLO option 'AUTH'");
-            }
+            };
+            credentials = Some((user.clone(), password.clone()));
         } else if option.eq_ignore_ascii_case(b"SETNAME") {
             match rest.next() {
                 Some(n) if valid_name(n) => name = Some(n.clone()),
@@ -186,6 +184,22 @@ fn hello(args: &[Bytes], session: &mut Session) -> Bytes {
                 printable(option)
             ));
         }
+    }
+    match credentials {
+        Some((user, password)) => {
+            let reply = login(session, Some(&user), &password);
+            if reply.starts_with(b"-") {
+                return reply;
+            }
+        }
+        None if !session.authenticated => {
+            return error(
+                "NOAUTH HELLO must be called with the client already authenticated, otherwise \
+                 the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the \
+                 client and select the RESP protocol version at the same time",
+            )
+        }
+        None => {}
     }
     if name.is_some() {
         session.info.name = name;
@@ -218,6 +232,46 @@ fn hello(args: &[Bytes], session: &mut Session) -> Bytes {
     encode::bulk(&mut out, b"modules");
     encode::array_header(&mut out, 0);
     out.freeze()
+}
+
+/// `AUTH [user] password`.
+fn auth(args: &[Bytes], session: &mut Session) -> Bytes {
+    match args {
+        [_, password] => login(session, None, password),
+        [_, user, password] => login(session, Some(user), password),
+        _ => error("ERR syntax error"),
+    }
+}
+
+/// Check credentials and, if they are right, make the session that user's.
+fn login(session: &mut Session, user: Option<&Bytes>, password: &[u8]) -> Bytes {
+    let users = &session.worker.users;
+    let default_user = user.is_none_or(|u| &u[..] == b"default");
+    if !users.required() {
+        // Redis' `nopass` default user: AUTH with a password is a configuration mistake;
+        // `AUTH default anything` succeeds.
+        return match user {
+            None => error(
+                "ERR AUTH <password> called without any password configured for the default \
+                 user. Are you sure your configuration is correct?",
+            ),
+            Some(_) if default_user => Bytes::from_static(OK),
+            Some(_) => wrong_pass(session),
+        };
+    }
+    match users.authenticate(user.map(|u| &u[..]), password) {
+        Ok(user) => {
+            session.authenticated = true;
+            session.user = user;
+            Bytes::from_static(OK)
+        }
+        Err(()) => wrong_pass(session),
+    }
+}
+
+fn wrong_pass(session: &Session) -> Bytes {
+    session.worker.stats().auth_failed();
+    error("WRONGPASS invalid username-password pair or user is disabled.")
 }
 
 const BAD_NAME: &str = "ERR Client names cannot contain spaces, newlines or special characters.";

@@ -27,15 +27,7 @@ pub struct Merge {
 impl Merge {
     /// Await the replies of `split`'s parts; the merged reply goes to `target`.
     pub fn new(split: Split, target: ReplyTarget, limits: Limits) -> Rc<Merge> {
-        let parts = split.parts.len();
-        Rc::new(Merge {
-            split,
-            replies: RefCell::new(vec![Bytes::new(); parts]),
-            remaining: Cell::new(parts),
-            target: RefCell::new(Some(target)),
-            limits,
-            prefix: None,
-        })
+        Merge::build(split, target, limits, None)
     }
 
     /// Like [`Merge::new`] for a rule that merges into text (INFO keyspace): the client gets
@@ -47,6 +39,15 @@ impl Merge {
         prefix: String,
         resp3: bool,
     ) -> Rc<Merge> {
+        Merge::build(split, target, limits, Some((prefix, resp3)))
+    }
+
+    fn build(
+        split: Split,
+        target: ReplyTarget,
+        limits: Limits,
+        prefix: Option<(String, bool)>,
+    ) -> Rc<Merge> {
         let parts = split.parts.len();
         Rc::new(Merge {
             split,
@@ -54,7 +55,7 @@ impl Merge {
             remaining: Cell::new(parts),
             target: RefCell::new(Some(target)),
             limits,
-            prefix: Some((prefix, resp3)),
+            prefix,
         })
     }
 

@@ -83,6 +83,10 @@ pub(crate) struct Session {
     pubsub: Option<PubSub>,
     /// The client switched to RESP3 with `HELLO 3`.
     resp3: bool,
+    /// The client may run commands (authenticated, or no authentication is configured).
+    authenticated: bool,
+    /// The named user the client authenticated as (`None`: the unrestricted default user).
+    user: Option<std::sync::Arc<crate::auth::User>>,
     /// Reply latency for the worker's histogram (admin `/metrics`).
     clock: crate::stats::ReplyClock,
 }
@@ -106,6 +110,7 @@ pub async fn serve<S>(
         name: None,
         since: StdInstant::now(),
     };
+    let authenticated = !worker.users.required();
     let mut session = Session {
         decoder: RequestDecoder::new(worker.limits),
         worker,
@@ -118,6 +123,8 @@ pub async fn serve<S>(
         last_write: None,
         pubsub: None,
         resp3: false,
+        authenticated,
+        user: None,
         clock: Default::default(),
     };
     if let Err(e) = session.run(&mut stream).await {

@@ -105,6 +105,13 @@ pub(super) struct Watched {
     slot: Slot,
 }
 
+impl Transaction {
+    /// A command was refused while queueing: EXEC will answer EXECABORT.
+    pub(super) fn fail(&mut self) {
+        self.failed = true;
+    }
+}
+
 impl Session {
     /// Serve a transaction or blocking command outside MULTI. Exclusive ones are deferred to
     /// the session loop, which runs them once earlier replies are in.
@@ -215,22 +222,7 @@ impl Session {
                 let bound =
                     blocking_timeout(request.args()).map(|wait| wait + self.worker.request_timeout);
                 self.last_write = Some(slot);
-                match on_master(
-                    &self.worker,
-                    Some(slot),
-                    request.raw(),
-                    1,
-                    bound,
-                    self.resp3,
-                )
-                .await
-                {
-                    Ok((conn, replies)) => {
-                        self.worker.idle.borrow_mut().put(conn);
-                        last(replies)
-                    }
-                    Err(reply) => reply,
-                }
+                self.run_alone(Some(slot), request.raw(), 1, bound).await
             }
             Exclusive::Wait => {
                 super::wait::wait(&self.worker, self.last_write, request.args()).await
@@ -279,22 +271,25 @@ impl Session {
                 Err(e) => e.to_reply(),
             },
             Some(Watched { conn: None, .. }) => self.null_array(),
-            None => match on_master(
-                &self.worker,
-                slot,
-                &payload,
-                replies,
-                Some(timeout),
-                self.resp3,
-            )
-            .await
-            {
-                Ok((conn, replies)) => {
-                    self.worker.idle.borrow_mut().put(conn);
-                    last(replies)
-                }
-                Err(reply) => reply,
-            },
+            None => self.run_alone(slot, &payload, replies, Some(timeout)).await,
+        }
+    }
+
+    /// [`on_master`] in the session's protocol; the connection goes back to the idle set and
+    /// the last reply (or the error) is the answer.
+    async fn run_alone(
+        &self,
+        slot: Option<Slot>,
+        payload: &[u8],
+        replies: usize,
+        bound: Option<Duration>,
+    ) -> Bytes {
+        match on_master(&self.worker, slot, payload, replies, bound, self.resp3).await {
+            Ok((conn, replies)) => {
+                self.worker.idle.borrow_mut().put(conn);
+                last(replies)
+            }
+            Err(reply) => reply,
         }
     }
 
@@ -342,6 +337,11 @@ impl Session {
     /// subscription.
     fn reset(&mut self) {
         self.resp3 = false;
+        // RESET also logs the client out, where logging in is required.
+        if self.worker.users.required() {
+            self.authenticated = false;
+            self.user = None;
+        }
         self.tx = None;
         self.release_watch();
         self.unsubscribe_all();

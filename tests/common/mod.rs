@@ -351,3 +351,23 @@ pub async fn wait_replicated(master: SocketAddr, replicas: usize, key: &str) -> 
         .await
         .expect("WAIT on the master")
 }
+
+/// Run `args` (command and arguments) on `c` and convert the reply.
+pub async fn q<T: redis::FromRedisValue>(
+    c: &mut redis::aio::MultiplexedConnection,
+    args: &[&str],
+) -> redis::RedisResult<T> {
+    let mut command = redis::cmd(args[0]);
+    for a in &args[1..] {
+        command.arg(*a);
+    }
+    command.query_async(c).await
+}
+
+/// Send each of `commands` (inline) on `raw` and read one reply line for each.
+pub fn lines(raw: &mut Raw, commands: &[&str]) -> Vec<String> {
+    for c in commands {
+        raw.send(format!("{c}\r\n").as_bytes());
+    }
+    commands.iter().map(|_| raw.read_line()).collect()
+}
