@@ -295,6 +295,12 @@ impl Inner {
         self.reader_wake.raise();
     }
 
+    /// Connecting failed: fail what is queued and refuse requests for the back-off period.
+    fn back_off(&self, generation: u64, error: BackendError) {
+        let until = Instant::now() + self.settings.reconnect_backoff;
+        self.fail(generation, error.clone(), Phase::BackOff { until, error });
+    }
+
     fn is_current(&self, generation: u64) -> bool {
         self.state.borrow().generation == generation
     }
@@ -313,8 +319,7 @@ async fn connect(inner: Rc<Inner>, generation: u64) {
     let mut stream = match opened.await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
-            let until = Instant::now() + settings.reconnect_backoff;
-            inner.fail(generation, error.clone(), Phase::BackOff { until, error });
+            inner.back_off(generation, error);
             return;
         }
         Err(_) => {
@@ -322,16 +327,14 @@ async fn connect(inner: Rc<Inner>, generation: u64) {
                 addr,
                 ms: settings.connect_timeout.as_millis() as u64,
             };
-            let until = Instant::now() + settings.reconnect_backoff;
-            inner.fail(generation, error.clone(), Phase::BackOff { until, error });
+            inner.back_off(generation, error);
             return;
         }
     };
     if let Some(auth) = inner.auth.clone() {
         if let Err(reason) = handshake(&mut stream, &auth.auth_request(), &settings).await {
             let error = BackendError::Auth { addr, reason };
-            let until = Instant::now() + settings.reconnect_backoff;
-            inner.fail(generation, error.clone(), Phase::BackOff { until, error });
+            inner.back_off(generation, error);
             return;
         }
     }
@@ -342,8 +345,7 @@ async fn connect(inner: Rc<Inner>, generation: u64) {
                 command: "HELLO 3",
                 reason,
             };
-            let until = Instant::now() + settings.reconnect_backoff;
-            inner.fail(generation, error.clone(), Phase::BackOff { until, error });
+            inner.back_off(generation, error);
             return;
         }
     }
@@ -354,8 +356,7 @@ async fn connect(inner: Rc<Inner>, generation: u64) {
                 command: "READONLY",
                 reason,
             };
-            let until = Instant::now() + settings.reconnect_backoff;
-            inner.fail(generation, error.clone(), Phase::BackOff { until, error });
+            inner.back_off(generation, error);
             return;
         }
     }
