@@ -238,7 +238,8 @@ async fn cluster_replicas_serve_reads_after_readonly() {
             .map(|n| command_calls(node_addr(n.port), "get"))
             .sum()
     };
-    assert_eq!(on(Role::Master), 0, "a read went to a master");
+    let info: String = common::q(&mut c, &["INFO", "proxy"]).await.expect("INFO");
+    assert_eq!(on(Role::Master), 0, "a read went to a master; {info}");
     assert_eq!(on(Role::Replica), 100);
     // Without READONLY the replicas would have answered MOVED and the reads gone to masters.
 }

@@ -6,7 +6,7 @@
 
 use crate::resp::Frame;
 
-use super::table::ShardInfo;
+use super::table::{ShardInfo, SlotTable};
 
 /// Why a discovery reply could not be understood.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -78,6 +78,7 @@ pub fn parse_cluster_shards(
         let mut ranges = Vec::new();
         let mut master = None;
         let mut replicas = Vec::new();
+        let mut loading = Vec::new();
         for pair in fields.chunks(2) {
             let [name, value] = pair else { break };
             match text(name) {
@@ -107,6 +108,7 @@ pub fn parse_cluster_shards(
                         match (node.role.as_str(), node.health.as_str()) {
                             ("master", _) => master = Some(node.addr),
                             (_, "online") => replicas.push(node.addr),
+                            (_, "loading") => loading.push(node.addr),
                             _ => {}
                         }
                     }
@@ -122,9 +124,30 @@ pub fn parse_cluster_shards(
             ranges,
             master,
             replicas,
+            loading,
         });
     }
     Ok(out)
+}
+
+/// Keep reading from a replica the answering node calls `loading` when `current` already
+/// reads from it as a replica of the same master. A node learns a replica's replication
+/// offset from gossip, so a node that has not heard from the replica lately reports a synced
+/// replica as `loading`; believing it would make the table flap between views. (A replica
+/// that really resyncs is taken out of reads by the health checker, which watches its link.)
+pub fn keep_known_replicas(shards: &mut [ShardInfo], current: &SlotTable) {
+    for shard in shards {
+        let Some(known) = current.shards().iter().find(|s| *s.master == *shard.master) else {
+            continue;
+        };
+        for addr in std::mem::take(&mut shard.loading) {
+            if known.replicas.iter().any(|r| **r == *addr) {
+                shard.replicas.push(addr);
+            } else {
+                shard.loading.push(addr);
+            }
+        }
+    }
 }
 
 struct ShardNode {
@@ -202,6 +225,7 @@ pub fn parse_cluster_slots(
                 ranges: vec![(first, last)],
                 master,
                 replicas,
+                loading: Vec::new(),
             }),
         }
     }
@@ -237,6 +261,27 @@ mod tests {
     }
 
     #[test]
+    fn a_loading_replica_stays_only_when_already_read_from() {
+        let shard = |replicas: &[&str], loading: &[&str]| ShardInfo {
+            ranges: vec![(0, 16383)],
+            master: "m:1".into(),
+            replicas: replicas.iter().map(|r| r.to_string()).collect(),
+            loading: loading.iter().map(|r| r.to_string()).collect(),
+        };
+        let current = SlotTable::from_shards(&[shard(&["r:1"], &[])], 1).unwrap();
+        let mut seen = vec![shard(&[], &["r:1", "r:2"])];
+        keep_known_replicas(&mut seen, &current);
+        assert_eq!(seen, vec![shard(&["r:1"], &["r:2"])]);
+        // Under another master the same address is not "known".
+        let mut moved = vec![ShardInfo {
+            master: "m:2".into(),
+            ..shard(&[], &["r:1"])
+        }];
+        keep_known_replicas(&mut moved, &current);
+        assert!(moved[0].replicas.is_empty());
+    }
+
+    #[test]
     fn shards_reply() {
         let reply = Frame::Array(vec![
             Frame::Array(vec![
@@ -252,6 +297,7 @@ mod tests {
                     node("127.0.0.1", 7000, "master", "online"),
                     node("127.0.0.1", 7003, "replica", "online"),
                     node("127.0.0.1", 7004, "replica", "failed"),
+                    node("127.0.0.1", 7005, "replica", "loading"),
                 ]),
             ]),
             Frame::Array(vec![
@@ -268,6 +314,7 @@ mod tests {
                 ranges: vec![(0, 5460), (6000, 6001)],
                 master: "127.0.0.1:7000".into(),
                 replicas: vec!["127.0.0.1:7003".into()],
+                loading: vec!["127.0.0.1:7005".into()],
             }]
         );
     }

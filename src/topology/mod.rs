@@ -427,6 +427,7 @@ impl Topology {
                 candidates.push(seed.clone());
             }
         }
+        let current = self.table.load_full();
         let mut reasons = Vec::new();
         let mut best: Option<View> = None;
         let mut views = 0;
@@ -434,8 +435,9 @@ impl Topology {
             let mut asks = tokio::task::JoinSet::new();
             for addr in batch {
                 let (settings, addr) = (Arc::clone(&self.settings), addr.clone());
+                let current = Arc::clone(&current);
                 asks.spawn(async move {
-                    let view = ask(&settings, &addr).await;
+                    let view = ask(&settings, &addr, &current).await;
                     (addr, view)
                 });
             }
@@ -477,8 +479,9 @@ fn sentinel_sets(config: &Config) -> Vec<Vec<String>> {
     sets
 }
 
-/// One node's view as a table, or why it is not usable.
-async fn ask(settings: &Settings, addr: &str) -> Result<View, String> {
+/// One node's view as a table, or why it is not usable. Replicas that node calls `loading`
+/// stay in when `current` reads from them (see [`discovery::keep_known_replicas`]).
+async fn ask(settings: &Settings, addr: &str, current: &SlotTable) -> Result<View, String> {
     let host = addr
         .rsplit_once(':')
         .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
@@ -503,7 +506,7 @@ async fn ask(settings: &Settings, addr: &str) -> Result<View, String> {
             .and_then(|text| discovery::info_field(text, "cluster_current_epoch"))
             .unwrap_or(0),
     };
-    let shards = match shards_reply {
+    let mut shards = match shards_reply {
         // Older servers (< 7.0) have no CLUSTER SHARDS.
         Frame::Error(_) => {
             let replies = oneshot::commands(
@@ -524,6 +527,7 @@ async fn ask(settings: &Settings, addr: &str) -> Result<View, String> {
         reply => discovery::parse_cluster_shards(&reply, host, tls.is_some()),
     }
     .map_err(|e| e.to_string())?;
+    discovery::keep_known_replicas(&mut shards, current);
     let table = SlotTable::from_shards(&shards, 0).map_err(|e| e.to_string())?;
     if settings.require_full_coverage {
         if let Some(slot) = table.first_uncovered() {

@@ -58,6 +58,7 @@ pub fn table_for(
             ranges,
             master: master.to_string(),
             replicas: pool.replicas.clone(),
+            loading: Vec::new(),
         });
         settings.push(ShardSettings {
             auth: pool.password.as_ref().map(|password| {

@@ -25,6 +25,9 @@ pub struct ShardInfo {
     pub master: String,
     /// The replicas' `HOST:PORT`, healthy ones only.
     pub replicas: Vec<String>,
+    /// Replicas the answering node reports as `loading`: never synced, or synced but not yet
+    /// heard of by that node (gossip lag). Not read from unless already in the table.
+    pub loading: Vec<String>,
 }
 
 /// A node of the table: the master of one shard.
@@ -324,6 +327,7 @@ mod tests {
             ranges: ranges.to_vec(),
             master: master.into(),
             replicas: vec![],
+            loading: vec![],
         }
     }
 
