@@ -87,6 +87,14 @@ impl RequestDecoder {
     /// a protocol violation: reply [`ParseError::to_reply`] and close the client; the decoder
     /// is reset but the stream cannot be resynchronised.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, ParseError> {
+        if matches!(self.state, State::Start) && buf.first() == Some(&b'*') {
+            if let Some(end) = self.complete_multibulk(buf) {
+                // Every span ends before `end` (checked as it was pushed).
+                let req = Request::from_spans(buf.split_to(end).freeze(), &self.spans);
+                self.finish();
+                return Ok(Some(req));
+            }
+        }
         loop {
             let step = match self.step(buf) {
                 Ok(step) => step,
@@ -143,6 +151,32 @@ impl RequestDecoder {
                 }
             },
         }
+    }
+
+    /// The common case in one pass: a complete, well-formed multibulk at the front of `buf`.
+    /// Returns its length with its argument spans in `self.spans`. `None` for anything else
+    /// (incomplete, empty, malformed, over a limit), which the resumable path then handles,
+    /// errors included; this path accepts only what that one accepts, with the same spans.
+    fn complete_multibulk(&mut self, buf: &[u8]) -> Option<usize> {
+        let max_line = self.limits.max_inline_len;
+        let (count, mut pos) = header_line(buf, 0, b'*', max_line)?;
+        let count = usize::try_from(count)
+            .ok()
+            .filter(|&n| n > 0 && n <= self.limits.max_multibulk_len)?;
+        self.spans.clear();
+        for _ in 0..count {
+            let (len, start) = header_line(buf, pos, b'$', max_line)?;
+            let len = usize::try_from(len)
+                .ok()
+                .filter(|&n| n <= self.limits.max_bulk_len)?;
+            let end = start.checked_add(len)?;
+            if buf.get(end..end.checked_add(2)?)? != b"\r\n" {
+                return None;
+            }
+            self.spans.push((start, end));
+            pos = end + 2;
+        }
+        Some(pos)
     }
 
     /// Parses the `*N` line.
@@ -292,6 +326,24 @@ impl RequestDecoder {
             self.scratch = Vec::new();
         }
     }
+}
+
+/// A complete `<marker><integer>\r\n` line at `at` whose content is at most `max_len` long:
+/// the integer and the index just after the line.
+fn header_line(buf: &[u8], at: usize, marker: u8, max_len: usize) -> Option<(i64, usize)> {
+    if *buf.get(at)? != marker {
+        return None;
+    }
+    let start = at + 1;
+    // An i64 has at most 20 characters; a longer line is not a valid header anyway.
+    let window = buf.get(start..)?;
+    let window = window.get(..window.len().min(21)).unwrap_or(window);
+    let cr = window.iter().position(|&b| b == b'\r')?;
+    if cr > max_len || buf.get(start + cr + 1) != Some(&b'\n') {
+        return None;
+    }
+    let value = parse_int(window.get(..cr)?)?;
+    Some((value, start + cr + 2))
 }
 
 #[cfg(test)]
