@@ -45,6 +45,8 @@ pub use queue::{ReplyQueue, ReplyTarget};
 const LARGE_REPLY: usize = 64 * 1024;
 /// Initial size of a session's read and write buffers.
 const BUFFER_SIZE: usize = 16 * 1024;
+/// A write buffer grown past this is given back after the write.
+const KEEP_BUFFER: usize = 1024 * 1024;
 /// While an exclusive request (a blocking command, EXEC …) runs, the client is still read, to
 /// notice it hanging up, but only up to this many unprocessed bytes.
 const READ_AHEAD_WHILE_PINNED: usize = 1024 * 1024;
@@ -244,6 +246,10 @@ impl Session {
         if !wbuf.is_empty() {
             stream.write_all(wbuf).await?;
             wbuf.clear();
+        }
+        if wbuf.capacity() > KEEP_BUFFER {
+            // A burst (a subscriber catching up) must not pin its size for the session's life.
+            *wbuf = BytesMut::with_capacity(BUFFER_SIZE);
         }
         if wrote > 0 {
             // Free on plain TCP; TLS may hold the tail of a record until it.
