@@ -160,8 +160,8 @@ impl Session {
         let mut rbuf = BytesMut::with_capacity(BUFFER_SIZE);
         let mut wbuf = BytesMut::with_capacity(BUFFER_SIZE);
         let max_outstanding = self.worker.max_pipeline_depth;
-        let limits = self.worker.client_limits;
-        let mut idle = limits::IdleTimer::new(limits.idle_timeout);
+        let bounds = self.worker.client_limits;
+        let mut idle = limits::IdleTimer::new(bounds.idle_timeout);
         let drain = self.worker.drain.listen();
         let queue = Rc::clone(&self.queue);
         loop {
@@ -194,7 +194,7 @@ impl Session {
             let may_read = !self.closing
                 && self.deferred.is_none()
                 && self.queue.outstanding() < max_outstanding
-                && self.usage.in_flight.bytes() + self.queue.unwritten() < limits.max_pending_bytes;
+                && self.usage.in_flight.bytes() + self.queue.unwritten() < bounds.max_pending_bytes;
             tokio::select! {
                 biased;
                 () = self.queue.wait_ready() => {}

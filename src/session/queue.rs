@@ -112,7 +112,10 @@ impl ReplyQueue {
             return;
         };
         if let Some(slot) = slots.get_mut(index as usize) {
-            self.unwritten.set(self.unwritten.get() + reply.len());
+            // A place is filled once; were it twice, the count must not drift.
+            let replaced = slot.as_ref().map_or(0, Bytes::len);
+            self.unwritten
+                .set(self.unwritten.get() + reply.len() - replaced);
             *slot = Some(reply);
             if index == 0 {
                 self.ready.raise();
