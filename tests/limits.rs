@@ -335,6 +335,58 @@ fn a_subscriber_that_does_not_read_is_cut_off_and_others_get_everything() {
 }
 
 #[test]
+fn a_subscriber_over_the_soft_limit_for_too_long_is_cut_off() {
+    let _serial = serial();
+    let setup = start_pools(1, &[], |c| {
+        c.proxy.pubsub_output_hard_limit_bytes = 0;
+        c.proxy.pubsub_output_soft_limit_bytes = 256 << 10;
+        c.proxy.pubsub_output_soft_limit_ms = 2_000;
+    });
+    let addr = setup.addr();
+    let mut slow = Raw::connect(addr);
+    slow.send(b"SUBSCRIBE news\r\n");
+    assert_eq!(slow.read_exactly(33).len(), 33);
+    let publish = request(&[b"PUBLISH", b"news", &vec![b'm'; VALUE]]);
+    let mut publisher = Raw::connect(addr);
+    let mut published = || {
+        publisher.send(&publish);
+        publisher.read_line()
+    };
+    // 160 × 64 KiB = 10 MB at once: beyond what the kernel buffers, over the soft limit;
+    // but not for two seconds yet, so the subscriber stays.
+    let burst = Instant::now();
+    for _ in 0..160 {
+        assert_eq!(published(), ":1\r\n");
+    }
+    assert!(
+        burst.elapsed() < Duration::from_millis(1_500),
+        "burst too slow"
+    );
+    assert_eq!(
+        info_value(addr, "stats", "client_output_buffer_limit_disconnections").as_deref(),
+        Some("0"),
+        "a soft limit is not a hard one"
+    );
+    // A trickle keeps it over the limit until its time is up.
+    let mut receivers = published();
+    while receivers == ":1\r\n" {
+        assert!(burst.elapsed() < Duration::from_secs(8), "never cut off");
+        thread::sleep(Duration::from_millis(100));
+        receivers = published();
+    }
+    assert_eq!(receivers, ":0\r\n");
+    assert!(
+        burst.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        burst.elapsed()
+    );
+    assert_eq!(
+        info_value(addr, "stats", "client_output_buffer_limit_disconnections").as_deref(),
+        Some("1")
+    );
+}
+
+#[test]
 fn an_oversized_request_is_refused_and_its_client_closed() {
     let _serial = serial();
     const LIMIT: usize = 1 << 20;
