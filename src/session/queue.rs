@@ -114,8 +114,8 @@ impl ReplyQueue {
         if let Some(slot) = slots.get_mut(index as usize) {
             // A place is filled once; were it twice, the count must not drift.
             let replaced = slot.as_ref().map_or(0, Bytes::len);
-            self.unwritten
-                .set(self.unwritten.get() + reply.len() - replaced);
+            let unwritten = self.unwritten.get() + reply.len();
+            self.unwritten.set(unwritten.saturating_sub(replaced));
             *slot = Some(reply);
             if index == 0 {
                 self.ready.raise();
