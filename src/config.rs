@@ -183,7 +183,7 @@ pub struct ProxyConfig {
     pub max_request_bytes: usize,
     /// Bytes of one client's requests read but not yet answered plus replies not yet written
     /// to it, beyond which slotgate stops reading that client until it drains (backpressure,
-    /// not an error).
+    /// not an error). Also the most a transaction may queue between MULTI and EXEC.
     pub max_pending_bytes: usize,
     /// Close a client that sent nothing for this long while it is owed nothing (Redis'
     /// `timeout`). Subscribed and blocked clients are never closed for it. 0 = never.

@@ -440,6 +440,30 @@ fn an_oversized_request_is_refused_and_its_client_closed() {
 }
 
 #[test]
+fn a_transaction_cannot_queue_more_than_the_pending_bytes() {
+    let _serial = serial();
+    let setup = start_pools(1, &[], |c| c.proxy.max_pending_bytes = 64 << 10);
+    let mut client = Raw::connect(setup.addr());
+    let set = request(&[b"SET", b"k", &vec![b'v'; 40 << 10]]);
+    assert_eq!(common::lines(&mut client, &["MULTI"]), ["+OK\r\n"]);
+    client.send(&set);
+    assert_eq!(client.read_line(), "+QUEUED\r\n");
+    client.send(&set);
+    assert_eq!(
+        client.read_line(),
+        "-ERR slotgate: transaction too large: its queued commands exceed \
+         proxy.max_pending_bytes (65536 bytes)\r\n"
+    );
+    assert_eq!(
+        common::lines(&mut client, &["EXEC", "EXISTS k"]),
+        [
+            "-EXECABORT Transaction discarded because of previous errors.\r\n",
+            ":0\r\n"
+        ]
+    );
+}
+
+#[test]
 fn idle_clients_are_closed_but_not_subscribers_or_blocked_clients() {
     let _serial = serial();
     let setup = start_pools(1, &[], |c| c.proxy.client_idle_timeout_ms = 500);
