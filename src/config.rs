@@ -177,6 +177,25 @@ pub struct ProxyConfig {
     /// On SIGTERM/SIGINT, time in-flight requests have to finish before the remaining clients
     /// are closed anyway.
     pub drain_timeout_ms: u64,
+    /// Largest single request, in bytes as encoded on the wire. A bigger one is answered
+    /// `-ERR Protocol error: request too large …` as soon as its headers say so, and the client
+    /// is closed. Default 1 GiB, Redis' `client-query-buffer-limit`.
+    pub max_request_bytes: usize,
+    /// Bytes of one client's requests read but not yet answered plus replies not yet written
+    /// to it, beyond which slotgate stops reading that client until it drains (backpressure,
+    /// not an error). Also the most a transaction may queue between MULTI and EXEC.
+    pub max_pending_bytes: usize,
+    /// Close a client that sent nothing for this long while it is owed nothing (Redis'
+    /// `timeout`). Subscribed and blocked clients are never closed for it. 0 = never.
+    pub client_idle_timeout_ms: u64,
+    /// A subscribed client whose unwritten output reaches this many bytes is disconnected
+    /// (Redis' `client-output-buffer-limit pubsub` hard limit). 0 = no hard limit.
+    pub pubsub_output_hard_limit_bytes: usize,
+    /// A subscribed client whose unwritten output stays at or above this many bytes for
+    /// `pubsub_output_soft_limit_ms` is disconnected (the soft limit). 0 = no soft limit.
+    pub pubsub_output_soft_limit_bytes: usize,
+    /// How long a subscriber may stay over the soft limit.
+    pub pubsub_output_soft_limit_ms: u64,
 }
 
 impl Default for ProxyConfig {
@@ -187,6 +206,37 @@ impl Default for ProxyConfig {
             max_pipeline_depth: 16 * 1024,
             max_clients: 10_000,
             drain_timeout_ms: 10_000,
+            max_request_bytes: 1024 * 1024 * 1024,
+            max_pending_bytes: 64 * 1024 * 1024,
+            client_idle_timeout_ms: 0,
+            pubsub_output_hard_limit_bytes: 32 * 1024 * 1024,
+            pubsub_output_soft_limit_bytes: 8 * 1024 * 1024,
+            pubsub_output_soft_limit_ms: 60_000,
+        }
+    }
+}
+
+impl ProxyConfig {
+    /// The per-client resource limits: request size, pending bytes, subscriber output.
+    fn validate_client_limits(&self, fail: &mut impl FnMut(&str, String)) {
+        if self.max_request_bytes < 1024 {
+            fail("proxy.max_request_bytes", "must be at least 1024".into());
+        }
+        if self.max_pending_bytes < 1024 {
+            fail("proxy.max_pending_bytes", "must be at least 1024".into());
+        }
+        let (hard, soft) = (
+            self.pubsub_output_hard_limit_bytes,
+            self.pubsub_output_soft_limit_bytes,
+        );
+        if hard > 0 && soft > hard {
+            fail(
+                "proxy.pubsub_output_soft_limit_bytes",
+                format!(
+                    "{soft} is above proxy.pubsub_output_hard_limit_bytes ({hard}): \
+                     the soft limit could never apply"
+                ),
+            );
         }
     }
 }
@@ -455,13 +505,15 @@ impl Default for ProtocolConfig {
 }
 
 impl ProtocolConfig {
-    /// The decoder limits these settings describe.
+    /// The decoder limits these settings describe (the request size limit is
+    /// `proxy.max_request_bytes`, set by the worker for client decoders).
     pub fn limits(&self) -> crate::resp::Limits {
         crate::resp::Limits {
             max_bulk_len: self.max_bulk_len,
             max_multibulk_len: self.max_multibulk_len,
             max_inline_len: self.max_inline_len,
             max_depth: self.max_nesting_depth,
+            ..crate::resp::Limits::default()
         }
     }
 }
@@ -646,6 +698,7 @@ impl Config {
         if self.proxy.max_pipeline_depth == 0 {
             fail("proxy.max_pipeline_depth", "must be at least 1".into());
         }
+        self.proxy.validate_client_limits(&mut fail);
 
         let pool_mode = self.is_pool_mode();
         if pool_mode && !self.cluster.seeds.is_empty() {
@@ -1127,6 +1180,33 @@ mod tests {
                 "log.level"
             ]
         );
+    }
+
+    #[test]
+    fn client_limits_are_validated_with_paths() {
+        let mut c = Config::default();
+        c.cluster.seeds = vec!["127.0.0.1:7000".into()];
+        assert!(c.validate().is_ok());
+        c.proxy.max_request_bytes = 10;
+        c.proxy.max_pending_bytes = 0;
+        c.proxy.pubsub_output_soft_limit_bytes = 2 << 20;
+        c.proxy.pubsub_output_hard_limit_bytes = 1 << 20;
+        let err = c.validate().unwrap_err();
+        let paths: Vec<_> = err.0.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "proxy.max_request_bytes",
+                "proxy.max_pending_bytes",
+                "proxy.pubsub_output_soft_limit_bytes"
+            ],
+            "{err}"
+        );
+        // No hard limit: any soft limit is fine.
+        c.proxy.pubsub_output_hard_limit_bytes = 0;
+        c.proxy.max_request_bytes = 1024;
+        c.proxy.max_pending_bytes = 1024;
+        assert!(c.validate().is_ok());
     }
 
     #[test]

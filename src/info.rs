@@ -82,6 +82,9 @@ fn section(name: &str, worker: &Worker, out: &mut String) {
             for (key, value) in proxy.redirect_counters() {
                 kv(out, key, &value);
             }
+            for (key, value) in proxy.client_limit_counters() {
+                kv(out, key, &value);
+            }
             kv(out, "topology_refreshes", &worker.topology.refreshes());
         }
         "proxy" => {

@@ -211,6 +211,31 @@ fn not_reloadable_changes(running: &Config, next: &Config) -> Vec<String> {
         "proxy.max_pipeline_depth",
         running.proxy.max_pipeline_depth != next.proxy.max_pipeline_depth,
     );
+    let (rp, np) = (&running.proxy, &next.proxy);
+    check(
+        "proxy.max_request_bytes",
+        rp.max_request_bytes != np.max_request_bytes,
+    );
+    check(
+        "proxy.max_pending_bytes",
+        rp.max_pending_bytes != np.max_pending_bytes,
+    );
+    check(
+        "proxy.client_idle_timeout_ms",
+        rp.client_idle_timeout_ms != np.client_idle_timeout_ms,
+    );
+    check(
+        "proxy.pubsub_output_hard_limit_bytes",
+        rp.pubsub_output_hard_limit_bytes != np.pubsub_output_hard_limit_bytes,
+    );
+    check(
+        "proxy.pubsub_output_soft_limit_bytes",
+        rp.pubsub_output_soft_limit_bytes != np.pubsub_output_soft_limit_bytes,
+    );
+    check(
+        "proxy.pubsub_output_soft_limit_ms",
+        rp.pubsub_output_soft_limit_ms != np.pubsub_output_soft_limit_ms,
+    );
     check("cluster", running.cluster != next.cluster);
     let mut backend = next.backend.clone();
     if next.is_pool_mode() {
@@ -230,4 +255,32 @@ fn not_reloadable_changes(running: &Config, next: &Config) -> Vec<String> {
     check("protocol", running.protocol != next.protocol);
     check("log.level", running.log.level != next.log.level);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_limits_take_effect_at_start_only() {
+        let running = Config::default();
+        let mut next = running.clone();
+        next.proxy.max_request_bytes /= 2;
+        next.proxy.max_pending_bytes /= 2;
+        next.proxy.client_idle_timeout_ms = 300_000;
+        next.proxy.pubsub_output_hard_limit_bytes = 0;
+        next.proxy.pubsub_output_soft_limit_bytes = 0;
+        next.proxy.pubsub_output_soft_limit_ms = 1;
+        assert_eq!(
+            not_reloadable_changes(&running, &next),
+            [
+                "proxy.max_request_bytes",
+                "proxy.max_pending_bytes",
+                "proxy.client_idle_timeout_ms",
+                "proxy.pubsub_output_hard_limit_bytes",
+                "proxy.pubsub_output_soft_limit_bytes",
+                "proxy.pubsub_output_soft_limit_ms",
+            ]
+        );
+    }
 }

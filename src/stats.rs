@@ -23,6 +23,10 @@ pub struct WorkerStats {
     retried: AtomicU64,
     failed: AtomicU64,
     auth_failures: AtomicU64,
+    /// Clients closed for a request over `proxy.max_request_bytes`.
+    query_limit_closed: AtomicU64,
+    /// Subscribers closed for output over their limit.
+    output_limit_closed: AtomicU64,
     picks: AtomicU64,
     /// Reply latency histogram (see [`LATENCY_BUCKETS`]) and the sum of latencies in µs.
     latency: [AtomicU64; LATENCY_BUCKETS],
@@ -89,6 +93,16 @@ impl WorkerStats {
     /// A client gave wrong credentials.
     pub fn auth_failed(&self) {
         self.auth_failures.fetch_add(1, Relaxed);
+    }
+
+    /// A client was closed for a request over `proxy.max_request_bytes`.
+    pub fn request_too_large(&self) {
+        self.query_limit_closed.fetch_add(1, Relaxed);
+    }
+
+    /// A subscriber was closed for output over its limit.
+    pub fn output_limit_disconnected(&self) {
+        self.output_limit_closed.fetch_add(1, Relaxed);
     }
 
     /// `n` replies were written to their client `elapsed` after their request was read.
@@ -306,6 +320,20 @@ impl ProxyStats {
     /// Wrong AUTH / HELLO AUTH credentials, over all workers.
     pub fn auth_failures_total(&self) -> u64 {
         self.sum(|w| &w.auth_failures)
+    }
+
+    /// Clients closed by a limit, as `(INFO field, value)` pairs (Redis' field names).
+    pub fn client_limit_counters(&self) -> [(&'static str, u64); 2] {
+        [
+            (
+                "client_query_buffer_limit_disconnections",
+                self.sum(|w| &w.query_limit_closed),
+            ),
+            (
+                "client_output_buffer_limit_disconnections",
+                self.sum(|w| &w.output_limit_closed),
+            ),
+        ]
     }
 
     /// The reply latency histogram merged over all workers.

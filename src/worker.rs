@@ -64,6 +64,8 @@ pub struct Worker {
     pub limits: Limits,
     /// Replies one client may have outstanding before it is no longer read.
     pub max_pipeline_depth: usize,
+    /// Pending bytes, idle timeout and subscriber output limits of each client.
+    pub client_limits: crate::session::ClientLimits,
     /// Time a request has, from its arrival, to be answered (retries included).
     pub request_timeout: Duration,
     /// Process-wide counters and facts, for INFO.
@@ -161,8 +163,12 @@ pub fn run(
             Rc::new(WorkerHooks(weak.clone())),
             true,
         )),
-        limits: config.protocol.limits(),
+        limits: Limits {
+            max_request_len: config.proxy.max_request_bytes,
+            ..config.protocol.limits()
+        },
         max_pipeline_depth: config.proxy.max_pipeline_depth,
+        client_limits: crate::session::ClientLimits::from_config(&config.proxy),
         request_timeout: Duration::from_millis(config.backend.request_timeout_ms),
         proxy,
         policy: RoutePolicy {

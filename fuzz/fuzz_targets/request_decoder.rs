@@ -13,6 +13,7 @@ fn limits() -> Limits {
         max_multibulk_len: 64,
         max_inline_len: 256,
         max_depth: 8,
+        max_request_len: 4096,
     }
 }
 

@@ -66,6 +66,14 @@ fn describe() {
         "Backend connection failures, by kind."
     );
     describe_counter!(
+        "slotgate_client_query_buffer_limit_disconnections_total",
+        "Clients closed for a request over proxy.max_request_bytes."
+    );
+    describe_counter!(
+        "slotgate_client_output_buffer_limit_disconnections_total",
+        "Subscribers closed for unwritten output over their limit."
+    );
+    describe_counter!(
         "slotgate_topology_refreshes_total",
         "Topology refreshes attempted."
     );
@@ -99,6 +107,11 @@ pub fn render(state: &AdminState) -> String {
     }
     metrics::counter!("slotgate_requests_retried_total").absolute(s.retried_total());
     metrics::counter!("slotgate_requests_failed_total").absolute(s.failed_total());
+    let [(_, query_limit), (_, output_limit)] = s.client_limit_counters();
+    metrics::counter!("slotgate_client_query_buffer_limit_disconnections_total")
+        .absolute(query_limit);
+    metrics::counter!("slotgate_client_output_buffer_limit_disconnections_total")
+        .absolute(output_limit);
     metrics::counter!("slotgate_topology_refreshes_total").absolute(state.topology.refreshes());
     metrics::gauge!("slotgate_slot_table_version").set(table.version() as f64);
     metrics::gauge!("slotgate_slots_covered").set(table.covered_slots() as f64);

@@ -50,6 +50,8 @@ const HELLO_3: &[u8] = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
 const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
 /// The bytes of a `READONLY` command.
 const READONLY: &[u8] = b"*1\r\n$8\r\nREADONLY\r\n";
+/// The writer's buffer is given back after a write that grew it past this.
+const KEEP_WRITE_BUFFER: usize = 1024 * 1024;
 
 /// Timeouts and limits shared by a worker's backend connections.
 #[derive(Clone, Debug)]
@@ -438,6 +440,10 @@ async fn write_loop(inner: Rc<Inner>, generation: u64, mut socket: WriteHalf) {
             return;
         }
         buf.clear();
+        if buf.capacity() > KEEP_WRITE_BUFFER {
+            // One burst (a client's deep pipeline of large values) must not pin its size.
+            buf = BytesMut::with_capacity(16 * 1024);
+        }
         // Give the sessions a turn to queue more before the next write.
         tokio::task::yield_now().await;
     }

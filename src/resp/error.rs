@@ -58,6 +58,18 @@ pub enum ParseError {
     /// An integer reply that is not a canonical decimal `i64`.
     #[error("Protocol error: invalid integer")]
     InvalidInteger,
+    /// A request larger than `max_request_len`, known from its headers before its data is
+    /// buffered. `size` is how large it is known to be at least.
+    #[error(
+        "Protocol error: request too large: at least {size} bytes, \
+         the limit is {limit} (proxy.max_request_bytes)"
+    )]
+    RequestTooLarge {
+        /// Bytes the request is known to need, at least.
+        size: usize,
+        /// The limit it crossed.
+        limit: usize,
+    },
     /// A status or error reply line longer than `max_bulk_len`.
     #[error("Protocol error: too big reply line")]
     TooBigLine,
@@ -83,6 +95,7 @@ impl ParseError {
             ParseError::MissingCrlf => "missing_crlf",
             ParseError::InvalidReplyType { .. } => "invalid_reply_type",
             ParseError::TooDeep => "too_deep",
+            ParseError::RequestTooLarge { .. } => "request_too_large",
             ParseError::InvalidInteger => "invalid_integer",
             ParseError::TooBigLine => "too_big_line",
             ParseError::Incomplete => "incomplete",
@@ -216,6 +229,10 @@ mod tests {
             ParseError::TooBigLine,
             ParseError::Incomplete,
             ParseError::TrailingBytes,
+            ParseError::RequestTooLarge {
+                size: 2_000_000,
+                limit: 1_048_576,
+            },
         ];
         let mut kinds: Vec<_> = all.iter().map(ParseError::kind).collect();
         kinds.sort_unstable();

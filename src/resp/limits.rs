@@ -20,6 +20,11 @@ pub struct Limits {
     /// Deepest array nesting accepted in a reply (requests are never nested). Also bounds the
     /// recursion of [`Frame`](super::Frame) encoding and dropping, so keep it small.
     pub max_depth: usize,
+    /// Largest whole request accepted, in bytes as encoded on the wire (slotgate's
+    /// `proxy.max_request_bytes`; Redis bounds the same thing with `client-query-buffer-limit`).
+    /// Checked as soon as a `$len` header announces an argument that would cross it, before its
+    /// data is buffered. Requests only; replies are not bounded by it.
+    pub max_request_len: usize,
 }
 
 impl Default for Limits {
@@ -29,6 +34,7 @@ impl Default for Limits {
             max_multibulk_len: 1024 * 1024,
             max_inline_len: 64 * 1024,
             max_depth: 64,
+            max_request_len: 1024 * 1024 * 1024,
         }
     }
 }
@@ -44,5 +50,6 @@ mod tests {
         assert_eq!(l.max_multibulk_len, 1_048_576);
         assert_eq!(l.max_inline_len, 65_536);
         assert_eq!(l.max_depth, 64);
+        assert_eq!(l.max_request_len, 1 << 30, "client-query-buffer-limit");
     }
 }

@@ -15,6 +15,7 @@ const SMALL: Limits = Limits {
     max_multibulk_len: 6,
     max_inline_len: 20,
     max_depth: 3,
+    max_request_len: 120,
 };
 
 /// Bytes that tend to matter to the grammar, mixed with anything at all.

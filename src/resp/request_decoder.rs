@@ -271,6 +271,13 @@ impl RequestDecoder {
                 .checked_add(len)
                 .filter(|e| e.checked_add(2).is_some())
                 .ok_or(ParseError::InvalidBulkLength)?;
+            // The whole request up to here must fit; refused before its data is buffered.
+            if end + 2 > self.limits.max_request_len {
+                return Err(ParseError::RequestTooLarge {
+                    size: end + 2,
+                    limit: self.limits.max_request_len,
+                });
+            }
             bulk = Some((start, end));
             scanned = 0;
         }
@@ -293,10 +300,12 @@ impl RequestDecoder {
             if to >= limit {
                 return Err(ParseError::TooBigInline);
             }
+            self.inline_fits(to)?;
             self.state = State::Inline { scanned: to };
             return Ok(Step::NeedMore);
         };
         let newline = scanned + i;
+        self.inline_fits(newline + 1)?;
         let line = buf.get(..newline).unwrap_or_default();
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         split_args(line, &mut self.scratch, &mut self.spans)?;
@@ -313,6 +322,18 @@ impl RequestDecoder {
         );
         self.finish();
         Ok(Step::Done(req))
+    }
+
+    /// An inline line of `len` bytes so far is within `max_request_len` (only a limit below
+    /// `max_inline_len` can refuse one).
+    fn inline_fits(&self, len: usize) -> Result<(), ParseError> {
+        if len > self.limits.max_request_len {
+            return Err(ParseError::RequestTooLarge {
+                size: len,
+                limit: self.limits.max_request_len,
+            });
+        }
+        Ok(())
     }
 
     /// Resets for the next request, releasing buffers a huge request blew up.
@@ -541,6 +562,7 @@ mod tests {
             max_multibulk_len: 2,
             max_inline_len: 8,
             max_depth: 1,
+            max_request_len: 1024,
         };
         let run = |input: &[u8]| RequestDecoder::new(limits).decode(&mut BytesMut::from(input));
         assert!(run(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n").unwrap().is_some());
@@ -548,6 +570,59 @@ mod tests {
         assert_eq!(run(b"*1\r\n$4\r\n"), Err(ParseError::InvalidBulkLength));
         assert_eq!(run(b"GET abcde\n"), Err(ParseError::TooBigInline));
         assert_eq!(run(b"*000000001"), Err(ParseError::TooBigMultibulkCount));
+    }
+
+    #[test]
+    fn request_size_is_refused_from_the_header() {
+        let limits = Limits {
+            max_request_len: 40,
+            ..Limits::default()
+        };
+        let run = |input: &[u8]| RequestDecoder::new(limits).decode(&mut BytesMut::from(input));
+        let set = |n: usize| {
+            Request::from_args([
+                Bytes::from_static(b"SET"),
+                Bytes::from_static(b"k"),
+                Bytes::from(vec![b'v'; n]),
+            ])
+        };
+        // 25 bytes of headers, the value, its CRLF: 40 bytes exactly pass, 41 do not.
+        assert_eq!(set(13).raw().len(), 40);
+        assert!(run(set(13).raw()).unwrap().is_some());
+        assert_eq!(
+            run(set(14).raw()),
+            Err(ParseError::RequestTooLarge {
+                size: 41,
+                limit: 40
+            })
+        );
+        // Refused from the header alone: the 100 MB of data never has to arrive.
+        let header = b"*2\r\n$3\r\nSET\r\n$100000000\r\n";
+        assert_eq!(
+            run(header),
+            Err(ParseError::RequestTooLarge {
+                size: header.len() + 100_000_000 + 2,
+                limit: 40
+            })
+        );
+        // Many small arguments add up.
+        let many = Request::from_args((0..20).map(|_| Bytes::from_static(b"x")));
+        assert!(matches!(
+            run(many.raw()),
+            Err(ParseError::RequestTooLarge { .. })
+        ));
+        // Inline lines too, with or without their newline.
+        assert!(run(&[b'a'; 39]).unwrap().is_none());
+        assert!(matches!(
+            run(&[b'a'; 41]),
+            Err(ParseError::RequestTooLarge { size: 41, .. })
+        ));
+        let mut line = vec![b'a'; 40];
+        line.push(b'\n');
+        assert!(matches!(
+            run(&line),
+            Err(ParseError::RequestTooLarge { size: 41, .. })
+        ));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 mod cluster_view;
 mod dispatch;
+mod limits;
 mod local;
 mod merge;
 mod pinned;
@@ -27,7 +28,7 @@ use std::time::Instant as StdInstant;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::resp::{Request, RequestDecoder};
+use crate::resp::{ParseError, Request, RequestDecoder};
 use crate::slot::Slot;
 use crate::worker::Worker;
 
@@ -35,6 +36,7 @@ use pinned::{Exclusive, Transaction, Watched};
 use pubsub::PubSub;
 
 pub use dispatch::service;
+pub use limits::{ClientLimits, OutputLimit, Overflow};
 pub use merge::Merge;
 pub use queue::{ReplyQueue, ReplyTarget};
 
@@ -43,6 +45,8 @@ pub use queue::{ReplyQueue, ReplyTarget};
 const LARGE_REPLY: usize = 64 * 1024;
 /// Initial size of a session's read and write buffers.
 const BUFFER_SIZE: usize = 16 * 1024;
+/// A write buffer grown past this is given back after the write.
+const KEEP_BUFFER: usize = 1024 * 1024;
 /// While an exclusive request (a blocking command, EXEC …) runs, the client is still read, to
 /// notice it hanging up, but only up to this many unprocessed bytes.
 const READ_AHEAD_WHILE_PINNED: usize = 1024 * 1024;
@@ -89,6 +93,17 @@ pub(crate) struct Session {
     user: Option<std::sync::Arc<crate::auth::User>>,
     /// Reply latency for the worker's histogram (admin `/metrics`).
     clock: crate::stats::ReplyClock,
+    /// What the client holds against `proxy.max_pending_bytes`, and how it is closed.
+    usage: Usage,
+}
+
+/// A session's use of its limits (see [`limits`]).
+#[derive(Debug, Default)]
+struct Usage {
+    /// Request bytes dispatched and not yet answered.
+    in_flight: limits::InFlight,
+    /// Closing for a protocol error: let the client read it before the socket closes.
+    linger: bool,
 }
 
 /// Serve one client until it disconnects, QUITs, or breaks the protocol. `stream` is a
@@ -126,6 +141,7 @@ pub async fn serve<S>(
         authenticated,
         user: None,
         clock: Default::default(),
+        usage: Usage::default(),
     };
     if let Err(e) = session.run(&mut stream).await {
         tracing::debug!(client = id, "client connection ended: {e}");
@@ -144,46 +160,41 @@ impl Session {
         let mut rbuf = BytesMut::with_capacity(BUFFER_SIZE);
         let mut wbuf = BytesMut::with_capacity(BUFFER_SIZE);
         let max_outstanding = self.worker.max_pipeline_depth;
+        let bounds = self.worker.client_limits;
+        let mut idle = limits::IdleTimer::new(bounds.idle_timeout);
         let drain = self.worker.drain.listen();
+        let queue = Rc::clone(&self.queue);
         loop {
-            let mut wrote = false;
-            while let Some(reply) = self.queue.pop_ready() {
-                if reply.len() >= LARGE_REPLY {
-                    if !wbuf.is_empty() {
-                        stream.write_all(&wbuf).await?;
-                        wbuf.clear();
-                    }
-                    stream.write_all(&reply).await?;
-                    wrote = true;
-                } else {
-                    wbuf.extend_from_slice(&reply);
-                }
+            // A subscriber over its output limit is cut off even in the middle of a write
+            // that a client not reading would block forever.
+            tokio::select! {
+                biased;
+                overflow = queue.cut_off() => return self.cut_off(overflow),
+                written = self.write_ready(stream, &mut wbuf) => written?,
             }
-            if !wbuf.is_empty() {
-                stream.write_all(&wbuf).await?;
-                wbuf.clear();
-                wrote = true;
-            }
-            if wrote {
-                // Free on plain TCP; TLS may hold the tail of a record until it.
-                stream.flush().await?;
-            }
-            self.clock
-                .written(self.queue.outstanding(), self.worker.stats());
             if self.deferred.is_some() && self.queue.outstanding() == 0 {
                 if !self.run_deferred(stream, &mut rbuf).await? {
                     return Ok(()); // The client hung up meanwhile.
                 }
-                self.process(&mut rbuf);
+                let now = self.process(&mut rbuf);
+                // Blocked clients wait for their own timeout: idle time counts from the reply.
+                if let Some(idle) = idle.as_mut() {
+                    idle.touch(now);
+                }
                 continue;
             }
             if self.closing && self.queue.outstanding() == 0 {
+                if self.usage.linger {
+                    limits::linger(stream).await;
+                }
                 return Ok(());
             }
-            // Backpressure: a client with this many replies owed is not read until it drains.
+            // Backpressure: a client owed this many replies, or holding this many bytes of
+            // requests unanswered and replies unwritten, is not read until it drains.
             let may_read = !self.closing
                 && self.deferred.is_none()
-                && self.queue.outstanding() < max_outstanding;
+                && self.queue.outstanding() < max_outstanding
+                && self.usage.in_flight.bytes() + self.queue.unwritten() < bounds.max_pending_bytes;
             tokio::select! {
                 biased;
                 () = self.queue.wait_ready() => {}
@@ -191,12 +202,79 @@ impl Session {
                     if read? == 0 {
                         return Ok(());
                     }
-                    self.process(&mut rbuf);
+                    let now = self.process(&mut rbuf);
+                    if let Some(idle) = idle.as_mut() {
+                        idle.touch(now);
+                    }
                 }
                 // Graceful shutdown: finish what is owed (above), read nothing more.
                 () = drain.wait(), if !self.closing => self.closing = true,
+                overflow = queue.cut_off() => return self.cut_off(overflow),
+                // Redis' `timeout`: never for subscribers (nor blocked clients, which are
+                // not here but in run_deferred); clients in MULTI or WATCH do time out.
+                () = limits::fired(&mut idle) => {
+                    let may_close = self.queue.outstanding() == 0 && !self.subscribed();
+                    if idle.as_mut().is_some_and(|idle| idle.expired(may_close)) {
+                        tracing::debug!(client = self.info.id, peer = ?self.info.peer,
+                            "closing idle client (proxy.client_idle_timeout_ms)");
+                        return Ok(());
+                    }
+                }
             }
         }
+    }
+
+    /// Write every reply ready at the front of the queue, in one write when they are small.
+    async fn write_ready<W: AsyncWrite + Unpin>(
+        &mut self,
+        stream: &mut W,
+        wbuf: &mut BytesMut,
+    ) -> std::io::Result<()> {
+        let mut wrote = 0;
+        while let Some(reply) = self.queue.pop_ready() {
+            wrote += reply.len();
+            if reply.len() >= LARGE_REPLY {
+                if !wbuf.is_empty() {
+                    stream.write_all(wbuf).await?;
+                    wbuf.clear();
+                }
+                stream.write_all(&reply).await?;
+            } else {
+                wbuf.extend_from_slice(&reply);
+            }
+        }
+        if !wbuf.is_empty() {
+            stream.write_all(wbuf).await?;
+            wbuf.clear();
+        }
+        if wbuf.capacity() > KEEP_BUFFER {
+            // A burst (a subscriber catching up) must not pin its size for the session's life.
+            *wbuf = BytesMut::with_capacity(BUFFER_SIZE);
+        }
+        if wrote > 0 {
+            // Free on plain TCP; TLS may hold the tail of a record until it.
+            stream.flush().await?;
+            self.queue.written(wrote);
+            self.usage.in_flight.answered(self.queue.front_seq());
+        }
+        self.clock
+            .written(self.queue.outstanding(), self.worker.stats());
+        Ok(())
+    }
+
+    /// The client broke its output limit: log it, count it, and end the session.
+    fn cut_off(&self, overflow: Overflow) -> std::io::Result<()> {
+        tracing::warn!(
+            client = self.info.id,
+            peer = ?self.info.peer,
+            bytes = overflow.bytes,
+            limit = overflow.limit,
+            "subscriber disconnected: output over the {} limit (proxy.pubsub_output_{}_limit_bytes)",
+            if overflow.soft { "soft" } else { "hard" },
+            if overflow.soft { "soft" } else { "hard" },
+        );
+        self.worker.stats().output_limit_disconnected();
+        Ok(())
     }
 
     /// Run the deferred exclusive request and queue its reply, reading ahead from the client
@@ -228,10 +306,12 @@ impl Session {
         Ok(true)
     }
 
-    /// Decode and dispatch every complete request in `buf`, up to an exclusive one.
-    fn process(&mut self, buf: &mut BytesMut) {
+    /// Decode and dispatch every complete request in `buf`, up to an exclusive one. Returns
+    /// the time it read (for the idle timer).
+    fn process(&mut self, buf: &mut BytesMut) -> tokio::time::Instant {
         let now = tokio::time::Instant::now();
         let mut count = 0u64;
+        let unread = buf.len();
         while !self.closing && self.deferred.is_none() {
             match self.decoder.decode(buf) {
                 Ok(Some(request)) => {
@@ -245,13 +325,25 @@ impl Session {
                     break;
                 }
                 Err(e) => {
-                    tracing::debug!(client = self.info.id, "protocol error: {e}");
+                    if let ParseError::RequestTooLarge { size, limit } = e {
+                        tracing::info!(client = self.info.id, peer = ?self.info.peer, size, limit,
+                            "request over proxy.max_request_bytes; closing the client");
+                        self.worker.stats().request_too_large();
+                    } else {
+                        tracing::debug!(client = self.info.id, "protocol error: {e}");
+                    }
                     self.queue.push_ready(e.to_reply());
                     self.closing = true;
+                    self.usage.linger = true;
                 }
             }
         }
         self.worker.stats().add_commands(count);
         self.clock.read(now, count);
+        let dispatched = unread - buf.len();
+        self.usage
+            .in_flight
+            .dispatched(self.queue.next_seq(), dispatched);
+        now
     }
 }

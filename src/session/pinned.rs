@@ -91,6 +91,8 @@ pub(super) enum Exclusive {
 #[derive(Debug, Default)]
 pub(super) struct Transaction {
     queued: Vec<Bytes>,
+    /// Bytes of `queued`, bounded by `proxy.max_pending_bytes`.
+    bytes: usize,
     slot: Option<Slot>,
     /// A command was refused while queueing: EXEC answers EXECABORT.
     failed: bool,
@@ -109,6 +111,26 @@ impl Transaction {
     /// A command was refused while queueing: EXEC will answer EXECABORT.
     pub(super) fn fail(&mut self) {
         self.failed = true;
+    }
+
+    /// Queue `command` unless the transaction would hold more than `limit` bytes (the
+    /// session's pending-bytes bound: queued commands are requests not yet answered). Over it,
+    /// the transaction fails and lets go of what it queued; a failed one stores nothing, since
+    /// EXEC will only answer EXECABORT.
+    fn enqueue(&mut self, command: &Bytes, limit: usize) -> Bytes {
+        if self.bytes + command.len() > limit {
+            self.failed = true;
+            self.queued = Vec::new();
+            return error(&format!(
+                "ERR slotgate: transaction too large: its queued commands exceed \
+                 proxy.max_pending_bytes ({limit} bytes)"
+            ));
+        }
+        if !self.failed {
+            self.bytes += command.len();
+            self.queued.push(command.clone());
+        }
+        Bytes::from_static(QUEUED)
     }
 }
 
@@ -140,6 +162,7 @@ impl Session {
     /// Between MULTI and EXEC: queue the request (checking it belongs to the transaction's
     /// slot) or act on it at once, as Redis does for EXEC, DISCARD, MULTI, WATCH, QUIT, RESET.
     pub(super) fn in_transaction(&mut self, request: Request, route: Route) {
+        let limit = self.worker.client_limits.max_pending_bytes;
         let Some(tx) = self.tx.as_mut() else { return };
         let reply = match route {
             Route::Pinned(Pinned::Exclusive(Exclusive::Exec)) => {
@@ -177,14 +200,12 @@ impl Session {
                     error(CROSSSLOT)
                 } else {
                     tx.slot = Some(slot);
-                    tx.queued.push(request.raw().clone());
-                    Bytes::from_static(QUEUED)
+                    tx.enqueue(request.raw(), limit)
                 }
             }
             // Answered by the node inside EXEC like any queued command.
             Route::Local(Local::Ping | Local::Echo | Local::Time) | Route::Script { .. } => {
-                tx.queued.push(request.raw().clone());
-                Bytes::from_static(QUEUED)
+                tx.enqueue(request.raw(), limit)
             }
             Route::Split { .. } => {
                 tx.failed = true;
@@ -606,5 +627,19 @@ mod tests {
             Some(Duration::from_millis(250))
         );
         assert_eq!(t(&["BRPOPLPUSH", "a", "b", "x"]), None);
+    }
+
+    #[test]
+    fn a_transaction_is_bounded_by_the_pending_bytes() {
+        let mut tx = Transaction::default();
+        let command = Bytes::from(vec![b'x'; 40]);
+        assert_eq!(&tx.enqueue(&command, 100)[..], QUEUED);
+        assert_eq!(&tx.enqueue(&command, 100)[..], QUEUED);
+        let refused = tx.enqueue(&command, 100);
+        assert!(refused.starts_with(b"-ERR slotgate: transaction too large"));
+        assert!(tx.failed && tx.queued.is_empty(), "the memory is let go");
+        // Later commands are acknowledged as Redis does, but not stored.
+        assert_eq!(&tx.enqueue(&Bytes::from_static(b"x"), 100)[..], QUEUED);
+        assert!(tx.queued.is_empty());
     }
 }

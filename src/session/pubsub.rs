@@ -429,12 +429,14 @@ fn on_push(link: &LinkTask, reply: Reply) {
     let forward = || {
         let resp3 = link.state.upgrade().is_some_and(|s| s.borrow().resp3);
         let raw = reply.raw();
+        // Bounded by the subscriber output limit: a client that does not read is cut off.
+        let limit = &link.worker.client_limits.pubsub_output;
         if resp3 && raw.first() == Some(&b'*') {
             let mut push = BytesMut::from(&raw[..]);
             push[0] = b'>';
-            link.queue.push_ready(push.freeze());
+            link.queue.push_message(push.freeze(), limit);
         } else {
-            link.queue.push_ready(raw.clone());
+            link.queue.push_message(raw.clone(), limit);
         }
     };
     let subscribed = |kind: SubKind, name: Option<Bytes>| {

@@ -13,6 +13,7 @@ use bytes::Bytes;
 
 use crate::wake::LocalSignal;
 
+use super::limits::{OutputLimit, Overflow};
 use super::merge::Merge;
 
 /// Replies of one session, in request order. Shared (`Rc`) with the backend connections that
@@ -26,6 +27,15 @@ pub struct ReplyQueue {
     closed: Cell<bool>,
     /// Raised when the front slot becomes ready.
     ready: LocalSignal,
+    /// Bytes of the replies queued or taken but not yet written to the client (the client's
+    /// output buffer, in Redis' terms); see [`ReplyQueue::written`].
+    unwritten: Cell<usize>,
+    /// When the unwritten output went over the soft output limit, while it is.
+    over_soft_since: Cell<Option<tokio::time::Instant>>,
+    /// Set when pushed messages broke the output limit: the session closes.
+    overflow: Cell<Option<Overflow>>,
+    /// Raised with `overflow`.
+    cut: LocalSignal,
 }
 
 /// Where a backend delivers one reply: a place in a session's queue, or one part of a split
@@ -85,6 +95,7 @@ impl ReplyQueue {
 
     /// Queue a reply that is already known (local commands, immediate errors).
     pub fn push_ready(&self, reply: Bytes) {
+        self.unwritten.set(self.unwritten.get() + reply.len());
         let mut slots = self.slots.borrow_mut();
         slots.push_back(Some(reply));
         if slots.len() == 1 {
@@ -101,6 +112,10 @@ impl ReplyQueue {
             return;
         };
         if let Some(slot) = slots.get_mut(index as usize) {
+            // A place is filled once; were it twice, the count must not drift.
+            let replaced = slot.as_ref().map_or(0, Bytes::len);
+            let unwritten = self.unwritten.get() + reply.len();
+            self.unwritten.set(unwritten.saturating_sub(replaced));
             *slot = Some(reply);
             if index == 0 {
                 self.ready.raise();
@@ -108,7 +123,58 @@ impl ReplyQueue {
         }
     }
 
-    /// Take the next reply if the front one has arrived.
+    /// Queue a message nobody asked for (pub/sub) unless that breaks `limit`; then cut the
+    /// client off instead ([`ReplyQueue::cut_off`] resolves) and drop what else comes.
+    pub fn push_message(&self, message: Bytes, limit: &OutputLimit) {
+        if self.overflow.get().is_some() {
+            return;
+        }
+        let bytes = self.unwritten.get() + message.len();
+        match limit.check(bytes, &self.over_soft_since, tokio::time::Instant::now) {
+            None => self.push_ready(message),
+            Some(overflow) => {
+                self.overflow.set(Some(overflow));
+                self.cut.raise();
+            }
+        }
+    }
+
+    /// Resolves when pushed messages broke the client's output limit.
+    pub async fn cut_off(&self) -> Overflow {
+        loop {
+            if let Some(overflow) = self.overflow.get() {
+                return overflow;
+            }
+            self.cut.wait().await;
+        }
+    }
+
+    /// `n` bytes of replies taken with [`ReplyQueue::pop_ready`] were written to the client.
+    #[inline]
+    pub fn written(&self, n: usize) {
+        self.unwritten.set(self.unwritten.get().saturating_sub(n));
+    }
+
+    /// Bytes of replies not yet written to the client.
+    #[inline]
+    pub fn unwritten(&self) -> usize {
+        self.unwritten.get()
+    }
+
+    /// Sequence number of the front place (every reply before it has been taken).
+    #[inline]
+    pub fn front_seq(&self) -> u64 {
+        self.base.get()
+    }
+
+    /// Sequence number the next place will take.
+    #[inline]
+    pub fn next_seq(&self) -> u64 {
+        self.base.get() + self.slots.borrow().len() as u64
+    }
+
+    /// Take the next reply if the front one has arrived. Its bytes still count as unwritten
+    /// until [`ReplyQueue::written`].
     #[inline]
     pub fn pop_ready(&self) -> Option<Bytes> {
         let mut slots = self.slots.borrow_mut();
@@ -132,6 +198,7 @@ impl ReplyQueue {
     pub fn close(&self) {
         self.closed.set(true);
         self.slots.borrow_mut().clear();
+        self.unwritten.set(0);
     }
 }
 
@@ -151,6 +218,52 @@ mod tests {
         let got: Vec<_> = std::iter::from_fn(|| q.pop_ready()).collect();
         assert_eq!(got, [&b"+a\r\n"[..], b"+b\r\n", b"+c\r\n"]);
         assert_eq!(q.outstanding(), 0);
+    }
+
+    #[test]
+    fn unwritten_bytes_count_until_written() {
+        let q = ReplyQueue::new();
+        let a = q.reserve();
+        q.push_ready(Bytes::from_static(b"+later\r\n"));
+        assert_eq!(q.unwritten(), 8);
+        a.fill(Bytes::from_static(b"+ok\r\n"));
+        assert_eq!((q.unwritten(), q.front_seq(), q.next_seq()), (13, 0, 2));
+        let taken: usize = std::iter::from_fn(|| q.pop_ready()).map(|r| r.len()).sum();
+        assert_eq!(
+            (q.unwritten(), q.front_seq()),
+            (13, 2),
+            "taken, not written"
+        );
+        q.written(taken);
+        assert_eq!(q.unwritten(), 0);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn messages_over_the_limit_cut_the_client_off() {
+        let limit = OutputLimit {
+            hard: 20,
+            soft: 0,
+            soft_for: std::time::Duration::ZERO,
+        };
+        let q = ReplyQueue::new();
+        q.push_message(Bytes::from_static(b"+0123456789\r\n"), &limit);
+        assert_eq!(q.unwritten(), 13);
+        q.push_message(Bytes::from_static(b"+0123456789\r\n"), &limit);
+        assert_eq!(
+            q.unwritten(),
+            13,
+            "the message that would cross it is dropped"
+        );
+        assert_eq!(
+            q.cut_off().await,
+            Overflow {
+                bytes: 26,
+                limit: 20,
+                soft: false
+            }
+        );
+        q.push_message(Bytes::from_static(b"+x\r\n"), &limit);
+        assert_eq!(q.outstanding(), 1, "nothing more after the cut");
     }
 
     #[test]
