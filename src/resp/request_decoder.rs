@@ -170,7 +170,10 @@ impl RequestDecoder {
                 .ok()
                 .filter(|&n| n <= self.limits.max_bulk_len)?;
             let end = start.checked_add(len)?;
-            if buf.get(end..end.checked_add(2)?)? != b"\r\n" {
+            if end.checked_add(2)? > self.limits.max_request_len {
+                return None;
+            }
+            if buf.get(end..end + 2)? != b"\r\n" {
                 return None;
             }
             self.spans.push((start, end));

@@ -319,8 +319,11 @@ fn route(args: &[Bytes], placement: &Placement) -> Route {
             spec.name
         )));
     }
-    if let Some(cmd) = Local::of(spec) {
-        return Route::Local(cmd);
+    // Every proxy-local command is key-less: GET, SET and the like skip the name comparisons.
+    if spec.key_specs.is_empty() {
+        if let Some(cmd) = Local::of(spec) {
+            return Route::Local(cmd);
+        }
     }
     // One flag test keeps the name comparisons below off the path of GET, SET and the like.
     let special = spec.flags.intersects(SPECIAL);
@@ -608,6 +611,19 @@ pub(super) fn printable(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::resp::test_args as args;
+
+    /// `route` only asks `Local::of` about key-less commands.
+    #[test]
+    fn every_local_command_is_keyless() {
+        let specs = command::all()
+            .iter()
+            .flat_map(|c| std::iter::once(c).chain(c.subcommands.iter()));
+        for spec in specs {
+            if Local::of(spec).is_some() {
+                assert!(spec.key_specs.is_empty(), "{} has keys", spec.name);
+            }
+        }
+    }
 
     /// `route` with cluster hash slots, the placement these tests are written for.
     fn route(args: &[Bytes]) -> Route {
