@@ -212,6 +212,8 @@ fn not_reloadable_changes(running: &Config, next: &Config) -> Vec<String> {
         running.proxy.max_pipeline_depth != next.proxy.max_pipeline_depth,
     );
     check("cluster", running.cluster != next.cluster);
+    check("slowlog", running.slowlog != next.slowlog);
+    check("hotkeys", running.hotkeys != next.hotkeys);
     let mut backend = next.backend.clone();
     if next.is_pool_mode() {
         // Reloaded with the pools: each pool's read policy defaults to it.

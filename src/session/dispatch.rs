@@ -101,6 +101,12 @@ impl Session {
         }
         match route {
             Route::Slot { slot, readonly } => {
+                // Hot keys off: this one branch is all it costs.
+                if let Some(hot) = &self.worker.hot {
+                    if hot.tick() {
+                        hot.record_request(request.args());
+                    }
+                }
                 if !readonly {
                     self.last_write = Some(slot);
                 }

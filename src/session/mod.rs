@@ -10,6 +10,7 @@
 //! threads on the request path. All requests decoded from one read are dispatched before the
 //! worker's backend writers run, so a pipeline leaves in one write per backend.
 
+mod client;
 mod cluster_view;
 mod dispatch;
 mod local;
@@ -18,15 +19,15 @@ mod pinned;
 mod pubsub;
 mod queue;
 mod scan;
+mod slowlog;
 mod wait;
 
-use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Instant as StdInstant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::ops::clients::Registration;
 use crate::resp::{Request, RequestDecoder};
 use crate::slot::Slot;
 use crate::worker::Worker;
@@ -47,27 +48,13 @@ const BUFFER_SIZE: usize = 16 * 1024;
 /// notice it hanging up, but only up to this many unprocessed bytes.
 const READ_AHEAD_WHILE_PINNED: usize = 1024 * 1024;
 
-/// What the proxy knows about one client, for CLIENT and INFO.
-#[derive(Debug)]
-pub struct ClientInfo {
-    /// Proxy-wide unique client id (CLIENT ID).
-    pub id: u64,
-    /// The client's address.
-    pub peer: Option<SocketAddr>,
-    /// The proxy's address this client connected to.
-    pub local: Option<SocketAddr>,
-    /// Name set with CLIENT SETNAME or HELLO SETNAME.
-    pub name: Option<Bytes>,
-    /// When the client connected.
-    pub since: StdInstant,
-}
-
 /// State of one client connection.
 pub(crate) struct Session {
     worker: Rc<Worker>,
     queue: Rc<ReplyQueue>,
     decoder: RequestDecoder,
-    info: ClientInfo,
+    /// The client's entry in the proxy-wide registry (id, addresses, name; CLIENT LIST).
+    info: Registration,
     /// Stop reading: QUIT was received or the client broke the protocol. The session ends
     /// once every reply before that point has been written.
     closing: bool,
@@ -89,28 +76,20 @@ pub(crate) struct Session {
     user: Option<std::sync::Arc<crate::auth::User>>,
     /// Reply latency for the worker's histogram (admin `/metrics`).
     clock: crate::stats::ReplyClock,
+    /// Requests being timed for the slow log.
+    slow: slowlog::SlowWatch,
 }
 
-/// Serve one client until it disconnects, QUITs, or breaks the protocol. `stream` is a
-/// `TcpStream` or a TLS stream (the caller sets `TCP_NODELAY` and runs any handshake);
-/// `peer` and `local` are the TCP addresses, for CLIENT and INFO.
-pub async fn serve<S>(
-    mut stream: S,
-    peer: Option<SocketAddr>,
-    local: Option<SocketAddr>,
-    worker: Rc<Worker>,
-    id: u64,
-) where
+/// Serve one client until it disconnects, QUITs, breaks the protocol or is killed. `stream`
+/// is a `TcpStream` or a TLS stream (the caller sets `TCP_NODELAY` and runs any handshake);
+/// `info` is its registration (id and TCP addresses, for CLIENT and INFO).
+pub async fn serve<S>(mut stream: S, info: Registration, worker: Rc<Worker>)
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let info = ClientInfo {
-        id,
-        peer,
-        local,
-        name: None,
-        since: StdInstant::now(),
-    };
+    let id = info.id;
     let authenticated = !worker.users.required();
+    let slow = slowlog::SlowWatch::new(worker.ops.slowlog.threshold());
     let mut session = Session {
         decoder: RequestDecoder::new(worker.limits),
         worker,
@@ -126,6 +105,7 @@ pub async fn serve<S>(
         authenticated,
         user: None,
         clock: Default::default(),
+        slow,
     };
     if let Err(e) = session.run(&mut stream).await {
         tracing::debug!(client = id, "client connection ended: {e}");
@@ -170,6 +150,7 @@ impl Session {
             }
             self.clock
                 .written(self.queue.outstanding(), self.worker.stats());
+            self.slow_written();
             if self.deferred.is_some() && self.queue.outstanding() == 0 {
                 if !self.run_deferred(stream, &mut rbuf).await? {
                     return Ok(()); // The client hung up meanwhile.
@@ -195,6 +176,8 @@ impl Session {
                 }
                 // Graceful shutdown: finish what is owed (above), read nothing more.
                 () = drain.wait(), if !self.closing => self.closing = true,
+                // CLIENT KILL from any client: close now, owed replies or not.
+                () = self.info.killed() => return Ok(()),
             }
         }
     }
@@ -210,6 +193,7 @@ impl Session {
         let Some((request, exclusive)) = self.deferred.take() else {
             return Ok(true);
         };
+        let client = std::sync::Arc::clone(self.info.client());
         let reply = {
             let run = self.exclusive(request, exclusive);
             tokio::pin!(run);
@@ -221,6 +205,7 @@ impl Session {
                             return Ok(false);
                         }
                     }
+                    () = client.killed() => return Ok(false),
                 }
             }
         };
@@ -232,11 +217,21 @@ impl Session {
     fn process(&mut self, buf: &mut BytesMut) {
         let now = tokio::time::Instant::now();
         let mut count = 0u64;
+        let mut last_cmd = 0;
         while !self.closing && self.deferred.is_none() {
             match self.decoder.decode(buf) {
                 Ok(Some(request)) => {
                     count += 1;
+                    if buf.is_empty() {
+                        // The batch's last request: CLIENT LIST's `cmd` (one lookup per read).
+                        last_cmd =
+                            crate::command::lookup(request.args()).map_or(0, crate::command::id_of);
+                    }
+                    self.slow.read(now, request.raw());
                     self.dispatch(request, now);
+                    if self.deferred.is_some() {
+                        self.slow.unread();
+                    }
                 }
                 Ok(None) => {
                     if let Some(needed) = self.decoder.needed() {
@@ -253,5 +248,8 @@ impl Session {
         }
         self.worker.stats().add_commands(count);
         self.clock.read(now, count);
+        if count > 0 {
+            self.publish_activity(now.into_std(), last_cmd);
+        }
     }
 }

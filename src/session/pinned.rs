@@ -110,6 +110,11 @@ impl Transaction {
     pub(super) fn fail(&mut self) {
         self.failed = true;
     }
+
+    /// Commands queued so far (CLIENT LIST's `multi`).
+    pub(super) fn queued(&self) -> usize {
+        self.queued.len()
+    }
 }
 
 impl Session {
