@@ -372,3 +372,85 @@ async fn hot_keys_off_by_default_stay_out_of_info() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_list_flags_and_kill_of_blocked_and_subscribed_clients() {
+    let setup = start_pools(2, &[], |_| {});
+    bounded(async {
+        let addr = setup.addr();
+        let admin = &mut setup.client().await;
+        let id_of = |raw: &mut Raw| -> String {
+            let line = common::lines(raw, &["CLIENT ID"]).remove(0);
+            line.trim().trim_start_matches(':').to_string()
+        };
+        let line_of = |list: &str, id: &str| -> String {
+            list.lines()
+                .find(|l| field(l, "id") == id)
+                .unwrap_or_else(|| panic!("no client {id} in {list}"))
+                .to_string()
+        };
+        let list_until = |id: String, want: &'static str| {
+            let mut c = admin.clone();
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(5);
+                loop {
+                    let list: String = q(&mut c, &["CLIENT", "LIST"]).await.unwrap();
+                    let line = line_of(&list, &id);
+                    if line.contains(want) || Instant::now() > deadline {
+                        return line;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+
+        let mut subscriber = Raw::connect(addr);
+        let sub_id = id_of(&mut subscriber);
+        subscriber.send(b"SUBSCRIBE ch1\r\nPSUBSCRIBE p*\r\n");
+        let _ = subscriber.read_exactly(10); // the first confirmation started
+        let sub_line = list_until(sub_id.clone(), "psub=1").await;
+        assert_eq!(field(&sub_line, "flags"), "P", "{sub_line}");
+        assert_eq!(field(&sub_line, "sub"), "1", "{sub_line}");
+        assert_eq!(field(&sub_line, "psub"), "1", "{sub_line}");
+
+        let mut tx = Raw::connect(addr);
+        let tx_id = id_of(&mut tx);
+        let queued = common::lines(&mut tx, &["MULTI", "SET tx:a 1"]);
+        assert_eq!(queued, ["+OK\r\n", "+QUEUED\r\n"]);
+        let tx_line = list_until(tx_id.clone(), "multi=1").await;
+        assert_eq!(field(&tx_line, "flags"), "x", "{tx_line}");
+        assert_eq!(field(&tx_line, "multi"), "1", "{tx_line}");
+
+        let mut blocked = Raw::connect(addr);
+        let blocked_id = id_of(&mut blocked);
+        blocked.send(b"BLPOP kill:list 0\r\n");
+        let blocked_line = list_until(blocked_id.clone(), "cmd=blpop").await;
+        assert_eq!(field(&blocked_line, "cmd"), "blpop", "{blocked_line}");
+
+        // A client blocked in BLPOP is closed at once, and so is a subscriber (by TYPE).
+        let killed: i64 = q(admin, &["CLIENT", "KILL", "ID", &blocked_id])
+            .await
+            .unwrap();
+        assert_eq!(killed, 1);
+        let started = Instant::now();
+        assert!(blocked.is_closed(), "the blocked client is closed");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let killed: i64 = q(admin, &["CLIENT", "KILL", "TYPE", "pubsub"])
+            .await
+            .unwrap();
+        assert_eq!(killed, 1);
+        let mut rest = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut subscriber.stream, &mut rest);
+        assert!(subscriber.is_closed());
+        let list: String = q(admin, &["CLIENT", "LIST"]).await.unwrap();
+        assert!(list
+            .lines()
+            .all(|l| field(l, "id") != sub_id && field(l, "id") != blocked_id));
+        assert!(list.lines().any(|l| field(l, "id") == tx_id), "{list}");
+        // The node released the blocked connection: a push is not taken by a ghost BLPOP.
+        let _: i64 = q(admin, &["RPUSH", "kill:list", "x"]).await.unwrap();
+        let len: i64 = q(admin, &["LLEN", "kill:list"]).await.unwrap();
+        assert_eq!(len, 1);
+    })
+    .await;
+}

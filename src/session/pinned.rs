@@ -346,6 +346,7 @@ impl Session {
         if self.worker.users.required() {
             self.authenticated = false;
             self.user = None;
+            self.info.set_user(None);
         }
         self.tx = None;
         self.release_watch();
