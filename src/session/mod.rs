@@ -167,6 +167,9 @@ impl Session {
                 && self.queue.outstanding() < max_outstanding;
             tokio::select! {
                 biased;
+                // CLIENT KILL from any client: close now, owed replies or not. First, so a
+                // client that always has more to read cannot keep it waiting.
+                () = self.info.killed() => return Ok(()),
                 () = self.queue.wait_ready() => {}
                 read = stream.read_buf(&mut rbuf), if may_read => {
                     if read? == 0 {
@@ -176,8 +179,6 @@ impl Session {
                 }
                 // Graceful shutdown: finish what is owed (above), read nothing more.
                 () = drain.wait(), if !self.closing => self.closing = true,
-                // CLIENT KILL from any client: close now, owed replies or not.
-                () = self.info.killed() => return Ok(()),
             }
         }
     }
