@@ -421,6 +421,17 @@ async fn client_list_flags_and_kill_of_blocked_and_subscribed_clients() {
         assert_eq!(field(&tx_line, "flags"), "x", "{tx_line}");
         assert_eq!(field(&tx_line, "multi"), "1", "{tx_line}");
 
+        // HELLO names the client and switches its protocol.
+        let mut resp3 = Raw::connect(addr);
+        let resp3_id = id_of(&mut resp3);
+        resp3.send(b"HELLO 3 SETNAME gamma\r\n");
+        let hello = resp3.read_line();
+        assert!(hello.starts_with('%'), "{hello}");
+        let resp3_line = list_until(resp3_id, "resp=3").await;
+        assert_eq!(field(&resp3_line, "name"), "gamma", "{resp3_line}");
+        assert_eq!(field(&resp3_line, "resp"), "3", "{resp3_line}");
+        assert_eq!(field(&resp3_line, "cmd"), "hello", "{resp3_line}");
+
         let mut blocked = Raw::connect(addr);
         let blocked_id = id_of(&mut blocked);
         blocked.send(b"BLPOP kill:list 0\r\n");
