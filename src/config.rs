@@ -1193,6 +1193,33 @@ mod tests {
     }
 
     #[test]
+    fn slowlog_and_hotkeys_parse_and_are_validated() {
+        let c = Config::parse(
+            "[cluster]\nseeds=[\"127.0.0.1:7000\"]\n[slowlog]\nlog_slower_than_us = -1\n\
+             max_len = 2000000\n[hotkeys]\nenabled = true\nsample_rate = 0\ntop = 0\n\
+             interval_ms = 10\n",
+        )
+        .unwrap();
+        assert_eq!(c.slowlog.log_slower_than_us, -1);
+        assert!(c.hotkeys.enabled);
+        let err = c.validate().unwrap_err();
+        let paths: Vec<_> = err.0.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "slowlog.max_len",
+                "hotkeys.sample_rate",
+                "hotkeys.top",
+                "hotkeys.interval_ms"
+            ]
+        );
+        let defaults = Config::default();
+        assert_eq!(defaults.slowlog.log_slower_than_us, 10_000);
+        assert_eq!(defaults.slowlog.max_len, 128);
+        assert!(!defaults.hotkeys.enabled);
+    }
+
+    #[test]
     fn tls_sections_are_validated_with_paths() {
         let c = Config::parse(
             "[cluster]\nseeds=[\"127.0.0.1:7000\"]\n[proxy]\nlisten = \"\"\nmax_clients = 0\n\
