@@ -175,6 +175,32 @@ async fn slowlog_at_zero_logs_everything_and_truncates_like_redis() {
         let ids: Vec<i64> = items(&got).iter().map(|e| int(&items(e)[0])).collect();
         assert_eq!(ids.len(), 5);
         assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+
+        // Clients are dealt to the two workers in turn: the next one logs on the other
+        // worker's ring, and GET merges both, newest first.
+        let other = &mut setup.client().await;
+        let _: () = q(other, &["SET", "from:other", "1"]).await.unwrap();
+        let _: () = q(c, &["SET", "from:first", "1"]).await.unwrap();
+        let got: Value = q(c, &["SLOWLOG", "GET", "2"]).await.unwrap();
+        let keys: Vec<String> = items(&got)
+            .iter()
+            .map(|e| text(&items(&items(e)[3])[1]))
+            .collect();
+        assert_eq!(keys, ["from:first", "from:other"]);
+        let addrs: Vec<String> = items(&got).iter().map(|e| text(&items(e)[4])).collect();
+        assert_ne!(addrs[0], addrs[1], "two clients: {addrs:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowlog_negative_threshold_logs_nothing() {
+    let setup = start_pools(1, &[], |c| c.slowlog.log_slower_than_us = -1);
+    bounded(async {
+        let c = &mut setup.client().await;
+        let _: i64 = q(c, &["EVAL", BUSY, "0"]).await.unwrap();
+        let len: i64 = q(c, &["SLOWLOG", "LEN"]).await.unwrap();
+        assert_eq!(len, 0);
     })
     .await;
 }

@@ -139,6 +139,9 @@ impl Session {
                     wbuf.extend_from_slice(&reply);
                 }
             }
+            // Replies taken are ready: time their requests before writing, so a client that
+            // has its reply finds a slow request already in the slow log (as with Redis).
+            self.slow_written();
             if !wbuf.is_empty() {
                 stream.write_all(&wbuf).await?;
                 wbuf.clear();
@@ -150,7 +153,6 @@ impl Session {
             }
             self.clock
                 .written(self.queue.outstanding(), self.worker.stats());
-            self.slow_written();
             if self.deferred.is_some() && self.queue.outstanding() == 0 {
                 if !self.run_deferred(stream, &mut rbuf).await? {
                     return Ok(()); // The client hung up meanwhile.

@@ -56,8 +56,8 @@ impl SlowWatch {
 }
 
 impl Session {
-    /// Replies were written and `outstanding` are still owed: time the requests answered
-    /// since the last call and log the slow ones.
+    /// Replies were taken from the queue to be written: time the requests answered since the
+    /// last call (those beyond the replies still owed) and log the slow ones.
     #[inline]
     pub(super) fn slow_written(&mut self) {
         let Some(threshold) = self.slow.threshold else {
