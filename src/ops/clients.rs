@@ -405,6 +405,27 @@ mod tests {
             ..Filter::default()
         };
         assert!(by_user.matches(a.client()) && !by_user.matches(b.client()));
+        let old = |secs| Filter {
+            max_age_secs: Some(secs),
+            ..Filter::default()
+        };
+        assert!(old(0).matches(a.client()) && !old(1000).matches(a.client()));
+        let pubsub = Filter {
+            pubsub: Some(true),
+            ..Filter::default()
+        };
+        assert!(!pubsub.matches(a.client()));
+        a.active(
+            Instant::now(),
+            Activity {
+                last_cmd: 0,
+                subs: [1, 0, 0],
+                multi: -1,
+                resp: 2,
+            },
+        );
+        assert!(pubsub.matches(a.client()));
+        assert!(a.client().line(&registry, None).contains(" flags=P "));
     }
 
     #[tokio::test]
