@@ -37,7 +37,16 @@ def nice_step(vmax, ticks=5):
 
 
 def short(v):
-    """1234567 -> 1.23M, 104156 -> 104k, 9512 -> 9.5k, 8.49 -> 8.49"""
+    """1234567 -> 1.23M, 104156 -> 104k, 9512 -> 9.51k, 8.49 -> 8.49, 40.0 -> 40, 30000 -> 30k"""
+    s = _short(v)
+    unit = s[-1] if s[-1] in "kM" else ""
+    num = s[:-1] if unit else s
+    if "." in num:
+        num = num.rstrip("0").rstrip(".")
+    return num + unit
+
+
+def _short(v):
     if v >= 1e6:
         return f"{v / 1e6:.2f}M"
     if v >= 1e5:
