@@ -15,7 +15,9 @@ reached" is counted), prints one JSON line {"connected", "pong", "refused", "fai
   B  the same run while `hold` opens N connections at the same moment (the accept storm)
   C  the same run again with the N connections held open, idle
 and VmRSS of the proxy before B, with the N connections held (after C) and after they are
-closed: KiB per connection = (RSS held - RSS before) / connections served. Writes
+closed: KiB per connection = (RSS held - RSS before) / connections served, in round 1 (a
+fresh process), and in the last round against round 1's starting RSS (memory that freed
+connections leave resident and later ones do not reuse shows up there). Writes
 DIR/idle.csv, DIR/idle.json and DIR/idle.md and prints the Markdown.
 """
 import argparse
@@ -151,6 +153,7 @@ def run(a):
                 holder.wait()
         time.sleep(1.5)
         r["rss_after_close_kib"] = vmrss_kib(a.pid)
+        r["clients_after_close"] = info_clients(a.port)
         r.update({f"storm_{k}": v for k, v in storm.items()})
         served = storm.get("pong") or 0
         r["kib_per_conn"] = ((r["rss_held_kib"] - r["rss_before_kib"]) / served
@@ -170,6 +173,9 @@ def run(a):
     def f(v, spec):
         return "-" if v is None else format(v, spec)
 
+    last = rows[-1]
+    churn = ((last["rss_held_kib"] - rows[0]["rss_before_kib"]) / last["storm_pong"]
+             if last.get("storm_pong") else None)
     ratio = [x["rps_storm"] / x["rps_alone"] for x in rows
              if x.get("rps_storm") and x.get("rps_alone")]
     ratio_h = [x["rps_held"] / x["rps_alone"] for x in rows
@@ -183,15 +189,23 @@ def run(a):
           f"| connected_clients seen by INFO during the hold | "
           f"{f(med('clients_seen'), '.0f')} |",
           f"| time to open and PING them all (s) | {f(med('storm_storm_s'), '.2f')} |",
-          f"| proxy VmRSS before (MiB) | {f((med('rss_before_kib') or 0) / 1024, '.1f')} |",
-          f"| proxy VmRSS with the connections held (MiB) | "
-          f"{f((med('rss_held_kib') or 0) / 1024, '.1f')} |",
-          f"| proxy VmRSS 1.5 s after they closed (MiB) | "
-          f"{f((med('rss_after_close_kib') or 0) / 1024, '.1f')} |",
-          f"| **KiB per idle connection** | **{f(med('kib_per_conn'), '.1f')}** |",
+          f"| proxy VmRSS before (MiB, round 1) | "
+          f"{f(rows[0]['rss_before_kib'] / 1024, '.1f')} |",
+          f"| proxy VmRSS with the connections held (MiB, round 1) | "
+          f"{f(rows[0]['rss_held_kib'] / 1024, '.1f')} |",
+          f"| proxy VmRSS 1.5 s after they closed (MiB, round 1) | "
+          f"{f(rows[0]['rss_after_close_kib'] / 1024, '.1f')} |",
+          f"| connected_clients seen by INFO after they closed | "
+          f"{f(med('clients_after_close'), '.0f')} |",
+          f"| **KiB per idle connection** (round 1: a fresh process) "
+          f"| **{f(rows[0].get('kib_per_conn'), '.1f')}** |",
+          f"| KiB per idle connection in round {len(rows)}, against the fresh process's "
+          f"RSS (after {len(rows) - 1} earlier open/close cycles) | {f(churn, '.1f')} |",
+          f"| proxy VmRSS with the connections held, per round (MiB) | "
+          f"{' / '.join(f(x['rss_held_kib'] / 1024, '.0f') for x in rows)} |",
           f"| rps alone | {f(med('rps_alone'), ',.0f')} |",
-          f"| rps during the accept storm (run {f(med('wall_storm_s'), '.1f')} s, "
-          f"storm {f(med('storm_storm_s'), '.1f')} s of it) "
+          f"| rps during the accept storm (the run took {f(med('wall_storm_s'), '.1f')} s, "
+          f"the storm {f(med('storm_storm_s'), '.1f')} s, both started together) "
           f"| {f(med('rps_storm'), ',.0f')} ({f(statistics.median(ratio) if ratio else None, '.2f')}x) |",
           f"| rps with the connections held idle | {f(med('rps_held'), ',.0f')} "
           f"({f(statistics.median(ratio_h) if ratio_h else None, '.2f')}x) |",
