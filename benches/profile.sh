@@ -139,11 +139,11 @@ for w in $WORKLOADS; do
     for p in $PIPELINES; do
         label=$w-P$p
         if [[ $TOOL == callgrind ]]; then
-            callgrind_control -z "$SG" > /dev/null
+            callgrind_control --zero "$SG" > /dev/null
             bench "$w" "$p" "$N"
-            callgrind_control -d "$label" "$SG" > /dev/null
+            callgrind_control --dump="$label" "$SG" > /dev/null
             sleep 0.5
-            f=$(ls -t "$OUT"/callgrind.out.* 2>/dev/null | head -1)
+            f=$(ls -t "$OUT"/callgrind.out.[0-9]* 2>/dev/null | head -1)
             [[ -n $f ]] || die "no callgrind dump after $label"
             mv "$f" "$OUT/callgrind.out.$label"
             f=$OUT/callgrind.out.$label

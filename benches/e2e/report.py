@@ -157,13 +157,16 @@ def markdown(title, summary, vs, baseline, others):
                  f"| {s['errors']} | {s['retries']} |")
     if vs:
         cols = [o for o in others if any(o in e["vs"] for e in vs)]
+        # CPU and p99 ratios only against proxies (direct Redis has no proxy CPU)
+        full = {o for o in cols if any(e["vs"].get(o, {}).get("proxy_us") is not None
+                                       for e in vs)}
         L += ["", "Same-round ratios (medians over rounds): rps ratio > 1 and CPU or p99 "
               "ratio < 1 favour the left-hand target.", ""]
         head = "| target | workload | P | rps | proxy µs/req | p99 ms |"
         sep = "|---|---|---:|---:|---:|---:|"
         for o in cols:
-            head += f" rps x{o} |" + ("" if o == baseline else f" µs/req x{o} | p99 x{o} |")
-            sep += "---:|" + ("" if o == baseline else "---:|---:|")
+            head += f" rps x{o} |" + (f" µs/req x{o} | p99 x{o} |" if o in full else "")
+            sep += "---:|" + ("---:|---:|" if o in full else "")
         L += [head, sep]
         for e in vs:
             line = (f"| **{e['target']}** | {e['workload']} | {e['pipeline']} "
@@ -172,7 +175,7 @@ def markdown(title, summary, vs, baseline, others):
             for o in cols:
                 v = e["vs"].get(o, {})
                 line += f" {f(v.get('rps'), '.2f')} |"
-                if o != baseline:
+                if o in full:
                     line += f" {f(v.get('proxy_us'), '.2f')} | {f(v.get('p99'), '.2f')} |"
             L.append(line)
     return "\n".join(L) + "\n"
