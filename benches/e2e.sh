@@ -148,9 +148,21 @@ hard_limit() { echo $(($1 * 3 + 300)); }
 
 # ------------------------------------------------------------------ process bookkeeping
 PIDS=()
+CHILD=
+# run_child CMD...: run a long foreground step in the background and wait for it, so that a
+# TERM/INT reaches the trap at once (bash runs traps only between foreground commands)
+run_child() {
+    local rc=0
+    "$@" &
+    CHILD=$!
+    wait "$CHILD" || rc=$?
+    CHILD=
+    return "$rc"
+}
 cleanup() {
     local rc=$? pid i
     trap - EXIT INT TERM
+    if [[ -n $CHILD ]]; then kill "$CHILD" 2>/dev/null || true; wait "$CHILD" 2>/dev/null || true; fi
     if ((${#PIDS[@]})); then
         log "stopping ${#PIDS[@]} process(es) by PID"
         for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill "${PIDS[$i]}" 2>/dev/null || true; done
@@ -350,7 +362,7 @@ subtitle() {
 
 # ------------------------------------------------------------------ modes
 fill() { # name port
-    timeout 300 python3 "$E2E/fill.py" "$2" "$KEYSPACE" "$VALUE" > "$RUN/fill-$1.log" 2>&1 \
+    run_child timeout 300 python3 "$E2E/fill.py" "$2" "$KEYSPACE" "$VALUE" > "$RUN/fill-$1.log" 2>&1 \
         || die "pre-filling through $1 failed: $(tail -1 "$RUN/fill-$1.log")"
 }
 
@@ -390,7 +402,7 @@ mode_compare() {
     fi
     env_txt
     log "compare: targets ${specs[*]}"
-    MAX_SECONDS=$(hard_limit "$est_compare") python3 "$E2E/drive.py" --out "$d/raw.csv" "${specs[@]}"
+    MAX_SECONDS=$(hard_limit "$est_compare") run_child python3 "$E2E/drive.py" --out "$d/raw.csv" "${specs[@]}"
     local base=redis
     [[ " $TARGETS " == *" redis "* ]] || base=${TARGETS%% *}
     python3 "$E2E/report.py" --dir "$d" --baseline "$base" --charts \
@@ -416,7 +428,7 @@ mode_idle() {
     fi
     slotgate_cluster slotgate-idle "$WORKERS" "$PROXY_CPUS" $((IDLE_CONNS + 1000))
     env_txt
-    python3 "$E2E/idle.py" run --pid "$(cat "$RUN/slotgate-idle.pid")" --port "$PORT_slotgate_idle" \
+    run_child python3 "$E2E/idle.py" run --pid "$(cat "$RUN/slotgate-idle.pid")" --port "$PORT_slotgate_idle" \
         --conns "$IDLE_CONNS" --out "$d"
     log "idle results: $d (idle.md, idle.csv, idle.json)"
 }
@@ -440,7 +452,7 @@ mode_scale() {
         log "pre-filling $KEYSPACE keys"
         fill slotgate-w1 "$PORT_slotgate_w1"
     fi
-    CLIENT_CPUS=$SCALE_CLIENT_CPUS MAX_SECONDS=$(hard_limit "$est_scale") python3 "$E2E/drive.py" \
+    CLIENT_CPUS=$SCALE_CLIENT_CPUS MAX_SECONDS=$(hard_limit "$est_scale") run_child python3 "$E2E/drive.py" \
         --out "$d/raw.csv" --workloads "$SCALE_WORKLOADS" --pipelines "$SCALE_PIPELINE" \
         --procs "$SCALE_PROCS" "${specs[@]}"
     python3 "$E2E/report.py" --dir "$d" --baseline slotgate-w1 --ours slotgate-w2 --charts \

@@ -26,6 +26,7 @@ import csv
 import os
 import re
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -140,14 +141,20 @@ class Bench:
             running.append((subprocess.Popen(cmd, stdout=out, stderr=err,
                                              stdin=subprocess.DEVNULL), out, err))
         rc, deadline = 0, t0 + (timeout or a.run_timeout)
-        for proc, _, _ in running:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                rc = 124
-            rc = rc or proc.returncode
+        try:
+            for proc, _, _ in running:
+                try:
+                    proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                    rc = 124
+                rc = rc or proc.returncode
+        finally:  # also when we are terminated: leave no redis-benchmark behind
+            for proc, _, _ in running:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
         wall = time.monotonic() - t0
         pb, sb, ub, cb = ticks(t.pids), ticks(t.srv), all_ticks(), children_cpu()
         r = {"n": each * procs, "procs": procs, "wall_s": wall, "rc": rc, "errors": 0}
@@ -261,6 +268,7 @@ def main():
     ap.add_argument("--redis-benchmark", default=e("REDIS_BENCHMARK", "redis-benchmark"))
     ap.add_argument("targets", nargs="+")
     a = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     a.run_timeout = a.run_timeout or max(60.0, 10 * a.duration)
     targets = [Target(s) for s in a.targets]
     wls, pls = a.workloads.split(), [int(p) for p in a.pipelines.split()]

@@ -25,6 +25,7 @@ import json
 import os
 import resource
 import selectors
+import signal
 import socket
 import statistics
 import subprocess
@@ -242,6 +243,7 @@ def main():
     ap.add_argument("--keyspace", type=int, default=int(os.environ.get("KEYSPACE", 100000)))
     ap.add_argument("--value", type=int, default=int(os.environ.get("VALUE", 32)))
     ap.add_argument("--client-cpus", default=os.environ.get("CLIENT_CPUS", "0"))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     run(ap.parse_args())
     return 0
 
