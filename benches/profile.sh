@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # profile.sh — where slotgate spends its instructions, under a fixed GET/SET load.
 #
-# Usage: bash benches/profile.sh          (from anywhere; ~3-6 min incl. the build)
+# Usage: bash benches/profile.sh          (from anywhere; ~3 min + the first debug build)
 #
 # Builds slotgate with full debug info into a separate target dir (the shipped release
 # binary in target/release is left alone), starts a throwaway 3-master Redis Cluster on free
@@ -52,7 +52,7 @@ case $TOOL in
     perf) command -v perf >/dev/null || die "missing perf" ;;
     *) die "TOOL must be auto, callgrind or perf" ;;
 esac
-log "tool: $TOOL; $(wc -w <<<"$WORKLOADS") workloads x $(wc -w <<<"$PIPELINES") pipelines x $N requests; expected about 3-6 min with the build"
+log "tool: $TOOL; $(wc -w <<<"$WORKLOADS") workloads x $(wc -w <<<"$PIPELINES") pipelines x $N requests; expected about 3 min, plus the first build (~10 min on 2 busy cores)"
 
 log "building with debug info into $PROFILE_TARGET_DIR (target/release is not touched)"
 CARGO_PROFILE_RELEASE_DEBUG=true cargo build --release --quiet --bin slotgate \
