@@ -36,9 +36,9 @@ def nice_step(vmax, ticks=5):
     return 10 * mag
 
 
-def short(v):
-    """1234567 -> 1.23M, 104156 -> 104k, 9512 -> 9.51k, 8.49 -> 8.49, 40.0 -> 40, 30000 -> 30k"""
-    s = _short(v)
+def tick(v):
+    """axis labels: short() without trailing zeros (40.0 -> 40, 30.0k -> 30k, 1.00M -> 1M)"""
+    s = short(v)
     unit = s[-1] if s[-1] in "kM" else ""
     num = s[:-1] if unit else s
     if "." in num:
@@ -46,7 +46,8 @@ def short(v):
     return num + unit
 
 
-def _short(v):
+def short(v):
+    """1234567 -> 1.23M, 104156 -> 104k, 9512 -> 9.51k, 8.49 -> 8.49"""
     if v >= 1e6:
         return f"{v / 1e6:.2f}M"
     if v >= 1e5:
@@ -96,7 +97,7 @@ def grouped_bars(path, title, subtitle, panels, series, unit, value_fmt=short):
             out.append(f'<line x1="{x0}" x2="{x0 + pw}" y1="{y(t):.1f}" y2="{y(t):.1f}" '
                        f'stroke="#e3e3e3"/>')
             out.append(f'<text x="{x0 - 6}" y="{y(t) + 4:.1f}" font-size="11" fill="#444" '
-                       f'text-anchor="end">{escape(value_fmt(t) if t else "0")}</text>')
+                       f'text-anchor="end">{escape(tick(t) if t else "0")}</text>')
             t += step
         out.append(f'<text transform="translate({x0 - 48},{top + plot_h / 2}) rotate(-90)" '
                    f'font-size="12" fill="#444" text-anchor="middle">{escape(unit)}</text>')
