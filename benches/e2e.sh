@@ -121,9 +121,13 @@ if [[ -z ${SLOTGATE_BIN:-} ]]; then
 fi
 [[ -x $BIN ]] || die "no slotgate binary at $BIN (cargo build --release)"
 
-# Idle mode needs many descriptors: raise the soft limit to the hard one for everything
-# started from here (slotgate, the idle client).
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+# Idle mode needs many descriptors: raise the open-files limit of everything started from
+# here (slotgate, the idle client) to IDLE_CONNS + 1000 (root may go past the hard limit),
+# else to the hard limit.
+need=$((IDLE_CONNS + 1000))
+if [[ $(ulimit -n) != unlimited ]] && (($(ulimit -n) < need)); then
+    ulimit -n "$need" 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+fi
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
