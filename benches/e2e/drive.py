@@ -82,14 +82,18 @@ def ticks(pids):
 
 
 def all_ticks():
-    """CPU ticks of every visible process, with its reaped children (cutime+cstime)."""
+    """CPU ticks of every visible user process, with its reaped children (cutime+cstime).
+    Kernel threads (kthreadd and its children, e.g. ksoftirqd carrying our own loopback
+    traffic) are left out."""
     t = 0
     for d in os.listdir("/proc"):
-        if not d.isdigit():
+        if not d.isdigit() or d == "2":
             continue
         try:
             with open(f"/proc/{d}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
+            if fields[1] == "2":
+                continue
             t += sum(int(x) for x in fields[11:15])
         except (OSError, IndexError, ValueError):
             pass
