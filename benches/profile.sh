@@ -177,9 +177,9 @@ for w in $WORKLOADS; do
         echo "=== $label: $N requests, ${ir:-?} instructions in slotgate => $per instructions/request (rps under $TOOL: ${rps:-?})"
         echo "--- top $TOP by self cost ($OUT/self-$label.txt)"
         if [[ $TOOL == callgrind ]]; then
-            sed -n '/^ *Ir /,$p' "$OUT/self-$label.txt" | sed -n "1,$((TOP + 2))p" | fold
+            sed -n '/file:function/,$p' "$OUT/self-$label.txt" | sed -n "3,$((TOP + 2))p" | fold
             echo "--- top $TOP by inclusive cost ($OUT/inclusive-$label.txt)"
-            sed -n '/^ *Ir /,$p' "$OUT/inclusive-$label.txt" | sed -n "1,$((TOP + 2))p" | fold
+            sed -n '/file:function/,$p' "$OUT/inclusive-$label.txt" | sed -n "3,$((TOP + 2))p" | fold
         else
             grep -E '^ +[0-9.]+%' "$OUT/self-$label.txt" | head -n "$TOP" | fold
             echo "--- top $TOP by inclusive cost ($OUT/inclusive-$label.txt)"
