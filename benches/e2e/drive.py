@@ -29,7 +29,6 @@ import resource
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 TCK = os.sysconf("SC_CLK_TCK")
