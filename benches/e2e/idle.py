@@ -201,8 +201,9 @@ def run(a):
           f"{f(med('clients_after_close'), '.0f')} |",
           f"| **KiB per idle connection** (round 1: a fresh process) "
           f"| **{f(rows[0].get('kib_per_conn'), '.1f')}** |",
-          f"| KiB per idle connection in round {len(rows)}, against the fresh process's "
-          f"RSS (after {len(rows) - 1} earlier open/close cycles) | {f(churn, '.1f')} |",
+          *([f"| KiB per idle connection in round {len(rows)}, against the fresh process's "
+             f"RSS (after {len(rows) - 1} earlier open/close cycles) | {f(churn, '.1f')} |"]
+            if len(rows) > 1 else []),
           f"| proxy VmRSS with the connections held, per round (MiB) | "
           f"{' / '.join(f(x['rss_held_kib'] / 1024, '.0f') for x in rows)} |",
           f"| rps alone | {f(med('rps_alone'), ',.0f')} |",
