@@ -66,7 +66,9 @@ def short(v):
 def grouped_bars(path, title, subtitle, panels, series, unit, value_fmt=short):
     panel_w, plot_h = 470, 300
     left, top, bottom, gap = 62, 92, 58, 20
-    width = len(panels) * panel_w + (len(panels) - 1) * gap + 20
+    legend_w = sum(16 + 7.5 * len(s) + 18 for s in series) + 24
+    width = int(max(len(panels) * panel_w + (len(panels) - 1) * gap + 20,
+                    6.6 * len(subtitle) + 24, 9.5 * len(title) + 24, legend_w))
     height = top + plot_h + bottom
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" {FONT}>',
