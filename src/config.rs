@@ -49,6 +49,10 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Client authentication and per-user permissions.
     pub auth: AuthConfig,
+    /// The proxy's slow log (`SLOWLOG`, admin `/slowlog`).
+    pub slowlog: SlowlogConfig,
+    /// Sampling of the most requested keys (`INFO hotkeys`, admin `/hotkeys`).
+    pub hotkeys: HotkeysConfig,
 }
 
 /// The TLS client listener. Certificate files are read at start and re-read on every reload;
@@ -560,6 +564,53 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
+/// The slow log: requests whose reply took longer than a threshold, from the proxy reading
+/// the request to its reply being ready for the client. Start-only.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct SlowlogConfig {
+    /// Requests taking at least this many microseconds are logged; 0 logs every request, a
+    /// negative value disables the slow log (Redis' `slowlog-log-slower-than`).
+    pub log_slower_than_us: i64,
+    /// Entries kept (Redis' `slowlog-max-len`); older ones are dropped.
+    pub max_len: usize,
+}
+
+impl Default for SlowlogConfig {
+    fn default() -> Self {
+        SlowlogConfig {
+            log_slower_than_us: 10_000,
+            max_len: 128,
+        }
+    }
+}
+
+/// Hot keys: a sample of routed requests' keys counted per worker with bounded memory, the
+/// top ones published every interval. Start-only.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct HotkeysConfig {
+    /// Sample keys at all. Off: one predictable branch per request.
+    pub enabled: bool,
+    /// One routed request in this many has its key counted.
+    pub sample_rate: u32,
+    /// Keys published per interval.
+    pub top: usize,
+    /// Length of one counting window, in milliseconds.
+    pub interval_ms: u64,
+}
+
+impl Default for HotkeysConfig {
+    fn default() -> Self {
+        HotkeysConfig {
+            enabled: false,
+            sample_rate: 16,
+            top: 10,
+            interval_ms: 10_000,
+        }
+    }
+}
+
 /// The admin HTTP listener.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
@@ -699,6 +750,18 @@ impl Config {
             fail("proxy.max_pipeline_depth", "must be at least 1".into());
         }
         self.proxy.validate_client_limits(&mut fail);
+        if self.slowlog.max_len > 1_000_000 {
+            fail("slowlog.max_len", "must be at most 1000000".into());
+        }
+        if self.hotkeys.sample_rate == 0 {
+            fail("hotkeys.sample_rate", "must be at least 1".into());
+        }
+        if !(1..=1000).contains(&self.hotkeys.top) {
+            fail("hotkeys.top", "must be between 1 and 1000".into());
+        }
+        if self.hotkeys.interval_ms < 100 {
+            fail("hotkeys.interval_ms", "must be at least 100".into());
+        }
 
         let pool_mode = self.is_pool_mode();
         if pool_mode && !self.cluster.seeds.is_empty() {
@@ -1207,6 +1270,33 @@ mod tests {
         c.proxy.max_request_bytes = 1024;
         c.proxy.max_pending_bytes = 1024;
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn slowlog_and_hotkeys_parse_and_are_validated() {
+        let c = Config::parse(
+            "[cluster]\nseeds=[\"127.0.0.1:7000\"]\n[slowlog]\nlog_slower_than_us = -1\n\
+             max_len = 2000000\n[hotkeys]\nenabled = true\nsample_rate = 0\ntop = 0\n\
+             interval_ms = 10\n",
+        )
+        .unwrap();
+        assert_eq!(c.slowlog.log_slower_than_us, -1);
+        assert!(c.hotkeys.enabled);
+        let err = c.validate().unwrap_err();
+        let paths: Vec<_> = err.0.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "slowlog.max_len",
+                "hotkeys.sample_rate",
+                "hotkeys.top",
+                "hotkeys.interval_ms"
+            ]
+        );
+        let defaults = Config::default();
+        assert_eq!(defaults.slowlog.log_slower_than_us, 10_000);
+        assert_eq!(defaults.slowlog.max_len, 128);
+        assert!(!defaults.hotkeys.enabled);
     }
 
     #[test]

@@ -14,6 +14,8 @@ const SECTIONS: &[(&str, bool)] = &[
     ("stats", true),
     ("proxy", true),
     ("cluster", true),
+    // In plain INFO only when hot keys are on (see `render`).
+    ("hotkeys", false),
 ];
 
 /// True when `INFO [section …]` asks for section `name` (`default` says whether plain INFO
@@ -41,6 +43,7 @@ pub fn wants_keyspace(args: &[Bytes]) -> bool {
 pub fn render(args: &[Bytes], worker: &Worker) -> String {
     let mut out = String::new();
     for &(name, default) in SECTIONS {
+        let default = default || (name == "hotkeys" && worker.ops.hotkeys.is_some());
         if wanted(args, name, default) {
             if !out.is_empty() {
                 out.push_str("\r\n");
@@ -119,6 +122,23 @@ fn section(name: &str, worker: &Worker, out: &mut String) {
                     let line = format!("{replica},{}", status(replica));
                     kv(out, &format!("master{i}_replica{j}"), &line);
                 }
+            }
+        }
+        "hotkeys" => {
+            out.push_str("# Hotkeys\r\n");
+            let Some(hot) = &worker.ops.hotkeys else {
+                kv(out, "hotkeys_enabled", &0);
+                return;
+            };
+            kv(out, "hotkeys_enabled", &1);
+            kv(out, "hotkeys_sample_rate", &hot.sample_rate);
+            kv(out, "hotkeys_interval_ms", &hot.interval.as_millis());
+            for (i, hot) in hot.top().iter().enumerate() {
+                let (slot, node) = crate::ops::hotkeys::placed(&table, &hot.key);
+                // Escaped so a key cannot break the line format.
+                let key = hot.key.escape_ascii().to_string().replace(',', "\\x2c");
+                let line = format!("key={key},count={},slot={slot},node={node}", hot.count);
+                kv(out, &format!("hotkey_{i}"), &line);
             }
         }
         // Clients see one standalone server: cluster support is the proxy's business.

@@ -237,6 +237,8 @@ fn not_reloadable_changes(running: &Config, next: &Config) -> Vec<String> {
         rp.pubsub_output_soft_limit_ms != np.pubsub_output_soft_limit_ms,
     );
     check("cluster", running.cluster != next.cluster);
+    check("slowlog", running.slowlog != next.slowlog);
+    check("hotkeys", running.hotkeys != next.hotkeys);
     let mut backend = next.backend.clone();
     if next.is_pool_mode() {
         // Reloaded with the pools: each pool's read policy defaults to it.

@@ -116,6 +116,7 @@ impl Proxy {
         let workers = config.effective_workers();
         let stats = Arc::new(ProxyStats::new(workers, local_addr));
         let scripts = Arc::new(ScriptCache::new());
+        let ops = crate::ops::Ops::new(&config, workers);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (drain, drain_rx) = watch::channel(false);
         let reloader = Reloader::new(config.clone(), Arc::clone(&topology), Arc::clone(&tls));
@@ -123,6 +124,7 @@ impl Proxy {
             Arc::clone(&topology),
             Arc::clone(&stats),
             Arc::clone(&reloader),
+            Arc::clone(&ops),
         );
         let mut handle = ProxyHandle {
             local_addr,
@@ -148,6 +150,7 @@ impl Proxy {
                 stats: Arc::clone(&stats),
                 scripts: Arc::clone(&scripts),
                 tls: Arc::clone(&tls),
+                ops: Arc::clone(&ops),
             };
             let signals = Signals {
                 drain: drain_rx.clone(),

@@ -48,6 +48,8 @@ pub struct Shared {
     pub scripts: Arc<ScriptCache>,
     /// TLS material for the listener and the backends.
     pub tls: Arc<TlsContext>,
+    /// Client registry, slow log, hot keys.
+    pub ops: Arc<crate::ops::Ops>,
 }
 
 /// Everything a session needs from its worker.
@@ -94,6 +96,10 @@ pub struct Worker {
     pub tls: Arc<TlsContext>,
     /// Time a TLS client has to complete its handshake.
     pub handshake_timeout: Duration,
+    /// Client registry, slow log, hot keys (shared by all workers).
+    pub ops: Arc<crate::ops::Ops>,
+    /// This worker's hot-key sampler (`None`: hot keys off).
+    pub hot: Option<crate::ops::hotkeys::Sampler>,
 }
 
 impl Worker {
@@ -131,6 +137,7 @@ pub fn run(
         stats: proxy,
         scripts,
         tls,
+        ops,
     } = shared;
     let Signals {
         drain: mut drain_signal,
@@ -186,8 +193,11 @@ pub fn run(
         drain: SessionDrain::default(),
         tls,
         handshake_timeout: Duration::from_millis(config.tls.handshake_timeout_ms),
+        hot: ops.hotkeys.as_ref().map(|h| h.sampler()),
+        ops,
     });
     local.spawn_local(router::retry_loop(Rc::downgrade(&worker)));
+    local.spawn_local(publish_hot_keys(Rc::downgrade(&worker)));
     local.block_on(&runtime, async move {
         // The accept loop drops its senders when a drain begins: the sessions go on.
         let mut accepting = true;
@@ -230,14 +240,16 @@ async fn adopt(worker: Rc<Worker>, client: NewClient) {
     };
     let _ = stream.set_nodelay(true);
     let (peer, local) = (stream.peer_addr().ok(), stream.local_addr().ok());
+    let fd = i64::from(std::os::fd::AsRawFd::as_raw_fd(&stream));
+    let client = (id, peer, local, fd);
     if !tls {
-        return serve(worker, stream, peer, local, id, permit).await;
+        return serve(worker, stream, client, permit).await;
     }
     let Some(acceptor) = worker.tls.acceptor() else {
         return; // No TLS listener: cannot happen.
     };
     match tokio::time::timeout(worker.handshake_timeout, acceptor.accept(stream)).await {
-        Ok(Ok(stream)) => serve(worker, stream, peer, local, id, permit).await,
+        Ok(Ok(stream)) => serve(worker, stream, client, permit).await,
         Ok(Err(e)) => {
             metrics::counter!("slotgate_tls_handshake_failures_total").increment(1);
             tracing::debug!(client = id, peer = ?peer, "TLS handshake failed: {e}");
@@ -249,13 +261,42 @@ async fn adopt(worker: Rc<Worker>, client: NewClient) {
     }
 }
 
+/// Every `hotkeys.interval_ms`, publish this worker's hot keys and start a new window
+/// (returns at once when hot keys are off, or once the worker is gone).
+async fn publish_hot_keys(worker: std::rc::Weak<Worker>) {
+    let Some(interval) = worker
+        .upgrade()
+        .and_then(|w| w.ops.hotkeys.as_ref().map(|h| h.interval))
+    else {
+        return;
+    };
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // The first tick is immediate.
+    loop {
+        tick.tick().await;
+        let Some(worker) = worker.upgrade() else {
+            return;
+        };
+        if let (Some(hot), Some(sampler)) = (&worker.ops.hotkeys, &worker.hot) {
+            hot.publish(worker.index, sampler);
+        }
+    }
+}
+
+/// `(id, peer, local, fd)` of an adopted client.
+type ClientAddrs = (
+    u64,
+    Option<std::net::SocketAddr>,
+    Option<std::net::SocketAddr>,
+    i64,
+);
+
 /// Run the session of an adopted client, or refuse it when it holds no `permit`.
 async fn serve<S>(
     worker: Rc<Worker>,
     mut stream: S,
-    peer: Option<std::net::SocketAddr>,
-    local: Option<std::net::SocketAddr>,
-    id: u64,
+    (id, peer, local, fd): ClientAddrs,
     permit: Option<OwnedSemaphorePermit>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -270,6 +311,7 @@ async fn serve<S>(
         return;
     };
     worker.stats().client_connected();
-    crate::session::serve(stream, peer, local, Rc::clone(&worker), id).await;
+    let registration = worker.ops.clients.register(id, peer, local, fd);
+    crate::session::serve(stream, registration, Rc::clone(&worker)).await;
     worker.stats().client_disconnected();
 }

@@ -145,4 +145,74 @@ async fn dashboard_renders_the_live_topology_and_traffic() {
     );
     let points: u32 = attr(&dom, "qps-chart", "data-points").parse().unwrap();
     assert!(points >= 2, "QPS chart has {points} points");
+    assert!(
+        tag(&dom, "hotkeys-panel").contains("hidden"),
+        "hot keys are off: no panel"
+    );
+}
+
+/// The opening tag of the element with `id="{id}"` in `dom`.
+fn tag<'a>(dom: &'a str, id: &str) -> &'a str {
+    let at = dom
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in the DOM"));
+    let start = dom[..at].rfind('<').unwrap();
+    &dom[start..at + dom[at..].find('>').unwrap()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_shows_the_hot_keys_panel_when_enabled() {
+    let setup = common::start_pools(1, &[], |c| {
+        with_admin(c);
+        c.hotkeys.enabled = true;
+        c.hotkeys.sample_rate = 2;
+        c.hotkeys.interval_ms = 500;
+    });
+    let admin = setup.proxy.admin_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (stop, addr) = (Arc::clone(&stop), setup.addr());
+        tokio::spawn(async move {
+            let mut c = common::client(addr).await;
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let key = if i % 3 == 0 {
+                    format!("cold:{i}")
+                } else {
+                    "hot:dash".to_string()
+                };
+                let _: Option<String> = redis::cmd("GET")
+                    .arg(key)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                i += 1;
+            }
+        })
+    };
+    // A full window of traffic is published before the browser looks.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let url = format!("http://{admin}/");
+    let dom = tokio::task::spawn_blocking(move || render(&url))
+        .await
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+
+    let panel = tag(&dom, "hotkeys-panel");
+    assert!(!panel.contains("hidden"), "panel hidden: {panel}");
+    let keys: u32 = attr(&dom, "hotkeys-panel", "data-keys").parse().unwrap();
+    assert!(keys >= 1, "no hot key rows:\n{dom}");
+    let row = dom
+        .find("<tr data-key=\"hot:dash\">")
+        .unwrap_or_else(|| panic!("no row for hot:dash:\n{dom}"));
+    let first = dom.find("<tr data-key=").unwrap();
+    assert_eq!(row, first, "the hammered key is the first row");
+    let row_html = &dom[row..row + dom[row..].find("</tr>").unwrap()];
+    let slot = slotgate::slot::Slot::of(b"hot:dash").get();
+    assert!(row_html.contains(&format!("<td>{slot}</td>")), "{row_html}");
+    assert!(
+        row_html.contains(&format!("<td>{}</td>", setup.servers[0].addr())),
+        "{row_html}"
+    );
 }

@@ -10,6 +10,8 @@
 //!  GET /config    JSON: the effective configuration, secrets redacted
 //!  GET /metrics   Prometheus text
 //!  GET /stats     JSON: totals and a per-second QPS / latency history (the dashboard polls it)
+//!  GET /slowlog   JSON: the slow log, newest first, with the node of each entry (?count=N)
+//!  GET /hotkeys   JSON: the hot keys of the last window, with slot and node
 //!  GET /          the dashboard (one self-contained HTML page)
 //! ```
 //!
@@ -49,23 +51,27 @@ pub struct AdminState {
     topology: Arc<Topology>,
     stats: Arc<ProxyStats>,
     reloader: Arc<Reloader>,
+    ops: Arc<crate::ops::Ops>,
     health: Mutex<health::HealthMap>,
     history: Mutex<views::History>,
     draining: AtomicBool,
 }
 
 impl AdminState {
-    /// State for a proxy with this topology, these counters and this effective config.
+    /// State for a proxy with this topology, these counters, this effective config and these
+    /// client / slow log / hot key views.
     pub fn new(
         topology: Arc<Topology>,
         stats: Arc<ProxyStats>,
         reloader: Arc<Reloader>,
+        ops: Arc<crate::ops::Ops>,
     ) -> Arc<Self> {
         let history = views::History::new(&stats);
         Arc::new(AdminState {
             topology,
             stats,
             reloader,
+            ops,
             health: Mutex::new(health::HealthMap::default()),
             history: Mutex::new(history),
             draining: AtomicBool::new(false),
@@ -175,6 +181,8 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
         "/topology" => json(&views::topology(state)),
         "/config" => json(&views::config(&state.reloader.config())),
         "/stats" => json(&views::stats(state)),
+        "/slowlog" => json(&views::slowlog(state, req.uri().query())),
+        "/hotkeys" => json(&views::hotkeys(state)),
         "/metrics" => respond(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",

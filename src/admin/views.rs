@@ -1,5 +1,5 @@
-//! The JSON documents of `/topology`, `/stats` and `/config`, and the per-second history the
-//! dashboard charts.
+//! The JSON documents of `/topology`, `/stats`, `/config`, `/slowlog` and `/hotkeys`, and the
+//! per-second history the dashboard charts.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -208,6 +208,67 @@ pub fn stats(state: &AdminState) -> Value {
         "p99_ms": last.and_then(|x| x.p99_ms),
         "p99_ms_all_time": all.quantile(0.99).map(|s| s * 1e3),
         "history": samples,
+    })
+}
+
+/// `/slowlog[?count=N]`: the slow log, newest first (default 128 entries), each entry with
+/// the backend node that served it (which `SLOWLOG GET` leaves out, to keep Redis' shape).
+pub fn slowlog(state: &AdminState, query: Option<&str>) -> Value {
+    let log = &state.ops.slowlog;
+    let count = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("count="))
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(128);
+    let entries: Vec<Value> = log
+        .get(count)
+        .iter()
+        .map(|e| {
+            json!({
+                "id": e.id,
+                "time": e.unix_time,
+                "duration_us": e.duration_us,
+                "argv": e.argv.iter().map(|a| String::from_utf8_lossy(a)).collect::<Vec<_>>(),
+                "client_addr": e.client_addr,
+                "client_name": e.client_name,
+                "node": e.node,
+            })
+        })
+        .collect();
+    json!({
+        "log_slower_than_us": log.log_slower_than_us(),
+        "max_len": log.max_len(),
+        "len": log.len(),
+        "entries": entries,
+    })
+}
+
+/// `/hotkeys`: whether sampling is on, and the last window's top keys with slot and node.
+pub fn hotkeys(state: &AdminState) -> Value {
+    let Some(hot) = &state.ops.hotkeys else {
+        return json!({ "enabled": false, "keys": [] });
+    };
+    let table = state.topology.table();
+    let keys: Vec<Value> = hot
+        .top()
+        .iter()
+        .map(|k| {
+            let (slot, node) = crate::ops::hotkeys::placed(&table, &k.key);
+            json!({
+                "key": String::from_utf8_lossy(&k.key),
+                "count": k.count,
+                "slot": slot,
+                "node": node,
+            })
+        })
+        .collect();
+    json!({
+        "enabled": true,
+        "sample_rate": hot.sample_rate,
+        "interval_ms": u64::try_from(hot.interval.as_millis()).unwrap_or(u64::MAX),
+        "top": hot.top,
+        "keys": keys,
     })
 }
 

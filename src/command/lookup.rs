@@ -126,6 +126,30 @@ pub fn lookup<A: AsRef<[u8]>>(args: &[A]) -> Option<&'static CommandSpec> {
     Some(sub_spec.unwrap_or(cmd))
 }
 
+/// A small number naming `spec` (0 for a spec outside the table), so "the last command" can
+/// be kept in an atomic; [`by_id`] turns it back.
+pub fn id_of(spec: &CommandSpec) -> u16 {
+    let index = index();
+    let name = spec.name.as_bytes();
+    let mut i = hash(name) as usize & index.mask;
+    loop {
+        let Some(&slot) = index.slots.get(i) else {
+            return 0;
+        };
+        match index.specs.get(usize::from(slot).wrapping_sub(1)) {
+            None => return 0,
+            Some(s) if s.name.as_bytes() == name => return slot,
+            Some(_) => i = (i + 1) & index.mask,
+        }
+    }
+}
+
+/// The spec [`id_of`] named `id`.
+pub fn by_id(id: u16) -> Option<&'static CommandSpec> {
+    let index = index();
+    index.specs.get(usize::from(id).checked_sub(1)?).copied()
+}
+
 /// The spec with this full name (`get`, `CLIENT|kill`), case-insensitive, as `COMMAND INFO`
 /// and `COMMAND DOCS` resolve their arguments.
 pub(crate) fn lookup_full_name(name: &[u8]) -> Option<&'static CommandSpec> {

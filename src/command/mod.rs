@@ -17,7 +17,7 @@ pub mod table;
 
 pub use flags::{Flags, KeySpecFlags};
 pub use keys::KeyError;
-pub use lookup::lookup;
+pub use lookup::{by_id, id_of, lookup};
 
 /// Redis 7 key specification: where the search for keys begins and how keys are found from there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

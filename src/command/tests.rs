@@ -349,6 +349,19 @@ fn flags_and_docs_come_through() {
 }
 
 #[test]
+fn every_spec_has_an_id_that_names_it_back() {
+    for cmd in all() {
+        for spec in std::iter::once(cmd).chain(cmd.subcommands.iter()) {
+            let id = id_of(spec);
+            assert_ne!(id, 0, "{}", spec.name);
+            assert_eq!(by_id(id).map(|s| s.name), Some(spec.name));
+        }
+    }
+    assert!(by_id(0).is_none());
+    assert!(by_id(u16::MAX).is_none());
+}
+
+#[test]
 fn lookup_is_case_insensitive_and_resolves_subcommands() {
     for name in ["get", "GET", "gEt"] {
         assert_eq!(lookup(&[name]).unwrap().name, "get");

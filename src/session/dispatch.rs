@@ -101,6 +101,12 @@ impl Session {
         }
         match route {
             Route::Slot { slot, readonly } => {
+                // Hot keys off: this one branch is all it costs.
+                if let Some(hot) = &self.worker.hot {
+                    if hot.tick() {
+                        hot.record_request(request.args());
+                    }
+                }
                 if !readonly {
                     self.last_write = Some(slot);
                 }
@@ -422,6 +428,17 @@ pub fn service(spec: &CommandSpec) -> (&'static str, String) {
             "local",
             "the proxy's own sections; keyspace summed over the masters".into(),
         );
+    }
+    if spec.name.starts_with("slowlog") {
+        return (
+            "local",
+            "the proxy's slow log (read to reply ready), Redis' shape; the node of each entry \
+             is in the admin `/slowlog`"
+                .into(),
+        );
+    }
+    if matches!(spec.name, "client|list" | "client|kill") {
+        return ("local", "the proxy's own clients, on every worker".into());
     }
     if Local::of(spec).is_some() {
         return ("local", "answered by the proxy itself".into());

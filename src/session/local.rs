@@ -1,5 +1,6 @@
 //! Commands the proxy answers itself: connection handling (PING, ECHO, QUIT, SELECT, HELLO,
-//! CLIENT …), introspection (COMMAND, INFO) and TIME. Nothing here touches a backend.
+//! CLIENT … in `client.rs`), introspection (COMMAND, INFO, SLOWLOG in `slowlog.rs`) and TIME.
+//! Nothing here touches a backend.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,6 +24,7 @@ pub(super) enum Local {
     Client,
     Command,
     Info,
+    Slowlog,
     Time,
     /// CLUSTER KEYSLOT/INFO/MYID/SLOTS/SHARDS/NODES: slotgate as a one-node cluster.
     Cluster,
@@ -35,9 +37,21 @@ impl Local {
     pub(super) fn of(spec: &CommandSpec) -> Option<Local> {
         let (base, sub) = spec.name.split_once('|').unwrap_or((spec.name, ""));
         Some(match base {
-            // Only these CLIENT subcommands are about the proxy's own client; the rest
-            // (LIST, KILL, PAUSE …) would need the proxy's view of all clients.
-            "client" if !matches!(sub, "" | "setname" | "getname" | "id" | "info" | "help") => {
+            // CLIENT about the proxy's own clients; the rest (PAUSE, TRACKING, REPLY …) are
+            // about a Redis server's internals and refused.
+            "client"
+                if !matches!(
+                    sub,
+                    "" | "setname"
+                        | "getname"
+                        | "id"
+                        | "info"
+                        | "help"
+                        | "list"
+                        | "kill"
+                        | "no-evict"
+                ) =>
+            {
                 return None
             }
             "ping" => Local::Ping,
@@ -49,6 +63,7 @@ impl Local {
             "client" => Local::Client,
             "command" => Local::Command,
             "info" => Local::Info,
+            "slowlog" => Local::Slowlog,
             "time" => Local::Time,
             "cluster" if super::cluster_view::serves(sub) => Local::Cluster,
             "readonly" | "readwrite" => Local::Ok,
@@ -57,7 +72,8 @@ impl Local {
     }
 }
 
-const OK: &[u8] = b"+OK\r\n";
+/// The `+OK` reply.
+pub(super) const OK: &[u8] = b"+OK\r\n";
 
 /// Answer a local command. `args` passed the command table's arity check.
 pub(super) fn run(cmd: Local, args: &[Bytes], session: &mut Session) -> Bytes {
@@ -84,7 +100,8 @@ pub(super) fn run(cmd: Local, args: &[Bytes], session: &mut Session) -> Bytes {
         },
         Local::Auth => auth(args, session),
         Local::Hello => hello(args, session),
-        Local::Client => client(args, session),
+        Local::Client => super::client::run(args, session),
+        Local::Slowlog => super::slowlog::run(args, session),
         Local::Command => {
             let mut out = BytesMut::new();
             introspect::command_reply(args, &mut out);
@@ -202,7 +219,7 @@ fn hello(args: &[Bytes], session: &mut Session) -> Bytes {
         None => {}
     }
     if name.is_some() {
-        session.info.name = name;
+        session.info.set_name(name);
     }
     session.resp3 = resp3;
     let mut out = BytesMut::new();
@@ -262,6 +279,9 @@ fn login(session: &mut Session, user: Option<&Bytes>, password: &[u8]) -> Bytes 
     match users.authenticate(user.map(|u| &u[..]), password) {
         Ok(user) => {
             session.authenticated = true;
+            session
+                .info
+                .set_user(user.as_ref().map(|u| u.name.as_str()));
             session.user = user;
             Bytes::from_static(OK)
         }
@@ -274,77 +294,11 @@ fn wrong_pass(session: &Session) -> Bytes {
     error("WRONGPASS invalid username-password pair or user is disabled.")
 }
 
-const BAD_NAME: &str = "ERR Client names cannot contain spaces, newlines or special characters.";
+/// Redis' error for a bad client name.
+pub(super) const BAD_NAME: &str =
+    "ERR Client names cannot contain spaces, newlines or special characters.";
 
 /// Redis' rule for client names: printable ASCII without spaces.
-fn valid_name(name: &[u8]) -> bool {
+pub(super) fn valid_name(name: &[u8]) -> bool {
     name.iter().all(|&b| (b'!'..=b'~').contains(&b))
-}
-
-/// CLIENT SETNAME / GETNAME / ID / INFO for the proxy's own client; other subcommands refused.
-fn client(args: &[Bytes], session: &mut Session) -> Bytes {
-    let sub = args
-        .get(1)
-        .map(|s| s.to_ascii_lowercase())
-        .unwrap_or_default();
-    match &sub[..] {
-        b"setname" => match args.get(2) {
-            Some(name) if valid_name(name) => {
-                session.info.name = (!name.is_empty()).then(|| name.clone());
-                Bytes::from_static(OK)
-            }
-            _ => error(BAD_NAME),
-        },
-        b"getname" => match &session.info.name {
-            Some(name) => bulk(name),
-            None => null(session.resp3),
-        },
-        b"id" => Bytes::from(format!(":{}\r\n", session.info.id)),
-        b"info" => text_reply(client_line(session).as_bytes(), session.resp3),
-        b"help" => {
-            let lines = [
-                "CLIENT <subcommand> [<arg> [value] [opt] ...]. Served by slotgate:",
-                "GETNAME",
-                "    Return the name of the current connection.",
-                "ID",
-                "    Return the ID of the current connection.",
-                "INFO",
-                "    Return information about the current client connection.",
-                "SETNAME <connection-name>",
-                "    Assign the name <connection-name> to the current connection.",
-            ];
-            let mut out = BytesMut::new();
-            encode::array_header(&mut out, lines.len());
-            for line in lines {
-                encode::simple(&mut out, line);
-            }
-            out.freeze()
-        }
-        _ => error(&format!(
-            "ERR slotgate: CLIENT {} is not supported by the proxy",
-            printable(&sub).to_uppercase()
-        )),
-    }
-}
-
-/// One `CLIENT INFO` line in Redis' format, for the fields the proxy knows.
-fn client_line(session: &Session) -> String {
-    let info = &session.info;
-    let addr = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
-    let name = info
-        .name
-        .as_ref()
-        .map(|n| String::from_utf8_lossy(n).into_owned())
-        .unwrap_or_default();
-    format!(
-        "id={} addr={} laddr={} name={} age={} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 \
-         qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 obl=0 oll={} omem=0 tot-mem=0 events=r \
-         cmd=client|info user=default redir=-1 resp=2\n",
-        info.id,
-        addr(info.peer),
-        addr(info.local),
-        name,
-        info.since.elapsed().as_secs(),
-        session.queue.outstanding(),
-    )
 }

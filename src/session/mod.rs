@@ -10,6 +10,7 @@
 //! threads on the request path. All requests decoded from one read are dispatched before the
 //! worker's backend writers run, so a pipeline leaves in one write per backend.
 
+mod client;
 mod cluster_view;
 mod dispatch;
 mod limits;
@@ -19,15 +20,15 @@ mod pinned;
 mod pubsub;
 mod queue;
 mod scan;
+mod slowlog;
 mod wait;
 
-use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Instant as StdInstant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::ops::clients::Registration;
 use crate::resp::{ParseError, Request, RequestDecoder};
 use crate::slot::Slot;
 use crate::worker::Worker;
@@ -51,27 +52,13 @@ const KEEP_BUFFER: usize = 1024 * 1024;
 /// notice it hanging up, but only up to this many unprocessed bytes.
 const READ_AHEAD_WHILE_PINNED: usize = 1024 * 1024;
 
-/// What the proxy knows about one client, for CLIENT and INFO.
-#[derive(Debug)]
-pub struct ClientInfo {
-    /// Proxy-wide unique client id (CLIENT ID).
-    pub id: u64,
-    /// The client's address.
-    pub peer: Option<SocketAddr>,
-    /// The proxy's address this client connected to.
-    pub local: Option<SocketAddr>,
-    /// Name set with CLIENT SETNAME or HELLO SETNAME.
-    pub name: Option<Bytes>,
-    /// When the client connected.
-    pub since: StdInstant,
-}
-
 /// State of one client connection.
 pub(crate) struct Session {
     worker: Rc<Worker>,
     queue: Rc<ReplyQueue>,
     decoder: RequestDecoder,
-    info: ClientInfo,
+    /// The client's entry in the proxy-wide registry (id, addresses, name; CLIENT LIST).
+    info: Registration,
     /// Stop reading: QUIT was received or the client broke the protocol. The session ends
     /// once every reply before that point has been written.
     closing: bool,
@@ -93,6 +80,8 @@ pub(crate) struct Session {
     user: Option<std::sync::Arc<crate::auth::User>>,
     /// Reply latency for the worker's histogram (admin `/metrics`).
     clock: crate::stats::ReplyClock,
+    /// Requests being timed for the slow log.
+    slow: slowlog::SlowWatch,
     /// What the client holds against `proxy.max_pending_bytes`, and how it is closed.
     usage: Usage,
 }
@@ -106,26 +95,16 @@ struct Usage {
     linger: bool,
 }
 
-/// Serve one client until it disconnects, QUITs, or breaks the protocol. `stream` is a
-/// `TcpStream` or a TLS stream (the caller sets `TCP_NODELAY` and runs any handshake);
-/// `peer` and `local` are the TCP addresses, for CLIENT and INFO.
-pub async fn serve<S>(
-    mut stream: S,
-    peer: Option<SocketAddr>,
-    local: Option<SocketAddr>,
-    worker: Rc<Worker>,
-    id: u64,
-) where
+/// Serve one client until it disconnects, QUITs, breaks the protocol or is killed. `stream`
+/// is a `TcpStream` or a TLS stream (the caller sets `TCP_NODELAY` and runs any handshake);
+/// `info` is its registration (id and TCP addresses, for CLIENT and INFO).
+pub async fn serve<S>(mut stream: S, info: Registration, worker: Rc<Worker>)
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let info = ClientInfo {
-        id,
-        peer,
-        local,
-        name: None,
-        since: StdInstant::now(),
-    };
+    let id = info.id;
     let authenticated = !worker.users.required();
+    let slow = slowlog::SlowWatch::new(worker.ops.slowlog.threshold());
     let mut session = Session {
         decoder: RequestDecoder::new(worker.limits),
         worker,
@@ -142,6 +121,7 @@ pub async fn serve<S>(
         user: None,
         clock: Default::default(),
         usage: Usage::default(),
+        slow,
     };
     if let Err(e) = session.run(&mut stream).await {
         tracing::debug!(client = id, "client connection ended: {e}");
@@ -197,6 +177,9 @@ impl Session {
                 && self.usage.in_flight.bytes() + self.queue.unwritten() < bounds.max_pending_bytes;
             tokio::select! {
                 biased;
+                // CLIENT KILL from any client: close now, owed replies or not. First, so a
+                // client that always has more to read cannot keep it waiting.
+                () = self.info.killed() => return Ok(()),
                 () = self.queue.wait_ready() => {}
                 read = stream.read_buf(&mut rbuf), if may_read => {
                     if read? == 0 {
@@ -243,6 +226,9 @@ impl Session {
                 wbuf.extend_from_slice(&reply);
             }
         }
+        // Replies taken are ready: time their requests before writing, so a client that has
+        // its reply finds a slow request already in the slow log (as with Redis).
+        self.slow_written();
         if !wbuf.is_empty() {
             stream.write_all(wbuf).await?;
             wbuf.clear();
@@ -288,6 +274,7 @@ impl Session {
         let Some((request, exclusive)) = self.deferred.take() else {
             return Ok(true);
         };
+        let client = std::sync::Arc::clone(self.info.client());
         let reply = {
             let run = self.exclusive(request, exclusive);
             tokio::pin!(run);
@@ -299,6 +286,7 @@ impl Session {
                             return Ok(false);
                         }
                     }
+                    () = client.killed() => return Ok(false),
                 }
             }
         };
@@ -312,11 +300,21 @@ impl Session {
         let now = tokio::time::Instant::now();
         let mut count = 0u64;
         let unread = buf.len();
+        let mut last_cmd = 0;
         while !self.closing && self.deferred.is_none() {
             match self.decoder.decode(buf) {
                 Ok(Some(request)) => {
                     count += 1;
+                    if buf.is_empty() {
+                        // The batch's last request: CLIENT LIST's `cmd` (one lookup per read).
+                        last_cmd =
+                            crate::command::lookup(request.args()).map_or(0, crate::command::id_of);
+                    }
+                    self.slow.read(now, request.raw());
                     self.dispatch(request, now);
+                    if self.deferred.is_some() {
+                        self.slow.unread();
+                    }
                 }
                 Ok(None) => {
                     if let Some(needed) = self.decoder.needed() {
@@ -344,6 +342,9 @@ impl Session {
         self.usage
             .in_flight
             .dispatched(self.queue.next_seq(), dispatched);
+        if count > 0 {
+            self.publish_activity(now.into_std(), last_cmd);
+        }
         now
     }
 }

@@ -132,6 +132,11 @@ impl Transaction {
         }
         Bytes::from_static(QUEUED)
     }
+
+    /// Commands queued so far (CLIENT LIST's `multi`).
+    pub(super) fn queued(&self) -> usize {
+        self.queued.len()
+    }
 }
 
 impl Session {
@@ -362,6 +367,7 @@ impl Session {
         if self.worker.users.required() {
             self.authenticated = false;
             self.user = None;
+            self.info.set_user(None);
         }
         self.tx = None;
         self.release_watch();

@@ -216,6 +216,16 @@ impl Session {
             .is_some_and(|p| p.count(SubKind::Channel) + p.count(SubKind::Shard) > 0)
     }
 
+    /// Channel, pattern and shard-channel subscriptions, for CLIENT LIST.
+    pub(super) fn subscription_counts(&self) -> [u32; 3] {
+        let Some(pubsub) = &self.pubsub else {
+            return [0; 3];
+        };
+        let state = pubsub.state.borrow();
+        [SubKind::Channel, SubKind::Pattern, SubKind::Shard]
+            .map(|k| u32::try_from(state.names[k.index()].len()).unwrap_or(u32::MAX))
+    }
+
     /// Serve a subscription command.
     pub(super) fn subscription(&mut self, args: &[Bytes], sub: Sub) {
         let pubsub = self

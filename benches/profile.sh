@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# profile.sh — where slotgate spends its instructions, under a fixed GET/SET load.
+#
+# Usage: bash benches/profile.sh          (from anywhere; ~3 min + the first debug build)
+#
+# Builds slotgate with full debug info into a separate target dir (the shipped release
+# binary in target/release is left alone), starts a throwaway 3-master Redis Cluster on free
+# loopback ports and slotgate (cluster mode, --workers 1) under
+#   callgrind (valgrind --tool=callgrind): instruction counts, repeatable on a noisy machine
+#   or perf record, with TOOL=perf (needs hardware counters: `perf stat -e instructions true`
+#   must print a count; TOOL=auto picks perf when it does)
+# then, for each workload (SET and GET, pipeline 1 and 16), drives exactly N requests with
+# redis-benchmark (CLIENTS clients, 32-byte values, KEYSPACE random keys) and prints
+#   - instructions per request (all slotgate threads, whole run / N), and
+#   - the top TOP functions by self cost and by inclusive cost.
+# Everything it starts is stopped by PID on exit. Files: OUT/ (callgrind.out.*, *.txt).
+#
+# Environment: N [20000]  CLIENTS [50]  KEYSPACE [100000]  TOP [25]
+#   WORKLOADS ["set get"]  PIPELINES ["1 16"]  TOOL [auto|callgrind|perf]
+#   PROFILE_TARGET_DIR [target/profiling]  OUT [target/profile/DATE]
+# Needs: redis-server redis-tools (Debian), valgrind (Debian: valgrind) or perf, cargo.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+E2E=$PWD/benches/e2e
+
+N=${N:-20000}
+CLIENTS=${CLIENTS:-50}
+KEYSPACE=${KEYSPACE:-100000}
+TOP=${TOP:-25}
+WORKLOADS=${WORKLOADS:-"set get"}
+PIPELINES=${PIPELINES:-"1 16"}
+TOOL=${TOOL:-auto}
+PROFILE_TARGET_DIR=${PROFILE_TARGET_DIR:-target/profiling}
+OUT=${OUT:-target/profile/$(date +%Y%m%d-%H%M%S)}
+
+die() { echo "profile.sh: $*" >&2; exit 1; }
+log() { echo "[$(date +%T)] $*" >&2; }
+
+for b in redis-server redis-cli redis-benchmark; do
+    command -v $b >/dev/null || die "missing $b (Debian/Ubuntu: sudo apt-get install -y redis-server redis-tools)"
+done
+if [[ $TOOL == auto ]]; then
+    if command -v perf >/dev/null && perf stat -x, -e instructions true 2>&1 >/dev/null | grep -q '^[0-9]'; then
+        TOOL=perf
+    else
+        TOOL=callgrind
+    fi
+fi
+case $TOOL in
+    callgrind) command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null \
+                   || die "missing valgrind (Debian/Ubuntu: sudo apt-get install -y valgrind)" ;;
+    perf) command -v perf >/dev/null || die "missing perf" ;;
+    *) die "TOOL must be auto, callgrind or perf" ;;
+esac
+log "tool: $TOOL; $(wc -w <<<"$WORKLOADS") workloads x $(wc -w <<<"$PIPELINES") pipelines x $N requests; expected about 3 min, plus the first build (~10 min on 2 busy cores)"
+
+log "building with debug info into $PROFILE_TARGET_DIR (target/release is not touched)"
+CARGO_PROFILE_RELEASE_DEBUG=true cargo build --release --quiet --bin slotgate \
+    --target-dir "$PROFILE_TARGET_DIR" || die "build failed"
+BIN=$PROFILE_TARGET_DIR/release/slotgate
+
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+PIDS=()
+alive() { [[ -r /proc/$1/stat && $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) != Z ]]; }
+cleanup() {
+    local rc=$? pid i
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        for i in $(seq 1 100); do alive "$pid" || break; sleep 0.1; done
+        alive "$pid" && { kill -9 "$pid" 2>/dev/null || true; }
+        wait "$pid" 2>/dev/null || true
+    done
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+wait_ping() { # port pid seconds
+    local i
+    for i in $(seq 1 $(($3 * 10))); do
+        [[ $(timeout 2 redis-cli -p "$1" ping 2>/dev/null) == PONG ]] && return 0
+        alive "$2" || break
+        sleep 0.1
+    done
+    die "nothing answers PING on port $1 (logs in $OUT)"
+}
+
+# shellcheck disable=SC2207
+P=($(python3 "$E2E/ports.py" 7))
+for i in 0 1 2; do
+    mkdir -p "$OUT/c$i"
+    redis-server --port "${P[$i]}" --bind 127.0.0.1 --protected-mode no --save "" \
+        --appendonly no --dir "$OUT/c$i" --cluster-enabled yes --cluster-config-file nodes.conf \
+        --cluster-port "${P[$((i + 3))]}" --logfile "$OUT/c$i/redis.log" < /dev/null &
+    PIDS+=($!)
+done
+for i in 0 1 2; do wait_ping "${P[$i]}" "${PIDS[$i]}" 15; done
+timeout 60 redis-cli --cluster create "127.0.0.1:${P[0]}" "127.0.0.1:${P[1]}" "127.0.0.1:${P[2]}" \
+    --cluster-yes > "$OUT/cluster-create.log" 2>&1 || die "cluster create failed"
+for i in $(seq 1 150); do
+    ok=1
+    for p in "${P[@]:0:3}"; do
+        timeout 2 redis-cli -p "$p" cluster info | grep -q '^cluster_state:ok' || ok=0
+    done
+    ((ok)) && break
+    sleep 0.2
+done
+((ok)) || die "cluster did not reach cluster_state:ok"
+PORT=${P[6]}
+ARGS=(--listen "127.0.0.1:$PORT" --cluster "127.0.0.1:${P[0]}" --workers 1 --log-level warn)
+
+if [[ $TOOL == callgrind ]]; then
+    valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" --dump-instr=no \
+        "$BIN" "${ARGS[@]}" > "$OUT/slotgate.log" 2>&1 < /dev/null &
+else
+    "$BIN" "${ARGS[@]}" > "$OUT/slotgate.log" 2>&1 < /dev/null &
+fi
+SG=$!
+PIDS+=("$SG")
+wait_ping "$PORT" "$SG" 120
+log "slotgate pid $SG on 127.0.0.1:$PORT"
+
+bench() { # workload pipeline n
+    redis-benchmark -p "$PORT" -c "$CLIENTS" -n "$3" -r "$KEYSPACE" -d 32 -P "$2" -t "$1" --csv \
+        > "$OUT/bench-$1-P$2.csv" 2> "$OUT/bench-$1-P$2.err" || die "redis-benchmark $1 P$2 failed"
+}
+log "warm-up and pre-fill ($KEYSPACE keys)"
+redis-benchmark -p "$PORT" -c "$CLIENTS" -n "$KEYSPACE" -r "$KEYSPACE" -d 32 -P 16 -t set -q > /dev/null 2>&1
+
+fold() { # long generic Rust names: keep each line readable
+    cut -c1-200
+}
+
+SUMMARY=()
+for w in $WORKLOADS; do
+    for p in $PIPELINES; do
+        label=$w-P$p
+        if [[ $TOOL == callgrind ]]; then
+            callgrind_control --zero "$SG" > /dev/null 2>&1
+            bench "$w" "$p" "$N"
+            callgrind_control --dump="$label" "$SG" > /dev/null 2>&1
+            sleep 0.5
+            f=$(ls -t "$OUT"/callgrind.out.[0-9]* 2>/dev/null | head -1)
+            [[ -n $f ]] || die "no callgrind dump after $label"
+            # A dump taken while threads run records their unfinished calls (the thread's
+            # outer frames: clone, start_thread, the runtime loop ...) as "calls=0"; the
+            # callgrind_annotate of valgrind 3.19 then counts those calls' whole cost as the
+            # caller's self cost (clone at 100 %). Count them as one call: costs stay exact.
+            sed 's/^calls=0 /calls=1 /' "$f" > "$OUT/callgrind.out.$label"
+            rm -f "$f"
+            f=$OUT/callgrind.out.$label
+            ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$f")
+            callgrind_annotate --threshold=99 "$f" 2>/dev/null > "$OUT/self-$label.txt" || true
+            callgrind_annotate --threshold=99 --inclusive=yes "$f" 2>/dev/null > "$OUT/inclusive-$label.txt" || true
+        else
+            perf stat -x, -e instructions -p "$SG" -o "$OUT/stat-$label.txt" &
+            ps=$!
+            perf record -q -g -p "$SG" -o "$OUT/perf-$label.data" > /dev/null 2>&1 &
+            pr=$!
+            sleep 0.5
+            bench "$w" "$p" "$N"
+            kill -INT "$ps" "$pr" 2>/dev/null || true
+            wait "$ps" "$pr" 2>/dev/null || true
+            ir=$(awk -F, '/instructions/ {print $1; exit}' "$OUT/stat-$label.txt")
+            perf report -i "$OUT/perf-$label.data" --stdio --no-children --percent-limit 0.5 \
+                2>/dev/null | grep -v '^$' > "$OUT/self-$label.txt" || true
+            perf report -i "$OUT/perf-$label.data" --stdio --children --percent-limit 0.5 \
+                2>/dev/null | grep -v '^$' > "$OUT/inclusive-$label.txt" || true
+        fi
+        rps=$(awk -F'","' 'NR == 2 {print $2}' "$OUT/bench-$label.csv")
+        per=$(awk -v i="${ir:-0}" -v n="$N" 'BEGIN{printf "%.0f", i / n}')
+        SUMMARY+=("| $w | $p | $N | ${ir:-?} | **$per** |")
+        echo
+        echo "=== $label: $N requests, ${ir:-?} instructions in slotgate => $per instructions/request (rps under $TOOL: ${rps:-?})"
+        echo "--- top $TOP by self cost ($OUT/self-$label.txt)"
+        if [[ $TOOL == callgrind ]]; then
+            sed -n '/file:function/,$p' "$OUT/self-$label.txt" | sed -n "3,$((TOP + 2))p" | fold
+            echo "--- top $TOP by inclusive cost ($OUT/inclusive-$label.txt)"
+            sed -n '/file:function/,$p' "$OUT/inclusive-$label.txt" | sed -n "3,$((TOP + 2))p" | fold
+        else
+            grep -E '^ +[0-9.]+%' "$OUT/self-$label.txt" | head -n "$TOP" | fold
+            echo "--- top $TOP by inclusive cost ($OUT/inclusive-$label.txt)"
+            grep -E '^ +[0-9.]+%' "$OUT/inclusive-$label.txt" | head -n "$TOP" | fold
+        fi
+    done
+done
+{
+    echo
+    echo "Instructions per request (slotgate, all threads; $TOOL; $CLIENTS clients)."
+    [[ $TOOL == callgrind ]] && echo "User-space instructions only: the kernel's share (syscalls, loopback TCP) is not counted."
+    echo
+    echo "| workload | P | requests | instructions | per request |"
+    echo "|---|---:|---:|---:|---:|"
+    printf '%s\n' "${SUMMARY[@]}"
+} | tee "$OUT/summary.md"
+log "files in $OUT (callgrind_annotate $OUT/callgrind.out.LABEL for more)"

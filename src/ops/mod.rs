@@ -1,0 +1,49 @@
+//! Operator views of the proxy's own clients and traffic, shared by every worker and the
+//! admin thread: the client registry (`CLIENT LIST` / `KILL`), the slow log (`SLOWLOG`,
+//! `/slowlog`) and hot keys (`INFO hotkeys`, `/hotkeys`). The request path touches them only
+//! through per-client relaxed atomics, one comparison per reply (slow log) and one branch
+//! (hot keys off) or a countdown (on); locks are taken on connect, disconnect, a slow
+//! request, a published window, and by the readers.
+
+pub mod clients;
+pub mod hotkeys;
+pub mod slowlog;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+
+/// The registry, slow log and hot keys of one proxy.
+#[derive(Debug)]
+pub struct Ops {
+    /// Connected clients.
+    pub clients: Arc<clients::Registry>,
+    /// The slow log.
+    pub slowlog: slowlog::SlowLog,
+    /// Hot keys, when `hotkeys.enabled`.
+    pub hotkeys: Option<hotkeys::HotKeys>,
+}
+
+impl Ops {
+    /// The views of a proxy with `workers` workers configured by `config`.
+    pub fn new(config: &Config, workers: usize) -> Arc<Ops> {
+        let hot = &config.hotkeys;
+        Arc::new(Ops {
+            clients: clients::Registry::new(),
+            slowlog: slowlog::SlowLog::new(
+                workers,
+                config.slowlog.log_slower_than_us,
+                config.slowlog.max_len,
+            ),
+            hotkeys: hot.enabled.then(|| {
+                hotkeys::HotKeys::new(
+                    workers,
+                    hot.sample_rate,
+                    hot.top,
+                    Duration::from_millis(hot.interval_ms),
+                )
+            }),
+        })
+    }
+}
