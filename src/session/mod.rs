@@ -147,13 +147,20 @@ impl Session {
         let drain = self.worker.drain.listen();
         loop {
             let mut wrote = false;
-            while let Some(reply) = self.queue.pop_ready() {
+            let stats = self.worker.stats();
+            while let Some((reply, command)) = self.queue.pop_ready() {
+                // RESP2 `-` or RESP3 blob error `!`: one byte compare per reply.
+                if matches!(reply.first(), Some(b'-' | b'!')) {
+                    stats.commands_by().error(command);
+                }
                 if reply.len() >= LARGE_REPLY {
                     if !wbuf.is_empty() {
                         stream.write_all(&wbuf).await?;
+                        stats.client_wrote(wbuf.len());
                         wbuf.clear();
                     }
                     stream.write_all(&reply).await?;
+                    stats.client_wrote(reply.len());
                     wrote = true;
                 } else {
                     wbuf.extend_from_slice(&reply);
@@ -161,6 +168,7 @@ impl Session {
             }
             if !wbuf.is_empty() {
                 stream.write_all(&wbuf).await?;
+                stats.client_wrote(wbuf.len());
                 wbuf.clear();
                 wrote = true;
             }
@@ -188,9 +196,11 @@ impl Session {
                 biased;
                 () = self.queue.wait_ready() => {}
                 read = stream.read_buf(&mut rbuf), if may_read => {
-                    if read? == 0 {
+                    let n = read?;
+                    if n == 0 {
                         return Ok(());
                     }
+                    self.worker.stats().client_read(n);
                     self.process(&mut rbuf);
                 }
                 // Graceful shutdown: finish what is owed (above), read nothing more.
@@ -210,6 +220,7 @@ impl Session {
         let Some((request, exclusive)) = self.deferred.take() else {
             return Ok(true);
         };
+        let worker = Rc::clone(&self.worker);
         let reply = {
             let run = self.exclusive(request, exclusive);
             tokio::pin!(run);
@@ -217,9 +228,11 @@ impl Session {
                 tokio::select! {
                     reply = &mut run => break reply,
                     read = reader.read_buf(rbuf), if rbuf.len() < READ_AHEAD_WHILE_PINNED => {
-                        if read? == 0 {
+                        let n = read?;
+                        if n == 0 {
                             return Ok(false);
                         }
+                        worker.stats().client_read(n);
                     }
                 }
             }
@@ -246,6 +259,7 @@ impl Session {
                 }
                 Err(e) => {
                     tracing::debug!(client = self.info.id, "protocol error: {e}");
+                    self.queue.set_command(crate::command::stat_index::OTHER);
                     self.queue.push_ready(e.to_reply());
                     self.closing = true;
                 }

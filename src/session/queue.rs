@@ -19,7 +19,11 @@ use super::merge::Merge;
 /// owe it replies; all on one worker thread.
 #[derive(Debug, Default)]
 pub struct ReplyQueue {
-    slots: RefCell<VecDeque<Option<Bytes>>>,
+    /// Each place: the command index it answers (for per-command error counts) and the reply
+    /// once it is in.
+    slots: RefCell<VecDeque<(u16, Option<Bytes>)>>,
+    /// The command index new places are tagged with ([`ReplyQueue::set_command`]).
+    command: Cell<u16>,
     /// Sequence number of the front slot.
     base: Cell<u64>,
     /// Set when the client is gone: late replies are dropped instead of queued.
@@ -69,14 +73,16 @@ impl ReplyTarget {
 impl ReplyQueue {
     /// An empty queue.
     pub fn new() -> Rc<ReplyQueue> {
-        Rc::new(ReplyQueue::default())
+        let queue = ReplyQueue::default();
+        queue.set_command(crate::command::stat_index::OTHER);
+        Rc::new(queue)
     }
 
     /// Reserve the next place for a reply that will arrive later.
     pub fn reserve(self: &Rc<Self>) -> ReplyTarget {
         let mut slots = self.slots.borrow_mut();
         let seq = self.base.get() + slots.len() as u64;
-        slots.push_back(None);
+        slots.push_back((self.command.get(), None));
         ReplyTarget(Target::Queue {
             queue: Rc::clone(self),
             seq,
@@ -86,7 +92,7 @@ impl ReplyQueue {
     /// Queue a reply that is already known (local commands, immediate errors).
     pub fn push_ready(&self, reply: Bytes) {
         let mut slots = self.slots.borrow_mut();
-        slots.push_back(Some(reply));
+        slots.push_back((self.command.get(), Some(reply)));
         if slots.len() == 1 {
             self.ready.raise();
         }
@@ -100,7 +106,7 @@ impl ReplyQueue {
         let Some(index) = seq.checked_sub(self.base.get()) else {
             return;
         };
-        if let Some(slot) = slots.get_mut(index as usize) {
+        if let Some((_, slot)) = slots.get_mut(index as usize) {
             *slot = Some(reply);
             if index == 0 {
                 self.ready.raise();
@@ -108,14 +114,24 @@ impl ReplyQueue {
         }
     }
 
-    /// Take the next reply if the front one has arrived.
+    /// Tag the places reserved or filled from now on with command index `index`
+    /// ([`crate::command::stat_index`]): the session sets it before dispatching each request.
     #[inline]
-    pub fn pop_ready(&self) -> Option<Bytes> {
+    pub fn set_command(&self, index: usize) {
+        self.command.set(u16::try_from(index).unwrap_or(u16::MAX));
+    }
+
+    /// Take the next reply, with the command index its place was tagged with, if the front
+    /// one has arrived.
+    #[inline]
+    pub fn pop_ready(&self) -> Option<(Bytes, usize)> {
         let mut slots = self.slots.borrow_mut();
-        let reply = slots.front_mut()?.take()?;
+        let front = slots.front_mut()?;
+        let reply = front.1.take()?;
+        let command = usize::from(front.0);
         slots.pop_front();
         self.base.set(self.base.get() + 1);
-        Some(reply)
+        Some((reply, command))
     }
 
     /// Requests whose replies have not yet been taken.
@@ -148,9 +164,22 @@ mod tests {
         b.fill(Bytes::from_static(b"+b\r\n"));
         assert_eq!(q.pop_ready(), None, "a has not answered yet");
         a.fill(Bytes::from_static(b"+a\r\n"));
-        let got: Vec<_> = std::iter::from_fn(|| q.pop_ready()).collect();
+        let got: Vec<_> = std::iter::from_fn(|| q.pop_ready().map(|(r, _)| r)).collect();
         assert_eq!(got, [&b"+a\r\n"[..], b"+b\r\n", b"+c\r\n"]);
         assert_eq!(q.outstanding(), 0);
+    }
+
+    #[test]
+    fn places_keep_the_command_they_were_tagged_with() {
+        let q = ReplyQueue::new();
+        q.push_ready(Bytes::from_static(b"-ERR protocol\r\n"));
+        q.set_command(7);
+        let a = q.reserve();
+        q.set_command(9);
+        q.push_ready(Bytes::from_static(b"+b\r\n"));
+        a.fill(Bytes::from_static(b"+a\r\n"));
+        let tags: Vec<_> = std::iter::from_fn(|| q.pop_ready().map(|(_, c)| c)).collect();
+        assert_eq!(tags, [crate::command::stat_index::OTHER, 7, 9]);
     }
 
     #[test]
