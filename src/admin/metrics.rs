@@ -160,6 +160,8 @@ pub fn render(state: &AdminState) -> String {
 const FIRST_RENDERED_BUCKET: usize = 5;
 /// Largest finite rendered bucket: `2^20` µs ≈ 1.05 s; slower observations land in `+Inf`.
 const LAST_RENDERED_BUCKET: usize = 20;
+// The worker histograms must reach past the last rendered bound.
+const _: () = assert!(LAST_RENDERED_BUCKET + 1 < LATENCY_BUCKETS);
 
 /// Append a latency histogram in Prometheus' text format, with the buckets 32 µs, 64 µs …
 /// 1.05 s (powers of two) and `+Inf`: 17 lines that cover 50 µs – 1 s at 2x resolution.
@@ -173,7 +175,6 @@ fn histogram(out: &mut String, name: &str, help: &str, snapshot: &LatencySnapsho
             let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
         }
     }
-    debug_assert!(LAST_RENDERED_BUCKET + 1 < LATENCY_BUCKETS);
     let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
     let _ = writeln!(out, "{name}_sum {}", snapshot.sum_us as f64 / 1e6);
     let _ = writeln!(out, "{name}_count {cumulative}");
@@ -208,8 +209,16 @@ fn worker_counters(state: &AdminState, out: &mut String) {
     }
     let [client_in, client_out, backend_in, backend_out] = s.bytes();
     for (name, help, value) in [
-        ("slotgate_client_bytes_received_total", "Bytes read from clients.", client_in),
-        ("slotgate_client_bytes_sent_total", "Bytes written to clients.", client_out),
+        (
+            "slotgate_client_bytes_received_total",
+            "Bytes read from clients.",
+            client_in,
+        ),
+        (
+            "slotgate_client_bytes_sent_total",
+            "Bytes written to clients.",
+            client_out,
+        ),
         (
             "slotgate_backend_bytes_received_total",
             "Bytes read from backend nodes (pipelined connections).",
@@ -226,7 +235,10 @@ fn worker_counters(state: &AdminState, out: &mut String) {
             s.auth_failures_total(),
         ),
     ] {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
     }
     let name = "slotgate_backend_connections";
     let _ = writeln!(
