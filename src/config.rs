@@ -18,6 +18,10 @@ use serde::{Deserialize, Serialize};
 use crate::placement::KeyHash;
 use crate::slot::SLOT_COUNT;
 
+mod env;
+
+pub use env::{EnvOverrides, FLAG_VARIABLES};
+
 /// The whole configuration tree.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
@@ -177,6 +181,9 @@ pub struct ProxyConfig {
     /// On SIGTERM/SIGINT, time in-flight requests have to finish before the remaining clients
     /// are closed anyway.
     pub drain_timeout_ms: u64,
+    /// File the process id is written to once the listeners are bound, removed on a clean
+    /// exit; start is refused while it names a live process. Empty (the default): none.
+    pub pid_file: String,
 }
 
 impl Default for ProxyConfig {
@@ -187,6 +194,7 @@ impl Default for ProxyConfig {
             max_pipeline_depth: 16 * 1024,
             max_clients: 10_000,
             drain_timeout_ms: 10_000,
+            pid_file: String::new(),
         }
     }
 }

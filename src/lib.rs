@@ -14,6 +14,7 @@ pub mod config;
 pub mod demo;
 pub mod info;
 pub mod lifecycle;
+pub mod pidfile;
 pub mod placement;
 pub mod policy;
 pub mod reload;
