@@ -106,8 +106,11 @@ pub fn render(state: &AdminState) -> String {
     metrics::gauge!("slotgate_client_connections").set(s.clients() as f64);
     metrics::counter!("slotgate_client_connections_total").absolute(s.connections_total());
     metrics::counter!("slotgate_commands_total").absolute(s.commands_total());
-    for (kind, n) in s.redirects_by_kind() {
-        metrics::counter!("slotgate_redirects_total", "kind" => kind).absolute(n);
+    // Counted per redirect by the router's macro, exactly by kind (publishing the workers'
+    // sums here would fold LOADING/CLUSTERDOWN/MASTERDOWN into `tryagain` a second time);
+    // touched here only so the common kinds have a sample before the first redirect.
+    for kind in ["moved", "ask", "tryagain"] {
+        metrics::counter!("slotgate_redirects_total", "kind" => kind).increment(0);
     }
     metrics::counter!("slotgate_requests_retried_total").absolute(s.retried_total());
     metrics::counter!("slotgate_requests_failed_total").absolute(s.failed_total());
