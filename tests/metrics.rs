@@ -201,4 +201,36 @@ fn metrics_count_known_traffic_exactly() {
     .is_some());
     assert_eq!(must(&metrics, "slotgate_client_connections"), 1.0);
     assert_eq!(must(&metrics, "slotgate_auth_failures_total"), 0.0);
+
+    // A master dies: the worker's connection to it is lost, reconnecting is refused, and the
+    // connection shows as down (in back-off) while requests for it are held.
+    let mut setup = setup;
+    let victim = setup.cluster.master_ports()[0];
+    let key = common::key_on(&setup.cluster, victim, "metrics:down");
+    let index = setup
+        .cluster
+        .nodes()
+        .iter()
+        .position(|n| n.port == victim)
+        .unwrap();
+    setup.cluster.kill(index).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let metrics = loop {
+        // Each GET (reply not awaited: it is held) makes the worker try the node again.
+        send(&mut raw, &["GET", &key]);
+        let (_, metrics) = http_get(admin, "/metrics");
+        let down = sample(&metrics, "slotgate_backend_connections{state=\"down\"}");
+        if down.is_some_and(|n| n >= 1.0) || Instant::now() > deadline {
+            break metrics;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        must(&metrics, "slotgate_backend_connections{state=\"down\"}") >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("slotgate_backend_failures_total{kind="),
+        "{metrics}"
+    );
 }
