@@ -7,6 +7,8 @@
 //! (`[placement]`). Unknown keys are errors, and
 //! validation reports *every* problem with its key path (`backend.request_timeout_ms: …`) rather
 //! than stopping at the first. Pure: parsing and validation do no I/O beyond reading the file.
+//! `SLOTGATE_<SECTION>__<KEY>` environment overrides are applied to the file's TOML tree before
+//! it is parsed (`config/env.rs`), so they get the same unknown-key and type checks.
 
 use std::collections::BTreeMap;
 use std::fmt;

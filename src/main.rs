@@ -141,20 +141,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
     let env = EnvOverrides::from_process().map_err(|e| e.to_string())?;
     let config = args.config(&env)?;
     init_logging(&config.log);
-    let pid_path =
-        (!config.proxy.pid_file.is_empty()).then(|| PathBuf::from(&config.proxy.pid_file));
-    if let Some(path) = &pid_path {
-        pidfile::check(path)?;
-    }
-    let proxy = Proxy::start(config).map_err(|e| e.to_string())?;
-    // The listeners are bound: the pid file may name this process now.
-    let pid_file = match pid_path.as_deref().map(PidFile::write).transpose() {
-        Ok(file) => file,
-        Err(e) => {
-            stop(proxy);
-            return Err(e);
-        }
-    };
+    let (proxy, pid_file) = start(config)?;
     // POST /reload on the admin listener reads the same file, variables and flags as SIGHUP.
     let (source, source_env) = (args.clone(), env.clone());
     proxy.set_reload_source(move || {
@@ -230,7 +217,7 @@ fn demo(masters: usize, replicas: usize, args: &RunArgs) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     println!("Cluster nodes: {}", cluster.seeds().join(" "));
     config.cluster.seeds = cluster.seeds();
-    let proxy = Proxy::start(config).map_err(|e| e.to_string())?;
+    let (proxy, pid_file) = start(config)?;
     let addr = proxy.local_addr();
     println!();
     println!("slotgate is serving the cluster on {addr}. Connect with:");
@@ -238,8 +225,26 @@ fn demo(masters: usize, replicas: usize, args: &RunArgs) -> Result<(), String> {
     println!("Press Ctrl-C to stop (the demo cluster is removed on exit).");
     Signals::new()?.wait(&mut || tracing::info!("SIGHUP ignored in demo mode"))?;
     stop(proxy);
+    drop(pid_file);
     drop(cluster);
     Ok(())
+}
+
+/// Start the proxy, with its pid file if `proxy.pid_file` names one: refused while the file
+/// names a live process, written once the listeners are bound.
+fn start(config: Config) -> Result<(ProxyHandle, Option<PidFile>), String> {
+    let path = (!config.proxy.pid_file.is_empty()).then(|| PathBuf::from(&config.proxy.pid_file));
+    if let Some(path) = &path {
+        pidfile::check(path)?;
+    }
+    let proxy = Proxy::start(config).map_err(|e| e.to_string())?;
+    match path.as_deref().map(PidFile::write).transpose() {
+        Ok(pid_file) => Ok((proxy, pid_file)),
+        Err(e) => {
+            stop(proxy);
+            Err(e)
+        }
+    }
 }
 
 fn stop(proxy: ProxyHandle) {
