@@ -246,7 +246,7 @@ fn worker_counters(state: &AdminState, out: &mut String) {
     let name = "slotgate_backend_connections";
     let _ = writeln!(
         out,
-        "# HELP {name} Pipelined backend connections by state (connected, connecting, down = in back-off after a failed connect).\n# TYPE {name} gauge"
+        "# HELP {name} Pipelined backend connections by state (connected, connecting, down = the last connect failed).\n# TYPE {name} gauge"
     );
     for (state, n) in s.backend_states() {
         let _ = writeln!(out, "{name}{{state=\"{}\"}} {n}", state.label());
