@@ -305,8 +305,10 @@ fn a_sidecar_from_the_environment_keeps_its_pid_file_and_overrides_across_reload
         format!("[pools.a]\nmaster = \"{}\"\n", file_server.addr()),
     )
     .unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_slotgate"))
         .env("SLOTGATE_PROXY__LISTEN", addr.to_string())
+        .env("SLOTGATE_ADMIN__LISTEN", admin.to_string())
         .env("SLOTGATE_PROXY__WORKERS", "1")
         .env("SLOTGATE_POOLS__A__MASTER", env_server.addr())
         .env("SLOTGATE_LOG__LEVEL", "warn")
@@ -327,11 +329,44 @@ fn a_sidecar_from_the_environment_keeps_its_pid_file_and_overrides_across_reload
     let file_addr: SocketAddr = file_server.addr().parse().unwrap();
     assert_eq!(common::redis_cli(addr, &["SET", "sidecar:1", "x"]), "OK");
     assert_eq!(common::redis_cli(env_addr, &["GET", "sidecar:1"]), "x");
-    child.signal(libc::SIGHUP);
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(common::redis_cli(addr, &["SET", "sidecar:2", "y"]), "OK");
-    assert_eq!(common::redis_cli(env_addr, &["GET", "sidecar:2"]), "y");
     assert_eq!(common::redis_cli(file_addr, &["DBSIZE"]), "0");
+
+    // Reload with a second pool in the file: slots 0-8191 stay with pool a (which the
+    // environment still points at env_server), 8192-16383 go to the new pool b.
+    std::fs::write(
+        &file,
+        format!(
+            "[pools.a]\nmaster = \"{0}\"\n[pools.b]\nmaster = \"{0}\"\n",
+            file_server.addr()
+        ),
+    )
+    .unwrap();
+    let version = || {
+        let (_, metrics) = common::http_get(admin, "/metrics");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("slotgate_slot_table_version "))
+            .map(|v| v.trim().to_string())
+    };
+    let before = version();
+    child.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while version() == before {
+        assert!(Instant::now() < deadline, "the reload was not applied");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let key_in = |low: bool| {
+        (0..10_000)
+            .map(|i| format!("sidecar:{i}"))
+            .find(|k| (slotgate::slot::Slot::of(k.as_bytes()).get() < 8192) == low)
+            .unwrap()
+    };
+    let (a_key, b_key) = (key_in(true), key_in(false));
+    assert_eq!(common::redis_cli(addr, &["SET", &a_key, "a"]), "OK");
+    assert_eq!(common::redis_cli(addr, &["SET", &b_key, "b"]), "OK");
+    assert_eq!(common::redis_cli(env_addr, &["GET", &a_key]), "a");
+    assert_eq!(common::redis_cli(file_addr, &["GET", &b_key]), "b");
+    assert_eq!(common::redis_cli(file_addr, &["EXISTS", &a_key]), "0");
 
     // A second instance naming the same pid file is refused while the first one runs.
     let out = Command::new(env!("CARGO_BIN_EXE_slotgate"))
