@@ -320,13 +320,14 @@ impl Session {
     }
 }
 
-/// Classify a request by its command and keys, placed by `placement`. Pure: no I/O.
+/// [`route_spec`] with the command looked up here (tests).
 #[cfg(test)]
 fn route(args: &[Bytes], placement: &Placement) -> Route {
     route_spec(args, command::lookup(args), placement)
 }
 
-/// [`route`] given the request's spec, already looked up (`None`: unknown command).
+/// Classify a request by its command (`spec`, already looked up by the caller, which counts
+/// it; `None`: unknown) and keys, placed by `placement`. Pure: no I/O.
 fn route_spec(args: &[Bytes], spec: Option<&'static CommandSpec>, placement: &Placement) -> Route {
     let Some(name) = args.first() else {
         return Route::Refused(error("ERR empty command"));
