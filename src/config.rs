@@ -7,6 +7,8 @@
 //! (`[placement]`). Unknown keys are errors, and
 //! validation reports *every* problem with its key path (`backend.request_timeout_ms: …`) rather
 //! than stopping at the first. Pure: parsing and validation do no I/O beyond reading the file.
+//! `SLOTGATE_<SECTION>__<KEY>` environment overrides are applied to the file's TOML tree before
+//! it is parsed (`config/env.rs`), so they get the same unknown-key and type checks.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,6 +19,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::placement::KeyHash;
 use crate::slot::SLOT_COUNT;
+
+mod env;
+
+pub use env::{EnvOverrides, FLAG_VARIABLES};
 
 /// The whole configuration tree.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
@@ -200,6 +206,9 @@ pub struct ProxyConfig {
     pub pubsub_output_soft_limit_bytes: usize,
     /// How long a subscriber may stay over the soft limit.
     pub pubsub_output_soft_limit_ms: u64,
+    /// File the process id is written to once the listeners are bound, removed on a clean
+    /// exit; start is refused while it names a live process. Empty (the default): none.
+    pub pid_file: String,
 }
 
 impl Default for ProxyConfig {
@@ -216,6 +225,7 @@ impl Default for ProxyConfig {
             pubsub_output_hard_limit_bytes: 32 * 1024 * 1024,
             pubsub_output_soft_limit_bytes: 8 * 1024 * 1024,
             pubsub_output_soft_limit_ms: 60_000,
+            pid_file: String::new(),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod demo;
 pub mod info;
 pub mod lifecycle;
 pub mod ops;
+pub mod pidfile;
 pub mod placement;
 pub mod policy;
 pub mod reload;

@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use slotgate::config::{Config, LogConfig, LogFormat};
+use slotgate::config::{Config, EnvOverrides, LogConfig, LogFormat};
 use slotgate::demo::{ClusterOptions, LocalCluster};
+use slotgate::pidfile::{self, PidFile};
 use slotgate::{Proxy, ProxyHandle};
 
 /// A Redis sharding proxy: one address for plain Redis clients in front of a Redis Cluster
@@ -40,7 +41,8 @@ enum Command {
 }
 
 /// Flags that override the config file. Each can also come from a `SLOTGATE_*` environment
-/// variable (a flag wins over its variable), so a sidecar needs no file.
+/// variable (a flag wins over its variable), so a sidecar needs no file; every other key comes
+/// from `SLOTGATE_<SECTION>__<KEY>` ([`EnvOverrides`]), below the flags.
 #[derive(Args, Default, Clone)]
 struct RunArgs {
     /// Config file (TOML). Without one, defaults plus these flags are used.
@@ -72,15 +74,20 @@ struct RunArgs {
     /// On SIGTERM/SIGINT, time in-flight requests have to finish (proxy.drain_timeout_ms).
     #[arg(long, value_name = "MS", env = "SLOTGATE_DRAIN_TIMEOUT_MS")]
     drain_timeout_ms: Option<u64>,
+    /// Write the process id to FILE once listening, remove it on exit (proxy.pid_file).
+    #[arg(long, value_name = "FILE", env = "SLOTGATE_PID_FILE")]
+    pid_file: Option<String>,
 }
 
 impl RunArgs {
-    /// The config file (if any) with the flags applied on top.
-    fn config(&self) -> Result<Config, String> {
-        let mut config = match &self.config {
-            Some(path) => Config::load(path).map_err(|e| format!("{}:\n{e}", path.display()))?,
-            None => Config::default(),
-        };
+    /// The config file (if any, else the defaults), then the `SLOTGATE_<SECTION>__<KEY>`
+    /// variables in `env`, then the flags: each layer overrides the one before.
+    fn config(&self, env: &EnvOverrides) -> Result<Config, String> {
+        let mut config =
+            Config::load_with_env(self.config.as_deref(), env).map_err(|e| match &self.config {
+                Some(path) => format!("{}:\n{e}", path.display()),
+                None => e.to_string(),
+            })?;
         if let Some(listen) = &self.listen {
             config.proxy.listen = listen.clone();
         }
@@ -101,6 +108,9 @@ impl RunArgs {
         }
         if let Some(ms) = self.drain_timeout_ms {
             config.proxy.drain_timeout_ms = ms;
+        }
+        if let Some(file) = &self.pid_file {
+            config.proxy.pid_file = file.clone();
         }
         Ok(config)
     }
@@ -127,18 +137,21 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &RunArgs) -> Result<(), String> {
-    let config = args.config()?;
+    // Read once: a reload re-applies the same variables to the re-read file.
+    let env = EnvOverrides::from_process().map_err(|e| e.to_string())?;
+    let config = args.config(&env)?;
     init_logging(&config.log);
-    let proxy = Proxy::start(config).map_err(|e| e.to_string())?;
-    // POST /reload on the admin listener reads the same file and flags as SIGHUP.
-    let source = args.clone();
+    let (proxy, pid_file) = start(config)?;
+    // POST /reload on the admin listener reads the same file, variables and flags as SIGHUP.
+    let (source, source_env) = (args.clone(), env.clone());
     proxy.set_reload_source(move || {
         source
-            .config()
+            .config(&source_env)
             .map_err(|message| slotgate::config::ConfigErrors::one("", message))
     });
-    // SIGHUP: re-read the file (with the same flags on top) and apply what can be reloaded.
-    let mut on_hangup = || match args.config() {
+    // SIGHUP: re-read the file (with the same variables and flags on top) and apply what can
+    // be reloaded.
+    let mut on_hangup = || match args.config(&env) {
         Ok(next) => {
             tracing::info!("SIGHUP: reloading the configuration");
             if let Err(e) = proxy.reload(next) {
@@ -169,11 +182,16 @@ fn run(args: &RunArgs) -> Result<(), String> {
         "drain finished"
     );
     stop(proxy);
+    drop(pid_file);
     Ok(())
 }
 
+/// Check `file` as `slotgate --config FILE` would run it: with the `SLOTGATE_<SECTION>__<KEY>`
+/// variables of this environment applied.
 fn check_config(file: &std::path::Path) -> Result<(), String> {
-    let config = Config::load(file).map_err(|e| format!("{}:\n{e}", file.display()))?;
+    let env = EnvOverrides::from_process().map_err(|e| e.to_string())?;
+    let config =
+        Config::load_with_env(Some(file), &env).map_err(|e| format!("{}:\n{e}", file.display()))?;
     config
         .validate()
         .map_err(|e| format!("{}:\n{e}", file.display()))?;
@@ -187,7 +205,8 @@ fn check_config(file: &std::path::Path) -> Result<(), String> {
 }
 
 fn demo(masters: usize, replicas: usize, args: &RunArgs) -> Result<(), String> {
-    let mut config = args.config()?;
+    let env = EnvOverrides::from_process().map_err(|e| e.to_string())?;
+    let mut config = args.config(&env)?;
     init_logging(&config.log);
     println!("Starting a local Redis Cluster: {masters} masters, {replicas} replica(s) each …");
     let cluster = LocalCluster::start(ClusterOptions {
@@ -198,7 +217,7 @@ fn demo(masters: usize, replicas: usize, args: &RunArgs) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     println!("Cluster nodes: {}", cluster.seeds().join(" "));
     config.cluster.seeds = cluster.seeds();
-    let proxy = Proxy::start(config).map_err(|e| e.to_string())?;
+    let (proxy, pid_file) = start(config)?;
     let addr = proxy.local_addr();
     println!();
     println!("slotgate is serving the cluster on {addr}. Connect with:");
@@ -206,8 +225,26 @@ fn demo(masters: usize, replicas: usize, args: &RunArgs) -> Result<(), String> {
     println!("Press Ctrl-C to stop (the demo cluster is removed on exit).");
     Signals::new()?.wait(&mut || tracing::info!("SIGHUP ignored in demo mode"))?;
     stop(proxy);
+    drop(pid_file);
     drop(cluster);
     Ok(())
+}
+
+/// Start the proxy, with its pid file if `proxy.pid_file` names one: refused while the file
+/// names a live process, written once the listeners are bound.
+fn start(config: Config) -> Result<(ProxyHandle, Option<PidFile>), String> {
+    let path = (!config.proxy.pid_file.is_empty()).then(|| PathBuf::from(&config.proxy.pid_file));
+    if let Some(path) = &path {
+        pidfile::check(path)?;
+    }
+    let proxy = Proxy::start(config).map_err(|e| e.to_string())?;
+    match path.as_deref().map(PidFile::write).transpose() {
+        Ok(pid_file) => Ok((proxy, pid_file)),
+        Err(e) => {
+            stop(proxy);
+            Err(e)
+        }
+    }
 }
 
 fn stop(proxy: ProxyHandle) {

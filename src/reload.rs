@@ -192,6 +192,10 @@ fn not_reloadable_changes(running: &Config, next: &Config) -> Vec<String> {
     };
     check("proxy.listen", running.proxy.listen != next.proxy.listen);
     check(
+        "proxy.pid_file",
+        running.proxy.pid_file != next.proxy.pid_file,
+    );
+    check(
         "proxy.max_clients",
         running.proxy.max_clients != next.proxy.max_clients,
     );

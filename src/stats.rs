@@ -6,6 +6,10 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+mod commands;
+
+pub use commands::CommandCounters;
+
 /// Buckets of the latency histogram. Bucket `i` counts replies that took less than `2^i`
 /// microseconds (and at least `2^(i-1)`); the last one also takes everything slower.
 pub const LATENCY_BUCKETS: usize = 24;
@@ -28,9 +32,77 @@ pub struct WorkerStats {
     /// Subscribers closed for output over their limit.
     output_limit_closed: AtomicU64,
     picks: AtomicU64,
-    /// Reply latency histogram (see [`LATENCY_BUCKETS`]) and the sum of latencies in µs.
-    latency: [AtomicU64; LATENCY_BUCKETS],
-    latency_sum_us: AtomicU64,
+    /// Reply latency (proxy total: request read → reply written).
+    latency: Histogram,
+    /// Backend round trip of the pipelined connections: batch written → reply read.
+    backend_latency: Histogram,
+    /// Requests and error replies per command.
+    commands_by: CommandCounters,
+    /// Bytes read from and written to clients.
+    client_bytes_in: AtomicU64,
+    client_bytes_out: AtomicU64,
+    /// Bytes read from and written to backend nodes (pipelined connections).
+    backend_bytes_in: AtomicU64,
+    backend_bytes_out: AtomicU64,
+    /// Pipelined backend connections per [`BackendState`].
+    backend_states: [AtomicU64; BackendState::ALL.len()],
+}
+
+/// What a pipelined backend connection is doing, for the connection gauges. A connection that
+/// was never opened (or lost its socket and has not been needed since) is in none of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendState {
+    /// Connected and serving.
+    Connected,
+    /// Connecting (TCP, TLS, AUTH and the other handshake requests).
+    Connecting,
+    /// The last connect failed; requests fail at once during the back-off.
+    Down,
+}
+
+impl BackendState {
+    /// Every state, in gauge order.
+    pub const ALL: [BackendState; 3] = [
+        BackendState::Connected,
+        BackendState::Connecting,
+        BackendState::Down,
+    ];
+
+    /// The `state` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            BackendState::Connected => "connected",
+            BackendState::Connecting => "connecting",
+            BackendState::Down => "down",
+        }
+    }
+}
+
+/// A log2 latency histogram (see [`LATENCY_BUCKETS`]) plus the sum of latencies in µs.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS],
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    /// `n` observations of `elapsed`: two relaxed adds.
+    #[inline]
+    pub fn record(&self, elapsed: Duration, n: u64) {
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        if let Some(b) = self.buckets.get(latency_bucket(us)) {
+            b.fetch_add(n, Relaxed);
+        }
+        self.sum_us.fetch_add(us.saturating_mul(n), Relaxed);
+    }
+
+    /// Add this histogram into `into`.
+    fn add_to(&self, into: &mut LatencySnapshot) {
+        for (o, b) in into.buckets.iter_mut().zip(&self.buckets) {
+            *o += b.load(Relaxed);
+        }
+        into.sum_us += self.sum_us.load(Relaxed);
+    }
 }
 
 impl WorkerStats {
@@ -108,12 +180,56 @@ impl WorkerStats {
     /// `n` replies were written to their client `elapsed` after their request was read.
     #[inline]
     pub fn record_latency(&self, elapsed: Duration, n: u64) {
-        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        let bucket = latency_bucket(us);
-        if let Some(b) = self.latency.get(bucket) {
-            b.fetch_add(n, Relaxed);
+        self.latency.record(elapsed, n);
+    }
+
+    /// The backend round-trip histogram (one observation per reply).
+    #[inline]
+    pub fn backend_latency(&self) -> &Histogram {
+        &self.backend_latency
+    }
+
+    /// Per-command request and error counters.
+    #[inline]
+    pub fn commands_by(&self) -> &CommandCounters {
+        &self.commands_by
+    }
+
+    /// `n` bytes were read from a client (one read).
+    #[inline]
+    pub fn client_read(&self, n: usize) {
+        self.client_bytes_in.fetch_add(n as u64, Relaxed);
+    }
+
+    /// `n` bytes were written to a client (one write).
+    #[inline]
+    pub fn client_wrote(&self, n: usize) {
+        self.client_bytes_out.fetch_add(n as u64, Relaxed);
+    }
+
+    /// `n` bytes were read from a backend node (one read).
+    #[inline]
+    pub fn backend_read(&self, n: usize) {
+        self.backend_bytes_in.fetch_add(n as u64, Relaxed);
+    }
+
+    /// `n` bytes were written to a backend node (one write).
+    #[inline]
+    pub fn backend_wrote(&self, n: usize) {
+        self.backend_bytes_out.fetch_add(n as u64, Relaxed);
+    }
+
+    /// A pipelined backend connection left state `from` (if any) for `to` (if any).
+    pub fn backend_state(&self, from: Option<BackendState>, to: Option<BackendState>) {
+        if from == to {
+            return;
         }
-        self.latency_sum_us.fetch_add(us.saturating_mul(n), Relaxed);
+        if let Some(from) = from {
+            self.backend_states[from as usize].fetch_sub(1, Relaxed);
+        }
+        if let Some(to) = to {
+            self.backend_states[to as usize].fetch_add(1, Relaxed);
+        }
     }
 }
 
@@ -340,12 +456,43 @@ impl ProxyStats {
     pub fn latency(&self) -> LatencySnapshot {
         let mut out = LatencySnapshot::default();
         for w in self.workers.iter() {
-            for (o, b) in out.buckets.iter_mut().zip(&w.latency) {
-                *o += b.load(Relaxed);
-            }
-            out.sum_us += w.latency_sum_us.load(Relaxed);
+            w.latency.add_to(&mut out);
         }
         out
+    }
+
+    /// The backend round-trip histogram merged over all workers.
+    pub fn backend_latency(&self) -> LatencySnapshot {
+        let mut out = LatencySnapshot::default();
+        for w in self.workers.iter() {
+            w.backend_latency.add_to(&mut out);
+        }
+        out
+    }
+
+    /// `(requests, error replies)` per command index ([`crate::command::stat_index`]),
+    /// summed over workers.
+    pub fn commands_by(&self) -> Vec<(u64, u64)> {
+        let mut out = vec![(0, 0); crate::command::stat_index::COUNT];
+        for w in self.workers.iter() {
+            w.commands_by.add_to(&mut out);
+        }
+        out
+    }
+
+    /// Bytes `(client in, client out, backend in, backend out)` since start.
+    pub fn bytes(&self) -> [u64; 4] {
+        [
+            self.sum(|w| &w.client_bytes_in),
+            self.sum(|w| &w.client_bytes_out),
+            self.sum(|w| &w.backend_bytes_in),
+            self.sum(|w| &w.backend_bytes_out),
+        ]
+    }
+
+    /// Pipelined backend connections in each state now, over all workers.
+    pub fn backend_states(&self) -> [(BackendState, u64); 3] {
+        BackendState::ALL.map(|state| (state, self.sum(|w| &w.backend_states[state as usize])))
     }
 
     fn sum(&self, field: impl Fn(&WorkerStats) -> &AtomicU64) -> u64 {
@@ -397,7 +544,12 @@ mod tests {
         clock.written(3, &stats);
         tokio::time::advance(Duration::from_millis(1)).await;
         clock.written(0, &stats);
-        let hist: Vec<u64> = stats.latency.iter().map(|b| b.load(Relaxed)).collect();
+        let hist: Vec<u64> = stats
+            .latency
+            .buckets
+            .iter()
+            .map(|b| b.load(Relaxed))
+            .collect();
         assert_eq!(hist[latency_bucket(2000)], 2);
         assert_eq!(hist[latency_bucket(3000)], 1);
         assert_eq!(hist[latency_bucket(1000)], 2);

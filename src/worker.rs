@@ -154,6 +154,8 @@ pub fn run(
         limits: config.protocol.limits(),
         follow_redirects: !config.is_pool_mode(),
         tls: config.backend.tls.enabled.then(|| Arc::clone(&tls)),
+        stats: Arc::clone(&proxy),
+        worker: index,
     };
     let worker = Rc::new_cyclic(|weak| Worker {
         index,

@@ -1,7 +1,13 @@
-//! Configuration errors and the command line, through the real binary.
+//! Configuration errors, the command line, environment overrides and the pid file, through
+//! the real binary.
+
+mod common;
 
 use std::io::Write;
-use std::process::Command;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 fn slotgate(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_slotgate"))
@@ -146,5 +152,240 @@ fn check_config_reads_the_tls_files_and_warns_about_exposure() {
         stderr.contains("warning: proxy.listen = \"0.0.0.0:6380\" is reachable"),
         "{stderr}"
     );
+    std::fs::remove_file(&file).ok();
+}
+
+/// The stderr of a run of the binary with `env` set and `args`, which must fail (invalid
+/// values make it stop at validation, before binding anything).
+fn failing_run(env: &[(&str, &str)], args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_slotgate"))
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .expect("run slotgate");
+    assert!(!out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn temp_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("slotgate-{name}-{}", std::process::id()))
+}
+
+#[test]
+fn environment_overrides_every_key_between_the_file_and_the_flags() {
+    let file = temp_path("env.toml");
+    std::fs::write(
+        &file,
+        "[proxy]\nlisten = \"from-file\"\n[cluster]\nseeds = [\"127.0.0.1:1\"]\n",
+    )
+    .unwrap();
+    let config = file.to_str().unwrap();
+    // The file alone.
+    let stderr = failing_run(&[], &["--config", config]);
+    assert!(stderr.contains("proxy.listen: \"from-file\""), "{stderr}");
+    // The environment over the file.
+    let env = [("SLOTGATE_PROXY__LISTEN", "from-env")];
+    let stderr = failing_run(&env, &["--config", config]);
+    assert!(stderr.contains("proxy.listen: \"from-env\""), "{stderr}");
+    // A flag over both.
+    let stderr = failing_run(&env, &["--config", config, "--listen", "from-flag"]);
+    assert!(stderr.contains("proxy.listen: \"from-flag\""), "{stderr}");
+    // Keys no flag has, nested ones, numbers and booleans: validation names each one.
+    let env = [
+        ("SLOTGATE_BACKEND__REQUEST_TIMEOUT_MS", "0"),
+        ("SLOTGATE_BACKEND__TLS__ENABLED", "true"),
+        (
+            "SLOTGATE_CLUSTER__SEEDS",
+            "[\"127.0.0.1:1\", \"127.0.0.1:2\"]",
+        ),
+    ];
+    let stderr = failing_run(&env, &["--listen", "127.0.0.1:0"]);
+    assert!(stderr.contains("backend.request_timeout_ms:"), "{stderr}");
+    assert!(stderr.contains("backend.tls.ca_file:"), "{stderr}");
+    // check-config checks what would run: the file with the environment applied.
+    let out = Command::new(env!("CARGO_BIN_EXE_slotgate"))
+        .env("SLOTGATE_PROXY__LISTEN", "127.0.0.1:6380")
+        .args(["check-config", config])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_file(&file).ok();
+}
+
+#[test]
+fn unknown_environment_keys_are_rejected_with_their_path() {
+    let flags = ["--cluster", "127.0.0.1:1"];
+    let stderr = failing_run(&[("SLOTGATE_PROXY__LISTNE", "127.0.0.1:0")], &flags);
+    assert!(
+        stderr.contains("proxy.listne: unknown key (set by SLOTGATE_PROXY__LISTNE)"),
+        "{stderr}"
+    );
+    let stderr = failing_run(&[("SLOTGATE_BACKEND__TLS__ENABLE", "true")], &flags);
+    assert!(
+        stderr.contains("backend.tls.enable: unknown key"),
+        "{stderr}"
+    );
+    // One underscore where two belong: not a path, and not a flag variable either.
+    let stderr = failing_run(&[("SLOTGATE_PROXY_LISTEN", "127.0.0.1:0")], &flags);
+    assert!(
+        stderr.contains("SLOTGATE_PROXY_LISTEN: not a configuration variable"),
+        "{stderr}"
+    );
+}
+
+/// A running `slotgate` child, SIGKILLed by its PID if the test ends before it exited.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl Running {
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.0.id()).unwrap();
+        // SAFETY: kill(2) on the PID of the child this test spawned and has not reaped.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
+    /// Wait (at most 15 s) for the exit status.
+    fn exit_code(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "slotgate did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Wait (at most 15 s) until `path` exists and `addr` accepts connections.
+fn wait_serving(child: &mut Running, addr: SocketAddr, path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !(path.exists() && TcpStream::connect(addr).is_ok()) {
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "slotgate exited early"
+        );
+        assert!(Instant::now() < deadline, "slotgate is not serving");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_sidecar_from_the_environment_keeps_its_pid_file_and_overrides_across_reloads() {
+    let servers = common::standalone_servers(2);
+    let (env_server, file_server) = (&servers[0], &servers[1]);
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let pid_path = temp_path("sidecar.pid");
+    let file = temp_path("sidecar.toml");
+    // The file names one server; the environment another, and it must win at start and after
+    // a reload (SIGHUP re-reads the file and re-applies the same variables).
+    std::fs::write(
+        &file,
+        format!("[pools.a]\nmaster = \"{}\"\n", file_server.addr()),
+    )
+    .unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_slotgate"))
+        .env("SLOTGATE_PROXY__LISTEN", addr.to_string())
+        .env("SLOTGATE_ADMIN__LISTEN", admin.to_string())
+        .env("SLOTGATE_PROXY__WORKERS", "1")
+        .env("SLOTGATE_POOLS__A__MASTER", env_server.addr())
+        .env("SLOTGATE_LOG__LEVEL", "warn")
+        .env("SLOTGATE_PID_FILE", &pid_path)
+        .args(["--config", file.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start slotgate");
+    let mut child = Running(child);
+    wait_serving(&mut child, addr, &pid_path);
+    assert_eq!(
+        std::fs::read_to_string(&pid_path).unwrap().trim(),
+        child.0.id().to_string()
+    );
+
+    let env_addr: SocketAddr = env_server.addr().parse().unwrap();
+    let file_addr: SocketAddr = file_server.addr().parse().unwrap();
+    assert_eq!(common::redis_cli(addr, &["SET", "sidecar:1", "x"]), "OK");
+    assert_eq!(common::redis_cli(env_addr, &["GET", "sidecar:1"]), "x");
+    assert_eq!(common::redis_cli(file_addr, &["DBSIZE"]), "0");
+
+    // Reload with a second pool in the file: slots 0-8191 stay with pool a (which the
+    // environment still points at env_server), 8192-16383 go to the new pool b.
+    std::fs::write(
+        &file,
+        format!(
+            "[pools.a]\nmaster = \"{0}\"\n[pools.b]\nmaster = \"{0}\"\n",
+            file_server.addr()
+        ),
+    )
+    .unwrap();
+    let version = || {
+        let (_, metrics) = common::http_get(admin, "/metrics");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("slotgate_slot_table_version "))
+            .map(|v| v.trim().to_string())
+    };
+    let before = version();
+    child.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while version() == before {
+        assert!(Instant::now() < deadline, "the reload was not applied");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let key_in = |low: bool| {
+        (0..10_000)
+            .map(|i| format!("sidecar:{i}"))
+            .find(|k| (slotgate::slot::Slot::of(k.as_bytes()).get() < 8192) == low)
+            .unwrap()
+    };
+    let (a_key, b_key) = (key_in(true), key_in(false));
+    assert_eq!(common::redis_cli(addr, &["SET", &a_key, "a"]), "OK");
+    assert_eq!(common::redis_cli(addr, &["SET", &b_key, "b"]), "OK");
+    assert_eq!(common::redis_cli(env_addr, &["GET", &a_key]), "a");
+    assert_eq!(common::redis_cli(file_addr, &["GET", &b_key]), "b");
+    assert_eq!(common::redis_cli(file_addr, &["EXISTS", &a_key]), "0");
+
+    // A second instance naming the same pid file is refused while the first one runs.
+    let out = Command::new(env!("CARGO_BIN_EXE_slotgate"))
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--config", file.to_str().unwrap(), "--pid-file"])
+        .arg(&pid_path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("names a running process"), "{stderr}");
+    assert!(
+        pid_path.exists(),
+        "the refused instance left the file alone"
+    );
+
+    // SIGTERM: drain, exit 0, pid file gone.
+    child.signal(libc::SIGTERM);
+    assert_eq!(child.exit_code(), Some(0));
+    assert!(!pid_path.exists(), "pid file removed on a clean exit");
     std::fs::remove_file(&file).ok();
 }

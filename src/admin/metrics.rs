@@ -3,9 +3,13 @@
 //! The request path never calls the `metrics` macros: workers count in their own atomics
 //! ([`crate::stats`]), and a scrape *publishes* the sums into the recorder (`absolute` for
 //! counters, `set` for gauges) just before rendering. Rare events (redirects, backend failures,
-//! topology refreshes) are counted with the macros where they happen. The latency histogram is
-//! kept as fixed log2 buckets per worker and written here in Prometheus' histogram format,
-//! because an exporter histogram would need one call per observation.
+//! topology refreshes) are counted with the macros where they happen. The latency histograms
+//! are kept as fixed log2 buckets per worker and written here in Prometheus' histogram format,
+//! because an exporter histogram would need one call per observation (and the exporter is
+//! built with no buckets configured, so it would render a summary). Per-command counters,
+//! bytes and backend connection states are per-worker atomics too, written here as text.
+//! Only the per-node backend counters go through the recorder: each backend connection holds
+//! its two `Counter` handles, registered once when it is created.
 //!
 //! The recorder is process-wide (the `metrics` crate has one global recorder), installed the
 //! first time an admin listener starts. Two proxies in one process (tests) share it; a scrape
@@ -16,7 +20,7 @@ use std::sync::{Mutex, OnceLock};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::stats::{latency_bucket_bound, LATENCY_BUCKETS};
+use crate::stats::{latency_bucket_bound, LatencySnapshot, LATENCY_BUCKETS};
 
 use super::{lock, AdminState};
 
@@ -90,6 +94,14 @@ fn describe() {
         "slotgate_backend_nodes_healthy",
         "Nodes whose last health PING succeeded, by role."
     );
+    describe_counter!(
+        "slotgate_backend_requests_total",
+        "Client requests written to each backend node (pipelined connections), by node."
+    );
+    describe_counter!(
+        "slotgate_backend_errors_total",
+        "Error replies received from each backend node (pipelined connections), by node."
+    );
     describe_gauge!("slotgate_workers", "Worker threads.");
     describe_gauge!("slotgate_uptime_seconds", "Seconds since start.");
 }
@@ -102,8 +114,11 @@ pub fn render(state: &AdminState) -> String {
     metrics::gauge!("slotgate_client_connections").set(s.clients() as f64);
     metrics::counter!("slotgate_client_connections_total").absolute(s.connections_total());
     metrics::counter!("slotgate_commands_total").absolute(s.commands_total());
-    for (kind, n) in s.redirects_by_kind() {
-        metrics::counter!("slotgate_redirects_total", "kind" => kind).absolute(n);
+    // Counted per redirect by the router's macro, exactly by kind (publishing the workers'
+    // sums here would fold LOADING/CLUSTERDOWN/MASTERDOWN into `tryagain` a second time);
+    // touched here only so the common kinds have a sample before the first redirect.
+    for kind in ["moved", "ask", "tryagain"] {
+        metrics::counter!("slotgate_redirects_total", "kind" => kind).increment(0);
     }
     metrics::counter!("slotgate_requests_retried_total").absolute(s.retried_total());
     metrics::counter!("slotgate_requests_failed_total").absolute(s.failed_total());
@@ -139,32 +154,114 @@ pub fn render(state: &AdminState) -> String {
         Some(Some(handle)) => handle.render(),
         _ => String::new(),
     };
-    latency_histogram(state, &mut out);
+    histogram(
+        &mut out,
+        "slotgate_request_duration_seconds",
+        "Time from reading a request to writing its reply (proxy total).",
+        &s.latency(),
+    );
+    histogram(
+        &mut out,
+        "slotgate_backend_round_trip_seconds",
+        "Backend round trip per reply: its batch written to the node -> the reply read (pipelined connections).",
+        &s.backend_latency(),
+    );
+    worker_counters(state, &mut out);
     out
 }
 
-/// Append the merged reply-latency histogram in Prometheus' text format.
-fn latency_histogram(state: &AdminState, out: &mut String) {
-    let snapshot = state.stats.latency();
-    let name = "slotgate_request_duration_seconds";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Time from reading a request to writing its reply (proxy total).\n# TYPE {name} histogram"
-    );
+/// Smallest rendered bucket: `2^5` µs = 32 µs. The worker histograms have log2 buckets from
+/// 1 µs; a proxy round trip is never faster than a few tens of µs, so the buckets below are
+/// folded into this one (Prometheus buckets are cumulative, so leaving some out is exact).
+const FIRST_RENDERED_BUCKET: usize = 5;
+/// Largest finite rendered bucket: `2^20` µs ≈ 1.05 s; slower observations land in `+Inf`.
+const LAST_RENDERED_BUCKET: usize = 20;
+// The worker histograms must reach past the last rendered bound.
+const _: () = assert!(LAST_RENDERED_BUCKET + 1 < LATENCY_BUCKETS);
+
+/// Append a latency histogram in Prometheus' text format, with the buckets 32 µs, 64 µs …
+/// 1.05 s (powers of two) and `+Inf`: 17 lines that cover 50 µs – 1 s at 2x resolution.
+fn histogram(out: &mut String, name: &str, help: &str, snapshot: &LatencySnapshot) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
     let mut cumulative = 0u64;
     for (i, n) in snapshot.buckets.iter().enumerate() {
         cumulative += n;
-        // The first bucket (< 1 µs) is always empty: skip it to keep the output short.
-        if i == 0 {
-            continue;
-        }
-        let bound = latency_bucket_bound(i);
-        if i + 1 == LATENCY_BUCKETS {
-            let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-        } else {
+        if (FIRST_RENDERED_BUCKET..=LAST_RENDERED_BUCKET).contains(&i) {
+            let bound = latency_bucket_bound(i);
             let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
         }
     }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
     let _ = writeln!(out, "{name}_sum {}", snapshot.sum_us as f64 / 1e6);
     let _ = writeln!(out, "{name}_count {cumulative}");
+}
+
+/// Append the per-worker counters that are not published through the recorder: requests and
+/// error replies by command, bytes, backend connection states, authentication failures.
+fn worker_counters(state: &AdminState, out: &mut String) {
+    let s = &state.stats;
+    let by_command = s.commands_by();
+    let name = "slotgate_command_requests_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Requests received from clients, by command (lower case; subcommands count under their command, unknown ones under \"other\").\n# TYPE {name} counter"
+    );
+    for (i, (requests, _)) in by_command.iter().enumerate() {
+        if *requests > 0 {
+            let command = crate::command::stat_name(i);
+            let _ = writeln!(out, "{name}{{command=\"{command}\"}} {requests}");
+        }
+    }
+    let name = "slotgate_command_errors_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Error replies written to clients, by command.\n# TYPE {name} counter"
+    );
+    for (i, (requests, errors)) in by_command.iter().enumerate() {
+        if *requests > 0 || *errors > 0 {
+            let command = crate::command::stat_name(i);
+            let _ = writeln!(out, "{name}{{command=\"{command}\"}} {errors}");
+        }
+    }
+    let [client_in, client_out, backend_in, backend_out] = s.bytes();
+    for (name, help, value) in [
+        (
+            "slotgate_client_bytes_received_total",
+            "Bytes read from clients.",
+            client_in,
+        ),
+        (
+            "slotgate_client_bytes_sent_total",
+            "Bytes written to clients.",
+            client_out,
+        ),
+        (
+            "slotgate_backend_bytes_received_total",
+            "Bytes read from backend nodes (pipelined connections).",
+            backend_in,
+        ),
+        (
+            "slotgate_backend_bytes_sent_total",
+            "Bytes written to backend nodes (pipelined connections).",
+            backend_out,
+        ),
+        (
+            "slotgate_auth_failures_total",
+            "Client AUTH / HELLO AUTH attempts with wrong credentials.",
+            s.auth_failures_total(),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    let name = "slotgate_backend_connections";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Pipelined backend connections by state (connected, connecting, down = the last connect failed).\n# TYPE {name} gauge"
+    );
+    for (state, n) in s.backend_states() {
+        let _ = writeln!(out, "{name}{{state=\"{}\"}} {n}", state.label());
+    }
 }

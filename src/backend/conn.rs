@@ -33,9 +33,10 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::resp::{Limits, ReplyDecoder};
+use crate::resp::{Limits, Reply, ReplyDecoder};
 use crate::session::ReplyTarget;
 use crate::slot::Slot;
+use crate::stats::{BackendState, ProxyStats, WorkerStats};
 use crate::tls::{self, BackendTls, MaybeTls, ReadHalf, WriteHalf};
 use crate::wake::LocalSignal;
 
@@ -69,12 +70,42 @@ pub struct ConnSettings {
     pub follow_redirects: bool,
     /// TLS to the nodes (`None`: plaintext), loaded afresh for every new socket.
     pub tls: Option<Arc<crate::tls::TlsContext>>,
+    /// The process counters, and the index of this worker's block in them: bytes, round trips
+    /// and connection states are counted there (relaxed adds on the worker's own cache lines).
+    pub stats: Arc<ProxyStats>,
+    /// Index of the worker these connections belong to.
+    pub worker: usize,
 }
 
 impl ConnSettings {
     /// The backend TLS connector in force now, if backends use TLS.
     pub fn backend_tls(&self) -> Option<Arc<BackendTls>> {
         self.tls.as_ref().and_then(|t| t.backend())
+    }
+
+    /// This worker's counters.
+    #[inline]
+    fn stats(&self) -> &WorkerStats {
+        self.stats.worker(self.worker)
+    }
+}
+
+/// Per-node counters of one connection, registered with the `metrics` recorder once, when the
+/// connection is created; counting is then a relaxed add on the handle, once per write batch
+/// (requests) or per read (error replies), never a registry lookup per request.
+struct NodeCounters {
+    /// `slotgate_backend_requests_total{node}`: client requests written to the node.
+    requests: metrics::Counter,
+    /// `slotgate_backend_errors_total{node}`: error replies the node sent to them.
+    errors: metrics::Counter,
+}
+
+impl NodeCounters {
+    fn new(addr: &str) -> Self {
+        NodeCounters {
+            requests: metrics::counter!("slotgate_backend_requests_total", "node" => addr.to_string()),
+            errors: metrics::counter!("slotgate_backend_errors_total", "node" => addr.to_string()),
+        }
     }
 }
 
@@ -140,6 +171,7 @@ struct Inner {
     readonly: bool,
     settings: Rc<ConnSettings>,
     hooks: Rc<dyn Hooks>,
+    node: NodeCounters,
     state: RefCell<State>,
     /// Raised when requests are queued (or the connection must wind down).
     writer_wake: LocalSignal,
@@ -170,10 +202,39 @@ enum Phase {
     BackOff { until: Instant, error: BackendError },
 }
 
+impl Phase {
+    /// The connection gauge this phase counts in.
+    fn gauge(&self) -> Option<BackendState> {
+        match self {
+            Phase::Idle => None,
+            Phase::Connecting => Some(BackendState::Connecting),
+            Phase::Up => Some(BackendState::Connected),
+            Phase::BackOff { .. } => Some(BackendState::Down),
+        }
+    }
+}
+
+impl State {
+    /// Enter `phase`, moving this connection between the worker's state gauges.
+    fn set_phase(&mut self, phase: Phase, stats: &WorkerStats) {
+        stats.backend_state(self.phase.gauge(), phase.gauge());
+        self.phase = phase;
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let state = self.state.get_mut();
+        state.set_phase(Phase::Idle, self.settings.stats());
+    }
+}
+
 /// One entry of the queued / in-flight lists: one reply is expected for each.
 struct Pending {
     /// When it was queued here: the node must answer within `request_timeout` of this.
     queued_at: Instant,
+    /// When it was written (set with the batch it left in), for the round-trip histogram.
+    sent_at: Instant,
     /// `None` for the `ASKING` that precedes an ASK resend (its `+OK` is dropped).
     out: Option<Outbound>,
 }
@@ -190,8 +251,10 @@ impl BackendConn {
         settings: Rc<ConnSettings>,
         hooks: Rc<dyn Hooks>,
     ) -> Self {
+        let node = NodeCounters::new(&addr);
         BackendConn {
             inner: Rc::new(Inner {
+                node,
                 addr,
                 auth,
                 readonly,
@@ -224,7 +287,7 @@ impl BackendConn {
                 return;
             }
             Phase::Idle | Phase::BackOff { .. } => {
-                state.phase = Phase::Connecting;
+                state.set_phase(Phase::Connecting, inner.settings.stats());
                 state.generation += 1;
                 tokio::task::spawn_local(connect(Rc::clone(inner), state.generation));
             }
@@ -233,11 +296,13 @@ impl BackendConn {
         if out.asking {
             state.queued.push_back(Pending {
                 queued_at: now,
+                sent_at: now,
                 out: None,
             });
         }
         state.queued.push_back(Pending {
             queued_at: now,
+            sent_at: now,
             out: Some(out),
         });
         if state.queued.len() <= 2 {
@@ -267,7 +332,7 @@ impl Inner {
             return; // Already handled for this socket.
         }
         state.generation += 1;
-        state.phase = phase;
+        state.set_phase(phase, self.settings.stats());
         let in_flight: Vec<Pending> = state.in_flight.drain(..).collect();
         let queued: Vec<Pending> = state.queued.drain(..).collect();
         drop(guard);
@@ -367,7 +432,7 @@ async fn connect(inner: Rc<Inner>, generation: u64) {
         if state.generation != generation {
             return;
         }
-        state.phase = Phase::Up;
+        state.set_phase(Phase::Up, settings.stats());
     }
     tracing::debug!(backend = %inner.addr, "backend connected");
     let (reader, writer) = stream.into_split();
@@ -414,9 +479,9 @@ async fn handshake(
 async fn write_loop(inner: Rc<Inner>, generation: u64, mut socket: WriteHalf) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     loop {
-        if !take_queued(&inner, generation, &mut buf) {
+        let Some(requests) = take_queued(&inner, generation, &mut buf) else {
             return;
-        }
+        };
         if buf.is_empty() && inner.state.borrow().retired {
             // Half-close: the node answers what it has, then the reader sees EOF.
             let _ = socket.shutdown().await;
@@ -439,6 +504,9 @@ async fn write_loop(inner: Rc<Inner>, generation: u64, mut socket: WriteHalf) {
             inner.fail(generation, error, Phase::Idle);
             return;
         }
+        // Once per batch: the bytes written and the client requests among them.
+        inner.settings.stats().backend_wrote(buf.len());
+        inner.node.requests.increment(requests);
         buf.clear();
         if buf.capacity() > KEEP_WRITE_BUFFER {
             // One burst (a client's deep pipeline of large values) must not pin its size.
@@ -449,30 +517,38 @@ async fn write_loop(inner: Rc<Inner>, generation: u64, mut socket: WriteHalf) {
     }
 }
 
-/// Append every queued request to `buf` and move it to in-flight, in order. False when the
-/// socket of `generation` is no longer current.
-fn take_queued(inner: &Inner, generation: u64, buf: &mut BytesMut) -> bool {
+/// Append every queued request to `buf` and move it to in-flight, in order: the number of
+/// client requests taken (`ASKING` excluded), or `None` when the socket of `generation` is no
+/// longer current.
+fn take_queued(inner: &Inner, generation: u64, buf: &mut BytesMut) -> Option<u64> {
     let mut guard = inner.state.borrow_mut();
     let state = &mut *guard;
     if state.generation != generation {
-        return false;
+        return None;
     }
     if state.queued.is_empty() {
-        return true;
+        return Some(0);
     }
     let was_idle = state.in_flight.is_empty();
+    // One clock read per batch: the send time of everything in it.
+    let now = Instant::now();
+    let mut requests = 0;
     // Order matters: requests enter in-flight in the order they are written.
-    while let Some(p) = state.queued.pop_front() {
+    while let Some(mut p) = state.queued.pop_front() {
         match &p.out {
-            Some(out) => buf.extend_from_slice(&out.request),
+            Some(out) => {
+                buf.extend_from_slice(&out.request);
+                requests += 1;
+            }
             None => buf.extend_from_slice(ASKING),
         }
+        p.sent_at = now;
         state.in_flight.push_back(p);
     }
     if was_idle {
         inner.reader_wake.raise();
     }
-    true
+    Some(requests)
 }
 
 /// Read replies and hand each to the oldest in-flight request; time out a stuck node.
@@ -501,7 +577,10 @@ async fn read_loop(inner: Rc<Inner>, generation: u64, mut socket: ReadHalf) {
             read = socket.read_buf(&mut buf) => {
                 let lost = match read {
                     Ok(0) => Some("closed by the node".to_string()),
-                    Ok(_) => None,
+                    Ok(n) => {
+                        settings.stats().backend_read(n);
+                        None
+                    }
                     Err(e) => Some(e.to_string()),
                 };
                 if let Some(reason) = lost {
@@ -540,11 +619,35 @@ async fn read_loop(inner: Rc<Inner>, generation: u64, mut socket: ReadHalf) {
     }
 }
 
-/// Hand every complete reply in `buf` to its request.
+/// Hand every complete reply in `buf` to its request, observing each one's round trip (one
+/// clock read per call, two relaxed adds per reply) and counting the node's error replies
+/// (one add per call).
 fn deliver(
     inner: &Inner,
     decoder: &mut ReplyDecoder,
     buf: &mut BytesMut,
+) -> Result<(), BackendError> {
+    let now = Instant::now();
+    let round_trip = inner.settings.stats().backend_latency();
+    let mut errors = 0u64;
+    let result = deliver_each(inner, decoder, buf, |reply, sent_at| {
+        round_trip.record(now.saturating_duration_since(sent_at), 1);
+        if reply.error_message().is_some() {
+            errors += 1;
+        }
+    });
+    if errors > 0 {
+        inner.node.errors.increment(errors);
+    }
+    result
+}
+
+/// The loop of [`deliver`]; `observe` sees each reply (ASKING's included) with its send time.
+fn deliver_each(
+    inner: &Inner,
+    decoder: &mut ReplyDecoder,
+    buf: &mut BytesMut,
+    mut observe: impl FnMut(&Reply, Instant),
 ) -> Result<(), BackendError> {
     loop {
         let reply = match decoder.decode(buf) {
@@ -564,6 +667,7 @@ fn deliver(
                 reason: "reply to a request that was never sent".into(),
             });
         };
+        observe(&reply, pending.sent_at);
         // `None` is the ASKING before an ASK resend: its +OK is not for anyone.
         let Some(out) = pending.out else { continue };
         let redirect = reply

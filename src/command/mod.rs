@@ -13,11 +13,13 @@ pub mod introspect;
 mod keys;
 mod lookup;
 pub mod split;
+pub mod stat_index;
 pub mod table;
 
 pub use flags::{Flags, KeySpecFlags};
 pub use keys::KeyError;
 pub use lookup::{by_id, id_of, lookup};
+pub use stat_index::{stat_index, stat_name};
 
 /// Redis 7 key specification: where the search for keys begins and how keys are found from there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -60,12 +60,18 @@ impl Session {
             None => request,
             Some(policy) => match policy.check(request) {
                 Ok(request) => request,
-                Err(text) => return self.queue.push_ready(error(&text)),
+                Err(text) => {
+                    // Denied or renamed away: counted as Redis would see it, unknown.
+                    self.count(None);
+                    return self.queue.push_ready(error(&text));
+                }
             },
         };
+        let spec = command::lookup(request.args());
+        self.count(spec);
         let route = {
             let table = self.worker.topology.table();
-            route(request.args(), table.placement())
+            route_spec(request.args(), spec, table.placement())
         };
         if !self.authenticated || self.user.is_some() {
             if let Some(refusal) = self.refusal(&route, request.args()) {
@@ -234,6 +240,15 @@ impl Session {
         }
     }
 
+    /// Count a request for `spec` (unknown: `None`) and tag its reply's place with the same
+    /// command index, so an error reply is counted against it: an index and a relaxed add.
+    #[inline]
+    fn count(&self, spec: Option<&CommandSpec>) {
+        let index = command::stat_index(spec);
+        self.worker.stats().commands_by().request(index);
+        self.queue.set_command(index);
+    }
+
     /// The error for a client that may not run this request: not authenticated yet
     /// (`NOAUTH`), or a user without the permission (`NOPERM`). AUTH, HELLO and QUIT are
     /// always let through (they authenticate or leave).
@@ -311,12 +326,19 @@ impl Session {
     }
 }
 
-/// Classify a request by its command and keys, placed by `placement`. Pure: no I/O.
+/// [`route_spec`] with the command looked up here (tests).
+#[cfg(test)]
 fn route(args: &[Bytes], placement: &Placement) -> Route {
+    route_spec(args, command::lookup(args), placement)
+}
+
+/// Classify a request by its command (`spec`, already looked up by the caller, which counts
+/// it; `None`: unknown) and keys, placed by `placement`. Pure: no I/O.
+fn route_spec(args: &[Bytes], spec: Option<&'static CommandSpec>, placement: &Placement) -> Route {
     let Some(name) = args.first() else {
         return Route::Refused(error("ERR empty command"));
     };
-    let Some(spec) = command::lookup(args) else {
+    let Some(spec) = spec else {
         return Route::Refused(unknown_command(name, &args[1..]));
     };
     if !spec.arity_ok(args.len()) {

@@ -182,9 +182,11 @@ impl Session {
                 () = self.info.killed() => return Ok(()),
                 () = self.queue.wait_ready() => {}
                 read = stream.read_buf(&mut rbuf), if may_read => {
-                    if read? == 0 {
+                    let n = read?;
+                    if n == 0 {
                         return Ok(());
                     }
+                    self.worker.stats().client_read(n);
                     let now = self.process(&mut rbuf);
                     if let Some(idle) = idle.as_mut() {
                         idle.touch(now);
@@ -214,8 +216,12 @@ impl Session {
         wbuf: &mut BytesMut,
     ) -> std::io::Result<()> {
         let mut wrote = 0;
-        while let Some(reply) = self.queue.pop_ready() {
+        while let Some((reply, command)) = self.queue.pop_ready() {
             wrote += reply.len();
+            // RESP2 `-` or RESP3 blob error `!`: one byte compare per reply.
+            if matches!(reply.first(), Some(b'-' | b'!')) {
+                self.worker.stats().commands_by().error(command);
+            }
             if reply.len() >= LARGE_REPLY {
                 if !wbuf.is_empty() {
                     stream.write_all(wbuf).await?;
@@ -240,6 +246,7 @@ impl Session {
         if wrote > 0 {
             // Free on plain TCP; TLS may hold the tail of a record until it.
             stream.flush().await?;
+            self.worker.stats().client_wrote(wrote);
             self.queue.written(wrote);
             self.usage.in_flight.answered(self.queue.front_seq());
         }
@@ -275,6 +282,7 @@ impl Session {
             return Ok(true);
         };
         let client = std::sync::Arc::clone(self.info.client());
+        let worker = Rc::clone(&self.worker);
         let reply = {
             let run = self.exclusive(request, exclusive);
             tokio::pin!(run);
@@ -282,9 +290,11 @@ impl Session {
                 tokio::select! {
                     reply = &mut run => break reply,
                     read = reader.read_buf(rbuf), if rbuf.len() < READ_AHEAD_WHILE_PINNED => {
-                        if read? == 0 {
+                        let n = read?;
+                        if n == 0 {
                             return Ok(false);
                         }
+                        worker.stats().client_read(n);
                     }
                     () = client.killed() => return Ok(false),
                 }
@@ -330,6 +340,7 @@ impl Session {
                     } else {
                         tracing::debug!(client = self.info.id, "protocol error: {e}");
                     }
+                    self.queue.set_command(crate::command::stat_index::OTHER);
                     self.queue.push_ready(e.to_reply());
                     self.closing = true;
                     self.usage.linger = true;

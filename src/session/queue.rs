@@ -20,7 +20,11 @@ use super::merge::Merge;
 /// owe it replies; all on one worker thread.
 #[derive(Debug, Default)]
 pub struct ReplyQueue {
-    slots: RefCell<VecDeque<Option<Bytes>>>,
+    /// Each place: the command index it answers (for per-command error counts) and the reply
+    /// once it is in.
+    slots: RefCell<VecDeque<(u16, Option<Bytes>)>>,
+    /// The command index new places are tagged with ([`ReplyQueue::set_command`]).
+    command: Cell<u16>,
     /// Sequence number of the front slot.
     base: Cell<u64>,
     /// Set when the client is gone: late replies are dropped instead of queued.
@@ -79,14 +83,16 @@ impl ReplyTarget {
 impl ReplyQueue {
     /// An empty queue.
     pub fn new() -> Rc<ReplyQueue> {
-        Rc::new(ReplyQueue::default())
+        let queue = ReplyQueue::default();
+        queue.set_command(crate::command::stat_index::OTHER);
+        Rc::new(queue)
     }
 
     /// Reserve the next place for a reply that will arrive later.
     pub fn reserve(self: &Rc<Self>) -> ReplyTarget {
         let mut slots = self.slots.borrow_mut();
         let seq = self.base.get() + slots.len() as u64;
-        slots.push_back(None);
+        slots.push_back((self.command.get(), None));
         ReplyTarget(Target::Queue {
             queue: Rc::clone(self),
             seq,
@@ -97,7 +103,7 @@ impl ReplyQueue {
     pub fn push_ready(&self, reply: Bytes) {
         self.unwritten.set(self.unwritten.get() + reply.len());
         let mut slots = self.slots.borrow_mut();
-        slots.push_back(Some(reply));
+        slots.push_back((self.command.get(), Some(reply)));
         if slots.len() == 1 {
             self.ready.raise();
         }
@@ -111,7 +117,7 @@ impl ReplyQueue {
         let Some(index) = seq.checked_sub(self.base.get()) else {
             return;
         };
-        if let Some(slot) = slots.get_mut(index as usize) {
+        if let Some((_, slot)) = slots.get_mut(index as usize) {
             // A place is filled once; were it twice, the count must not drift.
             let replaced = slot.as_ref().map_or(0, Bytes::len);
             let unwritten = self.unwritten.get() + reply.len();
@@ -173,15 +179,24 @@ impl ReplyQueue {
         self.base.get() + self.slots.borrow().len() as u64
     }
 
-    /// Take the next reply if the front one has arrived. Its bytes still count as unwritten
-    /// until [`ReplyQueue::written`].
+    /// Tag the places reserved or filled from now on with command index `index`
+    /// ([`crate::command::stat_index`]): the session sets it before dispatching each request.
     #[inline]
-    pub fn pop_ready(&self) -> Option<Bytes> {
+    pub fn set_command(&self, index: usize) {
+        self.command.set(u16::try_from(index).unwrap_or(u16::MAX));
+    }
+
+    /// Take the next reply, with the command index its place was tagged with, if the front
+    /// one has arrived. Its bytes still count as unwritten until [`ReplyQueue::written`].
+    #[inline]
+    pub fn pop_ready(&self) -> Option<(Bytes, usize)> {
         let mut slots = self.slots.borrow_mut();
-        let reply = slots.front_mut()?.take()?;
+        let front = slots.front_mut()?;
+        let reply = front.1.take()?;
+        let command = usize::from(front.0);
         slots.pop_front();
         self.base.set(self.base.get() + 1);
-        Some(reply)
+        Some((reply, command))
     }
 
     /// Requests whose replies have not yet been taken.
@@ -215,7 +230,7 @@ mod tests {
         b.fill(Bytes::from_static(b"+b\r\n"));
         assert_eq!(q.pop_ready(), None, "a has not answered yet");
         a.fill(Bytes::from_static(b"+a\r\n"));
-        let got: Vec<_> = std::iter::from_fn(|| q.pop_ready()).collect();
+        let got: Vec<_> = std::iter::from_fn(|| q.pop_ready().map(|(r, _)| r)).collect();
         assert_eq!(got, [&b"+a\r\n"[..], b"+b\r\n", b"+c\r\n"]);
         assert_eq!(q.outstanding(), 0);
     }
@@ -228,7 +243,9 @@ mod tests {
         assert_eq!(q.unwritten(), 8);
         a.fill(Bytes::from_static(b"+ok\r\n"));
         assert_eq!((q.unwritten(), q.front_seq(), q.next_seq()), (13, 0, 2));
-        let taken: usize = std::iter::from_fn(|| q.pop_ready()).map(|r| r.len()).sum();
+        let taken: usize = std::iter::from_fn(|| q.pop_ready())
+            .map(|(r, _)| r.len())
+            .sum();
         assert_eq!(
             (q.unwritten(), q.front_seq()),
             (13, 2),
@@ -264,6 +281,19 @@ mod tests {
         );
         q.push_message(Bytes::from_static(b"+x\r\n"), &limit);
         assert_eq!(q.outstanding(), 1, "nothing more after the cut");
+    }
+
+    #[test]
+    fn places_keep_the_command_they_were_tagged_with() {
+        let q = ReplyQueue::new();
+        q.push_ready(Bytes::from_static(b"-ERR protocol\r\n"));
+        q.set_command(7);
+        let a = q.reserve();
+        q.set_command(9);
+        q.push_ready(Bytes::from_static(b"+b\r\n"));
+        a.fill(Bytes::from_static(b"+a\r\n"));
+        let tags: Vec<_> = std::iter::from_fn(|| q.pop_ready().map(|(_, c)| c)).collect();
+        assert_eq!(tags, [crate::command::stat_index::OTHER, 7, 9]);
     }
 
     #[test]
