@@ -247,6 +247,19 @@ async fn adopt(worker: Rc<Worker>, client: NewClient) {
     if !tls {
         return serve(worker, stream, client, permit).await;
     }
+    // On the heap: the TLS session's state machine would otherwise size every plaintext
+    // client's task too (idle clients are mostly this future).
+    Box::pin(adopt_tls(worker, stream, client, permit)).await;
+}
+
+/// The TLS handshake, then the session over TLS.
+async fn adopt_tls(
+    worker: Rc<Worker>,
+    stream: tokio::net::TcpStream,
+    client: ClientAddrs,
+    permit: Option<OwnedSemaphorePermit>,
+) {
+    let (id, peer) = (client.0, client.1);
     let Some(acceptor) = worker.tls.acceptor() else {
         return; // No TLS listener: cannot happen.
     };

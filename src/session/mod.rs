@@ -44,7 +44,7 @@ pub use queue::{ReplyQueue, ReplyTarget};
 /// Replies at least this large are written straight from their buffer instead of being
 /// copied into the session's write buffer.
 const LARGE_REPLY: usize = 64 * 1024;
-/// Initial size of a session's read and write buffers.
+/// Initial size of a session's read buffer.
 const BUFFER_SIZE: usize = 16 * 1024;
 /// A write buffer grown past this is given back after the write.
 const KEEP_BUFFER: usize = 1024 * 1024;
@@ -138,7 +138,8 @@ impl Session {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let mut rbuf = BytesMut::with_capacity(BUFFER_SIZE);
-        let mut wbuf = BytesMut::with_capacity(BUFFER_SIZE);
+        // Grown by the first replies: an idle client costs no write buffer.
+        let mut wbuf = BytesMut::new();
         let max_outstanding = self.worker.max_pipeline_depth;
         let bounds = self.worker.client_limits;
         let mut idle = limits::IdleTimer::new(bounds.idle_timeout);
@@ -153,7 +154,9 @@ impl Session {
                 written = self.write_ready(stream, &mut wbuf) => written?,
             }
             if self.deferred.is_some() && self.queue.outstanding() == 0 {
-                if !self.run_deferred(stream, &mut rbuf).await? {
+                // On the heap: transactions and blocking commands would otherwise size
+                // every session's task, idle ones included.
+                if !Box::pin(self.run_deferred(stream, &mut rbuf)).await? {
                     return Ok(()); // The client hung up meanwhile.
                 }
                 let now = self.process(&mut rbuf);
@@ -241,7 +244,7 @@ impl Session {
         }
         if wbuf.capacity() > KEEP_BUFFER {
             // A burst (a subscriber catching up) must not pin its size for the session's life.
-            *wbuf = BytesMut::with_capacity(BUFFER_SIZE);
+            *wbuf = BytesMut::new();
         }
         if wrote > 0 {
             // Free on plain TCP; TLS may hold the tail of a record until it.
