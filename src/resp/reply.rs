@@ -11,8 +11,11 @@
 use bytes::{Bytes, BytesMut};
 
 use super::encode;
-use super::line::{find_line, parse_int, Line};
+use super::line::{find_line, header_line, parse_int, Line};
 use super::{Limits, ParseError};
+
+/// Status replies shorter than this (with their `+` and CRLF) are decoded in one pass.
+const SHORT_STATUS: usize = 64;
 
 /// The top-level type of a [`Reply`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -138,6 +141,15 @@ impl ReplyDecoder {
     /// needed and nothing was consumed; `Err` is a protocol violation, after which the
     /// connection must be dropped (the decoder is reset, but the stream is out of sync).
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Reply>, ParseError> {
+        if self.kind.is_none() {
+            if let Some((end, kind)) = self.simple_reply(buf) {
+                self.reset();
+                return Ok(Some(Reply {
+                    raw: buf.split_to(end).freeze(),
+                    kind,
+                }));
+            }
+        }
         match self.scan(buf) {
             Ok(Some(end)) => {
                 let kind = self.kind.unwrap_or(ReplyKind::Status);
@@ -160,6 +172,44 @@ impl ReplyDecoder {
     /// unknown.
     pub fn needed(&self) -> Option<usize> {
         self.bulk_end.and_then(|end| end.checked_add(2))
+    }
+
+    /// The common replies in one pass: a complete bulk string (or null bulk), status or
+    /// integer at the front of `buf`, its length and kind. `None` for anything else, which the
+    /// resumable path then decides, errors included; this path accepts only what that one
+    /// accepts.
+    fn simple_reply(&self, buf: &[u8]) -> Option<(usize, ReplyKind)> {
+        let limits = &self.limits;
+        match *buf.first()? {
+            b'$' => {
+                let (len, start) = header_line(buf, 0, b'$', limits.max_inline_len)?;
+                if len == -1 {
+                    return Some((start, ReplyKind::NullBulk));
+                }
+                let len = usize::try_from(len)
+                    .ok()
+                    .filter(|&n| n <= limits.max_bulk_len)?;
+                let end = start.checked_add(len)?;
+                if buf.get(end..end.checked_add(2)?)? != b"\r\n" {
+                    return None;
+                }
+                Some((end + 2, ReplyKind::Bulk))
+            }
+            b':' => {
+                let (_, end) = header_line(buf, 0, b':', limits.max_inline_len)?;
+                Some((end, ReplyKind::Integer))
+            }
+            b'+' => {
+                // Short statuses (+OK, +QUEUED, +PONG …); longer ones take the general path.
+                let window = buf.get(1..buf.len().min(SHORT_STATUS))?;
+                let cr = window.iter().position(|&b| b == b'\r')?;
+                if cr > limits.max_bulk_len || buf.get(cr + 2) != Some(&b'\n') {
+                    return None;
+                }
+                Some((cr + 3, ReplyKind::Status))
+            }
+            _ => None,
+        }
     }
 
     fn reset(&mut self) {

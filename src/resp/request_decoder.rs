@@ -11,7 +11,7 @@
 use bytes::{Buf, BytesMut};
 
 use super::inline::split_args;
-use super::line::{find_line, parse_int, Line};
+use super::line::{find_line, header_line, parse_int, Line};
 use super::request::encode_args;
 use super::{Limits, ParseError, Request};
 
@@ -350,24 +350,6 @@ impl RequestDecoder {
             self.scratch = Vec::new();
         }
     }
-}
-
-/// A complete `<marker><integer>\r\n` line at `at` whose content is at most `max_len` long:
-/// the integer and the index just after the line.
-fn header_line(buf: &[u8], at: usize, marker: u8, max_len: usize) -> Option<(i64, usize)> {
-    if *buf.get(at)? != marker {
-        return None;
-    }
-    let start = at + 1;
-    // An i64 has at most 20 characters; a longer line is not a valid header anyway.
-    let window = buf.get(start..)?;
-    let window = window.get(..window.len().min(21)).unwrap_or(window);
-    let cr = window.iter().position(|&b| b == b'\r')?;
-    if cr > max_len || buf.get(start + cr + 1) != Some(&b'\n') {
-        return None;
-    }
-    let value = parse_int(window.get(..cr)?)?;
-    Some((value, start + cr + 2))
 }
 
 #[cfg(test)]
