@@ -146,12 +146,18 @@ impl Session {
         let drain = self.worker.drain.listen();
         let queue = Rc::clone(&self.queue);
         loop {
-            // A subscriber over its output limit is cut off even in the middle of a write
-            // that a client not reading would block forever.
-            tokio::select! {
-                biased;
-                overflow = queue.cut_off() => return self.cut_off(overflow),
-                written = self.write_ready(stream, &mut wbuf) => written?,
+            // Only subscribers get messages pushed (the output limit applies to them).
+            let subscriber = self.pubsub.is_some();
+            if subscriber {
+                // A subscriber over its output limit is cut off even in the middle of a
+                // write that a client not reading would block forever.
+                tokio::select! {
+                    biased;
+                    overflow = queue.cut_off() => return self.cut_off(overflow),
+                    written = self.write_ready(stream, &mut wbuf) => written?,
+                }
+            } else {
+                self.write_ready(stream, &mut wbuf).await?;
             }
             if self.deferred.is_some() && self.queue.outstanding() == 0 {
                 // On the heap: transactions and blocking commands would otherwise size
@@ -197,10 +203,10 @@ impl Session {
                 }
                 // Graceful shutdown: finish what is owed (above), read nothing more.
                 () = drain.wait(), if !self.closing => self.closing = true,
-                overflow = queue.cut_off() => return self.cut_off(overflow),
+                overflow = queue.cut_off(), if subscriber => return self.cut_off(overflow),
                 // Redis' `timeout`: never for subscribers (nor blocked clients, which are
                 // not here but in run_deferred); clients in MULTI or WATCH do time out.
-                () = limits::fired(&mut idle) => {
+                () = limits::fired(&mut idle), if idle.is_some() => {
                     let may_close = self.queue.outstanding() == 0 && !self.subscribed();
                     if idle.as_mut().is_some_and(|idle| idle.expired(may_close)) {
                         tracing::debug!(client = self.info.id, peer = ?self.info.peer,
