@@ -11,6 +11,22 @@ use super::local::{bulk, null, text_reply, valid_name, BAD_NAME, OK};
 use super::Session;
 
 impl Session {
+    /// The registry id of the last command dispatched (0: none), looked up only when it
+    /// differs from the previous one.
+    pub(super) fn last_cmd_id(&mut self) -> u16 {
+        let Some(spec) = self.last_spec else {
+            return 0;
+        };
+        match self.published_cmd {
+            Some((last, id)) if std::ptr::eq(last, spec) => id,
+            _ => {
+                let id = crate::command::id_of(spec);
+                self.published_cmd = Some((spec, id));
+                id
+            }
+        }
+    }
+
     /// Publish this session's activity to the registry (once per read batch, and before
     /// CLIENT LIST / INFO describe it). `last_cmd`: the command id, 0 to keep the last one.
     pub(super) fn publish_activity(&self, at: std::time::Instant, last_cmd: u16) {

@@ -68,6 +68,7 @@ impl Session {
             },
         };
         let spec = command::lookup(request.args());
+        self.last_spec = spec;
         self.count(spec);
         let route = {
             let table = self.worker.topology.table();

@@ -80,6 +80,10 @@ pub(crate) struct Session {
     user: Option<std::sync::Arc<crate::auth::User>>,
     /// Reply latency for the worker's histogram (admin `/metrics`).
     clock: crate::stats::ReplyClock,
+    /// The command of the last request dispatched, and the id CLIENT LIST knows the last
+    /// one published by (cached: a client mostly repeats its command).
+    last_spec: Option<&'static crate::command::CommandSpec>,
+    published_cmd: Option<(&'static crate::command::CommandSpec, u16)>,
     /// Requests being timed for the slow log.
     slow: slowlog::SlowWatch,
     /// What the client holds against `proxy.max_pending_bytes`, and how it is closed.
@@ -121,6 +125,8 @@ where
         user: None,
         clock: Default::default(),
         usage: Usage::default(),
+        last_spec: None,
+        published_cmd: None,
         slow,
     };
     if let Err(e) = session.run(&mut stream).await {
@@ -319,16 +325,10 @@ impl Session {
         let now = tokio::time::Instant::now();
         let mut count = 0u64;
         let unread = buf.len();
-        let mut last_cmd = 0;
         while !self.closing && self.deferred.is_none() {
             match self.decoder.decode(buf) {
                 Ok(Some(request)) => {
                     count += 1;
-                    if buf.is_empty() {
-                        // The batch's last request: CLIENT LIST's `cmd` (one lookup per read).
-                        last_cmd =
-                            crate::command::lookup(request.args()).map_or(0, crate::command::id_of);
-                    }
                     self.slow.read(now, request.raw());
                     self.dispatch(request, now);
                     if self.deferred.is_some() {
@@ -363,6 +363,12 @@ impl Session {
             .in_flight
             .dispatched(self.queue.next_seq(), dispatched);
         if count > 0 {
+            // CLIENT LIST's `cmd`: the batch's last request, when the batch ended on one.
+            let last_cmd = if buf.is_empty() {
+                self.last_cmd_id()
+            } else {
+                0
+            };
             self.publish_activity(now.into_std(), last_cmd);
         }
         now
