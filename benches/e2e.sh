@@ -224,6 +224,8 @@ wait_ping() { # port name pid
 redis_start() { # name port cpus [bus-port]
     local name=$1 port=$2 cpus=$3 bus=${4:-} d=$RUN/$1
     mkdir -p "$d"
+    # A reused OUT keeps an earlier run's cluster state; a node must start empty.
+    rm -f "$d/nodes.conf"
     local args=(--port "$port" --bind 127.0.0.1 --protected-mode no --save "" --appendonly no
                 --dir "$d" --daemonize no --logfile "$d/redis.log")
     [[ -n $bus ]] && args+=(--cluster-enabled yes --cluster-config-file "$d/nodes.conf"
