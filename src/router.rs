@@ -67,7 +67,7 @@ impl Worker {
         if let Some(node) = out.node.clone() {
             return self.send_to(&node, out, now);
         }
-        let table = self.topology.table();
+        let table = self.table();
         let Some(shard) = table.shard_of(out.slot) else {
             self.topology.request_refresh();
             let error = BackendError::SlotUnserved(out.slot.get()).to_reply();
@@ -114,7 +114,7 @@ impl Worker {
         if !out.readonly || out.node.is_some() || out.retries > 0 {
             return Some(out);
         }
-        let table = self.topology.table();
+        let table = self.table();
         let Some(shard) = table.shard_of(out.slot) else {
             return Some(out);
         };
@@ -131,7 +131,7 @@ impl Worker {
 
     /// Send `out` to the node at `addr`, whatever the table says (a redirect named it).
     fn send_to(&self, addr: &Arc<str>, out: Outbound, now: Instant) {
-        let table = self.topology.table();
+        let table = self.table();
         let conn = self
             .pool_for(&out)
             .borrow_mut()

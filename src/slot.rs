@@ -48,9 +48,9 @@ impl std::fmt::Display for Slot {
 
 /// The hash tag of `key`: the bytes between the first `{` and the next `}`, if non-empty.
 pub fn hash_tag(key: &[u8]) -> Option<&[u8]> {
-    let open = key.iter().position(|&b| b == b'{')?;
+    let open = memchr::memchr(b'{', key)?;
     let rest = &key[open + 1..];
-    let close = rest.iter().position(|&b| b == b'}')?;
+    let close = memchr::memchr(b'}', rest)?;
     (close > 0).then(|| &rest[..close])
 }
 

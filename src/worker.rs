@@ -19,7 +19,7 @@ use crate::router::{self, Held, RoutePolicy, WorkerHooks};
 use crate::scripts::ScriptCache;
 use crate::stats::{ProxyStats, WorkerStats};
 use crate::tls::TlsContext;
-use crate::topology::Topology;
+use crate::topology::{SlotTable, Topology};
 
 /// What a client over `proxy.max_clients` is told before it is closed (Redis' wording).
 pub const MAX_CLIENTS_REPLY: &[u8] = b"-ERR max number of clients reached\r\n";
@@ -58,6 +58,8 @@ pub struct Worker {
     pub index: usize,
     /// The live slot table.
     pub topology: Arc<Topology>,
+    /// This worker's cached view of the table, for the request path (see [`Worker::table`]).
+    table_cache: RefCell<crate::topology::TableCache>,
     /// This worker's backend connections (RESP2).
     pub pool: RefCell<BackendPool>,
     /// Backend connections speaking RESP3, for RESP3 clients (opened only when one asks).
@@ -112,6 +114,12 @@ impl Worker {
     pub fn backend_tls(&self) -> Option<Arc<crate::tls::BackendTls>> {
         self.tls.backend()
     }
+
+    /// The live slot table, through this worker's cache: the request path's way to read it.
+    #[inline]
+    pub fn table(&self) -> Arc<SlotTable> {
+        self.table_cache.borrow_mut().current()
+    }
 }
 
 /// The signals a worker obeys: `drain` (finish and close every client) and `shutdown` (stop
@@ -159,6 +167,7 @@ pub fn run(
     };
     let worker = Rc::new_cyclic(|weak| Worker {
         index,
+        table_cache: RefCell::new(topology.table_cache()),
         topology,
         pool: RefCell::new(BackendPool::new(
             settings.clone(),

@@ -71,7 +71,7 @@ impl Session {
         self.last_spec = spec;
         self.count(spec);
         let route = {
-            let table = self.worker.topology.table();
+            let table = self.worker.table();
             route_spec(request.args(), spec, table.placement())
         };
         if !self.authenticated || self.user.is_some() {
@@ -126,7 +126,7 @@ impl Session {
                 keys,
                 readonly,
             } => {
-                let table = self.worker.topology.table();
+                let table = self.worker.table();
                 let split = split::split(request.args(), &keys, rule, per_key, table.placement());
                 drop(table);
                 let merge = Merge::new(split, self.queue.reserve(), self.worker.limits);
@@ -224,7 +224,7 @@ impl Session {
                     }
                     (None, None) => {
                         // A master picked in turn, so key-less scripts spread over them all.
-                        let masters = self.worker.topology.table().serving_masters();
+                        let masters = self.worker.table().serving_masters();
                         let pick = self.worker.stats().next_pick() as usize;
                         match masters.get(pick % masters.len().max(1)).cloned() {
                             Some((master, slot)) => {

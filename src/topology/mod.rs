@@ -75,10 +75,21 @@ struct PoolState {
     sentinel_masters: BTreeMap<String, String>,
 }
 
+/// A worker's cached view of the live slot table (see [`Topology::table_cache`]).
+pub struct TableCache(arc_swap::Cache<Arc<ArcSwap<SlotTable>>, Arc<SlotTable>>);
+
+impl TableCache {
+    /// The current table: revalidated against the live one on every call.
+    #[inline]
+    pub fn current(&mut self) -> Arc<SlotTable> {
+        Arc::clone(self.0.load())
+    }
+}
+
 /// The live slot table and the machinery that keeps it current.
 #[derive(Debug)]
 pub struct Topology {
-    table: ArcSwap<SlotTable>,
+    table: Arc<ArcSwap<SlotTable>>,
     /// Pool mode: the table comes from config (and Sentinel), never from discovery.
     pool_mode: bool,
     settings: Arc<Settings>,
@@ -99,7 +110,7 @@ impl Topology {
     /// Discovery connects to nodes with the backend TLS of `tls`, if any.
     pub fn new(config: &Config, tls: Arc<TlsContext>) -> Arc<Topology> {
         Arc::new(Topology {
-            table: ArcSwap::from_pointee(SlotTable::empty()),
+            table: Arc::new(ArcSwap::from_pointee(SlotTable::empty())),
             pool_mode: config.is_pool_mode(),
             settings: Arc::new(Settings {
                 seeds: config.cluster.seeds.clone(),
@@ -264,6 +275,13 @@ impl Topology {
     #[inline]
     pub fn table(&self) -> Guard<Arc<SlotTable>> {
         self.table.load()
+    }
+
+    /// A per-thread cache of the table for the request path: [`TableCache::current`] costs
+    /// one pointer comparison while the table is unchanged, where [`Topology::table`] takes
+    /// and releases an `ArcSwap` guard.
+    pub fn table_cache(&self) -> TableCache {
+        TableCache(arc_swap::Cache::new(Arc::clone(&self.table)))
     }
 
     /// The TLS connector for the nodes as of now (`None`: plaintext nodes).
