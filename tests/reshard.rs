@@ -174,3 +174,104 @@ async fn rebalance_onto_a_new_master_is_invisible_to_clients() {
     assert_eq!(masters, Some(4), "INFO proxy backend_masters");
     assert!(started.elapsed() < BUDGET, "took {:?}", started.elapsed());
 }
+
+/// One full SCAN (until cursor 0) through the proxy: the keys it returned and its call count.
+async fn full_scan(c: &mut redis::aio::MultiplexedConnection) -> (Vec<String>, usize) {
+    let mut keys = Vec::new();
+    let mut cursor = "0".to_string();
+    let mut calls = 0;
+    loop {
+        let (next, page): (String, Vec<String>) = redis::cmd("SCAN")
+            .arg(&cursor)
+            .arg("MATCH")
+            .arg("s:*")
+            .arg("COUNT")
+            .arg(25)
+            .query_async(c)
+            .await
+            .expect("SCAN through the proxy");
+        keys.extend(page);
+        calls += 1;
+        assert!(calls < 100_000, "SCAN never finished");
+        if next == "0" {
+            return (keys, calls);
+        }
+        cursor = next;
+    }
+}
+
+/// SCAN while slots move from the master scanned last to the one scanned first (the order
+/// that would lose keys to a scan that does not notice): every scan that reports cursor 0
+/// returned every key, whether it ran during or after the reshard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_during_a_reshard_misses_no_key() {
+    use std::collections::BTreeSet;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let _serial = load::serial().await;
+    let started = Instant::now();
+    let setup = common::start();
+    let addr = setup.addr();
+    let mut masters: Vec<_> = setup
+        .cluster
+        .nodes()
+        .iter()
+        .filter(|n| n.role == slotgate::demo::Role::Master)
+        .cloned()
+        .collect();
+    // The proxy scans masters in address order; all ports here have the same digit count.
+    masters.sort_by_key(|n| n.port.to_string());
+    let (first, last) = (masters[0].clone(), masters[masters.len() - 1].clone());
+    let want: BTreeSet<String> = (0..3000).map(|i| format!("s:{i}")).collect();
+    let mut c = common::client(addr).await;
+    for chunk in want.iter().collect::<Vec<_>>().chunks(500) {
+        let mut mset = redis::cmd("MSET");
+        for key in chunk {
+            mset.arg(*key).arg("v");
+        }
+        let _: () = mset.query_async(&mut c).await.unwrap();
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let scanner = {
+        let stop = Arc::clone(&stop);
+        let want = want.clone();
+        tokio::spawn(async move {
+            let mut c = common::client(addr).await;
+            let (mut scans, mut calls) = (0, 0);
+            loop {
+                let done = stop.load(Ordering::Relaxed);
+                let (keys, n) = full_scan(&mut c).await;
+                let got: BTreeSet<String> = keys.into_iter().collect();
+                let missing: Vec<_> = want.difference(&got).take(5).collect();
+                assert!(
+                    missing.is_empty(),
+                    "scan {scans} missed keys, e.g. {missing:?}"
+                );
+                scans += 1;
+                calls += n;
+                if done {
+                    return (scans, calls);
+                }
+            }
+        })
+    };
+    let t = Instant::now();
+    setup
+        .cluster
+        .reshard(&last.id, &first.id, 2000, CLI_TIMEOUT)
+        .expect("redis-cli --cluster reshard");
+    let reshard_took = t.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let (scans, calls) = scanner.await.expect("scanner");
+    eprintln!(
+        "scan_during_reshard: reshard of 2000 slots took {reshard_took:.1?}; {scans} full scans \
+         ({calls} SCAN calls) all complete (test {:.1?})",
+        started.elapsed()
+    );
+    let after = setup.cluster.slot_counts().expect("slot map after");
+    assert!(after[&first.port] >= 2000, "{after:?}");
+    assert!(calls > scans, "the scans did not page");
+    assert!(started.elapsed() < BUDGET, "took {:?}", started.elapsed());
+}

@@ -53,26 +53,54 @@ pub enum MergeRule {
     },
 }
 
-/// Low bits of a proxy SCAN cursor that name the master; the rest is that master's cursor.
-/// Redis' own cursors stay far below 2^54 (they index its hash table).
+/// Low bits of a proxy SCAN cursor that name the master.
 pub const SCAN_NODE_BITS: u32 = 10;
+/// Bits above the master index that hold the slot-assignment fingerprint of the table the
+/// scan started on; the bits above them are that master's own cursor (Redis' cursors index
+/// its hash table and stay far below 2^38).
+pub const SCAN_FINGERPRINT_BITS: u32 = 16;
 
-/// Split a proxy SCAN cursor into (master index, that master's cursor); `None` if it is not a
-/// number, as Redis says `invalid cursor`.
-pub fn decode_scan_cursor(cursor: &[u8]) -> Option<(usize, u64)> {
-    let value: u64 = std::str::from_utf8(cursor).ok()?.parse().ok()?;
-    Some((
-        (value & ((1 << SCAN_NODE_BITS) - 1)) as usize,
-        value >> SCAN_NODE_BITS,
-    ))
+/// A proxy SCAN cursor: which master, which slot assignment it was computed against, and that
+/// master's own cursor. `0` starts a scan, as in Redis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScanCursor {
+    /// Index into the table's serving masters (address order).
+    pub node: usize,
+    /// [`SlotTable::assignment_fingerprint`](crate::topology::SlotTable::assignment_fingerprint)
+    /// when the cursor was made; ignored for a new scan.
+    pub fingerprint: u16,
+    /// The master's own cursor.
+    pub inner: u64,
 }
 
-/// The proxy cursor for `node_cursor` on master `node`; `None` if it does not fit.
-pub fn encode_scan_cursor(node: usize, node_cursor: u64) -> Option<u64> {
-    if node >= 1 << SCAN_NODE_BITS || node_cursor >= 1 << (64 - SCAN_NODE_BITS) {
-        return None;
+impl ScanCursor {
+    /// Parse a client's cursor; `None` if it is not a number (Redis says `invalid cursor`).
+    pub fn decode(cursor: &[u8]) -> Option<ScanCursor> {
+        let value: u64 = std::str::from_utf8(cursor).ok()?.parse().ok()?;
+        Some(ScanCursor {
+            node: (value & ((1 << SCAN_NODE_BITS) - 1)) as usize,
+            fingerprint: (value >> SCAN_NODE_BITS) as u16,
+            inner: value >> (SCAN_NODE_BITS + SCAN_FINGERPRINT_BITS),
+        })
     }
-    Some(node_cursor << SCAN_NODE_BITS | node as u64)
+
+    /// True for the cursor `0`, which starts a scan.
+    pub fn is_start(&self) -> bool {
+        self.node == 0 && self.fingerprint == 0 && self.inner == 0
+    }
+
+    /// The cursor as the number handed to the client; `None` if a part does not fit.
+    pub fn encode(&self) -> Option<u64> {
+        let inner_bits = 64 - SCAN_NODE_BITS - SCAN_FINGERPRINT_BITS;
+        if self.node >= 1 << SCAN_NODE_BITS || self.inner >= 1 << inner_bits {
+            return None;
+        }
+        Some(
+            self.inner << (SCAN_NODE_BITS + SCAN_FINGERPRINT_BITS)
+                | u64::from(self.fingerprint) << SCAN_NODE_BITS
+                | self.node as u64,
+        )
+    }
 }
 
 /// The merge rule and the arguments per key (1 for a key, 2 for a key and its value) of a
@@ -675,11 +703,27 @@ mod tests {
 
     #[test]
     fn scan_cursors_walk_every_master() {
-        assert_eq!(decode_scan_cursor(b"0"), Some((0, 0)));
-        let c = encode_scan_cursor(2, 17).unwrap();
-        assert_eq!(decode_scan_cursor(c.to_string().as_bytes()), Some((2, 17)));
-        assert_eq!(decode_scan_cursor(b"x"), None);
-        assert_eq!(encode_scan_cursor(1 << SCAN_NODE_BITS, 0), None);
+        let start = ScanCursor::decode(b"0").unwrap();
+        assert!(start.is_start());
+        let c = ScanCursor {
+            node: 2,
+            fingerprint: 0xbeef,
+            inner: 17,
+        };
+        let encoded = c.encode().unwrap();
+        assert_eq!(ScanCursor::decode(encoded.to_string().as_bytes()), Some(c));
+        assert!(!c.is_start());
+        assert_eq!(ScanCursor::decode(b"x"), None);
+        let too_far = ScanCursor {
+            node: 1 << SCAN_NODE_BITS,
+            ..c
+        };
+        assert_eq!(too_far.encode(), None);
+        let too_deep = ScanCursor {
+            inner: 1 << 38,
+            ..c
+        };
+        assert_eq!(too_deep.encode(), None);
     }
 
     #[test]

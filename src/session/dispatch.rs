@@ -521,8 +521,10 @@ pub fn service(spec: &CommandSpec) -> (&'static str, String) {
     if spec.name == "scan" {
         return (
             "fan-out",
-            "one master after the other with one cursor (its low 10 bits name the master); \
-             a key on one master for the whole scan is returned"
+            "one master after the other with one cursor (master, slot-assignment fingerprint, \
+             the master's cursor); a key present for the whole scan is returned even when \
+             slots move or masters fail over mid-scan: the pass restarts instead of ending \
+             (duplicates possible, and a scan during a reshard ends after it)"
                 .into(),
         );
     }

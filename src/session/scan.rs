@@ -1,20 +1,27 @@
 //! SCAN across every master with one cursor, answered like one Redis would.
 //!
-//! The proxy cursor names a master (its low [`SCAN_NODE_BITS`](crate::command::split::SCAN_NODE_BITS)
-//! bits, masters in address order) and that master's own cursor. One SCAN call walks on to
-//! the next master whenever the current one is finished, until it has gathered `COUNT` keys
-//! (10 by default) or every master is done. So a small keyspace comes back whole with cursor
-//! 0 in one call, exactly as from a single server, and a large one in pages.
+//! The proxy cursor ([`ScanCursor`]) names a master (index into the table's serving masters,
+//! address order), the slot-assignment fingerprint of the table the scan runs on, and that
+//! master's own cursor. One SCAN call walks on to the next master whenever the current one is
+//! finished, until it has gathered `COUNT` keys (10 by default) or every master is done. So a
+//! small keyspace comes back whole with cursor 0 in one call, exactly as from a single
+//! server, and a large one in pages.
 //!
-//! Guarantee: a key present on its master for the whole scan is returned (Redis' own SCAN
-//! guarantee, per master). Race window: a key that moves (reshard) from a master not yet
-//! scanned to one already scanned is missed; if masters are added or removed mid-scan, the
-//! cursor's master index may point elsewhere — restart the scan after a topology change.
+//! Guarantee: a key present in the keyspace for the whole scan is returned, also when slots
+//! move or masters fail over mid-scan; keys may come back more than once (as Redis allows).
+//! How: a cursor whose fingerprint no longer matches the current table restarts the pass
+//! from the first master; and before a pass answers cursor 0 it checks that nothing moved
+//! under it — in cluster mode it refreshes the slot table and asks every master (`CLUSTER
+//! NODES`) whether a slot migration is in progress. If the assignment changed or keys are
+//! being migrated, the pass starts over instead of ending, so a scan during a reshard ends
+//! only after the reshard (or after a pass with no migration in flight).
 
 use bytes::{Bytes, BytesMut};
 
-use crate::command::split::{decode_scan_cursor, encode_scan_cursor};
-use crate::resp::{encode, parse_frame, Frame};
+use crate::command::split::ScanCursor;
+use crate::resp::{encode, parse_frame, Frame, Reply};
+use crate::slot::Slot;
+use crate::topology::discovery::migration_in_progress;
 use crate::worker::Worker;
 
 use super::dispatch::error;
@@ -25,7 +32,7 @@ const DEFAULT_COUNT: usize = 10;
 
 /// Serve `SCAN cursor [MATCH p] [COUNT n] [TYPE t]`.
 pub(super) async fn scan(worker: &Worker, args: &[Bytes]) -> Bytes {
-    let Some((mut node, mut cursor)) = args.get(1).and_then(|c| decode_scan_cursor(c)) else {
+    let Some(position) = args.get(1).and_then(|c| ScanCursor::decode(c)) else {
         return error("ERR invalid cursor");
     };
     let count = args
@@ -34,39 +41,110 @@ pub(super) async fn scan(worker: &Worker, args: &[Bytes]) -> Bytes {
         .and_then(|i| args.get(i + 1))
         .and_then(|n| std::str::from_utf8(n).ok()?.parse::<usize>().ok())
         .unwrap_or(DEFAULT_COUNT);
-    let masters = worker.topology.table().serving_masters();
+    let table = worker.table();
+    let fingerprint = table.assignment_fingerprint();
+    let masters = table.serving_masters();
+    let resume = position.is_start() || position.fingerprint == fingerprint;
+    let (mut node, mut cursor) = if resume {
+        (position.node, position.inner)
+    } else {
+        (0, 0) // The slots moved since the cursor was made: scan everything again.
+    };
+    let at = |node, inner| ScanCursor {
+        node,
+        fingerprint,
+        inner,
+    };
     let mut keys: Vec<Frame> = Vec::new();
     while let Some((_, slot)) = masters.get(node) {
-        let request = with_cursor(args, cursor);
-        let timeout = Some(worker.request_timeout);
-        let reply = match on_master(worker, Some(*slot), &request, 1, timeout, false).await {
-            Ok((conn, mut replies)) => {
-                worker.idle.borrow_mut().put(conn);
-                match replies.pop() {
-                    Some(reply) => reply,
-                    None => return error("ERR slotgate: no reply to SCAN"),
-                }
-            }
+        let (next, found) = match scan_master(worker, *slot, args, cursor).await {
+            Ok(page) => page,
             Err(reply) => return reply,
-        };
-        if reply.is_error() {
-            return reply.raw().clone();
-        }
-        let Some((next, found)) = parse_frame(reply.raw(), &worker.limits).ok().and_then(page)
-        else {
-            return error("ERR slotgate: unexpected SCAN reply from a master");
         };
         keys.extend(found);
         if next != 0 {
-            return answer(encode_scan_cursor(node, next), keys);
+            return answer(at(node, next).encode(), keys);
         }
         node += 1;
         cursor = 0;
         if node < masters.len() && keys.len() >= count {
-            return answer(encode_scan_cursor(node, 0), keys);
+            return answer(at(node, 0).encode(), keys);
         }
     }
-    answer(Some(0), keys)
+    match pass_settled(worker, fingerprint, &masters).await {
+        Ok(true) => answer(Some(0), keys),
+        // Start over; the fresh fingerprint keeps the next call from restarting again.
+        Ok(false) => {
+            let fingerprint = worker.table().assignment_fingerprint();
+            let again = ScanCursor {
+                node: 0,
+                fingerprint,
+                inner: 0,
+            };
+            answer(again.encode(), keys)
+        }
+        Err(reply) => reply,
+    }
+}
+
+/// One page of one master: its next cursor and the keys it returned.
+async fn scan_master(
+    worker: &Worker,
+    slot: Slot,
+    args: &[Bytes],
+    cursor: u64,
+) -> Result<(u64, Vec<Frame>), Bytes> {
+    let reply = ask_master(worker, slot, &with_cursor(args, cursor)).await?;
+    parse_frame(reply.raw(), &worker.limits)
+        .ok()
+        .and_then(page)
+        .ok_or_else(|| error("ERR slotgate: unexpected SCAN reply from a master"))
+}
+
+/// Send one command to the master serving `slot` on a dedicated connection; its reply, or
+/// the error reply for the client (the master's own error included).
+async fn ask_master(worker: &Worker, slot: Slot, request: &[u8]) -> Result<Reply, Bytes> {
+    let timeout = Some(worker.request_timeout);
+    let (conn, mut replies) = on_master(worker, Some(slot), request, 1, timeout, false).await?;
+    worker.idle.borrow_mut().put(conn);
+    match replies.pop() {
+        Some(reply) if reply.is_error() => Err(reply.raw().clone()),
+        Some(reply) => Ok(reply),
+        None => Err(error("ERR slotgate: no reply from a master")),
+    }
+}
+
+/// Whether a pass that began on a table with `fingerprint` may end: the assignment is
+/// unchanged and (cluster mode) no master has a slot migration in flight.
+async fn pass_settled(
+    worker: &Worker,
+    fingerprint: u16,
+    masters: &[(std::sync::Arc<str>, Slot)],
+) -> Result<bool, Bytes> {
+    if worker.topology.is_pool_mode() {
+        return Ok(worker.table().assignment_fingerprint() == fingerprint);
+    }
+    for (_, slot) in masters {
+        let reply = ask_master(worker, *slot, b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nNODES\r\n").await?;
+        let text = parse_frame(reply.raw(), &worker.limits).ok().and_then(|f| {
+            f.as_bytes()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+        });
+        let Some(text) = text else {
+            return Err(error(
+                "ERR slotgate: unexpected CLUSTER NODES reply from a master",
+            ));
+        };
+        if migration_in_progress(&text) {
+            return Ok(false);
+        }
+    }
+    // A finished migration shows only in the layout: read it fresh before comparing.
+    if let Err(e) = worker.topology.refresh().await {
+        // Judge by the table as it stands rather than restart for as long as discovery fails.
+        tracing::debug!("SCAN: slot table refresh at the end of a pass failed: {e}");
+    }
+    Ok(worker.table().assignment_fingerprint() == fingerprint)
 }
 
 /// The request with the master's own cursor in place of the proxy's.

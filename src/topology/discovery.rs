@@ -39,6 +39,24 @@ pub fn info_value<'a>(text: &'a str, name: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
+/// True when the answering node's own line (`myself`) of a `CLUSTER NODES` reply shows a slot
+/// being migrated away (`[slot->-id]`) or imported (`[slot-<-id]`): keys of that slot are
+/// moving between nodes right now.
+pub fn migration_in_progress(cluster_nodes: &str) -> bool {
+    cluster_nodes
+        .lines()
+        .filter(|line| {
+            line.split(' ')
+                .nth(2)
+                .is_some_and(|flags| flags.split(',').any(|f| f == "myself"))
+        })
+        .any(|line| {
+            line.split(' ').skip(8).any(|field| {
+                field.starts_with('[') && (field.contains("->-") || field.contains("-<-"))
+            })
+        })
+}
+
 /// A string-ish field (bulk or status) as UTF-8.
 fn text(frame: &Frame) -> Option<&str> {
     frame.as_bytes().and_then(|b| std::str::from_utf8(b).ok())
@@ -235,6 +253,20 @@ pub fn parse_cluster_slots(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn migrations_are_read_from_the_answering_nodes_line() {
+        let stable = "a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-8191\n\
+                      b2 127.0.0.1:7001@17001 master - 0 0 2 connected 8192-16383 [9000-<-a1]\n";
+        assert!(!migration_in_progress(stable));
+        let migrating =
+            "a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-8191 [42->-b2]\n";
+        assert!(migration_in_progress(migrating));
+        let importing =
+            "b2 127.0.0.1:7001@17001 myself,master - 0 0 2 connected 8192-16383 [42-<-a1]\n";
+        assert!(migration_in_progress(importing));
+        assert!(!migration_in_progress(""));
+    }
     use bytes::Bytes;
 
     fn bulk(s: &str) -> Frame {

@@ -219,6 +219,31 @@ impl SlotTable {
         masters
     }
 
+    /// A 16-bit digest of which master serves each slot (never 0). Two tables with the same
+    /// slot → master assignment have the same fingerprint; SCAN cursors carry it so a scan
+    /// notices that slots moved or masters changed under it.
+    pub fn assignment_fingerprint(&self) -> u16 {
+        // FNV-1a over the runs of consecutive slots with one master: (first slot, address).
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for &b in bytes {
+                hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        let mut previous = None;
+        for (slot, &index) in self.slots.iter().enumerate() {
+            let master = self.master_at(index);
+            if previous != Some(master) {
+                eat(&(slot as u16).to_le_bytes());
+                eat(master.unwrap_or("-").as_bytes());
+                eat(b"\0");
+                previous = Some(master);
+            }
+        }
+        let folded = (hash ^ hash >> 16 ^ hash >> 32 ^ hash >> 48) as u16;
+        folded.max(1)
+    }
+
     /// How many slots have a shard.
     pub fn covered_slots(&self) -> usize {
         self.slots.iter().filter(|&&i| i != UNASSIGNED).count()
@@ -402,6 +427,33 @@ mod tests {
             .unwrap()
             .with_slot(Slot::new(0).unwrap(), &Arc::from("c:1"), 2);
         assert_eq!(only_c.serving_masters().len(), 1);
+    }
+
+    #[test]
+    fn fingerprint_follows_the_assignment_only() {
+        let a = SlotTable::from_shards(
+            &[shard(&[(0, 8191)], "a:1"), shard(&[(8192, 16383)], "b:1")],
+            1,
+        )
+        .unwrap();
+        let same = SlotTable::from_shards(
+            &[shard(&[(8192, 16383)], "b:1"), shard(&[(0, 8191)], "a:1")],
+            9,
+        )
+        .unwrap();
+        assert_eq!(a.assignment_fingerprint(), same.assignment_fingerprint());
+        assert_ne!(a.assignment_fingerprint(), 0);
+        let moved = a.with_slot(Slot::new(8191).unwrap(), &Arc::from("b:1"), 2);
+        assert_ne!(a.assignment_fingerprint(), moved.assignment_fingerprint());
+        let failed_over = SlotTable::from_shards(
+            &[shard(&[(0, 8191)], "c:1"), shard(&[(8192, 16383)], "b:1")],
+            3,
+        )
+        .unwrap();
+        assert_ne!(
+            a.assignment_fingerprint(),
+            failed_over.assignment_fingerprint()
+        );
     }
 
     #[test]
