@@ -247,3 +247,55 @@ fn check_config_accepts_the_pools_example() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// WAIT after a write split over two pools waits on both masters and answers the smaller
+/// count: with one pool's replica frozen (SIGSTOP), that is 0; a single-key write to the other
+/// pool still gets its 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_after_a_split_write_counts_the_slowest_pool() {
+    use std::time::{Duration, Instant};
+
+    let servers = common::standalone_servers(2);
+    let replicas: Vec<_> = servers.iter().map(|m| common::replicas_of(m, 1)).collect();
+    let config = common::pool_config(&servers, &[("0-8191", "p0"), ("8192-16383", "p1")]);
+    let proxy = slotgate::Proxy::start(config).expect("start slotgate");
+    let c = &mut common::client(proxy.local_addr()).await;
+    let key_in = |low: bool| {
+        (0..)
+            .map(|i| format!("w{i}"))
+            .find(|k| (Slot::of(k.as_bytes()).get() < 8192) == low)
+            .unwrap()
+    };
+    let (k0, k1) = (key_in(true), key_in(false));
+    let signal = |sig: &str| {
+        let pid = replicas[1][0].pid().expect("replica pid").to_string();
+        let status = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {sig} {pid}");
+    };
+
+    let _: () = c.mset(&[(&k0, "1"), (&k1, "1")]).await.unwrap();
+    let n: i64 = common::q(c, &["WAIT", "1", "5000"]).await.unwrap();
+    assert_eq!(n, 1, "both replicas acknowledge the split MSET");
+
+    signal("-STOP");
+    let _: () = c.mset(&[(&k0, "2"), (&k1, "2")]).await.unwrap();
+    let started = Instant::now();
+    let n: i64 = common::q(c, &["WAIT", "1", "300"]).await.unwrap();
+    let waited = started.elapsed();
+    // A single-key write to p0 waits on p0 only.
+    let _: () = c.set(&k0, "3").await.unwrap();
+    let alone: i64 = common::q(c, &["WAIT", "1", "5000"]).await.unwrap();
+    signal("-CONT");
+    assert_eq!(
+        n, 0,
+        "p1's replica is frozen: not every part of the MSET is replicated"
+    );
+    assert!(waited >= Duration::from_millis(290), "{waited:?}");
+    assert_eq!(alone, 1);
+    let _: () = c.mset(&[(&k0, "4"), (&k1, "4")]).await.unwrap();
+    let n: i64 = common::q(c, &["WAIT", "1", "5000"]).await.unwrap();
+    assert_eq!(n, 1, "the thawed replica catches up");
+}

@@ -67,6 +67,13 @@ async fn multi_exec_runs_queued_commands_on_the_slots_master() {
     assert_eq!(raw.read_line(), "+QUEUED\r\n");
     assert_eq!(raw.read_exactly(10), b"*1\r\n+OK\r\n");
 
+    // UNWATCH inside MULTI is queued like any command: its +OK is in EXEC's array.
+    raw.send(b"MULTI\r\nSET {tx}d 1\r\nUNWATCH\r\nGET {tx}d\r\nEXEC\r\n");
+    assert_eq!(
+        raw.read_exactly(53),
+        b"+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n*3\r\n+OK\r\n+OK\r\n$1\r\n1\r\n"
+    );
+
     // A key-less transaction runs on some master.
     raw.send(b"MULTI\r\nPING\r\nECHO hi\r\nEXEC\r\n");
     assert_eq!(

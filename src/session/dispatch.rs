@@ -115,7 +115,7 @@ impl Session {
                     }
                 }
                 if !readonly {
-                    self.last_write = Some(slot);
+                    self.wrote_to(slot);
                 }
                 let reply = self.queue.reserve();
                 self.forward(request.raw().clone(), reply, slot, readonly, now, None);
@@ -129,6 +129,9 @@ impl Session {
                 let table = self.worker.table();
                 let split = split::split(request.args(), &keys, rule, per_key, table.placement());
                 drop(table);
+                if !readonly {
+                    self.wrote_to_all(split.parts.iter().map(|part| part.slot));
+                }
                 let merge = Merge::new(split, self.queue.reserve(), self.worker.limits);
                 for (index, part) in merge.split().parts.iter().enumerate() {
                     let reply = ReplyTarget::part(&merge, index);
@@ -171,6 +174,9 @@ impl Session {
                         .push_ready(error("CLUSTERDOWN no master serves any slot"));
                     return;
                 }
+                if !readonly {
+                    self.wrote_to_all(slots.iter().copied());
+                }
                 let split = split::fan_out(&request, &slots, rule);
                 let merge = Merge::new(split, self.queue.reserve(), self.worker.limits);
                 self.fan_out(&merge, masters, readonly, now);
@@ -212,8 +218,8 @@ impl Session {
                         self.worker.scripts.remember(body);
                     }
                 }
-                if !readonly {
-                    self.last_write = slot.or(self.last_write);
+                if let (false, Some(slot)) = (readonly, slot) {
+                    self.wrote_to(slot);
                 }
                 let reply = self.queue.reserve();
                 let raw = request.raw().clone();
@@ -282,6 +288,21 @@ impl Session {
     }
 
     /// Every master that serves slots, in address order, and one slot each serves.
+    /// Remember `slot` as where the client's last write went (for WAIT).
+    pub(super) fn wrote_to(&mut self, slot: Slot) {
+        self.last_write = Some(slot);
+        if !self.last_write_also.is_empty() {
+            self.last_write_also.clear();
+        }
+    }
+
+    /// Remember a write that went to several slots (split or fan-out), for WAIT.
+    fn wrote_to_all(&mut self, mut slots: impl Iterator<Item = Slot>) {
+        self.last_write = slots.next();
+        self.last_write_also.clear();
+        self.last_write_also.extend(slots);
+    }
+
     fn serving_masters(&self) -> (Vec<Arc<str>>, Vec<Slot>) {
         self.worker
             .topology

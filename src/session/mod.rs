@@ -70,6 +70,8 @@ pub(crate) struct Session {
     watched: Option<Watched>,
     /// The slot of the client's last write, for WAIT.
     last_write: Option<Slot>,
+    /// The other slots of the last write when it was split or sent to every master.
+    last_write_also: Vec<Slot>,
     /// Subscriptions, once the client subscribed.
     pubsub: Option<PubSub>,
     /// The client switched to RESP3 with `HELLO 3`.
@@ -119,6 +121,7 @@ where
         tx: None,
         watched: None,
         last_write: None,
+        last_write_also: Vec::new(),
         pubsub: None,
         resp3: false,
         authenticated,

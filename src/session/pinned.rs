@@ -191,8 +191,8 @@ impl Session {
                 self.closing = true;
                 Bytes::from_static(OK)
             }
-            // EXEC unwatches anyway; nothing to queue.
-            Route::Pinned(Pinned::Unwatch) => Bytes::from_static(QUEUED),
+            // Queued like Redis does: EXEC's array has its `+OK` (EXEC unwatches anyway).
+            Route::Pinned(Pinned::Unwatch) => tx.enqueue(request.raw(), limit),
             // Inside a transaction a blocking command does not block (Redis' rule).
             Route::Slot { slot, .. }
             | Route::Script {
@@ -247,11 +247,13 @@ impl Session {
             Exclusive::Blocking { slot } => {
                 let bound =
                     blocking_timeout(request.args()).map(|wait| wait + self.worker.request_timeout);
-                self.last_write = Some(slot);
+                self.wrote_to(slot);
                 self.run_alone(Some(slot), request.raw(), 1, bound).await
             }
             Exclusive::Wait => {
-                super::wait::wait(&self.worker, self.last_write, request.args()).await
+                let mut wrote: Vec<Slot> = self.last_write.into_iter().collect();
+                wrote.extend_from_slice(&self.last_write_also);
+                super::wait::wait(&self.worker, &wrote, request.args()).await
             }
             Exclusive::Scan => super::scan::scan(&self.worker, request.args()).await,
         }
@@ -276,8 +278,8 @@ impl Session {
         payload.extend_from_slice(EXEC);
         let replies = tx.queued.len() + 2;
         let slot = tx.slot.or(watched.as_ref().map(|w| w.slot));
-        if slot.is_some() {
-            self.last_write = slot;
+        if let Some(slot) = slot {
+            self.wrote_to(slot);
         }
         let timeout = self.worker.request_timeout;
         match watched {

@@ -27,9 +27,11 @@ const ROLE: &[u8] = b"*1\r\n$4\r\nROLE\r\n";
 /// Pause between two `ROLE` polls.
 const POLL: Duration = Duration::from_millis(10);
 
-/// Serve `WAIT numreplicas timeout` for a client whose last write went to `last_write`'s slot
-/// (any master if it has not written).
-pub(super) async fn wait(worker: &Worker, last_write: Option<Slot>, args: &[Bytes]) -> Bytes {
+/// Serve `WAIT numreplicas timeout` for a client whose last write went to the slots `wrote`
+/// (any master if it has not written). A write split over several masters (MSET, DEL …) or
+/// sent to all (FLUSHALL) is waited for on each of them in turn (one deadline for all), and
+/// the answer is the smallest count: the number of replicas, per master, that hold all of it.
+pub(super) async fn wait(worker: &Worker, wrote: &[Slot], args: &[Bytes]) -> Bytes {
     let number = |i: usize| {
         args.get(i)
             .and_then(|a| std::str::from_utf8(a).ok())
@@ -44,22 +46,50 @@ pub(super) async fn wait(worker: &Worker, last_write: Option<Slot>, args: &[Byte
     if timeout_ms < 0 {
         return error("ERR timeout is negative");
     }
-    let started = Instant::now();
-    let give_up = (timeout_ms > 0).then(|| started + Duration::from_millis(timeout_ms as u64));
-    let request_timeout = Some(worker.request_timeout);
-    let (mut conn, replies) = match on_master(
-        worker,
-        last_write,
-        INFO_REPLICATION,
-        1,
-        request_timeout,
-        false,
-    )
-    .await
+    let give_up =
+        (timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64));
+    let slots = one_slot_per_master(worker, wrote);
+    let mut least = None;
+    // One master after the other under the one deadline: the whole WAIT still ends by it.
+    for slot in slots
+        .iter()
+        .map(|&s| Some(s))
+        .chain(slots.is_empty().then_some(None))
     {
-        Ok(found) => found,
-        Err(reply) => return reply,
-    };
+        match wait_on(worker, slot, wanted, give_up).await {
+            Ok(acked) => least = Some(least.map_or(acked, |l: usize| l.min(acked))),
+            Err(reply) => return reply,
+        }
+    }
+    Bytes::from(format!(":{}\r\n", least.unwrap_or(0)))
+}
+
+/// `wrote` with at most one slot for each master that serves them now.
+fn one_slot_per_master(worker: &Worker, wrote: &[Slot]) -> Vec<Slot> {
+    let table = worker.table();
+    let mut seen = Vec::new();
+    let mut slots = Vec::new();
+    for &slot in wrote {
+        let shard = table.shard_of(slot);
+        if !seen.contains(&shard) {
+            seen.push(shard);
+            slots.push(slot);
+        }
+    }
+    slots
+}
+
+/// Wait on the master of `slot` until `wanted` replicas acknowledged its replication offset
+/// as of now, or `give_up` passes (never, if `None`); how many did.
+async fn wait_on(
+    worker: &Worker,
+    slot: Option<Slot>,
+    wanted: i64,
+    give_up: Option<Instant>,
+) -> Result<usize, Bytes> {
+    let request_timeout = Some(worker.request_timeout);
+    let (mut conn, replies) =
+        on_master(worker, slot, INFO_REPLICATION, 1, request_timeout, false).await?;
     let target = replies
         .first()
         .and_then(|r| parse_frame(r.raw(), &worker.limits).ok())
@@ -68,7 +98,9 @@ pub(super) async fn wait(worker: &Worker, last_write: Option<Slot>, args: &[Byte
                 .and_then(|text| info_field(text, "master_repl_offset"))
         });
     let Some(target) = target else {
-        return error("ERR slotgate: WAIT could not read the master's replication offset");
+        return Err(error(
+            "ERR slotgate: WAIT could not read the master's replication offset",
+        ));
     };
     let addr = conn.addr().clone();
     loop {
@@ -77,12 +109,12 @@ pub(super) async fn wait(worker: &Worker, last_write: Option<Slot>, args: &[Byte
                 .first()
                 .and_then(|r| parse_frame(r.raw(), &worker.limits).ok())
                 .map_or(0, |role| replicas_at(&role, target)),
-            Err(e) => return e.to_reply(),
+            Err(e) => return Err(e.to_reply()),
         };
         let done = acked as i64 >= wanted || give_up.is_some_and(|at| Instant::now() >= at);
         if done {
             worker.idle.borrow_mut().put(conn);
-            return Bytes::from(format!(":{acked}\r\n"));
+            return Ok(acked);
         }
         tokio::time::sleep(POLL).await;
     }
