@@ -491,7 +491,8 @@ pub fn service(spec: &CommandSpec) -> (&'static str, String) {
         let why = match pinned {
             Pinned::Exclusive(Exclusive::Wait) => {
                 "on the master the client last wrote to: its replication offset, then ROLE \
-                 polled until enough replicas acknowledged it"
+                 polled until enough replicas acknowledged it; after a split or fan-out \
+                 write on each master it touched, answering the smallest count"
             }
             Pinned::Reset => "ends the transaction, the WATCH and every subscription",
             _ => {
