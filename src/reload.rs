@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use crate::config::{BackendConfig, BackendTlsConfig, Config, ConfigErrors};
+use crate::config::{BackendTlsConfig, Config, ConfigErrors};
 use crate::tls::TlsContext;
 use crate::topology::Topology;
 
@@ -95,11 +95,14 @@ impl Reloader {
             tracing::error!("config reload rejected, running configuration unchanged: {error}");
             return Err(error);
         }
-        // First, as it may still reject the reload: nothing has changed yet.
-        if let Err(errors) = self.tls.reload(&next) {
-            log_rejected(&errors);
-            return Err(ReloadError::Config(errors));
-        }
+        // Read first, as it may still reject the reload; used only once nothing else can.
+        let tls = match TlsContext::prepare(&next) {
+            Ok(tls) => tls,
+            Err(errors) => {
+                log_rejected(&errors);
+                return Err(ReloadError::Config(errors));
+            }
+        };
         let table_version = if next.is_pool_mode() {
             match self.topology.install_config(&next) {
                 Ok(version) => version,
@@ -112,6 +115,7 @@ impl Reloader {
         } else {
             None
         };
+        self.tls.install(tls);
         let not_reloaded = not_reloadable_changes(&current, &next);
         for key in &not_reloaded {
             tracing::warn!("config reload: {key} changed but cannot be reloaded; restart to apply");
@@ -181,86 +185,63 @@ fn log_rejected(errors: &ConfigErrors) {
     );
 }
 
+/// Settings a reload applies (key paths; a path covers everything under it). Everything else
+/// takes effect at start only.
+const RELOADABLE: &[&str] = &[
+    "pools",
+    "slots",
+    "placement",
+    "tls.cert_file",
+    "tls.key_file",
+    "tls.client_ca_file",
+    "backend.tls.ca_file",
+    "backend.tls.cert_file",
+    "backend.tls.key_file",
+    "backend.tls.server_name",
+];
+
 /// The key paths of settings that differ between `running` and `next` but only take effect
-/// at start.
+/// at start: every leaf of the configuration that changed, except those in [`RELOADABLE`]
+/// (and, in pool mode, `backend.read_policy`, which each pool's policy defaults to).
 fn not_reloadable_changes(running: &Config, next: &Config) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut check = |key: &str, changed: bool| {
-        if changed {
-            out.push(key.to_string());
+    let as_value = |config: &Config| serde_json::to_value(config).unwrap_or_default();
+    let mut changed = Vec::new();
+    diff_paths("", &as_value(running), &as_value(next), &mut changed);
+    changed.retain(|path| {
+        let reloaded = |key: &&str| {
+            path == key
+                || path
+                    .strip_prefix(*key)
+                    .is_some_and(|rest| rest.starts_with('.'))
+        };
+        let pool_policy = next.is_pool_mode() && path == "backend.read_policy";
+        !RELOADABLE.iter().any(reloaded) && !pool_policy
+    });
+    changed
+}
+
+/// Push onto `out` the dotted path of every leaf where `a` and `b` differ (a key present on
+/// one side only counts as a difference; arrays are leaves).
+fn diff_paths(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for key in keys {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                match (a.get(key), b.get(key)) {
+                    (Some(x), Some(y)) => diff_paths(&path, x, y, out),
+                    _ => out.push(path),
+                }
+            }
         }
-    };
-    check("proxy.listen", running.proxy.listen != next.proxy.listen);
-    check(
-        "proxy.pid_file",
-        running.proxy.pid_file != next.proxy.pid_file,
-    );
-    check(
-        "proxy.max_clients",
-        running.proxy.max_clients != next.proxy.max_clients,
-    );
-    check("tls.listen", running.tls.listen != next.tls.listen);
-    check(
-        "tls.handshake_timeout_ms",
-        running.tls.handshake_timeout_ms != next.tls.handshake_timeout_ms,
-    );
-    check(
-        "backend.tls.enabled",
-        running.backend.tls.enabled != next.backend.tls.enabled,
-    );
-    check("auth", running.auth != next.auth);
-    check("commands", running.commands != next.commands);
-    check("proxy.workers", running.proxy.workers != next.proxy.workers);
-    check(
-        "proxy.max_pipeline_depth",
-        running.proxy.max_pipeline_depth != next.proxy.max_pipeline_depth,
-    );
-    let (rp, np) = (&running.proxy, &next.proxy);
-    check(
-        "proxy.max_request_bytes",
-        rp.max_request_bytes != np.max_request_bytes,
-    );
-    check(
-        "proxy.max_pending_bytes",
-        rp.max_pending_bytes != np.max_pending_bytes,
-    );
-    check(
-        "proxy.client_idle_timeout_ms",
-        rp.client_idle_timeout_ms != np.client_idle_timeout_ms,
-    );
-    check(
-        "proxy.pubsub_output_hard_limit_bytes",
-        rp.pubsub_output_hard_limit_bytes != np.pubsub_output_hard_limit_bytes,
-    );
-    check(
-        "proxy.pubsub_output_soft_limit_bytes",
-        rp.pubsub_output_soft_limit_bytes != np.pubsub_output_soft_limit_bytes,
-    );
-    check(
-        "proxy.pubsub_output_soft_limit_ms",
-        rp.pubsub_output_soft_limit_ms != np.pubsub_output_soft_limit_ms,
-    );
-    check("cluster", running.cluster != next.cluster);
-    check("slowlog", running.slowlog != next.slowlog);
-    check("hotkeys", running.hotkeys != next.hotkeys);
-    let mut backend = next.backend.clone();
-    if next.is_pool_mode() {
-        // Reloaded with the pools: each pool's read policy defaults to it.
-        backend.read_policy = running.backend.read_policy;
+        (a, b) if a != b => out.push(prefix.to_string()),
+        _ => {}
     }
-    // backend.tls: its files are reloaded, `enabled` is checked above.
-    let without_tls = |b: &BackendConfig| BackendConfig {
-        tls: BackendTlsConfig::default(),
-        ..b.clone()
-    };
-    check(
-        "backend",
-        without_tls(&running.backend) != without_tls(&backend),
-    );
-    check("health", running.health != next.health);
-    check("protocol", running.protocol != next.protocol);
-    check("log.level", running.log.level != next.log.level);
-    out
 }
 
 #[cfg(test)]
@@ -277,16 +258,38 @@ mod tests {
         next.proxy.pubsub_output_hard_limit_bytes = 0;
         next.proxy.pubsub_output_soft_limit_bytes = 0;
         next.proxy.pubsub_output_soft_limit_ms = 1;
+        next.proxy.drain_timeout_ms = 1;
+        next.admin.listen = "127.0.0.1:1".into();
+        next.log.format = crate::config::LogFormat::Json;
         assert_eq!(
             not_reloadable_changes(&running, &next),
             [
-                "proxy.max_request_bytes",
-                "proxy.max_pending_bytes",
+                "admin.listen",
+                "log.format",
                 "proxy.client_idle_timeout_ms",
+                "proxy.drain_timeout_ms",
+                "proxy.max_pending_bytes",
+                "proxy.max_request_bytes",
                 "proxy.pubsub_output_hard_limit_bytes",
                 "proxy.pubsub_output_soft_limit_bytes",
                 "proxy.pubsub_output_soft_limit_ms",
             ]
+        );
+    }
+
+    #[test]
+    fn pool_map_and_certificate_files_reload() {
+        let running = Config::default();
+        let mut next = running.clone();
+        next.slots.insert("0-16383".into(), "a".into());
+        next.tls.cert_file = "/new.pem".into();
+        next.backend.tls.ca_file = "/ca.pem".into();
+        assert!(not_reloadable_changes(&running, &next).is_empty());
+        next.backend.tls.enabled = true;
+        next.tls.listen = "127.0.0.1:1".into();
+        assert_eq!(
+            not_reloadable_changes(&running, &next),
+            ["backend.tls.enabled", "tls.listen"]
         );
     }
 }

@@ -189,3 +189,23 @@ async fn not_ready_until_every_slot_has_a_master() {
     assert_eq!(topo["complete"], false);
     assert_eq!(topo["covered_slots"], 8192);
 }
+
+/// Ketama placement routes by server, not by slot: a table with every server present is
+/// complete, so the proxy is ready (and `/topology` says so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ketama_pools_are_ready_when_every_server_has_a_pool() {
+    let setup = common::start_pools(3, &[], |config| {
+        config.placement.distribution = slotgate::config::Distribution::Ketama;
+        with_admin(config);
+    });
+    let admin = setup.proxy.admin_addr().unwrap();
+    let (status, body) = http_get(admin, "/readyz");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("3 ketama servers covered"), "{body}");
+    assert_eq!(json(admin, "/topology")["complete"], true);
+    // A pool master that stops answering makes it not ready, as in slot placement.
+    let mut setup = setup;
+    setup.servers[1].kill().unwrap();
+    let (status, body) = http_get(admin, "/readyz");
+    assert_eq!(status, 503, "{body}");
+}

@@ -8,7 +8,6 @@ use tokio::task::JoinSet;
 
 use crate::backend::oneshot;
 use crate::resp::{Frame, Limits};
-use crate::slot::SLOT_COUNT;
 use crate::tls::BackendTls;
 use crate::topology::SlotTable;
 
@@ -119,6 +118,14 @@ pub async fn probe<R>(
     out
 }
 
+/// What the table's routing units are called in readiness messages.
+fn units(table: &SlotTable) -> &'static str {
+    match table.placement() {
+        crate::placement::Placement::Slots => "slots",
+        crate::placement::Placement::Ketama(_) => "ketama servers",
+    }
+}
+
 /// Ready when not draining, all slots have a master, and every master answers a PING now.
 pub async fn readiness(state: &AdminState) -> Readiness {
     let not = |reason: String| Readiness {
@@ -129,12 +136,13 @@ pub async fn readiness(state: &AdminState) -> Readiness {
         return not("not ready: draining (shutting down)".into());
     }
     let table: Arc<SlotTable> = Arc::clone(&state.topology.table());
-    let covered = table.covered_slots();
-    if covered < SLOT_COUNT {
+    if let Some(first) = table.first_uncovered() {
         return not(format!(
-            "not ready: slot table version {} covers {covered} of {SLOT_COUNT} slots (first uncovered: {})",
+            "not ready: slot table version {} covers {} of {} {} (first uncovered: {first})",
             table.version(),
-            table.first_uncovered().map_or(String::from("-"), |s| s.to_string()),
+            table.covered_slots(),
+            table.unit_count(),
+            units(&table),
         ));
     }
     let masters: Vec<_> = all_nodes(&table)
@@ -157,7 +165,9 @@ pub async fn readiness(state: &AdminState) -> Readiness {
     Readiness {
         ready: true,
         reason: format!(
-            "ready: {SLOT_COUNT} slots covered by {} masters, table version {}",
+            "ready: {} {} covered by {} masters, table version {}",
+            table.unit_count(),
+            units(&table),
             masters.len(),
             table.version()
         ),

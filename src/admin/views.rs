@@ -110,7 +110,7 @@ pub fn topology(state: &AdminState) -> Value {
     json!({
         "version": table.version(),
         "covered_slots": table.covered_slots(),
-        "complete": table.covered_slots() == SLOT_COUNT,
+        "complete": table.is_complete(),
         "slots": slots,
         "nodes": nodes,
     })

@@ -53,6 +53,14 @@ impl Placement {
         }
     }
 
+    /// How many routing units there are: 16384 slots, or one per ketama server.
+    pub fn unit_count(&self) -> usize {
+        match self {
+            Placement::Slots => crate::slot::SLOT_COUNT,
+            Placement::Ketama(k) => k.servers(),
+        }
+    }
+
     /// A short description for log lines.
     pub fn describe(&self) -> String {
         match self {

@@ -71,18 +71,31 @@ impl TlsContext {
     /// A side that had no TLS at start keeps none (and one that had keeps it): listeners and
     /// backend connection modes are start-only. On error nothing changes.
     pub fn reload(&self, next: &Config) -> Result<(), ConfigErrors> {
+        let loaded = TlsContext::prepare(next)?;
+        self.install(loaded);
+        Ok(())
+    }
+
+    /// Read and check the files `next` names without using them yet (see
+    /// [`TlsContext::install`]), so a reload can still be rejected for other reasons.
+    pub fn prepare(next: &Config) -> Result<LoadedTls, ConfigErrors> {
         let (listener, backend) = load(next)?;
+        Ok(LoadedTls { listener, backend })
+    }
+
+    /// Use what [`TlsContext::prepare`] read for new connections, side by side as
+    /// [`TlsContext::reload`] describes.
+    pub fn install(&self, loaded: LoadedTls) {
         if self.listener.load().is_some() {
-            if let Some(acceptor) = listener {
+            if let Some(acceptor) = loaded.listener {
                 self.listener.store(Some(Arc::new(acceptor)));
             }
         }
         if self.backend.load().is_some() {
-            if let Some(connector) = backend {
+            if let Some(connector) = loaded.backend {
                 self.backend.store(Some(Arc::new(connector)));
             }
         }
-        Ok(())
     }
 
     /// The listener's acceptor as of now (`None`: no TLS listener).
@@ -94,6 +107,12 @@ impl TlsContext {
     pub fn backend(&self) -> Option<Arc<BackendTls>> {
         self.backend.load_full()
     }
+}
+
+/// Certificates and keys read for a reload, not yet in use.
+pub struct LoadedTls {
+    listener: Option<TlsAcceptor>,
+    backend: Option<BackendTls>,
 }
 
 /// Build both sides from `config`, collecting every problem.

@@ -249,9 +249,19 @@ impl SlotTable {
         self.slots.iter().filter(|&&i| i != UNASSIGNED).count()
     }
 
-    /// The first slot no shard serves, if any.
+    /// How many routing units the placement has (16384 slots, or one per ketama server).
+    pub fn unit_count(&self) -> usize {
+        self.placement.unit_count()
+    }
+
+    /// True when every routing unit has a shard.
+    pub fn is_complete(&self) -> bool {
+        self.first_uncovered().is_none()
+    }
+
+    /// The first slot (routing unit) no shard serves, if any.
     pub fn first_uncovered(&self) -> Option<u16> {
-        self.slots
+        self.slots[..self.unit_count().min(self.slots.len())]
             .iter()
             .position(|&i| i == UNASSIGNED)
             .map(|p| p as u16)
