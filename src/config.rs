@@ -149,6 +149,10 @@ pub struct CommandsConfig {
     /// Renamed commands: real name → the name clients must use (`""` disables it), like
     /// Redis' `rename-command`.
     pub rename: BTreeMap<String, String>,
+    /// Key-less node-administration commands (`"CONFIG SET"`, `"CONFIG"` for every
+    /// subcommand, `"DEBUG"`, `"BGSAVE"` …) to send to every master, replies merged (all
+    /// must agree). Refused with an error unless listed here.
+    pub allow_admin: Vec<String>,
 }
 
 impl Default for CommandsConfig {
@@ -158,11 +162,29 @@ impl Default for CommandsConfig {
             keyless_scripts: "random".into(),
             deny: Vec::new(),
             rename: BTreeMap::new(),
+            allow_admin: Vec::new(),
         }
     }
 }
 
+/// Commands no fan-out can serve: they turn the connection into a stream or a replication
+/// link. `commands.allow_admin` cannot name them.
+pub const NEVER_ADMIN_FAN_OUT: &[&str] = &["monitor", "sync", "psync", "replconf"];
+
 impl CommandsConfig {
+    /// `allow_admin` as command-table names: lower case, subcommands as `config|set`.
+    pub fn allowed_admin_names(&self) -> Vec<String> {
+        self.allow_admin
+            .iter()
+            .map(|name| {
+                name.split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join("|")
+                    .to_ascii_lowercase()
+            })
+            .collect()
+    }
+
     /// The node key-less scripts are pinned to, if one is configured.
     pub fn keyless_scripts_node(&self) -> Option<&str> {
         (self.keyless_scripts != "random").then_some(self.keyless_scripts.as_str())
@@ -876,6 +898,25 @@ impl Config {
                     path: format!("commands.deny[{i}]"),
                     message: format!("unknown command {name:?}"),
                 });
+            }
+        }
+        for (i, name) in self.commands.allowed_admin_names().iter().enumerate() {
+            let path = format!("commands.allow_admin[{i}]");
+            let parent = name.split('|').next().unwrap_or_default();
+            match crate::command::lookup_full_name(name.as_bytes()) {
+                None => errors.push(ConfigError {
+                    path,
+                    message: format!("unknown command {:?}", self.commands.allow_admin[i]),
+                }),
+                Some(_) if NEVER_ADMIN_FAN_OUT.contains(&parent) => errors.push(ConfigError {
+                    path,
+                    message: format!("{name:?} cannot be sent to every master"),
+                }),
+                Some(spec) if !spec.key_specs.is_empty() => errors.push(ConfigError {
+                    path,
+                    message: format!("{name:?} has keys: it is routed by them, not allowed here"),
+                }),
+                Some(_) => {}
             }
         }
         for (from, to) in &self.commands.rename {

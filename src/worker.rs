@@ -86,6 +86,8 @@ pub struct Worker {
     pub scripts: Arc<ScriptCache>,
     /// FLUSHALL / FLUSHDB are served.
     pub allow_flush: bool,
+    /// Key-less admin commands sent to every master (`commands.allow_admin`, table names).
+    pub allow_admin: Vec<String>,
     /// The node key-less scripts run on (`None`: a random master).
     pub keyless_scripts: Option<Arc<str>>,
     /// Who clients may authenticate as.
@@ -198,6 +200,7 @@ pub fn run(
         connect_timeout: Duration::from_millis(config.backend.connect_timeout_ms),
         scripts,
         allow_flush: config.commands.allow_flush,
+        allow_admin: config.commands.allowed_admin_names(),
         keyless_scripts: config.commands.keyless_scripts_node().map(Arc::from),
         users: crate::auth::Users::from_config(&config.auth),
         command_policy: crate::policy::CommandPolicy::from_config(&config.commands),

@@ -18,6 +18,7 @@ pub mod table;
 
 pub use flags::{Flags, KeySpecFlags};
 pub use keys::KeyError;
+pub(crate) use lookup::lookup_full_name;
 pub use lookup::{by_id, id_of, lookup};
 pub use stat_index::{stat_index, stat_name};
 

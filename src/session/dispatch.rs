@@ -53,6 +53,9 @@ pub(super) enum Route {
     Refused(Bytes),
 }
 
+/// Redis' answer to a command before authentication.
+const NOAUTH: &str = "NOAUTH Authentication required.";
+
 impl Session {
     /// Serve one request: its reply takes the next place in the session's reply queue.
     pub(super) fn dispatch(&mut self, request: Request, now: Instant) {
@@ -61,8 +64,12 @@ impl Session {
             Some(policy) => match policy.check(request) {
                 Ok(request) => request,
                 Err(text) => {
-                    // Denied or renamed away: counted as Redis would see it, unknown.
+                    // Denied or renamed away: counted as Redis would see it, unknown. Before
+                    // AUTH the client learns nothing of the policy: NOAUTH, as for the rest.
                     self.count(None);
+                    if !self.authenticated {
+                        return self.queue.push_ready(error(NOAUTH));
+                    }
                     return self.queue.push_ready(error(&text));
                 }
             },
@@ -70,10 +77,21 @@ impl Session {
         let spec = command::lookup(request.args());
         self.last_spec = spec;
         self.count(spec);
-        let route = {
+        let mut route = {
             let table = self.worker.table();
             route_spec(request.args(), spec, table.placement())
         };
+        if let (Route::Refused(_), Some(spec), false) =
+            (&route, spec, self.worker.allow_admin.is_empty())
+        {
+            if admin_allowed(&self.worker.allow_admin, spec) {
+                // Explicitly allowed: every master runs it; they must all answer alike.
+                route = Route::FanOut {
+                    rule: MergeRule::Same,
+                    readonly: false,
+                };
+            }
+        }
         if !self.authenticated || self.user.is_some() {
             if let Some(refusal) = self.refusal(&route, request.args()) {
                 // Inside MULTI a refused command aborts the transaction, as in Redis.
@@ -267,7 +285,7 @@ impl Session {
             return None;
         }
         if !self.authenticated {
-            return Some(error("NOAUTH Authentication required."));
+            return Some(error(NOAUTH));
         }
         let user = self.user.as_ref()?;
         let spec = command::lookup(args)?;
@@ -287,7 +305,6 @@ impl Session {
         None
     }
 
-    /// Every master that serves slots, in address order, and one slot each serves.
     /// Remember `slot` as where the client's last write went (for WAIT).
     pub(super) fn wrote_to(&mut self, slot: Slot) {
         self.last_write = Some(slot);
@@ -303,6 +320,7 @@ impl Session {
         self.last_write_also.extend(slots);
     }
 
+    /// Every master that serves slots, in address order, and one slot each serves.
     fn serving_masters(&self) -> (Vec<Arc<str>>, Vec<Slot>) {
         self.worker
             .topology
@@ -346,6 +364,18 @@ impl Session {
         };
         self.worker.route(out, now);
     }
+}
+
+/// Whether `spec` is named by `commands.allow_admin` (`allowed`: table names; a command
+/// name allows each of its subcommands).
+fn admin_allowed(allowed: &[String], spec: &CommandSpec) -> bool {
+    allowed.iter().any(|a| {
+        spec.name == a
+            || spec
+                .name
+                .strip_prefix(a.as_str())
+                .is_some_and(|rest| rest.starts_with('|'))
+    })
 }
 
 /// [`route_spec`] with the command looked up here (tests).
@@ -418,6 +448,13 @@ fn route_spec(args: &[Bytes], spec: Option<&'static CommandSpec>, placement: &Pl
                 rule,
                 readonly: spec.is_readonly(),
             };
+        }
+        if spec.flags.contains(Flags::ADMIN) {
+            return Route::Refused(error(&format!(
+                "ERR slotgate: '{}' administers one node and is refused by default; list it in \
+                 commands.allow_admin to send it to every master",
+                spec.name.replace('|', " ").to_uppercase()
+            )));
         }
         return Route::Refused(error(&format!(
             "ERR slotgate: '{}' has no key to route by; key-less commands are not served by this proxy",
@@ -578,6 +615,12 @@ pub fn service(spec: &CommandSpec) -> (&'static str, String) {
         Some(rule) => (
             "fan-out",
             format!("every master, replies merged ({})", rule_text(rule)),
+        ),
+        None if spec.flags.contains(Flags::ADMIN) => (
+            "refused",
+            "administers one node: refused unless listed in `commands.allow_admin`, which \
+             sends it to every master (all must answer alike)"
+                .into(),
         ),
         None => ("refused", "key-less: no key to route by".into()),
     }
@@ -788,6 +831,14 @@ mod tests {
     #[test]
     fn keyless_commands_are_refused_and_pinned_ones_pinned() {
         assert!(refused(&["LASTSAVE"]).contains("'LASTSAVE' has no key"));
+        assert!(refused(&["CONFIG", "SET", "a", "b"])
+            .contains("'CONFIG SET' administers one node and is refused by default"));
+        let spec = |words: &[&str]| command::lookup(&args(words)).unwrap();
+        let allowed = ["config|set".to_string(), "debug".to_string()];
+        assert!(admin_allowed(&allowed, spec(&["CONFIG", "SET", "a", "b"])));
+        assert!(!admin_allowed(&allowed, spec(&["CONFIG", "GET", "a"])));
+        assert!(admin_allowed(&allowed, spec(&["DEBUG", "SLEEP", "0"])));
+        assert!(!admin_allowed(&allowed, spec(&["DBSIZE"])));
         assert!(matches!(
             route(&args(&["KEYS", "*"])),
             Route::FanOut {
