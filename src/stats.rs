@@ -356,8 +356,27 @@ impl ReplyClock {
 pub struct ProxyStats {
     started: Instant,
     workers: Box<[WorkerStats]>,
+    /// Requests written to each backend node, one counter per (node, worker); registered when
+    /// a worker opens its first connection to the node.
+    nodes: std::sync::Mutex<Vec<(std::sync::Arc<str>, usize, std::sync::Arc<NodeTraffic>)>>,
     /// The address clients connect to.
     pub listen: std::net::SocketAddr,
+}
+
+/// Requests one worker wrote to one backend node (pipelined connections). Aligned so two
+/// workers' counters never share a cache line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct NodeTraffic {
+    requests: AtomicU64,
+}
+
+impl NodeTraffic {
+    /// Count `n` requests written.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.requests.fetch_add(n, Relaxed);
+    }
 }
 
 impl ProxyStats {
@@ -366,8 +385,31 @@ impl ProxyStats {
         ProxyStats {
             started: Instant::now(),
             workers: (0..workers).map(|_| WorkerStats::default()).collect(),
+            nodes: std::sync::Mutex::new(Vec::new()),
             listen,
         }
+    }
+
+    /// Worker `worker`'s request counter for node `addr` (created on first use; takes a lock,
+    /// so callers keep the handle: once per backend connection, not per request).
+    pub fn node_traffic(&self, worker: usize, addr: &str) -> std::sync::Arc<NodeTraffic> {
+        let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, _, t)) = nodes.iter().find(|(a, w, _)| *w == worker && &**a == addr) {
+            return std::sync::Arc::clone(t);
+        }
+        let traffic = std::sync::Arc::new(NodeTraffic::default());
+        nodes.push((addr.into(), worker, std::sync::Arc::clone(&traffic)));
+        traffic
+    }
+
+    /// Requests written to each backend node since start (every worker), by address.
+    pub fn node_requests(&self) -> std::collections::BTreeMap<String, u64> {
+        let nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = std::collections::BTreeMap::new();
+        for (addr, _, traffic) in nodes.iter() {
+            *out.entry(addr.to_string()).or_insert(0) += traffic.requests.load(Relaxed);
+        }
+        out
     }
 
     /// Worker `index`'s counters. Panics on an index the proxy never created (a bug).

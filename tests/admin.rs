@@ -115,7 +115,15 @@ async fn endpoints_report_the_live_proxy() {
             .unwrap_or_else(|| panic!("{addr} missing from {topo}"));
         assert_eq!(node["role"], "master");
         assert_eq!(node["healthy"], true, "{node}");
+        // admin:0..199 spread over every master.
+        assert!(node["requests_total"].as_u64().unwrap() > 0, "{node}");
+        assert!(node["qps"].is_number(), "{node}");
     }
+    let written: u64 = nodes
+        .iter()
+        .map(|n| n["requests_total"].as_u64().unwrap())
+        .sum();
+    assert!(written >= 201, "requests written to the nodes: {written}");
     assert!(nodes
         .iter()
         .filter(|n| n["role"] == "replica")

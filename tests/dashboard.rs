@@ -121,11 +121,19 @@ async fn dashboard_renders_the_live_topology_and_traffic() {
     for port in setup.cluster.master_ports() {
         let addr = format!("127.0.0.1:{port}");
         // The node table lists the master, healthy, and the slot map has its colour.
-        let row = format!("<tr data-address=\"{addr}\" data-role=\"master\">");
+        let row = format!("<tr data-address=\"{addr}\" data-role=\"master\"");
         let at = dom
             .find(&row)
             .unwrap_or_else(|| panic!("no row for {addr}:\n{dom}"));
         let row_html = &dom[at..at + dom[at..].find("</tr>").unwrap()];
+        // Its request rate: the load's keys spread over every master.
+        let qps: f64 = row_html
+            .split("data-qps=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no data-qps on {addr}'s row: {row_html}"));
+        assert!(qps > 0.0, "{addr} shows no requests/s: {row_html}");
         assert!(row_html.contains(&format!(">{addr}<")), "{row_html}");
         assert!(
             row_html.contains("class=\"up\""),

@@ -1,7 +1,7 @@
 //! The JSON documents of `/topology`, `/stats`, `/config`, `/slowlog` and `/hotkeys`, and the
 //! per-second history the dashboard charts.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use serde_json::{json, Value};
@@ -66,6 +66,8 @@ fn slot_ranges(table: &SlotTable) -> Vec<(u16, u16, usize)> {
 pub fn topology(state: &AdminState) -> Value {
     let table = state.topology.table();
     let health = lock(&state.health);
+    let requests = state.stats.node_requests();
+    let history = lock(&state.history);
     let shards = table.shards();
     let ranges = slot_ranges(&table);
     let mut counts = vec![0usize; shards.len()];
@@ -104,6 +106,8 @@ pub fn topology(state: &AdminState) -> Value {
                 "error": h.and_then(|h| h.error.clone()),
                 "rtt_us": h.map(|h| h.rtt_us),
                 "probed_at_ms": h.map(|h| h.probed_at_ms),
+                "requests_total": requests.get(&addr).copied().unwrap_or(0),
+                "qps": history.node_rate(&addr),
             })
         })
         .collect();
@@ -136,6 +140,10 @@ pub struct History {
     last_at: Instant,
     last_commands: u64,
     last_latency: LatencySnapshot,
+    /// Requests written to each backend node as of the last sample.
+    last_nodes: BTreeMap<String, u64>,
+    /// Requests per second to each backend node over the last sample's second.
+    node_rates: BTreeMap<String, f64>,
 }
 
 impl History {
@@ -146,6 +154,8 @@ impl History {
             last_at: Instant::now(),
             last_commands: stats.commands_total(),
             last_latency: stats.latency(),
+            last_nodes: stats.node_requests(),
+            node_rates: BTreeMap::new(),
         }
     }
 
@@ -169,9 +179,23 @@ impl History {
             self.samples.pop_front();
         }
         self.samples.push_back(sample);
+        let nodes = stats.node_requests();
+        self.node_rates = nodes
+            .iter()
+            .map(|(addr, &total)| {
+                let before = self.last_nodes.get(addr).copied().unwrap_or(0);
+                (addr.clone(), total.saturating_sub(before) as f64 / secs)
+            })
+            .collect();
         self.last_at = now;
         self.last_commands = commands;
         self.last_latency = latency;
+        self.last_nodes = nodes;
+    }
+
+    /// Requests per second written to `addr` over the last sampled second (0 if none).
+    pub fn node_rate(&self, addr: &str) -> f64 {
+        self.node_rates.get(addr).copied().unwrap_or(0.0)
     }
 }
 
@@ -205,6 +229,7 @@ pub fn stats(state: &AdminState) -> Value {
         "topology_refreshes": state.topology.refreshes(),
         "draining": state.is_draining(),
         "qps": last.map_or(0.0, |x| x.qps),
+        "node_qps": history.node_rates,
         "p99_ms": last.and_then(|x| x.p99_ms),
         "p99_ms_all_time": all.quantile(0.99).map(|s| s * 1e3),
         "history": samples,

@@ -98,13 +98,16 @@ struct NodeCounters {
     requests: metrics::Counter,
     /// `slotgate_backend_errors_total{node}`: error replies the node sent to them.
     errors: metrics::Counter,
+    /// The same requests in the proxy's own counters (admin `/topology`, the dashboard).
+    traffic: Arc<crate::stats::NodeTraffic>,
 }
 
 impl NodeCounters {
-    fn new(addr: &str) -> Self {
+    fn new(addr: &str, settings: &ConnSettings) -> Self {
         NodeCounters {
             requests: metrics::counter!("slotgate_backend_requests_total", "node" => addr.to_string()),
             errors: metrics::counter!("slotgate_backend_errors_total", "node" => addr.to_string()),
+            traffic: settings.stats.node_traffic(settings.worker, addr),
         }
     }
 }
@@ -251,7 +254,7 @@ impl BackendConn {
         settings: Rc<ConnSettings>,
         hooks: Rc<dyn Hooks>,
     ) -> Self {
-        let node = NodeCounters::new(&addr);
+        let node = NodeCounters::new(&addr, &settings);
         BackendConn {
             inner: Rc::new(Inner {
                 node,
@@ -507,6 +510,7 @@ async fn write_loop(inner: Rc<Inner>, generation: u64, mut socket: WriteHalf) {
         // Once per batch: the bytes written and the client requests among them.
         inner.settings.stats().backend_wrote(buf.len());
         inner.node.requests.increment(requests);
+        inner.node.traffic.add(requests);
         buf.clear();
         if buf.capacity() > KEEP_WRITE_BUFFER {
             // One burst (a client's deep pipeline of large values) must not pin its size.
