@@ -358,10 +358,13 @@ pub struct ProxyStats {
     workers: Box<[WorkerStats]>,
     /// Requests written to each backend node, one counter per (node, worker); registered when
     /// a worker opens its first connection to the node.
-    nodes: std::sync::Mutex<Vec<(std::sync::Arc<str>, usize, std::sync::Arc<NodeTraffic>)>>,
+    nodes: std::sync::Mutex<Vec<NodeEntry>>,
     /// The address clients connect to.
     pub listen: std::net::SocketAddr,
 }
+
+/// One (node address, worker index) pair's request counter.
+type NodeEntry = (std::sync::Arc<str>, usize, std::sync::Arc<NodeTraffic>);
 
 /// Requests one worker wrote to one backend node (pipelined connections). Aligned so two
 /// workers' counters never share a cache line.
