@@ -185,7 +185,7 @@ impl Worker {
     /// Follow a redirect or schedule a retry for a request the cluster bounced.
     fn follow(&self, mut out: Outbound, redirect: Redirect, reply: Bytes) {
         let now = Instant::now();
-        metrics::counter!("slotgate_redirects_total", "kind" => redirect.kind()).increment(1);
+        self.redirects.count(&redirect);
         match redirect {
             Redirect::NoScript if out.redirects >= self.policy.max_redirects => {
                 self.fail(out, reply);

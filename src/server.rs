@@ -113,6 +113,11 @@ impl Proxy {
             .as_ref()
             .map(std::net::TcpListener::local_addr)
             .transpose()?;
+        if admin_listener.is_some() {
+            // Before the workers exist: the counter handles they register at start must
+            // reach the Prometheus recorder, not the no-op one.
+            admin::install_metrics();
+        }
         let workers = config.effective_workers();
         let stats = Arc::new(ProxyStats::new(workers, local_addr));
         let scripts = Arc::new(ScriptCache::new());

@@ -86,6 +86,8 @@ pub struct Worker {
     pub scripts: Arc<ScriptCache>,
     /// FLUSHALL / FLUSHDB are served.
     pub allow_flush: bool,
+    /// `slotgate_redirects_total` by kind, for every path that follows redirects.
+    pub redirects: crate::backend::redirect::RedirectCounters,
     /// Key-less admin commands sent to every master (`commands.allow_admin`, table names).
     pub allow_admin: Vec<String>,
     /// The node key-less scripts run on (`None`: a random master).
@@ -200,6 +202,7 @@ pub fn run(
         connect_timeout: Duration::from_millis(config.backend.connect_timeout_ms),
         scripts,
         allow_flush: config.commands.allow_flush,
+        redirects: crate::backend::redirect::RedirectCounters::register(),
         allow_admin: config.commands.allowed_admin_names(),
         keyless_scripts: config.commands.keyless_scripts_node().map(Arc::from),
         users: crate::auth::Users::from_config(&config.auth),

@@ -243,7 +243,16 @@ async fn optimistic_increments_from_many_clients_add_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_hit_by_moved_runs_again_on_the_new_master() {
-    let setup = common::start();
+    let setup = common::start_with(Default::default(), common::with_admin);
+    let admin = setup.proxy.admin_addr().unwrap();
+    // `/metrics` counts redirects met on dedicated connections (EXEC) too.
+    let moved_metric = || {
+        let (_, body) = common::http_get(admin, "/metrics");
+        body.lines()
+            .find_map(|l| l.strip_prefix("slotgate_redirects_total{kind=\"moved\"} "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     let c = &mut setup.client().await;
     // Warm the proxy's table, then move the (empty) slot of {mv} behind its back.
     let _: () = q(c, &["SET", "warm", "1"]).await.unwrap();
@@ -271,6 +280,7 @@ async fn a_transaction_hit_by_moved_runs_again_on_the_new_master() {
     let moved_before = common::load::info_field(setup.addr(), "redirects_moved")
         .await
         .unwrap_or(0);
+    let metric_before = moved_metric();
 
     let (ok, n): (String, i64) = redis::pipe()
         .atomic()
@@ -294,5 +304,15 @@ async fn a_transaction_hit_by_moved_runs_again_on_the_new_master() {
     assert!(
         moved_after > moved_before,
         "the transaction never met MOVED"
+    );
+    assert!(
+        moved_metric() > metric_before,
+        "the MOVED met by EXEC is missing from /metrics: {}",
+        common::http_get(admin, "/metrics")
+            .1
+            .lines()
+            .filter(|l| l.contains("redirect"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }

@@ -114,9 +114,10 @@ pub fn render(state: &AdminState) -> String {
     metrics::gauge!("slotgate_client_connections").set(s.clients() as f64);
     metrics::counter!("slotgate_client_connections_total").absolute(s.connections_total());
     metrics::counter!("slotgate_commands_total").absolute(s.commands_total());
-    // Counted per redirect by the router's macro, exactly by kind (publishing the workers'
-    // sums here would fold LOADING/CLUSTERDOWN/MASTERDOWN into `tryagain` a second time);
-    // touched here only so the common kinds have a sample before the first redirect.
+    // Counted per redirect, exactly by kind, on the pipelined and the dedicated paths alike
+    // (`RedirectCounters`; publishing the workers' sums here would fold LOADING/CLUSTERDOWN/
+    // MASTERDOWN into `tryagain` a second time); touched here so the common kinds always
+    // have a sample.
     for kind in ["moved", "ask", "tryagain"] {
         metrics::counter!("slotgate_redirects_total", "kind" => kind).increment(0);
     }

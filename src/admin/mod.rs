@@ -93,6 +93,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Install the Prometheus recorder behind `/metrics` (once per process; later calls do
+/// nothing). Call before anything registers `metrics` handles it should count into.
+pub fn install_metrics() {
+    metrics::install();
+}
+
 /// Bind the admin listener (synchronously, so a bad address fails start-up).
 pub fn bind(addr: &str) -> std::io::Result<std::net::TcpListener> {
     let resolved = crate::config::resolve(addr)?;

@@ -81,15 +81,56 @@ impl Redirect {
 
     /// A stable short label, for metrics.
     pub fn kind(&self) -> &'static str {
+        REDIRECT_KINDS[self.kind_index()]
+    }
+
+    /// Index of [`Redirect::kind`] in [`REDIRECT_KINDS`].
+    fn kind_index(&self) -> usize {
         match self {
-            Redirect::Moved { .. } => "moved",
-            Redirect::Ask { .. } => "ask",
-            Redirect::TryAgain => "tryagain",
-            Redirect::ClusterDown => "clusterdown",
-            Redirect::Loading => "loading",
-            Redirect::MasterDown => "masterdown",
-            Redirect::NoScript => "noscript",
+            Redirect::Moved { .. } => 0,
+            Redirect::Ask { .. } => 1,
+            Redirect::TryAgain => 2,
+            Redirect::ClusterDown => 3,
+            Redirect::Loading => 4,
+            Redirect::MasterDown => 5,
+            Redirect::NoScript => 6,
         }
+    }
+}
+
+/// Every `kind` label of `slotgate_redirects_total`.
+pub const REDIRECT_KINDS: [&str; 7] = [
+    "moved",
+    "ask",
+    "tryagain",
+    "clusterdown",
+    "loading",
+    "masterdown",
+    "noscript",
+];
+
+/// `slotgate_redirects_total{kind}` handles, registered once per worker so counting a
+/// redirect is one relaxed add, not a registry lookup.
+pub struct RedirectCounters([metrics::Counter; REDIRECT_KINDS.len()]);
+
+impl RedirectCounters {
+    /// Register (or find) the counters with the installed `metrics` recorder.
+    pub fn register() -> RedirectCounters {
+        RedirectCounters(
+            REDIRECT_KINDS
+                .map(|kind| metrics::counter!("slotgate_redirects_total", "kind" => kind)),
+        )
+    }
+
+    /// Count one `redirect` absorbed (pipelined or dedicated connection alike).
+    pub fn count(&self, redirect: &Redirect) {
+        self.0[redirect.kind_index()].increment(1);
+    }
+}
+
+impl std::fmt::Debug for RedirectCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RedirectCounters")
     }
 }
 

@@ -454,6 +454,7 @@ pub(super) async fn on_master(
         };
         // The node executed nothing (a transaction was aborted): the connection is clean.
         worker.idle.borrow_mut().put(conn);
+        worker.redirects.count(&redirect);
         match redirect {
             Redirect::Moved { slot, addr } | Redirect::Ask { slot, addr }
                 if redirects >= worker.policy.max_redirects =>
