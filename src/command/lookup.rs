@@ -106,15 +106,23 @@ fn append_lower(buf: &mut [u8; MAX_NAME], at: usize, src: &[u8], h: u32) -> Opti
 /// answer "unknown subcommand" or an arity error the way Redis does). Case-insensitive, no heap
 /// allocation.
 pub fn lookup<A: AsRef<[u8]>>(args: &[A]) -> Option<&'static CommandSpec> {
+    lookup_counted(args).map(|(spec, _)| spec)
+}
+
+/// [`lookup`], plus the per-command counter index ([`super::stat_index`]) of the top-level
+/// command it belongs to — known here for free, where finding a subcommand's container
+/// afterwards would take a search.
+pub fn lookup_counted<A: AsRef<[u8]>>(args: &[A]) -> Option<(&'static CommandSpec, usize)> {
     let index = index();
     let mut buf = [0u8; MAX_NAME];
     let (end, h) = append_lower(&mut buf, 0, args.first()?.as_ref(), FNV_OFFSET)?;
     let cmd = index.get(buf.get(..end)?, h)?;
+    let counted = super::stat_index(Some(cmd));
     if cmd.subcommands.is_empty() {
-        return Some(cmd);
+        return Some((cmd, counted));
     }
     let Some(sub) = args.get(1) else {
-        return Some(cmd);
+        return Some((cmd, counted));
     };
     let sub_spec = (|| {
         let slot = buf.get_mut(end)?;
@@ -123,7 +131,7 @@ pub fn lookup<A: AsRef<[u8]>>(args: &[A]) -> Option<&'static CommandSpec> {
         let (full_end, h) = append_lower(&mut buf, end + 1, sub.as_ref(), h)?;
         index.get(buf.get(..full_end)?, h)
     })();
-    Some(sub_spec.unwrap_or(cmd))
+    Some((sub_spec.unwrap_or(cmd), counted))
 }
 
 /// A small number naming `spec` (0 for a spec outside the table), so "the last command" can

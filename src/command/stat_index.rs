@@ -16,8 +16,8 @@ pub const COUNT: usize = table::COMMAND_COUNT + 1;
 /// The counter index of `spec` (a lookup result), or [`OTHER`] for `None`.
 ///
 /// A top-level spec is found by its address inside the static table (a subtraction and a
-/// division); a subcommand by a binary search for its container's name, which only container
-/// commands (CLIENT, CONFIG …) pay.
+/// division); a subcommand by a binary search for its container's name. The request path
+/// does not pay that: [`lookup_counted`](super::lookup_counted) knows the container.
 #[inline]
 pub fn stat_index(spec: Option<&CommandSpec>) -> usize {
     let Some(spec) = spec else {
@@ -58,6 +58,14 @@ mod tests {
         assert_eq!(stat_name(stat_index(get)), "get");
         let list = lookup(&["client", "LIST"]);
         assert_eq!(stat_name(stat_index(list)), "client");
+        for words in [
+            &["client", "LIST"][..],
+            &["GET", "k"],
+            &["config", "nosuch"],
+        ] {
+            let (spec, index) = crate::command::lookup_counted(words).unwrap();
+            assert_eq!(index, stat_index(Some(spec)), "{words:?}");
+        }
         assert_eq!(stat_index(lookup(&["nosuchcommand"])), OTHER);
         assert_eq!(stat_name(OTHER), "other");
         assert_eq!(COUNT, OTHER + 1);

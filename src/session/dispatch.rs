@@ -66,7 +66,7 @@ impl Session {
                 Err(text) => {
                     // Denied or renamed away: counted as Redis would see it, unknown. Before
                     // AUTH the client learns nothing of the policy: NOAUTH, as for the rest.
-                    self.count(None);
+                    self.count(command::stat_index(None));
                     if !self.authenticated {
                         return self.queue.push_ready(error(NOAUTH));
                     }
@@ -74,9 +74,10 @@ impl Session {
                 }
             },
         };
-        let spec = command::lookup(request.args());
+        let counted = command::lookup_counted(request.args());
+        let spec = counted.map(|(spec, _)| spec);
         self.last_spec = spec;
-        self.count(spec);
+        self.count(counted.map_or(command::stat_index(None), |(_, index)| index));
         let mut route = {
             let table = self.worker.table();
             route_spec(request.args(), spec, table.placement())
@@ -265,11 +266,10 @@ impl Session {
         }
     }
 
-    /// Count a request for `spec` (unknown: `None`) and tag its reply's place with the same
-    /// command index, so an error reply is counted against it: an index and a relaxed add.
+    /// Count a request under command counter `index` ([`command::stat_index`]) and tag its
+    /// reply's place with it, so an error reply is counted against it: a relaxed add.
     #[inline]
-    fn count(&self, spec: Option<&CommandSpec>) {
-        let index = command::stat_index(spec);
+    fn count(&self, index: usize) {
         self.worker.stats().commands_by().request(index);
         self.queue.set_command(index);
     }
