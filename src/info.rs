@@ -82,6 +82,17 @@ fn section(name: &str, worker: &Worker, out: &mut String) {
                 &proxy.connections_total(),
             );
             kv(out, "total_commands_processed", &proxy.commands_total());
+            kv(
+                out,
+                "instantaneous_ops_per_sec",
+                &(proxy.instantaneous_ops().round() as u64),
+            );
+            let [client_in, client_out, backend_in, backend_out] = proxy.bytes();
+            kv(out, "total_net_input_bytes", &client_in);
+            kv(out, "total_net_output_bytes", &client_out);
+            kv(out, "rejected_connections", &proxy.rejected_total());
+            kv(out, "backend_net_input_bytes", &backend_in);
+            kv(out, "backend_net_output_bytes", &backend_out);
             for (key, value) in proxy.redirect_counters() {
                 kv(out, key, &value);
             }

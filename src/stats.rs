@@ -27,6 +27,8 @@ pub struct WorkerStats {
     retried: AtomicU64,
     failed: AtomicU64,
     auth_failures: AtomicU64,
+    /// Clients refused by `proxy.max_clients`.
+    rejected: AtomicU64,
     /// Clients closed for a request over `proxy.max_request_bytes`.
     query_limit_closed: AtomicU64,
     /// Subscribers closed for output over their limit.
@@ -165,6 +167,11 @@ impl WorkerStats {
     /// A client gave wrong credentials.
     pub fn auth_failed(&self) {
         self.auth_failures.fetch_add(1, Relaxed);
+    }
+
+    /// A client was refused: `proxy.max_clients` reached.
+    pub fn rejected(&self) {
+        self.rejected.fetch_add(1, Relaxed);
     }
 
     /// A client was closed for a request over `proxy.max_request_bytes`.
@@ -359,8 +366,18 @@ pub struct ProxyStats {
     /// Requests written to each backend node, one counter per (node, worker); registered when
     /// a worker opens its first connection to the node.
     nodes: std::sync::Mutex<Vec<NodeEntry>>,
+    /// INFO's `instantaneous_ops_per_sec`: the last rate and the window it is measured from.
+    ops_window: std::sync::Mutex<OpsWindow>,
     /// The address clients connect to.
     pub listen: std::net::SocketAddr,
+}
+
+/// Commands counted at the start of the current rate window, and the last full window's rate.
+#[derive(Debug)]
+struct OpsWindow {
+    started: Instant,
+    commands: u64,
+    rate: f64,
 }
 
 /// One (node address, worker index) pair's request counter.
@@ -389,6 +406,11 @@ impl ProxyStats {
             started: Instant::now(),
             workers: (0..workers).map(|_| WorkerStats::default()).collect(),
             nodes: std::sync::Mutex::new(Vec::new()),
+            ops_window: std::sync::Mutex::new(OpsWindow {
+                started: Instant::now(),
+                commands: 0,
+                rate: 0.0,
+            }),
             listen,
         }
     }
@@ -403,6 +425,25 @@ impl ProxyStats {
         let traffic = std::sync::Arc::new(NodeTraffic::default());
         nodes.push((addr.into(), worker, std::sync::Arc::clone(&traffic)));
         traffic
+    }
+
+    /// Commands per second over the last window of at least one second that ended when this
+    /// was last asked (INFO's `instantaneous_ops_per_sec`; 0 until a second has passed).
+    pub fn instantaneous_ops(&self) -> f64 {
+        let mut window = self.ops_window.lock().unwrap_or_else(|e| e.into_inner());
+        let elapsed = window.started.elapsed();
+        if elapsed >= Duration::from_secs(1) {
+            let commands = self.commands_total();
+            window.rate = commands.saturating_sub(window.commands) as f64 / elapsed.as_secs_f64();
+            window.commands = commands;
+            window.started = Instant::now();
+        }
+        window.rate
+    }
+
+    /// Clients refused by `proxy.max_clients` since start.
+    pub fn rejected_total(&self) -> u64 {
+        self.sum(|w| &w.rejected)
     }
 
     /// Requests written to each backend node since start (every worker), by address.

@@ -333,6 +333,7 @@ async fn serve<S>(
 {
     let Some(_permit) = permit else {
         tracing::debug!(client = id, peer = ?peer, "refused: proxy.max_clients reached");
+        worker.stats().rejected();
         let refuse = async {
             stream.write_all(MAX_CLIENTS_REPLY).await?;
             stream.shutdown().await

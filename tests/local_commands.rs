@@ -82,6 +82,18 @@ async fn connection_and_introspection_commands() {
     ] {
         assert!(info.contains(field), "INFO lacks {field}:\n{info}");
     }
+    // Redis' traffic counters in INFO stats count this client's bytes both ways.
+    let stats = text(&q(c, &["INFO", "stats"]).await.unwrap());
+    let field = |name: &str| -> u64 {
+        let prefix = format!("{name}:");
+        let line = stats.lines().find(|l| l.starts_with(&prefix));
+        let line = line.unwrap_or_else(|| panic!("INFO stats lacks {name}:\n{stats}"));
+        line[prefix.len()..].trim().parse().unwrap()
+    };
+    assert!(field("total_net_input_bytes") > 0, "{stats}");
+    assert!(field("total_net_output_bytes") > 0, "{stats}");
+    assert_eq!(field("rejected_connections"), 0, "{stats}");
+    field("instantaneous_ops_per_sec");
     let only_proxy = text(&q(c, &["INFO", "proxy"]).await.unwrap());
     assert!(only_proxy.starts_with("# Proxy") && !only_proxy.contains("# Server"));
 }

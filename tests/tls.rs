@@ -729,6 +729,12 @@ async fn clients_beyond_max_clients_are_told_and_closed() {
     // Over TLS the refusal is sent over TLS.
     let refused = tls_ping(setup.proxy.tls_addr().unwrap(), &ca.file, None).await;
     assert_eq!(refused.unwrap(), "-ERR max number of clients reached\r\n");
+    // Both refusals are counted, as Redis' INFO stats counts them.
+    let info = call(&mut second, &["INFO", "stats"]).await.unwrap();
+    assert!(
+        info.contains("rejected_connections:2\r\n"),
+        "INFO stats after two refusals: {info}"
+    );
 
     // A client leaving frees its place.
     drop(first);
