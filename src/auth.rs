@@ -48,6 +48,9 @@ pub enum Denied {
     Command,
     /// A key is outside the user's prefixes.
     Key,
+    /// A script, for a user held to key prefixes: the keys a script touches are not known
+    /// before it runs, so the proxy cannot hold it to them.
+    Script,
 }
 
 impl Denied {
@@ -61,6 +64,10 @@ impl Denied {
                 "NOPERM this user has no permissions to access one of the keys used as arguments"
                     .into()
             }
+            Denied::Script => format!(
+                "NOPERM this user is limited to key prefixes, and the keys '{command}' touches \
+                 cannot be checked before it runs"
+            ),
         }
     }
 }
@@ -150,6 +157,11 @@ impl User {
             }
         }
         allowed
+    }
+
+    /// Is this user held to key prefixes?
+    pub fn has_key_prefixes(&self) -> bool {
+        !self.key_prefixes.is_empty()
     }
 
     /// May this user touch `key`?

@@ -62,6 +62,34 @@ async fn clients_must_authenticate() {
         ["+RESET\r\n", "-NOAUTH Authentication required.\r\n"]
     );
 
+    // Before login a request is held to Redis' limits for strangers (10 arguments, 16 KiB
+    // each), refused from its headers and the client closed; after AUTH they are lifted.
+    let mut stranger = Raw::connect(setup.addr());
+    stranger.send(b"*1\r\n$100000000\r\n");
+    assert_eq!(
+        stranger.read_line(),
+        "-ERR Protocol error: unauthenticated bulk length\r\n"
+    );
+    assert!(stranger.is_closed());
+    let mut stranger = Raw::connect(setup.addr());
+    stranger.send(b"*100\r\n");
+    assert_eq!(
+        stranger.read_line(),
+        "-ERR Protocol error: unauthenticated multibulk length\r\n"
+    );
+    assert!(stranger.is_closed());
+    let mut member = Raw::connect(setup.addr());
+    let big = "v".repeat(20_000);
+    let mut pipeline = b"*2\r\n$4\r\nAUTH\r\n$9\r\ntopsecret\r\n".to_vec();
+    pipeline.extend_from_slice(
+        format!("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$20000\r\n{big}\r\n").as_bytes(),
+    );
+    pipeline.extend_from_slice(b"STRLEN big\r\n");
+    member.send(&pipeline);
+    assert_eq!(member.read_line(), "+OK\r\n");
+    assert_eq!(member.read_line(), "+OK\r\n");
+    assert_eq!(member.read_line(), ":20000\r\n");
+
     // HELLO without AUTH is refused before login; with AUTH it logs in and switches protocol.
     let mut hello = Raw::connect(setup.addr());
     let line = lines(&mut hello, &["HELLO 3"]).remove(0);
@@ -126,6 +154,18 @@ async fn users_are_limited_to_their_commands_and_keys() {
         ("GET app:1", "$1\r\nv\r\n"),
         ("GET other:1", no_key),
         ("MGET app:1 other:2", no_key),
+        // A script could reach any key whatever keys it declares: refused for a user held to
+        // key prefixes.
+        (
+            "EVAL \"return redis.call('GET','other:1')\" 0",
+            "-NOPERM this user is limited to key prefixes, and the keys 'eval' touches cannot \
+             be checked before it runs\r\n",
+        ),
+        (
+            "EVALSHA 0123456789012345678901234567890123456789 1 app:1",
+            "-NOPERM this user is limited to key prefixes, and the keys 'evalsha' touches \
+             cannot be checked before it runs\r\n",
+        ),
         (
             "FLUSHALL",
             "-NOPERM this user has no permissions to run the 'flushall' command\r\n",
@@ -158,6 +198,18 @@ async fn users_are_limited_to_their_commands_and_keys() {
         ("EXISTS app:1", ":1\r\n"),
     ] {
         assert_eq!(reply(&mut reader, command), want, "{command}");
+    }
+
+    // The default user has no key prefixes: scripts run.
+    let mut admin = Raw::connect(setup.addr());
+    for (command, want) in [
+        ("AUTH topsecret", "+OK\r\n"),
+        (
+            "EVAL \"return redis.call('GET',KEYS[1])\" 1 app:1",
+            "$1\r\nv\r\n",
+        ),
+    ] {
+        assert_eq!(reply(&mut admin, command), want, "{command}");
     }
 }
 

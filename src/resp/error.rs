@@ -16,6 +16,12 @@ pub enum ParseError {
     /// A `$` length that is not an integer, negative (in a request), or above `max_bulk_len`.
     #[error("Protocol error: invalid bulk length")]
     InvalidBulkLength,
+    /// A client that has not logged in sent more arguments than Redis allows such clients.
+    #[error("Protocol error: unauthenticated multibulk length")]
+    UnauthenticatedMultibulkLength,
+    /// A client that has not logged in sent an argument larger than Redis allows such clients.
+    #[error("Protocol error: unauthenticated bulk length")]
+    UnauthenticatedBulkLength,
     /// A `*` count line longer than `max_inline_len` with no CRLF in sight.
     #[error("Protocol error: too big mbulk count string")]
     TooBigMultibulkCount,
@@ -87,6 +93,8 @@ impl ParseError {
         match self {
             ParseError::InvalidMultibulkLength => "invalid_multibulk_length",
             ParseError::InvalidBulkLength => "invalid_bulk_length",
+            ParseError::UnauthenticatedMultibulkLength => "unauthenticated_multibulk_length",
+            ParseError::UnauthenticatedBulkLength => "unauthenticated_bulk_length",
             ParseError::TooBigMultibulkCount => "too_big_mbulk_count",
             ParseError::TooBigBulkCount => "too_big_bulk_count",
             ParseError::TooBigInline => "too_big_inline",
@@ -154,6 +162,14 @@ mod tests {
                 b"-ERR Protocol error: invalid bulk length\r\n",
             ),
             (
+                ParseError::UnauthenticatedMultibulkLength,
+                b"-ERR Protocol error: unauthenticated multibulk length\r\n",
+            ),
+            (
+                ParseError::UnauthenticatedBulkLength,
+                b"-ERR Protocol error: unauthenticated bulk length\r\n",
+            ),
+            (
                 ParseError::TooBigMultibulkCount,
                 b"-ERR Protocol error: too big mbulk count string\r\n",
             ),
@@ -214,6 +230,8 @@ mod tests {
         let all = [
             ParseError::InvalidMultibulkLength,
             ParseError::InvalidBulkLength,
+            ParseError::UnauthenticatedMultibulkLength,
+            ParseError::UnauthenticatedBulkLength,
             ParseError::TooBigMultibulkCount,
             ParseError::TooBigBulkCount,
             ParseError::TooBigInline,

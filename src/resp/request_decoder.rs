@@ -40,6 +40,11 @@ enum State {
     },
 }
 
+/// Most arguments of a request from a client that has not logged in (Redis' own bound).
+pub const UNAUTHENTICATED_MAX_ARGS: usize = 10;
+/// Largest argument of a request from a client that has not logged in (Redis' own bound).
+pub const UNAUTHENTICATED_MAX_BULK: usize = 16 * 1024;
+
 /// What one step of decoding achieved.
 // Returned by value and immediately matched; boxing the request would cost an allocation each.
 #[allow(clippy::large_enum_variant)]
@@ -60,6 +65,9 @@ enum Step {
 #[derive(Debug)]
 pub struct RequestDecoder {
     limits: Limits,
+    /// The client has not logged in yet (a password is required): Redis' much lower limits
+    /// for such clients apply ([`UNAUTHENTICATED_MAX_ARGS`], [`UNAUTHENTICATED_MAX_BULK`]).
+    unauthenticated: bool,
     state: State,
     /// Argument data ranges of the multibulk being decoded (or, for an inline line, ranges in
     /// `scratch`). Kept across requests so a steady stream of them allocates nothing.
@@ -73,10 +81,19 @@ impl RequestDecoder {
     pub fn new(limits: Limits) -> Self {
         RequestDecoder {
             limits,
+            unauthenticated: false,
             state: State::Start,
             spans: Vec::new(),
             scratch: Vec::new(),
         }
+    }
+
+    /// Apply (or lift) the limits for a client that has not logged in yet, from the next
+    /// request on: at most [`UNAUTHENTICATED_MAX_ARGS`] arguments of at most
+    /// [`UNAUTHENTICATED_MAX_BULK`] bytes each, as Redis does, so a stranger cannot make the
+    /// proxy buffer a large request.
+    pub fn set_unauthenticated(&mut self, unauthenticated: bool) {
+        self.unauthenticated = unauthenticated;
     }
 
     /// Decodes the next request at the front of `buf`.
@@ -162,13 +179,13 @@ impl RequestDecoder {
         let (count, mut pos) = header_line(buf, 0, b'*', max_line)?;
         let count = usize::try_from(count)
             .ok()
-            .filter(|&n| n > 0 && n <= self.limits.max_multibulk_len)?;
+            .filter(|&n| n > 0 && n <= self.max_args())?;
         self.spans.clear();
         for _ in 0..count {
             let (len, start) = header_line(buf, pos, b'$', max_line)?;
             let len = usize::try_from(len)
                 .ok()
-                .filter(|&n| n <= self.limits.max_bulk_len)?;
+                .filter(|&n| n <= self.max_bulk())?;
             let end = start.checked_add(len)?;
             if end.checked_add(2)? > self.limits.max_request_len {
                 return None;
@@ -180,6 +197,24 @@ impl RequestDecoder {
             pos = end + 2;
         }
         Some(pos)
+    }
+
+    /// The most arguments a request may have now.
+    fn max_args(&self) -> usize {
+        if self.unauthenticated {
+            UNAUTHENTICATED_MAX_ARGS.min(self.limits.max_multibulk_len)
+        } else {
+            self.limits.max_multibulk_len
+        }
+    }
+
+    /// The largest argument a request may have now.
+    fn max_bulk(&self) -> usize {
+        if self.unauthenticated {
+            UNAUTHENTICATED_MAX_BULK.min(self.limits.max_bulk_len)
+        } else {
+            self.limits.max_bulk_len
+        }
     }
 
     /// Parses the `*N` line.
@@ -207,6 +242,9 @@ impl RequestDecoder {
             .ok()
             .filter(|&n| n <= self.limits.max_multibulk_len)
             .ok_or(ParseError::InvalidMultibulkLength)?;
+        if n > self.max_args() {
+            return Err(ParseError::UnauthenticatedMultibulkLength);
+        }
         self.spans.clear();
         // Capped: the count is only a claim, and costs the client 12 bytes to make.
         self.spans.reserve(n.min(1024));
@@ -268,6 +306,9 @@ impl RequestDecoder {
                 .and_then(|n| usize::try_from(n).ok())
                 .filter(|&n| n <= self.limits.max_bulk_len)
                 .ok_or(ParseError::InvalidBulkLength)?;
+            if len > self.max_bulk() {
+                return Err(ParseError::UnauthenticatedBulkLength);
+            }
             let start = cr + 2;
             // `end + 2` must not overflow either (only reachable with absurd limits).
             let end = start
@@ -555,6 +596,50 @@ mod tests {
         assert_eq!(run(b"*1\r\n$4\r\n"), Err(ParseError::InvalidBulkLength));
         assert_eq!(run(b"GET abcde\n"), Err(ParseError::TooBigInline));
         assert_eq!(run(b"*000000001"), Err(ParseError::TooBigMultibulkCount));
+    }
+
+    #[test]
+    fn clients_not_logged_in_get_redis_lower_limits() {
+        let arg = |n: usize| Bytes::from(vec![b'v'; n]);
+        let run = |req: Request, unauthenticated: bool| {
+            let mut decoder = RequestDecoder::new(Limits::default());
+            decoder.set_unauthenticated(unauthenticated);
+            decoder.decode(&mut BytesMut::from(&req.raw()[..]))
+        };
+        let eleven = Request::from_args((0..11).map(|_| arg(1)));
+        let ten = Request::from_args((0..10).map(|_| arg(1)));
+        let big = Request::from_args([arg(3), arg(16 * 1024 + 1)]);
+        let largest = Request::from_args([arg(3), arg(16 * 1024)]);
+        assert_eq!(
+            run(eleven.clone(), true),
+            Err(ParseError::UnauthenticatedMultibulkLength)
+        );
+        assert_eq!(
+            run(big.clone(), true),
+            Err(ParseError::UnauthenticatedBulkLength)
+        );
+        assert!(run(ten, true).unwrap().is_some());
+        assert!(run(largest, true).unwrap().is_some());
+        assert!(run(eleven, false).unwrap().is_some());
+        assert!(run(big, false).unwrap().is_some());
+        // Refused from the headers alone, before the data arrives.
+        let mut decoder = RequestDecoder::new(Limits::default());
+        decoder.set_unauthenticated(true);
+        let header = &mut BytesMut::from(&b"*2\r\n$3\r\nSET\r\n$100000000\r\n"[..]);
+        assert_eq!(
+            decoder.decode(header),
+            Err(ParseError::UnauthenticatedBulkLength)
+        );
+        // Lifted from the next request on (after AUTH).
+        let mut decoder = RequestDecoder::new(Limits::default());
+        decoder.set_unauthenticated(true);
+        let auth = Request::from_args([arg(4), arg(2)]);
+        let set = Request::from_args([arg(3), arg(1), arg(20_000)]);
+        let mut buf = BytesMut::from(&auth.raw()[..]);
+        buf.extend_from_slice(set.raw());
+        assert!(decoder.decode(&mut buf).unwrap().is_some());
+        decoder.set_unauthenticated(false);
+        assert_eq!(decoder.decode(&mut buf).unwrap().unwrap().raw(), set.raw());
     }
 
     #[test]

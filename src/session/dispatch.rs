@@ -293,6 +293,9 @@ impl Session {
             let denied = crate::auth::Denied::Command;
             return Some(error(&denied.message(spec.name)));
         }
+        if user.has_key_prefixes() && is_script(spec.name) {
+            return Some(error(&crate::auth::Denied::Script.message(spec.name)));
+        }
         let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
         if spec.routing_args(args, &mut keys).is_ok()
             && !keys

@@ -329,6 +329,8 @@ impl Session {
         let mut count = 0u64;
         let unread = buf.len();
         while !self.closing && self.deferred.is_none() {
+            // Per request: an AUTH earlier in this batch lifts the limits for the next one.
+            self.decoder.set_unauthenticated(!self.authenticated);
             match self.decoder.decode(buf) {
                 Ok(Some(request)) => {
                     count += 1;
