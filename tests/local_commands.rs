@@ -167,6 +167,41 @@ async fn cluster_mode_clients_see_a_one_node_cluster() {
         "{nodes}"
     );
 
+    let info = text(&q(c, &["CLUSTER", "INFO"]).await.unwrap());
+    assert!(info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:1"));
+    // SHARDS: one shard owning 0-16383 whose one node is the proxy, at the address dialled.
+    let shards = q(c, &["CLUSTER", "SHARDS"]).await.unwrap();
+    let Value::Array(shards) = shards else {
+        panic!("CLUSTER SHARDS: {shards:?}")
+    };
+    assert_eq!(shards.len(), 1);
+    let Value::Array(shard) = &shards[0] else {
+        panic!("{shards:?}")
+    };
+    assert_eq!(text(&shard[0]), "slots");
+    assert_eq!(
+        shard[1],
+        Value::Array(vec![Value::Int(0), Value::Int(16383)])
+    );
+    let Value::Array(nodes) = &shard[3] else {
+        panic!("{shard:?}")
+    };
+    let Value::Array(node) = &nodes[0] else {
+        panic!("{nodes:?}")
+    };
+    let field = |name: &str| {
+        let at = node
+            .iter()
+            .position(|v| matches!(v, Value::BulkString(b) if b == name.as_bytes()));
+        node[at.unwrap_or_else(|| panic!("no {name} in {node:?}")) + 1].clone()
+    };
+    assert_eq!(text(&field("ip")), addr.ip().to_string());
+    assert_eq!(field("port"), Value::Int(i64::from(addr.port())));
+    assert_eq!(text(&field("role")), "master");
+    // Cluster-aware clients send READONLY/READWRITE: accepted.
+    assert_eq!(text(&q(c, &["READONLY"]).await.unwrap()), "OK");
+    assert_eq!(text(&q(c, &["READWRITE"]).await.unwrap()), "OK");
+
     let client = redis::cluster::ClusterClient::new(vec![format!("redis://{addr}/")]).unwrap();
     let mut cluster = client
         .get_async_connection()

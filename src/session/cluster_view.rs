@@ -20,8 +20,9 @@ pub(super) fn serves(sub: &str) -> bool {
     )
 }
 
-/// Answer `CLUSTER <sub> …` for a client connected to the proxy at `local`.
-pub(super) fn reply(sub: &str, args: &[Bytes], local: Option<SocketAddr>) -> Bytes {
+/// Answer `CLUSTER <sub> …` for a client connected to the proxy at `local`; `resp3` gives
+/// SHARDS its RESP3 shape (maps, as Redis sends them).
+pub(super) fn reply(sub: &str, args: &[Bytes], local: Option<SocketAddr>, resp3: bool) -> Bytes {
     let (ip, port) = match local {
         Some(addr) => (addr.ip().to_string(), addr.port()),
         None => ("127.0.0.1".to_string(), 0),
@@ -58,14 +59,14 @@ pub(super) fn reply(sub: &str, args: &[Bytes], local: Option<SocketAddr>) -> Byt
         }
         "shards" => {
             encode::array_header(&mut out, 1);
-            encode::array_header(&mut out, 4);
+            map_header(&mut out, 2, resp3);
             encode::bulk(&mut out, b"slots");
             encode::array_header(&mut out, 2);
             encode::integer(&mut out, 0);
             encode::integer(&mut out, 16383);
             encode::bulk(&mut out, b"nodes");
             encode::array_header(&mut out, 1);
-            encode::array_header(&mut out, 14);
+            map_header(&mut out, 7, resp3);
             for (key, value) in [("id", id.as_str()), ("ip", &ip), ("endpoint", &ip)] {
                 encode::bulk(&mut out, key.as_bytes());
                 encode::bulk(&mut out, value.as_bytes());
@@ -82,6 +83,15 @@ pub(super) fn reply(sub: &str, args: &[Bytes], local: Option<SocketAddr>) -> Byt
         _ => return error("ERR slotgate: this CLUSTER subcommand is not served by the proxy"),
     }
     out.freeze()
+}
+
+/// The header of `pairs` field/value pairs: a RESP3 map, or a flat RESP2 array.
+fn map_header(out: &mut BytesMut, pairs: usize, resp3: bool) {
+    if resp3 {
+        encode::length_header(out, b'%', pairs);
+    } else {
+        encode::array_header(out, pairs * 2);
+    }
 }
 
 /// A stable 40-hex-digit node id for the proxy at `ip:port`.
@@ -102,20 +112,47 @@ mod tests {
     #[test]
     fn a_one_node_cluster_owning_every_slot() {
         let local: Option<SocketAddr> = "127.0.0.1:6380".parse().ok();
-        let slots = reply("slots", &args(&["CLUSTER", "SLOTS"]), local);
+        let slots = reply("slots", &args(&["CLUSTER", "SLOTS"]), local, false);
         assert!(slots
             .starts_with(b"*1\r\n*3\r\n:0\r\n:16383\r\n*4\r\n$9\r\n127.0.0.1\r\n:6380\r\n$40\r\n"));
         assert_eq!(
-            &reply("keyslot", &args(&["CLUSTER", "KEYSLOT", "foo"]), local)[..],
+            &reply(
+                "keyslot",
+                &args(&["CLUSTER", "KEYSLOT", "foo"]),
+                local,
+                false
+            )[..],
             b":12182\r\n"
         );
-        let nodes = reply("nodes", &args(&["CLUSTER", "NODES"]), local);
+        let nodes = reply("nodes", &args(&["CLUSTER", "NODES"]), local, false);
         assert!(String::from_utf8_lossy(&nodes)
             .contains("127.0.0.1:6380@0 myself,master - 0 0 1 connected 0-16383"));
         assert_eq!(node_id("127.0.0.1", 6380).len(), 40);
         assert_eq!(node_id("127.0.0.1", 6380), node_id("127.0.0.1", 6380));
-        assert!(reply("info", &args(&["CLUSTER", "INFO"]), local)
+        assert!(reply("info", &args(&["CLUSTER", "INFO"]), local, false)
             .windows(16)
             .any(|w| w == b"cluster_state:ok"));
+    }
+
+    #[test]
+    fn shards_are_maps_in_resp3_and_flat_arrays_in_resp2() {
+        let local: Option<SocketAddr> = "127.0.0.1:6380".parse().ok();
+        let shards = |resp3| reply("shards", &args(&["CLUSTER", "SHARDS"]), local, resp3);
+        let limits = crate::resp::Limits::default();
+        for (resp3, shard, node) in [(false, "*4\r\n", "*14\r\n"), (true, "%2\r\n", "%7\r\n")] {
+            let raw = shards(resp3);
+            // One well-formed frame, whatever the protocol.
+            assert!(crate::resp::parse_frame(&raw, &limits).is_ok(), "{raw:?}");
+            let text = String::from_utf8_lossy(&raw);
+            assert!(
+                text.starts_with(&format!("*1\r\n{shard}$5\r\nslots\r\n")),
+                "{text}"
+            );
+            assert!(
+                text.contains(&format!("$5\r\nnodes\r\n*1\r\n{node}$2\r\nid\r\n")),
+                "{text}"
+            );
+            assert!(text.contains("$4\r\nport\r\n:6380\r\n"), "{text}");
+        }
     }
 }

@@ -127,7 +127,7 @@ pub(super) fn run(cmd: Local, args: &[Bytes], session: &mut Session) -> Bytes {
                 .map(|s| s.to_ascii_lowercase())
                 .unwrap_or_default();
             let sub = std::str::from_utf8(&sub).unwrap_or_default();
-            let reply = super::cluster_view::reply(sub, args, session.info.local);
+            let reply = super::cluster_view::reply(sub, args, session.info.local, session.resp3);
             match sub {
                 // Text replies are verbatim strings in RESP3, as Redis sends them.
                 "info" | "nodes" if session.resp3 && reply.starts_with(b"$") => {
