@@ -65,6 +65,28 @@ async fn killed_node_gives_clear_error_then_recovers() {
     );
     // Every other slot is still served, on the same client connection.
     assert_eq!(get(&mut c, &live_key).await.unwrap().as_deref(), Some("1"));
+    // A cross-slot MGET with one part on the dead node: one error reply naming the node, as
+    // for the part alone, never a short or partly-null array.
+    let split: redis::Value = redis::cmd("MGET")
+        .arg(&live_key)
+        .arg(&dead_key)
+        .query_async(&mut c)
+        .await
+        .unwrap_or_else(|e| redis::Value::SimpleString(format!("error: {e}")));
+    match &split {
+        redis::Value::SimpleString(e) => assert!(
+            e.starts_with("error:") && e.contains(&victim_port.to_string()),
+            "{e}"
+        ),
+        other => panic!("a split MGET with a dead part answered {other:?}"),
+    }
+    let values: Vec<Option<String>> = redis::cmd("MGET")
+        .arg(&live_key)
+        .arg(&live_key)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(values, [Some("1".to_string()), Some("1".to_string())]);
     // Repeated requests to the dead node keep failing fast.
     for _ in 0..20 {
         let t = Instant::now();
