@@ -1169,18 +1169,20 @@ impl Config {
     /// `tls.client_ca_file` authenticates its clients by certificate, so it is not named either.
     pub fn exposure_warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        // The admin listener has no authentication of its own, whatever [auth] says.
+        if !self.admin.listen.is_empty() && !is_loopback(&self.admin.listen) {
+            out.push(format!(
+                "admin.listen = {:?} is reachable from other machines and has no \
+                 authentication: anyone who can reach it can read /config, /topology and \
+                 /metrics and trigger POST /reload. Keep it on loopback or a private network.",
+                self.admin.listen
+            ));
+        }
         if self.auth.password.is_some() || !self.auth.users.is_empty() {
             return out;
         }
         let mut check = |key: &str, addr: &str| {
-            if addr.is_empty() {
-                return;
-            }
-            let loopback = match resolve(addr) {
-                Ok(resolved) => resolved.ip().is_loopback(),
-                Err(_) => addr.starts_with("localhost:"),
-            };
-            if !loopback {
+            if !addr.is_empty() && !is_loopback(addr) {
                 out.push(format!(
                     "{key} = {addr:?} is reachable from other machines and slotgate has no \
                      client authentication configured: anyone who can reach it can read and \
@@ -1204,6 +1206,14 @@ impl Config {
                 .unwrap_or(1),
             n => n,
         }
+    }
+}
+
+/// Whether `addr` (`HOST:PORT`) listens on loopback only.
+fn is_loopback(addr: &str) -> bool {
+    match resolve(addr) {
+        Ok(resolved) => resolved.ip().is_loopback(),
+        Err(_) => addr.starts_with("localhost:"),
     }
 }
 
@@ -1400,6 +1410,13 @@ mod tests {
         // Client authentication configured: nothing to warn about.
         c.auth.password = Some(Secret::new("pw"));
         assert!(c.exposure_warnings().is_empty());
+        // Except an exposed admin listener, which has no authentication of its own.
+        c.admin.listen = "127.0.0.1:9180".into();
+        assert!(c.exposure_warnings().is_empty());
+        c.admin.listen = "0.0.0.0:9180".into();
+        let warnings = c.exposure_warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("admin.listen"), "{warnings:?}");
     }
 
     #[test]

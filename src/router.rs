@@ -28,6 +28,7 @@ use crate::backend::pool::Pick;
 use crate::backend::redirect::Redirect;
 use crate::backend::BackendError;
 use crate::config::ReadPolicy;
+use crate::topology::SlotTable;
 use crate::wake::LocalSignal;
 use crate::worker::Worker;
 
@@ -64,10 +65,15 @@ impl Worker {
     /// master, or for a read-only request the master or a replica as the shard's read policy
     /// says.
     pub fn route(&self, out: Outbound, now: Instant) {
+        self.route_in(&self.table(), out, now);
+    }
+
+    /// [`Worker::route`] by `table`, which the caller has just loaded (one table load per
+    /// request on the hot path).
+    pub fn route_in(&self, table: &SlotTable, out: Outbound, now: Instant) {
         if let Some(node) = out.node.clone() {
             return self.send_to(&node, out, now);
         }
-        let table = self.table();
         let Some(shard) = table.shard_of(out.slot) else {
             self.topology.request_refresh();
             let error = BackendError::SlotUnserved(out.slot.get()).to_reply();
@@ -77,7 +83,7 @@ impl Worker {
         let pick = if out.readonly {
             let topology = &self.topology;
             pool.read_conn(
-                &table,
+                table,
                 topology.health_generation(),
                 || Arc::clone(&topology.health()),
                 shard,
@@ -85,7 +91,7 @@ impl Worker {
                 out.retries,
             )
         } else {
-            match pool.master_conn(&table, shard, out.client_id) {
+            match pool.master_conn(table, shard, out.client_id) {
                 Some(conn) => Pick::Conn(conn),
                 None => Pick::NoShard,
             }

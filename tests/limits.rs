@@ -440,6 +440,83 @@ fn an_oversized_request_is_refused_and_its_client_closed() {
 }
 
 #[test]
+fn a_client_owed_max_pipeline_depth_replies_is_not_read_until_they_are_answered() {
+    let _serial = serial();
+    let server = RedisServer::start(ServerOptions {
+        extra_args: vec!["--enable-debug-command".into(), "yes".into()],
+        ..ServerOptions::default()
+    })
+    .expect("start redis-server");
+    let mut config = pool_config(std::slice::from_ref(&server), &[]);
+    config.proxy.max_pipeline_depth = 100;
+    config.backend.request_timeout_ms = 30_000;
+    let proxy = Proxy::start(config).expect("start slotgate");
+    let addr = proxy.local_addr();
+
+    // The server stalls; a client pipelines GETs of a 1 KiB key without reading replies.
+    let mut stall = connect(
+        server.addr().parse().expect("addr"),
+        Duration::from_secs(20),
+    );
+    stall.write_all(b"DEBUG SLEEP 4\r\n").expect("DEBUG SLEEP");
+    let key = "k".repeat(1024);
+    let get = request(&[b"GET", key.as_bytes()]);
+    let pipeline: Vec<u8> = get
+        .iter()
+        .copied()
+        .cycle()
+        .take(get.len() * 20_000)
+        .collect();
+    let mut stream = connect(addr, Duration::from_secs(20));
+    stream
+        .set_write_timeout(Some(Duration::from_secs(1)))
+        .expect("timeout");
+    let mut sent = 0;
+    let blocked = loop {
+        if sent == pipeline.len() {
+            break false;
+        }
+        match stream.write(&pipeline[sent..]) {
+            Ok(n) => sent += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                break true
+            }
+            Err(e) => panic!("pipelining client: {e}"),
+        }
+    };
+    // Slotgate dispatched about 100 requests (plus the rest of the read that crossed the
+    // bound) and left the rest in the socket buffers.
+    let processed: u64 = info_value(addr, "stats", "total_commands_processed")
+        .and_then(|v| v.parse().ok())
+        .expect("total_commands_processed");
+    let whole = (sent / get.len()) as u64;
+    eprintln!("client sent {whole} requests, blocked: {blocked}; slotgate read {processed}");
+    assert!(blocked, "the client was never throttled");
+    assert!(
+        (100..=100 + 64).contains(&processed),
+        "{processed} requests dispatched with max_pipeline_depth = 100"
+    );
+    assert!(whole > 10 * processed, "only {whole} requests sent");
+
+    // The stall ends: every request is answered, in order.
+    let mut ok = [0u8; 5];
+    stall.read_exact(&mut ok).expect("DEBUG SLEEP reply");
+    stream.set_write_timeout(None).expect("timeout");
+    let rest = get.len() - sent % get.len();
+    stream
+        .write_all(&pipeline[sent..sent + rest % get.len()])
+        .expect("finish the last request");
+    let total = sent.div_ceil(get.len());
+    let mut replies = BufReader::new(stream);
+    let mut line = String::new();
+    for i in 0..total {
+        line.clear();
+        replies.read_line(&mut line).expect("read a reply");
+        assert_eq!(line, "$-1\r\n", "reply {i} of {total}");
+    }
+}
+
+#[test]
 fn a_transaction_cannot_queue_more_than_the_pending_bytes() {
     let _serial = serial();
     let setup = start_pools(1, &[], |c| c.proxy.max_pending_bytes = 64 << 10);

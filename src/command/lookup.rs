@@ -134,6 +134,35 @@ pub fn lookup_counted<A: AsRef<[u8]>>(args: &[A]) -> Option<(&'static CommandSpe
     Some((sub_spec.unwrap_or(cmd), counted))
 }
 
+/// The last command a client looked up, to skip the hash lookup when it repeats it (clients
+/// mostly do). Holds only commands without subcommands, whose spec depends on `args[0]` alone.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LookupCache(Option<(&'static CommandSpec, usize)>);
+
+impl LookupCache {
+    /// [`lookup_counted`], answered from the cache when `args[0]` names its command.
+    #[inline]
+    pub fn lookup_counted<A: AsRef<[u8]>>(
+        &mut self,
+        args: &[A],
+    ) -> Option<(&'static CommandSpec, usize)> {
+        let name = args.first()?.as_ref();
+        if let Some(hit) = self.0 {
+            // A cached name holds no `|`, so no other spelling can match it.
+            if hit.0.name.as_bytes().eq_ignore_ascii_case(name) {
+                return Some(hit);
+            }
+        }
+        let found = lookup_counted(args);
+        if let Some((spec, _)) = found {
+            if spec.subcommands.is_empty() && !spec.name.contains('|') {
+                self.0 = found;
+            }
+        }
+        found
+    }
+}
+
 /// A small number naming `spec` (0 for a spec outside the table), so "the last command" can
 /// be kept in an atomic; [`by_id`] turns it back.
 pub fn id_of(spec: &CommandSpec) -> u16 {

@@ -19,7 +19,7 @@ pub mod table;
 pub use flags::{Flags, KeySpecFlags};
 pub use keys::KeyError;
 pub(crate) use lookup::lookup_full_name;
-pub use lookup::{by_id, id_of, lookup, lookup_counted};
+pub use lookup::{by_id, id_of, lookup, lookup_counted, LookupCache};
 pub use stat_index::{stat_index, stat_name};
 
 /// Redis 7 key specification: where the search for keys begins and how keys are found from there.

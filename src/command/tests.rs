@@ -475,3 +475,40 @@ fn lookup_speed() {
     let ns = start.elapsed().as_nanos() as f64 / f64::from(N);
     println!("keys MSET (2 keys): {ns:.1} ns");
 }
+
+#[test]
+fn the_lookup_cache_answers_as_the_lookup_does() {
+    let mut cache = LookupCache::default();
+    let requests: &[&[&str]] = &[
+        &["GET", "k"],
+        &["get", "k"],
+        &["gEt", "k"],
+        &["GETX", "k"],
+        &["GE", "k"],
+        &["CLIENT", "KILL", "x"],
+        &["client|kill", "x"],
+        &["CLIENT", "SETNAME", "x"],
+        &["CLIENT"],
+        &["SET", "k", "v"],
+        &["get|x"],
+        &["GET", "k"],
+        &["config|get", "x"],
+        &["CONFIG", "GET", "x"],
+        &["NOSUCH"],
+        &["GET", "k"],
+    ];
+    // Every sequence of these, each request after each other one.
+    for first in requests {
+        for second in requests {
+            let mut cache = cache;
+            for args in [first, second] {
+                let want = lookup_counted(args).map(|(spec, index)| (spec.name, index));
+                let got = cache
+                    .lookup_counted(args)
+                    .map(|(spec, index)| (spec.name, index));
+                assert_eq!(got, want, "{args:?} after {first:?}");
+            }
+        }
+    }
+    assert!(cache.lookup_counted(&["GET", "k"]).is_some());
+}

@@ -76,31 +76,107 @@ pub(crate) fn parse_int(s: &[u8]) -> Option<i64> {
 }
 
 /// A complete `<marker><integer>\r\n` line at `at` whose content is at most `max_len` long:
-/// the integer and the index just after the line.
+/// the integer and the index just after the line. Accepts exactly what [`parse_int`] accepts,
+/// in one pass over the digits (the fast paths call it for every header of every frame).
+#[inline]
 pub(crate) fn header_line(
     buf: &[u8],
     at: usize,
     marker: u8,
     max_len: usize,
 ) -> Option<(i64, usize)> {
-    if *buf.get(at)? != marker {
+    let line = buf.get(at..)?;
+    if *line.first()? != marker {
         return None;
     }
-    let start = at + 1;
-    // An i64 has at most 20 characters; a longer line is not a valid header anyway.
-    let window = buf.get(start..)?;
-    let window = window.get(..window.len().min(21)).unwrap_or(window);
-    let cr = window.iter().position(|&b| b == b'\r')?;
-    if cr > max_len || buf.get(start + cr + 1) != Some(&b'\n') {
+    let content = line.get(1..)?;
+    let negative = content.first() == Some(&b'-');
+    let first_digit = usize::from(negative);
+    let mut end = first_digit;
+    let mut magnitude: u64 = 0;
+    while let Some(&d) = content.get(end) {
+        if !d.is_ascii_digit() {
+            break;
+        }
+        magnitude = magnitude
+            .checked_mul(10)?
+            .checked_add(u64::from(d - b'0'))?;
+        end += 1;
+    }
+    match content.get(first_digit..end)? {
+        // No digits, a leading zero, or `-0`: refused as by `string2ll`.
+        [] => return None,
+        [b'0', _, ..] => return None,
+        [b'0'] if negative => return None,
+        _ => {}
+    }
+    if end > max_len || content.get(end..end + 2)? != b"\r\n" {
         return None;
     }
-    let value = parse_int(window.get(..cr)?)?;
-    Some((value, start + cr + 2))
+    let value = if negative {
+        0i64.checked_sub_unsigned(magnitude)?
+    } else {
+        i64::try_from(magnitude).ok()?
+    };
+    Some((value, at + 1 + end + 2))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_line_accepts_what_parse_int_accepts() {
+        let contents: &[&[u8]] = &[
+            b"0",
+            b"7",
+            b"-1",
+            b"16",
+            b"1048576",
+            b"9223372036854775807",
+            b"-9223372036854775808",
+            b"9223372036854775808",
+            b"-9223372036854775809",
+            b"99999999999999999999",
+            b"",
+            b"-",
+            b"-0",
+            b"00",
+            b"01",
+            b"+1",
+            b" 1",
+            b"1 ",
+            b"1a",
+            b"a1",
+            b"12\r",
+            b"1\n",
+        ];
+        for content in contents {
+            for max_len in [0, 1, 2, 64] {
+                let mut line = b"$".to_vec();
+                line.extend_from_slice(content);
+                line.extend_from_slice(b"\r\nrest");
+                let want = parse_int(content)
+                    .filter(|_| content.len() <= max_len)
+                    .map(|v| (v, content.len() + 3));
+                assert_eq!(
+                    header_line(&line, 0, b'$', max_len),
+                    want,
+                    "{content:?} {max_len}"
+                );
+                // At an offset, with the wrong marker, and cut short.
+                let mut shifted = b"xx".to_vec();
+                shifted.extend_from_slice(&line);
+                let want_shifted = want.map(|(v, end)| (v, end + 2));
+                assert_eq!(header_line(&shifted, 2, b'$', max_len), want_shifted);
+                assert_eq!(header_line(&line, 0, b'*', max_len), None);
+                assert_eq!(
+                    header_line(&line[..content.len() + 2], 0, b'$', max_len),
+                    None
+                );
+            }
+        }
+    }
 
     #[test]
     fn parse_int_matches_string2ll() {

@@ -74,14 +74,13 @@ impl Session {
                 }
             },
         };
-        let counted = command::lookup_counted(request.args());
+        let counted = self.lookup.lookup_counted(request.args());
         let spec = counted.map(|(spec, _)| spec);
         self.last_spec = spec;
         self.count(counted.map_or(command::stat_index(None), |(_, index)| index));
-        let mut route = {
-            let table = self.worker.table();
-            route_spec(request.args(), spec, table.placement())
-        };
+        // Loaded once: routing by key and sending use the same table.
+        let table = self.worker.table();
+        let mut route = route_spec(request.args(), spec, table.placement());
         if let (Route::Refused(_), Some(spec), false) =
             (&route, spec, self.worker.allow_admin.is_empty())
         {
@@ -137,7 +136,8 @@ impl Session {
                     self.wrote_to(slot);
                 }
                 let reply = self.queue.reserve();
-                self.forward(request.raw().clone(), reply, slot, readonly, now, None);
+                let out = self.outbound(request.raw().clone(), reply, slot, readonly, now, None);
+                self.worker.route_in(&table, out, now);
             }
             Route::Split {
                 rule,
@@ -145,9 +145,7 @@ impl Session {
                 keys,
                 readonly,
             } => {
-                let table = self.worker.table();
                 let split = split::split(request.args(), &keys, rule, per_key, table.placement());
-                drop(table);
                 if !readonly {
                     self.wrote_to_all(split.parts.iter().map(|part| part.slot));
                 }
@@ -352,7 +350,21 @@ impl Session {
         now: Instant,
         node: Option<Arc<str>>,
     ) {
-        let out = Outbound {
+        let out = self.outbound(request, reply, slot, readonly, now, node);
+        self.worker.route(out, now);
+    }
+
+    /// The backend request for `request`, from this client, received at `now`.
+    fn outbound(
+        &self,
+        request: Bytes,
+        reply: ReplyTarget,
+        slot: Slot,
+        readonly: bool,
+        now: Instant,
+        node: Option<Arc<str>>,
+    ) -> Outbound {
+        Outbound {
             request,
             reply,
             slot,
@@ -364,8 +376,7 @@ impl Session {
             readonly,
             asking: false,
             resp3: self.resp3,
-        };
-        self.worker.route(out, now);
+        }
     }
 }
 

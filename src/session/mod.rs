@@ -85,6 +85,8 @@ pub(crate) struct Session {
     /// The command of the last request dispatched, and the id CLIENT LIST knows the last
     /// one published by (cached: a client mostly repeats its command).
     last_spec: Option<&'static crate::command::CommandSpec>,
+    /// The last command looked up, to skip the lookup when the client repeats it.
+    lookup: crate::command::LookupCache,
     published_cmd: Option<(&'static crate::command::CommandSpec, u16)>,
     /// Requests being timed for the slow log.
     slow: slowlog::SlowWatch,
@@ -129,6 +131,7 @@ where
         clock: Default::default(),
         usage: Usage::default(),
         last_spec: None,
+        lookup: Default::default(),
         published_cmd: None,
         slow,
     };
