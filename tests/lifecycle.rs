@@ -1,5 +1,6 @@
-//! Graceful lifecycle: `ProxyHandle::drain` in process, and SIGTERM to the real `slotgate`
-//! binary during a pipelined load: no acknowledged write is lost and the process exits 0.
+//! Graceful lifecycle: `ProxyHandle::drain` in process; SIGTERM to the real `slotgate`
+//! binary during a pipelined load: no acknowledged write is lost and the process exits 0;
+//! SIGINT drains too, and a second signal during the drain exits at once (status 1).
 
 mod common;
 
@@ -130,27 +131,25 @@ async fn pipelined_writer(addr: SocketAddr, task: usize, stop: Arc<AtomicBool>) 
     acked
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_during_pipelined_load_loses_no_acknowledged_write() {
-    let cluster = LocalCluster::start(ClusterOptions::default()).unwrap();
+/// The `slotgate` binary started with `args` (plus `--listen 127.0.0.1:0`) and `env`, once it
+/// logs the address it serves: the child, that address, and a thread collecting its log lines
+/// (so the pipe never fills).
+fn spawn_slotgate(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    SocketAddr,
+    std::thread::JoinHandle<Vec<String>>,
+) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_slotgate"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--workers",
-            "2",
-            "--log-format",
-            "json",
-        ])
-        .arg("--cluster")
-        .arg(cluster.seeds().join(","))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id() as libc::pid_t;
-    // Read the log on a thread of its own: the listen address first, then everything (kept
-    // for the assertions, and so the pipe never fills).
     let stderr = child.stderr.take().unwrap();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let log_reader = std::thread::spawn(move || {
@@ -169,13 +168,98 @@ async fn sigterm_during_pipelined_load_loses_no_acknowledged_write() {
         }
         log
     });
-    let addr: SocketAddr = match addr_rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(addr) => addr.parse().unwrap(),
+    match addr_rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(addr) => (child, addr.parse().unwrap(), log_reader),
         Err(_) => {
             let _ = child.kill();
             panic!("slotgate never became ready: {:?}", log_reader.join());
         }
+    }
+}
+
+/// Wait up to `limit` for `child` to exit.
+async fn exit_within(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_drains_and_a_second_signal_exits_at_once() {
+    let server = common::standalone_servers(1).remove(0);
+    let master = server.addr();
+    let (mut child, addr, log_reader) = spawn_slotgate(
+        &["--workers", "1", "--drain-timeout-ms", "30000"],
+        &[("SLOTGATE_POOLS__A__MASTER", master.as_str())],
+    );
+    let pid = child.id() as libc::pid_t;
+    // A client blocked for good keeps the drain from finishing within its 30 s.
+    let mut blocked = Raw::connect(addr);
+    blocked.send(b"BLPOP never 0\r\n");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // SAFETY: kill(2) on the PID of the child this test spawned and has not reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    assert_eq!(
+        exit_within(&mut child, Duration::from_millis(700)).await,
+        None,
+        "SIGINT must drain (up to proxy.drain_timeout_ms), not exit at once"
+    );
+    // New clients are not served while draining.
+    assert!(
+        std::net::TcpStream::connect(addr).is_err() || {
+            let mut late = Raw::connect(addr);
+            late.send(b"PING\r\n");
+            late.read_line().is_empty()
+        },
+        "a client connecting during the drain was served"
+    );
+    let second = Instant::now();
+    // SAFETY: as above; the child is still running.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let status = exit_within(&mut child, Duration::from_secs(3)).await;
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("a second SIGINT did not end slotgate");
     };
+    let log = log_reader.join().unwrap();
+    assert_eq!(status.code(), Some(1), "log:\n{}", log.join("\n"));
+    assert!(
+        log.iter().any(|l| l.contains("SIGINT received: draining"))
+            && log.iter().any(|l| l.contains("SIGINT received again")),
+        "log:\n{}",
+        log.join("\n")
+    );
+    println!(
+        "exited {status:?} {:?} after the second SIGINT",
+        second.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_pipelined_load_loses_no_acknowledged_write() {
+    let cluster = LocalCluster::start(ClusterOptions::default()).unwrap();
+    let seeds = cluster.seeds().join(",");
+    let (mut child, addr, log_reader) = spawn_slotgate(
+        &[
+            "--workers",
+            "2",
+            "--log-format",
+            "json",
+            "--cluster",
+            &seeds,
+        ],
+        &[],
+    );
+    let pid = child.id() as libc::pid_t;
 
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..4)
