@@ -54,6 +54,7 @@ impl RedisServer {
             cluster_node_timeout_ms: None,
             extra_args: opts.extra_args,
             sentinel_config: None,
+            password: None,
         };
         let process = RedisProcess::start(spec, auto_port)?;
         Ok(RedisServer { process, dir })
@@ -149,6 +150,7 @@ impl SentinelServer {
             cluster_node_timeout_ms: None,
             extra_args: Vec::new(),
             sentinel_config: Some(config),
+            password: None,
         };
         let process = RedisProcess::start(spec, true)?;
         Ok(SentinelServer { process, dir })
