@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use arc_swap::{ArcSwap, Guard};
 use tokio::sync::Notify;
 
-use crate::backend::oneshot;
+use crate::backend::{oneshot, Credentials};
 use crate::config::{Config, ReadPolicy};
 use crate::resp::{Frame, Limits};
 use crate::tls::{BackendTls, TlsContext};
@@ -62,6 +62,8 @@ struct Settings {
     limits: Limits,
     /// Cluster mode: the read policy of every shard.
     read_policy: ReadPolicy,
+    /// Cluster mode: the credentials of every node (`cluster.username` / `password`).
+    auth: Option<Arc<Credentials>>,
     /// TLS to the nodes, when `backend.tls` is enabled.
     tls: Arc<TlsContext>,
 }
@@ -122,6 +124,10 @@ impl Topology {
                 ),
                 limits: config.protocol.limits(),
                 read_policy: config.backend.read_policy,
+                auth: Credentials::configured(
+                    config.cluster.username.as_deref(),
+                    config.cluster.password.as_ref(),
+                ),
                 tls,
             }),
             wake: Notify::new(),
@@ -342,7 +348,7 @@ impl Topology {
         let found = self
             .discover()
             .await?
-            .with_read_policy(self.settings.read_policy);
+            .with_cluster_settings(self.settings.read_policy, self.settings.auth.clone());
         let current = self.table.load_full();
         if current.version() > 0 && current.same_routing(&found) {
             return Ok(false);
@@ -506,8 +512,10 @@ async fn ask(settings: &Settings, addr: &str, current: &SlotTable) -> Result<Vie
         .unwrap_or(addr);
     let (timeout, limits) = (settings.query_timeout, settings.limits);
     let tls = settings.tls.backend();
+    let auth = settings.auth.as_deref();
     let replies = oneshot::commands(
         addr,
+        auth,
         &[&["CLUSTER", "INFO"], &["CLUSTER", "SHARDS"]],
         timeout,
         limits,
@@ -518,6 +526,12 @@ async fn ask(settings: &Settings, addr: &str, current: &SlotTable) -> Result<Vie
     let [info, shards_reply] =
         <[Frame; 2]>::try_from(replies).map_err(|_| "wrong number of replies".to_string())?;
     let epoch = match &info {
+        Frame::Error(msg) if msg.starts_with(b"NOAUTH") => {
+            return Err(format!(
+                "{} (set cluster.password, and cluster.username for an ACL user)",
+                String::from_utf8_lossy(msg)
+            ))
+        }
         Frame::Error(msg) => return Err(String::from_utf8_lossy(msg).into_owned()),
         other => other
             .as_bytes()
@@ -529,6 +543,7 @@ async fn ask(settings: &Settings, addr: &str, current: &SlotTable) -> Result<Vie
         Frame::Error(_) => {
             let replies = oneshot::commands(
                 addr,
+                auth,
                 &[&["CLUSTER", "SLOTS"]],
                 timeout,
                 limits,

@@ -39,6 +39,7 @@ pub async fn resolve(
     for sentinel in sentinels {
         let asked = oneshot::commands(
             sentinel,
+            None,
             &[&["SENTINEL", "get-master-addr-by-name", name]],
             timeout,
             limits,
