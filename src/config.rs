@@ -350,6 +350,10 @@ pub struct PoolConfig {
     pub username: Option<String>,
     /// Password sent with `AUTH` on every new backend connection of this pool. Never logged.
     pub password: Option<Secret>,
+    /// Redis 6 ACL user for connections to this pool's sentinels (needs `sentinel_password`).
+    pub sentinel_username: Option<String>,
+    /// Password sent with `AUTH` to this pool's sentinels (their `requirepass`). Never logged.
+    pub sentinel_password: Option<Secret>,
 }
 
 impl Default for PoolConfig {
@@ -364,6 +368,8 @@ impl Default for PoolConfig {
             ketama_name: None,
             username: None,
             password: None,
+            sentinel_username: None,
+            sentinel_password: None,
         }
     }
 }
@@ -1066,6 +1072,12 @@ impl Config {
             if pool.username.is_some() && pool.password.is_none() {
                 fail(&at("username"), "needs a password".into());
             }
+            if pool.sentinel_username.is_some() && pool.sentinel_password.is_none() {
+                fail(&at("sentinel_username"), "needs a sentinel_password".into());
+            }
+            if pool.sentinel_password.is_some() && !pool.uses_sentinel() {
+                fail(&at("sentinel_password"), "needs sentinels".into());
+            }
         }
 
         if !pool_mode {
@@ -1529,8 +1541,8 @@ mod tests {
             "[health]\nfailures = 0\n\
              [pools.a]\nmaster = \"127.0.0.1:7001\"\nread_policy = \"replica\"\n\
              [pools.b]\nmaster = \"127.0.0.1:7002\"\nsentinels = [\"x\"]\n\
-             [pools.c]\nmaster_name = \"mc\"\n\
-             [pools.d]\nsentinels = [\"127.0.0.1:26379\"]\n",
+             [pools.c]\nmaster_name = \"mc\"\nsentinel_password = \"pw\"\n\
+             [pools.d]\nsentinels = [\"127.0.0.1:26379\"]\nsentinel_username = \"u\"\n",
         );
         let err = bad.validate().unwrap_err();
         let paths: Vec<_> = err.0.iter().map(|e| e.path.as_str()).collect();
@@ -1541,7 +1553,9 @@ mod tests {
             "pools.b.master_name",
             "pools.b.sentinels[0]",
             "pools.c.master_name",
+            "pools.c.sentinel_password",
             "pools.d.master_name",
+            "pools.d.sentinel_username",
         ] {
             assert!(paths.contains(&want), "{want} missing from {err}");
         }

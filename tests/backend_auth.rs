@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::{client, http_get, pool_config, proxy_config, standalone_servers, with_admin, Raw};
 use redis::AsyncCommands;
-use slotgate::config::{ReadPolicy, Secret};
-use slotgate::demo::{ClusterOptions, LocalCluster};
+use slotgate::config::{PoolConfig, ReadPolicy, Secret};
+use slotgate::demo::{ClusterOptions, LocalCluster, SentinelOptions, SentinelServer};
 use slotgate::Proxy;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -370,7 +370,83 @@ async fn cluster_nodes_with_requirepass() {
 /// The text of the error `Proxy::start(config)` fails with.
 fn start_error(config: slotgate::config::Config) -> String {
     match Proxy::start(config) {
-        Ok(_) => panic!("slotgate started without the cluster's password"),
+        Ok(_) => panic!("slotgate started with a missing or wrong backend password"),
         Err(e) => e.to_string(),
+    }
+}
+
+/// Sentinels with `requirepass`: a pool's `sentinel_password` authenticates both the master
+/// look-up and the `+switch-master` subscription; without it, or with a wrong one, start-up
+/// fails naming the sentinel and the cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_with_requirepass() {
+    let servers = standalone_servers(1);
+    let sentinel = SentinelServer::start(&SentinelOptions {
+        master_name: "m".into(),
+        master: servers[0].addr(),
+        quorum: 1,
+        down_after_ms: 5000,
+        failover_timeout_ms: 10_000,
+        password: Some("sentinel-pw".into()),
+    })
+    .expect("start a sentinel with requirepass");
+    let sentinel_addr = sentinel.addr();
+    let config_with = |password: Option<&str>| {
+        let mut config = pool_config(&[], &[]);
+        config.pools.insert(
+            "p0".into(),
+            PoolConfig {
+                sentinels: vec![sentinel_addr.clone()],
+                master_name: Some("m".into()),
+                sentinel_password: password.map(Secret::new),
+                ..PoolConfig::default()
+            },
+        );
+        config
+    };
+
+    let err = start_error(config_with(None));
+    assert!(
+        err.contains(&format!(
+            "pool \"p0\" (m): sentinel {sentinel_addr}: NOAUTH"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("sentinel_password"), "{err}");
+    let err = start_error(config_with(Some("not-the-password")));
+    assert!(
+        err.contains(&format!(
+            "sentinel {sentinel_addr}: backend {sentinel_addr} refused authentication (WRONGPASS"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("not-the-password"), "{err}");
+
+    let proxy = Proxy::start(config_with(Some("sentinel-pw"))).expect("start on Sentinel");
+    let master = common::info_value(proxy.local_addr(), "proxy", "master0").unwrap_or_default();
+    assert_eq!(master, servers[0].addr(), "resolved through the sentinel");
+    let mut c = client(proxy.local_addr()).await;
+    let _: () = c.set("sk", "v").await.unwrap();
+    let v: String = c.get("sk").await.unwrap();
+    assert_eq!(v, "v");
+
+    // The +switch-master subscription authenticated too: the sentinel lists it.
+    let mut direct = redis::Client::open(format!("redis://:sentinel-pw@{sentinel_addr}/"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let clients: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut direct)
+            .await
+            .unwrap();
+        if clients.lines().any(|l| l.contains("cmd=subscribe")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no subscription: {clients}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -48,6 +48,7 @@ pub(crate) struct NodeSpec {
     /// Run as a Sentinel with this (writable) config file.
     pub(crate) sentinel_config: Option<PathBuf>,
     /// `requirepass` and `masterauth` (so replicas can sync); probes authenticate with it.
+    /// A sentinel's password is in its config file instead; probes still use this.
     pub(crate) password: Option<String>,
 }
 
@@ -96,7 +97,7 @@ impl NodeSpec {
                 args.push(arg.to_string());
             }
         }
-        if let Some(password) = &self.password {
+        if let (Some(password), None) = (&self.password, &self.sentinel_config) {
             for arg in ["--requirepass", password, "--masterauth", password] {
                 args.push(arg.to_string());
             }

@@ -121,6 +121,9 @@ pub struct SentinelOptions {
     pub down_after_ms: u64,
     /// `failover-timeout`.
     pub failover_timeout_ms: u64,
+    /// The sentinel's `requirepass` (and `sentinel sentinel-pass`, so sentinels started with
+    /// the same password talk to each other); `None`: no password.
+    pub password: Option<String>,
 }
 
 impl SentinelServer {
@@ -141,6 +144,10 @@ impl SentinelServer {
             down = opts.down_after_ms,
             failover = opts.failover_timeout_ms,
         );
+        let text = match &opts.password {
+            Some(pw) => format!("{text}requirepass {pw}\nsentinel sentinel-pass {pw}\n"),
+            None => text,
+        };
         std::fs::write(&config, text)
             .map_err(|e| DemoError::io(format!("cannot write {}", config.display()), e))?;
         let spec = NodeSpec {
@@ -150,7 +157,7 @@ impl SentinelServer {
             cluster_node_timeout_ms: None,
             extra_args: Vec::new(),
             sentinel_config: Some(config),
-            password: None,
+            password: opts.password.clone(),
         };
         let process = RedisProcess::start(spec, true)?;
         Ok(SentinelServer { process, dir })

@@ -200,8 +200,8 @@ impl Topology {
         Ok(version)
     }
 
-    /// The distinct sets of sentinels the pools in force follow.
-    pub fn sentinel_sets(&self) -> Vec<Vec<String>> {
+    /// The distinct sets of sentinels (with their credentials) the pools in force follow.
+    pub fn sentinel_sets(&self) -> Vec<sentinel::SentinelSet> {
         sentinel_sets(&self.lock_pools().config)
     }
 
@@ -229,8 +229,13 @@ impl Topology {
         let mut reasons = Vec::new();
         for (name, pool) in config.pools.iter().filter(|(_, p)| p.uses_sentinel()) {
             let master_name = pool.master_name.as_deref().unwrap_or_default();
+            let auth = Credentials::configured(
+                pool.sentinel_username.as_deref(),
+                pool.sentinel_password.as_ref(),
+            );
             let resolved = sentinel::resolve(
                 &pool.sentinels,
+                auth.as_deref(),
                 master_name,
                 self.settings.query_timeout,
                 self.settings.limits,
@@ -492,12 +497,19 @@ impl Topology {
     }
 }
 
-/// The distinct sentinel lists of `config`'s pools, in pool order.
-fn sentinel_sets(config: &Config) -> Vec<Vec<String>> {
-    let mut sets: Vec<Vec<String>> = Vec::new();
+/// The distinct sentinel lists (with their credentials) of `config`'s pools, in pool order.
+fn sentinel_sets(config: &Config) -> Vec<sentinel::SentinelSet> {
+    let mut sets: Vec<sentinel::SentinelSet> = Vec::new();
     for pool in config.pools.values().filter(|p| p.uses_sentinel()) {
-        if !sets.contains(&pool.sentinels) {
-            sets.push(pool.sentinels.clone());
+        let set = sentinel::SentinelSet {
+            sentinels: pool.sentinels.clone(),
+            auth: Credentials::configured(
+                pool.sentinel_username.as_deref(),
+                pool.sentinel_password.as_ref(),
+            ),
+        };
+        if !sets.contains(&set) {
+            sets.push(set);
         }
     }
     sets
