@@ -294,6 +294,12 @@ pub struct ClusterConfig {
     /// What happens to requests for a node that is down: `hold` them until the node (or its
     /// promoted replica) answers, up to `backend.request_timeout_ms`; or `fail-fast`.
     pub when_node_down: WhenNodeDown,
+    /// Redis 6 ACL user slotgate authenticates as on every cluster node (needs `password`).
+    pub username: Option<String>,
+    /// Password sent with `AUTH` on every new connection to a cluster node (the nodes'
+    /// `requirepass`, or `username`'s password): discovery, requests, pinned connections,
+    /// health checks. Never logged. Start-only.
+    pub password: Option<Secret>,
 }
 
 /// Treatment of requests for a node that is down.
@@ -315,6 +321,8 @@ impl Default for ClusterConfig {
             refresh_min_gap_ms: 100,
             max_redirects: 5,
             when_node_down: WhenNodeDown::Hold,
+            username: None,
+            password: None,
         }
     }
 }
@@ -342,6 +350,10 @@ pub struct PoolConfig {
     pub username: Option<String>,
     /// Password sent with `AUTH` on every new backend connection of this pool. Never logged.
     pub password: Option<Secret>,
+    /// Redis 6 ACL user for connections to this pool's sentinels (needs `sentinel_password`).
+    pub sentinel_username: Option<String>,
+    /// Password sent with `AUTH` to this pool's sentinels (their `requirepass`). Never logged.
+    pub sentinel_password: Option<Secret>,
 }
 
 impl Default for PoolConfig {
@@ -356,6 +368,8 @@ impl Default for PoolConfig {
             ketama_name: None,
             username: None,
             password: None,
+            sentinel_username: None,
+            sentinel_password: None,
         }
     }
 }
@@ -823,6 +837,15 @@ impl Config {
         if self.cluster.max_redirects == 0 {
             fail("cluster.max_redirects", "must be at least 1".into());
         }
+        if self.cluster.username.is_some() && self.cluster.password.is_none() {
+            fail("cluster.username", "needs a password".into());
+        }
+        if pool_mode && self.cluster.password.is_some() {
+            fail(
+                "cluster.password",
+                "applies to cluster mode only; in pool mode set [pools.NAME] password".into(),
+            );
+        }
 
         if !(1..=64).contains(&self.backend.connections_per_node) {
             fail(
@@ -1048,6 +1071,12 @@ impl Config {
             }
             if pool.username.is_some() && pool.password.is_none() {
                 fail(&at("username"), "needs a password".into());
+            }
+            if pool.sentinel_username.is_some() && pool.sentinel_password.is_none() {
+                fail(&at("sentinel_username"), "needs a sentinel_password".into());
+            }
+            if pool.sentinel_password.is_some() && !pool.uses_sentinel() {
+                fail(&at("sentinel_password"), "needs sentinels".into());
             }
         }
 
@@ -1529,8 +1558,8 @@ mod tests {
             "[health]\nfailures = 0\n\
              [pools.a]\nmaster = \"127.0.0.1:7001\"\nread_policy = \"replica\"\n\
              [pools.b]\nmaster = \"127.0.0.1:7002\"\nsentinels = [\"x\"]\n\
-             [pools.c]\nmaster_name = \"mc\"\n\
-             [pools.d]\nsentinels = [\"127.0.0.1:26379\"]\n",
+             [pools.c]\nmaster_name = \"mc\"\nsentinel_password = \"pw\"\n\
+             [pools.d]\nsentinels = [\"127.0.0.1:26379\"]\nsentinel_username = \"u\"\n",
         );
         let err = bad.validate().unwrap_err();
         let paths: Vec<_> = err.0.iter().map(|e| e.path.as_str()).collect();
@@ -1541,7 +1570,9 @@ mod tests {
             "pools.b.master_name",
             "pools.b.sentinels[0]",
             "pools.c.master_name",
+            "pools.c.sentinel_password",
             "pools.d.master_name",
+            "pools.d.sentinel_username",
         ] {
             assert!(paths.contains(&want), "{want} missing from {err}");
         }
@@ -1565,6 +1596,24 @@ mod tests {
         let c = pools("[pools.a]\nmaster = \"127.0.0.1:1\"\npassword = \"hunter2\"\n");
         assert_eq!(c.pools["a"].password.as_ref().unwrap().expose(), "hunter2");
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn cluster_credentials_are_validated_and_redacted() {
+        let mut c = Config::parse(
+            "[cluster]\nseeds = [\"127.0.0.1:7000\"]\nusername = \"app\"\npassword = \"hunter2\"\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.cluster.password.as_ref().unwrap().expose(), "hunter2");
+        assert!(!format!("{c:?}").contains("hunter2"));
+        c.cluster.password = None;
+        let err = c.validate().unwrap_err();
+        assert_eq!(err.0[0].path, "cluster.username", "{err}");
+
+        let c = pools("[cluster]\npassword = \"pw\"\n[pools.a]\nmaster = \"127.0.0.1:1\"\n");
+        let err = c.validate().unwrap_err();
+        assert_eq!(err.0[0].path, "cluster.password", "{err}");
     }
 
     #[test]

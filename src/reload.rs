@@ -292,4 +292,17 @@ mod tests {
             ["backend.tls.enabled", "tls.listen"]
         );
     }
+
+    #[test]
+    fn cluster_credentials_are_start_only_and_pool_ones_reload() {
+        let running = Config::default();
+        let mut next = running.clone();
+        next.cluster.password = Some(crate::config::Secret::new("new"));
+        next.pools
+            .insert("a".into(), crate::config::PoolConfig::default());
+        assert_eq!(
+            not_reloadable_changes(&running, &next),
+            ["cluster.password"]
+        );
+    }
 }

@@ -53,6 +53,7 @@ async fn follows_a_sentinel_failover() {
         quorum: 2,
         down_after_ms: 1000,
         failover_timeout_ms: 3000,
+        password: None,
     };
     let sentinels: Vec<SentinelServer> = (0..3)
         .map(|_| SentinelServer::start(&options).expect("start a sentinel"))

@@ -72,19 +72,23 @@ pub fn all_nodes(table: &SlotTable) -> Vec<(String, &'static str, Option<String>
     nodes
 }
 
-/// PING every node concurrently (each bounded by [`PROBE_TIMEOUT`]).
+/// PING every node concurrently (each bounded by [`PROBE_TIMEOUT`]), authenticating with
+/// the credentials `table` gives it.
 pub async fn probe<R>(
     nodes: &[(String, R, Option<String>)],
+    table: &SlotTable,
     tls: Option<Arc<BackendTls>>,
 ) -> Vec<(String, NodeHealth)> {
     let mut set = JoinSet::new();
     for (addr, _, _) in nodes {
         let addr = addr.clone();
+        let auth = table.credentials_for(&addr);
         let tls = tls.clone();
         set.spawn(async move {
             let started = std::time::Instant::now();
             let result = oneshot::commands(
                 &addr,
+                auth.as_deref(),
                 &[&["PING"]],
                 PROBE_TIMEOUT,
                 Limits::default(),
@@ -149,7 +153,7 @@ pub async fn readiness(state: &AdminState) -> Readiness {
         .into_iter()
         .filter(|(_, role, _)| *role == "master")
         .collect();
-    let results = probe(&masters, state.topology.backend_tls()).await;
+    let results = probe(&masters, &table, state.topology.backend_tls()).await;
     let down: Vec<String> = results
         .iter()
         .filter(|(_, h)| !h.healthy)

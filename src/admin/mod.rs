@@ -156,8 +156,9 @@ async fn tick_loop(state: Arc<AdminState>) {
     loop {
         tick.tick().await;
         lock(&state.history).sample(&state.stats);
-        let nodes = health::all_nodes(&state.topology.table());
-        let results = health::probe(&nodes, state.topology.backend_tls()).await;
+        let table = Arc::clone(&state.topology.table());
+        let nodes = health::all_nodes(&table);
+        let results = health::probe(&nodes, &table, state.topology.backend_tls()).await;
         lock(&state.health).update(results);
     }
 }

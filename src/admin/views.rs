@@ -325,8 +325,11 @@ mod tests {
     fn effective_config_is_shown() {
         let mut c = Config::default();
         c.cluster.seeds = vec!["127.0.0.1:7000".into()];
+        c.cluster.password = Some(crate::config::Secret::new("node-pw"));
         let v = config(&c);
         assert_eq!(v["cluster"]["seeds"][0], "127.0.0.1:7000");
+        assert_eq!(v["cluster"]["password"], "<redacted>");
+        assert!(!v.to_string().contains("node-pw"));
         assert_eq!(v["proxy"]["drain_timeout_ms"], 10_000);
     }
 }

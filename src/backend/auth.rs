@@ -5,9 +5,11 @@
 //! the server's own error line, which does not echo it.
 
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::config::Secret;
 use crate::resp::Request;
 
 /// Username (optional) and password for one backend.
@@ -26,17 +28,23 @@ impl Credentials {
         }
     }
 
+    /// The credentials a config section names (`username`, `password`): `None` without a
+    /// password (validation refuses a username alone).
+    pub fn configured(
+        username: Option<&str>,
+        password: Option<&Secret>,
+    ) -> Option<Arc<Credentials>> {
+        password.map(|password| {
+            Arc::new(Credentials::new(
+                username.map(str::to_string),
+                password.expose(),
+            ))
+        })
+    }
+
     /// The ACL user, if any.
     pub fn username(&self) -> Option<&str> {
         self.username.as_deref()
-    }
-
-    /// The `AUTH` command's arguments, for control connections that build their own requests.
-    pub fn args(&self) -> Vec<&str> {
-        let mut args = vec!["AUTH"];
-        args.extend(self.username.as_deref());
-        args.push(&self.password);
-        args
     }
 
     /// The `AUTH` request as RESP.

@@ -1,5 +1,6 @@
 //! A short-lived connection to a node, for control traffic (topology discovery), never for
-//! client requests: connect, send a few commands in one write, read their replies, close.
+//! client requests: connect, send a few commands in one write (after `AUTH` when the node
+//! needs credentials), read their replies, close.
 
 use std::time::Duration;
 
@@ -9,12 +10,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::resp::{parse_frame, Frame, Limits, ReplyDecoder, Request};
 use crate::tls::{self, BackendTls};
 
+use super::auth::Credentials;
 use super::BackendError;
 
 /// Send `commands` to `addr` in one write and return their parsed replies, in order. The
 /// whole exchange, connect (and TLS handshake, with `tls`) included, is bounded by `timeout`.
+/// With `auth`, `AUTH` leads the write; a refusal is [`BackendError::Auth`] with the node's
+/// error line, and the other replies (`NOAUTH`) are not read.
 pub async fn commands(
     addr: &str,
+    auth: Option<&Credentials>,
     commands: &[&[&str]],
     timeout: Duration,
     limits: Limits,
@@ -24,13 +29,14 @@ pub async fn commands(
         addr: addr.to_string(),
         ms: timeout.as_millis() as u64,
     };
-    tokio::time::timeout(timeout, exchange(addr, commands, limits, tls))
+    tokio::time::timeout(timeout, exchange(addr, auth, commands, limits, tls))
         .await
         .map_err(|_| timed_out())?
 }
 
 async fn exchange(
     addr: &str,
+    auth: Option<&Credentials>,
     commands: &[&[&str]],
     limits: Limits,
     tls: Option<&BackendTls>,
@@ -41,6 +47,9 @@ async fn exchange(
     };
     let mut stream = tls::connect(addr, tls).await?;
     let mut out = BytesMut::new();
+    if let Some(auth) = auth {
+        out.extend_from_slice(&auth.auth_request());
+    }
     for args in commands {
         let request = Request::from_args(
             args.iter()
@@ -53,12 +62,22 @@ async fn exchange(
     let mut decoder = ReplyDecoder::new(limits);
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut replies = Vec::with_capacity(commands.len());
+    let mut auth_pending = auth.is_some();
     loop {
         let protocol = |source| BackendError::Protocol {
             addr: addr.to_string(),
             source,
         };
         while let Some(reply) = decoder.decode(&mut buf).map_err(protocol)? {
+            if std::mem::take(&mut auth_pending) {
+                if let Some(message) = reply.error_message() {
+                    return Err(BackendError::Auth {
+                        addr: addr.to_string(),
+                        reason: String::from_utf8_lossy(message).into_owned(),
+                    });
+                }
+                continue;
+            }
             replies.push(parse_frame(reply.raw(), &limits).map_err(protocol)?);
             if replies.len() == commands.len() {
                 return Ok(replies);

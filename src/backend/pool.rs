@@ -166,7 +166,8 @@ impl BackendPool {
     }
 
     /// The connection `client_id` uses for the node at `addr`, which need not be in `table`
-    /// (a redirect may name a node the table does not know yet; it gets no credentials).
+    /// (a redirect may name a node the table does not know yet; it gets the cluster's
+    /// credentials, [`SlotTable::credentials_for`]).
     pub fn conn_for_addr(
         &mut self,
         table: &SlotTable,
@@ -179,7 +180,7 @@ impl BackendPool {
         let node = match self.masters.get(addr) {
             Some(node) => node,
             None => {
-                let node = self.open(addr, None, false);
+                let node = self.open(addr, table.credentials_for(addr), false);
                 self.masters.entry(Arc::clone(addr)).or_insert(node)
             }
         };

@@ -307,6 +307,7 @@ mod tests {
                 ("SLOTGATE_BACKEND__TLS__ENABLED", "true"),
                 ("SLOTGATE_CLUSTER__SEEDS", "[\"a:1\", \"b:2\"]"),
                 ("SLOTGATE_AUTH__PASSWORD", "12345"),
+                ("SLOTGATE_CLUSTER__PASSWORD", "node-pw"),
                 ("SLOTGATE_LOG__LEVEL", "debug"),
                 ("PATH", "/bin"),
                 ("SLOTGATE_LISTEN", "flag variable, not a path"),
@@ -320,6 +321,10 @@ mod tests {
         assert_eq!(
             config.auth.password.as_ref().map(|p| p.expose()),
             Some("12345")
+        );
+        assert_eq!(
+            config.cluster.password.as_ref().map(|p| p.expose()),
+            Some("node-pw")
         );
         assert_eq!(config.log.level, "debug");
         // Untouched keys keep the file's value or the default.

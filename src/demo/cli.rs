@@ -12,10 +12,12 @@ use std::time::{Duration, Instant};
 use super::error::DemoError;
 use super::process::{self, POLL_INTERVAL};
 
-/// Runs `redis_cli --cluster args…` until it exits or `timeout` runs out (then it is killed).
-/// Its stdout and stderr go to `log`; on success the whole log is returned.
+/// Runs `redis_cli --cluster args…` until it exits or `timeout` runs out (then it is killed),
+/// authenticating with `password` if given. Its stdout and stderr go to `log`; on success the
+/// whole log is returned.
 pub(crate) fn run(
     redis_cli: &Path,
+    password: Option<&str>,
     args: &[String],
     log: &Path,
     timeout: Duration,
@@ -26,6 +28,10 @@ pub(crate) fn run(
         .try_clone()
         .map_err(|e| DemoError::io(format!("cannot dup {}", log.display()), e))?;
     let mut cmd = Command::new(redis_cli);
+    if let Some(password) = password {
+        // REDISCLI_AUTH rather than `-a`: the password stays off the process list.
+        cmd.env("REDISCLI_AUTH", password);
+    }
     cmd.arg("--cluster")
         .args(args)
         .stdin(Stdio::null())

@@ -47,6 +47,9 @@ pub struct ClusterOptions {
     pub redis_cli: PathBuf,
     /// Extra `redis-server` arguments for every node, appended last so they override ours.
     pub extra_args: Vec<String>,
+    /// `requirepass` (and `masterauth`, so replicas sync) of every node; `None` (the
+    /// default): no password. The launcher's own probes and `redis-cli` use it.
+    pub password: Option<String>,
 }
 
 impl Default for ClusterOptions {
@@ -60,6 +63,7 @@ impl Default for ClusterOptions {
             redis_server: PathBuf::from("redis-server"),
             redis_cli: PathBuf::from("redis-cli"),
             extra_args: Vec::new(),
+            password: None,
         }
     }
 }
@@ -165,12 +169,14 @@ impl LocalCluster {
         ]);
         cli::run(
             &opts.redis_cli,
+            opts.password.as_deref(),
             &args,
             &dir.path().join(CREATE_LOG),
             CREATE_TIMEOUT,
         )?;
-        let slots = wait_ready(&ports, count, true, READY_TIMEOUT)?;
-        let info = node_info(&ports)?;
+        let password = opts.password.as_deref();
+        let slots = wait_ready(&ports, count, true, READY_TIMEOUT, password)?;
+        let info = node_info(&ports, password)?;
         Ok(LocalCluster {
             procs,
             info,
@@ -211,8 +217,9 @@ impl LocalCluster {
             CREATE_TIMEOUT,
         )?;
         self.wait_ok(READY_TIMEOUT)?;
-        let nodes = resp_probe::query_text(port, &["CLUSTER", "NODES"], PROBE_TIMEOUT)
-            .map_err(|e| DemoError::io(format!("127.0.0.1:{port} CLUSTER NODES"), e))?;
+        let nodes =
+            resp_probe::query_text(port, &["CLUSTER", "NODES"], PROBE_TIMEOUT, self.password())
+                .map_err(|e| DemoError::io(format!("127.0.0.1:{port} CLUSTER NODES"), e))?;
         let me = topology::parse_myself(&nodes).ok_or_else(|| DemoError::NotReady {
             waited: Duration::ZERO,
             last_state: format!("127.0.0.1:{port}: no `myself` line in CLUSTER NODES"),
@@ -279,7 +286,7 @@ impl LocalCluster {
     /// reports it (`CLUSTER SLOTS`). Masters without slots are absent.
     pub fn slot_counts(&self) -> Result<BTreeMap<u16, usize>, DemoError> {
         let entry = self.entry_point()?;
-        let reply = resp_probe::Probe::connect(entry, PROBE_TIMEOUT)
+        let reply = resp_probe::Probe::connect(entry, PROBE_TIMEOUT, self.password())
             .and_then(|mut p| p.call(&["CLUSTER", "SLOTS"]))
             .map_err(|e| DemoError::io(format!("127.0.0.1:{entry} CLUSTER SLOTS"), e))?;
         let ranges = topology::parse_slots(&reply, false).map_err(|e| DemoError::NotReady {
@@ -297,8 +304,13 @@ impl LocalCluster {
     /// is the role at start-up. Fails when the node does not answer within 500 ms.
     pub fn role_now(&self, idx: usize) -> Result<Role, DemoError> {
         let port = self.node(idx)?.port();
-        let info = resp_probe::query_text(port, &["INFO", "replication"], PROBE_TIMEOUT)
-            .map_err(|e| DemoError::io(format!("127.0.0.1:{port} INFO replication"), e))?;
+        let info = resp_probe::query_text(
+            port,
+            &["INFO", "replication"],
+            PROBE_TIMEOUT,
+            self.password(),
+        )
+        .map_err(|e| DemoError::io(format!("127.0.0.1:{port} INFO replication"), e))?;
         Ok(match info_value(&info, "role") {
             Some("master") => Role::Master,
             _ => Role::Replica,
@@ -364,7 +376,7 @@ impl LocalCluster {
             .collect();
         // Replica lists are not compared: a node that was down may be listed by some nodes
         // and not yet by others for a while, and that is not what callers wait for here.
-        wait_ready(&live, self.procs.len(), false, timeout).map(drop)
+        wait_ready(&live, self.procs.len(), false, timeout, self.password()).map(drop)
     }
 
     /// The directory holding one `node-<i>` directory per node (with `redis.log`, `nodes.conf`)
@@ -373,10 +385,16 @@ impl LocalCluster {
         self.dir.path()
     }
 
+    /// The nodes' password, if they have one.
+    pub fn password(&self) -> Option<&str> {
+        self.opts.password.as_deref()
+    }
+
     /// Runs `redis-cli --cluster args…`, logging to `log_name` in [`LocalCluster::dir`].
     fn cli(&self, args: &[String], log_name: &str, timeout: Duration) -> Result<String, DemoError> {
         cli::run(
             &self.opts.redis_cli,
+            self.password(),
             args,
             &self.dir.path().join(log_name),
             timeout,
@@ -440,6 +458,7 @@ fn node_spec(opts: &ClusterOptions, port: u16, dir: PathBuf) -> NodeSpec {
         cluster_node_timeout_ms: Some(opts.node_timeout_ms),
         extra_args: opts.extra_args.clone(),
         sentinel_config: None,
+        password: opts.password.clone(),
     }
 }
 
@@ -449,10 +468,11 @@ fn wait_ready(
     known_nodes: usize,
     with_replicas: bool,
     timeout: Duration,
+    password: Option<&str>,
 ) -> Result<Vec<SlotRange>, DemoError> {
     let started = Instant::now();
     loop {
-        match topology::check(live, known_nodes, with_replicas) {
+        match topology::check(live, known_nodes, with_replicas, password) {
             Ok(view) => return Ok(view),
             Err(problems) if started.elapsed() >= timeout => {
                 return Err(DemoError::NotReady {
@@ -467,14 +487,14 @@ fn wait_ready(
 }
 
 /// Reads each node's id and master from its own `CLUSTER NODES` (`myself` line).
-fn node_info(ports: &[u16]) -> Result<Vec<NodeInfo>, DemoError> {
+fn node_info(ports: &[u16], password: Option<&str>) -> Result<Vec<NodeInfo>, DemoError> {
     let mut selves = Vec::with_capacity(ports.len());
     for &port in ports {
         let not_ready = |detail: String| DemoError::NotReady {
             waited: Duration::ZERO,
             last_state: format!("127.0.0.1:{port}: {detail}"),
         };
-        let nodes = resp_probe::query_text(port, &["CLUSTER", "NODES"], PROBE_TIMEOUT)
+        let nodes = resp_probe::query_text(port, &["CLUSTER", "NODES"], PROBE_TIMEOUT, password)
             .map_err(|e| not_ready(format!("CLUSTER NODES: {e}")))?;
         let me = topology::parse_myself(&nodes)
             .ok_or_else(|| not_ready("no `myself` line in CLUSTER NODES".into()))?;

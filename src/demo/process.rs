@@ -47,6 +47,9 @@ pub(crate) struct NodeSpec {
     pub(crate) extra_args: Vec<String>,
     /// Run as a Sentinel with this (writable) config file.
     pub(crate) sentinel_config: Option<PathBuf>,
+    /// `requirepass` and `masterauth` (so replicas can sync); probes authenticate with it.
+    /// A sentinel's password is in its config file instead; probes still use this.
+    pub(crate) password: Option<String>,
 }
 
 impl NodeSpec {
@@ -91,6 +94,11 @@ impl NodeSpec {
                 "--cluster-node-timeout",
                 &timeout.to_string(),
             ] {
+                args.push(arg.to_string());
+            }
+        }
+        if let (Some(password), None) = (&self.password, &self.sentinel_config) {
+            for arg in ["--requirepass", password, "--masterauth", password] {
                 args.push(arg.to_string());
             }
         }
@@ -248,7 +256,12 @@ impl RedisProcess {
                 Ok(None) => {}
                 Err(e) => return Err(DemoError::io("cannot poll redis-server", e)),
             }
-            match resp_probe::query_text(self.spec.port, &["INFO", "server"], PROBE_TIMEOUT) {
+            match resp_probe::query_text(
+                self.spec.port,
+                &["INFO", "server"],
+                PROBE_TIMEOUT,
+                self.spec.password.as_deref(),
+            ) {
                 Ok(info) => match info_value(&info, "process_id") {
                     Some(p) if p == pid.to_string() => return Ok(()),
                     other => last = format!("port answered by process {other:?}, not {pid}"),
@@ -326,6 +339,7 @@ mod tests {
             cluster_node_timeout_ms: Some(5000),
             extra_args: vec!["--save".into(), "60 1".into()],
             sentinel_config: None,
+            password: None,
         };
         let args = spec.args();
         let joined = args.join(" ");
@@ -349,6 +363,7 @@ mod tests {
             cluster_node_timeout_ms: None,
             extra_args: vec![],
             sentinel_config: None,
+            password: None,
         };
         let err = RedisProcess::start(spec.clone(), false).unwrap_err();
         assert!(err.to_string().contains("Address already in use"), "{err}");

@@ -20,18 +20,27 @@ pub(crate) struct Probe {
 }
 
 impl Probe {
-    /// Connects with `timeout` on the connect and on every later read and write.
-    pub(crate) fn connect(port: u16, timeout: Duration) -> io::Result<Probe> {
+    /// Connects with `timeout` on the connect and on every later read and write, and sends
+    /// `AUTH password` first when the server has one.
+    pub(crate) fn connect(
+        port: u16,
+        timeout: Duration,
+        password: Option<&str>,
+    ) -> io::Result<Probe> {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let stream = TcpStream::connect_timeout(&addr, timeout)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
         stream.set_nodelay(true)?;
-        Ok(Probe {
+        let mut probe = Probe {
             stream,
             buf: BytesMut::with_capacity(16 * 1024),
             decoder: ReplyDecoder::new(Limits::default()),
-        })
+        };
+        if let Some(password) = password {
+            probe.call_text(&["AUTH", password])?;
+        }
+        Ok(probe)
     }
 
     /// Sends one command and reads its reply. A server error is `Ok(Frame::Error(..))`.
@@ -74,9 +83,15 @@ impl Probe {
     }
 }
 
-/// One-shot helper: connect, send one command, return its text reply.
-pub(crate) fn query_text(port: u16, args: &[&str], timeout: Duration) -> io::Result<String> {
-    Probe::connect(port, timeout)?.call_text(args)
+/// One-shot helper: connect (and authenticate with `password`), send one command, return
+/// its text reply.
+pub(crate) fn query_text(
+    port: u16,
+    args: &[&str],
+    timeout: Duration,
+    password: Option<&str>,
+) -> io::Result<String> {
+    Probe::connect(port, timeout, password)?.call_text(args)
 }
 
 fn bad_data(e: impl std::fmt::Display) -> io::Error {

@@ -54,6 +54,7 @@ impl RedisServer {
             cluster_node_timeout_ms: None,
             extra_args: opts.extra_args,
             sentinel_config: None,
+            password: None,
         };
         let process = RedisProcess::start(spec, auto_port)?;
         Ok(RedisServer { process, dir })
@@ -120,6 +121,9 @@ pub struct SentinelOptions {
     pub down_after_ms: u64,
     /// `failover-timeout`.
     pub failover_timeout_ms: u64,
+    /// The sentinel's `requirepass` (and `sentinel sentinel-pass`, so sentinels started with
+    /// the same password talk to each other); `None`: no password.
+    pub password: Option<String>,
 }
 
 impl SentinelServer {
@@ -140,6 +144,10 @@ impl SentinelServer {
             down = opts.down_after_ms,
             failover = opts.failover_timeout_ms,
         );
+        let text = match &opts.password {
+            Some(pw) => format!("{text}requirepass {pw}\nsentinel sentinel-pass {pw}\n"),
+            None => text,
+        };
         std::fs::write(&config, text)
             .map_err(|e| DemoError::io(format!("cannot write {}", config.display()), e))?;
         let spec = NodeSpec {
@@ -149,6 +157,7 @@ impl SentinelServer {
             cluster_node_timeout_ms: None,
             extra_args: Vec::new(),
             sentinel_config: Some(config),
+            password: opts.password.clone(),
         };
         let process = RedisProcess::start(spec, true)?;
         Ok(SentinelServer { process, dir })

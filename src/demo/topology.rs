@@ -113,11 +113,12 @@ pub(crate) fn check(
     live: &[u16],
     known_nodes: usize,
     with_replicas: bool,
+    password: Option<&str>,
 ) -> Result<Vec<SlotRange>, Vec<String>> {
     let mut problems = Vec::new();
     let mut agreed: Option<(u16, Vec<SlotRange>)> = None;
     for &port in live {
-        match check_node(port, known_nodes, with_replicas) {
+        match check_node(port, known_nodes, with_replicas, password) {
             Ok((view, mut node_problems)) => {
                 problems.append(&mut node_problems);
                 match &agreed {
@@ -161,8 +162,9 @@ fn check_node(
     port: u16,
     known_nodes: usize,
     with_replicas: bool,
+    password: Option<&str>,
 ) -> io::Result<(Vec<SlotRange>, Vec<String>)> {
-    let mut probe = Probe::connect(port, PROBE_TIMEOUT)?;
+    let mut probe = Probe::connect(port, PROBE_TIMEOUT, password)?;
     let mut problems = Vec::new();
     let name = format!("127.0.0.1:{port}");
 

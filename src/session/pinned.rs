@@ -527,14 +527,12 @@ pub(super) async fn lease(
     .await
 }
 
-/// The credentials the table gives the node at `addr` (pool mode), if any.
+/// The credentials the table gives the node at `addr` (its pool's, or the cluster's), if any.
 pub(super) fn credentials_for(
     worker: &Worker,
     addr: &str,
 ) -> Option<Arc<crate::backend::auth::Credentials>> {
-    let table = worker.topology.table();
-    let shard = table.shards().iter().find(|s| &*s.master == addr)?;
-    shard.auth.clone()
+    worker.topology.table().credentials_for(addr)
 }
 
 /// Wait before another attempt, or give up with `reply` if the deadline would pass first.

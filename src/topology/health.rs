@@ -208,17 +208,14 @@ async fn check(
     settings: &HealthSettings,
     tls: Option<&crate::tls::BackendTls>,
 ) -> Result<(), String> {
-    let auth_args = node.auth.as_ref().map(|a| a.args());
-    let mut commands: Vec<&[&str]> = Vec::with_capacity(3);
-    if let Some(args) = &auth_args {
-        commands.push(args);
-    }
+    let mut commands: Vec<&[&str]> = Vec::with_capacity(2);
     commands.push(&["PING"]);
     if !node.master {
         commands.push(&["INFO", "replication"]);
     }
     let replies = oneshot::commands(
         &node.addr,
+        node.auth.as_deref(),
         &commands,
         settings.timeout,
         settings.limits,

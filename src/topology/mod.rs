@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use arc_swap::{ArcSwap, Guard};
 use tokio::sync::Notify;
 
-use crate::backend::oneshot;
+use crate::backend::{oneshot, Credentials};
 use crate::config::{Config, ReadPolicy};
 use crate::resp::{Frame, Limits};
 use crate::tls::{BackendTls, TlsContext};
@@ -62,6 +62,8 @@ struct Settings {
     limits: Limits,
     /// Cluster mode: the read policy of every shard.
     read_policy: ReadPolicy,
+    /// Cluster mode: the credentials of every node (`cluster.username` / `password`).
+    auth: Option<Arc<Credentials>>,
     /// TLS to the nodes, when `backend.tls` is enabled.
     tls: Arc<TlsContext>,
 }
@@ -122,6 +124,10 @@ impl Topology {
                 ),
                 limits: config.protocol.limits(),
                 read_policy: config.backend.read_policy,
+                auth: Credentials::configured(
+                    config.cluster.username.as_deref(),
+                    config.cluster.password.as_ref(),
+                ),
                 tls,
             }),
             wake: Notify::new(),
@@ -194,8 +200,8 @@ impl Topology {
         Ok(version)
     }
 
-    /// The distinct sets of sentinels the pools in force follow.
-    pub fn sentinel_sets(&self) -> Vec<Vec<String>> {
+    /// The distinct sets of sentinels (with their credentials) the pools in force follow.
+    pub fn sentinel_sets(&self) -> Vec<sentinel::SentinelSet> {
         sentinel_sets(&self.lock_pools().config)
     }
 
@@ -223,8 +229,13 @@ impl Topology {
         let mut reasons = Vec::new();
         for (name, pool) in config.pools.iter().filter(|(_, p)| p.uses_sentinel()) {
             let master_name = pool.master_name.as_deref().unwrap_or_default();
+            let auth = Credentials::configured(
+                pool.sentinel_username.as_deref(),
+                pool.sentinel_password.as_ref(),
+            );
             let resolved = sentinel::resolve(
                 &pool.sentinels,
+                auth.as_deref(),
                 master_name,
                 self.settings.query_timeout,
                 self.settings.limits,
@@ -342,7 +353,7 @@ impl Topology {
         let found = self
             .discover()
             .await?
-            .with_read_policy(self.settings.read_policy);
+            .with_cluster_settings(self.settings.read_policy, self.settings.auth.clone());
         let current = self.table.load_full();
         if current.version() > 0 && current.same_routing(&found) {
             return Ok(false);
@@ -486,12 +497,19 @@ impl Topology {
     }
 }
 
-/// The distinct sentinel lists of `config`'s pools, in pool order.
-fn sentinel_sets(config: &Config) -> Vec<Vec<String>> {
-    let mut sets: Vec<Vec<String>> = Vec::new();
+/// The distinct sentinel lists (with their credentials) of `config`'s pools, in pool order.
+fn sentinel_sets(config: &Config) -> Vec<sentinel::SentinelSet> {
+    let mut sets: Vec<sentinel::SentinelSet> = Vec::new();
     for pool in config.pools.values().filter(|p| p.uses_sentinel()) {
-        if !sets.contains(&pool.sentinels) {
-            sets.push(pool.sentinels.clone());
+        let set = sentinel::SentinelSet {
+            sentinels: pool.sentinels.clone(),
+            auth: Credentials::configured(
+                pool.sentinel_username.as_deref(),
+                pool.sentinel_password.as_ref(),
+            ),
+        };
+        if !sets.contains(&set) {
+            sets.push(set);
         }
     }
     sets
@@ -506,8 +524,10 @@ async fn ask(settings: &Settings, addr: &str, current: &SlotTable) -> Result<Vie
         .unwrap_or(addr);
     let (timeout, limits) = (settings.query_timeout, settings.limits);
     let tls = settings.tls.backend();
+    let auth = settings.auth.as_deref();
     let replies = oneshot::commands(
         addr,
+        auth,
         &[&["CLUSTER", "INFO"], &["CLUSTER", "SHARDS"]],
         timeout,
         limits,
@@ -518,6 +538,12 @@ async fn ask(settings: &Settings, addr: &str, current: &SlotTable) -> Result<Vie
     let [info, shards_reply] =
         <[Frame; 2]>::try_from(replies).map_err(|_| "wrong number of replies".to_string())?;
     let epoch = match &info {
+        Frame::Error(msg) if msg.starts_with(b"NOAUTH") => {
+            return Err(format!(
+                "{} (set cluster.password, and cluster.username for an ACL user)",
+                String::from_utf8_lossy(msg)
+            ))
+        }
         Frame::Error(msg) => return Err(String::from_utf8_lossy(msg).into_owned()),
         other => other
             .as_bytes()
@@ -529,6 +555,7 @@ async fn ask(settings: &Settings, addr: &str, current: &SlotTable) -> Result<Vie
         Frame::Error(_) => {
             let replies = oneshot::commands(
                 addr,
+                auth,
                 &[&["CLUSTER", "SLOTS"]],
                 timeout,
                 limits,

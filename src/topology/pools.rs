@@ -6,7 +6,6 @@
 //! `i`, and the table carries the continuum that maps keys to units.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use crate::backend::Credentials;
 use crate::config::{Config, Distribution};
@@ -61,12 +60,7 @@ pub fn table_for(
             loading: Vec::new(),
         });
         settings.push(ShardSettings {
-            auth: pool.password.as_ref().map(|password| {
-                Arc::new(Credentials::new(
-                    pool.username.clone(),
-                    password.expose().to_string(),
-                ))
-            }),
+            auth: Credentials::configured(pool.username.as_deref(), pool.password.as_ref()),
             read_policy: pool.read_policy.unwrap_or(config.backend.read_policy),
         });
     }
@@ -95,6 +89,8 @@ pub fn table_for(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::config::ReadPolicy;
     use crate::slot::Slot;

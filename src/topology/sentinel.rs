@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::dedicated::DedicatedConn;
-use crate::backend::oneshot;
+use crate::backend::{oneshot, Credentials};
 use crate::resp::{parse_frame, Frame, Limits, Request};
 
 use super::Topology;
@@ -27,10 +27,21 @@ const RESUBSCRIBE_PAUSE: Duration = Duration::from_millis(500);
 /// Silence on a subscription after which it is probed with `PING`; twice that closes it.
 const QUIET_PROBE: Duration = Duration::from_secs(2);
 
+/// Sentinels a pool follows and the credentials they want (`sentinel_username` /
+/// `sentinel_password`): pools with the same of both share one `+switch-master` subscription.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentinelSet {
+    /// The sentinels' `HOST:PORT`.
+    pub sentinels: Vec<String>,
+    /// `AUTH` on every connection to them, if configured.
+    pub auth: Option<Arc<Credentials>>,
+}
+
 /// The master Sentinel names for `name`, as `HOST:PORT`, from the first of `sentinels` that
-/// knows it. `Err` gives every sentinel's reason.
+/// knows it (authenticating with `auth`). `Err` gives every sentinel's reason.
 pub async fn resolve(
     sentinels: &[String],
+    auth: Option<&Credentials>,
     name: &str,
     timeout: Duration,
     limits: Limits,
@@ -39,6 +50,7 @@ pub async fn resolve(
     for sentinel in sentinels {
         let asked = oneshot::commands(
             sentinel,
+            auth,
             &[&["SENTINEL", "get-master-addr-by-name", name]],
             timeout,
             limits,
@@ -60,6 +72,10 @@ pub async fn resolve(
                 _ => "unexpected reply".to_string(),
             },
             Ok(Some(Frame::Null | Frame::NullArray)) => format!("does not monitor {name:?}"),
+            Ok(Some(Frame::Error(message))) if message.starts_with(b"NOAUTH") => format!(
+                "{} (set the pool's sentinel_password)",
+                String::from_utf8_lossy(&message)
+            ),
             Ok(Some(Frame::Error(message))) => String::from_utf8_lossy(&message).into_owned(),
             Ok(_) => "unexpected reply".to_string(),
             Err(e) => e.to_string(),
@@ -75,14 +91,9 @@ pub async fn resolve(
 pub async fn watch(topology: Arc<Topology>, limits: Limits, connect_timeout: Duration) {
     loop {
         let mut tasks = tokio::task::JoinSet::new();
-        for sentinels in topology.sentinel_sets() {
+        for set in topology.sentinel_sets() {
             let topology = Arc::clone(&topology);
-            tasks.spawn(subscribe_forever(
-                topology,
-                sentinels,
-                limits,
-                connect_timeout,
-            ));
+            tasks.spawn(subscribe_forever(topology, set, limits, connect_timeout));
         }
         topology.sentinels_changed().await;
         tasks.abort_all();
@@ -93,18 +104,25 @@ pub async fn watch(topology: Arc<Topology>, limits: Limits, connect_timeout: Dur
 /// whenever the current one fails.
 async fn subscribe_forever(
     topology: Arc<Topology>,
-    sentinels: Vec<String>,
+    set: SentinelSet,
     limits: Limits,
     connect_timeout: Duration,
 ) {
+    let sentinels = &set.sentinels;
     let mut turn = 0usize;
     loop {
         let Some(sentinel) = sentinels.get(turn % sentinels.len().max(1)) else {
             return;
         };
         turn = turn.wrapping_add(1);
-        if let Err(reason) = subscribe(&topology, sentinel, limits, connect_timeout).await {
-            tracing::debug!(%sentinel, "sentinel subscription ended: {reason}");
+        let subscribed = subscribe(&topology, sentinel, &set.auth, limits, connect_timeout);
+        if let Err(reason) = subscribed.await {
+            // A refused password is a configuration problem the operator must see.
+            if reason.contains("refused authentication") {
+                tracing::warn!(%sentinel, "sentinel subscription failed: {reason}");
+            } else {
+                tracing::debug!(%sentinel, "sentinel subscription ended: {reason}");
+            }
         }
         tokio::time::sleep(RESUBSCRIBE_PAUSE).await;
     }
@@ -114,6 +132,7 @@ async fn subscribe_forever(
 async fn subscribe(
     topology: &Topology,
     sentinel: &str,
+    auth: &Option<Arc<Credentials>>,
     limits: Limits,
     connect_timeout: Duration,
 ) -> Result<(), String> {
@@ -121,7 +140,7 @@ async fn subscribe(
         Arc::from(sentinel),
         connect_timeout,
         limits,
-        None,
+        auth.clone(),
         false,
         None,
     )

@@ -37,7 +37,8 @@ pub struct Shard {
     pub master: Arc<str>,
     /// The replicas' `HOST:PORT`.
     pub replicas: Vec<Arc<str>>,
-    /// Credentials for `AUTH` on new connections (pool mode), if configured.
+    /// Credentials for `AUTH` on new connections to its master and replicas (a pool's own,
+    /// or in cluster mode the cluster's), if configured.
     pub auth: Option<Arc<Credentials>>,
     /// Where this shard's read-only commands go.
     pub read_policy: ReadPolicy,
@@ -82,6 +83,9 @@ pub struct SlotTable {
     shards: Vec<Shard>,
     /// Slot index → index into `shards`, or `UNASSIGNED`.
     slots: Box<[u16]>,
+    /// Cluster mode: the credentials of every node, including ones no shard names yet (a
+    /// MOVED or ASK target). Pool mode: `None`, each shard has its own.
+    cluster_auth: Option<Arc<Credentials>>,
 }
 
 impl fmt::Debug for SlotTable {
@@ -103,6 +107,7 @@ impl SlotTable {
             placement: Arc::new(Placement::Slots),
             shards: Vec::new(),
             slots: vec![UNASSIGNED; SLOT_COUNT].into_boxed_slice(),
+            cluster_auth: None,
         }
     }
 
@@ -162,12 +167,29 @@ impl SlotTable {
         self
     }
 
-    /// This table with every shard reading by `policy` (cluster mode: one policy for all).
-    pub fn with_read_policy(mut self, policy: ReadPolicy) -> SlotTable {
+    /// This table with every shard reading by `policy` and authenticating with `auth`
+    /// (cluster mode: one policy and one set of credentials for every node).
+    pub fn with_cluster_settings(
+        mut self,
+        policy: ReadPolicy,
+        auth: Option<Arc<Credentials>>,
+    ) -> SlotTable {
         for shard in &mut self.shards {
             shard.read_policy = policy;
+            shard.auth = auth.clone();
         }
+        self.cluster_auth = auth;
         self
+    }
+
+    /// The credentials a new connection to `addr` authenticates with: those of the shard
+    /// whose master or replica it is, else (cluster mode: a node the table does not know
+    /// yet) the cluster's.
+    pub fn credentials_for(&self, addr: &str) -> Option<Arc<Credentials>> {
+        self.shards
+            .iter()
+            .find(|s| &*s.master == addr || s.replicas.iter().any(|r| &**r == addr))
+            .map_or_else(|| self.cluster_auth.clone(), |s| s.auth.clone())
     }
 
     /// How keys map to this table's slots (routing units).
@@ -297,7 +319,7 @@ impl SlotTable {
                 next.shards.push(Shard {
                     master: Arc::clone(addr),
                     replicas: Vec::new(),
-                    auth: None,
+                    auth: next.cluster_auth.clone(),
                     read_policy,
                 });
                 next.shards.len() - 1
@@ -477,5 +499,22 @@ mod tests {
         )
         .unwrap();
         assert!(!a.same_routing(&c));
+    }
+
+    #[test]
+    fn cluster_credentials_reach_every_node_and_moved_targets() {
+        let mut info = shard(&[(0, 16383)], "a:1");
+        info.replicas = vec!["r:1".into()];
+        let auth = Some(Arc::new(Credentials::new(None, "pw")));
+        let t = SlotTable::from_shards(&[info], 1)
+            .unwrap()
+            .with_cluster_settings(ReadPolicy::Master, auth.clone());
+        assert_eq!(t.shards()[0].auth, auth);
+        assert_eq!(t.credentials_for("a:1"), auth);
+        assert_eq!(t.credentials_for("r:1"), auth);
+        assert_eq!(t.credentials_for("new:1"), auth, "a redirect target");
+        let patched = t.with_slot(Slot::new(5).unwrap(), &"new:1".into(), 2);
+        assert!(patched.shards().iter().all(|s| s.auth == auth));
+        assert_eq!(SlotTable::empty().credentials_for("a:1"), None);
     }
 }
