@@ -112,41 +112,7 @@ async fn pinned_commands_authenticate_in_pool_mode() {
     let proxy = Proxy::start(config).expect("start slotgate");
     let mut c = client(proxy.local_addr()).await;
 
-    let (ok, n): (String, i64) = redis::pipe()
-        .atomic()
-        .cmd("SET")
-        .arg("{a}x")
-        .arg(1)
-        .cmd("INCR")
-        .arg("{a}x")
-        .query_async(&mut c)
-        .await
-        .expect("MULTI/EXEC on an authenticated dedicated connection");
-    assert_eq!((ok.as_str(), n), ("OK", 2));
-
-    let _: () = c.rpush("{a}list", "v").await.unwrap();
-    let popped: (String, String) = redis::cmd("BLPOP")
-        .arg("{a}list")
-        .arg(1)
-        .query_async(&mut c)
-        .await
-        .expect("BLPOP on an authenticated dedicated connection");
-    assert_eq!(popped.1, "v");
-
-    let sub_client = redis::Client::open(format!("redis://{}/", proxy.local_addr())).unwrap();
-    let mut pubsub = sub_client.get_async_pubsub().await.unwrap();
-    pubsub.subscribe("auth-ch").await.unwrap();
-    let receivers: i64 = c.publish("auth-ch", "m").await.unwrap();
-    assert_eq!(receivers, 1);
-    let mut stream = pubsub.on_message();
-    let msg = tokio::time::timeout(
-        Duration::from_secs(5),
-        futures_util::StreamExt::next(&mut stream),
-    )
-    .await
-    .expect("message in time")
-    .unwrap();
-    assert_eq!(msg.get_payload::<String>().unwrap(), "m");
+    pinned_commands_work(&mut c, proxy.local_addr(), "{a}", "auth-ch").await;
 }
 
 /// A cluster whose nodes all have `requirepass` (and `masterauth`): slotgate discovers it,
@@ -227,41 +193,7 @@ async fn cluster_nodes_with_requirepass() {
     let size: usize = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap();
     assert_eq!(size, keys.len(), "DBSIZE over every master");
 
-    let (ok, n): (String, i64) = redis::pipe()
-        .atomic()
-        .cmd("SET")
-        .arg("{t}n")
-        .arg(1)
-        .cmd("INCR")
-        .arg("{t}n")
-        .query_async(&mut c)
-        .await
-        .expect("MULTI/EXEC on an authenticated dedicated connection");
-    assert_eq!((ok.as_str(), n), ("OK", 2));
-    let _: () = c.rpush("{t}list", "v").await.unwrap();
-    let popped: (String, String) = redis::cmd("BLPOP")
-        .arg("{t}list")
-        .arg(1)
-        .query_async(&mut c)
-        .await
-        .expect("BLPOP on an authenticated dedicated connection");
-    assert_eq!(popped.1, "v");
-
-    let sub_client = redis::Client::open(format!("redis://{}/", proxy.local_addr())).unwrap();
-    let mut pubsub = sub_client.get_async_pubsub().await.unwrap();
-    pubsub.subscribe("cauth-ch").await.unwrap();
-    let receivers: i64 = c.publish("cauth-ch", "m1").await.unwrap();
-    assert_eq!(receivers, 1);
-    let mut stream = pubsub.on_message();
-    let msg = tokio::time::timeout(
-        Duration::from_secs(5),
-        futures_util::StreamExt::next(&mut stream),
-    )
-    .await
-    .expect("message in time")
-    .unwrap();
-    assert_eq!(msg.get_payload::<String>().unwrap(), "m1");
-    drop(stream);
+    pinned_commands_work(&mut c, proxy.local_addr(), "{t}", "cauth-ch").await;
     // A sharded channel: its link goes to its slot's master.
     let mut sub = Raw::connect(proxy.local_addr());
     sub.send(b"SSUBSCRIBE cauth-sch\r\n");
@@ -449,4 +381,51 @@ async fn sentinels_with_requirepass() {
         assert!(Instant::now() < deadline, "no subscription: {clients}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A transaction, a BLPOP and a pub/sub message through the proxy at `addr` (`c` is connected
+/// to it): each runs on a dedicated backend connection, which must authenticate too. `tag`
+/// keeps the keys in one slot; `channel` is the pub/sub channel to use.
+async fn pinned_commands_work(
+    c: &mut redis::aio::MultiplexedConnection,
+    addr: std::net::SocketAddr,
+    tag: &str,
+    channel: &str,
+) {
+    let (ok, n): (String, i64) = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg(format!("{tag}x"))
+        .arg(1)
+        .cmd("INCR")
+        .arg(format!("{tag}x"))
+        .query_async(c)
+        .await
+        .expect("MULTI/EXEC on an authenticated dedicated connection");
+    assert_eq!((ok.as_str(), n), ("OK", 2));
+
+    let list = format!("{tag}list");
+    let _: () = c.rpush(&list, "v").await.unwrap();
+    let popped: (String, String) = redis::cmd("BLPOP")
+        .arg(&list)
+        .arg(1)
+        .query_async(c)
+        .await
+        .expect("BLPOP on an authenticated dedicated connection");
+    assert_eq!(popped.1, "v");
+
+    let sub_client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+    let mut pubsub = sub_client.get_async_pubsub().await.unwrap();
+    pubsub.subscribe(channel).await.unwrap();
+    let receivers: i64 = c.publish(channel, "m").await.unwrap();
+    assert_eq!(receivers, 1);
+    let mut stream = pubsub.on_message();
+    let msg = tokio::time::timeout(
+        Duration::from_secs(5),
+        futures_util::StreamExt::next(&mut stream),
+    )
+    .await
+    .expect("message in time")
+    .unwrap();
+    assert_eq!(msg.get_payload::<String>().unwrap(), "m");
 }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  sessions ──send()──► queued ──writer task: one write per turn──► socket
-//!                                   │ (moved to in-flight, in send order)
+//!                                   │ (now in flight: one list, the written ones first)
 //!  sessions ◄──fill()── in-flight ◄──reader task: replies matched FIFO── socket
 //! ```
 //!
@@ -186,10 +186,11 @@ struct State {
     phase: Phase,
     /// Identifies the current socket; tasks of an older socket stop when it changes.
     generation: u64,
-    /// Requests not yet written.
-    queued: VecDeque<Pending>,
-    /// Requests written and awaiting their reply, oldest first.
-    in_flight: VecDeque<Pending>,
+    /// Every request awaiting its reply, in send order: the first `written` are in flight
+    /// (written, oldest first), the rest queued. One list, so writing a batch moves no entry.
+    pending: VecDeque<Pending>,
+    /// How many requests at the front of `pending` were written.
+    written: usize,
     /// No new requests will come; wind down once everything is answered.
     retired: bool,
 }
@@ -218,6 +219,22 @@ impl Phase {
 }
 
 impl State {
+    /// Requests queued and not yet written.
+    fn queued(&self) -> usize {
+        self.pending.len() - self.written
+    }
+
+    /// The oldest request in flight.
+    fn oldest_in_flight(&self) -> Option<&Pending> {
+        self.pending.front().filter(|_| self.written > 0)
+    }
+
+    /// Take the oldest request in flight: its reply has come.
+    fn answered(&mut self) -> Option<Pending> {
+        self.written = self.written.checked_sub(1)?;
+        self.pending.pop_front()
+    }
+
     /// Enter `phase`, moving this connection between the worker's state gauges.
     fn set_phase(&mut self, phase: Phase, stats: &WorkerStats) {
         stats.backend_state(self.phase.gauge(), phase.gauge());
@@ -232,7 +249,7 @@ impl Drop for Inner {
     }
 }
 
-/// One entry of the queued / in-flight lists: one reply is expected for each.
+/// One entry of the pending list: one reply is expected for each.
 struct Pending {
     /// When it was queued here: the node must answer within `request_timeout` of this.
     queued_at: Instant,
@@ -267,8 +284,8 @@ impl BackendConn {
                 state: RefCell::new(State {
                     phase: Phase::Idle,
                     generation: 0,
-                    queued: VecDeque::new(),
-                    in_flight: VecDeque::new(),
+                    pending: VecDeque::new(),
+                    written: 0,
                     retired: false,
                 }),
                 writer_wake: LocalSignal::new(),
@@ -297,18 +314,18 @@ impl BackendConn {
             Phase::Connecting | Phase::Up => {}
         }
         if out.asking {
-            state.queued.push_back(Pending {
+            state.pending.push_back(Pending {
                 queued_at: now,
                 sent_at: now,
                 out: None,
             });
         }
-        state.queued.push_back(Pending {
+        state.pending.push_back(Pending {
             queued_at: now,
             sent_at: now,
             out: Some(out),
         });
-        if state.queued.len() <= 2 {
+        if state.queued() <= 2 {
             inner.writer_wake.raise();
         }
     }
@@ -336,12 +353,12 @@ impl Inner {
         }
         state.generation += 1;
         state.set_phase(phase, self.settings.stats());
-        let in_flight: Vec<Pending> = state.in_flight.drain(..).collect();
-        let queued: Vec<Pending> = state.queued.drain(..).collect();
+        let pending = std::mem::take(&mut state.pending);
+        let sent = std::mem::take(&mut state.written);
         drop(guard);
         let (mut rerouted, mut failed) = (0usize, 0usize);
-        let sent = in_flight.into_iter().map(|p| (p, true));
-        for (pending, written) in sent.chain(queued.into_iter().map(|p| (p, false))) {
+        for (index, pending) in pending.into_iter().enumerate() {
+            let written = index < sent;
             let Some(out) = pending.out else { continue };
             if !written || out.readonly {
                 rerouted += 1;
@@ -478,7 +495,7 @@ async fn handshake(
     }
 }
 
-/// Move everything queued to in-flight and write it in one go; repeat while the socket lives.
+/// Write everything queued in one go (it is then in flight); repeat while the socket lives.
 async fn write_loop(inner: Rc<Inner>, generation: u64, mut socket: WriteHalf) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     loop {
@@ -521,7 +538,7 @@ async fn write_loop(inner: Rc<Inner>, generation: u64, mut socket: WriteHalf) {
     }
 }
 
-/// Append every queued request to `buf` and move it to in-flight, in order: the number of
+/// Append every queued request to `buf`, in order, and count it in flight: the number of
 /// client requests taken (`ASKING` excluded), or `None` when the socket of `generation` is no
 /// longer current.
 fn take_queued(inner: &Inner, generation: u64, buf: &mut BytesMut) -> Option<u64> {
@@ -530,15 +547,15 @@ fn take_queued(inner: &Inner, generation: u64, buf: &mut BytesMut) -> Option<u64
     if state.generation != generation {
         return None;
     }
-    if state.queued.is_empty() {
+    if state.queued() == 0 {
         return Some(0);
     }
-    let was_idle = state.in_flight.is_empty();
+    let was_idle = state.written == 0;
     // One clock read per batch: the send time of everything in it.
     let now = Instant::now();
     let mut requests = 0;
-    // Order matters: requests enter in-flight in the order they are written.
-    while let Some(mut p) = state.queued.pop_front() {
+    // Order matters: requests are in flight in the order they are written.
+    for p in state.pending.range_mut(state.written..) {
         match &p.out {
             Some(out) => {
                 buf.extend_from_slice(&out.request);
@@ -547,8 +564,8 @@ fn take_queued(inner: &Inner, generation: u64, buf: &mut BytesMut) -> Option<u64
             None => buf.extend_from_slice(ASKING),
         }
         p.sent_at = now;
-        state.in_flight.push_back(p);
     }
+    state.written = state.pending.len();
     if was_idle {
         inner.reader_wake.raise();
     }
@@ -570,7 +587,7 @@ async fn read_loop(inner: Rc<Inner>, generation: u64, mut socket: ReadHalf) {
             return;
         }
         if !armed {
-            let front = inner.state.borrow().in_flight.front().map(|p| p.queued_at);
+            let front = inner.state.borrow().oldest_in_flight().map(|p| p.queued_at);
             if let Some(queued_at) = front {
                 timer.as_mut().reset(queued_at + settings.request_timeout);
                 armed = true;
@@ -590,7 +607,7 @@ async fn read_loop(inner: Rc<Inner>, generation: u64, mut socket: ReadHalf) {
                 if let Some(reason) = lost {
                     let retired = {
                         let state = inner.state.borrow();
-                        state.retired && state.in_flight.is_empty() && state.queued.is_empty()
+                        state.retired && state.pending.is_empty()
                     };
                     if !retired {
                         let error = BackendError::Lost { addr: inner.addr.to_string(), reason };
@@ -608,7 +625,7 @@ async fn read_loop(inner: Rc<Inner>, generation: u64, mut socket: ReadHalf) {
             }
             () = &mut timer, if armed => {
                 armed = false;
-                let front = inner.state.borrow().in_flight.front().map(|p| p.queued_at);
+                let front = inner.state.borrow().oldest_in_flight().map(|p| p.queued_at);
                 if front.is_some_and(|t| t + settings.request_timeout <= Instant::now()) {
                     let error = BackendError::Timeout {
                         addr: inner.addr.to_string(),
@@ -624,8 +641,8 @@ async fn read_loop(inner: Rc<Inner>, generation: u64, mut socket: ReadHalf) {
 }
 
 /// Hand every complete reply in `buf` to its request, observing each one's round trip (one
-/// clock read per call, two relaxed adds per reply) and counting the node's error replies
-/// (one add per call).
+/// clock read per call, two relaxed adds per written batch the replies answer) and counting
+/// the node's error replies (one add per call).
 fn deliver(
     inner: &Inner,
     decoder: &mut ReplyDecoder,
@@ -634,12 +651,27 @@ fn deliver(
     let now = Instant::now();
     let round_trip = inner.settings.stats().backend_latency();
     let mut errors = 0u64;
+    // Replies to one written batch share its send time: recorded together.
+    let mut batch: Option<(Instant, u64)> = None;
+    let record = |(sent_at, count): (Instant, u64)| {
+        round_trip.record(now.saturating_duration_since(sent_at), count);
+    };
     let result = deliver_each(inner, decoder, buf, |reply, sent_at| {
-        round_trip.record(now.saturating_duration_since(sent_at), 1);
+        match &mut batch {
+            Some((at, count)) if *at == sent_at => *count += 1,
+            _ => {
+                if let Some(done) = batch.replace((sent_at, 1)) {
+                    record(done);
+                }
+            }
+        }
         if reply.error_message().is_some() {
             errors += 1;
         }
     });
+    if let Some(done) = batch {
+        record(done);
+    }
     if errors > 0 {
         inner.node.errors.increment(errors);
     }
@@ -664,7 +696,7 @@ fn deliver_each(
                 })
             }
         };
-        let pending = inner.state.borrow_mut().in_flight.pop_front();
+        let pending = inner.state.borrow_mut().answered();
         let Some(pending) = pending else {
             return Err(BackendError::Lost {
                 addr: inner.addr.to_string(),
