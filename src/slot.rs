@@ -48,10 +48,24 @@ impl std::fmt::Display for Slot {
 
 /// The hash tag of `key`: the bytes between the first `{` and the next `}`, if non-empty.
 pub fn hash_tag(key: &[u8]) -> Option<&[u8]> {
-    let open = memchr::memchr(b'{', key)?;
+    let open = find(b'{', key)?;
     let rest = &key[open + 1..];
-    let close = memchr::memchr(b'}', rest)?;
+    let close = find(b'}', rest)?;
     (close > 0).then(|| &rest[..close])
+}
+
+/// Keys shorter than this are searched byte by byte: memchr's set-up costs more than the
+/// loop for the short keys most applications use.
+const SHORT_KEY: usize = 48;
+
+/// The first index of `byte` in `hay`.
+#[inline]
+fn find(byte: u8, hay: &[u8]) -> Option<usize> {
+    if hay.len() < SHORT_KEY {
+        hay.iter().position(|&b| b == byte)
+    } else {
+        memchr::memchr(byte, hay)
+    }
 }
 
 #[cfg(test)]
@@ -95,6 +109,22 @@ mod tests {
         assert_eq!(hash_tag(b"x{}{a}"), None);
         assert_eq!(hash_tag(b"x{a"), None);
         assert_eq!(hash_tag(b"x{{a}}"), Some(&b"{a"[..]));
+    }
+
+    #[test]
+    fn long_and_short_keys_find_the_same_tag() {
+        // Either side of the byte-loop / memchr threshold, with the braces anywhere.
+        for len in [0, 1, SHORT_KEY - 1, SHORT_KEY, SHORT_KEY + 1, 200] {
+            let mut key = vec![b'k'; len];
+            assert_eq!(hash_tag(&key), None, "{len}");
+            if len >= 4 {
+                key[len - 4] = b'{';
+                key[len - 2] = b'}';
+                assert_eq!(hash_tag(&key), Some(&b"k"[..]), "{len}");
+                key[1] = b'{';
+                assert_eq!(hash_tag(&key), Some(&key[2..len - 2]), "{len}");
+            }
+        }
     }
 
     #[test]
