@@ -12,6 +12,8 @@ pub mod backend;
 pub mod command;
 pub mod config;
 pub mod demo;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod info;
 pub mod lifecycle;
 pub mod ops;

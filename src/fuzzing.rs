@@ -1,0 +1,211 @@
+//! The bodies of the cargo-fuzz targets in `fuzz/`, kept here so the fuzzer and the unit test
+//! that replays the committed inputs (`fuzz/seeds/TARGET/`, `fuzz/regressions/TARGET/`) run the
+//! same checks and cannot drift apart. Not an API: hidden from the docs, used by `fuzz/` only.
+//!
+//! Each function takes arbitrary bytes, must not panic on any of them, and asserts the
+//! target's invariants (an assertion failure is a finding, like a panic in the code under test).
+
+use bytes::{Bytes, BytesMut};
+use smallvec::SmallVec;
+
+use crate::command::{lookup, split};
+use crate::placement::Placement;
+use crate::resp::{parse_frame, Limits, ReplyDecoder, RequestDecoder};
+use crate::slot::Slot;
+
+/// The names of the fuzz targets, one function here each (also their directory names).
+pub const TARGETS: [&str; 3] = ["request_decoder", "reply_decoder", "command"];
+
+/// Runs the target named `name` on `data`; `false` if there is no such target.
+pub fn run(name: &str, data: &[u8]) -> bool {
+    match name {
+        "request_decoder" => request_decoder(data),
+        "reply_decoder" => reply_decoder(data),
+        "command" => command(data),
+        _ => return false,
+    }
+    true
+}
+
+/// Small limits, so the fuzzer reaches them.
+fn limits() -> Limits {
+    Limits {
+        max_bulk_len: 1024,
+        max_multibulk_len: 64,
+        max_inline_len: 256,
+        max_depth: 8,
+        max_request_len: 4096,
+    }
+}
+
+/// The first byte picks where to cut the rest in two: the rest and the cut's offset in it.
+/// `None` for empty input.
+fn cut(data: &[u8]) -> Option<(&[u8], usize)> {
+    let (&cut, rest) = data.split_first()?;
+    Some((rest, usize::from(cut) % (rest.len() + 1)))
+}
+
+/// The client request decoder (RESP multibulk and inline), whole and cut in two: no panic,
+/// every request has a command name, and the cut changes nothing that is decoded.
+pub fn request_decoder(data: &[u8]) {
+    let Some((data, at)) = cut(data) else { return };
+    let whole = decode_requests(&[data]);
+    let (a, b) = data.split_at(at);
+    assert_eq!(
+        whole,
+        decode_requests(&[a, b]),
+        "cutting the input at {at} changed the result"
+    );
+}
+
+/// Every request decoded from `pieces` fed one after another, then the error if one came.
+fn decode_requests(pieces: &[&[u8]]) -> (Vec<Vec<Bytes>>, Option<String>) {
+    let mut decoder = RequestDecoder::new(limits());
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    for piece in pieces {
+        buf.extend_from_slice(piece);
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(request)) => {
+                    assert!(!request.args().is_empty(), "a request has a command name");
+                    out.push(request.args().to_vec());
+                }
+                Ok(None) => break,
+                Err(e) => return (out, Some(e.to_string())),
+            }
+        }
+    }
+    (out, None)
+}
+
+/// The backend reply decoder and the frame parser, whole and cut in two: no panic, the same
+/// replies either way, and every reply that parses as a frame re-encodes to bytes the decoder
+/// accepts again.
+pub fn reply_decoder(data: &[u8]) {
+    let Some((data, at)) = cut(data) else { return };
+    let whole = decode_replies(&[data]);
+    let (a, b) = data.split_at(at);
+    assert_eq!(
+        whole,
+        decode_replies(&[a, b]),
+        "cutting the input at {at} changed the result"
+    );
+}
+
+/// Every reply decoded from `pieces` fed one after another, and whether an error ended them.
+fn decode_replies(pieces: &[&[u8]]) -> (Vec<Bytes>, bool) {
+    let mut decoder = ReplyDecoder::new(limits());
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    for piece in pieces {
+        buf.extend_from_slice(piece);
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(reply)) => {
+                    let raw = reply.raw().clone();
+                    if let Ok(frame) = parse_frame(&raw, &limits()) {
+                        let mut encoded = BytesMut::new();
+                        frame.encode(&mut encoded);
+                        // The encoder may normalise (e.g. number spellings); it must at least
+                        // produce something the decoder accepts again.
+                        let mut again = ReplyDecoder::new(limits());
+                        assert!(
+                            matches!(again.decode(&mut encoded), Ok(Some(_))),
+                            "re-encoded frame does not decode: {raw:?}"
+                        );
+                    }
+                    out.push(raw);
+                }
+                Ok(None) => break,
+                Err(_) => return (out, true),
+            }
+        }
+    }
+    (out, false)
+}
+
+/// Command parsing on one request: table lookup (subcommands included), the arity check, key
+/// extraction per key specs, slot hashing and the split of multi-key commands. No panic, and
+/// every key or routing index returned points into the request.
+pub fn command(data: &[u8]) {
+    let args = command_args(data);
+    if args.is_empty() {
+        return;
+    }
+    let Some(spec) = lookup(&args) else { return };
+    let arity_ok = spec.arity_ok(args.len());
+    let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
+    if spec.keys(&args, &mut keys).is_ok() {
+        for &i in &keys {
+            let key = args.get(i);
+            assert!(
+                key.is_some(),
+                "{}: key index {i} past {}",
+                spec.name,
+                args.len()
+            );
+            let _ = key.map(|k| Slot::of(k));
+        }
+        if arity_ok {
+            if let Some((rule, per_key)) = split::rule_of(spec.name) {
+                let parts = split::split(&args, &keys, rule, per_key, &Placement::Slots);
+                assert!(parts.keys <= keys.len(), "{}: split keys", spec.name);
+            }
+        }
+    }
+    let mut routing: SmallVec<[usize; 8]> = SmallVec::new();
+    if spec.routing_args(&args, &mut routing).is_ok() {
+        assert!(routing.iter().all(|&i| i < args.len()), "{}", spec.name);
+    }
+}
+
+/// The request: RESP or inline bytes if they decode, else NUL-separated arguments (which
+/// reaches the key specs with binary arguments the decoders would not produce).
+fn command_args(data: &[u8]) -> Vec<Bytes> {
+    let mut buf = BytesMut::from(data);
+    if let Ok(Some(request)) = RequestDecoder::new(Limits::default()).decode(&mut buf) {
+        return request.args().to_vec();
+    }
+    data.split(|&b| b == 0)
+        .map(Bytes::copy_from_slice)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::path::Path;
+
+    /// Replays every committed seed and regression input through its target, as the fuzzer
+    /// would, so a fixed crash stays fixed without cargo-fuzz.
+    #[test]
+    fn committed_fuzz_inputs_pass() {
+        let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+        let mut failures = Vec::new();
+        for target in TARGETS {
+            let mut replayed = 0;
+            for dir in ["seeds", "regressions"] {
+                let Ok(entries) = std::fs::read_dir(fuzz.join(dir).join(target)) else {
+                    continue;
+                };
+                for entry in entries {
+                    let path = entry.expect("readable directory").path();
+                    let data = std::fs::read(&path).expect("readable input");
+                    if catch_unwind(AssertUnwindSafe(|| run(target, &data))).is_err() {
+                        failures.push(path.display().to_string());
+                    }
+                    replayed += 1;
+                }
+            }
+            assert!(replayed > 0, "no committed inputs for fuzz target {target}");
+        }
+        assert!(failures.is_empty(), "fuzz inputs failing: {failures:#?}");
+    }
+
+    #[test]
+    fn unknown_target_is_refused() {
+        assert!(!run("nope", b""));
+    }
+}
