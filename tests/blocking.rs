@@ -183,3 +183,142 @@ async fn wait_counts_replicas_that_have_the_write() {
     let e = q::<i64>(c, &["WAIT", "1", "-1"]).await.unwrap_err();
     assert!(e.to_string().contains("timeout is negative"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bzmpop_times_out_and_is_served_by_a_later_zadd() {
+    let setup = common::start();
+    let c = &mut own_client(setup.addr()).await;
+    // Nothing to pop: the timeout is honoured and the reply is null.
+    let started = Instant::now();
+    let got: redis::Value = q(c, &["BZMPOP", "0.5", "2", "{bz}a", "{bz}b", "MIN"])
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(got, redis::Value::Nil);
+    assert!(
+        waited >= Duration::from_millis(450) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+
+    // Blocked on two keys; another client's ZADD to the second one serves it.
+    let addr = setup.addr();
+    let waiter = tokio::spawn(async move {
+        let mut c = own_client(addr).await;
+        let got: (String, Vec<(String, String)>) = q(
+            &mut c,
+            &["BZMPOP", "5", "2", "{bz}a", "{bz}b", "MAX", "COUNT", "2"],
+        )
+        .await
+        .unwrap();
+        got
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "BZMPOP returned before any ZADD");
+    let other = &mut setup.client().await;
+    let added: i64 = q(other, &["ZADD", "{bz}b", "1", "x", "2", "y", "3", "z"])
+        .await
+        .unwrap();
+    assert_eq!(added, 3);
+    let got = tokio::time::timeout(Duration::from_secs(3), waiter)
+        .await
+        .expect("BZMPOP woke up on ZADD")
+        .unwrap();
+    assert_eq!(
+        got,
+        (
+            "{bz}b".to_string(),
+            vec![("z".into(), "3".into()), ("y".into(), "2".into())]
+        )
+    );
+    // It popped exactly what it returned: one member is left.
+    let left: Vec<String> = q(other, &["ZRANGE", "{bz}b", "0", "-1"]).await.unwrap();
+    assert_eq!(left, ["x"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xreadgroup_block_wakes_on_xadd_and_times_out_with_null() {
+    let setup = common::start();
+    let c = &mut own_client(setup.addr()).await;
+    let _: () = q(c, &["XGROUP", "CREATE", "xg", "grp", "$", "MKSTREAM"])
+        .await
+        .unwrap();
+
+    // A group read of new entries blocks until another client adds one.
+    let addr = setup.addr();
+    let reader = tokio::spawn(async move {
+        let mut c = own_client(addr).await;
+        let v: redis::Value = q(
+            &mut c,
+            &[
+                "XREADGROUP",
+                "GROUP",
+                "grp",
+                "alice",
+                "COUNT",
+                "1",
+                "BLOCK",
+                "5000",
+                "STREAMS",
+                "xg",
+                ">",
+            ],
+        )
+        .await
+        .unwrap();
+        v
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!reader.is_finished(), "XREADGROUP returned before any XADD");
+    let other = &mut setup.client().await;
+    let id: String = q(other, &["XADD", "xg", "*", "f", "v"]).await.unwrap();
+    let v = tokio::time::timeout(Duration::from_secs(3), reader)
+        .await
+        .expect("XREADGROUP BLOCK woke up on XADD")
+        .unwrap();
+    let entry = redis::Value::Array(vec![
+        redis::Value::BulkString(id.clone().into_bytes()),
+        redis::Value::Array(vec![
+            redis::Value::BulkString(b"f".to_vec()),
+            redis::Value::BulkString(b"v".to_vec()),
+        ]),
+    ]);
+    assert_eq!(
+        v,
+        redis::Value::Array(vec![redis::Value::Array(vec![
+            redis::Value::BulkString(b"xg".to_vec()),
+            redis::Value::Array(vec![entry]),
+        ])])
+    );
+    // The group delivered it to alice: it is pending for her on the stream's node.
+    let pending: (i64, String, String, Vec<(String, String)>) =
+        q(other, &["XPENDING", "xg", "grp"]).await.unwrap();
+    assert_eq!(
+        pending,
+        (1, id.clone(), id, vec![("alice".into(), "1".into())])
+    );
+
+    // Nothing new for the group: BLOCK's timeout is honoured and the reply is null.
+    let started = Instant::now();
+    let v: redis::Value = q(
+        c,
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "grp",
+            "bob",
+            "BLOCK",
+            "500",
+            "STREAMS",
+            "xg",
+            ">",
+        ],
+    )
+    .await
+    .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(v, redis::Value::Nil);
+    assert!(
+        waited >= Duration::from_millis(450) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+}

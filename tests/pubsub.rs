@@ -9,8 +9,9 @@ use common::q;
 use std::time::{Duration, Instant};
 
 use common::Raw;
-use slotgate::demo::{ClusterOptions, Role};
-use slotgate::Proxy;
+use redis::aio::MultiplexedConnection;
+use slotgate::demo::{ClusterOptions, LocalCluster, Role};
+use slotgate::{Proxy, ProxyHandle};
 
 fn bulk(s: &str) -> String {
     format!("${}\r\n{s}\r\n", s.len())
@@ -235,11 +236,9 @@ async fn redis_crate_pubsub_client() {
     );
 }
 
-/// The master holding a subscription dies; its replica takes over; the subscriber, still
-/// connected to the proxy, receives messages again without doing anything.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subscriptions_survive_a_failover() {
-    let cluster = slotgate::demo::LocalCluster::start(ClusterOptions {
+/// A cluster whose replicas take over quickly, and a proxy that refreshes its table often.
+fn failover_setup() -> (LocalCluster, ProxyHandle) {
+    let cluster = LocalCluster::start(ClusterOptions {
         node_timeout_ms: 2_000,
         extra_args: vec!["--cluster-require-full-coverage".into(), "no".into()],
         ..ClusterOptions::default()
@@ -248,39 +247,171 @@ async fn subscriptions_survive_a_failover() {
     let mut config = common::proxy_config(cluster.seeds());
     config.cluster.refresh_interval_ms = 500;
     let proxy = Proxy::start(config).unwrap();
-    let mut cluster = cluster;
+    (cluster, proxy)
+}
+
+/// SIGKILL the master at `port` and wait until its replica reports itself master.
+async fn fail_over(cluster: &mut LocalCluster, port: u16) {
     let nodes = cluster.nodes().to_vec();
-    // Slotgate keeps channel subscriptions on the master of slot 0: that one dies.
-    let home = cluster.port_of_slot(0).unwrap();
-    let victim = nodes.iter().position(|n| n.port == home).unwrap();
+    let victim = nodes.iter().position(|n| n.port == port).unwrap();
     let replica = nodes.iter().position(|n| n.master == Some(victim)).unwrap();
-    let channel = "fo:news".to_string();
-
-    let mut sub = Subscriber::connect(proxy.local_addr());
-    sub.raw
-        .stream
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    sub.send(format!("SUBSCRIBE {channel}\r\n").as_bytes());
-    expect(&mut sub, &confirmation("subscribe", &channel, 1));
-
     cluster.kill(victim).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while cluster.role_now(replica).ok() != Some(Role::Master) {
         assert!(Instant::now() < deadline, "the replica was never promoted");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let c = &mut common::client(proxy.local_addr()).await;
-    let want = message(&channel, "back");
+}
+
+/// A subscriber whose reads give up quickly, so publishing can be retried while it waits.
+fn impatient_subscriber(addr: std::net::SocketAddr) -> Subscriber {
+    let sub = Subscriber::connect(addr);
+    sub.raw
+        .stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    sub
+}
+
+/// Send `publish` (PUBLISH or SPUBLISH) `channel` `payload` through `c` until `sub` has
+/// received `want` (the proxy re-subscribes in the background after a failover).
+async fn publish_until_received(
+    sub: &mut Subscriber,
+    c: &mut MultiplexedConnection,
+    publish: &str,
+    channel: &str,
+    payload: &str,
+    want: &str,
+) {
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !String::from_utf8_lossy(&seen).contains(&want) {
+    while !String::from_utf8_lossy(&seen).contains(want) {
         assert!(
             Instant::now() < deadline,
-            "no message after the failover: {:?}",
+            "no {publish} delivered after the failover: {:?}",
             String::from_utf8_lossy(&seen)
         );
-        let _ = q::<i64>(c, &["PUBLISH", &channel, "back"]).await;
+        let _ = q::<i64>(c, &[publish, channel, payload]).await;
         seen.extend(sub.take(want.len()));
+    }
+}
+
+/// Everything `sub` receives until `want` has arrived (up to 5 s) and one read timeout more,
+/// so a duplicate would be seen.
+fn read_until(sub: &mut Subscriber, want: &str) -> String {
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !seen.contains(want) {
+        assert!(
+            Instant::now() < deadline,
+            "{want:?} never arrived: {seen:?}"
+        );
+        seen.push_str(&String::from_utf8_lossy(&sub.take(4096)));
+    }
+    seen.push_str(&String::from_utf8_lossy(&sub.take(4096)));
+    seen
+}
+
+/// The master holding a subscription dies; its replica takes over; the subscriber, still
+/// connected to the proxy, receives messages again without doing anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_survive_a_failover() {
+    let (mut cluster, proxy) = failover_setup();
+    let channel = "fo:news".to_string();
+    let mut sub = impatient_subscriber(proxy.local_addr());
+    sub.send(format!("SUBSCRIBE {channel}\r\n").as_bytes());
+    expect(&mut sub, &confirmation("subscribe", &channel, 1));
+
+    // Slotgate keeps channel subscriptions on the master of slot 0: that one dies.
+    let home = cluster.port_of_slot(0).unwrap();
+    fail_over(&mut cluster, home).await;
+    let c = &mut common::client(proxy.local_addr()).await;
+    let want = message(&channel, "back");
+    publish_until_received(&mut sub, c, "PUBLISH", &channel, "back", &want).await;
+}
+
+/// The same for a pattern subscription (kept, like channels, on slot 0's master) and a
+/// sharded channel of that master's slots: after the failover PUBLISH reaches the pattern
+/// subscriber and SPUBLISH the shard-channel subscriber.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pattern_and_shard_subscriptions_survive_a_failover() {
+    let (mut cluster, proxy) = failover_setup();
+    let home = cluster.port_of_slot(0).unwrap();
+    let shard_channel = common::key_on(&cluster, home, "fo:shard");
+
+    let mut patterns = impatient_subscriber(proxy.local_addr());
+    patterns.send(b"PSUBSCRIBE fo:p.*\r\n");
+    expect(&mut patterns, &confirmation("psubscribe", "fo:p.*", 1));
+    let mut shard = impatient_subscriber(proxy.local_addr());
+    shard.send(format!("SSUBSCRIBE {shard_channel}\r\n").as_bytes());
+    expect(&mut shard, &confirmation("ssubscribe", &shard_channel, 1));
+    // Both are live before the failover.
+    let c = &mut common::client(proxy.local_addr()).await;
+    let pmessage = |payload: &str| {
+        format!(
+            "*4\r\n{}{}{}{}",
+            bulk("pmessage"),
+            bulk("fo:p.*"),
+            bulk("fo:p.x"),
+            bulk(payload)
+        )
+    };
+    let smessage = |payload: &str| {
+        format!(
+            "*3\r\n{}{}{}",
+            bulk("smessage"),
+            bulk(&shard_channel),
+            bulk(payload)
+        )
+    };
+    assert_eq!(
+        q::<i64>(c, &["PUBLISH", "fo:p.x", "before"]).await.unwrap(),
+        1
+    );
+    expect(&mut patterns, &pmessage("before"));
+    assert_eq!(
+        q::<i64>(c, &["SPUBLISH", &shard_channel, "before"])
+            .await
+            .unwrap(),
+        1
+    );
+    expect(&mut shard, &smessage("before"));
+
+    fail_over(&mut cluster, home).await;
+    publish_until_received(
+        &mut patterns,
+        c,
+        "PUBLISH",
+        "fo:p.x",
+        "back",
+        &pmessage("back"),
+    )
+    .await;
+    publish_until_received(
+        &mut shard,
+        c,
+        "SPUBLISH",
+        &shard_channel,
+        "back",
+        &smessage("back"),
+    )
+    .await;
+    // Once re-subscribed, each message arrives exactly once.
+    assert_eq!(
+        q::<i64>(c, &["PUBLISH", "fo:p.x", "once"]).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        q::<i64>(c, &["SPUBLISH", &shard_channel, "once"])
+            .await
+            .unwrap(),
+        1
+    );
+    for (sub, want) in [
+        (&mut patterns, pmessage("once")),
+        (&mut shard, smessage("once")),
+    ] {
+        let rest = read_until(sub, &want);
+        assert_eq!(rest.matches(&want).count(), 1, "{rest:?}");
     }
 }

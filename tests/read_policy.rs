@@ -14,7 +14,7 @@ use common::{
 };
 use redis::AsyncCommands;
 use slotgate::config::{Config, ReadPolicy};
-use slotgate::demo::{ClusterOptions, RedisServer, Role};
+use slotgate::demo::{ClusterOptions, LocalCluster, RedisServer, Role};
 use slotgate::{Proxy, ProxyHandle};
 
 fn addr(server: &RedisServer) -> SocketAddr {
@@ -193,55 +193,202 @@ async fn round_robin_spreads_reads_over_master_and_replicas() {
     assert!(m >= 10 && r >= 10, "master {m}, replica {r}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_replicas_serve_reads_after_readonly() {
-    let cluster = slotgate::demo::LocalCluster::start(ClusterOptions::default())
-        .expect("start the Redis Cluster");
+fn node_addr(port: u16) -> SocketAddr {
+    format!("127.0.0.1:{port}").parse().expect("node address")
+}
+
+/// A 3-master cluster with one replica each, and a proxy reading by `policy` (fast health
+/// checks) once it has discovered every replica and sees them all up.
+async fn cluster_proxy(policy: ReadPolicy) -> (LocalCluster, ProxyHandle) {
+    let cluster = LocalCluster::start(ClusterOptions::default()).expect("start the Redis Cluster");
     let mut config = common::proxy_config(cluster.seeds());
-    config.backend.read_policy = ReadPolicy::PreferReplica;
+    config.backend.read_policy = policy;
+    fast_health(&mut config);
     // Replicas still syncing are left out of a discovered table; a refresh adds them.
     config.cluster.refresh_interval_ms = 200;
     let proxy = Proxy::start(config).expect("start slotgate");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while common::info_value(proxy.local_addr(), "proxy", "backend_replicas").as_deref()
-        != Some("3")
-    {
-        assert!(Instant::now() < deadline, "replicas never discovered");
+    loop {
+        let info = redis_cli(proxy.local_addr(), &["INFO", "proxy"]);
+        if info.contains("backend_replicas:3") && !info.contains(",down") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas never discovered: {info}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut c = common::client(proxy.local_addr()).await;
-    write_keys(&mut c, 100).await;
-    let node_addr = |port: u16| -> SocketAddr { format!("127.0.0.1:{port}").parse().unwrap() };
+    (cluster, proxy)
+}
+
+/// Wait until every replica has what its master took so far (reads from replicas are then
+/// exact), then reset every node's stats.
+async fn settle(cluster: &LocalCluster) {
     for node in cluster.nodes() {
         if node.role == Role::Replica {
             wait_link_up(node_addr(node.port));
         }
+    }
+    for port in cluster.master_ports() {
+        let key = key_on(cluster, port, "sync");
+        assert_eq!(common::wait_replicated(node_addr(port), 1, &key).await, 1);
+    }
+    for node in cluster.nodes() {
         reset_stats(node_addr(node.port));
     }
-    let masters: Vec<u16> = cluster.master_ports();
-    for port in &masters {
-        // Let every replica apply the writes before reading from it.
-        assert_eq!(
-            common::wait_replicated(node_addr(*port), 1, &key_on(&cluster, *port, "sync")).await,
-            1
-        );
-    }
+}
+
+/// Calls of `command` on the nodes that were `role` at start-up, summed.
+fn calls_on(cluster: &LocalCluster, role: Role, command: &str) -> u64 {
+    cluster
+        .nodes()
+        .iter()
+        .filter(|n| n.role == role)
+        .map(|n| command_calls(node_addr(n.port), command))
+        .sum()
+}
+
+/// MOVED replies the proxy met: a read sent to a replica without READONLY, or a write sent to
+/// a replica, would be answered MOVED (and then served by the master behind the client's back).
+fn moved(proxy: SocketAddr) -> u64 {
+    common::info_value(proxy, "stats", "redirects_moved")
+        .and_then(|v| v.parse().ok())
+        .expect("redirects_moved in INFO stats")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_replicas_serve_reads_after_readonly() {
+    let (cluster, proxy) = cluster_proxy(ReadPolicy::PreferReplica).await;
+    let mut c = common::client(proxy.local_addr()).await;
+    write_keys(&mut c, 100).await;
+    settle(&cluster).await;
     for i in 0..100 {
         let v: i64 = c.get(format!("k{i}")).await.expect("GET through a replica");
         assert_eq!(v, i);
     }
-    let on = |role: Role| -> u64 {
-        cluster
-            .nodes()
-            .iter()
-            .filter(|n| n.role == role)
-            .map(|n| command_calls(node_addr(n.port), "get"))
-            .sum()
-    };
     let info: String = common::q(&mut c, &["INFO", "proxy"]).await.expect("INFO");
-    assert_eq!(on(Role::Master), 0, "a read went to a master; {info}");
-    assert_eq!(on(Role::Replica), 100);
+    assert_eq!(
+        calls_on(&cluster, Role::Master, "get"),
+        0,
+        "a read went to a master; {info}"
+    );
+    assert_eq!(calls_on(&cluster, Role::Replica, "get"), 100);
     // Without READONLY the replicas would have answered MOVED and the reads gone to masters.
+    assert_eq!(moved(proxy.local_addr()), 0);
+}
+
+/// `replica` in cluster mode: reads only on replicas, writes on masters; a shard whose replica
+/// is down fails its reads clearly instead of reading from its master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_replica_policy_reads_only_replicas() {
+    let (mut cluster, proxy) = cluster_proxy(ReadPolicy::Replica).await;
+    let paddr = proxy.local_addr();
+    let mut c = common::client(paddr).await;
+    for node in cluster.nodes() {
+        reset_stats(node_addr(node.port));
+    }
+    write_keys(&mut c, 100).await;
+    assert_eq!(calls_on(&cluster, Role::Master, "set"), 100);
+    settle(&cluster).await;
+    for i in 0..100 {
+        let v: i64 = c.get(format!("k{i}")).await.expect("GET through a replica");
+        assert_eq!(v, i);
+    }
+    assert_eq!(
+        calls_on(&cluster, Role::Master, "get"),
+        0,
+        "a read went to a master"
+    );
+    assert_eq!(calls_on(&cluster, Role::Replica, "get"), 100);
+    assert_eq!(moved(paddr), 0, "a request was redirected");
+
+    // The replica of one shard dies: once the health checker (or a refresh) has taken it out,
+    // that shard's reads fail clearly; the master is not read behind the client's back.
+    let master = cluster.master_ports()[0];
+    let master_idx = cluster
+        .nodes()
+        .iter()
+        .position(|n| n.port == master)
+        .unwrap();
+    let replica_idx = cluster
+        .nodes()
+        .iter()
+        .position(|n| n.master == Some(master_idx))
+        .unwrap();
+    let replica = format!("127.0.0.1:{}", cluster.nodes()[replica_idx].port);
+    cluster.kill(replica_idx).expect("kill the replica");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis_cli(paddr, &["INFO", "proxy"]).contains(&format!("{replica},up")) {
+        assert!(
+            Instant::now() < deadline,
+            "the dead replica still serves reads"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    reset_stats(node_addr(master));
+    let key = key_on(&cluster, master, "k");
+    let _: () = c.set(&key, 7).await.expect("writes still go to the master");
+    let err = c.get::<_, Option<i64>>(&key).await.unwrap_err();
+    let slot = slotgate::slot::Slot::of(key.as_bytes()).get();
+    assert!(
+        err.to_string()
+            .contains(&format!("no healthy replica serves hash slot {slot}")),
+        "unexpected error: {err}"
+    );
+    assert_eq!(
+        command_calls(node_addr(master), "get"),
+        0,
+        "read fell back to the master"
+    );
+    assert_eq!(command_calls(node_addr(master), "set"), 1);
+    // The other shards still read from their replicas.
+    let other = key_on(&cluster, cluster.master_ports()[1], "k");
+    let _: () = c.set(&other, 8).await.expect("SET");
+    common::wait_replicated(
+        node_addr(cluster.master_ports()[1]),
+        1,
+        &key_on(&cluster, cluster.master_ports()[1], "sync"),
+    )
+    .await;
+    let v: i64 = c
+        .get(&other)
+        .await
+        .expect("GET on a shard with its replica");
+    assert_eq!(v, 8);
+}
+
+/// `round-robin` in cluster mode: reads alternate between masters and replicas, writes go to
+/// masters only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_round_robin_spreads_reads_over_masters_and_replicas() {
+    let (cluster, proxy) = cluster_proxy(ReadPolicy::RoundRobin).await;
+    let mut c = common::client(proxy.local_addr()).await;
+    for node in cluster.nodes() {
+        reset_stats(node_addr(node.port));
+    }
+    write_keys(&mut c, 100).await;
+    assert_eq!(calls_on(&cluster, Role::Master, "set"), 100);
+    settle(&cluster).await;
+    for i in 0..100 {
+        let v: i64 = c.get(format!("k{i}")).await.expect("GET");
+        assert_eq!(v, i);
+    }
+    let (m, r) = (
+        calls_on(&cluster, Role::Master, "get"),
+        calls_on(&cluster, Role::Replica, "get"),
+    );
+    assert_eq!(m + r, 100);
+    assert!(m >= 30 && r >= 30, "masters {m}, replicas {r}");
+    let replicas_serving = cluster
+        .nodes()
+        .iter()
+        .filter(|n| n.role == Role::Replica && command_calls(node_addr(n.port), "get") > 0)
+        .count();
+    assert_eq!(replicas_serving, 3, "every shard's replica takes its turn");
+    assert_eq!(moved(proxy.local_addr()), 0, "a request was redirected");
+    let info = redis_cli(proxy.local_addr(), &["INFO", "proxy"]);
+    assert!(info.contains("master0_read_policy:round-robin"), "{info}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -154,3 +154,167 @@ async fn flush_can_be_disabled() {
     }
     assert_eq!(q::<i64>(c, &["DBSIZE"]).await.unwrap(), 1);
 }
+
+/// A function library whose `readit` may run under FCALL_RO (`no-writes`).
+const RO_LIBRARY: &str = "#!lua name=rolib\n\
+    redis.register_function{function_name='readit', \
+    callback=function(keys) return redis.call('GET', keys[1]) end, flags={'no-writes'}}";
+
+/// EVAL_RO, EVALSHA_RO and FCALL_RO go to the master of their keys' slot (counted by each
+/// master's own commandstats), read the key there, pass Redis' own error for a write, and
+/// get CROSSSLOT for keys in two slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_scripts_are_routed_by_their_keys() {
+    let setup = common::start();
+    let c = &mut setup.client().await;
+    let body = "return redis.call('GET', KEYS[1])";
+    let sha: String = q(c, &["SCRIPT", "LOAD", body]).await.unwrap();
+    let name: String = q(c, &["FUNCTION", "LOAD", RO_LIBRARY]).await.unwrap();
+    assert_eq!(name, "rolib");
+    let masters = setup.cluster.master_ports();
+    let keys: Vec<String> = masters
+        .iter()
+        .map(|&port| common::key_on(&setup.cluster, port, "ro"))
+        .collect();
+    for (port, key) in masters.iter().zip(&keys) {
+        let _: () = q(c, &["SET", key, &port.to_string()]).await.unwrap();
+    }
+    let addr = |port: u16| -> std::net::SocketAddr { format!("127.0.0.1:{port}").parse().unwrap() };
+    for &port in &masters {
+        common::reset_stats(addr(port));
+    }
+    for (port, key) in masters.iter().zip(&keys) {
+        let want = port.to_string();
+        let got: String = q(c, &["EVAL_RO", body, "1", key]).await.unwrap();
+        assert_eq!(got, want, "EVAL_RO {key}");
+        let got: String = q(c, &["EVALSHA_RO", &sha, "1", key]).await.unwrap();
+        assert_eq!(got, want, "EVALSHA_RO {key}");
+        let got: String = q(c, &["FCALL_RO", "readit", "1", key]).await.unwrap();
+        assert_eq!(got, want, "FCALL_RO {key}");
+    }
+    // Each ran exactly once on each master: sent straight to the key's node, not redirected.
+    for &port in &masters {
+        for command in ["eval_ro", "evalsha_ro", "fcall_ro"] {
+            assert_eq!(
+                common::command_calls(addr(port), command),
+                1,
+                "{command} on master {port}"
+            );
+        }
+    }
+
+    // A write inside a read-only script: Redis' own error, and nothing written.
+    let e = q::<String>(
+        c,
+        &[
+            "EVAL_RO",
+            "return redis.call('SET', KEYS[1], 'x')",
+            "1",
+            &keys[0],
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("Write commands are not allowed from read-only scripts"),
+        "{e}"
+    );
+    assert_eq!(
+        q::<String>(c, &["GET", &keys[0]]).await.unwrap(),
+        masters[0].to_string()
+    );
+
+    // EVALSHA_RO on a node that lost its script cache is answered, as EVALSHA is.
+    let _: () = q(&mut direct(masters[1]).await, &["SCRIPT", "FLUSH"])
+        .await
+        .unwrap();
+    let got: String = q(c, &["EVALSHA_RO", &sha, "1", &keys[1]]).await.unwrap();
+    assert_eq!(got, masters[1].to_string());
+
+    // Keys in two slots: CROSSSLOT, as a cluster node says.
+    for args in [
+        vec!["EVAL_RO", body, "2", "a", "b"],
+        vec!["EVALSHA_RO", &sha, "2", "a", "b"],
+        vec!["FCALL_RO", "readit", "2", "a", "b"],
+    ] {
+        let e = q::<redis::Value>(c, &args).await.unwrap_err();
+        assert_eq!(e.kind(), redis::ErrorKind::CrossSlot, "{args:?}: {e}");
+    }
+}
+
+/// SCRIPT FLUSH and FUNCTION FLUSH reach every master: asked directly afterwards, none has a
+/// script or a library left, and the proxy no longer answers EVALSHA from its own memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_and_function_flush_reach_every_master() {
+    let setup = common::start();
+    let c = &mut setup.client().await;
+    let masters = setup.cluster.master_ports();
+    let loaded: String = q(c, &["SCRIPT", "LOAD", "return 'loaded'"]).await.unwrap();
+    // A script EVAL'd through the proxy lands in one master's cache only.
+    let key = common::key_on(&setup.cluster, masters[2], "fl");
+    let evaled_body = "return 'evaled'";
+    let _: String = q(c, &["EVAL", evaled_body, "1", &key]).await.unwrap();
+    let evaled = slotgate::scripts::sha1_hex(evaled_body.as_bytes());
+    let evaled = std::str::from_utf8(&evaled).unwrap().to_string();
+    let _: String = q(c, &["FUNCTION", "LOAD", RO_LIBRARY]).await.unwrap();
+    for &port in &masters {
+        let d = &mut direct(port).await;
+        let exists: Vec<i64> = q(d, &["SCRIPT", "EXISTS", &loaded]).await.unwrap();
+        assert_eq!(exists, [1], "SCRIPT LOAD missed {port}");
+        let libs: Vec<redis::Value> = q(d, &["FUNCTION", "LIST"]).await.unwrap();
+        assert_eq!(libs.len(), 1, "FUNCTION LOAD missed {port}");
+    }
+    let exists: Vec<i64> = q(
+        &mut direct(masters[2]).await,
+        &["SCRIPT", "EXISTS", &evaled],
+    )
+    .await
+    .unwrap();
+    assert_eq!(exists, [1]);
+
+    assert_eq!(q::<String>(c, &["SCRIPT", "FLUSH"]).await.unwrap(), "OK");
+    assert_eq!(q::<String>(c, &["FUNCTION", "FLUSH"]).await.unwrap(), "OK");
+    for &port in &masters {
+        let d = &mut direct(port).await;
+        let exists: Vec<i64> = q(d, &["SCRIPT", "EXISTS", &loaded, &evaled]).await.unwrap();
+        assert_eq!(exists, [0, 0], "a script survived SCRIPT FLUSH on {port}");
+        let libs: Vec<redis::Value> = q(d, &["FUNCTION", "LIST"]).await.unwrap();
+        assert!(
+            libs.is_empty(),
+            "a library survived FUNCTION FLUSH on {port}"
+        );
+    }
+    // As on one Redis: after SCRIPT FLUSH, EVALSHA is NOSCRIPT and FCALL names no function.
+    let e = q::<String>(c, &["EVALSHA", &evaled, "1", &key])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), redis::ErrorKind::NoScriptError, "{e}");
+    let e = q::<String>(c, &["FCALL_RO", "readit", "1", &key])
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("Function not found"), "{e}");
+
+    // The ASYNC forms are fanned out too.
+    let _: String = q(c, &["SCRIPT", "LOAD", "return 'again'"]).await.unwrap();
+    let _: String = q(c, &["FUNCTION", "LOAD", RO_LIBRARY]).await.unwrap();
+    assert_eq!(
+        q::<String>(c, &["SCRIPT", "FLUSH", "ASYNC"]).await.unwrap(),
+        "OK"
+    );
+    assert_eq!(
+        q::<String>(c, &["FUNCTION", "FLUSH", "ASYNC"])
+            .await
+            .unwrap(),
+        "OK"
+    );
+    let again = slotgate::scripts::sha1_hex(b"return 'again'");
+    let again = std::str::from_utf8(&again).unwrap().to_string();
+    for &port in &masters {
+        let d = &mut direct(port).await;
+        let exists: Vec<i64> = q(d, &["SCRIPT", "EXISTS", &again]).await.unwrap();
+        assert_eq!(exists, [0], "{port}");
+        let libs: Vec<redis::Value> = q(d, &["FUNCTION", "LIST"]).await.unwrap();
+        assert!(libs.is_empty(), "{port}");
+    }
+}
