@@ -144,7 +144,8 @@ pub struct CommandsConfig {
     /// Where EVAL/EVALSHA/FCALL without keys run: `"random"` (a different master each time)
     /// or one node's `HOST:PORT`.
     pub keyless_scripts: String,
-    /// Commands refused with an error (by their real name).
+    /// Commands refused with an error, by their real name: a command (`"KEYS"`) or one
+    /// subcommand (`"CLIENT KILL"`).
     pub deny: Vec<String>,
     /// Renamed commands: real name → the name clients must use (`""` disables it), like
     /// Redis' `rename-command`.
@@ -167,6 +168,14 @@ impl Default for CommandsConfig {
     }
 }
 
+/// A configured command name (`"CONFIG SET"`) as the command table spells it (`config|set`).
+fn table_name(name: &str) -> String {
+    name.split_whitespace()
+        .collect::<Vec<_>>()
+        .join("|")
+        .to_ascii_lowercase()
+}
+
 /// Commands no fan-out can serve: they turn the connection into a stream or a replication
 /// link. `commands.allow_admin` cannot name them.
 pub const NEVER_ADMIN_FAN_OUT: &[&str] = &["monitor", "sync", "psync", "replconf"];
@@ -174,15 +183,12 @@ pub const NEVER_ADMIN_FAN_OUT: &[&str] = &["monitor", "sync", "psync", "replconf
 impl CommandsConfig {
     /// `allow_admin` as command-table names: lower case, subcommands as `config|set`.
     pub fn allowed_admin_names(&self) -> Vec<String> {
-        self.allow_admin
-            .iter()
-            .map(|name| {
-                name.split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join("|")
-                    .to_ascii_lowercase()
-            })
-            .collect()
+        self.allow_admin.iter().map(|n| table_name(n)).collect()
+    }
+
+    /// `deny` as command-table names: lower case, subcommands as `client|kill`.
+    pub fn denied_names(&self) -> Vec<String> {
+        self.deny.iter().map(|n| table_name(n)).collect()
     }
 
     /// The node key-less scripts are pinned to, if one is configured.
@@ -911,15 +917,11 @@ impl Config {
         }
 
         errors.extend(crate::auth::validate(&self.auth));
-        let known = |name: &str| {
-            let name = name.to_ascii_lowercase();
-            crate::command::all().iter().any(|c| c.name == name)
-        };
-        for (i, name) in self.commands.deny.iter().enumerate() {
-            if !known(name) {
+        for (i, name) in self.commands.denied_names().iter().enumerate() {
+            if crate::command::lookup_full_name(name.as_bytes()).is_none() {
                 errors.push(ConfigError {
                     path: format!("commands.deny[{i}]"),
-                    message: format!("unknown command {name:?}"),
+                    message: format!("unknown command {:?}", self.commands.deny[i]),
                 });
             }
         }
@@ -942,6 +944,10 @@ impl Config {
                 Some(_) => {}
             }
         }
+        let known = |name: &str| {
+            let name = name.to_ascii_lowercase();
+            crate::command::all().iter().any(|c| c.name == name)
+        };
         for (from, to) in &self.commands.rename {
             if !known(from) {
                 errors.push(ConfigError {

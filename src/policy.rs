@@ -1,8 +1,8 @@
 //! The proxy-side command policy: a deny list and a rename map, the answer to Redis'
 //! `rename-command FLUSHALL ""` for operators who cannot touch every node's config.
 //!
-//! `[commands] deny = ["KEYS", "FLUSHALL"]` refuses those commands with an error naming the
-//! setting. `[commands.rename] FLUSHALL = "DANGER-FLUSHALL"` makes clients call the new name
+//! `[commands] deny = ["KEYS", "FLUSHALL", "CLIENT KILL"]` refuses those commands (or that one
+//! subcommand) with an error naming the setting. `[commands.rename] FLUSHALL = "DANGER-FLUSHALL"` makes clients call the new name
 //! (slotgate sends the real one to Redis) and the old name unknown; renaming to `""` disables
 //! a command. Checked once per request only when a policy is configured.
 
@@ -16,8 +16,11 @@ use crate::resp::Request;
 /// A configured deny list and rename map.
 #[derive(Debug, Default)]
 pub struct CommandPolicy {
-    /// Lowercase names (the real ones) that are refused.
+    /// Lowercase names (the real ones) that are refused: commands, and subcommands as
+    /// `client|kill`.
     deny: HashSet<Vec<u8>>,
+    /// Whether `deny` holds a subcommand (then the second argument is looked at too).
+    denies_subcommands: bool,
     /// Lowercase client-facing new name → real name.
     renamed: HashMap<Vec<u8>, Bytes>,
     /// Lowercase real names hidden by a rename (unknown to clients).
@@ -31,8 +34,14 @@ impl CommandPolicy {
             return None;
         }
         let lower = |s: &str| s.to_ascii_lowercase().into_bytes();
+        let deny: HashSet<Vec<u8>> = config
+            .denied_names()
+            .into_iter()
+            .map(String::into_bytes)
+            .collect();
         Some(CommandPolicy {
-            deny: config.deny.iter().map(|d| lower(d)).collect(),
+            denies_subcommands: deny.iter().any(|d| d.contains(&b'|')),
+            deny,
             renamed: config
                 .rename
                 .iter()
@@ -50,8 +59,8 @@ impl CommandPolicy {
             return Ok(request);
         };
         if let Some(real) = self.renamed.get(&name) {
-            if self.deny.contains(&real[..]) {
-                return Err(denied(real));
+            if let Some(refused) = self.denied(real, &request) {
+                return Err(refused);
             }
             let args = std::iter::once(real.clone()).chain(request.args()[1..].iter().cloned());
             return Ok(Request::from_args(args));
@@ -62,17 +71,34 @@ impl CommandPolicy {
                 String::from_utf8_lossy(&request.args()[0])
             ));
         }
-        if self.deny.contains(&name) {
-            return Err(denied(&name));
+        match self.denied(&name, &request) {
+            Some(refused) => Err(refused),
+            None => Ok(request),
         }
-        Ok(request)
+    }
+
+    /// The error for `request` (whose real name is `name`, lower case) if the deny list holds
+    /// its command or its subcommand.
+    fn denied(&self, name: &[u8], request: &Request) -> Option<String> {
+        if self.deny.contains(name) {
+            return Some(denied(name));
+        }
+        let sub = request.args().get(1).filter(|_| self.denies_subcommands)?;
+        let mut full = Vec::with_capacity(name.len() + 1 + sub.len());
+        full.extend_from_slice(name);
+        full.push(b'|');
+        full.extend(sub.iter().map(u8::to_ascii_lowercase));
+        self.deny.contains(&full).then(|| denied(&full))
     }
 }
 
+/// The refusal of `name` (`client|kill` is shown as `CLIENT KILL`).
 fn denied(name: &[u8]) -> String {
     format!(
         "ERR slotgate: '{}' is disabled by configuration (commands.deny)",
-        String::from_utf8_lossy(name).to_uppercase()
+        String::from_utf8_lossy(name)
+            .to_uppercase()
+            .replace('|', " ")
     )
 }
 
@@ -116,5 +142,20 @@ mod tests {
             .contains("unknown command"));
         assert_eq!(check(&p, &["GET", "k"]).unwrap().len(), 2);
         assert!(CommandPolicy::from_config(&CommandsConfig::default()).is_none());
+    }
+
+    #[test]
+    fn one_subcommand_can_be_denied() {
+        let p = policy(&["CLIENT KILL", "config  get"], &[("CLIENT", "conn")]);
+        assert_eq!(
+            check(&p, &["CONN", "kill", "id", "1"]).unwrap_err(),
+            "ERR slotgate: 'CLIENT KILL' is disabled by configuration (commands.deny)"
+        );
+        assert_eq!(check(&p, &["conn", "list"]).unwrap().len(), 2);
+        assert!(check(&p, &["CONFIG", "GET", "maxmemory"])
+            .unwrap_err()
+            .contains("'CONFIG GET'"));
+        assert_eq!(check(&p, &["CONFIG", "SET", "a", "b"]).unwrap().len(), 4);
+        assert_eq!(check(&p, &["CONFIG"]).unwrap().len(), 1);
     }
 }

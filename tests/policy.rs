@@ -8,7 +8,7 @@ use common::Raw;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denied_and_renamed_commands() {
     let setup = common::start_with(Default::default(), |c| {
-        c.commands.deny = vec!["KEYS".into()];
+        c.commands.deny = vec!["KEYS".into(), "CLIENT KILL".into()];
         c.commands
             .rename
             .insert("FLUSHALL".into(), "NUKE-EVERYTHING".into());
@@ -33,6 +33,11 @@ async fn denied_and_renamed_commands() {
             "KEYS *",
             "-ERR slotgate: 'KEYS' is disabled by configuration (commands.deny)\r\n",
         ),
+        (
+            "client kill id 1",
+            "-ERR slotgate: 'CLIENT KILL' is disabled by configuration (commands.deny)\r\n",
+        ),
+        ("CLIENT GETNAME", "$-1\r\n"),
         ("NUKE-EVERYTHING", "+OK\r\n"),
         ("DBSIZE", ":0\r\n"),
     ] {
@@ -66,7 +71,7 @@ async fn unauthenticated_clients_get_noauth_before_the_policy() {
 
 #[test]
 fn unknown_names_in_the_policy_are_config_errors() {
-    let text = "[cluster]\nseeds = [\"127.0.0.1:7000\"]\n[commands]\ndeny = [\"NOSUCH\"]\n\
+    let text = "[cluster]\nseeds = [\"127.0.0.1:7000\"]\n[commands]\ndeny = [\"NOSUCH\", \"CLIENT NOSUCH\"]\n\
                 [commands.rename]\nGET = \"SET\"\n";
     let errors = slotgate::config::Config::parse(text)
         .unwrap()
@@ -75,6 +80,10 @@ fn unknown_names_in_the_policy_are_config_errors() {
         .to_string();
     assert!(
         errors.contains("commands.deny[0]: unknown command"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("commands.deny[1]: unknown command \"CLIENT NOSUCH\""),
         "{errors}"
     );
     assert!(errors.contains("commands.rename.GET"), "{errors}");
