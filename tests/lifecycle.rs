@@ -4,13 +4,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::binary::{exit_within, spawn_slotgate};
 use common::{http_get, with_admin, Raw};
 use slotgate::demo::{ClusterOptions, LocalCluster};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
@@ -131,67 +130,6 @@ async fn pipelined_writer(addr: SocketAddr, task: usize, stop: Arc<AtomicBool>) 
     acked
 }
 
-/// The `slotgate` binary started with `args` (plus `--listen 127.0.0.1:0`) and `env`, once it
-/// logs the address it serves: the child, that address, and a thread collecting its log lines
-/// (so the pipe never fills).
-fn spawn_slotgate(
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> (
-    std::process::Child,
-    SocketAddr,
-    std::thread::JoinHandle<Vec<String>>,
-) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_slotgate"))
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let log_reader = std::thread::spawn(move || {
-        let mut log = Vec::new();
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            const MARK: &str = "point any Redis client at ";
-            if let Some(at) = line.find(MARK) {
-                let addr: String = line[at + MARK.len()..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                    .collect();
-                let _ = addr_tx.send(addr);
-            }
-            log.push(line);
-        }
-        log
-    });
-    match addr_rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(addr) => (child, addr.parse().unwrap(), log_reader),
-        Err(_) => {
-            let _ = child.kill();
-            panic!("slotgate never became ready: {:?}", log_reader.join());
-        }
-    }
-}
-
-/// Wait up to `limit` for `child` to exit.
-async fn exit_within(
-    child: &mut std::process::Child,
-    limit: Duration,
-) -> Option<std::process::ExitStatus> {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    None
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_drains_and_a_second_signal_exits_at_once() {
     let server = common::standalone_servers(1).remove(0);
@@ -230,7 +168,7 @@ async fn sigint_drains_and_a_second_signal_exits_at_once() {
         let _ = child.kill();
         panic!("a second SIGINT did not end slotgate");
     };
-    let log = log_reader.join().unwrap();
+    let log = log_reader.join();
     assert_eq!(status.code(), Some(1), "log:\n{}", log.join("\n"));
     assert!(
         log.iter().any(|l| l.contains("SIGINT received: draining"))
@@ -286,7 +224,7 @@ async fn sigterm_during_pipelined_load_loses_no_acknowledged_write() {
     for w in writers {
         acked.extend(w.await.unwrap());
     }
-    let log = log_reader.join().unwrap();
+    let log = log_reader.join();
     assert!(
         status.success(),
         "exit status {status:?}; log:\n{}",

@@ -3,6 +3,7 @@
 //! Everything is torn down on drop.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod load;
 
 use std::io::{Read, Write};

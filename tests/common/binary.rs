@@ -1,0 +1,103 @@
+//! The `slotgate` binary as a child process: started with flags and environment variables,
+//! its log lines collected as they come (so its stderr pipe never fills and a test can wait
+//! for a line).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The log lines of a running `slotgate`, collected by a thread until the process exits.
+pub struct LogLines {
+    lines: Arc<Mutex<Vec<String>>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl LogLines {
+    /// The lines logged so far.
+    pub fn snapshot(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// The lines logged so far that contain `needle`.
+    pub fn matching(&self, needle: &str) -> Vec<String> {
+        let lines = self.lines.lock().unwrap();
+        lines.iter().filter(|l| l.contains(needle)).cloned().collect()
+    }
+
+    /// Wait up to `limit` for a line containing `needle`; panics with the log when none comes.
+    pub fn wait_for(&self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(line) = self.matching(needle).into_iter().next() {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {needle:?} within {limit:?}: {:#?}",
+                self.snapshot()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Every line, once the process has exited (its stderr closed).
+    pub fn join(self) -> Vec<String> {
+        let _ = self.reader.join();
+        let lines = self.lines.lock().unwrap();
+        lines.clone()
+    }
+}
+
+/// The `slotgate` binary started with `args` (plus `--listen 127.0.0.1:0`) and `env`, once it
+/// logs the address it serves: the child, that address, and its log lines.
+pub fn spawn_slotgate(args: &[&str], env: &[(&str, &str)]) -> (Child, SocketAddr, LogLines) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_slotgate"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&lines);
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            const MARK: &str = "point any Redis client at ";
+            if let Some(at) = line.find(MARK) {
+                let addr: String = line[at + MARK.len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                    .collect();
+                let _ = addr_tx.send(addr);
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let log = LogLines { lines, reader };
+    match addr_rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(addr) => (child, addr.parse().unwrap(), log),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("slotgate never became ready: {:#?}", log.join());
+        }
+    }
+}
+
+/// Wait up to `limit` for `child` to exit.
+pub async fn exit_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
