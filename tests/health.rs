@@ -74,18 +74,28 @@ async fn a_replica_is_marked_down_and_up_only_after_consecutive_checks() {
         let _paused = Paused::new(replica_pid);
         let until = Instant::now() + Duration::from_millis(250);
         while Instant::now() < until {
-            assert!(replica_status(addr).ends_with(",up"), "marked down by a blip");
+            assert!(
+                replica_status(addr).ends_with(",up"),
+                "marked down by a blip"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(replica_status(addr).ends_with(",up"));
-    assert!(log.matching("marked down").is_empty(), "{:#?}", log.snapshot());
+    assert!(
+        log.matching("marked down").is_empty(),
+        "{:#?}",
+        log.snapshot()
+    );
 
     // An outage: down after five consecutive failed checks of 100 ms each, not sooner.
     let paused = Paused::new(replica_pid);
     let took = wait_status(addr, "down");
-    assert!(took >= Duration::from_millis(400), "down after only {took:?}");
+    assert!(
+        took >= Duration::from_millis(400),
+        "down after only {took:?}"
+    );
     let line = log.wait_for(
         "replica marked down after 5 failed health checks",
         Duration::from_secs(2),
@@ -106,7 +116,12 @@ async fn a_replica_is_marked_down_and_up_only_after_consecutive_checks() {
 
     // One line per change, none per check.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(log.matching("marked down").len(), 1, "{:#?}", log.snapshot());
+    assert_eq!(
+        log.matching("marked down").len(),
+        1,
+        "{:#?}",
+        log.snapshot()
+    );
     assert_eq!(log.matching("marked up").len(), 1, "{:#?}", log.snapshot());
     assert!(
         log.matching(&replica).len() <= 4,
@@ -114,5 +129,7 @@ async fn a_replica_is_marked_down_and_up_only_after_consecutive_checks() {
         log.snapshot()
     );
     let _ = child.kill();
-    assert!(exit_within(&mut child, Duration::from_secs(5)).await.is_some());
+    assert!(exit_within(&mut child, Duration::from_secs(5))
+        .await
+        .is_some());
 }

@@ -567,6 +567,72 @@ async fn slotgate_serves_a_tls_only_redis_server() {
     assert_eq!((a, b), (1, 2));
 }
 
+/// The node's certificate is rotated to one from a new CA: new backend connections fail
+/// verification until `backend.tls.ca_file` holds the new CA and the config is reloaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_rereads_the_backend_ca_file() {
+    let dir = Scratch::new("backend-reload");
+    let old = Ca::new(&dir, "old");
+    let new = Ca::new(&dir, "new");
+    let redis = TlsRedis::start(&old, &old.server(&dir, "redis"), "no", None).await;
+    let trusted = dir.path("trusted-ca.pem");
+    std::fs::copy(&old.file, &trusted).unwrap();
+    let mut config = pool_on(redis.addr());
+    config.backend.tls.enabled = true;
+    config.backend.tls.ca_file = trusted.display().to_string();
+    let proxy = Proxy::start(config).expect("start slotgate");
+    let mut c = common::client(proxy.local_addr()).await;
+    let _: () = c.set("k", "v").await.expect("SET over backend TLS");
+
+    // Rotate the node's certificate and drop slotgate's connections to it.
+    let rotated = new.server(&dir, "redis");
+    let mut admin = tls_connect(redis.addr(), &old.file, None).await.unwrap();
+    let (cert, key) = (rotated.cert(), rotated.key());
+    let set = [
+        "CONFIG",
+        "SET",
+        "tls-cert-file",
+        &cert,
+        "tls-key-file",
+        &key,
+    ];
+    assert_eq!(call(&mut admin, &set).await.unwrap(), "+OK\r\n");
+    let kill = ["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"];
+    assert!(call(&mut admin, &kill).await.unwrap().starts_with(':'));
+    // Reconnecting with the old CA fails verification: a clear error, not a hang.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let error = loop {
+        match c.get::<_, Option<String>>("k").await {
+            Err(e) if e.to_string().contains("UnknownIssuer") => break e,
+            other => assert!(Instant::now() < deadline, "still served: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        error.to_string().contains(&redis.addr().to_string()),
+        "{error}"
+    );
+
+    // The same path, the new CA: a reload puts it in use for new connections.
+    std::fs::copy(&new.file, &trusted).unwrap();
+    let reloaded = proxy.reload(proxy.config()).expect("reload");
+    assert!(reloaded.not_reloaded.is_empty(), "{reloaded:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match c.get::<_, Option<String>>("k").await {
+            Ok(v) => break assert_eq!(v.as_deref(), Some("v")),
+            Err(e) => assert!(Instant::now() < deadline, "not served after reload: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A CA file that cannot be used is rejected with its key path; the running one stays.
+    std::fs::write(&trusted, "not a certificate").unwrap();
+    let error = proxy.reload(proxy.config()).unwrap_err();
+    assert!(error.to_string().contains("backend.tls.ca_file"), "{error}");
+    let _: () = c.set("k2", "v2").await.expect("still served");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_client_certificates_and_name_verification() {
     let dir = Scratch::new("backend-mtls");

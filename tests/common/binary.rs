@@ -23,7 +23,11 @@ impl LogLines {
     /// The lines logged so far that contain `needle`.
     pub fn matching(&self, needle: &str) -> Vec<String> {
         let lines = self.lines.lock().unwrap();
-        lines.iter().filter(|l| l.contains(needle)).cloned().collect()
+        lines
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
     }
 
     /// Wait up to `limit` for a line containing `needle`; panics with the log when none comes.
