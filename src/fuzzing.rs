@@ -59,7 +59,7 @@ pub fn request_decoder(data: &[u8]) {
 }
 
 /// Every request decoded from `pieces` fed one after another, then the error if one came.
-fn decode_requests(pieces: &[&[u8]]) -> (Vec<Vec<Bytes>>, Option<String>) {
+fn decode_requests(pieces: &[&[u8]]) -> (Vec<Vec<Vec<u8>>>, Option<String>) {
     let mut decoder = RequestDecoder::new(limits());
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
@@ -69,7 +69,7 @@ fn decode_requests(pieces: &[&[u8]]) -> (Vec<Vec<Bytes>>, Option<String>) {
             match decoder.decode(&mut buf) {
                 Ok(Some(request)) => {
                     assert!(!request.args().is_empty(), "a request has a command name");
-                    out.push(request.args().to_vec());
+                    out.push(request.args().iter().map(|a| a.to_vec()).collect());
                 }
                 Ok(None) => break,
                 Err(e) => return (out, Some(e.to_string())),
@@ -129,7 +129,8 @@ fn decode_replies(pieces: &[&[u8]]) -> (Vec<Bytes>, bool) {
 /// extraction per key specs, slot hashing and the split of multi-key commands. No panic, and
 /// every key or routing index returned points into the request.
 pub fn command(data: &[u8]) {
-    let args = command_args(data);
+    let owned = command_args(data);
+    let args: Vec<&[u8]> = owned.iter().map(|a| &a[..]).collect();
     if args.is_empty() {
         return;
     }
@@ -162,14 +163,12 @@ pub fn command(data: &[u8]) {
 
 /// The request: RESP or inline bytes if they decode, else NUL-separated arguments (which
 /// reaches the key specs with binary arguments the decoders would not produce).
-fn command_args(data: &[u8]) -> Vec<Bytes> {
+fn command_args(data: &[u8]) -> Vec<Vec<u8>> {
     let mut buf = BytesMut::from(data);
     if let Ok(Some(request)) = RequestDecoder::new(Limits::default()).decode(&mut buf) {
-        return request.args().to_vec();
+        return request.args().iter().map(|a| a.to_vec()).collect();
     }
-    data.split(|&b| b == 0)
-        .map(Bytes::copy_from_slice)
-        .collect()
+    data.split(|&b| b == 0).map(<[u8]>::to_vec).collect()
 }
 
 #[cfg(test)]

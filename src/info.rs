@@ -1,7 +1,5 @@
 //! The proxy's own `INFO` reply, in Redis' `# Section` / `key:value` format.
 
-use bytes::Bytes;
-
 use crate::worker::Worker;
 
 /// The Redis version whose command set and protocol slotgate presents to clients.
@@ -20,7 +18,7 @@ const SECTIONS: &[(&str, bool)] = &[
 
 /// True when `INFO [section …]` asks for section `name` (`default` says whether plain INFO
 /// includes it).
-fn wanted(args: &[Bytes], name: &str, default: bool) -> bool {
+fn wanted(args: &[&[u8]], name: &str, default: bool) -> bool {
     if args.is_empty() {
         return default;
     }
@@ -34,13 +32,13 @@ fn wanted(args: &[Bytes], name: &str, default: bool) -> bool {
 
 /// True when `INFO [section …]` includes the keyspace section, which is summed over the
 /// masters (the caller asks them) rather than rendered here.
-pub fn wants_keyspace(args: &[Bytes]) -> bool {
+pub fn wants_keyspace(args: &[&[u8]]) -> bool {
     wanted(args, "keyspace", true)
 }
 
 /// Render `INFO [section …]`, every section but keyspace (see [`wants_keyspace`]). Unknown
 /// section names are ignored, as Redis does.
-pub fn render(args: &[Bytes], worker: &Worker) -> String {
+pub fn render(args: &[&[u8]], worker: &Worker) -> String {
     let mut out = String::new();
     for &(name, default) in SECTIONS {
         let default = default || (name == "hotkeys" && worker.ops.hotkeys.is_some());

@@ -55,20 +55,21 @@ impl CommandPolicy {
     /// Apply the policy to `request`: the request to serve (renamed back to its real name), or
     /// the error text (without `-` and CRLF) to refuse it with.
     pub fn check(&self, request: Request) -> Result<Request, String> {
-        let Some(name) = request.args().first().map(|n| n.to_ascii_lowercase()) else {
+        let Some(name) = request.arg(0).map(|n| n.to_ascii_lowercase()) else {
             return Ok(request);
         };
         if let Some(real) = self.renamed.get(&name) {
             if let Some(refused) = self.denied(real, &request) {
                 return Err(refused);
             }
-            let args = std::iter::once(real.clone()).chain(request.args()[1..].iter().cloned());
-            return Ok(Request::from_args(args));
+            let args = request.args();
+            let renamed = std::iter::once(&real[..]).chain(args[1..].iter().copied());
+            return Ok(Request::from_args(renamed));
         }
         if self.hidden.contains(&name) {
             return Err(format!(
                 "ERR unknown command '{}', with args beginning with: ",
-                String::from_utf8_lossy(&request.args()[0])
+                String::from_utf8_lossy(request.arg(0).unwrap_or_default())
             ));
         }
         match self.denied(&name, &request) {
@@ -83,7 +84,7 @@ impl CommandPolicy {
         if self.deny.contains(name) {
             return Some(denied(name));
         }
-        let sub = request.args().get(1).filter(|_| self.denies_subcommands)?;
+        let sub = request.arg(1).filter(|_| self.denies_subcommands)?;
         let mut full = Vec::with_capacity(name.len() + 1 + sub.len());
         full.extend_from_slice(name);
         full.push(b'|');
@@ -118,10 +119,11 @@ mod tests {
         CommandPolicy::from_config(&config).unwrap()
     }
 
-    fn check(p: &CommandPolicy, words: &[&str]) -> Result<Vec<Bytes>, String> {
+    fn check(p: &CommandPolicy, words: &[&str]) -> Result<Vec<Vec<u8>>, String> {
         let request =
             Request::from_args(words.iter().map(|w| Bytes::copy_from_slice(w.as_bytes())));
-        p.check(request).map(|r| r.args().to_vec())
+        p.check(request)
+            .map(|r| r.args().iter().map(|a| a.to_vec()).collect())
     }
 
     #[test]

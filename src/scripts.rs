@@ -27,7 +27,7 @@ impl ScriptCache {
     }
 
     /// Remember `body` (as loaded by SCRIPT LOAD or run by EVAL).
-    pub fn remember(&self, body: &Bytes) {
+    pub fn remember(&self, body: &[u8]) {
         let sha = sha1_hex(body);
         let Ok(mut bodies) = self.bodies.lock() else {
             return;
@@ -38,7 +38,7 @@ impl ScriptCache {
         if bodies.len() >= CAPACITY {
             bodies.clear();
         }
-        bodies.insert(sha, body.clone());
+        bodies.insert(sha, Bytes::copy_from_slice(body));
     }
 
     /// Forget every script (the client flushed the nodes' caches with SCRIPT FLUSH).

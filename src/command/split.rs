@@ -216,7 +216,7 @@ pub struct Split {
 /// `per_key - 1` more arguments (MSET's values), grouping keys by `placement`'s unit.
 /// Indices past the end are ignored (the command table's arity check ran first).
 pub fn split(
-    args: &[Bytes],
+    args: &[&[u8]],
     key_indices: &[usize],
     rule: MergeRule,
     per_key: usize,
@@ -269,7 +269,7 @@ pub fn split(
 }
 
 /// `name` followed by the `per_key` arguments starting at each of `indices`, as RESP.
-fn encode_part(name: &[u8], args: &[Bytes], indices: &[usize], per_key: usize) -> Bytes {
+fn encode_part(name: &[u8], args: &[&[u8]], indices: &[usize], per_key: usize) -> Bytes {
     let chosen = || {
         indices
             .iter()
@@ -514,9 +514,8 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(buf.is_empty());
-        request
-            .args()
-            .iter()
+        let args = request.args();
+        args.iter()
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect()
     }
@@ -545,7 +544,7 @@ mod tests {
         let words: Vec<String> = (0..40).map(|i| format!("{{t{}}}k{i}", i % 5)).collect();
         let mut all = vec!["DEL".to_string()];
         all.extend(words.iter().cloned());
-        let a: Vec<Bytes> = all.iter().map(|w| Bytes::from(w.clone())).collect();
+        let a: Vec<&[u8]> = all.iter().map(|w| w.as_bytes()).collect();
         let indices: Vec<usize> = (1..=40).collect();
         let s = split(&a, &indices, MergeRule::Sum, 1, &Placement::Slots);
         assert_eq!(s.parts.len(), 5);

@@ -90,7 +90,7 @@ impl SlowLog {
         &self,
         worker: usize,
         duration: Duration,
-        argv: &[Bytes],
+        argv: &[&[u8]],
         client_addr: String,
         client_name: String,
         node: String,
@@ -152,7 +152,7 @@ impl SlowLog {
 /// Shorten `argv` like Redis' slow log: at most [`MAX_ARGC`] arguments, the last kept one
 /// replaced by `... (N more arguments)`; each longer than [`MAX_STRING`] bytes cut there and
 /// followed by `... (N more bytes)`.
-pub fn truncate_argv(argv: &[Bytes]) -> Vec<Bytes> {
+pub fn truncate_argv(argv: &[&[u8]]) -> Vec<Bytes> {
     let kept = argv.len().min(MAX_ARGC);
     let mut out = Vec::with_capacity(kept);
     for (i, arg) in argv.iter().take(kept).enumerate() {
@@ -160,7 +160,7 @@ pub fn truncate_argv(argv: &[Bytes]) -> Vec<Bytes> {
             let more = argv.len() - kept + 1;
             out.push(Bytes::from(format!("... ({more} more arguments)")));
         } else if arg.len() > MAX_STRING {
-            let mut s = arg.slice(..MAX_STRING).to_vec();
+            let mut s = arg[..MAX_STRING].to_vec();
             s.extend_from_slice(format!("... ({} more bytes)", arg.len() - MAX_STRING).as_bytes());
             out.push(Bytes::from(s));
         } else {
@@ -179,22 +179,26 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
-    fn args(n: usize) -> Vec<Bytes> {
-        (0..n).map(|i| Bytes::from(i.to_string())).collect()
+    fn args(n: usize) -> Vec<Vec<u8>> {
+        (0..n).map(|i| i.to_string().into_bytes()).collect()
+    }
+
+    fn refs(args: &[Vec<u8>]) -> Vec<&[u8]> {
+        args.iter().map(|a| &a[..]).collect()
     }
 
     #[test]
     fn argv_is_truncated_like_redis() {
-        let long = Bytes::from(vec![b'x'; 200]);
-        let out = truncate_argv(&[Bytes::from_static(b"SET"), long]);
+        let long = vec![b'x'; 200];
+        let out = truncate_argv(&[&b"SET"[..], &long]);
         assert_eq!(out[1].len(), 128 + "... (72 more bytes)".len());
         assert!(out[1].ends_with(b"x... (72 more bytes)"));
-        let out = truncate_argv(&args(40));
+        let out = truncate_argv(&refs(&args(40)));
         assert_eq!(out.len(), 32);
         assert_eq!(&out[31][..], b"... (9 more arguments)");
         assert_eq!(&out[30][..], b"30");
-        assert_eq!(truncate_argv(&args(32)).len(), 32);
-        assert_eq!(&truncate_argv(&args(32))[31][..], b"31");
+        assert_eq!(truncate_argv(&refs(&args(32))).len(), 32);
+        assert_eq!(&truncate_argv(&refs(&args(32)))[31][..], b"31");
     }
 
     #[test]
@@ -205,7 +209,7 @@ mod tests {
             log.record(
                 worker,
                 Duration::from_micros(i),
-                &args(1),
+                &refs(&args(1)),
                 "a:1".into(),
                 String::new(),
                 "n".into(),
@@ -221,7 +225,7 @@ mod tests {
         log.record(
             0,
             Duration::ZERO,
-            &args(1),
+            &refs(&args(1)),
             String::new(),
             String::new(),
             String::new(),

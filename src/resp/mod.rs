@@ -42,9 +42,6 @@ pub use request_decoder::RequestDecoder;
 
 /// Test helper: a request's arguments from words, as the decoder would slice them.
 #[cfg(test)]
-pub(crate) fn test_args(words: &[&str]) -> Vec<bytes::Bytes> {
-    words
-        .iter()
-        .map(|w| bytes::Bytes::copy_from_slice(w.as_bytes()))
-        .collect()
+pub(crate) fn test_args<'a>(words: &[&'a str]) -> Vec<&'a [u8]> {
+    words.iter().map(|w| w.as_bytes()).collect()
 }

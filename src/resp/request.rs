@@ -3,23 +3,28 @@
 //! Whatever form a command arrived in, the proxy forwards a multibulk: for RESP input it is the
 //! client's own bytes, sliced out of the read buffer without a copy (see
 //! [`RequestDecoder`](super::RequestDecoder)); inline commands and split sub-requests are
-//! encoded once, here. Arguments are always slices of those raw bytes, so holding a request
-//! holds one buffer, and a GET or SET stores its arguments without a heap allocation.
+//! encoded once, here. Arguments are kept as byte ranges of those raw bytes and handed out as
+//! borrowed slices, so holding a request holds one buffer, a GET or SET stores its arguments
+//! without a heap allocation, and decoding one touches no reference count per argument.
 
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
 use super::encode;
 
-/// Arguments stored inline in a [`Request`]: enough for `SET k v EX n NX` without a heap
-/// allocation.
+/// Arguments stored inline in a [`Request`] and in [`Args`]: enough for `SET k v EX n NX`
+/// without a heap allocation.
 const INLINE_ARGS: usize = 6;
+
+/// A request's arguments, borrowed from its raw bytes (see [`Request::args`]).
+pub type Args<'a> = SmallVec<[&'a [u8]; INLINE_ARGS]>;
 
 /// One client command, decoded from the client's read buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
     raw: Bytes,
-    args: SmallVec<[Bytes; INLINE_ARGS]>,
+    /// Each argument's (start, end) in `raw`.
+    spans: SmallVec<[(usize, usize); INLINE_ARGS]>,
 }
 
 impl Request {
@@ -28,25 +33,42 @@ impl Request {
         &self.raw
     }
 
-    /// The arguments, each a zero-copy slice of [`raw`](Self::raw); `args()[0]` is the command
-    /// name, in the case the client sent it. Never empty for a decoded request.
-    pub fn args(&self) -> &[Bytes] {
-        &self.args
+    /// The arguments, each a slice of [`raw`](Self::raw); `args()[0]` is the command name, in
+    /// the case the client sent it. Never empty for a decoded request. Builds a small vector
+    /// of slices: take it once per request and pass `&args[..]` on.
+    pub fn args(&self) -> Args<'_> {
+        // Every span lies within `raw` (see `from_spans`), so `get` never falls back.
+        let arg = |&(s, e): &(usize, usize)| self.raw.get(s..e).unwrap_or_default();
+        self.spans.iter().map(arg).collect()
+    }
+
+    /// The `i`-th argument (0 is the command name), if there is one.
+    pub fn arg(&self, i: usize) -> Option<&[u8]> {
+        let &(s, e) = self.spans.get(i)?;
+        self.raw.get(s..e)
+    }
+
+    /// The number of arguments, the command name included.
+    pub fn arg_count(&self) -> usize {
+        self.spans.len()
     }
 
     /// Builds a request by encoding `args` (used for split and fan-out sub-requests). With no
     /// arguments the result is `*0\r\n`, which no backend will answer: callers must pass at
     /// least the command name.
-    pub fn from_args<I: IntoIterator<Item = Bytes>>(args: I) -> Request {
-        let args: SmallVec<[Bytes; INLINE_ARGS]> = args.into_iter().collect();
+    pub fn from_args<A: AsRef<[u8]>, I: IntoIterator<Item = A>>(args: I) -> Request {
+        let args: SmallVec<[A; INLINE_ARGS]> = args.into_iter().collect();
         encode_args(args.iter().map(|a| a.as_ref()))
     }
 
     /// A request whose arguments are the `spans` (start, end) of `raw`. Every span must lie
     /// within `raw`; both callers derive them from the bytes they just checked or wrote.
     pub(crate) fn from_spans(raw: Bytes, spans: &[(usize, usize)]) -> Request {
-        let args = spans.iter().map(|&(s, e)| raw.slice(s..e)).collect();
-        Request { raw, args }
+        debug_assert!(spans.iter().all(|&(s, e)| s <= e && e <= raw.len()));
+        Request {
+            raw,
+            spans: SmallVec::from_slice(spans),
+        }
     }
 }
 
@@ -82,12 +104,14 @@ mod tests {
     fn from_args_encodes_and_slices() {
         let req = Request::from_args([Bytes::from_static(b"GET"), Bytes::from_static(b"a\r\nb")]);
         assert_eq!(&req.raw()[..], b"*2\r\n$3\r\nGET\r\n$4\r\na\r\nb\r\n");
-        assert_eq!(req.args(), [&b"GET"[..], b"a\r\nb"]);
+        assert_eq!(&req.args()[..], [&b"GET"[..], b"a\r\nb"]);
+        assert_eq!(req.arg(1), Some(&b"a\r\nb"[..]));
+        assert_eq!((req.arg(2), req.arg_count()), (None, 2));
         let raw = req.raw().as_ptr() as usize..req.raw().as_ptr() as usize + req.raw().len();
         for a in req.args() {
             assert!(raw.contains(&(a.as_ptr() as usize)), "arg not inside raw");
         }
-        assert_eq!(&Request::from_args([]).raw()[..], b"*0\r\n");
+        assert_eq!(&Request::from_args::<&[u8], _>([]).raw()[..], b"*0\r\n");
     }
 
     #[test]
@@ -95,7 +119,8 @@ mod tests {
         let set = Request::from_args(
             [&b"SET"[..], b"k", b"v", b"EX", b"10", b"NX"].map(Bytes::from_static),
         );
-        assert!(!set.args.spilled());
+        assert!(!set.spans.spilled());
+        assert!(!set.args().spilled());
         let big = Request::from_args((0..7).map(|_| Bytes::from_static(b"x")));
         assert_eq!(big.args().len(), 7);
     }

@@ -48,7 +48,7 @@ impl Session {
 }
 
 /// Serve `CLIENT <sub> …`.
-pub(super) fn run(args: &[Bytes], session: &mut Session) -> Bytes {
+pub(super) fn run(args: &[&[u8]], session: &mut Session) -> Bytes {
     let sub = args
         .get(1)
         .map(|s| s.to_ascii_lowercase())
@@ -58,7 +58,7 @@ pub(super) fn run(args: &[Bytes], session: &mut Session) -> Bytes {
             Some(name) if args.len() == 3 && valid_name(name) => {
                 session
                     .info
-                    .set_name((!name.is_empty()).then(|| name.clone()));
+                    .set_name((!name.is_empty()).then(|| Bytes::copy_from_slice(name)));
                 Bytes::from_static(OK)
             }
             Some(_) if args.len() == 3 => error(BAD_NAME),
@@ -108,7 +108,7 @@ fn wrong_args(name: &str) -> Bytes {
 }
 
 /// This session's line, with the command being run as `cmd`.
-fn own_line(session: &Session, args: &[Bytes]) -> String {
+fn own_line(session: &Session, args: &[&[u8]]) -> String {
     let cmd = crate::command::lookup(args).map_or(0, crate::command::id_of);
     session.publish_activity(std::time::Instant::now(), cmd);
     session.info.line(
@@ -118,7 +118,7 @@ fn own_line(session: &Session, args: &[Bytes]) -> String {
 }
 
 /// `CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id …]`.
-fn list(args: &[Bytes], session: &Session) -> Bytes {
+fn list(args: &[&[u8]], session: &Session) -> Bytes {
     let mut filter = Filter::default();
     let mut rest = args.iter().skip(2);
     let mut only_none = false;
@@ -189,11 +189,11 @@ fn parse_u64(arg: &[u8]) -> Option<u64> {
 /// `CLIENT KILL ip:port` (old form: `+OK` or an error) or `CLIENT KILL <filter> <value> …`
 /// (new form: the number killed). The session's own connection, if named, is closed after
 /// this reply, as Redis does.
-fn kill(args: &[Bytes], session: &mut Session) -> Bytes {
+fn kill(args: &[&[u8]], session: &mut Session) -> Bytes {
     let registry = std::sync::Arc::clone(&session.worker.ops.clients);
     if args.len() == 3 {
         let filter = Filter {
-            addr: Some(String::from_utf8_lossy(&args[2]).into_owned()),
+            addr: Some(String::from_utf8_lossy(args[2]).into_owned()),
             ..Filter::default()
         };
         let me = filter.matches(&session.info);

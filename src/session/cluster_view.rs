@@ -22,7 +22,7 @@ pub(super) fn serves(sub: &str) -> bool {
 
 /// Answer `CLUSTER <sub> …` for a client connected to the proxy at `local`; `resp3` gives
 /// SHARDS its RESP3 shape (maps, as Redis sends them).
-pub(super) fn reply(sub: &str, args: &[Bytes], local: Option<SocketAddr>, resp3: bool) -> Bytes {
+pub(super) fn reply(sub: &str, args: &[&[u8]], local: Option<SocketAddr>, resp3: bool) -> Bytes {
     let (ip, port) = match local {
         Some(addr) => (addr.ip().to_string(), addr.port()),
         None => ("127.0.0.1".to_string(), 0),

@@ -74,13 +74,15 @@ impl Session {
                 }
             },
         };
-        let counted = self.lookup.lookup_counted(request.args());
+        // Borrowed slices of the request's bytes, built once (no reference count per argument).
+        let args = request.args();
+        let counted = self.lookup.lookup_counted(&args[..]);
         let spec = counted.map(|(spec, _)| spec);
         self.last_spec = spec;
         self.count(counted.map_or(command::stat_index(None), |(_, index)| index));
         // Loaded once: routing by key and sending use the same table.
         let table = self.worker.table();
-        let mut route = route_spec(request.args(), spec, table.placement());
+        let mut route = route_spec(&args[..], spec, table.placement());
         if let (Route::Refused(_), Some(spec), false) =
             (&route, spec, self.worker.allow_admin.is_empty())
         {
@@ -93,7 +95,7 @@ impl Session {
             }
         }
         if !self.authenticated || self.user.is_some() {
-            if let Some(refusal) = self.refusal(&route, request.args()) {
+            if let Some(refusal) = self.refusal(&route, &args[..]) {
                 // Inside MULTI a refused command aborts the transaction, as in Redis.
                 if let Some(tx) = self.tx.as_mut() {
                     tx.fail();
@@ -102,21 +104,18 @@ impl Session {
             }
         }
         if self.tx.is_some() {
+            drop(args); // ends the borrow of `request`
             return self.in_transaction(request, route);
         }
         if !self.resp3 && self.subscribed() {
             match route {
                 Route::Sub(_) | Route::Local(Local::Quit) | Route::Pinned(Pinned::Reset) => {}
                 Route::Local(Local::Ping) => {
-                    let reply = super::pubsub::subscribed_ping(request.args());
+                    let reply = super::pubsub::subscribed_ping(&args[..]);
                     return self.queue.push_ready(reply);
                 }
                 _ => {
-                    let name = request
-                        .args()
-                        .first()
-                        .map(|n| printable(n))
-                        .unwrap_or_default();
+                    let name = args.first().map(|n| printable(n)).unwrap_or_default();
                     return self.queue.push_ready(error(&format!(
                         "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
                         name.to_lowercase()
@@ -129,7 +128,7 @@ impl Session {
                 // Hot keys off: this one branch is all it costs.
                 if let Some(hot) = &self.worker.hot {
                     if hot.tick() {
-                        hot.record_request(request.args());
+                        hot.record_request(&args[..]);
                     }
                 }
                 if !readonly {
@@ -145,7 +144,7 @@ impl Session {
                 keys,
                 readonly,
             } => {
-                let split = split::split(request.args(), &keys, rule, per_key, table.placement());
+                let split = split::split(&args[..], &keys, rule, per_key, table.placement());
                 if !readonly {
                     self.wrote_to_all(split.parts.iter().map(|part| part.slot));
                 }
@@ -157,7 +156,7 @@ impl Session {
                 }
             }
             Route::FanOut { rule, readonly } => {
-                let name = request.args().first().map(|n| n.to_ascii_lowercase());
+                let name = args.first().map(|n| n.to_ascii_lowercase());
                 let name = name.as_deref().unwrap_or_default();
                 if !self.worker.allow_flush && (name == b"flushall" || name == b"flushdb") {
                     return self.queue.push_ready(error(&format!(
@@ -169,7 +168,7 @@ impl Session {
                     match rule {
                         // SCRIPT LOAD: keep the body for NOSCRIPT recovery.
                         MergeRule::Same => {
-                            if let Some(body) = request.args().get(2) {
+                            if let Some(body) = args.get(2) {
                                 self.worker.scripts.remember(body);
                             }
                         }
@@ -198,8 +197,8 @@ impl Session {
                 let merge = Merge::new(split, self.queue.reserve(), self.worker.limits);
                 self.fan_out(&merge, masters, readonly, now);
             }
-            Route::Local(Local::Info) if crate::info::wants_keyspace(&request.args()[1..]) => {
-                let mut text = crate::info::render(&request.args()[1..], &self.worker);
+            Route::Local(Local::Info) if crate::info::wants_keyspace(&args[1..]) => {
+                let mut text = crate::info::render(&args[1..], &self.worker);
                 if !text.is_empty() {
                     text.push_str("\r\n");
                 }
@@ -220,9 +219,12 @@ impl Session {
                     Merge::with_text_prefix(split, target, self.worker.limits, text, self.resp3);
                 self.fan_out(&merge, masters, true, now);
             }
-            Route::Scan => self.deferred = Some((request, Exclusive::Scan)),
+            Route::Scan => {
+                drop(args);
+                self.deferred = Some((request, Exclusive::Scan));
+            }
             Route::Local(cmd) => {
-                let reply = local::run(cmd, request.args(), self);
+                let reply = local::run(cmd, &args[..], self);
                 self.queue.push_ready(reply);
             }
             Route::Script {
@@ -231,7 +233,7 @@ impl Session {
                 remember,
             } => {
                 if remember {
-                    if let Some(body) = request.args().get(1) {
+                    if let Some(body) = args.get(1) {
                         self.worker.scripts.remember(body);
                     }
                 }
@@ -258,8 +260,11 @@ impl Session {
                     }
                 }
             }
-            Route::Pinned(pinned) => self.pinned(request, pinned),
-            Route::Sub(sub) => self.subscription(request.args(), sub),
+            Route::Pinned(pinned) => {
+                drop(args);
+                self.pinned(request, pinned);
+            }
+            Route::Sub(sub) => self.subscription(&args[..], sub),
             Route::Refused(reply) => self.queue.push_ready(reply),
         }
     }
@@ -275,7 +280,7 @@ impl Session {
     /// The error for a client that may not run this request: not authenticated yet
     /// (`NOAUTH`), or a user without the permission (`NOPERM`). AUTH, HELLO and QUIT are
     /// always let through (they authenticate or leave).
-    fn refusal(&self, route: &Route, args: &[Bytes]) -> Option<Bytes> {
+    fn refusal(&self, route: &Route, args: &[&[u8]]) -> Option<Bytes> {
         if matches!(
             route,
             Route::Local(Local::Auth | Local::Hello | Local::Quit) | Route::Pinned(Pinned::Reset)
@@ -394,13 +399,13 @@ fn admin_allowed(allowed: &[String], spec: &CommandSpec) -> bool {
 
 /// [`route_spec`] with the command looked up here (tests).
 #[cfg(test)]
-fn route(args: &[Bytes], placement: &Placement) -> Route {
+fn route(args: &[&[u8]], placement: &Placement) -> Route {
     route_spec(args, command::lookup(args), placement)
 }
 
 /// Classify a request by its command (`spec`, already looked up by the caller, which counts
 /// it; `None`: unknown) and keys, placed by `placement`. Pure: no I/O.
-fn route_spec(args: &[Bytes], spec: Option<&'static CommandSpec>, placement: &Placement) -> Route {
+fn route_spec(args: &[&[u8]], spec: Option<&'static CommandSpec>, placement: &Placement) -> Route {
     let Some(name) = args.first() else {
         return Route::Refused(error("ERR empty command"));
     };
@@ -686,7 +691,7 @@ fn pinned_by_name(name: &str) -> Option<Pinned> {
 }
 
 /// A command that may block its connection: XREAD and XREADGROUP only with BLOCK.
-fn blocks(spec: &CommandSpec, args: &[Bytes]) -> bool {
+fn blocks(spec: &CommandSpec, args: &[&[u8]]) -> bool {
     match spec.name {
         "xread" | "xreadgroup" => args.iter().any(|a| a.eq_ignore_ascii_case(b"block")),
         _ => spec.is_blocking(),
@@ -706,7 +711,7 @@ pub(super) fn error(text: &str) -> Bytes {
 }
 
 /// Redis' own wording: `ERR unknown command 'x', with args beginning with: 'a' 'b' `.
-fn unknown_command(name: &[u8], rest: &[Bytes]) -> Bytes {
+fn unknown_command(name: &[u8], rest: &[&[u8]]) -> Bytes {
     let mut text = format!(
         "ERR unknown command '{}', with args beginning with: ",
         printable(name)
@@ -747,7 +752,7 @@ mod tests {
     }
 
     /// `route` with cluster hash slots, the placement these tests are written for.
-    fn route(args: &[Bytes]) -> Route {
+    fn route(args: &[&[u8]]) -> Route {
         super::route(args, &Placement::Slots)
     }
 

@@ -76,7 +76,7 @@ impl Local {
 pub(super) const OK: &[u8] = b"+OK\r\n";
 
 /// Answer a local command. `args` passed the command table's arity check.
-pub(super) fn run(cmd: Local, args: &[Bytes], session: &mut Session) -> Bytes {
+pub(super) fn run(cmd: Local, args: &[&[u8]], session: &mut Session) -> Bytes {
     let arg = |i: usize| args.get(i).map(|a| &a[..]).unwrap_or_default();
     match cmd {
         Local::Ping => match args.get(1) {
@@ -167,7 +167,7 @@ pub(super) fn bulk(data: &[u8]) -> Bytes {
 }
 
 /// `HELLO [protover [AUTH user pass] [SETNAME name]]`: RESP2 or RESP3.
-fn hello(args: &[Bytes], session: &mut Session) -> Bytes {
+fn hello(args: &[&[u8]], session: &mut Session) -> Bytes {
     let mut rest = args.iter().skip(1);
     let mut resp3 = session.resp3;
     if let Some(version) = rest.next() {
@@ -188,10 +188,10 @@ fn hello(args: &[Bytes], session: &mut Session) -> Bytes {
             let (Some(user), Some(password)) = (rest.next(), rest.next()) else {
                 return error("ERR Syntax error in HELLO option 'AUTH'");
             };
-            credentials = Some((user.clone(), password.clone()));
+            credentials = Some((*user, *password));
         } else if option.eq_ignore_ascii_case(b"SETNAME") {
             match rest.next() {
-                Some(n) if valid_name(n) => name = Some(n.clone()),
+                Some(n) if valid_name(n) => name = Some(Bytes::copy_from_slice(n)),
                 Some(_) => return error(BAD_NAME),
                 None => return error("ERR Syntax error in HELLO option 'SETNAME'"),
             }
@@ -204,7 +204,7 @@ fn hello(args: &[Bytes], session: &mut Session) -> Bytes {
     }
     match credentials {
         Some((user, password)) => {
-            let reply = login(session, Some(&user), &password);
+            let reply = login(session, Some(user), password);
             if reply.starts_with(b"-") {
                 return reply;
             }
@@ -252,7 +252,7 @@ fn hello(args: &[Bytes], session: &mut Session) -> Bytes {
 }
 
 /// `AUTH [user] password`.
-fn auth(args: &[Bytes], session: &mut Session) -> Bytes {
+fn auth(args: &[&[u8]], session: &mut Session) -> Bytes {
     match args {
         [_, password] => login(session, None, password),
         [_, user, password] => login(session, Some(user), password),
@@ -261,9 +261,9 @@ fn auth(args: &[Bytes], session: &mut Session) -> Bytes {
 }
 
 /// Check credentials and, if they are right, make the session that user's.
-fn login(session: &mut Session, user: Option<&Bytes>, password: &[u8]) -> Bytes {
+fn login(session: &mut Session, user: Option<&[u8]>, password: &[u8]) -> Bytes {
     let users = &session.worker.users;
-    let default_user = user.is_none_or(|u| &u[..] == b"default");
+    let default_user = user.is_none_or(|u| u == b"default");
     if !users.required() {
         // Redis' `nopass` default user: AUTH with a password is a configuration mistake;
         // `AUTH default anything` succeeds.
@@ -276,7 +276,7 @@ fn login(session: &mut Session, user: Option<&Bytes>, password: &[u8]) -> Bytes 
             Some(_) => wrong_pass(session),
         };
     }
-    match users.authenticate(user.map(|u| &u[..]), password) {
+    match users.authenticate(user, password) {
         Ok(user) => {
             session.authenticated = true;
             session

@@ -245,17 +245,17 @@ impl Session {
             Exclusive::Exec => self.exec().await,
             Exclusive::Watch { slot } => self.watch(request.raw(), slot).await,
             Exclusive::Blocking { slot } => {
-                let bound =
-                    blocking_timeout(request.args()).map(|wait| wait + self.worker.request_timeout);
+                let bound = blocking_timeout(&request.args())
+                    .map(|wait| wait + self.worker.request_timeout);
                 self.wrote_to(slot);
                 self.run_alone(Some(slot), request.raw(), 1, bound).await
             }
             Exclusive::Wait => {
                 let mut wrote: Vec<Slot> = self.last_write.into_iter().collect();
                 wrote.extend_from_slice(&self.last_write_also);
-                super::wait::wait(&self.worker, &wrote, request.args()).await
+                super::wait::wait(&self.worker, &wrote, &request.args()).await
             }
-            Exclusive::Scan => super::scan::scan(&self.worker, request.args()).await,
+            Exclusive::Scan => super::scan::scan(&self.worker, &request.args()).await,
         }
     }
 
@@ -594,7 +594,7 @@ fn last(mut replies: Vec<Reply>) -> Bytes {
 
 /// How long a blocking command may block, from its own arguments; `None` for "forever" (a
 /// zero timeout) or an argument the node will reject at once anyway.
-pub(super) fn blocking_timeout(args: &[Bytes]) -> Option<Duration> {
+pub(super) fn blocking_timeout(args: &[&[u8]]) -> Option<Duration> {
     let name = args.first()?.to_ascii_lowercase();
     let (value, unit_ms) = match &name[..] {
         b"blmpop" | b"bzmpop" => (args.get(1)?, false),

@@ -227,7 +227,7 @@ impl Session {
     }
 
     /// Serve a subscription command.
-    pub(super) fn subscription(&mut self, args: &[Bytes], sub: Sub) {
+    pub(super) fn subscription(&mut self, args: &[&[u8]], sub: Sub) {
         let pubsub = self
             .pubsub
             .get_or_insert_with(|| PubSub::new(Rc::clone(&self.queue), Rc::clone(&self.worker)));
@@ -237,7 +237,9 @@ impl Session {
         let resp3 = self.resp3;
         let kind = sub.kind;
         let names: Vec<Bytes> = match args.get(1..) {
-            Some(names) if !names.is_empty() => names.to_vec(),
+            Some(names) if !names.is_empty() => {
+                names.iter().map(|n| Bytes::copy_from_slice(n)).collect()
+            }
             _ if sub.subscribe => return, // arity forbids it
             _ => state.names[kind.index()].keys().cloned().collect(),
         };
@@ -488,7 +490,7 @@ fn on_push(link: &LinkTask, reply: Reply) {
 }
 
 /// PING while subscribed (RESP2): `["pong", message]`.
-pub(super) fn subscribed_ping(args: &[Bytes]) -> Bytes {
+pub(super) fn subscribed_ping(args: &[&[u8]]) -> Bytes {
     let mut out = BytesMut::new();
     encode::array_header(&mut out, 2);
     encode::bulk(&mut out, b"pong");
@@ -512,7 +514,7 @@ mod tests {
         );
         assert!(confirmation("subscribe", Some(b"x"), 1, true).starts_with(b">3\r\n"));
         assert_eq!(
-            &subscribed_ping(&[Bytes::from_static(b"PING")])[..],
+            &subscribed_ping(&[&b"PING"[..]])[..],
             b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"
         );
     }

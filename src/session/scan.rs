@@ -31,7 +31,7 @@ use super::pinned::on_master;
 const DEFAULT_COUNT: usize = 10;
 
 /// Serve `SCAN cursor [MATCH p] [COUNT n] [TYPE t]`.
-pub(super) async fn scan(worker: &Worker, args: &[Bytes]) -> Bytes {
+pub(super) async fn scan(worker: &Worker, args: &[&[u8]]) -> Bytes {
     let Some(position) = args.get(1).and_then(|c| ScanCursor::decode(c)) else {
         return error("ERR invalid cursor");
     };
@@ -91,7 +91,7 @@ pub(super) async fn scan(worker: &Worker, args: &[Bytes]) -> Bytes {
 async fn scan_master(
     worker: &Worker,
     slot: Slot,
-    args: &[Bytes],
+    args: &[&[u8]],
     cursor: u64,
 ) -> Result<(u64, Vec<Frame>), Bytes> {
     let reply = ask_master(worker, slot, &with_cursor(args, cursor)).await?;
@@ -148,7 +148,7 @@ async fn pass_settled(
 }
 
 /// The request with the master's own cursor in place of the proxy's.
-fn with_cursor(args: &[Bytes], cursor: u64) -> Bytes {
+fn with_cursor(args: &[&[u8]], cursor: u64) -> Bytes {
     let cursor = cursor.to_string();
     let mut out = BytesMut::with_capacity(args.iter().map(|a| a.len() + 16).sum::<usize>());
     encode::array_header(&mut out, args.len());

@@ -89,13 +89,14 @@ impl Session {
         let Ok(Frame::Array(items)) = crate::resp::parse_frame(raw, &self.worker.limits) else {
             return;
         };
-        let argv: Vec<Bytes> = items
+        let owned: Vec<Bytes> = items
             .into_iter()
             .filter_map(|f| match f {
                 Frame::Bulk(b) => Some(b),
                 _ => None,
             })
             .collect();
+        let argv: Vec<&[u8]> = owned.iter().map(|a| &a[..]).collect();
         let Some(spec) = command::lookup(&argv) else {
             return;
         };
@@ -124,7 +125,7 @@ impl Session {
 
     /// The node a request went to, as the slot table says now: its first key's master,
     /// `proxy` for commands the proxy answers, `masters` for ones sent to every master.
-    fn node_of(&self, spec: &command::CommandSpec, argv: &[Bytes]) -> String {
+    fn node_of(&self, spec: &command::CommandSpec, argv: &[&[u8]]) -> String {
         if Local::of(spec).is_some() {
             return "proxy".into();
         }
@@ -150,7 +151,7 @@ impl Session {
 }
 
 /// `SLOWLOG GET [count] | LEN | RESET | HELP`, in Redis' reply shapes.
-pub(super) fn run(args: &[Bytes], session: &Session) -> Bytes {
+pub(super) fn run(args: &[&[u8]], session: &Session) -> Bytes {
     let log = &session.worker.ops.slowlog;
     let sub = args
         .get(1)

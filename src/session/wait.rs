@@ -31,7 +31,7 @@ const POLL: Duration = Duration::from_millis(10);
 /// (any master if it has not written). A write split over several masters (MSET, DEL …) or
 /// sent to all (FLUSHALL) is waited for on each of them in turn (one deadline for all), and
 /// the answer is the smallest count: the number of replicas, per master, that hold all of it.
-pub(super) async fn wait(worker: &Worker, wrote: &[Slot], args: &[Bytes]) -> Bytes {
+pub(super) async fn wait(worker: &Worker, wrote: &[Slot], args: &[&[u8]]) -> Bytes {
     let number = |i: usize| {
         args.get(i)
             .and_then(|a| std::str::from_utf8(a).ok())
