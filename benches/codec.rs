@@ -107,6 +107,13 @@ fn slot(c: &mut Criterion) {
     group.bench_function("hash_tag_key", |b| {
         b.iter(|| Slot::of(black_box(b"{user1000}.following")))
     });
+    // redis-benchmark's keys (`key:__rand_int__`) and a longer application key.
+    group.bench_function("plain_key_16", |b| {
+        b.iter(|| Slot::of(black_box(b"key:000000012345")))
+    });
+    group.bench_function("plain_key_40", |b| {
+        b.iter(|| Slot::of(black_box(b"session:user:000000012345:cart:items:v2")))
+    });
     group.finish();
 }
 
