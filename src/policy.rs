@@ -2,9 +2,10 @@
 //! `rename-command FLUSHALL ""` for operators who cannot touch every node's config.
 //!
 //! `[commands] deny = ["KEYS", "FLUSHALL", "CLIENT KILL"]` refuses those commands (or that one
-//! subcommand) with an error naming the setting. `[commands.rename] FLUSHALL = "DANGER-FLUSHALL"` makes clients call the new name
-//! (slotgate sends the real one to Redis) and the old name unknown; renaming to `""` disables
-//! a command. Checked once per request only when a policy is configured.
+//! subcommand) with an error naming the setting. `[commands.rename] FLUSHALL =
+//! "DANGER-FLUSHALL"` makes clients call the new name (slotgate sends the real one to Redis)
+//! and the old name unknown; renaming to `""` disables a command. Checked once per request
+//! only when a policy is configured.
 
 use std::collections::{HashMap, HashSet};
 

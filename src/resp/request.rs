@@ -48,11 +48,6 @@ impl Request {
         self.raw.get(s..e)
     }
 
-    /// The number of arguments, the command name included.
-    pub fn arg_count(&self) -> usize {
-        self.spans.len()
-    }
-
     /// Builds a request by encoding `args` (used for split and fan-out sub-requests). With no
     /// arguments the result is `*0\r\n`, which no backend will answer: callers must pass at
     /// least the command name.
@@ -106,7 +101,7 @@ mod tests {
         assert_eq!(&req.raw()[..], b"*2\r\n$3\r\nGET\r\n$4\r\na\r\nb\r\n");
         assert_eq!(&req.args()[..], [&b"GET"[..], b"a\r\nb"]);
         assert_eq!(req.arg(1), Some(&b"a\r\nb"[..]));
-        assert_eq!((req.arg(2), req.arg_count()), (None, 2));
+        assert_eq!(req.arg(2), None);
         let raw = req.raw().as_ptr() as usize..req.raw().as_ptr() as usize + req.raw().len();
         for a in req.args() {
             assert!(raw.contains(&(a.as_ptr() as usize)), "arg not inside raw");
