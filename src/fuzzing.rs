@@ -45,17 +45,22 @@ fn cut(data: &[u8]) -> Option<(&[u8], usize)> {
     Some((rest, usize::from(cut) % (rest.len() + 1)))
 }
 
+/// Asserts that `decode` gives the same result for the input whole and cut in two (the first
+/// byte of `data` picks the cut, see [`cut`]).
+fn same_when_cut<T: PartialEq + std::fmt::Debug>(data: &[u8], decode: fn(&[&[u8]]) -> T) {
+    let Some((data, at)) = cut(data) else { return };
+    let (a, b) = data.split_at(at);
+    assert_eq!(
+        decode(&[data]),
+        decode(&[a, b]),
+        "cutting the input at {at} changed the result"
+    );
+}
+
 /// The client request decoder (RESP multibulk and inline), whole and cut in two: no panic,
 /// every request has a command name, and the cut changes nothing that is decoded.
 pub fn request_decoder(data: &[u8]) {
-    let Some((data, at)) = cut(data) else { return };
-    let whole = decode_requests(&[data]);
-    let (a, b) = data.split_at(at);
-    assert_eq!(
-        whole,
-        decode_requests(&[a, b]),
-        "cutting the input at {at} changed the result"
-    );
+    same_when_cut(data, decode_requests);
 }
 
 /// Every request decoded from `pieces` fed one after another, then the error if one came.
@@ -83,14 +88,7 @@ fn decode_requests(pieces: &[&[u8]]) -> (Vec<Vec<Vec<u8>>>, Option<String>) {
 /// replies either way, and every reply that parses as a frame re-encodes to bytes the decoder
 /// accepts again.
 pub fn reply_decoder(data: &[u8]) {
-    let Some((data, at)) = cut(data) else { return };
-    let whole = decode_replies(&[data]);
-    let (a, b) = data.split_at(at);
-    assert_eq!(
-        whole,
-        decode_replies(&[a, b]),
-        "cutting the input at {at} changed the result"
-    );
+    same_when_cut(data, decode_replies);
 }
 
 /// Every reply decoded from `pieces` fed one after another, and whether an error ended them.

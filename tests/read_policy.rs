@@ -278,6 +278,25 @@ async fn cluster_replicas_serve_reads_after_readonly() {
     assert_eq!(moved(proxy.local_addr()), 0);
 }
 
+/// Write 100 keys through the proxy (all of them must land on masters), let the replicas
+/// catch up, then read every key back through the proxy (stats reset in between, so the
+/// caller counts only the reads).
+async fn write_to_masters_and_read_back(
+    cluster: &LocalCluster,
+    c: &mut redis::aio::MultiplexedConnection,
+) {
+    for node in cluster.nodes() {
+        reset_stats(node_addr(node.port));
+    }
+    write_keys(c, 100).await;
+    assert_eq!(calls_on(cluster, Role::Master, "set"), 100);
+    settle(cluster).await;
+    for i in 0..100 {
+        let v: i64 = c.get(format!("k{i}")).await.expect("GET through the proxy");
+        assert_eq!(v, i);
+    }
+}
+
 /// `replica` in cluster mode: reads only on replicas, writes on masters; a shard whose replica
 /// is down fails its reads clearly instead of reading from its master.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,16 +304,7 @@ async fn cluster_replica_policy_reads_only_replicas() {
     let (mut cluster, proxy) = cluster_proxy(ReadPolicy::Replica).await;
     let paddr = proxy.local_addr();
     let mut c = common::client(paddr).await;
-    for node in cluster.nodes() {
-        reset_stats(node_addr(node.port));
-    }
-    write_keys(&mut c, 100).await;
-    assert_eq!(calls_on(&cluster, Role::Master, "set"), 100);
-    settle(&cluster).await;
-    for i in 0..100 {
-        let v: i64 = c.get(format!("k{i}")).await.expect("GET through a replica");
-        assert_eq!(v, i);
-    }
+    write_to_masters_and_read_back(&cluster, &mut c).await;
     assert_eq!(
         calls_on(&cluster, Role::Master, "get"),
         0,
@@ -364,16 +374,7 @@ async fn cluster_replica_policy_reads_only_replicas() {
 async fn cluster_round_robin_spreads_reads_over_masters_and_replicas() {
     let (cluster, proxy) = cluster_proxy(ReadPolicy::RoundRobin).await;
     let mut c = common::client(proxy.local_addr()).await;
-    for node in cluster.nodes() {
-        reset_stats(node_addr(node.port));
-    }
-    write_keys(&mut c, 100).await;
-    assert_eq!(calls_on(&cluster, Role::Master, "set"), 100);
-    settle(&cluster).await;
-    for i in 0..100 {
-        let v: i64 = c.get(format!("k{i}")).await.expect("GET");
-        assert_eq!(v, i);
-    }
+    write_to_masters_and_read_back(&cluster, &mut c).await;
     let (m, r) = (
         calls_on(&cluster, Role::Master, "get"),
         calls_on(&cluster, Role::Replica, "get"),
