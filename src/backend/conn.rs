@@ -717,10 +717,10 @@ fn deliver_each(
                 out.node = Some(Arc::clone(&inner.addr));
                 inner
                     .hooks
-                    .redirect(out, Redirect::NoScript, reply.raw().clone())
+                    .redirect(out, Redirect::NoScript, reply.into_raw())
             }
-            Some(redirect) => inner.hooks.redirect(out, redirect, reply.raw().clone()),
-            None => out.reply.fill(reply.raw().clone()),
+            Some(redirect) => inner.hooks.redirect(out, redirect, reply.into_raw()),
+            None => out.reply.fill(reply.into_raw()),
         }
     }
 }

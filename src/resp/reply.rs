@@ -67,6 +67,12 @@ impl Reply {
         &self.raw
     }
 
+    /// The whole frame, taking it out of the reply (no reference count taken and dropped, as
+    /// a clone of [`raw`](Self::raw) would).
+    pub fn into_raw(self) -> Bytes {
+        self.raw
+    }
+
     /// The top-level type.
     pub fn kind(&self) -> ReplyKind {
         self.kind

@@ -33,6 +33,12 @@ impl Request {
         &self.raw
     }
 
+    /// The bytes to forward, taken out of the request (no reference count taken and dropped,
+    /// as a clone of [`raw`](Self::raw) would).
+    pub fn into_raw(self) -> Bytes {
+        self.raw
+    }
+
     /// The arguments, each a slice of [`raw`](Self::raw); `args()[0]` is the command name, in
     /// the case the client sent it. Never empty for a decoded request. Builds a small vector
     /// of slices: take it once per request and pass `&args[..]` on.

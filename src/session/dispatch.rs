@@ -135,7 +135,8 @@ impl Session {
                     self.wrote_to(slot);
                 }
                 let reply = self.queue.reserve();
-                let out = self.outbound(request.raw().clone(), reply, slot, readonly, now, None);
+                drop(args);
+                let out = self.outbound(request.into_raw(), reply, slot, readonly, now, None);
                 self.worker.route_in(&table, out, now);
             }
             Route::Split {
@@ -241,7 +242,8 @@ impl Session {
                     self.wrote_to(slot);
                 }
                 let reply = self.queue.reserve();
-                let raw = request.raw().clone();
+                drop(args);
+                let raw = request.into_raw();
                 match (slot, self.worker.keyless_scripts.clone()) {
                     (Some(slot), _) => self.forward(raw, reply, slot, readonly, now, None),
                     (None, Some(node)) => {
