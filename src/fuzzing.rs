@@ -66,22 +66,38 @@ pub fn request_decoder(data: &[u8]) {
 /// Every request decoded from `pieces` fed one after another, then the error if one came.
 fn decode_requests(pieces: &[&[u8]]) -> (Vec<Vec<Vec<u8>>>, Option<String>) {
     let mut decoder = RequestDecoder::new(limits());
-    let mut buf = BytesMut::new();
     let mut out = Vec::new();
+    let error = feed(
+        pieces,
+        |buf| decoder.decode(buf),
+        |request| {
+            let args = request.args();
+            assert!(!args.is_empty(), "a request has a command name");
+            out.push(args.iter().map(|a| a.to_vec()).collect());
+        },
+    );
+    (out, error.map(|e| e.to_string()))
+}
+
+/// Feeds `pieces` one after another into a buffer, taking every complete item `decode` finds
+/// to `take`; the error that ended decoding, if one did.
+fn feed<T, E>(
+    pieces: &[&[u8]],
+    mut decode: impl FnMut(&mut BytesMut) -> Result<Option<T>, E>,
+    mut take: impl FnMut(T),
+) -> Option<E> {
+    let mut buf = BytesMut::new();
     for piece in pieces {
         buf.extend_from_slice(piece);
         loop {
-            match decoder.decode(&mut buf) {
-                Ok(Some(request)) => {
-                    assert!(!request.args().is_empty(), "a request has a command name");
-                    out.push(request.args().iter().map(|a| a.to_vec()).collect());
-                }
+            match decode(&mut buf) {
+                Ok(Some(item)) => take(item),
                 Ok(None) => break,
-                Err(e) => return (out, Some(e.to_string())),
+                Err(e) => return Some(e),
             }
         }
     }
-    (out, None)
+    None
 }
 
 /// The backend reply decoder and the frame parser, whole and cut in two: no panic, the same
@@ -94,33 +110,27 @@ pub fn reply_decoder(data: &[u8]) {
 /// Every reply decoded from `pieces` fed one after another, and whether an error ended them.
 fn decode_replies(pieces: &[&[u8]]) -> (Vec<Bytes>, bool) {
     let mut decoder = ReplyDecoder::new(limits());
-    let mut buf = BytesMut::new();
     let mut out = Vec::new();
-    for piece in pieces {
-        buf.extend_from_slice(piece);
-        loop {
-            match decoder.decode(&mut buf) {
-                Ok(Some(reply)) => {
-                    let raw = reply.raw().clone();
-                    if let Ok(frame) = parse_frame(&raw, &limits()) {
-                        let mut encoded = BytesMut::new();
-                        frame.encode(&mut encoded);
-                        // The encoder may normalise (e.g. number spellings); it must at least
-                        // produce something the decoder accepts again.
-                        let mut again = ReplyDecoder::new(limits());
-                        assert!(
-                            matches!(again.decode(&mut encoded), Ok(Some(_))),
-                            "re-encoded frame does not decode: {raw:?}"
-                        );
-                    }
-                    out.push(raw);
-                }
-                Ok(None) => break,
-                Err(_) => return (out, true),
+    let error = feed(
+        pieces,
+        |buf| decoder.decode(buf),
+        |reply| {
+            let raw = reply.into_raw();
+            if let Ok(frame) = parse_frame(&raw, &limits()) {
+                let mut encoded = BytesMut::new();
+                frame.encode(&mut encoded);
+                // The encoder may normalise (e.g. number spellings); it must at least produce
+                // something the decoder accepts again.
+                let mut again = ReplyDecoder::new(limits());
+                assert!(
+                    matches!(again.decode(&mut encoded), Ok(Some(_))),
+                    "re-encoded frame does not decode: {raw:?}"
+                );
             }
-        }
-    }
-    (out, false)
+            out.push(raw);
+        },
+    );
+    (out, error.is_some())
 }
 
 /// Command parsing on one request: table lookup (subcommands included), the arity check, key
