@@ -9,6 +9,12 @@ use slotgate::demo::{ClusterOptions, LocalCluster};
 use slotgate::pidfile::{self, PidFile};
 use slotgate::{Proxy, ProxyHandle};
 
+/// jemalloc, not glibc malloc: with glibc, RSS grew by tens of MiB with every open/close cycle
+/// of 10 000 clients (freed session memory fragmented and not reused); with jemalloc it stays
+/// flat (docs/BENCHMARKS.md, "Memory after open/close cycles").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// A Redis sharding proxy: one address for plain Redis clients in front of a Redis Cluster
 /// or standalone Redis pools.
 #[derive(Parser)]
