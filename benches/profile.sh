@@ -9,27 +9,39 @@
 #   callgrind (valgrind --tool=callgrind): instruction counts, repeatable on a noisy machine
 #   or perf record, with TOOL=perf (needs hardware counters: `perf stat -e instructions true`
 #   must print a count; TOOL=auto picks perf when it does)
+#   or, with TOOL=kernel, at full speed with perf's cpu-clock sampling (no hardware counters
+#   needed): where the proxy's CPU time goes between user space and the kernel, and inside
+#   the kernel by system call (sendto, recvfrom, epoll_wait) and the loopback receive path
+#   (softirq) the sender runs on the receiver's behalf
 # then, for each workload (SET and GET, pipeline 1 and 16), drives exactly N requests with
 # redis-benchmark (CLIENTS clients, 32-byte values, KEYSPACE random keys) and prints
 #   - instructions per request (all slotgate threads, whole run / N), and
-#   - the top TOP functions by self cost and by inclusive cost.
+#   - the top TOP functions by self cost and by inclusive cost;
+# with TOOL=kernel instead: CPU µs per request (user, system: /proc/PID/stat) and the
+# share of the sampled time in user space and in each kernel path.
 # Everything it starts is stopped by PID on exit. Files: OUT/ (callgrind.out.*, *.txt).
 #
-# Environment: N [20000]  CLIENTS [50]  KEYSPACE [100000]  TOP [25]
-#   WORKLOADS ["set get"]  PIPELINES ["1 16"]  TOOL [auto|callgrind|perf]
+# Environment: N [20000; 300000 with TOOL=kernel]  CLIENTS [50]  KEYSPACE [100000]  TOP [25]
+#   WORKLOADS ["set get"]  PIPELINES ["1 16"]  TOOL [auto|callgrind|perf|kernel]
+#   SERVER_CPUS [1]  CLIENT_CPUS [0]: taskset pinning as in benches/e2e.sh (the servers and
+#   slotgate on one CPU, redis-benchmark on the other; "" = no pinning)
 #   PROFILE_TARGET_DIR [target/profiling]  OUT [target/profile/DATE]
 # Needs: redis-server redis-tools (Debian), valgrind (Debian: valgrind) or perf, cargo.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 E2E=$PWD/benches/e2e
 
-N=${N:-20000}
+N=${N:-}
 CLIENTS=${CLIENTS:-50}
 KEYSPACE=${KEYSPACE:-100000}
 TOP=${TOP:-25}
 WORKLOADS=${WORKLOADS:-"set get"}
 PIPELINES=${PIPELINES:-"1 16"}
 TOOL=${TOOL:-auto}
+# Enough for a few seconds per workload at full speed (kernel), or under callgrind.
+[[ -z $N ]] && { [[ $TOOL == kernel ]] && N=300000 || N=20000; }
+SERVER_CPUS=${SERVER_CPUS-1}
+CLIENT_CPUS=${CLIENT_CPUS-0}
 PROFILE_TARGET_DIR=${PROFILE_TARGET_DIR:-target/profiling}
 OUT=${OUT:-target/profile/$(date +%Y%m%d-%H%M%S)}
 
@@ -49,8 +61,8 @@ fi
 case $TOOL in
     callgrind) command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null \
                    || die "missing valgrind (Debian/Ubuntu: sudo apt-get install -y valgrind)" ;;
-    perf) command -v perf >/dev/null || die "missing perf" ;;
-    *) die "TOOL must be auto, callgrind or perf" ;;
+    perf | kernel) command -v perf >/dev/null || die "missing perf (Debian: linux-perf)" ;;
+    *) die "TOOL must be auto, callgrind, perf or kernel" ;;
 esac
 log "tool: $TOOL; $(wc -w <<<"$WORKLOADS") workloads x $(wc -w <<<"$PIPELINES") pipelines x $N requests; expected about 3 min, plus the first build (~10 min on 2 busy cores)"
 
@@ -61,6 +73,12 @@ BIN=$PROFILE_TARGET_DIR/release/slotgate
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
+# Command prefixes (taskset or nothing): a prefix, not a function, so `$!` of a background
+# start is the process itself (taskset execs it), which cleanup stops by PID.
+PIN_SERVER=()
+PIN_CLIENT=()
+[[ -n $SERVER_CPUS ]] && PIN_SERVER=(taskset -c "$SERVER_CPUS")
+[[ -n $CLIENT_CPUS ]] && PIN_CLIENT=(taskset -c "$CLIENT_CPUS")
 PIDS=()
 alive() { [[ -r /proc/$1/stat && $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) != Z ]]; }
 cleanup() {
@@ -92,7 +110,7 @@ wait_ping() { # port pid seconds
 P=($(python3 "$E2E/ports.py" 7))
 for i in 0 1 2; do
     mkdir -p "$OUT/c$i"
-    redis-server --port "${P[$i]}" --bind 127.0.0.1 --protected-mode no --save "" \
+    "${PIN_SERVER[@]}" redis-server --port "${P[$i]}" --bind 127.0.0.1 --protected-mode no --save "" \
         --appendonly no --dir "$OUT/c$i" --cluster-enabled yes --cluster-config-file nodes.conf \
         --cluster-port "${P[$((i + 3))]}" --logfile "$OUT/c$i/redis.log" < /dev/null &
     PIDS+=($!)
@@ -116,10 +134,10 @@ ARGS=(--listen "127.0.0.1:$PORT" --cluster "127.0.0.1:${P[0]}" --workers 1 --log
 # each one (parse, format, lock) would dominate the profile: the slow log is off here.
 export SLOTGATE_SLOWLOG__LOG_SLOWER_THAN_US=-1
 if [[ $TOOL == callgrind ]]; then
-    valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" --dump-instr=no \
+    "${PIN_SERVER[@]}" valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" --dump-instr=no \
         "$BIN" "${ARGS[@]}" > "$OUT/slotgate.log" 2>&1 < /dev/null &
 else
-    "$BIN" "${ARGS[@]}" > "$OUT/slotgate.log" 2>&1 < /dev/null &
+    "${PIN_SERVER[@]}" "$BIN" "${ARGS[@]}" > "$OUT/slotgate.log" 2>&1 < /dev/null &
 fi
 SG=$!
 PIDS+=("$SG")
@@ -127,7 +145,7 @@ wait_ping "$PORT" "$SG" 120
 log "slotgate pid $SG on 127.0.0.1:$PORT"
 
 bench() { # workload pipeline n
-    redis-benchmark -p "$PORT" -c "$CLIENTS" -n "$3" -r "$KEYSPACE" -d 32 -P "$2" -t "$1" --csv \
+    "${PIN_CLIENT[@]}" redis-benchmark -p "$PORT" -c "$CLIENTS" -n "$3" -r "$KEYSPACE" -d 32 -P "$2" -t "$1" --csv \
         > "$OUT/bench-$1-P$2.csv" 2> "$OUT/bench-$1-P$2.err" || die "redis-benchmark $1 P$2 failed"
 }
 log "warm-up and pre-fill ($KEYSPACE keys)"
@@ -135,6 +153,26 @@ redis-benchmark -p "$PORT" -c "$CLIENTS" -n "$KEYSPACE" -r "$KEYSPACE" -d 32 -P 
 
 fold() { # long generic Rust names: keep each line readable
     cut -c1-200
+}
+
+cpu_ticks() { # utime stime of slotgate (all threads), in clock ticks
+    awk '{sub(/.*\) /, ""); print $12, $13}' "/proc/$SG/stat"
+}
+
+# TOOL=kernel: the share of the samples under each kernel path (inclusive), and user space.
+kernel_split() { # perf.data
+    local data=$1
+    perf report -i "$data" --stdio --children --sort sym -g none 2>/dev/null \
+        | awk '
+            $3 == "[k]" { share[$4] = $1 + 0 }
+            $3 == "[.]" { user += $2 + 0 }
+            END {
+                printf "user space %.1f %%", user
+                n = split("__sys_sendto __sys_recvfrom do_epoll_wait net_rx_action sock_def_readable __schedule", k, " ")
+                split("sendto recvfrom epoll_wait loopback-receive(softirq) waking-the-reader scheduling", name, " ")
+                for (i = 1; i <= n; i++) printf ", %s %.1f %%", name[i], share[k[i]]
+                printf "\n"
+            }'
 }
 
 SUMMARY=()
@@ -158,6 +196,22 @@ for w in $WORKLOADS; do
             ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$f")
             callgrind_annotate --threshold=99 "$f" 2>/dev/null > "$OUT/self-$label.txt" || true
             callgrind_annotate --threshold=99 --inclusive=yes "$f" 2>/dev/null > "$OUT/inclusive-$label.txt" || true
+        elif [[ $TOOL == kernel ]]; then
+            read -r u0 s0 <<<"$(cpu_ticks)"
+            perf record -q -e cpu-clock -F 999 -g -p "$SG" -o "$OUT/perf-$label.data" > /dev/null 2>&1 &
+            pr=$!
+            sleep 0.5
+            bench "$w" "$p" "$N"
+            kill -INT "$pr" 2>/dev/null || true
+            wait "$pr" 2>/dev/null || true
+            read -r u1 s1 <<<"$(cpu_ticks)"
+            tck=$(getconf CLK_TCK)
+            usr=$(awk -v a="$u0" -v b="$u1" -v t="$tck" -v n="$N" 'BEGIN{printf "%.2f", (b - a) / t / n * 1e6}')
+            sys=$(awk -v a="$s0" -v b="$s1" -v t="$tck" -v n="$N" 'BEGIN{printf "%.2f", (b - a) / t / n * 1e6}')
+            split=$(kernel_split "$OUT/perf-$label.data")
+            echo "$split" > "$OUT/split-$label.txt"
+            perf report -i "$OUT/perf-$label.data" --stdio --no-children --sort sym -g none \
+                --percent-limit 0.5 2>/dev/null | grep -v '^$' > "$OUT/self-$label.txt" || true
         else
             perf stat -x, -e instructions -p "$SG" -o "$OUT/stat-$label.txt" &
             ps=$!
@@ -174,6 +228,15 @@ for w in $WORKLOADS; do
                 2>/dev/null | grep -v '^$' > "$OUT/inclusive-$label.txt" || true
         fi
         rps=$(awk -F'","' 'NR == 2 {print $2}' "$OUT/bench-$label.csv")
+        if [[ $TOOL == kernel ]]; then
+            SUMMARY+=("| $w | $p | $N | ${rps:-?} | $usr | $sys | $split |")
+            echo
+            echo "=== $label: $N requests at ${rps:-?} rps; slotgate CPU per request: user $usr µs, system $sys µs"
+            echo "--- sampled time: $split"
+            echo "--- top $TOP by self cost ($OUT/self-$label.txt)"
+            grep -E '^ +[0-9.]+%' "$OUT/self-$label.txt" | head -n "$TOP" | fold
+            continue
+        fi
         per=$(awk -v i="${ir:-0}" -v n="$N" 'BEGIN{printf "%.0f", i / n}')
         SUMMARY+=("| $w | $p | $N | ${ir:-?} | **$per** |")
         echo
@@ -190,6 +253,18 @@ for w in $WORKLOADS; do
         fi
     done
 done
+if [[ $TOOL == kernel ]]; then
+    {
+        echo
+        echo "CPU per request (slotgate, all threads, /proc/PID/stat, perf's sampling at 999 Hz included; release build with debug info at full speed; $CLIENTS clients) and where perf's cpu-clock samples fall (inclusive shares: the loopback receive path and the reader's wake-up run inside sendto)."
+        echo
+        echo "| workload | P | requests | rps | user µs/req | system µs/req | sampled time |"
+        echo "|---|---:|---:|---:|---:|---:|---|"
+        printf '%s\n' "${SUMMARY[@]}"
+    } | tee "$OUT/summary.md"
+    log "files in $OUT (perf report -i $OUT/perf-LABEL.data for more)"
+    exit 0
+fi
 {
     echo
     echo "Instructions per request (slotgate, all threads; $TOOL; $CLIENTS clients)."

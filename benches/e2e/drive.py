@@ -5,7 +5,8 @@ usage: drive.py [options] TARGET [TARGET...]      (normally started by benches/e
 
 TARGET is NAME=PORT[@OPT,OPT...] on 127.0.0.1, with OPT among
   pid=PID[:PID]     the proxy process(es): their CPU time (utime+stime of /proc/PID/stat, all
-                    threads) is charged per request ("proxy µs/req")
+                    threads) is charged per request ("proxy µs/req"); stime alone is kept
+                    too, for the share the kernel does on the proxy's behalf
   srv=PID[:PID...]  the backend redis-servers behind the target ("backend µs/req")
   cluster           a Redis Cluster node: redis-benchmark --cluster (client-side routing)
   skip=W/P[:W/P]    leave workload W at pipeline P out for this target
@@ -34,7 +35,7 @@ import time
 TCK = os.sysconf("SC_CLK_TCK")
 COLUMNS = ["round", "workload", "pipeline", "target", "n", "procs", "rc", "errors", "wall_s",
            "rps", "avg_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms", "proxy_cpu_s",
-           "backend_cpu_s", "client_cpu_s", "foreign_cpu_s", "attempts"]
+           "proxy_sys_cpu_s", "backend_cpu_s", "client_cpu_s", "foreign_cpu_s", "attempts"]
 
 
 def log(msg):
@@ -67,14 +68,15 @@ class Target:
         return all(os.path.exists(f"/proc/{p}") for p in self.pids)
 
 
-def ticks(pids):
-    """utime+stime of the given processes, in clock ticks (0 for a vanished one)."""
+def ticks(pids, user=True):
+    """utime+stime (user=False: stime only) of the given processes, in clock ticks (0 for a
+    vanished one)."""
     t = 0
     for p in pids:
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            t += int(fields[11]) + int(fields[12])
+            t += (int(fields[11]) if user else 0) + int(fields[12])
         except (OSError, IndexError, ValueError):
             pass
     return t
@@ -136,6 +138,7 @@ class Bench:
                 "-P", str(p), "--csv"] + workload_args(w, t.cluster)
         base = os.path.join(self.logdir, label)
         pa, sa, ua, ca = ticks(t.pids), ticks(t.srv), all_ticks(), children_cpu()
+        ka = ticks(t.pids, user=False)
         t0 = time.monotonic()
         running = []
         for k in range(procs):
@@ -160,6 +163,7 @@ class Bench:
                     proc.wait()
         wall = time.monotonic() - t0
         pb, sb, ub, cb = ticks(t.pids), ticks(t.srv), all_ticks(), children_cpu()
+        kb = ticks(t.pids, user=False)
         r = {"n": each * procs, "procs": procs, "wall_s": wall, "rc": rc, "errors": 0}
         rows = []
         for proc, out, err in running:
@@ -188,7 +192,8 @@ class Bench:
         backend = (sb - sa) / TCK if t.srv else None
         client = cb - ca
         foreign = max(0.0, (ub - ua) / TCK - (proxy or 0) - (backend or 0) - client)
-        r.update(proxy_cpu_s=proxy, backend_cpu_s=backend, client_cpu_s=client,
+        r.update(proxy_cpu_s=proxy, proxy_sys_cpu_s=(kb - ka) / TCK if t.pids else None,
+                 backend_cpu_s=backend, client_cpu_s=client,
                  foreign_cpu_s=foreign)
         return r
 

@@ -10,6 +10,8 @@ Per (workload, pipeline, target), over the rounds:
   p50/p99       median of the runs' latency percentiles (ms)
   proxy us/req  median proxy CPU microseconds per request (/proc utime+stime delta / n)
   proxy cores   median proxy CPU seconds per wall second (how much of a core it used)
+  proxy kernel  median share of the proxy's CPU spent in the kernel (stime / utime+stime:
+                the system calls and the TCP/IP work done on its behalf)
   backend, client us/req   the same for the redis-servers and redis-benchmark
   others        median cores used by other processes on the machine during the run
 A second table gives each of --ours against the baseline and against every other proxy
@@ -47,6 +49,10 @@ def f(x, spec):
     return "-" if x is None else format(x, spec)
 
 
+def pct(x):
+    return "-" if x is None else f"{100 * x:.0f} %"
+
+
 def load(paths):
     rows, targets, cells = [], [], []
     for fi, p in enumerate(paths):
@@ -65,6 +71,12 @@ def load(paths):
 def per_req(r, col):
     v, n = num(r.get(col)), num(r.get("n"))
     return None if v is None or not n else v / n * 1e6
+
+
+def kernel_share(r):
+    """stime / (utime+stime) of the proxy in one run; None without the column (older CSVs)."""
+    total, sys_ = num(r.get("proxy_cpu_s")), num(r.get("proxy_sys_cpu_s"))
+    return None if total is None or sys_ is None or not total else sys_ / total
 
 
 def summarize(rows, targets, cells, baseline):
@@ -93,6 +105,7 @@ def summarize(rows, targets, cells, baseline):
                 "p50_ms": med(num(r["p50_ms"]) for r in ok),
                 "p99_ms": med(num(r["p99_ms"]) for r in ok),
                 "proxy_us_per_req": med(per_req(r, "proxy_cpu_s") for r in ok),
+                "proxy_kernel_share": med(kernel_share(r) for r in ok),
                 "proxy_cores": med(None if num(r["proxy_cpu_s"]) is None
                                    else num(r["proxy_cpu_s"]) / num(r["wall_s"]) for r in ok),
                 "backend_us_per_req": med(per_req(r, "backend_cpu_s") for r in ok),
@@ -143,17 +156,18 @@ def markdown(title, summary, vs, baseline, others):
         L += [title, ""]
     L += [f"Medians over rounds; x{baseline} = rps / rps({baseline}) in the same round. "
           "One request = one command (an MSET/MGET carries 10 keys). CPU columns: "
-          "microseconds of CPU per request; proxy cores = proxy CPU seconds per second.", ""]
+          "microseconds of CPU per request; proxy cores = proxy CPU seconds per second; "
+          "proxy kernel = the share of the proxy's CPU spent in the kernel (system time).", ""]
     L += [f"| workload | P | target | runs ok | rps | x{baseline} | p50 ms | p99 ms "
-          "| proxy µs/req | proxy cores | backend µs/req | client µs/req | others cores "
+          "| proxy µs/req | proxy kernel | proxy cores | backend µs/req | client µs/req | others cores "
           "| errors | retries |",
-          "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+          "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s in summary:
         L.append(f"| {s['workload']} | {s['pipeline']} | {s['target']} "
                  f"| {s['runs_ok']}/{s['runs']} | {f(s['rps'], ',.0f')} "
                  f"| {f(s['ratio_vs_baseline'], '.2f')} | {f(s['p50_ms'], '.3f')} "
                  f"| {f(s['p99_ms'], '.3f')} | {f(s['proxy_us_per_req'], '.2f')} "
-                 f"| {f(s['proxy_cores'], '.2f')} | {f(s['backend_us_per_req'], '.2f')} "
+                 f"| {pct(s['proxy_kernel_share'])} | {f(s['proxy_cores'], '.2f')} | {f(s['backend_us_per_req'], '.2f')} "
                  f"| {f(s['client_us_per_req'], '.2f')} | {f(s['others_cores'], '.2f')} "
                  f"| {s['errors']} | {s['retries']} |")
     if vs:
