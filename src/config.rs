@@ -264,6 +264,15 @@ impl ProxyConfig {
         if self.max_request_bytes < 1024 {
             fail("proxy.max_request_bytes", "must be at least 1024".into());
         }
+        if self.max_request_bytes > crate::resp::MAX_REQUEST_LEN {
+            fail(
+                "proxy.max_request_bytes",
+                format!(
+                    "must be at most {} (4 GiB - 1)",
+                    crate::resp::MAX_REQUEST_LEN
+                ),
+            );
+        }
         if self.max_pending_bytes < 1024 {
             fail("proxy.max_pending_bytes", "must be at least 1024".into());
         }
@@ -1365,6 +1374,13 @@ mod tests {
         c.proxy.pubsub_output_hard_limit_bytes = 0;
         c.proxy.max_request_bytes = 1024;
         c.proxy.max_pending_bytes = 1024;
+        assert!(c.validate().is_ok());
+        // Requests keep 32-bit argument ranges: 4 GiB is one byte too many.
+        c.proxy.max_request_bytes = 1 << 32;
+        let err = c.validate().unwrap_err();
+        assert_eq!(err.0[0].path, "proxy.max_request_bytes", "{err}");
+        assert!(err.0[0].to_string().contains("at most 4294967295"), "{err}");
+        c.proxy.max_request_bytes = (1 << 32) - 1;
         assert!(c.validate().is_ok());
     }
 

@@ -12,6 +12,7 @@
 //! One deliberate difference: Redis handles the line as a C string, so a NUL byte cuts it short
 //! (in practice Redis never even finds the newline after one). Here NUL is an ordinary byte.
 
+use super::request::{span, Spans};
 use super::ParseError;
 
 /// Splits `line` (without its `\n` or `\r\n`) into arguments, writing their unescaped bytes
@@ -20,7 +21,7 @@ use super::ParseError;
 pub(crate) fn split_args(
     line: &[u8],
     out: &mut Vec<u8>,
-    spans: &mut Vec<(usize, usize)>,
+    spans: &mut Spans,
 ) -> Result<(), ParseError> {
     out.clear();
     spans.clear();
@@ -34,7 +35,7 @@ pub(crate) fn split_args(
         }
         let start = out.len();
         p = split_one(line, p, out)?;
-        spans.push((start, out.len()));
+        spans.push(span(start, out.len()));
     }
 }
 
@@ -129,9 +130,12 @@ mod tests {
     use super::*;
 
     fn split(line: &[u8]) -> Result<Vec<Vec<u8>>, ParseError> {
-        let (mut out, mut spans) = (Vec::new(), Vec::new());
+        let (mut out, mut spans) = (Vec::new(), Spans::new());
         split_args(line, &mut out, &mut spans)?;
-        Ok(spans.iter().map(|&(s, e)| out[s..e].to_vec()).collect())
+        Ok(spans
+            .iter()
+            .map(|&(s, e)| out[s as usize..e as usize].to_vec())
+            .collect())
     }
 
     fn ok(line: &[u8], want: &[&[u8]]) {

@@ -37,7 +37,7 @@ pub use error::ParseError;
 pub use frame::{parse_frame, Frame};
 pub use limits::Limits;
 pub use reply::{Reply, ReplyDecoder, ReplyKind};
-pub use request::Request;
+pub use request::{Request, MAX_REQUEST_LEN};
 pub use request_decoder::RequestDecoder;
 
 /// Test helper: a request's arguments from words, as the decoder would slice them.

@@ -19,12 +19,28 @@ const INLINE_ARGS: usize = 6;
 /// A request's arguments, borrowed from its raw bytes (see [`Request::args`]).
 pub type Args<'a> = SmallVec<[&'a [u8]; INLINE_ARGS]>;
 
+/// The largest request a [`Request`] can hold: its argument ranges are 32-bit, which keeps a
+/// request small enough (88 bytes) to be moved without a `memcpy` call. The request decoder
+/// never accepts a larger one (`proxy.max_request_bytes` is capped to it).
+pub const MAX_REQUEST_LEN: usize = u32::MAX as usize;
+
+/// Argument ranges, (start, end) byte offsets into a request's raw bytes: inline up to
+/// `SET k v EX n NX`, on the heap beyond.
+pub(crate) type Spans = SmallVec<[(u32, u32); INLINE_ARGS]>;
+
+/// The span `start..end` of a request at most [`MAX_REQUEST_LEN`] long.
+#[inline]
+pub(crate) fn span(start: usize, end: usize) -> (u32, u32) {
+    debug_assert!(start <= end && end <= MAX_REQUEST_LEN);
+    (start as u32, end as u32)
+}
+
 /// One client command, decoded from the client's read buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
     raw: Bytes,
-    /// Each argument's (start, end) in `raw`.
-    spans: SmallVec<[(usize, usize); INLINE_ARGS]>,
+    /// Each argument's (start, end) in `raw`; `raw` is at most [`MAX_REQUEST_LEN`] long.
+    spans: Spans,
 }
 
 impl Request {
@@ -44,14 +60,14 @@ impl Request {
     /// of slices: take it once per request and pass `&args[..]` on.
     pub fn args(&self) -> Args<'_> {
         // Every span lies within `raw` (see `from_spans`), so `get` never falls back.
-        let arg = |&(s, e): &(usize, usize)| self.raw.get(s..e).unwrap_or_default();
+        let arg = |&(s, e): &(u32, u32)| self.raw.get(s as usize..e as usize).unwrap_or_default();
         self.spans.iter().map(arg).collect()
     }
 
     /// The `i`-th argument (0 is the command name), if there is one.
     pub fn arg(&self, i: usize) -> Option<&[u8]> {
         let &(s, e) = self.spans.get(i)?;
-        self.raw.get(s..e)
+        self.raw.get(s as usize..e as usize)
     }
 
     /// Builds a request by encoding `args` (used for split and fan-out sub-requests). With no
@@ -63,13 +79,15 @@ impl Request {
     }
 
     /// A request whose arguments are the `spans` (start, end) of `raw`. Every span must lie
-    /// within `raw`; both callers derive them from the bytes they just checked or wrote.
-    pub(crate) fn from_spans(raw: Bytes, spans: &[(usize, usize)]) -> Request {
-        debug_assert!(spans.iter().all(|&(s, e)| s <= e && e <= raw.len()));
-        Request {
-            raw,
-            spans: SmallVec::from_slice(spans),
-        }
+    /// within `raw`, and `raw` be at most [`MAX_REQUEST_LEN`] long; both callers derive them
+    /// from the bytes they just checked (under the decoder's limit) or wrote.
+    /// The spans are moved in, not copied: the decoder hands over the ones it collected.
+    pub(crate) fn from_spans(raw: Bytes, spans: Spans) -> Request {
+        debug_assert!(raw.len() <= MAX_REQUEST_LEN);
+        debug_assert!(spans
+            .iter()
+            .all(|&(s, e)| s <= e && e as usize <= raw.len()));
+        Request { raw, spans }
     }
 }
 
@@ -86,15 +104,15 @@ where
             .sum::<usize>();
     let mut out = BytesMut::with_capacity(size);
     encode::array_header(&mut out, count);
-    let mut spans: SmallVec<[(usize, usize); INLINE_ARGS]> = SmallVec::with_capacity(count);
+    let mut spans = Spans::with_capacity(count);
     for part in parts {
         encode::header(&mut out, b'$', part.len());
         let start = out.len();
         out.extend_from_slice(part);
-        spans.push((start, out.len()));
+        spans.push(span(start, out.len()));
         out.extend_from_slice(b"\r\n");
     }
-    Request::from_spans(out.freeze(), &spans)
+    Request::from_spans(out.freeze(), spans)
 }
 
 #[cfg(test)]

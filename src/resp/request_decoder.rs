@@ -12,7 +12,7 @@ use bytes::{Buf, BytesMut};
 
 use super::inline::split_args;
 use super::line::{find_line, header_line, parse_int, Line};
-use super::request::encode_args;
+use super::request::{encode_args, span, Spans, MAX_REQUEST_LEN};
 use super::{Limits, ParseError, Request};
 
 /// Reused offset/scratch buffers grown past this many entries are dropped after the request, so
@@ -71,19 +71,21 @@ pub struct RequestDecoder {
     state: State,
     /// Argument data ranges of the multibulk being decoded (or, for an inline line, ranges in
     /// `scratch`). Kept across requests so a steady stream of them allocates nothing.
-    spans: Vec<(usize, usize)>,
+    spans: Spans,
     /// Unescaped inline arguments.
     scratch: Vec<u8>,
 }
 
 impl RequestDecoder {
-    /// A decoder enforcing `limits`.
-    pub fn new(limits: Limits) -> Self {
+    /// A decoder enforcing `limits` (a `max_request_len` above [`MAX_REQUEST_LEN`], 4 GiB,
+    /// counts as that).
+    pub fn new(mut limits: Limits) -> Self {
+        limits.max_request_len = limits.max_request_len.min(MAX_REQUEST_LEN);
         RequestDecoder {
             limits,
             unauthenticated: false,
             state: State::Start,
-            spans: Vec::new(),
+            spans: Spans::new(),
             scratch: Vec::new(),
         }
     }
@@ -107,7 +109,7 @@ impl RequestDecoder {
         if matches!(self.state, State::Start) && buf.first() == Some(&b'*') {
             if let Some(end) = self.complete_multibulk(buf) {
                 // Every span ends before `end` (checked as it was pushed).
-                let req = Request::from_spans(buf.split_to(end).freeze(), &self.spans);
+                let req = Request::from_spans(buf.split_to(end).freeze(), self.take_spans());
                 self.finish();
                 return Ok(Some(req));
             }
@@ -162,7 +164,7 @@ impl RequestDecoder {
                 None => Ok(Step::NeedMore),
                 Some(end) => {
                     // Every span ends before `end` (checked as it was pushed).
-                    let req = Request::from_spans(buf.split_to(end).freeze(), &self.spans);
+                    let req = Request::from_spans(buf.split_to(end).freeze(), self.take_spans());
                     self.finish();
                     Ok(Step::Done(req))
                 }
@@ -193,7 +195,7 @@ impl RequestDecoder {
             if buf.get(end..end + 2)? != b"\r\n" {
                 return None;
             }
-            self.spans.push((start, end));
+            self.spans.push(span(start, end));
             pos = end + 2;
         }
         Some(pos)
@@ -274,7 +276,7 @@ impl RequestDecoder {
                     Some(b"\r\n") => {}
                     Some(_) => return Err(ParseError::MissingCrlf),
                 }
-                self.spans.push((start, end));
+                self.spans.push(span(start, end));
                 pos = end + 2;
                 bulk = None;
                 remaining = remaining.saturating_sub(1);
@@ -362,7 +364,7 @@ impl RequestDecoder {
         let req = encode_args(
             self.spans
                 .iter()
-                .map(|&(s, e)| scratch.get(s..e).unwrap_or_default()),
+                .map(|&(s, e)| scratch.get(s as usize..e as usize).unwrap_or_default()),
         );
         self.finish();
         Ok(Step::Done(req))
@@ -380,12 +382,17 @@ impl RequestDecoder {
         Ok(())
     }
 
+    /// The spans of the request just completed, moved out (the next request starts afresh).
+    fn take_spans(&mut self) -> Spans {
+        std::mem::take(&mut self.spans)
+    }
+
     /// Resets for the next request, releasing buffers a huge request blew up.
     fn finish(&mut self) {
         self.state = State::Start;
         self.spans.clear();
         if self.spans.capacity() > KEEP_CAPACITY {
-            self.spans = Vec::new();
+            self.spans = Spans::new();
         }
         if self.scratch.capacity() > KEEP_CAPACITY * 16 {
             self.scratch = Vec::new();
