@@ -19,7 +19,7 @@ use crate::router::{self, Held, RoutePolicy, WorkerHooks};
 use crate::scripts::ScriptCache;
 use crate::stats::{ProxyStats, WorkerStats};
 use crate::tls::TlsContext;
-use crate::topology::{SlotTable, Topology};
+use crate::topology::Topology;
 
 /// What a client over `proxy.max_clients` is told before it is closed (Redis' wording).
 pub const MAX_CLIENTS_REPLY: &[u8] = b"-ERR max number of clients reached\r\n";
@@ -121,7 +121,7 @@ impl Worker {
 
     /// The live slot table, through this worker's cache: the request path's way to read it.
     #[inline]
-    pub fn table(&self) -> Arc<SlotTable> {
+    pub fn table(&self) -> crate::topology::LocalTable {
         self.table_cache.borrow_mut().current()
     }
 }

@@ -208,11 +208,34 @@ impl CommandSpec {
         out: &mut SmallVec<[usize; 8]>,
     ) -> Result<(), KeyError> {
         out.clear();
+        // GET, SET, INCR, HSET …: one key at a fixed index, found without the general walk
+        // (whose outcome for them is the same).
+        if let Some(i) = self.single_key_index() {
+            if i < args.len() && self.arity_ok(args.len()) {
+                out.push(i);
+                return Ok(());
+            }
+        }
         let res = self.visit_keys(args, true, false, |i, _| out.push(i));
         if res.is_err() {
             out.clear();
         }
         res
+    }
+
+    /// The index of the only key of a command with one key spec that names exactly one
+    /// argument at a fixed position (`Index(i)` then a range of one) and no command-specific
+    /// rule (no movable keys): `Some(i)`.
+    #[inline]
+    fn single_key_index(&self) -> Option<usize> {
+        match self.key_specs {
+            [KeySpec {
+                begin: BeginSearch::Index(i),
+                find: FindKeys::Range { last_key: 0, .. },
+                ..
+            }] if !self.flags.contains(Flags::MOVABLE_KEYS) => Some(usize::from(*i)),
+            _ => None,
+        }
     }
 
     /// True when some key spec finds real keys (not only `not_key` channels): Redis' test

@@ -60,8 +60,17 @@ impl Request {
     /// of slices: take it once per request and pass `&args[..]` on.
     pub fn args(&self) -> Args<'_> {
         // Every span lies within `raw` (see `from_spans`), so `get` never falls back.
-        let arg = |&(s, e): &(u32, u32)| self.raw.get(s as usize..e as usize).unwrap_or_default();
-        self.spans.iter().map(arg).collect()
+        let raw: &[u8] = &self.raw;
+        let arg = |&(s, e): &(u32, u32)| raw.get(s as usize..e as usize).unwrap_or_default();
+        if self.spans.len() > INLINE_ARGS {
+            return self.spans.iter().map(arg).collect();
+        }
+        // Filled in place: no per-argument capacity check, as collecting would do.
+        let mut inline: [&[u8]; INLINE_ARGS] = [&[]; INLINE_ARGS];
+        for (slot, span) in inline.iter_mut().zip(&self.spans) {
+            *slot = arg(span);
+        }
+        Args::from_buf_and_len(inline, self.spans.len())
     }
 
     /// The `i`-th argument (0 is the command name), if there is one.

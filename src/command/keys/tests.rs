@@ -415,3 +415,33 @@ fn minimal_requests_have_keys() {
         assert!(out.iter().all(|&i| i < args.len() && i > 0), "{args:?}");
     }
 }
+
+/// The one-key shortcut of `routing_args` (GET, SET …) finds what the general walk finds, for
+/// every command it applies to and every argument count around its arity.
+#[test]
+fn single_key_shortcut_agrees_with_the_key_specs() {
+    let mut shortcut = SmallVec::new();
+    let mut walked: SmallVec<[usize; 8]> = SmallVec::new();
+    let mut covered = 0;
+    for spec in all()
+        .iter()
+        .flat_map(|c| std::iter::once(c).chain(c.subcommands))
+    {
+        if spec.single_key_index().is_none() {
+            continue;
+        }
+        covered += 1;
+        for argc in 0..=spec.arity.unsigned_abs() as usize + 3 {
+            let args: Vec<&str> = (0..argc).map(|_| "1").collect();
+            let fast = spec.routing_args(&args, &mut shortcut);
+            walked.clear();
+            let slow = spec.visit_keys(&args, true, false, |i, _| walked.push(i));
+            if slow.is_err() {
+                walked.clear();
+            }
+            assert_eq!(fast, slow, "{} with {argc} arguments", spec.name);
+            assert_eq!(shortcut, walked, "{} with {argc} arguments", spec.name);
+        }
+    }
+    assert!(covered > 100, "the shortcut covers {covered} commands");
+}
