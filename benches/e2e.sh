@@ -120,6 +120,8 @@ if [[ -z ${SLOTGATE_BIN:-} ]]; then
     fi
 fi
 [[ -x $BIN ]] || die "no slotgate binary at $BIN (cargo build --release)"
+# slotgate refuses unknown SLOTGATE_* variables in its environment: keep this one to ourselves.
+export -n SLOTGATE_BIN
 
 # Idle mode needs many descriptors: raise the open-files limit of everything started from
 # here (slotgate, the idle client) to IDLE_CONNS + 1000 (root may go past the hard limit),
