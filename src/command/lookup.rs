@@ -134,10 +134,20 @@ pub fn lookup_counted<A: AsRef<[u8]>>(args: &[A]) -> Option<(&'static CommandSpe
     Some((sub_spec.unwrap_or(cmd), counted))
 }
 
+/// The longest spelling of a command name [`LookupCache`] keeps (Redis' longest name has 20
+/// bytes); longer names are compared case-insensitively every time.
+const SPELLING: usize = 24;
+
 /// The last command a client looked up, to skip the hash lookup when it repeats it (clients
 /// mostly do). Holds only commands without subcommands, whose spec depends on `args[0]` alone.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct LookupCache(Option<(&'static CommandSpec, usize)>);
+pub struct LookupCache {
+    hit: Option<(&'static CommandSpec, usize)>,
+    /// The client's own spelling of the cached name (its case), compared byte for byte
+    /// before the case-insensitive comparison; `spelt == 0`: none.
+    spelling: [u8; SPELLING],
+    spelt: u8,
+}
 
 impl LookupCache {
     /// [`lookup_counted`], answered from the cache when `args[0]` names its command.
@@ -147,19 +157,36 @@ impl LookupCache {
         args: &[A],
     ) -> Option<(&'static CommandSpec, usize)> {
         let name = args.first()?.as_ref();
-        if let Some(hit) = self.0 {
+        if let Some(hit) = self.hit {
+            if !name.is_empty() && self.spelling.get(..usize::from(self.spelt)) == Some(name) {
+                return Some(hit);
+            }
             // A cached name holds no `|`, so no other spelling can match it.
             if hit.0.name.as_bytes().eq_ignore_ascii_case(name) {
+                self.remember(name);
                 return Some(hit);
             }
         }
         let found = lookup_counted(args);
+        self.spelt = 0;
         if let Some((spec, _)) = found {
             if spec.subcommands.is_empty() && !spec.name.contains('|') {
-                self.0 = found;
+                self.hit = found;
+                self.remember(name);
             }
         }
         found
+    }
+
+    /// Keep `name`, which names the cached command, as the client spelt it.
+    fn remember(&mut self, name: &[u8]) {
+        match self.spelling.get_mut(..name.len()) {
+            Some(spelling) => {
+                spelling.copy_from_slice(name);
+                self.spelt = name.len() as u8;
+            }
+            None => self.spelt = 0,
+        }
     }
 }
 
