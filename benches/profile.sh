@@ -111,6 +111,8 @@ wait_ping() { # port pid seconds
 # shellcheck disable=SC2207
 P=($(python3 "$E2E/ports.py" 7))
 for i in 0 1 2; do
+    # A reused OUT must not hand the new node an old cluster's nodes.conf.
+    rm -rf "$OUT/c$i"
     mkdir -p "$OUT/c$i"
     "${PIN_SERVER[@]}" redis-server --port "${P[$i]}" --bind 127.0.0.1 --protected-mode no --save "" \
         --appendonly no --dir "$OUT/c$i" --cluster-enabled yes --cluster-config-file nodes.conf \

@@ -185,7 +185,8 @@ impl Worker {
 
     fn fail(&self, out: Outbound, error: Bytes) {
         self.stats().failed();
-        out.reply.fill(error);
+        // Timed: a request that waited out a dead node belongs in the slow log.
+        out.reply.answer(error, &out.request, Instant::now());
     }
 
     /// Follow a redirect or schedule a retry for a request the cluster bounced.
@@ -227,7 +228,7 @@ impl Worker {
             Redirect::NoScript => {
                 let script = self.script_of(&out.request);
                 let (Some(body), Some(node)) = (script, out.node.clone()) else {
-                    return out.reply.fill(reply);
+                    return out.reply.answer(reply, &out.request, now);
                 };
                 out.redirects += 1;
                 let load = Outbound {

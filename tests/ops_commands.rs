@@ -189,6 +189,13 @@ async fn slowlog_at_zero_logs_everything_and_truncates_like_redis() {
         assert_eq!(keys, ["from:first", "from:other"]);
         let addrs: Vec<String> = items(&got).iter().map(|e| text(&items(e)[4])).collect();
         assert_ne!(addrs[0], addrs[1], "two clients: {addrs:?}");
+
+        // A request split over both pools is logged once, whole, when its last part is in.
+        assert_ne!(node_of(&setup, "a"), node_of(&setup, "b"));
+        let _: Vec<Option<String>> = q(c, &["MGET", "a", "b", "a"]).await.unwrap();
+        let got: Value = q(c, &["SLOWLOG", "GET", "1"]).await.unwrap();
+        let argv: Vec<String> = items(&items(&items(&got)[0])[3]).iter().map(text).collect();
+        assert_eq!(argv, ["MGET", "a", "b", "a"]);
     })
     .await;
 }

@@ -655,7 +655,7 @@ fn deliver(
     let record = |(sent_at, count): (Instant, u64)| {
         round_trip.record(now.saturating_duration_since(sent_at), count);
     };
-    let result = deliver_each(inner, decoder, buf, |reply, sent_at| {
+    let result = deliver_each(inner, decoder, buf, now, |reply, sent_at| {
         match &mut batch {
             Some((at, count)) if *at == sent_at => *count += 1,
             _ => {
@@ -677,11 +677,13 @@ fn deliver(
     result
 }
 
-/// The loop of [`deliver`]; `observe` sees each reply (ASKING's included) with its send time.
+/// The loop of [`deliver`]: replies read at `now`; `observe` sees each (ASKING's included)
+/// with its send time.
 fn deliver_each(
     inner: &Inner,
     decoder: &mut ReplyDecoder,
     buf: &mut BytesMut,
+    now: Instant,
     mut observe: impl FnMut(&Reply, Instant),
 ) -> Result<(), BackendError> {
     loop {
@@ -719,7 +721,7 @@ fn deliver_each(
                     .redirect(out, Redirect::NoScript, reply.into_raw())
             }
             Some(redirect) => inner.hooks.redirect(out, redirect, reply.into_raw()),
-            None => out.reply.fill(reply.into_raw()),
+            None => out.reply.answer(reply.into_raw(), &out.request, now),
         }
     }
 }

@@ -149,7 +149,8 @@ impl Session {
                 if !readonly {
                     self.wrote_to_all(split.parts.iter().map(|part| part.slot));
                 }
-                let merge = Merge::new(split, self.queue.reserve(), self.worker.limits);
+                let timed = self.queue.times_requests().then(|| request.raw().clone());
+                let merge = Merge::new(split, self.queue.reserve(), self.worker.limits, timed);
                 for (index, part) in merge.split().parts.iter().enumerate() {
                     let reply = ReplyTarget::part(&merge, index);
                     let raw = part.raw.clone();
@@ -195,7 +196,8 @@ impl Session {
                     self.wrote_to_all(slots.iter().copied());
                 }
                 let split = split::fan_out(&request, &slots, rule);
-                let merge = Merge::new(split, self.queue.reserve(), self.worker.limits);
+                let timed = self.queue.times_requests().then(|| request.raw().clone());
+                let merge = Merge::new(split, self.queue.reserve(), self.worker.limits, timed);
                 self.fan_out(&merge, masters, readonly, now);
             }
             Route::Local(Local::Info) if crate::info::wants_keyspace(&args[1..]) => {
@@ -226,7 +228,7 @@ impl Session {
             }
             Route::Local(cmd) => {
                 let reply = local::run(cmd, &args[..], self);
-                self.queue.push_ready(reply);
+                self.queue.push_answer(reply, request.raw(), now);
             }
             Route::Script {
                 slot,

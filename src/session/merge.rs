@@ -5,6 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use bytes::Bytes;
+use tokio::time::Instant;
 
 use crate::command::split::{self, Split};
 use crate::resp::Limits;
@@ -22,12 +23,20 @@ pub struct Merge {
     /// Text placed before the merged text, the whole sent as one bulk string (INFO), or as a
     /// verbatim string for a RESP3 client (the flag).
     prefix: Option<(String, bool)>,
+    /// The client's whole request, kept when the slow log times it.
+    request: Option<Bytes>,
 }
 
 impl Merge {
-    /// Await the replies of `split`'s parts; the merged reply goes to `target`.
-    pub fn new(split: Split, target: ReplyTarget, limits: Limits) -> Rc<Merge> {
-        Merge::build(split, target, limits, None)
+    /// Await the replies of `split`'s parts; the merged reply goes to `target`, timed for the
+    /// slow log as the reply to `request` when it is given.
+    pub fn new(
+        split: Split,
+        target: ReplyTarget,
+        limits: Limits,
+        request: Option<Bytes>,
+    ) -> Rc<Merge> {
+        Merge::build(split, target, limits, None, request)
     }
 
     /// Like [`Merge::new`] for a rule that merges into text (INFO keyspace): the client gets
@@ -39,7 +48,7 @@ impl Merge {
         prefix: String,
         resp3: bool,
     ) -> Rc<Merge> {
-        Merge::build(split, target, limits, Some((prefix, resp3)))
+        Merge::build(split, target, limits, Some((prefix, resp3)), None)
     }
 
     fn build(
@@ -47,6 +56,7 @@ impl Merge {
         target: ReplyTarget,
         limits: Limits,
         prefix: Option<(String, bool)>,
+        request: Option<Bytes>,
     ) -> Rc<Merge> {
         let parts = split.parts.len();
         Rc::new(Merge {
@@ -56,6 +66,7 @@ impl Merge {
             target: RefCell::new(Some(target)),
             limits,
             prefix,
+            request,
         })
     }
 
@@ -64,8 +75,9 @@ impl Merge {
         &self.split
     }
 
-    /// Part `index` answered `reply`; when it was the last, merge and deliver.
-    pub(super) fn deliver(&self, index: usize, reply: Bytes) {
+    /// Part `index` answered `reply` (at `now`, when timed); when it was the last, merge and
+    /// deliver.
+    pub(super) fn deliver(&self, index: usize, reply: Bytes, now: Option<Instant>) {
         if let Some(slot) = self.replies.borrow_mut().get_mut(index) {
             *slot = reply;
         }
@@ -89,8 +101,12 @@ impl Merge {
             }
             _ => merged,
         };
-        if let Some(target) = self.target.borrow_mut().take() {
-            target.fill(merged);
+        let Some(target) = self.target.borrow_mut().take() else {
+            return;
+        };
+        match &self.request {
+            Some(request) => target.answer(merged, request, now.unwrap_or_else(Instant::now)),
+            None => target.fill(merged),
         }
     }
 }

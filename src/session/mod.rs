@@ -88,8 +88,6 @@ pub(crate) struct Session {
     /// The last command looked up, to skip the lookup when the client repeats it.
     lookup: crate::command::LookupCache,
     published_cmd: Option<(&'static crate::command::CommandSpec, u16)>,
-    /// Requests being timed for the slow log.
-    slow: slowlog::SlowWatch,
     /// What the client holds against `proxy.max_pending_bytes`, and how it is closed.
     usage: Usage,
 }
@@ -112,11 +110,11 @@ where
 {
     let id = info.id;
     let authenticated = !worker.users.required();
-    let slow = slowlog::SlowWatch::new(worker.ops.slowlog.threshold());
+    let queue = ReplyQueue::with_slow_log(worker.ops.slowlog.threshold());
     let mut session = Session {
         decoder: RequestDecoder::new(worker.limits),
         worker,
-        queue: ReplyQueue::new(),
+        queue,
         info,
         closing: false,
         deferred: None,
@@ -133,11 +131,12 @@ where
         last_spec: None,
         lookup: Default::default(),
         published_cmd: None,
-        slow,
     };
     if let Err(e) = session.run(&mut stream).await {
         tracing::debug!(client = id, "client connection ended: {e}");
     }
+    // Slow requests answered after the last write are logged all the same.
+    session.log_slow_answered();
     session.queue.close();
 }
 
@@ -253,9 +252,9 @@ impl Session {
                 wbuf.extend_from_slice(&reply);
             }
         }
-        // Replies taken are ready: time their requests before writing, so a client that has
-        // its reply finds a slow request already in the slow log (as with Redis).
-        self.slow_written();
+        // Log slow requests before writing, so a client that has its reply finds a slow
+        // request already in the slow log (as with Redis).
+        self.log_slow_answered();
         if !wbuf.is_empty() {
             stream.write_all(wbuf).await?;
             wbuf.clear();
@@ -331,17 +330,14 @@ impl Session {
         let now = tokio::time::Instant::now();
         let mut count = 0u64;
         let unread = buf.len();
+        self.queue.set_read_at(now);
         while !self.closing && self.deferred.is_none() {
             // Per request: an AUTH earlier in this batch lifts the limits for the next one.
             self.decoder.set_unauthenticated(!self.authenticated);
             match self.decoder.decode(buf) {
                 Ok(Some(request)) => {
                     count += 1;
-                    self.slow.read(now, request.raw());
                     self.dispatch(request, now);
-                    if self.deferred.is_some() {
-                        self.slow.unread();
-                    }
                 }
                 Ok(None) => {
                     if let Some(needed) = self.decoder.needed() {

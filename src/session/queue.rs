@@ -4,12 +4,19 @@
 //! any order (different backends answer at different speeds) but leave only from the front, so
 //! the client sees them strictly in request order, including in a pipeline that spans nodes.
 //! Backend connections hold a [`ReplyTarget`] (the queue plus a sequence number) and fill it.
+//!
+//! The queue also times requests for the slow log: each place keeps the time its request was
+//! read, and a reply that comes in with its request ([`ReplyTarget::answer`]) is compared
+//! against the threshold then, while the request's bytes are still at hand; only a slow one
+//! is kept ([`ReplyQueue::take_slow`]). Nothing per request is copied or counted for it.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::time::Instant;
 
 use crate::wake::LocalSignal;
 
@@ -18,13 +25,19 @@ use super::merge::Merge;
 
 /// Replies of one session, in request order. Shared (`Rc`) with the backend connections that
 /// owe it replies; all on one worker thread.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ReplyQueue {
-    /// Each place: the command index it answers (for per-command error counts) and the reply
-    /// once it is in.
-    slots: RefCell<VecDeque<(u16, Option<Bytes>)>>,
+    /// One place per request, in request order.
+    slots: RefCell<VecDeque<Place>>,
     /// The command index new places are tagged with ([`ReplyQueue::set_command`]).
     command: Cell<u16>,
+    /// The read time new places are stamped with ([`ReplyQueue::set_read_at`]).
+    read_at: Cell<Instant>,
+    /// Requests answered at least this long after they were read are slow (`None`: the slow
+    /// log is off).
+    slow_threshold: Option<Duration>,
+    /// Slow requests answered and not yet logged: how long each took, and its bytes.
+    slow: RefCell<Vec<(Duration, Bytes)>>,
     /// Sequence number of the front slot.
     base: Cell<u64>,
     /// Set when the client is gone: late replies are dropped instead of queued.
@@ -40,6 +53,36 @@ pub struct ReplyQueue {
     overflow: Cell<Option<Overflow>>,
     /// Raised with `overflow`.
     cut: LocalSignal,
+}
+
+/// The place of one request in the queue.
+#[derive(Debug)]
+struct Place {
+    /// The command index it answers (for per-command error counts).
+    command: u16,
+    /// When its request was read (for the slow log).
+    read_at: Instant,
+    /// The reply, once it is in.
+    reply: Option<Bytes>,
+}
+
+impl Default for ReplyQueue {
+    fn default() -> Self {
+        ReplyQueue {
+            slots: RefCell::default(),
+            command: Cell::new(0),
+            read_at: Cell::new(Instant::now()),
+            slow_threshold: None,
+            slow: RefCell::default(),
+            base: Cell::new(0),
+            closed: Cell::new(false),
+            ready: LocalSignal::default(),
+            unwritten: Cell::new(0),
+            over_soft_since: Cell::new(None),
+            overflow: Cell::new(None),
+            cut: LocalSignal::default(),
+        }
+    }
 }
 
 /// Where a backend delivers one reply: a place in a session's queue, or one part of a split
@@ -69,30 +112,61 @@ impl ReplyTarget {
         ReplyTarget(Target::Discard)
     }
 
-    /// Deliver the reply (raw RESP bytes).
+    /// Deliver the reply (raw RESP bytes), not timed for the slow log.
     #[inline]
     pub fn fill(self, reply: Bytes) {
         match self.0 {
-            Target::Queue { queue, seq } => queue.fill(seq, reply),
-            Target::Part { merge, index } => merge.deliver(index, reply),
+            Target::Queue { queue, seq } => queue.fill(seq, reply, None),
+            Target::Part { merge, index } => merge.deliver(index, reply, None),
+            Target::Discard => {}
+        }
+    }
+
+    /// Deliver the reply to `request` (its bytes as sent), which came in at `now`: the slow
+    /// log times it.
+    #[inline]
+    pub fn answer(self, reply: Bytes, request: &Bytes, now: Instant) {
+        match self.0 {
+            Target::Queue { queue, seq } => queue.fill(seq, reply, Some((request, now))),
+            // The merged reply is timed with the whole request the merge keeps.
+            Target::Part { merge, index } => merge.deliver(index, reply, Some(now)),
             Target::Discard => {}
         }
     }
 }
 
 impl ReplyQueue {
-    /// An empty queue.
+    /// An empty queue, the slow log off.
     pub fn new() -> Rc<ReplyQueue> {
-        let queue = ReplyQueue::default();
+        ReplyQueue::with_slow_log(None)
+    }
+
+    /// An empty queue that keeps requests answered at least `threshold` after they were read
+    /// ([`ReplyQueue::take_slow`]; `None`: none).
+    pub fn with_slow_log(threshold: Option<Duration>) -> Rc<ReplyQueue> {
+        let queue = ReplyQueue {
+            slow_threshold: threshold,
+            ..ReplyQueue::default()
+        };
         queue.set_command(crate::command::stat_index::OTHER);
         Rc::new(queue)
+    }
+
+    /// Whether the slow log times this queue's requests.
+    #[inline]
+    pub fn times_requests(&self) -> bool {
+        self.slow_threshold.is_some()
     }
 
     /// Reserve the next place for a reply that will arrive later.
     pub fn reserve(self: &Rc<Self>) -> ReplyTarget {
         let mut slots = self.slots.borrow_mut();
         let seq = self.base.get() + slots.len() as u64;
-        slots.push_back((self.command.get(), None));
+        slots.push_back(Place {
+            command: self.command.get(),
+            read_at: self.read_at.get(),
+            reply: None,
+        });
         ReplyTarget(Target::Queue {
             queue: Rc::clone(self),
             seq,
@@ -103,13 +177,29 @@ impl ReplyQueue {
     pub fn push_ready(&self, reply: Bytes) {
         self.unwritten.set(self.unwritten.get() + reply.len());
         let mut slots = self.slots.borrow_mut();
-        slots.push_back((self.command.get(), Some(reply)));
+        slots.push_back(Place {
+            command: self.command.get(),
+            read_at: self.read_at.get(),
+            reply: Some(reply),
+        });
         if slots.len() == 1 {
             self.ready.raise();
         }
     }
 
-    fn fill(&self, seq: u64, reply: Bytes) {
+    /// Queue the reply the proxy made itself to `request`, which was read at `read_at`, timing
+    /// it for the slow log.
+    pub fn push_answer(&self, reply: Bytes, request: &Bytes, read_at: Instant) {
+        if let Some(threshold) = self.slow_threshold {
+            let took = Instant::now().saturating_duration_since(read_at);
+            if took >= threshold {
+                self.slow.borrow_mut().push((took, request.clone()));
+            }
+        }
+        self.push_ready(reply);
+    }
+
+    fn fill(&self, seq: u64, reply: Bytes, answered: Option<(&Bytes, Instant)>) {
         if self.closed.get() {
             return;
         }
@@ -117,16 +207,29 @@ impl ReplyQueue {
         let Some(index) = seq.checked_sub(self.base.get()) else {
             return;
         };
-        if let Some((_, slot)) = slots.get_mut(index as usize) {
+        if let Some(place) = slots.get_mut(index as usize) {
+            if let (Some(threshold), Some((request, now))) = (self.slow_threshold, answered) {
+                let took = now.saturating_duration_since(place.read_at);
+                if took >= threshold {
+                    self.slow.borrow_mut().push((took, request.clone()));
+                }
+            }
             // A place is filled once; were it twice, the count must not drift.
-            let replaced = slot.as_ref().map_or(0, Bytes::len);
+            let replaced = place.reply.as_ref().map_or(0, Bytes::len);
             let unwritten = self.unwritten.get() + reply.len();
             self.unwritten.set(unwritten.saturating_sub(replaced));
-            *slot = Some(reply);
+            place.reply = Some(reply);
             if index == 0 {
                 self.ready.raise();
             }
         }
+    }
+
+    /// The slow requests answered since the last call (how long each took, its bytes).
+    #[inline]
+    pub fn take_slow(&self) -> Option<Vec<(Duration, Bytes)>> {
+        let mut slow = self.slow.borrow_mut();
+        (!slow.is_empty()).then(|| std::mem::take(&mut *slow))
     }
 
     /// Queue a message nobody asked for (pub/sub) unless that breaks `limit`; then cut the
@@ -186,14 +289,21 @@ impl ReplyQueue {
         self.command.set(u16::try_from(index).unwrap_or(u16::MAX));
     }
 
+    /// Stamp the places reserved or filled from now on with read time `at` (the session sets
+    /// it once per read).
+    #[inline]
+    pub fn set_read_at(&self, at: Instant) {
+        self.read_at.set(at);
+    }
+
     /// Take the next reply, with the command index its place was tagged with, if the front
     /// one has arrived. Its bytes still count as unwritten until [`ReplyQueue::written`].
     #[inline]
     pub fn pop_ready(&self) -> Option<(Bytes, usize)> {
         let mut slots = self.slots.borrow_mut();
         let front = slots.front_mut()?;
-        let reply = front.1.take()?;
-        let command = usize::from(front.0);
+        let reply = front.reply.take()?;
+        let command = usize::from(front.command);
         slots.pop_front();
         self.base.set(self.base.get() + 1);
         Some((reply, command))
@@ -294,6 +404,42 @@ mod tests {
         a.fill(Bytes::from_static(b"+a\r\n"));
         let tags: Vec<_> = std::iter::from_fn(|| q.pop_ready().map(|(_, c)| c)).collect();
         assert_eq!(tags, [crate::command::stat_index::OTHER, 7, 9]);
+    }
+
+    #[test]
+    fn answers_slower_than_the_threshold_are_kept_for_the_slow_log() {
+        let q = ReplyQueue::with_slow_log(Some(Duration::from_millis(10)));
+        let read = Instant::now();
+        q.set_read_at(read);
+        let (slow, fast, untimed) = (q.reserve(), q.reserve(), q.reserve());
+        let request = Bytes::from_static(b"*1\r\n$4\r\nPING\r\n");
+        slow.answer(
+            Bytes::from_static(b"+a\r\n"),
+            &request,
+            read + Duration::from_millis(12),
+        );
+        fast.answer(
+            Bytes::from_static(b"+b\r\n"),
+            &request,
+            read + Duration::from_millis(9),
+        );
+        untimed.fill(Bytes::from_static(b"+c\r\n"));
+        q.push_answer(Bytes::from_static(b"+d\r\n"), &request, Instant::now());
+        assert_eq!(
+            q.take_slow(),
+            Some(vec![(Duration::from_millis(12), request.clone())])
+        );
+        assert_eq!(q.take_slow(), None, "taken once");
+        assert_eq!(q.outstanding(), 4);
+
+        let off = ReplyQueue::new();
+        let place = off.reserve();
+        place.answer(
+            Bytes::from_static(b"+a\r\n"),
+            &request,
+            read + Duration::from_secs(9),
+        );
+        assert_eq!(off.take_slow(), None, "the slow log is off");
     }
 
     #[test]

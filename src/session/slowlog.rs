@@ -1,18 +1,18 @@
-//! The session's side of the slow log: timing each request from its read to its reply being
-//! ready to write ([`SlowWatch`]), logging the slow ones, and the `SLOWLOG` command.
+//! The session's side of the slow log: logging the requests its reply queue found slow, and
+//! the `SLOWLOG` command.
 //!
-//! Per request the watch keeps the read time and a handle on the raw request (no copy, no
-//! allocation once the queue has grown to the client's pipeline depth); per reply written it
-//! makes one comparison. Only a slow request is parsed again, named and locked into the log.
-//! Requests run exclusively (blocking commands, WAIT, EXEC, WATCH, SCAN) are not timed, as
-//! Redis does not count time spent blocked; nor are AUTH and HELLO (they carry passwords).
+//! A request is timed from its read to its reply being in (from its node, or from the proxy
+//! for a command it answers itself): the reply queue stamps each place with the read time
+//! and compares when the reply arrives with its request ([`super::ReplyQueue::take_slow`]),
+//! so a request costs the slow log one comparison and no copy. Only a slow request is parsed
+//! again, named and locked into the log. Requests run exclusively (blocking commands, WAIT,
+//! EXEC, WATCH, SCAN), queued in a transaction or for subscriptions are not timed, as Redis
+//! does not count time spent blocked; nor are AUTH and HELLO (they carry passwords).
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
-use tokio::time::Instant;
 
 use crate::command::{self, split, Flags};
 use crate::ops::slowlog::Entry;
@@ -22,65 +22,13 @@ use super::dispatch::error;
 use super::local::Local;
 use super::Session;
 
-/// Requests of one session not yet answered, for the slow log.
-#[derive(Debug, Default)]
-pub(super) struct SlowWatch {
-    /// `None`: the slow log is off and nothing is kept.
-    threshold: Option<Duration>,
-    /// (read at, raw request), oldest first.
-    pending: VecDeque<(Instant, Bytes)>,
-}
-
-impl SlowWatch {
-    /// A watch logging requests that take at least `threshold` (`None`: off).
-    pub(super) fn new(threshold: Option<Duration>) -> SlowWatch {
-        SlowWatch {
-            threshold,
-            pending: VecDeque::new(),
-        }
-    }
-
-    /// A request was read at `at`.
-    #[inline]
-    pub(super) fn read(&mut self, at: Instant, raw: &Bytes) {
-        if self.threshold.is_some() {
-            self.pending.push_back((at, raw.clone()));
-        }
-    }
-
-    /// The request just read runs exclusively: not timed.
-    #[inline]
-    pub(super) fn unread(&mut self) {
-        self.pending.pop_back();
-    }
-}
-
 impl Session {
-    /// Replies were taken from the queue to be written: time the requests answered since the
-    /// last call (those beyond the replies still owed) and log the slow ones.
+    /// Log the slow requests answered since the last call.
     #[inline]
-    pub(super) fn slow_written(&mut self) {
-        let Some(threshold) = self.slow.threshold else {
-            return;
-        };
-        let done = self
-            .slow
-            .pending
-            .len()
-            .saturating_sub(self.queue.outstanding());
-        if done == 0 {
-            return;
-        }
-        let now = Instant::now();
-        // Read at or before this instant means slow: one comparison per request, the
-        // duration is worked out only for a slow one.
-        let slow_if_read_by = now.checked_sub(threshold);
-        for _ in 0..done {
-            let Some((at, raw)) = self.slow.pending.pop_front() else {
-                break;
-            };
-            if slow_if_read_by.is_some_and(|by| at <= by) {
-                self.log_slow(now.saturating_duration_since(at), &raw);
+    pub(super) fn log_slow_answered(&self) {
+        if let Some(slow) = self.queue.take_slow() {
+            for (took, request) in slow {
+                self.log_slow(took, &request);
             }
         }
     }
