@@ -29,11 +29,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::resp::{error_text, Limits, ReplyDecoder, ReplyKind};
+use crate::resp::{Limits, Reply, ReplyDecoder};
 use crate::session::ReplyTarget;
 use crate::slot::Slot;
 use crate::stats::{BackendState, ProxyStats, WorkerStats};
@@ -655,7 +655,7 @@ fn deliver(
     let record = |(sent_at, count): (Instant, u64)| {
         round_trip.record(now.saturating_duration_since(sent_at), count);
     };
-    let result = deliver_each(inner, decoder, buf, now, |is_error, sent_at| {
+    let result = deliver_each(inner, decoder, buf, now, |reply, sent_at| {
         match &mut batch {
             Some((at, count)) if *at == sent_at => *count += 1,
             _ => {
@@ -664,7 +664,7 @@ fn deliver(
                 }
             }
         }
-        if is_error {
+        if reply.error_message().is_some() {
             errors += 1;
         }
     });
@@ -677,18 +677,18 @@ fn deliver(
     result
 }
 
-/// The loop of [`deliver`]: replies read at `now`; `observe` sees whether each (ASKING's
-/// included) is an error, with its send time.
+/// The loop of [`deliver`]: replies read at `now`; `observe` sees each (ASKING's included)
+/// with its send time.
 fn deliver_each(
     inner: &Inner,
     decoder: &mut ReplyDecoder,
     buf: &mut BytesMut,
     now: Instant,
-    mut observe: impl FnMut(bool, Instant),
+    mut observe: impl FnMut(&Reply, Instant),
 ) -> Result<(), BackendError> {
     loop {
-        let (len, kind) = match decoder.frame(buf) {
-            Ok(Some(found)) => found,
+        let reply = match decoder.decode(buf) {
+            Ok(Some(reply)) => reply,
             Ok(None) => return Ok(()),
             Err(source) => {
                 return Err(BackendError::Protocol {
@@ -704,33 +704,24 @@ fn deliver_each(
                 reason: "reply to a request that was never sent".into(),
             });
         };
-        let is_error = kind == ReplyKind::Error;
-        observe(is_error, pending.sent_at);
+        observe(&reply, pending.sent_at);
         // `None` is the ASKING before an ASK resend: its +OK is not for anyone.
-        let Some(out) = pending.out else {
-            buf.advance(len);
-            continue;
-        };
-        let redirect = if is_error {
-            error_text(&buf[..len])
-                .and_then(Redirect::classify)
-                .filter(|r| inner.settings.follow_redirects || !r.is_cluster_only())
-        } else {
-            None
-        };
+        let Some(out) = pending.out else { continue };
+        let redirect = reply
+            .error_message()
+            .and_then(Redirect::classify)
+            .filter(|r| inner.settings.follow_redirects || !r.is_cluster_only());
         match redirect {
             Some(Redirect::NoScript) => {
                 // The script must be loaded here, on this very node, before the resend.
                 let mut out = out;
                 out.node = Some(Arc::clone(&inner.addr));
-                let reply = buf.split_to(len).freeze();
-                inner.hooks.redirect(out, Redirect::NoScript, reply)
+                inner
+                    .hooks
+                    .redirect(out, Redirect::NoScript, reply.into_raw())
             }
-            Some(redirect) => {
-                let reply = buf.split_to(len).freeze();
-                inner.hooks.redirect(out, redirect, reply)
-            }
-            None => out.reply.answer_from(buf, len, &out.request, now),
+            Some(redirect) => inner.hooks.redirect(out, redirect, reply.into_raw()),
+            None => out.reply.answer(reply.into_raw(), &out.request, now),
         }
     }
 }

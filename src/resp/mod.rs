@@ -36,7 +36,7 @@ mod request_decoder;
 pub use error::ParseError;
 pub use frame::{parse_frame, Frame};
 pub use limits::Limits;
-pub use reply::{error_text, Reply, ReplyDecoder, ReplyKind};
+pub use reply::{Reply, ReplyDecoder, ReplyKind};
 pub use request::{Request, MAX_REQUEST_LEN};
 pub use request_decoder::RequestDecoder;
 

@@ -88,7 +88,7 @@ impl Reply {
         if !self.is_error() {
             return None;
         }
-        error_text(&self.raw)
+        self.raw.strip_prefix(b"-")?.strip_suffix(b"\r\n")
     }
 
     /// Builds the error reply `-{msg}\r\n`; CR and LF in `msg` become spaces.
@@ -105,11 +105,6 @@ impl Reply {
     pub fn from_raw(raw: Bytes, kind: ReplyKind) -> Reply {
         Reply { raw, kind }
     }
-}
-
-/// The text of error reply `raw` (`-…\r\n`) without `-` and CRLF; `None` if it is not one.
-pub fn error_text(raw: &[u8]) -> Option<&[u8]> {
-    raw.strip_prefix(b"-")?.strip_suffix(b"\r\n")
 }
 
 /// Incremental, resumable decoder for backend replies.
@@ -152,27 +147,23 @@ impl ReplyDecoder {
     /// needed and nothing was consumed; `Err` is a protocol violation, after which the
     /// connection must be dropped (the decoder is reset, but the stream is out of sync).
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Reply>, ParseError> {
-        Ok(self.frame(buf)?.map(|(end, kind)| Reply {
-            raw: buf.split_to(end).freeze(),
-            kind,
-        }))
-    }
-
-    /// Like [`decode`](Self::decode), but leaves the reply in `buf`: its length and kind. The
-    /// caller must consume exactly that many bytes from the front of `buf` before the next
-    /// call (copying them out saves cutting a [`Bytes`] handle that would be dropped at once).
-    pub fn frame(&mut self, buf: &[u8]) -> Result<Option<(usize, ReplyKind)>, ParseError> {
         if self.kind.is_none() {
-            if let Some(found) = self.simple_reply(buf) {
+            if let Some((end, kind)) = self.simple_reply(buf) {
                 self.reset();
-                return Ok(Some(found));
+                return Ok(Some(Reply {
+                    raw: buf.split_to(end).freeze(),
+                    kind,
+                }));
             }
         }
         match self.scan(buf) {
             Ok(Some(end)) => {
                 let kind = self.kind.unwrap_or(ReplyKind::Status);
                 self.reset();
-                Ok(Some((end, kind)))
+                Ok(Some(Reply {
+                    raw: buf.split_to(end).freeze(),
+                    kind,
+                }))
             }
             Ok(None) => Ok(None),
             Err(e) => {

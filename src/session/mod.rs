@@ -43,7 +43,7 @@ pub use queue::{ReplyQueue, ReplyTarget};
 
 /// Replies at least this large are written straight from their buffer instead of being
 /// copied into the session's write buffer.
-pub(crate) const LARGE_REPLY: usize = 64 * 1024;
+const LARGE_REPLY: usize = 64 * 1024;
 /// Initial size of a session's read buffer.
 const BUFFER_SIZE: usize = 16 * 1024;
 /// A write buffer grown past this is given back after the write.
@@ -235,10 +235,7 @@ impl Session {
         stream: &mut W,
         wbuf: &mut BytesMut,
     ) -> std::io::Result<()> {
-        let stats = self.worker.stats();
-        let mut wrote = self
-            .queue
-            .take_arrived(wbuf, |command| stats.commands_by().error(command));
+        let mut wrote = 0;
         while let Some((reply, command)) = self.queue.pop_ready() {
             wrote += reply.len();
             // RESP2 `-` or RESP3 blob error `!`: one byte compare per reply.

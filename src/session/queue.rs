@@ -9,17 +9,13 @@
 //! read, and a reply that comes in with its request ([`ReplyTarget::answer`]) is compared
 //! against the threshold then, while the request's bytes are still at hand; only a slow one
 //! is kept ([`ReplyQueue::take_slow`]). Nothing per request is copied or counted for it.
-//!
-//! A backend reply that arrives for the front place, the common case, is copied straight from
-//! the connection's read buffer into the queue's output bytes ([`ReplyTarget::answer_from`]):
-//! no handle on the read buffer is cut for it, and its place leaves the queue at once.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::wake::LocalSignal;
@@ -42,13 +38,6 @@ pub struct ReplyQueue {
     slow_threshold: Option<Duration>,
     /// Slow requests answered and not yet logged: how long each took, and its bytes.
     slow: RefCell<Vec<(Duration, Bytes)>>,
-    /// Replies taken from the front on arrival, in order, for the session to write before
-    /// any reply still in a place ([`ReplyQueue::take_arrived`]).
-    arrived: RefCell<BytesMut>,
-    /// How many replies `arrived` holds.
-    arrived_count: Cell<usize>,
-    /// The command index of each error reply in `arrived` (for per-command error counts).
-    arrived_errors: RefCell<Vec<u16>>,
     /// Sequence number of the front slot.
     base: Cell<u64>,
     /// Set when the client is gone: late replies are dropped instead of queued.
@@ -85,9 +74,6 @@ impl Default for ReplyQueue {
             read_at: Cell::new(Instant::now()),
             slow_threshold: None,
             slow: RefCell::default(),
-            arrived: RefCell::default(),
-            arrived_count: Cell::new(0),
-            arrived_errors: RefCell::default(),
             base: Cell::new(0),
             closed: Cell::new(false),
             ready: LocalSignal::default(),
@@ -146,20 +132,6 @@ impl ReplyTarget {
             Target::Part { merge, index } => merge.deliver(index, reply, Some(now)),
             Target::Discard => {}
         }
-    }
-
-    /// Like [`ReplyTarget::answer`] for the reply that is the first `len` bytes of `buf`
-    /// (a connection's read buffer), which are consumed: copied out when the reply is for the
-    /// front of its queue, cut off as a [`Bytes`] handle otherwise.
-    #[inline]
-    pub fn answer_from(self, buf: &mut BytesMut, len: usize, request: &Bytes, now: Instant) {
-        if let Target::Queue { queue, seq } = &self.0 {
-            if queue.take_front(*seq, &buf[..len], request, now) {
-                buf.advance(len);
-                return;
-            }
-        }
-        self.answer(buf.split_to(len).freeze(), request, now);
     }
 }
 
@@ -227,66 +199,6 @@ impl ReplyQueue {
         self.push_ready(reply);
     }
 
-    /// Keep `request`, read at `read_at` and answered at `now`, if that was slow.
-    #[inline]
-    fn time(&self, read_at: Instant, request: &Bytes, now: Instant) {
-        if let Some(threshold) = self.slow_threshold {
-            let took = now.saturating_duration_since(read_at);
-            if took >= threshold {
-                self.slow.borrow_mut().push((took, request.clone()));
-            }
-        }
-    }
-
-    /// Take `reply`, the reply to `request` (answered at `now`) for place `seq`, into the
-    /// arrived bytes if that place is at the front and `reply` is not large: `false` leaves it
-    /// to [`ReplyQueue::fill`]. Dropped (`true`) once the client is gone.
-    fn take_front(&self, seq: u64, reply: &[u8], request: &Bytes, now: Instant) -> bool {
-        if self.closed.get() {
-            return true;
-        }
-        if seq != self.base.get() || reply.len() >= super::LARGE_REPLY {
-            return false;
-        }
-        let place = {
-            let mut slots = self.slots.borrow_mut();
-            if slots.front().is_none_or(|place| place.reply.is_some()) {
-                return false;
-            }
-            slots.pop_front()
-        };
-        let Some(place) = place else { return false };
-        self.time(place.read_at, request, now);
-        // RESP2 `-` or RESP3 blob error `!`: one byte compare per reply.
-        if matches!(reply.first(), Some(b'-' | b'!')) {
-            self.arrived_errors.borrow_mut().push(place.command);
-        }
-        self.arrived.borrow_mut().extend_from_slice(reply);
-        self.arrived_count.set(self.arrived_count.get() + 1);
-        self.unwritten.set(self.unwritten.get() + reply.len());
-        self.base.set(seq + 1);
-        self.ready.raise();
-        true
-    }
-
-    /// Move the replies taken on arrival into `out` (empty: the two buffers are swapped, so
-    /// neither is allocated again), calling `error` with the command index of each error
-    /// among them. They come before every reply [`ReplyQueue::pop_ready`] gives next.
-    /// Returns their length; they count as unwritten until [`ReplyQueue::written`].
-    #[inline]
-    pub fn take_arrived(&self, out: &mut BytesMut, mut error: impl FnMut(usize)) -> usize {
-        if self.arrived_count.get() == 0 {
-            return 0;
-        }
-        debug_assert!(out.is_empty());
-        self.arrived_count.set(0);
-        std::mem::swap(out, &mut *self.arrived.borrow_mut());
-        for command in self.arrived_errors.borrow_mut().drain(..) {
-            error(usize::from(command));
-        }
-        out.len()
-    }
-
     fn fill(&self, seq: u64, reply: Bytes, answered: Option<(&Bytes, Instant)>) {
         if self.closed.get() {
             return;
@@ -296,8 +208,11 @@ impl ReplyQueue {
             return;
         };
         if let Some(place) = slots.get_mut(index as usize) {
-            if let Some((request, now)) = answered {
-                self.time(place.read_at, request, now);
+            if let (Some(threshold), Some((request, now))) = (self.slow_threshold, answered) {
+                let took = now.saturating_duration_since(place.read_at);
+                if took >= threshold {
+                    self.slow.borrow_mut().push((took, request.clone()));
+                }
             }
             // A place is filled once; were it twice, the count must not drift.
             let replaced = place.reply.as_ref().map_or(0, Bytes::len);
@@ -343,8 +258,7 @@ impl ReplyQueue {
         }
     }
 
-    /// `n` bytes of replies taken with [`ReplyQueue::take_arrived`] and
-    /// [`ReplyQueue::pop_ready`] were written to the client.
+    /// `n` bytes of replies taken with [`ReplyQueue::pop_ready`] were written to the client.
     #[inline]
     pub fn written(&self, n: usize) {
         self.unwritten.set(self.unwritten.get().saturating_sub(n));
@@ -395,10 +309,9 @@ impl ReplyQueue {
         Some((reply, command))
     }
 
-    /// Requests whose replies have not yet been taken ([`ReplyQueue::take_arrived`],
-    /// [`ReplyQueue::pop_ready`]).
+    /// Requests whose replies have not yet been taken.
     pub fn outstanding(&self) -> usize {
-        self.slots.borrow().len() + self.arrived_count.get()
+        self.slots.borrow().len()
     }
 
     /// Wait until the front reply may have arrived.
@@ -410,9 +323,6 @@ impl ReplyQueue {
     pub fn close(&self) {
         self.closed.set(true);
         self.slots.borrow_mut().clear();
-        self.arrived.borrow_mut().clear();
-        self.arrived_count.set(0);
-        self.arrived_errors.borrow_mut().clear();
         self.unwritten.set(0);
     }
 }
@@ -530,79 +440,6 @@ mod tests {
             read + Duration::from_secs(9),
         );
         assert_eq!(off.take_slow(), None, "the slow log is off");
-    }
-
-    /// A read buffer holding `replies` back to back.
-    fn read_buffer(replies: &[&[u8]]) -> BytesMut {
-        let mut buf = BytesMut::new();
-        for reply in replies {
-            buf.extend_from_slice(reply);
-        }
-        buf
-    }
-
-    #[test]
-    fn a_reply_for_the_front_is_copied_out_of_the_read_buffer() {
-        let q = ReplyQueue::new();
-        let request = Bytes::from_static(b"*1\r\n$4\r\nPING\r\n");
-        let now = Instant::now();
-        q.set_command(3);
-        let (a, b) = (q.reserve(), q.reserve());
-        q.set_command(4);
-        let c = q.reserve();
-        let mut buf = read_buffer(&[b"+b\r\n", b"-ERR a\r\n", b"+c\r\n", b"tail"]);
-        b.answer_from(&mut buf, 4, &request, now);
-        assert_eq!(
-            q.outstanding(),
-            3,
-            "b is not at the front: it waits in its place"
-        );
-        a.answer_from(&mut buf, 8, &request, now);
-        assert_eq!(
-            (q.outstanding(), q.front_seq()),
-            (3, 1),
-            "a taken, not yet written"
-        );
-        let mut out = BytesMut::new();
-        let mut errors = Vec::new();
-        assert_eq!(q.take_arrived(&mut out, |command| errors.push(command)), 8);
-        assert_eq!((&out[..], &errors[..]), (&b"-ERR a\r\n"[..], &[3][..]));
-        assert_eq!(q.pop_ready(), Some((Bytes::from_static(b"+b\r\n"), 3)));
-        c.answer_from(&mut buf, 4, &request, now);
-        assert_eq!(
-            &buf[..],
-            b"tail",
-            "each reply consumed from the read buffer"
-        );
-        out.clear();
-        assert_eq!(q.take_arrived(&mut out, |_| {}), 4);
-        assert_eq!(&out[..], b"+c\r\n");
-        assert_eq!((q.outstanding(), q.unwritten()), (0, 16));
-        assert_eq!(q.take_arrived(&mut out, |_| unreachable!()), 0);
-    }
-
-    #[test]
-    fn a_large_reply_for_the_front_keeps_its_place_and_is_not_copied() {
-        let q = ReplyQueue::new();
-        let request = Bytes::new();
-        let a = q.reserve();
-        let large = vec![b'x'; crate::session::LARGE_REPLY];
-        let mut buf = read_buffer(&[&large]);
-        a.answer_from(&mut buf, large.len(), &request, Instant::now());
-        assert!(buf.is_empty());
-        assert_eq!(q.take_arrived(&mut BytesMut::new(), |_| {}), 0);
-        assert_eq!(q.pop_ready().map(|(r, _)| r.len()), Some(large.len()));
-    }
-
-    #[test]
-    fn a_reply_after_close_is_still_consumed_from_the_read_buffer() {
-        let q = ReplyQueue::new();
-        let a = q.reserve();
-        q.close();
-        let mut buf = read_buffer(&[b"+late\r\n"]);
-        a.answer_from(&mut buf, 7, &Bytes::new(), Instant::now());
-        assert!(buf.is_empty());
-        assert_eq!(q.outstanding(), 0);
     }
 
     #[test]
