@@ -31,8 +31,10 @@ pub struct ReplyQueue {
     slots: RefCell<VecDeque<Place>>,
     /// The command index new places are tagged with ([`ReplyQueue::set_command`]).
     command: Cell<u16>,
-    /// The read time new places are stamped with ([`ReplyQueue::set_read_at`]).
-    read_at: Cell<Instant>,
+    /// When a reply to the requests being read becomes slow: the read time plus the
+    /// threshold ([`ReplyQueue::set_read_at`]); new places are stamped with it. `None`: never
+    /// (the slow log is off).
+    slow_at: Cell<Option<Instant>>,
     /// Requests answered at least this long after they were read are slow (`None`: the slow
     /// log is off).
     slow_threshold: Option<Duration>,
@@ -60,8 +62,8 @@ pub struct ReplyQueue {
 struct Place {
     /// The command index it answers (for per-command error counts).
     command: u16,
-    /// When its request was read (for the slow log).
-    read_at: Instant,
+    /// From when its reply is slow (`None`: never).
+    slow_at: Option<Instant>,
     /// The reply, once it is in.
     reply: Option<Bytes>,
 }
@@ -71,7 +73,7 @@ impl Default for ReplyQueue {
         ReplyQueue {
             slots: RefCell::default(),
             command: Cell::new(0),
-            read_at: Cell::new(Instant::now()),
+            slow_at: Cell::new(None),
             slow_threshold: None,
             slow: RefCell::default(),
             base: Cell::new(0),
@@ -164,7 +166,7 @@ impl ReplyQueue {
         let seq = self.base.get() + slots.len() as u64;
         slots.push_back(Place {
             command: self.command.get(),
-            read_at: self.read_at.get(),
+            slow_at: self.slow_at.get(),
             reply: None,
         });
         ReplyTarget(Target::Queue {
@@ -179,7 +181,7 @@ impl ReplyQueue {
         let mut slots = self.slots.borrow_mut();
         slots.push_back(Place {
             command: self.command.get(),
-            read_at: self.read_at.get(),
+            slow_at: self.slow_at.get(),
             reply: Some(reply),
         });
         if slots.len() == 1 {
@@ -208,10 +210,10 @@ impl ReplyQueue {
             return;
         };
         if let Some(place) = slots.get_mut(index as usize) {
-            if let (Some(threshold), Some((request, now))) = (self.slow_threshold, answered) {
-                let took = now.saturating_duration_since(place.read_at);
-                if took >= threshold {
-                    self.slow.borrow_mut().push((took, request.clone()));
+            // One comparison per reply; the duration only for a slow one.
+            if let (Some(slow_at), Some((request, now))) = (place.slow_at, answered) {
+                if now >= slow_at {
+                    self.slow_answer(slow_at, request, now);
                 }
             }
             // A place is filled once; were it twice, the count must not drift.
@@ -293,7 +295,17 @@ impl ReplyQueue {
     /// it once per read).
     #[inline]
     pub fn set_read_at(&self, at: Instant) {
-        self.read_at.set(at);
+        if let Some(threshold) = self.slow_threshold {
+            self.slow_at.set(at.checked_add(threshold));
+        }
+    }
+
+    /// Keep `request`, answered at `now`, slow since `slow_at`.
+    #[cold]
+    fn slow_answer(&self, slow_at: Instant, request: &Bytes, now: Instant) {
+        let threshold = self.slow_threshold.unwrap_or_default();
+        let took = threshold.saturating_add(now.saturating_duration_since(slow_at));
+        self.slow.borrow_mut().push((took, request.clone()));
     }
 
     /// Take the next reply, with the command index its place was tagged with, if the front
