@@ -4,6 +4,8 @@
 //! bytes between the first `{` and the first `}` after it, provided that span is non-empty.
 //! `{}` or an unclosed `{` means the whole key is hashed.
 
+mod crc;
+
 /// Number of hash slots in a Redis Cluster.
 pub const SLOT_COUNT: usize = 16384;
 
@@ -19,7 +21,7 @@ impl Slot {
     #[inline]
     pub fn of(key: &[u8]) -> Slot {
         let hashed = hash_tag(key).unwrap_or(key);
-        Slot(crc16::State::<crc16::XMODEM>::calculate(hashed) & (SLOT_COUNT as u16 - 1))
+        Slot(crc::xmodem(hashed) & (SLOT_COUNT as u16 - 1))
     }
 
     /// `Some(slot)` when `n` is a valid slot number.
@@ -54,18 +56,35 @@ pub fn hash_tag(key: &[u8]) -> Option<&[u8]> {
     (close > 0).then(|| &rest[..close])
 }
 
-/// Keys shorter than this are searched byte by byte: memchr's set-up costs more than the
-/// loop for the short keys most applications use.
+/// Keys shorter than this are searched a word (8 bytes) at a time: memchr's set-up costs
+/// more than that loop for the short keys most applications use.
 const SHORT_KEY: usize = 48;
 
 /// The first index of `byte` in `hay`.
 #[inline]
 fn find(byte: u8, hay: &[u8]) -> Option<usize> {
-    if hay.len() < SHORT_KEY {
-        hay.iter().position(|&b| b == byte)
-    } else {
-        memchr::memchr(byte, hay)
+    if hay.len() >= SHORT_KEY {
+        return memchr::memchr(byte, hay);
     }
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let pattern = u64::from_ne_bytes([byte; 8]);
+    let mut chunks = hay.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        // Zero bytes where `byte` is; the lowest flagged byte is the first one (higher flags
+        // may be false, after a borrow, but are never looked at).
+        let xored = u64::from_le_bytes(word) ^ pattern;
+        let flagged = xored.wrapping_sub(ONES) & !xored & HIGHS;
+        if flagged != 0 {
+            return Some(at + flagged.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    let rest = chunks.remainder().iter().position(|&b| b == byte)?;
+    Some(at + rest)
 }
 
 #[cfg(test)]
@@ -125,6 +144,28 @@ mod tests {
                 assert_eq!(hash_tag(&key), Some(&key[2..len - 2]), "{len}");
             }
         }
+    }
+
+    #[test]
+    fn find_gives_the_first_match_at_every_position() {
+        for len in [1, 7, 8, 9, 16, 23, SHORT_KEY - 1, SHORT_KEY, 60] {
+            for first in 0..len {
+                let mut hay = vec![b'{' ^ 0x80; len];
+                hay[first] = b'{';
+                // A byte that borrows in the word trick, and a second match, after it.
+                if first + 1 < len {
+                    hay[first + 1] = b'{' + 1;
+                }
+                if first + 2 < len {
+                    hay[first + 2] = b'{';
+                }
+                assert_eq!(find(b'{', &hay), Some(first), "len {len}, at {first}");
+                hay[first] = b'x';
+                let next = (first + 2 < len).then_some(first + 2);
+                assert_eq!(find(b'{', &hay), next, "len {len}, after {first}");
+            }
+        }
+        assert_eq!(find(b'{', b""), None);
     }
 
     #[test]
