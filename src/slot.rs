@@ -69,11 +69,13 @@ fn find(byte: u8, hay: &[u8]) -> Option<usize> {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
     let pattern = u64::from_ne_bytes([byte; 8]);
-    let mut chunks = hay.chunks_exact(8);
+    let mut words = hay.chunks_exact(8);
     let mut at = 0;
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
+    for word in &mut words {
+        // Always eight bytes; the check is compiled away.
+        let Ok(&word) = <&[u8; 8]>::try_from(word) else {
+            continue;
+        };
         // Zero bytes where `byte` is; the lowest flagged byte is the first one (higher flags
         // may be false, after a borrow, but are never looked at).
         let xored = u64::from_le_bytes(word) ^ pattern;
@@ -83,8 +85,8 @@ fn find(byte: u8, hay: &[u8]) -> Option<usize> {
         }
         at += 8;
     }
-    let rest = chunks.remainder().iter().position(|&b| b == byte)?;
-    Some(at + rest)
+    let found = words.remainder().iter().position(|&b| b == byte)?;
+    Some(at + found)
 }
 
 #[cfg(test)]
