@@ -144,6 +144,40 @@ async fn slowlog_records_a_slow_script_in_redis_shape() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowlog_times_each_reply_to_its_arrival_not_to_the_slow_one_before_it() {
+    let setup = start_pools(2, &[], |c| c.slowlog.log_slower_than_us = 20_000);
+    bounded(async {
+        let c = &mut setup.client().await;
+        let other = (0..)
+            .map(|i| format!("fast:{i}"))
+            .find(|k| node_of(&setup, k) != node_of(&setup, "slow:key"))
+            .unwrap();
+        // One pipeline: the SET is answered by the other pool at once, but its reply leaves
+        // after the slow EVAL's, as replies keep request order.
+        let started = Instant::now();
+        let (_, ()): (i64, ()) = redis::pipe()
+            .cmd("EVAL")
+            .arg(BUSY)
+            .arg(1)
+            .arg("slow:key")
+            .cmd("SET")
+            .arg(&other)
+            .arg(1)
+            .query_async(c)
+            .await
+            .unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(20));
+        let got: Value = q(c, &["SLOWLOG", "GET", "-1"]).await.unwrap();
+        let names: Vec<String> = items(&got)
+            .iter()
+            .map(|e| text(&items(&items(e)[3])[0]))
+            .collect();
+        assert_eq!(names, ["EVAL"], "the SET was not slow: {got:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowlog_at_zero_logs_everything_and_truncates_like_redis() {
     let setup = start_pools(2, &[], |c| {
         c.slowlog.log_slower_than_us = 0;
