@@ -5,10 +5,11 @@
 //! the client sees them strictly in request order, including in a pipeline that spans nodes.
 //! Backend connections hold a [`ReplyTarget`] (the queue plus a sequence number) and fill it.
 //!
-//! The queue also times requests for the slow log: each place keeps the time its request was
-//! read, and a reply that comes in with its request ([`ReplyTarget::answer`]) is compared
-//! against the threshold then, while the request's bytes are still at hand; only a slow one
-//! is kept ([`ReplyQueue::take_slow`]). Nothing per request is copied or counted for it.
+//! The queue also times requests for the slow log: each place carries the instant its reply
+//! turns slow (read time + threshold), and a reply that comes in with its request
+//! ([`ReplyTarget::answer`]) is compared with it then, while the request's bytes are still at
+//! hand; only a slow one is kept ([`ReplyQueue::take_slow`]). Nothing per request is copied or
+//! counted for it.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -40,6 +41,8 @@ pub struct ReplyQueue {
     slow_threshold: Option<Duration>,
     /// Slow requests answered and not yet logged: how long each took, and its bytes.
     slow: RefCell<Vec<(Duration, Bytes)>>,
+    /// `slow` is not empty: checked once per write turn without borrowing it.
+    slow_kept: Cell<bool>,
     /// Sequence number of the front slot.
     base: Cell<u64>,
     /// Set when the client is gone: late replies are dropped instead of queued.
@@ -76,6 +79,7 @@ impl Default for ReplyQueue {
             slow_at: Cell::new(None),
             slow_threshold: None,
             slow: RefCell::default(),
+            slow_kept: Cell::new(false),
             base: Cell::new(0),
             closed: Cell::new(false),
             ready: LocalSignal::default(),
@@ -195,7 +199,7 @@ impl ReplyQueue {
         if let Some(threshold) = self.slow_threshold {
             let took = Instant::now().saturating_duration_since(read_at);
             if took >= threshold {
-                self.slow.borrow_mut().push((took, request.clone()));
+                self.keep_slow(took, request);
             }
         }
         self.push_ready(reply);
@@ -230,8 +234,10 @@ impl ReplyQueue {
     /// The slow requests answered since the last call (how long each took, its bytes).
     #[inline]
     pub fn take_slow(&self) -> Option<Vec<(Duration, Bytes)>> {
-        let mut slow = self.slow.borrow_mut();
-        (!slow.is_empty()).then(|| std::mem::take(&mut *slow))
+        if !self.slow_kept.replace(false) {
+            return None;
+        }
+        Some(std::mem::take(&mut *self.slow.borrow_mut()))
     }
 
     /// Queue a message nobody asked for (pub/sub) unless that breaks `limit`; then cut the
@@ -300,12 +306,18 @@ impl ReplyQueue {
         }
     }
 
+    /// Keep `request`, which took `took`, for the slow log.
+    fn keep_slow(&self, took: Duration, request: &Bytes) {
+        self.slow.borrow_mut().push((took, request.clone()));
+        self.slow_kept.set(true);
+    }
+
     /// Keep `request`, answered at `now`, slow since `slow_at`.
     #[cold]
     fn slow_answer(&self, slow_at: Instant, request: &Bytes, now: Instant) {
         let threshold = self.slow_threshold.unwrap_or_default();
         let took = threshold.saturating_add(now.saturating_duration_since(slow_at));
-        self.slow.borrow_mut().push((took, request.clone()));
+        self.keep_slow(took, request);
     }
 
     /// Take the next reply, with the command index its place was tagged with, if the front
