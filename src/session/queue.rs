@@ -231,6 +231,12 @@ impl ReplyQueue {
         }
     }
 
+    /// Whether slow requests were kept since the last [`ReplyQueue::take_slow`].
+    #[inline(always)]
+    pub fn kept_slow(&self) -> bool {
+        self.slow_kept.get()
+    }
+
     /// The slow requests answered since the last call (how long each took, its bytes).
     #[inline]
     pub fn take_slow(&self) -> Option<Vec<(Duration, Bytes)>> {

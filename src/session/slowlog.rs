@@ -23,13 +23,19 @@ use super::local::Local;
 use super::Session;
 
 impl Session {
-    /// Log the slow requests answered since the last call.
-    #[inline]
+    /// Log the slow requests answered since the last call: one flag read when there are none.
+    #[inline(always)]
     pub(super) fn log_slow_answered(&self) {
-        if let Some(slow) = self.queue.take_slow() {
-            for (took, request) in slow {
-                self.log_slow(took, &request);
-            }
+        if self.queue.kept_slow() {
+            self.log_kept_slow();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn log_kept_slow(&self) {
+        for (took, request) in self.queue.take_slow().unwrap_or_default() {
+            self.log_slow(took, &request);
         }
     }
 
