@@ -228,7 +228,7 @@ impl Session {
             }
             Route::Local(cmd) => {
                 let reply = local::run(cmd, &args[..], self);
-                self.queue.push_answer(reply, request.raw(), now);
+                self.queue.push_answer(reply, request.raw());
             }
             Route::Script {
                 slot,

@@ -26,7 +26,7 @@ use super::merge::Merge;
 
 /// Replies of one session, in request order. Shared (`Rc`) with the backend connections that
 /// owe it replies; all on one worker thread.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct ReplyQueue {
     /// One place per request, in request order.
     slots: RefCell<VecDeque<Place>>,
@@ -69,26 +69,6 @@ struct Place {
     slow_at: Option<Instant>,
     /// The reply, once it is in.
     reply: Option<Bytes>,
-}
-
-impl Default for ReplyQueue {
-    fn default() -> Self {
-        ReplyQueue {
-            slots: RefCell::default(),
-            command: Cell::new(0),
-            slow_at: Cell::new(None),
-            slow_threshold: None,
-            slow: RefCell::default(),
-            slow_kept: Cell::new(false),
-            base: Cell::new(0),
-            closed: Cell::new(false),
-            ready: LocalSignal::default(),
-            unwritten: Cell::new(0),
-            over_soft_since: Cell::new(None),
-            overflow: Cell::new(None),
-            cut: LocalSignal::default(),
-        }
-    }
 }
 
 /// Where a backend delivers one reply: a place in a session's queue, or one part of a split
@@ -193,13 +173,13 @@ impl ReplyQueue {
         }
     }
 
-    /// Queue the reply the proxy made itself to `request`, which was read at `read_at`, timing
-    /// it for the slow log.
-    pub fn push_answer(&self, reply: Bytes, request: &Bytes, read_at: Instant) {
-        if let Some(threshold) = self.slow_threshold {
-            let took = Instant::now().saturating_duration_since(read_at);
-            if took >= threshold {
-                self.keep_slow(took, request);
+    /// Queue the reply the proxy made itself to `request`, one of the requests being read,
+    /// timing it for the slow log.
+    pub fn push_answer(&self, reply: Bytes, request: &Bytes) {
+        if let Some(slow_at) = self.slow_at.get() {
+            let now = Instant::now();
+            if now >= slow_at {
+                self.slow_answer(slow_at, request, now);
             }
         }
         self.push_ready(reply);
@@ -312,18 +292,13 @@ impl ReplyQueue {
         }
     }
 
-    /// Keep `request`, which took `took`, for the slow log.
-    fn keep_slow(&self, took: Duration, request: &Bytes) {
-        self.slow.borrow_mut().push((took, request.clone()));
-        self.slow_kept.set(true);
-    }
-
     /// Keep `request`, answered at `now`, slow since `slow_at`.
     #[cold]
     fn slow_answer(&self, slow_at: Instant, request: &Bytes, now: Instant) {
         let threshold = self.slow_threshold.unwrap_or_default();
         let took = threshold.saturating_add(now.saturating_duration_since(slow_at));
-        self.keep_slow(took, request);
+        self.slow.borrow_mut().push((took, request.clone()));
+        self.slow_kept.set(true);
     }
 
     /// Take the next reply, with the command index its place was tagged with, if the front
@@ -454,7 +429,7 @@ mod tests {
             read + Duration::from_millis(9),
         );
         untimed.fill(Bytes::from_static(b"+c\r\n"));
-        q.push_answer(Bytes::from_static(b"+d\r\n"), &request, Instant::now());
+        q.push_answer(Bytes::from_static(b"+d\r\n"), &request);
         assert_eq!(
             q.take_slow(),
             Some(vec![(Duration::from_millis(12), request.clone())])
