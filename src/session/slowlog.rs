@@ -2,9 +2,10 @@
 //! the `SLOWLOG` command.
 //!
 //! A request is timed from its read to its reply being in (from its node, or from the proxy
-//! for a command it answers itself): the reply queue stamps each place with the read time
-//! and compares when the reply arrives with its request ([`super::ReplyQueue::take_slow`]),
-//! so a request costs the slow log one comparison and no copy. Only a slow request is parsed
+//! for a command it answers itself): the reply queue stamps each place with the instant its
+//! reply turns slow (read time + threshold) and compares when the reply arrives with its
+//! request ([`super::ReplyQueue::take_slow`]), so a request costs the slow log one comparison
+//! and no copy. Only a slow request is parsed
 //! again, named and locked into the log. Requests run exclusively (blocking commands, WAIT,
 //! EXEC, WATCH, SCAN), queued in a transaction or for subscriptions are not timed, as Redis
 //! does not count time spent blocked; nor are AUTH and HELLO (they carry passwords).
@@ -34,7 +35,7 @@ impl Session {
     #[cold]
     #[inline(never)]
     fn log_kept_slow(&self) {
-        for (took, request) in self.queue.take_slow().unwrap_or_default() {
+        for (took, request) in self.queue.take_slow() {
             self.log_slow(took, &request);
         }
     }
