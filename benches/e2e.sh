@@ -42,6 +42,10 @@
 #   SCALE_PIPELINE [16]  SCALE_WORKLOADS ["set get"]  SCALE_PROCS [2] (redis-benchmark
 #                       processes per run)  SCALE_SERVER_CPUS / SCALE_PROXY_CPUS /
 #                       SCALE_CLIENT_CPUS [all ""]: unpinned by default, see docs/BENCHMARKS.md
+#   SCALE_QUOTA [""]    cores of CPU time per worker each slotgate may use (e.g. 0.2): a
+#                       cgroup CPU quota (root; cgroup v1 `cpu` or v2 `cpu.max`) caps
+#                       --workers 1 at SCALE_QUOTA and --workers 2 at twice it, so the proxy,
+#                       not the shared machine, is the bottleneck (docs/BENCHMARKS.md)
 #   FOREIGN_MAX [0.15]  RETRIES [3]  RETRY_BUDGET [600]   a run during which other processes
 #                       used > FOREIGN_MAX cores is retried after a quiet period
 #   OUT [target/e2e-bench/DATE]   SLOTGATE_BIN [target/release/slotgate, built if stale]
@@ -82,6 +86,7 @@ SCALE_PROCS=${SCALE_PROCS:-2}
 SCALE_SERVER_CPUS=${SCALE_SERVER_CPUS-}
 SCALE_PROXY_CPUS=${SCALE_PROXY_CPUS-}
 SCALE_CLIENT_CPUS=${SCALE_CLIENT_CPUS-}
+SCALE_QUOTA=${SCALE_QUOTA:-}
 OUT=${OUT:-target/e2e-bench/$(date +%Y%m%d-%H%M%S)}
 BIN=${SLOTGATE_BIN:-target/release/slotgate}
 DOCS=${DOCS:-0}
@@ -154,6 +159,7 @@ hard_limit() { echo $(($1 * 3 + 300)); }
 
 # ------------------------------------------------------------------ process bookkeeping
 PIDS=()
+CGROUPS=() # made by cap_cpu, removed on exit once their processes are gone
 CHILD=
 # run_child CMD...: run a long foreground step in the background and wait for it, so that a
 # TERM/INT reaches the trap at once (bash runs traps only between foreground commands)
@@ -178,6 +184,7 @@ cleanup() {
             wait "$pid" 2>/dev/null || true
         done
     fi
+    for i in "${CGROUPS[@]}"; do rmdir "$i" 2>/dev/null || true; done
     exit "$rc"
 }
 trap cleanup EXIT
@@ -234,6 +241,31 @@ redis_start() { # name port cpus [bus-port]
                             --cluster-port "$bus" --cluster-node-timeout 5000)
     spawn "$name" "$cpus" redis-server "${args[@]}"
     wait_ping "$port" "$name" "$(cat "$RUN/$name.pid")"
+}
+
+# cap_cpu NAME PID CORES: let PID (all its threads) use at most CORES of CPU time, through
+# a new cgroup (v1 `cpu` controller, else v2 with `cpu` enabled at the root), 10 ms periods so
+# the cap is smooth at the run's time scale. Dies when no writable cpu controller is found.
+cap_cpu() {
+    local name=$1 pid=$2 cores=$3 period=10000 quota dir
+    quota=$(awk -v c="$cores" -v p="$period" 'BEGIN { q = int(c * p); print (q >= 1000 ? q : "") }')
+    [[ -n $quota ]] || die "SCALE_QUOTA=$cores: at least 0.1 core per worker"
+    if [[ -w /sys/fs/cgroup/cpu/cgroup.procs ]]; then
+        dir=/sys/fs/cgroup/cpu/slotgate-bench-$$-$name
+        mkdir "$dir" || die "cannot create $dir"
+        CGROUPS+=("$dir")
+        { echo "$period" > "$dir/cpu.cfs_period_us" && echo "$quota" > "$dir/cpu.cfs_quota_us"; } \
+            || die "cannot set a CPU quota in $dir"
+    elif grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null; then
+        dir=/sys/fs/cgroup/slotgate-bench-$$-$name
+        mkdir "$dir" || die "cannot create $dir"
+        CGROUPS+=("$dir")
+        echo "$quota $period" > "$dir/cpu.max" || die "cannot set a CPU quota in $dir"
+    else
+        die "SCALE_QUOTA needs root and a writable cgroup cpu controller (/sys/fs/cgroup/cpu, or cgroup v2 with +cpu in /sys/fs/cgroup/cgroup.subtree_control)"
+    fi
+    echo "$pid" > "$dir/cgroup.procs" || die "cannot move $name (pid $pid) into $dir"
+    log "$name: capped at $cores core(s) of CPU ($quota µs per $period µs, $dir)"
 }
 
 pids_of() { local n p=(); for n in "$@"; do p+=("$(cat "$RUN/$n.pid")"); done; local IFS=:; echo "${p[*]}"; }
@@ -356,7 +388,7 @@ env_txt() {
         echo "redis-benchmark: $(redis-benchmark --version 2>&1 | head -1)"
         [[ $HAVE_TWEM == 1 ]] && echo "nutcracker: $(nutcracker -V 2>&1 | head -1)"
         echo "settings: MODE=$MODE QUICK=$QUICK REPS=$REPS DURATION=$DURATION CLIENTS=$CLIENTS KEYSPACE=$KEYSPACE VALUE=$VALUE WORKLOADS='$WORKLOADS' PIPELINES='$PIPELINES' TARGETS='$TARGETS' WORKERS=$WORKERS"
-        echo "pinning: SERVER_CPUS='$SERVER_CPUS' PROXY_CPUS='$PROXY_CPUS' CLIENT_CPUS='$CLIENT_CPUS' (scale: server '$SCALE_SERVER_CPUS' proxy '$SCALE_PROXY_CPUS' client '$SCALE_CLIENT_CPUS', $SCALE_PROCS redis-benchmark processes)"
+        echo "pinning: SERVER_CPUS='$SERVER_CPUS' PROXY_CPUS='$PROXY_CPUS' CLIENT_CPUS='$CLIENT_CPUS' (scale: server '$SCALE_SERVER_CPUS' proxy '$SCALE_PROXY_CPUS' client '$SCALE_CLIENT_CPUS', $SCALE_PROCS redis-benchmark processes, SCALE_QUOTA='$SCALE_QUOTA')"
         echo "open files limit: $(ulimit -n)"
         echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
     } > "$OUT/env.txt"
@@ -453,6 +485,12 @@ mode_scale() {
     start_cluster "$SCALE_SERVER_CPUS"
     slotgate_cluster slotgate-w1 1 "$SCALE_PROXY_CPUS" 10000
     slotgate_cluster slotgate-w2 2 "$SCALE_PROXY_CPUS" 10000
+    local cap=none
+    if [[ -n $SCALE_QUOTA ]]; then
+        cap_cpu slotgate-w1 "$(cat "$RUN/slotgate-w1.pid")" "$SCALE_QUOTA"
+        cap_cpu slotgate-w2 "$(cat "$RUN/slotgate-w2.pid")" "$(awk -v q="$SCALE_QUOTA" 'BEGIN { print 2 * q }')"
+        cap="$SCALE_QUOTA core per worker"
+    fi
     env_txt
     local specs=("slotgate-w1=$PORT_slotgate_w1@pid=$(pids_of slotgate-w1),srv=$(pids_of c0 c1 c2)"
                  "slotgate-w2=$PORT_slotgate_w2@pid=$(pids_of slotgate-w2),srv=$(pids_of c0 c1 c2)")
@@ -465,7 +503,7 @@ mode_scale() {
         --procs "$SCALE_PROCS" "${specs[@]}"
     python3 "$E2E/report.py" --dir "$d" --baseline slotgate-w1 --ours slotgate-w2 --charts \
         --title "### slotgate --workers 2 vs --workers 1 ($(date -u +%F))" \
-        --subtitle "$(subtitle "P$SCALE_PIPELINE, $SCALE_PROCS redis-benchmark processes, pinning: servers '${SCALE_SERVER_CPUS:-none}' proxies '${SCALE_PROXY_CPUS:-none}' client '${SCALE_CLIENT_CPUS:-none}'")" \
+        --subtitle "$(subtitle "P$SCALE_PIPELINE, $SCALE_PROCS redis-benchmark processes, pinning: servers '${SCALE_SERVER_CPUS:-none}' proxies '${SCALE_PROXY_CPUS:-none}' client '${SCALE_CLIENT_CPUS:-none}', proxy CPU cap: $cap")" \
         "$d/raw.csv" > /dev/null
     cat "$d/summary.md"
     log "scale results: $d"

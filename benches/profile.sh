@@ -17,8 +17,9 @@
 # redis-benchmark (CLIENTS clients, 32-byte values, KEYSPACE random keys) and prints
 #   - instructions per request (all slotgate threads, whole run / N), and
 #   - the top TOP functions by self cost and by inclusive cost;
-# with TOOL=kernel instead: CPU µs per request (user, system: /proc/PID/stat) and the
-# share of the sampled time in user space and in each kernel path.
+# with TOOL=kernel instead: CPU µs per request (user, system: /proc/PID/stat), system calls
+# (sendto, recvfrom, epoll_wait) and context switches per request (perf stat on the syscall
+# tracepoints), and the share of the sampled time in user space and in each kernel path.
 # Everything it starts is stopped by PID on exit. Files: OUT/ (callgrind.out.*, *.txt).
 #
 # Environment: N [20000; 300000 with TOOL=kernel]  CLIENTS [50]  KEYSPACE [100000]  TOP [25]
@@ -185,6 +186,21 @@ kernel_split() { # perf.data
             }'
 }
 
+# TOOL=kernel: system calls per request, counted by perf stat on the syscall tracepoints.
+SYSCALL_EVENTS=syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_epoll_wait,context-switches
+syscalls_per_request() { # perf stat -x, output -> "sendto | recvfrom | epoll_wait | context switches"
+    awk -F, -v n="$N" '
+        $3 ~ /sendto$/ { c[1] = $1 }
+        $3 ~ /recvfrom$/ { c[2] = $1 }
+        $3 ~ /epoll_wait$/ { c[3] = $1 }
+        $3 == "context-switches" { c[4] = $1 }
+        END {
+            for (i = 1; i <= 4; i++)
+                printf "%s%s", (i > 1 ? " | " : ""), (c[i] ~ /^[0-9]+$/ ? sprintf("%.3f", c[i] / n) : "?")
+            printf "\n"
+        }' "$1"
+}
+
 SUMMARY=()
 for w in $WORKLOADS; do
     for p in $PIPELINES; do
@@ -210,10 +226,14 @@ for w in $WORKLOADS; do
             read -r u0 s0 <<<"$(cpu_ticks)"
             perf record -q -e cpu-clock -F 999 -g -p "$SG" -o "$OUT/perf-$label.data" > /dev/null 2>&1 &
             pr=$!
+            # System calls and context switches counted (tracepoints: needs tracefs).
+            perf stat -x, -e "$SYSCALL_EVENTS" -p "$SG" -o "$OUT/syscalls-$label.txt" > /dev/null 2>&1 &
+            ps=$!
             sleep 0.5
             bench "$w" "$p" "$N"
-            kill -INT "$pr" 2>/dev/null || true
-            wait "$pr" 2>/dev/null || true
+            kill -INT "$pr" "$ps" 2>/dev/null || true
+            wait "$pr" "$ps" 2>/dev/null || true
+            calls=$(syscalls_per_request "$OUT/syscalls-$label.txt")
             read -r u1 s1 <<<"$(cpu_ticks)"
             tck=$(getconf CLK_TCK)
             usr=$(awk -v a="$u0" -v b="$u1" -v t="$tck" -v n="$N" 'BEGIN{printf "%.2f", (b - a) / t / n * 1e6}')
@@ -239,9 +259,10 @@ for w in $WORKLOADS; do
         fi
         rps=$(awk -F'","' 'NR == 2 {print $2}' "$OUT/bench-$label.csv")
         if [[ $TOOL == kernel ]]; then
-            SUMMARY+=("| $w | $p | $N | ${rps:-?} | $usr | $sys | $split |")
+            SUMMARY+=("| $w | $p | $N | ${rps:-?} | $usr | $sys | $calls | $split |")
             echo
             echo "=== $label: $N requests at ${rps:-?} rps; slotgate CPU per request: user $usr µs, system $sys µs"
+            echo "--- per request: sendto | recvfrom | epoll_wait | context switches = $calls"
             echo "--- sampled time: $split"
             echo "--- top $TOP by self cost ($OUT/self-$label.txt)"
             grep -E '^ +[0-9.]+%' "$OUT/self-$label.txt" | head -n "$TOP" | fold
@@ -268,8 +289,10 @@ if [[ $TOOL == kernel ]]; then
         echo
         echo "CPU per request (slotgate, all threads, /proc/PID/stat, perf's sampling at 999 Hz included; release build with debug info at full speed; $CLIENTS clients) and where perf's cpu-clock samples fall (inclusive shares: the loopback receive path and the reader's wake-up run inside sendto)."
         echo
-        echo "| workload | P | requests | rps | user µs/req | system µs/req | sampled time |"
-        echo "|---|---:|---:|---:|---:|---:|---|"
+        echo "System calls and context switches per request: perf stat on the syscall tracepoints (\"?\" when tracefs is not available)."
+        echo
+        echo "| workload | P | requests | rps | user µs/req | system µs/req | sendto | recvfrom | epoll_wait | context switches | sampled time |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
         printf '%s\n' "${SUMMARY[@]}"
     } | tee "$OUT/summary.md"
     log "files in $OUT (perf report -i $OUT/perf-LABEL.data for more)"
