@@ -10,7 +10,7 @@ use smallvec::SmallVec;
 
 use crate::command::{lookup, split};
 use crate::placement::Placement;
-use crate::resp::{parse_frame, Limits, ReplyDecoder, RequestDecoder};
+use crate::resp::{parse_frame, Limits, ReplyDecoder, Request, RequestDecoder};
 use crate::slot::Slot;
 
 /// The names of the fuzz targets, one function here each (also their directory names).
@@ -158,8 +158,11 @@ pub fn command(data: &[u8]) {
         }
         if arity_ok {
             if let Some((rule, per_key)) = split::rule_of(spec.name) {
-                let parts = split::split(&args, &keys, rule, per_key, &Placement::Slots);
-                assert!(parts.keys <= keys.len(), "{}: split keys", spec.name);
+                let request = Request::from_args(&args);
+                let (split, requests) =
+                    split::split(&request, &keys, rule, per_key, &Placement::Slots);
+                assert!(split.keys <= keys.len(), "{}: split keys", spec.name);
+                assert_eq!(split.parts.len(), requests.len(), "{}", spec.name);
             }
         }
     }

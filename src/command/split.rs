@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
+use smallvec::SmallVec;
 
 use crate::placement::Placement;
 use crate::resp::{encode, parse_frame, Frame, Limits, Request};
@@ -174,31 +175,39 @@ fn sum_keyspaces(texts: &[Bytes]) -> String {
 }
 
 /// The same `request` for each master; `slots` holds one slot each master serves (it names
-/// the part in errors and retries).
-pub fn fan_out(request: &Request, slots: &[Slot], rule: MergeRule) -> Split {
-    Split {
+/// the part in errors and retries). The sub-requests, one per part, are all `request`.
+pub fn fan_out(request: &Request, slots: &[Slot], rule: MergeRule) -> (Split, SubRequests) {
+    let split = Split {
         rule,
         keys: 0,
         parts: slots
             .iter()
             .map(|&slot| Part {
                 slot,
-                raw: request.raw().clone(),
-                positions: Vec::new(),
+                positions: Positions::new(),
             })
             .collect(),
-    }
+    };
+    let requests = slots.iter().map(|_| request.raw().clone()).collect();
+    (split, requests)
 }
 
-/// One sub-request: the keys of one slot.
+/// The sub-requests of a split, as RESP, in part order: they go to the backends, while the
+/// [`Split`] (which keys each part holds) stays with the merge.
+pub type SubRequests = SmallVec<[Bytes; 8]>;
+
+/// The positions of one part's keys among the client's keys: inline for the usual one or
+/// two keys per slot, so a split of random keys allocates nothing per part for them.
+pub type Positions = SmallVec<[usize; 2]>;
+
+/// One sub-request: the keys of one slot (its bytes are the matching [`SubRequests`] entry:
+/// the command name, then this part's keys with their values).
 #[derive(Debug)]
 pub struct Part {
     /// The slot all of this part's keys hash to.
     pub slot: Slot,
-    /// The sub-request as RESP: the command name, then this part's keys (with their values).
-    pub raw: Bytes,
     /// For each key of this part, its position among the client's keys (0-based).
-    pub positions: Vec<usize>,
+    pub positions: Positions,
 }
 
 /// A request split by slot.
@@ -212,75 +221,84 @@ pub struct Split {
     pub keys: usize,
 }
 
-/// Split `args` (a whole request) whose keys are at `key_indices`, each key followed by
-/// `per_key - 1` more arguments (MSET's values), grouping keys by `placement`'s unit.
-/// Indices past the end are ignored (the command table's arity check ran first).
+/// Split `request` whose keys are at `key_indices`, each key followed by `per_key - 1` more
+/// arguments (MSET's values), grouping keys by `placement`'s unit. Indices past the end are
+/// ignored (the command table's arity check ran first). Each sub-request copies its
+/// arguments' encoded bytes out of the request: nothing is encoded again but its `*N` line.
 pub fn split(
-    args: &[&[u8]],
+    request: &Request,
     key_indices: &[usize],
     rule: MergeRule,
     per_key: usize,
     placement: &Placement,
-) -> Split {
-    let name: &[u8] = args.first().map(|n| &n[..]).unwrap_or_default();
-    // Per slot: the indices of its keys' first argument, in client order.
-    let mut groups: Vec<(Slot, Vec<usize>, Vec<usize>)> = Vec::new();
+) -> (Split, SubRequests) {
+    let count = request.arg_count();
+    // Per unit: the positions of its keys among the client's keys, in client order.
+    let mut groups: Vec<(Slot, Positions)> = Vec::with_capacity(key_indices.len().min(16));
     // A linear search is cheapest for the usual handful of slots; a map bounds the big cases.
     let mut by_slot: Option<HashMap<Slot, usize>> =
         (key_indices.len() > 16).then(|| HashMap::with_capacity(key_indices.len()));
     for (position, &index) in key_indices.iter().enumerate() {
-        let Some(key) = args.get(index) else { continue };
-        if args.len() < index + per_key {
+        if count < index.saturating_add(per_key) {
             continue;
         }
+        let Some(key) = request.arg(index) else {
+            continue;
+        };
         let slot = placement.unit_of(key);
         let found = match &by_slot {
             Some(map) => map.get(&slot).copied(),
-            None => groups.iter().position(|(s, _, _)| *s == slot),
+            None => groups.iter().position(|(s, _)| *s == slot),
         };
-        let group = match found {
-            Some(group) => group,
+        match found.and_then(|group| groups.get_mut(group)) {
+            Some((_, positions)) => positions.push(position),
             None => {
-                groups.push((slot, Vec::new(), Vec::new()));
                 if let Some(map) = &mut by_slot {
-                    map.insert(slot, groups.len() - 1);
+                    map.insert(slot, groups.len());
                 }
-                groups.len() - 1
+                groups.push((slot, Positions::from_buf_and_len([position, 0], 1)));
             }
-        };
-        if let Some((_, indices, positions)) = groups.get_mut(group) {
-            indices.push(index);
-            positions.push(position);
         }
     }
+    let requests = groups
+        .iter()
+        .map(|(_, positions)| encode_part(request, key_indices, positions, per_key))
+        .collect();
     let parts = groups
         .into_iter()
-        .map(|(slot, indices, positions)| Part {
-            slot,
-            raw: encode_part(name, args, &indices, per_key),
-            positions,
-        })
+        .map(|(slot, positions)| Part { slot, positions })
         .collect();
-    Split {
+    let split = Split {
         rule,
         keys: key_indices.len(),
         parts,
-    }
+    };
+    (split, requests)
 }
 
-/// `name` followed by the `per_key` arguments starting at each of `indices`, as RESP.
-fn encode_part(name: &[u8], args: &[&[u8]], indices: &[usize], per_key: usize) -> Bytes {
-    let chosen = || {
-        indices
-            .iter()
-            .flat_map(|&i| args.get(i..i + per_key).unwrap_or_default())
-    };
-    let size: usize = chosen().map(|a| a.len() + 16).sum::<usize>() + name.len() + 32;
+/// The command name followed by the `per_key` arguments at each key of `positions`, as RESP:
+/// the request's own encoded bytes, copied.
+fn encode_part(
+    request: &Request,
+    key_indices: &[usize],
+    positions: &[usize],
+    per_key: usize,
+) -> Bytes {
+    let name = request.encoded_args(0..1).unwrap_or_default();
+    let runs: SmallVec<[&[u8]; 8]> = positions
+        .iter()
+        .filter_map(|&p| {
+            let index = *key_indices.get(p)?;
+            request.encoded_args(index..index.checked_add(per_key)?)
+        })
+        .collect();
+    let count = 1 + runs.len() * per_key;
+    let size = encode::header_len(count) + name.len() + runs.iter().map(|r| r.len()).sum::<usize>();
     let mut out = BytesMut::with_capacity(size);
-    encode::array_header(&mut out, 1 + indices.len() * per_key);
-    encode::bulk(&mut out, name);
-    for arg in chosen() {
-        encode::bulk(&mut out, arg);
+    encode::array_header(&mut out, count);
+    out.extend_from_slice(name);
+    for run in runs {
+        out.extend_from_slice(run);
     }
     out.freeze()
 }
@@ -425,7 +443,7 @@ pub fn merge(
         MergeRule::Values => {
             // Each part's reply is an array of bulk strings (or nils): copy each element's bytes
             // to its client position without building a tree.
-            let mut values: Vec<&[u8]> = vec![b"$-1\r\n"; keys];
+            let mut values: SmallVec<[&[u8]; 16]> = SmallVec::from_elem(&b"$-1\r\n"[..], keys);
             let mut size = 16;
             for (part, reply) in parts.iter().zip(replies) {
                 let Some(elements) = bulk_elements(reply) else {
@@ -453,10 +471,10 @@ pub fn merge(
 
 /// The raw bytes of each element of an array reply whose elements are all bulk strings or
 /// nils (an MGET reply); `None` if `reply` is anything else or malformed.
-fn bulk_elements(reply: &[u8]) -> Option<Vec<&[u8]>> {
+fn bulk_elements(reply: &[u8]) -> Option<SmallVec<[&[u8]; 4]>> {
     let (count, mut at) = header(reply, b'*')?;
     let count = usize::try_from(count).ok()?;
-    let mut elements = Vec::with_capacity(count.min(reply.len() / 4));
+    let mut elements = SmallVec::with_capacity(count.min(reply.len() / 4));
     for _ in 0..count {
         let start = at;
         // RESP3's null `_` for a missing key.
@@ -505,10 +523,13 @@ fn unexpected(reply: &Bytes) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resp::test_args as args;
 
-    fn part_args(part: &Part) -> Vec<String> {
-        let mut buf = bytes::BytesMut::from(&part.raw[..]);
+    fn request(words: &[&str]) -> Request {
+        Request::from_args(words.iter().map(|w| w.as_bytes()))
+    }
+
+    fn part_args(raw: &Bytes) -> Vec<String> {
+        let mut buf = bytes::BytesMut::from(&raw[..]);
         let request = crate::resp::RequestDecoder::new(Limits::default())
             .decode(&mut buf)
             .unwrap()
@@ -522,8 +543,8 @@ mod tests {
 
     #[test]
     fn keys_of_one_slot_stay_together_in_client_order() {
-        let a = args(&["MGET", "{x}1", "foo", "{x}2", "bar", "{x}1"]);
-        let s = split(
+        let a = request(&["MGET", "{x}1", "foo", "{x}2", "bar", "{x}1"]);
+        let (s, raws) = split(
             &a,
             &[1, 2, 3, 4, 5],
             MergeRule::Values,
@@ -532,11 +553,11 @@ mod tests {
         );
         assert_eq!(s.keys, 5);
         assert_eq!(s.parts.len(), 3);
-        assert_eq!(part_args(&s.parts[0]), ["MGET", "{x}1", "{x}2", "{x}1"]);
-        assert_eq!(s.parts[0].positions, [0, 2, 4]);
+        assert_eq!(part_args(&raws[0]), ["MGET", "{x}1", "{x}2", "{x}1"]);
+        assert_eq!(s.parts[0].positions[..], [0, 2, 4]);
         assert_eq!(s.parts[0].slot, Slot::of(b"x"));
-        assert_eq!(part_args(&s.parts[1]), ["MGET", "foo"]);
-        assert_eq!(s.parts[2].positions, [3]);
+        assert_eq!(part_args(&raws[1]), ["MGET", "foo"]);
+        assert_eq!(s.parts[2].positions[..], [3]);
     }
 
     #[test]
@@ -544,12 +565,12 @@ mod tests {
         let words: Vec<String> = (0..40).map(|i| format!("{{t{}}}k{i}", i % 5)).collect();
         let mut all = vec!["DEL".to_string()];
         all.extend(words.iter().cloned());
-        let a: Vec<&[u8]> = all.iter().map(|w| w.as_bytes()).collect();
+        let a = Request::from_args(all.iter().map(|w| w.as_bytes()));
         let indices: Vec<usize> = (1..=40).collect();
-        let s = split(&a, &indices, MergeRule::Sum, 1, &Placement::Slots);
+        let (s, raws) = split(&a, &indices, MergeRule::Sum, 1, &Placement::Slots);
         assert_eq!(s.parts.len(), 5);
-        assert_eq!(s.parts[0].positions, [0, 5, 10, 15, 20, 25, 30, 35]);
-        assert_eq!(part_args(&s.parts[1])[1], "{t1}k1");
+        assert_eq!(s.parts[0].positions[..], [0, 5, 10, 15, 20, 25, 30, 35]);
+        assert_eq!(part_args(&raws[1])[1], "{t1}k1");
     }
 
     #[test]
@@ -564,16 +585,16 @@ mod tests {
 
     #[test]
     fn mset_moves_values_with_their_keys() {
-        let a = args(&["MSET", "foo", "1", "bar", "2", "{foo}x", "3"]);
-        let s = split(&a, &[1, 3, 5], MergeRule::AllOk, 2, &Placement::Slots);
-        assert_eq!(part_args(&s.parts[0]), ["MSET", "foo", "1", "{foo}x", "3"]);
-        assert_eq!(part_args(&s.parts[1]), ["MSET", "bar", "2"]);
+        let a = request(&["MSET", "foo", "1", "bar", "2", "{foo}x", "3"]);
+        let (_, raws) = split(&a, &[1, 3, 5], MergeRule::AllOk, 2, &Placement::Slots);
+        assert_eq!(part_args(&raws[0]), ["MSET", "foo", "1", "{foo}x", "3"]);
+        assert_eq!(part_args(&raws[1]), ["MSET", "bar", "2"]);
     }
 
     #[test]
     fn values_merge_back_in_key_order() {
-        let a = args(&["MGET", "{x}1", "foo", "{x}2"]);
-        let s = split(&a, &[1, 2, 3], MergeRule::Values, 1, &Placement::Slots);
+        let a = request(&["MGET", "{x}1", "foo", "{x}2"]);
+        let (s, _) = split(&a, &[1, 2, 3], MergeRule::Values, 1, &Placement::Slots);
         let replies = [
             Bytes::from_static(b"*2\r\n$1\r\na\r\n$-1\r\n"),
             Bytes::from_static(b"*1\r\n$1\r\nb\r\n"),
@@ -584,8 +605,8 @@ mod tests {
 
     #[test]
     fn counts_sum_and_errors_win() {
-        let a = args(&["DEL", "foo", "bar"]);
-        let s = split(&a, &[1, 2], MergeRule::Sum, 1, &Placement::Slots);
+        let a = request(&["DEL", "foo", "bar"]);
+        let (s, _) = split(&a, &[1, 2], MergeRule::Sum, 1, &Placement::Slots);
         let limits = Limits::default();
         let ok = [Bytes::from_static(b":1\r\n"), Bytes::from_static(b":0\r\n")];
         assert_eq!(&merge(s.rule, &s.parts, &ok, 2, &limits)[..], b":1\r\n");
@@ -609,8 +630,8 @@ mod tests {
 
     #[test]
     fn a_short_or_wrong_reply_is_an_error_not_a_short_array() {
-        let a = args(&["MGET", "foo", "bar"]);
-        let s = split(&a, &[1, 2], MergeRule::Values, 1, &Placement::Slots);
+        let a = request(&["MGET", "foo", "bar"]);
+        let (s, _) = split(&a, &[1, 2], MergeRule::Values, 1, &Placement::Slots);
         let replies = [
             Bytes::from_static(b"*0\r\n"),
             Bytes::from_static(b"*1\r\n$1\r\nb\r\n"),
@@ -628,8 +649,8 @@ mod tests {
     #[test]
     fn fan_out_merges() {
         let limits = Limits::default();
-        let request = Request::from_args(args(&["KEYS", "*"]));
-        let s = fan_out(
+        let request = request(&["KEYS", "*"]);
+        let (s, _) = fan_out(
             &request,
             &[Slot::of(b"a"), Slot::of(b"b")],
             MergeRule::Concat,

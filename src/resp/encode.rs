@@ -78,12 +78,32 @@ pub(crate) fn one_line(out: &mut BytesMut, prefix: u8, line: &[u8]) {
     out.put_slice(b"\r\n");
 }
 
-/// Appends a length header such as `$3\r\n` or `*2\r\n`.
+/// Appends a length header such as `$3\r\n` or `*2\r\n`: built on the stack and appended in
+/// one copy (one capacity check, not one per byte).
 pub(crate) fn header(out: &mut BytesMut, prefix: u8, n: usize) {
-    out.reserve(1 + MAX_DECIMAL + 2);
-    out.put_u8(prefix);
-    put_u64(out, n as u64);
-    out.put_slice(b"\r\n");
+    let mut line = [0u8; 1 + MAX_DECIMAL + 2];
+    let mut at = line.len() - 2;
+    if let Some(end) = line.get_mut(at..) {
+        end.copy_from_slice(b"\r\n");
+    }
+    let mut n = n as u64;
+    loop {
+        at -= 1;
+        // `n % 10 < 10`, so the cast cannot truncate.
+        if let Some(d) = line.get_mut(at) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // At most 20 digits: `at` is still at least 1.
+    at -= 1;
+    if let Some(p) = line.get_mut(at) {
+        *p = prefix;
+    }
+    out.extend_from_slice(line.get(at..).unwrap_or_default());
 }
 
 /// Bytes a bulk string of `len` data bytes takes once encoded.
@@ -152,6 +172,11 @@ mod tests {
         assert_eq!(enc(|o| bulk(o, b"")), b"$0\r\n\r\n");
         assert_eq!(enc(null_bulk), b"$-1\r\n");
         assert_eq!(enc(|o| array_header(o, 10)), b"*10\r\n");
+        assert_eq!(enc(|o| array_header(o, 0)), b"*0\r\n");
+        assert_eq!(
+            enc(|o| length_header(o, b'$', usize::MAX)),
+            format!("${}\r\n", usize::MAX).as_bytes()
+        );
         assert_eq!(enc(null_array), b"*-1\r\n");
     }
 

@@ -235,6 +235,21 @@ proptest! {
         for (g, w) in got.iter().zip(&want) {
             prop_assert_eq!(g.raw(), w.raw());
             prop_assert_eq!(g.args(), w.args());
+            // Any run of arguments, as a sub-request copies it, is their encoding.
+            let args = g.args();
+            for i in 0..args.len() {
+                for j in i + 1..=args.len() {
+                    let mut each = Vec::new();
+                    for a in &args[i..j] {
+                        each.extend(format!("${}\r\n", a.len()).bytes());
+                        each.extend_from_slice(a);
+                        each.extend_from_slice(b"\r\n");
+                    }
+                    prop_assert_eq!(g.encoded_args(i..j), Some(&each[..]));
+                }
+            }
+            prop_assert_eq!(g.encoded_args(0..0), None);
+            prop_assert_eq!(g.encoded_args(0..args.len() + 1), None);
         }
     }
 

@@ -7,6 +7,8 @@
 //! borrowed slices, so holding a request holds one buffer, a GET or SET stores its arguments
 //! without a heap allocation, and decoding one touches no reference count per argument.
 
+use std::ops::Range;
+
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
@@ -79,6 +81,28 @@ impl Request {
         self.raw.get(s as usize..e as usize)
     }
 
+    /// How many arguments the request has, the command name included.
+    pub fn arg_count(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// The arguments `range` as they are encoded in [`raw`](Self::raw) (each `$len\r\n` header,
+    /// the bytes, `\r\n`), one slice: what a sub-request with some of these arguments copies
+    /// instead of encoding them again. `None` for an empty range or one past the arguments.
+    pub fn encoded_args(&self, range: Range<usize>) -> Option<&[u8]> {
+        if range.is_empty() {
+            return None;
+        }
+        let &(_, last_end) = self.spans.get(range.end - 1)?;
+        // Arguments follow each other with nothing between them: argument `i` starts right
+        // after argument `i - 1`'s `\r\n`, the first one right after the `*N\r\n` line.
+        let start = match range.start.checked_sub(1) {
+            Some(before) => self.spans.get(before)?.1 as usize + 2,
+            None => self.raw.iter().position(|&b| b == b'\n')? + 1,
+        };
+        self.raw.get(start..last_end as usize + 2)
+    }
+
     /// Builds a request by encoding `args` (used for split and fan-out sub-requests). With no
     /// arguments the result is `*0\r\n`, which no backend will answer: callers must pass at
     /// least the command name.
@@ -87,15 +111,20 @@ impl Request {
         encode_args(args.iter().map(|a| a.as_ref()))
     }
 
-    /// A request whose arguments are the `spans` (start, end) of `raw`. Every span must lie
-    /// within `raw`, and `raw` be at most [`MAX_REQUEST_LEN`] long; both callers derive them
-    /// from the bytes they just checked (under the decoder's limit) or wrote.
+    /// A request whose arguments are the `spans` (start, end) of `raw`. `raw` must be a
+    /// multibulk of exactly these bulk strings, in order and back to back (what
+    /// [`encoded_args`](Self::encoded_args) relies on), at most [`MAX_REQUEST_LEN`] long;
+    /// both callers derive the spans from the bytes they just checked (under the decoder's
+    /// limit) or wrote.
     /// The spans are moved in, not copied: the decoder hands over the ones it collected.
     pub(crate) fn from_spans(raw: Bytes, spans: Spans) -> Request {
         debug_assert!(raw.len() <= MAX_REQUEST_LEN);
         debug_assert!(spans
             .iter()
             .all(|&(s, e)| s <= e && e as usize <= raw.len()));
+        debug_assert!(spans
+            .last()
+            .is_none_or(|&(_, e)| e as usize + 2 == raw.len()));
         Request { raw, spans }
     }
 }
@@ -140,6 +169,21 @@ mod tests {
             assert!(raw.contains(&(a.as_ptr() as usize)), "arg not inside raw");
         }
         assert_eq!(&Request::from_args::<&[u8], _>([]).raw()[..], b"*0\r\n");
+    }
+
+    #[test]
+    fn encoded_args_are_the_raw_bytes_of_a_run_of_arguments() {
+        let req = Request::from_args(["MSET", "k1", "v\r\n1", "k2", ""].map(str::as_bytes));
+        assert_eq!(req.arg_count(), 5);
+        assert_eq!(req.encoded_args(0..1), Some(&b"$4\r\nMSET\r\n"[..]));
+        assert_eq!(
+            req.encoded_args(1..3),
+            Some(&b"$2\r\nk1\r\n$4\r\nv\r\n1\r\n"[..])
+        );
+        assert_eq!(req.encoded_args(4..5), Some(&b"$0\r\n\r\n"[..]));
+        assert_eq!(req.encoded_args(0..5), req.raw().get(4..));
+        assert_eq!(req.encoded_args(2..2), None);
+        assert_eq!(req.encoded_args(4..6), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use smallvec::SmallVec;
 use tokio::time::Instant;
 
 use crate::backend::conn::Outbound;
-use crate::command::split::{self, MergeRule};
+use crate::command::split::{self, MergeRule, SubRequests};
 use crate::command::{self, CommandSpec, Flags};
 use crate::placement::Placement;
 use crate::resp::Request;
@@ -145,15 +145,16 @@ impl Session {
                 keys,
                 readonly,
             } => {
-                let split = split::split(&args[..], &keys, rule, per_key, table.placement());
+                let (split, requests) =
+                    split::split(&request, &keys, rule, per_key, table.placement());
                 if !readonly {
                     self.wrote_to_all(split.parts.iter().map(|part| part.slot));
                 }
                 let timed = self.queue.times_requests().then(|| request.raw().clone());
                 let merge = Merge::new(split, self.queue.reserve(), self.worker.limits, timed);
-                for (index, part) in merge.split().parts.iter().enumerate() {
+                let parts = merge.split().parts.iter().zip(requests);
+                for (index, (part, raw)) in parts.enumerate() {
                     let reply = ReplyTarget::part(&merge, index);
-                    let raw = part.raw.clone();
                     self.forward(raw, reply, part.slot, readonly, now, None);
                 }
             }
@@ -195,10 +196,10 @@ impl Session {
                 if !readonly {
                     self.wrote_to_all(slots.iter().copied());
                 }
-                let split = split::fan_out(&request, &slots, rule);
+                let (split, requests) = split::fan_out(&request, &slots, rule);
                 let timed = self.queue.times_requests().then(|| request.raw().clone());
                 let merge = Merge::new(split, self.queue.reserve(), self.worker.limits, timed);
-                self.fan_out(&merge, masters, readonly, now);
+                self.fan_out(&merge, requests, masters, readonly, now);
             }
             Route::Local(Local::Info) if crate::info::wants_keyspace(&args[1..]) => {
                 let mut text = crate::info::render(&args[1..], &self.worker);
@@ -216,11 +217,11 @@ impl Session {
                     Bytes::from_static(b"INFO"),
                     Bytes::from_static(b"keyspace"),
                 ]);
-                let split = split::fan_out(&info, &slots, MergeRule::Keyspace);
+                let (split, requests) = split::fan_out(&info, &slots, MergeRule::Keyspace);
                 let target = self.queue.reserve();
                 let merge =
                     Merge::with_text_prefix(split, target, self.worker.limits, text, self.resp3);
-                self.fan_out(&merge, masters, true, now);
+                self.fan_out(&merge, requests, masters, true, now);
             }
             Route::Scan => {
                 drop(args);
@@ -340,11 +341,18 @@ impl Session {
             .unzip()
     }
 
-    /// Send each part of `merge` to its master.
-    fn fan_out(&self, merge: &Rc<Merge>, masters: Vec<Arc<str>>, readonly: bool, now: Instant) {
-        for (index, (part, master)) in merge.split().parts.iter().zip(masters).enumerate() {
+    /// Send each part of `merge` (its bytes in `requests`) to its master.
+    fn fan_out(
+        &self,
+        merge: &Rc<Merge>,
+        requests: SubRequests,
+        masters: Vec<Arc<str>>,
+        readonly: bool,
+        now: Instant,
+    ) {
+        let parts = merge.split().parts.iter().zip(requests).zip(masters);
+        for (index, ((part, raw), master)) in parts.enumerate() {
             let reply = ReplyTarget::part(merge, index);
-            let raw = part.raw.clone();
             self.forward(raw, reply, part.slot, readonly, now, Some(master));
         }
     }
