@@ -20,7 +20,7 @@ use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
 use crate::placement::Placement;
-use crate::resp::{encode, parse_frame, Frame, Limits, Request};
+use crate::resp::{encode, header_line, parse_frame, Frame, Limits, Request};
 use crate::slot::Slot;
 
 /// How the replies of the parts combine into one.
@@ -472,7 +472,7 @@ pub fn merge(
 /// The raw bytes of each element of an array reply whose elements are all bulk strings or
 /// nils (an MGET reply); `None` if `reply` is anything else or malformed.
 fn bulk_elements(reply: &[u8]) -> Option<SmallVec<[&[u8]; 4]>> {
-    let (count, mut at) = header(reply, b'*')?;
+    let (count, mut at) = header_line(reply, 0, b'*', usize::MAX)?;
     let count = usize::try_from(count).ok()?;
     let mut elements = SmallVec::with_capacity(count.min(reply.len() / 4));
     for _ in 0..count {
@@ -483,8 +483,8 @@ fn bulk_elements(reply: &[u8]) -> Option<SmallVec<[&[u8]; 4]>> {
             elements.push(reply.get(start..at)?);
             continue;
         }
-        let (len, data) = header(reply.get(at..)?, b'$')?;
-        at += data;
+        let (len, after_header) = header_line(reply, at, b'$', usize::MAX)?;
+        at = after_header;
         if len >= 0 {
             let end = at.checked_add(usize::try_from(len).ok()?)?;
             if reply.get(end..end + 2)? != b"\r\n" {
@@ -495,20 +495,6 @@ fn bulk_elements(reply: &[u8]) -> Option<SmallVec<[&[u8]; 4]>> {
         elements.push(reply.get(start..at)?);
     }
     (at == reply.len()).then_some(elements)
-}
-
-/// Parse a `<kind><integer>\r\n` line at the start of `bytes`: the integer and the line's
-/// length.
-fn header(bytes: &[u8], kind: u8) -> Option<(i64, usize)> {
-    if bytes.first() != Some(&kind) {
-        return None;
-    }
-    let end = bytes.iter().position(|&b| b == b'\r')?;
-    if bytes.get(end + 1) != Some(&b'\n') {
-        return None;
-    }
-    let digits = std::str::from_utf8(bytes.get(1..end)?).ok()?;
-    Some((digits.parse().ok()?, end + 2))
 }
 
 fn unexpected(reply: &Bytes) -> Bytes {
