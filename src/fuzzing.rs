@@ -73,6 +73,22 @@ fn decode_requests(pieces: &[&[u8]]) -> (Vec<Vec<Vec<u8>>>, Option<String>) {
         |request| {
             let args = request.args();
             assert!(!args.is_empty(), "a request has a command name");
+            // What split sub-requests copy: each argument's own encoding, back to back.
+            for (i, arg) in args.iter().enumerate() {
+                let mut want = format!("${}\r\n", arg.len()).into_bytes();
+                want.extend_from_slice(arg);
+                want.extend_from_slice(b"\r\n");
+                assert_eq!(
+                    request.encoded_args(i..i + 1),
+                    Some(&want[..]),
+                    "argument {i}"
+                );
+            }
+            let all = request.encoded_args(0..args.len()).unwrap_or_default();
+            assert!(
+                request.raw().ends_with(all),
+                "the arguments end the request"
+            );
             out.push(args.iter().map(|a| a.to_vec()).collect());
         },
     );
