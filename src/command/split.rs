@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
-use smallvec::SmallVec;
+use smallvec::{smallvec, SmallVec};
 
 use crate::placement::Placement;
 use crate::resp::{encode, header_line, parse_frame, Frame, Limits, Request};
@@ -256,7 +256,7 @@ pub fn split(
                 if let Some(map) = &mut by_slot {
                     map.insert(slot, groups.len());
                 }
-                groups.push((slot, Positions::from_buf_and_len([position, 0], 1)));
+                groups.push((slot, smallvec![position]));
             }
         }
     }
