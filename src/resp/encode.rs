@@ -82,24 +82,12 @@ pub(crate) fn one_line(out: &mut BytesMut, prefix: u8, line: &[u8]) {
 /// one copy (one capacity check, not one per byte).
 pub(crate) fn header(out: &mut BytesMut, prefix: u8, n: usize) {
     let mut line = [0u8; 1 + MAX_DECIMAL + 2];
-    let mut at = line.len() - 2;
-    if let Some(end) = line.get_mut(at..) {
+    let crlf = line.len() - 2;
+    if let Some(end) = line.get_mut(crlf..) {
         end.copy_from_slice(b"\r\n");
     }
-    let mut n = n as u64;
-    loop {
-        at -= 1;
-        // `n % 10 < 10`, so the cast cannot truncate.
-        if let Some(d) = line.get_mut(at) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    // At most 20 digits: `at` is still at least 1.
-    at -= 1;
+    // At most 20 digits: there is room for the prefix before them.
+    let at = digits_before(&mut line, crlf, n as u64) - 1;
     if let Some(p) = line.get_mut(at) {
         *p = prefix;
     }
@@ -126,21 +114,26 @@ fn decimal_len(mut n: u64) -> usize {
 }
 
 /// Formats on the stack: `format!`/`itoa`-free, and no allocation on the reply path.
-fn put_u64(out: &mut BytesMut, mut n: u64) {
+fn put_u64(out: &mut BytesMut, n: u64) {
     let mut digits = [0u8; MAX_DECIMAL];
-    let mut at = digits.len();
+    let at = digits_before(&mut digits, MAX_DECIMAL, n);
+    out.put_slice(digits.get(at..).unwrap_or_default());
+}
+
+/// Writes the decimal digits of `n` into `buf` so that they end just before `end`, and
+/// returns where they start; `buf` has room for [`MAX_DECIMAL`] digits before `end`.
+fn digits_before(buf: &mut [u8], mut end: usize, mut n: u64) -> usize {
     loop {
-        at -= 1;
+        end -= 1;
         // `n % 10 < 10`, so the cast cannot truncate.
-        if let Some(d) = digits.get_mut(at) {
+        if let Some(d) = buf.get_mut(end) {
             *d = b'0' + (n % 10) as u8;
         }
         n /= 10;
         if n == 0 {
-            break;
+            return end;
         }
     }
-    out.put_slice(digits.get(at..).unwrap_or_default());
 }
 
 fn put_i64(out: &mut BytesMut, n: i64) {
