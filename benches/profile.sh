@@ -23,7 +23,8 @@
 # Everything it starts is stopped by PID on exit. Files: OUT/ (callgrind.out.*, *.txt).
 #
 # Environment: N [20000; 300000 with TOOL=kernel]  CLIENTS [50]  KEYSPACE [100000]  TOP [25]
-#   WORKLOADS ["set get"]  PIPELINES ["1 16"]  TOOL [auto|callgrind|perf|kernel]
+#   WORKLOADS ["set get"] (also mset, and mget: MGET of 10 random keys)  PIPELINES ["1 16"]
+#   TOOL [auto|callgrind|perf|kernel]
 #   SLOWLOG [on]: the slow log's bookkeeping as shipped, with a threshold nothing reaches
 #   (100 s); off: slow log off
 #   SERVER_CPUS [1]  CLIENT_CPUS [0]: taskset pinning as in benches/e2e.sh (the servers and
@@ -156,7 +157,11 @@ wait_ping "$PORT" "$SG" 120
 log "slotgate pid $SG on 127.0.0.1:$PORT"
 
 bench() { # workload pipeline n
-    "${PIN_CLIENT[@]}" redis-benchmark -p "$PORT" -c "$CLIENTS" -n "$3" -r "$KEYSPACE" -d 32 -P "$2" -t "$1" --csv \
+    # A redis-benchmark test (-t), or for mget (not one) MGET of 10 pre-filled random keys.
+    local what=(-t "$1")
+    [[ $1 == mget ]] && what=(MGET key:__rand_int__ key:__rand_int__ key:__rand_int__ key:__rand_int__
+        key:__rand_int__ key:__rand_int__ key:__rand_int__ key:__rand_int__ key:__rand_int__ key:__rand_int__)
+    "${PIN_CLIENT[@]}" redis-benchmark -p "$PORT" -c "$CLIENTS" -n "$3" -r "$KEYSPACE" -d 32 -P "$2" --csv "${what[@]}" \
         > "$OUT/bench-$1-P$2.csv" 2> "$OUT/bench-$1-P$2.err" || die "redis-benchmark $1 P$2 failed"
 }
 log "warm-up and pre-fill ($KEYSPACE keys)"
