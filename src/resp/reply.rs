@@ -205,6 +205,7 @@ impl ReplyDecoder {
                 let (_, end) = header_line(buf, 0, b':', limits.max_inline_len)?;
                 Some((end, ReplyKind::Integer))
             }
+            b'*' => self.bulk_array(buf),
             b'+' => {
                 // Short statuses (+OK, +QUEUED, +PONG …); longer ones take the general path.
                 let window = buf.get(1..buf.len().min(SHORT_STATUS))?;
@@ -216,6 +217,36 @@ impl ReplyDecoder {
             }
             _ => None,
         }
+    }
+
+    /// [`simple_reply`](Self::simple_reply) for a complete array whose elements are all bulk
+    /// strings or null bulks (what MGET, HMGET, LRANGE … answer), or a null array.
+    fn bulk_array(&self, buf: &[u8]) -> Option<(usize, ReplyKind)> {
+        let limits = &self.limits;
+        let (count, mut pos) = header_line(buf, 0, b'*', limits.max_inline_len)?;
+        if count == -1 {
+            return Some((pos, ReplyKind::NullArray));
+        }
+        // The resumable path refuses any array when no nesting at all is allowed.
+        if limits.max_depth == 0 {
+            return None;
+        }
+        for _ in 0..u64::try_from(count).ok()? {
+            let (len, start) = header_line(buf, pos, b'$', limits.max_inline_len)?;
+            if len == -1 {
+                pos = start;
+                continue;
+            }
+            let len = usize::try_from(len)
+                .ok()
+                .filter(|&n| n <= limits.max_bulk_len)?;
+            let end = start.checked_add(len)?;
+            if buf.get(end..end.checked_add(2)?)? != b"\r\n" {
+                return None;
+            }
+            pos = end + 2;
+        }
+        Some((pos, ReplyKind::Array))
     }
 
     fn reset(&mut self) {
@@ -380,6 +411,64 @@ pub(super) fn bad_terminator(ty: u8) -> ParseError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    /// Reply-shaped bytes: arrays of bulk strings mostly, with the things that must send the
+    /// one-pass path back to the resumable one (other element types, nesting, negative or
+    /// oversized lengths, missing CR LF, truncation).
+    fn reply_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let element = prop_oneof![
+            4 => vec(any::<u8>(), 0..12).prop_map(|d| {
+                let mut e = format!("${}\r\n", d.len()).into_bytes();
+                e.extend_from_slice(&d);
+                e.extend_from_slice(b"\r\n");
+                e
+            }),
+            1 => Just(b"$-1\r\n".to_vec()),
+            1 => prop::sample::select(vec![
+                &b":7\r\n"[..], b"_\r\n", b"*1\r\n$1\r\na\r\n", b"*0\r\n", b"$-2\r\n",
+                b"$01\r\na\r\n", b"$1\r\nab\r\n", b"$40\r\n", b"+OK\r\n", b"$3\r\nab",
+            ]).prop_map(<[u8]>::to_vec),
+        ];
+        (vec(element, 0..6), -2i64..8, 0usize..4, any::<usize>()).prop_map(
+            |(elements, count, trailing, cut)| {
+                let mut out = format!("*{count}\r\n").into_bytes();
+                for e in elements {
+                    out.extend(e);
+                }
+                out.extend(std::iter::repeat_n(b'x', trailing));
+                // Sometimes truncated anywhere.
+                if cut % 3 == 0 {
+                    out.truncate(cut / 3 % (out.len() + 1));
+                }
+                out
+            },
+        )
+    }
+
+    proptest! {
+        /// Whatever the one-pass path accepts, the resumable path accepts the same way: same
+        /// length, same kind, under default and under tight limits.
+        #[test]
+        fn the_one_pass_path_agrees_with_the_resumable_one(
+            input in reply_bytes(),
+            tight in any::<bool>(),
+            depth in 0usize..2,
+        ) {
+            let limits = if tight {
+                Limits { max_bulk_len: 4, max_inline_len: 3, max_depth: depth, ..Limits::default() }
+            } else {
+                Limits::default()
+            };
+            let fast = ReplyDecoder::new(limits);
+            if let Some((end, kind)) = fast.simple_reply(&input) {
+                let mut slow = ReplyDecoder::new(limits);
+                prop_assert_eq!(slow.scan(&input), Ok(Some(end)));
+                prop_assert_eq!(slow.kind.unwrap_or(ReplyKind::Status), kind);
+            }
+        }
+    }
 
     fn decode_one(input: &[u8]) -> Result<Option<Reply>, ParseError> {
         ReplyDecoder::new(Limits::default()).decode(&mut BytesMut::from(input))
