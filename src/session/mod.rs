@@ -236,7 +236,9 @@ impl Session {
         wbuf: &mut BytesMut,
     ) -> std::io::Result<()> {
         let mut wrote = 0;
-        while let Some((reply, command)) = self.queue.pop_ready() {
+        // Replies to one read go out together (see `ReplyQueue::holding`).
+        let hold = self.queue.holding();
+        while let Some((reply, command)) = if hold { None } else { self.queue.pop_ready() } {
             wrote += reply.len();
             // RESP2 `-` or RESP3 blob error `!`: one byte compare per reply.
             if matches!(reply.first(), Some(b'-' | b'!')) {
@@ -359,6 +361,9 @@ impl Session {
                     self.usage.linger = true;
                 }
             }
+        }
+        if count > 1 {
+            self.queue.end_batch();
         }
         self.worker.stats().add_commands(count);
         self.clock.read(now, count);

@@ -10,6 +10,13 @@
 //! ([`ReplyTarget::answer`]) is compared with it then, while the request's bytes are still at
 //! hand; only a slow one is kept ([`ReplyQueue::take_slow`]). Nothing per request is copied or
 //! counted for it.
+//!
+//! Replies to one read leave in one write, as Redis answers one read's commands with one write:
+//! the session marks where each read's requests end ([`ReplyQueue::end_batch`]) and the queue
+//! holds a ready front back ([`ReplyQueue::holding`]) while later replies of the same read are
+//! still owed, unless [`HOLD_LIMIT`] bytes are already waiting. A pipeline spread over several
+//! backends, whose replies come in at different moments, then costs one write to the client
+//! instead of one per backend.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -23,6 +30,12 @@ use crate::wake::LocalSignal;
 
 use super::limits::{OutputLimit, Overflow};
 use super::merge::Merge;
+
+/// Ready replies are never held back once this many bytes of them wait to be written.
+pub const HOLD_LIMIT: usize = 64 * 1024;
+/// Most read batches whose ends the queue keeps; ends past it are not recorded, so their
+/// replies are held with the next recorded batch's (never longer than that batch's).
+const MAX_BATCHES: usize = 64;
 
 /// Replies of one session, in request order. Shared (`Rc`) with the backend connections that
 /// owe it replies; all on one worker thread.
@@ -45,6 +58,11 @@ pub struct ReplyQueue {
     slow_kept: Cell<bool>,
     /// Sequence number of the front slot.
     base: Cell<u64>,
+    /// How many places at the front have their replies in.
+    ready_len: Cell<usize>,
+    /// Where the requests of each read not yet written through end (the sequence number after
+    /// the read's last request), oldest first; only reads of more than one request.
+    batch_ends: RefCell<VecDeque<u64>>,
     /// Set when the client is gone: late replies are dropped instead of queued.
     closed: Cell<bool>,
     /// Raised when the front slot becomes ready.
@@ -163,14 +181,16 @@ impl ReplyQueue {
     pub fn push_ready(&self, reply: Bytes) {
         self.unwritten.set(self.unwritten.get() + reply.len());
         let mut slots = self.slots.borrow_mut();
+        if slots.len() == self.ready_len.get() {
+            self.ready_len.set(slots.len() + 1);
+        }
         slots.push_back(Place {
             command: self.command.get(),
             slow_at: self.slow_at.get(),
             reply: Some(reply),
         });
-        if slots.len() == 1 {
-            self.ready.raise();
-        }
+        drop(slots);
+        self.raise_if_ready();
     }
 
     /// Queue the reply the proxy made itself to `request`, one of the requests being read,
@@ -205,10 +225,52 @@ impl ReplyQueue {
             let unwritten = self.unwritten.get() + reply.len();
             self.unwritten.set(unwritten.saturating_sub(replaced));
             place.reply = Some(reply);
-            if index == 0 {
-                self.ready.raise();
+            let mut ready = self.ready_len.get();
+            if index as usize == ready {
+                while slots.get(ready).is_some_and(|place| place.reply.is_some()) {
+                    ready += 1;
+                }
+                self.ready_len.set(ready);
             }
+            drop(slots);
+            self.raise_if_ready();
         }
+    }
+
+    /// Wake the session when there is a ready front it may write now.
+    #[inline]
+    fn raise_if_ready(&self) {
+        if self.ready_len.get() > 0 && !self.holding() {
+            self.ready.raise();
+        }
+    }
+
+    /// The requests of one read have all been dispatched: hold their replies until the last
+    /// of them is in (see [`ReplyQueue::holding`]). Call once per read that dispatched more
+    /// than one request.
+    pub fn end_batch(&self) {
+        let end = self.next_seq();
+        if end <= self.base.get() + self.ready_len.get() as u64 {
+            return; // All answered already.
+        }
+        let mut ends = self.batch_ends.borrow_mut();
+        if ends.len() < MAX_BATCHES && ends.back().is_none_or(|&last| last < end) {
+            ends.push_back(end);
+        }
+    }
+
+    /// Whether the ready front should wait: a reply of the oldest read not yet written through
+    /// is still owed, and fewer than [`HOLD_LIMIT`] bytes are waiting.
+    pub fn holding(&self) -> bool {
+        let base = self.base.get();
+        let mut ends = self.batch_ends.borrow_mut();
+        // Reads whose replies have all been taken are done with.
+        while ends.front().is_some_and(|&end| end <= base) {
+            ends.pop_front();
+        }
+        ends.front().is_some_and(|&end| {
+            end > base + self.ready_len.get() as u64 && self.unwritten.get() < HOLD_LIMIT
+        })
     }
 
     /// Whether slow requests were kept since the last [`ReplyQueue::take_slow`].
@@ -309,6 +371,7 @@ impl ReplyQueue {
         let command = usize::from(front.command);
         slots.pop_front();
         self.base.set(self.base.get() + 1);
+        self.ready_len.set(self.ready_len.get().saturating_sub(1));
         Some((reply, command))
     }
 
@@ -326,6 +389,8 @@ impl ReplyQueue {
     pub fn close(&self) {
         self.closed.set(true);
         self.slots.borrow_mut().clear();
+        self.ready_len.set(0);
+        self.batch_ends.borrow_mut().clear();
         self.unwritten.set(0);
     }
 }
@@ -446,6 +511,79 @@ mod tests {
         );
         assert!(!off.kept_slow(), "the slow log is off");
         assert!(off.take_slow().is_empty(), "the slow log is off");
+    }
+
+    /// Whether the session would be woken now (lowers the signal, as its wait does).
+    fn woken(q: &ReplyQueue) -> bool {
+        use futures_util::FutureExt;
+        q.wait_ready().now_or_never().is_some()
+    }
+
+    #[test]
+    fn a_read_s_replies_are_held_until_the_last_is_in() {
+        let q = ReplyQueue::new();
+        let (a, b, c) = (q.reserve(), q.reserve(), q.reserve());
+        q.end_batch();
+        a.fill(Bytes::from_static(b"+a\r\n"));
+        assert!(q.holding(), "b and c are still owed");
+        assert!(!woken(&q), "no wake-up for a front that waits");
+        c.fill(Bytes::from_static(b"+c\r\n"));
+        assert!(q.holding() && !woken(&q), "b is still owed");
+        b.fill(Bytes::from_static(b"+b\r\n"));
+        assert!(!q.holding(), "the read is answered");
+        assert!(woken(&q));
+        let got: Vec<_> = std::iter::from_fn(|| q.pop_ready().map(|(r, _)| r)).collect();
+        assert_eq!(got, [&b"+a\r\n"[..], b"+b\r\n", b"+c\r\n"]);
+        assert!(!q.holding());
+    }
+
+    #[test]
+    fn a_finished_read_is_not_held_for_the_next_one() {
+        let q = ReplyQueue::new();
+        let (a, b) = (q.reserve(), q.reserve());
+        q.end_batch();
+        let (c, d) = (q.reserve(), q.reserve());
+        q.end_batch();
+        b.fill(Bytes::from_static(b"+b\r\n"));
+        c.fill(Bytes::from_static(b"+c\r\n"));
+        assert!(q.holding(), "a is owed");
+        a.fill(Bytes::from_static(b"+a\r\n"));
+        assert!(
+            !q.holding(),
+            "the first read is answered; the second's d is owed"
+        );
+        assert!(woken(&q));
+        let got: Vec<_> = std::iter::from_fn(|| q.pop_ready().map(|(r, _)| r)).collect();
+        assert_eq!(got.len(), 3, "a, b and c go out together");
+        assert!(q.holding(), "the second read still owes d");
+        d.fill(Bytes::from_static(b"+d\r\n"));
+        assert!(!q.holding() && woken(&q));
+    }
+
+    #[test]
+    fn reads_without_a_recorded_end_are_not_held() {
+        let q = ReplyQueue::new();
+        let (a, _b) = (q.reserve(), q.reserve());
+        a.fill(Bytes::from_static(b"+a\r\n"));
+        assert!(
+            !q.holding() && woken(&q),
+            "no end_batch: written as it comes"
+        );
+        let answered = ReplyQueue::new();
+        answered.push_ready(Bytes::from_static(b"+PONG\r\n"));
+        answered.push_ready(Bytes::from_static(b"+PONG\r\n"));
+        answered.end_batch();
+        assert!(!answered.holding(), "a read answered at once is not held");
+    }
+
+    #[test]
+    fn replies_past_the_hold_limit_go_out_at_once() {
+        let q = ReplyQueue::new();
+        let (a, _b) = (q.reserve(), q.reserve());
+        q.end_batch();
+        a.fill(Bytes::from(vec![b'x'; HOLD_LIMIT]));
+        assert!(!q.holding(), "{HOLD_LIMIT} bytes wait: write them");
+        assert!(woken(&q));
     }
 
     #[test]
