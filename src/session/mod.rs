@@ -8,7 +8,9 @@
 //!
 //! A session lives on one worker thread for its whole life and shares nothing with other
 //! threads on the request path. All requests decoded from one read are dispatched before the
-//! worker's backend writers run, so a pipeline leaves in one write per backend.
+//! worker's backend writers run, so a pipeline leaves in one write per backend, and their
+//! replies are written together once the last of them is in (unless 64 KiB of them are
+//! waiting), so it comes back in one write to the client.
 
 mod client;
 mod cluster_view;

@@ -60,8 +60,11 @@ pub struct ReplyQueue {
     base: Cell<u64>,
     /// How many places at the front have their replies in.
     ready_len: Cell<usize>,
-    /// Where the requests of each read not yet written through end (the sequence number after
-    /// the read's last request), oldest first; only reads of more than one request.
+    /// Where the requests of the oldest read not yet written through end (the sequence number
+    /// after its last request; 0: none), checked on every reply without a borrow. Only reads
+    /// of more than one request are recorded.
+    hold_until: Cell<u64>,
+    /// The same for the reads after it, oldest first.
     batch_ends: RefCell<VecDeque<u64>>,
     /// Set when the client is gone: late replies are dropped instead of queued.
     closed: Cell<bool>,
@@ -253,24 +256,45 @@ impl ReplyQueue {
         if end <= self.base.get() + self.ready_len.get() as u64 {
             return; // All answered already.
         }
+        let current = self.current_end();
+        if current == 0 {
+            self.hold_until.set(end);
+            return;
+        }
         let mut ends = self.batch_ends.borrow_mut();
-        if ends.len() < MAX_BATCHES && ends.back().is_none_or(|&last| last < end) {
+        if ends.len() < MAX_BATCHES && ends.back().map_or(current, |&last| last) < end {
             ends.push_back(end);
         }
     }
 
     /// Whether the ready front should wait: a reply of the oldest read not yet written through
     /// is still owed, and fewer than [`HOLD_LIMIT`] bytes are waiting.
+    #[inline]
     pub fn holding(&self) -> bool {
+        let ready_through = self.base.get() + self.ready_len.get() as u64;
+        self.current_end() > ready_through && self.unwritten.get() < HOLD_LIMIT
+    }
+
+    /// The end of the oldest read whose replies have not all been taken (0: none).
+    #[inline]
+    fn current_end(&self) -> u64 {
+        let end = self.hold_until.get();
+        if end == 0 || end > self.base.get() {
+            return end;
+        }
+        self.next_end()
+    }
+
+    /// The oldest read's replies have all been taken: move on to the next read.
+    #[cold]
+    fn next_end(&self) -> u64 {
         let base = self.base.get();
         let mut ends = self.batch_ends.borrow_mut();
-        // Reads whose replies have all been taken are done with.
-        while ends.front().is_some_and(|&end| end <= base) {
-            ends.pop_front();
-        }
-        ends.front().is_some_and(|&end| {
-            end > base + self.ready_len.get() as u64 && self.unwritten.get() < HOLD_LIMIT
-        })
+        let next = std::iter::from_fn(|| ends.pop_front())
+            .find(|&end| end > base)
+            .unwrap_or(0);
+        self.hold_until.set(next);
+        next
     }
 
     /// Whether slow requests were kept since the last [`ReplyQueue::take_slow`].
@@ -390,6 +414,7 @@ impl ReplyQueue {
         self.closed.set(true);
         self.slots.borrow_mut().clear();
         self.ready_len.set(0);
+        self.hold_until.set(0);
         self.batch_ends.borrow_mut().clear();
         self.unwritten.set(0);
     }
@@ -584,6 +609,76 @@ mod tests {
         a.fill(Bytes::from(vec![b'x'; HOLD_LIMIT]));
         assert!(!q.holding(), "{HOLD_LIMIT} bytes wait: write them");
         assert!(woken(&q));
+    }
+
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// A read of this many requests, all sent to backends.
+        Read(usize),
+        /// The reply to the n-th (mod count) request still owed.
+        Fill(usize),
+        /// The session's write turn.
+        Write,
+    }
+
+    proptest! {
+        /// Against a model of the rule: the front waits exactly while the oldest read of more
+        /// than one request that is not written through still owes a reply; replies leave in
+        /// order, and once every reply is in nothing waits.
+        #[test]
+        fn holding_follows_the_oldest_unanswered_read(ops in proptest::collection::vec(
+            prop_oneof![
+                (1usize..5).prop_map(Op::Read),
+                (0usize..8).prop_map(Op::Fill),
+                Just(Op::Write),
+            ],
+            0..60,
+        )) {
+            let q = ReplyQueue::new();
+            let mut owed: Vec<(u64, ReplyTarget)> = Vec::new();
+            let mut filled: Vec<bool> = Vec::new(); // by sequence number
+            let mut ends: Vec<u64> = Vec::new();
+            let mut written = 0u64;
+            for op in ops {
+                match op {
+                    Op::Read(n) => {
+                        for _ in 0..n {
+                            owed.push((filled.len() as u64, q.reserve()));
+                            filled.push(false);
+                        }
+                        if n > 1 {
+                            q.end_batch();
+                            ends.push(filled.len() as u64);
+                        }
+                    }
+                    Op::Fill(i) if !owed.is_empty() => {
+                        let (seq, target) = owed.remove(i % owed.len());
+                        target.fill(Bytes::from(format!("+{seq}\r\n")));
+                        filled[seq as usize] = true;
+                    }
+                    Op::Fill(_) => {}
+                    Op::Write => {
+                        if !q.holding() {
+                            while let Some((reply, _)) = q.pop_ready() {
+                                prop_assert_eq!(reply, Bytes::from(format!("+{written}\r\n")));
+                                written += 1;
+                            }
+                        }
+                    }
+                }
+                let ready_through = written
+                    + filled[written as usize..].iter().take_while(|&&f| f).count() as u64;
+                let oldest = ends.iter().copied().find(|&end| end > written);
+                let model = oldest.is_some_and(|end| end > ready_through);
+                prop_assert_eq!(q.holding(), model);
+            }
+            for (_, target) in owed.drain(..) {
+                target.fill(Bytes::from_static(b"+late\r\n"));
+            }
+            prop_assert!(!q.holding(), "every reply is in");
+        }
     }
 
     #[test]
