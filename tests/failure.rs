@@ -191,6 +191,50 @@ async fn node_that_stops_answering_times_out_clearly() {
     );
 }
 
+/// The replies to one read are written together, but a slow node holds back the replies
+/// before its own only for a moment: the fast reply comes at once, the slow one when its node
+/// answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_node_does_not_hold_back_earlier_replies_of_the_same_read() {
+    let setup = common::start_with(no_failover(), |_| {});
+    let masters = setup.cluster.master_ports();
+    let slow_key = common::key_on(&setup.cluster, masters[0], "slow");
+    let fast_key = common::key_on(&setup.cluster, masters[1], "fast");
+    let mut c = setup.client().await;
+    set(&mut c, &fast_key, "quick").await.unwrap();
+    set(&mut c, &slow_key, "late").await.unwrap();
+
+    let mut direct = common::client(format!("127.0.0.1:{}", masters[0]).parse().unwrap()).await;
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(1_500)
+        .arg("ALL")
+        .query_async(&mut direct)
+        .await
+        .unwrap();
+    let paused_at = Instant::now();
+    let get = |key: &str| format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len());
+    let fast_reply: &[u8] = b"$5\r\nquick\r\n";
+    let slow_reply: &[u8] = b"$4\r\nlate\r\n";
+    let mut raw = common::Raw::connect(setup.addr());
+    // One write, so one read for the proxy: the fast GET first, then the one the pause holds.
+    raw.send((get(&fast_key) + &get(&slow_key)).as_bytes());
+    let first = raw.read_exactly(fast_reply.len());
+    let first_after = paused_at.elapsed();
+    assert_eq!(first, fast_reply);
+    assert!(
+        first_after < Duration::from_millis(500),
+        "the fast reply waited {first_after:?} for the paused node"
+    );
+    let second = raw.read_exactly(slow_reply.len());
+    let second_after = paused_at.elapsed();
+    assert_eq!(second, slow_reply);
+    assert!(
+        second_after >= Duration::from_millis(1_000),
+        "the paused node answered after {second_after:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_seed_at_startup_is_skipped() {
     let cluster = slotgate::demo::LocalCluster::start(ClusterOptions::default()).unwrap();

@@ -46,6 +46,9 @@ pub use queue::{ReplyQueue, ReplyTarget};
 /// Replies at least this large are written straight from their buffer instead of being
 /// copied into the session's write buffer.
 const LARGE_REPLY: usize = 64 * 1024;
+/// Longest a ready reply waits for a slower reply to the same read before it is written
+/// without it (tokio's timer rounds it up to the next millisecond).
+const MAX_HOLD: std::time::Duration = std::time::Duration::from_millis(1);
 /// Initial size of a session's read buffer.
 const BUFFER_SIZE: usize = 16 * 1024;
 /// A write buffer grown past this is given back after the write.
@@ -156,6 +159,10 @@ impl Session {
         let max_outstanding = self.worker.max_pipeline_depth;
         let bounds = self.worker.client_limits;
         let mut idle = limits::IdleTimer::new(bounds.idle_timeout);
+        // Armed while a ready reply waits for the rest of its read (see `ReplyQueue::holding`).
+        let hold_timer = tokio::time::sleep(std::time::Duration::ZERO);
+        tokio::pin!(hold_timer);
+        let mut hold_armed = false;
         let drain = self.worker.drain.listen();
         let queue = Rc::clone(&self.queue);
         loop {
@@ -172,6 +179,13 @@ impl Session {
             } else {
                 self.write_ready(stream, &mut wbuf).await?;
             }
+            let held = self.queue.front_ready();
+            if held && !hold_armed {
+                hold_timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + MAX_HOLD);
+            }
+            hold_armed = held;
             if self.deferred.is_some() && self.queue.outstanding() == 0 {
                 // On the heap: transactions and blocking commands would otherwise size
                 // every session's task, idle ones included.
@@ -203,6 +217,11 @@ impl Session {
                 // client that always has more to read cannot keep it waiting.
                 () = self.info.killed() => return Ok(()),
                 () = self.queue.wait_ready() => {}
+                // A reply of the read is slow: the ready ones go without it.
+                () = &mut hold_timer, if hold_armed => {
+                    self.queue.release_hold();
+                    hold_armed = false;
+                }
                 read = stream.read_buf(&mut rbuf), if may_read => {
                     let n = read?;
                     if n == 0 {

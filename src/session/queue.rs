@@ -184,6 +184,7 @@ impl ReplyQueue {
     pub fn push_ready(&self, reply: Bytes) {
         self.unwritten.set(self.unwritten.get() + reply.len());
         let mut slots = self.slots.borrow_mut();
+        let front_was_ready = self.ready_len.get() > 0;
         if slots.len() == self.ready_len.get() {
             self.ready_len.set(slots.len() + 1);
         }
@@ -193,7 +194,7 @@ impl ReplyQueue {
             reply: Some(reply),
         });
         drop(slots);
-        self.raise_if_ready();
+        self.raise_if_ready(front_was_ready);
     }
 
     /// Queue the reply the proxy made itself to `request`, one of the requests being read,
@@ -229,6 +230,7 @@ impl ReplyQueue {
             self.unwritten.set(unwritten.saturating_sub(replaced));
             place.reply = Some(reply);
             let mut ready = self.ready_len.get();
+            let front_was_ready = ready > 0;
             if index as usize == ready {
                 while slots.get(ready).is_some_and(|place| place.reply.is_some()) {
                     ready += 1;
@@ -236,16 +238,30 @@ impl ReplyQueue {
                 self.ready_len.set(ready);
             }
             drop(slots);
-            self.raise_if_ready();
+            self.raise_if_ready(front_was_ready);
         }
     }
 
-    /// Wake the session when there is a ready front it may write now.
+    /// Wake the session when the front has just become ready (so that it times a hold, see
+    /// [`ReplyQueue::release_hold`]) or when there is a ready front it may write now.
     #[inline]
-    fn raise_if_ready(&self) {
-        if self.ready_len.get() > 0 && !self.holding() {
+    fn raise_if_ready(&self, front_was_ready: bool) {
+        if self.ready_len.get() > 0 && (!front_was_ready || !self.holding()) {
             self.ready.raise();
         }
+    }
+
+    /// Whether the reply at the front is in.
+    #[inline]
+    pub fn front_ready(&self) -> bool {
+        self.ready_len.get() > 0
+    }
+
+    /// Stop holding: the replies of every read so far go out as they come. The session calls
+    /// it when a ready front has waited too long for a slow reply of its read.
+    pub fn release_hold(&self) {
+        self.hold_until.set(0);
+        self.batch_ends.borrow_mut().clear();
     }
 
     /// The requests of one read have all been dispatched: hold their replies until the last
@@ -551,7 +567,7 @@ mod tests {
         q.end_batch();
         a.fill(Bytes::from_static(b"+a\r\n"));
         assert!(q.holding(), "b and c are still owed");
-        assert!(!woken(&q), "no wake-up for a front that waits");
+        assert!(woken(&q), "the front is ready: the session times the hold");
         c.fill(Bytes::from_static(b"+c\r\n"));
         assert!(q.holding() && !woken(&q), "b is still owed");
         b.fill(Bytes::from_static(b"+b\r\n"));
@@ -602,6 +618,29 @@ mod tests {
     }
 
     #[test]
+    fn a_released_hold_lets_every_read_so_far_go() {
+        let q = ReplyQueue::new();
+        let (a, _b) = (q.reserve(), q.reserve());
+        q.end_batch();
+        let (c, _d) = (q.reserve(), q.reserve());
+        q.end_batch();
+        a.fill(Bytes::from_static(b"+a\r\n"));
+        assert!(q.holding() && q.front_ready());
+        q.release_hold();
+        assert!(!q.holding(), "b is slow: a goes without it");
+        assert_eq!(
+            q.pop_ready().map(|(r, _)| r).as_deref(),
+            Some(&b"+a\r\n"[..])
+        );
+        c.fill(Bytes::from_static(b"+c\r\n"));
+        assert!(!q.holding(), "the second read was released too");
+        let (e, _f) = (q.reserve(), q.reserve());
+        q.end_batch();
+        e.fill(Bytes::from_static(b"+e\r\n"));
+        assert!(q.holding(), "a read after the release is held again");
+    }
+
+    #[test]
     fn replies_past_the_hold_limit_go_out_at_once() {
         let q = ReplyQueue::new();
         let (a, _b) = (q.reserve(), q.reserve());
@@ -621,6 +660,8 @@ mod tests {
         Fill(usize),
         /// The session's write turn.
         Write,
+        /// The hold timed out.
+        Release,
     }
 
     proptest! {
@@ -633,6 +674,7 @@ mod tests {
                 (1usize..5).prop_map(Op::Read),
                 (0usize..8).prop_map(Op::Fill),
                 Just(Op::Write),
+                Just(Op::Release),
             ],
             0..60,
         )) {
@@ -659,6 +701,10 @@ mod tests {
                         filled[seq as usize] = true;
                     }
                     Op::Fill(_) => {}
+                    Op::Release => {
+                        q.release_hold();
+                        ends.clear();
+                    }
                     Op::Write => {
                         if !q.holding() {
                             while let Some((reply, _)) = q.pop_ready() {
