@@ -9,8 +9,9 @@
 //! A session lives on one worker thread for its whole life and shares nothing with other
 //! threads on the request path. All requests decoded from one read are dispatched before the
 //! worker's backend writers run, so a pipeline leaves in one write per backend, and their
-//! replies are written together once the last of them is in (unless 64 KiB of them are
-//! waiting), so it comes back in one write to the client.
+//! replies are written together once the last of them is in, so it comes back in one write to
+//! the client. A ready reply waits for the rest at most `MAX_HOLD` (a slow node must not hold
+//! back the replies before its own) and not at all once 64 KiB are waiting.
 
 mod client;
 mod cluster_view;

@@ -14,9 +14,10 @@
 //! Replies to one read leave in one write, as Redis answers one read's commands with one write:
 //! the session marks where each read's requests end ([`ReplyQueue::end_batch`]) and the queue
 //! holds a ready front back ([`ReplyQueue::holding`]) while later replies of the same read are
-//! still owed, unless [`HOLD_LIMIT`] bytes are already waiting. A pipeline spread over several
+//! still owed, unless `HOLD_LIMIT` bytes are already waiting. A pipeline spread over several
 //! backends, whose replies come in at different moments, then costs one write to the client
-//! instead of one per backend.
+//! instead of one per backend. The session is still woken when the front becomes ready, to
+//! time the hold, and ends one that lasts too long ([`ReplyQueue::release_hold`]).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -284,7 +285,7 @@ impl ReplyQueue {
     }
 
     /// Whether the ready front should wait: a reply of the oldest read not yet written through
-    /// is still owed, and fewer than [`HOLD_LIMIT`] bytes are waiting.
+    /// is still owed, and fewer than `HOLD_LIMIT` bytes are waiting.
     #[inline]
     pub fn holding(&self) -> bool {
         let ready_through = self.base.get() + self.ready_len.get() as u64;
