@@ -197,6 +197,10 @@ impl CommandsConfig {
     }
 }
 
+/// The most `proxy.reply_hold_ms` may be: past it, holding replies is a latency bug, not a
+/// trade-off.
+pub const MAX_REPLY_HOLD_MS: u64 = 1000;
+
 /// The client-facing side.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
@@ -234,6 +238,10 @@ pub struct ProxyConfig {
     pub pubsub_output_soft_limit_bytes: usize,
     /// How long a subscriber may stay over the soft limit.
     pub pubsub_output_soft_limit_ms: u64,
+    /// Longest a ready reply waits for the other replies to the same client read, so that a
+    /// pipeline spread over several nodes comes back in one write (as Redis writes one read's
+    /// replies at once). 0 = never wait: each reply is written as soon as it is ready.
+    pub reply_hold_ms: u64,
     /// File the process id is written to once the listeners are bound, removed on a clean
     /// exit; start is refused while it names a live process. Empty (the default): none.
     pub pid_file: String,
@@ -253,6 +261,7 @@ impl Default for ProxyConfig {
             pubsub_output_hard_limit_bytes: 32 * 1024 * 1024,
             pubsub_output_soft_limit_bytes: 8 * 1024 * 1024,
             pubsub_output_soft_limit_ms: 60_000,
+            reply_hold_ms: 1,
             pid_file: String::new(),
         }
     }
@@ -275,6 +284,12 @@ impl ProxyConfig {
         }
         if self.max_pending_bytes < 1024 {
             fail("proxy.max_pending_bytes", "must be at least 1024".into());
+        }
+        if self.reply_hold_ms > MAX_REPLY_HOLD_MS {
+            fail(
+                "proxy.reply_hold_ms",
+                format!("must be at most {MAX_REPLY_HOLD_MS} (0 = replies are never held)"),
+            );
         }
         let (hard, soft) = (
             self.pubsub_output_hard_limit_bytes,
@@ -1382,6 +1397,14 @@ mod tests {
         assert!(err.0[0].to_string().contains("at most 4294967295"), "{err}");
         c.proxy.max_request_bytes = (1 << 32) - 1;
         assert!(c.validate().is_ok());
+        // Holding replies for more than a second is refused; 0 (never hold) is fine.
+        c.proxy.reply_hold_ms = 1001;
+        let err = c.validate().unwrap_err();
+        assert_eq!(err.0[0].path, "proxy.reply_hold_ms", "{err}");
+        for ok in [0, 1000] {
+            c.proxy.reply_hold_ms = ok;
+            assert!(c.validate().is_ok());
+        }
     }
 
     #[test]

@@ -192,11 +192,44 @@ async fn node_that_stops_answering_times_out_clearly() {
 }
 
 /// The replies to one read are written together, but a slow node holds back the replies
-/// before its own only for a moment: the fast reply comes at once, the slow one when its node
-/// answers.
+/// before its own only for a moment (`proxy.reply_hold_ms`, 1 ms by default): the fast reply
+/// comes at once, the slow one when its node answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_node_does_not_hold_back_earlier_replies_of_the_same_read() {
-    let setup = common::start_with(no_failover(), |_| {});
+    let (fast_after, slow_after) = fast_then_paused_in_one_read(None).await;
+    assert!(
+        fast_after < Duration::from_millis(500),
+        "the fast reply waited {fast_after:?} for the paused node"
+    );
+    assert!(
+        slow_after >= Duration::from_millis(1_000),
+        "the paused node answered after {slow_after:?}"
+    );
+}
+
+/// `proxy.reply_hold_ms` is the bound: at 1000 ms the fast reply waits that long for the
+/// paused node's (paused for 1500 ms), then goes without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reply_hold_is_bounded_by_its_setting() {
+    let (fast_after, slow_after) = fast_then_paused_in_one_read(Some(1_000)).await;
+    assert!(
+        fast_after >= Duration::from_millis(900) && fast_after < Duration::from_millis(1_400),
+        "the fast reply came after {fast_after:?}, not after the 1000 ms hold"
+    );
+    assert!(
+        slow_after >= Duration::from_millis(1_000),
+        "the paused node answered after {slow_after:?}"
+    );
+}
+
+/// Sends, in one write, a GET for a master that answers and one for a master paused for
+/// 1500 ms; returns when each reply arrived, counted from the pause.
+async fn fast_then_paused_in_one_read(reply_hold_ms: Option<u64>) -> (Duration, Duration) {
+    let setup = common::start_with(no_failover(), |config| {
+        if let Some(ms) = reply_hold_ms {
+            config.proxy.reply_hold_ms = ms;
+        }
+    });
     let masters = setup.cluster.master_ports();
     let slow_key = common::key_on(&setup.cluster, masters[0], "slow");
     let fast_key = common::key_on(&setup.cluster, masters[1], "fast");
@@ -220,19 +253,12 @@ async fn a_paused_node_does_not_hold_back_earlier_replies_of_the_same_read() {
     // One write, so one read for the proxy: the fast GET first, then the one the pause holds.
     raw.send((get(&fast_key) + &get(&slow_key)).as_bytes());
     let first = raw.read_exactly(fast_reply.len());
-    let first_after = paused_at.elapsed();
-    assert_eq!(first, fast_reply);
-    assert!(
-        first_after < Duration::from_millis(500),
-        "the fast reply waited {first_after:?} for the paused node"
-    );
+    let fast_after = paused_at.elapsed();
+    assert_eq!(first, fast_reply, "the fast reply alone first");
     let second = raw.read_exactly(slow_reply.len());
-    let second_after = paused_at.elapsed();
+    let slow_after = paused_at.elapsed();
     assert_eq!(second, slow_reply);
-    assert!(
-        second_after >= Duration::from_millis(1_000),
-        "the paused node answered after {second_after:?}"
-    );
+    (fast_after, slow_after)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,6 +39,8 @@ pub struct ClientLimits {
     pub idle_timeout: Option<Duration>,
     /// Output limits of subscribed clients.
     pub pubsub_output: OutputLimit,
+    /// Longest a ready reply waits for the rest of its read (`None`: it does not wait).
+    pub reply_hold: Option<Duration>,
 }
 
 impl ClientLimits {
@@ -53,6 +55,8 @@ impl ClientLimits {
                 soft: proxy.pubsub_output_soft_limit_bytes,
                 soft_for: Duration::from_millis(proxy.pubsub_output_soft_limit_ms),
             },
+            reply_hold: (proxy.reply_hold_ms > 0)
+                .then(|| Duration::from_millis(proxy.reply_hold_ms)),
         }
     }
 }

@@ -10,8 +10,8 @@
 //! threads on the request path. All requests decoded from one read are dispatched before the
 //! worker's backend writers run, so a pipeline leaves in one write per backend, and their
 //! replies are written together once the last of them is in, so it comes back in one write to
-//! the client. A ready reply waits for the rest at most `MAX_HOLD` (a slow node must not hold
-//! back the replies before its own) and not at all once 64 KiB are waiting.
+//! the client. A ready reply waits for the rest at most `proxy.reply_hold_ms` (a slow node must
+//! not hold back the replies before its own) and not at all once 64 KiB are waiting.
 
 mod client;
 mod cluster_view;
@@ -47,9 +47,6 @@ pub use queue::{ReplyQueue, ReplyTarget};
 /// Replies at least this large are written straight from their buffer instead of being
 /// copied into the session's write buffer.
 const LARGE_REPLY: usize = 64 * 1024;
-/// Longest a ready reply waits for a slower reply to the same read before it is written
-/// without it (tokio's timer rounds it up to the next millisecond).
-const MAX_HOLD: std::time::Duration = std::time::Duration::from_millis(1);
 /// Initial size of a session's read buffer.
 const BUFFER_SIZE: usize = 16 * 1024;
 /// A write buffer grown past this is given back after the write.
@@ -180,13 +177,16 @@ impl Session {
             } else {
                 self.write_ready(stream, &mut wbuf).await?;
             }
-            let held = self.queue.front_ready();
-            if held && !hold_armed {
-                hold_timer
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + MAX_HOLD);
+            if let Some(hold) = bounds.reply_hold {
+                // A ready front left unwritten is held: time it from the first turn it waits.
+                let held = self.queue.front_ready();
+                if held && !hold_armed {
+                    hold_timer
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + hold);
+                }
+                hold_armed = held;
             }
-            hold_armed = held;
             if self.deferred.is_some() && self.queue.outstanding() == 0 {
                 // On the heap: transactions and blocking commands would otherwise size
                 // every session's task, idle ones included.
@@ -384,7 +384,7 @@ impl Session {
                 }
             }
         }
-        if count > 1 {
+        if count > 1 && self.worker.client_limits.reply_hold.is_some() {
             self.queue.end_batch();
         }
         self.worker.stats().add_commands(count);
