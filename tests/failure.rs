@@ -17,6 +17,20 @@ fn no_failover() -> ClusterOptions {
     }
 }
 
+/// `CLIENT PAUSE` the node on `port` for `ms` (it accepts bytes but answers nothing); returns
+/// when the pause began.
+async fn pause_node(port: u16, ms: u64) -> Instant {
+    let mut direct = common::client(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(ms)
+        .arg("ALL")
+        .query_async(&mut direct)
+        .await
+        .unwrap();
+    Instant::now()
+}
+
 async fn get(
     c: &mut redis::aio::MultiplexedConnection,
     key: &str,
@@ -165,17 +179,7 @@ async fn node_that_stops_answering_times_out_clearly() {
     let mut c = setup.client().await;
     set(&mut c, &fast_key, "ok").await.unwrap();
 
-    // CLIENT PAUSE holds every client's commands: the node accepts bytes but answers nothing.
-    let port = masters[0];
-    let mut direct = common::client(format!("127.0.0.1:{port}").parse().unwrap()).await;
-    let _: () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(3_000)
-        .arg("ALL")
-        .query_async(&mut direct)
-        .await
-        .unwrap();
-    let paused_at = Instant::now();
+    let paused_at = pause_node(masters[0], 3_000).await;
     let started = Instant::now();
     let err = get(&mut c, &slow_key).await.unwrap_err().to_string();
     let took = started.elapsed();
@@ -237,15 +241,7 @@ async fn fast_then_paused_in_one_read(reply_hold_ms: Option<u64>) -> (Duration, 
     set(&mut c, &fast_key, "quick").await.unwrap();
     set(&mut c, &slow_key, "late").await.unwrap();
 
-    let mut direct = common::client(format!("127.0.0.1:{}", masters[0]).parse().unwrap()).await;
-    let _: () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(1_500)
-        .arg("ALL")
-        .query_async(&mut direct)
-        .await
-        .unwrap();
-    let paused_at = Instant::now();
+    let paused_at = pause_node(masters[0], 1_500).await;
     let get = |key: &str| format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len());
     let fast_reply: &[u8] = b"$5\r\nquick\r\n";
     let slow_reply: &[u8] = b"$4\r\nlate\r\n";
