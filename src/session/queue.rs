@@ -441,6 +441,20 @@ impl ReplyQueue {
 mod tests {
     use super::*;
 
+    /// Every ready reply at the front, taken in order.
+    fn take_replies(q: &ReplyQueue) -> Vec<Bytes> {
+        std::iter::from_fn(|| q.pop_ready().map(|(reply, _)| reply)).collect()
+    }
+
+    /// Two reads of two requests each, their ends marked as the session marks them.
+    fn two_reads_of_two(q: &Rc<ReplyQueue>) -> [ReplyTarget; 4] {
+        let (a, b) = (q.reserve(), q.reserve());
+        q.end_batch();
+        let (c, d) = (q.reserve(), q.reserve());
+        q.end_batch();
+        [a, b, c, d]
+    }
+
     #[test]
     fn replies_leave_in_request_order() {
         let q = ReplyQueue::new();
@@ -450,7 +464,7 @@ mod tests {
         b.fill(Bytes::from_static(b"+b\r\n"));
         assert_eq!(q.pop_ready(), None, "a has not answered yet");
         a.fill(Bytes::from_static(b"+a\r\n"));
-        let got: Vec<_> = std::iter::from_fn(|| q.pop_ready().map(|(r, _)| r)).collect();
+        let got = take_replies(&q);
         assert_eq!(got, [&b"+a\r\n"[..], b"+b\r\n", b"+c\r\n"]);
         assert_eq!(q.outstanding(), 0);
     }
@@ -574,7 +588,7 @@ mod tests {
         b.fill(Bytes::from_static(b"+b\r\n"));
         assert!(!q.holding(), "the read is answered");
         assert!(woken(&q));
-        let got: Vec<_> = std::iter::from_fn(|| q.pop_ready().map(|(r, _)| r)).collect();
+        let got = take_replies(&q);
         assert_eq!(got, [&b"+a\r\n"[..], b"+b\r\n", b"+c\r\n"]);
         assert!(!q.holding());
     }
@@ -582,10 +596,7 @@ mod tests {
     #[test]
     fn a_finished_read_is_not_held_for_the_next_one() {
         let q = ReplyQueue::new();
-        let (a, b) = (q.reserve(), q.reserve());
-        q.end_batch();
-        let (c, d) = (q.reserve(), q.reserve());
-        q.end_batch();
+        let [a, b, c, d] = two_reads_of_two(&q);
         b.fill(Bytes::from_static(b"+b\r\n"));
         c.fill(Bytes::from_static(b"+c\r\n"));
         assert!(q.holding(), "a is owed");
@@ -595,7 +606,7 @@ mod tests {
             "the first read is answered; the second's d is owed"
         );
         assert!(woken(&q));
-        let got: Vec<_> = std::iter::from_fn(|| q.pop_ready().map(|(r, _)| r)).collect();
+        let got = take_replies(&q);
         assert_eq!(got.len(), 3, "a, b and c go out together");
         assert!(q.holding(), "the second read still owes d");
         d.fill(Bytes::from_static(b"+d\r\n"));
@@ -621,10 +632,7 @@ mod tests {
     #[test]
     fn a_released_hold_lets_every_read_so_far_go() {
         let q = ReplyQueue::new();
-        let (a, _b) = (q.reserve(), q.reserve());
-        q.end_batch();
-        let (c, _d) = (q.reserve(), q.reserve());
-        q.end_batch();
+        let [a, _b, c, _d] = two_reads_of_two(&q);
         a.fill(Bytes::from_static(b"+a\r\n"));
         assert!(q.holding() && q.front_ready());
         q.release_hold();
