@@ -37,20 +37,14 @@ use crate::resp::{Limits, Reply, ReplyDecoder};
 use crate::session::ReplyTarget;
 use crate::slot::Slot;
 use crate::stats::{BackendState, ProxyStats, WorkerStats};
-use crate::tls::{self, BackendTls, MaybeTls, ReadHalf, WriteHalf};
+use crate::tls::{BackendTls, ReadHalf, WriteHalf};
 use crate::wake::LocalSignal;
 
 use super::auth::Credentials;
+use super::connect::{self, Handshake, ASKING};
 use super::redirect::Redirect;
 use super::BackendError;
 
-/// `HELLO 3`: a connection for RESP3 clients.
-const HELLO_3: &[u8] = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
-
-/// The bytes of an `ASKING` command.
-const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
-/// The bytes of a `READONLY` command.
-const READONLY: &[u8] = b"*1\r\n$8\r\nREADONLY\r\n";
 /// The writer's buffer is given back after a write that grew it past this.
 const KEEP_WRITE_BUFFER: usize = 1024 * 1024;
 
@@ -392,60 +386,27 @@ impl Inner {
     }
 }
 
-/// Open the socket (TLS handshake included), then run the writer as a task and the reader in
-/// this one.
+/// Open the socket (TLS and the handshake included), then run the writer as a task and the
+/// reader in this one.
 async fn connect(inner: Rc<Inner>, generation: u64) {
     let settings = Rc::clone(&inner.settings);
-    let addr = inner.addr.to_string();
-    let tls = settings.backend_tls();
-    let opened = tokio::time::timeout(
-        settings.connect_timeout,
-        tls::connect(&addr, tls.as_deref()),
-    );
-    let mut stream = match opened.await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(error)) => {
-            inner.back_off(generation, error);
-            return;
-        }
-        Err(_) => {
-            let error = BackendError::ConnectTimeout {
-                addr,
-                ms: settings.connect_timeout.as_millis() as u64,
-            };
-            inner.back_off(generation, error);
-            return;
-        }
+    let handshake = Handshake {
+        auth: inner.auth.clone(),
+        resp3: inner.resp3,
+        readonly: inner.readonly,
     };
-    if let Some(auth) = inner.auth.clone() {
-        if let Err(reason) = handshake(&mut stream, &auth.auth_request(), &settings).await {
-            let error = BackendError::Auth { addr, reason };
-            inner.back_off(generation, error);
-            return;
-        }
-    }
-    if inner.resp3 {
-        if let Err(reason) = handshake(&mut stream, HELLO_3, &settings).await {
-            let error = BackendError::Refused {
-                addr,
-                command: "HELLO 3",
-                reason,
-            };
-            inner.back_off(generation, error);
-            return;
-        }
-    }
-    if inner.readonly {
-        if let Err(reason) = handshake(&mut stream, READONLY, &settings).await {
-            let error = BackendError::Refused {
-                addr,
-                command: "READONLY",
-                reason,
-            };
-            inner.back_off(generation, error);
-            return;
-        }
-    }
+    let tls = settings.backend_tls();
+    let opened = connect::open(
+        &inner.addr,
+        tls.as_deref(),
+        &handshake,
+        settings.connect_timeout,
+        settings.limits,
+    );
+    let stream = match opened.await {
+        Ok(stream) => stream,
+        Err(error) => return inner.back_off(generation, error),
+    };
     {
         let mut state = inner.state.borrow_mut();
         if state.generation != generation {
@@ -457,41 +418,6 @@ async fn connect(inner: Rc<Inner>, generation: u64) {
     let (reader, writer) = stream.into_split();
     tokio::task::spawn_local(write_loop(Rc::clone(&inner), generation, writer));
     read_loop(inner, generation, reader).await;
-}
-
-/// Send one control request (`AUTH`, `HELLO 3`, `READONLY`) on a fresh socket and read its one reply,
-/// within the connect timeout: `Err` holds the node's error line (Redis does not echo an
-/// AUTH password in it) or what went wrong.
-async fn handshake(
-    stream: &mut MaybeTls,
-    request: &[u8],
-    settings: &ConnSettings,
-) -> Result<(), String> {
-    let exchange = async {
-        stream.write_all(request).await.map_err(|e| e.to_string())?;
-        // Free on plain TCP; TLS may hold the tail of a record until it.
-        stream.flush().await.map_err(|e| e.to_string())?;
-        let mut decoder = ReplyDecoder::new(settings.limits);
-        let mut buf = BytesMut::with_capacity(512);
-        loop {
-            if let Some(reply) = decoder.decode(&mut buf).map_err(|e| e.to_string())? {
-                return match reply.error_message() {
-                    Some(message) => Err(String::from_utf8_lossy(message).into_owned()),
-                    None => Ok(()),
-                };
-            }
-            if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
-                return Err("connection closed during the handshake".to_string());
-            }
-        }
-    };
-    match tokio::time::timeout(settings.connect_timeout, exchange).await {
-        Ok(result) => result,
-        Err(_) => Err(format!(
-            "no reply within {} ms",
-            settings.connect_timeout.as_millis()
-        )),
-    }
 }
 
 /// Write everything queued in one go (it is then in flight); repeat while the socket lives.

@@ -15,13 +15,11 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::resp::{Limits, Reply, ReplyDecoder};
-use crate::tls::{self, BackendTls, MaybeTls};
+use crate::tls::{BackendTls, MaybeTls};
 
 use super::auth::Credentials;
+use super::connect::{self, Handshake};
 use super::BackendError;
-
-/// `HELLO 3`.
-const HELLO_3: &[u8] = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
 
 /// Idle dedicated connections a worker keeps per node.
 const IDLE_PER_NODE: usize = 8;
@@ -39,7 +37,7 @@ pub struct DedicatedConn {
 
 impl DedicatedConn {
     /// Connect to `addr` within `timeout` (with TLS when `tls` is given), authenticate with
-    /// `auth` if given, and switch to RESP3 if `resp3`.
+    /// `auth` if given, and switch to RESP3 if `resp3` (each reply within `timeout` too).
     pub async fn connect(
         addr: Arc<str>,
         timeout: Duration,
@@ -48,51 +46,19 @@ impl DedicatedConn {
         resp3: bool,
         tls: Option<Arc<BackendTls>>,
     ) -> Result<DedicatedConn, BackendError> {
-        let stream = match tokio::time::timeout(timeout, tls::connect(&addr, tls.as_deref())).await
-        {
-            Err(_) => {
-                return Err(BackendError::ConnectTimeout {
-                    addr: addr.to_string(),
-                    ms: timeout.as_millis() as u64,
-                })
-            }
-            Ok(result) => result?,
+        let handshake = Handshake {
+            auth,
+            resp3,
+            readonly: false,
         };
-        let mut conn = DedicatedConn {
+        let stream = connect::open(&addr, tls.as_deref(), &handshake, timeout, limits).await?;
+        Ok(DedicatedConn {
             addr,
             resp3,
             stream,
             buf: BytesMut::with_capacity(4096),
             decoder: ReplyDecoder::new(limits),
-        };
-        if let Some(auth) = auth {
-            let reply =
-                match tokio::time::timeout(timeout, conn.call(&auth.auth_request(), 1)).await {
-                    Ok(reply) => reply?,
-                    Err(_) => {
-                        return Err(BackendError::Auth {
-                            addr: conn.addr.to_string(),
-                            reason: format!("no AUTH reply within {} ms", timeout.as_millis()),
-                        })
-                    }
-                };
-            if let Some(message) = reply.first().and_then(Reply::error_message) {
-                return Err(BackendError::Auth {
-                    addr: conn.addr.to_string(),
-                    reason: String::from_utf8_lossy(message).into_owned(),
-                });
-            }
-        }
-        if resp3 {
-            let reply = match tokio::time::timeout(timeout, conn.call(HELLO_3, 1)).await {
-                Ok(reply) => reply?,
-                Err(_) => return Err(conn.lost("no reply to HELLO 3".into())),
-            };
-            if let Some(message) = reply.first().and_then(Reply::error_message) {
-                return Err(conn.lost(String::from_utf8_lossy(message).into_owned()));
-            }
-        }
-        Ok(conn)
+        })
     }
 
     /// True when the connection speaks RESP3.

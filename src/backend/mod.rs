@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod conn;
+pub mod connect;
 pub mod dedicated;
 mod error;
 pub mod oneshot;

@@ -1,16 +1,17 @@
-//! A short-lived connection to a node, for control traffic (topology discovery), never for
-//! client requests: connect, send a few commands in one write (after `AUTH` when the node
-//! needs credentials), read their replies, close.
+//! A short-lived connection to a node, for control traffic (topology discovery, health
+//! checks, admin probes, Sentinel look-ups), never for client requests: connect, send a few
+//! commands in one write (after `AUTH` when the node needs credentials), read their replies,
+//! close.
 
 use std::time::Duration;
 
-use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::{Bytes, BytesMut};
 
-use crate::resp::{parse_frame, Frame, Limits, ReplyDecoder, Request};
-use crate::tls::{self, BackendTls};
+use crate::resp::{parse_frame, Frame, Limits, Request};
+use crate::tls::BackendTls;
 
 use super::auth::Credentials;
+use super::connect::{self, Handshake};
 use super::BackendError;
 
 /// Send `commands` to `addr` in one write and return their parsed replies, in order. The
@@ -25,69 +26,37 @@ pub async fn commands(
     limits: Limits,
     tls: Option<&BackendTls>,
 ) -> Result<Vec<Frame>, BackendError> {
-    let timed_out = || BackendError::Timeout {
-        addr: addr.to_string(),
-        ms: timeout.as_millis() as u64,
+    let handshake = Handshake {
+        auth: auth.map(|a| std::sync::Arc::new(a.clone())),
+        ..Handshake::default()
     };
-    tokio::time::timeout(timeout, exchange(addr, auth, commands, limits, tls))
-        .await
-        .map_err(|_| timed_out())?
-}
-
-async fn exchange(
-    addr: &str,
-    auth: Option<&Credentials>,
-    commands: &[&[&str]],
-    limits: Limits,
-    tls: Option<&BackendTls>,
-) -> Result<Vec<Frame>, BackendError> {
-    let lost = |e: std::io::Error| BackendError::Lost {
-        addr: addr.to_string(),
-        reason: e.to_string(),
-    };
-    let mut stream = tls::connect(addr, tls).await?;
-    let mut out = BytesMut::new();
-    if let Some(auth) = auth {
-        out.extend_from_slice(&auth.auth_request());
-    }
+    let mut requests = BytesMut::new();
     for args in commands {
-        let request = Request::from_args(
-            args.iter()
-                .map(|a| bytes::Bytes::copy_from_slice(a.as_bytes())),
-        );
-        out.extend_from_slice(request.raw());
+        let request = Request::from_args(args.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())));
+        requests.extend_from_slice(request.raw());
     }
-    stream.write_all(&out).await.map_err(lost)?;
-    stream.flush().await.map_err(lost)?;
-    let mut decoder = ReplyDecoder::new(limits);
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    let mut replies = Vec::with_capacity(commands.len());
-    let mut auth_pending = auth.is_some();
-    loop {
-        let protocol = |source| BackendError::Protocol {
-            addr: addr.to_string(),
-            source,
-        };
-        while let Some(reply) = decoder.decode(&mut buf).map_err(protocol)? {
-            if std::mem::take(&mut auth_pending) {
-                if let Some(message) = reply.error_message() {
-                    return Err(BackendError::Auth {
-                        addr: addr.to_string(),
-                        reason: String::from_utf8_lossy(message).into_owned(),
-                    });
-                }
-                continue;
-            }
-            replies.push(parse_frame(reply.raw(), &limits).map_err(protocol)?);
-            if replies.len() == commands.len() {
-                return Ok(replies);
-            }
-        }
-        if stream.read_buf(&mut buf).await.map_err(lost)? == 0 {
-            return Err(BackendError::Lost {
+    let exchange = async {
+        let mut stream = connect::connect(addr, tls, timeout).await?;
+        connect::exchange(
+            &mut stream,
+            addr,
+            &handshake,
+            &requests,
+            commands.len(),
+            limits,
+        )
+        .await
+    };
+    let replies = tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or_else(|_| Err(connect::no_reply(addr, timeout)))?;
+    replies
+        .iter()
+        .map(|reply| {
+            parse_frame(reply.raw(), &limits).map_err(|source| BackendError::Protocol {
                 addr: addr.to_string(),
-                reason: "closed before replying".into(),
-            });
-        }
-    }
+                source,
+            })
+        })
+        .collect()
 }

@@ -28,10 +28,12 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
 
+use crate::backend::connect::ASKING;
 use crate::backend::dedicated::DedicatedConn;
 use crate::backend::redirect::Redirect;
 use crate::backend::BackendError;
 use crate::resp::{Reply, Request};
+use crate::router::rule::{self, Attempts, Next};
 use crate::slot::Slot;
 use crate::worker::Worker;
 
@@ -41,15 +43,12 @@ use super::Session;
 
 const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
 const EXEC: &[u8] = b"*1\r\n$4\r\nEXEC\r\n";
-const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
 const UNWATCH: &[u8] = b"*1\r\n$7\r\nUNWATCH\r\n";
 const OK: &[u8] = b"+OK\r\n";
 const QUEUED: &[u8] = b"+QUEUED\r\n";
 const NULL_ARRAY: &[u8] = b"*-1\r\n";
 const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
 const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
-/// Longest pause between two attempts while a slot is unavailable.
-const RETRY_CAP: Duration = Duration::from_millis(100);
 
 /// Commands that change the session's state rather than being forwarded one by one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -413,14 +412,13 @@ pub(super) async fn on_master(
     let deadline = Instant::now() + worker.request_timeout;
     let mut node: Option<Arc<str>> = None;
     let mut asking = false;
-    let mut redirects = 0u8;
-    let mut retries = 0u32;
+    let mut attempts = Attempts::default();
     loop {
         let Some(addr) = node.take().or_else(|| master_of(worker, slot)) else {
             worker.topology.request_refresh();
             let slot = slot.map_or(0, Slot::get);
             let reply = BackendError::SlotUnserved(slot).to_reply();
-            pause(deadline, &mut retries, reply).await?;
+            pause(deadline, &mut attempts, reply).await?;
             continue;
         };
         let mut conn = match lease(worker, &addr, resp3).await {
@@ -430,7 +428,7 @@ pub(super) async fn on_master(
                 if !worker.policy.hold_when_down {
                     return Err(e.to_reply());
                 }
-                pause(deadline, &mut retries, e.to_reply()).await?;
+                pause(deadline, &mut attempts, e.to_reply()).await?;
                 continue;
             }
         };
@@ -454,42 +452,32 @@ pub(super) async fn on_master(
         };
         // The node executed nothing (a transaction was aborted): the connection is clean.
         worker.idle.borrow_mut().put(conn);
-        worker.redirects.count(&redirect);
-        match redirect {
-            Redirect::Moved { slot, addr } | Redirect::Ask { slot, addr }
-                if redirects >= worker.policy.max_redirects =>
-            {
-                return Err(error(&format!(
-                    "ERR slotgate: too many redirects for slot {slot} (last to {addr})"
-                )));
-            }
-            Redirect::Moved { slot, addr } => {
-                worker.stats().moved();
-                worker.topology.patch_moved(slot, &addr);
-                worker.topology.request_refresh();
+        let now = Instant::now();
+        let next = rule::decide(
+            &redirect,
+            attempts,
+            worker.policy.max_redirects,
+            now,
+            deadline,
+        );
+        worker.take_note(&redirect, &next);
+        match next {
+            Next::Resend {
+                addr, asking: ask, ..
+            } => {
                 node = Some(addr);
+                asking = ask;
+                attempts.redirects += 1;
+            }
+            Next::RetryAt(at) => {
                 asking = false;
-                redirects += 1;
+                attempts.retries = attempts.retries.saturating_add(1);
+                tokio::time::sleep_until(at).await;
             }
-            Redirect::Ask { addr, .. } => {
-                worker.stats().asked();
-                node = Some(addr);
-                asking = true;
-                redirects += 1;
-            }
-            Redirect::TryAgain | Redirect::Loading => {
-                worker.stats().try_again();
-                asking = false;
-                pause(deadline, &mut retries, raw).await?;
-            }
-            Redirect::ClusterDown | Redirect::MasterDown => {
-                worker.stats().try_again();
-                worker.topology.request_refresh();
-                asking = false;
-                pause(deadline, &mut retries, raw).await?;
-            }
-            // Filtered out by `redirect_of`.
-            Redirect::NoScript => return Err(raw),
+            // NOSCRIPT is filtered out by `redirect_of`: inside a transaction the script
+            // cannot be loaded first, so the client gets the node's reply.
+            Next::LoadScript => return Err(raw),
+            Next::GiveUp(give_up) => return Err(give_up.to_reply(raw)),
         }
     }
 }
@@ -536,15 +524,10 @@ pub(super) fn credentials_for(
 }
 
 /// Wait before another attempt, or give up with `reply` if the deadline would pass first.
-async fn pause(deadline: Instant, retries: &mut u32, reply: Bytes) -> Result<(), Bytes> {
-    let wait = Duration::from_millis(5)
-        .saturating_mul(1 << (*retries).min(8))
-        .min(RETRY_CAP);
-    if Instant::now() + wait >= deadline {
-        return Err(reply);
-    }
-    *retries += 1;
-    tokio::time::sleep(wait).await;
+async fn pause(deadline: Instant, attempts: &mut Attempts, reply: Bytes) -> Result<(), Bytes> {
+    let at = rule::retry_at(attempts.retries, Instant::now(), deadline).ok_or(reply)?;
+    attempts.retries = attempts.retries.saturating_add(1);
+    tokio::time::sleep_until(at).await;
     Ok(())
 }
 

@@ -29,7 +29,6 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::backend::BackendError;
 use crate::config::{BackendTlsConfig, Config, ConfigError, ConfigErrors, TlsConfig};
 
 pub use stream::{MaybeTls, ReadHalf, WriteHalf};
@@ -285,23 +284,18 @@ pub struct BackendTls {
 
 impl BackendTls {
     /// Run the TLS handshake on `tcp`, a fresh connection to `addr` (`HOST:PORT`), verifying
-    /// the node's certificate against the configured CA and server name.
-    pub async fn connect(&self, addr: &str, tcp: TcpStream) -> Result<MaybeTls, BackendError> {
+    /// the node's certificate against the configured CA and server name. `Err` says why it
+    /// failed (the caller names the node).
+    pub async fn wrap(&self, addr: &str, tcp: TcpStream) -> Result<MaybeTls, String> {
         let name = match &self.server_name {
             Some(name) => name.clone(),
-            None => host_name(addr).map_err(|reason| BackendError::Tls {
-                addr: addr.to_string(),
-                reason,
-            })?,
+            None => host_name(addr)?,
         };
         let stream = self
             .connector
             .connect(name, tcp)
             .await
-            .map_err(|e| BackendError::Tls {
-                addr: addr.to_string(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| e.to_string())?;
         Ok(MaybeTls::Tls(Box::new(stream.into())))
     }
 }
@@ -313,22 +307,6 @@ fn host_name(addr: &str) -> Result<ServerName<'static>, String> {
     ServerName::try_from(host.to_string()).map_err(|e| {
         format!("{host:?} cannot be verified as a server name ({e}); set backend.tls.server_name")
     })
-}
-
-/// Open a TCP connection to `addr` and, when `tls` is given, run the TLS handshake on it.
-/// Both are bounded by the caller's timeout.
-pub async fn connect(addr: &str, tls: Option<&BackendTls>) -> Result<MaybeTls, BackendError> {
-    let tcp = TcpStream::connect(addr)
-        .await
-        .map_err(|e| BackendError::Connect {
-            addr: addr.to_string(),
-            reason: e.to_string(),
-        })?;
-    let _ = tcp.set_nodelay(true);
-    match tls {
-        Some(tls) => tls.connect(addr, tcp).await,
-        None => Ok(MaybeTls::Plain(tcp)),
-    }
 }
 
 #[cfg(test)]

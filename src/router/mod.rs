@@ -18,7 +18,6 @@
 use std::cell::RefCell;
 use std::rc::Weak;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::time::Instant;
@@ -32,10 +31,9 @@ use crate::topology::SlotTable;
 use crate::wake::LocalSignal;
 use crate::worker::Worker;
 
-/// Longest pause between two retries of a held request.
-const RETRY_CAP: Duration = Duration::from_millis(100);
-/// First retry pause; doubled on each retry up to [`RETRY_CAP`].
-const RETRY_FIRST: Duration = Duration::from_millis(5);
+pub mod rule;
+
+use rule::{Attempts, Next};
 
 /// How the router treats requests it cannot send right now.
 #[derive(Clone, Copy, Debug)]
@@ -166,14 +164,16 @@ impl Worker {
 
     /// Queue `out` for another attempt after a capped back-off, unless that would pass its
     /// deadline: then it fails now with `error`.
-    fn retry_later(&self, mut out: Outbound, error: Bytes, now: Instant) {
-        let pause = RETRY_FIRST
-            .saturating_mul(1u32 << out.retries.min(8))
-            .min(RETRY_CAP);
-        let due = now + pause;
-        if due >= out.deadline {
-            return self.fail(out, error);
+    fn retry_later(&self, out: Outbound, error: Bytes, now: Instant) {
+        match rule::retry_at(out.retries, now, out.deadline) {
+            Some(due) => self.hold_until(due, out, error),
+            None => self.fail(out, error),
         }
+    }
+
+    /// Hold `out` until `due`, then route it again (or fail it with `error` if its deadline
+    /// has passed by then).
+    fn hold_until(&self, due: Instant, mut out: Outbound, error: Bytes) {
         out.retries = out.retries.saturating_add(1);
         self.stats().retried();
         self.held
@@ -189,78 +189,101 @@ impl Worker {
         out.reply.answer(error, &out.request, Instant::now());
     }
 
-    /// Follow a redirect or schedule a retry for a request the cluster bounced.
+    /// Carry out the redirect rule for a request the cluster bounced with `reply`.
     fn follow(&self, mut out: Outbound, redirect: Redirect, reply: Bytes) {
         let now = Instant::now();
-        self.redirects.count(&redirect);
-        match redirect {
-            Redirect::NoScript if out.redirects >= self.policy.max_redirects => {
-                self.fail(out, reply);
-            }
-            Redirect::Moved { slot, addr } | Redirect::Ask { slot, addr }
-                if out.redirects >= self.policy.max_redirects =>
-            {
-                tracing::warn!(%slot, %addr, "request gave up after {} redirects", out.redirects);
-                let text = format!(
-                    "-ERR slotgate: too many redirects for slot {slot} (last to {addr})\r\n"
-                );
-                self.fail(out, Bytes::from(text));
-            }
-            Redirect::Moved { slot, addr } => {
-                self.stats().moved();
-                self.topology.patch_moved(slot, &addr);
-                self.topology.request_refresh();
+        let attempts = Attempts {
+            redirects: out.redirects,
+            retries: out.retries,
+        };
+        let next = rule::decide(
+            &redirect,
+            attempts,
+            self.policy.max_redirects,
+            now,
+            out.deadline,
+        );
+        self.take_note(&redirect, &next);
+        match next {
+            Next::Resend { addr, asking, .. } => {
                 out.redirects += 1;
-                out.asking = false;
+                out.asking = asking;
                 self.send_to(&addr, out, now);
             }
-            Redirect::Ask { addr, .. } => {
-                self.stats().asked();
-                out.redirects += 1;
-                out.asking = true;
-                self.send_to(&addr, out, now);
-            }
-            Redirect::TryAgain | Redirect::Loading => {
-                self.stats().try_again();
+            Next::RetryAt(at) => {
                 out.asking = false;
-                self.retry_later(out, reply, now);
+                self.hold_until(at, out, reply);
             }
-            Redirect::NoScript => {
-                let script = self.script_of(&out.request);
-                let (Some(body), Some(node)) = (script, out.node.clone()) else {
-                    return out.reply.answer(reply, &out.request, now);
-                };
-                out.redirects += 1;
-                let load = Outbound {
-                    request: crate::resp::Request::from_args([
-                        Bytes::from_static(b"SCRIPT"),
-                        Bytes::from_static(b"LOAD"),
-                        body,
-                    ])
-                    .raw()
-                    .clone(),
-                    reply: crate::session::ReplyTarget::discard(),
-                    slot: out.slot,
-                    node: Some(Arc::clone(&node)),
-                    client_id: out.client_id,
-                    deadline: out.deadline,
-                    redirects: out.redirects,
-                    retries: 0,
-                    readonly: false,
-                    asking: false,
-                    resp3: out.resp3,
-                };
-                // Same connection (same client id): the load runs before the resend.
-                self.send_to(&node, load, now);
-                self.send_to(&node, out, now);
-            }
-            Redirect::ClusterDown | Redirect::MasterDown => {
-                self.stats().try_again();
-                self.topology.request_refresh();
-                out.asking = false;
-                self.retry_later(out, reply, now);
+            Next::LoadScript => self.load_script_and_resend(out, reply, now),
+            Next::GiveUp(give_up) => {
+                if let rule::GiveUp::TooManyRedirects { slot, addr } = &give_up {
+                    tracing::warn!(%slot, %addr, "request gave up after {} redirects", out.redirects);
+                }
+                self.fail(out, give_up.to_reply(reply));
             }
         }
+    }
+
+    /// What the redirect rule's answer `next` to `redirect` means beyond the one request, for
+    /// the pipelined and the dedicated paths alike: the redirect counted, a MOVED slot patched
+    /// in the table, a topology refresh asked for.
+    pub(crate) fn take_note(&self, redirect: &Redirect, next: &Next) {
+        self.redirects.count(redirect);
+        match next {
+            // Given up for the cap: the stats count only redirects followed.
+            Next::GiveUp(rule::GiveUp::TooManyRedirects { .. }) => return,
+            Next::Resend {
+                addr,
+                moved: Some(slot),
+                ..
+            } => self.topology.patch_moved(*slot, addr),
+            _ => {}
+        }
+        if rule::refreshes(redirect) {
+            self.topology.request_refresh();
+        }
+        let stats = self.stats();
+        match redirect {
+            Redirect::Moved { .. } => stats.moved(),
+            Redirect::Ask { .. } => stats.asked(),
+            Redirect::TryAgain
+            | Redirect::Loading
+            | Redirect::ClusterDown
+            | Redirect::MasterDown => stats.try_again(),
+            Redirect::NoScript => {}
+        }
+    }
+
+    /// NOSCRIPT on the node `out` was pinned to: load the script there, then resend on the
+    /// same connection; the client gets `reply` when the proxy does not know the script.
+    fn load_script_and_resend(&self, mut out: Outbound, reply: Bytes, now: Instant) {
+        let script = self.script_of(&out.request);
+        let (Some(body), Some(node)) = (script, out.node.clone()) else {
+            return out.reply.answer(reply, &out.request, now);
+        };
+        out.redirects += 1;
+        let load = Outbound {
+            request: crate::resp::Request::from_args([
+                Bytes::from_static(b"SCRIPT"),
+                Bytes::from_static(b"LOAD"),
+                body,
+            ])
+            .raw()
+            .clone(),
+            reply: crate::session::ReplyTarget::discard(),
+            slot: out.slot,
+            node: Some(Arc::clone(&node)),
+            client_id: out.client_id,
+            deadline: out.deadline,
+            redirects: out.redirects,
+            retries: 0,
+            readonly: false,
+            asking: false,
+            resp3: out.resp3,
+        };
+        // Same connection (same client id): the load runs before the resend.
+        self.send_to(&node, load, now);
+        self.send_to(&node, out, now);
     }
 }
 
