@@ -92,7 +92,7 @@ fn describe() {
     describe_gauge!("slotgate_backend_masters", "Masters in the slot table.");
     describe_gauge!(
         "slotgate_backend_nodes_healthy",
-        "Nodes whose last health PING succeeded, by role."
+        "Nodes the health checker counts as up, by role."
     );
     describe_counter!(
         "slotgate_backend_requests_total",
@@ -135,10 +135,10 @@ pub fn render(state: &AdminState) -> String {
     metrics::gauge!("slotgate_workers").set(s.worker_count() as f64);
     metrics::gauge!("slotgate_uptime_seconds").set(s.uptime_secs() as f64);
     {
-        let health = lock(&state.health);
+        let health = state.topology.health();
         let (mut masters, mut replicas) = (0u32, 0u32);
         for (addr, role, _) in super::health::all_nodes(&table) {
-            if health.get(&addr).is_some_and(|h| h.healthy) {
+            if health.is_up(&addr) == Some(true) {
                 match role {
                     "master" => masters += 1,
                     _ => replicas += 1,

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //!  GET /healthz   200 "ok" while the process serves
-//!  GET /readyz    200 when all 16384 slots have a master and every master answers PING, else 503 + why
+//!  GET /readyz    200 when all 16384 slots have a master and the health checker marks none down, else 503 + why
 //!  GET /topology  JSON: table version, slot ranges → master/replicas, every node's role and health
 //!  GET /config    JSON: the effective configuration, secrets redacted
 //!  GET /metrics   Prometheus text
@@ -35,15 +35,13 @@ use crate::reload::{ReloadError, Reloader};
 use crate::stats::ProxyStats;
 use crate::topology::Topology;
 
-pub use health::{NodeHealth, Readiness};
+pub use health::Readiness;
 pub use views::redact;
 
-/// How often node health is probed and the stats history sampled.
+/// How often the stats history is sampled.
 const TICK: Duration = Duration::from_secs(1);
 /// Seconds of QPS / latency history kept for the dashboard.
 const HISTORY: usize = 120;
-/// Time a node has to answer a health PING.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// What the admin endpoints read: shared with the proxy, written only by the admin thread
 /// (health, history) or by the proxy handle (draining).
@@ -52,7 +50,6 @@ pub struct AdminState {
     stats: Arc<ProxyStats>,
     reloader: Arc<Reloader>,
     ops: Arc<crate::ops::Ops>,
-    health: Mutex<health::HealthMap>,
     history: Mutex<views::History>,
     draining: AtomicBool,
 }
@@ -72,7 +69,6 @@ impl AdminState {
             stats,
             reloader,
             ops,
-            health: Mutex::new(health::HealthMap::default()),
             history: Mutex::new(history),
             draining: AtomicBool::new(false),
         })
@@ -149,17 +145,13 @@ pub async fn serve(
     Ok(())
 }
 
-/// Once a second: probe every node's health and sample QPS / latency.
+/// Once a second: sample QPS / latency.
 async fn tick_loop(state: Arc<AdminState>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         lock(&state.history).sample(&state.stats);
-        let table = Arc::clone(&state.topology.table());
-        let nodes = health::all_nodes(&table);
-        let results = health::probe(&nodes, &table, state.topology.backend_tls()).await;
-        lock(&state.health).update(results);
     }
 }
 
@@ -177,7 +169,7 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => {
-            let readiness = health::readiness(state).await;
+            let readiness = health::readiness(state);
             let status = if readiness.ready {
                 StatusCode::OK
             } else {

@@ -11,8 +11,9 @@ use crate::slot::{Slot, SLOT_COUNT};
 use crate::stats::{LatencySnapshot, ProxyStats};
 use crate::topology::SlotTable;
 
-use super::health::{all_nodes, now_ms};
+use super::health::all_nodes;
 use super::{lock, AdminState, HISTORY};
+use crate::topology::health::now_ms;
 
 /// Keys whose values never leave the process: a key whose name contains one of these
 /// (case-insensitive) is shown as `"<redacted>"` by `/config`.
@@ -65,7 +66,7 @@ fn slot_ranges(table: &SlotTable) -> Vec<(u16, u16, usize)> {
 /// `/topology`: the slot table and every node's role and last known health.
 pub fn topology(state: &AdminState) -> Value {
     let table = state.topology.table();
-    let health = lock(&state.health);
+    let health = state.topology.health();
     let requests = state.stats.node_requests();
     let history = lock(&state.history);
     let shards = table.shards();
@@ -91,7 +92,7 @@ pub fn topology(state: &AdminState) -> Value {
     let nodes: Vec<Value> = all_nodes(&table)
         .into_iter()
         .map(|(addr, role, master)| {
-            let h = health.get(&addr);
+            let check = health.last_check(&addr);
             let slots = shards
                 .iter()
                 .position(|s| *s.master == *addr)
@@ -102,10 +103,10 @@ pub fn topology(state: &AdminState) -> Value {
                 "role": role,
                 "master": master,
                 "slots": slots,
-                "healthy": h.map(|h| h.healthy),
-                "error": h.and_then(|h| h.error.clone()),
-                "rtt_us": h.map(|h| h.rtt_us),
-                "probed_at_ms": h.map(|h| h.probed_at_ms),
+                "healthy": health.is_up(&addr),
+                "error": check.and_then(|c| c.error.clone()),
+                "rtt_us": check.map(|c| c.rtt_us),
+                "probed_at_ms": check.map(|c| c.at_ms),
                 "requests_total": requests.get(&addr).copied().unwrap_or(0),
                 "qps": history.node_rate(&addr),
             })

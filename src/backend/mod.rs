@@ -8,6 +8,7 @@ pub mod dedicated;
 mod error;
 pub mod oneshot;
 pub mod pool;
+pub mod read_target;
 pub mod redirect;
 
 pub use auth::Credentials;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use super::auth::Credentials;
 use super::conn::{BackendConn, ConnSettings, Hooks};
+use super::read_target::{self, ReadTarget};
 use crate::config::ReadPolicy;
 use crate::topology::{Health, SlotTable};
 
@@ -111,9 +112,7 @@ impl BackendPool {
     }
 
     /// The connection a read-only request of `client_id` for `shard` uses, by the shard's
-    /// read policy. `attempt` counts earlier tries of this request: a retried read goes to
-    /// the master (`prefer-replica`, `round-robin`) or to the next healthy replica
-    /// (`replica`). `health` is called only when `health_generation` differs from the one
+    /// read policy ([`read_target::choose`]). `attempt` counts earlier tries of this request. `health` is called only when `health_generation` differs from the one
     /// the cache was built for.
     pub fn read_conn(
         &mut self,
@@ -139,25 +138,21 @@ impl BackendPool {
         let Some(entry) = self.by_shard.get(shard) else {
             return Pick::NoShard;
         };
-        let healthy = entry.healthy.len() as u64;
-        let replica = |turn: u64| {
-            let index = entry.healthy.get((turn % healthy.max(1)) as usize)?;
-            pick(&entry.replicas.get(*index)?.1, client_id)
-        };
-        let chosen = match entry.policy {
-            ReadPolicy::Master => pick(&entry.master, client_id),
-            ReadPolicy::PreferReplica if attempt == 0 && healthy > 0 => replica(client_id),
-            ReadPolicy::PreferReplica => pick(&entry.master, client_id),
-            ReadPolicy::Replica if healthy == 0 => return Pick::NoHealthyReplica,
-            ReadPolicy::Replica => replica(client_id.wrapping_add(u64::from(attempt))),
-            ReadPolicy::RoundRobin if attempt > 0 || healthy == 0 => pick(&entry.master, client_id),
-            ReadPolicy::RoundRobin => {
-                self.rotation = self.rotation.wrapping_add(1);
-                match self.rotation % (healthy + 1) {
-                    0 => pick(&entry.master, client_id),
-                    turn => replica(turn - 1),
-                }
-            }
+        let target = read_target::choose(
+            entry.policy,
+            entry.healthy.len(),
+            attempt,
+            client_id,
+            &mut self.rotation,
+        );
+        let chosen = match target {
+            ReadTarget::Master => pick(&entry.master, client_id),
+            ReadTarget::Replica(at) => entry
+                .healthy
+                .get(at)
+                .and_then(|&index| entry.replicas.get(index))
+                .and_then(|(_, conns)| pick(conns, client_id)),
+            ReadTarget::NoHealthyReplica => return Pick::NoHealthyReplica,
         };
         match chosen {
             Some(conn) => Pick::Conn(conn),

@@ -1,6 +1,8 @@
-//! Active health checks: one task (on the control thread, not per worker) sends `PING` to
-//! every master and replica of the current slot table each `health.interval_ms`, and
-//! publishes which nodes are down as an immutable [`Health`] through the topology.
+//! The one judge of node health: one task (on the control thread, not per worker) sends
+//! `PING` to every master and replica of the current slot table each `health.interval_ms`,
+//! and publishes the result as an immutable [`Health`] view through the topology. Routing
+//! (replica choice), the admin `/topology` and `/readyz`, and the `/metrics` gauges all read
+//! that view, so they never disagree about a node.
 //!
 //! A node is marked down after `health.failures` consecutive failed checks and up again
 //! after `health.successes` consecutive good ones, so one lost packet does not flap it.
@@ -22,19 +24,40 @@ use crate::resp::{Frame, Limits};
 
 use super::Topology;
 
-/// Which backend nodes the health checker counts as down. Immutable; a change is a new value.
+/// Which backend nodes the health checker counts as down, and what its last check of each
+/// node found. Immutable; a change is a new value.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Health {
-    /// Addresses of the nodes marked down, sorted.
+    /// Addresses of the nodes marked down, sorted: what routing reads.
     down: Vec<Arc<str>>,
+    /// The last check of every node checked, by address, sorted.
+    checks: Vec<(Arc<str>, Check)>,
+}
+
+/// What one health check of a node found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    /// Why the check failed; `None` when the node answered well.
+    pub error: Option<String>,
+    /// When it was made (ms since the Unix epoch).
+    pub at_ms: u64,
+    /// Its round trip, connect included, in microseconds (0 when it failed).
+    pub rtt_us: u64,
 }
 
 impl Health {
-    /// A view with exactly `down` marked down.
-    pub fn with_down(mut down: Vec<Arc<str>>) -> Health {
+    /// A view with exactly `down` marked down (and no checks recorded).
+    pub fn with_down(down: Vec<Arc<str>>) -> Health {
+        Health::new(down, Vec::new())
+    }
+
+    /// A view with `down` marked down and `checks` the last check of each node.
+    pub fn new(mut down: Vec<Arc<str>>, mut checks: Vec<(Arc<str>, Check)>) -> Health {
         down.sort();
         down.dedup();
-        Health { down }
+        checks.sort_by(|a, b| a.0.cmp(&b.0));
+        checks.dedup_by(|a, b| a.0 == b.0);
+        Health { down, checks }
     }
 
     /// True when the node at `addr` is marked down.
@@ -45,6 +68,21 @@ impl Health {
     /// The nodes marked down, in address order.
     pub fn down(&self) -> &[Arc<str>] {
         &self.down
+    }
+
+    /// The last check of the node at `addr`, if it was checked.
+    pub fn last_check(&self, addr: &str) -> Option<&Check> {
+        let at = self
+            .checks
+            .binary_search_by(|(a, _)| (**a).cmp(addr))
+            .ok()?;
+        self.checks.get(at).map(|(_, check)| check)
+    }
+
+    /// The node's standing for people: `None` before its first check, else whether it is up
+    /// (not marked down: the same answer routing acts on).
+    pub fn is_up(&self, addr: &str) -> Option<bool> {
+        self.last_check(addr).map(|_| !self.is_down(addr))
     }
 }
 
@@ -64,11 +102,13 @@ pub struct HealthSettings {
 }
 
 impl HealthSettings {
-    /// The settings `config` describes. In cluster mode with `read_policy = "master"` the
-    /// checks decide nothing (masters change no routing; failed connections already ask for a
-    /// refresh), so they are off.
+    /// The settings `config` describes. In cluster mode with `read_policy = "master"` and no
+    /// admin listener the checks decide nothing and nobody reads them (masters change no
+    /// routing; failed connections already ask for a refresh), so they are off.
     pub fn from_config(config: &Config) -> HealthSettings {
-        let idle = !config.is_pool_mode() && config.backend.read_policy == ReadPolicy::Master;
+        let idle = !config.is_pool_mode()
+            && config.backend.read_policy == ReadPolicy::Master
+            && config.admin.listen.is_empty();
         HealthSettings {
             interval: Duration::from_millis(if idle { 0 } else { config.health.interval_ms }),
             timeout: Duration::from_millis(config.health.timeout_ms),
@@ -130,13 +170,25 @@ pub async fn run(topology: Arc<Topology>, settings: HealthSettings) {
             let settings = settings.clone();
             let tls = tls.clone();
             checks.spawn(async move {
+                let started = std::time::Instant::now();
                 let result = check(&node, &settings, tls.as_deref()).await;
-                (node, result)
+                let rtt_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                (node, result, rtt_us)
             });
         }
-        let mut changed = false;
+        let mut last = Vec::with_capacity(standings.len());
         while let Some(joined) = checks.join_next().await {
-            let Ok((node, result)) = joined else { continue };
+            let Ok((node, result, rtt_us)) = joined else {
+                continue;
+            };
+            last.push((
+                Arc::clone(&node.addr),
+                Check {
+                    error: result.as_ref().err().cloned(),
+                    at_ms: now_ms(),
+                    rtt_us: if result.is_ok() { rtt_us } else { 0 },
+                },
+            ));
             if result.is_err() && node.master && topology.is_pool_mode() {
                 // A pool master that fails may have been replaced by Sentinel. (Cluster mode
                 // needs no nudge: failed backend connections already ask for a refresh.)
@@ -144,7 +196,6 @@ pub async fn run(topology: Arc<Topology>, settings: HealthSettings) {
             }
             let standing = standings.entry(Arc::clone(&node.addr)).or_default();
             if standing.record(result.is_ok(), &settings) {
-                changed = true;
                 let role = if node.master { "master" } else { "replica" };
                 match result {
                     Err(reason) => tracing::warn!(
@@ -165,11 +216,15 @@ pub async fn run(topology: Arc<Topology>, settings: HealthSettings) {
             .filter(|(_, s)| s.down)
             .map(|(addr, _)| Arc::clone(addr))
             .collect();
-        let next = Health::with_down(down);
-        if changed || **topology.health() != next {
-            topology.publish_health(next);
-        }
+        topology.publish_health(Health::new(down, last));
     }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// One node to check.
@@ -289,5 +344,28 @@ mod tests {
         assert!(h.is_down("a:1") && h.is_down("b:1") && !h.is_down("c:1"));
         assert_eq!(h.down().len(), 2);
         assert!(!Health::default().is_down("a:1"));
+    }
+
+    #[test]
+    fn a_node_is_up_or_down_only_once_checked() {
+        let failed = Check {
+            error: Some("refused".into()),
+            at_ms: 2,
+            rtt_us: 0,
+        };
+        let good = Check {
+            error: None,
+            at_ms: 1,
+            rtt_us: 80,
+        };
+        let h = Health::new(
+            vec!["a:1".into()],
+            vec![("b:1".into(), good.clone()), ("a:1".into(), failed.clone())],
+        );
+        assert_eq!(h.is_up("a:1"), Some(false));
+        assert_eq!(h.is_up("b:1"), Some(true));
+        assert_eq!(h.is_up("c:1"), None, "never checked: unknown, not up");
+        assert_eq!(h.last_check("a:1"), Some(&failed));
+        assert_eq!(h.last_check("b:1"), Some(&good));
     }
 }

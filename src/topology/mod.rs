@@ -164,18 +164,24 @@ impl Topology {
         self.health.load()
     }
 
-    /// A number that changes whenever [`Topology::health`] does (one atomic load): a reader
-    /// that saw generation `g` and [`Topology::health`] after it is current until it changes.
+    /// A number that changes whenever the set of nodes [`Topology::health`] marks down does
+    /// (one atomic load): a reader that saw generation `g` and [`Topology::health`] after it
+    /// routes by the current down set until it changes.
     #[inline]
     pub fn health_generation(&self) -> u64 {
         self.health_generation.load(Ordering::Acquire)
     }
 
-    /// Publish a new health view (the health checker's job).
+    /// Publish a new health view (the health checker's job, after every round of checks).
+    /// The generation moves only when the down set changes, so workers rebuild their healthy
+    /// replica lists only then.
     pub fn publish_health(&self, health: Health) {
+        let down_changed = self.health.load().down() != health.down();
         self.health.store(Arc::new(health));
-        // After the store: a reader that sees the new generation loads the new view.
-        self.health_generation.fetch_add(1, Ordering::Release);
+        if down_changed {
+            // After the store: a reader that sees the new generation loads the new view.
+            self.health_generation.fetch_add(1, Ordering::Release);
+        }
     }
 
     /// Pool mode: build the table `config` describes (with the Sentinel masters known so far)
