@@ -41,7 +41,7 @@ pub fn wants_keyspace(args: &[&[u8]]) -> bool {
 pub fn render(args: &[&[u8]], worker: &Worker) -> String {
     let mut out = String::new();
     for &(name, default) in SECTIONS {
-        let default = default || (name == "hotkeys" && worker.ops.hotkeys.is_some());
+        let default = default || (name == "hotkeys" && worker.ops().hotkeys.is_some());
         if wanted(args, name, default) {
             if !out.is_empty() {
                 out.push_str("\r\n");
@@ -53,8 +53,8 @@ pub fn render(args: &[&[u8]], worker: &Worker) -> String {
 }
 
 fn section(name: &str, worker: &Worker, out: &mut String) {
-    let proxy = &worker.proxy;
-    let table = worker.topology.table();
+    let proxy = &worker.proxy();
+    let table = worker.router().topology().table();
     match name {
         "server" => {
             out.push_str("# Server\r\n");
@@ -97,7 +97,11 @@ fn section(name: &str, worker: &Worker, out: &mut String) {
             for (key, value) in proxy.client_limit_counters() {
                 kv(out, key, &value);
             }
-            kv(out, "topology_refreshes", &worker.topology.refreshes());
+            kv(
+                out,
+                "topology_refreshes",
+                &worker.router().topology().refreshes(),
+            );
         }
         "proxy" => {
             out.push_str("# Proxy\r\n");
@@ -109,14 +113,10 @@ fn section(name: &str, worker: &Worker, out: &mut String) {
             kv(out, "backend_masters", &table.shards().len());
             let replicas: usize = table.shards().iter().map(|s| s.replicas.len()).sum();
             kv(out, "backend_replicas", &replicas);
-            kv(
-                out,
-                "backend_nodes_this_worker",
-                &worker.pool.borrow().nodes(),
-            );
+            kv(out, "backend_nodes_this_worker", &worker.router().nodes());
             kv(out, "slot_table_version", &table.version());
             kv(out, "slots_covered", &table.covered_slots());
-            let health = worker.topology.health();
+            let health = worker.router().topology().health();
             kv(out, "backend_nodes_down", &health.down().len());
             let status = |addr: &str| if health.is_down(addr) { "down" } else { "up" };
             for (i, shard) in table.shards().iter().enumerate() {
@@ -135,7 +135,7 @@ fn section(name: &str, worker: &Worker, out: &mut String) {
         }
         "hotkeys" => {
             out.push_str("# Hotkeys\r\n");
-            let Some(hot) = &worker.ops.hotkeys else {
+            let Some(hot) = &worker.ops().hotkeys else {
                 kv(out, "hotkeys_enabled", &0);
                 return;
             };

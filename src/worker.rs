@@ -2,7 +2,6 @@
 //! sessions and its backend connections. Workers share only the slot table (`ArcSwap`), the
 //! configuration and their statistics counters; nothing on the request path crosses threads.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,12 +9,10 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 
-use crate::backend::dedicated::IdleConns;
-use crate::backend::{BackendPool, ConnSettings};
-use crate::config::{Config, WhenNodeDown};
+use crate::config::Config;
 use crate::lifecycle::SessionDrain;
 use crate::resp::Limits;
-use crate::router::{self, Held, RoutePolicy, WorkerHooks};
+use crate::router::{self, Router};
 use crate::scripts::ScriptCache;
 use crate::stats::{ProxyStats, WorkerStats};
 use crate::tls::TlsContext;
@@ -52,18 +49,9 @@ pub struct Shared {
     pub ops: Arc<crate::ops::Ops>,
 }
 
-/// Everything a session needs from its worker.
-pub struct Worker {
-    /// Index of this worker, `0..workers`.
-    pub index: usize,
-    /// The live slot table.
-    pub topology: Arc<Topology>,
-    /// This worker's cached view of the table, for the request path (see [`Worker::table`]).
-    table_cache: RefCell<crate::topology::TableCache>,
-    /// This worker's backend connections (RESP2).
-    pub pool: RefCell<BackendPool>,
-    /// Backend connections speaking RESP3, for RESP3 clients (opened only when one asks).
-    pub pool3: RefCell<BackendPool>,
+/// What every session of a worker obeys, from the configuration (start-only settings).
+#[derive(Clone, Debug)]
+pub struct SessionSettings {
     /// Request parsing limits.
     pub limits: Limits,
     /// Replies one client may have outstanding before it is no longer read.
@@ -72,40 +60,48 @@ pub struct Worker {
     pub client_limits: crate::session::ClientLimits,
     /// Time a request has, from its arrival, to be answered (retries included).
     pub request_timeout: Duration,
-    /// Process-wide counters and facts, for INFO.
-    pub proxy: Arc<ProxyStats>,
-    /// How redirects and unavailable nodes are handled.
-    pub policy: RoutePolicy,
-    /// Requests waiting for a retry.
-    pub held: Held,
-    /// Dedicated connections (blocking commands, transactions) free for the next client.
-    pub idle: RefCell<IdleConns>,
-    /// Time allowed to open a backend connection.
-    pub connect_timeout: Duration,
-    /// Script bodies seen, to answer NOSCRIPT after a failover.
-    pub scripts: Arc<ScriptCache>,
     /// FLUSHALL / FLUSHDB are served.
     pub allow_flush: bool,
-    /// `slotgate_redirects_total` by kind, for every path that follows redirects.
-    pub redirects: crate::backend::redirect::RedirectCounters,
     /// Key-less admin commands sent to every master (`commands.allow_admin`, table names).
     pub allow_admin: Vec<String>,
     /// The node key-less scripts run on (`None`: a random master).
     pub keyless_scripts: Option<Arc<str>>,
-    /// Who clients may authenticate as.
-    pub users: crate::auth::Users,
-    /// The deny list and rename map, when configured.
-    pub command_policy: Option<crate::policy::CommandPolicy>,
-    /// Tells this worker's sessions to finish what they owe and close (graceful shutdown).
-    pub drain: SessionDrain,
-    /// TLS material (listener acceptor, backend connector), re-read on reload.
-    pub tls: Arc<TlsContext>,
     /// Time a TLS client has to complete its handshake.
     pub handshake_timeout: Duration,
-    /// Client registry, slow log, hot keys (shared by all workers).
-    pub ops: Arc<crate::ops::Ops>,
-    /// This worker's hot-key sampler (`None`: hot keys off).
-    pub hot: Option<crate::ops::hotkeys::Sampler>,
+}
+
+impl SessionSettings {
+    /// The settings `config` gives.
+    pub fn from_config(config: &Config) -> SessionSettings {
+        SessionSettings {
+            limits: Limits {
+                max_request_len: config.proxy.max_request_bytes,
+                ..config.protocol.limits()
+            },
+            max_pipeline_depth: config.proxy.max_pipeline_depth,
+            client_limits: crate::session::ClientLimits::from_config(&config.proxy),
+            request_timeout: Duration::from_millis(config.backend.request_timeout_ms),
+            allow_flush: config.commands.allow_flush,
+            allow_admin: config.commands.allowed_admin_names(),
+            keyless_scripts: config.commands.keyless_scripts_node().map(Arc::from),
+            handshake_timeout: Duration::from_millis(config.tls.handshake_timeout_ms),
+        }
+    }
+}
+
+/// What the sessions of one worker share: its router (the way to the nodes), its settings,
+/// counters, client users and command policy, drain signal, and the process's operator views.
+pub struct Worker {
+    index: usize,
+    router: Rc<Router>,
+    settings: SessionSettings,
+    proxy: Arc<ProxyStats>,
+    users: crate::auth::Users,
+    command_policy: Option<crate::policy::CommandPolicy>,
+    drain: SessionDrain,
+    tls: Arc<TlsContext>,
+    ops: Arc<crate::ops::Ops>,
+    hot: Option<crate::ops::hotkeys::Sampler>,
 }
 
 impl Worker {
@@ -114,15 +110,56 @@ impl Worker {
         self.proxy.worker(self.index)
     }
 
-    /// The backend TLS connector as of now (`None`: plaintext backends).
-    pub fn backend_tls(&self) -> Option<Arc<crate::tls::BackendTls>> {
-        self.tls.backend()
+    /// Index of this worker, `0..workers`.
+    pub fn index(&self) -> usize {
+        self.index
     }
 
-    /// The live slot table, through this worker's cache: the request path's way to read it.
+    /// What every session of this worker obeys.
     #[inline]
-    pub fn table(&self) -> crate::topology::LocalTable {
-        self.table_cache.borrow_mut().current()
+    pub fn settings(&self) -> &SessionSettings {
+        &self.settings
+    }
+
+    /// Process-wide counters and facts, for INFO.
+    pub fn proxy(&self) -> &Arc<ProxyStats> {
+        &self.proxy
+    }
+
+    /// Who clients may authenticate as.
+    pub fn users(&self) -> &crate::auth::Users {
+        &self.users
+    }
+
+    /// The deny list and rename map, when configured.
+    pub fn command_policy(&self) -> Option<&crate::policy::CommandPolicy> {
+        self.command_policy.as_ref()
+    }
+
+    /// Tells this worker's sessions to finish what they owe and close (graceful shutdown).
+    pub fn drain(&self) -> &SessionDrain {
+        &self.drain
+    }
+
+    /// TLS material (listener acceptor, backend connector), re-read on reload.
+    pub fn tls(&self) -> &TlsContext {
+        &self.tls
+    }
+
+    /// Client registry, slow log, hot keys (shared by all workers).
+    pub fn ops(&self) -> &crate::ops::Ops {
+        &self.ops
+    }
+
+    /// This worker's hot-key sampler (`None`: hot keys off).
+    pub fn hot(&self) -> Option<&crate::ops::hotkeys::Sampler> {
+        self.hot.as_ref()
+    }
+
+    /// The way to the nodes: slot table, routing, backend connections.
+    #[inline]
+    pub fn router(&self) -> &Router {
+        &self.router
     }
 }
 
@@ -159,61 +196,27 @@ pub fn run(
         .enable_all()
         .build()?;
     let local = tokio::task::LocalSet::new();
-    let settings = ConnSettings {
-        connect_timeout: Duration::from_millis(config.backend.connect_timeout_ms),
-        request_timeout: Duration::from_millis(config.backend.request_timeout_ms),
-        reconnect_backoff: Duration::from_millis(config.backend.reconnect_backoff_ms),
-        limits: config.protocol.limits(),
-        follow_redirects: !config.is_pool_mode(),
-        tls: config.backend.tls.enabled.then(|| Arc::clone(&tls)),
-        stats: Arc::clone(&proxy),
-        worker: index,
-    };
-    let worker = Rc::new_cyclic(|weak| Worker {
+    let router = Router::new(
         index,
-        table_cache: RefCell::new(topology.table_cache()),
+        config,
         topology,
-        pool: RefCell::new(BackendPool::new(
-            settings.clone(),
-            config.backend.connections_per_node,
-            Rc::new(WorkerHooks(weak.clone())),
-            false,
-        )),
-        pool3: RefCell::new(BackendPool::new(
-            settings,
-            config.backend.connections_per_node,
-            Rc::new(WorkerHooks(weak.clone())),
-            true,
-        )),
-        limits: Limits {
-            max_request_len: config.proxy.max_request_bytes,
-            ..config.protocol.limits()
-        },
-        max_pipeline_depth: config.proxy.max_pipeline_depth,
-        client_limits: crate::session::ClientLimits::from_config(&config.proxy),
-        request_timeout: Duration::from_millis(config.backend.request_timeout_ms),
-        proxy,
-        policy: RoutePolicy {
-            max_redirects: config.cluster.max_redirects,
-            hold_when_down: config.cluster.when_node_down == WhenNodeDown::Hold,
-        },
-        held: Held::default(),
-        idle: RefCell::new(IdleConns::default()),
-        connect_timeout: Duration::from_millis(config.backend.connect_timeout_ms),
+        Arc::clone(&proxy),
         scripts,
-        allow_flush: config.commands.allow_flush,
-        redirects: crate::backend::redirect::RedirectCounters::register(),
-        allow_admin: config.commands.allowed_admin_names(),
-        keyless_scripts: config.commands.keyless_scripts_node().map(Arc::from),
+        Arc::clone(&tls),
+    );
+    local.spawn_local(router::retry_loop(Rc::downgrade(&router)));
+    let worker = Rc::new(Worker {
+        index,
+        router,
+        settings: SessionSettings::from_config(config),
+        proxy,
         users: crate::auth::Users::from_config(&config.auth),
         command_policy: crate::policy::CommandPolicy::from_config(&config.commands),
         drain: SessionDrain::default(),
         tls,
-        handshake_timeout: Duration::from_millis(config.tls.handshake_timeout_ms),
         hot: ops.hotkeys.as_ref().map(|h| h.sampler()),
         ops,
     });
-    local.spawn_local(router::retry_loop(Rc::downgrade(&worker)));
     local.spawn_local(publish_hot_keys(Rc::downgrade(&worker)));
     local.block_on(&runtime, async move {
         // The accept loop drops its senders when a drain begins: the sessions go on.
@@ -227,9 +230,9 @@ pub fn run(
                     };
                     tokio::task::spawn_local(adopt(Rc::clone(&worker), client));
                 }
-                changed = drain_signal.changed(), if !worker.drain.is_draining() => {
+                changed = drain_signal.changed(), if !worker.drain().is_draining() => {
                     if changed.is_err() || *drain_signal.borrow() {
-                        worker.drain.start();
+                        worker.drain().start();
                     }
                 }
                 _ = shutdown.changed() => break,
@@ -275,10 +278,10 @@ async fn adopt_tls(
     permit: Option<OwnedSemaphorePermit>,
 ) {
     let (id, peer) = (client.0, client.1);
-    let Some(acceptor) = worker.tls.acceptor() else {
+    let Some(acceptor) = worker.tls().acceptor() else {
         return; // No TLS listener: cannot happen.
     };
-    match tokio::time::timeout(worker.handshake_timeout, acceptor.accept(stream)).await {
+    match tokio::time::timeout(worker.settings().handshake_timeout, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => serve(worker, stream, client, permit).await,
         Ok(Err(e)) => {
             metrics::counter!("slotgate_tls_handshake_failures_total").increment(1);
@@ -308,8 +311,8 @@ async fn publish_hot_keys(worker: std::rc::Weak<Worker>) {
         let Some(worker) = worker.upgrade() else {
             return;
         };
-        if let (Some(hot), Some(sampler)) = (&worker.ops.hotkeys, &worker.hot) {
-            hot.publish(worker.index, sampler);
+        if let (Some(hot), Some(sampler)) = (&worker.ops().hotkeys, &worker.hot()) {
+            hot.publish(worker.index(), sampler);
         }
     }
 }
@@ -342,7 +345,7 @@ async fn serve<S>(
         return;
     };
     worker.stats().client_connected();
-    let registration = worker.ops.clients.register(id, peer, local, fd);
+    let registration = worker.ops().clients.register(id, peer, local, fd);
     crate::session::serve(stream, registration, Rc::clone(&worker)).await;
     worker.stats().client_disconnected();
 }

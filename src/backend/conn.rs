@@ -34,7 +34,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::resp::{Limits, Reply, ReplyDecoder};
-use crate::session::ReplyTarget;
 use crate::slot::Slot;
 use crate::stats::{BackendState, ProxyStats, WorkerStats};
 use crate::tls::{BackendTls, ReadHalf, WriteHalf};
@@ -43,6 +42,7 @@ use crate::wake::LocalSignal;
 use super::auth::Credentials;
 use super::connect::{self, Handshake, ASKING};
 use super::redirect::Redirect;
+use super::reply::ReplyTarget;
 use super::BackendError;
 
 /// The writer's buffer is given back after a write that grew it past this.

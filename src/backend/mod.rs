@@ -7,11 +7,10 @@ pub mod connect;
 pub mod dedicated;
 mod error;
 pub mod oneshot;
-pub mod pool;
-pub mod read_target;
 pub mod redirect;
+pub mod reply;
 
 pub use auth::Credentials;
 pub use conn::{BackendConn, ConnSettings};
 pub use error::BackendError;
-pub use pool::BackendPool;
+pub use reply::ReplyTarget;

@@ -16,21 +16,28 @@
 //! used as soon as a refresh publishes it.
 
 use std::cell::RefCell;
-use std::rc::Weak;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use crate::backend::conn::{Hooks, Outbound};
-use crate::backend::pool::Pick;
-use crate::backend::redirect::Redirect;
-use crate::backend::BackendError;
-use crate::config::ReadPolicy;
-use crate::topology::SlotTable;
+use crate::backend::conn::{ConnSettings, Hooks, Outbound};
+use crate::backend::dedicated::{DedicatedConn, IdleConns};
+use crate::backend::redirect::{Redirect, RedirectCounters};
+use crate::backend::{BackendError, Credentials};
+use crate::config::{Config, ReadPolicy, WhenNodeDown};
+use crate::resp::Limits;
+use crate::scripts::ScriptCache;
+use crate::stats::{ProxyStats, WorkerStats};
+use crate::tls::TlsContext;
+use crate::topology::{LocalTable, SlotTable, TableCache, Topology};
 use crate::wake::LocalSignal;
-use crate::worker::Worker;
+use pool::{BackendPool, Pick};
 
+pub mod pool;
+pub mod read_target;
 pub mod rule;
 
 use rule::{Attempts, Next};
@@ -58,7 +65,163 @@ struct HeldRequest {
     error: Bytes,
 }
 
-impl Worker {
+/// One worker's way to the nodes: its cached view of the slot table, its backend
+/// connections (pipelined and dedicated), and the requests it holds for a retry. Owned by the
+/// worker thread (`Rc`, no locks); sessions reach it through `Worker::router`.
+pub struct Router {
+    /// Index of the worker, for its counters.
+    index: usize,
+    topology: Arc<Topology>,
+    /// This worker's cached view of the table, for the request path (see [`Router::table`]).
+    table_cache: RefCell<TableCache>,
+    /// Pipelined connections (RESP2).
+    pool: RefCell<BackendPool>,
+    /// Pipelined connections speaking RESP3, for RESP3 clients (opened only when one asks).
+    pool3: RefCell<BackendPool>,
+    /// Dedicated connections (blocking commands, transactions, pub/sub) free for reuse.
+    idle: RefCell<IdleConns>,
+    policy: RoutePolicy,
+    held: Held,
+    scripts: Arc<ScriptCache>,
+    /// `slotgate_redirects_total` by kind, for every path that follows redirects.
+    redirects: RedirectCounters,
+    proxy: Arc<ProxyStats>,
+    /// Reply parsing limits of dedicated connections (and of requests re-read here).
+    limits: Limits,
+    connect_timeout: Duration,
+    tls: Arc<TlsContext>,
+}
+
+impl Router {
+    /// The router of worker `index`, by `config`: connections to the nodes of `topology`'s
+    /// table, counted in `proxy`, over TLS from `tls` when backends use it; `scripts` answers
+    /// NOSCRIPT. Starts nothing: [`retry_loop`] runs its held requests.
+    pub fn new(
+        index: usize,
+        config: &Config,
+        topology: Arc<Topology>,
+        proxy: Arc<ProxyStats>,
+        scripts: Arc<ScriptCache>,
+        tls: Arc<TlsContext>,
+    ) -> Rc<Router> {
+        let settings = ConnSettings {
+            connect_timeout: Duration::from_millis(config.backend.connect_timeout_ms),
+            request_timeout: Duration::from_millis(config.backend.request_timeout_ms),
+            reconnect_backoff: Duration::from_millis(config.backend.reconnect_backoff_ms),
+            limits: config.protocol.limits(),
+            follow_redirects: !config.is_pool_mode(),
+            tls: config.backend.tls.enabled.then(|| Arc::clone(&tls)),
+            stats: Arc::clone(&proxy),
+            worker: index,
+        };
+        let per_node = config.backend.connections_per_node;
+        Rc::new_cyclic(|weak: &Weak<Router>| Router {
+            index,
+            table_cache: RefCell::new(topology.table_cache()),
+            topology,
+            pool: RefCell::new(BackendPool::new(
+                settings.clone(),
+                per_node,
+                Rc::new(RouterHooks(weak.clone())),
+                false,
+            )),
+            pool3: RefCell::new(BackendPool::new(
+                settings,
+                per_node,
+                Rc::new(RouterHooks(weak.clone())),
+                true,
+            )),
+            idle: RefCell::new(IdleConns::default()),
+            policy: RoutePolicy {
+                max_redirects: config.cluster.max_redirects,
+                hold_when_down: config.cluster.when_node_down == WhenNodeDown::Hold,
+            },
+            held: Held::default(),
+            scripts,
+            redirects: RedirectCounters::register(),
+            proxy,
+            limits: Limits {
+                max_request_len: config.proxy.max_request_bytes,
+                ..config.protocol.limits()
+            },
+            connect_timeout: Duration::from_millis(config.backend.connect_timeout_ms),
+            tls,
+        })
+    }
+
+    /// The live slot table, through this worker's cache: the request path's way to read it.
+    #[inline]
+    pub fn table(&self) -> LocalTable {
+        self.table_cache.borrow_mut().current()
+    }
+
+    /// The topology: table, health view, refresh requests.
+    pub fn topology(&self) -> &Arc<Topology> {
+        &self.topology
+    }
+
+    /// How redirects and unavailable nodes are handled.
+    pub fn policy(&self) -> RoutePolicy {
+        self.policy
+    }
+
+    /// Script bodies seen, to answer NOSCRIPT after a failover.
+    pub fn scripts(&self) -> &ScriptCache {
+        &self.scripts
+    }
+
+    /// This worker's counters.
+    #[inline]
+    pub fn stats(&self) -> &WorkerStats {
+        self.proxy.worker(self.index)
+    }
+
+    /// Nodes this worker's RESP2 pool has connections (open or not yet) for.
+    pub fn nodes(&self) -> usize {
+        self.pool.borrow().nodes()
+    }
+
+    /// An idle dedicated connection to `addr` (speaking RESP3 if `resp3`), or a new one.
+    pub async fn lease(&self, addr: &Arc<str>, resp3: bool) -> Result<DedicatedConn, BackendError> {
+        if let Some(conn) = self.idle.borrow_mut().take(addr, resp3) {
+            return Ok(conn);
+        }
+        self.open_dedicated(addr, resp3).await
+    }
+
+    /// A new dedicated connection to `addr` (speaking RESP3 if `resp3`), authenticated with
+    /// the credentials the table gives the node.
+    pub async fn open_dedicated(
+        &self,
+        addr: &Arc<str>,
+        resp3: bool,
+    ) -> Result<DedicatedConn, BackendError> {
+        DedicatedConn::connect(
+            Arc::clone(addr),
+            self.connect_timeout,
+            self.limits,
+            self.credentials_for(addr),
+            resp3,
+            self.tls.backend(),
+        )
+        .await
+    }
+
+    /// Keep a dedicated connection in a clean state for the next lease (or close it).
+    pub fn give_back(&self, conn: DedicatedConn) {
+        self.idle.borrow_mut().put(conn);
+    }
+
+    /// Idle dedicated connections held.
+    pub fn idle_dedicated(&self) -> usize {
+        self.idle.borrow().len()
+    }
+
+    /// The credentials the table gives the node at `addr` (its pool's, or the cluster's).
+    pub fn credentials_for(&self, addr: &str) -> Option<Arc<Credentials>> {
+        self.topology.table().credentials_for(addr)
+    }
+
     /// Send `out` to the node of its slot in the current table (or to its pinned node): the
     /// master, or for a read-only request the master or a replica as the shard's read policy
     /// says.
@@ -145,7 +308,7 @@ impl Worker {
 
     /// The connections for `out`'s protocol.
     #[inline]
-    fn pool_for(&self, out: &Outbound) -> &std::cell::RefCell<crate::backend::BackendPool> {
+    fn pool_for(&self, out: &Outbound) -> &RefCell<BackendPool> {
         if out.resp3 {
             &self.pool3
         } else {
@@ -270,7 +433,7 @@ impl Worker {
             ])
             .raw()
             .clone(),
-            reply: crate::session::ReplyTarget::discard(),
+            reply: crate::backend::ReplyTarget::discard(),
             slot: out.slot,
             node: Some(Arc::clone(&node)),
             client_id: out.client_id,
@@ -287,7 +450,7 @@ impl Worker {
     }
 }
 
-impl Worker {
+impl Router {
     /// The body of the script an EVALSHA / EVALSHA_RO request names, if the proxy has seen it.
     fn script_of(&self, request: &Bytes) -> Option<Bytes> {
         let mut buf = bytes::BytesMut::from(&request[..]);
@@ -303,10 +466,10 @@ impl Worker {
     }
 }
 
-/// Retry held requests when they are due, until the worker stops.
-pub async fn retry_loop(worker: Weak<Worker>) {
+/// Retry held requests when they are due, until the router is dropped.
+pub async fn retry_loop(router: Weak<Router>) {
     loop {
-        let Some(w) = worker.upgrade() else { return };
+        let Some(w) = router.upgrade() else { return };
         let next = w.held.entries.borrow().iter().map(|h| h.due).min();
         match next {
             None => w.held.wake.wait().await,
@@ -334,24 +497,24 @@ pub async fn retry_loop(worker: Weak<Worker>) {
     }
 }
 
-/// The worker's side of its backend connections' [`Hooks`]. Holds the worker weakly: the
-/// worker owns the connections, which own this.
-pub struct WorkerHooks(pub Weak<Worker>);
+/// The router's side of its backend connections' [`Hooks`]. Holds the router weakly: the
+/// router owns the connections, which own this.
+struct RouterHooks(Weak<Router>);
 
-impl Hooks for WorkerHooks {
+impl Hooks for RouterHooks {
     fn redirect(&self, out: Outbound, redirect: Redirect, reply: Bytes) {
         match self.0.upgrade() {
-            Some(worker) => worker.follow(out, redirect, reply),
+            Some(router) => router.follow(out, redirect, reply),
             None => out.reply.fill(reply),
         }
     }
 
     fn reroute(&self, out: Outbound, error: &BackendError) {
         match self.0.upgrade() {
-            Some(worker) => {
+            Some(router) => {
                 let now = Instant::now();
-                if let Some(out) = worker.reroute_read(out, now) {
-                    worker.hold_or_fail(out, error.to_reply(), now);
+                if let Some(out) = router.reroute_read(out, now) {
+                    router.hold_or_fail(out, error.to_reply(), now);
                 }
             }
             None => out.reply.fill(error.to_reply()),
@@ -360,15 +523,15 @@ impl Hooks for WorkerHooks {
 
     fn lost(&self, out: Outbound, error: &BackendError) {
         match self.0.upgrade() {
-            Some(worker) => worker.fail(out, error.to_reply()),
+            Some(router) => router.fail(out, error.to_reply()),
             None => out.reply.fill(error.to_reply()),
         }
     }
 
     fn failed(&self, error: &BackendError) {
         metrics::counter!("slotgate_backend_failures_total", "kind" => error.kind()).increment(1);
-        if let Some(worker) = self.0.upgrade() {
-            worker.topology.request_refresh();
+        if let Some(router) = self.0.upgrade() {
+            router.topology.request_refresh();
         }
     }
 }

@@ -112,7 +112,7 @@ fn own_line(session: &Session, args: &[&[u8]]) -> String {
     let cmd = crate::command::lookup(args).map_or(0, crate::command::id_of);
     session.publish_activity(std::time::Instant::now(), cmd);
     session.info.line(
-        &session.worker.ops.clients,
+        &session.worker.ops().clients,
         Some(session.queue.outstanding()),
     )
 }
@@ -149,7 +149,7 @@ fn list(args: &[&[u8]], session: &Session) -> Bytes {
         }
     }
     let own = own_line(session, args);
-    let registry = &session.worker.ops.clients;
+    let registry = &session.worker.ops().clients;
     let mut text = String::new();
     if !only_none {
         for client in registry.list() {
@@ -190,7 +190,7 @@ fn parse_u64(arg: &[u8]) -> Option<u64> {
 /// (new form: the number killed). The session's own connection, if named, is closed after
 /// this reply, as Redis does.
 fn kill(args: &[&[u8]], session: &mut Session) -> Bytes {
-    let registry = std::sync::Arc::clone(&session.worker.ops.clients);
+    let registry = std::sync::Arc::clone(&session.worker.ops().clients);
     if args.len() == 3 {
         let filter = Filter {
             addr: Some(String::from_utf8_lossy(args[2]).into_owned()),

@@ -59,7 +59,7 @@ const NOAUTH: &str = "NOAUTH Authentication required.";
 impl Session {
     /// Serve one request: its reply takes the next place in the session's reply queue.
     pub(super) fn dispatch(&mut self, request: Request, now: Instant) {
-        let request = match &self.worker.command_policy {
+        let request = match &self.worker.command_policy() {
             None => request,
             Some(policy) => match policy.check(request) {
                 Ok(request) => request,
@@ -81,12 +81,12 @@ impl Session {
         self.last_spec = spec;
         self.count(counted.map_or(command::stat_index(None), |(_, index)| index));
         // Loaded once: routing by key and sending use the same table.
-        let table = self.worker.table();
+        let table = self.worker.router().table();
         let mut route = route_spec(&args[..], spec, table.placement());
         if let (Route::Refused(_), Some(spec), false) =
-            (&route, spec, self.worker.allow_admin.is_empty())
+            (&route, spec, self.worker.settings().allow_admin.is_empty())
         {
-            if admin_allowed(&self.worker.allow_admin, spec) {
+            if admin_allowed(&self.worker.settings().allow_admin, spec) {
                 // Explicitly allowed: every master runs it; they must all answer alike.
                 route = Route::FanOut {
                     rule: MergeRule::Same,
@@ -126,7 +126,7 @@ impl Session {
         match route {
             Route::Slot { slot, readonly } => {
                 // Hot keys off: this one branch is all it costs.
-                if let Some(hot) = &self.worker.hot {
+                if let Some(hot) = &self.worker.hot() {
                     if hot.tick() {
                         hot.record_request(&args[..]);
                     }
@@ -137,7 +137,7 @@ impl Session {
                 let reply = self.queue.reserve();
                 drop(args);
                 let out = self.outbound(request.into_raw(), reply, slot, readonly, now, None);
-                self.worker.route_in(&table, out, now);
+                self.worker.router().route_in(&table, out, now);
             }
             Route::Split {
                 rule,
@@ -151,17 +151,24 @@ impl Session {
                     self.wrote_to_all(split.parts.iter().map(|part| part.slot));
                 }
                 let timed = self.queue.times_requests().then(|| request.raw().clone());
-                let merge = Merge::new(split, self.queue.reserve(), self.worker.limits, timed);
+                let merge = Merge::new(
+                    split,
+                    self.queue.reserve(),
+                    self.worker.settings().limits,
+                    timed,
+                );
                 let parts = merge.split().parts.iter().zip(requests);
                 for (index, (part, raw)) in parts.enumerate() {
-                    let reply = ReplyTarget::part(&merge, index);
+                    let reply = merge.part(index);
                     self.forward(raw, reply, part.slot, readonly, now, None);
                 }
             }
             Route::FanOut { rule, readonly } => {
                 let name = args.first().map(|n| n.to_ascii_lowercase());
                 let name = name.as_deref().unwrap_or_default();
-                if !self.worker.allow_flush && (name == b"flushall" || name == b"flushdb") {
+                if !self.worker.settings().allow_flush
+                    && (name == b"flushall" || name == b"flushdb")
+                {
                     return self.queue.push_ready(error(&format!(
                         "ERR slotgate: '{}' is disabled by configuration (commands.allow_flush)",
                         printable(name).to_uppercase()
@@ -172,11 +179,11 @@ impl Session {
                         // SCRIPT LOAD: keep the body for NOSCRIPT recovery.
                         MergeRule::Same => {
                             if let Some(body) = args.get(2) {
-                                self.worker.scripts.remember(body);
+                                self.worker.router().scripts().remember(body);
                             }
                         }
                         // SCRIPT FLUSH: the client wants scripts gone, NOSCRIPT included.
-                        MergeRule::AllOk => self.worker.scripts.clear(),
+                        MergeRule::AllOk => self.worker.router().scripts().clear(),
                         _ => {}
                     }
                 }
@@ -198,7 +205,12 @@ impl Session {
                 }
                 let (split, requests) = split::fan_out(&request, &slots, rule);
                 let timed = self.queue.times_requests().then(|| request.raw().clone());
-                let merge = Merge::new(split, self.queue.reserve(), self.worker.limits, timed);
+                let merge = Merge::new(
+                    split,
+                    self.queue.reserve(),
+                    self.worker.settings().limits,
+                    timed,
+                );
                 self.fan_out(&merge, requests, masters, readonly, now);
             }
             Route::Local(Local::Info) if crate::info::wants_keyspace(&args[1..]) => {
@@ -219,8 +231,13 @@ impl Session {
                 ]);
                 let (split, requests) = split::fan_out(&info, &slots, MergeRule::Keyspace);
                 let target = self.queue.reserve();
-                let merge =
-                    Merge::with_text_prefix(split, target, self.worker.limits, text, self.resp3);
+                let merge = Merge::with_text_prefix(
+                    split,
+                    target,
+                    self.worker.settings().limits,
+                    text,
+                    self.resp3,
+                );
                 self.fan_out(&merge, requests, masters, true, now);
             }
             Route::Scan => {
@@ -238,7 +255,7 @@ impl Session {
             } => {
                 if remember {
                     if let Some(body) = args.get(1) {
-                        self.worker.scripts.remember(body);
+                        self.worker.router().scripts().remember(body);
                     }
                 }
                 if let (false, Some(slot)) = (readonly, slot) {
@@ -247,14 +264,14 @@ impl Session {
                 let reply = self.queue.reserve();
                 drop(args);
                 let raw = request.into_raw();
-                match (slot, self.worker.keyless_scripts.clone()) {
+                match (slot, self.worker.settings().keyless_scripts.clone()) {
                     (Some(slot), _) => self.forward(raw, reply, slot, readonly, now, None),
                     (None, Some(node)) => {
                         self.forward(raw, reply, Slot::ZERO, readonly, now, Some(node))
                     }
                     (None, None) => {
                         // A master picked in turn, so key-less scripts spread over them all.
-                        let masters = self.worker.table().serving_masters();
+                        let masters = self.worker.router().table().serving_masters();
                         let pick = self.worker.stats().next_pick() as usize;
                         match masters.get(pick % masters.len().max(1)).cloned() {
                             Some((master, slot)) => {
@@ -334,7 +351,8 @@ impl Session {
     /// Every master that serves slots, in address order, and one slot each serves.
     fn serving_masters(&self) -> (Vec<Arc<str>>, Vec<Slot>) {
         self.worker
-            .topology
+            .router()
+            .topology()
             .table()
             .serving_masters()
             .into_iter()
@@ -352,7 +370,7 @@ impl Session {
     ) {
         let parts = merge.split().parts.iter().zip(requests).zip(masters);
         for (index, ((part, raw), master)) in parts.enumerate() {
-            let reply = ReplyTarget::part(merge, index);
+            let reply = merge.part(index);
             self.forward(raw, reply, part.slot, readonly, now, Some(master));
         }
     }
@@ -368,7 +386,7 @@ impl Session {
         node: Option<Arc<str>>,
     ) {
         let out = self.outbound(request, reply, slot, readonly, now, node);
-        self.worker.route(out, now);
+        self.worker.router().route(out, now);
     }
 
     /// The backend request for `request`, from this client, received at `now`.
@@ -387,7 +405,7 @@ impl Session {
             slot,
             node,
             client_id: self.info.id,
-            deadline: now + self.worker.request_timeout,
+            deadline: now + self.worker.settings().request_timeout,
             redirects: 0,
             retries: 0,
             readonly,

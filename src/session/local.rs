@@ -131,7 +131,7 @@ pub(super) fn run(cmd: Local, args: &[&[u8]], session: &mut Session) -> Bytes {
             match sub {
                 // Text replies are verbatim strings in RESP3, as Redis sends them.
                 "info" | "nodes" if session.resp3 && reply.starts_with(b"$") => {
-                    match crate::resp::parse_frame(&reply, &session.worker.limits) {
+                    match crate::resp::parse_frame(&reply, &session.worker.settings().limits) {
                         Ok(crate::resp::Frame::Bulk(text)) => text_reply(&text, true),
                         _ => reply,
                     }
@@ -262,7 +262,7 @@ fn auth(args: &[&[u8]], session: &mut Session) -> Bytes {
 
 /// Check credentials and, if they are right, make the session that user's.
 fn login(session: &mut Session, user: Option<&[u8]>, password: &[u8]) -> Bytes {
-    let users = &session.worker.users;
+    let users = &session.worker.users();
     let default_user = user.is_none_or(|u| u == b"default");
     if !users.required() {
         // Redis' `nopass` default user: AUTH with a password is a configuration mistake;

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use crate::command::split::{self, Split};
 use crate::resp::Limits;
 
-use super::ReplyTarget;
+use crate::backend::reply::{ReplyTarget, Waiter};
 
 /// The parts of one split request still owed a reply.
 #[derive(Debug)]
@@ -70,6 +70,11 @@ impl Merge {
         })
     }
 
+    /// Where the backend delivers the reply to part `index`.
+    pub fn part(self: &Rc<Self>, index: usize) -> ReplyTarget {
+        ReplyTarget::new(Rc::clone(self) as Rc<dyn Waiter>, index as u64)
+    }
+
     /// The split being merged.
     pub fn split(&self) -> &Split {
         &self.split
@@ -77,7 +82,7 @@ impl Merge {
 
     /// Part `index` answered `reply` (at `now`, when timed); when it was the last, merge and
     /// deliver.
-    pub(super) fn deliver(&self, index: usize, reply: Bytes, now: Option<Instant>) {
+    fn collect(&self, index: usize, reply: Bytes, now: Option<Instant>) {
         if let Some(slot) = self.replies.borrow_mut().get_mut(index) {
             *slot = reply;
         }
@@ -108,5 +113,13 @@ impl Merge {
             Some(request) => target.answer(merged, request, now.unwrap_or_else(Instant::now)),
             None => target.fill(merged),
         }
+    }
+}
+
+impl Waiter for Merge {
+    /// A part's reply; the merged reply is timed with the whole request the merge keeps.
+    fn deliver(&self, place: u64, reply: Bytes, answered: Option<(&Bytes, Instant)>) {
+        let index = usize::try_from(place).unwrap_or(usize::MAX);
+        self.collect(index, reply, answered.map(|(_, now)| now));
     }
 }

@@ -112,10 +112,10 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let id = info.id;
-    let authenticated = !worker.users.required();
-    let queue = ReplyQueue::with_slow_log(worker.ops.slowlog.threshold());
+    let authenticated = !worker.users().required();
+    let queue = ReplyQueue::with_slow_log(worker.ops().slowlog.threshold());
     let mut session = Session {
-        decoder: RequestDecoder::new(worker.limits),
+        decoder: RequestDecoder::new(worker.settings().limits),
         worker,
         queue,
         info,
@@ -154,14 +154,14 @@ impl Session {
         let mut rbuf = BytesMut::with_capacity(BUFFER_SIZE);
         // Grown by the first replies: an idle client costs no write buffer.
         let mut wbuf = BytesMut::new();
-        let max_outstanding = self.worker.max_pipeline_depth;
-        let bounds = self.worker.client_limits;
+        let max_outstanding = self.worker.settings().max_pipeline_depth;
+        let bounds = self.worker.settings().client_limits;
         let mut idle = limits::IdleTimer::new(bounds.idle_timeout);
         // Armed while a ready reply waits for the rest of its read (see `ReplyQueue::holding`).
         let hold_timer = tokio::time::sleep(std::time::Duration::ZERO);
         tokio::pin!(hold_timer);
         let mut hold_armed = false;
-        let drain = self.worker.drain.listen();
+        let drain = self.worker.drain().listen();
         let queue = Rc::clone(&self.queue);
         loop {
             // Only subscribers get messages pushed (the output limit applies to them).
@@ -384,7 +384,7 @@ impl Session {
                 }
             }
         }
-        if count > 1 && self.worker.client_limits.reply_hold.is_some() {
+        if count > 1 && self.worker.settings().client_limits.reply_hold.is_some() {
             self.queue.end_batch();
         }
         self.worker.stats().add_commands(count);

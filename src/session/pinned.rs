@@ -166,7 +166,7 @@ impl Session {
     /// Between MULTI and EXEC: queue the request (checking it belongs to the transaction's
     /// slot) or act on it at once, as Redis does for EXEC, DISCARD, MULTI, WATCH, QUIT, RESET.
     pub(super) fn in_transaction(&mut self, request: Request, route: Route) {
-        let limit = self.worker.client_limits.max_pending_bytes;
+        let limit = self.worker.settings().client_limits.max_pending_bytes;
         let Some(tx) = self.tx.as_mut() else { return };
         let reply = match route {
             Route::Pinned(Pinned::Exclusive(Exclusive::Exec)) => {
@@ -245,7 +245,7 @@ impl Session {
             Exclusive::Watch { slot } => self.watch(request.raw(), slot).await,
             Exclusive::Blocking { slot } => {
                 let bound = blocking_timeout(&request.args())
-                    .map(|wait| wait + self.worker.request_timeout);
+                    .map(|wait| wait + self.worker.settings().request_timeout);
                 self.wrote_to(slot);
                 self.run_alone(Some(slot), request.raw(), 1, bound).await
             }
@@ -280,14 +280,14 @@ impl Session {
         if let Some(slot) = slot {
             self.wrote_to(slot);
         }
-        let timeout = self.worker.request_timeout;
+        let timeout = self.worker.settings().request_timeout;
         match watched {
             Some(Watched {
                 conn: Some(mut conn),
                 ..
             }) => match exec_on(&mut conn, &payload, replies, timeout).await {
                 Ok(replies) => {
-                    self.worker.idle.borrow_mut().put(conn);
+                    self.worker.router().give_back(conn);
                     if replies.iter().any(|r| redirect_of(r).is_some()) {
                         // The watched slot moved: the watch is void, like a changed key.
                         self.null_array()
@@ -313,7 +313,7 @@ impl Session {
     ) -> Bytes {
         match on_master(&self.worker, slot, payload, replies, bound, self.resp3).await {
             Ok((conn, replies)) => {
-                self.worker.idle.borrow_mut().put(conn);
+                self.worker.router().give_back(conn);
                 last(replies)
             }
             Err(reply) => reply,
@@ -321,7 +321,7 @@ impl Session {
     }
 
     async fn watch(&mut self, request: &Bytes, slot: Slot) -> Bytes {
-        let timeout = Some(self.worker.request_timeout);
+        let timeout = Some(self.worker.settings().request_timeout);
         if let Some(watched) = self.watched.as_mut() {
             if watched.slot != slot {
                 return error(CROSSSLOT);
@@ -329,7 +329,7 @@ impl Session {
             let Some(conn) = watched.conn.as_mut() else {
                 return Bytes::from_static(OK);
             };
-            return match exec_on(conn, request, 1, self.worker.request_timeout).await {
+            return match exec_on(conn, request, 1, self.worker.settings().request_timeout).await {
                 Ok(replies) if replies.iter().any(|r| redirect_of(r).is_some()) => {
                     watched.conn = None;
                     Bytes::from_static(OK)
@@ -365,7 +365,7 @@ impl Session {
     fn reset(&mut self) {
         self.resp3 = false;
         // RESET also logs the client out, where logging in is required.
-        if self.worker.users.required() {
+        if self.worker.users().required() {
             self.authenticated = false;
             self.user = None;
             self.info.set_user(None);
@@ -386,11 +386,11 @@ impl Session {
             return;
         };
         let worker = Rc::downgrade(&self.worker);
-        let timeout = self.worker.request_timeout;
+        let timeout = self.worker.settings().request_timeout;
         tokio::task::spawn_local(async move {
             if exec_on(&mut conn, UNWATCH, 1, timeout).await.is_ok() {
                 if let Some(worker) = worker.upgrade() {
-                    worker.idle.borrow_mut().put(conn);
+                    worker.router().give_back(conn);
                 }
             }
         });
@@ -409,23 +409,23 @@ pub(super) async fn on_master(
     bound: Option<Duration>,
     resp3: bool,
 ) -> Result<(DedicatedConn, Vec<Reply>), Bytes> {
-    let deadline = Instant::now() + worker.request_timeout;
+    let deadline = Instant::now() + worker.settings().request_timeout;
     let mut node: Option<Arc<str>> = None;
     let mut asking = false;
     let mut attempts = Attempts::default();
     loop {
         let Some(addr) = node.take().or_else(|| master_of(worker, slot)) else {
-            worker.topology.request_refresh();
+            worker.router().topology().request_refresh();
             let slot = slot.map_or(0, Slot::get);
             let reply = BackendError::SlotUnserved(slot).to_reply();
             pause(deadline, &mut attempts, reply).await?;
             continue;
         };
-        let mut conn = match lease(worker, &addr, resp3).await {
+        let mut conn = match worker.router().lease(&addr, resp3).await {
             Ok(conn) => conn,
             Err(e) => {
-                worker.topology.request_refresh();
-                if !worker.policy.hold_when_down {
+                worker.router().topology().request_refresh();
+                if !worker.router().policy().hold_when_down {
                     return Err(e.to_reply());
                 }
                 pause(deadline, &mut attempts, e.to_reply()).await?;
@@ -451,16 +451,16 @@ pub(super) async fn on_master(
             return Ok((conn, got));
         };
         // The node executed nothing (a transaction was aborted): the connection is clean.
-        worker.idle.borrow_mut().put(conn);
+        worker.router().give_back(conn);
         let now = Instant::now();
         let next = rule::decide(
             &redirect,
             attempts,
-            worker.policy.max_redirects,
+            worker.router().policy().max_redirects,
             now,
             deadline,
         );
-        worker.take_note(&redirect, &next);
+        worker.router().take_note(&redirect, &next);
         match next {
             Next::Resend {
                 addr, asking: ask, ..
@@ -484,7 +484,7 @@ pub(super) async fn on_master(
 
 /// The master serving `slot`, or any serving master for `None`.
 fn master_of(worker: &Worker, slot: Option<Slot>) -> Option<Arc<str>> {
-    let table = worker.topology.table();
+    let table = worker.router().topology().table();
     match slot {
         Some(slot) => {
             let shard = table.shard_of(slot)?;
@@ -492,35 +492,6 @@ fn master_of(worker: &Worker, slot: Option<Slot>) -> Option<Arc<str>> {
         }
         None => table.serving_masters().into_iter().next().map(|(m, _)| m),
     }
-}
-
-/// An idle dedicated connection to `addr`, or a new one.
-pub(super) async fn lease(
-    worker: &Worker,
-    addr: &Arc<str>,
-    resp3: bool,
-) -> Result<DedicatedConn, BackendError> {
-    if let Some(conn) = worker.idle.borrow_mut().take(addr, resp3) {
-        return Ok(conn);
-    }
-    let auth = credentials_for(worker, addr);
-    DedicatedConn::connect(
-        Arc::clone(addr),
-        worker.connect_timeout,
-        worker.limits,
-        auth,
-        resp3,
-        worker.backend_tls(),
-    )
-    .await
-}
-
-/// The credentials the table gives the node at `addr` (its pool's, or the cluster's), if any.
-pub(super) fn credentials_for(
-    worker: &Worker,
-    addr: &str,
-) -> Option<Arc<crate::backend::auth::Credentials>> {
-    worker.topology.table().credentials_for(addr)
 }
 
 /// Wait before another attempt, or give up with `reply` if the deadline would pass first.

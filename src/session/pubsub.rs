@@ -29,7 +29,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
-use crate::backend::dedicated::DedicatedConn;
 use crate::backend::BackendError;
 use crate::resp::{encode, parse_frame, Frame, Reply};
 use crate::worker::Worker;
@@ -300,7 +299,7 @@ impl Session {
 /// patterns all on the master of slot 0, where PUBLISH is routed, so that PUBLISH counts every
 /// slotgate subscriber (messages reach every node anyway: the cluster broadcasts PUBLISH).
 fn master_of(worker: &Worker, kind: SubKind, name: &[u8]) -> Option<Arc<str>> {
-    let table = worker.topology.table();
+    let table = worker.router().topology().table();
     let unit = match kind {
         SubKind::Shard => table.placement().unit_of(name),
         SubKind::Channel | SubKind::Pattern => crate::slot::Slot::ZERO,
@@ -354,7 +353,7 @@ async fn run_link(link: LinkTask, commands: mpsc::UnboundedReceiver<Bytes>) {
     for (target, reply) in owed {
         target.fill(reply);
     }
-    link.worker.topology.request_refresh();
+    link.worker.router().topology().request_refresh();
     tokio::time::sleep(RESUBSCRIBE_PAUSE).await;
     let Some(state) = link.state.upgrade() else {
         return;
@@ -405,16 +404,7 @@ async fn serve_link(
     mut commands: mpsc::UnboundedReceiver<Bytes>,
 ) -> Result<(), BackendError> {
     let worker = &link.worker;
-    let auth = super::pinned::credentials_for(worker, &link.node);
-    let mut conn = DedicatedConn::connect(
-        Arc::clone(&link.node),
-        worker.connect_timeout,
-        worker.limits,
-        auth,
-        false,
-        worker.backend_tls(),
-    )
-    .await?;
+    let mut conn = worker.router().open_dedicated(&link.node, false).await?;
     loop {
         tokio::select! {
             command = commands.recv() => match command {
@@ -428,7 +418,7 @@ async fn serve_link(
 
 /// Handle one frame from a subscription connection.
 fn on_push(link: &LinkTask, reply: Reply) {
-    let Ok(Frame::Array(items)) = parse_frame(reply.raw(), &link.worker.limits) else {
+    let Ok(Frame::Array(items)) = parse_frame(reply.raw(), &link.worker.settings().limits) else {
         return;
     };
     let word = items
@@ -442,7 +432,7 @@ fn on_push(link: &LinkTask, reply: Reply) {
         let resp3 = link.state.upgrade().is_some_and(|s| s.borrow().resp3);
         let raw = reply.raw();
         // Bounded by the subscriber output limit: a client that does not read is cut off.
-        let limit = &link.worker.client_limits.pubsub_output;
+        let limit = &link.worker.settings().client_limits.pubsub_output;
         if resp3 && raw.first() == Some(&b'*') {
             let mut push = BytesMut::from(&raw[..]);
             push[0] = b'>';
@@ -477,7 +467,7 @@ fn on_push(link: &LinkTask, reply: Reply) {
                         let weak = Rc::downgrade(&state);
                         let mut state = state.borrow_mut();
                         if state.names[SubKind::Shard.index()].contains_key(&name) {
-                            link.worker.topology.request_refresh();
+                            link.worker.router().topology().request_refresh();
                             resubscribe(&mut state, &weak, &link.worker, SubKind::Shard, name);
                         }
                     }

@@ -27,10 +27,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+pub use crate::backend::reply::ReplyTarget;
+use crate::backend::reply::Waiter;
 use crate::wake::LocalSignal;
 
 use super::limits::{OutputLimit, Overflow};
-use super::merge::Merge;
 
 /// Ready replies are never held back once this many bytes of them wait to be written.
 pub const HOLD_LIMIT: usize = 64 * 1024;
@@ -93,53 +94,10 @@ struct Place {
     reply: Option<Bytes>,
 }
 
-/// Where a backend delivers one reply: a place in a session's queue, or one part of a split
-/// request whose merged reply takes such a place.
-#[derive(Debug)]
-pub struct ReplyTarget(Target);
-
-#[derive(Debug)]
-enum Target {
-    Queue { queue: Rc<ReplyQueue>, seq: u64 },
-    Part { merge: Rc<Merge>, index: usize },
-    Discard,
-}
-
-impl ReplyTarget {
-    /// The reply to part `index` of a split request.
-    pub fn part(merge: &Rc<Merge>, index: usize) -> ReplyTarget {
-        ReplyTarget(Target::Part {
-            merge: Rc::clone(merge),
-            index,
-        })
-    }
-
-    /// A reply nobody waits for (a command the proxy sends on its own, e.g. SCRIPT LOAD
-    /// before resending an EVALSHA).
-    pub fn discard() -> ReplyTarget {
-        ReplyTarget(Target::Discard)
-    }
-
-    /// Deliver the reply (raw RESP bytes), not timed for the slow log.
+impl Waiter for ReplyQueue {
     #[inline]
-    pub fn fill(self, reply: Bytes) {
-        match self.0 {
-            Target::Queue { queue, seq } => queue.fill(seq, reply, None),
-            Target::Part { merge, index } => merge.deliver(index, reply, None),
-            Target::Discard => {}
-        }
-    }
-
-    /// Deliver the reply to `request` (its bytes as sent), which came in at `now`: the slow
-    /// log times it.
-    #[inline]
-    pub fn answer(self, reply: Bytes, request: &Bytes, now: Instant) {
-        match self.0 {
-            Target::Queue { queue, seq } => queue.fill(seq, reply, Some((request, now))),
-            // The merged reply is timed with the whole request the merge keeps.
-            Target::Part { merge, index } => merge.deliver(index, reply, Some(now)),
-            Target::Discard => {}
-        }
+    fn deliver(&self, place: u64, reply: Bytes, answered: Option<(&Bytes, Instant)>) {
+        self.fill(place, reply, answered);
     }
 }
 
@@ -175,10 +133,7 @@ impl ReplyQueue {
             slow_at: self.slow_at.get(),
             reply: None,
         });
-        ReplyTarget(Target::Queue {
-            queue: Rc::clone(self),
-            seq,
-        })
+        ReplyTarget::new(Rc::clone(self) as Rc<dyn Waiter>, seq)
     }
 
     /// Queue a reply that is already known (local commands, immediate errors).

@@ -41,7 +41,7 @@ pub(super) async fn scan(worker: &Worker, args: &[&[u8]]) -> Bytes {
         .and_then(|i| args.get(i + 1))
         .and_then(|n| std::str::from_utf8(n).ok()?.parse::<usize>().ok())
         .unwrap_or(DEFAULT_COUNT);
-    let table = worker.table();
+    let table = worker.router().table();
     let fingerprint = table.assignment_fingerprint();
     let masters = table.serving_masters();
     let resume = position.is_start() || position.fingerprint == fingerprint;
@@ -75,7 +75,7 @@ pub(super) async fn scan(worker: &Worker, args: &[&[u8]]) -> Bytes {
         Ok(true) => answer(Some(0), keys),
         // Start over; the fresh fingerprint keeps the next call from restarting again.
         Ok(false) => {
-            let fingerprint = worker.table().assignment_fingerprint();
+            let fingerprint = worker.router().table().assignment_fingerprint();
             let again = ScanCursor {
                 node: 0,
                 fingerprint,
@@ -95,7 +95,7 @@ async fn scan_master(
     cursor: u64,
 ) -> Result<(u64, Vec<Frame>), Bytes> {
     let reply = ask_master(worker, slot, &with_cursor(args, cursor)).await?;
-    parse_frame(reply.raw(), &worker.limits)
+    parse_frame(reply.raw(), &worker.settings().limits)
         .ok()
         .and_then(page)
         .ok_or_else(|| error("ERR slotgate: unexpected SCAN reply from a master"))
@@ -104,9 +104,9 @@ async fn scan_master(
 /// Send one command to the master serving `slot` on a dedicated connection; its reply, or
 /// the error reply for the client (the master's own error included).
 async fn ask_master(worker: &Worker, slot: Slot, request: &[u8]) -> Result<Reply, Bytes> {
-    let timeout = Some(worker.request_timeout);
+    let timeout = Some(worker.settings().request_timeout);
     let (conn, mut replies) = on_master(worker, Some(slot), request, 1, timeout, false).await?;
-    worker.idle.borrow_mut().put(conn);
+    worker.router().give_back(conn);
     match replies.pop() {
         Some(reply) if reply.is_error() => Err(reply.raw().clone()),
         Some(reply) => Ok(reply),
@@ -121,15 +121,17 @@ async fn pass_settled(
     fingerprint: u16,
     masters: &[(std::sync::Arc<str>, Slot)],
 ) -> Result<bool, Bytes> {
-    if worker.topology.is_pool_mode() {
-        return Ok(worker.table().assignment_fingerprint() == fingerprint);
+    if worker.router().topology().is_pool_mode() {
+        return Ok(worker.router().table().assignment_fingerprint() == fingerprint);
     }
     for (_, slot) in masters {
         let reply = ask_master(worker, *slot, b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nNODES\r\n").await?;
-        let text = parse_frame(reply.raw(), &worker.limits).ok().and_then(|f| {
-            f.as_bytes()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-        });
+        let text = parse_frame(reply.raw(), &worker.settings().limits)
+            .ok()
+            .and_then(|f| {
+                f.as_bytes()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+            });
         let Some(text) = text else {
             return Err(error(
                 "ERR slotgate: unexpected CLUSTER NODES reply from a master",
@@ -140,11 +142,11 @@ async fn pass_settled(
         }
     }
     // A finished migration shows only in the layout: read it fresh before comparing.
-    if let Err(e) = worker.topology.refresh().await {
+    if let Err(e) = worker.router().topology().refresh().await {
         // Judge by the table as it stands rather than restart for as long as discovery fails.
         tracing::debug!("SCAN: slot table refresh at the end of a pass failed: {e}");
     }
-    Ok(worker.table().assignment_fingerprint() == fingerprint)
+    Ok(worker.router().table().assignment_fingerprint() == fingerprint)
 }
 
 /// The request with the master's own cursor in place of the proxy's.

@@ -43,7 +43,8 @@ impl Session {
     /// The slow path: parse the request again, name its node and log it.
     #[cold]
     fn log_slow(&self, took: Duration, raw: &Bytes) {
-        let Ok(Frame::Array(items)) = crate::resp::parse_frame(raw, &self.worker.limits) else {
+        let Ok(Frame::Array(items)) = crate::resp::parse_frame(raw, &self.worker.settings().limits)
+        else {
             return;
         };
         let owned: Vec<Bytes> = items
@@ -75,9 +76,9 @@ impl Session {
             .map(|n| String::from_utf8_lossy(&n).into_owned())
             .unwrap_or_default();
         self.worker
-            .ops
+            .ops()
             .slowlog
-            .record(self.worker.index, took, &argv, addr, name, node);
+            .record(self.worker.index(), took, &argv, addr, name, node);
     }
 
     /// The node a request went to, as the slot table says now: its first key's master,
@@ -91,7 +92,7 @@ impl Session {
             .routing_args(argv, &mut keys)
             .ok()
             .and_then(|()| keys.first().and_then(|&i| argv.get(i)));
-        let table = self.worker.topology.table();
+        let table = self.worker.router().topology().table();
         match key {
             Some(key) => {
                 let slot = table.placement().unit_of(key);
@@ -109,7 +110,7 @@ impl Session {
 
 /// `SLOWLOG GET [count] | LEN | RESET | HELP`, in Redis' reply shapes.
 pub(super) fn run(args: &[&[u8]], session: &Session) -> Bytes {
-    let log = &session.worker.ops.slowlog;
+    let log = &session.worker.ops().slowlog;
     let sub = args
         .get(1)
         .map(|s| s.to_ascii_lowercase())

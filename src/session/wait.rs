@@ -66,7 +66,7 @@ pub(super) async fn wait(worker: &Worker, wrote: &[Slot], args: &[&[u8]]) -> Byt
 
 /// `wrote` with at most one slot for each master that serves them now.
 fn one_slot_per_master(worker: &Worker, wrote: &[Slot]) -> Vec<Slot> {
-    let table = worker.table();
+    let table = worker.router().table();
     let mut seen = Vec::new();
     let mut slots = Vec::new();
     for &slot in wrote {
@@ -87,12 +87,12 @@ async fn wait_on(
     wanted: i64,
     give_up: Option<Instant>,
 ) -> Result<usize, Bytes> {
-    let request_timeout = Some(worker.request_timeout);
+    let request_timeout = Some(worker.settings().request_timeout);
     let (mut conn, replies) =
         on_master(worker, slot, INFO_REPLICATION, 1, request_timeout, false).await?;
     let target = replies
         .first()
-        .and_then(|r| parse_frame(r.raw(), &worker.limits).ok())
+        .and_then(|r| parse_frame(r.raw(), &worker.settings().limits).ok())
         .and_then(|f| {
             f.as_bytes()
                 .and_then(|text| info_field(text, "master_repl_offset"))
@@ -107,13 +107,13 @@ async fn wait_on(
         let acked = match bounded(request_timeout, conn.call(ROLE, 1), &addr).await {
             Ok(replies) => replies
                 .first()
-                .and_then(|r| parse_frame(r.raw(), &worker.limits).ok())
+                .and_then(|r| parse_frame(r.raw(), &worker.settings().limits).ok())
                 .map_or(0, |role| replicas_at(&role, target)),
             Err(e) => return Err(e.to_reply()),
         };
         let done = acked as i64 >= wanted || give_up.is_some_and(|at| Instant::now() >= at);
         if done {
-            worker.idle.borrow_mut().put(conn);
+            worker.router().give_back(conn);
             return Ok(acked);
         }
         tokio::time::sleep(POLL).await;

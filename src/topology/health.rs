@@ -7,7 +7,7 @@
 //! A node is marked down after `health.failures` consecutive failed checks and up again
 //! after `health.successes` consecutive good ones, so one lost packet does not flap it.
 //! Workers read the published view lock-free and take down replicas out of reads
-//! (`backend::pool`); a down master is not replaced by anything (no silent remap of its
+//! (`router::pool`); a down master is not replaced by anything (no silent remap of its
 //! slots), but its failure asks the topology to re-resolve Sentinel masters.
 //!
 //! Each check opens a short-lived connection (connect, `AUTH` if the pool has credentials,

@@ -14,9 +14,9 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::auth::Credentials;
-use super::conn::{BackendConn, ConnSettings, Hooks};
 use super::read_target::{self, ReadTarget};
+use crate::backend::conn::{BackendConn, ConnSettings, Hooks};
+use crate::backend::Credentials;
 use crate::config::ReadPolicy;
 use crate::topology::{Health, SlotTable};
 
