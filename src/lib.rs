@@ -10,6 +10,7 @@ pub mod admin;
 pub mod auth;
 pub mod backend;
 pub mod command;
+pub mod command_policy;
 pub mod config;
 pub mod demo;
 #[doc(hidden)]
@@ -19,7 +20,6 @@ pub mod lifecycle;
 pub mod ops;
 pub mod pidfile;
 pub mod placement;
-pub mod policy;
 pub mod reload;
 pub mod resp;
 pub mod router;

@@ -97,7 +97,7 @@ pub struct Worker {
     settings: SessionSettings,
     proxy: Arc<ProxyStats>,
     users: crate::auth::Users,
-    command_policy: Option<crate::policy::CommandPolicy>,
+    command_policy: Option<crate::command_policy::CommandPolicy>,
     drain: SessionDrain,
     tls: Arc<TlsContext>,
     ops: Arc<crate::ops::Ops>,
@@ -132,7 +132,7 @@ impl Worker {
     }
 
     /// The deny list and rename map, when configured.
-    pub fn command_policy(&self) -> Option<&crate::policy::CommandPolicy> {
+    pub fn command_policy(&self) -> Option<&crate::command_policy::CommandPolicy> {
         self.command_policy.as_ref()
     }
 
@@ -211,7 +211,7 @@ pub fn run(
         settings: SessionSettings::from_config(config),
         proxy,
         users: crate::auth::Users::from_config(&config.auth),
-        command_policy: crate::policy::CommandPolicy::from_config(&config.commands),
+        command_policy: crate::command_policy::CommandPolicy::from_config(&config.commands),
         drain: SessionDrain::default(),
         tls,
         hot: ops.hotkeys.as_ref().map(|h| h.sampler()),

@@ -137,7 +137,7 @@ pub fn render(state: &AdminState) -> String {
     {
         let health = state.topology.health();
         let (mut masters, mut replicas) = (0u32, 0u32);
-        for (addr, role, _) in super::health::all_nodes(&table) {
+        for (addr, role, _) in super::readiness::all_nodes(&table) {
             if health.is_up(&addr) == Some(true) {
                 match role {
                     "master" => masters += 1,

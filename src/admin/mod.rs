@@ -17,8 +17,8 @@
 //!
 //! It has no authentication: bind it to loopback or a private network.
 
-mod health;
 mod metrics;
+mod readiness;
 mod views;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,7 +35,7 @@ use crate::reload::{ReloadError, Reloader};
 use crate::stats::ProxyStats;
 use crate::topology::Topology;
 
-pub use health::Readiness;
+pub use readiness::Readiness;
 pub use views::redact;
 
 /// How often the stats history is sampled.
@@ -169,7 +169,7 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => {
-            let readiness = health::readiness(state);
+            let readiness = readiness::readiness(state);
             let status = if readiness.ready {
                 StatusCode::OK
             } else {

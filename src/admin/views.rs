@@ -11,7 +11,7 @@ use crate::slot::{Slot, SLOT_COUNT};
 use crate::stats::{LatencySnapshot, ProxyStats};
 use crate::topology::SlotTable;
 
-use super::health::all_nodes;
+use super::readiness::all_nodes;
 use super::{lock, AdminState, HISTORY};
 use crate::topology::health::now_ms;
 

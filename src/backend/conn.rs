@@ -39,8 +39,8 @@ use crate::stats::{BackendState, ProxyStats, WorkerStats};
 use crate::tls::{BackendTls, ReadHalf, WriteHalf};
 use crate::wake::LocalSignal;
 
-use super::auth::Credentials;
 use super::connect::{self, Handshake, ASKING};
+use super::credentials::Credentials;
 use super::redirect::Redirect;
 use super::reply::ReplyTarget;
 use super::BackendError;
@@ -255,6 +255,16 @@ struct Pending {
 }
 
 impl BackendConn {
+    /// The node this connection goes to.
+    pub fn addr(&self) -> &Arc<str> {
+        &self.inner.addr
+    }
+
+    /// True when `other` is a handle to this same connection.
+    pub fn same(&self, other: &BackendConn) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// A handle for `addr`, authenticating with `auth` if given, sending `READONLY` after
     /// connecting when `readonly` (cluster replicas), and switching to RESP3 (`HELLO 3`) if
     /// `resp3`; nothing is connected until the first request.

@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use crate::resp::{Limits, Reply, ReplyDecoder};
 use crate::tls::{BackendTls, MaybeTls};
 
-use super::auth::Credentials;
+use super::credentials::Credentials;
 use super::BackendError;
 
 /// The bytes of an `ASKING` command (sent before a request redirected by ASK).

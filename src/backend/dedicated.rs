@@ -17,8 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::resp::{Limits, Reply, ReplyDecoder};
 use crate::tls::{BackendTls, MaybeTls};
 
-use super::auth::Credentials;
 use super::connect::{self, Handshake};
+use super::credentials::Credentials;
 use super::BackendError;
 
 /// Idle dedicated connections a worker keeps per node.

@@ -10,8 +10,8 @@ use bytes::{Bytes, BytesMut};
 use crate::resp::{parse_frame, Frame, Limits, Request};
 use crate::tls::BackendTls;
 
-use super::auth::Credentials;
 use super::connect::{self, Handshake};
+use super::credentials::Credentials;
 use super::BackendError;
 
 /// Send `commands` to `addr` in one write and return their parsed replies, in order. The

@@ -285,3 +285,150 @@ impl BackendPool {
 fn pick(conns: &[BackendConn], client_id: u64) -> Option<&BackendConn> {
     conns.get((client_id % conns.len().max(1) as u64) as usize)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use bytes::Bytes;
+
+    use crate::backend::conn::Outbound;
+    use crate::backend::redirect::Redirect;
+    use crate::backend::BackendError;
+    use crate::stats::ProxyStats;
+    use crate::topology::{ShardInfo, ShardSettings};
+
+    /// Hooks nothing calls: these tests send nothing.
+    struct NoHooks;
+
+    impl Hooks for NoHooks {
+        fn redirect(&self, _: Outbound, _: Redirect, _: Bytes) {}
+        fn reroute(&self, _: Outbound, _: &BackendError) {}
+        fn lost(&self, _: Outbound, _: &BackendError) {}
+        fn failed(&self, _: &BackendError) {}
+    }
+
+    fn pool(per_node: usize) -> BackendPool {
+        let settings = ConnSettings {
+            connect_timeout: std::time::Duration::from_secs(1),
+            request_timeout: std::time::Duration::from_secs(1),
+            reconnect_backoff: std::time::Duration::from_secs(1),
+            limits: crate::resp::Limits::default(),
+            follow_redirects: true,
+            tls: None,
+            stats: Arc::new(ProxyStats::new(1, "127.0.0.1:1".parse().unwrap())),
+            worker: 0,
+        };
+        BackendPool::new(settings, per_node, Rc::new(NoHooks), false)
+    }
+
+    /// Two shards (slots 0-8191 on `a`, the rest on `b`), each with two replicas, reading by
+    /// `policy`, `auth` for shard `a`.
+    fn table(version: u64, policy: ReadPolicy, auth: Option<&str>) -> SlotTable {
+        let shard = |first, last, master: &str| ShardInfo {
+            ranges: vec![(first, last)],
+            master: master.into(),
+            replicas: vec![format!("{master}-r1"), format!("{master}-r2")],
+            loading: Vec::new(),
+        };
+        let shards = [shard(0, 8191, "a:1"), shard(8192, 16383, "b:1")];
+        let settings = |auth: Option<&str>| ShardSettings {
+            auth: auth.map(|p| Arc::new(Credentials::new(None, p))),
+            read_policy: policy,
+        };
+        SlotTable::from_shards(&shards, version)
+            .unwrap()
+            .with_pool_settings(
+                crate::placement::Placement::Slots,
+                vec![settings(auth), settings(None)],
+            )
+    }
+
+    fn addr(pick: Pick<'_>) -> String {
+        match pick {
+            Pick::Conn(conn) => conn.addr().to_string(),
+            Pick::NoShard => "no shard".into(),
+            Pick::NoHealthyReplica => "no healthy replica".into(),
+        }
+    }
+
+    fn no_health() -> Arc<Health> {
+        Arc::new(Health::default())
+    }
+
+    #[test]
+    fn a_client_keeps_one_connection_per_master_and_clients_spread() {
+        let mut pool = pool(2);
+        let t = table(1, ReadPolicy::Master, None);
+        let first = pool.master_conn(&t, 0, 7).unwrap().clone();
+        assert_eq!(&**first.addr(), "a:1");
+        assert!(first.same(pool.master_conn(&t, 0, 7).unwrap()));
+        assert!(
+            !first.same(pool.master_conn(&t, 0, 8).unwrap()),
+            "2 per node"
+        );
+        assert!(first.same(pool.master_conn(&t, 0, 9).unwrap()));
+        assert_eq!(&**pool.master_conn(&t, 1, 7).unwrap().addr(), "b:1");
+        assert!(pool.master_conn(&t, 2, 7).is_none(), "no third shard");
+        assert_eq!(pool.nodes(), 6, "2 masters and 4 replicas");
+    }
+
+    #[test]
+    fn a_new_table_keeps_connections_to_the_same_nodes_unless_credentials_change() {
+        let mut pool = pool(1);
+        let old = table(1, ReadPolicy::Master, Some("pw"));
+        let a = pool.master_conn(&old, 0, 0).unwrap().clone();
+        let b = pool.master_conn(&old, 1, 0).unwrap().clone();
+        let same = table(2, ReadPolicy::Master, Some("pw"));
+        assert!(
+            a.same(pool.master_conn(&same, 0, 0).unwrap()),
+            "kept across versions"
+        );
+        let new_password = table(3, ReadPolicy::Master, Some("other"));
+        assert!(
+            !a.same(pool.master_conn(&new_password, 0, 0).unwrap()),
+            "reopened"
+        );
+        assert!(
+            b.same(pool.master_conn(&new_password, 1, 0).unwrap()),
+            "b is unchanged"
+        );
+    }
+
+    #[test]
+    fn reads_follow_the_policy_and_skip_replicas_marked_down() {
+        let mut pool = pool(1);
+        let t = table(1, ReadPolicy::Replica, None);
+        // Client 1 of 2 healthy replicas reads from the second.
+        assert_eq!(addr(pool.read_conn(&t, 0, no_health, 0, 1, 0)), "a:1-r2");
+        assert_eq!(
+            addr(pool.read_conn(&t, 0, no_health, 0, 1, 1)),
+            "a:1-r1",
+            "retried"
+        );
+        let r2_down = || Arc::new(Health::with_down(vec!["a:1-r2".into()]));
+        assert_eq!(addr(pool.read_conn(&t, 1, r2_down, 0, 1, 0)), "a:1-r1");
+        let both_down = || Arc::new(Health::with_down(vec!["a:1-r1".into(), "a:1-r2".into()]));
+        assert_eq!(
+            addr(pool.read_conn(&t, 2, both_down, 0, 1, 0)),
+            "no healthy replica"
+        );
+        // The health view is read again only when its generation moves.
+        assert_eq!(
+            addr(pool.read_conn(&t, 2, || unreachable!("cached"), 0, 1, 0)),
+            "no healthy replica"
+        );
+        let master = table(2, ReadPolicy::Master, None);
+        assert_eq!(addr(pool.read_conn(&master, 2, no_health, 0, 1, 0)), "a:1");
+    }
+
+    #[test]
+    fn a_redirect_may_name_a_node_the_table_does_not_know() {
+        let mut pool = pool(1);
+        let t = table(1, ReadPolicy::Master, None);
+        let new: Arc<str> = "c:1".into();
+        let conn = pool.conn_for_addr(&t, &new, 3);
+        assert_eq!(&**conn.addr(), "c:1");
+        assert!(conn.same(&pool.conn_for_addr(&t, &new, 3)), "then kept");
+    }
+}

@@ -781,6 +781,92 @@ mod tests {
         }
     }
 
+    /// The category `route` gives `args`, in the words of [`service`].
+    fn category(route: &Route) -> &'static str {
+        match route {
+            Route::Local(_) => "local",
+            Route::Slot { .. } | Route::Script { .. } => "routed",
+            Route::Split { .. } => "split",
+            Route::FanOut { .. } | Route::Scan => "fan-out",
+            Route::Pinned(_) | Route::Sub(_) => "pinned",
+            Route::Refused(_) => "refused",
+        }
+    }
+
+    /// Calls of `spec` to route: the fewest arguments its arity allows, each `{t}1`, then
+    /// each `1` (where a number is wanted, `numkeys`), then one `1` more (a key after
+    /// `numkeys`); commands whose syntax a filler cannot meet get a written example.
+    fn sample_calls(spec: &CommandSpec) -> Vec<Vec<String>> {
+        let written: &[&str] = match spec.name {
+            "xread" => &["XREAD", "BLOCK", "1", "STREAMS", "s", "0"],
+            "xreadgroup" => &[
+                "XREADGROUP",
+                "GROUP",
+                "g",
+                "c",
+                "BLOCK",
+                "1",
+                "STREAMS",
+                "s",
+                ">",
+            ],
+            _ => &[],
+        };
+        if !written.is_empty() {
+            return vec![written.iter().map(|w| w.to_string()).collect()];
+        }
+        let name: Vec<String> = spec.name.split('|').map(str::to_uppercase).collect();
+        let wanted = usize::from(spec.arity.unsigned_abs()).max(name.len());
+        let filled = |filler: &str, n: usize| {
+            let mut words = name.clone();
+            words.resize(n.max(name.len()), filler.to_string());
+            words
+        };
+        vec![
+            filled("{t}1", wanted),
+            filled("1", wanted),
+            filled("1", wanted + 1),
+        ]
+    }
+
+    /// docs/COMMANDS.md is generated from [`service`]; this holds `service` to [`route`], the
+    /// decision requests actually take: for every command of the table, a minimal call routes
+    /// in the category `service` documents (a split command whose keys share a slot is
+    /// forwarded whole, so "routed" is its category too).
+    #[test]
+    fn the_documented_service_is_the_routing_decision() {
+        let specs = command::all()
+            .iter()
+            .flat_map(|c| std::iter::once(c).chain(c.subcommands.iter()));
+        let mut wrong = Vec::new();
+        for spec in specs {
+            let documented = service(spec).0;
+            let routes: Vec<Route> = sample_calls(spec)
+                .iter()
+                .map(|words| {
+                    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+                    route(&args(&words))
+                })
+                .collect();
+            let agrees = |route: &Route| {
+                let got = category(route);
+                got == documented || (documented == "split" && got == "routed")
+            };
+            if !routes.iter().any(agrees) {
+                wrong.push(format!(
+                    "{}: documented {documented}, routed {routes:?}",
+                    spec.name
+                ));
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "{} commands:\n{}",
+            wrong.len(),
+            wrong.join("\n")
+        );
+    }
+
     /// `route` with cluster hash slots, the placement these tests are written for.
     fn route(args: &[&[u8]]) -> Route {
         super::route(args, &Placement::Slots)

@@ -101,7 +101,7 @@ pub(super) fn run(cmd: Local, args: &[&[u8]], session: &mut Session) -> Bytes {
         Local::Auth => auth(args, session),
         Local::Hello => hello(args, session),
         Local::Client => super::client::run(args, session),
-        Local::Slowlog => super::slowlog::run(args, session),
+        Local::Slowlog => super::slow_requests::run(args, session),
         Local::Command => {
             let mut out = BytesMut::new();
             introspect::command_reply(args, &mut out);

@@ -23,7 +23,7 @@ mod pinned;
 mod pubsub;
 mod queue;
 mod scan;
-mod slowlog;
+mod slow_requests;
 mod wait;
 
 use std::rc::Rc;
