@@ -1,5 +1,6 @@
 //! The `slotgate` command line: run the proxy, check a config file, or run the demo.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -283,11 +284,14 @@ fn stop(proxy: ProxyHandle) {
     proxy.shutdown();
 }
 
+/// Log to stderr in `log.format`, with ANSI colours only when stderr is a terminal (a file, a
+/// pipe or a log collector gets plain text).
 fn init_logging(log: &LogConfig) {
     let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match log.format {
         LogFormat::Text => builder.init(),
