@@ -22,7 +22,7 @@ use crate::slot::SLOT_COUNT;
 
 mod env;
 
-pub use env::{EnvOverrides, FLAG_VARIABLES};
+pub use env::EnvOverrides;
 
 /// The whole configuration tree.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
@@ -748,8 +748,22 @@ impl Config {
     /// Parse TOML text. Unknown keys and type errors are reported with their key paths; this
     /// does not run [`Config::validate`].
     pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        Config::deserialize_reporting(toml::Deserializer::new(text))
+    }
+
+    /// [`Config::parse`] for a TOML tree already parsed (the file with environment overrides
+    /// applied): the same unknown-key and type checks.
+    fn from_table(table: toml::Table) -> Result<Config, ConfigErrors> {
+        Config::deserialize_reporting(toml::Value::Table(table))
+    }
+
+    /// Deserialize from a TOML deserializer, recording every unknown key and the key path of
+    /// a type error.
+    fn deserialize_reporting<'de, D>(de: D) -> Result<Config, ConfigErrors>
+    where
+        D: serde::Deserializer<'de, Error = toml::de::Error>,
+    {
         let mut unknown = Vec::new();
-        let de = toml::Deserializer::new(text);
         let mut record = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
         let ignoring = serde_ignored::Deserializer::new(de, &mut record);
         let parsed: Result<Config, _> = serde_path_to_error::deserialize(ignoring);

@@ -1,9 +1,10 @@
 //! The `slotgate` command line: run the proxy, check a config file, or run the demo.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use slotgate::config::{Config, EnvOverrides, LogConfig, LogFormat};
 use slotgate::demo::{ClusterOptions, LocalCluster};
 use slotgate::pidfile::{self, PidFile};
@@ -142,9 +143,34 @@ fn main() -> ExitCode {
     }
 }
 
+/// The names of the environment variables clap reads for the flags (`SLOTGATE_LISTEN` …),
+/// taken from the flag definitions (subcommands' included), so no second list exists.
+fn flag_variables() -> Vec<String> {
+    fn collect(command: &clap::Command, names: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            if let Some(name) = arg.get_env().and_then(|n| n.to_str()) {
+                if !names.iter().any(|known| known == name) {
+                    names.push(name.to_string());
+                }
+            }
+        }
+        for sub in command.get_subcommands() {
+            collect(sub, names);
+        }
+    }
+    let mut names = Vec::new();
+    collect(&Cli::command(), &mut names);
+    names
+}
+
+/// The `SLOTGATE_<SECTION>__<KEY>` overrides of this process' environment.
+fn env_overrides() -> Result<EnvOverrides, String> {
+    EnvOverrides::from_process(&flag_variables()).map_err(|e| e.to_string())
+}
+
 fn run(args: &RunArgs) -> Result<(), String> {
     // Read once: a reload re-applies the same variables to the re-read file.
-    let env = EnvOverrides::from_process().map_err(|e| e.to_string())?;
+    let env = env_overrides()?;
     let config = args.config(&env)?;
     init_logging(&config.log);
     let (proxy, pid_file) = start(config)?;
@@ -195,7 +221,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
 /// Check `file` as `slotgate --config FILE` would run it: with the `SLOTGATE_<SECTION>__<KEY>`
 /// variables of this environment applied.
 fn check_config(file: &std::path::Path) -> Result<(), String> {
-    let env = EnvOverrides::from_process().map_err(|e| e.to_string())?;
+    let env = env_overrides()?;
     let config =
         Config::load_with_env(Some(file), &env).map_err(|e| format!("{}:\n{e}", file.display()))?;
     config
@@ -211,7 +237,7 @@ fn check_config(file: &std::path::Path) -> Result<(), String> {
 }
 
 fn demo(masters: usize, replicas: usize, args: &RunArgs) -> Result<(), String> {
-    let env = EnvOverrides::from_process().map_err(|e| e.to_string())?;
+    let env = env_overrides()?;
     let mut config = args.config(&env)?;
     init_logging(&config.log);
     println!("Starting a local Redis Cluster: {masters} masters, {replicas} replica(s) each …");
@@ -258,11 +284,14 @@ fn stop(proxy: ProxyHandle) {
     proxy.shutdown();
 }
 
+/// Log to stderr in `log.format`, with ANSI colours only when stderr is a terminal (a file, a
+/// pipe or a log collector gets plain text).
 fn init_logging(log: &LogConfig) {
     let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match log.format {
         LogFormat::Text => builder.init(),
@@ -326,5 +355,28 @@ impl Signals {
                 }
             })
             .ok_or_else(|| "signal handling stopped".to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use slotgate::config::EnvOverrides;
+
+    #[test]
+    fn flag_variables_come_from_clap_and_are_not_config_paths() {
+        let names = super::flag_variables();
+        assert!(names.iter().any(|n| n == "SLOTGATE_CONFIG"), "{names:?}");
+        for name in &names {
+            assert!(
+                name.starts_with("SLOTGATE_") && !name.contains("__"),
+                "{name}"
+            );
+        }
+        // Set, each is skipped as a flag variable rather than rejected as a bad config path.
+        let vars = names.iter().map(|n| (n.clone(), "x".to_string()));
+        assert_eq!(
+            EnvOverrides::from_vars(vars, &names),
+            Ok(EnvOverrides::default())
+        );
     }
 }

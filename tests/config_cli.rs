@@ -237,6 +237,25 @@ fn unknown_environment_keys_are_rejected_with_their_path() {
     );
 }
 
+#[test]
+fn log_lines_to_a_pipe_have_no_colour_codes() {
+    let server = common::standalone_servers(1).remove(0);
+    let master = server.addr();
+    // stderr is a pipe here (the harness collects it), not a terminal.
+    let (child, _, log) = common::binary::spawn_slotgate(
+        &["--workers", "1"],
+        &[("SLOTGATE_POOLS__A__MASTER", master.as_str())],
+    );
+    // Killed once serving (its stderr closes): the lines up to "serving" are enough.
+    drop(Running(child));
+    let lines = log.join();
+    assert!(lines.iter().any(|l| l.contains("INFO")), "{lines:#?}");
+    assert!(
+        lines.iter().all(|l| !l.contains('\x1b')),
+        "ANSI escape codes in a piped log: {lines:#?}"
+    );
+}
+
 /// A running `slotgate` child, SIGKILLed by its PID if the test ends before it exited.
 struct Running(Child);
 

@@ -202,6 +202,27 @@ fn metrics_count_known_traffic_exactly() {
     assert_eq!(must(&metrics, "slotgate_client_connections"), 1.0);
     assert_eq!(must(&metrics, "slotgate_auth_failures_total"), 0.0);
 
+    // One family per name, every sample under its family's `# TYPE` line: the proxy's own
+    // values and the recorder's macro-counted ones (the slot table version is both) are
+    // rendered once, the same way.
+    let mut family: Option<&str> = None;
+    let mut families = Vec::new();
+    for line in metrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let name = rest.split(' ').next().unwrap();
+            assert!(!families.contains(&name), "two {name} families:\n{metrics}");
+            families.push(name);
+            family = Some(name);
+        } else if !line.is_empty() && !line.starts_with('#') {
+            let name = family.unwrap_or_else(|| panic!("{line} before any family"));
+            assert!(line.starts_with(name), "{line} is not in family {name}");
+        }
+    }
+    assert!(
+        families.contains(&"slotgate_slot_table_version"),
+        "{metrics}"
+    );
+
     // A master dies: the worker's connection to it is lost, reconnecting is refused, and the
     // connection shows as down (in back-off) while requests for it are held.
     let mut setup = setup;

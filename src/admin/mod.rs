@@ -89,7 +89,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Install the Prometheus recorder behind `/metrics` (once per process; later calls do
+/// Install the `metrics` recorder `/metrics` renders from (once per process; later calls do
 /// nothing). Call before anything registers `metrics` handles it should count into.
 pub fn install_metrics() {
     metrics::install();

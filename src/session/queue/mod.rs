@@ -41,7 +41,6 @@ mod hold;
 mod output;
 mod slow;
 
-
 /// Replies of one session, in request order. Shared (`Rc`) with the backend connections that
 /// owe it replies; all on one worker thread. Ordering is its own job; the slow-log timing
 /// (`slow`), the write hold (`hold`) and the pub/sub output limit (`output`) are parts it
