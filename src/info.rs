@@ -115,7 +115,7 @@ fn section(name: &str, worker: &Worker, out: &mut String) {
             kv(out, "backend_replicas", &replicas);
             kv(out, "backend_nodes_this_worker", &worker.router().nodes());
             kv(out, "slot_table_version", &table.version());
-            kv(out, "slots_covered", &table.covered_slots());
+            kv(out, "slots_covered", &table.covered_units());
             let health = worker.router().topology().health();
             kv(out, "backend_nodes_down", &health.down().len());
             let status = |addr: &str| if health.is_down(addr) { "down" } else { "up" };

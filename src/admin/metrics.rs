@@ -384,7 +384,7 @@ fn proxy_families(state: &AdminState) -> Vec<Family> {
         Family::single(
             "slotgate_slots_covered",
             Gauge,
-            Value::Float(table.covered_slots() as f64),
+            Value::Float(table.covered_units() as f64),
         ),
         Family::single(
             "slotgate_backend_masters",

@@ -56,7 +56,7 @@ pub fn readiness(state: &AdminState) -> Readiness {
         return not(format!(
             "not ready: slot table version {} covers {} of {} {} (first uncovered: {first})",
             table.version(),
-            table.covered_slots(),
+            table.covered_units(),
             table.unit_count(),
             units(&table),
         ));

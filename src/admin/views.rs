@@ -7,7 +7,8 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::slot::{Slot, SLOT_COUNT};
+use crate::placement::Unit;
+use crate::slot::SLOT_COUNT;
 use crate::stats::{LatencySnapshot, ProxyStats};
 use crate::topology::SlotTable;
 
@@ -52,7 +53,7 @@ pub fn config(config: &Config) -> Value {
 fn slot_ranges(table: &SlotTable) -> Vec<(u16, u16, usize)> {
     let mut ranges: Vec<(u16, u16, usize)> = Vec::new();
     for n in 0..SLOT_COUNT as u16 {
-        let Some(shard) = Slot::new(n).and_then(|s| table.shard_of(s)) else {
+        let Some(shard) = Unit::new(n).and_then(|u| table.shard_of(u)) else {
             continue;
         };
         match ranges.last_mut() {
@@ -114,7 +115,7 @@ pub fn topology(state: &AdminState) -> Value {
         .collect();
     json!({
         "version": table.version(),
-        "covered_slots": table.covered_slots(),
+        "covered_slots": table.covered_units(),
         "complete": table.is_complete(),
         "slots": slots,
         "nodes": nodes,

@@ -33,8 +33,8 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
+use crate::placement::Unit;
 use crate::resp::{Limits, Reply, ReplyDecoder};
-use crate::slot::Slot;
 use crate::stats::{BackendState, ProxyStats, WorkerStats};
 use crate::tls::{BackendTls, ReadHalf, WriteHalf};
 use crate::wake::LocalSignal;
@@ -113,8 +113,8 @@ pub struct Outbound {
     pub request: Bytes,
     /// Where the reply goes.
     pub reply: ReplyTarget,
-    /// The slot the request was routed by.
-    pub slot: Slot,
+    /// The routing unit (hash slot, or ketama server) the request was routed by.
+    pub unit: Unit,
     /// Send to this node whatever the slot table says (one part of a fan-out to every master).
     pub node: Option<Arc<str>>,
     /// The client's id: it picks the connection, so a client's commands to a node keep order.

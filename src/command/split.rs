@@ -11,7 +11,7 @@
 //! MSET on a Redis Cluster.
 //!
 //! Keys of the same slot stay together in one sub-request, in the order the client gave them.
-//! "Slot" here is the routing unit of the table's [`Placement`]: a hash slot, or in ketama
+//! The code groups by [`Unit`], the routing unit of the table's [`Placement`]: a hash slot, or in ketama
 //! mode a pool, so a split MGET in pool mode sends one part per pool.
 
 use std::collections::HashMap;
@@ -20,8 +20,8 @@ use bytes::{Bytes, BytesMut};
 use smallvec::{smallvec, SmallVec};
 
 use crate::placement::Placement;
+use crate::placement::Unit;
 use crate::resp::{encode, header_line, parse_frame, Frame, Limits, Request};
-use crate::slot::Slot;
 
 /// How the replies of the parts combine into one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,19 +176,19 @@ fn sum_keyspaces(texts: &[Bytes]) -> String {
 
 /// The same `request` for each master; `slots` holds one slot each master serves (it names
 /// the part in errors and retries). The sub-requests, one per part, are all `request`.
-pub fn fan_out(request: &Request, slots: &[Slot], rule: MergeRule) -> (Split, SubRequests) {
+pub fn fan_out(request: &Request, units: &[Unit], rule: MergeRule) -> (Split, SubRequests) {
     let split = Split {
         rule,
         keys: 0,
-        parts: slots
+        parts: units
             .iter()
-            .map(|&slot| Part {
-                slot,
+            .map(|&unit| Part {
+                unit,
                 positions: Positions::new(),
             })
             .collect(),
     };
-    let requests = slots.iter().map(|_| request.raw().clone()).collect();
+    let requests = units.iter().map(|_| request.raw().clone()).collect();
     (split, requests)
 }
 
@@ -204,8 +204,8 @@ pub type Positions = SmallVec<[usize; 2]>;
 /// the command name, then this part's keys with their values).
 #[derive(Debug)]
 pub struct Part {
-    /// The slot all of this part's keys hash to.
-    pub slot: Slot,
+    /// The routing unit all of this part's keys map to.
+    pub unit: Unit,
     /// For each key of this part, its position among the client's keys (0-based).
     pub positions: Positions,
 }
@@ -234,9 +234,9 @@ pub fn split(
 ) -> (Split, SubRequests) {
     let count = request.arg_count();
     // Per unit: the positions of its keys among the client's keys, in client order.
-    let mut groups: Vec<(Slot, Positions)> = Vec::with_capacity(key_indices.len().min(16));
+    let mut groups: Vec<(Unit, Positions)> = Vec::with_capacity(key_indices.len().min(16));
     // A linear search is cheapest for the usual handful of slots; a map bounds the big cases.
-    let mut by_slot: Option<HashMap<Slot, usize>> =
+    let mut by_unit: Option<HashMap<Unit, usize>> =
         (key_indices.len() > 16).then(|| HashMap::with_capacity(key_indices.len()));
     for (position, &index) in key_indices.iter().enumerate() {
         if count < index.saturating_add(per_key) {
@@ -245,18 +245,18 @@ pub fn split(
         let Some(key) = request.arg(index) else {
             continue;
         };
-        let slot = placement.unit_of(key);
-        let found = match &by_slot {
-            Some(map) => map.get(&slot).copied(),
-            None => groups.iter().position(|(s, _)| *s == slot),
+        let unit = placement.unit_of(key);
+        let found = match &by_unit {
+            Some(map) => map.get(&unit).copied(),
+            None => groups.iter().position(|(s, _)| *s == unit),
         };
         match found.and_then(|group| groups.get_mut(group)) {
             Some((_, positions)) => positions.push(position),
             None => {
-                if let Some(map) = &mut by_slot {
-                    map.insert(slot, groups.len());
+                if let Some(map) = &mut by_unit {
+                    map.insert(unit, groups.len());
                 }
-                groups.push((slot, smallvec![position]));
+                groups.push((unit, smallvec![position]));
             }
         }
     }
@@ -266,7 +266,7 @@ pub fn split(
         .collect();
     let parts = groups
         .into_iter()
-        .map(|(slot, positions)| Part { slot, positions })
+        .map(|(unit, positions)| Part { unit, positions })
         .collect();
     let split = Split {
         rule,
@@ -453,9 +453,9 @@ pub fn merge(
                     return unexpected(reply);
                 }
                 for (&position, element) in part.positions.iter().zip(elements) {
-                    if let Some(slot) = values.get_mut(position) {
+                    if let Some(unit) = values.get_mut(position) {
                         size += element.len();
-                        *slot = element;
+                        *unit = element;
                     }
                 }
             }
@@ -541,7 +541,7 @@ mod tests {
         assert_eq!(s.parts.len(), 3);
         assert_eq!(part_args(&raws[0]), ["MGET", "{x}1", "{x}2", "{x}1"]);
         assert_eq!(s.parts[0].positions[..], [0, 2, 4]);
-        assert_eq!(s.parts[0].slot, Slot::of(b"x"));
+        assert_eq!(s.parts[0].unit, Unit::from(crate::slot::Slot::of(b"x")));
         assert_eq!(part_args(&raws[1]), ["MGET", "foo"]);
         assert_eq!(s.parts[2].positions[..], [3]);
     }
@@ -638,7 +638,10 @@ mod tests {
         let request = request(&["KEYS", "*"]);
         let (s, _) = fan_out(
             &request,
-            &[Slot::of(b"a"), Slot::of(b"b")],
+            &[
+                Unit::from(crate::slot::Slot::of(b"a")),
+                Unit::from(crate::slot::Slot::of(b"b")),
+            ],
             MergeRule::Concat,
         );
         assert_eq!(s.parts.len(), 2);

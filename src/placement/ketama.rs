@@ -11,7 +11,7 @@
 //! points of different servers share the same 32-bit value, C's `qsort` may order them either
 //! way; ours keeps server order.
 
-use crate::slot::Slot;
+use super::Unit;
 
 use super::hash::{md5_word, KeyHash};
 use super::PlacementError;
@@ -39,7 +39,7 @@ pub struct Ketama {
     hash: KeyHash,
     tag: Option<[u8; 2]>,
     /// `(point, server)`, sorted by point. Never empty.
-    points: Vec<(u32, Slot)>,
+    points: Vec<(u32, Unit)>,
     servers: usize,
 }
 
@@ -59,7 +59,7 @@ impl Ketama {
         for (index, server) in servers.iter().enumerate() {
             let unit = u16::try_from(index)
                 .ok()
-                .and_then(Slot::new)
+                .and_then(Unit::new)
                 .ok_or(PlacementError::TooManyServers(servers.len()))?;
             if server.weight == 0 {
                 return Err(PlacementError::ZeroWeight(server.name.clone()));
@@ -90,7 +90,7 @@ impl Ketama {
 
     /// The routing unit (server index) of `key`.
     #[inline]
-    pub fn unit_of(&self, key: &[u8]) -> Slot {
+    pub fn unit_of(&self, key: &[u8]) -> Unit {
         let fallback = self.points[0].1;
         if self.servers == 1 {
             return fallback;

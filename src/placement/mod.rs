@@ -1,6 +1,6 @@
 //! Placement: which routing unit a key belongs to. Pure; no table, no I/O.
 //!
-//! The router and the split/merge code work in [`Slot`]s: a request's keys are grouped by
+//! The router and the split/merge code work in [`Unit`]s: a request's keys are grouped by
 //! routing unit and each unit is mapped by the [`SlotTable`](crate::topology::SlotTable) to
 //! a shard. What a unit *means* depends on the placement:
 //! - [`Placement::Slots`]: the Redis Cluster hash slot (CRC16 of the key or its `{tag}`,
@@ -9,7 +9,10 @@
 //! - [`Placement::Ketama`]: Twemproxy's consistent hashing. The unit is the index of the server
 //!   (pool) on the ketama continuum, and the table maps unit `i` to pool `i`.
 //!
-//! The placement lives inside the slot table, so a reload swaps both at once.
+//! The placement lives inside the slot table, so a reload swaps both at once. In the code,
+//! `Slot` is only ever a hash slot (`crate::slot`); what routing carries is a `Unit`. Comments
+//! about Redis semantics (CROSSSLOT, MOVED) speak of slots, which is what units are in
+//! cluster mode.
 
 pub mod hash;
 pub mod ketama;
@@ -18,6 +21,65 @@ use crate::slot::Slot;
 
 pub use hash::KeyHash;
 pub use ketama::{Ketama, KetamaServer};
+
+/// Number of routing units at most (as many as hash slots).
+pub const MAX_UNITS: usize = crate::slot::SLOT_COUNT;
+
+/// A routing unit: what a placement maps a key to and a table maps to a shard. A hash slot
+/// under [`Placement::Slots`], a server index under [`Placement::Ketama`]. Invariant: the
+/// value is `< MAX_UNITS` (16384).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Unit(u16);
+
+impl Unit {
+    /// Unit 0.
+    pub const ZERO: Unit = Unit(0);
+
+    /// `Some(unit)` when `n < MAX_UNITS`.
+    pub fn new(n: u16) -> Option<Unit> {
+        (usize::from(n) < MAX_UNITS).then_some(Unit(n))
+    }
+
+    /// The unit number.
+    #[inline]
+    pub fn get(self) -> u16 {
+        self.0
+    }
+
+    /// The unit number as an index into a table of `MAX_UNITS` entries.
+    #[inline]
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+
+    /// The hash slot this unit is under [`Placement::Slots`] (the same number).
+    #[inline]
+    pub fn as_slot(self) -> Slot {
+        Slot::from(self)
+    }
+}
+
+impl From<Slot> for Unit {
+    /// Under slot placement a key's unit is its hash slot.
+    #[inline]
+    fn from(slot: Slot) -> Unit {
+        Unit(slot.get())
+    }
+}
+
+impl From<Unit> for Slot {
+    #[inline]
+    fn from(unit: Unit) -> Slot {
+        // Both are < 16384 by their invariants.
+        Slot::new(unit.0).unwrap_or(Slot::ZERO)
+    }
+}
+
+impl std::fmt::Display for Unit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// Why a placement could not be built.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -46,9 +108,9 @@ pub enum Placement {
 impl Placement {
     /// The routing unit of `key`.
     #[inline]
-    pub fn unit_of(&self, key: &[u8]) -> Slot {
+    pub fn unit_of(&self, key: &[u8]) -> Unit {
         match self {
-            Placement::Slots => Slot::of(key),
+            Placement::Slots => Unit::from(Slot::of(key)),
             Placement::Ketama(k) => k.unit_of(key),
         }
     }

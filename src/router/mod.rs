@@ -235,9 +235,9 @@ impl Router {
         if let Some(node) = out.node.clone() {
             return self.send_to(&node, out, now);
         }
-        let Some(shard) = table.shard_of(out.slot) else {
+        let Some(shard) = table.shard_of(out.unit) else {
             self.topology.request_refresh();
-            let error = BackendError::SlotUnserved(out.slot.get()).to_reply();
+            let error = BackendError::SlotUnserved(out.unit.get()).to_reply();
             return self.hold_or_fail(out, error, now);
         };
         let mut pool = self.pool_for(&out).borrow_mut();
@@ -261,12 +261,12 @@ impl Router {
             Pick::Conn(conn) => conn.clone(),
             Pick::NoShard => {
                 drop(pool);
-                let error = BackendError::SlotUnserved(out.slot.get()).to_reply();
+                let error = BackendError::SlotUnserved(out.unit.get()).to_reply();
                 return self.fail(out, error);
             }
             Pick::NoHealthyReplica => {
                 drop(pool);
-                let error = BackendError::NoReplica(out.slot.get()).to_reply();
+                let error = BackendError::NoReplica(out.unit.get()).to_reply();
                 return self.fail(out, error);
             }
         };
@@ -282,7 +282,7 @@ impl Router {
             return Some(out);
         }
         let table = self.table();
-        let Some(shard) = table.shard_of(out.slot) else {
+        let Some(shard) = table.shard_of(out.unit) else {
             return Some(out);
         };
         let policy = self.pool_for(&out).borrow_mut().read_policy(&table, shard);
@@ -434,7 +434,7 @@ impl Router {
             .raw()
             .clone(),
             reply: crate::backend::ReplyTarget::discard(),
-            slot: out.slot,
+            unit: out.unit,
             node: Some(Arc::clone(&node)),
             client_id: out.client_id,
             deadline: out.deadline,

@@ -12,8 +12,8 @@ use crate::backend::conn::Outbound;
 use crate::command::split::{self, MergeRule, SubRequests};
 use crate::command::{self, CommandSpec, Flags};
 use crate::placement::Placement;
+use crate::placement::Unit;
 use crate::resp::Request;
-use crate::slot::Slot;
 
 use super::local::{self, Local};
 use super::pinned::{Exclusive, Pinned};
@@ -25,8 +25,8 @@ use super::{Merge, ReplyTarget, Session};
 pub(super) enum Route {
     /// Answered by the proxy itself.
     Local(Local),
-    /// Forwarded, unchanged, to the master of this slot; `readonly` if safe to resend.
-    Slot { slot: Slot, readonly: bool },
+    /// Forwarded, unchanged, to the master of this routing unit; `readonly` if safe to resend.
+    Unit { unit: Unit, readonly: bool },
     /// A key-less command about the whole keyspace: asked of every master, replies merged.
     FanOut { rule: MergeRule, readonly: bool },
     /// SCAN: one master at a time, with a cursor that names the master.
@@ -45,7 +45,7 @@ pub(super) enum Route {
     /// EVAL and friends: by their keys' slot, or any master (or the configured node) when
     /// they have none; `remember` keeps the body for NOSCRIPT recovery.
     Script {
-        slot: Option<Slot>,
+        unit: Option<Unit>,
         readonly: bool,
         remember: bool,
     },
@@ -124,7 +124,7 @@ impl Session {
             }
         }
         match route {
-            Route::Slot { slot, readonly } => {
+            Route::Unit { unit, readonly } => {
                 // Hot keys off: this one branch is all it costs.
                 if let Some(hot) = &self.worker.hot() {
                     if hot.tick() {
@@ -132,11 +132,11 @@ impl Session {
                     }
                 }
                 if !readonly {
-                    self.wrote_to(slot);
+                    self.wrote_to(unit);
                 }
                 let reply = self.queue.reserve();
                 drop(args);
-                let out = self.outbound(request.into_raw(), reply, slot, readonly, now, None);
+                let out = self.outbound(request.into_raw(), reply, unit, readonly, now, None);
                 self.worker.router().route_in(&table, out, now);
             }
             Route::Split {
@@ -148,7 +148,7 @@ impl Session {
                 let (split, requests) =
                     split::split(&request, &keys, rule, per_key, table.placement());
                 if !readonly {
-                    self.wrote_to_all(split.parts.iter().map(|part| part.slot));
+                    self.wrote_to_all(split.parts.iter().map(|part| part.unit));
                 }
                 let timed = self.queue.times_requests().then(|| request.raw().clone());
                 let merge = Merge::new(
@@ -160,7 +160,7 @@ impl Session {
                 let parts = merge.split().parts.iter().zip(requests);
                 for (index, (part, raw)) in parts.enumerate() {
                     let reply = merge.part(index);
-                    self.forward(raw, reply, part.slot, readonly, now, None);
+                    self.forward(raw, reply, part.unit, readonly, now, None);
                 }
             }
             Route::FanOut { rule, readonly } => {
@@ -194,16 +194,16 @@ impl Session {
                     },
                     other => other,
                 };
-                let (masters, slots) = self.serving_masters();
+                let (masters, units) = self.serving_masters();
                 if masters.is_empty() {
                     self.queue
                         .push_ready(error("CLUSTERDOWN no master serves any slot"));
                     return;
                 }
                 if !readonly {
-                    self.wrote_to_all(slots.iter().copied());
+                    self.wrote_to_all(units.iter().copied());
                 }
-                let (split, requests) = split::fan_out(&request, &slots, rule);
+                let (split, requests) = split::fan_out(&request, &units, rule);
                 let timed = self.queue.times_requests().then(|| request.raw().clone());
                 let merge = Merge::new(
                     split,
@@ -218,7 +218,7 @@ impl Session {
                 if !text.is_empty() {
                     text.push_str("\r\n");
                 }
-                let (masters, slots) = self.serving_masters();
+                let (masters, units) = self.serving_masters();
                 if masters.is_empty() {
                     text.push_str("# Keyspace\r\n");
                     return self
@@ -229,7 +229,7 @@ impl Session {
                     Bytes::from_static(b"INFO"),
                     Bytes::from_static(b"keyspace"),
                 ]);
-                let (split, requests) = split::fan_out(&info, &slots, MergeRule::Keyspace);
+                let (split, requests) = split::fan_out(&info, &units, MergeRule::Keyspace);
                 let target = self.queue.reserve();
                 let merge = Merge::with_text_prefix(
                     split,
@@ -249,7 +249,7 @@ impl Session {
                 self.queue.push_answer(reply, request.raw());
             }
             Route::Script {
-                slot,
+                unit,
                 readonly,
                 remember,
             } => {
@@ -258,24 +258,24 @@ impl Session {
                         self.worker.router().scripts().remember(body);
                     }
                 }
-                if let (false, Some(slot)) = (readonly, slot) {
-                    self.wrote_to(slot);
+                if let (false, Some(unit)) = (readonly, unit) {
+                    self.wrote_to(unit);
                 }
                 let reply = self.queue.reserve();
                 drop(args);
                 let raw = request.into_raw();
-                match (slot, self.worker.settings().keyless_scripts.clone()) {
-                    (Some(slot), _) => self.forward(raw, reply, slot, readonly, now, None),
+                match (unit, self.worker.settings().keyless_scripts.clone()) {
+                    (Some(unit), _) => self.forward(raw, reply, unit, readonly, now, None),
                     (None, Some(node)) => {
-                        self.forward(raw, reply, Slot::ZERO, readonly, now, Some(node))
+                        self.forward(raw, reply, Unit::ZERO, readonly, now, Some(node))
                     }
                     (None, None) => {
                         // A master picked in turn, so key-less scripts spread over them all.
                         let masters = self.worker.router().table().serving_masters();
                         let pick = self.worker.stats().next_pick() as usize;
                         match masters.get(pick % masters.len().max(1)).cloned() {
-                            Some((master, slot)) => {
-                                self.forward(raw, reply, slot, readonly, now, Some(master))
+                            Some((master, unit)) => {
+                                self.forward(raw, reply, unit, readonly, now, Some(master))
                             }
                             None => reply.fill(error("CLUSTERDOWN no master serves any slot")),
                         }
@@ -333,23 +333,23 @@ impl Session {
         None
     }
 
-    /// Remember `slot` as where the client's last write went (for WAIT).
-    pub(super) fn wrote_to(&mut self, slot: Slot) {
-        self.last_write = Some(slot);
+    /// Remember `unit` as where the client's last write went (for WAIT).
+    pub(super) fn wrote_to(&mut self, unit: Unit) {
+        self.last_write = Some(unit);
         if !self.last_write_also.is_empty() {
             self.last_write_also.clear();
         }
     }
 
     /// Remember a write that went to several slots (split or fan-out), for WAIT.
-    fn wrote_to_all(&mut self, mut slots: impl Iterator<Item = Slot>) {
-        self.last_write = slots.next();
+    fn wrote_to_all(&mut self, mut units: impl Iterator<Item = Unit>) {
+        self.last_write = units.next();
         self.last_write_also.clear();
-        self.last_write_also.extend(slots);
+        self.last_write_also.extend(units);
     }
 
     /// Every master that serves slots, in address order, and one slot each serves.
-    fn serving_masters(&self) -> (Vec<Arc<str>>, Vec<Slot>) {
+    fn serving_masters(&self) -> (Vec<Arc<str>>, Vec<Unit>) {
         self.worker
             .router()
             .topology()
@@ -371,21 +371,21 @@ impl Session {
         let parts = merge.split().parts.iter().zip(requests).zip(masters);
         for (index, ((part, raw), master)) in parts.enumerate() {
             let reply = merge.part(index);
-            self.forward(raw, reply, part.slot, readonly, now, Some(master));
+            self.forward(raw, reply, part.unit, readonly, now, Some(master));
         }
     }
 
-    /// Send `request` to the master of `slot` (or to `node`); its reply goes to `reply`.
+    /// Send `request` to the master of `unit` (or to `node`); its reply goes to `reply`.
     fn forward(
         &self,
         request: Bytes,
         reply: ReplyTarget,
-        slot: Slot,
+        unit: Unit,
         readonly: bool,
         now: Instant,
         node: Option<Arc<str>>,
     ) {
-        let out = self.outbound(request, reply, slot, readonly, now, node);
+        let out = self.outbound(request, reply, unit, readonly, now, node);
         self.worker.router().route(out, now);
     }
 
@@ -394,7 +394,7 @@ impl Session {
         &self,
         request: Bytes,
         reply: ReplyTarget,
-        slot: Slot,
+        unit: Unit,
         readonly: bool,
         now: Instant,
         node: Option<Arc<str>>,
@@ -402,7 +402,7 @@ impl Session {
         Outbound {
             request,
             reply,
-            slot,
+            unit,
             node,
             client_id: self.info.id,
             deadline: now + self.worker.settings().request_timeout,
@@ -468,8 +468,8 @@ fn route_spec(args: &[&[u8]], spec: Option<&'static CommandSpec>, placement: &Pl
         // A cluster broadcasts PUBLISH to every node. Slotgate subscribes every channel and
         // pattern on the master of slot 0 (see `pubsub`), so PUBLISH goes there and its
         // reply counts every slotgate subscriber that receives the message.
-        return Route::Slot {
-            slot: Slot::ZERO,
+        return Route::Unit {
+            unit: Unit::ZERO,
             readonly: false,
         };
     }
@@ -477,14 +477,14 @@ fn route_spec(args: &[&[u8]], spec: Option<&'static CommandSpec>, placement: &Pl
     if let Err(e) = spec.routing_args(args, &mut keys) {
         return Route::Refused(error(&format!("ERR {e}")));
     }
-    let mut slots = keys
+    let mut units = keys
         .iter()
         .filter_map(|&i| args.get(i))
         .map(|k| placement.unit_of(k));
-    let Some(slot) = slots.next() else {
+    let Some(unit) = units.next() else {
         if special && is_script(spec.name) {
             return Route::Script {
-                slot: None,
+                unit: None,
                 readonly: spec.is_readonly(),
                 remember: remembers_body(spec.name),
             };
@@ -510,17 +510,17 @@ fn route_spec(args: &[&[u8]], spec: Option<&'static CommandSpec>, placement: &Pl
             printable(name)
         )));
     };
-    let same_slot = !slots.any(|s| s != slot);
+    let same_slot = !units.any(|s| s != unit);
     if special && same_slot {
         if spec.name == "watch" {
-            return Route::Pinned(Pinned::Exclusive(Exclusive::Watch { slot }));
+            return Route::Pinned(Pinned::Exclusive(Exclusive::Watch { unit }));
         }
         if blocks(spec, args) {
-            return Route::Pinned(Pinned::Exclusive(Exclusive::Blocking { slot }));
+            return Route::Pinned(Pinned::Exclusive(Exclusive::Blocking { unit }));
         }
         if remembers_body(spec.name) {
             return Route::Script {
-                slot: Some(slot),
+                unit: Some(unit),
                 readonly: spec.is_readonly(),
                 remember: true,
             };
@@ -543,8 +543,8 @@ fn route_spec(args: &[&[u8]], spec: Option<&'static CommandSpec>, placement: &Pl
             )),
         };
     }
-    Route::Slot {
-        slot,
+    Route::Unit {
+        unit,
         readonly: spec.is_readonly(),
     }
 }
@@ -785,7 +785,7 @@ mod tests {
     fn category(route: &Route) -> &'static str {
         match route {
             Route::Local(_) => "local",
-            Route::Slot { .. } | Route::Script { .. } => "routed",
+            Route::Unit { .. } | Route::Script { .. } => "routed",
             Route::Split { .. } => "split",
             Route::FanOut { .. } | Route::Scan => "fan-out",
             Route::Pinned(_) | Route::Sub(_) => "pinned",
@@ -883,15 +883,15 @@ mod tests {
     fn single_key_commands_route_by_key() {
         assert_eq!(
             route(&args(&["GET", "foo"])),
-            Route::Slot {
-                slot: Slot::of(b"foo"),
+            Route::Unit {
+                unit: Unit::from(crate::slot::Slot::of(b"foo")),
                 readonly: true
             }
         );
         assert_eq!(
             route(&args(&["hset", "h", "f", "v"])),
-            Route::Slot {
-                slot: Slot::of(b"h"),
+            Route::Unit {
+                unit: Unit::from(crate::slot::Slot::of(b"h")),
                 readonly: false
             }
         );
@@ -901,15 +901,15 @@ mod tests {
     fn same_slot_multi_key_is_one_route() {
         assert_eq!(
             route(&args(&["MGET", "{u}a", "{u}b", "{u}c"])),
-            Route::Slot {
-                slot: Slot::of(b"u"),
+            Route::Unit {
+                unit: Unit::from(crate::slot::Slot::of(b"u")),
                 readonly: true
             }
         );
         assert_eq!(
             route(&args(&["EVAL", "return 1", "2", "{t}x", "{t}y", "arg"])),
             Route::Script {
-                slot: Some(Slot::of(b"t")),
+                unit: Some(Unit::from(crate::slot::Slot::of(b"t"))),
                 readonly: false,
                 remember: true
             }
@@ -917,7 +917,7 @@ mod tests {
         assert_eq!(
             route(&args(&["EVALSHA_RO", "abc", "0"])),
             Route::Script {
-                slot: None,
+                unit: None,
                 readonly: true,
                 remember: false
             }
@@ -981,9 +981,9 @@ mod tests {
                 ..
             }
         ));
-        let blocking = |slot: &[u8]| {
+        let blocking = |unit: &[u8]| {
             Route::Pinned(Pinned::Exclusive(Exclusive::Blocking {
-                slot: Slot::of(slot),
+                unit: Unit::from(crate::slot::Slot::of(unit)),
             }))
         };
         assert_eq!(route(&args(&["BLPOP", "l", "0"])), blocking(b"l"));
@@ -995,15 +995,15 @@ mod tests {
         assert_eq!(
             route(&args(&["WATCH", "{t}a", "{t}b"])),
             Route::Pinned(Pinned::Exclusive(Exclusive::Watch {
-                slot: Slot::of(b"t")
+                unit: Unit::from(crate::slot::Slot::of(b"t"))
             }))
         );
         assert!(refused(&["WATCH", "a", "b"]).starts_with("-CROSSSLOT"));
         assert_eq!(route(&args(&["MULTI"])), Route::Pinned(Pinned::Multi));
         assert_eq!(
             route(&args(&["PUBLISH", "ch", "m"])),
-            Route::Slot {
-                slot: Slot::ZERO,
+            Route::Unit {
+                unit: Unit::ZERO,
                 readonly: false
             }
         );
@@ -1013,8 +1013,8 @@ mod tests {
         ));
         assert_eq!(
             route(&args(&["XREAD", "COUNT", "1", "STREAMS", "s", "0"])),
-            Route::Slot {
-                slot: Slot::of(b"s"),
+            Route::Unit {
+                unit: Unit::from(crate::slot::Slot::of(b"s")),
                 readonly: true
             }
         );

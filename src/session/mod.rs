@@ -32,8 +32,8 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::ops::clients::Registration;
+use crate::placement::Unit;
 use crate::resp::{ParseError, Request, RequestDecoder};
-use crate::slot::Slot;
 use crate::worker::Worker;
 
 use pinned::{Exclusive, Transaction, Watched};
@@ -72,9 +72,9 @@ pub(crate) struct Session {
     /// The connection WATCH pinned.
     watched: Option<Watched>,
     /// The slot of the client's last write, for WAIT.
-    last_write: Option<Slot>,
+    last_write: Option<Unit>,
     /// The other slots of the last write when it was split or sent to every master.
-    last_write_also: Vec<Slot>,
+    last_write_also: Vec<Unit>,
     /// Subscriptions, once the client subscribed.
     pubsub: Option<PubSub>,
     /// The client switched to RESP3 with `HELLO 3`.

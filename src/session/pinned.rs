@@ -32,9 +32,9 @@ use crate::backend::connect::ASKING;
 use crate::backend::dedicated::DedicatedConn;
 use crate::backend::redirect::Redirect;
 use crate::backend::BackendError;
+use crate::placement::Unit;
 use crate::resp::{Reply, Request};
 use crate::router::rule::{self, Attempts, Next};
-use crate::slot::Slot;
 use crate::worker::Worker;
 
 use super::dispatch::{error, printable, Route};
@@ -70,15 +70,15 @@ pub(super) enum Pinned {
 pub(super) enum Exclusive {
     /// EXEC of the queued transaction.
     Exec,
-    /// WATCH of keys in `slot`.
+    /// WATCH of keys in `unit`.
     Watch {
-        /// The slot of every watched key.
-        slot: Slot,
+        /// The routing unit of every watched key.
+        unit: Unit,
     },
-    /// A blocking command whose keys are in `slot`.
+    /// A blocking command whose keys are in `unit`.
     Blocking {
-        /// The slot of its keys.
-        slot: Slot,
+        /// The routing unit of its keys.
+        unit: Unit,
     },
     /// WAIT for replicas to acknowledge this client's writes.
     Wait,
@@ -92,7 +92,7 @@ pub(super) struct Transaction {
     queued: Vec<Bytes>,
     /// Bytes of `queued`, bounded by `proxy.max_pending_bytes`.
     bytes: usize,
-    slot: Option<Slot>,
+    unit: Option<Unit>,
     /// A command was refused while queueing: EXEC answers EXECABORT.
     failed: bool,
 }
@@ -103,7 +103,7 @@ pub(super) struct Transaction {
 #[derive(Debug)]
 pub(super) struct Watched {
     conn: Option<DedicatedConn>,
-    slot: Slot,
+    unit: Unit,
 }
 
 impl Transaction {
@@ -193,17 +193,17 @@ impl Session {
             // Queued like Redis does: EXEC's array has its `+OK` (EXEC unwatches anyway).
             Route::Pinned(Pinned::Unwatch) => tx.enqueue(request.raw(), limit),
             // Inside a transaction a blocking command does not block (Redis' rule).
-            Route::Slot { slot, .. }
+            Route::Unit { unit, .. }
             | Route::Script {
-                slot: Some(slot), ..
+                unit: Some(unit), ..
             }
-            | Route::Pinned(Pinned::Exclusive(Exclusive::Blocking { slot })) => {
-                let expected = tx.slot.or(self.watched.as_ref().map(|w| w.slot));
-                if expected.is_some_and(|s| s != slot) {
+            | Route::Pinned(Pinned::Exclusive(Exclusive::Blocking { unit })) => {
+                let expected = tx.unit.or(self.watched.as_ref().map(|w| w.unit));
+                if expected.is_some_and(|s| s != unit) {
                     tx.failed = true;
                     error(CROSSSLOT)
                 } else {
-                    tx.slot = Some(slot);
+                    tx.unit = Some(unit);
                     tx.enqueue(request.raw(), limit)
                 }
             }
@@ -242,15 +242,15 @@ impl Session {
     pub(super) async fn exclusive(&mut self, request: Request, exclusive: Exclusive) -> Bytes {
         match exclusive {
             Exclusive::Exec => self.exec().await,
-            Exclusive::Watch { slot } => self.watch(request.raw(), slot).await,
-            Exclusive::Blocking { slot } => {
+            Exclusive::Watch { unit } => self.watch(request.raw(), unit).await,
+            Exclusive::Blocking { unit } => {
                 let bound = blocking_timeout(&request.args())
                     .map(|wait| wait + self.worker.settings().request_timeout);
-                self.wrote_to(slot);
-                self.run_alone(Some(slot), request.raw(), 1, bound).await
+                self.wrote_to(unit);
+                self.run_alone(Some(unit), request.raw(), 1, bound).await
             }
             Exclusive::Wait => {
-                let mut wrote: Vec<Slot> = self.last_write.into_iter().collect();
+                let mut wrote: Vec<Unit> = self.last_write.into_iter().collect();
                 wrote.extend_from_slice(&self.last_write_also);
                 super::wait::wait(&self.worker, &wrote, &request.args()).await
             }
@@ -276,9 +276,9 @@ impl Session {
         }
         payload.extend_from_slice(EXEC);
         let replies = tx.queued.len() + 2;
-        let slot = tx.slot.or(watched.as_ref().map(|w| w.slot));
-        if let Some(slot) = slot {
-            self.wrote_to(slot);
+        let unit = tx.unit.or(watched.as_ref().map(|w| w.unit));
+        if let Some(unit) = unit {
+            self.wrote_to(unit);
         }
         let timeout = self.worker.settings().request_timeout;
         match watched {
@@ -298,7 +298,7 @@ impl Session {
                 Err(e) => e.to_reply(),
             },
             Some(Watched { conn: None, .. }) => self.null_array(),
-            None => self.run_alone(slot, &payload, replies, Some(timeout)).await,
+            None => self.run_alone(unit, &payload, replies, Some(timeout)).await,
         }
     }
 
@@ -306,12 +306,12 @@ impl Session {
     /// the last reply (or the error) is the answer.
     async fn run_alone(
         &self,
-        slot: Option<Slot>,
+        unit: Option<Unit>,
         payload: &[u8],
         replies: usize,
         bound: Option<Duration>,
     ) -> Bytes {
-        match on_master(&self.worker, slot, payload, replies, bound, self.resp3).await {
+        match on_master(&self.worker, unit, payload, replies, bound, self.resp3).await {
             Ok((conn, replies)) => {
                 self.worker.router().give_back(conn);
                 last(replies)
@@ -320,10 +320,10 @@ impl Session {
         }
     }
 
-    async fn watch(&mut self, request: &Bytes, slot: Slot) -> Bytes {
+    async fn watch(&mut self, request: &Bytes, unit: Unit) -> Bytes {
         let timeout = Some(self.worker.settings().request_timeout);
         if let Some(watched) = self.watched.as_mut() {
-            if watched.slot != slot {
+            if watched.unit != unit {
                 return error(CROSSSLOT);
             }
             let Some(conn) = watched.conn.as_mut() else {
@@ -341,12 +341,12 @@ impl Session {
                 }
             };
         }
-        match on_master(&self.worker, Some(slot), request, 1, timeout, self.resp3).await {
+        match on_master(&self.worker, Some(unit), request, 1, timeout, self.resp3).await {
             Ok((conn, replies)) => {
                 if !replies.iter().any(Reply::is_error) {
                     self.watched = Some(Watched {
                         conn: Some(conn),
-                        slot,
+                        unit,
                     });
                 }
                 last(replies)
@@ -398,12 +398,12 @@ impl Session {
 }
 
 /// Send `payload` (which draws `replies` replies) on a dedicated connection to the master of
-/// `slot` (any serving master when `None`), following MOVED/ASK and waiting out TRYAGAIN or
+/// `unit` (any serving master when `None`), following MOVED/ASK and waiting out TRYAGAIN or
 /// CLUSTERDOWN until the request deadline. Each attempt's reading is bounded by `bound`.
 /// Returns the connection (clean, for reuse) and the replies, or the client's error reply.
 pub(super) async fn on_master(
     worker: &Worker,
-    slot: Option<Slot>,
+    unit: Option<Unit>,
     payload: &[u8],
     replies: usize,
     bound: Option<Duration>,
@@ -414,10 +414,10 @@ pub(super) async fn on_master(
     let mut asking = false;
     let mut attempts = Attempts::default();
     loop {
-        let Some(addr) = node.take().or_else(|| master_of(worker, slot)) else {
+        let Some(addr) = node.take().or_else(|| master_of(worker, unit)) else {
             worker.router().topology().request_refresh();
-            let slot = slot.map_or(0, Slot::get);
-            let reply = BackendError::SlotUnserved(slot).to_reply();
+            let unit = unit.map_or(0, Unit::get);
+            let reply = BackendError::SlotUnserved(unit).to_reply();
             pause(deadline, &mut attempts, reply).await?;
             continue;
         };
@@ -482,12 +482,12 @@ pub(super) async fn on_master(
     }
 }
 
-/// The master serving `slot`, or any serving master for `None`.
-fn master_of(worker: &Worker, slot: Option<Slot>) -> Option<Arc<str>> {
+/// The master serving `unit`, or any serving master for `None`.
+fn master_of(worker: &Worker, unit: Option<Unit>) -> Option<Arc<str>> {
     let table = worker.router().topology().table();
-    match slot {
-        Some(slot) => {
-            let shard = table.shard_of(slot)?;
+    match unit {
+        Some(unit) => {
+            let shard = table.shard_of(unit)?;
             table.shards().get(shard).map(|s| Arc::clone(&s.master))
         }
         None => table.serving_masters().into_iter().next().map(|(m, _)| m),

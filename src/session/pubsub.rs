@@ -302,7 +302,7 @@ fn master_of(worker: &Worker, kind: SubKind, name: &[u8]) -> Option<Arc<str>> {
     let table = worker.router().topology().table();
     let unit = match kind {
         SubKind::Shard => table.placement().unit_of(name),
-        SubKind::Channel | SubKind::Pattern => crate::slot::Slot::ZERO,
+        SubKind::Channel | SubKind::Pattern => crate::placement::Unit::ZERO,
     };
     let shard = table.shard_of(unit)?;
     table.shards().get(shard).map(|s| Arc::clone(&s.master))

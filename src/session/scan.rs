@@ -19,8 +19,8 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::command::split::ScanCursor;
+use crate::placement::Unit;
 use crate::resp::{encode, parse_frame, Frame, Reply};
-use crate::slot::Slot;
 use crate::topology::discovery::migration_in_progress;
 use crate::worker::Worker;
 
@@ -56,8 +56,8 @@ pub(super) async fn scan(worker: &Worker, args: &[&[u8]]) -> Bytes {
         inner,
     };
     let mut keys: Vec<Frame> = Vec::new();
-    while let Some((_, slot)) = masters.get(node) {
-        let (next, found) = match scan_master(worker, *slot, args, cursor).await {
+    while let Some((_, unit)) = masters.get(node) {
+        let (next, found) = match scan_master(worker, *unit, args, cursor).await {
             Ok(page) => page,
             Err(reply) => return reply,
         };
@@ -90,11 +90,11 @@ pub(super) async fn scan(worker: &Worker, args: &[&[u8]]) -> Bytes {
 /// One page of one master: its next cursor and the keys it returned.
 async fn scan_master(
     worker: &Worker,
-    slot: Slot,
+    unit: Unit,
     args: &[&[u8]],
     cursor: u64,
 ) -> Result<(u64, Vec<Frame>), Bytes> {
-    let reply = ask_master(worker, slot, &with_cursor(args, cursor)).await?;
+    let reply = ask_master(worker, unit, &with_cursor(args, cursor)).await?;
     parse_frame(reply.raw(), &worker.settings().limits)
         .ok()
         .and_then(page)
@@ -103,9 +103,9 @@ async fn scan_master(
 
 /// Send one command to the master serving `slot` on a dedicated connection; its reply, or
 /// the error reply for the client (the master's own error included).
-async fn ask_master(worker: &Worker, slot: Slot, request: &[u8]) -> Result<Reply, Bytes> {
+async fn ask_master(worker: &Worker, unit: Unit, request: &[u8]) -> Result<Reply, Bytes> {
     let timeout = Some(worker.settings().request_timeout);
-    let (conn, mut replies) = on_master(worker, Some(slot), request, 1, timeout, false).await?;
+    let (conn, mut replies) = on_master(worker, Some(unit), request, 1, timeout, false).await?;
     worker.router().give_back(conn);
     match replies.pop() {
         Some(reply) if reply.is_error() => Err(reply.raw().clone()),
@@ -119,13 +119,13 @@ async fn ask_master(worker: &Worker, slot: Slot, request: &[u8]) -> Result<Reply
 async fn pass_settled(
     worker: &Worker,
     fingerprint: u16,
-    masters: &[(std::sync::Arc<str>, Slot)],
+    masters: &[(std::sync::Arc<str>, Unit)],
 ) -> Result<bool, Bytes> {
     if worker.router().topology().is_pool_mode() {
         return Ok(worker.router().table().assignment_fingerprint() == fingerprint);
     }
-    for (_, slot) in masters {
-        let reply = ask_master(worker, *slot, b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nNODES\r\n").await?;
+    for (_, unit) in masters {
+        let reply = ask_master(worker, *unit, b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nNODES\r\n").await?;
         let text = parse_frame(reply.raw(), &worker.settings().limits)
             .ok()
             .and_then(|f| {

@@ -14,8 +14,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use crate::placement::Unit;
 use crate::resp::{parse_frame, Frame};
-use crate::slot::Slot;
 use crate::topology::discovery::info_field;
 use crate::worker::Worker;
 
@@ -31,7 +31,7 @@ const POLL: Duration = Duration::from_millis(10);
 /// (any master if it has not written). A write split over several masters (MSET, DEL …) or
 /// sent to all (FLUSHALL) is waited for on each of them in turn (one deadline for all), and
 /// the answer is the smallest count: the number of replicas, per master, that hold all of it.
-pub(super) async fn wait(worker: &Worker, wrote: &[Slot], args: &[&[u8]]) -> Bytes {
+pub(super) async fn wait(worker: &Worker, wrote: &[Unit], args: &[&[u8]]) -> Bytes {
     let number = |i: usize| {
         args.get(i)
             .and_then(|a| std::str::from_utf8(a).ok())
@@ -48,15 +48,15 @@ pub(super) async fn wait(worker: &Worker, wrote: &[Slot], args: &[&[u8]]) -> Byt
     }
     let give_up =
         (timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64));
-    let slots = one_slot_per_master(worker, wrote);
+    let units = one_slot_per_master(worker, wrote);
     let mut least = None;
     // One master after the other under the one deadline: the whole WAIT still ends by it.
-    for slot in slots
+    for unit in units
         .iter()
         .map(|&s| Some(s))
-        .chain(slots.is_empty().then_some(None))
+        .chain(units.is_empty().then_some(None))
     {
-        match wait_on(worker, slot, wanted, give_up).await {
+        match wait_on(worker, unit, wanted, give_up).await {
             Ok(acked) => least = Some(least.map_or(acked, |l: usize| l.min(acked))),
             Err(reply) => return reply,
         }
@@ -65,31 +65,31 @@ pub(super) async fn wait(worker: &Worker, wrote: &[Slot], args: &[&[u8]]) -> Byt
 }
 
 /// `wrote` with at most one slot for each master that serves them now.
-fn one_slot_per_master(worker: &Worker, wrote: &[Slot]) -> Vec<Slot> {
+fn one_slot_per_master(worker: &Worker, wrote: &[Unit]) -> Vec<Unit> {
     let table = worker.router().table();
     let mut seen = Vec::new();
-    let mut slots = Vec::new();
-    for &slot in wrote {
-        let shard = table.shard_of(slot);
+    let mut units = Vec::new();
+    for &unit in wrote {
+        let shard = table.shard_of(unit);
         if !seen.contains(&shard) {
             seen.push(shard);
-            slots.push(slot);
+            units.push(unit);
         }
     }
-    slots
+    units
 }
 
 /// Wait on the master of `slot` until `wanted` replicas acknowledged its replication offset
 /// as of now, or `give_up` passes (never, if `None`); how many did.
 async fn wait_on(
     worker: &Worker,
-    slot: Option<Slot>,
+    unit: Option<Unit>,
     wanted: i64,
     give_up: Option<Instant>,
 ) -> Result<usize, Bytes> {
     let request_timeout = Some(worker.settings().request_timeout);
     let (mut conn, replies) =
-        on_master(worker, slot, INFO_REPLICATION, 1, request_timeout, false).await?;
+        on_master(worker, unit, INFO_REPLICATION, 1, request_timeout, false).await?;
     let target = replies
         .first()
         .and_then(|r| parse_frame(r.raw(), &worker.settings().limits).ok())

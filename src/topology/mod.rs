@@ -387,7 +387,7 @@ impl Topology {
             tracing::info!(
                 version,
                 shards = next.shards().len(),
-                covered = next.covered_slots(),
+                covered = next.covered_units(),
                 "slot table loaded: {}",
                 next.describe().join(", ")
             );
@@ -395,7 +395,7 @@ impl Topology {
             tracing::info!(
                 version,
                 shards = next.shards().len(),
-                covered = next.covered_slots(),
+                covered = next.covered_units(),
                 "slot table updated: {}",
                 next.changes_from(&current).join(", ")
             );
@@ -413,7 +413,9 @@ impl Topology {
         }
         let mut patched = None;
         self.table.rcu(|current| {
-            let owner = current.shard_of(slot).map(|i| &current.shards()[i].master);
+            let owner = current
+                .shard_of(slot.into())
+                .map(|i| &current.shards()[i].master);
             if owner == Some(addr) {
                 patched = None;
                 return Arc::clone(current);
@@ -602,7 +604,7 @@ async fn ask(settings: &Settings, addr: &str, current: &SlotTable) -> Result<Vie
             return Err(format!(
                 "only {} of 16384 slots are covered (first missing: {slot}); \
                  set cluster.require_full_coverage = false to serve a partial cluster",
-                table.covered_slots()
+                table.covered_units()
             ));
         }
     }

@@ -105,12 +105,12 @@ mod tests {
         config.validate().unwrap();
         let table = table_from_config(&config).unwrap();
         let master = |slot| {
-            let i = table.shard_of(Slot::new(slot).unwrap()).unwrap();
+            let i = table.shard_of(Slot::new(slot).unwrap().into()).unwrap();
             table.shards()[i].master.to_string()
         };
         assert_eq!(master(0), "127.0.0.1:7002");
         assert_eq!(master(100), "127.0.0.1:7001");
-        assert_eq!(table.covered_slots(), 16384);
+        assert_eq!(table.covered_units(), 16384);
         assert!(table.shards()[1].auth.is_some());
         assert_eq!(table.placement(), &Placement::Slots);
         assert_eq!(table.shards()[0].read_policy, ReadPolicy::Master);
@@ -130,10 +130,10 @@ mod tests {
         let table = table_from_config(&config).unwrap();
         assert_eq!(table.shards().len(), 1);
         assert_eq!(table.shards()[0].read_policy, ReadPolicy::Replica);
-        assert!(table.shard_of(Slot::new(16383).unwrap()).is_none());
+        assert!(table.shard_of(Slot::new(16383).unwrap().into()).is_none());
         let masters = BTreeMap::from([("b".to_string(), "127.0.0.1:7002".to_string())]);
         let table = table_for(&config, &masters).unwrap();
-        let b = &table.shards()[table.shard_of(Slot::new(16383).unwrap()).unwrap()];
+        let b = &table.shards()[table.shard_of(Slot::new(16383).unwrap().into()).unwrap()];
         assert_eq!(&*b.master, "127.0.0.1:7002");
         assert_eq!(b.read_policy, ReadPolicy::PreferReplica);
         assert_eq!(b.replicas, [Arc::from("127.0.0.1:7102")]);

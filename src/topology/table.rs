@@ -11,6 +11,7 @@ use std::sync::Arc;
 use crate::backend::Credentials;
 use crate::config::ReadPolicy;
 use crate::placement::Placement;
+use crate::placement::Unit;
 use crate::slot::{Slot, SLOT_COUNT};
 
 /// Marks a slot no shard serves.
@@ -81,8 +82,9 @@ pub struct SlotTable {
     version: u64,
     placement: Arc<Placement>,
     shards: Vec<Shard>,
-    /// Slot index → index into `shards`, or `UNASSIGNED`.
-    slots: Box<[u16]>,
+    /// Routing unit (a hash slot, or a ketama server index) → index into `shards`, or
+    /// `UNASSIGNED`.
+    units: Box<[u16]>,
     /// Cluster mode: the credentials of every node, including ones no shard names yet (a
     /// MOVED or ASK target). Pool mode: `None`, each shard has its own.
     cluster_auth: Option<Arc<Credentials>>,
@@ -94,7 +96,7 @@ impl fmt::Debug for SlotTable {
             .field("version", &self.version)
             .field("placement", &self.placement.describe())
             .field("shards", &self.shards)
-            .field("covered", &self.covered_slots())
+            .field("covered", &self.covered_units())
             .finish()
     }
 }
@@ -106,7 +108,7 @@ impl SlotTable {
             version: 0,
             placement: Arc::new(Placement::Slots),
             shards: Vec::new(),
-            slots: vec![UNASSIGNED; SLOT_COUNT].into_boxed_slice(),
+            units: vec![UNASSIGNED; SLOT_COUNT].into_boxed_slice(),
             cluster_auth: None,
         }
     }
@@ -136,7 +138,7 @@ impl SlotTable {
                     return Err(TableError::BadRange(first, last));
                 }
                 for slot in first..=last {
-                    let entry = &mut table.slots[slot as usize];
+                    let entry = &mut table.units[slot as usize];
                     if *entry != UNASSIGNED && *entry as usize != index {
                         return Err(TableError::Overlap {
                             slot,
@@ -209,10 +211,10 @@ impl SlotTable {
         self.version
     }
 
-    /// The index of the shard serving `slot`, if any.
+    /// The index of the shard serving routing unit `unit`, if any.
     #[inline]
-    pub fn shard_of(&self, slot: Slot) -> Option<usize> {
-        match self.slots.get(slot.index()) {
+    pub fn shard_of(&self, unit: Unit) -> Option<usize> {
+        match self.units.get(unit.index()) {
             Some(&i) if i != UNASSIGNED => Some(i as usize),
             _ => None,
         }
@@ -223,16 +225,16 @@ impl SlotTable {
         &self.shards
     }
 
-    /// Every master that serves at least one slot, with the first slot it serves, in address
-    /// order (a stable order: SCAN cursors number the masters by it).
-    pub fn serving_masters(&self) -> Vec<(Arc<str>, Slot)> {
+    /// Every master that serves at least one routing unit, with the first unit it serves, in
+    /// address order (a stable order: SCAN cursors number the masters by it).
+    pub fn serving_masters(&self) -> Vec<(Arc<str>, Unit)> {
         let mut first = vec![None; self.shards.len()];
-        for (slot, &index) in self.slots.iter().enumerate() {
+        for (unit, &index) in self.units.iter().enumerate() {
             if let Some(entry @ None) = first.get_mut(index as usize) {
-                *entry = Slot::new(slot as u16);
+                *entry = Unit::new(unit as u16);
             }
         }
-        let mut masters: Vec<(Arc<str>, Slot)> = first
+        let mut masters: Vec<(Arc<str>, Unit)> = first
             .into_iter()
             .zip(&self.shards)
             .filter_map(|(slot, shard)| Some((Arc::clone(&shard.master), slot?)))
@@ -253,7 +255,7 @@ impl SlotTable {
             }
         };
         let mut previous = None;
-        for (slot, &index) in self.slots.iter().enumerate() {
+        for (slot, &index) in self.units.iter().enumerate() {
             let master = self.master_at(index);
             if previous != Some(master) {
                 eat(&(slot as u16).to_le_bytes());
@@ -266,9 +268,9 @@ impl SlotTable {
         folded.max(1)
     }
 
-    /// How many slots have a shard.
-    pub fn covered_slots(&self) -> usize {
-        self.slots.iter().filter(|&&i| i != UNASSIGNED).count()
+    /// How many routing units (slots, or ketama servers) have a shard.
+    pub fn covered_units(&self) -> usize {
+        self.units.iter().filter(|&&i| i != UNASSIGNED).count()
     }
 
     /// How many routing units the placement has (16384 slots, or one per ketama server).
@@ -283,7 +285,7 @@ impl SlotTable {
 
     /// The first slot (routing unit) no shard serves, if any.
     pub fn first_uncovered(&self) -> Option<u16> {
-        self.slots[..self.unit_count().min(self.slots.len())]
+        self.units[..self.unit_count().min(self.units.len())]
             .iter()
             .position(|&i| i == UNASSIGNED)
             .map(|p| p as u16)
@@ -291,9 +293,9 @@ impl SlotTable {
 
     /// True when both tables route every slot to the same master and list the same replicas.
     pub fn same_routing(&self, other: &SlotTable) -> bool {
-        self.slots
+        self.units
             .iter()
-            .zip(other.slots.iter())
+            .zip(other.units.iter())
             .all(|(&a, &b)| self.master_at(a) == other.master_at(b))
             && self.shards.len() == other.shards.len()
             && self.placement == other.placement
@@ -325,7 +327,7 @@ impl SlotTable {
                 next.shards.len() - 1
             }
         };
-        if let (Some(entry), Ok(index)) = (next.slots.get_mut(slot.index()), u16::try_from(index)) {
+        if let (Some(entry), Ok(index)) = (next.units.get_mut(slot.index()), u16::try_from(index)) {
             if index != UNASSIGNED {
                 *entry = index;
             }
@@ -336,7 +338,7 @@ impl SlotTable {
     /// The slot ranges whose master differs from `old`, as `"0-99: a:1 → b:1"`, for log lines.
     pub fn changes_from(&self, old: &SlotTable) -> Vec<String> {
         let owner =
-            |t: &SlotTable, i: usize| t.master_at(t.slots[i]).unwrap_or("(none)").to_string();
+            |t: &SlotTable, i: usize| t.master_at(t.units[i]).unwrap_or("(none)").to_string();
         let mut out = Vec::new();
         let mut start = 0usize;
         while start < SLOT_COUNT {
@@ -362,9 +364,9 @@ impl SlotTable {
         let mut out = Vec::new();
         let mut start = 0usize;
         while start < SLOT_COUNT {
-            let owner = self.slots[start];
+            let owner = self.units[start];
             let mut end = start;
-            while end + 1 < SLOT_COUNT && self.slots[end + 1] == owner {
+            while end + 1 < SLOT_COUNT && self.units[end + 1] == owner {
                 end += 1;
             }
             let who = self.master_at(owner).unwrap_or("(unassigned)");
@@ -400,8 +402,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.version(), 7);
-        assert_eq!(t.covered_slots(), SLOT_COUNT);
-        let at = |s| &*t.shards()[t.shard_of(Slot::new(s).unwrap()).unwrap()].master;
+        assert_eq!(t.covered_units(), SLOT_COUNT);
+        let at = |s| &*t.shards()[t.shard_of(Unit::new(s).unwrap()).unwrap()].master;
         assert_eq!(at(0), "a:1");
         assert_eq!(at(5461), "b:1");
         assert_eq!(at(16383), "c:1");
@@ -412,7 +414,7 @@ mod tests {
     fn reports_gaps_and_overlaps() {
         let t = SlotTable::from_shards(&[shard(&[(0, 99)], "a:1")], 1).unwrap();
         assert_eq!(t.first_uncovered(), Some(100));
-        assert!(t.shard_of(Slot::new(100).unwrap()).is_none());
+        assert!(t.shard_of(Slot::new(100).unwrap().into()).is_none());
         let err = SlotTable::from_shards(&[shard(&[(0, 10)], "a:1"), shard(&[(10, 20)], "b:1")], 1)
             .unwrap_err();
         assert!(matches!(err, TableError::Overlap { slot: 10, .. }));
@@ -430,11 +432,11 @@ mod tests {
         let patched = a.with_slot(Slot::new(5).unwrap(), &c, 2);
         assert_eq!(patched.version(), 2);
         assert_eq!(
-            &*patched.shards()[patched.shard_of(Slot::new(5).unwrap()).unwrap()].master,
+            &*patched.shards()[patched.shard_of(Slot::new(5).unwrap().into()).unwrap()].master,
             "c:1"
         );
         assert_eq!(patched.changes_from(&a), ["5-5: a:1 → c:1"]);
-        assert_eq!(a.covered_slots(), patched.covered_slots());
+        assert_eq!(a.covered_units(), patched.covered_units());
     }
 
     #[test]
