@@ -15,7 +15,6 @@ pub mod config;
 pub mod demo;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod info;
 pub mod lifecycle;
 pub mod ops;
 pub mod pidfile;

@@ -10,11 +10,10 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 
 use crate::config::Config;
-use crate::lifecycle::SessionDrain;
-use crate::resp::Limits;
 use crate::router::{self, Router};
 use crate::scripts::ScriptCache;
-use crate::stats::{ProxyStats, WorkerStats};
+use crate::session::WorkerContext;
+use crate::stats::ProxyStats;
 use crate::tls::TlsContext;
 use crate::topology::Topology;
 
@@ -47,120 +46,6 @@ pub struct Shared {
     pub tls: Arc<TlsContext>,
     /// Client registry, slow log, hot keys.
     pub ops: Arc<crate::ops::Ops>,
-}
-
-/// What every session of a worker obeys, from the configuration (start-only settings).
-#[derive(Clone, Debug)]
-pub struct SessionSettings {
-    /// Request parsing limits.
-    pub limits: Limits,
-    /// Replies one client may have outstanding before it is no longer read.
-    pub max_pipeline_depth: usize,
-    /// Pending bytes, idle timeout and subscriber output limits of each client.
-    pub client_limits: crate::session::ClientLimits,
-    /// Time a request has, from its arrival, to be answered (retries included).
-    pub request_timeout: Duration,
-    /// FLUSHALL / FLUSHDB are served.
-    pub allow_flush: bool,
-    /// Key-less admin commands sent to every master (`commands.allow_admin`, table names).
-    pub allow_admin: Vec<String>,
-    /// The node key-less scripts run on (`None`: a random master).
-    pub keyless_scripts: Option<Arc<str>>,
-    /// Time a TLS client has to complete its handshake.
-    pub handshake_timeout: Duration,
-}
-
-impl SessionSettings {
-    /// The settings `config` gives.
-    pub fn from_config(config: &Config) -> SessionSettings {
-        SessionSettings {
-            limits: Limits {
-                max_request_len: config.proxy.max_request_bytes,
-                ..config.protocol.limits()
-            },
-            max_pipeline_depth: config.proxy.max_pipeline_depth,
-            client_limits: crate::session::ClientLimits::from_config(&config.proxy),
-            request_timeout: Duration::from_millis(config.backend.request_timeout_ms),
-            allow_flush: config.commands.allow_flush,
-            allow_admin: config.commands.allowed_admin_names(),
-            keyless_scripts: config.commands.keyless_scripts_node().map(Arc::from),
-            handshake_timeout: Duration::from_millis(config.tls.handshake_timeout_ms),
-        }
-    }
-}
-
-/// What the sessions of one worker share: its router (the way to the nodes), its settings,
-/// counters, client users and command policy, drain signal, and the process's operator views.
-pub struct Worker {
-    index: usize,
-    router: Rc<Router>,
-    settings: SessionSettings,
-    proxy: Arc<ProxyStats>,
-    users: crate::auth::Users,
-    command_policy: Option<crate::command_policy::CommandPolicy>,
-    drain: SessionDrain,
-    tls: Arc<TlsContext>,
-    ops: Arc<crate::ops::Ops>,
-    hot: Option<crate::ops::hotkeys::Sampler>,
-}
-
-impl Worker {
-    /// This worker's own counters.
-    pub fn stats(&self) -> &WorkerStats {
-        self.proxy.worker(self.index)
-    }
-
-    /// Index of this worker, `0..workers`.
-    pub fn index(&self) -> usize {
-        self.index
-    }
-
-    /// What every session of this worker obeys.
-    #[inline]
-    pub fn settings(&self) -> &SessionSettings {
-        &self.settings
-    }
-
-    /// Process-wide counters and facts, for INFO.
-    pub fn proxy(&self) -> &Arc<ProxyStats> {
-        &self.proxy
-    }
-
-    /// Who clients may authenticate as.
-    pub fn users(&self) -> &crate::auth::Users {
-        &self.users
-    }
-
-    /// The deny list and rename map, when configured.
-    pub fn command_policy(&self) -> Option<&crate::command_policy::CommandPolicy> {
-        self.command_policy.as_ref()
-    }
-
-    /// Tells this worker's sessions to finish what they owe and close (graceful shutdown).
-    pub fn drain(&self) -> &SessionDrain {
-        &self.drain
-    }
-
-    /// TLS material (listener acceptor, backend connector), re-read on reload.
-    pub fn tls(&self) -> &TlsContext {
-        &self.tls
-    }
-
-    /// Client registry, slow log, hot keys (shared by all workers).
-    pub fn ops(&self) -> &crate::ops::Ops {
-        &self.ops
-    }
-
-    /// This worker's hot-key sampler (`None`: hot keys off).
-    pub fn hot(&self) -> Option<&crate::ops::hotkeys::Sampler> {
-        self.hot.as_ref()
-    }
-
-    /// The way to the nodes: slot table, routing, backend connections.
-    #[inline]
-    pub fn router(&self) -> &Router {
-        &self.router
-    }
 }
 
 /// The signals a worker obeys: `drain` (finish and close every client) and `shutdown` (stop
@@ -205,18 +90,7 @@ pub fn run(
         Arc::clone(&tls),
     );
     local.spawn_local(router::retry_loop(Rc::downgrade(&router)));
-    let worker = Rc::new(Worker {
-        index,
-        router,
-        settings: SessionSettings::from_config(config),
-        proxy,
-        users: crate::auth::Users::from_config(&config.auth),
-        command_policy: crate::command_policy::CommandPolicy::from_config(&config.commands),
-        drain: SessionDrain::default(),
-        tls,
-        hot: ops.hotkeys.as_ref().map(|h| h.sampler()),
-        ops,
-    });
+    let worker = Rc::new(WorkerContext::new(index, config, router, proxy, tls, ops));
     local.spawn_local(publish_hot_keys(Rc::downgrade(&worker)));
     local.block_on(&runtime, async move {
         // The accept loop drops its senders when a drain begins: the sessions go on.
@@ -244,7 +118,7 @@ pub fn run(
 
 /// Take over a client from the accept loop: TLS handshake if it came to the TLS listener,
 /// then its session, or the max-clients refusal.
-async fn adopt(worker: Rc<Worker>, client: NewClient) {
+async fn adopt(worker: Rc<WorkerContext>, client: NewClient) {
     let NewClient {
         stream,
         id,
@@ -272,7 +146,7 @@ async fn adopt(worker: Rc<Worker>, client: NewClient) {
 
 /// The TLS handshake, then the session over TLS.
 async fn adopt_tls(
-    worker: Rc<Worker>,
+    worker: Rc<WorkerContext>,
     stream: tokio::net::TcpStream,
     client: ClientAddrs,
     permit: Option<OwnedSemaphorePermit>,
@@ -296,10 +170,10 @@ async fn adopt_tls(
 
 /// Every `hotkeys.interval_ms`, publish this worker's hot keys and start a new window
 /// (returns at once when hot keys are off, or once the worker is gone).
-async fn publish_hot_keys(worker: std::rc::Weak<Worker>) {
+async fn publish_hot_keys(worker: std::rc::Weak<WorkerContext>) {
     let Some(interval) = worker
         .upgrade()
-        .and_then(|w| w.ops.hotkeys.as_ref().map(|h| h.interval))
+        .and_then(|w| w.ops().hotkeys.as_ref().map(|h| h.interval))
     else {
         return;
     };
@@ -327,7 +201,7 @@ type ClientAddrs = (
 
 /// Run the session of an adopted client, or refuse it when it holds no `permit`.
 async fn serve<S>(
-    worker: Rc<Worker>,
+    worker: Rc<WorkerContext>,
     mut stream: S,
     (id, peer, local, fd): ClientAddrs,
     permit: Option<OwnedSemaphorePermit>,

@@ -213,8 +213,8 @@ impl Session {
                 );
                 self.fan_out(&merge, requests, masters, readonly, now);
             }
-            Route::Local(Local::Info) if crate::info::wants_keyspace(&args[1..]) => {
-                let mut text = crate::info::render(&args[1..], &self.worker);
+            Route::Local(Local::Info) if super::info::wants_keyspace(&args[1..]) => {
+                let mut text = super::info::render(&args[1..], &self.worker);
                 if !text.is_empty() {
                     text.push_str("\r\n");
                 }

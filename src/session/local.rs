@@ -108,7 +108,7 @@ pub(super) fn run(cmd: Local, args: &[&[u8]], session: &mut Session) -> Bytes {
             out.freeze()
         }
         Local::Info => {
-            let text = crate::info::render(args.get(1..).unwrap_or_default(), &session.worker);
+            let text = super::info::render(args.get(1..).unwrap_or_default(), &session.worker);
             text_reply(text.as_bytes(), session.resp3)
         }
         Local::Time => {
@@ -231,7 +231,7 @@ fn hello(args: &[&[u8]], session: &mut Session) -> Bytes {
     }
     for (key, value) in [
         ("server", "redis"),
-        ("version", crate::info::REDIS_VERSION),
+        ("version", super::info::REDIS_VERSION),
         ("proxy", concat!("slotgate ", env!("CARGO_PKG_VERSION"))),
     ] {
         encode::bulk(&mut out, key.as_bytes());

@@ -15,7 +15,9 @@
 
 mod client;
 mod cluster_view;
+mod context;
 mod dispatch;
+pub mod info;
 mod limits;
 mod local;
 mod merge;
@@ -34,11 +36,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::ops::clients::Registration;
 use crate::placement::Unit;
 use crate::resp::{ParseError, Request, RequestDecoder};
-use crate::worker::Worker;
 
 use pinned::{Exclusive, Transaction, Watched};
 use pubsub::PubSub;
 
+pub use context::{SessionSettings, WorkerContext};
 pub use dispatch::service;
 pub use limits::{ClientLimits, OutputLimit, Overflow};
 pub use merge::Merge;
@@ -57,7 +59,7 @@ const READ_AHEAD_WHILE_PINNED: usize = 1024 * 1024;
 
 /// State of one client connection.
 pub(crate) struct Session {
-    worker: Rc<Worker>,
+    worker: Rc<WorkerContext>,
     queue: Rc<ReplyQueue>,
     decoder: RequestDecoder,
     /// The client's entry in the proxy-wide registry (id, addresses, name; CLIENT LIST).
@@ -107,7 +109,7 @@ struct Usage {
 /// Serve one client until it disconnects, QUITs, breaks the protocol or is killed. `stream`
 /// is a `TcpStream` or a TLS stream (the caller sets `TCP_NODELAY` and runs any handshake);
 /// `info` is its registration (id and TCP addresses, for CLIENT and INFO).
-pub async fn serve<S>(mut stream: S, info: Registration, worker: Rc<Worker>)
+pub async fn serve<S>(mut stream: S, info: Registration, worker: Rc<WorkerContext>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {

@@ -28,6 +28,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
 
+use super::WorkerContext;
 use crate::backend::connect::ASKING;
 use crate::backend::dedicated::DedicatedConn;
 use crate::backend::redirect::Redirect;
@@ -35,7 +36,6 @@ use crate::backend::BackendError;
 use crate::placement::Unit;
 use crate::resp::{Reply, Request};
 use crate::router::rule::{self, Attempts, Next};
-use crate::worker::Worker;
 
 use super::dispatch::{error, printable, Route};
 use super::local::Local;
@@ -402,7 +402,7 @@ impl Session {
 /// CLUSTERDOWN until the request deadline. Each attempt's reading is bounded by `bound`.
 /// Returns the connection (clean, for reuse) and the replies, or the client's error reply.
 pub(super) async fn on_master(
-    worker: &Worker,
+    worker: &WorkerContext,
     unit: Option<Unit>,
     payload: &[u8],
     replies: usize,
@@ -483,7 +483,7 @@ pub(super) async fn on_master(
 }
 
 /// The master serving `unit`, or any serving master for `None`.
-fn master_of(worker: &Worker, unit: Option<Unit>) -> Option<Arc<str>> {
+fn master_of(worker: &WorkerContext, unit: Option<Unit>) -> Option<Arc<str>> {
     let table = worker.router().topology().table();
     match unit {
         Some(unit) => {

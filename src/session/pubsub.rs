@@ -29,9 +29,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
+use super::WorkerContext;
 use crate::backend::BackendError;
 use crate::resp::{encode, parse_frame, Frame, Reply};
-use crate::worker::Worker;
 
 use super::dispatch::{error, printable};
 use super::{ReplyQueue, ReplyTarget, Session};
@@ -103,7 +103,7 @@ struct State {
     names: [HashMap<Bytes, Arc<str>>; 3],
     links: HashMap<Arc<str>, Link>,
     queue: Rc<ReplyQueue>,
-    worker: Rc<Worker>,
+    worker: Rc<WorkerContext>,
     /// Numbers links, so a broken link's clean-up never removes its successor.
     next_link: u64,
     /// The client speaks RESP3: confirmations and messages are push frames (`>`).
@@ -130,7 +130,7 @@ impl Drop for Link {
 }
 
 impl PubSub {
-    fn new(queue: Rc<ReplyQueue>, worker: Rc<Worker>) -> PubSub {
+    fn new(queue: Rc<ReplyQueue>, worker: Rc<WorkerContext>) -> PubSub {
         PubSub {
             state: Rc::new(RefCell::new(State {
                 names: Default::default(),
@@ -298,7 +298,7 @@ impl Session {
 /// The node a subscription lives on: a sharded channel on its slot's master; channels and
 /// patterns all on the master of slot 0, where PUBLISH is routed, so that PUBLISH counts every
 /// slotgate subscriber (messages reach every node anyway: the cluster broadcasts PUBLISH).
-fn master_of(worker: &Worker, kind: SubKind, name: &[u8]) -> Option<Arc<str>> {
+fn master_of(worker: &WorkerContext, kind: SubKind, name: &[u8]) -> Option<Arc<str>> {
     let table = worker.router().topology().table();
     let unit = match kind {
         SubKind::Shard => table.placement().unit_of(name),
@@ -338,7 +338,7 @@ struct LinkTask {
     node: Arc<str>,
     state: Weak<RefCell<State>>,
     queue: Rc<ReplyQueue>,
-    worker: Rc<Worker>,
+    worker: Rc<WorkerContext>,
     expect: Owed,
 }
 
@@ -382,7 +382,7 @@ async fn run_link(link: LinkTask, commands: mpsc::UnboundedReceiver<Bytes>) {
 fn resubscribe(
     state: &mut State,
     weak: &Weak<RefCell<State>>,
-    worker: &Worker,
+    worker: &WorkerContext,
     kind: SubKind,
     name: Bytes,
 ) {

@@ -18,11 +18,11 @@
 
 use bytes::{Bytes, BytesMut};
 
+use super::WorkerContext;
 use crate::command::split::ScanCursor;
 use crate::placement::Unit;
 use crate::resp::{encode, parse_frame, Frame, Reply};
 use crate::topology::discovery::migration_in_progress;
-use crate::worker::Worker;
 
 use super::dispatch::error;
 use super::pinned::on_master;
@@ -31,7 +31,7 @@ use super::pinned::on_master;
 const DEFAULT_COUNT: usize = 10;
 
 /// Serve `SCAN cursor [MATCH p] [COUNT n] [TYPE t]`.
-pub(super) async fn scan(worker: &Worker, args: &[&[u8]]) -> Bytes {
+pub(super) async fn scan(worker: &WorkerContext, args: &[&[u8]]) -> Bytes {
     let Some(position) = args.get(1).and_then(|c| ScanCursor::decode(c)) else {
         return error("ERR invalid cursor");
     };
@@ -89,7 +89,7 @@ pub(super) async fn scan(worker: &Worker, args: &[&[u8]]) -> Bytes {
 
 /// One page of one master: its next cursor and the keys it returned.
 async fn scan_master(
-    worker: &Worker,
+    worker: &WorkerContext,
     unit: Unit,
     args: &[&[u8]],
     cursor: u64,
@@ -103,7 +103,7 @@ async fn scan_master(
 
 /// Send one command to the master serving `slot` on a dedicated connection; its reply, or
 /// the error reply for the client (the master's own error included).
-async fn ask_master(worker: &Worker, unit: Unit, request: &[u8]) -> Result<Reply, Bytes> {
+async fn ask_master(worker: &WorkerContext, unit: Unit, request: &[u8]) -> Result<Reply, Bytes> {
     let timeout = Some(worker.settings().request_timeout);
     let (conn, mut replies) = on_master(worker, Some(unit), request, 1, timeout, false).await?;
     worker.router().give_back(conn);
@@ -117,7 +117,7 @@ async fn ask_master(worker: &Worker, unit: Unit, request: &[u8]) -> Result<Reply
 /// Whether a pass that began on a table with `fingerprint` may end: the assignment is
 /// unchanged and (cluster mode) no master has a slot migration in flight.
 async fn pass_settled(
-    worker: &Worker,
+    worker: &WorkerContext,
     fingerprint: u16,
     masters: &[(std::sync::Arc<str>, Unit)],
 ) -> Result<bool, Bytes> {

@@ -14,10 +14,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use super::WorkerContext;
 use crate::placement::Unit;
 use crate::resp::{parse_frame, Frame};
 use crate::topology::discovery::info_field;
-use crate::worker::Worker;
 
 use super::dispatch::error;
 use super::pinned::{bounded, on_master};
@@ -31,7 +31,7 @@ const POLL: Duration = Duration::from_millis(10);
 /// (any master if it has not written). A write split over several masters (MSET, DEL …) or
 /// sent to all (FLUSHALL) is waited for on each of them in turn (one deadline for all), and
 /// the answer is the smallest count: the number of replicas, per master, that hold all of it.
-pub(super) async fn wait(worker: &Worker, wrote: &[Unit], args: &[&[u8]]) -> Bytes {
+pub(super) async fn wait(worker: &WorkerContext, wrote: &[Unit], args: &[&[u8]]) -> Bytes {
     let number = |i: usize| {
         args.get(i)
             .and_then(|a| std::str::from_utf8(a).ok())
@@ -65,7 +65,7 @@ pub(super) async fn wait(worker: &Worker, wrote: &[Unit], args: &[&[u8]]) -> Byt
 }
 
 /// `wrote` with at most one slot for each master that serves them now.
-fn one_slot_per_master(worker: &Worker, wrote: &[Unit]) -> Vec<Unit> {
+fn one_slot_per_master(worker: &WorkerContext, wrote: &[Unit]) -> Vec<Unit> {
     let table = worker.router().table();
     let mut seen = Vec::new();
     let mut units = Vec::new();
@@ -82,7 +82,7 @@ fn one_slot_per_master(worker: &Worker, wrote: &[Unit]) -> Vec<Unit> {
 /// Wait on the master of `slot` until `wanted` replicas acknowledged its replication offset
 /// as of now, or `give_up` passes (never, if `None`); how many did.
 async fn wait_on(
-    worker: &Worker,
+    worker: &WorkerContext,
     unit: Option<Unit>,
     wanted: i64,
     give_up: Option<Instant>,

@@ -1,6 +1,6 @@
 //! The proxy's own `INFO` reply, in Redis' `# Section` / `key:value` format.
 
-use crate::worker::Worker;
+use super::WorkerContext;
 
 /// The Redis version whose command set and protocol slotgate presents to clients.
 pub const REDIS_VERSION: &str = "7.0.0";
@@ -38,7 +38,7 @@ pub fn wants_keyspace(args: &[&[u8]]) -> bool {
 
 /// Render `INFO [section …]`, every section but keyspace (see [`wants_keyspace`]). Unknown
 /// section names are ignored, as Redis does.
-pub fn render(args: &[&[u8]], worker: &Worker) -> String {
+pub fn render(args: &[&[u8]], worker: &WorkerContext) -> String {
     let mut out = String::new();
     for &(name, default) in SECTIONS {
         let default = default || (name == "hotkeys" && worker.ops().hotkeys.is_some());
@@ -52,7 +52,7 @@ pub fn render(args: &[&[u8]], worker: &Worker) -> String {
     out
 }
 
-fn section(name: &str, worker: &Worker, out: &mut String) {
+fn section(name: &str, worker: &WorkerContext, out: &mut String) {
     let proxy = &worker.proxy();
     let table = worker.router().topology().table();
     match name {
