@@ -13,10 +13,10 @@ use super::{table, CommandSpec};
 /// anything longer cannot be a command, so it is rejected before hashing.
 const MAX_NAME: usize = 48;
 
-/// The index: `slots[h]` holds 1 + the position in `specs` of the name hashing to `h` (after
-/// linear probing), or 0 for an empty slot.
+/// The index: `buckets[h]` holds 1 + the position in `specs` of the name hashing to `h` (after
+/// linear probing), or 0 for an empty bucket.
 struct Index {
-    slots: Box<[u16]>,
+    buckets: Box<[u16]>,
     mask: usize,
     specs: Vec<&'static CommandSpec>,
 }
@@ -43,19 +43,23 @@ impl Index {
             specs.push(cmd);
             specs.extend(cmd.subcommands.iter());
         }
-        // Load factor below 1/4 keeps probe chains to one or two slots.
+        // Load factor below 1/4 keeps probe chains to one or two buckets.
         let size = (specs.len() * 4).next_power_of_two();
         let mask = size - 1;
-        let mut slots = vec![0u16; size].into_boxed_slice();
+        let mut buckets = vec![0u16; size].into_boxed_slice();
         for (pos, spec) in specs.iter().enumerate() {
             let mut h = hash(spec.name.as_bytes()) as usize & mask;
-            while slots[h] != 0 {
+            while buckets[h] != 0 {
                 h = (h + 1) & mask;
             }
             // The table holds a few hundred specs, far below u16::MAX.
-            slots[h] = u16::try_from(pos + 1).unwrap_or(u16::MAX);
+            buckets[h] = u16::try_from(pos + 1).unwrap_or(u16::MAX);
         }
-        Index { slots, mask, specs }
+        Index {
+            buckets,
+            mask,
+            specs,
+        }
     }
 
     /// The spec named exactly `name` (already lower case), given its hash.
@@ -63,11 +67,11 @@ impl Index {
     fn get(&self, name: &[u8], h: u32) -> Option<&'static CommandSpec> {
         let mut i = h as usize & self.mask;
         loop {
-            let slot = *self.slots.get(i)?;
-            if slot == 0 {
+            let entry = *self.buckets.get(i)?;
+            if entry == 0 {
                 return None;
             }
-            let spec = *self.specs.get(usize::from(slot) - 1)?;
+            let spec = *self.specs.get(usize::from(entry) - 1)?;
             if spec.name.as_bytes() == name {
                 return Some(spec);
             }
@@ -125,8 +129,8 @@ pub fn lookup_counted<A: AsRef<[u8]>>(args: &[A]) -> Option<(&'static CommandSpe
         return Some((cmd, counted));
     };
     let sub_spec = (|| {
-        let slot = buf.get_mut(end)?;
-        *slot = b'|';
+        let separator = buf.get_mut(end)?;
+        *separator = b'|';
         let h = fnv_step(h, b'|');
         let (full_end, h) = append_lower(&mut buf, end + 1, sub.as_ref(), h)?;
         index.get(buf.get(..full_end)?, h)
@@ -197,12 +201,12 @@ pub fn id_of(spec: &CommandSpec) -> u16 {
     let name = spec.name.as_bytes();
     let mut i = hash(name) as usize & index.mask;
     loop {
-        let Some(&slot) = index.slots.get(i) else {
+        let Some(&entry) = index.buckets.get(i) else {
             return 0;
         };
-        match index.specs.get(usize::from(slot).wrapping_sub(1)) {
+        match index.specs.get(usize::from(entry).wrapping_sub(1)) {
             None => return 0,
-            Some(s) if s.name.as_bytes() == name => return slot,
+            Some(s) if s.name.as_bytes() == name => return entry,
             Some(_) => i = (i + 1) & index.mask,
         }
     }

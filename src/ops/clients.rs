@@ -195,8 +195,8 @@ impl Registration {
         if activity.last_cmd != 0 {
             c.last_cmd.store(activity.last_cmd, Relaxed);
         }
-        for (slot, n) in c.subs.iter().zip(activity.subs) {
-            slot.store(n, Relaxed);
+        for (count, n) in c.subs.iter().zip(activity.subs) {
+            count.store(n, Relaxed);
         }
         c.multi.store(activity.multi, Relaxed);
         c.resp.store(activity.resp, Relaxed);

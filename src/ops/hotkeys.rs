@@ -71,16 +71,16 @@ impl HotKeys {
                 count: samples.saturating_mul(u64::from(self.sample_rate)),
             })
             .collect();
-        if let Some(slot) = self.published.get(worker) {
-            *lock(slot) = keys;
+        if let Some(window) = self.published.get(worker) {
+            *lock(window) = keys;
         }
     }
 
     /// The top keys of the last window, all workers added up, most requested first.
     pub fn top(&self) -> Vec<HotKey> {
         let mut sum: HashMap<Bytes, u64> = HashMap::new();
-        for slot in self.published.iter() {
-            for hot in lock(slot).iter() {
+        for window in self.published.iter() {
+            for hot in lock(window).iter() {
                 *sum.entry(hot.key.clone()).or_default() += hot.count;
             }
         }
@@ -96,13 +96,13 @@ impl HotKeys {
 
 /// Where `key` lives now: its slot (routing unit) and that slot's master (empty if none).
 pub fn placed(table: &crate::topology::SlotTable, key: &[u8]) -> (u16, String) {
-    let slot = table.placement().unit_of(key);
+    let unit = table.placement().unit_of(key);
     let node = table
-        .shard_of(slot)
+        .shard_of(unit)
         .and_then(|i| table.shards().get(i))
         .map(|s| s.master.to_string())
         .unwrap_or_default();
-    (slot.get(), node)
+    (unit.get(), node)
 }
 
 /// Counters kept per worker for `top` keys: enough that the top ones are rarely evicted.

@@ -99,7 +99,7 @@ impl Proxy {
             Some(listener) => listener.local_addr()?,
             None => tls_addr.ok_or_else(|| std::io::Error::other("no listener configured"))?,
         };
-        let client_slots = Arc::new(Semaphore::new(
+        let client_permits = Arc::new(Semaphore::new(
             config.proxy.max_clients.min(Semaphore::MAX_PERMITS),
         ));
         let admin_listener = match config.admin.listen.as_str() {
@@ -208,7 +208,7 @@ impl Proxy {
                         (Ok(plain), Ok(tls)) => Listeners {
                             plain,
                             tls,
-                            slots: client_slots,
+                            permits: client_permits,
                         },
                         (Err(e), _) | (_, Err(e)) => {
                             let _ = ready_tx.send(Err(StartError::Runtime(e)));
@@ -429,7 +429,7 @@ struct Listeners {
     plain: Option<tokio::net::TcpListener>,
     tls: Option<tokio::net::TcpListener>,
     /// One permit per connected client (`proxy.max_clients`).
-    slots: Arc<Semaphore>,
+    permits: Arc<Semaphore>,
 }
 
 /// Accept on `listener`, or never when there is none.
@@ -479,7 +479,7 @@ async fn accept_loop(
             return;
         };
         turn = turn.wrapping_add(1);
-        let permit = Arc::clone(&listeners.slots).try_acquire_owned().ok();
+        let permit = Arc::clone(&listeners.permits).try_acquire_owned().ok();
         if permit.is_none() {
             metrics::counter!("slotgate_clients_rejected_total").increment(1);
         }

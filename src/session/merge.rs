@@ -83,8 +83,8 @@ impl Merge {
     /// Part `index` answered `reply` (at `now`, when timed); when it was the last, merge and
     /// deliver.
     fn collect(&self, index: usize, reply: Bytes, now: Option<Instant>) {
-        if let Some(slot) = self.replies.borrow_mut().get_mut(index) {
-            *slot = reply;
+        if let Some(part) = self.replies.borrow_mut().get_mut(index) {
+            *part = reply;
         }
         let remaining = self.remaining.get().saturating_sub(1);
         self.remaining.set(remaining);

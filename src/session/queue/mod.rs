@@ -48,17 +48,17 @@ mod slow;
 #[derive(Debug, Default)]
 pub struct ReplyQueue {
     /// One place per request, in request order.
-    slots: RefCell<VecDeque<Place>>,
+    places: RefCell<VecDeque<Place>>,
     /// The command index new places are tagged with ([`ReplyQueue::set_command`]), for
     /// per-command error counts.
     command: Cell<u16>,
-    /// Sequence number of the front slot.
+    /// Sequence number of the front place.
     base: Cell<u64>,
     /// How many places at the front have their replies in.
     ready_len: Cell<usize>,
     /// Set when the client is gone: late replies are dropped instead of queued.
     closed: Cell<bool>,
-    /// Raised when the front slot becomes ready.
+    /// Raised when the front place becomes ready.
     ready: LocalSignal,
     /// Bytes of the replies queued or taken but not yet written to the client (the client's
     /// output buffer, in Redis' terms); see [`ReplyQueue::written`].
@@ -111,9 +111,9 @@ impl ReplyQueue {
 
     /// Reserve the next place for a reply that will arrive later.
     pub fn reserve(self: &Rc<Self>) -> ReplyTarget {
-        let mut slots = self.slots.borrow_mut();
-        let seq = self.base.get() + slots.len() as u64;
-        slots.push_back(Place {
+        let mut places = self.places.borrow_mut();
+        let seq = self.base.get() + places.len() as u64;
+        places.push_back(Place {
             command: self.command.get(),
             slow_at: self.slow.stamp(),
             reply: None,
@@ -124,17 +124,17 @@ impl ReplyQueue {
     /// Queue a reply that is already known (local commands, immediate errors).
     pub fn push_ready(&self, reply: Bytes) {
         self.unwritten.set(self.unwritten.get() + reply.len());
-        let mut slots = self.slots.borrow_mut();
+        let mut places = self.places.borrow_mut();
         let front_was_ready = self.ready_len.get() > 0;
-        if slots.len() == self.ready_len.get() {
-            self.ready_len.set(slots.len() + 1);
+        if places.len() == self.ready_len.get() {
+            self.ready_len.set(places.len() + 1);
         }
-        slots.push_back(Place {
+        places.push_back(Place {
             command: self.command.get(),
             slow_at: self.slow.stamp(),
             reply: Some(reply),
         });
-        drop(slots);
+        drop(places);
         self.raise_if_ready(front_was_ready);
     }
 
@@ -149,11 +149,11 @@ impl ReplyQueue {
         if self.closed.get() {
             return;
         }
-        let mut slots = self.slots.borrow_mut();
+        let mut places = self.places.borrow_mut();
         let Some(index) = seq.checked_sub(self.base.get()) else {
             return;
         };
-        if let Some(place) = slots.get_mut(index as usize) {
+        if let Some(place) = places.get_mut(index as usize) {
             if let Some((request, now)) = answered {
                 self.slow.check(place.slow_at, request, now);
             }
@@ -165,12 +165,12 @@ impl ReplyQueue {
             let mut ready = self.ready_len.get();
             let front_was_ready = ready > 0;
             if index as usize == ready {
-                while slots.get(ready).is_some_and(|place| place.reply.is_some()) {
+                while places.get(ready).is_some_and(|place| place.reply.is_some()) {
                     ready += 1;
                 }
                 self.ready_len.set(ready);
             }
-            drop(slots);
+            drop(places);
             self.raise_if_ready(front_was_ready);
         }
     }
@@ -267,7 +267,7 @@ impl ReplyQueue {
     /// Sequence number the next place will take.
     #[inline]
     pub fn next_seq(&self) -> u64 {
-        self.base.get() + self.slots.borrow().len() as u64
+        self.base.get() + self.places.borrow().len() as u64
     }
 
     /// Tag the places reserved or filled from now on with command index `index`
@@ -288,11 +288,11 @@ impl ReplyQueue {
     /// one has arrived. Its bytes still count as unwritten until [`ReplyQueue::written`].
     #[inline]
     pub fn pop_ready(&self) -> Option<(Bytes, usize)> {
-        let mut slots = self.slots.borrow_mut();
-        let front = slots.front_mut()?;
+        let mut places = self.places.borrow_mut();
+        let front = places.front_mut()?;
         let reply = front.reply.take()?;
         let command = usize::from(front.command);
-        slots.pop_front();
+        places.pop_front();
         self.base.set(self.base.get() + 1);
         self.ready_len.set(self.ready_len.get().saturating_sub(1));
         Some((reply, command))
@@ -300,7 +300,7 @@ impl ReplyQueue {
 
     /// Requests whose replies have not yet been taken.
     pub fn outstanding(&self) -> usize {
-        self.slots.borrow().len()
+        self.places.borrow().len()
     }
 
     /// Wait until the front reply may have arrived.
@@ -311,7 +311,7 @@ impl ReplyQueue {
     /// The client is gone: drop queued replies and any that arrive later.
     pub fn close(&self) {
         self.closed.set(true);
-        self.slots.borrow_mut().clear();
+        self.places.borrow_mut().clear();
         self.ready_len.set(0);
         self.hold.release();
         self.unwritten.set(0);
