@@ -40,7 +40,6 @@ use crate::tls::{BackendTls, ReadHalf, WriteHalf};
 use crate::wake::LocalSignal;
 
 use super::connect::{self, Handshake, ASKING};
-use super::credentials::Credentials;
 use super::redirect::Redirect;
 use super::reply::ReplyTarget;
 use super::BackendError;
@@ -159,13 +158,10 @@ pub struct BackendConn {
 
 struct Inner {
     addr: Arc<str>,
-    /// Sent as `AUTH` on every new socket before any request.
-    auth: Option<Arc<Credentials>>,
-    /// Speak RESP3 (`HELLO 3` after connecting), for RESP3 clients.
-    resp3: bool,
-    /// Send `READONLY` on every new socket (after `AUTH`): a cluster replica then serves
-    /// reads of its master's slots instead of answering MOVED.
-    readonly: bool,
+    /// Said on every new socket before any request: `AUTH`, `HELLO 3` for RESP3 clients,
+    /// `READONLY` for a cluster replica (which then serves reads of its master's slots
+    /// instead of answering MOVED).
+    handshake: Handshake,
     settings: Rc<ConnSettings>,
     hooks: Rc<dyn Hooks>,
     node: NodeCounters,
@@ -265,14 +261,11 @@ impl BackendConn {
         Rc::ptr_eq(&self.inner, &other.inner)
     }
 
-    /// A handle for `addr`, authenticating with `auth` if given, sending `READONLY` after
-    /// connecting when `readonly` (cluster replicas), and switching to RESP3 (`HELLO 3`) if
-    /// `resp3`; nothing is connected until the first request.
+    /// A handle for `addr` whose every new socket starts with `handshake` (`AUTH`, `HELLO 3`,
+    /// `READONLY`); nothing is connected until the first request.
     pub fn new(
         addr: Arc<str>,
-        auth: Option<Arc<Credentials>>,
-        readonly: bool,
-        resp3: bool,
+        handshake: Handshake,
         settings: Rc<ConnSettings>,
         hooks: Rc<dyn Hooks>,
     ) -> Self {
@@ -281,9 +274,7 @@ impl BackendConn {
             inner: Rc::new(Inner {
                 node,
                 addr,
-                auth,
-                readonly,
-                resp3,
+                handshake,
                 settings,
                 hooks,
                 state: RefCell::new(State {
@@ -400,16 +391,11 @@ impl Inner {
 /// reader in this one.
 async fn connect(inner: Rc<Inner>, generation: u64) {
     let settings = Rc::clone(&inner.settings);
-    let handshake = Handshake {
-        auth: inner.auth.clone(),
-        resp3: inner.resp3,
-        readonly: inner.readonly,
-    };
     let tls = settings.backend_tls();
     let opened = connect::open(
         &inner.addr,
         tls.as_deref(),
-        &handshake,
+        &inner.handshake,
         settings.connect_timeout,
         settings.limits,
     );
@@ -659,5 +645,169 @@ fn deliver_each(
             Some(redirect) => inner.hooks.redirect(out, redirect, reply.into_raw()),
             None => out.reply.answer(reply.into_raw(), &out.request, now),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::cell::RefCell;
+
+    use tokio::net::TcpListener;
+
+    use crate::backend::testing::{local, node, until, Replies};
+    use crate::placement::Unit;
+
+    /// What the connection handed back to its worker.
+    #[derive(Default)]
+    struct FakeHooks {
+        events: RefCell<Vec<String>>,
+    }
+
+    impl Hooks for FakeHooks {
+        fn redirect(&self, _: Outbound, redirect: Redirect, _: Bytes) {
+            self.events
+                .borrow_mut()
+                .push(format!("redirect {}", redirect.kind()));
+        }
+        fn reroute(&self, out: Outbound, error: &BackendError) {
+            let what = if out.readonly { "read" } else { "write" };
+            self.events
+                .borrow_mut()
+                .push(format!("reroute {what} ({})", error.kind()));
+        }
+        fn lost(&self, out: Outbound, error: &BackendError) {
+            let what = if out.readonly { "read" } else { "write" };
+            self.events
+                .borrow_mut()
+                .push(format!("lost {what} ({})", error.kind()));
+        }
+        fn failed(&self, error: &BackendError) {
+            self.events
+                .borrow_mut()
+                .push(format!("failed ({})", error.kind()));
+        }
+    }
+
+    const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
+
+    /// A connection to `addr` whose hand-backs go to `hooks`.
+    fn conn(addr: Arc<str>, hooks: &Rc<FakeHooks>) -> BackendConn {
+        let settings = ConnSettings {
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            reconnect_backoff: Duration::from_millis(100),
+            limits: crate::resp::Limits::default(),
+            follow_redirects: true,
+            tls: None,
+            stats: Arc::new(ProxyStats::new(1, "127.0.0.1:1".parse().unwrap())),
+            worker: 0,
+        };
+        BackendConn::new(addr, Handshake::default(), Rc::new(settings), hooks.clone())
+    }
+
+    fn outbound(replies: &Rc<Replies>, place: u64, readonly: bool) -> Outbound {
+        Outbound {
+            request: Bytes::from_static(PING),
+            reply: ReplyTarget::new(replies.clone(), place),
+            unit: Unit::ZERO,
+            node: None,
+            client_id: 1,
+            deadline: Instant::now() + Duration::from_secs(1),
+            redirects: 0,
+            retries: 0,
+            readonly,
+            asking: false,
+            resp3: false,
+        }
+    }
+
+    /// A connection to a scripted node that reads `expect` bytes and answers `answer` (then
+    /// closes, with `close`), the hooks it hands back to, and the replies it delivers.
+    async fn scripted(
+        expect: usize,
+        answer: &'static [u8],
+        close: bool,
+    ) -> (BackendConn, Rc<FakeHooks>, Rc<Replies>) {
+        let addr = node(expect, answer, close).await;
+        let hooks = Rc::new(FakeHooks::default());
+        (conn(addr, &hooks), hooks, Rc::new(Replies::default()))
+    }
+
+    #[test]
+    fn replies_are_matched_to_requests_in_order() {
+        local(async {
+            let (conn, hooks, replies) =
+                scripted(2 * PING.len(), b"+first\r\n+second\r\n", false).await;
+            conn.send(outbound(&replies, 7, false), Instant::now());
+            conn.send(outbound(&replies, 8, false), Instant::now());
+            until(|| replies.0.borrow().len() == 2).await;
+            assert_eq!(
+                *replies.0.borrow(),
+                [
+                    (7, Bytes::from_static(b"+first\r\n")),
+                    (8, Bytes::from_static(b"+second\r\n"))
+                ]
+            );
+            assert!(hooks.events.borrow().is_empty());
+        });
+    }
+
+    #[test]
+    fn a_redirect_goes_back_to_the_worker_not_to_the_client() {
+        local(async {
+            let (conn, hooks, replies) =
+                scripted(PING.len(), b"-MOVED 5 127.0.0.1:1\r\n", false).await;
+            conn.send(outbound(&replies, 0, false), Instant::now());
+            until(|| !hooks.events.borrow().is_empty()).await;
+            assert_eq!(*hooks.events.borrow(), ["redirect moved"]);
+            assert!(replies.0.borrow().is_empty());
+        });
+    }
+
+    #[test]
+    fn a_lost_connection_fails_the_written_write_and_reroutes_the_read() {
+        local(async {
+            let (conn, hooks, replies) = scripted(2 * PING.len(), b"", true).await;
+            conn.send(outbound(&replies, 0, false), Instant::now());
+            conn.send(outbound(&replies, 1, true), Instant::now());
+            until(|| hooks.events.borrow().len() >= 3).await;
+            let events = hooks.events.borrow();
+            assert!(
+                events.contains(&"lost write (lost)".to_string()),
+                "{events:?}"
+            );
+            assert!(
+                events.contains(&"reroute read (lost)".to_string()),
+                "{events:?}"
+            );
+            assert!(events.contains(&"failed (lost)".to_string()), "{events:?}");
+        });
+    }
+
+    #[test]
+    fn a_dead_node_hands_requests_back_at_once_during_the_back_off() {
+        local(async {
+            let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr: Arc<str> = closed.local_addr().unwrap().to_string().into();
+            drop(closed);
+            let (hooks, replies) = (Rc::new(FakeHooks::default()), Rc::new(Replies::default()));
+            let conn = conn(addr, &hooks);
+            conn.send(outbound(&replies, 0, false), Instant::now());
+            until(|| hooks.events.borrow().len() >= 2).await;
+            // In the back-off a new request is not queued on the dead node.
+            conn.send(outbound(&replies, 1, false), Instant::now());
+            let events = hooks.events.borrow();
+            assert_eq!(
+                *events,
+                [
+                    "reroute write (connect)",
+                    "failed (connect)",
+                    "reroute write (connect)"
+                ],
+                "never-sent writes are safe to route again; the failure is reported once"
+            );
+        });
     }
 }

@@ -236,26 +236,7 @@ mod tests {
 
     use tokio::net::TcpListener;
 
-    /// A scripted node: accepts one connection, reads until it has seen `expect` bytes, then
-    /// writes `answer` and, with `close`, closes. Returns its address.
-    async fn node(expect: usize, answer: &'static [u8], close: bool) -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut seen = Vec::new();
-            while seen.len() < expect {
-                if socket.read_buf(&mut seen).await.unwrap_or(0) == 0 {
-                    return;
-                }
-            }
-            socket.write_all(answer).await.unwrap();
-            if !close {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-            }
-        });
-        addr
-    }
+    use crate::backend::testing::node;
 
     fn with_auth(resp3: bool, readonly: bool) -> Handshake {
         Handshake {
@@ -276,6 +257,23 @@ mod tests {
         .await
     }
 
+    /// The error `open` gives against a node that answers `handshake`'s commands with
+    /// `answer` (then closes, with `close`).
+    async fn refusal(handshake: &Handshake, answer: &'static [u8], close: bool) -> BackendError {
+        let mut sent = BytesMut::new();
+        handshake.write_to(&mut sent);
+        let addr = node(sent.len(), answer, close).await;
+        open_at(&addr, handshake).await.err().unwrap()
+    }
+
+    /// Assert that `open` against a node answering `answer` to `handshake` fails with an
+    /// error of `kind` whose text contains `says`.
+    async fn assert_refused(handshake: &Handshake, answer: &'static [u8], kind: &str, says: &str) {
+        let error = refusal(handshake, answer, false).await;
+        assert_eq!(error.kind(), kind, "{error}");
+        assert!(error.to_string().contains(says), "{error}");
+    }
+
     fn auth_len() -> usize {
         with_auth(false, false).auth.unwrap().auth_request().len()
     }
@@ -290,63 +288,36 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_password_is_an_auth_error_with_the_node_line() {
-        let addr = node(auth_len(), b"-WRONGPASS invalid password\r\n", false).await;
-        let error = open_at(&addr, &with_auth(true, false)).await.err().unwrap();
-        assert_eq!(error.kind(), "auth");
-        assert!(
-            error.to_string().contains("WRONGPASS invalid password"),
-            "{error}"
-        );
+        let answer = b"-WRONGPASS invalid password\r\n";
+        let says = "refused authentication (WRONGPASS invalid password)";
+        assert_refused(&with_auth(false, false), answer, "auth", says).await;
     }
 
     #[tokio::test]
     async fn a_reset_during_auth_is_a_lost_connection_not_an_auth_failure() {
-        let addr = node(auth_len(), b"", true).await;
-        let error = open_at(&addr, &with_auth(false, false))
-            .await
-            .err()
-            .unwrap();
+        let error = refusal(&with_auth(false, false), b"", true).await;
         assert_eq!(error.kind(), "lost", "{error}");
     }
 
     #[tokio::test]
     async fn refused_hello_and_readonly_are_refusals_naming_the_command() {
-        let handshake = Handshake {
+        let hello = Handshake {
             resp3: true,
             ..Handshake::default()
         };
-        let addr = node(HELLO_3.len(), b"-NOPROTO unsupported protocol\r\n", false).await;
-        let error = open_at(&addr, &handshake).await.err().unwrap();
-        assert_eq!(error.kind(), "refused");
-        assert!(
-            error.to_string().contains("refused HELLO 3 (NOPROTO"),
-            "{error}"
-        );
-
-        let handshake = Handshake {
+        let answer = b"-NOPROTO unsupported protocol\r\n";
+        assert_refused(&hello, answer, "refused", "refused HELLO 3 (NOPROTO").await;
+        let readonly = Handshake {
             readonly: true,
             ..Handshake::default()
         };
-        let addr = node(
-            READONLY.len(),
-            b"-ERR This instance has cluster support disabled\r\n",
-            false,
-        )
-        .await;
-        let error = open_at(&addr, &handshake).await.err().unwrap();
-        assert!(
-            error.to_string().contains("refused READONLY (ERR This"),
-            "{error}"
-        );
+        let answer = b"-ERR This instance has cluster support disabled\r\n";
+        assert_refused(&readonly, answer, "refused", "refused READONLY (ERR This").await;
     }
 
     #[tokio::test]
     async fn a_silent_node_is_a_timeout_and_a_closed_port_a_connect_error() {
-        let addr = node(auth_len(), b"", false).await;
-        let error = open_at(&addr, &with_auth(false, false))
-            .await
-            .err()
-            .unwrap();
+        let error = refusal(&with_auth(false, false), b"", false).await;
         assert_eq!(error.kind(), "timeout", "{error}");
 
         let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();

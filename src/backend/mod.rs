@@ -9,6 +9,8 @@ mod error;
 pub mod oneshot;
 pub mod redirect;
 pub mod reply;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use conn::{BackendConn, ConnSettings};
 pub use credentials::Credentials;

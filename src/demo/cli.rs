@@ -15,10 +15,10 @@ use super::process::{self, POLL_INTERVAL};
 /// Runs `redis_cli --cluster args…` until it exits or `timeout` runs out (then it is killed),
 /// authenticating with `password` if given. Its stdout and stderr go to `log`; on success the
 /// whole log is returned.
-pub(crate) fn run(
+pub(crate) fn run<S: AsRef<str> + AsRef<std::ffi::OsStr>>(
     redis_cli: &Path,
     password: Option<&str>,
-    args: &[String],
+    args: &[S],
     log: &Path,
     timeout: Duration,
 ) -> Result<String, DemoError> {
@@ -41,7 +41,11 @@ pub(crate) fn run(
     let mut child = cmd.spawn().map_err(|e| DemoError::spawn(redis_cli, e))?;
 
     let failed = |reason: String| DemoError::ClusterCli {
-        command: args.join(" "),
+        command: args
+            .iter()
+            .map(|a| -> &str { a.as_ref() })
+            .collect::<Vec<_>>()
+            .join(" "),
         reason,
         output_tail: process::tail(log, 0).unwrap_or_default(),
         log: log.to_path_buf(),

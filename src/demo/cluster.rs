@@ -209,9 +209,9 @@ impl LocalCluster {
         self.procs.push(proc);
         self.cli(
             &[
-                "add-node".to_owned(),
-                format!("127.0.0.1:{port}"),
-                format!("127.0.0.1:{entry}"),
+                "add-node",
+                &format!("127.0.0.1:{port}"),
+                &format!("127.0.0.1:{entry}"),
             ],
             &format!("add-node-{idx}.log"),
             CREATE_TIMEOUT,
@@ -244,7 +244,7 @@ impl LocalCluster {
         timeout: Duration,
     ) -> Result<String, DemoError> {
         let entry = self.entry_point()?;
-        let args: Vec<String> = [
+        let args = [
             "reshard",
             &format!("127.0.0.1:{entry}"),
             "--cluster-from",
@@ -256,10 +256,7 @@ impl LocalCluster {
             "--cluster-pipeline",
             "10",
             "--cluster-yes",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        ];
         self.cli(&args, "reshard.log", timeout)
     }
 
@@ -268,17 +265,14 @@ impl LocalCluster {
     /// [`LocalCluster::add_master`]). Returns redis-cli's output once it is done.
     pub fn rebalance(&self, timeout: Duration) -> Result<String, DemoError> {
         let entry = self.entry_point()?;
-        let args: Vec<String> = [
+        let args = [
             "rebalance",
             &format!("127.0.0.1:{entry}"),
             "--cluster-use-empty-masters",
             "--cluster-pipeline",
             "10",
             "--cluster-yes",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        ];
         self.cli(&args, "rebalance.log", timeout)
     }
 
@@ -391,7 +385,7 @@ impl LocalCluster {
     }
 
     /// Runs `redis-cli --cluster args…`, logging to `log_name` in [`LocalCluster::dir`].
-    fn cli(&self, args: &[String], log_name: &str, timeout: Duration) -> Result<String, DemoError> {
+    fn cli(&self, args: &[&str], log_name: &str, timeout: Duration) -> Result<String, DemoError> {
         cli::run(
             &self.opts.redis_cli,
             self.password(),

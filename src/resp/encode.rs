@@ -10,6 +10,16 @@ pub fn simple(out: &mut BytesMut, s: &str) {
     one_line(out, b'+', s.as_bytes());
 }
 
+/// An array of status lines, the shape of Redis' `… HELP` replies.
+pub fn help(lines: &[&str]) -> bytes::Bytes {
+    let mut out = BytesMut::new();
+    array_header(&mut out, lines.len());
+    for line in lines {
+        simple(&mut out, line);
+    }
+    out.freeze()
+}
+
 /// Appends an error reply `-{msg}\r\n`, e.g. `error(out, "ERR unknown command")`. CR and LF in
 /// `msg` become spaces: an error is one line.
 pub fn error(out: &mut BytesMut, msg: &str) {

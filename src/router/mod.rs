@@ -535,3 +535,123 @@ impl Hooks for RouterHooks {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::time::Duration;
+
+    use crate::backend::testing::{local, node, Replies};
+    use crate::placement::Unit;
+    use crate::topology::ShardInfo;
+
+    const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
+
+    /// A router of a cluster-mode proxy (default config) whose table serves nothing yet, its
+    /// retry loop running.
+    fn router() -> (Rc<Router>, Arc<Topology>, Arc<ProxyStats>) {
+        let config = Config::default();
+        let tls = Arc::new(TlsContext::build(&config).unwrap());
+        let topology = Topology::new(&config, Arc::clone(&tls));
+        let stats = Arc::new(ProxyStats::new(1, "127.0.0.1:1".parse().unwrap()));
+        let scripts = Arc::new(ScriptCache::new());
+        let router = Router::new(
+            0,
+            &config,
+            Arc::clone(&topology),
+            Arc::clone(&stats),
+            scripts,
+            tls,
+        );
+        tokio::task::spawn_local(retry_loop(Rc::downgrade(&router)));
+        (router, topology, stats)
+    }
+
+    fn ping(replies: &Rc<Replies>, within: Duration) -> Outbound {
+        Outbound {
+            request: Bytes::from_static(PING),
+            reply: crate::backend::ReplyTarget::new(replies.clone(), 0),
+            unit: Unit::ZERO,
+            node: None,
+            client_id: 1,
+            deadline: Instant::now() + within,
+            redirects: 0,
+            retries: 0,
+            readonly: false,
+            asking: false,
+            resp3: false,
+        }
+    }
+
+    /// PING through `router`, to be answered by `within`: its replies.
+    fn route_ping(router: &Router, within: Duration) -> Rc<Replies> {
+        let replies = Rc::new(Replies::default());
+        router.route(ping(&replies, within), Instant::now());
+        replies
+    }
+
+    /// A table whose one master, `master`, serves every slot.
+    fn served_by(master: &str, version: u64) -> SlotTable {
+        let shard = ShardInfo {
+            ranges: vec![(0, 16383)],
+            master: master.into(),
+            replicas: Vec::new(),
+            loading: Vec::new(),
+        };
+        SlotTable::from_shards(&[shard], version).unwrap()
+    }
+
+    #[test]
+    fn a_request_for_an_unserved_slot_is_held_until_a_table_serves_it() {
+        local(async {
+            let (router, topology, stats) = router();
+            let replies = route_ping(&router, Duration::from_secs(2));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(replies.0.borrow().is_empty(), "held, not failed");
+            assert!(stats.retried_total() > 0);
+            let addr = node(PING.len(), b"+PONG\r\n", false).await;
+            topology.install(served_by(&addr, 1));
+            assert_eq!(replies.first().await, Bytes::from_static(b"+PONG\r\n"));
+        });
+    }
+
+    #[test]
+    fn a_held_request_fails_clearly_at_its_deadline() {
+        local(async {
+            let (router, _topology, _stats) = router();
+            let replies = route_ping(&router, Duration::from_millis(100));
+            assert_eq!(
+                &replies.first().await[..],
+                b"-CLUSTERDOWN hash slot 0 is not served by any node\r\n"
+            );
+        });
+    }
+
+    #[test]
+    fn a_moved_reply_patches_the_table_and_the_request_follows_it() {
+        local(async {
+            let (router, topology, stats) = router();
+            let target = node(PING.len(), b"+PONG\r\n", false).await;
+            let moved: &'static [u8] = Box::leak(
+                format!("-MOVED 0 {target}\r\n")
+                    .into_bytes()
+                    .into_boxed_slice(),
+            );
+            let old = node(PING.len(), moved, false).await;
+            topology.install(served_by(&old, 1));
+            let replies = route_ping(&router, Duration::from_secs(2));
+            assert_eq!(replies.first().await, Bytes::from_static(b"+PONG\r\n"));
+            let table = topology.table();
+            let owner = table
+                .shard_of(Unit::ZERO)
+                .map(|i| &*table.shards()[i].master);
+            assert_eq!(
+                owner,
+                Some(&*target),
+                "slot 0 patched to the node MOVED named"
+            );
+            assert_eq!(stats.redirects_by_kind()[0], ("moved", 1));
+        });
+    }
+}

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use super::read_target::{self, ReadTarget};
 use crate::backend::conn::{BackendConn, ConnSettings, Hooks};
+use crate::backend::connect::Handshake;
 use crate::backend::Credentials;
 use crate::config::ReadPolicy;
 use crate::topology::{Health, SlotTable};
@@ -186,11 +187,14 @@ impl BackendPool {
     fn open(&self, addr: &Arc<str>, auth: Option<Arc<Credentials>>, readonly: bool) -> Node {
         let conns = (0..self.per_node)
             .map(|_| {
+                let handshake = Handshake {
+                    auth: auth.clone(),
+                    resp3: self.resp3,
+                    readonly,
+                };
                 BackendConn::new(
                     Arc::clone(addr),
-                    auth.clone(),
-                    readonly,
-                    self.resp3,
+                    handshake,
                     Rc::clone(&self.settings),
                     Rc::clone(&self.hooks),
                 )

@@ -1,7 +1,7 @@
 //! `CLIENT …` for the proxy's own clients: the session's own name and id, and LIST / KILL
 //! over every client of every worker (the shared [`crate::ops::clients::Registry`]).
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::ops::clients::{Activity, Filter};
 use crate::resp::encode;
@@ -303,10 +303,5 @@ fn help() -> Bytes {
         "SETNAME <connection-name>",
         "    Assign the name <connection-name> to the current connection.",
     ];
-    let mut out = BytesMut::new();
-    encode::array_header(&mut out, lines.len());
-    for line in lines {
-        encode::simple(&mut out, line);
-    }
-    out.freeze()
+    encode::help(&lines)
 }

@@ -160,7 +160,10 @@ impl Session {
                 let parts = merge.split().parts.iter().zip(requests);
                 for (index, (part, raw)) in parts.enumerate() {
                     let reply = merge.part(index);
-                    self.forward(raw, reply, part.unit, readonly, now, None);
+                    self.forward(
+                        self.outbound(raw, reply, part.unit, readonly, now, None),
+                        now,
+                    );
                 }
             }
             Route::FanOut { rule, readonly } => {
@@ -265,18 +268,22 @@ impl Session {
                 drop(args);
                 let raw = request.into_raw();
                 match (unit, self.worker.settings().keyless_scripts.clone()) {
-                    (Some(unit), _) => self.forward(raw, reply, unit, readonly, now, None),
-                    (None, Some(node)) => {
-                        self.forward(raw, reply, Unit::ZERO, readonly, now, Some(node))
+                    (Some(unit), _) => {
+                        self.forward(self.outbound(raw, reply, unit, readonly, now, None), now)
                     }
+                    (None, Some(node)) => self.forward(
+                        self.outbound(raw, reply, Unit::ZERO, readonly, now, Some(node)),
+                        now,
+                    ),
                     (None, None) => {
                         // A master picked in turn, so key-less scripts spread over them all.
                         let masters = self.worker.router().table().serving_masters();
                         let pick = self.worker.stats().next_pick() as usize;
                         match masters.get(pick % masters.len().max(1)).cloned() {
-                            Some((master, unit)) => {
-                                self.forward(raw, reply, unit, readonly, now, Some(master))
-                            }
+                            Some((master, unit)) => self.forward(
+                                self.outbound(raw, reply, unit, readonly, now, Some(master)),
+                                now,
+                            ),
                             None => reply.fill(error("CLUSTERDOWN no master serves any slot")),
                         }
                     }
@@ -371,21 +378,15 @@ impl Session {
         let parts = merge.split().parts.iter().zip(requests).zip(masters);
         for (index, ((part, raw), master)) in parts.enumerate() {
             let reply = merge.part(index);
-            self.forward(raw, reply, part.unit, readonly, now, Some(master));
+            self.forward(
+                self.outbound(raw, reply, part.unit, readonly, now, Some(master)),
+                now,
+            );
         }
     }
 
-    /// Send `request` to the master of `unit` (or to `node`); its reply goes to `reply`.
-    fn forward(
-        &self,
-        request: Bytes,
-        reply: ReplyTarget,
-        unit: Unit,
-        readonly: bool,
-        now: Instant,
-        node: Option<Arc<str>>,
-    ) {
-        let out = self.outbound(request, reply, unit, readonly, now, node);
+    /// Send `out` to the node of its unit through the current table.
+    fn forward(&self, out: Outbound, now: Instant) {
         self.worker.router().route(out, now);
     }
 

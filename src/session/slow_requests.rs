@@ -150,12 +150,7 @@ pub(super) fn run(args: &[&[u8]], session: &Session) -> Bytes {
                 "HELP",
                 "    Print this help.",
             ];
-            let mut out = BytesMut::new();
-            encode::array_header(&mut out, lines.len());
-            for line in lines {
-                encode::simple(&mut out, line);
-            }
-            out.freeze()
+            encode::help(&lines)
         }
         _ => error(&format!(
             "ERR unknown subcommand or wrong number of arguments for '{}'. Try SLOWLOG HELP.",

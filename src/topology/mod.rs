@@ -482,9 +482,7 @@ impl Topology {
             }
         }
         let current = self.table.load_full();
-        let mut reasons = Vec::new();
-        let mut best: Option<View> = None;
-        let mut views = 0;
+        let mut choice = ViewChoice::default();
         for batch in candidates.chunks(ASKED_AT_ONCE) {
             let mut asks = tokio::task::JoinSet::new();
             for addr in batch {
@@ -496,29 +494,59 @@ impl Topology {
                 });
             }
             while let Some(joined) = asks.join_next().await {
-                match joined {
-                    Ok((_, Ok(view))) => {
-                        views += 1;
-                        if best.as_ref().is_none_or(|b| view.epoch > b.epoch) {
-                            best = Some(view);
-                        }
-                        if views == VIEWS_PER_REFRESH {
-                            break;
-                        }
-                    }
-                    Ok((addr, Err(reason))) => {
-                        tracing::debug!("topology from {addr}: {reason}");
-                        reasons.push(format!("{addr}: {reason}"));
-                    }
-                    Err(e) => reasons.push(format!("discovery task failed: {e}")),
+                let enough = match joined {
+                    Ok((addr, answer)) => choice.offer(&addr, answer),
+                    Err(e) => choice.offer("discovery task", Err(e.to_string())),
+                };
+                if enough {
+                    break;
                 }
             }
-            if best.is_some() {
+            if choice.has_view() {
                 break;
             }
         }
-        best.map(|view| view.table)
-            .ok_or(TopologyError::NoUsableAnswer(reasons))
+        choice.into_table()
+    }
+}
+
+/// The views one refresh collected, and the choice among them: the first usable views, at
+/// most [`VIEWS_PER_REFRESH`], of which the one with the highest `cluster_current_epoch` wins
+/// (on a tie, the first); the reasons of the nodes that gave none, for the error when no view
+/// is usable. Pure.
+#[derive(Default)]
+struct ViewChoice {
+    best: Option<View>,
+    views: usize,
+    reasons: Vec<String>,
+}
+
+impl ViewChoice {
+    /// `addr`'s answer; true when enough views are in.
+    fn offer(&mut self, addr: &str, answer: Result<View, String>) -> bool {
+        match answer {
+            Ok(view) => {
+                self.views += 1;
+                if self.best.as_ref().is_none_or(|b| view.epoch > b.epoch) {
+                    self.best = Some(view);
+                }
+            }
+            Err(reason) => {
+                tracing::debug!("topology from {addr}: {reason}");
+                self.reasons.push(format!("{addr}: {reason}"));
+            }
+        }
+        self.views >= VIEWS_PER_REFRESH
+    }
+
+    fn has_view(&self) -> bool {
+        self.best.is_some()
+    }
+
+    fn into_table(self) -> Result<SlotTable, TopologyError> {
+        self.best
+            .map(|view| view.table)
+            .ok_or(TopologyError::NoUsableAnswer(self.reasons))
     }
 }
 
@@ -615,4 +643,61 @@ async fn ask(settings: &Settings, addr: &str, current: &SlotTable) -> Result<Vie
 struct View {
     epoch: u64,
     table: SlotTable,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A view at `epoch` whose one master `master` serves every slot.
+    fn view(epoch: u64, master: &str) -> View {
+        let shard = table::ShardInfo {
+            ranges: vec![(0, 16383)],
+            master: master.into(),
+            replicas: Vec::new(),
+            loading: Vec::new(),
+        };
+        View {
+            epoch,
+            table: SlotTable::from_shards(&[shard], 0).unwrap(),
+        }
+    }
+
+    fn master(table: &SlotTable) -> &str {
+        &table.shards()[0].master
+    }
+
+    #[test]
+    fn the_view_with_the_highest_epoch_wins_and_the_first_on_a_tie() {
+        let mut choice = ViewChoice::default();
+        assert!(!choice.offer("a:1", Ok(view(4, "old:1"))));
+        assert!(!choice.offer("b:1", Err("refused".into())));
+        assert!(!choice.offer("c:1", Ok(view(7, "new:1"))));
+        assert!(
+            choice.offer("d:1", Ok(view(7, "tie:1"))),
+            "three views are enough"
+        );
+        assert_eq!(master(&choice.into_table().unwrap()), "new:1");
+    }
+
+    #[test]
+    fn a_cut_off_node_s_stale_view_loses_to_the_majority_s() {
+        let mut choice = ViewChoice::default();
+        choice.offer("cut-off:1", Ok(view(9, "stale:1")));
+        choice.offer("a:1", Ok(view(10, "failed-over:1")));
+        assert_eq!(master(&choice.into_table().unwrap()), "failed-over:1");
+    }
+
+    #[test]
+    fn no_usable_view_is_an_error_naming_every_node() {
+        let mut choice = ViewChoice::default();
+        assert!(!choice.has_view());
+        choice.offer("a:1", Err("connection refused".into()));
+        choice.offer("b:1", Err("CLUSTERDOWN".into()));
+        let error = choice.into_table().unwrap_err().to_string();
+        assert!(
+            error.contains("a:1: connection refused") && error.contains("b:1: CLUSTERDOWN"),
+            "{error}"
+        );
+    }
 }
