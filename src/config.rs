@@ -568,7 +568,8 @@ pub struct ProtocolConfig {
     pub max_multibulk_len: usize,
     /// Longest inline command line, in bytes.
     pub max_inline_len: usize,
-    /// Deepest nesting of arrays in a backend reply.
+    /// Deepest nesting of arrays in a backend reply (replies the proxy parses itself are
+    /// capped at 64 levels whatever this says).
     pub max_nesting_depth: usize,
 }
 

@@ -30,6 +30,15 @@ async fn connection_and_introspection_commands() {
 
     assert_eq!(text(&q(c, &["PING"]).await.unwrap()), "PONG");
     assert_eq!(text(&q(c, &["PING", "hi"]).await.unwrap()), "hi");
+    // More than one argument: Redis' arity error, not the first argument echoed.
+    let err = q(c, &["PING", "x", "y", "z"])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("wrong number of arguments for 'ping' command"),
+        "{err}"
+    );
     assert_eq!(text(&q(c, &["ECHO", "x y"]).await.unwrap()), "x y");
     assert_eq!(text(&q(c, &["SELECT", "0"]).await.unwrap()), "OK");
     let err = q(c, &["SELECT", "1"]).await.unwrap_err().to_string();

@@ -318,3 +318,28 @@ async fn script_and_function_flush_reach_every_master() {
         assert!(libs.is_empty(), "{port}");
     }
 }
+
+/// A script may return tables nested as deep as its Lua stack allows (thousands of levels);
+/// the reply passes through slotgate as the node sent it, not "nested too deep".
+#[test]
+fn a_deeply_nested_script_reply_passes_through() {
+    let setup = common::start();
+    const DEPTH: usize = 5000;
+    let script = format!(
+        "local t = {{}} local cur = t for i=1,{DEPTH} do local n = {{}} cur[1] = n cur = n end \
+         cur[1] = 7 return t"
+    );
+    let request = format!(
+        "*3\r\n$4\r\nEVAL\r\n${}\r\n{script}\r\n$1\r\n0\r\n",
+        script.len()
+    );
+    // `*1\r\n` per level, then the integer.
+    let expected = "*1\r\n".repeat(DEPTH + 1) + ":7\r\n";
+    let mut raw = common::Raw::connect(setup.addr());
+    raw.send(request.as_bytes());
+    let got = raw.read_exactly(expected.len());
+    assert_eq!(String::from_utf8_lossy(&got), expected);
+    // And the connection is still in order.
+    raw.send(b"PING\r\n");
+    assert_eq!(raw.read_line(), "+PONG\r\n");
+}

@@ -118,8 +118,13 @@ impl Frame {
     }
 }
 
+/// Deepest tree [`parse_frame`] builds, whatever `limits.max_depth` allows: a tree is dropped
+/// and encoded recursively, so its depth must stay small. Replies the proxy parses (cluster
+/// layouts, INFO, merges) nest a few levels; deep ones (script results) pass through unparsed.
+pub const MAX_FRAME_DEPTH: usize = 64;
+
 /// Parses `raw`, which must hold exactly one complete frame (as [`Reply::raw`] does), into a
-/// tree. Nesting is bounded by `limits.max_depth`.
+/// tree. Nesting is bounded by `limits.max_depth` and by [`MAX_FRAME_DEPTH`].
 ///
 /// [`Reply::raw`]: super::Reply::raw
 pub fn parse_frame(raw: &Bytes, limits: &Limits) -> Result<Frame, ParseError> {
@@ -136,7 +141,7 @@ pub fn parse_frame(raw: &Bytes, limits: &Limits) -> Result<Frame, ParseError> {
         let mut frame = match cursor.next()? {
             Item::Frame(frame) => frame,
             Item::Aggregate(ty, n) => {
-                if open.len() >= limits.max_depth {
+                if open.len() >= limits.max_depth.min(MAX_FRAME_DEPTH) {
                     return Err(ParseError::TooDeep);
                 }
                 if n == 0 {

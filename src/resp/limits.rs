@@ -17,8 +17,10 @@ pub struct Limits {
     /// (Redis `PROTO_INLINE_MAX_SIZE`). Guards against buffering forever while looking for a
     /// line end.
     pub max_inline_len: usize,
-    /// Deepest array nesting accepted in a reply (requests are never nested). Also bounds the
-    /// recursion of [`Frame`](super::Frame) encoding and dropping, so keep it small.
+    /// Deepest aggregate nesting accepted in a reply (requests are never nested). The reply
+    /// decoder keeps one small entry per open level, no recursion, so the default is above
+    /// anything Redis sends: a script's nested tables stop at its Lua stack, before 8,000
+    /// levels. Parsed trees are capped lower ([`MAX_FRAME_DEPTH`](super::MAX_FRAME_DEPTH)).
     pub max_depth: usize,
     /// Largest whole request accepted, in bytes as encoded on the wire (slotgate's
     /// `proxy.max_request_bytes`; Redis bounds the same thing with `client-query-buffer-limit`).
@@ -33,7 +35,7 @@ impl Default for Limits {
             max_bulk_len: 512 * 1024 * 1024,
             max_multibulk_len: 1024 * 1024,
             max_inline_len: 64 * 1024,
-            max_depth: 64,
+            max_depth: 10_000,
             max_request_len: 1024 * 1024 * 1024,
         }
     }
@@ -49,7 +51,7 @@ mod tests {
         assert_eq!(l.max_bulk_len, 536_870_912);
         assert_eq!(l.max_multibulk_len, 1_048_576);
         assert_eq!(l.max_inline_len, 65_536);
-        assert_eq!(l.max_depth, 64);
+        assert_eq!(l.max_depth, 10_000);
         assert_eq!(l.max_request_len, 1 << 30, "client-query-buffer-limit");
     }
 }

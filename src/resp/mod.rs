@@ -34,7 +34,7 @@ mod request;
 mod request_decoder;
 
 pub use error::ParseError;
-pub use frame::{parse_frame, Frame};
+pub use frame::{parse_frame, Frame, MAX_FRAME_DEPTH};
 pub use limits::Limits;
 /// A `<marker><integer>\r\n` line, parsed as Redis parses one (for readers of raw replies).
 pub(crate) use line::header_line;

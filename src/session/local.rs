@@ -75,13 +75,20 @@ impl Local {
 /// The `+OK` reply.
 pub(super) const OK: &[u8] = b"+OK\r\n";
 
+/// Redis' answer to `PING` with more than one argument (its table arity, -1, lets it by; the
+/// command itself refuses).
+pub(super) fn ping_arity_error() -> Bytes {
+    Bytes::from_static(b"-ERR wrong number of arguments for 'ping' command\r\n")
+}
+
 /// Answer a local command. `args` passed the command table's arity check.
 pub(super) fn run(cmd: Local, args: &[&[u8]], session: &mut Session) -> Bytes {
     let arg = |i: usize| args.get(i).map(|a| &a[..]).unwrap_or_default();
     match cmd {
-        Local::Ping => match args.get(1) {
-            None => Bytes::from_static(b"+PONG\r\n"),
-            Some(msg) => bulk(msg),
+        Local::Ping => match args {
+            [_] => Bytes::from_static(b"+PONG\r\n"),
+            [_, msg] => bulk(msg),
+            _ => ping_arity_error(),
         },
         Local::Echo => bulk(arg(1)),
         Local::Quit => {

@@ -481,6 +481,9 @@ fn on_push(link: &LinkTask, reply: Reply) {
 
 /// PING while subscribed (RESP2): `["pong", message]`.
 pub(super) fn subscribed_ping(args: &[&[u8]]) -> Bytes {
+    if args.len() > 2 {
+        return super::local::ping_arity_error();
+    }
     let mut out = BytesMut::new();
     encode::array_header(&mut out, 2);
     encode::bulk(&mut out, b"pong");
