@@ -6,9 +6,10 @@
 pub mod binary;
 pub mod load;
 
+use std::fmt::Debug;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use slotgate::config::Config;
 use slotgate::demo::{ClusterOptions, LocalCluster, RedisServer, ServerOptions};
@@ -29,6 +30,75 @@ impl Setup {
     /// An async client connected to the proxy.
     pub async fn client(&self) -> redis::aio::MultiplexedConnection {
         client(self.addr()).await
+    }
+
+    /// The addresses of the cluster's masters.
+    pub fn masters(&self) -> Vec<SocketAddr> {
+        let ports = self.cluster.master_ports();
+        ports
+            .iter()
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+            .collect()
+    }
+
+    /// The address of the master that serves `key`.
+    pub fn node_of(&self, key: &str) -> SocketAddr {
+        let slot = slotgate::slot::Slot::of(key.as_bytes()).get();
+        let port = self
+            .cluster
+            .port_of_slot(slot)
+            .expect("every slot is served");
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+}
+
+/// How often [`eventually`] and [`eventually_blocking`] try again.
+const POLL: Duration = Duration::from_millis(25);
+
+/// Run `probe` until it returns `Ok`, at most for `limit`, and return that value. Past the
+/// limit, panics with `what` was awaited and the last `Err` (the value or error seen).
+pub async fn eventually<T, E: Debug>(
+    what: &str,
+    limit: Duration,
+    mut probe: impl AsyncFnMut() -> Result<T, E>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("not within {limit:?}: {what}; last seen: {last:?}")
+            }
+            Err(_) => tokio::time::sleep(POLL).await,
+        }
+    }
+}
+
+/// [`eventually`] for code outside the runtime: the thread sleeps between tries.
+pub fn eventually_blocking<T, E: Debug>(
+    what: &str,
+    limit: Duration,
+    mut probe: impl FnMut() -> Result<T, E>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        match probe() {
+            Ok(value) => return value,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("not within {limit:?}: {what}; last seen: {last:?}")
+            }
+            Err(_) => std::thread::sleep(POLL),
+        }
+    }
+}
+
+/// `Ok(value)` when `holds(&value)`, else `Err(value)`: a probe for [`eventually`] from a
+/// value and the condition it must meet.
+pub fn check<T>(value: T, holds: impl FnOnce(&T) -> bool) -> Result<T, T> {
+    if holds(&value) {
+        Ok(value)
+    } else {
+        Err(value)
     }
 }
 
@@ -166,22 +236,20 @@ pub async fn lone_cluster_node(first: u16, last: u16) -> RedisServer {
         .await
         .expect("CLUSTER ADDSLOTSRANGE");
     // The node re-evaluates its cluster state on its next cron tick.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let info: String = redis::cmd("CLUSTER")
-            .arg("INFO")
-            .query_async(&mut direct)
-            .await
-            .expect("CLUSTER INFO");
-        if info.contains("cluster_state:ok") {
-            return node;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "lone node never reached cluster_state:ok"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the lone node reaches cluster_state:ok",
+        Duration::from_secs(5),
+        async || {
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async(&mut direct)
+                .await
+                .expect("CLUSTER INFO");
+            check(info, |info| info.contains("cluster_state:ok"))
+        },
+    )
+    .await;
+    node
 }
 
 /// Standalone redis-servers and slotgate in pool mode in front of them. Field order matters:
@@ -299,14 +367,36 @@ pub fn replicas_of(master: &RedisServer, n: usize) -> Vec<RedisServer> {
 
 /// Wait (up to 10 s) until the replica at `addr` reports `master_link_status:up`.
 pub fn wait_link_up(addr: SocketAddr) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while info_value(addr, "replication", "master_link_status").as_deref() != Some("up") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "replica {addr} never linked to its master"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually_blocking(
+        &format!("replica {addr} links to its master"),
+        Duration::from_secs(10),
+        || {
+            check(info_value(addr, "replication", "master_link_status"), |s| {
+                s.as_deref() == Some("up")
+            })
+        },
+    );
+}
+
+/// Wait (up to 5 s) until the servers at `nodes` block `n` clients in all (`INFO clients`
+/// `blocked_clients`): a blocking command sent through the proxy has reached its node.
+pub async fn wait_blocked(nodes: &[SocketAddr], n: u64) {
+    let blocked = || -> u64 {
+        nodes
+            .iter()
+            .map(|&node| {
+                info_value(node, "clients", "blocked_clients")
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    eventually(
+        &format!("{n} clients blocked on {nodes:?}"),
+        Duration::from_secs(5),
+        async || check(blocked(), |&b| b == n),
+    )
+    .await;
 }
 
 /// The value of `field` in `INFO section` of the server at `addr` (via redis-cli).
