@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{http_get, with_admin};
-use serde_json::Value;
+use common::{http_get, http_json, with_admin};
 
 /// The value of the unlabelled sample `name` (or `name{labels}` when `name` has them).
 fn sample(metrics: &str, name: &str) -> f64 {
@@ -17,12 +16,6 @@ fn sample(metrics: &str, name: &str) -> f64 {
             (key == name).then(|| value.parse().ok())?
         })
         .unwrap_or_else(|| panic!("no sample {name} in:\n{metrics}"))
-}
-
-fn json(addr: std::net::SocketAddr, path: &str) -> Value {
-    let (status, body) = http_get(addr, path);
-    assert_eq!(status, 200, "{path}: {body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path} is not JSON ({e}): {body}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,15 +85,21 @@ async fn endpoints_report_the_live_proxy() {
 
     // Topology: every master with its role; health arrives within a probe tick.
     let masters = setup.cluster.master_ports();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let topo = loop {
-        let topo = json(admin, "/topology");
-        let nodes = topo["nodes"].as_array().unwrap();
-        if nodes.iter().all(|n| n["healthy"] == true) || Instant::now() > deadline {
-            break topo;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let topo = common::eventually(
+        "every master healthy in /topology",
+        Duration::from_secs(5),
+        async || {
+            let topo = http_json(admin, "/topology");
+            let healthy = |port: &u16| {
+                let addr = format!("127.0.0.1:{port}");
+                let mut nodes = topo["nodes"].as_array().into_iter().flatten();
+                nodes.any(|n| n["address"] == addr.as_str() && n["healthy"] == true)
+            };
+            let all = masters.iter().all(healthy);
+            common::check(topo, |_| all)
+        },
+    )
+    .await;
     assert_eq!(topo["version"], version);
     assert_eq!(topo["covered_slots"], 16384);
     assert_eq!(topo["complete"], true);
@@ -143,7 +142,7 @@ async fn endpoints_report_the_live_proxy() {
     );
 
     // Config: the effective values, as JSON.
-    let config = json(admin, "/config");
+    let config = http_json(admin, "/config");
     assert_eq!(config["admin"]["listen"], "127.0.0.1:0");
     assert_eq!(
         config["cluster"]["seeds"],
@@ -152,7 +151,7 @@ async fn endpoints_report_the_live_proxy() {
     assert_eq!(config["proxy"]["workers"], 2);
 
     // Stats: the dashboard's feed.
-    let stats = json(admin, "/stats");
+    let stats = http_json(admin, "/stats");
     assert!(stats["commands_total"].as_u64().unwrap() >= 201, "{stats}");
     assert_eq!(stats["table_version"], version);
 
@@ -193,7 +192,7 @@ async fn not_ready_until_every_slot_has_a_master() {
         200,
         "alive even when not ready"
     );
-    let topo = json(admin, "/topology");
+    let topo = http_json(admin, "/topology");
     assert_eq!(topo["complete"], false);
     assert_eq!(topo["covered_slots"], 8192);
 }
@@ -210,7 +209,7 @@ async fn ketama_pools_are_ready_when_every_server_has_a_pool() {
     let (status, body) = http_get(admin, "/readyz");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("3 ketama servers covered"), "{body}");
-    assert_eq!(json(admin, "/topology")["complete"], true);
+    assert_eq!(http_json(admin, "/topology")["complete"], true);
     // A pool master that stops answering makes it not ready, as in slot placement.
     let mut setup = setup;
     setup.servers[1].kill().unwrap();

@@ -41,8 +41,7 @@ async fn drain_finishes_in_flight_requests_and_closes_every_client() {
     busy.send(&eval("drain:slow"));
     // The EVAL is in flight once the proxy has read it: PING and EVAL, two commands.
     common::eventually("the EVAL dispatched", Duration::from_secs(5), async || {
-        let (_, body) = http_get(admin, "/stats");
-        let stats: serde_json::Value = serde_json::from_str(&body).expect("/stats is JSON");
+        let stats = common::http_json(admin, "/stats");
         common::check(stats["commands_total"].clone(), |n| n.as_u64() >= Some(2))
     })
     .await;
@@ -219,14 +218,7 @@ async fn sigterm_during_pipelined_load_loses_no_acknowledged_write() {
         "100 writes of the load in the cluster",
         Duration::from_secs(10),
         async || {
-            let keys: u64 = masters
-                .iter()
-                .map(|&m| {
-                    common::redis_cli(m, &["DBSIZE"])
-                        .parse::<u64>()
-                        .unwrap_or(0)
-                })
-                .sum();
+            let keys = common::dbsize_sum(&masters);
             common::check(keys, |&n| n >= 100)
         },
     )

@@ -340,6 +340,13 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body.to_string())
 }
 
+/// `GET path` from the HTTP server at `addr`, which must answer 200 with JSON.
+pub fn http_json(addr: SocketAddr, path: &str) -> serde_json::Value {
+    let (status, body) = http_get(addr, path);
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path} is not JSON ({e}): {body}"))
+}
+
 /// A proxy config tweak: admin listener on a free loopback port.
 pub fn with_admin(config: &mut Config) {
     config.admin.listen = "127.0.0.1:0".into();
@@ -376,6 +383,12 @@ pub fn wait_link_up(addr: SocketAddr) {
             })
         },
     );
+}
+
+/// The keys the servers at `nodes` hold in all (`DBSIZE` via redis-cli; 0 for one that fails).
+pub fn dbsize_sum(nodes: &[SocketAddr]) -> u64 {
+    let size = |&node| redis_cli(node, &["DBSIZE"]).parse::<u64>().unwrap_or(0);
+    nodes.iter().map(size).sum()
 }
 
 /// Wait (up to 5 s) until the servers at `nodes` block `n` clients in all (`INFO clients`
