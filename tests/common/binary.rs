@@ -8,6 +8,16 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// A child process killed (and reaped) when dropped: also when a test fails before its end.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The log lines of a running `slotgate`, collected by a thread until the process exits.
 pub struct LogLines {
     lines: Arc<Mutex<Vec<String>>>,
@@ -46,6 +56,21 @@ impl LogLines {
         let lines = self.lines.lock().unwrap();
         lines.clone()
     }
+}
+
+/// `slotgate check-config path` with `env` set; panics with its stderr unless it passes.
+pub fn check_config_passes(path: &str, env: &[(&str, &str)]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_slotgate"))
+        .envs(env.iter().copied())
+        .args(["check-config", path])
+        .output()
+        .expect("run slotgate check-config");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// Wait up to `limit` until the log file at `path` has a line containing `needle`; returns it.

@@ -62,15 +62,12 @@ pub async fn eventually<T, E: Debug>(
     limit: Duration,
     mut probe: impl AsyncFnMut() -> Result<T, E>,
 ) -> T {
-    let deadline = Instant::now() + limit;
+    let wait = Wait::new(what, limit);
     loop {
-        match probe().await {
-            Ok(value) => return value,
-            Err(last) if Instant::now() >= deadline => {
-                panic!("not within {limit:?}: {what}; last seen: {last:?}")
-            }
-            Err(_) => tokio::time::sleep(POLL).await,
+        if let Some(value) = wait.outcome(probe().await) {
+            return value;
         }
+        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -80,14 +77,41 @@ pub fn eventually_blocking<T, E: Debug>(
     limit: Duration,
     mut probe: impl FnMut() -> Result<T, E>,
 ) -> T {
-    let deadline = Instant::now() + limit;
+    let wait = Wait::new(what, limit);
     loop {
-        match probe() {
-            Ok(value) => return value,
-            Err(last) if Instant::now() >= deadline => {
+        if let Some(value) = wait.outcome(probe()) {
+            return value;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// What [`eventually`] waits for, and until when.
+struct Wait<'a> {
+    what: &'a str,
+    limit: Duration,
+    deadline: Instant,
+}
+
+impl<'a> Wait<'a> {
+    fn new(what: &'a str, limit: Duration) -> Self {
+        let deadline = Instant::now() + limit;
+        Wait {
+            what,
+            limit,
+            deadline,
+        }
+    }
+
+    /// The value of a try that succeeded; `None` to try again; a panic past the deadline.
+    fn outcome<T, E: Debug>(&self, tried: Result<T, E>) -> Option<T> {
+        match tried {
+            Ok(value) => Some(value),
+            Err(last) if Instant::now() >= self.deadline => {
+                let (what, limit) = (self.what, self.limit);
                 panic!("not within {limit:?}: {what}; last seen: {last:?}")
             }
-            Err(_) => std::thread::sleep(POLL),
+            Err(_) => None,
         }
     }
 }
@@ -118,10 +142,17 @@ pub fn start_with(options: ClusterOptions, tune: impl FnOnce(&mut Config)) -> Se
 
 /// Config for tests: ephemeral port, 2 workers, short timeouts so failures show fast.
 pub fn proxy_config(seeds: Vec<String>) -> Config {
+    let mut config = base_config();
+    config.cluster.seeds = seeds;
+    config
+}
+
+/// What every test config starts from: ephemeral port, 2 workers, short timeouts (500 ms to
+/// connect, 2 s a request), warnings only; no backends yet.
+pub fn base_config() -> Config {
     let mut config = Config::default();
     config.proxy.listen = "127.0.0.1:0".into();
     config.proxy.workers = 2;
-    config.cluster.seeds = seeds;
     config.backend.connect_timeout_ms = 500;
     config.backend.request_timeout_ms = 2_000;
     config.log.level = "warn".into();
@@ -199,6 +230,15 @@ pub fn redis_cli(addr: SocketAddr, args: &[&str]) -> String {
         .output()
         .expect("run redis-cli");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The index in `cluster.nodes()` of the node on `port`.
+pub fn node_index(cluster: &LocalCluster, port: u16) -> usize {
+    let nodes = cluster.nodes();
+    nodes
+        .iter()
+        .position(|n| n.port == port)
+        .expect("a node on that port")
 }
 
 /// A key of `prefix` that hashes to a slot served by master `port` in `cluster`.
@@ -286,12 +326,7 @@ pub fn standalone_servers(n: usize) -> Vec<RedisServer> {
 /// Pool-mode test config: pools `p0`, `p1` … on `servers` (in order), ephemeral port,
 /// 2 workers, short timeouts. `slots` lines are `("0-8191", "p0")`; empty = even split.
 pub fn pool_config(servers: &[RedisServer], slots: &[(&str, &str)]) -> Config {
-    let mut config = Config::default();
-    config.proxy.listen = "127.0.0.1:0".into();
-    config.proxy.workers = 2;
-    config.backend.connect_timeout_ms = 500;
-    config.backend.request_timeout_ms = 2_000;
-    config.log.level = "warn".into();
+    let mut config = base_config();
     for (i, server) in servers.iter().enumerate() {
         config.pools.insert(
             format!("p{i}"),
