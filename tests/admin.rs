@@ -156,12 +156,7 @@ async fn endpoints_report_the_live_proxy() {
     assert_eq!(stats["table_version"], version);
 
     // A master that stops answering makes the proxy not ready (before any failover).
-    let index = setup
-        .cluster
-        .nodes()
-        .iter()
-        .position(|n| n.port == masters[0])
-        .unwrap();
+    let index = common::node_index(&setup.cluster, masters[0]);
     setup.cluster.kill(index).unwrap();
     let (status, body) = http_get(admin, "/readyz");
     assert_eq!(status, 503, "{body}");

@@ -17,13 +17,7 @@ async fn pools_authenticate_with_password_or_acl_user() {
     let servers = standalone_servers(2);
     // p0: requirepass. p1: an ACL user, and a default user that needs another password.
     let mut d0 = client(servers[0].addr().parse().unwrap()).await;
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("requirepass")
-        .arg("pass-zero")
-        .query_async(&mut d0)
-        .await
-        .unwrap();
+    requirepass(&mut d0, "pass-zero").await;
     let mut d1 = client(servers[1].addr().parse().unwrap()).await;
     let _: () = redis::cmd("ACL")
         .arg("SETUSER")
@@ -36,13 +30,7 @@ async fn pools_authenticate_with_password_or_acl_user() {
         .query_async(&mut d1)
         .await
         .unwrap();
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("requirepass")
-        .arg("other")
-        .query_async(&mut d1)
-        .await
-        .unwrap();
+    requirepass(&mut d1, "other").await;
 
     let mut config = pool_config(&servers, &[]);
     config.backend.reconnect_backoff_ms = 50;
@@ -92,19 +80,23 @@ async fn pools_authenticate_with_password_or_acl_user() {
     .await;
 }
 
+/// `CONFIG SET requirepass password` on the server `direct` is connected to.
+async fn requirepass(direct: &mut redis::aio::MultiplexedConnection, password: &str) {
+    let set = ["CONFIG", "SET", "requirepass", password];
+    let _: () = redis::cmd(set[0])
+        .arg(&set[1..])
+        .query_async(direct)
+        .await
+        .unwrap();
+}
+
 /// Dedicated connections (blocking commands, transactions, pub/sub) authenticate too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pinned_commands_authenticate_in_pool_mode() {
     let servers = standalone_servers(2);
     for server in &servers {
         let mut direct = client(server.addr().parse().unwrap()).await;
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("requirepass")
-            .arg("pw")
-            .query_async(&mut direct)
-            .await
-            .unwrap();
+        requirepass(&mut direct, "pw").await;
     }
     let mut config = pool_config(&servers, &[]);
     for pool in config.pools.values_mut() {

@@ -11,16 +11,6 @@ use std::time::Duration;
 
 use common::{http_get, with_admin};
 
-/// A child process killed (and reaped) when dropped, also when a wait for it panics.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `--dump-dom` of `url` after the page's scripts had 3 s of virtual time.
 fn render(url: &str) -> String {
     let profile = std::env::temp_dir().join(format!("slotgate-chromium-{}", std::process::id()));
@@ -42,12 +32,27 @@ fn render(url: &str) -> String {
         .expect("run chromium (install it with scripts/ensure-browser)");
     let stdout = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
-    let mut child = KillOnDrop(child);
+    let mut child = common::binary::KillOnDrop(child);
     common::eventually_blocking("chromium finishes", Duration::from_secs(40), || {
         child.0.try_wait().unwrap().ok_or("still running")
     });
     let _ = std::fs::remove_dir_all(&profile);
     reader.join().unwrap()
+}
+
+/// The dashboard at `admin` rendered; then the load is stopped (`stop`) and awaited.
+async fn render_then_stop(
+    admin: std::net::SocketAddr,
+    stop: &AtomicBool,
+    load: tokio::task::JoinHandle<()>,
+) -> String {
+    let url = format!("http://{admin}/");
+    let dom = tokio::task::spawn_blocking(move || render(&url))
+        .await
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    dom
 }
 
 /// The value of attribute `attr` on the element with `id="{id}"` in `dom`.
@@ -122,12 +127,7 @@ async fn dashboard_renders_the_live_topology_and_traffic() {
     let sent_before = sent.load(Ordering::Relaxed);
     assert!(sent_before > 0);
 
-    let url = format!("http://{admin}/");
-    let dom = tokio::task::spawn_blocking(move || render(&url))
-        .await
-        .unwrap();
-    stop.store(true, Ordering::Relaxed);
-    load.await.unwrap();
+    let dom = render_then_stop(admin, &stop, load).await;
 
     assert!(
         attr(&dom, "slotmap", "data-covered") == "16384",
@@ -232,12 +232,7 @@ async fn dashboard_shows_the_hot_keys_panel_when_enabled() {
         },
     )
     .await;
-    let url = format!("http://{admin}/");
-    let dom = tokio::task::spawn_blocking(move || render(&url))
-        .await
-        .unwrap();
-    stop.store(true, Ordering::Relaxed);
-    load.await.unwrap();
+    let dom = render_then_stop(admin, &stop, load).await;
 
     let panel = tag(&dom, "hotkeys-panel");
     assert!(!panel.contains("hidden"), "panel hidden: {panel}");

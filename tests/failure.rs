@@ -53,12 +53,7 @@ async fn killed_node_gives_clear_error_then_recovers() {
     });
     let masters = setup.cluster.master_ports();
     let (victim_port, other_port) = (masters[0], masters[1]);
-    let victim = setup
-        .cluster
-        .nodes()
-        .iter()
-        .position(|n| n.port == victim_port)
-        .unwrap();
+    let victim = common::node_index(&setup.cluster, victim_port);
     let dead_key = common::key_on(&setup.cluster, victim_port, "dead");
     let live_key = common::key_on(&setup.cluster, other_port, "live");
     let mut c = setup.client().await;
@@ -125,12 +120,7 @@ async fn requests_for_a_dead_node_are_held_until_their_deadline() {
         config.backend.request_timeout_ms = 4_000;
     });
     let masters = setup.cluster.master_ports();
-    let victim = setup
-        .cluster
-        .nodes()
-        .iter()
-        .position(|n| n.port == masters[0])
-        .unwrap();
+    let victim = common::node_index(&setup.cluster, masters[0]);
     let key = common::key_on(&setup.cluster, masters[0], "held");
     let mut c = setup.client().await;
     set(&mut c, &key, "before").await.unwrap();

@@ -264,8 +264,8 @@ fn failover_setup() -> (LocalCluster, ProxyHandle) {
 
 /// SIGKILL the master at `port` and wait until its replica reports itself master.
 async fn fail_over(cluster: &mut LocalCluster, port: u16) {
-    let nodes = cluster.nodes().to_vec();
-    let victim = nodes.iter().position(|n| n.port == port).unwrap();
+    let victim = common::node_index(cluster, port);
+    let nodes = cluster.nodes();
     let replica = nodes.iter().position(|n| n.master == Some(victim)).unwrap();
     cluster.kill(victim).unwrap();
     common::eventually(

@@ -315,11 +315,7 @@ async fn cluster_replica_policy_reads_only_replicas() {
     // The replica of one shard dies: once the health checker (or a refresh) has taken it out,
     // that shard's reads fail clearly; the master is not read behind the client's back.
     let master = cluster.master_ports()[0];
-    let master_idx = cluster
-        .nodes()
-        .iter()
-        .position(|n| n.port == master)
-        .unwrap();
+    let master_idx = common::node_index(&cluster, master);
     let replica_idx = cluster
         .nodes()
         .iter()
