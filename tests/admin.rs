@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{http_get, with_admin};
-use serde_json::Value;
+use common::{http_get, http_json, with_admin};
 
 /// The value of the unlabelled sample `name` (or `name{labels}` when `name` has them).
 fn sample(metrics: &str, name: &str) -> f64 {
@@ -19,25 +18,18 @@ fn sample(metrics: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no sample {name} in:\n{metrics}"))
 }
 
-/// The body of `/readyz` once it answers `status`, polled for up to 10 s: readiness follows
-/// the health checker, which marks a node down after `health.failures` (3) failed checks, one
-/// per `health.interval_ms` (1 s).
+/// The body of `/readyz` once it answers `status`: readiness follows the health checker,
+/// which marks a node down after `health.failures` (3) failed checks, one per
+/// `health.interval_ms` (1 s).
 fn readyz_once(admin: std::net::SocketAddr, status: u16) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (now, body) = http_get(admin, "/readyz");
-        if now == status {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "/readyz still {now}: {body}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn json(addr: std::net::SocketAddr, path: &str) -> Value {
-    let (status, body) = http_get(addr, path);
-    assert_eq!(status, 200, "{path}: {body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path} is not JSON ({e}): {body}"))
+    common::eventually_blocking(
+        &format!("/readyz answering {status}"),
+        Duration::from_secs(10),
+        || match http_get(admin, "/readyz") {
+            (now, body) if now == status => Ok(body),
+            other => Err(other),
+        },
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,15 +99,21 @@ async fn endpoints_report_the_live_proxy() {
 
     // Topology: every master with its role; health arrives within a probe tick.
     let masters = setup.cluster.master_ports();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let topo = loop {
-        let topo = json(admin, "/topology");
-        let nodes = topo["nodes"].as_array().unwrap();
-        if nodes.iter().all(|n| n["healthy"] == true) || Instant::now() > deadline {
-            break topo;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let topo = common::eventually(
+        "every master healthy in /topology",
+        Duration::from_secs(5),
+        async || {
+            let topo = http_json(admin, "/topology");
+            let healthy = |port: &u16| {
+                let addr = format!("127.0.0.1:{port}");
+                let mut nodes = topo["nodes"].as_array().into_iter().flatten();
+                nodes.any(|n| n["address"] == addr.as_str() && n["healthy"] == true)
+            };
+            let all = masters.iter().all(healthy);
+            common::check(topo, |_| all)
+        },
+    )
+    .await;
     assert_eq!(topo["version"], version);
     assert_eq!(topo["covered_slots"], 16384);
     assert_eq!(topo["complete"], true);
@@ -158,7 +156,7 @@ async fn endpoints_report_the_live_proxy() {
     );
 
     // Config: the effective values, as JSON.
-    let config = json(admin, "/config");
+    let config = http_json(admin, "/config");
     assert_eq!(config["admin"]["listen"], "127.0.0.1:0");
     assert_eq!(
         config["cluster"]["seeds"],
@@ -167,17 +165,12 @@ async fn endpoints_report_the_live_proxy() {
     assert_eq!(config["proxy"]["workers"], 2);
 
     // Stats: the dashboard's feed.
-    let stats = json(admin, "/stats");
+    let stats = http_json(admin, "/stats");
     assert!(stats["commands_total"].as_u64().unwrap() >= 201, "{stats}");
     assert_eq!(stats["table_version"], version);
 
     // A master that stops answering makes the proxy not ready (before any failover).
-    let index = setup
-        .cluster
-        .nodes()
-        .iter()
-        .position(|n| n.port == masters[0])
-        .unwrap();
+    let index = common::node_index(&setup.cluster, masters[0]);
     setup.cluster.kill(index).unwrap();
     let body = readyz_once(admin, 503);
     assert!(
@@ -207,7 +200,7 @@ async fn not_ready_until_every_slot_has_a_master() {
         200,
         "alive even when not ready"
     );
-    let topo = json(admin, "/topology");
+    let topo = http_json(admin, "/topology");
     assert_eq!(topo["complete"], false);
     assert_eq!(topo["covered_slots"], 8192);
 }
@@ -224,7 +217,7 @@ async fn ketama_pools_are_ready_when_every_server_has_a_pool() {
     let (status, body) = http_get(admin, "/readyz");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("3 ketama servers covered"), "{body}");
-    assert_eq!(json(admin, "/topology")["complete"], true);
+    assert_eq!(http_json(admin, "/topology")["complete"], true);
     // A pool master that stops answering makes it not ready, as in slot placement.
     let mut setup = setup;
     setup.servers[1].kill().unwrap();

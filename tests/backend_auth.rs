@@ -17,13 +17,7 @@ async fn pools_authenticate_with_password_or_acl_user() {
     let servers = standalone_servers(2);
     // p0: requirepass. p1: an ACL user, and a default user that needs another password.
     let mut d0 = client(servers[0].addr().parse().unwrap()).await;
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("requirepass")
-        .arg("pass-zero")
-        .query_async(&mut d0)
-        .await
-        .unwrap();
+    requirepass(&mut d0, "pass-zero").await;
     let mut d1 = client(servers[1].addr().parse().unwrap()).await;
     let _: () = redis::cmd("ACL")
         .arg("SETUSER")
@@ -36,13 +30,7 @@ async fn pools_authenticate_with_password_or_acl_user() {
         .query_async(&mut d1)
         .await
         .unwrap();
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("requirepass")
-        .arg("other")
-        .query_async(&mut d1)
-        .await
-        .unwrap();
+    requirepass(&mut d1, "other").await;
 
     let mut config = pool_config(&servers, &[]);
     config.backend.reconnect_backoff_ms = 50;
@@ -84,11 +72,22 @@ async fn pools_authenticate_with_password_or_acl_user() {
 
     // Back to the right password: served again once the short back-off has passed.
     proxy.reload(config).unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let _: Option<String> = c
-        .get(&key0)
+    common::eventually(
+        "served after fixing the password",
+        Duration::from_secs(5),
+        async || c.get::<_, Option<String>>(&key0).await,
+    )
+    .await;
+}
+
+/// `CONFIG SET requirepass password` on the server `direct` is connected to.
+async fn requirepass(direct: &mut redis::aio::MultiplexedConnection, password: &str) {
+    let set = ["CONFIG", "SET", "requirepass", password];
+    let _: () = redis::cmd(set[0])
+        .arg(&set[1..])
+        .query_async(direct)
         .await
-        .expect("served after fixing the password");
+        .unwrap();
 }
 
 /// Dedicated connections (blocking commands, transactions, pub/sub) authenticate too.
@@ -97,13 +96,7 @@ async fn pinned_commands_authenticate_in_pool_mode() {
     let servers = standalone_servers(2);
     for server in &servers {
         let mut direct = client(server.addr().parse().unwrap()).await;
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("requirepass")
-            .arg("pw")
-            .query_async(&mut direct)
-            .await
-            .unwrap();
+        requirepass(&mut direct, "pw").await;
     }
     let mut config = pool_config(&servers, &[]);
     for pool in config.pools.values_mut() {
@@ -157,13 +150,15 @@ async fn cluster_nodes_with_requirepass() {
     config.cluster.refresh_interval_ms = 200;
     with_admin(&mut config);
     let proxy = Proxy::start(config).expect("start slotgate with cluster.password");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while common::info_value(proxy.local_addr(), "proxy", "backend_replicas").as_deref()
-        != Some("3")
-    {
-        assert!(Instant::now() < deadline, "replicas never discovered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually(
+        "3 replicas discovered",
+        Duration::from_secs(10),
+        async || {
+            let replicas = common::info_value(proxy.local_addr(), "proxy", "backend_replicas");
+            common::check(replicas, |r| r.as_deref() == Some("3"))
+        },
+    )
+    .await;
     let mut c = client(proxy.local_addr()).await;
 
     let keys: Vec<String> = (0..30).map(|i| format!("cauth:{i}")).collect();
@@ -175,21 +170,16 @@ async fn cluster_nodes_with_requirepass() {
     let want: Vec<String> = pairs.iter().map(|(_, v)| v.clone()).collect();
     // Reads go to replicas only (READONLY, authenticated, health-checked): poll until the
     // health checker has seen them and they caught up.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let what = format!("the replicas serve {want:?}");
+    common::eventually(&what, Duration::from_secs(10), async || {
         let got: Result<Vec<Option<String>>, _> = c.mget(&keys).await;
-        if got
-            .as_ref()
-            .is_ok_and(|got| got.iter().flatten().eq(want.iter()))
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "replicas never served {want:?}: {got:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        common::check(got, |got| {
+            got.as_ref()
+                .is_ok_and(|got| got.iter().flatten().eq(want.iter()))
+        })
+        .map(drop)
+    })
+    .await;
     let size: usize = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap();
     assert_eq!(size, keys.len(), "DBSIZE over every master");
 
@@ -218,20 +208,14 @@ async fn cluster_nodes_with_requirepass() {
         body.contains("<redacted>") && !body.contains("cluster-pw"),
         "{body}"
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (_, body) = http_get(admin, "/topology");
-        let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let what = "6 nodes, all healthy, in /topology";
+    common::eventually(what, Duration::from_secs(5), async || {
+        let view = common::http_json(admin, "/topology");
         let nodes = view["nodes"].as_array().unwrap();
-        if nodes.len() == 6 && nodes.iter().all(|n| n["healthy"] == true) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "nodes not healthy in /topology: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        let healthy = nodes.len() == 6 && nodes.iter().all(|n| n["healthy"] == true);
+        common::check(view, |_| healthy)
+    })
+    .await;
     drop(proxy);
 
     // An ACL user on every node, named by cluster.username.
@@ -368,19 +352,19 @@ async fn sentinels_with_requirepass() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let clients: String = redis::cmd("CLIENT")
-            .arg("LIST")
-            .query_async(&mut direct)
-            .await
-            .unwrap();
-        if clients.lines().any(|l| l.contains("cmd=subscribe")) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no subscription: {clients}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually(
+        "a subscription on the sentinel",
+        Duration::from_secs(5),
+        async || {
+            let clients: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .query_async(&mut direct)
+                .await
+                .unwrap();
+            common::check(clients, |c| c.lines().any(|l| l.contains("cmd=subscribe")))
+        },
+    )
+    .await;
 }
 
 /// A transaction, a BLPOP and a pub/sub message through the proxy at `addr` (`c` is connected

@@ -16,6 +16,14 @@ async fn own_client(addr: std::net::SocketAddr) -> MultiplexedConnection {
     common::client(addr).await
 }
 
+/// A blocking command with a 0.5 s timeout waited it out (and not much longer).
+fn assert_half_a_second(waited: Duration) {
+    assert!(
+        waited >= Duration::from_millis(450) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocked_clients_wake_on_push_and_stall_nobody() {
     let setup = common::start();
@@ -32,7 +40,7 @@ async fn blocked_clients_wake_on_push_and_stall_nobody() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    common::wait_blocked(&setup.masters(), 20).await;
 
     // Meanwhile everyone else is served at full speed.
     let c = &mut setup.client().await;
@@ -66,10 +74,7 @@ async fn timeouts_and_the_other_blocking_commands() {
     let got: Option<(String, String)> = q(c, &["BRPOP", "empty", "0.5"]).await.unwrap();
     assert_eq!(got, None);
     let waited = started.elapsed();
-    assert!(
-        waited >= Duration::from_millis(450) && waited < Duration::from_secs(3),
-        "{waited:?}"
-    );
+    assert_half_a_second(waited);
 
     let _: () = q(c, &["RPUSH", "{m}src", "a", "b"]).await.unwrap();
     let moved: String = q(c, &["BLMOVE", "{m}src", "{m}dst", "LEFT", "RIGHT", "1"])
@@ -100,7 +105,7 @@ async fn timeouts_and_the_other_blocking_commands() {
             .unwrap();
         v
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    common::wait_blocked(&[setup.node_of("st")], 1).await;
     let other = &mut setup.client().await;
     let _: String = q(other, &["XADD", "st", "*", "f", "v"]).await.unwrap();
     let v = tokio::time::timeout(Duration::from_secs(3), reader)
@@ -131,34 +136,15 @@ async fn pipeline_order_holds_around_a_blocking_command() {
 async fn a_client_that_hangs_up_releases_the_node() {
     let setup = common::start();
     let key = "gone:list";
-    let port = setup
-        .cluster
-        .port_of_slot(slotgate::slot::Slot::of(key.as_bytes()).get())
-        .unwrap();
-    let mut master = common::client(format!("127.0.0.1:{port}").parse().unwrap()).await;
-    let blocked = |info: String| {
-        info.lines()
-            .find_map(|l| l.strip_prefix("blocked_clients:"))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap()
-    };
+    let node = setup.node_of(key);
     {
         let mut raw = Raw::connect(setup.addr());
         raw.send(format!("BLPOP {key} 0\r\n").as_bytes());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while blocked(q(&mut master, &["INFO", "clients"]).await.unwrap()) == 0 {
-            assert!(Instant::now() < deadline, "BLPOP never reached the node");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        // BLPOP reaches the node.
+        common::wait_blocked(&[node], 1).await;
     } // The client hangs up.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while blocked(q(&mut master, &["INFO", "clients"]).await.unwrap()) > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the node still blocks for a client that left"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+      // The node stops blocking for the client that left.
+    common::wait_blocked(&[node], 0).await;
     // So a value pushed now stays in the list instead of going to nobody.
     let c = &mut setup.client().await;
     let _: () = q(c, &["RPUSH", key, "kept"]).await.unwrap();
@@ -195,10 +181,7 @@ async fn bzmpop_times_out_and_is_served_by_a_later_zadd() {
         .unwrap();
     let waited = started.elapsed();
     assert_eq!(got, redis::Value::Nil);
-    assert!(
-        waited >= Duration::from_millis(450) && waited < Duration::from_secs(3),
-        "{waited:?}"
-    );
+    assert_half_a_second(waited);
 
     // Blocked on two keys; another client's ZADD to the second one serves it.
     let addr = setup.addr();
@@ -212,7 +195,7 @@ async fn bzmpop_times_out_and_is_served_by_a_later_zadd() {
         .unwrap();
         got
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    common::wait_blocked(&[setup.node_of("{bz}b")], 1).await;
     assert!(!waiter.is_finished(), "BZMPOP returned before any ZADD");
     let other = &mut setup.client().await;
     let added: i64 = q(other, &["ZADD", "{bz}b", "1", "x", "2", "y", "3", "z"])
@@ -267,7 +250,7 @@ async fn xreadgroup_block_wakes_on_xadd_and_times_out_with_null() {
         .unwrap();
         v
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    common::wait_blocked(&[setup.node_of("xg")], 1).await;
     assert!(!reader.is_finished(), "XREADGROUP returned before any XADD");
     let other = &mut setup.client().await;
     let id: String = q(other, &["XADD", "xg", "*", "f", "v"]).await.unwrap();
@@ -317,8 +300,5 @@ async fn xreadgroup_block_wakes_on_xadd_and_times_out_with_null() {
     .unwrap();
     let waited = started.elapsed();
     assert_eq!(v, redis::Value::Nil);
-    assert!(
-        waited >= Duration::from_millis(450) && waited < Duration::from_secs(3),
-        "{waited:?}"
-    );
+    assert_half_a_second(waited);
 }

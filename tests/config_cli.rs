@@ -7,7 +7,7 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn slotgate(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_slotgate"))
@@ -16,15 +16,17 @@ fn slotgate(args: &[&str]) -> std::process::Output {
         .expect("run slotgate")
 }
 
+/// The stderr of `slotgate check-config file`, which must fail.
+fn check_config_fails(file: &Path) -> String {
+    let out = slotgate(&["check-config", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn reference_config_passes_check_config() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/slotgate.toml");
-    let out = slotgate(&["check-config", path]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = common::binary::check_config_passes(path, &[]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
 }
 
@@ -35,9 +37,7 @@ fn check_config_reports_every_problem_with_its_key_path() {
     let mut f = std::fs::File::create(&file).unwrap();
     writeln!(f, "[proxy]\nlisten = \"nowhere\"\nlisten_port = 1\n[cluster]\nseeds = []\n[backend]\nrequest_timeout_ms = 0\n[bogus]\nx = 1").unwrap();
     drop(f);
-    let out = slotgate(&["check-config", file.to_str().unwrap()]);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = check_config_fails(&file);
     // Unknown keys are reported first (all of them), before values are checked.
     assert!(
         stderr.contains("proxy.listen_port: unknown key"),
@@ -50,9 +50,7 @@ fn check_config_reports_every_problem_with_its_key_path() {
         "[proxy]\nlisten = \"nowhere\"\n[cluster]\nseeds = []\n[backend]\nrequest_timeout_ms = 0\n",
     )
     .unwrap();
-    let out = slotgate(&["check-config", file.to_str().unwrap()]);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = check_config_fails(&file);
     for path in [
         "proxy.listen",
         "cluster.seeds",
@@ -133,9 +131,7 @@ fn check_config_reads_the_tls_files_and_warns_about_exposure() {
          key_file = \"/nonexistent/proxy.key\"\n",
     )
     .unwrap();
-    let out = slotgate(&["check-config", file.to_str().unwrap()]);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = check_config_fails(&file);
     assert!(stderr.contains("tls.cert_file: cannot read"), "{stderr}");
     assert!(stderr.contains("tls.key_file: cannot read"), "{stderr}");
 
@@ -203,16 +199,7 @@ fn environment_overrides_every_key_between_the_file_and_the_flags() {
     assert!(stderr.contains("backend.request_timeout_ms:"), "{stderr}");
     assert!(stderr.contains("backend.tls.ca_file:"), "{stderr}");
     // check-config checks what would run: the file with the environment applied.
-    let out = Command::new(env!("CARGO_BIN_EXE_slotgate"))
-        .env("SLOTGATE_PROXY__LISTEN", "127.0.0.1:6380")
-        .args(["check-config", config])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::binary::check_config_passes(config, &[("SLOTGATE_PROXY__LISTEN", "127.0.0.1:6380")]);
     std::fs::remove_file(&file).ok();
 }
 
@@ -277,14 +264,11 @@ impl Running {
 
     /// Wait (at most 15 s) for the exit status.
     fn exit_code(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "slotgate did not exit");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let child = &mut self.0;
+        common::eventually_blocking("slotgate exits", Duration::from_secs(15), || {
+            child.try_wait().unwrap().ok_or("still running")
+        })
+        .code()
     }
 }
 
@@ -298,15 +282,17 @@ fn free_port() -> u16 {
 
 /// Wait (at most 15 s) until `path` exists and `addr` accepts connections.
 fn wait_serving(child: &mut Running, addr: SocketAddr, path: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !(path.exists() && TcpStream::connect(addr).is_ok()) {
+    let what = format!("slotgate serving on {addr}, with {path:?}");
+    common::eventually_blocking(&what, Duration::from_secs(15), || {
         assert!(
             child.0.try_wait().unwrap().is_none(),
             "slotgate exited early"
         );
-        assert!(Instant::now() < deadline, "slotgate is not serving");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        match (path.exists(), TcpStream::connect(addr)) {
+            (true, Ok(_)) => Ok(()),
+            (exists, connect) => Err(format!("file exists: {exists}, connect: {connect:?}")),
+        }
+    });
 }
 
 #[test]
@@ -369,11 +355,10 @@ fn a_sidecar_from_the_environment_keeps_its_pid_file_and_overrides_across_reload
     };
     let before = version();
     child.signal(libc::SIGHUP);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while version() == before {
-        assert!(Instant::now() < deadline, "the reload was not applied");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let what = "the reload applied (slot table version changes)";
+    common::eventually_blocking(what, Duration::from_secs(10), || {
+        common::check(version(), |v| *v != before)
+    });
     let key_in = |low: bool| {
         (0..10_000)
             .map(|i| format!("sidecar:{i}"))

@@ -7,7 +7,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{http_get, with_admin};
 
@@ -32,20 +32,27 @@ fn render(url: &str) -> String {
         .expect("run chromium (install it with scripts/ensure-browser)");
     let stdout = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
-    let started = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(40) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish within 40 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut child = common::binary::KillOnDrop(child);
+    common::eventually_blocking("chromium finishes", Duration::from_secs(40), || {
+        child.0.try_wait().unwrap().ok_or("still running")
+    });
     let _ = std::fs::remove_dir_all(&profile);
     reader.join().unwrap()
+}
+
+/// The dashboard at `admin` rendered; then the load is stopped (`stop`) and awaited.
+async fn render_then_stop(
+    admin: std::net::SocketAddr,
+    stop: &AtomicBool,
+    load: tokio::task::JoinHandle<()>,
+) -> String {
+    let url = format!("http://{admin}/");
+    let dom = tokio::task::spawn_blocking(move || render(&url))
+        .await
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    dom
 }
 
 /// The value of attribute `attr` on the element with `id="{id}"` in `dom`.
@@ -93,17 +100,34 @@ async fn dashboard_renders_the_live_topology_and_traffic() {
             }
         })
     };
-    // Two samples of history and a health probe of every node.
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    // Two samples of history with traffic, and every master probed healthy and serving.
+    let masters: Vec<String> = (setup.cluster.master_ports().iter())
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    common::eventually(
+        "the admin views live",
+        Duration::from_secs(10),
+        async || {
+            let stats = common::http_json(admin, "/stats");
+            let topology = common::http_json(admin, "/topology");
+            let live = stats["history"].as_array().is_some_and(|h| h.len() >= 2)
+                && stats["qps"].as_f64() > Some(0.0)
+                && masters.iter().all(|m| {
+                    let nodes = topology["nodes"].as_array();
+                    nodes.into_iter().flatten().any(|n| {
+                        n["address"] == m.as_str()
+                            && n["healthy"] == true
+                            && n["qps"].as_f64() > Some(0.0)
+                    })
+                });
+            common::check((stats, topology), |_| live)
+        },
+    )
+    .await;
     let sent_before = sent.load(Ordering::Relaxed);
     assert!(sent_before > 0);
 
-    let url = format!("http://{admin}/");
-    let dom = tokio::task::spawn_blocking(move || render(&url))
-        .await
-        .unwrap();
-    stop.store(true, Ordering::Relaxed);
-    load.await.unwrap();
+    let dom = render_then_stop(admin, &stop, load).await;
 
     assert!(
         attr(&dom, "slotmap", "data-covered") == "16384",
@@ -198,14 +222,17 @@ async fn dashboard_shows_the_hot_keys_panel_when_enabled() {
             }
         })
     };
-    // A full window of traffic is published before the browser looks.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let url = format!("http://{admin}/");
-    let dom = tokio::task::spawn_blocking(move || render(&url))
-        .await
-        .unwrap();
-    stop.store(true, Ordering::Relaxed);
-    load.await.unwrap();
+    // A window of traffic is published (the hot key first) before the browser looks.
+    common::eventually(
+        "hot:dash published as the hottest key",
+        Duration::from_secs(10),
+        async || {
+            let hot = common::http_json(admin, "/hotkeys");
+            common::check(hot, |hot| hot["keys"][0]["key"] == "hot:dash")
+        },
+    )
+    .await;
+    let dom = render_then_stop(admin, &stop, load).await;
 
     let panel = tag(&dom, "hotkeys-panel");
     assert!(!panel.contains("hidden"), "panel hidden: {panel}");

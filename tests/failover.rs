@@ -59,18 +59,12 @@ fn keys_on(cluster: &LocalCluster, keys: &[String], port: u16) -> HashSet<String
 /// Polls node `idx` until it reports the `want` role; returns when it first did. Each probe
 /// blocks this thread for at most 500 ms; the whole wait is bounded by `timeout`.
 async fn wait_role(cluster: &LocalCluster, idx: usize, want: Role, timeout: Duration) -> Instant {
-    let started = Instant::now();
-    loop {
-        if matches!(cluster.role_now(idx), Ok(r) if r == want) {
-            return Instant::now();
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "node {idx} (port {}) not {want:?} after {timeout:?}",
-            cluster.nodes()[idx].port
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = format!("node {idx} (port {}) {want:?}", cluster.nodes()[idx].port);
+    common::eventually(&what, timeout, async || {
+        let role = cluster.role_now(idx);
+        common::check(role, |r| matches!(r, Ok(r) if *r == want)).map(|_| Instant::now())
+    })
+    .await
 }
 
 /// Replication is asynchronous: a write the old master acknowledged just before it died may
@@ -147,11 +141,13 @@ async fn killed_master_fails_over_with_errors_only_in_the_window() {
 
     let refreshes_before = load::counter(addr, "topology_refreshes").await;
     let load = Load::start(addr, CLIENTS, keys);
+    // A phase of the scenario, not a wait for an event: a second of load before the failure.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let kill_started = Instant::now();
     setup.cluster.kill(victim).expect("SIGKILL the master");
     let killed_at = Instant::now();
     let promoted_at = wait_role(&setup.cluster, replica, Role::Master, PROMOTION_TIMEOUT).await;
+    // A phase of the scenario: the load runs on past the window, whose end is checked.
     tokio::time::sleep(AFTER).await;
     let report = load.stop().await;
     eprintln!(
@@ -213,6 +209,7 @@ async fn stale_master_after_failover_is_not_trusted() {
         .collect();
 
     let load = Load::start(addr, CLIENTS, keys);
+    // A phase of the scenario, not a wait for an event: a second of load before the failure.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let pid = setup.cluster.pid(victim).expect("victim pid");
     let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
@@ -220,7 +217,8 @@ async fn stale_master_after_failover_is_not_trusted() {
     // SAFETY: plain kill(2) on a child process we started and still own (not yet reaped).
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0, "SIGSTOP");
     let promoted_at = wait_role(&setup.cluster, replica, Role::Master, PROMOTION_TIMEOUT).await;
-    // Let the running proxy get past the failover before the old master wakes up.
+    // Let the running proxy get past the failover before the old master wakes up: the
+    // scenario's timing (the error window ends at promotion + SLACK), kept as it was.
     tokio::time::sleep(SLACK + Duration::from_millis(500)).await;
 
     // SAFETY: as above.
@@ -257,6 +255,7 @@ async fn stale_master_after_failover_is_not_trusted() {
             )),
         }
     }
+    // A phase of the scenario: the load runs on after the late writes.
     tokio::time::sleep(AFTER).await;
     let report = load.stop().await;
     // The old master rejoins as a replica of the new one and resyncs from it.

@@ -1,6 +1,8 @@
 //! The local Redis launcher (`slotgate::demo`) against real `redis-server` processes: a cluster
 //! comes up complete and consistent with our slot hashing, nodes can be killed and restarted, and
-//! nothing is left running after drop.
+//! nothing is left running after drop. And the test helpers' waits: they fail when they should.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -285,4 +287,34 @@ fn clear_errors_for_bad_setups() {
     })
     .unwrap_err();
     assert!(err.to_string().contains("no-such-option"), "{err}");
+}
+
+#[tokio::test]
+async fn eventually_returns_the_first_ok() {
+    let mut tries = 0;
+    let got = common::eventually("the third try", Duration::from_secs(5), async || {
+        tries += 1;
+        common::check(tries, |&n| n == 3)
+    })
+    .await;
+    assert_eq!(got, 3);
+}
+
+#[tokio::test]
+#[should_panic(expected = "not within 100ms: a condition that never holds; last seen: 7")]
+async fn eventually_fails_naming_what_it_awaited_and_the_last_value() {
+    common::eventually(
+        "a condition that never holds",
+        Duration::from_millis(100),
+        async || common::check(7, |_| false),
+    )
+    .await;
+}
+
+#[test]
+#[should_panic(expected = "not within 100ms: a log line; last seen: \"no such line\"")]
+fn eventually_blocking_fails_naming_what_it_awaited_and_the_last_error() {
+    common::eventually_blocking("a log line", Duration::from_millis(100), || {
+        Err::<(), _>("no such line")
+    });
 }

@@ -37,14 +37,10 @@ fn replica_status(proxy: SocketAddr) -> String {
 /// Wait up to 5 s for the replica to be marked `want` (`up` or `down`); the time it took.
 fn wait_status(proxy: SocketAddr, want: &str) -> Duration {
     let started = Instant::now();
-    while !replica_status(proxy).ends_with(&format!(",{want}")) {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "replica never marked {want}: {}",
-            replica_status(proxy)
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let what = format!("the replica marked {want}");
+    common::eventually_blocking(&what, Duration::from_secs(5), || {
+        common::check(replica_status(proxy), |s| s.ends_with(&format!(",{want}")))
+    });
     started.elapsed()
 }
 
@@ -72,6 +68,7 @@ async fn a_replica_is_marked_down_and_up_only_after_consecutive_checks() {
     // A blip of at most three failed checks stays under the threshold of five.
     {
         let _paused = Paused::new(replica_pid);
+        // Up all along the blip (a check for an absence: it runs for the blip's length).
         let until = Instant::now() + Duration::from_millis(250);
         while Instant::now() < until {
             assert!(
@@ -81,6 +78,7 @@ async fn a_replica_is_marked_down_and_up_only_after_consecutive_checks() {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+    // Nothing happens after the blip either: an absence, watched for 5 check intervals.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(replica_status(addr).ends_with(",up"));
     assert!(
@@ -114,7 +112,7 @@ async fn a_replica_is_marked_down_and_up_only_after_consecutive_checks() {
     );
     assert!(line.contains(&replica), "{line}");
 
-    // One line per change, none per check.
+    // One line per change, none per check: an absence, watched for 3 more checks.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         log.matching("marked down").len(),

@@ -39,7 +39,12 @@ async fn drain_finishes_in_flight_requests_and_closes_every_client() {
     assert_eq!(idle.read_line(), "+PONG\r\n");
     let mut busy = Raw::connect(addr);
     busy.send(&eval("drain:slow"));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The EVAL is in flight once the proxy has read it: PING and EVAL, two commands.
+    common::eventually("the EVAL dispatched", Duration::from_secs(5), async || {
+        let stats = common::http_json(admin, "/stats");
+        common::check(stats["commands_total"].clone(), |n| n.as_u64() >= Some(2))
+    })
+    .await;
 
     let report = tokio::task::block_in_place(|| setup.proxy.drain(Duration::from_secs(5)));
     assert_eq!(report.clients_at_start, 2, "{report:?}");
@@ -142,7 +147,7 @@ async fn sigint_drains_and_a_second_signal_exits_at_once() {
     // A client blocked for good keeps the drain from finishing within its 30 s.
     let mut blocked = Raw::connect(addr);
     blocked.send(b"BLPOP never 0\r\n");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    common::wait_blocked(&[master.parse().unwrap()], 1).await;
 
     // SAFETY: kill(2) on the PID of the child this test spawned and has not reaped.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
@@ -203,21 +208,29 @@ async fn sigterm_during_pipelined_load_loses_no_acknowledged_write() {
     let writers: Vec<_> = (0..4)
         .map(|task| tokio::spawn(pipelined_writer(addr, task, Arc::clone(&stop))))
         .collect();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The load is under way: the cluster holds as many of its writes as it must make.
+    let masters: Vec<SocketAddr> = cluster
+        .master_ports()
+        .iter()
+        .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+        .collect();
+    common::eventually(
+        "100 writes of the load in the cluster",
+        Duration::from_secs(10),
+        async || {
+            let keys = common::dbsize_sum(&masters);
+            common::check(keys, |&n| n >= 100)
+        },
+    )
+    .await;
     // SAFETY: kill(2) on the PID of the child this test spawned and has not reaped.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
 
     // The proxy closes every client once its in-flight writes are answered.
     let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(15) {
-            let _ = child.kill();
-            panic!("slotgate did not exit within 15 s of SIGTERM");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let Some(status) = exit_within(&mut child, Duration::from_secs(15)).await else {
+        let _ = child.kill();
+        panic!("slotgate did not exit within 15 s of SIGTERM");
     };
     stop.store(true, Ordering::Relaxed); // Only matters if a writer never saw its connection close.
     let mut acked = Vec::new();

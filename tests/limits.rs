@@ -371,6 +371,7 @@ fn a_subscriber_over_the_soft_limit_for_too_long_is_cut_off() {
     let mut receivers = published();
     while receivers == ":1\r\n" {
         assert!(burst.elapsed() < Duration::from_secs(8), "never cut off");
+        // Paces the trickle (what it tests), not a wait for an event.
         thread::sleep(Duration::from_millis(100));
         receivers = published();
     }
@@ -563,6 +564,7 @@ fn idle_clients_are_closed_but_not_subscribers_or_blocked_clients() {
 
     while start.elapsed() < Duration::from_millis(1_700) {
         assert_eq!(common::lines(&mut active, &["PING"]), ["+PONG\r\n"]);
+        // The others stay idle past the timeout meanwhile: the time is what is tested.
         thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(blocked.read_line(), "*-1\r\n");

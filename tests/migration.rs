@@ -159,18 +159,22 @@ async fn slot_migration_under_load_is_invisible_to_clients() {
     let mv = SlotMove::plan(&setup.cluster);
 
     let load = Load::start(addr, CLIENTS, keys());
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(
-        mv.count_on(mv.src.port).await,
-        KEYS as u64,
-        "keys not written yet"
-    );
+    common::eventually(
+        "every key written to the source",
+        Duration::from_secs(10),
+        async || {
+            let n = mv.count_on(mv.src.port).await;
+            common::check(n, |&n| n == KEYS as u64)
+        },
+    )
+    .await;
     let t = Instant::now();
     mv.begin().await;
     let moved = mv.drain(BATCH, STEP_PAUSE).await;
     mv.finish().await;
     let migration_took = t.elapsed();
-    // Load after the move: a proxy still routing to the source gets MOVED here.
+    // Load after the move: a proxy still routing to the source gets MOVED here. A phase
+    // of the scenario, not a wait for an event.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let report = load.stop().await;
     eprintln!(
@@ -261,7 +265,8 @@ async fn multi_key_command_during_migration_is_retried_not_failed() {
         .expect("MGET through the proxy: no reply within 10 s");
         (reply, t.elapsed())
     });
-    // The split lasts a second, then the migration completes.
+    // The split lasts a second (the MGET is held through it: what is tested), then the
+    // migration completes.
     tokio::time::sleep(Duration::from_secs(1)).await;
     mv.drain(BATCH, Duration::ZERO).await;
     mv.finish().await;

@@ -379,8 +379,8 @@ async fn hot_keys_put_the_hammered_key_first() {
     });
     bounded(async {
         let c = &mut setup.client().await;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let info = loop {
+        let what = "hot:one the hottest key in INFO hotkeys";
+        let info = common::eventually(what, Duration::from_secs(20), async || {
             let mut pipe = redis::pipe();
             for i in 0..400 {
                 pipe.cmd("GET").arg("hot:one").ignore();
@@ -390,11 +390,9 @@ async fn hot_keys_put_the_hammered_key_first() {
             }
             let _: () = pipe.query_async(c).await.unwrap();
             let info: String = q(c, &["INFO", "hotkeys"]).await.unwrap();
-            if info.contains("hotkey_0:key=hot:one,") || Instant::now() > deadline {
-                break info;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+            common::check(info, |info| info.contains("hotkey_0:key=hot:one,"))
+        })
+        .await;
         assert!(
             info.contains("# Hotkeys\r\nhotkeys_enabled:1\r\n"),
             "{info}"
@@ -459,15 +457,12 @@ async fn client_list_flags_and_kill_of_blocked_and_subscribed_clients() {
         let list_until = |id: String, want: &'static str| {
             let mut c = admin.clone();
             async move {
-                let deadline = Instant::now() + Duration::from_secs(5);
-                loop {
+                let what = format!("{want} in CLIENT LIST for client {id}");
+                common::eventually(&what, Duration::from_secs(5), async || {
                     let list: String = q(&mut c, &["CLIENT", "LIST"]).await.unwrap();
-                    let line = line_of(&list, &id);
-                    if line.contains(want) || Instant::now() > deadline {
-                        return line;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+                    common::check(line_of(&list, &id), |line| line.contains(want))
+                })
+                .await
             }
         };
 

@@ -237,15 +237,7 @@ fn cluster_and_pool_mode_are_exclusive_and_errors_name_their_keys() {
 #[test]
 fn check_config_accepts_the_pools_example() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/pools.toml");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_slotgate"))
-        .args(["check-config", path])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::binary::check_config_passes(path, &[]);
 }
 
 /// WAIT after a write split over two pools waits on both masters and answers the smaller

@@ -6,7 +6,7 @@ mod common;
 
 use common::q;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Raw;
 use redis::aio::MultiplexedConnection;
@@ -195,7 +195,19 @@ async fn sharded_channels_and_reset() {
     expect(&mut sub, &confirmation("subscribe", "plain", 1));
     sub.send(b"RESET\r\n");
     assert_eq!(sub.read_line(), "+RESET\r\n");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The proxy drops the subscriptions on the nodes: wait until none is left.
+    common::eventually(
+        "no subscription left after RESET",
+        Duration::from_secs(5),
+        async || {
+            let shard: Vec<String> = q(c, &["PUBSUB", "SHARDCHANNELS"]).await.unwrap();
+            let plain: Vec<(String, i64)> = q(c, &["PUBSUB", "NUMSUB", "plain"]).await.unwrap();
+            common::check((shard, plain), |(shard, plain)| {
+                shard.is_empty() && plain == &[("plain".to_string(), 0)]
+            })
+        },
+    )
+    .await;
     assert_eq!(q::<i64>(c, &["SPUBLISH", "{s}a", "y"]).await.unwrap(), 0);
     assert_eq!(q::<i64>(c, &["PUBLISH", "plain", "y"]).await.unwrap(), 0);
     sub.send(b"PING\r\n");
@@ -252,15 +264,16 @@ fn failover_setup() -> (LocalCluster, ProxyHandle) {
 
 /// SIGKILL the master at `port` and wait until its replica reports itself master.
 async fn fail_over(cluster: &mut LocalCluster, port: u16) {
-    let nodes = cluster.nodes().to_vec();
-    let victim = nodes.iter().position(|n| n.port == port).unwrap();
+    let victim = common::node_index(cluster, port);
+    let nodes = cluster.nodes();
     let replica = nodes.iter().position(|n| n.master == Some(victim)).unwrap();
     cluster.kill(victim).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while cluster.role_now(replica).ok() != Some(Role::Master) {
-        assert!(Instant::now() < deadline, "the replica was never promoted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::eventually(
+        "the replica promoted",
+        Duration::from_secs(20),
+        async || common::check(cluster.role_now(replica).ok(), |r| *r == Some(Role::Master)),
+    )
+    .await;
 }
 
 /// A subscriber whose reads give up quickly, so publishing can be retried while it waits.
@@ -284,30 +297,32 @@ async fn publish_until_received(
     want: &str,
 ) {
     let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !String::from_utf8_lossy(&seen).contains(want) {
-        assert!(
-            Instant::now() < deadline,
-            "no {publish} delivered after the failover: {:?}",
-            String::from_utf8_lossy(&seen)
-        );
+    let what = format!("a {publish} delivered after the failover");
+    common::eventually(&what, Duration::from_secs(10), async || {
         let _ = q::<i64>(c, &[publish, channel, payload]).await;
         seen.extend(sub.take(want.len()));
-    }
+        let text = String::from_utf8_lossy(&seen);
+        if text.contains(want) {
+            Ok(())
+        } else {
+            Err(text.into_owned())
+        }
+    })
+    .await;
 }
 
 /// Everything `sub` receives until `want` has arrived (up to 5 s) and one read timeout more,
 /// so a duplicate would be seen.
 fn read_until(sub: &mut Subscriber, want: &str) -> String {
     let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !seen.contains(want) {
-        assert!(
-            Instant::now() < deadline,
-            "{want:?} never arrived: {seen:?}"
-        );
+    common::eventually_blocking(&format!("{want:?} arrives"), Duration::from_secs(5), || {
         seen.push_str(&String::from_utf8_lossy(&sub.take(4096)));
-    }
+        if seen.contains(want) {
+            Ok(())
+        } else {
+            Err(seen.clone())
+        }
+    });
     seen.push_str(&String::from_utf8_lossy(&sub.take(4096)));
     seen
 }

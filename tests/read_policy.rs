@@ -6,6 +6,8 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
@@ -44,15 +46,10 @@ fn replica_status(proxy: SocketAddr, i: usize) -> String {
 }
 
 fn wait_status(proxy: SocketAddr, i: usize, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !replica_status(proxy, i).ends_with(want) {
-        assert!(
-            Instant::now() < deadline,
-            "replica {i} never marked {want}: {}",
-            replica_status(proxy, i)
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    let what = format!("replica {i} marked {want}");
+    common::eventually_blocking(&what, Duration::from_secs(10), || {
+        common::check(replica_status(proxy, i), |s| s.ends_with(want))
+    });
 }
 
 /// `n` clients of the proxy (distinct client ids, so per-client picks spread).
@@ -119,18 +116,24 @@ async fn killed_replica_is_ejected_and_readmitted_without_client_errors() {
     wait_status(paddr, 0, ",up");
 
     // Reads keep succeeding while the replica dies: in-flight ones go to the master.
-    let reader = tokio::spawn(async move {
-        let mut c = common::client(paddr).await;
-        let mut reads = 0u64;
-        let until = Instant::now() + Duration::from_millis(1500);
-        while Instant::now() < until {
-            let got: redis::RedisResult<Option<i64>> = c.get("k1").await;
-            assert!(got.is_ok(), "read failed while the replica died: {got:?}");
-            reads += 1;
+    let reads = Arc::new(AtomicU64::new(0));
+    let reader = tokio::spawn({
+        let reads = Arc::clone(&reads);
+        async move {
+            let mut c = common::client(paddr).await;
+            let until = Instant::now() + Duration::from_millis(1500);
+            while Instant::now() < until {
+                let got: redis::RedisResult<Option<i64>> = c.get("k1").await;
+                assert!(got.is_ok(), "read failed while the replica died: {got:?}");
+                reads.fetch_add(1, Ordering::Relaxed);
+            }
+            reads.load(Ordering::Relaxed)
         }
-        reads
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    common::eventually("the reader reading", Duration::from_secs(5), async || {
+        common::check(reads.load(Ordering::Relaxed), |&n| n > 0)
+    })
+    .await;
     replicas[0].kill().expect("kill the replica");
     assert!(reader.await.expect("reader") > 0);
     wait_status(paddr, 0, ",down");
@@ -207,18 +210,14 @@ async fn cluster_proxy(policy: ReadPolicy) -> (LocalCluster, ProxyHandle) {
     // Replicas still syncing are left out of a discovered table; a refresh adds them.
     config.cluster.refresh_interval_ms = 200;
     let proxy = Proxy::start(config).expect("start slotgate");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let what = "3 replicas discovered, none down";
+    common::eventually(what, Duration::from_secs(10), async || {
         let info = redis_cli(proxy.local_addr(), &["INFO", "proxy"]);
-        if info.contains("backend_replicas:3") && !info.contains(",down") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "replicas never discovered: {info}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        common::check(info, |i| {
+            i.contains("backend_replicas:3") && !i.contains(",down")
+        })
+    })
+    .await;
     (cluster, proxy)
 }
 
@@ -316,11 +315,7 @@ async fn cluster_replica_policy_reads_only_replicas() {
     // The replica of one shard dies: once the health checker (or a refresh) has taken it out,
     // that shard's reads fail clearly; the master is not read behind the client's back.
     let master = cluster.master_ports()[0];
-    let master_idx = cluster
-        .nodes()
-        .iter()
-        .position(|n| n.port == master)
-        .unwrap();
+    let master_idx = common::node_index(&cluster, master);
     let replica_idx = cluster
         .nodes()
         .iter()
@@ -328,14 +323,12 @@ async fn cluster_replica_policy_reads_only_replicas() {
         .unwrap();
     let replica = format!("127.0.0.1:{}", cluster.nodes()[replica_idx].port);
     cluster.kill(replica_idx).expect("kill the replica");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while redis_cli(paddr, &["INFO", "proxy"]).contains(&format!("{replica},up")) {
-        assert!(
-            Instant::now() < deadline,
-            "the dead replica still serves reads"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let what = "the dead replica no longer up for reads";
+    common::eventually(what, Duration::from_secs(10), async || {
+        let info = redis_cli(paddr, &["INFO", "proxy"]);
+        common::check(info, |i| !i.contains(&format!("{replica},up")))
+    })
+    .await;
     reset_stats(node_addr(master));
     let key = key_on(&cluster, master, "k");
     let _: () = c.set(&key, 7).await.expect("writes still go to the master");

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,13 +29,15 @@ fn with_slots(base: &Config, slots: &[(&str, &str)]) -> Config {
     next
 }
 
-/// One client: its own connection, SET / GET / MGET on its own keys until `stop`. Values are
+/// One client: its own connection, SET / GET / MGET on its own keys until `stop`, counting its
+/// rounds (over its keys) in `rounds`. Values are
 /// not checked (a reload moves keys to pools that do not hold them: slotgate moves no data);
 /// every error reply, timeout or broken connection is returned.
 async fn client_loop(
     addr: std::net::SocketAddr,
     task: usize,
     stop: Arc<AtomicBool>,
+    rounds: Arc<AtomicU64>,
 ) -> (u64, Vec<String>) {
     let mut c = client(addr).await;
     let keys: Vec<String> = (0..6).map(|i| format!("load:{task}:{i}")).collect();
@@ -55,6 +57,8 @@ async fn client_loop(
                 Err(_) => errors.push(format!("task {task} {key}: timed out")),
             }
         }
+        rounds.fetch_add(1, Ordering::SeqCst);
+        // Paces the load (a client, not a wait for an event).
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     (ops, errors)
@@ -65,10 +69,30 @@ async fn reloads_move_slot_ranges_under_load_without_client_errors() {
     let setup = start_pools(3, START, |_| {});
     let base = setup.proxy.config();
     let stop = Arc::new(AtomicBool::new(false));
+    let rounds: Vec<Arc<AtomicU64>> = (0..100).map(|_| Arc::default()).collect();
     let tasks: Vec<_> = (0..100)
-        .map(|t| tokio::spawn(client_loop(setup.addr(), t, Arc::clone(&stop))))
+        .map(|t| {
+            let (stop, rounds) = (Arc::clone(&stop), Arc::clone(&rounds[t]));
+            tokio::spawn(client_loop(setup.addr(), t, stop, rounds))
+        })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every client has worked (a round) since `seen`, a snapshot of the counts.
+    let worked_since = async |seen: &[u64]| {
+        common::eventually(
+            "every client working",
+            Duration::from_secs(10),
+            async || {
+                let idle = (rounds.iter().zip(seen))
+                    .filter(|(r, &s)| r.load(Ordering::SeqCst) <= s)
+                    .count();
+                common::check(idle, |&idle| idle == 0)
+                    .map_err(|idle| format!("{idle} clients idle"))
+            },
+        )
+        .await;
+    };
+    let snapshot = || -> Vec<u64> { rounds.iter().map(|r| r.load(Ordering::SeqCst)).collect() };
+    worked_since(&[0; 100]).await;
 
     let maps: [&[(&str, &str)]; 4] = [
         &[
@@ -108,7 +132,8 @@ async fn reloads_move_slot_ranges_under_load_without_client_errors() {
             assert_eq!(setup.proxy.config(), running);
             assert_eq!(setup.proxy.topology().table().version(), version);
         }
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        // The clients work on under this map before the next one.
+        worked_since(&snapshot()).await;
     }
 
     stop.store(true, Ordering::SeqCst);
@@ -202,22 +227,19 @@ async fn sighup_reloads_the_file_of_slotgate_run() {
     };
     write("p0", "");
     let log = std::fs::File::create(dir.join("slotgate.log")).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_slotgate"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_slotgate"))
         .arg("--config")
         .arg(&file)
         .stderr(log)
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let child = common::binary::KillOnDrop(child);
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "slotgate did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually("slotgate listening", Duration::from_secs(10), async || {
+        std::net::TcpStream::connect(addr)
+    })
+    .await;
     let mut c = client(addr).await;
     let mut on1 = client(servers[1].addr().parse().unwrap()).await;
     let _: () = c.set("before", 1).await.unwrap();
@@ -228,24 +250,23 @@ async fn sighup_reloads_the_file_of_slotgate_run() {
         assert_eq!(rc, 0);
     };
     write("p1", "");
-    hup(child.id());
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let _: () = c.set("after", 2).await.expect("the client stays connected");
-        let v: Option<i64> = on1.get("after").await.unwrap();
-        if v == Some(2) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "SIGHUP did not move the slots to p1"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    hup(child.0.id());
+    common::eventually(
+        "SIGHUP moves the slots to p1",
+        Duration::from_secs(5),
+        async || {
+            let _: () = c.set("after", 2).await.expect("the client stays connected");
+            let v: Option<i64> = on1.get("after").await.unwrap();
+            common::check(v, |&v| v == Some(2))
+        },
+    )
+    .await;
 
     write("p0", "[bogus]\nx = 1\n");
-    hup(child.id());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    hup(child.0.id());
+    // Only once slotgate has handled the signal (it logs the rejection) is "unchanged" news.
+    let log_file = dir.join("slotgate.log");
+    common::binary::wait_for_in_file(&log_file, "bogus: unknown key", Duration::from_secs(5));
     let _: () = c.set("still-p1", 3).await.unwrap();
     let v: Option<i64> = on1.get("still-p1").await.unwrap();
     assert_eq!(v, Some(3), "a bad file changed the routing");
@@ -268,8 +289,7 @@ async fn sighup_reloads_the_file_of_slotgate_run() {
     let v: Option<i64> = on0.get("still-p0").await.unwrap();
     assert_eq!(v, Some(5), "a rejected POST /reload changed the routing");
 
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let logged = std::fs::read_to_string(dir.join("slotgate.log")).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     assert!(logged.contains("config reloaded"), "{logged}");

@@ -11,8 +11,6 @@ use common::load::{self, Load};
 
 const CLIENTS: usize = 50;
 const KEYS: usize = 2000;
-/// Load before the change, so every key exists when its slot moves.
-const WARM_UP: Duration = Duration::from_secs(1);
 /// Load after the change: a proxy that still routes by the old table would be caught here.
 const AFTER: Duration = Duration::from_secs(1);
 /// Longest a `redis-cli --cluster reshard/rebalance` may run (a few thousand slots).
@@ -23,6 +21,37 @@ const BUDGET: Duration = Duration::from_secs(100);
 /// `r:0` … `r:1999`: spread over all slots, so every master holds some.
 fn keys() -> Vec<String> {
     (0..KEYS).map(|i| format!("r:{i}")).collect()
+}
+
+/// Waits until the load has written every key once, so every key exists when its slot moves.
+async fn wait_all_written(setup: &common::Setup) {
+    let masters = setup.masters();
+    common::eventually(
+        "every key of the load written",
+        Duration::from_secs(10),
+        async || common::check(common::dbsize_sum(&masters), |&n| n == KEYS as u64),
+    )
+    .await;
+}
+
+/// The cluster's masters (ids and ports).
+fn master_nodes(setup: &common::Setup) -> Vec<slotgate::demo::NodeInfo> {
+    let nodes = setup.cluster.nodes().iter();
+    nodes
+        .filter(|n| n.role == slotgate::demo::Role::Master)
+        .cloned()
+        .collect()
+}
+
+/// `redis-cli --cluster reshard` of `slots` slots from node `from` to node `to` (ids); the
+/// time it took.
+fn reshard(setup: &common::Setup, from: &str, to: &str, slots: usize) -> Duration {
+    let t = Instant::now();
+    setup
+        .cluster
+        .reshard(from, to, slots, CLI_TIMEOUT)
+        .expect("redis-cli --cluster reshard");
+    t.elapsed()
 }
 
 /// Panics listing the first redirects and errors the clients saw.
@@ -39,6 +68,7 @@ async fn steady_state_has_no_errors() {
     let started = Instant::now();
     let setup = common::start();
     let load = Load::start(setup.addr(), CLIENTS, keys());
+    // The steady state observed: a period of load, not a wait for an event.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let report = load.stop().await;
     eprintln!(
@@ -61,26 +91,15 @@ async fn reshard_under_load_is_invisible_to_clients() {
     let started = Instant::now();
     let setup = common::start();
     let addr = setup.addr();
-    let masters: Vec<_> = setup
-        .cluster
-        .nodes()
-        .iter()
-        .filter(|n| n.role == slotgate::demo::Role::Master)
-        .cloned()
-        .collect();
+    let masters: Vec<_> = master_nodes(&setup);
     let (from, to) = (&masters[0], &masters[1]);
     let before = setup.cluster.slot_counts().expect("slot map before");
     let version_before = load::counter(addr, "slot_table_version").await;
 
     let load = Load::start(addr, CLIENTS, keys());
-    tokio::time::sleep(WARM_UP).await;
-    let t = Instant::now();
+    wait_all_written(&setup).await;
     // Blocks this thread only; the load runs on the runtime's workers.
-    setup
-        .cluster
-        .reshard(&from.id, &to.id, 3000, CLI_TIMEOUT)
-        .expect("redis-cli --cluster reshard");
-    let reshard_took = t.elapsed();
+    let reshard_took = reshard(&setup, &from.id, &to.id, 3000);
     tokio::time::sleep(AFTER).await;
     let report = load.stop().await;
     eprintln!(
@@ -124,7 +143,7 @@ async fn rebalance_onto_a_new_master_is_invisible_to_clients() {
     let addr = setup.addr();
 
     let load = Load::start(addr, CLIENTS, keys());
-    tokio::time::sleep(WARM_UP).await;
+    wait_all_written(&setup).await;
     // From this (the test's) thread: the new node dies with the thread that spawned it.
     let t = Instant::now();
     let idx = setup.cluster.add_master().expect("add a master");
@@ -165,13 +184,15 @@ async fn rebalance_onto_a_new_master_is_invisible_to_clients() {
     load::verify_acked(addr, &report).await;
 
     // The proxy routes to the new master: bounded wait for its table to show it.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut masters = load::info_field(addr, "backend_masters").await;
-    while masters != Some(4) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        masters = load::info_field(addr, "backend_masters").await;
-    }
-    assert_eq!(masters, Some(4), "INFO proxy backend_masters");
+    common::eventually(
+        "4 in INFO proxy backend_masters",
+        Duration::from_secs(5),
+        async || {
+            let masters = load::info_field(addr, "backend_masters").await;
+            common::check(masters, |&m| m == Some(4))
+        },
+    )
+    .await;
     assert!(started.elapsed() < BUDGET, "took {:?}", started.elapsed());
 }
 
@@ -213,13 +234,7 @@ async fn scan_during_a_reshard_misses_no_key() {
     let started = Instant::now();
     let setup = common::start();
     let addr = setup.addr();
-    let mut masters: Vec<_> = setup
-        .cluster
-        .nodes()
-        .iter()
-        .filter(|n| n.role == slotgate::demo::Role::Master)
-        .cloned()
-        .collect();
+    let mut masters: Vec<_> = master_nodes(&setup);
     // The proxy scans masters in address order; all ports here have the same digit count.
     masters.sort_by_key(|n| n.port.to_string());
     let (first, last) = (masters[0].clone(), masters[masters.len() - 1].clone());
@@ -257,12 +272,7 @@ async fn scan_during_a_reshard_misses_no_key() {
             }
         })
     };
-    let t = Instant::now();
-    setup
-        .cluster
-        .reshard(&last.id, &first.id, 2000, CLI_TIMEOUT)
-        .expect("redis-cli --cluster reshard");
-    let reshard_took = t.elapsed();
+    let reshard_took = reshard(&setup, &last.id, &first.id, 2000);
     stop.store(true, Ordering::Relaxed);
     let (scans, calls) = scanner.await.expect("scanner");
     eprintln!(

@@ -24,23 +24,21 @@ fn sock(addr: &str) -> SocketAddr {
 /// Wait until every sentinel knows the replica and the other sentinels: only then can they
 /// agree on a failover.
 fn wait_sentinels_ready(sentinels: &[SentinelServer]) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for s in sentinels {
-        loop {
-            let replicas = redis_cli(sock(&s.addr()), &["SENTINEL", "replicas", NAME]);
-            let peers = redis_cli(sock(&s.addr()), &["SENTINEL", "sentinels", NAME]);
-            let peer_count = peers.lines().filter(|l| *l == "runid").count();
-            if !replicas.is_empty() && peer_count >= sentinels.len() - 1 {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sentinel {} never saw its peers and the replica",
-                s.addr()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+    let ready = |s: &SentinelServer| {
+        let replicas = redis_cli(sock(&s.addr()), &["SENTINEL", "replicas", NAME]);
+        let peers = redis_cli(sock(&s.addr()), &["SENTINEL", "sentinels", NAME]);
+        let peer_count = peers.lines().filter(|l| *l == "runid").count();
+        !replicas.is_empty() && peer_count >= sentinels.len() - 1
+    };
+    let what = "every sentinel sees its peers and the replica";
+    common::eventually_blocking(what, Duration::from_secs(20), || {
+        let waiting: Vec<String> = sentinels
+            .iter()
+            .filter(|s| !ready(s))
+            .map(|s| s.addr())
+            .collect();
+        common::check(waiting, |w| w.is_empty())
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,17 +91,11 @@ async fn follows_a_sentinel_failover() {
 
     // Writes fail while no master is known, then succeed once slotgate follows the switch.
     let mut c = common::client(paddr).await;
-    loop {
-        let done: redis::RedisResult<()> = c.set("after", "failover").await;
-        if done.is_ok() {
-            break;
-        }
-        assert!(
-            killed_at.elapsed() < Duration::from_secs(30),
-            "writes never resumed after the failover: {done:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = "writes resumed after the failover";
+    common::eventually(what, Duration::from_secs(30), async || {
+        c.set::<_, _, ()>("after", "failover").await
+    })
+    .await;
     let took = killed_at.elapsed();
     eprintln!("writes resumed {took:?} after the master was killed");
     assert_eq!(master_line(), replicas[0].addr(), "the promoted replica");

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use rcgen::{
@@ -303,22 +303,18 @@ impl TlsRedis {
             port,
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match tls_ping(redis.addr(), &ca.file, probe).await {
-                Ok(reply) if reply == "+PONG\r\n" => return redis,
-                other => {
-                    if let Ok(Some(status)) = redis.child.try_wait() {
-                        panic!("redis-server exited: {status}");
-                    }
-                    assert!(
-                        Instant::now() < deadline,
-                        "TLS redis-server never answered: {other:?}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+        let what = "the TLS redis-server answering PING";
+        common::eventually(what, Duration::from_secs(10), async || {
+            if let Ok(Some(status)) = redis.child.try_wait() {
+                panic!("redis-server exited: {status}");
             }
-        }
+            match tls_ping(redis.addr(), &ca.file, probe).await {
+                Ok(reply) if reply == "+PONG\r\n" => Ok(()),
+                other => Err(other),
+            }
+        })
+        .await;
+        redis
     }
 
     fn addr(&self) -> SocketAddr {
@@ -333,14 +329,10 @@ impl Drop for TlsRedis {
     }
 }
 
-/// Pool-mode config with one pool on `node` (ephemeral port, 2 workers, short timeouts).
+/// Pool-mode config with one pool on `node` (the test config, but 1 s to connect).
 fn pool_on(node: SocketAddr) -> Config {
-    let mut config = Config::default();
-    config.proxy.listen = "127.0.0.1:0".into();
-    config.proxy.workers = 2;
+    let mut config = common::base_config();
     config.backend.connect_timeout_ms = 1_000;
-    config.backend.request_timeout_ms = 2_000;
-    config.log.level = "warn".into();
     config.pools.insert(
         "p0".into(),
         slotgate::config::PoolConfig {
@@ -551,7 +543,15 @@ async fn slotgate_serves_a_tls_only_redis_server() {
         let got: Option<(String, String)> = b.blpop("queue", 5.0).await.unwrap();
         got
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    common::eventually(
+        "BLPOP blocked on the TLS node",
+        Duration::from_secs(5),
+        async || {
+            let info = call(&mut direct, &["INFO", "clients"]).await.unwrap();
+            common::check(info, |i| i.contains("blocked_clients:1\r\n"))
+        },
+    )
+    .await;
     let _: () = c.rpush("queue", "job").await.unwrap();
     assert_eq!(
         pop.await.unwrap(),
@@ -600,14 +600,14 @@ async fn reload_rereads_the_backend_ca_file() {
     let kill = ["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"];
     assert!(call(&mut admin, &kill).await.unwrap().starts_with(':'));
     // Reconnecting with the old CA fails verification: a clear error, not a hang.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let error = loop {
+    let what = "an UnknownIssuer error with the old CA";
+    let error = common::eventually(what, Duration::from_secs(5), async || {
         match c.get::<_, Option<String>>("k").await {
-            Err(e) if e.to_string().contains("UnknownIssuer") => break e,
-            other => assert!(Instant::now() < deadline, "still served: {other:?}"),
+            Err(e) if e.to_string().contains("UnknownIssuer") => Ok(e),
+            other => Err(other),
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    })
+    .await;
     assert!(
         error.to_string().contains(&redis.addr().to_string()),
         "{error}"
@@ -617,14 +617,12 @@ async fn reload_rereads_the_backend_ca_file() {
     std::fs::copy(&new.file, &trusted).unwrap();
     let reloaded = proxy.reload(proxy.config()).expect("reload");
     assert!(reloaded.not_reloaded.is_empty(), "{reloaded:?}");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match c.get::<_, Option<String>>("k").await {
-            Ok(v) => break assert_eq!(v.as_deref(), Some("v")),
-            Err(e) => assert!(Instant::now() < deadline, "not served after reload: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = "served after the reload";
+    let v = common::eventually(what, Duration::from_secs(5), async || {
+        c.get::<_, Option<String>>("k").await
+    })
+    .await;
+    assert_eq!(v.as_deref(), Some("v"));
 
     // A CA file that cannot be used is rejected with its key path; the running one stays.
     std::fs::write(&trusted, "not a certificate").unwrap();
@@ -717,23 +715,20 @@ async fn a_tls_cluster_is_discovered_and_served_over_tls() {
         "cluster create failed: {}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for node in &nodes {
-        loop {
+    let what = "every TLS cluster node ok, knowing 3 nodes";
+    common::eventually(what, Duration::from_secs(20), async || {
+        for node in &nodes {
             let mut c = tls_connect(node.addr(), &ca.file, Some(&cert))
                 .await
                 .unwrap();
             let info = call(&mut c, &["CLUSTER", "INFO"]).await.unwrap();
-            if info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:3") {
-                break;
+            if !(info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:3")) {
+                return Err(info);
             }
-            assert!(
-                Instant::now() < deadline,
-                "TLS cluster never became ok: {info}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
+        Ok(())
+    })
+    .await;
 
     let mut config = common::proxy_config(vec![addrs[0].clone()]);
     config.backend.tls.enabled = true;
@@ -804,18 +799,15 @@ async fn clients_beyond_max_clients_are_told_and_closed() {
 
     // A client leaving frees its place.
     drop(first);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let mut next = common::Raw::connect(setup.addr());
-        next.send(b"PING\r\n");
-        if next.read_line() == "+PONG\r\n" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the freed place was never reused"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually(
+        "the freed place reused",
+        Duration::from_secs(5),
+        async || {
+            let mut next = common::Raw::connect(setup.addr());
+            next.send(b"PING\r\n");
+            common::check(next.read_line(), |line| line == "+PONG\r\n")
+        },
+    )
+    .await;
     assert_eq!(call(&mut second, &["PING"]).await.unwrap(), "+PONG\r\n");
 }

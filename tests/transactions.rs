@@ -297,22 +297,30 @@ async fn a_transaction_hit_by_moved_runs_again_on_the_new_master() {
     // It ran on the new owner, once.
     let mut direct = common::client(format!("127.0.0.1:{}", to.port).parse().unwrap()).await;
     assert_eq!(q::<i64>(&mut direct, &["GET", "{mv}a"]).await.unwrap(), 2);
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let moved_after = common::load::info_field(setup.addr(), "redirects_moved")
-        .await
-        .unwrap_or(0);
-    assert!(
-        moved_after > moved_before,
-        "the transaction never met MOVED"
-    );
-    assert!(
-        moved_metric() > metric_before,
-        "the MOVED met by EXEC is missing from /metrics: {}",
-        common::http_get(admin, "/metrics")
-            .1
+    // Counted by the worker that met it: wait for the counters to show it.
+    common::eventually(
+        "the transaction's MOVED counted in INFO",
+        Duration::from_secs(5),
+        async || {
+            let moved_after = common::load::info_field(setup.addr(), "redirects_moved")
+                .await
+                .unwrap_or(0);
+            common::check(moved_after, |&n| n > moved_before)
+        },
+    )
+    .await;
+    let what = "the MOVED met by EXEC counted in /metrics";
+    common::eventually(what, Duration::from_secs(5), async || {
+        if moved_metric() > metric_before {
+            return Ok(());
+        }
+        let (_, body) = common::http_get(admin, "/metrics");
+        let lines: Vec<String> = body
             .lines()
             .filter(|l| l.contains("redirect"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+            .map(String::from)
+            .collect();
+        Err(lines.join("\n"))
+    })
+    .await;
 }

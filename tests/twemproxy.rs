@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{client, pool_config, standalone_servers};
 use redis::AsyncCommands;
@@ -157,16 +157,13 @@ fn start_nutcracker(servers: &[RedisServer], ports: &[u16]) -> Nutcracker {
         .spawn()
         .expect("start /usr/sbin/nutcracker (apt-get install nutcracker)");
     let nutcracker = Nutcracker { child, dir };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    for &port in ports {
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nutcracker did not listen on {port}:\n{yaml}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+    let what = format!("nutcracker listening on {ports:?}:\n{yaml}");
+    common::eventually_blocking(&what, Duration::from_secs(10), || {
+        let closed = ports
+            .iter()
+            .filter(|&&port| TcpStream::connect(("127.0.0.1", port)).is_err());
+        common::check(closed.copied().collect::<Vec<u16>>(), |c| c.is_empty())
+    });
     nutcracker
 }
 

@@ -8,6 +8,16 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// A child process killed (and reaped) when dropped: also when a test fails before its end.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The log lines of a running `slotgate`, collected by a thread until the process exits.
 pub struct LogLines {
     lines: Arc<Mutex<Vec<String>>>,
@@ -32,18 +42,12 @@ impl LogLines {
 
     /// Wait up to `limit` for a line containing `needle`; panics with the log when none comes.
     pub fn wait_for(&self, needle: &str, limit: Duration) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(line) = self.matching(needle).into_iter().next() {
-                return line;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no log line with {needle:?} within {limit:?}: {:#?}",
-                self.snapshot()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        super::eventually_blocking(&format!("a log line with {needle:?}"), limit, || {
+            self.matching(needle)
+                .into_iter()
+                .next()
+                .ok_or_else(|| self.snapshot())
+        })
     }
 
     /// Every line, once the process has exited (its stderr closed).
@@ -52,6 +56,34 @@ impl LogLines {
         let lines = self.lines.lock().unwrap();
         lines.clone()
     }
+}
+
+/// `slotgate check-config path` with `env` set; panics with its stderr unless it passes.
+pub fn check_config_passes(path: &str, env: &[(&str, &str)]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_slotgate"))
+        .envs(env.iter().copied())
+        .args(["check-config", path])
+        .output()
+        .expect("run slotgate check-config");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Wait up to `limit` until the log file at `path` has a line containing `needle`; returns it.
+pub fn wait_for_in_file(path: &std::path::Path, needle: &str, limit: Duration) -> String {
+    super::eventually_blocking(
+        &format!("a line with {needle:?} in {path:?}"),
+        limit,
+        || {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let line = text.lines().find(|l| l.contains(needle)).map(String::from);
+            line.ok_or(text)
+        },
+    )
 }
 
 /// The `slotgate` binary started with `args` (plus `--listen 127.0.0.1:0`) and `env`, once it
@@ -94,7 +126,7 @@ pub fn spawn_slotgate(args: &[&str], env: &[(&str, &str)]) -> (Child, SocketAddr
     }
 }
 
-/// Wait up to `limit` for `child` to exit.
+/// Wait up to `limit` for `child` to exit (`None`: still running; a test may want that).
 pub async fn exit_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     let started = Instant::now();
     while started.elapsed() < limit {

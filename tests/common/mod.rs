@@ -6,9 +6,10 @@
 pub mod binary;
 pub mod load;
 
+use std::fmt::Debug;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use slotgate::config::Config;
 use slotgate::demo::{ClusterOptions, LocalCluster, RedisServer, ServerOptions};
@@ -30,6 +31,99 @@ impl Setup {
     pub async fn client(&self) -> redis::aio::MultiplexedConnection {
         client(self.addr()).await
     }
+
+    /// The addresses of the cluster's masters.
+    pub fn masters(&self) -> Vec<SocketAddr> {
+        let ports = self.cluster.master_ports();
+        ports
+            .iter()
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+            .collect()
+    }
+
+    /// The address of the master that serves `key`.
+    pub fn node_of(&self, key: &str) -> SocketAddr {
+        let slot = slotgate::slot::Slot::of(key.as_bytes()).get();
+        let port = self
+            .cluster
+            .port_of_slot(slot)
+            .expect("every slot is served");
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+}
+
+/// How often [`eventually`] and [`eventually_blocking`] try again.
+const POLL: Duration = Duration::from_millis(25);
+
+/// Run `probe` until it returns `Ok`, at most for `limit`, and return that value. Past the
+/// limit, panics with `what` was awaited and the last `Err` (the value or error seen).
+pub async fn eventually<T, E: Debug>(
+    what: &str,
+    limit: Duration,
+    mut probe: impl AsyncFnMut() -> Result<T, E>,
+) -> T {
+    let wait = Wait::new(what, limit);
+    loop {
+        if let Some(value) = wait.outcome(probe().await) {
+            return value;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// [`eventually`] for code outside the runtime: the thread sleeps between tries.
+pub fn eventually_blocking<T, E: Debug>(
+    what: &str,
+    limit: Duration,
+    mut probe: impl FnMut() -> Result<T, E>,
+) -> T {
+    let wait = Wait::new(what, limit);
+    loop {
+        if let Some(value) = wait.outcome(probe()) {
+            return value;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// What [`eventually`] waits for, and until when.
+struct Wait<'a> {
+    what: &'a str,
+    limit: Duration,
+    deadline: Instant,
+}
+
+impl<'a> Wait<'a> {
+    fn new(what: &'a str, limit: Duration) -> Self {
+        let deadline = Instant::now() + limit;
+        Wait {
+            what,
+            limit,
+            deadline,
+        }
+    }
+
+    /// The value of a try that succeeded; `None` to try again; a panic past the deadline.
+    fn outcome<T, E: Debug>(&self, tried: Result<T, E>) -> Option<T> {
+        match tried {
+            Ok(value) => Some(value),
+            Err(last) if Instant::now() >= self.deadline => {
+                let (what, limit) = (self.what, self.limit);
+                panic!("not within {limit:?}: {what}; last seen: {last:?}")
+            }
+            Err(_) => None,
+        }
+    }
+}
+
+/// `Ok(value)` when `holds(&value)`, else `Err(value)`: a probe for [`eventually`] from a
+/// value and the condition it must meet.
+pub fn check<T>(value: T, holds: impl FnOnce(&T) -> bool) -> Result<T, T> {
+    if holds(&value) {
+        Ok(value)
+    } else {
+        Err(value)
+    }
 }
 
 /// 3 masters with one replica each (the shape the issue names), proxy with 2 workers.
@@ -48,10 +142,17 @@ pub fn start_with(options: ClusterOptions, tune: impl FnOnce(&mut Config)) -> Se
 
 /// Config for tests: ephemeral port, 2 workers, short timeouts so failures show fast.
 pub fn proxy_config(seeds: Vec<String>) -> Config {
+    let mut config = base_config();
+    config.cluster.seeds = seeds;
+    config
+}
+
+/// What every test config starts from: ephemeral port, 2 workers, short timeouts (500 ms to
+/// connect, 2 s a request), warnings only; no backends yet.
+pub fn base_config() -> Config {
     let mut config = Config::default();
     config.proxy.listen = "127.0.0.1:0".into();
     config.proxy.workers = 2;
-    config.cluster.seeds = seeds;
     config.backend.connect_timeout_ms = 500;
     config.backend.request_timeout_ms = 2_000;
     config.log.level = "warn".into();
@@ -131,6 +232,15 @@ pub fn redis_cli(addr: SocketAddr, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// The index in `cluster.nodes()` of the node on `port`.
+pub fn node_index(cluster: &LocalCluster, port: u16) -> usize {
+    let nodes = cluster.nodes();
+    nodes
+        .iter()
+        .position(|n| n.port == port)
+        .expect("a node on that port")
+}
+
 /// A key of `prefix` that hashes to a slot served by master `port` in `cluster`.
 pub fn key_on(cluster: &LocalCluster, port: u16, prefix: &str) -> String {
     (0..100_000)
@@ -166,22 +276,20 @@ pub async fn lone_cluster_node(first: u16, last: u16) -> RedisServer {
         .await
         .expect("CLUSTER ADDSLOTSRANGE");
     // The node re-evaluates its cluster state on its next cron tick.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let info: String = redis::cmd("CLUSTER")
-            .arg("INFO")
-            .query_async(&mut direct)
-            .await
-            .expect("CLUSTER INFO");
-        if info.contains("cluster_state:ok") {
-            return node;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "lone node never reached cluster_state:ok"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the lone node reaches cluster_state:ok",
+        Duration::from_secs(5),
+        async || {
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async(&mut direct)
+                .await
+                .expect("CLUSTER INFO");
+            check(info, |info| info.contains("cluster_state:ok"))
+        },
+    )
+    .await;
+    node
 }
 
 /// Standalone redis-servers and slotgate in pool mode in front of them. Field order matters:
@@ -218,12 +326,7 @@ pub fn standalone_servers(n: usize) -> Vec<RedisServer> {
 /// Pool-mode test config: pools `p0`, `p1` … on `servers` (in order), ephemeral port,
 /// 2 workers, short timeouts. `slots` lines are `("0-8191", "p0")`; empty = even split.
 pub fn pool_config(servers: &[RedisServer], slots: &[(&str, &str)]) -> Config {
-    let mut config = Config::default();
-    config.proxy.listen = "127.0.0.1:0".into();
-    config.proxy.workers = 2;
-    config.backend.connect_timeout_ms = 500;
-    config.backend.request_timeout_ms = 2_000;
-    config.log.level = "warn".into();
+    let mut config = base_config();
     for (i, server) in servers.iter().enumerate() {
         config.pools.insert(
             format!("p{i}"),
@@ -272,6 +375,13 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body.to_string())
 }
 
+/// `GET path` from the HTTP server at `addr`, which must answer 200 with JSON.
+pub fn http_json(addr: SocketAddr, path: &str) -> serde_json::Value {
+    let (status, body) = http_get(addr, path);
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path} is not JSON ({e}): {body}"))
+}
+
 /// A proxy config tweak: admin listener on a free loopback port.
 pub fn with_admin(config: &mut Config) {
     config.admin.listen = "127.0.0.1:0".into();
@@ -299,14 +409,42 @@ pub fn replicas_of(master: &RedisServer, n: usize) -> Vec<RedisServer> {
 
 /// Wait (up to 10 s) until the replica at `addr` reports `master_link_status:up`.
 pub fn wait_link_up(addr: SocketAddr) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while info_value(addr, "replication", "master_link_status").as_deref() != Some("up") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "replica {addr} never linked to its master"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually_blocking(
+        &format!("replica {addr} links to its master"),
+        Duration::from_secs(10),
+        || {
+            check(info_value(addr, "replication", "master_link_status"), |s| {
+                s.as_deref() == Some("up")
+            })
+        },
+    );
+}
+
+/// The keys the servers at `nodes` hold in all (`DBSIZE` via redis-cli; 0 for one that fails).
+pub fn dbsize_sum(nodes: &[SocketAddr]) -> u64 {
+    let size = |&node| redis_cli(node, &["DBSIZE"]).parse::<u64>().unwrap_or(0);
+    nodes.iter().map(size).sum()
+}
+
+/// Wait (up to 5 s) until the servers at `nodes` block `n` clients in all (`INFO clients`
+/// `blocked_clients`): a blocking command sent through the proxy has reached its node.
+pub async fn wait_blocked(nodes: &[SocketAddr], n: u64) {
+    let blocked = || -> u64 {
+        nodes
+            .iter()
+            .map(|&node| {
+                info_value(node, "clients", "blocked_clients")
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    eventually(
+        &format!("{n} clients blocked on {nodes:?}"),
+        Duration::from_secs(5),
+        async || check(blocked(), |&b| b == n),
+    )
+    .await;
 }
 
 /// The value of `field` in `INFO section` of the server at `addr` (via redis-cli).
