@@ -12,10 +12,10 @@ pub mod backend;
 pub mod command;
 pub mod command_policy;
 pub mod config;
-pub mod demo;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod lifecycle;
+pub mod local_redis;
 pub mod ops;
 pub mod pidfile;
 pub mod placement;

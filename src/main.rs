@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use slotgate::config::{Config, EnvOverrides, LogConfig, LogFormat};
-use slotgate::demo::{ClusterOptions, LocalCluster};
+use slotgate::local_redis::{ClusterOptions, LocalCluster};
 use slotgate::pidfile::{self, PidFile};
 use slotgate::{Proxy, ProxyHandle};
 

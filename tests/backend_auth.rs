@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::{client, http_get, pool_config, proxy_config, standalone_servers, with_admin, Raw};
 use redis::AsyncCommands;
 use slotgate::config::{PoolConfig, ReadPolicy, Secret};
-use slotgate::demo::{ClusterOptions, LocalCluster, SentinelOptions, SentinelServer};
+use slotgate::local_redis::{ClusterOptions, LocalCluster, SentinelOptions, SentinelServer};
 use slotgate::Proxy;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::load::{self, Acked, Failure, Load, LoadReport};
-use slotgate::demo::{ClusterOptions, LocalCluster, Role};
+use slotgate::local_redis::{ClusterOptions, LocalCluster, Role};
 use slotgate::slot::Slot;
 use slotgate::Proxy;
 

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use slotgate::config::WhenNodeDown;
-use slotgate::demo::ClusterOptions;
+use slotgate::local_redis::ClusterOptions;
 use slotgate::{Proxy, StartError};
 
 /// No automatic failover during these tests: a killed master stays the owner of its slots.
@@ -255,8 +255,8 @@ async fn fast_then_paused_in_one_read(reply_hold_ms: Option<u64>) -> (Duration, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_seed_at_startup_is_skipped() {
-    let cluster = slotgate::demo::LocalCluster::start(ClusterOptions::default()).unwrap();
-    let dead = format!("127.0.0.1:{}", slotgate::demo::free_port(false).unwrap());
+    let cluster = slotgate::local_redis::LocalCluster::start(ClusterOptions::default()).unwrap();
+    let dead = format!("127.0.0.1:{}", slotgate::local_redis::free_port(false).unwrap());
     let mut seeds = vec![dead];
     seeds.extend(cluster.seeds().into_iter().take(1));
     let proxy = Proxy::start(common::proxy_config(seeds)).expect("one live seed is enough");
@@ -271,7 +271,7 @@ async fn a_dead_seed_at_startup_is_skipped() {
 #[test]
 fn no_seed_answering_is_a_clear_startup_error() {
     let dead: Vec<String> = (0..2)
-        .map(|_| format!("127.0.0.1:{}", slotgate::demo::free_port(false).unwrap()))
+        .map(|_| format!("127.0.0.1:{}", slotgate::local_redis::free_port(false).unwrap()))
         .collect();
     let err = Proxy::start(common::proxy_config(dead.clone()))
         .err()

@@ -1,4 +1,4 @@
-//! The local Redis launcher (`slotgate::demo`) against real `redis-server` processes: a cluster
+//! The local Redis launcher (`slotgate::local_redis`) against real `redis-server` processes: a cluster
 //! comes up complete and consistent with our slot hashing, nodes can be killed and restarted, and
 //! nothing is left running after drop. And the test helpers' waits: they fail when they should.
 
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use redis::Commands;
-use slotgate::demo::{ClusterOptions, DemoError, LocalCluster, RedisServer, Role, ServerOptions};
+use slotgate::local_redis::{ClusterOptions, LocalRedisError, LocalCluster, RedisServer, Role, ServerOptions};
 use slotgate::slot::Slot;
 
 /// Every test must finish well within this.
@@ -159,7 +159,7 @@ fn killed_master_restarts_and_everything_is_gone_after_drop() {
     assert_eq!(pong, "PONG");
     assert!(matches!(
         cluster.kill(99),
-        Err(DemoError::NoSuchNode { idx: 99, count: 6 })
+        Err(LocalRedisError::NoSuchNode { idx: 99, count: 6 })
     ));
 
     let pids: Vec<u32> = (0..cluster.nodes().len())
@@ -263,7 +263,7 @@ fn clear_errors_for_bad_setups() {
         ..ServerOptions::default()
     })
     .unwrap_err();
-    assert!(matches!(err, DemoError::RedisNotFound { .. }), "{err:?}");
+    assert!(matches!(err, LocalRedisError::RedisNotFound { .. }), "{err:?}");
     assert!(err.to_string().contains("apt-get install -y redis-server"));
 
     let err = LocalCluster::start(ClusterOptions {
@@ -271,14 +271,14 @@ fn clear_errors_for_bad_setups() {
         ..ClusterOptions::default()
     })
     .unwrap_err();
-    assert!(matches!(err, DemoError::RedisNotFound { .. }), "{err:?}");
+    assert!(matches!(err, LocalRedisError::RedisNotFound { .. }), "{err:?}");
 
     let err = LocalCluster::start(ClusterOptions {
         masters: 2,
         ..ClusterOptions::default()
     })
     .unwrap_err();
-    assert!(matches!(err, DemoError::InvalidOptions(_)), "{err:?}");
+    assert!(matches!(err, LocalRedisError::InvalidOptions(_)), "{err:?}");
 
     // A server that cannot start reports its log.
     let err = RedisServer::start(ServerOptions {

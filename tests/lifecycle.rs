@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::binary::{exit_within, spawn_slotgate};
 use common::{http_get, with_admin, Raw};
-use slotgate::demo::{ClusterOptions, LocalCluster};
+use slotgate::local_redis::{ClusterOptions, LocalCluster};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 /// A Lua script that keeps its node busy for ~300 ms, then writes its key: a request that is

@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{info_value, pool_config, start_pools, Raw};
-use slotgate::demo::{RedisServer, ServerOptions};
+use slotgate::local_redis::{RedisServer, ServerOptions};
 use slotgate::slot::Slot;
 use slotgate::Proxy;
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::load::{self, Load};
 use redis::aio::MultiplexedConnection;
-use slotgate::demo::{LocalCluster, NodeInfo, Role};
+use slotgate::local_redis::{LocalCluster, NodeInfo, Role};
 use slotgate::slot::Slot;
 
 /// Keys `{m}:0` … `{m}:199`: all in the slot of `m`.

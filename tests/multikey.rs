@@ -23,7 +23,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::Value;
-use slotgate::demo::{RedisServer, ServerOptions};
+use slotgate::local_redis::{RedisServer, ServerOptions};
 use slotgate::slot::Slot;
 
 /// The text a cluster node (and slotgate) gives with `-CROSSSLOT`.
@@ -321,7 +321,7 @@ impl Pool {
     }
 
     /// The keys must land on every master, and on many slots, or the test proves little.
-    fn assert_spread(&self, cluster: &slotgate::demo::LocalCluster) {
+    fn assert_spread(&self, cluster: &slotgate::local_redis::LocalCluster) {
         let names: Vec<&str> = self.keys.iter().map(|k| k.name.as_str()).collect();
         let masters: BTreeSet<u16> = names
             .iter()

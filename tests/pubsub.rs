@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::Raw;
 use redis::aio::MultiplexedConnection;
-use slotgate::demo::{ClusterOptions, LocalCluster, Role};
+use slotgate::local_redis::{ClusterOptions, LocalCluster, Role};
 use slotgate::{Proxy, ProxyHandle};
 
 fn bulk(s: &str) -> String {

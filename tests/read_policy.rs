@@ -16,7 +16,7 @@ use common::{
 };
 use redis::AsyncCommands;
 use slotgate::config::{Config, ReadPolicy};
-use slotgate::demo::{ClusterOptions, LocalCluster, RedisServer, Role};
+use slotgate::local_redis::{ClusterOptions, LocalCluster, RedisServer, Role};
 use slotgate::{Proxy, ProxyHandle};
 
 fn addr(server: &RedisServer) -> SocketAddr {

@@ -209,8 +209,8 @@ async fn start_only_settings_are_reported_and_files_are_checked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_file_of_slotgate_run() {
     let servers = common::standalone_servers(2);
-    let port = slotgate::demo::free_port(false).unwrap();
-    let admin_port = slotgate::demo::free_port(false).unwrap();
+    let port = slotgate::local_redis::free_port(false).unwrap();
+    let admin_port = slotgate::local_redis::free_port(false).unwrap();
     let dir = std::env::temp_dir().join(format!("slotgate-hup-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("pools.toml");

@@ -35,10 +35,10 @@ async fn wait_all_written(setup: &common::Setup) {
 }
 
 /// The cluster's masters (ids and ports).
-fn master_nodes(setup: &common::Setup) -> Vec<slotgate::demo::NodeInfo> {
+fn master_nodes(setup: &common::Setup) -> Vec<slotgate::local_redis::NodeInfo> {
     let nodes = setup.cluster.nodes().iter();
     nodes
-        .filter(|n| n.role == slotgate::demo::Role::Master)
+        .filter(|n| n.role == slotgate::local_redis::Role::Master)
         .cloned()
         .collect()
 }

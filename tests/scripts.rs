@@ -43,7 +43,7 @@ async fn scripts_with_and_without_keys() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyless_scripts_can_be_pinned_to_one_node() {
-    let cluster = slotgate::demo::LocalCluster::start(Default::default()).unwrap();
+    let cluster = slotgate::local_redis::LocalCluster::start(Default::default()).unwrap();
     let port = cluster.master_ports()[1];
     let mut config = common::proxy_config(cluster.seeds());
     config.commands.keyless_scripts = format!("127.0.0.1:{port}");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::{pool_config, redis_cli, replicas_of, standalone_servers};
 use redis::AsyncCommands;
 use slotgate::config::PoolConfig;
-use slotgate::demo::{SentinelOptions, SentinelServer};
+use slotgate::local_redis::{SentinelOptions, SentinelServer};
 use slotgate::Proxy;
 
 const NAME: &str = "m";

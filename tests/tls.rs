@@ -284,7 +284,7 @@ impl TlsRedis {
         extra: &[&str],
     ) -> TlsRedis {
         let dir = Scratch::new("redis");
-        let port = slotgate::demo::free_port(cluster).expect("free port");
+        let port = slotgate::local_redis::free_port(cluster).expect("free port");
         let child = Command::new("redis-server")
             .args(["--port", "0", "--tls-port", &port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])

@@ -2,7 +2,7 @@
 
 mod common;
 
-use slotgate::demo::{ClusterOptions, LocalCluster};
+use slotgate::local_redis::{ClusterOptions, LocalCluster};
 use slotgate::Proxy;
 
 /// A node with an older view (lower current epoch) that claims every slot must not win over

@@ -261,11 +261,11 @@ async fn a_transaction_hit_by_moved_runs_again_on_the_new_master() {
     let from = setup.cluster.port_of_slot(slot).unwrap();
     let to = nodes
         .iter()
-        .find(|n| n.role == slotgate::demo::Role::Master && n.port != from)
+        .find(|n| n.role == slotgate::local_redis::Role::Master && n.port != from)
         .unwrap();
     for node in nodes
         .iter()
-        .filter(|n| n.role == slotgate::demo::Role::Master)
+        .filter(|n| n.role == slotgate::local_redis::Role::Master)
     {
         let mut direct = common::client(format!("127.0.0.1:{}", node.port).parse().unwrap()).await;
         let _: () = redis::cmd("CLUSTER")

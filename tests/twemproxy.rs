@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::{client, pool_config, standalone_servers};
 use redis::AsyncCommands;
 use slotgate::config::{Config, Distribution};
-use slotgate::demo::{free_port, RedisServer};
+use slotgate::local_redis::{free_port, RedisServer};
 use slotgate::placement::KeyHash;
 use slotgate::topology::pools::table_from_config;
 use slotgate::topology::SlotTable;

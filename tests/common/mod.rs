@@ -1,4 +1,4 @@
-//! Shared test harness: a real Redis Cluster on free loopback ports (from `slotgate::demo`),
+//! Shared test harness: a real Redis Cluster on free loopback ports (from `slotgate::local_redis`),
 //! slotgate in front of it, and clients: the `redis` crate, raw TCP, and `redis-cli`.
 //! Everything is torn down on drop.
 #![allow(dead_code)]
@@ -12,7 +12,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use slotgate::config::Config;
-use slotgate::demo::{ClusterOptions, LocalCluster, RedisServer, ServerOptions};
+use slotgate::local_redis::{ClusterOptions, LocalCluster, RedisServer, ServerOptions};
 use slotgate::{Proxy, ProxyHandle};
 
 /// A cluster and the proxy in front of it. Field order matters: the proxy stops first.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::error::DemoError;
+use super::error::LocalRedisError;
 
 /// Distinguishes directories created by one process.
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -20,10 +20,10 @@ pub(crate) struct ScratchDir {
 impl ScratchDir {
     /// Uses `given` (created if missing, kept on drop), or creates a fresh temp directory whose
     /// name starts with `prefix` (removed on drop).
-    pub(crate) fn new(given: Option<PathBuf>, prefix: &str) -> Result<ScratchDir, DemoError> {
+    pub(crate) fn new(given: Option<PathBuf>, prefix: &str) -> Result<ScratchDir, LocalRedisError> {
         if let Some(path) = given {
             std::fs::create_dir_all(&path)
-                .map_err(|e| DemoError::io(format!("cannot create {}", path.display()), e))?;
+                .map_err(|e| LocalRedisError::io(format!("cannot create {}", path.display()), e))?;
             return Ok(ScratchDir { path, owned: false });
         }
         let nanos = SystemTime::now()
@@ -40,7 +40,7 @@ impl ScratchDir {
                 Ok(()) => return Ok(ScratchDir { path, owned: true }),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => {
-                    return Err(DemoError::io(
+                    return Err(LocalRedisError::io(
                         format!("cannot create {}", path.display()),
                         e,
                     ))
@@ -55,10 +55,10 @@ impl ScratchDir {
     }
 
     /// Creates (if needed) and returns the subdirectory `name`.
-    pub(crate) fn subdir(&self, name: &str) -> Result<PathBuf, DemoError> {
+    pub(crate) fn subdir(&self, name: &str) -> Result<PathBuf, LocalRedisError> {
         let dir = self.path.join(name);
         std::fs::create_dir_all(&dir)
-            .map_err(|e| DemoError::io(format!("cannot create {}", dir.display()), e))?;
+            .map_err(|e| LocalRedisError::io(format!("cannot create {}", dir.display()), e))?;
         Ok(dir)
     }
 }

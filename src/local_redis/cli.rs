@@ -2,14 +2,14 @@
 //!
 //! Owns: spawning the child (detached like the servers, so it dies with the spawning thread),
 //! sending its output to a log file in the cluster directory, polling it against a deadline, and
-//! turning a failure into [`DemoError::ClusterCli`] with the output's tail.
+//! turning a failure into [`LocalRedisError::ClusterCli`] with the output's tail.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::error::DemoError;
+use super::error::LocalRedisError;
 use super::process::{self, POLL_INTERVAL};
 
 /// Runs `redis_cli --cluster args…` until it exits or `timeout` runs out (then it is killed),
@@ -21,12 +21,12 @@ pub(crate) fn run<S: AsRef<str> + AsRef<std::ffi::OsStr>>(
     args: &[S],
     log: &Path,
     timeout: Duration,
-) -> Result<String, DemoError> {
+) -> Result<String, LocalRedisError> {
     let out = std::fs::File::create(log)
-        .map_err(|e| DemoError::io(format!("cannot create {}", log.display()), e))?;
+        .map_err(|e| LocalRedisError::io(format!("cannot create {}", log.display()), e))?;
     let err = out
         .try_clone()
-        .map_err(|e| DemoError::io(format!("cannot dup {}", log.display()), e))?;
+        .map_err(|e| LocalRedisError::io(format!("cannot dup {}", log.display()), e))?;
     let mut cmd = Command::new(redis_cli);
     if let Some(password) = password {
         // REDISCLI_AUTH rather than `-a`: the password stays off the process list.
@@ -38,9 +38,9 @@ pub(crate) fn run<S: AsRef<str> + AsRef<std::ffi::OsStr>>(
         .stdout(out)
         .stderr(err);
     process::detach(&mut cmd);
-    let mut child = cmd.spawn().map_err(|e| DemoError::spawn(redis_cli, e))?;
+    let mut child = cmd.spawn().map_err(|e| LocalRedisError::spawn(redis_cli, e))?;
 
-    let failed = |reason: String| DemoError::ClusterCli {
+    let failed = |reason: String| LocalRedisError::ClusterCli {
         command: args
             .iter()
             .map(|a| -> &str { a.as_ref() })
@@ -55,7 +55,7 @@ pub(crate) fn run<S: AsRef<str> + AsRef<std::ffi::OsStr>>(
         match child.try_wait() {
             Ok(Some(status)) if status.success() => {
                 return std::fs::read_to_string(log)
-                    .map_err(|e| DemoError::io(format!("cannot read {}", log.display()), e));
+                    .map_err(|e| LocalRedisError::io(format!("cannot read {}", log.display()), e));
             }
             Ok(Some(status)) => return Err(failed(format!("exited with {status}"))),
             Ok(None) if Instant::now() >= deadline => {
@@ -65,7 +65,7 @@ pub(crate) fn run<S: AsRef<str> + AsRef<std::ffi::OsStr>>(
                 return Err(failed(format!("still running after {timeout:?}")));
             }
             Ok(None) => thread::sleep(POLL_INTERVAL),
-            Err(e) => return Err(DemoError::io("cannot poll redis-cli", e)),
+            Err(e) => return Err(LocalRedisError::io("cannot poll redis-cli", e)),
         }
     }
 }

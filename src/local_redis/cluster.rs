@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::cli;
-use super::error::DemoError;
+use super::error::LocalRedisError;
 use super::ports::{self, BUS_OFFSET};
 use super::process::{NodeSpec, RedisProcess, POLL_INTERVAL, PROBE_TIMEOUT};
 use super::resp_probe;
@@ -69,15 +69,15 @@ impl Default for ClusterOptions {
 }
 
 impl ClusterOptions {
-    fn validate(&self) -> Result<usize, DemoError> {
+    fn validate(&self) -> Result<usize, LocalRedisError> {
         if self.masters < 3 {
-            return Err(DemoError::InvalidOptions(format!(
+            return Err(LocalRedisError::InvalidOptions(format!(
                 "masters = {}: `redis-cli --cluster create` needs at least 3",
                 self.masters
             )));
         }
         if self.node_timeout_ms == 0 {
-            return Err(DemoError::InvalidOptions(
+            return Err(LocalRedisError::InvalidOptions(
                 "node_timeout_ms must be > 0".into(),
             ));
         }
@@ -86,11 +86,11 @@ impl ClusterOptions {
             .checked_add(1)
             .and_then(|per| per.checked_mul(self.masters))
             .filter(|&n| n <= 1000)
-            .ok_or_else(|| DemoError::InvalidOptions("more than 1000 nodes".into()))?;
+            .ok_or_else(|| LocalRedisError::InvalidOptions("more than 1000 nodes".into()))?;
         if let Some(base) = self.base_port {
             let last = usize::from(base) + count - 1 + usize::from(BUS_OFFSET);
             if base == 0 || last > usize::from(u16::MAX) {
-                return Err(DemoError::InvalidOptions(format!(
+                return Err(LocalRedisError::InvalidOptions(format!(
                     "base_port {base}: ports {base}..={} and their bus ports (+{BUS_OFFSET}) \
                      must be valid",
                     usize::from(base) + count - 1
@@ -140,7 +140,7 @@ impl LocalCluster {
     /// Starts masters and replicas, creates the cluster and waits until every node reports
     /// `cluster_state:ok`, all nodes agree on the slot map (replicas included) and every replica
     /// has finished its initial sync. Each wait is bounded; a timeout reports the last state.
-    pub fn start(opts: ClusterOptions) -> Result<LocalCluster, DemoError> {
+    pub fn start(opts: ClusterOptions) -> Result<LocalCluster, LocalRedisError> {
         let count = opts.validate()?;
         let dir = ScratchDir::new(opts.dir.clone(), "slotgate-cluster")?;
         let mut procs = Vec::with_capacity(count);
@@ -190,7 +190,7 @@ impl LocalCluster {
     /// (as a master without slots) and waits until every running node knows it and the cluster
     /// is ok. Returns its index in [`LocalCluster::nodes`]. Same thread rule as
     /// [`LocalCluster::start`] (see the module docs of `demo`).
-    pub fn add_master(&mut self) -> Result<usize, DemoError> {
+    pub fn add_master(&mut self) -> Result<usize, LocalRedisError> {
         let idx = self.procs.len();
         let entry = self.entry_point()?;
         let node_dir = self.dir.subdir(&format!("node-{idx}"))?;
@@ -198,7 +198,7 @@ impl LocalCluster {
         let port = match self.opts.base_port {
             // Past the range validate() checked: the bind check below reports a clash.
             Some(base) => base.checked_add(idx as u16).ok_or_else(|| {
-                DemoError::InvalidOptions(format!("no port after {base} for node {idx}"))
+                LocalRedisError::InvalidOptions(format!("no port after {base} for node {idx}"))
             })?,
             None => ports::free_port(true)?,
         };
@@ -219,8 +219,8 @@ impl LocalCluster {
         self.wait_ok(READY_TIMEOUT)?;
         let nodes =
             resp_probe::query_text(port, &["CLUSTER", "NODES"], PROBE_TIMEOUT, self.password())
-                .map_err(|e| DemoError::io(format!("127.0.0.1:{port} CLUSTER NODES"), e))?;
-        let me = topology::parse_myself(&nodes).ok_or_else(|| DemoError::NotReady {
+                .map_err(|e| LocalRedisError::io(format!("127.0.0.1:{port} CLUSTER NODES"), e))?;
+        let me = topology::parse_myself(&nodes).ok_or_else(|| LocalRedisError::NotReady {
             waited: Duration::ZERO,
             last_state: format!("127.0.0.1:{port}: no `myself` line in CLUSTER NODES"),
         })?;
@@ -242,7 +242,7 @@ impl LocalCluster {
         to_id: &str,
         slots: usize,
         timeout: Duration,
-    ) -> Result<String, DemoError> {
+    ) -> Result<String, LocalRedisError> {
         let entry = self.entry_point()?;
         let args = [
             "reshard",
@@ -263,7 +263,7 @@ impl LocalCluster {
     /// `redis-cli --cluster rebalance --cluster-use-empty-masters`: spreads the slots evenly
     /// over every master, including ones without slots (e.g. from
     /// [`LocalCluster::add_master`]). Returns redis-cli's output once it is done.
-    pub fn rebalance(&self, timeout: Duration) -> Result<String, DemoError> {
+    pub fn rebalance(&self, timeout: Duration) -> Result<String, LocalRedisError> {
         let entry = self.entry_point()?;
         let args = [
             "rebalance",
@@ -278,12 +278,12 @@ impl LocalCluster {
 
     /// How many slots each master serves *now* (port → count), as the first running node
     /// reports it (`CLUSTER SLOTS`). Masters without slots are absent.
-    pub fn slot_counts(&self) -> Result<BTreeMap<u16, usize>, DemoError> {
+    pub fn slot_counts(&self) -> Result<BTreeMap<u16, usize>, LocalRedisError> {
         let entry = self.entry_point()?;
         let reply = resp_probe::Probe::connect(entry, PROBE_TIMEOUT, self.password())
             .and_then(|mut p| p.call(&["CLUSTER", "SLOTS"]))
-            .map_err(|e| DemoError::io(format!("127.0.0.1:{entry} CLUSTER SLOTS"), e))?;
-        let ranges = topology::parse_slots(&reply, false).map_err(|e| DemoError::NotReady {
+            .map_err(|e| LocalRedisError::io(format!("127.0.0.1:{entry} CLUSTER SLOTS"), e))?;
+        let ranges = topology::parse_slots(&reply, false).map_err(|e| LocalRedisError::NotReady {
             waited: Duration::ZERO,
             last_state: format!("127.0.0.1:{entry}: {e}"),
         })?;
@@ -296,7 +296,7 @@ impl LocalCluster {
 
     /// The role node `idx` reports *now* (`INFO replication`), unlike [`NodeInfo::role`] which
     /// is the role at start-up. Fails when the node does not answer within 500 ms.
-    pub fn role_now(&self, idx: usize) -> Result<Role, DemoError> {
+    pub fn role_now(&self, idx: usize) -> Result<Role, LocalRedisError> {
         let port = self.node(idx)?.port();
         let info = resp_probe::query_text(
             port,
@@ -304,7 +304,7 @@ impl LocalCluster {
             PROBE_TIMEOUT,
             self.password(),
         )
-        .map_err(|e| DemoError::io(format!("127.0.0.1:{port} INFO replication"), e))?;
+        .map_err(|e| LocalRedisError::io(format!("127.0.0.1:{port} INFO replication"), e))?;
         Ok(match info_value(&info, "role") {
             Some("master") => Role::Master,
             _ => Role::Replica,
@@ -348,20 +348,20 @@ impl LocalCluster {
 
     /// SIGKILLs node `idx` and reaps it; its directory and `nodes.conf` are kept. Does nothing if
     /// it is already killed.
-    pub fn kill(&mut self, idx: usize) -> Result<(), DemoError> {
+    pub fn kill(&mut self, idx: usize) -> Result<(), LocalRedisError> {
         self.node_mut(idx)?.kill()
     }
 
     /// Starts node `idx` again on the same port and directory (killing it first if it is still
     /// running); it rejoins the cluster from its `nodes.conf`. Returns once it answers; call
     /// [`LocalCluster::wait_ok`] to wait for the cluster to settle.
-    pub fn restart(&mut self, idx: usize) -> Result<(), DemoError> {
+    pub fn restart(&mut self, idx: usize) -> Result<(), LocalRedisError> {
         self.node_mut(idx)?.restart()
     }
 
     /// Waits until every running node reports `cluster_state:ok`, they agree on which master owns
     /// each slot, every slot's master is running, and every running replica is in sync.
-    pub fn wait_ok(&self, timeout: Duration) -> Result<(), DemoError> {
+    pub fn wait_ok(&self, timeout: Duration) -> Result<(), LocalRedisError> {
         let live: Vec<u16> = self
             .procs
             .iter()
@@ -385,7 +385,7 @@ impl LocalCluster {
     }
 
     /// Runs `redis-cli --cluster args…`, logging to `log_name` in [`LocalCluster::dir`].
-    fn cli(&self, args: &[&str], log_name: &str, timeout: Duration) -> Result<String, DemoError> {
+    fn cli(&self, args: &[&str], log_name: &str, timeout: Duration) -> Result<String, LocalRedisError> {
         cli::run(
             &self.opts.redis_cli,
             self.password(),
@@ -396,29 +396,29 @@ impl LocalCluster {
     }
 
     /// The port of the first running node: where `redis-cli --cluster` commands connect.
-    fn entry_point(&self) -> Result<u16, DemoError> {
+    fn entry_point(&self) -> Result<u16, LocalRedisError> {
         self.procs
             .iter()
             .find(|p| p.is_running())
             .map(RedisProcess::port)
-            .ok_or_else(|| DemoError::NotReady {
+            .ok_or_else(|| LocalRedisError::NotReady {
                 waited: Duration::ZERO,
                 last_state: "no node is running".into(),
             })
     }
 
-    fn node(&self, idx: usize) -> Result<&RedisProcess, DemoError> {
-        self.procs.get(idx).ok_or(DemoError::NoSuchNode {
+    fn node(&self, idx: usize) -> Result<&RedisProcess, LocalRedisError> {
+        self.procs.get(idx).ok_or(LocalRedisError::NoSuchNode {
             idx,
             count: self.procs.len(),
         })
     }
 
-    fn node_mut(&mut self, idx: usize) -> Result<&mut RedisProcess, DemoError> {
+    fn node_mut(&mut self, idx: usize) -> Result<&mut RedisProcess, LocalRedisError> {
         let count = self.procs.len();
         self.procs
             .get_mut(idx)
-            .ok_or(DemoError::NoSuchNode { idx, count })
+            .ok_or(LocalRedisError::NoSuchNode { idx, count })
     }
 }
 
@@ -432,10 +432,10 @@ impl Drop for LocalCluster {
 }
 
 /// Deletes a `nodes.conf` left by an earlier run: a node with one would not join a new cluster.
-fn remove_stale_config(node_dir: &Path) -> Result<(), DemoError> {
+fn remove_stale_config(node_dir: &Path) -> Result<(), LocalRedisError> {
     let conf = node_dir.join("nodes.conf");
     match std::fs::remove_file(&conf) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(DemoError::io(
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(LocalRedisError::io(
             format!("cannot remove stale {}", conf.display()),
             e,
         )),
@@ -463,13 +463,13 @@ fn wait_ready(
     with_replicas: bool,
     timeout: Duration,
     password: Option<&str>,
-) -> Result<Vec<SlotRange>, DemoError> {
+) -> Result<Vec<SlotRange>, LocalRedisError> {
     let started = Instant::now();
     loop {
         match topology::check(live, known_nodes, with_replicas, password) {
             Ok(view) => return Ok(view),
             Err(problems) if started.elapsed() >= timeout => {
-                return Err(DemoError::NotReady {
+                return Err(LocalRedisError::NotReady {
                     waited: started.elapsed(),
                     last_state: problems.join("\n"),
                 })
@@ -481,10 +481,10 @@ fn wait_ready(
 }
 
 /// Reads each node's id and master from its own `CLUSTER NODES` (`myself` line).
-fn node_info(ports: &[u16], password: Option<&str>) -> Result<Vec<NodeInfo>, DemoError> {
+fn node_info(ports: &[u16], password: Option<&str>) -> Result<Vec<NodeInfo>, LocalRedisError> {
     let mut selves = Vec::with_capacity(ports.len());
     for &port in ports {
-        let not_ready = |detail: String| DemoError::NotReady {
+        let not_ready = |detail: String| LocalRedisError::NotReady {
             waited: Duration::ZERO,
             last_state: format!("127.0.0.1:{port}: {detail}"),
         };
@@ -499,7 +499,7 @@ fn node_info(ports: &[u16], password: Option<&str>) -> Result<Vec<NodeInfo>, Dem
         let master = match &me.master_id {
             None => None,
             Some(id) => Some(selves.iter().position(|m| &m.id == id).ok_or_else(|| {
-                DemoError::NotReady {
+                LocalRedisError::NotReady {
                     waited: Duration::ZERO,
                     last_state: format!("127.0.0.1:{port} replicates unknown node {id}"),
                 }

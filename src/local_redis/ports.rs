@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::error::DemoError;
+use super::error::LocalRedisError;
 
 /// First port of the range we hand out.
 const RANGE_START: u32 = 20_000;
@@ -33,7 +33,7 @@ static START: OnceLock<u32> = OnceLock::new();
 
 /// A free loopback TCP port `p`: `p` (and `p + 10000` when `with_bus`, for cluster nodes) can be
 /// bound now. Never returns the same port twice within this process (until the range wraps).
-pub fn free_port(with_bus: bool) -> Result<u16, DemoError> {
+pub fn free_port(with_bus: bool) -> Result<u16, LocalRedisError> {
     let start = *START.get_or_init(start_offset);
     for _ in 0..MAX_ATTEMPTS {
         let n = CURSOR.fetch_add(1, Ordering::Relaxed);
@@ -46,7 +46,7 @@ pub fn free_port(with_bus: bool) -> Result<u16, DemoError> {
             return Ok(port);
         }
     }
-    Err(DemoError::NoFreePort {
+    Err(LocalRedisError::NoFreePort {
         attempts: MAX_ATTEMPTS,
     })
 }

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::error::DemoError;
+use super::error::LocalRedisError;
 use super::ports::{self, BUS_OFFSET};
 use super::resp_probe;
 use crate::topology::discovery::info_value;
@@ -119,7 +119,7 @@ pub(crate) struct RedisProcess {
 impl RedisProcess {
     /// Starts a server and waits until it answers. With `auto_port`, a port found taken at bind
     /// time is replaced by a fresh one from [`ports::free_port`] (a few times) instead of failing.
-    pub(crate) fn start(spec: NodeSpec, auto_port: bool) -> Result<RedisProcess, DemoError> {
+    pub(crate) fn start(spec: NodeSpec, auto_port: bool) -> Result<RedisProcess, LocalRedisError> {
         let with_bus = spec.cluster_node_timeout_ms.is_some();
         let mut proc = RedisProcess {
             spec,
@@ -157,7 +157,7 @@ impl RedisProcess {
 
     /// (Re)spawns the server on the same port and directory, killing the old child first if it
     /// is still running, and waits until it answers. On failure nothing is left running.
-    pub(crate) fn restart(&mut self) -> Result<(), DemoError> {
+    pub(crate) fn restart(&mut self) -> Result<(), LocalRedisError> {
         self.kill()?;
         self.spawn()?;
         let ready = self.wait_ready(START_TIMEOUT);
@@ -169,7 +169,7 @@ impl RedisProcess {
     }
 
     /// SIGKILLs and reaps the child. Does nothing when it is not running.
-    pub(crate) fn kill(&mut self) -> Result<(), DemoError> {
+    pub(crate) fn kill(&mut self) -> Result<(), LocalRedisError> {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
@@ -177,10 +177,10 @@ impl RedisProcess {
         // `kill` on a child that already exited (but is not reaped) returns Ok.
         child
             .kill()
-            .map_err(|e| DemoError::io(format!("cannot kill redis-server on port {port}"), e))?;
+            .map_err(|e| LocalRedisError::io(format!("cannot kill redis-server on port {port}"), e))?;
         child
             .wait()
-            .map_err(|e| DemoError::io(format!("cannot reap redis-server on port {port}"), e))?;
+            .map_err(|e| LocalRedisError::io(format!("cannot reap redis-server on port {port}"), e))?;
         Ok(())
     }
 
@@ -189,9 +189,9 @@ impl RedisProcess {
         tail(&self.log_path(), self.log_offset).unwrap_or_else(|e| format!("(no log: {e})"))
     }
 
-    /// A [`DemoError::StartFailed`] for this server.
-    pub(crate) fn start_failed(&self, reason: impl Into<String>) -> DemoError {
-        DemoError::StartFailed {
+    /// A [`LocalRedisError::StartFailed`] for this server.
+    pub(crate) fn start_failed(&self, reason: impl Into<String>) -> LocalRedisError {
+        LocalRedisError::StartFailed {
             port: self.spec.port,
             reason: reason.into(),
             log: self.log_path(),
@@ -211,20 +211,20 @@ impl RedisProcess {
         taken || self.log_tail().contains("Address already in use")
     }
 
-    fn spawn(&mut self) -> Result<(), DemoError> {
+    fn spawn(&mut self) -> Result<(), LocalRedisError> {
         let log_path = self.log_path();
         let log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log_path)
-            .map_err(|e| DemoError::io(format!("cannot open {}", log_path.display()), e))?;
+            .map_err(|e| LocalRedisError::io(format!("cannot open {}", log_path.display()), e))?;
         self.log_offset = log
             .metadata()
-            .map_err(|e| DemoError::io(format!("cannot stat {}", log_path.display()), e))?
+            .map_err(|e| LocalRedisError::io(format!("cannot stat {}", log_path.display()), e))?
             .len();
         let log_err = log
             .try_clone()
-            .map_err(|e| DemoError::io(format!("cannot dup {}", log_path.display()), e))?;
+            .map_err(|e| LocalRedisError::io(format!("cannot dup {}", log_path.display()), e))?;
 
         let mut cmd = Command::new(&self.spec.binary);
         cmd.args(self.spec.args())
@@ -234,13 +234,13 @@ impl RedisProcess {
         detach(&mut cmd);
         let child = cmd
             .spawn()
-            .map_err(|e| DemoError::spawn(&self.spec.binary, e))?;
+            .map_err(|e| LocalRedisError::spawn(&self.spec.binary, e))?;
         self.child = Some(child);
         Ok(())
     }
 
     /// Polls until the server answers `INFO server` with our child's pid.
-    fn wait_ready(&mut self, timeout: Duration) -> Result<(), DemoError> {
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), LocalRedisError> {
         let deadline = Instant::now() + timeout;
         let mut last;
         loop {
@@ -254,7 +254,7 @@ impl RedisProcess {
                     return Err(self.start_failed(format!("exited with {status}")));
                 }
                 Ok(None) => {}
-                Err(e) => return Err(DemoError::io("cannot poll redis-server", e)),
+                Err(e) => return Err(LocalRedisError::io("cannot poll redis-server", e)),
             }
             match resp_probe::query_text(
                 self.spec.port,

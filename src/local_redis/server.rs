@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::error::DemoError;
+use super::error::LocalRedisError;
 use super::ports;
 use super::process::{NodeSpec, RedisProcess};
 use super::scratch::ScratchDir;
@@ -41,7 +41,7 @@ pub struct RedisServer {
 
 impl RedisServer {
     /// Starts the server and waits until it answers.
-    pub fn start(opts: ServerOptions) -> Result<RedisServer, DemoError> {
+    pub fn start(opts: ServerOptions) -> Result<RedisServer, LocalRedisError> {
         let dir = ScratchDir::new(opts.dir, "slotgate-redis")?;
         let (port, auto_port) = match opts.port {
             Some(p) => (p, false),
@@ -81,13 +81,13 @@ impl RedisServer {
     }
 
     /// SIGKILLs the server and reaps it. Does nothing if it is not running.
-    pub fn kill(&mut self) -> Result<(), DemoError> {
+    pub fn kill(&mut self) -> Result<(), LocalRedisError> {
         self.process.kill()
     }
 
     /// Starts the server again on the same port and directory (killing it first if it is still
     /// running) and waits until it answers. Data is lost: there is no persistence.
-    pub fn restart(&mut self) -> Result<(), DemoError> {
+    pub fn restart(&mut self) -> Result<(), LocalRedisError> {
         self.process.restart()
     }
 }
@@ -128,10 +128,10 @@ pub struct SentinelOptions {
 
 impl SentinelServer {
     /// Starts a sentinel on a free port and waits until it answers.
-    pub fn start(opts: &SentinelOptions) -> Result<SentinelServer, DemoError> {
+    pub fn start(opts: &SentinelOptions) -> Result<SentinelServer, LocalRedisError> {
         let dir = ScratchDir::new(None, "slotgate-sentinel")?;
         let (host, port) = opts.master.rsplit_once(':').ok_or_else(|| {
-            DemoError::io("sentinel master", std::io::Error::other("not HOST:PORT"))
+            LocalRedisError::io("sentinel master", std::io::Error::other("not HOST:PORT"))
         })?;
         let name = &opts.master_name;
         let config = dir.path().join("sentinel.conf");
@@ -149,7 +149,7 @@ impl SentinelServer {
             None => text,
         };
         std::fs::write(&config, text)
-            .map_err(|e| DemoError::io(format!("cannot write {}", config.display()), e))?;
+            .map_err(|e| LocalRedisError::io(format!("cannot write {}", config.display()), e))?;
         let spec = NodeSpec {
             port: ports::free_port(false)?,
             dir: dir.path().to_path_buf(),

@@ -1,5 +1,5 @@
-//! Local Redis processes for the demo mode and the test harness: a throwaway Redis Cluster or
-//! standalone servers on loopback.
+//! Local Redis processes, for the `demo` subcommand and the test harness (the proxy never uses
+//! them): a throwaway Redis Cluster or standalone servers on loopback.
 //!
 //! Owns: spawning `redis-server` children (logs in their own directory, killed on `Drop`),
 //! creating a cluster with `redis-cli --cluster create`, and waiting until it is really usable;
@@ -26,6 +26,6 @@ mod server;
 mod topology;
 
 pub use cluster::{ClusterOptions, LocalCluster, NodeInfo, Role};
-pub use error::DemoError;
+pub use error::LocalRedisError;
 pub use ports::free_port;
 pub use server::{RedisServer, SentinelOptions, SentinelServer, ServerOptions};

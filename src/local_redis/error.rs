@@ -1,4 +1,4 @@
-//! The one error type of the launcher, [`DemoError`].
+//! The one error type of the launcher, [`LocalRedisError`].
 //!
 //! Messages are written for a person at a terminal: they say what failed, on which port, and carry
 //! the tail of the relevant log so a failed start can be diagnosed without digging.
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 /// Why starting, stopping or probing local Redis processes failed.
 #[derive(Debug, thiserror::Error)]
-pub enum DemoError {
+pub enum LocalRedisError {
     /// A Redis binary could not be executed because it does not exist.
     #[error(
         "{} not found: install it with `apt-get install -y redis-server redis-tools`",
@@ -89,23 +89,23 @@ pub enum DemoError {
     },
 }
 
-impl DemoError {
+impl LocalRedisError {
     /// Wraps an I/O error with what was being done.
-    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> DemoError {
-        DemoError::Io {
+    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> LocalRedisError {
+        LocalRedisError::Io {
             context: context.into(),
             source,
         }
     }
 
-    /// Maps a failed `spawn` to [`DemoError::RedisNotFound`] when the program is missing.
-    pub(crate) fn spawn(binary: &std::path::Path, source: io::Error) -> DemoError {
+    /// Maps a failed `spawn` to [`LocalRedisError::RedisNotFound`] when the program is missing.
+    pub(crate) fn spawn(binary: &std::path::Path, source: io::Error) -> LocalRedisError {
         if source.kind() == io::ErrorKind::NotFound {
-            DemoError::RedisNotFound {
+            LocalRedisError::RedisNotFound {
                 binary: binary.to_path_buf(),
             }
         } else {
-            DemoError::io(format!("cannot run {}", binary.display()), source)
+            LocalRedisError::io(format!("cannot run {}", binary.display()), source)
         }
     }
 }
