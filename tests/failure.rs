@@ -256,7 +256,10 @@ async fn fast_then_paused_in_one_read(reply_hold_ms: Option<u64>) -> (Duration, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_seed_at_startup_is_skipped() {
     let cluster = slotgate::local_redis::LocalCluster::start(ClusterOptions::default()).unwrap();
-    let dead = format!("127.0.0.1:{}", slotgate::local_redis::free_port(false).unwrap());
+    let dead = format!(
+        "127.0.0.1:{}",
+        slotgate::local_redis::free_port(false).unwrap()
+    );
     let mut seeds = vec![dead];
     seeds.extend(cluster.seeds().into_iter().take(1));
     let proxy = Proxy::start(common::proxy_config(seeds)).expect("one live seed is enough");
@@ -271,7 +274,12 @@ async fn a_dead_seed_at_startup_is_skipped() {
 #[test]
 fn no_seed_answering_is_a_clear_startup_error() {
     let dead: Vec<String> = (0..2)
-        .map(|_| format!("127.0.0.1:{}", slotgate::local_redis::free_port(false).unwrap()))
+        .map(|_| {
+            format!(
+                "127.0.0.1:{}",
+                slotgate::local_redis::free_port(false).unwrap()
+            )
+        })
         .collect();
     let err = Proxy::start(common::proxy_config(dead.clone()))
         .err()

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use redis::Commands;
-use slotgate::local_redis::{ClusterOptions, LocalRedisError, LocalCluster, RedisServer, Role, ServerOptions};
+use slotgate::local_redis::{
+    ClusterOptions, LocalCluster, LocalRedisError, RedisServer, Role, ServerOptions,
+};
 use slotgate::slot::Slot;
 
 /// Every test must finish well within this.
@@ -263,7 +265,10 @@ fn clear_errors_for_bad_setups() {
         ..ServerOptions::default()
     })
     .unwrap_err();
-    assert!(matches!(err, LocalRedisError::RedisNotFound { .. }), "{err:?}");
+    assert!(
+        matches!(err, LocalRedisError::RedisNotFound { .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("apt-get install -y redis-server"));
 
     let err = LocalCluster::start(ClusterOptions {
@@ -271,7 +276,10 @@ fn clear_errors_for_bad_setups() {
         ..ClusterOptions::default()
     })
     .unwrap_err();
-    assert!(matches!(err, LocalRedisError::RedisNotFound { .. }), "{err:?}");
+    assert!(
+        matches!(err, LocalRedisError::RedisNotFound { .. }),
+        "{err:?}"
+    );
 
     let err = LocalCluster::start(ClusterOptions {
         masters: 2,

@@ -38,7 +38,9 @@ pub(crate) fn run<S: AsRef<str> + AsRef<std::ffi::OsStr>>(
         .stdout(out)
         .stderr(err);
     process::detach(&mut cmd);
-    let mut child = cmd.spawn().map_err(|e| LocalRedisError::spawn(redis_cli, e))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| LocalRedisError::spawn(redis_cli, e))?;
 
     let failed = |reason: String| LocalRedisError::ClusterCli {
         command: args

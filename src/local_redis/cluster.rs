@@ -283,10 +283,11 @@ impl LocalCluster {
         let reply = resp_probe::Probe::connect(entry, PROBE_TIMEOUT, self.password())
             .and_then(|mut p| p.call(&["CLUSTER", "SLOTS"]))
             .map_err(|e| LocalRedisError::io(format!("127.0.0.1:{entry} CLUSTER SLOTS"), e))?;
-        let ranges = topology::parse_slots(&reply, false).map_err(|e| LocalRedisError::NotReady {
-            waited: Duration::ZERO,
-            last_state: format!("127.0.0.1:{entry}: {e}"),
-        })?;
+        let ranges =
+            topology::parse_slots(&reply, false).map_err(|e| LocalRedisError::NotReady {
+                waited: Duration::ZERO,
+                last_state: format!("127.0.0.1:{entry}: {e}"),
+            })?;
         let mut counts = BTreeMap::new();
         for r in ranges {
             *counts.entry(r.master).or_insert(0) += usize::from(r.end - r.start) + 1;
@@ -385,7 +386,12 @@ impl LocalCluster {
     }
 
     /// Runs `redis-cli --cluster args…`, logging to `log_name` in [`LocalCluster::dir`].
-    fn cli(&self, args: &[&str], log_name: &str, timeout: Duration) -> Result<String, LocalRedisError> {
+    fn cli(
+        &self,
+        args: &[&str],
+        log_name: &str,
+        timeout: Duration,
+    ) -> Result<String, LocalRedisError> {
         cli::run(
             &self.opts.redis_cli,
             self.password(),

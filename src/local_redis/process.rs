@@ -175,12 +175,12 @@ impl RedisProcess {
         };
         let port = self.spec.port;
         // `kill` on a child that already exited (but is not reaped) returns Ok.
-        child
-            .kill()
-            .map_err(|e| LocalRedisError::io(format!("cannot kill redis-server on port {port}"), e))?;
-        child
-            .wait()
-            .map_err(|e| LocalRedisError::io(format!("cannot reap redis-server on port {port}"), e))?;
+        child.kill().map_err(|e| {
+            LocalRedisError::io(format!("cannot kill redis-server on port {port}"), e)
+        })?;
+        child.wait().map_err(|e| {
+            LocalRedisError::io(format!("cannot reap redis-server on port {port}"), e)
+        })?;
         Ok(())
     }
 
