@@ -129,3 +129,67 @@ async fn scan_walks_every_master_with_one_cursor() {
         "a stale cursor scans from the first master again"
     );
 }
+
+/// CONFIG GET is served by default: one answer where the masters agree, the proxy's own port,
+/// per-node settings from the first master, and a clear error for a disagreement asked by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_get_answers_as_one_redis() {
+    use std::collections::HashMap;
+    let setup = common::start();
+    let c = &mut setup.client().await;
+    let get = |pairs: Vec<String>| -> HashMap<String, String> {
+        pairs
+            .chunks(2)
+            .map(|p| (p[0].clone(), p[1].clone()))
+            .collect()
+    };
+    let one: Vec<String> = q(c, &["CONFIG", "GET", "maxmemory-policy"]).await.unwrap();
+    assert_eq!(one, ["maxmemory-policy", "noeviction"]);
+    let several = get(q(c, &["CONFIG", "GET", "maxmemory", "port"]).await.unwrap());
+    assert_eq!(several["maxmemory"], "0");
+    assert_eq!(
+        several["port"],
+        setup.addr().port().to_string(),
+        "the proxy's own port"
+    );
+
+    // What RedisInsight sends: every setting, none an error, the proxy seen as one Redis.
+    let all = get(q(c, &["CONFIG", "GET", "*"]).await.unwrap());
+    assert!(all.len() > 100, "{} settings", all.len());
+    assert_eq!(all["port"], setup.addr().port().to_string());
+    assert_eq!(all["cluster-enabled"], "no");
+    assert!(
+        !all["dir"].is_empty(),
+        "a per-node setting has the first master's value"
+    );
+
+    // The masters disagree: by name, an error that says so; within a pattern, an answer.
+    let port = setup.cluster.master_ports()[0];
+    let mut direct = common::client(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let _: () = q(
+        &mut direct,
+        &["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"],
+    )
+    .await
+    .unwrap();
+    let err = q::<Vec<String>>(c, &["CONFIG", "GET", "maxmemory-policy"])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the masters differ on 'maxmemory-policy': 'noeviction' on 2 of 3, 'allkeys-lru' on 1 of 3")
+            || err.contains("the masters differ on 'maxmemory-policy': 'allkeys-lru' on 1 of 3, 'noeviction' on 2 of 3"),
+        "{err}"
+    );
+    let pattern = get(q(c, &["CONFIG", "GET", "maxmemory-*"]).await.unwrap());
+    assert!(
+        ["noeviction", "allkeys-lru"].contains(&pattern["maxmemory-policy"].as_str()),
+        "{pattern:?}"
+    );
+    // CONFIG SET stays opt-in.
+    let refused = q::<()>(c, &["CONFIG", "SET", "maxmemory-policy", "noeviction"])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("commands.allow_admin"), "{refused}");
+}

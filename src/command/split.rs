@@ -52,6 +52,13 @@ pub enum MergeRule {
         /// The part looked at first.
         start: usize,
     },
+    /// CONFIG GET: the masters' settings merged ([`super::config_get`]).
+    ConfigGet {
+        /// Every pattern names one setting exactly (a disagreement is then an error).
+        exact: bool,
+        /// The proxy port the client is connected to (answered for `port`).
+        port: u16,
+    },
 }
 
 /// Low bits of a proxy SCAN cursor that name the master.
@@ -129,6 +136,11 @@ pub fn fan_out_rule(name: &str) -> Option<MergeRule> {
         "pubsub|numpat" => MergeRule::Sum,
         "function|load" | "function|list" => MergeRule::Same,
         "function|delete" | "function|flush" | "function|restore" => MergeRule::AllOk,
+        // The session fills in the pattern kind and its port.
+        "config|get" => MergeRule::ConfigGet {
+            exact: false,
+            port: 0,
+        },
         _ => return None,
     })
 }
@@ -429,6 +441,9 @@ pub fn merge(
                 encode::integer(&mut out, flag);
             }
             out.freeze()
+        }
+        MergeRule::ConfigGet { exact, port } => {
+            super::config_get::merge(replies, exact, port, limits)
         }
         MergeRule::AnyValue { start } => {
             let n = replies.len().max(1);

@@ -52,6 +52,11 @@ pub fn array_header(out: &mut BytesMut, n: usize) {
     header(out, b'*', n);
 }
 
+/// Appends a RESP3 map header `%{n}\r\n`; the caller then appends `n` keys and values.
+pub fn map_header(out: &mut BytesMut, n: usize) {
+    header(out, b'%', n);
+}
+
 /// Appends the null array `*-1\r\n`.
 pub fn null_array(out: &mut BytesMut) {
     out.put_slice(b"*-1\r\n");

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::backend::conn::Outbound;
 use crate::command::split::{self, MergeRule, SubRequests};
-use crate::command::{self, CommandSpec, Flags};
+use crate::command::{self, config_get, CommandSpec, Flags};
 use crate::placement::Placement;
 use crate::placement::Unit;
 use crate::resp::Request;
@@ -194,6 +194,10 @@ impl Session {
                     // Start from a different master each time so every master's keys come up.
                     MergeRule::AnyValue { .. } => MergeRule::AnyValue {
                         start: self.worker.stats().next_pick() as usize,
+                    },
+                    MergeRule::ConfigGet { .. } => MergeRule::ConfigGet {
+                        exact: args[2..].iter().all(|p| config_get::is_exact_name(p)),
+                        port: self.info.local.map_or(0, |a| a.port()),
                     },
                     other => other,
                 };
@@ -688,6 +692,11 @@ fn rule_text(rule: MergeRule) -> &'static str {
         MergeRule::PairSum => "counts summed per name",
         MergeRule::Keyspace => "keys and expiries summed per database",
         MergeRule::AnyValue { .. } => "a key from a master picked at random",
+        MergeRule::ConfigGet { .. } => {
+            "one answer where they agree; the proxy's own port, `cluster-enabled no`; per-node \
+             settings (files, addresses) from the first master; a disagreement on a setting \
+             asked by name is an error naming the values, within a pattern the first master's"
+        }
     }
 }
 
