@@ -173,6 +173,10 @@ fn run(args: &RunArgs) -> Result<(), String> {
     let env = env_overrides()?;
     let config = args.config(&env)?;
     init_logging(&config.log);
+    // Before start: a SIGTERM that arrives while the proxy starts (its "ready" line and pid
+    // file already out) is then a drain, not the default action, which would leave the pid
+    // file behind.
+    let mut signals = Signals::new()?;
     let (proxy, pid_file) = start(config)?;
     // POST /reload on the admin listener reads the same file, variables and flags as SIGHUP.
     let (source, source_env) = (args.clone(), env.clone());
@@ -192,7 +196,6 @@ fn run(args: &RunArgs) -> Result<(), String> {
         }
         Err(e) => tracing::error!("config reload rejected, running configuration unchanged: {e}"),
     };
-    let mut signals = Signals::new()?;
     let first = signals.wait(&mut on_hangup)?;
     let timeout = proxy.drain_timeout();
     tracing::info!(

@@ -42,10 +42,11 @@ fn metrics_count_known_traffic_exactly() {
     let setup = common::start_with(Default::default(), with_admin);
     let admin = setup.proxy.admin_addr().expect("admin listener is on");
     let mut raw = Raw::connect(setup.addr());
-    let mut sent = 0usize;
-    let mut send = |raw: &mut Raw, args: &[&str]| {
+    // Counted in a Cell: the byte check below runs while `send` is still in use.
+    let bytes_sent = std::cell::Cell::new(0usize);
+    let send = |raw: &mut Raw, args: &[&str]| {
         let bytes = resp(args);
-        sent += bytes.len();
+        bytes_sent.set(bytes_sent.get() + bytes.len());
         raw.send(&bytes);
     };
 
@@ -175,7 +176,7 @@ fn metrics_count_known_traffic_exactly() {
     assert!(metrics.contains("slotgate_request_duration_seconds_bucket{le=\"1.048576\"}"));
 
     // Bytes: at least what was sent, and replies went back; the backends saw traffic too.
-    assert!(must(&metrics, "slotgate_client_bytes_received_total") >= sent);
+    assert!(must(&metrics, "slotgate_client_bytes_received_total") >= bytes_sent.get() as f64);
     assert!(must(&metrics, "slotgate_client_bytes_sent_total") >= (100 * 5 + 50 * 11) as f64);
     assert!(must(&metrics, "slotgate_backend_bytes_sent_total") > 0.0);
     assert!(must(&metrics, "slotgate_backend_bytes_received_total") > 0.0);
