@@ -335,75 +335,34 @@ fn proxy_families(state: &AdminState) -> Vec<Family> {
             }
         }
     }
+    let counter = |name, n| Family::single(name, Counter, Value::Int(n));
+    let gauge = |name, x| Family::single(name, Gauge, Value::Float(x));
     let mut families = vec![
-        Family::single(
-            "slotgate_client_connections",
-            Gauge,
-            Value::Float(s.clients() as f64),
-        ),
-        Family::single(
-            "slotgate_client_connections_total",
-            Counter,
-            Value::Int(s.connections_total()),
-        ),
-        Family::single(
-            "slotgate_commands_total",
-            Counter,
-            Value::Int(s.commands_total()),
-        ),
-        Family::single(
-            "slotgate_requests_retried_total",
-            Counter,
-            Value::Int(s.retried_total()),
-        ),
-        Family::single(
-            "slotgate_requests_failed_total",
-            Counter,
-            Value::Int(s.failed_total()),
-        ),
-        Family::single(
+        gauge("slotgate_client_connections", s.clients() as f64),
+        counter("slotgate_client_connections_total", s.connections_total()),
+        counter("slotgate_commands_total", s.commands_total()),
+        counter("slotgate_requests_retried_total", s.retried_total()),
+        counter("slotgate_requests_failed_total", s.failed_total()),
+        counter(
             "slotgate_client_query_buffer_limit_disconnections_total",
-            Counter,
-            Value::Int(query_limit),
+            query_limit,
         ),
-        Family::single(
+        counter(
             "slotgate_client_output_buffer_limit_disconnections_total",
-            Counter,
-            Value::Int(output_limit),
+            output_limit,
         ),
-        Family::single(
+        counter(
             "slotgate_topology_refreshes_total",
-            Counter,
-            Value::Int(state.topology.refreshes()),
+            state.topology.refreshes(),
         ),
-        Family::single(
-            "slotgate_slot_table_version",
-            Gauge,
-            Value::Float(table.version() as f64),
-        ),
-        Family::single(
-            "slotgate_slots_covered",
-            Gauge,
-            Value::Float(table.covered_units() as f64),
-        ),
-        Family::single(
-            "slotgate_backend_masters",
-            Gauge,
-            Value::Float(table.shards().len() as f64),
-        ),
+        gauge("slotgate_slot_table_version", table.version() as f64),
+        gauge("slotgate_slots_covered", table.covered_units() as f64),
+        gauge("slotgate_backend_masters", table.shards().len() as f64),
         Family::new("slotgate_backend_nodes_healthy", Gauge)
             .with(&[("role", "master")], Value::Float(f64::from(masters)))
             .with(&[("role", "replica")], Value::Float(f64::from(replicas))),
-        Family::single(
-            "slotgate_workers",
-            Gauge,
-            Value::Float(s.worker_count() as f64),
-        ),
-        Family::single(
-            "slotgate_uptime_seconds",
-            Gauge,
-            Value::Float(s.uptime_secs() as f64),
-        ),
+        gauge("slotgate_workers", s.worker_count() as f64),
+        gauge("slotgate_uptime_seconds", s.uptime_secs() as f64),
         histogram("slotgate_request_duration_seconds", &s.latency()),
         histogram("slotgate_backend_round_trip_seconds", &s.backend_latency()),
     ];

@@ -61,14 +61,10 @@ pub fn merge(replies: &[Bytes], exact: bool, port: u16, limits: &Limits) -> Byte
     // Settings in the first reply's order, then any only later masters have.
     let mut settings: Vec<(Bytes, Vec<Option<Bytes>>)> = Vec::new();
     for (master, reply) in replies.iter().enumerate() {
-        let pairs = match parse_frame(reply, limits) {
-            Ok(Frame::Array(items)) => items,
-            Ok(Frame::Map(items)) => {
-                resp3 = true;
-                items
-            }
-            _ => return unexpected(reply),
+        let Some((pairs, map)) = parse_frame(reply, limits).ok().and_then(Frame::into_pairs) else {
+            return unexpected(reply);
         };
+        resp3 |= map;
         for pair in pairs.chunks(2) {
             let (Some(name), Some(value)) = (
                 pair.first().and_then(Frame::as_bytes),

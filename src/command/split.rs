@@ -368,14 +368,12 @@ pub fn merge(
             // RESP3 answers a map of name → count, RESP2 a flat array of pairs.
             let mut map = false;
             for reply in replies {
-                let items = match parse_frame(reply, limits) {
-                    Ok(Frame::Array(items)) => items,
-                    Ok(Frame::Map(items)) => {
-                        map = true;
-                        items
-                    }
-                    _ => return unexpected(reply),
+                let Some((items, is_map)) =
+                    parse_frame(reply, limits).ok().and_then(Frame::into_pairs)
+                else {
+                    return unexpected(reply);
                 };
+                map |= is_map;
                 if items.len() % 2 != 0 || (!pairs.is_empty() && items.len() != pairs.len() * 2) {
                     return unexpected(reply);
                 }

@@ -91,6 +91,16 @@ impl Frame {
         }
     }
 
+    /// The elements of a reply made of pairs — a flat array (RESP2) or a map (RESP3) — and
+    /// whether it was a map; `None` for anything else.
+    pub fn into_pairs(self) -> Option<(Vec<Frame>, bool)> {
+        match self {
+            Frame::Array(items) => Some((items, false)),
+            Frame::Map(items) => Some((items, true)),
+            _ => None,
+        }
+    }
+
     /// The bytes of a `Bulk`, `Simple` or `Verbatim` string (a verbatim string's text).
     pub fn as_bytes(&self) -> Option<&Bytes> {
         match self {
