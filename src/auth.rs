@@ -12,8 +12,9 @@
 
 use std::sync::Arc;
 
+use crate::command::acl::{parse_rule, Rule};
 use crate::command::CommandSpec;
-use crate::config::{AuthConfig, ConfigError};
+use crate::config::AuthConfig;
 
 /// The users clients may authenticate as.
 #[derive(Debug, Default)]
@@ -30,15 +31,6 @@ pub struct User {
     password: String,
     rules: Vec<Rule>,
     key_prefixes: Vec<Vec<u8>>,
-}
-
-/// One command rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Rule {
-    /// `+name` / `-name`: a command, or `container|sub` for one subcommand.
-    Command { allow: bool, name: String },
-    /// `+@category` / `-@category` (`@all` for every command).
-    Category { allow: bool, category: String },
 }
 
 /// Why a request is not allowed, with Redis' error text.
@@ -137,26 +129,12 @@ impl Users {
 impl User {
     /// May this user run `spec`?
     pub fn may_run(&self, spec: &CommandSpec) -> bool {
-        let container = spec.name.split('|').next().unwrap_or(spec.name);
-        let mut allowed = false;
-        for rule in &self.rules {
-            match rule {
-                Rule::Command { allow, name } if name == spec.name || name == container => {
-                    allowed = *allow;
-                }
-                Rule::Category { allow, category }
-                    if category == "all"
-                        || spec
-                            .acl_categories
-                            .iter()
-                            .any(|c| c.strip_prefix('@') == Some(category)) =>
-                {
-                    allowed = *allow;
-                }
-                _ => {}
-            }
-        }
-        allowed
+        // The last rule that applies decides; nothing is allowed until a rule allows it.
+        self.rules
+            .iter()
+            .rev()
+            .find_map(|rule| rule.verdict(spec))
+            .unwrap_or(false)
     }
 
     /// Is this user held to key prefixes?
@@ -168,106 +146,6 @@ impl User {
     pub fn may_access(&self, key: &[u8]) -> bool {
         self.key_prefixes.is_empty() || self.key_prefixes.iter().any(|p| key.starts_with(p))
     }
-}
-
-/// Parse one command rule; `Err` says why it is not one.
-fn parse_rule(rule: &str) -> Result<Rule, String> {
-    let rule = rule.trim().to_ascii_lowercase();
-    match rule.as_str() {
-        "allcommands" => {
-            return Ok(Rule::Category {
-                allow: true,
-                category: "all".into(),
-            })
-        }
-        "nocommands" => {
-            return Ok(Rule::Category {
-                allow: false,
-                category: "all".into(),
-            })
-        }
-        _ => {}
-    }
-    let (allow, rest) = match rule.split_at_checked(1) {
-        Some(("+", rest)) => (true, rest),
-        Some(("-", rest)) => (false, rest),
-        _ => return Err(format!("{rule:?} must start with + or -")),
-    };
-    if let Some(category) = rest.strip_prefix('@') {
-        let known = category == "all"
-            || crate::command::all().iter().any(|c| {
-                c.acl_categories
-                    .iter()
-                    .chain(c.subcommands.iter().flat_map(|s| s.acl_categories.iter()))
-                    .any(|k| k.strip_prefix('@') == Some(category))
-            });
-        if !known {
-            return Err(format!("unknown command category @{category}"));
-        }
-        return Ok(Rule::Category {
-            allow,
-            category: category.to_string(),
-        });
-    }
-    let (base, sub) = rest.split_once('|').unwrap_or((rest, ""));
-    let known = crate::command::all().iter().any(|c| {
-        c.name == base && (sub.is_empty() || c.subcommands.iter().any(|s| s.name == rest))
-    });
-    if !known {
-        return Err(format!("unknown command {rest:?}"));
-    }
-    Ok(Rule::Command {
-        allow,
-        name: rest.to_string(),
-    })
-}
-
-/// Problems in the `[auth]` section, with their key paths.
-pub fn validate(config: &AuthConfig) -> Vec<ConfigError> {
-    let mut errors = Vec::new();
-    let mut fail = |path: String, message: String| errors.push(ConfigError { path, message });
-    for (i, user) in config.users.iter().enumerate() {
-        if user.name.is_empty() || user.name.contains(char::is_whitespace) {
-            fail(
-                format!("auth.users[{i}].name"),
-                "must be a non-empty name without spaces".into(),
-            );
-        }
-        if user.name == "default" {
-            fail(
-                format!("auth.users[{i}].name"),
-                "\"default\" is the user of auth.password; choose another name".into(),
-            );
-        }
-        if config.users[..i].iter().any(|u| u.name == user.name) {
-            fail(
-                format!("auth.users[{i}].name"),
-                format!("duplicate user {:?}", user.name),
-            );
-        }
-        if user.password.expose().is_empty() {
-            fail(
-                format!("auth.users[{i}].password"),
-                "must not be empty".into(),
-            );
-        }
-        for (j, rule) in user.commands.iter().enumerate() {
-            if let Err(message) = parse_rule(rule).map(|_| ()) {
-                fail(format!("auth.users[{i}].commands[{j}]"), message);
-            }
-        }
-    }
-    if config
-        .password
-        .as_ref()
-        .is_some_and(|p| p.expose().is_empty())
-    {
-        fail(
-            "auth.password".into(),
-            "must not be empty (omit it for no password)".into(),
-        );
-    }
-    errors
 }
 
 /// Equal bytes, compared in time that depends only on the lengths.

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::placement::KeyHash;
 use crate::slot::SLOT_COUNT;
 
+mod auth;
 mod env;
 
 pub use env::EnvOverrides;
@@ -955,7 +956,7 @@ impl Config {
             );
         }
 
-        errors.extend(crate::auth::validate(&self.auth));
+        errors.extend(auth::validate(&self.auth));
         for (i, name) in self.commands.denied_names().iter().enumerate() {
             if crate::command::lookup_full_name(name.as_bytes()).is_none() {
                 errors.push(ConfigError {

@@ -8,6 +8,7 @@
 //! What it does not own: deciding where a request goes (the router uses `keys` and the flags)
 //! or parsing RESP (requests arrive here as already split arguments).
 
+pub mod acl;
 pub mod config_get;
 mod flags;
 pub mod introspect;
