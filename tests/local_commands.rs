@@ -88,6 +88,10 @@ async fn connection_and_introspection_commands() {
         "proxy_workers:2",
         "backend_masters:3",
         "slots_covered:16384",
+        // What client libraries read: one standalone master.
+        "redis_mode:standalone",
+        "role:master",
+        "cluster_enabled:0",
     ] {
         assert!(info.contains(field), "INFO lacks {field}:\n{info}");
     }

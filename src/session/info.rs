@@ -11,6 +11,7 @@ const SECTIONS: &[(&str, bool)] = &[
     ("clients", true),
     ("stats", true),
     ("proxy", true),
+    ("replication", true),
     ("cluster", true),
     // In plain INFO only when hot keys are on (see `render`).
     ("hotkeys", false),
@@ -149,6 +150,13 @@ fn section(name: &str, worker: &WorkerContext, out: &mut String) {
                 let line = format!("key={key},count={},slot={slot},node={node}", hot.count);
                 kv(out, &format!("hotkey_{i}"), &line);
             }
+        }
+        // Clients see one master that takes writes (client libraries read `role`); the
+        // nodes' own replication is the proxy's business.
+        "replication" => {
+            out.push_str("# Replication\r\n");
+            kv(out, "role", &"master");
+            kv(out, "connected_slaves", &0);
         }
         // Clients see one standalone server: cluster support is the proxy's business.
         "cluster" => {
