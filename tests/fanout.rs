@@ -6,6 +6,7 @@ mod common;
 use common::q;
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyspace_commands_cover_every_master() {
@@ -192,4 +193,57 @@ async fn config_get_answers_as_one_redis() {
         .unwrap_err()
         .to_string();
     assert!(refused.contains("commands.allow_admin"), "{refused}");
+}
+
+/// Allowed by `commands.allow_admin`, CONFIG SET reaches every master and replica (a replica
+/// promoted later has the same settings), and a refusal names the nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_config_set_reaches_every_master_and_replica() {
+    let setup = common::start_with(Default::default(), |config| {
+        config.commands.allow_admin = vec!["CONFIG SET".into()];
+        config.cluster.refresh_interval_ms = 200;
+        common::with_admin(config);
+    });
+    let nodes = setup.cluster.nodes();
+    assert!(nodes.len() > 3, "the cluster has replicas");
+    // Replicas join the proxy's table once a refresh has seen them synced.
+    let admin = setup.proxy.admin_addr().unwrap();
+    common::eventually_blocking(
+        "every replica in the table",
+        Duration::from_secs(20),
+        || {
+            let known = common::http_json(admin, "/topology")["nodes"]
+                .as_array()
+                .map_or(0, Vec::len);
+            if known == nodes.len() {
+                Ok(())
+            } else {
+                Err(known)
+            }
+        },
+    );
+    let c = &mut setup.client().await;
+    let ok: String = q(c, &["CONFIG", "SET", "maxmemory-policy", "allkeys-lfu"])
+        .await
+        .unwrap();
+    assert_eq!(ok, "OK");
+    for node in nodes {
+        let mut direct = common::client(format!("127.0.0.1:{}", node.port).parse().unwrap()).await;
+        let got: Vec<String> = q(&mut direct, &["CONFIG", "GET", "maxmemory-policy"])
+            .await
+            .unwrap();
+        assert_eq!(got[1], "allkeys-lfu", "node {}", node.port);
+    }
+    let err = q::<String>(c, &["CONFIG", "SET", "maxmemory-policy", "no-such-policy"])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!(
+            "{} of {} nodes refused (127.0.0.1:",
+            nodes.len(),
+            nodes.len()
+        )),
+        "{err}"
+    );
 }

@@ -52,6 +52,10 @@ pub enum MergeRule {
         /// The part looked at first.
         start: usize,
     },
+    /// CONFIG SET / RESETSTAT / REWRITE listed in `commands.allow_admin`: sent to every master
+    /// and replica; `+OK` when every node said OK, else an error naming each node that
+    /// refused ([`refusals`]).
+    EveryNodeOk,
     /// CONFIG GET: the masters' settings merged ([`super::config_get`]).
     ConfigGet {
         /// Every pattern names one setting exactly (a disagreement is then an error).
@@ -143,6 +147,41 @@ pub fn fan_out_rule(name: &str) -> Option<MergeRule> {
         },
         _ => return None,
     })
+}
+
+/// Key-less admin commands that change a node's own state: listed in `commands.allow_admin`
+/// they reach every master *and* replica, so a promoted replica has the same settings.
+pub fn reaches_every_node(name: &str) -> bool {
+    matches!(name, "config|set" | "config|resetstat" | "config|rewrite")
+}
+
+/// The error for an [`MergeRule::EveryNodeOk`] request when some of `nodes` (in part order)
+/// refused it: each refusing node with its error, and that the others applied it. `None`
+/// when every node accepted.
+pub fn refusals(nodes: &[std::sync::Arc<str>], replies: &[Bytes]) -> Option<Bytes> {
+    let refused: Vec<String> = nodes
+        .iter()
+        .zip(replies)
+        .filter(|(_, reply)| reply.first() == Some(&b'-'))
+        .map(|(node, reply)| {
+            let text = String::from_utf8_lossy(&reply[1..]);
+            format!("{node}: {}", text.trim_end())
+        })
+        .collect();
+    if refused.is_empty() {
+        return None;
+    }
+    let mut out = BytesMut::new();
+    encode::error(
+        &mut out,
+        &format!(
+            "ERR slotgate: {} of {} nodes refused ({}); the others applied it",
+            refused.len(),
+            nodes.len(),
+            refused.join("; ")
+        ),
+    );
+    Some(out.freeze())
 }
 
 /// Sum INFO keyspace sections: keys and expires add up; avg_ttl is averaged weighted by the
@@ -331,7 +370,7 @@ pub fn merge(
         return error.clone();
     }
     match rule {
-        MergeRule::AllOk => Bytes::from_static(b"+OK\r\n"),
+        MergeRule::AllOk | MergeRule::EveryNodeOk => Bytes::from_static(b"+OK\r\n"),
         MergeRule::Sum => {
             let mut total: i64 = 0;
             for reply in replies {
@@ -522,6 +561,25 @@ fn unexpected(reply: &Bytes) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_name_each_node_that_refused() {
+        let nodes: Vec<std::sync::Arc<str>> = vec!["a:1".into(), "b:2".into(), "c:3".into()];
+        let ok = Bytes::from_static(b"+OK\r\n");
+        assert_eq!(
+            refusals(&nodes, &[ok.clone(), ok.clone(), ok.clone()]),
+            None
+        );
+        let no = Bytes::from_static(b"-ERR Invalid argument 'x'\r\n");
+        assert_eq!(
+            refusals(&nodes, &[ok.clone(), no, ok]).as_deref(),
+            Some(
+                &b"-ERR slotgate: 1 of 3 nodes refused (b:2: ERR Invalid argument 'x'); \
+                   the others applied it\r\n"[..]
+            )
+        );
+        assert!(reaches_every_node("config|set") && !reaches_every_node("config|get"));
+    }
 
     fn request(words: &[&str]) -> Request {
         Request::from_args(words.iter().map(|w| w.as_bytes()))

@@ -87,9 +87,15 @@ impl Session {
             (&route, spec, self.worker.settings().allow_admin.is_empty())
         {
             if admin_allowed(&self.worker.settings().allow_admin, spec) {
-                // Explicitly allowed: every master runs it; they must all answer alike.
+                // Explicitly allowed: every master runs it and they must all answer alike;
+                // a change of a node's settings reaches the replicas too.
+                let rule = if split::reaches_every_node(spec.name) {
+                    MergeRule::EveryNodeOk
+                } else {
+                    MergeRule::Same
+                };
                 route = Route::FanOut {
-                    rule: MergeRule::Same,
+                    rule,
                     readonly: false,
                 };
             }
@@ -210,14 +216,20 @@ impl Session {
                 if !readonly {
                     self.wrote_to_all(units.iter().copied());
                 }
+                let every_node = rule == MergeRule::EveryNodeOk;
+                let (masters, units) = if every_node {
+                    self.with_replicas(masters, units)
+                } else {
+                    (masters, units)
+                };
                 let (split, requests) = split::fan_out(&request, &units, rule);
                 let timed = self.queue.times_requests().then(|| request.raw().clone());
-                let merge = Merge::new(
-                    split,
-                    self.queue.reserve(),
-                    self.worker.settings().limits,
-                    timed,
-                );
+                let (reply, limits) = (self.queue.reserve(), self.worker.settings().limits);
+                let merge = if every_node {
+                    Merge::naming_nodes(split, reply, limits, timed, masters.clone())
+                } else {
+                    Merge::new(split, reply, limits, timed)
+                };
                 self.fan_out(&merge, requests, masters, readonly, now);
             }
             Route::Local(Local::Info) if super::info::wants_keyspace(&args[1..]) => {
@@ -357,6 +369,28 @@ impl Session {
         self.last_write = units.next();
         self.last_write_also.clear();
         self.last_write_also.extend(units);
+    }
+
+    /// `masters` (with the unit each serves) followed by every replica of each, with its
+    /// master's unit.
+    fn with_replicas(
+        &self,
+        mut masters: Vec<Arc<str>>,
+        mut units: Vec<Unit>,
+    ) -> (Vec<Arc<str>>, Vec<Unit>) {
+        let table = self.worker.router().table();
+        for (master, unit) in masters.clone().iter().zip(units.clone()) {
+            let replicas = table
+                .shards()
+                .iter()
+                .filter(|s| s.master == *master)
+                .flat_map(|s| s.replicas.iter().cloned());
+            for replica in replicas {
+                masters.push(replica);
+                units.push(unit);
+            }
+        }
+        (masters, units)
     }
 
     /// Every master that serves slots, in address order, and one slot each serves.
@@ -670,6 +704,13 @@ pub fn service(spec: &CommandSpec) -> (&'static str, String) {
             "fan-out",
             format!("every master, replies merged ({})", rule_text(rule)),
         ),
+        None if spec.flags.contains(Flags::ADMIN) && split::reaches_every_node(spec.name) => (
+            "refused",
+            "changes a node's settings: refused unless listed in `commands.allow_admin`, which \
+             sends it to every master and replica (OK when all accept; an error names each \
+             node that refused)"
+                .into(),
+        ),
         None if spec.flags.contains(Flags::ADMIN) => (
             "refused",
             "administers one node: refused unless listed in `commands.allow_admin`, which \
@@ -692,6 +733,9 @@ fn rule_text(rule: MergeRule) -> &'static str {
         MergeRule::PairSum => "counts summed per name",
         MergeRule::Keyspace => "keys and expiries summed per database",
         MergeRule::AnyValue { .. } => "a key from a master picked at random",
+        MergeRule::EveryNodeOk => {
+            "every master and replica; OK when all are, else the nodes that refused"
+        }
         MergeRule::ConfigGet { .. } => {
             "one answer where they agree; the proxy's own port, `cluster-enabled no`; per-node \
              settings (files, addresses) from the first master; a disagreement on a setting \

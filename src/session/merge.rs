@@ -25,6 +25,9 @@ pub struct Merge {
     prefix: Option<(String, bool)>,
     /// The client's whole request, kept when the slow log times it.
     request: Option<Bytes>,
+    /// The node of each part, when an error must name the nodes that refused
+    /// ([`MergeRule::EveryNodeOk`](split::MergeRule::EveryNodeOk)); empty otherwise.
+    nodes: Vec<std::sync::Arc<str>>,
 }
 
 impl Merge {
@@ -36,7 +39,19 @@ impl Merge {
         limits: Limits,
         request: Option<Bytes>,
     ) -> Rc<Merge> {
-        Merge::build(split, target, limits, None, request)
+        Merge::build(split, target, limits, None, request, Vec::new())
+    }
+
+    /// Like [`Merge::new`] for a request sent to each of `nodes` (part order), whose refusals
+    /// the reply names.
+    pub fn naming_nodes(
+        split: Split,
+        target: ReplyTarget,
+        limits: Limits,
+        request: Option<Bytes>,
+        nodes: Vec<std::sync::Arc<str>>,
+    ) -> Rc<Merge> {
+        Merge::build(split, target, limits, None, request, nodes)
     }
 
     /// Like [`Merge::new`] for a rule that merges into text (INFO keyspace): the client gets
@@ -48,7 +63,14 @@ impl Merge {
         prefix: String,
         resp3: bool,
     ) -> Rc<Merge> {
-        Merge::build(split, target, limits, Some((prefix, resp3)), None)
+        Merge::build(
+            split,
+            target,
+            limits,
+            Some((prefix, resp3)),
+            None,
+            Vec::new(),
+        )
     }
 
     fn build(
@@ -57,6 +79,7 @@ impl Merge {
         limits: Limits,
         prefix: Option<(String, bool)>,
         request: Option<Bytes>,
+        nodes: Vec<std::sync::Arc<str>>,
     ) -> Rc<Merge> {
         let parts = split.parts.len();
         Rc::new(Merge {
@@ -67,6 +90,7 @@ impl Merge {
             limits,
             prefix,
             request,
+            nodes,
         })
     }
 
@@ -91,13 +115,20 @@ impl Merge {
         if remaining > 0 {
             return;
         }
-        let merged = split::merge(
-            self.split.rule,
-            &self.split.parts,
-            &self.replies.borrow(),
-            self.split.keys,
-            &self.limits,
-        );
+        let refused = if self.nodes.is_empty() {
+            None
+        } else {
+            split::refusals(&self.nodes, &self.replies.borrow())
+        };
+        let merged = refused.unwrap_or_else(|| {
+            split::merge(
+                self.split.rule,
+                &self.split.parts,
+                &self.replies.borrow(),
+                self.split.keys,
+                &self.limits,
+            )
+        });
         let merged = match &self.prefix {
             Some((prefix, resp3)) if !merged.starts_with(b"-") => {
                 let mut text = prefix.clone().into_bytes();
