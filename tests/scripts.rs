@@ -6,6 +6,8 @@ mod common;
 
 use common::q;
 
+use std::time::Duration;
+
 use redis::aio::MultiplexedConnection;
 
 async fn direct(port: u16) -> MultiplexedConnection {
@@ -342,4 +344,48 @@ fn a_deeply_nested_script_reply_passes_through() {
     // And the connection is still in order.
     raw.send(b"PING\r\n");
     assert_eq!(raw.read_line(), "+PONG\r\n");
+}
+
+/// A runaway script can be stopped through slotgate: SCRIPT KILL reaches its node on a
+/// connection of its own (the node does not read the script's connection), the script's
+/// client gets Redis' "killed" error, and with nothing running the answer is NOTBUSY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_kill_stops_a_runaway_script() {
+    let setup = common::start();
+    // Redis takes SCRIPT KILL once a script has run this long (default 5 s).
+    for port in setup.cluster.master_ports() {
+        let _: () = q(
+            &mut direct(port).await,
+            &["CONFIG", "SET", "busy-reply-threshold", "100"],
+        )
+        .await
+        .unwrap();
+    }
+    let mut runaway = setup.client().await;
+    let script =
+        tokio::spawn(
+            async move { q::<()>(&mut runaway, &["EVAL", "while true do end", "0"]).await },
+        );
+    let c = &mut setup.client().await;
+    common::eventually(
+        "SCRIPT KILL to find the script",
+        Duration::from_secs(10),
+        async || q::<String>(c, &["SCRIPT", "KILL"]).await,
+    )
+    .await;
+    let killed = script.await.unwrap().unwrap_err().to_string();
+    assert!(
+        killed.contains("Script killed by user with SCRIPT KILL"),
+        "{killed}"
+    );
+    let none = q::<String>(c, &["SCRIPT", "KILL"])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(none.contains("No scripts in execution right now"), "{none}");
+    let none = q::<String>(c, &["FUNCTION", "KILL"])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(none.contains("No scripts in execution right now"), "{none}");
 }

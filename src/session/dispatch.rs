@@ -620,6 +620,11 @@ pub fn service(spec: &CommandSpec) -> (&'static str, String) {
                  write on each master it touched, answering the smallest count"
             }
             Pinned::Reset => "ends the transaction, the WATCH and every subscription",
+            Pinned::Exclusive(Exclusive::Kill) => {
+                "to every master on a connection of its own (a busy node does not read the \
+                 script's connection): OK when one killed a script, else UNKILLABLE or NOTBUSY \
+                 as Redis answers"
+            }
             _ => {
                 "transaction: queued by the proxy, run as MULTI…EXEC in one write on a dedicated \
                  connection to the slot's master; commands must share one slot"
@@ -770,6 +775,7 @@ fn pinned_by_name(name: &str) -> Option<Pinned> {
         "unwatch" => Pinned::Unwatch,
         "reset" => Pinned::Reset,
         "wait" => Pinned::Exclusive(Exclusive::Wait),
+        "script|kill" | "function|kill" => Pinned::Exclusive(Exclusive::Kill),
         _ => return None,
     })
 }

@@ -18,6 +18,7 @@ mod cluster_view;
 mod context;
 mod dispatch;
 pub mod info;
+mod kill;
 mod limits;
 mod local;
 mod merge;

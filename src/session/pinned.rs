@@ -84,6 +84,8 @@ pub(super) enum Exclusive {
     Wait,
     /// SCAN, which may walk over several masters in one call.
     Scan,
+    /// SCRIPT KILL / FUNCTION KILL, on connections of their own to every master.
+    Kill,
 }
 
 /// A transaction being queued, between MULTI and EXEC.
@@ -223,7 +225,9 @@ impl Session {
             | Route::FanOut { .. }
             | Route::Scan
             | Route::Sub(_)
-            | Route::Pinned(Pinned::Exclusive(Exclusive::Wait | Exclusive::Scan)) => {
+            | Route::Pinned(Pinned::Exclusive(
+                Exclusive::Wait | Exclusive::Scan | Exclusive::Kill,
+            )) => {
                 tx.failed = true;
                 let name = request
                     .args()
@@ -255,6 +259,7 @@ impl Session {
                 super::wait::wait(&self.worker, &wrote, &request.args()).await
             }
             Exclusive::Scan => super::scan::scan(&self.worker, &request.args()).await,
+            Exclusive::Kill => super::kill::kill(&self.worker, request.raw()).await,
         }
     }
 
