@@ -121,6 +121,20 @@ fn render(value: &Value) -> String {
     }
 }
 
+/// `reply` with its members sorted when `command` answers a set (SMEMBERS, SUNION, SINTER):
+/// a set's order is the server's business, and differs between one Redis and several.
+fn unordered(command: &Command, reply: Reply) -> Reply {
+    let name = command.0.first().map(|n| n.to_ascii_uppercase());
+    let is_set = matches!(name.as_deref(), Some(b"SMEMBERS" | b"SUNION" | b"SINTER"));
+    match reply {
+        Ok(Value::Array(mut members)) if is_set => {
+            members.sort_by_key(render);
+            Ok(Value::Array(members))
+        }
+        other => other,
+    }
+}
+
 /// `"CODE detail"` of an error reply, as a client would print it.
 fn error_line(value: &Value) -> Option<String> {
     match value {
@@ -181,8 +195,8 @@ impl Oracle {
     /// Sends `command` to both; panics, naming `context`, unless the replies are identical.
     /// Returns the (common) reply.
     async fn check(&mut self, command: &Command, context: &str) -> Value {
-        let proxy = send(&mut self.proxy, command).await;
-        let single = send(&mut self.single, command).await;
+        let proxy = unordered(command, send(&mut self.proxy, command).await);
+        let single = unordered(command, send(&mut self.single, command).await);
         assert!(
             proxy == single,
             "slotgate and a single Redis disagree ({context})\n  command:  {command}\n  \
@@ -218,6 +232,14 @@ impl Oracle {
             n,
             "slotgate gave one reply per command ({context})"
         );
+        let sorted = |replies: Vec<Value>| -> Vec<Value> {
+            replies
+                .into_iter()
+                .zip(commands)
+                .map(|(reply, command)| unordered(command, Ok(reply)).expect("a reply"))
+                .collect()
+        };
+        let (proxy, single) = (sorted(proxy), sorted(single));
         let differing: Vec<usize> = (0..n).filter(|&i| proxy[i] != single[i]).collect();
         if let Some(&i) = differing.first() {
             panic!(
@@ -274,6 +296,9 @@ enum Kind {
     Str,
     /// Written by LPUSH: MGET answers nil for it, DEL/EXISTS/TOUCH count it.
     List,
+    /// Written by SADD; SUNION and SINTER read it (and meet the other kinds: WRONGTYPE, or
+    /// a missing key's empty set).
+    Set,
     /// Never written: always missing.
     Ghost,
 }
@@ -303,11 +328,15 @@ impl Pool {
         for i in 0..6 {
             add(format!("mk:ghost:{i}"), Kind::Ghost);
         }
+        for i in 0..6 {
+            add(format!("mk:set:{i}"), Kind::Set);
+        }
         for tag in 0..5 {
             for s in 0..3 {
                 add(format!("{{mk-t{tag}}}s{s}"), Kind::Str);
             }
             add(format!("{{mk-t{tag}}}list"), Kind::List);
+            add(format!("{{mk-t{tag}}}set"), Kind::Set);
             add(format!("{{mk-t{tag}}}ghost"), Kind::Ghost);
         }
         let mut by_slot: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
@@ -430,7 +459,28 @@ impl Generator {
 
     fn next_command(&mut self) -> Command {
         let any = |_: Kind| true;
-        match self.rng.gen_range(0..100) {
+        match self.rng.gen_range(0..112) {
+            100..=103 => {
+                let key = self.one_key(|k| k == Kind::Set);
+                let mut command = Command::new("SADD").arg(key);
+                // Few distinct members, so unions overlap and intersections are not empty.
+                for _ in 0..self.rng.gen_range(1..=4) {
+                    command = command.arg(format!("m{}", self.rng.gen_range(0..8)));
+                }
+                command
+            }
+            104..=111 => {
+                let name = if self.rng.gen_bool(0.5) {
+                    "SUNION"
+                } else {
+                    "SINTER"
+                };
+                // Mostly sets; sometimes a missing key, rarely another type (WRONGTYPE).
+                let others = self.rng.gen_bool(0.15);
+                self.multi(name, 5, |k| {
+                    k == Kind::Set || k == Kind::Ghost || (others && k == Kind::Str)
+                })
+            }
             0..=21 => self.multi("MGET", 12, any),
             22..=35 => {
                 // Mostly string keys; sometimes a list gets overwritten, as MSET may do.
@@ -489,6 +539,11 @@ async fn compare_state(oracle: &mut Oracle, pool: &Pool, context: &str) {
             Value::SimpleString(t) if t == "list" => {
                 oracle
                     .check(&Command::of(&["LRANGE", name, "0", "-1"]), context)
+                    .await;
+            }
+            Value::SimpleString(t) if t == "set" => {
+                oracle
+                    .check(&Command::of(&["SMEMBERS", name]), context)
                     .await;
             }
             Value::SimpleString(t) if t == "none" => {}

@@ -34,6 +34,12 @@ pub enum MergeRule {
     Sum,
     /// KEYS: the parts' arrays are concatenated.
     Concat,
+    /// SUNION across slots: each part answers its keys' union; the parts' members once each.
+    SetUnion,
+    /// SINTER across slots: each part answers its keys' intersection; the members in every
+    /// part's answer (a missing key is an empty set, so the answer is empty; WRONGTYPE from
+    /// any part is the answer, as one Redis checks every key's type first).
+    SetInter,
     /// PUBSUB CHANNELS: the parts' arrays are concatenated, each element once.
     Union,
     /// PUBSUB NUMSUB: arrays of `name, count` pairs, counts summed pair by pair.
@@ -122,6 +128,8 @@ pub fn rule_of(name: &str) -> Option<(MergeRule, usize)> {
         "mget" => (MergeRule::Values, 1),
         "mset" => (MergeRule::AllOk, 2),
         "del" | "unlink" | "exists" | "touch" => (MergeRule::Sum, 1),
+        "sunion" => (MergeRule::SetUnion, 1),
+        "sinter" => (MergeRule::SetInter, 1),
         _ => return None,
     })
 }
@@ -399,6 +407,48 @@ pub fn merge(
             encode::array_header(&mut out, items.len());
             for item in items {
                 item.encode(&mut out);
+            }
+            out.freeze()
+        }
+        MergeRule::SetUnion | MergeRule::SetInter => {
+            // RESP3 answers a set, RESP2 an array.
+            let mut set_reply = false;
+            let mut parts: Vec<Vec<Frame>> = Vec::with_capacity(replies.len());
+            for reply in replies {
+                match parse_frame(reply, limits) {
+                    Ok(Frame::Array(members)) => parts.push(members),
+                    Ok(Frame::Set(members)) => {
+                        set_reply = true;
+                        parts.push(members);
+                    }
+                    _ => return unexpected(reply),
+                }
+            }
+            let members: Vec<Frame> = if rule == MergeRule::SetUnion {
+                let mut seen = std::collections::HashSet::new();
+                parts
+                    .into_iter()
+                    .flatten()
+                    .filter(|m| seen.insert(m.clone()))
+                    .collect()
+            } else {
+                let others: Vec<std::collections::HashSet<&Frame>> =
+                    parts.iter().skip(1).map(|p| p.iter().collect()).collect();
+                let first = parts.first().map(Vec::as_slice).unwrap_or_default();
+                first
+                    .iter()
+                    .filter(|m| others.iter().all(|o| o.contains(m)))
+                    .cloned()
+                    .collect()
+            };
+            let mut out = BytesMut::new();
+            if set_reply {
+                encode::set_header(&mut out, members.len());
+            } else {
+                encode::array_header(&mut out, members.len());
+            }
+            for member in members {
+                member.encode(&mut out);
             }
             out.freeze()
         }

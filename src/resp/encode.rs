@@ -52,6 +52,11 @@ pub fn array_header(out: &mut BytesMut, n: usize) {
     header(out, b'*', n);
 }
 
+/// Appends a RESP3 set header `~{n}\r\n`; the caller then appends the `n` members.
+pub fn set_header(out: &mut BytesMut, n: usize) {
+    header(out, b'~', n);
+}
+
 /// Appends a RESP3 map header `%{n}\r\n`; the caller then appends `n` keys and values.
 pub fn map_header(out: &mut BytesMut, n: usize) {
     header(out, b'%', n);

@@ -735,6 +735,8 @@ fn rule_text(rule: MergeRule) -> &'static str {
         MergeRule::Same => "the same answer from all",
         MergeRule::AllOf => "true only where true on every master",
         MergeRule::Union => "concatenated, duplicates removed",
+        MergeRule::SetUnion => "each slot's union, then their union (a snapshot per node, not atomic across them)",
+        MergeRule::SetInter => "each slot's intersection, then their intersection (a snapshot per node, not atomic across them)",
         MergeRule::PairSum => "counts summed per name",
         MergeRule::Keyspace => "keys and expiries summed per database",
         MergeRule::AnyValue { .. } => "a key from a master picked at random",
