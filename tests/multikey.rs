@@ -125,7 +125,10 @@ fn render(value: &Value) -> String {
 /// a set's order is the server's business, and differs between one Redis and several.
 fn unordered(command: &Command, reply: Reply) -> Reply {
     let name = command.0.first().map(|n| n.to_ascii_uppercase());
-    let is_set = matches!(name.as_deref(), Some(b"SMEMBERS" | b"SUNION" | b"SINTER"));
+    let is_set = matches!(
+        name.as_deref(),
+        Some(b"SMEMBERS" | b"SUNION" | b"SINTER" | b"SDIFF")
+    );
     match reply {
         Ok(Value::Array(mut members)) if is_set => {
             members.sort_by_key(render);
@@ -470,11 +473,7 @@ impl Generator {
                 command
             }
             104..=111 => {
-                let name = if self.rng.gen_bool(0.5) {
-                    "SUNION"
-                } else {
-                    "SINTER"
-                };
+                let name = ["SUNION", "SINTER", "SDIFF"][self.rng.gen_range(0..3)];
                 // Mostly sets; sometimes a missing key, rarely another type (WRONGTYPE).
                 let others = self.rng.gen_bool(0.15);
                 self.multi(name, 5, |k| {

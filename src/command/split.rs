@@ -36,6 +36,10 @@ pub enum MergeRule {
     Concat,
     /// SUNION across slots: each part answers its keys' union; the parts' members once each.
     SetUnion,
+    /// SDIFF across slots: the part holding the first key answers SDIFF of its keys (the first
+    /// key first), every other part SUNION of its keys; the answer is the first part's members
+    /// that no other part has.
+    SetDiff,
     /// SINTER across slots: each part answers its keys' intersection; the members in every
     /// part's answer (a missing key is an empty set, so the answer is empty; WRONGTYPE from
     /// any part is the answer, as one Redis checks every key's type first).
@@ -130,6 +134,7 @@ pub fn rule_of(name: &str) -> Option<(MergeRule, usize)> {
         "del" | "unlink" | "exists" | "touch" => (MergeRule::Sum, 1),
         "sunion" => (MergeRule::SetUnion, 1),
         "sinter" => (MergeRule::SetInter, 1),
+        "sdiff" => (MergeRule::SetDiff, 1),
         _ => return None,
     })
 }
@@ -319,9 +324,15 @@ pub fn split(
             }
         }
     }
+    // SDIFF: only the first part (it holds the first key) subtracts; the others unite.
+    const SUNION: &[u8] = b"$6\r\nSUNION\r\n";
     let requests = groups
         .iter()
-        .map(|(_, positions)| encode_part(request, key_indices, positions, per_key))
+        .enumerate()
+        .map(|(i, (_, positions))| {
+            let name = (rule == MergeRule::SetDiff && i > 0).then_some(SUNION);
+            encode_part(request, name, key_indices, positions, per_key)
+        })
         .collect();
     let parts = groups
         .into_iter()
@@ -339,11 +350,12 @@ pub fn split(
 /// the request's own encoded bytes, copied.
 fn encode_part(
     request: &Request,
+    name: Option<&[u8]>,
     key_indices: &[usize],
     positions: &[usize],
     per_key: usize,
 ) -> Bytes {
-    let name = request.encoded_args(0..1).unwrap_or_default();
+    let name = name.unwrap_or_else(|| request.encoded_args(0..1).unwrap_or_default());
     let runs: SmallVec<[&[u8]; 8]> = positions
         .iter()
         .filter_map(|&p| {
@@ -410,7 +422,7 @@ pub fn merge(
             }
             out.freeze()
         }
-        MergeRule::SetUnion | MergeRule::SetInter => {
+        MergeRule::SetUnion | MergeRule::SetInter | MergeRule::SetDiff => {
             // RESP3 answers a set, RESP2 an array.
             let mut set_reply = false;
             let mut parts: Vec<Vec<Frame>> = Vec::with_capacity(replies.len());
@@ -435,11 +447,11 @@ pub fn merge(
                 let others: Vec<std::collections::HashSet<&Frame>> =
                     parts.iter().skip(1).map(|p| p.iter().collect()).collect();
                 let first = parts.first().map(Vec::as_slice).unwrap_or_default();
-                first
-                    .iter()
-                    .filter(|m| others.iter().all(|o| o.contains(m)))
-                    .cloned()
-                    .collect()
+                let wanted = |m: &&Frame| match rule {
+                    MergeRule::SetDiff => !others.iter().any(|o| o.contains(m)),
+                    _ => others.iter().all(|o| o.contains(m)),
+                };
+                first.iter().filter(wanted).cloned().collect()
             };
             let mut out = BytesMut::new();
             if set_reply {

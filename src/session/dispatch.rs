@@ -737,6 +737,7 @@ fn rule_text(rule: MergeRule) -> &'static str {
         MergeRule::Union => "concatenated, duplicates removed",
         MergeRule::SetUnion => "each slot's union, then their union (a snapshot per node, not atomic across them)",
         MergeRule::SetInter => "each slot's intersection, then their intersection (a snapshot per node, not atomic across them)",
+        MergeRule::SetDiff => "the first key's slot answers its difference, the others their union; the first without the rest (a snapshot per node)",
         MergeRule::PairSum => "counts summed per name",
         MergeRule::Keyspace => "keys and expiries summed per database",
         MergeRule::AnyValue { .. } => "a key from a master picked at random",
