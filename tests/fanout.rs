@@ -247,3 +247,51 @@ async fn allowed_config_set_reaches_every_master_and_replica() {
         "{err}"
     );
 }
+
+/// INFO commandstats and errorstats are the masters' summed, as one Redis would count them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_commandstats_and_errorstats_sum_the_masters() {
+    let setup = common::start();
+    let c = &mut setup.client().await;
+    for i in 0..30 {
+        let _: () = q(c, &["SET", &format!("is:{i}"), "v"]).await.unwrap();
+    }
+    for i in 0..3 {
+        let _ = q::<()>(c, &["LPUSH", &format!("is:{i}"), "x"])
+            .await
+            .unwrap_err();
+    }
+    // The masters' own counts, summed by hand.
+    let field = |text: &str, line: &str, name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(line))
+            .and_then(|rest| {
+                rest.split(',')
+                    .find_map(|f| f.strip_prefix(name)?.strip_prefix('=')?.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    let (mut sets, mut wrongtype) = (0, 0);
+    for port in setup.cluster.master_ports() {
+        let mut direct = common::client(format!("127.0.0.1:{port}").parse().unwrap()).await;
+        let text: String = q(&mut direct, &["INFO", "commandstats", "errorstats"])
+            .await
+            .unwrap();
+        sets += field(&text, "cmdstat_set:", "calls");
+        wrongtype += field(&text, "errorstat_WRONGTYPE:", "count");
+    }
+    assert!(sets >= 30 && wrongtype >= 3, "{sets} {wrongtype}");
+    let info: String = q(c, &["INFO", "commandstats", "errorstats"]).await.unwrap();
+    assert_eq!(field(&info, "cmdstat_set:", "calls"), sets, "{info}");
+    assert_eq!(
+        field(&info, "errorstat_WRONGTYPE:", "count"),
+        wrongtype,
+        "{info}"
+    );
+    assert!(info.contains("# Commandstats\r\n") && info.contains("# Errorstats\r\n"));
+    assert!(!info.contains("# Keyspace"), "only what was asked: {info}");
+    // Plain INFO has errorstats and keyspace, not commandstats (as Redis).
+    let plain: String = q(c, &["INFO"]).await.unwrap();
+    assert!(plain.contains("# Errorstats") && plain.contains("# Keyspace"));
+    assert!(!plain.contains("# Commandstats"));
+}

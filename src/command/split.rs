@@ -48,9 +48,10 @@ pub enum MergeRule {
     Union,
     /// PUBSUB NUMSUB: arrays of `name, count` pairs, counts summed pair by pair.
     PairSum,
-    /// INFO keyspace: each master's `dbN:keys=…,expires=…,avg_ttl=…` lines summed per
-    /// database. The merged result is the section's *text* (`# Keyspace\r\n…`), not RESP: the
-    /// caller embeds it in the proxy's own INFO reply.
+    /// INFO keyspace, commandstats, errorstats: each master's sections summed — per database
+    /// (`dbN:keys=…,expires=…,avg_ttl=…`), per command (`cmdstat_…`), per error code
+    /// (`errorstat_…`). The merged result is the sections' *text* (`# Keyspace\r\n…`), not
+    /// RESP: the caller embeds it in the proxy's own INFO reply.
     Keyspace,
     /// SCRIPT LOAD: every part must give the same reply, which is the reply.
     Same,
@@ -195,6 +196,102 @@ pub fn refusals(nodes: &[std::sync::Arc<str>], replies: &[Bytes]) -> Option<Byte
         ),
     );
     Some(out.freeze())
+}
+
+/// The INFO sections in `texts` (one per master) summed, in Redis' order: commandstats,
+/// errorstats, keyspace, each only when the masters answered it, separated by a blank line.
+fn sum_info_sections(texts: &[Bytes]) -> String {
+    let has = |header: &str| {
+        texts.iter().any(|t| {
+            String::from_utf8_lossy(t)
+                .lines()
+                .any(|l| l.trim_end() == header)
+        })
+    };
+    let mut sections = Vec::new();
+    if has("# Commandstats") {
+        sections.push(sum_counters(
+            texts,
+            "# Commandstats",
+            "cmdstat_",
+            |name, n| {
+                let (calls, usec) = (n[0], n[1]);
+                let per_call = if calls == 0 {
+                    0.0
+                } else {
+                    usec as f64 / calls as f64
+                };
+                format!(
+                    "{name}:calls={calls},usec={usec},usec_per_call={per_call:.2},\
+                 rejected_calls={},failed_calls={}",
+                    n[2], n[3]
+                )
+            },
+        ));
+    }
+    if has("# Errorstats") {
+        sections.push(sum_counters(
+            texts,
+            "# Errorstats",
+            "errorstat_",
+            |name, n| format!("{name}:count={}", n[0]),
+        ));
+    }
+    if has("# Keyspace") {
+        sections.push(sum_keyspaces(texts));
+    }
+    sections.join("\r\n")
+}
+
+/// The fields [`sum_counters`] adds up for a line of `prefix`, in the order it hands them on.
+fn counter_fields(prefix: &str) -> &'static [&'static str] {
+    match prefix {
+        "cmdstat_" => &["calls", "usec", "rejected_calls", "failed_calls"],
+        _ => &["count"],
+    }
+}
+
+/// One INFO section of `name: field=n,…` lines starting with `prefix` summed over `texts`,
+/// line by line, each line rendered by `line` from its summed [`counter_fields`].
+fn sum_counters(
+    texts: &[Bytes],
+    header: &str,
+    prefix: &str,
+    line: impl Fn(&str, &[u64]) -> String,
+) -> String {
+    use std::collections::BTreeMap;
+    let fields = counter_fields(prefix);
+    let mut sums: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for text in texts {
+        for l in String::from_utf8_lossy(text).lines() {
+            let Some((name, values)) = l.trim_end().split_once(':') else {
+                continue;
+            };
+            if !name.starts_with(prefix) {
+                continue;
+            }
+            let sum = sums
+                .entry(name.to_string())
+                .or_insert_with(|| vec![0; fields.len()]);
+            for pair in values.split(',') {
+                let Some((field, value)) = pair.split_once('=') else {
+                    continue;
+                };
+                if let (Some(at), Ok(n)) = (
+                    fields.iter().position(|f| *f == field),
+                    value.parse::<u64>(),
+                ) {
+                    sum[at] = sum[at].saturating_add(n);
+                }
+            }
+        }
+    }
+    let mut out = format!("{header}\r\n");
+    for (name, sum) in &sums {
+        out.push_str(&line(name, sum));
+        out.push_str("\r\n");
+    }
+    out
 }
 
 /// Sum INFO keyspace sections: keys and expires add up; avg_ttl is averaged weighted by the
@@ -508,7 +605,7 @@ pub fn merge(
                     _ => return unexpected(reply),
                 }
             }
-            Bytes::from(sum_keyspaces(&texts))
+            Bytes::from(sum_info_sections(&texts))
         }
         MergeRule::Same => match replies.split_first() {
             Some((first, rest)) if rest.iter().all(|r| r == first) => first.clone(),
@@ -623,6 +720,27 @@ fn unexpected(reply: &Bytes) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn info_sections_are_summed_over_the_masters() {
+        let a = Bytes::from_static(
+            b"# Commandstats\r\ncmdstat_get:calls=3,usec=9,usec_per_call=3.00,rejected_calls=0,\
+              failed_calls=1\r\n\r\n# Errorstats\r\nerrorstat_WRONGTYPE:count=1\r\n",
+        );
+        let b = Bytes::from_static(
+            b"# Commandstats\r\ncmdstat_get:calls=1,usec=7,usec_per_call=7.00,rejected_calls=2,\
+              failed_calls=0\r\ncmdstat_set:calls=2,usec=2,usec_per_call=1.00,rejected_calls=0,\
+              failed_calls=0\r\n\r\n# Errorstats\r\nerrorstat_WRONGTYPE:count=2\r\n\
+              errorstat_ERR:count=1\r\n",
+        );
+        assert_eq!(
+            sum_info_sections(&[a, b]),
+            "# Commandstats\r\n\
+             cmdstat_get:calls=4,usec=16,usec_per_call=4.00,rejected_calls=2,failed_calls=1\r\n\
+             cmdstat_set:calls=2,usec=2,usec_per_call=1.00,rejected_calls=0,failed_calls=0\r\n\
+             \r\n# Errorstats\r\nerrorstat_ERR:count=1\r\nerrorstat_WRONGTYPE:count=3\r\n"
+        );
+    }
 
     #[test]
     fn refusals_name_each_node_that_refused() {

@@ -232,7 +232,7 @@ impl Session {
                 };
                 self.fan_out(&merge, requests, masters, readonly, now);
             }
-            Route::Local(Local::Info) if super::info::wants_keyspace(&args[1..]) => {
+            Route::Local(Local::Info) if super::info::wants_node_sections(&args[1..]) => {
                 let mut text = super::info::render(&args[1..], &self.worker);
                 if !text.is_empty() {
                     text.push_str("\r\n");
@@ -244,10 +244,14 @@ impl Session {
                         .queue
                         .push_ready(local::text_reply(text.as_bytes(), self.resp3));
                 }
-                let info = Request::from_args([
-                    Bytes::from_static(b"INFO"),
-                    Bytes::from_static(b"keyspace"),
-                ]);
+                let sections = super::info::node_sections(&args[1..]);
+                let info = Request::from_args(
+                    std::iter::once(Bytes::from_static(b"INFO")).chain(
+                        sections
+                            .into_iter()
+                            .map(|s| Bytes::from_static(s.as_bytes())),
+                    ),
+                );
                 let (split, requests) = split::fan_out(&info, &units, MergeRule::Keyspace);
                 let target = self.queue.reserve();
                 let merge = Merge::with_text_prefix(
@@ -595,7 +599,9 @@ pub fn service(spec: &CommandSpec) -> (&'static str, String) {
     if spec.name == "info" {
         return (
             "local",
-            "the proxy's own sections; keyspace summed over the masters".into(),
+            "the proxy's own sections; keyspace, commandstats and errorstats summed over the \
+             masters"
+                .into(),
         );
     }
     if spec.name.starts_with("slowlog") {

@@ -31,13 +31,31 @@ fn wanted(args: &[&[u8]], name: &str, default: bool) -> bool {
     })
 }
 
-/// True when `INFO [section …]` includes the keyspace section, which is summed over the
-/// masters (the caller asks them) rather than rendered here.
-pub fn wants_keyspace(args: &[&[u8]]) -> bool {
-    wanted(args, "keyspace", true)
+/// True when `INFO [section …]` includes a section summed over the masters (the caller asks
+/// them; see [`node_sections`]) rather than rendered here.
+pub fn wants_node_sections(args: &[&[u8]]) -> bool {
+    !node_sections(args).is_empty()
 }
 
-/// Render `INFO [section …]`, every section but keyspace (see [`wants_keyspace`]). Unknown
+/// Sections the masters answer and the proxy sums, in output order, and whether plain `INFO`
+/// includes them (as Redis' does).
+const NODE_SECTIONS: &[(&str, bool)] = &[
+    ("commandstats", false),
+    ("errorstats", true),
+    ("keyspace", true),
+];
+
+/// The sections of `INFO [section …]` to ask every master for and sum.
+pub fn node_sections(args: &[&[u8]]) -> Vec<&'static str> {
+    NODE_SECTIONS
+        .iter()
+        .filter(|(name, default)| wanted(args, name, *default))
+        .map(|(name, _)| *name)
+        .collect()
+}
+
+/// Render `INFO [section …]`, every section but those summed over the masters (see
+/// [`node_sections`]). Unknown
 /// section names are ignored, as Redis does.
 pub fn render(args: &[&[u8]], worker: &WorkerContext) -> String {
     let mut out = String::new();
