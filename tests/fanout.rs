@@ -295,3 +295,41 @@ async fn info_commandstats_and_errorstats_sum_the_masters() {
     assert!(plain.contains("# Errorstats") && plain.contains("# Keyspace"));
     assert!(!plain.contains("# Commandstats"));
 }
+
+/// SINTERCARD across slots: the size of the intersection, capped by LIMIT; Redis' errors for
+/// a bad LIMIT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sintercard_across_slots_counts_as_one_redis() {
+    let setup = common::start();
+    let c = &mut setup.client().await;
+    let (a, b) = ("sic:a", "sic:b");
+    assert_ne!(
+        slotgate::slot::Slot::of(a.as_bytes()),
+        slotgate::slot::Slot::of(b.as_bytes())
+    );
+    let _: i64 = q(c, &["SADD", a, "1", "2", "3", "4"]).await.unwrap();
+    let _: i64 = q(c, &["SADD", b, "2", "3", "4", "5"]).await.unwrap();
+    assert_eq!(q::<i64>(c, &["SINTERCARD", "2", a, b]).await.unwrap(), 3);
+    assert_eq!(
+        q::<i64>(c, &["SINTERCARD", "2", a, b, "LIMIT", "2"])
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        q::<i64>(c, &["SINTERCARD", "3", a, b, "sic:none"])
+            .await
+            .unwrap(),
+        0
+    );
+    let err = q::<i64>(c, &["SINTERCARD", "2", a, b, "LIMIT", "-1"])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("LIMIT can't be negative"), "{err}");
+    let err = q::<i64>(c, &["SINTERCARD", "2", a, b, "NOPE"])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("syntax error"), "{err}");
+}

@@ -473,12 +473,22 @@ impl Generator {
                 command
             }
             104..=111 => {
-                let name = ["SUNION", "SINTER", "SDIFF"][self.rng.gen_range(0..3)];
+                let name = ["SUNION", "SINTER", "SDIFF", "SINTERCARD"][self.rng.gen_range(0..4)];
                 // Mostly sets; sometimes a missing key, rarely another type (WRONGTYPE).
                 let others = self.rng.gen_bool(0.15);
-                self.multi(name, 5, |k| {
+                let mut command = self.multi(name, 5, |k| {
                     k == Kind::Set || k == Kind::Ghost || (others && k == Kind::Str)
-                })
+                });
+                if name == "SINTERCARD" {
+                    // numkeys, then sometimes a LIMIT (rarely a negative one: Redis' error).
+                    let numkeys = (command.0.len() - 1).to_string();
+                    command.0.insert(1, numkeys.into_bytes());
+                    if self.rng.gen_bool(0.5) {
+                        let limit = self.rng.gen_range(-1..=3i32);
+                        command = command.arg("LIMIT").arg(limit.to_string());
+                    }
+                }
+                command
             }
             0..=21 => self.multi("MGET", 12, any),
             22..=35 => {

@@ -36,6 +36,12 @@ pub enum MergeRule {
     Concat,
     /// SUNION across slots: each part answers its keys' union; the parts' members once each.
     SetUnion,
+    /// SINTERCARD across slots: each part answers SINTER of its keys; the size of the
+    /// intersection, at most `limit` (0: no limit).
+    SetInterCard {
+        /// The LIMIT option (0 when not given).
+        limit: u64,
+    },
     /// SDIFF across slots: the part holding the first key answers SDIFF of its keys (the first
     /// key first), every other part SUNION of its keys; the answer is the first part's members
     /// that no other part has.
@@ -136,6 +142,8 @@ pub fn rule_of(name: &str) -> Option<(MergeRule, usize)> {
         "sunion" => (MergeRule::SetUnion, 1),
         "sinter" => (MergeRule::SetInter, 1),
         "sdiff" => (MergeRule::SetDiff, 1),
+        // The LIMIT is read from the request by `sintercard_limit`.
+        "sintercard" => (MergeRule::SetInterCard { limit: 0 }, 1),
         _ => return None,
     })
 }
@@ -167,6 +175,20 @@ pub fn fan_out_rule(name: &str) -> Option<MergeRule> {
 /// they reach every master *and* replica, so a promoted replica has the same settings.
 pub fn reaches_every_node(name: &str) -> bool {
     matches!(name, "config|set" | "config|resetstat" | "config|rewrite")
+}
+
+/// SINTERCARD's options after its keys (`args[after..]`): the LIMIT (0 when not given), or
+/// the error one Redis answers.
+pub fn sintercard_limit(args: &[&[u8]], after: usize) -> Result<u64, &'static str> {
+    match args.get(after..).unwrap_or_default() {
+        [] => Ok(0),
+        [option, value] if option.eq_ignore_ascii_case(b"limit") => std::str::from_utf8(value)
+            .ok()
+            .and_then(|v| v.parse::<i64>().ok())
+            .and_then(|v| u64::try_from(v).ok())
+            .ok_or("ERR LIMIT can't be negative"),
+        _ => Err("ERR syntax error"),
+    }
 }
 
 /// The error for an [`MergeRule::EveryNodeOk`] request when some of `nodes` (in part order)
@@ -422,12 +444,18 @@ pub fn split(
         }
     }
     // SDIFF: only the first part (it holds the first key) subtracts; the others unite.
+    // SINTERCARD: every part intersects (the count and LIMIT are the proxy's).
     const SUNION: &[u8] = b"$6\r\nSUNION\r\n";
+    const SINTER: &[u8] = b"$6\r\nSINTER\r\n";
     let requests = groups
         .iter()
         .enumerate()
         .map(|(i, (_, positions))| {
-            let name = (rule == MergeRule::SetDiff && i > 0).then_some(SUNION);
+            let name = match rule {
+                MergeRule::SetDiff if i > 0 => Some(SUNION),
+                MergeRule::SetInterCard { .. } => Some(SINTER),
+                _ => None,
+            };
             encode_part(request, name, key_indices, positions, per_key)
         })
         .collect();
@@ -519,7 +547,10 @@ pub fn merge(
             }
             out.freeze()
         }
-        MergeRule::SetUnion | MergeRule::SetInter | MergeRule::SetDiff => {
+        MergeRule::SetUnion
+        | MergeRule::SetInter
+        | MergeRule::SetDiff
+        | MergeRule::SetInterCard { .. } => {
             // RESP3 answers a set, RESP2 an array.
             let mut set_reply = false;
             let mut parts: Vec<Vec<Frame>> = Vec::with_capacity(replies.len());
@@ -551,6 +582,12 @@ pub fn merge(
                 first.iter().filter(wanted).cloned().collect()
             };
             let mut out = BytesMut::new();
+            if let MergeRule::SetInterCard { limit } = rule {
+                let count = members.len() as u64;
+                let count = if limit > 0 { count.min(limit) } else { count };
+                encode::integer(&mut out, i64::try_from(count).unwrap_or(i64::MAX));
+                return out.freeze();
+            }
             if set_reply {
                 encode::set_header(&mut out, members.len());
             } else {
@@ -740,6 +777,36 @@ mod tests {
              cmdstat_set:calls=2,usec=2,usec_per_call=1.00,rejected_calls=0,failed_calls=0\r\n\
              \r\n# Errorstats\r\nerrorstat_ERR:count=1\r\nerrorstat_WRONGTYPE:count=3\r\n"
         );
+    }
+
+    #[test]
+    fn sintercard_counts_the_intersection_up_to_its_limit() {
+        let parts = [
+            Bytes::from_static(b"*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n"),
+            Bytes::from_static(b"*3\r\n$1\r\nc\r\n$1\r\nb\r\n$1\r\nd\r\n"),
+        ];
+        let count = |limit| {
+            merge(
+                MergeRule::SetInterCard { limit },
+                &[],
+                &parts,
+                0,
+                &Limits::default(),
+            )
+        };
+        assert_eq!(&count(0)[..], b":2\r\n");
+        assert_eq!(&count(1)[..], b":1\r\n");
+        assert_eq!(&count(5)[..], b":2\r\n");
+        let words = |w: &[&'static str]| w.iter().map(|s| s.as_bytes()).collect::<Vec<_>>();
+        let args = words(&["SINTERCARD", "2", "a", "b", "LIMIT", "3"]);
+        assert_eq!(sintercard_limit(&args, 4), Ok(3));
+        assert_eq!(sintercard_limit(&args, 6), Ok(0));
+        let negative = words(&["SINTERCARD", "2", "a", "b", "limit", "-1"]);
+        assert_eq!(
+            sintercard_limit(&negative, 4),
+            Err("ERR LIMIT can't be negative")
+        );
+        assert_eq!(sintercard_limit(&args[..5], 4), Err("ERR syntax error"));
     }
 
     #[test]

@@ -575,6 +575,18 @@ fn route_spec(args: &[&[u8]], spec: Option<&'static CommandSpec>, placement: &Pl
             Some((_, per_key)) if (args.len() - 1) % per_key != 0 => Route::Refused(error(
                 &format!("ERR wrong number of arguments for '{}' command", spec.name),
             )),
+            Some((MergeRule::SetInterCard { .. }, per_key)) => {
+                let after = keys.last().map_or(args.len(), |&k| k + 1);
+                match split::sintercard_limit(args, after) {
+                    Ok(limit) => Route::Split {
+                        rule: MergeRule::SetInterCard { limit },
+                        per_key,
+                        keys,
+                        readonly: spec.is_readonly(),
+                    },
+                    Err(text) => Route::Refused(error(text)),
+                }
+            }
             Some((rule, per_key)) => Route::Split {
                 rule,
                 per_key,
@@ -743,6 +755,7 @@ fn rule_text(rule: MergeRule) -> &'static str {
         MergeRule::Union => "concatenated, duplicates removed",
         MergeRule::SetUnion => "each slot's union, then their union (a snapshot per node, not atomic across them)",
         MergeRule::SetInter => "each slot's intersection, then their intersection (a snapshot per node, not atomic across them)",
+        MergeRule::SetInterCard { .. } => "each slot's intersection, then the size of theirs, at most LIMIT (a snapshot per node)",
         MergeRule::SetDiff => "the first key's slot answers its difference, the others their union; the first without the rest (a snapshot per node)",
         MergeRule::PairSum => "counts summed per name",
         MergeRule::Keyspace => "keys and expiries summed per database",
