@@ -3,6 +3,7 @@
 //! commands in one write (after `AUTH` when the node needs credentials), read their replies,
 //! close.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -20,14 +21,14 @@ use super::BackendError;
 /// error line, and the other replies (`NOAUTH`) are not read.
 pub async fn commands(
     addr: &str,
-    auth: Option<&Credentials>,
+    auth: Option<&Arc<Credentials>>,
     commands: &[&[&str]],
     timeout: Duration,
     limits: Limits,
     tls: Option<&BackendTls>,
 ) -> Result<Vec<Frame>, BackendError> {
     let handshake = Handshake {
-        auth: auth.map(|a| std::sync::Arc::new(a.clone())),
+        auth: auth.cloned(),
         ..Handshake::default()
     };
     let mut requests = BytesMut::new();

@@ -60,6 +60,7 @@ pub fn merge(replies: &[Bytes], exact: bool, port: u16, limits: &Limits) -> Byte
     let mut resp3 = false;
     // Settings in the first reply's order, then any only later masters have.
     let mut settings: Vec<(Bytes, Vec<Option<Bytes>>)> = Vec::new();
+    let mut index: std::collections::HashMap<Bytes, usize> = std::collections::HashMap::new();
     for (master, reply) in replies.iter().enumerate() {
         let Some((pairs, map)) = parse_frame(reply, limits).ok().and_then(Frame::into_pairs) else {
             return unexpected(reply);
@@ -72,15 +73,12 @@ pub fn merge(replies: &[Bytes], exact: bool, port: u16, limits: &Limits) -> Byte
             ) else {
                 return unexpected(reply);
             };
-            let at = match settings.iter().position(|(n, _)| n[..] == name[..]) {
-                Some(at) => at,
-                None => {
-                    settings.push((Bytes::copy_from_slice(name), vec![None; replies.len()]));
-                    settings.len() - 1
-                }
-            };
+            let at = *index.entry(name.clone()).or_insert_with(|| {
+                settings.push((name.clone(), vec![None; replies.len()]));
+                settings.len() - 1
+            });
             if let Some(slot) = settings[at].1.get_mut(master) {
-                *slot = Some(Bytes::copy_from_slice(value));
+                *slot = Some(value.clone());
             }
         }
     }

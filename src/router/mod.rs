@@ -212,11 +212,6 @@ impl Router {
         self.idle.borrow_mut().put(conn);
     }
 
-    /// Idle dedicated connections held.
-    pub fn idle_dedicated(&self) -> usize {
-        self.idle.borrow().len()
-    }
-
     /// The credentials the table gives the node at `addr` (its pool's, or the cluster's).
     pub fn credentials_for(&self, addr: &str) -> Option<Arc<Credentials>> {
         self.topology.table().credentials_for(addr)

@@ -383,16 +383,19 @@ impl Session {
         mut units: Vec<Unit>,
     ) -> (Vec<Arc<str>>, Vec<Unit>) {
         let table = self.worker.router().table();
-        for (master, unit) in masters.clone().iter().zip(units.clone()) {
-            let replicas = table
-                .shards()
-                .iter()
-                .filter(|s| s.master == *master)
-                .flat_map(|s| s.replicas.iter().cloned());
-            for replica in replicas {
-                masters.push(replica);
-                units.push(unit);
-            }
+        let replicas: Vec<(Arc<str>, Unit)> = masters
+            .iter()
+            .zip(&units)
+            .flat_map(|(master, &unit)| {
+                let shard = table.shards().iter().find(|s| s.master == *master);
+                shard
+                    .into_iter()
+                    .flat_map(move |s| s.replicas.iter().map(move |r| (Arc::clone(r), unit)))
+            })
+            .collect();
+        for (replica, unit) in replicas {
+            masters.push(replica);
+            units.push(unit);
         }
         (masters, units)
     }

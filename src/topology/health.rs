@@ -270,7 +270,7 @@ async fn check(
     }
     let replies = oneshot::commands(
         &node.addr,
-        node.auth.as_deref(),
+        node.auth.as_ref(),
         &commands,
         settings.timeout,
         settings.limits,

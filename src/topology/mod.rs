@@ -256,7 +256,7 @@ impl Topology {
             );
             let resolved = sentinel::resolve(
                 &pool.sentinels,
-                auth.as_deref(),
+                auth.as_ref(),
                 master_name,
                 self.settings.query_timeout,
                 self.settings.limits,
@@ -577,7 +577,7 @@ async fn ask(settings: &Settings, addr: &str, current: &SlotTable) -> Result<Vie
         .unwrap_or(addr);
     let (timeout, limits) = (settings.query_timeout, settings.limits);
     let tls = settings.tls.backend();
-    let auth = settings.auth.as_deref();
+    let auth = settings.auth.as_ref();
     let replies = oneshot::commands(
         addr,
         auth,

@@ -41,7 +41,7 @@ pub struct SentinelSet {
 /// knows it (authenticating with `auth`). `Err` gives every sentinel's reason.
 pub async fn resolve(
     sentinels: &[String],
-    auth: Option<&Credentials>,
+    auth: Option<&Arc<Credentials>>,
     name: &str,
     timeout: Duration,
     limits: Limits,
