@@ -1,5 +1,5 @@
 """redis-py (the Python client, as a legacy app would use it) against slotgate: pub/sub,
-transactions with WATCH, SCAN. Run by tests/redis_py.rs with the proxy's address; exits
+transactions with WATCH, SCAN. Run by tests/it/redis_py.rs with the proxy's address; exits
 non-zero with a message on the first failure."""
 
 import sys
