@@ -457,6 +457,20 @@ pub struct PlacementConfig {
     /// Two characters delimiting the hashed part of a key, Twemproxy's `hash_tag` (`"{}"`).
     /// Ketama: none unless set (as Twemproxy). Slots: always `{}`, the only value accepted.
     pub hash_tag: Option<String>,
+    /// Co-location rules: keys matching a rule's patterns share one hash slot (both modes;
+    /// see [`crate::placement::colocate`]).
+    pub colocate: Vec<ColocateRule>,
+}
+
+/// One `[[placement.colocate]]` rule: every key matching one of `keys` lives in one hash slot,
+/// as if it carried the hash tag `{name}`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColocateRule {
+    /// The group's name, which is also its hash tag (`{name}`).
+    pub name: String,
+    /// Glob patterns (Redis `KEYS` syntax, case-sensitive) of the group's keys.
+    pub keys: Vec<String>,
 }
 
 /// Key distribution in pool mode.
@@ -842,6 +856,9 @@ impl Config {
             fail("proxy.max_pipeline_depth", "must be at least 1".into());
         }
         self.proxy.validate_client_limits(&mut fail);
+        if let Err(e) = crate::placement::Colocation::new(&self.placement.colocate) {
+            fail("placement.colocate", e.to_string());
+        }
         if self.slowlog.max_len > 1_000_000 {
             fail("slowlog.max_len", "must be at most 1000000".into());
         }
@@ -1130,10 +1147,16 @@ impl Config {
             if !self.slots.is_empty() {
                 fail("slots", "a slot map needs pools ([pools.NAME])".into());
             }
-            if self.placement != PlacementConfig::default() {
+            // Co-location rules apply in both modes; the rest places keys on pools.
+            let pool_only = PlacementConfig {
+                colocate: Vec::new(),
+                ..self.placement.clone()
+            };
+            if pool_only != PlacementConfig::default() {
                 fail(
                     "placement",
-                    "placement settings apply to pool mode only; a cluster places keys itself"
+                    "placement settings other than colocate apply to pool mode only; a \
+                     cluster places keys itself"
                         .into(),
                 );
             }

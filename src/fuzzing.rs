@@ -176,7 +176,7 @@ pub fn command(data: &[u8]) {
             if let Some((rule, per_key)) = split::rule_of(spec.name) {
                 let request = Request::from_args(&args);
                 let (split, requests) =
-                    split::split(&request, &keys, rule, per_key, &Placement::Slots);
+                    split::split(&request, &keys, rule, per_key, &Placement::SLOTS);
                 assert!(split.keys <= keys.len(), "{}: split keys", spec.name);
                 assert_eq!(split.parts.len(), requests.len(), "{}", spec.name);
             }

@@ -14,6 +14,7 @@ pub mod command_policy;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod glob;
 pub mod lifecycle;
 pub mod local_redis;
 pub mod ops;

@@ -35,9 +35,9 @@ pub fn all_nodes(table: &SlotTable) -> Vec<(String, &'static str, Option<String>
 
 /// What the table's routing units are called in readiness messages.
 fn units(table: &SlotTable) -> &'static str {
-    match table.placement() {
-        crate::placement::Placement::Slots => "slots",
-        crate::placement::Placement::Ketama(_) => "ketama servers",
+    match table.placement().hashing() {
+        crate::placement::Hashing::Slots => "slots",
+        crate::placement::Hashing::Ketama(_) => "ketama servers",
     }
 }
 

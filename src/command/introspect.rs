@@ -12,6 +12,7 @@
 
 use bytes::{BufMut, BytesMut};
 
+use crate::glob::{self, Case};
 use crate::resp::encode;
 use smallvec::SmallVec;
 
@@ -322,7 +323,7 @@ impl Filter<'_> {
                     .as_bytes()
                     .eq_ignore_ascii_case(cat)
             }),
-            Filter::Pattern(pat) => glob_match(pat, cmd.name.as_bytes()),
+            Filter::Pattern(pat) => glob::matches(pat, cmd.name.as_bytes(), Case::Insensitive),
         }
     }
 }
@@ -389,84 +390,6 @@ fn getkeys<A: AsRef<[u8]>>(w: &mut Resp<'_>, target: &[A], with_flags: bool) {
         } else {
             w.bulk(key);
         }
-    }
-}
-
-/// Redis' glob (`stringmatchlen` with nocase): `*`, `?`, `[abc]`, `[^a-z]`, `\x`. Iterative
-/// with single-star backtracking, so a hostile pattern costs O(pattern × name), no recursion.
-fn glob_match(pat: &[u8], name: &[u8]) -> bool {
-    let (mut p, mut s) = (0, 0);
-    // Where to resume after the most recent `*`: (pattern index after it, name index).
-    let mut star: Option<(usize, usize)> = None;
-    while s < name.len() {
-        let c = name.get(s).copied().unwrap_or_default();
-        match pat.get(p) {
-            Some(b'*') => {
-                star = Some((p + 1, s));
-                p += 1;
-                continue;
-            }
-            Some(_) => {
-                if let Some(next) = match_one(pat, p, c) {
-                    p = next;
-                    s += 1;
-                    continue;
-                }
-            }
-            None => {}
-        }
-        match star {
-            Some((sp, ss)) => {
-                star = Some((sp, ss + 1));
-                p = sp;
-                s = ss + 1;
-            }
-            None => return false,
-        }
-    }
-    pat.get(p..).unwrap_or_default().iter().all(|&b| b == b'*')
-}
-
-/// Matches the single pattern element at `pat[p]` (not `*`) against `c`; returns the index
-/// after the element on a match.
-fn match_one(pat: &[u8], p: usize, c: u8) -> Option<usize> {
-    let lc = c.to_ascii_lowercase();
-    match pat.get(p)? {
-        b'?' => Some(p + 1),
-        b'[' => {
-            let mut i = p + 1;
-            let negate = pat.get(i) == Some(&b'^');
-            if negate {
-                i += 1;
-            }
-            let mut hit = false;
-            // An unterminated class runs to the end of the pattern, as in Redis.
-            while let Some(&b) = pat.get(i) {
-                match (b, pat.get(i + 1), pat.get(i + 2)) {
-                    (b']', _, _) => break,
-                    // Redis compares an escaped class member case-sensitively.
-                    (b'\\', Some(&e), _) => {
-                        hit |= e == c;
-                        i += 2;
-                    }
-                    (lo, Some(b'-'), Some(&hi)) => {
-                        let (lo, hi) = (lo.to_ascii_lowercase(), hi.to_ascii_lowercase());
-                        hit |= lo.min(hi) <= lc && lc <= lo.max(hi);
-                        i += 3;
-                    }
-                    (b, _, _) => {
-                        hit |= b.to_ascii_lowercase() == lc;
-                        i += 1;
-                    }
-                }
-            }
-            (hit != negate).then_some(i + 1)
-        }
-        b'\\' if p + 1 < pat.len() => {
-            let e = pat.get(p + 1)?;
-            (e.to_ascii_lowercase() == lc).then_some(p + 2)
-        }
-        b => (b.to_ascii_lowercase() == lc).then_some(p + 1),
     }
 }
 

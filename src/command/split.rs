@@ -853,7 +853,7 @@ mod tests {
             &[1, 2, 3, 4, 5],
             MergeRule::Values,
             1,
-            &Placement::Slots,
+            &Placement::SLOTS,
         );
         assert_eq!(s.keys, 5);
         assert_eq!(s.parts.len(), 3);
@@ -871,7 +871,7 @@ mod tests {
         all.extend(words.iter().cloned());
         let a = Request::from_args(all.iter().map(|w| w.as_bytes()));
         let indices: Vec<usize> = (1..=40).collect();
-        let (s, raws) = split(&a, &indices, MergeRule::Sum, 1, &Placement::Slots);
+        let (s, raws) = split(&a, &indices, MergeRule::Sum, 1, &Placement::SLOTS);
         assert_eq!(s.parts.len(), 5);
         assert_eq!(s.parts[0].positions[..], [0, 5, 10, 15, 20, 25, 30, 35]);
         assert_eq!(part_args(&raws[1])[1], "{t1}k1");
@@ -890,7 +890,7 @@ mod tests {
     #[test]
     fn mset_moves_values_with_their_keys() {
         let a = request(&["MSET", "foo", "1", "bar", "2", "{foo}x", "3"]);
-        let (_, raws) = split(&a, &[1, 3, 5], MergeRule::AllOk, 2, &Placement::Slots);
+        let (_, raws) = split(&a, &[1, 3, 5], MergeRule::AllOk, 2, &Placement::SLOTS);
         assert_eq!(part_args(&raws[0]), ["MSET", "foo", "1", "{foo}x", "3"]);
         assert_eq!(part_args(&raws[1]), ["MSET", "bar", "2"]);
     }
@@ -898,7 +898,7 @@ mod tests {
     #[test]
     fn values_merge_back_in_key_order() {
         let a = request(&["MGET", "{x}1", "foo", "{x}2"]);
-        let (s, _) = split(&a, &[1, 2, 3], MergeRule::Values, 1, &Placement::Slots);
+        let (s, _) = split(&a, &[1, 2, 3], MergeRule::Values, 1, &Placement::SLOTS);
         let replies = [
             Bytes::from_static(b"*2\r\n$1\r\na\r\n$-1\r\n"),
             Bytes::from_static(b"*1\r\n$1\r\nb\r\n"),
@@ -910,7 +910,7 @@ mod tests {
     #[test]
     fn counts_sum_and_errors_win() {
         let a = request(&["DEL", "foo", "bar"]);
-        let (s, _) = split(&a, &[1, 2], MergeRule::Sum, 1, &Placement::Slots);
+        let (s, _) = split(&a, &[1, 2], MergeRule::Sum, 1, &Placement::SLOTS);
         let limits = Limits::default();
         let ok = [Bytes::from_static(b":1\r\n"), Bytes::from_static(b":0\r\n")];
         assert_eq!(&merge(s.rule, &s.parts, &ok, 2, &limits)[..], b":1\r\n");
@@ -935,7 +935,7 @@ mod tests {
     #[test]
     fn a_short_or_wrong_reply_is_an_error_not_a_short_array() {
         let a = request(&["MGET", "foo", "bar"]);
-        let (s, _) = split(&a, &[1, 2], MergeRule::Values, 1, &Placement::Slots);
+        let (s, _) = split(&a, &[1, 2], MergeRule::Values, 1, &Placement::SLOTS);
         let replies = [
             Bytes::from_static(b"*0\r\n"),
             Bytes::from_static(b"*1\r\n$1\r\nb\r\n"),

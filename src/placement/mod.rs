@@ -3,10 +3,10 @@
 //! The router and the split/merge code work in [`Unit`]s: a request's keys are grouped by
 //! routing unit and each unit is mapped by the [`SlotTable`](crate::topology::SlotTable) to
 //! a shard. What a unit *means* depends on the placement:
-//! - [`Placement::Slots`]: the Redis Cluster hash slot (CRC16 of the key or its `{tag}`,
+//! - [`Hashing::Slots`]: the Redis Cluster hash slot (CRC16 of the key or its `{tag}`,
 //!   mod 16384). Used in cluster mode and, by default, in pool mode, where a slot map assigns
 //!   slot ranges to pools.
-//! - [`Placement::Ketama`]: Twemproxy's consistent hashing. The unit is the index of the server
+//! - [`Hashing::Ketama`]: Twemproxy's consistent hashing. The unit is the index of the server
 //!   (pool) on the ketama continuum, and the table maps unit `i` to pool `i`.
 //!
 //! The placement lives inside the slot table, so a reload swaps both at once. In the code,
@@ -14,11 +14,13 @@
 //! about Redis semantics (CROSSSLOT, MOVED) speak of slots, which is what units are in
 //! cluster mode.
 
+pub mod colocate;
 pub mod hash;
 pub mod ketama;
 
 use crate::slot::Slot;
 
+pub use colocate::{ColocateError, Colocation, KeyReply};
 pub use hash::KeyHash;
 pub use ketama::{Ketama, KetamaServer};
 
@@ -26,7 +28,7 @@ pub use ketama::{Ketama, KetamaServer};
 pub const MAX_UNITS: usize = crate::slot::SLOT_COUNT;
 
 /// A routing unit: what a placement maps a key to and a table maps to a shard. A hash slot
-/// under [`Placement::Slots`], a server index under [`Placement::Ketama`]. Invariant: the
+/// under [`Hashing::Slots`], a server index under [`Hashing::Ketama`]. Invariant: the
 /// value is `< MAX_UNITS` (16384).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Unit(u16);
@@ -52,7 +54,7 @@ impl Unit {
         usize::from(self.0)
     }
 
-    /// The hash slot this unit is under [`Placement::Slots`] (the same number).
+    /// The hash slot this unit is under [`Hashing::Slots`] (the same number).
     #[inline]
     pub fn as_slot(self) -> Slot {
         Slot::from(self)
@@ -95,9 +97,9 @@ pub enum PlacementError {
     ZeroWeight(String),
 }
 
-/// How keys map to routing units.
+/// How keys are hashed to routing units.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum Placement {
+pub enum Hashing {
     /// Redis Cluster hash slots (CRC16, `{}` hash tags).
     #[default]
     Slots,
@@ -105,31 +107,68 @@ pub enum Placement {
     Ketama(Ketama),
 }
 
+/// How keys map to routing units: the hashing, after the co-location rules (pool mode; in
+/// cluster mode the sessions tag grouped keys instead, see [`colocate`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Placement {
+    hashing: Hashing,
+    colocation: Colocation,
+}
+
 impl Placement {
+    /// Hash slots, no co-location rules (cluster mode).
+    pub const SLOTS: Placement = Placement {
+        hashing: Hashing::Slots,
+        colocation: Colocation::NONE,
+    };
+
+    /// Twemproxy's ketama, no co-location rules.
+    pub fn ketama(ketama: Ketama) -> Placement {
+        Placement {
+            hashing: Hashing::Ketama(ketama),
+            colocation: Colocation::NONE,
+        }
+    }
+
+    /// This placement with keys grouped by `colocation` (pool mode).
+    pub fn with_colocation(self, colocation: Colocation) -> Placement {
+        Placement { colocation, ..self }
+    }
+
+    /// How keys are hashed.
+    pub fn hashing(&self) -> &Hashing {
+        &self.hashing
+    }
+
     /// The routing unit of `key`.
     #[inline]
     pub fn unit_of(&self, key: &[u8]) -> Unit {
-        match self {
-            Placement::Slots => Unit::from(Slot::of(key)),
-            Placement::Ketama(k) => k.unit_of(key),
+        let key = self.colocation.routing_key(key);
+        match &self.hashing {
+            Hashing::Slots => Unit::from(Slot::of(key)),
+            Hashing::Ketama(k) => k.unit_of(key),
         }
     }
 
     /// How many routing units there are: 16384 slots, or one per ketama server.
     pub fn unit_count(&self) -> usize {
-        match self {
-            Placement::Slots => crate::slot::SLOT_COUNT,
-            Placement::Ketama(k) => k.servers(),
+        match &self.hashing {
+            Hashing::Slots => crate::slot::SLOT_COUNT,
+            Hashing::Ketama(k) => k.servers(),
         }
     }
 
     /// A short description for log lines.
     pub fn describe(&self) -> String {
-        match self {
-            Placement::Slots => "hash slots".into(),
-            Placement::Ketama(k) => {
+        let hashing = match &self.hashing {
+            Hashing::Slots => "hash slots".into(),
+            Hashing::Ketama(k) => {
                 format!("ketama/{} over {} servers", k.hash().name(), k.servers())
             }
+        };
+        match self.colocation.len() {
+            0 => hashing,
+            n => format!("{hashing}, {n} co-location rule(s)"),
         }
     }
 }

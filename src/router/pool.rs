@@ -343,7 +343,7 @@ mod tests {
         SlotTable::from_shards(&shards, version)
             .unwrap()
             .with_pool_settings(
-                crate::placement::Placement::Slots,
+                crate::placement::Placement::SLOTS,
                 vec![settings(auth), settings(None)],
             )
     }

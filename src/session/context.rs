@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::lifecycle::SessionDrain;
+use crate::placement::Colocation;
 use crate::resp::Limits;
 use crate::router::Router;
 use crate::stats::{ProxyStats, WorkerStats};
@@ -33,6 +34,9 @@ pub struct SessionSettings {
     pub keyless_scripts: Option<Arc<str>>,
     /// Time a TLS client has to complete its handshake.
     pub handshake_timeout: Duration,
+    /// Cluster mode with co-location rules: the rules by which grouped keys are stored under
+    /// their group's tag (`None`: no rules, or pool mode, where the placement applies them).
+    pub key_tags: Option<Arc<Colocation>>,
 }
 
 impl SessionSettings {
@@ -50,6 +54,15 @@ impl SessionSettings {
             allow_admin: config.commands.allowed_admin_names(),
             keyless_scripts: config.commands.keyless_scripts_node().map(Arc::from),
             handshake_timeout: Duration::from_millis(config.tls.handshake_timeout_ms),
+            key_tags: if config.is_pool_mode() {
+                None
+            } else {
+                // A config that fails here fails validation first.
+                Colocation::new(&config.placement.colocate)
+                    .ok()
+                    .filter(|c| !c.is_empty())
+                    .map(Arc::new)
+            },
         }
     }
 }

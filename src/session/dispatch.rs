@@ -15,6 +15,7 @@ use crate::placement::Placement;
 use crate::placement::Unit;
 use crate::resp::Request;
 
+use super::key_tags;
 use super::local::{self, Local};
 use super::pinned::{Exclusive, Pinned};
 use super::pubsub::Sub;
@@ -59,7 +60,7 @@ const NOAUTH: &str = "NOAUTH Authentication required.";
 impl Session {
     /// Serve one request: its reply takes the next place in the session's reply queue.
     pub(super) fn dispatch(&mut self, request: Request, now: Instant) {
-        let request = match &self.worker.command_policy() {
+        let mut request = match &self.worker.command_policy() {
             None => request,
             Some(policy) => match policy.check(request) {
                 Ok(request) => request,
@@ -75,11 +76,21 @@ impl Session {
             },
         };
         // Borrowed slices of the request's bytes, built once (no reference count per argument).
-        let args = request.args();
+        let mut args = request.args();
         let counted = self.lookup.lookup_counted(&args[..]);
         let spec = counted.map(|(spec, _)| spec);
         self.last_spec = spec;
         self.count(counted.map_or(command::stat_index(None), |(_, index)| index));
+        // Co-location rules in cluster mode: grouped keys are stored under their group's tag.
+        let mut key_names = None;
+        if let (Some(tags), Some(spec)) = (self.worker.settings().key_tags.as_deref(), spec) {
+            key_names = key_tags::expect(spec, &args[..]);
+            if let Some(tagged) = key_tags::tagged(tags, spec, &args[..]) {
+                drop(args);
+                request = tagged;
+                args = request.args();
+            }
+        }
         // Loaded once: routing by key and sending use the same table.
         let table = self.worker.router().table();
         let mut route = route_spec(&args[..], spec, table.placement());
@@ -128,6 +139,9 @@ impl Session {
                     )));
                 }
             }
+        }
+        if let Some(expect) = key_names {
+            self.queue.expect_key_names(expect);
         }
         match route {
             Route::Unit { unit, readonly } => {
@@ -349,11 +363,13 @@ impl Session {
             return Some(error(&crate::auth::Denied::Script.message(spec.name)));
         }
         let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
+        // The client's own names: co-location tags are the proxy's business.
+        let tags = self.worker.settings().key_tags.as_deref();
         if spec.routing_args(args, &mut keys).is_ok()
             && !keys
                 .iter()
                 .filter_map(|&i| args.get(i))
-                .all(|k| user.may_access(k))
+                .all(|k| user.may_access(tags.map_or(k, |t| t.client_name(k))))
         {
             return Some(error(&crate::auth::Denied::Key.message(spec.name)));
         }
@@ -954,7 +970,7 @@ mod tests {
 
     /// `route` with cluster hash slots, the placement these tests are written for.
     fn route(args: &[&[u8]]) -> Route {
-        super::route(args, &Placement::Slots)
+        super::route(args, &Placement::SLOTS)
     }
 
     fn refused(words: &[&str]) -> String {

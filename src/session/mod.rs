@@ -18,6 +18,7 @@ mod cluster_view;
 mod context;
 mod dispatch;
 pub mod info;
+mod key_tags;
 mod kill;
 mod limits;
 mod local;
@@ -116,7 +117,10 @@ where
 {
     let id = info.id;
     let authenticated = !worker.users().required();
-    let queue = ReplyQueue::with_slow_log(worker.ops().slowlog.threshold());
+    let queue = ReplyQueue::for_session(
+        worker.ops().slowlog.threshold(),
+        worker.settings().key_tags.clone(),
+    );
     let mut session = Session {
         decoder: RequestDecoder::new(worker.settings().limits),
         worker,

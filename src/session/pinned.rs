@@ -33,12 +33,13 @@ use crate::backend::connect::ASKING;
 use crate::backend::dedicated::DedicatedConn;
 use crate::backend::redirect::Redirect;
 use crate::backend::BackendError;
-use crate::placement::Unit;
+use crate::placement::{KeyReply, Unit};
 use crate::resp::{Reply, Request};
 use crate::router::rule::{self, Attempts, Next};
 
 use super::dispatch::{error, printable, Route};
 use super::local::Local;
+use super::queue::Expect;
 use super::Session;
 
 const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
@@ -97,6 +98,9 @@ pub(super) struct Transaction {
     unit: Option<Unit>,
     /// A command was refused while queueing: EXEC answers EXECABORT.
     failed: bool,
+    /// Co-location rules in cluster mode: the queued commands whose replies carry key names
+    /// (position, shape), for EXEC's array.
+    key_replies: Vec<(usize, KeyReply)>,
 }
 
 /// The connection WATCH pinned and the slot it watches. `conn` is `None` once the watch is
@@ -172,6 +176,10 @@ impl Session {
         let Some(tx) = self.tx.as_mut() else { return };
         let reply = match route {
             Route::Pinned(Pinned::Exclusive(Exclusive::Exec)) => {
+                if !tx.key_replies.is_empty() {
+                    let key_replies = std::mem::take(&mut tx.key_replies);
+                    self.queue.expect_key_names(Expect::Exec(key_replies));
+                }
                 self.deferred = Some((request, Exclusive::Exec));
                 return;
             }
@@ -206,6 +214,10 @@ impl Session {
                     error(CROSSSLOT)
                 } else {
                     tx.unit = Some(unit);
+                    let shape = self.worker.settings().key_tags.as_ref().and(self.last_spec);
+                    if let Some(shape) = shape.and_then(|spec| KeyReply::of(spec.name)) {
+                        tx.key_replies.push((tx.queued.len(), shape));
+                    }
                     tx.enqueue(request.raw(), limit)
                 }
             }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use crate::backend::Credentials;
 use crate::config::{Config, Distribution};
-use crate::placement::{Ketama, KetamaServer, Placement};
+use crate::placement::{Colocation, Ketama, KetamaServer, Placement};
 
 use super::table::{ShardInfo, ShardSettings, SlotTable};
 
@@ -77,12 +77,14 @@ pub fn table_for(
             Some(&[open, close]) => Some([open, close]),
             _ => None,
         };
-        Placement::Ketama(
+        Placement::ketama(
             Ketama::new(&servers, config.placement.hash, tag).map_err(|e| e.to_string())?,
         )
     } else {
-        Placement::Slots
+        Placement::SLOTS
     };
+    let colocation = Colocation::new(&config.placement.colocate).map_err(|e| e.to_string())?;
+    let placement = placement.with_colocation(colocation);
     let table = SlotTable::from_shards(&shards, 0).map_err(|e| e.to_string())?;
     Ok(table.with_pool_settings(placement, settings))
 }
@@ -112,7 +114,7 @@ mod tests {
         assert_eq!(master(100), "127.0.0.1:7001");
         assert_eq!(table.covered_units(), 16384);
         assert!(table.shards()[1].auth.is_some());
-        assert_eq!(table.placement(), &Placement::Slots);
+        assert_eq!(table.placement(), &Placement::SLOTS);
         assert_eq!(table.shards()[0].read_policy, ReadPolicy::Master);
     }
 

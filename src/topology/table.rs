@@ -106,7 +106,7 @@ impl SlotTable {
     pub fn empty() -> SlotTable {
         SlotTable {
             version: 0,
-            placement: Arc::new(Placement::Slots),
+            placement: Arc::new(Placement::SLOTS),
             shards: Vec::new(),
             units: vec![UNASSIGNED; SLOT_COUNT].into_boxed_slice(),
             cluster_auth: None,

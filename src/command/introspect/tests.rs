@@ -146,42 +146,6 @@ fn whole_table_replies_have_redis_sizes() {
 }
 
 #[test]
-fn glob_follows_redis_stringmatch() {
-    let cases: &[(&str, &str, bool)] = &[
-        ("*", "get", true),
-        ("", "", true),
-        ("", "get", false),
-        ("g?t", "GET", true),
-        ("G*", "getex", true),
-        ("*ex", "getex", true),
-        ("*e*x*", "getex", true),
-        ("**x", "getex", true),
-        ("get", "getex", false),
-        ("[gs]et", "set", true),
-        ("[^gs]et", "set", false),
-        ("[a-h]et", "get", true),
-        ("[H-A]et", "get", true),
-        ("[\\g]et", "get", true),
-        ("\\get", "get", true),
-        ("client\\|*", "client|kill", true),
-        ("[abc", "b", true),
-        ("*|k*", "client|kill", true),
-        (
-            "a*b*c*d*e*f*g*h*i*j*k*l*m*n*o*p*q*r*s*t*u*v*w*x*y*z*",
-            "abcdefghijklmnopqrstuvwxy",
-            false,
-        ),
-    ];
-    for (pat, name, want) in cases {
-        assert_eq!(
-            glob_match(pat.as_bytes(), name.as_bytes()),
-            *want,
-            "{pat} vs {name}"
-        );
-    }
-}
-
-#[test]
 fn random_requests_never_panic() {
     let words = [
         "COMMAND",

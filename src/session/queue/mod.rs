@@ -21,11 +21,13 @@
 //!
 //! Rooms: this file keeps the order (places, the ready front, unwritten bytes, the command
 //! tag of each place); `slow.rs` the slow-log timing, `hold.rs` the write hold, `output.rs`
-//! the pub/sub output limit.
+//! the pub/sub output limit, `names.rs` the key names given back untagged (co-location rules
+//! in cluster mode).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,13 +35,17 @@ use tokio::time::Instant;
 
 pub use crate::backend::reply::ReplyTarget;
 use crate::backend::reply::Waiter;
+use crate::placement::Colocation;
 use crate::wake::LocalSignal;
 
 use super::limits::{OutputLimit, Overflow};
 
 mod hold;
+mod names;
 mod output;
 mod slow;
+
+pub use names::Expect;
 
 /// Replies of one session, in request order. Shared (`Rc`) with the backend connections that
 /// owe it replies; all on one worker thread. Ordering is its own job; the slow-log timing
@@ -66,6 +72,8 @@ pub struct ReplyQueue {
     slow: slow::SlowTimer,
     hold: hold::WriteHold,
     output: output::OutputGuard,
+    /// Co-location rules in cluster mode: replies that carry key names are rewritten.
+    names: Option<names::KeyNames>,
 }
 
 /// The place of one request in the queue.
@@ -95,8 +103,19 @@ impl ReplyQueue {
     /// An empty queue that keeps requests answered at least `threshold` after they were read
     /// ([`ReplyQueue::take_slow`]; `None`: none).
     pub fn with_slow_log(threshold: Option<Duration>) -> Rc<ReplyQueue> {
+        ReplyQueue::for_session(threshold, None)
+    }
+
+    /// An empty queue with the slow log's `threshold` that, when `key_tags` are given (the
+    /// co-location rules in cluster mode), gives the key names in replies back under the
+    /// client's names ([`ReplyQueue::expect_key_names`]).
+    pub fn for_session(
+        threshold: Option<Duration>,
+        key_tags: Option<Arc<Colocation>>,
+    ) -> Rc<ReplyQueue> {
         let queue = ReplyQueue {
             slow: slow::SlowTimer::new(threshold),
+            names: key_tags.map(names::KeyNames::new),
             ..ReplyQueue::default()
         };
         queue.set_command(crate::command::stat_index::OTHER);
@@ -121,8 +140,20 @@ impl ReplyQueue {
         ReplyTarget::new(Rc::clone(self) as Rc<dyn Waiter>, seq)
     }
 
+    /// The reply of the next place (reserved or pushed next) carries key names as `expect`
+    /// says. Does nothing in a queue without key tags.
+    pub fn expect_key_names(&self, expect: Expect) {
+        if let Some(names) = &self.names {
+            names.expect(self.next_seq(), expect);
+        }
+    }
+
     /// Queue a reply that is already known (local commands, immediate errors).
     pub fn push_ready(&self, reply: Bytes) {
+        let reply = match &self.names {
+            Some(names) => names.rewrite(self.next_seq(), reply),
+            None => reply,
+        };
         self.unwritten.set(self.unwritten.get() + reply.len());
         let mut places = self.places.borrow_mut();
         let front_was_ready = self.ready_len.get() > 0;
@@ -149,6 +180,10 @@ impl ReplyQueue {
         if self.closed.get() {
             return;
         }
+        let reply = match &self.names {
+            Some(names) => names.rewrite(seq, reply),
+            None => reply,
+        };
         let mut places = self.places.borrow_mut();
         let Some(index) = seq.checked_sub(self.base.get()) else {
             return;
