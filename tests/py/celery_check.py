@@ -21,6 +21,7 @@ import time
 import traceback
 
 import celery
+import redis
 from celery.exceptions import TimeoutError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -120,10 +121,11 @@ def run(celery_tasks, worker, log):
         worker.wait(timeout=STOP_LIMIT)
     except subprocess.TimeoutExpired:
         fail(f"the worker did not stop within {STOP_LIMIT} s of SIGTERM", log)
-    with celery_tasks.app.connection_for_write() as connection:
-        client = connection.default_channel.client
-        queued = b"".join(client.lrange("celery", 0, -1))
-        unacked = b"".join(client.hvals("unacked"))
+    # Read with a plain client: kombu's prefixing client (global_keyprefix) leaves LRANGE alone.
+    prefix = celery_tasks.PREFIX or ""
+    client = redis.Redis.from_url(celery_tasks.URL, socket_timeout=10)
+    queued = b"".join(client.lrange(prefix + "celery", 0, -1))
+    unacked = b"".join(client.hvals(prefix + "unacked"))
     for result in later:
         if result.id.encode() not in queued or result.id.encode() in unacked:
             fail(f"the ETA task {result.id} was not restored to the queue at the warm shutdown", log)
