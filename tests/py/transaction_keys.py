@@ -77,6 +77,7 @@ def pattern(key):
     text = re.sub(r"[0-9a-f]{16,}", "*", text)
     text = re.sub(r"check-[0-9a-f]{8}", "*", text)
     text = re.sub(r"\d+", "*", text)
+    text = re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", text)
     return text
 
 
