@@ -173,6 +173,8 @@ impl Session {
     /// slot) or act on it at once, as Redis does for EXEC, DISCARD, MULTI, WATCH, QUIT, RESET.
     pub(super) fn in_transaction(&mut self, request: Request, route: Route) {
         let limit = self.worker.settings().client_limits.max_pending_bytes;
+        // PUBLISH has no key: a cluster node runs it in any transaction and broadcasts it.
+        let publish = self.last_spec.is_some_and(|spec| spec.name == "publish");
         let Some(tx) = self.tx.as_mut() else { return };
         let reply = match route {
             Route::Pinned(Pinned::Exclusive(Exclusive::Exec)) => {
@@ -202,6 +204,8 @@ impl Session {
             }
             // Queued like Redis does: EXEC's array has its `+OK` (EXEC unwatches anyway).
             Route::Pinned(Pinned::Unwatch) => tx.enqueue(request.raw(), limit),
+            // Queued whatever the transaction's slot (see `publish`).
+            Route::Unit { .. } if publish => tx.enqueue(request.raw(), limit),
             // Inside a transaction a blocking command does not block (Redis' rule).
             Route::Unit { unit, .. }
             | Route::Script {

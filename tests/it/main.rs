@@ -25,6 +25,7 @@ mod failover;
 mod failure;
 mod fanout;
 mod harness;
+mod frameworks;
 mod health;
 mod lifecycle;
 mod local_commands;

@@ -324,3 +324,31 @@ async fn a_transaction_hit_by_moved_runs_again_on_the_new_master() {
     })
     .await;
 }
+
+/// PUBLISH has no key, so a cluster node runs it in a transaction of any slot (Celery's
+/// result backend stores a result and publishes it in one MULTI); the message reaches a
+/// subscriber through slotgate like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_is_queued_in_a_transaction_of_any_slot() {
+    let setup = common::start();
+    let mut subscriber = Raw::connect(setup.addr());
+    subscriber.send(b"SUBSCRIBE results\r\n");
+    let confirmed: Vec<String> = (0..6).map(|_| subscriber.read_line()).collect();
+    assert_eq!(confirmed[5], ":1\r\n", "{confirmed:?}");
+    // A key away from slot 0's master, where slotgate sends a PUBLISH on its own.
+    let slot0 = setup.cluster.port_of_slot(0).expect("slot 0 is served");
+    let key = (0..1000)
+        .map(|i| format!("meta:{i}"))
+        .find(|k| setup.node_of(k).port() != slot0)
+        .expect("a key on another master");
+    let mut raw = Raw::connect(setup.addr());
+    let got = lines(
+        &mut raw,
+        &["MULTI", &format!("SET {key} done"), "PUBLISH results done", "EXEC"],
+    );
+    assert_eq!(got, ["+OK\r\n", "+QUEUED\r\n", "+QUEUED\r\n", "*2\r\n"]);
+    assert_eq!(raw.read_line(), "+OK\r\n");
+    assert!(raw.read_line().starts_with(':'), "PUBLISH's count");
+    let message: Vec<String> = (0..7).map(|_| subscriber.read_line()).collect();
+    assert_eq!(message[6], "done\r\n", "{message:?}");
+}
