@@ -202,7 +202,8 @@ const RELOADABLE: &[&str] = &[
 
 /// The key paths of settings that differ between `running` and `next` but only take effect
 /// at start: every leaf of the configuration that changed, except those in [`RELOADABLE`]
-/// (and, in pool mode, `backend.read_policy`, which each pool's policy defaults to).
+/// (and, in pool mode, `backend.read_policy`, which each pool's policy defaults to); in
+/// cluster mode, also the co-location rules.
 fn not_reloadable_changes(running: &Config, next: &Config) -> Vec<String> {
     let as_value = |config: &Config| serde_json::to_value(config).unwrap_or_default();
     let mut changed = Vec::new();
@@ -215,7 +216,10 @@ fn not_reloadable_changes(running: &Config, next: &Config) -> Vec<String> {
                     .is_some_and(|rest| rest.starts_with('.'))
         };
         let pool_policy = next.is_pool_mode() && path == "backend.read_policy";
-        !RELOADABLE.iter().any(reloaded) && !pool_policy
+        // Cluster mode stores grouped keys under their tags: the sessions keep the rules they
+        // started with (new rules would hide the keys stored under the old ones).
+        let cluster_rules = !next.is_pool_mode() && path.starts_with("placement.colocate");
+        cluster_rules || (!RELOADABLE.iter().any(reloaded) && !pool_policy)
     });
     changed
 }
@@ -304,5 +308,25 @@ mod tests {
             not_reloadable_changes(&running, &next),
             ["cluster.password"]
         );
+    }
+
+    #[test]
+    fn colocation_rules_reload_in_pool_mode_only() {
+        let running = Config::default();
+        let mut next = running.clone();
+        next.placement.colocate.push(crate::config::ColocateRule {
+            name: "rq".into(),
+            keys: vec!["rq:*".into()],
+        });
+        assert_eq!(
+            not_reloadable_changes(&running, &next),
+            ["placement.colocate"]
+        );
+        let mut running = running;
+        running
+            .pools
+            .insert("a".into(), crate::config::PoolConfig::default());
+        next.pools = running.pools.clone();
+        assert!(not_reloadable_changes(&running, &next).is_empty());
     }
 }

@@ -344,7 +344,12 @@ async fn publish_is_queued_in_a_transaction_of_any_slot() {
     let mut raw = Raw::connect(setup.addr());
     let got = lines(
         &mut raw,
-        &["MULTI", &format!("SET {key} done"), "PUBLISH results done", "EXEC"],
+        &[
+            "MULTI",
+            &format!("SET {key} done"),
+            "PUBLISH results done",
+            "EXEC",
+        ],
     );
     assert_eq!(got, ["+OK\r\n", "+QUEUED\r\n", "+QUEUED\r\n", "*2\r\n"]);
     assert_eq!(raw.read_line(), "+OK\r\n");
