@@ -13,7 +13,12 @@ use common::{http_get, with_admin};
 
 /// `--dump-dom` of `url` after the page's scripts had 3 s of virtual time.
 fn render(url: &str) -> String {
-    let profile = std::env::temp_dir().join(format!("slotgate-chromium-{}", std::process::id()));
+    // A profile of its own per render: Chromium locks its profile, and the tests of this
+    // process may render side by side.
+    static RENDERS: AtomicU64 = AtomicU64::new(0);
+    let n = RENDERS.fetch_add(1, Ordering::Relaxed);
+    let profile =
+        std::env::temp_dir().join(format!("slotgate-chromium-{}-{n}", std::process::id()));
     let mut child = Command::new("chromium")
         .args([
             "--headless",
