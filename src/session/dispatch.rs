@@ -151,6 +151,7 @@ impl Session {
                 keys,
                 readonly,
             } => {
+                let rule = rule.for_protocol(self.resp3);
                 let (split, requests) =
                     split::split(&request, &keys, rule, per_key, table.placement());
                 if !readonly {
@@ -760,6 +761,9 @@ fn rule_text(rule: MergeRule) -> &'static str {
         MergeRule::SetInter => "each slot's intersection, then their intersection (a snapshot per node, not atomic across them)",
         MergeRule::SetInterCard { .. } => "each slot's intersection, then the size of theirs, at most LIMIT (a snapshot per node)",
         MergeRule::SetDiff => "the first key's slot answers its difference, the others their union; the first without the rest (a snapshot per node)",
+        MergeRule::SortedSets { .. } => "each key's members and scores fetched from its slot, combined by the proxy as one Redis combines them: weights, AGGREGATE, WITHSCORES, LIMIT, score order (a snapshot per node)",
+        MergeRule::Lcs { .. } => "both strings fetched with GET, the LCS (LEN, IDX, MINMATCHLEN, WITHMATCHLEN) computed by the proxy as one Redis computes it",
+        MergeRule::HllUnion => "each HyperLogLog fetched with GET, the union's registers merged and counted by the proxy with Redis' estimator",
         MergeRule::PairSum => "counts summed per name",
         MergeRule::Keyspace => "keys and expiries summed per database",
         MergeRule::AnyValue { .. } => "a key from a master picked at random",
