@@ -1091,6 +1091,97 @@ mod tests {
     }
 
     #[test]
+    fn value_reads_fetch_each_distinct_key_once() {
+        let rule = MergeRule::SortedSets {
+            op: ZOp::Union,
+            resp3: false,
+        };
+        let a = request(&["ZUNION", "3", "a", "b", "a", "WEIGHTS", "1", "2", "x"]);
+        let (s, raws) = split(&a, &[2, 3, 4], rule, 1, &Placement::Slots);
+        assert_eq!(s.parts.len(), 2);
+        assert_eq!(s.parts[0].positions[..], [0, 2]);
+        assert_eq!(part_args(&raws[0]), ["ZUNION", "1", "a", "WITHSCORES"]);
+        assert_eq!(part_args(&raws[1]), ["ZUNION", "1", "b", "WITHSCORES"]);
+        let wrongtype = Bytes::from_static(b"-WRONGTYPE Operation against a key\r\n");
+        let empty = Bytes::from_static(b"*0\r\n");
+        let limits = Limits::default();
+        // A key's type is checked before the options, as one Redis checks them.
+        let merged = merge_split(&s, &[empty.clone(), wrongtype.clone()], &limits);
+        assert_eq!(merged, wrongtype);
+        let merged = merge_split(&s, &[empty.clone(), empty], &limits);
+        assert_eq!(&merged[..], b"-ERR weight value is not a float\r\n");
+
+        let a = request(&["ZINTER", "2", "a", "b", "WITHSCORES"]);
+        let (s, _) = split(
+            &a,
+            &[2, 3],
+            rule_of("zinter").unwrap().0,
+            1,
+            &Placement::Slots,
+        );
+        let resp2 = Bytes::from_static(b"*4\r\n$1\r\nx\r\n$1\r\n2\r\n$1\r\ny\r\n$3\r\ninf\r\n");
+        let resp3 = Bytes::from_static(b"*1\r\n*2\r\n$1\r\nx\r\n,0.5\r\n");
+        assert_eq!(
+            &merge_split(&s, &[resp2, resp3], &limits)[..],
+            b"*2\r\n$1\r\nx\r\n$3\r\n2.5\r\n"
+        );
+    }
+
+    #[test]
+    fn lcs_and_pfcount_read_strings_in_key_order() {
+        let limits = Limits::default();
+        let a = request(&["LCS", "a", "b", "LEN"]);
+        let (s, raws) = split(
+            &a,
+            &[1, 2],
+            MergeRule::Lcs { resp3: false },
+            1,
+            &Placement::Slots,
+        );
+        assert_eq!(part_args(&raws[1]), ["GET", "b"]);
+        let text = |t: &'static [u8]| Bytes::from_static(t);
+        let replies = [text(b"$8\r\nohmytext\r\n"), text(b"$9\r\nmynewtext\r\n")];
+        assert_eq!(&merge_split(&s, &replies, &limits)[..], b":6\r\n");
+        let replies = [text(b"_\r\n"), text(b"-WRONGTYPE Operation\r\n")];
+        assert_eq!(
+            &merge_split(&s, &replies, &limits)[..],
+            b"-ERR The specified keys must contain string values\r\n"
+        );
+
+        let a = request(&["PFCOUNT", "a", "b", "c"]);
+        let (s, raws) = split(&a, &[1, 2, 3], MergeRule::HllUnion, 1, &Placement::Slots);
+        assert_eq!(part_args(&raws[2]), ["GET", "c"]);
+        let empty_hll = text(b"$18\r\nHYLL\x01\0\0\0\0\0\0\0\0\0\0\0\x7f\xff\r\n");
+        let missing = text(b"$-1\r\n");
+        let wrongtype = text(b"-WRONGTYPE Operation against a key\r\n");
+        assert_eq!(
+            &merge_split(
+                &s,
+                &[empty_hll.clone(), missing.clone(), empty_hll.clone()],
+                &limits
+            )[..],
+            b":0\r\n"
+        );
+        // Not an HLL before a WRONGTYPE: the first key in order decides.
+        assert_eq!(
+            &merge_split(
+                &s,
+                &[missing, text(b"$2\r\nhi\r\n"), wrongtype.clone()],
+                &limits
+            )[..],
+            b"-WRONGTYPE Key is not a valid HyperLogLog string value.\r\n"
+        );
+        assert_eq!(
+            merge_split(
+                &s,
+                &[wrongtype.clone(), empty_hll.clone(), empty_hll],
+                &limits
+            ),
+            wrongtype
+        );
+    }
+
+    #[test]
     fn refusals_name_each_node_that_refused() {
         let nodes: Vec<std::sync::Arc<str>> = vec!["a:1".into(), "b:2".into(), "c:3".into()];
         let ok = Bytes::from_static(b"+OK\r\n");
