@@ -11,12 +11,15 @@
 pub mod acl;
 pub mod config_get;
 mod flags;
+pub mod hll;
 pub mod introspect;
 mod keys;
+pub mod lcs;
 mod lookup;
 pub mod split;
 pub mod stat_index;
 pub mod table;
+pub mod zset;
 
 pub use flags::{Flags, KeySpecFlags};
 pub use keys::KeyError;

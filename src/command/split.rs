@@ -10,6 +10,11 @@
 //! `CROSSSLOT`, as on a cluster node. A split MSET is not atomic across slots, exactly like
 //! MSET on a Redis Cluster.
 //!
+//! Read-only commands that combine their keys' values (ZUNION, ZINTER, ZDIFF, ZINTERCARD, LCS,
+//! PFCOUNT) are split per distinct key instead ([`MergeRule::fetches_keys`]): each key's value
+//! is fetched as it is (`ZUNION 1 key WITHSCORES`, `GET key`) and the proxy computes the answer
+//! as one Redis does ([`super::zset`], [`super::lcs`], [`super::hll`]).
+//!
 //! Keys of the same slot stay together in one sub-request, in the order the client gave them.
 //! The code groups by [`Unit`], the routing unit of the table's [`Placement`]: a hash slot, or in ketama
 //! mode a pool, so a split MGET in pool mode sends one part per pool.
@@ -19,6 +24,8 @@ use std::collections::HashMap;
 use bytes::{Bytes, BytesMut};
 use smallvec::{smallvec, SmallVec};
 
+use super::zset::{self, ZOp};
+use super::{hll, lcs};
 use crate::placement::Placement;
 use crate::placement::Unit;
 use crate::resp::{encode, header_line, parse_frame, Frame, Limits, Request};
@@ -50,6 +57,24 @@ pub enum MergeRule {
     /// part's answer (a missing key is an empty set, so the answer is empty; WRONGTYPE from
     /// any part is the answer, as one Redis checks every key's type first).
     SetInter,
+    /// ZUNION / ZINTER / ZDIFF / ZINTERCARD across slots: each distinct key's members and scores
+    /// (`ZUNION 1 key WITHSCORES`, which reads a plain set too), combined as one Redis combines
+    /// them ([`super::zset`]); the first WRONGTYPE in key order is the answer, then the
+    /// options' error.
+    SortedSets {
+        /// Which operation.
+        op: ZOp,
+        /// The client speaks RESP3: WITHSCORES pairs are arrays, scores doubles.
+        resp3: bool,
+    },
+    /// LCS of keys in two slots: both strings by GET, compared by the proxy ([`super::lcs`]).
+    Lcs {
+        /// The client speaks RESP3: IDX answers a map.
+        resp3: bool,
+    },
+    /// PFCOUNT across slots: each HyperLogLog's string by GET, the union's cardinality
+    /// counted by the proxy ([`super::hll`]).
+    HllUnion,
     /// PUBSUB CHANNELS: the parts' arrays are concatenated, each element once.
     Union,
     /// PUBSUB NUMSUB: arrays of `name, count` pairs, counts summed pair by pair.
@@ -80,6 +105,38 @@ pub enum MergeRule {
         /// The proxy port the client is connected to (answered for `port`).
         port: u16,
     },
+}
+
+impl MergeRule {
+    /// Split per distinct key, each key's value fetched whole, rather than per slot.
+    pub fn fetches_keys(self) -> bool {
+        matches!(
+            self,
+            MergeRule::SortedSets { .. } | MergeRule::Lcs { .. } | MergeRule::HllUnion
+        )
+    }
+
+    /// The rule for a client speaking RESP3 (`resp3`) or RESP2, for the rules whose reply
+    /// shape depends on it.
+    pub fn for_protocol(self, resp3: bool) -> MergeRule {
+        match self {
+            MergeRule::SortedSets { op, .. } => MergeRule::SortedSets { op, resp3 },
+            MergeRule::Lcs { .. } => MergeRule::Lcs { resp3 },
+            other => other,
+        }
+    }
+}
+
+/// What a [`MergeRule::fetches_keys`] merge needs from the client's request besides its keys:
+/// the options, or the error Redis answers for them once every key has the right type.
+#[derive(Debug)]
+pub enum Options {
+    /// ZUNION / ZINTER / ZDIFF / ZINTERCARD.
+    SortedSets(Result<zset::Query, &'static str>),
+    /// LCS.
+    Lcs(Result<lcs::Options, &'static str>),
+    /// PFCOUNT: none.
+    None,
 }
 
 /// Low bits of a proxy SCAN cursor that name the master.
@@ -144,6 +201,17 @@ pub fn rule_of(name: &str) -> Option<(MergeRule, usize)> {
         "sdiff" => (MergeRule::SetDiff, 1),
         // The LIMIT is read from the request by `sintercard_limit`.
         "sintercard" => (MergeRule::SetInterCard { limit: 0 }, 1),
+        "zunion" | "zinter" | "zdiff" | "zintercard" => {
+            let op = match name {
+                "zunion" => ZOp::Union,
+                "zinter" => ZOp::Inter,
+                "zdiff" => ZOp::Diff,
+                _ => ZOp::InterCard,
+            };
+            (MergeRule::SortedSets { op, resp3: false }, 1)
+        }
+        "lcs" => (MergeRule::Lcs { resp3: false }, 1),
+        "pfcount" => (MergeRule::HllUnion, 1),
         _ => return None,
     })
 }
@@ -180,15 +248,20 @@ pub fn reaches_every_node(name: &str) -> bool {
 /// SINTERCARD's options after its keys (`args[after..]`): the LIMIT (0 when not given), or
 /// the error one Redis answers.
 pub fn sintercard_limit(args: &[&[u8]], after: usize) -> Result<u64, &'static str> {
-    match args.get(after..).unwrap_or_default() {
-        [] => Ok(0),
-        [option, value] if option.eq_ignore_ascii_case(b"limit") => std::str::from_utf8(value)
-            .ok()
-            .and_then(|v| v.parse::<i64>().ok())
-            .and_then(|v| u64::try_from(v).ok())
-            .ok_or("ERR LIMIT can't be negative"),
-        _ => Err("ERR syntax error"),
+    let mut limit = 0;
+    let mut options = args.get(after..).unwrap_or_default();
+    while let Some((option, rest)) = options.split_first() {
+        match rest.split_first() {
+            Some((value, rest)) if option.eq_ignore_ascii_case(b"limit") => {
+                limit = crate::resp::parse_int(value)
+                    .and_then(|v| u64::try_from(v).ok())
+                    .ok_or("ERR LIMIT can't be negative")?;
+                options = rest;
+            }
+            _ => return Err("ERR syntax error"),
+        }
     }
+    Ok(limit)
 }
 
 /// The error for an [`MergeRule::EveryNodeOk`] request when some of `nodes` (in part order)
@@ -363,6 +436,7 @@ pub fn fan_out(request: &Request, units: &[Unit], rule: MergeRule) -> (Split, Su
     let split = Split {
         rule,
         keys: 0,
+        options: None,
         parts: units
             .iter()
             .map(|&unit| Part {
@@ -402,6 +476,8 @@ pub struct Split {
     pub parts: Vec<Part>,
     /// Number of keys in the client's request.
     pub keys: usize,
+    /// A [`MergeRule::fetches_keys`] request's options; `None` for other rules.
+    pub options: Option<Box<Options>>,
 }
 
 /// Split `request` whose keys are at `key_indices`, each key followed by `per_key - 1` more
@@ -415,6 +491,9 @@ pub fn split(
     per_key: usize,
     placement: &Placement,
 ) -> (Split, SubRequests) {
+    if rule.fetches_keys() {
+        return split_by_key(request, key_indices, rule, placement);
+    }
     let count = request.arg_count();
     // Per unit: the positions of its keys among the client's keys, in client order.
     let mut groups: Vec<(Unit, Positions)> = Vec::with_capacity(key_indices.len().min(16));
@@ -466,9 +545,207 @@ pub fn split(
     let split = Split {
         rule,
         keys: key_indices.len(),
+        options: None,
         parts,
     };
     (split, requests)
+}
+
+/// [`split`] for a [`MergeRule::fetches_keys`] rule: one part per distinct key (its positions
+/// every place the client named it), each asking for that key's value; the request's options
+/// parsed for the merge.
+fn split_by_key(
+    request: &Request,
+    key_indices: &[usize],
+    rule: MergeRule,
+    placement: &Placement,
+) -> (Split, SubRequests) {
+    let mut parts: Vec<Part> = Vec::new();
+    let mut requests = SubRequests::new();
+    let mut first_index: HashMap<&[u8], usize> = HashMap::new();
+    for (position, &index) in key_indices.iter().enumerate() {
+        let Some(key) = request.arg(index) else {
+            continue;
+        };
+        if let Some(&part) = first_index.get(key) {
+            parts[part].positions.push(position);
+            continue;
+        }
+        let Some(encoded) = request.encoded_args(index..index + 1) else {
+            continue;
+        };
+        first_index.insert(key, parts.len());
+        parts.push(Part {
+            unit: placement.unit_of(key),
+            positions: smallvec![position],
+        });
+        let (head, tail): (&[u8], &[u8]) = match rule {
+            MergeRule::SortedSets { .. } => (
+                b"*4\r\n$6\r\nZUNION\r\n$1\r\n1\r\n",
+                b"$10\r\nWITHSCORES\r\n",
+            ),
+            _ => (b"*2\r\n$3\r\nGET\r\n", b""),
+        };
+        let mut out = BytesMut::with_capacity(head.len() + encoded.len() + tail.len());
+        out.extend_from_slice(head);
+        out.extend_from_slice(encoded);
+        out.extend_from_slice(tail);
+        requests.push(out.freeze());
+    }
+    let args = request.args();
+    let after = key_indices.last().map_or(args.len(), |&k| k + 1);
+    let rest = args.get(after..).unwrap_or_default();
+    let options = match rule {
+        MergeRule::SortedSets { op, .. } => {
+            Options::SortedSets(zset::parse_options(op, key_indices.len(), rest))
+        }
+        MergeRule::Lcs { .. } => Options::Lcs(lcs::parse_options(rest)),
+        _ => Options::None,
+    };
+    let split = Split {
+        rule,
+        keys: key_indices.len(),
+        options: Some(Box::new(options)),
+        parts,
+    };
+    (split, requests)
+}
+
+/// The client's reply to `split` from its parts' `replies` (in part order).
+pub fn merge_split(split: &Split, replies: &[Bytes], limits: &Limits) -> Bytes {
+    match split.options.as_deref() {
+        Some(options) => merge_values(split, options, replies, limits),
+        None => merge(split.rule, &split.parts, replies, split.keys, limits),
+    }
+}
+
+/// Each key's reply, in the client's key order (a key named twice appears twice).
+fn by_position<'a>(split: &Split, replies: &'a [Bytes]) -> Vec<&'a Bytes> {
+    let mut out: Vec<Option<&Bytes>> = vec![None; split.keys];
+    for (part, reply) in split.parts.iter().zip(replies) {
+        for &position in &part.positions {
+            if let Some(slot) = out.get_mut(position) {
+                *slot = Some(reply);
+            }
+        }
+    }
+    out.into_iter().flatten().collect()
+}
+
+/// An error reply `-{text}\r\n`.
+fn error_reply(text: &str) -> Bytes {
+    let mut out = BytesMut::new();
+    encode::error(&mut out, text);
+    out.freeze()
+}
+
+/// The merge of a [`MergeRule::fetches_keys`] split: the keys' values, checked in key order
+/// as Redis checks them, combined by the proxy.
+fn merge_values(split: &Split, options: &Options, replies: &[Bytes], limits: &Limits) -> Bytes {
+    let values = by_position(split, replies);
+    match (split.rule, options) {
+        (MergeRule::SortedSets { op, resp3 }, Options::SortedSets(query)) => {
+            let mut inputs = Vec::with_capacity(values.len());
+            for reply in &values {
+                if reply.first() == Some(&b'-') {
+                    return (*reply).clone();
+                }
+                match scored_members(reply, limits) {
+                    Some(members) => inputs.push(members),
+                    None => return unexpected(reply),
+                }
+            }
+            let query = match query {
+                Ok(query) => query,
+                Err(text) => return error_reply(text),
+            };
+            if op == ZOp::InterCard {
+                let mut out = BytesMut::new();
+                let count = zset::inter_card(&inputs, query.limit);
+                encode::integer(&mut out, i64::try_from(count).unwrap_or(i64::MAX));
+                return out.freeze();
+            }
+            let result = zset::combine(op, query, &inputs);
+            zset::encode_reply(&result, query.withscores, resp3)
+        }
+        (MergeRule::Lcs { resp3 }, Options::Lcs(parsed)) => {
+            let mut strings = Vec::with_capacity(2);
+            for reply in &values {
+                if reply.starts_with(b"-WRONGTYPE") {
+                    return error_reply("ERR The specified keys must contain string values");
+                }
+                if reply.first() == Some(&b'-') {
+                    return (*reply).clone();
+                }
+                match string_value(reply, limits) {
+                    Some(value) => strings.push(value),
+                    None => return unexpected(reply),
+                }
+            }
+            match (parsed, &strings[..]) {
+                (Err(text), _) => error_reply(text),
+                (Ok(parsed), [a, b]) => lcs::reply(a, b, parsed, resp3),
+                _ => Bytes::from_static(b"-ERR slotgate: LCS takes two keys\r\n"),
+            }
+        }
+        (MergeRule::HllUnion, _) => {
+            let mut union = hll::Union::default();
+            for reply in &values {
+                if reply.first() == Some(&b'-') {
+                    return (*reply).clone();
+                }
+                let Some(value) = string_value(reply, limits) else {
+                    return unexpected(reply);
+                };
+                // A missing key is an empty HLL.
+                let missing = matches!(&reply[..], b"$-1\r\n" | b"_\r\n");
+                if !missing {
+                    if let Err(e) = union.merge(&value) {
+                        return error_reply(e.message());
+                    }
+                }
+            }
+            let mut out = BytesMut::new();
+            encode::integer(&mut out, i64::try_from(union.count()).unwrap_or(i64::MAX));
+            out.freeze()
+        }
+        _ => Bytes::from_static(b"-ERR slotgate: options do not match the merge\r\n"),
+    }
+}
+
+/// A `ZUNION 1 key WITHSCORES` reply's members and scores: a flat array (RESP2) or an array
+/// of `[member, score]` pairs (RESP3); `None` if malformed.
+fn scored_members(reply: &Bytes, limits: &Limits) -> Option<Vec<zset::Scored>> {
+    let Ok(Frame::Array(items)) = parse_frame(reply, limits) else {
+        return None;
+    };
+    let score = |frame: &Frame| match frame {
+        Frame::Bulk(text) | Frame::Double(text) => zset::parse_score(text),
+        _ => None,
+    };
+    let pair = |member: &Frame, value: &Frame| Some((member.as_bytes()?.clone(), score(value)?));
+    if items.iter().all(|item| matches!(item, Frame::Array(_))) {
+        items
+            .iter()
+            .map(|item| match item.as_array()? {
+                [member, value] => pair(member, value),
+                _ => None,
+            })
+            .collect()
+    } else if items.len() % 2 == 0 {
+        items.chunks_exact(2).map(|p| pair(&p[0], &p[1])).collect()
+    } else {
+        None
+    }
+}
+
+/// A GET reply's value, empty for a missing key; `None` if malformed.
+fn string_value(reply: &Bytes, limits: &Limits) -> Option<Bytes> {
+    match parse_frame(reply, limits) {
+        Ok(Frame::Bulk(value)) => Some(value),
+        Ok(Frame::Null | Frame::Nil) => Some(Bytes::new()),
+        _ => None,
+    }
 }
 
 /// The command name followed by the `per_key` arguments at each key of `positions`, as RESP:
@@ -516,6 +793,10 @@ pub fn merge(
     }
     match rule {
         MergeRule::AllOk | MergeRule::EveryNodeOk => Bytes::from_static(b"+OK\r\n"),
+        MergeRule::SortedSets { .. } | MergeRule::Lcs { .. } | MergeRule::HllUnion => {
+            // Merged by `merge_split`, which has the request's options.
+            Bytes::from_static(b"-ERR slotgate: this merge needs the request's options\r\n")
+        }
         MergeRule::Sum => {
             let mut total: i64 = 0;
             for reply in replies {
@@ -807,6 +1088,97 @@ mod tests {
             Err("ERR LIMIT can't be negative")
         );
         assert_eq!(sintercard_limit(&args[..5], 4), Err("ERR syntax error"));
+    }
+
+    #[test]
+    fn value_reads_fetch_each_distinct_key_once() {
+        let rule = MergeRule::SortedSets {
+            op: ZOp::Union,
+            resp3: false,
+        };
+        let a = request(&["ZUNION", "3", "a", "b", "a", "WEIGHTS", "1", "2", "x"]);
+        let (s, raws) = split(&a, &[2, 3, 4], rule, 1, &Placement::Slots);
+        assert_eq!(s.parts.len(), 2);
+        assert_eq!(s.parts[0].positions[..], [0, 2]);
+        assert_eq!(part_args(&raws[0]), ["ZUNION", "1", "a", "WITHSCORES"]);
+        assert_eq!(part_args(&raws[1]), ["ZUNION", "1", "b", "WITHSCORES"]);
+        let wrongtype = Bytes::from_static(b"-WRONGTYPE Operation against a key\r\n");
+        let empty = Bytes::from_static(b"*0\r\n");
+        let limits = Limits::default();
+        // A key's type is checked before the options, as one Redis checks them.
+        let merged = merge_split(&s, &[empty.clone(), wrongtype.clone()], &limits);
+        assert_eq!(merged, wrongtype);
+        let merged = merge_split(&s, &[empty.clone(), empty], &limits);
+        assert_eq!(&merged[..], b"-ERR weight value is not a float\r\n");
+
+        let a = request(&["ZINTER", "2", "a", "b", "WITHSCORES"]);
+        let (s, _) = split(
+            &a,
+            &[2, 3],
+            rule_of("zinter").unwrap().0,
+            1,
+            &Placement::Slots,
+        );
+        let resp2 = Bytes::from_static(b"*4\r\n$1\r\nx\r\n$1\r\n2\r\n$1\r\ny\r\n$3\r\ninf\r\n");
+        let resp3 = Bytes::from_static(b"*1\r\n*2\r\n$1\r\nx\r\n,0.5\r\n");
+        assert_eq!(
+            &merge_split(&s, &[resp2, resp3], &limits)[..],
+            b"*2\r\n$1\r\nx\r\n$3\r\n2.5\r\n"
+        );
+    }
+
+    #[test]
+    fn lcs_and_pfcount_read_strings_in_key_order() {
+        let limits = Limits::default();
+        let a = request(&["LCS", "a", "b", "LEN"]);
+        let (s, raws) = split(
+            &a,
+            &[1, 2],
+            MergeRule::Lcs { resp3: false },
+            1,
+            &Placement::Slots,
+        );
+        assert_eq!(part_args(&raws[1]), ["GET", "b"]);
+        let text = |t: &'static [u8]| Bytes::from_static(t);
+        let replies = [text(b"$8\r\nohmytext\r\n"), text(b"$9\r\nmynewtext\r\n")];
+        assert_eq!(&merge_split(&s, &replies, &limits)[..], b":6\r\n");
+        let replies = [text(b"_\r\n"), text(b"-WRONGTYPE Operation\r\n")];
+        assert_eq!(
+            &merge_split(&s, &replies, &limits)[..],
+            b"-ERR The specified keys must contain string values\r\n"
+        );
+
+        let a = request(&["PFCOUNT", "a", "b", "c"]);
+        let (s, raws) = split(&a, &[1, 2, 3], MergeRule::HllUnion, 1, &Placement::Slots);
+        assert_eq!(part_args(&raws[2]), ["GET", "c"]);
+        let empty_hll = text(b"$18\r\nHYLL\x01\0\0\0\0\0\0\0\0\0\0\0\x7f\xff\r\n");
+        let missing = text(b"$-1\r\n");
+        let wrongtype = text(b"-WRONGTYPE Operation against a key\r\n");
+        assert_eq!(
+            &merge_split(
+                &s,
+                &[empty_hll.clone(), missing.clone(), empty_hll.clone()],
+                &limits
+            )[..],
+            b":0\r\n"
+        );
+        // Not an HLL before a WRONGTYPE: the first key in order decides.
+        assert_eq!(
+            &merge_split(
+                &s,
+                &[missing, text(b"$2\r\nhi\r\n"), wrongtype.clone()],
+                &limits
+            )[..],
+            b"-WRONGTYPE Key is not a valid HyperLogLog string value.\r\n"
+        );
+        assert_eq!(
+            merge_split(
+                &s,
+                &[wrongtype.clone(), empty_hll.clone(), empty_hll],
+                &limits
+            ),
+            wrongtype
+        );
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub use error::ParseError;
 pub use frame::{parse_frame, Frame, MAX_FRAME_DEPTH};
 pub use limits::Limits;
 /// A `<marker><integer>\r\n` line, parsed as Redis parses one (for readers of raw replies).
-pub(crate) use line::header_line;
+pub(crate) use line::{header_line, parse_int};
 pub use reply::{Reply, ReplyDecoder, ReplyKind};
 pub use request::{Request, MAX_REQUEST_LEN};
 pub use request_decoder::RequestDecoder;

@@ -165,6 +165,7 @@ impl Session {
                 keys,
                 readonly,
             } => {
+                let rule = rule.for_protocol(self.resp3);
                 let (split, requests) =
                     split::split(&request, &keys, rule, per_key, table.placement());
                 if !readonly {
@@ -728,6 +729,14 @@ pub fn service(spec: &CommandSpec) -> (&'static str, String) {
     // `not_key` specs (SPUBLISH's channel) route by slot just like keys.
     if !spec.key_specs.is_empty() {
         return match split::rule_of(spec.name) {
+            Some((rule, _)) if rule.fetches_keys() => (
+                "split",
+                format!(
+                    "keys in several slots: one read per distinct key, the answer computed by \
+                     the proxy ({})",
+                    rule_text(rule)
+                ),
+            ),
             Some((rule, _)) => (
                 "split",
                 format!(
@@ -776,6 +785,9 @@ fn rule_text(rule: MergeRule) -> &'static str {
         MergeRule::SetInter => "each slot's intersection, then their intersection (a snapshot per node, not atomic across them)",
         MergeRule::SetInterCard { .. } => "each slot's intersection, then the size of theirs, at most LIMIT (a snapshot per node)",
         MergeRule::SetDiff => "the first key's slot answers its difference, the others their union; the first without the rest (a snapshot per node)",
+        MergeRule::SortedSets { .. } => "`ZUNION 1 key WITHSCORES`, sets read too; weights, AGGREGATE, WITHSCORES, LIMIT and score order as in Redis 7.0; a snapshot per node",
+        MergeRule::Lcs { .. } => "GET of both strings; LEN, IDX, MINMATCHLEN, WITHMATCHLEN as in Redis 7.0",
+        MergeRule::HllUnion => "GET of each HyperLogLog, dense or sparse; registers merged and counted with Redis' estimator, the same count",
         MergeRule::PairSum => "counts summed per name",
         MergeRule::Keyspace => "keys and expiries summed per database",
         MergeRule::AnyValue { .. } => "a key from a master picked at random",

@@ -121,13 +121,7 @@ impl Merge {
             split::refusals(&self.nodes, &self.replies.borrow())
         };
         let merged = refused.unwrap_or_else(|| {
-            split::merge(
-                self.split.rule,
-                &self.split.parts,
-                &self.replies.borrow(),
-                self.split.keys,
-                &self.limits,
-            )
+            split::merge_split(&self.split, &self.replies.borrow(), &self.limits)
         });
         let merged = match &self.prefix {
             Some((prefix, resp3)) if !merged.starts_with(b"-") => {

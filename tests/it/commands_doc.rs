@@ -29,7 +29,7 @@ fn render() -> String {
     let mut out = String::from(
         "# Redis 7.0 commands through slotgate\n\n\
          Generated from the command table (`src/command/table.rs`, read from a real Redis 7.0.15)\n\
-         and the proxy's routing rules (`slotgate::session::service`) by `tests/commands_doc.rs`,\n\
+         and the proxy's routing rules (`slotgate::session::service`) by `tests/it/commands_doc.rs`,\n\
          which fails when this file is out of date. Do not edit by hand.\n\n\
          - **local**: answered by slotgate itself.\n\
          - **routed**: forwarded unchanged to the master of its keys' slot. A multi-key command\n  \

@@ -3,8 +3,10 @@
 //! legacy app was written for, and the two replies must be identical, errors included.
 //!
 //! MGET, MSET, DEL, UNLINK, EXISTS and TOUCH whose keys span slots are split per slot and merged
-//! back in the client's key order. Atomic multi-key commands (MSETNX, RENAME, SMOVE, …) stay
-//! refused with CROSSSLOT unless their keys share a slot.
+//! back in the client's key order; SUNION, SINTER, SDIFF, SINTERCARD merge the slots' sets.
+//! ZUNION, ZINTER, ZDIFF, ZINTERCARD, LCS and PFCOUNT fetch each key's value and compute the
+//! answer in the proxy. Atomic multi-key commands (MSETNX, RENAME, SMOVE, …) stay refused with
+//! CROSSSLOT unless their keys share a slot.
 //!
 //! Environment:
 //! - `MULTIKEY_SEED=N` replays the random tests with seed `N` (every run prints its seed).
@@ -302,6 +304,10 @@ enum Kind {
     /// Written by SADD; SUNION and SINTER read it (and meet the other kinds: WRONGTYPE, or
     /// a missing key's empty set).
     Set,
+    /// Written by ZADD; ZUNION, ZINTER, ZDIFF and ZINTERCARD read it, with sets.
+    Zset,
+    /// Written by PFADD; PFCOUNT reads it.
+    Hll,
     /// Never written: always missing.
     Ghost,
 }
@@ -334,12 +340,20 @@ impl Pool {
         for i in 0..6 {
             add(format!("mk:set:{i}"), Kind::Set);
         }
+        for i in 0..6 {
+            add(format!("mk:zset:{i}"), Kind::Zset);
+        }
+        for i in 0..5 {
+            add(format!("mk:hll:{i}"), Kind::Hll);
+        }
         for tag in 0..5 {
             for s in 0..3 {
                 add(format!("{{mk-t{tag}}}s{s}"), Kind::Str);
             }
             add(format!("{{mk-t{tag}}}list"), Kind::List);
             add(format!("{{mk-t{tag}}}set"), Kind::Set);
+            add(format!("{{mk-t{tag}}}zset"), Kind::Zset);
+            add(format!("{{mk-t{tag}}}hll"), Kind::Hll);
             add(format!("{{mk-t{tag}}}ghost"), Kind::Ghost);
         }
         let mut by_slot: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
@@ -460,9 +474,123 @@ impl Generator {
         keys.pop().expect("one key")
     }
 
+    /// ZUNION, ZINTER, ZDIFF or ZINTERCARD over sorted sets, sets and missing keys (rarely a
+    /// string: WRONGTYPE), with random options (rarely a bad one).
+    fn sorted_set_read(&mut self) -> Command {
+        let name = ["ZUNION", "ZINTER", "ZDIFF", "ZINTERCARD"][self.rng.gen_range(0..4)];
+        let others = self.rng.gen_bool(0.1);
+        let mut command = self.multi(name, 4, |k| {
+            matches!(k, Kind::Zset | Kind::Set | Kind::Ghost) || (others && k == Kind::Str)
+        });
+        let numkeys = command.0.len() - 1;
+        command.0.insert(1, numkeys.to_string().into_bytes());
+        let mut options: Vec<Vec<String>> = Vec::new();
+        let rng = &mut self.rng;
+        match name {
+            "ZUNION" | "ZINTER" => {
+                if rng.gen_bool(0.5) {
+                    let mut weights = vec!["WEIGHTS".to_string()];
+                    for _ in 0..numkeys {
+                        let bad = rng.gen_bool(0.03);
+                        let weight = if bad {
+                            "x"
+                        } else {
+                            WEIGHTS.choose(rng).expect("w")
+                        };
+                        weights.push(weight.to_string());
+                    }
+                    options.push(weights);
+                }
+                if rng.gen_bool(0.4) {
+                    let how = ["SUM", "MIN", "MAX", "min", "AVG"][rng.gen_range(0..5)];
+                    options.push(vec!["AGGREGATE".into(), how.into()]);
+                }
+                if rng.gen_bool(0.5) {
+                    options.push(vec!["WITHSCORES".into()]);
+                }
+            }
+            "ZDIFF" => {
+                if rng.gen_bool(0.5) {
+                    options.push(vec!["WITHSCORES".into()]);
+                }
+            }
+            _ => {
+                if rng.gen_bool(0.5) {
+                    let limit = rng.gen_range(-1..=3i32);
+                    options.push(vec!["LIMIT".into(), limit.to_string()]);
+                }
+            }
+        }
+        if rng.gen_bool(0.04) {
+            options.push(vec!["NOPE".into()]);
+        }
+        options.shuffle(rng);
+        for option in options {
+            command = command.args(option);
+        }
+        command
+    }
+
+    /// LCS of two strings (or missing keys, rarely a list), with random options.
+    fn lcs(&mut self) -> Command {
+        let lists = self.rng.gen_bool(0.1);
+        let one_slot = self.same_slot_only || self.rng.gen_bool(0.2);
+        let keys = self.pool.draw(&mut self.rng, 2, one_slot, |k| {
+            k == Kind::Str || k == Kind::Ghost || (lists && k == Kind::List)
+        });
+        self.count(&keys);
+        let n = self.rng.gen_range(0..4).to_string();
+        let options: Vec<&str> = match self.rng.gen_range(0..9) {
+            0 | 1 => vec![],
+            2 => vec!["LEN"],
+            3 => vec!["IDX"],
+            4 => vec!["IDX", "WITHMATCHLEN"],
+            5 => vec!["idx", "MINMATCHLEN", &n],
+            6 => vec!["MINMATCHLEN", &n, "IDX", "WITHMATCHLEN"],
+            7 => vec!["LEN", "IDX"],
+            _ => vec!["MINMATCHLEN"],
+        };
+        Command::new("LCS").args(&keys).args(options)
+    }
+
     fn next_command(&mut self) -> Command {
         let any = |_: Kind| true;
-        match self.rng.gen_range(0..112) {
+        match self.rng.gen_range(0..150) {
+            112..=119 => {
+                let key = self.one_key(|k| k == Kind::Zset);
+                let mut command = Command::new("ZADD").arg(key);
+                for _ in 0..self.rng.gen_range(1..=4) {
+                    let score = *SCORES.choose(&mut self.rng).expect("scores");
+                    let member = format!("m{}", self.rng.gen_range(0..8));
+                    command = command.arg(score).arg(member);
+                }
+                command
+            }
+            120..=133 => self.sorted_set_read(),
+            134..=137 => self.lcs(),
+            138..=142 => {
+                let key = self.one_key(|k| k == Kind::Hll);
+                // Mostly a few elements; sometimes many, so some HLLs turn dense.
+                let n = if self.rng.gen_bool(0.05) {
+                    600
+                } else {
+                    self.rng.gen_range(1..=5)
+                };
+                let mut command = Command::new("PFADD").arg(key);
+                for _ in 0..n {
+                    command = command.arg(format!("e{}", self.rng.gen_range(0..20_000)));
+                }
+                command
+            }
+            143..=149 => {
+                // Mostly HLLs; rarely a string that is not one, or a list (WRONGTYPE).
+                let others = self.rng.gen_bool(0.1);
+                self.multi("PFCOUNT", 4, |k| {
+                    k == Kind::Hll
+                        || k == Kind::Ghost
+                        || (others && matches!(k, Kind::Str | Kind::List))
+                })
+            }
             100..=103 => {
                 let key = self.one_key(|k| k == Kind::Set);
                 let mut command = Command::new("SADD").arg(key);
@@ -536,6 +664,16 @@ impl Generator {
     }
 }
 
+/// Scores ZADD writes: integers, halves, inf, -0, and fractions printed with 17 digits.
+const SCORES: &[&str] = &[
+    "0", "1", "-1", "2", "0.5", "-2.5", "3", "inf", "-inf", "0.1", "1e20", "-0", "7",
+];
+
+/// Weights: the scores' kinds and forms Redis' `strtod` reads (`+1.5`, `1e1`, hex).
+const WEIGHTS: &[&str] = &[
+    "1", "2", "-1", "0", "0.5", "inf", "-inf", "3", "0x2", "+1.5", "1e1",
+];
+
 /// Every pool key, one at a time: same type, same content on both.
 async fn compare_state(oracle: &mut Oracle, pool: &Pool, context: &str) {
     for key in &pool.keys {
@@ -553,6 +691,14 @@ async fn compare_state(oracle: &mut Oracle, pool: &Pool, context: &str) {
             Value::SimpleString(t) if t == "set" => {
                 oracle
                     .check(&Command::of(&["SMEMBERS", name]), context)
+                    .await;
+            }
+            Value::SimpleString(t) if t == "zset" => {
+                oracle
+                    .check(
+                        &Command::of(&["ZRANGE", name, "0", "-1", "WITHSCORES"]),
+                        context,
+                    )
                     .await;
             }
             Value::SimpleString(t) if t == "none" => {}
@@ -999,4 +1145,302 @@ async fn large_mget_and_mset() {
     tokio::time::timeout(Duration::from_secs(20), body)
         .await
         .expect("large MGET/MSET done within 20 s");
+}
+
+/// Keys on three masters (one tag under `MULTIKEY_SAME_SLOT_ONLY=1`), named after `names`.
+fn spread_keys(setup: &common::Setup, names: &[&str]) -> Vec<String> {
+    let masters = setup.cluster.master_ports();
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            if same_slot_only() {
+                format!("{{mk-z}}{name}")
+            } else {
+                common::key_on(&setup.cluster, masters[i % 3], &format!("mk:z:{name}"))
+            }
+        })
+        .collect()
+}
+
+/// Commands that fill the keys of [`sorted_sets_lcs_and_hll_match`] and the RESP3 test:
+/// sorted sets with every kind of score, a set, strings, a list, sparse and dense HLLs, and
+/// strings that only look like HLLs.
+fn zset_fixture(k: &[String]) -> Vec<Command> {
+    fn many(prefix: &str, n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("{prefix}{i}")).collect()
+    }
+    let mut text = String::new();
+    let mut other = String::new();
+    for i in 0..300 {
+        text.push(b"abc d"[i * 7 % 5] as char);
+        other.push(b"ab dc"[i * 11 % 5] as char);
+    }
+    vec![
+        Command::of(&[
+            "ZADD", &k[0], "1", "a", "2", "b", "3", "c", "0.1", "d", "-0", "e",
+        ]),
+        Command::of(&[
+            "ZADD", &k[1], "inf", "a", "2", "b", "0.2", "d", "5", "f", "-inf", "g",
+        ]),
+        Command::of(&["SADD", &k[2], "a", "b", "x", "1"]),
+        Command::of(&["SET", &k[3], "ohmytext"]),
+        Command::of(&["SET", &k[4], "mynewtext"]),
+        Command::of(&["RPUSH", &k[5], "x"]),
+        Command::new("PFADD").arg(&k[6]).args(["a", "b", "c"]),
+        Command::new("PFADD").arg(&k[7]).args(many("e", 1_000)),
+        Command::new("PFADD").arg(&k[8]).args(many("e", 30_000)),
+        Command::of(&["SET", &k[9], "HYLL\x01\0\0\0\0\0\0\0\0\0\0\0\x40\x00"]),
+        Command::of(&["SET", &k[10], &text]),
+        Command::of(&["SET", &k[11], &other]),
+        Command::of(&["SADD", &k[12], "a", "x", "y"]),
+        Command::of(&["ZADD", &k[13], "1.5", "b", "-3", "x", "1e300", "c"]),
+    ]
+}
+
+/// The commands of [`sorted_sets_lcs_and_hll_match`] over the keys of [`zset_fixture`].
+fn zset_checks(k: &[String]) -> Vec<Vec<String>> {
+    let (z1, z2, s3, t1, t2, list) = (&k[0], &k[1], &k[2], &k[3], &k[4], &k[5]);
+    let (h1, h2, h3, bad, long1, long2) = (&k[6], &k[7], &k[8], &k[9], &k[10], &k[11]);
+    let (s4, z5, none) = (&k[12], &k[13], "mk:z:none");
+    let raw: Vec<Vec<&str>> = vec![
+        vec!["ZUNION", "3", z1, z2, s3],
+        vec!["ZUNION", "3", z1, z2, s3, "WITHSCORES"],
+        vec![
+            "ZUNION",
+            "4",
+            z1,
+            z2,
+            s3,
+            z5,
+            "WEIGHTS",
+            "0",
+            "1",
+            "inf",
+            "-1",
+            "WITHSCORES",
+        ],
+        vec![
+            "ZUNION",
+            "2",
+            z1,
+            z2,
+            "WEIGHTS",
+            "0",
+            "0",
+            "AGGREGATE",
+            "MIN",
+            "WITHSCORES",
+        ],
+        vec![
+            "ZUNION",
+            "2",
+            z1,
+            z2,
+            "AGGREGATE",
+            "max",
+            "WITHSCORES",
+            "WEIGHTS",
+            "-1",
+            "2",
+        ],
+        vec![
+            "ZUNION",
+            "3",
+            z1,
+            z1,
+            z2,
+            "WEIGHTS",
+            "0.1",
+            "0.2",
+            "0.3",
+            "WITHSCORES",
+        ],
+        vec!["ZUNION", "2", z1, none, "WITHSCORES", "WITHSCORES"],
+        vec!["ZUNION", "2", none, "mk:z:none2"],
+        vec!["ZINTER", "3", z1, z2, s3, "WITHSCORES"],
+        vec!["ZINTER", "3", z1, z2, s3, "AGGREGATE", "MAX", "WITHSCORES"],
+        vec![
+            "ZINTER",
+            "2",
+            z1,
+            z2,
+            "WEIGHTS",
+            "-1",
+            "0x1p1",
+            "WITHSCORES",
+        ],
+        vec![
+            "ZINTER",
+            "2",
+            z2,
+            z5,
+            "WEIGHTS",
+            "0",
+            "1",
+            "AGGREGATE",
+            "min",
+            "WITHSCORES",
+        ],
+        vec!["ZINTER", "2", z1, none, "WITHSCORES"],
+        vec!["ZINTER", "2", s3, s4],
+        vec!["ZDIFF", "3", z1, z2, s3, "WITHSCORES"],
+        vec!["ZDIFF", "2", z2, z1],
+        vec!["ZDIFF", "2", none, z1],
+        vec!["ZDIFF", "3", z1, none, z1],
+        vec!["ZINTERCARD", "3", z1, z2, s3],
+        vec!["ZINTERCARD", "2", z1, z2, "LIMIT", "1"],
+        vec!["ZINTERCARD", "2", z1, z2, "LIMIT", "0"],
+        vec!["ZINTERCARD", "2", z1, z2, "limit", "1", "LIMIT", "5"],
+        vec!["ZINTERCARD", "2", z1, none],
+        // Errors: a key's type first, then the options, as one Redis checks them.
+        vec!["ZUNION", "2", z1, t1],
+        vec!["ZUNION", "2", z1, t1, "WEIGHTS", "x", "y"],
+        vec!["ZINTER", "3", z1, z2, list, "NOPE"],
+        vec!["ZUNION", "2", z1, z2, "WEIGHTS", "1", "x"],
+        vec!["ZUNION", "2", z1, z2, "WEIGHTS", "1", "nan"],
+        vec!["ZUNION", "2", z1, z2, "WEIGHTS", "1", "1e999"],
+        vec!["ZUNION", "2", z1, z2, "WEIGHTS", "1"],
+        vec!["ZUNION", "2", z1, z2, "AGGREGATE", "avg"],
+        vec!["ZUNION", "2", z1, z2, "AGGREGATE"],
+        vec!["ZUNION", "3", z1, z2],
+        vec!["ZUNION", "0", z1, z2],
+        vec!["ZUNION", "x", z1, z2],
+        vec!["ZDIFF", "2", z1, z2, "WEIGHTS", "1", "1"],
+        vec!["ZDIFF", "2", z1, z2, "AGGREGATE", "SUM"],
+        vec!["ZINTERCARD", "2", z1, list, "LIMIT", "-1"],
+        vec!["ZINTERCARD", "2", z1, z2, "LIMIT", "-1"],
+        vec!["ZINTERCARD", "2", z1, z2, "LIMIT", "x"],
+        vec!["ZINTERCARD", "2", z1, z2, "WITHSCORES"],
+        vec!["ZINTERCARD", "2", z1, z2, "LIMIT"],
+        vec!["SINTERCARD", "2", s3, s4, "LIMIT", "1", "LIMIT", "0"],
+        vec!["SINTERCARD", "2", s3, s4, "LIMIT", "+1"],
+        // LCS.
+        vec!["LCS", t1, t2],
+        vec!["LCS", t1, t2, "LEN"],
+        vec!["LCS", t1, t2, "IDX"],
+        vec!["LCS", t1, t2, "IDX", "MINMATCHLEN", "4", "WITHMATCHLEN"],
+        vec!["LCS", t1, t2, "WITHMATCHLEN", "idx", "minmatchlen", "-5"],
+        vec!["LCS", long1, long2],
+        vec!["LCS", long1, long2, "IDX", "WITHMATCHLEN"],
+        vec!["LCS", long1, long2, "IDX", "MINMATCHLEN", "3"],
+        vec!["LCS", long2, long1, "LEN"],
+        vec!["LCS", t1, none],
+        vec!["LCS", none, t2, "IDX"],
+        vec!["LCS", t1, list],
+        vec!["LCS", list, t1, "NOPE"],
+        vec!["LCS", t1, z1],
+        vec!["LCS", t1, t2, "LEN", "IDX"],
+        vec!["LCS", t1, t2, "NOPE"],
+        vec!["LCS", t1, t2, "MINMATCHLEN"],
+        vec!["LCS", t1, t2, "MINMATCHLEN", "x"],
+        vec!["LCS", t1, h1],
+        // PFCOUNT: sparse and dense, missing keys, strings that are not HLLs, a corrupt one.
+        vec!["PFCOUNT", h1, h2],
+        vec!["PFCOUNT", h1, h2, h3],
+        vec!["PFCOUNT", h3, h2, none],
+        vec!["PFCOUNT", h1, none],
+        vec!["PFCOUNT", h1, t1],
+        vec!["PFCOUNT", h1, list],
+        vec!["PFCOUNT", t1, list],
+        vec!["PFCOUNT", list, t1],
+        vec!["PFCOUNT", h1, bad],
+        vec!["PFCOUNT", bad, t1],
+        vec!["PFCOUNT", none, "mk:z:none2"],
+    ];
+    raw.into_iter()
+        .map(|c| c.into_iter().map(str::to_string).collect())
+        .collect()
+}
+
+/// Every option and error of ZUNION, ZINTER, ZDIFF, ZINTERCARD, LCS and PFCOUNT with keys on
+/// three masters, against one Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sorted_sets_lcs_and_hll_match() {
+    let setup = common::start();
+    let single = RedisServer::start(ServerOptions::default()).expect("start a standalone Redis");
+    let mut oracle = Oracle::connect(&setup, &single).await;
+    let names = [
+        "z1", "z2", "s3", "t1", "t2", "list", "h1", "h2", "h3", "bad", "long1", "long2", "s4", "z5",
+    ];
+    let keys = spread_keys(&setup, &names);
+    for (i, command) in zset_fixture(&keys).iter().enumerate() {
+        oracle.check(command, &format!("fixture {i}")).await;
+    }
+    // The fixture has a sparse and a dense HLL.
+    let encoding = |key: &str| Command::of(&["GETRANGE", key, "4", "4"]);
+    let sparse = oracle.check(&encoding(&keys[7]), "h2 encoding").await;
+    assert_eq!(sparse, Value::BulkString(vec![1]));
+    let dense = oracle.check(&encoding(&keys[8]), "h3 encoding").await;
+    assert_eq!(dense, Value::BulkString(vec![0]));
+    for (i, words) in zset_checks(&keys).iter().enumerate() {
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        oracle
+            .check(&Command::of(&words), &format!("check {i}"))
+            .await;
+    }
+}
+
+/// One whole reply read from `raw`: bytes until they parse as one RESP frame.
+fn read_reply(raw: &mut common::Raw) -> Vec<u8> {
+    use std::io::Read;
+    let limits = slotgate::resp::Limits::default();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        let whole = bytes::Bytes::from(out.clone());
+        if !out.is_empty() && slotgate::resp::parse_frame(&whole, &limits).is_ok() {
+            return out;
+        }
+        match raw.stream.read(&mut buf) {
+            Ok(0) | Err(_) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// `command` as a RESP array of bulk strings.
+fn encode_command(command: &Command) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", command.0.len()).into_bytes();
+    for arg in &command.0 {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// The same commands from a RESP3 client (HELLO 3): byte for byte the replies one Redis gives
+/// (WITHSCORES pairs as arrays, scores as doubles, LCS IDX as a map).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sorted_sets_lcs_and_hll_match_in_resp3() {
+    let setup = common::start();
+    let single = RedisServer::start(ServerOptions::default()).expect("start a standalone Redis");
+    let names = [
+        "z1", "z2", "s3", "t1", "t2", "list", "h1", "h2", "h3", "bad", "long1", "long2", "s4", "z5",
+    ];
+    let keys = spread_keys(&setup, &names);
+    let mut proxy = common::Raw::connect(setup.addr());
+    let mut one = common::Raw::connect(single.addr().parse().expect("address"));
+    let hello = Command::of(&["HELLO", "3"]);
+    for raw in [&mut proxy, &mut one] {
+        raw.send(&encode_command(&hello));
+        assert!(read_reply(raw).starts_with(b"%"), "HELLO 3 answers a map");
+    }
+    let fixture = zset_fixture(&keys);
+    let checks = zset_checks(&keys)
+        .into_iter()
+        .map(|words| Command(words.into_iter().map(String::into_bytes).collect()));
+    for (i, command) in fixture.iter().cloned().chain(checks).enumerate() {
+        let request = encode_command(&command);
+        proxy.send(&request);
+        one.send(&request);
+        let (got, want) = (read_reply(&mut proxy), read_reply(&mut one));
+        assert!(
+            got == want,
+            "RESP3 step {i}: {command}\n  slotgate: {:?}\n  redis:    {:?}",
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want)
+        );
+    }
 }
