@@ -1097,7 +1097,7 @@ mod tests {
             resp3: false,
         };
         let a = request(&["ZUNION", "3", "a", "b", "a", "WEIGHTS", "1", "2", "x"]);
-        let (s, raws) = split(&a, &[2, 3, 4], rule, 1, &Placement::Slots);
+        let (s, raws) = split(&a, &[2, 3, 4], rule, 1, &Placement::SLOTS);
         assert_eq!(s.parts.len(), 2);
         assert_eq!(s.parts[0].positions[..], [0, 2]);
         assert_eq!(part_args(&raws[0]), ["ZUNION", "1", "a", "WITHSCORES"]);
@@ -1117,7 +1117,7 @@ mod tests {
             &[2, 3],
             rule_of("zinter").unwrap().0,
             1,
-            &Placement::Slots,
+            &Placement::SLOTS,
         );
         let resp2 = Bytes::from_static(b"*4\r\n$1\r\nx\r\n$1\r\n2\r\n$1\r\ny\r\n$3\r\ninf\r\n");
         let resp3 = Bytes::from_static(b"*1\r\n*2\r\n$1\r\nx\r\n,0.5\r\n");
@@ -1136,7 +1136,7 @@ mod tests {
             &[1, 2],
             MergeRule::Lcs { resp3: false },
             1,
-            &Placement::Slots,
+            &Placement::SLOTS,
         );
         assert_eq!(part_args(&raws[1]), ["GET", "b"]);
         let text = |t: &'static [u8]| Bytes::from_static(t);
@@ -1149,7 +1149,7 @@ mod tests {
         );
 
         let a = request(&["PFCOUNT", "a", "b", "c"]);
-        let (s, raws) = split(&a, &[1, 2, 3], MergeRule::HllUnion, 1, &Placement::Slots);
+        let (s, raws) = split(&a, &[1, 2, 3], MergeRule::HllUnion, 1, &Placement::SLOTS);
         assert_eq!(part_args(&raws[2]), ["GET", "c"]);
         let empty_hll = text(b"$18\r\nHYLL\x01\0\0\0\0\0\0\0\0\0\0\0\x7f\xff\r\n");
         let missing = text(b"$-1\r\n");
