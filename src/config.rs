@@ -155,6 +155,10 @@ pub struct CommandsConfig {
     /// subcommand, `"DEBUG"`, `"BGSAVE"` …) to send to every master, replies merged (all
     /// must agree). Refused with an error unless listed here.
     pub allow_admin: Vec<String>,
+    /// Serve commands that write keys of several slots (RENAME, SMOVE, LMOVE, MSETNX, COPY,
+    /// the *STORE forms, PFMERGE, BITOP …) across slots, in steps that are not atomic; off:
+    /// CROSSSLOT, as a cluster node answers. See README "Writes across slots".
+    pub non_atomic_cross_slot_writes: bool,
 }
 
 impl Default for CommandsConfig {
@@ -165,6 +169,7 @@ impl Default for CommandsConfig {
             deny: Vec::new(),
             rename: BTreeMap::new(),
             allow_admin: Vec::new(),
+            non_atomic_cross_slot_writes: false,
         }
     }
 }

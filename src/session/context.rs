@@ -28,6 +28,8 @@ pub struct SessionSettings {
     pub request_timeout: Duration,
     /// FLUSHALL / FLUSHDB are served.
     pub allow_flush: bool,
+    /// Writes across slots are served, in steps (`commands.non_atomic_cross_slot_writes`).
+    pub cross_slot_writes: bool,
     /// Key-less admin commands sent to every master (`commands.allow_admin`, table names).
     pub allow_admin: Vec<String>,
     /// The node key-less scripts run on (`None`: a random master).
@@ -51,6 +53,7 @@ impl SessionSettings {
             client_limits: super::ClientLimits::from_config(&config.proxy),
             request_timeout: Duration::from_millis(config.backend.request_timeout_ms),
             allow_flush: config.commands.allow_flush,
+            cross_slot_writes: config.commands.non_atomic_cross_slot_writes,
             allow_admin: config.commands.allowed_admin_names(),
             keyless_scripts: config.commands.keyless_scripts_node().map(Arc::from),
             handshake_timeout: Duration::from_millis(config.tls.handshake_timeout_ms),

@@ -15,6 +15,7 @@ use crate::placement::Placement;
 use crate::placement::Unit;
 use crate::resp::Request;
 
+use super::cross_slot;
 use super::key_tags;
 use super::local::{self, Local};
 use super::pinned::{Exclusive, Pinned};
@@ -109,6 +110,20 @@ impl Session {
                     rule,
                     readonly: false,
                 };
+            }
+        }
+        if let (Route::Refused(_), Some(spec), true, None) = (
+            &route,
+            spec,
+            self.worker.settings().cross_slot_writes,
+            &self.tx,
+        ) {
+            // Only a command whose keys are in several slots has a plan.
+            if spec.arity_ok(args.len()) {
+                let placement = table.placement();
+                if let Some(plan) = cross_slot::plan(spec, &args[..], |k| placement.unit_of(k)) {
+                    route = Route::Pinned(Pinned::Exclusive(Exclusive::CrossSlot(plan)));
+                }
             }
         }
         if !self.authenticated || self.user.is_some() {
@@ -386,7 +401,7 @@ impl Session {
     }
 
     /// Remember a write that went to several slots (split or fan-out), for WAIT.
-    fn wrote_to_all(&mut self, mut units: impl Iterator<Item = Unit>) {
+    pub(super) fn wrote_to_all(&mut self, mut units: impl Iterator<Item = Unit>) {
         self.last_write = units.next();
         self.last_write_also.clear();
         self.last_write_also.extend(units);

@@ -16,6 +16,7 @@
 mod client;
 mod cluster_view;
 mod context;
+mod cross_slot;
 mod dispatch;
 pub mod info;
 mod key_tags;

@@ -87,6 +87,9 @@ pub(super) enum Exclusive {
     Scan,
     /// SCRIPT KILL / FUNCTION KILL, on connections of their own to every master.
     Kill,
+    /// A command that writes keys of several slots, in steps
+    /// (`commands.non_atomic_cross_slot_writes`).
+    CrossSlot(super::cross_slot::Plan),
 }
 
 /// A transaction being queued, between MULTI and EXEC.
@@ -242,7 +245,7 @@ impl Session {
             | Route::Scan
             | Route::Sub(_)
             | Route::Pinned(Pinned::Exclusive(
-                Exclusive::Wait | Exclusive::Scan | Exclusive::Kill,
+                Exclusive::Wait | Exclusive::Scan | Exclusive::Kill | Exclusive::CrossSlot(_),
             )) => {
                 tx.failed = true;
                 let name = request
@@ -262,6 +265,14 @@ impl Session {
     pub(super) async fn exclusive(&mut self, request: Request, exclusive: Exclusive) -> Bytes {
         match exclusive {
             Exclusive::Exec => self.exec().await,
+            Exclusive::CrossSlot(plan) => {
+                let (reply, wrote) =
+                    super::cross_slot::run(&self.worker, &request.args(), plan, self.resp3).await;
+                if !wrote.is_empty() {
+                    self.wrote_to_all(wrote.into_iter());
+                }
+                reply
+            }
             Exclusive::Watch { unit } => self.watch(request.raw(), unit).await,
             Exclusive::Blocking { unit } => {
                 let bound = blocking_timeout(&request.args())

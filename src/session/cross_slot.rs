@@ -1,0 +1,565 @@
+//! Commands that write keys of several slots, served in steps when
+//! `commands.non_atomic_cross_slot_writes` is on (off, they answer CROSSSLOT as a cluster node
+//! does). Each runs as an exclusive request: every earlier reply of the session is in.
+//!
+//! Steps are ordered so that a failure in the middle duplicates rather than loses:
+//! - **Gather** (SUNIONSTORE, SINTERSTORE, SDIFFSTORE, ZUNIONSTORE, ZINTERSTORE, ZDIFFSTORE,
+//!   ZRANGESTORE, PFMERGE, BITOP, SORT … STORE, GEOSEARCHSTORE, GEORADIUS … STORE, COPY):
+//!   each source of another slot is read with `DUMP` and `PTTL` (in one MULTI on its node),
+//!   then on the destination's node one MULTI restores them under temporary names in the
+//!   destination's slot, runs the command itself on them and deletes them. The node computes
+//!   the answer, so replies and errors are exactly Redis'; the destination changes atomically.
+//! - **SMOVE**: a gather, then (when the member moved) `SREM` on the source's node.
+//! - **RENAME / RENAMENX**: `DUMP`+`PTTL` of the source, `RESTORE` at the destination (with its
+//!   TTL), then `DEL` of the source: between the last two steps both names exist.
+//! - **LMOVE / RPOPLPUSH**: both keys' types checked, the element popped from the source and
+//!   pushed to the destination; if the push fails, the element is pushed back where it came
+//!   from.
+//! - **MSETNX**: `EXISTS` on every slot's keys, then `MSET` per slot when none exists; a key
+//!   created by another client in between is overwritten.
+//!
+//! Not atomic across slots: another client may see a step's effect before the next one.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::command::{CommandSpec, KeySpecFlags};
+use crate::placement::Unit;
+use crate::resp::{encode, parse_frame, Frame, Reply};
+
+use super::dispatch::error;
+use super::pinned::on_master;
+use super::WorkerContext;
+
+/// How a command is served across slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Plan {
+    /// Sources copied next to the key at `dest`; the command runs on its node.
+    Gather {
+        /// The index of the one key the command writes.
+        dest: usize,
+    },
+    /// SMOVE: a gather to the destination, then the member removed from the source.
+    Smove,
+    /// RENAME (`nx`: RENAMENX).
+    Rename {
+        /// RENAMENX: the destination must not exist.
+        nx: bool,
+    },
+    /// LMOVE / RPOPLPUSH.
+    Lmove {
+        /// Pop from the head of the source (LEFT).
+        pop_left: bool,
+        /// Push to the head of the destination (LEFT).
+        push_left: bool,
+    },
+    /// MSETNX.
+    Msetnx,
+}
+
+/// The commands served by a gather: the node runs them once their sources are local.
+const GATHERED: &[&str] = &[
+    "sunionstore",
+    "sinterstore",
+    "sdiffstore",
+    "zunionstore",
+    "zinterstore",
+    "zdiffstore",
+    "zrangestore",
+    "pfmerge",
+    "bitop",
+    "sort",
+    "geosearchstore",
+    "georadius",
+    "georadiusbymember",
+    "copy",
+];
+
+/// How `args` (a request for `spec` that passed its arity check) is served across slots, when
+/// its keys are in several units and it is one of the commands served so.
+pub(super) fn plan(
+    spec: &CommandSpec,
+    args: &[&[u8]],
+    unit_of: impl Fn(&[u8]) -> Unit,
+) -> Option<Plan> {
+    let mut keys: Vec<(usize, KeySpecFlags)> = Vec::new();
+    spec.visit_keys(args, false, true, |i, flags| keys.push((i, flags)))
+        .ok()?;
+    let first = unit_of(args.get(keys.first()?.0)?);
+    if keys
+        .iter()
+        .all(|&(i, _)| args.get(i).is_some_and(|k| unit_of(k) == first))
+    {
+        return None;
+    }
+    let word = |i: usize| args.get(i).map(|a| a.to_ascii_uppercase());
+    Some(match spec.name {
+        "smove" => Plan::Smove,
+        "rename" => Plan::Rename { nx: false },
+        "renamenx" => Plan::Rename { nx: true },
+        "rpoplpush" => Plan::Lmove {
+            pop_left: false,
+            push_left: true,
+        },
+        "lmove" => Plan::Lmove {
+            pop_left: word(3)?.as_slice() == b"LEFT",
+            push_left: word(4)?.as_slice() == b"LEFT",
+        },
+        "msetnx" => Plan::Msetnx,
+        name if GATHERED.contains(&name) => {
+            let mut written = keys
+                .iter()
+                .filter(|(_, flags)| !flags.contains(KeySpecFlags::RO))
+                .map(|&(i, _)| i);
+            let dest = written.next()?;
+            if written.next().is_some() {
+                return None;
+            }
+            Plan::Gather { dest }
+        }
+        _ => return None,
+    })
+}
+
+/// A command as a RESP multibulk appended to `out`.
+fn command(out: &mut BytesMut, args: &[&[u8]]) {
+    encode::array_header(out, args.len());
+    for arg in args {
+        encode::bulk(out, arg);
+    }
+}
+
+/// Send `payload` (`count` commands) to the master of `unit` on a dedicated connection; every
+/// reply, or the error for the client.
+async fn call(
+    worker: &WorkerContext,
+    unit: Unit,
+    payload: &[u8],
+    count: usize,
+    resp3: bool,
+) -> Result<Vec<Reply>, Bytes> {
+    let timeout = Some(worker.settings().request_timeout);
+    let (conn, replies) = on_master(worker, Some(unit), payload, count, timeout, resp3).await?;
+    worker.router().give_back(conn);
+    if replies.len() != count {
+        return Err(error(
+            "ERR slotgate: a master sent fewer replies than asked for",
+        ));
+    }
+    Ok(replies)
+}
+
+/// One command to the master of `unit` (RESP2); its reply, an error reply included.
+async fn call_one(worker: &WorkerContext, unit: Unit, args: &[&[u8]]) -> Result<Frame, Bytes> {
+    let mut out = BytesMut::new();
+    command(&mut out, args);
+    let mut replies = call(worker, unit, &out, 1, false).await?;
+    let reply = replies
+        .pop()
+        .ok_or_else(|| error("ERR slotgate: no reply"))?;
+    frame(&reply)
+}
+
+fn frame(reply: &Reply) -> Result<Frame, Bytes> {
+    parse_frame(reply.raw(), &crate::resp::Limits::default())
+        .map_err(|_| error("ERR slotgate: unreadable reply from a master"))
+}
+
+/// A key's serialized value and remaining time to live in ms (0: none), read in one MULTI;
+/// `None` when it does not exist.
+async fn dump(
+    worker: &WorkerContext,
+    unit: Unit,
+    key: &[u8],
+) -> Result<Option<(Bytes, u64)>, Bytes> {
+    let mut out = BytesMut::new();
+    command(&mut out, &[b"MULTI"]);
+    command(&mut out, &[b"DUMP", key]);
+    command(&mut out, &[b"PTTL", key]);
+    command(&mut out, &[b"EXEC"]);
+    let replies = call(worker, unit, &out, 4, false).await?;
+    let exec = replies.last().map(frame).transpose()?;
+    match exec {
+        Some(Frame::Array(items)) => match items.as_slice() {
+            [Frame::Bulk(payload), Frame::Integer(pttl)] => {
+                Ok(Some((payload.clone(), u64::try_from(*pttl).unwrap_or(0))))
+            }
+            [Frame::Null | Frame::Nil, _] => Ok(None),
+            _ => Err(error("ERR slotgate: unexpected DUMP reply from a master")),
+        },
+        Some(Frame::Error(e)) => Err(error(&String::from_utf8_lossy(&e))),
+        _ => Err(error("ERR slotgate: unexpected DUMP reply from a master")),
+    }
+}
+
+/// Temporary names are unique per process: a counter, the process id.
+static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
+
+/// `count` temporary key names in the slot of `dest` (`{tag}slotgate:tmp:…`), or `None` when
+/// no such name can be built (a destination name that hashes whole and holds a `}`).
+fn temp_names(dest: &[u8], count: usize, unit_of: &impl Fn(&[u8]) -> Unit) -> Option<Vec<Bytes>> {
+    let tag = crate::slot::hash_tag(dest).unwrap_or(dest);
+    let n = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    let names: Vec<Bytes> = (0..count)
+        .map(|i| {
+            let mut name = Vec::with_capacity(tag.len() + 40);
+            name.push(b'{');
+            name.extend_from_slice(tag);
+            name.extend_from_slice(format!("}}slotgate:tmp:{pid}:{n}:{i}").as_bytes());
+            Bytes::from(name)
+        })
+        .collect();
+    let home = unit_of(dest);
+    names.iter().all(|n| unit_of(n) == home).then_some(names)
+}
+
+/// Serve `args` as `plan` says; the reply for the client (in its protocol, `resp3`), and the
+/// units written (for WAIT).
+pub(super) async fn run(
+    worker: &WorkerContext,
+    args: &[&[u8]],
+    plan: Plan,
+    resp3: bool,
+) -> (Bytes, Vec<Unit>) {
+    let table = worker.router().table();
+    let unit_of = |key: &[u8]| table.placement().unit_of(key);
+    let unit = |i: usize| args.get(i).map(|k| unit_of(k)).unwrap_or(Unit::ZERO);
+    let result = match plan {
+        Plan::Gather { dest } => gather(worker, args, dest, &unit_of, resp3)
+            .await
+            .map(|reply| (reply, vec![unit(dest)])),
+        Plan::Smove => smove(worker, args, &unit_of, resp3)
+            .await
+            .map(|reply| (reply, vec![unit(1), unit(2)])),
+        Plan::Rename { nx } => rename(worker, args, nx, &unit_of)
+            .await
+            .map(|reply| (reply, vec![unit(1), unit(2)])),
+        Plan::Lmove {
+            pop_left,
+            push_left,
+        } => lmove(worker, args, pop_left, push_left, &unit_of, resp3)
+            .await
+            .map(|reply| (reply, vec![unit(1), unit(2)])),
+        Plan::Msetnx => msetnx(worker, args, &unit_of).await,
+    };
+    result.unwrap_or_else(|reply| (reply, Vec::new()))
+}
+
+/// Copy the sources of other slots next to `args[dest]` and run the command there.
+async fn gather(
+    worker: &WorkerContext,
+    args: &[&[u8]],
+    dest: usize,
+    unit_of: &impl Fn(&[u8]) -> Unit,
+    resp3: bool,
+) -> Result<Bytes, Bytes> {
+    let name = printable_name(args);
+    let dest_key = args.get(dest).copied().unwrap_or_default();
+    let home = unit_of(dest_key);
+    let spec = crate::command::lookup(args).ok_or_else(|| error("ERR unknown command"))?;
+    let mut keys = smallvec::SmallVec::<[usize; 8]>::new();
+    spec.keys(args, &mut keys)
+        .map_err(|e| error(&format!("ERR {e}")))?;
+    // The distinct source keys of other slots, in order.
+    let mut away: Vec<&[u8]> = Vec::new();
+    for &i in &keys {
+        let Some(&key) = args.get(i) else { continue };
+        if unit_of(key) != home && !away.contains(&key) {
+            away.push(key);
+        }
+    }
+    let temps = temp_names(dest_key, away.len(), unit_of).ok_or_else(|| {
+        error(&format!(
+            "ERR slotgate: cannot serve '{name}' across slots: no temporary key name shares the \
+             destination key's slot"
+        ))
+    })?;
+    let mut copies = Vec::with_capacity(away.len());
+    for (key, temp) in away.iter().zip(&temps) {
+        if let Some(value) = dump(worker, unit_of(key), key).await? {
+            copies.push((temp.clone(), value));
+        }
+    }
+    let sent: Vec<&[u8]> = args
+        .iter()
+        .enumerate()
+        .map(|(i, arg)| {
+            match keys
+                .contains(&i)
+                .then(|| away.iter().position(|k| k == arg))
+            {
+                Some(Some(at)) => temps.get(at).map_or(*arg, |t| &t[..]),
+                _ => *arg,
+            }
+        })
+        .collect();
+    let mut out = BytesMut::new();
+    command(&mut out, &[b"MULTI"]);
+    for (temp, (payload, ttl)) in &copies {
+        let ttl = ttl.to_string();
+        command(
+            &mut out,
+            &[b"RESTORE", temp, ttl.as_bytes(), payload, b"REPLACE"],
+        );
+    }
+    command(&mut out, &sent);
+    let restored: Vec<&[u8]> = copies.iter().map(|(t, _)| &t[..]).collect();
+    if !restored.is_empty() {
+        let mut del: Vec<&[u8]> = vec![b"DEL"];
+        del.extend(restored);
+        command(&mut out, &del);
+    }
+    command(&mut out, &[b"EXEC"]);
+    let count = 3 + copies.len() + usize::from(!copies.is_empty());
+    let replies = call(worker, home, &out, count, resp3).await?;
+    // An error while queueing (a restore, or the command's own syntax) is the answer.
+    if let Some(bad) = replies
+        .iter()
+        .take(count - 1)
+        .skip(1)
+        .find(|r| r.is_error())
+    {
+        return Err(bad.raw().clone());
+    }
+    let exec = replies.last().map(frame).transpose()?;
+    match exec {
+        Some(Frame::Array(mut items)) if items.len() > copies.len() => {
+            let reply = items.swap_remove(copies.len());
+            if let Some((_, restore_error)) = items
+                .iter()
+                .take(copies.len())
+                .enumerate()
+                .find(|(_, f)| matches!(f, Frame::Error(_)))
+            {
+                let mut out = BytesMut::new();
+                restore_error.encode(&mut out);
+                return Err(out.freeze());
+            }
+            let mut out = BytesMut::new();
+            reply.encode(&mut out);
+            Ok(out.freeze())
+        }
+        Some(other) => {
+            let mut out = BytesMut::new();
+            other.encode(&mut out);
+            Err(out.freeze())
+        }
+        None => Err(error("ERR slotgate: no EXEC reply")),
+    }
+}
+
+/// SMOVE src dst member: a gather to `dst`; when the member moved, removed from `src`.
+async fn smove(
+    worker: &WorkerContext,
+    args: &[&[u8]],
+    unit_of: &impl Fn(&[u8]) -> Unit,
+    resp3: bool,
+) -> Result<Bytes, Bytes> {
+    let reply = gather(worker, args, 2, unit_of, resp3).await?;
+    if reply.as_ref() == b":1\r\n" {
+        if let (Some(src), Some(member)) = (args.get(1), args.get(3)) {
+            if let Frame::Error(e) = call_one(worker, unit_of(src), &[b"SREM", src, member]).await?
+            {
+                return Err(error(&format!(
+                    "ERR slotgate: SMOVE added the member to the destination but could not \
+                     remove it from the source: {}",
+                    String::from_utf8_lossy(&e)
+                )));
+            }
+        }
+    }
+    Ok(reply)
+}
+
+/// RENAME / RENAMENX src dst.
+async fn rename(
+    worker: &WorkerContext,
+    args: &[&[u8]],
+    nx: bool,
+    unit_of: &impl Fn(&[u8]) -> Unit,
+) -> Result<Bytes, Bytes> {
+    let (Some(&src), Some(&dst)) = (args.get(1), args.get(2)) else {
+        return Err(error("ERR wrong number of arguments"));
+    };
+    let Some((payload, ttl)) = dump(worker, unit_of(src), src).await? else {
+        return Err(error("ERR no such key"));
+    };
+    let ttl = ttl.to_string();
+    let mut restore: Vec<&[u8]> = vec![b"RESTORE", dst, ttl.as_bytes(), &payload];
+    if !nx {
+        restore.push(b"REPLACE");
+    }
+    match call_one(worker, unit_of(dst), &restore).await? {
+        Frame::Error(e) if nx && e.starts_with(b"BUSYKEY") => {
+            return Ok(Bytes::from_static(b":0\r\n"))
+        }
+        Frame::Error(e) => return Err(error(&String::from_utf8_lossy(&e))),
+        _ => {}
+    }
+    if let Frame::Error(e) = call_one(worker, unit_of(src), &[b"DEL", src]).await? {
+        return Err(error(&format!(
+            "ERR slotgate: {} copied the key but could not delete the source: {}",
+            printable_name(args),
+            String::from_utf8_lossy(&e)
+        )));
+    }
+    Ok(Bytes::from_static(if nx { b":1\r\n" } else { b"+OK\r\n" }))
+}
+
+/// Redis' WRONGTYPE error.
+const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+
+/// LMOVE / RPOPLPUSH src dst.
+async fn lmove(
+    worker: &WorkerContext,
+    args: &[&[u8]],
+    pop_left: bool,
+    push_left: bool,
+    unit_of: &impl Fn(&[u8]) -> Unit,
+    resp3: bool,
+) -> Result<Bytes, Bytes> {
+    let (Some(&src), Some(&dst)) = (args.get(1), args.get(2)) else {
+        return Err(error("ERR wrong number of arguments"));
+    };
+    let nil = || Bytes::from_static(if resp3 { b"_\r\n" } else { b"$-1\r\n" });
+    match call_one(worker, unit_of(src), &[b"TYPE", src]).await? {
+        Frame::Simple(t) if t.as_ref() == b"none" => return Ok(nil()),
+        Frame::Simple(t) if t.as_ref() == b"list" => {}
+        _ => return Err(error(WRONGTYPE)),
+    }
+    match call_one(worker, unit_of(dst), &[b"TYPE", dst]).await? {
+        Frame::Simple(t) if t.as_ref() == b"none" || t.as_ref() == b"list" => {}
+        _ => return Err(error(WRONGTYPE)),
+    }
+    let pop: &[u8] = if pop_left { b"LPOP" } else { b"RPOP" };
+    let value = match call_one(worker, unit_of(src), &[pop, src]).await? {
+        Frame::Bulk(value) => value,
+        Frame::Error(e) => return Err(error(&String::from_utf8_lossy(&e))),
+        _ => return Ok(nil()),
+    };
+    let push: &[u8] = if push_left { b"LPUSH" } else { b"RPUSH" };
+    if let Frame::Error(e) = call_one(worker, unit_of(dst), &[push, dst, &value]).await? {
+        // Back where it came from, so the element is not lost.
+        let back: &[u8] = if pop_left { b"LPUSH" } else { b"RPUSH" };
+        let _ = call_one(worker, unit_of(src), &[back, src, &value]).await;
+        return Err(error(&String::from_utf8_lossy(&e)));
+    }
+    let mut out = BytesMut::new();
+    encode::bulk(&mut out, &value);
+    Ok(out.freeze())
+}
+
+/// A key and its value.
+type Pair<'a> = (&'a [u8], &'a [u8]);
+
+/// MSETNX k v …: nothing set when any key exists.
+async fn msetnx(
+    worker: &WorkerContext,
+    args: &[&[u8]],
+    unit_of: &impl Fn(&[u8]) -> Unit,
+) -> Result<(Bytes, Vec<Unit>), Bytes> {
+    let pairs: Vec<Pair> = args
+        .get(1..)
+        .unwrap_or_default()
+        .chunks_exact(2)
+        .filter_map(|p| Some((*p.first()?, *p.get(1)?)))
+        .collect();
+    // Pairs grouped by unit, in first-seen order.
+    let mut by_unit: Vec<(Unit, Vec<Pair>)> = Vec::new();
+    for &(key, value) in &pairs {
+        let unit = unit_of(key);
+        match by_unit.iter_mut().find(|(u, _)| *u == unit) {
+            Some((_, group)) => group.push((key, value)),
+            None => by_unit.push((unit, vec![(key, value)])),
+        }
+    }
+    for (unit, group) in &by_unit {
+        let mut exists: Vec<&[u8]> = vec![b"EXISTS"];
+        exists.extend(group.iter().map(|(k, _)| *k));
+        match call_one(worker, *unit, &exists).await? {
+            Frame::Integer(0) => {}
+            Frame::Integer(_) => return Ok((Bytes::from_static(b":0\r\n"), Vec::new())),
+            Frame::Error(e) => return Err(error(&String::from_utf8_lossy(&e))),
+            _ => return Err(error("ERR slotgate: unexpected EXISTS reply from a master")),
+        }
+    }
+    for (unit, group) in &by_unit {
+        let mut mset: Vec<&[u8]> = vec![b"MSET"];
+        for (k, v) in group {
+            mset.push(k);
+            mset.push(v);
+        }
+        if let Frame::Error(e) = call_one(worker, *unit, &mset).await? {
+            return Err(error(&format!(
+                "ERR slotgate: MSETNX set some keys but not all: {}",
+                String::from_utf8_lossy(&e)
+            )));
+        }
+    }
+    let units = by_unit.into_iter().map(|(u, _)| u).collect();
+    Ok((Bytes::from_static(b":1\r\n"), units))
+}
+
+/// The command's name, upper case, for error texts.
+fn printable_name(args: &[&[u8]]) -> String {
+    args.first()
+        .map(|n| String::from_utf8_lossy(n).to_uppercase())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::placement::Placement;
+
+    fn plan_of(words: &[&str]) -> Option<Plan> {
+        let args: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+        let spec = crate::command::lookup(&args).unwrap();
+        plan(spec, &args, |k| Placement::SLOTS.unit_of(k))
+    }
+
+    #[test]
+    fn plans_by_command() {
+        assert_eq!(
+            plan_of(&["SUNIONSTORE", "d", "a", "b"]),
+            Some(Plan::Gather { dest: 1 })
+        );
+        assert_eq!(
+            plan_of(&["SORT", "a", "LIMIT", "0", "1", "STORE", "d"]),
+            Some(Plan::Gather { dest: 6 })
+        );
+        assert_eq!(
+            plan_of(&["PFMERGE", "d", "a", "b"]),
+            Some(Plan::Gather { dest: 1 })
+        );
+        assert_eq!(plan_of(&["COPY", "a", "d"]), Some(Plan::Gather { dest: 2 }));
+        assert_eq!(
+            plan_of(&["LMOVE", "a", "d", "right", "LEFT"]),
+            Some(Plan::Lmove {
+                pop_left: false,
+                push_left: true
+            })
+        );
+        assert_eq!(
+            plan_of(&["RENAMENX", "a", "d"]),
+            Some(Plan::Rename { nx: true })
+        );
+        assert_eq!(plan_of(&["MSETNX", "a", "1", "d", "2"]), Some(Plan::Msetnx));
+        // One slot: routed as usual. Not a write across slots: not planned.
+        assert_eq!(plan_of(&["SUNIONSTORE", "{t}d", "{t}a"]), None);
+        assert_eq!(plan_of(&["SUNION", "a", "d"]), None);
+    }
+
+    #[test]
+    fn temporary_names_share_the_destinations_slot() {
+        let unit_of = |k: &[u8]| Placement::SLOTS.unit_of(k);
+        for dest in [&b"plain"[..], b"{tag}x", b"a{b"] {
+            let names = temp_names(dest, 3, &unit_of).unwrap();
+            assert_eq!(names.len(), 3);
+            assert!(names.iter().all(|n| unit_of(n) == unit_of(dest)));
+        }
+        assert_eq!(temp_names(b"a}b", 1, &unit_of), None);
+    }
+}

@@ -1,0 +1,145 @@
+//! Commands that write keys of several slots, with `commands.non_atomic_cross_slot_writes` on:
+//! the same commands go to slotgate (in front of a 3-master cluster) and to one standalone
+//! Redis, and every reply — results, counts, errors — must be equal. Off (the default), they
+//! answer CROSSSLOT as a cluster node does.
+
+use crate::common;
+
+use common::q;
+use redis::Value;
+use slotgate::local_redis::{RedisServer, ServerOptions};
+use slotgate::slot::Slot;
+
+/// Data both targets start from: every type the commands below read.
+const SETUP: &[&str] = &[
+    "SADD s1 a b c",
+    "SADD s2 b c d",
+    "ZADD z1 1 a 2 b",
+    "ZADD z2 3 b 4 c",
+    "RPUSH l1 x y z",
+    "SET str v",
+    "PFADD h1 a b c",
+    "PFADD h2 c d e",
+    "SET bits1 ab",
+    "SET bits2 cd",
+    "SET ttlkey val PX 100000",
+    "GEOADD geo 13.361389 38.115556 Palermo 15.087269 37.502669 Catania",
+];
+
+/// Each step and how its answer is read back (sets through SORT, so order does not matter).
+const STEPS: &[&str] = &[
+    "SUNIONSTORE dst1 s1 s2",
+    "SORT dst1 ALPHA",
+    "SINTERSTORE dst2 s1 s2 nokey",
+    "EXISTS dst2",
+    "SDIFFSTORE dst3 s1 s2",
+    "SORT dst3 ALPHA",
+    "SUNIONSTORE dst4 s1 str",
+    "ZUNIONSTORE zd 2 z1 z2 WEIGHTS 2 3 AGGREGATE MAX",
+    "ZRANGE zd 0 -1 WITHSCORES",
+    "ZINTERSTORE zd2 2 z1 z2",
+    "ZRANGE zd2 0 -1 WITHSCORES",
+    "ZDIFFSTORE zd3 2 z1 z2",
+    "ZRANGE zd3 0 -1 WITHSCORES",
+    "ZUNIONSTORE zd4 2 z1 z2 WEIGHTS 1",
+    "ZRANGESTORE zr z2 0 -1",
+    "ZRANGE zr 0 -1 WITHSCORES",
+    "PFMERGE hm h1 h2",
+    "PFCOUNT hm",
+    "BITOP AND bd bits1 bits2",
+    "GET bd",
+    "BITOP NOT bd2 bits1",
+    "GET bd2",
+    "COPY s1 scopy",
+    "SORT scopy ALPHA",
+    "COPY s1 scopy",
+    "COPY l1 scopy REPLACE",
+    "LRANGE scopy 0 -1",
+    "SORT l1 ALPHA STORE sorted",
+    "LRANGE sorted 0 -1",
+    "GEOSEARCHSTORE gs geo FROMLONLAT 15 37 BYRADIUS 200 km ASC",
+    "ZRANGE gs 0 -1",
+    "SMOVE s1 s2 a",
+    "SORT s1 ALPHA",
+    "SORT s2 ALPHA",
+    "SMOVE s1 s2 zz",
+    "SMOVE nokey s2 a",
+    "SMOVE str s2 a",
+    "SMOVE s1 str b",
+    "RENAME ttlkey renamed",
+    "GET renamed",
+    "EXISTS ttlkey",
+    "RENAME nokey other",
+    "RENAMENX renamed str",
+    "RENAMENX renamed fresh",
+    "GET fresh",
+    "LMOVE l1 l2 LEFT RIGHT",
+    "RPOPLPUSH l1 l2",
+    "LRANGE l2 0 -1",
+    "LRANGE l1 0 -1",
+    "LMOVE str l2 LEFT LEFT",
+    "LMOVE l1 str LEFT LEFT",
+    "LMOVE nokey l2 LEFT LEFT",
+    "MSETNX n1 1 n2 2",
+    "MSETNX n1 1 n3 3",
+    "MGET n1 n2 n3",
+];
+
+async fn run(c: &mut redis::aio::MultiplexedConnection, line: &str) -> Result<Value, String> {
+    let words: Vec<&str> = line.split(' ').collect();
+    q::<Value>(c, &words).await.map_err(|e| {
+        // The error's code and text, without the client's own wrapping.
+        format!("{:?} {}", e.code(), e.detail().unwrap_or_default())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_across_slots_answer_as_one_redis() {
+    // The keys of each multi-key step are in several slots (else it would not test much).
+    for (a, b) in [
+        ("dst1", "s1"),
+        ("s1", "s2"),
+        ("zd", "z1"),
+        ("hm", "h1"),
+        ("renamed", "ttlkey"),
+    ] {
+        assert_ne!(Slot::of(a.as_bytes()), Slot::of(b.as_bytes()), "{a} {b}");
+    }
+    let setup = common::start_with(Default::default(), |c| {
+        c.commands.non_atomic_cross_slot_writes = true
+    });
+    let single = RedisServer::start(ServerOptions::default()).expect("start a standalone Redis");
+    let proxy = &mut setup.client().await;
+    let one = &mut common::client(single.addr().parse().unwrap()).await;
+    for line in SETUP {
+        run(proxy, line).await.unwrap();
+        run(one, line).await.unwrap();
+    }
+    for line in STEPS {
+        let (got, want) = (run(proxy, line).await, run(one, line).await);
+        assert_eq!(got, want, "{line}");
+    }
+    // The TTL moved with the key (renamed twice: ttlkey, renamed, fresh).
+    let ttl: i64 = q(proxy, &["PTTL", "fresh"]).await.unwrap();
+    assert!(ttl > 0 && ttl <= 100_000, "{ttl}");
+    // No temporary key is left on any master.
+    for master in setup.masters() {
+        let n = &mut common::client(master).await;
+        let left: Vec<String> = q(n, &["KEYS", "*slotgate:tmp*"]).await.unwrap();
+        assert!(left.is_empty(), "{master}: {left:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_writes_across_slots_answer_crossslot() {
+    let setup = common::start();
+    let c = &mut setup.client().await;
+    for line in [
+        "SUNIONSTORE dst1 s1 s2",
+        "RENAME s1 dst1",
+        "MSETNX s1 1 s2 2",
+    ] {
+        let err = run(c, line).await.unwrap_err();
+        assert!(err.contains("CROSSSLOT"), "{line}: {err}");
+    }
+}
