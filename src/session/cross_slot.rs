@@ -56,6 +56,13 @@ pub(super) enum Plan {
     },
     /// MSETNX.
     Msetnx,
+    /// WATCH of keys in several slots: one WATCH per slot (served by the session, which holds
+    /// the watches; see `cross_slot_tx`).
+    Watch,
+    /// BLPOP, BRPOP, BZPOPMIN, BZPOPMAX, BLMPOP, BZMPOP over keys of several slots: each key
+    /// tried in order with the non-blocking form, again and again, until one answers or the
+    /// timeout passes.
+    BlockingPop,
 }
 
 /// The commands served by a gather: the node runs them once their sources are local.
@@ -107,6 +114,8 @@ pub(super) fn plan(
             push_left: word(4)?.as_slice() == b"LEFT",
         },
         "msetnx" => Plan::Msetnx,
+        "watch" => Plan::Watch,
+        "blpop" | "brpop" | "bzpopmin" | "bzpopmax" | "blmpop" | "bzmpop" => Plan::BlockingPop,
         name if GATHERED.contains(&name) => {
             let mut written = keys
                 .iter()
@@ -243,6 +252,8 @@ pub(super) async fn run(
             .await
             .map(|reply| (reply, vec![unit(1), unit(2)])),
         Plan::Msetnx => msetnx(worker, args, &unit_of).await,
+        Plan::Watch => Err(error("ERR slotgate: WATCH is served by the session")),
+        Plan::BlockingPop => blocking_pop(worker, args, &unit_of, resp3).await,
     };
     result.unwrap_or_else(|reply| (reply, Vec::new()))
 }
@@ -500,6 +511,113 @@ async fn msetnx(
     }
     let units = by_unit.into_iter().map(|(u, _)| u).collect();
     Ok((Bytes::from_static(b":1\r\n"), units))
+}
+
+/// First pause between two rounds of a blocking pop across slots; doubled up to [`POLL_MAX`].
+const POLL_FIRST: std::time::Duration = std::time::Duration::from_millis(10);
+/// Longest pause between two rounds of a blocking pop across slots.
+const POLL_MAX: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// How one key is tried: the non-blocking command for it, and whether its reply is the
+/// blocking command's reply as it is (LMPOP, ZMPOP) or must be prefixed with the key (LPOP,
+/// RPOP: `[key, value]`; ZPOPMIN, ZPOPMAX: `[key, member, score]`).
+fn try_one<'a>(args: &[&'a [u8]], key: &'a [u8]) -> Option<(Vec<&'a [u8]>, bool)> {
+    let name = args.first()?.to_ascii_lowercase();
+    Some(match name.as_slice() {
+        b"blpop" => (vec![&b"LPOP"[..], key], true),
+        b"brpop" => (vec![&b"RPOP"[..], key], true),
+        b"bzpopmin" => (vec![&b"ZPOPMIN"[..], key], true),
+        b"bzpopmax" => (vec![&b"ZPOPMAX"[..], key], true),
+        // BLMPOP timeout numkeys key… LEFT|RIGHT [COUNT n] → LMPOP 1 key LEFT|RIGHT [COUNT n]
+        b"blmpop" | b"bzmpop" => {
+            let numkeys: usize = std::str::from_utf8(args.get(2)?).ok()?.parse().ok()?;
+            let rest = args.get(3 + numkeys..)?;
+            let word: &[u8] = if name == b"blmpop" {
+                b"LMPOP"
+            } else {
+                b"ZMPOP"
+            };
+            let mut one = vec![word, b"1", key];
+            one.extend_from_slice(rest);
+            (one, false)
+        }
+        _ => return None,
+    })
+}
+
+/// The keys and the timeout (seconds, 0: none) of a blocking pop.
+fn blocking_keys<'a>(args: &[&'a [u8]]) -> Option<(Vec<&'a [u8]>, f64)> {
+    let name = args.first()?.to_ascii_lowercase();
+    let number = |a: &[u8]| std::str::from_utf8(a).ok()?.parse::<f64>().ok();
+    if name == b"blmpop" || name == b"bzmpop" {
+        let timeout = number(args.get(1)?)?;
+        let numkeys: usize = std::str::from_utf8(args.get(2)?).ok()?.parse().ok()?;
+        Some((args.get(3..3 + numkeys)?.to_vec(), timeout))
+    } else {
+        let (timeout, keys) = args.get(1..)?.split_last()?;
+        Some((keys.to_vec(), number(timeout)?))
+    }
+}
+
+/// A blocking pop over keys of several slots.
+async fn blocking_pop(
+    worker: &WorkerContext,
+    args: &[&[u8]],
+    unit_of: &impl Fn(&[u8]) -> Unit,
+    resp3: bool,
+) -> Result<(Bytes, Vec<Unit>), Bytes> {
+    let Some((keys, timeout)) = blocking_keys(args) else {
+        return Err(error("ERR timeout is not a float or out of range"));
+    };
+    if !(timeout >= 0.0 && timeout.is_finite()) {
+        return Err(error("ERR timeout is negative"));
+    }
+    let deadline = (timeout > 0.0)
+        .then(|| tokio::time::Instant::now() + std::time::Duration::from_secs_f64(timeout));
+    let mut pause = POLL_FIRST;
+    loop {
+        for &key in &keys {
+            let Some((one, prefixed)) = try_one(args, key) else {
+                return Err(error("ERR syntax error"));
+            };
+            let mut out = BytesMut::new();
+            command(&mut out, &one);
+            let unit = unit_of(key);
+            let mut replies = call(worker, unit, &out, 1, resp3).await?;
+            let Some(reply) = replies.pop() else { continue };
+            if reply.is_error() {
+                return Err(reply.raw().clone());
+            }
+            let found = match frame(&reply)? {
+                Frame::Null | Frame::Nil | Frame::NullArray => None,
+                Frame::Array(items) if items.is_empty() => None,
+                Frame::Array(items) if prefixed => Some(Frame::Array(
+                    std::iter::once(Frame::Bulk(Bytes::copy_from_slice(key)))
+                        .chain(items)
+                        .collect(),
+                )),
+                value @ Frame::Bulk(_) if prefixed => Some(Frame::Array(vec![
+                    Frame::Bulk(Bytes::copy_from_slice(key)),
+                    value,
+                ])),
+                _ if !prefixed => Some(frame(&reply)?),
+                _ => None,
+            };
+            if let Some(found) = found {
+                let mut out = BytesMut::new();
+                found.encode(&mut out);
+                return Ok((out.freeze(), vec![unit]));
+            }
+        }
+        let now = tokio::time::Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            let nil: &'static [u8] = if resp3 { b"_\r\n" } else { b"*-1\r\n" };
+            return Ok((Bytes::from_static(nil), Vec::new()));
+        }
+        let wake = deadline.map_or(now + pause, |d| d.min(now + pause));
+        tokio::time::sleep_until(wake).await;
+        pause = (pause * 2).min(POLL_MAX);
+    }
 }
 
 /// The command's name, upper case, for error texts.

@@ -17,6 +17,7 @@ mod client;
 mod cluster_view;
 mod context;
 mod cross_slot;
+mod cross_slot_tx;
 mod dispatch;
 pub mod info;
 mod key_tags;
@@ -76,6 +77,9 @@ pub(crate) struct Session {
     tx: Option<Transaction>,
     /// The connection WATCH pinned.
     watched: Option<Watched>,
+    /// With `commands.non_atomic_cross_slot_writes`: WATCH connections of other slots than
+    /// `watched`'s, one per slot.
+    watched_also: Vec<Watched>,
     /// The slot of the client's last write, for WAIT.
     last_write: Option<Unit>,
     /// The other slots of the last write when it was split or sent to every master.
@@ -131,6 +135,7 @@ where
         deferred: None,
         tx: None,
         watched: None,
+        watched_also: Vec::new(),
         last_write: None,
         last_write_also: Vec::new(),
         pubsub: None,

@@ -42,8 +42,8 @@ use super::local::Local;
 use super::queue::Expect;
 use super::Session;
 
-const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
-const EXEC: &[u8] = b"*1\r\n$4\r\nEXEC\r\n";
+pub(super) const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
+pub(super) const EXEC: &[u8] = b"*1\r\n$4\r\nEXEC\r\n";
 const UNWATCH: &[u8] = b"*1\r\n$7\r\nUNWATCH\r\n";
 const OK: &[u8] = b"+OK\r\n";
 const QUEUED: &[u8] = b"+QUEUED\r\n";
@@ -96,6 +96,9 @@ pub(super) enum Exclusive {
 #[derive(Debug, Default)]
 pub(super) struct Transaction {
     queued: Vec<Bytes>,
+    /// The slot of each queued command (`None`: key-less), when the transaction may span
+    /// slots (`commands.non_atomic_cross_slot_writes`).
+    units: Vec<Option<Unit>>,
     /// Bytes of `queued`, bounded by `proxy.max_pending_bytes`.
     bytes: usize,
     unit: Option<Unit>,
@@ -104,6 +107,8 @@ pub(super) struct Transaction {
     /// Co-location rules in cluster mode: the queued commands whose replies carry key names
     /// (position, shape), for EXEC's array.
     key_replies: Vec<(usize, KeyReply)>,
+    /// The slot of the command being queued (recorded in `units`).
+    current: Option<Unit>,
 }
 
 /// The connection WATCH pinned and the slot it watches. `conn` is `None` once the watch is
@@ -111,8 +116,8 @@ pub(super) struct Transaction {
 /// watched key had changed.
 #[derive(Debug)]
 pub(super) struct Watched {
-    conn: Option<DedicatedConn>,
-    unit: Unit,
+    pub(super) conn: Option<DedicatedConn>,
+    pub(super) unit: Unit,
 }
 
 impl Transaction {
@@ -137,6 +142,7 @@ impl Transaction {
         if !self.failed {
             self.bytes += command.len();
             self.queued.push(command.clone());
+            self.units.push(self.current);
         }
         Bytes::from_static(QUEUED)
     }
@@ -144,6 +150,25 @@ impl Transaction {
     /// Commands queued so far (CLIENT LIST's `multi`).
     pub(super) fn queued(&self) -> usize {
         self.queued.len()
+    }
+
+    /// Whether the commands and watches involve more than one slot.
+    fn spans_slots(&self, watched: Option<&Watched>, watched_also: &[Watched]) -> bool {
+        let first = self.unit.or(watched.map(|w| w.unit));
+        !watched_also.is_empty()
+            || self
+                .units
+                .iter()
+                .flatten()
+                .chain(watched.map(|w| &w.unit))
+                .any(|u| Some(*u) != first)
+    }
+
+    /// The queued commands with their slots (`None`: key-less).
+    pub(super) fn commands(&self) -> impl Iterator<Item = (&Bytes, Option<Unit>)> {
+        self.queued
+            .iter()
+            .zip(self.units.iter().copied().chain(std::iter::repeat(None)))
     }
 }
 
@@ -178,7 +203,9 @@ impl Session {
         let limit = self.worker.settings().client_limits.max_pending_bytes;
         // PUBLISH has no key: a cluster node runs it in any transaction and broadcasts it.
         let publish = self.last_spec.is_some_and(|spec| spec.name == "publish");
+        let across = self.worker.settings().cross_slot_writes;
         let Some(tx) = self.tx.as_mut() else { return };
+        tx.current = None;
         let reply = match route {
             Route::Pinned(Pinned::Exclusive(Exclusive::Exec)) => {
                 if !tx.key_replies.is_empty() {
@@ -216,11 +243,12 @@ impl Session {
             }
             | Route::Pinned(Pinned::Exclusive(Exclusive::Blocking { unit })) => {
                 let expected = tx.unit.or(self.watched.as_ref().map(|w| w.unit));
-                if expected.is_some_and(|s| s != unit) {
+                if expected.is_some_and(|s| s != unit) && !across {
                     tx.failed = true;
                     error(CROSSSLOT)
                 } else {
-                    tx.unit = Some(unit);
+                    tx.unit = tx.unit.or(Some(unit));
+                    tx.current = Some(unit);
                     let shape = self.worker.settings().key_tags.as_ref().and(self.last_spec);
                     if let Some(shape) = shape.and_then(|spec| KeyReply::of(spec.name)) {
                         tx.key_replies.push((tx.queued.len(), shape));
@@ -265,6 +293,9 @@ impl Session {
     pub(super) async fn exclusive(&mut self, request: Request, exclusive: Exclusive) -> Bytes {
         match exclusive {
             Exclusive::Exec => self.exec().await,
+            Exclusive::CrossSlot(super::cross_slot::Plan::Watch) => {
+                self.watch_across(&request.args()).await
+            }
             Exclusive::CrossSlot(plan) => {
                 let (reply, wrote) =
                     super::cross_slot::run(&self.worker, &request.args(), plan, self.resp3).await;
@@ -295,9 +326,17 @@ impl Session {
             return error("ERR EXEC without MULTI");
         };
         let watched = self.watched.take();
+        let watched_also = std::mem::take(&mut self.watched_also);
         if tx.failed {
             self.release(watched);
+            for w in watched_also {
+                self.release(Some(w));
+            }
             return error(EXECABORT);
+        }
+        if tx.spans_slots(watched.as_ref(), &watched_also) {
+            let watches: Vec<Watched> = watched.into_iter().chain(watched_also).collect();
+            return self.exec_across(tx, watches).await;
         }
         let mut payload = BytesMut::with_capacity(
             MULTI.len() + EXEC.len() + tx.queued.iter().map(Bytes::len).sum::<usize>(),
@@ -352,12 +391,35 @@ impl Session {
         }
     }
 
-    async fn watch(&mut self, request: &Bytes, unit: Unit) -> Bytes {
+    pub(super) async fn watch(&mut self, request: &Bytes, unit: Unit) -> Bytes {
         let timeout = Some(self.worker.settings().request_timeout);
-        if let Some(watched) = self.watched.as_mut() {
-            if watched.unit != unit {
-                return error(CROSSSLOT);
-            }
+        let across = self.worker.settings().cross_slot_writes;
+        if self.watched.as_ref().is_some_and(|w| w.unit != unit) && !across {
+            return error(CROSSSLOT);
+        }
+        if self.watched.as_ref().is_some_and(|w| w.unit != unit)
+            && across
+            && !self.watched_also.iter().any(|w| w.unit == unit)
+        {
+            return match on_master(&self.worker, Some(unit), request, 1, timeout, self.resp3).await
+            {
+                Ok((conn, replies)) => {
+                    if !replies.iter().any(Reply::is_error) {
+                        self.watched_also.push(Watched {
+                            conn: Some(conn),
+                            unit,
+                        });
+                    }
+                    last(replies)
+                }
+                Err(reply) => reply,
+            };
+        }
+        let watched = match self.watched.as_mut() {
+            Some(w) if w.unit != unit => self.watched_also.iter_mut().find(|w| w.unit == unit),
+            other => other,
+        };
+        if let Some(watched) = watched {
             let Some(conn) = watched.conn.as_mut() else {
                 return Bytes::from_static(OK);
             };
@@ -388,7 +450,7 @@ impl Session {
     }
 
     /// EXEC's answer when a watched key changed: `*-1`, or `_` in RESP3.
-    fn null_array(&self) -> Bytes {
+    pub(super) fn null_array(&self) -> Bytes {
         Bytes::from_static(if self.resp3 { b"_\r\n" } else { NULL_ARRAY })
     }
 
@@ -410,10 +472,13 @@ impl Session {
     fn release_watch(&mut self) {
         let watched = self.watched.take();
         self.release(watched);
+        for watched in std::mem::take(&mut self.watched_also) {
+            self.release(Some(watched));
+        }
     }
 
     /// Give a WATCH connection back to the worker's idle set once UNWATCH has cleared it.
-    fn release(&self, watched: Option<Watched>) {
+    pub(super) fn release(&self, watched: Option<Watched>) {
         let Some(mut conn) = watched.and_then(|w| w.conn) else {
             return;
         };
@@ -552,7 +617,7 @@ pub(super) async fn bounded<T>(
 }
 
 /// `call` on `conn`, bounded by `timeout`.
-async fn exec_on(
+pub(super) async fn exec_on(
     conn: &mut DedicatedConn,
     payload: &[u8],
     replies: usize,
@@ -564,7 +629,7 @@ async fn exec_on(
 
 /// A redirect the dedicated path follows (NOSCRIPT is passed to the client here: inside a
 /// transaction the script cannot be loaded first).
-fn redirect_of(reply: &Reply) -> Option<Redirect> {
+pub(super) fn redirect_of(reply: &Reply) -> Option<Redirect> {
     reply
         .error_message()
         .and_then(Redirect::classify)

@@ -143,3 +143,117 @@ async fn by_default_writes_across_slots_answer_crossslot() {
         assert!(err.contains("CROSSSLOT"), "{line}: {err}");
     }
 }
+
+/// A transaction over keys of several slots, with the setting on: one MULTI/EXEC per slot,
+/// EXEC's array in the client's order; WATCH of keys in several slots is honoured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_across_slots_run_one_part_per_slot() {
+    let setup = common::start_with(Default::default(), |c| {
+        c.commands.non_atomic_cross_slot_writes = true
+    });
+    assert_ne!(setup.node_of("ta"), setup.node_of("tb"), "two nodes");
+    let mut raw = common::Raw::connect(setup.addr());
+    let got = common::lines(
+        &mut raw,
+        &[
+            "MULTI", "SET ta 1", "SET tb 2", "INCR ta", "PING", "GET tb", "EXEC",
+        ],
+    );
+    assert_eq!(
+        got[..6],
+        [
+            "+OK\r\n",
+            "+QUEUED\r\n",
+            "+QUEUED\r\n",
+            "+QUEUED\r\n",
+            "+QUEUED\r\n",
+            "+QUEUED\r\n"
+        ]
+    );
+    assert_eq!(got[6], "*5\r\n");
+    let rest: Vec<String> = (0..6).map(|_| raw.read_line()).collect();
+    assert_eq!(
+        rest,
+        [
+            "+OK\r\n",
+            "+OK\r\n",
+            ":2\r\n",
+            "+PONG\r\n",
+            "$1\r\n",
+            "2\r\n"
+        ]
+    );
+
+    // WATCH over two slots (one command), nobody else writes: EXEC runs.
+    let got = common::lines(
+        &mut raw,
+        &["WATCH ta tb", "MULTI", "INCR ta", "INCR tb", "EXEC"],
+    );
+    assert_eq!(
+        got,
+        ["+OK\r\n", "+OK\r\n", "+QUEUED\r\n", "+QUEUED\r\n", "*2\r\n"]
+    );
+    assert_eq!([raw.read_line(), raw.read_line()], [":3\r\n", ":3\r\n"]);
+
+    // Another client changes a watched key of the second slot: EXEC answers null and no
+    // part ran.
+    let other = &mut setup.client().await;
+    let got = common::lines(&mut raw, &["WATCH ta", "WATCH tb"]);
+    assert_eq!(got, ["+OK\r\n", "+OK\r\n"]);
+    let _: () = q(other, &["SET", "tb", "100"]).await.unwrap();
+    let got = common::lines(&mut raw, &["MULTI", "INCR ta", "INCR tb", "EXEC"]);
+    assert_eq!(got, ["+OK\r\n", "+QUEUED\r\n", "+QUEUED\r\n", "*-1\r\n"]);
+    let a: i64 = q(other, &["GET", "ta"]).await.unwrap();
+    assert_eq!(a, 3, "the part of the unchanged slot did not run either");
+
+    // Without the setting, the command leaving the transaction's slot is CROSSSLOT.
+    let plain = common::start();
+    let mut raw = common::Raw::connect(plain.addr());
+    let got = common::lines(&mut raw, &["MULTI", "SET ta 1", "SET tb 2", "EXEC"]);
+    assert!(got[2].starts_with("-CROSSSLOT"), "{got:?}");
+    assert!(got[3].starts_with("-EXECABORT"), "{got:?}");
+}
+
+/// Blocking pops over keys of several slots, with the setting on: served at once when a key
+/// has data (the first key in order that has), and blocking until a push or the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_pops_across_slots_block_and_serve() {
+    let setup = common::start_with(Default::default(), |c| {
+        c.commands.non_atomic_cross_slot_writes = true
+    });
+    assert_ne!(Slot::of(b"qa"), Slot::of(b"qb"));
+    let c = &mut setup.client().await;
+    let _: () = q(c, &["RPUSH", "qb", "b1", "b2"]).await.unwrap();
+    let got: (String, String) = q(c, &["BLPOP", "qa", "qb", "1"]).await.unwrap();
+    assert_eq!(got, ("qb".into(), "b1".into()));
+    let got: Value = q(c, &["BLPOP", "qa", "qc", "0.2"]).await.unwrap();
+    assert_eq!(got, Value::Nil, "timeout");
+    let _: () = q(c, &["ZADD", "za", "5", "m"]).await.unwrap();
+    let got: (String, String, String) = q(c, &["BZPOPMIN", "qa", "za", "1"]).await.unwrap();
+    assert_eq!(got, ("za".into(), "m".into(), "5".into()));
+    let got: Value = q(c, &["BLMPOP", "1", "2", "qa", "qb", "RIGHT", "COUNT", "5"])
+        .await
+        .unwrap();
+    assert_eq!(
+        got,
+        Value::Array(vec![
+            Value::BulkString(b"qb".to_vec()),
+            Value::Array(vec![Value::BulkString(b"b2".to_vec())])
+        ])
+    );
+    // Blocked until another client pushes.
+    let mut waiter = setup.client().await;
+    let blocked = tokio::spawn(async move {
+        q::<(String, String)>(&mut waiter, &["BRPOP", "qa", "qb", "5"]).await
+    });
+    // A phase, not a sync: the pop usually waits here (were the push first, it is served at
+    // once, which is right too).
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let _: () = q(c, &["LPUSH", "qa", "late"]).await.unwrap();
+    let got = blocked.await.unwrap().unwrap();
+    assert_eq!(got, ("qa".into(), "late".into()));
+    // A key of the wrong type answers at once.
+    let _: () = q(c, &["SET", "qs", "x"]).await.unwrap();
+    let err = run(c, "BLPOP qa qs 1").await.unwrap_err();
+    assert!(err.contains("WRONGTYPE"), "{err}");
+}

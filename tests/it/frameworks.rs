@@ -43,13 +43,18 @@ struct Setup {
 
 /// Start the cluster and slotgate, with `config` (`--config FILE`) or with defaults only.
 fn start(config: Option<&str>) -> Setup {
+    start_with_env(config, &[])
+}
+
+/// [`start`], with `env` set for slotgate (`SLOTGATE_<SECTION>__<KEY>` overrides).
+fn start_with_env(config: Option<&str>, env: &[(&str, &str)]) -> Setup {
     let cluster = LocalCluster::start(ClusterOptions::default()).expect("start the Redis Cluster");
     let seeds = cluster.seeds().join(",");
     let mut args = vec!["--cluster", &seeds, "--workers", "2", "--log-level", "info"];
     if let Some(config) = config {
         args.extend(["--config", config]);
     }
-    let (child, addr, log) = spawn_slotgate(&args, &[]);
+    let (child, addr, log) = spawn_slotgate(&args, env);
     Setup {
         _proxy: KillOnDrop(child),
         log,
@@ -187,4 +192,25 @@ fn celery_tasks_finish_with_a_hash_tag_key_prefix() {
         &setup,
         &[("SLOTGATE_CELERY_KEYPREFIX", "{celery}")],
     );
+}
+
+/// The other way the issue names: no rule, but transactions across slots served in parts
+/// (`commands.non_atomic_cross_slot_writes`), each part atomic on its node.
+#[test]
+fn rq_jobs_finish_with_transactions_across_slots() {
+    let setup = start_with_env(
+        None,
+        &[("SLOTGATE_COMMANDS__NON_ATOMIC_CROSS_SLOT_WRITES", "true")],
+    );
+    check_passes("rq_check.py", &setup, &[]);
+}
+
+/// Celery with the same setting and no rule.
+#[test]
+fn celery_tasks_finish_with_transactions_across_slots() {
+    let setup = start_with_env(
+        None,
+        &[("SLOTGATE_COMMANDS__NON_ATOMIC_CROSS_SLOT_WRITES", "true")],
+    );
+    check_passes("celery_check.py", &setup, &[]);
 }
