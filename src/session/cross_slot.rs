@@ -47,12 +47,14 @@ pub(super) enum Plan {
         /// RENAMENX: the destination must not exist.
         nx: bool,
     },
-    /// LMOVE / RPOPLPUSH.
+    /// LMOVE / RPOPLPUSH, and their blocking forms BLMOVE / BRPOPLPUSH.
     Lmove {
         /// Pop from the head of the source (LEFT).
         pop_left: bool,
         /// Push to the head of the destination (LEFT).
         push_left: bool,
+        /// The index of the timeout argument of a blocking form.
+        timeout_at: Option<usize>,
     },
     /// MSETNX.
     Msetnx,
@@ -105,17 +107,21 @@ pub(super) fn plan(
         "smove" => Plan::Smove,
         "rename" => Plan::Rename { nx: false },
         "renamenx" => Plan::Rename { nx: true },
-        "rpoplpush" => Plan::Lmove {
+        "rpoplpush" | "brpoplpush" => Plan::Lmove {
             pop_left: false,
             push_left: true,
+            timeout_at: (spec.name == "brpoplpush").then_some(3),
         },
-        "lmove" => Plan::Lmove {
+        "lmove" | "blmove" => Plan::Lmove {
             pop_left: word(3)?.as_slice() == b"LEFT",
             push_left: word(4)?.as_slice() == b"LEFT",
+            timeout_at: (spec.name == "blmove").then_some(5),
         },
         "msetnx" => Plan::Msetnx,
         "watch" => Plan::Watch,
-        "blpop" | "brpop" | "bzpopmin" | "bzpopmax" | "blmpop" | "bzmpop" => Plan::BlockingPop,
+        "blpop" | "brpop" | "bzpopmin" | "bzpopmax" | "blmpop" | "bzmpop" | "lmpop" | "zmpop" => {
+            Plan::BlockingPop
+        }
         name if GATHERED.contains(&name) => {
             let mut written = keys
                 .iter()
@@ -248,9 +254,16 @@ pub(super) async fn run(
         Plan::Lmove {
             pop_left,
             push_left,
-        } => lmove(worker, args, pop_left, push_left, &unit_of, resp3)
-            .await
-            .map(|reply| (reply, vec![unit(1), unit(2)])),
+            timeout_at,
+        } => {
+            let ends = Ends {
+                pop_left,
+                push_left,
+            };
+            lmove(worker, args, ends, timeout_at, &unit_of, resp3)
+                .await
+                .map(|reply| (reply, vec![unit(1), unit(2)]))
+        }
         Plan::Msetnx => msetnx(worker, args, &unit_of).await,
         Plan::Watch => Err(error("ERR slotgate: WATCH is served by the session")),
         Plan::BlockingPop => blocking_pop(worker, args, &unit_of, resp3).await,
@@ -422,44 +435,100 @@ async fn rename(
 /// Redis' WRONGTYPE error.
 const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
 
-/// LMOVE / RPOPLPUSH src dst.
+/// Which ends an LMOVE pops from and pushes to.
+#[derive(Clone, Copy)]
+struct Ends {
+    pop_left: bool,
+    push_left: bool,
+}
+
+/// The deadline of a blocking command's timeout argument (seconds; 0: none), or the error
+/// Redis gives for a bad one.
+fn deadline_of(arg: Option<&[u8]>) -> Result<Option<tokio::time::Instant>, Bytes> {
+    let timeout = arg
+        .and_then(|a| std::str::from_utf8(a).ok())
+        .and_then(|a| a.parse::<f64>().ok())
+        .filter(|t| t.is_finite())
+        .ok_or_else(|| error("ERR timeout is not a float or out of range"))?;
+    if timeout < 0.0 {
+        return Err(error("ERR timeout is negative"));
+    }
+    Ok((timeout > 0.0)
+        .then(|| tokio::time::Instant::now() + std::time::Duration::from_secs_f64(timeout)))
+}
+
+/// Sleep before the next round of a blocking command; `false` when its deadline has passed.
+async fn next_round(
+    deadline: Option<tokio::time::Instant>,
+    pause: &mut std::time::Duration,
+) -> bool {
+    let now = tokio::time::Instant::now();
+    if deadline.is_some_and(|d| now >= d) {
+        return false;
+    }
+    let wake = deadline.map_or(now + *pause, |d| d.min(now + *pause));
+    tokio::time::sleep_until(wake).await;
+    *pause = (*pause * 2).min(POLL_MAX);
+    true
+}
+
+/// LMOVE / RPOPLPUSH src dst; BLMOVE / BRPOPLPUSH (the timeout at `timeout_at`) try again
+/// until the source has an element or the timeout passes.
 async fn lmove(
     worker: &WorkerContext,
     args: &[&[u8]],
-    pop_left: bool,
-    push_left: bool,
+    ends: Ends,
+    timeout_at: Option<usize>,
     unit_of: &impl Fn(&[u8]) -> Unit,
     resp3: bool,
 ) -> Result<Bytes, Bytes> {
     let (Some(&src), Some(&dst)) = (args.get(1), args.get(2)) else {
         return Err(error("ERR wrong number of arguments"));
     };
-    let nil = || Bytes::from_static(if resp3 { b"_\r\n" } else { b"$-1\r\n" });
-    match call_one(worker, unit_of(src), &[b"TYPE", src]).await? {
-        Frame::Simple(t) if t.as_ref() == b"none" => return Ok(nil()),
-        Frame::Simple(t) if t.as_ref() == b"list" => {}
-        _ => return Err(error(WRONGTYPE)),
-    }
-    match call_one(worker, unit_of(dst), &[b"TYPE", dst]).await? {
-        Frame::Simple(t) if t.as_ref() == b"none" || t.as_ref() == b"list" => {}
-        _ => return Err(error(WRONGTYPE)),
-    }
-    let pop: &[u8] = if pop_left { b"LPOP" } else { b"RPOP" };
-    let value = match call_one(worker, unit_of(src), &[pop, src]).await? {
-        Frame::Bulk(value) => value,
-        Frame::Error(e) => return Err(error(&String::from_utf8_lossy(&e))),
-        _ => return Ok(nil()),
+    let deadline = match timeout_at {
+        Some(i) => Some(deadline_of(args.get(i).copied())?),
+        None => None,
     };
-    let push: &[u8] = if push_left { b"LPUSH" } else { b"RPUSH" };
-    if let Frame::Error(e) = call_one(worker, unit_of(dst), &[push, dst, &value]).await? {
-        // Back where it came from, so the element is not lost.
-        let back: &[u8] = if pop_left { b"LPUSH" } else { b"RPUSH" };
-        let _ = call_one(worker, unit_of(src), &[back, src, &value]).await;
-        return Err(error(&String::from_utf8_lossy(&e)));
+    let nil = || {
+        let blocking_nil: &'static [u8] = if resp3 { b"_\r\n" } else { b"*-1\r\n" };
+        let plain_nil: &'static [u8] = if resp3 { b"_\r\n" } else { b"$-1\r\n" };
+        Bytes::from_static(if deadline.is_some() {
+            blocking_nil
+        } else {
+            plain_nil
+        })
+    };
+    let mut pause = POLL_FIRST;
+    loop {
+        match call_one(worker, unit_of(src), &[b"TYPE", src]).await? {
+            Frame::Simple(t) if t.as_ref() == b"none" => {}
+            Frame::Simple(t) if t.as_ref() == b"list" => {}
+            _ => return Err(error(WRONGTYPE)),
+        }
+        match call_one(worker, unit_of(dst), &[b"TYPE", dst]).await? {
+            Frame::Simple(t) if t.as_ref() == b"none" || t.as_ref() == b"list" => {}
+            _ => return Err(error(WRONGTYPE)),
+        }
+        let pop: &[u8] = if ends.pop_left { b"LPOP" } else { b"RPOP" };
+        let value = match call_one(worker, unit_of(src), &[pop, src]).await? {
+            Frame::Bulk(value) => value,
+            Frame::Error(e) => return Err(error(&String::from_utf8_lossy(&e))),
+            _ => match deadline {
+                Some(deadline) if next_round(deadline, &mut pause).await => continue,
+                _ => return Ok(nil()),
+            },
+        };
+        let push: &[u8] = if ends.push_left { b"LPUSH" } else { b"RPUSH" };
+        if let Frame::Error(e) = call_one(worker, unit_of(dst), &[push, dst, &value]).await? {
+            // Back where it came from, so the element is not lost.
+            let back: &[u8] = if ends.pop_left { b"LPUSH" } else { b"RPUSH" };
+            let _ = call_one(worker, unit_of(src), &[back, src, &value]).await;
+            return Err(error(&String::from_utf8_lossy(&e)));
+        }
+        let mut out = BytesMut::new();
+        encode::bulk(&mut out, &value);
+        return Ok(out.freeze());
     }
-    let mut out = BytesMut::new();
-    encode::bulk(&mut out, &value);
-    Ok(out.freeze())
 }
 
 /// A key and its value.
@@ -529,10 +598,11 @@ fn try_one<'a>(args: &[&'a [u8]], key: &'a [u8]) -> Option<(Vec<&'a [u8]>, bool)
         b"bzpopmin" => (vec![&b"ZPOPMIN"[..], key], true),
         b"bzpopmax" => (vec![&b"ZPOPMAX"[..], key], true),
         // BLMPOP timeout numkeys key… LEFT|RIGHT [COUNT n] → LMPOP 1 key LEFT|RIGHT [COUNT n]
-        b"blmpop" | b"bzmpop" => {
-            let numkeys: usize = std::str::from_utf8(args.get(2)?).ok()?.parse().ok()?;
-            let rest = args.get(3 + numkeys..)?;
-            let word: &[u8] = if name == b"blmpop" {
+        b"blmpop" | b"bzmpop" | b"lmpop" | b"zmpop" => {
+            let at = if name.first() == Some(&b'b') { 2 } else { 1 };
+            let numkeys: usize = std::str::from_utf8(args.get(at)?).ok()?.parse().ok()?;
+            let rest = args.get(at + 1 + numkeys..)?;
+            let word: &[u8] = if name.ends_with(b"lmpop") {
                 b"LMPOP"
             } else {
                 b"ZMPOP"
@@ -545,35 +615,43 @@ fn try_one<'a>(args: &[&'a [u8]], key: &'a [u8]) -> Option<(Vec<&'a [u8]>, bool)
     })
 }
 
-/// The keys and the timeout (seconds, 0: none) of a blocking pop.
-fn blocking_keys<'a>(args: &[&'a [u8]]) -> Option<(Vec<&'a [u8]>, f64)> {
+/// The keys of a (blocking) pop, and its timeout argument (`None`: LMPOP, ZMPOP, which try
+/// once).
+fn pop_keys<'a>(args: &[&'a [u8]]) -> Option<(Vec<&'a [u8]>, Option<&'a [u8]>)> {
     let name = args.first()?.to_ascii_lowercase();
-    let number = |a: &[u8]| std::str::from_utf8(a).ok()?.parse::<f64>().ok();
-    if name == b"blmpop" || name == b"bzmpop" {
-        let timeout = number(args.get(1)?)?;
-        let numkeys: usize = std::str::from_utf8(args.get(2)?).ok()?.parse().ok()?;
-        Some((args.get(3..3 + numkeys)?.to_vec(), timeout))
-    } else {
-        let (timeout, keys) = args.get(1..)?.split_last()?;
-        Some((keys.to_vec(), number(timeout)?))
+    let count =
+        |i: usize| -> Option<usize> { std::str::from_utf8(args.get(i)?).ok()?.parse().ok() };
+    match name.as_slice() {
+        b"blmpop" | b"bzmpop" => {
+            let numkeys = count(2)?;
+            Some((args.get(3..3 + numkeys)?.to_vec(), Some(args.get(1)?)))
+        }
+        b"lmpop" | b"zmpop" => {
+            let numkeys = count(1)?;
+            Some((args.get(2..2 + numkeys)?.to_vec(), None))
+        }
+        _ => {
+            let (timeout, keys) = args.get(1..)?.split_last()?;
+            Some((keys.to_vec(), Some(timeout)))
+        }
     }
 }
 
-/// A blocking pop over keys of several slots.
+/// A (blocking) pop over keys of several slots: each key tried in order, round after round
+/// until one has data or the timeout passes (LMPOP, ZMPOP: one round).
 async fn blocking_pop(
     worker: &WorkerContext,
     args: &[&[u8]],
     unit_of: &impl Fn(&[u8]) -> Unit,
     resp3: bool,
 ) -> Result<(Bytes, Vec<Unit>), Bytes> {
-    let Some((keys, timeout)) = blocking_keys(args) else {
-        return Err(error("ERR timeout is not a float or out of range"));
+    let Some((keys, timeout)) = pop_keys(args) else {
+        return Err(error("ERR syntax error"));
     };
-    if !(timeout >= 0.0 && timeout.is_finite()) {
-        return Err(error("ERR timeout is negative"));
-    }
-    let deadline = (timeout > 0.0)
-        .then(|| tokio::time::Instant::now() + std::time::Duration::from_secs_f64(timeout));
+    let deadline = match timeout {
+        Some(t) => Some(deadline_of(Some(t))?),
+        None => None,
+    };
     let mut pause = POLL_FIRST;
     loop {
         for &key in &keys {
@@ -600,7 +678,7 @@ async fn blocking_pop(
                     Frame::Bulk(Bytes::copy_from_slice(key)),
                     value,
                 ])),
-                _ if !prefixed => Some(frame(&reply)?),
+                other if !prefixed => Some(other),
                 _ => None,
             };
             if let Some(found) = found {
@@ -609,14 +687,13 @@ async fn blocking_pop(
                 return Ok((out.freeze(), vec![unit]));
             }
         }
-        let now = tokio::time::Instant::now();
-        if deadline.is_some_and(|d| now >= d) {
-            let nil: &'static [u8] = if resp3 { b"_\r\n" } else { b"*-1\r\n" };
-            return Ok((Bytes::from_static(nil), Vec::new()));
+        match deadline {
+            Some(deadline) if next_round(deadline, &mut pause).await => {}
+            _ => {
+                let nil: &'static [u8] = if resp3 { b"_\r\n" } else { b"*-1\r\n" };
+                return Ok((Bytes::from_static(nil), Vec::new()));
+            }
         }
-        let wake = deadline.map_or(now + pause, |d| d.min(now + pause));
-        tokio::time::sleep_until(wake).await;
-        pause = (pause * 2).min(POLL_MAX);
     }
 }
 
@@ -657,7 +734,8 @@ mod tests {
             plan_of(&["LMOVE", "a", "d", "right", "LEFT"]),
             Some(Plan::Lmove {
                 pop_left: false,
-                push_left: true
+                push_left: true,
+                timeout_at: None
             })
         );
         assert_eq!(
