@@ -615,9 +615,12 @@ fn try_one<'a>(args: &[&'a [u8]], key: &'a [u8]) -> Option<(Vec<&'a [u8]>, bool)
     })
 }
 
+/// A pop's keys and its timeout argument.
+type PopKeys<'a> = (Vec<&'a [u8]>, Option<&'a [u8]>);
+
 /// The keys of a (blocking) pop, and its timeout argument (`None`: LMPOP, ZMPOP, which try
 /// once).
-fn pop_keys<'a>(args: &[&'a [u8]]) -> Option<(Vec<&'a [u8]>, Option<&'a [u8]>)> {
+fn pop_keys<'a>(args: &[&'a [u8]]) -> Option<PopKeys<'a>> {
     let name = args.first()?.to_ascii_lowercase();
     let count =
         |i: usize| -> Option<usize> { std::str::from_utf8(args.get(i)?).ok()?.parse().ok() };
