@@ -16,6 +16,7 @@ pub mod introspect;
 mod keys;
 pub mod lcs;
 mod lookup;
+pub mod sort;
 pub mod split;
 pub mod stat_index;
 pub mod table;

@@ -65,6 +65,9 @@ pub(super) enum Plan {
     /// tried in order with the non-blocking form, again and again, until one answers or the
     /// timeout passes.
     BlockingPop,
+    /// SORT / SORT_RO with BY or GET patterns, computed in the proxy ([`crate::command::sort`]);
+    /// on by default (the STORE form only with the setting).
+    Sort,
 }
 
 /// The commands served by a gather: the node runs them once their sources are local.
@@ -267,6 +270,7 @@ pub(super) async fn run(
         Plan::Msetnx => msetnx(worker, args, &unit_of).await,
         Plan::Watch => Err(error("ERR slotgate: WATCH is served by the session")),
         Plan::BlockingPop => blocking_pop(worker, args, &unit_of, resp3).await,
+        Plan::Sort => sort_patterns(worker, args, &unit_of, resp3).await,
     };
     result.unwrap_or_else(|reply| (reply, Vec::new()))
 }
@@ -698,6 +702,164 @@ async fn blocking_pop(
             }
         }
     }
+}
+
+/// The values of `lookups` (`GET key`, or `HGET key field`), fetched with one call per
+/// node; `None` for a missing key or field, or a key of another type (Redis' rule for SORT's
+/// patterns).
+async fn fetch_values(
+    worker: &WorkerContext,
+    lookups: &[(Vec<u8>, Option<Vec<u8>>)],
+    unit_of: &impl Fn(&[u8]) -> Unit,
+) -> Result<Vec<Option<Bytes>>, Bytes> {
+    let mut values: Vec<Option<Bytes>> = vec![None; lookups.len()];
+    let mut by_unit: Vec<(Unit, Vec<usize>)> = Vec::new();
+    for (i, (key, _)) in lookups.iter().enumerate() {
+        let unit = unit_of(key);
+        match by_unit.iter_mut().find(|(u, _)| *u == unit) {
+            Some((_, at)) => at.push(i),
+            None => by_unit.push((unit, vec![i])),
+        }
+    }
+    for (unit, at) in by_unit {
+        let mut out = BytesMut::new();
+        for &i in &at {
+            let Some((key, field)) = lookups.get(i) else {
+                continue;
+            };
+            match field {
+                Some(field) => command(&mut out, &[b"HGET", key, field]),
+                None => command(&mut out, &[b"GET", key]),
+            }
+        }
+        let replies = call(worker, unit, &out, at.len(), false).await?;
+        for (&i, reply) in at.iter().zip(&replies) {
+            if let (Ok(Frame::Bulk(value)), Some(slot)) = (frame(reply), values.get_mut(i)) {
+                *slot = Some(value);
+            }
+        }
+    }
+    Ok(values)
+}
+
+/// The elements of the list, set or sorted set at `key` (empty when it does not exist).
+async fn sort_elements(
+    worker: &WorkerContext,
+    key: &[u8],
+    unit_of: &impl Fn(&[u8]) -> Unit,
+) -> Result<Vec<Vec<u8>>, Bytes> {
+    let unit = unit_of(key);
+    let read: Vec<&[u8]> = match call_one(worker, unit, &[b"TYPE", key]).await? {
+        Frame::Simple(t) if t.as_ref() == b"none" => return Ok(Vec::new()),
+        Frame::Simple(t) if t.as_ref() == b"list" => vec![b"LRANGE", key, b"0", b"-1"],
+        Frame::Simple(t) if t.as_ref() == b"set" => vec![b"SMEMBERS", key],
+        Frame::Simple(t) if t.as_ref() == b"zset" => vec![b"ZRANGE", key, b"0", b"-1"],
+        _ => return Err(error(WRONGTYPE)),
+    };
+    match call_one(worker, unit, &read).await? {
+        Frame::Array(items) | Frame::Set(items) => Ok(items
+            .into_iter()
+            .filter_map(|f| f.as_bytes().map(|b| b.to_vec()))
+            .collect()),
+        Frame::Error(e) => Err(error(&String::from_utf8_lossy(&e))),
+        _ => Err(error("ERR slotgate: unexpected reply from a master")),
+    }
+}
+
+/// SORT / SORT_RO with BY or GET patterns: the elements, the BY values and the GET values
+/// fetched from wherever their keys live, sorted here; STORE writes the result as a list.
+async fn sort_patterns(
+    worker: &WorkerContext,
+    args: &[&[u8]],
+    unit_of: &impl Fn(&[u8]) -> Unit,
+    resp3: bool,
+) -> Result<(Bytes, Vec<Unit>), Bytes> {
+    use crate::command::sort::{self, SortRequest};
+    let store_allowed = args
+        .first()
+        .is_some_and(|n| n.eq_ignore_ascii_case(b"sort"));
+    let request = SortRequest::parse(args, store_allowed).map_err(|e| error(e.message()))?;
+    if request.store.is_some() && !worker.settings().cross_slot_writes {
+        return Err(error(
+            "ERR slotgate: SORT with BY/GET patterns and STORE writes where the patterns' keys \
+             are read; it needs commands.non_atomic_cross_slot_writes",
+        ));
+    }
+    let elements = sort_elements(worker, &request.key, unit_of).await?;
+    let weights = match request.by.as_deref() {
+        Some(by) if !request.dont_sort() => {
+            let lookups: Vec<_> = elements
+                .iter()
+                .filter_map(|e| sort::pattern_key(by, e))
+                .collect();
+            fetch_values(worker, &lookups, unit_of)
+                .await?
+                .into_iter()
+                .map(|v| v.map(|b| b.to_vec()))
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    let order = sort::sort(&request, &elements, &weights).map_err(|e| error(e.message()))?;
+    // The answer: each element's GET values (or the element itself without GET).
+    let mut answer: Vec<Option<Bytes>> = Vec::new();
+    if request.get.is_empty() {
+        for &i in &order {
+            answer.push(elements.get(i).map(|e| Bytes::copy_from_slice(e)));
+        }
+    } else {
+        let mut lookups = Vec::new();
+        let mut slots = Vec::new();
+        for &i in &order {
+            let element = elements.get(i).map(Vec::as_slice).unwrap_or_default();
+            for pattern in &request.get {
+                if pattern.as_slice() == b"#" {
+                    slots.push(Some(Err(Bytes::copy_from_slice(element))));
+                } else if let Some(lookup) = sort::pattern_key(pattern, element) {
+                    slots.push(Some(Ok(lookups.len())));
+                    lookups.push(lookup);
+                } else {
+                    slots.push(None);
+                }
+            }
+        }
+        let values = fetch_values(worker, &lookups, unit_of).await?;
+        for slot in slots {
+            answer.push(match slot {
+                Some(Err(element)) => Some(element),
+                Some(Ok(at)) => values.get(at).cloned().flatten(),
+                None => None,
+            });
+        }
+    }
+    let Some(dest) = request.store.as_deref() else {
+        let mut out = BytesMut::new();
+        encode::array_header(&mut out, answer.len());
+        for value in &answer {
+            match value {
+                Some(v) => encode::bulk(&mut out, v),
+                None if resp3 => out.extend_from_slice(b"_\r\n"),
+                None => encode::null_bulk(&mut out),
+            }
+        }
+        return Ok((out.freeze(), Vec::new()));
+    };
+    let unit = unit_of(dest);
+    let mut out = BytesMut::new();
+    command(&mut out, &[b"MULTI"]);
+    command(&mut out, &[b"DEL", dest]);
+    if !answer.is_empty() {
+        let mut push: Vec<&[u8]> = vec![b"RPUSH", dest];
+        push.extend(answer.iter().map(|v| v.as_deref().unwrap_or_default()));
+        command(&mut out, &push);
+    }
+    command(&mut out, &[b"EXEC"]);
+    let count = if answer.is_empty() { 3 } else { 4 };
+    let replies = call(worker, unit, &out, count, false).await?;
+    if let Some(bad) = replies.iter().find(|r| r.is_error()) {
+        return Err(bad.raw().clone());
+    }
+    Ok((format!(":{}\r\n", answer.len()).into(), vec![unit]))
 }
 
 /// The command's name, upper case, for error texts.

@@ -112,6 +112,21 @@ impl Session {
                 };
             }
         }
+        if let (Some(spec), None) = (spec, &self.tx) {
+            // SORT with BY / GET patterns: their keys may live anywhere; computed here. The
+            // flag test keeps the name comparison off the path of GET, SET and the like.
+            if spec.flags.contains(Flags::MOVABLE_KEYS)
+                && matches!(spec.name, "sort" | "sort_ro")
+                && matches!(route, Route::Unit { .. } | Route::Refused(_))
+                && spec.arity_ok(args.len())
+                && crate::command::sort::SortRequest::parse(&args[..], spec.name == "sort")
+                    .is_ok_and(|r| r.has_patterns())
+            {
+                route = Route::Pinned(Pinned::Exclusive(Exclusive::CrossSlot(
+                    cross_slot::Plan::Sort,
+                )));
+            }
+        }
         if let (Route::Refused(_), Some(spec), true, None) = (
             &route,
             spec,

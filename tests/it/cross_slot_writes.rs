@@ -266,3 +266,68 @@ async fn blocking_pops_across_slots_block_and_serve() {
     let err = run(c, "BLPOP qa qs 1").await.unwrap_err();
     assert!(err.contains("WRONGTYPE"), "{err}");
 }
+
+/// SORT with BY and GET patterns (the cluster nodes refuse them): computed by slotgate with
+/// the result one Redis gives; on by default, STORE only with the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sort_with_patterns_answers_as_one_redis() {
+    let setup = common::start();
+    let single = RedisServer::start(ServerOptions::default()).expect("start a standalone Redis");
+    let proxy = &mut setup.client().await;
+    let one = &mut common::client(single.addr().parse().unwrap()).await;
+    let data = [
+        "RPUSH ids 3 1 2 10",
+        "SADD tags red blue green",
+        "SET w_1 30",
+        "SET w_2 20",
+        "SET w_3 10",
+        "SET w_10 40",
+        "HSET o_1 name one",
+        "HSET o_2 name two",
+        "HSET o_3 name three",
+        "SET name_red R",
+        "SET name_blue B",
+        "SET bad_1 notanumber",
+    ];
+    let steps = [
+        "SORT ids BY w_*",
+        "SORT ids BY w_* DESC LIMIT 1 2",
+        "SORT ids BY w_* GET # GET o_*->name",
+        "SORT ids BY nosort GET o_*->name",
+        "SORT ids GET w_*",
+        "SORT_RO ids BY w_* GET w_*",
+        "SORT tags BY name_* ALPHA GET name_* GET #",
+        "SORT tags ALPHA GET name_*",
+        "SORT ids BY bad_*",
+        "SORT ids BY w_* GET nostar",
+        "SORT missing BY w_* GET #",
+        "SORT w_1 BY w_*",
+        "SORT ids BY w_* STORE out",
+    ];
+    for line in data {
+        run(proxy, line).await.unwrap();
+        run(one, line).await.unwrap();
+    }
+    for line in steps.iter().take(steps.len() - 1) {
+        let (got, want) = (run(proxy, line).await, run(one, line).await);
+        assert_eq!(got, want, "{line}");
+    }
+    // STORE writes where the patterns' keys are read: only with the setting.
+    let err = run(proxy, "SORT ids BY w_* STORE out").await.unwrap_err();
+    assert!(err.contains("non_atomic_cross_slot_writes"), "{err}");
+    let writes = common::start_with(Default::default(), |c| {
+        c.commands.non_atomic_cross_slot_writes = true
+    });
+    let w = &mut writes.client().await;
+    for line in data {
+        run(w, line).await.unwrap();
+    }
+    assert_eq!(
+        run(w, "SORT ids BY w_* GET o_*->name STORE out").await,
+        run(one, "SORT ids BY w_* GET o_*->name STORE out").await
+    );
+    assert_eq!(
+        run(w, "LRANGE out 0 -1").await,
+        run(one, "LRANGE out 0 -1").await
+    );
+}
