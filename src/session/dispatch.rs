@@ -393,6 +393,14 @@ impl Session {
         if user.has_key_prefixes() && is_script(spec.name) {
             return Some(error(&crate::auth::Denied::Script.message(spec.name)));
         }
+        // SORT's BY / GET patterns name keys only known once the elements are read: a user
+        // limited to key prefixes may not use them (Redis denies them to such users too).
+        let sort_patterns = Route::Pinned(Pinned::Exclusive(Exclusive::CrossSlot(
+            cross_slot::Plan::Sort,
+        )));
+        if user.has_key_prefixes() && *route == sort_patterns {
+            return Some(error(&crate::auth::Denied::Key.message(spec.name)));
+        }
         let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
         // The client's own names: co-location tags are the proxy's business.
         let tags = self.worker.settings().key_tags.as_deref();

@@ -232,3 +232,29 @@ commands = ["+@nosuch", "get"]
     );
     assert!(errors.contains("auth.users[0].commands[1]"), "{errors}");
 }
+
+/// SORT's BY / GET patterns name keys known only once the elements are read: a user held to
+/// key prefixes may sort, but not with patterns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sort_patterns_are_denied_to_users_held_to_key_prefixes() {
+    let setup = common::start_with(Default::default(), |config| {
+        config.auth.users = vec![UserConfig {
+            name: "app".into(),
+            password: Secret::new("app-pw"),
+            commands: vec!["+@all".into()],
+            key_prefixes: vec!["app:".into()],
+        }];
+    });
+    let mut app = Raw::connect(setup.addr());
+    let no_key =
+        "-NOPERM this user has no permissions to access one of the keys used as arguments\r\n";
+    for (command, want) in [
+        ("AUTH app app-pw", "+OK\r\n"),
+        ("RPUSH app:l 1", ":1\r\n"),
+        ("SORT app:l BY app:w_*", no_key),
+        ("SORT_RO app:l GET other:*", no_key),
+        ("SORT app:l", "*1\r\n"),
+    ] {
+        assert_eq!(reply(&mut app, command), want, "{command}");
+    }
+}
