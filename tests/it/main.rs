@@ -19,6 +19,7 @@ mod blocking;
 mod colocate;
 mod commands_doc;
 mod config_cli;
+mod custom_commands;
 mod dashboard;
 mod data_types;
 mod failover;
