@@ -159,6 +159,49 @@ pub struct CommandsConfig {
     /// the *STORE forms, PFMERGE, BITOP …) across slots, in steps that are not atomic; off:
     /// CROSSSLOT, as a cluster node answers. See README "Writes across slots".
     pub non_atomic_cross_slot_writes: bool,
+    /// Commands the built-in Redis 7.0 table does not know (module commands such as
+    /// `JSON.SET`, newer commands), by name: their arity, flags and key positions, so they
+    /// are routed by key instead of refused. Start-only.
+    pub custom: BTreeMap<String, CustomCommandConfig>,
+}
+
+/// One `[commands.custom."NAME"]` declaration: what `COMMAND INFO NAME` says of the command
+/// on a server that has it. Keys are a fixed range (`first_key`, `last_key`, `step`) or
+/// counted (`numkeys_index`); one of the two is required.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct CustomCommandConfig {
+    /// `N`: exactly N arguments; `-N`: at least N (the command name counts). Required.
+    pub arity: Option<i64>,
+    /// Redis flags: `write` or `readonly` (readonly commands may be served by replicas under
+    /// a replica read policy), `blocking` (served on a dedicated connection), `fast`,
+    /// `denyoom`, `noscript`, `no_multi`, `loading`, `stale`, `allow_busy`,
+    /// `skip_monitor`, `skip_slowlog`.
+    pub flags: Vec<String>,
+    /// Index of the first key (1 = the first argument after the name).
+    pub first_key: Option<i64>,
+    /// Index of the last key; negative counts from the end (-1 = the last argument).
+    /// Default: `first_key`.
+    pub last_key: Option<i64>,
+    /// Distance between keys (2 for key/value pairs). Default 1.
+    pub step: Option<i64>,
+    /// Index of the argument that holds the number of keys, which follow it (EVAL-like);
+    /// instead of `first_key`/`last_key`.
+    pub numkeys_index: Option<i64>,
+}
+
+impl CustomCommandConfig {
+    /// The declaration the command table checks and builds a spec from.
+    pub fn declaration(&self) -> crate::command::custom::Declaration {
+        crate::command::custom::Declaration {
+            arity: self.arity,
+            flags: self.flags.clone(),
+            first_key: self.first_key,
+            last_key: self.last_key,
+            step: self.step,
+            numkeys_index: self.numkeys_index,
+        }
+    }
 }
 
 impl Default for CommandsConfig {
@@ -170,6 +213,7 @@ impl Default for CommandsConfig {
             rename: BTreeMap::new(),
             allow_admin: Vec::new(),
             non_atomic_cross_slot_writes: false,
+            custom: BTreeMap::new(),
         }
     }
 }
@@ -180,6 +224,25 @@ fn table_name(name: &str) -> String {
         .collect::<Vec<_>>()
         .join("|")
         .to_ascii_lowercase()
+}
+
+/// The key path of a `[commands.custom]` declaration's field (`field: None`: the
+/// declaration), its name quoted as TOML quotes it when it holds more than letters, digits,
+/// `_` and `-` (`commands.custom."JSON.SET".arity`).
+fn custom_path(name: &str, field: Option<&str>) -> String {
+    let bare = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let name = if bare {
+        name.to_string()
+    } else {
+        format!("{name:?}")
+    };
+    match field {
+        Some(field) => format!("commands.custom.{name}.{field}"),
+        None => format!("commands.custom.{name}"),
+    }
 }
 
 /// Commands no fan-out can serve: they turn the connection into a stream or a replication
@@ -195,6 +258,29 @@ impl CommandsConfig {
     /// `deny` as command-table names: lower case, subcommands as `client|kill`.
     pub fn denied_names(&self) -> Vec<String> {
         self.deny.iter().map(|n| table_name(n)).collect()
+    }
+
+    /// The `[commands.custom]` declarations, as the command table takes them.
+    pub fn custom_declarations(&self) -> Vec<(&str, crate::command::custom::Declaration)> {
+        self.custom
+            .iter()
+            .map(|(name, c)| (name.as_str(), c.declaration()))
+            .collect()
+    }
+
+    /// The commands `[commands.custom]` declares, built (and leaked: call once per proxy
+    /// start), or `None` when none is declared or the declarations are invalid (which
+    /// [`Config::validate`] reports first).
+    pub fn custom_commands(&self) -> Option<&'static crate::command::custom::CustomCommands> {
+        if self.custom.is_empty() {
+            return None;
+        }
+        let declarations = self.custom_declarations();
+        let built = crate::command::custom::CustomCommands::build(
+            declarations.iter().map(|(name, d)| (*name, d)),
+        )
+        .ok()?;
+        Some(Box::leak(Box::new(built)))
     }
 
     /// The node key-less scripts are pinned to, if one is configured.
@@ -979,8 +1065,21 @@ impl Config {
         }
 
         errors.extend(auth::validate(&self.auth));
+        let declarations = self.commands.custom_declarations();
+        for e in crate::command::custom::check(declarations.iter().map(|(n, d)| (*n, d))) {
+            errors.push(ConfigError {
+                path: custom_path(&e.command, e.field),
+                message: e.message,
+            });
+        }
+        let custom = |name: &str| {
+            self.commands
+                .custom
+                .keys()
+                .any(|c| c.eq_ignore_ascii_case(name))
+        };
         for (i, name) in self.commands.denied_names().iter().enumerate() {
-            if crate::command::lookup_full_name(name.as_bytes()).is_none() {
+            if crate::command::lookup_full_name(name.as_bytes()).is_none() && !custom(name) {
                 errors.push(ConfigError {
                     path: format!("commands.deny[{i}]"),
                     message: format!("unknown command {:?}", self.commands.deny[i]),
@@ -1007,8 +1106,8 @@ impl Config {
             }
         }
         let known = |name: &str| {
-            let name = name.to_ascii_lowercase();
-            crate::command::all().iter().any(|c| c.name == name)
+            let lower = name.to_ascii_lowercase();
+            crate::command::all().iter().any(|c| c.name == lower) || custom(name)
         };
         for (from, to) in &self.commands.rename {
             if !known(from) {
@@ -1406,6 +1505,68 @@ mod tests {
                 "backend.request_timeout_ms",
                 "log.level"
             ]
+        );
+    }
+
+    #[test]
+    fn custom_commands_parse_and_are_validated_with_paths() {
+        let text = r#"
+            [cluster]
+            seeds = ["127.0.0.1:7000"]
+            [commands.custom."JSON.SET"]
+            arity = -4
+            flags = ["write", "denyoom"]
+            first_key = 1
+            [commands.custom."MY.EVAL"]
+            arity = -3
+            flags = ["write"]
+            numkeys_index = 2
+            [commands]
+            deny = ["my.eval"]
+            rename = { "JSON.SET" = "JSET" }
+        "#;
+        let c = Config::parse(text).unwrap();
+        c.validate().unwrap();
+        let set = &c.commands.custom["JSON.SET"];
+        assert_eq!((set.arity, set.first_key), (Some(-4), Some(1)));
+        let custom = c.commands.custom_commands().unwrap();
+        assert_eq!(custom.len(), 2);
+        assert!(Config::default().commands.custom_commands().is_none());
+
+        let err = Config::parse(
+            "[commands.custom.X]
+arity = 2
+first_kye = 1
+",
+        )
+        .unwrap_err();
+        assert_eq!(err.0[0].path, "commands.custom.X.first_kye", "{err}");
+        let mut c = Config::parse(text).unwrap();
+        c.commands.custom.get_mut("JSON.SET").unwrap().arity = Some(0);
+        c.commands.custom.insert(
+            "GET".into(),
+            CustomCommandConfig {
+                arity: Some(2),
+                first_key: Some(1),
+                ..CustomCommandConfig::default()
+            },
+        );
+        c.commands
+            .custom
+            .insert("plain".into(), CustomCommandConfig::default());
+        c.commands.rename.insert("GET".into(), "my.eval".into());
+        let err = c.validate().unwrap_err();
+        let paths: Vec<_> = err.0.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "commands.custom.GET",
+                "commands.custom.\"JSON.SET\".arity",
+                "commands.custom.plain.arity",
+                "commands.custom.plain",
+                "commands.rename.GET",
+            ],
+            "{err}"
         );
     }
 

@@ -4,7 +4,9 @@
 //! one `ArcSwap::store`, and report settings that only take effect at start (listener,
 //! workers, limits, timeouts, cluster settings) as not reloaded. If invalid, nothing changes.
 //! TLS certificate, key and CA files are re-read on every reload ([`TlsContext::reload`]);
-//! one that cannot be used rejects the reload.
+//! one that cannot be used rejects the reload. `[commands.custom]` is start-only: sessions
+//! keep the command specs they looked up (their `LookupCache`), and the specs are built once
+//! per start; a change is reported as one `commands.custom`.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -221,6 +223,13 @@ fn not_reloadable_changes(running: &Config, next: &Config) -> Vec<String> {
         let cluster_rules = !next.is_pool_mode() && path.starts_with("placement.colocate");
         cluster_rules || (!RELOADABLE.iter().any(reloaded) && !pool_policy)
     });
+    // Declared command names hold dots (`JSON.SET`): one entry for the whole section.
+    for path in &mut changed {
+        if path.starts_with("commands.custom.") {
+            *path = "commands.custom".into();
+        }
+    }
+    changed.dedup();
     changed
 }
 
@@ -328,5 +337,22 @@ mod tests {
             .insert("a".into(), crate::config::PoolConfig::default());
         next.pools = running.pools.clone();
         assert!(not_reloadable_changes(&running, &next).is_empty());
+    }
+
+    #[test]
+    fn custom_commands_are_start_only() {
+        let running = Config::default();
+        let mut next = running.clone();
+        for name in ["JSON.SET", "JSON.GET"] {
+            next.commands.custom.insert(
+                name.into(),
+                crate::config::CustomCommandConfig {
+                    arity: Some(-2),
+                    first_key: Some(1),
+                    ..Default::default()
+                },
+            );
+        }
+        assert_eq!(not_reloadable_changes(&running, &next), ["commands.custom"]);
     }
 }

@@ -46,6 +46,8 @@ pub struct Shared {
     pub tls: Arc<TlsContext>,
     /// Client registry, slow log, hot keys.
     pub ops: Arc<crate::ops::Ops>,
+    /// The `[commands.custom]` commands, built once at start (`None`: none declared).
+    pub custom: Option<&'static crate::command::custom::CustomCommands>,
 }
 
 /// The signals a worker obeys: `drain` (finish and close every client) and `shutdown` (stop
@@ -72,6 +74,7 @@ pub fn run(
         scripts,
         tls,
         ops,
+        custom,
     } = shared;
     let Signals {
         drain: mut drain_signal,
@@ -90,7 +93,9 @@ pub fn run(
         Arc::clone(&tls),
     );
     local.spawn_local(router::retry_loop(Rc::downgrade(&router)));
-    let worker = Rc::new(WorkerContext::new(index, config, router, proxy, tls, ops));
+    let worker = Rc::new(WorkerContext::new(
+        index, config, router, proxy, tls, ops, custom,
+    ));
     local.spawn_local(publish_hot_keys(Rc::downgrade(&worker)));
     local.block_on(&runtime, async move {
         // The accept loop drops its senders when a drain begins: the sessions go on.

@@ -7,6 +7,11 @@
 //! (nor history / deprecation notes), and commands are listed in name order where Redis uses
 //! its hash-table order (which changes from one server process to the next anyway).
 //!
+//! Commands declared in `[commands.custom]` are part of every answer (COMMAND, COUNT, INFO,
+//! DOCS with group `module`, LIST, GETKEYS), after the table's own, as the declaration
+//! describes them; `LIST FILTERBY MODULE` matches none of them (the proxy does not know
+//! which module a command comes from).
+//!
 //! Pure: writes into a caller's buffer; no I/O. The tiny RESP writer is private on purpose, so
 //! this module builds without the `resp` module.
 
@@ -16,8 +21,36 @@ use crate::glob::{self, Case};
 use crate::resp::encode;
 use smallvec::SmallVec;
 
+use super::custom::CustomCommands;
 use super::lookup::lookup_full_name;
 use super::{all, lookup, table, BeginSearch, CommandSpec, FindKeys, Flags, KeySpec, KeySpecFlags};
+
+/// The commands a reply covers: the table's, then the declared ones.
+#[derive(Clone, Copy)]
+struct Known(Option<&'static CustomCommands>);
+
+impl Known {
+    /// Every top-level command, the table's first.
+    fn every(self) -> impl Iterator<Item = &'static CommandSpec> + Clone {
+        let custom = self.0.map(CustomCommands::specs).unwrap_or_default();
+        all().iter().chain(custom.iter().copied())
+    }
+
+    /// How many top-level commands there are.
+    fn count(self) -> usize {
+        table::COMMAND_COUNT + self.0.map_or(0, CustomCommands::len)
+    }
+
+    /// The command or subcommand with this full name, case-insensitive.
+    fn by_name(self, name: &[u8]) -> Option<&'static CommandSpec> {
+        lookup_full_name(name).or_else(|| self.0?.get(name))
+    }
+
+    /// The spec of a request's command, as [`lookup`] finds it.
+    fn of<A: AsRef<[u8]>>(self, args: &[A]) -> Option<&'static CommandSpec> {
+        lookup(args).or_else(|| self.0?.lookup(args))
+    }
+}
 
 /// `COMMAND HELP`, line for line as Redis 7.0 prints it.
 const HELP: &[&str] = &[
@@ -93,13 +126,19 @@ impl Resp<'_> {
 
 /// Reply to COMMAND, COMMAND COUNT, COMMAND INFO [names…], COMMAND DOCS [names…], COMMAND LIST
 /// [FILTERBY …], COMMAND GETKEYS cmd args…, COMMAND GETKEYSANDFLAGS cmd args…, COMMAND HELP.
-/// `args` is the full request (`args[0]` = "COMMAND"). Errors are Redis' exact texts.
-pub fn command_reply<A: AsRef<[u8]>>(args: &[A], out: &mut BytesMut) {
+/// `args` is the full request (`args[0]` = "COMMAND"); `custom`: the declared commands, if
+/// any. Errors are Redis' exact texts.
+pub fn command_reply<A: AsRef<[u8]>>(
+    args: &[A],
+    custom: Option<&'static CustomCommands>,
+    out: &mut BytesMut,
+) {
+    let known = Known(custom);
     let mut w = Resp(out);
     if args.len() < 2 {
         // Plain COMMAND: like COMMAND INFO with no names.
-        w.array(all().len());
-        all().iter().for_each(|cmd| info_row(&mut w, cmd));
+        w.array(known.count());
+        known.every().for_each(|cmd| info_row(&mut w, cmd));
         return;
     }
     let spec = match lookup(args) {
@@ -129,12 +168,12 @@ pub fn command_reply<A: AsRef<[u8]>>(args: &[A], out: &mut BytesMut) {
     }
     let rest = args.get(2..).unwrap_or_default();
     match spec.name {
-        "command|count" => w.integer(i64::try_from(table::COMMAND_COUNT).unwrap_or(i64::MAX)),
-        "command|info" => info(&mut w, rest),
-        "command|docs" => docs(&mut w, rest),
-        "command|list" => list(&mut w, rest),
-        "command|getkeys" => getkeys(&mut w, rest, false),
-        "command|getkeysandflags" => getkeys(&mut w, rest, true),
+        "command|count" => w.integer(i64::try_from(known.count()).unwrap_or(i64::MAX)),
+        "command|info" => info(&mut w, known, rest),
+        "command|docs" => docs(&mut w, known, rest),
+        "command|list" => list(&mut w, known, rest),
+        "command|getkeys" => getkeys(&mut w, known, rest, false),
+        "command|getkeysandflags" => getkeys(&mut w, known, rest, true),
         "command|help" => {
             w.array(HELP.len());
             HELP.iter().for_each(|line| w.simple(line));
@@ -150,15 +189,15 @@ pub fn command_reply<A: AsRef<[u8]>>(args: &[A], out: &mut BytesMut) {
 }
 
 /// COMMAND INFO: all commands, or one entry per name (null for unknown names).
-fn info<A: AsRef<[u8]>>(w: &mut Resp<'_>, names: &[A]) {
+fn info<A: AsRef<[u8]>>(w: &mut Resp<'_>, known: Known, names: &[A]) {
     if names.is_empty() {
-        w.array(all().len());
-        all().iter().for_each(|cmd| info_row(w, cmd));
+        w.array(known.count());
+        known.every().for_each(|cmd| info_row(w, cmd));
         return;
     }
     w.array(names.len());
     for name in names {
-        match lookup_full_name(name.as_ref()) {
+        match known.by_name(name.as_ref()) {
             Some(cmd) => info_row(w, cmd),
             None => w.null_bulk(),
         }
@@ -266,13 +305,13 @@ fn key_spec(w: &mut Resp<'_>, ks: &KeySpec) {
 }
 
 /// COMMAND DOCS: a map (flat array in RESP2) of name → docs; unknown names are left out.
-fn docs<A: AsRef<[u8]>>(w: &mut Resp<'_>, names: &[A]) {
+fn docs<A: AsRef<[u8]>>(w: &mut Resp<'_>, known: Known, names: &[A]) {
     if names.is_empty() {
-        w.array(all().len() * 2);
-        all().iter().for_each(|cmd| docs_entry(w, cmd));
+        w.array(known.count() * 2);
+        known.every().for_each(|cmd| docs_entry(w, cmd));
         return;
     }
-    let found = || names.iter().filter_map(|n| lookup_full_name(n.as_ref()));
+    let found = || names.iter().filter_map(|n| known.by_name(n.as_ref()));
     w.array(found().count() * 2);
     found().for_each(|cmd| docs_entry(w, cmd));
 }
@@ -307,7 +346,7 @@ fn docs_entry(w: &mut Resp<'_>, cmd: &CommandSpec) {
 /// Which commands `COMMAND LIST FILTERBY` keeps.
 enum Filter<'a> {
     All,
-    /// This table has no module commands: the filter matches nothing.
+    /// The proxy knows no command's module (declared ones included): matches nothing.
     Module,
     AclCat(&'a [u8]),
     Pattern(&'a [u8]),
@@ -330,7 +369,7 @@ impl Filter<'_> {
 
 /// COMMAND LIST [FILTERBY MODULE name | ACLCAT cat | PATTERN pattern]: every matching command
 /// and subcommand name, each container followed by its subcommands.
-fn list<A: AsRef<[u8]>>(w: &mut Resp<'_>, opts: &[A]) {
+fn list<A: AsRef<[u8]>>(w: &mut Resp<'_>, known: Known, opts: &[A]) {
     // Like Redis, the only option is one FILTERBY with exactly two arguments after it.
     let filter = match opts {
         [] => Filter::All,
@@ -349,8 +388,8 @@ fn list<A: AsRef<[u8]>>(w: &mut Resp<'_>, opts: &[A]) {
         _ => return w.error(&[b"syntax error"]),
     };
     let matching = || {
-        all()
-            .iter()
+        known
+            .every()
             .flat_map(|cmd| std::iter::once(cmd).chain(cmd.subcommands))
             .filter(|cmd| filter.keeps(cmd))
     };
@@ -359,8 +398,8 @@ fn list<A: AsRef<[u8]>>(w: &mut Resp<'_>, opts: &[A]) {
 }
 
 /// COMMAND GETKEYS / GETKEYSANDFLAGS `target...`, with Redis' checks in Redis' order.
-fn getkeys<A: AsRef<[u8]>>(w: &mut Resp<'_>, target: &[A], with_flags: bool) {
-    let cmd = match lookup(target) {
+fn getkeys<A: AsRef<[u8]>>(w: &mut Resp<'_>, known: Known, target: &[A], with_flags: bool) {
+    let cmd = match known.of(target) {
         // Redis resolves `container unknown-sub` to no command at all.
         Some(cmd) if !(cmd.is_container() && target.len() > 1) => cmd,
         _ => return w.error(&[b"Invalid command specified"]),

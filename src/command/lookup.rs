@@ -7,6 +7,7 @@
 
 use std::sync::OnceLock;
 
+use super::custom::CustomCommands;
 use super::{table, CommandSpec};
 
 /// Longest full name we index. Redis' longest is `cluster|count-failure-reports` (29 bytes);
@@ -144,9 +145,13 @@ const SPELLING: usize = 24;
 
 /// The last command a client looked up, to skip the hash lookup when it repeats it (clients
 /// mostly do). Holds only commands without subcommands, whose spec depends on `args[0]` alone.
+/// With [`LookupCache::with_custom`], a name the built-in table does not know is looked for
+/// among the `[commands.custom]` declarations (counted under [`super::stat_index::OTHER`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LookupCache {
     hit: Option<(&'static CommandSpec, usize)>,
+    /// Declared commands, asked only when the built-in lookup misses.
+    custom: Option<&'static CustomCommands>,
     /// The client's own spelling of the cached name (its case), compared byte for byte
     /// before the case-insensitive comparison; `spelt == 0`: none.
     spelling: [u8; SPELLING],
@@ -154,7 +159,16 @@ pub struct LookupCache {
 }
 
 impl LookupCache {
-    /// [`lookup_counted`], answered from the cache when `args[0]` names its command.
+    /// A cache that also finds the commands `custom` declares (`None`: the table only).
+    pub fn with_custom(custom: Option<&'static CustomCommands>) -> LookupCache {
+        LookupCache {
+            custom,
+            ..LookupCache::default()
+        }
+    }
+
+    /// [`lookup_counted`], answered from the cache when `args[0]` names its command; then
+    /// the declared commands, when the table has no such command.
     #[inline]
     pub fn lookup_counted<A: AsRef<[u8]>>(
         &mut self,
@@ -171,7 +185,10 @@ impl LookupCache {
                 return Some(hit);
             }
         }
-        let found = lookup_counted(args);
+        let found = lookup_counted(args).or_else(|| {
+            let spec = self.custom?.lookup(args)?;
+            Some((spec, super::stat_index::OTHER))
+        });
         self.spelt = 0;
         if let Some((spec, _)) = found {
             if spec.subcommands.is_empty() && !spec.name.contains('|') {

@@ -3,13 +3,15 @@
 //! What it owns: the static description of each command and subcommand ([`table`], generated
 //! from a live redis-server by `tools/gen_commands.py`), finding the description for a request
 //! ([`lookup`]), extracting the key positions of a request ([`CommandSpec::keys`], in `keys.rs`)
-//! and answering the `COMMAND` family locally ([`introspect`]).
+//! and answering the `COMMAND` family locally ([`introspect`]). Commands the table does not
+//! know (module commands, newer ones) can be declared in `[commands.custom]` ([`custom`]).
 //!
 //! What it does not own: deciding where a request goes (the router uses `keys` and the flags)
 //! or parsing RESP (requests arrive here as already split arguments).
 
 pub mod acl;
 pub mod config_get;
+pub mod custom;
 mod flags;
 pub mod hll;
 pub mod introspect;

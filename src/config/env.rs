@@ -479,7 +479,12 @@ mod tests {
         ] {
             assert_eq!(expected(key), Expected::String, "{key}");
         }
-        for key in ["cluster.seeds", "pools.cache.replicas", "commands.deny"] {
+        for key in [
+            "cluster.seeds",
+            "pools.cache.replicas",
+            "commands.deny",
+            "commands.custom.jsonset.flags",
+        ] {
             assert_eq!(expected(key), Expected::StringList, "{key}");
         }
         for key in [
@@ -491,6 +496,8 @@ mod tests {
             "auth.users",
             "pools",
             "pools.cache",
+            "commands.custom.jsonset",
+            "commands.custom.jsonset.arity",
             "proxy.listne",
             "proxyy.listen",
             "proxy.listen.port",
@@ -617,5 +624,26 @@ mod tests {
         assert!(apply("[proxy]\nlisten = ", &[]).is_err());
         assert!(apply("[proxy]\nlisten = ", &[("SLOTGATE_LOG__LEVEL", "info")]).is_err());
         assert_eq!(apply("", &[]).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn a_custom_command_can_be_declared_from_the_environment() {
+        let config = apply(
+            "",
+            &[
+                (
+                    "SLOTGATE_COMMANDS__CUSTOM__JSON.GET",
+                    "{ arity = -2, first_key = 1 }",
+                ),
+                (
+                    "SLOTGATE_COMMANDS__CUSTOM__JSON.GET__FLAGS",
+                    "readonly,fast",
+                ),
+            ],
+        )
+        .unwrap();
+        let get = &config.commands.custom["json.get"];
+        assert_eq!((get.arity, get.first_key), (Some(-2), Some(1)));
+        assert_eq!(get.flags, ["readonly", "fast"]);
     }
 }

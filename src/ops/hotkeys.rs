@@ -134,9 +134,14 @@ impl Sampler {
 
     /// Count the key of a sampled request (its first key; nothing for a key-less one).
     pub fn record_request(&self, args: &[&[u8]]) {
-        let Some(spec) = crate::command::lookup(args) else {
-            return;
-        };
+        if let Some(spec) = crate::command::lookup(args) {
+            self.record(spec, args);
+        }
+    }
+
+    /// [`Sampler::record_request`] for a request whose command `spec` is already known
+    /// (a `[commands.custom]` command too).
+    pub fn record(&self, spec: &crate::command::CommandSpec, args: &[&[u8]]) {
         let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
         if spec.routing_args(args, &mut keys).is_err() {
             return;

@@ -122,6 +122,8 @@ impl Proxy {
         let stats = Arc::new(ProxyStats::new(workers, local_addr));
         let scripts = Arc::new(ScriptCache::new());
         let ops = crate::ops::Ops::new(&config, workers);
+        // Built once (its specs live as long as the process); start-only.
+        let custom = config.commands.custom_commands();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (drain, drain_rx) = watch::channel(false);
         let reloader = Reloader::new(config.clone(), Arc::clone(&topology), Arc::clone(&tls));
@@ -156,6 +158,7 @@ impl Proxy {
                 scripts: Arc::clone(&scripts),
                 tls: Arc::clone(&tls),
                 ops: Arc::clone(&ops),
+                custom,
             };
             let signals = Signals {
                 drain: drain_rx.clone(),

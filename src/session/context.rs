@@ -83,11 +83,13 @@ pub struct WorkerContext {
     tls: Arc<TlsContext>,
     ops: Arc<crate::ops::Ops>,
     hot: Option<crate::ops::hotkeys::Sampler>,
+    custom: Option<&'static crate::command::custom::CustomCommands>,
 }
 
 impl WorkerContext {
     /// The context of worker `index` by `config`: `router` its way to the nodes, `proxy`
-    /// the process counters, `tls` the TLS material, `ops` the operator views.
+    /// the process counters, `tls` the TLS material, `ops` the operator views, `custom` the
+    /// `[commands.custom]` commands (built once per proxy).
     pub fn new(
         index: usize,
         config: &Config,
@@ -95,6 +97,7 @@ impl WorkerContext {
         proxy: Arc<ProxyStats>,
         tls: Arc<TlsContext>,
         ops: Arc<crate::ops::Ops>,
+        custom: Option<&'static crate::command::custom::CustomCommands>,
     ) -> WorkerContext {
         WorkerContext {
             index,
@@ -107,6 +110,7 @@ impl WorkerContext {
             tls,
             hot: ops.hotkeys.as_ref().map(|h| h.sampler()),
             ops,
+            custom,
         }
     }
 
@@ -154,6 +158,11 @@ impl WorkerContext {
     /// Client registry, slow log, hot keys (shared by all workers).
     pub fn ops(&self) -> &crate::ops::Ops {
         &self.ops
+    }
+
+    /// The `[commands.custom]` commands (`None`: none declared).
+    pub fn custom_commands(&self) -> Option<&'static crate::command::custom::CustomCommands> {
+        self.custom
     }
 
     /// This worker's hot-key sampler (`None`: hot keys off).

@@ -176,9 +176,9 @@ impl Session {
         match route {
             Route::Unit { unit, readonly } => {
                 // Hot keys off: this one branch is all it costs.
-                if let Some(hot) = &self.worker.hot() {
+                if let (Some(hot), Some(spec)) = (&self.worker.hot(), spec) {
                     if hot.tick() {
-                        hot.record_request(&args[..]);
+                        hot.record(spec, &args[..]);
                     }
                 }
                 if !readonly {
@@ -385,7 +385,8 @@ impl Session {
             return Some(error(NOAUTH));
         }
         let user = self.user.as_ref()?;
-        let spec = command::lookup(args)?;
+        // The spec `dispatch` found for this request (declared custom commands included).
+        let spec = self.last_spec?;
         if !user.may_run(spec) {
             let denied = crate::auth::Denied::Command;
             return Some(error(&denied.message(spec.name)));

@@ -111,7 +111,7 @@ pub(super) fn run(cmd: Local, args: &[&[u8]], session: &mut Session) -> Bytes {
         Local::Slowlog => super::slow_requests::run(args, session),
         Local::Command => {
             let mut out = BytesMut::new();
-            introspect::command_reply(args, &mut out);
+            introspect::command_reply(args, session.worker.custom_commands(), &mut out);
             out.freeze()
         }
         Local::Info => {

@@ -122,6 +122,7 @@ where
 {
     let id = info.id;
     let authenticated = !worker.users().required();
+    let lookup = crate::command::LookupCache::with_custom(worker.custom_commands());
     let queue = ReplyQueue::for_session(
         worker.ops().slowlog.threshold(),
         worker.settings().key_tags.clone(),
@@ -145,7 +146,7 @@ where
         clock: Default::default(),
         usage: Usage::default(),
         last_spec: None,
-        lookup: Default::default(),
+        lookup,
         published_cmd: None,
     };
     if let Err(e) = session.run(&mut stream).await {

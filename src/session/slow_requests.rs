@@ -55,7 +55,8 @@ impl Session {
             })
             .collect();
         let argv: Vec<&[u8]> = owned.iter().map(|a| &a[..]).collect();
-        let Some(spec) = command::lookup(&argv) else {
+        let custom = || self.worker.custom_commands()?.lookup(&argv);
+        let Some(spec) = command::lookup(&argv).or_else(custom) else {
             return;
         };
         let blocking = match spec.name {

@@ -20,6 +20,7 @@ mod colocate;
 mod commands_doc;
 mod config_cli;
 mod cross_slot_writes;
+mod custom_commands;
 mod dashboard;
 mod data_types;
 mod failover;

@@ -5,7 +5,7 @@ use crate::command::tests::GETKEYS;
 
 fn reply(args: &[&str]) -> Vec<u8> {
     let mut out = BytesMut::new();
-    command_reply(args, &mut out);
+    command_reply(args, None, &mut out);
     out.to_vec()
 }
 
@@ -197,7 +197,7 @@ fn random_requests_never_panic() {
         let mut args = vec!["COMMAND"];
         args.extend((0..len).map(|_| words[next(words.len())]));
         out.clear();
-        command_reply(&args, &mut out);
+        command_reply(&args, None, &mut out);
         assert!(out.ends_with(b"\r\n"), "{args:?}");
     }
 }
