@@ -338,15 +338,18 @@ impl CommandSpec {
                 key_step,
                 limit,
             } => {
+                // Redis walks first..=last and skips what lies past the arguments (commands
+                // of variable arity check their own): a range that starts past the end, or
+                // ends before it starts (PFMERGE with no source key), names no key.
                 if first >= argc {
-                    return Err(KeyError::Syntax);
+                    return Ok(());
                 }
                 let last = if last_key >= 0 {
                     first + usize::from(last_key.unsigned_abs())
                 } else if limit == 0 {
                     match argc.checked_sub(usize::from(last_key.unsigned_abs())) {
-                        Some(last) => last,
-                        None => return Err(KeyError::Syntax),
+                        Some(last) if last >= first => last,
+                        _ => return Ok(()),
                     }
                 } else {
                     // Keys are the first 1/limit of what follows the keyword: Redis computes
@@ -357,10 +360,10 @@ impl CommandSpec {
                         _ => return Err(KeyError::UnbalancedStreams),
                     }
                 };
-                if last >= argc || last < first {
-                    return Err(KeyError::Syntax);
+                if last < first {
+                    return Ok(());
                 }
-                (first, last, key_step)
+                (first, last.min(argc - 1), key_step)
             }
             FindKeys::KeyNum {
                 key_num_idx,

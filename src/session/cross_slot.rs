@@ -504,8 +504,13 @@ async fn lmove(
     };
     let mut pause = POLL_FIRST;
     loop {
+        // As Redis: the source is checked first; a missing one is nil (or, blocking, a wait)
+        // whatever the destination holds.
         match call_one(worker, unit_of(src), &[b"TYPE", src]).await? {
-            Frame::Simple(t) if t.as_ref() == b"none" => {}
+            Frame::Simple(t) if t.as_ref() == b"none" => match deadline {
+                Some(deadline) if next_round(deadline, &mut pause).await => continue,
+                _ => return Ok(nil()),
+            },
             Frame::Simple(t) if t.as_ref() == b"list" => {}
             _ => return Err(error(WRONGTYPE)),
         }

@@ -423,6 +423,9 @@ struct Generator {
     /// Multi-key commands generated, and how many of them spanned more than one slot.
     multi_key: usize,
     cross_slot: usize,
+    /// Draw commands that write keys of several slots too (the proxy under test serves them:
+    /// `commands.non_atomic_cross_slot_writes`).
+    writes: bool,
 }
 
 impl Generator {
@@ -434,6 +437,83 @@ impl Generator {
             values: 0,
             multi_key: 0,
             cross_slot: 0,
+            writes: false,
+        }
+    }
+
+    /// A command that writes keys of several slots (the first key drawn is the destination):
+    /// the *STORE forms, SMOVE, RENAME(NX), COPY, MSETNX, LMOVE, RPOPLPUSH, PFMERGE, BITOP.
+    fn cross_slot_write(&mut self) -> Command {
+        let pick = self.rng.gen_range(0..12);
+        let member = format!("m{}", self.rng.gen_range(0..8));
+        let side = |rng: &mut StdRng| if rng.gen_bool(0.5) { "LEFT" } else { "RIGHT" };
+        match pick {
+            0..=2 => {
+                let name = ["SUNIONSTORE", "SINTERSTORE", "SDIFFSTORE"][pick];
+                self.multi(name, 5, |k| matches!(k, Kind::Set | Kind::Ghost))
+            }
+            3 | 4 => {
+                let name = ["ZUNIONSTORE", "ZINTERSTORE"][pick - 3];
+                let mut command = self.multi(name, 4, |k| {
+                    matches!(k, Kind::Zset | Kind::Set | Kind::Ghost)
+                });
+                let numkeys = command.0.len() - 2;
+                command.0.insert(2, numkeys.to_string().into_bytes());
+                if self.rng.gen_bool(0.4) {
+                    let how = ["SUM", "MIN", "MAX"][self.rng.gen_range(0..3)];
+                    command = command.arg("AGGREGATE").arg(how);
+                }
+                command
+            }
+            5 => self
+                .multi("SMOVE", 2, |k| matches!(k, Kind::Set | Kind::Ghost))
+                .arg(member),
+            6 => {
+                let name = if self.rng.gen_bool(0.5) {
+                    "RENAME"
+                } else {
+                    "RENAMENX"
+                };
+                self.multi(name, 2, |_| true)
+            }
+            7 => {
+                let command = self.multi("COPY", 2, |_| true);
+                if self.rng.gen_bool(0.5) {
+                    command.arg("REPLACE")
+                } else {
+                    command
+                }
+            }
+            8 => {
+                let n = self.rng.gen_range(1..=4);
+                let one_slot = self.same_slot_only || self.rng.gen_bool(0.2);
+                let keys = self
+                    .pool
+                    .draw(&mut self.rng, n, one_slot, |k| k == Kind::Str);
+                self.count(&keys);
+                let mut command = Command::new("MSETNX");
+                for key in keys {
+                    let value = self.value();
+                    command = command.arg(key).arg(value);
+                }
+                command
+            }
+            9 => {
+                let (from, to) = (side(&mut self.rng), side(&mut self.rng));
+                self.multi("LMOVE", 2, |k| matches!(k, Kind::List | Kind::Ghost))
+                    .arg(from)
+                    .arg(to)
+            }
+            10 => self.multi("PFMERGE", 4, |k| matches!(k, Kind::Hll | Kind::Ghost)),
+            _ => {
+                let op = ["AND", "OR", "XOR"][self.rng.gen_range(0..3)];
+                let keys = self.multi("x", 4, |k| matches!(k, Kind::Str | Kind::Ghost));
+                let mut command = Command::new("BITOP").arg(op);
+                for key in keys.0.iter().skip(1) {
+                    command = command.arg(key.clone());
+                }
+                command
+            }
         }
     }
 
@@ -555,6 +635,9 @@ impl Generator {
 
     fn next_command(&mut self) -> Command {
         let any = |_: Kind| true;
+        if self.writes && self.rng.gen_bool(0.2) {
+            return self.cross_slot_write();
+        }
         match self.rng.gen_range(0..150) {
             112..=119 => {
                 let key = self.one_key(|k| k == Kind::Zset);
@@ -753,6 +836,37 @@ async fn random_multikey_sequences_match_a_single_redis() {
             generator.cross_slot
         );
     }
+}
+
+/// The same with the commands that write keys of several slots, served in steps under
+/// `commands.non_atomic_cross_slot_writes`: every reply and, now and then, every key's value
+/// must equal one Redis'.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_sequences_with_cross_slot_writes_match_a_single_redis() {
+    const STEPS: usize = 1_000;
+    let seed = seed();
+    println!("random multi-key sequence with writes: MULTIKEY_SEED={seed}");
+    let setup = common::start_with(Default::default(), |c| {
+        c.commands.non_atomic_cross_slot_writes = true
+    });
+    let single = RedisServer::start(ServerOptions::default()).expect("start a standalone Redis");
+    let mut oracle = Oracle::connect(&setup, &single).await;
+    let mut generator = Generator::new(seed, same_slot_only());
+    generator.writes = true;
+    for step in 0..STEPS {
+        let command = generator.next_command();
+        let context = format!("MULTIKEY_SEED={seed} (with writes), step {step}");
+        oracle.check(&command, &context).await;
+        if step % 250 == 249 {
+            compare_state(&mut oracle, &generator.pool, &context).await;
+        }
+    }
+    compare_state(
+        &mut oracle,
+        &generator.pool,
+        &format!("MULTIKEY_SEED={seed} (with writes), end"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
