@@ -25,7 +25,7 @@ use bytes::{Bytes, BytesMut};
 use smallvec::{smallvec, SmallVec};
 
 use super::zset::{self, ZOp};
-use super::{hll, lcs};
+use super::{hll, info_merge, keyless, lcs};
 use crate::placement::Placement;
 use crate::placement::Unit;
 use crate::resp::{encode, header_line, parse_frame, Frame, Limits, Request};
@@ -81,7 +81,8 @@ pub enum MergeRule {
     PairSum,
     /// INFO keyspace, commandstats, errorstats: each master's sections summed — per database
     /// (`dbN:keys=…,expires=…,avg_ttl=…`), per command (`cmdstat_…`), per error code
-    /// (`errorstat_…`). The merged result is the sections' *text* (`# Keyspace\r\n…`), not
+    /// (`errorstat_…`); memory, persistence, stats, CPU, latencystats merged field by field
+    /// ([`super::info_merge`]). The merged result is the sections' *text* (`# Keyspace\r\n…`), not
     /// RESP: the caller embeds it in the proxy's own INFO reply.
     Keyspace,
     /// SCRIPT LOAD: every part must give the same reply, which is the reply.
@@ -105,6 +106,22 @@ pub enum MergeRule {
         /// The proxy port the client is connected to (answered for `port`).
         port: u16,
     },
+    /// FUNCTION STATS: the script running on any master; the first master's engines
+    /// ([`super::keyless`], as are the rules below).
+    FunctionStats,
+    /// FUNCTION DUMP: the one payload every master gave, else an error saying they differ.
+    FunctionDump,
+    /// MEMORY STATS: bytes and keys summed, ratios and percentages computed from the sums.
+    MemoryStats,
+    /// LATENCY LATEST: per event the latest sample of any master and the highest maximum.
+    LatencyLatest,
+    /// LATENCY HISTORY: every master's samples in time order, one per second.
+    LatencyHistory,
+    /// LATENCY HISTOGRAM: calls and cumulative bucket counts summed per command.
+    LatencyHistogram,
+    /// LATENCY DOCTOR / GRAPH, MEMORY DOCTOR / MALLOC-STATS: each master's text under a line
+    /// naming it (the merge is given the nodes).
+    NodeText,
 }
 
 impl MergeRule {
@@ -230,6 +247,18 @@ pub fn fan_out_rule(name: &str) -> Option<MergeRule> {
         "pubsub|numpat" => MergeRule::Sum,
         "function|load" | "function|list" => MergeRule::Same,
         "function|delete" | "function|flush" | "function|restore" => MergeRule::AllOk,
+        "function|stats" => MergeRule::FunctionStats,
+        "function|dump" => MergeRule::FunctionDump,
+        "function|help" | "memory|help" | "latency|help" => MergeRule::Same,
+        "memory|stats" => MergeRule::MemoryStats,
+        "memory|purge" => MergeRule::AllOk,
+        "memory|doctor" | "memory|malloc-stats" | "latency|doctor" | "latency|graph" => {
+            MergeRule::NodeText
+        }
+        "latency|latest" => MergeRule::LatencyLatest,
+        "latency|history" => MergeRule::LatencyHistory,
+        "latency|histogram" => MergeRule::LatencyHistogram,
+        "latency|reset" => MergeRule::Sum,
         // The session fills in the pattern kind and its port.
         "config|get" => MergeRule::ConfigGet {
             exact: false,
@@ -293,8 +322,9 @@ pub fn refusals(nodes: &[std::sync::Arc<str>], replies: &[Bytes]) -> Option<Byte
     Some(out.freeze())
 }
 
-/// The INFO sections in `texts` (one per master) summed, in Redis' order: commandstats,
-/// errorstats, keyspace, each only when the masters answered it, separated by a blank line.
+/// The INFO sections in `texts` (one per master) summed or merged, in Redis' order: memory,
+/// persistence, stats, CPU ([`info_merge`]), commandstats, errorstats, latencystats, keyspace,
+/// each only when the masters answered it, separated by a blank line.
 fn sum_info_sections(texts: &[Bytes]) -> String {
     let has = |header: &str| {
         texts.iter().any(|t| {
@@ -303,7 +333,11 @@ fn sum_info_sections(texts: &[Bytes]) -> String {
                 .any(|l| l.trim_end() == header)
         })
     };
-    let mut sections = Vec::new();
+    let mut sections: Vec<String> = info_merge::FIELD_SECTIONS
+        .iter()
+        .filter(|header| has(header))
+        .map(|header| info_merge::merge_section(texts, header))
+        .collect();
     if has("# Commandstats") {
         sections.push(sum_counters(
             texts,
@@ -331,6 +365,9 @@ fn sum_info_sections(texts: &[Bytes]) -> String {
             "errorstat_",
             |name, n| format!("{name}:count={}", n[0]),
         ));
+    }
+    if has("# Latencystats") {
+        sections.push(info_merge::merge_section(texts, "# Latencystats"));
     }
     if has("# Keyspace") {
         sections.push(sum_keyspaces(texts));
@@ -958,6 +995,16 @@ pub fn merge(
         }
         MergeRule::ConfigGet { exact, port } => {
             super::config_get::merge(replies, exact, port, limits)
+        }
+        MergeRule::FunctionStats => keyless::function_stats(replies, limits),
+        MergeRule::FunctionDump => keyless::function_dump(replies),
+        MergeRule::MemoryStats => keyless::memory_stats(replies, limits),
+        MergeRule::LatencyLatest => keyless::latency_latest(replies, limits),
+        MergeRule::LatencyHistory => keyless::latency_history(replies, limits),
+        MergeRule::LatencyHistogram => keyless::latency_histogram(replies, limits),
+        // Merged by the session's `Merge`, which has the nodes.
+        MergeRule::NodeText => {
+            Bytes::from_static(b"-ERR slotgate: this merge needs the nodes' names\r\n")
         }
         MergeRule::AnyValue { start } => {
             let n = replies.len().max(1);

@@ -240,7 +240,7 @@ impl Session {
                 let (split, requests) = split::fan_out(&request, &units, rule);
                 let timed = self.queue.times_requests().then(|| request.raw().clone());
                 let (reply, limits) = (self.queue.reserve(), self.worker.settings().limits);
-                let merge = if every_node {
+                let merge = if every_node || rule == MergeRule::NodeText {
                     Merge::naming_nodes(split, reply, limits, timed, masters.clone())
                 } else {
                     Merge::new(split, reply, limits, timed)
@@ -794,6 +794,25 @@ fn rule_text(rule: MergeRule) -> &'static str {
         MergeRule::EveryNodeOk => {
             "every master and replica; OK when all are, else the nodes that refused"
         }
+        MergeRule::FunctionStats => {
+            "the script running on any master, or nil; the engines' counts as the first master \
+             has them (FUNCTION LOAD reaches every master)"
+        }
+        MergeRule::FunctionDump => {
+            "the payload every master gave (libraries are loaded on all); an error when they differ"
+        }
+        MergeRule::MemoryStats => {
+            "bytes and key counts summed (per database too); bytes per key, percentages and \
+             ratios computed from the sums; the peak is the sum of the masters' peaks"
+        }
+        MergeRule::LatencyLatest => {
+            "per event, the latest sample of any master and the highest maximum"
+        }
+        MergeRule::LatencyHistory => {
+            "every master's samples in time order, the highest of one second, the last 160"
+        }
+        MergeRule::LatencyHistogram => "calls and cumulative bucket counts summed per command",
+        MergeRule::NodeText => "each master's text under a line naming it",
         MergeRule::ConfigGet { .. } => {
             "one answer where they agree; the proxy's own port, `cluster-enabled no`; per-node \
              settings (files, addresses) from the first master; a disagreement on a setting \
