@@ -34,6 +34,7 @@ const ORDER: &[&str] = &[
     "cluster",
     "hotkeys",
     "keyspace",
+    "slotgate",
 ];
 
 /// How a field's values over the masters make one.

@@ -375,6 +375,31 @@ fn sum_info_sections(texts: &[Bytes]) -> String {
     sections.join("\r\n")
 }
 
+/// INFO's node sections from the masters' `replies`, summed over those that answered: INFO
+/// stays available while a master is down. Any that did not answer are counted in a
+/// `# Slotgate` section (`info_masters_unanswered:N`), so the sums are not taken for whole.
+fn info_sections(replies: &[Bytes], limits: &Limits) -> Bytes {
+    let mut texts = Vec::with_capacity(replies.len());
+    for reply in replies {
+        match parse_frame(reply, limits) {
+            Ok(Frame::Bulk(text) | Frame::Verbatim(_, text)) => texts.push(text),
+            Ok(Frame::Error(_) | Frame::BlobError(_)) => {}
+            _ => return unexpected(reply),
+        }
+    }
+    let mut text = sum_info_sections(&texts);
+    let missing = replies.len() - texts.len();
+    if missing > 0 {
+        if !text.is_empty() {
+            text.push_str("\r\n");
+        }
+        text.push_str(&format!(
+            "# Slotgate\r\ninfo_masters_unanswered:{missing}\r\n"
+        ));
+    }
+    Bytes::from(text)
+}
+
 /// The fields [`sum_counters`] adds up for a line of `prefix`, in the order it hands them on.
 fn counter_fields(prefix: &str) -> &'static [&'static str] {
     match prefix {
@@ -822,6 +847,9 @@ pub fn merge(
     keys: usize,
     limits: &Limits,
 ) -> Bytes {
+    if rule == MergeRule::Keyspace {
+        return info_sections(replies, limits);
+    }
     if let Some(error) = replies
         .iter()
         .find(|r| matches!(r.first(), Some(b'-' | b'!')))
@@ -952,16 +980,7 @@ pub fn merge(
             }
             out.freeze()
         }
-        MergeRule::Keyspace => {
-            let mut texts = Vec::with_capacity(replies.len());
-            for reply in replies {
-                match parse_frame(reply, limits) {
-                    Ok(Frame::Bulk(text) | Frame::Verbatim(_, text)) => texts.push(text),
-                    _ => return unexpected(reply),
-                }
-            }
-            Bytes::from(sum_info_sections(&texts))
-        }
+        MergeRule::Keyspace => info_sections(replies, limits),
         MergeRule::Same => match replies.split_first() {
             Some((first, rest)) if rest.iter().all(|r| r == first) => first.clone(),
             Some(_) => Bytes::from_static(b"-ERR slotgate: the masters answered differently\r\n"),
@@ -1104,6 +1123,32 @@ mod tests {
              cmdstat_get:calls=4,usec=16,usec_per_call=4.00,rejected_calls=2,failed_calls=1\r\n\
              cmdstat_set:calls=2,usec=2,usec_per_call=1.00,rejected_calls=0,failed_calls=0\r\n\
              \r\n# Errorstats\r\nerrorstat_ERR:count=1\r\nerrorstat_WRONGTYPE:count=3\r\n"
+        );
+    }
+
+    #[test]
+    fn info_sums_the_masters_that_answered_and_counts_the_others() {
+        let keyspace = |keys: u32| {
+            let text = format!("# Keyspace\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n");
+            Bytes::from(format!("${}\r\n{text}\r\n", text.len()))
+        };
+        let down = Bytes::from_static(b"-ERR slotgate: backend 127.0.0.1:7002 is down\r\n");
+        let merge = |replies: &[Bytes]| {
+            let merged = merge(MergeRule::Keyspace, &[], replies, 0, &Limits::default());
+            String::from_utf8(merged.to_vec()).unwrap()
+        };
+        assert_eq!(
+            merge(&[keyspace(2), down.clone(), keyspace(3)]),
+            "# Keyspace\r\ndb0:keys=5,expires=0,avg_ttl=0\r\n\r\n\
+             # Slotgate\r\ninfo_masters_unanswered:1\r\n"
+        );
+        assert_eq!(
+            merge(&[down.clone(), down]),
+            "# Slotgate\r\ninfo_masters_unanswered:2\r\n"
+        );
+        assert_eq!(
+            merge(&[keyspace(1)]),
+            "# Keyspace\r\ndb0:keys=1,expires=0,avg_ttl=0\r\n"
         );
     }
 
