@@ -631,8 +631,9 @@ pub fn service(spec: &CommandSpec) -> (&'static str, String) {
     if spec.name == "info" {
         return (
             "local",
-            "the proxy's own sections; keyspace, commandstats and errorstats summed over the \
-             masters"
+            "the proxy's own sections; memory, persistence, stats, CPU and latencystats merged \
+             field by field (sums, maxima, ratios computed again; the proxy's own stats fields \
+             kept), keyspace, commandstats and errorstats summed over the masters"
                 .into(),
         );
     }
@@ -796,13 +797,13 @@ fn rule_text(rule: MergeRule) -> &'static str {
         }
         MergeRule::FunctionStats => {
             "the script running on any master, or nil; the engines' counts as the first master \
-             has them (FUNCTION LOAD reaches every master)"
+             has them, FUNCTION LOAD reaching every master"
         }
         MergeRule::FunctionDump => {
-            "the payload every master gave (libraries are loaded on all); an error when they differ"
+            "the payload every master gave, libraries being loaded on all; an error when they differ"
         }
         MergeRule::MemoryStats => {
-            "bytes and key counts summed (per database too); bytes per key, percentages and \
+            "bytes and key counts summed, per database too; bytes per key, percentages and \
              ratios computed from the sums; the peak is the sum of the masters' peaks"
         }
         MergeRule::LatencyLatest => {
