@@ -5,7 +5,9 @@
 //! (OK when every part is OK), DEL / UNLINK / EXISTS / TOUCH (counts summed). Key-less commands
 //! about the whole keyspace fan out to every master the same way ([`fan_out_rule`]): DBSIZE
 //! (summed), KEYS (concatenated), FLUSHALL / FLUSHDB / SCRIPT FLUSH (all OK), SCRIPT LOAD (the
-//! same SHA from all), SCRIPT EXISTS (a script exists only if every master has it). Commands that
+//! same SHA from all), SCRIPT EXISTS (a script exists only if every master has it); key-less
+//! introspection (FUNCTION STATS, MEMORY STATS, LATENCY …) is merged by [`super::keyless`] and
+//! INFO's node sections by [`super::info_merge`]. Commands that
 //! promise atomicity across their keys (MSETNX, RENAME, SMOVE, …) are not split: they stay
 //! `CROSSSLOT`, as on a cluster node. A split MSET is not atomic across slots, exactly like
 //! MSET on a Redis Cluster.
