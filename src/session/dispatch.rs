@@ -245,7 +245,7 @@ impl Session {
                 } else {
                     Merge::new(split, reply, limits, timed)
                 };
-                self.fan_out(&merge, requests, masters, readonly, now);
+                self.fan_out(&merge, requests, masters, readonly, true, now);
             }
             Route::Local(Local::Info) if super::info::wants_node_sections(&args[1..]) => {
                 let mut text = super::info::render(&args[1..], &self.worker);
@@ -276,7 +276,8 @@ impl Session {
                     text,
                     self.resp3,
                 );
-                self.fan_out(&merge, requests, masters, true, now);
+                // A master that is down is left out at once: INFO does not wait for it.
+                self.fan_out(&merge, requests, masters, true, false, now);
             }
             Route::Scan => {
                 drop(args);
@@ -428,22 +429,22 @@ impl Session {
             .unzip()
     }
 
-    /// Send each part of `merge` (its bytes in `requests`) to its master.
+    /// Send each part of `merge` (its bytes in `requests`) to its master; `hold`: held while
+    /// a master is down ([`Outbound::hold`]).
     fn fan_out(
         &self,
         merge: &Rc<Merge>,
         requests: SubRequests,
         masters: Vec<Arc<str>>,
         readonly: bool,
+        hold: bool,
         now: Instant,
     ) {
         let parts = merge.split().parts.iter().zip(requests).zip(masters);
         for (index, ((part, raw), master)) in parts.enumerate() {
             let reply = merge.part(index);
-            self.forward(
-                self.outbound(raw, reply, part.unit, readonly, now, Some(master)),
-                now,
-            );
+            let out = self.outbound(raw, reply, part.unit, readonly, now, Some(master));
+            self.forward(Outbound { hold, ..out }, now);
         }
     }
 
@@ -474,6 +475,7 @@ impl Session {
             readonly,
             asking: false,
             resp3: self.resp3,
+            hold: true,
         }
     }
 }

@@ -417,3 +417,40 @@ fn read_reply(raw: &mut common::Raw) -> Vec<u8> {
         }
     }
 }
+
+/// A master that is down does not hold INFO up: the others' sections come at once, and the
+/// missing master is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_does_not_wait_for_a_master_that_is_down() {
+    let mut setup = common::start_with(
+        slotgate::local_redis::ClusterOptions {
+            node_timeout_ms: 60_000,
+            ..Default::default()
+        },
+        |_| {},
+    );
+    let c = &mut setup.client().await;
+    let ports = setup.cluster.master_ports();
+    let mut keys = Vec::new();
+    for &port in &ports {
+        let key = common::key_on(&setup.cluster, port, "down");
+        let _: () = q(c, &["SET", &key, "v"]).await.unwrap();
+        keys.push(key);
+    }
+    let victim = common::node_index(&setup.cluster, ports[0]);
+    setup.cluster.kill(victim).unwrap();
+    let started = std::time::Instant::now();
+    let info: String = q(c, &["INFO", "keyspace", "stats"]).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "INFO took {:?}",
+        started.elapsed()
+    );
+    assert!(info.contains("db0:keys=2,"), "{info}");
+    assert_eq!(
+        info_field(&info, "info_masters_unanswered").as_deref(),
+        Some("1"),
+        "{info}"
+    );
+    assert!(info_field(&info, "keyspace_hits").is_some(), "{info}");
+}
