@@ -94,10 +94,12 @@ fn how(header: &str, name: &str) -> How {
     }
 }
 
-/// A number as INFO prints it: its value, its decimals, and whether a `%` follows.
+/// A number as INFO prints it: its value (exact when an integer), its decimals, and whether
+/// a `%` follows.
 #[derive(Clone, Copy, Debug)]
 struct Number {
     value: f64,
+    int: Option<i64>,
     decimals: usize,
     percent: bool,
 }
@@ -108,13 +110,18 @@ fn number(text: &str) -> Option<Number> {
         None => (text, false),
     };
     let decimals = digits.split_once('.').map_or(0, |(_, f)| f.len());
-    let value = if decimals == 0 {
-        digits.parse::<i64>().ok()? as f64
+    let int = if decimals == 0 {
+        Some(digits.parse::<i64>().ok()?)
     } else {
-        digits.parse::<f64>().ok()?
+        None
+    };
+    let value = match int {
+        Some(n) => n as f64,
+        None => digits.parse::<f64>().ok()?,
     };
     Some(Number {
         value,
+        int,
         decimals,
         percent,
     })
@@ -123,8 +130,8 @@ fn number(text: &str) -> Option<Number> {
 impl Number {
     fn render(self) -> String {
         let suffix = if self.percent { "%" } else { "" };
-        if self.decimals == 0 {
-            format!("{}{suffix}", self.value.round() as i64)
+        if let Some(n) = self.int {
+            format!("{n}{suffix}")
         } else {
             format!("{:.*}{suffix}", self.decimals, self.value)
         }
@@ -134,13 +141,32 @@ impl Number {
 /// Values combined by `how` (never [`How::Computed`], which is done afterwards).
 fn combine(how: How, values: &[Number]) -> Option<Number> {
     let first = *values.first()?;
+    if let Some(ints) = values.iter().map(|n| n.int).collect::<Option<Vec<i64>>>() {
+        let n = match how {
+            How::Max => ints.iter().copied().max()?,
+            How::Min => ints.iter().copied().min()?,
+            How::SumUnlessZero if ints.contains(&0) => 0,
+            How::Sum | How::SumUnlessZero | How::Computed => {
+                ints.iter().fold(0i64, |a, b| a.saturating_add(*b))
+            }
+        };
+        return Some(Number {
+            value: n as f64,
+            int: Some(n),
+            ..first
+        });
+    }
     let value = match how {
         How::Max => values.iter().map(|n| n.value).fold(f64::MIN, f64::max),
         How::Min => values.iter().map(|n| n.value).fold(f64::MAX, f64::min),
         How::SumUnlessZero if values.iter().any(|n| n.value == 0.0) => 0.0,
         How::Sum | How::SumUnlessZero | How::Computed => values.iter().map(|n| n.value).sum(),
     };
-    Some(Number { value, ..first })
+    Some(Number {
+        value,
+        int: None,
+        ..first
+    })
 }
 
 /// Text values: the same on every master, or `ok` unless some `…_status` is not (then the

@@ -154,3 +154,15 @@ fn proxy_sections_come_first_where_both_have_one_and_in_redis_order() {
         "# Keyspace\r\ndb0:keys=1\r\n"
     );
 }
+
+#[test]
+fn integers_sum_exactly_and_mixed_numbers_keep_the_first_format() {
+    let a = text("# Stats\ntotal_net_repl_input_bytes:9007199254740993\nodd:0\n");
+    let b = text("# Stats\ntotal_net_repl_input_bytes:2\nodd:0.50\n");
+    let merged = merge_section(&[a, b], "# Stats");
+    assert_eq!(
+        field(&merged, "total_net_repl_input_bytes"),
+        "9007199254740995"
+    );
+    assert_eq!(field(&merged, "odd"), "0");
+}
