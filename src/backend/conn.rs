@@ -131,6 +131,9 @@ pub struct Outbound {
     /// The client speaks RESP3: the request goes on a connection that does too, so the
     /// reply passes through unchanged.
     pub resp3: bool,
+    /// Held and retried while its node is down (`cluster.when_node_down = "hold"`); false
+    /// for INFO's parts, which a master that is down must not delay.
+    pub hold: bool,
 }
 
 /// What a connection hands back to its worker. Called with no connection state borrowed, so
@@ -720,6 +723,7 @@ mod tests {
             readonly,
             asking: false,
             resp3: false,
+            hold: true,
         }
     }
 

@@ -5,7 +5,9 @@
 //! (OK when every part is OK), DEL / UNLINK / EXISTS / TOUCH (counts summed). Key-less commands
 //! about the whole keyspace fan out to every master the same way ([`fan_out_rule`]): DBSIZE
 //! (summed), KEYS (concatenated), FLUSHALL / FLUSHDB / SCRIPT FLUSH (all OK), SCRIPT LOAD (the
-//! same SHA from all), SCRIPT EXISTS (a script exists only if every master has it). Commands that
+//! same SHA from all), SCRIPT EXISTS (a script exists only if every master has it); key-less
+//! introspection (FUNCTION STATS, MEMORY STATS, LATENCY …) is merged by [`super::keyless`] and
+//! INFO's node sections by [`super::info_merge`]. Commands that
 //! promise atomicity across their keys (MSETNX, RENAME, SMOVE, …) are not split: they stay
 //! `CROSSSLOT`, as on a cluster node. A split MSET is not atomic across slots, exactly like
 //! MSET on a Redis Cluster.
@@ -25,7 +27,7 @@ use bytes::{Bytes, BytesMut};
 use smallvec::{smallvec, SmallVec};
 
 use super::zset::{self, ZOp};
-use super::{hll, lcs};
+use super::{hll, info_merge, keyless, lcs};
 use crate::placement::Placement;
 use crate::placement::Unit;
 use crate::resp::{encode, header_line, parse_frame, Frame, Limits, Request};
@@ -81,7 +83,8 @@ pub enum MergeRule {
     PairSum,
     /// INFO keyspace, commandstats, errorstats: each master's sections summed — per database
     /// (`dbN:keys=…,expires=…,avg_ttl=…`), per command (`cmdstat_…`), per error code
-    /// (`errorstat_…`). The merged result is the sections' *text* (`# Keyspace\r\n…`), not
+    /// (`errorstat_…`); memory, persistence, stats, CPU, latencystats merged field by field
+    /// ([`super::info_merge`]). The merged result is the sections' *text* (`# Keyspace\r\n…`), not
     /// RESP: the caller embeds it in the proxy's own INFO reply.
     Keyspace,
     /// SCRIPT LOAD: every part must give the same reply, which is the reply.
@@ -105,6 +108,22 @@ pub enum MergeRule {
         /// The proxy port the client is connected to (answered for `port`).
         port: u16,
     },
+    /// FUNCTION STATS: the script running on any master; the first master's engines
+    /// ([`super::keyless`], as are the rules below).
+    FunctionStats,
+    /// FUNCTION DUMP: the one payload every master gave, else an error saying they differ.
+    FunctionDump,
+    /// MEMORY STATS: bytes and keys summed, ratios and percentages computed from the sums.
+    MemoryStats,
+    /// LATENCY LATEST: per event the latest sample of any master and the highest maximum.
+    LatencyLatest,
+    /// LATENCY HISTORY: every master's samples in time order, one per second.
+    LatencyHistory,
+    /// LATENCY HISTOGRAM: calls and cumulative bucket counts summed per command.
+    LatencyHistogram,
+    /// LATENCY DOCTOR / GRAPH, MEMORY DOCTOR / MALLOC-STATS: each master's text under a line
+    /// naming it (the merge is given the nodes).
+    NodeText,
 }
 
 impl MergeRule {
@@ -230,6 +249,18 @@ pub fn fan_out_rule(name: &str) -> Option<MergeRule> {
         "pubsub|numpat" => MergeRule::Sum,
         "function|load" | "function|list" => MergeRule::Same,
         "function|delete" | "function|flush" | "function|restore" => MergeRule::AllOk,
+        "function|stats" => MergeRule::FunctionStats,
+        "function|dump" => MergeRule::FunctionDump,
+        "function|help" | "memory|help" | "latency|help" => MergeRule::Same,
+        "memory|stats" => MergeRule::MemoryStats,
+        "memory|purge" => MergeRule::AllOk,
+        "memory|doctor" | "memory|malloc-stats" | "latency|doctor" | "latency|graph" => {
+            MergeRule::NodeText
+        }
+        "latency|latest" => MergeRule::LatencyLatest,
+        "latency|history" => MergeRule::LatencyHistory,
+        "latency|histogram" => MergeRule::LatencyHistogram,
+        "latency|reset" => MergeRule::Sum,
         // The session fills in the pattern kind and its port.
         "config|get" => MergeRule::ConfigGet {
             exact: false,
@@ -293,8 +324,9 @@ pub fn refusals(nodes: &[std::sync::Arc<str>], replies: &[Bytes]) -> Option<Byte
     Some(out.freeze())
 }
 
-/// The INFO sections in `texts` (one per master) summed, in Redis' order: commandstats,
-/// errorstats, keyspace, each only when the masters answered it, separated by a blank line.
+/// The INFO sections in `texts` (one per master) summed or merged, in Redis' order: memory,
+/// persistence, stats, CPU ([`info_merge`]), commandstats, errorstats, latencystats, keyspace,
+/// each only when the masters answered it, separated by a blank line.
 fn sum_info_sections(texts: &[Bytes]) -> String {
     let has = |header: &str| {
         texts.iter().any(|t| {
@@ -303,7 +335,11 @@ fn sum_info_sections(texts: &[Bytes]) -> String {
                 .any(|l| l.trim_end() == header)
         })
     };
-    let mut sections = Vec::new();
+    let mut sections: Vec<String> = info_merge::FIELD_SECTIONS
+        .iter()
+        .filter(|header| has(header))
+        .map(|header| info_merge::merge_section(texts, header))
+        .collect();
     if has("# Commandstats") {
         sections.push(sum_counters(
             texts,
@@ -332,10 +368,38 @@ fn sum_info_sections(texts: &[Bytes]) -> String {
             |name, n| format!("{name}:count={}", n[0]),
         ));
     }
+    if has("# Latencystats") {
+        sections.push(info_merge::merge_section(texts, "# Latencystats"));
+    }
     if has("# Keyspace") {
         sections.push(sum_keyspaces(texts));
     }
     sections.join("\r\n")
+}
+
+/// INFO's node sections from the masters' `replies`, summed over those that answered: INFO
+/// stays available while a master is down. Any that did not answer are counted in a
+/// `# Slotgate` section (`info_masters_unanswered:N`), so the sums are not taken for whole.
+fn info_sections(replies: &[Bytes], limits: &Limits) -> Bytes {
+    let mut texts = Vec::with_capacity(replies.len());
+    for reply in replies {
+        match parse_frame(reply, limits) {
+            Ok(Frame::Bulk(text) | Frame::Verbatim(_, text)) => texts.push(text),
+            Ok(Frame::Error(_) | Frame::BlobError(_)) => {}
+            _ => return unexpected(reply),
+        }
+    }
+    let mut text = sum_info_sections(&texts);
+    let missing = replies.len() - texts.len();
+    if missing > 0 {
+        if !text.is_empty() {
+            text.push_str("\r\n");
+        }
+        text.push_str(&format!(
+            "# Slotgate\r\ninfo_masters_unanswered:{missing}\r\n"
+        ));
+    }
+    Bytes::from(text)
 }
 
 /// The fields [`sum_counters`] adds up for a line of `prefix`, in the order it hands them on.
@@ -785,6 +849,9 @@ pub fn merge(
     keys: usize,
     limits: &Limits,
 ) -> Bytes {
+    if rule == MergeRule::Keyspace {
+        return info_sections(replies, limits);
+    }
     if let Some(error) = replies
         .iter()
         .find(|r| matches!(r.first(), Some(b'-' | b'!')))
@@ -915,16 +982,7 @@ pub fn merge(
             }
             out.freeze()
         }
-        MergeRule::Keyspace => {
-            let mut texts = Vec::with_capacity(replies.len());
-            for reply in replies {
-                match parse_frame(reply, limits) {
-                    Ok(Frame::Bulk(text) | Frame::Verbatim(_, text)) => texts.push(text),
-                    _ => return unexpected(reply),
-                }
-            }
-            Bytes::from(sum_info_sections(&texts))
-        }
+        MergeRule::Keyspace => info_sections(replies, limits),
         MergeRule::Same => match replies.split_first() {
             Some((first, rest)) if rest.iter().all(|r| r == first) => first.clone(),
             Some(_) => Bytes::from_static(b"-ERR slotgate: the masters answered differently\r\n"),
@@ -958,6 +1016,16 @@ pub fn merge(
         }
         MergeRule::ConfigGet { exact, port } => {
             super::config_get::merge(replies, exact, port, limits)
+        }
+        MergeRule::FunctionStats => keyless::function_stats(replies, limits),
+        MergeRule::FunctionDump => keyless::function_dump(replies),
+        MergeRule::MemoryStats => keyless::memory_stats(replies, limits),
+        MergeRule::LatencyLatest => keyless::latency_latest(replies, limits),
+        MergeRule::LatencyHistory => keyless::latency_history(replies, limits),
+        MergeRule::LatencyHistogram => keyless::latency_histogram(replies, limits),
+        // Merged by the session's `Merge`, which has the nodes.
+        MergeRule::NodeText => {
+            Bytes::from_static(b"-ERR slotgate: this merge needs the nodes' names\r\n")
         }
         MergeRule::AnyValue { start } => {
             let n = replies.len().max(1);
@@ -1057,6 +1125,32 @@ mod tests {
              cmdstat_get:calls=4,usec=16,usec_per_call=4.00,rejected_calls=2,failed_calls=1\r\n\
              cmdstat_set:calls=2,usec=2,usec_per_call=1.00,rejected_calls=0,failed_calls=0\r\n\
              \r\n# Errorstats\r\nerrorstat_ERR:count=1\r\nerrorstat_WRONGTYPE:count=3\r\n"
+        );
+    }
+
+    #[test]
+    fn info_sums_the_masters_that_answered_and_counts_the_others() {
+        let keyspace = |keys: u32| {
+            let text = format!("# Keyspace\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n");
+            Bytes::from(format!("${}\r\n{text}\r\n", text.len()))
+        };
+        let down = Bytes::from_static(b"-ERR slotgate: backend 127.0.0.1:7002 is down\r\n");
+        let merge = |replies: &[Bytes]| {
+            let merged = merge(MergeRule::Keyspace, &[], replies, 0, &Limits::default());
+            String::from_utf8(merged.to_vec()).unwrap()
+        };
+        assert_eq!(
+            merge(&[keyspace(2), down.clone(), keyspace(3)]),
+            "# Keyspace\r\ndb0:keys=5,expires=0,avg_ttl=0\r\n\r\n\
+             # Slotgate\r\ninfo_masters_unanswered:1\r\n"
+        );
+        assert_eq!(
+            merge(&[down.clone(), down]),
+            "# Slotgate\r\ninfo_masters_unanswered:2\r\n"
+        );
+        assert_eq!(
+            merge(&[keyspace(1)]),
+            "# Keyspace\r\ndb0:keys=1,expires=0,avg_ttl=0\r\n"
         );
     }
 

@@ -311,9 +311,10 @@ impl Router {
         }
     }
 
-    /// Retry `out` later if policy and deadline allow, else fail it with `error`.
+    /// Retry `out` later if policy, the request and its deadline allow, else fail it with
+    /// `error`.
     fn hold_or_fail(&self, out: Outbound, error: Bytes, now: Instant) {
-        if self.policy.hold_when_down {
+        if self.policy.hold_when_down && out.hold {
             self.retry_later(out, error, now);
         } else {
             self.fail(out, error);
@@ -438,6 +439,7 @@ impl Router {
             readonly: false,
             asking: false,
             resp3: out.resp3,
+            hold: out.hold,
         };
         // Same connection (same client id): the load runs before the resend.
         self.send_to(&node, load, now);
@@ -576,6 +578,7 @@ mod tests {
             readonly: false,
             asking: false,
             resp3: false,
+            hold: true,
         }
     }
 

@@ -270,12 +270,12 @@ impl Session {
                 let (split, requests) = split::fan_out(&request, &units, rule);
                 let timed = self.queue.times_requests().then(|| request.raw().clone());
                 let (reply, limits) = (self.queue.reserve(), self.worker.settings().limits);
-                let merge = if every_node {
+                let merge = if every_node || rule == MergeRule::NodeText {
                     Merge::naming_nodes(split, reply, limits, timed, masters.clone())
                 } else {
                     Merge::new(split, reply, limits, timed)
                 };
-                self.fan_out(&merge, requests, masters, readonly, now);
+                self.fan_out(&merge, requests, masters, readonly, true, now);
             }
             Route::Local(Local::Info) if super::info::wants_node_sections(&args[1..]) => {
                 let mut text = super::info::render(&args[1..], &self.worker);
@@ -306,7 +306,8 @@ impl Session {
                     text,
                     self.resp3,
                 );
-                self.fan_out(&merge, requests, masters, true, now);
+                // A master that is down is left out at once: INFO does not wait for it.
+                self.fan_out(&merge, requests, masters, true, false, now);
             }
             Route::Scan => {
                 drop(args);
@@ -467,22 +468,22 @@ impl Session {
             .unzip()
     }
 
-    /// Send each part of `merge` (its bytes in `requests`) to its master.
+    /// Send each part of `merge` (its bytes in `requests`) to its master; `hold`: held while
+    /// a master is down ([`Outbound::hold`]).
     fn fan_out(
         &self,
         merge: &Rc<Merge>,
         requests: SubRequests,
         masters: Vec<Arc<str>>,
         readonly: bool,
+        hold: bool,
         now: Instant,
     ) {
         let parts = merge.split().parts.iter().zip(requests).zip(masters);
         for (index, ((part, raw), master)) in parts.enumerate() {
             let reply = merge.part(index);
-            self.forward(
-                self.outbound(raw, reply, part.unit, readonly, now, Some(master)),
-                now,
-            );
+            let out = self.outbound(raw, reply, part.unit, readonly, now, Some(master));
+            self.forward(Outbound { hold, ..out }, now);
         }
     }
 
@@ -513,6 +514,7 @@ impl Session {
             readonly,
             asking: false,
             resp3: self.resp3,
+            hold: true,
         }
     }
 }
@@ -670,8 +672,9 @@ pub fn service(spec: &CommandSpec) -> (&'static str, String) {
     if spec.name == "info" {
         return (
             "local",
-            "the proxy's own sections; keyspace, commandstats and errorstats summed over the \
-             masters"
+            "the proxy's own sections; memory, persistence, stats, CPU and latencystats merged \
+             field by field (sums, maxima, ratios computed again; the proxy's own stats fields \
+             kept), keyspace, commandstats and errorstats summed over the masters"
                 .into(),
         );
     }
@@ -833,6 +836,25 @@ fn rule_text(rule: MergeRule) -> &'static str {
         MergeRule::EveryNodeOk => {
             "every master and replica; OK when all are, else the nodes that refused"
         }
+        MergeRule::FunctionStats => {
+            "the script running on any master, or nil; the engines' counts as the first master \
+             has them, FUNCTION LOAD reaching every master"
+        }
+        MergeRule::FunctionDump => {
+            "the payload every master gave, libraries being loaded on all; an error when they differ"
+        }
+        MergeRule::MemoryStats => {
+            "bytes and key counts summed, per database too; bytes per key, percentages and \
+             ratios computed from the sums; the peak is the sum of the masters' peaks"
+        }
+        MergeRule::LatencyLatest => {
+            "per event, the latest sample of any master and the highest maximum"
+        }
+        MergeRule::LatencyHistory => {
+            "every master's samples in time order, the highest of one second, the last 160"
+        }
+        MergeRule::LatencyHistogram => "calls and cumulative bucket counts summed per command",
+        MergeRule::NodeText => "each master's text under a line naming it",
         MergeRule::ConfigGet { .. } => {
             "one answer where they agree; the proxy's own port, `cluster-enabled no`; per-node \
              settings (files, addresses) from the first master; a disagreement on a setting \

@@ -40,7 +40,13 @@ pub fn wants_node_sections(args: &[&[u8]]) -> bool {
 /// Sections the masters answer and the proxy sums, in output order, and whether plain `INFO`
 /// includes them (as Redis' does).
 const NODE_SECTIONS: &[(&str, bool)] = &[
+    ("memory", true),
+    ("persistence", true),
+    // Merged with the proxy's own `# Stats` (its fields win).
+    ("stats", true),
+    ("cpu", true),
     ("commandstats", false),
+    ("latencystats", false),
     ("errorstats", true),
     ("keyspace", true),
 ];

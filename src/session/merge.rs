@@ -7,7 +7,8 @@ use std::rc::Rc;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use crate::command::split::{self, Split};
+use crate::command::split::{self, MergeRule, Split};
+use crate::command::{info_merge, keyless};
 use crate::resp::Limits;
 
 use crate::backend::reply::{ReplyTarget, Waiter};
@@ -20,13 +21,14 @@ pub struct Merge {
     remaining: Cell<usize>,
     target: RefCell<Option<ReplyTarget>>,
     limits: Limits,
-    /// Text placed before the merged text, the whole sent as one bulk string (INFO), or as a
-    /// verbatim string for a RESP3 client (the flag).
+    /// The proxy's own INFO sections, put together with the merged ones
+    /// ([`info_merge::put_together`]) and sent as one bulk string, or as a verbatim string
+    /// for a RESP3 client (the flag).
     prefix: Option<(String, bool)>,
     /// The client's whole request, kept when the slow log times it.
     request: Option<Bytes>,
-    /// The node of each part, when an error must name the nodes that refused
-    /// ([`MergeRule::EveryNodeOk`](split::MergeRule::EveryNodeOk)); empty otherwise.
+    /// The node of each part, when the reply names them ([`MergeRule::EveryNodeOk`]'s
+    /// refusals, [`MergeRule::NodeText`]'s labels); empty otherwise.
     nodes: Vec<std::sync::Arc<str>>,
 }
 
@@ -42,8 +44,8 @@ impl Merge {
         Merge::build(split, target, limits, None, request, Vec::new())
     }
 
-    /// Like [`Merge::new`] for a request sent to each of `nodes` (part order), whose refusals
-    /// the reply names.
+    /// Like [`Merge::new`] for a request sent to each of `nodes` (part order), which the reply
+    /// names (refusals, or each node's text).
     pub fn naming_nodes(
         split: Split,
         target: ReplyTarget,
@@ -54,8 +56,9 @@ impl Merge {
         Merge::build(split, target, limits, None, request, nodes)
     }
 
-    /// Like [`Merge::new`] for a rule that merges into text (INFO keyspace): the client gets
-    /// `prefix` and that text as one bulk string (a verbatim string if `resp3`).
+    /// Like [`Merge::new`] for a rule that merges into text (INFO's node sections): the
+    /// client gets the proxy's sections in `prefix` and that text put together in Redis'
+    /// section order, as one bulk string (a verbatim string if `resp3`).
     pub fn with_text_prefix(
         split: Split,
         target: ReplyTarget,
@@ -115,19 +118,18 @@ impl Merge {
         if remaining > 0 {
             return;
         }
-        let refused = if self.nodes.is_empty() {
-            None
-        } else {
-            split::refusals(&self.nodes, &self.replies.borrow())
-        };
-        let merged = refused.unwrap_or_else(|| {
-            split::merge_split(&self.split, &self.replies.borrow(), &self.limits)
-        });
+        let replies = self.replies.borrow();
+        let merged = match self.split.rule {
+            MergeRule::EveryNodeOk => split::refusals(&self.nodes, &replies),
+            MergeRule::NodeText => Some(keyless::node_text(&self.nodes, &replies, &self.limits)),
+            _ => None,
+        }
+        .unwrap_or_else(|| split::merge_split(&self.split, &replies, &self.limits));
+        drop(replies);
         let merged = match &self.prefix {
             Some((prefix, resp3)) if !merged.starts_with(b"-") => {
-                let mut text = prefix.clone().into_bytes();
-                text.extend_from_slice(&merged);
-                super::local::text_reply(&text, *resp3)
+                let text = info_merge::put_together(prefix, &String::from_utf8_lossy(&merged));
+                super::local::text_reply(text.as_bytes(), *resp3)
             }
             _ => merged,
         };

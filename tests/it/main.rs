@@ -29,6 +29,7 @@ mod fanout;
 mod frameworks;
 mod harness;
 mod health;
+mod keyless;
 mod lifecycle;
 mod local_commands;
 mod migration;
