@@ -718,8 +718,19 @@ async fn fetch_values(
     unit_of: &impl Fn(&[u8]) -> Unit,
 ) -> Result<Vec<Option<Bytes>>, Bytes> {
     let mut values: Vec<Option<Bytes>> = vec![None; lookups.len()];
+    // Pattern keys are client names: with co-location rules in cluster mode, stored tagged.
+    let tags = worker.settings().key_tags.as_deref();
+    let stored: Vec<(Bytes, Option<&[u8]>)> = lookups
+        .iter()
+        .map(|(key, field)| {
+            let name = tags
+                .and_then(|t| t.stored_name(key))
+                .unwrap_or_else(|| Bytes::copy_from_slice(key));
+            (name, field.as_deref())
+        })
+        .collect();
     let mut by_unit: Vec<(Unit, Vec<usize>)> = Vec::new();
-    for (i, (key, _)) in lookups.iter().enumerate() {
+    for (i, (key, _)) in stored.iter().enumerate() {
         let unit = unit_of(key);
         match by_unit.iter_mut().find(|(u, _)| *u == unit) {
             Some((_, at)) => at.push(i),
@@ -729,7 +740,7 @@ async fn fetch_values(
     for (unit, at) in by_unit {
         let mut out = BytesMut::new();
         for &i in &at {
-            let Some((key, field)) = lookups.get(i) else {
+            let Some((key, field)) = stored.get(i) else {
                 continue;
             };
             match field {

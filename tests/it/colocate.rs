@@ -170,6 +170,22 @@ async fn replies_that_name_keys_give_the_clients_names() {
         ]
     );
 
+    // SORT's BY / GET patterns name grouped keys by the client's names too.
+    for (k, v) in [("rq:w_1", "5"), ("rq:w_2", "1")] {
+        let _: () = q(c, &["SET", k, v]).await.unwrap();
+    }
+    let _: () = q(c, &["RPUSH", "rq:ids", "1", "2"]).await.unwrap();
+    let sorted: Vec<String> = q(
+        c,
+        &[
+            "SORT", "rq:ids", "BY", "rq:w_*", "GET", "#", "GET", "rq:w_*",
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(sorted, ["2", "1", "1", "5"]);
+    let _: i64 = q(c, &["DEL", "rq:w_1", "rq:w_2", "rq:ids"]).await.unwrap();
+
     // RANDOMKEY, when only grouped keys are left.
     let _: i64 = q(c, &["DEL", "other:a", "xq:c", "rq:events"])
         .await
