@@ -41,6 +41,9 @@ pub enum MergeRule {
     AllOk,
     /// DEL, UNLINK, EXISTS, TOUCH, DBSIZE: the parts' integers are summed.
     Sum,
+    /// LASTSAVE: the smallest of the masters' integers (the last time every master's data was
+    /// saved).
+    Least,
     /// KEYS: the parts' arrays are concatenated.
     Concat,
     /// SUNION across slots: each part answers its keys' union; the parts' members once each.
@@ -261,6 +264,8 @@ pub fn fan_out_rule(name: &str) -> Option<MergeRule> {
         "latency|history" => MergeRule::LatencyHistory,
         "latency|histogram" => MergeRule::LatencyHistogram,
         "latency|reset" => MergeRule::Sum,
+        "lastsave" => MergeRule::Least,
+        "lolwut" => MergeRule::AnyValue { start: 0 },
         // The session fills in the pattern kind and its port.
         "config|get" => MergeRule::ConfigGet {
             exact: false,
@@ -876,6 +881,18 @@ pub fn merge(
             encode::integer(&mut out, total);
             out.freeze()
         }
+        MergeRule::Least => {
+            let mut least: Option<i64> = None;
+            for reply in replies {
+                match parse_frame(reply, limits) {
+                    Ok(Frame::Integer(n)) => least = Some(least.map_or(n, |l| l.min(n))),
+                    _ => return unexpected(reply),
+                }
+            }
+            let mut out = BytesMut::with_capacity(24);
+            encode::integer(&mut out, least.unwrap_or(0));
+            out.freeze()
+        }
         MergeRule::Concat | MergeRule::Union => {
             let mut items = Vec::new();
             for reply in replies {
@@ -1459,6 +1476,7 @@ mod tests {
             b"*2\r\n:0\r\n:1\r\n"
         );
         assert_eq!(fan_out_rule("dbsize"), Some(MergeRule::Sum));
+        assert_eq!(fan_out_rule("lastsave"), Some(MergeRule::Least));
         assert_eq!(fan_out_rule("script|load"), Some(MergeRule::Same));
         assert_eq!(fan_out_rule("config|set"), None);
     }

@@ -819,6 +819,7 @@ fn rule_text(rule: MergeRule) -> &'static str {
         MergeRule::Values => "values in key order",
         MergeRule::AllOk => "OK when all are OK; not atomic across slots",
         MergeRule::Sum => "sum",
+        MergeRule::Least => "the smallest (the last time every master saved)",
         MergeRule::Concat => "concatenated",
         MergeRule::Same => "the same answer from all",
         MergeRule::AllOf => "true only where true on every master",

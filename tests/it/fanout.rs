@@ -333,3 +333,21 @@ async fn sintercard_across_slots_counts_as_one_redis() {
         .to_string();
     assert!(err.contains("syntax error"), "{err}");
 }
+
+/// LASTSAVE is the oldest of the masters' (the last time all the data was saved); LOLWUT is
+/// answered by a master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lastsave_and_lolwut_are_answered_by_the_masters() {
+    let setup = common::start();
+    let c = &mut setup.client().await;
+    let mut oldest = i64::MAX;
+    for master in setup.masters() {
+        let n = &mut common::client(master).await;
+        let t: i64 = common::q(n, &["LASTSAVE"]).await.unwrap();
+        oldest = oldest.min(t);
+    }
+    let got: i64 = common::q(c, &["LASTSAVE"]).await.unwrap();
+    assert_eq!(got, oldest);
+    let art: String = common::q(c, &["LOLWUT", "VERSION", "5"]).await.unwrap();
+    assert!(art.contains("Redis ver."), "{art}");
+}
