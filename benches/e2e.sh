@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# e2e.sh — end-to-end benchmark: slotgate vs direct Redis and Twemproxy, on real servers.
+# e2e.sh — end-to-end benchmark: slotgate vs direct Redis, Twemproxy, predixy and
+# redis-cluster-proxy, on real servers.
 #
 # Usage (from anywhere; paths are relative to the repository root):
 #   bash benches/e2e.sh [compare]   # the side-by-side table and charts (default)
@@ -14,6 +15,11 @@
 #   3 standalone   redis-servers for the pool-mode comparison
 #   3-master Redis Cluster (no replicas)
 #   slotgate       release build, cluster mode over the cluster   target "slotgate"
+#   predixy        PREDIXY_BIN over the same cluster, WorkerThreads = WORKERS    target "predixy"
+#   rcp            RCP_BIN (redis-cluster-proxy) over the same cluster, --threads WORKERS,
+#                  --enable-cross-slot                          target "rcp"
+#                  (both only when their binary is given; build them with
+#                  ../shared/bench/build-peers.sh, see docs/BENCHMARKS.md)
 #   slotgate-pool  release build, pool mode over the 3 standalone servers, Twemproxy's placement
 #                  (ketama, fnv1a_64)                           target "slotgate-pool"
 #   twemproxy      Debian `nutcracker`, over the same 3 standalone servers (when installed)
@@ -34,9 +40,16 @@
 #   QUICK [0]           1: REPS=1 DURATION=1, short calibration, no retries
 #   REPS [3]  DURATION [6] (seconds per run)  CLIENTS [50]  KEYSPACE [100000]  VALUE [32]
 #   WORKLOADS ["set get mset mget"]  PIPELINES ["1 16"]
-#   TARGETS ["redis slotgate twemproxy slotgate-pool"]  (also: cluster); twemproxy is left
-#                       out with a note when nutcracker is not installed
-#   WORKERS [1]         slotgate --workers for compare and idle
+#   TARGETS ["redis slotgate predixy rcp twemproxy slotgate-pool"]  (also: cluster);
+#                       twemproxy is left out with a note when nutcracker is not installed,
+#                       predixy and rcp when PREDIXY_BIN / RCP_BIN are not given
+#   PREDIXY_BIN [""]    predixy binary (github.com/joyieldInc/predixy): target "predixy"
+#   RCP_BIN [""]        redis-cluster-proxy binary (github.com/RedisLabs/redis-cluster-proxy):
+#                       target "rcp"
+#   RCP_SKIP ["mset/16:mget/16"]  workload/pipeline cells rcp leaves out (it hangs or crashes
+#                       on pipelined cross-slot MSET/MGET); "" runs them all
+#   WORKERS [1]         slotgate --workers for compare and idle; also predixy's WorkerThreads
+#                       and rcp's --threads
 #   SERVER_CPUS [1]  CLIENT_CPUS [0]  PROXY_CPUS [SERVER_CPUS]   "" = no pinning
 #   IDLE_CONNS [10000]  idle mode: connections to open (max_clients is set above it)
 #   SCALE_PIPELINE [16]  SCALE_WORKLOADS ["set get"]  SCALE_PROCS [2] (redis-benchmark
@@ -52,7 +65,8 @@
 #   DOCS [0]            1: copy compare charts to docs/bench/{rps,cpu}.svg
 #
 # Needs: redis-server, redis-cli, redis-benchmark (Debian: redis-server redis-tools),
-# optionally nutcracker (Debian: nutcracker), python3 (standard library only), taskset, cargo.
+# optionally nutcracker (Debian: nutcracker), predixy and redis-cluster-proxy (PREDIXY_BIN,
+# RCP_BIN), python3 (standard library only), taskset, cargo.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
@@ -74,7 +88,10 @@ export REPS=${REPS:-3} DURATION=${DURATION:-6} CLIENTS=${CLIENTS:-50}
 export KEYSPACE=${KEYSPACE:-100000} VALUE=${VALUE:-32}
 export WORKLOADS=${WORKLOADS:-"set get mset mget"} PIPELINES=${PIPELINES:-"1 16"}
 export FOREIGN_MAX=${FOREIGN_MAX:-0.15} RETRIES=${RETRIES:-3} RETRY_BUDGET=${RETRY_BUDGET:-600}
-TARGETS=${TARGETS:-"redis slotgate twemproxy slotgate-pool"}
+TARGETS=${TARGETS:-"redis slotgate predixy rcp twemproxy slotgate-pool"}
+PREDIXY_BIN=${PREDIXY_BIN:-}
+RCP_BIN=${RCP_BIN:-}
+RCP_SKIP=${RCP_SKIP-mset/16:mget/16}
 WORKERS=${WORKERS:-1}
 SERVER_CPUS=${SERVER_CPUS-1}
 CLIENT_CPUS=${CLIENT_CPUS-0}
@@ -107,6 +124,24 @@ if [[ $HAVE_TWEM == 0 && $TARGETS == *twemproxy* ]]; then
     log "nutcracker is not installed: Twemproxy left out (Debian/Ubuntu: sudo apt-get install -y nutcracker)"
     TARGETS=${TARGETS//twemproxy/}
 fi
+# peer_bin TARGET VAR DESCRIPTION: keep TARGET only when the binary in $VAR is given and
+# executable; otherwise a note, and TARGET is left out
+peer_bin() {
+    local t=$1 var=$2 what=$3 bin=${!2}
+    [[ " $TARGETS " == *" $t "* ]] || return 0
+    if [[ -z $bin ]]; then
+        log "$var not given: $what left out (build it with ../shared/bench/build-peers.sh, see docs/BENCHMARKS.md)"
+    elif [[ ! -x $bin ]]; then
+        log "$var=$bin is not an executable: $what left out"
+    else
+        printf -v "$var" %s "$(realpath "$bin")"
+        return 0
+    fi
+    TARGETS=$(sed "s/\(^\| \)$t\( \|$\)/ /g" <<<" $TARGETS ")
+}
+peer_bin predixy PREDIXY_BIN "predixy"
+peer_bin rcp RCP_BIN "redis-cluster-proxy (rcp)"
+TARGETS=$(echo $TARGETS) # one space between names
 if [[ -n $SERVER_CPUS$CLIENT_CPUS$PROXY_CPUS$SCALE_SERVER_CPUS$SCALE_PROXY_CPUS$SCALE_CLIENT_CPUS ]]; then
     if ! command -v taskset >/dev/null; then
         log "no taskset (util-linux): running unpinned"
@@ -379,6 +414,61 @@ start_twemproxy() {
     log "twemproxy: 127.0.0.1:$port, pid $(cat "$RUN/twemproxy.pid") (stats $stats)"
 }
 
+# start_predixy: predixy over the cluster (ClusterServerPool, masters only), WorkerThreads =
+# WORKERS, the settings of the team's shared harness (../shared/bench/peers.sh)
+start_predixy() {
+    local port i
+    read -r port <<<"$(take_ports 1)"
+    {
+        echo "Name predixy"
+        echo "Bind 127.0.0.1:$port"
+        echo "WorkerThreads $WORKERS"
+        echo "ClientTimeout 0"
+        echo "Log $RUN/predixy.out"
+        echo "LogVerbSample 0"
+        echo "LogDebugSample 0"
+        echo "LogInfoSample 0"
+        echo "LogNoticeSample 1"
+        echo "LogWarnSample 1"
+        echo "LogErrorSample 1"
+        echo "Authority {"
+        echo "    Auth {"
+        echo "        Mode admin"
+        echo "    }"
+        echo "}"
+        echo "ClusterServerPool {"
+        echo "    MasterReadPriority 100"
+        echo "    StaticSlaveReadPriority 0"
+        echo "    DynamicSlaveReadPriority 0"
+        echo "    RefreshInterval 1"
+        echo "    ServerTimeout 0"
+        echo "    ServerFailureLimit 10"
+        echo "    ServerRetryTimeout 1"
+        echo "    KeepAlive 0"
+        echo "    Servers {"
+        for i in 0 1 2; do echo "        + 127.0.0.1:${P_C[$i]}"; done
+        echo "    }"
+        echo "}"
+    } > "$RUN/predixy.conf"
+    spawn predixy "$PROXY_CPUS" "$PREDIXY_BIN" "$RUN/predixy.conf"
+    wait_ping "$port" predixy "$(cat "$RUN/predixy.pid")"
+    PORT_predixy=$port
+    log "predixy: 127.0.0.1:$port, pid $(cat "$RUN/predixy.pid"), WorkerThreads $WORKERS, over the cluster"
+}
+
+# start_rcp: redis-cluster-proxy over the cluster, --threads WORKERS, cross-slot commands on
+# (MSET/MGET of random keys are refused without it)
+start_rcp() {
+    local port
+    read -r port <<<"$(take_ports 1)"
+    spawn rcp "$PROXY_CPUS" "$RCP_BIN" --port "$port" --bind 127.0.0.1 --threads "$WORKERS" \
+        --disable-colors --log-level warning --logfile "$RUN/rcp.out" --enable-cross-slot \
+        "127.0.0.1:${P_C[0]}" "127.0.0.1:${P_C[1]}" "127.0.0.1:${P_C[2]}"
+    wait_ping "$port" rcp "$(cat "$RUN/rcp.pid")"
+    PORT_rcp=$port
+    log "rcp: 127.0.0.1:$port, pid $(cat "$RUN/rcp.pid"), --threads $WORKERS, over the cluster"
+}
+
 env_txt() {
     {
         echo "date: $(date -u +%FT%TZ)"
@@ -387,6 +477,12 @@ env_txt() {
         echo "redis-server: $(redis-server --version | head -1)"
         echo "redis-benchmark: $(redis-benchmark --version 2>&1 | head -1)"
         [[ $HAVE_TWEM == 1 ]] && echo "nutcracker: $(nutcracker -V 2>&1 | head -1)"
+        if [[ " $TARGETS " == *" predixy "* ]]; then
+            echo "predixy: $("$PREDIXY_BIN" --version 2>&1 | head -1 | sed 's/.* //'), $PREDIXY_BIN (sha256 $(sha256sum "$PREDIXY_BIN" | cut -c1-12))"
+        fi
+        if [[ " $TARGETS " == *" rcp "* ]]; then # it reports no real version (999.999.999)
+            echo "redis-cluster-proxy: $RCP_BIN (sha256 $(sha256sum "$RCP_BIN" | cut -c1-12))"
+        fi
         echo "settings: MODE=$MODE QUICK=$QUICK REPS=$REPS DURATION=$DURATION CLIENTS=$CLIENTS KEYSPACE=$KEYSPACE VALUE=$VALUE WORKLOADS='$WORKLOADS' PIPELINES='$PIPELINES' TARGETS='$TARGETS' WORKERS=$WORKERS"
         echo "pinning: SERVER_CPUS='$SERVER_CPUS' PROXY_CPUS='$PROXY_CPUS' CLIENT_CPUS='$CLIENT_CPUS' (scale: server '$SCALE_SERVER_CPUS' proxy '$SCALE_PROXY_CPUS' client '$SCALE_CLIENT_CPUS', $SCALE_PROCS redis-benchmark processes, SCALE_QUOTA='$SCALE_QUOTA')"
         echo "open files limit: $(ulimit -n)"
@@ -412,9 +508,9 @@ mode_compare() {
     for t in $TARGETS; do
         case $t in
             redis) start_redis ;;
-            slotgate | cluster) start_cluster "$SERVER_CPUS" ;;
+            slotgate | cluster | predixy | rcp) start_cluster "$SERVER_CPUS" ;;
             twemproxy | slotgate-pool) start_standalone ;;
-            *) die "unknown target '$t' (redis slotgate twemproxy slotgate-pool cluster)" ;;
+            *) die "unknown target '$t' (redis slotgate predixy rcp twemproxy slotgate-pool cluster)" ;;
         esac
     done
     for t in $TARGETS; do
@@ -424,6 +520,12 @@ mode_compare() {
             slotgate)
                 slotgate_cluster slotgate "$WORKERS" "$PROXY_CPUS" 10000
                 specs+=("slotgate=$PORT_slotgate@pid=$(pids_of slotgate),srv=$(pids_of c0 c1 c2)") ;;
+            predixy)
+                start_predixy
+                specs+=("predixy=$PORT_predixy@pid=$(pids_of predixy),srv=$(pids_of c0 c1 c2)") ;;
+            rcp)
+                start_rcp
+                specs+=("rcp=$PORT_rcp@pid=$(pids_of rcp),srv=$(pids_of c0 c1 c2)${RCP_SKIP:+,skip=$RCP_SKIP}") ;;
             twemproxy)
                 start_twemproxy
                 specs+=("twemproxy=$PORT_twemproxy@pid=$(pids_of twemproxy),srv=$(pids_of sa0 sa1 sa2)") ;;

@@ -14,6 +14,8 @@ PALETTE = {
     "slotgate": "#1f6fb4",
     "slotgate-pool": "#79b4e0",
     "twemproxy": "#f28e2b",
+    "predixy": "#59a14f",
+    "rcp": "#e15759",
     "slotgate-w1": "#79b4e0",
     "slotgate-w2": "#1f6fb4",
 }
