@@ -150,7 +150,7 @@ fn command(out: &mut BytesMut, args: &[&[u8]]) {
 
 /// Send `payload` (`count` commands) to the master of `unit` on a dedicated connection; every
 /// reply, or the error for the client.
-async fn call(
+pub(super) async fn call(
     worker: &WorkerContext,
     unit: Unit,
     payload: &[u8],

@@ -105,14 +105,7 @@ impl Session {
         let queued: Vec<&Bytes> = tx.commands().map(|(c, _)| c).collect();
         let mut parts = parts(&tx, watches);
         if !self.check_watches(&mut parts).await {
-            for part in parts {
-                if let Some(Some(conn)) = part.watch {
-                    self.release(Some(Watched {
-                        conn: Some(conn),
-                        unit: part.unit,
-                    }));
-                }
-            }
+            self.release_watches(parts);
             return self.null_array();
         }
         let mut replies: Vec<Option<Frame>> = vec![None; queued.len()];
@@ -133,28 +126,14 @@ impl Session {
                 }
                 Outcome::Null | Outcome::Failed(_) if ran.is_empty() => {
                     // Nothing ran: let go of the other watches; the answer is Redis' own.
-                    for part in parts.drain(index..) {
-                        if let Some(Some(conn)) = part.watch {
-                            self.release(Some(Watched {
-                                conn: Some(conn),
-                                unit: part.unit,
-                            }));
-                        }
-                    }
+                    self.release_watches(parts.drain(index..));
                     return match outcome {
                         Outcome::Failed(reply) => reply,
                         _ => self.null_array(),
                     };
                 }
                 Outcome::Null | Outcome::Failed(_) => {
-                    for part in parts.drain(index..) {
-                        if let Some(Some(conn)) = part.watch {
-                            self.release(Some(Watched {
-                                conn: Some(conn),
-                                unit: part.unit,
-                            }));
-                        }
-                    }
+                    self.release_watches(parts.drain(index..));
                     self.wrote_to_all(ran.iter().copied());
                     let why = match outcome {
                         Outcome::Failed(reply) => {
@@ -184,6 +163,18 @@ impl Session {
             }
         }
         out.freeze()
+    }
+
+    /// Let go of the watch connections `parts` still hold (their parts will not run).
+    fn release_watches(&self, parts: impl IntoIterator<Item = Part>) {
+        for part in parts {
+            if let Some(Some(conn)) = part.watch {
+                self.release(Some(Watched {
+                    conn: Some(conn),
+                    unit: part.unit,
+                }));
+            }
+        }
     }
 
     /// Check the watches of every part but the first (whose own EXEC checks its watch) with

@@ -25,7 +25,6 @@ use crate::resp::{encode, parse_frame, Frame, Reply};
 use crate::topology::discovery::migration_in_progress;
 
 use super::dispatch::error;
-use super::pinned::on_master;
 
 /// Keys one SCAN call gathers when the client gives no COUNT (Redis' default).
 const DEFAULT_COUNT: usize = 10;
@@ -104,9 +103,7 @@ async fn scan_master(
 /// Send one command to the master serving `slot` on a dedicated connection; its reply, or
 /// the error reply for the client (the master's own error included).
 async fn ask_master(worker: &WorkerContext, unit: Unit, request: &[u8]) -> Result<Reply, Bytes> {
-    let timeout = Some(worker.settings().request_timeout);
-    let (conn, mut replies) = on_master(worker, Some(unit), request, 1, timeout, false).await?;
-    worker.router().give_back(conn);
+    let mut replies = super::cross_slot::call(worker, unit, request, 1, false).await?;
     match replies.pop() {
         Some(reply) if reply.is_error() => Err(reply.raw().clone()),
         Some(reply) => Ok(reply),
