@@ -22,8 +22,10 @@ use crate::slot::SLOT_COUNT;
 
 mod auth;
 mod env;
+mod migration;
 
 pub use env::EnvOverrides;
+pub use migration::{MigrationConfig, MoveState, SlotMove};
 
 /// The whole configuration tree.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
@@ -60,6 +62,8 @@ pub struct Config {
     pub slowlog: SlowlogConfig,
     /// Sampling of the most requested keys (`INFO hotkeys`, admin `/hotkeys`).
     pub hotkeys: HotkeysConfig,
+    /// Pool mode: slot ranges moving between pools, and the mover's pace.
+    pub migration: MigrationConfig,
 }
 
 /// The TLS client listener. Certificate files are read at start and re-read on every reload;
@@ -1065,6 +1069,7 @@ impl Config {
         }
 
         errors.extend(auth::validate(&self.auth));
+        errors.extend(migration::validate(self));
         let declarations = self.commands.custom_declarations();
         for e in crate::command::custom::check(declarations.iter().map(|(n, d)| (*n, d))) {
             errors.push(ConfigError {
@@ -1163,6 +1168,18 @@ impl Config {
             }
         }
         out
+    }
+
+    /// Pool mode, slot placement: the pool `[slots]` (or the even split) assigns each slot
+    /// to, indexed by slot.
+    pub fn slot_owners(&self) -> Vec<Option<&str>> {
+        let mut owner: Vec<Option<&str>> = vec![None; SLOT_COUNT];
+        for (pool, ranges) in self.pool_slot_ranges() {
+            for (first, last) in ranges {
+                owner[first as usize..=last as usize].fill(Some(pool));
+            }
+        }
+        owner
     }
 
     fn validate_pools(&self, fail: &mut impl FnMut(&str, String)) {

@@ -17,6 +17,7 @@ pub mod fuzzing;
 pub mod glob;
 pub mod lifecycle;
 pub mod local_redis;
+pub mod migration;
 pub mod ops;
 pub mod pidfile;
 pub mod placement;

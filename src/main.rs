@@ -34,6 +34,14 @@ enum Command {
         /// The TOML file to check.
         file: PathBuf,
     },
+    /// Move slots between pools of a running proxy (pool mode), through its admin listener.
+    Migrate {
+        /// The running proxy's admin listener (`admin.listen`).
+        #[arg(long, value_name = "HOST:PORT", env = "SLOTGATE_ADMIN_ADDR")]
+        admin: String,
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
     /// Start a local 3-master/3-replica Redis Cluster and the proxy in front of it.
     Demo {
         /// Masters of the demo cluster.
@@ -44,6 +52,40 @@ enum Command {
         replicas: usize,
         #[command(flatten)]
         run: RunArgs,
+    },
+}
+
+/// What `slotgate migrate` asks the running proxy.
+#[derive(Subcommand)]
+enum MigrateAction {
+    /// Start moving a slot range (all of one pool's) to another pool.
+    Start {
+        /// `FIRST-LAST` or one slot `N`.
+        #[arg(long)]
+        slots: String,
+        /// The destination pool's name.
+        #[arg(long)]
+        to: String,
+    },
+    /// The moves under way and their progress (JSON).
+    Status,
+    /// Stop the background mover (keys a request touches still move).
+    Pause {
+        /// One move's slot range (default: every move).
+        #[arg(long)]
+        slots: Option<String>,
+    },
+    /// Resume the background mover.
+    Resume {
+        /// One move's slot range (default: every move).
+        #[arg(long)]
+        slots: Option<String>,
+    },
+    /// Move the keys back; the slots stay with their pool.
+    Abort {
+        /// One move's slot range (default: every move).
+        #[arg(long)]
+        slots: Option<String>,
     },
 }
 
@@ -128,6 +170,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => run(&cli.run),
         Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::Migrate { admin, action }) => migrate(&admin, action),
         Some(Command::Demo {
             masters,
             replicas,
@@ -178,6 +221,9 @@ fn run(args: &RunArgs) -> Result<(), String> {
     // file behind.
     let mut signals = Signals::new()?;
     let (proxy, pid_file) = start(config)?;
+    if let Some(file) = &args.config {
+        proxy.set_config_file(file.clone());
+    }
     // POST /reload on the admin listener reads the same file, variables and flags as SIGHUP.
     let (source, source_env) = (args.clone(), env.clone());
     proxy.set_reload_source(move || {
@@ -218,6 +264,32 @@ fn run(args: &RunArgs) -> Result<(), String> {
     );
     stop(proxy);
     drop(pid_file);
+    Ok(())
+}
+
+/// `slotgate migrate`: one request to the running proxy's admin listener; its answer on
+/// stdout.
+fn migrate(admin: &str, action: MigrateAction) -> Result<(), String> {
+    let with = |action: &str, slots: Option<String>| match slots {
+        Some(slots) => format!("/migrations/{action}?slots={slots}"),
+        None => format!("/migrations/{action}"),
+    };
+    let (method, path) = match action {
+        MigrateAction::Start { slots, to } => (
+            hyper::Method::POST,
+            format!("/migrations/start?slots={slots}&to={to}"),
+        ),
+        MigrateAction::Status => (hyper::Method::GET, "/migrations".to_string()),
+        MigrateAction::Pause { slots } => (hyper::Method::POST, with("pause", slots)),
+        MigrateAction::Resume { slots } => (hyper::Method::POST, with("resume", slots)),
+        MigrateAction::Abort { slots } => (hyper::Method::POST, with("abort", slots)),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let answer = runtime.block_on(slotgate::admin::client::request(admin, method, &path))?;
+    print!("{answer}");
     Ok(())
 }
 

@@ -87,6 +87,21 @@ impl Reloader {
     /// running are left as they are, named in [`Reloaded::not_reloaded`] and logged. If
     /// invalid, nothing changes and every problem is logged with its key path.
     pub fn reload(&self, next: Config) -> Result<Reloaded, ReloadError> {
+        if next.migration.moves != self.lock_config().migration.moves {
+            let error = ReloadError::MovesChanged;
+            tracing::error!("config reload rejected, running configuration unchanged: {error}");
+            return Err(error);
+        }
+        self.apply(next)
+    }
+
+    /// [`Reloader::reload`] for a migration phase change: the moves may change (the
+    /// controller has held their slots and settled the workers first).
+    pub fn reload_phase(&self, next: Config) -> Result<Reloaded, ReloadError> {
+        self.apply(next)
+    }
+
+    fn apply(&self, next: Config) -> Result<Reloaded, ReloadError> {
         if let Err(errors) = next.validate() {
             log_rejected(&errors);
             return Err(ReloadError::Config(errors));
@@ -129,6 +144,7 @@ impl Reloader {
         current.pools = next.pools;
         current.slots = next.slots;
         current.placement = next.placement;
+        current.migration = next.migration;
         // The TLS files were re-read above; what they name is now in force.
         current.tls.cert_file = next.tls.cert_file;
         current.tls.key_file = next.tls.key_file;
@@ -175,6 +191,12 @@ pub enum ReloadError {
     /// The new configuration switches between cluster mode and pool mode.
     #[error("cannot switch between cluster mode and pool mode while running; restart instead")]
     ModeChange,
+    /// `[[migration.moves]]` differ from the moves in force: they change only through a
+    /// phase change (`slotgate migrate`, the admin API), which holds their slots first.
+    #[error(
+        "migration.moves differ from the moves in force: start, pause, resume or abort a move with `slotgate migrate` or the admin API, not by editing the file"
+    )]
+    MovesChanged,
     /// No configuration source was set (a proxy embedded without a config file).
     #[error("no configuration source to reload from (slotgate was not started from a file)")]
     NoSource,
@@ -193,6 +215,7 @@ const RELOADABLE: &[&str] = &[
     "pools",
     "slots",
     "placement",
+    "migration",
     "tls.cert_file",
     "tls.key_file",
     "tls.client_ca_file",

@@ -48,6 +48,8 @@ pub struct Shared {
     pub ops: Arc<crate::ops::Ops>,
     /// The `[commands.custom]` commands, built once at start (`None`: none declared).
     pub custom: Option<&'static crate::command::custom::CustomCommands>,
+    /// Migration phase changes this worker acknowledges.
+    pub settle: Arc<crate::migration::Settle>,
 }
 
 /// The signals a worker obeys: `drain` (finish and close every client) and `shutdown` (stop
@@ -75,6 +77,7 @@ pub fn run(
         tls,
         ops,
         custom,
+        settle,
     } = shared;
     let Signals {
         drain: mut drain_signal,
@@ -91,8 +94,16 @@ pub fn run(
         Arc::clone(&proxy),
         scripts,
         Arc::clone(&tls),
+        custom,
     );
     local.spawn_local(router::retry_loop(Rc::downgrade(&router)));
+    let within = Duration::from_millis(config.backend.request_timeout_ms);
+    local.spawn_local(settle_phase_changes(
+        Rc::downgrade(&router),
+        settle,
+        index,
+        within,
+    ));
     let worker = Rc::new(WorkerContext::new(
         index, config, router, proxy, tls, ops, custom,
     ));
@@ -169,6 +180,32 @@ async fn adopt_tls(
         Err(_) => {
             metrics::counter!("slotgate_tls_handshake_failures_total").increment(1);
             tracing::debug!(client = id, peer = ?peer, "TLS handshake timed out");
+        }
+    }
+}
+
+/// Acknowledge each migration phase change once this worker has settled what it sent by
+/// older tables (bounded by `within`; a worker that cannot settle does not acknowledge, and
+/// the phase change fails), until the worker is gone.
+async fn settle_phase_changes(
+    router: std::rc::Weak<Router>,
+    settle: Arc<crate::migration::Settle>,
+    index: usize,
+    within: Duration,
+) {
+    let mut rounds = settle.subscribe();
+    while rounds.changed().await.is_ok() {
+        let ticket = *rounds.borrow_and_update();
+        let Some(router) = router.upgrade() else {
+            return;
+        };
+        if router.settle(within).await {
+            settle.ack(index, ticket);
+        } else {
+            tracing::warn!(
+                worker = index,
+                "could not settle a migration phase change in time"
+            );
         }
     }
 }

@@ -17,7 +17,9 @@
 //!
 //! It has no authentication: bind it to loopback or a private network.
 
+pub mod client;
 mod metrics;
+pub mod migrations;
 mod readiness;
 mod views;
 
@@ -31,6 +33,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::watch;
 
+use crate::migration::Migrations;
 use crate::reload::{ReloadError, Reloader};
 use crate::stats::ProxyStats;
 use crate::topology::Topology;
@@ -50,18 +53,20 @@ pub struct AdminState {
     stats: Arc<ProxyStats>,
     reloader: Arc<Reloader>,
     ops: Arc<crate::ops::Ops>,
+    migrations: Arc<Migrations>,
     history: Mutex<views::History>,
     draining: AtomicBool,
 }
 
 impl AdminState {
-    /// State for a proxy with this topology, these counters, this effective config and these
-    /// client / slow log / hot key views.
+    /// State for a proxy with this topology, these counters, this effective config, these
+    /// client / slow log / hot key views and this migration controller.
     pub fn new(
         topology: Arc<Topology>,
         stats: Arc<ProxyStats>,
         reloader: Arc<Reloader>,
         ops: Arc<crate::ops::Ops>,
+        migrations: Arc<Migrations>,
     ) -> Arc<Self> {
         let history = views::History::new(&stats);
         Arc::new(AdminState {
@@ -69,6 +74,7 @@ impl AdminState {
             stats,
             reloader,
             ops,
+            migrations,
             history: Mutex::new(history),
             draining: AtomicBool::new(false),
         })
@@ -157,6 +163,20 @@ async fn tick_loop(state: Arc<AdminState>) {
 
 /// Answer one admin request.
 async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if let Some(path) = req.uri().path().strip_prefix("/migrations/") {
+        if req.method() != Method::POST {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
+        }
+        let path = format!("/migrations/{path}");
+        let outcome = match migrations::action(&path, req.uri().query()) {
+            Ok(action) => migrations::run(&state.migrations, action).await,
+            Err(e) => Err(e),
+        };
+        return match outcome {
+            Ok(answer) => json(&answer),
+            Err(e) => text(StatusCode::BAD_REQUEST, &format!("{e}\n")),
+        };
+    }
     if req.uri().path() == "/reload" {
         if req.method() != Method::POST {
             return text(StatusCode::METHOD_NOT_ALLOWED, "use POST /reload\n");
@@ -182,6 +202,7 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
         "/stats" => json(&views::stats(state)),
         "/slowlog" => json(&views::slowlog(state, req.uri().query())),
         "/hotkeys" => json(&views::hotkeys(state)),
+        "/migrations" => json(&state.migrations.status()),
         "/metrics" => respond(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",

@@ -47,6 +47,20 @@ impl Credentials {
         self.username.as_deref()
     }
 
+    /// The arguments `MIGRATE` takes to log in on its target: `AUTH password`, or
+    /// `AUTH2 username password` for an ACL user.
+    pub fn migrate_args(&self) -> Vec<Bytes> {
+        let password = Bytes::copy_from_slice(self.password.as_bytes());
+        match &self.username {
+            Some(user) => vec![
+                Bytes::from_static(b"AUTH2"),
+                Bytes::copy_from_slice(user.as_bytes()),
+                password,
+            ],
+            None => vec![Bytes::from_static(b"AUTH"), password],
+        }
+    }
+
     /// The `AUTH` request as RESP.
     pub fn auth_request(&self) -> Bytes {
         let mut args = vec![Bytes::from_static(b"AUTH")];

@@ -27,16 +27,19 @@ use crate::backend::conn::{ConnSettings, Hooks, Outbound};
 use crate::backend::dedicated::{DedicatedConn, IdleConns};
 use crate::backend::redirect::{Redirect, RedirectCounters};
 use crate::backend::{BackendError, Credentials};
+use crate::command::custom::CustomCommands;
 use crate::config::{Config, ReadPolicy, WhenNodeDown};
 use crate::resp::Limits;
 use crate::scripts::ScriptCache;
 use crate::stats::{ProxyStats, WorkerStats};
 use crate::tls::TlsContext;
-use crate::topology::{LocalTable, SlotTable, TableCache, Topology};
+use crate::topology::{LocalTable, MoveRoute, SlotTable, TableCache, Topology};
 use crate::wake::LocalSignal;
 use pool::{BackendPool, Pick};
 
+mod moving;
 pub mod pool;
+pub use moving::{DedicatedTurn, NotYet};
 pub mod read_target;
 pub mod rule;
 
@@ -90,12 +93,21 @@ pub struct Router {
     limits: Limits,
     connect_timeout: Duration,
     tls: Arc<TlsContext>,
+    /// This router, for the waiters of its multi-step requests.
+    me: Weak<Router>,
+    /// `[commands.custom]` declarations, for the keys of a moving slot's requests.
+    custom: Option<&'static CustomCommands>,
+    /// `MIGRATE` timeout of on-touch moves (`migration.timeout_ms`).
+    migrate_timeout_ms: u64,
+    /// Requests between their on-touch `MIGRATE` and their forwarding.
+    on_touch: moving::OnTouch,
 }
 
 impl Router {
     /// The router of worker `index`, by `config`: connections to the nodes of `topology`'s
     /// table, counted in `proxy`, over TLS from `tls` when backends use it; `scripts` answers
-    /// NOSCRIPT. Starts nothing: [`retry_loop`] runs its held requests.
+    /// NOSCRIPT; `custom` finds the keys of declared module commands. Starts nothing:
+    /// [`retry_loop`] runs its held requests.
     pub fn new(
         index: usize,
         config: &Config,
@@ -103,6 +115,7 @@ impl Router {
         proxy: Arc<ProxyStats>,
         scripts: Arc<ScriptCache>,
         tls: Arc<TlsContext>,
+        custom: Option<&'static CustomCommands>,
     ) -> Rc<Router> {
         let settings = ConnSettings {
             connect_timeout: Duration::from_millis(config.backend.connect_timeout_ms),
@@ -146,6 +159,10 @@ impl Router {
             },
             connect_timeout: Duration::from_millis(config.backend.connect_timeout_ms),
             tls,
+            me: weak.clone(),
+            custom,
+            migrate_timeout_ms: config.migration.timeout_ms,
+            on_touch: moving::OnTouch::default(),
         })
     }
 
@@ -235,6 +252,15 @@ impl Router {
             let error = BackendError::SlotUnserved(out.unit.get()).to_reply();
             return self.hold_or_fail(out, error, now);
         };
+        if let Some(moving) = table.moving(out.unit) {
+            return match moving {
+                MoveRoute::From(source) => self.route_moving(table, source, shard, out, now),
+                MoveRoute::Hold => {
+                    let error = touch_held_reply(out.unit.get());
+                    self.retry_later(out, error, now)
+                }
+            };
+        }
         let mut pool = self.pool_for(&out).borrow_mut();
         let pick = if out.readonly {
             let topology = &self.topology;
@@ -463,6 +489,14 @@ impl Router {
     }
 }
 
+/// What a request for a slot held by a migration phase change gets if the change outlasts
+/// its deadline.
+fn touch_held_reply(unit: u16) -> Bytes {
+    Bytes::from(format!(
+        "-TRYAGAIN slot {unit} is changing migration phase; try again\r\n"
+    ))
+}
+
 /// Retry held requests when they are due, until the router is dropped.
 pub async fn retry_loop(router: Weak<Router>) {
     loop {
@@ -560,6 +594,7 @@ mod tests {
             Arc::clone(&stats),
             scripts,
             tls,
+            None,
         );
         tokio::task::spawn_local(retry_loop(Rc::downgrade(&router)));
         (router, topology, stats)

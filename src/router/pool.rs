@@ -278,6 +278,13 @@ impl BackendPool {
         conns
     }
 
+    /// Every connection to a master (a migration phase change settles them).
+    pub fn master_conns(&self) -> impl Iterator<Item = BackendConn> + '_ {
+        self.masters
+            .values()
+            .flat_map(|node| node.conns.iter().cloned())
+    }
+
     /// Number of nodes this pool has connections (open or not yet opened) for.
     pub fn nodes(&self) -> usize {
         self.masters.len() + self.replicas.len()

@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use crate::admin::{self, AdminState};
 use crate::config::{self, Config, ConfigErrors};
 use crate::lifecycle::DrainReport;
+use crate::migration::{Migrations, Settle};
 use crate::reload::{ReloadError, Reloaded, Reloader};
 use crate::scripts::ScriptCache;
 use crate::stats::ProxyStats;
@@ -127,16 +128,25 @@ impl Proxy {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (drain, drain_rx) = watch::channel(false);
         let reloader = Reloader::new(config.clone(), Arc::clone(&topology), Arc::clone(&tls));
+        let settle = Arc::new(Settle::new(workers));
+        let migrations = Migrations::new(
+            Arc::clone(&reloader),
+            Arc::clone(&topology),
+            Arc::clone(&settle),
+            Arc::clone(&tls),
+        );
         let admin_state = AdminState::new(
             Arc::clone(&topology),
             Arc::clone(&stats),
             Arc::clone(&reloader),
             Arc::clone(&ops),
+            Arc::clone(&migrations),
         );
         let mut handle = ProxyHandle {
             local_addr,
             tls_addr,
             reloader,
+            migrations: Arc::clone(&migrations),
             admin_addr,
             topology: Arc::clone(&topology),
             stats: Arc::clone(&stats),
@@ -159,6 +169,7 @@ impl Proxy {
                 tls: Arc::clone(&tls),
                 ops: Arc::clone(&ops),
                 custom,
+                settle: Arc::clone(&settle),
             };
             let signals = Signals {
                 drain: drain_rx.clone(),
@@ -223,6 +234,7 @@ impl Proxy {
                         () = Arc::clone(&control_topology).run() => {}
                         () = health::run(Arc::clone(&control_topology), health) => {}
                         () = sentinel::watch(Arc::clone(&control_topology), limits, connect_timeout) => {}
+                        () = migrations.run() => {}
                         () = async {
                             // Accepting ends when the drain begins; the refresh task goes on.
                             accept_loop(listeners, senders, &mut drain_accept).await;
@@ -263,6 +275,8 @@ pub struct ProxyHandle {
     tls_addr: Option<SocketAddr>,
     /// The configuration in force and the means to reload it.
     reloader: Arc<Reloader>,
+    /// Slot moves between pools.
+    migrations: Arc<Migrations>,
     admin_addr: Option<SocketAddr>,
     topology: Arc<Topology>,
     stats: Arc<ProxyStats>,
@@ -288,6 +302,17 @@ impl ProxyHandle {
     /// The admin HTTP listener's address, when `admin.listen` is set (the real port for port 0).
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin_addr
+    }
+
+    /// The config file migration phase changes are written to (the one `slotgate --config`
+    /// names). Without one, moves cannot be started.
+    pub fn set_config_file(&self, path: std::path::PathBuf) {
+        self.migrations.set_file(path);
+    }
+
+    /// The migration controller (moves between pools).
+    pub fn migrations(&self) -> &Arc<Migrations> {
+        &self.migrations
     }
 
     /// The proxy's counters.

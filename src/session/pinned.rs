@@ -36,6 +36,7 @@ use crate::backend::BackendError;
 use crate::placement::{KeyReply, Unit};
 use crate::resp::{Reply, Request};
 use crate::router::rule::{self, Attempts, Next};
+use crate::router::NotYet;
 
 use super::dispatch::{error, printable, Route};
 use super::local::Local;
@@ -353,6 +354,15 @@ impl Session {
         }
         let timeout = self.worker.settings().request_timeout;
         match watched {
+            // The watched slot has moved to another pool since WATCH (a migration): the
+            // watch is void, like a changed key.
+            Some(Watched {
+                conn: Some(conn),
+                unit,
+            }) if master_of(&self.worker, Some(unit)).as_ref() != Some(conn.addr()) => {
+                drop(conn);
+                self.null_array()
+            }
             Some(Watched {
                 conn: Some(mut conn),
                 ..
@@ -510,7 +520,12 @@ pub(super) async fn on_master(
     let mut node: Option<Arc<str>> = None;
     let mut asking = false;
     let mut attempts = Attempts::default();
+    // A migration phase change waits for this request, unless it may block for long (a
+    // blocking command's bound is its own timeout plus the request timeout).
+    let blocking = bound.is_some_and(|b| b > worker.settings().request_timeout);
+    let _turn = (!blocking).then(|| worker.router().dedicated_turn());
     loop {
+        let redirected = node.is_some();
         let Some(addr) = node.take().or_else(|| master_of(worker, unit)) else {
             worker.router().topology().request_refresh();
             let unit = unit.map_or(0, Unit::get);
@@ -518,6 +533,16 @@ pub(super) async fn on_master(
             pause(deadline, &mut attempts, reply).await?;
             continue;
         };
+        if let Some(unit) = unit.filter(|_| !redirected) {
+            match worker.router().move_keys_first(unit, payload).await {
+                Ok(()) => {}
+                Err(NotYet::Held(reply)) => {
+                    pause(deadline, &mut attempts, reply).await?;
+                    continue;
+                }
+                Err(NotYet::Failed(reply)) => return Err(reply),
+            }
+        }
         let mut conn = match worker.router().lease(&addr, resp3).await {
             Ok(conn) => conn,
             Err(e) => {

@@ -15,6 +15,7 @@
 
 pub mod discovery;
 pub mod health;
+pub mod moving;
 pub mod pools;
 pub mod sentinel;
 pub mod table;
@@ -34,6 +35,7 @@ use crate::resp::{Frame, Limits};
 use crate::tls::{BackendTls, TlsContext};
 
 pub use health::Health;
+pub use moving::{MoveCounters, MoveRoute, Moving};
 pub use table::{Shard, ShardInfo, ShardSettings, SlotTable, TableError};
 
 /// Why no usable table could be obtained.
@@ -76,6 +78,8 @@ struct PoolState {
     config: Arc<Config>,
     /// Masters named by Sentinel so far, by pool name.
     sentinel_masters: BTreeMap<String, String>,
+    /// Slot ranges whose requests wait while a migration phase change settles.
+    held: Vec<(u16, u16)>,
 }
 
 /// A worker's cached view of the live slot table (see [`Topology::table_cache`]).
@@ -120,6 +124,8 @@ pub struct Topology {
     health: ArcSwap<Health>,
     /// Bumped after each new [`Health`] is stored: workers compare it to skip the load.
     health_generation: AtomicU64,
+    /// Keys moved between pools (pool mode migrations).
+    moves: MoveCounters,
 }
 
 impl Topology {
@@ -151,10 +157,12 @@ impl Topology {
             pools: Mutex::new(PoolState {
                 config: Arc::new(config.clone()),
                 sentinel_masters: BTreeMap::new(),
+                held: Vec::new(),
             }),
             sentinels_changed: Notify::new(),
             health: ArcSwap::from_pointee(Health::default()),
             health_generation: AtomicU64::new(0),
+            moves: MoveCounters::default(),
         })
     }
 
@@ -202,7 +210,7 @@ impl Topology {
                 _ => false,
             },
         );
-        let table = pools::table_for(config, &masters)?;
+        let table = pools::table_for(config, &masters, &state.held)?;
         let sentinels_changed = sentinel_sets(&state.config) != sentinel_sets(config);
         let unresolved = config
             .pools
@@ -219,6 +227,28 @@ impl Topology {
             self.request_refresh();
         }
         Ok(version)
+    }
+
+    /// Pool mode: hold requests for the slots `held` (a migration phase change is settling),
+    /// or none when empty, in a table otherwise the configuration's. Returns the new
+    /// version (`None`: unchanged).
+    pub fn hold(&self, held: &[(u16, u16)]) -> Result<Option<u64>, String> {
+        let mut state = self.lock_pools();
+        let table = pools::table_for(&state.config, &state.sentinel_masters, held)?;
+        state.held = held.to_vec();
+        let version = self.install(table);
+        drop(state);
+        Ok(version)
+    }
+
+    /// Counters of keys moved between pools.
+    pub fn move_counters(&self) -> &MoveCounters {
+        &self.moves
+    }
+
+    /// The pool configuration in force (pool mode).
+    pub fn pool_config(&self) -> Arc<Config> {
+        Arc::clone(&self.lock_pools().config)
     }
 
     /// The distinct sets of sentinels (with their credentials) the pools in force follow.
@@ -287,7 +317,7 @@ impl Topology {
         }
         let mut changed = false;
         if masters != state.sentinel_masters {
-            match pools::table_for(&config, &masters) {
+            match pools::table_for(&config, &masters, &state.held) {
                 Ok(table) => {
                     state.sentinel_masters = masters;
                     changed = self.install(table).is_some();

@@ -14,6 +14,8 @@ use crate::placement::Placement;
 use crate::placement::Unit;
 use crate::slot::{Slot, SLOT_COUNT};
 
+use super::moving::{MoveRoute, Moving};
+
 /// Marks a slot no shard serves.
 const UNASSIGNED: u16 = u16::MAX;
 
@@ -88,6 +90,9 @@ pub struct SlotTable {
     /// Cluster mode: the credentials of every node, including ones no shard names yet (a
     /// MOVED or ASK target). Pool mode: `None`, each shard has its own.
     cluster_auth: Option<Arc<Credentials>>,
+    /// Pool mode: units whose keys are moving between pools (`None`: nothing moves, the
+    /// request path's one check).
+    moving: Option<Arc<Moving>>,
 }
 
 impl fmt::Debug for SlotTable {
@@ -97,6 +102,7 @@ impl fmt::Debug for SlotTable {
             .field("placement", &self.placement.describe())
             .field("shards", &self.shards)
             .field("covered", &self.covered_units())
+            .field("moving", &self.moving)
             .finish()
     }
 }
@@ -110,6 +116,7 @@ impl SlotTable {
             shards: Vec::new(),
             units: vec![UNASSIGNED; SLOT_COUNT].into_boxed_slice(),
             cluster_auth: None,
+            moving: None,
         }
     }
 
@@ -194,6 +201,25 @@ impl SlotTable {
             .map_or_else(|| self.cluster_auth.clone(), |s| s.auth.clone())
     }
 
+    /// This table with `moving` units (pool mode: slots moving between pools). An empty
+    /// overlay is dropped.
+    pub fn with_moving(mut self, moving: Moving) -> SlotTable {
+        self.moving = (!moving.is_empty()).then(|| Arc::new(moving));
+        self
+    }
+
+    /// How a request for `unit` is served if the unit is moving: its keys first moved from a
+    /// source shard, or held for a phase change. `None` (the common case) otherwise.
+    #[inline]
+    pub fn moving(&self, unit: Unit) -> Option<MoveRoute> {
+        self.moving.as_ref()?.route(unit)
+    }
+
+    /// The moving units, if any.
+    pub fn moving_units(&self) -> Option<&Moving> {
+        self.moving.as_deref()
+    }
+
     /// How keys map to this table's slots (routing units).
     #[inline]
     pub fn placement(&self) -> &Placement {
@@ -225,8 +251,9 @@ impl SlotTable {
         &self.shards
     }
 
-    /// Every master that serves at least one routing unit, with the first unit it serves, in
-    /// address order (a stable order: SCAN cursors number the masters by it).
+    /// Every master that serves at least one routing unit (or that keys are moving out of),
+    /// with the first unit it serves, in address order after the masters keys move out of
+    /// (a stable order: SCAN cursors number the masters by it).
     pub fn serving_masters(&self) -> Vec<(Arc<str>, Unit)> {
         let mut first = vec![None; self.shards.len()];
         for (unit, &index) in self.units.iter().enumerate() {
@@ -234,13 +261,31 @@ impl SlotTable {
                 *entry = Unit::new(unit as u16);
             }
         }
-        let mut masters: Vec<(Arc<str>, Unit)> = first
+        // A pool whose every slot is moving away still holds keys until it is empty.
+        if let Some(moving) = &self.moving {
+            for source in moving.sources() {
+                if let Some(entry @ None) = first.get_mut(source) {
+                    *entry = moving.first_from(source);
+                }
+            }
+        }
+        let sources = self
+            .moving
+            .as_ref()
+            .map(|m| m.sources())
+            .unwrap_or_default();
+        let mut masters: Vec<(bool, Arc<str>, Unit)> = first
             .into_iter()
             .zip(&self.shards)
-            .filter_map(|(slot, shard)| Some((Arc::clone(&shard.master), slot?)))
+            .enumerate()
+            .filter_map(|(i, (slot, shard))| {
+                Some((!sources.contains(&i), Arc::clone(&shard.master), slot?))
+            })
             .collect();
+        // Pools keys are moving out of come first: a scan that visits them before the pools
+        // keys move into finds every key that stays put for the whole scan.
         masters.sort();
-        masters
+        masters.into_iter().map(|(_, m, u)| (m, u)).collect()
     }
 
     /// A 16-bit digest of which master serves each slot (never 0). Two tables with the same
@@ -262,6 +307,12 @@ impl SlotTable {
                 eat(master.unwrap_or("-").as_bytes());
                 eat(b"\0");
                 previous = Some(master);
+            }
+        }
+        if let Some(moving) = &self.moving {
+            for source in moving.sources() {
+                eat(b"moving from ");
+                eat(self.master_at(source as u16).unwrap_or("-").as_bytes());
             }
         }
         let folded = (hash ^ hash >> 16 ^ hash >> 32 ^ hash >> 48) as u16;
@@ -300,6 +351,7 @@ impl SlotTable {
             && self.shards.len() == other.shards.len()
             && self.placement == other.placement
             && self.shards.iter().all(|s| other.shards.contains(s))
+            && self.moving == other.moving
     }
 
     fn master_at(&self, index: u16) -> Option<&str> {
@@ -353,6 +405,14 @@ impl SlotTable {
             }
             start = end + 1;
         }
+        if self.moving != old.moving {
+            match &self.moving {
+                Some(moving) => out.extend(
+                    moving.describe(&|i| self.master_at(i as u16).unwrap_or("-").to_string()),
+                ),
+                None => out.push("no slot moving".into()),
+            }
+        }
         if out.is_empty() {
             out.push("same slot owners, replicas changed".into());
         }
@@ -372,6 +432,9 @@ impl SlotTable {
             let who = self.master_at(owner).unwrap_or("(unassigned)");
             out.push(format!("{start}-{end} → {who}"));
             start = end + 1;
+        }
+        if let Some(moving) = &self.moving {
+            out.extend(moving.describe(&|i| self.master_at(i as u16).unwrap_or("-").to_string()));
         }
         out
     }

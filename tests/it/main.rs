@@ -37,6 +37,7 @@ mod multikey;
 mod ops_commands;
 mod pipeline;
 mod policy;
+mod pool_migration;
 mod pools;
 mod protocol;
 mod pubsub;

@@ -1,0 +1,165 @@
+//! The `[migration]` section: slot ranges moving from one pool to another (pool mode, slot
+//! placement) and how fast the background mover copies them. The moves in force are part of
+//! the configuration, so the file says where every key may be: `slotgate migrate` (or the
+//! admin API) rewrites it at every phase change, and a restarted instance reads it before it
+//! serves a request.
+
+use serde::{Deserialize, Serialize};
+
+use super::{parse_slot_range, ConfigError, Distribution};
+
+/// `[migration]`: the mover's pace and the moves under way.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct MigrationConfig {
+    /// Keys the background mover moves per second, at most (0: as fast as it can). Keys a
+    /// request touches are moved at once, whatever this says.
+    pub keys_per_second: u64,
+    /// Keys per `MIGRATE` call of the background mover.
+    pub batch_keys: usize,
+    /// The `COUNT` hint of the mover's `SCAN` of the source.
+    pub scan_count: usize,
+    /// The `MIGRATE` timeout (milliseconds): how long the source may wait on the destination
+    /// for one call.
+    pub timeout_ms: u64,
+    /// The moves under way. Written by `slotgate migrate` and the admin API; edit by hand only
+    /// to start a move with a reload (SIGHUP).
+    pub moves: Vec<SlotMove>,
+}
+
+impl Default for MigrationConfig {
+    fn default() -> Self {
+        MigrationConfig {
+            keys_per_second: 5_000,
+            batch_keys: 100,
+            scan_count: 1_000,
+            timeout_ms: 5_000,
+            moves: Vec::new(),
+        }
+    }
+}
+
+/// One slot range on the move from pool `from` (its owner in `[slots]`) to pool `to`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlotMove {
+    /// `"FIRST-LAST"` or `"N"`, as in `[slots]`.
+    pub slots: String,
+    /// The pool `[slots]` assigns these slots to.
+    pub from: String,
+    /// The pool they are moving to.
+    pub to: String,
+    /// Where the keys are heading.
+    #[serde(default)]
+    pub state: MoveState,
+}
+
+impl SlotMove {
+    /// The move's inclusive slot range (`None` if `slots` does not parse; validation says so).
+    pub fn range(&self) -> Option<(u16, u16)> {
+        parse_slot_range(&self.slots).ok()
+    }
+
+    /// The pool requests for these slots run on, and the pool keys are taken from first:
+    /// `(to, from)` while moving or paused, `(from, to)` while aborting.
+    pub fn direction(&self) -> (&str, &str) {
+        match self.state {
+            MoveState::Moving | MoveState::Paused => (&self.to, &self.from),
+            MoveState::Aborting => (&self.from, &self.to),
+        }
+    }
+}
+
+/// The phase of a [`SlotMove`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MoveState {
+    /// Requests run on `to`, each key they touch moved there first; the background mover
+    /// copies the rest. When `from` holds no key of the range, `[slots]` gives it to `to`.
+    #[default]
+    Moving,
+    /// As `Moving`, but the background mover waits: only touched keys move.
+    Paused,
+    /// Going back: requests run on `from`, keys are moved back from `to`; when `to` holds
+    /// none, the move is dropped and `[slots]` is unchanged.
+    Aborting,
+}
+
+impl MoveState {
+    /// The name used in the file and the admin API.
+    pub fn name(self) -> &'static str {
+        match self {
+            MoveState::Moving => "moving",
+            MoveState::Paused => "paused",
+            MoveState::Aborting => "aborting",
+        }
+    }
+}
+
+/// Problems in the `[migration]` section, with their key paths.
+pub(super) fn validate(config: &super::Config) -> Vec<ConfigError> {
+    let migration = &config.migration;
+    let mut errors = Vec::new();
+    let mut fail = |path: String, message: String| errors.push(ConfigError { path, message });
+    if migration.batch_keys == 0 {
+        fail("migration.batch_keys".into(), "must be at least 1".into());
+    }
+    if migration.scan_count == 0 {
+        fail("migration.scan_count".into(), "must be at least 1".into());
+    }
+    if migration.timeout_ms == 0 {
+        fail("migration.timeout_ms".into(), "must be at least 1".into());
+    }
+    if migration.moves.is_empty() {
+        return errors;
+    }
+    if !config.is_pool_mode() || config.placement.distribution != Distribution::Slots {
+        fail(
+            "migration.moves".into(),
+            "moving slots needs pool mode with slot placement ([pools] and [slots])".into(),
+        );
+        return errors;
+    }
+    let owner = config.slot_owners();
+    let mut taken: Vec<(u16, u16, usize)> = Vec::new();
+    for (i, m) in migration.moves.iter().enumerate() {
+        let at = |key: &str| format!("migration.moves[{i}].{key}");
+        for (key, pool) in [("from", &m.from), ("to", &m.to)] {
+            if !config.pools.contains_key(pool) {
+                fail(
+                    at(key),
+                    format!("names pool {pool:?}, which is not declared"),
+                );
+            }
+        }
+        if m.from == m.to {
+            fail(at("to"), "is the pool the slots are moving from".into());
+        }
+        let (first, last) = match parse_slot_range(&m.slots) {
+            Ok(range) => range,
+            Err(message) => {
+                fail(at("slots"), message);
+                continue;
+            }
+        };
+        if let Some(&(_, _, j)) = taken.iter().find(|(a, b, _)| first <= *b && *a <= last) {
+            fail(
+                at("slots"),
+                format!("overlaps migration.moves[{j}]: a slot moves in one move at a time"),
+            );
+            continue;
+        }
+        taken.push((first, last, i));
+        if let Some(slot) = (first..=last).find(|&s| owner[s as usize] != Some(&m.from)) {
+            fail(
+                at("from"),
+                format!(
+                    "slot {slot} belongs to pool {:?} in [slots], not {:?}",
+                    owner[slot as usize].unwrap_or_default(),
+                    m.from
+                ),
+            );
+        }
+    }
+    errors
+}

@@ -1,0 +1,552 @@
+//! The migration controller: starts, pauses, resumes and aborts moves (phase changes), and
+//! runs the background mover that empties each move's source pool.
+//!
+//! A phase change (`Migrations::change`):
+//! 1. the slots whose routing changes are held on every worker (a table that holds them);
+//! 2. every worker settles what it sent by the older table (`Settle`): each request already
+//!    on its way has its reply, none waits between its on-touch `MIGRATE` and the request;
+//! 3. the config file is rewritten with the new slot map and moves (persisted before use);
+//! 4. the new table is installed, then the hold lifted: held requests route by it.
+//!
+//! A failure at 2–4 lifts the hold on the old table and reports the error: nothing changed.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+
+use super::persist;
+use super::settle::Settle;
+use super::touch::{self, Outcome};
+use crate::backend::dedicated::DedicatedConn;
+use crate::backend::Credentials;
+use crate::config::{parse_slot_range, Config, MoveState, SlotMove};
+use crate::reload::Reloader;
+use crate::resp::{Frame, Request};
+use crate::slot::SLOT_COUNT;
+use crate::tls::TlsContext;
+use crate::topology::{pools, Topology};
+
+/// Progress of one move, as the background mover sees it.
+#[derive(Clone, Debug, Default)]
+struct MoveProgress {
+    /// Keys moved by the background mover.
+    moved: u64,
+    /// Keys of the source pool looked at.
+    scanned: u64,
+    /// Complete passes over the source.
+    passes: u64,
+    /// Keys of the moving slots on the source when the move (or the abort) started, an
+    /// estimate from its key count.
+    estimate: u64,
+    /// When the mover started on it.
+    started: Option<Instant>,
+    /// The last error, if the mover is waiting to retry.
+    last_error: Option<String>,
+}
+
+/// The moves of one proxy and their mover.
+pub struct Migrations {
+    reloader: Arc<Reloader>,
+    topology: Arc<Topology>,
+    settle: Arc<Settle>,
+    tls: Arc<TlsContext>,
+    /// The config file phase changes are written to.
+    file: Mutex<Option<PathBuf>>,
+    /// One phase change at a time.
+    changing: tokio::sync::Mutex<()>,
+    progress: Mutex<BTreeMap<String, MoveProgress>>,
+    /// Raised by a phase change: the mover looks at the moves again.
+    wake: Notify,
+}
+
+impl Migrations {
+    /// The controller of a proxy whose configuration `reloader` keeps, whose tables
+    /// `topology` publishes and whose workers acknowledge phase changes through `settle`.
+    pub fn new(
+        reloader: Arc<Reloader>,
+        topology: Arc<Topology>,
+        settle: Arc<Settle>,
+        tls: Arc<TlsContext>,
+    ) -> Arc<Migrations> {
+        Arc::new(Migrations {
+            reloader,
+            topology,
+            settle,
+            tls,
+            file: Mutex::new(None),
+            changing: tokio::sync::Mutex::new(()),
+            progress: Mutex::new(BTreeMap::new()),
+            wake: Notify::new(),
+        })
+    }
+
+    /// The config file phase changes are written to (`slotgate --config FILE`).
+    pub fn set_file(&self, path: PathBuf) {
+        *self.file.lock().unwrap_or_else(|e| e.into_inner()) = Some(path);
+    }
+
+    /// Start moving `slots` (`"FIRST-LAST"` or `"N"`, all owned by one pool) to pool `to`.
+    pub async fn start(&self, slots: &str, to: &str) -> Result<String, String> {
+        let mut next = self.reloader.config();
+        let (first, last) = parse_slot_range(slots)?;
+        let owners = next.slot_owners();
+        let from = owners[first as usize]
+            .ok_or_else(|| format!("slot {first} has no pool"))?
+            .to_string();
+        if let Some(other) = (first..=last).find(|&s| owners[s as usize] != Some(&from)) {
+            return Err(format!(
+                "slots {slots} belong to more than one pool ({from:?}, and {:?} from slot {other}): move each pool's range on its own",
+                owners[other as usize].unwrap_or_default()
+            ));
+        }
+        drop(owners);
+        next.migration.moves.push(SlotMove {
+            slots: slots.to_string(),
+            from: from.clone(),
+            to: to.to_string(),
+            state: MoveState::Moving,
+        });
+        let why = format!("slots {slots} start moving from pool {from:?} to {to:?}");
+        self.change(next, &why).await?;
+        Ok(why)
+    }
+
+    /// Put the moves of `slots` (every move when `None`) in `state`: pause, resume
+    /// (`Moving`) or abort.
+    pub async fn set_state(&self, slots: Option<&str>, state: MoveState) -> Result<String, String> {
+        let mut next = self.reloader.config();
+        let mut changed = Vec::new();
+        for m in &mut next.migration.moves {
+            if slots.is_some_and(|s| s != m.slots) {
+                continue;
+            }
+            let allowed = match (m.state, state) {
+                (from, to) if from == to => false,
+                // An abort is final: resume or pause it by starting the move again after.
+                (MoveState::Aborting, _) => false,
+                _ => true,
+            };
+            if allowed {
+                m.state = state;
+                changed.push(m.slots.clone());
+            }
+        }
+        if changed.is_empty() {
+            return Err(match slots {
+                Some(s) => format!("no move of slots {s:?} can become {}", state.name()),
+                None => format!("no move can become {}", state.name()),
+            });
+        }
+        let why = format!("slots {} now {}", changed.join(", "), state.name());
+        self.change(next, &why).await?;
+        Ok(why)
+    }
+
+    /// Apply `next` (the configuration with another slot map or other moves) as one phase
+    /// change; `why` is logged.
+    async fn change(&self, next: Config, why: &str) -> Result<(), String> {
+        let _one = self.changing.lock().await;
+        let file = self
+            .file
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or("moving slots needs a config file (slotgate --config FILE): the slot map and the moves under way are kept there")?;
+        next.validate().map_err(|e| e.to_string())?;
+        let current = self.reloader.config();
+        let held = self.changed_ranges(&current, &next)?;
+        tracing::info!(held = ?held, "migration phase change: {why}: holding the slots concerned");
+        self.topology.hold(&held)?;
+        let within = Duration::from_millis(
+            current.backend.request_timeout_ms + current.backend.connect_timeout_ms,
+        );
+        let applied = async {
+            self.settle.round(within).await?;
+            persist::write(&file, &next)?;
+            self.reloader
+                .reload_phase(next)
+                .map_err(|e| format!("the new configuration was refused: {e}"))
+        }
+        .await;
+        self.topology.hold(&[])?;
+        match applied {
+            Ok(_) => {
+                tracing::info!("migration phase change done: {why}");
+                self.wake.notify_one();
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!("migration phase change failed, nothing changed: {why}: {e}");
+                Err(e)
+            }
+        }
+    }
+
+    /// The slot ranges whose routing differs between the tables of `a` and `b`.
+    fn changed_ranges(&self, a: &Config, b: &Config) -> Result<Vec<(u16, u16)>, String> {
+        let masters = self.topology.sentinel_masters();
+        let (ta, tb) = (
+            pools::table_for(a, &masters, &[])?,
+            pools::table_for(b, &masters, &[])?,
+        );
+        let route = |t: &crate::topology::SlotTable, slot: u16| {
+            let unit = crate::placement::Unit::new(slot)?;
+            let master = |i: usize| t.shards().get(i).map(|s| s.master.clone());
+            let source = match t.moving(unit) {
+                Some(crate::topology::MoveRoute::From(i)) => master(i),
+                _ => None,
+            };
+            Some((t.shard_of(unit).and_then(master), source))
+        };
+        let mut out: Vec<(u16, u16)> = Vec::new();
+        for slot in 0..SLOT_COUNT as u16 {
+            if route(&ta, slot) != route(&tb, slot) {
+                match out.last_mut() {
+                    Some((_, last)) if *last + 1 == slot => *last = slot,
+                    _ => out.push((slot, slot)),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The moves under way and their progress, for the admin API and INFO.
+    pub fn status(&self) -> Value {
+        let config = self.reloader.config();
+        let progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        let (on_touch, on_touch_failures, background, background_failures) =
+            self.topology.move_counters().snapshot();
+        let moves: Vec<Value> = config
+            .migration
+            .moves
+            .iter()
+            .map(|m| {
+                let p = progress.get(&key(m)).cloned().unwrap_or_default();
+                let elapsed = p.started.map(|s| s.elapsed().as_secs_f64());
+                let rate = match elapsed {
+                    Some(secs) if secs > 0.0 => p.moved as f64 / secs,
+                    _ => 0.0,
+                };
+                let left = p.estimate.saturating_sub(p.moved);
+                json!({
+                    "slots": m.slots,
+                    "from": m.from,
+                    "to": m.to,
+                    "state": m.state.name(),
+                    "keys_moved": p.moved,
+                    "keys_scanned": p.scanned,
+                    "passes": p.passes,
+                    "keys_left_estimate": left,
+                    "rate_keys_per_second": (rate * 10.0).round() / 10.0,
+                    "eta_seconds": (rate > 0.0).then(|| (left as f64 / rate).ceil()),
+                    "last_error": p.last_error,
+                })
+            })
+            .collect();
+        json!({
+            "moves": moves,
+            "on_touch_moves": on_touch,
+            "on_touch_failures": on_touch_failures,
+            "background_keys_moved": background,
+            "background_failures": background_failures,
+            "keys_per_second_limit": config.migration.keys_per_second,
+        })
+    }
+
+    /// The background mover: forever, empty the source of each move that is moving or
+    /// aborting, and end the move when its source holds none of its keys. Paused moves and
+    /// an idle proxy cost nothing but a wait.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            let config = self.reloader.config();
+            let Some(m) = config
+                .migration
+                .moves
+                .iter()
+                .find(|m| m.state != MoveState::Paused)
+                .cloned()
+            else {
+                self.wake.notified().await;
+                continue;
+            };
+            match self.pass(&config, &m).await {
+                Ok(Pass::Empty) => {
+                    if let Err(e) = self.finish(&m).await {
+                        self.note_error(&m, e);
+                        self.pause_after_error().await;
+                    }
+                }
+                Ok(Pass::Moved | Pass::Changed) => {}
+                Err(e) => {
+                    self.topology.move_counters().background_failed();
+                    tracing::warn!(slots = %m.slots, "migration mover: {e}; retrying");
+                    self.note_error(&m, e);
+                    self.pause_after_error().await;
+                }
+            }
+        }
+    }
+
+    async fn pause_after_error(&self) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.wake.notified()).await;
+    }
+
+    fn note_error(&self, m: &SlotMove, error: String) {
+        let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        progress.entry(key(m)).or_default().last_error = Some(error);
+    }
+
+    /// One pass over the source of `m`: every key of its slots found is moved to where
+    /// requests for it now run.
+    async fn pass(&self, config: &Config, m: &SlotMove) -> Result<Pass, String> {
+        let (first, last) = m.range().ok_or("bad slot range")?;
+        let (to, from) = m.direction();
+        let masters = self.topology.sentinel_masters();
+        let node = |pool: &str| -> Result<(Arc<str>, Option<Arc<Credentials>>), String> {
+            let p = config.pools.get(pool).ok_or(format!("no pool {pool:?}"))?;
+            let master = if p.uses_sentinel() {
+                masters
+                    .get(pool)
+                    .cloned()
+                    .ok_or(format!("pool {pool:?}'s master is not known yet"))?
+            } else {
+                p.master.clone()
+            };
+            Ok((
+                master.into(),
+                Credentials::configured(p.username.as_deref(), p.password.as_ref()),
+            ))
+        };
+        let (source, source_auth) = node(from)?;
+        let (dest, dest_auth) = node(to)?;
+        let settings = &config.migration;
+        let timeout = Duration::from_millis(config.backend.connect_timeout_ms);
+        let mut conn = DedicatedConn::connect(
+            Arc::clone(&source),
+            timeout,
+            config.protocol.limits(),
+            source_auth,
+            false,
+            self.tls.backend(),
+        )
+        .await
+        .map_err(|e| format!("cannot reach the source pool {from:?} at {source}: {e}"))?;
+        let call_timeout =
+            Duration::from_millis(settings.timeout_ms + config.backend.request_timeout_ms);
+        let fresh = self
+            .progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key(m))
+            .is_none_or(|p| p.started.is_none());
+        if fresh {
+            let estimate = estimate(&mut conn, call_timeout, config, from, (first, last)).await;
+            self.bump(m, |p| {
+                p.started = Some(Instant::now());
+                p.estimate = estimate;
+            });
+        }
+        let placement = self.topology.table().placement().clone();
+        let mut cursor = Bytes::from_static(b"0");
+        let mut found = 0u64;
+        let pace = Pace::new(settings.keys_per_second);
+        loop {
+            if !self.still(m) {
+                return Ok(Pass::Changed);
+            }
+            let count = settings.scan_count.to_string();
+            let scan = Request::from_args([b"SCAN" as &[u8], &cursor, b"COUNT", count.as_bytes()]);
+            let reply = call(&mut conn, scan.raw(), call_timeout, &source).await?;
+            let (next, keys) =
+                scan_reply(&reply).ok_or_else(|| format!("unexpected SCAN reply from {source}"))?;
+            let keys: Vec<Bytes> = keys
+                .into_iter()
+                .filter(|k| (first..=last).contains(&placement.unit_of(k).get()))
+                .collect();
+            self.bump(m, |p| p.scanned += settings.scan_count as u64);
+            for batch in keys.chunks(settings.batch_keys) {
+                let Some(migrate) =
+                    touch::migrate_request(&dest, dest_auth.as_deref(), settings.timeout_ms, batch)
+                else {
+                    continue;
+                };
+                let reply = call(&mut conn, &migrate, call_timeout, &source).await?;
+                match Outcome::of(reply.raw()) {
+                    Outcome::Moved | Outcome::NoKey => {
+                        found += batch.len() as u64;
+                        self.topology
+                            .move_counters()
+                            .moved_in_background(batch.len() as u64);
+                        self.bump(m, |p| p.moved += batch.len() as u64);
+                    }
+                    Outcome::Failed(e) => {
+                        return Err(format!("MIGRATE from {source} to {dest} failed: {e}"))
+                    }
+                }
+                pace.wait(found).await;
+            }
+            if &next[..] == b"0" {
+                break;
+            }
+            cursor = next;
+        }
+        self.bump(m, |p| {
+            p.passes += 1;
+            p.last_error = None;
+        });
+        Ok(if found == 0 { Pass::Empty } else { Pass::Moved })
+    }
+
+    /// True while `m` is still a move in force in the same state.
+    fn still(&self, m: &SlotMove) -> bool {
+        self.reloader.config().migration.moves.contains(m)
+    }
+
+    fn bump(&self, m: &SlotMove, f: impl FnOnce(&mut MoveProgress)) {
+        let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        f(progress.entry(key(m)).or_default());
+    }
+
+    /// The source of `m` holds none of its keys: end the move (slots given to `to`, or
+    /// kept by `from` after an abort).
+    async fn finish(&self, m: &SlotMove) -> Result<(), String> {
+        let mut next = self.reloader.config();
+        if !next.migration.moves.contains(m) {
+            return Ok(());
+        }
+        next.migration.moves.retain(|x| x != m);
+        let why = if m.state == MoveState::Aborting {
+            format!("slots {} stay on pool {:?}: abort done", m.slots, m.from)
+        } else {
+            let (first, last) = m.range().ok_or("bad slot range")?;
+            let mut owner = next.slot_owners();
+            owner[first as usize..=last as usize].fill(Some(&m.to));
+            let slots = persist::slot_map(&owner);
+            drop(owner);
+            next.slots = slots;
+            format!(
+                "slots {} moved from pool {:?} to {:?}: done",
+                m.slots, m.from, m.to
+            )
+        };
+        self.change(next, &why).await?;
+        self.progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key(m));
+        Ok(())
+    }
+}
+
+/// What one pass of the mover found.
+enum Pass {
+    /// No key of the slots was on the source for the whole pass.
+    Empty,
+    /// Keys were moved: another pass checks the source is empty.
+    Moved,
+    /// The move changed phase (paused, aborted …) during the pass.
+    Changed,
+}
+
+/// Progress is kept per move and direction.
+fn key(m: &SlotMove) -> String {
+    let direction = if m.state == MoveState::Aborting {
+        "back"
+    } else {
+        "on"
+    };
+    format!("{} {direction}", m.slots)
+}
+
+/// At most `per_second` keys a second (0: no limit), from the pace's creation.
+struct Pace {
+    per_second: u64,
+    start: tokio::time::Instant,
+}
+
+impl Pace {
+    fn new(per_second: u64) -> Pace {
+        Pace {
+            per_second,
+            start: tokio::time::Instant::now(),
+        }
+    }
+
+    async fn wait(&self, done: u64) {
+        if self.per_second == 0 {
+            return;
+        }
+        let due = self.start + Duration::from_secs_f64(done as f64 / self.per_second as f64);
+        tokio::time::sleep_until(due).await;
+    }
+}
+
+/// Send `request` on `conn` and take its one reply, within `timeout`.
+async fn call(
+    conn: &mut DedicatedConn,
+    request: &[u8],
+    timeout: Duration,
+    addr: &str,
+) -> Result<crate::resp::Reply, String> {
+    match tokio::time::timeout(timeout, conn.call(request, 1)).await {
+        Ok(Ok(mut replies)) => replies.pop().ok_or_else(|| format!("no reply from {addr}")),
+        Ok(Err(e)) => Err(format!("{addr}: {e}")),
+        Err(_) => Err(format!(
+            "no reply from {addr} within {} ms",
+            timeout.as_millis()
+        )),
+    }
+}
+
+/// `(next cursor, keys)` of a SCAN reply.
+fn scan_reply(reply: &crate::resp::Reply) -> Option<(Bytes, Vec<Bytes>)> {
+    let frame = crate::resp::parse_frame(reply.raw(), &crate::resp::Limits::default()).ok()?;
+    let Frame::Array(parts) = frame else {
+        return None;
+    };
+    let [Frame::Bulk(cursor), Frame::Array(keys)] = &parts[..] else {
+        return None;
+    };
+    let keys = keys
+        .iter()
+        .filter_map(|k| match k {
+            Frame::Bulk(k) => Some(k.clone()),
+            _ => None,
+        })
+        .collect();
+    Some((cursor.clone(), keys))
+}
+
+/// Keys of `range` on the source pool `from`, estimated: its key count times the share of
+/// its slots the range is (keys spread evenly over slots, as CRC16 spreads them).
+async fn estimate(
+    conn: &mut DedicatedConn,
+    timeout: Duration,
+    config: &Config,
+    from: &str,
+    (first, last): (u16, u16),
+) -> u64 {
+    let dbsize = Request::from_args([b"DBSIZE" as &[u8]]);
+    let Ok(reply) = call(conn, dbsize.raw(), timeout, from).await else {
+        return 0;
+    };
+    let Ok(Frame::Integer(keys)) =
+        crate::resp::parse_frame(reply.raw(), &crate::resp::Limits::default())
+    else {
+        return 0;
+    };
+    let owned: u64 = config
+        .pool_slot_ranges()
+        .into_iter()
+        .filter(|(name, _)| *name == from)
+        .flat_map(|(_, ranges)| ranges)
+        .map(|(a, b)| u64::from(b - a) + 1)
+        .sum();
+    let moving = u64::from(last - first) + 1;
+    (keys.max(0) as u64).saturating_mul(moving) / owned.max(moving)
+}

@@ -1,0 +1,180 @@
+//! The on-touch move, pure: which keys a request touches, the `MIGRATE` that moves them from
+//! the source pool to the destination, and what its reply means.
+//!
+//! `MIGRATE … REPLACE KEYS k…` runs on the source as one command: it copies the keys to the
+//! destination, waits for the destination's `OK`, then deletes them from the source. The
+//! source serves nobody in between, so at every moment each key lives in exactly one place
+//! as seen by any request that first asks the source to move it.
+
+use bytes::Bytes;
+use smallvec::SmallVec;
+
+use crate::backend::Credentials;
+use crate::command::custom::CustomCommands;
+use crate::command::LookupCache;
+use crate::resp::{Limits, RequestDecoder};
+
+/// The keys of the request(s) encoded in `payload` (one request, or a MULTI … EXEC batch),
+/// as the command table (and `[commands.custom]`) finds them. Requests that do not decode or
+/// have no keys add none.
+pub fn keys_of(payload: &[u8], custom: Option<&'static CustomCommands>) -> Vec<Bytes> {
+    let mut buf = bytes::BytesMut::from(payload);
+    let mut decoder = RequestDecoder::new(Limits {
+        max_request_len: payload.len().max(1),
+        ..Limits::default()
+    });
+    let mut lookup = LookupCache::with_custom(custom);
+    let mut keys = Vec::new();
+    let mut at: SmallVec<[usize; 8]> = SmallVec::new();
+    while let Ok(Some(request)) = decoder.decode(&mut buf) {
+        let args = request.args();
+        let Some((spec, _)) = lookup.lookup_counted(&args) else {
+            continue;
+        };
+        if spec.routing_args(&args, &mut at).is_ok() {
+            for &i in &at {
+                let key = Bytes::copy_from_slice(args[i]);
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+        }
+    }
+    keys
+}
+
+/// `MIGRATE host port "" 0 timeout REPLACE [AUTH …] KEYS keys…` for the destination `dest`
+/// (`HOST:PORT`), which takes `auth`. `None` when `dest` is not `HOST:PORT` or no key is given.
+pub fn migrate_request(
+    dest: &str,
+    auth: Option<&Credentials>,
+    timeout_ms: u64,
+    keys: &[Bytes],
+) -> Option<Bytes> {
+    let (host, port) = dest.rsplit_once(':')?;
+    if keys.is_empty() {
+        return None;
+    }
+    let mut args: Vec<Bytes> = vec![
+        Bytes::from_static(b"MIGRATE"),
+        Bytes::copy_from_slice(host.as_bytes()),
+        Bytes::copy_from_slice(port.as_bytes()),
+        Bytes::new(),
+        Bytes::from_static(b"0"),
+        Bytes::from(timeout_ms.to_string()),
+        Bytes::from_static(b"REPLACE"),
+    ];
+    if let Some(auth) = auth {
+        args.extend(auth.migrate_args());
+    }
+    args.push(Bytes::from_static(b"KEYS"));
+    args.extend(keys.iter().cloned());
+    Some(crate::resp::Request::from_args(args).raw().clone())
+}
+
+/// What a `MIGRATE` reply says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// `+OK`: the keys that existed are on the destination now.
+    Moved,
+    /// `+NOKEY`: none of them was on the source (already moved, or never written).
+    NoKey,
+    /// An error: the keys stay where they were (the source deletes only after the
+    /// destination's `OK`). The node's error line, without `-` and CRLF.
+    Failed(String),
+}
+
+impl Outcome {
+    /// The outcome a raw RESP reply to `MIGRATE` gives.
+    pub fn of(reply: &[u8]) -> Outcome {
+        let line = reply.strip_suffix(b"\r\n").unwrap_or(reply);
+        match line {
+            b"+OK" => Outcome::Moved,
+            b"+NOKEY" => Outcome::NoKey,
+            _ => Outcome::Failed(
+                String::from_utf8_lossy(line.strip_prefix(b"-").unwrap_or(line)).into_owned(),
+            ),
+        }
+    }
+}
+
+/// The error a client gets when its keys could not be moved: the request did not run.
+pub fn failure_reply(unit: u16, error: &str) -> Bytes {
+    Bytes::from(format!(
+        "-TRYAGAIN slot {unit} is moving between pools and its keys could not be moved: {error}\r\n"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(args: &[&str]) -> Bytes {
+        crate::resp::Request::from_args(args.iter().map(|a| a.as_bytes()))
+            .raw()
+            .clone()
+    }
+
+    #[test]
+    fn keys_of_one_request_and_of_a_transaction() {
+        assert_eq!(keys_of(&raw(&["SET", "a", "1"]), None), ["a"]);
+        assert_eq!(
+            keys_of(&raw(&["MSET", "a", "1", "b", "2"]), None),
+            ["a", "b"]
+        );
+        assert_eq!(
+            keys_of(&raw(&["EVAL", "x", "2", "k", "j", "v"]), None),
+            ["k", "j"]
+        );
+        let batch = [
+            raw(&["MULTI"]),
+            raw(&["INCR", "n"]),
+            raw(&["LPUSH", "q", "x"]),
+            raw(&["INCR", "n"]),
+            raw(&["EXEC"]),
+        ]
+        .concat();
+        assert_eq!(keys_of(&batch, None), ["n", "q"]);
+        assert!(keys_of(&raw(&["PING"]), None).is_empty());
+        assert!(keys_of(b"garbage", None).is_empty());
+    }
+
+    #[test]
+    fn migrate_names_the_destination_its_login_and_the_keys() {
+        let keys = [Bytes::from_static(b"a"), Bytes::from_static(b"b")];
+        let plain = migrate_request("127.0.0.1:7002", None, 5000, &keys).unwrap();
+        assert_eq!(
+            plain,
+            raw(&[
+                "MIGRATE",
+                "127.0.0.1",
+                "7002",
+                "",
+                "0",
+                "5000",
+                "REPLACE",
+                "KEYS",
+                "a",
+                "b"
+            ])
+        );
+        let auth = Credentials::new(Some("u".into()), "p");
+        let with_user = migrate_request("h:1", Some(&auth), 9, &keys[..1]).unwrap();
+        assert_eq!(
+            with_user,
+            raw(&["MIGRATE", "h", "1", "", "0", "9", "REPLACE", "AUTH2", "u", "p", "KEYS", "a"])
+        );
+        assert!(migrate_request("nohost", None, 1, &keys).is_none());
+        assert!(migrate_request("h:1", None, 1, &[]).is_none());
+    }
+
+    #[test]
+    fn replies_become_outcomes() {
+        assert_eq!(Outcome::of(b"+OK\r\n"), Outcome::Moved);
+        assert_eq!(Outcome::of(b"+NOKEY\r\n"), Outcome::NoKey);
+        assert_eq!(
+            Outcome::of(b"-IOERR error or timeout reading to target instance\r\n"),
+            Outcome::Failed("IOERR error or timeout reading to target instance".into())
+        );
+    }
+}

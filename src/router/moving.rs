@@ -1,0 +1,302 @@
+//! Requests for slots on the move between pools (pool mode, `[migration]`): the keys a
+//! request touches are first moved from the source pool with one `MIGRATE` there
+//! (`migration::touch`), then the request runs on the destination. Also the worker's part in
+//! a phase change: settling what it sent by an older table.
+//!
+//! ```text
+//!  route_in ── unit moving from shard S ──► MIGRATE … KEYS k… on S (the client's connection)
+//!                                             │ +OK / +NOKEY → the request to the destination
+//!                                             │ error        → the client gets TRYAGAIN + why
+//!  unit held (phase change) ──► retried after a short back-off through the then current table
+//! ```
+
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use super::Router;
+use crate::backend::conn::Outbound;
+use crate::backend::reply::Waiter;
+use crate::backend::ReplyTarget;
+use crate::migration::touch::{self, Outcome};
+use crate::placement::Unit;
+use crate::topology::{MoveRoute, SlotTable};
+use crate::wake::LocalSignal;
+
+/// The reply of the `MIGRATE` sent for one request: when it comes, the request goes on.
+struct AfterMigrate {
+    router: Weak<Router>,
+    out: RefCell<Option<Outbound>>,
+    dest: Arc<str>,
+}
+
+impl Waiter for AfterMigrate {
+    fn deliver(&self, _place: u64, reply: Bytes, _answered: Option<(&Bytes, Instant)>) {
+        let Some(out) = self.out.borrow_mut().take() else {
+            return;
+        };
+        match self.router.upgrade() {
+            Some(router) => router.after_migrate(out, &self.dest, &reply),
+            None => out.reply.fill(reply),
+        }
+    }
+}
+
+/// Counts one worker's requests a phase change must wait for: those between their on-touch
+/// `MIGRATE` and their forwarding, and the dedicated-connection requests under way.
+#[derive(Default)]
+pub(super) struct OnTouch {
+    in_flight: Cell<usize>,
+    dedicated: Cell<usize>,
+    idle: LocalSignal,
+}
+
+impl OnTouch {
+    fn busy(&self) -> bool {
+        self.in_flight.get() > 0 || self.dedicated.get() > 0
+    }
+}
+
+/// One dedicated-connection request under way (a transaction, WATCH …), counted until
+/// dropped so a phase change waits for it.
+pub struct DedicatedTurn {
+    router: Weak<Router>,
+}
+
+impl Drop for DedicatedTurn {
+    fn drop(&mut self) {
+        if let Some(router) = self.router.upgrade() {
+            let on_touch = &router.on_touch;
+            on_touch
+                .dedicated
+                .set(on_touch.dedicated.get().saturating_sub(1));
+            if !on_touch.busy() {
+                on_touch.idle.raise();
+            }
+        }
+    }
+}
+
+/// Why a dedicated-connection request cannot go to its slot's node yet.
+#[derive(Debug)]
+pub enum NotYet {
+    /// The slot is changing migration phase: try again shortly.
+    Held(Bytes),
+    /// Its keys could not be moved: the client's error reply.
+    Failed(Bytes),
+}
+
+impl Router {
+    /// Serve `out`, whose unit moves its keys from shard `source` to shard `dest` of `table`:
+    /// move the keys it touches, then run it on `dest`'s master.
+    pub(super) fn route_moving(
+        &self,
+        table: &SlotTable,
+        source: usize,
+        dest: usize,
+        out: Outbound,
+        now: Instant,
+    ) {
+        let (Some(from), Some(to)) = (table.shards().get(source), table.shards().get(dest)) else {
+            let reply = touch::failure_reply(out.unit.get(), "no such pool");
+            return self.fail(out, reply);
+        };
+        let keys = touch::keys_of(&out.request, self.custom);
+        let migrate = touch::migrate_request(
+            &to.master,
+            to.auth.as_deref(),
+            self.migrate_timeout_ms,
+            &keys,
+        );
+        let dest_addr = Arc::clone(&to.master);
+        let Some(migrate) = migrate else {
+            // No key to move (or a destination that is not HOST:PORT, refused by config).
+            return self.send_to(&dest_addr, out, now);
+        };
+        self.on_touch
+            .in_flight
+            .set(self.on_touch.in_flight.get() + 1);
+        let source_addr = Arc::clone(&from.master);
+        let (unit, client_id, deadline, hold, resp3) =
+            (out.unit, out.client_id, out.deadline, out.hold, out.resp3);
+        // The waiter owns the request until the MIGRATE's reply.
+        let waiter = Rc::new(AfterMigrate {
+            router: self.me.clone(),
+            out: RefCell::new(Some(out)),
+            dest: dest_addr,
+        });
+        let step = Outbound {
+            request: migrate,
+            reply: ReplyTarget::new(waiter as Rc<dyn Waiter>, 0),
+            unit,
+            node: None,
+            client_id,
+            deadline,
+            redirects: 0,
+            retries: 0,
+            readonly: false,
+            asking: false,
+            resp3,
+            hold,
+        };
+        // The client's own connection to the source: its earlier requests there run first.
+        self.send_to(&source_addr, step, now);
+    }
+
+    /// The `MIGRATE` for `out` answered `reply`: run `out` on `dest`, or fail it.
+    fn after_migrate(&self, out: Outbound, dest: &Arc<str>, reply: &[u8]) {
+        let left = self.on_touch.in_flight.get().saturating_sub(1);
+        self.on_touch.in_flight.set(left);
+        if !self.on_touch.busy() {
+            self.on_touch.idle.raise();
+        }
+        match Outcome::of(reply) {
+            Outcome::Moved => {
+                self.topology.move_counters().moved_on_touch();
+                self.send_to(dest, out, Instant::now());
+            }
+            Outcome::NoKey => self.send_to(dest, out, Instant::now()),
+            Outcome::Failed(error) => {
+                self.topology.move_counters().on_touch_failed();
+                tracing::warn!(
+                    unit = out.unit.get(),
+                    dest = %dest,
+                    "keys of a moving slot could not be moved on touch: {error}"
+                );
+                let reply = touch::failure_reply(out.unit.get(), &error);
+                self.fail(out, reply);
+            }
+        }
+    }
+
+    /// Count a dedicated-connection request (not a blocking command: it may wait for long,
+    /// see docs/MIGRATION.md) until the returned guard is dropped.
+    pub fn dedicated_turn(&self) -> DedicatedTurn {
+        self.on_touch
+            .dedicated
+            .set(self.on_touch.dedicated.get() + 1);
+        DedicatedTurn {
+            router: self.me.clone(),
+        }
+    }
+
+    /// Before `payload` (one request or a MULTI … EXEC batch for `unit`) goes to the unit's
+    /// master on a dedicated connection: if the unit is moving, move the keys it touches to
+    /// that master first (one `MIGRATE` on the source, on a connection of its own).
+    pub async fn move_keys_first(&self, unit: Unit, payload: &[u8]) -> Result<(), NotYet> {
+        let (source, dest) = {
+            let table = self.table();
+            match table.moving(unit) {
+                None => return Ok(()),
+                Some(MoveRoute::Hold) => {
+                    return Err(NotYet::Held(super::touch_held_reply(unit.get())));
+                }
+                Some(MoveRoute::From(source)) => {
+                    let shards = table.shards();
+                    let (Some(from), Some(to)) = (
+                        shards.get(source),
+                        table.shard_of(unit).and_then(|i| shards.get(i)),
+                    ) else {
+                        return Ok(());
+                    };
+                    (
+                        Arc::clone(&from.master),
+                        (Arc::clone(&to.master), to.auth.clone()),
+                    )
+                }
+            }
+        };
+        let keys = touch::keys_of(payload, self.custom);
+        let Some(migrate) =
+            touch::migrate_request(&dest.0, dest.1.as_deref(), self.migrate_timeout_ms, &keys)
+        else {
+            return Ok(());
+        };
+        let fail = |error: String| {
+            self.topology.move_counters().on_touch_failed();
+            NotYet::Failed(touch::failure_reply(unit.get(), &error))
+        };
+        let mut conn = self
+            .lease(&source, false)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let timeout = Duration::from_millis(self.migrate_timeout_ms) + self.connect_timeout;
+        let reply = match tokio::time::timeout(timeout, conn.call(&migrate, 1)).await {
+            Ok(Ok(mut replies)) => replies.pop(),
+            Ok(Err(e)) => return Err(fail(e.to_string())),
+            Err(_) => return Err(fail(format!("no reply from {source} in {timeout:?}"))),
+        };
+        self.give_back(conn);
+        match reply.map(|r| Outcome::of(r.raw())) {
+            Some(Outcome::Moved) => {
+                self.topology.move_counters().moved_on_touch();
+                Ok(())
+            }
+            Some(Outcome::NoKey) => Ok(()),
+            Some(Outcome::Failed(error)) => Err(fail(error)),
+            None => Err(fail("no reply".into())),
+        }
+    }
+
+    /// Settle what this worker sent by older tables, for a migration phase change: every
+    /// request already on a master connection has its reply (a `PING` behind it on each
+    /// connection answered) and no request waits between its `MIGRATE` and its forwarding.
+    /// Bounded by `within`; returns false if that passed first.
+    pub async fn settle(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        let pings = Rc::new(Pings::default());
+        let mut conns = Vec::new();
+        for (pool, resp3) in [(&self.pool, false), (&self.pool3, true)] {
+            conns.extend(pool.borrow().master_conns().map(|c| (c, resp3)));
+        }
+        pings.left.set(conns.len());
+        for (i, (conn, resp3)) in conns.into_iter().enumerate() {
+            conn.send(
+                Outbound {
+                    request: Bytes::from_static(b"*1\r\n$4\r\nPING\r\n"),
+                    reply: ReplyTarget::new(Rc::clone(&pings) as Rc<dyn Waiter>, i as u64),
+                    unit: Unit::ZERO,
+                    node: None,
+                    client_id: 0,
+                    deadline,
+                    redirects: 0,
+                    retries: 0,
+                    readonly: true,
+                    asking: false,
+                    resp3,
+                    hold: false,
+                },
+                Instant::now(),
+            );
+        }
+        let settled = async {
+            while pings.left.get() > 0 {
+                pings.done.wait().await;
+            }
+            while self.on_touch.busy() {
+                self.on_touch.idle.wait().await;
+            }
+        };
+        tokio::time::timeout_at(deadline, settled).await.is_ok()
+    }
+}
+
+/// Counts the settling `PING`s still unanswered.
+#[derive(Default)]
+struct Pings {
+    left: Cell<usize>,
+    done: LocalSignal,
+}
+
+impl Waiter for Pings {
+    fn deliver(&self, _place: u64, _reply: Bytes, _answered: Option<(&Bytes, Instant)>) {
+        self.left.set(self.left.get().saturating_sub(1));
+        if self.left.get() == 0 {
+            self.done.raise();
+        }
+    }
+}

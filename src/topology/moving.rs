@@ -1,0 +1,193 @@
+//! Slots on the move between pools (pool mode): for each routing unit being moved, the shard
+//! its keys may still be on, or that its requests are held while a phase change settles.
+//! Part of a [`SlotTable`](super::SlotTable); pure.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::placement::Unit;
+use crate::slot::SLOT_COUNT;
+
+/// Process-wide counters of keys moved between pools (every worker's on-touch moves and the
+/// background mover's), for INFO, `/metrics` and the admin API.
+#[derive(Debug, Default)]
+pub struct MoveCounters {
+    on_touch: AtomicU64,
+    on_touch_failures: AtomicU64,
+    background: AtomicU64,
+    background_failures: AtomicU64,
+}
+
+impl MoveCounters {
+    /// A request's `MIGRATE` moved its keys.
+    pub fn moved_on_touch(&self) {
+        self.on_touch.fetch_add(1, Relaxed);
+        metrics::counter!("slotgate_migration_on_touch_moves_total").increment(1);
+    }
+
+    /// A request's `MIGRATE` failed: the request did not run.
+    pub fn on_touch_failed(&self) {
+        self.on_touch_failures.fetch_add(1, Relaxed);
+        metrics::counter!("slotgate_migration_errors_total", "kind" => "on_touch").increment(1);
+    }
+
+    /// The background mover moved `keys` keys.
+    pub fn moved_in_background(&self, keys: u64) {
+        self.background.fetch_add(keys, Relaxed);
+        metrics::counter!("slotgate_migration_keys_moved_total").increment(keys);
+    }
+
+    /// A background `MIGRATE` (or the scan feeding it) failed.
+    pub fn background_failed(&self) {
+        self.background_failures.fetch_add(1, Relaxed);
+        metrics::counter!("slotgate_migration_errors_total", "kind" => "background").increment(1);
+    }
+
+    /// `(on-touch moves, on-touch failures, keys moved in background, background failures)`.
+    pub fn snapshot(&self) -> (u64, u64, u64, u64) {
+        (
+            self.on_touch.load(Relaxed),
+            self.on_touch_failures.load(Relaxed),
+            self.background.load(Relaxed),
+            self.background_failures.load(Relaxed),
+        )
+    }
+}
+
+/// Not moving.
+const STILL: u16 = u16::MAX;
+/// Requests wait: a phase change is settling on every worker.
+const HOLD: u16 = u16::MAX - 1;
+
+/// How a request for a moving unit is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MoveRoute {
+    /// Move the request's keys here from shard `.0` (the source) first, then run it on the
+    /// shard the table names.
+    From(usize),
+    /// Hold the request and route it again shortly: the unit's phase is changing.
+    Hold,
+}
+
+/// The moving units of a table.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Moving {
+    /// Unit → source shard index, [`HOLD`] or [`STILL`].
+    route: Box<[u16]>,
+}
+
+impl Default for Moving {
+    fn default() -> Self {
+        Moving {
+            route: vec![STILL; SLOT_COUNT].into_boxed_slice(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Moving {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let moving = self.route.iter().filter(|&&r| r != STILL).count();
+        write!(f, "Moving({moving} units)")
+    }
+}
+
+impl Moving {
+    /// Units `first..=last` move their keys from shard `source`.
+    pub fn set_source(&mut self, first: u16, last: u16, source: usize) {
+        let source = u16::try_from(source).unwrap_or(STILL).min(HOLD - 1);
+        for unit in first..=last {
+            if let Some(r) = self.route.get_mut(unit as usize) {
+                *r = source;
+            }
+        }
+    }
+
+    /// Requests for units `first..=last` are held.
+    pub fn hold(&mut self, first: u16, last: u16) {
+        for unit in first..=last {
+            if let Some(r) = self.route.get_mut(unit as usize) {
+                *r = HOLD;
+            }
+        }
+    }
+
+    /// How `unit` is served, if it is moving.
+    #[inline]
+    pub fn route(&self, unit: Unit) -> Option<MoveRoute> {
+        match *self.route.get(unit.index())? {
+            STILL => None,
+            HOLD => Some(MoveRoute::Hold),
+            source => Some(MoveRoute::From(source as usize)),
+        }
+    }
+
+    /// True when no unit moves or waits.
+    pub fn is_empty(&self) -> bool {
+        self.route.iter().all(|&r| r == STILL)
+    }
+
+    /// The distinct source shards.
+    pub fn sources(&self) -> Vec<usize> {
+        let mut out: Vec<usize> = self
+            .route
+            .iter()
+            .filter(|&&r| r != STILL && r != HOLD)
+            .map(|&r| r as usize)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The first unit moving out of shard `source`.
+    pub fn first_from(&self, source: usize) -> Option<Unit> {
+        let at = self.route.iter().position(|&r| r as usize == source)?;
+        Unit::new(at as u16)
+    }
+
+    /// Ranges of units moving, as `"0-99 from SOURCE"` (source named by `name`), for logs.
+    pub fn describe(&self, name: &dyn Fn(usize) -> String) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start < self.route.len() {
+            let r = self.route[start];
+            let mut end = start;
+            while end + 1 < self.route.len() && self.route[end + 1] == r {
+                end += 1;
+            }
+            match r {
+                STILL => {}
+                HOLD => out.push(format!("{start}-{end} held")),
+                source => out.push(format!(
+                    "{start}-{end} moving from {}",
+                    name(source as usize)
+                )),
+            }
+            start = end + 1;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_move_from_their_source_or_wait() {
+        let mut m = Moving::default();
+        assert!(m.is_empty());
+        m.set_source(10, 20, 2);
+        m.hold(15, 15);
+        let at = |u| m.route(Unit::new(u).unwrap());
+        assert_eq!(at(9), None);
+        assert_eq!(at(10), Some(MoveRoute::From(2)));
+        assert_eq!(at(15), Some(MoveRoute::Hold));
+        assert_eq!(at(20), Some(MoveRoute::From(2)));
+        assert_eq!(m.sources(), vec![2]);
+        assert_eq!(m.first_from(2), Unit::new(10));
+        assert_eq!(
+            m.describe(&|i| format!("s{i}")),
+            ["10-14 moving from s2", "15-15 held", "16-20 moving from s2"]
+        );
+    }
+}

@@ -1,0 +1,324 @@
+//! Pool mode: slots moving from one pool to another while clients keep working (issue 20,
+//! `[migration]`). Real redis-servers; the moves are driven through the admin API, as
+//! `slotgate migrate` drives them; the backends are read directly to check where keys are.
+
+use crate::common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::load::{Load, LoadOptions};
+use common::{eventually, standalone_servers, PoolSetup};
+use redis::AsyncCommands;
+use slotgate::config::Config;
+use slotgate::slot::Slot;
+use slotgate::Proxy;
+
+/// Pools p0..p2 own the slots; p3 is new and owns none.
+const MAP: &[(&str, &str)] = &[
+    ("0-5460", "p0"),
+    ("5461-10922", "p1"),
+    ("10923-16383", "p2"),
+];
+
+/// Half of p0's slots.
+const MOVING: (u16, u16) = (0, 2730);
+
+fn moving(key: &str) -> bool {
+    (MOVING.0..=MOVING.1).contains(&Slot::of(key.as_bytes()).get())
+}
+
+/// Four servers, the proxy over them with an admin listener and a config file it rewrites.
+fn start(keys_per_second: u64) -> (PoolSetup, tempfile_path::TempPath) {
+    let servers = standalone_servers(4);
+    let mut config = common::pool_config(&servers, MAP);
+    common::with_admin(&mut config);
+    config.migration.keys_per_second = keys_per_second;
+    config.migration.batch_keys = 50;
+    let file = tempfile_path::TempPath::new("slotgate-migration", ".toml");
+    std::fs::write(&file.0, toml::to_string(&config).unwrap()).unwrap();
+    let proxy = Proxy::start(config).expect("start slotgate in pool mode");
+    proxy.set_config_file(file.0.clone());
+    (PoolSetup { proxy, servers }, file)
+}
+
+/// A file path removed on drop.
+mod tempfile_path {
+    /// The path.
+    pub struct TempPath(pub std::path::PathBuf);
+
+    impl TempPath {
+        pub fn new(prefix: &str, suffix: &str) -> TempPath {
+            let n = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos();
+            TempPath(
+                std::env::temp_dir().join(format!("{prefix}-{}-{n}{suffix}", std::process::id())),
+            )
+        }
+    }
+
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+async fn admin(setup: &PoolSetup, method: hyper::Method, path: &str) -> Result<String, String> {
+    let addr = setup.proxy.admin_addr().unwrap().to_string();
+    slotgate::admin::client::request(&addr, method, path).await
+}
+
+async fn status(setup: &PoolSetup) -> serde_json::Value {
+    serde_json::from_str(
+        &admin(setup, hyper::Method::GET, "/migrations")
+            .await
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// Wait until no move is left (the mover finished it), up to `limit`.
+async fn until_done(setup: &PoolSetup, limit: Duration) -> serde_json::Value {
+    eventually("every move finished", limit, || async {
+        let s = status(setup).await;
+        if s["moves"].as_array().is_some_and(Vec::is_empty) {
+            Ok(s)
+        } else {
+            Err(s)
+        }
+    })
+    .await
+}
+
+/// Keys stored on server `i`, read directly.
+fn keys_on(setup: &PoolSetup, i: usize) -> Vec<String> {
+    let out = common::redis_cli(setup.servers[i].addr().parse().unwrap(), &["--scan"]);
+    out.lines().map(str::to_string).collect()
+}
+
+/// Write `n` keys `seed:{i}` through the proxy, one in three with a TTL of 100 s.
+async fn seed(setup: &PoolSetup, n: usize) -> HashMap<String, String> {
+    let mut c = setup.client().await;
+    let mut written = HashMap::new();
+    for i in 0..n {
+        let (key, value) = (format!("seed:{i}"), format!("v{i}"));
+        if i % 3 == 0 {
+            let _: () = c.set_ex(&key, &value, 100).await.unwrap();
+        } else {
+            let _: () = c.set(&key, &value).await.unwrap();
+        }
+        written.insert(key, value);
+    }
+    written
+}
+
+/// Every seeded key reads back its value through the proxy, TTLs kept.
+async fn check_seeded(setup: &PoolSetup, written: &HashMap<String, String>) {
+    let mut c = setup.client().await;
+    for (key, value) in written {
+        let got: Option<String> = c.get(key).await.unwrap();
+        assert_eq!(got.as_deref(), Some(value.as_str()), "{key}");
+        let i: usize = key["seed:".len()..].parse().unwrap();
+        let ttl: i64 = c.ttl(key).await.unwrap();
+        if i % 3 == 0 {
+            assert!((60..=100).contains(&ttl), "{key} kept its TTL: {ttl}");
+        } else {
+            assert_eq!(ttl, -1, "{key} has no TTL");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_a_pool_moves_to_a_new_pool_under_load_without_client_errors() {
+    // Throttled so the move lasts a few seconds of load: requests move keys on touch too.
+    let (setup, file) = start(300);
+    let written = seed(&setup, 3000).await;
+    let load_keys: Vec<String> = (0..400).map(|i| format!("load:{i}")).collect();
+    assert!(load_keys.iter().filter(|k| moving(k)).count() > 30);
+    let load = Load::start_with(
+        setup.addr(),
+        20,
+        load_keys.clone(),
+        LoadOptions {
+            pause: Duration::from_millis(5),
+            ..LoadOptions::default()
+        },
+    );
+    // Multi-key commands, counters and transactions over keys of the moving slots.
+    let mixed = tokio::spawn({
+        let addr = setup.addr();
+        async move {
+            let mut c = common::client(addr).await;
+            let mut rounds = 0u64;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            while tokio::time::Instant::now() < deadline {
+                rounds += 1;
+                let _: () = c
+                    .mset(&[("m:a", rounds), ("m:b", rounds), ("m:c", rounds)])
+                    .await
+                    .unwrap();
+                let got: Vec<u64> = c.mget(&["m:a", "m:b", "m:c"]).await.unwrap();
+                assert_eq!(got, vec![rounds; 3]);
+                let n: u64 = c.incr("m:counter", 1).await.unwrap();
+                assert_eq!(n, rounds);
+                let (x, y): (u64, u64) = redis::pipe()
+                    .atomic()
+                    .incr("{m}:x", 1)
+                    .incr("{m}:y", 1)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                assert_eq!((x, y), (rounds, rounds));
+                if rounds >= 200 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            rounds
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let answer = admin(
+        &setup,
+        hyper::Method::POST,
+        &format!("/migrations/start?slots={}-{}&to=p3", MOVING.0, MOVING.1),
+    )
+    .await
+    .unwrap();
+    assert!(answer.contains("start moving"), "{answer}");
+    let done = until_done(&setup, Duration::from_secs(60)).await;
+    let rounds = mixed.await.unwrap();
+    let report = load.stop().await;
+    eprintln!("{}", report.summary());
+    report.assert_no_errors();
+    report.assert_progress();
+    assert!(rounds > 10, "the mixed client made progress: {rounds}");
+    assert!(
+        done["background_keys_moved"].as_u64().unwrap() > 0,
+        "{done}"
+    );
+    assert!(done["on_touch_moves"].as_u64().unwrap() > 0, "{done}");
+    assert_eq!(done["on_touch_failures"], 0, "{done}");
+
+    // Where keys are: none of the moved slots left on p0, all of them on p3.
+    let on_p0 = keys_on(&setup, 0);
+    assert!(on_p0.iter().all(|k| !moving(k)), "p0 kept moved keys");
+    let on_p3 = keys_on(&setup, 3);
+    assert!(
+        !on_p3.is_empty() && on_p3.iter().all(|k| moving(k)),
+        "{on_p3:?}"
+    );
+    let seeded_moving = written.keys().filter(|k| moving(k)).count();
+    assert!(on_p3.iter().filter(|k| k.starts_with("seed:")).count() == seeded_moving);
+    check_seeded(&setup, &written).await;
+    let mut c = setup.client().await;
+    for (key, acked) in &report.acked {
+        let got: Option<String> = c.get(key).await.unwrap();
+        let got = got.unwrap_or_default();
+        assert!(
+            got == acked.value || acked.unacked.contains(&got),
+            "{key}: acknowledged {} but read {got}",
+            acked.value
+        );
+    }
+
+    // The slot map was switched for good in the file, and the move is gone from it.
+    let text = std::fs::read_to_string(&file.0).unwrap();
+    let saved = Config::parse(&text).unwrap();
+    saved.validate().unwrap();
+    assert!(saved.migration.moves.is_empty(), "{text}");
+    let owners = saved.slot_owners();
+    assert_eq!(owners[0], Some("p3"));
+    assert_eq!(owners[MOVING.1 as usize], Some("p3"));
+    assert_eq!(owners[MOVING.1 as usize + 1], Some("p0"));
+    assert_eq!(owners[16383], Some("p2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_half_way_leaves_every_key_readable_and_a_new_start_finishes() {
+    let (setup, file) = start(100);
+    let written = seed(&setup, 3000).await;
+    let path = format!("/migrations/start?slots={}-{}&to=p3", MOVING.0, MOVING.1);
+    admin(&setup, hyper::Method::POST, &path).await.unwrap();
+    // Some keys moved, not all (about 500 of the range's keys at 100 keys/s).
+    eventually("some keys moved", Duration::from_secs(20), || async {
+        let moved = status(&setup).await["background_keys_moved"]
+            .as_u64()
+            .unwrap_or(0);
+        if moved >= 100 {
+            Ok(moved)
+        } else {
+            Err(moved)
+        }
+    })
+    .await;
+    admin(&setup, hyper::Method::POST, "/migrations/abort")
+        .await
+        .unwrap();
+    assert_eq!(status(&setup).await["moves"][0]["state"], "aborting");
+    check_seeded(&setup, &written).await;
+    until_done(&setup, Duration::from_secs(60)).await;
+    assert!(keys_on(&setup, 3).is_empty(), "every key went back to p0");
+    check_seeded(&setup, &written).await;
+    let saved = Config::parse(&std::fs::read_to_string(&file.0).unwrap()).unwrap();
+    assert_eq!(
+        saved.slot_owners()[0],
+        Some("p0"),
+        "the slots stayed with p0"
+    );
+
+    // Started again (unthrottled this time by a pause/resume round trip), it finishes.
+    admin(&setup, hyper::Method::POST, &path).await.unwrap();
+    admin(&setup, hyper::Method::POST, "/migrations/pause")
+        .await
+        .unwrap();
+    assert_eq!(status(&setup).await["moves"][0]["state"], "paused");
+    check_seeded(&setup, &written).await;
+    admin(&setup, hyper::Method::POST, "/migrations/resume")
+        .await
+        .unwrap();
+    until_done(&setup, Duration::from_secs(60)).await;
+    assert!(keys_on(&setup, 0).iter().all(|k| !moving(k)));
+    check_seeded(&setup, &written).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_moves_are_refused_with_the_reason() {
+    let (setup, _file) = start(100);
+    let post = |path: &'static str| admin(&setup, hyper::Method::POST, path);
+    let unknown = post("/migrations/start?slots=0-99&to=nope")
+        .await
+        .unwrap_err();
+    assert!(
+        unknown.contains("names pool \"nope\", which is not declared"),
+        "{unknown}"
+    );
+    let two_pools = post("/migrations/start?slots=5000-6000&to=p3")
+        .await
+        .unwrap_err();
+    assert!(two_pools.contains("more than one pool"), "{two_pools}");
+    let same = post("/migrations/start?slots=0-99&to=p0")
+        .await
+        .unwrap_err();
+    assert!(
+        same.contains("is the pool the slots are moving from"),
+        "{same}"
+    );
+    post("/migrations/start?slots=0-99&to=p3").await.unwrap();
+    let overlap = post("/migrations/start?slots=50-60&to=p3")
+        .await
+        .unwrap_err();
+    assert!(overlap.contains("overlaps migration.moves[0]"), "{overlap}");
+    let nothing = post("/migrations/resume?slots=7-8").await.unwrap_err();
+    assert!(nothing.contains("no move of slots"), "{nothing}");
+    // A reload that edits the moves by hand is refused; the moves go on.
+    let mut edited = setup.proxy.config();
+    edited.migration.moves.clear();
+    let refused = setup.proxy.reload(edited).unwrap_err().to_string();
+    assert!(refused.contains("migration.moves differ"), "{refused}");
+    assert_eq!(status(&setup).await["moves"].as_array().unwrap().len(), 1);
+}
