@@ -322,3 +322,38 @@ async fn bad_moves_are_refused_with_the_reason() {
     assert!(refused.contains("migration.moves differ"), "{refused}");
     assert_eq!(status(&setup).await["moves"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_restarted_mid_move_reads_the_move_from_its_file_and_finishes_it() {
+    let (setup, file) = start(100);
+    let written = seed(&setup, 2000).await;
+    let path = format!("/migrations/start?slots={}-{}&to=p3", MOVING.0, MOVING.1);
+    admin(&setup, hyper::Method::POST, &path).await.unwrap();
+    eventually("some keys moved", Duration::from_secs(20), || async {
+        let moved = status(&setup).await["background_keys_moved"]
+            .as_u64()
+            .unwrap_or(0);
+        if moved >= 50 {
+            Ok(moved)
+        } else {
+            Err(moved)
+        }
+    })
+    .await;
+    // The process goes away mid-move; a new one starts from the same file.
+    let PoolSetup { proxy, servers } = setup;
+    proxy.shutdown();
+    let mut config = Config::load(&file.0).unwrap();
+    assert_eq!(config.migration.moves.len(), 1, "the move is in the file");
+    config.proxy.listen = "127.0.0.1:0".into();
+    config.admin.listen = "127.0.0.1:0".into();
+    config.migration.keys_per_second = 0;
+    let proxy = Proxy::start(config).expect("restart");
+    proxy.set_config_file(file.0.clone());
+    let setup = PoolSetup { proxy, servers };
+    // Before the mover is done, every key already reads back through the new process.
+    check_seeded(&setup, &written).await;
+    until_done(&setup, Duration::from_secs(60)).await;
+    assert!(keys_on(&setup, 0).iter().all(|k| !moving(k)));
+    check_seeded(&setup, &written).await;
+}
