@@ -598,14 +598,11 @@ async fn read_loop(inner: Rc<Inner>, generation: u64, mut socket: ReadHalf) {
                     (late, state.answered)
                 };
                 let Some(script) = late else { continue };
-                match (killing, script) {
-                    // Killed, or refused: past the grace the connection is given up.
-                    (Some((at, grace)), _) if at == answered => {
-                        if now < grace {
-                            continue;
-                        }
-                    }
-                    (_, Some(command)) if settings.kill_slow_scripts => {
+                // A kill was sent for this very request: its reply has until the grace ends.
+                let grace = killing.filter(|&(at, _)| at == answered).map(|(_, grace)| grace);
+                match (grace, script) {
+                    (Some(grace), _) if now < grace => continue,
+                    (None, Some(command)) if settings.kill_slow_scripts => {
                         killing = Some((answered, now + settings.request_timeout));
                         let kill = kill_script(Rc::clone(&inner), generation, answered, command);
                         tokio::task::spawn_local(kill);
