@@ -592,6 +592,11 @@ pub struct BackendConfig {
     pub request_timeout_ms: u64,
     /// After a failed connect, requests to that node fail fast for this long before the next try.
     pub reconnect_backoff_ms: u64,
+    /// A script (EVAL, EVALSHA, FCALL and their `_RO` forms) still running when its reply is
+    /// `request_timeout_ms` late is killed by slotgate (SCRIPT KILL or FUNCTION KILL on a
+    /// connection of its own); its client gets Redis' error for a killed script. A script that
+    /// wrote cannot be killed: its client then gets a timeout error saying so.
+    pub kill_slow_scripts: bool,
     /// Where read-only commands go (both modes; a pool's own `read_policy` overrides it).
     pub read_policy: ReadPolicy,
     /// TLS to the nodes.
@@ -605,6 +610,7 @@ impl Default for BackendConfig {
             connect_timeout_ms: 1_000,
             request_timeout_ms: 5_000,
             reconnect_backoff_ms: 100,
+            kill_slow_scripts: false,
             read_policy: ReadPolicy::Master,
             tls: BackendTlsConfig::default(),
         }

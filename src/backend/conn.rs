@@ -22,6 +22,13 @@
 //! answered may or may not have been applied, so they fail with a clear error. A failed connect
 //! puts the node in a short back-off during which requests are handed back at once instead of
 //! piling up on a dead node.
+//!
+//! Scripts: a node running a script reads none of its connections until the script has run
+//! `busy-reply-threshold`, then answers BUSY on every connection but the script's, which it
+//! does not read until the script ends. So scripts travel on a lane of their own
+//! ([`Lane::Scripts`], chosen by the session), and a script late past `request_timeout_ms`
+//! may be killed (`backend.kill_slow_scripts`, [`super::script_kill`]) before its connection
+//! is given up.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -42,6 +49,7 @@ use crate::wake::LocalSignal;
 use super::connect::{self, Handshake, ASKING};
 use super::redirect::Redirect;
 use super::reply::ReplyTarget;
+use super::script_kill::{self, KillCommand, KillOutcome};
 use super::BackendError;
 
 /// The writer's buffer is given back after a write that grew it past this.
@@ -68,6 +76,10 @@ pub struct ConnSettings {
     pub stats: Arc<ProxyStats>,
     /// Index of the worker these connections belong to.
     pub worker: usize,
+    /// `backend.kill_slow_scripts`: a script whose reply is late past `request_timeout` is
+    /// killed (SCRIPT KILL / FUNCTION KILL on a connection of its own) before the connection
+    /// is given up.
+    pub kill_slow_scripts: bool,
 }
 
 impl ConnSettings {
@@ -105,6 +117,19 @@ impl NodeCounters {
     }
 }
 
+/// Which of a node's pipelined connections a request takes. A client that has a script
+/// (EVAL, EVALSHA, FCALL and their `_RO` forms) in flight sends everything on the scripts
+/// lane until it has every reply, so the shared lane never waits behind a script and a
+/// client's commands to one node still share one connection, in order (`session` decides).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Lane {
+    /// The connections every client shares.
+    #[default]
+    Shared = 0,
+    /// The connections of clients with a script in flight (opened when first used).
+    Scripts = 1,
+}
+
 /// A client request on its way to a backend, with everything needed to send it again.
 #[derive(Debug)]
 pub struct Outbound {
@@ -134,6 +159,8 @@ pub struct Outbound {
     /// Held and retried while its node is down (`cluster.when_node_down = "hold"`); false
     /// for INFO's parts, which a master that is down must not delay.
     pub hold: bool,
+    /// The node's connections it takes: shared, or the scripts lane.
+    pub lane: Lane,
 }
 
 /// What a connection hands back to its worker. Called with no connection state borrowed, so
@@ -184,6 +211,9 @@ struct State {
     pending: VecDeque<Pending>,
     /// How many requests at the front of `pending` were written.
     written: usize,
+    /// Replies received on this connection: tells which request is oldest in flight when a
+    /// script kill was sent for it.
+    answered: u64,
     /// No new requests will come; wind down once everything is answered.
     retired: bool,
 }
@@ -225,6 +255,7 @@ impl State {
     /// Take the oldest request in flight: its reply has come.
     fn answered(&mut self) -> Option<Pending> {
         self.written = self.written.checked_sub(1)?;
+        self.answered = self.answered.wrapping_add(1);
         self.pending.pop_front()
     }
 
@@ -285,6 +316,7 @@ impl BackendConn {
                     generation: 0,
                     pending: VecDeque::new(),
                     written: 0,
+                    answered: 0,
                     retired: false,
                 }),
                 writer_wake: LocalSignal::new(),
@@ -506,14 +538,21 @@ async fn read_loop(inner: Rc<Inner>, generation: u64, mut socket: ReadHalf) {
     let timer = tokio::time::sleep_until(far());
     tokio::pin!(timer);
     let mut armed = false;
+    // A kill sent for the late script oldest in flight: the reply count when it was sent
+    // (which request that was) and the end of the grace its reply then has.
+    let mut killing: Option<(u64, Instant)> = None;
     loop {
         if !inner.is_current(generation) {
             return;
         }
         if !armed {
-            let front = inner.state.borrow().oldest_in_flight().map(|p| p.sent_at);
-            if let Some(sent_at) = front {
-                timer.as_mut().reset(sent_at + settings.request_timeout);
+            let state = inner.state.borrow();
+            if let Some(front) = state.oldest_in_flight() {
+                let due = match killing {
+                    Some((at, grace)) if at == state.answered => grace,
+                    _ => front.sent_at + settings.request_timeout,
+                };
+                timer.as_mut().reset(due);
                 armed = true;
             }
         }
@@ -549,17 +588,81 @@ async fn read_loop(inner: Rc<Inner>, generation: u64, mut socket: ReadHalf) {
             }
             () = &mut timer, if armed => {
                 armed = false;
-                let front = inner.state.borrow().oldest_in_flight().map(|p| p.sent_at);
-                if front.is_some_and(|t| t + settings.request_timeout <= Instant::now()) {
-                    let error = BackendError::Timeout {
-                        addr: inner.addr.to_string(),
-                        ms: settings.request_timeout.as_millis() as u64,
-                    };
-                    inner.fail(generation, error, Phase::Idle);
-                    return;
+                let now = Instant::now();
+                let (late, answered) = {
+                    let state = inner.state.borrow();
+                    let late = state
+                        .oldest_in_flight()
+                        .filter(|p| p.sent_at + settings.request_timeout <= now)
+                        .map(|p| p.out.as_ref().and_then(|o| script_kill::kill_command(&o.request)));
+                    (late, state.answered)
+                };
+                let Some(script) = late else { continue };
+                // A kill was sent for this very request: its reply has until the grace ends.
+                let grace = killing.filter(|&(at, _)| at == answered).map(|(_, grace)| grace);
+                match (grace, script) {
+                    (Some(grace), _) if now < grace => continue,
+                    (None, Some(command)) if settings.kill_slow_scripts => {
+                        killing = Some((answered, now + settings.request_timeout));
+                        let kill = kill_script(Rc::clone(&inner), generation, answered, command);
+                        tokio::task::spawn_local(kill);
+                        continue;
+                    }
+                    _ => {}
                 }
+                let error = BackendError::Timeout {
+                    addr: inner.addr.to_string(),
+                    ms: settings.request_timeout.as_millis() as u64,
+                };
+                inner.fail(generation, error, Phase::Idle);
+                return;
             }
             () = inner.reader_wake.wait() => {}
+        }
+    }
+}
+
+/// Kill the script oldest in flight on the socket of `generation` (when `answered` replies
+/// had come): it outlived the request timeout. If the node will not kill it, the connection is
+/// given up at once, and the script's client gets [`BackendError::ScriptUnkillable`].
+async fn kill_script(inner: Rc<Inner>, generation: u64, answered: u64, command: KillCommand) {
+    let settings = &inner.settings;
+    let tls = settings.backend_tls();
+    let outcome = script_kill::kill(
+        &inner.addr,
+        inner.handshake.auth.as_ref(),
+        tls.as_deref(),
+        command,
+        settings.request_timeout,
+        settings.limits,
+    )
+    .await;
+    let ms = settings.request_timeout.as_millis() as u64;
+    match outcome {
+        KillOutcome::Killed => tracing::warn!(
+            backend = %inner.addr,
+            "killed a script that ran past backend.request_timeout_ms ({ms} ms; backend.kill_slow_scripts)"
+        ),
+        KillOutcome::NotBusy => {}
+        KillOutcome::Refused(reason) => {
+            {
+                let state = inner.state.borrow();
+                if state.generation != generation || state.answered != answered {
+                    return; // Its reply came meanwhile.
+                }
+            }
+            tracing::warn!(
+                backend = %inner.addr,
+                "a script ran past backend.request_timeout_ms ({ms} ms) and could not be killed \
+                 ({reason}); a script that wrote cannot be: the node answers BUSY until it ends \
+                 (or SHUTDOWN NOSAVE on it)"
+            );
+            let error = BackendError::ScriptUnkillable {
+                addr: inner.addr.to_string(),
+                ms,
+                reason,
+            };
+            inner.fail(generation, error, Phase::Idle);
         }
     }
 }
@@ -706,6 +809,7 @@ mod tests {
             tls: None,
             stats: Arc::new(ProxyStats::new(1, "127.0.0.1:1".parse().unwrap())),
             worker: 0,
+            kill_slow_scripts: false,
         };
         BackendConn::new(addr, Handshake::default(), Rc::new(settings), hooks.clone())
     }
@@ -724,6 +828,7 @@ mod tests {
             asking: false,
             resp3: false,
             hold: true,
+            lane: Lane::Shared,
         }
     }
 

@@ -39,6 +39,20 @@ pub enum BackendError {
         /// The configured limit.
         ms: u64,
     },
+    /// A script ran past `backend.request_timeout_ms` and the node would not kill it
+    /// (`backend.kill_slow_scripts`): UNKILLABLE, it wrote.
+    #[error(
+        "script on backend {addr} ran past {ms} ms and could not be killed ({reason}); the node \
+         answers BUSY until the script ends"
+    )]
+    ScriptUnkillable {
+        /// The node.
+        addr: String,
+        /// The configured limit.
+        ms: u64,
+        /// The node's refusal, or why it could not be asked.
+        reason: String,
+    },
     /// The connection was closed or broke before the reply arrived.
     #[error("connection to backend {addr} lost ({reason})")]
     Lost {
@@ -90,6 +104,7 @@ impl BackendError {
             BackendError::ConnectTimeout { .. } => "connect_timeout",
             BackendError::Tls { .. } => "tls",
             BackendError::Timeout { .. } => "timeout",
+            BackendError::ScriptUnkillable { .. } => "script_unkillable",
             BackendError::Lost { .. } => "lost",
             BackendError::Protocol { .. } => "protocol",
             BackendError::Auth { .. } => "auth",

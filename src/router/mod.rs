@@ -77,10 +77,10 @@ pub struct Router {
     topology: Arc<Topology>,
     /// This worker's cached view of the table, for the request path (see [`Router::table`]).
     table_cache: RefCell<TableCache>,
-    /// Pipelined connections (RESP2).
-    pool: RefCell<BackendPool>,
-    /// Pipelined connections speaking RESP3, for RESP3 clients (opened only when one asks).
-    pool3: RefCell<BackendPool>,
+    /// Pipelined connections, by [`lane_index`]: RESP2 and RESP3 (for RESP3 clients), each
+    /// on the shared lane and on the scripts lane. A pool opens nothing until a request needs
+    /// it, so the RESP3 and scripts lanes cost nothing until a client uses them.
+    pools: [RefCell<BackendPool>; 4],
     /// Dedicated connections (blocking commands, transactions, pub/sub) free for reuse.
     idle: RefCell<IdleConns>,
     policy: RoutePolicy,
@@ -126,24 +126,18 @@ impl Router {
             tls: config.backend.tls.enabled.then(|| Arc::clone(&tls)),
             stats: Arc::clone(&proxy),
             worker: index,
+            kill_slow_scripts: config.backend.kill_slow_scripts,
         };
         let per_node = config.backend.connections_per_node;
         Rc::new_cyclic(|weak: &Weak<Router>| Router {
             index,
             table_cache: RefCell::new(topology.table_cache()),
             topology,
-            pool: RefCell::new(BackendPool::new(
-                settings.clone(),
-                per_node,
-                Rc::new(RouterHooks(weak.clone())),
-                false,
-            )),
-            pool3: RefCell::new(BackendPool::new(
-                settings,
-                per_node,
-                Rc::new(RouterHooks(weak.clone())),
-                true,
-            )),
+            pools: std::array::from_fn(|index| {
+                let hooks = Rc::new(RouterHooks(weak.clone()));
+                let resp3 = index & 1 == 1;
+                RefCell::new(BackendPool::new(settings.clone(), per_node, hooks, resp3))
+            }),
             idle: RefCell::new(IdleConns::default()),
             policy: RoutePolicy {
                 max_redirects: config.cluster.max_redirects,
@@ -195,7 +189,7 @@ impl Router {
 
     /// Nodes this worker's RESP2 pool has connections (open or not yet) for.
     pub fn nodes(&self) -> usize {
-        self.pool.borrow().nodes()
+        self.pools[0].borrow().nodes()
     }
 
     /// An idle dedicated connection to `addr` (speaking RESP3 if `resp3`), or a new one.
@@ -327,14 +321,10 @@ impl Router {
         conn.send(out, now);
     }
 
-    /// The connections for `out`'s protocol.
+    /// The connections for `out`'s protocol and lane.
     #[inline]
     fn pool_for(&self, out: &Outbound) -> &RefCell<BackendPool> {
-        if out.resp3 {
-            &self.pool3
-        } else {
-            &self.pool
-        }
+        &self.pools[lane_index(out)]
     }
 
     /// Retry `out` later if policy, the request and its deadline allow, else fail it with
@@ -466,6 +456,7 @@ impl Router {
             asking: false,
             resp3: out.resp3,
             hold: out.hold,
+            lane: out.lane,
         };
         // Same connection (same client id): the load runs before the resend.
         self.send_to(&node, load, now);
@@ -495,6 +486,13 @@ fn touch_held_reply(unit: u16) -> Bytes {
     Bytes::from(format!(
         "-TRYAGAIN slot {unit} is changing migration phase; try again\r\n"
     ))
+}
+
+/// The index in [`Router`]'s pools of `out`'s: bit 0 the protocol (RESP3), bit 1 the lane.
+/// Always below 4.
+#[inline]
+fn lane_index(out: &Outbound) -> usize {
+    usize::from(out.resp3) | (out.lane as usize) << 1
 }
 
 /// Retry held requests when they are due, until the router is dropped.
@@ -614,6 +612,7 @@ mod tests {
             asking: false,
             resp3: false,
             hold: true,
+            lane: crate::backend::conn::Lane::Shared,
         }
     }
 

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::Router;
-use crate::backend::conn::Outbound;
+use crate::backend::conn::{Lane, Outbound};
 use crate::backend::reply::Waiter;
 use crate::backend::ReplyTarget;
 use crate::migration::touch::{self, Outcome};
@@ -121,8 +121,14 @@ impl Router {
             .in_flight
             .set(self.on_touch.in_flight.get() + 1);
         let source_addr = Arc::clone(&from.master);
-        let (unit, client_id, deadline, hold, resp3) =
-            (out.unit, out.client_id, out.deadline, out.hold, out.resp3);
+        let (unit, client_id, deadline, hold, resp3, lane) = (
+            out.unit,
+            out.client_id,
+            out.deadline,
+            out.hold,
+            out.resp3,
+            out.lane,
+        );
         // The waiter owns the request until the MIGRATE's reply.
         let waiter = Rc::new(AfterMigrate {
             router: self.me.clone(),
@@ -142,6 +148,7 @@ impl Router {
             asking: false,
             resp3,
             hold,
+            lane,
         };
         // The client's own connection to the source: its earlier requests there run first.
         self.send_to(&source_addr, step, now);
@@ -250,11 +257,17 @@ impl Router {
         let deadline = Instant::now() + within;
         let pings = Rc::new(Pings::default());
         let mut conns = Vec::new();
-        for (pool, resp3) in [(&self.pool, false), (&self.pool3, true)] {
-            conns.extend(pool.borrow().master_conns().map(|c| (c, resp3)));
+        for (index, pool) in self.pools.iter().enumerate() {
+            let resp3 = index & 1 == 1;
+            let lane = if index >> 1 == 1 {
+                Lane::Scripts
+            } else {
+                Lane::Shared
+            };
+            conns.extend(pool.borrow().master_conns().map(|c| (c, resp3, lane)));
         }
         pings.left.set(conns.len());
-        for (i, (conn, resp3)) in conns.into_iter().enumerate() {
+        for (i, (conn, resp3, lane)) in conns.into_iter().enumerate() {
             conn.send(
                 Outbound {
                     request: Bytes::from_static(b"*1\r\n$4\r\nPING\r\n"),
@@ -269,6 +282,7 @@ impl Router {
                     asking: false,
                     resp3,
                     hold: false,
+                    lane,
                 },
                 Instant::now(),
             );

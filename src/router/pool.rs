@@ -329,6 +329,7 @@ mod tests {
             tls: None,
             stats: Arc::new(ProxyStats::new(1, "127.0.0.1:1".parse().unwrap())),
             worker: 0,
+            kill_slow_scripts: false,
         };
         BackendPool::new(settings, per_node, Rc::new(NoHooks), false)
     }

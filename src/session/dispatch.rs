@@ -330,30 +330,8 @@ impl Session {
                 if let (false, Some(unit)) = (readonly, unit) {
                     self.wrote_to(unit);
                 }
-                let reply = self.queue.reserve();
                 drop(args);
-                let raw = request.into_raw();
-                match (unit, self.worker.settings().keyless_scripts.clone()) {
-                    (Some(unit), _) => {
-                        self.forward(self.outbound(raw, reply, unit, readonly, now, None), now)
-                    }
-                    (None, Some(node)) => self.forward(
-                        self.outbound(raw, reply, Unit::ZERO, readonly, now, Some(node)),
-                        now,
-                    ),
-                    (None, None) => {
-                        // A master picked in turn, so key-less scripts spread over them all.
-                        let masters = self.worker.router().table().serving_masters();
-                        let pick = self.worker.stats().next_pick() as usize;
-                        match masters.get(pick % masters.len().max(1)).cloned() {
-                            Some((master, unit)) => self.forward(
-                                self.outbound(raw, reply, unit, readonly, now, Some(master)),
-                                now,
-                            ),
-                            None => reply.fill(error("CLUSTERDOWN no master serves any slot")),
-                        }
-                    }
-                }
+                self.script(request, unit, readonly, now);
             }
             Route::Pinned(pinned) => {
                 drop(args);
@@ -488,12 +466,13 @@ impl Session {
     }
 
     /// Send `out` to the node of its unit through the current table.
-    fn forward(&self, out: Outbound, now: Instant) {
+    pub(super) fn forward(&self, out: Outbound, now: Instant) {
         self.worker.router().route(out, now);
     }
 
-    /// The backend request for `request`, from this client, received at `now`.
-    fn outbound(
+    /// The backend request for `request`, from this client, received at `now`, on the
+    /// client's lane (see `script_lane`).
+    pub(super) fn outbound(
         &self,
         request: Bytes,
         reply: ReplyTarget,
@@ -515,6 +494,7 @@ impl Session {
             asking: false,
             resp3: self.resp3,
             hold: true,
+            lane: self.lane,
         }
     }
 }
@@ -622,11 +602,11 @@ fn route_spec(args: &[&[u8]], spec: Option<&'static CommandSpec>, placement: &Pl
         if blocks(spec, args) {
             return Route::Pinned(Pinned::Exclusive(Exclusive::Blocking { unit }));
         }
-        if remembers_body(spec.name) {
+        if is_script(spec.name) {
             return Route::Script {
                 unit: Some(unit),
                 readonly: spec.is_readonly(),
-                remember: true,
+                remember: remembers_body(spec.name),
             };
         }
     }

@@ -1,8 +1,8 @@
 //! SCRIPT KILL and FUNCTION KILL: a runaway script keeps its node busy, answering BUSY to
 //! everyone, and the node does not read the connection the script came on — the proxy's
-//! shared connection to it. So the kill goes to every master on a dedicated connection of its
-//! own, and the answers are merged as one Redis would answer: OK when a script was killed,
-//! else the node's refusal (UNKILLABLE: the script wrote), else NOTBUSY.
+//! scripts lane to it (`script_lane`). So the kill goes to every master on a dedicated
+//! connection of its own, and the answers are merged as one Redis would answer: OK when a
+//! script was killed, else the node's refusal (UNKILLABLE: the script wrote), else NOTBUSY.
 
 use bytes::Bytes;
 

@@ -29,6 +29,7 @@ mod pinned;
 mod pubsub;
 mod queue;
 mod scan;
+mod script_lane;
 mod slow_requests;
 mod wait;
 
@@ -37,6 +38,7 @@ use std::rc::Rc;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::backend::conn::Lane;
 use crate::ops::clients::Registration;
 use crate::placement::Unit;
 use crate::resp::{ParseError, Request, RequestDecoder};
@@ -73,6 +75,9 @@ pub(crate) struct Session {
     closing: bool,
     /// An exclusive request waiting for every earlier reply; nothing after it is dispatched.
     deferred: Option<(Request, Exclusive)>,
+    /// The backend connections the client's requests take: the scripts lane while it has a
+    /// script in flight (see `script_lane`).
+    lane: Lane,
     /// The transaction being queued (after MULTI).
     tx: Option<Transaction>,
     /// The connection WATCH pinned.
@@ -134,6 +139,7 @@ where
         info,
         closing: false,
         deferred: None,
+        lane: Lane::Shared,
         tx: None,
         watched: None,
         watched_also: Vec::new(),
@@ -358,7 +364,9 @@ impl Session {
                 }
             }
         };
-        self.queue.push_ready(reply);
+        if let Some(reply) = reply {
+            self.queue.push_ready(reply);
+        }
         Ok(true)
     }
 
@@ -368,6 +376,7 @@ impl Session {
         let now = tokio::time::Instant::now();
         let mut count = 0u64;
         let unread = buf.len();
+        self.settle_lane();
         self.queue.set_read_at(now);
         while !self.closing && self.deferred.is_none() {
             // Per request: an AUTH earlier in this batch lifts the limits for the next one.

@@ -88,6 +88,14 @@ pub(super) enum Exclusive {
     Scan,
     /// SCRIPT KILL / FUNCTION KILL, on connections of their own to every master.
     Kill,
+    /// A script of a client on the shared lane that is owed replies: it waits for them, then
+    /// is sent pipelined on the scripts lane (`script_lane`), not alone.
+    Script {
+        /// The routing unit of its keys (`None`: it has none).
+        unit: Option<Unit>,
+        /// EVAL_RO, EVALSHA_RO, FCALL_RO.
+        readonly: bool,
+    },
     /// A command that writes keys of several slots, in steps
     /// (`commands.non_atomic_cross_slot_writes`).
     CrossSlot(super::cross_slot::Plan),
@@ -274,7 +282,11 @@ impl Session {
             | Route::Scan
             | Route::Sub(_)
             | Route::Pinned(Pinned::Exclusive(
-                Exclusive::Wait | Exclusive::Scan | Exclusive::Kill | Exclusive::CrossSlot(_),
+                Exclusive::Wait
+                | Exclusive::Scan
+                | Exclusive::Kill
+                | Exclusive::CrossSlot(_)
+                | Exclusive::Script { .. },
             )) => {
                 tx.failed = true;
                 let name = request
@@ -290,9 +302,14 @@ impl Session {
         self.queue.push_ready(reply);
     }
 
-    /// Run an exclusive request; every earlier reply of the session has arrived.
-    pub(super) async fn exclusive(&mut self, request: Request, exclusive: Exclusive) -> Bytes {
-        match exclusive {
+    /// Run an exclusive request; every earlier reply of the session has arrived. Its reply,
+    /// or `None` for a script now sent pipelined, whose reply reaches the queue by itself.
+    pub(super) async fn exclusive(
+        &mut self,
+        request: Request,
+        exclusive: Exclusive,
+    ) -> Option<Bytes> {
+        Some(match exclusive {
             Exclusive::Exec => self.exec().await,
             Exclusive::CrossSlot(super::cross_slot::Plan::Watch) => {
                 self.watch_across(&request.args()).await
@@ -319,7 +336,11 @@ impl Session {
             }
             Exclusive::Scan => super::scan::scan(&self.worker, &request.args()).await,
             Exclusive::Kill => super::kill::kill(&self.worker, request.raw()).await,
-        }
+            Exclusive::Script { unit, readonly } => {
+                self.send_script(request, unit, readonly, Instant::now());
+                return None;
+            }
+        })
     }
 
     async fn exec(&mut self) -> Bytes {

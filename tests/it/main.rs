@@ -16,6 +16,7 @@ mod common;
 mod auth;
 mod backend_auth;
 mod blocking;
+mod busy_scripts;
 mod colocate;
 mod commands_doc;
 mod config_cli;

@@ -287,8 +287,30 @@ async fn an_abort_half_way_leaves_every_key_readable_and_a_new_start_finishes() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_moves_are_refused_with_the_reason() {
-    let (setup, _file) = start(100);
+async fn bad_moves_are_refused_and_a_dead_destination_pauses_the_mover_safely() {
+    let servers = standalone_servers(4);
+    let mut config = common::pool_config(&servers, MAP);
+    common::with_admin(&mut config);
+    // p4's server is gone (nothing listens on port 1): a move there cannot progress.
+    config.pools.insert(
+        "p4".into(),
+        slotgate::config::PoolConfig {
+            master: "127.0.0.1:1".into(),
+            ..Default::default()
+        },
+    );
+    let file = tempfile_path::TempPath::new("slotgate-migration", ".toml");
+    std::fs::write(&file.0, toml::to_string(&config).unwrap()).unwrap();
+    let proxy = Proxy::start(config).expect("start slotgate in pool mode");
+    proxy.set_config_file(file.0.clone());
+    let setup = PoolSetup { proxy, servers };
+    let mut c = setup.client().await;
+    let key = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| Slot::of(k.as_bytes()).get() < 100)
+        .unwrap();
+    let _: () = c.set(&key, "kept").await.unwrap();
+
     let post = |path: &'static str| admin(&setup, hyper::Method::POST, path);
     let unknown = post("/migrations/start?slots=0-99&to=nope")
         .await
@@ -308,19 +330,50 @@ async fn bad_moves_are_refused_with_the_reason() {
         same.contains("is the pool the slots are moving from"),
         "{same}"
     );
-    post("/migrations/start?slots=0-99&to=p3").await.unwrap();
+
+    post("/migrations/start?slots=0-99&to=p4").await.unwrap();
     let overlap = post("/migrations/start?slots=50-60&to=p3")
         .await
         .unwrap_err();
     assert!(overlap.contains("overlaps migration.moves[0]"), "{overlap}");
     let nothing = post("/migrations/resume?slots=7-8").await.unwrap_err();
     assert!(nothing.contains("no move of slots"), "{nothing}");
-    // A reload that edits the moves by hand is refused; the moves go on.
+    // The mover reports the dead destination and keeps the move; the key stays where it was.
+    let s = eventually("the mover's error", Duration::from_secs(20), || async {
+        let s = status(&setup).await;
+        if s["moves"][0]["last_error"].is_string() {
+            Ok(s)
+        } else {
+            Err(s)
+        }
+    })
+    .await;
+    assert!(s["background_failures"].as_u64().unwrap() > 0, "{s}");
+    let direct: Option<String> = setup.direct(0).await.get(&key).await.unwrap();
+    assert_eq!(direct.as_deref(), Some("kept"), "the key stays on p0");
+    // A request touching it fails clearly (its key cannot be moved), and loses nothing.
+    let err = redis::cmd("GET")
+        .arg(&key)
+        .query_async::<Option<String>>(&mut c)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("is moving between pools and its keys could not be moved"),
+        "{err}"
+    );
+    // A reload that edits the moves by hand is refused; the move goes on.
     let mut edited = setup.proxy.config();
     edited.migration.moves.clear();
     let refused = setup.proxy.reload(edited).unwrap_err().to_string();
     assert!(refused.contains("migration.moves differ"), "{refused}");
     assert_eq!(status(&setup).await["moves"].as_array().unwrap().len(), 1);
+    // An abort is accepted, but cannot end while p4 cannot be scanned (it might hold keys).
+    post("/migrations/abort").await.unwrap();
+    let s = status(&setup).await;
+    assert_eq!(s["moves"][0]["state"], "aborting", "{s}");
+    let direct: Option<String> = setup.direct(0).await.get(&key).await.unwrap();
+    assert_eq!(direct.as_deref(), Some("kept"), "the key is still on p0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
