@@ -258,7 +258,7 @@ async fn monitor_streams_every_client_s_commands() {
         monitor.send(b"MONITOR\r\n");
         assert_eq!(monitor.read_line(), "+OK\r\n");
         // Clients on both workers.
-        let mut clients = vec![setup.client().await, setup.client().await];
+        let mut clients = [setup.client().await, setup.client().await];
         let mut addrs = Vec::new();
         for (i, c) in clients.iter_mut().enumerate() {
             let info: String = q(c, &["CLIENT", "INFO"]).await.unwrap();
