@@ -92,6 +92,21 @@ impl Users {
         }
     }
 
+    /// The names of every user: `default` and the named users (ACL USERS).
+    pub fn names(&self) -> Vec<&str> {
+        std::iter::once("default")
+            .chain(self.users.iter().map(|u| u.name.as_str()))
+            .collect()
+    }
+
+    /// The named user `name` (ACL DRYRUN; not for logging in: see [`Users::authenticate`]).
+    pub fn user(&self, name: &[u8]) -> Option<Arc<User>> {
+        self.users
+            .iter()
+            .find(|u| u.name.as_bytes() == name)
+            .cloned()
+    }
+
     /// True when clients must authenticate before anything else.
     pub fn required(&self) -> bool {
         self.default_password.is_some() || !self.users.is_empty()

@@ -156,7 +156,7 @@ pub struct CommandsConfig {
     /// Redis' `rename-command`.
     pub rename: BTreeMap<String, String>,
     /// Key-less node-administration commands (`"CONFIG SET"`, `"CONFIG"` for every
-    /// subcommand, `"DEBUG"`, `"BGSAVE"` …) to send to every master, replies merged (all
+    /// subcommand, `"DEBUG"`, `"SAVE"` …) to send to every master, replies merged (all
     /// must agree). Refused with an error unless listed here.
     pub allow_admin: Vec<String>,
     /// Serve commands that write keys of several slots (RENAME, SMOVE, LMOVE, MSETNX, COPY,

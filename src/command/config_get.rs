@@ -3,7 +3,9 @@
 //!
 //! For each setting the masters report:
 //! - `port` is the proxy's own port (the one the client connected to) and `cluster-enabled`
-//!   is `no`: what a client sees is one Redis, not a cluster node;
+//!   is `no`: what a client sees is one Redis, not a cluster node; `slowlog-log-slower-than`
+//!   and `slowlog-max-len` are the proxy's own slow log's ([`Own`]; `CONFIG SET` of them
+//!   changes the proxy's, see [`PROXY_OWNED`]);
 //! - a value every master agrees on is the answer;
 //! - settings that always differ per node (its files, directory, addresses and ports, its
 //!   cluster identity, its replication source — [`PER_NODE`]) are answered with the first
@@ -46,6 +48,21 @@ pub const PER_NODE: &[&str] = &[
     "unixsocketperm",
 ];
 
+/// Settings the proxy owns: `CONFIG SET` of them changes the proxy's own (its slow log),
+/// never a node's, and `CONFIG GET` answers the proxy's values.
+pub const PROXY_OWNED: &[&str] = &["slowlog-log-slower-than", "slowlog-max-len"];
+
+/// The values of the settings the proxy answers itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Own {
+    /// The proxy port the client is connected to (`port`).
+    pub port: u16,
+    /// The slow log's threshold in µs, negative when off (`slowlog-log-slower-than`).
+    pub slowlog_log_slower_than: i64,
+    /// The slow log's length (`slowlog-max-len`).
+    pub slowlog_max_len: u64,
+}
+
 /// True when `pattern` names one setting (no glob characters).
 pub fn is_exact_name(pattern: &[u8]) -> bool {
     !pattern
@@ -54,9 +71,9 @@ pub fn is_exact_name(pattern: &[u8]) -> bool {
 }
 
 /// Merge the masters' replies (address order) to `CONFIG GET`. `exact`: every pattern was an
-/// exact name. `port`: the proxy port the client is connected to. The reply is a flat array
-/// (RESP2) or a map (RESP3), like the masters'.
-pub fn merge(replies: &[Bytes], exact: bool, port: u16, limits: &Limits) -> Bytes {
+/// exact name. `own`: the proxy's own values (its port, its slow log's settings). The reply
+/// is a flat array (RESP2) or a map (RESP3), like the masters'.
+pub fn merge(replies: &[Bytes], exact: bool, own: Own, limits: &Limits) -> Bytes {
     let mut resp3 = false;
     // Settings in the first reply's order, then any only later masters have.
     let mut settings: Vec<(Bytes, Vec<Option<Bytes>>)> = Vec::new();
@@ -89,7 +106,7 @@ pub fn merge(replies: &[Bytes], exact: bool, port: u16, limits: &Limits) -> Byte
         encode::array_header(&mut out, settings.len() * 2);
     }
     for (name, values) in &settings {
-        let value = match answer(name, values, port) {
+        let value = match answer(name, values, own) {
             Ok(value) => value,
             Err(()) if exact => return disagreement(name, values),
             // Within a pattern: the first master's value (documented).
@@ -103,9 +120,13 @@ pub fn merge(replies: &[Bytes], exact: bool, port: u16, limits: &Limits) -> Byte
 
 /// The value the proxy answers for setting `name`, or `Err` when the masters disagree on a
 /// setting that should be the same everywhere.
-fn answer(name: &[u8], values: &[Option<Bytes>], port: u16) -> Result<Bytes, ()> {
+fn answer(name: &[u8], values: &[Option<Bytes>], own: Own) -> Result<Bytes, ()> {
     match name {
-        b"port" => return Ok(Bytes::from(port.to_string())),
+        b"port" => return Ok(Bytes::from(own.port.to_string())),
+        b"slowlog-log-slower-than" => {
+            return Ok(Bytes::from(own.slowlog_log_slower_than.to_string()))
+        }
+        b"slowlog-max-len" => return Ok(Bytes::from(own.slowlog_max_len.to_string())),
         b"cluster-enabled" => return Ok(Bytes::from_static(b"no")),
         _ => {}
     }
@@ -180,7 +201,12 @@ mod tests {
     }
 
     fn merged(replies: &[Bytes], exact: bool) -> Vec<(String, String)> {
-        let raw = merge(replies, exact, 6380, &Limits::default());
+        let own = Own {
+            port: 6380,
+            slowlog_log_slower_than: 10_000,
+            slowlog_max_len: 128,
+        };
+        let raw = merge(replies, exact, own, &Limits::default());
         match parse_frame(&raw, &Limits::default()) {
             Ok(Frame::Array(items) | Frame::Map(items)) => items
                 .chunks(2)
@@ -210,18 +236,24 @@ mod tests {
             ("port", "7000"),
             ("cluster-enabled", "yes"),
             ("dir", "/n/a"),
+            ("slowlog-log-slower-than", "0"),
+            ("slowlog-max-len", "5"),
         ]);
         let b = reply(&[
             ("port", "7001"),
             ("cluster-enabled", "yes"),
             ("dir", "/n/b"),
+            ("slowlog-log-slower-than", "7"),
+            ("slowlog-max-len", "5"),
         ]);
         assert_eq!(
-            merged(&[a, b], false),
+            merged(&[a, b], true),
             [
                 pair("port", "6380"),
                 pair("cluster-enabled", "no"),
-                pair("dir", "/n/a")
+                pair("dir", "/n/a"),
+                pair("slowlog-log-slower-than", "10000"),
+                pair("slowlog-max-len", "128"),
             ]
         );
     }
@@ -230,7 +262,7 @@ mod tests {
     fn a_disagreement_asked_by_name_is_an_error_naming_the_values() {
         let a = reply(&[("maxmemory-policy", "allkeys-lru")]);
         let b = reply(&[("maxmemory-policy", "noeviction")]);
-        let raw = merge(&[a.clone(), b, a], true, 6380, &Limits::default());
+        let raw = merge(&[a.clone(), b, a], true, Own::default(), &Limits::default());
         assert_eq!(
             &raw[..],
             &b"-ERR slotgate: the masters differ on 'maxmemory-policy': 'allkeys-lru' on 2 of 3, \
@@ -259,7 +291,12 @@ mod tests {
         encode::bulk(&mut a, b"");
         let mut b = BytesMut::new();
         encode::map_header(&mut b, 0);
-        let raw = merge(&[a.freeze(), b.freeze()], false, 1, &Limits::default());
+        let raw = merge(
+            &[a.freeze(), b.freeze()],
+            false,
+            Own::default(),
+            &Limits::default(),
+        );
         assert!(raw.starts_with(b"%1\r\n"), "{raw:?}");
         assert!(is_exact_name(b"maxmemory") && !is_exact_name(b"max*"));
     }

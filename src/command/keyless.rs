@@ -15,6 +15,8 @@
 //! - `LATENCY HISTOGRAM`: per command, calls summed and the cumulative bucket counts summed.
 //! - `LATENCY DOCTOR` / `GRAPH`, `MEMORY DOCTOR` / `MALLOC-STATS`: each master's text under a
 //!   line naming it ([`node_text`]).
+//! - `BGSAVE` / `BGREWRITEAOF`: every master saves its part of the keyspace; the answer they
+//!   share, else the first refusal, else the least advanced one ([`background`]).
 
 use bytes::{Bytes, BytesMut};
 
@@ -112,6 +114,27 @@ pub fn function_dump(replies: &[Bytes]) -> Bytes {
         ),
         None => error("ERR slotgate: no master to ask"),
     }
+}
+
+/// BGSAVE / BGREWRITEAOF over the masters: their common answer ("Background saving
+/// started"); if they differ, the first error (one master refused: "already in progress"),
+/// else the one that is not "started" (a save "scheduled" on one master is not yet a save of
+/// the whole keyspace).
+pub fn background(replies: &[Bytes]) -> Bytes {
+    let Some((first, rest)) = replies.split_first() else {
+        return error("ERR slotgate: no master to ask");
+    };
+    if rest.iter().all(|r| r == first) {
+        return first.clone();
+    }
+    if let Some(refused) = replies.iter().find(|r| r.first() == Some(&b'-')) {
+        return refused.clone();
+    }
+    replies
+        .iter()
+        .find(|r| !r.ends_with(b"started\r\n"))
+        .unwrap_or(first)
+        .clone()
 }
 
 /// A number of a MEMORY STATS reply: an integer, or a double (a bulk string in RESP2).

@@ -100,6 +100,9 @@ pub enum MergeRule {
         /// The part looked at first.
         start: usize,
     },
+    /// BGSAVE / BGREWRITEAOF: every master saves; the common answer, else an error if one
+    /// refused, else the least advanced ("scheduled") ([`keyless::background`]).
+    Background,
     /// CONFIG SET / RESETSTAT / REWRITE listed in `commands.allow_admin`: sent to every master
     /// and replica; `+OK` when every node said OK, else an error naming each node that
     /// refused ([`refusals`]).
@@ -108,8 +111,8 @@ pub enum MergeRule {
     ConfigGet {
         /// Every pattern names one setting exactly (a disagreement is then an error).
         exact: bool,
-        /// The proxy port the client is connected to (answered for `port`).
-        port: u16,
+        /// The proxy's own values (its port, its slow log's settings).
+        own: super::config_get::Own,
     },
     /// FUNCTION STATS: the script running on any master; the first master's engines
     /// ([`super::keyless`], as are the rules below).
@@ -265,11 +268,17 @@ pub fn fan_out_rule(name: &str) -> Option<MergeRule> {
         "latency|histogram" => MergeRule::LatencyHistogram,
         "latency|reset" => MergeRule::Sum,
         "lastsave" => MergeRule::Least,
+        "bgsave" | "bgrewriteaof" => MergeRule::Background,
+        "module|list" => MergeRule::Same,
         "lolwut" => MergeRule::AnyValue { start: 0 },
         // The session fills in the pattern kind and its port.
         "config|get" => MergeRule::ConfigGet {
             exact: false,
-            port: 0,
+            own: super::config_get::Own {
+                port: 0,
+                slowlog_log_slower_than: 0,
+                slowlog_max_len: 0,
+            },
         },
         _ => return None,
     })
@@ -1031,11 +1040,12 @@ pub fn merge(
             }
             out.freeze()
         }
-        MergeRule::ConfigGet { exact, port } => {
-            super::config_get::merge(replies, exact, port, limits)
+        MergeRule::ConfigGet { exact, own } => {
+            super::config_get::merge(replies, exact, own, limits)
         }
         MergeRule::FunctionStats => keyless::function_stats(replies, limits),
         MergeRule::FunctionDump => keyless::function_dump(replies),
+        MergeRule::Background => keyless::background(replies),
         MergeRule::MemoryStats => keyless::memory_stats(replies, limits),
         MergeRule::LatencyLatest => keyless::latency_latest(replies, limits),
         MergeRule::LatencyHistory => keyless::latency_history(replies, limits),

@@ -1,12 +1,15 @@
 //! Operator views of the proxy's own clients and traffic, shared by every worker and the
 //! admin thread: the client registry (`CLIENT LIST` / `KILL`), the slow log (`SLOWLOG`,
-//! `/slowlog`) and hot keys (`INFO hotkeys`, `/hotkeys`). The request path touches them only
-//! through per-client relaxed atomics, one comparison per reply (slow log) and one branch
-//! (hot keys off) or a countdown (on); locks are taken on connect, disconnect, a slow
+//! `/slowlog`), hot keys (`INFO hotkeys`, `/hotkeys`), the monitors (`MONITOR`) and the
+//! client pause (`CLIENT PAUSE`). The request path touches them only
+//! through per-client relaxed atomics, one comparison per reply (slow log), one branch
+//! (hot keys off) or a countdown (on), and one relaxed load each for monitors and pause; locks are taken on connect, disconnect, a slow
 //! request, a published window, and by the readers.
 
 pub mod clients;
 pub mod hotkeys;
+pub mod monitor;
+pub mod pause;
 pub mod slowlog;
 
 use std::sync::Arc;
@@ -23,6 +26,10 @@ pub struct Ops {
     pub slowlog: slowlog::SlowLog,
     /// Hot keys, when `hotkeys.enabled`.
     pub hotkeys: Option<hotkeys::HotKeys>,
+    /// Clients in MONITOR mode.
+    pub monitors: Arc<monitor::Monitors>,
+    /// `CLIENT PAUSE` in force.
+    pub pause: pause::Pause,
 }
 
 impl Ops {
@@ -44,6 +51,8 @@ impl Ops {
                     Duration::from_millis(hot.interval_ms),
                 )
             }),
+            monitors: Arc::default(),
+            pause: pause::Pause::default(),
         })
     }
 }

@@ -11,7 +11,7 @@
 //! node in the client-name field would confuse them.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -45,11 +45,14 @@ pub struct Entry {
     pub node: String,
 }
 
-/// The slow logs of every worker.
+/// The slow logs of every worker. Its two settings start as configured (`[slowlog]`) and
+/// change at run time through `CONFIG SET slowlog-log-slower-than / slowlog-max-len`, as
+/// Redis' do (until the proxy restarts).
 #[derive(Debug)]
 pub struct SlowLog {
-    threshold: Option<Duration>,
-    max_len: usize,
+    /// µs; negative: off.
+    log_slower_than_us: AtomicI64,
+    max_len: AtomicUsize,
     next_id: AtomicU64,
     rings: Box<[Mutex<VecDeque<Entry>>]>,
 }
@@ -58,10 +61,8 @@ impl SlowLog {
     /// A slow log for `workers` workers; `log_slower_than_us < 0` disables it.
     pub fn new(workers: usize, log_slower_than_us: i64, max_len: usize) -> SlowLog {
         SlowLog {
-            threshold: u64::try_from(log_slower_than_us)
-                .ok()
-                .map(Duration::from_micros),
-            max_len,
+            log_slower_than_us: AtomicI64::new(log_slower_than_us),
+            max_len: AtomicUsize::new(max_len),
             next_id: AtomicU64::new(0),
             rings: (0..workers.max(1))
                 .map(|_| Mutex::new(VecDeque::new()))
@@ -69,20 +70,39 @@ impl SlowLog {
         }
     }
 
-    /// Requests this slow or slower are logged; `None`: the slow log is off.
+    /// Requests this slow or slower are logged; `None`: the slow log is off. Two relaxed
+    /// loads (sessions ask once per read).
+    #[inline]
     pub fn threshold(&self) -> Option<Duration> {
-        self.threshold.filter(|_| self.max_len > 0)
+        let us = u64::try_from(self.log_slower_than_us.load(Relaxed)).ok()?;
+        (self.max_len.load(Relaxed) > 0).then(|| Duration::from_micros(us))
     }
 
-    /// `slowlog.log_slower_than_us` as configured (negative: off).
+    /// The threshold in µs (negative: off): `slowlog.log_slower_than_us` or as last set.
     pub fn log_slower_than_us(&self) -> i64 {
-        self.threshold
-            .map_or(-1, |t| i64::try_from(t.as_micros()).unwrap_or(i64::MAX))
+        self.log_slower_than_us.load(Relaxed)
     }
 
     /// Entries kept at most.
     pub fn max_len(&self) -> usize {
-        self.max_len
+        self.max_len.load(Relaxed)
+    }
+
+    /// Set the threshold (`CONFIG SET slowlog-log-slower-than`; negative: off). Sessions
+    /// apply it from their next read.
+    pub fn set_log_slower_than_us(&self, us: i64) {
+        self.log_slower_than_us.store(us, Relaxed);
+    }
+
+    /// Set how many entries are kept (`CONFIG SET slowlog-max-len`); older ones go now.
+    pub fn set_max_len(&self, max_len: usize) {
+        self.max_len.store(max_len, Relaxed);
+        let mut kept = self.get(max_len);
+        // Each ring keeps its newest of the `max_len` newest overall.
+        for ring in self.rings.iter() {
+            lock(ring).retain(|e| kept.iter().any(|k| k.id == e.id));
+        }
+        kept.clear();
     }
 
     /// Log a slow request on `worker`'s ring. `argv` is shortened here.
@@ -112,7 +132,7 @@ impl SlowLog {
             return;
         };
         let mut ring = lock(ring);
-        while ring.len() >= self.max_len.max(1) {
+        while ring.len() >= self.max_len().max(1) {
             ring.pop_back();
         }
         ring.push_front(entry);
@@ -123,17 +143,17 @@ impl SlowLog {
         let mut all: Vec<Entry> = Vec::new();
         for ring in self.rings.iter() {
             let ring = lock(ring);
-            all.extend(ring.iter().take(count.min(self.max_len)).cloned());
+            all.extend(ring.iter().take(count.min(self.max_len())).cloned());
         }
         all.sort_by_key(|e| std::cmp::Reverse((e.logged_us, e.id)));
-        all.truncate(count.min(self.max_len));
+        all.truncate(count.min(self.max_len()));
         all
     }
 
     /// Entries kept (at most `max_len`).
     pub fn len(&self) -> usize {
         let total: usize = self.rings.iter().map(|r| lock(r).len()).sum();
-        total.min(self.max_len)
+        total.min(self.max_len())
     }
 
     /// True when nothing is logged.
@@ -231,6 +251,31 @@ mod tests {
             String::new(),
         );
         assert_eq!(log.get(1)[0].id, 5, "ids survive a reset");
+    }
+
+    #[test]
+    fn settings_change_at_run_time() {
+        let log = SlowLog::new(1, -1, 128);
+        assert_eq!(log.threshold(), None);
+        log.set_log_slower_than_us(0);
+        assert_eq!(log.threshold(), Some(Duration::ZERO));
+        assert_eq!(log.log_slower_than_us(), 0);
+        for _ in 0..5 {
+            log.record(
+                0,
+                Duration::ZERO,
+                &[b"GET"],
+                String::new(),
+                String::new(),
+                String::new(),
+            );
+        }
+        log.set_max_len(2);
+        assert_eq!(log.max_len(), 2);
+        let ids: Vec<u64> = log.get(10).iter().map(|e| e.id).collect();
+        assert_eq!(ids, [4, 3], "the newest are kept");
+        log.set_max_len(10);
+        assert_eq!(log.len(), 2, "dropped entries do not come back");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! `CLIENT …` for the proxy's own clients: the session's own name and id, and LIST / KILL
-//! over every client of every worker (the shared [`crate::ops::clients::Registry`]).
+//! `CLIENT …` for the proxy's own clients: the session's own name and id, LIST / KILL over
+//! every client of every worker (the shared [`crate::ops::clients::Registry`]), PAUSE /
+//! UNPAUSE of them all ([`crate::ops::pause`]), and the tracking state, which is always off.
 
 use bytes::Bytes;
 
@@ -25,6 +26,29 @@ impl Session {
                 id
             }
         }
+    }
+
+    /// Whether CLIENT PAUSE holds `request` now (a pause may be in force): `Some(writes)`,
+    /// `writes` saying if it may write (a WRITE pause holds only those, as Redis: writes,
+    /// and the commands that may replicate — EVAL, FCALL, PUBLISH, PFCOUNT, WAIT — and
+    /// EXEC). CLIENT PAUSE and UNPAUSE themselves are never held, so a pause can be lifted;
+    /// unknown commands are not held (their error comes first, as in Redis).
+    #[cold]
+    #[inline(never)]
+    pub(super) fn paused(&self, request: &crate::resp::Request) -> Option<bool> {
+        use crate::command::Flags;
+        let args = request.args();
+        let custom = || self.worker.custom_commands()?.lookup(&args[..]);
+        let spec = crate::command::lookup(&args[..]).or_else(custom)?;
+        if matches!(spec.name, "client|pause" | "client|unpause") {
+            return None;
+        }
+        let writes = spec
+            .flags
+            .intersects(Flags::WRITE.union(Flags::MAY_REPLICATE))
+            || spec.name == "exec";
+        let now = std::time::Instant::now();
+        self.worker.ops().pause.holds(writes, now).then_some(writes)
     }
 
     /// Publish this session's activity to the registry (once per read batch, and before
@@ -93,12 +117,89 @@ pub(super) fn run(args: &[&[u8]], session: &mut Session) -> Bytes {
             (Some(attr), 4) => error(&format!("ERR Unrecognized option '{}'", printable(attr))),
             _ => wrong_args("client|setinfo"),
         },
+        b"pause" => pause(args, session),
+        b"unpause" => {
+            session.worker.ops().pause.unpause();
+            Bytes::from_static(OK)
+        }
+        // Client-side caching is not offered: tracking is never on (see `service`).
+        b"getredir" => Bytes::from_static(b":-1\r\n"),
+        b"trackinginfo" => tracking_off(session.resp3),
+        b"tracking" => match args.get(2) {
+            Some(off) if off.eq_ignore_ascii_case(b"off") => Bytes::from_static(OK),
+            Some(on) if on.eq_ignore_ascii_case(b"on") => error(
+                "ERR slotgate: CLIENT TRACKING is not supported: the proxy shares its node \
+                 connections between clients, so no node can track one client's keys",
+            ),
+            _ => error("ERR syntax error"),
+        },
+        b"caching" => error(
+            "ERR CLIENT CACHING can be called only when the client is in tracking mode with \
+             OPTIN or OPTOUT mode enabled",
+        ),
+        b"reply" => match args.get(2) {
+            Some(on) if args.len() == 3 && on.eq_ignore_ascii_case(b"on") => Bytes::from_static(OK),
+            Some(mode)
+                if args.len() == 3
+                    && (mode.eq_ignore_ascii_case(b"off")
+                        || mode.eq_ignore_ascii_case(b"skip")) =>
+            {
+                error(&format!(
+                    "ERR slotgate: CLIENT REPLY {} is not supported: the proxy answers every \
+                     command",
+                    printable(mode).to_uppercase()
+                ))
+            }
+            _ => error("ERR syntax error"),
+        },
         b"help" => help(),
         _ => error(&format!(
             "ERR slotgate: CLIENT {} is not supported by the proxy",
             printable(&sub).to_uppercase()
         )),
     }
+}
+
+/// `CLIENT PAUSE timeout [WRITE|ALL]`: every client of the proxy, on every worker, has its
+/// commands (or only those that may write) held until the time is up or CLIENT UNPAUSE.
+fn pause(args: &[&[u8]], session: &Session) -> Bytes {
+    use crate::ops::pause::Mode;
+    let Some(ms) = args
+        .get(2)
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .and_then(|t| t.parse::<i64>().ok())
+    else {
+        return error("ERR timeout is not an integer or out of range");
+    };
+    let Ok(ms) = u64::try_from(ms) else {
+        return error("ERR timeout is negative");
+    };
+    let mode = match args.get(3) {
+        None => Mode::All,
+        Some(m) if args.len() == 4 && m.eq_ignore_ascii_case(b"all") => Mode::All,
+        Some(m) if args.len() == 4 && m.eq_ignore_ascii_case(b"write") => Mode::Write,
+        Some(_) => return error("ERR syntax error"),
+    };
+    session.worker.ops().pause.pause(ms, mode);
+    Bytes::from_static(OK)
+}
+
+/// `CLIENT TRACKINGINFO` of a client that does not track (none does through the proxy).
+fn tracking_off(resp3: bool) -> Bytes {
+    let mut out = bytes::BytesMut::new();
+    if resp3 {
+        encode::length_header(&mut out, b'%', 3);
+    } else {
+        encode::array_header(&mut out, 6);
+    }
+    encode::bulk(&mut out, b"flags");
+    encode::array_header(&mut out, 1);
+    encode::bulk(&mut out, b"off");
+    encode::bulk(&mut out, b"redirect");
+    encode::integer(&mut out, -1);
+    encode::bulk(&mut out, b"prefixes");
+    encode::array_header(&mut out, 0);
+    out.freeze()
 }
 
 fn wrong_args(name: &str) -> Bytes {
@@ -298,6 +399,15 @@ fn help() -> Bytes {
         "      Return clients of specified IDs only.",
         "NO-EVICT (ON|OFF)",
         "    Accepted; the proxy evicts no client.",
+        "PAUSE <timeout> [WRITE|ALL]",
+        "    Hold the commands of every client of the proxy (or those that may write) for",
+        "    <timeout> milliseconds.",
+        "UNPAUSE",
+        "    Stop the pause.",
+        "GETREDIR, TRACKINGINFO",
+        "    Tracking is never on through the proxy: -1, and flags 'off'.",
+        "REPLY ON",
+        "    Accepted; OFF and SKIP are not supported.",
         "SETINFO <LIB-NAME|LIB-VER> <value>",
         "    Accepted; not recorded.",
         "SETNAME <connection-name>",

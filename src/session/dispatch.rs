@@ -82,6 +82,10 @@ impl Session {
         let spec = counted.map(|(spec, _)| spec);
         self.last_spec = spec;
         self.count(counted.map_or(command::stat_index(None), |(_, index)| index));
+        // MONITOR: one relaxed load while nobody monitors.
+        if self.worker.ops().monitors.any() {
+            self.feed_monitors(spec, &args[..]);
+        }
         // Co-location rules in cluster mode: grouped keys are stored under their group's tag.
         let mut key_names = None;
         if let (Some(tags), Some(spec)) = (self.worker.settings().key_tags.as_deref(), spec) {
@@ -241,6 +245,7 @@ impl Session {
                         _ => {}
                     }
                 }
+                let slowlog = &self.worker.ops().slowlog;
                 let rule = match rule {
                     // Start from a different master each time so every master's keys come up.
                     MergeRule::AnyValue { .. } => MergeRule::AnyValue {
@@ -248,7 +253,11 @@ impl Session {
                     },
                     MergeRule::ConfigGet { .. } => MergeRule::ConfigGet {
                         exact: args[2..].iter().all(|p| config_get::is_exact_name(p)),
-                        port: self.info.local.map_or(0, |a| a.port()),
+                        own: config_get::Own {
+                            port: self.info.local.map_or(0, |a| a.port()),
+                            slowlog_log_slower_than: slowlog.log_slower_than_us(),
+                            slowlog_max_len: slowlog.max_len() as u64,
+                        },
                     },
                     other => other,
                 };
@@ -534,6 +543,11 @@ fn route_spec(args: &[&[u8]], spec: Option<&'static CommandSpec>, placement: &Pl
     }
     // Every proxy-local command is key-less: GET, SET and the like skip the name comparisons.
     if spec.key_specs.is_empty() {
+        if spec.name == "config|set" {
+            if let Some(route) = super::admin::config_set_route(args) {
+                return route;
+            }
+        }
         if let Some(cmd) = Local::of(spec) {
             return Route::Local(cmd);
         }
@@ -669,6 +683,20 @@ pub fn service(spec: &CommandSpec) -> (&'static str, String) {
     if matches!(spec.name, "client|list" | "client|kill") {
         return ("local", "the proxy's own clients, on every worker".into());
     }
+    if let Some(why) = admin_service(spec.name) {
+        return ("local", why.into());
+    }
+    if spec.name == "config|set" {
+        return (
+            "refused",
+            "changes a node's settings: refused unless listed in `commands.allow_admin`, which \
+             sends it to every master and replica (OK when all accept; an error names each \
+             node that refused). Except the proxy's own: `slowlog-log-slower-than` and \
+             `slowlog-max-len` set the proxy's slow log (until restart, as in Redis), served \
+             by default; both kinds in one CONFIG SET are refused"
+                .into(),
+        );
+    }
     if Local::of(spec).is_some() {
         return ("local", "answered by the proxy itself".into());
     }
@@ -794,6 +822,47 @@ pub fn service(spec: &CommandSpec) -> (&'static str, String) {
     }
 }
 
+/// How the admin commands the proxy answers about itself are served (`docs/COMMANDS.md`).
+fn admin_service(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "client|pause" => {
+            "the proxy holds the commands of every client of every worker (WRITE: those that \
+             may write, EVAL/FCALL/PUBLISH/PFCOUNT/WAIT/EXEC too) until the time is up or \
+             CLIENT UNPAUSE; no node is paused; CLIENT PAUSE/UNPAUSE themselves are never held"
+        }
+        "client|unpause" => "ends the proxy's pause and lets every held client go on",
+        "client|getredir" => "-1: tracking is never on through the proxy",
+        "client|trackinginfo" => "flags `off`, redirect -1: tracking is never on through the proxy",
+        "client|tracking" => {
+            "OFF answers OK; ON is refused: the proxy shares its node connections between \
+             clients, so no node can track one client's keys"
+        }
+        "client|caching" => {
+            "Redis' error for a client not tracking (none tracks through the proxy)"
+        }
+        "client|reply" => {
+            "ON answers OK; OFF and SKIP are refused (the proxy answers every command)"
+        }
+        "role" => {
+            "the standalone master the proxy presents: `master`, offset 0, no replicas (as \
+             INFO replication says)"
+        }
+        "replicaof" | "slaveof" => {
+            "NO ONE answers OK (the proxy is a master already); replicating a server is refused"
+        }
+        "acl|whoami" | "acl|users" | "acl|cat" | "acl|genpass" | "acl|dryrun" | "acl|help" => {
+            "about the proxy's own `[auth]` users (its default user and `[[auth.users]]`) and \
+             the command table's categories"
+        }
+        "monitor" => {
+            "every command of every client of the proxy, from every worker, in Redis' line \
+             format (admin commands not shown, credentials redacted); bounded by the pub/sub \
+             output limit"
+        }
+        _ => return None,
+    })
+}
+
 fn rule_text(rule: MergeRule) -> &'static str {
     match rule {
         MergeRule::Values => "values in key order",
@@ -836,6 +905,10 @@ fn rule_text(rule: MergeRule) -> &'static str {
         }
         MergeRule::LatencyHistogram => "calls and cumulative bucket counts summed per command",
         MergeRule::NodeText => "each master's text under a line naming it",
+        MergeRule::Background => {
+            "every master saves its part; the answer they share, else the first refusal, else \
+             the least advanced (`scheduled`)"
+        }
         MergeRule::ConfigGet { .. } => {
             "one answer where they agree; the proxy's own port, `cluster-enabled no`; per-node \
              settings (files, addresses) from the first master; a disagreement on a setting \
@@ -1120,7 +1193,7 @@ mod tests {
 
     #[test]
     fn keyless_commands_are_refused_and_pinned_ones_pinned() {
-        assert!(refused(&["ROLE"]).contains("'ROLE' has no key"));
+        assert!(refused(&["ASKING"]).contains("'ASKING' has no key"));
         assert!(refused(&["CONFIG", "SET", "a", "b"])
             .contains("'CONFIG SET' administers one node and is refused by default"));
         let spec = |words: &[&str]| command::lookup(&args(words)).unwrap();

@@ -181,6 +181,8 @@ fn section(name: &str, worker: &WorkerContext, out: &mut String) {
             out.push_str("# Replication\r\n");
             kv(out, "role", &"master");
             kv(out, "connected_slaves", &0);
+            // ROLE's offset: the proxy has no replication stream of its own.
+            kv(out, "master_repl_offset", &0);
         }
         // Clients see one standalone server: cluster support is the proxy's business.
         "cluster" => {

@@ -1,5 +1,6 @@
 //! Commands the proxy answers itself: connection handling (PING, ECHO, QUIT, SELECT, HELLO,
-//! CLIENT … in `client.rs`), introspection (COMMAND, INFO, SLOWLOG in `slowlog.rs`) and TIME.
+//! CLIENT … in `client.rs`), introspection (COMMAND, INFO, SLOWLOG in `slowlog.rs`), TIME,
+//! and the admin commands about the proxy itself (ROLE, ACL …, MONITOR in `admin.rs`).
 //! Nothing here touches a backend.
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -30,6 +31,9 @@ pub(super) enum Local {
     Cluster,
     /// READONLY / READWRITE: cluster-aware clients send them; harmless here.
     Ok,
+    /// ROLE, REPLICAOF, ACL …, CONFIG SET of the proxy's own settings, MONITOR: key-less
+    /// admin commands the proxy answers about itself (`admin.rs`).
+    Admin(super::admin::Admin),
 }
 
 impl Local {
@@ -50,6 +54,13 @@ impl Local {
                         | "list"
                         | "kill"
                         | "no-evict"
+                        | "pause"
+                        | "unpause"
+                        | "getredir"
+                        | "trackinginfo"
+                        | "tracking"
+                        | "caching"
+                        | "reply"
                 ) =>
             {
                 return None
@@ -67,7 +78,7 @@ impl Local {
             "time" => Local::Time,
             "cluster" if super::cluster_view::serves(sub) => Local::Cluster,
             "readonly" | "readwrite" => Local::Ok,
-            _ => return None,
+            _ => return super::admin::Admin::of(base, sub).map(Local::Admin),
         })
     }
 }
@@ -147,6 +158,7 @@ pub(super) fn run(cmd: Local, args: &[&[u8]], session: &mut Session) -> Bytes {
             }
         }
         Local::Ok => Bytes::from_static(OK),
+        Local::Admin(cmd) => super::admin::run(cmd, args, session),
     }
 }
 

@@ -13,6 +13,7 @@
 //! the client. A ready reply waits for the rest at most `proxy.reply_hold_ms` (a slow node must
 //! not hold back the replies before its own) and not at all once 64 KiB are waiting.
 
+mod admin;
 mod client;
 mod cluster_view;
 mod context;
@@ -107,6 +108,11 @@ pub(crate) struct Session {
     published_cmd: Option<(&'static crate::command::CommandSpec, u16)>,
     /// What the client holds against `proxy.max_pending_bytes`, and how it is closed.
     usage: Usage,
+    /// The client's place among the monitors, after MONITOR.
+    monitor: Option<crate::ops::monitor::Monitoring>,
+    /// A request held by CLIENT PAUSE (and whether it may write); nothing after it is read
+    /// or dispatched until the pause lets it through.
+    held: Option<(Request, bool)>,
 }
 
 /// A session's use of its limits (see [`limits`]).
@@ -154,6 +160,8 @@ where
         last_spec: None,
         lookup,
         published_cmd: None,
+        monitor: None,
+        held: None,
     };
     if let Err(e) = session.run(&mut stream).await {
         tracing::debug!(client = id, "client connection ended: {e}");
@@ -183,9 +191,11 @@ impl Session {
         let mut hold_armed = false;
         let drain = self.worker.drain().listen();
         let queue = Rc::clone(&self.queue);
+        let worker = Rc::clone(&self.worker);
         loop {
-            // Only subscribers get messages pushed (the output limit applies to them).
-            let subscriber = self.pubsub.is_some();
+            // Only subscribers and monitors get messages pushed (the output limit applies to
+            // them).
+            let subscriber = self.pubsub.is_some() || self.monitor.is_some();
             if subscriber {
                 // A subscriber over its output limit is cut off even in the middle of a
                 // write that a client not reading would block forever.
@@ -230,6 +240,7 @@ impl Session {
             // requests unanswered and replies unwritten, is not read until it drains.
             let may_read = !self.closing
                 && self.deferred.is_none()
+                && self.held.is_none()
                 && self.queue.outstanding() < max_outstanding
                 && self.usage.in_flight.bytes() + self.queue.unwritten() < bounds.max_pending_bytes;
             tokio::select! {
@@ -254,13 +265,27 @@ impl Session {
                         idle.touch(now);
                     }
                 }
+                // CLIENT PAUSE let the held request through: on with it and the rest read.
+                () = worker.ops().pause.released(self.held.as_ref().is_some_and(|h| h.1)),
+                    if self.held.is_some() => {
+                    if let Some((request, _)) = self.held.take() {
+                        let now = tokio::time::Instant::now();
+                        self.dispatch(request, now);
+                        self.process(&mut rbuf);
+                        if let Some(idle) = idle.as_mut() {
+                            idle.touch(now);
+                        }
+                    }
+                }
                 // Graceful shutdown: finish what is owed (above), read nothing more.
                 () = drain.wait(), if !self.closing => self.closing = true,
                 overflow = queue.cut_off(), if subscriber => return self.cut_off(overflow),
                 // Redis' `timeout`: never for subscribers (nor blocked clients, which are
                 // not here but in run_deferred); clients in MULTI or WATCH do time out.
                 () = limits::fired(&mut idle), if idle.is_some() => {
-                    let may_close = self.queue.outstanding() == 0 && !self.subscribed();
+                    let may_close = self.queue.outstanding() == 0
+                        && !self.subscribed()
+                        && self.monitor.is_none();
                     if idle.as_mut().is_some_and(|idle| idle.expired(may_close)) {
                         tracing::debug!(client = self.info.id, peer = ?self.info.peer,
                             "closing idle client (proxy.client_idle_timeout_ms)");
@@ -377,13 +402,22 @@ impl Session {
         let mut count = 0u64;
         let unread = buf.len();
         self.settle_lane();
+        self.queue
+            .set_slow_threshold(self.worker.ops().slowlog.threshold());
         self.queue.set_read_at(now);
-        while !self.closing && self.deferred.is_none() {
+        while !self.closing && self.deferred.is_none() && self.held.is_none() {
             // Per request: an AUTH earlier in this batch lifts the limits for the next one.
             self.decoder.set_unauthenticated(!self.authenticated);
             match self.decoder.decode(buf) {
                 Ok(Some(request)) => {
                     count += 1;
+                    // CLIENT PAUSE: one relaxed load while no pause was asked.
+                    if self.worker.ops().pause.may_hold() {
+                        if let Some(writes) = self.paused(&request) {
+                            self.held = Some((request, writes));
+                            break;
+                        }
+                    }
                     self.dispatch(request, now);
                 }
                 Ok(None) => {

@@ -498,6 +498,7 @@ impl Session {
         self.tx = None;
         self.release_watch();
         self.unsubscribe_all();
+        self.monitor = None;
     }
 
     fn release_watch(&mut self) {

@@ -133,7 +133,7 @@ async fn hello_quit_and_refusals_over_raw_resp() {
         }
         other => panic!("HELLO 2 answered {other:?}"),
     }
-    raw.send(b"ROLE\r\n");
+    raw.send(b"ASKING\r\n");
     // Past HELLO's reply, bounded: a line that never comes is an empty read, not a hang.
     let mut line = raw.read_line();
     for _ in 0..100 {
@@ -142,7 +142,10 @@ async fn hello_quit_and_refusals_over_raw_resp() {
         }
         line = raw.read_line();
     }
-    assert!(line.contains("'ROLE'") && line.contains("no key"), "{line}");
+    assert!(
+        line.contains("'ASKING'") && line.contains("no key"),
+        "{line}"
+    );
     raw.send(b"NOSUCHCMD a b\r\n");
     assert_eq!(
         raw.read_line(),

@@ -13,6 +13,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod admin_commands;
 mod auth;
 mod backend_auth;
 mod blocking;

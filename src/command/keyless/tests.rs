@@ -357,3 +357,20 @@ fn node_text_labels_each_node() {
         )
     );
 }
+
+#[test]
+fn background_saves_agree_or_say_what_holds_them_back() {
+    let started = Bytes::from_static(b"+Background saving started\r\n");
+    let scheduled = Bytes::from_static(b"+Background saving scheduled\r\n");
+    let busy = Bytes::from_static(b"-ERR Background save already in progress\r\n");
+    assert_eq!(background(&[started.clone(), started.clone()]), started);
+    assert_eq!(
+        background(&[started.clone(), scheduled.clone(), started.clone()]),
+        scheduled
+    );
+    assert_eq!(
+        background(&[started.clone(), busy.clone(), scheduled]),
+        busy
+    );
+    assert!(background(&[]).starts_with(b"-ERR"));
+}

@@ -312,6 +312,13 @@ impl ReplyQueue {
         self.command.set(u16::try_from(index).unwrap_or(u16::MAX));
     }
 
+    /// The slow log's threshold, as it is now (the session sets it once per read: `CONFIG
+    /// SET slowlog-log-slower-than` applies from a session's next read).
+    #[inline]
+    pub fn set_slow_threshold(&self, threshold: Option<Duration>) {
+        self.slow.set_threshold(threshold);
+    }
+
     /// Stamp the places reserved or filled from now on with read time `at` (the session sets
     /// it once per read).
     #[inline]

@@ -12,8 +12,8 @@ use tokio::time::Instant;
 #[derive(Debug, Default)]
 pub(super) struct SlowTimer {
     /// Requests answered at least this long after they were read are slow (`None`: the slow
-    /// log is off).
-    threshold: Option<Duration>,
+    /// log is off); the slow log's setting, taken at each read.
+    threshold: Cell<Option<Duration>>,
     /// When a reply to the requests being read becomes slow: the read time plus the
     /// threshold; new places are stamped with it. `None`: never.
     slow_at: Cell<Option<Instant>>,
@@ -27,7 +27,7 @@ impl SlowTimer {
     /// A timer keeping requests answered at least `threshold` after their read (`None`: off).
     pub(super) fn new(threshold: Option<Duration>) -> SlowTimer {
         SlowTimer {
-            threshold,
+            threshold: Cell::new(threshold),
             ..SlowTimer::default()
         }
     }
@@ -35,13 +35,22 @@ impl SlowTimer {
     /// Whether it times requests at all.
     #[inline]
     pub(super) fn is_on(&self) -> bool {
-        self.threshold.is_some()
+        self.threshold.get().is_some()
+    }
+
+    /// The slow log's threshold changed (`CONFIG SET slowlog-log-slower-than`).
+    #[inline]
+    pub(super) fn set_threshold(&self, threshold: Option<Duration>) {
+        self.threshold.set(threshold);
+        if threshold.is_none() {
+            self.slow_at.set(None);
+        }
     }
 
     /// The requests read from now on were read at `at`.
     #[inline]
     pub(super) fn set_read_at(&self, at: Instant) {
-        if let Some(threshold) = self.threshold {
+        if let Some(threshold) = self.threshold.get() {
             self.slow_at.set(at.checked_add(threshold));
         }
     }
@@ -73,7 +82,7 @@ impl SlowTimer {
 
     #[cold]
     fn keep(&self, slow_at: Instant, request: &Bytes, now: Instant) {
-        let threshold = self.threshold.unwrap_or_default();
+        let threshold = self.threshold.get().unwrap_or_default();
         let took = threshold.saturating_add(now.saturating_duration_since(slow_at));
         self.kept.borrow_mut().push((took, request.clone()));
         self.any_kept.set(true);
