@@ -15,6 +15,12 @@
 //! the request goes back to the worker through [`Hooks::redirect`] to be sent where it belongs.
 //! An ASK resend is queued as `ASKING` + request, so both leave in the same write.
 //!
+//! Databases (pool mode, `SELECT n`): each request carries its client's database; the
+//! connection knows which one its socket will be in once everything queued has run, and
+//! queues a `SELECT` (its reply is nobody's) only before a request for another one. A new
+//! socket starts in database 0. A node that refuses such a `SELECT` drops the connection, as
+//! for garbage: what follows it would run in the wrong database.
+//!
 //! Failure: a connection that breaks, answers garbage, or leaves its oldest request
 //! unanswered past `request_timeout_ms` is dropped (the FIFO pairing cannot survive a lost or
 //! late reply). What it held is sorted honestly: requests never written, and read-only ones,
@@ -134,6 +140,8 @@ pub struct Outbound {
     /// Held and retried while its node is down (`cluster.when_node_down = "hold"`); false
     /// for INFO's parts, which a master that is down must not delay.
     pub hold: bool,
+    /// The database the request runs in (the client's `SELECT`; always 0 in cluster mode).
+    pub db: u32,
 }
 
 /// What a connection hands back to its worker. Called with no connection state borrowed, so
@@ -186,6 +194,8 @@ struct State {
     written: usize,
     /// No new requests will come; wind down once everything is answered.
     retired: bool,
+    /// The database the socket is in once everything queued has run.
+    db: u32,
 }
 
 enum Phase {
@@ -249,8 +259,18 @@ struct Pending {
     /// node must answer within `request_timeout` of that write; also the start of the
     /// round trip for the latency histogram.
     sent_at: Instant,
-    /// `None` for the `ASKING` that precedes an ASK resend (its `+OK` is dropped).
-    out: Option<Outbound>,
+    /// What was said.
+    said: Said,
+}
+
+/// What one pending entry sent.
+enum Said {
+    /// A client request.
+    Request(Outbound),
+    /// The `ASKING` that precedes an ASK resend (its `+OK` is dropped).
+    Asking,
+    /// `SELECT db` before a request of another database (its `+OK` is dropped).
+    Select(u32),
 }
 
 impl BackendConn {
@@ -286,6 +306,7 @@ impl BackendConn {
                     pending: VecDeque::new(),
                     written: 0,
                     retired: false,
+                    db: 0,
                 }),
                 writer_wake: LocalSignal::new(),
                 reader_wake: LocalSignal::new(),
@@ -308,19 +329,29 @@ impl BackendConn {
             Phase::Idle | Phase::BackOff { .. } => {
                 state.set_phase(Phase::Connecting, inner.settings.stats());
                 state.generation += 1;
+                // The handshake leaves a new socket in database 0.
+                state.db = 0;
                 tokio::task::spawn_local(connect(Rc::clone(inner), state.generation));
             }
             Phase::Connecting | Phase::Up => {}
         }
+        // Database 0 only (cluster mode, most clients): this compare is all it costs.
+        if out.db != state.db {
+            state.db = out.db;
+            state.pending.push_back(Pending {
+                sent_at: now,
+                said: Said::Select(out.db),
+            });
+        }
         if out.asking {
             state.pending.push_back(Pending {
                 sent_at: now,
-                out: None,
+                said: Said::Asking,
             });
         }
         state.pending.push_back(Pending {
             sent_at: now,
-            out: Some(out),
+            said: Said::Request(out),
         });
         if state.queued() <= 2 {
             inner.writer_wake.raise();
@@ -356,7 +387,9 @@ impl Inner {
         let (mut rerouted, mut failed) = (0usize, 0usize);
         for (index, pending) in pending.into_iter().enumerate() {
             let written = index < sent;
-            let Some(out) = pending.out else { continue };
+            let Said::Request(out) = pending.said else {
+                continue;
+            };
             if !written || out.readonly {
                 rerouted += 1;
                 self.hooks.reroute(out, &error);
@@ -480,12 +513,13 @@ fn take_queued(inner: &Inner, generation: u64, buf: &mut BytesMut) -> Option<u64
     let mut requests = 0;
     // Order matters: requests are in flight in the order they are written.
     for p in state.pending.range_mut(state.written..) {
-        match &p.out {
-            Some(out) => {
+        match &p.said {
+            Said::Request(out) => {
                 buf.extend_from_slice(&out.request);
                 requests += 1;
             }
-            None => buf.extend_from_slice(ASKING),
+            Said::Asking => buf.extend_from_slice(ASKING),
+            Said::Select(db) => connect::select(*db, buf),
         }
         p.sent_at = now;
     }
@@ -630,8 +664,22 @@ fn deliver_each(
             });
         };
         observe(&reply, pending.sent_at);
-        // `None` is the ASKING before an ASK resend: its +OK is not for anyone.
-        let Some(out) = pending.out else { continue };
+        let out = match pending.said {
+            Said::Request(out) => out,
+            // The ASKING before an ASK resend: its +OK is not for anyone.
+            Said::Asking => continue,
+            Said::Select(db) => match reply.error_message() {
+                None => continue,
+                // The socket stayed in its last database; what follows must not run there.
+                Some(refusal) => {
+                    return Err(BackendError::Refused {
+                        addr: inner.addr.to_string(),
+                        command: "SELECT",
+                        reason: format!("{} (database {db})", String::from_utf8_lossy(refusal)),
+                    })
+                }
+            },
+        };
         let redirect = reply
             .error_message()
             .and_then(Redirect::classify)
@@ -724,6 +772,7 @@ mod tests {
             asking: false,
             resp3: false,
             hold: true,
+            db: 0,
         }
     }
 
