@@ -807,6 +807,65 @@ mod tests {
         });
     }
 
+    /// `SELECT 2` as the connection writes it.
+    const SELECT_2: &[u8] = b"*2\r\n$6\r\nSELECT\r\n$1\r\n2\r\n";
+
+    #[test]
+    fn a_select_goes_only_before_a_request_of_another_database_and_its_reply_to_no_one() {
+        local(async {
+            // PING (db 0), SELECT 2, PING (db 2), PING (db 2): one SELECT for the two.
+            let (conn, hooks, replies) = scripted(
+                3 * PING.len() + SELECT_2.len(),
+                b"+zero\r\n+OK\r\n+two\r\n+again\r\n",
+                false,
+            )
+            .await;
+            conn.send(outbound(&replies, 1, false), Instant::now());
+            for place in [2, 3] {
+                let out = Outbound {
+                    db: 2,
+                    ..outbound(&replies, place, false)
+                };
+                conn.send(out, Instant::now());
+            }
+            until(|| replies.0.borrow().len() == 3).await;
+            let got: Vec<(u64, Bytes)> = replies.0.borrow().clone();
+            assert_eq!(
+                got,
+                [
+                    (1, Bytes::from_static(b"+zero\r\n")),
+                    (2, Bytes::from_static(b"+two\r\n")),
+                    (3, Bytes::from_static(b"+again\r\n"))
+                ]
+            );
+            assert!(hooks.events.borrow().is_empty());
+        });
+    }
+
+    #[test]
+    fn a_refused_select_drops_the_connection_rather_than_run_in_the_wrong_database() {
+        local(async {
+            let (conn, hooks, replies) = scripted(
+                PING.len() + SELECT_2.len(),
+                b"-ERR DB index is out of range\r\n+PONG\r\n",
+                false,
+            )
+            .await;
+            let out = Outbound {
+                db: 2,
+                ..outbound(&replies, 1, false)
+            };
+            conn.send(out, Instant::now());
+            until(|| hooks.events.borrow().len() >= 2).await;
+            assert_eq!(
+                *hooks.events.borrow(),
+                ["lost write (refused)", "failed (refused)"],
+                "the write after the refused SELECT may have run in database 0: it fails"
+            );
+            assert!(replies.0.borrow().is_empty());
+        });
+    }
+
     #[test]
     fn a_redirect_goes_back_to_the_worker_not_to_the_client() {
         local(async {

@@ -126,7 +126,7 @@ impl Session {
         let mut route = route_spec(&args[..], spec, table.placement());
         if let Some(database_route) = database_route {
             route = database_route;
-        } else if route == Route::Local(Local::Select) {
+        } else if matches!(route, Route::Local(Local::Select)) {
             route = databases::select_route(&args[..], self);
         }
         if let (Route::Refused(_), Some(spec), false) =
