@@ -123,12 +123,10 @@ impl Session {
         }
         // Loaded once: routing by key and sending use the same table.
         let table = self.worker.router().table();
-        let mut route = route_spec(&args[..], spec, table.placement());
-        if let Some(database_route) = database_route {
-            route = database_route;
-        } else if matches!(route, Route::Local(Local::Select)) {
-            route = databases::select_route(&args[..], self);
-        }
+        let mut route = match database_route {
+            Some(route) => route,
+            None => route_spec(&args[..], spec, table.placement()),
+        };
         if let (Route::Refused(_), Some(spec), false) =
             (&route, spec, self.worker.settings().allow_admin.is_empty())
         {
@@ -347,6 +345,17 @@ impl Session {
                 drop(args);
                 self.deferred = Some((request, Exclusive::Scan));
             }
+            Route::Local(Local::Select) => match databases::select_route(&args[..], self) {
+                Route::Pinned(Pinned::Exclusive(check)) => {
+                    drop(args);
+                    self.deferred = Some((request, check));
+                }
+                Route::Refused(reply) => self.queue.push_ready(reply),
+                _ => {
+                    let reply = local::run(Local::Select, &args[..], self);
+                    self.queue.push_answer(reply, request.raw());
+                }
+            },
             Route::Local(cmd) => {
                 let reply = local::run(cmd, &args[..], self);
                 self.queue.push_answer(reply, request.raw());
