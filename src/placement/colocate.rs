@@ -525,6 +525,42 @@ mod tests {
     }
 
     #[test]
+    fn an_emulated_database_prefixes_tagged_names_and_sees_only_its_keys() {
+        let c = rules(&[("rq", &["rq:*"])]);
+        let one = KeySpace::of(1, true);
+        let p = crate::placement::namespace::prefix(1);
+        let with = |tail: &[u8]| Bytes::from([&p[..], tail].concat());
+        let sent = c
+            .tag_request(&one, &[b"SET", b"rq:q", b"plain"], &[1], None)
+            .unwrap();
+        assert_eq!(sent[1], with(b"{rq}rq:q"));
+        assert_eq!(sent[2], &b"plain"[..], "a value is not a key");
+        let sent = c
+            .tag_request(&one, &[b"KEYS", b"rq:*"], &[], Some(1))
+            .unwrap();
+        assert_eq!(sent[1], with(b"*rq:*"));
+        let sent = c
+            .tag_request(&one, &[b"KEYS", b"user:*"], &[], Some(1))
+            .unwrap();
+        assert_eq!(sent[1], with(b"user:*"));
+        // Database 0 beside emulated ones: names as they are, other databases' keys hidden.
+        assert_eq!(
+            c.tag_request(&KeySpace::Zero, &[b"GET", b"k"], &[1], None),
+            None
+        );
+        let other = Frame::Bulk(with(b"k"));
+        let mut keys = Frame::Array(vec![bulk("k"), other.clone(), bulk("{rq}rq:1")]);
+        assert!(c.untag_reply(&KeySpace::Zero, KeyReply::Keys, None, &mut keys));
+        assert_eq!(keys, Frame::Array(vec![bulk("k"), bulk("rq:1")]));
+        let mut keys = Frame::Array(vec![bulk("k"), other, Frame::Bulk(with(b"{rq}rq:2"))]);
+        assert!(c.untag_reply(&one, KeyReply::Keys, None, &mut keys));
+        assert_eq!(keys, Frame::Array(vec![bulk("k"), bulk("rq:2")]));
+        let mut popped = Frame::Array(vec![Frame::Bulk(with(b"q")), bulk("v")]);
+        assert!(c.untag_reply(&one, KeyReply::FirstKey, None, &mut popped));
+        assert_eq!(popped, Frame::Array(vec![bulk("q"), bulk("v")]));
+    }
+
+    #[test]
     fn shapes_by_command() {
         assert_eq!(KeyReply::of("blpop"), Some(KeyReply::FirstKey));
         assert_eq!(KeyReply::of("xreadgroup"), Some(KeyReply::Streams));

@@ -434,3 +434,85 @@ async fn randomkey(worker: &WorkerContext, space: &KeySpace) -> Result<Option<By
 
 /// The bytes of `RANDOMKEY`.
 const RANDOMKEY: &[u8] = b"*1\r\n$9\r\nRANDOMKEY\r\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::placement::namespace::prefix;
+    use crate::slot::Slot;
+
+    fn emulate(words: &[&str], db: u32) -> Option<Emulated> {
+        let args: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+        let spec = crate::command::lookup(&args).unwrap();
+        let space = KeySpace::of(db, true);
+        emulated(spec, &args, &space, 16, &Colocation::NONE, true)
+    }
+
+    fn sent(emulated: Option<Emulated>) -> Vec<Vec<u8>> {
+        match emulated {
+            Some(Emulated::Instead(request)) => request.args().iter().map(|a| a.to_vec()).collect(),
+            _ => panic!("not rewritten"),
+        }
+    }
+
+    fn refusal(emulated: Option<Emulated>) -> Bytes {
+        match emulated {
+            Some(Emulated::Route(Route::Refused(reply))) => reply,
+            _ => panic!("not refused"),
+        }
+    }
+
+    #[test]
+    fn move_is_a_script_over_the_two_names_of_one_slot() {
+        let args = sent(emulate(&["MOVE", "k", "3"], 0));
+        assert_eq!(args[0], b"EVAL");
+        assert_eq!(args[2], b"2");
+        assert_eq!(args[3], b"k", "database 0 keeps its names");
+        assert_eq!(args[4], [&prefix(3)[..], b"k"].concat());
+        assert_eq!(Slot::of(&args[3]), Slot::of(&args[4]));
+        let args = sent(emulate(&["MOVE", "k", "0"], 5));
+        assert_eq!(args[3], [&prefix(5)[..], b"k"].concat());
+        assert_eq!(args[4], b"k");
+    }
+
+    #[test]
+    fn copy_to_a_database_names_the_destination_there() {
+        let args = sent(emulate(&["COPY", "a", "b", "DB", "2", "REPLACE"], 1));
+        let names: Vec<Vec<u8>> = vec![
+            b"COPY".to_vec(),
+            [&prefix(1)[..], b"a"].concat(),
+            [&prefix(2)[..], b"b"].concat(),
+            b"REPLACE".to_vec(),
+        ];
+        assert_eq!(args, names);
+        // Without DB, an ordinary request (the keys are tagged as any other).
+        assert!(emulate(&["COPY", "a", "b"], 1).is_none());
+        // Onto another name of its own database: allowed, as in Redis.
+        assert_eq!(sent(emulate(&["COPY", "a", "b", "DB", "1"], 1)).len(), 3);
+    }
+
+    #[test]
+    fn database_errors_are_redis_own() {
+        let same = "-ERR source and destination objects are the same\r\n";
+        assert_eq!(refusal(emulate(&["MOVE", "k", "4"], 4)), same);
+        assert_eq!(refusal(emulate(&["COPY", "a", "a", "DB", "4"], 4)), same);
+        let range = "-ERR DB index is out of range\r\n";
+        assert_eq!(refusal(emulate(&["MOVE", "k", "16"], 0)), range);
+        assert_eq!(refusal(emulate(&["MOVE", "k", "-1"], 0)), range);
+        let integer = "-ERR value is not an integer or out of range\r\n";
+        assert_eq!(refusal(emulate(&["MOVE", "k", "x"], 0)), integer);
+        assert!(refusal(emulate(&["SWAPDB", "0", "1"], 0)).starts_with(b"-ERR slotgate: SWAPDB"));
+    }
+
+    #[test]
+    fn whole_database_commands_are_the_sessions() {
+        let op = |words: &[&str]| match emulate(words, 2) {
+            Some(Emulated::Route(Route::Pinned(Pinned::Exclusive(Exclusive::Database(op))))) => op,
+            _ => panic!("{words:?} is not a database op"),
+        };
+        assert_eq!(op(&["DBSIZE"]), Op::Dbsize);
+        assert_eq!(op(&["FLUSHDB"]), Op::Flushdb);
+        assert_eq!(op(&["RANDOMKEY"]), Op::Randomkey);
+        assert!(emulate(&["GET", "k"], 2).is_none());
+    }
+}
