@@ -1492,6 +1492,14 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_has_database_0_at_least() {
+        let config =
+            Config::parse("[cluster]\nseeds = ['127.0.0.1:7000']\ndatabases = 0\n").unwrap();
+        let err = config.validate().unwrap_err();
+        assert!(err.0.iter().any(|e| e.path == "cluster.databases"), "{err}");
+    }
+
+    #[test]
     fn type_errors_name_the_key() {
         let err = Config::parse("[backend]\nrequest_timeout_ms = \"soon\"\n").unwrap_err();
         assert_eq!(err.0[0].path, "backend.request_timeout_ms", "{err}");
