@@ -426,6 +426,10 @@ pub struct ClusterConfig {
     /// `requirepass`, or `username`'s password): discovery, requests, pinned connections,
     /// health checks. Never logged. Start-only.
     pub password: Option<Secret>,
+    /// Databases clients may `SELECT` (`0..databases`). A cluster serves only database 0:
+    /// the others are emulated, each in a key namespace of its own that clients never see.
+    /// 1 (the default): only database 0, and `SELECT` of another is refused. Start-only.
+    pub databases: u32,
 }
 
 /// Treatment of requests for a node that is down.
@@ -449,6 +453,7 @@ impl Default for ClusterConfig {
             when_node_down: WhenNodeDown::Hold,
             username: None,
             password: None,
+            databases: 1,
         }
     }
 }
@@ -1001,6 +1006,12 @@ impl Config {
         if self.cluster.max_redirects == 0 {
             fail("cluster.max_redirects", "must be at least 1".into());
         }
+        if self.cluster.databases == 0 {
+            fail(
+                "cluster.databases",
+                "must be at least 1 (database 0)".into(),
+            );
+        }
         if self.cluster.username.is_some() && self.cluster.password.is_none() {
             fail("cluster.username", "needs a password".into());
         }
@@ -1501,6 +1512,14 @@ mod tests {
         let paths: Vec<_> = err.0.iter().map(|e| e.path.as_str()).collect();
         assert!(paths.contains(&"proxy.listen_typo"), "{err}");
         assert!(paths.contains(&"nope"), "{err}");
+    }
+
+    #[test]
+    fn a_cluster_has_database_0_at_least() {
+        let config =
+            Config::parse("[cluster]\nseeds = ['127.0.0.1:7000']\ndatabases = 0\n").unwrap();
+        let err = config.validate().unwrap_err();
+        assert!(err.0.iter().any(|e| e.path == "cluster.databases"), "{err}");
     }
 
     #[test]

@@ -48,6 +48,11 @@ impl std::fmt::Display for Slot {
     }
 }
 
+/// CRC16-XMODEM of `data`, the checksum hash slots are taken from (the whole 16 bits).
+pub fn crc16(data: &[u8]) -> u16 {
+    crc::xmodem(data)
+}
+
 /// The hash tag of `key`: the bytes between the first `{` and the next `}`, if non-empty.
 pub fn hash_tag(key: &[u8]) -> Option<&[u8]> {
     let open = find(b'{', key)?;

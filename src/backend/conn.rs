@@ -15,6 +15,12 @@
 //! the request goes back to the worker through [`Hooks::redirect`] to be sent where it belongs.
 //! An ASK resend is queued as `ASKING` + request, so both leave in the same write.
 //!
+//! Databases (pool mode, `SELECT n`): each request carries its client's database; the
+//! connection knows which one its socket will be in once everything queued has run, and
+//! queues a `SELECT` (its reply is nobody's) only before a request for another one. A new
+//! socket starts in database 0. A node that refuses such a `SELECT` drops the connection, as
+//! for garbage: what follows it would run in the wrong database.
+//!
 //! Failure: a connection that breaks, answers garbage, or leaves its oldest request
 //! unanswered past `request_timeout_ms` is dropped (the FIFO pairing cannot survive a lost or
 //! late reply). What it held is sorted honestly: requests never written, and read-only ones,
@@ -161,6 +167,8 @@ pub struct Outbound {
     pub hold: bool,
     /// The node's connections it takes: shared, or the scripts lane.
     pub lane: Lane,
+    /// The database the request runs in (the client's `SELECT`; always 0 in cluster mode).
+    pub db: u32,
 }
 
 /// What a connection hands back to its worker. Called with no connection state borrowed, so
@@ -216,6 +224,8 @@ struct State {
     answered: u64,
     /// No new requests will come; wind down once everything is answered.
     retired: bool,
+    /// The database the socket is in once everything queued has run.
+    db: u32,
 }
 
 enum Phase {
@@ -280,8 +290,18 @@ struct Pending {
     /// node must answer within `request_timeout` of that write; also the start of the
     /// round trip for the latency histogram.
     sent_at: Instant,
-    /// `None` for the `ASKING` that precedes an ASK resend (its `+OK` is dropped).
-    out: Option<Outbound>,
+    /// What was said.
+    said: Said,
+}
+
+/// What one pending entry sent.
+enum Said {
+    /// A client request.
+    Request(Outbound),
+    /// The `ASKING` that precedes an ASK resend (its `+OK` is dropped).
+    Asking,
+    /// `SELECT db` before a request of another database (its `+OK` is dropped).
+    Select(u32),
 }
 
 impl BackendConn {
@@ -318,6 +338,7 @@ impl BackendConn {
                     written: 0,
                     answered: 0,
                     retired: false,
+                    db: 0,
                 }),
                 writer_wake: LocalSignal::new(),
                 reader_wake: LocalSignal::new(),
@@ -340,19 +361,29 @@ impl BackendConn {
             Phase::Idle | Phase::BackOff { .. } => {
                 state.set_phase(Phase::Connecting, inner.settings.stats());
                 state.generation += 1;
+                // The handshake leaves a new socket in database 0.
+                state.db = 0;
                 tokio::task::spawn_local(connect(Rc::clone(inner), state.generation));
             }
             Phase::Connecting | Phase::Up => {}
         }
+        // Database 0 only (cluster mode, most clients): this compare is all it costs.
+        if out.db != state.db {
+            state.db = out.db;
+            state.pending.push_back(Pending {
+                sent_at: now,
+                said: Said::Select(out.db),
+            });
+        }
         if out.asking {
             state.pending.push_back(Pending {
                 sent_at: now,
-                out: None,
+                said: Said::Asking,
             });
         }
         state.pending.push_back(Pending {
             sent_at: now,
-            out: Some(out),
+            said: Said::Request(out),
         });
         if state.queued() <= 2 {
             inner.writer_wake.raise();
@@ -388,7 +419,9 @@ impl Inner {
         let (mut rerouted, mut failed) = (0usize, 0usize);
         for (index, pending) in pending.into_iter().enumerate() {
             let written = index < sent;
-            let Some(out) = pending.out else { continue };
+            let Said::Request(out) = pending.said else {
+                continue;
+            };
             if !written || out.readonly {
                 rerouted += 1;
                 self.hooks.reroute(out, &error);
@@ -512,12 +545,13 @@ fn take_queued(inner: &Inner, generation: u64, buf: &mut BytesMut) -> Option<u64
     let mut requests = 0;
     // Order matters: requests are in flight in the order they are written.
     for p in state.pending.range_mut(state.written..) {
-        match &p.out {
-            Some(out) => {
+        match &p.said {
+            Said::Request(out) => {
                 buf.extend_from_slice(&out.request);
                 requests += 1;
             }
-            None => buf.extend_from_slice(ASKING),
+            Said::Asking => buf.extend_from_slice(ASKING),
+            Said::Select(db) => connect::select(*db, buf),
         }
         p.sent_at = now;
     }
@@ -594,7 +628,10 @@ async fn read_loop(inner: Rc<Inner>, generation: u64, mut socket: ReadHalf) {
                     let late = state
                         .oldest_in_flight()
                         .filter(|p| p.sent_at + settings.request_timeout <= now)
-                        .map(|p| p.out.as_ref().and_then(|o| script_kill::kill_command(&o.request)));
+                        .map(|p| match &p.said {
+                            Said::Request(o) => script_kill::kill_command(&o.request),
+                            _ => None,
+                        });
                     (late, state.answered)
                 };
                 let Some(script) = late else { continue };
@@ -733,8 +770,22 @@ fn deliver_each(
             });
         };
         observe(&reply, pending.sent_at);
-        // `None` is the ASKING before an ASK resend: its +OK is not for anyone.
-        let Some(out) = pending.out else { continue };
+        let out = match pending.said {
+            Said::Request(out) => out,
+            // The ASKING before an ASK resend: its +OK is not for anyone.
+            Said::Asking => continue,
+            Said::Select(db) => match reply.error_message() {
+                None => continue,
+                // The socket stayed in its last database; what follows must not run there.
+                Some(refusal) => {
+                    return Err(BackendError::Refused {
+                        addr: inner.addr.to_string(),
+                        command: "SELECT",
+                        reason: format!("{} (database {db})", String::from_utf8_lossy(refusal)),
+                    })
+                }
+            },
+        };
         let redirect = reply
             .error_message()
             .and_then(Redirect::classify)
@@ -829,6 +880,7 @@ mod tests {
             resp3: false,
             hold: true,
             lane: Lane::Shared,
+            db: 0,
         }
     }
 
@@ -860,6 +912,65 @@ mod tests {
                 ]
             );
             assert!(hooks.events.borrow().is_empty());
+        });
+    }
+
+    /// `SELECT 2` as the connection writes it.
+    const SELECT_2: &[u8] = b"*2\r\n$6\r\nSELECT\r\n$1\r\n2\r\n";
+
+    #[test]
+    fn a_select_goes_only_before_a_request_of_another_database_and_its_reply_to_no_one() {
+        local(async {
+            // PING (db 0), SELECT 2, PING (db 2), PING (db 2): one SELECT for the two.
+            let (conn, hooks, replies) = scripted(
+                3 * PING.len() + SELECT_2.len(),
+                b"+zero\r\n+OK\r\n+two\r\n+again\r\n",
+                false,
+            )
+            .await;
+            conn.send(outbound(&replies, 1, false), Instant::now());
+            for place in [2, 3] {
+                let out = Outbound {
+                    db: 2,
+                    ..outbound(&replies, place, false)
+                };
+                conn.send(out, Instant::now());
+            }
+            until(|| replies.0.borrow().len() == 3).await;
+            let got: Vec<(u64, Bytes)> = replies.0.borrow().clone();
+            assert_eq!(
+                got,
+                [
+                    (1, Bytes::from_static(b"+zero\r\n")),
+                    (2, Bytes::from_static(b"+two\r\n")),
+                    (3, Bytes::from_static(b"+again\r\n"))
+                ]
+            );
+            assert!(hooks.events.borrow().is_empty());
+        });
+    }
+
+    #[test]
+    fn a_refused_select_drops_the_connection_rather_than_run_in_the_wrong_database() {
+        local(async {
+            let (conn, hooks, replies) = scripted(
+                PING.len() + SELECT_2.len(),
+                b"-ERR DB index is out of range\r\n+PONG\r\n",
+                false,
+            )
+            .await;
+            let out = Outbound {
+                db: 2,
+                ..outbound(&replies, 1, false)
+            };
+            conn.send(out, Instant::now());
+            until(|| hooks.events.borrow().len() >= 2).await;
+            assert_eq!(
+                *hooks.events.borrow(),
+                ["lost write (refused)", "failed (refused)"],
+                "the write after the refused SELECT may have run in database 0: it fails"
+            );
+            assert!(replies.0.borrow().is_empty());
         });
     }
 

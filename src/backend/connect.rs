@@ -32,6 +32,13 @@ pub const HELLO_3: &[u8] = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
 /// slots instead of answering MOVED.
 pub const READONLY: &[u8] = b"*1\r\n$8\r\nREADONLY\r\n";
 
+/// Append `SELECT db` to `buf` (the database a request runs in, pool mode).
+pub fn select(db: u32, buf: &mut BytesMut) {
+    crate::resp::encode::array_header(buf, 2);
+    crate::resp::encode::bulk(buf, b"SELECT");
+    crate::resp::encode::bulk(buf, db.to_string().as_bytes());
+}
+
 /// What a new connection must say before its first request.
 #[derive(Clone, Debug, Default)]
 pub struct Handshake {

@@ -24,12 +24,33 @@ use super::BackendError;
 /// Idle dedicated connections a worker keeps per node.
 const IDLE_PER_NODE: usize = 8;
 
+/// What a client needs of a dedicated connection: its protocol and its database.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lease {
+    /// Speak RESP3 (the client said `HELLO 3`).
+    pub resp3: bool,
+    /// The client's database (`SELECT`; always 0 in cluster mode).
+    pub db: u32,
+}
+
+impl Lease {
+    /// The same database in RESP2 (for replies the proxy reads itself).
+    pub fn resp2(self) -> Lease {
+        Lease {
+            resp3: false,
+            ..self
+        }
+    }
+}
+
 /// One exclusive connection to a node.
 #[derive(Debug)]
 pub struct DedicatedConn {
     addr: Arc<str>,
     /// Speaks RESP3 (switched with `HELLO 3`).
     resp3: bool,
+    /// The database the connection is in (a new one starts in 0).
+    db: u32,
     stream: MaybeTls,
     buf: BytesMut,
     decoder: ReplyDecoder,
@@ -55,6 +76,7 @@ impl DedicatedConn {
         Ok(DedicatedConn {
             addr,
             resp3,
+            db: 0,
             stream,
             buf: BytesMut::with_capacity(4096),
             decoder: ReplyDecoder::new(limits),
@@ -69,6 +91,34 @@ impl DedicatedConn {
     /// The node this connection goes to.
     pub fn addr(&self) -> &Arc<str> {
         &self.addr
+    }
+
+    /// The database the connection is in.
+    pub fn db(&self) -> u32 {
+        self.db
+    }
+
+    /// Move the connection to database `db` (`SELECT`, only when it is in another). A node
+    /// that refuses it (`DB index is out of range`) leaves the connection where it was, clean:
+    /// [`BackendError::Refused`] carries the node's error line.
+    pub async fn select(&mut self, db: u32) -> Result<(), BackendError> {
+        if db == self.db {
+            return Ok(());
+        }
+        let mut request = BytesMut::new();
+        connect::select(db, &mut request);
+        let reply = self.call(&request, 1).await?.pop();
+        match reply.as_ref().and_then(Reply::error_message) {
+            None => {
+                self.db = db;
+                Ok(())
+            }
+            Some(refusal) => Err(BackendError::Refused {
+                addr: self.addr.to_string(),
+                command: "SELECT",
+                reason: String::from_utf8_lossy(refusal).into_owned(),
+            }),
+        }
     }
 
     /// Write `bytes` (one or more complete requests).
@@ -150,10 +200,14 @@ pub struct IdleConns {
 
 impl IdleConns {
     /// An idle connection to `addr` speaking RESP3 or not (`resp3`) that is still open, if
-    /// there is one.
-    pub fn take(&mut self, addr: &str, resp3: bool) -> Option<DedicatedConn> {
+    /// there is one; one already in database `db` if there is one.
+    pub fn take(&mut self, addr: &str, resp3: bool, db: u32) -> Option<DedicatedConn> {
         let idle = self.by_addr.get_mut(addr)?;
-        while let Some(at) = idle.iter().rposition(|c| c.resp3 == resp3) {
+        let find = |idle: &[DedicatedConn]| {
+            let alike = idle.iter().rposition(|c| c.resp3 == resp3 && c.db == db);
+            alike.or_else(|| idle.iter().rposition(|c| c.resp3 == resp3))
+        };
+        while let Some(at) = find(idle) {
             let mut conn = idle.swap_remove(at);
             if conn.still_open() {
                 return Some(conn);

@@ -246,7 +246,7 @@ pub fn fan_out_rule(name: &str) -> Option<MergeRule> {
     Some(match name {
         "dbsize" => MergeRule::Sum,
         "keys" => MergeRule::Concat,
-        "flushall" | "flushdb" | "script|flush" => MergeRule::AllOk,
+        "flushall" | "flushdb" | "script|flush" | "swapdb" => MergeRule::AllOk,
         "script|load" => MergeRule::Same,
         "script|exists" => MergeRule::AllOf,
         "randomkey" => MergeRule::AnyValue { start: 0 },

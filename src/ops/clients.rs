@@ -54,6 +54,8 @@ pub struct Client {
     multi: AtomicI64,
     /// 2 or 3.
     resp: AtomicU8,
+    /// The database the client selected (set by its session when it changes).
+    db: AtomicU32,
     killed: AtomicBool,
     waker: AtomicWaker,
 }
@@ -127,6 +129,7 @@ impl Registry {
             subs: Default::default(),
             multi: AtomicI64::new(-1),
             resp: AtomicU8::new(2),
+            db: AtomicU32::new(0),
             killed: AtomicBool::new(false),
             waker: AtomicWaker::new(),
         });
@@ -228,6 +231,11 @@ impl Client {
         *lock(&self.name) = name;
     }
 
+    /// The client selected database `db` (`SELECT`, `RESET`).
+    pub fn set_db(&self, db: u32) {
+        self.db.store(db, Relaxed);
+    }
+
     /// The user the client authenticated as (`default` when none).
     pub fn user(&self) -> Arc<str> {
         lock(&self.user)
@@ -280,7 +288,7 @@ impl Client {
             "N"
         };
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={flags} db=0 sub={sub} \
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={flags} db={} sub={sub} \
              psub={psub} ssub={ssub} multi={multi} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 \
              rbs=0 rbp=0 obl=0 oll={} omem=0 tot-mem=0 events=r cmd={} user={} redir=-1 resp={}",
             self.id,
@@ -290,6 +298,7 @@ impl Client {
             name,
             self.since.elapsed().as_secs(),
             registry.idle_secs(self),
+            self.db.load(Relaxed),
             outstanding.unwrap_or(0),
             self.last_command().unwrap_or("NULL"),
             self.user(),

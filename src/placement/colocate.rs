@@ -12,12 +12,18 @@
 //!
 //! A key matching patterns of several groups belongs to the first group listed. A key that
 //! already has a hash tag of its own follows the rule: the group's tag comes first.
+//!
+//! The same rewriting carries emulated databases ([`KeySpace`]): a key of database `n` gets
+//! the database's prefix in front of its (tagged) name, and key names in replies lose both;
+//! listings leave out the keys of other databases.
 
 use bytes::Bytes;
 
 use crate::config::ColocateRule;
 use crate::glob::{self, Case};
 use crate::resp::Frame;
+
+use super::KeySpace;
 
 /// Why a set of co-location rules is invalid.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -166,13 +172,30 @@ impl Colocation {
         stored
     }
 
+    /// Cluster mode: the client's name for the stored name `stored` in `space`, or `None`
+    /// when that key is another database's.
+    pub fn client_key<'s>(&self, space: &KeySpace, stored: &'s [u8]) -> Option<&'s [u8]> {
+        space.client(stored).map(|key| self.client_name(key))
+    }
+
+    /// Cluster mode: the name the client's `key` is stored under in `space`, when it is not
+    /// `key` itself: its group's tag, then the database's prefix.
+    pub fn stored_key(&self, space: &KeySpace, key: &[u8]) -> Option<Bytes> {
+        match self.stored_name(key) {
+            Some(tagged) => space.stored(&tagged).or(Some(tagged)),
+            None => space.stored(key),
+        }
+    }
+
     /// Cluster mode: the arguments to send instead of `args`, or `None` when they go as they
     /// are. `keys` are the indices of the request's keys; `pattern` the index of a `KEYS` or
     /// `SCAN … MATCH` pattern. A grouped key gets its tag; a pattern that could match a
     /// grouped key is widened to `*pattern` (which matches `{NAME}key` too), and the reply is
-    /// filtered by the client's own pattern ([`KeyReply`], [`Colocation::keep`]).
+    /// filtered by the client's own pattern ([`KeyReply`], [`Colocation::keep`]). In an
+    /// emulated database (`space`) keys and pattern then get its prefix.
     pub fn tag_request(
         &self,
+        space: &KeySpace,
         args: &[&[u8]],
         keys: &[usize],
         pattern: Option<usize>,
@@ -186,13 +209,15 @@ impl Colocation {
             }
         };
         for &i in keys {
-            if let Some(stored) = args.get(i).and_then(|key| self.stored_name(key)) {
+            if let Some(stored) = args.get(i).and_then(|key| self.stored_key(space, key)) {
                 replace(i, stored);
             }
         }
-        if let Some(i) = pattern {
-            if let Some(widened) = args.get(i).and_then(|p| self.widened(p)) {
-                replace(i, widened);
+        if let Some((i, pattern)) = pattern.and_then(|i| Some((i, *args.get(i)?))) {
+            let widened = self.widened(pattern);
+            let sent = widened.as_deref().unwrap_or(pattern);
+            if let Some(sent) = space.pattern(sent).or(widened) {
+                replace(i, sent);
             }
         }
         out
@@ -225,42 +250,48 @@ impl Colocation {
         pattern.is_none_or(|p| glob::matches(p, client_name, Case::Sensitive))
     }
 
-    /// The client's name for a key name in a reply, rewritten in place; whether it changed.
-    fn untag(&self, frame: &mut Frame) -> bool {
+    /// The client's name for a key name in a reply (in `space`), rewritten in place; whether
+    /// it changed, or `None` when the key is another database's (left as it is).
+    fn untag(&self, space: &KeySpace, frame: &mut Frame) -> Option<bool> {
         let Frame::Bulk(stored) = frame else {
-            return false;
+            return Some(false);
         };
-        let name = self.client_name(stored);
+        let name = self.client_key(space, stored)?;
         if name.len() == stored.len() {
-            return false;
+            return Some(false);
         }
         let name = stored.slice_ref(name);
         *frame = Frame::Bulk(name);
-        true
+        Some(true)
     }
 
-    /// Give the key names in `reply`, shaped as `shape` says, back under the client's names,
-    /// keeping of a `KEYS` / `SCAN` answer only the keys the client's `pattern` matches;
-    /// whether anything changed. Anything not shaped as expected (an error, a nil, `+QUEUED`)
-    /// is left as it is.
-    pub fn untag_reply(&self, shape: KeyReply, pattern: Option<&[u8]>, reply: &mut Frame) -> bool {
+    /// Give the key names in `reply`, shaped as `shape` says, back under the client's names
+    /// in `space`, keeping of a `KEYS` / `SCAN` answer only the keys of that space the
+    /// client's `pattern` matches; whether anything changed. Anything not shaped as expected
+    /// (an error, a nil, `+QUEUED`) is left as it is.
+    pub fn untag_reply(
+        &self,
+        space: &KeySpace,
+        shape: KeyReply,
+        pattern: Option<&[u8]>,
+        reply: &mut Frame,
+    ) -> bool {
+        let mut untag = |frame: &mut Frame| self.untag(space, frame).unwrap_or(false);
         match (shape, reply) {
-            (KeyReply::Key, frame) => self.untag(frame),
+            (KeyReply::Key, frame) => untag(frame),
             (KeyReply::Keys, Frame::Array(keys) | Frame::Set(keys)) => {
-                self.untag_matching(keys, pattern)
+                self.untag_matching(space, keys, pattern)
             }
             (KeyReply::Scan, Frame::Array(page)) => match page.get_mut(1) {
-                Some(Frame::Array(keys)) => self.untag_matching(keys, pattern),
+                Some(Frame::Array(keys)) => self.untag_matching(space, keys, pattern),
                 _ => false,
             },
-            (KeyReply::FirstKey, Frame::Array(items)) => {
-                items.first_mut().is_some_and(|key| self.untag(key))
-            }
+            (KeyReply::FirstKey, Frame::Array(items)) => items.first_mut().is_some_and(untag),
             (KeyReply::Streams, Frame::Array(streams)) => {
                 let mut changed = false;
                 for stream in streams {
                     if let Frame::Array(parts) = stream {
-                        changed |= parts.first_mut().is_some_and(|key| self.untag(key));
+                        changed |= parts.first_mut().is_some_and(&mut untag);
                     }
                 }
                 changed
@@ -268,7 +299,7 @@ impl Colocation {
             (KeyReply::Streams, Frame::Map(pairs)) => {
                 let mut changed = false;
                 for key in pairs.iter_mut().step_by(2) {
-                    changed |= self.untag(key);
+                    changed |= untag(key);
                 }
                 changed
             }
@@ -276,12 +307,20 @@ impl Colocation {
         }
     }
 
-    /// Untag every key of `keys` and keep those `pattern` matches.
-    fn untag_matching(&self, keys: &mut Vec<Frame>, pattern: Option<&[u8]>) -> bool {
+    /// Untag every key of `keys` and keep those of `space` that `pattern` matches.
+    fn untag_matching(
+        &self,
+        space: &KeySpace,
+        keys: &mut Vec<Frame>,
+        pattern: Option<&[u8]>,
+    ) -> bool {
         let before = keys.len();
         let mut changed = false;
         keys.retain_mut(|key| {
-            changed |= self.untag(key);
+            let Some(renamed) = self.untag(space, key) else {
+                return false;
+            };
+            changed |= renamed;
             match key {
                 Frame::Bulk(name) => Colocation::keep(pattern, name),
                 _ => true,
@@ -413,32 +452,32 @@ mod tests {
     fn replies_give_back_client_names() {
         let c = rules(&[("rq", &["rq:*"])]);
         let mut keys = Frame::Array(vec![bulk("{rq}rq:1"), bulk("plain"), bulk("{rq}x")]);
-        assert!(c.untag_reply(KeyReply::Keys, None, &mut keys));
+        assert!(c.untag_reply(&KeySpace::Whole, KeyReply::Keys, None, &mut keys));
         assert_eq!(
             keys,
             Frame::Array(vec![bulk("rq:1"), bulk("plain"), bulk("{rq}x")])
         );
         let mut page = Frame::Array(vec![bulk("0"), Frame::Array(vec![bulk("{rq}rq:2")])]);
-        assert!(c.untag_reply(KeyReply::Scan, None, &mut page));
+        assert!(c.untag_reply(&KeySpace::Whole, KeyReply::Scan, None, &mut page));
         assert_eq!(
             page,
             Frame::Array(vec![bulk("0"), Frame::Array(vec![bulk("rq:2")])])
         );
         let mut popped = Frame::Array(vec![bulk("{rq}rq:q"), bulk("{rq}rq:q")]);
-        assert!(c.untag_reply(KeyReply::FirstKey, None, &mut popped));
+        assert!(c.untag_reply(&KeySpace::Whole, KeyReply::FirstKey, None, &mut popped));
         // Only the key: the value is the client's data, whatever it looks like.
         assert_eq!(popped, Frame::Array(vec![bulk("rq:q"), bulk("{rq}rq:q")]));
         let mut streams = Frame::Map(vec![bulk("{rq}rq:s"), Frame::Array(vec![])]);
-        assert!(c.untag_reply(KeyReply::Streams, None, &mut streams));
+        assert!(c.untag_reply(&KeySpace::Whole, KeyReply::Streams, None, &mut streams));
         assert_eq!(
             streams,
             Frame::Map(vec![bulk("rq:s"), Frame::Array(vec![])])
         );
         let mut key = bulk("{rq}rq:k");
-        assert!(c.untag_reply(KeyReply::Key, None, &mut key));
+        assert!(c.untag_reply(&KeySpace::Whole, KeyReply::Key, None, &mut key));
         assert_eq!(key, bulk("rq:k"));
         for mut other in [Frame::Nil, Frame::Simple(Bytes::from_static(b"QUEUED"))] {
-            assert!(!c.untag_reply(KeyReply::FirstKey, None, &mut other));
+            assert!(!c.untag_reply(&KeySpace::Whole, KeyReply::FirstKey, None, &mut other));
         }
     }
 
@@ -446,18 +485,31 @@ mod tests {
     fn patterns_are_widened_and_replies_filtered() {
         let c = rules(&[("rq", &["rq:*"])]);
         let args: Vec<&[u8]> = vec![b"KEYS", b"rq:job:*"];
-        let sent = c.tag_request(&args, &[], Some(1)).unwrap();
+        let sent = c
+            .tag_request(&KeySpace::Whole, &args, &[], Some(1))
+            .unwrap();
         assert_eq!(sent[1], &b"*rq:job:*"[..]);
         // A pattern no grouped key can match, or one that begins with `*`, goes as it is.
-        assert_eq!(c.tag_request(&[b"KEYS", b"user:*"], &[], Some(1)), None);
-        assert_eq!(c.tag_request(&[b"KEYS", b"*"], &[], Some(1)), None);
+        assert_eq!(
+            c.tag_request(&KeySpace::Whole, &[b"KEYS", b"user:*"], &[], Some(1)),
+            None
+        );
+        assert_eq!(
+            c.tag_request(&KeySpace::Whole, &[b"KEYS", b"*"], &[], Some(1)),
+            None
+        );
         // The widened pattern also matched `xrq:job:1`, which the client's pattern does not.
         let mut keys = Frame::Array(vec![bulk("{rq}rq:job:1"), bulk("xrq:job:2")]);
-        assert!(c.untag_reply(KeyReply::Keys, Some(b"rq:job:*"), &mut keys));
+        assert!(c.untag_reply(
+            &KeySpace::Whole,
+            KeyReply::Keys,
+            Some(b"rq:job:*"),
+            &mut keys
+        ));
         assert_eq!(keys, Frame::Array(vec![bulk("rq:job:1")]));
         // Keys are tagged; other arguments are not.
         let args: Vec<&[u8]> = vec![b"SET", b"rq:q", b"rq:q"];
-        let sent = c.tag_request(&args, &[1], None).unwrap();
+        let sent = c.tag_request(&KeySpace::Whole, &args, &[1], None).unwrap();
         assert_eq!(
             sent,
             vec![
@@ -466,7 +518,46 @@ mod tests {
                 Bytes::from("rq:q")
             ]
         );
-        assert_eq!(c.tag_request(&[b"GET", b"plain"], &[1], None), None);
+        assert_eq!(
+            c.tag_request(&KeySpace::Whole, &[b"GET", b"plain"], &[1], None),
+            None
+        );
+    }
+
+    #[test]
+    fn an_emulated_database_prefixes_tagged_names_and_sees_only_its_keys() {
+        let c = rules(&[("rq", &["rq:*"])]);
+        let one = KeySpace::of(1, true);
+        let p = crate::placement::namespace::prefix(1);
+        let with = |tail: &[u8]| Bytes::from([&p[..], tail].concat());
+        let sent = c
+            .tag_request(&one, &[b"SET", b"rq:q", b"plain"], &[1], None)
+            .unwrap();
+        assert_eq!(sent[1], with(b"{rq}rq:q"));
+        assert_eq!(sent[2], &b"plain"[..], "a value is not a key");
+        let sent = c
+            .tag_request(&one, &[b"KEYS", b"rq:*"], &[], Some(1))
+            .unwrap();
+        assert_eq!(sent[1], with(b"*rq:*"));
+        let sent = c
+            .tag_request(&one, &[b"KEYS", b"user:*"], &[], Some(1))
+            .unwrap();
+        assert_eq!(sent[1], with(b"user:*"));
+        // Database 0 beside emulated ones: names as they are, other databases' keys hidden.
+        assert_eq!(
+            c.tag_request(&KeySpace::Zero, &[b"GET", b"k"], &[1], None),
+            None
+        );
+        let other = Frame::Bulk(with(b"k"));
+        let mut keys = Frame::Array(vec![bulk("k"), other.clone(), bulk("{rq}rq:1")]);
+        assert!(c.untag_reply(&KeySpace::Zero, KeyReply::Keys, None, &mut keys));
+        assert_eq!(keys, Frame::Array(vec![bulk("k"), bulk("rq:1")]));
+        let mut keys = Frame::Array(vec![bulk("k"), other, Frame::Bulk(with(b"{rq}rq:2"))]);
+        assert!(c.untag_reply(&one, KeyReply::Keys, None, &mut keys));
+        assert_eq!(keys, Frame::Array(vec![bulk("k"), bulk("rq:2")]));
+        let mut popped = Frame::Array(vec![Frame::Bulk(with(b"q")), bulk("v")]);
+        assert!(c.untag_reply(&one, KeyReply::FirstKey, None, &mut popped));
+        assert_eq!(popped, Frame::Array(vec![bulk("q"), bulk("v")]));
     }
 
     #[test]

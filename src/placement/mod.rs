@@ -17,12 +17,14 @@
 pub mod colocate;
 pub mod hash;
 pub mod ketama;
+pub mod namespace;
 
 use crate::slot::Slot;
 
 pub use colocate::{ColocateError, Colocation, KeyReply};
 pub use hash::KeyHash;
 pub use ketama::{Ketama, KetamaServer};
+pub use namespace::KeySpace;
 
 /// Number of routing units at most (as many as hash slots).
 pub const MAX_UNITS: usize = crate::slot::SLOT_COUNT;

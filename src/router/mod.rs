@@ -24,7 +24,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::backend::conn::{ConnSettings, Hooks, Outbound};
-use crate::backend::dedicated::{DedicatedConn, IdleConns};
+use crate::backend::dedicated::{DedicatedConn, IdleConns, Lease};
 use crate::backend::redirect::{Redirect, RedirectCounters};
 use crate::backend::{BackendError, Credentials};
 use crate::command::custom::CustomCommands;
@@ -192,12 +192,36 @@ impl Router {
         self.pools[0].borrow().nodes()
     }
 
-    /// An idle dedicated connection to `addr` (speaking RESP3 if `resp3`), or a new one.
+    /// An idle dedicated connection to `addr` (speaking RESP3 if `resp3`), or a new one, in
+    /// any database (for commands about the node, not its keys).
     pub async fn lease(&self, addr: &Arc<str>, resp3: bool) -> Result<DedicatedConn, BackendError> {
-        if let Some(conn) = self.idle.borrow_mut().take(addr, resp3) {
+        if let Some(conn) = self.idle.borrow_mut().take(addr, resp3, 0) {
             return Ok(conn);
         }
         self.open_dedicated(addr, resp3).await
+    }
+
+    /// An idle dedicated connection to `addr` or a new one, as `lease` says (protocol and
+    /// database). A node that refuses the database: [`BackendError::Refused`], and the
+    /// connection is kept for the next lease.
+    pub async fn lease_for(
+        &self,
+        addr: &Arc<str>,
+        lease: Lease,
+    ) -> Result<DedicatedConn, BackendError> {
+        let taken = self.idle.borrow_mut().take(addr, lease.resp3, lease.db);
+        let mut conn = match taken {
+            Some(conn) => conn,
+            None => self.open_dedicated(addr, lease.resp3).await?,
+        };
+        match conn.select(lease.db).await {
+            Ok(()) => Ok(conn),
+            Err(refused @ BackendError::Refused { .. }) => {
+                self.give_back(conn);
+                Err(refused)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// A new dedicated connection to `addr` (speaking RESP3 if `resp3`), authenticated with
@@ -457,6 +481,8 @@ impl Router {
             resp3: out.resp3,
             hold: out.hold,
             lane: out.lane,
+            // Scripts are the node's, not a database's: the resend's database saves a SELECT.
+            db: out.db,
         };
         // Same connection (same client id): the load runs before the resend.
         self.send_to(&node, load, now);
@@ -613,6 +639,7 @@ mod tests {
             resp3: false,
             hold: true,
             lane: crate::backend::conn::Lane::Shared,
+            db: 0,
         }
     }
 

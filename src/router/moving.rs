@@ -121,6 +121,8 @@ impl Router {
             .in_flight
             .set(self.on_touch.in_flight.get() + 1);
         let source_addr = Arc::clone(&from.master);
+        // The MIGRATE runs in the client's database: the keys it names are that database's.
+        let out_db = out.db;
         let (unit, client_id, deadline, hold, resp3, lane) = (
             out.unit,
             out.client_id,
@@ -149,6 +151,7 @@ impl Router {
             resp3,
             hold,
             lane,
+            db: out_db,
         };
         // The client's own connection to the source: its earlier requests there run first.
         self.send_to(&source_addr, step, now);
@@ -283,6 +286,7 @@ impl Router {
                     resp3,
                     hold: false,
                     lane,
+                    db: 0,
                 },
                 Instant::now(),
             );

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::lifecycle::SessionDrain;
-use crate::placement::Colocation;
+use crate::placement::{Colocation, KeySpace};
 use crate::resp::Limits;
 use crate::router::Router;
 use crate::stats::{ProxyStats, WorkerStats};
@@ -36,9 +36,29 @@ pub struct SessionSettings {
     pub keyless_scripts: Option<Arc<str>>,
     /// Time a TLS client has to complete its handshake.
     pub handshake_timeout: Duration,
-    /// Cluster mode with co-location rules: the rules by which grouped keys are stored under
-    /// their group's tag (`None`: no rules, or pool mode, where the placement applies them).
+    /// Cluster mode with co-location rules or emulated databases: the rules by which grouped
+    /// keys are stored under their group's tag, maybe none (`None`: neither, or pool mode,
+    /// where the placement applies the rules and databases are the servers').
     pub key_tags: Option<Arc<Colocation>>,
+    /// Where the databases clients select live.
+    pub databases: Databases,
+}
+
+/// Where the databases clients select live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Databases {
+    /// Pool mode: the servers' own, selected on the backend connections.
+    Real,
+    /// Cluster mode: database 0, and this many in all (`cluster.databases`; above 1 the
+    /// others are emulated in key namespaces).
+    Emulated(u32),
+}
+
+impl Databases {
+    /// The key space of database `db`.
+    pub fn space(self, db: u32) -> KeySpace {
+        KeySpace::of(db, matches!(self, Databases::Emulated(n) if n > 1))
+    }
 }
 
 impl SessionSettings {
@@ -63,8 +83,13 @@ impl SessionSettings {
                 // A config that fails here fails validation first.
                 Colocation::new(&config.placement.colocate)
                     .ok()
-                    .filter(|c| !c.is_empty())
+                    .filter(|c| !c.is_empty() || config.cluster.databases > 1)
                     .map(Arc::new)
+            },
+            databases: if config.is_pool_mode() {
+                Databases::Real
+            } else {
+                Databases::Emulated(config.cluster.databases)
             },
         }
     }

@@ -25,8 +25,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::{Bytes, BytesMut};
 
 use crate::command::{CommandSpec, KeySpecFlags};
-use crate::placement::Unit;
+use crate::placement::{KeySpace, Unit};
 use crate::resp::{encode, parse_frame, Frame, Reply};
+
+use crate::backend::dedicated::Lease;
 
 use super::dispatch::error;
 use super::pinned::on_master;
@@ -148,17 +150,17 @@ fn command(out: &mut BytesMut, args: &[&[u8]]) {
     }
 }
 
-/// Send `payload` (`count` commands) to the master of `unit` on a dedicated connection; every
-/// reply, or the error for the client.
+/// Send `payload` (`count` commands) to the master of `unit` on a dedicated connection as
+/// `lease` says; every reply, or the error for the client.
 pub(super) async fn call(
     worker: &WorkerContext,
+    lease: Lease,
     unit: Unit,
     payload: &[u8],
     count: usize,
-    resp3: bool,
 ) -> Result<Vec<Reply>, Bytes> {
     let timeout = Some(worker.settings().request_timeout);
-    let (conn, replies) = on_master(worker, Some(unit), payload, count, timeout, resp3).await?;
+    let (conn, replies) = on_master(worker, Some(unit), payload, count, timeout, lease).await?;
     worker.router().give_back(conn);
     if replies.len() != count {
         return Err(error(
@@ -169,10 +171,15 @@ pub(super) async fn call(
 }
 
 /// One command to the master of `unit` (RESP2); its reply, an error reply included.
-async fn call_one(worker: &WorkerContext, unit: Unit, args: &[&[u8]]) -> Result<Frame, Bytes> {
+async fn call_one(
+    worker: &WorkerContext,
+    lease: Lease,
+    unit: Unit,
+    args: &[&[u8]],
+) -> Result<Frame, Bytes> {
     let mut out = BytesMut::new();
     command(&mut out, args);
-    let mut replies = call(worker, unit, &out, 1, false).await?;
+    let mut replies = call(worker, lease.resp2(), unit, &out, 1).await?;
     let reply = replies
         .pop()
         .ok_or_else(|| error("ERR slotgate: no reply"))?;
@@ -188,6 +195,7 @@ fn frame(reply: &Reply) -> Result<Frame, Bytes> {
 /// `None` when it does not exist.
 async fn dump(
     worker: &WorkerContext,
+    lease: Lease,
     unit: Unit,
     key: &[u8],
 ) -> Result<Option<(Bytes, u64)>, Bytes> {
@@ -196,7 +204,7 @@ async fn dump(
     command(&mut out, &[b"DUMP", key]);
     command(&mut out, &[b"PTTL", key]);
     command(&mut out, &[b"EXEC"]);
-    let replies = call(worker, unit, &out, 4, false).await?;
+    let replies = call(worker, lease.resp2(), unit, &out, 4).await?;
     let exec = replies.last().map(frame).transpose()?;
     match exec {
         Some(Frame::Array(items)) => match items.as_slice() {
@@ -233,25 +241,27 @@ fn temp_names(dest: &[u8], count: usize, unit_of: &impl Fn(&[u8]) -> Unit) -> Op
     names.iter().all(|n| unit_of(n) == home).then_some(names)
 }
 
-/// Serve `args` as `plan` says; the reply for the client (in its protocol, `resp3`), and the
+/// Serve `args` as `plan` says, on dedicated connections as `lease` says (the client's
+/// protocol and database), keys named in `space`; the reply for the client (in its protocol), and the
 /// units written (for WAIT).
 pub(super) async fn run(
     worker: &WorkerContext,
     args: &[&[u8]],
     plan: Plan,
-    resp3: bool,
+    lease: Lease,
+    space: &KeySpace,
 ) -> (Bytes, Vec<Unit>) {
     let table = worker.router().table();
     let unit_of = |key: &[u8]| table.placement().unit_of(key);
     let unit = |i: usize| args.get(i).map(|k| unit_of(k)).unwrap_or(Unit::ZERO);
     let result = match plan {
-        Plan::Gather { dest } => gather(worker, args, dest, &unit_of, resp3)
+        Plan::Gather { dest } => gather(worker, lease, args, dest, &unit_of)
             .await
             .map(|reply| (reply, vec![unit(dest)])),
-        Plan::Smove => smove(worker, args, &unit_of, resp3)
+        Plan::Smove => smove(worker, lease, args, &unit_of)
             .await
             .map(|reply| (reply, vec![unit(1), unit(2)])),
-        Plan::Rename { nx } => rename(worker, args, nx, &unit_of)
+        Plan::Rename { nx } => rename(worker, lease, args, nx, &unit_of)
             .await
             .map(|reply| (reply, vec![unit(1), unit(2)])),
         Plan::Lmove {
@@ -263,14 +273,14 @@ pub(super) async fn run(
                 pop_left,
                 push_left,
             };
-            lmove(worker, args, ends, timeout_at, &unit_of, resp3)
+            lmove(worker, lease, args, ends, timeout_at, &unit_of)
                 .await
                 .map(|reply| (reply, vec![unit(1), unit(2)]))
         }
-        Plan::Msetnx => msetnx(worker, args, &unit_of).await,
+        Plan::Msetnx => msetnx(worker, lease, args, &unit_of).await,
         Plan::Watch => Err(error("ERR slotgate: WATCH is served by the session")),
-        Plan::BlockingPop => blocking_pop(worker, args, &unit_of, resp3).await,
-        Plan::Sort => sort_patterns(worker, args, &unit_of, resp3).await,
+        Plan::BlockingPop => blocking_pop(worker, lease, args, &unit_of).await,
+        Plan::Sort => sort_patterns(worker, lease, space, args, &unit_of).await,
     };
     result.unwrap_or_else(|reply| (reply, Vec::new()))
 }
@@ -278,10 +288,10 @@ pub(super) async fn run(
 /// Copy the sources of other slots next to `args[dest]` and run the command there.
 async fn gather(
     worker: &WorkerContext,
+    lease: Lease,
     args: &[&[u8]],
     dest: usize,
     unit_of: &impl Fn(&[u8]) -> Unit,
-    resp3: bool,
 ) -> Result<Bytes, Bytes> {
     let name = printable_name(args);
     let dest_key = args.get(dest).copied().unwrap_or_default();
@@ -306,7 +316,7 @@ async fn gather(
     })?;
     let mut copies = Vec::with_capacity(away.len());
     for (key, temp) in away.iter().zip(&temps) {
-        if let Some(value) = dump(worker, unit_of(key), key).await? {
+        if let Some(value) = dump(worker, lease, unit_of(key), key).await? {
             copies.push((temp.clone(), value));
         }
     }
@@ -341,7 +351,7 @@ async fn gather(
     }
     command(&mut out, &[b"EXEC"]);
     let count = 3 + copies.len() + usize::from(!copies.is_empty());
-    let replies = call(worker, home, &out, count, resp3).await?;
+    let replies = call(worker, lease, home, &out, count).await?;
     // An error while queueing (a restore, or the command's own syntax) is the answer.
     if let Some(bad) = replies
         .iter()
@@ -381,14 +391,15 @@ async fn gather(
 /// SMOVE src dst member: a gather to `dst`; when the member moved, removed from `src`.
 async fn smove(
     worker: &WorkerContext,
+    lease: Lease,
     args: &[&[u8]],
     unit_of: &impl Fn(&[u8]) -> Unit,
-    resp3: bool,
 ) -> Result<Bytes, Bytes> {
-    let reply = gather(worker, args, 2, unit_of, resp3).await?;
+    let reply = gather(worker, lease, args, 2, unit_of).await?;
     if reply.as_ref() == b":1\r\n" {
         if let (Some(src), Some(member)) = (args.get(1), args.get(3)) {
-            if let Frame::Error(e) = call_one(worker, unit_of(src), &[b"SREM", src, member]).await?
+            if let Frame::Error(e) =
+                call_one(worker, lease, unit_of(src), &[b"SREM", src, member]).await?
             {
                 return Err(error(&format!(
                     "ERR slotgate: SMOVE added the member to the destination but could not \
@@ -404,6 +415,7 @@ async fn smove(
 /// RENAME / RENAMENX src dst.
 async fn rename(
     worker: &WorkerContext,
+    lease: Lease,
     args: &[&[u8]],
     nx: bool,
     unit_of: &impl Fn(&[u8]) -> Unit,
@@ -411,7 +423,7 @@ async fn rename(
     let (Some(&src), Some(&dst)) = (args.get(1), args.get(2)) else {
         return Err(error("ERR wrong number of arguments"));
     };
-    let Some((payload, ttl)) = dump(worker, unit_of(src), src).await? else {
+    let Some((payload, ttl)) = dump(worker, lease, unit_of(src), src).await? else {
         return Err(error("ERR no such key"));
     };
     let ttl = ttl.to_string();
@@ -419,14 +431,14 @@ async fn rename(
     if !nx {
         restore.push(b"REPLACE");
     }
-    match call_one(worker, unit_of(dst), &restore).await? {
+    match call_one(worker, lease, unit_of(dst), &restore).await? {
         Frame::Error(e) if nx && e.starts_with(b"BUSYKEY") => {
             return Ok(Bytes::from_static(b":0\r\n"))
         }
         Frame::Error(e) => return Err(error(&String::from_utf8_lossy(&e))),
         _ => {}
     }
-    if let Frame::Error(e) = call_one(worker, unit_of(src), &[b"DEL", src]).await? {
+    if let Frame::Error(e) = call_one(worker, lease, unit_of(src), &[b"DEL", src]).await? {
         return Err(error(&format!(
             "ERR slotgate: {} copied the key but could not delete the source: {}",
             printable_name(args),
@@ -480,11 +492,11 @@ async fn next_round(
 /// until the source has an element or the timeout passes.
 async fn lmove(
     worker: &WorkerContext,
+    lease: Lease,
     args: &[&[u8]],
     ends: Ends,
     timeout_at: Option<usize>,
     unit_of: &impl Fn(&[u8]) -> Unit,
-    resp3: bool,
 ) -> Result<Bytes, Bytes> {
     let (Some(&src), Some(&dst)) = (args.get(1), args.get(2)) else {
         return Err(error("ERR wrong number of arguments"));
@@ -494,8 +506,8 @@ async fn lmove(
         None => None,
     };
     let nil = || {
-        let blocking_nil: &'static [u8] = if resp3 { b"_\r\n" } else { b"*-1\r\n" };
-        let plain_nil: &'static [u8] = if resp3 { b"_\r\n" } else { b"$-1\r\n" };
+        let blocking_nil: &'static [u8] = if lease.resp3 { b"_\r\n" } else { b"*-1\r\n" };
+        let plain_nil: &'static [u8] = if lease.resp3 { b"_\r\n" } else { b"$-1\r\n" };
         Bytes::from_static(if deadline.is_some() {
             blocking_nil
         } else {
@@ -506,7 +518,7 @@ async fn lmove(
     loop {
         // As Redis: the source is checked first; a missing one is nil (or, blocking, a wait)
         // whatever the destination holds.
-        match call_one(worker, unit_of(src), &[b"TYPE", src]).await? {
+        match call_one(worker, lease, unit_of(src), &[b"TYPE", src]).await? {
             Frame::Simple(t) if t.as_ref() == b"none" => match deadline {
                 Some(deadline) if next_round(deadline, &mut pause).await => continue,
                 _ => return Ok(nil()),
@@ -514,12 +526,12 @@ async fn lmove(
             Frame::Simple(t) if t.as_ref() == b"list" => {}
             _ => return Err(error(WRONGTYPE)),
         }
-        match call_one(worker, unit_of(dst), &[b"TYPE", dst]).await? {
+        match call_one(worker, lease, unit_of(dst), &[b"TYPE", dst]).await? {
             Frame::Simple(t) if t.as_ref() == b"none" || t.as_ref() == b"list" => {}
             _ => return Err(error(WRONGTYPE)),
         }
         let pop: &[u8] = if ends.pop_left { b"LPOP" } else { b"RPOP" };
-        let value = match call_one(worker, unit_of(src), &[pop, src]).await? {
+        let value = match call_one(worker, lease, unit_of(src), &[pop, src]).await? {
             Frame::Bulk(value) => value,
             Frame::Error(e) => return Err(error(&String::from_utf8_lossy(&e))),
             _ => match deadline {
@@ -528,10 +540,11 @@ async fn lmove(
             },
         };
         let push: &[u8] = if ends.push_left { b"LPUSH" } else { b"RPUSH" };
-        if let Frame::Error(e) = call_one(worker, unit_of(dst), &[push, dst, &value]).await? {
+        if let Frame::Error(e) = call_one(worker, lease, unit_of(dst), &[push, dst, &value]).await?
+        {
             // Back where it came from, so the element is not lost.
             let back: &[u8] = if ends.pop_left { b"LPUSH" } else { b"RPUSH" };
-            let _ = call_one(worker, unit_of(src), &[back, src, &value]).await;
+            let _ = call_one(worker, lease, unit_of(src), &[back, src, &value]).await;
             return Err(error(&String::from_utf8_lossy(&e)));
         }
         let mut out = BytesMut::new();
@@ -546,6 +559,7 @@ type Pair<'a> = (&'a [u8], &'a [u8]);
 /// MSETNX k v …: nothing set when any key exists.
 async fn msetnx(
     worker: &WorkerContext,
+    lease: Lease,
     args: &[&[u8]],
     unit_of: &impl Fn(&[u8]) -> Unit,
 ) -> Result<(Bytes, Vec<Unit>), Bytes> {
@@ -567,7 +581,7 @@ async fn msetnx(
     for (unit, group) in &by_unit {
         let mut exists: Vec<&[u8]> = vec![b"EXISTS"];
         exists.extend(group.iter().map(|(k, _)| *k));
-        match call_one(worker, *unit, &exists).await? {
+        match call_one(worker, lease, *unit, &exists).await? {
             Frame::Integer(0) => {}
             Frame::Integer(_) => return Ok((Bytes::from_static(b":0\r\n"), Vec::new())),
             Frame::Error(e) => return Err(error(&String::from_utf8_lossy(&e))),
@@ -580,7 +594,7 @@ async fn msetnx(
             mset.push(k);
             mset.push(v);
         }
-        if let Frame::Error(e) = call_one(worker, *unit, &mset).await? {
+        if let Frame::Error(e) = call_one(worker, lease, *unit, &mset).await? {
             return Err(error(&format!(
                 "ERR slotgate: MSETNX set some keys but not all: {}",
                 String::from_utf8_lossy(&e)
@@ -653,9 +667,9 @@ fn pop_keys<'a>(args: &[&'a [u8]]) -> Option<PopKeys<'a>> {
 /// until one has data or the timeout passes (LMPOP, ZMPOP: one round).
 async fn blocking_pop(
     worker: &WorkerContext,
+    lease: Lease,
     args: &[&[u8]],
     unit_of: &impl Fn(&[u8]) -> Unit,
-    resp3: bool,
 ) -> Result<(Bytes, Vec<Unit>), Bytes> {
     let Some((keys, timeout)) = pop_keys(args) else {
         return Err(error("ERR syntax error"));
@@ -673,7 +687,7 @@ async fn blocking_pop(
             let mut out = BytesMut::new();
             command(&mut out, &one);
             let unit = unit_of(key);
-            let mut replies = call(worker, unit, &out, 1, resp3).await?;
+            let mut replies = call(worker, lease, unit, &out, 1).await?;
             let Some(reply) = replies.pop() else { continue };
             if reply.is_error() {
                 return Err(reply.raw().clone());
@@ -702,7 +716,7 @@ async fn blocking_pop(
         match deadline {
             Some(deadline) if next_round(deadline, &mut pause).await => {}
             _ => {
-                let nil: &'static [u8] = if resp3 { b"_\r\n" } else { b"*-1\r\n" };
+                let nil: &'static [u8] = if lease.resp3 { b"_\r\n" } else { b"*-1\r\n" };
                 return Ok((Bytes::from_static(nil), Vec::new()));
             }
         }
@@ -714,17 +728,20 @@ async fn blocking_pop(
 /// patterns).
 async fn fetch_values(
     worker: &WorkerContext,
+    lease: Lease,
+    space: &KeySpace,
     lookups: &[(Vec<u8>, Option<Vec<u8>>)],
     unit_of: &impl Fn(&[u8]) -> Unit,
 ) -> Result<Vec<Option<Bytes>>, Bytes> {
     let mut values: Vec<Option<Bytes>> = vec![None; lookups.len()];
-    // Pattern keys are client names: with co-location rules in cluster mode, stored tagged.
+    // Pattern keys are client names: with co-location rules or emulated databases in cluster
+    // mode, stored tagged and prefixed.
     let tags = worker.settings().key_tags.as_deref();
     let stored: Vec<(Bytes, Option<&[u8]>)> = lookups
         .iter()
         .map(|(key, field)| {
             let name = tags
-                .and_then(|t| t.stored_name(key))
+                .and_then(|t| t.stored_key(space, key))
                 .unwrap_or_else(|| Bytes::copy_from_slice(key));
             (name, field.as_deref())
         })
@@ -748,7 +765,7 @@ async fn fetch_values(
                 None => command(&mut out, &[b"GET", key]),
             }
         }
-        let replies = call(worker, unit, &out, at.len(), false).await?;
+        let replies = call(worker, lease.resp2(), unit, &out, at.len()).await?;
         for (&i, reply) in at.iter().zip(&replies) {
             if let (Ok(Frame::Bulk(value)), Some(slot)) = (frame(reply), values.get_mut(i)) {
                 *slot = Some(value);
@@ -761,18 +778,19 @@ async fn fetch_values(
 /// The elements of the list, set or sorted set at `key` (empty when it does not exist).
 async fn sort_elements(
     worker: &WorkerContext,
+    lease: Lease,
     key: &[u8],
     unit_of: &impl Fn(&[u8]) -> Unit,
 ) -> Result<Vec<Vec<u8>>, Bytes> {
     let unit = unit_of(key);
-    let read: Vec<&[u8]> = match call_one(worker, unit, &[b"TYPE", key]).await? {
+    let read: Vec<&[u8]> = match call_one(worker, lease, unit, &[b"TYPE", key]).await? {
         Frame::Simple(t) if t.as_ref() == b"none" => return Ok(Vec::new()),
         Frame::Simple(t) if t.as_ref() == b"list" => vec![b"LRANGE", key, b"0", b"-1"],
         Frame::Simple(t) if t.as_ref() == b"set" => vec![b"SMEMBERS", key],
         Frame::Simple(t) if t.as_ref() == b"zset" => vec![b"ZRANGE", key, b"0", b"-1"],
         _ => return Err(error(WRONGTYPE)),
     };
-    match call_one(worker, unit, &read).await? {
+    match call_one(worker, lease, unit, &read).await? {
         Frame::Array(items) | Frame::Set(items) => Ok(items
             .into_iter()
             .filter_map(|f| f.as_bytes().map(|b| b.to_vec()))
@@ -786,9 +804,10 @@ async fn sort_elements(
 /// fetched from wherever their keys live, sorted here; STORE writes the result as a list.
 async fn sort_patterns(
     worker: &WorkerContext,
+    lease: Lease,
+    space: &KeySpace,
     args: &[&[u8]],
     unit_of: &impl Fn(&[u8]) -> Unit,
-    resp3: bool,
 ) -> Result<(Bytes, Vec<Unit>), Bytes> {
     use crate::command::sort::{self, SortRequest};
     let store_allowed = args
@@ -801,14 +820,14 @@ async fn sort_patterns(
              are read; it needs commands.non_atomic_cross_slot_writes",
         ));
     }
-    let elements = sort_elements(worker, &request.key, unit_of).await?;
+    let elements = sort_elements(worker, lease, &request.key, unit_of).await?;
     let weights = match request.by.as_deref() {
         Some(by) if !request.dont_sort() => {
             let lookups: Vec<_> = elements
                 .iter()
                 .filter_map(|e| sort::pattern_key(by, e))
                 .collect();
-            fetch_values(worker, &lookups, unit_of)
+            fetch_values(worker, lease, space, &lookups, unit_of)
                 .await?
                 .into_iter()
                 .map(|v| v.map(|b| b.to_vec()))
@@ -839,7 +858,7 @@ async fn sort_patterns(
                 }
             }
         }
-        let values = fetch_values(worker, &lookups, unit_of).await?;
+        let values = fetch_values(worker, lease, space, &lookups, unit_of).await?;
         for slot in slots {
             answer.push(match slot {
                 Some(Err(element)) => Some(element),
@@ -854,7 +873,7 @@ async fn sort_patterns(
         for value in &answer {
             match value {
                 Some(v) => encode::bulk(&mut out, v),
-                None if resp3 => out.extend_from_slice(b"_\r\n"),
+                None if lease.resp3 => out.extend_from_slice(b"_\r\n"),
                 None => encode::null_bulk(&mut out),
             }
         }
@@ -871,7 +890,7 @@ async fn sort_patterns(
     }
     command(&mut out, &[b"EXEC"]);
     let count = if answer.is_empty() { 3 } else { 4 };
-    let replies = call(worker, unit, &out, count, false).await?;
+    let replies = call(worker, lease.resp2(), unit, &out, count).await?;
     if let Some(bad) = replies.iter().find(|r| r.is_error()) {
         return Err(bad.raw().clone());
     }

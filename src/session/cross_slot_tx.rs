@@ -242,7 +242,7 @@ impl Session {
                     &payload,
                     count,
                     Some(timeout),
-                    self.resp3,
+                    self.lease(),
                 )
                 .await
                 {

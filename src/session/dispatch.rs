@@ -15,7 +15,9 @@ use crate::placement::Placement;
 use crate::placement::Unit;
 use crate::resp::Request;
 
+use super::context::Databases;
 use super::cross_slot;
+use super::databases::{self, Emulated};
 use super::key_tags;
 use super::local::{self, Local};
 use super::pinned::{Exclusive, Pinned};
@@ -79,26 +81,56 @@ impl Session {
         // Borrowed slices of the request's bytes, built once (no reference count per argument).
         let mut args = request.args();
         let counted = self.lookup.lookup_counted(&args[..]);
-        let spec = counted.map(|(spec, _)| spec);
+        let mut spec = counted.map(|(spec, _)| spec);
         self.last_spec = spec;
         self.count(counted.map_or(command::stat_index(None), |(_, index)| index));
         // MONITOR: one relaxed load while nobody monitors.
         if self.worker.ops().monitors.any() {
             self.feed_monitors(spec, &args[..]);
         }
-        // Co-location rules in cluster mode: grouped keys are stored under their group's tag.
+        // Co-location rules and emulated databases in cluster mode: keys are stored under
+        // their group's tag and their database's prefix.
         let mut key_names = None;
-        if let (Some(tags), Some(spec)) = (self.worker.settings().key_tags.as_deref(), spec) {
-            key_names = key_tags::expect(spec, &args[..]);
-            if let Some(tagged) = key_tags::tagged(tags, spec, &args[..]) {
-                drop(args);
-                request = tagged;
-                args = request.args();
+        let mut database_route = None;
+        if let (Some(tags), Some(sent_as)) = (self.worker.settings().key_tags.as_deref(), spec) {
+            let settings = self.worker.settings();
+            let emulated = match (self.space.is_shared(), settings.databases) {
+                (true, Databases::Emulated(count)) => databases::emulated(
+                    sent_as,
+                    &args[..],
+                    &self.space,
+                    count,
+                    tags,
+                    settings.allow_flush,
+                ),
+                _ => None,
+            };
+            match emulated {
+                Some(Emulated::Instead(sent)) => {
+                    drop(args);
+                    request = sent;
+                    args = request.args();
+                    // MOVE runs as a script: permissions and routing are the script's.
+                    spec = command::lookup(&args[..]);
+                    self.last_spec = spec;
+                }
+                Some(Emulated::Route(route)) => database_route = Some(route),
+                None => {
+                    key_names = key_tags::expect(sent_as, &args[..], &self.space);
+                    if let Some(tagged) = key_tags::tagged(tags, &self.space, sent_as, &args[..]) {
+                        drop(args);
+                        request = tagged;
+                        args = request.args();
+                    }
+                }
             }
         }
         // Loaded once: routing by key and sending use the same table.
         let table = self.worker.router().table();
-        let mut route = route_spec(&args[..], spec, table.placement());
+        let mut route = match database_route {
+            Some(route) => route,
+            None => route_spec(&args[..], spec, table.placement()),
+        };
         if let (Route::Refused(_), Some(spec), false) =
             (&route, spec, self.worker.settings().allow_admin.is_empty())
         {
@@ -322,6 +354,17 @@ impl Session {
                 drop(args);
                 self.deferred = Some((request, Exclusive::Scan));
             }
+            Route::Local(Local::Select) => match databases::select_route(&args[..], self) {
+                Route::Pinned(Pinned::Exclusive(check)) => {
+                    drop(args);
+                    self.deferred = Some((request, check));
+                }
+                Route::Refused(reply) => self.queue.push_ready(reply),
+                _ => {
+                    let reply = local::run(Local::Select, &args[..], self);
+                    self.queue.push_answer(reply, request.raw());
+                }
+            },
             Route::Local(cmd) => {
                 let reply = local::run(cmd, &args[..], self);
                 self.queue.push_answer(reply, request.raw());
@@ -394,10 +437,10 @@ impl Session {
         // The client's own names: co-location tags are the proxy's business.
         let tags = self.worker.settings().key_tags.as_deref();
         if spec.routing_args(args, &mut keys).is_ok()
-            && !keys
-                .iter()
-                .filter_map(|&i| args.get(i))
-                .all(|k| user.may_access(tags.map_or(k, |t| t.client_name(k))))
+            && !keys.iter().filter_map(|&i| args.get(i)).all(|k| {
+                let name = tags.and_then(|t| t.client_key(&self.space, k));
+                user.may_access(name.unwrap_or(k))
+            })
         {
             return Some(error(&crate::auth::Denied::Key.message(spec.name)));
         }
@@ -504,6 +547,7 @@ impl Session {
             resp3: self.resp3,
             hold: true,
             lane: self.lane,
+            db: self.backend_db,
         }
     }
 }
@@ -663,6 +707,9 @@ fn route_spec(args: &[&[u8]], spec: Option<&'static CommandSpec>, placement: &Pl
 /// `split`, `fan-out`, `refused`) and a short reason. Derived from the same rules as [`route`],
 /// so the document cannot drift from the behaviour.
 pub fn service(spec: &CommandSpec) -> (&'static str, String) {
+    if let Some(service) = databases::service(spec.name) {
+        return service;
+    }
     if spec.name == "info" {
         return (
             "local",

@@ -1,35 +1,54 @@
-//! Co-location rules in cluster mode, the session's side (the rules themselves are
-//! [`crate::placement::colocate`]): each request's grouped keys get their group's tag on the
-//! way in, and the reply queue is told which replies carry key names, to give them back
-//! under the client's names ([`super::queue::Expect`]).
+//! Co-location rules and emulated databases in cluster mode, the session's side (the rules
+//! themselves are [`crate::placement::colocate`] and [`crate::placement::namespace`]): each
+//! request's keys get their group's tag and their database's prefix on the way in, and the
+//! reply queue is told which replies carry key names, to give them back under the client's
+//! names ([`super::queue::Expect`]).
 
 use bytes::Bytes;
 use smallvec::SmallVec;
 
 use crate::command::CommandSpec;
-use crate::placement::{Colocation, KeyReply};
+use crate::placement::{Colocation, KeyReply, KeySpace};
 use crate::resp::Request;
 
 use super::queue::Expect;
 
-/// The request to send instead of the one with `args`, when one of its keys belongs to a
-/// group or its `KEYS` / `SCAN … MATCH` pattern must be widened; `None`: send it as it is.
-pub(super) fn tagged(tags: &Colocation, spec: &CommandSpec, args: &[&[u8]]) -> Option<Request> {
+/// The request to send instead of the one with `args` in `space`, when one of its keys
+/// belongs to a group or to an emulated database, or its `KEYS` / `SCAN … MATCH` pattern must
+/// be widened or prefixed; `None`: send it as it is.
+pub(super) fn tagged(
+    tags: &Colocation,
+    space: &KeySpace,
+    spec: &CommandSpec,
+    args: &[&[u8]],
+) -> Option<Request> {
     let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
     // A request whose keys cannot be found is refused by routing, with Redis' error.
     spec.keys(args, &mut keys).ok()?;
-    let sent = tags.tag_request(args, &keys, pattern_index(spec, args))?;
+    let pattern = pattern_index(spec, args);
+    if let (KeySpace::Db(prefix), "scan", None) = (space, spec.name, pattern) {
+        // SCAN of an emulated database without MATCH: its keys are those under its prefix.
+        let all = [&prefix[..], b"*"].concat();
+        let mut sent: Vec<Bytes> = args.iter().map(|a| Bytes::copy_from_slice(a)).collect();
+        sent.extend([Bytes::from_static(b"MATCH"), Bytes::from(all)]);
+        return Some(Request::from_args(sent));
+    }
+    let sent = tags.tag_request(space, args, &keys, pattern)?;
     Some(Request::from_args(sent))
 }
 
-/// What the reply to `args` (sent as `spec`) holds in key names, if anything; `client_args`
-/// are the request as the client sent it (its pattern is the filter).
-pub(super) fn expect(spec: &CommandSpec, client_args: &[&[u8]]) -> Option<Expect> {
+/// What the reply to `args` (sent as `spec`) holds in key names, if anything, read in
+/// `space`; `client_args` are the request as the client sent it (its pattern is the filter).
+pub(super) fn expect(
+    spec: &CommandSpec,
+    client_args: &[&[u8]],
+    space: &KeySpace,
+) -> Option<Expect> {
     let shape = KeyReply::of(spec.name)?;
     let pattern = pattern_index(spec, client_args)
         .and_then(|i| client_args.get(i))
         .map(|p| Bytes::copy_from_slice(p));
-    Some(Expect::Reply(shape, pattern))
+    Some(Expect::Reply(shape, pattern, space.clone()))
 }
 
 /// The index of the key pattern: `KEYS pattern`, `SCAN cursor … MATCH pattern …`.
@@ -67,7 +86,8 @@ mod tests {
     fn sent(words: &[&'static str]) -> Option<Vec<Vec<u8>>> {
         let a = args(words);
         let spec = crate::command::lookup(&a).unwrap();
-        tagged(&tags(), spec, &a).map(|r| r.args().iter().map(|x| x.to_vec()).collect())
+        tagged(&tags(), &KeySpace::Whole, spec, &a)
+            .map(|r| r.args().iter().map(|x| x.to_vec()).collect())
     }
 
     fn strings(words: &[&str]) -> Vec<Vec<u8>> {
@@ -107,10 +127,17 @@ mod tests {
         let a = args(&["KEYS", "rq:*"]);
         let spec = crate::command::lookup(&a).unwrap();
         assert_eq!(
-            expect(spec, &a),
-            Some(Expect::Reply(KeyReply::Keys, Some(Bytes::from("rq:*"))))
+            expect(spec, &a, &KeySpace::Whole),
+            Some(Expect::Reply(
+                KeyReply::Keys,
+                Some(Bytes::from("rq:*")),
+                KeySpace::Whole
+            ))
         );
         let a = args(&["GET", "rq:x"]);
-        assert_eq!(expect(crate::command::lookup(&a).unwrap(), &a), None);
+        assert_eq!(
+            expect(crate::command::lookup(&a).unwrap(), &a, &KeySpace::Whole),
+            None
+        );
     }
 }

@@ -106,16 +106,8 @@ pub(super) fn run(cmd: Local, args: &[&[u8]], session: &mut Session) -> Bytes {
             session.closing = true;
             Bytes::from_static(OK)
         }
-        Local::Select => match std::str::from_utf8(arg(1))
-            .ok()
-            .and_then(|s| s.parse::<i64>().ok())
-        {
-            Some(0) => Bytes::from_static(OK),
-            Some(_) => error(
-                "ERR DB index is out of range (slotgate serves only DB 0, like Redis Cluster)",
-            ),
-            None => error("ERR value is not an integer or out of range"),
-        },
+        // Checked by `databases::select_route` before it came here.
+        Local::Select => super::databases::select(args, session),
         Local::Auth => auth(args, session),
         Local::Hello => hello(args, session),
         Local::Client => super::client::run(args, session),

@@ -19,6 +19,7 @@ mod cluster_view;
 mod context;
 mod cross_slot;
 mod cross_slot_tx;
+mod databases;
 mod dispatch;
 pub mod info;
 mod key_tags;
@@ -40,8 +41,9 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::backend::conn::Lane;
+use crate::backend::dedicated::Lease;
 use crate::ops::clients::Registration;
-use crate::placement::Unit;
+use crate::placement::{KeySpace, Unit};
 use crate::resp::{ParseError, Request, RequestDecoder};
 
 use pinned::{Exclusive, Transaction, Watched};
@@ -94,6 +96,14 @@ pub(crate) struct Session {
     pubsub: Option<PubSub>,
     /// The client switched to RESP3 with `HELLO 3`.
     resp3: bool,
+    /// The database the client selected (`SELECT`).
+    db: u32,
+    /// The database its requests run in on the nodes: `db` in pool mode, 0 in cluster mode
+    /// (where `space` stands for `db`).
+    backend_db: u32,
+    /// Which keys of the cluster are the client's, and under what names (cluster mode with
+    /// emulated databases; [`KeySpace::Whole`] otherwise).
+    space: KeySpace,
     /// The client may run commands (authenticated, or no authentication is configured).
     authenticated: bool,
     /// The named user the client authenticated as (`None`: the unrestricted default user).
@@ -138,6 +148,7 @@ where
         worker.ops().slowlog.threshold(),
         worker.settings().key_tags.clone(),
     );
+    let space = worker.settings().databases.space(0);
     let mut session = Session {
         decoder: RequestDecoder::new(worker.settings().limits),
         worker,
@@ -153,6 +164,9 @@ where
         last_write_also: Vec::new(),
         pubsub: None,
         resp3: false,
+        db: 0,
+        backend_db: 0,
+        space,
         authenticated,
         user: None,
         clock: Default::default(),
@@ -172,6 +186,14 @@ where
 }
 
 impl Session {
+    /// What the client's dedicated connections must be: its protocol and database.
+    fn lease(&self) -> Lease {
+        Lease {
+            resp3: self.resp3,
+            db: self.backend_db,
+        }
+    }
+
     /// Generic over the stream, so the plaintext path is compiled for `TcpStream` itself.
     /// Reads and writes never overlap (writes happen between reads), so the stream is used
     /// whole, without splitting it.

@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 use super::WorkerContext;
 use crate::backend::connect::ASKING;
-use crate::backend::dedicated::DedicatedConn;
+use crate::backend::dedicated::{DedicatedConn, Lease};
 use crate::backend::redirect::Redirect;
 use crate::backend::BackendError;
 use crate::placement::{KeyReply, Unit};
@@ -99,6 +99,8 @@ pub(super) enum Exclusive {
     /// A command that writes keys of several slots, in steps
     /// (`commands.non_atomic_cross_slot_writes`).
     CrossSlot(super::cross_slot::Plan),
+    /// SELECT checked on the nodes, or a command about a whole emulated database.
+    Database(super::databases::Op),
 }
 
 /// A transaction being queued, between MULTI and EXEC.
@@ -219,7 +221,8 @@ impl Session {
             Route::Pinned(Pinned::Exclusive(Exclusive::Exec)) => {
                 if !tx.key_replies.is_empty() {
                     let key_replies = std::mem::take(&mut tx.key_replies);
-                    self.queue.expect_key_names(Expect::Exec(key_replies));
+                    self.queue
+                        .expect_key_names(Expect::Exec(key_replies, self.space.clone()));
                 }
                 self.deferred = Some((request, Exclusive::Exec));
                 return;
@@ -286,7 +289,8 @@ impl Session {
                 | Exclusive::Scan
                 | Exclusive::Kill
                 | Exclusive::CrossSlot(_)
-                | Exclusive::Script { .. },
+                | Exclusive::Script { .. }
+                | Exclusive::Database(_),
             )) => {
                 tx.failed = true;
                 let name = request
@@ -315,8 +319,14 @@ impl Session {
                 self.watch_across(&request.args()).await
             }
             Exclusive::CrossSlot(plan) => {
-                let (reply, wrote) =
-                    super::cross_slot::run(&self.worker, &request.args(), plan, self.resp3).await;
+                let (reply, wrote) = super::cross_slot::run(
+                    &self.worker,
+                    &request.args(),
+                    plan,
+                    self.lease(),
+                    &self.space,
+                )
+                .await;
                 if !wrote.is_empty() {
                     self.wrote_to_all(wrote.into_iter());
                 }
@@ -334,7 +344,10 @@ impl Session {
                 wrote.extend_from_slice(&self.last_write_also);
                 super::wait::wait(&self.worker, &wrote, &request.args()).await
             }
-            Exclusive::Scan => super::scan::scan(&self.worker, &request.args()).await,
+            Exclusive::Scan => {
+                super::scan::scan(&self.worker, &request.args(), self.backend_db).await
+            }
+            Exclusive::Database(op) => super::databases::run(self, op).await,
             Exclusive::Kill => super::kill::kill(&self.worker, request.raw()).await,
             Exclusive::Script { unit, readonly } => {
                 self.send_script(request, unit, readonly, Instant::now());
@@ -413,7 +426,7 @@ impl Session {
         replies: usize,
         bound: Option<Duration>,
     ) -> Bytes {
-        match on_master(&self.worker, unit, payload, replies, bound, self.resp3).await {
+        match on_master(&self.worker, unit, payload, replies, bound, self.lease()).await {
             Ok((conn, replies)) => {
                 self.worker.router().give_back(conn);
                 last(replies)
@@ -432,7 +445,8 @@ impl Session {
             && across
             && !self.watched_also.iter().any(|w| w.unit == unit)
         {
-            return match on_master(&self.worker, Some(unit), request, 1, timeout, self.resp3).await
+            return match on_master(&self.worker, Some(unit), request, 1, timeout, self.lease())
+                .await
             {
                 Ok((conn, replies)) => {
                     if !replies.iter().any(Reply::is_error) {
@@ -466,7 +480,7 @@ impl Session {
                 }
             };
         }
-        match on_master(&self.worker, Some(unit), request, 1, timeout, self.resp3).await {
+        match on_master(&self.worker, Some(unit), request, 1, timeout, self.lease()).await {
             Ok((conn, replies)) => {
                 if !replies.iter().any(Reply::is_error) {
                     self.watched = Some(Watched {
@@ -485,10 +499,11 @@ impl Session {
         Bytes::from_static(if self.resp3 { b"_\r\n" } else { NULL_ARRAY })
     }
 
-    /// Back to a fresh connection's state (RESET): RESP2, no transaction, no watch, no
-    /// subscription.
+    /// Back to a fresh connection's state (RESET): RESP2, database 0, no transaction, no
+    /// watch, no subscription.
     fn reset(&mut self) {
         self.resp3 = false;
+        super::databases::switch(self, 0);
         // RESET also logs the client out, where logging in is required.
         if self.worker.users().required() {
             self.authenticated = false;
@@ -536,7 +551,7 @@ pub(super) async fn on_master(
     payload: &[u8],
     replies: usize,
     bound: Option<Duration>,
-    resp3: bool,
+    lease: Lease,
 ) -> Result<(DedicatedConn, Vec<Reply>), Bytes> {
     let deadline = Instant::now() + worker.settings().request_timeout;
     let mut node: Option<Arc<str>> = None;
@@ -565,8 +580,10 @@ pub(super) async fn on_master(
                 Err(NotYet::Failed(reply)) => return Err(reply),
             }
         }
-        let mut conn = match worker.router().lease(&addr, resp3).await {
+        let mut conn = match worker.router().lease_for(&addr, lease).await {
             Ok(conn) => conn,
+            // The database is out of the node's range: its own error, as one Redis gives.
+            Err(BackendError::Refused { reason, .. }) => return Err(error(&reason)),
             Err(e) => {
                 worker.router().topology().request_refresh();
                 if !worker.router().policy().hold_when_down {

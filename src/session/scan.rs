@@ -19,6 +19,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::WorkerContext;
+use crate::backend::dedicated::Lease;
 use crate::command::split::ScanCursor;
 use crate::placement::Unit;
 use crate::resp::{encode, parse_frame, Frame, Reply};
@@ -29,8 +30,8 @@ use super::dispatch::error;
 /// Keys one SCAN call gathers when the client gives no COUNT (Redis' default).
 const DEFAULT_COUNT: usize = 10;
 
-/// Serve `SCAN cursor [MATCH p] [COUNT n] [TYPE t]`.
-pub(super) async fn scan(worker: &WorkerContext, args: &[&[u8]]) -> Bytes {
+/// Serve `SCAN cursor [MATCH p] [COUNT n] [TYPE t]` in the client's database (`db`).
+pub(super) async fn scan(worker: &WorkerContext, args: &[&[u8]], db: u32) -> Bytes {
     let Some(position) = args.get(1).and_then(|c| ScanCursor::decode(c)) else {
         return error("ERR invalid cursor");
     };
@@ -56,7 +57,7 @@ pub(super) async fn scan(worker: &WorkerContext, args: &[&[u8]]) -> Bytes {
     };
     let mut keys: Vec<Frame> = Vec::new();
     while let Some((_, unit)) = masters.get(node) {
-        let (next, found) = match scan_master(worker, *unit, args, cursor).await {
+        let (next, found) = match scan_master(worker, db, *unit, args, cursor).await {
             Ok(page) => page,
             Err(reply) => return reply,
         };
@@ -86,24 +87,32 @@ pub(super) async fn scan(worker: &WorkerContext, args: &[&[u8]]) -> Bytes {
     }
 }
 
-/// One page of one master: its next cursor and the keys it returned.
-async fn scan_master(
+/// One page of the master of `unit` in database `db` (`args`: a SCAN request, whose cursor
+/// is replaced by `cursor`): its next cursor and the keys it returned.
+pub(super) async fn scan_master(
     worker: &WorkerContext,
+    db: u32,
     unit: Unit,
     args: &[&[u8]],
     cursor: u64,
 ) -> Result<(u64, Vec<Frame>), Bytes> {
-    let reply = ask_master(worker, unit, &with_cursor(args, cursor)).await?;
+    let reply = ask_master(worker, db, unit, &with_cursor(args, cursor)).await?;
     parse_frame(reply.raw(), &worker.settings().limits)
         .ok()
         .and_then(page)
         .ok_or_else(|| error("ERR slotgate: unexpected SCAN reply from a master"))
 }
 
-/// Send one command to the master serving `slot` on a dedicated connection; its reply, or
-/// the error reply for the client (the master's own error included).
-async fn ask_master(worker: &WorkerContext, unit: Unit, request: &[u8]) -> Result<Reply, Bytes> {
-    let mut replies = super::cross_slot::call(worker, unit, request, 1, false).await?;
+/// Send one command to the master serving `slot` on a dedicated connection in database `db`;
+/// its reply, or the error reply for the client (the master's own error included).
+pub(super) async fn ask_master(
+    worker: &WorkerContext,
+    db: u32,
+    unit: Unit,
+    request: &[u8],
+) -> Result<Reply, Bytes> {
+    let lease = Lease { resp3: false, db };
+    let mut replies = super::cross_slot::call(worker, lease, unit, request, 1).await?;
     match replies.pop() {
         Some(reply) if reply.is_error() => Err(reply.raw().clone()),
         Some(reply) => Ok(reply),
@@ -122,7 +131,8 @@ async fn pass_settled(
         return Ok(worker.router().table().assignment_fingerprint() == fingerprint);
     }
     for (_, unit) in masters {
-        let reply = ask_master(worker, *unit, b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nNODES\r\n").await?;
+        let nodes = b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nNODES\r\n";
+        let reply = ask_master(worker, 0, *unit, nodes).await?;
         let text = parse_frame(reply.raw(), &worker.settings().limits)
             .ok()
             .and_then(|f| {

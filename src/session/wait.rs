@@ -15,6 +15,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::WorkerContext;
+use crate::backend::dedicated::Lease;
 use crate::placement::Unit;
 use crate::resp::{parse_frame, Frame};
 use crate::topology::discovery::info_field;
@@ -88,8 +89,15 @@ async fn wait_on(
     give_up: Option<Instant>,
 ) -> Result<usize, Bytes> {
     let request_timeout = Some(worker.settings().request_timeout);
-    let (mut conn, replies) =
-        on_master(worker, unit, INFO_REPLICATION, 1, request_timeout, false).await?;
+    let (mut conn, replies) = on_master(
+        worker,
+        unit,
+        INFO_REPLICATION,
+        1,
+        request_timeout,
+        Lease::default(),
+    )
+    .await?;
     let target = replies
         .first()
         .and_then(|r| parse_frame(r.raw(), &worker.settings().limits).ok())

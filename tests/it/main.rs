@@ -25,6 +25,7 @@ mod cross_slot_writes;
 mod custom_commands;
 mod dashboard;
 mod data_types;
+mod databases;
 mod failover;
 mod failure;
 mod fanout;

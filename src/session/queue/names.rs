@@ -10,18 +10,19 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::placement::{Colocation, KeyReply};
+use crate::placement::{Colocation, KeyReply, KeySpace};
 use crate::resp::{parse_frame, Frame, Limits};
 
-/// What a place's reply holds.
+/// What a place's reply holds; the client's key space when the request was sent (a later
+/// `SELECT` does not change how its reply is read).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Expect {
     /// One command's reply, shaped as said, and the client's `KEYS` / `SCAN … MATCH`
     /// pattern, if there is one.
-    Reply(KeyReply, Option<Bytes>),
+    Reply(KeyReply, Option<Bytes>, KeySpace),
     /// EXEC's array: for each queued command whose reply carries key names, its position in
     /// the transaction and its shape.
-    Exec(Vec<(usize, KeyReply)>),
+    Exec(Vec<(usize, KeyReply)>, KeySpace),
 }
 
 /// The rules and the places whose replies carry key names.
@@ -59,15 +60,15 @@ impl KeyNames {
             return reply;
         };
         let changed = match &expect {
-            Expect::Reply(shape, pattern) => {
+            Expect::Reply(shape, pattern, space) => {
                 self.tags
-                    .untag_reply(*shape, pattern.as_deref(), &mut frame)
+                    .untag_reply(space, *shape, pattern.as_deref(), &mut frame)
             }
-            Expect::Exec(commands) => match &mut frame {
+            Expect::Exec(commands, space) => match &mut frame {
                 Frame::Array(replies) => commands.iter().fold(false, |changed, (i, shape)| {
                     let one = replies
                         .get_mut(*i)
-                        .is_some_and(|r| self.tags.untag_reply(*shape, None, r));
+                        .is_some_and(|r| self.tags.untag_reply(space, *shape, None, r));
                     changed | one
                 }),
                 _ => false,
