@@ -150,6 +150,18 @@ pub(super) fn validate(config: &super::Config) -> Vec<ConfigError> {
             continue;
         }
         taken.push((first, last, i));
+        if let Some(j) = migration.moves[..i].iter().position(|o| {
+            let (a, b) = (o.direction(), m.direction());
+            a.0 == b.1 && a.1 == b.0
+        }) {
+            fail(
+                at("state"),
+                format!(
+                    "moves keys opposite to migration.moves[{j}] between the same two pools: \
+                     their MIGRATEs could block both pools on each other; let one end first"
+                ),
+            );
+        }
         if let Some(slot) = (first..=last).find(|&s| owner[s as usize] != Some(&m.from)) {
             fail(
                 at("from"),

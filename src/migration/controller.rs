@@ -59,6 +59,11 @@ pub struct Migrations {
     file: Mutex<Option<PathBuf>>,
     /// One phase change at a time.
     changing: tokio::sync::Mutex<()>,
+    /// Held by the mover for each `MIGRATE` batch, and by a phase change from its hold to
+    /// its end: no background `MIGRATE` of the old direction runs once the routing changes
+    /// (an old-direction batch against new-direction on-touch moves would block both pools
+    /// on each other until `MIGRATE`'s timeout).
+    batch: tokio::sync::Mutex<()>,
     progress: Mutex<BTreeMap<String, MoveProgress>>,
     /// Raised by a phase change: the mover looks at the moves again.
     wake: Notify,
@@ -80,6 +85,7 @@ impl Migrations {
             tls,
             file: Mutex::new(None),
             changing: tokio::sync::Mutex::new(()),
+            batch: tokio::sync::Mutex::new(()),
             progress: Mutex::new(BTreeMap::new()),
             wake: Notify::new(),
         })
@@ -162,6 +168,7 @@ impl Migrations {
         let held = self.changed_ranges(&current, &next)?;
         tracing::info!(held = ?held, "migration phase change: {why}: holding the slots concerned");
         self.topology.hold(&held)?;
+        let mover = self.batch.lock().await;
         let within = Duration::from_millis(
             current.backend.request_timeout_ms + current.backend.connect_timeout_ms,
         );
@@ -174,6 +181,7 @@ impl Migrations {
         }
         .await;
         self.topology.hold(&[])?;
+        drop(mover);
         match applied {
             Ok(_) => {
                 tracing::info!("migration phase change done: {why}");
@@ -338,6 +346,14 @@ impl Migrations {
         .map_err(|e| format!("cannot reach the source pool {from:?} at {source}: {e}"))?;
         let call_timeout =
             Duration::from_millis(settings.timeout_ms + config.backend.request_timeout_ms);
+        // Every database of the source that holds keys (pool mode serves SELECT n).
+        let info = Request::from_args([b"INFO" as &[u8], b"keyspace"]);
+        let reply = call(&mut conn, info.raw(), call_timeout, &source).await?;
+        let databases = match crate::resp::parse_frame(reply.raw(), &crate::resp::Limits::default())
+        {
+            Ok(Frame::Bulk(text)) => databases_in(&String::from_utf8_lossy(&text)),
+            _ => return Err(format!("unexpected INFO keyspace reply from {source}")),
+        };
         let fresh = self
             .progress
             .lock()
@@ -345,55 +361,72 @@ impl Migrations {
             .get(&key(m))
             .is_none_or(|p| p.started.is_none());
         if fresh {
-            let estimate = estimate(&mut conn, call_timeout, config, from, (first, last)).await;
+            let keys = databases.iter().map(|(_, keys)| keys).sum();
+            let estimate = estimate(keys, config, from, (first, last));
             self.bump(m, |p| {
                 p.started = Some(Instant::now());
                 p.estimate = estimate;
             });
         }
         let placement = self.topology.table().placement().clone();
-        let mut cursor = Bytes::from_static(b"0");
         let mut found = 0u64;
         let pace = Pace::new(settings.keys_per_second);
-        loop {
-            if !self.still(m) {
-                return Ok(Pass::Changed);
-            }
-            let count = settings.scan_count.to_string();
-            let scan = Request::from_args([b"SCAN" as &[u8], &cursor, b"COUNT", count.as_bytes()]);
-            let reply = call(&mut conn, scan.raw(), call_timeout, &source).await?;
-            let (next, keys) =
-                scan_reply(&reply).ok_or_else(|| format!("unexpected SCAN reply from {source}"))?;
-            let keys: Vec<Bytes> = keys
-                .into_iter()
-                .filter(|k| (first..=last).contains(&placement.unit_of(k).get()))
-                .collect();
-            self.bump(m, |p| p.scanned += settings.scan_count as u64);
-            for batch in keys.chunks(settings.batch_keys) {
-                let Some(migrate) =
-                    touch::migrate_request(&dest, dest_auth.as_deref(), settings.timeout_ms, batch)
-                else {
-                    continue;
-                };
-                let reply = call(&mut conn, &migrate, call_timeout, &source).await?;
-                match Outcome::of(reply.raw()) {
-                    Outcome::Moved | Outcome::NoKey => {
-                        found += batch.len() as u64;
-                        self.topology
-                            .move_counters()
-                            .moved_in_background(batch.len() as u64);
-                        self.bump(m, |p| p.moved += batch.len() as u64);
-                    }
-                    Outcome::Failed(e) => {
-                        return Err(format!("MIGRATE from {source} to {dest} failed: {e}"))
-                    }
+        for &(db, _) in &databases {
+            conn.select(db)
+                .await
+                .map_err(|e| format!("{source}: SELECT {db}: {e}"))?;
+            let mut cursor = Bytes::from_static(b"0");
+            loop {
+                if !self.still(m) {
+                    return Ok(Pass::Changed);
                 }
-                pace.wait(found).await;
+                let count = settings.scan_count.to_string();
+                let scan =
+                    Request::from_args([b"SCAN" as &[u8], &cursor, b"COUNT", count.as_bytes()]);
+                let reply = call(&mut conn, scan.raw(), call_timeout, &source).await?;
+                let (next, keys) = scan_reply(&reply)
+                    .ok_or_else(|| format!("unexpected SCAN reply from {source}"))?;
+                let scanned = keys.len() as u64;
+                let keys: Vec<Bytes> = keys
+                    .into_iter()
+                    .filter(|k| (first..=last).contains(&placement.unit_of(k).get()))
+                    .collect();
+                self.bump(m, |p| p.scanned += scanned);
+                for batch in keys.chunks(settings.batch_keys) {
+                    let Some(migrate) = touch::migrate_request(
+                        &dest,
+                        dest_auth.as_deref(),
+                        db,
+                        settings.timeout_ms,
+                        batch,
+                    ) else {
+                        continue;
+                    };
+                    let batch_turn = self.batch.lock().await;
+                    if !self.still(m) {
+                        return Ok(Pass::Changed);
+                    }
+                    let reply = call(&mut conn, &migrate, call_timeout, &source).await?;
+                    drop(batch_turn);
+                    match Outcome::of(reply.raw()) {
+                        Outcome::Moved | Outcome::NoKey => {
+                            found += batch.len() as u64;
+                            self.topology
+                                .move_counters()
+                                .moved_in_background(batch.len() as u64);
+                            self.bump(m, |p| p.moved += batch.len() as u64);
+                        }
+                        Outcome::Failed(e) => {
+                            return Err(format!("MIGRATE from {source} to {dest} failed: {e}"))
+                        }
+                    }
+                    pace.wait(found).await;
+                }
+                if &next[..] == b"0" {
+                    break;
+                }
+                cursor = next;
             }
-            if &next[..] == b"0" {
-                break;
-            }
-            cursor = next;
         }
         self.bump(m, |p| {
             p.passes += 1;
@@ -522,24 +555,10 @@ fn scan_reply(reply: &crate::resp::Reply) -> Option<(Bytes, Vec<Bytes>)> {
     Some((cursor.clone(), keys))
 }
 
-/// Keys of `range` on the source pool `from`, estimated: its key count times the share of
-/// its slots the range is (keys spread evenly over slots, as CRC16 spreads them).
-async fn estimate(
-    conn: &mut DedicatedConn,
-    timeout: Duration,
-    config: &Config,
-    from: &str,
-    (first, last): (u16, u16),
-) -> u64 {
-    let dbsize = Request::from_args([b"DBSIZE" as &[u8]]);
-    let Ok(reply) = call(conn, dbsize.raw(), timeout, from).await else {
-        return 0;
-    };
-    let Ok(Frame::Integer(keys)) =
-        crate::resp::parse_frame(reply.raw(), &crate::resp::Limits::default())
-    else {
-        return 0;
-    };
+/// Keys of `range` on the source pool `from`, which holds `keys` keys in all, estimated: its
+/// key count times the share of its slots the range is (keys spread evenly over slots, as
+/// CRC16 spreads them).
+fn estimate(keys: u64, config: &Config, from: &str, (first, last): (u16, u16)) -> u64 {
     let owned: u64 = config
         .pool_slot_ranges()
         .into_iter()
@@ -548,5 +567,46 @@ async fn estimate(
         .map(|(a, b)| u64::from(b - a) + 1)
         .sum();
     let moving = u64::from(last - first) + 1;
-    (keys.max(0) as u64).saturating_mul(moving) / owned.max(moving)
+    keys.saturating_mul(moving) / owned.max(moving)
+}
+
+/// The databases an `INFO keyspace` text lists, with their key counts (`db3:keys=10,…`).
+fn databases_in(info: &str) -> Vec<(u32, u64)> {
+    info.lines()
+        .filter_map(|line| {
+            let (db, fields) = line.trim().strip_prefix("db")?.split_once(':')?;
+            let keys = fields
+                .split(',')
+                .find_map(|f| f.strip_prefix("keys="))?
+                .parse()
+                .ok()?;
+            Some((db.parse().ok()?, keys))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_keyspace_section_names_the_databases_with_keys() {
+        let info =
+            "# Keyspace\r\ndb0:keys=12,expires=1,avg_ttl=0\r\ndb5:keys=3,expires=0,avg_ttl=0\r\n";
+        assert_eq!(databases_in(info), vec![(0, 12), (5, 3)]);
+        assert!(databases_in("# Keyspace\r\n").is_empty());
+    }
+
+    #[test]
+    fn the_estimate_is_the_range_s_share_of_the_pool_s_keys() {
+        let config = Config::parse(
+            "[pools.a]\nmaster = \"127.0.0.1:1\"\n[pools.b]\nmaster = \"127.0.0.1:2\"\n\
+             [pools.c]\nmaster = \"127.0.0.1:3\"\n\
+             [slots]\n\"0-8191\" = \"a\"\n\"8192-16383\" = \"b\"\n",
+        )
+        .unwrap();
+        assert_eq!(estimate(1000, &config, "a", (0, 4095)), 500);
+        // Aborting a move to a new pool: it owns no slot in [slots]; all of its keys count.
+        assert_eq!(estimate(1000, &config, "c", (0, 4095)), 1000);
+    }
 }

@@ -43,11 +43,14 @@ pub fn keys_of(payload: &[u8], custom: Option<&'static CustomCommands>) -> Vec<B
     keys
 }
 
-/// `MIGRATE host port "" 0 timeout REPLACE [AUTH …] KEYS keys…` for the destination `dest`
-/// (`HOST:PORT`), which takes `auth`. `None` when `dest` is not `HOST:PORT` or no key is given.
+/// `MIGRATE host port "" db timeout REPLACE [AUTH …] KEYS keys…` for the destination `dest`
+/// (`HOST:PORT`), which takes `auth`; the keys land in database `db` there (the one they are
+/// in on the source: the connection sending it must be in it too). `None` when `dest` is
+/// not `HOST:PORT` or no key is given.
 pub fn migrate_request(
     dest: &str,
     auth: Option<&Credentials>,
+    db: u32,
     timeout_ms: u64,
     keys: &[Bytes],
 ) -> Option<Bytes> {
@@ -60,7 +63,7 @@ pub fn migrate_request(
         Bytes::copy_from_slice(host.as_bytes()),
         Bytes::copy_from_slice(port.as_bytes()),
         Bytes::new(),
-        Bytes::from_static(b"0"),
+        Bytes::from(db.to_string()),
         Bytes::from(timeout_ms.to_string()),
         Bytes::from_static(b"REPLACE"),
     ];
@@ -142,7 +145,7 @@ mod tests {
     #[test]
     fn migrate_names_the_destination_its_login_and_the_keys() {
         let keys = [Bytes::from_static(b"a"), Bytes::from_static(b"b")];
-        let plain = migrate_request("127.0.0.1:7002", None, 5000, &keys).unwrap();
+        let plain = migrate_request("127.0.0.1:7002", None, 0, 5000, &keys).unwrap();
         assert_eq!(
             plain,
             raw(&[
@@ -159,13 +162,13 @@ mod tests {
             ])
         );
         let auth = Credentials::new(Some("u".into()), "p");
-        let with_user = migrate_request("h:1", Some(&auth), 9, &keys[..1]).unwrap();
+        let with_user = migrate_request("h:1", Some(&auth), 3, 9, &keys[..1]).unwrap();
         assert_eq!(
             with_user,
-            raw(&["MIGRATE", "h", "1", "", "0", "9", "REPLACE", "AUTH2", "u", "p", "KEYS", "a"])
+            raw(&["MIGRATE", "h", "1", "", "3", "9", "REPLACE", "AUTH2", "u", "p", "KEYS", "a"])
         );
-        assert!(migrate_request("nohost", None, 1, &keys).is_none());
-        assert!(migrate_request("h:1", None, 1, &[]).is_none());
+        assert!(migrate_request("nohost", None, 0, 1, &keys).is_none());
+        assert!(migrate_request("h:1", None, 0, 1, &[]).is_none());
     }
 
     #[test]

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use super::Router;
 use crate::backend::conn::{Lane, Outbound};
+use crate::backend::dedicated::Lease;
 use crate::backend::reply::Waiter;
 use crate::backend::ReplyTarget;
 use crate::migration::touch::{self, Outcome};
@@ -109,6 +110,7 @@ impl Router {
         let migrate = touch::migrate_request(
             &to.master,
             to.auth.as_deref(),
+            out.db,
             self.migrate_timeout_ms,
             &keys,
         );
@@ -194,10 +196,11 @@ impl Router {
         }
     }
 
-    /// Before `payload` (one request or a MULTI … EXEC batch for `unit`) goes to the unit's
-    /// master on a dedicated connection: if the unit is moving, move the keys it touches to
-    /// that master first (one `MIGRATE` on the source, on a connection of its own).
-    pub async fn move_keys_first(&self, unit: Unit, payload: &[u8]) -> Result<(), NotYet> {
+    /// Before `payload` (one request or a MULTI … EXEC batch for `unit`, in database `db`)
+    /// goes to the unit's master on a dedicated connection: if the unit is moving, move the
+    /// keys it touches to that master first (one `MIGRATE` on the source, on a connection of
+    /// its own in the same database).
+    pub async fn move_keys_first(&self, unit: Unit, payload: &[u8], db: u32) -> Result<(), NotYet> {
         let (source, dest) = {
             let table = self.table();
             match table.moving(unit) {
@@ -220,18 +223,25 @@ impl Router {
                 }
             }
         };
+        // Counted even for a blocking command: a phase change waits for its MIGRATE.
+        let _turn = self.dedicated_turn();
         let keys = touch::keys_of(payload, self.custom);
-        let Some(migrate) =
-            touch::migrate_request(&dest.0, dest.1.as_deref(), self.migrate_timeout_ms, &keys)
-        else {
+        let Some(migrate) = touch::migrate_request(
+            &dest.0,
+            dest.1.as_deref(),
+            db,
+            self.migrate_timeout_ms,
+            &keys,
+        ) else {
             return Ok(());
         };
         let fail = |error: String| {
             self.topology.move_counters().on_touch_failed();
             NotYet::Failed(touch::failure_reply(unit.get(), &error))
         };
+        let lease = Lease { resp3: false, db };
         let mut conn = self
-            .lease(&source, false)
+            .lease_for(&source, lease)
             .await
             .map_err(|e| fail(e.to_string()))?;
         let timeout = Duration::from_millis(self.migrate_timeout_ms) + self.connect_timeout;

@@ -571,7 +571,11 @@ pub(super) async fn on_master(
             continue;
         };
         if let Some(unit) = unit.filter(|_| !redirected) {
-            match worker.router().move_keys_first(unit, payload).await {
+            match worker
+                .router()
+                .move_keys_first(unit, payload, lease.db)
+                .await
+            {
                 Ok(()) => {}
                 Err(NotYet::Held(reply)) => {
                     pause(deadline, &mut attempts, reply).await?;

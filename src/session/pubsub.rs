@@ -405,6 +405,8 @@ async fn serve_link(
 ) -> Result<(), BackendError> {
     let worker = &link.worker;
     let mut conn = worker.router().open_dedicated(&link.node, false).await?;
+    let mut tables = worker.router().topology().table_changes();
+    tables.borrow_and_update();
     loop {
         tokio::select! {
             command = commands.recv() => match command {
@@ -412,6 +414,35 @@ async fn serve_link(
                 None => return Ok(()),
             },
             reply = conn.read() => on_push(link, reply?),
+            Ok(()) = tables.changed() => follow_table(link),
+        }
+    }
+}
+
+/// A new table: this link's subscriptions whose name is now served by another node (a slot
+/// moved to another pool, slot 0 with the channels among them) move there — subscribed on the
+/// new node, then unsubscribed here, both confirmations nobody's. Messages are forwarded only
+/// from the node a name is held on, so none comes twice; one published through the new
+/// routing before the new subscription is made is missed.
+fn follow_table(link: &LinkTask) {
+    let Some(state) = link.state.upgrade() else {
+        return;
+    };
+    let weak = Rc::downgrade(&state);
+    let mut state = state.borrow_mut();
+    for kind in [SubKind::Channel, SubKind::Pattern, SubKind::Shard] {
+        let moved: Vec<Bytes> = state.names[kind.index()]
+            .iter()
+            .filter(|(name, node)| {
+                **node == link.node
+                    && master_of(&link.worker, kind, name).is_some_and(|now| now != link.node)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in moved {
+            resubscribe(&mut state, &weak, &link.worker, kind, name.clone());
+            let leave = request(kind.unsubscribe_word(), &name);
+            state.send(&weak, &link.node, leave, None);
         }
     }
 }

@@ -126,6 +126,8 @@ pub struct Topology {
     health_generation: AtomicU64,
     /// Keys moved between pools (pool mode migrations).
     moves: MoveCounters,
+    /// The version of each table stored, for [`Topology::table_changes`].
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Topology {
@@ -163,6 +165,7 @@ impl Topology {
             health: ArcSwap::from_pointee(Health::default()),
             health_generation: AtomicU64::new(0),
             moves: MoveCounters::default(),
+            changes: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -390,7 +393,7 @@ impl Topology {
             changes.join(", ")
         );
         self.table.store(Arc::new(next));
-        metrics::gauge!("slotgate_slot_table_version").set(version as f64);
+        self.published(version);
         Some(version)
     }
 
@@ -431,7 +434,7 @@ impl Topology {
             );
         }
         self.table.store(Arc::new(next));
-        metrics::gauge!("slotgate_slot_table_version").set(version as f64);
+        self.published(version);
         Ok(true)
     }
 
@@ -459,8 +462,20 @@ impl Topology {
                 version,
                 "slot table patched after MOVED: slot {slot} → {addr}"
             );
-            metrics::gauge!("slotgate_slot_table_version").set(version as f64);
+            self.published(version);
         }
+    }
+
+    /// A table of `version` was stored: counted, and told to whoever follows table changes.
+    fn published(&self, version: u64) {
+        metrics::gauge!("slotgate_slot_table_version").set(version as f64);
+        self.changes.send_replace(version);
+    }
+
+    /// Wakes on every new table (its version): for what must follow the routing without a
+    /// request to carry it, such as subscriptions.
+    pub fn table_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Refreshes attempted since start.

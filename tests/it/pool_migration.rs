@@ -410,3 +410,121 @@ async fn a_proxy_restarted_mid_move_reads_the_move_from_its_file_and_finishes_it
     assert!(keys_on(&setup, 0).iter().all(|k| !moving(k)));
     check_seeded(&setup, &written).await;
 }
+
+/// Read reply lines from `raw` until one equals `want` (with its CRLF), or fail after `limit`
+/// lines.
+fn read_until(raw: &mut common::Raw, want: &str, limit: usize) {
+    for _ in 0..limit {
+        if raw.read_line().trim_end() == want {
+            return;
+        }
+    }
+    panic!("{want:?} never came");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_follow_their_slot_to_the_new_pool() {
+    let (setup, _file) = start(0);
+    let shard_channel = (0..)
+        .map(|i| format!("sch{i}"))
+        .find(|c| moving(c))
+        .unwrap();
+    let mut sub = common::Raw::connect(setup.addr());
+    sub.send(b"*2\r\n$9\r\nSUBSCRIBE\r\n$4\r\nnews\r\n");
+    read_until(&mut sub, ":1", 10);
+    let ssub = format!(
+        "*2\r\n$10\r\nSSUBSCRIBE\r\n${}\r\n{shard_channel}\r\n",
+        shard_channel.len()
+    );
+    sub.send(ssub.as_bytes());
+    read_until(&mut sub, ":1", 10);
+    // Slot 0 (where plain channels live) and the sharded channel's slot both move to p3.
+    let path = format!("/migrations/start?slots={}-{}&to=p3", MOVING.0, MOVING.1);
+    admin(&setup, hyper::Method::POST, &path).await.unwrap();
+    until_done(&setup, Duration::from_secs(30)).await;
+    let mut c = setup.client().await;
+    let receivers = |command: &'static str, channel: String| {
+        let mut c = c.clone();
+        async move {
+            redis::cmd(command)
+                .arg(channel)
+                .arg("hello")
+                .query_async::<i64>(&mut c)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
+    // The subscriber is now on p3, where publishing goes: it counts, and it hears.
+    let plain = eventually(
+        "the plain subscription on p3",
+        Duration::from_secs(5),
+        || {
+            let publish = receivers("PUBLISH", "news".into());
+            async move {
+                match publish.await {
+                    Ok(1) => Ok(1),
+                    other => Err(other),
+                }
+            }
+        },
+    )
+    .await;
+    assert_eq!(plain, 1);
+    read_until(&mut sub, "hello", 20);
+    let sharded = receivers("SPUBLISH", shard_channel.clone()).await.unwrap();
+    assert_eq!(sharded, 1, "the sharded subscription moved with its slot");
+    read_until(&mut sub, "hello", 20);
+    let direct: i64 = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg("news")
+        .query_async::<Vec<redis::Value>>(&mut setup.direct(0).await)
+        .await
+        .map(|v| match v.get(1) {
+            Some(redis::Value::Int(n)) => *n,
+            _ => -1,
+        })
+        .unwrap();
+    assert_eq!(direct, 0, "no subscription left on the old pool");
+    let _: () = c.set("after", "1").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_of_every_database_move() {
+    let (setup, _file) = start(0);
+    let in_db = |db: u32| {
+        let url = format!("redis://{}/{db}", setup.addr());
+        async move {
+            redis::Client::open(url)
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap()
+        }
+    };
+    let mut db2 = in_db(2).await;
+    let keys: Vec<String> = (0..300).map(|i| format!("d2:{i}")).collect();
+    for key in &keys {
+        let _: () = db2.set(key, format!("in-2-{key}")).await.unwrap();
+    }
+    let path = format!("/migrations/start?slots={}-{}&to=p3", MOVING.0, MOVING.1);
+    admin(&setup, hyper::Method::POST, &path).await.unwrap();
+    // Touched during the move in its own database, too.
+    let touched = keys.iter().find(|k| moving(k)).unwrap();
+    let got: Option<String> = db2.get(touched).await.unwrap();
+    assert_eq!(got, Some(format!("in-2-{touched}")));
+    until_done(&setup, Duration::from_secs(30)).await;
+    for key in &keys {
+        let got: Option<String> = db2.get(key).await.unwrap();
+        assert_eq!(got, Some(format!("in-2-{key}")), "{key}");
+    }
+    let mut db0 = in_db(0).await;
+    let none: Option<String> = db0.get(touched).await.unwrap();
+    assert_eq!(none, None, "database 0 never had it");
+    let p3: redis::Client =
+        redis::Client::open(format!("redis://{}/2", setup.servers[3].addr())).unwrap();
+    let on_p3: usize = redis::cmd("DBSIZE")
+        .query_async(&mut p3.get_multiplexed_async_connection().await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(on_p3, keys.iter().filter(|k| moving(k)).count());
+}
