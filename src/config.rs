@@ -64,6 +64,18 @@ pub struct Config {
     pub hotkeys: HotkeysConfig,
     /// Pool mode: slot ranges moving between pools, and the mover's pace.
     pub migration: MigrationConfig,
+    /// The other slotgate instances in front of the same backends.
+    pub fleet: FleetConfig,
+}
+
+/// The other slotgate instances in front of the same pools or cluster (a fleet, or one
+/// sidecar per application pod). A migration phase change is carried out on all of them
+/// together; one that cannot be reached stops it with an error. Reloadable.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct FleetConfig {
+    /// The admin listeners (`admin.listen`, `HOST:PORT`) of the other instances.
+    pub peers: Vec<String>,
 }
 
 /// The TLS client listener. Certificate files are read at start and re-read on every reload;
@@ -939,6 +951,17 @@ impl Config {
             }
         }
         self.validate_tls(&mut fail);
+        for (i, peer) in self.fleet.peers.iter().enumerate() {
+            if let Err(m) = check_host_port(peer) {
+                fail(&format!("fleet.peers[{i}]"), m);
+            }
+        }
+        if !self.fleet.peers.is_empty() && self.admin.listen.is_empty() {
+            fail(
+                "fleet.peers",
+                "needs admin.listen: the instances of a fleet reach each other there".into(),
+            );
+        }
         if self.proxy.max_clients == 0 {
             fail("proxy.max_clients", "must be at least 1".into());
         }

@@ -87,7 +87,11 @@ impl Reloader {
     /// running are left as they are, named in [`Reloaded::not_reloaded`] and logged. If
     /// invalid, nothing changes and every problem is logged with its key path.
     pub fn reload(&self, next: Config) -> Result<Reloaded, ReloadError> {
-        if next.migration.moves != self.lock_config().migration.moves {
+        let same_moves = {
+            let running = &self.lock_config().migration;
+            next.migration.moves == running.moves && next.migration.version == running.version
+        };
+        if !same_moves {
             let error = ReloadError::MovesChanged;
             tracing::error!("config reload rejected, running configuration unchanged: {error}");
             return Err(error);
@@ -145,6 +149,7 @@ impl Reloader {
         current.slots = next.slots;
         current.placement = next.placement;
         current.migration = next.migration;
+        current.fleet = next.fleet;
         // The TLS files were re-read above; what they name is now in force.
         current.tls.cert_file = next.tls.cert_file;
         current.tls.key_file = next.tls.key_file;
@@ -216,6 +221,7 @@ const RELOADABLE: &[&str] = &[
     "slots",
     "placement",
     "migration",
+    "fleet",
     "tls.cert_file",
     "tls.key_file",
     "tls.client_ca_file",

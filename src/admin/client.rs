@@ -8,6 +8,16 @@ use hyper::{Method, Request, StatusCode};
 /// Send `method path` to the admin listener at `addr` (`HOST:PORT`) and return the body of a
 /// 2xx answer, or the status and body of any other, or why the request failed.
 pub async fn request(addr: &str, method: Method, path: &str) -> Result<String, String> {
+    request_with_body(addr, method, path, String::new()).await
+}
+
+/// [`request`] with a body (JSON).
+pub async fn request_with_body(
+    addr: &str,
+    method: Method,
+    path: &str,
+    body: String,
+) -> Result<String, String> {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| format!("cannot reach the admin listener at {addr}: {e}"))?;
@@ -20,7 +30,8 @@ pub async fn request(addr: &str, method: Method, path: &str) -> Result<String, S
         .method(method)
         .uri(path)
         .header(hyper::header::HOST, addr)
-        .body(Full::new(Bytes::new()))
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
         .map_err(|e| e.to_string())?;
     let response = sender
         .send_request(request)

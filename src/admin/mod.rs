@@ -163,6 +163,10 @@ async fn tick_loop(state: Arc<AdminState>) {
 
 /// Answer one admin request.
 async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.uri().path().starts_with("/migrations/phase/") || req.uri().path() == "/migrations/state"
+    {
+        return fleet_phase(state, req).await;
+    }
     if let Some(path) = req.uri().path().strip_prefix("/migrations/") {
         if req.method() != Method::POST {
             return text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
@@ -214,6 +218,46 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
             include_str!("dashboard.html").to_string(),
         ),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// The fleet's side of a migration phase change (another instance orchestrates it):
+/// `GET /migrations/state`, `POST /migrations/phase/hold` (the new state as JSON),
+/// `POST /migrations/phase/commit?version=N`, `POST /migrations/phase/cancel?version=N`.
+async fn fleet_phase(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    let path = req.uri().path().to_string();
+    if path == "/migrations/state" {
+        return json(&serde_json::to_value(state.migrations.state()).unwrap_or_default());
+    }
+    if req.method() != Method::POST {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
+    }
+    let version = req.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|pair| pair.strip_prefix("version="))
+            .and_then(|v| v.parse::<u64>().ok())
+    });
+    let outcome = match (path.as_str(), version) {
+        ("/migrations/phase/hold", _) => {
+            // A migration state is a slot map and a few moves: 1 MiB is far above it.
+            let limited = http_body_util::Limited::new(req.into_body(), 1 << 20);
+            match limited.collect().await {
+                Ok(body) => match serde_json::from_slice(&body.to_bytes()) {
+                    Ok(next) => state.migrations.peer_hold(next).await,
+                    Err(e) => Err(format!("not a migration state: {e}")),
+                },
+                Err(e) => Err(format!("cannot read the request: {e}")),
+            }
+        }
+        ("/migrations/phase/commit", Some(v)) => state.migrations.peer_commit(v),
+        ("/migrations/phase/cancel", Some(v)) => state.migrations.peer_cancel(v),
+        (_, None) => Err("needs ?version=N".into()),
+        _ => Err(format!("no such phase step: {path}")),
+    };
+    match outcome {
+        Ok(()) => json(&serde_json::json!({ "ok": true })),
+        Err(e) => text(StatusCode::CONFLICT, &format!("{e}\n")),
     }
 }
 

@@ -22,9 +22,12 @@ pub struct MigrationConfig {
     /// The `MIGRATE` timeout (milliseconds): how long the source may wait on the destination
     /// for one call.
     pub timeout_ms: u64,
-    /// The moves under way. Written by `slotgate migrate` and the admin API; edit by hand only
-    /// to start a move with a reload (SIGHUP).
+    /// The moves under way. Written by `slotgate migrate` and the admin API at every phase
+    /// change; a reload that edits them by hand is refused.
     pub moves: Vec<SlotMove>,
+    /// The number of the last phase change (written with the moves): the instances of a fleet
+    /// compare it to find the newest state.
+    pub version: u64,
 }
 
 impl Default for MigrationConfig {
@@ -35,6 +38,7 @@ impl Default for MigrationConfig {
             scan_count: 1_000,
             timeout_ms: 5_000,
             moves: Vec::new(),
+            version: 0,
         }
     }
 }

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
+use super::fleet::{self, State};
 use super::persist;
 use super::settle::Settle;
 use super::touch::{self, Outcome};
@@ -57,13 +58,16 @@ pub struct Migrations {
     tls: Arc<TlsContext>,
     /// The config file phase changes are written to.
     file: Mutex<Option<PathBuf>>,
-    /// One phase change at a time.
-    changing: tokio::sync::Mutex<()>,
+    /// One phase change at a time: this instance's own, or one it holds for another
+    /// instance (kept by the pending change until it commits or cancels).
+    changing: Arc<tokio::sync::Mutex<()>>,
+    /// A phase change held for another instance of the fleet, until it commits or cancels.
+    pending: Mutex<Option<Pending>>,
     /// Held by the mover for each `MIGRATE` batch, and by a phase change from its hold to
     /// its end: no background `MIGRATE` of the old direction runs once the routing changes
     /// (an old-direction batch against new-direction on-touch moves would block both pools
     /// on each other until `MIGRATE`'s timeout).
-    batch: tokio::sync::Mutex<()>,
+    batch: Arc<tokio::sync::Mutex<()>>,
     progress: Mutex<BTreeMap<String, MoveProgress>>,
     /// Raised by a phase change: the mover looks at the moves again.
     wake: Notify,
@@ -84,15 +88,33 @@ impl Migrations {
             settle,
             tls,
             file: Mutex::new(None),
-            changing: tokio::sync::Mutex::new(()),
-            batch: tokio::sync::Mutex::new(()),
+            changing: Arc::new(tokio::sync::Mutex::new(())),
+            pending: Mutex::new(None),
+            batch: Arc::new(tokio::sync::Mutex::new(())),
             progress: Mutex::new(BTreeMap::new()),
             wake: Notify::new(),
         })
     }
 
-    /// The config file phase changes are written to (`slotgate --config FILE`).
+    /// The config file phase changes are written to (`slotgate --config FILE`). If the state
+    /// in force is newer than the file's (taken from the fleet at start), the file is brought
+    /// up to date.
     pub fn set_file(&self, path: PathBuf) {
+        let config = self.reloader.config();
+        let on_file = Config::load(&path)
+            .map(|c| c.migration.version)
+            .unwrap_or(0);
+        if config.migration.version > on_file {
+            match persist::write(&path, &config) {
+                Ok(()) => tracing::info!(
+                    version = config.migration.version,
+                    "config file brought up to the fleet's migration state"
+                ),
+                Err(e) => tracing::error!(
+                    "config file not brought up to the fleet's migration state: {e}"
+                ),
+            }
+        }
         *self.file.lock().unwrap_or_else(|e| e.into_inner()) = Some(path);
     }
 
@@ -154,37 +176,75 @@ impl Migrations {
     }
 
     /// Apply `next` (the configuration with another slot map or other moves) as one phase
-    /// change; `why` is logged.
-    async fn change(&self, next: Config, why: &str) -> Result<(), String> {
-        let _one = self.changing.lock().await;
-        let file = self
-            .file
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or("moving slots needs a config file (slotgate --config FILE): the slot map and the moves under way are kept there")?;
-        next.validate().map_err(|e| e.to_string())?;
+    /// change, on this instance and every peer of its fleet; `why` is logged.
+    async fn change(&self, mut next: Config, why: &str) -> Result<(), String> {
+        let wait = settle_time(&self.reloader.config()) * 2;
+        let _one = tokio::time::timeout(wait, self.changing.lock())
+            .await
+            .map_err(|_| "another phase change is under way (see slotgate migrate status)")?;
+        if let Some(version) = self.pending_version() {
+            return Err(format!(
+                "phase change {version}, held for another instance of the fleet, is not finished"
+            ));
+        }
+        let file = self.file()?;
         let current = self.reloader.config();
+        next.migration.version = current.migration.version + 1;
+        next.validate().map_err(|e| e.to_string())?;
+        let within = settle_time(&current);
+        let peer_within = within * 2 + Duration::from_secs(1);
         let held = self.changed_ranges(&current, &next)?;
-        tracing::info!(held = ?held, "migration phase change: {why}: holding the slots concerned");
+        tracing::info!(held = ?held, version = next.migration.version, "migration phase change: {why}: holding the slots concerned");
         self.topology.hold(&held)?;
         let mover = self.batch.lock().await;
-        let within = Duration::from_millis(
-            current.backend.request_timeout_ms + current.backend.connect_timeout_ms,
-        );
+        let state = State::of(&next);
+        let version = state.version;
+        let mut holding: Vec<&str> = Vec::new();
         let applied = async {
             self.settle.round(within).await?;
+            for peer in &current.fleet.peers {
+                fleet::hold(peer, &state, peer_within)
+                    .await
+                    .map_err(|e| format!("peer {peer} did not hold the slots: {e}"))?;
+                holding.push(peer);
+            }
             persist::write(&file, &next)?;
             self.reloader
                 .reload_phase(next)
                 .map_err(|e| format!("the new configuration was refused: {e}"))
         }
         .await;
+        match &applied {
+            Ok(_) => {
+                for peer in &holding {
+                    if let Err(e) = fleet::commit(peer, version, peer_within).await {
+                        // It holds the slots until told, or until it restarts and reads the
+                        // newest state from the fleet (docs/ARCHITECTURE.md).
+                        tracing::error!(
+                            peer,
+                            version,
+                            "a peer did not commit phase change {version}: {e}"
+                        );
+                    }
+                }
+            }
+            Err(_) => {
+                for peer in &holding {
+                    if let Err(e) = fleet::cancel(peer, version, peer_within).await {
+                        tracing::error!(
+                            peer,
+                            version,
+                            "a peer did not cancel phase change {version}: {e}"
+                        );
+                    }
+                }
+            }
+        }
         self.topology.hold(&[])?;
         drop(mover);
         match applied {
             Ok(_) => {
-                tracing::info!("migration phase change done: {why}");
+                tracing::info!(version, "migration phase change done: {why}");
                 self.wake.notify_one();
                 Ok(())
             }
@@ -193,6 +253,153 @@ impl Migrations {
                 Err(e)
             }
         }
+    }
+
+    /// The config file phase changes are written to, or why there is none.
+    fn file(&self) -> Result<PathBuf, String> {
+        self.file
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| "moving slots needs a config file (slotgate --config FILE): the slot map and the moves under way are kept there".to_string())
+    }
+
+    fn pending_version(&self) -> Option<u64> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|p| p.next.migration.version)
+    }
+
+    /// Another instance of the fleet asks this one to hold the slots `state` changes and
+    /// keep it pending: held and settled when this returns `Ok`.
+    pub async fn peer_hold(&self, state: State) -> Result<(), String> {
+        // Busy with a phase change of its own (or another's): refuse at once rather than
+        // wait, so two instances changing phase at once both cancel instead of waiting on
+        // each other.
+        let one = Arc::clone(&self.changing)
+            .try_lock_owned()
+            .map_err(|_| "another phase change is under way here".to_string())?;
+        let current = self.reloader.config();
+        if state.version != current.migration.version + 1 {
+            return Err(format!(
+                "phase change {} does not follow this instance's {} (restart it, or let it read the fleet's state first)",
+                state.version, current.migration.version
+            ));
+        }
+        let next = state.applied_to(&current);
+        next.validate().map_err(|e| e.to_string())?;
+        let held = self.changed_ranges(&current, &next)?;
+        self.topology.hold(&held)?;
+        let mover = Arc::clone(&self.batch).lock_owned().await;
+        if let Err(e) = self.settle.round(settle_time(&current)).await {
+            self.topology.hold(&[])?;
+            return Err(e);
+        }
+        tracing::info!(version = state.version, held = ?held, "migration phase change held for another instance of the fleet");
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(Pending {
+            next,
+            _guards: (one, mover),
+        });
+        Ok(())
+    }
+
+    /// Install the pending phase change `version` (persisted first) and release its slots.
+    pub fn peer_commit(&self, version: u64) -> Result<(), String> {
+        let pending = self.take_pending(version)?;
+        let file = self.file();
+        let result = file
+            .and_then(|file| persist::write(&file, &pending.next))
+            .and_then(|()| {
+                self.reloader
+                    .reload_phase(pending.next)
+                    .map(|_| ())
+                    .map_err(|e| format!("the new configuration was refused: {e}"))
+            });
+        self.topology.hold(&[])?;
+        match &result {
+            Ok(()) => {
+                tracing::info!(version, "migration phase change done (for the fleet)");
+                self.wake.notify_one();
+            }
+            Err(e) => tracing::error!(
+                version,
+                "migration phase change could not be committed here: {e}"
+            ),
+        }
+        result
+    }
+
+    /// Drop the pending phase change `version` and release its slots: nothing changed.
+    pub fn peer_cancel(&self, version: u64) -> Result<(), String> {
+        self.take_pending(version)?;
+        self.topology.hold(&[])?;
+        tracing::info!(
+            version,
+            "migration phase change cancelled by the fleet: nothing changed"
+        );
+        Ok(())
+    }
+
+    fn take_pending(&self, version: u64) -> Result<Pending, String> {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        match pending.take() {
+            Some(p) if p.next.migration.version == version => Ok(p),
+            other => {
+                let found = other.as_ref().map(|p| p.next.migration.version);
+                *pending = other;
+                Err(format!(
+                    "no pending phase change {version} here (pending: {found:?})"
+                ))
+            }
+        }
+    }
+
+    /// This instance's migration state, for the fleet.
+    pub fn state(&self) -> State {
+        let mut state = State::of(&self.reloader.config());
+        state.pending = self.pending_version();
+        state
+    }
+
+    /// At start, before serving: adopt the newest migration state a reachable peer has, if it
+    /// is newer than this instance's (it restarted or joined during a move). Returns the
+    /// version adopted, if any.
+    pub async fn sync_from_fleet(&self) -> Result<Option<u64>, String> {
+        let current = self.reloader.config();
+        let within = settle_time(&current);
+        let mut newest: Option<State> = None;
+        for peer in &current.fleet.peers {
+            match fleet::state(peer, within).await {
+                Ok(state) => {
+                    if let Some(pending) = state.pending {
+                        tracing::warn!(
+                            peer,
+                            pending,
+                            "a peer holds phase change {pending} pending at this start"
+                        );
+                    }
+                    if newest.as_ref().is_none_or(|n| state.version > n.version) {
+                        newest = Some(state);
+                    }
+                }
+                Err(e) => tracing::warn!(peer, "fleet peer not reachable at start: {e}"),
+            }
+        }
+        let Some(newest) = newest.filter(|n| n.version > current.migration.version) else {
+            return Ok(None);
+        };
+        let next = newest.applied_to(&current);
+        next.validate().map_err(|e| e.to_string())?;
+        self.reloader
+            .reload_phase(next)
+            .map_err(|e| format!("the fleet's state was refused: {e}"))?;
+        tracing::info!(
+            version = newest.version,
+            "migration state taken from the fleet at start"
+        );
+        Ok(Some(newest.version))
     }
 
     /// The slot ranges whose routing differs between the tables of `a` and `b`.
@@ -474,6 +681,21 @@ impl Migrations {
             .remove(&key(m));
         Ok(())
     }
+}
+
+/// A phase change held for another instance: the configuration it leads to, and this
+/// instance's turns (no phase change of its own, no mover batch) until it ends.
+struct Pending {
+    next: Config,
+    _guards: (
+        tokio::sync::OwnedMutexGuard<()>,
+        tokio::sync::OwnedMutexGuard<()>,
+    ),
+}
+
+/// How long the workers (or a peer's) have to settle a phase change.
+fn settle_time(config: &Config) -> Duration {
+    Duration::from_millis(config.backend.request_timeout_ms + config.backend.connect_timeout_ms)
 }
 
 /// What one pass of the mover found.

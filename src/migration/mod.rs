@@ -9,6 +9,7 @@
 pub mod touch;
 
 mod controller;
+pub mod fleet;
 pub mod persist;
 pub mod settle;
 

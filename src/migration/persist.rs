@@ -24,6 +24,11 @@ pub fn rewrite(text: &str, next: &Config) -> Result<String, String> {
     let Some(migration) = migration.as_table_like_mut() else {
         return Err("[migration] in the config file is not a table".into());
     };
+    if next.migration.version == 0 {
+        migration.remove("version");
+    } else {
+        migration.insert("version", value(next.migration.version as i64));
+    }
     if next.migration.moves.is_empty() {
         migration.remove("moves");
     } else {

@@ -229,6 +229,13 @@ impl Proxy {
                             return;
                         }
                     };
+                    // A restarted or joining instance of a fleet takes the newest migration
+                    // state before it serves a request.
+                    match migrations.sync_from_fleet().await {
+                        Ok(Some(version)) => tracing::info!(version, "migration state of the fleet adopted"),
+                        Ok(None) => {}
+                        Err(e) => tracing::error!("the fleet's migration state could not be adopted: {e}"),
+                    }
                     let _ = ready_tx.send(Ok(()));
                     tokio::select! {
                         () = Arc::clone(&control_topology).run() => {}

@@ -29,6 +29,7 @@ mod databases;
 mod failover;
 mod failure;
 mod fanout;
+mod fleet_migration;
 mod frameworks;
 mod harness;
 mod health;

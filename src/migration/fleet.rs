@@ -1,0 +1,138 @@
+//! The instances of a fleet (`[fleet] peers`) carry out a migration phase change together:
+//! what they tell each other (the migration state: version, slot map, moves) and the calls
+//! that say it, over their admin listeners.
+//!
+//! ```text
+//!  orchestrator                      each peer
+//!   hold + settle itself
+//!   POST /migrations/phase/hold ───► hold the slots, settle, keep the new state pending ─► 200
+//!   (any refusal or silence: POST /migrations/phase/cancel to those that held; nothing changed)
+//!   persist + install itself
+//!   POST /migrations/phase/commit ─► persist + install the pending state, release ─► 200
+//!   release itself
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hyper::Method;
+use serde::{Deserialize, Serialize};
+
+use crate::admin::client;
+use crate::config::{Config, SlotMove};
+
+/// The migration state one instance has: what a phase change changes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// The phase change it results from (`migration.version`).
+    pub version: u64,
+    /// `[slots]`.
+    pub slots: BTreeMap<String, String>,
+    /// `[[migration.moves]]`.
+    pub moves: Vec<SlotMove>,
+    /// A phase change held for another instance and not yet committed, if any.
+    #[serde(default)]
+    pub pending: Option<u64>,
+}
+
+impl State {
+    /// The state of `config`.
+    pub fn of(config: &Config) -> State {
+        State {
+            version: config.migration.version,
+            slots: config.slots.clone(),
+            moves: config.migration.moves.clone(),
+            pending: None,
+        }
+    }
+
+    /// `config` with this state.
+    pub fn applied_to(&self, config: &Config) -> Config {
+        let mut next = config.clone();
+        next.slots = self.slots.clone();
+        next.migration.moves = self.moves.clone();
+        next.migration.version = self.version;
+        next
+    }
+}
+
+/// Ask `peer` to hold the slots `state` changes and keep `state` pending.
+pub async fn hold(peer: &str, state: &State, within: Duration) -> Result<(), String> {
+    let body = serde_json::to_string(state).map_err(|e| e.to_string())?;
+    call(peer, Method::POST, "/migrations/phase/hold", body, within).await?;
+    Ok(())
+}
+
+/// Tell `peer` to install the pending state `version`.
+pub async fn commit(peer: &str, version: u64, within: Duration) -> Result<(), String> {
+    let path = format!("/migrations/phase/commit?version={version}");
+    call(peer, Method::POST, &path, String::new(), within).await?;
+    Ok(())
+}
+
+/// Tell `peer` to drop the pending state `version` and release its slots.
+pub async fn cancel(peer: &str, version: u64, within: Duration) -> Result<(), String> {
+    let path = format!("/migrations/phase/cancel?version={version}");
+    call(peer, Method::POST, &path, String::new(), within).await?;
+    Ok(())
+}
+
+/// The migration state of `peer`.
+pub async fn state(peer: &str, within: Duration) -> Result<State, String> {
+    let body = call(
+        peer,
+        Method::GET,
+        "/migrations/state",
+        String::new(),
+        within,
+    )
+    .await?;
+    serde_json::from_str(&body).map_err(|e| format!("{peer}: {e}"))
+}
+
+async fn call(
+    peer: &str,
+    method: Method,
+    path: &str,
+    body: String,
+    within: Duration,
+) -> Result<String, String> {
+    tokio::time::timeout(within, client::request_with_body(peer, method, path, body))
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "{peer} did not answer within {} ms",
+                within.as_millis()
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MoveState;
+
+    #[test]
+    fn a_state_goes_over_the_wire_and_into_a_config() {
+        let config = Config::parse(
+            "[pools.a]\nmaster = \"127.0.0.1:1\"\n[pools.b]\nmaster = \"127.0.0.1:2\"\n\
+             [slots]\n\"0-16383\" = \"a\"\n",
+        )
+        .unwrap();
+        let mut state = State::of(&config);
+        state.version = 4;
+        state.moves.push(SlotMove {
+            slots: "0-9".into(),
+            from: "a".into(),
+            to: "b".into(),
+            state: MoveState::Moving,
+        });
+        let wire = serde_json::to_string(&state).unwrap();
+        let back: State = serde_json::from_str(&wire).unwrap();
+        assert_eq!(back, state);
+        let next = back.applied_to(&config);
+        next.validate().unwrap();
+        assert_eq!(next.migration.version, 4);
+        assert_eq!(next.migration.moves.len(), 1);
+    }
+}
