@@ -197,7 +197,8 @@ impl Migrations {
         tracing::info!(held = ?held, version = next.migration.version, "migration phase change: {why}: holding the slots concerned");
         self.topology.hold(&held)?;
         let mover = self.batch.lock().await;
-        let state = State::of(&next);
+        let mut state = State::of(&next);
+        state.by = Some(current.admin.listen.clone());
         let version = state.version;
         let mut holding: Vec<&str> = Vec::new();
         let applied = async {
@@ -300,6 +301,7 @@ impl Migrations {
         tracing::info!(version = state.version, held = ?held, "migration phase change held for another instance of the fleet");
         *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(Pending {
             next,
+            by: state.by,
             _guards: (one, mover),
         });
         Ok(())
@@ -359,7 +361,11 @@ impl Migrations {
     /// This instance's migration state, for the fleet.
     pub fn state(&self) -> State {
         let mut state = State::of(&self.reloader.config());
-        state.pending = self.pending_version();
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = pending.as_ref() {
+            state.pending = Some(p.next.migration.version);
+            state.by.clone_from(&p.by);
+        }
         state
     }
 
@@ -370,15 +376,21 @@ impl Migrations {
         let current = self.reloader.config();
         let within = settle_time(&current);
         let mut newest: Option<State> = None;
+        let me = Some(current.admin.listen.as_str());
         for peer in &current.fleet.peers {
             match fleet::state(peer, within).await {
                 Ok(state) => {
-                    if let Some(pending) = state.pending {
-                        tracing::warn!(
-                            peer,
-                            pending,
-                            "a peer holds phase change {pending} pending at this start"
-                        );
+                    // A phase change this instance orchestrated and died in the middle of:
+                    // finish it as its own file says (committed here first, or never).
+                    if let (Some(pending), true) = (state.pending, state.by.as_deref() == me) {
+                        let done = if current.migration.version >= pending {
+                            fleet::commit(peer, pending, within).await
+                        } else {
+                            fleet::cancel(peer, pending, within).await
+                        };
+                        tracing::warn!(peer, pending, ?done, "finished phase change {pending} left pending on a peer by this instance's previous run");
+                    } else if let Some(pending) = state.pending {
+                        tracing::warn!(peer, pending, by = ?state.by, "a peer holds phase change {pending} of another instance pending at this start");
                     }
                     if newest.as_ref().is_none_or(|n| state.version > n.version) {
                         newest = Some(state);
@@ -687,6 +699,8 @@ impl Migrations {
 /// instance's turns (no phase change of its own, no mover batch) until it ends.
 struct Pending {
     next: Config,
+    /// The orchestrator's admin address.
+    by: Option<String>,
     _guards: (
         tokio::sync::OwnedMutexGuard<()>,
         tokio::sync::OwnedMutexGuard<()>,

@@ -33,6 +33,10 @@ pub struct State {
     /// A phase change held for another instance and not yet committed, if any.
     #[serde(default)]
     pub pending: Option<u64>,
+    /// Who orchestrates the phase change this state is sent for (or the pending one): its
+    /// admin address. A restarted orchestrator finishes what it left pending on its peers.
+    #[serde(default)]
+    pub by: Option<String>,
 }
 
 impl State {
@@ -43,6 +47,7 @@ impl State {
             slots: config.slots.clone(),
             moves: config.migration.moves.clone(),
             pending: None,
+            by: None,
         }
     }
 

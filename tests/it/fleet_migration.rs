@@ -225,3 +225,62 @@ async fn two_instances_move_slots_together_through_a_sigkill_of_one() {
     let left_on_p0 = common::redis_cli(servers[0].addr().parse().unwrap(), &["--scan"]);
     assert!(left_on_p0.lines().all(|k| !moving(k)), "p0 kept moved keys");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orchestrator_that_died_mid_change_finishes_it_when_it_restarts() {
+    let servers = standalone_servers(4);
+    let base = common::pool_config(&servers, MAP);
+    let (a_admin, b_admin) = (loopback(), loopback());
+    let with = |admin: &str, peer: &str| {
+        let mut c = base.clone();
+        c.admin.listen = admin.to_string();
+        c.fleet.peers = vec![peer.to_string()];
+        c
+    };
+    let a_file = ConfigFile::write("a2", &with(&a_admin, &b_admin));
+    let b_file = ConfigFile::write("b2", &with(&b_admin, &a_admin));
+    let b = Proxy::start(with(&b_admin, &a_admin)).unwrap();
+    b.set_config_file(b_file.0.clone());
+    let mut c = common::client(b.local_addr()).await;
+    let key = (0..).map(|i| format!("k{i}")).find(|k| moving(k)).unwrap();
+    let _: () = c.set(&key, "v").await.unwrap();
+
+    // A held B for phase change 1 (slots 0-2730 to p3) and died before committing.
+    let mut held = slotgate::migration::fleet::State::of(&Config::load(&b_file.0).unwrap());
+    held.version = 1;
+    held.by = Some(a_admin.clone());
+    held.moves.push(slotgate::config::SlotMove {
+        slots: format!("{}-{}", MOVING.0, MOVING.1),
+        from: "p0".into(),
+        to: "p3".into(),
+        state: slotgate::config::MoveState::Moving,
+    });
+    slotgate::migration::fleet::hold(&b_admin, &held, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let on_b = slotgate::migration::fleet::state(&b_admin, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!((on_b.pending, on_b.version), (Some(1), 0));
+    // Its slots are held on B meanwhile: a request for them waits, then fails clearly.
+    let err = redis::cmd("GET")
+        .arg(&key)
+        .query_async::<Option<String>>(&mut c)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("changing migration phase"),
+        "{err}"
+    );
+
+    // A restarts from its file (it never committed): it cancels B's pending change.
+    let a = Proxy::start(Config::load(&a_file.0).unwrap()).unwrap();
+    a.set_config_file(a_file.0.clone());
+    let on_b = slotgate::migration::fleet::state(&b_admin, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!((on_b.pending, on_b.version), (None, 0), "cancelled");
+    let got: Option<String> = c.get(&key).await.unwrap();
+    assert_eq!(got.as_deref(), Some("v"), "the slot serves again, from p0");
+    drop(a);
+}
