@@ -82,6 +82,49 @@ impl Drop for DedicatedTurn {
     }
 }
 
+/// Blocking commands under way on this worker's dedicated connections, by node and the
+/// node's id for the connection: a phase change unblocks them (`CLIENT UNBLOCK … ERROR`) so
+/// they run again by the new routing instead of waiting on a pool their keys left.
+#[derive(Default)]
+pub(super) struct Blocked {
+    next: Cell<u64>,
+    entries: RefCell<Vec<BlockedEntry>>,
+}
+
+struct BlockedEntry {
+    token: u64,
+    addr: Arc<str>,
+    node_id: i64,
+    unblocked: Rc<Cell<bool>>,
+}
+
+/// One blocking command under way, registered until dropped.
+pub struct BlockedTurn {
+    router: Weak<Router>,
+    token: u64,
+    unblocked: Rc<Cell<bool>>,
+}
+
+impl BlockedTurn {
+    /// True when the proxy unblocked it (a phase change): its `UNBLOCKED` error is not the
+    /// client's, and the command runs again.
+    pub fn unblocked_by_proxy(&self) -> bool {
+        self.unblocked.get()
+    }
+}
+
+impl Drop for BlockedTurn {
+    fn drop(&mut self) {
+        if let Some(router) = self.router.upgrade() {
+            router
+                .blocked
+                .entries
+                .borrow_mut()
+                .retain(|e| e.token != self.token);
+        }
+    }
+}
+
 /// Why a dedicated-connection request cannot go to its slot's node yet.
 #[derive(Debug)]
 pub enum NotYet {
@@ -185,6 +228,54 @@ impl Router {
         }
     }
 
+    /// Register a blocking command running on `addr`, where the node calls its connection
+    /// `node_id` (`None`: unknown, it cannot be unblocked).
+    pub fn blocked_on(&self, addr: &Arc<str>, node_id: Option<i64>) -> Option<BlockedTurn> {
+        let node_id = node_id?;
+        let token = self.blocked.next.get() + 1;
+        self.blocked.next.set(token);
+        let unblocked = Rc::new(Cell::new(false));
+        self.blocked.entries.borrow_mut().push(BlockedEntry {
+            token,
+            addr: Arc::clone(addr),
+            node_id,
+            unblocked: Rc::clone(&unblocked),
+        });
+        Some(BlockedTurn {
+            router: self.me.clone(),
+            token,
+            unblocked,
+        })
+    }
+
+    /// Unblock every blocking command under way on this worker (each on a connection of its
+    /// own to its node): they run again, by the routing then in force.
+    fn unblock_all(&self) {
+        for entry in self.blocked.entries.borrow().iter() {
+            entry.unblocked.set(true);
+            let (router, addr, id) = (self.me.clone(), Arc::clone(&entry.addr), entry.node_id);
+            tokio::task::spawn_local(async move {
+                let Some(router) = router.upgrade() else {
+                    return;
+                };
+                let request = crate::resp::Request::from_args([
+                    b"CLIENT" as &[u8],
+                    b"UNBLOCK",
+                    id.to_string().as_bytes(),
+                    b"ERROR",
+                ]);
+                match router.lease(&addr, false).await {
+                    Ok(mut conn) => {
+                        if conn.call(request.raw(), 1).await.is_ok() {
+                            router.give_back(conn);
+                        }
+                    }
+                    Err(e) => tracing::debug!(%addr, "cannot unblock a blocking command: {e}"),
+                }
+            });
+        }
+    }
+
     /// Count a dedicated-connection request (not a blocking command: it may wait for long,
     /// see docs/MIGRATION.md) until the returned guard is dropped.
     pub fn dedicated_turn(&self) -> DedicatedTurn {
@@ -268,6 +359,7 @@ impl Router {
     /// Bounded by `within`; returns false if that passed first.
     pub async fn settle(&self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
+        self.unblock_all();
         let pings = Rc::new(Pings::default());
         let mut conns = Vec::new();
         for (index, pool) in self.pools.iter().enumerate() {

@@ -553,7 +553,7 @@ pub(super) async fn on_master(
     bound: Option<Duration>,
     lease: Lease,
 ) -> Result<(DedicatedConn, Vec<Reply>), Bytes> {
-    let deadline = Instant::now() + worker.settings().request_timeout;
+    let mut deadline = Instant::now() + worker.settings().request_timeout;
     let mut node: Option<Arc<str>> = None;
     let mut asking = false;
     let mut attempts = Attempts::default();
@@ -603,9 +603,41 @@ pub(super) async fn on_master(
             payload.into()
         };
         let expected = replies + usize::from(asking);
-        let mut got = bounded(bound, conn.call(&sent, expected), &addr)
-            .await
-            .map_err(|e| e.to_reply())?;
+        let mut got = if blocking {
+            // The node's id for this connection leads the same write: a migration phase change
+            // unblocks the command (CLIENT UNBLOCK), and it runs again by the new routing.
+            let sent = [CLIENT_ID, &sent[..]].concat();
+            let call = async {
+                conn.write(&sent).await?;
+                let id = conn.read().await?;
+                let node_id = std::str::from_utf8(id.raw().strip_prefix(b":").unwrap_or_default())
+                    .ok()
+                    .and_then(|n| n.trim_end().parse().ok());
+                let turn = worker.router().blocked_on(&addr, node_id);
+                let mut got = Vec::with_capacity(expected);
+                for _ in 0..expected {
+                    got.push(conn.read().await?);
+                }
+                Ok((got, turn))
+            };
+            let (got, turn) = bounded(bound, call, &addr)
+                .await
+                .map_err(|e| e.to_reply())?;
+            let unblocked = got
+                .last()
+                .and_then(Reply::error_message)
+                .is_some_and(|e| e.starts_with(b"UNBLOCKED"));
+            if unblocked && turn.as_ref().is_some_and(|t| t.unblocked_by_proxy()) {
+                worker.router().give_back(conn);
+                deadline = Instant::now() + worker.settings().request_timeout;
+                continue;
+            }
+            got
+        } else {
+            bounded(bound, conn.call(&sent, expected), &addr)
+                .await
+                .map_err(|e| e.to_reply())?
+        };
         if asking {
             got.remove(0);
         }
@@ -658,6 +690,9 @@ fn master_of(worker: &WorkerContext, unit: Option<Unit>) -> Option<Arc<str>> {
         None => table.serving_masters().into_iter().next().map(|(m, _)| m),
     }
 }
+
+/// `CLIENT ID`, sent ahead of a blocking command.
+const CLIENT_ID: &[u8] = b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n";
 
 /// Wait before another attempt, or give up with `reply` if the deadline would pass first.
 async fn pause(deadline: Instant, attempts: &mut Attempts, reply: Bytes) -> Result<(), Bytes> {

@@ -528,3 +528,32 @@ async fn keys_of_every_database_move() {
         .unwrap();
     assert_eq!(on_p3, keys.iter().filter(|k| moving(k)).count());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_pop_follows_its_key_to_the_new_pool() {
+    let (setup, _file) = start(0);
+    let key = (0..).map(|i| format!("q{i}")).find(|k| moving(k)).unwrap();
+    // Blocked on p0 before the move begins.
+    let blocked = tokio::spawn({
+        let (addr, key) = (setup.addr(), key.clone());
+        async move {
+            let mut c = common::client(addr).await;
+            let started = std::time::Instant::now();
+            let got: Option<(String, String)> = c.blpop(&key, 20.0).await.unwrap();
+            (got, started.elapsed())
+        }
+    });
+    common::wait_blocked(&[setup.servers[0].addr().parse().unwrap()], 1).await;
+    let path = format!("/migrations/start?slots={}-{}&to=p3", MOVING.0, MOVING.1);
+    admin(&setup, hyper::Method::POST, &path).await.unwrap();
+    // The push goes where the key's slot now runs (p3): the blocked client gets it.
+    let mut c = setup.client().await;
+    let _: () = c.rpush(&key, "job").await.unwrap();
+    let (got, waited) = tokio::time::timeout(Duration::from_secs(10), blocked)
+        .await
+        .expect("the blocked pop returned")
+        .unwrap();
+    assert_eq!(got, Some((key.clone(), "job".to_string())));
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+    until_done(&setup, Duration::from_secs(30)).await;
+}
