@@ -26,6 +26,7 @@ mod custom_commands;
 mod dashboard;
 mod data_types;
 mod databases;
+mod deploy_manifests;
 mod failover;
 mod failure;
 mod fanout;
