@@ -579,3 +579,92 @@ async fn a_blocked_pop_follows_its_key_to_the_new_pool() {
     assert!(waited < Duration::from_secs(10), "{waited:?}");
     until_done(&setup, Duration::from_secs(30)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_with_a_password_that_runs_out_of_memory_pauses_then_finishes() {
+    use slotgate::local_redis::{RedisServer, ServerOptions};
+    let mut servers = standalone_servers(3);
+    // p3 needs a password (MIGRATE logs in with the pool's), and has almost no memory.
+    servers.push(
+        RedisServer::start(ServerOptions {
+            extra_args: ["--maxmemory", "1mb"].map(String::from).to_vec(),
+            ..ServerOptions::default()
+        })
+        .unwrap(),
+    );
+    let p3: std::net::SocketAddr = servers[3].addr().parse().unwrap();
+    assert_eq!(
+        common::redis_cli(p3, &["CONFIG", "SET", "requirepass", "s3cret"]),
+        "OK"
+    );
+    let mut config = common::pool_config(&servers, MAP);
+    common::with_admin(&mut config);
+    config.pools.get_mut("p3").unwrap().password = Some(slotgate::config::Secret::new("s3cret"));
+    let file = tempfile_path::TempPath::new("slotgate-migration", ".toml");
+    std::fs::write(&file.0, toml::to_string(&config).unwrap()).unwrap();
+    let proxy = Proxy::start(config).unwrap();
+    proxy.set_config_file(file.0.clone());
+    let setup = PoolSetup { proxy, servers };
+    let mut c = setup.client().await;
+    // About 2 MB in the moving slots: more than p3 may hold.
+    let big = "x".repeat(4096);
+    let keys: Vec<String> = (0..)
+        .map(|i| format!("m{i}"))
+        .filter(|k| moving(k))
+        .take(500)
+        .collect();
+    for key in &keys {
+        let _: () = c.set(key, &big).await.unwrap();
+    }
+    let path = format!("/migrations/start?slots={}-{}&to=p3", MOVING.0, MOVING.1);
+    admin(&setup, hyper::Method::POST, &path).await.unwrap();
+    let s = eventually(
+        "the mover stops on OOM",
+        Duration::from_secs(20),
+        || async {
+            let s = status(&setup).await;
+            match s["moves"][0]["last_error"].as_str() {
+                Some(e) if e.contains("OOM") => Ok(s),
+                _ => Err(s),
+            }
+        },
+    )
+    .await;
+    assert_eq!(s["moves"][0]["state"], "moving");
+    // Nothing is lost meanwhile: each key reads back (from p3 if it moved, else from p0 —
+    // or the request says clearly that its key could not be moved, and the key stays).
+    let mut moved = 0;
+    for key in &keys {
+        match c.get::<_, Option<String>>(key).await {
+            Ok(v) => {
+                assert_eq!(v.as_deref(), Some(big.as_str()), "{key}");
+                moved += 1;
+            }
+            Err(e) => assert!(
+                e.to_string().contains("could not be moved") && e.to_string().contains("OOM"),
+                "{e}"
+            ),
+        }
+    }
+    assert!(moved > 0, "the keys that fit moved");
+    // Memory is given to p3: the move goes on and ends, every key on p3 with its value.
+    let out = common::redis_cli(
+        p3,
+        &[
+            "-a",
+            "s3cret",
+            "--no-auth-warning",
+            "CONFIG",
+            "SET",
+            "maxmemory",
+            "0",
+        ],
+    );
+    assert_eq!(out, "OK");
+    until_done(&setup, Duration::from_secs(30)).await;
+    for key in &keys {
+        let v: Option<String> = c.get(key).await.unwrap();
+        assert_eq!(v.as_deref(), Some(big.as_str()), "{key}");
+    }
+    assert!(keys_on(&setup, 0).iter().all(|k| !moving(k)));
+}
