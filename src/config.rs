@@ -597,6 +597,10 @@ pub struct BackendConfig {
     pub request_timeout_ms: u64,
     /// After a failed connect, requests to that node fail fast for this long before the next try.
     pub reconnect_backoff_ms: u64,
+    /// Nodes known by host name are resolved again this often (every connect resolves too):
+    /// connections to an address the name no longer gives are replaced, so a node that comes
+    /// back on a new IP under the same name is followed. 0: only on connect.
+    pub resolve_interval_ms: u64,
     /// A script (EVAL, EVALSHA, FCALL and their `_RO` forms) still running when its reply is
     /// `request_timeout_ms` late is killed by slotgate (SCRIPT KILL or FUNCTION KILL on a
     /// connection of its own); its client gets Redis' error for a killed script. A script that
@@ -615,6 +619,7 @@ impl Default for BackendConfig {
             connect_timeout_ms: 1_000,
             request_timeout_ms: 5_000,
             reconnect_backoff_ms: 100,
+            resolve_interval_ms: 5_000,
             kill_slow_scripts: false,
             read_policy: ReadPolicy::Master,
             tls: BackendTlsConfig::default(),

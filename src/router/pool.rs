@@ -278,6 +278,56 @@ impl BackendPool {
         conns
     }
 
+    /// Replace the connections of every node one of whose sockets `stale(node, peer IP)`
+    /// calls stale (a node known by name that resolves elsewhere now): the old connections
+    /// finish what they hold and close, new ones connect (resolving the name afresh) on their
+    /// first request. Returns how many nodes were renewed.
+    pub fn renew_stale(&mut self, stale: &impl Fn(&str, std::net::IpAddr) -> bool) -> usize {
+        let is_stale = |node: &Node, addr: &str| {
+            node.conns
+                .iter()
+                .any(|c| c.peer_ip().is_some_and(|ip| stale(addr, ip)))
+        };
+        let replica_readonly = self.settings.follow_redirects;
+        let mut renewed = 0;
+        for replicas in [false, true] {
+            let map = if replicas {
+                &self.replicas
+            } else {
+                &self.masters
+            };
+            let moved: Vec<Arc<str>> = map
+                .iter()
+                .filter(|(addr, node)| is_stale(node, addr))
+                .map(|(addr, _)| Arc::clone(addr))
+                .collect();
+            for addr in moved {
+                let map = if replicas {
+                    &mut self.replicas
+                } else {
+                    &mut self.masters
+                };
+                let Some(old) = map.remove(&addr) else {
+                    continue;
+                };
+                old.conns.iter().for_each(BackendConn::retire);
+                let node = self.open(&addr, old.auth, replicas && replica_readonly);
+                let map = if replicas {
+                    &mut self.replicas
+                } else {
+                    &mut self.masters
+                };
+                map.insert(addr, node);
+                renewed += 1;
+            }
+        }
+        if renewed > 0 {
+            // The per-shard cache holds the old handles: rebuilt on the next request.
+            self.version = 0;
+        }
+        renewed
+    }
+
     /// Every connection to a master (a migration phase change settles them).
     pub fn master_conns(&self) -> impl Iterator<Item = BackendConn> + '_ {
         self.masters

@@ -39,7 +39,7 @@ use crate::scripts::ScriptCache;
 use crate::stats::ProxyStats;
 use crate::tls::TlsContext;
 use crate::topology::health::{self, HealthSettings};
-use crate::topology::{sentinel, Topology, TopologyError};
+use crate::topology::{names, sentinel, Topology, TopologyError};
 use crate::worker::{self, NewClient, Shared, Signals};
 
 /// Why the proxy did not start.
@@ -90,6 +90,7 @@ impl Proxy {
             config.protocol.limits(),
             Duration::from_millis(config.backend.connect_timeout_ms),
         );
+        let resolve_interval = Duration::from_millis(config.backend.resolve_interval_ms);
         let listener = optional_bind(&config.proxy.listen)?;
         let tls_listener = optional_bind(&config.tls.listen)?;
         let tls_addr = tls_listener
@@ -233,6 +234,7 @@ impl Proxy {
                     tokio::select! {
                         () = Arc::clone(&control_topology).run() => {}
                         () = health::run(Arc::clone(&control_topology), health) => {}
+                        () = names::run(Arc::clone(&control_topology), resolve_interval, connect_timeout) => {}
                         () = sentinel::watch(Arc::clone(&control_topology), limits, connect_timeout) => {}
                         () = migrations.run() => {}
                         () = async {

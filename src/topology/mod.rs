@@ -16,6 +16,7 @@
 pub mod discovery;
 pub mod health;
 pub mod moving;
+pub mod names;
 pub mod pools;
 pub mod sentinel;
 pub mod table;
@@ -128,6 +129,8 @@ pub struct Topology {
     moves: MoveCounters,
     /// The version of each table stored, for [`Topology::table_changes`].
     changes: tokio::sync::watch::Sender<u64>,
+    /// What the table's host names resolve to (`names::run` keeps it current).
+    names: names::Names,
 }
 
 impl Topology {
@@ -166,7 +169,13 @@ impl Topology {
             health_generation: AtomicU64::new(0),
             moves: MoveCounters::default(),
             changes: tokio::sync::watch::Sender::new(0),
+            names: names::Names::default(),
         })
+    }
+
+    /// What the table's host names resolve to, and the signal of its changes.
+    pub fn names(&self) -> &names::Names {
+        &self.names
     }
 
     /// The nodes the health checker counts as down: a lock-free load.

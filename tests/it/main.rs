@@ -32,6 +32,7 @@ mod fanout;
 mod frameworks;
 mod harness;
 mod health;
+mod hostnames;
 mod keyless;
 mod lifecycle;
 mod local_commands;
