@@ -411,6 +411,11 @@ pub struct ClusterConfig {
     pub seeds: Vec<String>,
     /// Refuse to start (and refuse a refreshed table) unless all 16384 slots have a master.
     pub require_full_coverage: bool,
+    /// How long start-up keeps trying when no seed answers yet (a name not in DNS yet, nodes
+    /// still starting: Kubernetes), retrying with back-off and logging once, before giving up.
+    /// 0 (the default): give up at the first failed discovery. Also bounds the first Sentinel
+    /// resolution in pool mode. Start-only.
+    pub startup_wait_ms: u64,
     /// Period of the background topology refresh.
     pub refresh_interval_ms: u64,
     /// Minimum gap between two on-demand refreshes (after MOVED or a backend failure).
@@ -447,6 +452,7 @@ impl Default for ClusterConfig {
         ClusterConfig {
             seeds: Vec::new(),
             require_full_coverage: true,
+            startup_wait_ms: 0,
             refresh_interval_ms: 10_000,
             refresh_min_gap_ms: 100,
             max_redirects: 5,

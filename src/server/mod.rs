@@ -91,6 +91,7 @@ impl Proxy {
             Duration::from_millis(config.backend.connect_timeout_ms),
         );
         let resolve_interval = Duration::from_millis(config.backend.resolve_interval_ms);
+        let startup_wait = Duration::from_millis(config.cluster.startup_wait_ms);
         let listener = optional_bind(&config.proxy.listen)?;
         let tls_listener = optional_bind(&config.tls.listen)?;
         let tls_addr = tls_listener
@@ -212,7 +213,7 @@ impl Proxy {
                     }
                 };
                 runtime.block_on(async move {
-                    if let Err(e) = control_topology.refresh().await {
+                    if let Err(e) = control_topology.first_refresh(startup_wait).await {
                         let _ = ready_tx.send(Err(StartError::Topology(e)));
                         return;
                     }

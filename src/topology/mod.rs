@@ -406,6 +406,30 @@ impl Topology {
         Some(version)
     }
 
+    /// The first [`Topology::refresh`], at start-up: tried again with back-off (100 ms doubling
+    /// to 2 s) while it fails and `wait` has not run out, so a proxy that starts before its
+    /// seeds resolve or answer waits for them. One warning when it first fails; the last
+    /// failure is the error.
+    pub async fn first_refresh(&self, wait: Duration) -> Result<bool, TopologyError> {
+        let deadline = Instant::now() + wait;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let failed = match self.refresh().await {
+                Ok(changed) => return Ok(changed),
+                Err(e) if Instant::now() + pause >= deadline => return Err(e),
+                Err(e) => e,
+            };
+            if pause == Duration::from_millis(100) {
+                tracing::warn!(
+                    "start-up: {failed}; trying again for up to {} ms                      (cluster.startup_wait_ms)",
+                    wait.as_millis()
+                );
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+    }
+
     /// Discover the layout now and publish it if the routing changed. Returns whether it did.
     /// In pool mode there is nothing to discover, but pools that follow Sentinel are resolved
     /// again (`Ok(false)` at once when there are none).

@@ -451,3 +451,43 @@ fn a_name_that_does_not_resolve_is_a_clear_error_and_followed_once_it_does() {
     );
     assert!(child.0.try_wait().unwrap().is_none(), "still running");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_waits_for_a_seed_name_to_resolve_within_cluster_startup_wait() {
+    let Some(mut hosts) = Hosts::open("hostnames start-up wait") else {
+        return;
+    };
+    let node = common::lone_cluster_node(0, 16383).await;
+    let seed = format!("slotgate-test-seed:{}", node.port());
+
+    // Never resolves: the start-up error comes once the wait is over, naming the cause.
+    let mut config = common::proxy_config(vec![seed.clone()]);
+    config.cluster.startup_wait_ms = 400;
+    let started = Instant::now();
+    let error = tokio::task::spawn_blocking(move || Proxy::start(config).err())
+        .await
+        .unwrap()
+        .expect("no seed ever resolves: start-up fails");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(error.to_string().contains("does not resolve"), "{error}");
+
+    // Resolves half a second into the wait: start-up succeeds.
+    let mut config = common::proxy_config(vec![seed]);
+    config.cluster.startup_wait_ms = 10_000;
+    let starting = tokio::task::spawn_blocking(move || Proxy::start(config));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!starting.is_finished(), "start-up waits for the seed");
+    hosts.set("slotgate-test-seed", "127.0.0.1");
+    let proxy = tokio::time::timeout(Duration::from_secs(10), starting)
+        .await
+        .expect("start-up ends once the seed resolves")
+        .unwrap()
+        .expect("start slotgate");
+    let mut c = common::client(proxy.local_addr()).await;
+    assert_eq!(set(&mut c, "k", "v").await, "OK");
+    drop(proxy);
+}
