@@ -41,6 +41,8 @@ struct Hosts {
     file: File,
     /// Length of the file's own content: our lines start here.
     base: u64,
+    /// Length the file is cut back to on drop.
+    restore: u64,
     names: BTreeMap<String, String>,
     _one_at_a_time: MutexGuard<'static, ()>,
 }
@@ -68,6 +70,7 @@ impl Hosts {
         let mut hosts = Hosts {
             file,
             base: base as u64,
+            restore: base as u64,
             names: BTreeMap::new(),
             _one_at_a_time: guard,
         };
@@ -103,7 +106,7 @@ impl Hosts {
 
 impl Drop for Hosts {
     fn drop(&mut self) {
-        let _ = self.file.set_len(self.base);
+        let _ = self.file.set_len(self.restore);
     }
 }
 
