@@ -423,6 +423,11 @@ pub struct ClusterConfig {
     pub seeds: Vec<String>,
     /// Refuse to start (and refuse a refreshed table) unless all 16384 slots have a master.
     pub require_full_coverage: bool,
+    /// How long start-up keeps trying when no seed answers yet (a name not in DNS yet, nodes
+    /// still starting: Kubernetes), retrying with back-off and logging once, before giving up.
+    /// 0 (the default): give up at the first failed discovery. Also bounds the first Sentinel
+    /// resolution in pool mode. Start-only.
+    pub startup_wait_ms: u64,
     /// Period of the background topology refresh.
     pub refresh_interval_ms: u64,
     /// Minimum gap between two on-demand refreshes (after MOVED or a backend failure).
@@ -459,6 +464,7 @@ impl Default for ClusterConfig {
         ClusterConfig {
             seeds: Vec::new(),
             require_full_coverage: true,
+            startup_wait_ms: 0,
             refresh_interval_ms: 10_000,
             refresh_min_gap_ms: 100,
             max_redirects: 5,
@@ -609,6 +615,10 @@ pub struct BackendConfig {
     pub request_timeout_ms: u64,
     /// After a failed connect, requests to that node fail fast for this long before the next try.
     pub reconnect_backoff_ms: u64,
+    /// Nodes known by host name are resolved again this often (every connect resolves too):
+    /// connections to an address the name no longer gives are replaced, so a node that comes
+    /// back on a new IP under the same name is followed. 0: only on connect.
+    pub resolve_interval_ms: u64,
     /// A script (EVAL, EVALSHA, FCALL and their `_RO` forms) still running when its reply is
     /// `request_timeout_ms` late is killed by slotgate (SCRIPT KILL or FUNCTION KILL on a
     /// connection of its own); its client gets Redis' error for a killed script. A script that
@@ -627,6 +637,7 @@ impl Default for BackendConfig {
             connect_timeout_ms: 1_000,
             request_timeout_ms: 5_000,
             reconnect_backoff_ms: 100,
+            resolve_interval_ms: 5_000,
             kill_slow_scripts: false,
             read_policy: ReadPolicy::Master,
             tls: BackendTlsConfig::default(),

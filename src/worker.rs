@@ -97,6 +97,7 @@ pub fn run(
         custom,
     );
     local.spawn_local(router::retry_loop(Rc::downgrade(&router)));
+    local.spawn_local(router::follow_names(Rc::downgrade(&router)));
     let within = Duration::from_millis(config.backend.request_timeout_ms);
     local.spawn_local(settle_phase_changes(
         Rc::downgrade(&router),

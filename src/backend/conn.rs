@@ -226,6 +226,9 @@ struct State {
     retired: bool,
     /// The database the socket is in once everything queued has run.
     db: u32,
+    /// The address the current socket is connected to (its node's name resolved when it
+    /// connected); `None` without a socket.
+    peer: Option<std::net::IpAddr>,
 }
 
 enum Phase {
@@ -339,6 +342,7 @@ impl BackendConn {
                     answered: 0,
                     retired: false,
                     db: 0,
+                    peer: None,
                 }),
                 writer_wake: LocalSignal::new(),
                 reader_wake: LocalSignal::new(),
@@ -390,6 +394,12 @@ impl BackendConn {
         }
     }
 
+    /// The IP address the connection's socket goes to, while it has one (a node known by name
+    /// may have moved since: see `topology::names`).
+    pub fn peer_ip(&self) -> Option<std::net::IpAddr> {
+        self.inner.state.borrow().peer
+    }
+
     /// No more requests will be sent: close the socket once pending replies are in.
     pub fn retire(&self) {
         let mut state = self.inner.state.borrow_mut();
@@ -412,6 +422,7 @@ impl Inner {
             return; // Already handled for this socket.
         }
         state.generation += 1;
+        state.peer = None;
         state.set_phase(phase, self.settings.stats());
         let pending = std::mem::take(&mut state.pending);
         let sent = std::mem::take(&mut state.written);
@@ -476,6 +487,7 @@ async fn connect(inner: Rc<Inner>, generation: u64) {
         if state.generation != generation {
             return;
         }
+        state.peer = stream.tcp().peer_addr().ok().map(|a| a.ip());
         state.set_phase(Phase::Up, settings.stats());
     }
     tracing::debug!(backend = %inner.addr, "backend connected");

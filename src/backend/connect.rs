@@ -104,15 +104,18 @@ impl Step {
     }
 }
 
-/// Open a TCP connection to `addr` and, with `tls`, run the TLS handshake on it, both within
-/// `timeout`.
+/// Open a TCP connection to `addr` (`HOST:PORT`; a host name is resolved afresh, every address
+/// it gives tried in turn) and, with `tls`, run the TLS handshake on it, verified against the
+/// host as written (the name, not the address it resolved to), all within `timeout`.
 pub async fn connect(
     addr: &str,
     tls: Option<&BackendTls>,
     timeout: Duration,
 ) -> Result<MaybeTls, BackendError> {
     let opened = async {
-        let tcp = TcpStream::connect(addr)
+        // Resolved again on every connect: a node known by name is followed to a new address.
+        let resolved = super::resolve::lookup(addr).await?;
+        let tcp = TcpStream::connect(&resolved[..])
             .await
             .map_err(|e| BackendError::Connect {
                 addr: addr.to_string(),

@@ -93,6 +93,11 @@ impl DedicatedConn {
         &self.addr
     }
 
+    /// The IP address its socket goes to.
+    pub fn peer_ip(&self) -> Option<std::net::IpAddr> {
+        self.stream.tcp().peer_addr().ok().map(|a| a.ip())
+    }
+
     /// The database the connection is in.
     pub fn db(&self) -> u32 {
         self.db
@@ -225,6 +230,20 @@ impl IdleConns {
         if idle.len() < IDLE_PER_NODE {
             idle.push(conn);
         }
+    }
+
+    /// Close the idle connections for which `stale(node, peer IP)` is true (a node known by
+    /// name that resolves elsewhere now); returns how many.
+    pub fn close_stale(&mut self, stale: impl Fn(&str, std::net::IpAddr) -> bool) -> usize {
+        let mut closed = 0;
+        for (addr, idle) in &mut self.by_addr {
+            idle.retain(|conn| {
+                let keep = !conn.peer_ip().is_some_and(|ip| stale(addr, ip));
+                closed += usize::from(!keep);
+                keep
+            });
+        }
+        closed
     }
 
     /// Idle connections held, over all nodes.

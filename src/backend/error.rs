@@ -15,6 +15,15 @@ pub enum BackendError {
         /// The OS error, as text.
         reason: String,
     },
+    /// The node's host name did not resolve (or resolved to no address). Tried again on the
+    /// next connect: a name that comes (back) into DNS is followed.
+    #[error("backend {addr} does not resolve ({reason})")]
+    Resolve {
+        /// The node (`HOST:PORT`).
+        addr: String,
+        /// What the resolver said.
+        reason: String,
+    },
     /// Connecting took longer than `backend.connect_timeout_ms`.
     #[error("backend {addr} did not accept a connection within {ms} ms")]
     ConnectTimeout {
@@ -101,6 +110,7 @@ impl BackendError {
     pub fn kind(&self) -> &'static str {
         match self {
             BackendError::Connect { .. } => "connect",
+            BackendError::Resolve { .. } => "resolve",
             BackendError::ConnectTimeout { .. } => "connect_timeout",
             BackendError::Tls { .. } => "tls",
             BackendError::Timeout { .. } => "timeout",

@@ -9,6 +9,7 @@ mod error;
 pub mod oneshot;
 pub mod redirect;
 pub mod reply;
+pub mod resolve;
 pub mod script_kill;
 #[cfg(test)]
 pub(crate) mod testing;

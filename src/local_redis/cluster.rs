@@ -360,6 +360,16 @@ impl LocalCluster {
         self.node_mut(idx)?.restart()
     }
 
+    /// Like [`LocalCluster::restart`], with `args` as node `idx`'s extra `redis-server`
+    /// arguments from now on (in place of [`ClusterOptions::extra_args`]): e.g. another
+    /// `--bind` and `--cluster-announce-hostname`, for a node that comes back on a new
+    /// address under the same name.
+    pub fn restart_with(&mut self, idx: usize, args: Vec<String>) -> Result<(), LocalRedisError> {
+        let node = self.node_mut(idx)?;
+        node.set_extra_args(args);
+        node.restart()
+    }
+
     /// Waits until every running node reports `cluster_state:ok`, they agree on which master owns
     /// each slot, every slot's master is running, and every running replica is in sync.
     pub fn wait_ok(&self, timeout: Duration) -> Result<(), LocalRedisError> {

@@ -155,6 +155,11 @@ impl RedisProcess {
         self.child.is_some()
     }
 
+    /// Arguments appended after the others on every later (re)start.
+    pub(crate) fn set_extra_args(&mut self, args: Vec<String>) {
+        self.spec.extra_args = args;
+    }
+
     /// (Re)spawns the server on the same port and directory, killing the old child first if it
     /// is still running, and waits until it answers. On failure nothing is left running.
     pub(crate) fn restart(&mut self) -> Result<(), LocalRedisError> {

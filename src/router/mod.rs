@@ -245,6 +245,19 @@ impl Router {
         .await
     }
 
+    /// Replace this worker's connections to nodes known by name that `resolved` says
+    /// resolve elsewhere now (pipelined ones finish what they hold first; idle dedicated ones
+    /// close). Returns how many nodes' connections and idle connections were replaced.
+    pub fn follow_names(&self, resolved: &crate::topology::names::Resolved) -> usize {
+        let stale = |addr: &str, ip| resolved.moved(addr, ip);
+        let pools: usize = self
+            .pools
+            .iter()
+            .map(|pool| pool.borrow_mut().renew_stale(&stale))
+            .sum();
+        pools + self.idle.borrow_mut().close_stale(stale)
+    }
+
     /// Keep a dedicated connection in a clean state for the next lease (or close it).
     pub fn give_back(&self, conn: DedicatedConn) {
         self.idle.borrow_mut().put(conn);
@@ -522,6 +535,28 @@ fn touch_held_reply(unit: u16) -> Bytes {
 #[inline]
 fn lane_index(out: &Outbound) -> usize {
     usize::from(out.resp3) | (out.lane as usize) << 1
+}
+
+/// Follow the name watch's changes (`topology::names`): each time the table's names resolve
+/// to new addresses, replace this worker's connections to the old ones. Ends with the router.
+pub async fn follow_names(router: Weak<Router>) {
+    let Some(mut changes) = router.upgrade().map(|r| r.topology.names().subscribe()) else {
+        return;
+    };
+    while changes.changed().await.is_ok() {
+        let Some(router) = router.upgrade() else {
+            return;
+        };
+        let resolved = router.topology.names().current();
+        let replaced = router.follow_names(&resolved);
+        if replaced > 0 {
+            tracing::debug!(
+                worker = router.index,
+                replaced,
+                "connections to moved node names replaced"
+            );
+        }
+    }
 }
 
 /// Retry held requests when they are due, until the router is dropped.

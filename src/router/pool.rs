@@ -278,6 +278,56 @@ impl BackendPool {
         conns
     }
 
+    /// Replace the connections of every node one of whose sockets `stale(node, peer IP)`
+    /// calls stale (a node known by name that resolves elsewhere now): the old connections
+    /// finish what they hold and close, new ones connect (resolving the name afresh) on their
+    /// first request. Returns how many nodes were renewed.
+    pub fn renew_stale(&mut self, stale: &impl Fn(&str, std::net::IpAddr) -> bool) -> usize {
+        let is_stale = |node: &Node, addr: &str| {
+            node.conns
+                .iter()
+                .any(|c| c.peer_ip().is_some_and(|ip| stale(addr, ip)))
+        };
+        let replica_readonly = self.settings.follow_redirects;
+        let mut renewed = 0;
+        for replicas in [false, true] {
+            let map = if replicas {
+                &self.replicas
+            } else {
+                &self.masters
+            };
+            let moved: Vec<Arc<str>> = map
+                .iter()
+                .filter(|(addr, node)| is_stale(node, addr))
+                .map(|(addr, _)| Arc::clone(addr))
+                .collect();
+            for addr in moved {
+                let map = if replicas {
+                    &mut self.replicas
+                } else {
+                    &mut self.masters
+                };
+                let Some(old) = map.remove(&addr) else {
+                    continue;
+                };
+                old.conns.iter().for_each(BackendConn::retire);
+                let node = self.open(&addr, old.auth, replicas && replica_readonly);
+                let map = if replicas {
+                    &mut self.replicas
+                } else {
+                    &mut self.masters
+                };
+                map.insert(addr, node);
+                renewed += 1;
+            }
+        }
+        if renewed > 0 {
+            // The per-shard cache holds the old handles: rebuilt on the next request.
+            self.version = 0;
+        }
+        renewed
+    }
+
     /// Every connection to a master (a migration phase change settles them).
     pub fn master_conns(&self) -> impl Iterator<Item = BackendConn> + '_ {
         self.masters
@@ -442,5 +492,69 @@ mod tests {
         let conn = pool.conn_for_addr(&t, &new, 3);
         assert_eq!(&**conn.addr(), "c:1");
         assert!(conn.same(&pool.conn_for_addr(&t, &new, 3)), "then kept");
+    }
+
+    #[test]
+    fn nodes_whose_sockets_went_to_a_stale_address_get_new_connections() {
+        use crate::backend::conn::Lane;
+        use crate::backend::testing::{local, node, Replies};
+        use crate::backend::ReplyTarget;
+        use crate::placement::Unit;
+        use tokio::time::Instant;
+
+        local(async {
+            let ping = b"*1\r\n$4\r\nPING\r\n";
+            let master = node(ping.len(), b"+PONG\r\n", false).await;
+            let shards = [ShardInfo {
+                ranges: vec![(0, 16383)],
+                master: master.to_string(),
+                replicas: Vec::new(),
+                loading: Vec::new(),
+            }];
+            let t = SlotTable::from_shards(&shards, 1).unwrap();
+            let mut pool = pool(1);
+            let old = pool.master_conn(&t, 0, 0).unwrap().clone();
+            let replies = Rc::new(Replies::default());
+            old.send(
+                Outbound {
+                    request: Bytes::from_static(ping),
+                    reply: ReplyTarget::new(replies.clone(), 0),
+                    unit: Unit::ZERO,
+                    node: None,
+                    client_id: 0,
+                    deadline: Instant::now() + std::time::Duration::from_secs(1),
+                    redirects: 0,
+                    retries: 0,
+                    readonly: false,
+                    asking: false,
+                    resp3: false,
+                    hold: true,
+                    lane: Lane::Shared,
+                    db: 0,
+                },
+                Instant::now(),
+            );
+            assert_eq!(&replies.first().await[..], b"+PONG\r\n");
+            let peer = old.peer_ip().expect("connected: its peer is known");
+            assert!(peer.is_loopback());
+
+            // Another address is stale: nothing changes.
+            let elsewhere = |_: &str, ip: std::net::IpAddr| !ip.is_loopback();
+            assert_eq!(pool.renew_stale(&elsewhere), 0);
+            assert!(old.same(pool.master_conn(&t, 0, 0).unwrap()));
+
+            // The master's address is stale: a new connection, the old one winds down.
+            let here = |addr: &str, ip: std::net::IpAddr| addr == &*master && ip == peer;
+            assert_eq!(pool.renew_stale(&here), 1);
+            let new = pool.master_conn(&t, 0, 0).unwrap().clone();
+            assert!(!new.same(&old), "renewed");
+            assert_eq!(new.addr(), old.addr());
+            assert_eq!(new.peer_ip(), None, "connects on its first request");
+            assert_eq!(
+                pool.renew_stale(&here),
+                0,
+                "the new one is not connected yet"
+            );
+        });
     }
 }

@@ -39,7 +39,7 @@ use crate::scripts::ScriptCache;
 use crate::stats::ProxyStats;
 use crate::tls::TlsContext;
 use crate::topology::health::{self, HealthSettings};
-use crate::topology::{sentinel, Topology, TopologyError};
+use crate::topology::{names, sentinel, Topology, TopologyError};
 use crate::worker::{self, NewClient, Shared, Signals};
 
 /// Why the proxy did not start.
@@ -90,6 +90,8 @@ impl Proxy {
             config.protocol.limits(),
             Duration::from_millis(config.backend.connect_timeout_ms),
         );
+        let resolve_interval = Duration::from_millis(config.backend.resolve_interval_ms);
+        let startup_wait = Duration::from_millis(config.cluster.startup_wait_ms);
         let listener = optional_bind(&config.proxy.listen)?;
         let tls_listener = optional_bind(&config.tls.listen)?;
         let tls_addr = tls_listener
@@ -211,7 +213,7 @@ impl Proxy {
                     }
                 };
                 runtime.block_on(async move {
-                    if let Err(e) = control_topology.refresh().await {
+                    if let Err(e) = control_topology.first_refresh(startup_wait).await {
                         let _ = ready_tx.send(Err(StartError::Topology(e)));
                         return;
                     }
@@ -240,6 +242,7 @@ impl Proxy {
                     tokio::select! {
                         () = Arc::clone(&control_topology).run() => {}
                         () = health::run(Arc::clone(&control_topology), health) => {}
+                        () = names::run(Arc::clone(&control_topology), resolve_interval, connect_timeout) => {}
                         () = sentinel::watch(Arc::clone(&control_topology), limits, connect_timeout) => {}
                         () = migrations.run() => {}
                         () = async {

@@ -16,6 +16,7 @@
 pub mod discovery;
 pub mod health;
 pub mod moving;
+pub mod names;
 pub mod pools;
 pub mod sentinel;
 pub mod table;
@@ -128,6 +129,8 @@ pub struct Topology {
     moves: MoveCounters,
     /// The version of each table stored, for [`Topology::table_changes`].
     changes: tokio::sync::watch::Sender<u64>,
+    /// What the table's host names resolve to (`names::run` keeps it current).
+    names: names::Names,
 }
 
 impl Topology {
@@ -166,7 +169,13 @@ impl Topology {
             health_generation: AtomicU64::new(0),
             moves: MoveCounters::default(),
             changes: tokio::sync::watch::Sender::new(0),
+            names: names::Names::default(),
         })
+    }
+
+    /// What the table's host names resolve to, and the signal of its changes.
+    pub fn names(&self) -> &names::Names {
+        &self.names
     }
 
     /// The nodes the health checker counts as down: a lock-free load.
@@ -395,6 +404,30 @@ impl Topology {
         self.table.store(Arc::new(next));
         self.published(version);
         Some(version)
+    }
+
+    /// The first [`Topology::refresh`], at start-up: tried again with back-off (100 ms doubling
+    /// to 2 s) while it fails and `wait` has not run out, so a proxy that starts before its
+    /// seeds resolve or answer waits for them. One warning when it first fails; the last
+    /// failure is the error.
+    pub async fn first_refresh(&self, wait: Duration) -> Result<bool, TopologyError> {
+        let deadline = Instant::now() + wait;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let failed = match self.refresh().await {
+                Ok(changed) => return Ok(changed),
+                Err(e) if Instant::now() + pause >= deadline => return Err(e),
+                Err(e) => e,
+            };
+            if pause == Duration::from_millis(100) {
+                tracing::warn!(
+                    "start-up: {failed}; trying again for up to {} ms                      (cluster.startup_wait_ms)",
+                    wait.as_millis()
+                );
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
     }
 
     /// Discover the layout now and publish it if the routing changed. Returns whether it did.

@@ -34,6 +34,7 @@ mod fleet_migration;
 mod frameworks;
 mod harness;
 mod health;
+mod hostnames;
 mod keyless;
 mod lifecycle;
 mod local_commands;
