@@ -9,6 +9,7 @@
 pub mod touch;
 
 mod controller;
+mod measure;
 pub mod persist;
 pub mod settle;
 
