@@ -148,7 +148,10 @@ impl Migrations {
             };
             if allowed {
                 m.state = state;
-                changed.push(m.slots.clone());
+                changed.push(format!(
+                    "{} (from pool {:?} to {:?})",
+                    m.slots, m.from, m.to
+                ));
             }
         }
         if changed.is_empty() {
@@ -415,7 +418,7 @@ impl Migrations {
                     ) else {
                         continue;
                     };
-                    let bytes = measure::batch(&mut conn, batch, call_timeout, &source).await?;
+                    let held = measure::batch(&mut conn, batch, call_timeout, &source).await?;
                     let batch_turn = self.batch.lock().await;
                     if !self.still(m) {
                         return Ok(Pass::Changed);
@@ -423,14 +426,19 @@ impl Migrations {
                     let reply = call(&mut conn, &migrate, call_timeout, &source).await?;
                     drop(batch_turn);
                     match Outcome::of(reply.raw()) {
-                        Outcome::Moved | Outcome::NoKey => {
+                        outcome @ (Outcome::Moved | Outcome::NoKey) => {
                             found += batch.len() as u64;
+                            // What the source held of the batch just before (on NOKEY: none).
+                            let moved = match outcome {
+                                Outcome::Moved => held,
+                                _ => measure::Measured::default(),
+                            };
                             let counters = self.topology.move_counters();
-                            counters.moved_in_background(batch.len() as u64);
-                            counters.moved_bytes_in_background(bytes);
+                            counters.moved_in_background(moved.keys);
+                            counters.moved_bytes_in_background(moved.bytes);
                             self.bump(m, |p| {
-                                p.moved += batch.len() as u64;
-                                p.bytes += bytes;
+                                p.moved += moved.keys;
+                                p.bytes += moved.bytes;
                             });
                         }
                         Outcome::Failed(e) => {

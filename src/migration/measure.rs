@@ -2,6 +2,9 @@
 //! API): the source's own `MEMORY USAGE` of each key of a batch, asked in one pipelined round
 //! trip just before the batch's `MIGRATE`.
 //!
+//! The same replies say which keys of the batch the source still held (a key moved on touch
+//! meanwhile answers null), so the mover counts the keys it moved, not the keys it asked for.
+//!
 //! What it measures: the memory the keys take on the source (Redis' estimate: exact for
 //! strings, sampled over 5 elements for aggregates), not the bytes `MIGRATE` sends (its `DUMP`
 //! payload is more compact). Measuring the payload would mean a `DUMP` of every key by the
@@ -28,28 +31,43 @@ pub fn requests(keys: &[Bytes]) -> BytesMut {
     out
 }
 
-/// The bytes `MEMORY USAGE` replies name, summed: integers count, anything else (a key gone:
-/// null; a refusal: an error) counts 0.
-pub fn total(replies: &[Reply]) -> u64 {
-    replies
-        .iter()
-        .map(|r| match parse_frame(r.raw(), &Limits::default()) {
-            Ok(Frame::Integer(n)) => u64::try_from(n).unwrap_or(0),
-            _ => 0,
-        })
-        .sum()
+/// What the source held of a batch just before it moved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Measured {
+    /// Keys present (every key asked, when the source refuses `MEMORY`: it cannot tell).
+    pub keys: u64,
+    /// Their bytes (0 for a key the source could not measure).
+    pub bytes: u64,
 }
 
-/// The bytes `keys` take on the source behind `conn` (`addr`), asked within `timeout`. An
-/// error leaves `conn` unusable (a reply may be unread): the caller drops it.
+/// What the `MEMORY USAGE` replies to a batch say: an integer is a key present and its
+/// bytes, a null a key gone; an error (`MEMORY` refused) a key that may be there, of unknown
+/// size.
+pub fn total(replies: &[Reply]) -> Measured {
+    let mut out = Measured::default();
+    for reply in replies {
+        match parse_frame(reply.raw(), &Limits::default()) {
+            Ok(Frame::Integer(n)) => {
+                out.keys += 1;
+                out.bytes += u64::try_from(n).unwrap_or(0);
+            }
+            Ok(Frame::Null | Frame::Nil) => {}
+            _ => out.keys += 1,
+        }
+    }
+    out
+}
+
+/// Which of `keys` the source behind `conn` (`addr`) holds, and their bytes, asked within
+/// `timeout`. An error leaves `conn` unusable (a reply may be unread): the caller drops it.
 pub async fn batch(
     conn: &mut DedicatedConn,
     keys: &[Bytes],
     timeout: Duration,
     addr: &str,
-) -> Result<u64, String> {
+) -> Result<Measured, String> {
     if keys.is_empty() {
-        return Ok(0);
+        return Ok(Measured::default());
     }
     match tokio::time::timeout(timeout, conn.call(&requests(keys), keys.len())).await {
         Ok(Ok(replies)) => Ok(total(&replies)),
@@ -82,14 +100,21 @@ mod tests {
     }
 
     #[test]
-    fn integers_are_summed_and_the_rest_counts_nothing() {
-        let replies = [
-            reply(b":56\r\n"),
-            reply(b"$-1\r\n"),
+    fn present_keys_and_their_bytes_are_summed() {
+        let replies = [reply(b":56\r\n"), reply(b"$-1\r\n"), reply(b":1000\r\n")];
+        assert_eq!(
+            total(&replies),
+            Measured {
+                keys: 2,
+                bytes: 1056
+            }
+        );
+        assert_eq!(total(&[]), Measured::default());
+        // MEMORY refused: every key may be there, of unknown size.
+        let refused = [
             reply(b"-ERR unknown command 'MEMORY'\r\n"),
-            reply(b":1000\r\n"),
+            reply(b"$-1\r\n"),
         ];
-        assert_eq!(total(&replies), 1056);
-        assert_eq!(total(&[]), 0);
+        assert_eq!(total(&refused), Measured { keys: 1, bytes: 0 });
     }
 }
