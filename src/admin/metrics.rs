@@ -128,6 +128,50 @@ const HELP: &[(&str, &str)] = &[
         "slotgate_backend_connections",
         "Pipelined backend connections by state (connected, connecting, down = the last connect failed).",
     ),
+    (
+        "slotgate_migration_on_touch_moves_total",
+        "Requests whose keys were moved between pools before they ran (one MIGRATE each).",
+    ),
+    (
+        "slotgate_migration_keys_moved_total",
+        "Keys the background mover moved between pools.",
+    ),
+    (
+        "slotgate_migration_bytes_moved_total",
+        "Bytes the background mover moved between pools, as the source measured its keys (MEMORY USAGE, before each batch); on-touch moves are not counted.",
+    ),
+    (
+        "slotgate_migration_errors_total",
+        "Failed moves between pools, by kind (on_touch: a request's MIGRATE; background: a batch or the scan feeding it).",
+    ),
+    (
+        "slotgate_migration_moves",
+        "Slot moves between pools in force, by state (moving, paused, aborting).",
+    ),
+    (
+        "slotgate_migration_keys_per_second_limit",
+        "The background mover's pace (migration.keys_per_second; 0: unthrottled).",
+    ),
+    (
+        "slotgate_migration_move_keys_moved",
+        "Keys the background mover moved for one move (this direction).",
+    ),
+    (
+        "slotgate_migration_keys_left_estimate",
+        "Keys of one move still on its source, estimated (its share of the source's keys when the mover began, less those it moved; keys moved on touch are not subtracted).",
+    ),
+    (
+        "slotgate_migration_rate_keys_per_second",
+        "One move's background rate, keys per second since the mover began on it.",
+    ),
+    (
+        "slotgate_migration_rate_bytes_per_second",
+        "One move's background rate, bytes (MEMORY USAGE) per second since the mover began on it.",
+    ),
+    (
+        "slotgate_migration_eta_seconds",
+        "Seconds until one move's source is empty at its current rate (absent until a rate is known).",
+    ),
 ];
 
 /// The recorder's storage, once installed as the global `metrics` recorder (`None`: another
@@ -396,6 +440,83 @@ fn proxy_families(state: &AdminState) -> Vec<Family> {
         connections.push("", &[("state", state.label())], Value::Int(n));
     }
     families.push(connections);
+    families.extend(migration_families(&state.migrations.status()));
+    families
+}
+
+/// The slot moves between pools, from the controller's status (the `/migrations` JSON): the
+/// totals as counters, the moves by state, and per move (labelled by `slots`, `from`, `to`)
+/// the keys moved and left, the rates and the ETA. A move's series end with the move.
+fn migration_families(status: &serde_json::Value) -> Vec<Family> {
+    use Kind::{Counter, Gauge};
+    let number = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let float = |v: &serde_json::Value| Value::Float(v.as_f64().unwrap_or(0.0));
+    let counter = |name, field| Family::single(name, Counter, Value::Int(number(&status[field])));
+    let mut families = vec![
+        counter("slotgate_migration_on_touch_moves_total", "on_touch_moves"),
+        counter(
+            "slotgate_migration_keys_moved_total",
+            "background_keys_moved",
+        ),
+        counter(
+            "slotgate_migration_bytes_moved_total",
+            "background_bytes_moved",
+        ),
+        Family::new("slotgate_migration_errors_total", Counter)
+            .with(
+                &[("kind", "on_touch")],
+                Value::Int(number(&status["on_touch_failures"])),
+            )
+            .with(
+                &[("kind", "background")],
+                Value::Int(number(&status["background_failures"])),
+            ),
+    ];
+    let moves = status["moves"].as_array().map_or(&[][..], Vec::as_slice);
+    let mut by_state = Family::new("slotgate_migration_moves", Gauge);
+    for state in ["moving", "paused", "aborting"] {
+        let n = moves.iter().filter(|m| m["state"] == state).count();
+        by_state.push("", &[("state", state)], Value::Int(n as u64));
+    }
+    families.push(by_state);
+    families.push(Family::single(
+        "slotgate_migration_keys_per_second_limit",
+        Gauge,
+        float(&status["keys_per_second_limit"]),
+    ));
+    let mut per_move = [
+        ("slotgate_migration_move_keys_moved", "keys_moved"),
+        (
+            "slotgate_migration_keys_left_estimate",
+            "keys_left_estimate",
+        ),
+        (
+            "slotgate_migration_rate_keys_per_second",
+            "rate_keys_per_second",
+        ),
+        (
+            "slotgate_migration_rate_bytes_per_second",
+            "rate_bytes_per_second",
+        ),
+        ("slotgate_migration_eta_seconds", "eta_seconds"),
+    ]
+    .map(|(name, field)| (Family::new(name, Gauge), field));
+    for m in moves {
+        let text = |field: &str| m[field].as_str().unwrap_or_default().to_string();
+        let (slots, from, to) = (text("slots"), text("from"), text("to"));
+        let labels = [
+            ("slots", slots.as_str()),
+            ("from", from.as_str()),
+            ("to", to.as_str()),
+        ];
+        for (family, field) in &mut per_move {
+            // An ETA is unknown (null) until the mover has a rate: no sample.
+            if !m[*field].is_null() {
+                family.push("", &labels, float(&m[*field]));
+            }
+        }
+    }
+    families.extend(per_move.into_iter().map(|(family, _)| family));
     families
 }
 
@@ -549,6 +670,57 @@ mod tests {
         assert_eq!(lines[17], "h_bucket{le=\"+Inf\"} 4");
         assert_eq!(lines[18], "h_sum 0.0015");
         assert_eq!(lines[19], "h_count 4");
+    }
+
+    #[test]
+    fn moves_between_pools_render_as_totals_states_and_per_move_gauges() {
+        let status = serde_json::json!({
+            "moves": [{"slots": "0-2730", "from": "a", "to": "d", "state": "moving",
+                       "keys_moved": 400, "bytes_moved": 32000, "keys_left_estimate": 600,
+                       "rate_keys_per_second": 200.5, "rate_bytes_per_second": 16040.0,
+                       "eta_seconds": 3.0, "passes": 0, "last_error": null}],
+            "on_touch_moves": 7, "on_touch_failures": 1, "background_keys_moved": 400,
+            "background_bytes_moved": 32000, "background_failures": 2,
+            "keys_per_second_limit": 5000,
+        });
+        let mut out = String::new();
+        for family in migration_families(&status) {
+            write_family(&mut out, &family, None);
+        }
+        let labels = "{slots=\"0-2730\",from=\"a\",to=\"d\"}";
+        for line in [
+            "slotgate_migration_on_touch_moves_total 7".to_string(),
+            "slotgate_migration_keys_moved_total 400".to_string(),
+            "slotgate_migration_bytes_moved_total 32000".to_string(),
+            "slotgate_migration_errors_total{kind=\"on_touch\"} 1".to_string(),
+            "slotgate_migration_errors_total{kind=\"background\"} 2".to_string(),
+            "slotgate_migration_moves{state=\"moving\"} 1".to_string(),
+            "slotgate_migration_moves{state=\"paused\"} 0".to_string(),
+            "slotgate_migration_keys_per_second_limit 5000".to_string(),
+            format!("slotgate_migration_move_keys_moved{labels} 400"),
+            format!("slotgate_migration_keys_left_estimate{labels} 600"),
+            format!("slotgate_migration_rate_keys_per_second{labels} 200.5"),
+            format!("slotgate_migration_rate_bytes_per_second{labels} 16040"),
+            format!("slotgate_migration_eta_seconds{labels} 3"),
+        ] {
+            assert!(out.lines().any(|l| l == line), "no {line:?} in:\n{out}");
+        }
+        // Every family has its help text.
+        for family in migration_families(&status) {
+            assert!(help(&family.name, None).is_some(), "{}", family.name);
+        }
+
+        // No move: the totals, no per-move sample, no ETA.
+        let idle = serde_json::json!({"moves": [], "keys_per_second_limit": 0});
+        let mut out = String::new();
+        for family in migration_families(&idle) {
+            write_family(&mut out, &family, None);
+        }
+        assert!(
+            out.contains("slotgate_migration_keys_moved_total 0\n"),
+            "{out}"
+        );
+        assert!(!out.contains("slotgate_migration_eta_seconds{"), "{out}");
     }
 
     #[test]

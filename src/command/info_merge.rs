@@ -16,8 +16,8 @@ use bytes::Bytes;
 /// Sections the proxy merges field by field ([`merge_section`]), by header.
 pub const FIELD_SECTIONS: &[&str] = &["# Memory", "# Persistence", "# Stats", "# CPU"];
 
-/// Redis 7.0's section order, with the proxy's own sections (`# Proxy`, `# Hotkeys`) placed
-/// among them; a section not named here follows, in the order met.
+/// Redis 7.0's section order, with the proxy's own sections (`# Proxy`, `# Hotkeys`,
+/// `# Migration`) placed among them; a section not named here follows, in the order met.
 const ORDER: &[&str] = &[
     "server",
     "clients",
@@ -33,6 +33,7 @@ const ORDER: &[&str] = &[
     "latencystats",
     "cluster",
     "hotkeys",
+    "migration",
     "keyspace",
     "slotgate",
 ];

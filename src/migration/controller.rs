@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use super::fleet::{self, State};
+use super::measure;
 use super::persist;
 use super::settle::Settle;
 use super::touch::{self, Outcome};
@@ -37,6 +38,8 @@ use crate::topology::{pools, Topology};
 struct MoveProgress {
     /// Keys moved by the background mover.
     moved: u64,
+    /// Their bytes, as the source measured them (`MEMORY USAGE`, see `measure`).
+    bytes: u64,
     /// Keys of the source pool looked at.
     scanned: u64,
     /// Complete passes over the source.
@@ -71,6 +74,12 @@ pub struct Migrations {
     progress: Mutex<BTreeMap<String, MoveProgress>>,
     /// Raised by a phase change: the mover looks at the moves again.
     wake: Notify,
+}
+
+impl std::fmt::Debug for Migrations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Migrations").finish_non_exhaustive()
+    }
 }
 
 impl Migrations {
@@ -161,7 +170,10 @@ impl Migrations {
             };
             if allowed {
                 m.state = state;
-                changed.push(m.slots.clone());
+                changed.push(format!(
+                    "{} (from pool {:?} to {:?})",
+                    m.slots, m.from, m.to
+                ));
             }
         }
         if changed.is_empty() {
@@ -455,10 +467,11 @@ impl Migrations {
             .map(|m| {
                 let p = progress.get(&key(m)).cloned().unwrap_or_default();
                 let elapsed = p.started.map(|s| s.elapsed().as_secs_f64());
-                let rate = match elapsed {
-                    Some(secs) if secs > 0.0 => p.moved as f64 / secs,
+                let per_second = |n: u64| match elapsed {
+                    Some(secs) if secs > 0.0 => n as f64 / secs,
                     _ => 0.0,
                 };
+                let rate = per_second(p.moved);
                 let left = p.estimate.saturating_sub(p.moved);
                 json!({
                     "slots": m.slots,
@@ -466,10 +479,12 @@ impl Migrations {
                     "to": m.to,
                     "state": m.state.name(),
                     "keys_moved": p.moved,
+                    "bytes_moved": p.bytes,
                     "keys_scanned": p.scanned,
                     "passes": p.passes,
                     "keys_left_estimate": left,
                     "rate_keys_per_second": (rate * 10.0).round() / 10.0,
+                    "rate_bytes_per_second": per_second(p.bytes).round(),
                     "eta_seconds": (rate > 0.0).then(|| (left as f64 / rate).ceil()),
                     "last_error": p.last_error,
                 })
@@ -480,6 +495,7 @@ impl Migrations {
             "on_touch_moves": on_touch,
             "on_touch_failures": on_touch_failures,
             "background_keys_moved": background,
+            "background_bytes_moved": self.topology.move_counters().background_bytes(),
             "background_failures": background_failures,
             "keys_per_second_limit": config.migration.keys_per_second,
         })
@@ -621,6 +637,7 @@ impl Migrations {
                     ) else {
                         continue;
                     };
+                    let held = measure::batch(&mut conn, batch, call_timeout, &source).await?;
                     let batch_turn = self.batch.lock().await;
                     if !self.still(m) {
                         return Ok(Pass::Changed);
@@ -628,12 +645,20 @@ impl Migrations {
                     let reply = call(&mut conn, &migrate, call_timeout, &source).await?;
                     drop(batch_turn);
                     match Outcome::of(reply.raw()) {
-                        Outcome::Moved | Outcome::NoKey => {
+                        outcome @ (Outcome::Moved | Outcome::NoKey) => {
                             found += batch.len() as u64;
-                            self.topology
-                                .move_counters()
-                                .moved_in_background(batch.len() as u64);
-                            self.bump(m, |p| p.moved += batch.len() as u64);
+                            // What the source held of the batch just before (on NOKEY: none).
+                            let moved = match outcome {
+                                Outcome::Moved => held,
+                                _ => measure::Measured::default(),
+                            };
+                            let counters = self.topology.move_counters();
+                            counters.moved_in_background(moved.keys);
+                            counters.moved_bytes_in_background(moved.bytes);
+                            self.bump(m, |p| {
+                                p.moved += moved.keys;
+                                p.bytes += moved.bytes;
+                            });
                         }
                         Outcome::Failed(e) => {
                             return Err(format!("MIGRATE from {source} to {dest} failed: {e}"))

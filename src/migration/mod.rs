@@ -10,6 +10,7 @@ pub mod touch;
 
 mod controller;
 pub mod fleet;
+mod measure;
 pub mod persist;
 pub mod settle;
 

@@ -1,10 +1,11 @@
 //! Operator views of the proxy's own clients and traffic, shared by every worker and the
 //! admin thread: the client registry (`CLIENT LIST` / `KILL`), the slow log (`SLOWLOG`,
-//! `/slowlog`), hot keys (`INFO hotkeys`, `/hotkeys`), the monitors (`MONITOR`) and the
-//! client pause (`CLIENT PAUSE`). The request path touches them only
-//! through per-client relaxed atomics, one comparison per reply (slow log), one branch
-//! (hot keys off) or a countdown (on), and one relaxed load each for monitors and pause; locks are taken on connect, disconnect, a slow
-//! request, a published window, and by the readers.
+//! `/slowlog`), hot keys (`INFO hotkeys`, `/hotkeys`), the monitors (`MONITOR`), the client
+//! pause (`CLIENT PAUSE`) and the slot moves between pools (`INFO migration`). The request
+//! path touches them only through per-client relaxed atomics, one comparison per reply (slow
+//! log), one branch (hot keys off) or a countdown (on), and one relaxed load each for monitors
+//! and pause; locks are taken on connect, disconnect, a slow request, a published window, and
+//! by the readers (INFO migration reads the moves' progress under the controller's lock).
 
 pub mod clients;
 pub mod hotkeys;
@@ -30,11 +31,18 @@ pub struct Ops {
     pub monitors: Arc<monitor::Monitors>,
     /// `CLIENT PAUSE` in force.
     pub pause: pause::Pause,
+    /// The slot moves between pools and their progress (read by `INFO migration`).
+    pub migrations: Arc<crate::migration::Migrations>,
 }
 
 impl Ops {
-    /// The views of a proxy with `workers` workers configured by `config`.
-    pub fn new(config: &Config, workers: usize) -> Arc<Ops> {
+    /// The views of a proxy with `workers` workers configured by `config`, whose slot moves
+    /// `migrations` runs.
+    pub fn new(
+        config: &Config,
+        workers: usize,
+        migrations: Arc<crate::migration::Migrations>,
+    ) -> Arc<Ops> {
         let hot = &config.hotkeys;
         Arc::new(Ops {
             clients: clients::Registry::new(),
@@ -53,6 +61,7 @@ impl Ops {
             }),
             monitors: Arc::default(),
             pause: pause::Pause::default(),
+            migrations,
         })
     }
 }

@@ -124,7 +124,6 @@ impl Proxy {
         let workers = config.effective_workers();
         let stats = Arc::new(ProxyStats::new(workers, local_addr));
         let scripts = Arc::new(ScriptCache::new());
-        let ops = crate::ops::Ops::new(&config, workers);
         // Built once (its specs live as long as the process); start-only.
         let custom = config.commands.custom_commands();
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -137,6 +136,7 @@ impl Proxy {
             Arc::clone(&settle),
             Arc::clone(&tls),
         );
+        let ops = crate::ops::Ops::new(&config, workers, Arc::clone(&migrations));
         let admin_state = AdminState::new(
             Arc::clone(&topology),
             Arc::clone(&stats),

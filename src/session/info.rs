@@ -15,6 +15,8 @@ const SECTIONS: &[(&str, bool)] = &[
     ("cluster", true),
     // In plain INFO only when hot keys are on (see `render`).
     ("hotkeys", false),
+    // In plain INFO only while slots move between pools (see `render`).
+    ("migration", false),
 ];
 
 /// True when `INFO [section …]` asks for section `name` (`default` says whether plain INFO
@@ -66,7 +68,12 @@ pub fn node_sections(args: &[&[u8]]) -> Vec<&'static str> {
 pub fn render(args: &[&[u8]], worker: &WorkerContext) -> String {
     let mut out = String::new();
     for &(name, default) in SECTIONS {
-        let default = default || (name == "hotkeys" && worker.ops().hotkeys.is_some());
+        let default = default
+            || match name {
+                "hotkeys" => worker.ops().hotkeys.is_some(),
+                "migration" => worker.router().topology().table().moving_units().is_some(),
+                _ => false,
+            };
         if wanted(args, name, default) {
             if !out.is_empty() {
                 out.push_str("\r\n");
@@ -189,8 +196,55 @@ fn section(name: &str, worker: &WorkerContext, out: &mut String) {
             out.push_str("# Cluster\r\n");
             kv(out, "cluster_enabled", &0);
         }
+        "migration" => migration(&worker.ops().migrations.status(), out),
         _ => {}
     }
+}
+
+/// `# Migration`: the slot moves between pools (pool mode) from the controller's status (the
+/// admin API's `/migrations` JSON): the totals, then one `moveN:` line per move, fields as
+/// `key=value` separated by commas (the format of `slaveN:` lines).
+fn migration(status: &serde_json::Value, out: &mut String) {
+    out.push_str("# Migration\r\n");
+    let moves = status["moves"].as_array().map_or(&[][..], Vec::as_slice);
+    let number = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    kv(out, "migration_moves", &moves.len());
+    for (key, field) in [
+        ("migration_keys_per_second_limit", "keys_per_second_limit"),
+        ("migration_on_touch_moves", "on_touch_moves"),
+        ("migration_on_touch_failures", "on_touch_failures"),
+        ("migration_background_keys_moved", "background_keys_moved"),
+        ("migration_background_bytes_moved", "background_bytes_moved"),
+        ("migration_background_failures", "background_failures"),
+    ] {
+        kv(out, key, &number(&status[field]));
+    }
+    for (i, m) in moves.iter().enumerate() {
+        let text = |field: &str| info_field(m[field].as_str().unwrap_or_default());
+        let eta = m["eta_seconds"].as_f64().map_or(-1, |s| s as i64);
+        let line = format!(
+            "slots={},from={},to={},state={},keys_moved={},keys_left_estimate={},bytes_moved={},\
+             rate_keys_per_second={},rate_bytes_per_second={},eta_seconds={eta},passes={},last_error={}",
+            text("slots"),
+            text("from"),
+            text("to"),
+            text("state"),
+            number(&m["keys_moved"]),
+            number(&m["keys_left_estimate"]),
+            number(&m["bytes_moved"]),
+            m["rate_keys_per_second"].as_f64().unwrap_or(0.0),
+            m["rate_bytes_per_second"].as_f64().unwrap_or(0.0),
+            number(&m["passes"]),
+            text("last_error"),
+        );
+        kv(out, &format!("move{i}"), &line);
+    }
+}
+
+/// `text` as one field of a `key=value,…` INFO line: escaped so that it cannot break the line
+/// (no CR/LF, no comma).
+fn info_field(text: &str) -> String {
+    text.escape_default().to_string().replace(',', "\\x2c")
 }
 
 /// One `key:value` line.
@@ -198,4 +252,63 @@ fn kv(out: &mut String, key: &str, value: &dyn std::fmt::Display) {
     use std::fmt::Write;
     // Writing to a String cannot fail.
     let _ = write!(out, "{key}:{value}\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_migration_section_has_the_totals_and_one_line_per_move() {
+        let status = serde_json::json!({
+            "moves": [
+                {"slots": "0-2730", "from": "a", "to": "d", "state": "moving",
+                 "keys_moved": 41200, "bytes_moved": 3_296_000, "keys_scanned": 92000,
+                 "passes": 0, "keys_left_estimate": 18800, "rate_keys_per_second": 4998.7,
+                 "rate_bytes_per_second": 399896.0, "eta_seconds": 4.0, "last_error": null},
+                {"slots": "5000", "from": "b", "to": "d", "state": "paused",
+                 "keys_moved": 0, "bytes_moved": 0, "passes": 0, "keys_left_estimate": 0,
+                 "rate_keys_per_second": 0.0, "rate_bytes_per_second": 0.0,
+                 "eta_seconds": null, "last_error": "MIGRATE failed: OOM, retry\r\nlater"},
+            ],
+            "on_touch_moves": 310, "on_touch_failures": 2, "background_keys_moved": 41200,
+            "background_bytes_moved": 3_296_000, "background_failures": 1,
+            "keys_per_second_limit": 5000,
+        });
+        let mut out = String::new();
+        migration(&status, &mut out);
+        assert_eq!(
+            out,
+            "# Migration\r\n\
+             migration_moves:2\r\n\
+             migration_keys_per_second_limit:5000\r\n\
+             migration_on_touch_moves:310\r\n\
+             migration_on_touch_failures:2\r\n\
+             migration_background_keys_moved:41200\r\n\
+             migration_background_bytes_moved:3296000\r\n\
+             migration_background_failures:1\r\n\
+             move0:slots=0-2730,from=a,to=d,state=moving,keys_moved=41200,\
+             keys_left_estimate=18800,bytes_moved=3296000,rate_keys_per_second=4998.7,\
+             rate_bytes_per_second=399896,eta_seconds=4,passes=0,last_error=\r\n\
+             move1:slots=5000,from=b,to=d,state=paused,keys_moved=0,keys_left_estimate=0,\
+             bytes_moved=0,rate_keys_per_second=0,rate_bytes_per_second=0,eta_seconds=-1,\
+             passes=0,last_error=MIGRATE failed: OOM\\x2c retry\\r\\nlater\r\n"
+        );
+    }
+
+    #[test]
+    fn no_move_is_a_section_of_totals() {
+        let status = serde_json::json!({
+            "moves": [], "on_touch_moves": 0, "on_touch_failures": 0,
+            "background_keys_moved": 0, "background_bytes_moved": 0,
+            "background_failures": 0, "keys_per_second_limit": 5000,
+        });
+        let mut out = String::new();
+        migration(&status, &mut out);
+        assert!(
+            out.starts_with("# Migration\r\nmigration_moves:0\r\n"),
+            "{out}"
+        );
+        assert!(!out.contains("move0:"), "{out}");
+    }
 }

@@ -8,12 +8,15 @@ use crate::placement::Unit;
 use crate::slot::SLOT_COUNT;
 
 /// Process-wide counters of keys moved between pools (every worker's on-touch moves and the
-/// background mover's), for INFO, `/metrics` and the admin API.
+/// background mover's), for INFO, `/metrics` and the admin API. Relaxed atomics, bumped once
+/// per `MIGRATE`; `/metrics` renders them at scrape time (they are this proxy's own, not the
+/// process-wide `metrics` recorder's).
 #[derive(Debug, Default)]
 pub struct MoveCounters {
     on_touch: AtomicU64,
     on_touch_failures: AtomicU64,
     background: AtomicU64,
+    background_bytes: AtomicU64,
     background_failures: AtomicU64,
 }
 
@@ -21,25 +24,26 @@ impl MoveCounters {
     /// A request's `MIGRATE` moved its keys.
     pub fn moved_on_touch(&self) {
         self.on_touch.fetch_add(1, Relaxed);
-        metrics::counter!("slotgate_migration_on_touch_moves_total").increment(1);
     }
 
     /// A request's `MIGRATE` failed: the request did not run.
     pub fn on_touch_failed(&self) {
         self.on_touch_failures.fetch_add(1, Relaxed);
-        metrics::counter!("slotgate_migration_errors_total", "kind" => "on_touch").increment(1);
     }
 
     /// The background mover moved `keys` keys.
     pub fn moved_in_background(&self, keys: u64) {
         self.background.fetch_add(keys, Relaxed);
-        metrics::counter!("slotgate_migration_keys_moved_total").increment(keys);
+    }
+
+    /// The background mover moved keys the source measured at `bytes` bytes (`MEMORY USAGE`).
+    pub fn moved_bytes_in_background(&self, bytes: u64) {
+        self.background_bytes.fetch_add(bytes, Relaxed);
     }
 
     /// A background `MIGRATE` (or the scan feeding it) failed.
     pub fn background_failed(&self) {
         self.background_failures.fetch_add(1, Relaxed);
-        metrics::counter!("slotgate_migration_errors_total", "kind" => "background").increment(1);
     }
 
     /// `(on-touch moves, on-touch failures, keys moved in background, background failures)`.
@@ -50,6 +54,11 @@ impl MoveCounters {
             self.background.load(Relaxed),
             self.background_failures.load(Relaxed),
         )
+    }
+
+    /// Bytes the background mover moved, as the source measured them (`MEMORY USAGE`).
+    pub fn background_bytes(&self) -> u64 {
+        self.background_bytes.load(Relaxed)
     }
 }
 

@@ -186,6 +186,10 @@ async fn dashboard_renders_the_live_topology_and_traffic() {
         tag(&dom, "hotkeys-panel").contains("hidden"),
         "hot keys are off: no panel"
     );
+    assert!(
+        tag(&dom, "migrations-panel").contains("hidden"),
+        "no slot moves: no panel"
+    );
 }
 
 /// The opening tag of the element with `id="{id}"` in `dom`.
@@ -255,4 +259,49 @@ async fn dashboard_shows_the_hot_keys_panel_when_enabled() {
         row_html.contains(&format!("<td>{}</td>", setup.servers[0].addr())),
         "{row_html}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_shows_slots_moving_between_pools() {
+    use crate::pool_migration::{admin, seed, start, status, MOVING};
+    // Slow enough that the move lasts while the browser looks (about 500 keys at 40/s).
+    let (setup, _file) = start(40);
+    seed(&setup, 3000).await;
+    let path = format!("/migrations/start?slots={}-{}&to=p3", MOVING.0, MOVING.1);
+    admin(&setup, hyper::Method::POST, &path).await.unwrap();
+    common::eventually(
+        "the mover has a rate",
+        Duration::from_secs(10),
+        async || {
+            let s = status(&setup).await;
+            common::check(s, |s| s["moves"][0]["eta_seconds"].as_f64().is_some())
+        },
+    )
+    .await;
+    let url = format!("http://{}/", setup.proxy.admin_addr().unwrap());
+    let dom = tokio::task::spawn_blocking(move || render(&url))
+        .await
+        .unwrap();
+
+    let panel = tag(&dom, "migrations-panel");
+    assert!(!panel.contains("hidden"), "panel hidden: {panel}");
+    assert_eq!(attr(&dom, "migrations-panel", "data-moves"), "1");
+    let slots = format!("{}-{}", MOVING.0, MOVING.1);
+    let row = dom
+        .find(&format!("<tr data-slots=\"{slots}\" data-state=\"moving\""))
+        .unwrap_or_else(|| panic!("no row for the move:\n{dom}"));
+    let row_html = &dom[row..row + dom[row..].find("</tr>").unwrap()];
+    let percent: f64 = row_html
+        .split("data-percent=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no data-percent: {row_html}"));
+    assert!(percent > 0.0 && percent < 100.0, "{row_html}");
+    assert!(row_html.contains("<td>p0 → p3</td>"), "{row_html}");
+    assert!(
+        row_html.contains("class=\"bar\""),
+        "a progress bar: {row_html}"
+    );
+    assert!(!row_html.contains("data-eta=\"\""), "an ETA: {row_html}");
 }

@@ -22,14 +22,14 @@ const MAP: &[(&str, &str)] = &[
 ];
 
 /// Half of p0's slots.
-const MOVING: (u16, u16) = (0, 2730);
+pub(crate) const MOVING: (u16, u16) = (0, 2730);
 
 fn moving(key: &str) -> bool {
     (MOVING.0..=MOVING.1).contains(&Slot::of(key.as_bytes()).get())
 }
 
 /// Four servers, the proxy over them with an admin listener and a config file it rewrites.
-fn start(keys_per_second: u64) -> (PoolSetup, tempfile_path::TempPath) {
+pub(crate) fn start(keys_per_second: u64) -> (PoolSetup, tempfile_path::TempPath) {
     let servers = standalone_servers(4);
     let mut config = common::pool_config(&servers, MAP);
     common::with_admin(&mut config);
@@ -43,7 +43,7 @@ fn start(keys_per_second: u64) -> (PoolSetup, tempfile_path::TempPath) {
 }
 
 /// A file path removed on drop.
-mod tempfile_path {
+pub(crate) mod tempfile_path {
     /// The path.
     pub struct TempPath(pub std::path::PathBuf);
 
@@ -66,12 +66,16 @@ mod tempfile_path {
     }
 }
 
-async fn admin(setup: &PoolSetup, method: hyper::Method, path: &str) -> Result<String, String> {
+pub(crate) async fn admin(
+    setup: &PoolSetup,
+    method: hyper::Method,
+    path: &str,
+) -> Result<String, String> {
     let addr = setup.proxy.admin_addr().unwrap().to_string();
     slotgate::admin::client::request(&addr, method, path).await
 }
 
-async fn status(setup: &PoolSetup) -> serde_json::Value {
+pub(crate) async fn status(setup: &PoolSetup) -> serde_json::Value {
     serde_json::from_str(
         &admin(setup, hyper::Method::GET, "/migrations")
             .await
@@ -100,13 +104,13 @@ fn keys_on(setup: &PoolSetup, i: usize) -> Vec<String> {
 }
 
 /// Keys written through the proxy, and when the writing began.
-struct Seeded {
+pub(crate) struct Seeded {
     values: HashMap<String, String>,
     began: std::time::Instant,
 }
 
 /// Write `n` keys `seed:{i}` through the proxy, one in three with a TTL of 100 s.
-async fn seed(setup: &PoolSetup, n: usize) -> Seeded {
+pub(crate) async fn seed(setup: &PoolSetup, n: usize) -> Seeded {
     let began = std::time::Instant::now();
     let mut c = setup.client().await;
     let mut written = HashMap::new();
@@ -667,4 +671,141 @@ async fn a_destination_with_a_password_that_runs_out_of_memory_pauses_then_finis
         assert_eq!(v.as_deref(), Some(big.as_str()), "{key}");
     }
     assert!(keys_on(&setup, 0).iter().all(|k| !moving(k)));
+}
+
+/// The value of `field` in INFO text `info` (`field:value` lines).
+fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+}
+
+/// The value of the sample `line` (name and labels) in `/metrics` text.
+fn sample(metrics: &str, line: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(line)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_and_metrics_show_a_move_while_it_runs_and_its_totals_after() {
+    let (setup, _file) = start(100);
+    let written = seed(&setup, 1500).await;
+    let seeded_moving = written.values.keys().filter(|k| moving(k)).count() as u64;
+    let metrics_addr = setup.proxy.admin_addr().unwrap();
+    let mut c = setup.client().await;
+    let info = async |c: &mut redis::aio::MultiplexedConnection, section: Option<&str>| {
+        let mut cmd = redis::cmd("INFO");
+        cmd.arg(section);
+        let text: String = cmd.query_async(c).await.unwrap();
+        text
+    };
+    // Nothing moves: plain INFO has no such section; asked for, it has the totals.
+    assert!(!info(&mut c, None).await.contains("# Migration"));
+    let idle = info(&mut c, Some("migration")).await;
+    assert_eq!(info_field(&idle, "migration_moves"), Some("0"), "{idle}");
+    assert_eq!(
+        info_field(&idle, "migration_keys_per_second_limit"),
+        Some("100")
+    );
+
+    let path = format!("/migrations/start?slots={}-{}&to=p3", MOVING.0, MOVING.1);
+    admin(&setup, hyper::Method::POST, &path).await.unwrap();
+    // A key of the moving slots read through the proxy moves on touch.
+    let touched = (0..)
+        .map(|i| format!("seed:{i}"))
+        .find(|k| moving(k))
+        .unwrap();
+    let _: Option<String> = c.get(&touched).await.unwrap();
+
+    // While it moves: a per-move line with progress and a rate; plain INFO shows it too.
+    let line = eventually(
+        "INFO migration shows progress",
+        Duration::from_secs(20),
+        || {
+            let mut c = c.clone();
+            async move {
+                let text = info(&mut c, None).await;
+                let line = info_field(&text, "move0").unwrap_or_default().to_string();
+                let field = |name: &str| -> f64 {
+                    (line
+                        .split(',')
+                        .find_map(|f| f.strip_prefix(name)?.strip_prefix('=')))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0.0)
+                };
+                let moving_now = text.contains("# Migration")
+                    && field("keys_moved") > 0.0
+                    && field("keys_left_estimate") > 0.0
+                    && field("rate_keys_per_second") > 0.0
+                    && field("bytes_moved") > 0.0
+                    && field("eta_seconds") >= 0.0;
+                common::check(line, |_| moving_now)
+            }
+        },
+    )
+    .await;
+    assert!(
+        line.starts_with(&format!(
+            "slots={}-{},from=p0,to=p3,state=moving,",
+            MOVING.0, MOVING.1
+        )),
+        "{line}"
+    );
+    assert!(line.ends_with(",last_error="), "{line}");
+    let (_, metrics) = common::http_get(metrics_addr, "/metrics");
+    let labels = format!(
+        "{{slots=\"{}-{}\",from=\"p0\",to=\"p3\"}}",
+        MOVING.0, MOVING.1
+    );
+    for gauge in [
+        "slotgate_migration_keys_left_estimate",
+        "slotgate_migration_rate_keys_per_second",
+        "slotgate_migration_move_keys_moved",
+    ] {
+        let value = sample(&metrics, &format!("{gauge}{labels}"));
+        assert!(value.is_some_and(|v| v > 0.0), "{gauge}: {value:?}");
+    }
+    assert_eq!(
+        sample(&metrics, "slotgate_migration_moves{state=\"moving\"}"),
+        Some(1.0)
+    );
+    assert!(sample(&metrics, "slotgate_migration_on_touch_moves_total") >= Some(1.0));
+
+    until_done(&setup, Duration::from_secs(60)).await;
+    // After: the section is the totals; every seeded key of the range was moved, on touch
+    // or in the background (the one touched key at least on touch).
+    assert!(!info(&mut c, None).await.contains("# Migration"));
+    let after = info(&mut c, Some("migration")).await;
+    let total = |field| {
+        info_field(&after, field)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {field}: {after}"))
+    };
+    assert_eq!(total("migration_moves"), 0, "{after}");
+    let background = total("migration_background_keys_moved");
+    assert!(
+        (seeded_moving - 1..=seeded_moving).contains(&background),
+        "{background} of {seeded_moving} keys moved in the background: {after}"
+    );
+    assert!(total("migration_on_touch_moves") >= 1, "{after}");
+    let bytes = total("migration_background_bytes_moved");
+    // A short string key takes some tens of bytes on a server (MEMORY USAGE).
+    assert!(
+        (background * 16..=background * 200).contains(&bytes),
+        "{bytes} bytes for {background} keys"
+    );
+    assert_eq!(total("migration_background_failures"), 0);
+    let (_, metrics) = common::http_get(metrics_addr, "/metrics");
+    assert_eq!(
+        sample(&metrics, "slotgate_migration_keys_moved_total"),
+        Some(background as f64)
+    );
+    assert_eq!(
+        sample(&metrics, "slotgate_migration_bytes_moved_total"),
+        Some(bytes as f64)
+    );
+    assert!(
+        !metrics.contains("slotgate_migration_keys_left_estimate{"),
+        "a finished move has no series left"
+    );
 }

@@ -132,7 +132,7 @@ fn proxy_sections_come_first_where_both_have_one_and_in_redis_order() {
     let proxy = "# Server\r\nredis_version:7.0.0\r\nredis_mode:standalone\r\n\r\n# Stats\r\n\
                  total_commands_processed:5\r\ninstantaneous_ops_per_sec:1\r\n\r\n# Proxy\r\n\
                  proxy_workers:2\r\n\r\n# Replication\r\nrole:master\r\n\r\n# Cluster\r\n\
-                 cluster_enabled:0\r\n\r\n";
+                 cluster_enabled:0\r\n\r\n# Migration\r\nmigration_moves:0\r\n\r\n";
     let nodes = "# Memory\r\nused_memory:10\r\n\r\n# Stats\r\ntotal_commands_processed:99\r\n\
                  keyspace_hits:3\r\n\r\n# CPU\r\nused_cpu_sys:1.000000\r\n\r\n# Errorstats\r\n\
                  \r\n# Keyspace\r\ndb0:keys=1,expires=0,avg_ttl=0\r\n";
@@ -146,6 +146,7 @@ fn proxy_sections_come_first_where_both_have_one_and_in_redis_order() {
          # CPU\r\nused_cpu_sys:1.000000\r\n\r\n\
          # Errorstats\r\n\r\n\
          # Cluster\r\ncluster_enabled:0\r\n\r\n\
+         # Migration\r\nmigration_moves:0\r\n\r\n\
          # Keyspace\r\ndb0:keys=1,expires=0,avg_ttl=0\r\n"
     );
     // Only node sections asked: no proxy text.
