@@ -809,3 +809,71 @@ async fn info_and_metrics_show_a_move_while_it_runs_and_its_totals_after() {
         "a finished move has no series left"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scans_and_scripts_during_a_move_see_every_key_once_moved_or_not() {
+    let (setup, _file) = start(200);
+    let written = seed(&setup, 3000).await;
+    let path = format!("/migrations/start?slots={}-{}&to=p3", MOVING.0, MOVING.1);
+    admin(&setup, hyper::Method::POST, &path).await.unwrap();
+    let mut c = setup.client().await;
+    let mut scans = 0;
+    loop {
+        // A whole SCAN while keys move from p0 to p3 under it: every key present the whole
+        // time is returned (p0 is walked before p3).
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(200)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            seen.extend(keys);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let missing: Vec<&String> = written
+            .values
+            .keys()
+            .filter(|k| !seen.contains(*k))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "SCAN missed {} keys: {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
+        // A script over two keys of the moving slots, in one slot: its keys move first.
+        let a = (0..)
+            .map(|i| format!("{{s{i}}}:a"))
+            .find(|k| moving(k))
+            .unwrap();
+        let b = a.replace(":a", ":b");
+        let n: i64 = redis::cmd("EVAL")
+            .arg("redis.call('INCR', KEYS[1]); return redis.call('INCRBY', KEYS[2], 2)")
+            .arg(2)
+            .arg(&a)
+            .arg(&b)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        scans += 1;
+        assert_eq!(n, 2 * scans);
+        let moving_now = status(&setup).await["moves"]
+            .as_array()
+            .is_some_and(|m| !m.is_empty());
+        if !moving_now {
+            break;
+        }
+    }
+    assert!(
+        scans >= 2,
+        "at least one scan ran while keys moved: {scans}"
+    );
+    check_seeded(&setup, &written).await;
+}
