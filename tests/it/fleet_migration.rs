@@ -152,8 +152,7 @@ async fn two_instances_move_slots_together_through_a_sigkill_of_one() {
         on_b["moves"][0]["state"], "moving",
         "B switched with A: {on_b}"
     );
-    // Both instances run the mover (each at 50 keys/s, each counting the keys it moved):
-    // some keys moved, far from all of the range's ~330.
+    // Some keys moved (at 50 keys/s), far from all of the range's ~330.
     eventually("some keys moved", Duration::from_secs(20), || async {
         let moved = |s: serde_json::Value| s["background_keys_moved"].as_u64().unwrap_or(0);
         let moved = moved(status(&a_admin).await) + moved(status(&b_admin).await);
@@ -164,6 +163,24 @@ async fn two_instances_move_slots_together_through_a_sigkill_of_one() {
         }
     })
     .await;
+    // One mover for the fleet: the instance whose admin address sorts first.
+    let (moved_a, moved_b) = (
+        status(&a_admin).await["background_keys_moved"]
+            .as_u64()
+            .unwrap_or(0),
+        status(&b_admin).await["background_keys_moved"]
+            .as_u64()
+            .unwrap_or(0),
+    );
+    let leader_moved = if a_admin < b_admin {
+        (moved_a, moved_b)
+    } else {
+        (moved_b, moved_a)
+    };
+    assert!(
+        leader_moved.0 > 0 && leader_moved.1 == 0,
+        "A {moved_a}, B {moved_b}"
+    );
     let report_b = load_b.stop().await;
     eprintln!("B before the kill: {}", report_b.summary());
     report_b.assert_no_errors();

@@ -11,6 +11,7 @@ use super::{key, Migrations, MoveProgress};
 use crate::backend::dedicated::DedicatedConn;
 use crate::backend::Credentials;
 use crate::config::{Config, MoveState, SlotMove};
+use crate::migration::fleet;
 use crate::migration::measure;
 use crate::migration::persist;
 use crate::migration::touch::{self, Outcome};
@@ -33,6 +34,11 @@ impl Migrations {
                 self.wake.notified().await;
                 continue;
             };
+            if !self.leads(&config).await {
+                // Another instance of the fleet moves the keys; look again in a second.
+                self.pause_after_error().await;
+                continue;
+            }
             match self.pass(&config, &m).await {
                 Ok(Pass::Empty) => {
                     if let Err(e) = self.finish(&m).await {
@@ -49,6 +55,21 @@ impl Migrations {
                 }
             }
         }
+    }
+
+    /// True when this instance runs the fleet's mover: no peer whose admin address sorts
+    /// before this one's answers (alone, it always does). One mover per fleet spares the
+    /// source; if it dies, the next takes over within a second. Addresses written differently
+    /// on different instances (a name here, an IP there) can make two lead: harmless, their
+    /// `MIGRATE`s of the same key are answered `NOKEY`.
+    async fn leads(&self, config: &Config) -> bool {
+        let me = config.admin.listen.as_str();
+        for peer in config.fleet.peers.iter().filter(|p| p.as_str() < me) {
+            if fleet::state(peer, Duration::from_secs(1)).await.is_ok() {
+                return false;
+            }
+        }
+        true
     }
 
     async fn pause_after_error(&self) {
