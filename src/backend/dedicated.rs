@@ -24,13 +24,17 @@ use super::BackendError;
 /// Idle dedicated connections a worker keeps per node.
 const IDLE_PER_NODE: usize = 8;
 
-/// What a client needs of a dedicated connection: its protocol and its database.
+/// What a client needs of a dedicated connection: its protocol and its database; and whom
+/// it is for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Lease {
     /// Speak RESP3 (the client said `HELLO 3`).
     pub resp3: bool,
     /// The client's database (`SELECT`; always 0 in cluster mode).
     pub db: u32,
+    /// The proxy's id of the client (0: the proxy's own request): a blocking command is
+    /// registered under it for `CLIENT UNBLOCK`.
+    pub client: u64,
 }
 
 impl Lease {

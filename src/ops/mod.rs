@@ -1,12 +1,13 @@
 //! Operator views of the proxy's own clients and traffic, shared by every worker and the
 //! admin thread: the client registry (`CLIENT LIST` / `KILL`), the slow log (`SLOWLOG`,
 //! `/slowlog`), hot keys (`INFO hotkeys`, `/hotkeys`), the monitors (`MONITOR`), the client
-//! pause (`CLIENT PAUSE`) and the slot moves between pools (`INFO migration`). The request
+//! pause (`CLIENT PAUSE`), the blocking commands under way (`CLIENT UNBLOCK`) and the slot moves between pools (`INFO migration`). The request
 //! path touches them only through per-client relaxed atomics, one comparison per reply (slow
 //! log), one branch (hot keys off) or a countdown (on), and one relaxed load each for monitors
 //! and pause; locks are taken on connect, disconnect, a slow request, a published window, and
 //! by the readers (INFO migration reads the moves' progress under the controller's lock).
 
+pub mod blocked;
 pub mod clients;
 pub mod hotkeys;
 pub mod monitor;
@@ -23,6 +24,8 @@ use crate::config::Config;
 pub struct Ops {
     /// Connected clients.
     pub clients: Arc<clients::Registry>,
+    /// Blocking commands under way, by client (`CLIENT UNBLOCK`).
+    pub blocked: Arc<blocked::Blocked>,
     /// The slow log.
     pub slowlog: slowlog::SlowLog,
     /// Hot keys, when `hotkeys.enabled`.
@@ -46,6 +49,7 @@ impl Ops {
         let hot = &config.hotkeys;
         Arc::new(Ops {
             clients: clients::Registry::new(),
+            blocked: Arc::default(),
             slowlog: slowlog::SlowLog::new(
                 workers,
                 config.slowlog.log_slower_than_us,

@@ -330,7 +330,11 @@ impl Router {
             self.topology.move_counters().on_touch_failed();
             NotYet::Failed(touch::failure_reply(unit.get(), &error))
         };
-        let lease = Lease { resp3: false, db };
+        let lease = Lease {
+            resp3: false,
+            db,
+            client: 0,
+        };
         let mut conn = self
             .lease_for(&source, lease)
             .await

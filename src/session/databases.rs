@@ -284,7 +284,17 @@ pub(super) async fn run(session: &mut Session, op: Op) -> Bytes {
 async fn check(worker: &WorkerContext, db: u32) -> Result<(), Bytes> {
     let router = worker.router();
     for (master, _) in router.table().serving_masters() {
-        match router.lease_for(&master, Lease { resp3: false, db }).await {
+        match router
+            .lease_for(
+                &master,
+                Lease {
+                    resp3: false,
+                    db,
+                    client: 0,
+                },
+            )
+            .await
+        {
             Ok(conn) => router.give_back(conn),
             Err(BackendError::Refused { reason, .. }) => return Err(error(&reason)),
             Err(e) => return Err(e.to_reply()),

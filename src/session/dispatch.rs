@@ -760,6 +760,11 @@ pub fn service(spec: &CommandSpec) -> (&'static str, String) {
                  script's connection): OK when one killed a script, else UNKILLABLE or NOTBUSY \
                  as Redis answers"
             }
+            Pinned::Exclusive(Exclusive::Unblock) => {
+                "the proxy's client ids: sent to the node the client is blocked on, for the \
+                 node's id of that connection (TIMEOUT or ERROR as asked); 0 when the client \
+                 is not blocked"
+            }
             _ => {
                 "transaction: queued by the proxy, run as MULTI…EXEC in one write on a dedicated \
                  connection to the slot's master; commands must share one slot"
@@ -991,6 +996,7 @@ fn pinned_by_name(name: &str) -> Option<Pinned> {
         "reset" => Pinned::Reset,
         "wait" => Pinned::Exclusive(Exclusive::Wait),
         "script|kill" | "function|kill" => Pinned::Exclusive(Exclusive::Kill),
+        "client|unblock" => Pinned::Exclusive(Exclusive::Unblock),
         _ => return None,
     })
 }

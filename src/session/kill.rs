@@ -1,8 +1,10 @@
-//! SCRIPT KILL and FUNCTION KILL: a runaway script keeps its node busy, answering BUSY to
+//! Stopping what runs on a node for a client. SCRIPT KILL and FUNCTION KILL: a runaway script keeps its node busy, answering BUSY to
 //! everyone, and the node does not read the connection the script came on — the proxy's
 //! scripts lane to it (`script_lane`). So the kill goes to every master on a dedicated
 //! connection of its own, and the answers are merged as one Redis would answer: OK when a
 //! script was killed, else the node's refusal (UNKILLABLE: the script wrote), else NOTBUSY.
+//! CLIENT UNBLOCK: a proxy client's blocking command waits on a dedicated connection whose
+//! node-side id the proxy registered (`ops::blocked`); the unblock goes to that node for it.
 
 use bytes::Bytes;
 
@@ -30,6 +32,52 @@ pub(super) async fn kill(worker: &WorkerContext, request: &Bytes) -> Bytes {
         replies.extend(reply);
     }
     merge(&replies)
+}
+
+/// CLIENT UNBLOCK client-id [TIMEOUT|ERROR], for the proxy's client ids: `:1` when the client
+/// was blocked and the node unblocked it (its command then returns as Redis makes it:
+/// a timeout's null, or `-UNBLOCKED`), `:0` when it was not blocked.
+pub(super) async fn unblock(worker: &WorkerContext, args: &[&[u8]]) -> Bytes {
+    let Some(id) = args
+        .get(2)
+        .and_then(|a| std::str::from_utf8(a).ok())
+        .and_then(|a| a.parse::<u64>().ok())
+    else {
+        return Bytes::from_static(b"-ERR value is not an integer or out of range\r\n");
+    };
+    let mode: &[u8] = match args.get(3) {
+        None => b"TIMEOUT",
+        Some(m) if m.eq_ignore_ascii_case(b"timeout") => b"TIMEOUT",
+        Some(m) if m.eq_ignore_ascii_case(b"error") => b"ERROR",
+        Some(_) => {
+            return Bytes::from_static(b"-ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR\r\n")
+        }
+    };
+    if args.len() > 4 {
+        return Bytes::from_static(b"-ERR syntax error\r\n");
+    }
+    let Some((node, node_id)) = worker.ops().blocked.get(id) else {
+        return Bytes::from_static(b":0\r\n");
+    };
+    let request = crate::resp::Request::from_args([
+        b"CLIENT" as &[u8],
+        b"UNBLOCK",
+        node_id.to_string().as_bytes(),
+        mode,
+    ]);
+    let router = worker.router();
+    let timeout = worker.settings().request_timeout;
+    match router.lease(&node, false).await {
+        Ok(mut conn) => match bounded(Some(timeout), conn.call(request.raw(), 1), &node).await {
+            Ok(mut got) => {
+                router.give_back(conn);
+                got.pop()
+                    .map_or_else(|| Bytes::from_static(b":0\r\n"), |r| r.raw().clone())
+            }
+            Err(e) => e.to_reply(),
+        },
+        Err(e) => e.to_reply(),
+    }
 }
 
 /// One Redis's answer from the masters' replies: `+OK` if any killed a script; else the

@@ -191,6 +191,7 @@ impl Session {
         Lease {
             resp3: self.resp3,
             db: self.backend_db,
+            client: self.info.id,
         }
     }
 

@@ -88,6 +88,8 @@ pub(super) enum Exclusive {
     Scan,
     /// SCRIPT KILL / FUNCTION KILL, on connections of their own to every master.
     Kill,
+    /// CLIENT UNBLOCK of a proxy client: sent to the node it is blocked on.
+    Unblock,
     /// A script of a client on the shared lane that is owed replies: it waits for them, then
     /// is sent pipelined on the scripts lane (`script_lane`), not alone.
     Script {
@@ -288,6 +290,7 @@ impl Session {
                 Exclusive::Wait
                 | Exclusive::Scan
                 | Exclusive::Kill
+                | Exclusive::Unblock
                 | Exclusive::CrossSlot(_)
                 | Exclusive::Script { .. }
                 | Exclusive::Database(_),
@@ -334,8 +337,10 @@ impl Session {
             }
             Exclusive::Watch { unit } => self.watch(request.raw(), unit).await,
             Exclusive::Blocking { unit } => {
-                let bound = blocking_timeout(&request.args())
-                    .map(|wait| wait + self.worker.settings().request_timeout);
+                // Blocking for ever (timeout 0) is bounded by a century: `on_master` tells a
+                // blocking command by a bound beyond the request timeout.
+                let wait = blocking_timeout(&request.args()).unwrap_or(FOREVER);
+                let bound = Some(wait + self.worker.settings().request_timeout);
                 self.wrote_to(unit);
                 self.run_alone(Some(unit), request.raw(), 1, bound).await
             }
@@ -349,6 +354,7 @@ impl Session {
             }
             Exclusive::Database(op) => super::databases::run(self, op).await,
             Exclusive::Kill => super::kill::kill(&self.worker, request.raw()).await,
+            Exclusive::Unblock => super::kill::unblock(&self.worker, &request.args()).await,
             Exclusive::Script { unit, readonly } => {
                 self.send_script(request, unit, readonly, Instant::now());
                 return None;
@@ -614,6 +620,9 @@ pub(super) async fn on_master(
                     .ok()
                     .and_then(|n| n.trim_end().parse().ok());
                 let turn = worker.router().blocked_on(&addr, node_id);
+                let _unblockable = node_id
+                    .filter(|_| lease.client != 0)
+                    .map(|id| worker.ops().blocked.register(lease.client, &addr, id));
                 let mut got = Vec::with_capacity(expected);
                 for _ in 0..expected {
                     got.push(conn.read().await?);
@@ -690,6 +699,9 @@ fn master_of(worker: &WorkerContext, unit: Option<Unit>) -> Option<Arc<str>> {
         None => table.serving_masters().into_iter().next().map(|(m, _)| m),
     }
 }
+
+/// A blocking command's wait with timeout 0.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// `CLIENT ID`, sent ahead of a blocking command.
 const CLIENT_ID: &[u8] = b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n";

@@ -111,7 +111,11 @@ pub(super) async fn ask_master(
     unit: Unit,
     request: &[u8],
 ) -> Result<Reply, Bytes> {
-    let lease = Lease { resp3: false, db };
+    let lease = Lease {
+        resp3: false,
+        db,
+        client: 0,
+    };
     let mut replies = super::cross_slot::call(worker, lease, unit, request, 1).await?;
     match replies.pop() {
         Some(reply) if reply.is_error() => Err(reply.raw().clone()),

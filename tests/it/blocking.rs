@@ -302,3 +302,65 @@ async fn xreadgroup_block_wakes_on_xadd_and_times_out_with_null() {
     assert_eq!(v, redis::Value::Nil);
     assert_half_a_second(waited);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_unblock_names_the_proxys_clients_as_one_redis_does() {
+    let setup = common::start();
+    let addr = setup.addr();
+    let mut blocked = own_client(addr).await;
+    let id: u64 = redis::cmd("CLIENT")
+        .arg("ID")
+        .query_async(&mut blocked)
+        .await
+        .unwrap();
+    let mut other = common::client(addr).await;
+    let unblock = |mode: Option<&'static str>| {
+        let mut c = other.clone();
+        async move {
+            let mut cmd = redis::cmd("CLIENT");
+            cmd.arg("UNBLOCK").arg(id);
+            if let Some(mode) = mode {
+                cmd.arg(mode);
+            }
+            cmd.query_async::<i64>(&mut c).await.unwrap()
+        }
+    };
+    // Not blocked: 0, as Redis answers.
+    assert_eq!(unblock(None).await, 0);
+    let node = setup.node_of("ub:key");
+    for (mode, expect_error) in [(None, false), (Some("ERROR"), true)] {
+        let waiting = tokio::spawn({
+            let mut c = blocked.clone();
+            async move {
+                redis::cmd("BLPOP")
+                    .arg("ub:key")
+                    .arg(0)
+                    .query_async::<Option<(String, String)>>(&mut c)
+                    .await
+            }
+        });
+        common::wait_blocked(&[node], 1).await;
+        assert_eq!(unblock(mode).await, 1, "{mode:?}");
+        let got = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the blocked client returned")
+            .unwrap();
+        match got {
+            Ok(None) if !expect_error => {}
+            Err(e) if expect_error => {
+                assert!(e.to_string().contains("UNBLOCKED"), "{e}")
+            }
+            other => panic!("{mode:?}: {other:?}"),
+        }
+    }
+    // A reason other than TIMEOUT or ERROR is Redis' error.
+    let err = redis::cmd("CLIENT")
+        .arg("UNBLOCK")
+        .arg(id)
+        .arg("SOON")
+        .query_async::<i64>(&mut other)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("TIMEOUT or ERROR"), "{err}");
+    drop(blocked);
+}

@@ -105,7 +105,7 @@ async fn admin_commands_are_refused_unless_allowed_and_then_reach_every_master()
         "SAVE",
         "CONFIG RESETSTAT",
         "ACL SETUSER someone on",
-        "CLIENT UNBLOCK 1",
+        "ACL DELUSER someone",
     ] {
         raw.send(format!("{command}\r\n").as_bytes());
         let line = raw.read_line();

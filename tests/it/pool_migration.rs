@@ -565,7 +565,8 @@ async fn a_blocked_pop_follows_its_key_to_the_new_pool() {
         async move {
             let mut c = common::client(addr).await;
             let started = std::time::Instant::now();
-            let got: Option<(String, String)> = c.blpop(&key, 20.0).await.unwrap();
+            // Timeout 0: blocked for ever (a phase change must not wait for it).
+            let got: Option<(String, String)> = c.blpop(&key, 0.0).await.unwrap();
             (got, started.elapsed())
         }
     });
