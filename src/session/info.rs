@@ -71,7 +71,7 @@ pub fn render(args: &[&[u8]], worker: &WorkerContext) -> String {
         let default = default
             || match name {
                 "hotkeys" => worker.ops().hotkeys.is_some(),
-                "migration" => worker.router().topology().table().moving_units().is_some(),
+                "migration" => worker.ops().migrations.in_force(),
                 _ => false,
             };
         if wanted(args, name, default) {

@@ -312,6 +312,11 @@ impl Migrations {
         Ok(out)
     }
 
+    /// True while a move is in force (the same moves [`Migrations::status`] lists).
+    pub fn in_force(&self) -> bool {
+        !self.reloader.config().migration.moves.is_empty()
+    }
+
     /// The moves under way and their progress, for the admin API and INFO.
     pub fn status(&self) -> Value {
         let config = self.reloader.config();
