@@ -2,8 +2,8 @@
 //! to cluster-aware clients: each instance's CLUSTER SLOTS spreads the slots over the three
 //! (`proxy.announce` + `[fleet] peers`), the `redis` crate's and redis-py's cluster clients
 //! spread their requests over all of them, and when one instance stops, its peers' checks drop
-//! it from their view and both clients go on with the other two. A plain client is served
-//! every key by any instance.
+//! it from their view and both clients go on with the other two; a draining instance leaves
+//! its peers' view too. A plain client is served every key by any instance.
 
 use crate::common;
 
@@ -195,6 +195,21 @@ async fn cluster_clients_spread_over_the_fleet_and_survive_a_stopped_instance() 
     .expect("start the Redis Cluster");
     let mut fleet = start_fleet(&cluster);
     wait_for_view(&fleet, Duration::from_secs(10)).await;
+    // The admin listener shows the same view, and what peers' checks ask.
+    let admin = |i: usize| fleet[i].proxy.as_ref().unwrap().admin_addr().unwrap();
+    let view = common::http_json(admin(2), "/fleet");
+    let shown: Vec<&str> = view["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["announce"].as_str().unwrap())
+        .collect();
+    let mut all: Vec<String> = fleet.iter().map(|i| i.client.to_string()).collect();
+    all.sort();
+    assert_eq!(shown, all, "{view}");
+    let me = common::http_json(admin(1), "/fleet/self");
+    assert_eq!(me["announce"], fleet[1].client.to_string());
+    assert_eq!(me["draining"], false);
 
     // A plain client is served every key by one instance: no MOVED for a slot "owned" by
     // another instance.
@@ -236,8 +251,6 @@ async fn cluster_clients_spread_over_the_fleet_and_survive_a_stopped_instance() 
     let mut py_out = BufReader::new(py.stdout.take().unwrap()).lines();
     let (errors, nodes, shown) = py_round(&mut py_out).await;
     assert_eq!(errors, 0, "redis-py, before the stop: {shown:?}");
-    let mut all: Vec<String> = fleet.iter().map(|i| i.client.to_string()).collect();
-    all.sort();
     assert_eq!(nodes, all, "redis-py knows the three instances");
     assert_spread(&fleet, &before, 100, "redis-py");
 
@@ -276,4 +289,29 @@ async fn cluster_clients_spread_over_the_fleet_and_survive_a_stopped_instance() 
         .expect("redis-py exits")
         .unwrap();
     assert!(status.success());
+
+    // A draining instance still answers its peers' checks, saying so: it leaves their view.
+    let draining = fleet[2].proxy.take().unwrap();
+    let draining = tokio::task::spawn_blocking(move || {
+        draining.drain(Duration::from_secs(5));
+        draining
+    })
+    .await
+    .unwrap();
+    let last = fleet[0].client;
+    eventually(
+        "the last instance's CLUSTER SLOTS lists itself alone",
+        Duration::from_secs(5),
+        async || {
+            let slots = slots_at(last).await?;
+            if slots == [(0, 16383, last.port())] {
+                Ok(())
+            } else {
+                Err(format!("{slots:?}"))
+            }
+        },
+    )
+    .await;
+    let me = common::http_json(draining.admin_addr().unwrap(), "/fleet/self");
+    assert_eq!(me["draining"], true);
 }
