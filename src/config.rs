@@ -70,12 +70,33 @@ pub struct Config {
 
 /// The other slotgate instances in front of the same pools or cluster (a fleet, or one
 /// sidecar per application pod). A migration phase change is carried out on all of them
-/// together; one that cannot be reached stops it with an error. Reloadable.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+/// together; one that cannot be reached stops it with an error. With `proxy.announce` set,
+/// cluster-aware clients are shown the fleet (CLUSTER SLOTS / SHARDS / NODES spread the slots
+/// over the instances that answer their peers' checks). Reloadable.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct FleetConfig {
     /// The admin listeners (`admin.listen`, `HOST:PORT`) of the other instances.
     pub peers: Vec<String>,
+    /// How often each peer's admin listener is asked for its announce address (`GET
+    /// /fleet/self`): the fleet view's health check.
+    pub check_interval_ms: u64,
+    /// Time a peer has to answer one check.
+    pub check_timeout_ms: u64,
+    /// Consecutive failed checks after which a peer leaves the fleet view (it comes back at
+    /// its first good answer; a draining peer leaves at once).
+    pub failures: u32,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            peers: Vec::new(),
+            check_interval_ms: 1_000,
+            check_timeout_ms: 500,
+            failures: 2,
+        }
+    }
 }
 
 /// The TLS client listener. Certificate files are read at start and re-read on every reload;
@@ -353,6 +374,11 @@ pub struct ProxyConfig {
     /// File the process id is written to once the listeners are bound, removed on a clean
     /// exit; start is refused while it names a live process. Empty (the default): none.
     pub pid_file: String,
+    /// `HOST:PORT` cluster-aware clients are told to connect to for this instance (CLUSTER
+    /// SLOTS / SHARDS / NODES / MYID), and which its fleet peers show. Empty (the default):
+    /// the address the client connected to, as a one-node cluster. With `[fleet] peers`, the
+    /// slots are spread over the live instances of the fleet. Start-only.
+    pub announce: String,
 }
 
 impl Default for ProxyConfig {
@@ -371,6 +397,7 @@ impl Default for ProxyConfig {
             pubsub_output_soft_limit_ms: 60_000,
             reply_hold_ms: 1,
             pid_file: String::new(),
+            announce: String::new(),
         }
     }
 }
@@ -973,6 +1000,20 @@ impl Config {
                 "needs admin.listen: the instances of a fleet reach each other there".into(),
             );
         }
+        if !self.proxy.announce.is_empty() {
+            if let Err(m) = check_host_port(&self.proxy.announce) {
+                fail("proxy.announce", m);
+            }
+        }
+        for (key, value) in [
+            ("fleet.check_interval_ms", self.fleet.check_interval_ms),
+            ("fleet.check_timeout_ms", self.fleet.check_timeout_ms),
+            ("fleet.failures", u64::from(self.fleet.failures)),
+        ] {
+            if value == 0 {
+                fail(key, "must be at least 1".into());
+            }
+        }
         if self.proxy.max_clients == 0 {
             fail("proxy.max_clients", "must be at least 1".into());
         }
@@ -1546,6 +1587,30 @@ mod tests {
         let paths: Vec<_> = err.0.iter().map(|e| e.path.as_str()).collect();
         assert!(paths.contains(&"proxy.listen_typo"), "{err}");
         assert!(paths.contains(&"nope"), "{err}");
+    }
+
+    #[test]
+    fn the_fleet_view_settings_are_checked() {
+        let config = Config::parse(
+            "[proxy]\nannounce = \"nope\"\n[fleet]\ncheck_interval_ms = 0\nfailures = 0\n",
+        )
+        .unwrap();
+        let err = config.validate().unwrap_err();
+        let paths: Vec<_> = err.0.iter().map(|e| e.path.as_str()).collect();
+        for key in [
+            "proxy.announce",
+            "fleet.check_interval_ms",
+            "fleet.failures",
+        ] {
+            assert!(paths.contains(&key), "{key}: {err}");
+        }
+        let config = Config::parse(
+            "[cluster]\nseeds = [\"127.0.0.1:7000\"]\n\
+             [proxy]\nannounce = \"slotgate-0.slotgate:6380\"\n[admin]\nlisten = \"127.0.0.1:9180\"\n\
+             [fleet]\npeers = [\"127.0.0.1:9181\"]\n",
+        )
+        .unwrap();
+        config.validate().unwrap();
     }
 
     #[test]

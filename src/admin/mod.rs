@@ -12,6 +12,8 @@
 //!  GET /stats     JSON: totals and a per-second QPS / latency history (the dashboard polls it)
 //!  GET /slowlog   JSON: the slow log, newest first, with the node of each entry (?count=N)
 //!  GET /hotkeys   JSON: the hot keys of the last window, with slot and node
+//!  GET /fleet/self  JSON: this instance's proxy.announce and whether it drains (its fleet peers' check)
+//!  GET /fleet     JSON: the fleet view cluster-aware clients are shown (instances and slot ranges)
 //!  GET /          the dashboard (one self-contained HTML page)
 //! ```
 //!
@@ -207,6 +209,8 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
         "/slowlog" => json(&views::slowlog(state, req.uri().query())),
         "/hotkeys" => json(&views::hotkeys(state)),
         "/migrations" => json(&state.migrations.status()),
+        "/fleet/self" => json(&views::fleet_self(state)),
+        "/fleet" => json(&views::fleet(state)),
         "/metrics" => respond(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",

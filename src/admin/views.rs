@@ -1,5 +1,5 @@
-//! The JSON documents of `/topology`, `/stats`, `/config`, `/slowlog` and `/hotkeys`, and the
-//! per-second history the dashboard charts.
+//! The JSON documents of `/topology`, `/stats`, `/config`, `/slowlog`, `/hotkeys`,
+//! `/fleet/self` and `/fleet`, and the per-second history the dashboard charts.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
@@ -47,6 +47,35 @@ pub fn config(config: &Config) -> Value {
         .unwrap_or_else(|e| json!({ "error": format!("cannot serialize the config: {e}") }));
     redact(&mut value);
     value
+}
+
+/// `/fleet/self`: what this instance tells its fleet peers' checks about itself.
+pub fn fleet_self(state: &AdminState) -> Value {
+    let report = crate::fleet::SelfReport {
+        announce: state.ops.fleet.announce().unwrap_or_default().to_string(),
+        draining: state.is_draining(),
+    };
+    serde_json::to_value(report).unwrap_or_default()
+}
+
+/// `/fleet`: the fleet view cluster-aware clients are shown (`null` without
+/// `proxy.announce`): each instance with its node id and slot range.
+pub fn fleet(state: &AdminState) -> Value {
+    let Some(view) = state.ops.fleet.view() else {
+        return json!({ "announce": null, "instances": [] });
+    };
+    let instances: Vec<Value> = view
+        .shares()
+        .map(|(i, member, first, last)| {
+            json!({
+                "announce": member.addr,
+                "id": member.id,
+                "slots": [first, last],
+                "myself": view.is_own(i),
+            })
+        })
+        .collect();
+    json!({ "announce": view.own().addr, "instances": instances })
 }
 
 /// Contiguous slot ranges of `table`: `(first, last, shard index)`.

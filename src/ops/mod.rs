@@ -1,7 +1,8 @@
 //! Operator views of the proxy's own clients and traffic, shared by every worker and the
 //! admin thread: the client registry (`CLIENT LIST` / `KILL`), the slow log (`SLOWLOG`,
 //! `/slowlog`), hot keys (`INFO hotkeys`, `/hotkeys`), the monitors (`MONITOR`), the client
-//! pause (`CLIENT PAUSE`), the blocking commands under way (`CLIENT UNBLOCK`) and the slot moves between pools (`INFO migration`). The request
+//! pause (`CLIENT PAUSE`), the blocking commands under way (`CLIENT UNBLOCK`), the slot moves
+//! between pools (`INFO migration`) and the fleet view (`CLUSTER SLOTS` …, `/fleet/self`). The request
 //! path touches them only through per-client relaxed atomics, one comparison per reply (slow
 //! log), one branch (hot keys off) or a countdown (on), and one relaxed load each for monitors
 //! and pause; locks are taken on connect, disconnect, a slow request, a published window, and
@@ -36,15 +37,18 @@ pub struct Ops {
     pub pause: pause::Pause,
     /// The slot moves between pools and their progress (read by `INFO migration`).
     pub migrations: Arc<crate::migration::Migrations>,
+    /// This instance's announce address and the live fleet view (`CLUSTER SLOTS` …).
+    pub fleet: Arc<crate::fleet::Fleet>,
 }
 
 impl Ops {
     /// The views of a proxy with `workers` workers configured by `config`, whose slot moves
-    /// `migrations` runs.
+    /// `migrations` runs and whose fleet view `fleet` keeps.
     pub fn new(
         config: &Config,
         workers: usize,
         migrations: Arc<crate::migration::Migrations>,
+        fleet: Arc<crate::fleet::Fleet>,
     ) -> Arc<Ops> {
         let hot = &config.hotkeys;
         Arc::new(Ops {
@@ -66,6 +70,7 @@ impl Ops {
             monitors: Arc::default(),
             pause: pause::Pause::default(),
             migrations,
+            fleet,
         })
     }
 }

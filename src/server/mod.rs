@@ -3,6 +3,7 @@
 //! ```text
 //!  control thread: accept loop ──(socket, client id)──► worker 0 … worker N-1 (round robin)
 //!                  topology refresh task ──ArcSwap::store──► slot table read by every worker
+//!                  fleet checker (GET /fleet/self of each peer) ──ArcSwap::store──► fleet view (CLUSTER SLOTS …)
 //! ```
 //!
 //! Handing a new socket to a worker is the only cross-thread step, once per connection.
@@ -136,7 +137,9 @@ impl Proxy {
             Arc::clone(&settle),
             Arc::clone(&tls),
         );
-        let ops = crate::ops::Ops::new(&config, workers, Arc::clone(&migrations));
+        let fleet = crate::fleet::Fleet::new(&config);
+        let mut fleet_checker = fleet.checker(Arc::clone(&reloader));
+        let ops = crate::ops::Ops::new(&config, workers, Arc::clone(&migrations), fleet);
         let admin_state = AdminState::new(
             Arc::clone(&topology),
             Arc::clone(&stats),
@@ -238,6 +241,8 @@ impl Proxy {
                         Ok(None) => {}
                         Err(e) => tracing::error!("the fleet's migration state could not be adopted: {e}"),
                     }
+                    // Cluster-aware clients see the live fleet from the first CLUSTER SLOTS.
+                    fleet_checker.round().await;
                     let _ = ready_tx.send(Ok(()));
                     tokio::select! {
                         () = Arc::clone(&control_topology).run() => {}
@@ -245,6 +250,7 @@ impl Proxy {
                         () = names::run(Arc::clone(&control_topology), resolve_interval, connect_timeout) => {}
                         () = sentinel::watch(Arc::clone(&control_topology), limits, connect_timeout) => {}
                         () = migrations.run() => {}
+                        () = fleet_checker.run() => {}
                         () = async {
                             // Accepting ends when the drain begins; the refresh task goes on.
                             accept_loop(listeners, senders, &mut drain_accept).await;

@@ -27,7 +27,7 @@ pub(super) enum Local {
     Info,
     Slowlog,
     Time,
-    /// CLUSTER KEYSLOT/INFO/MYID/SLOTS/SHARDS/NODES: slotgate as a one-node cluster.
+    /// CLUSTER KEYSLOT/INFO/MYID/SLOTS/SHARDS/NODES: slotgate as a one-node cluster, or the fleet.
     Cluster,
     /// READONLY / READWRITE: cluster-aware clients send them; harmless here.
     Ok,
@@ -137,7 +137,8 @@ pub(super) fn run(cmd: Local, args: &[&[u8]], session: &mut Session) -> Bytes {
                 .map(|s| s.to_ascii_lowercase())
                 .unwrap_or_default();
             let sub = std::str::from_utf8(&sub).unwrap_or_default();
-            let reply = super::cluster_view::reply(sub, args, session.info.local, session.resp3);
+            let view = cluster_view_of(session);
+            let reply = super::cluster_view::reply(sub, args, &view, session.resp3);
             match sub {
                 // Text replies are verbatim strings in RESP3, as Redis sends them.
                 "info" | "nodes" if session.resp3 && reply.starts_with(b"$") => {
@@ -152,6 +153,18 @@ pub(super) fn run(cmd: Local, args: &[&[u8]], session: &mut Session) -> Bytes {
         Local::Ok => Bytes::from_static(OK),
         Local::Admin(cmd) => super::admin::run(cmd, args, session),
     }
+}
+
+/// What `CLUSTER SLOTS` … show `session`: the fleet view (with `proxy.announce`), or this
+/// proxy alone at the address the client connected to.
+fn cluster_view_of(session: &Session) -> std::sync::Arc<crate::fleet::FleetView> {
+    session.worker.ops().fleet.view().unwrap_or_else(|| {
+        let local = session
+            .info
+            .local
+            .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        std::sync::Arc::new(crate::fleet::FleetView::alone_at(local))
+    })
 }
 
 /// The null reply: `$-1` in RESP2, `_` in RESP3.

@@ -31,6 +31,7 @@ mod failover;
 mod failure;
 mod fanout;
 mod fleet_migration;
+mod fleet_view;
 mod frameworks;
 mod harness;
 mod health;
