@@ -103,6 +103,28 @@ fn keys_on(setup: &PoolSetup, i: usize) -> Vec<String> {
     out.lines().map(str::to_string).collect()
 }
 
+/// Start moving [`MOVING`] to p3.
+async fn start_move(setup: &PoolSetup) {
+    let path = format!("/migrations/start?slots={}-{}&to=p3", MOVING.0, MOVING.1);
+    admin(setup, hyper::Method::POST, &path).await.unwrap();
+}
+
+/// Start moving [`MOVING`] to p3 and wait until the background mover moved `n` keys.
+async fn start_and_move_some(setup: &PoolSetup, n: u64) {
+    start_move(setup).await;
+    eventually("some keys moved", Duration::from_secs(20), || async {
+        let moved = status(setup).await["background_keys_moved"]
+            .as_u64()
+            .unwrap_or(0);
+        if moved >= n {
+            Ok(moved)
+        } else {
+            Err(moved)
+        }
+    })
+    .await;
+}
+
 /// Keys written through the proxy, and when the writing began.
 pub(crate) struct Seeded {
     values: HashMap<String, String>,
@@ -268,20 +290,8 @@ async fn half_a_pool_moves_to_a_new_pool_under_load_without_client_errors() {
 async fn an_abort_half_way_leaves_every_key_readable_and_a_new_start_finishes() {
     let (setup, file) = start(100);
     let written = seed(&setup, 3000).await;
-    let path = format!("/migrations/start?slots={}-{}&to=p3", MOVING.0, MOVING.1);
-    admin(&setup, hyper::Method::POST, &path).await.unwrap();
     // Some keys moved, not all (about 500 of the range's keys at 100 keys/s).
-    eventually("some keys moved", Duration::from_secs(20), || async {
-        let moved = status(&setup).await["background_keys_moved"]
-            .as_u64()
-            .unwrap_or(0);
-        if moved >= 100 {
-            Ok(moved)
-        } else {
-            Err(moved)
-        }
-    })
-    .await;
+    start_and_move_some(&setup, 100).await;
     admin(&setup, hyper::Method::POST, "/migrations/abort")
         .await
         .unwrap();
@@ -298,7 +308,7 @@ async fn an_abort_half_way_leaves_every_key_readable_and_a_new_start_finishes() 
     );
 
     // Started again (unthrottled this time by a pause/resume round trip), it finishes.
-    admin(&setup, hyper::Method::POST, &path).await.unwrap();
+    start_move(&setup).await;
     admin(&setup, hyper::Method::POST, "/migrations/pause")
         .await
         .unwrap();
@@ -406,19 +416,7 @@ async fn bad_moves_are_refused_and_a_dead_destination_pauses_the_mover_safely() 
 async fn a_proxy_restarted_mid_move_reads_the_move_from_its_file_and_finishes_it() {
     let (setup, file) = start(100);
     let written = seed(&setup, 2000).await;
-    let path = format!("/migrations/start?slots={}-{}&to=p3", MOVING.0, MOVING.1);
-    admin(&setup, hyper::Method::POST, &path).await.unwrap();
-    eventually("some keys moved", Duration::from_secs(20), || async {
-        let moved = status(&setup).await["background_keys_moved"]
-            .as_u64()
-            .unwrap_or(0);
-        if moved >= 50 {
-            Ok(moved)
-        } else {
-            Err(moved)
-        }
-    })
-    .await;
+    start_and_move_some(&setup, 50).await;
     // The process goes away mid-move; a new one starts from the same file.
     let PoolSetup { proxy, servers } = setup;
     proxy.shutdown();
@@ -465,8 +463,7 @@ async fn subscriptions_follow_their_slot_to_the_new_pool() {
     sub.send(ssub.as_bytes());
     read_until(&mut sub, ":1", 10);
     // Slot 0 (where plain channels live) and the sharded channel's slot both move to p3.
-    let path = format!("/migrations/start?slots={}-{}&to=p3", MOVING.0, MOVING.1);
-    admin(&setup, hyper::Method::POST, &path).await.unwrap();
+    start_move(&setup).await;
     until_done(&setup, Duration::from_secs(30)).await;
     let mut c = setup.client().await;
     let receivers = |command: &'static str, channel: String| {
@@ -532,8 +529,7 @@ async fn keys_of_every_database_move() {
     for key in &keys {
         let _: () = db2.set(key, format!("in-2-{key}")).await.unwrap();
     }
-    let path = format!("/migrations/start?slots={}-{}&to=p3", MOVING.0, MOVING.1);
-    admin(&setup, hyper::Method::POST, &path).await.unwrap();
+    start_move(&setup).await;
     // Touched during the move in its own database, too.
     let touched = keys.iter().find(|k| moving(k)).unwrap();
     let got: Option<String> = db2.get(touched).await.unwrap();
@@ -571,8 +567,7 @@ async fn a_blocked_pop_follows_its_key_to_the_new_pool() {
         }
     });
     common::wait_blocked(&[setup.servers[0].addr().parse().unwrap()], 1).await;
-    let path = format!("/migrations/start?slots={}-{}&to=p3", MOVING.0, MOVING.1);
-    admin(&setup, hyper::Method::POST, &path).await.unwrap();
+    start_move(&setup).await;
     // The push goes where the key's slot now runs (p3): the blocked client gets it.
     let mut c = setup.client().await;
     let _: () = c.rpush(&key, "job").await.unwrap();
@@ -621,8 +616,7 @@ async fn a_destination_with_a_password_that_runs_out_of_memory_pauses_then_finis
     for key in &keys {
         let _: () = c.set(key, &big).await.unwrap();
     }
-    let path = format!("/migrations/start?slots={}-{}&to=p3", MOVING.0, MOVING.1);
-    admin(&setup, hyper::Method::POST, &path).await.unwrap();
+    start_move(&setup).await;
     let s = eventually(
         "the mover stops on OOM",
         Duration::from_secs(20),
@@ -709,8 +703,7 @@ async fn info_and_metrics_show_a_move_while_it_runs_and_its_totals_after() {
         Some("100")
     );
 
-    let path = format!("/migrations/start?slots={}-{}&to=p3", MOVING.0, MOVING.1);
-    admin(&setup, hyper::Method::POST, &path).await.unwrap();
+    start_move(&setup).await;
     // Keys of the moving slots read through the proxy move on touch: every seeded one, at
     // once, so the background mover (100 keys/s) cannot have moved them all first.
     let touched: Vec<String> = written
@@ -823,8 +816,7 @@ async fn info_and_metrics_show_a_move_while_it_runs_and_its_totals_after() {
 async fn scans_and_scripts_during_a_move_see_every_key_once_moved_or_not() {
     let (setup, _file) = start(200);
     let written = seed(&setup, 3000).await;
-    let path = format!("/migrations/start?slots={}-{}&to=p3", MOVING.0, MOVING.1);
-    admin(&setup, hyper::Method::POST, &path).await.unwrap();
+    start_move(&setup).await;
     let mut c = setup.client().await;
     let mut scans = 0;
     loop {
