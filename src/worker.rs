@@ -102,6 +102,7 @@ pub fn run(
     local.spawn_local(settle_phase_changes(
         Rc::downgrade(&router),
         settle,
+        Arc::clone(&ops.blocked),
         index,
         within,
     ));
@@ -191,6 +192,7 @@ async fn adopt_tls(
 async fn settle_phase_changes(
     router: std::rc::Weak<Router>,
     settle: Arc<crate::migration::Settle>,
+    blocked: Arc<crate::ops::blocked::Blocked>,
     index: usize,
     within: Duration,
 ) {
@@ -200,7 +202,7 @@ async fn settle_phase_changes(
         let Some(router) = router.upgrade() else {
             return;
         };
-        if router.settle(within).await {
+        if router.settle(within, &blocked).await {
             settle.ack(index, ticket);
         } else {
             tracing::warn!(

@@ -39,7 +39,7 @@ use pool::{BackendPool, Pick};
 
 mod moving;
 pub mod pool;
-pub use moving::{BlockedTurn, DedicatedTurn, NotYet};
+pub use moving::{DedicatedTurn, NotYet};
 pub mod read_target;
 pub mod rule;
 
@@ -101,8 +101,6 @@ pub struct Router {
     migrate_timeout_ms: u64,
     /// Requests between their on-touch `MIGRATE` and their forwarding.
     on_touch: moving::OnTouch,
-    /// Blocking commands under way, for a phase change to unblock.
-    blocked: moving::Blocked,
 }
 
 impl Router {
@@ -159,7 +157,6 @@ impl Router {
             custom,
             migrate_timeout_ms: config.migration.timeout_ms,
             on_touch: moving::OnTouch::default(),
-            blocked: moving::Blocked::default(),
         })
     }
 

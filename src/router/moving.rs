@@ -82,49 +82,6 @@ impl Drop for DedicatedTurn {
     }
 }
 
-/// Blocking commands under way on this worker's dedicated connections, by node and the
-/// node's id for the connection: a phase change unblocks them (`CLIENT UNBLOCK … ERROR`) so
-/// they run again by the new routing instead of waiting on a pool their keys left.
-#[derive(Default)]
-pub(super) struct Blocked {
-    next: Cell<u64>,
-    entries: RefCell<Vec<BlockedEntry>>,
-}
-
-struct BlockedEntry {
-    token: u64,
-    addr: Arc<str>,
-    node_id: i64,
-    unblocked: Rc<Cell<bool>>,
-}
-
-/// One blocking command under way, registered until dropped.
-pub struct BlockedTurn {
-    router: Weak<Router>,
-    token: u64,
-    unblocked: Rc<Cell<bool>>,
-}
-
-impl BlockedTurn {
-    /// True when the proxy unblocked it (a phase change): its `UNBLOCKED` error is not the
-    /// client's, and the command runs again.
-    pub fn unblocked_by_proxy(&self) -> bool {
-        self.unblocked.get()
-    }
-}
-
-impl Drop for BlockedTurn {
-    fn drop(&mut self) {
-        if let Some(router) = self.router.upgrade() {
-            router
-                .blocked
-                .entries
-                .borrow_mut()
-                .retain(|e| e.token != self.token);
-        }
-    }
-}
-
 /// Why a dedicated-connection request cannot go to its slot's node yet.
 #[derive(Debug)]
 pub enum NotYet {
@@ -209,14 +166,9 @@ impl Router {
         if !self.on_touch.busy() {
             self.on_touch.idle.raise();
         }
-        match Outcome::of(reply) {
-            Outcome::Moved => {
-                self.topology.move_counters().moved_on_touch();
-                self.send_to(dest, out, Instant::now());
-            }
-            Outcome::NoKey => self.send_to(dest, out, Instant::now()),
-            Outcome::Failed(error) => {
-                self.topology.move_counters().on_touch_failed();
+        match self.on_touch_outcome(Outcome::of(reply)) {
+            Ok(()) => self.send_to(dest, out, Instant::now()),
+            Err(error) => {
                 tracing::warn!(
                     unit = out.unit.get(),
                     dest = %dest,
@@ -228,32 +180,29 @@ impl Router {
         }
     }
 
-    /// Register a blocking command running on `addr`, where the node calls its connection
-    /// `node_id` (`None`: unknown, it cannot be unblocked).
-    pub fn blocked_on(&self, addr: &Arc<str>, node_id: Option<i64>) -> Option<BlockedTurn> {
-        let node_id = node_id?;
-        let token = self.blocked.next.get() + 1;
-        self.blocked.next.set(token);
-        let unblocked = Rc::new(Cell::new(false));
-        self.blocked.entries.borrow_mut().push(BlockedEntry {
-            token,
-            addr: Arc::clone(addr),
-            node_id,
-            unblocked: Rc::clone(&unblocked),
-        });
-        Some(BlockedTurn {
-            router: self.me.clone(),
-            token,
-            unblocked,
-        })
+    /// Count an on-touch `MIGRATE`'s outcome: `Ok` when the request may go on (its keys
+    /// moved, or none was left to move), the node's error otherwise.
+    fn on_touch_outcome(&self, outcome: Outcome) -> Result<(), String> {
+        let counters = self.topology.move_counters();
+        match outcome {
+            Outcome::Moved => {
+                counters.moved_on_touch();
+                Ok(())
+            }
+            Outcome::NoKey => Ok(()),
+            Outcome::Failed(error) => {
+                counters.on_touch_failed();
+                Err(error)
+            }
+        }
     }
 
-    /// Unblock every blocking command under way on this worker (each on a connection of its
-    /// own to its node): they run again, by the routing then in force.
-    fn unblock_all(&self) {
-        for entry in self.blocked.entries.borrow().iter() {
-            entry.unblocked.set(true);
-            let (router, addr, id) = (self.me.clone(), Arc::clone(&entry.addr), entry.node_id);
+    /// Unblock this worker's blocking commands under way (each on a connection of its own to
+    /// its node; `blocked` marks them as the proxy's doing): they run again, by the routing
+    /// then in force.
+    fn unblock_all(&self, blocked: &crate::ops::blocked::Blocked) {
+        for (addr, id) in blocked.unblock_worker(self.index) {
+            let router = self.me.clone();
             tokio::task::spawn_local(async move {
                 let Some(router) = router.upgrade() else {
                     return;
@@ -277,7 +226,7 @@ impl Router {
     }
 
     /// Count a dedicated-connection request (not a blocking command: it may wait for long,
-    /// see docs/MIGRATION.md) until the returned guard is dropped.
+    /// see docs/GROWING-POOLS.md) until the returned guard is dropped.
     pub fn dedicated_turn(&self) -> DedicatedTurn {
         self.on_touch
             .dedicated
@@ -346,13 +295,10 @@ impl Router {
             Err(_) => return Err(fail(format!("no reply from {source} in {timeout:?}"))),
         };
         self.give_back(conn);
-        match reply.map(|r| Outcome::of(r.raw())) {
-            Some(Outcome::Moved) => {
-                self.topology.move_counters().moved_on_touch();
-                Ok(())
-            }
-            Some(Outcome::NoKey) => Ok(()),
-            Some(Outcome::Failed(error)) => Err(fail(error)),
+        match reply {
+            Some(reply) => self
+                .on_touch_outcome(Outcome::of(reply.raw()))
+                .map_err(|error| NotYet::Failed(touch::failure_reply(unit.get(), &error))),
             None => Err(fail("no reply".into())),
         }
     }
@@ -360,10 +306,11 @@ impl Router {
     /// Settle what this worker sent by older tables, for a migration phase change: every
     /// request already on a master connection has its reply (a `PING` behind it on each
     /// connection answered) and no request waits between its `MIGRATE` and its forwarding.
+    /// Blocking commands are unblocked instead (`blocked`) and run again by the new routing.
     /// Bounded by `within`; returns false if that passed first.
-    pub async fn settle(&self, within: Duration) -> bool {
+    pub async fn settle(&self, within: Duration, blocked: &crate::ops::blocked::Blocked) -> bool {
         let deadline = Instant::now() + within;
-        self.unblock_all();
+        self.unblock_all(blocked);
         let pings = Rc::new(Pings::default());
         let mut conns = Vec::new();
         for (index, pool) in self.pools.iter().enumerate() {

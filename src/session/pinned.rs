@@ -616,13 +616,16 @@ pub(super) async fn on_master(
             let call = async {
                 conn.write(&sent).await?;
                 let id = conn.read().await?;
-                let node_id = std::str::from_utf8(id.raw().strip_prefix(b":").unwrap_or_default())
+                let node_id = crate::resp::parse_frame(id.raw(), &worker.settings().limits)
                     .ok()
-                    .and_then(|n| n.trim_end().parse().ok());
-                let turn = worker.router().blocked_on(&addr, node_id);
-                let _unblockable = node_id
-                    .filter(|_| lease.client != 0)
-                    .map(|id| worker.ops().blocked.register(lease.client, &addr, id));
+                    .and_then(|f| f.as_int());
+                let turn = node_id.filter(|_| lease.client != 0).map(|id| {
+                    let index = worker.index();
+                    worker
+                        .ops()
+                        .blocked
+                        .register(lease.client, index, &addr, id)
+                });
                 let mut got = Vec::with_capacity(expected);
                 for _ in 0..expected {
                     got.push(conn.read().await?);
