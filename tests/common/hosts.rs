@@ -72,8 +72,8 @@ impl Hosts {
         self.set_all(name, &[ip]);
     }
 
-    /// `name` resolves to every one of `ips` from now on (one line each: with `multi on` in
-    /// `/etc/host.conf`, glibc's `getaddrinfo` gives them all); none: it does not resolve.
+    /// `name` resolves to every one of `ips` from now on (one line each, and `getaddrinfo`
+    /// gives them all: `tests/it/fleet_dns.rs` relies on it); none: it does not resolve.
     pub fn set_all(&mut self, name: &str, ips: &[&str]) {
         let ips: Vec<String> = ips.iter().map(|ip| ip.to_string()).collect();
         if ips.is_empty() {
