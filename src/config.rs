@@ -78,6 +78,13 @@ pub struct Config {
 pub struct FleetConfig {
     /// The admin listeners (`admin.listen`, `HOST:PORT`) of the other instances.
     pub peers: Vec<String>,
+    /// A DNS name that resolves to the fleet's instances, with their admin port
+    /// (`NAME:ADMIN_PORT`, e.g. a Kubernetes headless Service): resolved again before every
+    /// check, each address it gives (every A/AAAA record) checked as a peer of the fleet view,
+    /// beside `peers`. This instance's own address among them is recognised by its answer.
+    /// Empty (the default): none. Feeds the fleet view only (migration phase changes reach
+    /// `peers`); needs `proxy.announce`.
+    pub peers_dns: String,
     /// How often each peer's admin listener is asked for its announce address (`GET
     /// /fleet/self`): the fleet view's health check.
     pub check_interval_ms: u64,
@@ -92,6 +99,7 @@ impl Default for FleetConfig {
     fn default() -> Self {
         FleetConfig {
             peers: Vec::new(),
+            peers_dns: String::new(),
             check_interval_ms: 1_000,
             check_timeout_ms: 500,
             failures: 2,
@@ -1000,6 +1008,26 @@ impl Config {
                 "needs admin.listen: the instances of a fleet reach each other there".into(),
             );
         }
+        if !self.fleet.peers_dns.is_empty() {
+            if let Err(m) = check_host_port(&self.fleet.peers_dns) {
+                fail("fleet.peers_dns", format!("{m} (NAME:ADMIN_PORT)"));
+            }
+            if self.admin.listen.is_empty() {
+                fail(
+                    "fleet.peers_dns",
+                    "needs admin.listen: the instances of a fleet reach each other there".into(),
+                );
+            }
+            if self.proxy.announce.is_empty() {
+                fail(
+                    "fleet.peers_dns",
+                    "needs proxy.announce: the instances it finds make up the fleet view \
+                     cluster-aware clients are shown, which an instance without an announce \
+                     address has not"
+                        .into(),
+                );
+            }
+        }
         if !self.proxy.announce.is_empty() {
             if let Err(m) = check_host_port(&self.proxy.announce) {
                 fail("proxy.announce", m);
@@ -1592,7 +1620,8 @@ mod tests {
     #[test]
     fn the_fleet_view_settings_are_checked() {
         let config = Config::parse(
-            "[proxy]\nannounce = \"nope\"\n[fleet]\ncheck_interval_ms = 0\nfailures = 0\n",
+            "[proxy]\nannounce = \"nope\"\n[fleet]\ncheck_interval_ms = 0\nfailures = 0\n\
+             peers_dns = \"no-port\"\n",
         )
         .unwrap();
         let err = config.validate().unwrap_err();
@@ -1601,13 +1630,25 @@ mod tests {
             "proxy.announce",
             "fleet.check_interval_ms",
             "fleet.failures",
+            "fleet.peers_dns",
         ] {
             assert!(paths.contains(&key), "{key}: {err}");
         }
+        // A DNS name needs the admin listener and an announce address.
+        let config = Config::parse("[fleet]\npeers_dns = \"slotgate-fleet:9180\"\n").unwrap();
+        let err = config.validate().unwrap_err();
+        let said: Vec<_> = err
+            .0
+            .iter()
+            .filter(|e| e.path == "fleet.peers_dns")
+            .map(|e| e.message.as_str())
+            .collect();
+        assert!(said.iter().any(|m| m.contains("admin.listen")), "{err}");
+        assert!(said.iter().any(|m| m.contains("proxy.announce")), "{err}");
         let config = Config::parse(
             "[cluster]\nseeds = [\"127.0.0.1:7000\"]\n\
              [proxy]\nannounce = \"slotgate-0.slotgate:6380\"\n[admin]\nlisten = \"127.0.0.1:9180\"\n\
-             [fleet]\npeers = [\"127.0.0.1:9181\"]\n",
+             [fleet]\npeers = [\"127.0.0.1:9181\"]\npeers_dns = \"slotgate-fleet.ns.svc:9180\"\n",
         )
         .unwrap();
         config.validate().unwrap();

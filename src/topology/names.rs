@@ -149,6 +149,11 @@ impl Watch {
         self.states.retain(|name, _| names.contains(name));
     }
 
+    /// The addresses `name` gave at its last look that succeeded, if one did.
+    pub fn known(&self, name: &str) -> Option<&[IpAddr]> {
+        self.states.get(name)?.known.as_deref()
+    }
+
     /// The addresses of every name that resolved at least once.
     pub fn resolved(&self) -> Resolved {
         Resolved {
@@ -158,6 +163,21 @@ impl Watch {
                 .filter_map(|(name, s)| Some((name.clone(), s.known.clone()?)))
                 .collect(),
         }
+    }
+}
+
+/// One look at `addr`'s host (`HOST:PORT`) through the system resolver, bounded by
+/// `timeout`: every address it gives (A and AAAA records), or why there are none — what
+/// [`Watch::observe`] takes.
+pub async fn look(addr: &str, timeout: Duration) -> Result<Vec<IpAddr>, String> {
+    match tokio::time::timeout(timeout, resolve::lookup(addr)).await {
+        Ok(Ok(found)) => Ok(found.iter().map(|a| a.ip()).collect()),
+        Ok(Err(crate::backend::BackendError::Resolve { reason, .. })) => Err(reason),
+        Ok(Err(other)) => Err(other.to_string()),
+        Err(_) => Err(format!(
+            "no answer from the resolver within {} ms",
+            timeout.as_millis()
+        )),
     }
 }
 
@@ -177,7 +197,8 @@ fn names_of(topology: &Topology) -> HashMap<String, Arc<str>> {
     names
 }
 
-fn show(ips: &[IpAddr]) -> String {
+/// Addresses for a log line: `10.0.0.1, 10.0.0.2`.
+pub fn show(ips: &[IpAddr]) -> String {
     let shown: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
     shown.join(", ")
 }
@@ -198,18 +219,7 @@ pub async fn run(topology: Arc<Topology>, interval: Duration, timeout: Duration)
         let mut looks = tokio::task::JoinSet::new();
         for (name, addr) in &names {
             let (name, addr) = (name.clone(), Arc::clone(addr));
-            looks.spawn(async move {
-                let look = match tokio::time::timeout(timeout, resolve::lookup(&addr)).await {
-                    Ok(Ok(found)) => Ok(found.iter().map(|a| a.ip()).collect()),
-                    Ok(Err(crate::backend::BackendError::Resolve { reason, .. })) => Err(reason),
-                    Ok(Err(other)) => Err(other.to_string()),
-                    Err(_) => Err(format!(
-                        "no answer from the resolver within {} ms",
-                        timeout.as_millis()
-                    )),
-                };
-                (name, look)
-            });
+            looks.spawn(async move { (name, look(&addr, timeout).await) });
         }
         let mut changed = false;
         while let Some(joined) = looks.join_next().await {
@@ -306,6 +316,8 @@ mod tests {
         watch.observe("b", Err("never".into()));
         let resolved = watch.resolved();
         assert_eq!(resolved.addresses("a"), Some(&ips(&["10.0.0.1"])[..]));
+        assert_eq!(watch.known("a"), Some(&ips(&["10.0.0.1"])[..]));
+        assert_eq!(watch.known("b"), None);
         assert_eq!(resolved.addresses("b"), None);
         watch.keep_only(&HashSet::from(["b".to_string()]));
         assert_eq!(watch.resolved().addresses("a"), None);

@@ -89,8 +89,18 @@ pub fn wait_for_in_file(path: &std::path::Path, needle: &str, limit: Duration) -
 /// The `slotgate` binary started with `args` (plus `--listen 127.0.0.1:0`) and `env`, once it
 /// logs the address it serves: the child, that address, and its log lines.
 pub fn spawn_slotgate(args: &[&str], env: &[(&str, &str)]) -> (Child, SocketAddr, LogLines) {
+    spawn_slotgate_on("127.0.0.1:0", args, env)
+}
+
+/// [`spawn_slotgate`] listening on `listen` (a test that must know the port beforehand: an
+/// announce address).
+pub fn spawn_slotgate_on(
+    listen: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Child, SocketAddr, LogLines) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_slotgate"))
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", listen])
         .args(args)
         .envs(env.iter().copied())
         .stdout(Stdio::null())

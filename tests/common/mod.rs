@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod hosts;
 pub mod load;
 
 use std::fmt::Debug;

@@ -2,10 +2,13 @@
 //! give slotgate is one it reads (flag variables from `slotgate --help`, the others typed by
 //! the config schema through `slotgate check-config`), the ConfigMap's `slotgate.toml` passes
 //! `check-config`, every container port, probe and Service port matches the listen / admin
-//! settings the same manifests produce, the grace period covers the preStop pause plus the
-//! drain, and every probe and scrape path is served: the real binary runs with the
-//! container's own arguments and environment in front of a real cluster, and each path is
-//! asked of its admin listener. No Kubernetes cluster is needed.
+//! settings the same manifests produce, the fleet view's `proxy.announce` and
+//! `fleet.peers_dns` agree with those ports and name a headless Service of the manifests that
+//! selects the pods, the grace period covers the preStop pause plus the drain, and every probe
+//! and scrape path is served: the real binary runs with the container's own arguments and
+//! environment (`$(POD_IP)` references expanded, the Downward API given example values) in
+//! front of a real cluster, and each path is asked of its admin listener. No Kubernetes
+//! cluster is needed.
 //!
 //! The manifests are read as kustomize builds them (`resources` plus `configMapGenerator`),
 //! and, where `kubectl` is installed, also as `kubectl kustomize` renders them (hashed
@@ -333,20 +336,31 @@ fn check_container(
     help: &Help,
 ) -> Plan {
     let flag_variables = help.variables();
-    // The environment: the image's ENV lines, then the container's (which win).
+    // The environment: the image's ENV lines, then the container's (which win), each value's
+    // `$(NAME)` replaced by the container's variable NAME defined before it, as Kubernetes
+    // does (a variable of the Downward API, `POD_IP`, only feeds such references).
     let mut env: BTreeMap<String, String> = image_env().into_iter().collect();
+    let mut defined: BTreeMap<String, String> = BTreeMap::new();
+    let mut referenced = Vec::new();
     for entry in seq(container, &["env"]) {
         let name = text(entry, &["name"]).unwrap();
         let value = match (entry.get("value"), entry.get("valueFrom")) {
-            (Some(v), None) => v
-                .as_str()
-                .unwrap_or_else(|| panic!("{what}: {name} is not a string"))
-                .to_string(),
+            (Some(v), None) => {
+                let raw = v
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{what}: {name} is not a string"));
+                let (value, used) = expand(what, &name, raw, &defined);
+                referenced.extend(used);
+                value
+            }
             (None, Some(from)) => value_from(what, &name, from, lookup),
             _ => panic!("{what}: {name} has neither value nor valueFrom"),
         };
+        defined.insert(name.clone(), value.clone());
         env.insert(name, value);
     }
+    // Variables that only feed references are not slotgate's: the process does not need them.
+    env.retain(|name, _| name.starts_with("SLOTGATE_") || !referenced.contains(name));
     for source in seq(container, &["envFrom"]) {
         let (kind, reference) = match (source.get("secretRef"), source.get("configMapRef")) {
             (Some(r), _) => ("Secret", r),
@@ -443,6 +457,15 @@ fn check_container(
     assert!(!admin.is_empty(), "{what}: no admin listener, so no probes");
     let admin_port = port_of(&admin);
     let listen_port = port_of(&listen);
+    check_fleet(
+        what,
+        pod,
+        container,
+        lookup,
+        &config,
+        listen_port,
+        admin_port,
+    );
 
     // Declared ports: the admin one always (probes), the client one unless it is loopback
     // only (a sidecar's), and nothing else.
@@ -533,6 +556,89 @@ fn check_container(
     }
 }
 
+/// The fleet view's settings against the manifests: clients are told the client
+/// `containerPort` (`proxy.announce`), and `fleet.peers_dns` names a headless Service that
+/// selects this pod, at the admin `containerPort` (its records are pod addresses: no Service
+/// port mapping applies).
+fn check_fleet(
+    what: &str,
+    pod: &Value,
+    container: &Value,
+    lookup: &[&Value],
+    config: &Config,
+    listen_port: u16,
+    admin_port: u16,
+) {
+    if !config.proxy.announce.is_empty() {
+        assert_eq!(
+            port_of(&config.proxy.announce),
+            listen_port,
+            "{what}: proxy.announce {} is not the client listener's port",
+            config.proxy.announce
+        );
+    }
+    let dns = &config.fleet.peers_dns;
+    if dns.is_empty() {
+        return;
+    }
+    assert_eq!(
+        port_of(dns),
+        admin_port,
+        "{what}: fleet.peers_dns {dns} is not at the admin containerPort (a headless Service's \
+         records are pod addresses: its port mapping does not apply)"
+    );
+    let host = dns.rsplit_once(':').unwrap().0;
+    // `NAME`, `NAME.NAMESPACE`, `NAME.NAMESPACE.svc…`: the Service is the first label.
+    let service_name = host.split('.').next().unwrap();
+    let service = find(lookup, "Service", service_name).unwrap_or_else(|| {
+        panic!("{what}: fleet.peers_dns {dns} names no Service of the manifests")
+    });
+    assert_eq!(
+        text(service, &["spec", "clusterIP"]).as_deref(),
+        Some("None"),
+        "{what}: Service/{service_name} (fleet.peers_dns) is not headless: its name would resolve \
+         to one cluster IP, not to each replica"
+    );
+    assert!(
+        selects(&string_map(&service["spec"]["selector"]), &labels(pod)),
+        "{what}: Service/{service_name} (fleet.peers_dns) does not select this pod"
+    );
+    assert!(
+        seq(service, &["spec", "ports"]).iter().any(|port| {
+            let target = port.get("targetPort").unwrap_or(&port["port"]);
+            resolve_port(container, target) == Some(admin_port)
+        }),
+        "{what}: Service/{service_name} (fleet.peers_dns) shows no admin port"
+    );
+}
+
+/// `raw` with each `$(NAME)` replaced by `defined[NAME]` (Kubernetes' dependent variables);
+/// the names it used. A reference to a variable not defined before it is a manifest error
+/// (Kubernetes would leave it as text).
+fn expand(
+    what: &str,
+    name: &str,
+    raw: &str,
+    defined: &BTreeMap<String, String>,
+) -> (String, Vec<String>) {
+    let (mut out, mut used, mut rest) = (String::new(), Vec::new(), raw);
+    while let Some(at) = rest.find("$(") {
+        out.push_str(&rest[..at]);
+        let end = rest[at..]
+            .find(')')
+            .unwrap_or_else(|| panic!("{what}: {name}: unclosed $( in {raw:?}"));
+        let reference = &rest[at + 2..at + end];
+        let value = defined.get(reference).unwrap_or_else(|| {
+            panic!("{what}: {name} refers to $({reference}), which is not defined before it")
+        });
+        out.push_str(value);
+        used.push(reference.to_string());
+        rest = &rest[at + end + 1..];
+    }
+    out.push_str(rest);
+    (out, used)
+}
+
 /// The binary with the container's arguments and environment, its listeners moved to free
 /// loopback ports and its seeds to a real cluster (with the Secret's cluster password): every
 /// path the manifests ask for answers 200 once the slot table is complete.
@@ -587,12 +693,23 @@ fn run_plan(plan: &Plan) {
     std::fs::remove_file(&plan.config_file).ok();
 }
 
-/// A `valueFrom`: a key of a Secret (`stringData`) or ConfigMap among `lookup`.
+/// A `valueFrom`: a key of a Secret (`stringData`) or ConfigMap among `lookup`, or a field of
+/// the pod (the Downward API), as an example pod would have it.
 fn value_from(what: &str, name: &str, from: &Value, lookup: &[&Value]) -> String {
+    if let Some(field) = from.get("fieldRef") {
+        let path = text(field, &["fieldPath"]).unwrap();
+        return match path.as_str() {
+            "status.podIP" => "10.1.0.7",
+            "metadata.name" => "slotgate-7d9f8-abcde",
+            "metadata.namespace" => "default",
+            other => panic!("{what}: {name}: fieldRef {other} is not one this test knows"),
+        }
+        .to_string();
+    }
     let (kind, reference) = match (from.get("secretKeyRef"), from.get("configMapKeyRef")) {
         (Some(r), _) => ("Secret", r),
         (_, Some(r)) => ("ConfigMap", r),
-        _ => panic!("{what}: {name} comes from neither a Secret nor a ConfigMap"),
+        _ => panic!("{what}: {name} comes from neither a Secret, a ConfigMap nor the pod"),
     };
     let object_name = text(reference, &["name"]).unwrap();
     let key = text(reference, &["key"]).unwrap();

@@ -12,103 +12,18 @@
 //!   and the name is followed as soon as it resolves.
 //!
 //! Editing `/etc/hosts` needs root (CI containers run as root): when it is not writable each
-//! test says so and returns. The edits only ever append lines (marked `# slotgate-test`) after
-//! the file's own content, which stays byte for byte what it was, so lookups of other names
-//! (`localhost`) by tests running at the same time are not disturbed; the lines are removed
-//! on drop (and stale ones left by a killed run are removed first).
+//! test says so and returns (`common::hosts`).
 
 use crate::common;
 
-use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::Read;
 use std::net::SocketAddr;
-use std::os::unix::fs::FileExt;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use common::hosts::Hosts;
 use common::load::{self, Load};
 use slotgate::local_redis::{ClusterOptions, LocalCluster, RedisServer, ServerOptions};
 use slotgate::Proxy;
-
-const HOSTS: &str = "/etc/hosts";
-/// Ends every line this module adds.
-const MARK: &str = "# slotgate-test";
-
-/// This module's names in `/etc/hosts`, removed on drop. One at a time in this process.
-struct Hosts {
-    file: File,
-    /// Length of the file's own content: our lines start here.
-    base: u64,
-    /// Length the file is cut back to on drop.
-    restore: u64,
-    names: BTreeMap<String, String>,
-    _one_at_a_time: MutexGuard<'static, ()>,
-}
-
-impl Hosts {
-    /// `None` (after saying why) when `/etc/hosts` cannot be written here.
-    fn open(test: &str) -> Option<Hosts> {
-        static LOCK: Mutex<()> = Mutex::new(());
-        let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        let file = match OpenOptions::new().read(true).write(true).open(HOSTS) {
-            Ok(file) => file,
-            Err(e) => {
-                eprintln!("SKIPPED {test}: {HOSTS} is not writable here ({e}); run as root");
-                return None;
-            }
-        };
-        let mut text = String::new();
-        (&file).read_to_string(&mut text).expect("read /etc/hosts");
-        // Our lines from a run that was killed: cut them off (they are last).
-        let base = text
-            .lines()
-            .position(|l| l.ends_with(MARK))
-            .map(|first| text.lines().take(first).map(|l| l.len() + 1).sum::<usize>())
-            .unwrap_or(text.len());
-        let mut hosts = Hosts {
-            file,
-            base: base as u64,
-            restore: base as u64,
-            names: BTreeMap::new(),
-            _one_at_a_time: guard,
-        };
-        if !text.ends_with('\n') && base == text.len() && !text.is_empty() {
-            // Keep the file's last line whole: our first line starts on a line of its own.
-            hosts.file.write_all_at(b"\n", hosts.base).unwrap();
-            hosts.base += 1;
-        }
-        hosts.write();
-        Some(hosts)
-    }
-
-    /// `name` resolves to `ip` from now on.
-    fn set(&mut self, name: &str, ip: &str) {
-        self.names.insert(name.to_string(), ip.to_string());
-        self.write();
-    }
-
-    fn write(&self) {
-        let block: String = self
-            .names
-            .iter()
-            .map(|(name, ip)| format!("{ip} {name} {MARK}\n"))
-            .collect();
-        self.file
-            .write_all_at(block.as_bytes(), self.base)
-            .expect("write /etc/hosts");
-        self.file
-            .set_len(self.base + block.len() as u64)
-            .expect("truncate /etc/hosts");
-    }
-}
-
-impl Drop for Hosts {
-    fn drop(&mut self) {
-        let _ = self.file.set_len(self.restore);
-    }
-}
 
 /// A `redis-server` bound to `ip`:`port` only, killed on drop (the launcher's servers always
 /// listen on 127.0.0.1, where this one's port is taken by another server).

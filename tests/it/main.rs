@@ -30,6 +30,7 @@ mod deploy_manifests;
 mod failover;
 mod failure;
 mod fanout;
+mod fleet_dns;
 mod fleet_migration;
 mod fleet_view;
 mod frameworks;
