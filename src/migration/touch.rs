@@ -108,6 +108,14 @@ pub fn failure_reply(unit: u16, error: &str) -> Bytes {
     ))
 }
 
+/// The error a client gets when a key of its request was still being copied in steps when
+/// the request's deadline passed (`migration::stepped`): the request did not run.
+pub fn stepping_reply(unit: u16) -> Bytes {
+    Bytes::from(format!(
+        "-TRYAGAIN slot {unit} is moving between pools and a key of the request is being copied in steps; try again\r\n"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

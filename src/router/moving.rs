@@ -107,6 +107,11 @@ impl Router {
             return self.fail(out, reply);
         };
         let keys = touch::keys_of(&out.request, self.custom);
+        if self.topology.stepped_copy().holds(out.db, &keys) {
+            // The mover copies one of its keys in steps: a MIGRATE now would block the source.
+            let error = touch::stepping_reply(out.unit.get());
+            return self.retry_later(out, error, now);
+        }
         let migrate = touch::migrate_request(
             &to.master,
             to.auth.as_deref(),
@@ -266,6 +271,9 @@ impl Router {
         // Counted even for a blocking command: a phase change waits for its MIGRATE.
         let _turn = self.dedicated_turn();
         let keys = touch::keys_of(payload, self.custom);
+        if self.topology.stepped_copy().holds(db, &keys) {
+            return Err(NotYet::Held(touch::stepping_reply(unit.get())));
+        }
         let Some(migrate) = touch::migrate_request(
             &dest.0,
             dest.1.as_deref(),

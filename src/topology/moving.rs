@@ -3,6 +3,11 @@
 //! Part of a [`SlotTable`](super::SlotTable); pure.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
 
 use crate::placement::Unit;
 use crate::slot::SLOT_COUNT;
@@ -59,6 +64,78 @@ impl MoveCounters {
     /// Bytes the background mover moved, as the source measured them (`MEMORY USAGE`).
     pub fn background_bytes(&self) -> u64 {
         self.background_bytes.load(Relaxed)
+    }
+}
+
+/// The key the background mover copies in steps (`migration::stepped`), if any. This
+/// instance's requests for it wait until the copy ends, so none moves it whole meanwhile
+/// (the long block of the source the steps avoid). One load per request for a moving slot.
+#[derive(Debug, Default)]
+pub struct SteppedCopy {
+    current: ArcSwapOption<CopyingKey>,
+}
+
+/// A key being copied in steps.
+#[derive(Debug)]
+pub struct CopyingKey {
+    db: u32,
+    key: Bytes,
+    start: Instant,
+    /// Milliseconds from `start` to the first request held for it, plus one (0: none yet).
+    first_wait: AtomicU64,
+}
+
+impl SteppedCopy {
+    /// The mover starts copying `key` of database `db`.
+    pub fn begin(&self, db: u32, key: Bytes) {
+        self.current.store(Some(Arc::new(CopyingKey {
+            db,
+            key,
+            start: Instant::now(),
+            first_wait: AtomicU64::new(0),
+        })));
+    }
+
+    /// The copy ended (done or given up): requests for the key go on.
+    pub fn end(&self) {
+        self.current.store(None);
+    }
+
+    /// True (and the wait noted) when a request of database `db` touching `keys` must wait
+    /// for the copy.
+    pub fn holds(&self, db: u32, keys: &[Bytes]) -> bool {
+        let guard = self.current.load();
+        let Some(copying) = guard.as_ref() else {
+            return false;
+        };
+        if copying.db != db || !keys.iter().any(|k| *k == copying.key) {
+            return false;
+        }
+        let since = copying.start.elapsed().as_millis() as u64 + 1;
+        let _ = copying
+            .first_wait
+            .compare_exchange(0, since, Relaxed, Relaxed);
+        true
+    }
+
+    /// The database and name of the key being copied, if any.
+    pub fn current(&self) -> Option<(u32, Bytes)> {
+        self.current.load().as_ref().map(|c| (c.db, c.key.clone()))
+    }
+
+    /// How long the longest-waiting request for the key copied has waited.
+    pub fn longest_wait(&self) -> Duration {
+        let guard = self.current.load();
+        let Some(copying) = guard.as_ref() else {
+            return Duration::ZERO;
+        };
+        match copying.first_wait.load(Relaxed) {
+            0 => Duration::ZERO,
+            since => copying
+                .start
+                .elapsed()
+                .saturating_sub(Duration::from_millis(since - 1)),
+        }
     }
 }
 
@@ -198,5 +275,21 @@ mod tests {
             m.describe(&|i| format!("s{i}")),
             ["10-14 moving from s2", "15-15 held", "16-20 moving from s2"]
         );
+    }
+
+    #[test]
+    fn requests_for_the_key_copied_in_steps_wait_and_are_timed() {
+        let copy = SteppedCopy::default();
+        let keys = [Bytes::from_static(b"a"), Bytes::from_static(b"big")];
+        assert!(!copy.holds(0, &keys));
+        copy.begin(0, Bytes::from_static(b"big"));
+        assert_eq!(copy.longest_wait(), Duration::ZERO);
+        assert!(!copy.holds(1, &keys), "another database's key of that name");
+        assert!(!copy.holds(0, &keys[..1]));
+        assert!(copy.holds(0, &keys));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(copy.longest_wait() >= Duration::from_millis(15));
+        copy.end();
+        assert!(!copy.holds(0, &keys));
     }
 }

@@ -12,6 +12,7 @@
 //! With a fleet, steps 1–2 and 4 run on every instance (`peer`: the other side). The
 //! background mover is `mover`.
 
+mod big_keys;
 mod mover;
 mod peer;
 
@@ -361,6 +362,10 @@ impl Migrations {
             "background_bytes_moved": self.topology.move_counters().background_bytes(),
             "background_failures": background_failures,
             "keys_per_second_limit": config.migration.keys_per_second,
+            "copying_in_steps": self.topology.stepped_copy().current().map(|(db, key)| json!({
+                "db": db,
+                "key": String::from_utf8_lossy(&key),
+            })),
         })
     }
 }

@@ -1,0 +1,240 @@
+//! The mover's copy of a big key in bounded steps (`migration::stepped` has the requests and
+//! why no read sees a missing or stale value): each step reads at most
+//! `migration.big_key_step` elements on the source and appends them to a staging key on the
+//! destination; the copy is put in place, then the source's key unlinked. Meanwhile this
+//! instance's requests for the key wait (`topology::SteppedCopy`) rather than move it whole.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::Migrations;
+use crate::backend::dedicated::DedicatedConn;
+use crate::backend::Credentials;
+use crate::config::SlotMove;
+use crate::migration::stepped::{self, Cursor, Kind};
+use crate::resp::{parse_frame, Frame, Limits};
+
+/// The destination of a pass's big keys: its address and credentials, and a connection to it
+/// opened for the first big key.
+pub(super) struct Destination {
+    pub addr: Arc<str>,
+    pub auth: Option<Arc<Credentials>>,
+    pub conn: Option<DedicatedConn>,
+}
+
+/// What became of a big key.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Stepped {
+    /// Copied and put in place; the source's unlinked.
+    Moved,
+    /// Not on the source any more (moved by a request, expired): nothing to do.
+    Gone,
+    /// Not a kind copied in steps (a stream, a module type): it moves whole, with `MIGRATE`.
+    Whole,
+    /// Given up (the move changed phase, or a request of this instance waited too long for
+    /// it): the staging copy dropped, the key still on the source.
+    GaveUp,
+}
+
+/// How a pass copies big keys.
+pub(super) struct StepSettings {
+    /// Elements per step.
+    pub step: u64,
+    /// A request of this instance waiting this long for the key ends the copy (the request
+    /// then moves the key whole).
+    pub patience: Duration,
+    /// Each call's timeout.
+    pub timeout: Duration,
+}
+
+impl Migrations {
+    /// Move `key` of database `db` from the source behind `source` to `dest` in steps.
+    pub(super) async fn move_in_steps(
+        &self,
+        source: &mut DedicatedConn,
+        dest: &mut Destination,
+        db: u32,
+        key: &Bytes,
+        m: &SlotMove,
+        settings: &StepSettings,
+    ) -> Result<Stepped, String> {
+        let copying = self.topology.stepped_copy();
+        copying.begin(db, key.clone());
+        let started = Instant::now();
+        let result = self.copy(source, dest, db, key, m, settings).await;
+        copying.end();
+        if result.is_err() {
+            // It may hold an unread reply: the next big key opens another.
+            dest.conn = None;
+        }
+        let src = Arc::clone(source.addr());
+        match &result {
+            Ok(Stepped::Moved) => tracing::info!(source = %src, dest = %dest.addr, db,
+                key = %String::from_utf8_lossy(key), took_ms = started.elapsed().as_millis() as u64,
+                "migration mover: big key copied in steps"),
+            Ok(Stepped::GaveUp) => tracing::info!(source = %src, db,
+                key = %String::from_utf8_lossy(key),
+                "migration mover: big key's copy in steps given up"),
+            _ => {}
+        }
+        result
+    }
+
+    async fn copy(
+        &self,
+        source: &mut DedicatedConn,
+        dest: &mut Destination,
+        db: u32,
+        key: &Bytes,
+        m: &SlotMove,
+        settings: &StepSettings,
+    ) -> Result<Stepped, String> {
+        let timeout = settings.timeout;
+        let begun = exchange(source, &stepped::begin(key), 3, timeout).await?;
+        let (Frame::Simple(type_name), Frame::Integer(pttl)) = (&begun[1], &begun[2]) else {
+            return Err(format!("unexpected TYPE/PTTL replies {:?}", &begun[1..]));
+        };
+        let Some(kind) = Kind::of(type_name) else {
+            exchange(source, stepped::give_up().raw(), 1, timeout).await?;
+            return Ok(if &type_name[..] == b"none" {
+                Stepped::Gone
+            } else {
+                Stepped::Whole
+            });
+        };
+        // The key's time to live, as an instant (PTTL -1: none; -2 cannot be: TYPE saw it).
+        let expires = u64::try_from(*pttl)
+            .ok()
+            .map(|ms| Instant::now() + Duration::from_millis(ms));
+        let conn = match &mut dest.conn {
+            Some(conn) => conn,
+            None => dest.conn.insert(
+                self.connect_to(&dest.addr, dest.auth.clone())
+                    .await
+                    .map_err(|e| format!("cannot reach the destination {}: {e}", dest.addr))?,
+            ),
+        };
+        conn.select(db)
+            .await
+            .map_err(|e| format!("{}: SELECT {db}: {e}", dest.addr))?;
+        let staging = stepped::staging_name(key);
+        let outcome = self
+            .steps(source, conn, kind, key, &staging, expires, m, settings)
+            .await;
+        if !matches!(outcome, Ok(Stepped::Moved)) {
+            // Best effort: a staging copy left behind expires by itself within a minute.
+            let _ = exchange(conn, &stepped::drop_staging(&staging), 2, timeout).await;
+            let _ = exchange(source, stepped::give_up().raw(), 1, timeout).await;
+        }
+        outcome
+    }
+
+    /// The steps of a copy and its end (see `migration::stepped`).
+    #[allow(clippy::too_many_arguments)]
+    async fn steps(
+        &self,
+        source: &mut DedicatedConn,
+        dest: &mut DedicatedConn,
+        kind: Kind,
+        key: &Bytes,
+        staging: &Bytes,
+        expires: Option<Instant>,
+        m: &SlotMove,
+        settings: &StepSettings,
+    ) -> Result<Stepped, String> {
+        let timeout = settings.timeout;
+        exchange(dest, &stepped::drop_staging(staging), 2, timeout).await?;
+        let mut cursor = Cursor::start(kind);
+        loop {
+            if !self.still(m) {
+                return Ok(Stepped::GaveUp);
+            }
+            if self.topology.stepped_copy().longest_wait() > settings.patience {
+                return Ok(Stepped::GaveUp);
+            }
+            let read = stepped::read(kind, key, &cursor, settings.step);
+            let reply = exchange(source, read.raw(), 1, timeout).await?;
+            let reply = reply.into_iter().next().unwrap_or(Frame::Null);
+            let step = stepped::parse_read(kind, &cursor, settings.step, reply)
+                .map_err(|e| format!("{}: {e}", source.addr()))?;
+            if let Some(write) = stepped::write(kind, staging, &step.items) {
+                let replies = exchange(dest, &write, 2, timeout).await?;
+                if let Some(Frame::Error(e)) = replies.first() {
+                    return Err(format!(
+                        "{} refused a step: {}",
+                        dest.addr(),
+                        String::from_utf8_lossy(e)
+                    ));
+                }
+            }
+            match step.next {
+                Some(next) => cursor = next,
+                None => break,
+            }
+        }
+        // The end: no phase change while the copy is put in place.
+        let _turn = self.batch.lock().await;
+        if !self.still(m) {
+            return Ok(Stepped::GaveUp);
+        }
+        exchange(dest, stepped::watch(key).raw(), 1, timeout).await?;
+        let checked = exchange(source, &stepped::check_untouched(key), 3, timeout).await?;
+        if !stepped::untouched(&checked[2]) {
+            return Ok(Stepped::Gone);
+        }
+        let ttl = match expires {
+            None => None,
+            Some(at) => match at.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left.as_millis() as u64),
+                _ => return Ok(Stepped::Gone), // expired on the source by now
+            },
+        };
+        let put = stepped::put_in_place(staging, key, ttl);
+        let replies = exchange(dest, &put, 4, timeout).await?;
+        let exec = replies.into_iter().last().unwrap_or(Frame::Null);
+        if !stepped::placed(exec).map_err(|e| format!("{}: {e}", dest.addr()))? {
+            return Ok(Stepped::Gone);
+        }
+        exchange(source, stepped::retire(key).raw(), 1, timeout).await?;
+        Ok(Stepped::Moved)
+    }
+
+    /// A connection of the mover's own to `addr`.
+    pub(super) async fn connect_to(
+        &self,
+        addr: &Arc<str>,
+        auth: Option<Arc<Credentials>>,
+    ) -> Result<DedicatedConn, crate::backend::BackendError> {
+        let config = self.reloader.config();
+        DedicatedConn::connect(
+            Arc::clone(addr),
+            Duration::from_millis(config.backend.connect_timeout_ms),
+            config.protocol.limits(),
+            auth,
+            false,
+            self.tls.backend(),
+        )
+        .await
+    }
+}
+
+/// Send `bytes` (`replies` requests) on `conn` and parse their replies, within `timeout`.
+async fn exchange(
+    conn: &mut DedicatedConn,
+    bytes: &[u8],
+    replies: usize,
+    timeout: Duration,
+) -> Result<Vec<Frame>, String> {
+    let addr = Arc::clone(conn.addr());
+    let replies = match tokio::time::timeout(timeout, conn.call(bytes, replies)).await {
+        Ok(Ok(replies)) => replies,
+        Ok(Err(e)) => return Err(format!("{addr}: {e}")),
+        Err(_) => return Err(format!("no reply from {addr} within {timeout:?}")),
+    };
+    replies
+        .iter()
+        .map(|r| parse_frame(r.raw(), &Limits::default()).map_err(|e| format!("{addr}: {e}")))
+        .collect()
+}
