@@ -75,6 +75,15 @@ pub struct SteppedCopy {
     current: ArcSwapOption<CopyingKey>,
 }
 
+/// While alive, requests for the key [`SteppedCopy::begin`] named wait.
+pub struct Copying<'a>(&'a SteppedCopy);
+
+impl Drop for Copying<'_> {
+    fn drop(&mut self) {
+        self.0.current.store(None);
+    }
+}
+
 /// A key being copied in steps.
 #[derive(Debug)]
 pub struct CopyingKey {
@@ -86,19 +95,16 @@ pub struct CopyingKey {
 }
 
 impl SteppedCopy {
-    /// The mover starts copying `key` of database `db`.
-    pub fn begin(&self, db: u32, key: Bytes) {
+    /// The mover starts copying `key` of database `db`, until the guard is dropped (the copy
+    /// done or given up: requests for the key go on).
+    pub fn begin(&self, db: u32, key: Bytes) -> Copying<'_> {
         self.current.store(Some(Arc::new(CopyingKey {
             db,
             key,
             start: Instant::now(),
             first_wait: AtomicU64::new(0),
         })));
-    }
-
-    /// The copy ended (done or given up): requests for the key go on.
-    pub fn end(&self) {
-        self.current.store(None);
+        Copying(self)
     }
 
     /// True (and the wait noted) when a request of database `db` touching `keys` must wait
@@ -282,14 +288,14 @@ mod tests {
         let copy = SteppedCopy::default();
         let keys = [Bytes::from_static(b"a"), Bytes::from_static(b"big")];
         assert!(!copy.holds(0, &keys));
-        copy.begin(0, Bytes::from_static(b"big"));
+        let copying = copy.begin(0, Bytes::from_static(b"big"));
         assert_eq!(copy.longest_wait(), Duration::ZERO);
         assert!(!copy.holds(1, &keys), "another database's key of that name");
         assert!(!copy.holds(0, &keys[..1]));
         assert!(copy.holds(0, &keys));
         std::thread::sleep(Duration::from_millis(20));
         assert!(copy.longest_wait() >= Duration::from_millis(15));
-        copy.end();
+        drop(copying);
         assert!(!copy.holds(0, &keys));
     }
 }

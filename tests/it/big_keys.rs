@@ -63,55 +63,47 @@ async fn big_keys_move_in_bounded_steps_and_a_request_for_one_waits_for_its_copy
     );
     let small = moving_name("small");
     // Built by scripts through the proxy (one key each: routed to p0, the source).
-    let build = |body: &'static str, key: &str| {
-        let key = key.to_string();
-        let mut c = c.clone();
-        async move {
-            let _: redis::Value = redis::cmd("EVAL")
-                .arg(body)
-                .arg(1)
-                .arg(&key)
-                .query_async(&mut c)
-                .await
-                .unwrap();
-        }
-    };
-    build(
-        "for i=1,100000,1000 do local t={} for j=0,999 do t[#t+1]='element-'..(i+j) end \
-         redis.call('RPUSH',KEYS[1],unpack(t)) end",
-        &list,
-    )
-    .await;
-    build(
-        "for i=1,100000,500 do local t={} for j=0,499 do t[#t+1]='f'..(i+j) \
-         t[#t+1]='value-'..(i+j) end redis.call('HSET',KEYS[1],unpack(t)) end",
-        &hash,
-    )
-    .await;
-    build(
-        "for i=1,50000,1000 do local t={} for j=0,999 do t[#t+1]='m'..(i+j) end \
-         redis.call('SADD',KEYS[1],unpack(t)) end",
-        &set,
-    )
-    .await;
-    build(
-        "for i=1,50000,500 do local t={} for j=0,499 do t[#t+1]=(i+j)/3 t[#t+1]='m'..(i+j) end \
-         redis.call('ZADD',KEYS[1],unpack(t)) end redis.call('ZADD',KEYS[1],'-inf','low')",
-        &zset,
-    )
-    .await;
-    build(
-        "redis.call('SET',KEYS[1],'') for i=0,16383 do \
-         redis.call('APPEND',KEYS[1],string.format('%063d|',i)) end",
-        &string,
-    )
-    .await;
-    build(
-        "for i=1,20000 do redis.call('XADD',KEYS[1],'*','n',i) end \
-         redis.call('XGROUP','CREATE',KEYS[1],'g','0')",
-        &stream,
-    )
-    .await;
+    let scripts = [
+        (
+            &list,
+            "for i=1,100000,1000 do local t={} for j=0,999 do t[#t+1]='element-'..(i+j) end \
+             redis.call('RPUSH',KEYS[1],unpack(t)) end",
+        ),
+        (
+            &hash,
+            "for i=1,100000,500 do local t={} for j=0,499 do t[#t+1]='f'..(i+j) \
+             t[#t+1]='value-'..(i+j) end redis.call('HSET',KEYS[1],unpack(t)) end",
+        ),
+        (
+            &set,
+            "for i=1,50000,1000 do local t={} for j=0,999 do t[#t+1]='m'..(i+j) end \
+             redis.call('SADD',KEYS[1],unpack(t)) end",
+        ),
+        (
+            &zset,
+            "for i=1,50000,500 do local t={} for j=0,499 do t[#t+1]=(i+j)/3 t[#t+1]='m'..(i+j) \
+             end redis.call('ZADD',KEYS[1],unpack(t)) end redis.call('ZADD',KEYS[1],'-inf','low')",
+        ),
+        (
+            &string,
+            "redis.call('SET',KEYS[1],'') for i=0,16383 do \
+             redis.call('APPEND',KEYS[1],string.format('%063d|',i)) end",
+        ),
+        (
+            &stream,
+            "for i=1,20000 do redis.call('XADD',KEYS[1],'*','n',i) end \
+             redis.call('XGROUP','CREATE',KEYS[1],'g','0')",
+        ),
+    ];
+    for (key, body) in scripts {
+        let _: redis::Value = redis::cmd("EVAL")
+            .arg(body)
+            .arg(1)
+            .arg(key)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
     let _: () = c.pexpire(&list, 100_000).await.unwrap();
     let _: () = c.set(&small, "v").await.unwrap();
     let created = Instant::now();

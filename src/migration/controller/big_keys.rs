@@ -60,11 +60,50 @@ impl Migrations {
         m: &SlotMove,
         settings: &StepSettings,
     ) -> Result<Stepped, String> {
-        let copying = self.topology.stepped_copy();
-        copying.begin(db, key.clone());
+        let copying = self.topology.stepped_copy().begin(db, key.clone());
         let started = Instant::now();
-        let result = self.copy(source, dest, db, key, m, settings).await;
-        copying.end();
+        let result = async {
+            let timeout = settings.timeout;
+            let begun = exchange(source, &stepped::begin(key), 3, timeout).await?;
+            let (Frame::Simple(type_name), Frame::Integer(pttl)) = (&begun[1], &begun[2]) else {
+                return Err(format!("unexpected TYPE/PTTL replies {:?}", &begun[1..]));
+            };
+            let Some(kind) = Kind::of(type_name) else {
+                exchange(source, stepped::give_up().raw(), 1, timeout).await?;
+                return Ok(if &type_name[..] == b"none" {
+                    Stepped::Gone
+                } else {
+                    Stepped::Whole
+                });
+            };
+            // The key's time to live, as an instant (PTTL -1: none; -2 cannot be: TYPE saw it).
+            let expires = u64::try_from(*pttl)
+                .ok()
+                .map(|ms| Instant::now() + Duration::from_millis(ms));
+            let conn = match &mut dest.conn {
+                Some(conn) => conn,
+                None => dest.conn.insert(
+                    self.connect_to(&dest.addr, dest.auth.clone())
+                        .await
+                        .map_err(|e| format!("cannot reach the destination {}: {e}", dest.addr))?,
+                ),
+            };
+            conn.select(db)
+                .await
+                .map_err(|e| format!("{}: SELECT {db}: {e}", dest.addr))?;
+            let staging = stepped::staging_name(key);
+            let outcome = self
+                .steps(source, conn, kind, key, &staging, expires, m, settings)
+                .await;
+            if !matches!(outcome, Ok(Stepped::Moved)) {
+                // Best effort: a staging copy left behind expires by itself within a minute.
+                let _ = exchange(conn, &stepped::drop_staging(&staging), 2, timeout).await;
+                let _ = exchange(source, stepped::give_up().raw(), 1, timeout).await;
+            }
+            outcome
+        }
+        .await;
+        drop(copying);
         if result.is_err() {
             // It may hold an unread reply: the next big key opens another.
             dest.conn = None;
@@ -80,55 +119,6 @@ impl Migrations {
             _ => {}
         }
         result
-    }
-
-    async fn copy(
-        &self,
-        source: &mut DedicatedConn,
-        dest: &mut Destination,
-        db: u32,
-        key: &Bytes,
-        m: &SlotMove,
-        settings: &StepSettings,
-    ) -> Result<Stepped, String> {
-        let timeout = settings.timeout;
-        let begun = exchange(source, &stepped::begin(key), 3, timeout).await?;
-        let (Frame::Simple(type_name), Frame::Integer(pttl)) = (&begun[1], &begun[2]) else {
-            return Err(format!("unexpected TYPE/PTTL replies {:?}", &begun[1..]));
-        };
-        let Some(kind) = Kind::of(type_name) else {
-            exchange(source, stepped::give_up().raw(), 1, timeout).await?;
-            return Ok(if &type_name[..] == b"none" {
-                Stepped::Gone
-            } else {
-                Stepped::Whole
-            });
-        };
-        // The key's time to live, as an instant (PTTL -1: none; -2 cannot be: TYPE saw it).
-        let expires = u64::try_from(*pttl)
-            .ok()
-            .map(|ms| Instant::now() + Duration::from_millis(ms));
-        let conn = match &mut dest.conn {
-            Some(conn) => conn,
-            None => dest.conn.insert(
-                self.connect_to(&dest.addr, dest.auth.clone())
-                    .await
-                    .map_err(|e| format!("cannot reach the destination {}: {e}", dest.addr))?,
-            ),
-        };
-        conn.select(db)
-            .await
-            .map_err(|e| format!("{}: SELECT {db}: {e}", dest.addr))?;
-        let staging = stepped::staging_name(key);
-        let outcome = self
-            .steps(source, conn, kind, key, &staging, expires, m, settings)
-            .await;
-        if !matches!(outcome, Ok(Stepped::Moved)) {
-            // Best effort: a staging copy left behind expires by itself within a minute.
-            let _ = exchange(conn, &stepped::drop_staging(&staging), 2, timeout).await;
-            let _ = exchange(source, stepped::give_up().raw(), 1, timeout).await;
-        }
-        outcome
     }
 
     /// The steps of a copy and its end (see `migration::stepped`).
