@@ -88,10 +88,13 @@ impl Cursor {
     }
 }
 
-/// The staging key `key` is copied into on the destination.
-pub fn staging_name(key: &[u8]) -> Bytes {
-    let mut name = BytesMut::with_capacity(STAGING_PREFIX.len() + key.len());
+/// The staging key an instance tagged `tag` copies `key` into on the destination (each
+/// instance of a fleet its own: two may copy one key at once; the first put in place wins).
+pub fn staging_name(tag: &str, key: &[u8]) -> Bytes {
+    let mut name = BytesMut::with_capacity(STAGING_PREFIX.len() + tag.len() + 1 + key.len());
     name.extend_from_slice(STAGING_PREFIX);
+    name.extend_from_slice(tag.as_bytes());
+    name.extend_from_slice(b":");
     name.extend_from_slice(key);
     name.freeze()
 }
@@ -388,6 +391,6 @@ mod tests {
         assert!(untouched(&Frame::Array(vec![Frame::Integer(1)])));
         assert!(!untouched(&Frame::Array(vec![Frame::Integer(0)])));
         assert!(!untouched(&Frame::NullArray));
-        assert_eq!(&staging_name(b"k")[..], b"slotgate:staging:k");
+        assert_eq!(&staging_name("1f", b"k")[..], b"slotgate:staging:1f:k");
     }
 }

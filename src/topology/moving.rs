@@ -3,11 +3,11 @@
 //! Part of a [`SlotTable`](super::SlotTable); pure.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
 
-use arc_swap::ArcSwapOption;
+use arc_swap::ArcSwap;
 use bytes::Bytes;
+use tokio::sync::Notify;
 
 use crate::placement::Unit;
 use crate::slot::SLOT_COUNT;
@@ -67,21 +67,15 @@ impl MoveCounters {
     }
 }
 
-/// The key the background mover copies in steps (`migration::stepped`), if any. This
-/// instance's requests for it wait until the copy ends, so none moves it whole meanwhile
-/// (the long block of the source the steps avoid). One load per request for a moving slot.
+/// The keys being copied in steps (`migration::stepped`) and those requests asked to be:
+/// this instance's requests for a key being copied wait until its copy ends, so none moves
+/// it whole meanwhile (the long block of the source the steps avoid). One load per request
+/// for a moving slot; a lock only to ask for a copy (a request met a big key).
 #[derive(Debug, Default)]
 pub struct SteppedCopy {
-    current: ArcSwapOption<CopyingKey>,
-}
-
-/// While alive, requests for the key [`SteppedCopy::begin`] named wait.
-pub struct Copying<'a>(&'a SteppedCopy);
-
-impl Drop for Copying<'_> {
-    fn drop(&mut self) {
-        self.0.current.store(None);
-    }
+    copying: ArcSwap<Vec<Arc<CopyingKey>>>,
+    wanted: Mutex<Vec<(u32, Bytes)>>,
+    asked: Notify,
 }
 
 /// A key being copied in steps.
@@ -89,58 +83,81 @@ impl Drop for Copying<'_> {
 pub struct CopyingKey {
     db: u32,
     key: Bytes,
-    start: Instant,
-    /// Milliseconds from `start` to the first request held for it, plus one (0: none yet).
-    first_wait: AtomicU64,
+}
+
+/// While alive, requests for the key [`SteppedCopy::begin`] named wait.
+pub struct Copying<'a> {
+    set: &'a SteppedCopy,
+    key: Arc<CopyingKey>,
+}
+
+impl Drop for Copying<'_> {
+    fn drop(&mut self) {
+        self.set.copying.rcu(|keys| {
+            let mut keys = Vec::clone(keys);
+            keys.retain(|k| !Arc::ptr_eq(k, &self.key));
+            keys
+        });
+    }
 }
 
 impl SteppedCopy {
-    /// The mover starts copying `key` of database `db`, until the guard is dropped (the copy
-    /// done or given up: requests for the key go on).
-    pub fn begin(&self, db: u32, key: Bytes) -> Copying<'_> {
-        self.current.store(Some(Arc::new(CopyingKey {
-            db,
-            key,
-            start: Instant::now(),
-            first_wait: AtomicU64::new(0),
-        })));
-        Copying(self)
-    }
-
-    /// True (and the wait noted) when a request of database `db` touching `keys` must wait
-    /// for the copy.
-    pub fn holds(&self, db: u32, keys: &[Bytes]) -> bool {
-        let guard = self.current.load();
-        let Some(copying) = guard.as_ref() else {
-            return false;
-        };
-        if copying.db != db || !keys.iter().any(|k| *k == copying.key) {
-            return false;
+    /// A copy of `key` of database `db` begins; it ends when the guard is dropped (done or
+    /// given up: requests for the key go on). `None` if that key is being copied already.
+    pub fn begin(&self, db: u32, key: Bytes) -> Option<Copying<'_>> {
+        // Under the lock of the asked-for keys: two tasks cannot both begin one key.
+        let _writers = self.wanted.lock().unwrap_or_else(|e| e.into_inner());
+        if self.holds(db, std::slice::from_ref(&key)) {
+            return None;
         }
-        let since = copying.start.elapsed().as_millis() as u64 + 1;
-        let _ = copying
-            .first_wait
-            .compare_exchange(0, since, Relaxed, Relaxed);
-        true
+        let copying = Arc::new(CopyingKey { db, key });
+        self.copying.rcu(|keys| {
+            let mut keys = Vec::clone(keys);
+            keys.push(Arc::clone(&copying));
+            keys
+        });
+        Some(Copying {
+            set: self,
+            key: copying,
+        })
     }
 
-    /// The database and name of the key being copied, if any.
-    pub fn current(&self) -> Option<(u32, Bytes)> {
-        self.current.load().as_ref().map(|c| (c.db, c.key.clone()))
+    /// True when a request of database `db` touching `keys` must wait for a copy.
+    pub fn holds(&self, db: u32, keys: &[Bytes]) -> bool {
+        let copying = self.copying.load();
+        copying
+            .iter()
+            .any(|c| c.db == db && keys.iter().any(|k| *k == c.key))
     }
 
-    /// How long the longest-waiting request for the key copied has waited.
-    pub fn longest_wait(&self) -> Duration {
-        let guard = self.current.load();
-        let Some(copying) = guard.as_ref() else {
-            return Duration::ZERO;
-        };
-        match copying.first_wait.load(Relaxed) {
-            0 => Duration::ZERO,
-            since => copying
-                .start
-                .elapsed()
-                .saturating_sub(Duration::from_millis(since - 1)),
+    /// The keys being copied, as `(database, name)`.
+    pub fn current(&self) -> Vec<(u32, Bytes)> {
+        let copying = self.copying.load();
+        copying.iter().map(|c| (c.db, c.key.clone())).collect()
+    }
+
+    /// A request met `key` of database `db`, too big to move whole: ask for its copy in steps
+    /// (once: asking again while it is asked for or copied does nothing).
+    pub fn want(&self, db: u32, key: Bytes) {
+        if self.holds(db, std::slice::from_ref(&key)) {
+            return;
+        }
+        let mut wanted = self.wanted.lock().unwrap_or_else(|e| e.into_inner());
+        if !wanted.iter().any(|(d, k)| *d == db && *k == key) {
+            wanted.push((db, key));
+            self.asked.notify_one();
+        }
+    }
+
+    /// The keys asked for since the last call, waiting for one if there is none.
+    pub async fn wanted(&self) -> Vec<(u32, Bytes)> {
+        loop {
+            let asked = self.asked.notified();
+            let taken = std::mem::take(&mut *self.wanted.lock().unwrap_or_else(|e| e.into_inner()));
+            if !taken.is_empty() {
+                return taken;
+            }
+            asked.await;
         }
     }
 }
@@ -284,18 +301,42 @@ mod tests {
     }
 
     #[test]
-    fn requests_for_the_key_copied_in_steps_wait_and_are_timed() {
+    fn requests_for_keys_copied_in_steps_wait_and_copies_are_asked_for_once() {
         let copy = SteppedCopy::default();
         let keys = [Bytes::from_static(b"a"), Bytes::from_static(b"big")];
         assert!(!copy.holds(0, &keys));
-        let copying = copy.begin(0, Bytes::from_static(b"big"));
-        assert_eq!(copy.longest_wait(), Duration::ZERO);
+        let first = copy.begin(0, Bytes::from_static(b"big")).unwrap();
+        let second = copy.begin(2, Bytes::from_static(b"a")).unwrap();
+        assert!(
+            copy.begin(2, Bytes::from_static(b"a")).is_none(),
+            "copied already"
+        );
         assert!(!copy.holds(1, &keys), "another database's key of that name");
-        assert!(!copy.holds(0, &keys[..1]));
         assert!(copy.holds(0, &keys));
-        std::thread::sleep(Duration::from_millis(20));
-        assert!(copy.longest_wait() >= Duration::from_millis(15));
-        drop(copying);
+        assert!(copy.holds(2, &keys[..1]));
+        assert!(!copy.holds(0, &keys[..1]));
+        drop(first);
         assert!(!copy.holds(0, &keys));
+        assert_eq!(copy.current(), [(2, Bytes::from_static(b"a"))]);
+        copy.want(2, Bytes::from_static(b"a")); // being copied: nothing to ask
+        drop(second);
+        copy.want(0, Bytes::from_static(b"big"));
+        copy.want(0, Bytes::from_static(b"big"));
+        copy.want(1, Bytes::from_static(b"big"));
+        let wanted = tokio_test_block_on(copy.wanted());
+        assert_eq!(
+            wanted,
+            [
+                (0, Bytes::from_static(b"big")),
+                (1, Bytes::from_static(b"big"))
+            ]
+        );
+    }
+
+    fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
     }
 }

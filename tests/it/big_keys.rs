@@ -1,7 +1,8 @@
 //! Big keys moving between pools in bounded steps (issue 20, `migration.big_key_bytes`): the
-//! source is never blocked for a whole big value, a request for a key being copied waits for
-//! the copy and then runs on the destination, and every value, its TTL included, arrives
-//! whole. Real redis-servers; the source's own slow log measures how long it was blocked.
+//! source is never blocked for a whole big value — neither by the mover nor by a request
+//! that meets a big key first (it is copied in steps on the request's behalf) — a request for
+//! a key being copied waits for the copy and then runs on the destination, and every value,
+//! its TTL included, arrives whole. Real redis-servers; the source's own slow log measures how long it was blocked.
 
 use crate::common;
 use crate::pool_migration::{keys_on, moving, start_move, start_with, status, until_done};
@@ -139,7 +140,7 @@ async fn big_keys_move_in_bounded_steps_and_a_request_for_one_waits_for_its_copy
         Duration::from_secs(30),
         || async {
             let s = status(&setup).await;
-            if s["copying_in_steps"]["key"] == list.as_str() {
+            if s["copying_in_steps"][0]["key"] == list.as_str() {
                 Ok(())
             } else {
                 Err(s["copying_in_steps"].clone())
@@ -215,6 +216,82 @@ async fn big_keys_move_in_bounded_steps_and_a_request_for_one_waits_for_its_copy
     }
     // The bound: no step (nor any MIGRATE of the mover) blocked the source for long; one
     // MIGRATE of the hash would have (its DUMP alone, plus the wait for the destination).
+    assert!(
+        stepped_us < 50_000 && stepped_us < whole_us,
+        "source blocked {stepped_us} µs by {command}; whole hash {whole_us} µs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_for_a_big_key_the_mover_has_not_reached_copies_it_in_steps_first() {
+    // A mover that moves one key a second: the requests reach the big keys first.
+    let (setup, _file) = start_with(1, |c| {
+        c.migration.batch_keys = 1;
+        c.migration.big_key_bytes = 256 * 1024;
+        c.migration.big_key_step = 100;
+        c.backend.request_timeout_ms = 20_000;
+    });
+    let source: std::net::SocketAddr = setup.servers[0].addr().parse().unwrap();
+    let mut c = setup.client().await;
+    let (list, hash) = (moving_name("list"), moving_name("hash"));
+    for (key, body) in [
+        (
+            &list,
+            "for i=1,100000,1000 do local t={} for j=0,999 do t[#t+1]='element-'..(i+j) end \
+             redis.call('RPUSH',KEYS[1],unpack(t)) end",
+        ),
+        (
+            &hash,
+            "for i=1,100000,500 do local t={} for j=0,499 do t[#t+1]='f'..(i+j) \
+             t[#t+1]='value-'..(i+j) end redis.call('HSET',KEYS[1],unpack(t)) end",
+        ),
+        // Many small keys of the moving slots: the mover meets the big ones late.
+        (
+            &moving_name("small"),
+            "for i=1,10000 do redis.call('SET',KEYS[1]..':'..i,i) end",
+        ),
+    ] {
+        let _: redis::Value = redis::cmd("EVAL")
+            .arg(body)
+            .arg(1)
+            .arg(key)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    let list_before: Vec<String> = c.lrange(&list, 0, -1).await.unwrap();
+    common::redis_cli(source, &["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
+    common::redis_cli(source, &["CONFIG", "SET", "slowlog-max-len", "100000"]);
+    common::redis_cli(source, &["SLOWLOG", "RESET"]);
+    common::redis_cli(source, &["DUMP", &hash]);
+    let (whole_us, _) = longest_logged(source);
+    common::redis_cli(source, &["SLOWLOG", "RESET"]);
+
+    start_move(&setup).await;
+    let fields: u64 = c.hlen(&hash).await.unwrap();
+    assert_eq!(fields, 100_000);
+    let len: u64 = c.rpush(&list, "extra").await.unwrap();
+    assert_eq!(len, 100_001);
+    let (stepped_us, command) = longest_logged(source);
+    let s = status(&setup).await;
+    eprintln!(
+        "source blocked at most {stepped_us} µs ({command}); one DUMP of the hash {whole_us} µs; \
+         {s}"
+    );
+    // Both were copied in steps on behalf of the requests (counted as on-touch moves).
+    assert!(s["on_touch_moves"].as_u64().unwrap() >= 2, "{s}");
+    assert_eq!(s["on_touch_failures"], 0, "{s}");
+    let list_after: Vec<String> = c.lrange(&list, 0, -1).await.unwrap();
+    assert_eq!(list_after[..100_000], list_before[..]);
+    assert_eq!(list_after[100_000], "extra");
+    let on_dest = keys_on(&setup, 3);
+    assert!(
+        on_dest.contains(&list) && on_dest.contains(&hash),
+        "both on p3"
+    );
+    assert!(on_dest.iter().all(|k| !k.starts_with("slotgate:staging:")));
+    let on_source = keys_on(&setup, 0);
+    assert!(!on_source.contains(&list) && !on_source.contains(&hash));
     assert!(
         stepped_us < 50_000 && stepped_us < whole_us,
         "source blocked {stepped_us} µs by {command}; whole hash {whole_us} µs"

@@ -1,7 +1,8 @@
-//! The mover's copy of a big key in bounded steps (`migration::stepped` has the requests and
-//! why no read sees a missing or stale value): each step reads at most
-//! `migration.big_key_step` elements on the source and appends them to a staging key on the
-//! destination; the copy is put in place, then the source's key unlinked. Meanwhile this
+//! Big keys copied in bounded steps (`migration::stepped` has the requests and why no read
+//! sees a missing or stale value): each step reads at most `migration.big_key_step` elements
+//! on the source and appends them to a staging key on the destination; the copy is put in
+//! place, then the source's key unlinked. The mover copies the big keys it finds; beside it,
+//! the copier copies those a request met first (`touch::Outcome::Big`). Meanwhile this
 //! instance's requests for the key wait (`topology::SteppedCopy`) rather than move it whole.
 
 use std::sync::Arc;
@@ -33,8 +34,8 @@ pub(super) enum Stepped {
     Gone,
     /// Not a kind copied in steps (a stream, a module type): it moves whole, with `MIGRATE`.
     Whole,
-    /// Given up (the move changed phase, or a request of this instance waited too long for
-    /// it): the staging copy dropped, the key still on the source.
+    /// Given up (the move changed phase, or the key is being copied already): any staging
+    /// copy dropped, the key still on the source.
     GaveUp,
 }
 
@@ -42,9 +43,6 @@ pub(super) enum Stepped {
 pub(super) struct StepSettings {
     /// Elements per step.
     pub step: u64,
-    /// A request of this instance waiting this long for the key ends the copy (the request
-    /// then moves the key whole).
-    pub patience: Duration,
     /// Each call's timeout.
     pub timeout: Duration,
 }
@@ -60,7 +58,9 @@ impl Migrations {
         m: &SlotMove,
         settings: &StepSettings,
     ) -> Result<Stepped, String> {
-        let copying = self.topology.stepped_copy().begin(db, key.clone());
+        let Some(copying) = self.topology.stepped_copy().begin(db, key.clone()) else {
+            return Ok(Stepped::GaveUp); // copied by the other task of this instance right now
+        };
         let started = Instant::now();
         let result = async {
             let timeout = settings.timeout;
@@ -91,7 +91,7 @@ impl Migrations {
             conn.select(db)
                 .await
                 .map_err(|e| format!("{}: SELECT {db}: {e}", dest.addr))?;
-            let staging = stepped::staging_name(key);
+            let staging = stepped::staging_name(&self.staging_tag, key);
             let outcome = self
                 .steps(source, conn, kind, key, &staging, expires, m, settings)
                 .await;
@@ -141,9 +141,6 @@ impl Migrations {
             if !self.still(m) {
                 return Ok(Stepped::GaveUp);
             }
-            if self.topology.stepped_copy().longest_wait() > settings.patience {
-                return Ok(Stepped::GaveUp);
-            }
             let read = stepped::read(kind, key, &cursor, settings.step);
             let reply = exchange(source, read.raw(), 1, timeout).await?;
             let reply = reply.into_iter().next().unwrap_or(Frame::Null);
@@ -189,6 +186,60 @@ impl Migrations {
         }
         exchange(source, stepped::retire(key).raw(), 1, timeout).await?;
         Ok(Stepped::Moved)
+    }
+
+    /// Beside the mover: copy in steps each big key a request met (`touch::Outcome::Big`),
+    /// on every instance of a fleet (the requests waiting for it are this instance's).
+    pub(super) async fn copy_wanted(self: Arc<Self>) {
+        loop {
+            for (db, key) in self.topology.stepped_copy().wanted().await {
+                if let Err(e) = self.copy_wanted_key(db, &key).await {
+                    tracing::warn!(db, key = %String::from_utf8_lossy(&key),
+                        "big key's copy in steps failed: {e}; a request for it retries");
+                }
+            }
+        }
+    }
+
+    /// Copy `key` of database `db`, which a request met on the source of its move.
+    async fn copy_wanted_key(&self, db: u32, key: &Bytes) -> Result<(), String> {
+        let config = self.reloader.config();
+        let unit = self.topology.table().placement().unit_of(key).get();
+        let Some(m) = config.migration.moves.iter().find(|m| {
+            m.range()
+                .is_some_and(|(first, last)| (first..=last).contains(&unit))
+        }) else {
+            return Ok(()); // the move ended meanwhile
+        };
+        let (to, from) = m.direction();
+        let (source_addr, source_auth) = self.pool_node(&config, from)?;
+        let (dest_addr, dest_auth) = self.pool_node(&config, to)?;
+        let mut source = self
+            .connect_to(&source_addr, source_auth)
+            .await
+            .map_err(|e| format!("cannot reach {source_addr}: {e}"))?;
+        source
+            .select(db)
+            .await
+            .map_err(|e| format!("{source_addr}: SELECT {db}: {e}"))?;
+        let mut dest = Destination {
+            addr: dest_addr,
+            auth: dest_auth,
+            conn: None,
+        };
+        let settings = StepSettings {
+            step: config.migration.big_key_step,
+            timeout: Duration::from_millis(
+                config.migration.timeout_ms + config.backend.request_timeout_ms,
+            ),
+        };
+        let moved = self
+            .move_in_steps(&mut source, &mut dest, db, key, m, &settings)
+            .await?;
+        if moved == Stepped::Moved {
+            self.topology.move_counters().moved_on_touch();
+        }
+        Ok(())
     }
 
     /// A connection of the mover's own to `addr`.

@@ -20,9 +20,15 @@ use crate::resp::{Frame, Request};
 
 impl Migrations {
     /// The background mover: forever, empty the source of each move that is moving or
-    /// aborting, and end the move when its source holds none of its keys. Paused moves and
-    /// an idle proxy cost nothing but a wait.
+    /// aborting, and end the move when its source holds none of its keys; beside it, copy in
+    /// steps the big keys requests met. Paused moves and an idle proxy cost nothing but a
+    /// wait.
     pub async fn run(self: Arc<Self>) {
+        tokio::join!(Arc::clone(&self).move_keys(), self.copy_wanted());
+    }
+
+    /// The background mover's loop (see [`Migrations::run`]).
+    async fn move_keys(self: Arc<Self>) {
         loop {
             let config = self.reloader.config();
             let Some(m) = config
@@ -87,36 +93,13 @@ impl Migrations {
     async fn pass(&self, config: &Config, m: &SlotMove) -> Result<Pass, String> {
         let (first, last) = m.range().ok_or("bad slot range")?;
         let (to, from) = m.direction();
-        let masters = self.topology.sentinel_masters();
-        let node = |pool: &str| -> Result<(Arc<str>, Option<Arc<Credentials>>), String> {
-            let p = config.pools.get(pool).ok_or(format!("no pool {pool:?}"))?;
-            let master = if p.uses_sentinel() {
-                masters
-                    .get(pool)
-                    .cloned()
-                    .ok_or(format!("pool {pool:?}'s master is not known yet"))?
-            } else {
-                p.master.clone()
-            };
-            Ok((
-                master.into(),
-                Credentials::configured(p.username.as_deref(), p.password.as_ref()),
-            ))
-        };
-        let (source, source_auth) = node(from)?;
-        let (dest, dest_auth) = node(to)?;
+        let (source, source_auth) = self.pool_node(config, from)?;
+        let (dest, dest_auth) = self.pool_node(config, to)?;
         let settings = &config.migration;
-        let timeout = Duration::from_millis(config.backend.connect_timeout_ms);
-        let mut conn = DedicatedConn::connect(
-            Arc::clone(&source),
-            timeout,
-            config.protocol.limits(),
-            source_auth,
-            false,
-            self.tls.backend(),
-        )
-        .await
-        .map_err(|e| format!("cannot reach the source pool {from:?} at {source}: {e}"))?;
+        let mut conn = self
+            .connect_to(&source, source_auth)
+            .await
+            .map_err(|e| format!("cannot reach the source pool {from:?} at {source}: {e}"))?;
         let call_timeout =
             Duration::from_millis(settings.timeout_ms + config.backend.request_timeout_ms);
         // Every database of the source that holds keys (pool mode serves SELECT n).
@@ -149,7 +132,6 @@ impl Migrations {
         };
         let steps = StepSettings {
             step: settings.big_key_step,
-            patience: Duration::from_millis(config.backend.request_timeout_ms / 2),
             timeout: call_timeout,
         };
         let mut found = 0u64;
@@ -213,6 +195,7 @@ impl Migrations {
                         db,
                         settings.timeout_ms,
                         &batch,
+                        0, // measured above: the big ones were copied in steps
                     ) else {
                         continue;
                     };
@@ -242,6 +225,7 @@ impl Migrations {
                         Outcome::Failed(e) => {
                             return Err(format!("MIGRATE from {source} to {dest} failed: {e}"))
                         }
+                        Outcome::Big(_) => return Err("unexpected BIGKEY reply".into()),
                     }
                     pace.wait(found).await;
                 }
@@ -256,6 +240,29 @@ impl Migrations {
             p.last_error = None;
         });
         Ok(if found == 0 { Pass::Empty } else { Pass::Moved })
+    }
+
+    /// The master of pool `pool` (as Sentinel names it, for a pool that follows one) and its
+    /// credentials.
+    pub(super) fn pool_node(
+        &self,
+        config: &Config,
+        pool: &str,
+    ) -> Result<(Arc<str>, Option<Arc<Credentials>>), String> {
+        let p = config.pools.get(pool).ok_or(format!("no pool {pool:?}"))?;
+        let master = if p.uses_sentinel() {
+            self.topology
+                .sentinel_masters()
+                .get(pool)
+                .cloned()
+                .ok_or(format!("pool {pool:?}'s master is not known yet"))?
+        } else {
+            p.master.clone()
+        };
+        Ok((
+            master.into(),
+            Credentials::configured(p.username.as_deref(), p.password.as_ref()),
+        ))
     }
 
     /// Count `keys` keys of `bytes` bytes moved by the mover for `m`.
