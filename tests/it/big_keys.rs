@@ -44,6 +44,53 @@ fn longest_logged(addr: std::net::SocketAddr) -> (u64, String) {
     longest
 }
 
+/// A script making `KEYS[1]` a list of 100 000 elements.
+const LIST_100K: &str = "for i=1,100000,1000 do local t={} for j=0,999 do \
+    t[#t+1]='element-'..(i+j) end redis.call('RPUSH',KEYS[1],unpack(t)) end";
+/// A script making `KEYS[1]` a hash of 100 000 fields.
+const HASH_100K: &str = "for i=1,100000,500 do local t={} for j=0,499 do t[#t+1]='f'..(i+j) \
+    t[#t+1]='value-'..(i+j) end redis.call('HSET',KEYS[1],unpack(t)) end";
+
+/// The members of the sorted set `key` with their scores, as the server writes them.
+async fn zset_with_scores(
+    c: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+) -> Vec<(String, String)> {
+    redis::cmd("ZRANGE")
+        .arg(key)
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(c)
+        .await
+        .unwrap()
+}
+
+/// Run each `(key, script)` through the proxy (one key each: routed to its pool).
+async fn build(c: &mut redis::aio::MultiplexedConnection, scripts: &[(&String, &str)]) {
+    for (key, body) in scripts {
+        let _: redis::Value = redis::cmd("EVAL")
+            .arg(*body)
+            .arg(1)
+            .arg(*key)
+            .query_async(c)
+            .await
+            .unwrap();
+    }
+}
+
+/// Log every command of the server at `source` from now on, and return how long one `DUMP`
+/// of `key` (what a `MIGRATE` of it serialises) blocks it (µs).
+fn log_all_after_one_dump(source: std::net::SocketAddr, key: &str) -> u64 {
+    common::redis_cli(source, &["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
+    common::redis_cli(source, &["CONFIG", "SET", "slowlog-max-len", "100000"]);
+    common::redis_cli(source, &["SLOWLOG", "RESET"]);
+    common::redis_cli(source, &["DUMP", key]);
+    let (whole_us, _) = longest_logged(source);
+    common::redis_cli(source, &["SLOWLOG", "RESET"]);
+    whole_us
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn big_keys_move_in_bounded_steps_and_a_request_for_one_waits_for_its_copy() {
     let (setup, _file) = start_with(0, |c| {
@@ -63,18 +110,10 @@ async fn big_keys_move_in_bounded_steps_and_a_request_for_one_waits_for_its_copy
         moving_name("stream"),
     );
     let small = moving_name("small");
-    // Built by scripts through the proxy (one key each: routed to p0, the source).
-    let scripts = [
-        (
-            &list,
-            "for i=1,100000,1000 do local t={} for j=0,999 do t[#t+1]='element-'..(i+j) end \
-             redis.call('RPUSH',KEYS[1],unpack(t)) end",
-        ),
-        (
-            &hash,
-            "for i=1,100000,500 do local t={} for j=0,499 do t[#t+1]='f'..(i+j) \
-             t[#t+1]='value-'..(i+j) end redis.call('HSET',KEYS[1],unpack(t)) end",
-        ),
+    // Built by scripts through the proxy (routed to p0, the source).
+    let scripts: [(&String, &str); 6] = [
+        (&list, LIST_100K),
+        (&hash, HASH_100K),
         (
             &set,
             "for i=1,50000,1000 do local t={} for j=0,999 do t[#t+1]='m'..(i+j) end \
@@ -96,15 +135,7 @@ async fn big_keys_move_in_bounded_steps_and_a_request_for_one_waits_for_its_copy
              redis.call('XGROUP','CREATE',KEYS[1],'g','0')",
         ),
     ];
-    for (key, body) in scripts {
-        let _: redis::Value = redis::cmd("EVAL")
-            .arg(body)
-            .arg(1)
-            .arg(key)
-            .query_async(&mut c)
-            .await
-            .unwrap();
-    }
+    build(&mut c, &scripts).await;
     let _: () = c.pexpire(&list, 100_000).await.unwrap();
     let _: () = c.set(&small, "v").await.unwrap();
     let created = Instant::now();
@@ -113,25 +144,13 @@ async fn big_keys_move_in_bounded_steps_and_a_request_for_one_waits_for_its_copy
     let list_before: Vec<String> = c.lrange(&list, 0, -1).await.unwrap();
     let hash_before: std::collections::BTreeMap<String, String> = c.hgetall(&hash).await.unwrap();
     let set_before: std::collections::BTreeSet<String> = c.smembers(&set).await.unwrap();
-    let zset_before: Vec<(String, String)> = redis::cmd("ZRANGE")
-        .arg(&zset)
-        .arg(0)
-        .arg(-1)
-        .arg("WITHSCORES")
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let zset_before = zset_with_scores(&mut c, &zset).await;
     let string_before: Vec<u8> = c.get(&string).await.unwrap();
     assert_eq!(list_before.len(), 100_000);
     assert_eq!(string_before.len(), 16384 * 64);
 
     // What one MIGRATE of the hash would block the source for: its DUMP alone.
-    common::redis_cli(source, &["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
-    common::redis_cli(source, &["CONFIG", "SET", "slowlog-max-len", "100000"]);
-    common::redis_cli(source, &["SLOWLOG", "RESET"]);
-    common::redis_cli(source, &["DUMP", &hash]);
-    let (whole_us, _) = longest_logged(source);
-    common::redis_cli(source, &["SLOWLOG", "RESET"]);
+    let whole_us = log_all_after_one_dump(source, &hash);
 
     start_move(&setup).await;
     // A request for the list while the mover copies it waits, then runs on the destination.
@@ -175,14 +194,7 @@ async fn big_keys_move_in_bounded_steps_and_a_request_for_one_waits_for_its_copy
     assert!(hash_after == hash_before, "the hash arrived whole");
     let set_after: std::collections::BTreeSet<String> = c.smembers(&set).await.unwrap();
     assert!(set_after == set_before, "the set arrived whole");
-    let zset_after: Vec<(String, String)> = redis::cmd("ZRANGE")
-        .arg(&zset)
-        .arg(0)
-        .arg(-1)
-        .arg("WITHSCORES")
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let zset_after = zset_with_scores(&mut c, &zset).await;
     assert!(zset_after == zset_before, "the sorted set arrived whole");
     let string_after: Vec<u8> = c.get(&string).await.unwrap();
     assert!(string_after == string_before, "the string arrived whole");
@@ -234,38 +246,22 @@ async fn a_request_for_a_big_key_the_mover_has_not_reached_copies_it_in_steps_fi
     let source: std::net::SocketAddr = setup.servers[0].addr().parse().unwrap();
     let mut c = setup.client().await;
     let (list, hash) = (moving_name("list"), moving_name("hash"));
-    for (key, body) in [
-        (
-            &list,
-            "for i=1,100000,1000 do local t={} for j=0,999 do t[#t+1]='element-'..(i+j) end \
-             redis.call('RPUSH',KEYS[1],unpack(t)) end",
-        ),
-        (
-            &hash,
-            "for i=1,100000,500 do local t={} for j=0,499 do t[#t+1]='f'..(i+j) \
-             t[#t+1]='value-'..(i+j) end redis.call('HSET',KEYS[1],unpack(t)) end",
-        ),
-        // Many small keys of the moving slots: the mover meets the big ones late.
-        (
-            &moving_name("small"),
-            "for i=1,10000 do redis.call('SET',KEYS[1]..':'..i,i) end",
-        ),
-    ] {
-        let _: redis::Value = redis::cmd("EVAL")
-            .arg(body)
-            .arg(1)
-            .arg(key)
-            .query_async(&mut c)
-            .await
-            .unwrap();
-    }
+    let small = moving_name("small");
+    build(
+        &mut c,
+        &[
+            (&list, LIST_100K),
+            (&hash, HASH_100K),
+            // Many small keys of the moving slots: the mover meets the big ones late.
+            (
+                &small,
+                "for i=1,10000 do redis.call('SET',KEYS[1]..':'..i,i) end",
+            ),
+        ],
+    )
+    .await;
     let list_before: Vec<String> = c.lrange(&list, 0, -1).await.unwrap();
-    common::redis_cli(source, &["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
-    common::redis_cli(source, &["CONFIG", "SET", "slowlog-max-len", "100000"]);
-    common::redis_cli(source, &["SLOWLOG", "RESET"]);
-    common::redis_cli(source, &["DUMP", &hash]);
-    let (whole_us, _) = longest_logged(source);
-    common::redis_cli(source, &["SLOWLOG", "RESET"]);
+    let whole_us = log_all_after_one_dump(source, &hash);
 
     start_move(&setup).await;
     let fields: u64 = c.hlen(&hash).await.unwrap();
