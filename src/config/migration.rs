@@ -22,6 +22,12 @@ pub struct MigrationConfig {
     /// The `MIGRATE` timeout (milliseconds): how long the source may wait on the destination
     /// for one call.
     pub timeout_ms: u64,
+    /// Keys the source measures (`MEMORY USAGE`) at this many bytes or more are copied in
+    /// steps instead of one `MIGRATE`, which would block the source for the whole value
+    /// (0: never).
+    pub big_key_bytes: u64,
+    /// Elements per step of a big key's copy (64 bytes each for a string).
+    pub big_key_step: u64,
     /// The moves under way. Written by `slotgate migrate` and the admin API at every phase
     /// change; a reload that edits them by hand is refused.
     pub moves: Vec<SlotMove>,
@@ -37,6 +43,8 @@ impl Default for MigrationConfig {
             batch_keys: 100,
             scan_count: 1_000,
             timeout_ms: 5_000,
+            big_key_bytes: 1 << 20,
+            big_key_step: 1_000,
             moves: Vec::new(),
             version: 0,
         }
@@ -110,6 +118,9 @@ pub(super) fn validate(config: &super::Config) -> Vec<ConfigError> {
     }
     if migration.scan_count == 0 {
         fail("migration.scan_count".into(), "must be at least 1".into());
+    }
+    if migration.big_key_step == 0 {
+        fail("migration.big_key_step".into(), "must be at least 1".into());
     }
     if migration.timeout_ms == 0 {
         fail("migration.timeout_ms".into(), "must be at least 1".into());

@@ -40,37 +40,67 @@ pub struct Measured {
     pub bytes: u64,
 }
 
-/// What the `MEMORY USAGE` replies to a batch say: an integer is a key present and its
+/// What the source said of one key of a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Size {
+    /// Present, this many bytes.
+    Bytes(u64),
+    /// Gone (moved on touch meanwhile, expired).
+    Gone,
+    /// `MEMORY` refused: may be there, of unknown size.
+    Unknown,
+}
+
+impl Size {
+    /// True for a key measured at `threshold` bytes or more (never when `threshold` is 0).
+    pub fn at_least(self, threshold: u64) -> bool {
+        matches!(self, Size::Bytes(n) if threshold > 0 && n >= threshold)
+    }
+}
+
+/// What each `MEMORY USAGE` reply of a batch says: an integer is a key present and its
 /// bytes, a null a key gone; an error (`MEMORY` refused) a key that may be there, of unknown
 /// size.
-pub fn total(replies: &[Reply]) -> Measured {
+pub fn sizes(replies: &[Reply]) -> Vec<Size> {
+    replies
+        .iter()
+        .map(|reply| match parse_frame(reply.raw(), &Limits::default()) {
+            Ok(Frame::Integer(n)) => Size::Bytes(u64::try_from(n).unwrap_or(0)),
+            Ok(Frame::Null | Frame::Nil) => Size::Gone,
+            _ => Size::Unknown,
+        })
+        .collect()
+}
+
+/// The keys present among `sizes` and their bytes.
+pub fn total(sizes: &[Size]) -> Measured {
     let mut out = Measured::default();
-    for reply in replies {
-        match parse_frame(reply.raw(), &Limits::default()) {
-            Ok(Frame::Integer(n)) => {
+    for size in sizes {
+        match *size {
+            Size::Bytes(n) => {
                 out.keys += 1;
-                out.bytes += u64::try_from(n).unwrap_or(0);
+                out.bytes += n;
             }
-            Ok(Frame::Null | Frame::Nil) => {}
-            _ => out.keys += 1,
+            Size::Gone => {}
+            Size::Unknown => out.keys += 1,
         }
     }
     out
 }
 
-/// Which of `keys` the source behind `conn` (`addr`) holds, and their bytes, asked within
+/// Which of `keys` the source behind `conn` (`addr`) holds, and the bytes of each, asked within
 /// `timeout`. An error leaves `conn` unusable (a reply may be unread): the caller drops it.
 pub async fn batch(
     conn: &mut DedicatedConn,
     keys: &[Bytes],
     timeout: Duration,
     addr: &str,
-) -> Result<Measured, String> {
+) -> Result<Vec<Size>, String> {
     if keys.is_empty() {
-        return Ok(Measured::default());
+        return Ok(Vec::new());
     }
     match tokio::time::timeout(timeout, conn.call(&requests(keys), keys.len())).await {
-        Ok(Ok(replies)) => Ok(total(&replies)),
+        Ok(Ok(replies)) => Ok(sizes(&replies)),
         Ok(Err(e)) => Err(format!("{addr}: MEMORY USAGE: {e}")),
         Err(_) => Err(format!(
             "no MEMORY USAGE reply from {addr} within {} ms",
@@ -103,18 +133,24 @@ mod tests {
     fn present_keys_and_their_bytes_are_summed() {
         let replies = [reply(b":56\r\n"), reply(b"$-1\r\n"), reply(b":1000\r\n")];
         assert_eq!(
-            total(&replies),
+            sizes(&replies),
+            [Size::Bytes(56), Size::Gone, Size::Bytes(1000)]
+        );
+        assert_eq!(
+            total(&sizes(&replies)),
             Measured {
                 keys: 2,
                 bytes: 1056
             }
         );
+        assert!(Size::Bytes(1000).at_least(1000) && !Size::Bytes(999).at_least(1000));
+        assert!(!Size::Bytes(1000).at_least(0) && !Size::Unknown.at_least(1));
         assert_eq!(total(&[]), Measured::default());
         // MEMORY refused: every key may be there, of unknown size.
         let refused = [
             reply(b"-ERR unknown command 'MEMORY'\r\n"),
             reply(b"$-1\r\n"),
         ];
-        assert_eq!(total(&refused), Measured { keys: 1, bytes: 0 });
+        assert_eq!(total(&sizes(&refused)), Measured { keys: 1, bytes: 0 });
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! A move (`[[migration.moves]]`) routes its slots to the destination pool at once; every
 //! request first moves the keys it touches there (`touch`), and a background mover
-//! (`mover`) copies the rest. When the source holds none of the slots' keys, the slot map is
+//! (`mover`) copies the rest, big keys in bounded steps (`stepped`). When the source holds none of the slots' keys, the slot map is
 //! switched for good in the config file. Phase changes hold the slots' requests until every
 //! worker has settled what it sent by the older table.
 
@@ -13,6 +13,7 @@ pub mod fleet;
 mod measure;
 pub mod persist;
 pub mod settle;
+pub mod stepped;
 
 pub use controller::Migrations;
 pub use settle::Settle;

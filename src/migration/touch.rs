@@ -1,5 +1,6 @@
 //! The on-touch move, pure: which keys a request touches, the `MIGRATE` that moves them from
-//! the source pool to the destination, and what its reply means.
+//! the source pool to the destination (in a script that first checks none is a big key, to
+//! be copied in steps instead: `migration::stepped`), and what its reply means.
 //!
 //! `MIGRATE … REPLACE KEYS k…` runs on the source as one command: it copies the keys to the
 //! destination, waits for the destination's `OK`, then deletes them from the source. The
@@ -43,16 +44,29 @@ pub fn keys_of(payload: &[u8], custom: Option<&'static CustomCommands>) -> Vec<B
     keys
 }
 
+/// The script a request's move runs when big keys are copied in steps: one `MEMORY USAGE`
+/// per key (Redis' sampled estimate: constant work), and the `MIGRATE` only if none is big
+/// and of a kind copied in steps (`migration::stepped`; streams and module types move
+/// whole) — else the error `BIGKEY i` naming the first big one (1-based), and nothing moved.
+const GUARDED_MIGRATE: &str = "local stepped = {list=1, hash=1, set=1, zset=1, string=1} \
+    for i, k in ipairs(KEYS) do \
+    local n = redis.call('MEMORY', 'USAGE', k) \
+    if n and n >= tonumber(ARGV[1]) and stepped[redis.call('TYPE', k)['ok']] then \
+    return redis.error_reply('BIGKEY ' .. i) end \
+    end return redis.call('MIGRATE', unpack(ARGV, 2))";
+
 /// `MIGRATE host port "" db timeout REPLACE [AUTH …] KEYS keys…` for the destination `dest`
 /// (`HOST:PORT`), which takes `auth`; the keys land in database `db` there (the one they are
-/// in on the source: the connection sending it must be in it too). `None` when `dest` is
-/// not `HOST:PORT` or no key is given.
+/// in on the source: the connection sending it must be in it too). With `big_key_bytes`
+/// above 0, the `MIGRATE` is run by a script that first checks no key is that big
+/// ([`Outcome::Big`] otherwise). `None` when `dest` is not `HOST:PORT` or no key is given.
 pub fn migrate_request(
     dest: &str,
     auth: Option<&Credentials>,
     db: u32,
     timeout_ms: u64,
     keys: &[Bytes],
+    big_key_bytes: u64,
 ) -> Option<Bytes> {
     let (host, port) = dest.rsplit_once(':')?;
     if keys.is_empty() {
@@ -72,6 +86,18 @@ pub fn migrate_request(
     }
     args.push(Bytes::from_static(b"KEYS"));
     args.extend(keys.iter().cloned());
+    if big_key_bytes > 0 {
+        // EVAL script numkeys keys… threshold MIGRATE's arguments (without its name).
+        let mut eval = vec![
+            Bytes::from_static(b"EVAL"),
+            Bytes::from_static(GUARDED_MIGRATE.as_bytes()),
+            Bytes::from(keys.len().to_string()),
+        ];
+        eval.extend(keys.iter().cloned());
+        eval.push(Bytes::from(big_key_bytes.to_string()));
+        eval.extend(args.into_iter().skip(1));
+        args = eval;
+    }
     Some(crate::resp::Request::from_args(args).raw().clone())
 }
 
@@ -82,6 +108,8 @@ pub enum Outcome {
     Moved,
     /// `+NOKEY`: none of them was on the source (already moved, or never written).
     NoKey,
+    /// `-BIGKEY i`: the `i`th key (0-based here) is too big to move whole; nothing moved.
+    Big(usize),
     /// An error: the keys stay where they were (the source deletes only after the
     /// destination's `OK`). The node's error line, without `-` and CRLF.
     Failed(String),
@@ -94,6 +122,14 @@ impl Outcome {
         match line {
             b"+OK" => Outcome::Moved,
             b"+NOKEY" => Outcome::NoKey,
+            _ if line.starts_with(b"-BIGKEY ") => std::str::from_utf8(&line[8..])
+                .ok()
+                .and_then(|i| i.parse::<usize>().ok())
+                .filter(|&i| i > 0)
+                .map_or_else(
+                    || Outcome::Failed(String::from_utf8_lossy(&line[1..]).into_owned()),
+                    |i| Outcome::Big(i - 1),
+                ),
             _ => Outcome::Failed(
                 String::from_utf8_lossy(line.strip_prefix(b"-").unwrap_or(line)).into_owned(),
             ),
@@ -105,6 +141,14 @@ impl Outcome {
 pub fn failure_reply(unit: u16, error: &str) -> Bytes {
     Bytes::from(format!(
         "-TRYAGAIN slot {unit} is moving between pools and its keys could not be moved: {error}\r\n"
+    ))
+}
+
+/// The error a client gets when a key of its request was still being copied in steps when
+/// the request's deadline passed (`migration::stepped`): the request did not run.
+pub fn stepping_reply(unit: u16) -> Bytes {
+    Bytes::from(format!(
+        "-TRYAGAIN slot {unit} is moving between pools and a key of the request is being copied in steps; try again\r\n"
     ))
 }
 
@@ -145,7 +189,7 @@ mod tests {
     #[test]
     fn migrate_names_the_destination_its_login_and_the_keys() {
         let keys = [Bytes::from_static(b"a"), Bytes::from_static(b"b")];
-        let plain = migrate_request("127.0.0.1:7002", None, 0, 5000, &keys).unwrap();
+        let plain = migrate_request("127.0.0.1:7002", None, 0, 5000, &keys, 0).unwrap();
         assert_eq!(
             plain,
             raw(&[
@@ -162,13 +206,35 @@ mod tests {
             ])
         );
         let auth = Credentials::new(Some("u".into()), "p");
-        let with_user = migrate_request("h:1", Some(&auth), 3, 9, &keys[..1]).unwrap();
+        let with_user = migrate_request("h:1", Some(&auth), 3, 9, &keys[..1], 0).unwrap();
         assert_eq!(
             with_user,
             raw(&["MIGRATE", "h", "1", "", "3", "9", "REPLACE", "AUTH2", "u", "p", "KEYS", "a"])
         );
-        assert!(migrate_request("nohost", None, 0, 1, &keys).is_none());
-        assert!(migrate_request("h:1", None, 0, 1, &[]).is_none());
+        assert!(migrate_request("nohost", None, 0, 1, &keys, 0).is_none());
+        assert!(migrate_request("h:1", None, 0, 1, &[], 0).is_none());
+        // Big keys guarded: a script checks each key's size before the same MIGRATE.
+        let guarded = migrate_request("h:1", None, 0, 9, &keys, 1024).unwrap();
+        assert_eq!(
+            guarded,
+            raw(&[
+                "EVAL",
+                GUARDED_MIGRATE,
+                "2",
+                "a",
+                "b",
+                "1024",
+                "h",
+                "1",
+                "",
+                "0",
+                "9",
+                "REPLACE",
+                "KEYS",
+                "a",
+                "b"
+            ])
+        );
     }
 
     #[test]
@@ -178,6 +244,11 @@ mod tests {
         assert_eq!(
             Outcome::of(b"-IOERR error or timeout reading to target instance\r\n"),
             Outcome::Failed("IOERR error or timeout reading to target instance".into())
+        );
+        assert_eq!(Outcome::of(b"-BIGKEY 2\r\n"), Outcome::Big(1));
+        assert_eq!(
+            Outcome::of(b"-BIGKEY x\r\n"),
+            Outcome::Failed("BIGKEY x".into())
         );
     }
 }

@@ -99,6 +99,12 @@ pub struct Router {
     custom: Option<&'static CustomCommands>,
     /// `MIGRATE` timeout of on-touch moves (`migration.timeout_ms`).
     migrate_timeout_ms: u64,
+    /// Keys this big or more are not moved whole on touch but copied in steps
+    /// (`migration.big_key_bytes`; 0: always whole).
+    big_key_bytes: u64,
+    /// A request with less time than this left moves its keys whole, big or not (half of
+    /// `backend.request_timeout_ms`): it waited for a copy in steps long enough.
+    big_key_patience: Duration,
     /// Requests between their on-touch `MIGRATE` and their forwarding.
     on_touch: moving::OnTouch,
 }
@@ -156,6 +162,8 @@ impl Router {
             me: weak.clone(),
             custom,
             migrate_timeout_ms: config.migration.timeout_ms,
+            big_key_bytes: config.migration.big_key_bytes,
+            big_key_patience: Duration::from_millis(config.backend.request_timeout_ms / 2),
             on_touch: moving::OnTouch::default(),
         })
     }

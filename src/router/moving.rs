@@ -107,12 +107,19 @@ impl Router {
             return self.fail(out, reply);
         };
         let keys = touch::keys_of(&out.request, self.custom);
+        let big_key_bytes = self.big_key_bytes(out.deadline, now);
+        if big_key_bytes > 0 && self.topology.stepped_copy().holds(out.db, &keys) {
+            // One of its keys is being copied in steps: a MIGRATE now would block the source.
+            let error = touch::stepping_reply(out.unit.get());
+            return self.retry_later(out, error, now);
+        }
         let migrate = touch::migrate_request(
             &to.master,
             to.auth.as_deref(),
             out.db,
             self.migrate_timeout_ms,
             &keys,
+            big_key_bytes,
         );
         let dest_addr = Arc::clone(&to.master);
         let Some(migrate) = migrate else {
@@ -166,7 +173,14 @@ impl Router {
         if !self.on_touch.busy() {
             self.on_touch.idle.raise();
         }
-        match self.on_touch_outcome(Outcome::of(reply)) {
+        let outcome = Outcome::of(reply);
+        if let Outcome::Big(i) = outcome {
+            // Too big to move whole: copied in steps first, the request retried meanwhile.
+            self.want_copied(&out.request, out.db, i);
+            let error = touch::stepping_reply(out.unit.get());
+            return self.retry_later(out, error, Instant::now());
+        }
+        match self.on_touch_outcome(outcome) {
             Ok(()) => self.send_to(dest, out, Instant::now()),
             Err(error) => {
                 tracing::warn!(
@@ -180,6 +194,23 @@ impl Router {
         }
     }
 
+    /// The size from which an on-touch move leaves a key to be copied in steps: 0 (move
+    /// whole) once the request, due at `deadline`, has waited long enough.
+    fn big_key_bytes(&self, deadline: Instant, now: Instant) -> u64 {
+        if deadline.saturating_duration_since(now) > self.big_key_patience {
+            self.big_key_bytes
+        } else {
+            0
+        }
+    }
+
+    /// Ask for the copy in steps of the `index`th key of `request` (database `db`).
+    fn want_copied(&self, request: &[u8], db: u32, index: usize) {
+        if let Some(key) = touch::keys_of(request, self.custom).into_iter().nth(index) {
+            self.topology.stepped_copy().want(db, key);
+        }
+    }
+
     /// Count an on-touch `MIGRATE`'s outcome: `Ok` when the request may go on (its keys
     /// moved, or none was left to move), the node's error otherwise.
     fn on_touch_outcome(&self, outcome: Outcome) -> Result<(), String> {
@@ -190,6 +221,7 @@ impl Router {
                 Ok(())
             }
             Outcome::NoKey => Ok(()),
+            Outcome::Big(_) => Err("a key too big to move whole".into()),
             Outcome::Failed(error) => {
                 counters.on_touch_failed();
                 Err(error)
@@ -240,7 +272,13 @@ impl Router {
     /// goes to the unit's master on a dedicated connection: if the unit is moving, move the
     /// keys it touches to that master first (one `MIGRATE` on the source, on a connection of
     /// its own in the same database).
-    pub async fn move_keys_first(&self, unit: Unit, payload: &[u8], db: u32) -> Result<(), NotYet> {
+    pub async fn move_keys_first(
+        &self,
+        unit: Unit,
+        payload: &[u8],
+        db: u32,
+        deadline: Instant,
+    ) -> Result<(), NotYet> {
         let (source, dest) = {
             let table = self.table();
             match table.moving(unit) {
@@ -266,12 +304,17 @@ impl Router {
         // Counted even for a blocking command: a phase change waits for its MIGRATE.
         let _turn = self.dedicated_turn();
         let keys = touch::keys_of(payload, self.custom);
+        let big_key_bytes = self.big_key_bytes(deadline, Instant::now());
+        if big_key_bytes > 0 && self.topology.stepped_copy().holds(db, &keys) {
+            return Err(NotYet::Held(touch::stepping_reply(unit.get())));
+        }
         let Some(migrate) = touch::migrate_request(
             &dest.0,
             dest.1.as_deref(),
             db,
             self.migrate_timeout_ms,
             &keys,
+            big_key_bytes,
         ) else {
             return Ok(());
         };
@@ -295,9 +338,13 @@ impl Router {
             Err(_) => return Err(fail(format!("no reply from {source} in {timeout:?}"))),
         };
         self.give_back(conn);
-        match reply {
-            Some(reply) => self
-                .on_touch_outcome(Outcome::of(reply.raw()))
+        match reply.map(|r| Outcome::of(r.raw())) {
+            Some(Outcome::Big(i)) => {
+                self.want_copied(payload, db, i);
+                Err(NotYet::Held(touch::stepping_reply(unit.get())))
+            }
+            Some(outcome) => self
+                .on_touch_outcome(outcome)
                 .map_err(|error| NotYet::Failed(touch::failure_reply(unit.get(), &error))),
             None => Err(fail("no reply".into())),
         }

@@ -579,7 +579,7 @@ pub(super) async fn on_master(
         if let Some(unit) = unit.filter(|_| !redirected) {
             match worker
                 .router()
-                .move_keys_first(unit, payload, lease.db)
+                .move_keys_first(unit, payload, lease.db, deadline)
                 .await
             {
                 Ok(()) => {}

@@ -36,7 +36,7 @@ use crate::resp::{Frame, Limits};
 use crate::tls::{BackendTls, TlsContext};
 
 pub use health::Health;
-pub use moving::{MoveCounters, MoveRoute, Moving};
+pub use moving::{MoveCounters, MoveRoute, Moving, SteppedCopy};
 pub use table::{Shard, ShardInfo, ShardSettings, SlotTable, TableError};
 
 /// Why no usable table could be obtained.
@@ -127,6 +127,8 @@ pub struct Topology {
     health_generation: AtomicU64,
     /// Keys moved between pools (pool mode migrations).
     moves: MoveCounters,
+    /// The key the background mover copies in steps, if any.
+    stepped: SteppedCopy,
     /// The version of each table stored, for [`Topology::table_changes`].
     changes: tokio::sync::watch::Sender<u64>,
     /// What the table's host names resolve to (`names::run` keeps it current).
@@ -168,6 +170,7 @@ impl Topology {
             health: ArcSwap::from_pointee(Health::default()),
             health_generation: AtomicU64::new(0),
             moves: MoveCounters::default(),
+            stepped: SteppedCopy::default(),
             changes: tokio::sync::watch::Sender::new(0),
             names: names::Names::default(),
         })
@@ -256,6 +259,11 @@ impl Topology {
     /// Counters of keys moved between pools.
     pub fn move_counters(&self) -> &MoveCounters {
         &self.moves
+    }
+
+    /// The key the background mover copies in steps (requests for it wait).
+    pub fn stepped_copy(&self) -> &SteppedCopy {
+        &self.stepped
     }
 
     /// The pool configuration in force (pool mode).

@@ -3,6 +3,11 @@
 //! Part of a [`SlotTable`](super::SlotTable); pure.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use tokio::sync::Notify;
 
 use crate::placement::Unit;
 use crate::slot::SLOT_COUNT;
@@ -59,6 +64,101 @@ impl MoveCounters {
     /// Bytes the background mover moved, as the source measured them (`MEMORY USAGE`).
     pub fn background_bytes(&self) -> u64 {
         self.background_bytes.load(Relaxed)
+    }
+}
+
+/// The keys being copied in steps (`migration::stepped`) and those requests asked to be:
+/// this instance's requests for a key being copied wait until its copy ends, so none moves
+/// it whole meanwhile (the long block of the source the steps avoid). One load per request
+/// for a moving slot; a lock only to ask for a copy (a request met a big key).
+#[derive(Debug, Default)]
+pub struct SteppedCopy {
+    copying: ArcSwap<Vec<Arc<CopyingKey>>>,
+    wanted: Mutex<Vec<(u32, Bytes)>>,
+    asked: Notify,
+}
+
+/// A key being copied in steps.
+#[derive(Debug)]
+pub struct CopyingKey {
+    db: u32,
+    key: Bytes,
+}
+
+/// While alive, requests for the key [`SteppedCopy::begin`] named wait.
+pub struct Copying<'a> {
+    set: &'a SteppedCopy,
+    key: Arc<CopyingKey>,
+}
+
+impl Drop for Copying<'_> {
+    fn drop(&mut self) {
+        self.set.copying.rcu(|keys| {
+            let mut keys = Vec::clone(keys);
+            keys.retain(|k| !Arc::ptr_eq(k, &self.key));
+            keys
+        });
+    }
+}
+
+impl SteppedCopy {
+    /// A copy of `key` of database `db` begins; it ends when the guard is dropped (done or
+    /// given up: requests for the key go on). `None` if that key is being copied already.
+    pub fn begin(&self, db: u32, key: Bytes) -> Option<Copying<'_>> {
+        // Under the lock of the asked-for keys: two tasks cannot both begin one key.
+        let _writers = self.wanted.lock().unwrap_or_else(|e| e.into_inner());
+        if self.holds(db, std::slice::from_ref(&key)) {
+            return None;
+        }
+        let copying = Arc::new(CopyingKey { db, key });
+        self.copying.rcu(|keys| {
+            let mut keys = Vec::clone(keys);
+            keys.push(Arc::clone(&copying));
+            keys
+        });
+        Some(Copying {
+            set: self,
+            key: copying,
+        })
+    }
+
+    /// True when a request of database `db` touching `keys` must wait for a copy.
+    pub fn holds(&self, db: u32, keys: &[Bytes]) -> bool {
+        let copying = self.copying.load();
+        copying
+            .iter()
+            .any(|c| c.db == db && keys.iter().any(|k| *k == c.key))
+    }
+
+    /// The keys being copied, as `(database, name)`.
+    pub fn current(&self) -> Vec<(u32, Bytes)> {
+        let copying = self.copying.load();
+        copying.iter().map(|c| (c.db, c.key.clone())).collect()
+    }
+
+    /// A request met `key` of database `db`, too big to move whole: ask for its copy in steps
+    /// (once: asking again while it is asked for or copied does nothing).
+    pub fn want(&self, db: u32, key: Bytes) {
+        if self.holds(db, std::slice::from_ref(&key)) {
+            return;
+        }
+        let mut wanted = self.wanted.lock().unwrap_or_else(|e| e.into_inner());
+        if !wanted.iter().any(|(d, k)| *d == db && *k == key) {
+            wanted.push((db, key));
+            self.asked.notify_one();
+        }
+    }
+
+    /// The keys asked for since the last call, waiting for one if there is none.
+    pub async fn wanted(&self) -> Vec<(u32, Bytes)> {
+        loop {
+            let asked = self.asked.notified();
+            let taken = std::mem::take(&mut *self.wanted.lock().unwrap_or_else(|e| e.into_inner()));
+            if !taken.is_empty() {
+                return taken;
+            }
+            asked.await;
+        }
     }
 }
 
@@ -198,5 +298,45 @@ mod tests {
             m.describe(&|i| format!("s{i}")),
             ["10-14 moving from s2", "15-15 held", "16-20 moving from s2"]
         );
+    }
+
+    #[test]
+    fn requests_for_keys_copied_in_steps_wait_and_copies_are_asked_for_once() {
+        let copy = SteppedCopy::default();
+        let keys = [Bytes::from_static(b"a"), Bytes::from_static(b"big")];
+        assert!(!copy.holds(0, &keys));
+        let first = copy.begin(0, Bytes::from_static(b"big")).unwrap();
+        let second = copy.begin(2, Bytes::from_static(b"a")).unwrap();
+        assert!(
+            copy.begin(2, Bytes::from_static(b"a")).is_none(),
+            "copied already"
+        );
+        assert!(!copy.holds(1, &keys), "another database's key of that name");
+        assert!(copy.holds(0, &keys));
+        assert!(copy.holds(2, &keys[..1]));
+        assert!(!copy.holds(0, &keys[..1]));
+        drop(first);
+        assert!(!copy.holds(0, &keys));
+        assert_eq!(copy.current(), [(2, Bytes::from_static(b"a"))]);
+        copy.want(2, Bytes::from_static(b"a")); // being copied: nothing to ask
+        drop(second);
+        copy.want(0, Bytes::from_static(b"big"));
+        copy.want(0, Bytes::from_static(b"big"));
+        copy.want(1, Bytes::from_static(b"big"));
+        let wanted = tokio_test_block_on(copy.wanted());
+        assert_eq!(
+            wanted,
+            [
+                (0, Bytes::from_static(b"big")),
+                (1, Bytes::from_static(b"big"))
+            ]
+        );
+    }
+
+    fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
     }
 }

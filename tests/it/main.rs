@@ -16,6 +16,7 @@ mod common;
 mod admin_commands;
 mod auth;
 mod backend_auth;
+mod big_keys;
 mod blocking;
 mod busy_scripts;
 mod colocate;

@@ -24,17 +24,26 @@ const MAP: &[(&str, &str)] = &[
 /// Half of p0's slots.
 pub(crate) const MOVING: (u16, u16) = (0, 2730);
 
-fn moving(key: &str) -> bool {
+pub(crate) fn moving(key: &str) -> bool {
     (MOVING.0..=MOVING.1).contains(&Slot::of(key.as_bytes()).get())
 }
 
 /// Four servers, the proxy over them with an admin listener and a config file it rewrites.
 pub(crate) fn start(keys_per_second: u64) -> (PoolSetup, tempfile_path::TempPath) {
+    start_with(keys_per_second, |_| {})
+}
+
+/// [`start`], with `tweak` applied to the config first.
+pub(crate) fn start_with(
+    keys_per_second: u64,
+    tweak: impl FnOnce(&mut Config),
+) -> (PoolSetup, tempfile_path::TempPath) {
     let servers = standalone_servers(4);
     let mut config = common::pool_config(&servers, MAP);
     common::with_admin(&mut config);
     config.migration.keys_per_second = keys_per_second;
     config.migration.batch_keys = 50;
+    tweak(&mut config);
     let file = tempfile_path::TempPath::new("slotgate-migration", ".toml");
     std::fs::write(&file.0, toml::to_string(&config).unwrap()).unwrap();
     let proxy = Proxy::start(config).expect("start slotgate in pool mode");
@@ -85,7 +94,7 @@ pub(crate) async fn status(setup: &PoolSetup) -> serde_json::Value {
 }
 
 /// Wait until no move is left (the mover finished it), up to `limit`.
-async fn until_done(setup: &PoolSetup, limit: Duration) -> serde_json::Value {
+pub(crate) async fn until_done(setup: &PoolSetup, limit: Duration) -> serde_json::Value {
     eventually("every move finished", limit, || async {
         let s = status(setup).await;
         if s["moves"].as_array().is_some_and(Vec::is_empty) {
@@ -98,13 +107,13 @@ async fn until_done(setup: &PoolSetup, limit: Duration) -> serde_json::Value {
 }
 
 /// Keys stored on server `i`, read directly.
-fn keys_on(setup: &PoolSetup, i: usize) -> Vec<String> {
+pub(crate) fn keys_on(setup: &PoolSetup, i: usize) -> Vec<String> {
     let out = common::redis_cli(setup.servers[i].addr().parse().unwrap(), &["--scan"]);
     out.lines().map(str::to_string).collect()
 }
 
 /// Start moving [`MOVING`] to p3.
-async fn start_move(setup: &PoolSetup) {
+pub(crate) async fn start_move(setup: &PoolSetup) {
     let path = format!("/migrations/start?slots={}-{}&to=p3", MOVING.0, MOVING.1);
     admin(setup, hyper::Method::POST, &path).await.unwrap();
 }
@@ -584,15 +593,17 @@ async fn a_blocked_pop_follows_its_key_to_the_new_pool() {
 async fn a_destination_with_a_password_that_runs_out_of_memory_pauses_then_finishes() {
     use slotgate::local_redis::{RedisServer, ServerOptions};
     let mut servers = standalone_servers(3);
-    // p3 needs a password (MIGRATE logs in with the pool's), and has almost no memory.
-    servers.push(
-        RedisServer::start(ServerOptions {
-            extra_args: ["--maxmemory", "1mb"].map(String::from).to_vec(),
-            ..ServerOptions::default()
-        })
-        .unwrap(),
-    );
+    // p3 needs a password (MIGRATE logs in with the pool's), and has room for about 1 MB
+    // of keys (over what it uses empty, which varies by a few hundred KB from run to run).
+    servers.push(RedisServer::start(ServerOptions::default()).unwrap());
     let p3: std::net::SocketAddr = servers[3].addr().parse().unwrap();
+    let info = common::redis_cli(p3, &["INFO", "memory"]);
+    let used: u64 = info_field(&info, "used_memory").unwrap().parse().unwrap();
+    let limit = (used + 1_000_000).to_string();
+    assert_eq!(
+        common::redis_cli(p3, &["CONFIG", "SET", "maxmemory", &limit]),
+        "OK"
+    );
     assert_eq!(
         common::redis_cli(p3, &["CONFIG", "SET", "requirepass", "s3cret"]),
         "OK"

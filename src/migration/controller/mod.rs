@@ -12,6 +12,7 @@
 //! With a fleet, steps 1–2 and 4 run on every instance (`peer`: the other side). The
 //! background mover is `mover`.
 
+mod big_keys;
 mod mover;
 mod peer;
 
@@ -73,6 +74,8 @@ pub struct Migrations {
     progress: Mutex<BTreeMap<String, MoveProgress>>,
     /// Raised by a phase change: the mover looks at the moves again.
     wake: Notify,
+    /// This instance's part of its staging keys' names (random, per process).
+    staging_tag: String,
 }
 
 impl std::fmt::Debug for Migrations {
@@ -101,6 +104,14 @@ impl Migrations {
             batch: Arc::new(tokio::sync::Mutex::new(())),
             progress: Mutex::new(BTreeMap::new()),
             wake: Notify::new(),
+            staging_tag: {
+                use std::hash::{BuildHasher, Hasher};
+                // Randomly keyed by the standard library: a random number, no extra crate.
+                let random = std::collections::hash_map::RandomState::new()
+                    .build_hasher()
+                    .finish();
+                format!("{:08x}", random as u32)
+            },
         })
     }
 
@@ -361,6 +372,9 @@ impl Migrations {
             "background_bytes_moved": self.topology.move_counters().background_bytes(),
             "background_failures": background_failures,
             "keys_per_second_limit": config.migration.keys_per_second,
+            "copying_in_steps": self.topology.stepped_copy().current().into_iter()
+                .map(|(db, key)| json!({"db": db, "key": String::from_utf8_lossy(&key)}))
+                .collect::<Vec<_>>(),
         })
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::big_keys::{Destination, StepSettings, Stepped};
 use super::{key, Migrations, MoveProgress};
 use crate::backend::dedicated::DedicatedConn;
 use crate::backend::Credentials;
@@ -19,9 +20,15 @@ use crate::resp::{Frame, Request};
 
 impl Migrations {
     /// The background mover: forever, empty the source of each move that is moving or
-    /// aborting, and end the move when its source holds none of its keys. Paused moves and
-    /// an idle proxy cost nothing but a wait.
+    /// aborting, and end the move when its source holds none of its keys; beside it, copy in
+    /// steps the big keys requests met. Paused moves and an idle proxy cost nothing but a
+    /// wait.
     pub async fn run(self: Arc<Self>) {
+        tokio::join!(Arc::clone(&self).move_keys(), self.copy_wanted());
+    }
+
+    /// The background mover's loop (see [`Migrations::run`]).
+    async fn move_keys(self: Arc<Self>) {
         loop {
             let config = self.reloader.config();
             let Some(m) = config
@@ -86,36 +93,13 @@ impl Migrations {
     async fn pass(&self, config: &Config, m: &SlotMove) -> Result<Pass, String> {
         let (first, last) = m.range().ok_or("bad slot range")?;
         let (to, from) = m.direction();
-        let masters = self.topology.sentinel_masters();
-        let node = |pool: &str| -> Result<(Arc<str>, Option<Arc<Credentials>>), String> {
-            let p = config.pools.get(pool).ok_or(format!("no pool {pool:?}"))?;
-            let master = if p.uses_sentinel() {
-                masters
-                    .get(pool)
-                    .cloned()
-                    .ok_or(format!("pool {pool:?}'s master is not known yet"))?
-            } else {
-                p.master.clone()
-            };
-            Ok((
-                master.into(),
-                Credentials::configured(p.username.as_deref(), p.password.as_ref()),
-            ))
-        };
-        let (source, source_auth) = node(from)?;
-        let (dest, dest_auth) = node(to)?;
+        let (source, source_auth) = self.pool_node(config, from)?;
+        let (dest, dest_auth) = self.pool_node(config, to)?;
         let settings = &config.migration;
-        let timeout = Duration::from_millis(config.backend.connect_timeout_ms);
-        let mut conn = DedicatedConn::connect(
-            Arc::clone(&source),
-            timeout,
-            config.protocol.limits(),
-            source_auth,
-            false,
-            self.tls.backend(),
-        )
-        .await
-        .map_err(|e| format!("cannot reach the source pool {from:?} at {source}: {e}"))?;
+        let mut conn = self
+            .connect_to(&source, source_auth)
+            .await
+            .map_err(|e| format!("cannot reach the source pool {from:?} at {source}: {e}"))?;
         let call_timeout =
             Duration::from_millis(settings.timeout_ms + config.backend.request_timeout_ms);
         // Every database of the source that holds keys (pool mode serves SELECT n).
@@ -141,6 +125,15 @@ impl Migrations {
             });
         }
         let placement = self.topology.table().placement().clone();
+        let mut destination = Destination {
+            addr: Arc::clone(&dest),
+            auth: dest_auth.clone(),
+            conn: None,
+        };
+        let steps = StepSettings {
+            step: settings.big_key_step,
+            timeout: call_timeout,
+        };
         let mut found = 0u64;
         let pace = Pace::new(settings.keys_per_second);
         for &(db, _) in &databases {
@@ -165,41 +158,74 @@ impl Migrations {
                     .collect();
                 self.bump(m, |p| p.scanned += scanned);
                 for batch in keys.chunks(settings.batch_keys) {
+                    // Big keys are copied in steps; the others leave in one MIGRATE.
+                    let sizes = if settings.big_key_bytes == 0 {
+                        vec![measure::Size::Unknown; batch.len()]
+                    } else {
+                        measure::batch(&mut conn, batch, call_timeout, &source).await?
+                    };
+                    let (big, small): (Vec<_>, Vec<_>) = batch
+                        .iter()
+                        .zip(sizes)
+                        .partition(|(_, size)| size.at_least(settings.big_key_bytes));
+                    let small: Vec<Bytes> = small.into_iter().map(|(k, _)| k.clone()).collect();
+                    let mut whole = Vec::new();
+                    for (key, size) in big {
+                        found += 1;
+                        let moved = self
+                            .move_in_steps(&mut conn, &mut destination, db, key, m, &steps)
+                            .await?;
+                        match moved {
+                            Stepped::Moved => {
+                                let bytes = match size {
+                                    measure::Size::Bytes(n) => n,
+                                    _ => 0,
+                                };
+                                self.count_background(m, 1, bytes);
+                            }
+                            Stepped::Whole => whole.push(key.clone()),
+                            Stepped::Gone => {}
+                            Stepped::GaveUp => return Ok(Pass::Changed),
+                        }
+                    }
+                    let batch = [small, whole].concat();
                     let Some(migrate) = touch::migrate_request(
                         &dest,
                         dest_auth.as_deref(),
                         db,
                         settings.timeout_ms,
-                        batch,
+                        &batch,
+                        0, // measured above: the big ones were copied in steps
                     ) else {
                         continue;
                     };
-                    let held = measure::batch(&mut conn, batch, call_timeout, &source).await?;
                     let batch_turn = self.batch.lock().await;
                     if !self.still(m) {
                         return Ok(Pass::Changed);
                     }
-                    let reply = call(&mut conn, &migrate, call_timeout, &source).await?;
+                    // Measured again in the MIGRATE's own write: the source runs both back to
+                    // back, so a key moved on touch just before is not counted here too.
+                    let mut both = measure::requests(&batch);
+                    both.extend_from_slice(&migrate);
+                    let mut replies =
+                        call_n(&mut conn, &both, batch.len() + 1, call_timeout, &source).await?;
                     drop(batch_turn);
+                    let reply = replies
+                        .pop()
+                        .ok_or_else(|| format!("no reply from {source}"))?;
                     match Outcome::of(reply.raw()) {
                         outcome @ (Outcome::Moved | Outcome::NoKey) => {
                             found += batch.len() as u64;
                             // What the source held of the batch just before (on NOKEY: none).
-                            let moved = match outcome {
-                                Outcome::Moved => held,
-                                _ => measure::Measured::default(),
-                            };
-                            let counters = self.topology.move_counters();
-                            counters.moved_in_background(moved.keys);
-                            counters.moved_bytes_in_background(moved.bytes);
-                            self.bump(m, |p| {
-                                p.moved += moved.keys;
-                                p.bytes += moved.bytes;
-                            });
+                            if outcome == Outcome::Moved {
+                                let held = measure::total(&measure::sizes(&replies));
+                                self.count_background(m, held.keys, held.bytes);
+                            }
                         }
                         Outcome::Failed(e) => {
                             return Err(format!("MIGRATE from {source} to {dest} failed: {e}"))
                         }
+                        Outcome::Big(_) => return Err("unexpected BIGKEY reply".into()),
                     }
                     pace.wait(found).await;
                 }
@@ -216,8 +242,42 @@ impl Migrations {
         Ok(if found == 0 { Pass::Empty } else { Pass::Moved })
     }
 
+    /// The master of pool `pool` (as Sentinel names it, for a pool that follows one) and its
+    /// credentials.
+    pub(super) fn pool_node(
+        &self,
+        config: &Config,
+        pool: &str,
+    ) -> Result<(Arc<str>, Option<Arc<Credentials>>), String> {
+        let p = config.pools.get(pool).ok_or(format!("no pool {pool:?}"))?;
+        let master = if p.uses_sentinel() {
+            self.topology
+                .sentinel_masters()
+                .get(pool)
+                .cloned()
+                .ok_or(format!("pool {pool:?}'s master is not known yet"))?
+        } else {
+            p.master.clone()
+        };
+        Ok((
+            master.into(),
+            Credentials::configured(p.username.as_deref(), p.password.as_ref()),
+        ))
+    }
+
+    /// Count `keys` keys of `bytes` bytes moved by the mover for `m`.
+    fn count_background(&self, m: &SlotMove, keys: u64, bytes: u64) {
+        let counters = self.topology.move_counters();
+        counters.moved_in_background(keys);
+        counters.moved_bytes_in_background(bytes);
+        self.bump(m, |p| {
+            p.moved += keys;
+            p.bytes += bytes;
+        });
+    }
+
     /// True while `m` is still a move in force in the same state.
-    fn still(&self, m: &SlotMove) -> bool {
+    pub(super) fn still(&self, m: &SlotMove) -> bool {
         self.reloader.config().migration.moves.contains(m)
     }
 
@@ -297,8 +357,22 @@ async fn call(
     timeout: Duration,
     addr: &str,
 ) -> Result<crate::resp::Reply, String> {
-    match tokio::time::timeout(timeout, conn.call(request, 1)).await {
-        Ok(Ok(mut replies)) => replies.pop().ok_or_else(|| format!("no reply from {addr}")),
+    call_n(conn, request, 1, timeout, addr)
+        .await?
+        .pop()
+        .ok_or_else(|| format!("no reply from {addr}"))
+}
+
+/// Send `requests` (`n` of them) on `conn` and take their replies, within `timeout`.
+async fn call_n(
+    conn: &mut DedicatedConn,
+    requests: &[u8],
+    n: usize,
+    timeout: Duration,
+    addr: &str,
+) -> Result<Vec<crate::resp::Reply>, String> {
+    match tokio::time::timeout(timeout, conn.call(requests, n)).await {
+        Ok(Ok(replies)) => Ok(replies),
         Ok(Err(e)) => Err(format!("{addr}: {e}")),
         Err(_) => Err(format!(
             "no reply from {addr} within {} ms",
