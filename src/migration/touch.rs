@@ -130,9 +130,17 @@ impl Outcome {
                     || Outcome::Failed(String::from_utf8_lossy(&line[1..]).into_owned()),
                     |i| Outcome::Big(i - 1),
                 ),
-            _ => Outcome::Failed(
-                String::from_utf8_lossy(line.strip_prefix(b"-").unwrap_or(line)).into_owned(),
-            ),
+            _ => {
+                let text = String::from_utf8_lossy(line.strip_prefix(b"-").unwrap_or(line));
+                // An error raised inside the size-checking script carries Redis' note of
+                // where (" script: SHA, on @user_script:1."): the MIGRATE's own error is
+                // what the client and the log need.
+                let text = match text.find(" script: ") {
+                    Some(at) if text[at..].contains("@user_script") => &text[..at],
+                    _ => &text[..],
+                };
+                Outcome::Failed(text.to_string())
+            }
         }
     }
 }
@@ -246,6 +254,15 @@ mod tests {
             Outcome::Failed("IOERR error or timeout reading to target instance".into())
         );
         assert_eq!(Outcome::of(b"-BIGKEY 2\r\n"), Outcome::Big(1));
+        assert_eq!(
+            Outcome::of(
+                b"-ERR Target instance replied with error: OOM command not allowed. \
+                  script: d466b575174fad2dc1b5aa9e8cb5be465e30816c, on @user_script:1.\r\n"
+            ),
+            Outcome::Failed(
+                "ERR Target instance replied with error: OOM command not allowed.".into()
+            )
+        );
         assert_eq!(
             Outcome::of(b"-BIGKEY x\r\n"),
             Outcome::Failed("BIGKEY x".into())
