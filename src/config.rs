@@ -1054,10 +1054,13 @@ impl Config {
         }
 
         let pool_mode = self.is_pool_mode();
-        if pool_mode && !self.cluster.seeds.is_empty() {
+        // Pool mode may name a cluster only as the destination of a move onto it.
+        let to_cluster = self.migration.to_cluster.is_some();
+        if pool_mode && !to_cluster && !self.cluster.seeds.is_empty() {
             fail(
                 "cluster.seeds",
-                "cluster mode ([cluster] seeds) and pool mode ([pools]) are exclusive; keep one"
+                "cluster mode ([cluster] seeds) and pool mode ([pools]) are exclusive; keep one \
+                 (pool mode names a cluster only while moving onto it: migration.to_cluster)"
                     .into(),
             );
         }
@@ -1090,7 +1093,7 @@ impl Config {
         if self.cluster.username.is_some() && self.cluster.password.is_none() {
             fail("cluster.username", "needs a password".into());
         }
-        if pool_mode && self.cluster.password.is_some() {
+        if pool_mode && !to_cluster && self.cluster.password.is_some() {
             fail(
                 "cluster.password",
                 "applies to cluster mode only; in pool mode set [pools.NAME] password".into(),

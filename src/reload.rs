@@ -89,7 +89,9 @@ impl Reloader {
     pub fn reload(&self, next: Config) -> Result<Reloaded, ReloadError> {
         let same_moves = {
             let running = &self.lock_config().migration;
-            next.migration.moves == running.moves && next.migration.version == running.version
+            next.migration.moves == running.moves
+                && next.migration.version == running.version
+                && next.migration.to_cluster == running.to_cluster
         };
         if !same_moves {
             let error = ReloadError::MovesChanged;
@@ -111,7 +113,11 @@ impl Reloader {
             return Err(ReloadError::Config(errors));
         }
         let mut current = self.lock_config();
-        if current.is_pool_mode() != next.is_pool_mode() {
+        // Keys moving from pools onto a cluster: at its end the configuration becomes a
+        // cluster-mode one (the phase change that ends the move), while running.
+        let onto_cluster = current.migration.to_cluster.is_some();
+        let move_ends = onto_cluster && !next.is_pool_mode();
+        if current.is_pool_mode() != next.is_pool_mode() && !move_ends {
             let error = ReloadError::ModeChange;
             tracing::error!("config reload rejected, running configuration unchanged: {error}");
             return Err(error);
@@ -124,7 +130,7 @@ impl Reloader {
                 return Err(ReloadError::Config(errors));
             }
         };
-        let table_version = if next.is_pool_mode() {
+        let table_version = if next.is_pool_mode() || onto_cluster {
             match self.topology.install_config(&next) {
                 Ok(version) => version,
                 Err(message) => {
@@ -137,6 +143,12 @@ impl Reloader {
             None
         };
         self.tls.install(tls);
+        if onto_cluster || next.migration.to_cluster.is_some() {
+            // The cluster keys move onto: named by the phase change that starts the move.
+            current.cluster.seeds.clone_from(&next.cluster.seeds);
+            current.cluster.username.clone_from(&next.cluster.username);
+            current.cluster.password.clone_from(&next.cluster.password);
+        }
         let not_reloaded = not_reloadable_changes(&current, &next);
         for key in &not_reloaded {
             tracing::warn!("config reload: {key} changed but cannot be reloaded; restart to apply");

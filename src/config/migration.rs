@@ -28,6 +28,11 @@ pub struct MigrationConfig {
     /// The number of the last phase change (written with the moves): the instances of a fleet
     /// compare it to find the newest state.
     pub version: u64,
+    /// Pool mode: every key moving from the pools onto the Redis Cluster of `[cluster] seeds`
+    /// (`moving`, or `paused`: only touched keys move). Written by `slotgate migrate start
+    /// --to-cluster`; when the pools hold no key, the file becomes a cluster-mode one
+    /// (docs/FROM-TWEMPROXY.md).
+    pub to_cluster: Option<MoveState>,
 }
 
 impl Default for MigrationConfig {
@@ -39,6 +44,7 @@ impl Default for MigrationConfig {
             timeout_ms: 5_000,
             moves: Vec::new(),
             version: 0,
+            to_cluster: None,
         }
     }
 }
@@ -100,6 +106,52 @@ impl MoveState {
     }
 }
 
+/// Problems of a move onto a cluster (`migration.to_cluster`), reported through `fail`.
+fn validate_to_cluster(
+    config: &super::Config,
+    state: MoveState,
+    fail: &mut impl FnMut(String, String),
+) {
+    let at = "migration.to_cluster".to_string();
+    if !config.is_pool_mode() {
+        fail(
+            at,
+            "moving onto a cluster needs the pools keys move from ([pools])".into(),
+        );
+        return;
+    }
+    if state == MoveState::Aborting {
+        fail(
+            at.clone(),
+            "a move onto a cluster is not aborted (pause it: every key stays readable)".into(),
+        );
+    }
+    if config.cluster.seeds.is_empty() {
+        fail(
+            at.clone(),
+            "needs the destination cluster's [cluster] seeds".into(),
+        );
+    }
+    if !config.migration.moves.is_empty() {
+        fail(
+            at.clone(),
+            "moves between pools (migration.moves) must end before keys move onto a cluster".into(),
+        );
+    }
+    if let Some((name, _)) = config.pools.iter().find(|(_, p)| p.uses_sentinel()) {
+        fail(
+            at.clone(),
+            format!("pool {name:?} follows Sentinel: moving onto a cluster needs fixed masters"),
+        );
+    }
+    if !config.placement.colocate.is_empty() {
+        fail(
+            at,
+            "[[placement.colocate]] rules store other key names in cluster mode: not supported while moving onto a cluster".into(),
+        );
+    }
+}
+
 /// Problems in the `[migration]` section, with their key paths.
 pub(super) fn validate(config: &super::Config) -> Vec<ConfigError> {
     let migration = &config.migration;
@@ -113,6 +165,9 @@ pub(super) fn validate(config: &super::Config) -> Vec<ConfigError> {
     }
     if migration.timeout_ms == 0 {
         fail("migration.timeout_ms".into(), "must be at least 1".into());
+    }
+    if let Some(state) = migration.to_cluster {
+        validate_to_cluster(config, state, &mut fail);
     }
     if migration.moves.is_empty() {
         return errors;

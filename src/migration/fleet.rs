@@ -19,7 +19,7 @@ use hyper::Method;
 use serde::{Deserialize, Serialize};
 
 use crate::admin::client;
-use crate::config::{Config, SlotMove};
+use crate::config::{Config, MoveState, SlotMove};
 
 /// The migration state one instance has: what a phase change changes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +37,15 @@ pub struct State {
     /// admin address. A restarted orchestrator finishes what it left pending on its peers.
     #[serde(default)]
     pub by: Option<String>,
+    /// `migration.to_cluster`: keys moving from the pools onto a cluster.
+    #[serde(default)]
+    pub to_cluster: Option<MoveState>,
+    /// That cluster's seeds (`[cluster] seeds`; its credentials are each instance's own).
+    #[serde(default)]
+    pub cluster_seeds: Vec<String>,
+    /// No pool is left: every key moved onto the cluster, the instance is in cluster mode.
+    #[serde(default)]
+    pub pools_retired: bool,
 }
 
 impl State {
@@ -48,6 +57,9 @@ impl State {
             moves: config.migration.moves.clone(),
             pending: None,
             by: None,
+            to_cluster: config.migration.to_cluster,
+            cluster_seeds: config.cluster.seeds.clone(),
+            pools_retired: !config.is_pool_mode(),
         }
     }
 
@@ -57,6 +69,15 @@ impl State {
         next.slots = self.slots.clone();
         next.migration.moves = self.moves.clone();
         next.migration.version = self.version;
+        next.migration.to_cluster = self.to_cluster;
+        if self.to_cluster.is_some() || self.pools_retired {
+            next.cluster.seeds.clone_from(&self.cluster_seeds);
+        }
+        if self.pools_retired {
+            next.pools.clear();
+            next.slots.clear();
+            next.placement = Default::default();
+        }
         next
     }
 }

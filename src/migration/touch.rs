@@ -9,10 +9,12 @@
 use bytes::Bytes;
 use smallvec::SmallVec;
 
+use crate::backend::redirect::Redirect;
 use crate::backend::Credentials;
 use crate::command::custom::CustomCommands;
 use crate::command::LookupCache;
 use crate::resp::{Limits, RequestDecoder};
+use crate::topology::SlotTable;
 
 /// The keys of the request(s) encoded in `payload` (one request, or a MULTI … EXEC batch),
 /// as the command table (and `[commands.custom]`) finds them. Requests that do not decode or
@@ -101,6 +103,35 @@ impl Outcome {
     }
 }
 
+/// The keys of `keys` grouped by the pool of `pools` (a pool-mode table: the placement that
+/// put them there) they may still be on: `(that pool's master, its credentials, the keys)`,
+/// in pool order. Keys whose pool is not in the table (none: the pools cover every unit) are
+/// left out.
+pub fn by_pool(pools: &SlotTable, keys: &[Bytes]) -> Vec<(usize, Vec<Bytes>)> {
+    let mut groups: Vec<(usize, Vec<Bytes>)> = Vec::new();
+    for key in keys {
+        let Some(shard) = pools.shard_of(pools.placement().unit_of(key)) else {
+            continue;
+        };
+        match groups.iter_mut().find(|(s, _)| *s == shard) {
+            Some((_, group)) => group.push(key.clone()),
+            None => groups.push((shard, vec![key.clone()])),
+        }
+    }
+    groups.sort_by_key(|(shard, _)| *shard);
+    groups
+}
+
+/// What a failed `MIGRATE` onto a cluster node means when the node refused the keys with a
+/// cluster redirect (`Target instance replied with error: MOVED …` / `ASK …` / `TRYAGAIN` /
+/// `CLUSTERDOWN`): `MOVED` names the slot's owner now; `ASK` means the slot is being resharded
+/// inside the cluster (a non-cluster source's `RESTORE` cannot follow it: wait for the
+/// reshard to end). `None` for other errors.
+pub fn target_redirect(error: &str) -> Option<Redirect> {
+    let rest = error.split_once("Target instance replied with error: ")?.1;
+    Redirect::classify(rest.trim_end().as_bytes())
+}
+
 /// The error a client gets when its keys could not be moved: the request did not run.
 pub fn failure_reply(unit: u16, error: &str) -> Bytes {
     Bytes::from(format!(
@@ -169,6 +200,49 @@ mod tests {
         );
         assert!(migrate_request("nohost", None, 0, 1, &keys).is_none());
         assert!(migrate_request("h:1", None, 0, 1, &[]).is_none());
+    }
+
+    #[test]
+    fn a_cluster_target_s_refusal_is_a_redirect() {
+        let moved =
+            target_redirect("ERR Target instance replied with error: MOVED 12182 127.0.0.1:7003");
+        assert!(
+            matches!(moved, Some(Redirect::Moved { ref addr, .. }) if &**addr == "127.0.0.1:7003")
+        );
+        let ask =
+            target_redirect("ERR Target instance replied with error: ASK 12182 127.0.0.1:7001");
+        assert!(matches!(ask, Some(Redirect::Ask { .. })));
+        assert_eq!(
+            target_redirect("ERR Target instance replied with error: TRYAGAIN Multiple keys request during rehashing of slot"),
+            Some(Redirect::TryAgain)
+        );
+        assert_eq!(
+            target_redirect("ERR Target instance replied with error: OOM command not allowed"),
+            None
+        );
+        assert_eq!(
+            target_redirect("IOERR error or timeout reading to target instance"),
+            None
+        );
+    }
+
+    #[test]
+    fn keys_are_grouped_by_the_pool_that_placed_them() {
+        let config = crate::config::Config::parse(
+            "[placement]\ndistribution = \"ketama\"\nhash = \"md5\"\n\
+             [pools.a]\nmaster = \"127.0.0.1:7001\"\n[pools.b]\nmaster = \"127.0.0.1:7002\"\n",
+        )
+        .unwrap();
+        let pools = crate::topology::pools::table_from_config(&config).unwrap();
+        let keys: Vec<Bytes> = (0..50).map(|i| Bytes::from(format!("k{i}"))).collect();
+        let groups = by_pool(&pools, &keys);
+        assert_eq!(groups.len(), 2, "50 keys land on both pools");
+        assert_eq!(groups.iter().map(|(_, g)| g.len()).sum::<usize>(), 50);
+        for (shard, group) in &groups {
+            for key in group {
+                assert_eq!(pools.shard_of(pools.placement().unit_of(key)), Some(*shard));
+            }
+        }
     }
 
     #[test]

@@ -56,6 +56,7 @@ mod resp3;
 mod scripts;
 mod sentinel;
 mod tls;
+mod to_cluster;
 mod topology;
 mod transactions;
 mod twemproxy;

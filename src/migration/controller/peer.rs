@@ -27,6 +27,9 @@ impl Migrations {
         let next = state.applied_to(&current);
         next.validate().map_err(|e| e.to_string())?;
         let held = self.changed_ranges(&current, &next)?;
+        if next.migration.to_cluster.is_some() && current.migration.to_cluster.is_none() {
+            self.topology.stage_cluster(&next).await?;
+        }
         self.topology.hold(&held)?;
         let mover = Arc::clone(&self.batch).lock_owned().await;
         if let Err(e) = self.settle.round(settle_time(&current)).await {

@@ -1,0 +1,476 @@
+//! From Twemproxy to Redis Cluster (issue 20 item 2): keys written through a real `nutcracker`
+//! (ketama, fnv1a_64) on standalone servers; slotgate, started on the same placement, serves
+//! them; then every key moves onto a 3-master Redis Cluster while non-retrying clients read,
+//! write, INCR, MGET/MSET across slots and pipeline, and the cluster reshards a range inside
+//! itself meanwhile. At the end the old servers are empty, every key (value and TTL) is on
+//! the cluster, and the same slotgate address serves in plain cluster mode.
+
+use crate::common;
+use crate::pool_migration::tempfile_path::TempPath;
+use crate::twemproxy::{run_nutcracker, send_all};
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::load::{Load, LoadOptions};
+use common::{client, eventually, pool_config, standalone_servers};
+use redis::AsyncCommands;
+use slotgate::config::{Config, Distribution};
+use slotgate::local_redis::{free_port, ClusterOptions, LocalCluster, Role};
+use slotgate::placement::KeyHash;
+use slotgate::Proxy;
+
+/// Keys written through nutcracker before the move (the 100 000-key run is
+/// `benches/to_cluster.sh`).
+const SEEDED: usize = 20_000;
+/// Seconds of TTL of every fifth seeded key.
+const TTL: u64 = 3_000;
+
+fn seeded_key(i: usize) -> String {
+    match i % 10 {
+        // Hash tags: nutcracker hashes the tag, the cluster too.
+        0 => format!("tw:{{user:{}}}:profile", i / 10),
+        _ => format!("tw:key:{i}"),
+    }
+}
+
+/// slotgate's pool-mode config with nutcracker's placement over `servers`.
+fn ketama_config(servers: &[slotgate::local_redis::RedisServer]) -> Config {
+    let mut config = pool_config(servers, &[]);
+    config.placement.distribution = Distribution::Ketama;
+    config.placement.hash = KeyHash::Fnv1a64;
+    config.placement.hash_tag = Some("{}".into());
+    config
+}
+
+/// A client of non-retrying mixed traffic: INCRs, MSET/MGET across slots and pipelines of
+/// SET+GET on its own keys, each checked; every error or wrong answer is kept.
+async fn mixed_client(addr: SocketAddr, task: usize, stop: Arc<AtomicBool>) -> (u64, Vec<String>) {
+    let mut conn = client(addr).await;
+    let (mut ops, mut errors) = (0u64, Vec::new());
+    let mut n = 0i64;
+    while !stop.load(Ordering::SeqCst) {
+        n += 1;
+        let counter = format!("mix:{task}:counter");
+        match conn.incr::<_, _, i64>(&counter, 1).await {
+            Ok(v) if v == n => {}
+            other => errors.push(format!("INCR {counter}: {other:?}, wanted {n}")),
+        }
+        let (a, b) = (
+            format!("mix:{task}:a:{}", n % 50),
+            format!("mix:{task}:b:{}", n % 37),
+        );
+        let set: redis::RedisResult<()> = redis::cmd("MSET")
+            .arg(&a)
+            .arg(n)
+            .arg(&b)
+            .arg(-n)
+            .query_async(&mut conn)
+            .await;
+        if let Err(e) = set {
+            errors.push(format!("MSET: {e}"));
+        }
+        match conn.mget::<_, Vec<Option<i64>>>(&[&a, &b]).await {
+            Ok(v) if v == [Some(n), Some(-n)] => {}
+            other => errors.push(format!("MGET {a} {b}: {other:?}")),
+        }
+        let key = format!("mix:{task}:p:{}", n % 20);
+        let piped: redis::RedisResult<(String, i64)> = redis::pipe()
+            .cmd("SET")
+            .arg(&key)
+            .arg(n)
+            .ignore()
+            .cmd("GET")
+            .arg(&key)
+            .cmd("STRLEN")
+            .arg(seeded_key((task * 7919 + n as usize) % SEEDED))
+            .query_async(&mut conn)
+            .await;
+        match piped {
+            Ok((v, len)) if v == n.to_string() && len > 0 => {}
+            other => errors.push(format!("pipeline on {key}: {other:?}")),
+        }
+        ops += 5;
+    }
+    (ops, errors)
+}
+
+fn node_id(cluster: &LocalCluster, port: u16) -> String {
+    let node = cluster.nodes().iter().find(|n| n.port == port).unwrap();
+    node.id.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keys_written_through_nutcracker_move_onto_a_cluster_under_load() {
+    let _serial = common::load::serial().await;
+    let servers = standalone_servers(3);
+
+    // 1. The application's nutcracker writes the keys.
+    let port = free_port(false).unwrap();
+    let mut yaml = format!(
+        "app:\n  listen: 127.0.0.1:{port}\n  hash: fnv1a_64\n  distribution: ketama\n  \
+         hash_tag: \"{{}}\"\n  redis: true\n  auto_eject_hosts: false\n  timeout: 2000\n  servers:\n"
+    );
+    for server in &servers {
+        yaml.push_str(&format!("   - {}:1\n", server.addr()));
+    }
+    let nutcracker = run_nutcracker(&yaml, &[port]);
+    let written_from = Instant::now();
+    let requests: Vec<Vec<Vec<u8>>> = (0..SEEDED)
+        .map(|i| {
+            let mut args = vec![
+                b"SET".to_vec(),
+                seeded_key(i).into_bytes(),
+                format!("v{i}").into_bytes(),
+            ];
+            if i % 5 == 0 {
+                args.extend([b"EX".to_vec(), TTL.to_string().into_bytes()]);
+            }
+            args
+        })
+        .collect();
+    send_all(SocketAddr::from(([127, 0, 0, 1], port)), &requests);
+    let written_by = Instant::now();
+    drop(nutcracker);
+    let sizes: Vec<u64> = servers
+        .iter()
+        .map(|s| common::dbsize_sum(&[s.addr().parse().unwrap()]))
+        .collect();
+    assert_eq!(sizes.iter().sum::<u64>(), SEEDED as u64);
+    assert!(
+        sizes.iter().all(|&n| n > 0),
+        "ketama spread the keys: {sizes:?}"
+    );
+
+    // 2. slotgate replaces nutcracker: same placement, pool mode, a config file it rewrites.
+    let mut cluster = LocalCluster::start(ClusterOptions {
+        replicas_per_master: 0,
+        ..ClusterOptions::default()
+    })
+    .expect("start the Redis Cluster");
+    let mut config = ketama_config(&servers);
+    common::with_admin(&mut config);
+    // Slow enough that the reshard below runs while keys still move (~7 s for the keys).
+    config.migration.keys_per_second = 3_000;
+    config.migration.batch_keys = 100;
+    let file = TempPath::new("slotgate-to-cluster", ".toml");
+    std::fs::write(&file.0, toml::to_string(&config).unwrap()).unwrap();
+    let proxy = Proxy::start(config).expect("start slotgate in pool mode");
+    proxy.set_config_file(file.0.clone());
+    let addr = proxy.local_addr();
+    let mut conn = client(addr).await;
+    for i in (0..SEEDED).step_by(97) {
+        let v: Option<String> = conn.get(seeded_key(i)).await.unwrap();
+        assert_eq!(
+            v,
+            Some(format!("v{i}")),
+            "slotgate serves what nutcracker wrote"
+        );
+    }
+
+    // 3. Clients that do not retry, on the same address.
+    let keys: Vec<String> = (0..400).map(|i| format!("load:{i}")).collect();
+    let opts = LoadOptions {
+        op_timeout: Duration::from_secs(5),
+        ..LoadOptions::default()
+    };
+    let load = Load::start_with(addr, 8, keys, opts);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mixed: Vec<_> = (0..4)
+        .map(|t| tokio::spawn(mixed_client(addr, t, stop.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // 4. The move onto the cluster starts; the cluster reshards a range inside itself.
+    let admin = proxy.admin_addr().unwrap().to_string();
+    let seeds = cluster.seeds().join(",");
+    let answer = slotgate::admin::client::request(
+        &admin,
+        hyper::Method::POST,
+        &format!("/migrations/start?to_cluster={seeds}"),
+    )
+    .await
+    .expect("start the move onto the cluster");
+    assert!(answer.contains("\"ok\":true"), "{answer}");
+    let masters: Vec<u16> = cluster
+        .nodes()
+        .iter()
+        .filter(|n| n.role == Role::Master)
+        .map(|n| n.port)
+        .collect();
+    let (from, to) = (node_id(&cluster, masters[0]), node_id(&cluster, masters[1]));
+    let resharding = std::thread::spawn(move || {
+        let out = cluster.reshard(&from, &to, 600, Duration::from_secs(120));
+        (cluster, out)
+    });
+    let reshard_output;
+    (cluster, reshard_output) = tokio::task::spawn_blocking(move || resharding.join().unwrap())
+        .await
+        .unwrap();
+    reshard_output.expect("redis-cli --cluster reshard during the move");
+    let status = slotgate::admin::client::request(&admin, hyper::Method::GET, "/migrations")
+        .await
+        .unwrap();
+    eprintln!("after the reshard: {status}");
+    assert!(
+        status.contains("\"from\":\"pools\""),
+        "the reshard ran while keys moved: {status}"
+    );
+
+    // 5. The move ends by itself: the pools are empty, the file is a cluster-mode one.
+    let path = file.0.clone();
+    eventually(
+        "the move onto the cluster ends",
+        Duration::from_secs(120),
+        || {
+            let path = path.clone();
+            async move {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let config = Config::load(&path).map_err(|e| e.to_string())?;
+                common::check(text, |_| {
+                    !config.is_pool_mode() && config.migration.to_cluster.is_none()
+                })
+            }
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    let report = load.stop().await;
+    report.assert_no_errors();
+    report.assert_progress();
+    let mut mixed_ops = 0;
+    for task in mixed {
+        let (ops, errors) = task.await.unwrap();
+        assert!(
+            errors.is_empty(),
+            "mixed clients saw {} errors: {:?}",
+            errors.len(),
+            &errors[..errors.len().min(5)]
+        );
+        mixed_ops += ops;
+    }
+    assert!(mixed_ops > 100, "the mixed clients ran ({mixed_ops} ops)");
+    common::load::verify_acked(addr, &report).await;
+
+    // 6. The old servers hold nothing; every key is on the cluster with its value and TTL.
+    for server in &servers {
+        assert_eq!(
+            common::dbsize_sum(&[server.addr().parse().unwrap()]),
+            0,
+            "{} is empty",
+            server.addr()
+        );
+    }
+    let on_cluster: u64 = masters
+        .iter()
+        .map(|&p| common::dbsize_sum(&[common::load::node_addr(p)]))
+        .sum();
+    assert!(
+        on_cluster >= SEEDED as u64,
+        "{on_cluster} keys on the cluster"
+    );
+    let owners = slot_owners(masters[0]).await;
+    let mut by_node: HashMap<u16, Vec<usize>> = HashMap::new();
+    for i in 0..SEEDED {
+        let slot = slotgate::slot::Slot::of(seeded_key(i).as_bytes()).get();
+        let port = owners[slot as usize];
+        by_node.entry(port).or_default().push(i);
+    }
+    for (port, keys) in by_node {
+        let mut node = common::load::node(port).await;
+        for chunk in keys.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for &i in chunk {
+                pipe.cmd("GET")
+                    .arg(seeded_key(i))
+                    .cmd("PTTL")
+                    .arg(seeded_key(i));
+            }
+            let replies: Vec<redis::Value> = pipe.query_async(&mut node).await.unwrap();
+            let now = Instant::now();
+            for (pair, &i) in replies.chunks(2).zip(chunk) {
+                let value: Option<String> = redis::from_redis_value(&pair[0]).unwrap();
+                assert_eq!(
+                    value,
+                    Some(format!("v{i}")),
+                    "key {} on node {port}",
+                    seeded_key(i)
+                );
+                let pttl: i64 = redis::from_redis_value(&pair[1]).unwrap();
+                if i % 5 == 0 {
+                    let most = TTL as i64 * 1000 - (now - written_by).as_millis() as i64 + 1000;
+                    let least = TTL as i64 * 1000 - (now - written_from).as_millis() as i64 - 1000;
+                    assert!(
+                        (least..=most).contains(&pttl),
+                        "TTL of {} kept: {pttl} ms",
+                        seeded_key(i)
+                    );
+                } else {
+                    assert_eq!(pttl, -1, "{} has no TTL", seeded_key(i));
+                }
+            }
+        }
+    }
+
+    // 7. The same address serves in plain cluster mode; the status shows no move.
+    let mut conn = client(addr).await;
+    let () = conn.set("after:move", "yes").await.unwrap();
+    let v: String = conn.get("after:move").await.unwrap();
+    assert_eq!(v, "yes");
+    let status = slotgate::admin::client::request(&admin, hyper::Method::GET, "/migrations")
+        .await
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["moves"], serde_json::json!([]), "{status}");
+    assert!(
+        status["on_touch_moves"].as_u64().unwrap() > 0,
+        "requests moved keys on touch: {status}"
+    );
+    assert!(
+        Config::load(&file.0).unwrap().validate().is_ok(),
+        "a restart comes up in cluster mode"
+    );
+    drop(proxy);
+    drop(cluster);
+}
+
+/// The port of the master owning each slot now, as the node at `port` says (`CLUSTER SLOTS`).
+async fn slot_owners(port: u16) -> Vec<u16> {
+    let mut node = common::load::node(port).await;
+    let ranges: Vec<(u16, u16, (String, u16))> = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async::<Vec<redis::Value>>(&mut node)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|range| {
+            let redis::Value::Array(parts) = range else {
+                panic!("a CLUSTER SLOTS range")
+            };
+            let first: u16 = redis::from_redis_value(&parts[0]).unwrap();
+            let last: u16 = redis::from_redis_value(&parts[1]).unwrap();
+            let redis::Value::Array(master) = &parts[2] else {
+                panic!("a master")
+            };
+            let host: String = redis::from_redis_value(&master[0]).unwrap();
+            let port: u16 = redis::from_redis_value(&master[1]).unwrap();
+            (first, last, (host, port))
+        })
+        .collect();
+    let mut owners = vec![0u16; 16384];
+    for (first, last, (_, port)) in ranges {
+        owners[first as usize..=last as usize].fill(port);
+    }
+    owners
+}
+
+/// A key whose slot is being resharded inside the cluster (MIGRATING on its owner, IMPORTING
+/// on another node) cannot be moved onto the cluster yet: a non-cluster source's `RESTORE`
+/// is answered `ASK` by the owner and `MOVED` by the importing node. A request for it waits
+/// (no error) and the mover leaves it on its pool until the reshard of the slot ends; then
+/// both go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_whose_slot_is_resharded_inside_the_cluster_waits_for_the_reshard() {
+    let _serial = common::load::serial().await;
+    let servers = standalone_servers(2);
+    let cluster = LocalCluster::start(ClusterOptions {
+        replicas_per_master: 0,
+        ..ClusterOptions::default()
+    })
+    .expect("start the Redis Cluster");
+    let mut config = ketama_config(&servers);
+    common::with_admin(&mut config);
+    config.backend.request_timeout_ms = 5_000;
+    let file = TempPath::new("slotgate-to-cluster-reshard", ".toml");
+    std::fs::write(&file.0, toml::to_string(&config).unwrap()).unwrap();
+    let proxy = Proxy::start(config).expect("start slotgate in pool mode");
+    proxy.set_config_file(file.0.clone());
+    let addr = proxy.local_addr();
+    let mut conn = client(addr).await;
+    for i in 0..200 {
+        let () = conn.set(format!("r:{i}"), i).await.unwrap();
+    }
+    // The slot of r:0 is being moved from its owner to another master, by hand.
+    let key = "r:0";
+    let slot = slotgate::slot::Slot::of(key.as_bytes()).get();
+    let owners = slot_owners(cluster.master_ports()[0]).await;
+    let owner = owners[slot as usize];
+    let other = *cluster
+        .master_ports()
+        .iter()
+        .find(|&&p| p != owner)
+        .unwrap();
+    let (owner_id, other_id) = (node_id(&cluster, owner), node_id(&cluster, other));
+    let setslot = |port: u16, args: &[&str]| {
+        let mut all = vec!["CLUSTER", "SETSLOT"];
+        let slot = slot.to_string();
+        all.push(&slot);
+        all.extend(args);
+        let out = common::redis_cli(common::load::node_addr(port), &all);
+        assert_eq!(out.trim(), "OK", "CLUSTER SETSLOT {args:?} on {port}");
+    };
+    setslot(other, &["IMPORTING", &owner_id]);
+    setslot(owner, &["MIGRATING", &other_id]);
+
+    let admin = proxy.admin_addr().unwrap().to_string();
+    let seeds = cluster.seeds().join(",");
+    slotgate::admin::client::request(
+        &admin,
+        hyper::Method::POST,
+        &format!("/migrations/start?to_cluster={seeds}"),
+    )
+    .await
+    .expect("start the move onto the cluster");
+    let mut reader_conn = client(addr).await;
+    let asked = Instant::now();
+    let reader = tokio::spawn(async move {
+        let conn = &mut reader_conn;
+        let started = Instant::now();
+        let v: redis::RedisResult<String> = conn.get(key).await;
+        (v, started.elapsed())
+    });
+    // Every other key moves; r:0 stays on its pool while its slot is being resharded.
+    let pools: Vec<SocketAddr> = servers.iter().map(|s| s.addr().parse().unwrap()).collect();
+    eventually("every key but r:0 moved", Duration::from_secs(20), || {
+        let pools = pools.clone();
+        async move { common::check(common::dbsize_sum(&pools), |&n| n == 1) }
+    })
+    .await;
+    let status = slotgate::admin::client::request(&admin, hyper::Method::GET, "/migrations")
+        .await
+        .unwrap();
+    assert!(status.contains("wait for their slot's reshard"), "{status}");
+    assert!(
+        !reader.is_finished(),
+        "the request for r:0 waits for the reshard"
+    );
+    // The reshard of the slot ends (no key of it was on the owner): the request and the
+    // mover go on.
+    for port in cluster.master_ports() {
+        setslot(port, &["NODE", &other_id]);
+    }
+    let ended = asked.elapsed();
+    let (v, waited) = reader.await.unwrap();
+    assert_eq!(v.unwrap(), "0", "r:0 read once its slot's reshard ended");
+    assert!(
+        waited + Duration::from_millis(100) >= ended,
+        "it waited for the reshard ({waited:?}; the reshard ended {ended:?} after it was asked)"
+    );
+    eventually("the move ends", Duration::from_secs(20), || {
+        let path = file.0.clone();
+        async move {
+            let pool_mode = Config::load(&path).map_or(true, |c| c.is_pool_mode());
+            common::check(pool_mode, |pool| !pool)
+        }
+    })
+    .await;
+    let mut node = common::load::node(other).await;
+    let v: String = node.get(key).await.unwrap();
+    assert_eq!(v, "0", "r:0 is on the slot's new owner");
+    assert_eq!(common::dbsize_sum(&pools), 0);
+    drop(proxy);
+}
