@@ -474,3 +474,123 @@ async fn a_key_whose_slot_is_resharded_inside_the_cluster_waits_for_the_reshard(
     assert_eq!(common::dbsize_sum(&pools), 0);
     drop(proxy);
 }
+
+/// Two instances in front of the pools (`[fleet] peers`): the move onto the cluster starts on
+/// both together; one is SIGKILLed mid-move and comes back from its file (pool mode, keys
+/// moving onto the cluster), and the two end the move together: both files become
+/// cluster-mode ones, and every key reads back through both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_move_onto_the_cluster_together_through_a_sigkill_of_one() {
+    use crate::fleet_migration::{loopback, spawn_b, status, ConfigFile};
+    let _serial = common::load::serial().await;
+    let servers = standalone_servers(3);
+    let cluster = LocalCluster::start(ClusterOptions {
+        replicas_per_master: 0,
+        ..ClusterOptions::default()
+    })
+    .expect("start the Redis Cluster");
+    let mut base = ketama_config(&servers);
+    base.migration.keys_per_second = 500;
+    base.migration.batch_keys = 50;
+    let (a_admin, b_admin, b_listen) = (loopback(), loopback(), loopback());
+    let mut a = base.clone();
+    a.admin.listen = a_admin.clone();
+    a.fleet.peers = vec![b_admin.clone()];
+    let a_file = ConfigFile::write("to-cluster-a", &a);
+    let proxy = Proxy::start(a).expect("start instance A");
+    proxy.set_config_file(a_file.0.clone());
+    let mut b = base.clone();
+    b.proxy.listen = b_listen.clone();
+    b.admin.listen = b_admin.clone();
+    b.fleet.peers = vec![a_admin.clone()];
+    let b_file = ConfigFile::write("to-cluster-b", &b);
+    let instance_b = spawn_b(&b_file, &b_listen);
+    let b_addr: SocketAddr = b_listen.parse().unwrap();
+
+    let mut through_a = client(proxy.local_addr()).await;
+    for i in 0..3000 {
+        let () = through_a.set(format!("f:{i}"), i).await.unwrap();
+    }
+    let opts = LoadOptions {
+        pause: Duration::from_millis(5),
+        ..LoadOptions::default()
+    };
+    let keys = (0..200).map(|i| format!("fa:{i}")).collect();
+    let load_a = Load::start_with(proxy.local_addr(), 8, keys, opts);
+
+    let seeds = cluster.seeds().join(",");
+    slotgate::admin::client::request(
+        &a_admin,
+        hyper::Method::POST,
+        &format!("/migrations/start?to_cluster={seeds}"),
+    )
+    .await
+    .expect("start the move onto the cluster on both");
+    let on_b = status(&b_admin).await;
+    assert_eq!(
+        on_b["moves"][0]["from"], "pools",
+        "B switched with A: {on_b}"
+    );
+    eventually("some keys moved", Duration::from_secs(20), || async {
+        let moved = status(&a_admin).await["background_keys_moved"]
+            .as_u64()
+            .unwrap_or(0)
+            + status(&b_admin).await["background_keys_moved"]
+                .as_u64()
+                .unwrap_or(0);
+        common::check(moved, |&m| m >= 200)
+    })
+    .await;
+
+    // B dies mid-move and comes back from its file, which has the move.
+    drop(instance_b);
+    let saved_b = Config::load(&b_file.0).unwrap();
+    assert_eq!(
+        saved_b.migration.to_cluster,
+        Some(slotgate::config::MoveState::Moving)
+    );
+    assert_eq!(saved_b.cluster.seeds, cluster.seeds());
+    let _instance_b = spawn_b(&b_file, &b_listen);
+    let mut through_b = client(b_addr).await;
+    for i in (0..3000).step_by(7) {
+        let v: Option<i64> = through_b.get(format!("f:{i}")).await.unwrap();
+        assert_eq!(v, Some(i), "f:{i} through B, restarted mid-move");
+    }
+    eventually(
+        "the move ended on both",
+        Duration::from_secs(60),
+        || async {
+            let (a, b) = (status(&a_admin).await, status(&b_admin).await);
+            let done = |s: &serde_json::Value| s["moves"].as_array().is_some_and(Vec::is_empty);
+            if done(&a) && done(&b) {
+                Ok(())
+            } else {
+                Err((a, b))
+            }
+        },
+    )
+    .await;
+    let report_a = load_a.stop().await;
+    report_a.assert_no_errors();
+    report_a.assert_progress();
+    for file in [&a_file, &b_file] {
+        let saved = Config::load(&file.0).unwrap();
+        assert!(
+            !saved.is_pool_mode(),
+            "{} is a cluster-mode file",
+            file.0.display()
+        );
+        assert_eq!(saved.cluster.seeds, cluster.seeds());
+    }
+    let pools: Vec<SocketAddr> = servers.iter().map(|s| s.addr().parse().unwrap()).collect();
+    assert_eq!(common::dbsize_sum(&pools), 0, "the pools are empty");
+    let mut through_b = client(b_addr).await;
+    for i in 0..3000 {
+        let key = format!("f:{i}");
+        let from_a: Option<i64> = through_a.get(&key).await.unwrap();
+        let from_b: Option<i64> = through_b.get(&key).await.unwrap();
+        assert_eq!((from_a, from_b), (Some(i), Some(i)), "{key}");
+    }
+    common::load::verify_acked(b_addr, &report_a).await;
+    drop(proxy);
+}

@@ -142,6 +142,10 @@ impl Migrations {
         };
         let next = newest.applied_to(&current);
         next.validate().map_err(|e| e.to_string())?;
+        if next.migration.to_cluster.is_some() && current.migration.to_cluster.is_none() {
+            // The fleet moves keys onto a cluster this instance has not seen yet.
+            self.topology.stage_cluster(&next).await?;
+        }
         self.reloader
             .reload_phase(next)
             .map_err(|e| format!("the fleet's state was refused: {e}"))?;
