@@ -468,7 +468,9 @@ pub struct ClusterConfig {
     pub username: Option<String>,
     /// Password sent with `AUTH` on every new connection to a cluster node (the nodes'
     /// `requirepass`, or `username`'s password): discovery, requests, pinned connections,
-    /// health checks. Never logged. Start-only.
+    /// health checks. Never logged. Start-only in cluster mode; in pool mode (with `username`)
+    /// the login of the cluster a move onto a cluster goes to (`migrate start --to-cluster`),
+    /// read when the move starts (a reload may set it before).
     pub password: Option<Secret>,
     /// Databases clients may `SELECT` (`0..databases`). A cluster serves only database 0:
     /// the others are emulated, each in a key namespace of its own that clients never see.
@@ -1092,12 +1094,6 @@ impl Config {
         }
         if self.cluster.username.is_some() && self.cluster.password.is_none() {
             fail("cluster.username", "needs a password".into());
-        }
-        if pool_mode && !to_cluster && self.cluster.password.is_some() {
-            fail(
-                "cluster.password",
-                "applies to cluster mode only; in pool mode set [pools.NAME] password".into(),
-            );
         }
 
         if !(1..=64).contains(&self.backend.connections_per_node) {
@@ -2005,9 +2001,9 @@ first_kye = 1
         let err = c.validate().unwrap_err();
         assert_eq!(err.0[0].path, "cluster.username", "{err}");
 
+        // Pool mode: the credentials of the cluster a move onto a cluster would go to.
         let c = pools("[cluster]\npassword = \"pw\"\n[pools.a]\nmaster = \"127.0.0.1:1\"\n");
-        let err = c.validate().unwrap_err();
-        assert_eq!(err.0[0].path, "cluster.password", "{err}");
+        c.validate().unwrap();
     }
 
     #[test]

@@ -143,8 +143,9 @@ impl Reloader {
             None
         };
         self.tls.install(tls);
-        if onto_cluster || next.migration.to_cluster.is_some() {
-            // The cluster keys move onto: named by the phase change that starts the move.
+        if onto_cluster || next.is_pool_mode() {
+            // The cluster keys move onto (or would): its seeds named by the phase change that
+            // starts the move, its credentials read then.
             current.cluster.seeds.clone_from(&next.cluster.seeds);
             current.cluster.username.clone_from(&next.cluster.username);
             current.cluster.password.clone_from(&next.cluster.password);

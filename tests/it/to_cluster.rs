@@ -594,3 +594,79 @@ async fn two_instances_move_onto_the_cluster_together_through_a_sigkill_of_one()
     common::load::verify_acked(b_addr, &report_a).await;
     drop(proxy);
 }
+
+/// Pools and cluster both ask for a password: the pools' logins are the pools' own
+/// (`[pools.NAME] password`), the cluster's is `[cluster] password` of the pool-mode file, read
+/// when the move starts; each `MIGRATE` logs in to its cluster node (`AUTH`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_and_cluster_with_passwords() {
+    let _serial = common::load::serial().await;
+    let servers = standalone_servers(2);
+    for server in &servers {
+        let addr = server.addr().parse().unwrap();
+        let out = common::redis_cli(addr, &["CONFIG", "SET", "requirepass", "poolpw"]);
+        assert_eq!(out, "OK");
+    }
+    let cluster = LocalCluster::start(ClusterOptions {
+        replicas_per_master: 0,
+        password: Some("clusterpw".into()),
+        ..ClusterOptions::default()
+    })
+    .expect("start the Redis Cluster");
+    let mut config = ketama_config(&servers);
+    for pool in config.pools.values_mut() {
+        pool.password = Some(slotgate::config::Secret::new("poolpw"));
+    }
+    config.cluster.password = Some(slotgate::config::Secret::new("clusterpw"));
+    common::with_admin(&mut config);
+    let file = TempPath::new("slotgate-to-cluster-auth", ".toml");
+    std::fs::write(&file.0, toml::to_string(&config).unwrap()).unwrap();
+    let proxy = Proxy::start(config).expect("start slotgate in pool mode");
+    proxy.set_config_file(file.0.clone());
+    let mut conn = client(proxy.local_addr()).await;
+    for i in 0..500 {
+        let () = conn.set(format!("a:{i}"), i).await.unwrap();
+    }
+    let admin = proxy.admin_addr().unwrap().to_string();
+    let seeds = cluster.seeds().join(",");
+    slotgate::admin::client::request(
+        &admin,
+        hyper::Method::POST,
+        &format!("/migrations/start?to_cluster={seeds}"),
+    )
+    .await
+    .expect("start the move onto the cluster");
+    for i in (0..500).rev() {
+        let v: i64 = conn.get(format!("a:{i}")).await.unwrap();
+        assert_eq!(v, i);
+    }
+    eventually("the move ends", Duration::from_secs(30), || {
+        let path = file.0.clone();
+        async move {
+            let pool_mode = Config::load(&path).map_or(true, |c| c.is_pool_mode());
+            common::check(pool_mode, |pool| !pool)
+        }
+    })
+    .await;
+    let mut on_cluster = 0;
+    for port in cluster.master_ports() {
+        let url = format!("redis://:clusterpw@127.0.0.1:{port}/");
+        let mut node = redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let n: u64 = redis::cmd("DBSIZE").query_async(&mut node).await.unwrap();
+        on_cluster += n;
+    }
+    assert_eq!(on_cluster, 500, "every key is on the cluster");
+    let saved = Config::load(&file.0).unwrap();
+    assert_eq!(
+        saved.cluster.password.unwrap().expose(),
+        "clusterpw",
+        "the login stays in the file"
+    );
+    let v: i64 = conn.get("a:7").await.unwrap();
+    assert_eq!(v, 7, "served in cluster mode");
+    drop(proxy);
+}
