@@ -234,3 +234,60 @@ pub(super) fn validate(config: &super::Config) -> Vec<ConfigError> {
     }
     errors
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, MoveState};
+
+    fn paths(config: &Config) -> Vec<String> {
+        match config.validate() {
+            Ok(()) => Vec::new(),
+            Err(e) => {
+                e.0.into_iter()
+                    .map(|e| format!("{}: {}", e.path, e.message))
+                    .collect()
+            }
+        }
+    }
+
+    #[test]
+    fn a_move_onto_a_cluster_needs_fixed_pools_and_seeds_and_is_not_aborted() {
+        let base = "[pools.a]\nmaster = \"127.0.0.1:1\"\n";
+        let mut c = Config::parse(base).unwrap();
+        c.migration.to_cluster = Some(MoveState::Moving);
+        let problems = paths(&c);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("migration.to_cluster: needs the destination")),
+            "{problems:?}"
+        );
+        c.cluster.seeds = vec!["127.0.0.1:7000".into()];
+        assert!(paths(&c).is_empty(), "{:?}", paths(&c));
+        c.migration.to_cluster = Some(MoveState::Aborting);
+        assert!(paths(&c).iter().any(|p| p.contains("not aborted")));
+        // Seeds without a move onto the cluster: cluster and pool mode are exclusive.
+        c.migration.to_cluster = None;
+        assert!(paths(&c).iter().any(|p| p.starts_with("cluster.seeds")));
+
+        let sentinel = Config::parse(
+            "[pools.a]\nsentinels = [\"127.0.0.1:26379\"]\nmaster_name = \"m\"\n\
+             [cluster]\nseeds = [\"127.0.0.1:7000\"]\n[migration]\nto_cluster = \"moving\"\n",
+        )
+        .unwrap();
+        assert!(
+            paths(&sentinel)
+                .iter()
+                .any(|p| p.contains("follows Sentinel")),
+            "{:?}",
+            paths(&sentinel)
+        );
+        let cluster_mode = Config::parse(
+            "[cluster]\nseeds = [\"127.0.0.1:7000\"]\n[migration]\nto_cluster = \"paused\"\n",
+        )
+        .unwrap();
+        assert!(paths(&cluster_mode)
+            .iter()
+            .any(|p| p.contains("needs the pools")));
+    }
+}

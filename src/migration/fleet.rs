@@ -161,4 +161,32 @@ mod tests {
         assert_eq!(next.migration.version, 4);
         assert_eq!(next.migration.moves.len(), 1);
     }
+
+    #[test]
+    fn a_move_onto_a_cluster_and_its_end_go_over_the_wire() {
+        let config = Config::parse("[pools.a]\nmaster = \"127.0.0.1:1\"\n").unwrap();
+        let mut moving = config.clone();
+        moving.cluster.seeds = vec!["127.0.0.1:7000".into()];
+        moving.migration.to_cluster = Some(MoveState::Paused);
+        let wire = serde_json::to_string(&State::of(&moving)).unwrap();
+        let state: State = serde_json::from_str(&wire).unwrap();
+        let next = state.applied_to(&config);
+        next.validate().unwrap();
+        assert_eq!(next.migration.to_cluster, Some(MoveState::Paused));
+        assert_eq!(next.cluster.seeds, ["127.0.0.1:7000"]);
+
+        let mut done = moving.clone();
+        done.migration.to_cluster = None;
+        done.pools.clear();
+        let state = State::of(&done);
+        assert!(state.pools_retired);
+        let next = state.applied_to(&moving);
+        next.validate().unwrap();
+        assert!(!next.is_pool_mode());
+        assert_eq!(next.cluster.seeds, ["127.0.0.1:7000"]);
+        // A peer's state from before this field existed: nothing about a cluster.
+        let old: State = serde_json::from_str(r#"{"version":1,"slots":{},"moves":[]}"#).unwrap();
+        assert_eq!(old.to_cluster, None);
+        assert!(!old.pools_retired);
+    }
 }

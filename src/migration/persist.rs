@@ -152,6 +152,35 @@ mod tests {
     }
 
     #[test]
+    fn a_move_onto_a_cluster_is_written_and_its_end_leaves_a_cluster_mode_file() {
+        let mut next = Config::parse(FILE).unwrap();
+        next.cluster.seeds = vec!["127.0.0.1:7000".into(), "127.0.0.1:7001".into()];
+        next.migration.to_cluster = Some(MoveState::Moving);
+        let text = rewrite(FILE, &next).unwrap();
+        let back = Config::parse(&text).unwrap();
+        back.validate().unwrap();
+        assert_eq!(back.migration.to_cluster, Some(MoveState::Moving));
+        assert_eq!(back.cluster.seeds, next.cluster.seeds);
+        assert!(back.is_pool_mode());
+
+        let mut done = back.clone();
+        done.migration.to_cluster = None;
+        done.pools.clear();
+        done.slots.clear();
+        let text = rewrite(&text, &done).unwrap();
+        assert!(
+            text.contains("# my pools") && text.contains("# the port"),
+            "{text}"
+        );
+        let back = Config::parse(&text).unwrap();
+        back.validate().unwrap();
+        assert!(!back.is_pool_mode(), "{text}");
+        assert_eq!(back.migration.to_cluster, None);
+        assert_eq!(back.cluster.seeds, next.cluster.seeds);
+        assert_eq!(back.migration.keys_per_second, 100);
+    }
+
+    #[test]
     fn slot_maps_merge_runs() {
         let mut owner = vec![Some("a"); 5];
         owner[2] = Some("b");

@@ -132,6 +132,14 @@ pub fn target_redirect(error: &str) -> Option<Redirect> {
     Redirect::classify(rest.trim_end().as_bytes())
 }
 
+/// The error a client gets when its keys could not be moved from the pools onto the cluster
+/// (the cluster refused them past the request's deadline, or another error): it did not run.
+pub fn onto_cluster_failure_reply(slot: u16, error: &str) -> Bytes {
+    Bytes::from(format!(
+        "-TRYAGAIN slot {slot}: its keys are moving from the pools onto the cluster and could not be moved: {error}\r\n"
+    ))
+}
+
 /// The error a client gets when its keys could not be moved: the request did not run.
 pub fn failure_reply(unit: u16, error: &str) -> Bytes {
     Bytes::from(format!(

@@ -303,7 +303,7 @@ impl Router {
         let Some(error) = failure else {
             return self.send_to(dest, out, now);
         };
-        let reply = touch::failure_reply(out.unit.get(), &error);
+        let reply = touch::onto_cluster_failure_reply(out.unit.get(), &error);
         match touch::target_redirect(&error) {
             Some(crate::backend::redirect::Redirect::Moved { slot, addr })
                 if out.redirects < self.policy.max_redirects =>
@@ -526,7 +526,7 @@ impl Router {
                 Ok(Outcome::NoKey) => continue,
                 Ok(Outcome::Failed(error)) | Err(error) => error,
             };
-            let reply = touch::failure_reply(unit.get(), &error);
+            let reply = touch::onto_cluster_failure_reply(unit.get(), &error);
             return Err(match touch::target_redirect(&error) {
                 Some(crate::backend::redirect::Redirect::Moved { slot, addr }) => {
                     self.topology.patch_moved(slot, &addr);
