@@ -440,10 +440,24 @@ async fn a_key_whose_slot_is_resharded_inside_the_cluster_waits_for_the_reshard(
         async move { common::check(common::dbsize_sum(&pools), |&n| n == 1) }
     })
     .await;
-    let status = slotgate::admin::client::request(&admin, hyper::Method::GET, "/migrations")
-        .await
-        .unwrap();
-    assert!(status.contains("wait for their slot's reshard"), "{status}");
+    // A whole pass ends with r:0 left waiting, and says so.
+    eventually(
+        "the mover says a key waits",
+        Duration::from_secs(20),
+        || {
+            let admin = admin.clone();
+            async move {
+                let status =
+                    slotgate::admin::client::request(&admin, hyper::Method::GET, "/migrations")
+                        .await
+                        .unwrap();
+                common::check(status, |s| {
+                    s.contains("1 keys wait for their slot's reshard")
+                })
+            }
+        },
+    )
+    .await;
     assert!(
         !reader.is_finished(),
         "the request for r:0 waits for the reshard"
