@@ -46,8 +46,9 @@ fn ketama_config(servers: &[slotgate::local_redis::RedisServer]) -> Config {
     config
 }
 
-/// A client of non-retrying mixed traffic: INCRs, MSET/MGET across slots and pipelines of
-/// SET+GET on its own keys, each checked; every error or wrong answer is kept.
+/// A client of non-retrying mixed traffic: INCRs, MSET/MGET across slots, pipelines of
+/// SET+GET+STRLEN, MULTI/EXEC and RPUSH+BLPOP on its own keys, each checked; every error or
+/// wrong answer is kept.
 async fn mixed_client(addr: SocketAddr, task: usize, stop: Arc<AtomicBool>) -> (u64, Vec<String>) {
     let mut conn = client(addr).await;
     let (mut ops, mut errors) = (0u64, Vec::new());
@@ -93,7 +94,33 @@ async fn mixed_client(addr: SocketAddr, task: usize, stop: Arc<AtomicBool>) -> (
             Ok((v, len)) if v == n.to_string() && len > 0 => {}
             other => errors.push(format!("pipeline on {key}: {other:?}")),
         }
-        ops += 5;
+        // A transaction and a blocking pop (the dedicated-connection path), one slot each.
+        let (tx_a, tx_b) = (
+            format!("{{mix:{task}}}:tx:a"),
+            format!("{{mix:{task}}}:tx:b"),
+        );
+        let tx: redis::RedisResult<(i64, i64)> = redis::pipe()
+            .atomic()
+            .incr(&tx_a, 1)
+            .incr(&tx_b, 2)
+            .query_async(&mut conn)
+            .await;
+        match tx {
+            Ok((a, b)) if a == n && b == 2 * n => {}
+            other => errors.push(format!("MULTI/EXEC on {tx_a}: {other:?}")),
+        }
+        let queue = format!("{{mix:{task}}}:queue");
+        let pushed: redis::RedisResult<i64> = conn.rpush(&queue, n).await;
+        let popped: redis::RedisResult<Option<(String, i64)>> = redis::cmd("BLPOP")
+            .arg(&queue)
+            .arg(1)
+            .query_async(&mut conn)
+            .await;
+        match (pushed, popped) {
+            (Ok(1), Ok(Some((_, v)))) if v == n => {}
+            other => errors.push(format!("RPUSH/BLPOP on {queue}: {other:?}")),
+        }
+        ops += 9;
     }
     (ops, errors)
 }
