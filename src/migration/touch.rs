@@ -14,6 +14,7 @@ use crate::backend::Credentials;
 use crate::command::custom::CustomCommands;
 use crate::command::LookupCache;
 use crate::resp::{Limits, RequestDecoder};
+use crate::slot::Slot;
 use crate::topology::SlotTable;
 
 /// The keys of the request(s) encoded in `payload` (one request, or a MULTI … EXEC batch),
@@ -122,14 +123,35 @@ pub fn by_pool(pools: &SlotTable, keys: &[Bytes]) -> Vec<(usize, Vec<Bytes>)> {
     groups
 }
 
-/// What a failed `MIGRATE` onto a cluster node means when the node refused the keys with a
-/// cluster redirect (`Target instance replied with error: MOVED …` / `ASK …` / `TRYAGAIN` /
-/// `CLUSTERDOWN`): `MOVED` names the slot's owner now; `ASK` means the slot is being resharded
-/// inside the cluster (a non-cluster source's `RESTORE` cannot follow it: wait for the
-/// reshard to end). `None` for other errors.
-pub fn target_redirect(error: &str) -> Option<Redirect> {
+/// A cluster node's refusal of keys a `MIGRATE` brought it (the keys stay on the source).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// `MOVED`: the slot's owner is another node now.
+    Moved {
+        /// The slot.
+        slot: Slot,
+        /// Its owner.
+        addr: std::sync::Arc<str>,
+    },
+    /// `ASK` (the slot is being resharded inside the cluster: a non-cluster source's
+    /// `RESTORE` cannot follow it), `TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, `MASTERDOWN`: try
+    /// again later.
+    Wait,
+}
+
+/// What a failed `MIGRATE` onto a cluster node means when the node refused the keys
+/// (`Target instance replied with error: MOVED …` / `ASK …` …); `None` for other errors.
+pub fn cluster_refusal(error: &str) -> Option<Refusal> {
     let rest = error.split_once("Target instance replied with error: ")?.1;
-    Redirect::classify(rest.trim_end().as_bytes())
+    match Redirect::classify(rest.trim_end().as_bytes())? {
+        Redirect::Moved { slot, addr } => Some(Refusal::Moved { slot, addr }),
+        Redirect::Ask { .. }
+        | Redirect::TryAgain
+        | Redirect::ClusterDown
+        | Redirect::Loading
+        | Redirect::MasterDown => Some(Refusal::Wait),
+        Redirect::NoScript => None,
+    }
 }
 
 /// The error a client gets when its keys could not be moved from the pools onto the cluster
@@ -211,25 +233,25 @@ mod tests {
     }
 
     #[test]
-    fn a_cluster_target_s_refusal_is_a_redirect() {
+    fn a_cluster_target_s_refusal_says_move_on_or_wait() {
         let moved =
-            target_redirect("ERR Target instance replied with error: MOVED 12182 127.0.0.1:7003");
+            cluster_refusal("ERR Target instance replied with error: MOVED 12182 127.0.0.1:7003");
         assert!(
-            matches!(moved, Some(Redirect::Moved { ref addr, .. }) if &**addr == "127.0.0.1:7003")
+            matches!(moved, Some(Refusal::Moved { slot, ref addr }) if slot.get() == 12182 && &**addr == "127.0.0.1:7003")
         );
-        let ask =
-            target_redirect("ERR Target instance replied with error: ASK 12182 127.0.0.1:7001");
-        assert!(matches!(ask, Some(Redirect::Ask { .. })));
+        for waits in [
+            "ERR Target instance replied with error: ASK 12182 127.0.0.1:7001",
+            "ERR Target instance replied with error: TRYAGAIN Multiple keys request during rehashing of slot",
+            "ERR Target instance replied with error: CLUSTERDOWN The cluster is down",
+        ] {
+            assert_eq!(cluster_refusal(waits), Some(Refusal::Wait), "{waits}");
+        }
         assert_eq!(
-            target_redirect("ERR Target instance replied with error: TRYAGAIN Multiple keys request during rehashing of slot"),
-            Some(Redirect::TryAgain)
-        );
-        assert_eq!(
-            target_redirect("ERR Target instance replied with error: OOM command not allowed"),
+            cluster_refusal("ERR Target instance replied with error: OOM command not allowed"),
             None
         );
         assert_eq!(
-            target_redirect("IOERR error or timeout reading to target instance"),
+            cluster_refusal("IOERR error or timeout reading to target instance"),
             None
         );
     }

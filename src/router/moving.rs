@@ -29,7 +29,7 @@ use crate::backend::conn::{Lane, Outbound};
 use crate::backend::dedicated::Lease;
 use crate::backend::reply::Waiter;
 use crate::backend::ReplyTarget;
-use crate::migration::touch::{self, Outcome};
+use crate::migration::touch::{self, Outcome, Refusal};
 use crate::placement::Unit;
 use crate::topology::{MoveRoute, SlotTable};
 use crate::wake::LocalSignal;
@@ -66,12 +66,16 @@ struct AfterLegacy {
 
 impl Waiter for AfterLegacy {
     fn deliver(&self, _place: u64, reply: Bytes, _answered: Option<(&Bytes, Instant)>) {
-        if let Outcome::Failed(error) = Outcome::of(&reply) {
-            self.failure.borrow_mut().get_or_insert(error);
-        } else if Outcome::of(&reply) == Outcome::Moved {
-            if let Some(router) = self.router.upgrade() {
-                router.topology.move_counters().moved_on_touch();
+        match Outcome::of(&reply) {
+            Outcome::Failed(error) => {
+                self.failure.borrow_mut().get_or_insert(error);
             }
+            Outcome::Moved => {
+                if let Some(router) = self.router.upgrade() {
+                    router.topology.move_counters().moved_on_touch();
+                }
+            }
+            Outcome::NoKey => {}
         }
         self.left.set(self.left.get().saturating_sub(1));
         if self.left.get() > 0 {
@@ -304,22 +308,14 @@ impl Router {
             return self.send_to(dest, out, now);
         };
         let reply = touch::onto_cluster_failure_reply(out.unit.get(), &error);
-        match touch::target_redirect(&error) {
-            Some(crate::backend::redirect::Redirect::Moved { slot, addr })
-                if out.redirects < self.policy.max_redirects =>
-            {
+        match touch::cluster_refusal(&error) {
+            Some(Refusal::Moved { slot, addr }) if out.redirects < self.policy.max_redirects => {
                 out.redirects += 1;
                 self.topology.patch_moved(slot, &addr);
                 self.topology.request_refresh();
                 self.route(out, now);
             }
-            Some(
-                crate::backend::redirect::Redirect::Ask { .. }
-                | crate::backend::redirect::Redirect::TryAgain
-                | crate::backend::redirect::Redirect::ClusterDown
-                | crate::backend::redirect::Redirect::Loading
-                | crate::backend::redirect::Redirect::MasterDown,
-            ) => self.retry_later(out, reply, now),
+            Some(Refusal::Wait) => self.retry_later(out, reply, now),
             _ => {
                 self.topology.move_counters().on_touch_failed();
                 tracing::warn!(
@@ -527,19 +523,13 @@ impl Router {
                 Ok(Outcome::Failed(error)) | Err(error) => error,
             };
             let reply = touch::onto_cluster_failure_reply(unit.get(), &error);
-            return Err(match touch::target_redirect(&error) {
-                Some(crate::backend::redirect::Redirect::Moved { slot, addr }) => {
+            return Err(match touch::cluster_refusal(&error) {
+                Some(Refusal::Moved { slot, addr }) => {
                     self.topology.patch_moved(slot, &addr);
                     self.topology.request_refresh();
                     NotYet::Held(reply)
                 }
-                Some(
-                    crate::backend::redirect::Redirect::Ask { .. }
-                    | crate::backend::redirect::Redirect::TryAgain
-                    | crate::backend::redirect::Redirect::ClusterDown
-                    | crate::backend::redirect::Redirect::Loading
-                    | crate::backend::redirect::Redirect::MasterDown,
-                ) => NotYet::Held(reply),
+                Some(Refusal::Wait) => NotYet::Held(reply),
                 _ => {
                     self.topology.move_counters().on_touch_failed();
                     NotYet::Failed(reply)

@@ -278,8 +278,8 @@ impl Topology {
     }
 
     /// Discover the cluster `next` moves keys onto (its `[cluster]` seeds and credentials) and
-    /// keep its table for the phase change that starts the move ([`Topology::hold`]). Also
-    /// checks the cluster holds no key of its own: the move's end would not be found.
+    /// keep its table for the phase change that starts the move ([`Topology::hold`]): `Err`
+    /// unless some seed answers and every slot has a master.
     pub async fn stage_cluster(&self, next: &Config) -> Result<(), String> {
         let settings = Arc::new(self.settings_for(next));
         let found = discover_from(
@@ -698,38 +698,36 @@ async fn discover_from(
     mut candidates: Vec<String>,
     current: Arc<SlotTable>,
 ) -> Result<SlotTable, TopologyError> {
-    {
-        for seed in &settings.seeds {
-            if !candidates.contains(seed) {
-                candidates.push(seed.clone());
-            }
+    for seed in &settings.seeds {
+        if !candidates.contains(seed) {
+            candidates.push(seed.clone());
         }
-        let mut choice = ViewChoice::default();
-        for batch in candidates.chunks(ASKED_AT_ONCE) {
-            let mut asks = tokio::task::JoinSet::new();
-            for addr in batch {
-                let (settings, addr) = (Arc::clone(settings), addr.clone());
-                let current = Arc::clone(&current);
-                asks.spawn(async move {
-                    let view = ask(&settings, &addr, &current).await;
-                    (addr, view)
-                });
-            }
-            while let Some(joined) = asks.join_next().await {
-                let enough = match joined {
-                    Ok((addr, answer)) => choice.offer(&addr, answer),
-                    Err(e) => choice.offer("discovery task", Err(e.to_string())),
-                };
-                if enough {
-                    break;
-                }
-            }
-            if choice.has_view() {
+    }
+    let mut choice = ViewChoice::default();
+    for batch in candidates.chunks(ASKED_AT_ONCE) {
+        let mut asks = tokio::task::JoinSet::new();
+        for addr in batch {
+            let (settings, addr) = (Arc::clone(settings), addr.clone());
+            let current = Arc::clone(&current);
+            asks.spawn(async move {
+                let view = ask(&settings, &addr, &current).await;
+                (addr, view)
+            });
+        }
+        while let Some(joined) = asks.join_next().await {
+            let enough = match joined {
+                Ok((addr, answer)) => choice.offer(&addr, answer),
+                Err(e) => choice.offer("discovery task", Err(e.to_string())),
+            };
+            if enough {
                 break;
             }
         }
-        choice.into_table()
+        if choice.has_view() {
+            break;
+        }
     }
+    choice.into_table()
 }
 
 /// The moving overlay of a cluster table for `state`: every slot moving from the pools while

@@ -15,10 +15,9 @@ use bytes::Bytes;
 use super::mover::{call, scan_reply, Pace, Pass};
 use super::Migrations;
 use crate::backend::dedicated::DedicatedConn;
-use crate::backend::redirect::Redirect;
 use crate::config::{Config, MoveState, SlotMove};
 use crate::migration::measure;
-use crate::migration::touch::{self, Outcome};
+use crate::migration::touch::{self, Outcome, Refusal};
 use crate::resp::Request;
 use crate::slot::SLOT_COUNT;
 
@@ -184,19 +183,13 @@ impl Migrations {
                         match Outcome::of(reply.raw()) {
                             Outcome::Moved => self.count_moved(m, held),
                             Outcome::NoKey => {}
-                            Outcome::Failed(e) => match touch::target_redirect(&e) {
-                                Some(Redirect::Moved { slot, addr }) => {
+                            Outcome::Failed(e) => match touch::cluster_refusal(&e) {
+                                Some(Refusal::Moved { slot, addr }) => {
                                     self.topology.patch_moved(slot, &addr);
                                     self.topology.request_refresh();
                                     waiting += batch.len() as u64;
                                 }
-                                Some(
-                                    Redirect::Ask { .. }
-                                    | Redirect::TryAgain
-                                    | Redirect::ClusterDown
-                                    | Redirect::Loading
-                                    | Redirect::MasterDown,
-                                ) => waiting += batch.len() as u64,
+                                Some(Refusal::Wait) => waiting += batch.len() as u64,
                                 _ => {
                                     return Err(format!(
                                         "MIGRATE from {source} to {dest} failed: {e}"
