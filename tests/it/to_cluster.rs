@@ -711,3 +711,114 @@ async fn pools_and_cluster_with_passwords() {
     assert_eq!(v, 7, "served in cluster mode");
     drop(proxy);
 }
+
+/// Bad starts change nothing (no cluster there; a cluster that does not serve every slot; a
+/// move already in force), `abort` is refused, and `pause` stops the mover while every key
+/// stays readable and touched keys still move; `resume` lets it end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_starts_change_nothing_and_a_paused_move_keeps_every_key_readable() {
+    let _serial = common::load::serial().await;
+    let servers = standalone_servers(2);
+    let mut config = ketama_config(&servers);
+    common::with_admin(&mut config);
+    config.migration.keys_per_second = 200;
+    let file = TempPath::new("slotgate-to-cluster-bad", ".toml");
+    std::fs::write(&file.0, toml::to_string(&config).unwrap()).unwrap();
+    let proxy = Proxy::start(config).expect("start slotgate in pool mode");
+    proxy.set_config_file(file.0.clone());
+    let admin = proxy.admin_addr().unwrap().to_string();
+    let post = |path: String| {
+        let admin = admin.clone();
+        async move { slotgate::admin::client::request(&admin, hyper::Method::POST, &path).await }
+    };
+    let mut conn = client(proxy.local_addr()).await;
+    for i in 0..1000 {
+        let () = conn.set(format!("b:{i}"), i).await.unwrap();
+    }
+    let unchanged = || {
+        let saved = Config::load(&file.0).unwrap();
+        assert!(saved.is_pool_mode() && saved.migration.to_cluster.is_none());
+        assert_eq!(saved.migration.version, 0);
+    };
+
+    let nobody = format!("127.0.0.1:{}", free_port(false).unwrap());
+    let refused = post(format!("/migrations/start?to_cluster={nobody}"))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.contains("no cluster node gave a usable topology"),
+        "{refused}"
+    );
+    unchanged();
+    let half = common::lone_cluster_node(0, 8191).await;
+    let refused = post(format!("/migrations/start?to_cluster={}", half.addr()))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.contains("only 8192 of 16384 slots are covered"),
+        "{refused}"
+    );
+    unchanged();
+    let refused = post("/migrations/start?to_cluster=".into())
+        .await
+        .unwrap_err();
+    assert!(
+        refused.contains("needs the destination cluster's [cluster] seeds"),
+        "{refused}"
+    );
+    unchanged();
+    let v: i64 = conn.get("b:1").await.unwrap();
+    assert_eq!(v, 1, "still served from the pools");
+
+    let cluster = LocalCluster::start(ClusterOptions {
+        replicas_per_master: 0,
+        ..ClusterOptions::default()
+    })
+    .expect("start the Redis Cluster");
+    let seeds = cluster.seeds().join(",");
+    post(format!("/migrations/start?to_cluster={seeds}"))
+        .await
+        .unwrap();
+    let again = post(format!("/migrations/start?to_cluster={seeds}"))
+        .await
+        .unwrap_err();
+    assert!(again.contains("already move onto the cluster"), "{again}");
+    let abort = post("/migrations/abort".into()).await.unwrap_err();
+    assert!(abort.contains("not aborted"), "{abort}");
+    let paused = post("/migrations/pause".into()).await.unwrap();
+    assert!(paused.contains("\"state\":\"paused\""), "{paused}");
+    let saved = Config::load(&file.0).unwrap();
+    assert_eq!(
+        saved.migration.to_cluster,
+        Some(slotgate::config::MoveState::Paused)
+    );
+    let status = |admin: String| async move {
+        let s = slotgate::admin::client::request(&admin, hyper::Method::GET, "/migrations")
+            .await
+            .unwrap();
+        serde_json::from_str::<serde_json::Value>(&s).unwrap()
+    };
+    let before = status(admin.clone()).await["background_keys_moved"]
+        .as_u64()
+        .unwrap();
+    // Paused: every key reads back (touched keys move), the mover moves nothing more.
+    for i in 0..1000 {
+        let v: i64 = conn.get(format!("b:{i}")).await.unwrap();
+        assert_eq!(v, i);
+    }
+    let s = status(admin.clone()).await;
+    assert_eq!(s["background_keys_moved"].as_u64().unwrap(), before, "{s}");
+    assert!(s["on_touch_moves"].as_u64().unwrap() > 0, "{s}");
+    post("/migrations/resume".into()).await.unwrap();
+    eventually("the move ends", Duration::from_secs(30), || {
+        let path = file.0.clone();
+        async move {
+            let pool_mode = Config::load(&path).map_or(true, |c| c.is_pool_mode());
+            common::check(pool_mode, |pool| !pool)
+        }
+    })
+    .await;
+    let pools: Vec<SocketAddr> = servers.iter().map(|s| s.addr().parse().unwrap()).collect();
+    assert_eq!(common::dbsize_sum(&pools), 0);
+    drop(proxy);
+}
