@@ -281,6 +281,17 @@ impl Topology {
     /// keep its table for the phase change that starts the move ([`Topology::hold`]): `Err`
     /// unless some seed answers and every slot has a master.
     pub async fn stage_cluster(&self, next: &Config) -> Result<(), String> {
+        let found = self.discover_cluster(next).await?;
+        let legacy = pools::legacy_table(next)?;
+        let mut state = self.lock_pools();
+        state.staged = Some(Arc::new(found));
+        state.legacy = Some(Arc::new(legacy));
+        Ok(())
+    }
+
+    /// The table of the cluster `next` names (`[cluster]` seeds and credentials), if some seed
+    /// answers and every slot has a master. Changes nothing.
+    async fn discover_cluster(&self, next: &Config) -> Result<SlotTable, String> {
         let settings = Arc::new(self.settings_for(next));
         let found = discover_from(
             &settings,
@@ -295,12 +306,32 @@ impl Topology {
                 found.covered_units()
             ));
         }
-        let found = found.with_cluster_settings(settings.read_policy, settings.auth.clone());
-        let legacy = pools::legacy_table(next)?;
-        let mut state = self.lock_pools();
-        state.staged = Some(Arc::new(found));
-        state.legacy = Some(Arc::new(legacy));
-        Ok(())
+        Ok(found.with_cluster_settings(settings.read_policy, settings.auth.clone()))
+    }
+
+    /// The keys the masters of the cluster `next` names hold (`DBSIZE` of each), or why they
+    /// could not be counted. Changes nothing.
+    pub async fn cluster_keys(&self, next: &Config) -> Result<u64, String> {
+        let cluster = self.discover_cluster(next).await?;
+        let settings = self.settings.load_full();
+        let mut keys = 0;
+        for shard in cluster.shards() {
+            let replies = oneshot::commands(
+                &shard.master,
+                shard.auth.as_ref(),
+                &[&["DBSIZE"]],
+                settings.query_timeout,
+                settings.limits,
+                settings.tls.backend().as_deref(),
+            )
+            .await
+            .map_err(|e| format!("{}: {e}", shard.master))?;
+            match replies.first().and_then(Frame::as_int) {
+                Some(n) => keys += n.max(0) as u64,
+                None => return Err(format!("{}: no DBSIZE count", shard.master)),
+            }
+        }
+        Ok(keys)
     }
 
     /// [`Topology::install_config`] for a configuration that routes by a cluster's table.

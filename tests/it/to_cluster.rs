@@ -776,6 +776,17 @@ async fn bad_starts_change_nothing_and_a_paused_move_keeps_every_key_readable() 
     })
     .expect("start the Redis Cluster");
     let seeds = cluster.seeds().join(",");
+    // A cluster that holds a key: the pools' key of the same name would overwrite it.
+    let b1_owner = slot_owners(cluster.master_ports()[0]).await
+        [slotgate::slot::Slot::of(b"b:1").get() as usize];
+    let mut node = common::load::node(b1_owner).await;
+    let () = node.set("b:1", "the cluster's own").await.unwrap();
+    let refused = post(format!("/migrations/start?to_cluster={seeds}"))
+        .await
+        .unwrap_err();
+    assert!(refused.contains("the cluster holds 1 keys"), "{refused}");
+    unchanged();
+    let () = node.del("b:1").await.unwrap();
     post(format!("/migrations/start?to_cluster={seeds}"))
         .await
         .unwrap();

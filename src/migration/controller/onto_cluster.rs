@@ -62,6 +62,15 @@ impl Migrations {
         }
         next.migration.to_cluster = Some(MoveState::Moving);
         next.validate().map_err(|e| e.to_string())?;
+        // An empty cluster: a key of the same name there would be overwritten by the pools'.
+        match self.topology.cluster_keys(&next).await? {
+            0 => {}
+            keys => {
+                return Err(format!(
+                    "the cluster holds {keys} keys: keys moving from the pools would overwrite those of the same name; move onto an empty cluster"
+                ))
+            }
+        }
         let why = format!(
             "every key starts moving from the pools onto the cluster of {}",
             next.cluster.seeds.join(",")
