@@ -102,22 +102,27 @@ impl Reloader {
     }
 
     /// [`Reloader::reload`] for a migration phase change: the moves may change (the
-    /// controller has held their slots and settled the workers first).
+    /// controller has held their slots and settled the workers first), and pool mode may
+    /// become cluster mode (every key moved from the pools onto the cluster: the move's end,
+    /// or the fleet's state adopted by an instance that missed it).
     pub fn reload_phase(&self, next: Config) -> Result<Reloaded, ReloadError> {
-        self.apply(next)
+        self.apply_with(next, true)
     }
 
     fn apply(&self, next: Config) -> Result<Reloaded, ReloadError> {
+        self.apply_with(next, false)
+    }
+
+    fn apply_with(&self, next: Config, phase: bool) -> Result<Reloaded, ReloadError> {
         if let Err(errors) = next.validate() {
             log_rejected(&errors);
             return Err(ReloadError::Config(errors));
         }
         let mut current = self.lock_config();
-        // Keys moving from pools onto a cluster: at its end the configuration becomes a
-        // cluster-mode one (the phase change that ends the move), while running.
-        let onto_cluster = current.migration.to_cluster.is_some();
-        let move_ends = onto_cluster && !next.is_pool_mode();
-        if current.is_pool_mode() != next.is_pool_mode() && !move_ends {
+        // Keys moved from pools onto a cluster: the configuration becomes a cluster-mode one
+        // while running, by a phase change only.
+        let pools_retired = phase && current.is_pool_mode() && !next.is_pool_mode();
+        if current.is_pool_mode() != next.is_pool_mode() && !pools_retired {
             let error = ReloadError::ModeChange;
             tracing::error!("config reload rejected, running configuration unchanged: {error}");
             return Err(error);
@@ -130,7 +135,7 @@ impl Reloader {
                 return Err(ReloadError::Config(errors));
             }
         };
-        let table_version = if next.is_pool_mode() || onto_cluster {
+        let table_version = if next.is_pool_mode() || current.is_pool_mode() {
             match self.topology.install_config(&next) {
                 Ok(version) => version,
                 Err(message) => {
@@ -143,9 +148,9 @@ impl Reloader {
             None
         };
         self.tls.install(tls);
-        if onto_cluster || next.is_pool_mode() {
-            // The cluster keys move onto (or would): its seeds named by the phase change that
-            // starts the move, its credentials read then.
+        if current.is_pool_mode() {
+            // In pool mode `[cluster]` names only the cluster keys move onto (or would): its
+            // seeds come with the phase change that starts the move, its login is read then.
             current.cluster.seeds.clone_from(&next.cluster.seeds);
             current.cluster.username.clone_from(&next.cluster.username);
             current.cluster.password.clone_from(&next.cluster.password);

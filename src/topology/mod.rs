@@ -282,10 +282,13 @@ impl Topology {
     /// unless some seed answers and every slot has a master.
     pub async fn stage_cluster(&self, next: &Config) -> Result<(), String> {
         let found = self.discover_cluster(next).await?;
-        let legacy = pools::legacy_table(next)?;
+        let legacy = match next.migration.to_cluster {
+            Some(_) => Some(Arc::new(pools::legacy_table(next)?)),
+            None => None, // The move is over: the cluster alone.
+        };
         let mut state = self.lock_pools();
         state.staged = Some(Arc::new(found));
-        state.legacy = Some(Arc::new(legacy));
+        state.legacy = legacy;
         Ok(())
     }
 

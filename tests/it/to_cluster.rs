@@ -592,7 +592,7 @@ async fn two_instances_move_onto_the_cluster_together_through_a_sigkill_of_one()
     );
     assert_eq!(saved_b.cluster.seeds, cluster.seeds());
     let _instance_b = spawn_b(&b_file, &b_listen);
-    let mut through_b = client(b_addr).await;
+    let through_b = &mut client(b_addr).await;
     for i in (0..3000).step_by(7) {
         let v: Option<i64> = through_b.get(format!("f:{i}")).await.unwrap();
         assert_eq!(v, Some(i), "f:{i} through B, restarted mid-move");
@@ -633,6 +633,32 @@ async fn two_instances_move_onto_the_cluster_together_through_a_sigkill_of_one()
         assert_eq!((from_a, from_b), (Some(i), Some(i)), "{key}");
     }
     common::load::verify_acked(b_addr, &report_a).await;
+
+    // B comes back from a stale file (pool mode, from before the move): it takes the fleet's
+    // state before it serves, so it serves in cluster mode and its file says so.
+    drop(through_b);
+    drop(_instance_b);
+    std::fs::write(&b_file.0, toml::to_string(&b).unwrap()).unwrap();
+    let _instance_b = spawn_b(&b_file, &b_listen);
+    let mut through_b = client(b_addr).await;
+    for i in (0..3000).step_by(11) {
+        let v: Option<i64> = through_b.get(format!("f:{i}")).await.unwrap();
+        assert_eq!(v, Some(i), "f:{i} through B, back from a stale file");
+    }
+    let () = through_b.set("f:after", "b").await.unwrap();
+    let v: Option<String> = through_a.get("f:after").await.unwrap();
+    assert_eq!(
+        v.as_deref(),
+        Some("b"),
+        "B writes where A reads: the cluster"
+    );
+    assert_eq!(
+        common::dbsize_sum(&pools),
+        0,
+        "B wrote nothing to the pools"
+    );
+    let saved = Config::load(&b_file.0).unwrap();
+    assert!(!saved.is_pool_mode(), "B's file brought up to cluster mode");
     drop(proxy);
 }
 

@@ -142,8 +142,9 @@ impl Migrations {
         };
         let next = newest.applied_to(&current);
         next.validate().map_err(|e| e.to_string())?;
-        if next.migration.to_cluster.is_some() && current.migration.to_cluster.is_none() {
-            // The fleet moves keys onto a cluster this instance has not seen yet.
+        let onto_cluster = next.migration.to_cluster.is_some() || !next.is_pool_mode();
+        if onto_cluster && current.is_pool_mode() && current.migration.to_cluster.is_none() {
+            // The fleet moves (or moved) keys onto a cluster this instance has not seen yet.
             self.topology.stage_cluster(&next).await?;
         }
         self.reloader
