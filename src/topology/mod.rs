@@ -601,7 +601,11 @@ impl Topology {
             .with_cluster_settings(settings.read_policy, settings.auth.clone());
         // Keys moving onto the cluster, or a phase change holding slots: the same overlay.
         let state = self.lock_pools();
-        let found = found.with_moving(overlay(&state));
+        let found = if state.legacy.is_none() && state.held.is_empty() {
+            found // Plain cluster mode.
+        } else {
+            found.with_moving(overlay(&state))
+        };
         let current = self.table.load_full();
         if current.version() > 0 && current.same_routing(&found) {
             return Ok(false);

@@ -343,11 +343,31 @@ async fn keys_written_through_nutcracker_move_onto_a_cluster_under_load() {
         }
     }
 
-    // 7. The same address serves in plain cluster mode; the status shows no move.
+    // 7. The same address serves in plain cluster mode (no MIGRATE reaches the old servers
+    // any more); the status shows no move.
+    let pools: Vec<SocketAddr> = servers.iter().map(|s| s.addr().parse().unwrap()).collect();
+    let migrates = || -> u64 {
+        pools
+            .iter()
+            .map(|&p| common::command_calls(p, "migrate"))
+            .sum()
+    };
+    let migrates_before = migrates();
+    assert!(
+        migrates_before > 0,
+        "the old servers ran the MIGRATEs of the move"
+    );
     let mut conn = client(addr).await;
-    let () = conn.set("after:move", "yes").await.unwrap();
-    let v: String = conn.get("after:move").await.unwrap();
-    assert_eq!(v, "yes");
+    for i in 0..100 {
+        let () = conn.set(format!("after:move:{i}"), i).await.unwrap();
+        let v: i64 = conn.get(format!("after:move:{i}")).await.unwrap();
+        assert_eq!(v, i);
+    }
+    assert_eq!(
+        migrates(),
+        migrates_before,
+        "nothing of the move is left on the request path"
+    );
     let status = slotgate::admin::client::request(&admin, hyper::Method::GET, "/migrations")
         .await
         .unwrap();
