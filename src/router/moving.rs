@@ -17,6 +17,7 @@
 //! ```
 
 use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,12 +55,16 @@ impl Waiter for AfterMigrate {
 }
 
 /// The replies of the `MIGRATE`s sent for one request moving keys from pools onto the cluster
-/// (one per pool that placed one of its keys): when the last comes, the request goes on.
+/// (one per pool that placed one of its keys): when the last comes, the request goes on, after
+/// its client's earlier ones (`OnTouch::legacy`).
 struct AfterLegacy {
     router: Weak<Router>,
     out: RefCell<Option<Outbound>>,
     dest: Arc<str>,
+    client: u64,
     left: Cell<usize>,
+    /// Every reply is in.
+    done: Cell<bool>,
     /// The first failure's error line.
     failure: RefCell<Option<String>>,
 }
@@ -81,13 +86,14 @@ impl Waiter for AfterLegacy {
         if self.left.get() > 0 {
             return;
         }
-        let Some(out) = self.out.borrow_mut().take() else {
-            return;
-        };
-        let failure = self.failure.borrow_mut().take();
+        self.done.set(true);
         match self.router.upgrade() {
-            Some(router) => router.after_legacy(out, &self.dest, failure),
-            None => out.reply.fill(reply),
+            Some(router) => router.flush_legacy(self.client),
+            None => {
+                if let Some(out) = self.out.borrow_mut().take() {
+                    out.reply.fill(reply);
+                }
+            }
         }
     }
 }
@@ -99,6 +105,11 @@ pub(super) struct OnTouch {
     in_flight: Cell<usize>,
     dedicated: Cell<usize>,
     idle: LocalSignal,
+    /// Keys moving from pools onto the cluster: per client, its requests between their
+    /// `MIGRATE`s and their forwarding, in arrival order. They go on in that order: a request
+    /// whose keys two pools placed waits for both, and its client's later requests wait
+    /// behind it.
+    legacy: RefCell<HashMap<u64, VecDeque<Rc<AfterLegacy>>>>,
 }
 
 impl OnTouch {
@@ -188,7 +199,9 @@ impl Router {
             request: migrate,
             reply: ReplyTarget::new(waiter as Rc<dyn Waiter>, 0),
             unit,
-            node: None,
+            // Pinned to the source: a MIGRATE handed back goes there again, never routed as a
+            // request of the slot.
+            node: Some(Arc::clone(&source_addr)),
             client_id,
             deadline,
             redirects: 0,
@@ -244,11 +257,13 @@ impl Router {
         self.on_touch
             .in_flight
             .set(self.on_touch.in_flight.get() + 1);
-        let step = |request: Bytes, reply: ReplyTarget| Outbound {
+        // Pinned to its pool: a MIGRATE handed back (a connection that failed before writing
+        // it) goes there again, never routed as a request of the slot.
+        let step = |source: &Arc<str>, request: Bytes, reply: ReplyTarget| Outbound {
             request,
             reply,
             unit: out.unit,
-            node: None,
+            node: Some(Arc::clone(source)),
             client_id: out.client_id,
             deadline: out.deadline,
             redirects: 0,
@@ -264,19 +279,56 @@ impl Router {
             router: self.me.clone(),
             out: RefCell::new(None),
             dest,
+            client: out.client_id,
             left: Cell::new(migrates.len()),
+            done: Cell::new(false),
             failure: RefCell::new(None),
         });
+        self.on_touch
+            .legacy
+            .borrow_mut()
+            .entry(out.client_id)
+            .or_default()
+            .push_back(Rc::clone(&waiter));
         let mut steps = Vec::with_capacity(migrates.len());
         for (source, migrate) in migrates {
             let target = ReplyTarget::new(Rc::clone(&waiter) as Rc<dyn Waiter>, 0);
-            steps.push((source, step(migrate, target)));
+            let step = step(&source, migrate, target);
+            steps.push((source, step));
         }
         // The waiter owns the request until the MIGRATEs' replies.
         *waiter.out.borrow_mut() = Some(out);
         for (source, step) in steps {
             // The client's own connection to each pool: its MIGRATEs there stay in order.
             self.send_to(&source, step, now);
+        }
+    }
+
+    /// Let `client`'s requests whose `MIGRATE`s all answered go on, in arrival order, up to
+    /// the first still waiting.
+    fn flush_legacy(&self, client: u64) {
+        loop {
+            let next = {
+                let mut waiting = self.on_touch.legacy.borrow_mut();
+                let Some(queue) = waiting.get_mut(&client) else {
+                    return;
+                };
+                if !queue.front().is_some_and(|w| w.done.get()) {
+                    return;
+                }
+                let next = queue.pop_front();
+                if queue.is_empty() {
+                    waiting.remove(&client);
+                }
+                next
+            };
+            let Some(next) = next else { return };
+            let out = next.out.borrow_mut().take();
+            if let Some(out) = out {
+                let failure = next.failure.borrow_mut().take();
+                // May route a request again (MOVED), which queues it anew: no borrow held.
+                self.after_legacy(out, &next.dest, failure);
+            }
         }
     }
 
