@@ -34,7 +34,8 @@ enum Command {
         /// The TOML file to check.
         file: PathBuf,
     },
-    /// Move slots between pools of a running proxy (pool mode), through its admin listener.
+    /// Move slots between pools of a running proxy (pool mode), or every key from its pools
+    /// onto a Redis Cluster, through its admin listener.
     Migrate {
         /// The running proxy's admin listener (`admin.listen`).
         #[arg(long, value_name = "HOST:PORT", env = "SLOTGATE_ADMIN_ADDR")]
