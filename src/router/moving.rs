@@ -332,7 +332,7 @@ impl Router {
         }
     }
 
-    /// Route `out` to its unit's master in `table` with no moving overlay.
+    /// Send `out` to its unit's master in `table`, whatever the table's moving overlay says.
     fn send_to_unit(&self, table: &SlotTable, out: Outbound, now: Instant) {
         match table.shard_of(out.unit).and_then(|i| table.shards().get(i)) {
             Some(shard) => {
@@ -346,9 +346,10 @@ impl Router {
         }
     }
 
-    /// Every `MIGRATE` for `out` (keys moving onto the cluster) answered: run `out` on `dest`;
-    /// or, when the cluster refused the keys, route it again (MOVED: the slot patched) or hold
-    /// it while the slot is resharded (ASK, TRYAGAIN), within its deadline; or fail it.
+    /// Every `MIGRATE` for `out` (keys moving onto the cluster, to `dest`) answered: run `out`
+    /// on its slot's owner; or, when the cluster refused the keys, route it again (MOVED: the
+    /// slot patched) or hold it while the slot is resharded (ASK, TRYAGAIN), within its
+    /// deadline; or fail it.
     fn after_legacy(&self, mut out: Outbound, dest: &Arc<str>, failure: Option<String>) {
         let left = self.on_touch.in_flight.get().saturating_sub(1);
         self.on_touch.in_flight.set(left);
@@ -357,7 +358,9 @@ impl Router {
         }
         let now = Instant::now();
         let Some(error) = failure else {
-            return self.send_to(dest, out, now);
+            // The slot's owner now (the table may have changed since the MIGRATEs were sent:
+            // a reshard inside the cluster), so a client's requests reach it in order.
+            return self.send_to_unit(&self.table(), out, now);
         };
         let reply = touch::onto_cluster_failure_reply(out.unit.get(), &error);
         match touch::cluster_refusal(&error) {
