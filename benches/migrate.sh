@@ -83,6 +83,26 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
 
+# Free loopback ports for cluster nodes, $1 of them: each below 55536 with its bus port
+# (+10000) free too.
+free_node_ports() {
+    python3 - "$1" <<'EOF'
+import random, socket, sys
+ports, socks = [], []
+while len(ports) < int(sys.argv[1]):
+    port = random.randint(20000, 55000)
+    pair = [socket.socket(), socket.socket()]
+    try:
+        pair[0].bind(("127.0.0.1", port))
+        pair[1].bind(("127.0.0.1", port + 10000))
+    except OSError:
+        continue
+    socks += pair
+    ports.append(port)
+print(" ".join(map(str, ports)))
+EOF
+}
+
 # Wait (at most 10 s) until the server on port $1 answers PING.
 await_ping() {
     for _ in $(seq 100); do
@@ -185,9 +205,11 @@ EOF
 }
 
 # MODE=to-cluster: 3 servers written through nutcracker (ketama, fnv1a_64), slotgate in pool
-# mode on the same placement, a 3-master cluster as the destination.
+# mode on the same placement, a 3-master cluster (ports of its own: bus port = port + 10000)
+# as the destination.
 setup_to_cluster() {
-    local throttle=$1 servers=("${@:2:3}") nodes=("${@:5:3}") twem=${8} node
+    local throttle=$1 servers=("${@:2:3}") nodes twem=$5 node
+    read -r -a nodes <<<"$(free_node_ports 3)"
     start_servers "${servers[@]}"
     start_servers "${nodes[@]}" -- --cluster-enabled yes --cluster-config-file nodes.conf
     local seeds=()
@@ -277,7 +299,7 @@ round() {
     ROWS=$OUT/rows-$throttle.txt
     : >"$ROWS"
     if [[ $MODE == to-cluster ]]; then
-        setup_to_cluster "$throttle" "${ports[@]:2:7}"
+        setup_to_cluster "$throttle" "${ports[@]:2:4}"
     else
         setup_pools "$throttle" "${ports[@]:2:4}"
     fi
