@@ -476,7 +476,9 @@ pub struct ClusterConfig {
     pub username: Option<String>,
     /// Password sent with `AUTH` on every new connection to a cluster node (the nodes'
     /// `requirepass`, or `username`'s password): discovery, requests, pinned connections,
-    /// health checks. Never logged. Start-only.
+    /// health checks. Never logged. Start-only in cluster mode; in pool mode (with `username`)
+    /// the login of the cluster a move onto a cluster goes to (`migrate start --to-cluster`),
+    /// read when the move starts (a reload may set it before).
     pub password: Option<Secret>,
     /// Databases clients may `SELECT` (`0..databases`). A cluster serves only database 0:
     /// the others are emulated, each in a key namespace of its own that clients never see.
@@ -1082,10 +1084,13 @@ impl Config {
         }
 
         let pool_mode = self.is_pool_mode();
-        if pool_mode && !self.cluster.seeds.is_empty() {
+        // Pool mode may name a cluster only as the destination of a move onto it.
+        let to_cluster = self.migration.to_cluster.is_some();
+        if pool_mode && !to_cluster && !self.cluster.seeds.is_empty() {
             fail(
                 "cluster.seeds",
-                "cluster mode ([cluster] seeds) and pool mode ([pools]) are exclusive; keep one"
+                "cluster mode ([cluster] seeds) and pool mode ([pools]) are exclusive; keep one \
+                 (pool mode names a cluster only while moving onto it: migration.to_cluster)"
                     .into(),
             );
         }
@@ -1117,12 +1122,6 @@ impl Config {
         }
         if self.cluster.username.is_some() && self.cluster.password.is_none() {
             fail("cluster.username", "needs a password".into());
-        }
-        if pool_mode && self.cluster.password.is_some() {
-            fail(
-                "cluster.password",
-                "applies to cluster mode only; in pool mode set [pools.NAME] password".into(),
-            );
         }
 
         if !(1..=64).contains(&self.backend.connections_per_node) {
@@ -2043,9 +2042,9 @@ first_kye = 1
         let err = c.validate().unwrap_err();
         assert_eq!(err.0[0].path, "cluster.username", "{err}");
 
+        // Pool mode: the credentials of the cluster a move onto a cluster would go to.
         let c = pools("[cluster]\npassword = \"pw\"\n[pools.a]\nmaster = \"127.0.0.1:1\"\n");
-        let err = c.validate().unwrap_err();
-        assert_eq!(err.0[0].path, "cluster.password", "{err}");
+        c.validate().unwrap();
     }
 
     #[test]

@@ -34,7 +34,8 @@ enum Command {
         /// The TOML file to check.
         file: PathBuf,
     },
-    /// Move slots between pools of a running proxy (pool mode), through its admin listener.
+    /// Move slots between pools of a running proxy (pool mode), or every key from its pools
+    /// onto a Redis Cluster, through its admin listener.
     Migrate {
         /// The running proxy's admin listener (`admin.listen`).
         #[arg(long, value_name = "HOST:PORT", env = "SLOTGATE_ADMIN_ADDR")]
@@ -58,14 +59,19 @@ enum Command {
 /// What `slotgate migrate` asks the running proxy.
 #[derive(Subcommand)]
 enum MigrateAction {
-    /// Start moving a slot range (all of one pool's) to another pool.
+    /// Start moving a slot range (all of one pool's) to another pool, or every key from the
+    /// pools onto a Redis Cluster (`--to-cluster`, docs/FROM-TWEMPROXY.md).
     Start {
         /// `FIRST-LAST` or one slot `N`.
-        #[arg(long)]
-        slots: String,
+        #[arg(long, required_unless_present = "to_cluster")]
+        slots: Option<String>,
         /// The destination pool's name.
-        #[arg(long)]
-        to: String,
+        #[arg(long, required_unless_present = "to_cluster")]
+        to: Option<String>,
+        /// Move every key from the pools onto the Redis Cluster of these seeds
+        /// (`HOST:PORT,…`; empty: the config's `[cluster] seeds`).
+        #[arg(long, value_name = "HOST:PORT,…", conflicts_with_all = ["slots", "to"], num_args = 0..=1, default_missing_value = "")]
+        to_cluster: Option<String>,
     },
     /// The moves under way and their progress (JSON).
     Status,
@@ -275,9 +281,20 @@ fn migrate(admin: &str, action: MigrateAction) -> Result<(), String> {
         None => format!("/migrations/{action}"),
     };
     let (method, path) = match action {
-        MigrateAction::Start { slots, to } => (
+        MigrateAction::Start {
+            to_cluster: Some(seeds),
+            ..
+        } => (
             hyper::Method::POST,
-            format!("/migrations/start?slots={slots}&to={to}"),
+            format!("/migrations/start?to_cluster={seeds}"),
+        ),
+        MigrateAction::Start { slots, to, .. } => (
+            hyper::Method::POST,
+            format!(
+                "/migrations/start?slots={}&to={}",
+                slots.unwrap_or_default(),
+                to.unwrap_or_default()
+            ),
         ),
         MigrateAction::Status => (hyper::Method::GET, "/migrations".to_string()),
         MigrateAction::Pause { slots } => (hyper::Method::POST, with("pause", slots)),

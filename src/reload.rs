@@ -89,7 +89,9 @@ impl Reloader {
     pub fn reload(&self, next: Config) -> Result<Reloaded, ReloadError> {
         let same_moves = {
             let running = &self.lock_config().migration;
-            next.migration.moves == running.moves && next.migration.version == running.version
+            next.migration.moves == running.moves
+                && next.migration.version == running.version
+                && next.migration.to_cluster == running.to_cluster
         };
         if !same_moves {
             let error = ReloadError::MovesChanged;
@@ -100,18 +102,27 @@ impl Reloader {
     }
 
     /// [`Reloader::reload`] for a migration phase change: the moves may change (the
-    /// controller has held their slots and settled the workers first).
+    /// controller has held their slots and settled the workers first), and pool mode may
+    /// become cluster mode (every key moved from the pools onto the cluster: the move's end,
+    /// or the fleet's state adopted by an instance that missed it).
     pub fn reload_phase(&self, next: Config) -> Result<Reloaded, ReloadError> {
-        self.apply(next)
+        self.apply_with(next, true)
     }
 
     fn apply(&self, next: Config) -> Result<Reloaded, ReloadError> {
+        self.apply_with(next, false)
+    }
+
+    fn apply_with(&self, next: Config, phase: bool) -> Result<Reloaded, ReloadError> {
         if let Err(errors) = next.validate() {
             log_rejected(&errors);
             return Err(ReloadError::Config(errors));
         }
         let mut current = self.lock_config();
-        if current.is_pool_mode() != next.is_pool_mode() {
+        // Keys moved from pools onto a cluster: the configuration becomes a cluster-mode one
+        // while running, by a phase change only.
+        let pools_retired = phase && current.is_pool_mode() && !next.is_pool_mode();
+        if current.is_pool_mode() != next.is_pool_mode() && !pools_retired {
             let error = ReloadError::ModeChange;
             tracing::error!("config reload rejected, running configuration unchanged: {error}");
             return Err(error);
@@ -124,7 +135,7 @@ impl Reloader {
                 return Err(ReloadError::Config(errors));
             }
         };
-        let table_version = if next.is_pool_mode() {
+        let table_version = if next.is_pool_mode() || current.is_pool_mode() {
             match self.topology.install_config(&next) {
                 Ok(version) => version,
                 Err(message) => {
@@ -137,6 +148,13 @@ impl Reloader {
             None
         };
         self.tls.install(tls);
+        if current.is_pool_mode() {
+            // In pool mode `[cluster]` names only the cluster keys move onto (or would): its
+            // seeds come with the phase change that starts the move, its login is read then.
+            current.cluster.seeds.clone_from(&next.cluster.seeds);
+            current.cluster.username.clone_from(&next.cluster.username);
+            current.cluster.password.clone_from(&next.cluster.password);
+        }
         let not_reloaded = not_reloadable_changes(&current, &next);
         for key in &not_reloaded {
             tracing::warn!("config reload: {key} changed but cannot be reloaded; restart to apply");

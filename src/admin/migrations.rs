@@ -1,6 +1,7 @@
 //! `/migrations`: the moves under way (`GET`), and their phase changes (`POST
-//! /migrations/start?slots=FIRST-LAST&to=POOL`, `/migrations/pause`, `/resume`, `/abort`, each
-//! with an optional `?slots=` to pick one move).
+//! /migrations/start?slots=FIRST-LAST&to=POOL`, or `?to_cluster=HOST:PORT,…` to move every key
+//! from the pools onto a Redis Cluster; `/migrations/pause`, `/resume`, `/abort`, each with an
+//! optional `?slots=` to pick one move).
 
 use serde_json::{json, Value};
 
@@ -16,6 +17,12 @@ pub enum Action<'a> {
         slots: &'a str,
         /// The destination pool.
         to: &'a str,
+    },
+    /// Start moving every key from the pools onto the cluster of `seeds` (comma-separated;
+    /// the config's `[cluster] seeds` when empty).
+    StartToCluster {
+        /// The cluster's seed nodes, or `None`.
+        seeds: Option<&'a str>,
     },
     /// Put the move of `slots` (every move when `None`) in a state.
     Set {
@@ -37,8 +44,14 @@ pub fn action<'a>(path: &str, query: Option<&'a str>) -> Result<Action<'a>, Stri
     };
     let state = match path {
         "/migrations/start" => {
+            if let Some(seeds) = arg("to_cluster") {
+                let seeds = (!seeds.is_empty()).then_some(seeds);
+                return Ok(Action::StartToCluster { seeds });
+            }
             let (Some(slots), Some(to)) = (arg("slots"), arg("to")) else {
-                return Err("start needs ?slots=FIRST-LAST&to=POOL".into());
+                return Err(
+                    "start needs ?slots=FIRST-LAST&to=POOL, or ?to_cluster=HOST:PORT,…".into(),
+                );
             };
             return Ok(Action::Start { slots, to });
         }
@@ -57,6 +70,7 @@ pub fn action<'a>(path: &str, query: Option<&'a str>) -> Result<Action<'a>, Stri
 pub async fn run(migrations: &Migrations, action: Action<'_>) -> Result<Value, String> {
     let done = match action {
         Action::Start { slots, to } => migrations.start(slots, to).await?,
+        Action::StartToCluster { seeds } => migrations.start_to_cluster(seeds).await?,
         Action::Set { slots, state } => migrations.set_state(slots, state).await?,
     };
     Ok(json!({ "ok": true, "done": done, "status": migrations.status() }))
@@ -76,6 +90,19 @@ mod tests {
             })
         );
         assert!(action("/migrations/start", Some("slots=0-99")).is_err());
+        assert_eq!(
+            action(
+                "/migrations/start",
+                Some("to_cluster=127.0.0.1:7000,127.0.0.1:7001")
+            ),
+            Ok(Action::StartToCluster {
+                seeds: Some("127.0.0.1:7000,127.0.0.1:7001")
+            })
+        );
+        assert_eq!(
+            action("/migrations/start", Some("to_cluster=")),
+            Ok(Action::StartToCluster { seeds: None })
+        );
         assert_eq!(
             action("/migrations/abort", None),
             Ok(Action::Set {

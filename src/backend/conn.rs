@@ -61,6 +61,29 @@ use super::BackendError;
 /// The writer's buffer is given back after a write that grew it past this.
 const KEEP_WRITE_BUFFER: usize = 1024 * 1024;
 
+/// Whether connections follow cluster redirects: fixed, or the topology's flag (on from the
+/// moment keys move from pools onto a cluster). Read on an error reply and when a pool opens
+/// replica connections, never per successful reply.
+#[derive(Clone, Debug)]
+pub struct FollowRedirects(Arc<std::sync::atomic::AtomicBool>);
+
+impl FollowRedirects {
+    /// Always `on`, or never.
+    pub fn fixed(on: bool) -> FollowRedirects {
+        FollowRedirects(Arc::new(std::sync::atomic::AtomicBool::new(on)))
+    }
+
+    /// As `flag` says when asked.
+    pub fn shared(flag: Arc<std::sync::atomic::AtomicBool>) -> FollowRedirects {
+        FollowRedirects(flag)
+    }
+
+    /// True when redirects are followed now.
+    pub fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
 /// Timeouts and limits shared by a worker's backend connections.
 #[derive(Clone, Debug)]
 pub struct ConnSettings {
@@ -74,7 +97,8 @@ pub struct ConnSettings {
     pub limits: Limits,
     /// Follow cluster redirects (MOVED, ASK, TRYAGAIN, CLUSTERDOWN): cluster mode. In pool
     /// mode only LOADING and MASTERDOWN are retried; the rest reach the client as replies.
-    pub follow_redirects: bool,
+    /// Shared with the topology: it turns on when keys start moving from pools onto a cluster.
+    pub follow_redirects: FollowRedirects,
     /// TLS to the nodes (`None`: plaintext), loaded afresh for every new socket.
     pub tls: Option<Arc<crate::tls::TlsContext>>,
     /// The process counters, and the index of this worker's block in them: bytes, round trips
@@ -801,7 +825,7 @@ fn deliver_each(
         let redirect = reply
             .error_message()
             .and_then(Redirect::classify)
-            .filter(|r| inner.settings.follow_redirects || !r.is_cluster_only());
+            .filter(|r| !r.is_cluster_only() || inner.settings.follow_redirects.get());
         match redirect {
             Some(Redirect::NoScript) => {
                 // The script must be loaded here, on this very node, before the resend.
@@ -868,7 +892,7 @@ mod tests {
             request_timeout: Duration::from_secs(1),
             reconnect_backoff: Duration::from_millis(100),
             limits: crate::resp::Limits::default(),
-            follow_redirects: true,
+            follow_redirects: FollowRedirects::fixed(true),
             tls: None,
             stats: Arc::new(ProxyStats::new(1, "127.0.0.1:1".parse().unwrap())),
             worker: 0,

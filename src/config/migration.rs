@@ -34,6 +34,11 @@ pub struct MigrationConfig {
     /// The number of the last phase change (written with the moves): the instances of a fleet
     /// compare it to find the newest state.
     pub version: u64,
+    /// Pool mode: every key moving from the pools onto the Redis Cluster of `[cluster] seeds`
+    /// (`moving`, or `paused`: only touched keys move). Written by `slotgate migrate start
+    /// --to-cluster`; when the pools hold no key, the file becomes a cluster-mode one
+    /// (docs/FROM-TWEMPROXY.md).
+    pub to_cluster: Option<MoveState>,
 }
 
 impl Default for MigrationConfig {
@@ -47,6 +52,7 @@ impl Default for MigrationConfig {
             big_key_step: 1_000,
             moves: Vec::new(),
             version: 0,
+            to_cluster: None,
         }
     }
 }
@@ -108,6 +114,52 @@ impl MoveState {
     }
 }
 
+/// Problems of a move onto a cluster (`migration.to_cluster`), reported through `fail`.
+fn validate_to_cluster(
+    config: &super::Config,
+    state: MoveState,
+    fail: &mut impl FnMut(String, String),
+) {
+    let at = "migration.to_cluster".to_string();
+    if !config.is_pool_mode() {
+        fail(
+            at,
+            "moving onto a cluster needs the pools keys move from ([pools])".into(),
+        );
+        return;
+    }
+    if state == MoveState::Aborting {
+        fail(
+            at.clone(),
+            "a move onto a cluster is not aborted (pause it: every key stays readable)".into(),
+        );
+    }
+    if config.cluster.seeds.is_empty() {
+        fail(
+            at.clone(),
+            "needs the destination cluster's [cluster] seeds".into(),
+        );
+    }
+    if !config.migration.moves.is_empty() {
+        fail(
+            at.clone(),
+            "moves between pools (migration.moves) must end before keys move onto a cluster".into(),
+        );
+    }
+    if let Some((name, _)) = config.pools.iter().find(|(_, p)| p.uses_sentinel()) {
+        fail(
+            at.clone(),
+            format!("pool {name:?} follows Sentinel: moving onto a cluster needs fixed masters"),
+        );
+    }
+    if !config.placement.colocate.is_empty() {
+        fail(
+            at,
+            "[[placement.colocate]] rules store other key names in cluster mode: not supported while moving onto a cluster".into(),
+        );
+    }
+}
+
 /// Problems in the `[migration]` section, with their key paths.
 pub(super) fn validate(config: &super::Config) -> Vec<ConfigError> {
     let migration = &config.migration;
@@ -124,6 +176,9 @@ pub(super) fn validate(config: &super::Config) -> Vec<ConfigError> {
     }
     if migration.timeout_ms == 0 {
         fail("migration.timeout_ms".into(), "must be at least 1".into());
+    }
+    if let Some(state) = migration.to_cluster {
+        validate_to_cluster(config, state, &mut fail);
     }
     if migration.moves.is_empty() {
         return errors;
@@ -189,4 +244,61 @@ pub(super) fn validate(config: &super::Config) -> Vec<ConfigError> {
         }
     }
     errors
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, MoveState};
+
+    fn paths(config: &Config) -> Vec<String> {
+        match config.validate() {
+            Ok(()) => Vec::new(),
+            Err(e) => {
+                e.0.into_iter()
+                    .map(|e| format!("{}: {}", e.path, e.message))
+                    .collect()
+            }
+        }
+    }
+
+    #[test]
+    fn a_move_onto_a_cluster_needs_fixed_pools_and_seeds_and_is_not_aborted() {
+        let base = "[pools.a]\nmaster = \"127.0.0.1:1\"\n";
+        let mut c = Config::parse(base).unwrap();
+        c.migration.to_cluster = Some(MoveState::Moving);
+        let problems = paths(&c);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("migration.to_cluster: needs the destination")),
+            "{problems:?}"
+        );
+        c.cluster.seeds = vec!["127.0.0.1:7000".into()];
+        assert!(paths(&c).is_empty(), "{:?}", paths(&c));
+        c.migration.to_cluster = Some(MoveState::Aborting);
+        assert!(paths(&c).iter().any(|p| p.contains("not aborted")));
+        // Seeds without a move onto the cluster: cluster and pool mode are exclusive.
+        c.migration.to_cluster = None;
+        assert!(paths(&c).iter().any(|p| p.starts_with("cluster.seeds")));
+
+        let sentinel = Config::parse(
+            "[pools.a]\nsentinels = [\"127.0.0.1:26379\"]\nmaster_name = \"m\"\n\
+             [cluster]\nseeds = [\"127.0.0.1:7000\"]\n[migration]\nto_cluster = \"moving\"\n",
+        )
+        .unwrap();
+        assert!(
+            paths(&sentinel)
+                .iter()
+                .any(|p| p.contains("follows Sentinel")),
+            "{:?}",
+            paths(&sentinel)
+        );
+        let cluster_mode = Config::parse(
+            "[cluster]\nseeds = [\"127.0.0.1:7000\"]\n[migration]\nto_cluster = \"paused\"\n",
+        )
+        .unwrap();
+        assert!(paths(&cluster_mode)
+            .iter()
+            .any(|p| p.contains("needs the pools")));
+    }
 }

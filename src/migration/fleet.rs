@@ -19,7 +19,7 @@ use hyper::Method;
 use serde::{Deserialize, Serialize};
 
 use crate::admin::client;
-use crate::config::{Config, SlotMove};
+use crate::config::{Config, MoveState, SlotMove};
 
 /// The migration state one instance has: what a phase change changes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +37,15 @@ pub struct State {
     /// admin address. A restarted orchestrator finishes what it left pending on its peers.
     #[serde(default)]
     pub by: Option<String>,
+    /// `migration.to_cluster`: keys moving from the pools onto a cluster.
+    #[serde(default)]
+    pub to_cluster: Option<MoveState>,
+    /// That cluster's seeds (`[cluster] seeds`; its credentials are each instance's own).
+    #[serde(default)]
+    pub cluster_seeds: Vec<String>,
+    /// No pool is left: every key moved onto the cluster, the instance is in cluster mode.
+    #[serde(default)]
+    pub pools_retired: bool,
 }
 
 impl State {
@@ -48,6 +57,9 @@ impl State {
             moves: config.migration.moves.clone(),
             pending: None,
             by: None,
+            to_cluster: config.migration.to_cluster,
+            cluster_seeds: config.cluster.seeds.clone(),
+            pools_retired: !config.is_pool_mode(),
         }
     }
 
@@ -57,6 +69,15 @@ impl State {
         next.slots = self.slots.clone();
         next.migration.moves = self.moves.clone();
         next.migration.version = self.version;
+        next.migration.to_cluster = self.to_cluster;
+        if self.to_cluster.is_some() || self.pools_retired {
+            next.cluster.seeds.clone_from(&self.cluster_seeds);
+        }
+        if self.pools_retired {
+            next.pools.clear();
+            next.slots.clear();
+            next.placement = Default::default();
+        }
         next
     }
 }
@@ -139,5 +160,33 @@ mod tests {
         next.validate().unwrap();
         assert_eq!(next.migration.version, 4);
         assert_eq!(next.migration.moves.len(), 1);
+    }
+
+    #[test]
+    fn a_move_onto_a_cluster_and_its_end_go_over_the_wire() {
+        let config = Config::parse("[pools.a]\nmaster = \"127.0.0.1:1\"\n").unwrap();
+        let mut moving = config.clone();
+        moving.cluster.seeds = vec!["127.0.0.1:7000".into()];
+        moving.migration.to_cluster = Some(MoveState::Paused);
+        let wire = serde_json::to_string(&State::of(&moving)).unwrap();
+        let state: State = serde_json::from_str(&wire).unwrap();
+        let next = state.applied_to(&config);
+        next.validate().unwrap();
+        assert_eq!(next.migration.to_cluster, Some(MoveState::Paused));
+        assert_eq!(next.cluster.seeds, ["127.0.0.1:7000"]);
+
+        let mut done = moving.clone();
+        done.migration.to_cluster = None;
+        done.pools.clear();
+        let state = State::of(&done);
+        assert!(state.pools_retired);
+        let next = state.applied_to(&moving);
+        next.validate().unwrap();
+        assert!(!next.is_pool_mode());
+        assert_eq!(next.cluster.seeds, ["127.0.0.1:7000"]);
+        // A peer's state from before this field existed: nothing about a cluster.
+        let old: State = serde_json::from_str(r#"{"version":1,"slots":{},"moves":[]}"#).unwrap();
+        assert_eq!(old.to_cluster, None);
+        assert!(!old.pools_retired);
     }
 }

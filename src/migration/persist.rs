@@ -13,11 +13,28 @@ pub fn rewrite(text: &str, next: &Config) -> Result<String, String> {
     let mut doc: DocumentMut = text
         .parse()
         .map_err(|e| format!("the config file does not parse as TOML: {e}"))?;
-    let mut slots = Table::new();
-    for (range, pool) in &next.slots {
-        slots.insert(range, value(pool.as_str()));
+    if next.is_pool_mode() {
+        let mut slots = Table::new();
+        for (range, pool) in &next.slots {
+            slots.insert(range, value(pool.as_str()));
+        }
+        doc.insert("slots", Item::Table(slots));
+    } else {
+        // Keys moved from the pools onto the cluster: a cluster-mode file from now on.
+        for section in ["pools", "slots", "placement"] {
+            doc.remove(section);
+        }
     }
-    doc.insert("slots", Item::Table(slots));
+    if next.migration.to_cluster.is_some() || !next.is_pool_mode() {
+        let cluster = doc
+            .entry("cluster")
+            .or_insert_with(|| Item::Table(Table::new()));
+        let Some(cluster) = cluster.as_table_like_mut() else {
+            return Err("[cluster] in the config file is not a table".into());
+        };
+        let seeds: toml_edit::Array = next.cluster.seeds.iter().map(String::as_str).collect();
+        cluster.insert("seeds", value(seeds));
+    }
     let migration = doc
         .entry("migration")
         .or_insert_with(|| Item::Table(Table::new()));
@@ -28,6 +45,14 @@ pub fn rewrite(text: &str, next: &Config) -> Result<String, String> {
         migration.remove("version");
     } else {
         migration.insert("version", value(next.migration.version as i64));
+    }
+    match next.migration.to_cluster {
+        Some(state) => {
+            migration.insert("to_cluster", value(state.name()));
+        }
+        None => {
+            migration.remove("to_cluster");
+        }
     }
     if next.migration.moves.is_empty() {
         migration.remove("moves");
@@ -124,6 +149,35 @@ mod tests {
             back.pool_slot_ranges(),
             vec![("a", vec![(100, 16383)]), ("b", vec![(0, 99)])]
         );
+    }
+
+    #[test]
+    fn a_move_onto_a_cluster_is_written_and_its_end_leaves_a_cluster_mode_file() {
+        let mut next = Config::parse(FILE).unwrap();
+        next.cluster.seeds = vec!["127.0.0.1:7000".into(), "127.0.0.1:7001".into()];
+        next.migration.to_cluster = Some(MoveState::Moving);
+        let text = rewrite(FILE, &next).unwrap();
+        let back = Config::parse(&text).unwrap();
+        back.validate().unwrap();
+        assert_eq!(back.migration.to_cluster, Some(MoveState::Moving));
+        assert_eq!(back.cluster.seeds, next.cluster.seeds);
+        assert!(back.is_pool_mode());
+
+        let mut done = back.clone();
+        done.migration.to_cluster = None;
+        done.pools.clear();
+        done.slots.clear();
+        let text = rewrite(&text, &done).unwrap();
+        assert!(
+            text.contains("# my pools") && text.contains("# the port"),
+            "{text}"
+        );
+        let back = Config::parse(&text).unwrap();
+        back.validate().unwrap();
+        assert!(!back.is_pool_mode(), "{text}");
+        assert_eq!(back.migration.to_cluster, None);
+        assert_eq!(back.cluster.seeds, next.cluster.seeds);
+        assert_eq!(back.migration.keys_per_second, 100);
     }
 
     #[test]

@@ -10,10 +10,13 @@
 use bytes::Bytes;
 use smallvec::SmallVec;
 
+use crate::backend::redirect::Redirect;
 use crate::backend::Credentials;
 use crate::command::custom::CustomCommands;
 use crate::command::LookupCache;
 use crate::resp::{Limits, RequestDecoder};
+use crate::slot::Slot;
+use crate::topology::SlotTable;
 
 /// The keys of the request(s) encoded in `payload` (one request, or a MULTI … EXEC batch),
 /// as the command table (and `[commands.custom]`) finds them. Requests that do not decode or
@@ -145,6 +148,64 @@ impl Outcome {
     }
 }
 
+/// The keys of `keys` grouped by the pool of `pools` (a pool-mode table: the placement that
+/// put them there) they may still be on: `(that pool's master, its credentials, the keys)`,
+/// in pool order. Keys whose pool is not in the table (none: the pools cover every unit) are
+/// left out.
+pub fn by_pool(pools: &SlotTable, keys: &[Bytes]) -> Vec<(usize, Vec<Bytes>)> {
+    let mut groups: Vec<(usize, Vec<Bytes>)> = Vec::new();
+    for key in keys {
+        let Some(shard) = pools.shard_of(pools.placement().unit_of(key)) else {
+            continue;
+        };
+        match groups.iter_mut().find(|(s, _)| *s == shard) {
+            Some((_, group)) => group.push(key.clone()),
+            None => groups.push((shard, vec![key.clone()])),
+        }
+    }
+    groups.sort_by_key(|(shard, _)| *shard);
+    groups
+}
+
+/// A cluster node's refusal of keys a `MIGRATE` brought it (the keys stay on the source).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// `MOVED`: the slot's owner is another node now.
+    Moved {
+        /// The slot.
+        slot: Slot,
+        /// Its owner.
+        addr: std::sync::Arc<str>,
+    },
+    /// `ASK` (the slot is being resharded inside the cluster: a non-cluster source's
+    /// `RESTORE` cannot follow it), `TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, `MASTERDOWN`: try
+    /// again later.
+    Wait,
+}
+
+/// What a failed `MIGRATE` onto a cluster node means when the node refused the keys
+/// (`Target instance replied with error: MOVED …` / `ASK …` …); `None` for other errors.
+pub fn cluster_refusal(error: &str) -> Option<Refusal> {
+    let rest = error.split_once("Target instance replied with error: ")?.1;
+    match Redirect::classify(rest.trim_end().as_bytes())? {
+        Redirect::Moved { slot, addr } => Some(Refusal::Moved { slot, addr }),
+        Redirect::Ask { .. }
+        | Redirect::TryAgain
+        | Redirect::ClusterDown
+        | Redirect::Loading
+        | Redirect::MasterDown => Some(Refusal::Wait),
+        Redirect::NoScript => None,
+    }
+}
+
+/// The error a client gets when its keys could not be moved from the pools onto the cluster
+/// (the cluster refused them past the request's deadline, or another error): it did not run.
+pub fn onto_cluster_failure_reply(slot: u16, error: &str) -> Bytes {
+    Bytes::from(format!(
+        "-TRYAGAIN slot {slot}: its keys are moving from the pools onto the cluster and could not be moved: {error}\r\n"
+    ))
+}
+
 /// The error a client gets when its keys could not be moved: the request did not run.
 pub fn failure_reply(unit: u16, error: &str) -> Bytes {
     Bytes::from(format!(
@@ -243,6 +304,49 @@ mod tests {
                 "b"
             ])
         );
+    }
+
+    #[test]
+    fn a_cluster_target_s_refusal_says_move_on_or_wait() {
+        let moved =
+            cluster_refusal("ERR Target instance replied with error: MOVED 12182 127.0.0.1:7003");
+        assert!(
+            matches!(moved, Some(Refusal::Moved { slot, ref addr }) if slot.get() == 12182 && &**addr == "127.0.0.1:7003")
+        );
+        for waits in [
+            "ERR Target instance replied with error: ASK 12182 127.0.0.1:7001",
+            "ERR Target instance replied with error: TRYAGAIN Multiple keys request during rehashing of slot",
+            "ERR Target instance replied with error: CLUSTERDOWN The cluster is down",
+        ] {
+            assert_eq!(cluster_refusal(waits), Some(Refusal::Wait), "{waits}");
+        }
+        assert_eq!(
+            cluster_refusal("ERR Target instance replied with error: OOM command not allowed"),
+            None
+        );
+        assert_eq!(
+            cluster_refusal("IOERR error or timeout reading to target instance"),
+            None
+        );
+    }
+
+    #[test]
+    fn keys_are_grouped_by_the_pool_that_placed_them() {
+        let config = crate::config::Config::parse(
+            "[placement]\ndistribution = \"ketama\"\nhash = \"md5\"\n\
+             [pools.a]\nmaster = \"127.0.0.1:7001\"\n[pools.b]\nmaster = \"127.0.0.1:7002\"\n",
+        )
+        .unwrap();
+        let pools = crate::topology::pools::table_from_config(&config).unwrap();
+        let keys: Vec<Bytes> = (0..50).map(|i| Bytes::from(format!("k{i}"))).collect();
+        let groups = by_pool(&pools, &keys);
+        assert_eq!(groups.len(), 2, "50 keys land on both pools");
+        assert_eq!(groups.iter().map(|(_, g)| g.len()).sum::<usize>(), 50);
+        for (shard, group) in &groups {
+            for key in group {
+                assert_eq!(pools.shard_of(pools.placement().unit_of(key)), Some(*shard));
+            }
+        }
     }
 
     #[test]

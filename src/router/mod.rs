@@ -128,7 +128,9 @@ impl Router {
             request_timeout: Duration::from_millis(config.backend.request_timeout_ms),
             reconnect_backoff: Duration::from_millis(config.backend.reconnect_backoff_ms),
             limits: config.protocol.limits(),
-            follow_redirects: !config.is_pool_mode(),
+            follow_redirects: crate::backend::conn::FollowRedirects::shared(
+                topology.cluster_routing_flag(),
+            ),
             tls: config.backend.tls.enabled.then(|| Arc::clone(&tls)),
             stats: Arc::clone(&proxy),
             worker: index,
@@ -294,6 +296,7 @@ impl Router {
         if let Some(moving) = table.moving(out.unit) {
             return match moving {
                 MoveRoute::From(source) => self.route_moving(table, source, shard, out, now),
+                MoveRoute::Legacy => self.route_legacy(table, out, now),
                 MoveRoute::Hold => {
                     let error = touch_held_reply(out.unit.get());
                     self.retry_later(out, error, now)

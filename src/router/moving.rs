@@ -8,9 +8,16 @@
 //!                                             │ +OK / +NOKEY → the request to the destination
 //!                                             │ error        → the client gets TRYAGAIN + why
 //!  unit held (phase change) ──► retried after a short back-off through the then current table
+//!  keys moving from pools onto the cluster ──► MIGRATE … KEYS k… on each pool that placed a key
+//!                                             │ all +OK / +NOKEY → the request to the slot's node
+//!                                             │ MOVED (target)   → slot patched, routed again
+//!                                             │ ASK / TRYAGAIN   → the slot is resharded inside
+//!                                             │                    the cluster: held, retried
+//!                                             │ other error      → the client gets TRYAGAIN + why
 //! ```
 
 use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +30,7 @@ use crate::backend::conn::{Lane, Outbound};
 use crate::backend::dedicated::Lease;
 use crate::backend::reply::Waiter;
 use crate::backend::ReplyTarget;
-use crate::migration::touch::{self, Outcome};
+use crate::migration::touch::{self, Outcome, Refusal};
 use crate::placement::Unit;
 use crate::topology::{MoveRoute, SlotTable};
 use crate::wake::LocalSignal;
@@ -47,6 +54,55 @@ impl Waiter for AfterMigrate {
     }
 }
 
+/// The replies of the `MIGRATE`s sent for one request moving keys from pools onto the cluster
+/// (one per pool that placed one of its keys): when the last comes, the request goes on, after
+/// its client's earlier ones (`OnTouch::legacy`).
+struct AfterLegacy {
+    router: Weak<Router>,
+    out: RefCell<Option<Outbound>>,
+    dest: Arc<str>,
+    client: u64,
+    left: Cell<usize>,
+    /// Every reply is in.
+    done: Cell<bool>,
+    /// The first failure's error line.
+    failure: RefCell<Option<String>>,
+}
+
+impl Waiter for AfterLegacy {
+    fn deliver(&self, _place: u64, reply: Bytes, _answered: Option<(&Bytes, Instant)>) {
+        match Outcome::of(&reply) {
+            Outcome::Failed(error) => {
+                self.failure.borrow_mut().get_or_insert(error);
+            }
+            Outcome::Big(_) => {
+                // Not asked for (no size guard onto a cluster).
+                let error = "unexpected BIGKEY reply".to_string();
+                self.failure.borrow_mut().get_or_insert(error);
+            }
+            Outcome::Moved => {
+                if let Some(router) = self.router.upgrade() {
+                    router.topology.move_counters().moved_on_touch();
+                }
+            }
+            Outcome::NoKey => {}
+        }
+        self.left.set(self.left.get().saturating_sub(1));
+        if self.left.get() > 0 {
+            return;
+        }
+        self.done.set(true);
+        match self.router.upgrade() {
+            Some(router) => router.flush_legacy(self.client),
+            None => {
+                if let Some(out) = self.out.borrow_mut().take() {
+                    out.reply.fill(reply);
+                }
+            }
+        }
+    }
+}
+
 /// Counts one worker's requests a phase change must wait for: those between their on-touch
 /// `MIGRATE` and their forwarding, and the dedicated-connection requests under way.
 #[derive(Default)]
@@ -54,6 +110,11 @@ pub(super) struct OnTouch {
     in_flight: Cell<usize>,
     dedicated: Cell<usize>,
     idle: LocalSignal,
+    /// Keys moving from pools onto the cluster: per client, its requests between their
+    /// `MIGRATE`s and their forwarding, in arrival order. They go on in that order: a request
+    /// whose keys two pools placed waits for both, and its client's later requests wait
+    /// behind it.
+    legacy: RefCell<HashMap<u64, VecDeque<Rc<AfterLegacy>>>>,
 }
 
 impl OnTouch {
@@ -150,7 +211,9 @@ impl Router {
             request: migrate,
             reply: ReplyTarget::new(waiter as Rc<dyn Waiter>, 0),
             unit,
-            node: None,
+            // Pinned to the source: a MIGRATE handed back goes there again, never routed as a
+            // request of the slot.
+            node: Some(Arc::clone(&source_addr)),
             client_id,
             deadline,
             redirects: 0,
@@ -164,6 +227,173 @@ impl Router {
         };
         // The client's own connection to the source: its earlier requests there run first.
         self.send_to(&source_addr, step, now);
+    }
+
+    /// Serve `out` while keys move from the pools onto the cluster of `table`: move the keys
+    /// it touches from the pools that placed them to its slot's node (one `MIGRATE` per pool,
+    /// on the client's connection there), then run it there.
+    pub(super) fn route_legacy(&self, table: &SlotTable, mut out: Outbound, now: Instant) {
+        let Some(pools) = table.legacy_pools() else {
+            return self.send_to_unit(table, out, now);
+        };
+        let keys = touch::keys_of(&out.request, self.custom);
+        // Placed as the cluster places it (a request held across the start of the move was
+        // placed by the pools).
+        if let Some(key) = keys.first() {
+            out.unit = table.placement().unit_of(key);
+        }
+        let Some(shard) = table.shard_of(out.unit).and_then(|i| table.shards().get(i)) else {
+            self.topology.request_refresh();
+            let error = crate::backend::BackendError::SlotUnserved(out.unit.get()).to_reply();
+            return self.hold_or_fail(out, error, now);
+        };
+        let dest = Arc::clone(&shard.master);
+        let groups = touch::by_pool(pools, &keys);
+        let migrates: Vec<(Arc<str>, Bytes)> = groups
+            .iter()
+            .filter_map(|(pool, keys)| {
+                let source = &pools.shards().get(*pool)?.master;
+                let migrate = touch::migrate_request(
+                    &dest,
+                    shard.auth.as_deref(),
+                    out.db,
+                    self.migrate_timeout_ms,
+                    keys,
+                    0, // onto a cluster, big keys move whole
+                )?;
+                Some((Arc::clone(source), migrate))
+            })
+            .collect();
+        if migrates.is_empty() {
+            return self.send_to(&dest, out, now);
+        }
+        self.on_touch
+            .in_flight
+            .set(self.on_touch.in_flight.get() + 1);
+        // Pinned to its pool: a MIGRATE handed back (a connection that failed before writing
+        // it) goes there again, never routed as a request of the slot.
+        let step = |source: &Arc<str>, request: Bytes, reply: ReplyTarget| Outbound {
+            request,
+            reply,
+            unit: out.unit,
+            node: Some(Arc::clone(source)),
+            client_id: out.client_id,
+            deadline: out.deadline,
+            redirects: 0,
+            retries: 0,
+            readonly: false,
+            asking: false,
+            resp3: out.resp3,
+            hold: out.hold,
+            lane: out.lane,
+            db: out.db,
+        };
+        let waiter = Rc::new(AfterLegacy {
+            router: self.me.clone(),
+            out: RefCell::new(None),
+            dest,
+            client: out.client_id,
+            left: Cell::new(migrates.len()),
+            done: Cell::new(false),
+            failure: RefCell::new(None),
+        });
+        self.on_touch
+            .legacy
+            .borrow_mut()
+            .entry(out.client_id)
+            .or_default()
+            .push_back(Rc::clone(&waiter));
+        let mut steps = Vec::with_capacity(migrates.len());
+        for (source, migrate) in migrates {
+            let target = ReplyTarget::new(Rc::clone(&waiter) as Rc<dyn Waiter>, 0);
+            let step = step(&source, migrate, target);
+            steps.push((source, step));
+        }
+        // The waiter owns the request until the MIGRATEs' replies.
+        *waiter.out.borrow_mut() = Some(out);
+        for (source, step) in steps {
+            // The client's own connection to each pool: its MIGRATEs there stay in order.
+            self.send_to(&source, step, now);
+        }
+    }
+
+    /// Let `client`'s requests whose `MIGRATE`s all answered go on, in arrival order, up to
+    /// the first still waiting.
+    fn flush_legacy(&self, client: u64) {
+        loop {
+            let next = {
+                let mut waiting = self.on_touch.legacy.borrow_mut();
+                let Some(queue) = waiting.get_mut(&client) else {
+                    return;
+                };
+                if !queue.front().is_some_and(|w| w.done.get()) {
+                    return;
+                }
+                let next = queue.pop_front();
+                if queue.is_empty() {
+                    waiting.remove(&client);
+                }
+                next
+            };
+            let Some(next) = next else { return };
+            let out = next.out.borrow_mut().take();
+            if let Some(out) = out {
+                let failure = next.failure.borrow_mut().take();
+                // May route a request again (MOVED), which queues it anew: no borrow held.
+                self.after_legacy(out, &next.dest, failure);
+            }
+        }
+    }
+
+    /// Send `out` to its unit's master in `table`, whatever the table's moving overlay says.
+    fn send_to_unit(&self, table: &SlotTable, out: Outbound, now: Instant) {
+        match table.shard_of(out.unit).and_then(|i| table.shards().get(i)) {
+            Some(shard) => {
+                let master = Arc::clone(&shard.master);
+                self.send_to(&master, out, now)
+            }
+            None => {
+                let error = crate::backend::BackendError::SlotUnserved(out.unit.get()).to_reply();
+                self.hold_or_fail(out, error, now)
+            }
+        }
+    }
+
+    /// Every `MIGRATE` for `out` (keys moving onto the cluster, to `dest`) answered: run `out`
+    /// on its slot's owner; or, when the cluster refused the keys, route it again (MOVED: the
+    /// slot patched) or hold it while the slot is resharded (ASK, TRYAGAIN), within its
+    /// deadline; or fail it.
+    fn after_legacy(&self, mut out: Outbound, dest: &Arc<str>, failure: Option<String>) {
+        let left = self.on_touch.in_flight.get().saturating_sub(1);
+        self.on_touch.in_flight.set(left);
+        if !self.on_touch.busy() {
+            self.on_touch.idle.raise();
+        }
+        let now = Instant::now();
+        let Some(error) = failure else {
+            // The slot's owner now (the table may have changed since the MIGRATEs were sent:
+            // a reshard inside the cluster), so a client's requests reach it in order.
+            return self.send_to_unit(&self.table(), out, now);
+        };
+        let reply = touch::onto_cluster_failure_reply(out.unit.get(), &error);
+        match touch::cluster_refusal(&error) {
+            Some(Refusal::Moved { slot, addr }) if out.redirects < self.policy.max_redirects => {
+                out.redirects += 1;
+                self.topology.patch_moved(slot, &addr);
+                self.topology.request_refresh();
+                self.route(out, now);
+            }
+            Some(Refusal::Wait) => self.retry_later(out, reply, now),
+            _ => {
+                self.topology.move_counters().on_touch_failed();
+                tracing::warn!(
+                    unit = out.unit.get(),
+                    dest = %dest,
+                    "keys moving onto the cluster could not be moved on touch: {error}"
+                );
+                self.fail(out, reply);
+            }
+        }
     }
 
     /// The `MIGRATE` for `out` answered `reply`: run `out` on `dest`, or fail it.
@@ -286,6 +516,10 @@ impl Router {
                 Some(MoveRoute::Hold) => {
                     return Err(NotYet::Held(super::touch_held_reply(unit.get())));
                 }
+                Some(MoveRoute::Legacy) => {
+                    drop(table);
+                    return self.move_legacy_keys_first(unit, payload, db).await;
+                }
                 Some(MoveRoute::From(source)) => {
                     let shards = table.shards();
                     let (Some(from), Some(to)) = (
@@ -348,6 +582,100 @@ impl Router {
                 .map_err(|error| NotYet::Failed(touch::failure_reply(unit.get(), &error))),
             None => Err(fail("no reply".into())),
         }
+    }
+
+    /// [`Router::move_keys_first`] while keys move from pools onto the cluster: one `MIGRATE`
+    /// on each pool that placed one of the keys, to the node of `unit` (on connections of
+    /// their own, one after the other). A cluster refusal is `Held` (MOVED: the slot patched
+    /// first), so the request tries again within its deadline.
+    async fn move_legacy_keys_first(
+        &self,
+        unit: Unit,
+        payload: &[u8],
+        db: u32,
+    ) -> Result<(), NotYet> {
+        let keys = touch::keys_of(payload, self.custom);
+        let (groups, dest, dest_auth) = {
+            let table = self.table();
+            let (Some(pools), Some(shard)) = (
+                table.legacy_pools(),
+                table.shard_of(unit).and_then(|i| table.shards().get(i)),
+            ) else {
+                return Ok(());
+            };
+            // The pools' logins: `lease_for` finds them by address in the table.
+            let groups: Vec<(Arc<str>, Vec<Bytes>)> = touch::by_pool(pools, &keys)
+                .into_iter()
+                .filter_map(|(i, keys)| Some((Arc::clone(&pools.shards().get(i)?.master), keys)))
+                .collect();
+            (groups, Arc::clone(&shard.master), shard.auth.clone())
+        };
+        let _turn = self.dedicated_turn();
+        for (source, keys) in groups {
+            let Some(migrate) = touch::migrate_request(
+                &dest,
+                dest_auth.as_deref(),
+                db,
+                self.migrate_timeout_ms,
+                &keys,
+                0, // onto a cluster, big keys move whole
+            ) else {
+                continue;
+            };
+            let outcome = self.migrate_on(&source, db, &migrate).await;
+            let error = match outcome {
+                Ok(Outcome::Moved) => {
+                    self.topology.move_counters().moved_on_touch();
+                    continue;
+                }
+                Ok(Outcome::NoKey) => continue,
+                Ok(Outcome::Big(_)) => "unexpected BIGKEY reply".to_string(),
+                Ok(Outcome::Failed(error)) | Err(error) => error,
+            };
+            let reply = touch::onto_cluster_failure_reply(unit.get(), &error);
+            return Err(match touch::cluster_refusal(&error) {
+                Some(Refusal::Moved { slot, addr }) => {
+                    self.topology.patch_moved(slot, &addr);
+                    self.topology.request_refresh();
+                    NotYet::Held(reply)
+                }
+                Some(Refusal::Wait) => NotYet::Held(reply),
+                _ => {
+                    self.topology.move_counters().on_touch_failed();
+                    NotYet::Failed(reply)
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Send `migrate` on a connection of its own to `source` (database `db`) and read its
+    /// outcome; `Err` when no reply came.
+    async fn migrate_on(
+        &self,
+        source: &Arc<str>,
+        db: u32,
+        migrate: &[u8],
+    ) -> Result<Outcome, String> {
+        let lease = Lease {
+            resp3: false,
+            db,
+            client: 0,
+        };
+        let mut conn = self
+            .lease_for(source, lease)
+            .await
+            .map_err(|e| e.to_string())?;
+        let timeout = Duration::from_millis(self.migrate_timeout_ms) + self.connect_timeout;
+        let reply = match tokio::time::timeout(timeout, conn.call(migrate, 1)).await {
+            Ok(Ok(mut replies)) => replies.pop(),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err(format!("no reply from {source} in {timeout:?}")),
+        };
+        self.give_back(conn);
+        reply
+            .map(|reply| Outcome::of(reply.raw()))
+            .ok_or_else(|| "no reply".to_string())
     }
 
     /// Settle what this worker sent by older tables, for a migration phase change: every

@@ -205,7 +205,7 @@ impl BackendPool {
 
     fn rebuild(&mut self, table: &SlotTable) {
         // Cluster replicas need READONLY to serve reads; standalone replicas serve them as is.
-        let replica_readonly = self.settings.follow_redirects;
+        let replica_readonly = self.settings.follow_redirects.get();
         let mut masters = std::mem::take(&mut self.masters);
         let mut replicas = std::mem::take(&mut self.replicas);
         let mut next_masters = HashMap::with_capacity(table.shards().len());
@@ -239,6 +239,20 @@ impl BackendPool {
                 replicas: replica_conns,
                 healthy: Vec::new(),
             });
+        }
+        // Keys moving from pools onto the cluster: the pools' masters keep their connections
+        // (a client's on-touch MIGRATEs stay on one connection, in order), with their own
+        // credentials.
+        if let Some(pools) = table.legacy_pools() {
+            for shard in pools.shards() {
+                self.keep_or_open(
+                    &mut masters,
+                    &mut next_masters,
+                    &shard.master,
+                    &shard.auth,
+                    false,
+                );
+            }
         }
         // Nodes no longer in the table: finish what they hold, then close.
         for node in masters.into_values().chain(replicas.into_values()) {
@@ -288,7 +302,7 @@ impl BackendPool {
                 .iter()
                 .any(|c| c.peer_ip().is_some_and(|ip| stale(addr, ip)))
         };
-        let replica_readonly = self.settings.follow_redirects;
+        let replica_readonly = self.settings.follow_redirects.get();
         let mut renewed = 0;
         for replicas in [false, true] {
             let map = if replicas {
@@ -375,7 +389,7 @@ mod tests {
             request_timeout: std::time::Duration::from_secs(1),
             reconnect_backoff: std::time::Duration::from_secs(1),
             limits: crate::resp::Limits::default(),
-            follow_redirects: true,
+            follow_redirects: crate::backend::conn::FollowRedirects::fixed(true),
             tls: None,
             stats: Arc::new(ProxyStats::new(1, "127.0.0.1:1".parse().unwrap())),
             worker: 0,

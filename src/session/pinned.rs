@@ -566,7 +566,7 @@ pub(super) async fn on_master(
     // A migration phase change waits for this request, unless it may block for long (a
     // blocking command's bound is its own timeout plus the request timeout).
     let blocking = bound.is_some_and(|b| b > worker.settings().request_timeout);
-    let _turn = (!blocking).then(|| worker.router().dedicated_turn());
+    let mut turn = (!blocking).then(|| worker.router().dedicated_turn());
     loop {
         let redirected = node.is_some();
         let Some(addr) = node.take().or_else(|| master_of(worker, unit)) else {
@@ -584,7 +584,11 @@ pub(super) async fn on_master(
             {
                 Ok(()) => {}
                 Err(NotYet::Held(reply)) => {
+                    // Waiting, it holds nothing: the phase change that holds its slot must
+                    // not wait for it (it would wait out the request's deadline).
+                    drop(turn.take());
                     pause(deadline, &mut attempts, reply).await?;
+                    turn = (!blocking).then(|| worker.router().dedicated_turn());
                     continue;
                 }
                 Err(NotYet::Failed(reply)) => return Err(reply),

@@ -23,7 +23,7 @@ pub mod table;
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -81,6 +81,13 @@ struct PoolState {
     sentinel_masters: BTreeMap<String, String>,
     /// Slot ranges whose requests wait while a migration phase change settles.
     held: Vec<(u16, u16)>,
+    /// While keys move from the pools onto a cluster (`migration.to_cluster`), or while a
+    /// phase change starts that move: the pools, as a pool-mode table. Every slot of the
+    /// cluster's table moves from them.
+    legacy: Option<Arc<SlotTable>>,
+    /// The cluster's table discovered for a move onto it that is starting (no overlay), until
+    /// the move is in force and the live table is the cluster's.
+    staged: Option<Arc<SlotTable>>,
 }
 
 /// A worker's cached view of the live slot table (see [`Topology::table_cache`]).
@@ -112,9 +119,12 @@ impl TableCache {
 #[derive(Debug)]
 pub struct Topology {
     table: Arc<ArcSwap<SlotTable>>,
-    /// Pool mode: the table comes from config (and Sentinel), never from discovery.
-    pool_mode: bool,
-    settings: Arc<Settings>,
+    /// False in pool mode (the table comes from config and Sentinel, never from discovery);
+    /// true in cluster mode, and from the moment keys start moving from the pools onto a
+    /// cluster. Shared with the backend connections, which follow cluster redirects then.
+    cluster_routing: Arc<AtomicBool>,
+    /// Replaced when keys start moving onto a cluster (its seeds and credentials).
+    settings: ArcSwap<Settings>,
     wake: Notify,
     versions: AtomicU64,
     refreshes: AtomicU64,
@@ -141,8 +151,8 @@ impl Topology {
     pub fn new(config: &Config, tls: Arc<TlsContext>) -> Arc<Topology> {
         Arc::new(Topology {
             table: Arc::new(ArcSwap::from_pointee(SlotTable::empty())),
-            pool_mode: config.is_pool_mode(),
-            settings: Arc::new(Settings {
+            cluster_routing: Arc::new(AtomicBool::new(discovers(config))),
+            settings: ArcSwap::from_pointee(Settings {
                 seeds: config.cluster.seeds.clone(),
                 require_full_coverage: config.cluster.require_full_coverage,
                 refresh_interval: Duration::from_millis(config.cluster.refresh_interval_ms),
@@ -165,6 +175,8 @@ impl Topology {
                 config: Arc::new(config.clone()),
                 sentinel_masters: BTreeMap::new(),
                 held: Vec::new(),
+                legacy: None,
+                staged: None,
             }),
             sentinels_changed: Notify::new(),
             health: ArcSwap::from_pointee(Health::default()),
@@ -211,7 +223,14 @@ impl Topology {
     /// and publish it unless it routes like the current one. Returns the new version, or
     /// `None` when unchanged; `Err` (nothing changed) when the pools do not make a table.
     /// Pools that follow Sentinel and are new or changed are resolved in the background.
+    ///
+    /// A configuration moving keys from the pools onto a cluster (`migration.to_cluster`)
+    /// routes by the cluster's table with every slot moving from the pools; a cluster-mode one
+    /// that follows it (the move's end) by the cluster's table alone.
     pub fn install_config(&self, config: &Config) -> Result<Option<u64>, String> {
+        if config.migration.to_cluster.is_some() || !config.is_pool_mode() {
+            return self.install_onto_cluster(config);
+        }
         let mut state = self.lock_pools();
         let mut masters = state.sentinel_masters.clone();
         // Keep a resolved master only while its pool still follows the same sentinels.
@@ -244,16 +263,151 @@ impl Topology {
         Ok(version)
     }
 
-    /// Pool mode: hold requests for the slots `held` (a migration phase change is settling),
-    /// or none when empty, in a table otherwise the configuration's. Returns the new
-    /// version (`None`: unchanged).
+    /// Hold requests for the slots `held` (a migration phase change is settling), or none
+    /// when empty, in a table otherwise the one in force. Returns the new version (`None`:
+    /// unchanged). While a move onto a cluster is starting ([`Topology::stage_cluster`]), the
+    /// table held is the cluster's, so requests held are placed as the cluster places them;
+    /// releasing it before the move is in force goes back to the pools.
     pub fn hold(&self, held: &[(u16, u16)]) -> Result<Option<u64>, String> {
         let mut state = self.lock_pools();
-        let table = pools::table_for(&state.config, &state.sentinel_masters, held)?;
         state.held = held.to_vec();
-        let version = self.install(table);
+        if held.is_empty() && !self.cluster_routing() {
+            state.staged = None;
+            state.legacy = None;
+        }
+        let version = self.publish(&state)?;
         drop(state);
         Ok(version)
+    }
+
+    /// Discover the cluster `next` moves keys onto (its `[cluster]` seeds and credentials) and
+    /// keep its table for the phase change that starts the move ([`Topology::hold`]): `Err`
+    /// unless some seed answers and every slot has a master.
+    pub async fn stage_cluster(&self, next: &Config) -> Result<(), String> {
+        let found = self.discover_cluster(next).await?;
+        let legacy = match next.migration.to_cluster {
+            Some(_) => Some(Arc::new(pools::legacy_table(next)?)),
+            None => None, // The move is over: the cluster alone.
+        };
+        let mut state = self.lock_pools();
+        state.staged = Some(Arc::new(found));
+        state.legacy = legacy;
+        Ok(())
+    }
+
+    /// The table of the cluster `next` names (`[cluster]` seeds and credentials), if some seed
+    /// answers and every slot has a master. Changes nothing.
+    async fn discover_cluster(&self, next: &Config) -> Result<SlotTable, String> {
+        let settings = Arc::new(self.settings_for(next));
+        let found = discover_from(
+            &settings,
+            next.cluster.seeds.clone(),
+            Arc::new(SlotTable::empty()),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        if found.covered_units() < crate::slot::SLOT_COUNT {
+            return Err(format!(
+                "the cluster covers {} of the 16384 slots: every slot needs a master",
+                found.covered_units()
+            ));
+        }
+        Ok(found.with_cluster_settings(settings.read_policy, settings.auth.clone()))
+    }
+
+    /// The keys the masters of the cluster `next` names hold (`DBSIZE` of each), or why they
+    /// could not be counted. Changes nothing.
+    pub async fn cluster_keys(&self, next: &Config) -> Result<u64, String> {
+        let cluster = self.discover_cluster(next).await?;
+        let settings = self.settings.load_full();
+        let mut keys = 0;
+        for shard in cluster.shards() {
+            let replies = oneshot::commands(
+                &shard.master,
+                shard.auth.as_ref(),
+                &[&["DBSIZE"]],
+                settings.query_timeout,
+                settings.limits,
+                settings.tls.backend().as_deref(),
+            )
+            .await
+            .map_err(|e| format!("{}: {e}", shard.master))?;
+            match replies.first().and_then(Frame::as_int) {
+                Some(n) => keys += n.max(0) as u64,
+                None => return Err(format!("{}: no DBSIZE count", shard.master)),
+            }
+        }
+        Ok(keys)
+    }
+
+    /// [`Topology::install_config`] for a configuration that routes by a cluster's table.
+    fn install_onto_cluster(&self, config: &Config) -> Result<Option<u64>, String> {
+        let mut state = self.lock_pools();
+        let legacy = match config.migration.to_cluster {
+            Some(_) => Some(Arc::new(pools::legacy_table(config)?)),
+            None => None,
+        };
+        if !self.cluster_routing() {
+            self.settings.store(Arc::new(self.settings_for(config)));
+            self.cluster_routing.store(true, Ordering::Release);
+            if legacy.is_some() {
+                tracing::info!(
+                    "keys move from the pools onto the cluster: routing by the cluster's table"
+                );
+            }
+        }
+        state.config = Arc::new(config.clone());
+        state.legacy = legacy;
+        let version = self.publish(&state)?;
+        state.staged = None;
+        drop(state);
+        if version.is_none() && self.table.load().shards().is_empty() {
+            self.request_refresh();
+        }
+        Ok(version)
+    }
+
+    /// Publish the table `state` describes: the pools' (pool mode), or the cluster's (the
+    /// live one, or the one staged for a move starting) with its slots moving from the pools
+    /// while keys move onto it, and `state.held` held.
+    fn publish(&self, state: &PoolState) -> Result<Option<u64>, String> {
+        let cluster = match &state.staged {
+            Some(staged) => Some(Arc::clone(staged)),
+            None if self.cluster_routing() => Some(self.table.load_full()),
+            None => None,
+        };
+        let Some(cluster) = cluster else {
+            let table = pools::table_for(&state.config, &state.sentinel_masters, &state.held)?;
+            return Ok(self.install(table));
+        };
+        if cluster.shards().is_empty() {
+            return Ok(None); // Not discovered yet: the first refresh publishes it.
+        }
+        Ok(self.install((*cluster).clone().with_moving(overlay(state))))
+    }
+
+    /// True when the table comes from a cluster (cluster mode, or keys moving onto one).
+    fn cluster_routing(&self) -> bool {
+        self.cluster_routing.load(Ordering::Acquire)
+    }
+
+    /// Shared with the backend connections: true while the table comes from a cluster, so
+    /// they follow its redirects.
+    pub fn cluster_routing_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.cluster_routing)
+    }
+
+    /// The settings of the topology task with `config`'s cluster seeds and credentials.
+    fn settings_for(&self, config: &Config) -> Settings {
+        let current = self.settings.load();
+        Settings {
+            seeds: config.cluster.seeds.clone(),
+            auth: Credentials::configured(
+                config.cluster.username.as_deref(),
+                config.cluster.password.as_ref(),
+            ),
+            ..(**current).clone()
+        }
     }
 
     /// Counters of keys moved between pools.
@@ -308,8 +462,8 @@ impl Topology {
                 &pool.sentinels,
                 auth.as_ref(),
                 master_name,
-                self.settings.query_timeout,
-                self.settings.limits,
+                self.settings.load().query_timeout,
+                self.settings.load().limits,
             )
             .await;
             match resolved {
@@ -370,7 +524,7 @@ impl Topology {
 
     /// The TLS connector for the nodes as of now (`None`: plaintext nodes).
     pub fn backend_tls(&self) -> Option<Arc<BackendTls>> {
-        self.settings.tls.backend()
+        self.settings.load().tls.backend()
     }
 
     /// Ask the background task for a refresh soon (debounced by `refresh_min_gap_ms`).
@@ -378,9 +532,10 @@ impl Topology {
         self.wake.notify_one();
     }
 
-    /// True in pool mode (the table comes from config).
+    /// True in pool mode (the table comes from config), false once keys move from the pools
+    /// onto a cluster (the table is the cluster's).
     pub fn is_pool_mode(&self) -> bool {
-        self.pool_mode
+        !self.cluster_routing()
     }
 
     /// Publish `table` (built from config: pool mode, start-up or reload) unless it routes
@@ -442,15 +597,23 @@ impl Topology {
     /// In pool mode there is nothing to discover, but pools that follow Sentinel are resolved
     /// again (`Ok(false)` at once when there are none).
     pub async fn refresh(&self) -> Result<bool, TopologyError> {
-        if self.pool_mode {
+        if !self.cluster_routing() {
             return self.resolve_sentinels().await;
         }
         self.refreshes.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("slotgate_topology_refreshes_total").increment(1);
+        let settings = self.settings.load_full();
         let found = self
             .discover()
             .await?
-            .with_cluster_settings(self.settings.read_policy, self.settings.auth.clone());
+            .with_cluster_settings(settings.read_policy, settings.auth.clone());
+        // Keys moving onto the cluster, or a phase change holding slots: the same overlay.
+        let state = self.lock_pools();
+        let found = if state.legacy.is_none() && state.held.is_empty() {
+            found // Plain cluster mode.
+        } else {
+            found.with_moving(overlay(&state))
+        };
         let current = self.table.load_full();
         if current.version() > 0 && current.same_routing(&found) {
             return Ok(false);
@@ -475,6 +638,7 @@ impl Topology {
             );
         }
         self.table.store(Arc::new(next));
+        drop(state);
         self.published(version);
         Ok(true)
     }
@@ -482,7 +646,7 @@ impl Topology {
     /// A node answered `MOVED slot addr`: route `slot` to `addr` from now on (copy-on-write).
     /// The full refresh that should follow is the caller's to request.
     pub fn patch_moved(&self, slot: crate::slot::Slot, addr: &Arc<str>) {
-        if self.pool_mode {
+        if !self.cluster_routing() {
             return; // Standalone pools do not redirect; the slot map is the config's.
         }
         let mut patched = None;
@@ -534,12 +698,15 @@ impl Topology {
     pub async fn run(self: Arc<Self>) {
         let mut last = Instant::now();
         loop {
-            let _ =
-                tokio::time::timeout(self.settings.refresh_interval, self.wake.notified()).await;
+            let (interval, min_gap) = {
+                let settings = self.settings.load();
+                (settings.refresh_interval, settings.refresh_min_gap)
+            };
+            let _ = tokio::time::timeout(interval, self.wake.notified()).await;
             // Debounce: a burst of failures costs one refresh per gap, not one each.
             let since = last.elapsed();
-            if since < self.settings.refresh_min_gap {
-                tokio::time::sleep(self.settings.refresh_min_gap - since).await;
+            if since < min_gap {
+                tokio::time::sleep(min_gap - since).await;
             }
             last = Instant::now();
             if let Err(e) = self.refresh().await {
@@ -555,45 +722,76 @@ impl Topology {
     /// decide: a node that accepts connections but never answers (frozen, partitioned) costs no
     /// time as long as others answer.
     async fn discover(&self) -> Result<SlotTable, TopologyError> {
-        let mut candidates: Vec<String> = self
+        let candidates: Vec<String> = self
             .table
             .load()
             .shards()
             .iter()
             .map(|s| s.master.to_string())
             .collect();
-        for seed in &self.settings.seeds {
-            if !candidates.contains(seed) {
-                candidates.push(seed.clone());
-            }
+        discover_from(
+            &self.settings.load_full(),
+            candidates,
+            self.table.load_full(),
+        )
+        .await
+    }
+}
+
+/// [`Topology::discover`]: `candidates` first, then the seeds; `current` is the table in force.
+async fn discover_from(
+    settings: &Arc<Settings>,
+    mut candidates: Vec<String>,
+    current: Arc<SlotTable>,
+) -> Result<SlotTable, TopologyError> {
+    for seed in &settings.seeds {
+        if !candidates.contains(seed) {
+            candidates.push(seed.clone());
         }
-        let current = self.table.load_full();
-        let mut choice = ViewChoice::default();
-        for batch in candidates.chunks(ASKED_AT_ONCE) {
-            let mut asks = tokio::task::JoinSet::new();
-            for addr in batch {
-                let (settings, addr) = (Arc::clone(&self.settings), addr.clone());
-                let current = Arc::clone(&current);
-                asks.spawn(async move {
-                    let view = ask(&settings, &addr, &current).await;
-                    (addr, view)
-                });
-            }
-            while let Some(joined) = asks.join_next().await {
-                let enough = match joined {
-                    Ok((addr, answer)) => choice.offer(&addr, answer),
-                    Err(e) => choice.offer("discovery task", Err(e.to_string())),
-                };
-                if enough {
-                    break;
-                }
-            }
-            if choice.has_view() {
+    }
+    let mut choice = ViewChoice::default();
+    for batch in candidates.chunks(ASKED_AT_ONCE) {
+        let mut asks = tokio::task::JoinSet::new();
+        for addr in batch {
+            let (settings, addr) = (Arc::clone(settings), addr.clone());
+            let current = Arc::clone(&current);
+            asks.spawn(async move {
+                let view = ask(&settings, &addr, &current).await;
+                (addr, view)
+            });
+        }
+        while let Some(joined) = asks.join_next().await {
+            let enough = match joined {
+                Ok((addr, answer)) => choice.offer(&addr, answer),
+                Err(e) => choice.offer("discovery task", Err(e.to_string())),
+            };
+            if enough {
                 break;
             }
         }
-        choice.into_table()
+        if choice.has_view() {
+            break;
+        }
     }
+    choice.into_table()
+}
+
+/// The moving overlay of a cluster table for `state`: every slot moving from the pools while
+/// keys move onto the cluster, and the slots held by a phase change.
+fn overlay(state: &PoolState) -> Moving {
+    let mut moving = match &state.legacy {
+        Some(pools) => Moving::legacy(Arc::clone(pools)),
+        None => Moving::default(),
+    };
+    for &(first, last) in &state.held {
+        moving.hold(first, last);
+    }
+    moving
+}
+
+/// True when `config`'s table comes from a cluster: cluster mode, or keys moving onto one.
+fn discovers(config: &Config) -> bool {
+    !config.is_pool_mode() || config.migration.to_cluster.is_some()
 }
 
 /// The views one refresh collected, and the choice among them: the first usable views, at

@@ -1,5 +1,7 @@
 //! Slots on the move between pools (pool mode): for each routing unit being moved, the shard
 //! its keys may still be on, or that its requests are held while a phase change settles.
+//! While keys move from the pools onto a cluster, every slot of the cluster's table moves
+//! from the *legacy* pools: the pool table that placed them ([`Moving::legacy`]).
 //! Part of a [`SlotTable`](super::SlotTable); pure.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -9,6 +11,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use super::SlotTable;
 use crate::placement::Unit;
 use crate::slot::SLOT_COUNT;
 
@@ -166,6 +169,8 @@ impl SteppedCopy {
 const STILL: u16 = u16::MAX;
 /// Requests wait: a phase change is settling on every worker.
 const HOLD: u16 = u16::MAX - 1;
+/// The keys may still be on the legacy pools (a move onto a cluster).
+const LEGACY: u16 = u16::MAX - 2;
 
 /// How a request for a moving unit is served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,19 +180,39 @@ pub enum MoveRoute {
     From(usize),
     /// Hold the request and route it again shortly: the unit's phase is changing.
     Hold,
+    /// Move the request's keys here from the legacy pools that placed them
+    /// ([`Moving::legacy_pools`]) first, then run it on the cluster node the table names.
+    Legacy,
 }
 
 /// The moving units of a table.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Moving {
-    /// Unit → source shard index, [`HOLD`] or [`STILL`].
+    /// Unit → source shard index, [`HOLD`], [`LEGACY`] or [`STILL`].
     route: Box<[u16]>,
+    /// The pools keys move from onto the cluster, as a pool-mode table (their placement and
+    /// masters), while [`LEGACY`] units exist.
+    legacy: Option<Arc<SlotTable>>,
 }
+
+impl PartialEq for Moving {
+    fn eq(&self, other: &Moving) -> bool {
+        let same_legacy = match (&self.legacy, &other.legacy) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a.same_routing(b),
+            _ => false,
+        };
+        self.route == other.route && same_legacy
+    }
+}
+
+impl Eq for Moving {}
 
 impl Default for Moving {
     fn default() -> Self {
         Moving {
             route: vec![STILL; SLOT_COUNT].into_boxed_slice(),
+            legacy: None,
         }
     }
 }
@@ -210,6 +235,20 @@ impl Moving {
         }
     }
 
+    /// Every unit moves its keys from the pools of `pools` (a pool-mode table) onto the
+    /// cluster whose table carries this.
+    pub fn legacy(pools: Arc<SlotTable>) -> Moving {
+        Moving {
+            route: vec![LEGACY; SLOT_COUNT].into_boxed_slice(),
+            legacy: Some(pools),
+        }
+    }
+
+    /// The pools keys move from onto the cluster, if they do.
+    pub fn legacy_pools(&self) -> Option<&Arc<SlotTable>> {
+        self.legacy.as_ref()
+    }
+
     /// Requests for units `first..=last` are held.
     pub fn hold(&mut self, first: u16, last: u16) {
         for unit in first..=last {
@@ -225,6 +264,7 @@ impl Moving {
         match *self.route.get(unit.index())? {
             STILL => None,
             HOLD => Some(MoveRoute::Hold),
+            LEGACY => Some(MoveRoute::Legacy),
             source => Some(MoveRoute::From(source as usize)),
         }
     }
@@ -239,7 +279,7 @@ impl Moving {
         let mut out: Vec<usize> = self
             .route
             .iter()
-            .filter(|&&r| r != STILL && r != HOLD)
+            .filter(|&&r| r != STILL && r != HOLD && r != LEGACY)
             .map(|&r| r as usize)
             .collect();
         out.sort_unstable();
@@ -266,6 +306,7 @@ impl Moving {
             match r {
                 STILL => {}
                 HOLD => out.push(format!("{start}-{end} held")),
+                LEGACY => out.push(format!("{start}-{end} moving from the pools")),
                 source => out.push(format!(
                     "{start}-{end} moving from {}",
                     name(source as usize)
@@ -338,5 +379,22 @@ mod tests {
             .build()
             .unwrap()
             .block_on(f)
+    }
+
+    #[test]
+    fn onto_a_cluster_every_unit_moves_from_the_pools_unless_held() {
+        let pools = Arc::new(SlotTable::empty());
+        let mut m = Moving::legacy(Arc::clone(&pools));
+        m.hold(0, 9);
+        let at = |u| m.route(Unit::new(u).unwrap());
+        assert_eq!(at(0), Some(MoveRoute::Hold));
+        assert_eq!(at(10), Some(MoveRoute::Legacy));
+        assert_eq!(at(16383), Some(MoveRoute::Legacy));
+        assert!(m.sources().is_empty());
+        assert!(Arc::ptr_eq(m.legacy_pools().unwrap(), &pools));
+        assert_eq!(
+            m.describe(&|i| format!("s{i}")),
+            ["0-9 held", "10-16383 moving from the pools"]
+        );
     }
 }

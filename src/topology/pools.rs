@@ -115,6 +115,16 @@ pub fn table_for(
         .with_moving(moving))
 }
 
+/// The pools of a configuration moving keys onto a cluster (`migration.to_cluster`), as the
+/// pool-mode table that placed the keys: where each key still may be. Sentinel pools are
+/// refused by validation for such a move.
+pub fn legacy_table(config: &Config) -> Result<SlotTable, String> {
+    let mut pools = config.clone();
+    pools.migration.to_cluster = None;
+    pools.migration.moves.clear();
+    table_for(&pools, &BTreeMap::new(), &[])
+}
+
 /// The master of pool `name`: its fixed one or the one Sentinel named, if known.
 fn table_master<'a>(
     config: &'a Config,

@@ -195,10 +195,18 @@ impl SlotTable {
     /// whose master or replica it is, else (cluster mode: a node the table does not know
     /// yet) the cluster's.
     pub fn credentials_for(&self, addr: &str) -> Option<Arc<Credentials>> {
-        self.shards
-            .iter()
-            .find(|s| &*s.master == addr || s.replicas.iter().any(|r| &**r == addr))
-            .map_or_else(|| self.cluster_auth.clone(), |s| s.auth.clone())
+        let known = |s: &&Shard| &*s.master == addr || s.replicas.iter().any(|r| &**r == addr);
+        if let Some(shard) = self.shards.iter().find(known) {
+            return shard.auth.clone();
+        }
+        // Keys moving from pools onto this cluster: a pool's master has the pool's login.
+        match self
+            .legacy_pools()
+            .and_then(|p| p.shards.iter().find(known))
+        {
+            Some(pool) => pool.auth.clone(),
+            None => self.cluster_auth.clone(),
+        }
     }
 
     /// This table with `moving` units (pool mode: slots moving between pools). An empty
@@ -218,6 +226,12 @@ impl SlotTable {
     /// The moving units, if any.
     pub fn moving_units(&self) -> Option<&Moving> {
         self.moving.as_deref()
+    }
+
+    /// While keys move from pools onto this (cluster) table's nodes: the pools, as the
+    /// pool-mode table that placed the keys.
+    pub fn legacy_pools(&self) -> Option<&Arc<SlotTable>> {
+        self.moving.as_deref()?.legacy_pools()
     }
 
     /// How keys map to this table's slots (routing units).

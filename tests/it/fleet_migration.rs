@@ -30,15 +30,15 @@ fn moving(key: &str) -> bool {
     (MOVING.0..=MOVING.1).contains(&Slot::of(key.as_bytes()).get())
 }
 
-fn loopback() -> String {
+pub(crate) fn loopback() -> String {
     format!("127.0.0.1:{}", free_port(false).unwrap())
 }
 
 /// A config file for one instance, removed on drop.
-struct ConfigFile(PathBuf);
+pub(crate) struct ConfigFile(pub(crate) PathBuf);
 
 impl ConfigFile {
-    fn write(name: &str, config: &Config) -> ConfigFile {
+    pub(crate) fn write(name: &str, config: &Config) -> ConfigFile {
         let path = std::env::temp_dir().join(format!(
             "slotgate-fleet-{name}-{}-{}.toml",
             std::process::id(),
@@ -56,7 +56,7 @@ impl Drop for ConfigFile {
 }
 
 /// Start the binary on `file`; returns once it answers PING at `addr`.
-fn spawn_b(file: &ConfigFile, addr: &str) -> KillOnDrop {
+pub(crate) fn spawn_b(file: &ConfigFile, addr: &str) -> KillOnDrop {
     let child = Command::new(env!("CARGO_BIN_EXE_slotgate"))
         .args(["--config", file.0.to_str().unwrap()])
         .stdout(Stdio::null())
@@ -76,11 +76,11 @@ fn spawn_b(file: &ConfigFile, addr: &str) -> KillOnDrop {
     child
 }
 
-async fn admin(addr: &str, method: hyper::Method, path: &str) -> Result<String, String> {
+pub(crate) async fn admin(addr: &str, method: hyper::Method, path: &str) -> Result<String, String> {
     slotgate::admin::client::request(addr, method, path).await
 }
 
-async fn status(addr: &str) -> serde_json::Value {
+pub(crate) async fn status(addr: &str) -> serde_json::Value {
     serde_json::from_str(
         &admin(addr, hyper::Method::GET, "/migrations")
             .await

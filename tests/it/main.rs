@@ -58,6 +58,7 @@ mod resp3;
 mod scripts;
 mod sentinel;
 mod tls;
+mod to_cluster;
 mod topology;
 mod transactions;
 mod twemproxy;

@@ -96,7 +96,7 @@ const SPECS: &[PoolSpec] = &[
 ];
 
 /// A `nutcracker` child process, killed (by its PID, through its `Child`) on drop.
-struct Nutcracker {
+pub(crate) struct Nutcracker {
     child: Child,
     dir: PathBuf,
 }
@@ -111,12 +111,6 @@ impl Drop for Nutcracker {
 
 /// Start nutcracker with one pool per spec (listening on `ports[i]`) over `servers`.
 fn start_nutcracker(servers: &[RedisServer], ports: &[u16]) -> Nutcracker {
-    let dir = std::env::temp_dir().join(format!(
-        "slotgate-nutcracker-{}-{}",
-        std::process::id(),
-        ports[0]
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
     let mut yaml = String::new();
     for (spec, port) in SPECS.iter().zip(ports) {
         yaml.push_str(&format!(
@@ -138,8 +132,20 @@ fn start_nutcracker(servers: &[RedisServer], ports: &[u16]) -> Nutcracker {
             ));
         }
     }
+    run_nutcracker(&yaml, ports)
+}
+
+/// Run nutcracker with the configuration `yaml`, whose pools listen on `ports`; returns once
+/// every port accepts connections.
+pub(crate) fn run_nutcracker(yaml: &str, ports: &[u16]) -> Nutcracker {
+    let dir = std::env::temp_dir().join(format!(
+        "slotgate-nutcracker-{}-{}",
+        std::process::id(),
+        ports[0]
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
     let conf = dir.join("nutcracker.yml");
-    std::fs::write(&conf, &yaml).unwrap();
+    std::fs::write(&conf, yaml).unwrap();
     let stats_port = free_port(false).unwrap();
     let child = Command::new("/usr/sbin/nutcracker")
         .arg("-c")
@@ -205,16 +211,24 @@ fn placed_on(table: &SlotTable, servers: &[RedisServer], key: &[u8]) -> usize {
 /// SET every key through nutcracker, 100 per pipelined write. Raw RESP: nutcracker closes
 /// connections that send `CLIENT SETINFO`, which the `redis` crate does on connect.
 fn write_through(addr: SocketAddr, keys: &[Vec<u8>]) {
+    let requests: Vec<Vec<Vec<u8>>> = keys
+        .iter()
+        .map(|key| vec![b"SET".to_vec(), key.clone(), value_of(key)])
+        .collect();
+    send_all(addr, &requests);
+}
+
+/// Send `requests` (each answered `+OK`) to `addr`, 100 per pipelined write, in raw RESP.
+pub(crate) fn send_all(addr: SocketAddr, requests: &[Vec<Vec<u8>>]) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    for chunk in keys.chunks(100) {
+    for chunk in requests.chunks(100) {
         let mut out = Vec::new();
-        for key in chunk {
-            let value = value_of(key);
-            out.extend_from_slice(b"*3\r\n$3\r\nSET\r\n");
-            for arg in [key, &value] {
+        for args in chunk {
+            out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+            for arg in args {
                 out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
                 out.extend_from_slice(arg);
                 out.extend_from_slice(b"\r\n");

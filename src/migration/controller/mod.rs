@@ -14,6 +14,7 @@
 
 mod big_keys;
 mod mover;
+mod onto_cluster;
 mod peer;
 
 use std::collections::BTreeMap;
@@ -167,6 +168,9 @@ impl Migrations {
     /// (`Moving`) or abort.
     pub async fn set_state(&self, slots: Option<&str>, state: MoveState) -> Result<String, String> {
         let mut next = self.reloader.config();
+        if next.migration.to_cluster.is_some() {
+            return self.set_to_cluster_state(state).await;
+        }
         let mut changed = Vec::new();
         for m in &mut next.migration.moves {
             if slots.is_some_and(|s| s != m.slots) {
@@ -216,6 +220,10 @@ impl Migrations {
         let within = settle_time(&current);
         let peer_within = within * 2 + Duration::from_secs(1);
         let held = self.changed_ranges(&current, &next)?;
+        if next.migration.to_cluster.is_some() && current.migration.to_cluster.is_none() {
+            // The cluster's table, held, from the hold on (requests placed as it places them).
+            self.topology.stage_cluster(&next).await?;
+        }
         tracing::info!(held = ?held, version = next.migration.version, "migration phase change: {why}: holding the slots concerned");
         self.topology.hold(&held)?;
         let mover = self.batch.lock().await;
@@ -297,6 +305,13 @@ impl Migrations {
 
     /// The slot ranges whose routing differs between the tables of `a` and `b`.
     fn changed_ranges(&self, a: &Config, b: &Config) -> Result<Vec<(u16, u16)>, String> {
+        match (a.migration.to_cluster, b.migration.to_cluster) {
+            // Keys moving onto a cluster: paused or not, every slot routes the same way.
+            (Some(_), Some(_)) => return Ok(Vec::new()),
+            // The move starts or ends: every slot changes.
+            (Some(_), None) | (None, Some(_)) => return Ok(vec![(0, SLOT_COUNT as u16 - 1)]),
+            (None, None) => {}
+        }
         let masters = self.topology.sentinel_masters();
         let (ta, tb) = (
             pools::table_for(a, &masters, &[])?,
@@ -325,7 +340,8 @@ impl Migrations {
 
     /// True while a move is in force (the same moves [`Migrations::status`] lists).
     pub fn in_force(&self) -> bool {
-        !self.reloader.config().migration.moves.is_empty()
+        let config = self.reloader.config();
+        !config.migration.moves.is_empty() || config.migration.to_cluster.is_some()
     }
 
     /// The moves under way and their progress, for the admin API and INFO.
@@ -334,10 +350,12 @@ impl Migrations {
         let progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
         let (on_touch, on_touch_failures, background, background_failures) =
             self.topology.move_counters().snapshot();
+        let onto_cluster = config.migration.to_cluster.map(onto_cluster::as_move);
         let moves: Vec<Value> = config
             .migration
             .moves
             .iter()
+            .chain(onto_cluster.as_ref())
             .map(|m| {
                 let p = progress.get(&key(m)).cloned().unwrap_or_default();
                 let elapsed = p.started.map(|s| s.elapsed().as_secs_f64());

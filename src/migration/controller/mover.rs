@@ -31,12 +31,18 @@ impl Migrations {
     async fn move_keys(self: Arc<Self>) {
         loop {
             let config = self.reloader.config();
+            let onto_cluster = config
+                .migration
+                .to_cluster
+                .filter(|s| *s == MoveState::Moving)
+                .map(super::onto_cluster::as_move);
             let Some(m) = config
                 .migration
                 .moves
                 .iter()
                 .find(|m| m.state != MoveState::Paused)
                 .cloned()
+                .or(onto_cluster)
             else {
                 self.wake.notified().await;
                 continue;
@@ -46,14 +52,30 @@ impl Migrations {
                 self.pause_after_error().await;
                 continue;
             }
-            match self.pass(&config, &m).await {
+            let onto_cluster = config.migration.to_cluster.is_some();
+            let pass = if onto_cluster {
+                self.pass_onto_cluster(&config, &m).await
+            } else {
+                self.pass(&config, &m).await
+            };
+            match pass {
                 Ok(Pass::Empty) => {
-                    if let Err(e) = self.finish(&m).await {
+                    let finished = if onto_cluster {
+                        self.finish_onto_cluster().await
+                    } else {
+                        self.finish(&m).await
+                    };
+                    if let Err(e) = finished {
                         self.note_error(&m, e);
                         self.pause_after_error().await;
                     }
                 }
                 Ok(Pass::Moved | Pass::Changed) => {}
+                Ok(Pass::Waiting) => {
+                    // Keys wait for a reshard inside the cluster: look again shortly.
+                    let wait = self.wake.notified();
+                    let _ = tokio::time::timeout(Duration::from_millis(100), wait).await;
+                }
                 Err(e) => {
                     self.topology.move_counters().background_failed();
                     tracing::warn!(slots = %m.slots, "migration mover: {e}; retrying");
@@ -266,7 +288,7 @@ impl Migrations {
     }
 
     /// Count `keys` keys of `bytes` bytes moved by the mover for `m`.
-    fn count_background(&self, m: &SlotMove, keys: u64, bytes: u64) {
+    pub(super) fn count_background(&self, m: &SlotMove, keys: u64, bytes: u64) {
         let counters = self.topology.move_counters();
         counters.moved_in_background(keys);
         counters.moved_bytes_in_background(bytes);
@@ -278,10 +300,23 @@ impl Migrations {
 
     /// True while `m` is still a move in force in the same state.
     pub(super) fn still(&self, m: &SlotMove) -> bool {
-        self.reloader.config().migration.moves.contains(m)
+        let config = self.reloader.config();
+        config.migration.moves.contains(m)
+            || config
+                .migration
+                .to_cluster
+                .map(super::onto_cluster::as_move)
+                .as_ref()
+                == Some(m)
     }
 
-    fn bump(&self, m: &SlotMove, f: impl FnOnce(&mut MoveProgress)) {
+    /// The progress of `m` so far, if the mover began on it.
+    pub(super) fn progress_of(&self, m: &SlotMove) -> Option<MoveProgress> {
+        let progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        progress.get(&key(m)).cloned()
+    }
+
+    pub(super) fn bump(&self, m: &SlotMove, f: impl FnOnce(&mut MoveProgress)) {
         let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
         f(progress.entry(key(m)).or_default());
     }
@@ -318,30 +353,33 @@ impl Migrations {
 }
 
 /// What one pass of the mover found.
-enum Pass {
+pub(super) enum Pass {
     /// No key of the slots was on the source for the whole pass.
     Empty,
     /// Keys were moved: another pass checks the source is empty.
     Moved,
     /// The move changed phase (paused, aborted …) during the pass.
     Changed,
+    /// Keys were found that the destination refused for a while (a reshard inside the
+    /// cluster): another pass shortly.
+    Waiting,
 }
 
 /// At most `per_second` keys a second (0: no limit), from the pace's creation.
-struct Pace {
+pub(super) struct Pace {
     per_second: u64,
     start: tokio::time::Instant,
 }
 
 impl Pace {
-    fn new(per_second: u64) -> Pace {
+    pub(super) fn new(per_second: u64) -> Pace {
         Pace {
             per_second,
             start: tokio::time::Instant::now(),
         }
     }
 
-    async fn wait(&self, done: u64) {
+    pub(super) async fn wait(&self, done: u64) {
         if self.per_second == 0 {
             return;
         }
@@ -351,7 +389,7 @@ impl Pace {
 }
 
 /// Send `request` on `conn` and take its one reply, within `timeout`.
-async fn call(
+pub(super) async fn call(
     conn: &mut DedicatedConn,
     request: &[u8],
     timeout: Duration,
@@ -382,7 +420,7 @@ async fn call_n(
 }
 
 /// `(next cursor, keys)` of a SCAN reply.
-fn scan_reply(reply: &crate::resp::Reply) -> Option<(Bytes, Vec<Bytes>)> {
+pub(super) fn scan_reply(reply: &crate::resp::Reply) -> Option<(Bytes, Vec<Bytes>)> {
     let frame = crate::resp::parse_frame(reply.raw(), &crate::resp::Limits::default()).ok()?;
     let Frame::Array(parts) = frame else {
         return None;

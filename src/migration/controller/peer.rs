@@ -27,6 +27,9 @@ impl Migrations {
         let next = state.applied_to(&current);
         next.validate().map_err(|e| e.to_string())?;
         let held = self.changed_ranges(&current, &next)?;
+        if next.migration.to_cluster.is_some() && current.migration.to_cluster.is_none() {
+            self.topology.stage_cluster(&next).await?;
+        }
         self.topology.hold(&held)?;
         let mover = Arc::clone(&self.batch).lock_owned().await;
         if let Err(e) = self.settle.round(settle_time(&current)).await {
@@ -139,6 +142,11 @@ impl Migrations {
         };
         let next = newest.applied_to(&current);
         next.validate().map_err(|e| e.to_string())?;
+        let onto_cluster = next.migration.to_cluster.is_some() || !next.is_pool_mode();
+        if onto_cluster && current.is_pool_mode() && current.migration.to_cluster.is_none() {
+            // The fleet moves (or moved) keys onto a cluster this instance has not seen yet.
+            self.topology.stage_cluster(&next).await?;
+        }
         self.reloader
             .reload_phase(next)
             .map_err(|e| format!("the fleet's state was refused: {e}"))?;
