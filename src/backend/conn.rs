@@ -195,6 +195,32 @@ pub struct Outbound {
     pub db: u32,
 }
 
+impl Outbound {
+    /// A request the proxy sends on behalf of this one — a `MIGRATE` that moves its keys
+    /// first, a script load before its resend — to `node` (pinned there: handed back, it goes
+    /// there again, never routed as a request of the slot), its reply to `reply`. It takes
+    /// this client's connection (client id, protocol, lane, database) and deadline, and is
+    /// never resent as a read.
+    pub fn on_behalf(&self, request: Bytes, reply: ReplyTarget, node: Arc<str>) -> Outbound {
+        Outbound {
+            request,
+            reply,
+            unit: self.unit,
+            node: Some(node),
+            client_id: self.client_id,
+            deadline: self.deadline,
+            redirects: 0,
+            retries: 0,
+            readonly: false,
+            asking: false,
+            resp3: self.resp3,
+            hold: self.hold,
+            lane: self.lane,
+            db: self.db,
+        }
+    }
+}
+
 /// What a connection hands back to its worker. Called with no connection state borrowed, so
 /// implementations may send on any connection, this one included.
 pub trait Hooks {

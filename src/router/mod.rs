@@ -485,29 +485,17 @@ impl Router {
             return out.reply.answer(reply, &out.request, now);
         };
         out.redirects += 1;
-        let load = Outbound {
-            request: crate::resp::Request::from_args([
-                Bytes::from_static(b"SCRIPT"),
-                Bytes::from_static(b"LOAD"),
-                body,
-            ])
-            .raw()
-            .clone(),
-            reply: crate::backend::ReplyTarget::discard(),
-            unit: out.unit,
-            node: Some(Arc::clone(&node)),
-            client_id: out.client_id,
-            deadline: out.deadline,
-            redirects: out.redirects,
-            retries: 0,
-            readonly: false,
-            asking: false,
-            resp3: out.resp3,
-            hold: out.hold,
-            lane: out.lane,
-            // Scripts are the node's, not a database's: the resend's database saves a SELECT.
-            db: out.db,
-        };
+        let request = crate::resp::Request::from_args([
+            Bytes::from_static(b"SCRIPT"),
+            Bytes::from_static(b"LOAD"),
+            body,
+        ])
+        .raw()
+        .clone();
+        // Scripts are the node's, not a database's: the resend's database saves a SELECT.
+        let discard = crate::backend::ReplyTarget::discard();
+        let mut load = out.on_behalf(request, discard, Arc::clone(&node));
+        load.redirects = out.redirects;
         // Same connection (same client id): the load runs before the resend.
         self.send_to(&node, load, now);
         self.send_to(&node, out, now);

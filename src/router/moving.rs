@@ -191,40 +191,16 @@ impl Router {
             .in_flight
             .set(self.on_touch.in_flight.get() + 1);
         let source_addr = Arc::clone(&from.master);
-        // The MIGRATE runs in the client's database: the keys it names are that database's.
-        let out_db = out.db;
-        let (unit, client_id, deadline, hold, resp3, lane) = (
-            out.unit,
-            out.client_id,
-            out.deadline,
-            out.hold,
-            out.resp3,
-            out.lane,
-        );
-        // The waiter owns the request until the MIGRATE's reply.
+        // The waiter owns the request until the MIGRATE's reply. The MIGRATE runs in the
+        // client's database: the keys it names are that database's.
         let waiter = Rc::new(AfterMigrate {
             router: self.me.clone(),
-            out: RefCell::new(Some(out)),
+            out: RefCell::new(None),
             dest: dest_addr,
         });
-        let step = Outbound {
-            request: migrate,
-            reply: ReplyTarget::new(waiter as Rc<dyn Waiter>, 0),
-            unit,
-            // Pinned to the source: a MIGRATE handed back goes there again, never routed as a
-            // request of the slot.
-            node: Some(Arc::clone(&source_addr)),
-            client_id,
-            deadline,
-            redirects: 0,
-            retries: 0,
-            readonly: false,
-            asking: false,
-            resp3,
-            hold,
-            lane,
-            db: out_db,
-        };
+        let target = ReplyTarget::new(Rc::clone(&waiter) as Rc<dyn Waiter>, 0);
+        let step = out.on_behalf(migrate, target, Arc::clone(&source_addr));
+        *waiter.out.borrow_mut() = Some(out);
         // The client's own connection to the source: its earlier requests there run first.
         self.send_to(&source_addr, step, now);
     }
@@ -270,24 +246,6 @@ impl Router {
         self.on_touch
             .in_flight
             .set(self.on_touch.in_flight.get() + 1);
-        // Pinned to its pool: a MIGRATE handed back (a connection that failed before writing
-        // it) goes there again, never routed as a request of the slot.
-        let step = |source: &Arc<str>, request: Bytes, reply: ReplyTarget| Outbound {
-            request,
-            reply,
-            unit: out.unit,
-            node: Some(Arc::clone(source)),
-            client_id: out.client_id,
-            deadline: out.deadline,
-            redirects: 0,
-            retries: 0,
-            readonly: false,
-            asking: false,
-            resp3: out.resp3,
-            hold: out.hold,
-            lane: out.lane,
-            db: out.db,
-        };
         let waiter = Rc::new(AfterLegacy {
             router: self.me.clone(),
             out: RefCell::new(None),
@@ -306,7 +264,7 @@ impl Router {
         let mut steps = Vec::with_capacity(migrates.len());
         for (source, migrate) in migrates {
             let target = ReplyTarget::new(Rc::clone(&waiter) as Rc<dyn Waiter>, 0);
-            let step = step(&source, migrate, target);
+            let step = out.on_behalf(migrate, target, Arc::clone(&source));
             steps.push((source, step));
         }
         // The waiter owns the request until the MIGRATEs' replies.
