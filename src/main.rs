@@ -126,6 +126,10 @@ struct RunArgs {
     /// Write the process id to FILE once listening, remove it on exit (proxy.pid_file).
     #[arg(long, value_name = "FILE", env = "SLOTGATE_PID_FILE")]
     pid_file: Option<String>,
+    /// Upgrade in place: start up, then take the listeners and the clients of the slotgate
+    /// running with the same proxy.upgrade_socket (which exits once it has handed them over).
+    #[arg(long)]
+    take_over: bool,
 }
 
 impl RunArgs {
@@ -220,7 +224,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
     // file already out) is then a drain, not the default action, which would leave the pid
     // file behind.
     let mut signals = Signals::new()?;
-    let (proxy, pid_file) = start(config)?;
+    let (proxy, pid_file) = start(config, args.take_over)?;
     if let Some(file) = &args.config {
         proxy.set_config_file(file.clone());
     }
@@ -242,7 +246,14 @@ fn run(args: &RunArgs) -> Result<(), String> {
         }
         Err(e) => tracing::error!("config reload rejected, running configuration unchanged: {e}"),
     };
-    let first = signals.wait(&mut on_hangup)?;
+    let first = signals.wait(&mut on_hangup, Some(proxy.handed_over()))?;
+    if first == HANDED_OVER {
+        tracing::info!("upgrade: every client handed over to the successor; exiting");
+        stop(proxy);
+        // Removed only if it still names this process (the successor rewrote it).
+        drop(pid_file);
+        return Ok(());
+    }
     let timeout = proxy.drain_timeout();
     tracing::info!(
         "{first} received: draining for up to {} ms (send another signal to exit at once)",
@@ -250,7 +261,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
     );
     // The drain blocks this thread; a second signal ends the process from another one.
     std::thread::spawn(move || {
-        if let Ok(second) = signals.wait(&mut || {}) {
+        if let Ok(second) = signals.wait(&mut || {}, None) {
             tracing::warn!("{second} received again: exiting without finishing the drain");
             std::process::exit(1);
         }
@@ -324,13 +335,13 @@ fn demo(masters: usize, replicas: usize, args: &RunArgs) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     println!("Cluster nodes: {}", cluster.seeds().join(" "));
     config.cluster.seeds = cluster.seeds();
-    let (proxy, pid_file) = start(config)?;
+    let (proxy, pid_file) = start(config, false)?;
     let addr = proxy.local_addr();
     println!();
     println!("slotgate is serving the cluster on {addr}. Connect with:");
     println!("    redis-cli -h {} -p {}", addr.ip(), addr.port());
     println!("Press Ctrl-C to stop (the demo cluster is removed on exit).");
-    Signals::new()?.wait(&mut || tracing::info!("SIGHUP ignored in demo mode"))?;
+    Signals::new()?.wait(&mut || tracing::info!("SIGHUP ignored in demo mode"), None)?;
     stop(proxy);
     drop(pid_file);
     drop(cluster);
@@ -338,21 +349,41 @@ fn demo(masters: usize, replicas: usize, args: &RunArgs) -> Result<(), String> {
 }
 
 /// Start the proxy, with its pid file if `proxy.pid_file` names one: refused while the file
-/// names a live process, written once the listeners are bound.
-fn start(config: Config) -> Result<(ProxyHandle, Option<PidFile>), String> {
+/// names a live process, written once the listeners are bound. `take_over`: as the successor
+/// of the running process (whose pid the file names: it is rewritten with this one's before
+/// the old process is told to hand over its clients).
+fn start(config: Config, take_over: bool) -> Result<(ProxyHandle, Option<PidFile>), String> {
     let path = (!config.proxy.pid_file.is_empty()).then(|| PathBuf::from(&config.proxy.pid_file));
-    if let Some(path) = &path {
+    if let (Some(path), false) = (&path, take_over) {
         pidfile::check(path)?;
     }
-    let proxy = Proxy::start(config).map_err(|e| e.to_string())?;
-    match path.as_deref().map(PidFile::write).transpose() {
-        Ok(pid_file) => Ok((proxy, pid_file)),
+    let started = if take_over {
+        Proxy::take_over(config)
+    } else {
+        Proxy::start(config)
+    };
+    let mut proxy = started.map_err(|e| {
+        if take_over {
+            tracing::error!("{e}; the running slotgate keeps serving");
+        }
+        e.to_string()
+    })?;
+    let pid_file = match path.as_deref().map(PidFile::write).transpose() {
+        Ok(pid_file) => pid_file,
         Err(e) => {
             stop(proxy);
-            Err(e)
+            return Err(e);
         }
+    };
+    if let Err(e) = proxy.complete_take_over() {
+        stop(proxy);
+        return Err(format!("take-over failed: {e}"));
     }
+    Ok((proxy, pid_file))
 }
+
+/// What [`Signals::wait`] returns when the process handed itself over to a successor.
+const HANDED_OVER: &str = "hand-over";
 
 fn stop(proxy: ProxyHandle) {
     tracing::info!("shutting down");
@@ -408,8 +439,12 @@ impl Signals {
     }
 
     /// Block until the next SIGINT or SIGTERM (returns its name), calling `on_hangup` for
-    /// each SIGHUP meanwhile.
-    fn wait(&mut self, on_hangup: &mut dyn FnMut()) -> Result<&'static str, String> {
+    /// each SIGHUP meanwhile, or until `handed_over` flips ([`HANDED_OVER`]).
+    fn wait(
+        &mut self,
+        on_hangup: &mut dyn FnMut(),
+        handed_over: Option<tokio::sync::watch::Receiver<bool>>,
+    ) -> Result<&'static str, String> {
         let Signals {
             runtime,
             int,
@@ -418,8 +453,19 @@ impl Signals {
         } = self;
         runtime
             .block_on(async {
+                let handed_over = async {
+                    let done = match handed_over {
+                        Some(mut done) => done.wait_for(|d| *d).await.is_ok(),
+                        None => false,
+                    };
+                    if !done {
+                        std::future::pending::<()>().await;
+                    }
+                };
+                tokio::pin!(handed_over);
                 loop {
                     tokio::select! {
+                        () = &mut handed_over => return Some(HANDED_OVER),
                         s = int.recv() => return s.map(|()| "SIGINT"),
                         s = term.recv() => return s.map(|()| "SIGTERM"),
                         s = hup.recv() => match s {

@@ -59,3 +59,4 @@ mod tls;
 mod topology;
 mod transactions;
 mod twemproxy;
+mod upgrade;
