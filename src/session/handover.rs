@@ -56,6 +56,14 @@ pub async fn serve_tcp(
     session.finish();
 }
 
+/// Wait for the hand-over signal (never without one).
+pub(super) async fn raised(signal: Option<&crate::wake::LocalSignal>) {
+    match signal {
+        Some(signal) => signal.wait().await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Session {
     /// The state a successor needs.
     fn export(&self, rbuf: &BytesMut) -> SessionState {

@@ -245,7 +245,8 @@ impl Session {
         tokio::pin!(hold_timer);
         let mut hold_armed = false;
         let drain = self.worker.drain().listen();
-        let moving = self.worker.moving().listen();
+        // Only with an upgrade socket: sessions of a proxy without one never move.
+        let moving = self.worker.outbox().map(|_| self.worker.moving().listen());
         let queue = Rc::clone(&self.queue);
         let worker = Rc::clone(&self.worker);
         loop {
@@ -350,7 +351,8 @@ impl Session {
                 () = drain.wait(), if !self.closing => self.closing = true,
                 // A successor takes the clients: plaintext sessions move at their next
                 // boundary; TLS ones (a TLS session's state cannot move) close at it.
-                () = moving.wait(), if !self.moving && !self.move_off && !self.closing => {
+                () = handover::raised(moving.as_deref()),
+                    if moving.is_some() && !self.moving && !self.move_off && !self.closing => {
                     if self.movable {
                         self.moving = true;
                     } else {

@@ -17,8 +17,10 @@ use slotgate::local_redis::{ClusterOptions, LocalCluster};
 struct Scratch(PathBuf);
 
 impl Scratch {
-    fn new() -> Scratch {
-        let dir = std::env::temp_dir().join(format!("slotgate-upgrade-{}", std::process::id()));
+    /// `name`: the test's own (tests run in parallel).
+    fn new(name: &str) -> Scratch {
+        let dir =
+            std::env::temp_dir().join(format!("slotgate-upgrade-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Scratch(dir)
@@ -77,20 +79,23 @@ impl Load {
     }
 }
 
-/// `slotgate` in front of `seeds` with the upgrade socket and pid file of `dir`; `extra`
-/// flags last.
-fn slotgate(seeds: &str, dir: &Scratch, extra: &[&str]) -> (Child, std::net::SocketAddr, LogLines) {
+/// `slotgate` with `args`, `env`, and the upgrade socket and pid file of `dir` (a 5 s
+/// upgrade timeout unless `env` says otherwise).
+fn slotgate(
+    dir: &Scratch,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Child, std::net::SocketAddr, LogLines) {
     let pid = dir.path("slotgate.pid");
-    let mut args = vec!["--cluster", seeds, "--workers", "2", "--pid-file", &pid];
-    args.extend_from_slice(extra);
+    let mut all = vec!["--workers", "2", "--pid-file", &pid];
+    all.extend_from_slice(args);
     let socket = dir.path("upgrade.sock");
-    spawn_slotgate(
-        &args,
-        &[
-            ("SLOTGATE_PROXY__UPGRADE_SOCKET", socket.as_str()),
-            ("SLOTGATE_PROXY__UPGRADE_TIMEOUT_MS", "5000"),
-        ],
-    )
+    let mut vars = vec![
+        ("SLOTGATE_PROXY__UPGRADE_SOCKET", socket.as_str()),
+        ("SLOTGATE_PROXY__UPGRADE_TIMEOUT_MS", "5000"),
+    ];
+    vars.extend_from_slice(env);
+    spawn_slotgate(&all, &vars)
 }
 
 /// Wait until the pid file names `pid` (it is written just after the ready line).
@@ -113,8 +118,8 @@ async fn three_upgrades_under_load_lose_no_client_and_a_failed_one_changes_nothi
     })
     .unwrap();
     let seeds = cluster.seeds().join(",");
-    let dir = Scratch::new();
-    let (first, addr, mut log) = slotgate(&seeds, &dir, &[]);
+    let dir = Scratch::new("load");
+    let (first, addr, mut log) = slotgate(&dir, &["--cluster", &seeds], &[]);
     let mut running = KillOnDrop(first);
     pid_file_names(&dir, running.0.id());
     let stop_file = dir.path("stop");
@@ -124,7 +129,8 @@ async fn three_upgrades_under_load_lose_no_client_and_a_failed_one_changes_nothi
     for round in 1..=3 {
         // Let the load run on this process for a while.
         tokio::time::sleep(Duration::from_millis(700)).await;
-        let (next, next_addr, next_log) = slotgate(&seeds, &dir, &["--take-over"]);
+        let (next, next_addr, next_log) =
+            slotgate(&dir, &["--cluster", &seeds, "--take-over"], &[]);
         assert_eq!(next_addr, addr, "the successor serves the same listener");
         let status = exit_within(&mut running.0, Duration::from_secs(20)).await;
         let old_lines = std::mem::replace(&mut log, next_log).join();
@@ -203,5 +209,99 @@ async fn three_upgrades_under_load_lose_no_client_and_a_failed_one_changes_nothi
     assert_eq!(
         report["min_receivers"], 1,
         "every message had its subscriber: {report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_move_at_their_boundary_with_their_state_or_close_after_the_timeout() {
+    let server = common::standalone_servers(1).remove(0);
+    let master = server.addr();
+    let dir = Scratch::new("state");
+    let env = [
+        ("SLOTGATE_POOLS__A__MASTER", master.as_str()),
+        ("SLOTGATE_AUTH__PASSWORD", "secret"),
+        ("SLOTGATE_PROXY__UPGRADE_TIMEOUT_MS", "1500"),
+    ];
+    let (old, addr, log) = slotgate(&dir, &[], &env);
+    let mut old = KillOnDrop(old);
+    let login = |raw: &mut common::Raw| {
+        raw.send(b"AUTH secret\r\n");
+        assert_eq!(raw.read_line(), "+OK\r\n");
+    };
+    // A client with state: logged in, named, database 2, RESP3, and half a request read.
+    let mut stateful = common::Raw::connect(addr);
+    login(&mut stateful);
+    stateful.send(b"CLIENT SETNAME keeper\r\nSELECT 2\r\nHELLO 3\r\nPING\r\n");
+    assert_eq!(stateful.read_line(), "+OK\r\n");
+    assert_eq!(stateful.read_line(), "+OK\r\n");
+    // HELLO's map, up to PING's answer.
+    let mut seen = Vec::new();
+    while !seen.ends_with(b"+PONG\r\n") {
+        let more = stateful.read_exactly(1);
+        assert!(
+            !more.is_empty(),
+            "PING answered: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend(more);
+    }
+    assert!(seen.starts_with(b"%"), "HELLO 3 answers a map");
+    stateful.send(b"*3\r\n$3\r\nSET\r\n$5\r\nmoved\r\n$2\r\nok");
+    // A transaction that ends during the hand-over, and one that never ends.
+    let mut finishing = common::Raw::connect(addr);
+    login(&mut finishing);
+    finishing.send(b"MULTI\r\nSET tx 1\r\n");
+    assert_eq!(finishing.read_line(), "+OK\r\n");
+    assert_eq!(finishing.read_line(), "+QUEUED\r\n");
+    let mut stuck = common::Raw::connect(addr);
+    login(&mut stuck);
+    stuck.send(b"MULTI\r\n");
+    assert_eq!(stuck.read_line(), "+OK\r\n");
+
+    let (next, _, next_log) = slotgate(&dir, &["--take-over"], &env);
+    let _next = KillOnDrop(next);
+    log.wait_for("listeners passed", Duration::from_secs(10));
+    // Still in the old process (it waits for the transactions): EXEC is answered there, and
+    // the client moves right after it.
+    finishing.send(b"EXEC\r\n");
+    assert_eq!(finishing.read_line(), "*1\r\n");
+    assert_eq!(finishing.read_line(), "+OK\r\n");
+    let status = exit_within(&mut old.0, Duration::from_secs(10)).await;
+    let old_lines = log.join();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}: {old_lines:#?}"
+    );
+    assert!(
+        old_lines
+            .iter()
+            .any(|l| l.contains("2 clients handed over, 1 closed")),
+        "{old_lines:#?}"
+    );
+    next_log.wait_for("take-over done", Duration::from_secs(5));
+
+    // The old process is gone: whatever answers now is the successor.
+    assert!(
+        stuck.is_closed(),
+        "the endless MULTI is closed after the timeout"
+    );
+    finishing.send(b"GET tx\r\n");
+    assert_eq!(finishing.read_line(), "$1\r\n");
+    assert_eq!(finishing.read_line(), "1\r\n");
+    // The rest of the half-read request, then requests that show the state moved: no AUTH
+    // needed, RESP3 (an empty map, not an empty array), the name, database 2.
+    stateful.send(b"\r\nHGETALL nothing\r\nCLIENT GETNAME\r\n");
+    assert_eq!(stateful.read_line(), "+OK\r\n");
+    assert_eq!(stateful.read_line(), "%0\r\n");
+    assert_eq!(stateful.read_line(), "$6\r\n");
+    assert_eq!(stateful.read_line(), "keeper\r\n");
+    let direct: std::net::SocketAddr = master.parse().unwrap();
+    assert_eq!(
+        common::redis_cli(direct, &["-n", "2", "GET", "moved"]),
+        "ok"
+    );
+    assert_eq!(
+        common::redis_cli(direct, &["-n", "0", "EXISTS", "moved"]),
+        "0"
     );
 }
