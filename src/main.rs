@@ -248,11 +248,36 @@ fn run(args: &RunArgs) -> Result<(), String> {
     };
     let first = signals.wait(&mut on_hangup, Some(proxy.handed_over()))?;
     if first == HANDED_OVER {
-        tracing::info!("upgrade: every client handed over to the successor; exiting");
+        let successor = (*proxy.handed_over().borrow()).unwrap_or(0);
+        tracing::info!(
+            successor,
+            "upgrade: every client handed over to the successor"
+        );
+        let pid_path = pid_file.as_ref().map(|f| f.path().to_path_buf());
         stop(proxy);
         // Removed only if it still names this process (the successor rewrote it).
         drop(pid_file);
-        return Ok(());
+        if std::process::id() != 1 {
+            return Ok(());
+        }
+        // A container ends with its PID 1: stay, as the successor's init.
+        tracing::info!(
+            successor,
+            "upgrade: this process is PID 1: it stays, waits for the successor and passes \
+             it SIGTERM, SIGINT and SIGHUP"
+        );
+        if pid_path.is_none() {
+            tracing::warn!(
+                "upgrade: without proxy.pid_file, PID 1 follows only this successor, not \
+                 the ones after it"
+            );
+        }
+        return slotgate::upgrade::init::wait_for_successor(
+            successor,
+            pid_path.as_deref(),
+            true,
+            |tick| signals.next_within(tick),
+        );
     }
     let timeout = proxy.drain_timeout();
     tracing::info!(
@@ -438,12 +463,30 @@ impl Signals {
         })
     }
 
+    /// The next SIGINT, SIGTERM or SIGHUP within `limit`, as its number.
+    fn next_within(&mut self, limit: std::time::Duration) -> Option<libc::c_int> {
+        let Signals {
+            runtime,
+            int,
+            term,
+            hup,
+        } = self;
+        runtime.block_on(async {
+            tokio::select! {
+                Some(()) = int.recv() => Some(libc::SIGINT),
+                Some(()) = term.recv() => Some(libc::SIGTERM),
+                Some(()) = hup.recv() => Some(libc::SIGHUP),
+                () = tokio::time::sleep(limit) => None,
+            }
+        })
+    }
+
     /// Block until the next SIGINT or SIGTERM (returns its name), calling `on_hangup` for
     /// each SIGHUP meanwhile, or until `handed_over` flips ([`HANDED_OVER`]).
     fn wait(
         &mut self,
         on_hangup: &mut dyn FnMut(),
-        handed_over: Option<tokio::sync::watch::Receiver<bool>>,
+        handed_over: Option<tokio::sync::watch::Receiver<Option<u32>>>,
     ) -> Result<&'static str, String> {
         let Signals {
             runtime,
@@ -455,7 +498,7 @@ impl Signals {
             .block_on(async {
                 let handed_over = async {
                     let done = match handed_over {
-                        Some(mut done) => done.wait_for(|d| *d).await.is_ok(),
+                        Some(mut done) => done.wait_for(Option::is_some).await.is_ok(),
                         None => false,
                     };
                     if !done {

@@ -175,7 +175,7 @@ impl Proxy {
         let drain = Arc::new(drain);
         // Flipped while this process hands itself over (never without an upgrade socket).
         let handing = Arc::new(watch::channel(false).0);
-        let (done, handed_over) = watch::channel(false);
+        let (done, handed_over) = watch::channel(None);
         let ids = Arc::new(AtomicU64::new(1));
         let giver = match config.proxy.upgrade_socket.as_str() {
             "" => None,
@@ -395,8 +395,8 @@ pub struct ProxyHandle {
     /// Kept for the process's life: the accept loop and the workers watch it.
     #[allow(dead_code)]
     handing: Arc<watch::Sender<bool>>,
-    /// Flips to true once this process has handed itself over to a successor.
-    handed_over: watch::Receiver<bool>,
+    /// The successor's pid, once this process has handed itself over.
+    handed_over: watch::Receiver<Option<u32>>,
     /// `--take-over`: the old process's connection, until [`ProxyHandle::complete_take_over`].
     take_over: Option<(Taker, Adopt)>,
     threads: Vec<JoinHandle<()>>,
@@ -479,9 +479,9 @@ impl ProxyHandle {
         report
     }
 
-    /// Flips to true once this process has handed its listeners and clients over to a
-    /// successor (`proxy.upgrade_socket`); it should then exit.
-    pub fn handed_over(&self) -> watch::Receiver<bool> {
+    /// Set to the successor's pid once this process has handed its listeners and clients
+    /// over (`proxy.upgrade_socket`); it should then exit.
+    pub fn handed_over(&self) -> watch::Receiver<Option<u32>> {
         self.handed_over.clone()
     }
 

@@ -56,14 +56,15 @@ pub struct Giver {
     pub drain_timeout: Duration,
     /// `cluster.startup_wait_ms` (the successor's second look at the cluster).
     pub startup_wait: Duration,
-    /// Flipped to true when the hand-over is done: the process exits.
-    pub done: watch::Sender<bool>,
+    /// Set to the successor's pid when the hand-over is done: the process exits (or, as a
+    /// container's PID 1, stays to wait for it).
+    pub done: watch::Sender<Option<u32>>,
 }
 
 /// How a successor's attempt ended.
 enum Outcome {
-    /// Every client handed over or closed.
-    Done,
+    /// Every client handed over or closed (to the successor with this pid).
+    Done(u32),
     /// Nothing was handed over: the proxy goes on as before.
     Untouched(String),
     /// Broken after `Ready`: the proxy accepts again and keeps the clients it still has.
@@ -97,8 +98,8 @@ impl Giver {
                 }
             };
             match self.hand_over(stream, &events) {
-                Outcome::Done => {
-                    let _ = self.done.send(true);
+                Outcome::Done(successor) => {
+                    let _ = self.done.send(Some(successor));
                     return;
                 }
                 Outcome::Untouched(why) => tracing::error!(
@@ -206,7 +207,7 @@ impl Giver {
             "upgrade: done: {handed} clients handed over, {closed} closed; exiting"
         );
         let _ = wire::send(&stream, &Message::Done { handed, closed }.encode(), &[]);
-        Outcome::Done
+        Outcome::Done(pid)
     }
 
     /// `Hello` → `Listeners` → `Ready`; the successor's pid, or why not.

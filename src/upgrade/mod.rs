@@ -26,6 +26,7 @@
 //! (the new process's side). The sessions' part is `session::handover`.
 
 pub mod giver;
+pub mod init;
 pub mod state;
 pub mod taker;
 pub mod wire;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::binary::{exit_within, spawn_slotgate, KillOnDrop, LogLines};
+use common::binary::{exit_within, spawn_slotgate, spawn_slotgate_under, KillOnDrop, LogLines};
 use slotgate::local_redis::{ClusterOptions, LocalCluster};
 
 /// A scratch directory for the upgrade socket, pid file and stop file; removed on drop.
@@ -304,4 +304,74 @@ async fn sessions_move_at_their_boundary_with_their_state_or_close_after_the_tim
         common::redis_cli(direct, &["-n", "0", "EXISTS", "moved"]),
         "0"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_a_containers_pid_1_the_old_process_stays_for_its_successor() {
+    // A PID namespace stands for the container (needs root, as the hostnames tests do).
+    let namespaces = Command::new("unshare")
+        .args(["--pid", "--fork", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !namespaces {
+        eprintln!("skipped: `unshare --pid` is not permitted here");
+        return;
+    }
+    let server = common::standalone_servers(1).remove(0);
+    let master = server.addr();
+    let dir = Scratch::new("pid1");
+    let (pid_file, socket) = (dir.path("slotgate.pid"), dir.path("upgrade.sock"));
+    let env = [
+        ("SLOTGATE_POOLS__A__MASTER", master.as_str()),
+        ("SLOTGATE_PROXY__UPGRADE_SOCKET", socket.as_str()),
+    ];
+    let args = ["--workers", "1", "--pid-file", &pid_file];
+    let (init, addr, log) =
+        spawn_slotgate_under(&["unshare", "--pid", "--fork", "--kill-child"], &args, &env);
+    let mut init = KillOnDrop(init);
+    pid_file_names(&dir, 1);
+    // Its pid outside the namespace: unshare's child.
+    let children = format!("/proc/{0}/task/{0}/children", init.0.id());
+    let inner = std::fs::read_to_string(children)
+        .unwrap()
+        .trim()
+        .to_string();
+    let mut client = common::Raw::connect(addr);
+    client.send(b"PING\r\n");
+    assert_eq!(client.read_line(), "+PONG\r\n");
+
+    let mut take_over = args.to_vec();
+    take_over.push("--take-over");
+    let (next, _, next_log) = spawn_slotgate_under(
+        &["nsenter", "--target", &inner, "--pid", "--"],
+        &take_over,
+        &env,
+    );
+    let mut next = KillOnDrop(next);
+    log.wait_for("this process is PID 1", Duration::from_secs(10));
+    next_log.wait_for("take-over done", Duration::from_secs(5));
+    client.send(b"PING\r\n");
+    assert_eq!(client.read_line(), "+PONG\r\n");
+    assert!(
+        exit_within(&mut init.0, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "PID 1 stays while its successor runs"
+    );
+    // The container is stopped: its PID 1 passes SIGTERM on; the successor drains, exits and
+    // removes its pid file; then PID 1 exits, cleanly.
+    // SAFETY: kill(2) on the pid of a process this test started (in its namespace).
+    assert_eq!(
+        unsafe { libc::kill(inner.parse().unwrap(), libc::SIGTERM) },
+        0
+    );
+    let successor = exit_within(&mut next.0, Duration::from_secs(10)).await;
+    assert!(successor.is_some_and(|s| s.success()), "{successor:?}");
+    let status = exit_within(&mut init.0, Duration::from_secs(5)).await;
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}: {:#?}",
+        log.join()
+    );
+    assert!(client.is_closed());
 }
