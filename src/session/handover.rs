@@ -26,6 +26,7 @@ use tokio::net::TcpStream;
 use super::pubsub::PubSub;
 use super::{RunEnd, Session, WorkerContext, BUFFER_SIZE};
 use crate::ops::clients::Registration;
+use crate::placement::Unit;
 use crate::session::context::Databases;
 use crate::upgrade::{Adopted, Event, Outgoing, SessionState};
 
@@ -79,6 +80,12 @@ impl Session {
             patterns,
             shard_channels,
             unread: rbuf.to_vec(),
+            last_write: self
+                .last_write
+                .iter()
+                .chain(&self.last_write_also)
+                .map(|u| u.get())
+                .collect(),
         }
     }
 
@@ -186,6 +193,9 @@ impl Session {
             _ => state.db,
         };
         super::databases::switch(self, db);
+        let mut wrote = state.last_write.iter().filter_map(|&n| Unit::new(n));
+        self.last_write = wrote.next();
+        self.last_write_also = wrote.collect();
         rbuf.extend_from_slice(&state.unread);
         if state.subscribed() {
             let names = [state.channels, state.patterns, state.shard_channels];

@@ -100,6 +100,9 @@ pub struct SessionState {
     pub shard_channels: Vec<Vec<u8>>,
     /// Bytes read from the client but not yet a whole request (the start of the next one).
     pub unread: Vec<u8>,
+    /// The routing units (hash slots, or pools in ketama mode) of the client's last write,
+    /// for a WAIT after the move.
+    pub last_write: Vec<u16>,
 }
 
 impl SessionState {
@@ -125,6 +128,7 @@ mod tests {
             patterns: vec![b"n*".to_vec()],
             shard_channels: vec![b"{a}s".to_vec()],
             unread: b"*2\r\n$3\r\nGET\r\n$1\r".to_vec(),
+            last_write: vec![866, 12],
         };
         for message in [
             Message::Hello {
