@@ -465,20 +465,10 @@ impl Signals {
 
     /// The next SIGINT, SIGTERM or SIGHUP within `limit`, as its number.
     fn next_within(&mut self, limit: std::time::Duration) -> Option<libc::c_int> {
-        let Signals {
-            runtime,
-            int,
-            term,
-            hup,
-        } = self;
-        runtime.block_on(async {
-            tokio::select! {
-                Some(()) = int.recv() => Some(libc::SIGINT),
-                Some(()) = term.recv() => Some(libc::SIGTERM),
-                Some(()) = hup.recv() => Some(libc::SIGHUP),
-                () = tokio::time::sleep(limit) => None,
-            }
-        })
+        match self.next(Some(limit), &mut None) {
+            Ok(Seen::Signal(signal)) => Some(signal),
+            _ => None,
+        }
     }
 
     /// Block until the next SIGINT or SIGTERM (returns its name), calling `on_hangup` for
@@ -486,40 +476,68 @@ impl Signals {
     fn wait(
         &mut self,
         on_hangup: &mut dyn FnMut(),
-        handed_over: Option<tokio::sync::watch::Receiver<Option<u32>>>,
+        mut handed_over: Option<tokio::sync::watch::Receiver<Option<u32>>>,
     ) -> Result<&'static str, String> {
+        loop {
+            match self.next(None, &mut handed_over)? {
+                Seen::HandedOver => return Ok(HANDED_OVER),
+                Seen::Signal(libc::SIGHUP) => on_hangup(),
+                Seen::Signal(libc::SIGINT) => return Ok("SIGINT"),
+                Seen::Signal(_) => return Ok("SIGTERM"),
+                Seen::Nothing => {}
+            }
+        }
+    }
+
+    /// The next signal, the hand-over being done, or nothing within `limit` (`None`: no
+    /// limit).
+    fn next(
+        &mut self,
+        limit: Option<std::time::Duration>,
+        handed_over: &mut Option<tokio::sync::watch::Receiver<Option<u32>>>,
+    ) -> Result<Seen, String> {
         let Signals {
             runtime,
             int,
             term,
             hup,
         } = self;
-        runtime
-            .block_on(async {
-                let handed_over = async {
-                    let done = match handed_over {
-                        Some(mut done) => done.wait_for(Option::is_some).await.is_ok(),
-                        None => false,
-                    };
-                    if !done {
-                        std::future::pending::<()>().await;
-                    }
+        runtime.block_on(async {
+            let handed = async {
+                let done = match handed_over.as_mut() {
+                    Some(done) => done.wait_for(Option::is_some).await.is_ok(),
+                    None => false,
                 };
-                tokio::pin!(handed_over);
-                loop {
-                    tokio::select! {
-                        () = &mut handed_over => return Some(HANDED_OVER),
-                        s = int.recv() => return s.map(|()| "SIGINT"),
-                        s = term.recv() => return s.map(|()| "SIGTERM"),
-                        s = hup.recv() => match s {
-                            Some(()) => on_hangup(),
-                            None => return None,
-                        },
-                    }
+                if !done {
+                    std::future::pending::<()>().await;
                 }
-            })
-            .ok_or_else(|| "signal handling stopped".to_string())
+            };
+            let timeout = async {
+                match limit {
+                    Some(limit) => tokio::time::sleep(limit).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let seen = tokio::select! {
+                () = handed => Some(Seen::HandedOver),
+                s = int.recv() => s.map(|()| Seen::Signal(libc::SIGINT)),
+                s = term.recv() => s.map(|()| Seen::Signal(libc::SIGTERM)),
+                s = hup.recv() => s.map(|()| Seen::Signal(libc::SIGHUP)),
+                () = timeout => Some(Seen::Nothing),
+            };
+            seen.ok_or_else(|| "signal handling stopped".to_string())
+        })
     }
+}
+
+/// What [`Signals::next`] saw.
+enum Seen {
+    /// SIGINT, SIGTERM or SIGHUP.
+    Signal(libc::c_int),
+    /// The process handed itself over to a successor.
+    HandedOver,
+    /// Nothing within the limit.
+    Nothing,
 }
 
 #[cfg(test)]

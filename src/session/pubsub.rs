@@ -240,14 +240,8 @@ impl PubSub {
                         continue;
                     };
                     state.names[kind.index()].insert(name.clone(), Arc::clone(&node));
-                    countdown.one_more();
                     let command = request(kind.subscribe_word(), &name);
-                    state.send(
-                        &weak,
-                        &node,
-                        command,
-                        Confirm::Counted(Rc::clone(&countdown)),
-                    );
+                    state.send_counted(&weak, &node, command, &countdown);
                 }
             }
         }
@@ -270,14 +264,8 @@ impl PubSub {
                 if !state.links.contains_key(&node) {
                     continue;
                 }
-                countdown.one_more();
                 let command = request(kind.unsubscribe_word(), &name);
-                state.send(
-                    &weak,
-                    &node,
-                    command,
-                    Confirm::Counted(Rc::clone(&countdown)),
-                );
+                state.send_counted(&weak, &node, command, &countdown);
             }
         }
         countdown
@@ -313,6 +301,18 @@ impl State {
         };
         link.expect.borrow_mut().push_back(confirm);
         let _ = link.commands.send(command);
+    }
+
+    /// [`State::send`] a hand-over's command, counted by `countdown`.
+    fn send_counted(
+        &mut self,
+        weak: &Weak<RefCell<State>>,
+        node: &Arc<str>,
+        command: Bytes,
+        countdown: &Rc<Countdown>,
+    ) {
+        countdown.one_more();
+        self.send(weak, node, command, Confirm::Counted(Rc::clone(countdown)));
     }
 
     fn open(&mut self, weak: &Weak<RefCell<State>>, node: &Arc<str>) -> Link {

@@ -76,7 +76,8 @@ impl Giver {
     /// take the path even from a live listener (a successor replacing its predecessor, which
     /// is about to exit).
     pub fn start(self: Arc<Self>, replace: bool) -> io::Result<()> {
-        let listener = bind(&self.path, replace)?;
+        let listener = bind(&self.path, replace)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))?;
         tracing::info!(socket = %self.path.display(), "upgrade socket ready (slotgate --take-over)");
         std::thread::Builder::new()
             .name("slotgate-upgrade".into())
@@ -109,9 +110,11 @@ impl Giver {
                 Outcome::Broken(why) => {
                     self.outbox.set_active(false);
                     let _ = self.handing.send(false);
+                    let stale = drop_stale(&events);
                     tracing::error!(
+                        stale,
                         "upgrade: the hand-over broke: {why}; this process accepts clients \
-                         again and keeps those it still has"
+                         again and keeps those it still has (closed: those on their way)"
                     );
                 }
             }
@@ -261,6 +264,17 @@ impl Giver {
             other => Err(format!("expected ready, got {other:?}")),
         }
     }
+}
+
+/// Sessions that sent themselves after the successor was lost: closed (their socket dropped),
+/// not left waiting for a later successor. Returns how many.
+fn drop_stale(events: &std::sync::mpsc::Receiver<Event>) -> usize {
+    // Sessions that saw the hand-over active just before it broke may still be sending.
+    std::thread::sleep(TICK);
+    events
+        .try_iter()
+        .filter(|e| matches!(e, Event::Move(_)))
+        .count()
 }
 
 /// The next message; an error names what happened (the successor exited, timed out …).

@@ -46,12 +46,7 @@ struct Load {
 impl Load {
     fn start(addr: std::net::SocketAddr, stop_file: &str) -> Load {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let python = root.join("target/redis-py/venv/bin/python");
-        assert!(
-            python.exists(),
-            "{} is missing: run scripts/ensure-python (scripts/test does)",
-            python.display()
-        );
+        let python = common::redis_py_python();
         let mut child = Command::new(&python)
             .arg(root.join("tests/py/upgrade_load.py"))
             .arg(addr.to_string())
