@@ -2,6 +2,9 @@
 //! over three times in a row under load from redis-py clients with retries off, then take-overs
 //! that fail (a bad config, a successor that fails after taking the listeners) leaving the
 //! running process serving. The load and its checks live in `tests/py/upgrade_load.py`.
+//! Then: a session's state moving, sessions that move after their MULTI or blocking command
+//! ends and one closed after the timeout, and the first process as a container's PID 1. (TLS
+//! clients being closed: `tls.rs`, which has the certificates.)
 
 use crate::common;
 
@@ -252,6 +255,12 @@ async fn sessions_move_at_their_boundary_with_their_state_or_close_after_the_tim
     login(&mut stuck);
     stuck.send(b"MULTI\r\n");
     assert_eq!(stuck.read_line(), "+OK\r\n");
+    // A client blocked until a push that comes during the hand-over.
+    let mut blocked = common::Raw::connect(addr);
+    login(&mut blocked);
+    blocked.send(b"BLPOP queue 0\r\n");
+    let direct: std::net::SocketAddr = master.parse().unwrap();
+    common::wait_blocked(&[direct], 1).await;
 
     let (next, _, next_log) = slotgate(&dir, &["--take-over"], &env);
     let _next = KillOnDrop(next);
@@ -261,6 +270,9 @@ async fn sessions_move_at_their_boundary_with_their_state_or_close_after_the_tim
     finishing.send(b"EXEC\r\n");
     assert_eq!(finishing.read_line(), "*1\r\n");
     assert_eq!(finishing.read_line(), "+OK\r\n");
+    assert_eq!(common::redis_cli(direct, &["LPUSH", "queue", "job"]), "1");
+    assert_eq!(blocked.read_line(), "*2\r\n");
+    assert_eq!(blocked.read_exactly(20), b"$5\r\nqueue\r\n$3\r\njob\r\n");
     let status = exit_within(&mut old.0, Duration::from_secs(10)).await;
     let old_lines = log.join();
     assert!(
@@ -270,7 +282,7 @@ async fn sessions_move_at_their_boundary_with_their_state_or_close_after_the_tim
     assert!(
         old_lines
             .iter()
-            .any(|l| l.contains("2 clients handed over, 1 closed")),
+            .any(|l| l.contains("3 clients handed over, 1 closed")),
         "{old_lines:#?}"
     );
     next_log.wait_for("take-over done", Duration::from_secs(5));
@@ -283,6 +295,12 @@ async fn sessions_move_at_their_boundary_with_their_state_or_close_after_the_tim
     finishing.send(b"GET tx\r\n");
     assert_eq!(finishing.read_line(), "$1\r\n");
     assert_eq!(finishing.read_line(), "1\r\n");
+    blocked.send(b"PING\r\n");
+    assert_eq!(
+        blocked.read_line(),
+        "+PONG\r\n",
+        "the unblocked client moved"
+    );
     // The rest of the half-read request, then requests that show the state moved: no AUTH
     // needed, RESP3 (an empty map, not an empty array), the name, database 2.
     stateful.send(b"\r\nHGETALL nothing\r\nCLIENT GETNAME\r\n");
@@ -290,7 +308,6 @@ async fn sessions_move_at_their_boundary_with_their_state_or_close_after_the_tim
     assert_eq!(stateful.read_line(), "%0\r\n");
     assert_eq!(stateful.read_line(), "$6\r\n");
     assert_eq!(stateful.read_line(), "keeper\r\n");
-    let direct: std::net::SocketAddr = master.parse().unwrap();
     assert_eq!(
         common::redis_cli(direct, &["-n", "2", "GET", "moved"]),
         "ok"
