@@ -121,7 +121,7 @@ impl Proxy {
         );
         let resolve_interval = Duration::from_millis(config.backend.resolve_interval_ms);
         let startup_wait = Duration::from_millis(config.cluster.startup_wait_ms);
-        let (listener, tls_listener, taker) = if take_over {
+        let (listener, tls_listener, mut inherited_admin, taker) = if take_over {
             // Start-up first: a successor that cannot see the cluster takes nothing.
             discover_now(&topology, startup_wait)?;
             let (taker, inherited) = taker::connect(
@@ -130,11 +130,12 @@ impl Proxy {
                 !config.tls.listen.is_empty(),
             )
             .map_err(StartError::TakeOver)?;
-            (inherited.plain, inherited.tls, Some(taker))
+            (inherited.plain, inherited.tls, inherited.admin, Some(taker))
         } else {
             (
                 optional_bind(&config.proxy.listen)?,
                 optional_bind(&config.tls.listen)?,
+                None,
                 None,
             )
         };
@@ -151,6 +152,8 @@ impl Proxy {
         ));
         let admin_listener = match config.admin.listen.as_str() {
             "" => None,
+            // A successor keeps its predecessor's admin port (both serve it for a moment).
+            _ if inherited_admin.is_some() => inherited_admin.take(),
             addr => Some(admin::bind(addr).map_err(|source| StartError::Bind {
                 addr: addr.to_string(),
                 source,
@@ -188,6 +191,7 @@ impl Proxy {
                     path: path.into(),
                     plain: dup(&listener)?,
                     tls: dup(&tls_listener)?,
+                    admin: dup(&admin_listener)?,
                     outbox: Arc::new(outbox),
                     events: std::sync::Mutex::new(Some(events)),
                     handing: Arc::clone(&handing),

@@ -39,6 +39,8 @@ pub struct Giver {
     pub plain: Option<std::net::TcpListener>,
     /// The TLS listener's duplicate.
     pub tls: Option<std::net::TcpListener>,
+    /// The admin listener's duplicate (the successor's admin serves on the same port).
+    pub admin: Option<std::net::TcpListener>,
     /// Where sessions send themselves.
     pub outbox: Arc<Outbox>,
     /// The outbox's other end (taken by the thread).
@@ -237,7 +239,7 @@ impl Giver {
                 .and_then(|l| l.local_addr().ok())
                 .map(|a| a.to_string())
         };
-        let fds: Vec<_> = [&self.plain, &self.tls]
+        let fds: Vec<_> = [&self.plain, &self.tls, &self.admin]
             .into_iter()
             .flatten()
             .map(AsRawFd::as_raw_fd)
@@ -246,6 +248,7 @@ impl Giver {
             version: VERSION,
             plain: addr(&self.plain),
             tls: addr(&self.tls),
+            admin: addr(&self.admin),
         };
         wire::send(stream, &listeners.encode(), &fds)
             .map_err(|e| format!("cannot send the listeners: {e}"))?;

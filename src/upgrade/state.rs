@@ -20,8 +20,8 @@ pub enum Message {
         /// Its process id (for the log).
         pid: u32,
     },
-    /// Old → new: the listening sockets, as descriptors in this order: plaintext, then TLS
-    /// (each only when present).
+    /// Old → new: the listening sockets, as descriptors in this order: plaintext, TLS,
+    /// admin (each only when present).
     Listeners {
         /// [`VERSION`] of the old process.
         version: u32,
@@ -29,6 +29,9 @@ pub enum Message {
         plain: Option<String>,
         /// Address of the TLS listener, when there is one.
         tls: Option<String>,
+        /// Address of the admin HTTP listener, when there is one.
+        #[serde(default)]
+        admin: Option<String>,
     },
     /// Old → new: no hand-over (a hand-over already under way, another version).
     Refused {
@@ -139,6 +142,7 @@ mod tests {
                 version: VERSION,
                 plain: Some("127.0.0.1:6380".into()),
                 tls: None,
+                admin: Some("127.0.0.1:9180".into()),
             },
             Message::Refused {
                 reason: "busy".into(),

@@ -28,6 +28,9 @@ pub struct Inherited {
     pub plain: Option<std::net::TcpListener>,
     /// The TLS listener.
     pub tls: Option<std::net::TcpListener>,
+    /// The admin listener, when the old process has one (used if this one's configuration
+    /// has `admin.listen`, whatever its address: the port stays).
+    pub admin: Option<std::net::TcpListener>,
 }
 
 /// A connection to the old process that has passed its listeners.
@@ -64,12 +67,13 @@ pub fn connect(
         Ok(None) => return Err("the running slotgate closed the upgrade connection".into()),
         Err(e) => return Err(format!("no answer on the upgrade socket: {e}")),
     };
-    let (plain, tls) = match Message::decode(&frame.body)? {
+    let (plain, tls, admin) = match Message::decode(&frame.body)? {
         Message::Listeners {
             version: VERSION,
             plain,
             tls,
-        } => (plain, tls),
+            admin,
+        } => (plain, tls, admin),
         Message::Refused { reason } => {
             return Err(format!(
                 "the running slotgate refused the take-over: {reason}"
@@ -105,6 +109,7 @@ pub fn connect(
     let inherited = Inherited {
         plain: take(want_plain)?,
         tls: take(want_tls)?,
+        admin: take(admin.is_some())?,
     };
     let _ = rx.stream().set_read_timeout(None);
     Ok((

@@ -220,7 +220,15 @@ async fn sessions_move_at_their_boundary_with_their_state_or_close_after_the_tim
         ("SLOTGATE_AUTH__PASSWORD", "secret"),
         ("SLOTGATE_PROXY__UPGRADE_TIMEOUT_MS", "1500"),
     ];
-    let (old, addr, log) = slotgate(&dir, &[], &env);
+    let admin = ["--admin-listen", "127.0.0.1:0"];
+    let (old, addr, log) = slotgate(&dir, &admin, &env);
+    let line = log.wait_for("admin listener on http://", Duration::from_secs(5));
+    let admin_addr: std::net::SocketAddr = line[line.find("http://").unwrap() + 7..]
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     let mut old = KillOnDrop(old);
     let login = |raw: &mut common::Raw| {
         raw.send(b"AUTH secret\r\n");
@@ -262,7 +270,7 @@ async fn sessions_move_at_their_boundary_with_their_state_or_close_after_the_tim
     let direct: std::net::SocketAddr = master.parse().unwrap();
     common::wait_blocked(&[direct], 1).await;
 
-    let (next, _, next_log) = slotgate(&dir, &["--take-over"], &env);
+    let (next, _, next_log) = slotgate(&dir, &[admin[0], admin[1], "--take-over"], &env);
     let _next = KillOnDrop(next);
     log.wait_for("listeners passed", Duration::from_secs(10));
     // Still in the old process (it waits for the transactions): EXEC is answered there, and
@@ -286,6 +294,8 @@ async fn sessions_move_at_their_boundary_with_their_state_or_close_after_the_tim
         "{old_lines:#?}"
     );
     next_log.wait_for("take-over done", Duration::from_secs(5));
+    // The successor serves the admin listener on the same port.
+    assert_eq!(common::http_get(admin_addr, "/healthz").0, 200);
 
     // The old process is gone: whatever answers now is the successor.
     assert!(
