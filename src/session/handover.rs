@@ -46,11 +46,13 @@ pub async fn serve_tcp(
     let mut session = Session::new(info, worker);
     session.movable = session.worker.outbox().is_some();
     let mut rbuf = BytesMut::with_capacity(BUFFER_SIZE);
+    // Arriving and leaving are boxed: they would otherwise size every client's task, idle
+    // ones included, for a moment that comes once per upgrade.
     if let Some(adopted) = adopted {
-        session.arrive(*adopted, &mut rbuf).await;
+        Box::pin(session.arrive(*adopted, &mut rbuf)).await;
     }
     match session.run(&mut stream, &mut rbuf).await {
-        Ok(RunEnd::Move) => session.leave(stream, &rbuf).await,
+        Ok(RunEnd::Move) => Box::pin(session.leave(stream, &rbuf)).await,
         Ok(RunEnd::Closed) => {}
         Err(e) => tracing::debug!(client = session.info.id, "client connection ended: {e}"),
     }
