@@ -125,6 +125,9 @@ impl Giver {
 
     /// One successor, from `Hello` to `Done`.
     fn hand_over(&self, stream: UnixStream, events: &std::sync::mpsc::Receiver<Event>) -> Outcome {
+        if let Err(why) = same_user(&stream) {
+            return Outcome::Untouched(why);
+        }
         let reader = match stream.try_clone() {
             Ok(reader) => reader,
             Err(e) => return Outcome::Untouched(e.to_string()),
@@ -280,6 +283,37 @@ fn drop_stale(events: &std::sync::mpsc::Receiver<Event>) -> usize {
         .count()
 }
 
+/// Only a process of this process's user (or root) may take it over: the socket file's mode
+/// says so too, this checks the peer itself (`SO_PEERCRED`).
+fn same_user(stream: &UnixStream) -> Result<(), String> {
+    // SAFETY: ucred is plain data; getsockopt writes at most `len` bytes into it.
+    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: a valid socket, a pointer to `cred` and its size.
+    let status = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if status != 0 {
+        return Err(format!("peer credentials: {}", io::Error::last_os_error()));
+    }
+    // SAFETY: getuid cannot fail.
+    let own = unsafe { libc::getuid() };
+    if cred.uid == own || cred.uid == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "refused a successor of user {} (pid {}): only user {own} or root may take over",
+            cred.uid, cred.pid
+        ))
+    }
+}
+
 /// The next message; an error names what happened (the successor exited, timed out …).
 fn receive(rx: &mut Receiver) -> Result<Message, String> {
     match rx.recv() {
@@ -336,4 +370,31 @@ pub fn bind(path: &Path, replace: bool) -> io::Result<UnixListener> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_of_the_same_user_is_accepted() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        assert_eq!(same_user(&a), Ok(()));
+    }
+
+    #[test]
+    fn a_live_socket_is_not_taken_unless_replacing() {
+        let path = std::env::temp_dir().join(format!("slotgate-giver-{}.sock", std::process::id()));
+        let first = bind(&path, false).unwrap();
+        let err = bind(&path, false).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let second = bind(&path, true).unwrap();
+        drop((first, second));
+        // A file left by a process that is gone is replaced.
+        bind(&path, false).unwrap();
+        let _ = std::fs::remove_file(&path);
+    }
 }
