@@ -37,7 +37,7 @@ const LET_GO_LIMIT: Duration = Duration::from_secs(5);
 /// Serve one plaintext client: like [`super::serve`], but the session can move to a
 /// successor process, and `adopted` is the state it had in the predecessor when it came
 /// from there.
-pub async fn serve_tcp(
+pub(crate) async fn serve_tcp(
     mut stream: TcpStream,
     info: Registration,
     worker: Rc<WorkerContext>,
@@ -46,28 +46,47 @@ pub async fn serve_tcp(
     let mut session = Session::new(info, worker);
     session.movable = session.worker.outbox().is_some();
     let mut rbuf = BytesMut::with_capacity(BUFFER_SIZE);
-    // Arriving and leaving are boxed: they would otherwise size every client's task, idle
-    // ones included, for a moment that comes once per upgrade.
     if let Some(adopted) = adopted {
-        Box::pin(session.arrive(*adopted, &mut rbuf)).await;
+        arriving(&mut session, adopted, &mut rbuf).await;
     }
     match session.run(&mut stream, &mut rbuf).await {
-        Ok(RunEnd::Move) => Box::pin(session.leave(stream, &rbuf)).await,
+        Ok(RunEnd::Move) => leaving(&mut session, stream, &rbuf).await,
         Ok(RunEnd::Closed) => {}
         Err(e) => tracing::debug!(client = session.info.id, "client connection ended: {e}"),
     }
     session.finish();
 }
 
-/// Wait for the hand-over signal (never without one).
-pub(super) async fn raised(signal: Option<&crate::wake::LocalSignal>) {
-    match signal {
-        Some(signal) => signal.wait().await,
-        None => std::future::pending().await,
-    }
+/// A hand-over step, on the heap and out of line: arriving and leaving come once per upgrade,
+/// and must neither size every client's task nor bloat the code that serves its requests.
+type Step<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>;
+
+#[inline(never)]
+fn arriving<'a>(
+    session: &'a mut Session,
+    adopted: Box<Adopted>,
+    rbuf: &'a mut BytesMut,
+) -> Step<'a> {
+    Box::pin(session.arrive(*adopted, rbuf))
+}
+
+#[inline(never)]
+fn leaving<'a>(session: &'a mut Session, stream: TcpStream, rbuf: &'a BytesMut) -> Step<'a> {
+    Box::pin(session.leave(stream, rbuf))
 }
 
 impl Session {
+    /// The session's drain signal was raised: by the drain (finish what is owed and close),
+    /// or by a successor taking the clients (plaintext sessions move at their next boundary;
+    /// TLS ones, whose state cannot move, close at it).
+    pub(super) fn signalled(&mut self) {
+        if self.worker.drain().is_draining() || !self.movable {
+            self.closing = true;
+        } else if !self.move_off {
+            self.moving = true;
+        }
+    }
+
     /// The state a successor needs.
     fn export(&self, rbuf: &BytesMut) -> SessionState {
         let [channels, patterns, shard_channels] =

@@ -52,7 +52,7 @@ use pubsub::PubSub;
 
 pub use context::{SessionSettings, WorkerContext};
 pub use dispatch::service;
-pub use handover::serve_tcp;
+pub(crate) use handover::serve_tcp;
 pub use limits::{ClientLimits, OutputLimit, Overflow};
 pub use merge::Merge;
 pub use queue::{ReplyQueue, ReplyTarget};
@@ -244,9 +244,12 @@ impl Session {
         let hold_timer = tokio::time::sleep(std::time::Duration::ZERO);
         tokio::pin!(hold_timer);
         let mut hold_armed = false;
+        // The drain's signal is also the hand-over's (with an upgrade socket): one branch
+        // below serves both.
         let drain = self.worker.drain().listen();
-        // Only with an upgrade socket: sessions of a proxy without one never move.
-        let moving = self.worker.outbox().map(|_| self.worker.moving().listen());
+        if self.worker.outbox().is_some() {
+            self.worker.moving().add(&drain);
+        }
         let queue = Rc::clone(&self.queue);
         let worker = Rc::clone(&self.worker);
         loop {
@@ -347,18 +350,9 @@ impl Session {
                         }
                     }
                 }
-                // Graceful shutdown: finish what is owed (above), read nothing more.
-                () = drain.wait(), if !self.closing => self.closing = true,
-                // A successor takes the clients: plaintext sessions move at their next
-                // boundary; TLS ones (a TLS session's state cannot move) close at it.
-                () = handover::raised(moving.as_deref()),
-                    if moving.is_some() && !self.moving && !self.move_off && !self.closing => {
-                    if self.movable {
-                        self.moving = true;
-                    } else {
-                        self.closing = true;
-                    }
-                }
+                // Graceful shutdown: finish what is owed (above), read nothing more; or an
+                // upgrade's hand-over (`handover::signalled`).
+                () = drain.wait(), if !self.closing => self.signalled(),
                 overflow = queue.cut_off(), if subscriber => return self.cut_off(overflow),
                 // Redis' `timeout`: never for subscribers (nor blocked clients, which are
                 // not here but in run_deferred); clients in MULTI or WATCH do time out.

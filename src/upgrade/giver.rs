@@ -160,8 +160,13 @@ impl Giver {
         let started = Instant::now();
         let mut handed = 0u64;
         let mut draining = false;
+        let mut pending_event = None;
         loop {
-            match events.recv_timeout(TICK) {
+            let next = match pending_event.take() {
+                Some(event) => Ok(event),
+                None => events.recv_timeout(TICK),
+            };
+            match next {
                 Ok(Event::Move(out)) => {
                     let message = Message::Session {
                         token: out.token,
@@ -191,7 +196,16 @@ impl Giver {
             }
             let left = self.stats.clients();
             if left == 0 {
-                break;
+                // The last session sent itself just before it left the count: take what is
+                // still on its way first (a tick's grace: the count is not ordered with the
+                // channel).
+                match events.recv_timeout(TICK) {
+                    Ok(event) => {
+                        pending_event = Some(event);
+                        continue;
+                    }
+                    Err(_) => break,
+                }
             }
             let elapsed = started.elapsed();
             if !draining && elapsed >= self.timeout {
