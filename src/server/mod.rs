@@ -130,6 +130,13 @@ impl Proxy {
                 !config.tls.listen.is_empty(),
             )
             .map_err(StartError::TakeOver)?;
+            for (key, wanted, got) in [
+                ("proxy.listen", &config.proxy.listen, &inherited.plain),
+                ("tls.listen", &config.tls.listen, &inherited.tls),
+                ("admin.listen", &config.admin.listen, &inherited.admin),
+            ] {
+                warn_if_moved(key, wanted, got.as_ref());
+            }
             (inherited.plain, inherited.tls, inherited.admin, Some(taker))
         } else {
             (
@@ -544,6 +551,23 @@ impl ProxyHandle {
 impl Drop for ProxyHandle {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A successor keeps its predecessor's listeners: say so when its configuration names
+/// another address (port 0 names none in particular).
+fn warn_if_moved(key: &str, wanted: &str, inherited: Option<&std::net::TcpListener>) {
+    let (Ok(wanted), Some(Ok(kept))) = (
+        config::resolve(wanted),
+        inherited.map(std::net::TcpListener::local_addr),
+    ) else {
+        return;
+    };
+    if wanted.port() != 0 && wanted != kept {
+        tracing::warn!(
+            "{key} is {wanted}, but an upgrade keeps the listener it takes over, on {kept}; \
+             a restart moves it"
+        );
     }
 }
 
