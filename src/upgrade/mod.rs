@@ -14,7 +14,7 @@
 //!          subscriber: keeps forwarding ... ◄──── Subscribed{token} (new has subscribed)
 //!          unsubscribes, forwards what is left, Released{token} ─► new starts writing
 //!          Done{handed, closed} ─────────────────────────► new binds the upgrade socket
-//!  old exits 0
+//!  old exits 0 (as PID 1: waits for the successor, passing it signals)
 //! ```
 //!
 //! Anything that fails before `Ready` leaves the old process as it was (it says so in a log
@@ -23,7 +23,9 @@
 //!
 //! Rooms: [`wire`] (framing and descriptor passing), [`state`] (the messages and a session's
 //! state, versioned JSON), [`giver`] (the old process's side, a thread of its own), [`taker`]
-//! (the new process's side). The sessions' part is `session::handover`.
+//! (the new process's side), [`init`] (a container's PID 1 staying as its successor's init).
+//! The sessions' part is `session::handover`; they are woken for it through their drain
+//! signal, so the request path pays nothing while no hand-over runs.
 
 pub mod giver;
 pub mod init;
