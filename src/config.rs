@@ -387,6 +387,14 @@ pub struct ProxyConfig {
     /// the address the client connected to, as a one-node cluster. With `[fleet] peers`, the
     /// slots are spread over the live instances of the fleet. Start-only.
     pub announce: String,
+    /// Unix socket path on which this process hands itself over to a successor started with
+    /// `slotgate --take-over` (listening sockets, then each client connection with its
+    /// session). Empty (the default): upgrades in place are off. Start-only.
+    pub upgrade_socket: String,
+    /// During a hand-over, how long a client session that cannot move yet (inside MULTI or
+    /// WATCH, blocked, MONITOR, TLS …) is waited for; after it, such sessions are closed at a
+    /// request boundary (as in a drain, within `drain_timeout_ms`).
+    pub upgrade_timeout_ms: u64,
 }
 
 impl Default for ProxyConfig {
@@ -406,6 +414,8 @@ impl Default for ProxyConfig {
             reply_hold_ms: 1,
             pid_file: String::new(),
             announce: String::new(),
+            upgrade_socket: String::new(),
+            upgrade_timeout_ms: 10_000,
         }
     }
 }
@@ -1034,6 +1044,16 @@ impl Config {
             if let Err(m) = check_host_port(&self.proxy.announce) {
                 fail("proxy.announce", m);
             }
+        }
+        // sockaddr_un's sun_path: 108 bytes with the terminating NUL.
+        if self.proxy.upgrade_socket.len() > 107 {
+            fail(
+                "proxy.upgrade_socket",
+                "a Unix socket path is at most 107 bytes".into(),
+            );
+        }
+        if !self.proxy.upgrade_socket.is_empty() && self.proxy.upgrade_timeout_ms == 0 {
+            fail("proxy.upgrade_timeout_ms", "must be at least 1".into());
         }
         for (key, value) in [
             ("fleet.check_interval_ms", self.fleet.check_interval_ms),

@@ -32,6 +32,7 @@ pub mod slot;
 pub mod stats;
 pub mod tls;
 pub mod topology;
+pub mod upgrade;
 pub mod wake;
 pub mod worker;
 

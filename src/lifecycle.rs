@@ -46,17 +46,24 @@ impl SessionDrain {
     /// A signal for one session; already raised if the drain has begun.
     pub fn listen(&self) -> Rc<LocalSignal> {
         let signal = Rc::new(LocalSignal::new());
+        self.add(&signal);
+        signal
+    }
+
+    /// Raise `signal` too when the drain begins (at once if it has begun): one session's
+    /// signal can serve several broadcasts (the drain and an upgrade's hand-over), so it
+    /// waits on one.
+    pub fn add(&self, signal: &Rc<LocalSignal>) {
         if self.draining.get() {
             signal.raise();
-            return signal;
+            return;
         }
         let mut sessions = self.sessions.borrow_mut();
         if sessions.len() >= self.prune_at.get() {
             sessions.retain(|s| s.strong_count() > 0);
             self.prune_at.set((sessions.len() * 2).max(64));
         }
-        sessions.push(Rc::downgrade(&signal));
-        signal
+        sessions.push(Rc::downgrade(signal));
     }
 
     /// Begin the drain: raise every live session's signal.

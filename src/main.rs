@@ -132,6 +132,10 @@ struct RunArgs {
     /// Write the process id to FILE once listening, remove it on exit (proxy.pid_file).
     #[arg(long, value_name = "FILE", env = "SLOTGATE_PID_FILE")]
     pid_file: Option<String>,
+    /// Upgrade in place: start up, then take the listeners and the clients of the slotgate
+    /// running with the same proxy.upgrade_socket (which exits once it has handed them over).
+    #[arg(long)]
+    take_over: bool,
 }
 
 impl RunArgs {
@@ -226,7 +230,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
     // file already out) is then a drain, not the default action, which would leave the pid
     // file behind.
     let mut signals = Signals::new()?;
-    let (proxy, pid_file) = start(config)?;
+    let (proxy, pid_file) = start(config, args.take_over)?;
     if let Some(file) = &args.config {
         proxy.set_config_file(file.clone());
     }
@@ -248,7 +252,39 @@ fn run(args: &RunArgs) -> Result<(), String> {
         }
         Err(e) => tracing::error!("config reload rejected, running configuration unchanged: {e}"),
     };
-    let first = signals.wait(&mut on_hangup)?;
+    let first = signals.wait(&mut on_hangup, Some(proxy.handed_over()))?;
+    if first == HANDED_OVER {
+        let successor = (*proxy.handed_over().borrow()).unwrap_or(0);
+        tracing::info!(
+            successor,
+            "upgrade: every client handed over to the successor"
+        );
+        let pid_path = pid_file.as_ref().map(|f| f.path().to_path_buf());
+        stop(proxy);
+        // Removed only if it still names this process (the successor rewrote it).
+        drop(pid_file);
+        if std::process::id() != 1 {
+            return Ok(());
+        }
+        // A container ends with its PID 1: stay, as the successor's init.
+        tracing::info!(
+            successor,
+            "upgrade: this process is PID 1: it stays, waits for the successor and passes \
+             it SIGTERM, SIGINT and SIGHUP"
+        );
+        if pid_path.is_none() {
+            tracing::warn!(
+                "upgrade: without proxy.pid_file, PID 1 follows only this successor, not \
+                 the ones after it"
+            );
+        }
+        return slotgate::upgrade::init::wait_for_successor(
+            successor,
+            pid_path.as_deref(),
+            true,
+            |tick| signals.next_within(tick),
+        );
+    }
     let timeout = proxy.drain_timeout();
     tracing::info!(
         "{first} received: draining for up to {} ms (send another signal to exit at once)",
@@ -256,7 +292,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
     );
     // The drain blocks this thread; a second signal ends the process from another one.
     std::thread::spawn(move || {
-        if let Ok(second) = signals.wait(&mut || {}) {
+        if let Ok(second) = signals.wait(&mut || {}, None) {
             tracing::warn!("{second} received again: exiting without finishing the drain");
             std::process::exit(1);
         }
@@ -341,13 +377,13 @@ fn demo(masters: usize, replicas: usize, args: &RunArgs) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     println!("Cluster nodes: {}", cluster.seeds().join(" "));
     config.cluster.seeds = cluster.seeds();
-    let (proxy, pid_file) = start(config)?;
+    let (proxy, pid_file) = start(config, false)?;
     let addr = proxy.local_addr();
     println!();
     println!("slotgate is serving the cluster on {addr}. Connect with:");
     println!("    redis-cli -h {} -p {}", addr.ip(), addr.port());
     println!("Press Ctrl-C to stop (the demo cluster is removed on exit).");
-    Signals::new()?.wait(&mut || tracing::info!("SIGHUP ignored in demo mode"))?;
+    Signals::new()?.wait(&mut || tracing::info!("SIGHUP ignored in demo mode"), None)?;
     stop(proxy);
     drop(pid_file);
     drop(cluster);
@@ -355,21 +391,41 @@ fn demo(masters: usize, replicas: usize, args: &RunArgs) -> Result<(), String> {
 }
 
 /// Start the proxy, with its pid file if `proxy.pid_file` names one: refused while the file
-/// names a live process, written once the listeners are bound.
-fn start(config: Config) -> Result<(ProxyHandle, Option<PidFile>), String> {
+/// names a live process, written once the listeners are bound. `take_over`: as the successor
+/// of the running process (whose pid the file names: it is rewritten with this one's before
+/// the old process is told to hand over its clients).
+fn start(config: Config, take_over: bool) -> Result<(ProxyHandle, Option<PidFile>), String> {
     let path = (!config.proxy.pid_file.is_empty()).then(|| PathBuf::from(&config.proxy.pid_file));
-    if let Some(path) = &path {
+    if let (Some(path), false) = (&path, take_over) {
         pidfile::check(path)?;
     }
-    let proxy = Proxy::start(config).map_err(|e| e.to_string())?;
-    match path.as_deref().map(PidFile::write).transpose() {
-        Ok(pid_file) => Ok((proxy, pid_file)),
+    let started = if take_over {
+        Proxy::take_over(config)
+    } else {
+        Proxy::start(config)
+    };
+    let mut proxy = started.map_err(|e| {
+        if take_over {
+            tracing::error!("{e}; the running slotgate keeps serving");
+        }
+        e.to_string()
+    })?;
+    let pid_file = match path.as_deref().map(PidFile::write).transpose() {
+        Ok(pid_file) => pid_file,
         Err(e) => {
             stop(proxy);
-            Err(e)
+            return Err(e);
         }
+    };
+    if let Err(e) = proxy.complete_take_over() {
+        stop(proxy);
+        return Err(format!("take-over failed: {e}"));
     }
+    Ok((proxy, pid_file))
 }
+
+/// What [`Signals::wait`] returns when the process handed itself over to a successor.
+const HANDED_OVER: &str = "hand-over";
 
 fn stop(proxy: ProxyHandle) {
     tracing::info!("shutting down");
@@ -424,30 +480,81 @@ impl Signals {
         })
     }
 
+    /// The next SIGINT, SIGTERM or SIGHUP within `limit`, as its number.
+    fn next_within(&mut self, limit: std::time::Duration) -> Option<libc::c_int> {
+        match self.next(Some(limit), &mut None) {
+            Ok(Seen::Signal(signal)) => Some(signal),
+            _ => None,
+        }
+    }
+
     /// Block until the next SIGINT or SIGTERM (returns its name), calling `on_hangup` for
-    /// each SIGHUP meanwhile.
-    fn wait(&mut self, on_hangup: &mut dyn FnMut()) -> Result<&'static str, String> {
+    /// each SIGHUP meanwhile, or until `handed_over` flips ([`HANDED_OVER`]).
+    fn wait(
+        &mut self,
+        on_hangup: &mut dyn FnMut(),
+        mut handed_over: Option<tokio::sync::watch::Receiver<Option<u32>>>,
+    ) -> Result<&'static str, String> {
+        loop {
+            match self.next(None, &mut handed_over)? {
+                Seen::HandedOver => return Ok(HANDED_OVER),
+                Seen::Signal(libc::SIGHUP) => on_hangup(),
+                Seen::Signal(libc::SIGINT) => return Ok("SIGINT"),
+                Seen::Signal(_) => return Ok("SIGTERM"),
+                Seen::Nothing => {}
+            }
+        }
+    }
+
+    /// The next signal, the hand-over being done, or nothing within `limit` (`None`: no
+    /// limit).
+    fn next(
+        &mut self,
+        limit: Option<std::time::Duration>,
+        handed_over: &mut Option<tokio::sync::watch::Receiver<Option<u32>>>,
+    ) -> Result<Seen, String> {
         let Signals {
             runtime,
             int,
             term,
             hup,
         } = self;
-        runtime
-            .block_on(async {
-                loop {
-                    tokio::select! {
-                        s = int.recv() => return s.map(|()| "SIGINT"),
-                        s = term.recv() => return s.map(|()| "SIGTERM"),
-                        s = hup.recv() => match s {
-                            Some(()) => on_hangup(),
-                            None => return None,
-                        },
-                    }
+        runtime.block_on(async {
+            let handed = async {
+                let done = match handed_over.as_mut() {
+                    Some(done) => done.wait_for(Option::is_some).await.is_ok(),
+                    None => false,
+                };
+                if !done {
+                    std::future::pending::<()>().await;
                 }
-            })
-            .ok_or_else(|| "signal handling stopped".to_string())
+            };
+            let timeout = async {
+                match limit {
+                    Some(limit) => tokio::time::sleep(limit).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let seen = tokio::select! {
+                () = handed => Some(Seen::HandedOver),
+                s = int.recv() => s.map(|()| Seen::Signal(libc::SIGINT)),
+                s = term.recv() => s.map(|()| Seen::Signal(libc::SIGTERM)),
+                s = hup.recv() => s.map(|()| Seen::Signal(libc::SIGHUP)),
+                () = timeout => Some(Seen::Nothing),
+            };
+            seen.ok_or_else(|| "signal handling stopped".to_string())
+        })
     }
+}
+
+/// What [`Signals::next`] saw.
+enum Seen {
+    /// SIGINT, SIGTERM or SIGHUP.
+    Signal(libc::c_int),
+    /// The process handed itself over to a successor.
+    HandedOver,
+    /// Nothing within the limit.
+    Nothing,
 }
 
 #[cfg(test)]

@@ -32,6 +32,8 @@ pub struct NewClient {
     /// The client's place under `proxy.max_clients`, held for the session's life. `None`:
     /// the limit was reached, so the client is told so and closed.
     pub permit: Option<OwnedSemaphorePermit>,
+    /// Handed over by the process this one took over from, with its session's state.
+    pub adopted: Option<Box<crate::upgrade::Adopted>>,
 }
 
 /// What every worker shares with the others and with the control thread.
@@ -50,6 +52,8 @@ pub struct Shared {
     pub custom: Option<&'static crate::command::custom::CustomCommands>,
     /// Migration phase changes this worker acknowledges.
     pub settle: Arc<crate::migration::Settle>,
+    /// With `proxy.upgrade_socket`: where sessions hand themselves over to a successor.
+    pub outbox: Option<Arc<crate::upgrade::Outbox>>,
 }
 
 /// The signals a worker obeys: `drain` (finish and close every client) and `shutdown` (stop
@@ -59,6 +63,9 @@ pub struct Signals {
     pub drain: watch::Receiver<bool>,
     /// Immediate: the worker's runtime stops, dropping its sessions.
     pub shutdown: watch::Receiver<bool>,
+    /// True while a successor takes this process's clients: sessions move at their next
+    /// request boundary.
+    pub handing: watch::Receiver<bool>,
 }
 
 /// Run worker `index` on the current thread until `signals.shutdown` flips, serving the
@@ -78,10 +85,12 @@ pub fn run(
         ops,
         custom,
         settle,
+        outbox,
     } = shared;
     let Signals {
         drain: mut drain_signal,
         mut shutdown,
+        mut handing,
     } = signals;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -106,9 +115,9 @@ pub fn run(
         index,
         within,
     ));
-    let worker = Rc::new(WorkerContext::new(
-        index, config, router, proxy, tls, ops, custom,
-    ));
+    let worker = Rc::new(
+        WorkerContext::new(index, config, router, proxy, tls, ops, custom).with_outbox(outbox),
+    );
     local.spawn_local(publish_hot_keys(Rc::downgrade(&worker)));
     local.block_on(&runtime, async move {
         // The accept loop drops its senders when a drain begins: the sessions go on.
@@ -127,6 +136,12 @@ pub fn run(
                         worker.drain().start();
                     }
                 }
+                // The sender lives as long as the proxy; a hand-over starts once.
+                Ok(()) = handing.changed(), if !worker.moving().is_draining() => {
+                    if *handing.borrow() {
+                        worker.moving().start();
+                    }
+                }
                 _ = shutdown.changed() => break,
             }
         }
@@ -142,6 +157,7 @@ async fn adopt(worker: Rc<WorkerContext>, client: NewClient) {
         id,
         tls,
         permit,
+        adopted,
     } = client;
     let stream = match tokio::net::TcpStream::from_std(stream) {
         Ok(s) => s,
@@ -155,7 +171,16 @@ async fn adopt(worker: Rc<WorkerContext>, client: NewClient) {
     let fd = i64::from(std::os::fd::AsRawFd::as_raw_fd(&stream));
     let client = (id, peer, local, fd);
     if !tls {
-        return serve(worker, stream, client, permit).await;
+        // Plaintext, served here rather than in a function of its own: the request path
+        // stays one state machine (a separate one cost ~60 instructions per request).
+        let Some(_permit) = permit else {
+            return refuse(&worker, stream, id, peer).await;
+        };
+        worker.stats().client_connected();
+        let registration = worker.ops().clients.register(id, peer, local, fd);
+        crate::session::serve_tcp(stream, registration, Rc::clone(&worker), adopted).await;
+        worker.stats().client_disconnected();
+        return;
     }
     // On the heap: the TLS session's state machine would otherwise size every plaintext
     // client's task too (idle clients are mostly this future).
@@ -244,16 +269,37 @@ type ClientAddrs = (
     i64,
 );
 
-/// Run the session of an adopted client, or refuse it when it holds no `permit`.
+/// Run the session of a TLS client, or refuse it when it holds no `permit`.
 async fn serve<S>(
     worker: Rc<WorkerContext>,
-    mut stream: S,
+    stream: S,
     (id, peer, local, fd): ClientAddrs,
     permit: Option<OwnedSemaphorePermit>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let Some(_permit) = permit else {
+        return refuse(&worker, stream, id, peer).await;
+    };
+    worker.stats().client_connected();
+    let registration = worker.ops().clients.register(id, peer, local, fd);
+    crate::session::serve(stream, registration, Rc::clone(&worker)).await;
+    worker.stats().client_disconnected();
+}
+
+/// Tell a client over `proxy.max_clients` so, and close it. Out of line and on the heap:
+/// it must not size or bloat the state machine that serves a client's requests.
+#[inline(never)]
+fn refuse<'a, S>(
+    worker: &'a WorkerContext,
+    mut stream: S,
+    id: u64,
+    peer: Option<std::net::SocketAddr>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>
+where
+    S: AsyncWrite + Unpin + 'a,
+{
+    Box::pin(async move {
         tracing::debug!(client = id, peer = ?peer, "refused: proxy.max_clients reached");
         worker.stats().rejected();
         let refuse = async {
@@ -261,10 +307,5 @@ async fn serve<S>(
             stream.shutdown().await
         };
         let _ = tokio::time::timeout(Duration::from_secs(1), refuse).await;
-        return;
-    };
-    worker.stats().client_connected();
-    let registration = worker.ops().clients.register(id, peer, local, fd);
-    crate::session::serve(stream, registration, Rc::clone(&worker)).await;
-    worker.stats().client_disconnected();
+    })
 }

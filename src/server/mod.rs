@@ -24,6 +24,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -41,6 +42,9 @@ use crate::stats::ProxyStats;
 use crate::tls::TlsContext;
 use crate::topology::health::{self, HealthSettings};
 use crate::topology::{names, sentinel, Topology, TopologyError};
+use crate::upgrade::giver::Giver;
+use crate::upgrade::taker::{self, Adopt, Taker};
+use crate::upgrade::Outbox;
 use crate::worker::{self, NewClient, Shared, Signals};
 
 /// Why the proxy did not start.
@@ -63,6 +67,12 @@ pub enum StartError {
     /// A thread or runtime could not be created.
     #[error("cannot start threads: {0}")]
     Runtime(#[from] std::io::Error),
+    /// `--take-over`: the running process could not be taken over (it keeps serving).
+    #[error("take-over failed: {0}")]
+    TakeOver(String),
+    /// `proxy.upgrade_socket` could not be listened on.
+    #[error("proxy.upgrade_socket: {0}")]
+    UpgradeSocket(std::io::Error),
 }
 
 /// The proxy; see [`Proxy::start`].
@@ -74,7 +84,25 @@ impl Proxy {
     /// proxy's own threads), so it may be called from inside an async runtime.
     /// In pool mode the slot table is built from the config and no cluster is discovered.
     pub fn start(config: Config) -> Result<ProxyHandle, StartError> {
+        Proxy::start_as(config, false)
+    }
+
+    /// Start as the successor of the slotgate running with the same `proxy.upgrade_socket`
+    /// (`slotgate --take-over`): validate, discover the cluster (or build the pool table),
+    /// and only then take the running process's listeners, so a failure up to there leaves
+    /// it untouched. Clients are adopted after [`ProxyHandle::complete_take_over`].
+    pub fn take_over(config: Config) -> Result<ProxyHandle, StartError> {
+        Proxy::start_as(config, true)
+    }
+
+    fn start_as(config: Config, take_over: bool) -> Result<ProxyHandle, StartError> {
         config.validate()?;
+        if take_over && config.proxy.upgrade_socket.is_empty() {
+            return Err(StartError::TakeOver(
+                "--take-over needs proxy.upgrade_socket (the running process's upgrade socket)"
+                    .into(),
+            ));
+        }
         let tls = Arc::new(TlsContext::build(&config)?);
         let topology = Topology::new(&config, Arc::clone(&tls));
         if config.is_pool_mode() {
@@ -93,8 +121,31 @@ impl Proxy {
         );
         let resolve_interval = Duration::from_millis(config.backend.resolve_interval_ms);
         let startup_wait = Duration::from_millis(config.cluster.startup_wait_ms);
-        let listener = optional_bind(&config.proxy.listen)?;
-        let tls_listener = optional_bind(&config.tls.listen)?;
+        let (listener, tls_listener, mut inherited_admin, taker) = if take_over {
+            // Start-up first: a successor that cannot see the cluster takes nothing.
+            discover_now(&topology, startup_wait)?;
+            let (taker, inherited) = taker::connect(
+                Path::new(&config.proxy.upgrade_socket),
+                !config.proxy.listen.is_empty(),
+                !config.tls.listen.is_empty(),
+            )
+            .map_err(StartError::TakeOver)?;
+            for (key, wanted, got) in [
+                ("proxy.listen", &config.proxy.listen, &inherited.plain),
+                ("tls.listen", &config.tls.listen, &inherited.tls),
+                ("admin.listen", &config.admin.listen, &inherited.admin),
+            ] {
+                warn_if_moved(key, wanted, got.as_ref());
+            }
+            (inherited.plain, inherited.tls, inherited.admin, Some(taker))
+        } else {
+            (
+                optional_bind(&config.proxy.listen)?,
+                optional_bind(&config.tls.listen)?,
+                None,
+                None,
+            )
+        };
         let tls_addr = tls_listener
             .as_ref()
             .map(std::net::TcpListener::local_addr)
@@ -108,6 +159,8 @@ impl Proxy {
         ));
         let admin_listener = match config.admin.listen.as_str() {
             "" => None,
+            // A successor keeps its predecessor's admin port (both serve it for a moment).
+            _ if inherited_admin.is_some() => inherited_admin.take(),
             addr => Some(admin::bind(addr).map_err(|source| StartError::Bind {
                 addr: addr.to_string(),
                 source,
@@ -129,6 +182,35 @@ impl Proxy {
         let custom = config.commands.custom_commands();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (drain, drain_rx) = watch::channel(false);
+        let drain = Arc::new(drain);
+        // Flipped while this process hands itself over (never without an upgrade socket).
+        let handing = Arc::new(watch::channel(false).0);
+        let (done, handed_over) = watch::channel(None);
+        let ids = Arc::new(AtomicU64::new(1));
+        let giver = match config.proxy.upgrade_socket.as_str() {
+            "" => None,
+            path => {
+                let (outbox, events) = Outbox::new();
+                let dup = |l: &Option<std::net::TcpListener>| {
+                    l.as_ref().map(std::net::TcpListener::try_clone).transpose()
+                };
+                Some(Arc::new(Giver {
+                    path: path.into(),
+                    plain: dup(&listener)?,
+                    tls: dup(&tls_listener)?,
+                    admin: dup(&admin_listener)?,
+                    outbox: Arc::new(outbox),
+                    events: std::sync::Mutex::new(Some(events)),
+                    handing: Arc::clone(&handing),
+                    drain: Arc::clone(&drain),
+                    stats: Arc::clone(&stats),
+                    timeout: Duration::from_millis(config.proxy.upgrade_timeout_ms),
+                    drain_timeout: Duration::from_millis(config.proxy.drain_timeout_ms),
+                    startup_wait,
+                    done,
+                }))
+            }
+        };
         let reloader = Reloader::new(config.clone(), Arc::clone(&topology), Arc::clone(&tls));
         let settle = Arc::new(Settle::new(workers));
         let migrations = Migrations::new(
@@ -159,6 +241,9 @@ impl Proxy {
             drain_timeout: Duration::from_millis(config.proxy.drain_timeout_ms),
             shutdown,
             drain,
+            handing: Arc::clone(&handing),
+            handed_over,
+            take_over: None,
             threads: Vec::new(),
         };
 
@@ -175,10 +260,12 @@ impl Proxy {
                 ops: Arc::clone(&ops),
                 custom,
                 settle: Arc::clone(&settle),
+                outbox: giver.as_ref().map(|g| Arc::clone(&g.outbox)),
             };
             let signals = Signals {
                 drain: drain_rx.clone(),
                 shutdown: shutdown_rx.clone(),
+                handing: handing.subscribe(),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("slotgate-worker-{index}"))
@@ -198,6 +285,9 @@ impl Proxy {
             handle.threads.push(thread);
         }
 
+        let adopt_into = senders.clone();
+        let adopt_permits = Arc::clone(&client_permits);
+        let (accept_ids, mut accept_handing) = (Arc::clone(&ids), handing.subscribe());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let control_topology = Arc::clone(&topology);
         let mut stop = shutdown_rx;
@@ -253,7 +343,7 @@ impl Proxy {
                         () = fleet_checker.run() => {}
                         () = async {
                             // Accepting ends when the drain begins; the refresh task goes on.
-                            accept_loop(listeners, senders, &mut drain_accept).await;
+                            accept_loop(listeners, senders, &mut drain_accept, &mut accept_handing, &accept_ids).await;
                             std::future::pending::<()>().await
                         } => {}
                         _ = stop.changed() => {}
@@ -274,6 +364,19 @@ impl Proxy {
                 }
                 if let Some(admin) = admin_addr {
                     tracing::info!(admin = %admin, "admin listener on http://{admin}/");
+                }
+                match (taker, giver) {
+                    (Some(taker), Some(giver)) => {
+                        let adopt = Adopt {
+                            workers: adopt_into,
+                            ids,
+                            permits: adopt_permits,
+                            giver,
+                        };
+                        handle.take_over = Some((taker, adopt));
+                    }
+                    (None, Some(giver)) => giver.start(false).map_err(StartError::UpgradeSocket)?,
+                    _ => {}
                 }
                 Ok(handle)
             }
@@ -299,7 +402,14 @@ pub struct ProxyHandle {
     admin: Arc<AdminState>,
     drain_timeout: Duration,
     shutdown: watch::Sender<bool>,
-    drain: watch::Sender<bool>,
+    drain: Arc<watch::Sender<bool>>,
+    /// Kept for the process's life: the accept loop and the workers watch it.
+    #[allow(dead_code)]
+    handing: Arc<watch::Sender<bool>>,
+    /// The successor's pid, once this process has handed itself over.
+    handed_over: watch::Receiver<Option<u32>>,
+    /// `--take-over`: the old process's connection, until [`ProxyHandle::complete_take_over`].
+    take_over: Option<(Taker, Adopt)>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -380,6 +490,22 @@ impl ProxyHandle {
         report
     }
 
+    /// Set to the successor's pid once this process has handed its listeners and clients
+    /// over (`proxy.upgrade_socket`); it should then exit.
+    pub fn handed_over(&self) -> watch::Receiver<Option<u32>> {
+        self.handed_over.clone()
+    }
+
+    /// After [`Proxy::take_over`] (and writing the pid file): tell the old process this one
+    /// serves, and adopt the clients it hands over. Does nothing for a proxy started with
+    /// [`Proxy::start`].
+    pub fn complete_take_over(&mut self) -> Result<(), String> {
+        match self.take_over.take() {
+            Some((taker, adopt)) => taker.ready(adopt),
+            None => Ok(()),
+        }
+    }
+
     /// The live topology (for tests and admin tooling).
     pub fn topology(&self) -> &Arc<Topology> {
         &self.topology
@@ -426,6 +552,45 @@ impl Drop for ProxyHandle {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A successor keeps its predecessor's listeners: say so when its configuration names
+/// another address (port 0 names none in particular).
+fn warn_if_moved(key: &str, wanted: &str, inherited: Option<&std::net::TcpListener>) {
+    let (Ok(wanted), Some(Ok(kept))) = (
+        config::resolve(wanted),
+        inherited.map(std::net::TcpListener::local_addr),
+    ) else {
+        return;
+    };
+    if wanted.port() != 0 && wanted != kept {
+        tracing::warn!(
+            "{key} is {wanted}, but an upgrade keeps the listener it takes over, on {kept}; \
+             a restart moves it"
+        );
+    }
+}
+
+/// The start-up discovery (or Sentinel resolution) on a thread of its own, before a
+/// take-over: the caller may be inside an async runtime.
+fn discover_now(topology: &Arc<Topology>, wait: Duration) -> Result<(), StartError> {
+    let topology = Arc::clone(topology);
+    let found = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(StartError::Runtime)?;
+        runtime
+            .block_on(topology.first_refresh(wait))
+            .map(drop)
+            .map_err(StartError::Topology)
+    })
+    .join();
+    found.unwrap_or_else(|_| {
+        Err(StartError::Runtime(std::io::Error::other(
+            "start-up discovery panicked",
+        )))
+    })
 }
 
 /// Bind a client listener unless `addr` is empty.
@@ -489,23 +654,28 @@ async fn accept_on(
 /// Accept clients on both listeners and deal them round-robin to the workers, until `drain`
 /// flips (the listeners are then closed: new clients are refused). Each client takes a
 /// permit; one that finds none is still handed over, to be told the limit was reached.
+/// While `handing` is true (a successor serves on the same listeners) nothing is accepted.
 async fn accept_loop(
     listeners: Listeners,
     workers: Vec<mpsc::UnboundedSender<NewClient>>,
     drain: &mut watch::Receiver<bool>,
+    handing: &mut watch::Receiver<bool>,
+    ids: &AtomicU64,
 ) {
-    let mut next_id: u64 = 1;
     let mut turn = 0usize;
     loop {
+        let paused = *handing.borrow_and_update();
         let (accepted, tls) = tokio::select! {
-            accepted = accept_on(&listeners.plain) => (accepted, false),
-            accepted = accept_on(&listeners.tls) => (accepted, true),
+            accepted = accept_on(&listeners.plain), if !paused => (accepted, false),
+            accepted = accept_on(&listeners.tls), if !paused => (accepted, true),
             changed = drain.changed() => {
                 if changed.is_err() || *drain.borrow() {
                     return;
                 }
                 continue;
             }
+            // The sender lives as long as the proxy.
+            Ok(()) = handing.changed() => continue,
         };
         let stream = match accepted {
             Ok(stream) => stream,
@@ -529,13 +699,13 @@ async fn accept_loop(
         }
         let client = NewClient {
             stream,
-            id: next_id,
+            id: ids.fetch_add(1, Ordering::Relaxed),
             tls,
             permit,
+            adopted: None,
         };
         if worker.send(client).is_err() {
             return; // Shutting down.
         }
-        next_id += 1;
     }
 }

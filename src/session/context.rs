@@ -109,6 +109,9 @@ pub struct WorkerContext {
     ops: Arc<crate::ops::Ops>,
     hot: Option<crate::ops::hotkeys::Sampler>,
     custom: Option<&'static crate::command::custom::CustomCommands>,
+    /// Tells this worker's sessions to move to a successor process at their next boundary.
+    moving: SessionDrain,
+    outbox: Option<Arc<crate::upgrade::Outbox>>,
 }
 
 impl WorkerContext {
@@ -136,7 +139,25 @@ impl WorkerContext {
             hot: ops.hotkeys.as_ref().map(|h| h.sampler()),
             ops,
             custom,
+            moving: SessionDrain::default(),
+            outbox: None,
         }
+    }
+
+    /// With `proxy.upgrade_socket`: the way sessions hand themselves over to a successor.
+    pub fn with_outbox(mut self, outbox: Option<Arc<crate::upgrade::Outbox>>) -> WorkerContext {
+        self.outbox = outbox;
+        self
+    }
+
+    /// Tells this worker's sessions a successor takes them (an upgrade in place).
+    pub fn moving(&self) -> &SessionDrain {
+        &self.moving
+    }
+
+    /// Where sessions hand themselves over (`None`: no upgrade socket).
+    pub fn outbox(&self) -> Option<&crate::upgrade::Outbox> {
+        self.outbox.as_deref()
     }
 
     /// This worker's own counters.

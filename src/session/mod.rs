@@ -21,6 +21,7 @@ mod cross_slot;
 mod cross_slot_tx;
 mod databases;
 mod dispatch;
+mod handover;
 pub mod info;
 mod key_tags;
 mod kill;
@@ -51,6 +52,7 @@ use pubsub::PubSub;
 
 pub use context::{SessionSettings, WorkerContext};
 pub use dispatch::service;
+pub(crate) use handover::serve_tcp;
 pub use limits::{ClientLimits, OutputLimit, Overflow};
 pub use merge::Merge;
 pub use queue::{ReplyQueue, ReplyTarget};
@@ -123,6 +125,22 @@ pub(crate) struct Session {
     /// A request held by CLIENT PAUSE (and whether it may write); nothing after it is read
     /// or dispatched until the pause lets it through.
     held: Option<(Request, bool)>,
+    /// Plaintext with an upgrade socket: the session can be handed over to a successor.
+    movable: bool,
+    /// A successor takes this process's clients: move at the next request boundary (see
+    /// `handover`).
+    moving: bool,
+    /// A hand-over this session was to join broke: it stays here.
+    move_off: bool,
+}
+
+/// How [`Session::run`] ended.
+#[derive(Debug, PartialEq, Eq)]
+enum RunEnd {
+    /// The client is gone, or the session closed it.
+    Closed,
+    /// At a request boundary, to be handed over to the successor process.
+    Move,
 }
 
 /// A session's use of its limits (see [`limits`]).
@@ -141,51 +159,64 @@ pub async fn serve<S>(mut stream: S, info: Registration, worker: Rc<WorkerContex
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let id = info.id;
-    let authenticated = !worker.users().required();
-    let lookup = crate::command::LookupCache::with_custom(worker.custom_commands());
-    let queue = ReplyQueue::for_session(
-        worker.ops().slowlog.threshold(),
-        worker.settings().key_tags.clone(),
-    );
-    let space = worker.settings().databases.space(0);
-    let mut session = Session {
-        decoder: RequestDecoder::new(worker.settings().limits),
-        worker,
-        queue,
-        info,
-        closing: false,
-        deferred: None,
-        lane: Lane::Shared,
-        tx: None,
-        watched: None,
-        watched_also: Vec::new(),
-        last_write: None,
-        last_write_also: Vec::new(),
-        pubsub: None,
-        resp3: false,
-        db: 0,
-        backend_db: 0,
-        space,
-        authenticated,
-        user: None,
-        clock: Default::default(),
-        usage: Usage::default(),
-        last_spec: None,
-        lookup,
-        published_cmd: None,
-        monitor: None,
-        held: None,
-    };
-    if let Err(e) = session.run(&mut stream).await {
-        tracing::debug!(client = id, "client connection ended: {e}");
+    let mut session = Session::new(info, worker);
+    let mut rbuf = BytesMut::with_capacity(BUFFER_SIZE);
+    if let Err(e) = session.run(&mut stream, &mut rbuf).await {
+        tracing::debug!(client = session.info.id, "client connection ended: {e}");
     }
-    // Slow requests answered after the last write are logged all the same.
-    session.log_slow_answered();
-    session.queue.close();
+    session.finish();
 }
 
 impl Session {
+    /// A fresh client's session.
+    fn new(info: Registration, worker: Rc<WorkerContext>) -> Session {
+        let authenticated = !worker.users().required();
+        let lookup = crate::command::LookupCache::with_custom(worker.custom_commands());
+        let queue = ReplyQueue::for_session(
+            worker.ops().slowlog.threshold(),
+            worker.settings().key_tags.clone(),
+        );
+        let space = worker.settings().databases.space(0);
+        Session {
+            decoder: RequestDecoder::new(worker.settings().limits),
+            worker,
+            queue,
+            info,
+            closing: false,
+            deferred: None,
+            lane: Lane::Shared,
+            tx: None,
+            watched: None,
+            watched_also: Vec::new(),
+            last_write: None,
+            last_write_also: Vec::new(),
+            pubsub: None,
+            resp3: false,
+            db: 0,
+            backend_db: 0,
+            space,
+            authenticated,
+            user: None,
+            clock: Default::default(),
+            usage: Usage::default(),
+            last_spec: None,
+            lookup,
+            published_cmd: None,
+            monitor: None,
+            held: None,
+            movable: false,
+            moving: false,
+            move_off: false,
+        }
+    }
+
+    /// The session is over: what it still owes is dropped.
+    fn finish(&mut self) {
+        // Slow requests answered after the last write are logged all the same.
+        self.log_slow_answered();
+        self.queue.close();
+    }
+
     /// What the client's dedicated connections must be: its protocol and database.
     fn lease(&self) -> Lease {
         Lease {
@@ -198,11 +229,12 @@ impl Session {
     /// Generic over the stream, so the plaintext path is compiled for `TcpStream` itself.
     /// Reads and writes never overlap (writes happen between reads), so the stream is used
     /// whole, without splitting it.
-    async fn run<S>(&mut self, stream: &mut S) -> std::io::Result<()>
+    /// `rbuf` holds what was read and not yet processed (a hand-over's unread bytes) and,
+    /// when the session moves, what it leaves unprocessed.
+    async fn run<S>(&mut self, stream: &mut S, rbuf: &mut BytesMut) -> std::io::Result<RunEnd>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let mut rbuf = BytesMut::with_capacity(BUFFER_SIZE);
         // Grown by the first replies: an idle client costs no write buffer.
         let mut wbuf = BytesMut::new();
         let max_outstanding = self.worker.settings().max_pipeline_depth;
@@ -212,7 +244,12 @@ impl Session {
         let hold_timer = tokio::time::sleep(std::time::Duration::ZERO);
         tokio::pin!(hold_timer);
         let mut hold_armed = false;
+        // The drain's signal is also the hand-over's (with an upgrade socket): one branch
+        // below serves both.
         let drain = self.worker.drain().listen();
+        if self.worker.outbox().is_some() {
+            self.worker.moving().add(&drain);
+        }
         let queue = Rc::clone(&self.queue);
         let worker = Rc::clone(&self.worker);
         loop {
@@ -240,13 +277,24 @@ impl Session {
                 }
                 hold_armed = held;
             }
+            // An upgrade in place: one flag test per turn while none is under way.
+            if self.moving && self.at_boundary() {
+                if self
+                    .worker
+                    .outbox()
+                    .is_some_and(crate::upgrade::Outbox::is_active)
+                {
+                    return Ok(RunEnd::Move);
+                }
+                (self.moving, self.move_off) = (false, true);
+            }
             if self.deferred.is_some() && self.queue.outstanding() == 0 {
                 // On the heap: transactions and blocking commands would otherwise size
                 // every session's task, idle ones included.
-                if !Box::pin(self.run_deferred(stream, &mut rbuf)).await? {
-                    return Ok(()); // The client hung up meanwhile.
+                if !Box::pin(self.run_deferred(stream, rbuf)).await? {
+                    return Ok(RunEnd::Closed); // The client hung up meanwhile.
                 }
-                let now = self.process(&mut rbuf);
+                let now = self.process(rbuf);
                 // Blocked clients wait for their own timeout: idle time counts from the reply.
                 if let Some(idle) = idle.as_mut() {
                     idle.touch(now);
@@ -257,7 +305,7 @@ impl Session {
                 if self.usage.linger {
                     limits::linger(stream).await;
                 }
-                return Ok(());
+                return Ok(RunEnd::Closed);
             }
             // Backpressure: a client owed this many replies, or holding this many bytes of
             // requests unanswered and replies unwritten, is not read until it drains.
@@ -265,25 +313,27 @@ impl Session {
                 && self.deferred.is_none()
                 && self.held.is_none()
                 && self.queue.outstanding() < max_outstanding
-                && self.usage.in_flight.bytes() + self.queue.unwritten() < bounds.max_pending_bytes;
+                && self.usage.in_flight.bytes() + self.queue.unwritten() < bounds.max_pending_bytes
+                // Moving: read no further than the boundary (unless in MULTI, WATCH …).
+                && (!self.moving || self.pinned_state());
             tokio::select! {
                 biased;
                 // CLIENT KILL from any client: close now, owed replies or not. First, so a
                 // client that always has more to read cannot keep it waiting.
-                () = self.info.killed() => return Ok(()),
+                () = self.info.killed() => return Ok(RunEnd::Closed),
                 () = self.queue.wait_ready() => {}
                 // A reply of the read is slow: the ready ones go without it.
                 () = &mut hold_timer, if hold_armed => {
                     self.queue.release_hold();
                     hold_armed = false;
                 }
-                read = stream.read_buf(&mut rbuf), if may_read => {
+                read = stream.read_buf(rbuf), if may_read => {
                     let n = read?;
                     if n == 0 {
-                        return Ok(());
+                        return Ok(RunEnd::Closed);
                     }
                     self.worker.stats().client_read(n);
-                    let now = self.process(&mut rbuf);
+                    let now = self.process(rbuf);
                     if let Some(idle) = idle.as_mut() {
                         idle.touch(now);
                     }
@@ -294,14 +344,15 @@ impl Session {
                     if let Some((request, _)) = self.held.take() {
                         let now = tokio::time::Instant::now();
                         self.dispatch(request, now);
-                        self.process(&mut rbuf);
+                        self.process(rbuf);
                         if let Some(idle) = idle.as_mut() {
                             idle.touch(now);
                         }
                     }
                 }
-                // Graceful shutdown: finish what is owed (above), read nothing more.
-                () = drain.wait(), if !self.closing => self.closing = true,
+                // Graceful shutdown: finish what is owed (above), read nothing more; or an
+                // upgrade's hand-over (`handover::signalled`).
+                () = drain.wait(), if !self.closing => self.signalled(),
                 overflow = queue.cut_off(), if subscriber => return self.cut_off(overflow),
                 // Redis' `timeout`: never for subscribers (nor blocked clients, which are
                 // not here but in run_deferred); clients in MULTI or WATCH do time out.
@@ -312,7 +363,7 @@ impl Session {
                     if idle.as_mut().is_some_and(|idle| idle.expired(may_close)) {
                         tracing::debug!(client = self.info.id, peer = ?self.info.peer,
                             "closing idle client (proxy.client_idle_timeout_ms)");
-                        return Ok(());
+                        return Ok(RunEnd::Closed);
                     }
                 }
             }
@@ -368,7 +419,7 @@ impl Session {
     }
 
     /// The client broke its output limit: log it, count it, and end the session.
-    fn cut_off(&self, overflow: Overflow) -> std::io::Result<()> {
+    fn cut_off(&self, overflow: Overflow) -> std::io::Result<RunEnd> {
         tracing::warn!(
             client = self.info.id,
             peer = ?self.info.peer,
@@ -379,7 +430,7 @@ impl Session {
             if overflow.soft { "soft" } else { "hard" },
         );
         self.worker.stats().output_limit_disconnected();
-        Ok(())
+        Ok(RunEnd::Closed)
     }
 
     /// Run the deferred exclusive request and queue its reply, reading ahead from the client

@@ -89,9 +89,63 @@ impl Sub {
     }
 }
 
-/// Per subscription command sent on a link, in order: the client's confirmation to release
-/// when the node confirms (`None` for subscriptions the proxy makes again on its own).
-type Owed = Rc<RefCell<VecDeque<Option<(ReplyTarget, Bytes)>>>>;
+/// Per subscription command sent on a link, in order: what to do when the node confirms it.
+type Owed = Rc<RefCell<VecDeque<Confirm>>>;
+
+/// What a node's confirmation of a subscription command releases.
+enum Confirm {
+    /// The client's confirmation (with Redis' counts).
+    Client(ReplyTarget, Bytes),
+    /// Nothing: a subscription the proxy makes again on its own.
+    Quiet,
+    /// One step of a hand-over (upgrade in place): counted, not shown to the client.
+    Counted(Rc<Countdown>),
+}
+
+impl Confirm {
+    /// The node confirmed, or the link broke (the subscription will be made again).
+    fn release(self) {
+        match self {
+            Confirm::Client(target, reply) => target.fill(reply),
+            Confirm::Quiet => {}
+            Confirm::Counted(countdown) => countdown.one_done(),
+        }
+    }
+}
+
+/// Subscription commands of a hand-over still unconfirmed; raises its signal at zero.
+pub(super) struct Countdown {
+    left: std::cell::Cell<usize>,
+    done: crate::wake::LocalSignal,
+}
+
+impl Countdown {
+    fn new() -> Rc<Countdown> {
+        Rc::new(Countdown {
+            left: std::cell::Cell::new(0),
+            done: crate::wake::LocalSignal::new(),
+        })
+    }
+
+    fn one_more(&self) {
+        self.left.set(self.left.get() + 1);
+    }
+
+    fn one_done(&self) {
+        let left = self.left.get().saturating_sub(1);
+        self.left.set(left);
+        if left == 0 {
+            self.done.raise();
+        }
+    }
+
+    /// Wait until every command counted was confirmed (at once when none was).
+    pub(super) async fn wait(&self) {
+        if self.left.get() > 0 {
+            self.done.wait().await;
+        }
+    }
+}
 
 /// A session's subscriptions, shared with its link tasks.
 pub(super) struct PubSub {
@@ -148,6 +202,74 @@ impl PubSub {
     fn count(&self, kind: SubKind) -> usize {
         self.state.borrow().count(kind)
     }
+
+    /// The subscribed names: channels, patterns, shard channels (for a hand-over).
+    pub(super) fn names(&self) -> [Vec<Vec<u8>>; 3] {
+        let state = self.state.borrow();
+        [SubKind::Channel, SubKind::Pattern, SubKind::Shard].map(|kind| {
+            state.names[kind.index()]
+                .keys()
+                .map(|n| n.to_vec())
+                .collect()
+        })
+    }
+
+    /// A hand-over's new side: subscribe `names` (channels, patterns, shard channels) with
+    /// no confirmation to the client; the countdown ends when every node confirmed.
+    pub(super) fn restore(
+        queue: Rc<ReplyQueue>,
+        worker: Rc<WorkerContext>,
+        resp3: bool,
+        names: [Vec<Vec<u8>>; 3],
+    ) -> (PubSub, Rc<Countdown>) {
+        let pubsub = PubSub::new(queue, worker);
+        let countdown = Countdown::new();
+        {
+            let weak = Rc::downgrade(&pubsub.state);
+            let mut state = pubsub.state.borrow_mut();
+            state.resp3 = resp3;
+            let kinds = [SubKind::Channel, SubKind::Pattern, SubKind::Shard];
+            for (kind, list) in kinds.into_iter().zip(names) {
+                for name in list {
+                    let name = Bytes::from(name);
+                    let Some(node) = master_of(&state.worker, kind, &name) else {
+                        tracing::warn!(
+                            channel = %printable(&name),
+                            "upgrade: no master serves this subscription now; it is dropped"
+                        );
+                        continue;
+                    };
+                    state.names[kind.index()].insert(name.clone(), Arc::clone(&node));
+                    let command = request(kind.subscribe_word(), &name);
+                    state.send_counted(&weak, &node, command, &countdown);
+                }
+            }
+        }
+        (pubsub, countdown)
+    }
+
+    /// A hand-over's old side: unsubscribe everything on the nodes, names kept, so messages
+    /// keep being forwarded until each node confirmed (after which it sends none). The
+    /// countdown ends then.
+    pub(super) fn leave_quietly(&self) -> Rc<Countdown> {
+        let countdown = Countdown::new();
+        let weak = Rc::downgrade(&self.state);
+        let mut state = self.state.borrow_mut();
+        for kind in [SubKind::Channel, SubKind::Pattern, SubKind::Shard] {
+            let held: Vec<(Bytes, Arc<str>)> = state.names[kind.index()]
+                .iter()
+                .map(|(name, node)| (name.clone(), Arc::clone(node)))
+                .collect();
+            for (name, node) in held {
+                if !state.links.contains_key(&node) {
+                    continue;
+                }
+                let command = request(kind.unsubscribe_word(), &name);
+                state.send_counted(&weak, &node, command, &countdown);
+            }
+        }
+        countdown
+    }
 }
 
 impl State {
@@ -168,7 +290,7 @@ impl State {
         weak: &Weak<RefCell<State>>,
         node: &Arc<str>,
         command: Bytes,
-        confirm: Option<(ReplyTarget, Bytes)>,
+        confirm: Confirm,
     ) {
         if !self.links.contains_key(node) {
             let link = self.open(weak, node);
@@ -179,6 +301,18 @@ impl State {
         };
         link.expect.borrow_mut().push_back(confirm);
         let _ = link.commands.send(command);
+    }
+
+    /// [`State::send`] a hand-over's command, counted by `countdown`.
+    fn send_counted(
+        &mut self,
+        weak: &Weak<RefCell<State>>,
+        node: &Arc<str>,
+        command: Bytes,
+        countdown: &Rc<Countdown>,
+    ) {
+        countdown.one_more();
+        self.send(weak, node, command, Confirm::Counted(Rc::clone(countdown)));
     }
 
     fn open(&mut self, weak: &Weak<RefCell<State>>, node: &Arc<str>) -> Link {
@@ -268,7 +402,7 @@ impl Session {
                     confirmation(kind.subscribe_word(), Some(&name), state.count(kind), resp3);
                 let target = self.queue.reserve();
                 let command = request(kind.subscribe_word(), &name);
-                state.send(&weak, &node, command, Some((target, reply)));
+                state.send(&weak, &node, command, Confirm::Client(target, reply));
             } else {
                 let node = state.names[kind.index()].remove(&name);
                 let reply = confirmation(
@@ -281,7 +415,7 @@ impl Session {
                     Some(node) if state.links.contains_key(&node) => {
                         let target = self.queue.reserve();
                         let command = request(kind.unsubscribe_word(), &name);
-                        state.send(&weak, &node, command, Some((target, reply)));
+                        state.send(&weak, &node, command, Confirm::Client(target, reply));
                     }
                     _ => self.queue.push_ready(reply),
                 }
@@ -349,9 +483,9 @@ async fn run_link(link: LinkTask, commands: mpsc::UnboundedReceiver<Bytes>) {
     };
     tracing::debug!(node = %link.node, "subscription link lost: {e}");
     // Confirmations still owed: the subscriptions will be made again, so release them.
-    let owed: Vec<_> = link.expect.borrow_mut().drain(..).flatten().collect();
-    for (target, reply) in owed {
-        target.fill(reply);
+    let owed: Vec<_> = link.expect.borrow_mut().drain(..).collect();
+    for confirm in owed {
+        confirm.release();
     }
     link.worker.router().topology().request_refresh();
     tokio::time::sleep(RESUBSCRIBE_PAUSE).await;
@@ -396,7 +530,7 @@ fn resubscribe(
     };
     state.names[kind.index()].insert(name.clone(), Arc::clone(&node));
     let command = request(kind.subscribe_word(), &name);
-    state.send(weak, &node, command, None);
+    state.send(weak, &node, command, Confirm::Quiet);
 }
 
 async fn serve_link(
@@ -442,7 +576,7 @@ fn follow_table(link: &LinkTask) {
         for name in moved {
             resubscribe(&mut state, &weak, &link.worker, kind, name.clone());
             let leave = request(kind.unsubscribe_word(), &name);
-            state.send(&weak, &link.node, leave, None);
+            state.send(&weak, &link.node, leave, Confirm::Quiet);
         }
     }
 }
@@ -490,8 +624,7 @@ fn on_push(link: &LinkTask, reply: Reply) {
         | b"sunsubscribe" => {
             let owed = link.expect.borrow_mut().pop_front();
             match owed {
-                Some(Some((target, confirmation))) => target.fill(confirmation),
-                Some(None) => {}
+                Some(confirm) => confirm.release(),
                 // Unasked: the node dropped a sharded channel whose slot moved away.
                 None if &word[..] == b"sunsubscribe" => {
                     if let (Some(name), Some(state)) = (name(), link.state.upgrade()) {

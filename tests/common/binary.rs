@@ -89,7 +89,7 @@ pub fn wait_for_in_file(path: &std::path::Path, needle: &str, limit: Duration) -
 /// The `slotgate` binary started with `args` (plus `--listen 127.0.0.1:0`) and `env`, once it
 /// logs the address it serves: the child, that address, and its log lines.
 pub fn spawn_slotgate(args: &[&str], env: &[(&str, &str)]) -> (Child, SocketAddr, LogLines) {
-    spawn_slotgate_on("127.0.0.1:0", args, env)
+    spawn_slotgate_with(&[], "127.0.0.1:0", args, env)
 }
 
 /// [`spawn_slotgate`] listening on `listen` (a test that must know the port beforehand: an
@@ -99,7 +99,36 @@ pub fn spawn_slotgate_on(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> (Child, SocketAddr, LogLines) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_slotgate"))
+    spawn_slotgate_with(&[], listen, args, env)
+}
+
+/// [`spawn_slotgate`], run by the command `wrapper` (`["unshare", "--pid", "--fork"]` …;
+/// empty: none): the child is the wrapper.
+pub fn spawn_slotgate_under(
+    wrapper: &[&str],
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Child, SocketAddr, LogLines) {
+    spawn_slotgate_with(wrapper, "127.0.0.1:0", args, env)
+}
+
+/// The `slotgate` binary run by `wrapper` (empty: none), listening on `listen`.
+fn spawn_slotgate_with(
+    wrapper: &[&str],
+    listen: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Child, SocketAddr, LogLines) {
+    let binary = env!("CARGO_BIN_EXE_slotgate");
+    let mut command = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut command = Command::new(program);
+            command.args(rest).arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    };
+    let mut child = command
         .args(["--listen", listen])
         .args(args)
         .envs(env.iter().copied())

@@ -169,6 +169,19 @@ pub async fn client(addr: SocketAddr) -> redis::aio::MultiplexedConnection {
         .expect("connect to slotgate")
 }
 
+/// The redis-py venv's python (`target/redis-py/venv`, made by `scripts/ensure-python`,
+/// which `scripts/test` runs); panics saying so when it is missing.
+pub fn redis_py_python() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join("target/redis-py/venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/ensure-python (scripts/test does)",
+        python.display()
+    );
+    python
+}
+
 /// A raw TCP client for exact byte-level checks.
 pub struct Raw {
     pub stream: TcpStream,

@@ -33,7 +33,7 @@ const FAILURES: u32 = 2;
 /// How an instance of the fleet runs.
 enum Running {
     /// In this process.
-    Here(ProxyHandle),
+    Here(Box<ProxyHandle>),
     /// The `slotgate` binary, so the test can kill it with SIGKILL.
     Child(KillOnDrop),
 }
@@ -73,7 +73,7 @@ fn start_fleet(cluster: &LocalCluster, child: Option<usize>) -> Vec<Instance> {
             let running = if child == Some(i) {
                 Running::Child(spawn_child(config))
             } else {
-                Running::Here(Proxy::start(config).expect("start slotgate"))
+                Running::Here(Box::new(Proxy::start(config).expect("start slotgate")))
             };
             Instance {
                 client: clients[i],

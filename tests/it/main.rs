@@ -62,3 +62,4 @@ mod to_cluster;
 mod topology;
 mod transactions;
 mod twemproxy;
+mod upgrade;

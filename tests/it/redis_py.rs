@@ -10,12 +10,7 @@ use std::process::Command;
 #[test]
 fn redis_py_pubsub_transactions_and_scan() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = root.join("target/redis-py/venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/ensure-python (scripts/test does)",
-        python.display()
-    );
+    let python = common::redis_py_python();
     let setup = common::start();
     let out = Command::new(&python)
         .arg(root.join("tests/py/redis_py_check.py"))

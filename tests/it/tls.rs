@@ -811,3 +811,50 @@ async fn clients_beyond_max_clients_are_told_and_closed() {
     .await;
     assert_eq!(call(&mut second, &["PING"]).await.unwrap(), "+PONG\r\n");
 }
+
+/// Upgrade in place (`--take-over`): a TLS session cannot be handed over, so the old process
+/// closes TLS clients at their next request boundary, while a plaintext client moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_in_place_closes_tls_clients_at_a_boundary_and_moves_plain_ones() {
+    use common::binary::{exit_within, spawn_slotgate, KillOnDrop};
+    let dir = Scratch::new("upgrade");
+    let ca = Ca::new(&dir, "front");
+    let server = ca.server(&dir, "proxy");
+    let redis = common::standalone_servers(1).remove(0);
+    let master = redis.addr();
+    let socket = dir.path("upgrade.sock").display().to_string();
+    let (cert, key) = (server.cert(), server.key());
+    let env = [
+        ("SLOTGATE_POOLS__A__MASTER", master.as_str()),
+        ("SLOTGATE_TLS__LISTEN", "127.0.0.1:0"),
+        ("SLOTGATE_TLS__CERT_FILE", cert.as_str()),
+        ("SLOTGATE_TLS__KEY_FILE", key.as_str()),
+        ("SLOTGATE_PROXY__UPGRADE_SOCKET", socket.as_str()),
+    ];
+    let (old, addr, log) = spawn_slotgate(&["--workers", "1"], &env);
+    let mut old = KillOnDrop(old);
+    let line = log.wait_for("TLS listener on ", Duration::from_secs(5));
+    let tls_addr: SocketAddr = line[line.find("TLS listener on ").unwrap() + 16..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect::<String>()
+        .parse()
+        .unwrap();
+    let mut tls = tls_connect(tls_addr, &ca.file, None).await.unwrap();
+    assert_eq!(call(&mut tls, &["PING"]).await.unwrap(), "+PONG\r\n");
+    let mut plain = common::Raw::connect(addr);
+    plain.send(b"PING\r\n");
+    assert_eq!(plain.read_line(), "+PONG\r\n");
+
+    let (next, _, next_log) = spawn_slotgate(&["--workers", "1", "--take-over"], &env);
+    let _next = KillOnDrop(next);
+    let status = exit_within(&mut old.0, Duration::from_secs(10)).await;
+    assert!(status.is_some_and(|s| s.success()), "{:#?}", log.join());
+    next_log.wait_for("take-over done", Duration::from_secs(5));
+    // The TLS client was closed (idle: at once); it reconnects to the successor.
+    assert!(call(&mut tls, &["PING"]).await.is_err(), "closed");
+    let mut again = tls_connect(tls_addr, &ca.file, None).await.unwrap();
+    assert_eq!(call(&mut again, &["PING"]).await.unwrap(), "+PONG\r\n");
+    plain.send(b"PING\r\n");
+    assert_eq!(plain.read_line(), "+PONG\r\n", "the plaintext client moved");
+}
