@@ -46,6 +46,35 @@ fn ketama_config(servers: &[slotgate::local_redis::RedisServer]) -> Config {
     config
 }
 
+/// The destination: a throwaway Redis Cluster of three masters, no replica, that asks for
+/// `password` if given.
+fn destination_cluster(password: Option<&str>) -> LocalCluster {
+    LocalCluster::start(ClusterOptions {
+        replicas_per_master: 0,
+        password: password.map(String::from),
+        ..ClusterOptions::default()
+    })
+    .expect("start the Redis Cluster")
+}
+
+/// slotgate in pool mode over `servers` (ketama as nutcracker places keys), with an admin
+/// listener, its config `tweak`ed, then written to a file (`name`) it rewrites at each phase
+/// change.
+fn start_pools_proxy(
+    servers: &[slotgate::local_redis::RedisServer],
+    name: &str,
+    tweak: impl FnOnce(&mut Config),
+) -> (slotgate::ProxyHandle, TempPath) {
+    let mut config = ketama_config(servers);
+    common::with_admin(&mut config);
+    tweak(&mut config);
+    let file = TempPath::new(name, ".toml");
+    std::fs::write(&file.0, toml::to_string(&config).unwrap()).unwrap();
+    let proxy = Proxy::start(config).expect("start slotgate in pool mode");
+    proxy.set_config_file(file.0.clone());
+    (proxy, file)
+}
+
 /// A client of non-retrying mixed traffic: INCRs, MSET/MGET across slots, pipelines of
 /// SET+GET+STRLEN, MULTI/EXEC and RPUSH+BLPOP on its own keys, each checked; every error or
 /// wrong answer is kept. The pipeline's keys carry the hash tag `stable`, of a slot no reshard
@@ -180,21 +209,13 @@ async fn keys_written_through_nutcracker_move_onto_a_cluster_under_load() {
     );
 
     // 2. slotgate replaces nutcracker: same placement, pool mode, a config file it rewrites.
-    let mut cluster = LocalCluster::start(ClusterOptions {
-        replicas_per_master: 0,
-        ..ClusterOptions::default()
-    })
-    .expect("start the Redis Cluster");
-    let mut config = ketama_config(&servers);
-    common::with_admin(&mut config);
-    // Slow enough that the reshard below runs while keys still move (~10 s for the keys; the
-    // reshard of 600 slots takes about 1 s here).
-    config.migration.keys_per_second = 2_000;
-    config.migration.batch_keys = 100;
-    let file = TempPath::new("slotgate-to-cluster", ".toml");
-    std::fs::write(&file.0, toml::to_string(&config).unwrap()).unwrap();
-    let proxy = Proxy::start(config).expect("start slotgate in pool mode");
-    proxy.set_config_file(file.0.clone());
+    let mut cluster = destination_cluster(None);
+    let (proxy, file) = start_pools_proxy(&servers, "slotgate-to-cluster", |config| {
+        // Slow enough that the reshard below runs while keys still move (~10 s for the keys;
+        // the reshard of 600 slots takes about 1 s here).
+        config.migration.keys_per_second = 2_000;
+        config.migration.batch_keys = 100;
+    });
     let addr = proxy.local_addr();
     let mut conn = client(addr).await;
     for i in (0..SEEDED).step_by(97) {
@@ -438,18 +459,10 @@ async fn slot_owners(port: u16) -> Vec<u16> {
 async fn a_key_whose_slot_is_resharded_inside_the_cluster_waits_for_the_reshard() {
     let _serial = common::load::serial().await;
     let servers = standalone_servers(2);
-    let cluster = LocalCluster::start(ClusterOptions {
-        replicas_per_master: 0,
-        ..ClusterOptions::default()
-    })
-    .expect("start the Redis Cluster");
-    let mut config = ketama_config(&servers);
-    common::with_admin(&mut config);
-    config.backend.request_timeout_ms = 5_000;
-    let file = TempPath::new("slotgate-to-cluster-reshard", ".toml");
-    std::fs::write(&file.0, toml::to_string(&config).unwrap()).unwrap();
-    let proxy = Proxy::start(config).expect("start slotgate in pool mode");
-    proxy.set_config_file(file.0.clone());
+    let cluster = destination_cluster(None);
+    let (proxy, file) = start_pools_proxy(&servers, "slotgate-to-cluster-reshard", |config| {
+        config.backend.request_timeout_ms = 5_000;
+    });
     let addr = proxy.local_addr();
     let mut conn = client(addr).await;
     for i in 0..200 {
@@ -559,11 +572,7 @@ async fn two_instances_move_onto_the_cluster_together_through_a_sigkill_of_one()
     use crate::fleet_migration::{loopback, spawn_b, status, ConfigFile};
     let _serial = common::load::serial().await;
     let servers = standalone_servers(3);
-    let cluster = LocalCluster::start(ClusterOptions {
-        replicas_per_master: 0,
-        ..ClusterOptions::default()
-    })
-    .expect("start the Redis Cluster");
+    let cluster = destination_cluster(None);
     let mut base = ketama_config(&servers);
     base.migration.keys_per_second = 500;
     base.migration.batch_keys = 50;
@@ -708,22 +717,13 @@ async fn pools_and_cluster_with_passwords() {
         let out = common::redis_cli(addr, &["CONFIG", "SET", "requirepass", "poolpw"]);
         assert_eq!(out, "OK");
     }
-    let cluster = LocalCluster::start(ClusterOptions {
-        replicas_per_master: 0,
-        password: Some("clusterpw".into()),
-        ..ClusterOptions::default()
-    })
-    .expect("start the Redis Cluster");
-    let mut config = ketama_config(&servers);
-    for pool in config.pools.values_mut() {
-        pool.password = Some(slotgate::config::Secret::new("poolpw"));
-    }
-    config.cluster.password = Some(slotgate::config::Secret::new("clusterpw"));
-    common::with_admin(&mut config);
-    let file = TempPath::new("slotgate-to-cluster-auth", ".toml");
-    std::fs::write(&file.0, toml::to_string(&config).unwrap()).unwrap();
-    let proxy = Proxy::start(config).expect("start slotgate in pool mode");
-    proxy.set_config_file(file.0.clone());
+    let cluster = destination_cluster(Some("clusterpw"));
+    let (proxy, file) = start_pools_proxy(&servers, "slotgate-to-cluster-auth", |config| {
+        for pool in config.pools.values_mut() {
+            pool.password = Some(slotgate::config::Secret::new("poolpw"));
+        }
+        config.cluster.password = Some(slotgate::config::Secret::new("clusterpw"));
+    });
     let mut conn = client(proxy.local_addr()).await;
     for i in 0..500 {
         let () = conn.set(format!("a:{i}"), i).await.unwrap();
@@ -779,13 +779,9 @@ async fn pools_and_cluster_with_passwords() {
 async fn bad_starts_change_nothing_and_a_paused_move_keeps_every_key_readable() {
     let _serial = common::load::serial().await;
     let servers = standalone_servers(2);
-    let mut config = ketama_config(&servers);
-    common::with_admin(&mut config);
-    config.migration.keys_per_second = 200;
-    let file = TempPath::new("slotgate-to-cluster-bad", ".toml");
-    std::fs::write(&file.0, toml::to_string(&config).unwrap()).unwrap();
-    let proxy = Proxy::start(config).expect("start slotgate in pool mode");
-    proxy.set_config_file(file.0.clone());
+    let (proxy, file) = start_pools_proxy(&servers, "slotgate-to-cluster-bad", |config| {
+        config.migration.keys_per_second = 200;
+    });
     let admin = proxy.admin_addr().unwrap().to_string();
     let post = |path: String| {
         let admin = admin.clone();
@@ -830,11 +826,7 @@ async fn bad_starts_change_nothing_and_a_paused_move_keeps_every_key_readable() 
     let v: i64 = conn.get("b:1").await.unwrap();
     assert_eq!(v, 1, "still served from the pools");
 
-    let cluster = LocalCluster::start(ClusterOptions {
-        replicas_per_master: 0,
-        ..ClusterOptions::default()
-    })
-    .expect("start the Redis Cluster");
+    let cluster = destination_cluster(None);
     let seeds = cluster.seeds().join(",");
     // A cluster that holds a key: the pools' key of the same name would overwrite it.
     let b1_owner = slot_owners(cluster.master_ports()[0]).await

@@ -162,17 +162,14 @@ impl Migrations {
             conn.select(db)
                 .await
                 .map_err(|e| format!("{source}: SELECT {db}: {e}"))?;
-            let mut cursor = Bytes::from_static(b"0");
+            let mut scan = KeyScan::new(settings.scan_count);
             loop {
                 if !self.still(m) {
                     return Ok(Pass::Changed);
                 }
-                let count = settings.scan_count.to_string();
-                let scan =
-                    Request::from_args([b"SCAN" as &[u8], &cursor, b"COUNT", count.as_bytes()]);
-                let reply = call(&mut conn, scan.raw(), call_timeout, &source).await?;
-                let (next, keys) = scan_reply(&reply)
-                    .ok_or_else(|| format!("unexpected SCAN reply from {source}"))?;
+                let Some(keys) = scan.next(&mut conn, call_timeout, &source).await? else {
+                    break;
+                };
                 let scanned = keys.len() as u64;
                 let keys: Vec<Bytes> = keys
                     .into_iter()
@@ -251,10 +248,6 @@ impl Migrations {
                     }
                     pace.wait(found).await;
                 }
-                if &next[..] == b"0" {
-                    break;
-                }
-                cursor = next;
             }
         }
         self.bump(m, |p| {
@@ -416,6 +409,42 @@ async fn call_n(
             "no reply from {addr} within {} ms",
             timeout.as_millis()
         )),
+    }
+}
+
+/// A whole `SCAN` of a source's current database, a page at a time.
+pub(super) struct KeyScan {
+    /// The next page's cursor; `None` once the scan came back to 0.
+    cursor: Option<Bytes>,
+    count: String,
+}
+
+impl KeyScan {
+    /// A scan asking `count` keys per page (the `COUNT` hint).
+    pub(super) fn new(count: usize) -> KeyScan {
+        KeyScan {
+            cursor: Some(Bytes::from_static(b"0")),
+            count: count.to_string(),
+        }
+    }
+
+    /// The next page's keys from `conn` (`addr`), within `timeout`; `None` when the scan is
+    /// complete.
+    pub(super) async fn next(
+        &mut self,
+        conn: &mut DedicatedConn,
+        timeout: Duration,
+        addr: &str,
+    ) -> Result<Option<Vec<Bytes>>, String> {
+        let Some(cursor) = self.cursor.take() else {
+            return Ok(None);
+        };
+        let scan = Request::from_args([b"SCAN" as &[u8], &cursor, b"COUNT", self.count.as_bytes()]);
+        let reply = call(conn, scan.raw(), timeout, addr).await?;
+        let (next, keys) =
+            scan_reply(&reply).ok_or_else(|| format!("unexpected SCAN reply from {addr}"))?;
+        self.cursor = (&next[..] != b"0").then_some(next);
+        Ok(Some(keys))
     }
 }
 

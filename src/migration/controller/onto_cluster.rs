@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::mover::{call, scan_reply, Pace, Pass};
+use super::mover::{call, KeyScan, Pace, Pass};
 use super::Migrations;
 use crate::backend::dedicated::DedicatedConn;
 use crate::config::{Config, MoveState, SlotMove};
@@ -158,17 +158,14 @@ impl Migrations {
         let pace = Pace::new(settings.keys_per_second);
         let (mut found, mut waiting) = (0u64, 0u64);
         for (source, conn) in &mut conns {
-            let mut cursor = Bytes::from_static(b"0");
+            let mut scan = KeyScan::new(settings.scan_count);
             loop {
                 if !self.still(m) {
                     return Ok(Pass::Changed);
                 }
-                let count = settings.scan_count.to_string();
-                let scan =
-                    Request::from_args([b"SCAN" as &[u8], &cursor, b"COUNT", count.as_bytes()]);
-                let reply = call(conn, scan.raw(), call_timeout, source).await?;
-                let (next, keys) = scan_reply(&reply)
-                    .ok_or_else(|| format!("unexpected SCAN reply from {source}"))?;
+                let Some(keys) = scan.next(conn, call_timeout, source).await? else {
+                    break;
+                };
                 self.bump(m, |p| p.scanned += keys.len() as u64);
                 for (dest, auth, keys) in self.by_node(keys) {
                     for batch in keys.chunks(settings.batch_keys) {
@@ -213,10 +210,6 @@ impl Migrations {
                         pace.wait(found).await;
                     }
                 }
-                if &next[..] == b"0" {
-                    break;
-                }
-                cursor = next;
             }
         }
         self.bump(m, |p| {
