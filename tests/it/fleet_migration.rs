@@ -89,30 +89,65 @@ pub(crate) async fn status(addr: &str) -> serde_json::Value {
     .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_move_slots_together_through_a_sigkill_of_one() {
-    let servers = standalone_servers(4);
-    let base = common::pool_config(&servers, MAP);
-    let (a_admin, b_admin, b_listen) = (loopback(), loopback(), loopback());
+/// Two instances in front of the same pools, each in the other's `[fleet] peers`: A in this
+/// process, B the binary (so a test can SIGKILL it), both from `base`, with config files
+/// `NAME-a` / `NAME-b` they rewrite.
+pub(crate) struct Pair {
+    pub(crate) a: slotgate::ProxyHandle,
+    pub(crate) a_admin: String,
+    pub(crate) a_file: ConfigFile,
+    /// B's configuration as first written.
+    pub(crate) b: Config,
+    pub(crate) b_admin: String,
+    pub(crate) b_listen: String,
+    pub(crate) b_file: ConfigFile,
+    pub(crate) instance_b: KillOnDrop,
+}
 
+/// Start a [`Pair`] from `base`.
+pub(crate) fn start_pair(base: &Config, name: &str) -> Pair {
+    let (a_admin, b_admin, b_listen) = (loopback(), loopback(), loopback());
     let mut a = base.clone();
     a.admin.listen = a_admin.clone();
     a.fleet.peers = vec![b_admin.clone()];
-    a.migration.keys_per_second = 50;
-    a.migration.batch_keys = 50;
-    let a_file = ConfigFile::write("a", &a);
+    let a_file = ConfigFile::write(&format!("{name}-a"), &a);
     let proxy = Proxy::start(a).expect("start instance A");
     proxy.set_config_file(a_file.0.clone());
-
     let mut b = base.clone();
     b.proxy.listen = b_listen.clone();
     b.admin.listen = b_admin.clone();
     b.fleet.peers = vec![a_admin.clone()];
-    b.migration.keys_per_second = 50;
-    b.migration.batch_keys = 50;
     b.log.level = "info".into();
-    let b_file = ConfigFile::write("b", &b);
+    let b_file = ConfigFile::write(&format!("{name}-b"), &b);
     let instance_b = spawn_b(&b_file, &b_listen);
+    Pair {
+        a: proxy,
+        a_admin,
+        a_file,
+        b,
+        b_admin,
+        b_listen,
+        b_file,
+        instance_b,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_move_slots_together_through_a_sigkill_of_one() {
+    let servers = standalone_servers(4);
+    let mut base = common::pool_config(&servers, MAP);
+    base.migration.keys_per_second = 50;
+    base.migration.batch_keys = 50;
+    let Pair {
+        a: proxy,
+        a_admin,
+        a_file,
+        b_admin,
+        b_listen,
+        b_file,
+        instance_b,
+        ..
+    } = start_pair(&base, "pair");
     let b_addr: SocketAddr = b_listen.parse().unwrap();
 
     // Keys written through both instances.

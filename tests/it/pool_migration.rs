@@ -81,16 +81,11 @@ pub(crate) async fn admin(
     path: &str,
 ) -> Result<String, String> {
     let addr = setup.proxy.admin_addr().unwrap().to_string();
-    slotgate::admin::client::request(&addr, method, path).await
+    crate::fleet_migration::admin(&addr, method, path).await
 }
 
 pub(crate) async fn status(setup: &PoolSetup) -> serde_json::Value {
-    serde_json::from_str(
-        &admin(setup, hyper::Method::GET, "/migrations")
-            .await
-            .unwrap(),
-    )
-    .unwrap()
+    crate::fleet_migration::status(&setup.proxy.admin_addr().unwrap().to_string()).await
 }
 
 /// Wait until no move is left (the mover finished it), up to `limit`.

@@ -57,6 +57,16 @@ fn destination_cluster(password: Option<&str>) -> LocalCluster {
     .expect("start the Redis Cluster")
 }
 
+/// Start the move onto `cluster` through the admin listener `admin`; its answer (`why`: what
+/// the test expects of it, should it fail).
+async fn start_onto(admin: &str, cluster: &LocalCluster, why: &str) -> String {
+    let seeds = cluster.seeds().join(",");
+    let path = format!("/migrations/start?to_cluster={seeds}");
+    slotgate::admin::client::request(admin, hyper::Method::POST, &path)
+        .await
+        .expect(why)
+}
+
 /// slotgate in pool mode over `servers` (ketama as nutcracker places keys), with an admin
 /// listener, its config `tweak`ed, then written to a file (`name`) it rewrites at each phase
 /// change.
@@ -254,14 +264,7 @@ async fn keys_written_through_nutcracker_move_onto_a_cluster_under_load() {
 
     // 4. The move onto the cluster starts; the cluster reshards a range inside itself.
     let admin = proxy.admin_addr().unwrap().to_string();
-    let seeds = cluster.seeds().join(",");
-    let answer = slotgate::admin::client::request(
-        &admin,
-        hyper::Method::POST,
-        &format!("/migrations/start?to_cluster={seeds}"),
-    )
-    .await
-    .expect("start the move onto the cluster");
+    let answer = start_onto(&admin, &cluster, "start the move onto the cluster").await;
     assert!(answer.contains("\"ok\":true"), "{answer}");
     let (from, to) = (node_id(&cluster, masters[0]), node_id(&cluster, masters[1]));
     let resharding = std::thread::spawn(move || {
@@ -491,14 +494,7 @@ async fn a_key_whose_slot_is_resharded_inside_the_cluster_waits_for_the_reshard(
     setslot(owner, &["MIGRATING", &other_id]);
 
     let admin = proxy.admin_addr().unwrap().to_string();
-    let seeds = cluster.seeds().join(",");
-    slotgate::admin::client::request(
-        &admin,
-        hyper::Method::POST,
-        &format!("/migrations/start?to_cluster={seeds}"),
-    )
-    .await
-    .expect("start the move onto the cluster");
+    start_onto(&admin, &cluster, "start the move onto the cluster").await;
     let mut reader_conn = client(addr).await;
     let asked = Instant::now();
     let reader = tokio::spawn(async move {
@@ -569,26 +565,23 @@ async fn a_key_whose_slot_is_resharded_inside_the_cluster_waits_for_the_reshard(
 /// cluster-mode ones, and every key reads back through both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_move_onto_the_cluster_together_through_a_sigkill_of_one() {
-    use crate::fleet_migration::{loopback, spawn_b, status, ConfigFile};
+    use crate::fleet_migration::{spawn_b, start_pair, status, Pair};
     let _serial = common::load::serial().await;
     let servers = standalone_servers(3);
     let cluster = destination_cluster(None);
     let mut base = ketama_config(&servers);
     base.migration.keys_per_second = 500;
     base.migration.batch_keys = 50;
-    let (a_admin, b_admin, b_listen) = (loopback(), loopback(), loopback());
-    let mut a = base.clone();
-    a.admin.listen = a_admin.clone();
-    a.fleet.peers = vec![b_admin.clone()];
-    let a_file = ConfigFile::write("to-cluster-a", &a);
-    let proxy = Proxy::start(a).expect("start instance A");
-    proxy.set_config_file(a_file.0.clone());
-    let mut b = base.clone();
-    b.proxy.listen = b_listen.clone();
-    b.admin.listen = b_admin.clone();
-    b.fleet.peers = vec![a_admin.clone()];
-    let b_file = ConfigFile::write("to-cluster-b", &b);
-    let instance_b = spawn_b(&b_file, &b_listen);
+    let Pair {
+        a: proxy,
+        a_admin,
+        a_file,
+        b,
+        b_admin,
+        b_listen,
+        b_file,
+        instance_b,
+    } = start_pair(&base, "to-cluster");
     let b_addr: SocketAddr = b_listen.parse().unwrap();
 
     let mut through_a = client(proxy.local_addr()).await;
@@ -602,14 +595,12 @@ async fn two_instances_move_onto_the_cluster_together_through_a_sigkill_of_one()
     let keys = (0..200).map(|i| format!("fa:{i}")).collect();
     let load_a = Load::start_with(proxy.local_addr(), 8, keys, opts);
 
-    let seeds = cluster.seeds().join(",");
-    slotgate::admin::client::request(
+    start_onto(
         &a_admin,
-        hyper::Method::POST,
-        &format!("/migrations/start?to_cluster={seeds}"),
+        &cluster,
+        "start the move onto the cluster on both",
     )
-    .await
-    .expect("start the move onto the cluster on both");
+    .await;
     let on_b = status(&b_admin).await;
     assert_eq!(
         on_b["moves"][0]["from"], "pools",
@@ -729,14 +720,7 @@ async fn pools_and_cluster_with_passwords() {
         let () = conn.set(format!("a:{i}"), i).await.unwrap();
     }
     let admin = proxy.admin_addr().unwrap().to_string();
-    let seeds = cluster.seeds().join(",");
-    slotgate::admin::client::request(
-        &admin,
-        hyper::Method::POST,
-        &format!("/migrations/start?to_cluster={seeds}"),
-    )
-    .await
-    .expect("start the move onto the cluster");
+    start_onto(&admin, &cluster, "start the move onto the cluster").await;
     for i in (0..500).rev() {
         let v: i64 = conn.get(format!("a:{i}")).await.unwrap();
         assert_eq!(v, i);
