@@ -93,6 +93,9 @@ fn log_all_after_one_dump(source: std::net::SocketAddr, key: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn big_keys_move_in_bounded_steps_and_a_request_for_one_waits_for_its_copy() {
+    // Heavy (values of 100 000 elements) and timed on the source's slow log: one at a time
+    // with the other load tests.
+    let _serial = common::load::serial().await;
     let (setup, _file) = start_with(0, |c| {
         c.migration.big_key_bytes = 256 * 1024;
         c.migration.big_key_step = 100;
@@ -236,6 +239,9 @@ async fn big_keys_move_in_bounded_steps_and_a_request_for_one_waits_for_its_copy
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_for_a_big_key_the_mover_has_not_reached_copies_it_in_steps_first() {
+    // Heavy (values of 100 000 elements) and timed on the source's slow log: one at a time
+    // with the other load tests.
+    let _serial = common::load::serial().await;
     // A mover that moves one key a second: the requests reach the big keys first.
     let (setup, _file) = start_with(1, |c| {
         c.migration.batch_keys = 1;
