@@ -658,7 +658,8 @@ mod tests {
         (router, topology, stats)
     }
 
-    fn ping(replies: &Rc<Replies>, within: Duration) -> Outbound {
+    /// A PING whose reply goes to `replies`, due within `within` (also used by `pool`'s tests).
+    pub(super) fn ping(replies: &Rc<Replies>, within: Duration) -> Outbound {
         Outbound {
             request: Bytes::from_static(PING),
             reply: crate::backend::ReplyTarget::new(replies.clone(), 0),

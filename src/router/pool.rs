@@ -510,10 +510,7 @@ mod tests {
 
     #[test]
     fn nodes_whose_sockets_went_to_a_stale_address_get_new_connections() {
-        use crate::backend::conn::Lane;
         use crate::backend::testing::{local, node, Replies};
-        use crate::backend::ReplyTarget;
-        use crate::placement::Unit;
         use tokio::time::Instant;
 
         local(async {
@@ -529,25 +526,8 @@ mod tests {
             let mut pool = pool(1);
             let old = pool.master_conn(&t, 0, 0).unwrap().clone();
             let replies = Rc::new(Replies::default());
-            old.send(
-                Outbound {
-                    request: Bytes::from_static(ping),
-                    reply: ReplyTarget::new(replies.clone(), 0),
-                    unit: Unit::ZERO,
-                    node: None,
-                    client_id: 0,
-                    deadline: Instant::now() + std::time::Duration::from_secs(1),
-                    redirects: 0,
-                    retries: 0,
-                    readonly: false,
-                    asking: false,
-                    resp3: false,
-                    hold: true,
-                    lane: Lane::Shared,
-                    db: 0,
-                },
-                Instant::now(),
-            );
+            let within = std::time::Duration::from_secs(1);
+            old.send(crate::router::tests::ping(&replies, within), Instant::now());
             assert_eq!(&replies.first().await[..], b"+PONG\r\n");
             let peer = old.peer_ip().expect("connected: its peer is known");
             assert!(peer.is_loopback());
