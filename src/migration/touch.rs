@@ -198,6 +198,14 @@ pub fn cluster_refusal(error: &str) -> Option<Refusal> {
     }
 }
 
+/// Whether a failed `MIGRATE`'s error passes with time: `IOERR` (the destination did not
+/// answer within the `MIGRATE`'s timeout, as under load). The keys the source did not hear
+/// back about stay on it (Redis deletes a key only after reading the destination's `OK`),
+/// so the move may simply be tried again; a copy the destination kept is replaced then.
+pub fn is_passing(error: &str) -> bool {
+    error.starts_with("IOERR")
+}
+
 /// The error a client gets when its keys could not be moved from the pools onto the cluster
 /// (the cluster refused them past the request's deadline, or another error): it did not run.
 pub fn onto_cluster_failure_reply(slot: u16, error: &str) -> Bytes {
@@ -229,6 +237,17 @@ mod tests {
         crate::resp::Request::from_args(args.iter().map(|a| a.as_bytes()))
             .raw()
             .clone()
+    }
+
+    #[test]
+    fn an_io_error_passes_and_a_refusal_of_the_destination_does_not() {
+        assert!(is_passing(
+            "IOERR error or timeout reading to target instance"
+        ));
+        assert!(!is_passing(
+            "ERR Target instance replied with error: OOM command not allowed when used memory > 'maxmemory'."
+        ));
+        assert!(!is_passing("BUSYKEY Target key name already exists."));
     }
 
     #[test]

@@ -342,6 +342,7 @@ impl Router {
                 self.route(out, now);
             }
             Some(Refusal::Wait) => self.retry_later(out, reply, now),
+            _ if touch::is_passing(&error) => self.retry_later(out, reply, now),
             _ => {
                 self.topology.move_counters().on_touch_failed();
                 tracing::warn!(
@@ -367,6 +368,12 @@ impl Router {
             self.want_copied(&out.request, out.db, i);
             let error = touch::stepping_reply(out.unit.get());
             return self.retry_later(out, error, Instant::now());
+        }
+        if let Outcome::Failed(error) = &outcome {
+            if touch::is_passing(error) {
+                let reply = touch::failure_reply(out.unit.get(), error);
+                return self.retry_later(out, reply, Instant::now());
+            }
         }
         match self.on_touch_outcome(outcome) {
             Ok(()) => self.send_to(dest, out, Instant::now()),
@@ -510,35 +517,18 @@ impl Router {
         ) else {
             return Ok(());
         };
-        let fail = |error: String| {
-            self.topology.move_counters().on_touch_failed();
-            NotYet::Failed(touch::failure_reply(unit.get(), &error))
-        };
-        let lease = Lease {
-            resp3: false,
-            db,
-            client: 0,
-        };
-        let mut conn = self
-            .lease_for(&source, lease)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        let timeout = Duration::from_millis(self.migrate_timeout_ms) + self.connect_timeout;
-        let reply = match tokio::time::timeout(timeout, conn.call(&migrate, 1)).await {
-            Ok(Ok(mut replies)) => replies.pop(),
-            Ok(Err(e)) => return Err(fail(e.to_string())),
-            Err(_) => return Err(fail(format!("no reply from {source} in {timeout:?}"))),
-        };
-        self.give_back(conn);
-        match reply.map(|r| Outcome::of(r.raw())) {
-            Some(Outcome::Big(i)) => {
+        let held = |error: &str| NotYet::Held(touch::failure_reply(unit.get(), error));
+        match self.migrate_on(&source, db, &migrate).await {
+            Ok(Outcome::Big(i)) => {
                 self.want_copied(payload, db, i);
                 Err(NotYet::Held(touch::stepping_reply(unit.get())))
             }
-            Some(outcome) => self
+            Ok(Outcome::Failed(error)) if touch::is_passing(&error) => Err(held(&error)),
+            Ok(outcome) => self
                 .on_touch_outcome(outcome)
                 .map_err(|error| NotYet::Failed(touch::failure_reply(unit.get(), &error))),
-            None => Err(fail("no reply".into())),
+            // No reply in time (the source busy, or gone): tried again within the deadline.
+            Err(error) => Err(held(&error)),
         }
     }
 
@@ -588,7 +578,14 @@ impl Router {
                 }
                 Ok(Outcome::NoKey) => continue,
                 Ok(Outcome::Big(_)) => "unexpected BIGKEY reply".to_string(),
-                Ok(Outcome::Failed(error)) | Err(error) => error,
+                Ok(Outcome::Failed(error)) => error,
+                // No reply in time (the source busy, or gone): tried again within the deadline.
+                Err(error) => {
+                    return Err(NotYet::Held(touch::onto_cluster_failure_reply(
+                        unit.get(),
+                        &error,
+                    )))
+                }
             };
             let reply = touch::onto_cluster_failure_reply(unit.get(), &error);
             return Err(match touch::cluster_refusal(&error) {
@@ -598,6 +595,7 @@ impl Router {
                     NotYet::Held(reply)
                 }
                 Some(Refusal::Wait) => NotYet::Held(reply),
+                _ if touch::is_passing(&error) => NotYet::Held(reply),
                 _ => {
                     self.topology.move_counters().on_touch_failed();
                     NotYet::Failed(reply)
@@ -608,7 +606,8 @@ impl Router {
     }
 
     /// Send `migrate` on a connection of its own to `source` (database `db`) and read its
-    /// outcome; `Err` when no reply came.
+    /// outcome; `Err` when no reply came (no connection, or none within the `MIGRATE`'s
+    /// timeout and the connect timeout).
     async fn migrate_on(
         &self,
         source: &Arc<str>,
