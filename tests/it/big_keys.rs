@@ -2,11 +2,14 @@
 //! source is never blocked for a whole big value — neither by the mover nor by a request
 //! that meets a big key first (it is copied in steps on the request's behalf) — a request for
 //! a key being copied waits for the copy and then runs on the destination, and every value,
-//! its TTL included, arrives whole. Real redis-servers; the source's own slow log measures how long it was blocked.
+//! its TTL included, arrives whole — between pools, and from the pools onto a Redis Cluster.
+//! Real redis-servers; the source's own slow log measures how long it was blocked.
 
 use crate::common;
 use crate::pool_migration::{keys_on, moving, start_move, start_with, status, until_done};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::eventually;
@@ -298,4 +301,207 @@ async fn a_request_for_a_big_key_the_mover_has_not_reached_copies_it_in_steps_fi
         stepped_us < 50_000 && stepped_us < whole_us,
         "source blocked {stepped_us} µs by {command}; whole hash {whole_us} µs"
     );
+}
+
+/// A client that does not retry, using the big hash `key` while it moves: each round adds a
+/// field, reads it back and reads one of the 100 000 fields the hash was built with. Every
+/// error or wrong answer is kept; returns the fields added.
+async fn use_hash(
+    addr: std::net::SocketAddr,
+    key: String,
+    stop: Arc<AtomicBool>,
+) -> (u64, Vec<String>) {
+    let mut c = common::client(addr).await;
+    let (mut n, mut errors) = (0u64, Vec::new());
+    while !stop.load(Ordering::SeqCst) {
+        n += 1;
+        match c.hset::<_, _, _, u64>(&key, format!("new:{n}"), n).await {
+            Ok(1) => {}
+            other => errors.push(format!("HSET {key} new:{n}: {other:?}")),
+        }
+        match c.hget::<_, _, Option<u64>>(&key, format!("new:{n}")).await {
+            Ok(Some(v)) if v == n => {}
+            other => errors.push(format!("HGET {key} new:{n}: {other:?}")),
+        }
+        let i = (n * 7919) % 100_000 + 1;
+        match c.hget::<_, _, Option<String>>(&key, format!("f{i}")).await {
+            Ok(Some(v)) if v == format!("value-{i}") => {}
+            other => errors.push(format!("HGET {key} f{i}: {other:?}")),
+        }
+    }
+    (n, errors)
+}
+
+/// As [`use_hash`], on the big list `key`: each round pushes an element, reads it back at the
+/// tail and reads one of the 100 000 the list was built with; returns the elements pushed.
+async fn use_list(
+    addr: std::net::SocketAddr,
+    key: String,
+    stop: Arc<AtomicBool>,
+) -> (u64, Vec<String>) {
+    let mut c = common::client(addr).await;
+    let (mut n, mut errors) = (0u64, Vec::new());
+    while !stop.load(Ordering::SeqCst) {
+        n += 1;
+        match c.rpush::<_, _, u64>(&key, format!("extra-{n}")).await {
+            Ok(len) if len == 100_000 + n => {}
+            other => errors.push(format!("RPUSH {key}: {other:?}, wanted {}", 100_000 + n)),
+        }
+        match c.lindex::<_, Option<String>>(&key, -1).await {
+            Ok(Some(v)) if v == format!("extra-{n}") => {}
+            other => errors.push(format!("LINDEX {key} -1: {other:?}")),
+        }
+        let i = (n * 7919) % 100_000;
+        match c.lindex::<_, Option<String>>(&key, i as isize).await {
+            Ok(Some(v)) if v == format!("element-{}", i + 1) => {}
+            other => errors.push(format!("LINDEX {key} {i}: {other:?}")),
+        }
+    }
+    (n, errors)
+}
+
+/// From the pools onto a Redis Cluster (issue 20, items 1+2), big keys move in bounded steps
+/// too, to the node owning each one's slot: a list and a hash of 100 000 elements that
+/// clients (which do not retry) read and write all through the move — their requests get
+/// them copied in steps first, then run on the cluster — and a hash of 100 000 fields nobody
+/// touches, which the mover copies in steps. The key names hold braces (the staging key must
+/// share the key's slot all the same). No client error; every value arrives whole with its
+/// TTL; no staging key is left; the old server's slow log shows no command near one `DUMP` of
+/// a big hash (what a `MIGRATE` of it would serialise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_keys_move_onto_a_cluster_in_bounded_steps_while_clients_use_them() {
+    use crate::to_cluster::{destination_cluster, slot_owners, start_onto, start_pools_proxy};
+    // Heavy (values of 100 000 elements) and timed on the source's slow log.
+    let _serial = common::load::serial().await;
+    let servers = common::standalone_servers(1);
+    let source: std::net::SocketAddr = servers[0].addr().parse().unwrap();
+    let cluster = destination_cluster(None);
+    let (proxy, file) = start_pools_proxy(&servers, "slotgate-big-onto-cluster", |c| {
+        c.migration.big_key_bytes = 256 * 1024;
+        c.migration.big_key_step = 100;
+        c.migration.keys_per_second = 500;
+        // Patience for a request waiting on a copy: half of it.
+        c.backend.request_timeout_ms = 20_000;
+    });
+    let addr = proxy.local_addr();
+    let mut c = common::client(addr).await;
+    // Braces: a hash tag in one, an unclosed `{` after a `}` in the other.
+    let (list, hash, quiet) = (
+        "big:list:}{x".to_string(),
+        "big:{h}:hash".to_string(),
+        "big:quiet{".to_string(),
+    );
+    build(
+        &mut c,
+        &[
+            (&list, LIST_100K),
+            (&hash, HASH_100K),
+            (&quiet, HASH_100K),
+            (
+                &"small".to_string(),
+                "for i=1,2000 do redis.call('SET','small:'..i,i) end",
+            ),
+        ],
+    )
+    .await;
+    let _: () = c.pexpire(&list, 200_000).await.unwrap();
+    let ttl_set = Instant::now();
+    let quiet_before: std::collections::BTreeMap<String, String> = c.hgetall(&quiet).await.unwrap();
+    assert_eq!(quiet_before.len(), 100_000);
+    // What one MIGRATE of a big hash would block the old server for: its DUMP alone.
+    let whole_us = log_all_after_one_dump(source, &quiet);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let hash_user = tokio::spawn(use_hash(addr, hash.clone(), stop.clone()));
+    let list_user = tokio::spawn(use_list(addr, list.clone(), stop.clone()));
+    let admin = proxy.admin_addr().unwrap().to_string();
+    let answer = start_onto(&admin, &cluster, "start the move onto the cluster").await;
+    assert!(answer.contains("\"ok\":true"), "{answer}");
+    let path = file.0.clone();
+    eventually(
+        "the move onto the cluster ends",
+        Duration::from_secs(120),
+        || {
+            let path = path.clone();
+            async move {
+                let pool_mode =
+                    slotgate::config::Config::load(&path).map_or(true, |c| c.is_pool_mode());
+                common::check(pool_mode, |pool| !pool)
+            }
+        },
+    )
+    .await;
+    let (stepped_us, command) = longest_logged(source);
+    stop.store(true, Ordering::SeqCst);
+    let (fields_added, hash_errors) = hash_user.await.unwrap();
+    let (pushed, list_errors) = list_user.await.unwrap();
+    let s = crate::fleet_migration::status(&admin).await;
+    eprintln!(
+        "old server blocked at most {stepped_us} µs ({command}) while moving; one DUMP of a \
+         big hash {whole_us} µs; {fields_added} fields added, {pushed} elements pushed; {s}"
+    );
+    assert!(
+        hash_errors.is_empty() && list_errors.is_empty(),
+        "clients saw errors: {:?} {:?}",
+        &hash_errors[..hash_errors.len().min(5)],
+        &list_errors[..list_errors.len().min(5)]
+    );
+    assert!(fields_added > 0 && pushed > 0, "the clients ran");
+    assert_eq!(s["on_touch_failures"], 0, "{s}");
+
+    // Each value is whole on the node owning its slot, the list's TTL kept; no staging key is
+    // left anywhere; the old server is empty.
+    assert_eq!(common::dbsize_sum(&[source]), 0, "the old server is empty");
+    let owners = slot_owners(cluster.master_ports()[0]).await;
+    let node_of = |key: &str| owners[slotgate::slot::Slot::of(key.as_bytes()).index()];
+    let mut node = common::load::node(node_of(&list)).await;
+    let len: u64 = node.llen(&list).await.unwrap();
+    assert_eq!(len, 100_000 + pushed, "the list arrived whole on its node");
+    let first: Vec<String> = node.lrange(&list, 0, 2).await.unwrap();
+    assert_eq!(first, ["element-1", "element-2", "element-3"]);
+    let at: String = node.lindex(&list, 99_999).await.unwrap();
+    assert_eq!(at, "element-100000");
+    let last: String = node.lindex(&list, -1).await.unwrap();
+    assert_eq!(last, format!("extra-{pushed}"));
+    let pttl: i64 = node.pttl(&list).await.unwrap();
+    let since = ttl_set.elapsed().as_millis() as i64;
+    assert!(
+        pttl <= 200_000 && pttl >= 200_000 - since - 1_000,
+        "the list kept its TTL: {pttl} ms left {since} ms after it was set"
+    );
+    let mut node = common::load::node(node_of(&hash)).await;
+    let fields: u64 = node.hlen(&hash).await.unwrap();
+    assert_eq!(fields, 100_000 + fields_added, "the hash arrived whole");
+    for (field, want) in [
+        ("f1".to_string(), "value-1".to_string()),
+        ("f100000".into(), "value-100000".into()),
+        ("new:1".into(), "1".into()),
+        (format!("new:{fields_added}"), fields_added.to_string()),
+    ] {
+        let got: String = node.hget(&hash, &field).await.unwrap();
+        assert_eq!(got, want, "{hash} {field}");
+    }
+    let pttl: i64 = node.pttl(&hash).await.unwrap();
+    assert_eq!(pttl, -1, "no TTL was added");
+    let mut node = common::load::node(node_of(&quiet)).await;
+    let quiet_after: std::collections::BTreeMap<String, String> =
+        node.hgetall(&quiet).await.unwrap();
+    assert!(
+        quiet_after == quiet_before,
+        "the untouched hash arrived whole"
+    );
+    for port in cluster.master_ports() {
+        let staging = common::redis_cli(common::load::node_addr(port), &["KEYS", "slotgate:*"]);
+        assert_eq!(staging.trim(), "", "no staging key left on {port}");
+    }
+    let v: u64 = c.get("small:7").await.unwrap();
+    assert_eq!(v, 7, "served in cluster mode");
+    // The bound: no step (nor any MIGRATE) blocked the old server for long; one MIGRATE of a
+    // big hash would have (its DUMP alone, plus the wait for the node's RESTORE).
+    assert!(
+        stepped_us < 50_000 && stepped_us < whole_us,
+        "old server blocked {stepped_us} µs by {command}; whole hash {whole_us} µs"
+    );
+    drop(proxy);
+    drop(cluster);
 }

@@ -48,7 +48,7 @@ fn ketama_config(servers: &[slotgate::local_redis::RedisServer]) -> Config {
 
 /// The destination: a throwaway Redis Cluster of three masters, no replica, that asks for
 /// `password` if given.
-fn destination_cluster(password: Option<&str>) -> LocalCluster {
+pub(crate) fn destination_cluster(password: Option<&str>) -> LocalCluster {
     LocalCluster::start(ClusterOptions {
         replicas_per_master: 0,
         password: password.map(String::from),
@@ -59,7 +59,7 @@ fn destination_cluster(password: Option<&str>) -> LocalCluster {
 
 /// Start the move onto `cluster` through the admin listener `admin`; its answer (`why`: what
 /// the test expects of it, should it fail).
-async fn start_onto(admin: &str, cluster: &LocalCluster, why: &str) -> String {
+pub(crate) async fn start_onto(admin: &str, cluster: &LocalCluster, why: &str) -> String {
     let seeds = cluster.seeds().join(",");
     let path = format!("/migrations/start?to_cluster={seeds}");
     slotgate::admin::client::request(admin, hyper::Method::POST, &path)
@@ -70,7 +70,7 @@ async fn start_onto(admin: &str, cluster: &LocalCluster, why: &str) -> String {
 /// slotgate in pool mode over `servers` (ketama as nutcracker places keys), with an admin
 /// listener, its config `tweak`ed, then written to a file (`name`) it rewrites at each phase
 /// change.
-fn start_pools_proxy(
+pub(crate) fn start_pools_proxy(
     servers: &[slotgate::local_redis::RedisServer],
     name: &str,
     tweak: impl FnOnce(&mut Config),
@@ -424,7 +424,7 @@ async fn keys_written_through_nutcracker_move_onto_a_cluster_under_load() {
 }
 
 /// The port of the master owning each slot now, as the node at `port` says (`CLUSTER SLOTS`).
-async fn slot_owners(port: u16) -> Vec<u16> {
+pub(crate) async fn slot_owners(port: u16) -> Vec<u16> {
     let mut node = common::load::node(port).await;
     let ranges: Vec<(u16, u16, (String, u16))> = redis::cmd("CLUSTER")
         .arg("SLOTS")

@@ -1,9 +1,12 @@
 //! Big keys copied in bounded steps (`migration::stepped` has the requests and why no read
 //! sees a missing or stale value): each step reads at most `migration.big_key_step` elements
 //! on the source and appends them to a staging key on the destination; the copy is put in
-//! place, then the source's key unlinked. The mover copies the big keys it finds; beside it,
+//! place, then the source's key unlinked. The mover copies the big keys it finds (between
+//! pools, and from the pools onto a cluster, to the node owning the key's slot); beside it,
 //! the copier copies those a request met first (`touch::Outcome::Big`). Meanwhile this
 //! instance's requests for the key wait (`topology::SteppedCopy`) rather than move it whole.
+//! A cluster node that refuses a step (`MOVED`, `ASK` … : the slot being resharded) ends the
+//! copy with the key still on the source, for a later pass (`Stepped::Refused`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +17,9 @@ use super::Migrations;
 use crate::backend::dedicated::DedicatedConn;
 use crate::backend::Credentials;
 use crate::config::SlotMove;
+use crate::migration::measure::Size;
 use crate::migration::stepped::{self, Cursor, Kind};
+use crate::migration::touch::{self, Refusal};
 use crate::resp::{parse_frame, Frame, Limits};
 
 /// The destination of a pass's big keys: its address and credentials, and a connection to it
@@ -37,6 +42,22 @@ pub(super) enum Stepped {
     /// Given up (the move changed phase, or the key is being copied already): any staging
     /// copy dropped, the key still on the source.
     GaveUp,
+    /// The destination, a cluster node, refused a step (the key's slot is being resharded
+    /// inside the cluster, or is another node's now): given up as above, to be tried again.
+    Refused(Refusal),
+}
+
+/// What became of the big keys of a batch ([`Migrations::copy_big_ones`]).
+pub(super) struct BigKeys {
+    /// Big keys handled (copied, gone, refused …).
+    pub big: u64,
+    /// The batch's keys left for one `MIGRATE` (the small ones, and big ones of a kind that
+    /// moves whole), with their sizes.
+    pub rest: Vec<(Bytes, Size)>,
+    /// Big keys left on the source for now: refused by the cluster, or copied by the copier.
+    pub waiting: u64,
+    /// The move changed phase: the pass stops.
+    pub changed: bool,
 }
 
 /// How a pass copies big keys.
@@ -48,6 +69,70 @@ pub(super) struct StepSettings {
 }
 
 impl Migrations {
+    /// Copy in steps the keys of `batch` that `sizes` (the source's `MEMORY USAGE` of each)
+    /// says are `big_key_bytes` or more (none when it is 0), from `source` to `dest`,
+    /// counting those moved; the others are left for one `MIGRATE`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn copy_big_ones(
+        &self,
+        source: &mut DedicatedConn,
+        dest: &mut Destination,
+        db: u32,
+        batch: &[Bytes],
+        sizes: Vec<Size>,
+        m: &SlotMove,
+        settings: &StepSettings,
+        big_key_bytes: u64,
+    ) -> Result<BigKeys, String> {
+        let mut out = BigKeys {
+            big: 0,
+            rest: Vec::with_capacity(batch.len()),
+            waiting: 0,
+            changed: false,
+        };
+        for (key, size) in batch.iter().zip(sizes) {
+            if !size.at_least(big_key_bytes) {
+                out.rest.push((key.clone(), size));
+                continue;
+            }
+            out.big += 1;
+            match self
+                .move_in_steps(source, dest, db, key, m, settings)
+                .await?
+            {
+                Stepped::Moved => {
+                    let bytes = match size {
+                        Size::Bytes(n) => n,
+                        _ => 0,
+                    };
+                    self.count_background(m, 1, bytes);
+                }
+                Stepped::Whole => out.rest.push((key.clone(), size)),
+                Stepped::Gone => {}
+                Stepped::GaveUp if !self.still(m) => {
+                    out.changed = true;
+                    return Ok(out);
+                }
+                // Copied by the copier right now: the next pass looks again.
+                Stepped::GaveUp => out.waiting += 1,
+                Stepped::Refused(refusal) => {
+                    self.note_refusal(&refusal);
+                    out.waiting += 1;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A cluster node refused keys: on `MOVED`, the slot's new owner patched in the table and
+    /// a refresh asked for.
+    pub(super) fn note_refusal(&self, refusal: &Refusal) {
+        if let Refusal::Moved { slot, addr } = refusal {
+            self.topology.patch_moved(*slot, addr);
+            self.topology.request_refresh();
+        }
+    }
+
     /// Move `key` of database `db` from the source behind `source` to `dest` in steps.
     pub(super) async fn move_in_steps(
         &self,
@@ -116,6 +201,9 @@ impl Migrations {
             Ok(Stepped::GaveUp) => tracing::info!(source = %src, db,
                 key = %String::from_utf8_lossy(key),
                 "migration mover: big key's copy in steps given up"),
+            Ok(Stepped::Refused(refusal)) => tracing::info!(source = %src, dest = %dest.addr,
+                db, key = %String::from_utf8_lossy(key), ?refusal,
+                "migration mover: big key's copy in steps refused by the cluster (its slot is being resharded); tried again later"),
             _ => {}
         }
         result
@@ -135,7 +223,10 @@ impl Migrations {
         settings: &StepSettings,
     ) -> Result<Stepped, String> {
         let timeout = settings.timeout;
-        exchange(dest, &stepped::drop_staging(staging), 2, timeout).await?;
+        let dropped = exchange(dest, &stepped::drop_staging(staging), 2, timeout).await?;
+        if let Some(refusal) = stepped::first_error(&dropped).and_then(touch::refusal) {
+            return Ok(Stepped::Refused(refusal));
+        }
         let mut cursor = Cursor::start(kind);
         loop {
             if !self.still(m) {
@@ -147,13 +238,9 @@ impl Migrations {
             let step = stepped::parse_read(kind, &cursor, settings.step, reply)
                 .map_err(|e| format!("{}: {e}", source.addr()))?;
             if let Some(write) = stepped::write(kind, staging, &step.items) {
-                let replies = exchange(dest, &write, 2, timeout).await?;
-                if let Some(Frame::Error(e)) = replies.first() {
-                    return Err(format!(
-                        "{} refused a step: {}",
-                        dest.addr(),
-                        String::from_utf8_lossy(e)
-                    ));
+                let replies = exchange(dest, &write, stepped::WRITE_REPLIES, timeout).await?;
+                if let Some(refusal) = refused(dest, &replies, "a step")? {
+                    return Ok(Stepped::Refused(refusal));
                 }
             }
             match step.next {
@@ -166,7 +253,10 @@ impl Migrations {
         if !self.still(m) {
             return Ok(Stepped::GaveUp);
         }
-        exchange(dest, stepped::watch(key).raw(), 1, timeout).await?;
+        let watched = exchange(dest, stepped::watch(key).raw(), 1, timeout).await?;
+        if let Some(refusal) = refused(dest, &watched, "WATCH")? {
+            return Ok(Stepped::Refused(refusal));
+        }
         let checked = exchange(source, &stepped::check_untouched(key), 3, timeout).await?;
         if !stepped::untouched(&checked[2]) {
             return Ok(Stepped::Gone);
@@ -180,6 +270,12 @@ impl Migrations {
         };
         let put = stepped::put_in_place(staging, key, ttl);
         let replies = exchange(dest, &put, 4, timeout).await?;
+        if let Some(refusal) = replies.get(..3).and_then(|queued| {
+            // A command refused as it was queued aborts the EXEC: nothing was put in place.
+            stepped::first_error(queued).and_then(touch::refusal)
+        }) {
+            return Ok(Stepped::Refused(refusal));
+        }
         let exec = replies.into_iter().last().unwrap_or(Frame::Null);
         if !stepped::placed(exec).map_err(|e| format!("{}: {e}", dest.addr()))? {
             return Ok(Stepped::Gone);
@@ -204,16 +300,26 @@ impl Migrations {
     /// Copy `key` of database `db`, which a request met on the source of its move.
     async fn copy_wanted_key(&self, db: u32, key: &Bytes) -> Result<(), String> {
         let config = self.reloader.config();
-        let unit = self.topology.table().placement().unit_of(key).get();
-        let Some(m) = config.migration.moves.iter().find(|m| {
-            m.range()
-                .is_some_and(|(first, last)| (first..=last).contains(&unit))
-        }) else {
-            return Ok(()); // the move ended meanwhile
-        };
-        let (to, from) = m.direction();
-        let (source_addr, source_auth) = self.pool_node(&config, from)?;
-        let (dest_addr, dest_auth) = self.pool_node(&config, to)?;
+        let (m, (source_addr, source_auth), (dest_addr, dest_auth)) =
+            match config.migration.to_cluster {
+                Some(state) => match self.onto_cluster_ends(key) {
+                    Some((source, dest)) => (super::onto_cluster::as_move(state), source, dest),
+                    None => return Ok(()), // the move ended meanwhile
+                },
+                None => {
+                    let unit = self.topology.table().placement().unit_of(key).get();
+                    let Some(m) = config.migration.moves.iter().find(|m| {
+                        m.range()
+                            .is_some_and(|(first, last)| (first..=last).contains(&unit))
+                    }) else {
+                        return Ok(()); // the move ended meanwhile
+                    };
+                    let (to, from) = m.direction();
+                    let ends = (self.pool_node(&config, from)?, self.pool_node(&config, to)?);
+                    (m.clone(), ends.0, ends.1)
+                }
+            };
+        let m = &m;
         let mut source = self
             .connect_to(&source_addr, source_auth)
             .await
@@ -236,8 +342,10 @@ impl Migrations {
         let moved = self
             .move_in_steps(&mut source, &mut dest, db, key, m, &settings)
             .await?;
-        if moved == Stepped::Moved {
-            self.topology.move_counters().moved_on_touch();
+        match moved {
+            Stepped::Moved => self.topology.move_counters().moved_on_touch(),
+            Stepped::Refused(refusal) => self.note_refusal(&refusal),
+            _ => {}
         }
         Ok(())
     }
@@ -258,6 +366,19 @@ impl Migrations {
             self.tls.backend(),
         )
         .await
+    }
+}
+
+/// The destination `dest`'s refusal among its `replies` to `what`: `Ok(None)` if it took
+/// them, `Ok(Some(_))` for a cluster node's `MOVED`, `ASK`, `TRYAGAIN` …, `Err` for another
+/// error.
+fn refused(dest: &DedicatedConn, replies: &[Frame], what: &str) -> Result<Option<Refusal>, String> {
+    match stepped::first_error(replies) {
+        None => Ok(None),
+        Some(error) => touch::refusal(error).map(Some).ok_or_else(|| {
+            let error = String::from_utf8_lossy(error);
+            format!("{} refused {what}: {error}", dest.addr())
+        }),
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::big_keys::{Destination, StepSettings, Stepped};
+use super::big_keys::{Destination, StepSettings};
 use super::{key, Migrations, MoveProgress};
 use crate::backend::dedicated::DedicatedConn;
 use crate::backend::Credentials;
@@ -156,7 +156,7 @@ impl Migrations {
             step: settings.big_key_step,
             timeout: call_timeout,
         };
-        let mut found = 0u64;
+        let (mut found, mut waiting) = (0u64, 0u64);
         let pace = Pace::new(settings.keys_per_second);
         for &(db, _) in &databases {
             conn.select(db)
@@ -183,31 +183,24 @@ impl Migrations {
                     } else {
                         measure::batch(&mut conn, batch, call_timeout, &source).await?
                     };
-                    let (big, small): (Vec<_>, Vec<_>) = batch
-                        .iter()
-                        .zip(sizes)
-                        .partition(|(_, size)| size.at_least(settings.big_key_bytes));
-                    let small: Vec<Bytes> = small.into_iter().map(|(k, _)| k.clone()).collect();
-                    let mut whole = Vec::new();
-                    for (key, size) in big {
-                        found += 1;
-                        let moved = self
-                            .move_in_steps(&mut conn, &mut destination, db, key, m, &steps)
-                            .await?;
-                        match moved {
-                            Stepped::Moved => {
-                                let bytes = match size {
-                                    measure::Size::Bytes(n) => n,
-                                    _ => 0,
-                                };
-                                self.count_background(m, 1, bytes);
-                            }
-                            Stepped::Whole => whole.push(key.clone()),
-                            Stepped::Gone => {}
-                            Stepped::GaveUp => return Ok(Pass::Changed),
-                        }
+                    let big = self
+                        .copy_big_ones(
+                            &mut conn,
+                            &mut destination,
+                            db,
+                            batch,
+                            sizes,
+                            m,
+                            &steps,
+                            settings.big_key_bytes,
+                        )
+                        .await?;
+                    if big.changed {
+                        return Ok(Pass::Changed);
                     }
-                    let batch = [small, whole].concat();
+                    found += big.big;
+                    waiting += big.waiting;
+                    let batch: Vec<Bytes> = big.rest.into_iter().map(|(k, _)| k).collect();
                     let Some(migrate) = touch::migrate_request(
                         &dest,
                         dest_auth.as_deref(),
@@ -254,7 +247,11 @@ impl Migrations {
             p.passes += 1;
             p.last_error = None;
         });
-        Ok(if found == 0 { Pass::Empty } else { Pass::Moved })
+        Ok(match (found, waiting) {
+            (0, _) => Pass::Empty,
+            (_, 0) => Pass::Moved,
+            _ => Pass::Waiting,
+        })
     }
 
     /// The master of pool `pool` (as Sentinel names it, for a pool that follows one) and its
@@ -354,7 +351,7 @@ pub(super) enum Pass {
     /// The move changed phase (paused, aborted …) during the pass.
     Changed,
     /// Keys were found that the destination refused for a while (a reshard inside the
-    /// cluster): another pass shortly.
+    /// cluster), or that the copier was copying in steps: another pass shortly.
     Waiting,
 }
 
