@@ -507,3 +507,158 @@ async fn big_keys_move_onto_a_cluster_in_bounded_steps_while_clients_use_them() 
     drop(proxy);
     drop(cluster);
 }
+
+/// A reshard inside the cluster in the middle of a big key's copy in steps onto it: the
+/// slot's owner starts migrating it and the staging key is taken to the importing node, as
+/// `redis-cli --cluster reshard` would. The owner answers the next step `ASK`: the copy ends
+/// with nothing put in place, the key whole on its pool, the mover says it waits, and the
+/// staging key left on the other node expires by itself (it has its TTL). A request for the
+/// key waits meanwhile (no error). Once the reshard of the slot ends, the key is copied in
+/// steps to the slot's new owner and the request reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reshard_inside_the_cluster_during_a_copy_in_steps_leaves_the_key_on_its_pool() {
+    use crate::to_cluster::{
+        destination_cluster, node_id, set_slot, slot_owners, start_onto, start_pools_proxy,
+    };
+    let _serial = common::load::serial().await;
+    let servers = common::standalone_servers(1);
+    let pool: std::net::SocketAddr = servers[0].addr().parse().unwrap();
+    let cluster = destination_cluster(None);
+    let (proxy, file) = start_pools_proxy(&servers, "slotgate-big-reshard", |c| {
+        c.migration.big_key_bytes = 256 * 1024;
+        // Small steps: the copy lasts a few seconds, time to reshard in its middle.
+        c.migration.big_key_step = 5;
+        c.backend.request_timeout_ms = 30_000;
+    });
+    let mut c = common::client(proxy.local_addr()).await;
+    let hash = "resharded:hash".to_string();
+    build(&mut c, &[(&hash, HASH_100K)]).await;
+    let slot = slotgate::slot::Slot::of(hash.as_bytes()).get();
+    let owners = slot_owners(cluster.master_ports()[0]).await;
+    let owner = owners[slot as usize];
+    let other = *cluster
+        .master_ports()
+        .iter()
+        .find(|&&p| p != owner)
+        .unwrap();
+    let (owner_id, other_id) = (node_id(&cluster, owner), node_id(&cluster, other));
+    let (owner_addr, other_addr) = (
+        common::load::node_addr(owner),
+        common::load::node_addr(other),
+    );
+
+    let admin = proxy.admin_addr().unwrap().to_string();
+    start_onto(&admin, &cluster, "start the move onto the cluster").await;
+    // Mid-copy: the staging key is on the owner, in the key's slot.
+    let staging = eventually(
+        "a staging key in the slot on its owner",
+        Duration::from_secs(30),
+        || async {
+            let keys = common::redis_cli(
+                owner_addr,
+                &["CLUSTER", "GETKEYSINSLOT", &slot.to_string(), "10"],
+            );
+            let staging = keys.trim().to_string();
+            common::check(staging, |k| k.starts_with("slotgate:staging:"))
+        },
+    )
+    .await;
+    set_slot(other, slot, &["IMPORTING", &owner_id]);
+    set_slot(owner, slot, &["MIGRATING", &other_id]);
+    let port = other.to_string();
+    let out = common::redis_cli(
+        owner_addr,
+        &["MIGRATE", "127.0.0.1", &port, &staging, "0", "5000"],
+    );
+    assert_eq!(
+        out.trim(),
+        "OK",
+        "the staging key taken to the importing node"
+    );
+
+    // The copy ends refused; the mover says the key waits; a request for it waits too.
+    eventually(
+        "the mover says a key waits",
+        Duration::from_secs(20),
+        || async {
+            let s = crate::fleet_migration::status(&admin).await;
+            let waits = s["moves"][0]["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("1 keys wait"));
+            if waits && s["copying_in_steps"] == serde_json::json!([]) {
+                Ok(())
+            } else {
+                Err(s)
+            }
+        },
+    )
+    .await;
+    let on_pool = common::redis_cli(pool, &["HLEN", &hash]);
+    assert_eq!(on_pool.trim(), "100000", "the key is whole on its pool");
+    // Nothing put in place: in the slot, the owner holds nothing, the importing node only the
+    // staging key.
+    let in_slot = |node| {
+        common::redis_cli(node, &["CLUSTER", "GETKEYSINSLOT", &slot.to_string(), "10"])
+            .trim()
+            .to_string()
+    };
+    assert_eq!(in_slot(owner_addr), "", "nothing left on the owner");
+    assert_eq!(
+        in_slot(other_addr),
+        staging,
+        "only the staging key was taken"
+    );
+    let mut importing = common::load::node(other).await;
+    let (pttl,): (i64,) = redis::pipe()
+        .cmd("ASKING")
+        .ignore()
+        .cmd("PTTL")
+        .arg(&staging)
+        .query_async(&mut importing)
+        .await
+        .unwrap();
+    assert!(
+        pttl > 0 && pttl <= 60_000,
+        "the staging key left on the importing node expires by itself: {pttl} ms"
+    );
+    let mut reader_conn = common::client(proxy.local_addr()).await;
+    let key = hash.clone();
+    let reader = tokio::spawn(async move {
+        let fields: redis::RedisResult<u64> = reader_conn.hlen(&key).await;
+        fields
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!reader.is_finished(), "the request waits for the reshard");
+
+    // The reshard of the slot ends: the key is copied in steps to its new owner.
+    for port in cluster.master_ports() {
+        set_slot(port, slot, &["NODE", &other_id]);
+    }
+    let fields = reader
+        .await
+        .unwrap()
+        .expect("no error for the waiting request");
+    assert_eq!(fields, 100_000);
+    eventually("the move ends", Duration::from_secs(60), || {
+        let path = file.0.clone();
+        async move {
+            let pool_mode =
+                slotgate::config::Config::load(&path).map_or(true, |c| c.is_pool_mode());
+            common::check(pool_mode, |pool| !pool)
+        }
+    })
+    .await;
+    let on_new_owner = common::redis_cli(other_addr, &["HLEN", &hash]);
+    assert_eq!(
+        on_new_owner.trim(),
+        "100000",
+        "whole on the slot's new owner"
+    );
+    assert_eq!(common::dbsize_sum(&[pool]), 0);
+    for port in cluster.master_ports() {
+        let left = common::redis_cli(common::load::node_addr(port), &["KEYS", "slotgate:*"]);
+        assert_eq!(left.trim(), "", "no staging key left on {port}");
+    }
+    drop(proxy);
+    drop(cluster);
+}

@@ -171,7 +171,21 @@ async fn mixed_client(
     (ops, errors)
 }
 
-fn node_id(cluster: &LocalCluster, port: u16) -> String {
+/// `CLUSTER SETSLOT slot args…` on the node at `port`, which must answer `OK`.
+pub(crate) fn set_slot(port: u16, slot: u16, args: &[&str]) {
+    let slot = slot.to_string();
+    let mut all = vec!["CLUSTER", "SETSLOT", &slot];
+    all.extend(args);
+    let out = common::redis_cli(common::load::node_addr(port), &all);
+    assert_eq!(
+        out.trim(),
+        "OK",
+        "CLUSTER SETSLOT {slot} {args:?} on {port}"
+    );
+}
+
+/// The id of the cluster node at `port`.
+pub(crate) fn node_id(cluster: &LocalCluster, port: u16) -> String {
     let node = cluster.nodes().iter().find(|n| n.port == port).unwrap();
     node.id.clone()
 }
@@ -482,14 +496,7 @@ async fn a_key_whose_slot_is_resharded_inside_the_cluster_waits_for_the_reshard(
         .find(|&&p| p != owner)
         .unwrap();
     let (owner_id, other_id) = (node_id(&cluster, owner), node_id(&cluster, other));
-    let setslot = |port: u16, args: &[&str]| {
-        let mut all = vec!["CLUSTER", "SETSLOT"];
-        let slot = slot.to_string();
-        all.push(&slot);
-        all.extend(args);
-        let out = common::redis_cli(common::load::node_addr(port), &all);
-        assert_eq!(out.trim(), "OK", "CLUSTER SETSLOT {args:?} on {port}");
-    };
+    let setslot = |port: u16, args: &[&str]| set_slot(port, slot, args);
     setslot(other, &["IMPORTING", &owner_id]);
     setslot(owner, &["MIGRATING", &other_id]);
 
