@@ -305,74 +305,58 @@ async fn a_request_for_a_big_key_the_mover_has_not_reached_copies_it_in_steps_fi
     );
 }
 
-/// A client that does not retry, using the big hash `key` while it moves: each round adds a
-/// field, reads it back and reads one of the 100 000 fields the hash was built with. Every
-/// error or wrong answer is kept; returns the fields added.
-async fn use_hash(
+/// A client that does not retry, using the big hash `hash` and the big list `list` while they
+/// move: each round adds a field to the hash and pushes an element to the list, reads both
+/// back, and reads one of the 100 000 fields and elements each was built with. Every error or
+/// wrong answer is kept; returns the rounds run.
+async fn use_big_keys(
     addr: std::net::SocketAddr,
-    key: String,
+    (hash, list): (String, String),
     stop: Arc<AtomicBool>,
 ) -> (u64, Vec<String>) {
     let mut c = common::client(addr).await;
     let (mut n, mut errors) = (0u64, Vec::new());
     while !stop.load(Ordering::SeqCst) {
         n += 1;
-        match c.hset::<_, _, _, u64>(&key, format!("new:{n}"), n).await {
-            Ok(1) => {}
-            other => errors.push(format!("HSET {key} new:{n}: {other:?}")),
-        }
-        match c.hget::<_, _, Option<u64>>(&key, format!("new:{n}")).await {
-            Ok(Some(v)) if v == n => {}
-            other => errors.push(format!("HGET {key} new:{n}: {other:?}")),
-        }
-        let i = (n * 7919) % 100_000 + 1;
-        match c.hget::<_, _, Option<String>>(&key, format!("f{i}")).await {
-            Ok(Some(v)) if v == format!("value-{i}") => {}
-            other => errors.push(format!("HGET {key} f{i}: {other:?}")),
-        }
-    }
-    (n, errors)
-}
-
-/// As [`use_hash`], on the big list `key`: each round pushes an element, reads it back at the
-/// tail and reads one of the 100 000 the list was built with; returns the elements pushed.
-async fn use_list(
-    addr: std::net::SocketAddr,
-    key: String,
-    stop: Arc<AtomicBool>,
-) -> (u64, Vec<String>) {
-    let mut c = common::client(addr).await;
-    let (mut n, mut errors) = (0u64, Vec::new());
-    while !stop.load(Ordering::SeqCst) {
-        n += 1;
-        match c.rpush::<_, _, u64>(&key, format!("extra-{n}")).await {
-            Ok(len) if len == 100_000 + n => {}
-            other => errors.push(format!("RPUSH {key}: {other:?}, wanted {}", 100_000 + n)),
-        }
-        match c.lindex::<_, Option<String>>(&key, -1).await {
-            Ok(Some(v)) if v == format!("extra-{n}") => {}
-            other => errors.push(format!("LINDEX {key} -1: {other:?}")),
-        }
         let i = (n * 7919) % 100_000;
-        match c.lindex::<_, Option<String>>(&key, i as isize).await {
-            Ok(Some(v)) if v == format!("element-{}", i + 1) => {}
-            other => errors.push(format!("LINDEX {key} {i}: {other:?}")),
+        let added = redis::pipe()
+            .hset(&hash, format!("new:{n}"), n)
+            .hget(&hash, format!("new:{n}"))
+            .hget(&hash, format!("f{}", i + 1))
+            .rpush(&list, format!("extra-{n}"))
+            .lindex(&list, -1)
+            .lindex(&list, i as isize)
+            .query_async::<(u64, u64, String, u64, String, String)>(&mut c)
+            .await;
+        let wanted = (
+            1,
+            n,
+            format!("value-{}", i + 1),
+            100_000 + n,
+            format!("extra-{n}"),
+            format!("element-{}", i + 1),
+        );
+        match added {
+            Ok(got) if got == wanted => {}
+            other => errors.push(format!("round {n}: {other:?}, wanted {wanted:?}")),
         }
     }
     (n, errors)
 }
 
 /// From the pools onto a Redis Cluster (issue 20, items 1+2), big keys move in bounded steps
-/// too, to the node owning each one's slot: a list and a hash of 100 000 elements that
-/// clients (which do not retry) read and write all through the move — their requests get
-/// them copied in steps first, then run on the cluster — and a hash of 100 000 fields nobody
-/// touches, which the mover copies in steps. The key names hold braces (the staging key must
+/// too, to the node owning each one's slot: a list and a hash of 100 000 elements that a
+/// client (which does not retry) reads and writes all through the move — its requests get
+/// them copied in steps first, then run on the cluster — beside clients of small keys, and a
+/// hash of 100 000 fields nobody touches, which the mover copies in steps. The key names hold braces (the staging key must
 /// share the key's slot all the same). No client error; every value arrives whole with its
 /// TTL; no staging key is left; the old server's slow log shows no command near one `DUMP` of
 /// a big hash (what a `MIGRATE` of it would serialise).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn big_keys_move_onto_a_cluster_in_bounded_steps_while_clients_use_them() {
-    use crate::to_cluster::{destination_cluster, slot_owners, start_onto, start_pools_proxy};
+    use crate::to_cluster::{
+        destination_cluster, slot_owners, start_onto, start_pools_proxy, until_cluster_mode,
+    };
     // Heavy (values of 100 000 elements) and timed on the source's slow log.
     let _serial = common::load::serial().await;
     let servers = common::standalone_servers(1);
@@ -414,41 +398,38 @@ async fn big_keys_move_onto_a_cluster_in_bounded_steps_while_clients_use_them() 
     let whole_us = log_all_after_one_dump(source, &quiet);
 
     let stop = Arc::new(AtomicBool::new(false));
-    let hash_user = tokio::spawn(use_hash(addr, hash.clone(), stop.clone()));
-    let list_user = tokio::spawn(use_list(addr, list.clone(), stop.clone()));
+    let user = tokio::spawn(use_big_keys(
+        addr,
+        (hash.clone(), list.clone()),
+        stop.clone(),
+    ));
+    // Beside it, clients (that do not retry either) writing and reading small keys.
+    let keys = (0..200).map(|i| format!("load:{i}")).collect();
+    let load = common::load::Load::start_with(addr, 4, keys, Default::default());
     let admin = proxy.admin_addr().unwrap().to_string();
     let answer = start_onto(&admin, &cluster, "start the move onto the cluster").await;
     assert!(answer.contains("\"ok\":true"), "{answer}");
-    let path = file.0.clone();
-    eventually(
-        "the move onto the cluster ends",
-        Duration::from_secs(120),
-        || {
-            let path = path.clone();
-            async move {
-                let pool_mode =
-                    slotgate::config::Config::load(&path).map_or(true, |c| c.is_pool_mode());
-                common::check(pool_mode, |pool| !pool)
-            }
-        },
-    )
-    .await;
+    until_cluster_mode(&file.0, Duration::from_secs(120)).await;
     let (stepped_us, command) = longest_logged(source);
     stop.store(true, Ordering::SeqCst);
-    let (fields_added, hash_errors) = hash_user.await.unwrap();
-    let (pushed, list_errors) = list_user.await.unwrap();
+    let (rounds, errors) = user.await.unwrap();
+    let report = load.stop().await;
+    report.assert_no_errors();
+    report.assert_progress();
+    common::load::verify_acked(addr, &report).await;
+    let (fields_added, pushed) = (rounds, rounds);
     let s = crate::fleet_migration::status(&admin).await;
     eprintln!(
         "old server blocked at most {stepped_us} µs ({command}) while moving; one DUMP of a \
          big hash {whole_us} µs; {fields_added} fields added, {pushed} elements pushed; {s}"
     );
     assert!(
-        hash_errors.is_empty() && list_errors.is_empty(),
-        "clients saw errors: {:?} {:?}",
-        &hash_errors[..hash_errors.len().min(5)],
-        &list_errors[..list_errors.len().min(5)]
+        errors.is_empty(),
+        "the client saw {} errors: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(5)]
     );
-    assert!(fields_added > 0 && pushed > 0, "the clients ran");
+    assert!(rounds > 0, "the client ran");
     assert_eq!(s["on_touch_failures"], 0, "{s}");
 
     // Each value is whole on the node owning its slot, the list's TTL kept; no staging key is
@@ -518,7 +499,8 @@ async fn big_keys_move_onto_a_cluster_in_bounded_steps_while_clients_use_them() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reshard_inside_the_cluster_during_a_copy_in_steps_leaves_the_key_on_its_pool() {
     use crate::to_cluster::{
-        destination_cluster, node_id, set_slot, slot_owners, start_onto, start_pools_proxy,
+        destination_cluster, owner_and_other, set_slot, start_onto, start_pools_proxy,
+        until_cluster_mode,
     };
     let _serial = common::load::serial().await;
     let servers = common::standalone_servers(1);
@@ -534,14 +516,7 @@ async fn a_reshard_inside_the_cluster_during_a_copy_in_steps_leaves_the_key_on_i
     let hash = "resharded:hash".to_string();
     build(&mut c, &[(&hash, HASH_100K)]).await;
     let slot = slotgate::slot::Slot::of(hash.as_bytes()).get();
-    let owners = slot_owners(cluster.master_ports()[0]).await;
-    let owner = owners[slot as usize];
-    let other = *cluster
-        .master_ports()
-        .iter()
-        .find(|&&p| p != owner)
-        .unwrap();
-    let (owner_id, other_id) = (node_id(&cluster, owner), node_id(&cluster, other));
+    let ((owner, owner_id), (other, other_id)) = owner_and_other(&cluster, slot).await;
     let (owner_addr, other_addr) = (
         common::load::node_addr(owner),
         common::load::node_addr(other),
@@ -639,15 +614,7 @@ async fn a_reshard_inside_the_cluster_during_a_copy_in_steps_leaves_the_key_on_i
         .unwrap()
         .expect("no error for the waiting request");
     assert_eq!(fields, 100_000);
-    eventually("the move ends", Duration::from_secs(60), || {
-        let path = file.0.clone();
-        async move {
-            let pool_mode =
-                slotgate::config::Config::load(&path).map_or(true, |c| c.is_pool_mode());
-            common::check(pool_mode, |pool| !pool)
-        }
-    })
-    .await;
+    until_cluster_mode(&file.0, Duration::from_secs(60)).await;
     let on_new_owner = common::redis_cli(other_addr, &["HLEN", &hash]);
     assert_eq!(
         on_new_owner.trim(),

@@ -184,6 +184,33 @@ pub(crate) fn set_slot(port: u16, slot: u16, args: &[&str]) {
     );
 }
 
+/// Wait (at most `within`) until the config file at `path` is a cluster-mode one: the move
+/// onto the cluster ended.
+pub(crate) async fn until_cluster_mode(path: &std::path::Path, within: Duration) {
+    eventually("the move onto the cluster ends", within, || async {
+        let pool_mode = Config::load(path).map_or(true, |c| c.is_pool_mode());
+        common::check(pool_mode, |pool| !pool)
+    })
+    .await;
+}
+
+/// The master owning `slot` now and another master, each as `(port, node id)`.
+pub(crate) async fn owner_and_other(
+    cluster: &LocalCluster,
+    slot: u16,
+) -> ((u16, String), (u16, String)) {
+    let owner = slot_owners(cluster.master_ports()[0]).await[slot as usize];
+    let other = *cluster
+        .master_ports()
+        .iter()
+        .find(|&&p| p != owner)
+        .unwrap();
+    (
+        (owner, node_id(cluster, owner)),
+        (other, node_id(cluster, other)),
+    )
+}
+
 /// The id of the cluster node at `port`.
 pub(crate) fn node_id(cluster: &LocalCluster, port: u16) -> String {
     let node = cluster.nodes().iter().find(|n| n.port == port).unwrap();
@@ -488,14 +515,7 @@ async fn a_key_whose_slot_is_resharded_inside_the_cluster_waits_for_the_reshard(
     // The slot of r:0 is being moved from its owner to another master, by hand.
     let key = "r:0";
     let slot = slotgate::slot::Slot::of(key.as_bytes()).get();
-    let owners = slot_owners(cluster.master_ports()[0]).await;
-    let owner = owners[slot as usize];
-    let other = *cluster
-        .master_ports()
-        .iter()
-        .find(|&&p| p != owner)
-        .unwrap();
-    let (owner_id, other_id) = (node_id(&cluster, owner), node_id(&cluster, other));
+    let ((owner, owner_id), (other, other_id)) = owner_and_other(&cluster, slot).await;
     let setslot = |port: u16, args: &[&str]| set_slot(port, slot, args);
     setslot(other, &["IMPORTING", &owner_id]);
     setslot(owner, &["MIGRATING", &other_id]);

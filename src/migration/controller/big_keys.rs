@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::mover::Tally;
 use super::Migrations;
 use crate::backend::dedicated::DedicatedConn;
 use crate::backend::Credentials;
@@ -47,31 +48,35 @@ pub(super) enum Stepped {
     Refused(Refusal),
 }
 
-/// What became of the big keys of a batch ([`Migrations::copy_big_ones`]).
-pub(super) struct BigKeys {
-    /// Big keys handled (copied, gone, refused …).
-    pub big: u64,
-    /// The batch's keys left for one `MIGRATE` (the small ones, and big ones of a kind that
-    /// moves whole), with their sizes.
-    pub rest: Vec<(Bytes, Size)>,
-    /// Big keys left on the source for now: refused by the cluster, or copied by the copier.
-    pub waiting: u64,
-    /// The move changed phase: the pass stops.
-    pub changed: bool,
-}
-
 /// How a pass copies big keys.
 pub(super) struct StepSettings {
+    /// Keys measured at this many bytes or more are copied in steps (0: none).
+    pub big_key_bytes: u64,
     /// Elements per step.
     pub step: u64,
     /// Each call's timeout.
     pub timeout: Duration,
 }
 
+impl StepSettings {
+    /// A pass's settings by `config`.
+    pub(super) fn of(config: &crate::config::Config) -> StepSettings {
+        StepSettings {
+            big_key_bytes: config.migration.big_key_bytes,
+            step: config.migration.big_key_step,
+            timeout: Duration::from_millis(
+                config.migration.timeout_ms + config.backend.request_timeout_ms,
+            ),
+        }
+    }
+}
+
 impl Migrations {
     /// Copy in steps the keys of `batch` that `sizes` (the source's `MEMORY USAGE` of each)
-    /// says are `big_key_bytes` or more (none when it is 0), from `source` to `dest`,
-    /// counting those moved; the others are left for one `MIGRATE`.
+    /// says are `settings.big_key_bytes` or more, from `source` to `dest`, counting them in
+    /// `tally` (found; waiting: left on the source for now, refused by the cluster or being
+    /// copied by the copier) and those moved in the progress. The others, left for one
+    /// `MIGRATE`, with their sizes; `None` when the move changed phase (the pass stops).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn copy_big_ones(
         &self,
@@ -82,20 +87,15 @@ impl Migrations {
         sizes: Vec<Size>,
         m: &SlotMove,
         settings: &StepSettings,
-        big_key_bytes: u64,
-    ) -> Result<BigKeys, String> {
-        let mut out = BigKeys {
-            big: 0,
-            rest: Vec::with_capacity(batch.len()),
-            waiting: 0,
-            changed: false,
-        };
+        tally: &mut Tally,
+    ) -> Result<Option<Vec<(Bytes, Size)>>, String> {
+        let mut rest = Vec::with_capacity(batch.len());
         for (key, size) in batch.iter().zip(sizes) {
-            if !size.at_least(big_key_bytes) {
-                out.rest.push((key.clone(), size));
+            if !size.at_least(settings.big_key_bytes) {
+                rest.push((key.clone(), size));
                 continue;
             }
-            out.big += 1;
+            tally.found += 1;
             match self
                 .move_in_steps(source, dest, db, key, m, settings)
                 .await?
@@ -107,21 +107,18 @@ impl Migrations {
                     };
                     self.count_background(m, 1, bytes);
                 }
-                Stepped::Whole => out.rest.push((key.clone(), size)),
+                Stepped::Whole => rest.push((key.clone(), size)),
                 Stepped::Gone => {}
-                Stepped::GaveUp if !self.still(m) => {
-                    out.changed = true;
-                    return Ok(out);
-                }
+                Stepped::GaveUp if !self.still(m) => return Ok(None),
                 // Copied by the copier right now: the next pass looks again.
-                Stepped::GaveUp => out.waiting += 1,
+                Stepped::GaveUp => tally.waiting += 1,
                 Stepped::Refused(refusal) => {
                     self.note_refusal(&refusal);
-                    out.waiting += 1;
+                    tally.waiting += 1;
                 }
             }
         }
-        Ok(out)
+        Ok(Some(rest))
     }
 
     /// A cluster node refused keys: on `MOVED`, the slot's new owner patched in the table and
@@ -333,12 +330,7 @@ impl Migrations {
             auth: dest_auth,
             conn: None,
         };
-        let settings = StepSettings {
-            step: config.migration.big_key_step,
-            timeout: Duration::from_millis(
-                config.migration.timeout_ms + config.backend.request_timeout_ms,
-            ),
-        };
+        let settings = StepSettings::of(&config);
         let moved = self
             .move_in_steps(&mut source, &mut dest, db, key, m, &settings)
             .await?;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::big_keys::{Destination, StepSettings};
-use super::mover::{call, KeyScan, Pace, Pass};
+use super::mover::{call, KeyScan, Pace, Pass, Tally};
 use super::Migrations;
 use crate::backend::dedicated::DedicatedConn;
 use crate::config::{Config, MoveState, SlotMove};
@@ -161,11 +161,8 @@ impl Migrations {
             });
         }
         let pace = Pace::new(settings.keys_per_second);
-        let (mut found, mut waiting) = (0u64, 0u64);
-        let steps = StepSettings {
-            step: settings.big_key_step,
-            timeout: call_timeout,
-        };
+        let mut tally = Tally::default();
+        let steps = StepSettings::of(config);
         // The cluster nodes big keys were copied to, each with its connection.
         let mut nodes: Vec<Destination> = Vec::new();
         for (source, conn) in &mut conns {
@@ -192,25 +189,14 @@ impl Migrations {
                     };
                     for batch in keys.chunks(settings.batch_keys) {
                         let sizes = measure::batch(conn, batch, call_timeout, source).await?;
-                        let big = self
-                            .copy_big_ones(
-                                conn,
-                                &mut nodes[node],
-                                0,
-                                batch,
-                                sizes,
-                                m,
-                                &steps,
-                                settings.big_key_bytes,
-                            )
-                            .await?;
-                        if big.changed {
+                        let dest_conn = &mut nodes[node];
+                        let rest = self
+                            .copy_big_ones(conn, dest_conn, 0, batch, sizes, m, &steps, &mut tally);
+                        let Some(rest) = rest.await? else {
                             return Ok(Pass::Changed);
-                        }
-                        found += big.big;
-                        waiting += big.waiting;
+                        };
                         let (batch, sizes): (Vec<Bytes>, Vec<measure::Size>) =
-                            big.rest.into_iter().unzip();
+                            rest.into_iter().unzip();
                         let held = measure::total(&sizes);
                         let Some(migrate) = touch::migrate_request(
                             &dest,
@@ -228,7 +214,7 @@ impl Migrations {
                         }
                         let reply = call(conn, &migrate, call_timeout, source).await?;
                         drop(batch_turn);
-                        found += batch.len() as u64;
+                        tally.found += batch.len() as u64;
                         match Outcome::of(reply.raw()) {
                             Outcome::Moved => self.count_background(m, held.keys, held.bytes),
                             Outcome::NoKey => {}
@@ -237,9 +223,9 @@ impl Migrations {
                                 Some(Refusal::Moved { slot, addr }) => {
                                     self.topology.patch_moved(slot, &addr);
                                     self.topology.request_refresh();
-                                    waiting += batch.len() as u64;
+                                    tally.waiting += batch.len() as u64;
                                 }
-                                Some(Refusal::Wait) => waiting += batch.len() as u64,
+                                Some(Refusal::Wait) => tally.waiting += batch.len() as u64,
                                 _ => {
                                     return Err(format!(
                                         "MIGRATE from {source} to {dest} failed: {e}"
@@ -247,13 +233,14 @@ impl Migrations {
                                 }
                             },
                         }
-                        pace.wait(found).await;
+                        pace.wait(tally.found).await;
                     }
                 }
             }
         }
         self.bump(m, |p| {
             p.passes += 1;
+            let waiting = tally.waiting;
             p.last_error = (waiting > 0).then(|| {
                 format!(
                     "{waiting} keys wait for their slot's reshard inside the cluster to end \
@@ -261,11 +248,7 @@ impl Migrations {
                 )
             });
         });
-        Ok(match (found, waiting) {
-            (0, _) => Pass::Empty,
-            (_, 0) => Pass::Moved,
-            _ => Pass::Waiting,
-        })
+        Ok(tally.pass())
     }
 
     /// `keys` grouped by the cluster node owning each one's slot now, with its credentials.
