@@ -35,7 +35,7 @@
 //! `RENAMENX` is not refused with `CROSSSLOT`, and a reshard inside the cluster moves the two
 //! together. A node that answers a step `MOVED`, `ASK`, `TRYAGAIN` or `CLUSTERDOWN` (the slot
 //! being resharded) ends the copy: nothing was put in place (a refused queued command aborts
-//! its `EXEC`), the key stays on the source, the staging key is dropped where it is (or, if
+//! its `EXEC`; an `EXEC` refused itself discards its transaction), the key stays on the source, the staging key is dropped where it is (or, if
 //! the reshard took it elsewhere, expires there); the mover tries again later.
 
 use bytes::{Bytes, BytesMut};
@@ -241,8 +241,9 @@ pub fn write(kind: Kind, staging: &[u8], items: &[Bytes]) -> Option<BytesMut> {
 
 /// The first error among the destination's replies to a transaction ([`write`],
 /// [`put_in_place`]): one a command got when queued (a cluster node's `MOVED 3999 …`, `ASK …`,
-/// `TRYAGAIN …` come first, before `EXECABORT`), else one inside the `EXEC`'s array. Without
-/// the leading `-`.
+/// `TRYAGAIN …` come first, before `EXECABORT`), or the `EXEC`'s own (a cluster node checks
+/// the slot of every queued command again then: `MOVED`/`ASK` if it moved since, the
+/// transaction discarded), else one inside the `EXEC`'s array. Without the leading `-`.
 pub fn first_error(replies: &[Frame]) -> Option<&[u8]> {
     fn error(frame: &Frame) -> Option<&[u8]> {
         match frame {
@@ -419,7 +420,7 @@ mod tests {
     }
 
     #[test]
-    fn a_transaction_s_first_error_is_the_refusal_of_a_queued_command() {
+    fn a_transaction_s_first_error_is_the_refusal_of_a_queued_command_or_of_exec() {
         let ok = Frame::Simple("OK".into());
         let queued = Frame::Simple("QUEUED".into());
         let done = Frame::Array(vec![Frame::Integer(3), Frame::Integer(1)]);
@@ -433,6 +434,12 @@ mod tests {
         assert_eq!(
             first_error(&refused),
             Some(&b"MOVED 3999 127.0.0.1:7002"[..])
+        );
+        let ask = Frame::Error("ASK 3999 127.0.0.1:7002".into());
+        let exec_refused = [ok.clone(), queued.clone(), queued.clone(), ask];
+        assert_eq!(
+            first_error(&exec_refused),
+            Some(&b"ASK 3999 127.0.0.1:7002"[..])
         );
         let failed_inside = Frame::Array(vec![Frame::Error("OOM no".into()), Frame::Integer(1)]);
         assert_eq!(

@@ -267,10 +267,9 @@ impl Migrations {
         };
         let put = stepped::put_in_place(staging, key, ttl);
         let replies = exchange(dest, &put, 4, timeout).await?;
-        if let Some(refusal) = replies.get(..3).and_then(|queued| {
-            // A command refused as it was queued aborts the EXEC: nothing was put in place.
-            stepped::first_error(queued).and_then(touch::refusal)
-        }) {
+        // A command refused as it was queued aborts the EXEC, and an EXEC whose slot moved
+        // since is refused itself: either way nothing was put in place.
+        if let Some(refusal) = stepped::first_error(&replies).and_then(touch::refusal) {
             return Ok(Stepped::Refused(refusal));
         }
         let exec = replies.into_iter().last().unwrap_or(Frame::Null);
