@@ -494,8 +494,8 @@ async fn big_keys_move_onto_a_cluster_in_bounded_steps_while_clients_use_them() 
 /// `redis-cli --cluster reshard` would. The owner answers the next step `ASK`: the copy ends
 /// with nothing put in place, the key whole on its pool, the mover says it waits, and the
 /// staging key left on the other node expires by itself (it has its TTL). A request for the
-/// key waits meanwhile (no error). Once the reshard of the slot ends, the key is copied in
-/// steps to the slot's new owner and the request reads it.
+/// key, and a transaction reading it, wait meanwhile (no error). Once the reshard of the slot
+/// ends, the key is copied in steps to the slot's new owner and both read it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reshard_inside_the_cluster_during_a_copy_in_steps_leaves_the_key_on_its_pool() {
     use crate::to_cluster::{
@@ -602,8 +602,23 @@ async fn a_reshard_inside_the_cluster_during_a_copy_in_steps_leaves_the_key_on_i
         let fields: redis::RedisResult<u64> = reader_conn.hlen(&key).await;
         fields
     });
+    // The same in a transaction (the dedicated-connection path).
+    let mut tx_conn = common::client(proxy.local_addr()).await;
+    let key = hash.clone();
+    let tx_reader = tokio::spawn(async move {
+        let fields: redis::RedisResult<(u64,)> = redis::pipe()
+            .atomic()
+            .hlen(&key)
+            .query_async(&mut tx_conn)
+            .await;
+        fields
+    });
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!reader.is_finished(), "the request waits for the reshard");
+    assert!(
+        !tx_reader.is_finished(),
+        "the transaction waits for the reshard"
+    );
 
     // The reshard of the slot ends: the key is copied in steps to its new owner.
     for port in cluster.master_ports() {
@@ -613,6 +628,11 @@ async fn a_reshard_inside_the_cluster_during_a_copy_in_steps_leaves_the_key_on_i
         .await
         .unwrap()
         .expect("no error for the waiting request");
+    assert_eq!(fields, 100_000);
+    let (fields,) = tx_reader
+        .await
+        .unwrap()
+        .expect("no error for the waiting transaction");
     assert_eq!(fields, 100_000);
     until_cluster_mode(&file.0, Duration::from_secs(60)).await;
     let on_new_owner = common::redis_cli(other_addr, &["HLEN", &hash]);
