@@ -187,7 +187,14 @@ pub enum Refusal {
 /// (`Target instance replied with error: MOVED …` / `ASK …` …); `None` for other errors.
 pub fn cluster_refusal(error: &str) -> Option<Refusal> {
     let rest = error.split_once("Target instance replied with error: ")?.1;
-    match Redirect::classify(rest.trim_end().as_bytes())? {
+    refusal(rest.trim_end().as_bytes())
+}
+
+/// What a cluster node's own error line (without `-`) means for keys sent to it: a
+/// [`Refusal`] for `MOVED`, `ASK`, `TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, `MASTERDOWN`; `None`
+/// for other errors.
+pub fn refusal(error: &[u8]) -> Option<Refusal> {
+    match Redirect::classify(error)? {
         Redirect::Moved { slot, addr } => Some(Refusal::Moved { slot, addr }),
         Redirect::Ask { .. }
         | Redirect::TryAgain
@@ -222,10 +229,11 @@ pub fn failure_reply(unit: u16, error: &str) -> Bytes {
 }
 
 /// The error a client gets when a key of its request was still being copied in steps when
-/// the request's deadline passed (`migration::stepped`): the request did not run.
+/// the request's deadline passed (`migration::stepped`; between pools, or from the pools
+/// onto a cluster): the request did not run.
 pub fn stepping_reply(unit: u16) -> Bytes {
     Bytes::from(format!(
-        "-TRYAGAIN slot {unit} is moving between pools and a key of the request is being copied in steps; try again\r\n"
+        "-TRYAGAIN slot {unit} is moving and a key of the request is being copied in steps; try again\r\n"
     ))
 }
 
@@ -347,6 +355,17 @@ mod tests {
             cluster_refusal("IOERR error or timeout reading to target instance"),
             None
         );
+        // A node's own reply to a step of a copy in steps.
+        assert!(matches!(
+            refusal(b"MOVED 3999 127.0.0.1:7002"),
+            Some(Refusal::Moved { slot, .. }) if slot.get() == 3999
+        ));
+        assert_eq!(refusal(b"ASK 3999 127.0.0.1:7002"), Some(Refusal::Wait));
+        assert_eq!(
+            refusal(b"CLUSTERDOWN The cluster is down"),
+            Some(Refusal::Wait)
+        );
+        assert_eq!(refusal(b"ERR wrong number of arguments"), None);
     }
 
     #[test]

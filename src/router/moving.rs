@@ -9,7 +9,9 @@
 //!                                             │ error        → the client gets TRYAGAIN + why
 //!  unit held (phase change) ──► retried after a short back-off through the then current table
 //!  keys moving from pools onto the cluster ──► MIGRATE … KEYS k… on each pool that placed a key
+//!                                             │ (size-guarded, as between pools)
 //!                                             │ all +OK / +NOKEY → the request to the slot's node
+//!                                             │ BIGKEY i         → copied in steps; held, retried
 //!                                             │ MOVED (target)   → slot patched, routed again
 //!                                             │ ASK / TRYAGAIN   → the slot is resharded inside
 //!                                             │                    the cluster: held, retried
@@ -67,18 +69,23 @@ struct AfterLegacy {
     done: Cell<bool>,
     /// The first failure's error line.
     failure: RefCell<Option<String>>,
+    /// The keys of each `MIGRATE` (its reply's place), to name a big one (`BIGKEY i`).
+    groups: Vec<Vec<Bytes>>,
+    /// The first key a pool found too big to move whole: copied in steps first.
+    big: RefCell<Option<Bytes>>,
 }
 
 impl Waiter for AfterLegacy {
-    fn deliver(&self, _place: u64, reply: Bytes, _answered: Option<(&Bytes, Instant)>) {
+    fn deliver(&self, place: u64, reply: Bytes, _answered: Option<(&Bytes, Instant)>) {
         match Outcome::of(&reply) {
             Outcome::Failed(error) => {
                 self.failure.borrow_mut().get_or_insert(error);
             }
-            Outcome::Big(_) => {
-                // Not asked for (no size guard onto a cluster).
-                let error = "unexpected BIGKEY reply".to_string();
-                self.failure.borrow_mut().get_or_insert(error);
+            Outcome::Big(i) => {
+                let key = self.groups.get(place as usize).and_then(|keys| keys.get(i));
+                if let Some(key) = key {
+                    self.big.borrow_mut().get_or_insert_with(|| key.clone());
+                }
             }
             Outcome::Moved => {
                 if let Some(router) = self.router.upgrade() {
@@ -218,25 +225,32 @@ impl Router {
         if let Some(key) = keys.first() {
             out.unit = table.placement().unit_of(key);
         }
+        let big_key_bytes = self.big_key_bytes(out.deadline, now);
+        if big_key_bytes > 0 && self.topology.stepped_copy().holds(out.db, &keys) {
+            // One of its keys is being copied in steps: a MIGRATE now would block its pool.
+            let error = touch::stepping_reply(out.unit.get());
+            return self.retry_later(out, error, now);
+        }
         let Some(shard) = table.shard_of(out.unit).and_then(|i| table.shards().get(i)) else {
             self.topology.request_refresh();
             let error = crate::backend::BackendError::SlotUnserved(out.unit.get()).to_reply();
             return self.hold_or_fail(out, error, now);
         };
         let dest = Arc::clone(&shard.master);
-        let groups = touch::by_pool(pools, &keys);
-        let migrates: Vec<(Arc<str>, Bytes)> = groups
-            .iter()
+        let mut groups = Vec::new();
+        let migrates: Vec<(Arc<str>, Bytes)> = touch::by_pool(pools, &keys)
+            .into_iter()
             .filter_map(|(pool, keys)| {
-                let source = &pools.shards().get(*pool)?.master;
+                let source = &pools.shards().get(pool)?.master;
                 let migrate = touch::migrate_request(
                     &dest,
                     shard.auth.as_deref(),
                     out.db,
                     self.migrate_timeout_ms,
-                    keys,
-                    0, // onto a cluster, big keys move whole
+                    &keys,
+                    big_key_bytes,
                 )?;
+                groups.push(keys);
                 Some((Arc::clone(source), migrate))
             })
             .collect();
@@ -254,6 +268,8 @@ impl Router {
             left: Cell::new(migrates.len()),
             done: Cell::new(false),
             failure: RefCell::new(None),
+            groups,
+            big: RefCell::new(None),
         });
         self.on_touch
             .legacy
@@ -262,8 +278,8 @@ impl Router {
             .or_default()
             .push_back(Rc::clone(&waiter));
         let mut steps = Vec::with_capacity(migrates.len());
-        for (source, migrate) in migrates {
-            let target = ReplyTarget::new(Rc::clone(&waiter) as Rc<dyn Waiter>, 0);
+        for (place, (source, migrate)) in migrates.into_iter().enumerate() {
+            let target = ReplyTarget::new(Rc::clone(&waiter) as Rc<dyn Waiter>, place as u64);
             let step = out.on_behalf(migrate, target, Arc::clone(&source));
             steps.push((source, step));
         }
@@ -297,8 +313,9 @@ impl Router {
             let out = next.out.borrow_mut().take();
             if let Some(out) = out {
                 let failure = next.failure.borrow_mut().take();
+                let big = next.big.borrow_mut().take();
                 // May route a request again (MOVED), which queues it anew: no borrow held.
-                self.after_legacy(out, &next.dest, failure);
+                self.after_legacy(out, &next.dest, failure, big);
             }
         }
     }
@@ -318,17 +335,33 @@ impl Router {
     }
 
     /// Every `MIGRATE` for `out` (keys moving onto the cluster, to `dest`) answered: run `out`
-    /// on its slot's owner; or, when the cluster refused the keys, route it again (MOVED: the
-    /// slot patched) or hold it while the slot is resharded (ASK, TRYAGAIN), within its
-    /// deadline; or fail it.
-    fn after_legacy(&self, mut out: Outbound, dest: &Arc<str>, failure: Option<String>) {
+    /// on its slot's owner; or, when a pool found `big` too big to move whole, ask for its
+    /// copy in steps and hold `out` meanwhile; or, when the cluster refused the keys, route it
+    /// again (MOVED: the slot patched) or hold it while the slot is resharded (ASK,
+    /// TRYAGAIN), within its deadline; or fail it.
+    fn after_legacy(
+        &self,
+        mut out: Outbound,
+        dest: &Arc<str>,
+        failure: Option<String>,
+        big: Option<Bytes>,
+    ) {
         let left = self.on_touch.in_flight.get().saturating_sub(1);
         self.on_touch.in_flight.set(left);
         if !self.on_touch.busy() {
             self.on_touch.idle.raise();
         }
         let now = Instant::now();
+        let stepping = big.is_some();
+        if let Some(key) = big {
+            self.topology.stepped_copy().want(out.db, key);
+        }
         let Some(error) = failure else {
+            if stepping {
+                // Nothing of that pool moved: retried once the copy in steps is done.
+                let error = touch::stepping_reply(out.unit.get());
+                return self.retry_later(out, error, now);
+            }
             // The slot's owner now (the table may have changed since the MIGRATEs were sent:
             // a reshard inside the cluster), so a client's requests reach it in order.
             return self.send_to_unit(&self.table(), out, now);
@@ -483,7 +516,9 @@ impl Router {
                 }
                 Some(MoveRoute::Legacy) => {
                     drop(table);
-                    return self.move_legacy_keys_first(unit, payload, db).await;
+                    return self
+                        .move_legacy_keys_first(unit, payload, db, deadline)
+                        .await;
                 }
                 Some(MoveRoute::From(source)) => {
                     let shards = table.shards();
@@ -535,14 +570,20 @@ impl Router {
     /// [`Router::move_keys_first`] while keys move from pools onto the cluster: one `MIGRATE`
     /// on each pool that placed one of the keys, to the node of `unit` (on connections of
     /// their own, one after the other). A cluster refusal is `Held` (MOVED: the slot patched
-    /// first), so the request tries again within its deadline.
+    /// first), so the request tries again within its deadline; so is a key too big to move
+    /// whole (`BIGKEY`), once its copy in steps is asked for.
     async fn move_legacy_keys_first(
         &self,
         unit: Unit,
         payload: &[u8],
         db: u32,
+        deadline: Instant,
     ) -> Result<(), NotYet> {
         let keys = touch::keys_of(payload, self.custom);
+        let big_key_bytes = self.big_key_bytes(deadline, Instant::now());
+        if big_key_bytes > 0 && self.topology.stepped_copy().holds(db, &keys) {
+            return Err(NotYet::Held(touch::stepping_reply(unit.get())));
+        }
         let (groups, dest, dest_auth) = {
             let table = self.table();
             let (Some(pools), Some(shard)) = (
@@ -566,7 +607,7 @@ impl Router {
                 db,
                 self.migrate_timeout_ms,
                 &keys,
-                0, // onto a cluster, big keys move whole
+                big_key_bytes,
             ) else {
                 continue;
             };
@@ -577,7 +618,12 @@ impl Router {
                     continue;
                 }
                 Ok(Outcome::NoKey) => continue,
-                Ok(Outcome::Big(_)) => "unexpected BIGKEY reply".to_string(),
+                Ok(Outcome::Big(i)) => {
+                    if let Some(key) = keys.get(i) {
+                        self.topology.stepped_copy().want(db, key.clone());
+                    }
+                    return Err(NotYet::Held(touch::stepping_reply(unit.get())));
+                }
                 Ok(Outcome::Failed(error)) => error,
                 // No reply in time (the source busy, or gone): tried again within the deadline.
                 Err(error) => {

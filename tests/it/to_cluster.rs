@@ -48,7 +48,7 @@ fn ketama_config(servers: &[slotgate::local_redis::RedisServer]) -> Config {
 
 /// The destination: a throwaway Redis Cluster of three masters, no replica, that asks for
 /// `password` if given.
-fn destination_cluster(password: Option<&str>) -> LocalCluster {
+pub(crate) fn destination_cluster(password: Option<&str>) -> LocalCluster {
     LocalCluster::start(ClusterOptions {
         replicas_per_master: 0,
         password: password.map(String::from),
@@ -59,7 +59,7 @@ fn destination_cluster(password: Option<&str>) -> LocalCluster {
 
 /// Start the move onto `cluster` through the admin listener `admin`; its answer (`why`: what
 /// the test expects of it, should it fail).
-async fn start_onto(admin: &str, cluster: &LocalCluster, why: &str) -> String {
+pub(crate) async fn start_onto(admin: &str, cluster: &LocalCluster, why: &str) -> String {
     let seeds = cluster.seeds().join(",");
     let path = format!("/migrations/start?to_cluster={seeds}");
     slotgate::admin::client::request(admin, hyper::Method::POST, &path)
@@ -70,7 +70,7 @@ async fn start_onto(admin: &str, cluster: &LocalCluster, why: &str) -> String {
 /// slotgate in pool mode over `servers` (ketama as nutcracker places keys), with an admin
 /// listener, its config `tweak`ed, then written to a file (`name`) it rewrites at each phase
 /// change.
-fn start_pools_proxy(
+pub(crate) fn start_pools_proxy(
     servers: &[slotgate::local_redis::RedisServer],
     name: &str,
     tweak: impl FnOnce(&mut Config),
@@ -171,7 +171,48 @@ async fn mixed_client(
     (ops, errors)
 }
 
-fn node_id(cluster: &LocalCluster, port: u16) -> String {
+/// `CLUSTER SETSLOT slot args…` on the node at `port`, which must answer `OK`.
+pub(crate) fn set_slot(port: u16, slot: u16, args: &[&str]) {
+    let slot = slot.to_string();
+    let mut all = vec!["CLUSTER", "SETSLOT", &slot];
+    all.extend(args);
+    let out = common::redis_cli(common::load::node_addr(port), &all);
+    assert_eq!(
+        out.trim(),
+        "OK",
+        "CLUSTER SETSLOT {slot} {args:?} on {port}"
+    );
+}
+
+/// Wait (at most `within`) until the config file at `path` is a cluster-mode one: the move
+/// onto the cluster ended.
+pub(crate) async fn until_cluster_mode(path: &std::path::Path, within: Duration) {
+    eventually("the move onto the cluster ends", within, || async {
+        let pool_mode = Config::load(path).map_or(true, |c| c.is_pool_mode());
+        common::check(pool_mode, |pool| !pool)
+    })
+    .await;
+}
+
+/// The master owning `slot` now and another master, each as `(port, node id)`.
+pub(crate) async fn owner_and_other(
+    cluster: &LocalCluster,
+    slot: u16,
+) -> ((u16, String), (u16, String)) {
+    let owner = slot_owners(cluster.master_ports()[0]).await[slot as usize];
+    let other = *cluster
+        .master_ports()
+        .iter()
+        .find(|&&p| p != owner)
+        .unwrap();
+    (
+        (owner, node_id(cluster, owner)),
+        (other, node_id(cluster, other)),
+    )
+}
+
+/// The id of the cluster node at `port`.
+pub(crate) fn node_id(cluster: &LocalCluster, port: u16) -> String {
     let node = cluster.nodes().iter().find(|n| n.port == port).unwrap();
     node.id.clone()
 }
@@ -424,7 +465,7 @@ async fn keys_written_through_nutcracker_move_onto_a_cluster_under_load() {
 }
 
 /// The port of the master owning each slot now, as the node at `port` says (`CLUSTER SLOTS`).
-async fn slot_owners(port: u16) -> Vec<u16> {
+pub(crate) async fn slot_owners(port: u16) -> Vec<u16> {
     let mut node = common::load::node(port).await;
     let ranges: Vec<(u16, u16, (String, u16))> = redis::cmd("CLUSTER")
         .arg("SLOTS")
@@ -474,22 +515,8 @@ async fn a_key_whose_slot_is_resharded_inside_the_cluster_waits_for_the_reshard(
     // The slot of r:0 is being moved from its owner to another master, by hand.
     let key = "r:0";
     let slot = slotgate::slot::Slot::of(key.as_bytes()).get();
-    let owners = slot_owners(cluster.master_ports()[0]).await;
-    let owner = owners[slot as usize];
-    let other = *cluster
-        .master_ports()
-        .iter()
-        .find(|&&p| p != owner)
-        .unwrap();
-    let (owner_id, other_id) = (node_id(&cluster, owner), node_id(&cluster, other));
-    let setslot = |port: u16, args: &[&str]| {
-        let mut all = vec!["CLUSTER", "SETSLOT"];
-        let slot = slot.to_string();
-        all.push(&slot);
-        all.extend(args);
-        let out = common::redis_cli(common::load::node_addr(port), &all);
-        assert_eq!(out.trim(), "OK", "CLUSTER SETSLOT {args:?} on {port}");
-    };
+    let ((owner, owner_id), (other, other_id)) = owner_and_other(&cluster, slot).await;
+    let setslot = |port: u16, args: &[&str]| set_slot(port, slot, args);
     setslot(other, &["IMPORTING", &owner_id]);
     setslot(owner, &["MIGRATING", &other_id]);
 

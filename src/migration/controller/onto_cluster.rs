@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::mover::{call, KeyScan, Pace, Pass};
+use super::big_keys::{Destination, StepSettings};
+use super::mover::{call, KeyScan, Pace, Pass, Tally};
 use super::Migrations;
 use crate::backend::dedicated::DedicatedConn;
 use crate::config::{Config, MoveState, SlotMove};
@@ -27,6 +28,9 @@ type NodeKeys = (
     Option<Arc<crate::backend::Credentials>>,
     Vec<Bytes>,
 );
+
+/// A node's address and credentials.
+type NodeAuth = (Arc<str>, Option<Arc<crate::backend::Credentials>>);
 
 /// The move onto the cluster as one entry of the moves (status, INFO, `/metrics`, progress):
 /// every slot, from the pools to the cluster.
@@ -104,9 +108,10 @@ impl Migrations {
     }
 
     /// One pass of the mover over every pool: each key found is moved to the cluster node
-    /// owning its slot, in batches per node. Keys the cluster refuses for a while (their slot
-    /// being resharded inside it: `ASK`; an owner that changed: `MOVED`, the table patched)
-    /// are left for the next pass.
+    /// owning its slot, in batches per node; big keys (`migration.big_key_bytes`) are copied
+    /// there in steps. Keys the cluster refuses for a while (their slot being resharded
+    /// inside it: `ASK`; an owner that changed: `MOVED`, the table patched) are left for the
+    /// next pass.
     pub(super) async fn pass_onto_cluster(
         &self,
         config: &Config,
@@ -156,7 +161,10 @@ impl Migrations {
             });
         }
         let pace = Pace::new(settings.keys_per_second);
-        let (mut found, mut waiting) = (0u64, 0u64);
+        let mut tally = Tally::default();
+        let steps = StepSettings::of(config);
+        // The cluster nodes big keys were copied to, each with its connection.
+        let mut nodes: Vec<Destination> = Vec::new();
         for (source, conn) in &mut conns {
             let mut scan = KeyScan::new(settings.scan_count);
             loop {
@@ -168,27 +176,45 @@ impl Migrations {
                 };
                 self.bump(m, |p| p.scanned += keys.len() as u64);
                 for (dest, auth, keys) in self.by_node(keys) {
+                    let node = match nodes.iter().position(|d| d.addr == dest) {
+                        Some(i) => i,
+                        None => {
+                            nodes.push(Destination {
+                                addr: Arc::clone(&dest),
+                                auth: auth.clone(),
+                                conn: None,
+                            });
+                            nodes.len() - 1
+                        }
+                    };
                     for batch in keys.chunks(settings.batch_keys) {
+                        let sizes = measure::batch(conn, batch, call_timeout, source).await?;
+                        let dest_conn = &mut nodes[node];
+                        let rest = self
+                            .copy_big_ones(conn, dest_conn, 0, batch, sizes, m, &steps, &mut tally);
+                        let Some(rest) = rest.await? else {
+                            return Ok(Pass::Changed);
+                        };
+                        let (batch, sizes): (Vec<Bytes>, Vec<measure::Size>) =
+                            rest.into_iter().unzip();
+                        let held = measure::total(&sizes);
                         let Some(migrate) = touch::migrate_request(
                             &dest,
                             auth.as_deref(),
                             0,
                             settings.timeout_ms,
-                            batch,
-                            0, // onto a cluster, big keys move whole
+                            &batch,
+                            0, // measured above: the big ones were copied in steps
                         ) else {
                             continue;
                         };
-                        let held = measure::total(
-                            &measure::batch(conn, batch, call_timeout, source).await?,
-                        );
                         let batch_turn = self.batch.lock().await;
                         if !self.still(m) {
                             return Ok(Pass::Changed);
                         }
                         let reply = call(conn, &migrate, call_timeout, source).await?;
                         drop(batch_turn);
-                        found += batch.len() as u64;
+                        tally.found += batch.len() as u64;
                         match Outcome::of(reply.raw()) {
                             Outcome::Moved => self.count_background(m, held.keys, held.bytes),
                             Outcome::NoKey => {}
@@ -197,9 +223,9 @@ impl Migrations {
                                 Some(Refusal::Moved { slot, addr }) => {
                                     self.topology.patch_moved(slot, &addr);
                                     self.topology.request_refresh();
-                                    waiting += batch.len() as u64;
+                                    tally.waiting += batch.len() as u64;
                                 }
-                                Some(Refusal::Wait) => waiting += batch.len() as u64,
+                                Some(Refusal::Wait) => tally.waiting += batch.len() as u64,
                                 _ => {
                                     return Err(format!(
                                         "MIGRATE from {source} to {dest} failed: {e}"
@@ -207,22 +233,22 @@ impl Migrations {
                                 }
                             },
                         }
-                        pace.wait(found).await;
+                        pace.wait(tally.found).await;
                     }
                 }
             }
         }
         self.bump(m, |p| {
             p.passes += 1;
+            let waiting = tally.waiting;
             p.last_error = (waiting > 0).then(|| {
-                format!("{waiting} keys wait for their slot's reshard inside the cluster to end")
+                format!(
+                    "{waiting} keys wait for their slot's reshard inside the cluster to end \
+                     (or for their copy in steps under way)"
+                )
             });
         });
-        Ok(match (found, waiting) {
-            (0, _) => Pass::Empty,
-            (_, 0) => Pass::Moved,
-            _ => Pass::Waiting,
-        })
+        Ok(tally.pass())
     }
 
     /// `keys` grouped by the cluster node owning each one's slot now, with its credentials.
@@ -240,6 +266,24 @@ impl Migrations {
             }
         }
         out
+    }
+
+    /// Where a key a request met, too big to move whole, is copied from and to while keys
+    /// move onto the cluster: the pool that placed it and the node owning its slot now (each
+    /// address with its credentials). `None` once the move ended.
+    pub(super) fn onto_cluster_ends(&self, key: &Bytes) -> Option<(NodeAuth, NodeAuth)> {
+        let table = self.topology.table();
+        let pools = table.legacy_pools()?;
+        let (pool, _) = touch::by_pool(pools, std::slice::from_ref(key))
+            .into_iter()
+            .next()?;
+        let source = pools.shards().get(pool)?;
+        let unit = table.placement().unit_of(key);
+        let dest = table.shard_of(unit).and_then(|i| table.shards().get(i))?;
+        Some((
+            (Arc::clone(&source.master), source.auth.clone()),
+            (Arc::clone(&dest.master), dest.auth.clone()),
+        ))
     }
 
     /// The pools hold no key: serve in plain cluster mode from now on (the file becomes a
