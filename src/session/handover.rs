@@ -49,6 +49,7 @@ pub(crate) async fn serve_tcp(
         std::os::fd::AsRawFd::as_raw_fd(&stream),
         std::sync::Arc::clone(session.worker.proxy()),
         session.worker.index(),
+        session.slow_logger(),
     );
     let mut rbuf = BytesMut::with_capacity(BUFFER_SIZE);
     if let Some(adopted) = adopted {

@@ -6,17 +6,24 @@
 //!
 //! The session arms it each time it parks (its write buffer empty, every ready reply written,
 //! reading allowed: see `Session::run`) and disarms it when it runs again, so a reply written
-//! here never overtakes one the session is writing. Anything unusual goes back to the session:
-//! a reply that would block, a partial write's rest, a slow request to log, a write error.
+//! here never overtakes one the session is writing. A slow request is logged here first, as
+//! the session would before writing its reply. Anything unusual goes back to the session: a
+//! reply that would block, a partial write's rest, a write error.
 
 use std::cell::Cell;
 use std::os::fd::RawFd;
 use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
 
 use crate::stats::{ProxyStats, WorkerStats};
 
 /// The most replies written in one system call here; more go through the session.
 pub(super) const MAX_REPLIES: usize = 32;
+
+/// Logs one of the session's slow requests (how long it took, its bytes) in the slow log.
+pub type SlowLogger = Box<dyn Fn(Duration, &Bytes)>;
 
 /// A plaintext client's socket, for writing replies to it from the task that received them.
 pub(super) struct DirectWrite {
@@ -28,6 +35,8 @@ pub(super) struct DirectWrite {
     /// The proxy's statistics, and the index of the worker counted.
     stats: Arc<ProxyStats>,
     worker: usize,
+    /// Logs the session's slow requests.
+    log_slow: SlowLogger,
 }
 
 impl std::fmt::Debug for DirectWrite {
@@ -40,14 +49,26 @@ impl std::fmt::Debug for DirectWrite {
 }
 
 impl DirectWrite {
-    /// Writes to `fd`, counted as worker `worker`'s in `stats`; disarmed.
-    pub(super) fn new(fd: RawFd, stats: Arc<ProxyStats>, worker: usize) -> DirectWrite {
+    /// Writes to `fd`, counted as worker `worker`'s in `stats`, slow requests logged by
+    /// `log_slow`; disarmed.
+    pub(super) fn new(
+        fd: RawFd,
+        stats: Arc<ProxyStats>,
+        worker: usize,
+        log_slow: SlowLogger,
+    ) -> DirectWrite {
         DirectWrite {
             fd,
             armed: Cell::new(false),
             stats,
             worker,
+            log_slow,
         }
+    }
+
+    /// Log a slow request of the session.
+    pub(super) fn log_slow(&self, took: Duration, request: &Bytes) {
+        (self.log_slow)(took, request);
     }
 
     /// Whether the session is parked and replies may be written here.

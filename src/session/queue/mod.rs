@@ -47,6 +47,7 @@ mod names;
 mod output;
 mod slow;
 
+pub use direct::SlowLogger;
 pub use names::Expect;
 
 /// Replies of one session, in request order. Shared (`Rc`) with the backend connections that
@@ -228,9 +229,11 @@ impl ReplyQueue {
         let Some(direct) = self.direct.get().filter(|d| d.armed()) else {
             return false;
         };
-        // A slow request is logged by the session before its reply is written.
+        // Slow requests are in the slow log before their replies reach the client.
         if self.slow.any_kept() {
-            return false;
+            for (took, request) in self.slow.take() {
+                direct.log_slow(took, &request);
+            }
         }
         let mut places = self.places.borrow_mut();
         if places.is_empty() || places.len() > direct::MAX_REPLIES {
@@ -282,14 +285,18 @@ impl ReplyQueue {
 
     /// Let replies be written to the client's socket `fd` by the task that receives them
     /// while the session is parked ([`ReplyQueue::arm_direct`]); for plaintext TCP clients.
-    /// Counted as worker `worker`'s in `stats`.
+    /// Counted as worker `worker`'s in `stats`; slow requests answered there logged by
+    /// `log_slow` before their replies are written.
     pub fn write_directly_to(
         &self,
         fd: std::os::fd::RawFd,
         stats: Arc<crate::stats::ProxyStats>,
         worker: usize,
+        log_slow: SlowLogger,
     ) {
-        let _ = self.direct.set(direct::DirectWrite::new(fd, stats, worker));
+        let _ = self
+            .direct
+            .set(direct::DirectWrite::new(fd, stats, worker, log_slow));
     }
 
     /// The session parks with nothing of its own to write and may read (`true`), or runs

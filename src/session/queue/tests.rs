@@ -321,7 +321,18 @@ fn direct_queue() -> (
         1,
         "127.0.0.1:0".parse().expect("addr"),
     ));
-    q.write_directly_to(std::os::fd::AsRawFd::as_raw_fd(&ours), stats, 0);
+    let logged = Rc::downgrade(&q);
+    q.write_directly_to(
+        std::os::fd::AsRawFd::as_raw_fd(&ours),
+        stats,
+        0,
+        Box::new(move |_took, request| {
+            // Logged while the reply is still owed: the client cannot have it yet.
+            let owed = logged.upgrade().map_or(0, |q| q.outstanding());
+            assert_eq!(owed, 1, "{request:?} logged after its reply");
+            LOGGED.with(|l| l.borrow_mut().push(request.clone()));
+        }),
+    );
     (q, ours, theirs)
 }
 
@@ -400,19 +411,22 @@ fn a_reply_the_socket_cannot_take_whole_leaves_its_rest_to_the_session() {
     assert_eq!(q.unwritten(), rest[0].len(), "only the rest is unwritten");
 }
 
+thread_local! {
+    /// The requests the direct writer's slow logger was given, on this test's thread.
+    static LOGGED: RefCell<Vec<Bytes>> = const { RefCell::new(Vec::new()) };
+}
+
 #[test]
-fn a_slow_reply_wakes_the_session_to_log_it_first() {
+fn a_slow_request_is_logged_before_its_reply_is_written_where_it_arrives() {
     let (q, _ours, mut theirs) = direct_queue();
     q.set_slow_threshold(Some(std::time::Duration::ZERO));
     q.set_read_at(Instant::now());
     q.arm_direct(true);
     let a = q.reserve();
-    a.answer(
-        Bytes::from_static(b"+ok\r\n"),
-        &Bytes::from_static(b"*1\r\n$4\r\nPING\r\n"),
-        Instant::now(),
-    );
-    assert!(woken(&q));
-    assert!(received(&mut theirs).is_empty());
-    assert!(q.kept_slow());
+    let ping = Bytes::from_static(b"*1\r\n$4\r\nPING\r\n");
+    a.answer(Bytes::from_static(b"+PONG\r\n"), &ping, Instant::now());
+    assert_eq!(LOGGED.with(|l| l.borrow().clone()), [ping]);
+    assert!(!q.kept_slow(), "logged, nothing left for the session");
+    assert!(!woken(&q));
+    assert_eq!(received(&mut theirs), b"+PONG\r\n");
 }
