@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 use crate::stats::{ProxyStats, WorkerStats};
 
@@ -92,23 +93,27 @@ impl DirectWrite {
     /// Write `replies` in one non-blocking system call: the bytes written (maybe fewer than
     /// all), or `None` when none could be (the socket's buffer is full, or it failed: the
     /// session finds out on its own write).
-    pub(super) fn write(&self, replies: &[&[u8]]) -> Option<usize> {
-        let mut iov = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; MAX_REPLIES];
-        let count = replies.len().min(MAX_REPLIES);
-        for (slot, reply) in iov.iter_mut().zip(replies) {
-            slot.iov_base = reply.as_ptr() as *mut libc::c_void;
-            slot.iov_len = reply.len();
-        }
-        // SAFETY: an all-zero msghdr is valid (no name, no control data); `iov` lives across
-        // the call and its first `count` entries point into `replies`, which outlive it.
+    pub(super) fn write<'a>(&self, replies: impl Iterator<Item = &'a [u8]>) -> Option<usize> {
+        let mut iov: SmallVec<[libc::iovec; 16]> = replies
+            .take(MAX_REPLIES)
+            .map(|reply| libc::iovec {
+                iov_base: reply.as_ptr() as *mut libc::c_void,
+                iov_len: reply.len(),
+            })
+            .collect();
+        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        // SAFETY: every iovec points into a reply borrowed for the call; for one reply that is
+        // `send` of its bytes; an all-zero msghdr is valid (no name, no control data).
         let written = unsafe {
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = iov.as_mut_ptr();
-            msg.msg_iovlen = count as _;
-            libc::sendmsg(self.fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+            match &iov[..] {
+                [one] => libc::send(self.fd, one.iov_base, one.iov_len, flags),
+                _ => {
+                    let mut msg: libc::msghdr = std::mem::zeroed();
+                    msg.msg_iov = iov.as_mut_ptr();
+                    msg.msg_iovlen = iov.len() as _;
+                    libc::sendmsg(self.fd, &msg, flags)
+                }
+            }
         };
         usize::try_from(written).ok().filter(|&n| n > 0)
     }

@@ -31,7 +31,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use smallvec::SmallVec;
 use tokio::time::Instant;
 
 pub use crate::backend::reply::ReplyTarget;
@@ -239,13 +238,11 @@ impl ReplyQueue {
         if places.is_empty() || places.len() > direct::MAX_REPLIES {
             return false;
         }
-        let written = {
-            let replies: SmallVec<[&[u8]; direct::MAX_REPLIES]> = places
+        let written = direct.write(
+            places
                 .iter()
-                .map(|place| place.reply.as_deref().unwrap_or_default())
-                .collect();
-            direct.write(&replies)
-        };
+                .map(|place| place.reply.as_deref().unwrap_or_default()),
+        );
         let Some(mut written) = written else {
             return false;
         };
