@@ -1,11 +1,13 @@
 //! Keys moving from the pools (Twemproxy's ketama placement, or a slot map) onto a Redis
-//! Cluster (`migration.to_cluster`): its phase changes (start, pause, resume; the end, which
-//! leaves a cluster-mode configuration) and the background mover's pass over every pool.
+//! Cluster (`migration.to_cluster`): its phase changes (start, pause, resume, abort; the end,
+//! which leaves a cluster-mode configuration, or the abort's, which leaves the pool-mode one)
+//! and the background mover's pass over every pool — or, aborting, over every cluster master.
 //!
 //! The same controller as moves between pools: each phase change holds, settles, persists and
 //! installs (`Migrations::change`), on every instance of a fleet. While the move is in force
 //! the table is the cluster's with every slot moving from the pools (`topology::Moving`):
-//! requests move the keys they touch first (`router::moving`).
+//! requests move the keys they touch first (`router::moving`). While it is aborted, the table
+//! is the pools' with every unit moving back from the cluster, the same way round.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +22,7 @@ use crate::migration::measure;
 use crate::migration::touch::{self, Outcome, Refusal};
 use crate::resp::Request;
 use crate::slot::SLOT_COUNT;
+use crate::topology::{SlotTable, Toward};
 
 /// A cluster node's address and credentials, and keys to move there.
 type NodeKeys = (
@@ -27,6 +30,38 @@ type NodeKeys = (
     Option<Arc<crate::backend::Credentials>>,
     Vec<Bytes>,
 );
+
+/// Which table a configuration routes by, for [`stages_cluster`].
+#[derive(PartialEq, Eq)]
+enum Routing {
+    /// The pools' (pool mode, no move onto a cluster).
+    Pools,
+    /// The cluster's: cluster mode, or keys moving onto it.
+    Cluster,
+    /// The pools', with the cluster's beside it: the move onto it aborted.
+    Back,
+}
+
+fn routing(config: &Config) -> Routing {
+    match config.migration.to_cluster {
+        Some(MoveState::Aborting) => Routing::Back,
+        Some(_) => Routing::Cluster,
+        None if config.is_pool_mode() => Routing::Pools,
+        None => Routing::Cluster,
+    }
+}
+
+/// True when going from `current` to `next` needs the cluster's table first
+/// (`Topology::stage_cluster`): the move onto it starts (or an instance adopts it, or its end,
+/// from its fleet), or turns back (an abort: the cluster's table is then the side keys move
+/// back from).
+pub(super) fn stages_cluster(current: &Config, next: &Config) -> bool {
+    match (routing(current), routing(next)) {
+        (Routing::Pools | Routing::Back, Routing::Cluster) => true,
+        (now, Routing::Back) => now != Routing::Back,
+        _ => false,
+    }
+}
 
 /// The move onto the cluster as one entry of the moves (status, INFO, `/metrics`, progress):
 /// every slot, from the pools to the cluster.
@@ -79,26 +114,35 @@ impl Migrations {
         Ok(why)
     }
 
-    /// Pause (`Paused`: only touched keys move) or resume (`Moving`) the move onto the
-    /// cluster. It cannot be aborted: pausing keeps every key readable where it is.
+    /// Pause (`Paused`: only touched keys move), resume (`Moving`) or abort (`Aborting`:
+    /// every key moves back onto the pools, then the move is dropped) the move onto the
+    /// cluster. An abort is final, as for moves between pools: the move starts again after it.
     pub(super) async fn set_to_cluster_state(&self, state: MoveState) -> Result<String, String> {
         let mut next = self.reloader.config();
         let current = next.migration.to_cluster;
         match (current, state) {
-            (_, MoveState::Aborting) => {
-                return Err("a move onto a cluster is not aborted: `slotgate migrate pause` stops the mover, and every key stays readable (docs/FROM-TWEMPROXY.md)".into())
-            }
             (Some(now), wanted) if now == wanted => {
                 return Err(format!("the move onto the cluster is already {}", now.name()))
+            }
+            (Some(MoveState::Aborting), wanted) => {
+                return Err(format!(
+                    "the move onto the cluster is being aborted and cannot become {}: an abort is final; when it is done (slotgate migrate status shows no move), start the move again (slotgate migrate start --to-cluster SEEDS)",
+                    wanted.name()
+                ))
             }
             (None, _) => return Err("no move onto a cluster is in force".into()),
             _ => {}
         }
         next.migration.to_cluster = Some(state);
-        let why = format!(
-            "keys moving from the pools onto the cluster now {}",
-            state.name()
-        );
+        let why = match state {
+            MoveState::Aborting => {
+                "keys moving from the pools onto the cluster now aborting: every key moves back onto the pools".to_string()
+            }
+            _ => format!(
+                "keys moving from the pools onto the cluster now {}",
+                state.name()
+            ),
+        };
         self.change(next, &why).await?;
         Ok(why)
     }
@@ -106,13 +150,21 @@ impl Migrations {
     /// One pass of the mover over every pool: each key found is moved to the cluster node
     /// owning its slot, in batches per node. Keys the cluster refuses for a while (their slot
     /// being resharded inside it: `ASK`; an owner that changed: `MOVED`, the table patched)
-    /// are left for the next pass.
+    /// are left for the next pass. Aborting, the same pass the other way round: over every
+    /// cluster master, each key moved back to the pool the placement names, in batches per
+    /// pool and slot (a cluster node's `MIGRATE` names keys of one slot); the pass finds the
+    /// cluster empty only if its masters then count no key either.
     pub(super) async fn pass_onto_cluster(
         &self,
         config: &Config,
         m: &SlotMove,
     ) -> Result<Pass, String> {
-        let Some(pools) = self.topology.table().legacy_pools().cloned() else {
+        let Some((toward, sources)) = self
+            .topology
+            .table()
+            .other_side()
+            .map(|(toward, source)| (toward, Arc::clone(source)))
+        else {
             return Ok(Pass::Changed);
         };
         let settings = &config.migration;
@@ -120,36 +172,22 @@ impl Migrations {
         let call_timeout =
             Duration::from_millis(settings.timeout_ms + config.backend.request_timeout_ms);
         let mut conns = Vec::new();
-        for pool in pools.shards() {
+        for source in sources.shards() {
             let conn = DedicatedConn::connect(
-                Arc::clone(&pool.master),
+                Arc::clone(&source.master),
                 timeout,
                 config.protocol.limits(),
-                pool.auth.clone(),
+                source.auth.clone(),
                 false,
                 self.tls.backend(),
             )
             .await
-            .map_err(|e| format!("cannot reach the pool at {}: {e}", pool.master))?;
-            conns.push((Arc::clone(&pool.master), conn));
+            .map_err(|e| format!("cannot reach {} at {}: {e}", side(toward), source.master))?;
+            conns.push((Arc::clone(&source.master), conn));
         }
         let fresh = self.progress_of(m).is_none_or(|p| p.started.is_none());
         if fresh {
-            let mut keys = 0;
-            for (addr, conn) in &mut conns {
-                let reply = call(
-                    conn,
-                    Request::from_args([b"DBSIZE" as &[u8]]).raw(),
-                    call_timeout,
-                    addr,
-                )
-                .await?;
-                keys += crate::resp::parse_frame(reply.raw(), &crate::resp::Limits::default())
-                    .ok()
-                    .and_then(|f| f.as_int())
-                    .unwrap_or(0)
-                    .max(0) as u64;
-            }
+            let keys = key_count(&mut conns, call_timeout).await?;
             self.bump(m, |p| {
                 p.started = Some(Instant::now());
                 p.estimate = keys;
@@ -167,16 +205,30 @@ impl Migrations {
                     break;
                 };
                 self.bump(m, |p| p.scanned += keys.len() as u64);
-                for (dest, auth, keys) in self.by_node(keys) {
+                let groups = match toward {
+                    Toward::Cluster => self.by_node(keys),
+                    // Moving back: a MIGRATE on a cluster node names keys of one slot.
+                    Toward::Pools => per_unit(&sources, self.by_node(keys)),
+                };
+                for (dest, auth, keys) in groups {
                     for batch in keys.chunks(settings.batch_keys) {
-                        let Some(migrate) = touch::migrate_request(
-                            &dest,
-                            auth.as_deref(),
-                            0,
-                            settings.timeout_ms,
-                            batch,
-                            0, // onto a cluster, big keys move whole
-                        ) else {
+                        let migrate = match toward {
+                            Toward::Cluster => touch::migrate_request(
+                                &dest,
+                                auth.as_deref(),
+                                0,
+                                settings.timeout_ms,
+                                batch,
+                                0, // onto a cluster, big keys move whole
+                            ),
+                            Toward::Pools => touch::migrate_back_request(
+                                &dest,
+                                auth.as_deref(),
+                                settings.timeout_ms,
+                                batch,
+                            ),
+                        };
+                        let Some(migrate) = migrate else {
                             continue;
                         };
                         let held = measure::total(
@@ -212,15 +264,31 @@ impl Migrations {
                 }
             }
         }
+        // Moving back, a pass that found no key proves the cluster empty only if its masters
+        // count none either: a key the cluster's own reshard moved from a node not scanned yet
+        // to one scanned already was not seen.
+        let unseen = match (found, toward) {
+            (0, Toward::Pools) => key_count(&mut conns, call_timeout).await?,
+            _ => 0,
+        };
         self.bump(m, |p| {
             p.passes += 1;
-            p.last_error = (waiting > 0).then(|| {
-                format!("{waiting} keys wait for their slot's reshard inside the cluster to end")
-            });
+            p.last_error = if waiting > 0 {
+                Some(format!(
+                    "{waiting} keys wait for their slot's reshard inside the cluster to end"
+                ))
+            } else if unseen > 0 {
+                Some(format!(
+                    "the cluster's masters count {unseen} keys the pass did not find (moved inside the cluster meanwhile): looking again"
+                ))
+            } else {
+                None
+            };
         });
-        Ok(match (found, waiting) {
-            (0, _) => Pass::Empty,
-            (_, 0) => Pass::Moved,
+        Ok(match (found, waiting, unseen) {
+            (0, _, 0) => Pass::Empty,
+            (0, _, _) => Pass::Waiting,
+            (_, 0, _) => Pass::Moved,
             _ => Pass::Waiting,
         })
     }
@@ -242,6 +310,28 @@ impl Migrations {
         out
     }
 
+    /// Aborting, the cluster holds no key: drop the move (the file is the pool-mode one again:
+    /// no `to_cluster`, no cluster seeds; pools and placement as they were).
+    pub(super) async fn finish_back_to_pools(&self) -> Result<(), String> {
+        let mut next = self.reloader.config();
+        if next.migration.to_cluster != Some(MoveState::Aborting) {
+            return Ok(());
+        }
+        next.migration.to_cluster = None;
+        next.cluster.seeds.clear();
+        self.change(
+            next,
+            "every key moved back from the cluster onto the pools: abort done, serving from the pools",
+        )
+        .await?;
+        // A move started again later begins afresh (its estimate, rate and counts).
+        let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        for state in [MoveState::Moving, MoveState::Aborting] {
+            progress.remove(&super::key(&as_move(state)));
+        }
+        Ok(())
+    }
+
     /// The pools hold no key: serve in plain cluster mode from now on (the file becomes a
     /// cluster-mode one: no pools, no slot map).
     pub(super) async fn finish_onto_cluster(&self) -> Result<(), String> {
@@ -259,4 +349,46 @@ impl Migrations {
         )
         .await
     }
+}
+
+/// The side keys move from, `toward` the other, for messages.
+fn side(toward: Toward) -> &'static str {
+    match toward {
+        Toward::Cluster => "the pool",
+        Toward::Pools => "the cluster node",
+    }
+}
+
+/// The keys the nodes of `conns` hold (`DBSIZE` of each), within `timeout` each.
+async fn key_count(
+    conns: &mut [(Arc<str>, DedicatedConn)],
+    timeout: Duration,
+) -> Result<u64, String> {
+    let mut keys = 0;
+    for (addr, conn) in conns {
+        let reply = call(
+            conn,
+            Request::from_args([b"DBSIZE" as &[u8]]).raw(),
+            timeout,
+            addr,
+        )
+        .await?;
+        keys += crate::resp::parse_frame(reply.raw(), &crate::resp::Limits::default())
+            .ok()
+            .and_then(|f| f.as_int())
+            .unwrap_or(0)
+            .max(0) as u64;
+    }
+    Ok(keys)
+}
+
+/// `groups` split by the routing unit of `source` their keys are in (a cluster slot).
+fn per_unit(source: &SlotTable, groups: Vec<NodeKeys>) -> Vec<NodeKeys> {
+    let mut out = Vec::new();
+    for (dest, auth, keys) in groups {
+        for (_, keys) in touch::by_source(source, &keys) {
+            out.push((Arc::clone(&dest), auth.clone(), keys));
+        }
+    }
+    out
 }

@@ -1,0 +1,173 @@
+//! Aborting a move from the pools onto a Redis Cluster (issue 20, item 5: "abort half-way,
+//! then everything is readable; resume later, and it finishes"): keys written through a real
+//! `nutcracker` (ketama, fnv1a_64) start moving onto a 3-master cluster under non-retrying
+//! load; half-way the move is aborted; every key moves back to the pool ketama gives it, with
+//! its value and TTL, the cluster ends empty and the config file is the pool-mode one again;
+//! then the move starts again and finishes.
+
+use crate::common;
+use crate::fleet_migration::status;
+use crate::to_cluster::{
+    assert_seeded_on, destination_cluster, ketama_config, mixed_client, seed_through_nutcracker,
+    seeded_key, start_onto, start_pools_proxy,
+};
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::load::{Load, LoadOptions};
+use common::{client, eventually, standalone_servers};
+use redis::AsyncCommands;
+use slotgate::config::{Config, MoveState};
+
+/// Keys written through nutcracker before the move.
+const SEEDED: usize = 6_000;
+
+async fn post(admin: &str, path: &str) -> Result<String, String> {
+    slotgate::admin::client::request(admin, hyper::Method::POST, path).await
+}
+
+/// Seeded keys by the port of the pool ketama places each on (`servers`' placement).
+fn by_pool(servers: &[slotgate::local_redis::RedisServer]) -> HashMap<u16, Vec<usize>> {
+    let pools = slotgate::topology::pools::table_from_config(&ketama_config(servers)).unwrap();
+    let mut out: HashMap<u16, Vec<usize>> = HashMap::new();
+    for i in 0..SEEDED {
+        let key = seeded_key(i);
+        let unit = pools.placement().unit_of(key.as_bytes());
+        let shard = pools.shard_of(unit).unwrap();
+        let addr: SocketAddr = pools.shards()[shard].master.parse().unwrap();
+        out.entry(addr.port()).or_default().push(i);
+    }
+    out
+}
+
+/// The keys the cluster's masters hold.
+fn on_cluster(cluster: &slotgate::local_redis::LocalCluster) -> u64 {
+    let masters: Vec<SocketAddr> = cluster
+        .master_ports()
+        .into_iter()
+        .map(common::load::node_addr)
+        .collect();
+    common::dbsize_sum(&masters)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_abort_half_way_under_load_puts_every_key_back_and_the_move_starts_again() {
+    let _serial = common::load::serial().await;
+    let servers = standalone_servers(3);
+    let (written_from, written_by) = seed_through_nutcracker(&servers, SEEDED);
+    let cluster = destination_cluster(None);
+    let (proxy, file) = start_pools_proxy(&servers, "slotgate-abort-cluster", |config| {
+        config.migration.keys_per_second = 1_000;
+        config.migration.batch_keys = 50;
+    });
+    let addr = proxy.local_addr();
+    let admin = proxy.admin_addr().unwrap().to_string();
+
+    // Nothing to abort yet.
+    let refused = post(&admin, "/migrations/abort").await.unwrap_err();
+    assert!(refused.contains("no move is in force"), "{refused}");
+
+    // Clients that do not retry, through the start, the abort and its end.
+    let keys: Vec<String> = (0..300).map(|i| format!("load:{i}")).collect();
+    let opts = LoadOptions {
+        op_timeout: Duration::from_secs(5),
+        ..LoadOptions::default()
+    };
+    let load = Load::start_with(addr, 8, keys, opts);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mixed: Vec<_> = (0..3)
+        .map(|t| tokio::spawn(mixed_client(addr, t, "mixed".into(), SEEDED, stop.clone())))
+        .collect();
+
+    let answer = start_onto(&admin, &cluster, "start the move onto the cluster").await;
+    assert!(answer.contains("\"ok\":true"), "{answer}");
+    eventually("half the keys moved", Duration::from_secs(30), || async {
+        common::check(on_cluster(&cluster), |&n| n >= SEEDED as u64 / 2)
+    })
+    .await;
+
+    // The abort: every key moves back.
+    let aborted = post(&admin, "/migrations/abort").await.unwrap();
+    assert!(aborted.contains("\"state\":\"aborting\""), "{aborted}");
+    let saved = Config::load(&file.0).unwrap();
+    assert_eq!(saved.migration.to_cluster, Some(MoveState::Aborting));
+    let again = post(&admin, "/migrations/abort").await.unwrap_err();
+    assert!(again.contains("already aborting"), "{again}");
+    let resume = post(&admin, "/migrations/resume").await.unwrap_err();
+    assert!(resume.contains("an abort is final"), "{resume}");
+    let path = file.0.clone();
+    eventually("the abort ends", Duration::from_secs(60), || {
+        let path = path.clone();
+        async move {
+            let config = Config::load(&path).map_err(|e| e.to_string())?;
+            let text = std::fs::read_to_string(&path).unwrap();
+            common::check(text, |_| config.migration.to_cluster.is_none())
+        }
+    })
+    .await;
+    // Traffic goes on for a while on the pools alone.
+    let moved_back = status(&admin).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    let report = load.stop().await;
+    report.assert_no_errors();
+    report.assert_progress();
+    for task in mixed {
+        let (ops, errors) = task.await.unwrap();
+        assert!(
+            errors.is_empty(),
+            "mixed clients saw {} errors: {:?}",
+            errors.len(),
+            &errors[..errors.len().min(5)]
+        );
+        assert!(ops > 0);
+    }
+    common::load::verify_acked(addr, &report).await;
+
+    // The cluster holds nothing; every key is on its pool with its value and TTL; the file
+    // is the pool-mode one it was.
+    assert_eq!(
+        on_cluster(&cluster),
+        0,
+        "the cluster is empty: {moved_back}"
+    );
+    assert_seeded_on(by_pool(&servers), written_from, written_by).await;
+    let saved = Config::load(&file.0).unwrap();
+    saved.validate().unwrap();
+    assert!(saved.is_pool_mode() && saved.cluster.seeds.is_empty());
+    assert_eq!(
+        saved.pools,
+        ketama_config(&servers).pools,
+        "pools unchanged"
+    );
+    assert_eq!(saved.placement, ketama_config(&servers).placement);
+    assert_eq!(status(&admin).await["moves"], serde_json::json!([]));
+    let mut conn = client(addr).await;
+    let v: String = conn.get(seeded_key(7)).await.unwrap();
+    assert_eq!(v, "v7");
+    let refused = post(&admin, "/migrations/abort").await.unwrap_err();
+    assert!(refused.contains("no move is in force"), "{refused}");
+
+    // Later, the move starts again (the cluster is empty again) and finishes.
+    start_onto(&admin, &cluster, "start the move again after the abort").await;
+    eventually("the move ends", Duration::from_secs(60), || {
+        let path = file.0.clone();
+        async move {
+            let pool_mode = Config::load(&path).map_or(true, |c| c.is_pool_mode());
+            common::check(pool_mode, |pool| !pool)
+        }
+    })
+    .await;
+    let pools: Vec<SocketAddr> = servers.iter().map(|s| s.addr().parse().unwrap()).collect();
+    assert_eq!(common::dbsize_sum(&pools), 0, "the pools are empty");
+    assert!(on_cluster(&cluster) >= SEEDED as u64);
+    for i in (0..SEEDED).step_by(101) {
+        let v: String = conn.get(seeded_key(i)).await.unwrap();
+        assert_eq!(v, format!("v{i}"));
+    }
+    drop(proxy);
+}
