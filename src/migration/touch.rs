@@ -264,6 +264,17 @@ pub fn cluster_refusal(error: &str) -> Option<Refusal> {
     }
 }
 
+/// Moving back, the node a cluster node sent a move of keys it does not hold to with `ASK`
+/// (their slot is being resharded to it): they are there, or nowhere on the cluster. `None`
+/// for any other error (a `MIGRATE` target's `ASK`, wrapped, is not followed: see
+/// [`cluster_refusal`]).
+pub fn ask_target(error: &str) -> Option<std::sync::Arc<str>> {
+    match Redirect::classify(error.trim_end().as_bytes())? {
+        Redirect::Ask { addr, .. } => Some(addr),
+        _ => None,
+    }
+}
+
 /// The error a client gets when its keys could not be moved between the pools and the
 /// cluster, `toward` one of them (the cluster refused them past the request's deadline, or
 /// another error): it did not run.
@@ -417,6 +428,16 @@ mod tests {
             cluster_refusal("ERR Target instance replied with error: NOAUTH"),
             None
         );
+        assert_eq!(
+            ask_target("ASK 3999 127.0.0.1:7002").as_deref(),
+            Some("127.0.0.1:7002")
+        );
+        assert_eq!(
+            ask_target("ERR Target instance replied with error: ASK 3999 127.0.0.1:7002"),
+            None,
+            "a MIGRATE target's ASK is not followed"
+        );
+        assert_eq!(ask_target("MOVED 3999 127.0.0.1:7002"), None);
     }
 
     #[test]

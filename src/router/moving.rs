@@ -63,10 +63,14 @@ impl Waiter for AfterMigrate {
 /// the last comes, the request goes on, after its client's earlier ones (`OnTouch::legacy`).
 struct AfterLegacy {
     router: Weak<Router>,
+    me: Weak<AfterLegacy>,
     out: RefCell<Option<Outbound>>,
     dest: Arc<str>,
     /// Which way the keys moved.
     toward: Toward,
+    /// Moving back: each `MIGRATE` (by its place), until a cluster node sent it on with `ASK`
+    /// (followed once: `ASKING` and the same request on the node importing the slot).
+    unasked: RefCell<Vec<Option<Bytes>>>,
     client: u64,
     left: Cell<usize>,
     /// Every reply is in.
@@ -76,8 +80,9 @@ struct AfterLegacy {
 }
 
 impl Waiter for AfterLegacy {
-    fn deliver(&self, _place: u64, reply: Bytes, _answered: Option<(&Bytes, Instant)>) {
+    fn deliver(&self, place: u64, reply: Bytes, _answered: Option<(&Bytes, Instant)>) {
         match Outcome::of(&reply) {
+            Outcome::Failed(error) if self.ask(place, &error) => return,
             Outcome::Failed(error) => {
                 self.failure.borrow_mut().get_or_insert(error);
             }
@@ -106,6 +111,38 @@ impl Waiter for AfterLegacy {
                 }
             }
         }
+    }
+}
+
+impl AfterLegacy {
+    /// Moving back, a cluster node answered the `MIGRATE` at `place` with `ASK` (none of its
+    /// keys is there any more: the slot is being resharded): send it once to the node the ASK
+    /// names, after `ASKING`, on the client's connection there. True if it was sent: its reply
+    /// counts instead.
+    fn ask(&self, place: u64, error: &str) -> bool {
+        let Some(addr) = touch::ask_target(error) else {
+            return false;
+        };
+        let migrate = usize::try_from(place)
+            .ok()
+            .and_then(|i| self.unasked.borrow_mut().get_mut(i).and_then(Option::take));
+        let (Some(migrate), Some(router), Some(me)) =
+            (migrate, self.router.upgrade(), self.me.upgrade())
+        else {
+            return false;
+        };
+        let step = {
+            let out = self.out.borrow();
+            let Some(out) = out.as_ref() else {
+                return false;
+            };
+            let target = ReplyTarget::new(me as Rc<dyn Waiter>, place);
+            let mut step = out.on_behalf(migrate, target, Arc::clone(&addr));
+            step.asking = true;
+            step
+        };
+        router.send_to(&addr, step, Instant::now());
+        true
     }
 }
 
@@ -276,11 +313,18 @@ impl Router {
         self.on_touch
             .in_flight
             .set(self.on_touch.in_flight.get() + 1);
-        let waiter = Rc::new(AfterLegacy {
+        // Moving back, each MIGRATE is kept for an ASK to follow.
+        let unasked = match toward {
+            Toward::Pools => migrates.iter().map(|(_, m)| Some(m.clone())).collect(),
+            Toward::Cluster => Vec::new(),
+        };
+        let waiter = Rc::new_cyclic(|me| AfterLegacy {
             router: self.me.clone(),
+            me: me.clone(),
             out: RefCell::new(None),
             dest,
             toward,
+            unasked: RefCell::new(unasked),
             client: out.client_id,
             left: Cell::new(migrates.len()),
             done: Cell::new(false),
@@ -293,8 +337,8 @@ impl Router {
             .or_default()
             .push_back(Rc::clone(&waiter));
         let mut steps = Vec::with_capacity(migrates.len());
-        for (source, migrate) in migrates {
-            let target = ReplyTarget::new(Rc::clone(&waiter) as Rc<dyn Waiter>, 0);
+        for (place, (source, migrate)) in migrates.into_iter().enumerate() {
+            let target = ReplyTarget::new(Rc::clone(&waiter) as Rc<dyn Waiter>, place as u64);
             let step = out.on_behalf(migrate, target, Arc::clone(&source));
             steps.push((source, step));
         }

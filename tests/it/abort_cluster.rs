@@ -8,8 +8,8 @@
 use crate::common;
 use crate::fleet_migration::status;
 use crate::to_cluster::{
-    assert_seeded_on, destination_cluster, ketama_config, mixed_client, seed_through_nutcracker,
-    seeded_key, start_onto, start_pools_proxy,
+    assert_seeded_on, destination_cluster, ketama_config, mixed_client, node_id,
+    seed_through_nutcracker, seeded_key, slot_owners, start_onto, start_pools_proxy,
 };
 
 use std::collections::HashMap;
@@ -169,5 +169,105 @@ async fn an_abort_half_way_under_load_puts_every_key_back_and_the_move_starts_ag
         let v: String = conn.get(seeded_key(i)).await.unwrap();
         assert_eq!(v, format!("v{i}"));
     }
+    drop(proxy);
+}
+
+/// While the abort runs, a slot is being resharded inside the cluster (by hand: MIGRATING on
+/// its owner, IMPORTING on another master, one of its two keys moved there already, the other
+/// still on the owner). A bare `MIGRATE` on the owner would answer `NOKEY` for the key already
+/// gone, and a read of it would miss it: the move back declares its keys, the owner answers
+/// `ASK`, and the key is moved back from the importing node (`ASKING`). The abort ends with the
+/// slot still open, the cluster empty, every key on its pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_while_a_slot_is_resharded_inside_the_cluster_finds_every_key() {
+    let _serial = common::load::serial().await;
+    let servers = standalone_servers(2);
+    let cluster = destination_cluster(None);
+    let (proxy, file) = start_pools_proxy(&servers, "slotgate-abort-reshard", |config| {
+        config.migration.keys_per_second = 1;
+        config.migration.batch_keys = 1;
+    });
+    let addr = proxy.local_addr();
+    let admin = proxy.admin_addr().unwrap().to_string();
+    let mut conn = client(addr).await;
+    for i in 0..100 {
+        let () = conn.set(format!("r:{i}"), i).await.unwrap();
+    }
+    let (a, b) = ("{rs}a", "{rs}b");
+    let () = conn.set(a, "va").await.unwrap();
+    let () = conn.set(b, "vb").await.unwrap();
+    start_onto(&admin, &cluster, "start the move onto the cluster").await;
+    post(&admin, "/migrations/pause").await.unwrap();
+    // Both keys move onto the cluster on touch.
+    let _: Vec<String> = conn.mget(&[a, b]).await.unwrap();
+    let slot = slotgate::slot::Slot::of(a.as_bytes()).get();
+    let owner = slot_owners(cluster.master_ports()[0]).await[slot as usize];
+    let other = *cluster
+        .master_ports()
+        .iter()
+        .find(|&&p| p != owner)
+        .unwrap();
+    let mut on_owner = common::load::node(owner).await;
+    let n: i64 = on_owner.exists(&[a, b]).await.unwrap();
+    assert_eq!(n, 2, "both keys on the slot's owner");
+
+    // The slot is being resharded by hand: b already on the importing node, a on the owner.
+    let (owner_id, other_id) = (node_id(&cluster, owner), node_id(&cluster, other));
+    let setslot = |port: u16, args: &[&str]| {
+        let slot = slot.to_string();
+        let mut all = vec!["CLUSTER", "SETSLOT", &slot];
+        all.extend(args);
+        let out = common::redis_cli(common::load::node_addr(port), &all);
+        assert_eq!(out.trim(), "OK", "CLUSTER SETSLOT {args:?} on {port}");
+    };
+    setslot(other, &["IMPORTING", &owner_id]);
+    setslot(owner, &["MIGRATING", &other_id]);
+    let other_port = other.to_string();
+    let moved = common::redis_cli(
+        common::load::node_addr(owner),
+        &[
+            "MIGRATE",
+            "127.0.0.1",
+            &other_port,
+            "",
+            "0",
+            "5000",
+            "KEYS",
+            b,
+        ],
+    );
+    assert_eq!(moved.trim(), "OK", "{b} moved inside the cluster");
+
+    post(&admin, "/migrations/abort").await.unwrap();
+    let v: String = conn.get(b).await.unwrap();
+    assert_eq!(v, "vb", "{b}, on the importing node, is found");
+    let v: String = conn.get(a).await.unwrap();
+    assert_eq!(v, "va", "{a}, on the owner, is found");
+    let path = file.0.clone();
+    eventually("the abort ends", Duration::from_secs(30), || {
+        let path = path.clone();
+        async move {
+            let state = Config::load(&path).map(|c| c.migration.to_cluster);
+            common::check(state.ok(), |s| *s == Some(None))
+        }
+    })
+    .await;
+    assert_eq!(
+        on_cluster(&cluster),
+        0,
+        "the cluster is empty, its slot still open"
+    );
+    let pools: Vec<SocketAddr> = servers.iter().map(|s| s.addr().parse().unwrap()).collect();
+    assert_eq!(
+        common::dbsize_sum(&pools),
+        102,
+        "every key back on the pools"
+    );
+    for i in 0..100 {
+        let v: i64 = conn.get(format!("r:{i}")).await.unwrap();
+        assert_eq!(v, i);
+    }
+    let v: Vec<String> = conn.mget(&[a, b]).await.unwrap();
+    assert_eq!(v, ["va", "vb"]);
     drop(proxy);
 }

@@ -262,7 +262,7 @@ pub(crate) async fn assert_seeded_on(
     }
 }
 
-fn node_id(cluster: &LocalCluster, port: u16) -> String {
+pub(crate) fn node_id(cluster: &LocalCluster, port: u16) -> String {
     let node = cluster.nodes().iter().find(|n| n.port == port).unwrap();
     node.id.clone()
 }
@@ -447,7 +447,7 @@ async fn keys_written_through_nutcracker_move_onto_a_cluster_under_load() {
 }
 
 /// The port of the master owning each slot now, as the node at `port` says (`CLUSTER SLOTS`).
-async fn slot_owners(port: u16) -> Vec<u16> {
+pub(crate) async fn slot_owners(port: u16) -> Vec<u16> {
     let mut node = common::load::node(port).await;
     let ranges: Vec<(u16, u16, (String, u16))> = redis::cmd("CLUSTER")
         .arg("SLOTS")

@@ -395,7 +395,7 @@ pub(super) async fn call(
 }
 
 /// Send `requests` (`n` of them) on `conn` and take their replies, within `timeout`.
-async fn call_n(
+pub(super) async fn call_n(
     conn: &mut DedicatedConn,
     requests: &[u8],
     n: usize,

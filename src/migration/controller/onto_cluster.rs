@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::mover::{call, KeyScan, Pace, Pass};
+use super::mover::{call, call_n, KeyScan, Pace, Pass};
 use super::Migrations;
+use crate::backend::connect::ASKING;
 use crate::backend::dedicated::DedicatedConn;
 use crate::config::{Config, MoveState, SlotMove};
 use crate::migration::measure;
@@ -212,20 +213,29 @@ impl Migrations {
                 };
                 for (dest, auth, keys) in groups {
                     for batch in keys.chunks(settings.batch_keys) {
-                        let migrate = match toward {
-                            Toward::Cluster => touch::migrate_request(
-                                &dest,
-                                auth.as_deref(),
-                                0,
-                                settings.timeout_ms,
-                                batch,
-                                0, // onto a cluster, big keys move whole
+                        let (migrate, replies) = match toward {
+                            Toward::Cluster => (
+                                touch::migrate_request(
+                                    &dest,
+                                    auth.as_deref(),
+                                    0,
+                                    settings.timeout_ms,
+                                    batch,
+                                    0, // onto a cluster, big keys move whole
+                                ),
+                                1,
                             ),
-                            Toward::Pools => touch::migrate_back_request(
-                                &dest,
-                                auth.as_deref(),
-                                settings.timeout_ms,
-                                batch,
+                            // From the node the keys were found on, even one importing their
+                            // slot from its owner (a reshard inside the cluster): `ASKING`.
+                            Toward::Pools => (
+                                touch::migrate_back_request(
+                                    &dest,
+                                    auth.as_deref(),
+                                    settings.timeout_ms,
+                                    batch,
+                                )
+                                .map(|m| Bytes::from([ASKING, &m].concat())),
+                                2,
                             ),
                         };
                         let Some(migrate) = migrate else {
@@ -238,7 +248,10 @@ impl Migrations {
                         if !self.still(m) {
                             return Ok(Pass::Changed);
                         }
-                        let reply = call(conn, &migrate, call_timeout, source).await?;
+                        let reply = call_n(conn, &migrate, replies, call_timeout, source)
+                            .await?
+                            .pop()
+                            .ok_or_else(|| format!("no reply from {source}"))?;
                         drop(batch_turn);
                         found += batch.len() as u64;
                         match Outcome::of(reply.raw()) {
