@@ -271,3 +271,105 @@ async fn an_abort_while_a_slot_is_resharded_inside_the_cluster_finds_every_key()
     assert_eq!(v, ["va", "vb"]);
     drop(proxy);
 }
+
+/// Two instances in front of the pools (`[fleet] peers`): the move onto the cluster starts on
+/// both, is aborted on both half-way (each holds, settles, then switches), and B, killed with
+/// SIGKILL mid-abort, comes back from its file (which says aborting) and finds the keys still
+/// on the cluster before it serves. The abort ends on both: both files are pool mode again, the
+/// cluster is empty, every key reads the same through both; clients of A saw no error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_abort_together_through_a_sigkill_of_one() {
+    use crate::fleet_migration::{spawn_b, start_pair, Pair};
+    let _serial = common::load::serial().await;
+    let servers = standalone_servers(3);
+    let cluster = destination_cluster(None);
+    let mut base = ketama_config(&servers);
+    base.migration.keys_per_second = 300;
+    base.migration.batch_keys = 50;
+    let Pair {
+        a: proxy,
+        a_admin,
+        a_file,
+        b_admin,
+        b_listen,
+        b_file,
+        instance_b,
+        ..
+    } = start_pair(&base, "abort-cluster");
+    let b_addr: SocketAddr = b_listen.parse().unwrap();
+    let mut through_a = client(proxy.local_addr()).await;
+    for i in 0..2000 {
+        let () = through_a.set(format!("f:{i}"), i).await.unwrap();
+    }
+    let opts = LoadOptions {
+        pause: Duration::from_millis(5),
+        ..LoadOptions::default()
+    };
+    let keys = (0..200).map(|i| format!("fa:{i}")).collect();
+    let load_a = Load::start_with(proxy.local_addr(), 8, keys, opts);
+
+    start_onto(
+        &a_admin,
+        &cluster,
+        "start the move onto the cluster on both",
+    )
+    .await;
+    eventually("some keys moved", Duration::from_secs(20), || async {
+        common::check(on_cluster(&cluster), |&n| n >= 600)
+    })
+    .await;
+    let aborted = post(&a_admin, "/migrations/abort").await.unwrap();
+    assert!(aborted.contains("\"state\":\"aborting\""), "{aborted}");
+    let on_b = status(&b_admin).await;
+    assert_eq!(
+        on_b["moves"][0]["state"], "aborting",
+        "B switched with A: {on_b}"
+    );
+
+    // B dies mid-abort and comes back from its file, which has the abort.
+    drop(instance_b);
+    let saved_b = Config::load(&b_file.0).unwrap();
+    assert_eq!(saved_b.migration.to_cluster, Some(MoveState::Aborting));
+    let _instance_b = spawn_b(&b_file, &b_listen);
+    let mut through_b = client(b_addr).await;
+    for i in (0..2000).step_by(7) {
+        let v: Option<i64> = through_b.get(format!("f:{i}")).await.unwrap();
+        assert_eq!(v, Some(i), "f:{i} through B, restarted mid-abort");
+    }
+    eventually(
+        "the abort ended on both",
+        Duration::from_secs(60),
+        || async {
+            let (a, b) = (status(&a_admin).await, status(&b_admin).await);
+            let done = |s: &serde_json::Value| s["moves"].as_array().is_some_and(Vec::is_empty);
+            if done(&a) && done(&b) {
+                Ok(())
+            } else {
+                Err((a, b))
+            }
+        },
+    )
+    .await;
+    let report_a = load_a.stop().await;
+    report_a.assert_no_errors();
+    report_a.assert_progress();
+    for file in [&a_file, &b_file] {
+        let saved = Config::load(&file.0).unwrap();
+        saved.validate().unwrap();
+        assert!(
+            saved.is_pool_mode() && saved.migration.to_cluster.is_none(),
+            "{} is the pool-mode file again",
+            file.0.display()
+        );
+        assert!(saved.cluster.seeds.is_empty());
+    }
+    assert_eq!(on_cluster(&cluster), 0, "the cluster is empty");
+    for i in 0..2000 {
+        let key = format!("f:{i}");
+        let from_a: Option<i64> = through_a.get(&key).await.unwrap();
+        let from_b: Option<i64> = through_b.get(&key).await.unwrap();
+        assert_eq!((from_a, from_b), (Some(i), Some(i)), "{key}");
+    }
+    common::load::verify_acked(b_addr, &report_a).await;
+    drop(proxy);
+}
