@@ -88,18 +88,32 @@ struct PoolState {
     /// The cluster's table discovered for a move onto it that is starting (no overlay), until
     /// the move is in force and the live table is the cluster's.
     staged: Option<Arc<SlotTable>>,
-    /// While keys move back from a cluster onto the pools (the move onto it aborted:
-    /// `to_cluster = "aborting"`), or while the phase change starting that runs: the cluster's
-    /// table (discovered, refreshed, MOVED-patched), the side keys move back from. The live
-    /// table is the pools' then, with every unit moving back from it.
+    /// The cluster's table (discovered, refreshed, MOVED-patched) as the side keys move back
+    /// from, from the moment a phase change aborting the move onto it has discovered it
+    /// ([`Topology::stage_cluster`]); in force ([`PoolState::back`]) once that phase change
+    /// holds, and while the abort runs (`to_cluster = "aborting"`).
     back: Option<Arc<SlotTable>>,
 }
 
 impl PoolState {
-    /// True while keys move back from the cluster onto the pools, or start to: the live table
-    /// is the pools' and the cluster's is [`PoolState::back`] (once discovered).
+    fn aborting(&self) -> bool {
+        self.config.migration.to_cluster == Some(MoveState::Aborting)
+    }
+
+    /// The cluster keys move back from, while the live table is the pools' with every unit
+    /// moving back from it: the abort is in force, or its phase change holds (not before: a
+    /// refresh between the abort's discovery and its hold routes as before).
+    fn back(&self) -> Option<&Arc<SlotTable>> {
+        let in_force = self.aborting() || !self.held.is_empty();
+        self.back
+            .as_ref()
+            .filter(|_| in_force && self.staged.is_none())
+    }
+
+    /// True while keys move back from the cluster onto the pools, or start to (its table is
+    /// then [`PoolState::back`], once discovered).
     fn moving_back(&self) -> bool {
-        self.back.is_some() || self.config.migration.to_cluster == Some(MoveState::Aborting)
+        self.back().is_some() || self.aborting()
     }
 }
 
@@ -299,8 +313,9 @@ impl Topology {
             state.staged = None;
             state.legacy = None;
         }
-        if held.is_empty() && self.cluster_routing() && state.back.is_some() {
-            // An abort released before it was in force: the cluster's table again.
+        if held.is_empty() && self.cluster_routing() && state.back.is_some() && !state.aborting() {
+            // An abort released before it was in force: the cluster's table again (the live
+            // one is the pools', held).
             state.staged = state.back.take();
         }
         let version = self.publish(&state)?;
@@ -434,7 +449,7 @@ impl Topology {
     /// live one, or the one staged for a move starting) with its slots moving from the pools
     /// while keys move onto it, and `state.held` held.
     fn publish(&self, state: &PoolState) -> Result<Option<u64>, String> {
-        let cluster = match (&state.staged, &state.back) {
+        let cluster = match (&state.staged, state.back()) {
             (Some(staged), _) => Some(Arc::clone(staged)),
             // Keys move back from the cluster: the pools' table, every unit moving back.
             (None, Some(_)) => {
@@ -669,7 +684,7 @@ impl Topology {
     pub async fn refresh(&self) -> Result<bool, TopologyError> {
         let back = {
             let state = self.lock_pools();
-            state.moving_back().then(|| state.back.clone())
+            state.moving_back().then(|| state.back().cloned())
         };
         if !self.cluster_routing() && back.is_none() {
             return self.resolve_sentinels().await;
@@ -695,7 +710,7 @@ impl Topology {
         .with_cluster_settings(settings.read_policy, settings.auth.clone());
         let mut state = self.lock_pools();
         if state.moving_back() {
-            if state.back.as_ref().is_some_and(|b| b.same_routing(&found)) {
+            if state.back().is_some_and(|b| b.same_routing(&found)) {
                 return Ok(false);
             }
             tracing::info!(
@@ -751,7 +766,7 @@ impl Topology {
             // Keys moving back from the cluster: the MOVED is about the cluster's table (a
             // node keys move back from), not the live one (the pools').
             let mut state = self.lock_pools();
-            if let Some(back) = state.back.clone() {
+            if let Some(back) = state.back().cloned() {
                 let owner = back.shard_of(slot.into()).map(|i| &back.shards()[i].master);
                 if owner != Some(addr) {
                     state.back = Some(Arc::new(back.with_slot(slot, addr, back.version())));
@@ -899,10 +914,10 @@ async fn discover_from(
 /// pools while keys move onto the cluster, every unit of the pools' moving back from the
 /// cluster while that move is aborted, and the units held by a phase change.
 fn overlay(state: &PoolState) -> Moving {
-    let mut moving = match (&state.back, &state.legacy) {
-        (Some(cluster), _) if state.staged.is_none() => Moving::back(Arc::clone(cluster)),
-        (_, Some(pools)) => Moving::legacy(Arc::clone(pools)),
-        _ => Moving::default(),
+    let mut moving = match (state.back(), &state.legacy) {
+        (Some(cluster), _) => Moving::back(Arc::clone(cluster)),
+        (None, Some(pools)) => Moving::legacy(Arc::clone(pools)),
+        (None, None) => Moving::default(),
     };
     for &(first, last) in &state.held {
         moving.hold(first, last);
