@@ -405,3 +405,37 @@ fn per_unit(source: &SlotTable, groups: Vec<NodeKeys>) -> Vec<NodeKeys> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cluster_is_discovered_first_when_the_table_s_kind_changes_toward_it_or_back() {
+        let pools = Config::parse("[pools.a]\nmaster = \"127.0.0.1:1\"\n").unwrap();
+        let with = |state: Option<MoveState>| {
+            let mut c = pools.clone();
+            c.migration.to_cluster = state;
+            c
+        };
+        let cluster_mode = Config::parse("[cluster]\nseeds = [\"127.0.0.1:7000\"]\n").unwrap();
+        let (moving, paused, aborting) = (
+            with(Some(MoveState::Moving)),
+            with(Some(MoveState::Paused)),
+            with(Some(MoveState::Aborting)),
+        );
+        // The start, an abort, and what a stale instance adopts from its fleet.
+        assert!(stages_cluster(&pools, &moving));
+        assert!(stages_cluster(&moving, &aborting));
+        assert!(stages_cluster(&paused, &aborting));
+        assert!(stages_cluster(&pools, &aborting));
+        assert!(stages_cluster(&pools, &cluster_mode));
+        assert!(stages_cluster(&aborting, &moving));
+        // The same table kind: pause, resume, the move's end, the abort's end.
+        assert!(!stages_cluster(&moving, &paused));
+        assert!(!stages_cluster(&paused, &moving));
+        assert!(!stages_cluster(&moving, &cluster_mode));
+        assert!(!stages_cluster(&aborting, &pools));
+        assert!(!stages_cluster(&aborting, &aborting));
+    }
+}
