@@ -2,9 +2,13 @@
 //!
 //! `CRC16-XMODEM(key) mod 16384`, where only the hash tag is hashed when the key has one: the
 //! bytes between the first `{` and the first `}` after it, provided that span is non-empty.
-//! `{}` or an unclosed `{` means the whole key is hashed.
+//! `{}` or an unclosed `{` means the whole key is hashed. [`tag_for`] gives each slot a short
+//! hash tag that lands in it (names made for a key, in the key's slot).
 
 mod crc;
+mod tags;
+
+pub use tags::tag_for;
 
 /// Number of hash slots in a Redis Cluster.
 pub const SLOT_COUNT: usize = 16384;

@@ -7,8 +7,8 @@
 //! ```text
 //!  source: WATCH k · TYPE k · PTTL k          (one round trip: the kind and the time to live)
 //!  per step:  source  LRANGE / HSCAN / SSCAN / ZSCAN / GETRANGE   (≤ migration.big_key_step
-//!             dest    RPUSH / HSET / SADD / ZADD / APPEND staging   elements, 64 B each for
-//!                     + PEXPIRE staging 60 s                        strings)
+//!             dest    MULTI · RPUSH / HSET / SADD / ZADD / APPEND   elements, 64 B each for
+//!                     staging · PEXPIRE staging 60 s · EXEC         strings)
 //!  end:       dest    WATCH k
 //!             source  MULTI · EXISTS k · EXEC                       (untouched since the WATCH?)
 //!             dest    MULTI · PEXPIRE staging ttl | PERSIST · RENAMENX staging k · EXEC
@@ -26,8 +26,17 @@
 //! destination's `WATCH`: the copy is dropped) or by the destination's `WATCH` (after it: its
 //! `EXEC` does nothing and the copy is dropped); the key on the destination is then the
 //! request's, never overwritten nor brought back after a delete. Staging keys expire by
-//! themselves a minute after their last step, so a mover that dies mid-copy leaves nothing
-//! behind for long.
+//! themselves a minute after their last step (each step's write and its `PEXPIRE` are one
+//! transaction: no staging key is ever without its time to live), so a mover that dies
+//! mid-copy leaves nothing behind for long.
+//!
+//! Onto a Redis Cluster (the destination is the node owning the key's slot) the staging key
+//! is in the key's slot: its name carries that slot's hash tag ([`staging_name`]), so
+//! `RENAMENX` is not refused with `CROSSSLOT`, and a reshard inside the cluster moves the two
+//! together. A node that answers a step `MOVED`, `ASK`, `TRYAGAIN` or `CLUSTERDOWN` (the slot
+//! being resharded) ends the copy: nothing was put in place (a refused queued command aborts
+//! its `EXEC`; an `EXEC` refused itself discards its transaction), the key stays on the source, the staging key is dropped where it is (or, if
+//! the reshard took it elsewhere, expires there); the mover tries again later.
 
 use bytes::{Bytes, BytesMut};
 
@@ -89,10 +98,18 @@ impl Cursor {
 }
 
 /// The staging key an instance tagged `tag` copies `key` into on the destination (each
-/// instance of a fleet its own: two may copy one key at once; the first put in place wins).
+/// instance of a fleet its own: two may copy one key at once; the first put in place wins):
+/// `slotgate:staging:{S}:tag:key`, where `S` is the hash tag of `key`'s cluster slot
+/// (`slot::tag_for`), so the name is in the key's slot whatever braces the key holds.
 pub fn staging_name(tag: &str, key: &[u8]) -> Bytes {
-    let mut name = BytesMut::with_capacity(STAGING_PREFIX.len() + tag.len() + 1 + key.len());
+    let slot_tag = crate::slot::tag_for(crate::slot::Slot::of(key));
+    let mut name = BytesMut::with_capacity(
+        STAGING_PREFIX.len() + slot_tag.len() + 3 + tag.len() + 1 + key.len(),
+    );
     name.extend_from_slice(STAGING_PREFIX);
+    name.extend_from_slice(b"{");
+    name.extend_from_slice(slot_tag);
+    name.extend_from_slice(b"}:");
     name.extend_from_slice(tag.as_bytes());
     name.extend_from_slice(b":");
     name.extend_from_slice(key);
@@ -194,8 +211,11 @@ pub fn parse_read(kind: Kind, at: &Cursor, step: u64, reply: Frame) -> Result<St
     }
 }
 
-/// The destination's write of one step into `staging` (and the staging key's time to live
-/// renewed), pipelined: two replies. `None` when the step read nothing.
+/// Replies of a step's write ([`write`]).
+pub const WRITE_REPLIES: usize = 4;
+
+/// The destination's write of one step into `staging` and the staging key's time to live
+/// renewed, as one transaction: [`WRITE_REPLIES`] replies. `None` when the step read nothing.
 pub fn write(kind: Kind, staging: &[u8], items: &[Bytes]) -> Option<BytesMut> {
     if items.is_empty() {
         return None;
@@ -211,10 +231,33 @@ pub fn write(kind: Kind, staging: &[u8], items: &[Bytes]) -> Option<BytesMut> {
         .into_iter()
         .chain(items.iter().map(|b| &b[..]));
     let mut out = BytesMut::new();
+    out.extend_from_slice(Request::from_args([b"MULTI" as &[u8]]).raw());
     out.extend_from_slice(Request::from_args(args).raw());
     let ttl = STAGING_TTL_MS.to_string();
     out.extend_from_slice(Request::from_args([b"PEXPIRE" as &[u8], staging, ttl.as_bytes()]).raw());
+    out.extend_from_slice(Request::from_args([b"EXEC" as &[u8]]).raw());
     Some(out)
+}
+
+/// The first error among the destination's replies to a transaction ([`write`],
+/// [`put_in_place`]): one a command got when queued (a cluster node's `MOVED 3999 …`, `ASK …`,
+/// `TRYAGAIN …` come first, before `EXECABORT`), or the `EXEC`'s own (a cluster node checks
+/// the slot of every queued command again then: `MOVED`/`ASK` if it moved since, the
+/// transaction discarded), else one inside the `EXEC`'s array. Without the leading `-`.
+pub fn first_error(replies: &[Frame]) -> Option<&[u8]> {
+    fn error(frame: &Frame) -> Option<&[u8]> {
+        match frame {
+            Frame::Error(e) => Some(e),
+            _ => None,
+        }
+    }
+    replies
+        .iter()
+        .find_map(error)
+        .or_else(|| match replies.last() {
+            Some(Frame::Array(results)) => results.iter().find_map(error),
+            _ => None,
+        })
 }
 
 /// The destination's last step: the staging copy given `ttl_ms` to live (`None`: no expiry)
@@ -366,13 +409,73 @@ mod tests {
     }
 
     #[test]
-    fn writes_append_to_the_staging_key_and_renew_its_ttl() {
+    fn writes_append_to_the_staging_key_and_renew_its_ttl_in_one_transaction() {
         assert!(write(Kind::Set, b"s", &[]).is_none());
         let w = write(Kind::Hash, b"s", &["f".into(), "v".into()]).unwrap();
         assert_eq!(
             text(&w),
-            "*4 $4 HSET $1 s $1 f $1 v *3 $7 PEXPIRE $1 s $5 60000 "
+            "*1 $5 MULTI *4 $4 HSET $1 s $1 f $1 v *3 $7 PEXPIRE $1 s $5 60000 *1 $4 EXEC "
         );
+        assert_eq!(text(&w).matches('*').count(), WRITE_REPLIES);
+    }
+
+    #[test]
+    fn a_transaction_s_first_error_is_the_refusal_of_a_queued_command_or_of_exec() {
+        let ok = Frame::Simple("OK".into());
+        let queued = Frame::Simple("QUEUED".into());
+        let done = Frame::Array(vec![Frame::Integer(3), Frame::Integer(1)]);
+        assert_eq!(
+            first_error(&[ok.clone(), queued.clone(), queued.clone(), done]),
+            None
+        );
+        let moved = Frame::Error("MOVED 3999 127.0.0.1:7002".into());
+        let abort = Frame::Error("EXECABORT Transaction discarded".into());
+        let refused = [ok.clone(), moved.clone(), moved, abort];
+        assert_eq!(
+            first_error(&refused),
+            Some(&b"MOVED 3999 127.0.0.1:7002"[..])
+        );
+        let ask = Frame::Error("ASK 3999 127.0.0.1:7002".into());
+        let exec_refused = [ok.clone(), queued.clone(), queued.clone(), ask];
+        assert_eq!(
+            first_error(&exec_refused),
+            Some(&b"ASK 3999 127.0.0.1:7002"[..])
+        );
+        let failed_inside = Frame::Array(vec![Frame::Error("OOM no".into()), Frame::Integer(1)]);
+        assert_eq!(
+            first_error(&[ok, queued.clone(), queued, failed_inside]),
+            Some(&b"OOM no"[..])
+        );
+    }
+
+    #[test]
+    fn staging_keys_are_in_their_key_s_slot_whatever_braces_it_holds() {
+        use crate::slot::Slot;
+        for key in [
+            &b"k"[..],
+            b"{user:1}:profile",
+            b"a{b",
+            b"a}b{c}",
+            b"{}x",
+            b"}{",
+            b"x{}{y}",
+            b"{{a}}",
+            b"",
+        ] {
+            let name = staging_name("1f2e3d4c", key);
+            assert!(name.starts_with(STAGING_PREFIX), "{name:?}");
+            assert!(name.ends_with(key) && name.ends_with(&[b":" as &[u8], key].concat()));
+            assert_eq!(
+                Slot::of(&name),
+                Slot::of(key),
+                "{:?} for {:?}",
+                name,
+                String::from_utf8_lossy(key)
+            );
+        }
+        let tag = crate::slot::tag_for(Slot::of(b"k"));
+        let want = [b"slotgate:staging:{" as &[u8], tag, b"}:1f:k"].concat();
+        assert_eq!(&staging_name("1f", b"k")[..], &want[..]);
     }
 
     #[test]
@@ -391,6 +494,5 @@ mod tests {
         assert!(untouched(&Frame::Array(vec![Frame::Integer(1)])));
         assert!(!untouched(&Frame::Array(vec![Frame::Integer(0)])));
         assert!(!untouched(&Frame::NullArray));
-        assert_eq!(&staging_name("1f", b"k")[..], b"slotgate:staging:1f:k");
     }
 }

@@ -253,7 +253,14 @@ pub fn cluster_refusal(error: &str) -> Option<Refusal> {
         Some((_, rest)) => rest,
         None => error,
     };
-    match Redirect::classify(rest.trim_end().as_bytes())? {
+    refusal(rest.trim_end().as_bytes())
+}
+
+/// What a cluster node's own error line (without `-`) means for keys sent to it: a
+/// [`Refusal`] for `MOVED`, `ASK`, `TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, `MASTERDOWN`; `None`
+/// for other errors.
+pub fn refusal(error: &[u8]) -> Option<Refusal> {
+    match Redirect::classify(error)? {
         Redirect::Moved { slot, addr } => Some(Refusal::Moved { slot, addr }),
         Redirect::Ask { .. }
         | Redirect::TryAgain
@@ -262,6 +269,14 @@ pub fn cluster_refusal(error: &str) -> Option<Refusal> {
         | Redirect::MasterDown => Some(Refusal::Wait),
         Redirect::NoScript => None,
     }
+}
+
+/// Whether a failed `MIGRATE`'s error passes with time: `IOERR` (the destination did not
+/// answer within the `MIGRATE`'s timeout, as under load). The keys the source did not hear
+/// back about stay on it (Redis deletes a key only after reading the destination's `OK`),
+/// so the move may simply be tried again; a copy the destination kept is replaced then.
+pub fn is_passing(error: &str) -> bool {
+    error.starts_with("IOERR")
 }
 
 /// Moving back, the node a cluster node sent a move of keys it does not hold to with `ASK`
@@ -297,10 +312,11 @@ pub fn failure_reply(unit: u16, error: &str) -> Bytes {
 }
 
 /// The error a client gets when a key of its request was still being copied in steps when
-/// the request's deadline passed (`migration::stepped`): the request did not run.
+/// the request's deadline passed (`migration::stepped`; between pools, or from the pools
+/// onto a cluster): the request did not run.
 pub fn stepping_reply(unit: u16) -> Bytes {
     Bytes::from(format!(
-        "-TRYAGAIN slot {unit} is moving between pools and a key of the request is being copied in steps; try again\r\n"
+        "-TRYAGAIN slot {unit} is moving and a key of the request is being copied in steps; try again\r\n"
     ))
 }
 
@@ -312,6 +328,17 @@ mod tests {
         crate::resp::Request::from_args(args.iter().map(|a| a.as_bytes()))
             .raw()
             .clone()
+    }
+
+    #[test]
+    fn an_io_error_passes_and_a_refusal_of_the_destination_does_not() {
+        assert!(is_passing(
+            "IOERR error or timeout reading to target instance"
+        ));
+        assert!(!is_passing(
+            "ERR Target instance replied with error: OOM command not allowed when used memory > 'maxmemory'."
+        ));
+        assert!(!is_passing("BUSYKEY Target key name already exists."));
     }
 
     #[test]
@@ -438,6 +465,17 @@ mod tests {
             "a MIGRATE target's ASK is not followed"
         );
         assert_eq!(ask_target("MOVED 3999 127.0.0.1:7002"), None);
+        // A node's own reply to a step of a copy in steps.
+        assert!(matches!(
+            refusal(b"MOVED 3999 127.0.0.1:7002"),
+            Some(Refusal::Moved { slot, .. }) if slot.get() == 3999
+        ));
+        assert_eq!(refusal(b"ASK 3999 127.0.0.1:7002"), Some(Refusal::Wait));
+        assert_eq!(
+            refusal(b"CLUSTERDOWN The cluster is down"),
+            Some(Refusal::Wait)
+        );
+        assert_eq!(refusal(b"ERR wrong number of arguments"), None);
     }
 
     #[test]

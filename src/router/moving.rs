@@ -6,17 +6,22 @@
 //! ```text
 //!  route_in ── unit moving from shard S ──► MIGRATE … KEYS k… on S (the client's connection)
 //!                                             │ +OK / +NOKEY → the request to the destination
+//!                                             │ IOERR / no reply → held, retried (deadline)
 //!                                             │ error        → the client gets TRYAGAIN + why
 //!  unit held (phase change) ──► retried after a short back-off through the then current table
 //!  keys moving from pools onto the cluster ──► MIGRATE … KEYS k… on each pool that placed a key
+//!                                             │ (size-guarded, as between pools)
 //!                                             │ all +OK / +NOKEY → the request to the slot's node
+//!                                             │ BIGKEY i         → copied in steps; held, retried
 //!                                             │ MOVED (target)   → slot patched, routed again
 //!                                             │ ASK / TRYAGAIN   → the slot is resharded inside
 //!                                             │                    the cluster: held, retried
+//!                                             │ IOERR / no reply → held, retried
 //!                                             │ other error      → the client gets TRYAGAIN + why
 //!  keys moving back onto the pools (abort) ──► EVAL "MIGRATE …" KEYS k… on the cluster node of
-//!                                             each slot of its keys; the same replies (MOVED,
-//!                                             ASK, TRYAGAIN from the node itself), then the
+//!                                             each slot of its keys (no size guard: big keys
+//!                                             move whole); the same replies (MOVED, ASK,
+//!                                             TRYAGAIN from the node itself, IOERR), then the
 //!                                             request to the pool the placement names
 //! ```
 
@@ -77,6 +82,10 @@ struct AfterLegacy {
     done: Cell<bool>,
     /// The first failure's error line.
     failure: RefCell<Option<String>>,
+    /// The keys of each `MIGRATE` (its reply's place), to name a big one (`BIGKEY i`).
+    groups: Vec<Vec<Bytes>>,
+    /// The first key a pool found too big to move whole: copied in steps first.
+    big: RefCell<Option<Bytes>>,
 }
 
 impl Waiter for AfterLegacy {
@@ -86,10 +95,11 @@ impl Waiter for AfterLegacy {
             Outcome::Failed(error) => {
                 self.failure.borrow_mut().get_or_insert(error);
             }
-            Outcome::Big(_) => {
-                // Not asked for (no size guard onto a cluster).
-                let error = "unexpected BIGKEY reply".to_string();
-                self.failure.borrow_mut().get_or_insert(error);
+            Outcome::Big(i) => {
+                let key = self.groups.get(place as usize).and_then(|keys| keys.get(i));
+                if let Some(key) = key {
+                    self.big.borrow_mut().get_or_insert_with(|| key.clone());
+                }
             }
             Outcome::Moved => {
                 if let Some(router) = self.router.upgrade() {
@@ -277,33 +287,45 @@ impl Router {
             // A cluster has database 0 only: no key of another database left the pools.
             keys.clear();
         }
+        // Onto the cluster, big keys are copied in steps (size-guarded MIGRATE); moving back,
+        // they move whole.
+        let big_key_bytes = match toward {
+            Toward::Cluster => self.big_key_bytes(out.deadline, now),
+            Toward::Pools => 0,
+        };
+        if big_key_bytes > 0 && self.topology.stepped_copy().holds(out.db, &keys) {
+            // One of its keys is being copied in steps: a MIGRATE now would block its pool.
+            let error = touch::stepping_reply(out.unit.get());
+            return self.retry_later(out, error, now);
+        }
         let Some(shard) = table.shard_of(out.unit).and_then(|i| table.shards().get(i)) else {
             self.topology.request_refresh();
             let error = crate::backend::BackendError::SlotUnserved(out.unit.get()).to_reply();
             return self.hold_or_fail(out, error, now);
         };
         let dest = Arc::clone(&shard.master);
-        let groups = touch::by_source(source, &keys);
-        let migrates: Vec<(Arc<str>, Bytes)> = groups
-            .iter()
+        let mut groups = Vec::new();
+        let migrates: Vec<(Arc<str>, Bytes)> = touch::by_source(source, &keys)
+            .into_iter()
             .filter_map(|(from, keys)| {
-                let source = &source.shards().get(*from)?.master;
+                let source = &source.shards().get(from)?.master;
                 let migrate = match toward {
                     Toward::Cluster => touch::migrate_request(
                         &dest,
                         shard.auth.as_deref(),
                         out.db,
                         self.migrate_timeout_ms,
-                        keys,
-                        0, // onto a cluster, big keys move whole
+                        &keys,
+                        big_key_bytes,
                     ),
                     Toward::Pools => touch::migrate_back_request(
                         &dest,
                         shard.auth.as_deref(),
                         self.migrate_timeout_ms,
-                        keys,
+                        &keys,
                     ),
                 }?;
+                groups.push(keys);
                 Some((Arc::clone(source), migrate))
             })
             .collect();
@@ -329,6 +351,8 @@ impl Router {
             left: Cell::new(migrates.len()),
             done: Cell::new(false),
             failure: RefCell::new(None),
+            groups,
+            big: RefCell::new(None),
         });
         self.on_touch
             .legacy
@@ -386,8 +410,9 @@ impl Router {
             let out = next.out.borrow_mut().take();
             if let Some(out) = out {
                 let failure = next.failure.borrow_mut().take();
+                let big = next.big.borrow_mut().take();
                 // May route a request again (MOVED), which queues it anew: no borrow held.
-                self.after_legacy(out, &next.dest, next.toward, failure);
+                self.after_legacy(out, &next.dest, next.toward, failure, big);
             }
         }
     }
@@ -407,15 +432,18 @@ impl Router {
     }
 
     /// Every `MIGRATE` for `out` (keys moving `toward` the cluster or the pools, to `dest`)
-    /// answered: run `out` on its unit's owner; or, when the cluster refused the keys, route
-    /// it again (MOVED: the slot patched) or hold it while the slot is resharded (ASK,
-    /// TRYAGAIN), within its deadline; or fail it.
+    /// answered: run `out` on its unit's owner; or, when a pool found `big` too big to move
+    /// whole (onto the cluster), ask for its copy in steps and hold `out` meanwhile; or, when
+    /// the cluster refused the keys, route it again (MOVED: the slot patched) or hold it while
+    /// the slot is resharded (ASK, TRYAGAIN) or the `MIGRATE` timed out (IOERR), within its
+    /// deadline; or fail it.
     fn after_legacy(
         &self,
         mut out: Outbound,
         dest: &Arc<str>,
         toward: Toward,
         failure: Option<String>,
+        big: Option<Bytes>,
     ) {
         let left = self.on_touch.in_flight.get().saturating_sub(1);
         self.on_touch.in_flight.set(left);
@@ -423,7 +451,16 @@ impl Router {
             self.on_touch.idle.raise();
         }
         let now = Instant::now();
+        let stepping = big.is_some();
+        if let Some(key) = big {
+            self.topology.stepped_copy().want(out.db, key);
+        }
         let Some(error) = failure else {
+            if stepping {
+                // Nothing of that pool moved: retried once the copy in steps is done.
+                let error = touch::stepping_reply(out.unit.get());
+                return self.retry_later(out, error, now);
+            }
             let table = self.table();
             if table.other_side().map(|(t, _)| t) == Some(toward) {
                 // The unit's owner now (the table may have changed since the MIGRATEs were
@@ -446,6 +483,7 @@ impl Router {
                 self.route(out, now);
             }
             Some(Refusal::Wait) => self.retry_later(out, reply, now),
+            _ if touch::is_passing(&error) => self.retry_later(out, reply, now),
             _ => {
                 self.topology.move_counters().on_touch_failed();
                 tracing::warn!(
@@ -472,6 +510,12 @@ impl Router {
             self.want_copied(&out.request, out.db, i);
             let error = touch::stepping_reply(out.unit.get());
             return self.retry_later(out, error, Instant::now());
+        }
+        if let Outcome::Failed(error) = &outcome {
+            if touch::is_passing(error) {
+                let reply = touch::failure_reply(out.unit.get(), error);
+                return self.retry_later(out, reply, Instant::now());
+            }
         }
         match self.on_touch_outcome(outcome) {
             Ok(()) => self.send_to(dest, out, Instant::now()),
@@ -581,7 +625,9 @@ impl Router {
                 }
                 Some(MoveRoute::Legacy) => {
                     drop(table);
-                    return self.move_legacy_keys_first(unit, payload, db).await;
+                    return self
+                        .move_legacy_keys_first(unit, payload, db, deadline)
+                        .await;
                 }
                 Some(MoveRoute::From(source)) => {
                     let shards = table.shards();
@@ -615,35 +661,18 @@ impl Router {
         ) else {
             return Ok(());
         };
-        let fail = |error: String| {
-            self.topology.move_counters().on_touch_failed();
-            NotYet::Failed(touch::failure_reply(unit.get(), &error))
-        };
-        let lease = Lease {
-            resp3: false,
-            db,
-            client: 0,
-        };
-        let mut conn = self
-            .lease_for(&source, lease)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        let timeout = Duration::from_millis(self.migrate_timeout_ms) + self.connect_timeout;
-        let reply = match tokio::time::timeout(timeout, conn.call(&migrate, 1)).await {
-            Ok(Ok(mut replies)) => replies.pop(),
-            Ok(Err(e)) => return Err(fail(e.to_string())),
-            Err(_) => return Err(fail(format!("no reply from {source} in {timeout:?}"))),
-        };
-        self.give_back(conn);
-        match reply.map(|r| Outcome::of(r.raw())) {
-            Some(Outcome::Big(i)) => {
+        let held = |error: &str| NotYet::Held(touch::failure_reply(unit.get(), error));
+        match self.migrate_on(&source, db, &migrate).await {
+            Ok(Outcome::Big(i)) => {
                 self.want_copied(payload, db, i);
                 Err(NotYet::Held(touch::stepping_reply(unit.get())))
             }
-            Some(outcome) => self
+            Ok(Outcome::Failed(error)) if touch::is_passing(&error) => Err(held(&error)),
+            Ok(outcome) => self
                 .on_touch_outcome(outcome)
                 .map_err(|error| NotYet::Failed(touch::failure_reply(unit.get(), &error))),
-            None => Err(fail("no reply".into())),
+            // No reply in time (the source busy, or gone): tried again within the deadline.
+            Err(error) => Err(held(&error)),
         }
     }
 
@@ -651,12 +680,14 @@ impl Router {
     /// `MIGRATE` on each pool that placed one of the keys, to the node of `unit` — or, moving
     /// back, on the cluster node of each slot of the keys, to the pool of `unit` — on
     /// connections of their own, one after the other. A cluster refusal is `Held` (MOVED: the
-    /// slot patched first), so the request tries again within its deadline.
+    /// slot patched first), so the request tries again within its deadline; so is, onto the
+    /// cluster, a key too big to move whole (`BIGKEY`), once its copy in steps is asked for.
     async fn move_legacy_keys_first(
         &self,
         unit: Unit,
         payload: &[u8],
         db: u32,
+        deadline: Instant,
     ) -> Result<(), NotYet> {
         let mut keys = touch::keys_of(payload, self.custom);
         let (groups, dest, dest_auth, toward) = {
@@ -688,6 +719,15 @@ impl Router {
                 toward,
             )
         };
+        // Onto the cluster, big keys are copied in steps (size-guarded MIGRATE); moving back,
+        // they move whole.
+        let big_key_bytes = match toward {
+            Toward::Cluster => self.big_key_bytes(deadline, Instant::now()),
+            Toward::Pools => 0,
+        };
+        if big_key_bytes > 0 && self.topology.stepped_copy().holds(db, &keys) {
+            return Err(NotYet::Held(touch::stepping_reply(unit.get())));
+        }
         let _turn = self.dedicated_turn();
         for (source, keys) in groups {
             let (migrate, source_db) = match toward {
@@ -698,7 +738,7 @@ impl Router {
                         db,
                         self.migrate_timeout_ms,
                         &keys,
-                        0, // onto a cluster, big keys move whole
+                        big_key_bytes,
                     ),
                     db,
                 ),
@@ -722,8 +762,18 @@ impl Router {
                     continue;
                 }
                 Ok(Outcome::NoKey) => continue,
-                Ok(Outcome::Big(_)) => "unexpected BIGKEY reply".to_string(),
-                Ok(Outcome::Failed(error)) | Err(error) => error,
+                Ok(Outcome::Big(i)) => {
+                    if let Some(key) = keys.get(i) {
+                        self.topology.stepped_copy().want(db, key.clone());
+                    }
+                    return Err(NotYet::Held(touch::stepping_reply(unit.get())));
+                }
+                Ok(Outcome::Failed(error)) => error,
+                // No reply in time (the source busy, or gone): tried again within the deadline.
+                Err(error) => {
+                    let reply = touch::cluster_move_failure_reply(toward, unit.get(), &error);
+                    return Err(NotYet::Held(reply));
+                }
             };
             let reply = touch::cluster_move_failure_reply(toward, unit.get(), &error);
             return Err(match touch::cluster_refusal(&error) {
@@ -733,6 +783,7 @@ impl Router {
                     NotYet::Held(reply)
                 }
                 Some(Refusal::Wait) => NotYet::Held(reply),
+                _ if touch::is_passing(&error) => NotYet::Held(reply),
                 _ => {
                     self.topology.move_counters().on_touch_failed();
                     NotYet::Failed(reply)
@@ -743,7 +794,8 @@ impl Router {
     }
 
     /// Send `migrate` on a connection of its own to `source` (database `db`) and read its
-    /// outcome; `Err` when no reply came.
+    /// outcome; `Err` when no reply came (no connection, or none within the `MIGRATE`'s
+    /// timeout and the connect timeout).
     async fn migrate_on(
         &self,
         source: &Arc<str>,

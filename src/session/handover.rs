@@ -45,6 +45,12 @@ pub(crate) async fn serve_tcp(
 ) {
     let mut session = Session::new(info, worker);
     session.movable = session.worker.outbox().is_some();
+    session.queue.write_directly_to(
+        std::os::fd::AsRawFd::as_raw_fd(&stream),
+        std::sync::Arc::clone(session.worker.proxy()),
+        session.worker.index(),
+        session.slow_logger(),
+    );
     let mut rbuf = BytesMut::with_capacity(BUFFER_SIZE);
     if let Some(adopted) = adopted {
         arriving(&mut session, adopted, &mut rbuf).await;

@@ -110,8 +110,6 @@ pub(crate) struct Session {
     authenticated: bool,
     /// The named user the client authenticated as (`None`: the unrestricted default user).
     user: Option<std::sync::Arc<crate::auth::User>>,
-    /// Reply latency for the worker's histogram (admin `/metrics`).
-    clock: crate::stats::ReplyClock,
     /// The command of the last request dispatched, and the id CLIENT LIST knows the last
     /// one published by (cached: a client mostly repeats its command).
     last_spec: Option<&'static crate::command::CommandSpec>,
@@ -197,7 +195,6 @@ impl Session {
             space,
             authenticated,
             user: None,
-            clock: Default::default(),
             usage: Usage::default(),
             last_spec: None,
             lookup,
@@ -253,6 +250,8 @@ impl Session {
         let queue = Rc::clone(&self.queue);
         let worker = Rc::clone(&self.worker);
         loop {
+            // Running: replies are written here, in order, not where they arrive.
+            self.queue.arm_direct(false);
             // Only subscribers and monitors get messages pushed (the output limit applies to
             // them).
             let subscriber = self.pubsub.is_some() || self.monitor.is_some();
@@ -316,6 +315,10 @@ impl Session {
                 && self.usage.in_flight.bytes() + self.queue.unwritten() < bounds.max_pending_bytes
                 // Moving: read no further than the boundary (unless in MULTI, WATCH …).
                 && (!self.moving || self.pinned_state());
+            // Parked with every ready reply written: a reply that leaves nothing owed may be
+            // written by the task that receives it (`queue::direct`; plaintext clients only).
+            self.queue
+                .arm_direct(may_read && !subscriber && !self.moving);
             tokio::select! {
                 biased;
                 // CLIENT KILL from any client: close now, owed replies or not. First, so a
@@ -411,10 +414,10 @@ impl Session {
             stream.flush().await?;
             self.worker.stats().client_wrote(wrote);
             self.queue.written(wrote);
-            self.usage.in_flight.answered(self.queue.front_seq());
         }
-        self.clock
-            .written(self.queue.outstanding(), self.worker.stats());
+        // Replies written from where they arrived (`queue::direct`) count too.
+        self.usage.in_flight.answered(self.queue.front_seq());
+        self.queue.clock_written(self.worker.stats());
         Ok(())
     }
 
@@ -519,7 +522,7 @@ impl Session {
             self.queue.end_batch();
         }
         self.worker.stats().add_commands(count);
-        self.clock.read(now, count);
+        self.queue.clock_read(now, count);
         let dispatched = unread - buf.len();
         self.usage
             .in_flight

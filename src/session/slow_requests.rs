@@ -21,7 +21,8 @@ use crate::resp::{encode, Frame};
 
 use super::dispatch::error;
 use super::local::Local;
-use super::Session;
+use super::{Session, WorkerContext};
+use crate::ops::clients::Client;
 
 impl Session {
     /// Log the slow requests answered since the last call: one flag read when there are none.
@@ -36,76 +37,80 @@ impl Session {
     #[inline(never)]
     fn log_kept_slow(&self) {
         for (took, request) in self.queue.take_slow() {
-            self.log_slow(took, &request);
+            log_slow(&self.worker, self.info.client(), took, &request);
         }
     }
 
-    /// The slow path: parse the request again, name its node and log it.
-    #[cold]
-    fn log_slow(&self, took: Duration, raw: &Bytes) {
-        let Ok(Frame::Array(items)) = crate::resp::parse_frame(raw, &self.worker.settings().limits)
-        else {
-            return;
-        };
-        let owned: Vec<Bytes> = items
-            .into_iter()
-            .filter_map(|f| match f {
-                Frame::Bulk(b) => Some(b),
-                _ => None,
-            })
-            .collect();
-        let argv: Vec<&[u8]> = owned.iter().map(|a| &a[..]).collect();
-        let custom = || self.worker.custom_commands()?.lookup(&argv);
-        let Some(spec) = command::lookup(&argv).or_else(custom) else {
-            return;
-        };
-        let blocking = match spec.name {
-            "xread" | "xreadgroup" => argv.iter().any(|a| a.eq_ignore_ascii_case(b"block")),
-            _ => spec.is_blocking(),
-        };
-        if blocking
-            || spec.flags.contains(Flags::SKIP_SLOWLOG)
-            || matches!(spec.name, "auth" | "hello")
-        {
-            return;
-        }
-        let node = self.node_of(spec, &argv);
-        let addr = self.info.peer.map(|a| a.to_string()).unwrap_or_default();
-        let name = self
-            .info
-            .name()
-            .map(|n| String::from_utf8_lossy(&n).into_owned())
-            .unwrap_or_default();
-        self.worker
-            .ops()
-            .slowlog
-            .record(self.worker.index(), took, &argv, addr, name, node);
+    /// What logs this session's slow requests from where their replies arrive, for replies
+    /// written there (`queue::direct`).
+    pub(super) fn slow_logger(&self) -> super::queue::SlowLogger {
+        let worker = std::rc::Rc::clone(&self.worker);
+        let client = std::sync::Arc::clone(self.info.client());
+        Box::new(move |took, request| log_slow(&worker, &client, took, request))
     }
+}
 
-    /// The node a request went to, as the slot table says now: its first key's master,
-    /// `proxy` for commands the proxy answers, `masters` for ones sent to every master.
-    fn node_of(&self, spec: &command::CommandSpec, argv: &[&[u8]]) -> String {
-        if Local::of(spec).is_some() {
-            return "proxy".into();
+/// The slow path: parse `client`'s request `raw` again, name its node and log it.
+#[cold]
+fn log_slow(worker: &WorkerContext, client: &Client, took: Duration, raw: &Bytes) {
+    let Ok(Frame::Array(items)) = crate::resp::parse_frame(raw, &worker.settings().limits) else {
+        return;
+    };
+    let owned: Vec<Bytes> = items
+        .into_iter()
+        .filter_map(|f| match f {
+            Frame::Bulk(b) => Some(b),
+            _ => None,
+        })
+        .collect();
+    let argv: Vec<&[u8]> = owned.iter().map(|a| &a[..]).collect();
+    let custom = || worker.custom_commands()?.lookup(&argv);
+    let Some(spec) = command::lookup(&argv).or_else(custom) else {
+        return;
+    };
+    let blocking = match spec.name {
+        "xread" | "xreadgroup" => argv.iter().any(|a| a.eq_ignore_ascii_case(b"block")),
+        _ => spec.is_blocking(),
+    };
+    if blocking || spec.flags.contains(Flags::SKIP_SLOWLOG) || matches!(spec.name, "auth" | "hello")
+    {
+        return;
+    }
+    let node = node_of(worker, spec, &argv);
+    let addr = client.peer.map(|a| a.to_string()).unwrap_or_default();
+    let name = client
+        .name()
+        .map(|n| String::from_utf8_lossy(&n).into_owned())
+        .unwrap_or_default();
+    worker
+        .ops()
+        .slowlog
+        .record(worker.index(), took, &argv, addr, name, node);
+}
+
+/// The node a request went to, as the slot table says now: its first key's master, `proxy`
+/// for commands the proxy answers, `masters` for ones sent to every master.
+fn node_of(worker: &WorkerContext, spec: &command::CommandSpec, argv: &[&[u8]]) -> String {
+    if Local::of(spec).is_some() {
+        return "proxy".into();
+    }
+    let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
+    let key = spec
+        .routing_args(argv, &mut keys)
+        .ok()
+        .and_then(|()| keys.first().and_then(|&i| argv.get(i)));
+    let table = worker.router().topology().table();
+    match key {
+        Some(key) => {
+            let slot = table.placement().unit_of(key);
+            table
+                .shard_of(slot)
+                .and_then(|i| table.shards().get(i))
+                .map(|s| s.master.to_string())
+                .unwrap_or_default()
         }
-        let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
-        let key = spec
-            .routing_args(argv, &mut keys)
-            .ok()
-            .and_then(|()| keys.first().and_then(|&i| argv.get(i)));
-        let table = self.worker.router().topology().table();
-        match key {
-            Some(key) => {
-                let slot = table.placement().unit_of(key);
-                table
-                    .shard_of(slot)
-                    .and_then(|i| table.shards().get(i))
-                    .map(|s| s.master.to_string())
-                    .unwrap_or_default()
-            }
-            None if split::fan_out_rule(spec.name).is_some() => "masters".into(),
-            None => String::new(),
-        }
+        None if split::fan_out_rule(spec.name).is_some() => "masters".into(),
+        None => String::new(),
     }
 }
 

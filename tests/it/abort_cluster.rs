@@ -8,8 +8,8 @@
 use crate::common;
 use crate::fleet_migration::status;
 use crate::to_cluster::{
-    assert_seeded_on, destination_cluster, ketama_config, mixed_client, node_id,
-    seed_through_nutcracker, seeded_key, slot_owners, start_onto, start_pools_proxy,
+    assert_seeded_on, destination_cluster, ketama_config, mixed_client, owner_and_other,
+    seed_through_nutcracker, seeded_key, set_slot, start_onto, start_pools_proxy,
 };
 
 use std::collections::HashMap;
@@ -201,25 +201,13 @@ async fn an_abort_while_a_slot_is_resharded_inside_the_cluster_finds_every_key()
     // Both keys move onto the cluster on touch.
     let _: Vec<String> = conn.mget(&[a, b]).await.unwrap();
     let slot = slotgate::slot::Slot::of(a.as_bytes()).get();
-    let owner = slot_owners(cluster.master_ports()[0]).await[slot as usize];
-    let other = *cluster
-        .master_ports()
-        .iter()
-        .find(|&&p| p != owner)
-        .unwrap();
+    let ((owner, owner_id), (other, other_id)) = owner_and_other(&cluster, slot).await;
     let mut on_owner = common::load::node(owner).await;
     let n: i64 = on_owner.exists(&[a, b]).await.unwrap();
     assert_eq!(n, 2, "both keys on the slot's owner");
 
     // The slot is being resharded by hand: b already on the importing node, a on the owner.
-    let (owner_id, other_id) = (node_id(&cluster, owner), node_id(&cluster, other));
-    let setslot = |port: u16, args: &[&str]| {
-        let slot = slot.to_string();
-        let mut all = vec!["CLUSTER", "SETSLOT", &slot];
-        all.extend(args);
-        let out = common::redis_cli(common::load::node_addr(port), &all);
-        assert_eq!(out.trim(), "OK", "CLUSTER SETSLOT {args:?} on {port}");
-    };
+    let setslot = |port: u16, args: &[&str]| set_slot(port, slot, args);
     setslot(other, &["IMPORTING", &owner_id]);
     setslot(owner, &["MIGRATING", &other_id]);
     let other_port = other.to_string();

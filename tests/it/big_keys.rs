@@ -2,11 +2,14 @@
 //! source is never blocked for a whole big value — neither by the mover nor by a request
 //! that meets a big key first (it is copied in steps on the request's behalf) — a request for
 //! a key being copied waits for the copy and then runs on the destination, and every value,
-//! its TTL included, arrives whole. Real redis-servers; the source's own slow log measures how long it was blocked.
+//! its TTL included, arrives whole — between pools, and from the pools onto a Redis Cluster.
+//! Real redis-servers; the source's own slow log measures how long it was blocked.
 
 use crate::common;
 use crate::pool_migration::{keys_on, moving, start_move, start_with, status, until_done};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::eventually;
@@ -20,9 +23,11 @@ fn moving_name(prefix: &str) -> String {
         .unwrap()
 }
 
-/// The longest command in the slow log of the server at `addr` (microseconds), and its name.
+/// The longest command in the slow log of the server at `addr` (microseconds), and its name:
+/// of all its entries (`log_all_after_one_dump` keeps up to 100 000; busy clients' on-touch
+/// moves log thousands).
 fn longest_logged(addr: std::net::SocketAddr) -> (u64, String) {
-    let out = common::redis_cli(addr, &["SLOWLOG", "GET", "1000"]);
+    let out = common::redis_cli(addr, &["SLOWLOG", "GET", "100000"]);
     // redis-cli prints each entry's fields one per line: id, time, duration, then the argv.
     let lines: Vec<&str> = out.lines().collect();
     let mut longest = (0, String::new());
@@ -298,4 +303,349 @@ async fn a_request_for_a_big_key_the_mover_has_not_reached_copies_it_in_steps_fi
         stepped_us < 50_000 && stepped_us < whole_us,
         "source blocked {stepped_us} µs by {command}; whole hash {whole_us} µs"
     );
+}
+
+/// A client that does not retry, using the big hash `hash` and the big list `list` while they
+/// move: each round adds a field to the hash and pushes an element to the list, reads both
+/// back, and reads one of the 100 000 fields and elements each was built with. Every error or
+/// wrong answer is kept; returns the rounds run.
+async fn use_big_keys(
+    addr: std::net::SocketAddr,
+    (hash, list): (String, String),
+    stop: Arc<AtomicBool>,
+) -> (u64, Vec<String>) {
+    let mut c = common::client(addr).await;
+    let (mut n, mut errors) = (0u64, Vec::new());
+    while !stop.load(Ordering::SeqCst) {
+        n += 1;
+        let i = (n * 7919) % 100_000;
+        let added = redis::pipe()
+            .hset(&hash, format!("new:{n}"), n)
+            .hget(&hash, format!("new:{n}"))
+            .hget(&hash, format!("f{}", i + 1))
+            .rpush(&list, format!("extra-{n}"))
+            .lindex(&list, -1)
+            .lindex(&list, i as isize)
+            .query_async::<(u64, u64, String, u64, String, String)>(&mut c)
+            .await;
+        let wanted = (
+            1,
+            n,
+            format!("value-{}", i + 1),
+            100_000 + n,
+            format!("extra-{n}"),
+            format!("element-{}", i + 1),
+        );
+        match added {
+            Ok(got) if got == wanted => {}
+            other => errors.push(format!("round {n}: {other:?}, wanted {wanted:?}")),
+        }
+    }
+    (n, errors)
+}
+
+/// From the pools onto a Redis Cluster (issue 20, items 1+2), big keys move in bounded steps
+/// too, to the node owning each one's slot: a list and a hash of 100 000 elements that a
+/// client (which does not retry) reads and writes all through the move — its requests get
+/// them copied in steps first, then run on the cluster — beside clients of small keys, and a
+/// hash of 100 000 fields nobody touches, which the mover copies in steps. The key names hold braces (the staging key must
+/// share the key's slot all the same). No client error; every value arrives whole with its
+/// TTL; no staging key is left; the old server's slow log shows no command near one `DUMP` of
+/// a big hash (what a `MIGRATE` of it would serialise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_keys_move_onto_a_cluster_in_bounded_steps_while_clients_use_them() {
+    use crate::to_cluster::{
+        destination_cluster, slot_owners, start_onto, start_pools_proxy, until_cluster_mode,
+    };
+    // Heavy (values of 100 000 elements) and timed on the source's slow log.
+    let _serial = common::load::serial().await;
+    let servers = common::standalone_servers(1);
+    let source: std::net::SocketAddr = servers[0].addr().parse().unwrap();
+    let cluster = destination_cluster(None);
+    let (proxy, file) = start_pools_proxy(&servers, "slotgate-big-onto-cluster", |c| {
+        c.migration.big_key_bytes = 256 * 1024;
+        c.migration.big_key_step = 100;
+        c.migration.keys_per_second = 500;
+        // Patience for a request waiting on a copy: half of it.
+        c.backend.request_timeout_ms = 20_000;
+    });
+    let addr = proxy.local_addr();
+    let mut c = common::client(addr).await;
+    // Braces: a hash tag in one, an unclosed `{` after a `}` in the other.
+    let (list, hash, quiet) = (
+        "big:list:}{x".to_string(),
+        "big:{h}:hash".to_string(),
+        "big:quiet{".to_string(),
+    );
+    build(
+        &mut c,
+        &[
+            (&list, LIST_100K),
+            (&hash, HASH_100K),
+            (&quiet, HASH_100K),
+            (
+                &"small".to_string(),
+                "for i=1,2000 do redis.call('SET','small:'..i,i) end",
+            ),
+        ],
+    )
+    .await;
+    let _: () = c.pexpire(&list, 200_000).await.unwrap();
+    let ttl_set = Instant::now();
+    let quiet_before: std::collections::BTreeMap<String, String> = c.hgetall(&quiet).await.unwrap();
+    assert_eq!(quiet_before.len(), 100_000);
+    // What one MIGRATE of a big hash would block the old server for: its DUMP alone.
+    let whole_us = log_all_after_one_dump(source, &quiet);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let user = tokio::spawn(use_big_keys(
+        addr,
+        (hash.clone(), list.clone()),
+        stop.clone(),
+    ));
+    // Beside it, clients (that do not retry either) writing and reading small keys.
+    let keys = (0..200).map(|i| format!("load:{i}")).collect();
+    let load = common::load::Load::start_with(addr, 4, keys, Default::default());
+    let admin = proxy.admin_addr().unwrap().to_string();
+    let answer = start_onto(&admin, &cluster, "start the move onto the cluster").await;
+    assert!(answer.contains("\"ok\":true"), "{answer}");
+    until_cluster_mode(&file.0, Duration::from_secs(120)).await;
+    let (stepped_us, command) = longest_logged(source);
+    stop.store(true, Ordering::SeqCst);
+    let (rounds, errors) = user.await.unwrap();
+    let report = load.stop().await;
+    report.assert_no_errors();
+    report.assert_progress();
+    common::load::verify_acked(addr, &report).await;
+    let (fields_added, pushed) = (rounds, rounds);
+    let s = crate::fleet_migration::status(&admin).await;
+    eprintln!(
+        "old server blocked at most {stepped_us} µs ({command}) while moving; one DUMP of a \
+         big hash {whole_us} µs; {fields_added} fields added, {pushed} elements pushed; {s}"
+    );
+    assert!(
+        errors.is_empty(),
+        "the client saw {} errors: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(5)]
+    );
+    assert!(rounds > 0, "the client ran");
+    assert_eq!(s["on_touch_failures"], 0, "{s}");
+
+    // Each value is whole on the node owning its slot, the list's TTL kept; no staging key is
+    // left anywhere; the old server is empty.
+    assert_eq!(common::dbsize_sum(&[source]), 0, "the old server is empty");
+    let owners = slot_owners(cluster.master_ports()[0]).await;
+    let node_of = |key: &str| owners[slotgate::slot::Slot::of(key.as_bytes()).index()];
+    let mut node = common::load::node(node_of(&list)).await;
+    let len: u64 = node.llen(&list).await.unwrap();
+    assert_eq!(len, 100_000 + pushed, "the list arrived whole on its node");
+    let first: Vec<String> = node.lrange(&list, 0, 2).await.unwrap();
+    assert_eq!(first, ["element-1", "element-2", "element-3"]);
+    let at: String = node.lindex(&list, 99_999).await.unwrap();
+    assert_eq!(at, "element-100000");
+    let last: String = node.lindex(&list, -1).await.unwrap();
+    assert_eq!(last, format!("extra-{pushed}"));
+    let pttl: i64 = node.pttl(&list).await.unwrap();
+    let since = ttl_set.elapsed().as_millis() as i64;
+    assert!(
+        pttl <= 200_000 && pttl >= 200_000 - since - 1_000,
+        "the list kept its TTL: {pttl} ms left {since} ms after it was set"
+    );
+    let mut node = common::load::node(node_of(&hash)).await;
+    let fields: u64 = node.hlen(&hash).await.unwrap();
+    assert_eq!(fields, 100_000 + fields_added, "the hash arrived whole");
+    for (field, want) in [
+        ("f1".to_string(), "value-1".to_string()),
+        ("f100000".into(), "value-100000".into()),
+        ("new:1".into(), "1".into()),
+        (format!("new:{fields_added}"), fields_added.to_string()),
+    ] {
+        let got: String = node.hget(&hash, &field).await.unwrap();
+        assert_eq!(got, want, "{hash} {field}");
+    }
+    let pttl: i64 = node.pttl(&hash).await.unwrap();
+    assert_eq!(pttl, -1, "no TTL was added");
+    let mut node = common::load::node(node_of(&quiet)).await;
+    let quiet_after: std::collections::BTreeMap<String, String> =
+        node.hgetall(&quiet).await.unwrap();
+    assert!(
+        quiet_after == quiet_before,
+        "the untouched hash arrived whole"
+    );
+    for port in cluster.master_ports() {
+        let staging = common::redis_cli(common::load::node_addr(port), &["KEYS", "slotgate:*"]);
+        assert_eq!(staging.trim(), "", "no staging key left on {port}");
+    }
+    let v: u64 = c.get("small:7").await.unwrap();
+    assert_eq!(v, 7, "served in cluster mode");
+    // The bound: no step (nor any MIGRATE) blocked the old server for long; one MIGRATE of a
+    // big hash would have (its DUMP alone, plus the wait for the node's RESTORE).
+    assert!(
+        stepped_us < 50_000 && stepped_us < whole_us,
+        "old server blocked {stepped_us} µs by {command}; whole hash {whole_us} µs"
+    );
+    drop(proxy);
+    drop(cluster);
+}
+
+/// A reshard inside the cluster in the middle of a big key's copy in steps onto it: the
+/// slot's owner starts migrating it and the staging key is taken to the importing node, as
+/// `redis-cli --cluster reshard` would. The owner answers the next step `ASK`: the copy ends
+/// with nothing put in place, the key whole on its pool, the mover says it waits, and the
+/// staging key left on the other node expires by itself (it has its TTL). A request for the
+/// key, and a transaction reading it, wait meanwhile (no error). Once the reshard of the slot
+/// ends, the key is copied in steps to the slot's new owner and both read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reshard_inside_the_cluster_during_a_copy_in_steps_leaves_the_key_on_its_pool() {
+    use crate::to_cluster::{
+        destination_cluster, owner_and_other, set_slot, start_onto, start_pools_proxy,
+        until_cluster_mode,
+    };
+    let _serial = common::load::serial().await;
+    let servers = common::standalone_servers(1);
+    let pool: std::net::SocketAddr = servers[0].addr().parse().unwrap();
+    let cluster = destination_cluster(None);
+    let (proxy, file) = start_pools_proxy(&servers, "slotgate-big-reshard", |c| {
+        c.migration.big_key_bytes = 256 * 1024;
+        // Small steps: the copy lasts a few seconds, time to reshard in its middle.
+        c.migration.big_key_step = 5;
+        c.backend.request_timeout_ms = 30_000;
+    });
+    let mut c = common::client(proxy.local_addr()).await;
+    let hash = "resharded:hash".to_string();
+    build(&mut c, &[(&hash, HASH_100K)]).await;
+    let slot = slotgate::slot::Slot::of(hash.as_bytes()).get();
+    let ((owner, owner_id), (other, other_id)) = owner_and_other(&cluster, slot).await;
+    let (owner_addr, other_addr) = (
+        common::load::node_addr(owner),
+        common::load::node_addr(other),
+    );
+
+    let admin = proxy.admin_addr().unwrap().to_string();
+    start_onto(&admin, &cluster, "start the move onto the cluster").await;
+    // Mid-copy: the staging key is on the owner, in the key's slot.
+    let staging = eventually(
+        "a staging key in the slot on its owner",
+        Duration::from_secs(30),
+        || async {
+            let keys = common::redis_cli(
+                owner_addr,
+                &["CLUSTER", "GETKEYSINSLOT", &slot.to_string(), "10"],
+            );
+            let staging = keys.trim().to_string();
+            common::check(staging, |k| k.starts_with("slotgate:staging:"))
+        },
+    )
+    .await;
+    set_slot(other, slot, &["IMPORTING", &owner_id]);
+    set_slot(owner, slot, &["MIGRATING", &other_id]);
+    let port = other.to_string();
+    let out = common::redis_cli(
+        owner_addr,
+        &["MIGRATE", "127.0.0.1", &port, &staging, "0", "5000"],
+    );
+    assert_eq!(
+        out.trim(),
+        "OK",
+        "the staging key taken to the importing node"
+    );
+
+    // The copy ends refused; the mover says the key waits; a request for it waits too.
+    eventually(
+        "the mover says a key waits",
+        Duration::from_secs(20),
+        || async {
+            let s = crate::fleet_migration::status(&admin).await;
+            let waits = s["moves"][0]["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("1 keys wait"));
+            if waits && s["copying_in_steps"] == serde_json::json!([]) {
+                Ok(())
+            } else {
+                Err(s)
+            }
+        },
+    )
+    .await;
+    let on_pool = common::redis_cli(pool, &["HLEN", &hash]);
+    assert_eq!(on_pool.trim(), "100000", "the key is whole on its pool");
+    // Nothing put in place: in the slot, the owner holds nothing, the importing node only the
+    // staging key.
+    let in_slot = |node| {
+        common::redis_cli(node, &["CLUSTER", "GETKEYSINSLOT", &slot.to_string(), "10"])
+            .trim()
+            .to_string()
+    };
+    assert_eq!(in_slot(owner_addr), "", "nothing left on the owner");
+    assert_eq!(
+        in_slot(other_addr),
+        staging,
+        "only the staging key was taken"
+    );
+    let mut importing = common::load::node(other).await;
+    let (pttl,): (i64,) = redis::pipe()
+        .cmd("ASKING")
+        .ignore()
+        .cmd("PTTL")
+        .arg(&staging)
+        .query_async(&mut importing)
+        .await
+        .unwrap();
+    assert!(
+        pttl > 0 && pttl <= 60_000,
+        "the staging key left on the importing node expires by itself: {pttl} ms"
+    );
+    let mut reader_conn = common::client(proxy.local_addr()).await;
+    let key = hash.clone();
+    let reader = tokio::spawn(async move {
+        let fields: redis::RedisResult<u64> = reader_conn.hlen(&key).await;
+        fields
+    });
+    // The same in a transaction (the dedicated-connection path).
+    let mut tx_conn = common::client(proxy.local_addr()).await;
+    let key = hash.clone();
+    let tx_reader = tokio::spawn(async move {
+        let fields: redis::RedisResult<(u64,)> = redis::pipe()
+            .atomic()
+            .hlen(&key)
+            .query_async(&mut tx_conn)
+            .await;
+        fields
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!reader.is_finished(), "the request waits for the reshard");
+    assert!(
+        !tx_reader.is_finished(),
+        "the transaction waits for the reshard"
+    );
+
+    // The reshard of the slot ends: the key is copied in steps to its new owner.
+    for port in cluster.master_ports() {
+        set_slot(port, slot, &["NODE", &other_id]);
+    }
+    let fields = reader
+        .await
+        .unwrap()
+        .expect("no error for the waiting request");
+    assert_eq!(fields, 100_000);
+    let (fields,) = tx_reader
+        .await
+        .unwrap()
+        .expect("no error for the waiting transaction");
+    assert_eq!(fields, 100_000);
+    until_cluster_mode(&file.0, Duration::from_secs(60)).await;
+    let on_new_owner = common::redis_cli(other_addr, &["HLEN", &hash]);
+    assert_eq!(
+        on_new_owner.trim(),
+        "100000",
+        "whole on the slot's new owner"
+    );
+    assert_eq!(common::dbsize_sum(&[pool]), 0);
+    for port in cluster.master_ports() {
+        let left = common::redis_cli(common::load::node_addr(port), &["KEYS", "slotgate:*"]);
+        assert_eq!(left.trim(), "", "no staging key left on {port}");
+    }
+    drop(proxy);
+    drop(cluster);
 }

@@ -173,6 +173,46 @@ pub(crate) async fn mixed_client(
     (ops, errors)
 }
 
+/// `CLUSTER SETSLOT slot args…` on the node at `port`, which must answer `OK`.
+pub(crate) fn set_slot(port: u16, slot: u16, args: &[&str]) {
+    let slot = slot.to_string();
+    let mut all = vec!["CLUSTER", "SETSLOT", &slot];
+    all.extend(args);
+    let out = common::redis_cli(common::load::node_addr(port), &all);
+    assert_eq!(
+        out.trim(),
+        "OK",
+        "CLUSTER SETSLOT {slot} {args:?} on {port}"
+    );
+}
+
+/// Wait (at most `within`) until the config file at `path` is a cluster-mode one: the move
+/// onto the cluster ended.
+pub(crate) async fn until_cluster_mode(path: &std::path::Path, within: Duration) {
+    eventually("the move onto the cluster ends", within, || async {
+        let pool_mode = Config::load(path).map_or(true, |c| c.is_pool_mode());
+        common::check(pool_mode, |pool| !pool)
+    })
+    .await;
+}
+
+/// The master owning `slot` now and another master, each as `(port, node id)`.
+pub(crate) async fn owner_and_other(
+    cluster: &LocalCluster,
+    slot: u16,
+) -> ((u16, String), (u16, String)) {
+    let owner = slot_owners(cluster.master_ports()[0]).await[slot as usize];
+    let other = *cluster
+        .master_ports()
+        .iter()
+        .find(|&&p| p != owner)
+        .unwrap();
+    (
+        (owner, node_id(cluster, owner)),
+        (other, node_id(cluster, other)),
+    )
+}
+
 /// Write `n` keys (`seeded_key`, every fifth with a TTL of `TTL` seconds) through a real
 /// nutcracker (ketama, fnv1a_64, hash tag `{}`) over `servers`: when the writes began and ended.
 pub(crate) fn seed_through_nutcracker(
@@ -262,6 +302,7 @@ pub(crate) async fn assert_seeded_on(
     }
 }
 
+/// The id of the cluster node at `port`.
 pub(crate) fn node_id(cluster: &LocalCluster, port: u16) -> String {
     let node = cluster.nodes().iter().find(|n| n.port == port).unwrap();
     node.id.clone()
@@ -497,22 +538,8 @@ async fn a_key_whose_slot_is_resharded_inside_the_cluster_waits_for_the_reshard(
     // The slot of r:0 is being moved from its owner to another master, by hand.
     let key = "r:0";
     let slot = slotgate::slot::Slot::of(key.as_bytes()).get();
-    let owners = slot_owners(cluster.master_ports()[0]).await;
-    let owner = owners[slot as usize];
-    let other = *cluster
-        .master_ports()
-        .iter()
-        .find(|&&p| p != owner)
-        .unwrap();
-    let (owner_id, other_id) = (node_id(&cluster, owner), node_id(&cluster, other));
-    let setslot = |port: u16, args: &[&str]| {
-        let mut all = vec!["CLUSTER", "SETSLOT"];
-        let slot = slot.to_string();
-        all.push(&slot);
-        all.extend(args);
-        let out = common::redis_cli(common::load::node_addr(port), &all);
-        assert_eq!(out.trim(), "OK", "CLUSTER SETSLOT {args:?} on {port}");
-    };
+    let ((owner, owner_id), (other, other_id)) = owner_and_other(&cluster, slot).await;
+    let setslot = |port: u16, args: &[&str]| set_slot(port, slot, args);
     setslot(other, &["IMPORTING", &owner_id]);
     setslot(owner, &["MIGRATING", &other_id]);
 

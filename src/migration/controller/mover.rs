@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::big_keys::{Destination, StepSettings, Stepped};
+use super::big_keys::{Destination, StepSettings};
 use super::{key, Migrations, MoveProgress};
 use crate::backend::dedicated::DedicatedConn;
 use crate::backend::Credentials;
@@ -152,11 +152,8 @@ impl Migrations {
             auth: dest_auth.clone(),
             conn: None,
         };
-        let steps = StepSettings {
-            step: settings.big_key_step,
-            timeout: call_timeout,
-        };
-        let mut found = 0u64;
+        let steps = StepSettings::of(config);
+        let mut tally = Tally::default();
         let pace = Pace::new(settings.keys_per_second);
         for &(db, _) in &databases {
             conn.select(db)
@@ -183,31 +180,13 @@ impl Migrations {
                     } else {
                         measure::batch(&mut conn, batch, call_timeout, &source).await?
                     };
-                    let (big, small): (Vec<_>, Vec<_>) = batch
-                        .iter()
-                        .zip(sizes)
-                        .partition(|(_, size)| size.at_least(settings.big_key_bytes));
-                    let small: Vec<Bytes> = small.into_iter().map(|(k, _)| k.clone()).collect();
-                    let mut whole = Vec::new();
-                    for (key, size) in big {
-                        found += 1;
-                        let moved = self
-                            .move_in_steps(&mut conn, &mut destination, db, key, m, &steps)
-                            .await?;
-                        match moved {
-                            Stepped::Moved => {
-                                let bytes = match size {
-                                    measure::Size::Bytes(n) => n,
-                                    _ => 0,
-                                };
-                                self.count_background(m, 1, bytes);
-                            }
-                            Stepped::Whole => whole.push(key.clone()),
-                            Stepped::Gone => {}
-                            Stepped::GaveUp => return Ok(Pass::Changed),
-                        }
-                    }
-                    let batch = [small, whole].concat();
+                    let to = &mut destination;
+                    let rest =
+                        self.copy_big_ones(&mut conn, to, db, batch, sizes, m, &steps, &mut tally);
+                    let Some(rest) = rest.await? else {
+                        return Ok(Pass::Changed);
+                    };
+                    let batch: Vec<Bytes> = rest.into_iter().map(|(k, _)| k).collect();
                     let Some(migrate) = touch::migrate_request(
                         &dest,
                         dest_auth.as_deref(),
@@ -234,7 +213,7 @@ impl Migrations {
                         .ok_or_else(|| format!("no reply from {source}"))?;
                     match Outcome::of(reply.raw()) {
                         outcome @ (Outcome::Moved | Outcome::NoKey) => {
-                            found += batch.len() as u64;
+                            tally.found += batch.len() as u64;
                             // What the source held of the batch just before (on NOKEY: none).
                             if outcome == Outcome::Moved {
                                 let held = measure::total(&measure::sizes(&replies));
@@ -246,7 +225,7 @@ impl Migrations {
                         }
                         Outcome::Big(_) => return Err("unexpected BIGKEY reply".into()),
                     }
-                    pace.wait(found).await;
+                    pace.wait(tally.found).await;
                 }
             }
         }
@@ -254,7 +233,7 @@ impl Migrations {
             p.passes += 1;
             p.last_error = None;
         });
-        Ok(if found == 0 { Pass::Empty } else { Pass::Moved })
+        Ok(tally.pass())
     }
 
     /// The master of pool `pool` (as Sentinel names it, for a pool that follows one) and its
@@ -354,8 +333,29 @@ pub(super) enum Pass {
     /// The move changed phase (paused, aborted …) during the pass.
     Changed,
     /// Keys were found that the destination refused for a while (a reshard inside the
-    /// cluster): another pass shortly.
+    /// cluster), or that the copier was copying in steps: another pass shortly.
     Waiting,
+}
+
+/// Keys one pass of the mover found, and those of them it left on the source for now.
+#[derive(Default)]
+pub(super) struct Tally {
+    /// Keys found (moved, gone, or left waiting).
+    pub found: u64,
+    /// Keys left on the source for a while: the cluster refused them (a reshard inside it), or
+    /// the copier was copying them in steps.
+    pub waiting: u64,
+}
+
+impl Tally {
+    /// What the pass found, once it is over.
+    pub(super) fn pass(&self) -> Pass {
+        match (self.found, self.waiting) {
+            (0, _) => Pass::Empty,
+            (_, 0) => Pass::Moved,
+            _ => Pass::Waiting,
+        }
+    }
 }
 
 /// At most `per_second` keys a second (0: no limit), from the pace's creation.

@@ -14,13 +14,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::mover::{call, call_n, KeyScan, Pace, Pass};
+use super::big_keys::{Destination, StepSettings};
+use super::mover::{call, call_n, KeyScan, Pace, Pass, Tally};
 use super::Migrations;
 use crate::backend::connect::ASKING;
 use crate::backend::dedicated::DedicatedConn;
 use crate::config::{Config, MoveState, SlotMove};
 use crate::migration::measure;
-use crate::migration::touch::{self, Outcome, Refusal};
+use crate::migration::touch::{self, Outcome};
 use crate::resp::Request;
 use crate::slot::SLOT_COUNT;
 use crate::topology::{SlotTable, Toward};
@@ -31,6 +32,9 @@ type NodeKeys = (
     Option<Arc<crate::backend::Credentials>>,
     Vec<Bytes>,
 );
+
+/// A node's address and credentials.
+type NodeAuth = (Arc<str>, Option<Arc<crate::backend::Credentials>>);
 
 /// Which table a configuration routes by, for [`stages_cluster`].
 #[derive(PartialEq, Eq)]
@@ -149,11 +153,12 @@ impl Migrations {
     }
 
     /// One pass of the mover over every pool: each key found is moved to the cluster node
-    /// owning its slot, in batches per node. Keys the cluster refuses for a while (their slot
-    /// being resharded inside it: `ASK`; an owner that changed: `MOVED`, the table patched)
-    /// are left for the next pass. Aborting, the same pass the other way round: over every
-    /// cluster master, each key moved back to the pool the placement names, in batches per
-    /// pool and slot (a cluster node's `MIGRATE` names keys of one slot); the pass finds the
+    /// owning its slot, in batches per node; big keys (`migration.big_key_bytes`) are copied
+    /// there in steps. Keys the cluster refuses for a while (their slot being resharded
+    /// inside it: `ASK`; an owner that changed: `MOVED`, the table patched) are left for the
+    /// next pass. Aborting, the same pass the other way round: over every cluster master,
+    /// each key moved back to the pool the placement names, in batches per pool and slot (a
+    /// cluster node's `MIGRATE` names keys of one slot), big keys whole; the pass finds the
     /// cluster empty only if its masters then count no key either.
     pub(super) async fn pass_onto_cluster(
         &self,
@@ -195,7 +200,10 @@ impl Migrations {
             });
         }
         let pace = Pace::new(settings.keys_per_second);
-        let (mut found, mut waiting) = (0u64, 0u64);
+        let mut tally = Tally::default();
+        let steps = StepSettings::of(config);
+        // The cluster nodes big keys were copied to, each with its connection.
+        let mut nodes: Vec<Destination> = Vec::new();
         for (source, conn) in &mut conns {
             let mut scan = KeyScan::new(settings.scan_count);
             loop {
@@ -213,6 +221,33 @@ impl Migrations {
                 };
                 for (dest, auth, keys) in groups {
                     for batch in keys.chunks(settings.batch_keys) {
+                        let sizes = measure::batch(conn, batch, call_timeout, source).await?;
+                        let rest = match toward {
+                            Toward::Cluster => {
+                                let node = nodes.iter().position(|d| d.addr == dest);
+                                let node = node.unwrap_or_else(|| {
+                                    nodes.push(Destination {
+                                        addr: Arc::clone(&dest),
+                                        auth: auth.clone(),
+                                        conn: None,
+                                    });
+                                    nodes.len() - 1
+                                });
+                                let dest_conn = &mut nodes[node];
+                                let rest = self.copy_big_ones(
+                                    conn, dest_conn, 0, batch, sizes, m, &steps, &mut tally,
+                                );
+                                let Some(rest) = rest.await? else {
+                                    return Ok(Pass::Changed);
+                                };
+                                rest
+                            }
+                            // Moving back, big keys move whole.
+                            Toward::Pools => batch.iter().cloned().zip(sizes).collect(),
+                        };
+                        let (batch, sizes): (Vec<Bytes>, Vec<measure::Size>) =
+                            rest.into_iter().unzip();
+                        let held = measure::total(&sizes);
                         let (migrate, replies) = match toward {
                             Toward::Cluster => (
                                 touch::migrate_request(
@@ -220,8 +255,8 @@ impl Migrations {
                                     auth.as_deref(),
                                     0,
                                     settings.timeout_ms,
-                                    batch,
-                                    0, // onto a cluster, big keys move whole
+                                    &batch,
+                                    0, // measured above: the big ones were copied in steps
                                 ),
                                 1,
                             ),
@@ -232,7 +267,7 @@ impl Migrations {
                                     &dest,
                                     auth.as_deref(),
                                     settings.timeout_ms,
-                                    batch,
+                                    &batch,
                                 )
                                 .map(|m| Bytes::from([ASKING, &m].concat())),
                                 2,
@@ -241,9 +276,6 @@ impl Migrations {
                         let Some(migrate) = migrate else {
                             continue;
                         };
-                        let held = measure::total(
-                            &measure::batch(conn, batch, call_timeout, source).await?,
-                        );
                         let batch_turn = self.batch.lock().await;
                         if !self.still(m) {
                             return Ok(Pass::Changed);
@@ -253,26 +285,24 @@ impl Migrations {
                             .pop()
                             .ok_or_else(|| format!("no reply from {source}"))?;
                         drop(batch_turn);
-                        found += batch.len() as u64;
+                        tally.found += batch.len() as u64;
                         match Outcome::of(reply.raw()) {
                             Outcome::Moved => self.count_background(m, held.keys, held.bytes),
                             Outcome::NoKey => {}
                             Outcome::Big(_) => return Err("unexpected BIGKEY reply".into()),
                             Outcome::Failed(e) => match touch::cluster_refusal(&e) {
-                                Some(Refusal::Moved { slot, addr }) => {
-                                    self.topology.patch_moved(slot, &addr);
-                                    self.topology.request_refresh();
-                                    waiting += batch.len() as u64;
+                                Some(refusal) => {
+                                    self.note_refusal(&refusal);
+                                    tally.waiting += batch.len() as u64;
                                 }
-                                Some(Refusal::Wait) => waiting += batch.len() as u64,
-                                _ => {
+                                None => {
                                     return Err(format!(
                                         "MIGRATE from {source} to {dest} failed: {e}"
                                     ))
                                 }
                             },
                         }
-                        pace.wait(found).await;
+                        pace.wait(tally.found).await;
                     }
                 }
             }
@@ -280,15 +310,17 @@ impl Migrations {
         // Moving back, a pass that found no key proves the cluster empty only if its masters
         // count none either: a key the cluster's own reshard moved from a node not scanned yet
         // to one scanned already was not seen.
-        let unseen = match (found, toward) {
+        let unseen = match (tally.found, toward) {
             (0, Toward::Pools) => key_count(&mut conns, call_timeout).await?,
             _ => 0,
         };
         self.bump(m, |p| {
             p.passes += 1;
+            let waiting = tally.waiting;
             p.last_error = if waiting > 0 {
                 Some(format!(
-                    "{waiting} keys wait for their slot's reshard inside the cluster to end"
+                    "{waiting} keys wait for their slot's reshard inside the cluster to end \
+                     (or for their copy in steps under way)"
                 ))
             } else if unseen > 0 {
                 Some(format!(
@@ -298,11 +330,9 @@ impl Migrations {
                 None
             };
         });
-        Ok(match (found, waiting, unseen) {
-            (0, _, 0) => Pass::Empty,
-            (0, _, _) => Pass::Waiting,
-            (_, 0, _) => Pass::Moved,
-            _ => Pass::Waiting,
+        Ok(match (tally.pass(), unseen) {
+            (Pass::Empty, 1..) => Pass::Waiting,
+            (pass, _) => pass,
         })
     }
 
@@ -343,6 +373,25 @@ impl Migrations {
             progress.remove(&super::key(&as_move(state)));
         }
         Ok(())
+    }
+
+    /// Where a key a request met, too big to move whole, is copied from and to while keys
+    /// move onto the cluster: the pool that placed it and the node owning its slot now (each
+    /// address with its credentials). `None` once the move ended or turned back (moving back,
+    /// big keys move whole).
+    pub(super) fn onto_cluster_ends(&self, key: &Bytes) -> Option<(NodeAuth, NodeAuth)> {
+        let table = self.topology.table();
+        let pools = table.legacy_pools()?;
+        let (pool, _) = touch::by_source(pools, std::slice::from_ref(key))
+            .into_iter()
+            .next()?;
+        let source = pools.shards().get(pool)?;
+        let unit = table.placement().unit_of(key);
+        let dest = table.shard_of(unit).and_then(|i| table.shards().get(i))?;
+        Some((
+            (Arc::clone(&source.master), source.auth.clone()),
+            (Arc::clone(&dest.master), dest.auth.clone()),
+        ))
     }
 
     /// The pools hold no key: serve in plain cluster mode from now on (the file becomes a

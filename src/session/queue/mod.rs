@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 use tokio::time::Instant;
 
 pub use crate::backend::reply::ReplyTarget;
@@ -40,11 +41,13 @@ use crate::wake::LocalSignal;
 
 use super::limits::{OutputLimit, Overflow};
 
+mod direct;
 mod hold;
 mod names;
 mod output;
 mod slow;
 
+pub use direct::SlowLogger;
 pub use names::Expect;
 
 /// Replies of one session, in request order. Shared (`Rc`) with the backend connections that
@@ -74,6 +77,11 @@ pub struct ReplyQueue {
     output: output::OutputGuard,
     /// Co-location rules in cluster mode: replies that carry key names are rewritten.
     names: Option<names::KeyNames>,
+    /// A plaintext client's socket: replies that leave nothing owed are written from here
+    /// while the session is parked (`direct`).
+    direct: std::cell::OnceCell<direct::DirectWrite>,
+    /// Reply latency for the worker's histogram (admin `/metrics`).
+    clock: RefCell<crate::stats::ReplyClock>,
 }
 
 /// The place of one request in the queue.
@@ -205,9 +213,111 @@ impl ReplyQueue {
                 }
                 self.ready_len.set(ready);
             }
+            let all_ready = ready == places.len();
             drop(places);
+            if all_ready && self.write_direct() {
+                return;
+            }
             self.raise_if_ready(front_was_ready);
         }
+    }
+
+    /// Write every reply owed, all of them in, to the client from here, when its session is
+    /// parked ([`ReplyQueue::arm_direct`]). True when nothing is left for the session (it is
+    /// not woken); false when it must write (the rest of) them itself.
+    fn write_direct(&self) -> bool {
+        let Some(direct) = self.direct.get().filter(|d| d.armed()) else {
+            return false;
+        };
+        // Slow requests are in the slow log before their replies reach the client.
+        if self.slow.any_kept() {
+            for (took, request) in self.slow.take() {
+                direct.log_slow(took, &request);
+            }
+        }
+        let mut places = self.places.borrow_mut();
+        if places.is_empty() || places.len() > direct::MAX_REPLIES {
+            return false;
+        }
+        let written = {
+            let replies: SmallVec<[&[u8]; direct::MAX_REPLIES]> = places
+                .iter()
+                .map(|place| place.reply.as_deref().unwrap_or_default())
+                .collect();
+            direct.write(&replies)
+        };
+        let Some(mut written) = written else {
+            return false;
+        };
+        let stats = direct.stats();
+        stats.client_wrote(written);
+        self.unwritten
+            .set(self.unwritten.get().saturating_sub(written));
+        while let Some(front) = places.front_mut() {
+            let Some(reply) = front.reply.as_mut() else {
+                break;
+            };
+            let error = matches!(reply.first(), Some(b'-' | b'!'));
+            if written < reply.len() {
+                if written > 0 {
+                    // Its rest goes through the session, its error counted here.
+                    if error {
+                        stats.commands_by().error(usize::from(front.command));
+                    }
+                    front.command = u16::MAX;
+                    *reply = reply.slice(written..);
+                }
+                break;
+            }
+            if error {
+                stats.commands_by().error(usize::from(front.command));
+            }
+            written -= reply.len();
+            places.pop_front();
+            self.base.set(self.base.get() + 1);
+        }
+        let left = places.len();
+        self.ready_len.set(left);
+        drop(places);
+        self.clock.borrow_mut().written(left, stats);
+        left == 0
+    }
+
+    /// Let replies be written to the client's socket `fd` by the task that receives them
+    /// while the session is parked ([`ReplyQueue::arm_direct`]); for plaintext TCP clients.
+    /// Counted as worker `worker`'s in `stats`; slow requests answered there logged by
+    /// `log_slow` before their replies are written.
+    pub fn write_directly_to(
+        &self,
+        fd: std::os::fd::RawFd,
+        stats: Arc<crate::stats::ProxyStats>,
+        worker: usize,
+        log_slow: SlowLogger,
+    ) {
+        let _ = self
+            .direct
+            .set(direct::DirectWrite::new(fd, stats, worker, log_slow));
+    }
+
+    /// The session parks with nothing of its own to write and may read (`true`), or runs
+    /// again (`false`): replies are written from where they arrive only in between.
+    #[inline]
+    pub fn arm_direct(&self, armed: bool) {
+        if let Some(direct) = self.direct.get() {
+            direct.set_armed(armed);
+        }
+    }
+
+    /// `count` requests were read at `at` (the reply latency's start).
+    #[inline]
+    pub fn clock_read(&self, at: Instant, count: u64) {
+        self.clock.borrow_mut().read(at, count);
+    }
+
+    /// Replies were written by the session: record the latency of those answered.
+    #[inline]
+    pub fn clock_written(&self, stats: &crate::stats::WorkerStats) {
+        self.clock.borrow_mut().written(self.outstanding(), stats);
     }
 
     /// Wake the session when the front has just become ready (so that it times a hold, see
@@ -352,6 +462,7 @@ impl ReplyQueue {
 
     /// The client is gone: drop queued replies and any that arrive later.
     pub fn close(&self) {
+        self.arm_direct(false);
         self.closed.set(true);
         self.places.borrow_mut().clear();
         self.ready_len.set(0);

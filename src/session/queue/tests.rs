@@ -306,3 +306,127 @@ fn late_replies_after_close_are_dropped() {
     a.fill(Bytes::from_static(b"+late\r\n"));
     assert_eq!(q.outstanding(), 0);
 }
+
+/// A queue whose replies may be written to one end of a socket pair, and the other end.
+fn direct_queue() -> (
+    Rc<ReplyQueue>,
+    std::os::unix::net::UnixStream,
+    std::os::unix::net::UnixStream,
+) {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socket pair");
+    ours.set_nonblocking(true).expect("non-blocking");
+    theirs.set_nonblocking(true).expect("non-blocking");
+    let q = ReplyQueue::new();
+    let stats = Arc::new(crate::stats::ProxyStats::new(
+        1,
+        "127.0.0.1:0".parse().expect("addr"),
+    ));
+    let logged = Rc::downgrade(&q);
+    q.write_directly_to(
+        std::os::fd::AsRawFd::as_raw_fd(&ours),
+        stats,
+        0,
+        Box::new(move |_took, request| {
+            // Logged while the reply is still owed: the client cannot have it yet.
+            let owed = logged.upgrade().map_or(0, |q| q.outstanding());
+            assert_eq!(owed, 1, "{request:?} logged after its reply");
+            LOGGED.with(|l| l.borrow_mut().push(request.clone()));
+        }),
+    );
+    (q, ours, theirs)
+}
+
+/// Everything the client's end has received so far.
+fn received(theirs: &mut std::os::unix::net::UnixStream) -> Vec<u8> {
+    use std::io::Read;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = theirs.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    got
+}
+
+#[test]
+fn a_parked_session_s_last_reply_is_written_where_it_arrives_without_waking_it() {
+    let (q, _ours, mut theirs) = direct_queue();
+    q.arm_direct(true);
+    let a = q.reserve();
+    a.fill(Bytes::from_static(b"+a\r\n"));
+    assert!(!woken(&q), "nothing left for the session");
+    assert_eq!(received(&mut theirs), b"+a\r\n");
+    assert_eq!((q.outstanding(), q.unwritten(), q.front_seq()), (0, 0, 1));
+}
+
+#[test]
+fn replies_wait_for_the_session_while_it_runs_or_while_one_is_owed() {
+    let (q, _ours, mut theirs) = direct_queue();
+    let a = q.reserve();
+    a.fill(Bytes::from_static(b"+running\r\n"));
+    assert!(woken(&q), "disarmed: the session writes");
+    assert!(received(&mut theirs).is_empty());
+    assert_eq!(take_replies(&q), [&b"+running\r\n"[..]]);
+    q.written(10);
+
+    q.arm_direct(true);
+    let (b, c) = (q.reserve(), q.reserve());
+    c.fill(Bytes::from_static(b"+c\r\n"));
+    assert!(received(&mut theirs).is_empty(), "b is still owed");
+    b.fill(Bytes::from_static(b"+b\r\n"));
+    assert_eq!(
+        received(&mut theirs),
+        b"+b\r\n+c\r\n",
+        "both in one write, in order"
+    );
+    assert_eq!((q.outstanding(), q.unwritten()), (0, 0));
+
+    q.close();
+    let d = q.reserve();
+    d.fill(Bytes::from_static(b"+late\r\n"));
+    assert!(
+        received(&mut theirs).is_empty(),
+        "closed: the socket may be gone"
+    );
+}
+
+#[test]
+fn a_reply_the_socket_cannot_take_whole_leaves_its_rest_to_the_session() {
+    let (q, _ours, mut theirs) = direct_queue();
+    q.arm_direct(true);
+    let big = Bytes::from(vec![b'x'; 4 << 20]);
+    let a = q.reserve();
+    a.fill(big.clone());
+    assert!(woken(&q), "the rest is the session's to write");
+    let first = received(&mut theirs);
+    assert!(
+        !first.is_empty() && first.len() < big.len(),
+        "a partial write"
+    );
+    let rest = take_replies(&q);
+    assert_eq!(rest.len(), 1);
+    assert_eq!(first.len() + rest[0].len(), big.len());
+    assert_eq!(q.unwritten(), rest[0].len(), "only the rest is unwritten");
+}
+
+thread_local! {
+    /// The requests the direct writer's slow logger was given, on this test's thread.
+    static LOGGED: RefCell<Vec<Bytes>> = const { RefCell::new(Vec::new()) };
+}
+
+#[test]
+fn a_slow_request_is_logged_before_its_reply_is_written_where_it_arrives() {
+    let (q, _ours, mut theirs) = direct_queue();
+    q.set_slow_threshold(Some(std::time::Duration::ZERO));
+    q.set_read_at(Instant::now());
+    q.arm_direct(true);
+    let a = q.reserve();
+    let ping = Bytes::from_static(b"*1\r\n$4\r\nPING\r\n");
+    a.answer(Bytes::from_static(b"+PONG\r\n"), &ping, Instant::now());
+    assert_eq!(LOGGED.with(|l| l.borrow().clone()), [ping]);
+    assert!(!q.kept_slow(), "logged, nothing left for the session");
+    assert!(!woken(&q));
+    assert_eq!(received(&mut theirs), b"+PONG\r\n");
+}
