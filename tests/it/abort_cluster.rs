@@ -9,7 +9,8 @@ use crate::common;
 use crate::fleet_migration::status;
 use crate::to_cluster::{
     assert_seeded_on, destination_cluster, ketama_config, mixed_client, owner_and_other,
-    seed_through_nutcracker, seeded_key, set_slot, start_onto, start_pools_proxy,
+    pair_moving_onto, seed_through_nutcracker, seeded_key, set_slot, start_onto, start_pools_proxy,
+    until_no_move_on_both,
 };
 
 use std::collections::HashMap;
@@ -267,41 +268,25 @@ async fn an_abort_while_a_slot_is_resharded_inside_the_cluster_finds_every_key()
 /// cluster is empty, every key reads the same through both; clients of A saw no error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_abort_together_through_a_sigkill_of_one() {
-    use crate::fleet_migration::{spawn_b, start_pair, Pair};
+    use crate::fleet_migration::{spawn_b, Pair};
     let _serial = common::load::serial().await;
     let servers = standalone_servers(3);
     let cluster = destination_cluster(None);
-    let mut base = ketama_config(&servers);
-    base.migration.keys_per_second = 300;
-    base.migration.batch_keys = 50;
-    let Pair {
-        a: proxy,
-        a_admin,
-        a_file,
-        b_admin,
-        b_listen,
-        b_file,
-        instance_b,
-        ..
-    } = start_pair(&base, "abort-cluster");
+    let (
+        Pair {
+            a: proxy,
+            a_admin,
+            a_file,
+            b_admin,
+            b_listen,
+            b_file,
+            instance_b,
+            ..
+        },
+        mut through_a,
+        load_a,
+    ) = pair_moving_onto(&servers, &cluster, "abort-cluster", 300, 2000).await;
     let b_addr: SocketAddr = b_listen.parse().unwrap();
-    let mut through_a = client(proxy.local_addr()).await;
-    for i in 0..2000 {
-        let () = through_a.set(format!("f:{i}"), i).await.unwrap();
-    }
-    let opts = LoadOptions {
-        pause: Duration::from_millis(5),
-        ..LoadOptions::default()
-    };
-    let keys = (0..200).map(|i| format!("fa:{i}")).collect();
-    let load_a = Load::start_with(proxy.local_addr(), 8, keys, opts);
-
-    start_onto(
-        &a_admin,
-        &cluster,
-        "start the move onto the cluster on both",
-    )
-    .await;
     eventually("some keys moved", Duration::from_secs(20), || async {
         common::check(on_cluster(&cluster), |&n| n >= 600)
     })
@@ -324,20 +309,7 @@ async fn two_instances_abort_together_through_a_sigkill_of_one() {
         let v: Option<i64> = through_b.get(format!("f:{i}")).await.unwrap();
         assert_eq!(v, Some(i), "f:{i} through B, restarted mid-abort");
     }
-    eventually(
-        "the abort ended on both",
-        Duration::from_secs(60),
-        || async {
-            let (a, b) = (status(&a_admin).await, status(&b_admin).await);
-            let done = |s: &serde_json::Value| s["moves"].as_array().is_some_and(Vec::is_empty);
-            if done(&a) && done(&b) {
-                Ok(())
-            } else {
-                Err((a, b))
-            }
-        },
-    )
-    .await;
+    until_no_move_on_both(&a_admin, &b_admin, "the abort ended on both").await;
     let report_a = load_a.stop().await;
     report_a.assert_no_errors();
     report_a.assert_progress();

@@ -609,48 +609,84 @@ async fn a_key_whose_slot_is_resharded_inside_the_cluster_waits_for_the_reshard(
     drop(proxy);
 }
 
-/// Two instances in front of the pools (`[fleet] peers`): the move onto the cluster starts on
-/// both together; one is SIGKILLed mid-move and comes back from its file (pool mode, keys
-/// moving onto the cluster), and the two end the move together: both files become
-/// cluster-mode ones, and every key reads back through both.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_move_onto_the_cluster_together_through_a_sigkill_of_one() {
-    use crate::fleet_migration::{spawn_b, start_pair, status, Pair};
-    let _serial = common::load::serial().await;
-    let servers = standalone_servers(3);
-    let cluster = destination_cluster(None);
-    let mut base = ketama_config(&servers);
-    base.migration.keys_per_second = 500;
+/// Two instances in front of the pools (`[fleet] peers`, ketama over `servers`, the mover at
+/// `keys_per_second`), `keys` keys `f:i` = i written through A, a non-retrying load on A, and
+/// the move onto `cluster` started on both: the pair, a client of A, the load.
+pub(crate) async fn pair_moving_onto(
+    servers: &[slotgate::local_redis::RedisServer],
+    cluster: &LocalCluster,
+    name: &str,
+    keys_per_second: u64,
+    keys: i64,
+) -> (
+    crate::fleet_migration::Pair,
+    redis::aio::MultiplexedConnection,
+    Load,
+) {
+    let mut base = ketama_config(servers);
+    base.migration.keys_per_second = keys_per_second;
     base.migration.batch_keys = 50;
-    let Pair {
-        a: proxy,
-        a_admin,
-        a_file,
-        b,
-        b_admin,
-        b_listen,
-        b_file,
-        instance_b,
-    } = start_pair(&base, "to-cluster");
-    let b_addr: SocketAddr = b_listen.parse().unwrap();
-
-    let mut through_a = client(proxy.local_addr()).await;
-    for i in 0..3000 {
+    let pair = crate::fleet_migration::start_pair(&base, name);
+    let mut through_a = client(pair.a.local_addr()).await;
+    for i in 0..keys {
         let () = through_a.set(format!("f:{i}"), i).await.unwrap();
     }
     let opts = LoadOptions {
         pause: Duration::from_millis(5),
         ..LoadOptions::default()
     };
-    let keys = (0..200).map(|i| format!("fa:{i}")).collect();
-    let load_a = Load::start_with(proxy.local_addr(), 8, keys, opts);
-
+    let load_keys = (0..200).map(|i| format!("fa:{i}")).collect();
+    let load_a = Load::start_with(pair.a.local_addr(), 8, load_keys, opts);
     start_onto(
-        &a_admin,
-        &cluster,
+        &pair.a_admin,
+        cluster,
         "start the move onto the cluster on both",
     )
     .await;
+    (pair, through_a, load_a)
+}
+
+/// Wait (at most a minute) until neither instance of a pair (admin listeners `a_admin`,
+/// `b_admin`) shows a move any more (`what`: the move's end, or its abort's).
+pub(crate) async fn until_no_move_on_both(a_admin: &str, b_admin: &str, what: &str) {
+    use crate::fleet_migration::status;
+    eventually(what, Duration::from_secs(60), || async {
+        let (a, b) = (status(a_admin).await, status(b_admin).await);
+        let done = |s: &serde_json::Value| s["moves"].as_array().is_some_and(Vec::is_empty);
+        if done(&a) && done(&b) {
+            Ok(())
+        } else {
+            Err((a, b))
+        }
+    })
+    .await;
+}
+
+/// Two instances in front of the pools (`[fleet] peers`): the move onto the cluster starts on
+/// both together; one is SIGKILLed mid-move and comes back from its file (pool mode, keys
+/// moving onto the cluster), and the two end the move together: both files become
+/// cluster-mode ones, and every key reads back through both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_move_onto_the_cluster_together_through_a_sigkill_of_one() {
+    use crate::fleet_migration::{spawn_b, status, Pair};
+    let _serial = common::load::serial().await;
+    let servers = standalone_servers(3);
+    let cluster = destination_cluster(None);
+    let (
+        Pair {
+            a: proxy,
+            a_admin,
+            a_file,
+            b,
+            b_admin,
+            b_listen,
+            b_file,
+            instance_b,
+        },
+        mut through_a,
+        load_a,
+    ) = pair_moving_onto(&servers, &cluster, "to-cluster", 500, 3000).await;
+    let b_addr: SocketAddr = b_listen.parse().unwrap();
     let on_b = status(&b_admin).await;
     assert_eq!(
         on_b["moves"][0]["from"], "pools",
@@ -681,20 +717,7 @@ async fn two_instances_move_onto_the_cluster_together_through_a_sigkill_of_one()
         let v: Option<i64> = through_b.get(format!("f:{i}")).await.unwrap();
         assert_eq!(v, Some(i), "f:{i} through B, restarted mid-move");
     }
-    eventually(
-        "the move ended on both",
-        Duration::from_secs(60),
-        || async {
-            let (a, b) = (status(&a_admin).await, status(&b_admin).await);
-            let done = |s: &serde_json::Value| s["moves"].as_array().is_some_and(Vec::is_empty);
-            if done(&a) && done(&b) {
-                Ok(())
-            } else {
-                Err((a, b))
-            }
-        },
-    )
-    .await;
+    until_no_move_on_both(&a_admin, &b_admin, "the move ended on both").await;
     let report_a = load_a.stop().await;
     report_a.assert_no_errors();
     report_a.assert_progress();
