@@ -87,7 +87,8 @@ enum MigrateAction {
         #[arg(long)]
         slots: Option<String>,
     },
-    /// Move the keys back; the slots stay with their pool.
+    /// Move the keys back; the slots stay with their pool (a move onto a cluster: every key
+    /// back onto the pools, which serve alone again).
     Abort {
         /// One move's slot range (default: every move).
         #[arg(long)]

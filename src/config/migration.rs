@@ -35,8 +35,9 @@ pub struct MigrationConfig {
     /// compare it to find the newest state.
     pub version: u64,
     /// Pool mode: every key moving from the pools onto the Redis Cluster of `[cluster] seeds`
-    /// (`moving`, or `paused`: only touched keys move). Written by `slotgate migrate start
-    /// --to-cluster`; when the pools hold no key, the file becomes a cluster-mode one
+    /// (`moving`, or `paused`: only touched keys move), or back from it (`aborting`). Written
+    /// by `slotgate migrate start --to-cluster`; when the pools hold no key, the file becomes a
+    /// cluster-mode one; when an abort leaves none on the cluster, the pool-mode one it was
     /// (docs/FROM-TWEMPROXY.md).
     pub to_cluster: Option<MoveState>,
 }
@@ -114,12 +115,9 @@ impl MoveState {
     }
 }
 
-/// Problems of a move onto a cluster (`migration.to_cluster`), reported through `fail`.
-fn validate_to_cluster(
-    config: &super::Config,
-    state: MoveState,
-    fail: &mut impl FnMut(String, String),
-) {
+/// Problems of a move onto a cluster (`migration.to_cluster`, or its abort), reported through
+/// `fail`.
+fn validate_to_cluster(config: &super::Config, fail: &mut impl FnMut(String, String)) {
     let at = "migration.to_cluster".to_string();
     if !config.is_pool_mode() {
         fail(
@@ -127,12 +125,6 @@ fn validate_to_cluster(
             "moving onto a cluster needs the pools keys move from ([pools])".into(),
         );
         return;
-    }
-    if state == MoveState::Aborting {
-        fail(
-            at.clone(),
-            "a move onto a cluster is not aborted (pause it: every key stays readable)".into(),
-        );
     }
     if config.cluster.seeds.is_empty() {
         fail(
@@ -177,8 +169,9 @@ pub(super) fn validate(config: &super::Config) -> Vec<ConfigError> {
     if migration.timeout_ms == 0 {
         fail("migration.timeout_ms".into(), "must be at least 1".into());
     }
-    if let Some(state) = migration.to_cluster {
-        validate_to_cluster(config, state, &mut fail);
+    // Every state needs the same (aborting moves the keys back from the cluster's nodes).
+    if migration.to_cluster.is_some() {
+        validate_to_cluster(config, &mut fail);
     }
     if migration.moves.is_empty() {
         return errors;
@@ -262,7 +255,7 @@ mod tests {
     }
 
     #[test]
-    fn a_move_onto_a_cluster_needs_fixed_pools_and_seeds_and_is_not_aborted() {
+    fn a_move_onto_a_cluster_needs_fixed_pools_and_seeds() {
         let base = "[pools.a]\nmaster = \"127.0.0.1:1\"\n";
         let mut c = Config::parse(base).unwrap();
         c.migration.to_cluster = Some(MoveState::Moving);
@@ -276,7 +269,11 @@ mod tests {
         c.cluster.seeds = vec!["127.0.0.1:7000".into()];
         assert!(paths(&c).is_empty(), "{:?}", paths(&c));
         c.migration.to_cluster = Some(MoveState::Aborting);
-        assert!(paths(&c).iter().any(|p| p.contains("not aborted")));
+        assert!(
+            paths(&c).is_empty(),
+            "an abort moves keys back: {:?}",
+            paths(&c)
+        );
         // Seeds without a move onto the cluster: cluster and pool mode are exclusive.
         c.migration.to_cluster = None;
         assert!(paths(&c).iter().any(|p| p.starts_with("cluster.seeds")));

@@ -72,6 +72,9 @@ impl State {
         next.migration.to_cluster = self.to_cluster;
         if self.to_cluster.is_some() || self.pools_retired {
             next.cluster.seeds.clone_from(&self.cluster_seeds);
+        } else {
+            // Pool mode with no move onto a cluster (an abort's end): it names none.
+            next.cluster.seeds.clear();
         }
         if self.pools_retired {
             next.pools.clear();
@@ -184,6 +187,14 @@ mod tests {
         next.validate().unwrap();
         assert!(!next.is_pool_mode());
         assert_eq!(next.cluster.seeds, ["127.0.0.1:7000"]);
+        // An abort's end, adopted by an instance still moving: pool mode, no cluster named.
+        let mut aborted = moving.clone();
+        aborted.migration.to_cluster = None;
+        aborted.cluster.seeds.clear();
+        let next = State::of(&aborted).applied_to(&moving);
+        next.validate().unwrap();
+        assert!(next.is_pool_mode() && next.cluster.seeds.is_empty());
+        assert_eq!(next.migration.to_cluster, None);
         // A peer's state from before this field existed: nothing about a cluster.
         let old: State = serde_json::from_str(r#"{"version":1,"slots":{},"moves":[]}"#).unwrap();
         assert_eq!(old.to_cluster, None);

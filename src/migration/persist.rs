@@ -34,6 +34,12 @@ pub fn rewrite(text: &str, next: &Config) -> Result<String, String> {
         };
         let seeds: toml_edit::Array = next.cluster.seeds.iter().map(String::as_str).collect();
         cluster.insert("seeds", value(seeds));
+    } else if let Some(cluster) = doc.get_mut("cluster").and_then(Item::as_table_like_mut) {
+        // An abort's end: pool mode names no cluster (its login, if written, stays).
+        cluster.remove("seeds");
+        if cluster.is_empty() {
+            doc.remove("cluster");
+        }
     }
     let migration = doc
         .entry("migration")
@@ -178,6 +184,36 @@ mod tests {
         assert_eq!(back.migration.to_cluster, None);
         assert_eq!(back.cluster.seeds, next.cluster.seeds);
         assert_eq!(back.migration.keys_per_second, 100);
+    }
+
+    #[test]
+    fn an_aborted_move_onto_a_cluster_leaves_the_pool_mode_file_it_was() {
+        let mut next = Config::parse(FILE).unwrap();
+        next.cluster.seeds = vec!["127.0.0.1:7000".into()];
+        next.migration.to_cluster = Some(MoveState::Aborting);
+        let text = rewrite(FILE, &next).unwrap();
+        let back = Config::parse(&text).unwrap();
+        back.validate().unwrap();
+        assert_eq!(back.migration.to_cluster, Some(MoveState::Aborting));
+
+        let mut done = back.clone();
+        done.migration.to_cluster = None;
+        done.cluster.seeds.clear();
+        let text = rewrite(&text, &done).unwrap();
+        let back = Config::parse(&text).unwrap();
+        back.validate().unwrap();
+        assert!(back.is_pool_mode(), "{text}");
+        assert!(
+            back.cluster.seeds.is_empty() && !text.contains("[cluster]"),
+            "{text}"
+        );
+        assert_eq!(back.migration.to_cluster, None);
+        assert_eq!(
+            back.pools,
+            Config::parse(FILE).unwrap().pools,
+            "pools unchanged"
+        );
+        assert!(text.contains("# my pools"), "{text}");
     }
 
     #[test]

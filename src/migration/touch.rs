@@ -1,6 +1,8 @@
 //! The on-touch move, pure: which keys a request touches, the `MIGRATE` that moves them from
 //! the source pool to the destination (in a script that first checks none is a big key, to
-//! be copied in steps instead: `migration::stepped`), and what its reply means.
+//! be copied in steps instead: `migration::stepped`; from a cluster node, in a script that
+//! declares them, so the node redirects it while their slot is resharded), and what its
+//! reply means.
 //!
 //! `MIGRATE … REPLACE KEYS k…` runs on the source as one command: it copies the keys to the
 //! destination, waits for the destination's `OK`, then deletes them from the source. The
@@ -14,9 +16,10 @@ use crate::backend::redirect::Redirect;
 use crate::backend::Credentials;
 use crate::command::custom::CustomCommands;
 use crate::command::LookupCache;
+use crate::placement::Unit;
 use crate::resp::{Limits, RequestDecoder};
 use crate::slot::Slot;
-use crate::topology::SlotTable;
+use crate::topology::{SlotTable, Toward};
 
 /// The keys of the request(s) encoded in `payload` (one request, or a MULTI … EXEC batch),
 /// as the command table (and `[commands.custom]`) finds them. Requests that do not decode or
@@ -58,6 +61,14 @@ const GUARDED_MIGRATE: &str = "local stepped = {list=1, hash=1, set=1, zset=1, s
     return redis.error_reply('BIGKEY ' .. i) end \
     end return redis.call('MIGRATE', unpack(ARGV, 2))";
 
+/// The script a move back from a cluster node onto a pool runs: the same `MIGRATE`, with its
+/// keys declared (all of one slot), so the node checks them as it checks any keyed command
+/// first — `MOVED` if it does not own their slot; while the slot is being resharded, `ASK`
+/// when none of them is on it any more (moved on to the importing node) and `TRYAGAIN` when
+/// some are. A bare `MIGRATE` runs on either node of a slot being resharded and answers
+/// `NOKEY` for keys the reshard already took away: the request would then miss them.
+const DECLARED_MIGRATE: &str = "return redis.call('MIGRATE', unpack(ARGV))";
+
 /// `MIGRATE host port "" db timeout REPLACE [AUTH …] KEYS keys…` for the destination `dest`
 /// (`HOST:PORT`), which takes `auth`; the keys land in database `db` there (the one they are
 /// in on the source: the connection sending it must be in it too). With `big_key_bytes`
@@ -71,6 +82,22 @@ pub fn migrate_request(
     keys: &[Bytes],
     big_key_bytes: u64,
 ) -> Option<Bytes> {
+    let mut args = migrate_args(dest, auth, db, timeout_ms, keys)?;
+    if big_key_bytes > 0 {
+        let threshold = Bytes::from(big_key_bytes.to_string());
+        args = in_script(GUARDED_MIGRATE, keys, Some(threshold), args);
+    }
+    Some(crate::resp::Request::from_args(args).raw().clone())
+}
+
+/// The arguments of [`migrate_request`]'s `MIGRATE`, its name first.
+fn migrate_args(
+    dest: &str,
+    auth: Option<&Credentials>,
+    db: u32,
+    timeout_ms: u64,
+    keys: &[Bytes],
+) -> Option<Vec<Bytes>> {
     let (host, port) = dest.rsplit_once(':')?;
     if keys.is_empty() {
         return None;
@@ -89,19 +116,40 @@ pub fn migrate_request(
     }
     args.push(Bytes::from_static(b"KEYS"));
     args.extend(keys.iter().cloned());
-    if big_key_bytes > 0 {
-        // EVAL script numkeys keys… threshold MIGRATE's arguments (without its name).
-        let mut eval = vec![
-            Bytes::from_static(b"EVAL"),
-            Bytes::from_static(GUARDED_MIGRATE.as_bytes()),
-            Bytes::from(keys.len().to_string()),
-        ];
-        eval.extend(keys.iter().cloned());
-        eval.push(Bytes::from(big_key_bytes.to_string()));
-        eval.extend(args.into_iter().skip(1));
-        args = eval;
-    }
-    Some(crate::resp::Request::from_args(args).raw().clone())
+    Some(args)
+}
+
+/// `EVAL script numkeys keys… [first] MIGRATE's arguments (without its name)`.
+fn in_script(
+    script: &'static str,
+    keys: &[Bytes],
+    first: Option<Bytes>,
+    migrate: Vec<Bytes>,
+) -> Vec<Bytes> {
+    let mut eval = vec![
+        Bytes::from_static(b"EVAL"),
+        Bytes::from_static(script.as_bytes()),
+        Bytes::from(keys.len().to_string()),
+    ];
+    eval.extend(keys.iter().cloned());
+    eval.extend(first);
+    eval.extend(migrate.into_iter().skip(1));
+    eval
+}
+
+/// The move of `keys` (all of one slot) back from the cluster node that owns their slot onto
+/// the pool `dest` (`HOST:PORT`, which takes `auth`), database 0 (a cluster's only one): the
+/// same `MIGRATE` in a script declaring the keys ([`DECLARED_MIGRATE`]). `None` when `dest`
+/// is not `HOST:PORT` or no key is given.
+pub fn migrate_back_request(
+    dest: &str,
+    auth: Option<&Credentials>,
+    timeout_ms: u64,
+    keys: &[Bytes],
+) -> Option<Bytes> {
+    let args = migrate_args(dest, auth, 0, timeout_ms, keys)?;
+    let eval = in_script(DECLARED_MIGRATE, keys, None, args);
+    Some(crate::resp::Request::from_args(eval).raw().clone())
 }
 
 /// What a `MIGRATE` reply says.
@@ -148,23 +196,35 @@ impl Outcome {
     }
 }
 
-/// The keys of `keys` grouped by the pool of `pools` (a pool-mode table: the placement that
-/// put them there) they may still be on: `(that pool's master, its credentials, the keys)`,
-/// in pool order. Keys whose pool is not in the table (none: the pools cover every unit) are
-/// left out.
-pub fn by_pool(pools: &SlotTable, keys: &[Bytes]) -> Vec<(usize, Vec<Bytes>)> {
-    let mut groups: Vec<(usize, Vec<Bytes>)> = Vec::new();
+/// The keys of `keys` grouped by where on `source` (the other side of a move between the
+/// pools and a cluster: the pools' table, whose placement put them there, or the cluster's)
+/// they may still be: `(that shard's index, the keys)`, one group per routing unit (a pool,
+/// or a cluster slot: a `MIGRATE` on a cluster node names keys of one slot), in shard order.
+/// Keys whose unit has no shard (none: both sides cover every unit) are left out.
+pub fn by_source(source: &SlotTable, keys: &[Bytes]) -> Vec<(usize, Vec<Bytes>)> {
+    let mut groups: Vec<(usize, Unit, Vec<Bytes>)> = Vec::new();
     for key in keys {
-        let Some(shard) = pools.shard_of(pools.placement().unit_of(key)) else {
+        let unit = source.placement().unit_of(key);
+        let Some(shard) = source.shard_of(unit) else {
             continue;
         };
-        match groups.iter_mut().find(|(s, _)| *s == shard) {
-            Some((_, group)) => group.push(key.clone()),
-            None => groups.push((shard, vec![key.clone()])),
+        match groups.iter_mut().find(|(_, u, _)| *u == unit) {
+            Some((_, _, group)) => group.push(key.clone()),
+            None => groups.push((shard, unit, vec![key.clone()])),
         }
     }
-    groups.sort_by_key(|(shard, _)| *shard);
+    groups.sort_by_key(|(shard, unit, _)| (*shard, unit.get()));
     groups
+        .into_iter()
+        .map(|(shard, _, keys)| (shard, keys))
+        .collect()
+}
+
+/// True when every key of `keys` is placed on `unit` by `table` (a request routed by it can
+/// run where that unit lives). A request split by the other side's placement (held across
+/// the phase change that turned the move around) may not be.
+pub fn all_on(table: &SlotTable, unit: Unit, keys: &[Bytes]) -> bool {
+    keys.iter().all(|k| table.placement().unit_of(k) == unit)
 }
 
 /// A cluster node's refusal of keys a `MIGRATE` brought it (the keys stay on the source).
@@ -183,10 +243,16 @@ pub enum Refusal {
     Wait,
 }
 
-/// What a failed `MIGRATE` onto a cluster node means when the node refused the keys
-/// (`Target instance replied with error: MOVED …` / `ASK …` …); `None` for other errors.
+/// What a failed `MIGRATE` between the pools and a cluster means when a cluster node refused
+/// it: the destination (keys moving onto the cluster: `Target instance replied with error:
+/// MOVED …` / `ASK …` …) or the source (keys moving back: the node's own `MOVED …` / `ASK …`
+/// / `TRYAGAIN …` to the script that runs the `MIGRATE`, [`migrate_back_request`]); `None`
+/// for other errors.
 pub fn cluster_refusal(error: &str) -> Option<Refusal> {
-    let rest = error.split_once("Target instance replied with error: ")?.1;
+    let rest = match error.split_once("Target instance replied with error: ") {
+        Some((_, rest)) => rest,
+        None => error,
+    };
     refusal(rest.trim_end().as_bytes())
 }
 
@@ -213,12 +279,29 @@ pub fn is_passing(error: &str) -> bool {
     error.starts_with("IOERR")
 }
 
-/// The error a client gets when its keys could not be moved from the pools onto the cluster
-/// (the cluster refused them past the request's deadline, or another error): it did not run.
-pub fn onto_cluster_failure_reply(slot: u16, error: &str) -> Bytes {
-    Bytes::from(format!(
-        "-TRYAGAIN slot {slot}: its keys are moving from the pools onto the cluster and could not be moved: {error}\r\n"
-    ))
+/// Moving back, the node a cluster node sent a move of keys it does not hold to with `ASK`
+/// (their slot is being resharded to it): they are there, or nowhere on the cluster. `None`
+/// for any other error (a `MIGRATE` target's `ASK`, wrapped, is not followed: see
+/// [`cluster_refusal`]).
+pub fn ask_target(error: &str) -> Option<std::sync::Arc<str>> {
+    match Redirect::classify(error.trim_end().as_bytes())? {
+        Redirect::Ask { addr, .. } => Some(addr),
+        _ => None,
+    }
+}
+
+/// The error a client gets when its keys could not be moved between the pools and the
+/// cluster, `toward` one of them (the cluster refused them past the request's deadline, or
+/// another error): it did not run.
+pub fn cluster_move_failure_reply(toward: Toward, unit: u16, error: &str) -> Bytes {
+    Bytes::from(match toward {
+        Toward::Cluster => format!(
+            "-TRYAGAIN slot {unit}: its keys are moving from the pools onto the cluster and could not be moved: {error}\r\n"
+        ),
+        Toward::Pools => format!(
+            "-TRYAGAIN slot {unit}: its keys are moving back from the cluster onto the pools and could not be moved: {error}\r\n"
+        ),
+    })
 }
 
 /// The error a client gets when its keys could not be moved: the request did not run.
@@ -355,6 +438,33 @@ mod tests {
             cluster_refusal("IOERR error or timeout reading to target instance"),
             None
         );
+        // Moving back, the source is the cluster node: its own redirects.
+        assert!(matches!(
+            cluster_refusal("MOVED 3999 127.0.0.1:7002"),
+            Some(Refusal::Moved { slot, .. }) if slot.get() == 3999
+        ));
+        assert_eq!(
+            cluster_refusal("ASK 3999 127.0.0.1:7002"),
+            Some(Refusal::Wait)
+        );
+        assert_eq!(
+            cluster_refusal("TRYAGAIN Multiple keys request during rehashing of slot"),
+            Some(Refusal::Wait)
+        );
+        assert_eq!(
+            cluster_refusal("ERR Target instance replied with error: NOAUTH"),
+            None
+        );
+        assert_eq!(
+            ask_target("ASK 3999 127.0.0.1:7002").as_deref(),
+            Some("127.0.0.1:7002")
+        );
+        assert_eq!(
+            ask_target("ERR Target instance replied with error: ASK 3999 127.0.0.1:7002"),
+            None,
+            "a MIGRATE target's ASK is not followed"
+        );
+        assert_eq!(ask_target("MOVED 3999 127.0.0.1:7002"), None);
         // A node's own reply to a step of a copy in steps.
         assert!(matches!(
             refusal(b"MOVED 3999 127.0.0.1:7002"),
@@ -377,7 +487,7 @@ mod tests {
         .unwrap();
         let pools = crate::topology::pools::table_from_config(&config).unwrap();
         let keys: Vec<Bytes> = (0..50).map(|i| Bytes::from(format!("k{i}"))).collect();
-        let groups = by_pool(&pools, &keys);
+        let groups = by_source(&pools, &keys);
         assert_eq!(groups.len(), 2, "50 keys land on both pools");
         assert_eq!(groups.iter().map(|(_, g)| g.len()).sum::<usize>(), 50);
         for (shard, group) in &groups {
@@ -385,6 +495,67 @@ mod tests {
                 assert_eq!(pools.shard_of(pools.placement().unit_of(key)), Some(*shard));
             }
         }
+        let first = pools.placement().unit_of(&groups[0].1[0]);
+        assert!(all_on(&pools, first, &groups[0].1));
+        assert!(
+            !all_on(&pools, first, &keys),
+            "the other pool's keys are elsewhere"
+        );
+    }
+
+    #[test]
+    fn keys_moving_back_from_a_cluster_are_grouped_by_slot() {
+        // Two masters in a slot table: one group per slot, each on its owner.
+        let config = crate::config::Config::parse(
+            "[pools.a]\nmaster = \"127.0.0.1:7001\"\n[pools.b]\nmaster = \"127.0.0.1:7002\"\n\
+             [slots]\n\"0-8191\" = \"a\"\n\"8192-16383\" = \"b\"\n",
+        )
+        .unwrap();
+        let cluster = crate::topology::pools::table_from_config(&config).unwrap();
+        let keys: Vec<Bytes> = ["{x}1", "{x}2", "{y}1", "z"]
+            .iter()
+            .map(|k| Bytes::from_static(k.as_bytes()))
+            .collect();
+        let groups = by_source(&cluster, &keys);
+        assert_eq!(groups.len(), 3, "{groups:?}");
+        for (shard, group) in &groups {
+            let slot = Slot::of(&group[0]);
+            assert!(group.iter().all(|k| Slot::of(k) == slot), "{group:?}");
+            assert_eq!(cluster.shard_of(slot.into()), Some(*shard));
+        }
+        assert!(
+            groups.iter().any(|(_, g)| g.len() == 2),
+            "the {{x}} keys together"
+        );
+    }
+
+    #[test]
+    fn a_move_back_declares_its_keys_around_the_same_migrate() {
+        let keys = [Bytes::from_static(b"{t}a"), Bytes::from_static(b"{t}b")];
+        let auth = Credentials::new(None, "p");
+        let back = migrate_back_request("h:1", Some(&auth), 9, &keys).unwrap();
+        assert_eq!(
+            back,
+            raw(&[
+                "EVAL",
+                DECLARED_MIGRATE,
+                "2",
+                "{t}a",
+                "{t}b",
+                "h",
+                "1",
+                "",
+                "0",
+                "9",
+                "REPLACE",
+                "AUTH",
+                "p",
+                "KEYS",
+                "{t}a",
+                "{t}b"
+            ])
+        );
+        assert!(migrate_back_request("h:1", None, 9, &[]).is_none());
     }
 
     #[test]

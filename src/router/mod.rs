@@ -284,11 +284,17 @@ impl Router {
 
     /// [`Worker::route`] by `table`, which the caller has just loaded (one table load per
     /// request on the hot path).
-    pub fn route_in(&self, table: &SlotTable, out: Outbound, now: Instant) {
+    pub fn route_in(&self, table: &SlotTable, mut out: Outbound, now: Instant) {
         if let Some(node) = out.node.clone() {
             return self.send_to(&node, out, now);
         }
         let Some(shard) = table.shard_of(out.unit) else {
+            if let Some(unit) = self.placed_again(table, &out) {
+                // Placed by the other side of a move that turned since (a cluster slot, now
+                // routed by the pools' table).
+                out.unit = unit;
+                return self.route_in(table, out, now);
+            }
             self.topology.request_refresh();
             let error = BackendError::SlotUnserved(out.unit.get()).to_reply();
             return self.hold_or_fail(out, error, now);

@@ -6,6 +6,7 @@
 //! ```text
 //!  route_in ── unit moving from shard S ──► MIGRATE … KEYS k… on S (the client's connection)
 //!                                             │ +OK / +NOKEY → the request to the destination
+//!                                             │ IOERR / no reply → held, retried (deadline)
 //!                                             │ error        → the client gets TRYAGAIN + why
 //!  unit held (phase change) ──► retried after a short back-off through the then current table
 //!  keys moving from pools onto the cluster ──► MIGRATE … KEYS k… on each pool that placed a key
@@ -15,7 +16,13 @@
 //!                                             │ MOVED (target)   → slot patched, routed again
 //!                                             │ ASK / TRYAGAIN   → the slot is resharded inside
 //!                                             │                    the cluster: held, retried
+//!                                             │ IOERR / no reply → held, retried
 //!                                             │ other error      → the client gets TRYAGAIN + why
+//!  keys moving back onto the pools (abort) ──► EVAL "MIGRATE …" KEYS k… on the cluster node of
+//!                                             each slot of its keys (no size guard: big keys
+//!                                             move whole); the same replies (MOVED, ASK,
+//!                                             TRYAGAIN from the node itself, IOERR), then the
+//!                                             request to the pool the placement names
 //! ```
 
 use std::cell::{Cell, RefCell};
@@ -34,7 +41,7 @@ use crate::backend::reply::Waiter;
 use crate::backend::ReplyTarget;
 use crate::migration::touch::{self, Outcome, Refusal};
 use crate::placement::Unit;
-use crate::topology::{MoveRoute, SlotTable};
+use crate::topology::{MoveRoute, SlotTable, Toward};
 use crate::wake::LocalSignal;
 
 /// The reply of the `MIGRATE` sent for one request: when it comes, the request goes on.
@@ -56,13 +63,19 @@ impl Waiter for AfterMigrate {
     }
 }
 
-/// The replies of the `MIGRATE`s sent for one request moving keys from pools onto the cluster
-/// (one per pool that placed one of its keys): when the last comes, the request goes on, after
-/// its client's earlier ones (`OnTouch::legacy`).
+/// The replies of the `MIGRATE`s sent for one request moving keys between the pools and the
+/// cluster (one per pool that placed one of its keys, or per cluster slot they are in): when
+/// the last comes, the request goes on, after its client's earlier ones (`OnTouch::legacy`).
 struct AfterLegacy {
     router: Weak<Router>,
+    me: Weak<AfterLegacy>,
     out: RefCell<Option<Outbound>>,
     dest: Arc<str>,
+    /// Which way the keys moved.
+    toward: Toward,
+    /// Moving back: each `MIGRATE` (by its place), until a cluster node sent it on with `ASK`
+    /// (followed once: `ASKING` and the same request on the node importing the slot).
+    unasked: RefCell<Vec<Option<Bytes>>>,
     client: u64,
     left: Cell<usize>,
     /// Every reply is in.
@@ -78,6 +91,7 @@ struct AfterLegacy {
 impl Waiter for AfterLegacy {
     fn deliver(&self, place: u64, reply: Bytes, _answered: Option<(&Bytes, Instant)>) {
         match Outcome::of(&reply) {
+            Outcome::Failed(error) if self.ask(place, &error) => return,
             Outcome::Failed(error) => {
                 self.failure.borrow_mut().get_or_insert(error);
             }
@@ -107,6 +121,38 @@ impl Waiter for AfterLegacy {
                 }
             }
         }
+    }
+}
+
+impl AfterLegacy {
+    /// Moving back, a cluster node answered the `MIGRATE` at `place` with `ASK` (none of its
+    /// keys is there any more: the slot is being resharded): send it once to the node the ASK
+    /// names, after `ASKING`, on the client's connection there. True if it was sent: its reply
+    /// counts instead.
+    fn ask(&self, place: u64, error: &str) -> bool {
+        let Some(addr) = touch::ask_target(error) else {
+            return false;
+        };
+        let migrate = usize::try_from(place)
+            .ok()
+            .and_then(|i| self.unasked.borrow_mut().get_mut(i).and_then(Option::take));
+        let (Some(migrate), Some(router), Some(me)) =
+            (migrate, self.router.upgrade(), self.me.upgrade())
+        else {
+            return false;
+        };
+        let step = {
+            let out = self.out.borrow();
+            let Some(out) = out.as_ref() else {
+                return false;
+            };
+            let target = ReplyTarget::new(me as Rc<dyn Waiter>, place);
+            let mut step = out.on_behalf(migrate, target, Arc::clone(&addr));
+            step.asking = true;
+            step
+        };
+        router.send_to(&addr, step, Instant::now());
+        true
     }
 }
 
@@ -212,20 +258,41 @@ impl Router {
         self.send_to(&source_addr, step, now);
     }
 
-    /// Serve `out` while keys move from the pools onto the cluster of `table`: move the keys
-    /// it touches from the pools that placed them to its slot's node (one `MIGRATE` per pool,
-    /// on the client's connection there), then run it there.
+    /// Serve `out` while keys move between the pools and the cluster (`table` is the side
+    /// they move to, [`SlotTable::other_side`] the one they move from): move the keys it
+    /// touches from the pools that placed them to its slot's node (one `MIGRATE` per pool,
+    /// on the client's connection there) — or, moving back, from the cluster nodes of their
+    /// slots to the pool the placement names (one per slot) — then run it there.
     pub(super) fn route_legacy(&self, table: &SlotTable, mut out: Outbound, now: Instant) {
-        let Some(pools) = table.legacy_pools() else {
+        let Some((toward, source)) = table.other_side() else {
             return self.send_to_unit(table, out, now);
         };
-        let keys = touch::keys_of(&out.request, self.custom);
-        // Placed as the cluster places it (a request held across the start of the move was
-        // placed by the pools).
+        let mut keys = touch::keys_of(&out.request, self.custom);
+        // Placed as the table places it (a request held across the phase change that started
+        // or turned the move was placed by the other side).
         if let Some(key) = keys.first() {
             out.unit = table.placement().unit_of(key);
         }
-        let big_key_bytes = self.big_key_bytes(out.deadline, now);
+        if !touch::all_on(table, out.unit, &keys) {
+            // Split by the other side's placement before the move turned: its keys now live
+            // in more than one place. Nothing moved; the client sends it again.
+            let error = touch::cluster_move_failure_reply(
+                toward,
+                out.unit.get(),
+                "its keys were grouped by the placement in force before the phase change; send it again",
+            );
+            return self.fail(out, error);
+        }
+        if toward == Toward::Pools && out.db != 0 {
+            // A cluster has database 0 only: no key of another database left the pools.
+            keys.clear();
+        }
+        // Onto the cluster, big keys are copied in steps (size-guarded MIGRATE); moving back,
+        // they move whole.
+        let big_key_bytes = match toward {
+            Toward::Cluster => self.big_key_bytes(out.deadline, now),
+            Toward::Pools => 0,
+        };
         if big_key_bytes > 0 && self.topology.stepped_copy().holds(out.db, &keys) {
             // One of its keys is being copied in steps: a MIGRATE now would block its pool.
             let error = touch::stepping_reply(out.unit.get());
@@ -238,18 +305,26 @@ impl Router {
         };
         let dest = Arc::clone(&shard.master);
         let mut groups = Vec::new();
-        let migrates: Vec<(Arc<str>, Bytes)> = touch::by_pool(pools, &keys)
+        let migrates: Vec<(Arc<str>, Bytes)> = touch::by_source(source, &keys)
             .into_iter()
-            .filter_map(|(pool, keys)| {
-                let source = &pools.shards().get(pool)?.master;
-                let migrate = touch::migrate_request(
-                    &dest,
-                    shard.auth.as_deref(),
-                    out.db,
-                    self.migrate_timeout_ms,
-                    &keys,
-                    big_key_bytes,
-                )?;
+            .filter_map(|(from, keys)| {
+                let source = &source.shards().get(from)?.master;
+                let migrate = match toward {
+                    Toward::Cluster => touch::migrate_request(
+                        &dest,
+                        shard.auth.as_deref(),
+                        out.db,
+                        self.migrate_timeout_ms,
+                        &keys,
+                        big_key_bytes,
+                    ),
+                    Toward::Pools => touch::migrate_back_request(
+                        &dest,
+                        shard.auth.as_deref(),
+                        self.migrate_timeout_ms,
+                        &keys,
+                    ),
+                }?;
                 groups.push(keys);
                 Some((Arc::clone(source), migrate))
             })
@@ -260,10 +335,18 @@ impl Router {
         self.on_touch
             .in_flight
             .set(self.on_touch.in_flight.get() + 1);
-        let waiter = Rc::new(AfterLegacy {
+        // Moving back, each MIGRATE is kept for an ASK to follow.
+        let unasked = match toward {
+            Toward::Pools => migrates.iter().map(|(_, m)| Some(m.clone())).collect(),
+            Toward::Cluster => Vec::new(),
+        };
+        let waiter = Rc::new_cyclic(|me| AfterLegacy {
             router: self.me.clone(),
+            me: me.clone(),
             out: RefCell::new(None),
             dest,
+            toward,
+            unasked: RefCell::new(unasked),
             client: out.client_id,
             left: Cell::new(migrates.len()),
             done: Cell::new(false),
@@ -291,6 +374,20 @@ impl Router {
         }
     }
 
+    /// While keys move between the pools and a cluster: the unit `table` places `out`'s keys
+    /// on, if it is another one than `out`'s and has a shard (a request placed by the other
+    /// side's placement before the move turned).
+    pub(super) fn placed_again(&self, table: &SlotTable, out: &Outbound) -> Option<Unit> {
+        placed_again(table, out.unit, &out.request, self.custom)
+    }
+
+    /// The unit the live table places the keys of `payload` (a request for `unit`, or a
+    /// MULTI … EXEC batch) on: `unit`, unless keys move between the pools and a cluster and
+    /// the request was placed by the other side before the move started or turned.
+    pub fn unit_now(&self, unit: Unit, payload: &[u8]) -> Unit {
+        placed_again(&self.table(), unit, payload, self.custom).unwrap_or(unit)
+    }
+
     /// Let `client`'s requests whose `MIGRATE`s all answered go on, in arrival order, up to
     /// the first still waiting.
     fn flush_legacy(&self, client: u64) {
@@ -315,7 +412,7 @@ impl Router {
                 let failure = next.failure.borrow_mut().take();
                 let big = next.big.borrow_mut().take();
                 // May route a request again (MOVED), which queues it anew: no borrow held.
-                self.after_legacy(out, &next.dest, failure, big);
+                self.after_legacy(out, &next.dest, next.toward, failure, big);
             }
         }
     }
@@ -334,15 +431,17 @@ impl Router {
         }
     }
 
-    /// Every `MIGRATE` for `out` (keys moving onto the cluster, to `dest`) answered: run `out`
-    /// on its slot's owner; or, when a pool found `big` too big to move whole, ask for its
-    /// copy in steps and hold `out` meanwhile; or, when the cluster refused the keys, route it
-    /// again (MOVED: the slot patched) or hold it while the slot is resharded (ASK,
-    /// TRYAGAIN), within its deadline; or fail it.
+    /// Every `MIGRATE` for `out` (keys moving `toward` the cluster or the pools, to `dest`)
+    /// answered: run `out` on its unit's owner; or, when a pool found `big` too big to move
+    /// whole (onto the cluster), ask for its copy in steps and hold `out` meanwhile; or, when
+    /// the cluster refused the keys, route it again (MOVED: the slot patched) or hold it while
+    /// the slot is resharded (ASK, TRYAGAIN) or the `MIGRATE` timed out (IOERR), within its
+    /// deadline; or fail it.
     fn after_legacy(
         &self,
         mut out: Outbound,
         dest: &Arc<str>,
+        toward: Toward,
         failure: Option<String>,
         big: Option<Bytes>,
     ) {
@@ -362,11 +461,20 @@ impl Router {
                 let error = touch::stepping_reply(out.unit.get());
                 return self.retry_later(out, error, now);
             }
-            // The slot's owner now (the table may have changed since the MIGRATEs were sent:
-            // a reshard inside the cluster), so a client's requests reach it in order.
-            return self.send_to_unit(&self.table(), out, now);
+            let table = self.table();
+            if table.other_side().map(|(t, _)| t) == Some(toward) {
+                // The unit's owner now (the table may have changed since the MIGRATEs were
+                // sent: a reshard inside the cluster), so a client's requests reach it in
+                // order.
+                return self.send_to_unit(&table, out, now);
+            }
+            // The move turned (or is turning: held) since: the request runs where its keys
+            // were just moved, before any of its client's later requests (held, or moving its
+            // keys back on the same connection there); the phase change's settle waits for
+            // it (`Router::settle`).
+            return self.send_to(dest, out, now);
         };
-        let reply = touch::onto_cluster_failure_reply(out.unit.get(), &error);
+        let reply = touch::cluster_move_failure_reply(toward, out.unit.get(), &error);
         match touch::cluster_refusal(&error) {
             Some(Refusal::Moved { slot, addr }) if out.redirects < self.policy.max_redirects => {
                 out.redirects += 1;
@@ -381,7 +489,8 @@ impl Router {
                 tracing::warn!(
                     unit = out.unit.get(),
                     dest = %dest,
-                    "keys moving onto the cluster could not be moved on touch: {error}"
+                    ?toward,
+                    "keys moving between the pools and the cluster could not be moved on touch: {error}"
                 );
                 self.fail(out, reply);
             }
@@ -567,11 +676,12 @@ impl Router {
         }
     }
 
-    /// [`Router::move_keys_first`] while keys move from pools onto the cluster: one `MIGRATE`
-    /// on each pool that placed one of the keys, to the node of `unit` (on connections of
-    /// their own, one after the other). A cluster refusal is `Held` (MOVED: the slot patched
-    /// first), so the request tries again within its deadline; so is a key too big to move
-    /// whole (`BIGKEY`), once its copy in steps is asked for.
+    /// [`Router::move_keys_first`] while keys move between the pools and the cluster: one
+    /// `MIGRATE` on each pool that placed one of the keys, to the node of `unit` — or, moving
+    /// back, on the cluster node of each slot of the keys, to the pool of `unit` — on
+    /// connections of their own, one after the other. A cluster refusal is `Held` (MOVED: the
+    /// slot patched first), so the request tries again within its deadline; so is, onto the
+    /// cluster, a key too big to move whole (`BIGKEY`), once its copy in steps is asked for.
     async fn move_legacy_keys_first(
         &self,
         unit: Unit,
@@ -579,39 +689,73 @@ impl Router {
         db: u32,
         deadline: Instant,
     ) -> Result<(), NotYet> {
-        let keys = touch::keys_of(payload, self.custom);
-        let big_key_bytes = self.big_key_bytes(deadline, Instant::now());
-        if big_key_bytes > 0 && self.topology.stepped_copy().holds(db, &keys) {
-            return Err(NotYet::Held(touch::stepping_reply(unit.get())));
-        }
-        let (groups, dest, dest_auth) = {
+        let mut keys = touch::keys_of(payload, self.custom);
+        let (groups, dest, dest_auth, toward) = {
             let table = self.table();
-            let (Some(pools), Some(shard)) = (
-                table.legacy_pools(),
+            let (Some((toward, source)), Some(shard)) = (
+                table.other_side(),
                 table.shard_of(unit).and_then(|i| table.shards().get(i)),
             ) else {
                 return Ok(());
             };
-            // The pools' logins: `lease_for` finds them by address in the table.
-            let groups: Vec<(Arc<str>, Vec<Bytes>)> = touch::by_pool(pools, &keys)
+            if !touch::all_on(&table, unit, &keys) {
+                let error = "its keys were grouped by the placement in force before the phase change; send it again";
+                let reply = touch::cluster_move_failure_reply(toward, unit.get(), error);
+                return Err(NotYet::Failed(reply));
+            }
+            if toward == Toward::Pools && db != 0 {
+                // A cluster has database 0 only: no key of another database left the pools.
+                keys.clear();
+            }
+            // The other side's logins: `lease_for` finds them by address in the table.
+            let groups: Vec<(Arc<str>, Vec<Bytes>)> = touch::by_source(source, &keys)
                 .into_iter()
-                .filter_map(|(i, keys)| Some((Arc::clone(&pools.shards().get(i)?.master), keys)))
+                .filter_map(|(i, keys)| Some((Arc::clone(&source.shards().get(i)?.master), keys)))
                 .collect();
-            (groups, Arc::clone(&shard.master), shard.auth.clone())
+            (
+                groups,
+                Arc::clone(&shard.master),
+                shard.auth.clone(),
+                toward,
+            )
         };
+        // Onto the cluster, big keys are copied in steps (size-guarded MIGRATE); moving back,
+        // they move whole.
+        let big_key_bytes = match toward {
+            Toward::Cluster => self.big_key_bytes(deadline, Instant::now()),
+            Toward::Pools => 0,
+        };
+        if big_key_bytes > 0 && self.topology.stepped_copy().holds(db, &keys) {
+            return Err(NotYet::Held(touch::stepping_reply(unit.get())));
+        }
         let _turn = self.dedicated_turn();
         for (source, keys) in groups {
-            let Some(migrate) = touch::migrate_request(
-                &dest,
-                dest_auth.as_deref(),
-                db,
-                self.migrate_timeout_ms,
-                &keys,
-                big_key_bytes,
-            ) else {
+            let (migrate, source_db) = match toward {
+                Toward::Cluster => (
+                    touch::migrate_request(
+                        &dest,
+                        dest_auth.as_deref(),
+                        db,
+                        self.migrate_timeout_ms,
+                        &keys,
+                        big_key_bytes,
+                    ),
+                    db,
+                ),
+                Toward::Pools => (
+                    touch::migrate_back_request(
+                        &dest,
+                        dest_auth.as_deref(),
+                        self.migrate_timeout_ms,
+                        &keys,
+                    ),
+                    0,
+                ),
+            };
+            let Some(migrate) = migrate else {
                 continue;
             };
-            let outcome = self.migrate_on(&source, db, &migrate).await;
+            let outcome = self.migrate_on(&source, source_db, &migrate).await;
             let error = match outcome {
                 Ok(Outcome::Moved) => {
                     self.topology.move_counters().moved_on_touch();
@@ -627,13 +771,11 @@ impl Router {
                 Ok(Outcome::Failed(error)) => error,
                 // No reply in time (the source busy, or gone): tried again within the deadline.
                 Err(error) => {
-                    return Err(NotYet::Held(touch::onto_cluster_failure_reply(
-                        unit.get(),
-                        &error,
-                    )))
+                    let reply = touch::cluster_move_failure_reply(toward, unit.get(), &error);
+                    return Err(NotYet::Held(reply));
                 }
             };
-            let reply = touch::onto_cluster_failure_reply(unit.get(), &error);
+            let reply = touch::cluster_move_failure_reply(toward, unit.get(), &error);
             return Err(match touch::cluster_refusal(&error) {
                 Some(Refusal::Moved { slot, addr }) => {
                     self.topology.patch_moved(slot, &addr);
@@ -689,6 +831,23 @@ impl Router {
     pub async fn settle(&self, within: Duration, blocked: &crate::ops::blocked::Blocked) -> bool {
         let deadline = Instant::now() + within;
         self.unblock_all(blocked);
+        let settled = async {
+            self.ping_masters(deadline).await;
+            let mut forwarded = false;
+            while self.on_touch.busy() {
+                forwarded = true;
+                self.on_touch.idle.wait().await;
+            }
+            if forwarded {
+                // Requests forwarded after their MIGRATE since the first PINGs: behind them.
+                self.ping_masters(deadline).await;
+            }
+        };
+        tokio::time::timeout_at(deadline, settled).await.is_ok()
+    }
+
+    /// A `PING` behind everything on every master connection of this worker, answered.
+    async fn ping_masters(&self, deadline: Instant) {
         let pings = Rc::new(Pings::default());
         let mut conns = Vec::new();
         for (index, pool) in self.pools.iter().enumerate() {
@@ -722,16 +881,24 @@ impl Router {
                 Instant::now(),
             );
         }
-        let settled = async {
-            while pings.left.get() > 0 {
-                pings.done.wait().await;
-            }
-            while self.on_touch.busy() {
-                self.on_touch.idle.wait().await;
-            }
-        };
-        tokio::time::timeout_at(deadline, settled).await.is_ok()
+        while pings.left.get() > 0 {
+            pings.done.wait().await;
+        }
     }
+}
+
+/// See [`Router::unit_now`]: `None` when `table` places `request`'s keys on `unit` (or no
+/// move between the pools and a cluster is under way, or the request has no key).
+fn placed_again(
+    table: &SlotTable,
+    unit: Unit,
+    request: &[u8],
+    custom: Option<&'static crate::command::custom::CustomCommands>,
+) -> Option<Unit> {
+    table.other_side()?;
+    let key = touch::keys_of(request, custom).into_iter().next()?;
+    let now = table.placement().unit_of(&key);
+    (now != unit && table.shard_of(now).is_some()).then_some(now)
 }
 
 /// Counts the settling `PING`s still unanswered.

@@ -240,11 +240,11 @@ impl BackendPool {
                 healthy: Vec::new(),
             });
         }
-        // Keys moving from pools onto the cluster: the pools' masters keep their connections
-        // (a client's on-touch MIGRATEs stay on one connection, in order), with their own
-        // credentials.
-        if let Some(pools) = table.legacy_pools() {
-            for shard in pools.shards() {
+        // Keys moving between pools and a cluster: the masters of the side they move from
+        // keep their connections (a client's on-touch MIGRATEs stay on one connection, in
+        // order), with their own credentials.
+        if let Some((_, source)) = table.other_side() {
+            for shard in source.shards() {
                 self.keep_or_open(
                     &mut masters,
                     &mut next_masters,

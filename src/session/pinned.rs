@@ -569,6 +569,8 @@ pub(super) async fn on_master(
     let mut turn = (!blocking).then(|| worker.router().dedicated_turn());
     loop {
         let redirected = node.is_some();
+        // Placed again if keys started moving between the pools and a cluster meanwhile.
+        let unit = unit.map(|u| worker.router().unit_now(u, payload));
         let Some(addr) = node.take().or_else(|| master_of(worker, unit)) else {
             worker.router().topology().request_refresh();
             let unit = unit.map_or(0, Unit::get);

@@ -31,12 +31,12 @@ use arc_swap::{ArcSwap, Guard};
 use tokio::sync::Notify;
 
 use crate::backend::{oneshot, Credentials};
-use crate::config::{Config, ReadPolicy};
+use crate::config::{Config, MoveState, ReadPolicy};
 use crate::resp::{Frame, Limits};
 use crate::tls::{BackendTls, TlsContext};
 
 pub use health::Health;
-pub use moving::{MoveCounters, MoveRoute, Moving, SteppedCopy};
+pub use moving::{MoveCounters, MoveRoute, Moving, SteppedCopy, Toward};
 pub use table::{Shard, ShardInfo, ShardSettings, SlotTable, TableError};
 
 /// Why no usable table could be obtained.
@@ -88,6 +88,33 @@ struct PoolState {
     /// The cluster's table discovered for a move onto it that is starting (no overlay), until
     /// the move is in force and the live table is the cluster's.
     staged: Option<Arc<SlotTable>>,
+    /// The cluster's table (discovered, refreshed, MOVED-patched) as the side keys move back
+    /// from, from the moment a phase change aborting the move onto it has discovered it
+    /// ([`Topology::stage_cluster`]); in force ([`PoolState::back`]) once that phase change
+    /// holds, and while the abort runs (`to_cluster = "aborting"`).
+    back: Option<Arc<SlotTable>>,
+}
+
+impl PoolState {
+    fn aborting(&self) -> bool {
+        self.config.migration.to_cluster == Some(MoveState::Aborting)
+    }
+
+    /// The cluster keys move back from, while the live table is the pools' with every unit
+    /// moving back from it: the abort is in force, or its phase change holds (not before: a
+    /// refresh between the abort's discovery and its hold routes as before).
+    fn back(&self) -> Option<&Arc<SlotTable>> {
+        let in_force = self.aborting() || !self.held.is_empty();
+        self.back
+            .as_ref()
+            .filter(|_| in_force && self.staged.is_none())
+    }
+
+    /// True while keys move back from the cluster onto the pools, or start to (its table is
+    /// then [`PoolState::back`], once discovered).
+    fn moving_back(&self) -> bool {
+        self.back().is_some() || self.aborting()
+    }
 }
 
 /// A worker's cached view of the live slot table (see [`Topology::table_cache`]).
@@ -177,6 +204,7 @@ impl Topology {
                 held: Vec::new(),
                 legacy: None,
                 staged: None,
+                back: None,
             }),
             sentinels_changed: Notify::new(),
             health: ArcSwap::from_pointee(Health::default()),
@@ -226,12 +254,22 @@ impl Topology {
     ///
     /// A configuration moving keys from the pools onto a cluster (`migration.to_cluster`)
     /// routes by the cluster's table with every slot moving from the pools; a cluster-mode one
-    /// that follows it (the move's end) by the cluster's table alone.
+    /// that follows it (the move's end) by the cluster's table alone. One aborting that move
+    /// routes by the pools' table with every unit moving back from the cluster (once its
+    /// table is known: [`Topology::stage_cluster`] or a refresh).
     pub fn install_config(&self, config: &Config) -> Result<Option<u64>, String> {
-        if config.migration.to_cluster.is_some() || !config.is_pool_mode() {
-            return self.install_onto_cluster(config);
+        match config.migration.to_cluster {
+            Some(MoveState::Aborting) => return self.install_back(config),
+            Some(_) => return self.install_onto_cluster(config),
+            None if !config.is_pool_mode() => return self.install_onto_cluster(config),
+            None => {}
         }
         let mut state = self.lock_pools();
+        // Plain pool mode (at start, or an abort's end): nothing of a cluster is left.
+        state.back = None;
+        state.legacy = None;
+        state.staged = None;
+        self.cluster_routing.store(false, Ordering::Release);
         let mut masters = state.sentinel_masters.clone();
         // Keep a resolved master only while its pool still follows the same sentinels.
         masters.retain(
@@ -275,22 +313,35 @@ impl Topology {
             state.staged = None;
             state.legacy = None;
         }
+        if held.is_empty() && self.cluster_routing() && state.back.is_some() && !state.aborting() {
+            // An abort released before it was in force: the cluster's table again (the live
+            // one is the pools', held).
+            state.staged = state.back.take();
+        }
         let version = self.publish(&state)?;
+        if held.is_empty() && self.cluster_routing() {
+            state.staged = None;
+        }
         drop(state);
         Ok(version)
     }
 
     /// Discover the cluster `next` moves keys onto (its `[cluster]` seeds and credentials) and
-    /// keep its table for the phase change that starts the move ([`Topology::hold`]): `Err`
-    /// unless some seed answers and every slot has a master.
+    /// keep its table for the phase change that starts the move ([`Topology::hold`]), or that
+    /// aborts it (the side keys move back from; the table held is the pools'): `Err` unless
+    /// some seed answers and every slot has a master.
     pub async fn stage_cluster(&self, next: &Config) -> Result<(), String> {
-        let found = self.discover_cluster(next).await?;
+        let found = Arc::new(self.discover_cluster(next).await?);
         let legacy = match next.migration.to_cluster {
+            Some(MoveState::Aborting) => {
+                self.lock_pools().back = Some(found);
+                return Ok(());
+            }
             Some(_) => Some(Arc::new(pools::legacy_table(next)?)),
             None => None, // The move is over: the cluster alone.
         };
         let mut state = self.lock_pools();
-        state.staged = Some(Arc::new(found));
+        state.staged = Some(found);
         state.legacy = legacy;
         Ok(())
     }
@@ -340,9 +391,36 @@ impl Topology {
         Ok(keys)
     }
 
+    /// [`Topology::install_config`] for a configuration aborting a move onto a cluster: the
+    /// pools' table, every unit moving back from the cluster's ([`PoolState::back`]; until it
+    /// is known — a restart reading an aborting file — nothing is installed, and the first
+    /// refresh discovers it before any request is served).
+    fn install_back(&self, config: &Config) -> Result<Option<u64>, String> {
+        let mut state = self.lock_pools();
+        if self.cluster_routing() {
+            // Backend connections stop following the cluster's redirects: an on-touch move
+            // back reads a cluster node's MOVED / ASK itself.
+            self.cluster_routing.store(false, Ordering::Release);
+            tracing::info!(
+                "keys move back from the cluster onto the pools: routing by the pools' table"
+            );
+        }
+        state.config = Arc::new(config.clone());
+        state.legacy = None;
+        state.staged = None;
+        let version = self.publish(&state)?;
+        let unknown = state.back.is_none();
+        drop(state);
+        if unknown {
+            self.request_refresh();
+        }
+        Ok(version)
+    }
+
     /// [`Topology::install_config`] for a configuration that routes by a cluster's table.
     fn install_onto_cluster(&self, config: &Config) -> Result<Option<u64>, String> {
         let mut state = self.lock_pools();
+        state.back = None;
         let legacy = match config.migration.to_cluster {
             Some(_) => Some(Arc::new(pools::legacy_table(config)?)),
             None => None,
@@ -371,10 +449,17 @@ impl Topology {
     /// live one, or the one staged for a move starting) with its slots moving from the pools
     /// while keys move onto it, and `state.held` held.
     fn publish(&self, state: &PoolState) -> Result<Option<u64>, String> {
-        let cluster = match &state.staged {
-            Some(staged) => Some(Arc::clone(staged)),
-            None if self.cluster_routing() => Some(self.table.load_full()),
-            None => None,
+        let cluster = match (&state.staged, state.back()) {
+            (Some(staged), _) => Some(Arc::clone(staged)),
+            // Keys move back from the cluster: the pools' table, every unit moving back.
+            (None, Some(_)) => {
+                let table = pools::legacy_table(&state.config)?;
+                return Ok(self.install(table.with_moving(overlay(state))));
+            }
+            // Aborting, the cluster not discovered yet: the first refresh publishes it.
+            (None, None) if state.moving_back() => return Ok(None),
+            (None, None) if self.cluster_routing() => Some(self.table.load_full()),
+            (None, None) => None,
         };
         let Some(cluster) = cluster else {
             let table = pools::table_for(&state.config, &state.sentinel_masters, &state.held)?;
@@ -597,18 +682,49 @@ impl Topology {
     /// In pool mode there is nothing to discover, but pools that follow Sentinel are resolved
     /// again (`Ok(false)` at once when there are none).
     pub async fn refresh(&self) -> Result<bool, TopologyError> {
-        if !self.cluster_routing() {
+        let back = {
+            let state = self.lock_pools();
+            state.moving_back().then(|| state.back().cloned())
+        };
+        if !self.cluster_routing() && back.is_none() {
             return self.resolve_sentinels().await;
         }
         self.refreshes.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("slotgate_topology_refreshes_total").increment(1);
         let settings = self.settings.load_full();
-        let found = self
-            .discover()
-            .await?
-            .with_cluster_settings(settings.read_policy, settings.auth.clone());
+        let found = match &back {
+            // Keys move back from the cluster: its table is the overlay's, not the live one.
+            Some(known) => {
+                let known = known
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(SlotTable::empty()));
+                let masters = known
+                    .shards()
+                    .iter()
+                    .map(|s| s.master.to_string())
+                    .collect();
+                discover_from(&settings, masters, known).await?
+            }
+            None => self.discover().await?,
+        }
+        .with_cluster_settings(settings.read_policy, settings.auth.clone());
+        let mut state = self.lock_pools();
+        if state.moving_back() {
+            if state.back().is_some_and(|b| b.same_routing(&found)) {
+                return Ok(false);
+            }
+            tracing::info!(
+                shards = found.shards().len(),
+                "the table of the cluster keys move back from: {}",
+                found.describe().join(", ")
+            );
+            state.back = Some(Arc::new(found));
+            let published = self
+                .publish(&state)
+                .map_err(|e| TopologyError::NoUsableAnswer(vec![e]))?;
+            return Ok(published.is_some());
+        }
         // Keys moving onto the cluster, or a phase change holding slots: the same overlay.
-        let state = self.lock_pools();
         let found = if state.legacy.is_none() && state.held.is_empty() {
             found // Plain cluster mode.
         } else {
@@ -646,6 +762,24 @@ impl Topology {
     /// A node answered `MOVED slot addr`: route `slot` to `addr` from now on (copy-on-write).
     /// The full refresh that should follow is the caller's to request.
     pub fn patch_moved(&self, slot: crate::slot::Slot, addr: &Arc<str>) {
+        {
+            // Keys moving back from the cluster: the MOVED is about the cluster's table (a
+            // node keys move back from), not the live one (the pools').
+            let mut state = self.lock_pools();
+            if let Some(back) = state.back().cloned() {
+                let owner = back.shard_of(slot.into()).map(|i| &back.shards()[i].master);
+                if owner != Some(addr) {
+                    state.back = Some(Arc::new(back.with_slot(slot, addr, back.version())));
+                    match self.publish(&state) {
+                        Ok(_) => tracing::info!(
+                            "the table of the cluster keys move back from patched after MOVED: slot {slot} → {addr}"
+                        ),
+                        Err(e) => tracing::warn!("MOVED of slot {slot} not patched: {e}"),
+                    }
+                }
+                return;
+            }
+        }
         if !self.cluster_routing() {
             return; // Standalone pools do not redirect; the slot map is the config's.
         }
@@ -776,12 +910,14 @@ async fn discover_from(
     choice.into_table()
 }
 
-/// The moving overlay of a cluster table for `state`: every slot moving from the pools while
-/// keys move onto the cluster, and the slots held by a phase change.
+/// The moving overlay of a table for `state`: every slot of the cluster's moving from the
+/// pools while keys move onto the cluster, every unit of the pools' moving back from the
+/// cluster while that move is aborted, and the units held by a phase change.
 fn overlay(state: &PoolState) -> Moving {
-    let mut moving = match &state.legacy {
-        Some(pools) => Moving::legacy(Arc::clone(pools)),
-        None => Moving::default(),
+    let mut moving = match (state.back(), &state.legacy) {
+        (Some(cluster), _) => Moving::back(Arc::clone(cluster)),
+        (None, Some(pools)) => Moving::legacy(Arc::clone(pools)),
+        (None, None) => Moving::default(),
     };
     for &(first, last) in &state.held {
         moving.hold(first, last);
@@ -789,9 +925,14 @@ fn overlay(state: &PoolState) -> Moving {
     moving
 }
 
-/// True when `config`'s table comes from a cluster: cluster mode, or keys moving onto one.
+/// True when `config`'s table comes from a cluster: cluster mode, or keys moving onto one
+/// (not back from it: the table is the pools' then, the cluster's discovered beside it).
 fn discovers(config: &Config) -> bool {
-    !config.is_pool_mode() || config.migration.to_cluster.is_some()
+    !config.is_pool_mode()
+        || config
+            .migration
+            .to_cluster
+            .is_some_and(|s| s != MoveState::Aborting)
 }
 
 /// The views one refresh collected, and the choice among them: the first usable views, at

@@ -1,7 +1,9 @@
 //! Slots on the move between pools (pool mode): for each routing unit being moved, the shard
 //! its keys may still be on, or that its requests are held while a phase change settles.
 //! While keys move from the pools onto a cluster, every slot of the cluster's table moves
-//! from the *legacy* pools: the pool table that placed them ([`Moving::legacy`]).
+//! from the *legacy* pools: the pool table that placed them ([`Moving::legacy`]); while that
+//! move is aborted, every unit of the pools' table moves back from the cluster, whose table
+//! it carries ([`Moving::back`]).
 //! Part of a [`SlotTable`](super::SlotTable); pure.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -169,8 +171,20 @@ impl SteppedCopy {
 const STILL: u16 = u16::MAX;
 /// Requests wait: a phase change is settling on every worker.
 const HOLD: u16 = u16::MAX - 1;
-/// The keys may still be on the legacy pools (a move onto a cluster).
+/// The keys may still be on the other side of a move between the pools and a cluster
+/// ([`Moving::other_side`]).
 const LEGACY: u16 = u16::MAX - 2;
+
+/// Which way keys move between the pools and a cluster (`migration.to_cluster`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Toward {
+    /// From the pools onto the cluster (moving, paused): the table is the cluster's, the other
+    /// side the pools'.
+    Cluster,
+    /// Back from the cluster onto the pools (the move aborted): the table is the pools', the
+    /// other side the cluster's.
+    Pools,
+}
 
 /// How a request for a moving unit is served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,8 +194,9 @@ pub enum MoveRoute {
     From(usize),
     /// Hold the request and route it again shortly: the unit's phase is changing.
     Hold,
-    /// Move the request's keys here from the legacy pools that placed them
-    /// ([`Moving::legacy_pools`]) first, then run it on the cluster node the table names.
+    /// Move the request's keys here from the other side of a move between the pools and a
+    /// cluster ([`Moving::other_side`]: the pools that placed them, or the cluster nodes
+    /// owning their slots) first, then run it on the node the table names.
     Legacy,
 }
 
@@ -190,16 +205,17 @@ pub enum MoveRoute {
 pub struct Moving {
     /// Unit → source shard index, [`HOLD`], [`LEGACY`] or [`STILL`].
     route: Box<[u16]>,
-    /// The pools keys move from onto the cluster, as a pool-mode table (their placement and
-    /// masters), while [`LEGACY`] units exist.
-    legacy: Option<Arc<SlotTable>>,
+    /// While [`LEGACY`] units exist: the other side of the move, and which way keys go —
+    /// the pools keys move from onto the cluster, as a pool-mode table (their placement and
+    /// masters), or the cluster they move back from (its table: slots and masters).
+    legacy: Option<(Toward, Arc<SlotTable>)>,
 }
 
 impl PartialEq for Moving {
     fn eq(&self, other: &Moving) -> bool {
         let same_legacy = match (&self.legacy, &other.legacy) {
             (None, None) => true,
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a.same_routing(b),
+            (Some((ta, a)), Some((tb, b))) => ta == tb && (Arc::ptr_eq(a, b) || a.same_routing(b)),
             _ => false,
         };
         self.route == other.route && same_legacy
@@ -240,13 +256,31 @@ impl Moving {
     pub fn legacy(pools: Arc<SlotTable>) -> Moving {
         Moving {
             route: vec![LEGACY; SLOT_COUNT].into_boxed_slice(),
-            legacy: Some(pools),
+            legacy: Some((Toward::Cluster, pools)),
+        }
+    }
+
+    /// Every unit moves its keys back from the cluster of `cluster` (its table) onto the pools
+    /// whose table carries this (a move onto the cluster aborted).
+    pub fn back(cluster: Arc<SlotTable>) -> Moving {
+        Moving {
+            route: vec![LEGACY; SLOT_COUNT].into_boxed_slice(),
+            legacy: Some((Toward::Pools, cluster)),
         }
     }
 
     /// The pools keys move from onto the cluster, if they do.
     pub fn legacy_pools(&self) -> Option<&Arc<SlotTable>> {
-        self.legacy.as_ref()
+        match &self.legacy {
+            Some((Toward::Cluster, pools)) => Some(pools),
+            _ => None,
+        }
+    }
+
+    /// While keys move between the pools and a cluster (either way): which way, and the
+    /// table of the side they move from.
+    pub fn other_side(&self) -> Option<(Toward, &Arc<SlotTable>)> {
+        self.legacy.as_ref().map(|(toward, t)| (*toward, t))
     }
 
     /// Requests for units `first..=last` are held.
@@ -306,7 +340,12 @@ impl Moving {
             match r {
                 STILL => {}
                 HOLD => out.push(format!("{start}-{end} held")),
-                LEGACY => out.push(format!("{start}-{end} moving from the pools")),
+                LEGACY => out.push(match self.legacy {
+                    Some((Toward::Pools, _)) => {
+                        format!("{start}-{end} moving back from the cluster")
+                    }
+                    _ => format!("{start}-{end} moving from the pools"),
+                }),
                 source => out.push(format!(
                     "{start}-{end} moving from {}",
                     name(source as usize)
@@ -395,6 +434,33 @@ mod tests {
         assert_eq!(
             m.describe(&|i| format!("s{i}")),
             ["0-9 held", "10-16383 moving from the pools"]
+        );
+        assert_eq!(m.other_side().map(|(t, _)| t), Some(Toward::Cluster));
+    }
+
+    #[test]
+    fn an_abort_moves_every_unit_back_from_the_cluster() {
+        let cluster = Arc::new(SlotTable::empty());
+        let mut back = Moving::back(Arc::clone(&cluster));
+        back.hold(5, 5);
+        assert_eq!(back.route(Unit::new(4).unwrap()), Some(MoveRoute::Legacy));
+        assert_eq!(back.route(Unit::new(5).unwrap()), Some(MoveRoute::Hold));
+        assert!(back.legacy_pools().is_none(), "the other side is no pools");
+        let (toward, other) = back.other_side().unwrap();
+        assert_eq!(toward, Toward::Pools);
+        assert!(Arc::ptr_eq(other, &cluster));
+        assert_ne!(back, {
+            let mut forward = Moving::legacy(cluster);
+            forward.hold(5, 5);
+            forward
+        });
+        assert_eq!(
+            back.describe(&|i| format!("s{i}")),
+            [
+                "0-4 moving back from the cluster",
+                "5-5 held",
+                "6-16383 moving back from the cluster"
+            ]
         );
     }
 }

@@ -199,13 +199,16 @@ impl SlotTable {
         if let Some(shard) = self.shards.iter().find(known) {
             return shard.auth.clone();
         }
-        // Keys moving from pools onto this cluster: a pool's master has the pool's login.
-        match self
-            .legacy_pools()
-            .and_then(|p| p.shards.iter().find(known))
-        {
-            Some(pool) => pool.auth.clone(),
-            None => self.cluster_auth.clone(),
+        // Keys moving between pools and a cluster: a node of the other side (a pool's
+        // master, or a cluster node keys move back from) has that side's login.
+        let other = self.other_side();
+        if let Some(shard) = other.and_then(|(_, t)| t.shards.iter().find(known)) {
+            return shard.auth.clone();
+        }
+        // A node not known yet is the cluster's: this table's, or the one keys move back from.
+        match other {
+            Some((super::Toward::Pools, cluster)) => cluster.cluster_auth.clone(),
+            _ => self.cluster_auth.clone(),
         }
     }
 
@@ -232,6 +235,12 @@ impl SlotTable {
     /// pool-mode table that placed the keys.
     pub fn legacy_pools(&self) -> Option<&Arc<SlotTable>> {
         self.moving.as_deref()?.legacy_pools()
+    }
+
+    /// While keys move between the pools and a cluster, either way: which way, and the table
+    /// of the side they move from (see [`Moving::other_side`]).
+    pub fn other_side(&self) -> Option<(super::Toward, &Arc<SlotTable>)> {
+        self.moving.as_deref()?.other_side()
     }
 
     /// How keys map to this table's slots (routing units).

@@ -649,3 +649,109 @@ async fn a_reshard_inside_the_cluster_during_a_copy_in_steps_leaves_the_key_on_i
     drop(proxy);
     drop(cluster);
 }
+
+/// An abort of a move onto a cluster (issue 20: both features together): a big hash a request
+/// met is copied onto the cluster in steps (the move paused, so only the copier moves it);
+/// then, the move resumed, the mover's copy in steps of a second one is under way when the
+/// move is aborted. The copy is given up (the key whole on its pool, no staging key left), the
+/// first hash moves back whole with its TTL, both read whole through the proxy with no error,
+/// the abort ends with the cluster empty and the file pool mode again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_moves_big_keys_back_whole_and_gives_up_a_copy_in_steps_under_way() {
+    use crate::to_cluster::{destination_cluster, start_onto, start_pools_proxy};
+    let _serial = common::load::serial().await;
+    let servers = common::standalone_servers(1);
+    let pool: std::net::SocketAddr = servers[0].addr().parse().unwrap();
+    let cluster = destination_cluster(None);
+    let (proxy, file) = start_pools_proxy(&servers, "slotgate-big-abort", |c| {
+        c.migration.big_key_bytes = 256 * 1024;
+        // Small steps: a copy lasts seconds, time to abort in its middle.
+        c.migration.big_key_step = 5;
+        c.backend.request_timeout_ms = 30_000;
+    });
+    let admin = proxy.admin_addr().unwrap().to_string();
+    let post = |path: &'static str| {
+        let admin = admin.clone();
+        async move { slotgate::admin::client::request(&admin, hyper::Method::POST, path).await }
+    };
+    let mut c = common::client(proxy.local_addr()).await;
+    let (copied, midway) = ("abort:copied".to_string(), "abort:midway".to_string());
+    build(&mut c, &[(&copied, HASH_100K), (&midway, HASH_100K)]).await;
+    let _: bool = c.expire(&copied, 3000).await.unwrap();
+
+    // The move starts, paused at once: a request for `copied` has it copied in steps.
+    start_onto(&admin, &cluster, "start the move onto the cluster").await;
+    post("/migrations/pause").await.unwrap();
+    let fields: u64 = c.hlen(&copied).await.expect("no error while it is copied");
+    assert_eq!(fields, 100_000);
+    let masters: Vec<std::net::SocketAddr> = cluster
+        .master_ports()
+        .into_iter()
+        .map(common::load::node_addr)
+        .collect();
+    assert_eq!(
+        common::redis_cli(pool, &["EXISTS", &copied]).trim(),
+        "0",
+        "{copied} left its pool"
+    );
+    assert_eq!(common::dbsize_sum(&masters), 1, "{copied} on the cluster");
+
+    // Resumed, the mover copies `midway` in steps; aborted in the middle of that copy.
+    post("/migrations/resume").await.unwrap();
+    let slot = slotgate::slot::Slot::of(midway.as_bytes())
+        .get()
+        .to_string();
+    eventually(
+        "a staging key of the mover's copy on the cluster",
+        Duration::from_secs(30),
+        || async {
+            let in_slot: Vec<String> = masters
+                .iter()
+                .map(|&m| common::redis_cli(m, &["CLUSTER", "GETKEYSINSLOT", &slot, "10"]))
+                .collect();
+            common::check(in_slot, |keys| {
+                keys.iter()
+                    .any(|k| k.trim().starts_with("slotgate:staging:"))
+            })
+        },
+    )
+    .await;
+    let aborted = post("/migrations/abort").await.unwrap();
+    assert!(aborted.contains("\"state\":\"aborting\""), "{aborted}");
+
+    // Both read whole through the proxy (`copied` moves back whole on touch).
+    let fields: u64 = c.hlen(&copied).await.expect("no error moving back");
+    assert_eq!(fields, 100_000);
+    let fields: u64 = c
+        .hlen(&midway)
+        .await
+        .expect("no error for the given-up copy");
+    assert_eq!(fields, 100_000);
+    let path = file.0.clone();
+    eventually("the abort ends", Duration::from_secs(60), || {
+        let path = path.clone();
+        async move {
+            let state = slotgate::config::Config::load(&path).map(|c| c.migration.to_cluster);
+            common::check(state.ok(), |s| *s == Some(None))
+        }
+    })
+    .await;
+    assert_eq!(common::dbsize_sum(&masters), 0, "the cluster is empty");
+    for key in [&copied, &midway] {
+        let on_pool = common::redis_cli(pool, &["HLEN", key]);
+        assert_eq!(on_pool.trim(), "100000", "{key} whole on its pool");
+    }
+    let pttl: i64 = common::redis_cli(pool, &["PTTL", &copied])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        pttl > 2_900_000 && pttl <= 3_000_000,
+        "{copied} kept its TTL: {pttl} ms"
+    );
+    let left = common::redis_cli(pool, &["KEYS", "slotgate:*"]);
+    assert_eq!(left.trim(), "", "no staging key on the pool");
+    assert_eq!(common::dbsize_sum(&[pool]), 2);
+    drop(proxy);
+    drop(cluster);
+}

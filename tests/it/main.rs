@@ -13,6 +13,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod abort_cluster;
 mod admin_commands;
 mod auth;
 mod backend_auth;

@@ -29,7 +29,8 @@ const SEEDED: usize = 20_000;
 /// Seconds of TTL of every fifth seeded key.
 const TTL: u64 = 3_000;
 
-fn seeded_key(i: usize) -> String {
+/// The `i`th key written through nutcracker.
+pub(crate) fn seeded_key(i: usize) -> String {
     match i % 10 {
         // Hash tags: nutcracker hashes the tag, the cluster too.
         0 => format!("tw:{{user:{}}}:profile", i / 10),
@@ -38,7 +39,7 @@ fn seeded_key(i: usize) -> String {
 }
 
 /// slotgate's pool-mode config with nutcracker's placement over `servers`.
-fn ketama_config(servers: &[slotgate::local_redis::RedisServer]) -> Config {
+pub(crate) fn ketama_config(servers: &[slotgate::local_redis::RedisServer]) -> Config {
     let mut config = pool_config(servers, &[]);
     config.placement.distribution = Distribution::Ketama;
     config.placement.hash = KeyHash::Fnv1a64;
@@ -90,10 +91,11 @@ pub(crate) fn start_pools_proxy(
 /// wrong answer is kept. The pipeline's keys carry the hash tag `stable`, of a slot no reshard
 /// touches: a pipelined write and read of a key whose slot is being resharded have cluster
 /// mode's own window (docs/ARCHITECTURE.md, "Race windows worth knowing"), not the move's.
-async fn mixed_client(
+pub(crate) async fn mixed_client(
     addr: SocketAddr,
     task: usize,
     stable: String,
+    seeded: usize,
     stop: Arc<AtomicBool>,
 ) -> (u64, Vec<String>) {
     let mut conn = client(addr).await;
@@ -133,7 +135,7 @@ async fn mixed_client(
             .cmd("GET")
             .arg(&key)
             .cmd("STRLEN")
-            .arg(seeded_key((task * 7919 + n as usize) % SEEDED))
+            .arg(seeded_key((task * 7919 + n as usize) % seeded))
             .query_async(&mut conn)
             .await;
         match piped {
@@ -211,29 +213,23 @@ pub(crate) async fn owner_and_other(
     )
 }
 
-/// The id of the cluster node at `port`.
-pub(crate) fn node_id(cluster: &LocalCluster, port: u16) -> String {
-    let node = cluster.nodes().iter().find(|n| n.port == port).unwrap();
-    node.id.clone()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn keys_written_through_nutcracker_move_onto_a_cluster_under_load() {
-    let _serial = common::load::serial().await;
-    let servers = standalone_servers(3);
-
-    // 1. The application's nutcracker writes the keys.
+/// Write `n` keys (`seeded_key`, every fifth with a TTL of `TTL` seconds) through a real
+/// nutcracker (ketama, fnv1a_64, hash tag `{}`) over `servers`: when the writes began and ended.
+pub(crate) fn seed_through_nutcracker(
+    servers: &[slotgate::local_redis::RedisServer],
+    n: usize,
+) -> (Instant, Instant) {
     let port = free_port(false).unwrap();
     let mut yaml = format!(
         "app:\n  listen: 127.0.0.1:{port}\n  hash: fnv1a_64\n  distribution: ketama\n  \
          hash_tag: \"{{}}\"\n  redis: true\n  auto_eject_hosts: false\n  timeout: 2000\n  servers:\n"
     );
-    for server in &servers {
+    for server in servers {
         yaml.push_str(&format!("   - {}:1\n", server.addr()));
     }
     let nutcracker = run_nutcracker(&yaml, &[port]);
     let written_from = Instant::now();
-    let requests: Vec<Vec<Vec<u8>>> = (0..SEEDED)
+    let requests: Vec<Vec<Vec<u8>>> = (0..n)
         .map(|i| {
             let mut args = vec![
                 b"SET".to_vec(),
@@ -253,14 +249,75 @@ async fn keys_written_through_nutcracker_move_onto_a_cluster_under_load() {
         .iter()
         .map(|s| common::dbsize_sum(&[s.addr().parse().unwrap()]))
         .collect();
-    assert_eq!(sizes.iter().sum::<u64>(), SEEDED as u64);
+    assert_eq!(sizes.iter().sum::<u64>(), n as u64);
     assert!(
         sizes.iter().all(|&n| n > 0),
         "ketama spread the keys: {sizes:?}"
     );
+    (written_from, written_by)
+}
+
+/// Every seeded key of `by_node` (node port → key indexes) is on that node with its value,
+/// and its TTL if it has one (within a second of what its write, between `written_from` and
+/// `written_by`, left).
+pub(crate) async fn assert_seeded_on(
+    by_node: HashMap<u16, Vec<usize>>,
+    written_from: Instant,
+    written_by: Instant,
+) {
+    for (port, keys) in by_node {
+        let mut node = common::load::node(port).await;
+        for chunk in keys.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for &i in chunk {
+                pipe.cmd("GET")
+                    .arg(seeded_key(i))
+                    .cmd("PTTL")
+                    .arg(seeded_key(i));
+            }
+            let replies: Vec<redis::Value> = pipe.query_async(&mut node).await.unwrap();
+            let now = Instant::now();
+            for (pair, &i) in replies.chunks(2).zip(chunk) {
+                let value: Option<String> = redis::from_redis_value(&pair[0]).unwrap();
+                assert_eq!(
+                    value,
+                    Some(format!("v{i}")),
+                    "key {} on node {port}",
+                    seeded_key(i)
+                );
+                let pttl: i64 = redis::from_redis_value(&pair[1]).unwrap();
+                if i % 5 == 0 {
+                    let most = TTL as i64 * 1000 - (now - written_by).as_millis() as i64 + 1000;
+                    let least = TTL as i64 * 1000 - (now - written_from).as_millis() as i64 - 1000;
+                    assert!(
+                        (least..=most).contains(&pttl),
+                        "TTL of {} kept: {pttl} ms",
+                        seeded_key(i)
+                    );
+                } else {
+                    assert_eq!(pttl, -1, "{} has no TTL", seeded_key(i));
+                }
+            }
+        }
+    }
+}
+
+/// The id of the cluster node at `port`.
+pub(crate) fn node_id(cluster: &LocalCluster, port: u16) -> String {
+    let node = cluster.nodes().iter().find(|n| n.port == port).unwrap();
+    node.id.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keys_written_through_nutcracker_move_onto_a_cluster_under_load() {
+    let _serial = common::load::serial().await;
+    let servers = standalone_servers(3);
+
+    // 1. The application's nutcracker writes the keys.
+    let (written_from, written_by) = seed_through_nutcracker(&servers, SEEDED);
+    let mut cluster = destination_cluster(None);
 
     // 2. slotgate replaces nutcracker: same placement, pool mode, a config file it rewrites.
-    let mut cluster = destination_cluster(None);
     let (proxy, file) = start_pools_proxy(&servers, "slotgate-to-cluster", |config| {
         // Slow enough that the reshard below runs while keys still move (~10 s for the keys;
         // the reshard of 600 slots takes about 1 s here).
@@ -299,7 +356,7 @@ async fn keys_written_through_nutcracker_move_onto_a_cluster_under_load() {
         .find(|t| owners[slotgate::slot::Slot::of(t.as_bytes()).get() as usize] == masters[2])
         .unwrap();
     let mixed: Vec<_> = (0..4)
-        .map(|t| tokio::spawn(mixed_client(addr, t, stable.clone(), stop.clone())))
+        .map(|t| tokio::spawn(mixed_client(addr, t, stable.clone(), SEEDED, stop.clone())))
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -386,41 +443,7 @@ async fn keys_written_through_nutcracker_move_onto_a_cluster_under_load() {
         let port = owners[slot as usize];
         by_node.entry(port).or_default().push(i);
     }
-    for (port, keys) in by_node {
-        let mut node = common::load::node(port).await;
-        for chunk in keys.chunks(1000) {
-            let mut pipe = redis::pipe();
-            for &i in chunk {
-                pipe.cmd("GET")
-                    .arg(seeded_key(i))
-                    .cmd("PTTL")
-                    .arg(seeded_key(i));
-            }
-            let replies: Vec<redis::Value> = pipe.query_async(&mut node).await.unwrap();
-            let now = Instant::now();
-            for (pair, &i) in replies.chunks(2).zip(chunk) {
-                let value: Option<String> = redis::from_redis_value(&pair[0]).unwrap();
-                assert_eq!(
-                    value,
-                    Some(format!("v{i}")),
-                    "key {} on node {port}",
-                    seeded_key(i)
-                );
-                let pttl: i64 = redis::from_redis_value(&pair[1]).unwrap();
-                if i % 5 == 0 {
-                    let most = TTL as i64 * 1000 - (now - written_by).as_millis() as i64 + 1000;
-                    let least = TTL as i64 * 1000 - (now - written_from).as_millis() as i64 - 1000;
-                    assert!(
-                        (least..=most).contains(&pttl),
-                        "TTL of {} kept: {pttl} ms",
-                        seeded_key(i)
-                    );
-                } else {
-                    assert_eq!(pttl, -1, "{} has no TTL", seeded_key(i));
-                }
-            }
-        }
-    }
+    assert_seeded_on(by_node, written_from, written_by).await;
 
     // 7. The same address serves in plain cluster mode (no MIGRATE reaches the old servers
     // any more); the status shows no move.
@@ -586,48 +609,84 @@ async fn a_key_whose_slot_is_resharded_inside_the_cluster_waits_for_the_reshard(
     drop(proxy);
 }
 
-/// Two instances in front of the pools (`[fleet] peers`): the move onto the cluster starts on
-/// both together; one is SIGKILLed mid-move and comes back from its file (pool mode, keys
-/// moving onto the cluster), and the two end the move together: both files become
-/// cluster-mode ones, and every key reads back through both.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_move_onto_the_cluster_together_through_a_sigkill_of_one() {
-    use crate::fleet_migration::{spawn_b, start_pair, status, Pair};
-    let _serial = common::load::serial().await;
-    let servers = standalone_servers(3);
-    let cluster = destination_cluster(None);
-    let mut base = ketama_config(&servers);
-    base.migration.keys_per_second = 500;
+/// Two instances in front of the pools (`[fleet] peers`, ketama over `servers`, the mover at
+/// `keys_per_second`), `keys` keys `f:i` = i written through A, a non-retrying load on A, and
+/// the move onto `cluster` started on both: the pair, a client of A, the load.
+pub(crate) async fn pair_moving_onto(
+    servers: &[slotgate::local_redis::RedisServer],
+    cluster: &LocalCluster,
+    name: &str,
+    keys_per_second: u64,
+    keys: i64,
+) -> (
+    crate::fleet_migration::Pair,
+    redis::aio::MultiplexedConnection,
+    Load,
+) {
+    let mut base = ketama_config(servers);
+    base.migration.keys_per_second = keys_per_second;
     base.migration.batch_keys = 50;
-    let Pair {
-        a: proxy,
-        a_admin,
-        a_file,
-        b,
-        b_admin,
-        b_listen,
-        b_file,
-        instance_b,
-    } = start_pair(&base, "to-cluster");
-    let b_addr: SocketAddr = b_listen.parse().unwrap();
-
-    let mut through_a = client(proxy.local_addr()).await;
-    for i in 0..3000 {
+    let pair = crate::fleet_migration::start_pair(&base, name);
+    let mut through_a = client(pair.a.local_addr()).await;
+    for i in 0..keys {
         let () = through_a.set(format!("f:{i}"), i).await.unwrap();
     }
     let opts = LoadOptions {
         pause: Duration::from_millis(5),
         ..LoadOptions::default()
     };
-    let keys = (0..200).map(|i| format!("fa:{i}")).collect();
-    let load_a = Load::start_with(proxy.local_addr(), 8, keys, opts);
-
+    let load_keys = (0..200).map(|i| format!("fa:{i}")).collect();
+    let load_a = Load::start_with(pair.a.local_addr(), 8, load_keys, opts);
     start_onto(
-        &a_admin,
-        &cluster,
+        &pair.a_admin,
+        cluster,
         "start the move onto the cluster on both",
     )
     .await;
+    (pair, through_a, load_a)
+}
+
+/// Wait (at most a minute) until neither instance of a pair (admin listeners `a_admin`,
+/// `b_admin`) shows a move any more (`what`: the move's end, or its abort's).
+pub(crate) async fn until_no_move_on_both(a_admin: &str, b_admin: &str, what: &str) {
+    use crate::fleet_migration::status;
+    eventually(what, Duration::from_secs(60), || async {
+        let (a, b) = (status(a_admin).await, status(b_admin).await);
+        let done = |s: &serde_json::Value| s["moves"].as_array().is_some_and(Vec::is_empty);
+        if done(&a) && done(&b) {
+            Ok(())
+        } else {
+            Err((a, b))
+        }
+    })
+    .await;
+}
+
+/// Two instances in front of the pools (`[fleet] peers`): the move onto the cluster starts on
+/// both together; one is SIGKILLed mid-move and comes back from its file (pool mode, keys
+/// moving onto the cluster), and the two end the move together: both files become
+/// cluster-mode ones, and every key reads back through both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_move_onto_the_cluster_together_through_a_sigkill_of_one() {
+    use crate::fleet_migration::{spawn_b, status, Pair};
+    let _serial = common::load::serial().await;
+    let servers = standalone_servers(3);
+    let cluster = destination_cluster(None);
+    let (
+        Pair {
+            a: proxy,
+            a_admin,
+            a_file,
+            b,
+            b_admin,
+            b_listen,
+            b_file,
+            instance_b,
+        },
+        mut through_a,
+        load_a,
+    ) = pair_moving_onto(&servers, &cluster, "to-cluster", 500, 3000).await;
+    let b_addr: SocketAddr = b_listen.parse().unwrap();
     let on_b = status(&b_admin).await;
     assert_eq!(
         on_b["moves"][0]["from"], "pools",
@@ -658,20 +717,7 @@ async fn two_instances_move_onto_the_cluster_together_through_a_sigkill_of_one()
         let v: Option<i64> = through_b.get(format!("f:{i}")).await.unwrap();
         assert_eq!(v, Some(i), "f:{i} through B, restarted mid-move");
     }
-    eventually(
-        "the move ended on both",
-        Duration::from_secs(60),
-        || async {
-            let (a, b) = (status(&a_admin).await, status(&b_admin).await);
-            let done = |s: &serde_json::Value| s["moves"].as_array().is_some_and(Vec::is_empty);
-            if done(&a) && done(&b) {
-                Ok(())
-            } else {
-                Err((a, b))
-            }
-        },
-    )
-    .await;
+    until_no_move_on_both(&a_admin, &b_admin, "the move ended on both").await;
     let report_a = load_a.stop().await;
     report_a.assert_no_errors();
     report_a.assert_progress();
@@ -784,8 +830,8 @@ async fn pools_and_cluster_with_passwords() {
 }
 
 /// Bad starts change nothing (no cluster there; a cluster that does not serve every slot; a
-/// move already in force), `abort` is refused, and `pause` stops the mover while every key
-/// stays readable and touched keys still move; `resume` lets it end.
+/// move already in force), and `pause` stops the mover while every key stays readable and
+/// touched keys still move; `resume` lets it end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_starts_change_nothing_and_a_paused_move_keeps_every_key_readable() {
     let _serial = common::load::serial().await;
@@ -857,8 +903,6 @@ async fn bad_starts_change_nothing_and_a_paused_move_keeps_every_key_readable() 
         .await
         .unwrap_err();
     assert!(again.contains("already move onto the cluster"), "{again}");
-    let abort = post("/migrations/abort".into()).await.unwrap_err();
-    assert!(abort.contains("not aborted"), "{abort}");
     let paused = post("/migrations/pause".into()).await.unwrap();
     assert!(paused.contains("\"state\":\"paused\""), "{paused}");
     let saved = Config::load(&file.0).unwrap();

@@ -190,6 +190,12 @@ impl Migrations {
                 ));
             }
         }
+        if changed.is_empty() && next.migration.moves.is_empty() {
+            return Err(format!(
+                "no move is in force (slotgate migrate status): nothing can become {}",
+                state.name()
+            ));
+        }
         if changed.is_empty() {
             return Err(match slots {
                 Some(s) => format!("no move of slots {s:?} can become {}", state.name()),
@@ -220,8 +226,9 @@ impl Migrations {
         let within = settle_time(&current);
         let peer_within = within * 2 + Duration::from_secs(1);
         let held = self.changed_ranges(&current, &next)?;
-        if next.migration.to_cluster.is_some() && current.migration.to_cluster.is_none() {
-            // The cluster's table, held, from the hold on (requests placed as it places them).
+        if onto_cluster::stages_cluster(&current, &next) {
+            // The cluster's table, held, from the hold on (requests placed as it places them);
+            // or, for an abort, the pools' held and the cluster's beside it.
             self.topology.stage_cluster(&next).await?;
         }
         tracing::info!(held = ?held, version = next.migration.version, "migration phase change: {why}: holding the slots concerned");
@@ -305,11 +312,12 @@ impl Migrations {
 
     /// The slot ranges whose routing differs between the tables of `a` and `b`.
     fn changed_ranges(&self, a: &Config, b: &Config) -> Result<Vec<(u16, u16)>, String> {
+        let back = |s: MoveState| s == MoveState::Aborting;
         match (a.migration.to_cluster, b.migration.to_cluster) {
             // Keys moving onto a cluster: paused or not, every slot routes the same way.
-            (Some(_), Some(_)) => return Ok(Vec::new()),
-            // The move starts or ends: every slot changes.
-            (Some(_), None) | (None, Some(_)) => return Ok(vec![(0, SLOT_COUNT as u16 - 1)]),
+            (Some(x), Some(y)) if back(x) == back(y) => return Ok(Vec::new()),
+            // The move starts, turns back (an abort) or ends: every slot changes.
+            (Some(_), _) | (None, Some(_)) => return Ok(vec![(0, SLOT_COUNT as u16 - 1)]),
             (None, None) => {}
         }
         let masters = self.topology.sentinel_masters();

@@ -34,7 +34,7 @@ impl Migrations {
             let onto_cluster = config
                 .migration
                 .to_cluster
-                .filter(|s| *s == MoveState::Moving)
+                .filter(|s| *s != MoveState::Paused)
                 .map(super::onto_cluster::as_move);
             let Some(m) = config
                 .migration
@@ -60,10 +60,10 @@ impl Migrations {
             };
             match pass {
                 Ok(Pass::Empty) => {
-                    let finished = if onto_cluster {
-                        self.finish_onto_cluster().await
-                    } else {
-                        self.finish(&m).await
+                    let finished = match (onto_cluster, m.state) {
+                        (true, MoveState::Aborting) => self.finish_back_to_pools().await,
+                        (true, _) => self.finish_onto_cluster().await,
+                        (false, _) => self.finish(&m).await,
                     };
                     if let Err(e) = finished {
                         self.note_error(&m, e);
@@ -395,7 +395,7 @@ pub(super) async fn call(
 }
 
 /// Send `requests` (`n` of them) on `conn` and take their replies, within `timeout`.
-async fn call_n(
+pub(super) async fn call_n(
     conn: &mut DedicatedConn,
     requests: &[u8],
     n: usize,

@@ -27,7 +27,7 @@ impl Migrations {
         let next = state.applied_to(&current);
         next.validate().map_err(|e| e.to_string())?;
         let held = self.changed_ranges(&current, &next)?;
-        if next.migration.to_cluster.is_some() && current.migration.to_cluster.is_none() {
+        if super::onto_cluster::stages_cluster(&current, &next) {
             self.topology.stage_cluster(&next).await?;
         }
         self.topology.hold(&held)?;
@@ -142,9 +142,9 @@ impl Migrations {
         };
         let next = newest.applied_to(&current);
         next.validate().map_err(|e| e.to_string())?;
-        let onto_cluster = next.migration.to_cluster.is_some() || !next.is_pool_mode();
-        if onto_cluster && current.is_pool_mode() && current.migration.to_cluster.is_none() {
-            // The fleet moves (or moved) keys onto a cluster this instance has not seen yet.
+        if super::onto_cluster::stages_cluster(&current, &next) {
+            // The fleet moves (or moved) keys onto a cluster, or back from it, in a way this
+            // instance has not seen yet: the cluster's table first.
             self.topology.stage_cluster(&next).await?;
         }
         self.reloader
