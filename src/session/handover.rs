@@ -24,7 +24,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
 
 use super::pubsub::PubSub;
-use super::{RunEnd, Session, WorkerContext, BUFFER_SIZE};
+use super::{RunEnd, Session, WorkerContext, FIRST_READ};
 use crate::ops::clients::Registration;
 use crate::placement::Unit;
 use crate::session::context::Databases;
@@ -51,7 +51,7 @@ pub(crate) async fn serve_tcp(
         session.worker.index(),
         session.slow_logger(),
     );
-    let mut rbuf = BytesMut::with_capacity(BUFFER_SIZE);
+    let mut rbuf = BytesMut::with_capacity(FIRST_READ);
     if let Some(adopted) = adopted {
         arriving(&mut session, adopted, &mut rbuf).await;
     }

@@ -60,8 +60,11 @@ pub use queue::{ReplyQueue, ReplyTarget};
 /// Replies at least this large are written straight from their buffer instead of being
 /// copied into the session's write buffer.
 const LARGE_REPLY: usize = 64 * 1024;
-/// Initial size of a session's read buffer.
+/// The most a session reads at once (its read buffer grows to this from `FIRST_READ`).
 const BUFFER_SIZE: usize = 16 * 1024;
+/// A session's first read buffer: small, so an idle client costs little memory; a read that
+/// fills the buffer doubles the room made for the next one, up to `BUFFER_SIZE`.
+const FIRST_READ: usize = 1024;
 /// A write buffer grown past this is given back after the write.
 const KEEP_BUFFER: usize = 1024 * 1024;
 /// While an exclusive request (a blocking command, EXEC …) runs, the client is still read, to
@@ -158,7 +161,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut session = Session::new(info, worker);
-    let mut rbuf = BytesMut::with_capacity(BUFFER_SIZE);
+    let mut rbuf = BytesMut::with_capacity(FIRST_READ);
     if let Err(e) = session.run(&mut stream, &mut rbuf).await {
         tracing::debug!(client = session.info.id, "client connection ended: {e}");
     }
@@ -249,6 +252,7 @@ impl Session {
         }
         let queue = Rc::clone(&self.queue);
         let worker = Rc::clone(&self.worker);
+        let mut read_size = FIRST_READ;
         loop {
             // Running: replies are written here, in order, not where they arrive.
             self.queue.arm_direct(false);
@@ -319,6 +323,11 @@ impl Session {
             // written by the task that receives it (`queue::direct`; plaintext clients only).
             self.queue
                 .arm_direct(may_read && !subscriber && !self.moving);
+            // Room for the next read (the buffer's front was split off as requests).
+            if may_read && rbuf.capacity() - rbuf.len() < read_size / 2 {
+                rbuf.reserve(read_size);
+            }
+            let room = rbuf.capacity() - rbuf.len();
             tokio::select! {
                 biased;
                 // CLIENT KILL from any client: close now, owed replies or not. First, so a
@@ -334,6 +343,9 @@ impl Session {
                     let n = read?;
                     if n == 0 {
                         return Ok(RunEnd::Closed);
+                    }
+                    if n >= room && read_size < BUFFER_SIZE {
+                        read_size *= 2; // More may be waiting: read more at once.
                     }
                     self.worker.stats().client_read(n);
                     let now = self.process(rbuf);
