@@ -257,11 +257,24 @@ impl Session {
             }
             | Route::Pinned(Pinned::Exclusive(Exclusive::Blocking { unit })) => {
                 let expected = tx.unit.or(self.watched.as_ref().map(|w| w.unit));
-                if expected.is_some_and(|s| s != unit) && !across {
+                // The placement may have changed since the first queued command (a move onto
+                // a cluster starting, turning back or ending): keys that stay together pass.
+                let placed_again = || {
+                    tx.unit.is_some()
+                        && self.watched.is_none()
+                        && all_queued_in(&self.worker, &tx.queued, unit)
+                };
+                let mismatch = expected.is_some_and(|s| s != unit) && !across;
+                if mismatch && !placed_again() {
                     tx.failed = true;
                     error(CROSSSLOT)
                 } else {
-                    tx.unit = tx.unit.or(Some(unit));
+                    // Placed again: the transaction runs where its keys are placed now.
+                    tx.unit = if mismatch {
+                        Some(unit)
+                    } else {
+                        tx.unit.or(Some(unit))
+                    };
                     tx.current = Some(unit);
                     let shape = self.worker.settings().key_tags.as_ref().and(self.last_spec);
                     if let Some(shape) = shape.and_then(|spec| KeyReply::of(spec.name)) {
@@ -785,6 +798,20 @@ pub(super) fn blocking_timeout(args: &[&[u8]]) -> Option<Duration> {
     }
     let seconds = if unit_ms { value / 1000.0 } else { value };
     Duration::try_from_secs_f64(seconds).ok()
+}
+
+/// Whether every key of the `queued` commands is in `unit` as the table places keys now (a
+/// transaction whose first command was placed by another placement). Off the request path:
+/// only when a queued command's unit differs from the transaction's.
+#[cold]
+fn all_queued_in(worker: &WorkerContext, queued: &[Bytes], unit: Unit) -> bool {
+    let table = worker.router().table();
+    let custom = worker.custom_commands();
+    queued.iter().all(|raw| {
+        crate::migration::touch::keys_of(raw, custom)
+            .iter()
+            .all(|key| table.placement().unit_of(key) == unit)
+    })
 }
 
 #[cfg(test)]
