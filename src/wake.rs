@@ -36,6 +36,21 @@ impl LocalSignal {
     pub fn wait(&self) -> Wait<'_> {
         Wait { signal: self }
     }
+
+    /// [`LocalSignal::wait`] as a poll: `Ready` (and lowered) if raised, else the task's
+    /// waker is kept (cloned only when it is not the one kept already).
+    #[inline]
+    pub fn poll_wait(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.raised.replace(false) {
+            return Poll::Ready(());
+        }
+        let mut waiter = self.waiter.borrow_mut();
+        match waiter.as_ref() {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => *waiter = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
 }
 
 /// Future returned by [`LocalSignal::wait`].
@@ -48,15 +63,7 @@ impl Future for Wait<'_> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.signal.raised.replace(false) {
-            return Poll::Ready(());
-        }
-        let mut waiter = self.signal.waiter.borrow_mut();
-        match waiter.as_ref() {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => *waiter = Some(cx.waker().clone()),
-        }
-        Poll::Pending
+        self.signal.poll_wait(cx)
     }
 }
 

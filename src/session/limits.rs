@@ -173,13 +173,19 @@ impl IdleTimer {
         })
     }
 
+    /// Ready when the timer went off: then see [`IdleTimer::expired`].
+    #[inline]
+    pub(super) fn poll_fired(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        std::future::Future::poll(self.sleep.as_mut(), cx)
+    }
+
     /// The client was heard from (or answered, after a blocking command) at `at`.
     #[inline]
     pub(super) fn touch(&mut self, at: Instant) {
         self.last_read = at;
     }
 
-    /// After [`fired`]: true if the client has been idle for the timeout and `may_close` (it is
+    /// After [`IdleTimer::poll_fired`]: true if the client has been idle for the timeout and `may_close` (it is
     /// owed nothing, not subscribed); otherwise the timer is re-armed.
     pub(super) fn expired(&mut self, may_close: bool) -> bool {
         let now = Instant::now();
@@ -191,14 +197,6 @@ impl IdleTimer {
         let next = if due > now { due } else { now + self.timeout };
         self.sleep.as_mut().reset(next);
         false
-    }
-}
-
-/// Resolves when `timer`'s sleep has run out; never without a timer.
-pub(super) async fn fired(timer: &mut Option<IdleTimer>) {
-    match timer {
-        Some(t) => t.sleep.as_mut().await,
-        None => std::future::pending().await,
     }
 }
 
@@ -279,6 +277,12 @@ mod tests {
             soft_for: Duration::ZERO,
         };
         assert_eq!(off.check(usize::MAX, &since, || late), None);
+    }
+
+    /// Resolves when `timer`'s sleep has run out (as the session's wait sees it).
+    async fn fired(timer: &mut Option<IdleTimer>) {
+        let timer = timer.as_mut().expect("a timer");
+        std::future::poll_fn(|cx| timer.poll_fired(cx)).await;
     }
 
     #[tokio::test(flavor = "current_thread", start_paused = true)]

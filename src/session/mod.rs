@@ -34,8 +34,10 @@ mod queue;
 mod scan;
 mod script_lane;
 mod slow_requests;
+mod turn;
 mod wait;
 
+use std::pin::Pin;
 use std::rc::Rc;
 
 use bytes::BytesMut;
@@ -49,6 +51,7 @@ use crate::resp::{ParseError, Request, RequestDecoder};
 
 use pinned::{Exclusive, Transaction, Watched};
 use pubsub::PubSub;
+use turn::Turn;
 
 pub use context::{SessionSettings, WorkerContext};
 pub use dispatch::service;
@@ -328,18 +331,37 @@ impl Session {
                 rbuf.reserve(read_size);
             }
             let room = rbuf.capacity() - rbuf.len();
-            tokio::select! {
-                biased;
+            // On the heap, and only while a request is held: a pause is rare, and its
+            // future would otherwise be built and dropped on every turn of every session.
+            let mut released = self
+                .held
+                .as_ref()
+                .map(|&(_, writes)| Box::pin(worker.ops().pause.released(writes)));
+            let turn = turn::Waits {
+                killed: self.info.killed(),
+                queue: &queue,
+                hold: hold_armed.then_some(hold_timer.as_mut()),
+                read: may_read.then_some((&mut *stream, &mut *rbuf)),
+                released: released
+                    .as_mut()
+                    .map(|f| f.as_mut() as Pin<&mut dyn std::future::Future<Output = ()>>),
+                drain: (!self.closing).then_some(&*drain),
+                subscriber,
+                idle: idle.as_mut(),
+            }
+            .await;
+            drop(released);
+            match turn {
                 // CLIENT KILL from any client: close now, owed replies or not. First, so a
                 // client that always has more to read cannot keep it waiting.
-                () = self.info.killed() => return Ok(RunEnd::Closed),
-                () = self.queue.wait_ready() => {}
+                Turn::Killed => return Ok(RunEnd::Closed),
+                Turn::Ready => {}
                 // A reply of the read is slow: the ready ones go without it.
-                () = &mut hold_timer, if hold_armed => {
+                Turn::HoldOver => {
                     self.queue.release_hold();
                     hold_armed = false;
                 }
-                read = stream.read_buf(rbuf), if may_read => {
+                Turn::Read(read) => {
                     let n = read?;
                     if n == 0 {
                         return Ok(RunEnd::Closed);
@@ -354,8 +376,7 @@ impl Session {
                     }
                 }
                 // CLIENT PAUSE let the held request through: on with it and the rest read.
-                () = worker.ops().pause.released(self.held.as_ref().is_some_and(|h| h.1)),
-                    if self.held.is_some() => {
+                Turn::Released => {
                     if let Some((request, _)) = self.held.take() {
                         let now = tokio::time::Instant::now();
                         self.dispatch(request, now);
@@ -367,11 +388,11 @@ impl Session {
                 }
                 // Graceful shutdown: finish what is owed (above), read nothing more; or an
                 // upgrade's hand-over (`handover::signalled`).
-                () = drain.wait(), if !self.closing => self.signalled(),
-                overflow = queue.cut_off(), if subscriber => return self.cut_off(overflow),
+                Turn::Drain => self.signalled(),
+                Turn::CutOff(overflow) => return self.cut_off(overflow),
                 // Redis' `timeout`: never for subscribers (nor blocked clients, which are
                 // not here but in run_deferred); clients in MULTI or WATCH do time out.
-                () = limits::fired(&mut idle), if idle.is_some() => {
+                Turn::Idle => {
                     let may_close = self.queue.outstanding() == 0
                         && !self.subscribed()
                         && self.monitor.is_none();

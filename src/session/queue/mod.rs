@@ -28,6 +28,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -388,6 +389,12 @@ impl ReplyQueue {
         self.output.cut_off().await
     }
 
+    /// [`ReplyQueue::cut_off`] as a poll.
+    #[inline]
+    pub fn poll_cut_off(&self, cx: &mut Context<'_>) -> Poll<Overflow> {
+        self.output.poll_cut_off(cx)
+    }
+
     /// `n` bytes of replies taken with [`ReplyQueue::pop_ready`] were written to the client.
     #[inline]
     pub fn written(&self, n: usize) {
@@ -455,6 +462,12 @@ impl ReplyQueue {
     /// Wait until the front reply may have arrived.
     pub async fn wait_ready(&self) {
         self.ready.wait().await
+    }
+
+    /// [`ReplyQueue::wait_ready`] as a poll.
+    #[inline]
+    pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.ready.poll_wait(cx)
     }
 
     /// The client is gone: drop queued replies and any that arrive later.

@@ -2,6 +2,7 @@
 //! soft client-output-buffer rule; a client over it is cut off, even mid-write.
 
 use std::cell::Cell;
+use std::task::{Context, Poll};
 
 use crate::wake::LocalSignal;
 
@@ -37,11 +38,16 @@ impl OutputGuard {
 
     /// Resolves when pushed messages broke the client's output limit.
     pub(super) async fn cut_off(&self) -> Overflow {
+        std::future::poll_fn(|cx| self.poll_cut_off(cx)).await
+    }
+
+    /// [`OutputGuard::cut_off`] as a poll.
+    pub(super) fn poll_cut_off(&self, cx: &mut Context<'_>) -> Poll<Overflow> {
         loop {
             if let Some(overflow) = self.overflow.get() {
-                return overflow;
+                return Poll::Ready(overflow);
             }
-            self.cut.wait().await;
+            std::task::ready!(self.cut.poll_wait(cx));
         }
     }
 }

@@ -1,0 +1,106 @@
+//! What ends a parked session's wait, polled in one place.
+//!
+//! A session parks between turns of its loop until one of several things happens: it is
+//! killed, a reply is ready, the write hold is over, the client sent more, CLIENT PAUSE let a
+//! held request through, the drain began, a subscriber broke its output limit, or the idle
+//! timer went off. [`Waits`] polls them in that order (the first one ready wins) and costs
+//! nothing for a source that is off this turn: no future is built for it, nothing of it is
+//! dropped after. With thousands of clients each turn's memory is what a request pays in
+//! cache misses, so a wait is a handful of flag tests and waker checks on the session's own
+//! state.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::time::Sleep;
+
+use crate::ops::clients::Killed;
+use crate::wake::LocalSignal;
+
+use super::limits::{IdleTimer, Overflow};
+use super::ReplyQueue;
+
+/// What ended the wait.
+#[derive(Debug)]
+pub(super) enum Turn {
+    /// CLIENT KILL (from any client, on any worker).
+    Killed,
+    /// The reply at the front may be in.
+    Ready,
+    /// The ready replies were held back long enough for the rest of their read.
+    HoldOver,
+    /// The client sent bytes (`Ok(0)`: it closed its side), or reading failed.
+    Read(io::Result<usize>),
+    /// CLIENT PAUSE no longer holds the held request.
+    Released,
+    /// Graceful shutdown began, or an upgrade's hand-over.
+    Drain,
+    /// A subscriber's pushed messages broke its output limit.
+    CutOff(Overflow),
+    /// The idle timer went off: see [`IdleTimer::expired`].
+    Idle,
+}
+
+/// The sources one wait listens to; `None` (or `false`) for those that are off this turn.
+pub(super) struct Waits<'a, S> {
+    pub killed: Killed<'a>,
+    pub queue: &'a ReplyQueue,
+    pub hold: Option<Pin<&'a mut Sleep>>,
+    pub read: Option<(&'a mut S, &'a mut BytesMut)>,
+    pub released: Option<Pin<&'a mut dyn Future<Output = ()>>>,
+    pub drain: Option<&'a LocalSignal>,
+    pub subscriber: bool,
+    pub idle: Option<&'a mut IdleTimer>,
+}
+
+impl<S: AsyncRead + Unpin> Future for Waits<'_, S> {
+    type Output = Turn;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Turn> {
+        // Every field is a reference or `Unpin`: the wait itself never needs pinning.
+        let this = self.get_mut();
+        if Pin::new(&mut this.killed).poll(cx).is_ready() {
+            return Poll::Ready(Turn::Killed);
+        }
+        if this.queue.poll_ready(cx).is_ready() {
+            return Poll::Ready(Turn::Ready);
+        }
+        if let Some(hold) = this.hold.as_mut() {
+            if hold.as_mut().poll(cx).is_ready() {
+                this.hold = None; // A Sleep that fired must not be polled again.
+                return Poll::Ready(Turn::HoldOver);
+            }
+        }
+        if let Some((stream, buf)) = this.read.as_mut() {
+            if let Poll::Ready(read) = std::pin::pin!(stream.read_buf(&mut **buf)).poll(cx) {
+                return Poll::Ready(Turn::Read(read));
+            }
+        }
+        if let Some(released) = this.released.as_mut() {
+            if released.as_mut().poll(cx).is_ready() {
+                this.released = None;
+                return Poll::Ready(Turn::Released);
+            }
+        }
+        if let Some(drain) = this.drain {
+            if drain.poll_wait(cx).is_ready() {
+                return Poll::Ready(Turn::Drain);
+            }
+        }
+        if this.subscriber {
+            if let Poll::Ready(overflow) = this.queue.poll_cut_off(cx) {
+                return Poll::Ready(Turn::CutOff(overflow));
+            }
+        }
+        if let Some(idle) = this.idle.as_mut() {
+            if idle.poll_fired(cx).is_ready() {
+                return Poll::Ready(Turn::Idle);
+            }
+        }
+        Poll::Pending
+    }
+}
