@@ -243,7 +243,11 @@ pub(super) async fn run(session: &mut Session, op: Op) -> Bytes {
             }
             // A WATCH keeps its keys (Redis watches them in their own database); the
             // transaction runs on its connection, in the new database.
-            let watches = session.watched.iter_mut().chain(&mut session.watched_also);
+            let watches = session
+                .watched
+                .iter_mut()
+                .map(|w| &mut **w)
+                .chain(&mut session.watched_also);
             for conn in watches.filter_map(|w| w.conn.as_mut()) {
                 if let Err(e) = conn.select(db).await {
                     return e.to_reply();

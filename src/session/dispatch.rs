@@ -352,12 +352,12 @@ impl Session {
             }
             Route::Scan => {
                 drop(args);
-                self.deferred = Some((request, Exclusive::Scan));
+                self.deferred = Some(Box::new((request, Exclusive::Scan)));
             }
             Route::Local(Local::Select) => match databases::select_route(&args[..], self) {
                 Route::Pinned(Pinned::Exclusive(check)) => {
                     drop(args);
-                    self.deferred = Some((request, check));
+                    self.deferred = Some(Box::new((request, check)));
                 }
                 Route::Refused(reply) => self.queue.push_ready(reply),
                 _ => {

@@ -75,60 +75,54 @@ const KEEP_BUFFER: usize = 1024 * 1024;
 const READ_AHEAD_WHILE_PINNED: usize = 1024 * 1024;
 
 /// State of one client connection.
+///
+/// Laid out in this order (`repr(C)`), what every request reads first: with thousands of
+/// clients each session's state is out of the CPU's cache by the time its next request comes,
+/// so a request pays for each cache line of it that it touches. The per-request fields share
+/// the first lines; the states that are mostly absent (a transaction, a deferred or held
+/// request, a WATCH) are boxed, so testing for them reads one word each, side by side.
+#[repr(C)]
 pub(crate) struct Session {
     worker: Rc<WorkerContext>,
     queue: Rc<ReplyQueue>,
-    decoder: RequestDecoder,
     /// The client's entry in the proxy-wide registry (id, addresses, name; CLIENT LIST).
     info: Registration,
-    /// Stop reading: QUIT was received or the client broke the protocol. The session ends
-    /// once every reply before that point has been written.
-    closing: bool,
-    /// An exclusive request waiting for every earlier reply; nothing after it is dispatched.
-    deferred: Option<(Request, Exclusive)>,
-    /// The backend connections the client's requests take: the scripts lane while it has a
-    /// script in flight (see `script_lane`).
-    lane: Lane,
+    /// The command of the last request dispatched, and the id CLIENT LIST knows the last
+    /// one published by (cached: a client mostly repeats its command).
+    last_spec: Option<&'static crate::command::CommandSpec>,
+    published_cmd: Option<(&'static crate::command::CommandSpec, u16)>,
     /// The transaction being queued (after MULTI).
-    tx: Option<Transaction>,
-    /// The connection WATCH pinned.
-    watched: Option<Watched>,
-    /// With `commands.non_atomic_cross_slot_writes`: WATCH connections of other slots than
-    /// `watched`'s, one per slot.
-    watched_also: Vec<Watched>,
-    /// The slot of the client's last write, for WAIT.
-    last_write: Option<Unit>,
-    /// The other slots of the last write when it was split or sent to every master.
-    last_write_also: Vec<Unit>,
+    tx: Option<Box<Transaction>>,
+    /// An exclusive request waiting for every earlier reply; nothing after it is dispatched.
+    deferred: Option<Box<(Request, Exclusive)>>,
+    /// A request held by CLIENT PAUSE (and whether it may write); nothing after it is read
+    /// or dispatched until the pause lets it through.
+    held: Option<Box<(Request, bool)>>,
     /// Subscriptions, once the client subscribed.
     pubsub: Option<PubSub>,
-    /// The client switched to RESP3 with `HELLO 3`.
-    resp3: bool,
+    /// The named user the client authenticated as (`None`: the unrestricted default user).
+    user: Option<std::sync::Arc<crate::auth::User>>,
+    /// The connection WATCH pinned.
+    watched: Option<Box<Watched>>,
+    /// The client's place among the monitors, after MONITOR.
+    monitor: Option<crate::ops::monitor::Monitoring>,
+    /// The slot of the client's last write, for WAIT.
+    last_write: Option<Unit>,
     /// The database the client selected (`SELECT`).
     db: u32,
     /// The database its requests run in on the nodes: `db` in pool mode, 0 in cluster mode
     /// (where `space` stands for `db`).
     backend_db: u32,
-    /// Which keys of the cluster are the client's, and under what names (cluster mode with
-    /// emulated databases; [`KeySpace::Whole`] otherwise).
-    space: KeySpace,
+    /// Stop reading: QUIT was received or the client broke the protocol. The session ends
+    /// once every reply before that point has been written.
+    closing: bool,
+    /// The backend connections the client's requests take: the scripts lane while it has a
+    /// script in flight (see `script_lane`).
+    lane: Lane,
+    /// The client switched to RESP3 with `HELLO 3`.
+    resp3: bool,
     /// The client may run commands (authenticated, or no authentication is configured).
     authenticated: bool,
-    /// The named user the client authenticated as (`None`: the unrestricted default user).
-    user: Option<std::sync::Arc<crate::auth::User>>,
-    /// The command of the last request dispatched, and the id CLIENT LIST knows the last
-    /// one published by (cached: a client mostly repeats its command).
-    last_spec: Option<&'static crate::command::CommandSpec>,
-    /// The last command looked up, to skip the lookup when the client repeats it.
-    lookup: crate::command::LookupCache,
-    published_cmd: Option<(&'static crate::command::CommandSpec, u16)>,
-    /// What the client holds against `proxy.max_pending_bytes`, and how it is closed.
-    usage: Usage,
-    /// The client's place among the monitors, after MONITOR.
-    monitor: Option<crate::ops::monitor::Monitoring>,
-    /// A request held by CLIENT PAUSE (and whether it may write); nothing after it is read
-    /// or dispatched until the pause lets it through.
-    held: Option<(Request, bool)>,
     /// Plaintext with an upgrade socket: the session can be handed over to a successor.
     movable: bool,
     /// A successor takes this process's clients: move at the next request boundary (see
@@ -136,6 +130,19 @@ pub(crate) struct Session {
     moving: bool,
     /// A hand-over this session was to join broke: it stays here.
     move_off: bool,
+    /// What the client holds against `proxy.max_pending_bytes`, and how it is closed.
+    usage: Usage,
+    /// The last command looked up, to skip the lookup when the client repeats it.
+    lookup: crate::command::LookupCache,
+    decoder: RequestDecoder,
+    /// Which keys of the cluster are the client's, and under what names (cluster mode with
+    /// emulated databases; [`KeySpace::Whole`] otherwise).
+    space: KeySpace,
+    /// With `commands.non_atomic_cross_slot_writes`: WATCH connections of other slots than
+    /// `watched`'s, one per slot.
+    watched_also: Vec<Watched>,
+    /// The other slots of the last write when it was split or sent to every master.
+    last_write_also: Vec<Unit>,
 }
 
 /// How [`Session::run`] ended.
@@ -336,7 +343,7 @@ impl Session {
             let mut released = self
                 .held
                 .as_ref()
-                .map(|&(_, writes)| Box::pin(worker.ops().pause.released(writes)));
+                .map(|held| Box::pin(worker.ops().pause.released(held.1)));
             let turn = turn::Waits {
                 killed: self.info.killed(),
                 queue: &queue,
@@ -377,7 +384,7 @@ impl Session {
                 }
                 // CLIENT PAUSE let the held request through: on with it and the rest read.
                 Turn::Released => {
-                    if let Some((request, _)) = self.held.take() {
+                    if let Some((request, _)) = self.held.take().map(|held| *held) {
                         let now = tokio::time::Instant::now();
                         self.dispatch(request, now);
                         self.process(rbuf);
@@ -477,7 +484,7 @@ impl Session {
         reader: &mut R,
         rbuf: &mut BytesMut,
     ) -> std::io::Result<bool> {
-        let Some((request, exclusive)) = self.deferred.take() else {
+        let Some((request, exclusive)) = self.deferred.take().map(|deferred| *deferred) else {
             return Ok(true);
         };
         let client = std::sync::Arc::clone(self.info.client());
@@ -524,7 +531,7 @@ impl Session {
                     // CLIENT PAUSE: one relaxed load while no pause was asked.
                     if self.worker.ops().pause.may_hold() {
                         if let Some(writes) = self.paused(&request) {
-                            self.held = Some((request, writes));
+                            self.held = Some(Box::new((request, writes)));
                             break;
                         }
                     }

@@ -191,7 +191,7 @@ impl Session {
     pub(super) fn pinned(&mut self, request: Request, pinned: Pinned) {
         match pinned {
             Pinned::Multi => {
-                self.tx = Some(Transaction::default());
+                self.tx = Some(Box::default());
                 self.queue.push_ready(Bytes::from_static(OK));
             }
             Pinned::Discard => self.queue.push_ready(error("ERR DISCARD without MULTI")),
@@ -206,7 +206,7 @@ impl Session {
             Pinned::Exclusive(Exclusive::Exec) => {
                 self.queue.push_ready(error("ERR EXEC without MULTI"))
             }
-            Pinned::Exclusive(exclusive) => self.deferred = Some((request, exclusive)),
+            Pinned::Exclusive(exclusive) => self.deferred = Some(Box::new((request, exclusive))),
         }
     }
 
@@ -226,7 +226,7 @@ impl Session {
                     self.queue
                         .expect_key_names(Expect::Exec(key_replies, self.space.clone()));
                 }
-                self.deferred = Some((request, Exclusive::Exec));
+                self.deferred = Some(Box::new((request, Exclusive::Exec)));
                 return;
             }
             Route::Pinned(Pinned::Discard) => {
@@ -376,10 +376,10 @@ impl Session {
     }
 
     async fn exec(&mut self) -> Bytes {
-        let Some(tx) = self.tx.take() else {
+        let Some(tx) = self.tx.take().map(|tx| *tx) else {
             return error("ERR EXEC without MULTI");
         };
-        let watched = self.watched.take();
+        let watched = self.watched.take().map(|watched| *watched);
         let watched_also = std::mem::take(&mut self.watched_also);
         if tx.failed {
             self.release(watched);
@@ -479,7 +479,7 @@ impl Session {
                 Err(reply) => reply,
             };
         }
-        let watched = match self.watched.as_mut() {
+        let watched = match self.watched.as_deref_mut() {
             Some(w) if w.unit != unit => self.watched_also.iter_mut().find(|w| w.unit == unit),
             other => other,
         };
@@ -502,10 +502,10 @@ impl Session {
         match on_master(&self.worker, Some(unit), request, 1, timeout, self.lease()).await {
             Ok((conn, replies)) => {
                 if !replies.iter().any(Reply::is_error) {
-                    self.watched = Some(Watched {
+                    self.watched = Some(Box::new(Watched {
                         conn: Some(conn),
                         unit,
-                    });
+                    }));
                 }
                 last(replies)
             }
@@ -536,7 +536,7 @@ impl Session {
     }
 
     fn release_watch(&mut self) {
-        let watched = self.watched.take();
+        let watched = self.watched.take().map(|watched| *watched);
         self.release(watched);
         for watched in std::mem::take(&mut self.watched_also) {
             self.release(Some(watched));

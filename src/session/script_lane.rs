@@ -46,7 +46,7 @@ impl Session {
         now: Instant,
     ) {
         if self.lane == Lane::Shared && self.queue.outstanding() > 0 {
-            self.deferred = Some((request, Exclusive::Script { unit, readonly }));
+            self.deferred = Some(Box::new((request, Exclusive::Script { unit, readonly })));
             return;
         }
         self.send_script(request, unit, readonly, now);

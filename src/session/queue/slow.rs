@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 /// Times one session's requests for the slow log.
 #[derive(Debug, Default)]
+#[repr(C)] // In this order: `kept` is touched only for a slow request.
 pub(super) struct SlowTimer {
     /// Requests answered at least this long after they were read are slow (`None`: the slow
     /// log is off); the slow log's setting, taken at each read.
@@ -17,10 +18,10 @@ pub(super) struct SlowTimer {
     /// When a reply to the requests being read becomes slow: the read time plus the
     /// threshold; new places are stamped with it. `None`: never.
     slow_at: Cell<Option<Instant>>,
-    /// Slow requests answered and not yet logged: how long each took, and its bytes.
-    kept: RefCell<Vec<(Duration, Bytes)>>,
     /// `kept` is not empty: checked once per write turn without borrowing it.
     any_kept: Cell<bool>,
+    /// Slow requests answered and not yet logged: how long each took, and its bytes.
+    kept: RefCell<Vec<(Duration, Bytes)>>,
 }
 
 impl SlowTimer {
