@@ -12,6 +12,7 @@ pub mod backend;
 pub mod command;
 pub mod command_policy;
 pub mod config;
+pub mod fifo;
 pub mod fleet;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -2,7 +2,6 @@
 //! written only by its worker (relaxed atomics, no contention) and summed by whoever reads them
 //! (an INFO reply, an admin scrape). Nothing here allocates or locks on the request path.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
@@ -318,7 +317,7 @@ impl LatencySnapshot {
 #[derive(Debug, Default)]
 pub struct ReplyClock {
     /// (read at, requests of that read not yet answered), oldest first.
-    batches: VecDeque<(tokio::time::Instant, u64)>,
+    batches: crate::fifo::Fifo<(tokio::time::Instant, u64)>,
     /// Requests read and not yet answered (the sum of `batches`).
     pending: u64,
 }

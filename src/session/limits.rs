@@ -16,7 +16,6 @@
 //! timer is one `Sleep` per session, re-armed only when it fires, never per request.
 
 use std::cell::Cell;
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -122,7 +121,7 @@ impl OutputLimit {
 #[derive(Debug, Default)]
 pub(super) struct InFlight {
     /// (reply sequence number after the batch, its request bytes), oldest first.
-    batches: VecDeque<(u64, usize)>,
+    batches: crate::fifo::Fifo<(u64, usize)>,
     bytes: usize,
 }
 

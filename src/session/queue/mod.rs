@@ -75,6 +75,9 @@ pub struct ReplyQueue {
     /// The command index new places are tagged with ([`ReplyQueue::set_command`]), for
     /// per-command error counts.
     command: Cell<u16>,
+    /// Co-location rules in cluster mode: replies that carry key names are rewritten (boxed:
+    /// every reply tests for them, few queues have them).
+    names: Option<Box<names::KeyNames>>,
     /// Raised when the front place becomes ready.
     ready: LocalSignal,
     /// A plaintext client's socket: replies that leave nothing owed are written from here
@@ -84,8 +87,6 @@ pub struct ReplyQueue {
     /// Reply latency for the worker's histogram (admin `/metrics`).
     clock: RefCell<crate::stats::ReplyClock>,
     hold: hold::WriteHold,
-    /// Co-location rules in cluster mode: replies that carry key names are rewritten.
-    names: Option<names::KeyNames>,
     output: output::OutputGuard,
 }
 
@@ -128,7 +129,7 @@ impl ReplyQueue {
     ) -> Rc<ReplyQueue> {
         let queue = ReplyQueue {
             slow: slow::SlowTimer::new(threshold),
-            names: key_tags.map(names::KeyNames::new),
+            names: key_tags.map(|tags| Box::new(names::KeyNames::new(tags))),
             ..ReplyQueue::default()
         };
         queue.set_command(crate::command::stat_index::OTHER);
