@@ -8,6 +8,10 @@
 //! dropped after. With thousands of clients each turn's memory is what a request pays in
 //! cache misses, so a wait is a handful of flag tests and waker checks on the session's own
 //! state.
+//!
+//! Fairness between sessions comes from the read: a socket read spends the task's tokio budget
+//! and answers `Pending` (the task rescheduled) once it is spent, so a client that always has
+//! more to send yields like any other task. The other sources are one-shot signals.
 
 use std::future::Future;
 use std::io;
