@@ -184,8 +184,8 @@ impl IdleTimer {
         self.last_read = at;
     }
 
-    /// After [`IdleTimer::poll_fired`]: true if the client has been idle for the timeout and `may_close` (it is
-    /// owed nothing, not subscribed); otherwise the timer is re-armed.
+    /// After [`IdleTimer::poll_fired`]: true if the client has been idle for the timeout and
+    /// `may_close` (it is owed nothing, not subscribed); otherwise the timer is re-armed.
     pub(super) fn expired(&mut self, may_close: bool) -> bool {
         let now = Instant::now();
         let due = self.last_read + self.timeout;
