@@ -604,18 +604,22 @@ pub fn split(
     // SINTERCARD: every part intersects (the count and LIMIT are the proxy's).
     const SUNION: &[u8] = b"$6\r\nSUNION\r\n";
     const SINTER: &[u8] = b"$6\r\nSINTER\r\n";
-    let requests = groups
-        .iter()
-        .enumerate()
-        .map(|(i, (_, positions))| {
-            let name = match rule {
-                MergeRule::SetDiff if i > 0 => Some(SUNION),
-                MergeRule::SetInterCard { .. } => Some(SINTER),
-                _ => None,
-            };
-            encode_part(request, name, key_indices, positions, per_key)
-        })
-        .collect();
+    // All parts in one buffer, each split off it: one allocation for the lot instead of one
+    // per part. The parts share out the request's arguments, so the request's length plus a
+    // header and a command name per part bounds them.
+    let own_name = request.encoded_args(0..1).unwrap_or_default();
+    let per_part = encode::header_len(count) + own_name.len().max(SUNION.len());
+    let mut buf = BytesMut::with_capacity(request.raw().len() + groups.len() * per_part);
+    let mut requests = SubRequests::with_capacity(groups.len());
+    for (i, (_, positions)) in groups.iter().enumerate() {
+        let name = match rule {
+            MergeRule::SetDiff if i > 0 => SUNION,
+            MergeRule::SetInterCard { .. } => SINTER,
+            _ => own_name,
+        };
+        encode_part(&mut buf, request, name, key_indices, positions, per_key);
+        requests.push(buf.split().freeze());
+    }
     let parts = groups
         .into_iter()
         .map(|(unit, positions)| Part { unit, positions })
@@ -826,16 +830,16 @@ fn string_value(reply: &Bytes, limits: &Limits) -> Option<Bytes> {
     }
 }
 
-/// The command name followed by the `per_key` arguments at each key of `positions`, as RESP:
-/// the request's own encoded bytes, copied.
+/// Appends to `out` the command `name` (encoded) followed by the `per_key` arguments at each
+/// key of `positions`, as RESP: the request's own encoded bytes, copied.
 fn encode_part(
+    out: &mut BytesMut,
     request: &Request,
-    name: Option<&[u8]>,
+    name: &[u8],
     key_indices: &[usize],
     positions: &[usize],
     per_key: usize,
-) -> Bytes {
-    let name = name.unwrap_or_else(|| request.encoded_args(0..1).unwrap_or_default());
+) {
     let runs: SmallVec<[&[u8]; 8]> = positions
         .iter()
         .filter_map(|&p| {
@@ -844,14 +848,11 @@ fn encode_part(
         })
         .collect();
     let count = 1 + runs.len() * per_key;
-    let size = encode::header_len(count) + name.len() + runs.iter().map(|r| r.len()).sum::<usize>();
-    let mut out = BytesMut::with_capacity(size);
-    encode::array_header(&mut out, count);
+    encode::array_header(out, count);
     out.extend_from_slice(name);
     for run in runs {
         out.extend_from_slice(run);
     }
-    out.freeze()
 }
 
 /// Merge the parts' raw replies (in part order) into the client's reply. The first part that

@@ -40,6 +40,9 @@ enum State {
     },
 }
 
+/// The shortest an argument can be encoded (`$0\r\n\r\n`).
+const MIN_ARG_LEN: usize = 6;
+
 /// Most arguments of a request from a client that has not logged in (Redis' own bound).
 pub const UNAUTHENTICATED_MAX_ARGS: usize = 10;
 /// Largest argument of a request from a client that has not logged in (Redis' own bound).
@@ -182,7 +185,14 @@ impl RequestDecoder {
         let count = usize::try_from(count)
             .ok()
             .filter(|&n| n > 0 && n <= self.max_args())?;
+        // Each argument takes at least `$0\r\n\r\n`: a frame that cannot be complete yet is
+        // left to the resumable path before anything is reserved for it.
+        if count > buf.len().saturating_sub(pos) / MIN_ARG_LEN {
+            return None;
+        }
         self.spans.clear();
+        // Sized once: a 21-argument MSET would otherwise regrow it three times.
+        self.spans.reserve_exact(count);
         for _ in 0..count {
             let (len, start) = header_line(buf, pos, b'$', max_line)?;
             let len = usize::try_from(len)

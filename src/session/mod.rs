@@ -333,11 +333,9 @@ impl Session {
             // written by the task that receives it (`queue::direct`; plaintext clients only).
             self.queue
                 .arm_direct(may_read && !subscriber && !self.moving);
-            // Room for the next read (the buffer's front was split off as requests).
-            if may_read && rbuf.capacity() - rbuf.len() < read_size / 2 {
-                rbuf.reserve(read_size);
-            }
-            let room = rbuf.capacity() - rbuf.len();
+            // Room for the next read is made when the client has sent something
+            // (`turn::ReadRoom`): by then the requests split off the buffer's front have
+            // usually been answered and dropped, and the buffer is reused, not reallocated.
             // On the heap, and only while a request is held: a pause is rare, and its
             // future would otherwise be built and dropped on every turn of every session.
             let mut released = self
@@ -348,7 +346,11 @@ impl Session {
                 killed: self.info.killed(),
                 queue: &queue,
                 hold: hold_armed.then_some(hold_timer.as_mut()),
-                read: may_read.then_some((&mut *stream, &mut *rbuf)),
+                read: may_read.then_some(turn::Read {
+                    stream: &mut *stream,
+                    buf: &mut *rbuf,
+                    want: read_size,
+                }),
                 released: released
                     .as_mut()
                     .map(|f| f.as_mut() as Pin<&mut dyn std::future::Future<Output = ()>>),
@@ -368,7 +370,7 @@ impl Session {
                     self.queue.release_hold();
                     hold_armed = false;
                 }
-                Turn::Read(read) => {
+                Turn::Read { read, room } => {
                     let n = read?;
                     if n == 0 {
                         return Ok(RunEnd::Closed);

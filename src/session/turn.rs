@@ -37,8 +37,12 @@ pub(super) enum Turn {
     Ready,
     /// The ready replies were held back long enough for the rest of their read.
     HoldOver,
-    /// The client sent bytes (`Ok(0)`: it closed its side), or reading failed.
-    Read(io::Result<usize>),
+    /// The client sent bytes (`Ok(0)`: it closed its side), or reading failed; `room` is
+    /// how much the read could have taken.
+    Read {
+        read: io::Result<usize>,
+        room: usize,
+    },
     /// CLIENT PAUSE no longer holds the held request.
     Released,
     /// Graceful shutdown began, or an upgrade's hand-over.
@@ -54,11 +58,41 @@ pub(super) struct Waits<'a, S> {
     pub killed: Killed<'a>,
     pub queue: &'a ReplyQueue,
     pub hold: Option<Pin<&'a mut Sleep>>,
-    pub read: Option<(&'a mut S, &'a mut BytesMut)>,
+    pub read: Option<Read<'a, S>>,
     pub released: Option<Pin<&'a mut dyn Future<Output = ()>>>,
     pub drain: Option<&'a LocalSignal>,
     pub subscriber: bool,
     pub idle: Option<&'a mut IdleTimer>,
+}
+
+/// The client read of a wait: the stream, the session's read buffer, and the room a read
+/// should have (`want`).
+pub(super) struct Read<'a, S> {
+    pub stream: &'a mut S,
+    pub buf: &'a mut BytesMut,
+    pub want: usize,
+}
+
+impl<S> Read<'_, S> {
+    /// Makes room for the read, as cheaply as it can be made, and says how much there is.
+    ///
+    /// The requests of earlier reads were split off the buffer's front and share its memory
+    /// until they are answered. Room is made when the wait is polled, which is mostly when the
+    /// client has sent more: a client that waits for its replies (pipeline 1, or a pipeline
+    /// sent a batch at a time) has dropped those requests by then, and the same memory is
+    /// reused (`try_reclaim`) instead of a new buffer allocated for every read, and touched
+    /// anew in the cache. A buffer still shared is replaced only when its spare room is
+    /// under a quarter of `want`; above that the read takes what fits.
+    fn make_room(&mut self) -> usize {
+        let spare = self.buf.capacity() - self.buf.len();
+        if spare >= self.want / 2 {
+            return spare;
+        }
+        if !self.buf.try_reclaim(self.want) && spare < self.want / 4 {
+            self.buf.reserve(self.want);
+        }
+        self.buf.capacity() - self.buf.len()
+    }
 }
 
 impl<S: AsyncRead + Unpin> Future for Waits<'_, S> {
@@ -79,9 +113,11 @@ impl<S: AsyncRead + Unpin> Future for Waits<'_, S> {
                 return Poll::Ready(Turn::HoldOver);
             }
         }
-        if let Some((stream, buf)) = this.read.as_mut() {
-            if let Poll::Ready(read) = std::pin::pin!(stream.read_buf(&mut **buf)).poll(cx) {
-                return Poll::Ready(Turn::Read(read));
+        if let Some(read) = this.read.as_mut() {
+            let room = read.make_room();
+            let buf = &mut *read.buf;
+            if let Poll::Ready(read) = std::pin::pin!(read.stream.read_buf(buf)).poll(cx) {
+                return Poll::Ready(Turn::Read { read, room });
             }
         }
         if let Some(released) = this.released.as_mut() {
