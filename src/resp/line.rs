@@ -78,13 +78,34 @@ pub(crate) fn parse_int(s: &[u8]) -> Option<i64> {
 /// A complete `<marker><integer>\r\n` line at `at` whose content is at most `max_len` long:
 /// the integer and the index just after the line. Accepts exactly what [`parse_int`] accepts,
 /// in one pass over the digits (the fast paths call it for every header of every frame).
-#[inline]
+///
+/// The usual header (`$3\r\n`, `*12\r\n`: one or two digits, the first not 0) is decided
+/// here, inlined, in a few compares; anything else, or a line that ends the buffer, by
+/// [`header_line_general`].
+#[inline(always)]
 pub(crate) fn header_line(
     buf: &[u8],
     at: usize,
     marker: u8,
     max_len: usize,
 ) -> Option<(i64, usize)> {
+    if let Some(&[m, d0, d1, b3, b4]) = buf.get(at..).and_then(<[u8]>::first_chunk::<5>) {
+        if m == marker && (b'1'..=b'9').contains(&d0) {
+            let first = i64::from(d0 - b'0');
+            if d1 == b'\r' && b3 == b'\n' && max_len >= 1 {
+                return Some((first, at + 4));
+            }
+            if d1.is_ascii_digit() && b3 == b'\r' && b4 == b'\n' && max_len >= 2 {
+                return Some((first * 10 + i64::from(d1 - b'0'), at + 5));
+            }
+        }
+    }
+    header_line_general(buf, at, marker, max_len)
+}
+
+/// [`header_line`] for any line: a loop over the digits.
+#[inline(never)]
+fn header_line_general(buf: &[u8], at: usize, marker: u8, max_len: usize) -> Option<(i64, usize)> {
     let line = buf.get(at..)?;
     if *line.first()? != marker {
         return None;
@@ -132,6 +153,10 @@ mod tests {
             b"7",
             b"-1",
             b"16",
+            b"99",
+            b"10",
+            b"100",
+            b"1\r",
             b"1048576",
             b"9223372036854775807",
             b"-9223372036854775808",

@@ -245,12 +245,12 @@ impl Session {
                     timed,
                 );
                 let parts = merge.split().parts.iter().zip(requests);
+                let router = self.worker.router();
                 for (index, (part, raw)) in parts.enumerate() {
                     let reply = merge.part(index);
-                    self.forward(
-                        self.outbound(raw, reply, part.unit, readonly, now, None),
-                        now,
-                    );
+                    let out = self.outbound(raw, reply, part.unit, readonly, now, None);
+                    // The table the parts were placed by routes them.
+                    router.route_in(&table, out, now);
                 }
             }
             Route::FanOut { rule, readonly } => {
