@@ -79,9 +79,9 @@ pub(crate) fn parse_int(s: &[u8]) -> Option<i64> {
 /// the integer and the index just after the line. Accepts exactly what [`parse_int`] accepts,
 /// in one pass over the digits (the fast paths call it for every header of every frame).
 ///
-/// The usual header (`$3\r\n`, `*12\r\n`: one or two digits, the first not 0) is decided
-/// here, inlined, in a few compares; anything else, or a line that ends the buffer, by
-/// [`header_line_general`].
+/// The usual headers (`$3\r\n`, `*12\r\n`: one or two digits, the first not 0; and
+/// `$-1\r\n`) are decided here, inlined, in a few compares; anything else, or a line that
+/// ends the buffer, by [`header_line_general`].
 #[inline(always)]
 pub(crate) fn header_line(
     buf: &[u8],
@@ -98,6 +98,10 @@ pub(crate) fn header_line(
             if d1.is_ascii_digit() && b3 == b'\r' && b4 == b'\n' && max_len >= 2 {
                 return Some((first * 10 + i64::from(d1 - b'0'), at + 5));
             }
+        }
+        // A null bulk or array (`$-1\r\n`, `*-1\r\n`).
+        if [m, d0, d1, b3, b4] == [marker, b'-', b'1', b'\r', b'\n'] && max_len >= 2 {
+            return Some((-1, at + 5));
         }
     }
     header_line_general(buf, at, marker, max_len)
