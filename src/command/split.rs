@@ -573,8 +573,8 @@ pub fn split(
         return split_by_key(request, key_indices, rule, placement);
     }
     let count = request.arg_count();
-    // Per unit: the positions of its keys among the client's keys, in client order.
-    let mut groups: Vec<(Unit, Positions)> = Vec::with_capacity(key_indices.len().min(16));
+    // One part per unit: the positions of its keys among the client's keys, in client order.
+    let mut parts: Vec<Part> = Vec::with_capacity(key_indices.len().min(16));
     // A linear search is cheapest for the usual handful of slots; a map bounds the big cases.
     let mut by_unit: Option<HashMap<Unit, usize>> =
         (key_indices.len() > 16).then(|| HashMap::with_capacity(key_indices.len()));
@@ -588,15 +588,17 @@ pub fn split(
         let unit = placement.unit_of(key);
         let found = match &by_unit {
             Some(map) => map.get(&unit).copied(),
-            None => groups.iter().position(|(s, _)| *s == unit),
+            None => parts.iter().position(|part| part.unit == unit),
         };
-        match found.and_then(|group| groups.get_mut(group)) {
-            Some((_, positions)) => positions.push(position),
+        match found.and_then(|found| parts.get_mut(found)) {
+            Some(part) => part.positions.push(position),
             None => {
                 if let Some(map) = &mut by_unit {
-                    map.insert(unit, groups.len());
+                    map.insert(unit, parts.len());
                 }
-                groups.push((unit, smallvec![position]));
+                let mut positions = Positions::new();
+                positions.push(position);
+                parts.push(Part { unit, positions });
             }
         }
     }
@@ -609,21 +611,24 @@ pub fn split(
     // header and a command name per part bounds them.
     let own_name = request.encoded_args(0..1).unwrap_or_default();
     let per_part = encode::header_len(count) + own_name.len().max(SUNION.len());
-    let mut buf = BytesMut::with_capacity(request.raw().len() + groups.len() * per_part);
-    let mut requests = SubRequests::with_capacity(groups.len());
-    for (i, (_, positions)) in groups.iter().enumerate() {
+    let mut buf = BytesMut::with_capacity(request.raw().len() + parts.len() * per_part);
+    let mut requests = SubRequests::with_capacity(parts.len());
+    for (i, part) in parts.iter().enumerate() {
         let name = match rule {
             MergeRule::SetDiff if i > 0 => SUNION,
             MergeRule::SetInterCard { .. } => SINTER,
             _ => own_name,
         };
-        encode_part(&mut buf, request, name, key_indices, positions, per_key);
+        encode_part(
+            &mut buf,
+            request,
+            name,
+            key_indices,
+            &part.positions,
+            per_key,
+        );
         requests.push(buf.split().freeze());
     }
-    let parts = groups
-        .into_iter()
-        .map(|(unit, positions)| Part { unit, positions })
-        .collect();
     let split = Split {
         rule,
         keys: key_indices.len(),
@@ -840,15 +845,14 @@ fn encode_part(
     positions: &[usize],
     per_key: usize,
 ) {
-    let runs: SmallVec<[&[u8]; 8]> = positions
-        .iter()
-        .filter_map(|&p| {
-            let index = *key_indices.get(p)?;
-            request.encoded_args(index..index.checked_add(per_key)?)
-        })
-        .collect();
-    let count = 1 + runs.len() * per_key;
-    encode::array_header(out, count);
+    let run = |&p: &usize| {
+        let index = *key_indices.get(p)?;
+        request.encoded_args(index..index.checked_add(per_key)?)
+    };
+    // `split` placed only keys whose arguments all exist, so every position has its run; the
+    // count is taken from the runs all the same, so the header can never disagree with them.
+    let runs = positions.iter().filter_map(run);
+    encode::array_header(out, 1 + runs.clone().count() * per_key);
     out.extend_from_slice(name);
     for run in runs {
         out.extend_from_slice(run);

@@ -144,3 +144,65 @@ impl<S: AsyncRead + Unpin> Future for Waits<'_, S> {
         Poll::Pending
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where a read's room was made.
+    #[derive(Debug, PartialEq)]
+    enum Place {
+        /// Where it was: after the bytes split off.
+        Unchanged,
+        /// The same allocation, from its start again.
+        Reclaimed,
+        /// A new allocation.
+        New,
+    }
+
+    /// The room made for a read on a buffer of `capacity` whose first `taken` bytes were split
+    /// off (and kept, as requests in flight, when `in_flight`), and where.
+    fn room_after(capacity: usize, taken: usize, in_flight: bool, want: usize) -> (usize, Place) {
+        let mut buf = BytesMut::with_capacity(capacity);
+        let start = buf.as_ptr();
+        buf.extend_from_slice(&vec![b'x'; taken]);
+        let request = buf.split_to(taken).freeze();
+        let after = buf.as_ptr();
+        if !in_flight {
+            drop(request);
+        }
+        let mut stream = tokio::io::empty();
+        let mut read = Read {
+            stream: &mut stream,
+            buf: &mut buf,
+            want,
+        };
+        let room = read.make_room();
+        let place = match buf.as_ptr() {
+            p if p == after => Place::Unchanged,
+            p if p == start => Place::Reclaimed,
+            _ => Place::New,
+        };
+        (room, place)
+    }
+
+    #[test]
+    fn room_is_left_alone_while_there_is_enough() {
+        assert_eq!(room_after(1024, 100, true, 1024), (924, Place::Unchanged));
+    }
+
+    #[test]
+    fn answered_requests_give_their_memory_back_to_the_next_read() {
+        assert_eq!(room_after(1024, 600, false, 1024), (1024, Place::Reclaimed));
+    }
+
+    #[test]
+    fn requests_in_flight_keep_the_buffer_until_the_room_runs_low() {
+        // A quarter of `want` or more: the read takes what fits, nothing is allocated.
+        assert_eq!(room_after(1024, 600, true, 1024), (424, Place::Unchanged));
+        // Under a quarter: a new buffer.
+        let (room, place) = room_after(1024, 900, true, 1024);
+        assert!(room >= 1024, "{room}");
+        assert_eq!(place, Place::New);
+    }
+}
