@@ -87,7 +87,8 @@ impl Merge {
         let parts = split.parts.len();
         Rc::new(Merge {
             split,
-            replies: RefCell::new(vec![Bytes::new(); parts]),
+            // Built, not cloned: cloning an empty `Bytes` is a call through its vtable.
+            replies: RefCell::new((0..parts).map(|_| Bytes::new()).collect()),
             remaining: Cell::new(parts),
             target: RefCell::new(Some(target)),
             limits,
