@@ -333,8 +333,8 @@ impl Session {
             // written by the task that receives it (`queue::direct`; plaintext clients only).
             self.queue
                 .arm_direct(may_read && !subscriber && !self.moving);
-            // Room for the next read is made when the client has sent something
-            // (`turn::ReadRoom`): by then the requests split off the buffer's front have
+            // Room for the next read is made when the wait is polled (`turn::Read`): once
+            // the client has sent more, the requests split off the buffer's front have
             // usually been answered and dropped, and the buffer is reused, not reallocated.
             // On the heap, and only while a request is held: a pause is rare, and its
             // future would otherwise be built and dropped on every turn of every session.
