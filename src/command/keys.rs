@@ -227,7 +227,7 @@ impl CommandSpec {
     /// argument at a fixed position (`Index(i)` then a range of one) and no command-specific
     /// rule (no movable keys): `Some(i)`.
     #[inline]
-    fn single_key_index(&self) -> Option<usize> {
+    pub(crate) fn single_key_index(&self) -> Option<usize> {
         match self.key_specs {
             [KeySpec {
                 begin: BeginSearch::Index(i),

@@ -1075,22 +1075,14 @@ pub fn merge(
             let mut values: SmallVec<[&[u8]; 16]> = SmallVec::from_elem(&b"$-1\r\n"[..], keys);
             let mut size = 16;
             for (part, reply) in parts.iter().zip(replies) {
-                let Some(elements) = bulk_elements(reply) else {
-                    return unexpected(reply);
-                };
-                if elements.len() != part.positions.len() {
-                    return unexpected(reply);
-                }
-                for (&position, element) in part.positions.iter().zip(elements) {
-                    if let Some(unit) = values.get_mut(position) {
-                        size += element.len();
-                        *unit = element;
-                    }
+                match place_bulk_elements(reply, &part.positions, &mut values) {
+                    Some(placed) => size += placed,
+                    None => return unexpected(reply),
                 }
             }
             let mut out = BytesMut::with_capacity(size);
             encode::array_header(&mut out, keys);
-            for value in values {
+            for value in &values {
                 out.extend_from_slice(value);
             }
             out.freeze()
@@ -1098,32 +1090,43 @@ pub fn merge(
     }
 }
 
-/// The raw bytes of each element of an array reply whose elements are all bulk strings or
-/// nils (an MGET reply); `None` if `reply` is anything else or malformed.
-fn bulk_elements(reply: &[u8]) -> Option<SmallVec<[&[u8]; 4]>> {
+/// Places the raw bytes of each element of `reply`, an array whose elements are all bulk
+/// strings or nils (an MGET reply), at its client position: element `i` at
+/// `values[positions[i]]`, as it is parsed (no list of the elements is built). The bytes
+/// placed; `None` if `reply` is anything else, malformed, or not one element per position.
+fn place_bulk_elements<'r>(
+    reply: &'r [u8],
+    positions: &[usize],
+    values: &mut [&'r [u8]],
+) -> Option<usize> {
     let (count, mut at) = header_line(reply, 0, b'*', usize::MAX)?;
-    let count = usize::try_from(count).ok()?;
-    let mut elements = SmallVec::with_capacity(count.min(reply.len() / 4));
-    for _ in 0..count {
+    if usize::try_from(count).ok()? != positions.len() {
+        return None;
+    }
+    let mut placed = 0;
+    for &position in positions {
         let start = at;
         // RESP3's null `_` for a missing key.
         if reply.get(at..at + 3) == Some(b"_\r\n") {
             at += 3;
-            elements.push(reply.get(start..at)?);
-            continue;
-        }
-        let (len, after_header) = header_line(reply, at, b'$', usize::MAX)?;
-        at = after_header;
-        if len >= 0 {
-            let end = at.checked_add(usize::try_from(len).ok()?)?;
-            if reply.get(end..end + 2)? != b"\r\n" {
-                return None;
+        } else {
+            let (len, after_header) = header_line(reply, at, b'$', usize::MAX)?;
+            at = after_header;
+            if len >= 0 {
+                let end = at.checked_add(usize::try_from(len).ok()?)?;
+                if reply.get(end..end + 2)? != b"\r\n" {
+                    return None;
+                }
+                at = end + 2;
             }
-            at = end + 2;
         }
-        elements.push(reply.get(start..at)?);
+        let element = reply.get(start..at)?;
+        if let Some(value) = values.get_mut(position) {
+            *value = element;
+            placed += element.len();
+        }
     }
-    (at == reply.len()).then_some(elements)
+    (at == reply.len()).then_some(placed)
 }
 
 fn unexpected(reply: &Bytes) -> Bytes {
@@ -1377,12 +1380,30 @@ mod tests {
 
     #[test]
     fn malformed_value_replies_are_rejected() {
-        assert_eq!(bulk_elements(b"*2\r\n$1\r\na\r\n$-1\r\n").unwrap().len(), 2);
-        assert!(bulk_elements(b"*2\r\n$1\r\na\r\n").is_none());
-        assert!(bulk_elements(b"*1\r\n$5\r\na\r\n").is_none());
-        assert!(bulk_elements(b"*1\r\n:1\r\n").is_none());
-        assert!(bulk_elements(b"*1\r\n$1\r\nab\r\n").is_none());
-        assert!(bulk_elements(b"*-1\r\n").is_none());
+        let place = |reply: &[u8], positions: &[usize]| {
+            let mut values: Vec<&[u8]> = vec![b"?"; 3];
+            let placed = place_bulk_elements(reply, positions, &mut values);
+            placed.map(|n| (n, values.concat()))
+        };
+        assert_eq!(
+            place(b"*2\r\n$1\r\na\r\n$-1\r\n", &[2, 0]),
+            Some((12, b"$-1\r\n?$1\r\na\r\n".to_vec())),
+            "each element at its position"
+        );
+        assert_eq!(place(b"*1\r\n_\r\n", &[1]), Some((3, b"?_\r\n?".to_vec())));
+        assert!(place(b"*2\r\n$1\r\na\r\n", &[0, 1]).is_none());
+        assert!(place(b"*1\r\n$5\r\na\r\n", &[0]).is_none());
+        assert!(place(b"*1\r\n:1\r\n", &[0]).is_none());
+        assert!(place(b"*1\r\n$1\r\nab\r\n", &[0]).is_none());
+        assert!(place(b"*-1\r\n", &[0]).is_none());
+        assert!(
+            place(b"*2\r\n$1\r\na\r\n$1\r\nb\r\n", &[0]).is_none(),
+            "one too many"
+        );
+        assert!(
+            place(b"*1\r\n$1\r\na\r\n", &[0, 1]).is_none(),
+            "one too few"
+        );
     }
 
     #[test]

@@ -101,6 +101,11 @@ pub(crate) fn one_line(out: &mut BytesMut, prefix: u8, line: &[u8]) {
 /// Appends a length header such as `$3\r\n` or `*2\r\n`: built on the stack and appended in
 /// one copy (one capacity check, not one per byte).
 pub(crate) fn header(out: &mut BytesMut, prefix: u8, n: usize) {
+    // One digit, the usual case (a split part's `*3`, a reply's `$5`): four bytes at once.
+    if let Ok(digit @ 0..=9) = u8::try_from(n) {
+        out.extend_from_slice(&[prefix, b'0' + digit, b'\r', b'\n']);
+        return;
+    }
     let mut line = [0u8; 1 + MAX_DECIMAL + 2];
     let crlf = line.len() - 2;
     if let Some(end) = line.get_mut(crlf..) {
@@ -185,6 +190,13 @@ mod tests {
         assert_eq!(enc(|o| bulk(o, b"")), b"$0\r\n\r\n");
         assert_eq!(enc(null_bulk), b"$-1\r\n");
         assert_eq!(enc(|o| array_header(o, 10)), b"*10\r\n");
+        for n in [1usize, 9, 11, 256, 265] {
+            assert_eq!(
+                enc(|o| map_header(o, n)),
+                format!("%{n}\r\n").as_bytes(),
+                "{n}"
+            );
+        }
         assert_eq!(enc(|o| array_header(o, 0)), b"*0\r\n");
         assert_eq!(
             enc(|o| length_header(o, b'$', usize::MAX)),

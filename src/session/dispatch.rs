@@ -615,6 +615,16 @@ fn route_spec(args: &[&[u8]], spec: Option<&'static CommandSpec>, placement: &Pl
             readonly: false,
         };
     }
+    // GET, SET, INCR, HSET …: one key at a fixed index, and none of the special cases
+    // below applies to them; routed without collecting the keys first.
+    if !special {
+        if let Some(key) = spec.single_key_index().and_then(|i| args.get(i)) {
+            return Route::Unit {
+                unit: placement.unit_of(key),
+                readonly: spec.is_readonly(),
+            };
+        }
+    }
     let mut keys: SmallVec<[usize; 8]> = SmallVec::new();
     if let Err(e) = spec.routing_args(args, &mut keys) {
         return Route::Refused(error(&format!("ERR {e}")));

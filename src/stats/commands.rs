@@ -1,5 +1,6 @@
 //! Requests and error replies per command, for one worker: a boxed array indexed by
-//! [`crate::command::stat_index`], so counting is an index and a relaxed add.
+//! [`crate::command::stat_index`], so counting is an index and an add (the worker's own
+//! counters: [`super::add_own`], no locked instruction).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -27,7 +28,7 @@ impl CommandCounters {
     #[inline]
     pub fn request(&self, index: usize) {
         if let Some(c) = self.0.get(index) {
-            c.requests.fetch_add(1, Relaxed);
+            super::add_own(&c.requests, 1);
         }
     }
 
@@ -35,7 +36,7 @@ impl CommandCounters {
     #[inline]
     pub fn error(&self, index: usize) {
         if let Some(c) = self.0.get(index) {
-            c.errors.fetch_add(1, Relaxed);
+            super::add_own(&c.errors, 1);
         }
     }
 
