@@ -24,6 +24,9 @@
 #                  (ketama, fnv1a_64)                           target "slotgate-pool"
 #   twemproxy      Debian `nutcracker`, over the same 3 standalone servers (when installed)
 #   cluster        (only when listed in TARGETS) redis-benchmark --cluster straight to the cluster
+#   relay-epoll, relay-uring  (only when listed in TARGETS) benches/relay_floor.rs over the same
+#                  cluster: the kernel floor of a proxy's data path under epoll and io_uring
+#                  (SET and GET only; docs/BENCHMARKS.md "epoll or io_uring")
 # redis-servers and proxies are pinned to SERVER_CPUS, redis-benchmark to CLIENT_CPUS
 # (taskset). Targets are interleaved (A B C A B C …) over REPS rounds; workloads SET, GET,
 # MSET and MGET (10 random keys) at pipeline 1 and 16, 50 clients, 32-byte values, 100k
@@ -40,9 +43,12 @@
 #   QUICK [0]           1: REPS=1 DURATION=1, short calibration, no retries
 #   REPS [3]  DURATION [6] (seconds per run)  CLIENTS [50]  KEYSPACE [100000]  VALUE [32]
 #   WORKLOADS ["set get mset mget"]  PIPELINES ["1 16"]
-#   TARGETS ["redis slotgate predixy rcp twemproxy slotgate-pool"]  (also: cluster);
+#   TARGETS ["redis slotgate predixy rcp twemproxy slotgate-pool"]  (also: cluster,
+#                       relay-epoll, relay-uring);
 #                       twemproxy is left out with a note when nutcracker is not installed,
 #                       predixy and rcp when PREDIXY_BIN / RCP_BIN are not given
+#   RELAY_BIN [target/release/examples/relay_floor]  the relay targets' binary (built
+#                       when not given)
 #   PREDIXY_BIN [""]    predixy binary (github.com/joyieldInc/predixy): target "predixy"
 #   RCP_BIN [""]        redis-cluster-proxy binary (github.com/RedisLabs/redis-cluster-proxy):
 #                       target "rcp"
@@ -160,6 +166,11 @@ if [[ -z ${SLOTGATE_BIN:-} ]]; then
     fi
 fi
 [[ -x $BIN ]] || die "no slotgate binary at $BIN (cargo build --release)"
+if [[ " $TARGETS " == *" relay-"* && -z ${RELAY_BIN:-} ]]; then
+    log "cargo build --release --example relay_floor"
+    cargo build --release --quiet --example relay_floor || die "building relay_floor failed"
+fi
+RELAY_BIN=${RELAY_BIN:-target/release/examples/relay_floor}
 # slotgate refuses unknown SLOTGATE_* variables in its environment: keep this one to ourselves.
 export -n SLOTGATE_BIN
 
@@ -469,6 +480,23 @@ start_rcp() {
     log "rcp: 127.0.0.1:$port, pid $(cat "$RUN/rcp.pid"), --threads $WORKERS, over the cluster"
 }
 
+# start_relay IO: benches/relay_floor.rs with the io driver IO (epoll, uring) over the cluster,
+# its slot ranges read from CLUSTER NODES -> sets PORT_relay_<IO>
+start_relay() {
+    local io=$1 port routes
+    [[ -x $RELAY_BIN ]] || die "no relay_floor binary at $RELAY_BIN"
+    read -r port <<<"$(take_ports 1)"
+    # shellcheck disable=SC2207
+    routes=($(redis-cli -p "${P_C[0]}" cluster nodes | awk '$3 ~ /master/ {
+        split($2, a, "@"); for (i = 9; i <= NF; i++) if ($i ~ /^[0-9]+(-[0-9]+)?$/) {
+            r = $i; if (r !~ /-/) r = r "-" r; print "--route", r "=" a[1] } }'))
+    ((${#routes[@]})) || die "no slot ranges in CLUSTER NODES for relay-$io"
+    spawn "relay-$io" "$PROXY_CPUS" "$RELAY_BIN" --io "$io" --listen "127.0.0.1:$port" "${routes[@]}"
+    wait_ping "$port" "relay-$io" "$(cat "$RUN/relay-$io.pid")"
+    printf -v "PORT_relay_$io" %s "$port"
+    log "relay-$io: 127.0.0.1:$port, pid $(cat "$RUN/relay-$io.pid"), over the cluster"
+}
+
 env_txt() {
     {
         echo "date: $(date -u +%FT%TZ)"
@@ -508,9 +536,9 @@ mode_compare() {
     for t in $TARGETS; do
         case $t in
             redis) start_redis ;;
-            slotgate | cluster | predixy | rcp) start_cluster "$SERVER_CPUS" ;;
+            slotgate | cluster | predixy | rcp | relay-epoll | relay-uring) start_cluster "$SERVER_CPUS" ;;
             twemproxy | slotgate-pool) start_standalone ;;
-            *) die "unknown target '$t' (redis slotgate predixy rcp twemproxy slotgate-pool cluster)" ;;
+            *) die "unknown target '$t' (redis slotgate predixy rcp twemproxy slotgate-pool cluster relay-epoll relay-uring)" ;;
         esac
     done
     for t in $TARGETS; do
@@ -526,6 +554,10 @@ mode_compare() {
             rcp)
                 start_rcp
                 specs+=("rcp=$PORT_rcp@pid=$(pids_of rcp),srv=$(pids_of c0 c1 c2)${RCP_SKIP:+,skip=$RCP_SKIP}") ;;
+            relay-epoll | relay-uring)
+                start_relay "${t#relay-}"
+                local relay_port=PORT_relay_${t#relay-}
+                specs+=("$t=${!relay_port}@pid=$(pids_of "$t"),srv=$(pids_of c0 c1 c2),skip=mset/1:mset/16:mget/1:mget/16") ;;
             twemproxy)
                 start_twemproxy
                 specs+=("twemproxy=$PORT_twemproxy@pid=$(pids_of twemproxy),srv=$(pids_of sa0 sa1 sa2)") ;;
