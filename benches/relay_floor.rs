@@ -199,12 +199,15 @@ mod linux {
 
         /// Routes every whole request in a client's new bytes; false when one is malformed.
         fn client_input(&mut self, id: usize, data: &[u8]) -> bool {
-            let mut held = std::mem::take(&mut self.clients[id].partial);
-            let fresh = held.is_empty();
-            if !fresh {
-                held.extend_from_slice(data);
-            }
-            let buf: &[u8] = if fresh { data } else { &held };
+            let mut partial = std::mem::take(&mut self.clients[id].partial);
+            let ok = consume_whole(&mut partial, data, |buf| self.route_requests(id, buf));
+            self.clients[id].partial = partial;
+            ok
+        }
+
+        /// Routes the whole requests at the start of `buf`: the bytes used, `None` when one
+        /// is malformed.
+        fn route_requests(&mut self, id: usize, buf: &[u8]) -> Option<usize> {
             let mut pos = 0;
             loop {
                 match scan_request(&buf[pos..]) {
@@ -222,27 +225,21 @@ mod linux {
                         }
                         pos += len;
                     }
-                    Scan::Incomplete => break,
-                    Scan::Malformed => return false,
+                    Scan::Incomplete => return Some(pos),
+                    Scan::Malformed => return None,
                 }
             }
-            if fresh {
-                held.extend_from_slice(&data[pos..]);
-            } else {
-                held.drain(..pos);
-            }
-            self.clients[id].partial = held;
-            true
         }
 
         /// Hands every whole reply in a backend's new bytes to the client owed it.
         fn backend_input(&mut self, node: usize, data: &[u8]) {
-            let mut held = std::mem::take(&mut self.backends[node].partial);
-            let fresh = held.is_empty();
-            if !fresh {
-                held.extend_from_slice(data);
-            }
-            let buf: &[u8] = if fresh { data } else { &held };
+            let mut partial = std::mem::take(&mut self.backends[node].partial);
+            consume_whole(&mut partial, data, |buf| Some(self.hand_back(node, buf)));
+            self.backends[node].partial = partial;
+        }
+
+        /// Hands back the whole replies at the start of `buf`; the bytes used.
+        fn hand_back(&mut self, node: usize, buf: &[u8]) -> usize {
             let mut pos = 0;
             while let Some(len) = reply_len(&buf[pos..]) {
                 let id = self.waiting[node]
@@ -258,13 +255,30 @@ mod linux {
                 }
                 pos += len;
             }
-            if fresh {
-                held.extend_from_slice(&data[pos..]);
-            } else {
-                held.drain(..pos);
-            }
-            self.backends[node].partial = held;
+            pos
         }
+    }
+
+    /// Runs `consume` over an incomplete frame held from earlier reads followed by `data`
+    /// (over `data` alone, uncopied, when nothing is held) and holds what it left for the next
+    /// read. `consume` returns the bytes it used, or `None` to give up; false then.
+    fn consume_whole(
+        held: &mut Vec<u8>,
+        data: &[u8],
+        consume: impl FnOnce(&[u8]) -> Option<usize>,
+    ) -> bool {
+        let fresh = held.is_empty();
+        if !fresh {
+            held.extend_from_slice(data);
+        }
+        let used = if fresh { consume(data) } else { consume(held) };
+        let Some(used) = used else { return false };
+        if fresh {
+            held.extend_from_slice(&data[used..]);
+        } else {
+            held.drain(..used);
+        }
+        true
     }
 
     /// The end of the CRLF-terminated line starting at `pos` (the index after its `\n`).
@@ -765,6 +779,31 @@ mod linux {
                 );
             }
             assert!(matches!(scan_request(b"GET foo\r\n"), Scan::Malformed));
+        }
+
+        #[test]
+        fn frames_split_across_reads_are_forwarded_whole_and_in_order() {
+            let mut relay = Relay::new();
+            relay.backends.push(Peer::new(-1));
+            relay.waiting.push(VecDeque::new());
+            let (a, b) = (relay.add_client(-1), relay.add_client(-1));
+            let get = b"*2\r\n$3\r\nGET\r\n$3\r\nfoo\r\n";
+            assert!(relay.client_input(a, &get[..7]));
+            assert!(relay.backends[0].out.is_empty());
+            assert!(relay.client_input(b, get));
+            assert!(relay.client_input(a, &get[7..]));
+            assert_eq!(relay.backends[0].out, [&get[..], get].concat());
+            assert_eq!(relay.waiting[0], [b, a]);
+
+            relay.backend_input(0, b"$3\r\nbar\r\n$-");
+            relay.backend_input(0, b"1\r\n");
+            assert_eq!(relay.clients[b].out, b"$3\r\nbar\r\n");
+            assert_eq!(relay.clients[a].out, b"$-1\r\n");
+            assert!(relay.waiting[0].is_empty());
+            assert!(
+                !relay.client_input(a, b"GET foo\r\n"),
+                "inline requests are refused"
+            );
         }
 
         #[test]
