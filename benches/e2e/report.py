@@ -13,6 +13,10 @@ Per (workload, pipeline, target), over the rounds:
   proxy kernel  median share of the proxy's CPU spent in the kernel (stime / utime+stime:
                 the system calls and the TCP/IP work done on its behalf)
   backend, client us/req   the same for the redis-servers and redis-benchmark
+  proxy+backend us/req     the proxy's and the servers' CPU per request together: the cost
+                that decides throughput when they share CPUs (the benchmark pins both to
+                SERVER_CPUS), and the one to compare when a proxy's work may be accounted
+                to the servers (as under io_uring, docs/BENCHMARKS.md)
   others        median cores used by other processes on the machine during the run
 A second table gives each of --ours against the baseline and against every other proxy
 present ("peers"): rps, proxy CPU per request and p99, as medians of same-round ratios.
@@ -73,6 +77,13 @@ def per_req(r, col):
     return None if v is None or not n else v / n * 1e6
 
 
+def proxy_and_backend(r):
+    """(proxy + servers CPU) per request of one run; the servers' alone for a target without
+    a proxy (direct Redis, redis-benchmark --cluster)."""
+    proxy, backend = per_req(r, "proxy_cpu_s"), per_req(r, "backend_cpu_s")
+    return None if backend is None else backend + (proxy or 0.0)
+
+
 def kernel_share(r):
     """stime / (utime+stime) of the proxy in one run; None without the column (older CSVs)."""
     total, sys_ = num(r.get("proxy_cpu_s")), num(r.get("proxy_sys_cpu_s"))
@@ -109,6 +120,7 @@ def summarize(rows, targets, cells, baseline):
                 "proxy_cores": med(None if num(r["proxy_cpu_s"]) is None
                                    else num(r["proxy_cpu_s"]) / num(r["wall_s"]) for r in ok),
                 "backend_us_per_req": med(per_req(r, "backend_cpu_s") for r in ok),
+                "proxy_backend_us_per_req": med(proxy_and_backend(r) for r in ok),
                 "client_us_per_req": med(per_req(r, "client_cpu_s") for r in ok),
                 "others_cores": med(num(r["foreign_cpu_s"]) / num(r["wall_s"]) for r in ok
                                     if num(r["wall_s"])),
@@ -159,15 +171,16 @@ def markdown(title, summary, vs, baseline, others):
           "microseconds of CPU per request; proxy cores = proxy CPU seconds per second; "
           "proxy kernel = the share of the proxy's CPU spent in the kernel (system time).", ""]
     L += [f"| workload | P | target | runs ok | rps | x{baseline} | p50 ms | p99 ms "
-          "| proxy µs/req | proxy kernel | proxy cores | backend µs/req | client µs/req | others cores "
-          "| errors | retries |",
-          "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+          "| proxy µs/req | proxy kernel | proxy cores | backend µs/req | proxy+backend µs/req "
+          "| client µs/req | others cores | errors | retries |",
+          "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s in summary:
         L.append(f"| {s['workload']} | {s['pipeline']} | {s['target']} "
                  f"| {s['runs_ok']}/{s['runs']} | {f(s['rps'], ',.0f')} "
                  f"| {f(s['ratio_vs_baseline'], '.2f')} | {f(s['p50_ms'], '.3f')} "
                  f"| {f(s['p99_ms'], '.3f')} | {f(s['proxy_us_per_req'], '.2f')} "
-                 f"| {pct(s['proxy_kernel_share'])} | {f(s['proxy_cores'], '.2f')} | {f(s['backend_us_per_req'], '.2f')} "
+                 f"| {pct(s['proxy_kernel_share'])} | {f(s['proxy_cores'], '.2f')} "
+                 f"| {f(s['backend_us_per_req'], '.2f')} | {f(s['proxy_backend_us_per_req'], '.2f')} "
                  f"| {f(s['client_us_per_req'], '.2f')} | {f(s['others_cores'], '.2f')} "
                  f"| {s['errors']} | {s['retries']} |")
     if vs:
