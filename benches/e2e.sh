@@ -26,7 +26,7 @@
 #   cluster        (only when listed in TARGETS) redis-benchmark --cluster straight to the cluster
 #   relay-epoll, relay-uring  (only when listed in TARGETS) benches/relay_floor.rs over the same
 #                  cluster: the kernel floor of a proxy's data path under epoll and io_uring
-#                  (SET and GET only; docs/BENCHMARKS.md "epoll or io_uring")
+#                  (SET and GET only; docs/BENCHMARKS.md "The floor of any proxy here")
 # redis-servers and proxies are pinned to SERVER_CPUS, redis-benchmark to CLIENT_CPUS
 # (taskset). Targets are interleaved (A B C A B C …) over REPS rounds; workloads SET, GET,
 # MSET and MGET (10 random keys) at pipeline 1 and 16, 50 clients, 32-byte values, 100k
@@ -507,6 +507,9 @@ env_txt() {
         [[ $HAVE_TWEM == 1 ]] && echo "nutcracker: $(nutcracker -V 2>&1 | head -1)"
         if [[ " $TARGETS " == *" predixy "* ]]; then
             echo "predixy: $("$PREDIXY_BIN" --version 2>&1 | head -1 | sed 's/.* //'), $PREDIXY_BIN (sha256 $(sha256sum "$PREDIXY_BIN" | cut -c1-12))"
+        fi
+        if [[ " $TARGETS " == *" relay-"* ]]; then
+            echo "relay_floor: $RELAY_BIN (sha256 $(sha256sum "$RELAY_BIN" | cut -c1-12))"
         fi
         if [[ " $TARGETS " == *" rcp "* ]]; then # it reports no real version (999.999.999)
             echo "redis-cluster-proxy: $RCP_BIN (sha256 $(sha256sum "$RCP_BIN" | cut -c1-12))"

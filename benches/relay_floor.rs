@@ -5,15 +5,16 @@
 //! A single-threaded relay doing the least a cluster proxy can: it reads client requests (RESP
 //! arrays), routes each by its first key's slot to one connection per cluster node, matches the
 //! replies back to their clients in order, and writes each loop turn's output once per socket.
-//! The user-space work is the same under both drivers; only the way to the kernel differs:
+//! The user-space work is the same under every driver; only the way to the kernel differs:
 //! - `epoll`: edge-triggered epoll, a `read` per readable socket, a `write` per socket with
 //!   output per loop turn (the calls slotgate's tokio data path makes);
 //! - `uring`: io_uring (single issuer, deferred task work), one `recv` in flight per socket, a
 //!   turn's sends and its wait submitted together in one `io_uring_enter`; `uring-plain` the
 //!   same ring without those two setup flags.
 //!
-//! `benches/relay_floor.sh` builds it (`cargo build --release --example relay_floor`) and
-//! measures both drivers, slotgate and predixy in the same rounds. It serves what
+//! `benches/e2e.sh` builds it (`cargo build --release --example relay_floor`) and runs it as
+//! targets `relay-epoll` and `relay-uring` beside slotgate and predixy, in the same rounds
+//! (docs/BENCHMARKS.md, "The floor of any proxy here"). It serves what
 //! `redis-benchmark -t get,set` sends; no MULTI, no pub/sub, no redirects, no reconnects. A
 //! malformed request closes its client; a backend that goes away ends the relay.
 
@@ -50,7 +51,8 @@ mod linux {
         let mut relay = Relay::new();
         for (first, last, addr) in &args.routes {
             let node = relay.backend_for(addr)?;
-            relay.node_of_slot[*first as usize..=*last as usize].fill(node as u8);
+            let node = u8::try_from(node).map_err(|_| io::Error::other("more than 256 nodes"))?;
+            relay.node_of_slot[*first as usize..=*last as usize].fill(node);
         }
         eprintln!("relay_floor: {} driver on {}", args.io, args.listen);
         match args.io.as_str() {
