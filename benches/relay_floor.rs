@@ -156,6 +156,26 @@ mod linux {
                 dirty: false,
             }
         }
+
+        /// Puts peer `index` on `dirty` (the sockets to write this turn), once a turn.
+        fn mark_dirty(&mut self, dirty: &mut Vec<usize>, index: usize) {
+            if !self.dirty {
+                self.dirty = true;
+                dirty.push(index);
+            }
+        }
+
+        /// Closes the socket and drops its buffers; replies still owed to it are dropped as
+        /// they come. Operations in flight on it (io_uring) keep the file until they end.
+        fn close(&mut self) {
+            if self.open {
+                self.open = false;
+                self.out = Vec::new();
+                self.partial = Vec::new();
+                // SAFETY: an fd this relay owns and has not closed.
+                unsafe { libc::close(self.fd) };
+            }
+        }
     }
 
     /// Where a request frame ends and where its first key lies.
@@ -220,11 +240,8 @@ mod linux {
                         });
                         let backend = &mut self.backends[node];
                         backend.out.extend_from_slice(&buf[pos..pos + len]);
+                        backend.mark_dirty(&mut self.dirty_backends, node);
                         self.waiting[node].push_back(id);
-                        if !backend.dirty {
-                            backend.dirty = true;
-                            self.dirty_backends.push(node);
-                        }
                         pos += len;
                     }
                     Scan::Incomplete => return Some(pos),
@@ -250,10 +267,7 @@ mod linux {
                 let client = &mut self.clients[id];
                 if client.open {
                     client.out.extend_from_slice(&buf[pos..pos + len]);
-                    if !client.dirty {
-                        client.dirty = true;
-                        self.dirty_clients.push(id);
-                    }
+                    client.mark_dirty(&mut self.dirty_clients, id);
                 }
                 pos += len;
             }
@@ -460,14 +474,11 @@ mod linux {
         fn close_client(ep: RawFd, relay: &mut Relay, id: usize) {
             let client = &mut relay.clients[id];
             if client.open {
-                client.open = false;
-                client.out = Vec::new();
-                client.partial = Vec::new();
                 // SAFETY: an fd this relay accepted and has not closed.
                 unsafe {
-                    libc::epoll_ctl(ep, libc::EPOLL_CTL_DEL, client.fd, std::ptr::null_mut());
-                    libc::close(client.fd);
-                }
+                    libc::epoll_ctl(ep, libc::EPOLL_CTL_DEL, client.fd, std::ptr::null_mut())
+                };
+                client.close();
             }
         }
 
@@ -527,9 +538,9 @@ mod linux {
                                 backend_gone(node);
                             }
                         }
-                        if flags & libc::EPOLLOUT != 0 && !relay.backends[node].out.is_empty() {
-                            relay.backends[node].dirty = true;
-                            relay.dirty_backends.push(node);
+                        let backend = &mut relay.backends[node];
+                        if flags & libc::EPOLLOUT != 0 && !backend.out.is_empty() {
+                            backend.mark_dirty(&mut relay.dirty_backends, node);
                         }
                     } else {
                         let id = token as usize;
@@ -543,9 +554,9 @@ mod linux {
                                 continue;
                             }
                         }
-                        if flags & libc::EPOLLOUT != 0 && !relay.clients[id].out.is_empty() {
-                            relay.clients[id].dirty = true;
-                            relay.dirty_clients.push(id);
+                        let client = &mut relay.clients[id];
+                        if flags & libc::EPOLLOUT != 0 && !client.out.is_empty() {
+                            client.mark_dirty(&mut relay.dirty_clients, id);
                         }
                     }
                 }
@@ -700,13 +711,8 @@ mod linux {
                             let io = &mut client_io[index];
                             if res > 0 && relay.client_input(index, &io.recv_buf[..res as usize]) {
                                 recv(&mut ring, relay.clients[index].fd, io, tok)?;
-                            } else if relay.clients[index].open {
-                                let client = &mut relay.clients[index];
-                                client.open = false;
-                                client.out = Vec::new();
-                                // SAFETY: an fd this relay accepted; in-flight operations hold
-                                // their own reference to the file.
-                                unsafe { libc::close(client.fd) };
+                            } else {
+                                relay.clients[index].close();
                             }
                         }
                         BACKEND_RECV => {
