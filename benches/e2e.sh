@@ -27,6 +27,8 @@
 #   relay-epoll, relay-uring  (only when listed in TARGETS) benches/relay_floor.rs over the same
 #                  cluster: the kernel floor of a proxy's data path under epoll and io_uring
 #                  (SET and GET only; docs/BENCHMARKS.md "The floor of any proxy here")
+#   relay-work     (only when listed) the epoll relay doing slotgate's per-request work
+#                  (`--work slotgate`): slotgate's cost on an event loop of its own
 # redis-servers and proxies are pinned to SERVER_CPUS, redis-benchmark to CLIENT_CPUS
 # (taskset). Targets are interleaved (A B C A B C …) over REPS rounds; workloads SET, GET,
 # MSET and MGET (10 random keys) at pipeline 1 and 16, 50 clients, 32-byte values, 100k
@@ -44,7 +46,7 @@
 #   REPS [3]  DURATION [6] (seconds per run)  CLIENTS [50]  KEYSPACE [100000]  VALUE [32]
 #   WORKLOADS ["set get mset mget"]  PIPELINES ["1 16"]
 #   TARGETS ["redis slotgate predixy rcp twemproxy slotgate-pool"]  (also: cluster,
-#                       relay-epoll, relay-uring);
+#                       relay-epoll, relay-uring, relay-work);
 #                       twemproxy is left out with a note when nutcracker is not installed,
 #                       predixy and rcp when PREDIXY_BIN / RCP_BIN are not given
 #   RELAY_BIN [target/release/examples/relay_floor]  the relay targets' binary (built
@@ -480,10 +482,12 @@ start_rcp() {
     log "rcp: 127.0.0.1:$port, pid $(cat "$RUN/rcp.pid"), --threads $WORKERS, over the cluster"
 }
 
-# start_relay IO: benches/relay_floor.rs with the io driver IO (epoll, uring) over the cluster,
-# its slot ranges read from CLUSTER NODES -> sets PORT_relay_<IO>
+# start_relay NAME: benches/relay_floor.rs over the cluster as target relay-NAME (epoll, uring:
+# that io driver; work: epoll with slotgate's per-request work), its slot ranges read from
+# CLUSTER NODES -> sets PORT_relay_<NAME>
 start_relay() {
-    local io=$1 port routes
+    local io=$1 port routes work=()
+    [[ $io == work ]] && work=(--work slotgate)
     [[ -x $RELAY_BIN ]] || die "no relay_floor binary at $RELAY_BIN"
     read -r port <<<"$(take_ports 1)"
     # shellcheck disable=SC2207
@@ -491,7 +495,8 @@ start_relay() {
         split($2, a, "@"); for (i = 9; i <= NF; i++) if ($i ~ /^[0-9]+(-[0-9]+)?$/) {
             r = $i; if (r !~ /-/) r = r "-" r; print "--route", r "=" a[1] } }'))
     ((${#routes[@]})) || die "no slot ranges in CLUSTER NODES for relay-$io"
-    spawn "relay-$io" "$PROXY_CPUS" "$RELAY_BIN" --io "$io" --listen "127.0.0.1:$port" "${routes[@]}"
+    spawn "relay-$io" "$PROXY_CPUS" "$RELAY_BIN" --io "${io/work/epoll}" "${work[@]}" \
+        --listen "127.0.0.1:$port" "${routes[@]}"
     wait_ping "$port" "relay-$io" "$(cat "$RUN/relay-$io.pid")"
     printf -v "PORT_relay_$io" %s "$port"
     log "relay-$io: 127.0.0.1:$port, pid $(cat "$RUN/relay-$io.pid"), over the cluster"
@@ -539,9 +544,9 @@ mode_compare() {
     for t in $TARGETS; do
         case $t in
             redis) start_redis ;;
-            slotgate | cluster | predixy | rcp | relay-epoll | relay-uring) start_cluster "$SERVER_CPUS" ;;
+            slotgate | cluster | predixy | rcp | relay-epoll | relay-uring | relay-work) start_cluster "$SERVER_CPUS" ;;
             twemproxy | slotgate-pool) start_standalone ;;
-            *) die "unknown target '$t' (redis slotgate predixy rcp twemproxy slotgate-pool cluster relay-epoll relay-uring)" ;;
+            *) die "unknown target '$t' (redis slotgate predixy rcp twemproxy slotgate-pool cluster relay-epoll relay-uring relay-work)" ;;
         esac
     done
     for t in $TARGETS; do
@@ -557,7 +562,7 @@ mode_compare() {
             rcp)
                 start_rcp
                 specs+=("rcp=$PORT_rcp@pid=$(pids_of rcp),srv=$(pids_of c0 c1 c2)${RCP_SKIP:+,skip=$RCP_SKIP}") ;;
-            relay-epoll | relay-uring)
+            relay-epoll | relay-uring | relay-work)
                 start_relay "${t#relay-}"
                 local relay_port=PORT_relay_${t#relay-}
                 specs+=("$t=${!relay_port}@pid=$(pids_of "$t"),srv=$(pids_of c0 c1 c2),skip=mset/1:mset/16:mget/1:mget/16") ;;

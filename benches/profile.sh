@@ -27,6 +27,10 @@
 #   TOOL [auto|callgrind|perf|kernel]
 #   SLOWLOG [on]: the slow log's bookkeeping as shipped, with a threshold nothing reaches
 #   (100 s); off: slow log off
+#   SUBJECT [slotgate]: what is profiled; relay-epoll or relay-work: benches/relay_floor.rs
+#   over the same cluster (forwarding only; with slotgate's per-request work), built as an
+#   example into PROFILE_TARGET_DIR, to compare slotgate's instructions with the same work
+#   on an event loop of its own
 #   SERVER_CPUS [1]  CLIENT_CPUS [0]: taskset pinning as in benches/e2e.sh (the servers and
 #   slotgate on one CPU, redis-benchmark on the other; "" = no pinning)
 #   PROFILE_TARGET_DIR [target/profiling]  OUT [target/profile/DATE]
@@ -47,6 +51,8 @@ TOOL=${TOOL:-auto}
 SERVER_CPUS=${SERVER_CPUS-1}
 CLIENT_CPUS=${CLIENT_CPUS-0}
 PROFILE_TARGET_DIR=${PROFILE_TARGET_DIR:-target/profiling}
+SUBJECT=${SUBJECT:-slotgate}
+case $SUBJECT in slotgate | relay-epoll | relay-work) ;; *) die "SUBJECT must be slotgate, relay-epoll or relay-work" ;; esac
 OUT=${OUT:-target/profile/$(date +%Y%m%d-%H%M%S)}
 
 die() { echo "profile.sh: $*" >&2; exit 1; }
@@ -71,9 +77,15 @@ esac
 log "tool: $TOOL; $(wc -w <<<"$WORKLOADS") workloads x $(wc -w <<<"$PIPELINES") pipelines x $N requests; expected about 3 min, plus the first build (~10 min on 2 busy cores)"
 
 log "building with debug info into $PROFILE_TARGET_DIR (target/release is not touched)"
-CARGO_PROFILE_RELEASE_DEBUG=true cargo build --release --quiet --bin slotgate \
-    --target-dir "$PROFILE_TARGET_DIR" || die "build failed"
-BIN=$PROFILE_TARGET_DIR/release/slotgate
+if [[ $SUBJECT == slotgate ]]; then
+    CARGO_PROFILE_RELEASE_DEBUG=true cargo build --release --quiet --bin slotgate \
+        --target-dir "$PROFILE_TARGET_DIR" || die "build failed"
+    BIN=$PROFILE_TARGET_DIR/release/slotgate
+else
+    CARGO_PROFILE_RELEASE_DEBUG=true cargo build --release --quiet --example relay_floor \
+        --target-dir "$PROFILE_TARGET_DIR" || die "build failed"
+    BIN=$PROFILE_TARGET_DIR/release/examples/relay_floor
+fi
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -135,6 +147,14 @@ done
 ((ok)) || die "cluster did not reach cluster_state:ok"
 PORT=${P[6]}
 ARGS=(--listen "127.0.0.1:$PORT" --cluster "127.0.0.1:${P[0]}" --workers 1 --log-level warn)
+if [[ $SUBJECT != slotgate ]]; then
+    # The relay's routes: each master's slot ranges, as benches/e2e.sh gives them.
+    # shellcheck disable=SC2207
+    ARGS=(--io epoll --work "$([[ $SUBJECT == relay-work ]] && echo slotgate || echo forward)"
+        --listen "127.0.0.1:$PORT" $(redis-cli -p "${P[0]}" cluster nodes | awk '$3 ~ /master/ {
+            split($2, a, "@"); for (i = 9; i <= NF; i++) if ($i ~ /^[0-9]+(-[0-9]+)?$/) {
+                r = $i; if (r !~ /-/) r = r "-" r; print "--route", r "=" a[1] } }'))
+fi
 
 # Under callgrind every request takes longer than the slow log's default 10 ms, and logging
 # each one (parse, format, lock) would dominate the profile. So the threshold is 100 s: the
@@ -154,7 +174,7 @@ fi
 SG=$!
 PIDS+=("$SG")
 wait_ping "$PORT" "$SG" 120
-log "slotgate pid $SG on 127.0.0.1:$PORT"
+log "$SUBJECT pid $SG on 127.0.0.1:$PORT"
 
 bench() { # workload pipeline n
     # A redis-benchmark test (-t), or for mget (not one) MGET of 10 pre-filled random keys.
@@ -266,7 +286,7 @@ for w in $WORKLOADS; do
         if [[ $TOOL == kernel ]]; then
             SUMMARY+=("| $w | $p | $N | ${rps:-?} | $usr | $sys | $calls | $split |")
             echo
-            echo "=== $label: $N requests at ${rps:-?} rps; slotgate CPU per request: user $usr µs, system $sys µs"
+            echo "=== $label: $N requests at ${rps:-?} rps; $SUBJECT CPU per request: user $usr µs, system $sys µs"
             echo "--- per request: sendto | recvfrom | epoll_wait | context switches = $calls"
             echo "--- sampled time: $split"
             echo "--- top $TOP by self cost ($OUT/self-$label.txt)"
@@ -276,7 +296,7 @@ for w in $WORKLOADS; do
         per=$(awk -v i="${ir:-0}" -v n="$N" 'BEGIN{printf "%.0f", i / n}')
         SUMMARY+=("| $w | $p | $N | ${ir:-?} | **$per** |")
         echo
-        echo "=== $label: $N requests, ${ir:-?} instructions in slotgate => $per instructions/request (rps under $TOOL: ${rps:-?})"
+        echo "=== $label: $N requests, ${ir:-?} instructions in $SUBJECT => $per instructions/request (rps under $TOOL: ${rps:-?})"
         echo "--- top $TOP by self cost ($OUT/self-$label.txt)"
         if [[ $TOOL == callgrind ]]; then
             sed -n '/file:function/,$p' "$OUT/self-$label.txt" | sed -n "3,$((TOP + 2))p" | fold
@@ -292,7 +312,7 @@ done
 if [[ $TOOL == kernel ]]; then
     {
         echo
-        echo "CPU per request (slotgate, all threads, /proc/PID/stat, perf's sampling at 999 Hz included; release build with debug info at full speed; $CLIENTS clients) and where perf's cpu-clock samples fall (inclusive shares: the loopback receive path and the reader's wake-up run inside sendto)."
+        echo "CPU per request ($SUBJECT, all threads, /proc/PID/stat, perf's sampling at 999 Hz included; release build with debug info at full speed; $CLIENTS clients) and where perf's cpu-clock samples fall (inclusive shares: the loopback receive path and the reader's wake-up run inside sendto)."
         echo
         echo "System calls and context switches per request: perf stat on the syscall tracepoints (\"?\" when tracefs is not available)."
         echo
@@ -305,7 +325,7 @@ if [[ $TOOL == kernel ]]; then
 fi
 {
     echo
-    echo "Instructions per request (slotgate, all threads; $TOOL; $CLIENTS clients)."
+    echo "Instructions per request ($SUBJECT, all threads; $TOOL; $CLIENTS clients)."
     [[ $TOOL == callgrind ]] && echo "User-space instructions only: the kernel's share (syscalls, loopback TCP) is not counted."
     echo
     echo "| workload | P | requests | instructions | per request |"

@@ -12,6 +12,13 @@
 //!   turn's sends and its wait submitted together in one `io_uring_enter`; `uring-plain` the
 //!   same ring without those two setup flags.
 //!
+//! With `--work slotgate` (target `relay-work`) each request and reply also gets the work
+//! slotgate itself does for it — its request decoder (one `Bytes` per request, kept until
+//! the reply for a redirect), command lookup and key positions, slot hash, per-client reply
+//! order, command counts, the client and backend latency clocks and histograms — still on
+//! this loop, without tokio: what an own event loop would cost slotgate, before its other
+//! features (the "own event loop" option of issue 22).
+//!
 //! `benches/e2e.sh` builds it (`cargo build --release --example relay_floor`) and runs it as
 //! targets `relay-epoll` and `relay-uring` beside slotgate and predixy, in the same rounds
 //! (docs/BENCHMARKS.md, "The floor of any proxy here"). It serves what
@@ -44,11 +51,14 @@ mod linux {
     /// Parses the command line and runs the chosen driver until killed.
     pub fn main() -> io::Result<()> {
         let args = Args::parse(std::env::args().skip(1)).unwrap_or_else(|e| {
-            eprintln!("relay_floor: {e}\nusage: relay_floor --io epoll|uring|uring-plain --listen ADDR --route FIRST-LAST=HOST:PORT ...");
+            eprintln!("relay_floor: {e}\nusage: relay_floor --io epoll|uring|uring-plain [--work forward|slotgate] --listen ADDR --route FIRST-LAST=HOST:PORT ...");
             std::process::exit(2);
         });
         let listener = listen(&args.listen)?;
         let mut relay = Relay::new();
+        if args.slotgate_work {
+            relay.work = Some(Box::default());
+        }
         for (first, last, addr) in &args.routes {
             let node = relay.backend_for(addr)?;
             let node = u8::try_from(node).map_err(|_| io::Error::other("more than 256 nodes"))?;
@@ -84,11 +94,14 @@ mod linux {
         io: String,
         listen: String,
         routes: Vec<(u16, u16, String)>,
+        /// `--work slotgate`: slotgate's per-request work on top of the forwarding.
+        slotgate_work: bool,
     }
 
     impl Args {
         fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             let (mut io, mut listen, mut routes) = (None, None, Vec::new());
+            let mut slotgate_work = false;
             while let Some(flag) = args.next() {
                 let value = args.next().ok_or(format!("{flag} needs a value"))?;
                 match flag.as_str() {
@@ -97,6 +110,9 @@ mod linux {
                     }
                     "--listen" => listen = Some(value),
                     "--route" => routes.push(Self::route(&value)?),
+                    "--work" if ["forward", "slotgate"].contains(&value.as_str()) => {
+                        slotgate_work = value == "slotgate"
+                    }
                     _ => return Err(format!("unknown argument {flag} {value}")),
                 }
             }
@@ -107,6 +123,7 @@ mod linux {
                 io: io.ok_or("--io epoll|uring|uring-plain is needed")?,
                 listen: listen.ok_or("--listen is needed")?,
                 routes,
+                slotgate_work,
             })
         }
 
@@ -133,6 +150,8 @@ mod linux {
         backend_addrs: Vec<String>,
         dirty_clients: Vec<usize>,
         dirty_backends: Vec<usize>,
+        /// `--work slotgate`: slotgate's per-request work, done here instead of the scanners.
+        work: Option<Box<work::Work>>,
     }
 
     /// One socket's buffers.
@@ -198,6 +217,7 @@ mod linux {
                 backend_addrs: Vec::new(),
                 dirty_clients: Vec::new(),
                 dirty_backends: Vec::new(),
+                work: None,
             }
         }
 
@@ -211,16 +231,31 @@ mod linux {
             self.backends.push(Peer::new(stream.into_raw_fd()));
             self.waiting.push(VecDeque::new());
             self.backend_addrs.push(addr.to_string());
+            if let Some(work) = self.work.as_mut() {
+                work.add_backend();
+            }
             Ok(self.backends.len() - 1)
         }
 
         fn add_client(&mut self, fd: RawFd) -> usize {
+            if let Some(work) = self.work.as_mut() {
+                work.add_client();
+            }
             self.clients.push(Peer::new(fd));
             self.clients.len() - 1
         }
 
         /// Routes every whole request in a client's new bytes; false when one is malformed.
         fn client_input(&mut self, id: usize, data: &[u8]) -> bool {
+            if let Some(work) = self.work.as_mut() {
+                return work.client_input(
+                    id,
+                    data,
+                    &self.node_of_slot,
+                    &mut self.backends,
+                    &mut self.dirty_backends,
+                );
+            }
             let mut partial = std::mem::take(&mut self.clients[id].partial);
             let ok = consume_whole(&mut partial, data, |buf| self.route_requests(id, buf));
             self.clients[id].partial = partial;
@@ -252,6 +287,10 @@ mod linux {
 
         /// Hands every whole reply in a backend's new bytes to the client owed it.
         fn backend_input(&mut self, node: usize, data: &[u8]) {
+            if let Some(work) = self.work.as_mut() {
+                work.backend_input(node, data, &mut self.clients, &mut self.dirty_clients);
+                return;
+            }
             let mut partial = std::mem::take(&mut self.backends[node].partial);
             consume_whole(&mut partial, data, |buf| Some(self.hand_back(node, buf)));
             self.backends[node].partial = partial;
@@ -377,6 +416,211 @@ mod linux {
             }
         }
         Some(pos)
+    }
+
+    /// slotgate's per-request work without its tokio machinery (`--work slotgate`): the calls
+    /// its session and backend connection make for a request routed by key, in the same
+    /// order, on slotgate's own types.
+    mod work {
+        use std::collections::VecDeque;
+        use std::time::Instant;
+
+        use bytes::{Bytes, BytesMut};
+        use slotgate::backend::redirect::Redirect;
+        use slotgate::command::LookupCache;
+        use slotgate::resp::{Limits, ReplyDecoder, Request, RequestDecoder};
+        use slotgate::slot::Slot;
+        use slotgate::stats::{ProxyStats, ReplyClock, WorkerStats};
+        use smallvec::SmallVec;
+
+        use super::Peer;
+
+        /// One client's side: its read buffer and decoder, its command cache, its replies in
+        /// request order and its reply clock.
+        struct Client {
+            buf: BytesMut,
+            decoder: RequestDecoder,
+            lookup: LookupCache,
+            clock: ReplyClock,
+            /// The sequence number of `places`' front.
+            base: u64,
+            /// The replies owed, in request order; `None` until it arrives.
+            places: VecDeque<Option<Bytes>>,
+        }
+
+        /// A request sent and not yet answered: kept whole (a redirect resends it).
+        struct InFlight {
+            client: usize,
+            seq: u64,
+            command: usize,
+            sent_at: Instant,
+            _request: Request,
+        }
+
+        /// One backend connection's side.
+        struct Backend {
+            buf: BytesMut,
+            decoder: ReplyDecoder,
+            in_flight: VecDeque<InFlight>,
+        }
+
+        /// The work's state; indices are the relay's client and backend indices.
+        pub struct Work {
+            stats: ProxyStats,
+            clients: Vec<Client>,
+            backends: Vec<Backend>,
+            keys: SmallVec<[usize; 8]>,
+            /// The clients written to by one backend read, each once: their reply clocks
+            /// run once per write, as a session's do.
+            wrote: Vec<usize>,
+        }
+
+        impl Default for Work {
+            fn default() -> Work {
+                let unspecified = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+                Work {
+                    stats: ProxyStats::new(1, unspecified),
+                    clients: Vec::new(),
+                    backends: Vec::new(),
+                    keys: SmallVec::new(),
+                    wrote: Vec::new(),
+                }
+            }
+        }
+
+        impl Work {
+            pub fn add_client(&mut self) {
+                self.stats.worker(0).client_connected();
+                self.clients.push(Client {
+                    buf: BytesMut::new(),
+                    decoder: RequestDecoder::new(Limits::default()),
+                    lookup: LookupCache::default(),
+                    clock: ReplyClock::default(),
+                    base: 0,
+                    places: VecDeque::new(),
+                });
+            }
+
+            pub fn add_backend(&mut self) {
+                self.backends.push(Backend {
+                    buf: BytesMut::new(),
+                    decoder: ReplyDecoder::new(Limits::default()),
+                    in_flight: VecDeque::new(),
+                });
+            }
+
+            /// Decodes, looks up, routes and queues every whole request of a client's new
+            /// bytes; false when one is malformed or names an unknown command.
+            pub fn client_input(
+                &mut self,
+                id: usize,
+                data: &[u8],
+                node_of_slot: &[u8],
+                backends: &mut [Peer],
+                dirty: &mut Vec<usize>,
+            ) -> bool {
+                let stats = self.stats.worker(0);
+                stats.client_read(data.len());
+                let client = &mut self.clients[id];
+                client.buf.extend_from_slice(data);
+                let now = Instant::now();
+                let mut count = 0u64;
+                loop {
+                    let request = match client.decoder.decode(&mut client.buf) {
+                        Ok(Some(request)) => request,
+                        Ok(None) => break,
+                        Err(_) => return false,
+                    };
+                    let args = request.args();
+                    let Some((spec, command)) = client.lookup.lookup_counted(&args[..]) else {
+                        return false;
+                    };
+                    stats.commands_by().request(command);
+                    if spec.routing_args(&args[..], &mut self.keys).is_err() {
+                        return false;
+                    }
+                    // A request without a key goes to the first node, as the forwarder's do.
+                    let node = self.keys.first().map_or(0, |&key| {
+                        usize::from(node_of_slot[Slot::of(args[key]).index()])
+                    });
+                    drop(args);
+                    let backend = &mut backends[node];
+                    backend.out.extend_from_slice(request.raw());
+                    backend.mark_dirty(dirty, node);
+                    let seq = client.base + client.places.len() as u64;
+                    client.places.push_back(None);
+                    self.backends[node].in_flight.push_back(InFlight {
+                        client: id,
+                        seq,
+                        command,
+                        sent_at: now,
+                        _request: request,
+                    });
+                    count += 1;
+                }
+                stats.add_commands(count);
+                client.clock.read(now.into(), count);
+                true
+            }
+
+            /// Decodes every whole reply of a backend's new bytes, times it, checks it for a
+            /// redirect and puts it in its client's order; writes what is ready.
+            pub fn backend_input(
+                &mut self,
+                node: usize,
+                data: &[u8],
+                clients: &mut [Peer],
+                dirty: &mut Vec<usize>,
+            ) {
+                let stats: &WorkerStats = self.stats.worker(0);
+                stats.backend_read(data.len());
+                let backend = &mut self.backends[node];
+                backend.buf.extend_from_slice(data);
+                let now = Instant::now();
+                while let Ok(Some(reply)) = backend.decoder.decode(&mut backend.buf) {
+                    let sent = backend
+                        .in_flight
+                        .pop_front()
+                        .expect("a reply nobody asked for");
+                    stats
+                        .backend_latency()
+                        .record(now.saturating_duration_since(sent.sent_at), 1);
+                    if let Some(message) = reply.error_message() {
+                        stats.commands_by().error(sent.command);
+                        if Redirect::classify(message).is_some() {
+                            stats.moved();
+                        }
+                    }
+                    let client = &mut self.clients[sent.client];
+                    let Some(place) = sent
+                        .seq
+                        .checked_sub(client.base)
+                        .and_then(|i| client.places.get_mut(i as usize))
+                    else {
+                        continue;
+                    };
+                    *place = Some(reply.into_raw());
+                    let peer = &mut clients[sent.client];
+                    while let Some(Some(_)) = client.places.front() {
+                        let Some(Some(ready)) = client.places.pop_front() else {
+                            break;
+                        };
+                        client.base += 1;
+                        if peer.open {
+                            peer.out.extend_from_slice(&ready);
+                            if !peer.dirty {
+                                self.wrote.push(sent.client);
+                            }
+                            peer.mark_dirty(dirty, sent.client);
+                        }
+                    }
+                }
+                for id in self.wrote.drain(..) {
+                    let client = &mut self.clients[id];
+                    client.clock.written(client.places.len(), stats);
+                }
+            }
+        }
     }
 
     fn set_nodelay(fd: RawFd) {
@@ -811,6 +1055,46 @@ mod linux {
             assert!(
                 !relay.client_input(a, b"GET foo\r\n"),
                 "inline requests are refused"
+            );
+        }
+
+        #[test]
+        fn slotgate_work_routes_by_key_and_answers_in_request_order() {
+            let mut relay = Relay::new();
+            relay.work = Some(Box::default());
+            for _ in 0..2 {
+                relay.backends.push(Peer::new(-1));
+                relay.waiting.push(VecDeque::new());
+                relay.work.as_mut().unwrap().add_backend();
+            }
+            // "b" hashes to slot 3300 (node 0), "a" to 15495 (node 1).
+            relay.node_of_slot[8192..].fill(1);
+            let c = relay.add_client(-1);
+            let (get_a, get_b) = (
+                b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n",
+                b"*2\r\n$3\r\nget\r\n$1\r\nb\r\n",
+            );
+            let both = [&get_a[..], get_b].concat();
+            assert!(relay.client_input(c, &both[..9]));
+            assert!(relay.backends.iter().all(|b| b.out.is_empty()));
+            assert!(relay.client_input(c, &both[9..]));
+            assert_eq!(relay.backends[1].out, get_a);
+            assert_eq!(relay.backends[0].out, get_b);
+            // The second request's reply first: held until the first one's is in.
+            relay.backend_input(0, b"$2\r\nvb\r\n");
+            assert!(relay.clients[c].out.is_empty());
+            relay.backend_input(1, b"$2\r\nva");
+            assert!(relay.clients[c].out.is_empty());
+            relay.backend_input(1, b"\r\n");
+            assert_eq!(relay.clients[c].out, b"$2\r\nva\r\n$2\r\nvb\r\n");
+            assert!(relay.client_input(c, b"*1\r\n$4\r\nPING\r\n"));
+            assert!(
+                relay.backends[0].out.ends_with(b"PING\r\n"),
+                "no key: node 0"
+            );
+            assert!(
+                !relay.client_input(c, b"*1\r\n$4\r\nNOPE\r\n"),
+                "an unknown command closes the client"
             );
         }
 

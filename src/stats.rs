@@ -346,12 +346,25 @@ impl ReplyClock {
     /// no request (a protocol error) make the count approximate, never wrong by more.
     #[inline]
     pub fn written(&mut self, outstanding: usize, stats: &WorkerStats) {
+        if self.pending > outstanding as u64 {
+            self.written_at(outstanding, stats, tokio::time::Instant::now());
+        }
+    }
+
+    /// [`ReplyClock::written`] with the clock already read: `now`, no earlier than the
+    /// replies' arrival (the caller's own reading, saving one per write).
+    #[inline]
+    pub fn written_at(
+        &mut self,
+        outstanding: usize,
+        stats: &WorkerStats,
+        now: tokio::time::Instant,
+    ) {
         let mut done = self.pending.saturating_sub(outstanding as u64);
         if done == 0 {
             return;
         }
         self.pending -= done;
-        let now = tokio::time::Instant::now();
         while done > 0 {
             let Some(front) = self.batches.front_mut() else {
                 break;

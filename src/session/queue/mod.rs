@@ -221,7 +221,7 @@ impl ReplyQueue {
             }
             let all_ready = ready == places.len();
             drop(places);
-            if all_ready && self.write_direct() {
+            if all_ready && self.write_direct(answered.map(|(_, now)| now)) {
                 return;
             }
             self.raise_if_ready(front_was_ready);
@@ -230,8 +230,9 @@ impl ReplyQueue {
 
     /// Write every reply owed, all of them in, to the client from here, when its session is
     /// parked ([`ReplyQueue::arm_direct`]). True when nothing is left for the session (it is
-    /// not woken); false when it must write (the rest of) them itself.
-    fn write_direct(&self) -> bool {
+    /// not woken); false when it must write (the rest of) them itself. `arrived`: when the
+    /// last reply was read, if known; the latency clock stops there (no second clock read).
+    fn write_direct(&self, arrived: Option<Instant>) -> bool {
         let Some(direct) = self.direct.get().filter(|d| d.armed()) else {
             return false;
         };
@@ -283,7 +284,11 @@ impl ReplyQueue {
         let left = places.len();
         self.ready_len.set(left);
         drop(places);
-        self.clock.borrow_mut().written(left, stats);
+        let mut clock = self.clock.borrow_mut();
+        match arrived {
+            Some(now) => clock.written_at(left, stats, now),
+            None => clock.written(left, stats),
+        }
         left == 0
     }
 
