@@ -323,7 +323,8 @@ impl LatencySnapshot {
 /// Times the replies of one client session: [`ReplyClock::read`] notes when each batch of
 /// requests was read, [`ReplyClock::written`] attributes the replies written since to the
 /// oldest batches (replies leave in request order) and records their latency. One clock read
-/// per write turn; the batch queue grows only with the client's pipeline depth.
+/// per write turn, none for replies written where they arrive (their arrival's reading,
+/// [`ReplyClock::written_at`]); the batch queue grows only with the client's pipeline depth.
 #[derive(Debug, Default)]
 pub struct ReplyClock {
     /// (read at, requests of that read not yet answered), oldest first.
@@ -662,6 +663,28 @@ mod tests {
         assert_eq!(hist[latency_bucket(3000)], 1);
         assert_eq!(hist[latency_bucket(1000)], 2);
         assert!(clock.batches.is_empty());
+        assert_eq!(clock.pending, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reply_clock_stops_at_the_given_instant() {
+        let stats = WorkerStats::default();
+        let mut clock = ReplyClock::default();
+        let read = tokio::time::Instant::now();
+        clock.read(read, 2);
+        tokio::time::advance(Duration::from_millis(40)).await;
+        // The replies arrived 5 ms after the read; written later, timed to their arrival.
+        clock.written_at(0, &stats, read + Duration::from_millis(5));
+        let hist: Vec<u64> = stats
+            .latency
+            .buckets
+            .iter()
+            .map(|b| b.load(Relaxed))
+            .collect();
+        assert_eq!(hist[latency_bucket(5000)], 2);
+        assert_eq!(hist.iter().sum::<u64>(), 2);
+        // Nothing left to time: no clock read, nothing recorded.
+        clock.written(0, &stats);
         assert_eq!(clock.pending, 0);
     }
 }
