@@ -223,22 +223,31 @@ async fn dump(
 static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
 
 /// `count` temporary key names in the slot of `dest` (`{tag}slotgate:tmp:…`), or `None` when
-/// no such name can be built (a destination name that hashes whole and holds a `}`).
+/// no such name can be built. The tag is `dest`'s own hash tag, or `dest` whole; when that
+/// cannot be a tag (a name that hashes whole and holds a `}`), a short tag of its hash slot
+/// ([`crate::slot::tag_for`]). Either way every name is checked to land where `dest` does.
 fn temp_names(dest: &[u8], count: usize, unit_of: &impl Fn(&[u8]) -> Unit) -> Option<Vec<Bytes>> {
-    let tag = crate::slot::hash_tag(dest).unwrap_or(dest);
     let n = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
     let pid = std::process::id();
-    let names: Vec<Bytes> = (0..count)
-        .map(|i| {
-            let mut name = Vec::with_capacity(tag.len() + 40);
-            name.push(b'{');
-            name.extend_from_slice(tag);
-            name.extend_from_slice(format!("}}slotgate:tmp:{pid}:{n}:{i}").as_bytes());
-            Bytes::from(name)
-        })
-        .collect();
+    let named = |tag: &[u8]| -> Vec<Bytes> {
+        (0..count)
+            .map(|i| {
+                let mut name = Vec::with_capacity(tag.len() + 40);
+                name.push(b'{');
+                name.extend_from_slice(tag);
+                name.extend_from_slice(format!("}}slotgate:tmp:{pid}:{n}:{i}").as_bytes());
+                Bytes::from(name)
+            })
+            .collect()
+    };
     let home = unit_of(dest);
-    names.iter().all(|n| unit_of(n) == home).then_some(names)
+    let at_home = |names: &[Bytes]| names.iter().all(|name| unit_of(name) == home);
+    let names = named(crate::slot::hash_tag(dest).unwrap_or(dest));
+    if at_home(&names) {
+        return Some(names);
+    }
+    let names = named(crate::slot::tag_for(crate::slot::Slot::of(dest)));
+    at_home(&names).then_some(names)
 }
 
 /// Serve `args` as `plan` says, on dedicated connections as `lease` says (the client's
@@ -956,6 +965,9 @@ mod tests {
             assert_eq!(names.len(), 3);
             assert!(names.iter().all(|n| unit_of(n) == unit_of(dest)));
         }
-        assert_eq!(temp_names(b"a}b", 1, &unit_of), None);
+        // No tag of its own and a `}` in it: its slot's short tag.
+        let names = temp_names(b"a}b", 2, &unit_of).unwrap();
+        assert!(names.iter().all(|n| unit_of(n) == unit_of(b"a}b")));
+        assert!(names[0].starts_with(b"{") && !names[0].starts_with(b"{a}b"));
     }
 }

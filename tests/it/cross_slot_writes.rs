@@ -30,6 +30,12 @@ const SETUP: &[&str] = &[
 const STEPS: &[&str] = &[
     "SUNIONSTORE dst1 s1 s2",
     "SORT dst1 ALPHA",
+    // A destination that hashes whole and holds a `}`: its sources gathered under names
+    // tagged with its slot's short tag.
+    "SUNIONSTORE d}1 s1 s2",
+    "SORT d}1 ALPHA",
+    "ZUNIONSTORE z}d 2 z1 z2",
+    "ZRANGE z}d 0 -1 WITHSCORES",
     "SINTERSTORE dst2 s1 s2 nokey",
     "EXISTS dst2",
     "SDIFFSTORE dst3 s1 s2",
@@ -111,6 +117,10 @@ async fn writes_across_slots_answer_as_one_redis() {
         ("zd", "z1"),
         ("hm", "h1"),
         ("renamed", "ttlkey"),
+        ("d}1", "s1"),
+        ("d}1", "s2"),
+        ("z}d", "z1"),
+        ("z}d", "z2"),
     ] {
         assert_ne!(Slot::of(a.as_bytes()), Slot::of(b.as_bytes()), "{a} {b}");
     }
