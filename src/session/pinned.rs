@@ -28,6 +28,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
 
+use super::context::Databases;
 use super::WorkerContext;
 use crate::backend::connect::ASKING;
 use crate::backend::dedicated::{DedicatedConn, Lease};
@@ -122,6 +123,10 @@ pub(super) struct Transaction {
     key_replies: Vec<(usize, KeyReply)>,
     /// The slot of the command being queued (recorded in `units`).
     current: Option<Unit>,
+    /// Pool mode: the SELECTs queued (their position in `queued`, the database each names,
+    /// `None` for an argument the node will refuse); the session moves to the last one the
+    /// node accepted.
+    selects: Vec<(usize, Option<u32>)>,
 }
 
 /// The connection WATCH pinned and the slot it watches. `conn` is `None` once the watch is
@@ -217,6 +222,7 @@ impl Session {
         // PUBLISH has no key: a cluster node runs it in any transaction and broadcasts it.
         let publish = self.last_spec.is_some_and(|spec| spec.name == "publish");
         let across = self.worker.settings().cross_slot_writes;
+        let real_databases = self.worker.settings().databases == Databases::Real;
         let Some(tx) = self.tx.as_mut() else { return };
         tx.current = None;
         let reply = match route {
@@ -248,6 +254,19 @@ impl Session {
             }
             // Queued like Redis does: EXEC's array has its `+OK` (EXEC unwatches anyway).
             Route::Pinned(Pinned::Unwatch) => tx.enqueue(request.raw(), limit),
+            // Pool mode: the node runs it inside EXEC (accepting or refusing it as one Redis
+            // does) and the commands after it in its database; see `exec`.
+            Route::Local(Local::Select) if real_databases => {
+                let db = request
+                    .arg(1)
+                    .and_then(|a| std::str::from_utf8(a).ok()?.parse::<u32>().ok());
+                let at = tx.queued.len();
+                let reply = tx.enqueue(request.raw(), limit);
+                if tx.queued.len() > at {
+                    tx.selects.push((at, db));
+                }
+                reply
+            }
             // Queued whatever the transaction's slot (see `publish`).
             Route::Unit { .. } if publish => tx.enqueue(request.raw(), limit),
             // Inside a transaction a blocking command does not block (Redis' rule).
@@ -376,7 +395,7 @@ impl Session {
     }
 
     async fn exec(&mut self) -> Bytes {
-        let Some(tx) = self.tx.take().map(|tx| *tx) else {
+        let Some(mut tx) = self.tx.take().map(|tx| *tx) else {
             return error("ERR EXEC without MULTI");
         };
         let watched = self.watched.take().map(|watched| *watched);
@@ -389,9 +408,38 @@ impl Session {
             return error(EXECABORT);
         }
         if tx.spans_slots(watched.as_ref(), &watched_also) {
+            if !tx.selects.is_empty() {
+                self.release(watched);
+                for w in watched_also {
+                    self.release(Some(w));
+                }
+                return error(
+                    "ERR slotgate: SELECT inside a transaction across slots is not supported",
+                );
+            }
             let watches: Vec<Watched> = watched.into_iter().chain(watched_also).collect();
             return self.exec_across(tx, watches).await;
         }
+        if !tx.selects.is_empty() {
+            let selects = std::mem::take(&mut tx.selects);
+            let reply = self.exec_on_one_node(tx, watched, false).await;
+            if let Some(db) = selected(&reply, &selects, self.worker.settings().limits) {
+                super::databases::switch(self, db);
+            }
+            return reply;
+        }
+        self.exec_on_one_node(tx, watched, true).await
+    }
+
+    /// EXEC of a transaction whose commands and watch are all in one slot (or key-less), on
+    /// the watch's connection or one of its own; the connection goes back to the idle set
+    /// when `give_back` (not after a SELECT inside: its socket's database changed).
+    async fn exec_on_one_node(
+        &mut self,
+        tx: Transaction,
+        watched: Option<Watched>,
+        give_back: bool,
+    ) -> Bytes {
         let mut payload = BytesMut::with_capacity(
             MULTI.len() + EXEC.len() + tx.queued.iter().map(Bytes::len).sum::<usize>(),
         );
@@ -421,7 +469,9 @@ impl Session {
                 ..
             }) => match exec_on(&mut conn, &payload, replies, timeout).await {
                 Ok(replies) => {
-                    self.worker.router().give_back(conn);
+                    if give_back {
+                        self.worker.router().give_back(conn);
+                    }
                     if replies.iter().any(|r| redirect_of(r).is_some()) {
                         // The watched slot moved: the watch is void, like a changed key.
                         self.null_array()
@@ -432,7 +482,14 @@ impl Session {
                 Err(e) => e.to_reply(),
             },
             Some(Watched { conn: None, .. }) => self.null_array(),
-            None => self.run_alone(unit, &payload, replies, Some(timeout)).await,
+            None if give_back => self.run_alone(unit, &payload, replies, Some(timeout)).await,
+            None => {
+                let lease = self.lease();
+                match on_master(&self.worker, unit, &payload, replies, Some(timeout), lease).await {
+                    Ok((_conn, replies)) => last(replies),
+                    Err(reply) => reply,
+                }
+            }
         }
     }
 
@@ -771,6 +828,26 @@ pub(super) fn redirect_of(reply: &Reply) -> Option<Redirect> {
         .error_message()
         .and_then(Redirect::classify)
         .filter(|r| *r != Redirect::NoScript)
+}
+
+/// The database a transaction's SELECTs leave the connection in: the last one the node
+/// accepted (`+OK` at its place in EXEC's array), `None` when none did or EXEC ran nothing.
+fn selected(
+    exec_reply: &Bytes,
+    selects: &[(usize, Option<u32>)],
+    limits: crate::resp::Limits,
+) -> Option<u32> {
+    let Ok(crate::resp::Frame::Array(results)) = crate::resp::parse_frame(exec_reply, &limits)
+    else {
+        return None;
+    };
+    selects
+        .iter()
+        .rev()
+        .filter(|(at, _)| {
+            matches!(results.get(*at), Some(crate::resp::Frame::Simple(ok)) if &ok[..] == b"OK")
+        })
+        .find_map(|&(_, db)| db)
 }
 
 fn last(mut replies: Vec<Reply>) -> Bytes {

@@ -198,6 +198,114 @@ async fn pool_mode_databases_answer_as_one_redis() {
     }
 }
 
+/// SELECT inside MULTI (pool mode): run by the node inside EXEC, the commands after it in its
+/// database, the client left in the last one the node accepted; refusals inside EXEC's array.
+const TX_SELECT: &[&str] = &[
+    "SET {t}a zero",
+    "MULTI",
+    "SET {t}a before",
+    "SELECT 6",
+    "SET {t}a six",
+    "INCR {t}n",
+    "EXEC",
+    "GET {t}a",
+    "GET {t}n",
+    "SELECT 0",
+    "GET {t}a",
+    "GET {t}n",
+    "MULTI",
+    "SELECT 99",
+    "SET {t}a still-zero",
+    "EXEC",
+    "GET {t}a",
+    "MULTI",
+    "SELECT abc",
+    "EXEC",
+    "MULTI",
+    "SELECT 7",
+    "DISCARD",
+    "GET {t}a",
+    "MULTI",
+    "SELECT 6",
+    "SELECT 99",
+    "EXEC",
+    "GET {t}a",
+    "MULTI",
+    "SELECT 6",
+    "GET {t}a",
+    "EXEC",
+    "MULTI",
+    "SELECT 0",
+    "GET {t}a",
+    "EXEC",
+    "GET {t}a",
+    "WATCH {t}a",
+    "MULTI",
+    "SELECT 8",
+    "SET {t}a eight",
+    "EXEC",
+    "GET {t}a",
+    "SELECT 0",
+    "GET {t}a",
+    // Transactions after: on dedicated connections in the client's database again.
+    "MULTI",
+    "SET {t}q zero-q",
+    "EXEC",
+    "SELECT 6",
+    "MULTI",
+    "GET {t}q",
+    "GET {t}a",
+    "EXEC",
+    "SELECT 0",
+    "MULTI",
+    "GET {t}q",
+    "EXEC",
+    "DBSIZE",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_mode_select_inside_multi_answers_as_one_redis() {
+    let setup = common::start_pools(2, &[], |_| {});
+    let single = oracle();
+    let proxy = &mut setup.client().await;
+    let one = &mut common::client(single.addr().parse().unwrap()).await;
+    for command in TX_SELECT {
+        let (got, want) = (send(proxy, command).await, send(one, command).await);
+        assert_eq!(got, want, "{command}: slotgate vs one redis");
+    }
+    // The keys are where one Redis has them: database 8 holds `{t}a` on its pool.
+    let mut eight = Vec::new();
+    for i in 0..2 {
+        let d = &mut setup.direct(i).await;
+        let _: () = q(d, &["SELECT", "8"]).await.unwrap();
+        let value: Option<String> = q(d, &["GET", "{t}a"]).await.unwrap();
+        eight.extend(value);
+    }
+    assert_eq!(eight, ["eight"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_mode_select_inside_a_transaction_across_slots_is_refused_whole() {
+    let setup = common::start_pools(2, &[], |c| c.commands.non_atomic_cross_slot_writes = true);
+    let c = &mut setup.client().await;
+    for (command, reply) in [
+        ("MULTI", "OK"),
+        ("SET x 1", "+QUEUED"),
+        ("SELECT 1", "+QUEUED"),
+        ("SET y 2", "+QUEUED"),
+        (
+            "EXEC",
+            "ERR slotgate: SELECT inside a transaction across slots is not supported",
+        ),
+        // Nothing ran, and the client is still in database 0.
+        ("GET x", "(nil)"),
+        ("SELECT 1", "OK"),
+        ("GET y", "(nil)"),
+    ] {
+        assert_eq!(send(c, command).await, reply, "{command}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_mode_keys_live_in_the_selected_database_of_their_pool() {
     let setup = common::start_pools(2, &[], |_| {});
