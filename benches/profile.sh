@@ -52,11 +52,12 @@ SERVER_CPUS=${SERVER_CPUS-1}
 CLIENT_CPUS=${CLIENT_CPUS-0}
 PROFILE_TARGET_DIR=${PROFILE_TARGET_DIR:-target/profiling}
 SUBJECT=${SUBJECT:-slotgate}
-case $SUBJECT in slotgate | relay-epoll | relay-work) ;; *) die "SUBJECT must be slotgate, relay-epoll or relay-work" ;; esac
 OUT=${OUT:-target/profile/$(date +%Y%m%d-%H%M%S)}
 
 die() { echo "profile.sh: $*" >&2; exit 1; }
 log() { echo "[$(date +%T)] $*" >&2; }
+
+case $SUBJECT in slotgate | relay-epoll | relay-work) ;; *) die "SUBJECT must be slotgate, relay-epoll or relay-work" ;; esac
 
 for b in redis-server redis-cli redis-benchmark; do
     command -v $b >/dev/null || die "missing $b (Debian/Ubuntu: sudo apt-get install -y redis-server redis-tools)"

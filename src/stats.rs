@@ -642,6 +642,16 @@ mod tests {
         assert_eq!(LatencySnapshot::default().quantile(0.99), None);
     }
 
+    /// The reply latency histogram's bucket counts.
+    fn latency_counts(stats: &WorkerStats) -> Vec<u64> {
+        stats
+            .latency
+            .buckets
+            .iter()
+            .map(|b| b.load(Relaxed))
+            .collect()
+    }
+
     #[tokio::test(start_paused = true)]
     async fn reply_clock_attributes_replies_to_the_oldest_batch() {
         let stats = WorkerStats::default();
@@ -653,12 +663,7 @@ mod tests {
         clock.written(3, &stats);
         tokio::time::advance(Duration::from_millis(1)).await;
         clock.written(0, &stats);
-        let hist: Vec<u64> = stats
-            .latency
-            .buckets
-            .iter()
-            .map(|b| b.load(Relaxed))
-            .collect();
+        let hist = latency_counts(&stats);
         assert_eq!(hist[latency_bucket(2000)], 2);
         assert_eq!(hist[latency_bucket(3000)], 1);
         assert_eq!(hist[latency_bucket(1000)], 2);
@@ -675,12 +680,7 @@ mod tests {
         tokio::time::advance(Duration::from_millis(40)).await;
         // The replies arrived 5 ms after the read; written later, timed to their arrival.
         clock.written_at(0, &stats, read + Duration::from_millis(5));
-        let hist: Vec<u64> = stats
-            .latency
-            .buckets
-            .iter()
-            .map(|b| b.load(Relaxed))
-            .collect();
+        let hist = latency_counts(&stats);
         assert_eq!(hist[latency_bucket(5000)], 2);
         assert_eq!(hist.iter().sum::<u64>(), 2);
         // Nothing left to time: no clock read, nothing recorded.
