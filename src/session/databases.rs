@@ -81,12 +81,27 @@ pub(super) fn select_route(args: &[&[u8]], session: &Session) -> Route {
     match session.worker.settings().databases {
         _ if db == session.db => Route::Local(Local::Select),
         Databases::Real => Route::Pinned(Pinned::Exclusive(Exclusive::Database(Op::Select(db)))),
-        Databases::Emulated(count) if db < count => Route::Local(Local::Select),
-        Databases::Emulated(1) => Route::Refused(error(
+        Databases::Emulated(count) => match emulated_select(args.get(1).copied(), count) {
+            Ok(_) => Route::Local(Local::Select),
+            Err(reply) => Route::Refused(reply),
+        },
+    }
+}
+
+/// Cluster mode: the database `SELECT arg` names, when it is one of the `count` served
+/// (database 0, and the emulated ones); else the error one Redis would give (naming
+/// `cluster.databases` when none is emulated).
+pub(super) fn emulated_select(arg: Option<&[u8]>, count: u32) -> Result<u32, Bytes> {
+    let Some(db) = parse_db(arg) else {
+        return Err(error("ERR value is not an integer or out of range"));
+    };
+    match u32::try_from(db) {
+        Ok(db) if db < count => Ok(db),
+        Ok(_) if count == 1 => Err(error(
             "ERR DB index is out of range (slotgate in front of a cluster serves database 0; \
              set cluster.databases to emulate more)",
         )),
-        Databases::Emulated(_) => Route::Refused(error("ERR DB index is out of range")),
+        _ => Err(error("ERR DB index is out of range")),
     }
 }
 

@@ -34,7 +34,7 @@ use crate::backend::connect::ASKING;
 use crate::backend::dedicated::{DedicatedConn, Lease};
 use crate::backend::redirect::Redirect;
 use crate::backend::BackendError;
-use crate::placement::{KeyReply, Unit};
+use crate::placement::{KeyReply, KeySpace, Unit};
 use crate::resp::{Reply, Request};
 use crate::router::rule::{self, Attempts, Next};
 use crate::router::NotYet;
@@ -119,14 +119,20 @@ pub(super) struct Transaction {
     /// A command was refused while queueing: EXEC answers EXECABORT.
     failed: bool,
     /// Co-location rules in cluster mode: the queued commands whose replies carry key names
-    /// (position, shape), for EXEC's array.
-    key_replies: Vec<(usize, KeyReply)>,
+    /// (position in EXEC's array, shape, the key space they were queued in).
+    key_replies: Vec<(usize, KeyReply, KeySpace)>,
     /// The slot of the command being queued (recorded in `units`).
     current: Option<Unit>,
     /// Pool mode: the SELECTs queued (their position in `queued`, the database each names,
     /// `None` for an argument the node will refuse); the session moves to the last one the
     /// node accepted.
     selects: Vec<(usize, Option<u32>)>,
+    /// Cluster mode: the SELECTs queued, answered by the proxy — each one's position in
+    /// EXEC's array and its reply, put into the nodes' array at EXEC.
+    answered: Vec<(usize, Bytes)>,
+    /// Cluster mode: the database the last accepted SELECT queued names; the commands
+    /// queued after it are already in its key space (the session's, until EXEC).
+    db_after: Option<u32>,
 }
 
 /// The connection WATCH pinned and the slot it watches. `conn` is `None` once the watch is
@@ -167,7 +173,12 @@ impl Transaction {
 
     /// Commands queued so far (CLIENT LIST's `multi`).
     pub(super) fn queued(&self) -> usize {
-        self.queued.len()
+        self.queued.len() + self.answered.len()
+    }
+
+    /// The position in EXEC's array of the next command queued.
+    fn next_position(&self) -> usize {
+        self.queued.len() + self.answered.len()
     }
 
     /// Whether the commands and watches involve more than one slot.
@@ -222,21 +233,30 @@ impl Session {
         // PUBLISH has no key: a cluster node runs it in any transaction and broadcasts it.
         let publish = self.last_spec.is_some_and(|spec| spec.name == "publish");
         let across = self.worker.settings().cross_slot_writes;
-        let real_databases = self.worker.settings().databases == Databases::Real;
+        let databases = self.worker.settings().databases;
+        // Cluster mode: how many databases there are (1 when none is emulated).
+        let emulated = match databases {
+            Databases::Emulated(count) => Some(count),
+            Databases::Real => None,
+        };
         let Some(tx) = self.tx.as_mut() else { return };
         tx.current = None;
         let reply = match route {
             Route::Pinned(Pinned::Exclusive(Exclusive::Exec)) => {
                 if !tx.key_replies.is_empty() {
                     let key_replies = std::mem::take(&mut tx.key_replies);
-                    self.queue
-                        .expect_key_names(Expect::Exec(key_replies, self.space.clone()));
+                    self.queue.expect_key_names(Expect::Exec(key_replies));
                 }
                 self.deferred = Some(Box::new((request, Exclusive::Exec)));
                 return;
             }
             Route::Pinned(Pinned::Discard) => {
+                let switched = tx.db_after.is_some();
                 self.tx = None;
+                if switched {
+                    // Back to the session's own key space.
+                    super::databases::switch(self, self.db);
+                }
                 self.release_watch();
                 Bytes::from_static(OK)
             }
@@ -254,9 +274,25 @@ impl Session {
             }
             // Queued like Redis does: EXEC's array has its `+OK` (EXEC unwatches anyway).
             Route::Pinned(Pinned::Unwatch) => tx.enqueue(request.raw(), limit),
+            // Cluster mode: a node has database 0 only. Answered here, its reply put in EXEC's
+            // array; the commands queued after it go to its database's key space.
+            Route::Local(Local::Select) if emulated.is_some() => {
+                let count = emulated.unwrap_or(1);
+                let reply = match super::databases::emulated_select(request.arg(1), count) {
+                    Ok(db) => {
+                        tx.db_after = Some(db);
+                        self.space = databases.space(db);
+                        Bytes::from_static(OK)
+                    }
+                    Err(reply) => reply,
+                };
+                let at = tx.next_position();
+                tx.answered.push((at, reply));
+                Bytes::from_static(QUEUED)
+            }
             // Pool mode: the node runs it inside EXEC (accepting or refusing it as one Redis
             // does) and the commands after it in its database; see `exec`.
-            Route::Local(Local::Select) if real_databases => {
+            Route::Local(Local::Select) => {
                 let db = request
                     .arg(1)
                     .and_then(|a| std::str::from_utf8(a).ok()?.parse::<u32>().ok());
@@ -297,7 +333,8 @@ impl Session {
                     tx.current = Some(unit);
                     let shape = self.worker.settings().key_tags.as_ref().and(self.last_spec);
                     if let Some(shape) = shape.and_then(|spec| KeyReply::of(spec.name)) {
-                        tx.key_replies.push((tx.queued.len(), shape));
+                        let at = tx.next_position();
+                        tx.key_replies.push((at, shape, self.space.clone()));
                     }
                     tx.enqueue(request.raw(), limit)
                 }
@@ -400,6 +437,11 @@ impl Session {
         };
         let watched = self.watched.take().map(|watched| *watched);
         let watched_also = std::mem::take(&mut self.watched_also);
+        if tx.db_after.is_some() {
+            // Cluster mode: the commands were queued in the key space of the last SELECT;
+            // the session takes it only if the transaction runs (below).
+            super::databases::switch(self, self.db);
+        }
         if tx.failed {
             self.release(watched);
             for w in watched_also {
@@ -408,7 +450,7 @@ impl Session {
             return error(EXECABORT);
         }
         if tx.spans_slots(watched.as_ref(), &watched_also) {
-            if !tx.selects.is_empty() {
+            if !tx.selects.is_empty() || !tx.answered.is_empty() {
                 self.release(watched);
                 for w in watched_also {
                     self.release(Some(w));
@@ -424,6 +466,18 @@ impl Session {
             let selects = std::mem::take(&mut tx.selects);
             let reply = self.exec_on_one_node(tx, watched, false).await;
             if let Some(db) = selected(&reply, &selects, self.worker.settings().limits) {
+                super::databases::switch(self, db);
+            }
+            return reply;
+        }
+        if !tx.answered.is_empty() {
+            let answered = std::mem::take(&mut tx.answered);
+            let db_after = tx.db_after;
+            let reply = self.exec_on_one_node(tx, watched, true).await;
+            let Some(reply) = with_answers(&reply, &answered, self.worker.settings().limits) else {
+                return reply; // Nothing ran (a watched key changed, or an error).
+            };
+            if let Some(db) = db_after {
                 super::databases::switch(self, db);
             }
             return reply;
@@ -848,6 +902,28 @@ fn selected(
             matches!(results.get(*at), Some(crate::resp::Frame::Simple(ok)) if &ok[..] == b"OK")
         })
         .find_map(|&(_, db)| db)
+}
+
+/// EXEC's array from the node with the replies the proxy gave (`answered`: each one's
+/// position in the client's array) put in their places; `None` when EXEC did not answer an
+/// array (nothing ran).
+fn with_answers(
+    exec_reply: &Bytes,
+    answered: &[(usize, Bytes)],
+    limits: crate::resp::Limits,
+) -> Option<Bytes> {
+    let crate::resp::Frame::Array(mut results) =
+        crate::resp::parse_frame(exec_reply, &limits).ok()?
+    else {
+        return None;
+    };
+    for (at, reply) in answered {
+        let frame = crate::resp::parse_frame(reply, &limits).ok()?;
+        results.insert((*at).min(results.len()), frame);
+    }
+    let mut out = BytesMut::with_capacity(exec_reply.len() + 16 * answered.len());
+    crate::resp::Frame::Array(results).encode(&mut out);
+    Some(out.freeze())
 }
 
 fn last(mut replies: Vec<Reply>) -> Bytes {

@@ -198,8 +198,9 @@ async fn pool_mode_databases_answer_as_one_redis() {
     }
 }
 
-/// SELECT inside MULTI (pool mode): run by the node inside EXEC, the commands after it in its
-/// database, the client left in the last one the node accepted; refusals inside EXEC's array.
+/// SELECT inside MULTI: the commands after it in its database, the client left in the last
+/// one accepted; refusals inside EXEC's array (pool mode: run by the node; cluster mode with
+/// emulated databases: answered by the proxy, the key spaces switched).
 const TX_SELECT: &[&str] = &[
     "SET {t}a zero",
     "MULTI",
@@ -239,6 +240,15 @@ const TX_SELECT: &[&str] = &[
     "GET {t}a",
     "EXEC",
     "GET {t}a",
+    // Replies that name keys, from two databases in one transaction.
+    "MULTI",
+    "SELECT 6",
+    "RPUSH {t}l x",
+    "BLPOP {t}l 0",
+    "SELECT 0",
+    "RPUSH {t}l y",
+    "BLPOP {t}l 0",
+    "EXEC",
     "WATCH {t}a",
     "MULTI",
     "SELECT 8",
@@ -263,16 +273,24 @@ const TX_SELECT: &[&str] = &[
     "DBSIZE",
 ];
 
+/// Run [`TX_SELECT`] on `proxy` and on `single`, comparing every reply.
+async fn tx_select_as_one_redis(
+    proxy: &mut MultiplexedConnection,
+    single: &mut MultiplexedConnection,
+) {
+    for command in TX_SELECT {
+        let (got, want) = (send(proxy, command).await, send(single, command).await);
+        assert_eq!(got, want, "{command}: slotgate vs one redis");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_mode_select_inside_multi_answers_as_one_redis() {
     let setup = common::start_pools(2, &[], |_| {});
     let single = oracle();
     let proxy = &mut setup.client().await;
     let one = &mut common::client(single.addr().parse().unwrap()).await;
-    for command in TX_SELECT {
-        let (got, want) = (send(proxy, command).await, send(one, command).await);
-        assert_eq!(got, want, "{command}: slotgate vs one redis");
-    }
+    tx_select_as_one_redis(proxy, one).await;
     // The keys are where one Redis has them: database 8 holds `{t}a` on its pool.
     let mut eight = Vec::new();
     for i in 0..2 {
@@ -436,6 +454,24 @@ async fn cluster_mode_emulated_databases_answer_as_one_redis() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_mode_select_inside_multi_answers_as_one_redis() {
+    let setup = common::start_with(Default::default(), sixteen);
+    let single = oracle();
+    let proxy = &mut setup.client().await;
+    let one = &mut common::client(single.addr().parse().unwrap()).await;
+    tx_select_as_one_redis(proxy, one).await;
+    // Database 8's key is stored under its namespace, in `{t}`'s slot, on one master.
+    let mut stored = Vec::new();
+    for master in setup.masters() {
+        let n = &mut common::client(master).await;
+        let keys: Vec<Vec<u8>> = q(n, &["KEYS", "*{t}a"]).await.unwrap();
+        stored.extend(keys);
+    }
+    assert_eq!(stored.len(), 3, "{stored:?}"); // databases 0, 6 and 8
+    assert!(stored.contains(&b"{t}a".to_vec()), "{stored:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_mode_namespaced_keys_keep_their_slot_and_stay_hidden() {
     let setup = common::start_with(Default::default(), sixteen);
     let c = &mut setup.client().await;
@@ -504,4 +540,19 @@ async fn cluster_mode_select_is_refused_by_default_naming_the_setting() {
     );
     assert_eq!(send(c, "SET k v").await, "OK");
     assert_eq!(send(c, "KEYS *").await, "[\"k\"]");
+    // Inside MULTI: database 0 selected, another refused inside EXEC's array, as one Redis
+    // with one database would answer.
+    for command in ["MULTI", "SELECT 0", "SELECT 1", "SET k w"] {
+        assert_eq!(
+            send(c, command).await.replace("+QUEUED", "OK"),
+            "OK",
+            "{command}"
+        );
+    }
+    let exec = send(c, "EXEC").await;
+    assert!(
+        exec.starts_with("[OK, ERR DB index is out of range") && exec.ends_with(", OK]"),
+        "{exec}"
+    );
+    assert_eq!(send(c, "GET k").await, "\"w\"");
 }

@@ -21,8 +21,9 @@ pub enum Expect {
     /// pattern, if there is one.
     Reply(KeyReply, Option<Bytes>, KeySpace),
     /// EXEC's array: for each queued command whose reply carries key names, its position in
-    /// the transaction and its shape.
-    Exec(Vec<(usize, KeyReply)>, KeySpace),
+    /// the array, its shape and the client's key space when it was queued (a SELECT inside the
+    /// transaction changes it for the commands after).
+    Exec(Vec<(usize, KeyReply, KeySpace)>),
 }
 
 /// The rules and the places whose replies carry key names.
@@ -64,13 +65,15 @@ impl KeyNames {
                 self.tags
                     .untag_reply(space, *shape, pattern.as_deref(), &mut frame)
             }
-            Expect::Exec(commands, space) => match &mut frame {
-                Frame::Array(replies) => commands.iter().fold(false, |changed, (i, shape)| {
-                    let one = replies
-                        .get_mut(*i)
-                        .is_some_and(|r| self.tags.untag_reply(space, *shape, None, r));
-                    changed | one
-                }),
+            Expect::Exec(commands) => match &mut frame {
+                Frame::Array(replies) => {
+                    commands.iter().fold(false, |changed, (i, shape, space)| {
+                        let one = replies
+                            .get_mut(*i)
+                            .is_some_and(|r| self.tags.untag_reply(space, *shape, None, r));
+                        changed | one
+                    })
+                }
                 _ => false,
             },
         };
