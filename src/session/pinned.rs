@@ -178,7 +178,7 @@ impl Transaction {
 
     /// The position in EXEC's array of the next command queued.
     fn next_position(&self) -> usize {
-        self.queued.len() + self.answered.len()
+        self.queued()
     }
 
     /// Whether the commands and watches involve more than one slot.
