@@ -228,6 +228,8 @@ impl Session {
 
     /// Between MULTI and EXEC: queue the request (checking it belongs to the transaction's
     /// slot) or act on it at once, as Redis does for EXEC, DISCARD, MULTI, WATCH, QUIT, RESET.
+    /// Kept out of `dispatch`, whose every request would otherwise carry its code.
+    #[inline(never)]
     pub(super) fn in_transaction(&mut self, request: Request, route: Route) {
         let limit = self.worker.settings().client_limits.max_pending_bytes;
         // PUBLISH has no key: a cluster node runs it in any transaction and broadcasts it.
