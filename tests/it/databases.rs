@@ -305,7 +305,21 @@ async fn pool_mode_select_inside_multi_answers_as_one_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_mode_select_inside_a_transaction_across_slots_is_refused_whole() {
     let setup = common::start_pools(2, &[], |c| c.commands.non_atomic_cross_slot_writes = true);
-    let c = &mut setup.client().await;
+    select_across_slots_is_refused_whole(&mut setup.client().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_mode_select_inside_a_transaction_across_slots_is_refused_whole() {
+    let setup = common::start_with(Default::default(), |c| {
+        sixteen(c);
+        c.commands.non_atomic_cross_slot_writes = true;
+    });
+    select_across_slots_is_refused_whole(&mut setup.client().await).await;
+}
+
+/// With writes across slots on, a transaction across slots with a SELECT inside: EXEC
+/// refuses it, nothing runs, and the client stays in database 0.
+async fn select_across_slots_is_refused_whole(c: &mut MultiplexedConnection) {
     for (command, reply) in [
         ("MULTI", "OK"),
         ("SET x 1", "+QUEUED"),
