@@ -413,7 +413,8 @@ impl Session {
                 let wait = blocking_timeout(&request.args()).unwrap_or(FOREVER);
                 let bound = Some(wait + self.worker.settings().request_timeout);
                 self.wrote_to(unit);
-                self.run_alone(Some(unit), request.raw(), 1, bound).await
+                self.run_alone(Some(unit), request.raw(), 1, bound, true)
+                    .await
             }
             Exclusive::Wait => {
                 let mut wrote: Vec<Unit> = self.last_write.into_iter().collect();
@@ -538,29 +539,28 @@ impl Session {
                 Err(e) => e.to_reply(),
             },
             Some(Watched { conn: None, .. }) => self.null_array(),
-            None if give_back => self.run_alone(unit, &payload, replies, Some(timeout)).await,
             None => {
-                let lease = self.lease();
-                match on_master(&self.worker, unit, &payload, replies, Some(timeout), lease).await {
-                    Ok((_conn, replies)) => last(replies),
-                    Err(reply) => reply,
-                }
+                self.run_alone(unit, &payload, replies, Some(timeout), give_back)
+                    .await
             }
         }
     }
 
-    /// [`on_master`] in the session's protocol; the connection goes back to the idle set and
-    /// the last reply (or the error) is the answer.
+    /// [`on_master`] in the session's protocol; the last reply (or the error) is the answer.
+    /// The connection goes back to the idle set when `give_back` (else it is closed).
     async fn run_alone(
         &self,
         unit: Option<Unit>,
         payload: &[u8],
         replies: usize,
         bound: Option<Duration>,
+        give_back: bool,
     ) -> Bytes {
         match on_master(&self.worker, unit, payload, replies, bound, self.lease()).await {
             Ok((conn, replies)) => {
-                self.worker.router().give_back(conn);
+                if give_back {
+                    self.worker.router().give_back(conn);
+                }
                 last(replies)
             }
             Err(reply) => reply,
